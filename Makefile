@@ -1,0 +1,70 @@
+# Closeloop make verbs. `make` alone prints help.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+TOOLS := .tools
+# sam build needs the Lambda runtime's interpreter (3.12) first on PATH; pyenv's shim is not enough.
+PY312 := $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12.*/bin/python3) $(shell command -v python3.12 2>/dev/null))
+export AWS_DEFAULT_REGION ?= us-east-1
+
+.PHONY: help venv tools lint typecheck unit test demo bench build deploy validate scan clean
+
+help: ## this help
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed ## create .venv with the package and its dev tools
+
+$(TOOLS)/sam/.installed:
+	$(if $(PY312),,$(error python3.12 is needed for sam build: install it, e.g. pyenv install 3.12))
+	$(PY312) -m venv $(TOOLS)/sam
+	$(TOOLS)/sam/bin/pip install -q --upgrade pip
+	$(TOOLS)/sam/bin/pip install -q 'aws-sam-cli>=1.120'
+	touch $@
+
+$(TOOLS)/checkov/.installed:
+	$(PYTHON) -m venv $(TOOLS)/checkov
+	$(TOOLS)/checkov/bin/pip install -q --upgrade pip
+	$(TOOLS)/checkov/bin/pip install -q 'checkov>=3.2'
+	touch $@
+
+tools: $(TOOLS)/sam/.installed $(TOOLS)/checkov/.installed ## install sam-cli and checkov in their own venvs
+
+lint: venv ## ruff (lint + format check) and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+validate: tools ## sam validate (plain and --lint) and cfn-lint on template.yaml
+	$(TOOLS)/sam/bin/sam validate --lint -t template.yaml
+	$(TOOLS)/sam/bin/sam validate -t template.yaml
+	$(BIN)/cfn-lint template.yaml
+
+scan: tools ## checkov on template.yaml (skips carry their reason in the template)
+	$(TOOLS)/checkov/bin/checkov -f template.yaml --framework cloudformation --skip-download --quiet --compact
+
+unit: venv ## pytest only
+	$(BIN)/pytest
+
+test: lint unit validate scan ## everything CI runs: ruff, mypy, pytest (unit, integration, e2e), sam validate, checkov
+
+demo: venv ## run the whole loop offline on the local stack and show the result
+	$(BIN)/closeloop demo
+
+build: tools ## sam build (python3.12, arm64)
+	PATH=$(dir $(PY312)):$$PATH $(TOOLS)/sam/bin/sam build --parallel --cached
+
+deploy: build ## sam deploy --guided
+	$(TOOLS)/sam/bin/sam deploy --guided
+
+clean: ## remove venvs and build output
+	rm -rf $(VENV) $(TOOLS) .aws-sam .pytest_cache .mypy_cache .ruff_cache

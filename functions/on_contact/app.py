@@ -1,0 +1,31 @@
+"""on_contact: the contacts webhook route (verify, validate, enqueue) and the contacts queue worker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from closeloop import runtime
+from closeloop.webhook_api import app
+
+logger = Logger()
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+@logger.inject_lambda_context
+def webhook_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)
+
+
+def record_handler(record: SQSRecord) -> None:
+    runtime.contact_worker().handle_message(record.body)
+
+
+@logger.inject_lambda_context
+def worker_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

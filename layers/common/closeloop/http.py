@@ -1,0 +1,180 @@
+"""The one HTTP client factory and retry policy every vendor adapter uses.
+
+httpx with explicit timeouts; one retry policy for 429, 5xx, timeouts and connection errors (capped
+exponential backoff with full jitter, honouring Retry-After); typed errors carrying vendor, status,
+request id and a redacted body. httpx's own ``retries=`` only retries connects, so the loop lives here.
+Vendor quirks (how a 429 says when to come back, which header holds the request id) are passed in as data.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from closeloop.errors import (
+    AuthExpired,
+    Conflict,
+    FatalError,
+    IntegrationError,
+    NotFound,
+    RateLimited,
+    Unavailable,
+    ValidationFailed,
+)
+from closeloop.redaction import redact
+
+DEFAULT_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try. ``max_sleep_total`` keeps a Lambda inside its timeout: past it, the queue retries."""
+
+    max_attempts: int = 4
+    base_delay: float = 0.5
+    max_delay: float = 8.0
+    max_sleep_total: float = 20.0
+
+    def backoff(self, attempt: int) -> float:
+        """Full-jitter exponential backoff for retry number ``attempt`` (1-based)."""
+        return random.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))  # noqa: S311
+
+
+@dataclass(frozen=True)
+class RateLimitVerdict:
+    """What a 429 means: wait ``retry_after`` seconds, or give up now (``retry=False``, e.g. a daily cap)."""
+
+    retry: bool
+    retry_after: float | None
+    problem: str = ""
+
+
+def retry_after_header(response: httpx.Response) -> RateLimitVerdict:
+    """The default 429 reading: a numeric Retry-After header, if any."""
+    value = response.headers.get("retry-after")
+    try:
+        seconds = float(value) if value is not None else None
+    except ValueError:
+        seconds = None
+    return RateLimitVerdict(retry=True, retry_after=seconds)
+
+
+RETRIABLE_STATUSES = frozenset({500, 502, 503, 504})
+
+
+class VendorHttp:
+    """An httpx client bound to one vendor's base URL, with the retry policy and error mapping."""
+
+    def __init__(
+        self,
+        vendor: str,
+        base_url: str,
+        *,
+        auth: httpx.Auth | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        policy: RetryPolicy | None = None,
+        rate_limit: Callable[[httpx.Response], RateLimitVerdict] = retry_after_header,
+        request_id_header: str = "x-request-id",
+        sleep: Callable[[float], None] = time.sleep,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.vendor = vendor
+        self.policy = policy or RetryPolicy()
+        self._rate_limit = rate_limit
+        self._request_id_header = request_id_header
+        self._sleep = sleep
+        self.calls = 0
+        self._client = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            auth=auth,
+            headers={"Accept": "application/json", "User-Agent": "closeloop/0.1", **(headers or {})},
+            timeout=timeout,
+            transport=transport,
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        data: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        ok: Iterable[int] = (200, 201, 204),
+    ) -> httpx.Response:
+        """Send with retries; return the response when its status is in ``ok``, else raise a typed error."""
+        slept = 0.0
+        attempt = 0
+        while True:
+            attempt += 1
+            self.calls += 1
+            try:
+                response = self._client.request(method, path, params=params, json=json, data=data, headers=headers)
+            except httpx.TransportError as exc:  # timeouts, connection refused/reset
+                delay = self.policy.backoff(attempt)
+                if attempt >= self.policy.max_attempts or slept + delay > self.policy.max_sleep_total:
+                    raise Unavailable(f"{method} {path}: {type(exc).__name__}", vendor=self.vendor) from exc
+                slept += delay
+                self._sleep(delay)
+                continue
+
+            if response.status_code in ok:
+                return response
+            if response.status_code == 429:
+                verdict = self._rate_limit(response)
+                delay = max(verdict.retry_after or 0.0, self.policy.backoff(attempt))
+                if (
+                    not verdict.retry
+                    or attempt >= self.policy.max_attempts
+                    or slept + delay > self.policy.max_sleep_total
+                ):
+                    raise self._error(response, method, path, verdict)
+                slept += delay
+                self._sleep(delay)
+                continue
+            if response.status_code in RETRIABLE_STATUSES:
+                delay = self.policy.backoff(attempt)
+                if attempt >= self.policy.max_attempts or slept + delay > self.policy.max_sleep_total:
+                    raise self._error(response, method, path)
+                slept += delay
+                self._sleep(delay)
+                continue
+            raise self._error(response, method, path)
+
+    def _error(
+        self, response: httpx.Response, method: str, path: str, verdict: RateLimitVerdict | None = None
+    ) -> IntegrationError:
+        status = response.status_code
+        context: dict[str, Any] = {
+            "vendor": self.vendor,
+            "status": status,
+            "request_id": response.headers.get(self._request_id_header),
+            "body": redact(response.text),
+        }
+        message = f"{method} {path} failed"
+        if status == 429:
+            verdict = verdict or self._rate_limit(response)
+            return RateLimited(
+                f"{message}: rate limited ({verdict.problem or 'limit'})",
+                retry_after=verdict.retry_after,
+                problem=verdict.problem,
+                **context,
+            )
+        error_type: type[IntegrationError] = {
+            400: ValidationFailed,
+            401: AuthExpired,
+            404: NotFound,
+            409: Conflict,
+            422: ValidationFailed,
+        }.get(status, Unavailable if status >= 500 else FatalError)
+        return error_type(message, **context)

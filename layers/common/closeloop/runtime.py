@@ -1,0 +1,162 @@
+"""The composition root: builds the configured adapters, store and pipelines for the Lambda handlers.
+
+Providers are looked up in registries keyed by ``CRM_PROVIDER`` / ``ACCOUNTING_PROVIDER``; the sync logic
+only ever sees the ports. Everything here is built once per process and cached (warm invocations reuse
+clients and tokens); tests call ``reset()``.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from closeloop.config import Settings, get_settings
+from closeloop.credentials import Credentials
+from closeloop.errors import ConfigurationError
+from closeloop.ports import AccountingPort, CrmPort
+
+logger = Logger(child=True)
+
+
+@cache
+def credentials() -> Credentials:
+    settings = get_settings()
+    return Credentials(os.environ, settings.credentials_secret_id, settings.credentials_max_age_seconds)
+
+
+def _hubspot(settings: Settings, creds: Credentials) -> CrmPort:
+    from closeloop.crm.hubspot import HubSpotCrm  # noqa: PLC0415
+
+    return HubSpotCrm(
+        client_secret=lambda: creds.get("HUBSPOT_CLIENT_SECRET"),
+        access_token=lambda: creds.get("HUBSPOT_ACCESS_TOKEN"),
+        base_url=settings.hubspot_api_url,
+    )
+
+
+def _xero(settings: Settings, creds: Credentials) -> AccountingPort:
+    from closeloop.accounting.xero import XeroAccounting, refresh_with_identity  # noqa: PLC0415
+    from closeloop.oauth import RefreshingTokens  # noqa: PLC0415
+
+    def write_back(token: str) -> None:
+        try:
+            creds.put("XERO_REFRESH_TOKEN", token)
+        except Exception as exc:  # noqa: BLE001 - the token is safe in DynamoDB; the secret is a copy
+            logger.warning("could not write the rotated Xero refresh token to the secret", extra={"error": str(exc)})
+
+    tokens = RefreshingTokens(
+        "xero",
+        store(),
+        seed=lambda fresh: creds.get("XERO_REFRESH_TOKEN", fresh=fresh),
+        refresh=refresh_with_identity(
+            settings.xero_identity_url,
+            lambda: creds.get("XERO_CLIENT_ID"),
+            lambda: creds.get("XERO_CLIENT_SECRET"),
+        ),
+        write_back=write_back,
+    )
+    return XeroAccounting(base_url=settings.xero_api_url, tokens=tokens, tenant_id=lambda: creds.get("XERO_TENANT_ID"))
+
+
+CRM_PROVIDERS: dict[str, Callable[[Settings, Credentials], CrmPort]] = {"hubspot": _hubspot}
+ACCOUNTING_PROVIDERS: dict[str, Callable[[Settings, Credentials], AccountingPort]] = {"xero": _xero}
+
+
+def _provider(registry: dict[str, Callable[[Settings, Credentials], Any]], name: str, kind: str) -> Any:
+    try:
+        factory = registry[name]
+    except KeyError:
+        raise ConfigurationError(f"unknown {kind} provider {name!r}; known: {', '.join(sorted(registry))}") from None
+    return factory(get_settings(), credentials())
+
+
+@cache
+def crm() -> CrmPort:
+    return _provider(CRM_PROVIDERS, get_settings().crm_provider, "CRM")  # type: ignore[no-any-return]
+
+
+@cache
+def accounting() -> AccountingPort:
+    return _provider(ACCOUNTING_PROVIDERS, get_settings().accounting_provider, "accounting")  # type: ignore[no-any-return]
+
+
+@cache
+def store() -> Any:
+    from closeloop.store import DynamoStore  # noqa: PLC0415
+
+    settings = get_settings()
+    settings.require("sync_table")
+    return DynamoStore(settings.sync_table)
+
+
+@cache
+def queues() -> Any:
+    from closeloop.aws import SqsQueues  # noqa: PLC0415
+
+    settings = get_settings()
+    settings.require("contact_queue_url", "deal_queue_url")
+    return SqsQueues({"contacts": settings.contact_queue_url, "deals": settings.deal_queue_url})
+
+
+@cache
+def alerts() -> Any:
+    from closeloop.aws import SnsAlerts  # noqa: PLC0415
+
+    return SnsAlerts(get_settings().alert_topic_arn)
+
+
+@cache
+def once() -> Callable[[dict[str, Any], Callable[[], dict[str, Any]]], dict[str, Any]]:
+    """Run a unit of work at most once per key (Powertools idempotency on the idempotency table)."""
+    from aws_lambda_powertools.utilities.idempotency import (  # noqa: PLC0415
+        DynamoDBPersistenceLayer,
+        IdempotencyConfig,
+        idempotent_function,
+    )
+    from aws_lambda_powertools.utilities.idempotency.exceptions import (  # noqa: PLC0415
+        IdempotencyAlreadyInProgressError,
+    )
+
+    from closeloop.errors import Busy  # noqa: PLC0415
+
+    settings = get_settings()
+    settings.require("idempotency_table")
+    persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table)
+    # HubSpot redelivers for up to 24 hours: remember finished work a little longer than that.
+    config = IdempotencyConfig(expires_after_seconds=25 * 3600, raise_on_no_idempotency_key=True)
+
+    @idempotent_function(  # type: ignore[untyped-decorator]
+        data_keyword_argument="key", persistence_store=persistence, config=config
+    )
+    def run(key: dict[str, Any], work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        return work()
+
+    def guarded(key: dict[str, Any], work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        try:
+            result: dict[str, Any] = run(key=key, work=work)
+        except IdempotencyAlreadyInProgressError as exc:
+            raise Busy(f"{key['ref']} is being processed by another worker") from exc
+        return result
+
+    return guarded
+
+
+@cache
+def contact_worker() -> Any:
+    from closeloop.sync.contacts import ContactSync  # noqa: PLC0415
+    from closeloop.sync.worker import Worker  # noqa: PLC0415
+
+    pipeline = ContactSync(crm(), accounting(), store(), owner=uuid.uuid4().hex)
+    return Worker(pipeline, alerts(), once())
+
+
+def reset() -> None:
+    """Forget every cached component and setting (tests, or after the environment changed)."""
+    for cached in (credentials, crm, accounting, store, queues, alerts, once, contact_worker):
+        cached.cache_clear()
+    get_settings.cache_clear()

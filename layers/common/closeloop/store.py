@@ -1,0 +1,320 @@
+"""The DynamoDB repository: mappings, audit trail, failed syncs, leases and OAuth token state.
+
+One table (``SYNC_TABLE``), single-table design. This module is the only place that builds keys:
+
+| item          | PK                              | SK                     | GSI1PK / GSI1SK                    |
+|---------------|---------------------------------|------------------------|------------------------------------|
+| mapping       | ``CRM#hubspot#company#123``     | ``MAP#xero``           | ``ACC#xero#<id>`` / PK             |
+| audit record  | ``CRM#hubspot#company#123``     | ``AUDIT#<iso>#<uuid>`` | –                                  |
+| failed sync   | ``CRM#hubspot#company#123``     | ``FAILED``             | ``FAILED`` / ``<iso>``             |
+| lease         | ``LEASE#<name>``                | ``LEASE``              | –                                  |
+| token state   | ``CONN#<connection>``           | ``TOKEN``              | –                                  |
+
+``expires_at`` is the table's TTL attribute (epoch seconds): leases carry it so stale ones are swept.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from closeloop.models import CrmRef
+from closeloop.ports import AuditRecord, FailedSync, IdMapping
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+LEASE_SWEEP_SECONDS = 86_400
+
+
+def crm_key(ref: CrmRef) -> str:
+    return f"CRM#{ref.crm}#{ref.object_type}#{ref.object_id}"
+
+
+def ref_from_key(key: str) -> CrmRef:
+    _, crm, object_type, object_id = key.split("#", 3)
+    return CrmRef(crm=crm, object_type=object_type, object_id=object_id)
+
+
+def accounting_key(system: str, accounting_id: str) -> str:
+    return f"ACC#{system}#{accounting_id}"
+
+
+def _iso(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class TokenState:
+    """An OAuth connection's live tokens. ``known_refresh_hashes``: recent refresh tokens we held or issued."""
+
+    access_token: str
+    access_expires_at: float
+    refresh_token: str
+    version: int = 0
+    known_refresh_hashes: tuple[str, ...] = field(default_factory=tuple)
+    refreshed_at: float = 0.0
+
+
+class DynamoStore:
+    """SyncStore and TokenStore on one DynamoDB table."""
+
+    def __init__(self, table_name: str, client: DynamoDBClient | None = None) -> None:
+        self.table = table_name
+        self._client: DynamoDBClient = client or boto3.client("dynamodb")
+
+    # -- low-level helpers -------------------------------------------------------------------------
+
+    @staticmethod
+    def _item(values: dict[str, Any]) -> dict[str, Any]:
+        return {k: _serializer.serialize(v) for k, v in values.items() if v is not None}
+
+    @staticmethod
+    def _plain(item: dict[str, Any]) -> dict[str, Any]:
+        return {k: _deserializer.deserialize(v) for k, v in item.items()}
+
+    def _get(self, pk: str, sk: str) -> dict[str, Any] | None:
+        response = self._client.get_item(
+            TableName=self.table, Key=self._item({"PK": pk, "SK": sk}), ConsistentRead=True
+        )
+        item = response.get("Item")
+        return self._plain(item) if item else None
+
+    # -- mappings ----------------------------------------------------------------------------------
+
+    def get_mapping(self, ref: CrmRef, system: str) -> IdMapping | None:
+        item = self._get(crm_key(ref), f"MAP#{system}")
+        if item is None:
+            return None
+        return IdMapping(
+            ref=ref,
+            system=system,
+            accounting_id=str(item["accounting_id"]),
+            snapshot=json.loads(str(item.get("snapshot", "{}"))),
+            updated_at=datetime.fromisoformat(str(item["updated_at"])) if item.get("updated_at") else None,
+        )
+
+    def put_mapping(self, mapping: IdMapping) -> None:
+        pk = crm_key(mapping.ref)
+        self._client.put_item(
+            TableName=self.table,
+            Item=self._item(
+                {
+                    "PK": pk,
+                    "SK": f"MAP#{mapping.system}",
+                    "GSI1PK": accounting_key(mapping.system, mapping.accounting_id),
+                    "GSI1SK": pk,
+                    "type": "mapping",
+                    "accounting_id": mapping.accounting_id,
+                    "snapshot": json.dumps(mapping.snapshot, sort_keys=True),
+                    "updated_at": _iso(mapping.updated_at or datetime.now(UTC)),
+                }
+            ),
+        )
+
+    def find_ref(self, system: str, accounting_id: str) -> CrmRef | None:
+        response = self._client.query(
+            TableName=self.table,
+            IndexName="GSI1",
+            KeyConditionExpression="GSI1PK = :pk",
+            ExpressionAttributeValues=self._item({":pk": accounting_key(system, accounting_id)}),
+            Limit=1,
+        )
+        items = response.get("Items", [])
+        return ref_from_key(str(self._plain(items[0])["PK"])) if items else None
+
+    # -- audit trail -------------------------------------------------------------------------------
+
+    def put_audit(self, record: AuditRecord) -> None:
+        self._client.put_item(
+            TableName=self.table,
+            Item=self._item(
+                {
+                    "PK": crm_key(record.ref),
+                    "SK": f"AUDIT#{_iso(record.at)}#{uuid.uuid4().hex[:8]}",
+                    "type": "audit",
+                    "at": _iso(record.at),
+                    "action": record.action,
+                    "system": record.system,
+                    "target_id": record.target_id,
+                    "actor": record.actor,
+                    "source_event": record.source_event,
+                    "changes": json.dumps(record.changes, sort_keys=True),
+                    "detail": record.detail,
+                }
+            ),
+        )
+
+    def list_audit(self, ref: CrmRef) -> list[AuditRecord]:
+        items = self._query_prefix(crm_key(ref), "AUDIT#")
+        return [
+            AuditRecord(
+                ref=ref,
+                at=datetime.fromisoformat(str(i["at"])),
+                action=str(i["action"]),
+                system=str(i["system"]),
+                target_id=str(i.get("target_id", "")),
+                actor=str(i.get("actor", "")),
+                source_event=str(i.get("source_event", "")),
+                changes=json.loads(str(i.get("changes", "{}"))),
+                detail=str(i.get("detail", "")),
+            )
+            for i in items
+        ]
+
+    def _query_prefix(self, pk: str, sk_prefix: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "PK = :pk AND begins_with(SK, :sk)",
+            "ExpressionAttributeValues": self._item({":pk": pk, ":sk": sk_prefix}),
+            "ConsistentRead": True,
+        }
+        while True:
+            response = self._client.query(**kwargs)
+            items.extend(self._plain(i) for i in response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                return items
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    # -- failed syncs ------------------------------------------------------------------------------
+
+    def record_failed_sync(self, failure: FailedSync) -> None:
+        previous = self.get_failed_sync(failure.ref)
+        attempts = (previous.attempts + 1) if previous else failure.attempts
+        self._client.put_item(
+            TableName=self.table,
+            Item=self._item(
+                {
+                    "PK": crm_key(failure.ref),
+                    "SK": "FAILED",
+                    "GSI1PK": "FAILED",
+                    "GSI1SK": _iso(failure.at),
+                    "type": "failed_sync",
+                    "at": _iso(failure.at),
+                    "reason": failure.reason,
+                    "error_type": failure.error_type,
+                    "source_event": failure.source_event,
+                    "attempts": attempts,
+                    "extra": json.dumps(failure.extra, sort_keys=True, default=str),
+                }
+            ),
+        )
+
+    def get_failed_sync(self, ref: CrmRef) -> FailedSync | None:
+        item = self._get(crm_key(ref), "FAILED")
+        return self._failed(item) if item else None
+
+    def list_failed_syncs(self, limit: int = 50) -> list[FailedSync]:
+        """The most recent failed syncs, newest first."""
+        response = self._client.query(
+            TableName=self.table,
+            IndexName="GSI1",
+            KeyConditionExpression="GSI1PK = :pk",
+            ExpressionAttributeValues=self._item({":pk": "FAILED"}),
+            ScanIndexForward=False,
+            Limit=limit,
+        )
+        return [self._failed(self._plain(i)) for i in response.get("Items", [])]
+
+    @staticmethod
+    def _failed(item: dict[str, Any]) -> FailedSync:
+        return FailedSync(
+            ref=ref_from_key(str(item["PK"])),
+            at=datetime.fromisoformat(str(item["at"])),
+            reason=str(item["reason"]),
+            error_type=str(item["error_type"]),
+            source_event=str(item.get("source_event", "")),
+            attempts=int(item.get("attempts", 1)),
+            extra=json.loads(str(item.get("extra", "{}"))),
+        )
+
+    def clear_failed_sync(self, ref: CrmRef) -> None:
+        self._client.delete_item(TableName=self.table, Key=self._item({"PK": crm_key(ref), "SK": "FAILED"}))
+
+    # -- leases ------------------------------------------------------------------------------------
+
+    def acquire_lease(self, name: str, owner: str, seconds: int) -> bool:
+        now = time.time()
+        try:
+            self._client.put_item(
+                TableName=self.table,
+                Item=self._item(
+                    {
+                        "PK": f"LEASE#{name}",
+                        "SK": "LEASE",
+                        "type": "lease",
+                        "owner": owner,
+                        "lease_until": int((now + seconds) * 1000),
+                        "expires_at": int(now + seconds + LEASE_SWEEP_SECONDS),
+                    }
+                ),
+                ConditionExpression="attribute_not_exists(PK) OR lease_until < :now OR #owner = :owner",
+                ExpressionAttributeNames={"#owner": "owner"},
+                ExpressionAttributeValues=self._item({":now": int(now * 1000), ":owner": owner}),
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def release_lease(self, name: str, owner: str) -> None:
+        try:
+            self._client.delete_item(
+                TableName=self.table,
+                Key=self._item({"PK": f"LEASE#{name}", "SK": "LEASE"}),
+                ConditionExpression="#owner = :owner",
+                ExpressionAttributeNames={"#owner": "owner"},
+                ExpressionAttributeValues=self._item({":owner": owner}),
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+
+    # -- OAuth token state -------------------------------------------------------------------------
+
+    def get_token(self, connection: str) -> TokenState | None:
+        item = self._get(f"CONN#{connection}", "TOKEN")
+        if item is None:
+            return None
+        return TokenState(
+            access_token=str(item.get("access_token", "")),
+            access_expires_at=float(item.get("access_expires_at", 0)),
+            refresh_token=str(item["refresh_token"]),
+            version=int(item.get("version", 0)),
+            known_refresh_hashes=tuple(json.loads(str(item.get("known_refresh_hashes", "[]")))),
+            refreshed_at=float(item.get("refreshed_at", 0)),
+        )
+
+    def put_token(self, connection: str, state: TokenState) -> None:
+        """Store ``state`` if the stored version is still ``state.version - 1`` (or none exists)."""
+        self._client.put_item(
+            TableName=self.table,
+            Item=self._item(
+                {
+                    "PK": f"CONN#{connection}",
+                    "SK": "TOKEN",
+                    "type": "token",
+                    "access_token": state.access_token,
+                    "access_expires_at": str(state.access_expires_at),
+                    "refresh_token": state.refresh_token,
+                    "version": state.version,
+                    "known_refresh_hashes": json.dumps(list(state.known_refresh_hashes)),
+                    "refreshed_at": str(state.refreshed_at),
+                }
+            ),
+            ConditionExpression="attribute_not_exists(PK) OR version = :previous",
+            ExpressionAttributeValues=self._item({":previous": state.version - 1}),
+        )

@@ -1,0 +1,331 @@
+"""Contact pipeline: a CRM company or contact becomes exactly one customer in the accounting system.
+
+For each changed CRM object the billable customer is resolved (a contact's company if it has one), then,
+under a per-customer lease so concurrent workers cannot both create:
+1. a stored mapping -> update only the fields that changed since the last sync;
+2. otherwise match, in order: our external number stamp (finds a record created just before a crash),
+   tax number, email, normalised name (legal suffixes, case and punctuation ignored) -> link and update;
+3. otherwise create, with an idempotency key derived from the CRM object and event. A duplicate-name
+   answer from the vendor is resolved by one lookup by name, never by another create.
+Every action is audited with before/after per field; a record that cannot sync is kept as a failed sync.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+from closeloop.errors import Busy, Conflict, FatalError
+from closeloop.models import AccountingCustomer, CrmRef, Customer, SyncEvent, customer_fields
+from closeloop.ports import AccountingPort, AuditRecord, CrmPort, FailedSync, IdMapping, SyncStore
+
+LEASE_SECONDS = 120
+MAX_NAME = 255
+MAX_TAX_NUMBER = 50
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_LEGAL_SUFFIXES = frozenset(
+    {
+        "ltd",
+        "limited",
+        "inc",
+        "incorporated",
+        "llc",
+        "llp",
+        "lp",
+        "plc",
+        "gmbh",
+        "ag",
+        "sa",
+        "sas",
+        "sarl",
+        "srl",
+        "spa",
+        "bv",
+        "nv",
+        "oy",
+        "ab",
+        "as",
+        "aps",
+        "pty",
+        "co",
+        "company",
+        "corp",
+        "corporation",
+        "kk",
+    }
+)
+
+Action = Literal["created", "matched", "updated", "unchanged", "failed", "skipped"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one CRM object (ids only: safe to log)."""
+
+    ref: CrmRef
+    action: Action
+    accounting_id: str = ""
+    detail: str = ""
+
+
+def normalise_name(name: str) -> str:
+    """Compare-key for company names: accents, case, punctuation, '&', 'the' and legal suffixes ignored."""
+    text = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode().lower().replace("&", " and ")
+    words = re.findall(r"[a-z0-9]+", text)
+    if words and words[0] == "the":
+        words = words[1:]
+    while len(words) > 1 and words[-1] in _LEGAL_SUFFIXES:
+        words.pop()
+    return " ".join(words)
+
+
+def normalise_tax_number(value: str) -> str:
+    return re.sub(r"[^0-9A-Za-z]", "", value).upper()
+
+
+def external_number(ref: CrmRef) -> str:
+    """Our stamp on the accounting record (≤ 50 chars), e.g. ``hubspot-company-1000001``."""
+    return f"{ref.crm}-{ref.object_type}-{ref.object_id}"[:50]
+
+
+def idempotency_key(ref: CrmRef, event: SyncEvent | None, action: str) -> str:
+    basis = f"{ref}|{event.dedupe_key if event else 'manual'}|{action}"
+    return f"closeloop-{hashlib.sha256(basis.encode()).hexdigest()}"
+
+
+def validate(customer: Customer) -> list[str]:
+    """Why this customer cannot be sent to accounting (empty when it can)."""
+    problems = []
+    if not customer.name.strip():
+        problems.append(f"the CRM {customer.ref.object_type} has no name")
+    if len(customer.name) > MAX_NAME:
+        problems.append(f"name longer than {MAX_NAME} characters")
+    if customer.email and not _EMAIL.match(customer.email):
+        problems.append("email address is malformed")
+    if len(customer.tax_number) > MAX_TAX_NUMBER:
+        problems.append(f"tax number longer than {MAX_TAX_NUMBER} characters")
+    return problems
+
+
+class ContactSync:
+    """Vendor-free contact synchronisation over the ports."""
+
+    def __init__(
+        self,
+        crm: CrmPort,
+        accounting: AccountingPort,
+        store: SyncStore,
+        *,
+        owner: str,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.crm = crm
+        self.accounting = accounting
+        self.store = store
+        self.owner = owner
+        self.clock = clock
+
+    def sync(self, ref: CrmRef, events: Iterable[SyncEvent]) -> Outcome:
+        """Bring the customer behind ``ref`` up to date. Raises RetriableError; records FatalError itself."""
+        ordered = sorted(events, key=lambda e: e.occurred_at)
+        trigger = ordered[-1] if ordered else None
+        if ordered and all(e.kind == "deleted" for e in ordered):
+            # Deleting a customer in accounting loses invoice history; finance archives by hand.
+            self._audit(ref, "ignored", "", trigger, {}, "CRM deletion is not propagated to accounting")
+            return Outcome(ref, "skipped", detail="deletion not propagated")
+        try:
+            customer = self.crm.resolve_customer(ref)
+            if customer is None:
+                self._audit(ref, "skipped", "", trigger, {}, "the CRM object no longer exists")
+                return Outcome(ref, "skipped", detail="gone from CRM")
+            lease = f"customer#{customer.ref}"
+            if not self.store.acquire_lease(lease, self.owner, LEASE_SECONDS):
+                raise Busy(f"{customer.ref} is being synced by another worker")
+            try:
+                return self._sync_customer(customer, trigger)
+            finally:
+                self.store.release_lease(lease, self.owner)
+        except FatalError as exc:
+            self.store.record_failed_sync(
+                FailedSync(
+                    ref=ref,
+                    at=self.clock(),
+                    reason=str(exc),
+                    error_type=type(exc).__name__,
+                    source_event=trigger.dedupe_key if trigger else "",
+                )
+            )
+            self._audit(ref, "failed", "", trigger, {}, f"{type(exc).__name__}: {exc.message}")
+            return Outcome(ref, "failed", detail=type(exc).__name__)
+
+    def _sync_customer(self, customer: Customer, event: SyncEvent | None) -> Outcome:
+        problems = validate(customer)
+        if problems:
+            reason = "; ".join(problems)
+            self.store.record_failed_sync(
+                FailedSync(
+                    ref=customer.ref,
+                    at=self.clock(),
+                    reason=reason,
+                    error_type="ValidationFailed",
+                    source_event=event.dedupe_key if event else "",
+                )
+            )
+            self._audit(customer.ref, "failed", "", event, {}, reason)
+            return Outcome(customer.ref, "failed", detail=reason)
+
+        desired = customer_fields(customer)
+        system = self.accounting.name
+        mapping = self.store.get_mapping(customer.ref, system)
+        if mapping is not None:
+            outcome = self._update_mapped(customer, mapping, desired, event)
+            if outcome is not None:
+                self.store.clear_failed_sync(customer.ref)
+                return outcome
+        outcome = self._match_or_create(customer, desired, event)
+        self.store.clear_failed_sync(customer.ref)
+        return outcome
+
+    def _update_mapped(
+        self, customer: Customer, mapping: IdMapping, desired: dict[str, str], event: SyncEvent | None
+    ) -> Outcome | None:
+        changed = [f for f, value in desired.items() if mapping.snapshot.get(f, "") != value]
+        if not changed:
+            return Outcome(customer.ref, "unchanged", mapping.accounting_id)
+        if self.accounting.get_customer(mapping.accounting_id) is None:
+            return None  # deleted or archived in accounting since: match or create again
+        self.accounting.update_customer(
+            mapping.accounting_id,
+            customer,
+            changed,
+            number=None,
+            idempotency_key=idempotency_key(customer.ref, event, "update"),
+        )
+        changes = {f: {"before": mapping.snapshot.get(f, ""), "after": desired[f]} for f in changed}
+        self._remember(customer.ref, mapping.accounting_id, desired)
+        self._audit(customer.ref, "updated", mapping.accounting_id, event, changes)
+        return Outcome(customer.ref, "updated", mapping.accounting_id, detail=",".join(changed))
+
+    def _match_or_create(self, customer: Customer, desired: dict[str, str], event: SyncEvent | None) -> Outcome:
+        number = external_number(customer.ref)
+        found = self._match(customer)
+        if found is not None:
+            return self._link(customer, found[0], found[1], desired, number, event)
+        try:
+            created = self.accounting.create_customer(
+                customer, number=number, idempotency_key=idempotency_key(customer.ref, event, "create")
+            )
+        except Conflict:
+            # The name (or number) is taken: look that record up once; never loop on the vendor's 400.
+            found = self._best(self.accounting.find_customers(number=number), customer) or self._by_name(customer)
+            if found is None:
+                raise
+            return self._link(customer, found[0], "name, after a duplicate-name refusal", desired, number, event)
+        self._remember(customer.ref, created.id, desired)
+        changes = {f: {"before": "", "after": v} for f, v in desired.items() if v}
+        self._audit(customer.ref, "created", created.id, event, changes)
+        return Outcome(customer.ref, "created", created.id)
+
+    def _match(self, customer: Customer) -> tuple[AccountingCustomer, str] | None:
+        """Mapping aside, find the accounting record for ``customer``: number, tax number, email, name."""
+        accounting = self.accounting
+        if hit := self._best(accounting.find_customers(number=external_number(customer.ref)), customer):
+            return hit[0], "external number"
+        if customer.tax_number:
+            wanted = normalise_tax_number(customer.tax_number)
+            hits = accounting.find_customers(tax_number=customer.tax_number)
+            same = [c for c in hits if normalise_tax_number(c.tax_number) == wanted]
+            if hit := self._best(same, customer):
+                return hit[0], "tax number"
+        if customer.email and (hit := self._best(accounting.find_customers(email=customer.email), customer)):
+            return hit[0], "email"
+        return self._by_name(customer)
+
+    def _by_name(self, customer: Customer) -> tuple[AccountingCustomer, str] | None:
+        wanted = normalise_name(customer.name)
+        hits = [c for c in self.accounting.find_customers(name=customer.name) if normalise_name(c.name) == wanted]
+        if hit := self._best(hits, customer):
+            return hit[0], "normalised name"
+        return None
+
+    def _best(self, candidates: list[AccountingCustomer], customer: Customer) -> tuple[AccountingCustomer, str] | None:
+        """The best candidate that does not belong to another CRM object (stamped or mapped elsewhere)."""
+        number = external_number(customer.ref)
+        free = [c for c in candidates if not self._owned_elsewhere(c, customer.ref, number)]
+        if not free:
+            return None
+        wanted = normalise_name(customer.name)
+        free.sort(key=lambda c: (c.number != number, normalise_name(c.name) != wanted, c.name, c.id))
+        return free[0], ""
+
+    def _owned_elsewhere(self, candidate: AccountingCustomer, ref: CrmRef, number: str) -> bool:
+        if candidate.number == number:
+            return False
+        if candidate.number.startswith(f"{ref.crm}-"):
+            return True  # stamped by us for another CRM object
+        owner = self.store.find_ref(self.accounting.name, candidate.id)
+        return owner is not None and owner != ref
+
+    def _link(
+        self,
+        customer: Customer,
+        found: AccountingCustomer,
+        method: str,
+        desired: dict[str, str],
+        number: str,
+        event: SyncEvent | None,
+    ) -> Outcome:
+        # First link: bring over what the CRM knows and accounting lacks or differs on; never blank a field.
+        changed = [f for f, value in desired.items() if value and found.fields.get(f, "") != value]
+        stamp = number if found.number != number else None
+        if changed or stamp:
+            self.accounting.update_customer(
+                found.id,
+                customer,
+                changed,
+                number=stamp,
+                idempotency_key=idempotency_key(customer.ref, event, f"link:{found.id}"),
+            )
+        self._remember(customer.ref, found.id, desired)
+        changes = {f: {"before": found.fields.get(f, ""), "after": desired[f]} for f in changed}
+        self._audit(customer.ref, "matched", found.id, event, changes, f"matched by {method}")
+        return Outcome(customer.ref, "matched", found.id, detail=method)
+
+    def _remember(self, ref: CrmRef, accounting_id: str, snapshot: dict[str, str]) -> None:
+        self.store.put_mapping(
+            IdMapping(
+                ref=ref,
+                system=self.accounting.name,
+                accounting_id=accounting_id,
+                snapshot=snapshot,
+                updated_at=self.clock(),
+            )
+        )
+
+    def _audit(
+        self,
+        ref: CrmRef,
+        action: str,
+        target_id: str,
+        event: SyncEvent | None,
+        changes: dict[str, dict[str, str]],
+        detail: str = "",
+    ) -> None:
+        self.store.put_audit(
+            AuditRecord(
+                ref=ref,
+                at=self.clock(),
+                action=action,
+                system=self.accounting.name,
+                target_id=target_id,
+                actor=(event.actor or event.change_source or "") if event else "closeloop",
+                source_event=f"{event.source_type}:{event.dedupe_key}" if event else "",
+                changes=changes,
+                detail=detail,
+            )
+        )

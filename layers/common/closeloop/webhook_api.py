@@ -1,0 +1,84 @@
+"""The webhook HTTP API (API Gateway HTTP API, payload format 2.0), shared by both webhook functions.
+
+``POST /webhooks/{crm}/contacts`` and ``POST /webhooks/{crm}/deals`` do the same thing — verify, validate,
+enqueue — because a CRM batch may mix object types: every event reaches its own pipeline whichever route
+it arrived on. The signature is checked against the URI the sender signed: ``WEBHOOK_BASE_URL`` + path +
+query when set (custom domains, proxies), otherwise the request as the caller saw it (scheme from
+``X-Forwarded-Proto``, host from ``requestContext.domainName``, raw path and raw query).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+
+from closeloop import runtime
+from closeloop.config import get_settings
+from closeloop.errors import ConfigurationError, WebhookRejected
+from closeloop.ports import WebhookRequest
+from closeloop.sync.ingest import ingest, raise_if_wrong_crm
+
+logger = Logger(child=True)
+app = APIGatewayHttpResolver()
+
+PIPELINE_ROUTES = frozenset({"contacts", "deals"})
+
+
+def raw_body(event: Mapping[str, Any]) -> bytes:
+    """The request body exactly as sent (API Gateway base64-encodes bodies that are not text)."""
+    body = event.get("body") or ""
+    if event.get("isBase64Encoded"):
+        return base64.b64decode(body)
+    return str(body).encode("utf-8")
+
+
+def public_uri(event: Mapping[str, Any], base_url: str) -> str:
+    """The URI the sender called (and signed)."""
+    path = str(event.get("rawPath") or "/")
+    query = str(event.get("rawQueryString") or "")
+    suffix = path + (f"?{query}" if query else "")
+    if base_url:
+        return base_url.rstrip("/") + suffix
+    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+    scheme = str(headers.get("x-forwarded-proto", "https")).split(",")[0].strip() or "https"
+    host = (event.get("requestContext") or {}).get("domainName") or headers.get("host", "")
+    return f"{scheme}://{host}{suffix}"
+
+
+@app.post("/webhooks/<crm>/<pipeline>")
+def receive_webhook(crm: str, pipeline: str) -> dict[str, Any]:
+    if pipeline not in PIPELINE_ROUTES:
+        raise WebhookRejected(404, f"no webhook route for {pipeline!r}")
+    port = runtime.crm()
+    raise_if_wrong_crm(port, crm)
+    event = app.current_event.raw_event
+    request = WebhookRequest(
+        method=app.current_event.http_method,
+        uri=public_uri(event, get_settings().webhook_base_url),
+        headers=dict(app.current_event.headers),
+        body=raw_body(event),
+    )
+    result = ingest(port, runtime.queues(), request)
+    logger.info("webhook accepted", extra={"route": pipeline, "accepted": result.accepted, "ignored": result.ignored})
+    return {"accepted": result.accepted, "ignored": result.ignored}
+
+
+@app.exception_handler(WebhookRejected)  # type: ignore[untyped-decorator]
+def rejected(exc: WebhookRejected) -> Response[Any]:
+    logger.warning("webhook rejected", extra={"status": exc.status, "reason": exc.message})
+    return Response(status_code=exc.status, content_type=content_types.APPLICATION_JSON, body={"message": exc.message})
+
+
+@app.exception_handler(ConfigurationError)  # type: ignore[untyped-decorator]
+def misconfigured(exc: ConfigurationError) -> Response[Any]:
+    # Not the sender's fault: 503 makes HubSpot retry after an operator fixes the configuration.
+    logger.error("webhook receiver misconfigured", extra={"error": str(exc)})
+    return Response(
+        status_code=503,
+        content_type=content_types.APPLICATION_JSON,
+        body={"message": "the webhook receiver is not configured; the delivery will be retried"},
+    )

@@ -1,0 +1,83 @@
+"""The one HTTP client: retries 429/5xx/timeouts with backoff and Retry-After, maps errors to types."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from closeloop.accounting.xero import xero_rate_limit
+from closeloop.errors import AuthExpired, Conflict, NotFound, RateLimited, Unavailable, ValidationFailed
+from closeloop.http import RetryPolicy, VendorHttp
+
+
+def client(responses: list[httpx.Response | Exception], sleeps: list[float], **kw: object) -> VendorHttp:
+    queue = list(responses)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        item = queue.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    return VendorHttp(
+        "vendor",
+        "https://api.example.com",
+        transport=httpx.MockTransport(handler),
+        sleep=sleeps.append,
+        request_id_header="x-req",
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def test_429_waits_retry_after_then_succeeds() -> None:
+    sleeps: list[float] = []
+    http = client([httpx.Response(429, headers={"Retry-After": "3"}), httpx.Response(200, json={})], sleeps)
+    assert http.request("GET", "/x").status_code == 200
+    assert sleeps[0] >= 3
+    assert http.calls == 2
+
+
+def test_5xx_and_timeouts_retry_with_capped_backoff_then_raise_unavailable() -> None:
+    sleeps: list[float] = []
+    http = client(
+        [httpx.Response(503), httpx.ReadTimeout("slow"), httpx.Response(502), httpx.Response(500)],
+        sleeps,
+        policy=RetryPolicy(max_attempts=4, base_delay=1, max_delay=2),
+    )
+    with pytest.raises(Unavailable) as info:
+        http.request("GET", "/x")
+    assert len(sleeps) == 3
+    assert all(0 <= s <= 2 for s in sleeps)
+    assert info.value.status == 500
+
+
+def test_retry_after_beyond_the_budget_raises_rate_limited_for_the_queue() -> None:
+    sleeps: list[float] = []
+    http = client([httpx.Response(429, headers={"Retry-After": "60"})], sleeps)
+    with pytest.raises(RateLimited) as info:
+        http.request("GET", "/x")
+    assert info.value.retry_after == 60
+    assert sleeps == []
+
+
+def test_xero_daily_limit_is_not_retried() -> None:
+    sleeps: list[float] = []
+    limited = httpx.Response(429, headers={"Retry-After": "1", "X-Rate-Limit-Problem": "day"})
+    http = client([limited], sleeps, rate_limit=xero_rate_limit)
+    with pytest.raises(RateLimited) as info:
+        http.request("GET", "/x")
+    assert info.value.problem == "day"
+    assert sleeps == []
+
+
+@pytest.mark.parametrize(
+    ("status", "error"), [(400, ValidationFailed), (401, AuthExpired), (404, NotFound), (409, Conflict)]
+)
+def test_client_errors_are_typed_and_not_retried(status: int, error: type[Exception]) -> None:
+    sleeps: list[float] = []
+    http = client([httpx.Response(status, json={"email": "a@b.example"}, headers={"x-req": "r-1"})], sleeps)
+    with pytest.raises(error) as info:
+        http.request("GET", "/x")
+    assert sleeps == []
+    assert info.value.request_id == "r-1"  # type: ignore[attr-defined]
+    assert "a@b.example" not in (info.value.body or "")  # type: ignore[attr-defined]
