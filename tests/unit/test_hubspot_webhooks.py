@@ -156,3 +156,11 @@ def test_malformed_bodies_are_400_with_a_clear_message(body: bytes, message: str
         crm().parse_webhook(body)
     assert info.value.status == 400
     assert message in info.value.message
+
+
+def test_association_change_events_are_about_the_from_object() -> None:
+    raw = event(subscriptionType="contact.associationChange", objectId=None, fromObjectId=51, toObjectId=1000001)
+    raw.pop("objectId")
+    raw["associationType"] = "CONTACT_TO_COMPANY"
+    (parsed,) = crm().parse_webhook(json.dumps([raw]).encode())
+    assert (str(parsed.ref), parsed.kind) == ("hubspot/contact/51", "associated")

@@ -23,6 +23,7 @@ from closeloop.errors import AuthRevoked, Conflict, FatalError, ValidationFailed
 from closeloop.http import RateLimitVerdict, VendorHttp, retry_after_header
 from closeloop.models import AccountingCustomer, Customer, customer_fields
 from closeloop.oauth import RefreshingTokens, TokenGrant
+from closeloop.redaction import redact
 
 API_PREFIX = "/api.xro/2.0"
 MAX_CONTACT_PERSONS = 5
@@ -193,25 +194,25 @@ class XeroAccounting:
         return self._write("POST", f"/Contacts/{customer_id}", body, idempotency_key)
 
     def _write(self, method: str, path: str, contact: dict[str, Any], idempotency_key: str) -> AccountingCustomer:
-        try:
-            response = self.http.request(
-                method,
-                path,
-                params={"summarizeErrors": "true"},
-                json={"Contacts": [contact]},
-                headers={"Idempotency-Key": idempotency_key[:128]},
-            )
-        except ValidationFailed as exc:
-            messages = _validation_messages(exc.body or "")
+        response = self.http.request(
+            method,
+            path,
+            params={"summarizeErrors": "true"},
+            json={"Contacts": [contact]},
+            headers={"Idempotency-Key": idempotency_key[:128]},
+            ok=(200, 400),  # a 400 ValidationException is read here: its messages say which rule failed
+        )
+        if response.status_code == 400:
+            messages = _validation_messages(response.text)
+            context: dict[str, Any] = {
+                "vendor": self.name,
+                "status": 400,
+                "request_id": response.headers.get("xero-correlation-id"),
+            }
             if any(_DUPLICATE.search(m) for m in messages):
-                raise Conflict(
-                    "Xero already has a contact with this name or number",
-                    vendor=self.name,
-                    status=exc.status,
-                    request_id=exc.request_id,
-                ) from exc
-            exc.message = f"Xero rejected the contact: {'; '.join(messages) or 'validation error'}"
-            raise
+                raise Conflict("Xero already has a contact with this name or number", **context)
+            reason = "; ".join(redact(m) for m in messages) or "validation error"
+            raise ValidationFailed(f"Xero rejected the contact: {reason}", **context)
         return to_customer((response.json().get("Contacts") or [{}])[0])
 
 

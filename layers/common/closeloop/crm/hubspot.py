@@ -79,7 +79,8 @@ class _HubSpotEvent(BaseModel):
     portalId: int
     occurredAt: int
     subscriptionType: str
-    objectId: int
+    objectId: int | None = None
+    fromObjectId: int | None = None
     attemptNumber: int = 0
     appId: int | None = None
     propertyName: str | None = None
@@ -230,8 +231,12 @@ class HubSpotCrm:
         object_type = self.OBJECTS.get(object_name)
         if object_type is None:
             return None  # conversations, tickets, …: not ours
+        # associationChange events name the two ends (fromObjectId is the subscribed type), not objectId.
+        object_id = event.objectId if event.objectId is not None else event.fromObjectId
+        if object_id is None:
+            raise WebhookRejected(400, f"event {event.eventId}: objectId: Field required")
         return SyncEvent(
-            ref=CrmRef(crm=self.name, object_type=object_type, object_id=str(event.objectId)),
+            ref=CrmRef(crm=self.name, object_type=object_type, object_id=str(object_id)),
             event_id=str(event.eventId),
             kind=self.KINDS.get(action, "other"),
             occurred_at=datetime.fromtimestamp(event.occurredAt / 1000, UTC),
@@ -239,7 +244,7 @@ class HubSpotCrm:
             property_name=event.propertyName,
             change_source=event.changeSource,
             actor=event.sourceId,
-            dedupe_key=f"{event.subscriptionId}:{event.eventId}:{event.objectId}:{event.occurredAt}",
+            dedupe_key=f"{event.subscriptionId}:{event.eventId}:{object_id}:{event.occurredAt}",
         )
 
     # -- CRM v3 reads ------------------------------------------------------------------------------

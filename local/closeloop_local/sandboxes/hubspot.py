@@ -1,0 +1,2246 @@
+"""A stateful stand-in for the HubSpot API (CRM v3 objects, v4 associations, properties, pipelines).
+
+Production adapters talk to it over real HTTP through ``HUBSPOT_API_URL``. Paths, payload shapes,
+auth, error bodies and rate-limit headers follow the real API; where HubSpot's behaviour was not
+documented well enough to copy, the choice made is noted next to the code.
+
+It also plays the part of HubSpot's *app webhooks*: objects created or changed (through the API or
+the test helpers) become webhook events that are POSTed, in JSON-array batches and signed (v1/v2/v3),
+to a target URL configured through the control API. Delivery runs on a background thread, with
+retries, or synchronously on ``POST /_sandbox/webhooks/flush``.
+
+Rate limits: a rolling 10-second window and a daily budget (UTC day of the sandbox clock), with the
+five ``X-HubSpot-RateLimit-*`` headers on every authenticated answer. A 429 carries HubSpot's
+documented body and no ``Retry-After`` (HubSpot documents none for CRM APIs); inject one with a fault
+(``{"path_glob": ..., "status": 429, "headers": {"Retry-After": "1"}}``) to test that path.
+
+Control API (no auth, never logged in ``state.requests``)::
+
+    POST  /_sandbox/reset                      objects, properties, associations, limits, webhooks, log
+    GET   /_sandbox/requests                   the request log
+    POST  /_sandbox/faults                     a base.Fault as JSON (or a list of them)
+    POST  /_sandbox/clock        {"advance": s}
+    POST  /_sandbox/objects/{type}             {"properties": {...}, "associations": [...]} (fires webhooks)
+    GET   /_sandbox/objects/{type}/{id}
+    PATCH /_sandbox/objects/{type}/{id}        {"properties": {...}} (fires webhooks)
+    POST  /_sandbox/associations               {from_type, from_id, to_type, to_id, primary}
+    POST  /_sandbox/webhooks                   webhook settings (see ``WebhookSettings``)
+    GET   /_sandbox/webhooks                   current settings
+    POST  /_sandbox/webhooks/flush             deliver everything pending now, synchronously
+    GET   /_sandbox/webhooks/deliveries        every delivery attempt
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import httpx
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.routing import Map, Rule
+from werkzeug.wrappers import Request, Response
+
+from closeloop_local.sandboxes.base import (
+    Fault,
+    SandboxServer,
+    SandboxState,
+    json_response,
+    logged_request,
+)
+
+__all__ = [
+    "SIGNATURE_VERSIONS",
+    "HubSpotSandbox",
+    "WebhookSettings",
+    "serve",
+    "sign_v1",
+    "sign_v2",
+    "sign_v3",
+    "signed_batch_headers",
+    "v3_signing_uri",
+]
+
+JSON = dict[str, Any]
+
+# ---------------------------------------------------------------------------------------------------
+# Webhook signatures (https://developers.hubspot.com/docs/apps/legacy-apps/authentication/validating-requests)
+# ---------------------------------------------------------------------------------------------------
+
+SIGNATURE_VERSIONS = ("v1", "v2", "v3", "all")
+WEBHOOK_USER_AGENT = "HubSpot Connect 2.0 (http://dev.hubspot.com/) - WebhooksExecutorDaemon-executor"
+
+
+def sign_v1(secret: str, body: bytes) -> str:
+    """``X-HubSpot-Signature`` v1: hex(sha256(client_secret + raw_body))."""
+    return hashlib.sha256(secret.encode() + body).hexdigest()
+
+
+def sign_v2(secret: str, method: str, uri: str, body: bytes) -> str:
+    """``X-HubSpot-Signature`` v2: hex(sha256(client_secret + METHOD + URI + raw_body))."""
+    return hashlib.sha256(secret.encode() + method.encode() + uri.encode() + body).hexdigest()
+
+
+def sign_v3(secret: str, method: str, uri: str, body: bytes, timestamp_ms: int) -> str:
+    """``X-HubSpot-Signature-v3``: base64(HMAC-SHA256(secret, METHOD + URI + raw_body + timestamp_ms)).
+
+    The timestamp goes in as the decimal string of an integer (a float would sign ``...0.0``).
+    """
+    message = method.encode() + uri.encode() + body + str(int(timestamp_ms)).encode()
+    digest = hmac.new(secret.encode(), message, hashlib.sha256).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+# The %-escapes HubSpot decodes in the URI before computing a v3 signature (request-validation docs).
+_V3_DECODED = {"%3A": ":", "%2F": "/", "%3F": "?", "%40": "@", "%21": "!", "%24": "$", "%27": "'",
+               "%28": "(", "%29": ")", "%2A": "*", "%2C": ",", "%3B": ";"}  # fmt: skip
+
+
+def v3_signing_uri(uri: str) -> str:
+    """The URI as HubSpot puts it into a v3 signature: the escapes above decoded, nothing else."""
+    for escaped, char in _V3_DECODED.items():
+        uri = uri.replace(escaped, char).replace(escaped.lower(), char)
+    return uri
+
+
+def signed_batch_headers(
+    secret: str,
+    uri: str,
+    body: bytes,
+    timestamp_ms: int,
+    signature_version: str = "all",
+    method: str = "POST",
+) -> dict[str, str]:
+    """The headers HubSpot puts on a webhook POST of ``body`` to ``uri``.
+
+    ``signature_version`` "v1"/"v2" send ``X-HubSpot-Signature`` + ``X-HubSpot-Signature-Version``;
+    "v3" sends ``X-HubSpot-Signature-v3`` + ``X-HubSpot-Request-Timestamp`` (ms); "all" (what real
+    webhook deliveries carry) sends the v1 pair and the v3 pair. The v3 signature covers
+    ``v3_signing_uri(uri)``, as HubSpot computes it.
+    """
+    if signature_version not in SIGNATURE_VERSIONS:
+        raise ValueError(f"signature_version must be one of {SIGNATURE_VERSIONS}")
+    headers = {"Content-Type": "application/json"}
+    if signature_version in ("v1", "all"):
+        headers["X-HubSpot-Signature"] = sign_v1(secret, body)
+        headers["X-HubSpot-Signature-Version"] = "v1"
+    elif signature_version == "v2":
+        headers["X-HubSpot-Signature"] = sign_v2(secret, method, uri, body)
+        headers["X-HubSpot-Signature-Version"] = "v2"
+    if signature_version in ("v3", "all"):
+        headers["X-HubSpot-Signature-v3"] = sign_v3(secret, method, v3_signing_uri(uri), body, timestamp_ms)
+        headers["X-HubSpot-Request-Timestamp"] = str(int(timestamp_ms))
+    return headers
+
+
+# ---------------------------------------------------------------------------------------------------
+# Object types, associations, properties and pipelines HubSpot ships with
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _ObjectType:
+    name: str  # path name ("line_items")
+    type_id: str  # "0-8"
+    singular: str  # webhook prefix ("line_item")
+    batch_label: str  # "LINE_ITEM" in batch-read errors
+    assoc_key: str  # key under "associations" in v3 reads: HubSpot spells line items "line items"
+    id_base: int
+    modified_prop: str  # contacts: lastmodifieddate, every other type: hs_lastmodifieddate
+    group: str
+    default_props: tuple[str, ...]  # returned when the request names no properties
+    search_props: tuple[str, ...]  # matched by the search "query" string
+
+
+_TYPES: dict[str, _ObjectType] = {
+    t.name: t
+    for t in (
+        _ObjectType(
+            "contacts", "0-1", "contact", "CONTACT", "contacts", 51, "lastmodifieddate",
+            "contactinformation",
+            ("createdate", "email", "firstname", "hs_object_id", "lastmodifieddate", "lastname"),
+            ("firstname", "lastname", "email", "phone", "company"),
+        ),
+        _ObjectType(
+            "companies", "0-2", "company", "COMPANY", "companies", 10_000_000_001, "hs_lastmodifieddate",
+            "companyinformation",
+            ("createdate", "domain", "hs_lastmodifieddate", "hs_object_id", "name"),
+            ("name", "domain", "website", "phone"),
+        ),
+        _ObjectType(
+            "deals", "0-3", "deal", "DEAL", "deals", 20_000_000_001, "hs_lastmodifieddate",
+            "dealinformation",
+            ("amount", "closedate", "createdate", "dealname", "dealstage", "hs_lastmodifieddate",
+             "hs_object_id", "pipeline"),
+            ("dealname",),
+        ),
+        _ObjectType(
+            "line_items", "0-8", "line_item", "LINE_ITEM", "line items", 30_000_000_001,
+            "hs_lastmodifieddate", "lineiteminformation",
+            ("amount", "createdate", "hs_lastmodifieddate", "hs_object_id", "hs_product_id", "name",
+             "price", "quantity"),
+            ("name", "hs_sku"),
+        ),
+        _ObjectType(
+            "products", "0-7", "product", "PRODUCT", "products", 1_000_000_001, "hs_lastmodifieddate",
+            "productinformation",
+            ("createdate", "description", "hs_lastmodifieddate", "hs_object_id", "name", "price"),
+            ("name", "hs_sku", "description"),
+        ),
+    )
+}  # fmt: skip
+_TYPE_ALIASES: dict[str, str] = {}
+for _t in _TYPES.values():
+    for _alias in (_t.name, _t.singular, _t.type_id, _t.name.replace("_", "")):
+        _TYPE_ALIASES[_alias.lower()] = _t.name
+
+
+@dataclass(frozen=True)
+class _AssocType:
+    type_id: int
+    from_type: str
+    to_type: str
+    name: str  # the v3 "type" string
+    label: str | None
+    primary: bool
+
+
+# HUBSPOT_DEFINED association types (v4 typeIds). Since Feb 2024 the reverse primary labels read
+# "Contact with Primary Company" / "Deal with Primary Company" (developer changelog).
+_ASSOC_TYPES: tuple[_AssocType, ...] = (
+    _AssocType(1, "contacts", "companies", "contact_to_company", "Primary", True),
+    _AssocType(279, "contacts", "companies", "contact_to_company_unlabeled", None, False),
+    _AssocType(2, "companies", "contacts", "company_to_contact", "Contact with Primary Company", True),
+    _AssocType(280, "companies", "contacts", "company_to_contact_unlabeled", None, False),
+    _AssocType(5, "deals", "companies", "deal_to_company", "Primary", True),
+    _AssocType(341, "deals", "companies", "deal_to_company_unlabeled", None, False),
+    _AssocType(6, "companies", "deals", "company_to_deal", "Deal with Primary Company", True),
+    _AssocType(342, "companies", "deals", "company_to_deal_unlabeled", None, False),
+    _AssocType(3, "deals", "contacts", "deal_to_contact", None, False),
+    _AssocType(4, "contacts", "deals", "contact_to_deal", None, False),
+    _AssocType(19, "deals", "line_items", "deal_to_line_item", None, False),
+    _AssocType(20, "line_items", "deals", "line_item_to_deal", None, False),
+)
+_ASSOC_BY_ID = {a.type_id: a for a in _ASSOC_TYPES}
+
+
+@dataclass(frozen=True)
+class _Pair:
+    unlabeled: _AssocType
+    primary: _AssocType | None
+
+
+_PAIRS: dict[tuple[str, str], _Pair] = {}
+for _a in _ASSOC_TYPES:
+    if not _a.primary:
+        _PAIRS[(_a.from_type, _a.to_type)] = _Pair(
+            _a,
+            next(
+                (p for p in _ASSOC_TYPES if p.primary and (p.from_type, p.to_type) == (_a.from_type, _a.to_type)),
+                None,
+            ),
+        )
+
+_CURRENCIES = ("AUD", "BRL", "CAD", "CHF", "CNY", "CZK", "DKK", "EUR", "GBP", "HKD", "INR", "JPY", "MXN", "NOK",
+               "NZD", "PLN", "SEK", "SGD", "USD", "ZAR")  # fmt: skip
+_SEED_TIME = "2024-01-02T09:30:00.000Z"
+_PIPELINES_SEED: tuple[tuple[str, str, tuple[tuple[str, str, str, bool], ...]], ...] = (
+    (
+        "default",
+        "Sales Pipeline",
+        (
+            ("appointmentscheduled", "Appointment Scheduled", "0.2", False),
+            ("qualifiedtobuy", "Qualified To Buy", "0.4", False),
+            ("presentationscheduled", "Presentation Scheduled", "0.6", False),
+            ("decisionmakerboughtin", "Decision Maker Bought-In", "0.8", False),
+            ("contractsent", "Contract Sent", "0.9", False),
+            ("closedwon", "Closed Won", "1.0", True),
+            ("closedlost", "Closed Lost", "0.0", True),
+        ),
+    ),
+    (
+        "75519611",
+        "Partner Pipeline",
+        (
+            ("148613101", "Discovery", "0.1", False),
+            ("148613102", "Proposal Sent", "0.5", False),
+            ("148613103", "Won", "1.0", True),
+            ("148613104", "Lost", "0.0", True),
+        ),
+    ),
+)
+
+
+def _pipelines_seed() -> list[JSON]:
+    pipelines: list[JSON] = []
+    for order, (pid, label, stages) in enumerate(_PIPELINES_SEED):
+        pipelines.append(
+            {
+                "label": label,
+                "displayOrder": order,
+                "id": pid,
+                "stages": [
+                    {
+                        "label": stage_label,
+                        "displayOrder": index,
+                        "metadata": {"isClosed": "true" if closed else "false", "probability": probability},
+                        "id": stage_id,
+                        "createdAt": _SEED_TIME,
+                        "updatedAt": _SEED_TIME,
+                        "archived": False,
+                        "writePermissions": "CRM_PERMISSIONS_ENFORCEMENT",
+                    }
+                    for index, (stage_id, stage_label, probability, closed) in enumerate(stages)
+                ],
+                "createdAt": _SEED_TIME,
+                "updatedAt": _SEED_TIME,
+                "archived": False,
+            }
+        )
+    return pipelines
+
+
+_FIELD_TYPES = {"string": "text", "number": "number", "datetime": "date", "date": "date", "bool": "booleancheckbox"}
+_PROPERTY_TYPES = ("string", "number", "date", "datetime", "enumeration", "bool", "phone_number")
+
+
+def _options(values: Iterable[str] | Iterable[tuple[str, str]]) -> list[JSON]:
+    out: list[JSON] = []
+    for order, item in enumerate(values):
+        value, label = item if isinstance(item, tuple) else (item, item)
+        out.append({"label": label, "value": value, "displayOrder": order, "hidden": False, "description": ""})
+    return out
+
+
+def _definition(
+    name: str,
+    label: str,
+    ptype: str = "string",
+    *,
+    group: str,
+    field_type: str | None = None,
+    options: list[JSON] | None = None,
+    read_only: bool = False,
+    calculated: bool = False,
+    external_options: bool = False,
+    unique: bool = False,
+    hubspot_defined: bool = True,
+    description: str = "",
+    when: str = _SEED_TIME,
+) -> JSON:
+    if ptype == "bool" and options is None:
+        options = _options([("true", "Yes"), ("false", "No")])
+    return {
+        "updatedAt": when,
+        "createdAt": when,
+        "name": name,
+        "label": label,
+        "type": ptype,
+        "fieldType": field_type or _FIELD_TYPES.get(ptype, "select"),
+        "description": description,
+        "groupName": group,
+        "options": options or [],
+        "displayOrder": -1,
+        "calculated": calculated,
+        "externalOptions": external_options,
+        "hasUniqueValue": unique,
+        "hidden": False,
+        "hubspotDefined": hubspot_defined,
+        "modificationMetadata": {
+            "archivable": not hubspot_defined,
+            "readOnlyDefinition": hubspot_defined,
+            "readOnlyValue": read_only,
+        },
+        "formField": not read_only,
+    }
+
+
+_LIFECYCLE = ("subscriber", "lead", "marketingqualifiedlead", "salesqualifiedlead", "opportunity",
+              "customer", "evangelist", "other")  # fmt: skip
+_BILLING = ("weekly", "biweekly", "monthly", "quarterly", "per_six_months", "annually", "per_two_years",
+            "per_three_years", "per_four_years", "per_five_years")  # fmt: skip
+
+# Default properties per object type: "name | Label | type[/fieldType] | flags", where flags are
+# r = read-only value, c = calculated, u = unique, x = external options (owners). Every type also gets
+# hs_object_id, createdate and its last-modified property. HubSpot has no default VAT property.
+# fmt: off
+_PROPERTY_TABLE: dict[str, str] = {
+    "contacts": """
+        firstname | First Name | string
+        lastname | Last Name | string
+        email | Email | string | u
+        phone | Phone Number | string/phonenumber
+        mobilephone | Mobile Phone Number | string/phonenumber
+        company | Company Name | string
+        address | Street Address | string
+        city | City | string
+        state | State/Region | string
+        zip | Postal Code | string
+        country | Country/Region | string
+        jobtitle | Job Title | string
+        website | Website URL | string
+        lifecyclestage | Lifecycle Stage | enumeration/radio
+        associatedcompanyid | Primary Associated Company ID | number | rc
+        hubspot_owner_id | Contact owner | enumeration | x
+    """,
+    "companies": """
+        name | Company name | string
+        domain | Company Domain Name | string
+        website | Website URL | string
+        phone | Phone Number | string/phonenumber
+        address | Street Address | string
+        address2 | Street Address 2 | string
+        city | City | string
+        state | State/Region | string
+        zip | Postal Code | string
+        country | Country/Region | string
+        industry | Industry | string
+        description | Description | string/textarea
+        numberofemployees | Number of Employees | number
+        annualrevenue | Annual Revenue | number
+        lifecyclestage | Lifecycle Stage | enumeration/radio
+        hubspot_owner_id | Company owner | enumeration | x
+    """,
+    "deals": """
+        dealname | Deal Name | string
+        amount | Amount | number
+        closedate | Close Date | datetime
+        description | Deal Description | string/textarea
+        pipeline | Pipeline | enumeration
+        dealstage | Deal Stage | enumeration/radio
+        deal_currency_code | Currency | enumeration
+        dealtype | Deal Type | enumeration/radio
+        hs_is_closed_won | Is Closed Won | bool | rc
+        hs_is_closed | Is Deal Closed? | bool | rc
+        hubspot_owner_id | Deal owner | enumeration | x
+    """,
+    "line_items": """
+        name | Name | string
+        description | Description | string/textarea
+        quantity | Quantity | number
+        price | Unit price | number
+        amount | Net price | number | rc
+        hs_sku | SKU | string
+        hs_product_id | Product ID | number
+        discount | Unit discount | number
+        hs_discount_percentage | Discount Percentage | number
+        hs_total_discount | Total discount | number | rc
+        hs_tax_rate | Tax rate | number
+        hs_tax_amount | Tax amount | number
+        hs_line_item_currency_code | Currency | enumeration
+        hs_recurring_billing_period | Term | string
+        recurringbillingfrequency | Billing frequency | enumeration
+        hs_position_on_quote | Position on quote | number
+    """,
+    "products": """
+        name | Name | string
+        description | Description | string/textarea
+        price | Unit price | number
+        hs_sku | SKU | string
+        hs_cost_of_goods_sold | Unit cost | number
+        hs_product_type | Product type | enumeration
+        hs_recurring_billing_period | Term | string
+        recurringbillingfrequency | Billing frequency | enumeration
+    """,
+}
+# fmt: on
+_PIPELINE_OPTIONS = [(p[0], p[1]) for p in _PIPELINES_SEED]
+_STAGE_OPTIONS = [(s[0], s[1]) for p in _PIPELINES_SEED for s in p[2]]
+_SEED_OPTIONS: dict[str, Sequence[str] | Sequence[tuple[str, str]]] = {
+    "lifecyclestage": _LIFECYCLE,
+    "pipeline": _PIPELINE_OPTIONS,
+    "dealstage": _STAGE_OPTIONS,
+    "deal_currency_code": _CURRENCIES,
+    "hs_line_item_currency_code": _CURRENCIES,
+    "dealtype": [("newbusiness", "New Business"), ("existingbusiness", "Existing Business")],
+    "recurringbillingfrequency": _BILLING,
+    "hs_product_type": [("inventory", "Inventory"), ("non_inventory", "Non-inventory"), ("service", "Service")],
+}
+
+
+def _seed_properties() -> dict[str, dict[str, JSON]]:
+    seeded: dict[str, dict[str, JSON]] = {}
+    for name, otype in _TYPES.items():
+        group = otype.group
+        defs = [
+            _definition("hs_object_id", "Record ID", "number", group=group, read_only=True, unique=True),
+            _definition("createdate", "Create Date", "datetime", group=group),
+            _definition(otype.modified_prop, "Last Modified Date", "datetime", group=group, read_only=True),
+        ]
+        for line in _PROPERTY_TABLE[name].strip().splitlines():
+            prop, label, kind, *rest = (part.strip() for part in line.split("|"))
+            flags = rest[0] if rest else ""
+            ptype, _, field_type = kind.partition("/")
+            options = _SEED_OPTIONS.get(prop)
+            defs.append(
+                _definition(
+                    prop,
+                    label,
+                    ptype,
+                    group=group,
+                    field_type=field_type or None,
+                    options=None if options is None else _options(options),
+                    read_only="r" in flags,
+                    calculated="c" in flags,
+                    unique="u" in flags,
+                    external_options="x" in flags,
+                )
+            )
+        seeded[name] = {d["name"]: d for d in defs}
+    return seeded
+
+
+# ---------------------------------------------------------------------------------------------------
+# Small helpers
+# ---------------------------------------------------------------------------------------------------
+
+
+def _iso(ms: int) -> str:
+    """ISO-8601 with milliseconds and Z, as HubSpot prints timestamps."""
+    moment = datetime.fromtimestamp(ms / 1000, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def _to_ms(text: str) -> int | None:
+    """Epoch ms from a property value: digits are already ms, otherwise an ISO date/datetime."""
+    if text.isdigit():
+        return int(text)
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp() * 1000)
+
+
+def _decimal(text: str | None) -> Decimal | None:
+    if text is None or text == "":
+        return None
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        return None
+    return value if value.is_finite() else None
+
+
+def _number_text(value: Decimal) -> str:
+    text = format(value.normalize(), "f")
+    return "0" if text in ("-0", "") else text
+
+
+def _list_arg(request: Request, name: str) -> list[str] | None:
+    """A query parameter that may repeat and/or hold a comma-separated list; None when absent."""
+    if name not in request.args:
+        return None
+    return [v.strip() for raw in request.args.getlist(name) for v in raw.split(",") if v.strip()]
+
+
+def _correlation() -> str:
+    return str(uuid.uuid4())
+
+
+def _error(status: int, message: str, category: str | None = None, **extra: Any) -> Response:
+    correlation = _correlation()
+    body: JSON = {"status": "error", "message": message, "correlationId": correlation}
+    body.update(extra)
+    if category is not None:
+        body["category"] = category
+    return json_response(body, status, {"X-HubSpot-Correlation-Id": correlation})
+
+
+def _not_found() -> Response:
+    return _error(404, "resource not found", "OBJECT_NOT_FOUND")
+
+
+class _ApiError(Exception):
+    """Raised by handlers to answer with a prepared error response."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
+class _ControlError(Exception):
+    pass
+
+
+@dataclass
+class _Record:
+    otype: str
+    id: str
+    props: dict[str, str]
+    created_ms: int
+    updated_ms: int
+    archived: bool = False
+    archived_ms: int | None = None
+
+
+@dataclass
+class _Subscription:
+    id: int
+    event_type: str  # "deal.propertyChange"
+    property_name: str | None = None  # propertyChange only; None = every non-system property
+    active: bool = True
+
+
+@dataclass
+class WebhookSettings:
+    """What ``POST /_sandbox/webhooks`` accepts (all fields but target_url optional).
+
+    ``subscriptions``: "contact.creation", "deal.propertyChange" (every property),
+    "deal.propertyChange:dealstage" or {"eventType": ..., "propertyName": ..., "active": ...}.
+    ``mode``: "background" delivers on a worker thread as events arrive; "manual" only on flush.
+    Failed attempts (connection error, any non-2xx, slower than ``timeout``) are retried up to
+    ``max_retries`` times, ``retry_delay`` seconds apart, with ``attemptNumber`` counting up.
+    """
+
+    target_url: str
+    signature_version: str = "all"
+    max_batch: int = 100
+    max_retries: int = 10
+    retry_delay: float = 0.1
+    timeout: float = 5.0
+    mode: str = "background"
+    subscriptions: list[_Subscription] = field(default_factory=list)
+
+    def to_json(self) -> JSON:
+        data = asdict(self)
+        data["subscriptions"] = [
+            {"id": s.id, "eventType": s.event_type, "propertyName": s.property_name, "active": s.active}
+            for s in self.subscriptions
+        ]
+        return data
+
+
+_EVENT_TYPE = re.compile(
+    r"^(contact|company|deal|line_item|product)\."
+    r"(creation|deletion|propertyChange|associationChange|merge|restore)$"
+)
+_NEVER_ANNOUNCED = frozenset({"hs_object_id", "createdate", "lastmodifieddate", "hs_lastmodifieddate"})
+
+
+@dataclass
+class _Batch:
+    events: list[JSON]
+    attempt: int = 0
+    due: float = 0.0  # time.monotonic()
+
+
+class _Dispatcher:
+    """Queues webhook events and POSTs them in signed batches; one worker thread, plus flush()."""
+
+    def __init__(self, sandbox: HubSpotSandbox) -> None:
+        self._sandbox = sandbox
+        self._cond = threading.Condition(threading.Lock())
+        self._queue: list[JSON] = []
+        self._retries: list[_Batch] = []
+        self._inflight = 0
+        self._stop = False
+        self._thread: threading.Thread | None = None
+        self.settings: WebhookSettings | None = None
+        self.deliveries: list[JSON] = []
+
+    # -- configuration ------------------------------------------------------------------------------
+    def configure(self, settings: WebhookSettings | None) -> None:
+        with self._cond:
+            self.settings = settings
+            if settings is None:
+                self._queue.clear()
+                self._retries.clear()
+            self._cond.notify_all()
+        if settings is not None and settings.mode == "background":
+            self._ensure_thread()
+
+    def reset(self) -> None:
+        with self._cond:
+            self.settings = None
+            self._queue.clear()
+            self._retries.clear()
+            self.deliveries.clear()
+            self._cond.notify_all()
+
+    def enqueue(self, events: list[JSON]) -> None:
+        if not events:
+            return
+        with self._cond:
+            if self.settings is None:
+                return
+            self._queue.extend(events)
+            self._cond.notify_all()
+
+    def pending(self) -> int:
+        with self._cond:
+            return len(self._queue) + sum(len(b.events) for b in self._retries)
+
+    def snapshot(self) -> list[JSON]:
+        with self._cond:
+            return [dict(d) for d in self.deliveries]
+
+    def close(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=10)
+
+    # -- worker -------------------------------------------------------------------------------------
+    def _ensure_thread(self) -> None:
+        with self._cond:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._stop = False
+            self._thread = threading.Thread(target=self._run, name="hubspot-webhooks", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                batch = self._next_ready_locked(include_waiting=False)
+                while batch is None:
+                    if self._stop:
+                        return
+                    self._cond.wait(self._wait_time_locked())
+                    batch = self._next_ready_locked(include_waiting=False)
+                self._inflight += 1
+            self._attempt_and_release(batch)
+
+    def _wait_time_locked(self) -> float | None:
+        if self.settings is None or self.settings.mode != "background" or not self._retries:
+            return None
+        return max(0.0, min(b.due for b in self._retries) - time.monotonic())
+
+    def _next_ready_locked(self, *, include_waiting: bool) -> _Batch | None:
+        settings = self.settings
+        if settings is None or (settings.mode != "background" and not include_waiting):
+            return None
+        if self._queue:
+            events = self._queue[: settings.max_batch]
+            del self._queue[: settings.max_batch]
+            return _Batch(events)
+        ready = [b for b in self._retries if include_waiting or b.due <= time.monotonic()]
+        if not ready:
+            return None
+        batch = min(ready, key=lambda b: b.due)
+        self._retries.remove(batch)
+        return batch
+
+    def flush(self) -> JSON:
+        """Deliver every queued event and every pending retry now (waiting out retry delays)."""
+        attempts = ok = 0
+        while True:
+            with self._cond:
+                batch = self._next_ready_locked(include_waiting=True)
+                if batch is None:
+                    if self._inflight == 0:
+                        break
+                    self._cond.wait(0.05)
+                    continue
+                self._inflight += 1
+            delay = batch.due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            attempts += 1
+            ok += self._attempt_and_release(batch)
+        return {"attempts": attempts, "succeeded": ok, "failed": attempts - ok}
+
+    def _attempt_and_release(self, batch: _Batch) -> bool:
+        try:
+            return self._attempt(batch)
+        except Exception as exc:  # never let the worker thread die
+            with self._cond:
+                self.deliveries.append({"attempt": batch.attempt, "ok": False, "error": repr(exc)})
+            return False
+        finally:
+            with self._cond:
+                self._inflight -= 1
+                self._cond.notify_all()
+
+    def _attempt(self, batch: _Batch) -> bool:
+        with self._cond:
+            settings = self.settings
+        if settings is None:
+            return False
+        events = [{**event, "attemptNumber": batch.attempt} for event in batch.events]
+        body = json.dumps(events, separators=(",", ":")).encode()
+        timestamp = int(self._sandbox.state.clock.now() * 1000)
+        headers = signed_batch_headers(
+            self._sandbox.client_secret, settings.target_url, body, timestamp, settings.signature_version
+        )
+        headers["User-Agent"] = WEBHOOK_USER_AGENT
+        status, error, elapsed = _post(settings.target_url, body, headers, settings.timeout)
+        success = status is not None and 200 <= status < 300 and elapsed <= settings.timeout
+        if status is not None and not success:
+            error = f"HTTP {status}" if elapsed <= settings.timeout else "timed out"
+        with self._cond:
+            self.deliveries.append(
+                {
+                    "id": len(self.deliveries) + 1,
+                    "url": settings.target_url,
+                    "attempt": batch.attempt,
+                    "status": status,
+                    "ok": success,
+                    "error": error,
+                    "event_count": len(events),
+                    "duration_ms": int(elapsed * 1000),
+                    "at": _iso(timestamp),
+                    "headers": headers,
+                    "body": body.decode(),
+                }
+            )
+            if not success and batch.attempt < settings.max_retries:
+                self._retries.append(_Batch(batch.events, batch.attempt + 1, time.monotonic() + settings.retry_delay))
+        return success
+
+
+def _post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> tuple[int | None, str | None, float]:
+    started = time.monotonic()
+    try:
+        with httpx.Client(timeout=timeout) as client:
+            response = client.post(url, content=body, headers=headers)
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        return None, f"{type(exc).__name__}: {exc}", time.monotonic() - started
+    return response.status_code, None, time.monotonic() - started
+
+
+class _RateLimiter:
+    """HubSpot's per-token rolling 10-second window and per-account daily budget."""
+
+    WINDOW_MS = 10_000
+
+    def __init__(self, ten_second_limit: int, daily_limit: int) -> None:
+        self.ten_second_limit = ten_second_limit
+        self.daily_limit = daily_limit
+        self._window: deque[int] = deque()
+        self._day: date | None = None
+        self._daily = 0
+
+    def reset(self) -> None:
+        self._window.clear()
+        self._day = None
+        self._daily = 0
+
+    def take(self, now_ms: int) -> tuple[str | None, dict[str, str]]:
+        """Count one call; returns the policy that refused it (or None) and the headers to send."""
+        today = datetime.fromtimestamp(now_ms / 1000, UTC).date()
+        if today != self._day:
+            self._day, self._daily = today, 0
+        while self._window and self._window[0] <= now_ms - self.WINDOW_MS:
+            self._window.popleft()
+        policy: str | None = None
+        if self._daily >= self.daily_limit:
+            policy = "DAILY"
+        elif len(self._window) >= self.ten_second_limit:
+            policy = "TEN_SECONDLY_ROLLING"
+        else:
+            self._window.append(now_ms)
+            self._daily += 1
+        headers = {
+            "X-HubSpot-RateLimit-Daily": str(self.daily_limit),
+            "X-HubSpot-RateLimit-Daily-Remaining": str(max(0, self.daily_limit - self._daily)),
+            "X-HubSpot-RateLimit-Interval-Milliseconds": str(self.WINDOW_MS),
+            "X-HubSpot-RateLimit-Max": str(self.ten_second_limit),
+            "X-HubSpot-RateLimit-Remaining": str(max(0, self.ten_second_limit - len(self._window))),
+        }
+        return policy, headers
+
+
+_API_RULES = Map(
+    [
+        Rule("/crm/v3/objects/<otype>", methods=["GET"], endpoint="list_objects"),
+        Rule("/crm/v3/objects/<otype>", methods=["POST"], endpoint="create_object"),
+        Rule("/crm/v3/objects/<otype>/batch/read", methods=["POST"], endpoint="batch_read"),
+        Rule("/crm/v3/objects/<otype>/batch/update", methods=["POST"], endpoint="batch_update"),
+        Rule("/crm/v3/objects/<otype>/batch/create", methods=["POST"], endpoint="batch_create"),
+        Rule("/crm/v3/objects/<otype>/search", methods=["POST"], endpoint="search"),
+        Rule("/crm/v3/objects/<otype>/<oid>", methods=["GET"], endpoint="get_object"),
+        Rule("/crm/v3/objects/<otype>/<oid>", methods=["PATCH"], endpoint="update_object"),
+        Rule("/crm/v3/objects/<otype>/<oid>", methods=["DELETE"], endpoint="archive_object"),
+        Rule("/crm/v3/properties/<otype>", methods=["GET"], endpoint="list_properties"),
+        Rule("/crm/v3/properties/<otype>", methods=["POST"], endpoint="create_property"),
+        Rule("/crm/v3/properties/<otype>/<name>", methods=["GET"], endpoint="get_property"),
+        Rule("/crm/v3/pipelines/<otype>", methods=["GET"], endpoint="list_pipelines"),
+        Rule("/crm/v3/pipelines/<otype>/<pid>", methods=["GET"], endpoint="get_pipeline"),
+        Rule("/crm/v3/pipelines/<otype>/<pid>/stages", methods=["GET"], endpoint="list_stages"),
+        Rule("/crm/v4/objects/<otype>/<oid>/associations/<to_type>", methods=["GET"], endpoint="v4_list"),
+        Rule(
+            "/crm/v4/objects/<otype>/<oid>/associations/default/<to_type>/<to_id>",
+            methods=["PUT"],
+            endpoint="v4_default",
+        ),
+        Rule("/crm/v4/objects/<otype>/<oid>/associations/<to_type>/<to_id>", methods=["PUT"], endpoint="v4_put"),
+        Rule(
+            "/crm/v4/objects/<otype>/<oid>/associations/<to_type>/<to_id>",
+            methods=["DELETE"],
+            endpoint="v4_delete",
+        ),
+        Rule("/crm/v4/associations/<otype>/<to_type>/batch/read", methods=["POST"], endpoint="v4_batch_read"),
+    ]
+)
+
+_CONTROL_RULES = Map(
+    [
+        Rule("/_sandbox/reset", methods=["POST"], endpoint="reset"),
+        Rule("/_sandbox/requests", methods=["GET"], endpoint="requests"),
+        Rule("/_sandbox/faults", methods=["POST"], endpoint="faults"),
+        Rule("/_sandbox/clock", methods=["POST", "GET"], endpoint="clock"),
+        Rule("/_sandbox/objects/<otype>", methods=["POST"], endpoint="create"),
+        Rule("/_sandbox/objects/<otype>/<oid>", methods=["GET"], endpoint="read"),
+        Rule("/_sandbox/objects/<otype>/<oid>", methods=["PATCH"], endpoint="update"),
+        Rule("/_sandbox/associations", methods=["POST"], endpoint="associate"),
+        Rule("/_sandbox/webhooks", methods=["POST", "GET"], endpoint="webhooks"),
+        Rule("/_sandbox/webhooks/flush", methods=["POST"], endpoint="flush"),
+        Rule("/_sandbox/webhooks/deliveries", methods=["GET"], endpoint="deliveries"),
+    ]
+)
+
+_SEARCH_OPERATORS = frozenset({"EQ", "NEQ", "LT", "LTE", "GT", "GTE", "BETWEEN", "IN", "NOT_IN", "HAS_PROPERTY",
+                               "NOT_HAS_PROPERTY", "CONTAINS_TOKEN", "NOT_CONTAINS_TOKEN"})  # fmt: skip
+_Source = tuple[str, str]  # (changeSource, sourceId) on webhook events
+_UI_SOURCE: _Source = ("CRM_UI", "userId:1234567")
+
+
+# ---------------------------------------------------------------------------------------------------
+# The sandbox
+# ---------------------------------------------------------------------------------------------------
+
+
+class HubSpotSandbox:
+    """In-memory HubSpot account (portal) with one private-app token and one app's webhooks."""
+
+    def __init__(
+        self,
+        access_token: str = "pat-sandbox-token",
+        client_secret: str = "sandbox-webhook-secret",
+        portal_id: int = 62515,
+        app_id: int = 54321,
+        ten_second_limit: int = 100,
+        daily_limit: int = 250000,
+    ) -> None:
+        self.access_token = access_token
+        self.client_secret = client_secret
+        self.portal_id = portal_id
+        self.app_id = app_id
+        self.state = SandboxState()
+        self._limiter = _RateLimiter(ten_second_limit, daily_limit)
+        self._dispatcher = _Dispatcher(self)
+        self._api_source: _Source = ("INTEGRATION", str(app_id))
+        self._reset_data()
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+    def _reset_data(self) -> None:
+        with self.state.lock:
+            self._records: dict[str, dict[str, _Record]] = {name: {} for name in _TYPES}
+            self._next_id = {name: t.id_base for name, t in _TYPES.items()}
+            self._properties = _seed_properties()
+            self._pipelines = _pipelines_seed()
+            self._assoc: dict[tuple[str, str], dict[tuple[str, str], set[int]]] = {}
+            self._event_id = 100
+            self._subscription_id = 1_000_000
+            self._limiter.reset()
+
+    def reset(self) -> None:
+        """Back to a freshly seeded account: no objects, default properties, no webhook settings."""
+        with self.state.lock:
+            self._reset_data()
+            self.state.reset_log()
+        self._dispatcher.reset()
+
+    def close(self) -> None:
+        """Stop the webhook worker thread (if one was started)."""
+        self._dispatcher.close()
+
+    @property
+    def ten_second_limit(self) -> int:
+        return self._limiter.ten_second_limit
+
+    @property
+    def daily_limit(self) -> int:
+        return self._limiter.daily_limit
+
+    # -- test helpers (behave like a user working in the HubSpot UI) -----------------------------
+    def create_object(
+        self,
+        object_type: str,
+        properties: Mapping[str, Any],
+        associations: Sequence[Any] | None = None,
+    ) -> JSON:
+        """Create a record as a user would; fires creation/propertyChange webhooks.
+
+        ``associations``: items of {"to_type", "to_id", "primary"?}, (to_type, to_id[, primary]) or
+        HubSpot's own {"to": {"id"}, "types": [{"associationTypeId": ...}]}.
+        """
+        otype = self._type_or_value_error(object_type)
+        with self.state.lock:
+            values = self._checked(otype, properties, None)
+            links = [self._helper_link(otype, item) for item in associations or ()]
+            record = self._create_locked(otype, values, links, _UI_SOURCE)
+            return self._render_all(record)
+
+    def update_object(self, object_type: str, object_id: str | int, properties: Mapping[str, Any]) -> JSON:
+        """Change a record as a user would; fires one propertyChange webhook per changed property."""
+        otype = self._type_or_value_error(object_type)
+        with self.state.lock:
+            record = self._records[otype.name].get(str(object_id))
+            if record is None or record.archived:
+                raise KeyError(f"{otype.name} {object_id} does not exist")
+            values = self._checked(otype, properties, record)
+            self._update_locked(record, values, _UI_SOURCE)
+            return self._render_all(record)
+
+    def associate(
+        self, from_type: str, from_id: str | int, to_type: str, to_id: str | int, primary: bool = False
+    ) -> None:
+        """Associate two records (both directions, unlabeled plus the primary label when asked)."""
+        a, b = self._type_or_value_error(from_type), self._type_or_value_error(to_type)
+        with self.state.lock:
+            for t, oid in ((a, from_id), (b, to_id)):
+                if self._live(t.name, str(oid)) is None:
+                    raise KeyError(f"{t.name} {oid} does not exist")
+            self._link_locked(a.name, str(from_id), b.name, str(to_id), primary, _UI_SOURCE)
+
+    def get_object(self, object_type: str, object_id: str | int) -> JSON | None:
+        """The record with every property that has a value (None when missing or archived)."""
+        otype = self._type_or_value_error(object_type)
+        with self.state.lock:
+            record = self._live(otype.name, str(object_id))
+            return None if record is None else self._render_all(record)
+
+    def configure_webhooks(self, settings: Mapping[str, Any] | None) -> WebhookSettings | None:
+        """Same as ``POST /_sandbox/webhooks``; None switches webhooks off."""
+        parsed = None if settings is None else self._parse_settings(settings)
+        self._dispatcher.configure(parsed)
+        return parsed
+
+    def flush_webhooks(self) -> JSON:
+        return self._dispatcher.flush()
+
+    @property
+    def deliveries(self) -> list[JSON]:
+        return self._dispatcher.snapshot()
+
+    # -- WSGI ---------------------------------------------------------------------------------------
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        request = Request(environ)
+        if request.path == "/_sandbox" or request.path.startswith("/_sandbox/"):
+            response = self._control(request)
+        else:
+            response = self._api(request)
+        return response(environ, start_response)
+
+    def _api(self, request: Request) -> Response:
+        entry = logged_request(request)
+        fault = self.state.take_fault(request.method, request.path)
+        response = self._fault_response(fault) if fault is not None else self._handle(request)
+        if "X-HubSpot-Correlation-Id" not in response.headers:
+            response.headers["X-HubSpot-Correlation-Id"] = _correlation()
+        entry.status = response.status_code
+        self.state.log(entry)
+        return response
+
+    def _fault_response(self, fault: Fault) -> Response:
+        if fault.delay:
+            time.sleep(fault.delay)
+        if fault.body is None:
+            if fault.status == 429:
+                response = self._rate_limited("TEN_SECONDLY_ROLLING")
+            else:
+                response = _error(fault.status, "internal error" if fault.status >= 500 else "error")
+        elif isinstance(fault.body, (bytes, str)):
+            response = Response(fault.body, status=fault.status, content_type="application/json")
+        else:
+            response = json_response(fault.body, fault.status)
+        response.headers.update(fault.headers)
+        return response
+
+    def _authorized(self, request: Request) -> bool:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip(), self.access_token)
+
+    def _handle(self, request: Request) -> Response:
+        if not self._authorized(request):
+            response = _error(
+                401,
+                "Authentication credentials not found. This API supports OAuth 2.0 authentication and you "
+                "can find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview",
+                "INVALID_AUTHENTICATION",
+            )
+            response.headers["X-HubSpot-Auth-Failure"] = "401 Unauthorized"
+            return response
+        with self.state.lock:
+            policy, limit_headers = self._limiter.take(self._now_ms())
+        response = self._rate_limited(policy) if policy else self._route(request)
+        response.headers.update(limit_headers)
+        return response
+
+    def _rate_limited(self, policy: str) -> Response:
+        correlation = _correlation()
+        window = "daily" if policy == "DAILY" else "ten_secondly_rolling"
+        group = "api-calls-daily" if policy == "DAILY" else "api-calls-ten-secondly"
+        body = {
+            "status": "error",
+            "message": f"You have reached your {window} limit.",
+            "errorType": "RATE_LIMIT",
+            "correlationId": correlation,
+            "policyName": policy,
+            "groupName": f"publicapi:private-app-{group}:{self.app_id}:{self.portal_id}",
+        }
+        return json_response(body, 429, {"X-HubSpot-Correlation-Id": correlation})
+
+    def _route(self, request: Request) -> Response:
+        adapter = _API_RULES.bind_to_environ(request.environ)
+        try:
+            endpoint, args = adapter.match()
+        except MethodNotAllowed:
+            return _error(405, f"HTTP {request.method} is not supported by this endpoint")
+        except NotFound:
+            return _not_found()
+        handler = getattr(self, f"_api_{endpoint}")
+        try:
+            response: Response = handler(request, **args)
+        except _ApiError as exc:
+            return exc.response
+        return response
+
+    # -- request parsing ----------------------------------------------------------------------------
+    @staticmethod
+    def _json_body(request: Request) -> Any:
+        raw = request.get_data(cache=True)
+        try:
+            return json.loads(raw or b"null")
+        except (ValueError, UnicodeDecodeError) as exc:
+            line, column = getattr(exc, "lineno", 1), getattr(exc, "colno", 1)
+            raise _ApiError(
+                _error(
+                    400,
+                    f"Invalid input JSON on line {line}, column {column}: {exc}",
+                    "VALIDATION_ERROR",
+                )
+            ) from exc
+
+    def _json_object(self, request: Request) -> JSON:
+        body = self._json_body(request)
+        if not isinstance(body, dict):
+            raise _ApiError(_error(400, "Invalid input JSON: expected an object", "VALIDATION_ERROR"))
+        return body
+
+    @staticmethod
+    def _type(name: str) -> _ObjectType:
+        otype = _TYPE_ALIASES.get(name.lower())
+        if otype is None:
+            raise _ApiError(_error(400, f"Unable to infer object type from: {name}", "VALIDATION_ERROR"))
+        return _TYPES[otype]
+
+    @staticmethod
+    def _type_or_value_error(name: str) -> _ObjectType:
+        otype = _TYPE_ALIASES.get(name.lower())
+        if otype is None:
+            raise ValueError(f"unknown HubSpot object type {name!r}")
+        return _TYPES[otype]
+
+    def _now_ms(self) -> int:
+        return int(self.state.clock.now() * 1000)
+
+    # -- records ------------------------------------------------------------------------------------
+    def _live(self, otype: str, oid: str) -> _Record | None:
+        record = self._records[otype].get(oid)
+        return None if record is None or record.archived else record
+
+    def _find(self, otype: _ObjectType, key: str, id_property: str | None, archived: bool = False) -> _Record | None:
+        records = self._records[otype.name]
+        if not id_property or id_property == "hs_object_id":
+            found = records.get(key)
+            return found if found is not None and found.archived == archived else None
+        for record in records.values():
+            value = record.props.get(id_property)
+            if record.archived == archived and value is not None and value.lower() == key.lower():
+                return record
+        return None
+
+    def _render(self, record: _Record, properties: Sequence[str] | None, associations: Sequence[str] = ()) -> JSON:
+        otype = _TYPES[record.otype]
+        known = self._properties[otype.name]
+        names = set(properties) if properties else set(otype.default_props)
+        names |= {"hs_object_id", "createdate", otype.modified_prop}
+        out: JSON = {
+            "id": record.id,
+            "properties": {n: record.props.get(n) for n in sorted(names) if n in known or n in record.props},
+            "createdAt": _iso(record.created_ms),
+            "updatedAt": _iso(record.updated_ms),
+            "archived": record.archived,
+        }
+        if record.archived and record.archived_ms is not None:
+            out["archivedAt"] = _iso(record.archived_ms)
+        rendered = self._render_associations(record, associations)
+        if rendered:
+            out["associations"] = rendered
+        return out
+
+    def _render_all(self, record: _Record) -> JSON:
+        return self._render(record, sorted(record.props))
+
+    def _render_associations(self, record: _Record, to_types: Sequence[str]) -> JSON:
+        """v3 shape: {"companies": {"results": [{"id": "1", "type": "contact_to_company"}, ...]}}."""
+        out: JSON = {}
+        for name in to_types:
+            to_name = _TYPE_ALIASES.get(name.lower())
+            if to_name is None:
+                continue
+            results = [
+                {"id": to_id, "type": _ASSOC_BY_ID[type_id].name}
+                for to_id, type_ids in self._targets(record.otype, record.id, to_name)
+                for type_id in sorted(type_ids, key=lambda i: not _ASSOC_BY_ID[i].primary)
+            ]
+            if results:
+                out[_TYPES[to_name].assoc_key] = {"results": results}
+        return out
+
+    def _targets(self, otype: str, oid: str, to_type: str) -> list[tuple[str, set[int]]]:
+        edges = self._assoc.get((otype, oid), {})
+        found = [
+            (to_id, types)
+            for (t, to_id), types in edges.items()
+            if t == to_type and types and self._live(to_type, to_id) is not None
+        ]
+        return sorted(found, key=lambda item: int(item[0]))
+
+    # -- property validation and derived values ------------------------------------------------------
+    def _problems(
+        self, otype: _ObjectType, raw: Mapping[str, Any], record: _Record | None
+    ) -> tuple[dict[str, str | None], list[tuple[str, str, str]]]:
+        defs = self._properties[otype.name]
+        values: dict[str, str | None] = {}
+        problems: list[tuple[str, str, str]] = []
+        for name, value in raw.items():
+            definition = defs.get(name)
+            if definition is None:
+                problems.append((name, "PROPERTY_DOESNT_EXIST", f'Property "{name}" does not exist'))
+                continue
+            if definition["modificationMetadata"]["readOnlyValue"]:
+                problems.append((name, "READ_ONLY_VALUE", f'Property "{name}" is read-only'))
+                continue
+            coerced, problem = _coerce(definition, value)
+            if problem is not None:
+                problems.append((name, *problem))
+            else:
+                values[name] = coerced
+        if otype.name == "deals" and not problems:
+            problems.extend(self._stage_problems(values, record))
+        return values, problems
+
+    def _stage_problems(self, values: Mapping[str, str | None], record: _Record | None) -> list[tuple[str, str, str]]:
+        stage = values.get("dealstage")
+        if stage is None:
+            return []
+        current = record.props.get("pipeline") if record is not None else None
+        pipeline_id = values.get("pipeline") or current or "default"
+        pipeline = next(p for p in self._pipelines if p["id"] == pipeline_id)
+        if any(s["id"] == stage for s in pipeline["stages"]):
+            return []
+        return [("dealstage", "INVALID_OPTION", f"{stage} is not a valid deal stage for pipeline {pipeline_id}")]
+
+    def _validation_error(self, problems: list[tuple[str, str, str]]) -> Response:
+        details = [
+            {
+                "isValid": False,
+                "message": message,
+                "error": code,
+                "name": name,
+                "localizedErrorMessage": message,
+                "portalId": self.portal_id,
+            }
+            for name, code, message in problems
+        ]
+        return _error(
+            400,
+            "Property values were not valid: " + json.dumps(details, separators=(",", ":")),
+            "VALIDATION_ERROR",
+            errors=[
+                {"message": message, "code": code, "context": {"propertyName": [name]}}
+                for name, code, message in problems
+            ],
+        )
+
+    def _validated(self, otype: _ObjectType, raw: Any, record: _Record | None) -> dict[str, str | None]:
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise _ApiError(_error(400, "Invalid input JSON: properties must be an object", "VALIDATION_ERROR"))
+        values, problems = self._problems(otype, raw, record)
+        if problems:
+            raise _ApiError(self._validation_error(problems))
+        return values
+
+    def _checked(self, otype: _ObjectType, raw: Mapping[str, Any], record: _Record | None) -> dict[str, str | None]:
+        """Helper-side validation: same rules, but a ValueError instead of an HTTP answer."""
+        values, problems = self._problems(otype, dict(raw), record)
+        if problems:
+            raise ValueError("; ".join(f"{name}: {code} ({message})" for name, code, message in problems))
+        return values
+
+    def _derive(self, record: _Record) -> None:
+        """Values HubSpot calculates: line-item totals, product defaults, deal pipeline/closed flags."""
+        props = record.props
+        if record.otype == "deals":
+            if props.get("dealstage") and not props.get("pipeline"):
+                props["pipeline"] = "default"
+            stage = self._stage(props.get("pipeline"), props.get("dealstage"))
+            if stage is not None:
+                closed = stage["metadata"]["isClosed"] == "true"
+                won = closed and Decimal(stage["metadata"]["probability"]) >= 1
+                props["hs_is_closed"] = "true" if closed else "false"
+                props["hs_is_closed_won"] = "true" if won else "false"
+        elif record.otype == "line_items":
+            _derive_line_item(props)
+
+    def _stage(self, pipeline_id: str | None, stage_id: str | None) -> JSON | None:
+        for pipeline in self._pipelines:
+            if pipeline["id"] == pipeline_id:
+                return next((s for s in pipeline["stages"] if s["id"] == stage_id), None)
+        return None
+
+    # -- writes (state.lock held) -----------------------------------------------------------------
+    def _create_locked(
+        self,
+        otype: _ObjectType,
+        values: dict[str, str | None],
+        links: list[tuple[str, str, bool]],
+        source: _Source,
+    ) -> _Record:
+        now = self._now_ms()
+        oid = str(self._next_id[otype.name])
+        self._next_id[otype.name] += 1
+        props = {k: v for k, v in values.items() if v is not None}
+        if otype.name == "contacts" and "email" in props:
+            props["email"] = props["email"].lower()
+        if otype.name == "line_items":
+            self._copy_product(props)
+        record = _Record(otype.name, oid, {}, now, now)
+        record.props = {"hs_object_id": oid, "createdate": _iso(now), otype.modified_prop: _iso(now), **props}
+        self._derive(record)
+        self._records[otype.name][oid] = record
+        events = [self._event(record, "creation", source, changeFlag="CREATED")]
+        events += self._property_events(record, dict(record.props), source)
+        self._dispatcher.enqueue([e for e in events if e])
+        for to_type, to_id, primary in links:
+            self._link_locked(otype.name, oid, to_type, to_id, primary, source)
+        return record
+
+    def _copy_product(self, props: dict[str, str]) -> None:
+        product = self._live("products", props.get("hs_product_id", ""))
+        if product is None:
+            return
+        for name in ("name", "price", "hs_sku", "description", "hs_recurring_billing_period"):
+            if name in product.props and name not in props:
+                props[name] = product.props[name]
+
+    def _update_locked(
+        self, record: _Record, values: Mapping[str, str | None], source: _Source
+    ) -> dict[str, str | None]:
+        before = dict(record.props)
+        for name, value in values.items():
+            if value is None:
+                record.props.pop(name, None)
+            else:
+                record.props[name] = value.lower() if name == "email" and record.otype == "contacts" else value
+        self._derive(record)
+        changed = {
+            name: record.props.get(name)
+            for name in set(before) | set(record.props)
+            if before.get(name) != record.props.get(name)
+        }
+        if changed:
+            record.updated_ms = self._now_ms()
+            record.props[_TYPES[record.otype].modified_prop] = _iso(record.updated_ms)
+            self._dispatcher.enqueue(self._property_events(record, changed, source))
+        return changed
+
+    def _archive_locked(self, record: _Record, source: _Source) -> None:
+        record.archived = True
+        record.archived_ms = record.updated_ms = self._now_ms()
+        event = self._event(record, "deletion", source, changeFlag="DELETED")
+        self._dispatcher.enqueue([event] if event else [])
+
+    # -- associations (state.lock held) -------------------------------------------------------------
+    def _edge(self, a: tuple[str, str], b: tuple[str, str]) -> set[int]:
+        return self._assoc.setdefault(a, {}).setdefault(b, set())
+
+    def _link_locked(self, a_type: str, a_id: str, b_type: str, b_id: str, primary: bool, source: _Source) -> None:
+        pair, reverse = _PAIRS.get((a_type, b_type)), _PAIRS.get((b_type, a_type))
+        if pair is None or reverse is None:
+            raise ValueError(f"HubSpot has no default association from {a_type} to {b_type}")
+        if primary and pair.primary is None:
+            raise ValueError(f"{a_type} to {b_type} associations have no primary label")
+        self._edge((a_type, a_id), (b_type, b_id)).add(pair.unlabeled.type_id)
+        self._edge((b_type, b_id), (a_type, a_id)).add(reverse.unlabeled.type_id)
+        if primary:
+            # The company is the "primary" end: a contact (or deal) has at most one primary company.
+            owner, company = (
+                ((a_type, a_id), (b_type, b_id)) if b_type == "companies" else ((b_type, b_id), (a_type, a_id))
+            )
+            self._set_primary(owner, company, source)
+        events = [
+            self._association_event((a_type, a_id), (b_type, b_id), primary, False, source),
+            self._association_event((b_type, b_id), (a_type, a_id), primary, False, source),
+        ]
+        self._dispatcher.enqueue([e for e in events if e])
+
+    def _set_primary(self, owner: tuple[str, str], company: tuple[str, str], source: _Source) -> None:
+        to_company = _PAIRS[(owner[0], "companies")].primary
+        to_owner = _PAIRS[("companies", owner[0])].primary
+        assert to_company is not None and to_owner is not None
+        for target, types in self._assoc.get(owner, {}).items():
+            if target[0] == "companies" and target != company:
+                types.discard(to_company.type_id)
+                self._edge(target, owner).discard(to_owner.type_id)
+        self._edge(owner, company).add(to_company.type_id)
+        self._edge(company, owner).add(to_owner.type_id)
+        if owner[0] == "contacts":
+            self._set_derived(owner, "associatedcompanyid", company[1], source)
+
+    def _clear_primary(self, a: tuple[str, str], b: tuple[str, str], source: _Source) -> None:
+        for x, y in ((a, b), (b, a)):
+            edge = self._edge(x, y)
+            edge.difference_update({t for t in edge if _ASSOC_BY_ID[t].primary})
+        contact = a if a[0] == "contacts" else b if b[0] == "contacts" else None
+        company = b if contact is a else a
+        if contact is not None:
+            record = self._live(*contact)
+            if record is not None and record.props.get("associatedcompanyid") == company[1]:
+                self._set_derived(contact, "associatedcompanyid", None, source)
+
+    def _set_derived(self, key: tuple[str, str], name: str, value: str | None, source: _Source) -> None:
+        record = self._live(*key)
+        if record is None or record.props.get(name) == value:
+            return
+        if value is None:
+            record.props.pop(name, None)
+        else:
+            record.props[name] = value
+        self._dispatcher.enqueue(self._property_events(record, {name: value}, source))
+
+    def _unlink_locked(self, a: tuple[str, str], b: tuple[str, str], source: _Source) -> bool:
+        if not self._assoc.get(a, {}).get(b):
+            return False
+        self._clear_primary(a, b, source)
+        self._assoc.get(a, {}).pop(b, None)
+        self._assoc.get(b, {}).pop(a, None)
+        events = [
+            self._association_event(a, b, False, True, source),
+            self._association_event(b, a, False, True, source),
+        ]
+        self._dispatcher.enqueue([e for e in events if e])
+        return True
+
+    # -- webhook events (state.lock held) -------------------------------------------------------------
+    def _subscriptions(self, event_type: str) -> list[_Subscription]:
+        settings = self._dispatcher.settings
+        if settings is None:
+            return []
+        return [s for s in settings.subscriptions if s.active and s.event_type == event_type]
+
+    def _envelope(self, subscription: _Subscription) -> JSON:
+        self._event_id += 1
+        return {
+            "eventId": self._event_id,
+            "subscriptionId": subscription.id,
+            "portalId": self.portal_id,
+            "appId": self.app_id,
+            "occurredAt": self._now_ms(),
+            "subscriptionType": subscription.event_type,
+            "attemptNumber": 0,
+        }
+
+    def _event(self, record: _Record, kind: str, source: _Source, **extra: Any) -> JSON | None:
+        subscriptions = self._subscriptions(f"{_TYPES[record.otype].singular}.{kind}")
+        if not subscriptions:
+            return None
+        return {
+            **self._envelope(subscriptions[0]),
+            "objectId": int(record.id),
+            **extra,
+            "changeSource": source[0],
+            "sourceId": source[1],
+        }
+
+    def _property_events(self, record: _Record, changed: Mapping[str, str | None], source: _Source) -> list[JSON]:
+        events: list[JSON] = []
+        for subscription in self._subscriptions(f"{_TYPES[record.otype].singular}.propertyChange"):
+            for name in sorted(changed):
+                wanted = subscription.property_name
+                if (wanted is None and name not in _NEVER_ANNOUNCED) or wanted == name:
+                    events.append(
+                        {
+                            **self._envelope(subscription),
+                            "objectId": int(record.id),
+                            "propertyName": name,
+                            "propertyValue": changed[name] or "",
+                            "changeSource": source[0],
+                            "sourceId": source[1],
+                        }
+                    )
+        return events
+
+    def _association_event(
+        self, a: tuple[str, str], b: tuple[str, str], primary: bool, removed: bool, source: _Source
+    ) -> JSON | None:
+        subscriptions = self._subscriptions(f"{_TYPES[a[0]].singular}.associationChange")
+        if not subscriptions:
+            return None
+        pair = _PAIRS[(a[0], b[0])]
+        return {
+            **self._envelope(subscriptions[0]),
+            "changeSource": source[0],
+            "associationType": pair.unlabeled.name.removesuffix("_unlabeled").upper(),
+            "fromObjectId": int(a[1]),
+            "toObjectId": int(b[1]),
+            "associationRemoved": removed,
+            "isPrimaryAssociation": primary,
+            "sourceId": source[1],
+        }
+
+    # -- helper argument parsing ----------------------------------------------------------------------
+    def _helper_link(self, otype: _ObjectType, item: Any) -> tuple[str, str, bool]:
+        if isinstance(item, Mapping) and "to" in item:
+            return self._api_link(otype, item, value_errors=True)
+        if isinstance(item, Mapping):
+            to_type, to_id, primary = item["to_type"], item["to_id"], bool(item.get("primary", False))
+        else:
+            to_type, to_id, *rest = item
+            primary = bool(rest[0]) if rest else False
+        target = self._type_or_value_error(str(to_type))
+        if self._live(target.name, str(to_id)) is None:
+            raise KeyError(f"{target.name} {to_id} does not exist")
+        if (otype.name, target.name) not in _PAIRS:
+            raise ValueError(f"HubSpot has no default association from {otype.name} to {target.name}")
+        return target.name, str(to_id), primary
+
+    def _api_link(self, otype: _ObjectType, item: Any, *, value_errors: bool = False) -> tuple[str, str, bool]:
+        """One entry of a create body's "associations": {"to": {"id"}, "types": [{...TypeId}]}."""
+        try:
+            to_id = str(item["to"]["id"])
+            type_ids = [int(t["associationTypeId"]) for t in item["types"]]
+            kinds = [_ASSOC_BY_ID[type_id] for type_id in type_ids]
+        except (KeyError, TypeError, ValueError) as exc:
+            message = f"Invalid association input: {item}"
+            if value_errors:
+                raise ValueError(message) from exc
+            raise _ApiError(_error(400, message, "VALIDATION_ERROR")) from exc
+        targets = {k.to_type for k in kinds}
+        problem = None
+        if len(targets) != 1 or any(k.from_type != otype.name for k in kinds):
+            problem = f"association types {type_ids} are not valid from {otype.name}"
+        elif self._live(targets.copy().pop(), to_id) is None:
+            problem = f"{targets.copy().pop()} {to_id} does not exist"
+        if problem is not None:
+            if value_errors:
+                raise ValueError(problem)
+            raise _ApiError(_error(400, problem, "VALIDATION_ERROR"))
+        return targets.pop(), to_id, any(k.primary for k in kinds)
+
+    @staticmethod
+    def _parse_subscription(raw: Any, sub_id: int) -> _Subscription:
+        if isinstance(raw, str):
+            event_type, _, prop = raw.partition(":")
+            sub = _Subscription(sub_id, event_type, prop or None)
+        elif isinstance(raw, Mapping):
+            sub = _Subscription(
+                sub_id, str(raw.get("eventType", "")), raw.get("propertyName"), bool(raw.get("active", True))
+            )
+        else:
+            raise ValueError(f"invalid subscription {raw!r}")
+        if not _EVENT_TYPE.match(sub.event_type):
+            raise ValueError(f"unknown webhook event type {sub.event_type!r}")
+        return sub
+
+    def _parse_settings(self, raw: Mapping[str, Any]) -> WebhookSettings:
+        target = raw.get("target_url") or raw.get("targetUrl")
+        if not isinstance(target, str) or not target.startswith(("http://", "https://")):
+            raise ValueError("target_url must be an http(s) URL")
+        settings = WebhookSettings(target_url=target)
+        for name in ("signature_version", "mode"):
+            if name in raw:
+                setattr(settings, name, str(raw[name]))
+        for name in ("max_batch", "max_retries"):
+            if name in raw:
+                setattr(settings, name, int(raw[name]))
+        for name in ("retry_delay", "timeout"):
+            if name in raw:
+                setattr(settings, name, float(raw[name]))
+        if settings.signature_version not in SIGNATURE_VERSIONS:
+            raise ValueError(f"signature_version must be one of {SIGNATURE_VERSIONS}")
+        if settings.mode not in ("background", "manual"):
+            raise ValueError("mode must be 'background' or 'manual'")
+        if not 1 <= settings.max_batch <= 100:
+            raise ValueError("max_batch must be between 1 and 100")
+        with self.state.lock:
+            for item in raw.get("subscriptions", []):
+                self._subscription_id += 1
+                settings.subscriptions.append(self._parse_subscription(item, self._subscription_id))
+        return settings
+
+    # -- API: objects -------------------------------------------------------------------------------
+    def _api_get_object(self, request: Request, otype: str, oid: str) -> Response:
+        t = self._type(otype)
+        archived = request.args.get("archived", "false").lower() == "true"
+        with self.state.lock:
+            record = self._find(t, oid, request.args.get("idProperty"), archived)
+            if record is None:
+                return _not_found()
+            body = self._render(record, _list_arg(request, "properties"), _list_arg(request, "associations") or ())
+        return json_response(body)
+
+    def _api_list_objects(self, request: Request, otype: str) -> Response:
+        t = self._type(otype)
+        archived = request.args.get("archived", "false").lower() == "true"
+        limit = max(1, min(_int_arg(request.args.get("limit"), 10), 100))
+        after = _int_arg(request.args.get("after"), 0)
+        properties = _list_arg(request, "properties")
+        associations = _list_arg(request, "associations") or ()
+        with self.state.lock:
+            records = sorted(
+                (r for r in self._records[t.name].values() if r.archived == archived and int(r.id) >= after),
+                key=lambda r: int(r.id),
+            )
+            body: JSON = {"results": [self._render(r, properties, associations) for r in records[:limit]]}
+        if len(records) > limit:
+            next_after = records[limit].id
+            link = f"{request.host_url}crm/v3/objects/{otype}?after={next_after}"
+            body["paging"] = {"next": {"after": next_after, "link": link}}
+        return json_response(body)
+
+    def _api_create_object(self, request: Request, otype: str) -> Response:
+        t = self._type(otype)
+        body = self._json_object(request)
+        with self.state.lock:
+            record = self._create_checked(t, body)
+            return json_response(self._render(record, sorted(record.props)), 201)
+
+    def _create_checked(self, t: _ObjectType, body: Mapping[str, Any]) -> _Record:
+        values = self._validated(t, body.get("properties"), None)
+        links = [self._api_link(t, item) for item in body.get("associations") or []]
+        email = values.get("email")
+        if t.name == "contacts" and email:
+            existing = self._find(t, email, "email")
+            if existing is not None:
+                raise _ApiError(_error(409, f"Contact already exists. Existing ID: {existing.id}", "CONFLICT"))
+        return self._create_locked(t, values, links, self._api_source)
+
+    def _api_update_object(self, request: Request, otype: str, oid: str) -> Response:
+        t = self._type(otype)
+        body = self._json_object(request)
+        with self.state.lock:
+            record = self._find(t, oid, request.args.get("idProperty"))
+            if record is None:
+                return _not_found()
+            values = self._validated(t, body.get("properties"), record)
+            self._update_locked(record, values, self._api_source)
+            written = sorted(values)
+            return json_response(self._render(record, written or None))
+
+    def _api_archive_object(self, request: Request, otype: str, oid: str) -> Response:
+        t = self._type(otype)
+        with self.state.lock:
+            record = self._find(t, oid, None)
+            if record is not None:
+                self._archive_locked(record, self._api_source)
+        return Response(status=204)
+
+    def _batch_inputs(self, body: JSON, limit: int = 100) -> list[Any]:
+        inputs = body.get("inputs")
+        if not isinstance(inputs, list):
+            raise _ApiError(_error(400, "Invalid input JSON: inputs must be an array", "VALIDATION_ERROR"))
+        if len(inputs) > limit:
+            raise _ApiError(
+                _error(
+                    400,
+                    f"Batch input limit exceeded: got {len(inputs)} inputs, the maximum is {limit}",
+                    "VALIDATION_ERROR",
+                    context={"size": [str(len(inputs))], "limit": [str(limit)]},
+                )
+            )
+        return inputs
+
+    def _batch_response(self, t: _ObjectType, results: list[JSON], missing: list[str], started: int) -> Response:
+        body: JSON = {"status": "COMPLETE", "results": results}
+        if missing:
+            body["numErrors"] = 1
+            body["errors"] = [
+                {
+                    "status": "error",
+                    "category": "OBJECT_NOT_FOUND",
+                    "message": f"Could not get some {t.batch_label} objects, they may be deleted or not "
+                    "exist. Check that ids are valid.",
+                    "context": {"ids": missing},
+                }
+            ]
+        body["startedAt"] = _iso(started)
+        body["completedAt"] = _iso(self._now_ms())
+        return json_response(body, 207 if missing else 200)
+
+    def _api_batch_read(self, request: Request, otype: str) -> Response:
+        t = self._type(otype)
+        body = self._json_object(request)
+        started = self._now_ms()
+        inputs = self._batch_inputs(body)
+        archived = request.args.get("archived", "false").lower() == "true"
+        properties = body.get("properties") or None
+        results: list[JSON] = []
+        missing: list[str] = []
+        seen: set[str] = set()
+        with self.state.lock:
+            for item in inputs:
+                key = str(item.get("id", "")) if isinstance(item, dict) else ""
+                record = self._find(t, key, body.get("idProperty"), archived)
+                if record is None:
+                    missing.append(key)
+                elif record.id not in seen:
+                    seen.add(record.id)
+                    results.append(self._render(record, properties))
+        return self._batch_response(t, results, missing, started)
+
+    def _api_batch_update(self, request: Request, otype: str) -> Response:
+        t = self._type(otype)
+        body = self._json_object(request)
+        started = self._now_ms()
+        inputs = self._batch_inputs(body)
+        with self.state.lock:
+            planned: list[tuple[_Record, dict[str, str | None]]] = []
+            missing: list[str] = []
+            for item in inputs:
+                if not isinstance(item, dict):
+                    raise _ApiError(_error(400, "Invalid input JSON: inputs must be objects", "VALIDATION_ERROR"))
+                key = str(item.get("id", ""))
+                record = self._find(t, key, item.get("idProperty"))
+                if record is None:
+                    missing.append(key)
+                    continue
+                planned.append((record, self._validated(t, item.get("properties"), record)))
+            results = []
+            for record, values in planned:
+                self._update_locked(record, values, self._api_source)
+                results.append(self._render(record, sorted(values) or None))
+        return self._batch_response(t, results, missing, started)
+
+    def _api_batch_create(self, request: Request, otype: str) -> Response:
+        t = self._type(otype)
+        body = self._json_object(request)
+        started = self._now_ms()
+        inputs = self._batch_inputs(body)
+        with self.state.lock:
+            # Validate everything first: one bad input fails the whole batch, as on HubSpot.
+            for item in inputs:
+                self._validated(t, item.get("properties") if isinstance(item, dict) else None, None)
+            records = [self._create_checked(t, item) for item in inputs]
+            results = [self._render(r, sorted(r.props)) for r in records]
+        response = self._batch_response(t, results, [], started)
+        response.status_code = 201
+        return response
+
+    def _api_search(self, request: Request, otype: str) -> Response:
+        t = self._type(otype)
+        body = self._json_object(request)
+        groups = body.get("filterGroups") or []
+        _check_filters(groups)
+        limit = max(1, min(_int_arg(body.get("limit"), 10), 200))
+        offset = _int_arg(body.get("after"), 0)
+        with self.state.lock:
+            records = [
+                r
+                for r in self._records[t.name].values()
+                if not r.archived and _matches_groups(r, groups) and _matches_query(r, t, body.get("query"))
+            ]
+            records = _sorted_records(records, body.get("sorts") or [])
+            page = records[offset : offset + limit]
+            out: JSON = {"total": len(records), "results": [self._render(r, body.get("properties")) for r in page]}
+        if offset + limit < len(records):
+            out["paging"] = {"next": {"after": str(offset + limit)}}
+        return json_response(out)
+
+    # -- API: properties & pipelines ----------------------------------------------------------------
+    def _api_list_properties(self, request: Request, otype: str) -> Response:
+        t = self._type(otype)
+        with self.state.lock:
+            return json_response({"results": list(self._properties[t.name].values())})
+
+    def _api_get_property(self, request: Request, otype: str, name: str) -> Response:
+        t = self._type(otype)
+        with self.state.lock:
+            definition = self._properties[t.name].get(name)
+        if definition is None:
+            return _error(404, f"Unable to find property {name} for object type {t.type_id}", "OBJECT_NOT_FOUND")
+        return json_response(definition)
+
+    def _api_create_property(self, request: Request, otype: str) -> Response:
+        t = self._type(otype)
+        body = self._json_object(request)
+        problem = _property_problem(body)
+        if problem is not None:
+            return _error(400, problem, "VALIDATION_ERROR")
+        name = str(body["name"])
+        with self.state.lock:
+            if name in self._properties[t.name]:
+                return _error(409, f"Property named '{name}' already exists.", "OBJECT_ALREADY_EXISTS")
+            now = _iso(self._now_ms())
+            definition = _definition(
+                name,
+                str(body["label"]),
+                str(body["type"]),
+                group=str(body["groupName"]),
+                field_type=str(body["fieldType"]),
+                options=[dict(o, hidden=o.get("hidden", False)) for o in body.get("options") or []],
+                unique=bool(body.get("hasUniqueValue", False)),
+                hubspot_defined=False,
+                description=str(body.get("description", "")),
+                when=now,
+            )
+            definition["displayOrder"] = int(body.get("displayOrder", -1))
+            self._properties[t.name][name] = definition
+        return json_response(definition, 201)
+
+    def _deal_pipelines(self, otype: str) -> list[JSON]:
+        if self._type(otype).name != "deals":
+            raise _ApiError(_not_found())
+        return self._pipelines
+
+    def _api_list_pipelines(self, request: Request, otype: str) -> Response:
+        return json_response({"results": self._deal_pipelines(otype)})
+
+    def _api_get_pipeline(self, request: Request, otype: str, pid: str) -> Response:
+        pipeline = next((p for p in self._deal_pipelines(otype) if p["id"] == pid), None)
+        return _not_found() if pipeline is None else json_response(pipeline)
+
+    def _api_list_stages(self, request: Request, otype: str, pid: str) -> Response:
+        pipeline = next((p for p in self._deal_pipelines(otype) if p["id"] == pid), None)
+        return _not_found() if pipeline is None else json_response({"results": pipeline["stages"]})
+
+    # -- API: associations v4 -----------------------------------------------------------------------
+    def _v4_results(self, a_type: str, a_id: str, b_type: str) -> list[JSON]:
+        return [
+            {
+                "toObjectId": int(to_id),
+                "associationTypes": [
+                    {"category": "HUBSPOT_DEFINED", "typeId": i, "label": _ASSOC_BY_ID[i].label}
+                    for i in sorted(types, key=lambda i: not _ASSOC_BY_ID[i].primary)
+                ],
+            }
+            for to_id, types in self._targets(a_type, a_id, b_type)
+        ]
+
+    def _api_v4_list(self, request: Request, otype: str, oid: str, to_type: str) -> Response:
+        a, b = self._type(otype), self._type(to_type)
+        limit = max(1, min(_int_arg(request.args.get("limit"), 500), 500))
+        offset = _int_arg(request.args.get("after"), 0)
+        with self.state.lock:
+            results = self._v4_results(a.name, oid, b.name)
+        body: JSON = {"results": results[offset : offset + limit]}
+        if offset + limit < len(results):
+            after = str(offset + limit)
+            link = f"{request.host_url}crm/v4/objects/{otype}/{oid}/associations/{to_type}?after={after}"
+            body["paging"] = {"next": {"after": after, "link": link}}
+        return json_response(body)
+
+    def _v4_pair(self, otype: str, oid: str, to_type: str, to_id: str) -> tuple[_ObjectType, _ObjectType]:
+        a, b = self._type(otype), self._type(to_type)
+        if (a.name, b.name) not in _PAIRS:
+            raise _ApiError(
+                _error(400, f"No association definitions exist between {a.name} and {b.name}", "VALIDATION_ERROR")
+            )
+        if self._live(a.name, oid) is None or self._live(b.name, to_id) is None:
+            raise _ApiError(_not_found())
+        return a, b
+
+    def _api_v4_default(self, request: Request, otype: str, oid: str, to_type: str, to_id: str) -> Response:
+        started = self._now_ms()
+        with self.state.lock:
+            a, b = self._v4_pair(otype, oid, to_type, to_id)
+            self._link_locked(a.name, oid, b.name, to_id, False, self._api_source)
+        results = [
+            {
+                "from": {"id": x_id},
+                "to": {"id": y_id},
+                "associationSpec": {
+                    "associationCategory": "HUBSPOT_DEFINED",
+                    "associationTypeId": _PAIRS[(x.name, y.name)].unlabeled.type_id,
+                },
+            }
+            for (x, x_id), (y, y_id) in (((a, oid), (b, to_id)), ((b, to_id), (a, oid)))
+        ]
+        body = {
+            "status": "COMPLETE",
+            "results": results,
+            "startedAt": _iso(started),
+            "completedAt": _iso(self._now_ms()),
+        }
+        return json_response(body)
+
+    def _api_v4_put(self, request: Request, otype: str, oid: str, to_type: str, to_id: str) -> Response:
+        specs = self._json_body(request)
+        with self.state.lock:
+            a, b = self._v4_pair(otype, oid, to_type, to_id)
+            kinds = _v4_specs(specs, a.name, b.name)
+            primary = any(k.primary for k in kinds)
+            if not primary:
+                self._clear_primary((a.name, oid), (b.name, to_id), self._api_source)
+            self._link_locked(a.name, oid, b.name, to_id, primary, self._api_source)
+            labels = [
+                _ASSOC_BY_ID[i].label
+                for i in sorted(self._edge((a.name, oid), (b.name, to_id)))
+                if _ASSOC_BY_ID[i].label
+            ]
+        return json_response(
+            {
+                "fromObjectTypeId": a.type_id,
+                "fromObjectId": int(oid),
+                "toObjectTypeId": b.type_id,
+                "toObjectId": int(to_id),
+                "labels": labels,
+            }
+        )
+
+    def _api_v4_delete(self, request: Request, otype: str, oid: str, to_type: str, to_id: str) -> Response:
+        a, b = self._type(otype), self._type(to_type)
+        with self.state.lock:
+            self._unlink_locked((a.name, oid), (b.name, to_id), self._api_source)
+        return Response(status=204)
+
+    def _api_v4_batch_read(self, request: Request, otype: str, to_type: str) -> Response:
+        a, b = self._type(otype), self._type(to_type)
+        body = self._json_object(request)
+        started = self._now_ms()
+        inputs = self._batch_inputs(body, limit=1000)
+        results: list[JSON] = []
+        errors: list[JSON] = []
+        with self.state.lock:
+            for item in inputs:
+                key = str(item.get("id", "")) if isinstance(item, dict) else ""
+                found = self._v4_results(a.name, key, b.name)
+                if found:
+                    results.append({"from": {"id": key}, "to": found})
+                else:
+                    errors.append(_no_associations(a, b, key))
+        out: JSON = {"status": "COMPLETE", "results": results}
+        if errors:
+            out["numErrors"] = len(errors)
+            out["errors"] = errors
+        out["startedAt"] = _iso(started)
+        out["completedAt"] = _iso(self._now_ms())
+        return json_response(out, 207 if errors else 200)
+
+    # -- control API ----------------------------------------------------------------------------------
+    def _control(self, request: Request) -> Response:
+        adapter = _CONTROL_RULES.bind_to_environ(request.environ)
+        try:
+            endpoint, args = adapter.match()
+            handler = getattr(self, f"_control_{endpoint}")
+            response: Response = handler(request, **args)
+        except (MethodNotAllowed, NotFound) as exc:
+            return json_response({"error": exc.description}, exc.code or 404)
+        except (_ControlError, ValueError, TypeError) as exc:
+            return json_response({"error": str(exc)}, 400)
+        except KeyError as exc:
+            return json_response({"error": str(exc.args[0]) if exc.args else "not found"}, 404)
+        return response
+
+    @staticmethod
+    def _control_body(request: Request) -> Any:
+        raw = request.get_data(cache=True)
+        try:
+            return json.loads(raw) if raw else {}
+        except ValueError as exc:
+            raise _ControlError(f"invalid JSON: {exc}") from exc
+
+    def _control_reset(self, request: Request) -> Response:
+        self.reset()
+        return json_response({"ok": True})
+
+    def _control_requests(self, request: Request) -> Response:
+        with self.state.lock:
+            entries = [
+                {
+                    "method": r.method,
+                    "path": r.path,
+                    "query": r.query,
+                    "headers": r.headers,
+                    "body": r.body.decode("utf-8", "replace"),
+                    "status": r.status,
+                }
+                for r in self.state.requests
+            ]
+        return json_response({"requests": entries})
+
+    def _control_faults(self, request: Request) -> Response:
+        body = self._control_body(request)
+        items = body if isinstance(body, list) else [body]
+        faults = [Fault(**item) for item in items]
+        with self.state.lock:
+            self.state.faults.extend(faults)
+        return json_response({"faults": len(faults)}, 201)
+
+    def _control_clock(self, request: Request) -> Response:
+        if request.method == "POST":
+            self.state.clock.advance(float(self._control_body(request).get("advance", 0)))
+        now = self._now_ms()
+        return json_response({"now": _iso(now), "now_ms": now})
+
+    def _control_create(self, request: Request, otype: str) -> Response:
+        body = self._control_body(request)
+        return json_response(self.create_object(otype, body.get("properties") or {}, body.get("associations")), 201)
+
+    def _control_read(self, request: Request, otype: str, oid: str) -> Response:
+        found = self.get_object(otype, oid)
+        if found is None:
+            raise KeyError(f"{otype} {oid} does not exist")
+        return json_response(found)
+
+    def _control_update(self, request: Request, otype: str, oid: str) -> Response:
+        body = self._control_body(request)
+        return json_response(self.update_object(otype, oid, body.get("properties") or {}))
+
+    def _control_associate(self, request: Request) -> Response:
+        body = self._control_body(request)
+        self.associate(
+            str(body["from_type"]), body["from_id"], str(body["to_type"]), body["to_id"], bool(body.get("primary"))
+        )
+        return json_response({"ok": True}, 201)
+
+    def _control_webhooks(self, request: Request) -> Response:
+        if request.method == "POST":
+            body = self._control_body(request)
+            settings = self.configure_webhooks(body or None)
+        else:
+            settings = self._dispatcher.settings
+        return json_response({"settings": None if settings is None else settings.to_json()})
+
+    def _control_flush(self, request: Request) -> Response:
+        return json_response(self.flush_webhooks())
+
+    def _control_deliveries(self, request: Request) -> Response:
+        return json_response({"deliveries": self.deliveries, "pending": self._dispatcher.pending()})
+
+
+# ---------------------------------------------------------------------------------------------------
+# Pure helpers used by the handlers
+# ---------------------------------------------------------------------------------------------------
+
+
+def _int_arg(raw: Any, default: int) -> int:
+    try:
+        return int(raw) if raw not in (None, "") else default
+    except (TypeError, ValueError):
+        raise _ApiError(_error(400, f"Invalid integer value: {raw}", "VALIDATION_ERROR")) from None
+
+
+def _as_text(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return _number_text(Decimal(repr(value)))
+    if isinstance(value, str):
+        return value
+    return None
+
+
+def _coerce(definition: JSON, value: Any) -> tuple[str | None, tuple[str, str] | None]:
+    """A written value as HubSpot stores it (a string; None = cleared) or (error code, message)."""
+    text = _as_text(value)
+    if value is not None and text is None:
+        return None, ("INVALID_PROPERTY_VALUE", f"{json.dumps(value)} is not a valid property value")
+    if not text:
+        return None, None
+    ptype = definition["type"]
+    if ptype == "number" and _decimal(text) is None:
+        return None, ("INVALID_FLOAT", f"{text} was not a valid number.")
+    if ptype in ("datetime", "date"):
+        return _coerce_date(ptype, text)
+    if ptype in ("enumeration", "bool") and not definition.get("externalOptions"):
+        return _coerce_option(definition, text)
+    return text, None
+
+
+def _coerce_option(definition: JSON, text: str) -> tuple[str | None, tuple[str, str] | None]:
+    allowed = [o["value"] for o in definition["options"]]
+    chosen = text.split(";") if definition["fieldType"] == "checkbox" else [text]
+    if definition["type"] == "bool":
+        chosen = [c.lower() for c in chosen]
+    bad = [c for c in chosen if c not in allowed]
+    if bad:
+        return None, ("INVALID_OPTION", f"{bad[0]} was not one of the allowed options: [{', '.join(allowed)}]")
+    return ";".join(chosen), None
+
+
+def _coerce_date(ptype: str, text: str) -> tuple[str | None, tuple[str, str] | None]:
+    ms = _to_ms(text)
+    if ms is None:
+        return None, ("INVALID_DATE", f"{text} is not a valid date")
+    if ptype == "date":
+        return datetime.fromtimestamp(ms / 1000, UTC).date().isoformat(), None
+    return (text if not text.isdigit() else _iso(ms)), None
+
+
+def _derive_line_item(props: dict[str, str]) -> None:
+    """Net price (``amount``) = quantity x (price - unit discount), less the discount percentage."""
+    price, quantity = _decimal(props.get("price")), _decimal(props.get("quantity"))
+    if price is None or quantity is None:
+        props.pop("amount", None)
+        return
+    gross = price * quantity
+    unit_discount = _decimal(props.get("discount")) or Decimal(0)
+    percentage = _decimal(props.get("hs_discount_percentage")) or Decimal(0)
+    discount = unit_discount * quantity + (gross - unit_discount * quantity) * percentage / 100
+    props["amount"] = _number_text(gross - discount)
+    if discount:
+        props["hs_total_discount"] = _number_text(discount)
+    else:
+        props.pop("hs_total_discount", None)
+
+
+def _property_problem(body: JSON) -> str | None:
+    missing = [k for k in ("name", "label", "type", "fieldType", "groupName") if not body.get(k)]
+    if missing:
+        return f"Property is missing required fields: {missing}"
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", str(body["name"])):
+        return f"Property name '{body['name']}' is invalid: use lower case letters, digits and underscores"
+    if body["type"] not in _PROPERTY_TYPES:
+        return f"Property type '{body['type']}' is not one of {list(_PROPERTY_TYPES)}"
+    options = body.get("options") or []
+    if not isinstance(options, list) or not all(
+        isinstance(o, dict) and isinstance(o.get("value"), str) and isinstance(o.get("label"), str) for o in options
+    ):
+        return "Property options must be objects with a string label and value"
+    if body["type"] == "enumeration" and not options and body["fieldType"] != "booleancheckbox":
+        return "Enumeration properties need options"
+    return None
+
+
+def _v4_specs(specs: Any, a_type: str, b_type: str) -> list[_AssocType]:
+    if not isinstance(specs, list) or not specs:
+        raise _ApiError(_error(400, "Invalid input JSON: expected a list of association types", "VALIDATION_ERROR"))
+    kinds: list[_AssocType] = []
+    for spec in specs:
+        kind = _ASSOC_BY_ID.get(_int_arg(spec.get("associationTypeId"), 0)) if isinstance(spec, dict) else None
+        category = spec.get("associationCategory") if isinstance(spec, dict) else None
+        if kind is None or category != "HUBSPOT_DEFINED" or (kind.from_type, kind.to_type) != (a_type, b_type):
+            raise _ApiError(
+                _error(400, f"Invalid association type {spec} from {a_type} to {b_type}", "VALIDATION_ERROR")
+            )
+        kinds.append(kind)
+    return kinds
+
+
+def _no_associations(a: _ObjectType, b: _ObjectType, key: str) -> JSON:
+    return {
+        "status": "error",
+        "category": "OBJECT_NOT_FOUND",
+        "subCategory": "crm.associations.NO_ASSOCIATIONS_FOUND",
+        "message": f"No {b.singular} is associated with {a.singular} {key}.",
+        "context": {"fromObjectId": [key], "fromObjectType": [a.singular], "toObjectType": [b.singular]},
+    }
+
+
+def _check_filters(groups: Any) -> None:
+    if not isinstance(groups, list):
+        raise _ApiError(_error(400, "filterGroups must be an array", "VALIDATION_ERROR"))
+    for group in groups:
+        for flt in group.get("filters", []) if isinstance(group, dict) else [None]:
+            if not isinstance(flt, dict) or flt.get("operator") not in _SEARCH_OPERATORS or "propertyName" not in flt:
+                raise _ApiError(_error(400, f"Invalid filter: {flt}", "VALIDATION_ERROR"))
+
+
+def _comparable(text: str | None) -> Decimal | str | None:
+    if text is None:
+        return None
+    number = _decimal(text)
+    if number is not None:
+        return number
+    ms = _to_ms(text) if len(text) >= 10 and text[4:5] == "-" else None
+    return Decimal(ms) if ms is not None else text.lower()
+
+
+def _compare(op: str, actual: str | None, flt: JSON) -> bool:
+    left, right = _comparable(actual), _comparable(_as_text(flt.get("value")))
+    if left is None or right is None or isinstance(left, Decimal) != isinstance(right, Decimal):
+        return False
+    if op == "BETWEEN":
+        high = _comparable(_as_text(flt.get("highValue")))
+        return high is not None and type(high) is type(left) and right <= left <= high  # type: ignore[operator]
+    checks: dict[str, Callable[[Any, Any], bool]] = {
+        "LT": lambda x, y: x < y,
+        "LTE": lambda x, y: x <= y,
+        "GT": lambda x, y: x > y,
+        "GTE": lambda x, y: x >= y,
+    }
+    return checks[op](left, right)
+
+
+def _matches_filter(record: _Record, flt: JSON) -> bool:  # noqa: PLR0911 - one return per operator family
+    op = flt["operator"]
+    actual = record.props.get(flt["propertyName"])
+    if op == "HAS_PROPERTY":
+        return actual is not None
+    if op == "NOT_HAS_PROPERTY":
+        return actual is None
+    if op in ("IN", "NOT_IN"):
+        wanted = {str(v).lower() for v in flt.get("values") or []}
+        return (actual is not None and actual.lower() in wanted) == (op == "IN")
+    if op in ("EQ", "NEQ"):
+        equal = actual is not None and _comparable(actual) == _comparable(_as_text(flt.get("value")))
+        return equal == (op == "EQ")
+    if op in ("CONTAINS_TOKEN", "NOT_CONTAINS_TOKEN"):
+        pattern = re.escape(str(flt.get("value", "")).lower()).replace(r"\*", ".*")
+        found = actual is not None and re.search(rf"(^|\W){pattern}($|\W)", actual.lower()) is not None
+        return found == (op == "CONTAINS_TOKEN")
+    return _compare(op, actual, flt)
+
+
+def _matches_groups(record: _Record, groups: list[Any]) -> bool:
+    if not groups:
+        return True
+    return any(all(_matches_filter(record, f) for f in g.get("filters", [])) for g in groups)
+
+
+def _matches_query(record: _Record, otype: _ObjectType, query: Any) -> bool:
+    if not query:
+        return True
+    needle = str(query).lower()
+    return any(needle in (record.props.get(p) or "").lower() for p in otype.search_props)
+
+
+def _sorted_records(records: list[_Record], sorts: list[Any]) -> list[_Record]:
+    ordered = sorted(records, key=lambda r: int(r.id))
+    for spec in reversed(sorts):
+        if isinstance(spec, str):
+            name, descending = spec.lstrip("-"), spec.startswith("-")
+        else:
+            name, descending = spec.get("propertyName", ""), spec.get("direction") == "DESCENDING"
+        present = [r for r in ordered if r.props.get(name) is not None]
+        absent = [r for r in ordered if r.props.get(name) is None]
+        present.sort(key=lambda r: _sort_key(r.props[name]), reverse=descending)
+        ordered = present + absent
+    return ordered
+
+
+def _sort_key(text: str) -> tuple[int, Any]:
+    value = _comparable(text)
+    return (0, value) if isinstance(value, Decimal) else (1, value)
+
+
+def serve(sandbox: HubSpotSandbox | None = None, port: int = 0) -> tuple[HubSpotSandbox, SandboxServer]:
+    """Start a HubSpot sandbox on 127.0.0.1 (``port=0`` picks a free port); stop the server when done."""
+    sandbox = sandbox or HubSpotSandbox()
+    server = SandboxServer(sandbox, port=port).start()
+    return sandbox, server

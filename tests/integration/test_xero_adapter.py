@@ -1,0 +1,131 @@
+"""The Xero adapter against the Xero sandbox over HTTP: contacts, unique names, tokens, limits."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from closeloop.accounting.xero import XeroAccounting, refresh_with_identity
+from closeloop.errors import AuthRevoked, Conflict, RateLimited
+from closeloop.models import Address, CrmRef, Customer, Person
+from closeloop.oauth import RefreshingTokens
+from closeloop_local.sandboxes.base import SandboxServer
+from closeloop_local.sandboxes.xero import XeroSandbox, serve
+from tests.fakes import MemoryStore
+
+
+@pytest.fixture
+def sandbox() -> Iterator[tuple[XeroSandbox, SandboxServer]]:
+    xero, server = serve()
+    yield xero, server
+    server.stop()
+
+
+def adapter(
+    xero: XeroSandbox, url: str, store: MemoryStore | None = None, refresh_token: str | None = None
+) -> XeroAccounting:
+    tokens = RefreshingTokens(
+        "xero",
+        store or MemoryStore(),
+        seed=lambda fresh: refresh_token or str(xero.initial_refresh_token),
+        refresh=refresh_with_identity(url, lambda: xero.client_id, lambda: xero.client_secret),
+        write_back=lambda token: None,
+    )
+    return XeroAccounting(base_url=url, tokens=tokens, tenant_id=lambda: xero.tenant_id, sleep=lambda s: None)
+
+
+def acme(**kw: object) -> Customer:
+    values: dict[str, object] = {
+        "ref": CrmRef(crm="hubspot", object_type="company", object_id="1000001"),
+        "name": "Acme Ltd",
+        "email": "ann@acme.test",
+        "phone": "+44 20 7946 0000",
+        "tax_number": "GB123456789",
+        "first_name": "Ann",
+        "last_name": "Archer",
+        "address": Address(line1="1 Long Lane", city="London", postal_code="EC1A 9HF", country="United Kingdom"),
+        "people": (Person(crm_id="52", first_name="Bob", last_name="Baker", email="bob@acme.test"),),
+    }
+    values.update(kw)
+    return Customer(**values)  # type: ignore[arg-type]
+
+
+def test_create_then_find_by_number_tax_email_and_name(sandbox: tuple[XeroSandbox, SandboxServer]) -> None:
+    xero, server = sandbox
+    books = adapter(xero, server.url)
+    # When a customer is created
+    created = books.create_customer(acme(), number="hubspot-company-1000001", idempotency_key="k-1")
+    # Then the sandbox holds it with the Xero shape, and each lookup finds it
+    stored = xero.contacts()[0]
+    assert stored["Name"] == "Acme Ltd"
+    assert stored["ContactNumber"] == "hubspot-company-1000001"
+    assert stored["ContactPersons"][0]["EmailAddress"] == "bob@acme.test"
+    assert created.fields["address.city"] == "London"
+    assert [c.id for c in books.find_customers(number="hubspot-company-1000001")] == [created.id]
+    assert [c.id for c in books.find_customers(tax_number="GB123456789")] == [created.id]
+    assert [c.id for c in books.find_customers(email="ANN@acme.test")] == [created.id]
+    assert created.id in [c.id for c in books.find_customers(name="ACME LIMITED")]
+    assert books.get_customer(created.id) is not None
+
+
+def test_duplicate_name_is_a_conflict_not_a_retry(sandbox: tuple[XeroSandbox, SandboxServer]) -> None:
+    xero, server = sandbox
+    xero.seed_contact(Name="Acme Ltd")
+    books = adapter(xero, server.url)
+    with pytest.raises(Conflict):
+        books.create_customer(acme(), number="hubspot-company-1", idempotency_key="k-2")
+    assert len(xero.state.calls("PUT", "/api.xro/2.0/Contacts")) == 1
+
+
+def test_update_sends_only_the_named_fields(sandbox: tuple[XeroSandbox, SandboxServer]) -> None:
+    xero, server = sandbox
+    books = adapter(xero, server.url)
+    created = books.create_customer(acme(), number="n-1", idempotency_key="k-3")
+    books.update_customer(
+        created.id, acme(name="Renamed", phone="+1 555"), ["phone"], number=None, idempotency_key="k-4"
+    )
+    stored = xero.contacts()[0]
+    assert stored["Name"] == "Acme Ltd"
+    assert any(p.get("PhoneNumber") == "+1 555" for p in stored["Phones"])
+    body = xero.state.calls("POST")[-1].body
+    assert b'"Name"' not in body
+
+
+def test_expired_access_token_is_refreshed_once_and_rotated(sandbox: tuple[XeroSandbox, SandboxServer]) -> None:
+    xero, server = sandbox
+    store = MemoryStore()
+    books = adapter(xero, server.url, store)
+    books.find_customers(name="x")
+    first_refresh = store.get_token("xero")
+    assert first_refresh is not None
+    # Given Xero expires the token early (or the clock moved on)
+    xero.expire_access_tokens()
+    # When the adapter calls again, it gets a 401, refreshes once, and retries
+    books.find_customers(name="y")
+    second = store.get_token("xero")
+    assert second is not None
+    assert second.refresh_token != first_refresh.refresh_token
+    assert second.refresh_token == xero.current_refresh_token
+    assert len(xero.state.calls("POST", "/connect/token")) == 2
+
+
+def test_revoked_refresh_token_raises_auth_revoked(sandbox: tuple[XeroSandbox, SandboxServer]) -> None:
+    xero, server = sandbox
+    xero.revoke_refresh_tokens()
+    with pytest.raises(AuthRevoked):
+        adapter(xero, server.url).find_customers(name="x")
+
+
+def test_minute_limit_429_surfaces_as_rate_limited_with_retry_after() -> None:
+    xero, server = serve(XeroSandbox(minute_limit=2))
+    try:
+        books = adapter(xero, server.url)
+        books.find_customers(name="a")
+        books.find_customers(name="b")
+        with pytest.raises(RateLimited) as info:
+            books.find_customers(name="c")
+        assert info.value.problem == "minute"
+        assert info.value.retry_after and info.value.retry_after > 0
+    finally:
+        server.stop()

@@ -1,0 +1,733 @@
+"""The HubSpot sandbox behaves like api.hubapi.com, over real HTTP on loopback."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from werkzeug.wrappers import Request, Response
+
+from closeloop_local.sandboxes.base import SandboxServer
+from closeloop_local.sandboxes.hubspot import (
+    HubSpotSandbox,
+    serve,
+    sign_v1,
+    sign_v2,
+    sign_v3,
+    signed_batch_headers,
+)
+
+TOKEN = "pat-sandbox-token"
+SECRET = "sandbox-webhook-secret"
+
+# Vectors from HubSpot's SDK tests and docs (see /work/shared/vendors/crm.md, HubSpot "Signatures").
+VECTOR_SECRET = "yyyyyyyy-yyyy-yyyy-yyyy-yyyyyyyyyyyy"
+VECTOR_URI = "https://www.example.com/webhook_uri"
+PYTHONISH_BODY = b"{'example_field':'example_value'}"
+CREATION_BODY = (
+    b'[{"eventId":1,"subscriptionId":12345,"portalId":62515,"occurredAt":1564113600000,'
+    b'"subscriptionType":"contact.creation","attemptNumber":0,"objectId":123,"changeSource":"CRM",'
+    b'"changeFlag":"NEW","appId":54321}]'
+)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Fixtures
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Hub:
+    sandbox: HubSpotSandbox
+    server: SandboxServer
+    api: httpx.Client  # authenticated like a production adapter
+    control: httpx.Client  # /_sandbox/ control API
+
+
+@pytest.fixture
+def make_hub() -> Iterator[Callable[..., Hub]]:
+    opened: list[tuple[HubSpotSandbox, SandboxServer, list[httpx.Client]]] = []
+
+    def make(**kwargs: Any) -> Hub:
+        sandbox, server = serve(HubSpotSandbox(**kwargs))
+        api = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+        control = httpx.Client(base_url=server.url, timeout=30)
+        opened.append((sandbox, server, [api, control]))
+        return Hub(sandbox, server, api, control)
+
+    yield make
+    for sandbox, server, clients in opened:
+        for client in clients:
+            client.close()
+        server.stop()
+        sandbox.close()
+
+
+@pytest.fixture
+def hub(make_hub: Callable[..., Hub]) -> Hub:
+    return make_hub()
+
+
+@dataclass
+class Receiver:
+    """A tiny webhook endpoint: records every POST and answers with queued statuses (then 200)."""
+
+    statuses: list[int] = field(default_factory=list)
+    received: list[dict[str, Any]] = field(default_factory=list)
+    lock: threading.Condition = field(default_factory=threading.Condition)
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        request = Request(environ)
+        with self.lock:
+            self.received.append(
+                {"method": request.method, "headers": dict(request.headers), "body": request.get_data()}
+            )
+            status = self.statuses.pop(0) if self.statuses else 200
+            self.lock.notify_all()
+        return Response("", status=status)(environ, start_response)
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            while len(self.received) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(f"expected {count} webhook POSTs, got {len(self.received)}")
+                self.lock.wait(remaining)
+            return list(self.received)
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[Receiver, str]]:
+    app = Receiver()
+    with SandboxServer(app) as server:
+        yield app, f"{server.url}/hubspot/webhooks?stage=test"
+
+
+def events_of(delivery: dict[str, Any]) -> list[dict[str, Any]]:
+    events = json.loads(delivery["body"])
+    assert isinstance(events, list)
+    return events
+
+
+# ---------------------------------------------------------------------------------------------------
+# Signatures
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_signatures_match_hubspot_vectors() -> None:
+    # Given HubSpot's published secret, URI and bodies
+    # When each signature version is computed
+    # Then the digests equal the SDK/doc vectors
+    assert sign_v1(VECTOR_SECRET, PYTHONISH_BODY) == (
+        "69fc6631a867edd4f9e9e627fc5c1148e3fbdd8b21837b6d2b8901c1fa57f750"
+    )
+    assert sign_v1(VECTOR_SECRET, CREATION_BODY) == ("232db2615f3d666fe21a8ec971ac7b5402d33b9a925784df3ca654d05f4817de")
+    assert sign_v2(VECTOR_SECRET, "POST", VECTOR_URI, PYTHONISH_BODY) == (
+        "4fe4e3a7d3cf09db53be39d0a58130e2aaba074ec123a9e355b876a689a1c383"
+    )
+    assert sign_v2(VECTOR_SECRET, "POST", VECTOR_URI, b'{"example_field":"example_value"}') == (
+        "9569219f8ba981ffa6f6f16aa0f48637d35d728c7e4d93d0d52efaa512af7900"
+    )
+    assert sign_v2(VECTOR_SECRET, "GET", VECTOR_URI, b"") == (
+        "eee2dddcc73c94d699f5e395f4b9d454a069a6855fbfa152e91e88823087200e"
+    )
+    assert sign_v3(VECTOR_SECRET, "POST", VECTOR_URI, PYTHONISH_BODY, 15000000) == (
+        "HPW73RUtKmcYoEDADG0s6MmGFWUzWJKAW07r8RDgcQw="
+    )
+
+
+def test_signed_batch_headers_per_version() -> None:
+    # Given a batch body and a timestamp
+    body, ts = CREATION_BODY, 1_700_000_000_123
+    # When headers are built for v3, v1 and "all"
+    v3 = signed_batch_headers(VECTOR_SECRET, VECTOR_URI, body, ts, "v3")
+    v1 = signed_batch_headers(VECTOR_SECRET, VECTOR_URI, body, ts, "v1")
+    both = signed_batch_headers(VECTOR_SECRET, VECTOR_URI, body, ts)
+    # Then each carries exactly its version's headers, timestamp in ms
+    assert v3["X-HubSpot-Signature-v3"] == sign_v3(VECTOR_SECRET, "POST", VECTOR_URI, body, ts)
+    assert v3["X-HubSpot-Request-Timestamp"] == "1700000000123"
+    assert "X-HubSpot-Signature" not in v3
+    assert v1["X-HubSpot-Signature"] == sign_v1(VECTOR_SECRET, body)
+    assert v1["X-HubSpot-Signature-Version"] == "v1"
+    assert "X-HubSpot-Signature-v3" not in v1
+    assert both.keys() >= {"X-HubSpot-Signature", "X-HubSpot-Signature-v3", "X-HubSpot-Request-Timestamp"}
+    with pytest.raises(ValueError, match="signature_version"):
+        signed_batch_headers(VECTOR_SECRET, VECTOR_URI, body, ts, "v4")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Auth, faults, request log
+# ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("authorization", [None, "Bearer pat-wrong", f"Basic {TOKEN}"])
+def test_missing_or_wrong_token_is_401_with_hubspot_body(hub: Hub, authorization: str | None) -> None:
+    # Given a request without the private-app token
+    headers = {"Authorization": authorization} if authorization else {}
+    # When any API path is called
+    response = httpx.get(f"{hub.server.url}/crm/v3/objects/contacts", headers=headers)
+    # Then HubSpot's INVALID_AUTHENTICATION body comes back, without rate-limit headers
+    assert response.status_code == 401
+    body = response.json()
+    assert body["status"] == "error"
+    assert body["category"] == "INVALID_AUTHENTICATION"
+    assert body["message"].startswith("Authentication credentials not found.")
+    assert body["correlationId"] == response.headers["X-HubSpot-Correlation-Id"]
+    assert "X-HubSpot-RateLimit-Remaining" not in response.headers
+    # And the call is in the request log with its status
+    assert [r.status for r in hub.sandbox.state.calls("GET", "/crm/v3/objects/contacts")] == [401]
+
+
+def test_faults_answer_before_auth_and_control_calls_are_not_logged(hub: Hub) -> None:
+    # Given a one-shot 503 fault on deal reads
+    fault = {"path_glob": "/crm/v3/objects/deals/*", "status": 503, "method": "GET"}
+    assert hub.control.post("/_sandbox/faults", json=fault).status_code == 201
+    deal = hub.sandbox.create_object("deals", {"dealname": "Fault test"})
+    # When the deal is read twice
+    first = hub.api.get(f"/crm/v3/objects/deals/{deal['id']}")
+    second = hub.api.get(f"/crm/v3/objects/deals/{deal['id']}")
+    # Then only the first read fails
+    assert first.status_code == 503
+    assert second.status_code == 200
+    # And the log holds the two API calls, not the control calls
+    log = hub.control.get("/_sandbox/requests").json()["requests"]
+    assert [(r["method"], r["status"]) for r in log] == [("GET", 503), ("GET", 200)]
+    assert log[0]["headers"]["authorization"] == f"Bearer {TOKEN}"
+
+
+# ---------------------------------------------------------------------------------------------------
+# CRM objects v3
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_get_contact_with_properties_and_associations(hub: Hub) -> None:
+    # Given a company and a contact whose primary company it is
+    company = hub.sandbox.create_object("companies", {"name": "Acme Ltd", "domain": "acme.test"})
+    contact = hub.sandbox.create_object(
+        "contacts",
+        {"firstname": "Ada", "email": "Ada@Acme.test"},
+        associations=[{"to_type": "companies", "to_id": company["id"], "primary": True}],
+    )
+    # When the contact is read with explicit properties and associations
+    response = hub.api.get(
+        f"/crm/v3/objects/contacts/{contact['id']}",
+        params={"properties": "email,phone,nosuchprop", "associations": "companies", "archived": "false"},
+    )
+    # Then only the requested (known) properties plus the always-present ones come back, as strings
+    assert response.status_code == 200
+    body = response.json()
+    assert body["id"] == contact["id"] == "51"
+    assert body["properties"] == {
+        "createdate": body["createdAt"],
+        "email": "ada@acme.test",
+        "hs_object_id": "51",
+        "lastmodifieddate": body["updatedAt"],
+        "phone": None,
+    }
+    assert body["archived"] is False
+    assert body["createdAt"].endswith("Z") and len(body["createdAt"]) == len("2024-01-01T00:00:00.000Z")
+    # And the association lists the primary and the unlabeled type
+    assert body["associations"] == {
+        "companies": {
+            "results": [
+                {"id": company["id"], "type": "contact_to_company"},
+                {"id": company["id"], "type": "contact_to_company_unlabeled"},
+            ]
+        }
+    }
+    # And the rate-limit headers HubSpot sends on every authenticated call are present
+    assert response.headers["X-HubSpot-RateLimit-Max"] == "100"
+    assert response.headers["X-HubSpot-RateLimit-Interval-Milliseconds"] == "10000"
+
+
+def test_default_properties_and_missing_object(hub: Hub) -> None:
+    # Given a deal in the default pipeline
+    deal = hub.sandbox.create_object("deals", {"dealname": "Big one", "amount": "1200", "dealstage": "closedwon"})
+    # When it is read without a properties parameter
+    body = hub.api.get(f"/crm/v3/objects/deals/{deal['id']}").json()
+    # Then HubSpot's default deal properties come back (hs_lastmodifieddate, not lastmodifieddate)
+    assert set(body["properties"]) == {
+        "amount", "closedate", "createdate", "dealname", "dealstage", "hs_lastmodifieddate",
+        "hs_object_id", "pipeline",
+    }  # fmt: skip
+    assert body["properties"]["pipeline"] == "default"
+    # When an unknown id is read
+    missing = hub.api.get("/crm/v3/objects/deals/999")
+    # Then it is HubSpot's 404
+    assert missing.status_code == 404
+    assert missing.json()["category"] == "OBJECT_NOT_FOUND"
+    assert missing.json()["message"] == "resource not found"
+    # And an unknown object type is a 400
+    unknown = hub.api.get("/crm/v3/objects/invoices_typo/1")
+    assert unknown.status_code == 400
+    assert unknown.json()["message"] == "Unable to infer object type from: invoices_typo"
+
+
+def test_create_patch_clear_and_unknown_property(hub: Hub) -> None:
+    # Given a contact created through the API with a numeric-typed value
+    created = hub.api.post(
+        "/crm/v3/objects/contacts",
+        json={"properties": {"email": "bob@example.test", "phone": "+44 20 1234", "firstname": "Bob"}},
+    )
+    assert created.status_code == 201
+    contact_id = created.json()["id"]
+    # When a PATCH clears phone with "" and sets lastname
+    patched = hub.api.patch(
+        f"/crm/v3/objects/contacts/{contact_id}", json={"properties": {"phone": "", "lastname": "Jones"}}
+    )
+    # Then the value is gone and the other is set
+    assert patched.status_code == 200
+    assert patched.json()["properties"]["phone"] is None
+    stored = hub.sandbox.get_object("contacts", contact_id)
+    assert stored is not None
+    assert "phone" not in stored["properties"]
+    assert stored["properties"]["lastname"] == "Jones"
+    # When a write names a property that does not exist
+    bad = hub.api.patch(f"/crm/v3/objects/contacts/{contact_id}", json={"properties": {"vat_number": "GB1"}})
+    # Then HubSpot's VALIDATION_ERROR with PROPERTY_DOESNT_EXIST comes back
+    assert bad.status_code == 400
+    body = bad.json()
+    assert body["category"] == "VALIDATION_ERROR"
+    assert body["message"].startswith("Property values were not valid: ")
+    detail = json.loads(body["message"].removeprefix("Property values were not valid: "))
+    assert detail[0]["error"] == "PROPERTY_DOESNT_EXIST"
+    assert detail[0]["name"] == "vat_number"
+    assert body["errors"][0] == {
+        "message": 'Property "vat_number" does not exist',
+        "code": "PROPERTY_DOESNT_EXIST",
+        "context": {"propertyName": ["vat_number"]},
+    }
+    # And a second contact with the same email is a conflict
+    dup = hub.api.post("/crm/v3/objects/contacts", json={"properties": {"email": "BOB@example.test"}})
+    assert dup.status_code == 409
+    assert dup.json()["message"] == f"Contact already exists. Existing ID: {contact_id}"
+
+
+def test_batch_read_complete_and_partial(hub: Hub) -> None:
+    # Given two line items on a product
+    product = hub.sandbox.create_object("products", {"name": "Widget", "price": "25", "hs_sku": "W-1"})
+    items = [
+        hub.sandbox.create_object("line_items", {"hs_product_id": product["id"], "quantity": "2"}),
+        hub.sandbox.create_object("line_items", {"name": "Setup", "price": "100", "quantity": "1"}),
+    ]
+    ids = [item["id"] for item in items]
+    properties = ["name", "quantity", "price", "amount", "hs_product_id", "hs_sku"]
+    # When both are batch-read
+    ok = hub.api.post(
+        "/crm/v3/objects/line_items/batch/read", json={"properties": properties, "inputs": [{"id": i} for i in ids]}
+    )
+    # Then the batch is COMPLETE with the products' values copied and net price calculated
+    assert ok.status_code == 200
+    body = ok.json()
+    assert body["status"] == "COMPLETE"
+    assert {"startedAt", "completedAt"} <= body.keys()
+    first = body["results"][0]["properties"]
+    assert (first["name"], first["price"], first["hs_sku"], first["amount"]) == ("Widget", "25", "W-1", "50")
+    # When one id does not exist
+    partial = hub.api.post(
+        "/crm/v3/objects/line_items/batch/read",
+        json={"properties": properties, "inputs": [{"id": ids[0]}, {"id": "404404"}]},
+    )
+    # Then it is a 207 with the found result and HubSpot's OBJECT_NOT_FOUND error
+    assert partial.status_code == 207
+    payload = partial.json()
+    assert [r["id"] for r in payload["results"]] == [ids[0]]
+    assert payload["numErrors"] == 1
+    assert payload["errors"][0]["category"] == "OBJECT_NOT_FOUND"
+    assert payload["errors"][0]["context"] == {"ids": ["404404"]}
+    assert "LINE_ITEM objects" in payload["errors"][0]["message"]
+
+
+def test_batch_update_limits_and_applies(hub: Hub) -> None:
+    # Given a deal
+    deal = hub.sandbox.create_object("deals", {"dealname": "Update me"})
+    # When 101 inputs are sent
+    too_many = hub.api.post(
+        "/crm/v3/objects/deals/batch/update",
+        json={"inputs": [{"id": deal["id"], "properties": {"amount": "1"}}] * 101},
+    )
+    # Then the whole batch is refused
+    assert too_many.status_code == 400
+    assert too_many.json()["category"] == "VALIDATION_ERROR"
+    # When a valid batch is sent
+    done = hub.api.post(
+        "/crm/v3/objects/deals/batch/update",
+        json={"inputs": [{"id": deal["id"], "properties": {"amount": 99.5, "dealstage": "closedwon"}}]},
+    )
+    # Then the values are stored as strings and derived flags follow
+    assert done.status_code == 200
+    stored = hub.sandbox.get_object("deals", deal["id"])
+    assert stored is not None
+    assert stored["properties"]["amount"] == "99.5"
+    assert stored["properties"]["hs_is_closed_won"] == "true"
+
+
+def test_list_pages_with_after_cursor(hub: Hub) -> None:
+    # Given five companies
+    for n in range(5):
+        hub.sandbox.create_object("companies", {"name": f"Company {n}"})
+    # When they are listed two at a time following paging.next.after
+    seen: list[str] = []
+    params: dict[str, Any] = {"limit": 2, "properties": "name"}
+    while True:
+        page = hub.api.get("/crm/v3/objects/companies", params=params).json()
+        seen += [r["properties"]["name"] for r in page["results"]]
+        if "paging" not in page:
+            break
+        params["after"] = page["paging"]["next"]["after"]
+        assert page["paging"]["next"]["link"].startswith(hub.server.url)
+    # Then every company is seen exactly once, in order
+    assert seen == [f"Company {n}" for n in range(5)]
+
+
+def test_search_by_email(hub: Hub) -> None:
+    # Given two contacts
+    hub.sandbox.create_object("contacts", {"email": "one@example.test", "firstname": "One"})
+    hub.sandbox.create_object("contacts", {"email": "two@example.test", "firstname": "Two"})
+    # When searching by email (HubSpot matches case-insensitively)
+    response = hub.api.post(
+        "/crm/v3/objects/contacts/search",
+        json={
+            "filterGroups": [{"filters": [{"propertyName": "email", "operator": "EQ", "value": "TWO@example.test"}]}],
+            "properties": ["email", "firstname"],
+        },
+    )
+    # Then exactly that contact comes back
+    assert response.status_code == 200
+    assert response.json()["total"] == 1
+    assert response.json()["results"][0]["properties"]["firstname"] == "Two"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Associations v4, properties, pipelines
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_v4_associations_use_hubspot_type_ids(hub: Hub) -> None:
+    # Given a deal with a primary company, a contact and a line item
+    company = hub.sandbox.create_object("companies", {"name": "Buyer Co"})
+    contact = hub.sandbox.create_object("contacts", {"email": "buyer@example.test"})
+    deal = hub.sandbox.create_object("deals", {"dealname": "Order"})
+    item = hub.sandbox.create_object("line_items", {"name": "Thing", "price": "5", "quantity": "4"})
+    hub.sandbox.associate("deals", deal["id"], "companies", company["id"], primary=True)
+    hub.sandbox.associate("deals", deal["id"], "contacts", contact["id"])
+    hub.sandbox.associate("deals", deal["id"], "line_items", item["id"])
+
+    def types(from_type: str, from_id: str, to_type: str) -> list[tuple[int, int, str | None]]:
+        response = hub.api.get(f"/crm/v4/objects/{from_type}/{from_id}/associations/{to_type}")
+        assert response.status_code == 200
+        return [
+            (r["toObjectId"], t["typeId"], t["label"])
+            for r in response.json()["results"]
+            for t in r["associationTypes"]
+        ]
+
+    # When each side's associations are listed
+    # Then the typeIds and labels are HubSpot's, and toObjectId is a number
+    assert types("deals", deal["id"], "companies") == [
+        (int(company["id"]), 5, "Primary"),
+        (int(company["id"]), 341, None),
+    ]
+    assert types("companies", company["id"], "deals") == [
+        (int(deal["id"]), 6, "Deal with Primary Company"),
+        (int(deal["id"]), 342, None),
+    ]
+    assert types("deals", deal["id"], "contacts") == [(int(contact["id"]), 3, None)]
+    assert types("contacts", contact["id"], "deals") == [(int(deal["id"]), 4, None)]
+    assert types("deals", deal["id"], "line_items") == [(int(item["id"]), 19, None)]
+    assert types("line_items", item["id"], "deals") == [(int(deal["id"]), 20, None)]
+    # And v3 reads spell the line items key the way HubSpot does
+    v3 = hub.api.get(f"/crm/v3/objects/deals/{deal['id']}", params={"associations": "line_items"}).json()
+    assert v3["associations"]["line items"]["results"] == [{"id": item["id"], "type": "deal_to_line_item"}]
+
+
+def test_v4_put_primary_and_batch_read(hub: Hub) -> None:
+    # Given a contact and two companies
+    contact = hub.sandbox.create_object("contacts", {"email": "p@example.test"})
+    first = hub.sandbox.create_object("companies", {"name": "First"})
+    second = hub.sandbox.create_object("companies", {"name": "Second"})
+    primary = [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 1}]
+    # When the contact is made primary to the first, then to the second company
+    one = hub.api.put(f"/crm/v4/objects/contacts/{contact['id']}/associations/companies/{first['id']}", json=primary)
+    two = hub.api.put(f"/crm/v4/objects/contacts/{contact['id']}/associations/companies/{second['id']}", json=primary)
+    # Then the second keeps the primary label and the first stays unlabeled
+    assert one.status_code == two.status_code == 200
+    assert two.json()["labels"] == ["Primary"]
+    stored = hub.sandbox.get_object("contacts", contact["id"])
+    assert stored is not None
+    assert stored["properties"]["associatedcompanyid"] == second["id"]
+    # When the associations are batch-read for the contact and for an unassociated id
+    batch = hub.api.post(
+        "/crm/v4/associations/contacts/companies/batch/read", json={"inputs": [{"id": contact["id"]}, {"id": "7"}]}
+    )
+    # Then it is a 207 with the contact's links and NO_ASSOCIATIONS_FOUND for the other
+    assert batch.status_code == 207
+    body = batch.json()
+    links = {r["toObjectId"]: [t["typeId"] for t in r["associationTypes"]] for r in body["results"][0]["to"]}
+    assert links == {int(first["id"]): [279], int(second["id"]): [1, 279]}
+    assert body["errors"][0]["subCategory"] == "crm.associations.NO_ASSOCIATIONS_FOUND"
+
+
+def test_properties_list_create_and_conflict(hub: Hub) -> None:
+    # Given the seeded company properties (HubSpot has no default VAT property)
+    names = {p["name"] for p in hub.api.get("/crm/v3/properties/companies").json()["results"]}
+    assert {"name", "domain", "address2", "country", "hs_object_id"} <= names
+    assert "vat_number" not in names
+    definition = {
+        "name": "vat_number",
+        "label": "VAT number",
+        "type": "string",
+        "fieldType": "text",
+        "groupName": "companyinformation",
+    }
+    # When a custom property is created
+    created = hub.api.post("/crm/v3/properties/companies", json=definition)
+    # Then it is returned as a non-HubSpot-defined property and can be written
+    assert created.status_code == 201
+    assert created.json()["hubspotDefined"] is False
+    company = hub.sandbox.create_object("companies", {"name": "EU Co", "vat_number": "DE123456789"})
+    assert company["properties"]["vat_number"] == "DE123456789"
+    # When the same name is created again
+    again = hub.api.post("/crm/v3/properties/companies", json=definition)
+    # Then HubSpot answers 409
+    assert again.status_code == 409
+    assert again.json()["status"] == "error"
+    assert "vat_number" in again.json()["message"]
+
+
+def test_deal_pipelines(hub: Hub) -> None:
+    # When the deal pipelines are read
+    response = hub.api.get("/crm/v3/pipelines/deals")
+    # Then the default pipeline ends in closedwon (probability 1.0, closed) and closedlost
+    assert response.status_code == 200
+    pipelines = {p["id"]: p for p in response.json()["results"]}
+    stages = {s["id"]: s for s in pipelines["default"]["stages"]}
+    assert list(stages)[0] == "appointmentscheduled"
+    assert stages["closedwon"]["metadata"] == {"isClosed": "true", "probability": "1.0"}
+    assert stages["closedlost"]["metadata"]["isClosed"] == "true"
+    # And a custom pipeline uses numeric stage ids, one of them closed-won
+    custom = next(p for p in pipelines.values() if p["id"] != "default")
+    assert custom["id"].isdigit()
+    assert all(s["id"].isdigit() for s in custom["stages"])
+    assert any(s["metadata"]["probability"] == "1.0" for s in custom["stages"])
+    # And a stage from another pipeline is refused on write
+    bad = hub.api.post(
+        "/crm/v3/objects/deals",
+        json={"properties": {"dealname": "x", "pipeline": custom["id"], "dealstage": "closedwon"}},
+    )
+    assert bad.status_code == 400
+
+
+# ---------------------------------------------------------------------------------------------------
+# Rate limits
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_ten_second_rolling_limit_and_clock(make_hub: Callable[..., Hub]) -> None:
+    # Given an account limited to 3 calls per 10 seconds
+    hub = make_hub(ten_second_limit=3)
+    # When 4 calls are made in the same window
+    responses = [hub.api.get("/crm/v3/objects/contacts") for _ in range(4)]
+    # Then the first 3 pass, counting down, and the 4th is HubSpot's 429
+    assert [r.status_code for r in responses] == [200, 200, 200, 429]
+    assert [r.headers["X-HubSpot-RateLimit-Remaining"] for r in responses] == ["2", "1", "0", "0"]
+    limited = responses[3]
+    body = limited.json()
+    assert body["status"] == "error"
+    assert body["message"] == "You have reached your ten_secondly_rolling limit."
+    assert body["errorType"] == "RATE_LIMIT"
+    assert body["policyName"] == "TEN_SECONDLY_ROLLING"
+    assert body["correlationId"]
+    assert limited.headers["X-HubSpot-RateLimit-Daily"] == "250000"
+    assert limited.headers["X-HubSpot-RateLimit-Daily-Remaining"] == "249997"
+    # When the sandbox clock moves past the window
+    hub.control.post("/_sandbox/clock", json={"advance": 10.5})
+    # Then calls pass again
+    assert hub.api.get("/crm/v3/objects/contacts").status_code == 200
+
+
+def test_daily_limit(make_hub: Callable[..., Hub]) -> None:
+    # Given an account with 2 calls left for the day
+    hub = make_hub(daily_limit=2)
+    statuses = [hub.api.get("/crm/v3/pipelines/deals").status_code for _ in range(3)]
+    # Then the third call hits the DAILY policy
+    assert statuses == [200, 200, 429]
+    last = hub.api.get("/crm/v3/pipelines/deals")
+    assert last.json()["policyName"] == "DAILY"
+    assert last.json()["message"] == "You have reached your daily limit."
+    # And a new day restores the budget
+    hub.sandbox.state.clock.advance(86_400)
+    assert hub.api.get("/crm/v3/pipelines/deals").status_code == 200
+
+
+# ---------------------------------------------------------------------------------------------------
+# Webhooks
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_creation_batch_is_delivered_with_valid_v3_signature(hub: Hub, receiver: tuple[Receiver, str]) -> None:
+    app, target = receiver
+    # Given webhooks for contact creation and email changes, signed v3
+    settings = {
+        "target_url": target,
+        "signature_version": "v3",
+        "subscriptions": ["contact.creation", "contact.propertyChange:email"],
+    }
+    assert hub.control.post("/_sandbox/webhooks", json=settings).status_code == 200
+    # When two contacts are created through the control API (as in the UI)
+    ids = [
+        hub.control.post("/_sandbox/objects/contacts", json={"properties": {"email": f"w{n}@example.test"}}).json()[
+            "id"
+        ]
+        for n in range(2)
+    ]
+    # Then the receiver gets JSON-array batches carrying every event
+    deliveries = app.wait_for(1)
+    deadline = time.monotonic() + 10
+    while sum(len(events_of(d)) for d in app.received) < 4 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    events = [e for d in app.received for e in events_of(d)]
+    creations = [e for e in events if e["subscriptionType"] == "contact.creation"]
+    changes = [e for e in events if e["subscriptionType"] == "contact.propertyChange"]
+    assert sorted(e["objectId"] for e in creations) == sorted(int(i) for i in ids)
+    assert {e["propertyValue"] for e in changes} == {"w0@example.test", "w1@example.test"}
+    first = creations[0]
+    assert first["portalId"] == 62515
+    assert first["appId"] == 54321
+    assert first["attemptNumber"] == 0
+    assert first["changeFlag"] == "CREATED"
+    assert first["changeSource"] == "CRM_UI"
+    assert isinstance(first["occurredAt"], int) and first["occurredAt"] > 1_600_000_000_000
+    assert {"eventId", "subscriptionId", "sourceId"} <= first.keys()
+    # And every POST carries a v3 signature over method + target URL + raw body + timestamp
+    for delivery in deliveries:
+        headers = delivery["headers"]
+        timestamp = int(headers["X-Hubspot-Request-Timestamp"])
+        expected = sign_v3(SECRET, "POST", target, delivery["body"], timestamp)
+        assert headers["X-Hubspot-Signature-V3"] == expected
+        assert "X-Hubspot-Signature" not in headers
+        assert headers["Content-Type"] == "application/json"
+    # And the attempts are recorded
+    recorded = hub.control.get("/_sandbox/webhooks/deliveries").json()["deliveries"]
+    assert recorded[0]["status"] == 200
+    assert recorded[0]["attempt"] == 0
+    assert json.loads(recorded[0]["body"]) == events_of(deliveries[0])
+
+
+def test_failed_delivery_is_retried_with_next_attempt_number(hub: Hub, receiver: tuple[Receiver, str]) -> None:
+    app, target = receiver
+    # Given a receiver that answers 500 once, and v1 signing
+    app.statuses.append(500)
+    settings = {
+        "target_url": target,
+        "signature_version": "v1",
+        "subscriptions": ["deal.creation"],
+        "retry_delay": 0.05,
+        "max_retries": 3,
+    }
+    hub.sandbox.configure_webhooks(settings)
+    # When a deal is created through the API
+    created = hub.api.post("/crm/v3/objects/deals", json={"properties": {"dealname": "Retry me"}})
+    assert created.status_code == 201
+    # Then the batch is POSTed again with attemptNumber 1
+    first, second = app.wait_for(2)[:2]
+    assert [e["attemptNumber"] for e in events_of(first)] == [0]
+    assert [e["attemptNumber"] for e in events_of(second)] == [1]
+    assert events_of(second)[0]["objectId"] == int(created.json()["id"])
+    assert events_of(second)[0]["changeSource"] == "INTEGRATION"
+    # And both carry a valid v1 signature of their own body
+    for delivery in (first, second):
+        assert delivery["headers"]["X-Hubspot-Signature"] == sign_v1(SECRET, delivery["body"])
+        assert delivery["headers"]["X-Hubspot-Signature-Version"] == "v1"
+    # And both attempts are recorded
+    deadline = time.monotonic() + 5
+    while len(hub.sandbox.deliveries) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert [(d["attempt"], d["status"], d["ok"]) for d in hub.sandbox.deliveries] == [(0, 500, False), (1, 200, True)]
+
+
+def test_manual_mode_flush_batches_property_changes(hub: Hub, receiver: tuple[Receiver, str]) -> None:
+    app, target = receiver
+    # Given manual delivery, batches of at most 2 events, and deal stage subscriptions
+    deal = hub.sandbox.create_object("deals", {"dealname": "Pipeline", "dealstage": "appointmentscheduled"})
+    hub.sandbox.configure_webhooks(
+        {
+            "target_url": target,
+            "mode": "manual",
+            "max_batch": 2,
+            "subscriptions": [{"eventType": "deal.propertyChange", "propertyName": "dealstage"}],
+        }
+    )
+    # When the stage changes three times in the UI
+    for stage in ("qualifiedtobuy", "contractsent", "closedwon"):
+        hub.sandbox.update_object("deals", deal["id"], {"dealstage": stage})
+    # Then nothing is sent until flush, which delivers two batches synchronously
+    assert app.received == []
+    result = hub.control.post("/_sandbox/webhooks/flush").json()
+    assert result == {"attempts": 2, "succeeded": 2, "failed": 0}
+    batches = [events_of(d) for d in app.received]
+    assert [len(b) for b in batches] == [2, 1]
+    values = [e["propertyValue"] for b in batches for e in b]
+    assert values == ["qualifiedtobuy", "contractsent", "closedwon"]
+    assert all(e["propertyName"] == "dealstage" and e["objectId"] == int(deal["id"]) for b in batches for e in b)
+
+
+def test_concurrent_creates_get_unique_ids(hub: Hub) -> None:
+    # Given many threads creating contacts through the API at once
+    results: list[str] = []
+    lock = threading.Lock()
+
+    def create(n: int) -> None:
+        with httpx.Client(base_url=hub.server.url, headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+            response = client.post("/crm/v3/objects/contacts", json={"properties": {"email": f"c{n}@example.test"}})
+            with lock:
+                results.append(response.json()["id"])
+
+    threads = [threading.Thread(target=create, args=(n,)) for n in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # Then every id is distinct and numeric, counting up from HubSpot-like bases
+    assert len(set(results)) == 20
+    assert sorted(int(i) for i in results) == list(range(51, 71))
+
+
+def test_reset_restores_a_fresh_account(hub: Hub) -> None:
+    # Given data, a custom property and a webhook target
+    hub.sandbox.create_object("contacts", {"email": "gone@example.test"})
+    hub.api.post(
+        "/crm/v3/properties/contacts",
+        json={
+            "name": "erp_id",
+            "label": "ERP",
+            "type": "string",
+            "fieldType": "text",
+            "groupName": "contactinformation",
+        },
+    )
+    # When the sandbox is reset
+    assert hub.control.post("/_sandbox/reset").status_code == 200
+    # Then objects, custom properties and the log are gone and ids start again
+    assert hub.api.get("/crm/v3/objects/contacts").json()["results"] == []
+    assert hub.api.get("/crm/v3/properties/contacts/erp_id").status_code == 404
+    again = hub.sandbox.create_object("contacts", {"email": "again@example.test"})
+    assert again["id"] == "51"
+    assert hub.control.get("/_sandbox/webhooks").json() == {"settings": None}
+
+
+def test_v3_header_signs_the_uri_with_hubspots_decoding() -> None:
+    # Given a target URL whose query holds escapes HubSpot decodes before signing
+    uri = "https://hooks.example.test/hubspot?next=https%3A%2F%2Fapp.test%2Fdone&tag=a%20b"
+    # When the delivery headers are built
+    headers = signed_batch_headers(SECRET, uri, b"[]", 1_700_000_000_000, "v3")
+    # Then the signature covers the decoded URI (%20 is not on HubSpot's list and stays)
+    decoded = "https://hooks.example.test/hubspot?next=https://app.test/done&tag=a%20b"
+    assert headers["X-HubSpot-Signature-v3"] == sign_v3(SECRET, "POST", decoded, b"[]", 1_700_000_000_000)
