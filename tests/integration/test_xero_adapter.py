@@ -129,3 +129,10 @@ def test_minute_limit_429_surfaces_as_rate_limited_with_retry_after() -> None:
         assert info.value.retry_after and info.value.retry_after > 0
     finally:
         server.stop()
+
+
+def test_quotes_in_lookup_values_are_escaped_for_where(sandbox: tuple[XeroSandbox, SandboxServer]) -> None:
+    xero, server = sandbox
+    xero.seed_contact(Name='The "Best" Co', TaxNumber='AB"1')
+    found = adapter(xero, server.url).find_customers(tax_number='AB"1')
+    assert [c.name for c in found] == ['The "Best" Co']

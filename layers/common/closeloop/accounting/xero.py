@@ -100,7 +100,8 @@ def _basic(user: str, password: str) -> str:
 
 
 def _quote(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """A string literal for Xero's ``where`` (Dynamic LINQ: a double quote is written twice)."""
+    return '"' + value.replace('"', '""') + '"'
 
 
 class XeroAccounting:

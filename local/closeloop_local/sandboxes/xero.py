@@ -1,0 +1,2454 @@
+"""Xero sandbox: a stateful local stand-in for Xero's identity service and Accounting API.
+
+One WSGI app serves the three Xero hosts on one port (their paths do not collide):
+
+* ``XERO_LOGIN_URL``    ``GET /identity/connect/authorize`` (auto-consents, 302 back with a code)
+* ``XERO_IDENTITY_URL`` ``POST /connect/token`` (authorization_code, refresh_token), ``POST /connect/revocation``
+* ``XERO_API_URL``      ``GET /connections``, ``DELETE /connections/{id}`` and ``/api.xro/2.0/...``:
+  Contacts, Invoices, Items, Payments, TaxRates, Accounts, Organisation.
+
+Shapes follow XeroAPI/Xero-OpenAPI (``xero_accounting.yaml``, ``xero-identity.yaml``) and the quirks observed
+on the real API: rotating single-use refresh tokens with a 30-minute grace replay, problem-details bodies
+on 401/403, a plain-text 404, ``ValidationException`` 400s (or per-element errors with
+``summarizeErrors=false``), .NET JSON dates (``/Date(1573755038314+0000)/``), per-tenant rate limits with
+``X-*Limit-Remaining`` headers, ``Idempotency-Key`` replays, per-line tax rounding and the Dynamic-LINQ
+``where`` syntax. Money is ``Decimal`` inside and a JSON number on the wire.
+
+The ``/_sandbox/`` control API (no auth, never logged) resets state, seeds contacts, reads the request
+log, injects faults and moves the clock. Injected faults apply to every real path before any other
+handling; a fault with ``status`` 0 only adds its ``delay`` and then lets the request through (a slow
+API, which also holds a concurrency slot on the accounting API).
+"""
+
+from __future__ import annotations
+
+import base64
+import calendar
+import copy
+import hashlib
+import json
+import math
+import re
+import secrets
+import sys
+import time
+import traceback
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from werkzeug.wrappers import Request, Response
+
+from closeloop_local.sandboxes.base import (
+    Fault,
+    SandboxServer,
+    SandboxState,
+    json_response,
+    logged_request,
+)
+
+Row = dict[str, Any]
+
+# ---------------------------------------------------------------------------------------------------------
+# Constants and Xero's fixed data
+# ---------------------------------------------------------------------------------------------------------
+
+DEFAULT_TENANT_ID = "4f1c7b2e-9a3d-4c8e-b6f0-2d5a8e1c3b79"
+DEFAULT_REFRESH_TOKEN = "sandbox-refresh-token-0000000000000000000000000000000000000000000"
+DEFAULT_SCOPE = (
+    "openid profile email offline_access accounting.contacts accounting.invoices accounting.payments "
+    "accounting.settings"
+)
+API_PREFIX = "/api.xro/2.0"
+ACCESS_TOKEN_TTL = 1800  # 30 min
+ID_TOKEN_TTL = 300
+AUTH_CODE_TTL = 300  # codes are single-use and live 5 min
+REFRESH_TOKEN_TTL = 60 * 24 * 3600  # unused refresh tokens die after 60 days
+IDEMPOTENCY_TTL = 360  # responses are replayed for 6 min
+IDEMPOTENCY_KEY_MAX = 128
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+MAX_CONTACT_PERSONS = 5
+ZERO_GUID = "00000000-0000-0000-0000-000000000000"
+BASE_CURRENCY = "NZD"
+SANDBOX_USER_ID = "b7e0f5a2-3c19-4d6e-8a41-6f2c9d0e1b58"
+SANDBOX_USER_EMAIL = "sandbox.user@example.com"
+
+# Xero rounds tax per line to the cent. Xero does not document the tie-break; half-up matches its examples.
+XERO_ROUNDING = ROUND_HALF_UP
+CENT = Decimal("0.01")
+QTY = Decimal("0.0001")
+UNIT_PLACES = {2: CENT, 4: QTY}
+
+NOT_FOUND_TEXT = "The resource you're looking for cannot be found"
+UNKNOWN_ERROR = (
+    "An error occurred in Xero. Check the API Status page http://status.developer.xero.com for current "
+    "service status. Contact the Xero API team if problems persist."
+)
+
+# A NZ demo organisation's tax rates (the spec's GET /TaxRates example): TaxType -> (Name, rate %, ReportTaxType).
+TAX_RATES: dict[str, tuple[str, Decimal, str]] = {
+    "INPUT2": ("15% GST on Expenses", Decimal("15"), "INPUT"),
+    "OUTPUT2": ("15% GST on Income", Decimal("15"), "OUTPUT"),
+    "GSTONIMPORTS": ("GST on Imports", Decimal("0"), "GSTONIMPORTS"),
+    "NONE": ("No GST", Decimal("0"), "NONE"),
+    "ZERORATED": ("Zero Rated", Decimal("0"), "OUTPUT"),
+}
+
+# Chart of accounts: Code -> (Name, Type, default TaxType).
+ACCOUNTS: dict[str, tuple[str, str, str]] = {
+    "090": ("Business Bank Account", "BANK", "NONE"),
+    "091": ("Business Savings Account", "BANK", "NONE"),
+    "200": ("Sales", "REVENUE", "OUTPUT2"),
+    "260": ("Other Revenue", "REVENUE", "OUTPUT2"),
+    "310": ("Cost of Goods Sold", "DIRECTCOSTS", "INPUT2"),
+    "400": ("Advertising", "EXPENSE", "INPUT2"),
+    "429": ("General Expenses", "EXPENSE", "INPUT2"),
+    "610": ("Accounts Receivable", "CURRENT", "NONE"),
+    "800": ("Accounts Payable", "CURRLIAB", "NONE"),
+}
+
+
+def _account_id(code: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"xero-sandbox/account/{code}"))
+
+
+# Who may call what: resource -> (scopes that allow writes and reads, scopes that allow reads only).
+SCOPES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "contacts": (frozenset({"accounting.contacts"}), frozenset({"accounting.contacts.read"})),
+    "invoices": (
+        frozenset({"accounting.transactions", "accounting.invoices"}),
+        frozenset({"accounting.transactions.read", "accounting.invoices.read"}),
+    ),
+    "items": (
+        frozenset({"accounting.settings", "accounting.invoices", "accounting.transactions"}),
+        frozenset({"accounting.settings.read", "accounting.invoices.read", "accounting.transactions.read"}),
+    ),
+    "payments": (
+        frozenset({"accounting.transactions", "accounting.payments"}),
+        frozenset({"accounting.transactions.read", "accounting.payments.read"}),
+    ),
+    "settings": (frozenset({"accounting.settings"}), frozenset({"accounting.settings.read"})),
+}
+
+# Validation messages. The first three are verbatim from Xero (spec example, docs, SDK issues); the rest
+# follow Xero's wording where it is known and are best guesses otherwise.
+MSG = {
+    "name_taken": (
+        "The contact name {name} is already assigned to another contact. "
+        "The contact name must be unique across all active contacts."
+    ),
+    "email": "Email address must be valid.",
+    "invoice_number_taken": "Invoice # must be unique.",
+    "name_empty": "Contact Name cannot be empty.",
+    "number_taken": "The contact number {number} is already assigned to another contact.",
+    "too_long": "{field} must not be more than {limit} characters long.",
+    "persons": "A contact can have a maximum of 5 contact persons.",
+    "contact_status": "ContactStatus must be ACTIVE or ARCHIVED.",
+    "contact_missing": "The contact with ID {id} could not be found.",
+    "invoice_contact": "A Contact must be specified for this type of transaction",
+    "invoice_contact_missing": "The contact specified for this invoice could not be found.",
+    "invoice_type": "Invoice Type must be ACCREC or ACCPAY.",
+    "invoice_status": "Invoice Status '{status}' is not valid for this operation.",
+    "not_modifiable": "Invoice not of valid status for modification",
+    "has_payments": "This document cannot be edited as it has a payment or credit note allocated to it.",
+    "line_amount_types": "LineAmountTypes must be Exclusive, Inclusive or NoTax.",
+    "currency": "Organisation is not subscribed to currency {code}",
+    "date": "The date '{value}' is not a valid date.",
+    "number": "{field} must be a valid number.",
+    "account": "Account code '{code}' is not a valid code for this document.",
+    "account_required": "Account code must be specified.",
+    "tax_type": "The TaxType code '{code}' does not exist or cannot be used for this type of transaction.",
+    "item_code": "Item code '{code}' is not valid.",
+    "item_code_required": "Item Code must be specified.",
+    "item_code_taken": "Item code '{code}' already exists.",
+    "invoice_missing": "Invoice could not be found.",
+    "payment_invoice": "Invoice could not be found.",
+    "payment_status": "Payments can only be made against Authorised documents",
+    "payment_exceeds": "Payment amount exceeds the amount outstanding on this document",
+    "payment_amount": "Payment amount must be greater than zero.",
+    "payment_account": "Account could not be found.",
+    "payment_bank": "Account type is invalid for making a payment to/from.",
+}
+
+CONTACT_LIMITS = {
+    "Name": 255,
+    "ContactNumber": 50,
+    "AccountNumber": 50,
+    "FirstName": 255,
+    "LastName": 255,
+    "EmailAddress": 255,
+    "TaxNumber": 50,
+    "CompanyNumber": 50,
+}
+CONTACT_STATUSES = ("ACTIVE", "ARCHIVED", "GDPRREQUEST")
+# Fields a client can set, in the order Xero renders them (Addresses/Phones are merged by type instead).
+CONTACT_WRITABLE = (
+    "ContactNumber",
+    "AccountNumber",
+    "ContactStatus",
+    "Name",
+    "FirstName",
+    "LastName",
+    "CompanyNumber",
+    "EmailAddress",
+    "BankAccountDetails",
+    "TaxNumber",
+    "TaxNumberType",
+    "AccountsReceivableTaxType",
+    "AccountsPayableTaxType",
+    "DefaultCurrency",
+    "XeroNetworkKey",
+    "SalesDefaultAccountCode",
+    "PurchasesDefaultAccountCode",
+    "PaymentTerms",
+    "ContactPersons",
+)
+# Sub-lists Xero keeps one entry per type of, always rendering every type (blank when unset).
+TYPED_LISTS: dict[str, tuple[str, tuple[str, ...], Row]] = {
+    "Addresses": ("AddressType", ("STREET", "POBOX"), {"City": "", "Region": "", "PostalCode": "", "Country": ""}),
+    "Phones": (
+        "PhoneType",
+        ("DEFAULT", "DDI", "FAX", "MOBILE"),
+        {"PhoneNumber": "", "PhoneAreaCode": "", "PhoneCountryCode": ""},
+    ),
+}
+# summaryOnly=true drops the heavy parts of a contact.
+CONTACT_SUMMARY_DROPS = ("Addresses", "Phones", "ContactPersons", "ContactGroups", "PaymentTerms", "Balances")
+
+INVOICE_TYPES = ("ACCREC", "ACCPAY")
+INVOICE_CREATE_STATUSES = ("DRAFT", "SUBMITTED", "AUTHORISED")
+INVOICE_TRANSITIONS = {
+    "DRAFT": {"DRAFT", "SUBMITTED", "AUTHORISED", "DELETED"},
+    "SUBMITTED": {"DRAFT", "SUBMITTED", "AUTHORISED", "DELETED"},
+    "AUTHORISED": {"AUTHORISED", "VOIDED"},
+    "PAID": set(),
+    "VOIDED": set(),
+    "DELETED": set(),
+}
+LINE_AMOUNT_TYPES = ("Exclusive", "Inclusive", "NoTax")
+INVOICE_COPIED = (
+    "Reference",
+    "Url",
+    "BrandingThemeID",
+    "SentToContact",
+    "ExpectedPaymentDate",
+    "PlannedPaymentDate",
+)
+LINE_INPUTS = (
+    "LineItemID",
+    "Description",
+    "Quantity",
+    "UnitAmount",
+    "ItemCode",
+    "AccountCode",
+    "TaxType",
+    "TaxAmount",
+    "LineAmount",
+    "DiscountRate",
+    "DiscountAmount",
+    "Tracking",
+)
+
+# Top-level properties of the spec's schemas: the fields a `where` clause or `order` may name.
+CONTACT_FIELDS = frozenset(
+    {"ContactID", "MergedToContactID", "Addresses", "Phones", "UpdatedDateUTC", "ContactGroups", "IsSupplier"}
+    | {"IsCustomer", "SalesDefaultLineAmountType", "PurchasesDefaultLineAmountType", "Website", "BrandingTheme"}
+    | {"BatchPayments", "Discount", "Balances", "Attachments", "HasAttachments", "HasValidationErrors"}
+    | {"SalesTrackingCategories", "PurchasesTrackingCategories", "TrackingCategoryName"}
+    | set(CONTACT_WRITABLE)
+)
+INVOICE_FIELDS = frozenset(
+    {"Type", "Contact", "LineItems", "Date", "DueDate", "LineAmountTypes", "InvoiceNumber", "Reference"}
+    | {"BrandingThemeID", "Url", "CurrencyCode", "CurrencyRate", "Status", "SentToContact", "SubTotal"}
+    | {"ExpectedPaymentDate", "PlannedPaymentDate", "TotalTax", "Total", "TotalDiscount", "InvoiceID"}
+    | {"HasAttachments", "IsDiscounted", "Payments", "AmountDue", "AmountPaid", "FullyPaidOnDate"}
+    | {"AmountCredited", "UpdatedDateUTC", "CreditNotes", "Prepayments", "Overpayments", "HasErrors"}
+)
+ITEM_FIELDS = frozenset(
+    {"Code", "InventoryAssetAccountCode", "Name", "IsSold", "IsPurchased", "Description", "ItemID"}
+    | {"PurchaseDescription", "PurchaseDetails", "SalesDetails", "IsTrackedAsInventory", "UpdatedDateUTC"}
+    | {"TotalCostPool", "QuantityOnHand"}
+)
+PAYMENT_FIELDS = frozenset(
+    {"Invoice", "Account", "Date", "CurrencyRate", "Amount", "BankAmount", "Reference", "IsReconciled"}
+    | {"Status", "PaymentType", "UpdatedDateUTC", "PaymentID", "HasAccount", "HasValidationErrors"}
+)
+TAX_RATE_FIELDS = frozenset(
+    {"Name", "TaxType", "TaxComponents", "Status", "ReportTaxType", "DisplayTaxRate", "EffectiveRate"}
+)
+ACCOUNT_FIELDS = frozenset({"AccountID", "Code", "Name", "Type", "TaxType", "Status", "Class"})
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Small helpers: dates, money, JSON, request arguments
+# ---------------------------------------------------------------------------------------------------------
+
+_NET_DATE = re.compile(r"^/Date\((-?\d+)(?:[+-]\d{4})?\)/$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def net_date(ms: int, *, offset: bool = True) -> str:
+    """Xero's .NET JSON date, e.g. ``/Date(1573755038314+0000)/``."""
+    return f"/Date({ms}+0000)/" if offset else f"/Date({ms})/"
+
+
+def _epoch_ms(epoch: float) -> int:
+    return int(epoch * 1000)
+
+
+def _date_ms(day: date) -> int:
+    return calendar.timegm(day.timetuple()) * 1000
+
+
+def _net_ms(value: Any) -> int | None:
+    match = _NET_DATE.match(value) if isinstance(value, str) else None
+    return int(match.group(1)) if match else None
+
+
+def _iso_seconds(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _iso_7(epoch: float) -> str:
+    """Identity timestamps: ``2019-12-07T18:46:19.5165400``."""
+    stamp = datetime.fromtimestamp(epoch, UTC)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond:06d}0"
+
+
+def _parse_date(value: Any) -> date:
+    """A request date: ``YYYY-MM-DD``, ``YYYY-MM-DDTHH:MM:SS`` or ``/Date(ms+0000)/``."""
+    ms = _net_ms(value)
+    if ms is not None:
+        return datetime.fromtimestamp(ms / 1000, UTC).date()
+    return date.fromisoformat(str(value).strip()[:10])
+
+
+def _parse_http_time(value: str | None) -> float | None:
+    """If-Modified-Since: ISO 8601 (naive = UTC) or an RFC 1123 HTTP date; unparseable values are ignored."""
+    if not value or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        try:
+            stamp = parsedate_to_datetime(text)
+        except (TypeError, ValueError):
+            return None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=UTC)
+    return stamp.timestamp()
+
+
+def _dec(value: Any) -> Decimal:
+    """Decimal from JSON input; raises ValueError for anything that is not a number."""
+    if isinstance(value, bool) or value is None:
+        raise ValueError(value)
+    if isinstance(value, float):
+        value = repr(value)
+    try:
+        result = Decimal(str(value).strip())
+    except InvalidOperation as exc:
+        raise ValueError(value) from exc
+    if not result.is_finite():
+        raise ValueError(value)
+    return result
+
+
+def _money(value: Decimal, places: Decimal = CENT) -> Decimal:
+    return value.quantize(places, rounding=XERO_ROUNDING)
+
+
+def wire(value: Any) -> Any:
+    """Internal representation -> JSON-ready (Decimal becomes a JSON number)."""
+    if isinstance(value, dict):
+        return {key: wire(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [wire(item) for item in value]
+    if isinstance(value, Decimal):
+        return float(value)
+    return value
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _jwt(claims: Row) -> str:
+    """A JWT-shaped token (header.payload.signature) like Xero's; the signature is random bytes."""
+    header = {"alg": "RS256", "kid": "1CAF8E66772D6DC028D6726FD0261581570EFC19", "typ": "JWT"}
+    parts = [json.dumps(part, separators=(",", ":")).encode() for part in (header, claims)]
+    return ".".join([*(_b64url(part) for part in parts), _b64url(secrets.token_bytes(256))])
+
+
+def _arg(request: Request, name: str) -> str | None:
+    """Query argument by name, case-insensitively (Xero's query names are not case-sensitive)."""
+    wanted = name.lower()
+    for key, value in request.args.items(multi=True):
+        if key.lower() == wanted:
+            return str(value)
+    return None
+
+
+def _flag(request: Request, name: str, default: bool = False) -> bool:
+    value = _arg(request, name)
+    return default if value is None else value.strip().lower() == "true"
+
+
+def _csv(request: Request, name: str) -> list[str] | None:
+    value = _arg(request, name)
+    if value is None or not value.strip():
+        return None
+    return [part.strip().strip('"') for part in value.split(",") if part.strip()]
+
+
+def _unitdp(request: Request) -> int:
+    return 4 if (_arg(request, "unitdp") or "").strip() == "4" else 2
+
+
+def _new_id() -> str:
+    return str(uuid.uuid4())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------------------------------------
+
+
+class ApiError(Exception):
+    """A non-200 answer: status, body (JSON-able, or str for text) and extra headers."""
+
+    def __init__(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        super().__init__(status)
+        self.status = status
+        self.body = body
+        self.headers = headers or {}
+
+
+class ElementError(Exception):
+    """One element of a PUT/POST batch failed validation; ``element`` is what Xero echoes back."""
+
+    def __init__(self, messages: list[str], element: Row) -> None:
+        super().__init__("; ".join(messages))
+        self.messages = messages
+        self.element = element
+
+
+def problem(status: int, title: str, detail: str) -> Row:
+    """The problem-details body Xero's gateway returns on 401/403/429."""
+    return {
+        "Type": None,
+        "Title": title,
+        "Status": status,
+        "Detail": detail,
+        "Instance": _new_id(),
+        "Extensions": {},
+    }
+
+
+def validation_exception(elements: list[Row]) -> Row:
+    return {
+        "ErrorNumber": 10,
+        "Type": "ValidationException",
+        "Message": "A validation exception occurred",
+        "Elements": elements,
+    }
+
+
+def _not_found() -> ApiError:
+    return ApiError(404, NOT_FOUND_TEXT)
+
+
+def _query_error(message: str) -> ApiError:
+    return ApiError(400, {"ErrorNumber": 16, "Type": "QueryParseException", "Message": message})
+
+
+def _post_data_error(message: str) -> ApiError:
+    return ApiError(400, {"ErrorNumber": 14, "Type": "PostDataInvalidException", "Message": message})
+
+
+def _with_errors(element: Row, messages: list[str], flag: str) -> Row:
+    out = dict(element)
+    out[flag] = True
+    out["ValidationErrors"] = [{"Message": message} for message in messages]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# `where` and `order`: the subset of Dynamic LINQ that Xero accepts
+# ---------------------------------------------------------------------------------------------------------
+
+_TOKEN = re.compile(
+    r'\s*(?:(?P<str>"(?:[^"]|"")*")|(?P<num>-?\d+(?:\.\d+)?)'
+    r"|(?P<op>==|!=|<>|>=|<=|&&|\|\||[=<>!().,])|(?P<ident>[A-Za-z_][A-Za-z0-9_]*))"
+)
+_COMPARISONS = ("==", "=", "!=", "<>", ">=", "<=", ">", "<")
+Getter = Callable[[Row], Any]
+Predicate = Callable[[Row], bool]
+
+
+def _tokenize(expr: str) -> list[tuple[str, str, int]]:
+    tokens: list[tuple[str, str, int]] = []
+    pos = 0
+    text = expr.rstrip()
+    while pos < len(text):
+        match = _TOKEN.match(text, pos)
+        if match is None or match.lastgroup is None:
+            raise _query_error(f"Syntax error (at index {pos})")
+        kind = match.lastgroup
+        value = match.group(kind)
+        if kind == "str":
+            value = value[1:-1].replace('""', '"')  # Dynamic LINQ escapes a quote by doubling it
+        tokens.append((kind, value, match.start(kind)))
+        pos = match.end()
+    return tokens
+
+
+def _norm(value: Any) -> Any:
+    """Comparable form: .NET dates -> epoch ms, numbers -> Decimal, strings -> casefolded."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int | float | Decimal):
+        return _dec(value)
+    if isinstance(value, str):
+        ms = _net_ms(value)
+        return ms if ms is not None else value.casefold()
+    return value
+
+
+def _compare(left: Any, op: str, right: Any) -> bool:
+    a, b = _norm(left), _norm(right)
+    if op in ("==", "="):
+        return bool(a == b)
+    if op in ("!=", "<>"):
+        return bool(a != b)
+    if a is None or b is None:
+        return False
+    try:
+        return bool({">": a > b, "<": a < b, ">=": a >= b, "<=": a <= b}[op])
+    except TypeError:
+        return False
+
+
+def _path(row: Any, names: list[str]) -> Any:
+    for name in names:
+        row = row.get(name) if isinstance(row, dict) else None
+    return row
+
+
+_STRING_METHODS: dict[str, Callable[[str, list[Any]], Any]] = {
+    "contains": lambda s, args: str(args[0]).casefold() in s.casefold(),
+    "startswith": lambda s, args: s.casefold().startswith(str(args[0]).casefold()),
+    "endswith": lambda s, args: s.casefold().endswith(str(args[0]).casefold()),
+    "tolower": lambda s, args: s.lower(),
+    "toupper": lambda s, args: s.upper(),
+    "trim": lambda s, args: s.strip(),
+}
+
+
+class WhereParser:
+    """Recursive descent over ``a == "x" && (b != null || C.Contains("y"))`` into a row predicate."""
+
+    def __init__(self, expr: str, fields: frozenset[str], type_name: str) -> None:
+        self._tokens = _tokenize(expr)
+        self._pos = 0
+        self._fields = fields
+        self._type = type_name
+
+    def parse(self) -> Predicate:
+        predicate = self._or()
+        if self._pos != len(self._tokens):
+            raise self._syntax()
+        return predicate
+
+    def _peek(self) -> tuple[str, str, int] | None:
+        return self._tokens[self._pos] if self._pos < len(self._tokens) else None
+
+    def _syntax(self) -> ApiError:
+        token = self._peek()
+        return _query_error(f"Syntax error (at index {token[2] if token else 'end'})")
+
+    def _accept(self, *values: str) -> str | None:
+        token = self._peek()
+        if token and token[0] in ("op", "ident") and token[1].lower() in values:
+            self._pos += 1
+            return token[1]
+        return None
+
+    def _expect(self, value: str) -> None:
+        if self._accept(value) is None:
+            raise self._syntax()
+
+    def _or(self) -> Predicate:
+        terms = [self._and()]
+        while self._accept("||", "or"):
+            terms.append(self._and())
+        return terms[0] if len(terms) == 1 else (lambda row: any(term(row) for term in terms))
+
+    def _and(self) -> Predicate:
+        terms = [self._unary()]
+        while self._accept("&&", "and"):
+            terms.append(self._unary())
+        return terms[0] if len(terms) == 1 else (lambda row: all(term(row) for term in terms))
+
+    def _unary(self) -> Predicate:
+        if self._accept("!", "not"):
+            inner = self._unary()
+            return lambda row: not inner(row)
+        if self._accept("("):
+            inner = self._or()
+            self._expect(")")
+            return inner
+        return self._comparison()
+
+    def _comparison(self) -> Predicate:
+        left = self._operand()
+        op = self._accept(*_COMPARISONS)
+        if op is None:
+            return lambda row: bool(left(row))
+        right = self._operand()
+        return lambda row: _compare(left(row), op, right(row))
+
+    def _operand(self) -> Getter:
+        token = self._peek()
+        if token is None:
+            raise self._syntax()
+        kind, value, _ = token
+        self._pos += 1
+        if kind == "str":
+            return lambda row: value
+        if kind == "num":
+            number = Decimal(value)
+            return lambda row: number
+        if kind != "ident":
+            raise self._syntax()
+        return self._literal_or_member(value)
+
+    def _literal_or_member(self, name: str) -> Getter:
+        constants = {"true": True, "false": False, "null": None}
+        if name.lower() in constants:
+            constant = constants[name.lower()]
+            return lambda row: constant
+        if name.lower() == "datetime" and self._accept("("):  # DateTime(2024, 1, 31[, 13, 5, 0]) in UTC
+            parts = [int(_dec(arg({}))) for arg in self._arguments()]
+            if not 3 <= len(parts) <= 6:
+                raise self._syntax()
+            year, month, day, hour, minute, second = (parts + [0, 0, 0])[:6]
+            stamp = calendar.timegm((year, month, day, hour, minute, second)) * 1000
+            return lambda row: stamp
+        if name.lower() == "guid" and self._accept("("):
+            args = self._arguments()
+            return lambda row: str(args[0](row)) if args else None
+        return self._member(name)
+
+    def _arguments(self) -> list[Getter]:
+        args: list[Getter] = []
+        if self._accept(")"):
+            return args
+        args.append(self._operand())
+        while self._accept(","):
+            args.append(self._operand())
+        self._expect(")")
+        return args
+
+    def _member(self, name: str) -> Getter:
+        if name not in self._fields:
+            raise _query_error(f"No property or field '{name}' exists in type '{self._type}'")
+        names = [name]
+
+        def read_field(row: Row) -> Any:
+            return _path(row, names)
+
+        getter: Getter = read_field
+        while self._accept("."):
+            token = self._peek()
+            if token is None or token[0] != "ident":
+                raise self._syntax()
+            self._pos += 1
+            if self._accept("("):
+                getter = self._method(getter, token[1], self._arguments())
+            else:
+                names.append(token[1])
+        return getter
+
+    def _method(self, target: Getter, name: str, args: list[Getter]) -> Getter:
+        method = _STRING_METHODS.get(name.lower())
+        if method is None:
+            raise _query_error(f"No applicable method '{name}' exists in type 'String'")
+
+        def call(row: Row) -> Any:
+            value = target(row)
+            return None if value is None else method(str(value), [arg(row) for arg in args])
+
+        return call
+
+
+def compile_where(expr: str, fields: frozenset[str], type_name: str) -> Predicate:
+    return WhereParser(expr, fields, type_name).parse()
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    normed = _norm(value)
+    return (0, 0) if normed is None else (1, normed)
+
+
+def order_rows(rows: list[Row], order: str, fields: frozenset[str], type_name: str) -> list[Row]:
+    """Apply ``order=Name ASC, UpdatedDateUTC DESC``."""
+    terms = []
+    for part in order.split(","):
+        words = part.split()
+        if not words:
+            continue
+        if words[0].split(".")[0] not in fields:
+            raise _query_error(f"No property or field '{words[0]}' exists in type '{type_name}'")
+        terms.append((words[0].split("."), len(words) > 1 and words[1].upper() == "DESC"))
+    for names, descending in reversed(terms):
+        try:
+            rows = sorted(rows, key=lambda row: _sort_key(_path(row, names)), reverse=descending)
+        except TypeError:
+            continue
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Identity: tokens, codes, connections
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class AccessToken:
+    value: str
+    expires_at: float
+    scope: tuple[str, ...]
+    auth_event_id: str
+
+
+@dataclass
+class RefreshToken:
+    value: str
+    scope: tuple[str, ...]
+    auth_event_id: str
+    issued_at: float
+    seq: int
+    rotated_at: float | None = None
+    successor: str | None = None
+    replay: Row | None = None
+    revoked: bool = False
+
+
+@dataclass
+class AuthCode:
+    value: str
+    redirect_uri: str
+    scope: tuple[str, ...]
+    auth_event_id: str
+    expires_at: float
+    used: bool = False
+
+
+@dataclass
+class Record:
+    """One stored entity: Xero fields plus when it last changed (epoch ms) and its creation order."""
+
+    data: Row
+    updated_ms: int
+    seq: int
+
+
+@dataclass
+class Replay:
+    """A cached response for an Idempotency-Key."""
+
+    fingerprint: str
+    expires_at: float
+    status: int
+    body: bytes
+    headers: list[tuple[str, str]]
+
+
+@dataclass
+class RateLimiter:
+    """Xero's per-tenant minute/day/concurrent limits and the app-wide minute limit (rolling windows)."""
+
+    minute: int
+    day: int
+    concurrent: int
+    app_minute: int
+    _minute: dict[str, deque[float]] = field(default_factory=dict)
+    _day: dict[str, deque[float]] = field(default_factory=dict)
+    _app: deque[float] = field(default_factory=deque)
+    _in_flight: dict[str, int] = field(default_factory=dict)
+
+    @staticmethod
+    def _trim(window: deque[float], now: float, span: float) -> deque[float]:
+        while window and window[0] <= now - span:
+            window.popleft()
+        return window
+
+    def _windows(self, tenant: str, now: float) -> tuple[deque[float], deque[float], deque[float]]:
+        minute = self._trim(self._minute.setdefault(tenant, deque()), now, 60)
+        day = self._trim(self._day.setdefault(tenant, deque()), now, 86400)
+        return minute, day, self._trim(self._app, now, 60)
+
+    def acquire(self, tenant: str, now: float) -> tuple[str, int] | None:
+        """Count one call, or return (X-Rate-Limit-Problem, Retry-After seconds) when over a limit."""
+        minute, day, app = self._windows(tenant, now)
+        for problem_name, window, limit, span in (
+            ("day", day, self.day, 86400),
+            ("appminute", app, self.app_minute, 60),
+            ("minute", minute, self.minute, 60),
+        ):
+            if len(window) >= limit:
+                wait = window[0] + span - now if window else span
+                return problem_name, max(1, math.ceil(wait))
+        if self._in_flight.get(tenant, 0) >= self.concurrent:
+            return "concurrent", 1
+        for window in (minute, day, app):
+            window.append(now)
+        self._in_flight[tenant] = self._in_flight.get(tenant, 0) + 1
+        return None
+
+    def release(self, tenant: str) -> None:
+        self._in_flight[tenant] = max(0, self._in_flight.get(tenant, 0) - 1)
+
+    def headers(self, tenant: str, now: float) -> dict[str, str]:
+        minute, day, app = self._windows(tenant, now)
+        return {
+            "X-DayLimit-Remaining": str(max(0, self.day - len(day))),
+            "X-MinLimit-Remaining": str(max(0, self.minute - len(minute))),
+            "X-AppMinLimit-Remaining": str(max(0, self.app_minute - len(app))),
+        }
+
+    def reset(self) -> None:
+        self._minute.clear()
+        self._day.clear()
+        self._app.clear()
+
+
+@dataclass
+class Route:
+    method: str
+    pattern: re.Pattern[str]
+    handler: Callable[..., Any]
+    resource: str  # a SCOPES key for the accounting API, "" for identity/connections
+
+
+def _route(method: str, path: str, handler: Callable[..., Any], resource: str = "") -> Route:
+    return Route(method, re.compile(f"^{path}$", re.IGNORECASE), handler, resource)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The sandbox
+# ---------------------------------------------------------------------------------------------------------
+
+
+class XeroSandbox:
+    """A stateful Xero (identity + Accounting API) for one organisation, as a WSGI app."""
+
+    def __init__(
+        self,
+        client_id: str = "sandbox-client-id",
+        client_secret: str = "sandbox-client-secret",
+        tenant_id: str = DEFAULT_TENANT_ID,
+        refresh_token: str = DEFAULT_REFRESH_TOKEN,
+        minute_limit: int = 60,
+        day_limit: int = 5000,
+        concurrent_limit: int = 5,
+        app_minute_limit: int = 10000,
+        refresh_grace_seconds: float = 1800,
+        *,
+        tenant_name: str = "Demo Company (NZ)",
+        app_name: str = "Closeloop",
+    ) -> None:
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.tenant_id = tenant_id.lower()
+        self.tenant_name = tenant_name
+        self.app_name = app_name
+        self.initial_refresh_token = refresh_token
+        self.refresh_grace_seconds = refresh_grace_seconds
+        self.state = SandboxState()
+        self._limits = RateLimiter(minute_limit, day_limit, concurrent_limit, app_minute_limit)
+        self._routes = self._build_routes()
+        self._control_routes = self._build_control_routes()
+        self._init_data()
+
+    # ---- state ------------------------------------------------------------------------------------------
+
+    def _init_data(self) -> None:
+        now = self.state.clock.now()
+        self.contacts_by_id: dict[str, Record] = {}
+        self.invoices_by_id: dict[str, Record] = {}
+        self.items_by_id: dict[str, Record] = {}
+        self.payments_by_id: dict[str, Record] = {}
+        self._seq = 0
+        self._access: dict[str, AccessToken] = {}
+        self._refresh: dict[str, RefreshToken] = {}
+        self._codes: dict[str, AuthCode] = {}
+        self._idempotency: dict[str, Replay] = {}
+        self._limits.reset()
+        auth_event_id = _new_id()
+        self._connection: Row = {
+            "id": _new_id(),
+            "authEventId": auth_event_id,
+            "tenantId": self.tenant_id,
+            "tenantType": "ORGANISATION",
+            "tenantName": self.tenant_name,
+            "createdDateUtc": _iso_7(now),
+            "updatedDateUtc": _iso_7(now),
+        }
+        self._connected = True
+        self._refresh[self.initial_refresh_token] = RefreshToken(
+            self.initial_refresh_token, tuple(DEFAULT_SCOPE.split()), auth_event_id, now, self._next_seq()
+        )
+
+    def reset(self) -> None:
+        """Forget all data, tokens, limits, the request log and faults (the clock keeps its offset)."""
+        with self.state.lock:
+            self.state.reset_log()
+            self._init_data()
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _now(self) -> float:
+        return self.state.clock.now()
+
+    def _now_ms(self) -> int:
+        return _epoch_ms(self._now())
+
+    def _today(self) -> date:
+        return datetime.fromtimestamp(self._now(), UTC).date()
+
+    # ---- helpers for tests ------------------------------------------------------------------------------
+
+    def contacts(self) -> list[Row]:
+        """Every stored contact (archived too) as the API renders it, oldest first."""
+        with self.state.lock:
+            return [self._render_contact(rec) for rec in self._sorted(self.contacts_by_id)]
+
+    def invoices(self) -> list[Row]:
+        """Every stored invoice with its line items; money stays Decimal."""
+        with self.state.lock:
+            return [self._render_invoice(rec, full_contact=False) for rec in self._sorted(self.invoices_by_id)]
+
+    def items(self) -> list[Row]:
+        with self.state.lock:
+            return [self._render_item(rec, 4) for rec in self._sorted(self.items_by_id)]
+
+    def payments(self) -> list[Row]:
+        with self.state.lock:
+            return [self._render_payment(rec) for rec in self._sorted(self.payments_by_id)]
+
+    def seed_contact(self, **fields: Any) -> Row:
+        """Create a contact directly (same rules as PUT /Contacts); raises ValueError when Xero would refuse."""
+        with self.state.lock:
+            try:
+                return self._render_contact(self._save_contact(fields, "create"))
+            except ElementError as err:
+                raise ValueError("; ".join(err.messages)) from err
+
+    def seed_item(self, **fields: Any) -> Row:
+        """Create an item directly (same rules as PUT /Items, unitdp=4)."""
+        with self.state.lock:
+            try:
+                return self._render_item(self._save_item(fields, "create", None, 4), 4)
+            except ElementError as err:
+                raise ValueError("; ".join(err.messages)) from err
+
+    @property
+    def current_refresh_token(self) -> str | None:
+        """The newest refresh token that a refresh would still accept (None after revocation)."""
+        with self.state.lock:
+            now = self._now()
+            live = [rt for rt in self._refresh.values() if self._refresh_usable(rt, now)]
+            return max(live, key=lambda rt: rt.seq).value if live else None
+
+    def expire_access_tokens(self) -> None:
+        """Make every issued access token expired (API calls get 401 TokenExpired)."""
+        with self.state.lock:
+            now = self._now()
+            for token in self._access.values():
+                token.expires_at = min(token.expires_at, now - 1)
+
+    def revoke_refresh_tokens(self) -> None:
+        """Revoke every refresh token: refreshing answers invalid_grant (live access tokens keep working)."""
+        with self.state.lock:
+            for token in self._refresh.values():
+                token.revoked = True
+
+    def _sorted(self, table: dict[str, Record]) -> list[Record]:
+        return sorted(table.values(), key=lambda rec: rec.seq)
+
+    # ---- WSGI -------------------------------------------------------------------------------------------
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        request = Request(environ)
+        control = request.path.startswith("/_sandbox/")
+        response = self._control(request) if control else self._serve(request)
+        result: Iterable[bytes] = response(environ, start_response)
+        return result
+
+    def _serve(self, request: Request) -> Response:
+        entry = logged_request(request)
+        self.state.log(entry)
+        try:
+            response = self._dispatch(request)
+        except Exception:  # a sandbox bug must still answer like Xero, and be visible in the test output
+            traceback.print_exc(file=sys.stderr)
+            response = self._json({"ErrorNumber": 500, "Type": "UnknownErrorException", "Message": UNKNOWN_ERROR}, 500)
+        with self.state.lock:
+            entry.status = response.status_code
+        return response
+
+    def _dispatch(self, request: Request) -> Response:
+        fault = self.state.take_fault(request.method, request.path)
+        if fault is not None and fault.status:
+            return self._fault_response(fault)
+        slow = fault.delay if fault is not None else 0.0
+        route, groups = self._match(request)
+        if route is None:
+            return self._text(NOT_FOUND_TEXT, 404)
+        if route.resource:
+            return self._accounting(request, route, groups, slow)
+        time.sleep(slow)
+        response: Response = route.handler(request, **groups)
+        return response
+
+    def _match(self, request: Request) -> tuple[Route | None, dict[str, str]]:
+        for route in self._routes:
+            match = route.pattern.match(request.path)
+            if match and route.method == request.method:
+                return route, match.groupdict()
+        return None, {}
+
+    def _build_routes(self) -> list[Route]:
+        api = API_PREFIX.replace(".", r"\.")
+        ref = r"(?P<ref>[^/]+)"
+        return [
+            _route("POST", "/connect/token", self._token),
+            _route("POST", "/connect/revocation", self._revocation),
+            _route("GET", "/identity/connect/authorize", self._authorize),
+            _route("GET", "/connections", self._connections),
+            _route("DELETE", r"/connections/(?P<ref>[^/]+)", self._delete_connection),
+            _route("GET", f"{api}/Contacts", self._get_contacts, "contacts"),
+            _route("PUT", f"{api}/Contacts", self._put_contacts, "contacts"),
+            _route("POST", f"{api}/Contacts", self._post_contacts, "contacts"),
+            _route("GET", f"{api}/Contacts/{ref}", self._get_contact, "contacts"),
+            _route("POST", f"{api}/Contacts/{ref}", self._post_contact, "contacts"),
+            _route("GET", f"{api}/Invoices", self._get_invoices, "invoices"),
+            _route("PUT", f"{api}/Invoices", self._put_invoices, "invoices"),
+            _route("POST", f"{api}/Invoices", self._post_invoices, "invoices"),
+            _route("GET", f"{api}/Invoices/{ref}", self._get_invoice, "invoices"),
+            _route("POST", f"{api}/Invoices/{ref}", self._post_invoice, "invoices"),
+            _route("GET", f"{api}/Items", self._get_items, "items"),
+            _route("PUT", f"{api}/Items", self._put_items, "items"),
+            _route("POST", f"{api}/Items", self._post_items, "items"),
+            _route("GET", f"{api}/Items/{ref}", self._get_item, "items"),
+            _route("POST", f"{api}/Items/{ref}", self._post_item, "items"),
+            _route("GET", f"{api}/Payments", self._get_payments, "payments"),
+            _route("PUT", f"{api}/Payments", self._put_payments, "payments"),
+            _route("GET", f"{api}/Payments/{ref}", self._get_payment, "payments"),
+            _route("POST", f"{api}/Payments/{ref}", self._post_payment, "payments"),
+            _route("GET", f"{api}/TaxRates", self._get_tax_rates, "settings"),
+            _route("GET", f"{api}/Accounts", self._get_accounts, "settings"),
+            _route("GET", f"{api}/Organisation", self._get_organisation, "settings"),
+        ]
+
+    # ---- responses --------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+        response: Response = json_response(wire(payload), status, headers)
+        return response
+
+    @staticmethod
+    def _text(text: str, status: int, headers: dict[str, str] | None = None) -> Response:
+        return Response(text, status=status, headers=headers or {}, content_type="text/html; charset=utf-8")
+
+    def _error_response(self, error: ApiError) -> Response:
+        if isinstance(error.body, str):
+            return self._text(error.body, error.status, error.headers)
+        return self._json(error.body, error.status, error.headers)
+
+    @staticmethod
+    def _fault_response(fault: Fault) -> Response:
+        time.sleep(fault.delay)
+        headers = dict(fault.headers)
+        if fault.status == 429:
+            headers.setdefault("Retry-After", "60")
+            headers.setdefault("X-Rate-Limit-Problem", "minute")
+        if fault.body is None or isinstance(fault.body, str | bytes):
+            return Response(fault.body or b"", status=fault.status, headers=headers, content_type="text/plain")
+        return Response(json.dumps(fault.body), status=fault.status, headers=headers, content_type="application/json")
+
+    def _envelope(self, collection: str, rows: list[Row], pagination: Row | None = None) -> Row:
+        out: Row = {
+            "Id": _new_id(),
+            "Status": "OK",
+            "ProviderName": self.app_name,
+            "DateTimeUTC": net_date(self._now_ms(), offset=False),
+        }
+        if pagination is not None:
+            out["pagination"] = pagination
+        out[collection] = rows
+        return out
+
+    # ---- accounting API pipeline: auth -> tenant -> scope -> rate limit -> idempotency -> handler ----------
+
+    def _accounting(self, request: Request, route: Route, groups: dict[str, str], slow: float) -> Response:
+        correlation = {"Xero-Correlation-Id": _new_id()}
+        try:
+            token = self._authenticate(request)
+            tenant = self._tenant(request)
+            self._check_scope(token, route)
+        except ApiError as error:
+            error.headers.update(correlation)
+            return self._error_response(error)
+        with self.state.lock:
+            over = self._limits.acquire(tenant, self._now())
+        if over is not None:
+            return self._too_many(tenant, over, correlation)
+        try:
+            if slow:
+                time.sleep(slow)
+            response = self._idempotent(request, route, groups)
+        finally:
+            with self.state.lock:
+                self._limits.release(tenant)
+                response_headers = self._limits.headers(tenant, self._now())
+        response.headers.update({**response_headers, **correlation})
+        return response
+
+    def _too_many(self, tenant: str, over: tuple[str, int], correlation: dict[str, str]) -> Response:
+        problem_name, retry_after = over
+        with self.state.lock:
+            headers = self._limits.headers(tenant, self._now())
+        headers.update({"Retry-After": str(retry_after), "X-Rate-Limit-Problem": problem_name, **correlation})
+        return self._json(problem(429, "Too Many Requests", "Too Many Requests"), 429, headers)
+
+    def _authenticate(self, request: Request) -> AccessToken:
+        header = request.headers.get("Authorization", "")
+        scheme, _, value = header.partition(" ")
+        unauthorized = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+        with self.state.lock:
+            token = self._access.get(value.strip()) if scheme.lower() == "bearer" else None
+            now = self._now()
+        if token is None:
+            headers = unauthorized if header else {"WWW-Authenticate": "Bearer"}
+            raise ApiError(401, problem(401, "Unauthorized", "AuthenticationUnsuccessful"), headers)
+        if token.expires_at <= now:
+            expired = datetime.fromtimestamp(token.expires_at, UTC).strftime("%m/%d/%Y %H:%M:%S")
+            raise ApiError(401, problem(401, "Unauthorized", f"TokenExpired: token expired at {expired}"), unauthorized)
+        return token
+
+    def _tenant(self, request: Request) -> str:
+        tenant = request.headers.get("xero-tenant-id", "").strip().lower()
+        if tenant != self.tenant_id or not self._connected:
+            raise ApiError(403, problem(403, "Forbidden", "AuthenticationUnsuccessful"))
+        return tenant
+
+    @staticmethod
+    def _check_scope(token: AccessToken, route: Route) -> None:
+        write_scopes, read_scopes = SCOPES[route.resource]
+        allowed = write_scopes | read_scopes if route.method == "GET" else write_scopes
+        if not allowed & set(token.scope):
+            raise ApiError(401, problem(401, "Unauthorized", "AuthorizationUnsuccessful"))
+
+    def _idempotent(self, request: Request, route: Route, groups: dict[str, str]) -> Response:
+        key = request.headers.get("Idempotency-Key")
+        if key is None or request.method not in ("POST", "PUT", "PATCH", "DELETE"):
+            return self._invoke(request, route, groups)
+        if len(key) > IDEMPOTENCY_KEY_MAX:
+            detail = f"Idempotency key must be {IDEMPOTENCY_KEY_MAX} characters or less"
+            return self._json(problem(400, "Bad Request", detail), 400)
+        fingerprint = hashlib.sha256(
+            b"\n".join(
+                [
+                    request.method.encode(),
+                    request.path.lower().encode(),
+                    request.query_string,
+                    request.headers.get("xero-tenant-id", "").lower().encode(),
+                    request.get_data(),
+                ]
+            )
+        ).hexdigest()
+        with self.state.lock:
+            now = self._now()
+            cached = self._idempotency.get(key)
+            if cached is not None and cached.expires_at > now:
+                if cached.fingerprint != fingerprint:
+                    detail = f"Idempotency key {key} is used with a different request"
+                    return self._json(problem(400, "Bad Request", detail), 400)
+                return Response(cached.body, status=cached.status, headers=cached.headers)
+            response = self._invoke(request, route, groups)
+            self._idempotency[key] = Replay(
+                fingerprint, now + IDEMPOTENCY_TTL, response.status_code, response.get_data(), list(response.headers)
+            )
+            return response
+
+    def _invoke(self, request: Request, route: Route, groups: dict[str, str]) -> Response:
+        with self.state.lock:
+            try:
+                return self._json(route.handler(request, **groups))
+            except ApiError as error:
+                return self._error_response(error)
+
+    # ---- identity ---------------------------------------------------------------------------------------
+
+    def _client_credentials(self, request: Request) -> tuple[str | None, str | None]:
+        auth = request.authorization
+        if auth is not None and auth.type == "basic":
+            return auth.username, auth.password
+        return request.form.get("client_id"), request.form.get("client_secret")
+
+    @staticmethod
+    def _oauth_error(error: str, status: int = 400) -> Response:
+        response: Response = json_response({"error": error}, status, {"Cache-Control": "no-store"})
+        return response
+
+    def _token(self, request: Request) -> Response:
+        if (request.mimetype or "") != "application/x-www-form-urlencoded":
+            return self._oauth_error("invalid_request")
+        if self._client_credentials(request) != (self.client_id, self.client_secret):
+            return self._oauth_error("invalid_client")
+        grants: dict[str, Callable[[Any, float], Row | str]] = {
+            "refresh_token": self._grant_refresh,
+            "authorization_code": self._grant_code,
+        }
+        grant = grants.get(request.form.get("grant_type", ""))
+        if grant is None:
+            return self._oauth_error("unsupported_grant_type")
+        with self.state.lock:
+            result = grant(request.form, self._now())
+        if isinstance(result, str):
+            return self._oauth_error(result)
+        response: Response = json_response(result, 200, {"Cache-Control": "no-store", "Pragma": "no-cache"})
+        return response
+
+    def _refresh_usable(self, token: RefreshToken, now: float) -> bool:
+        return not token.revoked and token.rotated_at is None and token.issued_at + REFRESH_TOKEN_TTL > now
+
+    def _grant_refresh(self, form: Any, now: float) -> Row | str:
+        value = form.get("refresh_token")
+        if not value:
+            return "invalid_request"
+        token = self._refresh.get(value)
+        if token is None or token.revoked or token.issued_at + REFRESH_TOKEN_TTL <= now:
+            return "invalid_grant"
+        if token.rotated_at is None:
+            issued = self._issue(token.scope, token.auth_event_id, now)
+            token.rotated_at, token.successor, token.replay = now, issued.get("refresh_token"), issued
+            return issued
+        # Already rotated: Xero lets the previous token be replayed for a grace period (a lost response),
+        # answering with the same new token set, as long as that new set has not been used in turn.
+        successor = self._refresh.get(token.successor or "")
+        in_grace = now - token.rotated_at <= self.refresh_grace_seconds
+        if in_grace and successor is not None and self._refresh_usable(successor, now) and token.replay:
+            return token.replay
+        return "invalid_grant"
+
+    def _grant_code(self, form: Any, now: float) -> Row | str:
+        code = self._codes.get(form.get("code") or "")
+        if code is None or code.used or code.expires_at <= now or code.redirect_uri != form.get("redirect_uri"):
+            return "invalid_grant"
+        code.used = True
+        self._connected = True
+        self._connection.update(authEventId=code.auth_event_id, updatedDateUtc=_iso_7(now))
+        return self._issue(code.scope, code.auth_event_id, now)
+
+    def _issue(self, scope: tuple[str, ...], auth_event_id: str, now: float) -> Row:
+        claims: Row = {
+            "nbf": int(now),
+            "exp": int(now + ACCESS_TOKEN_TTL),
+            "iss": "https://identity.xero.com",
+            "aud": "https://identity.xero.com/resources",
+            "client_id": self.client_id,
+            "sub": SANDBOX_USER_ID.replace("-", ""),
+            "auth_time": int(now),
+            "xero_userid": SANDBOX_USER_ID,
+            "global_session_id": auth_event_id.replace("-", ""),
+            "jti": secrets.token_hex(16).upper(),
+            "authentication_event_id": auth_event_id,
+            "scope": list(scope),
+        }
+        access = AccessToken(_jwt(claims), now + ACCESS_TOKEN_TTL, scope, auth_event_id)
+        self._access[access.value] = access
+        out: Row = {}
+        if "openid" in scope:
+            out["id_token"] = self._id_token(now)
+        out.update(access_token=access.value, expires_in=ACCESS_TOKEN_TTL, token_type="Bearer")
+        if "offline_access" in scope:
+            refresh = RefreshToken(secrets.token_hex(32), scope, auth_event_id, now, self._next_seq())
+            self._refresh[refresh.value] = refresh
+            out["refresh_token"] = refresh.value
+        out["scope"] = " ".join(scope)
+        return out
+
+    def _id_token(self, now: float) -> str:
+        return _jwt(
+            {
+                "nbf": int(now),
+                "exp": int(now + ID_TOKEN_TTL),
+                "iss": "https://identity.xero.com",
+                "aud": self.client_id,
+                "iat": int(now),
+                "sub": SANDBOX_USER_ID.replace("-", ""),
+                "auth_time": int(now),
+                "xero_userid": SANDBOX_USER_ID,
+                "preferred_username": SANDBOX_USER_EMAIL,
+                "email": SANDBOX_USER_EMAIL,
+                "given_name": "Sandbox",
+                "family_name": "User",
+            }
+        )
+
+    def _revocation(self, request: Request) -> Response:
+        if self._client_credentials(request) != (self.client_id, self.client_secret):
+            return self._oauth_error("invalid_client")
+        with self.state.lock:  # revoking a refresh token removes the user's connections and all their tokens
+            if request.form.get("token", "") in self._refresh:
+                for token in self._refresh.values():
+                    token.revoked = True
+                self._connected = False
+        return Response(b"", status=200)
+
+    def _authorize(self, request: Request) -> Response:
+        args = request.args
+        redirect_uri = args.get("redirect_uri", "")
+        if args.get("client_id") != self.client_id:
+            return self._text("Error: unauthorized_client", 400)
+        if args.get("response_type") != "code" or not redirect_uri or not args.get("scope"):
+            return self._text("Error: invalid_request", 400)
+        with self.state.lock:
+            code = AuthCode(
+                secrets.token_hex(32),
+                redirect_uri,
+                tuple(args["scope"].split()),
+                _new_id(),
+                self._now() + AUTH_CODE_TTL,
+            )
+            self._codes[code.value] = code
+        params = {"code": code.value, "scope": args["scope"]}
+        if args.get("state") is not None:
+            params["state"] = args["state"]
+        params["session_state"] = secrets.token_urlsafe(32)
+        separator = "&" if "?" in redirect_uri else "?"
+        return Response(b"", status=302, headers={"Location": f"{redirect_uri}{separator}{urlencode(params)}"})
+
+    def _connections(self, request: Request) -> Response:
+        try:
+            self._authenticate(request)
+        except ApiError as error:
+            return self._error_response(error)
+        with self.state.lock:
+            rows = [dict(self._connection)] if self._connected else []
+        event = request.args.get("authEventId")
+        rows = [row for row in rows if event is None or row["authEventId"] == event]
+        response: Response = json_response(rows)
+        return response
+
+    def _delete_connection(self, request: Request, ref: str) -> Response:
+        try:
+            self._authenticate(request)
+        except ApiError as error:
+            return self._error_response(error)
+        with self.state.lock:
+            if not self._connected or ref.lower() != self._connection["id"]:
+                return self._text(NOT_FOUND_TEXT, 404)
+            self._connected = False
+        return Response(b"", status=204)
+
+    # ---- request bodies and list queries -----------------------------------------------------------------
+
+    @staticmethod
+    def _elements(request: Request, collection: str) -> list[Row]:
+        """The elements of a PUT/POST body: ``{"Contacts": [...]}``, or one bare object as Xero allows."""
+        raw = request.get_data()
+        try:
+            body = json.loads(raw, parse_float=Decimal) if raw.strip() else None
+        except ValueError as exc:
+            raise _post_data_error("Invalid Json data") from exc
+        if isinstance(body, dict) and collection in body:
+            body = body[collection]
+        if isinstance(body, dict):
+            body = [body]
+        if not isinstance(body, list) or not body or not all(isinstance(el, dict) for el in body):
+            entity = collection[:-1]
+            raise ApiError(
+                400,
+                {
+                    "ErrorNumber": 17,
+                    "Type": "NoDataProcessedException",
+                    "Message": f"No data has been processed for this endpoint. This endpoint is expecting "
+                    f"{entity} data to be specifed in the request body.",
+                },
+            )
+        return body
+
+    def _select(
+        self, request: Request, rows: list[Row], listing: tuple[frozenset[str], str, str], force_paging: bool = False
+    ) -> tuple[list[Row], Row | None]:
+        """IDs, If-Modified-Since, where, order and paging, as every Xero list endpoint applies them."""
+        fields, type_name, id_field = listing
+        ids = _csv(request, "IDs")
+        if ids:
+            wanted = {value.lower() for value in ids}
+            rows = [row for row in rows if str(row.get(id_field, "")).lower() in wanted]
+        since = _parse_http_time(request.headers.get("If-Modified-Since"))
+        if since is not None:
+            since_ms = _epoch_ms(since)
+            rows = [row for row in rows if (_net_ms(row.get("UpdatedDateUTC")) or since_ms) >= since_ms]
+        where = _arg(request, "where")
+        if where and where.strip():
+            predicate = compile_where(where, fields, type_name)
+            rows = [row for row in rows if predicate(row)]
+        order = _arg(request, "order")
+        if order and order.strip():
+            rows = order_rows(rows, order, fields, type_name)
+        return self._page(request, rows, force_paging)
+
+    @staticmethod
+    def _page(request: Request, rows: list[Row], force: bool) -> tuple[list[Row], Row | None]:
+        raw_page = _arg(request, "page")
+        if raw_page is None and not force:
+            return rows, None
+        try:
+            page = max(1, int(raw_page or "1"))
+        except ValueError:
+            page = 1
+        try:
+            size = min(MAX_PAGE_SIZE, max(1, int(_arg(request, "pageSize") or DEFAULT_PAGE_SIZE)))
+        except ValueError:
+            size = DEFAULT_PAGE_SIZE
+        pagination = {"page": page, "pageSize": size, "pageCount": math.ceil(len(rows) / size), "itemCount": len(rows)}
+        return rows[(page - 1) * size : page * size], pagination
+
+    def _write_batch(self, request: Request, collection: str, save: Callable[[Row], Row], error_flag: str) -> Row:
+        """Run each element through ``save``. Xero saves the valid elements; by default any invalid one turns
+        the answer into a 400 ValidationException listing the failures, with summarizeErrors=false it is a
+        200 with every element and its StatusAttributeString."""
+        summarize = _flag(request, "summarizeErrors", default=True)
+        results: list[tuple[bool, Row]] = []
+        for element in self._elements(request, collection):
+            try:
+                results.append((True, save(element)))
+            except ElementError as err:
+                results.append((False, _with_errors(err.element, err.messages, error_flag)))
+        if summarize:
+            failed = [row for ok, row in results if not ok]
+            if failed:
+                raise ApiError(400, validation_exception(failed))
+            return self._envelope(collection, [row for _, row in results])
+        return self._envelope(
+            collection, [{**row, "StatusAttributeString": "OK" if ok else "ERROR"} for ok, row in results]
+        )
+
+    # ---- contacts ---------------------------------------------------------------------------------------
+
+    def _contact_by_number(self, number: str) -> Record | None:
+        wanted = number.strip().casefold()
+        for rec in self.contacts_by_id.values():
+            if str(rec.data.get("ContactNumber") or "").strip().casefold() == wanted:
+                return rec
+        return None
+
+    def _active_contact_by_name(self, name: str, exclude: str | None = None) -> Record | None:
+        wanted = name.strip().casefold()
+        return next(
+            (
+                rec
+                for rec in self.contacts_by_id.values()
+                if rec.data["ContactID"] != exclude
+                and rec.data.get("ContactStatus") == "ACTIVE"
+                and str(rec.data.get("Name") or "").strip().casefold() == wanted
+            ),
+            None,
+        )
+
+    def _find_contact(self, ref: str) -> Record | None:
+        return self.contacts_by_id.get(ref.lower()) or self._contact_by_number(ref)
+
+    def _match_contact(self, sent: Row, mode: str, contact_id: str | None) -> Record | None:
+        """Which stored contact an element updates: the path id, or (POST /Contacts) ContactID, then
+        ContactNumber, then an active contact with the same Name; None means create."""
+        if mode == "update":
+            rec = self.contacts_by_id.get((contact_id or "").lower())
+            if rec is None:
+                raise _not_found()
+            return rec
+        if mode == "create":
+            return None
+        if sent.get("ContactID"):
+            rec = self.contacts_by_id.get(str(sent["ContactID"]).lower())
+            if rec is None:
+                preview = self._contact_view(sent, str(sent["ContactID"]))
+                raise ElementError([MSG["contact_missing"].format(id=sent["ContactID"])], preview)
+            return rec
+        if sent.get("ContactNumber"):
+            rec = self._contact_by_number(str(sent["ContactNumber"]))
+            if rec is not None:
+                return rec
+        return self._active_contact_by_name(str(sent["Name"])) if sent.get("Name") else None
+
+    @staticmethod
+    def _merge_typed(current: list[Row], sent: Any, type_key: str) -> list[Row]:
+        by_type = {str(entry.get(type_key)): entry for entry in current}
+        for entry in sent if isinstance(sent, list) else []:
+            if isinstance(entry, dict) and entry.get(type_key):
+                by_type[str(entry[type_key]).upper()] = {**copy.deepcopy(entry), type_key: str(entry[type_key]).upper()}
+        return list(by_type.values())
+
+    def _merge_contact(self, current: Row, sent: Row) -> Row:
+        merged = copy.deepcopy(current)
+        for name in CONTACT_WRITABLE:
+            if name in sent:
+                merged[name] = copy.deepcopy(sent[name])
+        for name, (type_key, _, _) in TYPED_LISTS.items():
+            if name in sent:
+                merged[name] = self._merge_typed(current.get(name, []), sent[name], type_key)
+        merged.setdefault("ContactStatus", "ACTIVE")
+        return merged
+
+    def _contact_errors(self, merged: Row, contact_id: str | None) -> list[str]:
+        errors: list[str] = []
+        name = str(merged.get("Name") or "").strip()
+        if not name:
+            errors.append(MSG["name_empty"])
+        for field_name, limit in CONTACT_LIMITS.items():
+            if len(str(merged.get(field_name) or "")) > limit:
+                errors.append(MSG["too_long"].format(field=field_name, limit=limit))
+        email = merged.get("EmailAddress")
+        if email and not _EMAIL.match(str(email)):
+            errors.append(MSG["email"])
+        if len(merged.get("ContactPersons") or []) > MAX_CONTACT_PERSONS:
+            errors.append(MSG["persons"])
+        if merged.get("ContactStatus") not in CONTACT_STATUSES:
+            errors.append(MSG["contact_status"])
+        if name and merged.get("ContactStatus") == "ACTIVE" and self._active_contact_by_name(name, contact_id):
+            errors.append(MSG["name_taken"].format(name=merged["Name"]))
+        number = merged.get("ContactNumber")
+        other = self._contact_by_number(str(number)) if number else None
+        if other is not None and other.data["ContactID"] != contact_id:
+            errors.append(MSG["number_taken"].format(number=number))
+        return errors
+
+    def _save_contact(self, sent: Row, mode: str, contact_id: str | None = None) -> Record:
+        existing = self._match_contact(sent, mode, contact_id)
+        current = existing.data if existing else {"IsSupplier": False, "IsCustomer": False}
+        merged = self._merge_contact(current, sent)
+        own_id = existing.data["ContactID"] if existing else None
+        errors = self._contact_errors(merged, own_id)
+        if errors:
+            raise ElementError(errors, self._contact_view(merged, own_id or ZERO_GUID))
+        if existing is not None:
+            existing.data = merged
+            existing.updated_ms = self._now_ms()
+            return existing
+        merged["ContactID"] = _new_id()
+        rec = Record(merged, self._now_ms(), self._next_seq())
+        self.contacts_by_id[merged["ContactID"]] = rec
+        return rec
+
+    def _contact_view(self, data: Row, contact_id: str, updated_ms: int | None = None) -> Row:
+        """A contact as Xero renders it: every address and phone type present, read-only flags filled in."""
+        out: Row = {"ContactID": contact_id}
+        for name in CONTACT_WRITABLE:
+            if name in data and name != "ContactPersons":
+                out[name] = copy.deepcopy(data[name])
+        out.setdefault("ContactStatus", "ACTIVE")
+        for name, (type_key, types, blank) in TYPED_LISTS.items():
+            stored = {entry[type_key]: entry for entry in data.get(name, [])}
+            out[name] = [copy.deepcopy(stored.get(kind, {type_key: kind, **blank})) for kind in types]
+        if updated_ms is not None:
+            out["UpdatedDateUTC"] = net_date(updated_ms)
+        out["ContactGroups"] = []
+        out["IsSupplier"] = bool(data.get("IsSupplier"))
+        out["IsCustomer"] = bool(data.get("IsCustomer"))
+        out["ContactPersons"] = copy.deepcopy(data.get("ContactPersons") or [])
+        out["HasAttachments"] = False
+        out["HasValidationErrors"] = False
+        return out
+
+    def _render_contact(self, rec: Record) -> Row:
+        return self._contact_view(rec.data, rec.data["ContactID"], rec.updated_ms)
+
+    def _balances(self, contact_id: str) -> Row:
+        today = _date_ms(self._today())
+        sums = {"ACCREC": [Decimal(0), Decimal(0)], "ACCPAY": [Decimal(0), Decimal(0)]}
+        for rec in self.invoices_by_id.values():
+            data = rec.data
+            if data["ContactID"] != contact_id or data["Status"] != "AUTHORISED":
+                continue
+            due = self._amount_due(rec)
+            sums[data["Type"]][0] += due
+            if data.get("DueDate") and _date_ms(date.fromisoformat(data["DueDate"])) < today:
+                sums[data["Type"]][1] += due
+        return {
+            side: {"Outstanding": sums[kind][0], "Overdue": sums[kind][1]}
+            for side, kind in (("AccountsReceivable", "ACCREC"), ("AccountsPayable", "ACCPAY"))
+        }
+
+    def _get_contacts(self, request: Request) -> Row:
+        records = self._sorted(self.contacts_by_id)
+        if not _flag(request, "includeArchived"):
+            records = [rec for rec in records if rec.data.get("ContactStatus") != "ARCHIVED"]
+        rows = [self._render_contact(rec) for rec in records]
+        term = (_arg(request, "searchTerm") or "").strip().casefold()
+        if term:
+            searched = ("Name", "FirstName", "LastName", "ContactNumber", "EmailAddress")
+            rows = [row for row in rows if any(term in str(row.get(f) or "").casefold() for f in searched)]
+        rows = sorted(rows, key=lambda row: str(row.get("Name") or "").casefold())
+        summary = _flag(request, "summaryOnly")
+        rows, pagination = self._select(request, rows, (CONTACT_FIELDS, "Contact", "ContactID"), summary)
+        if summary:
+            rows = [{k: v for k, v in row.items() if k not in CONTACT_SUMMARY_DROPS} for row in rows]
+        return self._envelope("Contacts", rows, pagination)
+
+    def _get_contact(self, request: Request, ref: str) -> Row:
+        rec = self._find_contact(ref)
+        if rec is None:
+            raise _not_found()
+        row = self._render_contact(rec)
+        row["Balances"] = self._balances(rec.data["ContactID"])
+        return self._envelope("Contacts", [row])
+
+    def _contact_writer(self, request: Request, mode: str, ref: str | None = None) -> Row:
+        def save(element: Row) -> Row:
+            return self._render_contact(self._save_contact(element, mode, ref))
+
+        return self._write_batch(request, "Contacts", save, "HasValidationErrors")
+
+    def _put_contacts(self, request: Request) -> Row:
+        return self._contact_writer(request, "create")
+
+    def _post_contacts(self, request: Request) -> Row:
+        return self._contact_writer(request, "upsert")
+
+    def _post_contact(self, request: Request, ref: str) -> Row:
+        if ref.lower() not in self.contacts_by_id:
+            raise _not_found()
+        return self._contact_writer(request, "update", ref)
+
+    # ---- items ------------------------------------------------------------------------------------------
+
+    def _item_by_code(self, code: str) -> Record | None:
+        wanted = code.strip().casefold()
+        return next(
+            (rec for rec in self.items_by_id.values() if str(rec.data.get("Code", "")).casefold() == wanted), None
+        )
+
+    def _match_item(self, sent: Row, mode: str, item_id: str | None) -> Record | None:
+        if mode == "update":
+            return self.items_by_id.get((item_id or "").lower())
+        if mode == "upsert" and sent.get("ItemID"):
+            return self.items_by_id.get(str(sent["ItemID"]).lower())
+        if mode == "upsert" and sent.get("Code"):
+            return self._item_by_code(str(sent["Code"]))
+        return None
+
+    def _item_errors(self, merged: Row, item_id: str | None) -> list[str]:
+        errors: list[str] = []
+        code = str(merged.get("Code") or "").strip()
+        if not code:
+            errors.append(MSG["item_code_required"])
+        for field_name, limit in (("Code", 30), ("Name", 50), ("Description", 4000)):
+            if len(str(merged.get(field_name) or "")) > limit:
+                errors.append(MSG["too_long"].format(field=field_name, limit=limit))
+        other = self._item_by_code(code) if code else None
+        if other is not None and other.data["ItemID"] != item_id:
+            errors.append(MSG["item_code_taken"].format(code=code))
+        for details in ("SalesDetails", "PurchaseDetails"):
+            price = (merged.get(details) or {}).get("UnitPrice")
+            try:
+                if price is not None:
+                    _dec(price)
+            except ValueError:
+                errors.append(MSG["number"].format(field="UnitPrice"))
+        return errors
+
+    def _save_item(self, sent: Row, mode: str, item_id: str | None, unitdp: int) -> Record:
+        existing = self._match_item(sent, mode, item_id)
+        if mode == "update" and existing is None:
+            raise _not_found()
+        merged: Row = copy.deepcopy(existing.data) if existing else {"IsSold": True, "IsPurchased": True}
+        writable = ("Code", "Name", "Description", "PurchaseDescription", "IsSold", "IsPurchased")
+        merged.update({key: copy.deepcopy(sent[key]) for key in writable if key in sent})
+        for details in ("SalesDetails", "PurchaseDetails"):
+            if isinstance(sent.get(details), dict):
+                merged[details] = {**merged.get(details, {}), **copy.deepcopy(sent[details])}
+        own_id = existing.data["ItemID"] if existing else None
+        errors = self._item_errors(merged, own_id)
+        if errors:
+            raise ElementError(errors, self._item_view(merged, own_id or ZERO_GUID, None, unitdp))
+        for details in ("SalesDetails", "PurchaseDetails"):
+            price = merged.get(details, {}).get("UnitPrice")
+            if price is not None:
+                merged[details]["UnitPrice"] = _money(_dec(price), UNIT_PLACES[unitdp])
+        if existing is not None:
+            existing.data, existing.updated_ms = merged, self._now_ms()
+            return existing
+        merged["ItemID"] = _new_id()
+        rec = Record(merged, self._now_ms(), self._next_seq())
+        self.items_by_id[merged["ItemID"]] = rec
+        return rec
+
+    @staticmethod
+    def _item_view(data: Row, item_id: str, updated_ms: int | None, unitdp: int) -> Row:
+        out: Row = {"ItemID": item_id}
+        for key in ("Code", "Description", "PurchaseDescription", "Name"):
+            if key in data:
+                out[key] = data[key]
+        for details in ("PurchaseDetails", "SalesDetails"):
+            section = copy.deepcopy(data.get(details) or {})
+            if isinstance(section.get("UnitPrice"), Decimal):
+                section["UnitPrice"] = _money(section["UnitPrice"], UNIT_PLACES[unitdp])
+            out[details] = section
+        out.update(
+            IsTrackedAsInventory=False, IsSold=bool(data.get("IsSold")), IsPurchased=bool(data.get("IsPurchased"))
+        )
+        if updated_ms is not None:
+            out["UpdatedDateUTC"] = net_date(updated_ms)
+        return out
+
+    def _render_item(self, rec: Record, unitdp: int) -> Row:
+        return self._item_view(rec.data, rec.data["ItemID"], rec.updated_ms, unitdp)
+
+    def _get_items(self, request: Request) -> Row:
+        unitdp = _unitdp(request)
+        rows = [self._render_item(rec, unitdp) for rec in self._sorted(self.items_by_id)]
+        rows = sorted(rows, key=lambda row: str(row.get("Code") or "").casefold())
+        rows, _ = self._select(request, rows, (ITEM_FIELDS, "Item", "ItemID"))
+        return self._envelope("Items", rows)
+
+    def _get_item(self, request: Request, ref: str) -> Row:
+        rec = self.items_by_id.get(ref.lower()) or self._item_by_code(ref)
+        if rec is None:
+            raise _not_found()
+        return self._envelope("Items", [self._render_item(rec, _unitdp(request))])
+
+    def _item_writer(self, request: Request, mode: str, ref: str | None = None) -> Row:
+        unitdp = _unitdp(request)
+
+        def save(element: Row) -> Row:
+            return self._render_item(self._save_item(element, mode, ref, unitdp), unitdp)
+
+        return self._write_batch(request, "Items", save, "HasValidationErrors")
+
+    def _put_items(self, request: Request) -> Row:
+        return self._item_writer(request, "create")
+
+    def _post_items(self, request: Request) -> Row:
+        return self._item_writer(request, "upsert")
+
+    def _post_item(self, request: Request, ref: str) -> Row:
+        if ref.lower() not in self.items_by_id:
+            raise _not_found()
+        return self._item_writer(request, "update", ref)
+
+    # ---- invoices: line maths -----------------------------------------------------------------------------
+
+    def _line(self, raw: Row, line_types: str, unitdp: int, errors: list[str]) -> tuple[Row, Row]:
+        """One line item -> (stored inputs, computed line). Xero fills blanks from the item, rounds the unit
+        price to 2 dp unless unitdp=4, rounds LineAmount and then the line's tax to the cent."""
+        inputs = {key: copy.deepcopy(raw[key]) for key in LINE_INPUTS if key in raw}
+        inputs["LineItemID"] = str(inputs.get("LineItemID") or _new_id()).lower()
+        self._fill_from_item(inputs, errors)
+        numbers = self._line_numbers(inputs, unitdp, errors)
+        quantity, unit, line_amount = self._line_amounts(inputs, numbers, unitdp)
+        account = inputs.get("AccountCode")
+        if account is not None and str(account) not in ACCOUNTS:
+            errors.append(MSG["account"].format(code=account))
+        tax_type = self._line_tax_type(inputs, line_types, errors)
+        rate = TAX_RATES.get(tax_type, ("", Decimal(0), ""))[1]
+        if "TaxAmount" in numbers:
+            tax = _money(numbers["TaxAmount"])
+        elif line_types == "Exclusive":
+            tax = _money(line_amount * rate / 100)
+        elif line_types == "Inclusive":
+            tax = _money(line_amount * rate / (100 + rate))
+        else:
+            tax = Decimal("0.00")
+        line: Row = {"LineItemID": inputs["LineItemID"]}
+        for key in ("Description", "ItemCode", "AccountCode"):
+            if key in inputs:
+                line[key] = inputs[key]
+        line.update(Quantity=quantity, UnitAmount=unit, TaxType=tax_type, TaxAmount=tax, LineAmount=line_amount)
+        if "DiscountRate" in numbers:
+            line["DiscountRate"] = numbers["DiscountRate"]
+        if "DiscountAmount" in numbers:
+            line["DiscountAmount"] = numbers["DiscountAmount"]
+        line["Tracking"] = copy.deepcopy(inputs.get("Tracking") or [])
+        return inputs, line
+
+    def _fill_from_item(self, inputs: Row, errors: list[str]) -> None:
+        code = inputs.get("ItemCode")
+        if not code:
+            return
+        item = self._item_by_code(str(code))
+        if item is None:
+            errors.append(MSG["item_code"].format(code=code))
+            return
+        sales = item.data.get("SalesDetails") or {}
+        defaults = {
+            "Description": item.data.get("Description"),
+            "UnitAmount": sales.get("UnitPrice"),
+            "AccountCode": sales.get("AccountCode"),
+            "TaxType": sales.get("TaxType"),
+        }
+        for key, value in defaults.items():
+            if key not in inputs and value is not None:
+                inputs[key] = value
+        inputs["ItemCode"] = item.data["Code"]
+
+    @staticmethod
+    def _line_numbers(inputs: Row, unitdp: int, errors: list[str]) -> dict[str, Decimal]:
+        numbers: dict[str, Decimal] = {}
+        for key in ("Quantity", "UnitAmount", "LineAmount", "TaxAmount", "DiscountRate", "DiscountAmount"):
+            if inputs.get(key) is None:
+                continue
+            try:
+                numbers[key] = _dec(inputs[key])
+            except ValueError:
+                errors.append(MSG["number"].format(field=key))
+        if "UnitAmount" in numbers:
+            numbers["UnitAmount"] = _money(numbers["UnitAmount"], UNIT_PLACES[unitdp])
+            inputs["UnitAmount"] = numbers["UnitAmount"]
+        return numbers
+
+    @staticmethod
+    def _line_amounts(inputs: Row, numbers: dict[str, Decimal], unitdp: int) -> tuple[Decimal, Decimal, Decimal]:
+        quantity = _money(numbers.get("Quantity", Decimal(1)), QTY)
+        if "UnitAmount" in numbers:
+            unit = numbers["UnitAmount"]
+            gross = quantity * unit
+            if "DiscountRate" in numbers:
+                gross = gross * (100 - numbers["DiscountRate"]) / 100
+            gross -= numbers.get("DiscountAmount", Decimal(0))
+            return quantity, unit, _money(gross)
+        if "LineAmount" in numbers:  # Xero derives the missing unit price from LineAmount
+            line_amount = _money(numbers["LineAmount"])
+            unit = _money(line_amount / quantity, UNIT_PLACES[unitdp]) if quantity else Decimal(0)
+            inputs["UnitAmount"] = unit
+            return quantity, unit, line_amount
+        return quantity, Decimal("0.00"), Decimal("0.00")
+
+    @staticmethod
+    def _line_tax_type(inputs: Row, line_types: str, errors: list[str]) -> str:
+        if line_types == "NoTax":
+            return "NONE"
+        account = ACCOUNTS.get(str(inputs.get("AccountCode")))
+        tax_type = str(inputs.get("TaxType") or (account[2] if account else "NONE"))
+        if tax_type not in TAX_RATES:
+            errors.append(MSG["tax_type"].format(code=tax_type))
+        return tax_type
+
+    @staticmethod
+    def _totals(lines: list[Row], line_types: str) -> Row:
+        line_sum = sum((line["LineAmount"] for line in lines), Decimal("0.00"))
+        tax = sum((line["TaxAmount"] for line in lines), Decimal("0.00"))
+        subtotal = line_sum - tax if line_types == "Inclusive" else line_sum
+        discount = Decimal("0.00")
+        for line in lines:
+            gross = _money(line["Quantity"] * line["UnitAmount"])
+            if "DiscountRate" in line or "DiscountAmount" in line:
+                discount += gross - line["LineAmount"]
+        return {"SubTotal": subtotal, "TotalTax": tax, "Total": subtotal + tax, "TotalDiscount": discount}
+
+    # ---- invoices: save -------------------------------------------------------------------------------------
+
+    def _invoice_by_number(self, number: str, exclude: str | None = None) -> Record | None:
+        wanted = number.strip().casefold()
+        return next(
+            (
+                rec
+                for rec in self.invoices_by_id.values()
+                if rec.data["Type"] == "ACCREC"
+                and rec.data["InvoiceID"] != exclude
+                and rec.data["Status"] != "DELETED"
+                and str(rec.data.get("InvoiceNumber") or "").strip().casefold() == wanted
+            ),
+            None,
+        )
+
+    def _find_invoice(self, ref: str) -> Record | None:
+        return self.invoices_by_id.get(ref.lower()) or self._invoice_by_number(ref)
+
+    def _match_invoice(self, sent: Row, mode: str, invoice_id: str | None) -> Record | None:
+        if mode == "update":
+            rec = self.invoices_by_id.get((invoice_id or "").lower())
+            if rec is None:
+                raise _not_found()
+            return rec
+        if mode == "upsert" and sent.get("InvoiceID"):
+            rec = self.invoices_by_id.get(str(sent["InvoiceID"]).lower())
+            if rec is None:
+                raise ElementError([MSG["invoice_missing"]], {"InvoiceID": sent["InvoiceID"]})
+            return rec
+        if mode == "upsert" and sent.get("InvoiceNumber"):
+            return self._invoice_by_number(str(sent["InvoiceNumber"]))
+        return None
+
+    def _invoice_contact(self, sent: Row, current: str | None, errors: list[str]) -> tuple[str | None, str | None]:
+        """(ContactID, name of a contact to create). Xero matches Contact by ContactID, ContactNumber or
+        Name, and creates a new contact when only an unknown Name is given."""
+        contact = sent.get("Contact")
+        if not isinstance(contact, dict):
+            if current is None:
+                errors.append(MSG["invoice_contact"])
+            return current, None
+        rec: Record | None = None
+        if contact.get("ContactID"):
+            rec = self.contacts_by_id.get(str(contact["ContactID"]).lower())
+        elif contact.get("ContactNumber"):
+            rec = self._contact_by_number(str(contact["ContactNumber"]))
+        elif contact.get("Name"):
+            rec = self._active_contact_by_name(str(contact["Name"]))
+            if rec is None:
+                return None, str(contact["Name"])
+        else:
+            errors.append(MSG["invoice_contact"])
+            return current, None
+        if rec is None:
+            errors.append(MSG["invoice_contact_missing"])
+            return current, None
+        return rec.data["ContactID"], None
+
+    @staticmethod
+    def _invoice_fields(merged: Row, sent: Row, errors: list[str]) -> None:
+        if merged.get("Type") not in INVOICE_TYPES:
+            errors.append(MSG["invoice_type"])
+        if merged.get("LineAmountTypes") not in LINE_AMOUNT_TYPES:
+            errors.append(MSG["line_amount_types"])
+        if merged.get("CurrencyCode") != BASE_CURRENCY:
+            errors.append(MSG["currency"].format(code=merged.get("CurrencyCode")))
+        for key in ("Date", "DueDate", "ExpectedPaymentDate", "PlannedPaymentDate"):
+            if sent.get(key) is not None:
+                try:
+                    merged[key] = _parse_date(sent[key]).isoformat()
+                except ValueError:
+                    errors.append(MSG["date"].format(value=sent[key]))
+
+    def _invoice_status(self, merged: Row, existing: Record | None) -> str | None:
+        """Why this create/update may not happen given the invoice's status, or None."""
+        status = merged.get("Status")
+        if existing is None:
+            return None if status in INVOICE_CREATE_STATUSES else MSG["invoice_status"].format(status=status)
+        old = existing.data["Status"]
+        if old in ("PAID", "VOIDED", "DELETED"):
+            return MSG["not_modifiable"]
+        if self._amount_paid(existing) > 0:
+            return MSG["has_payments"]
+        if status not in INVOICE_TRANSITIONS[old]:
+            return MSG["invoice_status"].format(status=status)
+        return None
+
+    def _invoice_number(self, merged: Row, own_id: str | None, errors: list[str]) -> None:
+        if merged.get("Type") != "ACCREC":
+            return
+        number = merged.get("InvoiceNumber")
+        if number and len(str(number)) > 255:
+            errors.append(MSG["too_long"].format(field="InvoiceNumber", limit=255))
+        if number and self._invoice_by_number(str(number), own_id) is not None:
+            errors.append(MSG["invoice_number_taken"])
+
+    def _next_invoice_number(self) -> str:
+        highest = 0
+        for rec in self.invoices_by_id.values():
+            match = re.fullmatch(r"INV-(\d+)", str(rec.data.get("InvoiceNumber") or ""))
+            if rec.data["Type"] == "ACCREC" and match:
+                highest = max(highest, int(match.group(1)))
+        return f"INV-{highest + 1:04d}"
+
+    def _compute_lines(self, merged: Row, sent: Row, unitdp: int, errors: list[str]) -> None:
+        if "LineItems" in sent:
+            raw_lines = sent["LineItems"] if isinstance(sent["LineItems"], list) else []
+        else:  # lines not re-sent: recompute the stored ones at the precision they were stored with
+            raw_lines, unitdp = merged.get("LineInputs", []), 4
+        computed = [
+            self._line(raw, merged["LineAmountTypes"], unitdp, errors) for raw in raw_lines if isinstance(raw, dict)
+        ]
+        merged["LineInputs"] = [inputs for inputs, _ in computed]
+        merged["LineItems"] = [line for _, line in computed]
+        approving = merged.get("Status") in ("SUBMITTED", "AUTHORISED")
+        if approving and any("AccountCode" not in line and line["LineAmount"] for line in merged["LineItems"]):
+            errors.append(MSG["account_required"])
+        merged.update(self._totals(merged["LineItems"], merged["LineAmountTypes"]))
+
+    def _save_invoice(self, sent: Row, mode: str, invoice_id: str | None, unitdp: int) -> Record:
+        existing = self._match_invoice(sent, mode, invoice_id)
+        if existing is not None:
+            merged = copy.deepcopy(existing.data)
+        else:
+            merged = {"Status": "DRAFT", "LineAmountTypes": "Exclusive", "PaymentIDs": []}
+            merged.update(CurrencyCode=BASE_CURRENCY, Date=self._today().isoformat())
+        for key in ("Type", "Status", "LineAmountTypes", "CurrencyCode", "InvoiceNumber", *INVOICE_COPIED):
+            if key in sent:
+                merged[key] = copy.deepcopy(sent[key])
+        errors: list[str] = []
+        contact_id, new_contact = self._invoice_contact(sent, merged.get("ContactID"), errors)
+        self._invoice_fields(merged, sent, errors)
+        status_error = self._invoice_status(merged, existing)
+        if status_error:
+            errors.append(status_error)
+        own_id = existing.data["InvoiceID"] if existing else None
+        self._invoice_number(merged, own_id, errors)
+        if merged.get("LineAmountTypes") in LINE_AMOUNT_TYPES:
+            self._compute_lines(merged, sent, unitdp, errors)
+        if errors:
+            merged["ContactID"] = contact_id
+            preview = self._invoice_view(merged, own_id or ZERO_GUID, None, full_contact=False, unitdp=unitdp)
+            raise ElementError(errors, preview)
+        if new_contact is not None:
+            contact_id = self._save_contact({"Name": new_contact}, "create").data["ContactID"]
+        merged["ContactID"] = contact_id
+        if merged["Type"] == "ACCREC" and not merged.get("InvoiceNumber"):
+            merged["InvoiceNumber"] = self._next_invoice_number()
+        self._mark_contact_role(merged)
+        if existing is not None:
+            existing.data, existing.updated_ms = merged, self._now_ms()
+            return existing
+        merged["InvoiceID"] = _new_id()
+        rec = Record(merged, self._now_ms(), self._next_seq())
+        self.invoices_by_id[merged["InvoiceID"]] = rec
+        return rec
+
+    def _mark_contact_role(self, invoice: Row) -> None:
+        """IsCustomer/IsSupplier follow AR/AP invoices (and, as in Xero, do not bump UpdatedDateUTC)."""
+        contact = self.contacts_by_id.get(invoice["ContactID"])
+        if contact is not None and invoice["Status"] != "DELETED":
+            contact.data["IsCustomer" if invoice["Type"] == "ACCREC" else "IsSupplier"] = True
+
+    # ---- invoices: render and endpoints -----------------------------------------------------------------
+
+    def _live_payments(self, invoice: Record) -> list[Record]:
+        found = (self.payments_by_id.get(pid) for pid in invoice.data.get("PaymentIDs", []))
+        return [rec for rec in found if rec is not None and rec.data["Status"] != "DELETED"]
+
+    def _amount_paid(self, invoice: Record) -> Decimal:
+        return sum((rec.data["Amount"] for rec in self._live_payments(invoice)), Decimal("0.00"))
+
+    def _amount_due(self, invoice: Record) -> Decimal:
+        return Decimal(invoice.data["Total"]) - self._amount_paid(invoice)
+
+    def _contact_summary(self, contact_id: str | None, full: bool) -> Row:
+        rec = self.contacts_by_id.get(contact_id or "")
+        if rec is None:
+            return {"ContactID": contact_id or ZERO_GUID}
+        if full:
+            return self._render_contact(rec)
+        return {
+            "ContactID": rec.data["ContactID"],
+            "Name": rec.data.get("Name"),
+            "Addresses": [],
+            "Phones": [],
+            "ContactGroups": [],
+            "ContactPersons": [],
+            "HasValidationErrors": False,
+        }
+
+    def _invoice_view(self, data: Row, invoice_id: str, rec: Record | None, *, full_contact: bool, unitdp: int) -> Row:
+        paid = self._amount_paid(rec) if rec else Decimal("0.00")
+        total = data.get("Total", Decimal("0.00"))
+        out: Row = {"Type": data.get("Type"), "InvoiceID": invoice_id}
+        for key in ("InvoiceNumber", "Reference"):
+            if data.get(key) is not None:
+                out[key] = data[key]
+        out["Payments"] = [self._payment_summary(payment) for payment in self._live_payments(rec)] if rec else []
+        out.update(CreditNotes=[], Prepayments=[], Overpayments=[], AmountDue=total - paid, AmountPaid=paid)
+        out.update(AmountCredited=Decimal("0.00"), CurrencyRate=Decimal("1.000000"), HasErrors=False)
+        if data.get("SentToContact") is not None:
+            out["SentToContact"] = bool(data["SentToContact"])
+        out["IsDiscounted"] = bool(data.get("TotalDiscount"))
+        out["HasAttachments"] = False
+        out["Contact"] = self._contact_summary(data.get("ContactID"), full_contact)
+        for key in ("Date", "DueDate", "ExpectedPaymentDate", "PlannedPaymentDate"):
+            if data.get(key):
+                day = date.fromisoformat(data[key])
+                out[f"{key}String"] = f"{day.isoformat()}T00:00:00"
+                out[key] = net_date(_date_ms(day))
+        out.update(Status=data.get("Status"), LineAmountTypes=data.get("LineAmountTypes"))
+        out["LineItems"] = [self._line_view(line, unitdp) for line in data.get("LineItems", [])]
+        for key in ("SubTotal", "TotalTax", "Total", "TotalDiscount"):
+            out[key] = data.get(key, Decimal("0.00"))
+        if rec is not None:
+            out.update(UpdatedDateUTC=net_date(rec.updated_ms), UpdatedDateUTCString=_iso_seconds(rec.updated_ms))
+        out["CurrencyCode"] = data.get("CurrencyCode")
+        for key in ("Url", "BrandingThemeID"):
+            if data.get(key):
+                out[key] = data[key]
+        if data.get("FullyPaidOnDate") and data.get("Status") == "PAID":
+            out["FullyPaidOnDate"] = net_date(_date_ms(date.fromisoformat(data["FullyPaidOnDate"])))
+        return out
+
+    @staticmethod
+    def _line_view(line: Row, unitdp: int) -> Row:
+        out = dict(line)
+        out["UnitAmount"] = _money(line["UnitAmount"], UNIT_PLACES[unitdp])
+        return out
+
+    def _render_invoice(self, rec: Record, *, full_contact: bool = True, unitdp: int = 4) -> Row:
+        return self._invoice_view(rec.data, rec.data["InvoiceID"], rec, full_contact=full_contact, unitdp=unitdp)
+
+    def _get_invoices(self, request: Request) -> Row:
+        unitdp = _unitdp(request)
+        rows = [
+            self._render_invoice(rec, full_contact=False, unitdp=unitdp) for rec in self._sorted(self.invoices_by_id)
+        ]
+        rows = self._invoice_filters(request, rows)
+        summary = _flag(request, "summaryOnly")
+        rows, pagination = self._select(request, rows, (INVOICE_FIELDS, "Invoice", "InvoiceID"), summary)
+        if pagination is None or summary:  # line items only come back when paging or for a single invoice
+            rows = [{k: v for k, v in row.items() if k != "LineItems"} for row in rows]
+        return self._envelope("Invoices", rows, pagination)
+
+    @staticmethod
+    def _invoice_filters(request: Request, rows: list[Row]) -> list[Row]:
+        filters: list[tuple[str, Callable[[Row], str]]] = [
+            ("Statuses", lambda row: str(row.get("Status"))),
+            ("ContactIDs", lambda row: str(row["Contact"].get("ContactID"))),
+            ("InvoiceNumbers", lambda row: str(row.get("InvoiceNumber"))),
+        ]
+        for name, value_of in filters:
+            wanted = _csv(request, name)
+            if wanted:
+                allowed = {value.casefold() for value in wanted}
+                rows = [row for row in rows if value_of(row).casefold() in allowed]
+        term = (_arg(request, "searchTerm") or "").strip().casefold()
+        if term:
+            rows = [
+                row
+                for row in rows
+                if any(term in str(row.get(key) or "").casefold() for key in ("InvoiceNumber", "Reference"))
+            ]
+        return rows
+
+    def _get_invoice(self, request: Request, ref: str) -> Row:
+        rec = self._find_invoice(ref)
+        if rec is None:
+            raise _not_found()
+        return self._envelope("Invoices", [self._render_invoice(rec, unitdp=_unitdp(request))])
+
+    def _invoice_writer(self, request: Request, mode: str, ref: str | None = None) -> Row:
+        unitdp = _unitdp(request)
+
+        def save(element: Row) -> Row:
+            rec = self._save_invoice(element, mode, ref, unitdp)
+            return {**self._render_invoice(rec, unitdp=unitdp), "StatusAttributeString": "OK"}
+
+        return self._write_batch(request, "Invoices", save, "HasErrors")
+
+    def _put_invoices(self, request: Request) -> Row:
+        return self._invoice_writer(request, "create")
+
+    def _post_invoices(self, request: Request) -> Row:
+        return self._invoice_writer(request, "upsert")
+
+    def _post_invoice(self, request: Request, ref: str) -> Row:
+        rec = self._find_invoice(ref)
+        if rec is None:
+            raise _not_found()
+        return self._invoice_writer(request, "update", rec.data["InvoiceID"])
+
+    # ---- payments -----------------------------------------------------------------------------------------
+
+    def _payment_summary(self, rec: Record) -> Row:
+        data = rec.data
+        return {
+            "PaymentID": data["PaymentID"],
+            "Date": net_date(_date_ms(date.fromisoformat(data["Date"]))),
+            "Amount": data["Amount"],
+            "Reference": data.get("Reference", ""),
+            "CurrencyRate": Decimal("1.000000"),
+            "HasAccount": False,
+            "HasValidationErrors": False,
+        }
+
+    def _payment_target(self, sent: Row, errors: list[str]) -> Record | None:
+        ref: Row = sent["Invoice"] if isinstance(sent.get("Invoice"), dict) else {}
+        number = ref.get("InvoiceNumber") or sent.get("InvoiceNumber")
+        invoice = None
+        if ref.get("InvoiceID"):
+            invoice = self.invoices_by_id.get(str(ref["InvoiceID"]).lower())
+        elif number:
+            invoice = self._invoice_by_number(str(number))
+        if invoice is None:
+            errors.append(MSG["payment_invoice"])
+        elif invoice.data["Status"] != "AUTHORISED":
+            errors.append(MSG["payment_status"])
+        return invoice
+
+    @staticmethod
+    def _payment_account(sent: Row, errors: list[str]) -> str | None:
+        ref: Row = sent["Account"] if isinstance(sent.get("Account"), dict) else {}
+        code = ref.get("Code") or sent.get("Code")
+        if not code and ref.get("AccountID"):
+            code = next((c for c in ACCOUNTS if _account_id(c) == str(ref["AccountID"]).lower()), None)
+        if not code or str(code) not in ACCOUNTS:
+            errors.append(MSG["payment_account"])
+            return None
+        if ACCOUNTS[str(code)][1] != "BANK":
+            errors.append(MSG["payment_bank"])
+        return str(code)
+
+    def _payment_amount(self, sent: Row, invoice: Record | None, errors: list[str]) -> Decimal:
+        try:
+            amount = _money(_dec(sent.get("Amount")))
+        except ValueError:
+            errors.append(MSG["number"].format(field="Amount"))
+            return Decimal("0.00")
+        if amount <= 0:
+            errors.append(MSG["payment_amount"])
+        elif invoice is not None and invoice.data["Status"] == "AUTHORISED" and amount > self._amount_due(invoice):
+            errors.append(MSG["payment_exceeds"])
+        return amount
+
+    def _save_payment(self, sent: Row) -> Record:
+        errors: list[str] = []
+        invoice = self._payment_target(sent, errors)
+        code = self._payment_account(sent, errors)
+        amount = self._payment_amount(sent, invoice, errors)
+        try:
+            day = _parse_date(sent["Date"]) if sent.get("Date") else self._today()
+        except ValueError:
+            errors.append(MSG["date"].format(value=sent.get("Date")))
+            day = self._today()
+        data: Row = {
+            "PaymentID": ZERO_GUID,
+            "Date": day.isoformat(),
+            "Amount": amount,
+            "Reference": str(sent.get("Reference") or ""),
+            "IsReconciled": bool(sent.get("IsReconciled")),
+            "Status": "AUTHORISED",
+            "AccountCode": code,
+            "InvoiceID": invoice.data["InvoiceID"] if invoice else None,
+        }
+        if errors or invoice is None:
+            raise ElementError(errors, self._payment_view(data, None))
+        data["PaymentID"] = _new_id()
+        rec = Record(data, self._now_ms(), self._next_seq())
+        self.payments_by_id[data["PaymentID"]] = rec
+        invoice.data.setdefault("PaymentIDs", []).append(data["PaymentID"])
+        self._settle(invoice, day)
+        return rec
+
+    def _settle(self, invoice: Record, day: date | None) -> None:
+        """PAID when nothing is left to pay, AUTHORISED again when a payment is deleted."""
+        due = self._amount_due(invoice)
+        if due <= 0 and invoice.data["Status"] == "AUTHORISED":
+            invoice.data.update(Status="PAID", FullyPaidOnDate=(day or self._today()).isoformat())
+        elif due > 0 and invoice.data["Status"] == "PAID":
+            invoice.data["Status"] = "AUTHORISED"
+            invoice.data.pop("FullyPaidOnDate", None)
+        invoice.updated_ms = self._now_ms()
+
+    def _payment_view(self, data: Row, rec: Record | None) -> Row:
+        invoice = self.invoices_by_id.get(data.get("InvoiceID") or "")
+        code = data.get("AccountCode")
+        out: Row = {
+            "PaymentID": data["PaymentID"],
+            "Date": net_date(_date_ms(date.fromisoformat(data["Date"]))),
+            "BankAmount": data["Amount"],
+            "Amount": data["Amount"],
+            "Reference": data["Reference"],
+            "CurrencyRate": Decimal("1.000000"),
+            "PaymentType": "ACCPAYPAYMENT" if invoice and invoice.data["Type"] == "ACCPAY" else "ACCRECPAYMENT",
+            "Status": data["Status"],
+            "IsReconciled": data["IsReconciled"],
+            "HasAccount": code is not None,
+            "HasValidationErrors": False,
+        }
+        if rec is not None:
+            out.update(UpdatedDateUTC=net_date(rec.updated_ms), UpdatedDateUTCString=_iso_seconds(rec.updated_ms))
+        if code is not None:
+            out["Account"] = {"AccountID": _account_id(code), "Code": code}
+        if invoice is not None:
+            summary = self._render_invoice(invoice, full_contact=False)
+            keep = ("Type", "InvoiceID", "InvoiceNumber", "Contact", "Total", "AmountDue", "AmountPaid", "Status")
+            out["Invoice"] = {key: summary[key] for key in keep if key in summary}
+        return out
+
+    def _render_payment(self, rec: Record) -> Row:
+        return self._payment_view(rec.data, rec)
+
+    def _get_payments(self, request: Request) -> Row:
+        rows = [self._render_payment(rec) for rec in self._sorted(self.payments_by_id)]
+        rows, pagination = self._select(request, rows, (PAYMENT_FIELDS, "Payment", "PaymentID"))
+        return self._envelope("Payments", rows, pagination)
+
+    def _get_payment(self, request: Request, ref: str) -> Row:
+        rec = self.payments_by_id.get(ref.lower())
+        if rec is None:
+            raise _not_found()
+        return self._envelope("Payments", [self._render_payment(rec)])
+
+    def _put_payments(self, request: Request) -> Row:
+        return self._write_batch(
+            request, "Payments", lambda el: self._render_payment(self._save_payment(el)), "HasValidationErrors"
+        )
+
+    def _post_payment(self, request: Request, ref: str) -> Row:
+        """POST /Payments/{id} with ``{"Status": "DELETED"}`` deletes a payment (the only allowed change)."""
+        rec = self.payments_by_id.get(ref.lower())
+        if rec is None:
+            raise _not_found()
+
+        def delete(element: Row) -> Row:
+            if element.get("Status") != "DELETED" or rec.data["Status"] == "DELETED":
+                raise ElementError(["Payment can only be deleted."], self._render_payment(rec))
+            rec.data["Status"] = "DELETED"
+            rec.updated_ms = self._now_ms()
+            invoice = self.invoices_by_id.get(rec.data["InvoiceID"])
+            if invoice is not None:
+                self._settle(invoice, None)
+            return self._render_payment(rec)
+
+        return self._write_batch(request, "Payments", delete, "HasValidationErrors")
+
+    # ---- settings: tax rates, accounts, organisation ------------------------------------------------------
+
+    def _get_tax_rates(self, request: Request) -> Row:
+        rows: list[Row] = [
+            {
+                "Name": name,
+                "TaxType": tax_type,
+                "ReportTaxType": report,
+                "CanApplyToRevenue": tax_type != "INPUT2",
+                "DisplayTaxRate": rate,
+                "EffectiveRate": rate,
+                "Status": "ACTIVE",
+                "TaxComponents": [{"Name": "GST", "Rate": rate, "IsCompound": False, "IsNonRecoverable": False}],
+            }
+            for tax_type, (name, rate, report) in TAX_RATES.items()
+        ]
+        rows, _ = self._select(request, rows, (TAX_RATE_FIELDS, "TaxRate", "TaxType"))
+        return self._envelope("TaxRates", rows)
+
+    def _get_accounts(self, request: Request) -> Row:
+        classes = {"BANK": "ASSET", "CURRENT": "ASSET", "REVENUE": "REVENUE", "CURRLIAB": "LIABILITY"}
+        rows: list[Row] = [
+            {
+                "AccountID": _account_id(code),
+                "Code": code,
+                "Name": name,
+                "Type": kind,
+                "TaxType": tax_type,
+                "Status": "ACTIVE",
+                "Class": classes.get(kind, "EXPENSE"),
+                "EnablePaymentsToAccount": False,
+                "BankAccountType": "BANK" if kind == "BANK" else "",
+            }
+            for code, (name, kind, tax_type) in ACCOUNTS.items()
+        ]
+        rows, _ = self._select(request, rows, (ACCOUNT_FIELDS, "Account", "AccountID"))
+        return self._envelope("Accounts", rows)
+
+    def _get_organisation(self, request: Request) -> Row:
+        org = {
+            "OrganisationID": self.tenant_id,
+            "Name": self.tenant_name,
+            "LegalName": self.tenant_name,
+            "PaysTax": True,
+            "Version": "NZ",
+            "OrganisationType": "COMPANY",
+            "BaseCurrency": BASE_CURRENCY,
+            "CountryCode": "NZ",
+            "IsDemoCompany": False,
+            "OrganisationStatus": "ACTIVE",
+            "ShortCode": "!" + hashlib.sha256(self.tenant_id.encode()).hexdigest()[:5],
+            "Class": "STANDARD",
+            "Edition": "BUSINESS",
+        }
+        return self._envelope("Organisations", [org])
+
+    # ---- control API (/_sandbox/...) ---------------------------------------------------------------------
+
+    def _build_control_routes(self) -> dict[tuple[str, str], Callable[[Request], Response]]:
+        return {
+            ("POST", "reset"): self._control_reset,
+            ("GET", "contacts"): lambda request: self._json({"Contacts": self.contacts()}),
+            ("POST", "contacts"): self._control_seed_contact,
+            ("GET", "invoices"): lambda request: self._json({"Invoices": self.invoices()}),
+            ("GET", "requests"): self._control_requests,
+            ("POST", "faults"): self._control_faults,
+            ("DELETE", "faults"): self._control_clear_faults,
+            ("POST", "clock"): self._control_clock,
+            ("POST", "expire-tokens"): self._control_expire,
+            ("POST", "revoke-refresh-tokens"): self._control_revoke,
+            ("GET", "refresh-token"): self._control_refresh_token,
+        }
+
+    def _control(self, request: Request) -> Response:
+        handler = self._control_routes.get((request.method, request.path[len("/_sandbox/") :].strip("/")))
+        if handler is None:
+            return self._json({"error": f"no control endpoint {request.method} {request.path}"}, 404)
+        try:
+            return handler(request)
+        except (ValueError, TypeError) as exc:
+            return self._json({"error": str(exc)}, 400)
+
+    @staticmethod
+    def _control_body(request: Request) -> Any:
+        raw = request.get_data()
+        return json.loads(raw) if raw.strip() else {}
+
+    def _control_reset(self, request: Request) -> Response:
+        self.reset()
+        return self._json({"ok": True})
+
+    def _control_seed_contact(self, request: Request) -> Response:
+        return self._json(self.seed_contact(**self._control_body(request)), 201)
+
+    def _control_requests(self, request: Request) -> Response:
+        with self.state.lock:
+            rows = [
+                {"method": r.method, "path": r.path, "query": r.query, "status": r.status} for r in self.state.requests
+            ]
+        return self._json({"requests": rows})
+
+    def _control_faults(self, request: Request) -> Response:
+        body = self._control_body(request)
+        specs = body if isinstance(body, list) else [body]
+        faults = [Fault(**spec) for spec in specs]
+        with self.state.lock:
+            self.state.faults.extend(faults)
+        return self._json({"ok": True, "faults": len(faults)}, 201)
+
+    def _control_clear_faults(self, request: Request) -> Response:
+        with self.state.lock:
+            self.state.faults.clear()
+        return self._json({"ok": True})
+
+    def _control_clock(self, request: Request) -> Response:
+        seconds = float(self._control_body(request).get("advance", 0))
+        self.state.clock.advance(seconds)
+        return self._json({"now": self._now()})
+
+    def _control_expire(self, request: Request) -> Response:
+        self.expire_access_tokens()
+        return self._json({"ok": True})
+
+    def _control_revoke(self, request: Request) -> Response:
+        self.revoke_refresh_tokens()
+        return self._json({"ok": True})
+
+    def _control_refresh_token(self, request: Request) -> Response:
+        token = self.current_refresh_token
+        if token is None:
+            return self._json({"error": "no usable refresh token"}, 404)
+        return self._json({"refresh_token": token, "tenant_id": self.tenant_id})
+
+
+def serve(sandbox: XeroSandbox | None = None, port: int = 0) -> tuple[XeroSandbox, SandboxServer]:
+    """Start a sandbox on 127.0.0.1 (``port=0`` picks a free port); stop it with ``server.stop()``."""
+    app = sandbox if sandbox is not None else XeroSandbox()
+    server = SandboxServer(app, port=port).start()
+    return app, server

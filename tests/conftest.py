@@ -1,0 +1,31 @@
+"""Test-wide safety: fake AWS credentials and region, no real endpoints, fresh caches per test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+# Set before any boto3 client exists: nothing in the tests may reach a real AWS account.
+for key in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+    os.environ.pop(key, None)
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",  # noqa: S105 - moto's dummy credentials
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "POWERTOOLS_SERVICE_NAME": "closeloop-tests",
+        "POWERTOOLS_METRICS_NAMESPACE": "closeloop-tests",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+    }
+)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_runtime_caches() -> Iterator[None]:
+    from closeloop import runtime
+
+    runtime.reset()
+    yield
+    runtime.reset()

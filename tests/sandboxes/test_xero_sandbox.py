@@ -1,0 +1,1066 @@
+"""XeroSandbox over real HTTP: identity, auth, rate limits, idempotency, contacts, invoices and payments."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+
+from closeloop_local.sandboxes.base import SandboxServer
+from closeloop_local.sandboxes.xero import (
+    DEFAULT_REFRESH_TOKEN,
+    DEFAULT_TENANT_ID,
+    XeroSandbox,
+    serve,
+)
+
+CLIENT = ("sandbox-client-id", "sandbox-client-secret")
+GENEROUS: dict[str, Any] = {"minute_limit": 10_000, "day_limit": 100_000, "concurrent_limit": 50}
+
+
+class Xero:
+    """A started sandbox plus an HTTP client and a valid access token for it."""
+
+    def __init__(self, sandbox: XeroSandbox, server: SandboxServer, client: httpx.Client) -> None:
+        self.sandbox = sandbox
+        self.server = server
+        self.http = client
+        self.token = ""
+
+    def refresh(self, refresh_token: str, auth: tuple[str, str] = CLIENT) -> httpx.Response:
+        data = {"grant_type": "refresh_token", "refresh_token": refresh_token}
+        return self.http.post("/connect/token", data=data, auth=auth)
+
+    def login(self) -> Xero:
+        reply = self.refresh(DEFAULT_REFRESH_TOKEN)
+        assert reply.status_code == 200, reply.text
+        self.token = reply.json()["access_token"]
+        return self
+
+    def headers(
+        self, token: str | None = None, tenant: str | None = DEFAULT_TENANT_ID, extra: dict[str, str] | None = None
+    ) -> dict[str, str]:
+        out = {"Authorization": f"Bearer {token if token is not None else self.token}", **(extra or {})}
+        if tenant is not None:
+            out["xero-tenant-id"] = tenant
+        return out
+
+    def get(
+        self,
+        path: str,
+        params: dict[str, Any] | None = None,
+        *,
+        token: str | None = None,
+        tenant: str | None = DEFAULT_TENANT_ID,
+        extra: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        headers = self.headers(token, tenant, extra)
+        return self.http.get(f"/api.xro/2.0/{path}", params=params, headers=headers)
+
+    def send(
+        self, method: str, path: str, body: Any, params: dict[str, Any] | None = None, key: str | None = None
+    ) -> httpx.Response:
+        """PUT/POST ``body``; ``key`` is sent as the Idempotency-Key header."""
+        extra = {"Idempotency-Key": key} if key is not None else None
+        return self.http.request(
+            method, f"/api.xro/2.0/{path}", params=params, json=body, headers=self.headers(extra=extra)
+        )
+
+    def create_contact(self, **fields: Any) -> dict[str, Any]:
+        reply = self.send("PUT", "Contacts", {"Contacts": [fields]})
+        assert reply.status_code == 200, reply.text
+        contact: dict[str, Any] = reply.json()["Contacts"][0]
+        return contact
+
+    def create_invoice(self, params: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
+        reply = self.send("PUT", "Invoices", {"Invoices": [fields]}, params=params)
+        assert reply.status_code == 200, reply.text
+        invoice: dict[str, Any] = reply.json()["Invoices"][0]
+        return invoice
+
+
+@pytest.fixture
+def start() -> Iterator[Callable[..., Xero]]:
+    """Start sandboxes on free ports; every server and client is closed after the test."""
+    opened: list[tuple[SandboxServer, httpx.Client]] = []
+
+    def _start(**options: Any) -> Xero:
+        sandbox, server = serve(XeroSandbox(**options))
+        client = httpx.Client(base_url=server.url, timeout=5.0)
+        opened.append((server, client))
+        return Xero(sandbox, server, client)
+
+    yield _start
+    for server, client in opened:
+        client.close()
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def shared() -> Iterator[Xero]:
+    """One generously limited sandbox for the module; each test gets it reset (stopping a server costs 0.5 s)."""
+    sandbox, server = serve(XeroSandbox(**GENEROUS))
+    with httpx.Client(base_url=server.url, timeout=5.0) as client:
+        yield Xero(sandbox, server, client)
+    server.stop()
+
+
+@pytest.fixture
+def xero(shared: Xero) -> Xero:
+    shared.sandbox.reset()
+    return shared.login()
+
+
+def money(value: Any) -> Decimal:
+    return Decimal(str(value))
+
+
+# ---- identity ---------------------------------------------------------------------------------------------
+
+
+def test_refresh_rotates_and_the_old_token_dies_after_the_grace_period(start: Callable[..., Xero]) -> None:
+    # Given a sandbox holding the initial refresh token
+    x = start()
+
+    # When the app refreshes with it
+    first = x.refresh(DEFAULT_REFRESH_TOKEN)
+
+    # Then it gets a full token set with a new refresh token
+    body = first.json()
+    assert first.status_code == 200
+    assert set(body) >= {"id_token", "access_token", "expires_in", "token_type", "refresh_token", "scope"}
+    assert body["expires_in"] == 1800 and body["token_type"] == "Bearer"
+    assert body["refresh_token"] != DEFAULT_REFRESH_TOKEN
+    assert len(body["access_token"].split(".")) == 3  # JWT-shaped like Xero's
+    assert first.headers["Cache-Control"] == "no-store"
+    assert x.sandbox.current_refresh_token == body["refresh_token"]
+
+    # When the old token is used again after the 30-minute grace period
+    x.sandbox.state.clock.advance(1801)
+    late = x.refresh(DEFAULT_REFRESH_TOKEN)
+
+    # Then Xero refuses it, while the new one still works
+    assert late.status_code == 400 and late.json() == {"error": "invalid_grant"}
+    assert x.refresh(body["refresh_token"]).status_code == 200
+
+
+def test_reusing_the_previous_refresh_token_within_grace_replays_the_same_token_set(start: Callable[..., Xero]) -> None:
+    # Given a refresh whose response the app lost
+    x = start()
+    lost = x.refresh(DEFAULT_REFRESH_TOKEN).json()
+
+    # When the app retries with the previous token within the grace period
+    x.sandbox.state.clock.advance(600)
+    retry = x.refresh(DEFAULT_REFRESH_TOKEN)
+
+    # Then it gets the very same token set back
+    assert retry.status_code == 200
+    assert retry.json() == lost
+
+    # When the new token has been used in turn, the previous one is dead even within the grace period
+    assert x.refresh(lost["refresh_token"]).status_code == 200
+    assert x.refresh(DEFAULT_REFRESH_TOKEN).json() == {"error": "invalid_grant"}
+
+
+def test_only_the_newest_token_refreshes_and_unknown_tokens_are_invalid_grant(start: Callable[..., Xero]) -> None:
+    # Given two rotations
+    x = start()
+    second = x.refresh(x.refresh(DEFAULT_REFRESH_TOKEN).json()["refresh_token"]).json()["refresh_token"]
+
+    # When the app uses the original (now two generations old) token or a made-up one
+    # Then both are invalid_grant, the newest one still works
+    assert x.refresh(DEFAULT_REFRESH_TOKEN).json() == {"error": "invalid_grant"}
+    assert x.refresh("not-a-token").json() == {"error": "invalid_grant"}
+    assert x.refresh(second).status_code == 200
+
+
+@pytest.mark.parametrize("how", ["basic", "form"])
+def test_a_wrong_client_secret_is_invalid_client(start: Callable[..., Xero], how: str) -> None:
+    # Given wrong client credentials sent as HTTP Basic or as form fields
+    x = start()
+    data = {"grant_type": "refresh_token", "refresh_token": DEFAULT_REFRESH_TOKEN}
+    if how == "basic":
+        reply = x.http.post("/connect/token", data=data, auth=("sandbox-client-id", "wrong"))
+    else:
+        reply = x.http.post("/connect/token", data={**data, "client_id": CLIENT[0], "client_secret": "wrong"})
+
+    # Then the identity server answers 400 invalid_client and the refresh token survives
+    assert reply.status_code == 400 and reply.json() == {"error": "invalid_client"}
+    form = {**data, "client_id": CLIENT[0], "client_secret": CLIENT[1]}
+    assert x.http.post("/connect/token", data=form).status_code == 200
+
+
+def test_unsupported_grant_type(start: Callable[..., Xero]) -> None:
+    x = start()
+    reply = x.http.post("/connect/token", data={"grant_type": "password"}, auth=CLIENT)
+    assert reply.status_code == 400 and reply.json() == {"error": "unsupported_grant_type"}
+
+
+def test_authorize_redirects_with_a_single_use_code_and_connections_list_the_tenant(
+    start: Callable[..., Xero],
+) -> None:
+    # Given the consent URL on login.xero.com
+    x = start()
+    params = {
+        "response_type": "code",
+        "client_id": CLIENT[0],
+        "redirect_uri": "https://app.example.com/callback",
+        "scope": "openid offline_access accounting.contacts",
+        "state": "xyz",
+    }
+
+    # When the user consents
+    redirect = x.http.get("/identity/connect/authorize", params=params)
+
+    # Then the browser goes back with a code and the state
+    assert redirect.status_code == 302
+    location = urlsplit(redirect.headers["Location"])
+    query = parse_qs(location.query)
+    assert f"{location.scheme}://{location.netloc}{location.path}" == "https://app.example.com/callback"
+    assert query["state"] == ["xyz"]
+
+    # When the code is exchanged (twice)
+    exchange = {"grant_type": "authorization_code", "code": query["code"][0], "redirect_uri": params["redirect_uri"]}
+    tokens = x.http.post("/connect/token", data=exchange, auth=CLIENT)
+    again = x.http.post("/connect/token", data=exchange, auth=CLIENT)
+
+    # Then the first exchange issues tokens with the granted scope and the second is invalid_grant
+    assert tokens.status_code == 200 and tokens.json()["scope"] == params["scope"]
+    assert again.json() == {"error": "invalid_grant"}
+
+    # And /connections lists the organisation for that token
+    connections = x.http.get("/connections", headers={"Authorization": f"Bearer {tokens.json()['access_token']}"})
+    assert connections.status_code == 200
+    [connection] = connections.json()
+    assert connection["tenantId"] == DEFAULT_TENANT_ID and connection["tenantType"] == "ORGANISATION"
+    assert set(connection) >= {"id", "authEventId", "tenantName", "createdDateUtc", "updatedDateUtc"}
+
+
+def test_a_revoked_refresh_token_is_invalid_grant(start: Callable[..., Xero]) -> None:
+    # Given the user disconnected the app (all refresh tokens revoked)
+    x = start()
+    x.sandbox.revoke_refresh_tokens()
+
+    # Then refreshing fails and there is no token to bootstrap with
+    assert x.refresh(DEFAULT_REFRESH_TOKEN).json() == {"error": "invalid_grant"}
+    assert x.sandbox.current_refresh_token is None
+    assert x.http.get("/_sandbox/refresh-token").status_code == 404
+
+
+def test_deleting_the_connection_or_revoking_the_token_cuts_the_app_off(xero: Xero) -> None:
+    # Given a connected app
+    auth = {"Authorization": f"Bearer {xero.token}"}
+    [connection] = xero.http.get("/connections", headers=auth).json()
+
+    # When it disconnects the tenant
+    assert xero.http.delete(f"/connections/{connection['id']}", headers=auth).status_code == 204
+
+    # Then the tenant is gone from /connections and the API answers 403
+    assert xero.http.get("/connections", headers=auth).json() == []
+    assert xero.get("Contacts").status_code == 403
+
+    # When the refresh token is revoked, refreshing is invalid_grant
+    current = xero.sandbox.current_refresh_token
+    assert current is not None
+    revoked = xero.http.post("/connect/revocation", data={"token": current}, auth=CLIENT)
+    assert revoked.status_code == 200
+    assert xero.refresh(current).json() == {"error": "invalid_grant"}
+
+
+# ---- accounting API auth ------------------------------------------------------------------------------------
+
+
+def test_missing_or_unknown_bearer_token_is_401_problem_details(xero: Xero) -> None:
+    # When the API is called without a token, then with a made-up one
+    missing = xero.http.get("/api.xro/2.0/Contacts", headers={"xero-tenant-id": DEFAULT_TENANT_ID})
+    bogus = xero.get("Contacts", token="nope")
+
+    # Then both are 401 with Xero's problem-details body and a WWW-Authenticate challenge
+    for reply in (missing, bogus):
+        assert reply.status_code == 401
+        body = reply.json()
+        assert {k: body[k] for k in ("Type", "Title", "Status", "Detail", "Extensions")} == {
+            "Type": None,
+            "Title": "Unauthorized",
+            "Status": 401,
+            "Detail": "AuthenticationUnsuccessful",
+            "Extensions": {},
+        }
+        assert body["Instance"]
+        assert reply.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_an_expired_access_token_is_401_token_expired(xero: Xero) -> None:
+    # Given 30 minutes have passed since the token was issued
+    xero.sandbox.state.clock.advance(1800)
+
+    # When it is used
+    reply = xero.get("Contacts")
+
+    # Then Xero says TokenExpired
+    assert reply.status_code == 401
+    assert reply.json()["Detail"].startswith("TokenExpired: token expired at ")
+
+
+def test_expire_tokens_control_endpoint_kills_live_access_tokens(xero: Xero) -> None:
+    assert xero.get("Contacts").status_code == 200
+    assert xero.http.post("/_sandbox/expire-tokens").status_code == 200
+    assert xero.get("Contacts").status_code == 401
+
+
+@pytest.mark.parametrize("tenant", [None, "", "11111111-2222-3333-4444-555555555555"])
+def test_missing_or_unknown_tenant_is_403(xero: Xero, tenant: str | None) -> None:
+    # When a valid token is used without the org's xero-tenant-id
+    reply = xero.get("Contacts", tenant=tenant)
+
+    # Then Xero answers 403 AuthenticationUnsuccessful
+    assert reply.status_code == 403
+    body = reply.json()
+    assert (body["Title"], body["Status"], body["Detail"]) == ("Forbidden", 403, "AuthenticationUnsuccessful")
+
+
+def test_a_token_without_the_scope_is_401_authorization_unsuccessful(start: Callable[..., Xero]) -> None:
+    # Given a token granted only accounting.contacts
+    x = start()
+    redirect = x.http.get(
+        "/identity/connect/authorize",
+        params={
+            "response_type": "code",
+            "client_id": CLIENT[0],
+            "redirect_uri": "https://app.example.com/cb",
+            "scope": "offline_access accounting.contacts",
+        },
+    )
+    code = parse_qs(urlsplit(redirect.headers["Location"]).query)["code"][0]
+    exchange = {"grant_type": "authorization_code", "code": code, "redirect_uri": "https://app.example.com/cb"}
+    token = x.http.post("/connect/token", data=exchange, auth=CLIENT).json()["access_token"]
+
+    # When it reads contacts and invoices
+    # Then contacts work and invoices are refused
+    assert x.get("Contacts", token=token).status_code == 200
+    refused = x.get("Invoices", token=token)
+    assert refused.status_code == 401 and refused.json()["Detail"] == "AuthorizationUnsuccessful"
+
+
+# ---- contacts -----------------------------------------------------------------------------------------------
+
+
+def test_put_contacts_creates_a_contact_in_xeros_shape(xero: Xero) -> None:
+    # When a contact is created
+    reply = xero.send(
+        "PUT",
+        "Contacts",
+        {
+            "Contacts": [
+                {
+                    "Name": "Acme Ltd",
+                    "ContactNumber": "HS-1",
+                    "EmailAddress": "ap@acme.test",
+                    "Phones": [{"PhoneType": "MOBILE", "PhoneNumber": "555-1212"}],
+                    "Addresses": [{"AddressType": "POBOX", "City": "Wellington"}],
+                    "IsCustomer": True,  # read-only: ignored
+                }
+            ]
+        },
+    )
+
+    # Then the envelope and the contact look like Xero's
+    assert reply.status_code == 200
+    assert reply.headers["content-type"].startswith("application/json")
+    body = reply.json()
+    assert list(body)[:4] == ["Id", "Status", "ProviderName", "DateTimeUTC"]
+    assert body["Status"] == "OK" and body["DateTimeUTC"].startswith("/Date(")
+    [contact] = body["Contacts"]
+    assert contact["ContactStatus"] == "ACTIVE" and contact["Name"] == "Acme Ltd"
+    assert contact["UpdatedDateUTC"].startswith("/Date(") and contact["UpdatedDateUTC"].endswith("+0000)/")
+    assert [a["AddressType"] for a in contact["Addresses"]] == ["STREET", "POBOX"]
+    assert [p["PhoneType"] for p in contact["Phones"]] == ["DEFAULT", "DDI", "FAX", "MOBILE"]
+    assert contact["Phones"][3]["PhoneNumber"] == "555-1212"
+    assert contact["IsCustomer"] is False and contact["HasValidationErrors"] is False
+    assert xero.sandbox.contacts()[0]["ContactID"] == contact["ContactID"]
+
+
+def test_a_single_contact_object_is_accepted(xero: Xero) -> None:
+    reply = xero.send("PUT", "Contacts", {"Name": "Solo Ltd"})
+    assert reply.status_code == 200 and reply.json()["Contacts"][0]["Name"] == "Solo Ltd"
+
+
+def test_creating_a_duplicate_name_is_a_validation_exception(xero: Xero) -> None:
+    # Given an active contact
+    xero.create_contact(Name="Acme Ltd")
+
+    # When another is created with the same name in another case
+    reply = xero.send("PUT", "Contacts", {"Contacts": [{"Name": "ACME LTD", "EmailAddress": "x@acme.test"}]})
+
+    # Then Xero answers 400 ValidationException echoing the element with its errors
+    assert reply.status_code == 400
+    body = reply.json()
+    assert (body["ErrorNumber"], body["Type"], body["Message"]) == (
+        10,
+        "ValidationException",
+        "A validation exception occurred",
+    )
+    [element] = body["Elements"]
+    assert element["Name"] == "ACME LTD" and element["HasValidationErrors"] is True
+    assert element["ValidationErrors"] == [
+        {
+            "Message": "The contact name ACME LTD is already assigned to another contact. "
+            "The contact name must be unique across all active contacts."
+        }
+    ]
+    assert len(xero.sandbox.contacts()) == 1
+
+
+def test_an_archived_contact_frees_its_name_but_contact_numbers_stay_unique(xero: Xero) -> None:
+    # Given an archived contact with a contact number
+    old = xero.create_contact(Name="Acme Ltd", ContactNumber="HS-1")
+    archived = xero.send("POST", f"Contacts/{old['ContactID']}", {"ContactStatus": "ARCHIVED"})
+    assert archived.json()["Contacts"][0]["ContactStatus"] == "ARCHIVED"
+
+    # When a new contact takes the name, and another the number
+    # Then the name is free, the number is not
+    assert xero.send("PUT", "Contacts", {"Name": "Acme Ltd"}).status_code == 200
+    clash = xero.send("PUT", "Contacts", {"Name": "Other", "ContactNumber": "HS-1"})
+    assert clash.status_code == 400
+    assert clash.json()["Elements"][0]["ValidationErrors"] == [
+        {"Message": "The contact number HS-1 is already assigned to another contact."}
+    ]
+
+
+def test_name_is_required_and_at_most_five_contact_persons(xero: Xero) -> None:
+    persons = [{"FirstName": f"P{i}", "EmailAddress": f"p{i}@x.test"} for i in range(6)]
+    reply = xero.send("PUT", "Contacts", {"Contacts": [{"EmailAddress": "not-an-email", "ContactPersons": persons}]})
+    assert reply.status_code == 400
+    messages = [e["Message"] for e in reply.json()["Elements"][0]["ValidationErrors"]]
+    assert messages == [
+        "Contact Name cannot be empty.",
+        "Email address must be valid.",
+        "A contact can have a maximum of 5 contact persons.",
+    ]
+
+
+def test_summarize_errors_false_returns_200_with_per_element_status(xero: Xero) -> None:
+    # Given an existing contact
+    xero.create_contact(Name="Taken")
+
+    # When a batch mixes a good and a bad element with summarizeErrors=false
+    reply = xero.send(
+        "PUT", "Contacts", {"Contacts": [{"Name": "Fresh"}, {"Name": "Taken"}]}, params={"summarizeErrors": "false"}
+    )
+
+    # Then it is a 200 listing both, each with its StatusAttributeString; the good one is saved
+    assert reply.status_code == 200
+    good, bad = reply.json()["Contacts"]
+    assert (good["StatusAttributeString"], bad["StatusAttributeString"]) == ("OK", "ERROR")
+    assert bad["HasValidationErrors"] is True and bad["ValidationErrors"]
+    assert sorted(c["Name"] for c in xero.sandbox.contacts()) == ["Fresh", "Taken"]
+
+
+def test_invalid_json_is_a_post_data_invalid_exception(xero: Xero) -> None:
+    reply = xero.http.put("/api.xro/2.0/Contacts", content=b"{nope", headers=xero.headers())
+    assert reply.status_code == 400 and reply.json()["Type"] == "PostDataInvalidException"
+
+
+def test_post_contacts_updates_the_matching_contact_and_only_the_fields_sent(xero: Xero) -> None:
+    # Given a contact with an email and a phone
+    made = xero.create_contact(
+        Name="Acme Ltd",
+        ContactNumber="HS-1",
+        EmailAddress="a@acme.test",
+        Phones=[{"PhoneType": "DEFAULT", "PhoneNumber": "1"}],
+    )
+    xero.sandbox.state.clock.advance(5)
+
+    # When POST /Contacts names it by ContactNumber with a new email, then by Name with a tax number
+    by_number = xero.send("POST", "Contacts", {"Contacts": [{"ContactNumber": "HS-1", "EmailAddress": "b@acme.test"}]})
+    by_name = xero.send("POST", "Contacts", {"Contacts": [{"Name": "acme ltd", "TaxNumber": "12-345-678"}]})
+
+    # Then the same contact is updated each time; untouched fields survive and UpdatedDateUTC moves on
+    assert by_number.status_code == 200 and by_name.status_code == 200
+    [stored] = xero.sandbox.contacts()
+    assert stored["ContactID"] == made["ContactID"]
+    assert (stored["EmailAddress"], stored["TaxNumber"], stored["Name"]) == ("b@acme.test", "12-345-678", "acme ltd")
+    assert stored["Phones"][0]["PhoneNumber"] == "1"
+    assert stored["UpdatedDateUTC"] != made["UpdatedDateUTC"]
+
+    # And POST /Contacts without a match creates
+    assert xero.send("POST", "Contacts", {"Name": "New Co"}).status_code == 200
+    assert len(xero.sandbox.contacts()) == 2
+
+
+def test_post_contact_by_id_and_get_by_id_or_number(xero: Xero) -> None:
+    made = xero.create_contact(Name="Acme Ltd", ContactNumber="HS-9")
+    updated = xero.send("POST", f"Contacts/{made['ContactID']}", {"Contacts": [{"FirstName": "Ann"}]})
+    assert updated.json()["Contacts"][0]["FirstName"] == "Ann"
+
+    by_id = xero.get(f"Contacts/{made['ContactID']}").json()["Contacts"][0]
+    by_number = xero.get("Contacts/HS-9").json()["Contacts"][0]
+    assert by_id["ContactID"] == by_number["ContactID"] == made["ContactID"]
+    assert by_id["Balances"]["AccountsReceivable"] == {"Outstanding": 0.0, "Overdue": 0.0}
+
+
+@pytest.mark.parametrize("path", ["Contacts/7d0b8e7e-0000-4000-8000-000000000000", "Contacts/NOPE-1"])
+def test_an_unknown_contact_is_xeros_plain_text_404(xero: Xero, path: str) -> None:
+    reply = xero.get(path)
+    assert reply.status_code == 404
+    assert reply.text == "The resource you're looking for cannot be found"
+    assert xero.send("POST", path, {"Name": "x"}).status_code == 404
+
+
+def seed_people(x: Xero) -> None:
+    x.sandbox.seed_contact(Name="Alice Smith", EmailAddress="alice@example.com", ContactNumber="C-1", TaxNumber="T1")
+    x.sandbox.seed_contact(Name="Bob Jones", EmailAddress="bob@example.com", ContactNumber="C-2", FirstName="Bobby")
+    x.sandbox.seed_contact(Name='Carol "CJ" Ltd', EmailAddress="carol@example.com", ContactNumber="C-3")
+    x.sandbox.seed_contact(Name="Dormant Ltd", ContactStatus="ARCHIVED")
+
+
+@pytest.mark.parametrize(
+    ("where", "names"),
+    [
+        ('Name=="Alice Smith"', ["Alice Smith"]),
+        ('Name=="alice smith"', ["Alice Smith"]),
+        ('EmailAddress=="bob@example.com"', ["Bob Jones"]),
+        ('ContactNumber=="C-3"', ['Carol "CJ" Ltd']),
+        ('TaxNumber=="T1"', ["Alice Smith"]),
+        ('Name=="Carol ""CJ"" Ltd"', ['Carol "CJ" Ltd']),
+        ('ContactStatus=="ACTIVE" && EmailAddress=="alice@example.com"', ["Alice Smith"]),
+        ('ContactStatus=="ACTIVE" AND (ContactNumber=="C-1" OR ContactNumber=="C-2")', ["Alice Smith", "Bob Jones"]),
+        ('Name.StartsWith("b")', ["Bob Jones"]),
+        ('EmailAddress!=null && Name.Contains("ol")', ['Carol "CJ" Ltd']),
+    ],
+)
+def test_where_filters(xero: Xero, where: str, names: list[str]) -> None:
+    # Given some contacts (one archived)
+    seed_people(xero)
+
+    # When listing with a where clause
+    reply = xero.get("Contacts", params={"where": where})
+
+    # Then only the matching active contacts come back
+    assert reply.status_code == 200, reply.text
+    assert [c["Name"] for c in reply.json()["Contacts"]] == names
+
+
+def test_where_on_an_unknown_field_is_a_query_parse_exception(xero: Xero) -> None:
+    reply = xero.get("Contacts", params={"where": 'Nickname=="x"'})
+    assert reply.status_code == 400
+    assert reply.json() == {
+        "ErrorNumber": 16,
+        "Type": "QueryParseException",
+        "Message": "No property or field 'Nickname' exists in type 'Contact'",
+    }
+
+
+def test_search_term_ids_include_archived_and_summary_only(xero: Xero) -> None:
+    seed_people(xero)
+    everyone = {c["Name"]: c for c in xero.sandbox.contacts()}
+
+    # searchTerm is case-insensitive over Name, FirstName, LastName, ContactNumber and EmailAddress
+    def search(term: str) -> list[str]:
+        return [c["Name"] for c in xero.get("Contacts", params={"searchTerm": term}).json()["Contacts"]]
+
+    assert search("ALICE") == ["Alice Smith"]
+    assert search("bobby") == ["Bob Jones"]
+    assert search("c-3") == ['Carol "CJ" Ltd']
+    assert search("EXAMPLE.COM") == ["Alice Smith", "Bob Jones", 'Carol "CJ" Ltd']
+
+    ids = f"{everyone['Alice Smith']['ContactID']},{everyone['Bob Jones']['ContactID']}"
+    assert len(xero.get("Contacts", params={"IDs": ids}).json()["Contacts"]) == 2
+    assert len(xero.get("Contacts").json()["Contacts"]) == 3
+    assert len(xero.get("Contacts", params={"includeArchived": "true"}).json()["Contacts"]) == 4
+
+    summary = xero.get("Contacts", params={"summaryOnly": "true"}).json()
+    assert "Addresses" not in summary["Contacts"][0] and summary["pagination"]["page"] == 1
+
+
+def test_paging_is_100_by_default_up_to_1000_with_a_pagination_object(xero: Xero) -> None:
+    # Given 150 contacts
+    for i in range(150):
+        xero.sandbox.seed_contact(Name=f"Customer {i:03d}")
+
+    # When pages are requested
+    first = xero.get("Contacts", params={"page": 1}).json()
+    second = xero.get("Contacts", params={"page": 2}).json()
+    big = xero.get("Contacts", params={"page": 1, "pageSize": 5000}).json()
+    unpaged = xero.get("Contacts").json()
+
+    # Then 100 + 50 in name order, pagination describes it, and no page means everything without pagination
+    assert len(first["Contacts"]) == 100 and len(second["Contacts"]) == 50
+    assert first["pagination"] == {"page": 1, "pageSize": 100, "pageCount": 2, "itemCount": 150}
+    assert second["Contacts"][0]["Name"] == "Customer 100"
+    assert big["pagination"]["pageSize"] == 1000 and len(big["Contacts"]) == 150
+    assert "pagination" not in unpaged and len(unpaged["Contacts"]) == 150
+
+
+def test_if_modified_since_returns_only_later_changes(xero: Xero) -> None:
+    # Given a contact created now and another ten minutes later
+    xero.create_contact(Name="Early")
+    xero.sandbox.state.clock.advance(600)
+    later = xero.create_contact(Name="Later")
+    cutoff_ms = int(later["UpdatedDateUTC"][6:-7]) - 1000
+    from datetime import UTC, datetime
+
+    since = datetime.fromtimestamp(cutoff_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+    # When listing with If-Modified-Since between them
+    reply = xero.http.get("/api.xro/2.0/Contacts", headers=xero.headers(extra={"If-Modified-Since": since}))
+
+    # Then only the later one comes back
+    assert [c["Name"] for c in reply.json()["Contacts"]] == ["Later"]
+
+
+# ---- idempotency ------------------------------------------------------------------------------------------------
+
+
+def test_idempotency_key_replays_the_first_response(xero: Xero) -> None:
+    # Given a create sent with an Idempotency-Key
+    body = {"Contacts": [{"Name": "Once Ltd"}]}
+    first = xero.send("PUT", "Contacts", body, key="key-1")
+
+    # When the same request is retried with the same key
+    retry = xero.send("PUT", "Contacts", body, key="key-1")
+
+    # Then the first response is replayed and only one contact exists
+    assert first.status_code == retry.status_code == 200
+    assert retry.json() == first.json()
+    assert len(xero.sandbox.contacts()) == 1
+
+    # When the key is reused with a different body
+    other = xero.send("PUT", "Contacts", {"Contacts": [{"Name": "Twice Ltd"}]}, key="key-1")
+
+    # Then Xero refuses it
+    assert other.status_code == 400
+    assert other.json()["Detail"] == "Idempotency key key-1 is used with a different request"
+
+    # When six minutes have passed the key is forgotten and the request runs again (here: a duplicate)
+    xero.sandbox.state.clock.advance(361)
+    late = xero.send("PUT", "Contacts", body, key="key-1")
+    assert late.status_code == 400 and late.json()["Type"] == "ValidationException"
+
+
+def test_idempotency_caches_errors_too_and_limits_key_length(xero: Xero) -> None:
+    # Given a request that fails
+    xero.create_contact(Name="Taken")
+    body = {"Name": "Taken"}
+    failed = xero.send("PUT", "Contacts", body, key="k-err")
+
+    # When the cause goes away and the same request is retried with the same key
+    taken = xero.sandbox.contacts()[0]["ContactID"]
+    xero.send("POST", f"Contacts/{taken}", {"Name": "Renamed"})
+    retry = xero.send("PUT", "Contacts", body, key="k-err")
+
+    # Then the cached error is replayed
+    assert failed.status_code == retry.status_code == 400 and retry.json() == failed.json()
+
+    # And a key longer than 128 characters is refused
+    assert xero.send("PUT", "Contacts", {"Name": "Z"}, key="k" * 129).status_code == 400
+
+
+# ---- rate limits -------------------------------------------------------------------------------------------------
+
+
+def test_minute_limit_answers_429_with_retry_after_until_the_window_rolls(start: Callable[..., Xero]) -> None:
+    # Given a tenant limited to 3 calls a minute
+    x = start(minute_limit=3).login()
+
+    # When it makes 4 calls
+    replies = [x.get("Contacts") for _ in range(4)]
+
+    # Then the first 3 count down the remaining headers and the 4th is a minute-limit 429
+    assert [r.status_code for r in replies] == [200, 200, 200, 429]
+    assert [r.headers["X-MinLimit-Remaining"] for r in replies[:3]] == ["2", "1", "0"]
+    assert replies[0].headers["X-DayLimit-Remaining"] == "4999"
+    assert replies[0].headers["X-AppMinLimit-Remaining"] == "9999"
+    limited = replies[3]
+    assert limited.headers["X-Rate-Limit-Problem"] == "minute"
+    assert 1 <= int(limited.headers["Retry-After"]) <= 60
+
+    # When the sandbox clock moves past the window
+    x.sandbox.state.clock.advance(61)
+
+    # Then calls go through again
+    assert x.get("Contacts").status_code == 200
+
+
+def test_day_and_app_minute_limits(start: Callable[..., Xero]) -> None:
+    day = start(day_limit=2).login()
+    assert [day.get("Contacts").status_code for _ in range(3)] == [200, 200, 429]
+    third = day.get("Contacts")
+    assert third.headers["X-Rate-Limit-Problem"] == "day" and int(third.headers["Retry-After"]) > 3600
+
+    app = start(app_minute_limit=1).login()
+    app.get("Contacts")
+    assert app.get("Contacts").headers["X-Rate-Limit-Problem"] == "appminute"
+
+
+def test_concurrent_limit(start: Callable[..., Xero]) -> None:
+    # Given a tenant allowed 1 call in flight and a slow API (a status-0 fault only delays)
+    x = start(concurrent_limit=1).login()
+    x.http.post("/_sandbox/faults", json={"path_glob": "/api.xro/2.0/Contacts", "status": 0, "delay": 0.5})
+
+    # When a second call arrives while the first is still running
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        slow = pool.submit(x.get, "Contacts")
+        threading.Event().wait(0.2)
+        with httpx.Client(base_url=x.server.url, timeout=5.0) as other:
+            second = other.get("/api.xro/2.0/Contacts", headers=x.headers())
+
+    # Then the second is refused as concurrent and the first completes
+    assert second.status_code == 429 and second.headers["X-Rate-Limit-Problem"] == "concurrent"
+    assert slow.result().status_code == 200
+
+
+# ---- faults and the control API ------------------------------------------------------------------------------
+
+
+def test_injected_faults_come_before_auth_and_are_logged(xero: Xero) -> None:
+    # Given two 503s injected on the contacts path
+    fault = {"path_glob": "/api.xro/2.0/Contacts*", "status": 503, "times": 2, "body": "The Xero API is offline"}
+    assert xero.http.post("/_sandbox/faults", json=fault).status_code == 201
+
+    # When calls are made, the first without any credentials
+    unauthenticated = xero.http.get("/api.xro/2.0/Contacts")
+    second = xero.get("Contacts")
+    third = xero.get("Contacts")
+
+    # Then the fault answers twice regardless of auth, then normal service resumes
+    assert (unauthenticated.status_code, second.status_code, third.status_code) == (503, 503, 200)
+    assert unauthenticated.text == "The Xero API is offline"
+
+    # And the request log has every non-control request with its final status
+    log = xero.http.get("/_sandbox/requests").json()["requests"]
+    assert [(r["method"], r["path"], r["status"]) for r in log] == [
+        ("POST", "/connect/token", 200),
+        ("GET", "/api.xro/2.0/Contacts", 503),
+        ("GET", "/api.xro/2.0/Contacts", 503),
+        ("GET", "/api.xro/2.0/Contacts", 200),
+    ]
+
+
+def test_a_429_fault_carries_rate_limit_headers_and_a_delay_fault_times_out(xero: Xero) -> None:
+    xero.sandbox.state.faults.append(
+        __import__("closeloop_local.sandboxes.base", fromlist=["Fault"]).Fault("/api.xro/2.0/Invoices", 429)
+    )
+    limited = xero.get("Invoices")
+    assert limited.status_code == 429 and limited.headers["X-Rate-Limit-Problem"] == "minute"
+    assert limited.headers["Retry-After"] == "60"
+
+    xero.http.post("/_sandbox/faults", json={"path_glob": "/api.xro/2.0/Items", "status": 504, "delay": 0.6})
+    with pytest.raises(httpx.ReadTimeout):
+        xero.http.get("/api.xro/2.0/Items", headers=xero.headers(), timeout=0.2)
+
+
+def test_control_api_clock_reset_and_refresh_token(start: Callable[..., Xero]) -> None:
+    x = start()
+    # the demo bootstraps from the current refresh token
+    assert x.http.get("/_sandbox/refresh-token").json()["refresh_token"] == DEFAULT_REFRESH_TOKEN
+    new = x.refresh(DEFAULT_REFRESH_TOKEN).json()["refresh_token"]
+    assert x.http.get("/_sandbox/refresh-token").json()["refresh_token"] == new
+
+    before = x.sandbox.state.clock.now()
+    assert x.http.post("/_sandbox/clock", json={"advance": 120}).json()["now"] >= before + 120
+
+    x.http.post("/_sandbox/contacts", json={"Name": "Seeded"})
+    assert [c["Name"] for c in x.http.get("/_sandbox/contacts").json()["Contacts"]] == ["Seeded"]
+
+    assert x.http.post("/_sandbox/revoke-refresh-tokens").status_code == 200
+    assert x.refresh(new).json() == {"error": "invalid_grant"}
+
+    assert x.http.post("/_sandbox/reset").status_code == 200
+    assert x.http.get("/_sandbox/contacts").json() == {"Contacts": []}
+    assert x.http.get("/_sandbox/requests").json() == {"requests": []}
+    assert x.refresh(DEFAULT_REFRESH_TOKEN).status_code == 200
+
+
+# ---- thread safety -----------------------------------------------------------------------------------------------
+
+
+def test_concurrent_creates_of_the_same_name_make_exactly_one_contact(xero: Xero) -> None:
+    # Given 20 threads creating the same contact at once, each with its own connection
+    def create(_: int) -> int:
+        with httpx.Client(base_url=xero.server.url, timeout=5.0) as client:
+            reply = client.put("/api.xro/2.0/Contacts", json={"Name": "Race Ltd"}, headers=xero.headers())
+            return reply.status_code
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        statuses = list(pool.map(create, range(20)))
+
+    # Then exactly one wins and the rest see the duplicate-name validation error
+    assert sorted(statuses) == [200] + [400] * 19
+    assert len(xero.sandbox.contacts()) == 1
+
+
+# ---- invoices, items, payments -------------------------------------------------------------------------------------
+
+
+def line(description: str, quantity: Any, unit: Any, **extra: Any) -> dict[str, Any]:
+    return {"Description": description, "Quantity": quantity, "UnitAmount": unit, "AccountCode": "200", **extra}
+
+
+def test_invoice_totals_round_tax_per_line_like_xero(xero: Xero) -> None:
+    # Given Xero's rounding example: three lines at 15% GST
+    contact = xero.create_contact(Name="Acme Ltd")
+
+    # When the invoice is created
+    invoice = xero.create_invoice(
+        Type="ACCREC",
+        Contact={"ContactID": contact["ContactID"]},
+        LineItems=[line("A", 1, 25.06, TaxType="OUTPUT2"), line("B", 1, 25.61), line("C", 1, 25.63)],
+        Reference="DEAL-1",
+        Url="https://crm.example.com/deals/1",
+        DueDate="2030-01-31",
+    )
+
+    # Then tax is rounded per line (3.76 + 3.84 + 3.84) rather than on the total (11.45)
+    assert [money(li["TaxAmount"]) for li in invoice["LineItems"]] == [
+        Decimal("3.76"),
+        Decimal("3.84"),
+        Decimal("3.84"),
+    ]
+    assert (money(invoice["SubTotal"]), money(invoice["TotalTax"]), money(invoice["Total"])) == (
+        Decimal("76.30"),
+        Decimal("11.44"),
+        Decimal("87.74"),
+    )
+    assert money(invoice["AmountDue"]) == Decimal("87.74") and money(invoice["AmountPaid"]) == 0
+    assert invoice["InvoiceNumber"] == "INV-0001" and invoice["Status"] == "DRAFT"
+    assert invoice["LineAmountTypes"] == "Exclusive" and invoice["CurrencyCode"] == "NZD"
+    assert invoice["DueDate"] == "/Date(1896048000000+0000)/" and invoice["DueDateString"] == "2030-01-31T00:00:00"
+    assert invoice["Contact"]["ContactID"] == contact["ContactID"]
+    # the contact becomes a customer
+    assert xero.get(f"Contacts/{contact['ContactID']}").json()["Contacts"][0]["IsCustomer"] is True
+
+
+def test_inclusive_and_no_tax_lines_and_unitdp(xero: Xero) -> None:
+    contact = {"Name": "Walk-in Customer"}  # a new name creates the contact, as Xero does
+
+    inclusive = xero.create_invoice(
+        Type="ACCREC", Contact=contact, LineAmountTypes="Inclusive", LineItems=[line("X", 1, 115)]
+    )
+    assert (money(inclusive["SubTotal"]), money(inclusive["TotalTax"]), money(inclusive["Total"])) == (
+        Decimal("100.00"),
+        Decimal("15.00"),
+        Decimal("115.00"),
+    )
+
+    no_tax = xero.create_invoice(Type="ACCREC", Contact=contact, LineAmountTypes="NoTax", LineItems=[line("Y", 3, 10)])
+    assert money(no_tax["TotalTax"]) == 0 and no_tax["LineItems"][0]["TaxType"] == "NONE"
+
+    # unit prices are rounded to 2 dp unless unitdp=4
+    two = xero.create_invoice(Type="ACCREC", Contact=contact, LineItems=[line("Z", 1000, "0.061171")])
+    four = xero.create_invoice(
+        params={"unitdp": 4}, Type="ACCREC", Contact=contact, LineItems=[line("Z", 1000, "0.061171")]
+    )
+    assert money(two["LineItems"][0]["UnitAmount"]) == Decimal("0.06") and money(two["SubTotal"]) == Decimal("60.00")
+    assert money(four["LineItems"][0]["UnitAmount"]) == Decimal("0.0612") and money(four["SubTotal"]) == Decimal(
+        "61.20"
+    )
+    assert [c["Name"] for c in xero.sandbox.contacts()] == ["Walk-in Customer"]
+
+
+def test_invoice_numbers_are_unique_for_accrec(xero: Xero) -> None:
+    contact = {"ContactID": xero.create_contact(Name="Acme Ltd")["ContactID"]}
+    xero.create_invoice(Type="ACCREC", Contact=contact, InvoiceNumber="CRM-7", LineItems=[line("A", 1, 10)])
+    clash = xero.send(
+        "PUT", "Invoices", {"Invoices": [{"Type": "ACCREC", "Contact": contact, "InvoiceNumber": "crm-7"}]}
+    )
+    assert clash.status_code == 400
+    element = clash.json()["Elements"][0]
+    assert element["HasErrors"] is True
+    assert element["ValidationErrors"] == [{"Message": "Invoice # must be unique."}]
+
+
+def test_invoice_validation_errors(xero: Xero) -> None:
+    reply = xero.send(
+        "PUT",
+        "Invoices",
+        {"Invoices": [{"Type": "ACCREC", "LineItems": [line("A", 1, 10, AccountCode="999", TaxType="BOGUS")]}]},
+    )
+    assert reply.status_code == 400
+    messages = [e["Message"] for e in reply.json()["Elements"][0]["ValidationErrors"]]
+    assert messages == [
+        "A Contact must be specified for this type of transaction",
+        "Account code '999' is not a valid code for this document.",
+        "The TaxType code 'BOGUS' does not exist or cannot be used for this type of transaction.",
+    ]
+
+
+def test_payments_make_an_invoice_paid(xero: Xero) -> None:
+    # Given an authorised invoice for 115.00
+    contact = {"ContactID": xero.create_contact(Name="Acme Ltd")["ContactID"]}
+    invoice = xero.create_invoice(Type="ACCREC", Contact=contact, Status="AUTHORISED", LineItems=[line("A", 1, 100)])
+    ref = {"InvoiceID": invoice["InvoiceID"]}
+
+    # When a part payment is made
+    part = xero.send(
+        "PUT", "Payments", {"Invoice": ref, "Account": {"Code": "090"}, "Date": "2030-02-01", "Amount": 15}
+    )
+    assert part.status_code == 200, part.text
+    after_part = xero.get(f"Invoices/{invoice['InvoiceID']}").json()["Invoices"][0]
+
+    # Then the invoice is still AUTHORISED with less due
+    assert after_part["Status"] == "AUTHORISED"
+    assert (money(after_part["AmountPaid"]), money(after_part["AmountDue"])) == (Decimal("15.00"), Decimal("100.00"))
+
+    # When more than is due is paid, it is refused
+    over = xero.send("PUT", "Payments", {"Payments": [{"Invoice": ref, "Account": {"Code": "090"}, "Amount": 100.01}]})
+    assert over.status_code == 400
+    assert over.json()["Elements"][0]["ValidationErrors"] == [
+        {"Message": "Payment amount exceeds the amount outstanding on this document"}
+    ]
+
+    # When the rest is paid
+    rest = xero.send(
+        "PUT",
+        "Payments",
+        {"Payments": [{"Invoice": ref, "Account": {"Code": "090"}, "Date": "2030-02-03", "Amount": 100}]},
+    )
+    payment = rest.json()["Payments"][0]
+    assert payment["PaymentType"] == "ACCRECPAYMENT" and payment["Invoice"]["InvoiceID"] == invoice["InvoiceID"]
+
+    # Then the invoice is PAID on that date and shows both payments
+    paid = xero.get(f"Invoices/{invoice['InvoiceID']}").json()["Invoices"][0]
+    assert paid["Status"] == "PAID" and money(paid["AmountDue"]) == 0 and money(paid["AmountPaid"]) == Decimal("115")
+    assert paid["FullyPaidOnDate"] == "/Date(1896307200000+0000)/"
+    assert len(paid["Payments"]) == 2
+    assert len(xero.get("Payments").json()["Payments"]) == 2
+
+    # And a paid invoice can no longer be edited
+    edit = xero.send("POST", f"Invoices/{invoice['InvoiceID']}", {"Reference": "late"})
+    assert edit.json()["Elements"][0]["ValidationErrors"] == [
+        {"Message": "Invoice not of valid status for modification"}
+    ]
+
+    # When a payment is deleted the invoice is AUTHORISED again
+    xero.send("POST", f"Payments/{payment['PaymentID']}", {"Status": "DELETED"})
+    reopened = xero.get(f"Invoices/{invoice['InvoiceID']}").json()["Invoices"][0]
+    assert reopened["Status"] == "AUTHORISED" and money(reopened["AmountDue"]) == Decimal("100.00")
+
+
+def test_payments_need_an_authorised_invoice_and_a_bank_account(xero: Xero) -> None:
+    contact = {"ContactID": xero.create_contact(Name="Acme Ltd")["ContactID"]}
+    draft = xero.create_invoice(Type="ACCREC", Contact=contact, LineItems=[line("A", 1, 10)])
+    reply = xero.send(
+        "PUT", "Payments", {"Invoice": {"InvoiceID": draft["InvoiceID"]}, "Account": {"Code": "200"}, "Amount": 1}
+    )
+    assert [e["Message"] for e in reply.json()["Elements"][0]["ValidationErrors"]] == [
+        "Payments can only be made against Authorised documents",
+        "Account type is invalid for making a payment to/from.",
+    ]
+
+
+def test_items_fill_invoice_lines_and_codes_are_unique(xero: Xero) -> None:
+    # Given an item with sales details
+    made = xero.send(
+        "PUT",
+        "Items",
+        {
+            "Items": [
+                {
+                    "Code": "WIDGET",
+                    "Name": "Widget",
+                    "Description": "A widget",
+                    "SalesDetails": {"UnitPrice": 19.99, "AccountCode": "200", "TaxType": "OUTPUT2"},
+                }
+            ]
+        },
+    )
+    assert made.status_code == 200
+    assert made.json()["Items"][0]["SalesDetails"]["UnitPrice"] == 19.99
+    assert xero.send("PUT", "Items", {"Code": "widget"}).status_code == 400
+
+    # When an invoice line names only the item code and quantity
+    contact = {"ContactID": xero.create_contact(Name="Acme Ltd")["ContactID"]}
+    invoice = xero.create_invoice(Type="ACCREC", Contact=contact, LineItems=[{"ItemCode": "WIDGET", "Quantity": 3}])
+
+    # Then Xero fills description, price, account and tax from the item
+    [filled] = invoice["LineItems"]
+    assert (filled["Description"], filled["AccountCode"], filled["TaxType"]) == ("A widget", "200", "OUTPUT2")
+    assert money(filled["LineAmount"]) == Decimal("59.97") and money(filled["TaxAmount"]) == Decimal("9.00")
+    assert xero.get("Items/WIDGET").json()["Items"][0]["Code"] == "WIDGET"
+
+
+def test_invoice_listing_filters_and_line_items_only_when_paging(xero: Xero) -> None:
+    # Given three invoices, one authorised
+    contact = {"ContactID": xero.create_contact(Name="Acme Ltd")["ContactID"]}
+    xero.create_invoice(Type="ACCREC", Contact=contact, Reference="DEAL-1", LineItems=[line("A", 1, 10)])
+    xero.create_invoice(
+        Type="ACCREC", Contact=contact, Reference="DEAL-2", LineItems=[line("B", 1, 20)], Status="AUTHORISED"
+    )
+    xero.sandbox.state.clock.advance(60)
+    third = xero.create_invoice(Type="ACCREC", Contact=contact, Reference="DEAL-3", LineItems=[line("C", 1, 30)])
+
+    # Then an unpaged list omits line items, a paged one has them
+    unpaged = xero.get("Invoices").json()
+    assert "LineItems" not in unpaged["Invoices"][0] and "pagination" not in unpaged
+    paged = xero.get("Invoices", params={"page": 1}).json()
+    assert paged["Invoices"][0]["LineItems"] and paged["pagination"]["itemCount"] == 3
+
+    def refs(params: dict[str, Any], extra: dict[str, str] | None = None) -> list[str]:
+        return [i["Reference"] for i in xero.get("Invoices", params=params, extra=extra).json()["Invoices"]]
+
+    assert refs({"where": 'Reference=="DEAL-2"'}) == ["DEAL-2"]
+    assert refs({"where": 'Status=="DRAFT" && Type=="ACCREC"'}) == ["DEAL-1", "DEAL-3"]
+    assert refs({"Statuses": "AUTHORISED"}) == ["DEAL-2"]
+    assert refs({"InvoiceNumbers": "INV-0001,INV-0003"}) == ["DEAL-1", "DEAL-3"]
+    assert refs({"ContactIDs": contact["ContactID"]}) == ["DEAL-1", "DEAL-2", "DEAL-3"]
+    assert refs({"IDs": third["InvoiceID"]}) == ["DEAL-3"]
+    assert refs({"where": "Total>=20"}) == ["DEAL-2", "DEAL-3"]
+    assert refs({"where": f'Contact.ContactID==Guid("{contact["ContactID"]}") && Reference!="DEAL-1"'}) == [
+        "DEAL-2",
+        "DEAL-3",
+    ]
+    assert refs({"where": "Date>=DateTime(2000, 01, 01) && Date<DateTime(2100,1,1)"}) == ["DEAL-1", "DEAL-2", "DEAL-3"]
+    assert refs({"where": "Date<DateTime(2000,1,1)"}) == []
+    assert refs({"order": "Total DESC"}) == ["DEAL-3", "DEAL-2", "DEAL-1"]
+    cutoff = third["UpdatedDateUTCString"].replace("Z", "")
+    assert refs({}, {"If-Modified-Since": cutoff}) == ["DEAL-3"]
+
+    # And GET by number works, with the line item's UnitAmount at 2 dp unless unitdp=4
+    by_number = xero.get("Invoices/INV-0002").json()["Invoices"][0]
+    assert by_number["Reference"] == "DEAL-2" and by_number["LineItems"][0]["UnitAmount"] == 20.0
+
+
+def test_invoice_updates_and_status_transitions(xero: Xero) -> None:
+    contact = {"ContactID": xero.create_contact(Name="Acme Ltd")["ContactID"]}
+    draft = xero.create_invoice(Type="ACCREC", Contact=contact, LineItems=[line("A", 2, 50)])
+
+    # POST /Invoices matches by InvoiceNumber, and re-sent lines replace the old ones
+    updated = xero.send(
+        "POST",
+        "Invoices",
+        {"InvoiceNumber": draft["InvoiceNumber"], "Status": "AUTHORISED", "LineItems": [line("B", 1, 10)]},
+    )
+    body = updated.json()["Invoices"][0]
+    assert body["InvoiceID"] == draft["InvoiceID"] and body["Status"] == "AUTHORISED"
+    assert money(body["Total"]) == Decimal("11.50")
+
+    # An authorised invoice cannot go back to draft, but can be voided
+    back = xero.send("POST", f"Invoices/{draft['InvoiceID']}", {"Status": "DRAFT"})
+    assert back.status_code == 400
+    voided = xero.send("POST", f"Invoices/{draft['InvoiceID']}", {"Status": "VOIDED"})
+    assert voided.json()["Invoices"][0]["Status"] == "VOIDED"
+
+
+def test_tax_rates_and_wire_numbers(xero: Xero) -> None:
+    rates = xero.get("TaxRates").json()["TaxRates"]
+    by_type = {r["TaxType"]: r for r in rates}
+    assert by_type["OUTPUT2"]["EffectiveRate"] == 15.0 and by_type["OUTPUT2"]["Name"] == "15% GST on Income"
+    assert [r["TaxType"] for r in xero.get("TaxRates", params={"where": 'TaxType=="NONE"'}).json()["TaxRates"]] == [
+        "NONE"
+    ]
+
+    # money is a JSON number on the wire, never a string
+    contact = {"ContactID": xero.create_contact(Name="Acme Ltd")["ContactID"]}
+    raw = xero.send(
+        "PUT", "Invoices", {"Invoices": [{"Type": "ACCREC", "Contact": contact, "LineItems": [line("A", 1, 10)]}]}
+    ).text
+    assert isinstance(json.loads(raw)["Invoices"][0]["Total"], float)
+    assert isinstance(xero.sandbox.invoices()[0]["Total"], Decimal)
