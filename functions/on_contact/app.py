@@ -28,4 +28,5 @@ def record_handler(record: SQSRecord) -> None:
 
 @logger.inject_lambda_context
 def worker_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    runtime.register_lambda_context(context)
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

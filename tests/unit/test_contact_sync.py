@@ -225,3 +225,19 @@ def test_fatal_vendor_error_is_recorded_as_failed_sync() -> None:
     outcome = sync.sync(ref("company", "1"), [])
     assert outcome.action == "failed"
     assert store.get_failed_sync(ref("company", "1")) is not None
+
+
+def test_first_link_fills_gaps_but_keeps_what_finance_entered() -> None:
+    # Given finance entered the customer under its legal name with a billing email, and no phone
+    sync, crm, books, store = make(acme(name="Acme", email="ann@acme.test", phone="+44 1"))
+    existing = books.add("Acme Limited", email="billing@acme.test")
+    # When the CRM company links to it by normalised name
+    outcome = sync.sync(ref("company", "1"), [])
+    # Then the name and email stay finance's; the phone the CRM knows is filled in
+    record = books.records[existing.id]
+    assert outcome.action == "matched"
+    assert (record.name, record.email, record.fields["phone"]) == ("Acme Limited", "billing@acme.test", "+44 1")
+    # And a later CRM change to the email does propagate
+    crm.customers[ref("company", "1")] = acme(name="Acme", email="ap@acme.test", phone="+44 1")
+    sync.sync(ref("company", "1"), [])
+    assert books.records[existing.id].email == "ap@acme.test"

@@ -111,11 +111,23 @@ def alerts() -> Any:
 
 
 @cache
+def idempotency_config() -> Any:
+    from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig  # noqa: PLC0415
+
+    # HubSpot redelivers for up to 24 hours: remember finished work a little longer than that.
+    return IdempotencyConfig(expires_after_seconds=25 * 3600, raise_on_no_idempotency_key=True)
+
+
+def register_lambda_context(context: Any) -> None:
+    """Let in-progress idempotency records expire with this invocation (a crashed worker frees its keys)."""
+    idempotency_config().register_lambda_context(context)
+
+
+@cache
 def once() -> Callable[[dict[str, Any], Callable[[], dict[str, Any]]], dict[str, Any]]:
     """Run a unit of work at most once per key (Powertools idempotency on the idempotency table)."""
     from aws_lambda_powertools.utilities.idempotency import (  # noqa: PLC0415
         DynamoDBPersistenceLayer,
-        IdempotencyConfig,
         idempotent_function,
     )
     from aws_lambda_powertools.utilities.idempotency.exceptions import (  # noqa: PLC0415
@@ -127,8 +139,7 @@ def once() -> Callable[[dict[str, Any], Callable[[], dict[str, Any]]], dict[str,
     settings = get_settings()
     settings.require("idempotency_table")
     persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table)
-    # HubSpot redelivers for up to 24 hours: remember finished work a little longer than that.
-    config = IdempotencyConfig(expires_after_seconds=25 * 3600, raise_on_no_idempotency_key=True)
+    config = idempotency_config()
 
     @idempotent_function(  # type: ignore[untyped-decorator]
         data_keyword_argument="key", persistence_store=persistence, config=config
@@ -157,6 +168,6 @@ def contact_worker() -> Any:
 
 def reset() -> None:
     """Forget every cached component and setting (tests, or after the environment changed)."""
-    for cached in (credentials, crm, accounting, store, queues, alerts, once, contact_worker):
+    for cached in (credentials, crm, accounting, store, queues, alerts, idempotency_config, once, contact_worker):
         cached.cache_clear()
     get_settings.cache_clear()

@@ -280,8 +280,9 @@ class ContactSync:
         number: str,
         event: SyncEvent | None,
     ) -> Outcome:
-        # First link: bring over what the CRM knows and accounting lacks or differs on; never blank a field.
-        changed = [f for f, value in desired.items() if value and found.fields.get(f, "") != value]
+        # First link: fill in what accounting lacks, never overwrite what finance entered (its legal name,
+        # its billing email). Later CRM changes to a field do propagate, through the mapping's snapshot.
+        changed = [f for f, value in desired.items() if value and not found.fields.get(f, "")]
         stamp = number if found.number != number else None
         if changed or stamp:
             self.accounting.update_customer(

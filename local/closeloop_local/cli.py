@@ -1,0 +1,321 @@
+"""The ``closeloop`` command.
+
+    closeloop dev [--port 3000] [--host 127.0.0.1] [--param K=V ...]
+        Run the whole system locally (see ``LocalStack``) until Ctrl-C or SIGTERM; while it runs,
+        ``.closeloop/dev.json`` in the project root tells other commands where it is.
+    closeloop run FUNCTION [--event FILE|-]
+        Invoke one function once, in this process, against the resources of the running
+        ``closeloop dev`` (or of the stack in ``AWS_ENDPOINT_URL``); scheduled functions get their
+        schedule's Input unless --event is given. Prints the result as JSON.
+    closeloop demo / closeloop connect xero
+        Implemented in ``closeloop_local.demo`` and ``closeloop_local.connect``, imported on use. A module
+        may define ``add_arguments(parser)`` to declare its own options.
+
+The project root is the nearest directory holding template.yaml, from the current directory up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+STATE_DIR = ".closeloop"
+STATE_FILE = "dev.json"
+TEMPLATE_NAME = "template.yaml"
+_LAZY_COMMANDS = {"demo": "closeloop_local.demo", "connect": "closeloop_local.connect"}
+
+
+class CliError(Exception):
+    """A problem the user can fix; printed without a traceback."""
+
+
+def find_project_root(start: Path | None = None) -> Path:
+    """The nearest directory at or above ``start`` (default: cwd) that holds template.yaml."""
+    here = (start or Path.cwd()).resolve()
+    for directory in (here, *here.parents):
+        if (directory / TEMPLATE_NAME).is_file():
+            return directory
+    raise CliError(f"no {TEMPLATE_NAME} in {here} or any parent directory: run closeloop inside the project")
+
+
+def state_path(project_root: Path) -> Path:
+    return project_root / STATE_DIR / STATE_FILE
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def read_dev_state(project_root: Path) -> dict[str, Any] | None:
+    """The state of the ``closeloop dev`` running from ``project_root``, or None when none is running."""
+    path = state_path(project_root)
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(state, dict) or not _pid_alive(int(state.get("pid", 0))):
+        return None
+    return state
+
+
+def _write_state(path: Path, state: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".tmp")
+    partial.write_text(json.dumps(state, indent=2) + "\n")
+    partial.replace(path)
+
+
+def _parse_params(pairs: Sequence[str]) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise CliError(f"--param wants KEY=VALUE, got {pair!r}")
+        params[key] = value
+    return params
+
+
+# ------------------------------------------------------------------------------------------- dev
+
+
+def _print_summary(stack: Any, state_file: Path, project_root: Path) -> None:
+    lines = [f"closeloop dev: local stack {stack.stack_name} up in {stack.startup_seconds:.1f} s", ""]
+    lines.append(f"  API           {stack.api_url}")
+    for route in stack.routes:
+        lines.append(f"                {route.method} {stack.api_url}{route.path}  -> {route.function}")
+    for name, value in stack.outputs.items():
+        if value.startswith(stack.api_url) and value != stack.api_url:
+            lines.append(f"  Webhook       {value}  ({name})")
+    where = "embedded moto: state is lost on exit" if stack.embedded else "from AWS_ENDPOINT_URL"
+    lines.append(f"  AWS endpoint  {stack.endpoint_url} ({where})")
+    for source in stack.queue_sources:
+        lines.append(
+            f"  Queue         {source.queue} -> {source.function} (batch {source.batch_size}"
+            f"{', partial failures' if source.report_batch_item_failures else ''}"
+            f"{'' if source.enabled else ', disabled'})"
+        )
+    for schedule in stack.schedules:
+        lines.append(
+            f"  Schedule      {schedule.function}: {schedule.expression}"
+            f"{' [disabled in the template]' if schedule.state == 'DISABLED' else ''}"
+            f"  (never runs by itself here: closeloop run {schedule.function})"
+        )
+    lines.append("  Resources")
+    width = max((len(name) for name in stack.resources), default=0)
+    for name, physical_id in sorted(stack.resources.items()):
+        lines.append(f"    {name:<{width}}  {physical_id}")
+    lines.append(f"  State file    {state_file.relative_to(project_root)}")
+    lines.append("")
+    lines.append("Ctrl-C to stop.")
+    print("\n".join(lines), flush=True)
+
+
+def _redacted_env(stack: Any) -> dict[str, str]:
+    secret_keys = stack.credential_keys
+    return {key: ("***" if key in secret_keys and value else value) for key, value in stack.env.items()}
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from closeloop_local.stack import LocalStack  # noqa: PLC0415 (heavy imports only for this command)
+
+    project_root = find_project_root()
+    running = read_dev_state(project_root)
+    if running is not None:
+        raise CliError(
+            f"closeloop dev is already running from {project_root} (pid {running['pid']}, {running.get('api_url')})"
+        )
+    stop_requested = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop_requested.set()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    stack = LocalStack(
+        project_root, port=args.port, host=args.host, parameter_overrides=_parse_params(args.param or [])
+    )
+    path = state_path(project_root)
+    try:
+        try:
+            stack.start()
+        except (ValueError, FileNotFoundError) as exc:  # bad --param, unresolvable template value, no code
+            raise CliError(str(exc)) from exc
+        except OSError as exc:
+            raise CliError(f"could not start: {exc} (is port {args.port} in use? pass --port)") from exc
+        _write_state(
+            path,
+            {
+                "pid": os.getpid(),
+                "api_url": stack.api_url,
+                "endpoint_url": stack.endpoint_url,
+                "stack_name": stack.stack_name,
+                "region": stack.region,
+                "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "resources": stack.resources,
+                "outputs": stack.outputs,
+                "env": _redacted_env(stack),
+            },
+        )
+        _print_summary(stack, path, project_root)
+        while not stop_requested.wait(0.5):
+            pass
+        print("closeloop dev: stopping", file=sys.stderr, flush=True)
+    finally:
+        stack.stop()
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads(path.read_text()).get("pid") == os.getpid():
+                path.unlink()
+                path.parent.rmdir()  # only when empty
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
+
+
+# ------------------------------------------------------------------------------------------- run
+
+
+def _read_event(source: str) -> Any:
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text()
+        return json.loads(text)
+    except OSError as exc:
+        raise CliError(f"cannot read event {source}: {exc}") from exc
+    except ValueError as exc:
+        raise CliError(f"event {source} is not JSON: {exc}") from exc
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from closeloop_local.stack import SHARED_STACK_NAME, LocalStack  # noqa: PLC0415
+
+    project_root = find_project_root()
+    state = read_dev_state(project_root)
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    region: str | None = None
+    if endpoint:
+        same = state is not None and state.get("endpoint_url") == endpoint
+        stack_name = str(state["stack_name"]) if same and state else SHARED_STACK_NAME
+    elif state is not None:
+        endpoint, stack_name, region = str(state["endpoint_url"]), str(state["stack_name"]), state.get("region")
+    else:
+        raise CliError(
+            f"no closeloop dev is running from {project_root} and AWS_ENDPOINT_URL is not set: "
+            "start `closeloop dev` in another terminal first"
+        )
+    stack = LocalStack(project_root, endpoint_url=endpoint, stack_name=stack_name, region=region)
+    try:
+        try:
+            stack.attach()
+        except Exception as exc:
+            raise CliError(str(exc)) from exc
+        try:
+            logical_id = stack.function_id(args.function)
+        except ValueError as exc:
+            raise CliError(str(exc)) from exc
+        if args.event:
+            event = _read_event(args.event)
+        else:
+            try:
+                event = stack.schedule_input(logical_id)
+            except ValueError as exc:
+                raise CliError(f"{logical_id} has no schedule: pass --event FILE") from exc
+        try:
+            result = stack.invoke(logical_id, event)
+        except Exception:
+            traceback.print_exc()
+            print(f"closeloop run: {logical_id} raised", file=sys.stderr)
+            return 1
+        print(json.dumps(result, indent=2, default=str))
+        return 0
+    finally:
+        stack.stop()
+
+
+# ---------------------------------------------------------------------------------------- lazy
+
+
+def _lazy_main(module_name: str) -> Any:
+    def run(args: argparse.Namespace) -> int:
+        module = importlib.import_module(module_name)
+        return int(module.main(args))
+
+    return run
+
+
+# ------------------------------------------------------------------------------------------ main
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    parser = argparse.ArgumentParser(prog="closeloop", description="Closeloop: HubSpot -> Xero sync, locally.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    dev = commands.add_parser("dev", help="run the whole system locally (HTTP API, queues, AWS endpoint)")
+    dev.add_argument("--port", type=int, default=3000, help="HTTP API port (0: any free port; default 3000)")
+    dev.add_argument("--host", default="127.0.0.1", help="HTTP API address (default 127.0.0.1)")
+    dev.add_argument("--param", action="append", metavar="KEY=VALUE", help="override a template parameter (repeatable)")
+    dev.set_defaults(handler=cmd_dev)
+
+    run = commands.add_parser("run", help="invoke one function once against the running closeloop dev")
+    run.add_argument("function", help="logical id (PaymentPollerFunction) or function directory (payment_poller)")
+    run.add_argument("--event", metavar="FILE", help="event JSON file ('-' for stdin); default: the schedule's Input")
+    run.set_defaults(handler=cmd_run)
+
+    demo = commands.add_parser("demo", help="run the whole loop offline on the local stack and show the result")
+    demo.set_defaults(handler=_lazy_main(_LAZY_COMMANDS["demo"]))
+
+    connect = commands.add_parser("connect", help="connect an accounting system (OAuth) and store its tokens")
+    connect.add_argument("system", choices=["xero"], help="the accounting system to connect")
+    connect.add_argument("--port", type=int, default=8765, help="local OAuth callback port (default 8765)")
+    connect.set_defaults(handler=_lazy_main(_LAZY_COMMANDS["connect"]))
+    return parser, {"demo": demo, "connect": connect}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    parser, lazy_parsers = build_parser()
+    command = next((argument for argument in arguments if not argument.startswith("-")), None)
+    if command in lazy_parsers:
+        # Let the module declare its own options (before --help prints them), importing it only when its
+        # command runs.
+        try:
+            module = importlib.import_module(_LAZY_COMMANDS[command])
+        except ModuleNotFoundError as exc:
+            if exc.name != _LAZY_COMMANDS[command]:
+                raise
+            print(f"closeloop: error: `closeloop {command}` is not installed ({exc.name})", file=sys.stderr)
+            return 2
+        add_arguments = getattr(module, "add_arguments", None)
+        if callable(add_arguments):
+            add_arguments(lazy_parsers[command])
+    args = parser.parse_args(arguments)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    logging.getLogger("botocore").setLevel(logging.WARNING)
+    try:
+        return int(args.handler(args))
+    except CliError as exc:
+        print(f"closeloop: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""Shared fixtures: the vendor sandboxes and the local stack (template.yaml in moto, real handlers)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from closeloop.store import DynamoStore
+from closeloop_local.demo import sandbox_environment
+from closeloop_local.sandboxes import hubspot as hubspot_sandbox
+from closeloop_local.sandboxes import xero as xero_sandbox
+from closeloop_local.sandboxes.base import SandboxServer
+from closeloop_local.stack import LocalStack
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Loop:
+    """Everything a loop test touches."""
+
+    stack: LocalStack
+    xero: xero_sandbox.XeroSandbox
+    xero_server: SandboxServer
+    hubspot: hubspot_sandbox.HubSpotSandbox
+    hubspot_server: SandboxServer
+
+    @property
+    def store(self) -> DynamoStore:
+        return DynamoStore(self.stack.env["SYNC_TABLE"])
+
+    @property
+    def contacts_url(self) -> str:
+        return f"{self.stack.api_url}/webhooks/hubspot/contacts"
+
+    def active_xero_contacts(self) -> list[dict[str, object]]:
+        return [c for c in self.xero.contacts() if c.get("ContactStatus", "ACTIVE") == "ACTIVE"]
+
+    def settle(self) -> None:
+        self.hubspot.flush_webhooks()
+        self.stack.drain(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def loop() -> Iterator[Loop]:
+    xero, xero_server = xero_sandbox.serve()
+    hubspot, hubspot_server = hubspot_sandbox.serve()
+    stack = LocalStack(ROOT, port=0, env_overrides=sandbox_environment(xero, xero_server.url, hubspot_server.url))
+    stack.start()
+    hubspot.configure_webhooks(
+        {
+            "target_url": f"{stack.api_url}/webhooks/hubspot/contacts",
+            "signature_version": "v3",
+            "mode": "manual",
+            "subscriptions": [
+                "contact.creation",
+                "contact.propertyChange",
+                "company.creation",
+                "company.propertyChange",
+            ],
+        }
+    )
+    try:
+        yield Loop(stack, xero, xero_server, hubspot, hubspot_server)
+    finally:
+        stack.stop()
+        hubspot.close()
+        hubspot_server.stop()
+        xero_server.stop()
