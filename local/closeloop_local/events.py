@@ -121,7 +121,9 @@ def _webhook(path: str, batch: list[dict[str, Any]], version: str) -> dict[str, 
         signature = hashlib.sha256(SAMPLE_SECRET.encode() + body).hexdigest()
         event["headers"].update({"x-hubspot-signature": signature, "x-hubspot-signature-version": "v1"})
         return event
-    return resign(event, now_ms=SAMPLE_TIME_MS)
+    signed = resign(event, now_ms=SAMPLE_TIME_MS)
+    signed["requestContext"]["requestId"] = "sample-request-id"  # deterministic files
+    return signed
 
 
 def _sqs(body: dict[str, Any], queue: str) -> dict[str, Any]:

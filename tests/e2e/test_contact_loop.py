@@ -174,3 +174,30 @@ def _event(object_id: int) -> dict[str, Any]:
         "attemptNumber": 0,
         "objectId": object_id,
     }
+
+
+def test_vendor_outage_outliving_retries_lands_in_the_dlq_and_replays_once_fixed(loop: Loop) -> None:  # noqa: F811
+    from closeloop_local.sandboxes.base import Fault
+
+    sqs = loop.stack._client("sqs")  # the stack's own client on its AWS endpoint
+    dlq_url = loop.stack.resources["ContactDLQ"]
+    queue_url = loop.stack.resources["ContactQueue"]
+    # Given HubSpot answers 503 to every read of this company, longer than any retry
+    wayne = loop.hubspot.create_object("companies", {"name": "Wayne Enterprises"})
+    loop.hubspot.state.faults.append(Fault(f"/crm/v3/objects/companies/{wayne['id']}", 503, times=10_000))
+    try:
+        # When HubSpot delivers the event (acknowledged with 200)
+        loop.settle()
+        # Then after maxReceiveCount the message waits in the DLQ: acknowledged, not lost, not synced
+        messages = sqs.receive_message(QueueUrl=dlq_url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+        assert any(str(wayne["id"]) in m["Body"] for m in messages)
+        assert named(loop, "Wayne Enterprises") == []
+    finally:
+        loop.hubspot.state.faults.clear()
+    # When the outage is over and the DLQ is redriven
+    for message in messages:
+        sqs.send_message(QueueUrl=queue_url, MessageBody=message["Body"])
+        sqs.delete_message(QueueUrl=dlq_url, ReceiptHandle=message["ReceiptHandle"])
+    loop.stack.drain(timeout=60)
+    # Then the company syncs exactly once
+    assert len(named(loop, "Wayne Enterprises")) == 1
