@@ -5,12 +5,14 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
 
-from closeloop.errors import Conflict
-from closeloop.models import AccountingCustomer, CrmRef, Customer, customer_fields
-from closeloop.ports import AuditRecord, FailedSync, IdMapping, WebhookRequest
+from closeloop.errors import Conflict, ValidationFailed
+from closeloop.models import AccountingCustomer, CrmRef, Customer, Deal, Invoice, InvoiceDraft, Item, customer_fields
+from closeloop.ports import AuditRecord, FailedSync, IdMapping, PropertyDefinition, WebhookRequest
 from closeloop.store import TokenState
 
 
@@ -24,6 +26,8 @@ class MemoryStore:
         self.failed: dict[CrmRef, FailedSync] = {}
         self.leases: dict[str, tuple[str, float]] = {}
         self.tokens: dict[str, TokenState] = {}
+        self.watermarks: dict[str, datetime] = {}
+        self.customer_invoices: dict[tuple[str, str], dict[str, tuple[Invoice, bool]]] = {}
 
     def get_mapping(self, ref: CrmRef, system: str) -> IdMapping | None:
         return self.mappings.get((ref, system))
@@ -67,6 +71,26 @@ class MemoryStore:
 
     def get_token(self, connection: str) -> TokenState | None:
         return self.tokens.get(connection)
+
+    def get_watermark(self, name: str) -> datetime | None:
+        return self.watermarks.get(name)
+
+    def put_watermark(self, name: str, value: datetime) -> None:
+        self.watermarks[name] = value
+
+    def put_customer_invoice(self, system: str, invoice: Invoice, *, open_: bool) -> None:
+        self.customer_invoices.setdefault((system, invoice.customer_id), {})[invoice.id] = (invoice, open_)
+
+    def list_customer_invoices(self, system: str, customer_id: str) -> list[Invoice]:
+        return [i for i, _ in self.customer_invoices.get((system, customer_id), {}).values()]
+
+    def list_open_invoices_due(self, system: str, due_from: date, due_to: date) -> list[Invoice]:
+        found = []
+        for (sys, _), invoices in self.customer_invoices.items():
+            for invoice, is_open in invoices.values():
+                if sys == system and is_open and invoice.due_date and due_from <= invoice.due_date <= due_to:
+                    found.append(invoice)
+        return found
 
     def put_token(self, connection: str, state: TokenState) -> None:
         with self.lock:
@@ -202,3 +226,128 @@ def events_for(r: CrmRef, count: int = 1, kind: str = "changed") -> Iterable:  #
         )
         for i in range(count)
     ]
+
+
+TAX_RATES = {"OUTPUT2": Decimal("15"), "NONE": Decimal(0), "": Decimal(0)}
+
+
+@dataclass
+class FakeBooks(FakeAccounting):
+    """FakeAccounting with items and invoices (tax per line, rounded per line like Xero)."""
+
+    items: dict[str, Item] = field(default_factory=dict)
+    invoices: dict[str, Invoice] = field(default_factory=dict)
+    drafts: dict[str, InvoiceDraft] = field(default_factory=dict)
+    keys: dict[str, str] = field(default_factory=dict)
+    sent: list[str] = field(default_factory=list)
+    fail_after_create: bool = False
+
+    def get_items(self, codes: Collection[str]) -> dict[str, Item]:
+        self.calls.append("items")
+        return {c: self.items[c] for c in codes if c in self.items}
+
+    def find_invoice(self, reference: str) -> Invoice | None:
+        self.calls.append("find_invoice")
+        return next((i for i in self.invoices.values() if i.reference == reference and i.status != "VOIDED"), None)
+
+    def get_invoice(self, invoice_id: str) -> Invoice | None:
+        return self.invoices.get(invoice_id)
+
+    def create_invoice(self, draft: InvoiceDraft, *, idempotency_key: str) -> Invoice:
+        self.calls.append("create_invoice")
+        if idempotency_key in self.keys:
+            return self.invoices[self.keys[idempotency_key]]
+        for line in draft.lines:
+            if line.item_code and line.item_code not in self.items:
+                raise ValidationFailed(f"Item code {line.item_code} is not valid")
+        cent = Decimal("0.01")
+        sub = Decimal(0)
+        tax = Decimal(0)
+        for line in draft.lines:
+            net = (line.quantity * line.unit_amount * (1 - (line.discount_rate or Decimal(0)) / 100)).quantize(cent)
+            sub += net
+            tax += (net * TAX_RATES.get(line.tax_type, Decimal(0)) / 100).quantize(cent)
+        number = f"INV-{len(self.invoices) + 1:04d}"
+        invoice = Invoice(
+            id=uuid.uuid4().hex,
+            number=number,
+            reference=draft.reference,
+            status=draft.status,
+            customer_id=draft.customer_id,
+            currency=draft.currency,
+            issue_date=draft.issue_date,
+            due_date=draft.due_date,
+            sub_total=sub,
+            total_tax=tax,
+            total=sub + tax,
+            amount_due=sub + tax,
+            url=f"https://books.example/invoices/{number}",
+            updated_at=datetime.now(UTC),
+        )
+        self.invoices[invoice.id] = invoice
+        self.drafts[invoice.id] = draft
+        self.keys[idempotency_key] = invoice.id
+        if self.fail_after_create:
+            self.fail_after_create = False
+            raise RuntimeError("the worker died right after the vendor created the invoice")
+        return invoice
+
+    def send_invoice(self, invoice_id: str) -> None:
+        self.sent.append(invoice_id)
+
+    def pay(self, invoice_id: str, amount: Decimal, on: date) -> Invoice:
+        invoice = self.invoices[invoice_id]
+        paid = invoice.amount_paid + amount
+        due = invoice.total - paid
+        updated = invoice.model_copy(
+            update={
+                "amount_paid": paid,
+                "amount_due": due,
+                "status": "PAID" if due == 0 else invoice.status,
+                "last_payment_date": on,
+                "updated_at": datetime.now(UTC),
+            }
+        )
+        self.invoices[invoice_id] = updated
+        return updated
+
+    def iter_invoices_changed_since(self, since: datetime | None) -> Iterator[Invoice]:
+        self.calls.append("changed_since")
+        return iter([i for i in self.invoices.values() if since is None or (i.updated_at and i.updated_at >= since)])
+
+    def iter_invoices(self, issued_from: date, issued_before: date) -> Iterator[Invoice]:
+        return iter([i for i in self.invoices.values() if i.issue_date and issued_from <= i.issue_date < issued_before])
+
+
+@dataclass
+class FakeDealCrm(FakeCrm):
+    """FakeCrm with deals and write-back."""
+
+    deals: dict[str, Deal] = field(default_factory=dict)
+    deal_properties: dict[str, dict[str, str]] = field(default_factory=dict)
+    customer_properties: dict[CrmRef, dict[str, str]] = field(default_factory=dict)
+    defined: set[str] = field(default_factory=set)
+    write_calls: int = 0
+
+    def get_deal(self, deal_id: str) -> Deal | None:
+        return self.deals.get(deal_id)
+
+    def iter_won_deals(self, closed_from: datetime, closed_before: datetime) -> Iterator[Deal]:
+        return iter([d for d in self.deals.values() if d.is_won])
+
+    def update_deals(self, updates: Mapping[str, Mapping[str, str]]) -> None:
+        self.write_calls += 1
+        for deal_id, values in updates.items():
+            unknown = set(values) - self.defined
+            if unknown:
+                raise ValidationFailed(f"Property values were not valid: {sorted(unknown)}")
+            self.deal_properties.setdefault(deal_id, {}).update(values)
+
+    def update_customers(self, updates: Mapping[CrmRef, Mapping[str, str]]) -> None:
+        for ref_, values in updates.items():
+            self.customer_properties.setdefault(ref_, {}).update(values)
+
+    def ensure_properties(self, object_type: str, definitions: Collection[PropertyDefinition]) -> list[str]:
+        created = [d.name for d in definitions if d.name not in self.defined]
+        self.defined.update(created)
+        return created

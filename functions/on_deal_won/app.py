@@ -1,20 +1,20 @@
-"""on_deal_won: the deals webhook route (verify, validate, enqueue) and the deals queue worker.
-
-The route is live: deal events are authenticated and queued on the deals queue. Invoice generation
-(won deal -> invoice) is not part of this version: the worker's event source is declared disabled in
-template.yaml, so queued deal events wait in the queue (14 days) rather than fail.
-"""
+"""on_deal_won: the deals webhook route (verify, validate, enqueue) and the deals queue worker."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from closeloop import runtime
 from closeloop.webhook_api import app
 
 logger = Logger()
+processor = BatchProcessor(event_type=EventType.SQS)
 
 
 @logger.inject_lambda_context
@@ -22,6 +22,11 @@ def webhook_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, 
     return app.resolve(event, context)
 
 
+def record_handler(record: SQSRecord) -> None:
+    runtime.deal_worker().handle_message(record.body)
+
+
 @logger.inject_lambda_context
-def worker_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    raise NotImplementedError("won deal -> invoice is not available in this version (its event source is disabled)")
+def worker_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    runtime.register_lambda_context(context)
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

@@ -35,7 +35,11 @@ from typing import Any
 STATE_DIR = ".closeloop"
 STATE_FILE = "dev.json"
 TEMPLATE_NAME = "template.yaml"
-_LAZY_COMMANDS = {"demo": "closeloop_local.demo", "connect": "closeloop_local.connect"}
+_LAZY_COMMANDS = {
+    "demo": "closeloop_local.demo",
+    "connect": "closeloop_local.connect",
+    "setup": "closeloop_local.setup",
+}
 
 
 class CliError(Exception):
@@ -284,7 +288,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     connect.add_argument("system", choices=["xero"], help="the accounting system to connect")
     connect.add_argument("--port", type=int, default=8765, help="local OAuth callback port (default 8765)")
     connect.set_defaults(handler=_lazy_main(_LAZY_COMMANDS["connect"]))
-    return parser, {"demo": demo, "connect": connect}
+
+    setup = commands.add_parser("setup", help="create the CRM properties Closeloop writes (deal and company)")
+    setup.add_argument("system", choices=["hubspot"], help="the CRM to set up")
+    setup.set_defaults(handler=_lazy_main(_LAZY_COMMANDS["setup"]))
+    return parser, {"demo": demo, "connect": connect, "setup": setup}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

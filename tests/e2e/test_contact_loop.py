@@ -12,7 +12,7 @@ import pytest
 
 from closeloop.models import CrmRef
 from closeloop_local.sandboxes.hubspot import signed_batch_headers
-from tests.stack_fixtures import Loop, loop  # noqa: F401 - the module-scoped fixture
+from tests.stack_fixtures import Loop
 
 pytestmark = pytest.mark.e2e
 
@@ -21,11 +21,11 @@ def company(object_id: object) -> CrmRef:
     return CrmRef(crm="hubspot", object_type="company", object_id=str(object_id))
 
 
-def named(loop: Loop, name: str) -> list[dict[str, Any]]:  # noqa: F811
+def named(loop: Loop, name: str) -> list[dict[str, Any]]:
     return [c for c in loop.active_xero_contacts() if c.get("Name") == name]
 
 
-def test_company_and_contact_created_in_hubspot_appear_in_xero_once(loop: Loop) -> None:  # noqa: F811
+def test_company_and_contact_created_in_hubspot_appear_in_xero_once(loop: Loop) -> None:
     # Given a company with its primary contact created in HubSpot
     acme = loop.hubspot.create_object("companies", {"name": "Acme Anvils Ltd", "city": "London"})
     loop.hubspot.create_object(
@@ -45,7 +45,7 @@ def test_company_and_contact_created_in_hubspot_appear_in_xero_once(loop: Loop) 
     assert loop.store.list_audit(company(acme["id"]))[0].action == "created"
 
 
-def test_same_signed_batch_five_times_and_five_times_concurrently_leaves_one_contact(loop: Loop) -> None:  # noqa: F811
+def test_same_signed_batch_five_times_and_five_times_concurrently_leaves_one_contact(loop: Loop) -> None:
     # Given a new company whose creation batch HubSpot delivered once
     globo = loop.hubspot.create_object("companies", {"name": "Globochem"})
     loop.settle()
@@ -70,7 +70,7 @@ def test_same_signed_batch_five_times_and_five_times_concurrently_leaves_one_con
     assert len(creates) == 1
 
 
-def test_existing_xero_name_is_matched_not_duplicated_and_nothing_loops(loop: Loop) -> None:  # noqa: F811
+def test_existing_xero_name_is_matched_not_duplicated_and_nothing_loops(loop: Loop) -> None:
     # Given finance already entered the customer in Xero under its legal name
     existing = loop.xero.seed_contact(Name="Initech LLC", EmailAddress="ap@initech.test")
     # When sales creates it in HubSpot with a slightly different name
@@ -86,7 +86,7 @@ def test_existing_xero_name_is_matched_not_duplicated_and_nothing_loops(loop: Lo
     assert "normalised name" in audit[0].detail
 
 
-def test_exact_name_taken_and_unseen_by_search_is_refused_once_then_linked(loop: Loop) -> None:  # noqa: F811
+def test_exact_name_taken_and_unseen_by_search_is_refused_once_then_linked(loop: Loop) -> None:
     # Given Xero holds "Hooli" but its search does not return it (searchTerm misses: e.g. indexing lag)
     loop.xero.seed_contact(Name="Hooli")
     loop.xero.state.faults.clear()
@@ -106,7 +106,7 @@ def _empty_search_fault() -> Any:
     return Fault("/api.xro/2.0/Contacts", 200, times=3, method="GET", body={"Contacts": []})
 
 
-def test_edit_in_hubspot_sends_only_the_changed_field(loop: Loop) -> None:  # noqa: F811
+def test_edit_in_hubspot_sends_only_the_changed_field(loop: Loop) -> None:
     umbrella = loop.hubspot.create_object("companies", {"name": "Umbrella Corp", "city": "Raccoon City"})
     loop.settle()
     loop.hubspot.update_object("companies", umbrella["id"], {"city": "Paris"})
@@ -118,7 +118,7 @@ def test_edit_in_hubspot_sends_only_the_changed_field(loop: Loop) -> None:  # no
     assert b"Umbrella" not in update.body
 
 
-def test_nameless_company_is_a_failed_sync_with_its_reason(loop: Loop) -> None:  # noqa: F811
+def test_nameless_company_is_a_failed_sync_with_its_reason(loop: Loop) -> None:
     before = len(loop.xero.state.calls("PUT"))
     nameless = loop.hubspot.create_object("companies", {"city": "Nowhere"})
     loop.settle()
@@ -129,7 +129,7 @@ def test_nameless_company_is_a_failed_sync_with_its_reason(loop: Loop) -> None: 
 
 
 @pytest.mark.parametrize("case", ["forged", "stale", "future", "missing"])
-def test_bad_signatures_get_401_and_cause_no_vendor_call(loop: Loop, case: str) -> None:  # noqa: F811
+def test_bad_signatures_get_401_and_cause_no_vendor_call(loop: Loop, case: str) -> None:
     body = json.dumps([_event(4242)]).encode()
     now = int(time.time() * 1000)
     secret = {"forged": "not-the-secret"}.get(case, loop.hubspot.client_secret)
@@ -154,7 +154,7 @@ def test_bad_signatures_get_401_and_cause_no_vendor_call(loop: Loop, case: str) 
         (b"\xff" * 10, 400),
     ],
 )
-def test_malformed_but_signed_bodies_get_400_and_nothing_is_enqueued(loop: Loop, body: bytes, status: int) -> None:  # noqa: F811
+def test_malformed_but_signed_bodies_get_400_and_nothing_is_enqueued(loop: Loop, body: bytes, status: int) -> None:
     headers = signed_batch_headers(loop.hubspot.client_secret, loop.contacts_url, body, int(time.time() * 1000), "v3")
     hubspot_calls = len(loop.hubspot.state.requests)
     response = httpx.post(loop.contacts_url, content=body, headers=headers, timeout=10)
@@ -176,7 +176,7 @@ def _event(object_id: int) -> dict[str, Any]:
     }
 
 
-def test_vendor_outage_outliving_retries_lands_in_the_dlq_and_replays_once_fixed(loop: Loop) -> None:  # noqa: F811
+def test_vendor_outage_outliving_retries_lands_in_the_dlq_and_replays_once_fixed(loop: Loop) -> None:
     from closeloop_local.sandboxes.base import Fault
 
     sqs = loop.stack._client("sqs")  # the stack's own client on its AWS endpoint

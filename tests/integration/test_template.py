@@ -160,9 +160,16 @@ def test_schedules_send_their_job_and_have_retries_and_a_dlq(template: dict[str,
         assert schedule["Target"]["RetryPolicy"]["MaximumRetryAttempts"] >= 1
         assert target(schedule["Target"]["DeadLetterConfig"]["Arn"]).endswith("DLQ")
         assert "Name" not in schedule
-        # And they stay off until the jobs exist (their handlers are stubs in this version)
-        assert schedule["State"] == {"Ref": "ScheduledJobsState"}
-    assert template["Parameters"]["ScheduledJobsState"]["Default"] == "DISABLED"
+    # And each has its own on/off switch: the poller on by default, reconcile off until it exists
+    assert schedules["PaymentPollerFunction"]["State"] == {"Ref": "PaymentPollerState"}
+    assert schedules["ReconcileFunction"]["State"] == {"Ref": "ReconcileState"}
+    assert template["Parameters"]["PaymentPollerState"]["Default"] == "ENABLED"
+    assert template["Parameters"]["ReconcileState"]["Default"] == "DISABLED"
+
+
+def test_every_worker_event_source_is_enabled(template: dict[str, Any]) -> None:
+    for name, mapping in resources_of(template, "AWS::Lambda::EventSourceMapping").items():
+        assert mapping["Properties"].get("Enabled", True) is True, name
 
 
 def inline_statements(template: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
+import json
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import boto3
 
 from closeloop.models import Pipeline
 
 if TYPE_CHECKING:
+    from mypy_boto3_events import EventBridgeClient
     from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
 
@@ -38,3 +40,27 @@ class SnsAlerts:
         if self._client is None:
             self._client = boto3.client("sns")
         self._client.publish(TopicArn=self._topic_arn, Subject=subject[:100], Message=message)
+
+
+class EventBridgeEvents:
+    """Publishes Closeloop's events (e.g. ``closeloop.payment-status-changed``) for users to automate on."""
+
+    SOURCE = "closeloop"
+    BATCH = 10  # PutEvents takes at most 10 entries
+
+    def __init__(self, bus_name: str = "default", client: EventBridgeClient | None = None) -> None:
+        self._bus = bus_name
+        self._client: EventBridgeClient | None = client
+
+    def publish(self, detail_type: str, details: Iterable[Mapping[str, Any]]) -> None:
+        if self._client is None:
+            self._client = boto3.client("events")
+        entries = [
+            {"Source": self.SOURCE, "DetailType": detail_type, "Detail": json.dumps(d), "EventBusName": self._bus}
+            for d in details
+        ]
+        for start in range(0, len(entries), self.BATCH):
+            response = self._client.put_events(Entries=entries[start : start + self.BATCH])  # type: ignore[arg-type]
+            if response.get("FailedEntryCount"):
+                failed = [e.get("ErrorCode") for e in response.get("Entries", []) if e.get("ErrorCode")]
+                raise RuntimeError(f"EventBridge refused {len(failed)} event(s): {sorted(set(map(str, failed)))}")

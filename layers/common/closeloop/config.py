@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from functools import lru_cache
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from closeloop.errors import ConfigurationError
 
@@ -31,13 +33,26 @@ class Settings(BaseModel):
     alert_topic_arn: str = Field("", alias="ALERT_TOPIC_ARN")
     credentials_secret_id: str = Field("", alias="CREDENTIALS_SECRET_ID")
     credentials_max_age_seconds: int = Field(300, alias="CREDENTIALS_MAX_AGE_SECONDS")
+    invoice_status: Literal["DRAFT", "AUTHORISED"] = Field("DRAFT", alias="INVOICE_STATUS")
+    invoice_send_email: bool = Field(False, alias="INVOICE_SEND_EMAIL")
+    invoice_due_days: int = Field(30, ge=0, le=365, alias="INVOICE_DUE_DAYS")
+    default_currency: str = Field("", alias="DEFAULT_CURRENCY")
+    sku_item_codes: dict[str, str] = Field(default_factory=dict, alias="SKU_ITEM_CODES")
+    tax_rules: str = Field("", alias="TAX_RULES")
+    event_bus_name: str = Field("default", alias="EVENT_BUS_NAME")
+    report_link_expiry_seconds: int = Field(7 * 86400, ge=60, le=7 * 86400, alias="REPORT_LINK_EXPIRY_SECONDS")
+
+    @field_validator("sku_item_codes", mode="before")
+    @classmethod
+    def _json_object(cls, value: object) -> object:
+        return json.loads(value) if isinstance(value, str) else value
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         """Build settings from an environment mapping; raise ConfigurationError naming the bad key."""
         try:
             return cls.model_validate({k: v for k, v in env.items() if v != ""})
-        except ValidationError as exc:
+        except (ValidationError, ValueError) as exc:
             raise ConfigurationError(f"invalid configuration: {exc}") from exc
 
     def require(self, *names: str) -> None:

@@ -109,17 +109,24 @@ class VendorHttp:
         params: Mapping[str, Any] | None = None,
         json: Any = None,
         data: Mapping[str, str] | None = None,
+        content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         ok: Iterable[int] = (200, 201, 204),
     ) -> httpx.Response:
-        """Send with retries; return the response when its status is in ``ok``, else raise a typed error."""
+        """Send with retries; return the response when its status is in ``ok``, else raise a typed error.
+
+        ``content`` is a body already encoded by the caller (e.g. JSON with exact decimals, which ``json=``
+        cannot write); the caller sets its Content-Type.
+        """
         slept = 0.0
         attempt = 0
         while True:
             attempt += 1
             self.calls += 1
             try:
-                response = self._client.request(method, path, params=params, json=json, data=data, headers=headers)
+                response = self._client.request(
+                    method, path, params=params, json=json, data=data, content=content, headers=headers
+                )
             except httpx.TransportError as exc:  # timeouts, connection refused/reset
                 delay = self.policy.backoff(attempt)
                 if attempt >= self.policy.max_attempts or slept + delay > self.policy.max_sleep_total:

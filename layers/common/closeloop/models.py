@@ -6,7 +6,8 @@ Adapters translate vendor payloads into these and back. Identifiers of CRM objec
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -149,3 +150,124 @@ def customer_fields(customer: Customer) -> dict[str, str]:
         "address.country": address.country,
         "people": people,
     }
+
+
+# -- deals, invoices, payments -------------------------------------------------------------------------
+
+PaymentStatus = Literal["draft", "awaiting_payment", "partially_paid", "paid", "overdue", "voided"]
+InvoiceStatus = Literal["DRAFT", "SUBMITTED", "AUTHORISED", "PAID", "VOIDED", "DELETED"]
+LineAmountTypes = Literal["Exclusive", "Inclusive", "NoTax"]
+
+
+#: The deal fields Closeloop writes back to the CRM; adapters read them into ``Deal.synced``.
+DEAL_SYNC_FIELDS: tuple[str, ...] = (
+    "closeloop_invoice_number",
+    "closeloop_invoice_url",
+    "closeloop_invoice_status",
+    "closeloop_payment_status",
+    "closeloop_amount_due",
+    "closeloop_amount_paid",
+    "closeloop_last_payment_date",
+    "closeloop_sync_issue",
+)
+
+
+class LineItem(BaseModel):
+    """A deal's line item as the CRM holds it. Money is Decimal, never float."""
+
+    model_config = ConfigDict(frozen=True)
+
+    crm_id: str
+    name: str = ""
+    sku: str = ""
+    quantity: Decimal = Decimal(1)
+    unit_price: Decimal = Decimal(0)
+    discount_percent: Decimal | None = None
+    amount: Decimal | None = Field(None, description="The CRM's own line total, for cross-checks")
+
+
+class Deal(BaseModel):
+    """A CRM deal with what invoicing needs: amount, currency, stage (won or not), parties, line items."""
+
+    model_config = ConfigDict(frozen=True)
+
+    ref: CrmRef
+    name: str
+    amount: Decimal | None = None
+    currency: str = ""
+    stage: str = ""
+    pipeline: str = ""
+    is_won: bool = False
+    close_date: date | None = None
+    owner_id: str = ""
+    company: CrmRef | None = None
+    contact: CrmRef | None = None
+    line_items: tuple[LineItem, ...] = ()
+    url: str = Field("", description="Where a person opens the deal in the CRM")
+    updated_at: datetime | None = None
+    synced: dict[str, str] = Field(
+        default_factory=dict, description="Values of Closeloop's own write-back properties, as last read"
+    )
+
+
+class Item(BaseModel):
+    """A product/service in the accounting system, addressed by its code (the CRM's SKU)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    code: str
+    name: str = ""
+    unit_price: Decimal | None = None
+    account_code: str = ""
+    tax_type: str = ""
+
+
+class InvoiceLine(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    item_code: str
+    description: str
+    quantity: Decimal
+    unit_amount: Decimal
+    tax_type: str = ""
+    account_code: str = ""
+    discount_rate: Decimal | None = None
+
+
+class InvoiceDraft(BaseModel):
+    """A sales invoice to create: every value decided by the sync logic, nothing left to the adapter."""
+
+    model_config = ConfigDict(frozen=True)
+
+    customer_id: str
+    reference: str = Field(description="Carries the CRM deal id and name; unique per deal")
+    currency: str
+    lines: tuple[InvoiceLine, ...]
+    line_amount_types: LineAmountTypes = "Exclusive"
+    status: Literal["DRAFT", "AUTHORISED"] = "DRAFT"
+    issue_date: date
+    due_date: date
+    url: str = Field("", description="Link back to the CRM deal, shown on the accounting record")
+
+
+class Invoice(BaseModel):
+    """A sales invoice as the accounting system holds it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    number: str = ""
+    reference: str = ""
+    status: InvoiceStatus = "DRAFT"
+    customer_id: str = ""
+    currency: str = ""
+    issue_date: date | None = None
+    due_date: date | None = None
+    sub_total: Decimal = Decimal(0)
+    total_tax: Decimal = Decimal(0)
+    total: Decimal = Decimal(0)
+    amount_paid: Decimal = Decimal(0)
+    amount_due: Decimal = Decimal(0)
+    last_payment_date: date | None = None
+    url: str = Field("", description="Where a person opens the invoice in the accounting system")
+    updated_at: datetime | None = None

@@ -6,12 +6,23 @@ One adapter module per vendor implements ``CrmPort`` or ``AccountingPort``; ``cl
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Protocol
+from datetime import date, datetime
+from typing import Any, Literal, Protocol
 
-from closeloop.models import AccountingCustomer, CrmRef, Customer, SyncEvent
+from closeloop.models import AccountingCustomer, CrmRef, Customer, Deal, Invoice, InvoiceDraft, Item, SyncEvent
+
+
+@dataclass(frozen=True)
+class PropertyDefinition:
+    """A custom CRM property Closeloop writes (created by ``closeloop setup`` when absent)."""
+
+    name: str
+    label: str
+    type: Literal["string", "number", "date", "datetime", "enumeration"] = "string"
+    options: tuple[str, ...] = ()
+    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -41,6 +52,24 @@ class CrmPort(Protocol):
 
         Returns None when the object no longer exists. Raises IntegrationError subclasses.
         """
+        ...
+
+    def get_deal(self, deal_id: str) -> Deal | None:
+        """The deal with its line items, parties and ``is_won`` resolved (pipelines cached). None if gone."""
+        ...
+
+    def iter_won_deals(self, closed_from: datetime, closed_before: datetime) -> Iterator[Deal]:
+        """Won deals whose close date is in [closed_from, closed_before), without line items (reconcile)."""
+        ...
+
+    def update_deals(self, updates: Mapping[str, Mapping[str, str]]) -> None:
+        """Write properties on deals by id, in batches; values are strings, "" clears. Raises on failure."""
+
+    def update_customers(self, updates: Mapping[CrmRef, Mapping[str, str]]) -> None:
+        """Write properties on companies/contacts (e.g. the financial summary), in batches."""
+
+    def ensure_properties(self, object_type: str, definitions: Collection[PropertyDefinition]) -> list[str]:
+        """Create the custom properties that do not exist yet; return the names created."""
         ...
 
 
@@ -78,6 +107,31 @@ class AccountingPort(Protocol):
         idempotency_key: str,
     ) -> AccountingCustomer:
         """Write only ``fields`` (names from CUSTOMER_FIELDS) of ``customer``, and ``number`` when given."""
+        ...
+
+    def get_items(self, codes: Collection[str]) -> dict[str, Item]:
+        """The items that exist among ``codes``, keyed by code (absent codes are simply missing)."""
+        ...
+
+    def find_invoice(self, reference: str) -> Invoice | None:
+        """The (non-deleted, non-voided) sales invoice whose reference equals ``reference``, if any."""
+        ...
+
+    def get_invoice(self, invoice_id: str) -> Invoice | None: ...
+
+    def create_invoice(self, draft: InvoiceDraft, *, idempotency_key: str) -> Invoice:
+        """Create a sales invoice exactly as drafted. Raises ValidationFailed with the vendor's reasons."""
+        ...
+
+    def send_invoice(self, invoice_id: str) -> None:
+        """Email the invoice to the customer through the accounting system (authorised invoices only)."""
+
+    def iter_invoices_changed_since(self, since: datetime | None) -> Iterator[Invoice]:
+        """Sales invoices modified at or after ``since`` (all when None), paging; cost grows with changes."""
+        ...
+
+    def iter_invoices(self, issued_from: date, issued_before: date) -> Iterator[Invoice]:
+        """Sales invoices dated in [issued_from, issued_before) (reconcile)."""
         ...
 
 

@@ -158,16 +158,77 @@ def once() -> Callable[[dict[str, Any], Callable[[], dict[str, Any]]], dict[str,
 
 
 @cache
-def contact_worker() -> Any:
+def contact_sync() -> Any:
     from closeloop.sync.contacts import ContactSync  # noqa: PLC0415
+
+    return ContactSync(crm(), accounting(), store(), owner=uuid.uuid4().hex)
+
+
+@cache
+def contact_worker() -> Any:
     from closeloop.sync.worker import Worker  # noqa: PLC0415
 
-    pipeline = ContactSync(crm(), accounting(), store(), owner=uuid.uuid4().hex)
+    return Worker(contact_sync(), alerts(), once())
+
+
+def invoice_policy() -> Any:
+    from closeloop.sync.invoices import InvoicePolicy  # noqa: PLC0415
+    from closeloop.sync.tax import parse_rules  # noqa: PLC0415
+
+    settings = get_settings()
+    try:
+        rules = parse_rules(settings.tax_rules)
+    except ValueError as exc:
+        raise ConfigurationError(f"TAX_RULES is not a valid rule table: {exc}") from exc
+    return InvoicePolicy(
+        status=settings.invoice_status,
+        send_email=settings.invoice_send_email,
+        due_days=settings.invoice_due_days,
+        default_currency=settings.default_currency,
+        sku_item_codes=settings.sku_item_codes,
+        tax_rules=rules,
+    )
+
+
+@cache
+def deal_worker() -> Any:
+    from closeloop.sync.invoices import DealSync  # noqa: PLC0415
+    from closeloop.sync.worker import Worker  # noqa: PLC0415
+
+    pipeline = DealSync(crm(), accounting(), store(), contact_sync(), invoice_policy(), owner=uuid.uuid4().hex)
     return Worker(pipeline, alerts(), once())
+
+
+@cache
+def events() -> Any:
+    from closeloop.aws import EventBridgeEvents  # noqa: PLC0415
+
+    return EventBridgeEvents(get_settings().event_bus_name)
+
+
+@cache
+def payment_poller() -> Any:
+    from closeloop.sync.payments import PaymentPoller  # noqa: PLC0415
+
+    return PaymentPoller(crm(), accounting(), store(), events())
 
 
 def reset() -> None:
     """Forget every cached component and setting (tests, or after the environment changed)."""
-    for cached in (credentials, crm, accounting, store, queues, alerts, idempotency_config, once, contact_worker):
+    for cached in (
+        credentials,
+        crm,
+        accounting,
+        store,
+        queues,
+        alerts,
+        idempotency_config,
+        once,
+        contact_sync,
+        contact_worker,
+        deal_worker,
+        events,
+        payment_poller,
+    ):
         cached.cache_clear()
     get_settings.cache_clear()

@@ -9,6 +9,8 @@ One table (``SYNC_TABLE``), single-table design. This module is the only place t
 | failed sync   | ``CRM#hubspot#company#123``     | ``FAILED``             | ``FAILED`` / ``<iso>``             |
 | lease         | ``LEASE#<name>``                | ``LEASE``              | –                                  |
 | token state   | ``CONN#<connection>``           | ``TOKEN``              | –                                  |
+| watermark     | ``WATERMARK#<name>``            | ``WATERMARK``          | –                                  |
+| cust. invoice | ``ACC#xero#customer#<id>``      | ``INV#<invoice id>``   | ``DUE#xero`` / ``<due>#<id>`` open |
 
 ``expires_at`` is the table's TTL attribute (epoch seconds): leases carry it so stale ones are swept.
 """
@@ -19,14 +21,15 @@ import json
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import boto3
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from closeloop.models import CrmRef
+from closeloop.models import CrmRef, Invoice
 from closeloop.ports import AuditRecord, FailedSync, IdMapping
 
 if TYPE_CHECKING:
@@ -318,3 +321,108 @@ class DynamoStore:
             ConditionExpression="attribute_not_exists(PK) OR version = :previous",
             ExpressionAttributeValues=self._item({":previous": state.version - 1}),
         )
+
+    # -- watermarks --------------------------------------------------------------------------------
+
+    def get_watermark(self, name: str) -> datetime | None:
+        item = self._get(f"WATERMARK#{name}", "WATERMARK")
+        return datetime.fromisoformat(str(item["value"])) if item else None
+
+    def put_watermark(self, name: str, value: datetime) -> None:
+        self._client.put_item(
+            TableName=self.table,
+            Item=self._item({"PK": f"WATERMARK#{name}", "SK": "WATERMARK", "type": "watermark", "value": _iso(value)}),
+        )
+
+    # -- invoices per customer (the financial summary, and due dates to watch) ----------------------
+
+    def put_customer_invoice(self, system: str, invoice: Invoice, *, open_: bool) -> None:
+        """Remember an invoice's latest amounts under its customer; ``open_`` ones are indexed by due date."""
+        values: dict[str, Any] = {
+            "PK": f"ACC#{system}#customer#{invoice.customer_id}",
+            "SK": f"INV#{invoice.id}",
+            "type": "customer_invoice",
+            "invoice_id": invoice.id,
+            "number": invoice.number,
+            "status": invoice.status,
+            "currency": invoice.currency,
+            "total": invoice.total,
+            "amount_due": invoice.amount_due,
+            "amount_paid": invoice.amount_paid,
+            "issue_date": invoice.issue_date.isoformat() if invoice.issue_date else None,
+            "due_date": invoice.due_date.isoformat() if invoice.due_date else None,
+            "last_payment_date": invoice.last_payment_date.isoformat() if invoice.last_payment_date else None,
+        }
+        if open_ and invoice.due_date:
+            values["GSI1PK"] = f"DUE#{system}"
+            values["GSI1SK"] = f"{invoice.due_date.isoformat()}#{invoice.id}"
+        self._client.put_item(TableName=self.table, Item=self._item(values))
+
+    def list_customer_invoices(self, system: str, customer_id: str) -> list[Invoice]:
+        items = self._query_prefix(f"ACC#{system}#customer#{customer_id}", "INV#")
+        return [self._invoice(customer_id, i) for i in items]
+
+    def list_open_invoices_due(self, system: str, due_from: date, due_to: date) -> list[Invoice]:
+        """Open invoices whose due date is in [due_from, due_to] (they turn overdue without changing)."""
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": "GSI1",
+            "KeyConditionExpression": "GSI1PK = :pk AND GSI1SK BETWEEN :lo AND :hi",
+            "ExpressionAttributeValues": self._item(
+                {":pk": f"DUE#{system}", ":lo": due_from.isoformat(), ":hi": f"{due_to.isoformat()}#~"}
+            ),
+        }
+        while True:
+            response = self._client.query(**kwargs)
+            items.extend(self._plain(i) for i in response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                break
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return [self._invoice(str(i["PK"]).rsplit("#", 1)[-1], i) for i in items]
+
+    @staticmethod
+    def _invoice(customer_id: str, item: dict[str, Any]) -> Invoice:
+        def day(key: str) -> date | None:
+            return date.fromisoformat(str(item[key])) if item.get(key) else None
+
+        return Invoice(
+            id=str(item["invoice_id"]),
+            number=str(item.get("number", "")),
+            status=str(item.get("status", "DRAFT")),
+            customer_id=customer_id,
+            currency=str(item.get("currency", "")),
+            total=Decimal(str(item.get("total", "0"))),
+            amount_due=Decimal(str(item.get("amount_due", "0"))),
+            amount_paid=Decimal(str(item.get("amount_paid", "0"))),
+            issue_date=day("issue_date"),
+            due_date=day("due_date"),
+            last_payment_date=day("last_payment_date"),
+        )
+
+    # -- listings for reports ----------------------------------------------------------------------
+
+    def iter_mappings(self, crm: str, object_type: str) -> list[IdMapping]:
+        """Every stored mapping of one CRM object type (a paged scan: for monthly reports, not hot paths)."""
+        found: list[IdMapping] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "FilterExpression": "begins_with(PK, :pk) AND begins_with(SK, :sk)",
+            "ExpressionAttributeValues": self._item({":pk": f"CRM#{crm}#{object_type}#", ":sk": "MAP#"}),
+        }
+        while True:
+            response = self._client.scan(**kwargs)
+            for raw in response.get("Items", []):
+                item = self._plain(raw)
+                found.append(
+                    IdMapping(
+                        ref=ref_from_key(str(item["PK"])),
+                        system=str(item["SK"]).split("#", 1)[1],
+                        accounting_id=str(item["accounting_id"]),
+                        snapshot=json.loads(str(item.get("snapshot", "{}"))),
+                        updated_at=datetime.fromisoformat(str(item["updated_at"])) if item.get("updated_at") else None,
+                    )
+                )
+            if "LastEvaluatedKey" not in response:
+                return found
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]

@@ -8,20 +8,38 @@ Vendor facts encoded here (Xero's OpenAPI spec v16 and developer docs):
   contacts in external systems", so it carries our CRM key and finds a contact created before a crash;
 - ``Idempotency-Key`` (≤128 chars) on every create/update;
 - 429 says which limit was hit in ``X-Rate-Limit-Problem``: a minute or concurrency limit is worth
-  waiting ``Retry-After`` for, the daily limit is not (the queue retries much later).
+  waiting ``Retry-After`` for, the daily limit is not (the queue retries much later);
+- sales invoices are ``Type=ACCREC``: ``PUT /Invoices`` creates, ``unitdp=4`` keeps unit amounts at 4 dp
+  (2 otherwise), Xero rounds tax per line to the cent; ``POST /Invoices/{id}/Email`` (204) emails an
+  authorised one; money is a JSON number, so bodies are written with the exact decimal literal and answers
+  read with ``parse_float=Decimal``; dates come as .NET ``/Date(ms+0000)/`` (plus an ISO ``…String`` twin);
+- lists page only when ``page`` is given (100 a page, with line items); ``If-Modified-Since`` takes a UTC
+  ``yyyy-mm-ddThh:mm:ss`` (no fraction), so it is floored to the second and the rest filtered here.
 """
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Callable, Collection, Generator, Mapping
+from collections.abc import Callable, Collection, Generator, Iterator, Mapping
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 import httpx
 
 from closeloop.errors import AuthRevoked, Conflict, FatalError, ValidationFailed
 from closeloop.http import RateLimitVerdict, VendorHttp, retry_after_header
-from closeloop.models import AccountingCustomer, Customer, customer_fields
+from closeloop.models import (
+    AccountingCustomer,
+    Customer,
+    Invoice,
+    InvoiceDraft,
+    InvoiceLine,
+    Item,
+    customer_fields,
+)
 from closeloop.oauth import RefreshingTokens, TokenGrant
 from closeloop.redaction import redact
 
@@ -109,6 +127,19 @@ class XeroAccounting:
 
     name = "xero"
     PAGE_SIZE: ClassVar[int] = 100
+    #: Where a person opens an invoice: Xero's web app, not the API host.
+    WEB_URL: ClassVar[str] = "https://go.xero.com"
+    INVOICE_WEB_PATH: ClassVar[str] = "/AccountsReceivable/View.aspx?InvoiceID={id}"
+    SALES_INVOICE_TYPE: ClassVar[str] = "ACCREC"
+    #: A reference lookup skips VOIDED and DELETED invoices: a voided invoice may be re-made for the deal.
+    LIVE_INVOICE_STATUSES: ClassVar[tuple[str, ...]] = ("DRAFT", "SUBMITTED", "AUTHORISED", "PAID")
+    #: ``where=Code=="A"||…`` lookups per call, so the URL stays well under proxies' limits.
+    ITEM_CODES_PER_CALL: ClassVar[int] = 50
+    #: ``unitdp=4``: unit prices and amounts at 4 decimal places (Xero rounds them to 2 otherwise).
+    UNIT_DECIMALS: ClassVar[str] = "4"
+    #: Xero reads If-Modified-Since as a UTC timestamp without a fraction of a second.
+    MODIFIED_SINCE_FORMAT: ClassVar[str] = "%Y-%m-%dT%H:%M:%S"
+    IDEMPOTENCY_KEY_MAX: ClassVar[int] = 128
 
     def __init__(
         self,
@@ -216,10 +247,187 @@ class XeroAccounting:
             raise ValidationFailed(f"Xero rejected the contact: {reason}", **context)
         return to_customer((response.json().get("Contacts") or [{}])[0])
 
+    # -- items and invoices ------------------------------------------------------------------------
+
+    def get_items(self, codes: Collection[str]) -> dict[str, Item]:
+        """The items among ``codes``, keyed by the code asked for (Xero matches codes case-insensitively).
+
+        ``GET /Items?where=Code=="A"||Code=="B"&unitdp=4``, ITEM_CODES_PER_CALL codes per call; absent codes
+        are simply missing from the answer. Raises IntegrationError subclasses.
+        """
+        asked: dict[str, list[str]] = {}
+        for code in sorted({c for c in codes if c.strip()}):
+            asked.setdefault(code.casefold(), []).append(code)
+        wanted = [code for group in asked.values() for code in group]
+        found: dict[str, Item] = {}
+        for start in range(0, len(wanted), self.ITEM_CODES_PER_CALL):
+            chunk = wanted[start : start + self.ITEM_CODES_PER_CALL]
+            where = "||".join(f"Code=={_quote(code)}" for code in chunk)
+            response = self.http.request("GET", "/Items", params={"where": where, "unitdp": self.UNIT_DECIMALS})
+            for row in _read_json(response).get("Items") or []:
+                item = to_item(row)
+                for code in asked.get(item.code.casefold(), []):
+                    found[code] = item
+        return found
+
+    def find_invoice(self, reference: str) -> Invoice | None:
+        """The first live (not VOIDED/DELETED) sales invoice whose Reference equals ``reference``, or None.
+
+        ``GET /Invoices?where=Type=="ACCREC"&&Reference=="…"&Statuses=DRAFT,SUBMITTED,AUTHORISED,PAID&page=1``.
+        Raises IntegrationError subclasses.
+        """
+        params = {
+            "where": f"{self._sales_where()}&&Reference=={_quote(reference)}",
+            "Statuses": ",".join(self.LIVE_INVOICE_STATUSES),
+            "page": "1",
+        }
+        rows = _read_json(self.http.request("GET", "/Invoices", params=params)).get("Invoices") or []
+        return self._to_invoice(rows[0]) if rows else None
+
+    def get_invoice(self, invoice_id: str) -> Invoice | None:
+        """One invoice by id (``GET /Invoices/{id}``), whatever its status; None when Xero answers 404.
+
+        Raises IntegrationError subclasses.
+        """
+        if not invoice_id.strip():
+            return None
+        response = self.http.request("GET", f"/Invoices/{quote(invoice_id, safe='')}", ok=(200, 404))
+        if response.status_code == 404:  # Xero's 404 is a plain-text page, not JSON
+            return None
+        rows = _read_json(response).get("Invoices") or []
+        return self._to_invoice(rows[0]) if rows else None
+
+    def create_invoice(self, draft: InvoiceDraft, *, idempotency_key: str) -> Invoice:
+        """Create the sales invoice exactly as drafted and return it as Xero computed it (totals, number).
+
+        ``PUT /Invoices?summarizeErrors=true&unitdp=4`` with ``Idempotency-Key``; the body's numbers are the
+        draft's decimals written literally. Raises ValidationFailed listing Xero's (redacted) messages on a
+        400 ValidationException (e.g. an unknown item code), other IntegrationError subclasses otherwise.
+        """
+        body = dumps_exact({"Invoices": [to_xero_invoice(draft, self.SALES_INVOICE_TYPE)]})
+        response = self.http.request(
+            "PUT",
+            "/Invoices",
+            params={"summarizeErrors": "true", "unitdp": self.UNIT_DECIMALS},
+            content=body,
+            headers={
+                "Content-Type": "application/json",
+                "Idempotency-Key": idempotency_key[: self.IDEMPOTENCY_KEY_MAX],
+            },
+            ok=(200, 400),  # a 400 ValidationException is read here: its messages say which rule failed
+        )
+        if response.status_code == 400:
+            raise self._rejected(response, "the invoice")
+        rows = _read_json(response).get("Invoices") or []
+        if not rows:
+            raise FatalError("Xero accepted the invoice but returned none", vendor=self.name, status=200)
+        return self._to_invoice(rows[0])
+
+    def send_invoice(self, invoice_id: str) -> None:
+        """Have Xero email the (authorised) invoice to its contact: ``POST /Invoices/{id}/Email`` → 204.
+
+        The Idempotency-Key is derived from the invoice, so a retry within Xero's 6-minute window sends one
+        email, not two. Raises ValidationFailed when Xero refuses (e.g. not authorised, no contact email).
+        """
+        response = self.http.request(
+            "POST",
+            f"/Invoices/{quote(invoice_id, safe='')}/Email",
+            content=b"{}",  # the spec's RequestEmpty body
+            headers={
+                "Content-Type": "application/json",
+                "Idempotency-Key": f"closeloop-email-{invoice_id}"[: self.IDEMPOTENCY_KEY_MAX],
+            },
+            ok=(200, 204, 400),
+        )
+        if response.status_code == 400:
+            raise self._rejected(response, f"emailing invoice {invoice_id}")
+
+    def iter_invoices_changed_since(self, since: datetime | None) -> Iterator[Invoice]:
+        """Sales invoices modified at or after ``since`` (every one when None), lazily, page by page.
+
+        ``GET /Invoices?where=Type=="ACCREC"&page=N`` with ``If-Modified-Since``: Xero filters, so the calls
+        are 1 + the number of full pages of changed invoices. The header has whole seconds only, so rows
+        from the same second but before ``since`` are dropped here. Raises IntegrationError subclasses.
+        """
+        headers: dict[str, str] | None = None
+        if since is not None:
+            since = since if since.tzinfo else since.replace(tzinfo=UTC)
+            headers = {"If-Modified-Since": since.astimezone(UTC).strftime(self.MODIFIED_SINCE_FORMAT)}
+        for invoice in self._invoice_pages(self._sales_where(), headers):
+            if since is None or invoice.updated_at is None or invoice.updated_at >= since:
+                yield invoice
+
+    def iter_invoices(self, issued_from: date, issued_before: date) -> Iterator[Invoice]:
+        """Sales invoices dated in [issued_from, issued_before), any status, lazily, page by page.
+
+        ``GET /Invoices?where=Type=="ACCREC"&&Date>=DateTime(y,m,d)&&Date<DateTime(y,m,d)&page=N``.
+        Raises IntegrationError subclasses.
+        """
+        where = (
+            f"{self._sales_where()}&&Date>={_datetime_literal(issued_from)}&&Date<{_datetime_literal(issued_before)}"
+        )
+        yield from self._invoice_pages(where)
+
+    def _sales_where(self) -> str:
+        return f"Type=={_quote(self.SALES_INVOICE_TYPE)}"
+
+    def _invoice_pages(self, where: str, headers: Mapping[str, str] | None = None) -> Iterator[Invoice]:
+        """Every invoice matching ``where``, PAGE_SIZE per call, until a short page. A page repeating the
+        previous one (a server ignoring ``page``) would loop for ever, so it is an error."""
+        previous: list[str] = []
+        page = 1
+        while True:
+            params = {"where": where, "page": str(page), "pageSize": str(self.PAGE_SIZE)}
+            response = self.http.request("GET", "/Invoices", params=params, headers=headers)
+            rows: list[dict[str, Any]] = _read_json(response).get("Invoices") or []
+            ids = [str(row.get("InvoiceID", "")) for row in rows]
+            if ids and ids == previous:
+                raise FatalError(f"Xero returned the same invoices for page {page} as before", vendor=self.name)
+            for row in rows:
+                yield self._to_invoice(row)
+            if len(rows) < self.PAGE_SIZE:
+                return
+            previous = ids
+            page += 1
+
+    def _to_invoice(self, row: Mapping[str, Any]) -> Invoice:
+        """A Xero Invoice (JSON read with Decimal numbers) as the canonical Invoice."""
+        invoice_id = str(row.get("InvoiceID") or "")
+        contact: Mapping[str, Any] = row.get("Contact") or {}
+        updated = _xero_datetime(row, "UpdatedDateUTC")
+        return Invoice(
+            id=invoice_id,
+            number=str(row.get("InvoiceNumber") or ""),
+            reference=str(row.get("Reference") or ""),
+            status=str(row.get("Status") or "DRAFT"),
+            customer_id=str(contact.get("ContactID") or ""),
+            currency=str(row.get("CurrencyCode") or ""),
+            issue_date=_xero_date(row, "Date"),
+            due_date=_xero_date(row, "DueDate"),
+            sub_total=_decimal(row.get("SubTotal")),
+            total_tax=_decimal(row.get("TotalTax")),
+            total=_decimal(row.get("Total")),
+            amount_paid=_decimal(row.get("AmountPaid")),
+            amount_due=_decimal(row.get("AmountDue")),
+            last_payment_date=_last_payment_date(row),
+            url=self.WEB_URL + self.INVOICE_WEB_PATH.format(id=quote(invoice_id, safe="")) if invoice_id else "",
+            updated_at=updated.astimezone(UTC) if updated else None,
+        )
+
+    def _rejected(self, response: httpx.Response, what: str) -> ValidationFailed:
+        """A 400 as ValidationFailed naming Xero's messages (a ValidationException, or a problem's Detail)."""
+        messages = _validation_messages(response.text) or _problem_detail(response.text)
+        reason = "; ".join(redact(m) for m in messages) or "validation error"
+        return ValidationFailed(
+            f"Xero rejected {what}: {reason}",
+            vendor=self.name,
+            status=400,
+            request_id=response.headers.get("xero-correlation-id"),
+            body=redact(response.text),
+        )
+
 
 def _validation_messages(body: str) -> list[str]:
-    import json  # noqa: PLC0415
-
     try:
         payload = json.loads(body)
     except ValueError:
@@ -228,6 +436,157 @@ def _validation_messages(body: str) -> list[str]:
     for element in payload.get("Elements") or []:
         messages.extend(str(e.get("Message", "")) for e in element.get("ValidationErrors") or [])
     return messages or ([str(payload["Message"])] if payload.get("Message") else [])
+
+
+def _problem_detail(body: str) -> list[str]:
+    """The ``Detail`` of a problem-details body (e.g. an Idempotency-Key reused for another request)."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return []
+    detail = payload.get("Detail") if isinstance(payload, dict) else None
+    return [str(detail)] if detail else []
+
+
+def _read_json(response: httpx.Response) -> dict[str, Any]:
+    """A Xero answer with its numbers as Decimal (never float: money must stay exact)."""
+    try:
+        payload = json.loads(response.text, parse_float=Decimal)
+    except ValueError as exc:
+        raise FatalError("Xero sent a body that is not JSON", vendor="xero", status=response.status_code) from exc
+    if not isinstance(payload, dict):
+        raise FatalError("Xero sent an unexpected JSON body", vendor="xero", status=response.status_code)
+    return payload
+
+
+def dumps_exact(value: Any) -> bytes:
+    """JSON with every Decimal written as its exact literal (``33.33``, never ``33.329999…``).
+
+    httpx's ``json=`` goes through the stdlib encoder, which only knows floats; this walks the few JSON
+    shapes a request body has instead. Raises ValueError for a NaN or infinite Decimal.
+    """
+    return _encode(value).encode()
+
+
+def _encode(value: Any) -> str:
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError(f"{value} is not a JSON number")
+        return format(value, "f")  # positional: Xero's parser need not read exponents
+    if isinstance(value, Mapping):
+        return "{" + ",".join(f"{json.dumps(str(k))}:{_encode(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(_encode(v) for v in value) + "]"
+    return json.dumps(value, allow_nan=False)  # str, int, bool, None (and a float, as Python would)
+
+
+_NET_DATE = re.compile(r"^/Date\((-?\d+)([+-]\d{4})?\)/$")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def parse_xero_datetime(value: Any) -> datetime | None:
+    """A Xero timestamp, or None when absent or unreadable.
+
+    .NET JSON ``/Date(1573755038314+0000)/`` is milliseconds since the epoch in UTC (the offset only says
+    which zone wrote it); ISO 8601 keeps its own offset, a naive one is UTC.
+    """
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip()
+    match = _NET_DATE.match(text)
+    if match:
+        return _EPOCH + timedelta(milliseconds=int(match.group(1)))
+    try:
+        stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+
+
+def _xero_datetime(row: Mapping[str, Any], key: str) -> datetime | None:
+    """``row[key]`` (.NET or ISO), else its ISO twin ``row[key + "String"]``."""
+    return parse_xero_datetime(row.get(key)) or parse_xero_datetime(row.get(f"{key}String"))
+
+
+def _xero_date(row: Mapping[str, Any], key: str) -> date | None:
+    stamp = _xero_datetime(row, key)
+    return stamp.date() if stamp else None
+
+
+def _decimal(value: Any) -> Decimal:
+    """A JSON number (already Decimal, or an int) as Decimal; absent is zero."""
+    if value is None or value == "":
+        return Decimal(0)
+    if isinstance(value, Decimal):
+        return value
+    try:
+        return Decimal(repr(value) if isinstance(value, float) else str(value))
+    except InvalidOperation as exc:
+        raise FatalError(f"Xero sent {value!r} where a number belongs", vendor="xero") from exc
+
+
+def _last_payment_date(row: Mapping[str, Any]) -> date | None:
+    """The latest live payment's date, else FullyPaidOnDate."""
+    days = [
+        day
+        for payment in row.get("Payments") or []
+        if str(payment.get("Status") or "AUTHORISED") != "DELETED" and (day := _xero_date(payment, "Date"))
+    ]
+    return max(days) if days else _xero_date(row, "FullyPaidOnDate")
+
+
+def _datetime_literal(day: date) -> str:
+    """A date for ``where`` (Dynamic LINQ): ``DateTime(2024, 01, 31)``, midnight UTC."""
+    return f"DateTime({day.year}, {day.month:02d}, {day.day:02d})"
+
+
+#: Canonical InvoiceLine field -> Xero LineItem field, each sent only when set.
+LINE_FIELDS: tuple[tuple[str, str], ...] = (
+    ("item_code", "ItemCode"),
+    ("description", "Description"),
+    ("quantity", "Quantity"),
+    ("unit_amount", "UnitAmount"),
+    ("tax_type", "TaxType"),
+    ("account_code", "AccountCode"),
+    ("discount_rate", "DiscountRate"),
+)
+
+
+def to_xero_line(line: InvoiceLine) -> dict[str, Any]:
+    """One Xero LineItem: the fields of ``line`` that are set (Decimals kept for ``dumps_exact``)."""
+    values = ((xero, getattr(line, field)) for field, xero in LINE_FIELDS)
+    return {xero: value for xero, value in values if value is not None and value != ""}
+
+
+def to_xero_invoice(draft: InvoiceDraft, invoice_type: str) -> dict[str, Any]:
+    """A Xero Invoice body for ``draft``: every value decided by the draft, none left to Xero's defaults."""
+    body: dict[str, Any] = {
+        "Type": invoice_type,
+        "Contact": {"ContactID": draft.customer_id},
+        "LineItems": [to_xero_line(line) for line in draft.lines],
+        "LineAmountTypes": draft.line_amount_types,
+        "Status": draft.status,
+        "Date": draft.issue_date.isoformat(),
+        "DueDate": draft.due_date.isoformat(),
+        "CurrencyCode": draft.currency,
+        "Reference": draft.reference,
+    }
+    if draft.url:
+        body["Url"] = draft.url  # shown in Xero as "Go to …": the way back to the CRM deal
+    return body
+
+
+def to_item(row: Mapping[str, Any]) -> Item:
+    """A Xero Item with its sales defaults (price as Decimal, None when the item has none)."""
+    sales: Mapping[str, Any] = row.get("SalesDetails") or {}
+    price = sales.get("UnitPrice")
+    return Item(
+        code=str(row.get("Code") or ""),
+        name=str(row.get("Name") or ""),
+        unit_price=None if price is None else _decimal(price),
+        account_code=str(sales.get("AccountCode") or ""),
+        tax_type=str(sales.get("TaxType") or ""),
+    )
 
 
 _LEGAL_WORDS = frozenset({"the", "ltd", "limited", "inc", "llc", "gmbh", "plc", "pty", "co", "corp", "sa", "bv", "ag"})

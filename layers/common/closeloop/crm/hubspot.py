@@ -1,4 +1,4 @@
-"""HubSpot adapter: webhook signatures (v3, v2, v1), batched webhook payloads, CRM v3 fetch-back.
+"""HubSpot adapter: webhook signatures (v3, v2, v1), batched webhook payloads, CRM v3 reads and writes.
 
 Vendor facts this module encodes (see docs/vendors or HubSpot's "Validating requests" and webhooks docs):
 - v3 signature: base64(HMAC-SHA256(client_secret, METHOD + URI + raw body + timestamp)), timestamp in
@@ -6,6 +6,10 @@ Vendor facts this module encodes (see docs/vendors or HubSpot's "Validating requ
   ones from more than 5 minutes in the future). Some %-escapes in the URI are decoded before hashing.
 - v1 (what legacy app CRM subscriptions send): hex(sha256(client_secret + raw body)); v2 adds method + URI.
 - A webhook body is a JSON array of at most 100 events carrying ids only; each event is fetched back.
+- Deal stages are ids (``closedwon`` in the default pipeline, numbers in custom ones); a stage is won when
+  its pipeline metadata says ``probability`` 1.0 and ``isClosed`` true (``GET /crm/v3/pipelines/deals``).
+- CRM search: at most 10,000 results per query and 5 requests/second per account.
+- Every property value is a string on the wire; money and quantities are parsed to Decimal, never float.
 
 httpx is imported lazily: the webhook route only verifies and parses, and must start fast.
 """
@@ -17,15 +21,16 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from closeloop.errors import NotFound, WebhookRejected
-from closeloop.models import Address, CrmRef, Customer, Person, SyncEvent
-from closeloop.ports import WebhookRequest
+from closeloop.errors import Conflict, FatalError, NotFound, ValidationFailed, WebhookRejected
+from closeloop.models import DEAL_SYNC_FIELDS, Address, CrmRef, Customer, Deal, LineItem, Person, SyncEvent
+from closeloop.ports import PropertyDefinition, WebhookRequest
 
 if TYPE_CHECKING:
     import httpx
@@ -148,6 +153,59 @@ class HubSpotCrm:
     #: HubSpot has no default tax-id property; this custom company property holds it (settable per deployment).
     tax_number_property = "vat_number"
 
+    DEAL_PROPERTIES: ClassVar[tuple[str, ...]] = (
+        "dealname",
+        "amount",
+        "deal_currency_code",
+        "dealstage",
+        "pipeline",
+        "closedate",
+        "hubspot_owner_id",
+        "hs_lastmodifieddate",
+        *DEAL_SYNC_FIELDS,
+    )
+    LINE_ITEM_PROPERTIES: ClassVar[tuple[str, ...]] = (
+        "name",
+        "quantity",
+        "price",
+        "amount",
+        "hs_sku",
+        "hs_product_id",
+        "hs_discount_percentage",
+        "discount",
+    )
+    #: v3 association "type" of a deal's primary company (the unlabeled one is ``deal_to_company_unlabeled``).
+    DEAL_PRIMARY_COMPANY_TYPE: ClassVar[str] = "deal_to_company"
+    #: HubSpot defines no primary label from deals to contacts: the lowest contact id is taken.
+    DEAL_PRIMARY_CONTACT_TYPE: ClassVar[str | None] = None
+    #: Stage metadata is re-read after this long, or at once when a deal names a stage we do not know.
+    PIPELINE_CACHE_SECONDS: ClassVar[float] = 600.0
+    #: v4 association pages hold at most 500 results.
+    ASSOCIATION_PAGE_SIZE: ClassVar[int] = 500
+    SEARCH_PAGE_SIZE: ClassVar[int] = 100
+    #: A search query pages to at most this many results (HubSpot answers 400 beyond); wider ranges are split.
+    SEARCH_RESULT_CAP: ClassVar[int] = 10_000
+    #: CRM search allows 5 requests/second per account: keep this far apart within one process.
+    SEARCH_MIN_INTERVAL: ClassVar[float] = 0.2
+    #: Where the portal id (and the app's UI domain) come from when not configured.
+    ACCOUNT_INFO_PATH: ClassVar[str] = "/account-info/v3/details"
+    UI_DOMAIN: ClassVar[str] = "app.hubspot.com"
+    DEAL_URL: ClassVar[str] = "https://{domain}/contacts/{portal_id}/record/0-3/{deal_id}"
+    #: canonical object type -> the default property group custom properties go into.
+    PROPERTY_GROUPS: ClassVar[dict[str, str]] = {
+        "deal": "dealinformation",
+        "company": "companyinformation",
+        "contact": "contactinformation",
+    }
+    #: PropertyDefinition.type -> HubSpot (type, fieldType); datetime values display as a date picker.
+    FIELD_TYPES: ClassVar[dict[str, tuple[str, str]]] = {
+        "string": ("string", "text"),
+        "number": ("number", "number"),
+        "date": ("date", "date"),
+        "datetime": ("datetime", "date"),
+        "enumeration": ("enumeration", "select"),
+    }
+
     def __init__(
         self,
         *,
@@ -157,7 +215,9 @@ class HubSpotCrm:
         clock: Callable[[], float] = time.time,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] | None = None,
+        portal_id: str | int | None = None,
     ) -> None:
+        """``portal_id`` builds deal links; when None it is read once from the account-info API."""
         self._client_secret = client_secret
         self._access_token = access_token
         self._base_url = base_url
@@ -165,6 +225,12 @@ class HubSpotCrm:
         self._transport = transport
         self._sleep = sleep
         self._http: VendorHttp | None = None
+        self._portal_id = str(portal_id) if portal_id is not None else ""
+        self._ui_domain = self.UI_DOMAIN
+        self._account_known = portal_id is not None
+        self._stages: dict[str, dict[str, bool]] = {}  # pipeline id -> stage id -> won
+        self._stages_at: float | None = None
+        self._last_search: float | None = None
 
     # -- webhooks ----------------------------------------------------------------------------------
 
@@ -284,14 +350,17 @@ class HubSpotCrm:
             response = self.http.request(
                 "POST",
                 f"/crm/v3/objects/{self.PATHS[object_type]}/batch/read",
-                json={"properties": list(properties), "inputs": [{"id": i} for i in ids[start : start + 100]]},
+                json={
+                    "properties": list(properties),
+                    "inputs": [{"id": i} for i in ids[start : start + self.MAX_BATCH]],
+                },
                 ok=(200, 207),
             )
             results.extend(response.json().get("results", []))
         return results
 
     @staticmethod
-    def _associated(obj: Any, to: str, primary_type: str) -> list[str]:
+    def _associated(obj: Any, to: str, primary_type: str | None) -> list[str]:
         """Associated ids, primary-labelled ones first, then ascending id (deterministic)."""
         results = ((obj.get("associations") or {}).get(to) or {}).get("results") or []
         primary = {str(r["id"]) for r in results if r.get("type") == primary_type}
@@ -368,6 +437,318 @@ class HubSpotCrm:
             country=_clean(props.get("country")),
         )
 
+    # -- deals ---------------------------------------------------------------------------------------
+
+    def get_deal(self, deal_id: str) -> Deal | None:
+        """The deal with its line items, primary company, first contact and ``is_won`` resolved.
+
+        Reads the deal (with its company/contact associations), its line-item associations (v4, paged) and
+        the line items (batch read, 100 at a time). Pipelines are cached for ``PIPELINE_CACHE_SECONDS``.
+        Returns None when the deal does not exist or is archived. Raises IntegrationError subclasses, and
+        ValidationFailed when a number or date HubSpot sent cannot be parsed.
+        """
+        deal = self._get_object("deal", deal_id, self.DEAL_PROPERTIES, "companies,contacts")
+        if deal is None:
+            return None
+        companies = self._associated(deal, "companies", self.DEAL_PRIMARY_COMPANY_TYPE)
+        contacts = self._associated(deal, "contacts", self.DEAL_PRIMARY_CONTACT_TYPE)
+        return self._deal(
+            deal,
+            company=self._ref("company", companies[0]) if companies else None,
+            contact=self._ref("contact", contacts[0]) if contacts else None,
+            line_items=self._line_items(str(deal["id"])),
+        )
+
+    def iter_won_deals(self, closed_from: datetime, closed_before: datetime) -> Iterator[Deal]:
+        """Won deals (any pipeline) whose close date is in [closed_from, closed_before), by CRM search.
+
+        Naive datetimes are taken as UTC. Without line items, company or contact: search results carry
+        no associations, and reconcile compares deal amounts only. A range holding more than
+        ``SEARCH_RESULT_CAP`` matches is split in halves until each part fits. Search calls are kept
+        ``SEARCH_MIN_INTERVAL`` apart. Raises IntegrationError subclasses; FatalError when more than the cap
+        share one millisecond of close date (no split can separate them).
+        """
+        won_stages = sorted({s for stages in self._stage_table()[0].values() for s, won in stages.items() if won})
+        if not won_stages:
+            return
+        yield from self._won_in(_epoch_ms(closed_from), _epoch_ms(closed_before), won_stages, frozenset())
+
+    def _won_in(self, start_ms: int, end_ms: int, stages: list[str], skip: frozenset[str]) -> Iterator[Deal]:
+        """One search query over [start_ms, end_ms); ``skip`` = ids already yielded by an enclosing range."""
+        if start_ms >= end_ms:
+            return
+        body: dict[str, Any] = {
+            "filterGroups": [
+                {
+                    "filters": [
+                        {"propertyName": "closedate", "operator": "GTE", "value": str(start_ms)},
+                        {"propertyName": "closedate", "operator": "LT", "value": str(end_ms)},
+                        {"propertyName": "dealstage", "operator": "IN", "values": stages},
+                    ]
+                }
+            ],
+            "properties": list(self.DEAL_PROPERTIES),
+            # A unique, immutable sort key keeps offset paging stable while deals change.
+            "sorts": [{"propertyName": "hs_object_id", "direction": "ASCENDING"}],
+            "limit": self.SEARCH_PAGE_SIZE,
+        }
+        yielded: set[str] = set()
+        seen = 0
+        while True:
+            page = self._search("deal", body)
+            if "after" not in body and int(page.get("total") or 0) > self.SEARCH_RESULT_CAP:
+                yield from self._split(start_ms, end_ms, stages, skip)
+                return
+            for result in page.get("results") or []:
+                seen += 1
+                object_id = str(result["id"])
+                if object_id not in skip and object_id not in yielded:
+                    yielded.add(object_id)
+                    yield self._deal(result)
+            after = ((page.get("paging") or {}).get("next") or {}).get("after")
+            if not after:
+                return
+            if seen >= self.SEARCH_RESULT_CAP:
+                # ``total`` was absent or grew while paging: split what is left, skipping what we gave out.
+                yield from self._split(start_ms, end_ms, stages, skip | yielded)
+                return
+            body["after"] = str(after)
+
+    def _split(self, start_ms: int, end_ms: int, stages: list[str], skip: frozenset[str]) -> Iterator[Deal]:
+        if end_ms - start_ms < 2:
+            raise FatalError(
+                f"more than {self.SEARCH_RESULT_CAP} won deals closed at {start_ms} ms: the search cannot page them",
+                vendor=self.name,
+            )
+        middle = start_ms + (end_ms - start_ms) // 2
+        yield from self._won_in(start_ms, middle, stages, skip)
+        yield from self._won_in(middle, end_ms, stages, skip)
+
+    def _search(self, object_type: str, body: Mapping[str, Any]) -> Any:
+        if self._last_search is not None:
+            wait = self.SEARCH_MIN_INTERVAL - (self._clock() - self._last_search)
+            if wait > 0:
+                (self._sleep or time.sleep)(min(wait, self.SEARCH_MIN_INTERVAL))
+        try:
+            response = self.http.request("POST", f"/crm/v3/objects/{self.PATHS[object_type]}/search", json=body)
+        finally:
+            self._last_search = self._clock()
+        return response.json()
+
+    def _deal(
+        self,
+        obj: Any,
+        *,
+        company: CrmRef | None = None,
+        contact: CrmRef | None = None,
+        line_items: tuple[LineItem, ...] = (),
+    ) -> Deal:
+        props = obj.get("properties") or {}
+        deal_id = str(obj["id"])
+        pipeline, stage = _clean(props.get("pipeline")), _clean(props.get("dealstage"))
+        return Deal(
+            ref=self._ref("deal", deal_id),
+            name=_clean(props.get("dealname")),
+            amount=_decimal(props.get("amount"), f"deal {deal_id} amount"),
+            currency=_clean(props.get("deal_currency_code")).upper(),
+            stage=stage,
+            pipeline=pipeline,
+            is_won=self._is_won(pipeline, stage),
+            close_date=_close_date(props.get("closedate"), deal_id),
+            owner_id=_clean(props.get("hubspot_owner_id")),
+            company=company,
+            contact=contact,
+            line_items=line_items,
+            url=self._deal_url(deal_id),
+            updated_at=_parse_time(props.get("hs_lastmodifieddate") or obj.get("updatedAt")),
+            synced={name: _clean(props.get(name)) for name in DEAL_SYNC_FIELDS if props.get(name) is not None},
+        )
+
+    def _ref(self, object_type: str, object_id: str) -> CrmRef:
+        return CrmRef.model_validate({"crm": self.name, "object_type": object_type, "object_id": object_id})
+
+    def _line_items(self, deal_id: str) -> tuple[LineItem, ...]:
+        ids: list[str] = []
+        params: dict[str, Any] = {"limit": self.ASSOCIATION_PAGE_SIZE}
+        while True:
+            page = self.http.request(
+                "GET", f"/crm/v4/objects/{self.PATHS['deal']}/{deal_id}/associations/line_items", params=params
+            ).json()
+            ids.extend(str(r["toObjectId"]) for r in page.get("results") or [])
+            after = ((page.get("paging") or {}).get("next") or {}).get("after")
+            if not after:
+                break
+            params = {**params, "after": after}
+        unique = sorted(set(ids), key=_id_order)
+        if not unique:
+            return ()
+        # A line item deleted between the two reads is simply absent from the batch answer (207).
+        read = self._batch_read("line_item", unique, self.LINE_ITEM_PROPERTIES)
+        return tuple(self._line_item(r) for r in sorted(read, key=lambda r: _id_order(str(r["id"]))))
+
+    @staticmethod
+    def _line_item(obj: Any) -> LineItem:
+        props = obj.get("properties") or {}
+        item_id = str(obj["id"])
+        what = f"line item {item_id}"
+        quantity = _decimal(props.get("quantity"), f"{what} quantity")
+        price = _decimal(props.get("price"), f"{what} price") or Decimal(0)
+        # HubSpot's net price is quantity x (price - unit discount) less the percentage; LineItem has no unit
+        # discount, so it is folded into the unit price (exact, unlike converting it to a percentage).
+        unit_discount = _decimal(props.get("discount"), f"{what} discount")
+        return LineItem(
+            crm_id=item_id,
+            name=_clean(props.get("name")),
+            sku=_clean(props.get("hs_sku")),
+            quantity=quantity if quantity is not None else Decimal(1),
+            unit_price=price - unit_discount if unit_discount else price,
+            discount_percent=_decimal(props.get("hs_discount_percentage"), f"{what} discount percentage"),
+            amount=_decimal(props.get("amount"), f"{what} amount"),
+        )
+
+    # -- pipelines and links ---------------------------------------------------------------------------
+
+    def _stage_table(self, *, force: bool = False) -> tuple[dict[str, dict[str, bool]], bool]:
+        """pipeline id -> stage id -> won, and whether it was (re)read just now."""
+        now = self._clock()
+        if not force and self._stages_at is not None and now - self._stages_at < self.PIPELINE_CACHE_SECONDS:
+            return self._stages, False
+        pipelines = self.http.request("GET", f"/crm/v3/pipelines/{self.PATHS['deal']}").json().get("results") or []
+        self._stages = {
+            str(p["id"]): {str(s["id"]): _stage_is_won(s.get("metadata") or {}) for s in p.get("stages") or []}
+            for p in pipelines
+        }
+        self._stages_at = now
+        return self._stages, True
+
+    def _is_won(self, pipeline: str, stage: str) -> bool:
+        if not stage:
+            return False
+        table, fresh = self._stage_table()
+        won = _stage_lookup(table, pipeline, stage)
+        if won is None and not fresh:  # a stage or pipeline created since we cached them
+            won = _stage_lookup(self._stage_table(force=True)[0], pipeline, stage)
+        return bool(won)
+
+    def _deal_url(self, deal_id: str) -> str:
+        if not self._account_known:
+            try:
+                info = self.http.request("GET", self.ACCOUNT_INFO_PATH).json()
+            except FatalError:  # not served (404) or not allowed (403): links stay empty, and we stop asking
+                info = {}
+            self._account_known = True
+            if isinstance(info, dict) and info.get("portalId"):
+                self._portal_id = str(info["portalId"])
+                self._ui_domain = _clean(info.get("uiDomain")) or self._ui_domain
+        if not self._portal_id:
+            return ""
+        return self.DEAL_URL.format(domain=self._ui_domain, portal_id=self._portal_id, deal_id=deal_id)
+
+    # -- writes ----------------------------------------------------------------------------------------
+
+    def update_deals(self, updates: Mapping[str, Mapping[str, str]]) -> None:
+        """Write properties on deals by id, ``MAX_BATCH`` per batch update; "" clears a value.
+
+        HubSpot validates a batch as a whole (400: nothing in it is written) but reports unknown ids per
+        batch (207: the others are written). Every batch is sent even when an earlier one failed; then the
+        first failure is raised: ValidationFailed (a rejected value or property), NotFound (naming the ids
+        HubSpot could not find). Retriable errors (429, 5xx, 401) are raised at once; a retry is harmless.
+        """
+        self._raise_first(self._batch_update("deal", updates))
+
+    def update_customers(self, updates: Mapping[CrmRef, Mapping[str, str]]) -> None:
+        """Write properties on companies and contacts (one batch update per type and ``MAX_BATCH``).
+
+        Raises ValueError for other object types, otherwise as ``update_deals``.
+        """
+        by_type: dict[str, dict[str, Mapping[str, str]]] = {}
+        for ref, properties in updates.items():
+            if ref.object_type not in ("company", "contact"):
+                raise ValueError(f"{ref} is not a customer (company or contact)")
+            by_type.setdefault(ref.object_type, {})[ref.object_id] = properties
+        self._raise_first([e for object_type, chunk in by_type.items() for e in self._batch_update(object_type, chunk)])
+
+    @staticmethod
+    def _raise_first(errors: Sequence[FatalError]) -> None:
+        if errors:
+            raise errors[0]
+
+    def _batch_update(self, object_type: str, updates: Mapping[str, Mapping[str, str]]) -> list[FatalError]:
+        """Send every batch; return the fatal failures (a 400 batch, ids reported missing, other 207 errors)."""
+        items = list(updates.items())
+        errors: list[FatalError] = []
+        missing: list[str] = []
+        for start in range(0, len(items), self.MAX_BATCH):
+            inputs = [{"id": i, "properties": dict(p)} for i, p in items[start : start + self.MAX_BATCH]]
+            try:
+                response = self.http.request(
+                    "POST",
+                    f"/crm/v3/objects/{self.PATHS[object_type]}/batch/update",
+                    json={"inputs": inputs},
+                    ok=(200, 207),
+                )
+            except FatalError as exc:
+                errors.append(exc)
+                continue
+            if response.status_code != 207:
+                continue
+            for error in response.json().get("errors") or []:
+                if error.get("category") == "OBJECT_NOT_FOUND":
+                    missing.extend(str(i) for i in ((error.get("context") or {}).get("ids") or []))
+                else:
+                    message = f"HubSpot rejected part of a {object_type} batch update: {error.get('category')}"
+                    errors.append(ValidationFailed(f"{message}: {error.get('message')}", vendor=self.name, status=207))
+        if missing:
+            text = f"HubSpot has no {object_type} with id(s) {', '.join(missing)}"
+            errors.append(NotFound(text, vendor=self.name, status=207))
+        return errors
+
+    def ensure_properties(self, object_type: str, definitions: Collection[PropertyDefinition]) -> list[str]:
+        """Create the custom properties of ``object_type`` (deal, company, contact) that do not exist yet.
+
+        Lists the type's properties once, then creates each missing definition in the type's default group.
+        A 409 (created meanwhile by someone else) counts as existing. Returns the names created here.
+        An existing property is left as it is, even if its type differs. Raises ValueError for an unknown
+        object or property type, ValidationFailed when HubSpot rejects a definition.
+        """
+        group = self.PROPERTY_GROUPS.get(object_type)
+        if group is None:
+            raise ValueError(f"no custom properties for a {object_type}")
+        path = f"/crm/v3/properties/{self.PATHS[object_type]}"
+        existing = {str(p["name"]) for p in self.http.request("GET", path).json().get("results") or []}
+        created: list[str] = []
+        for definition in definitions:
+            if definition.name in existing:
+                continue
+            try:
+                self.http.request("POST", path, json=self._property_body(definition, group))
+            except Conflict:
+                pass
+            else:
+                created.append(definition.name)
+            existing.add(definition.name)
+        return created
+
+    def _property_body(self, definition: PropertyDefinition, group: str) -> dict[str, Any]:
+        try:
+            hubspot_type, field_type = self.FIELD_TYPES[definition.type]
+        except KeyError:
+            raise ValueError(f"unsupported property type {definition.type!r}") from None
+        body: dict[str, Any] = {
+            "name": definition.name,
+            "label": definition.label,
+            "type": hubspot_type,
+            "fieldType": field_type,
+            "groupName": group,
+            "description": definition.description,
+        }
+        if definition.type == "enumeration":
+            body["options"] = [
+                {"label": option, "value": option, "displayOrder": order}
+                for order, option in enumerate(definition.options)
+            ]
+        return body
+
 
 def _clean(value: Any) -> str:
     return str(value).strip() if value not in (None, "") else ""
@@ -377,3 +758,60 @@ def _parse_time(value: Any) -> datetime | None:
     if not value:
         return None
     return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def _decimal(value: Any, what: str) -> Decimal | None:
+    """A HubSpot number (sent as a string) as an exact Decimal; None when empty."""
+    if value is None or value == "":
+        return None
+    try:
+        number = Decimal(str(value).strip())
+    except InvalidOperation:
+        number = None
+    if number is None or not number.is_finite():
+        raise ValidationFailed(f"HubSpot {what} is not a number: {str(value)[:40]!r}", vendor="hubspot")
+    return number
+
+
+def _close_date(value: Any, deal_id: str) -> date | None:
+    """A close date sent as ms since the epoch, an ISO datetime or an ISO date (the UTC day)."""
+    text = _clean(value)
+    if not text:
+        return None
+    try:
+        if text.lstrip("-").isdigit():
+            return datetime.fromtimestamp(int(text) / 1000, UTC).date()
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except (ValueError, OverflowError, OSError) as exc:
+        raise ValidationFailed(
+            f"HubSpot deal {deal_id} closedate is not a date: {text[:40]!r}", vendor="hubspot"
+        ) from exc
+    return moment.astimezone(UTC).date() if moment.tzinfo else moment.date()
+
+
+def _epoch_ms(moment: datetime) -> int:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def _id_order(object_id: str) -> tuple[int, str]:
+    return (int(object_id), "") if object_id.isdigit() else (0, object_id)
+
+
+def _stage_is_won(metadata: Mapping[str, Any]) -> bool:
+    """Won = closed with probability 1 (HubSpot sends both as strings, "true" and "1.0"; numbers accepted)."""
+    closed = metadata.get("isClosed")
+    if not (closed is True or str(closed).strip().lower() == "true"):
+        return False
+    try:
+        return Decimal(str(metadata.get("probability")).strip()) == 1
+    except InvalidOperation:
+        return False
+
+
+def _stage_lookup(table: Mapping[str, Mapping[str, bool]], pipeline: str, stage: str) -> bool | None:
+    """Won or not for ``stage`` in ``pipeline`` (any pipeline when the deal names none); None if unknown."""
+    if pipeline:
+        return table.get(pipeline, {}).get(stage)
+    return next((stages[stage] for stages in table.values() if stage in stages), None)

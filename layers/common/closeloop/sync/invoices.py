@@ -1,0 +1,349 @@
+"""Deal pipeline: a deal entering a won stage becomes exactly one invoice, traceable back to the deal.
+
+Under a per-deal lease: the customer is ensured first through the contact pipeline (create-or-match);
+an invoice already made for the deal is found by the stored mapping, then by its Reference (which carries
+the deal id, so a crash between the vendor's create and our mapping write is healed); only then is one
+created, with an idempotency key derived from the deal alone (duplicate and concurrent deliveries of any
+event share it). The invoice is written back to the deal (number, link, status, amount due), and its
+total is checked against the deal amount to the cent; a difference is flagged on the deal and audited.
+Lines come from the deal's line items: SKU -> item code (with a configurable map); an unknown SKU is a
+failed sync naming it, never a guessed line. Tax comes from the rule table (closeloop.sync.tax).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Literal
+
+from closeloop.errors import Busy, FatalError, ValidationFailed
+from closeloop.models import CrmRef, Customer, Deal, Invoice, InvoiceDraft, InvoiceLine, Item, SyncEvent
+from closeloop.ports import AccountingPort, AuditRecord, CrmPort, FailedSync, IdMapping, PropertyDefinition, SyncStore
+from closeloop.sync.contacts import ContactSync, Outcome
+from closeloop.sync.payment_status import payment_status
+from closeloop.sync.tax import DEFAULT_RULES, TaxRule, rule_for
+
+LEASE_SECONDS = 120
+CENT = Decimal("0.01")
+
+PAYMENT_STATUSES = ("draft", "awaiting_payment", "partially_paid", "paid", "overdue", "voided")
+
+#: The deal properties Closeloop writes (``closeloop setup`` creates them; the worker does when missing).
+DEAL_PROPERTIES: tuple[PropertyDefinition, ...] = (
+    PropertyDefinition("closeloop_invoice_number", "Invoice number", description="Set by Closeloop"),
+    PropertyDefinition("closeloop_invoice_url", "Invoice link", description="Opens the invoice in accounting"),
+    PropertyDefinition("closeloop_invoice_status", "Invoice status", description="As the accounting system says"),
+    PropertyDefinition("closeloop_payment_status", "Payment status", "enumeration", PAYMENT_STATUSES),
+    PropertyDefinition("closeloop_amount_due", "Amount due", "number"),
+    PropertyDefinition("closeloop_amount_paid", "Amount paid", "number"),
+    PropertyDefinition("closeloop_last_payment_date", "Last payment date", "date"),
+    PropertyDefinition("closeloop_sync_issue", "Sync issue", description="A difference Closeloop flagged"),
+)
+
+#: The company (customer) properties the payment poller writes: the customer's financial summary.
+CUSTOMER_PROPERTIES: tuple[PropertyDefinition, ...] = (
+    PropertyDefinition("closeloop_outstanding_balance", "Outstanding balance", "number"),
+    PropertyDefinition("closeloop_overdue_balance", "Overdue balance", "number"),
+    PropertyDefinition("closeloop_total_invoiced", "Total invoiced", "number"),
+    PropertyDefinition("closeloop_total_paid", "Total paid", "number"),
+)
+
+
+@dataclass(frozen=True)
+class InvoicePolicy:
+    """How invoices are made, per deployment (see the README's configuration table)."""
+
+    status: Literal["DRAFT", "AUTHORISED"] = "DRAFT"
+    send_email: bool = False
+    due_days: int = 30
+    default_currency: str = ""
+    sku_item_codes: Mapping[str, str] = field(default_factory=dict)
+    tax_rules: tuple[TaxRule, ...] = DEFAULT_RULES
+
+
+def invoice_reference(deal: Deal) -> str:
+    """``hubspot-deal-3000001 Big deal``: the deal id first (unique, searchable), then its name."""
+    return f"{deal.ref.crm}-deal-{deal.ref.object_id} {deal.name}".strip()[:255]
+
+
+def deal_idempotency_key(ref: CrmRef, action: str) -> str:
+    return f"closeloop-{hashlib.sha256(f'{ref}|{action}'.encode()).hexdigest()}"
+
+
+def money(value: Decimal) -> str:
+    return str(value.quantize(CENT))
+
+
+def build_draft(
+    deal: Deal,
+    customer: Customer,
+    customer_id: str,
+    items: Mapping[str, Item],
+    policy: InvoicePolicy,
+    today: date,
+) -> InvoiceDraft:
+    """The invoice for a won deal. Raises ValidationFailed naming what is missing (SKU, currency, lines)."""
+    if not deal.line_items:
+        raise ValidationFailed("the deal has no line items to invoice")
+    currency = (deal.currency or policy.default_currency).upper()
+    if not currency:
+        raise ValidationFailed("the deal has no currency and DEFAULT_CURRENCY is not set")
+    rule = rule_for(customer, policy.tax_rules)
+    lines: list[InvoiceLine] = []
+    for line in deal.line_items:
+        if not line.sku:
+            raise ValidationFailed(f"line item {line.name or line.crm_id!r} has no SKU")
+        code = policy.sku_item_codes.get(line.sku, line.sku)
+        item = items.get(code)
+        if item is None:
+            raise ValidationFailed(f"unknown SKU {line.sku!r}: no accounting item with code {code!r}")
+        lines.append(
+            InvoiceLine(
+                item_code=item.code,
+                description=line.name or item.name or item.code,
+                quantity=line.quantity,
+                unit_amount=line.unit_price,
+                tax_type=rule.tax_type or item.tax_type,
+                discount_rate=line.discount_percent or None,
+            )
+        )
+    if rule.treatment == "sales_tax_line" and rule.sales_tax_rate:
+        net = sum((_net(line) for line in lines), Decimal(0))
+        tax = (net * rule.sales_tax_rate / 100).quantize(CENT)
+        lines.append(
+            InvoiceLine(
+                item_code="",
+                description=f"{rule.sales_tax_description} ({rule.sales_tax_rate}%)",
+                quantity=Decimal(1),
+                unit_amount=tax,
+                tax_type=rule.tax_type,
+                account_code=rule.sales_tax_account_code,
+            )
+        )
+    issued = deal.close_date or today
+    return InvoiceDraft(
+        customer_id=customer_id,
+        reference=invoice_reference(deal),
+        currency=currency,
+        lines=tuple(lines),
+        line_amount_types=rule.amounts,
+        status=policy.status,
+        issue_date=issued,
+        due_date=issued + timedelta(days=policy.due_days),
+        url=deal.url,
+    )
+
+
+def _net(line: InvoiceLine) -> Decimal:
+    gross = line.quantity * line.unit_amount
+    if line.discount_rate:
+        gross -= gross * line.discount_rate / 100
+    return gross.quantize(CENT)
+
+
+def write_back_values(invoice: Invoice, today: date) -> dict[str, str]:
+    """The deal properties that describe ``invoice`` (strings; "" clears)."""
+    return {
+        "closeloop_invoice_number": invoice.number,
+        "closeloop_invoice_url": invoice.url,
+        "closeloop_invoice_status": invoice.status,
+        "closeloop_payment_status": payment_status(invoice, today),
+        "closeloop_amount_due": money(invoice.amount_due),
+        "closeloop_amount_paid": money(invoice.amount_paid),
+        "closeloop_last_payment_date": invoice.last_payment_date.isoformat() if invoice.last_payment_date else "",
+    }
+
+
+class DealSync:
+    """Vendor-free won deal -> invoice over the ports."""
+
+    def __init__(
+        self,
+        crm: CrmPort,
+        accounting: AccountingPort,
+        store: SyncStore,
+        contacts: ContactSync,
+        policy: InvoicePolicy,
+        *,
+        owner: str,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.crm = crm
+        self.accounting = accounting
+        self.store = store
+        self.contacts = contacts
+        self.policy = policy
+        self.owner = owner
+        self.clock = clock
+
+    def sync(self, ref: CrmRef, events: Iterable[SyncEvent]) -> Outcome:
+        """Invoice the deal behind ``ref`` if it is won and not invoiced yet. Raises RetriableError."""
+        ordered = sorted(events, key=lambda e: e.occurred_at)
+        trigger = ordered[-1] if ordered else None
+        if ref.object_type != "deal":
+            return self.contacts.sync(ref, ordered)  # a mixed batch: customers go their own way
+        try:
+            lease = f"deal#{ref}"
+            if not self.store.acquire_lease(lease, self.owner, LEASE_SECONDS):
+                raise Busy(f"{ref} is being invoiced by another worker")
+            try:
+                return self._sync_deal(ref, trigger)
+            finally:
+                self.store.release_lease(lease, self.owner)
+        except FatalError as exc:
+            self._fail(ref, trigger, exc)
+            return Outcome(ref, "failed", detail=exc.message)
+
+    def _sync_deal(self, ref: CrmRef, event: SyncEvent | None) -> Outcome:
+        mapping = self.store.get_mapping(ref, self.accounting.name)
+        if mapping is not None:
+            # Invoiced before (a redelivery, or the deal left and re-entered a won stage): never again.
+            if mapping.snapshot.get("written_back") != "yes":
+                invoice = self.accounting.get_invoice(mapping.accounting_id)
+                if invoice is not None:
+                    self._write_back(ref, invoice, mapping.snapshot.get("sync_issue", ""))
+                    self._remember(ref, invoice, mapping.snapshot.get("sync_issue", ""), written_back=True)
+            return Outcome(ref, "unchanged", mapping.accounting_id, detail="already invoiced")
+
+        deal = self.crm.get_deal(ref.object_id)
+        if deal is None:
+            return Outcome(ref, "skipped", detail="gone from CRM")
+        if not deal.is_won:
+            return Outcome(ref, "skipped", detail="not in a won stage")
+        party = deal.company or deal.contact
+        if party is None:
+            raise ValidationFailed("the won deal has no associated company or contact to invoice")
+
+        existing = self.accounting.find_invoice(invoice_reference(deal))
+        if existing is not None:
+            return self._finish(deal, existing, None, event, "found by reference")
+
+        customer_outcome = self.contacts.sync(party, [event] if event else [])
+        if customer_outcome.action in ("failed", "skipped") or not customer_outcome.accounting_id:
+            raise ValidationFailed(f"the deal's customer {party} could not be synced: {customer_outcome.detail}")
+        customer = self.crm.resolve_customer(party)
+        if customer is None:
+            raise ValidationFailed(f"the deal's customer {party} no longer exists in the CRM")
+        codes = {self.policy.sku_item_codes.get(li.sku, li.sku) for li in deal.line_items if li.sku}
+        items = self.accounting.get_items(codes) if codes else {}
+        draft = build_draft(deal, customer, customer_outcome.accounting_id, items, self.policy, self.clock().date())
+        invoice = self.accounting.create_invoice(draft, idempotency_key=deal_idempotency_key(ref, "invoice"))
+        if self.policy.send_email and invoice.status == "AUTHORISED":
+            self.accounting.send_invoice(invoice.id)
+        return self._finish(deal, invoice, draft, event, "created")
+
+    def _finish(
+        self, deal: Deal, invoice: Invoice, draft: InvoiceDraft | None, event: SyncEvent | None, how: str
+    ) -> Outcome:
+        issue = self._amount_issue(deal, invoice, draft)
+        self._remember(deal.ref, invoice, issue, written_back=False)  # the mapping first: never two invoices
+        self._audit(
+            deal.ref,
+            "invoiced" if how == "created" else "linked",
+            invoice.id,
+            event,
+            {
+                "invoice_number": {"before": "", "after": invoice.number},
+                "invoice_total": {"before": "", "after": f"{money(invoice.total)} {invoice.currency}"},
+            },
+            how,
+        )
+        if issue:
+            self._audit(deal.ref, "flagged", invoice.id, event, {}, issue)
+        self._write_back(deal.ref, invoice, issue)
+        self._remember(deal.ref, invoice, issue, written_back=True)
+        self.store.clear_failed_sync(deal.ref)
+        return Outcome(deal.ref, "created" if how == "created" else "matched", invoice.id, detail=issue or how)
+
+    @staticmethod
+    def _amount_issue(deal: Deal, invoice: Invoice, draft: InvoiceDraft | None) -> str:
+        """Compare what the deal sold with what the invoice charges, to the cent.
+
+        A CRM deal amount is the sum of its lines before tax, so it is compared with the invoice's net
+        total (after tax for tax-inclusive lines), leaving out a separate sales-tax line we added.
+        """
+        if deal.amount is None:
+            return "the deal has no amount to compare with the invoice total"
+        if deal.currency and invoice.currency and deal.currency.upper() != invoice.currency.upper():
+            return f"currency differs: deal {deal.currency.upper()}, invoice {invoice.currency}"
+        inclusive = draft is not None and draft.line_amount_types == "Inclusive"
+        charged = invoice.total if inclusive else invoice.sub_total
+        if draft is not None:
+            charged -= sum((line.unit_amount for line in draft.lines if not line.item_code), Decimal(0))
+        if deal.amount.quantize(CENT) != charged.quantize(CENT):
+            return (
+                f"invoice {invoice.number or invoice.id} charges {money(charged)} {invoice.currency} before tax, "
+                f"the deal amount is {money(deal.amount)}: a difference of {money(charged - deal.amount)}"
+            )
+        return ""
+
+    def _write_back(self, ref: CrmRef, invoice: Invoice, issue: str) -> None:
+        values = {**write_back_values(invoice, self.clock().date()), "closeloop_sync_issue": issue}
+        try:
+            self.crm.update_deals({ref.object_id: values})
+        except ValidationFailed:
+            # Most likely our custom properties do not exist yet: create them once, then write again.
+            if not self.crm.ensure_properties("deal", DEAL_PROPERTIES):
+                raise
+            self.crm.update_deals({ref.object_id: values})
+
+    def _remember(self, ref: CrmRef, invoice: Invoice, issue: str, *, written_back: bool) -> None:
+        self.store.put_mapping(
+            IdMapping(
+                ref=ref,
+                system=self.accounting.name,
+                accounting_id=invoice.id,
+                snapshot={
+                    "kind": "invoice",
+                    "invoice_number": invoice.number,
+                    "customer_id": invoice.customer_id,
+                    "currency": invoice.currency,
+                    "total": money(invoice.total),
+                    "amount_due": money(invoice.amount_due),
+                    "amount_paid": money(invoice.amount_paid),
+                    "status": invoice.status,
+                    "payment_status": payment_status(invoice, self.clock().date()),
+                    "sync_issue": issue,
+                    "written_back": "yes" if written_back else "no",
+                },
+                updated_at=self.clock(),
+            )
+        )
+
+    def _fail(self, ref: CrmRef, event: SyncEvent | None, exc: FatalError) -> None:
+        self.store.record_failed_sync(
+            FailedSync(
+                ref=ref,
+                at=self.clock(),
+                reason=str(exc),
+                error_type=type(exc).__name__,
+                source_event=event.dedupe_key if event else "",
+            )
+        )
+        self._audit(ref, "failed", "", event, {}, f"{type(exc).__name__}: {exc.message}")
+
+    def _audit(
+        self,
+        ref: CrmRef,
+        action: str,
+        target_id: str,
+        event: SyncEvent | None,
+        changes: dict[str, dict[str, str]],
+        detail: str = "",
+    ) -> None:
+        self.store.put_audit(
+            AuditRecord(
+                ref=ref,
+                at=self.clock(),
+                action=action,
+                system=self.accounting.name,
+                target_id=target_id,
+                actor=(event.actor or event.change_source or "") if event else "closeloop",
+                source_event=f"{event.source_type}:{event.dedupe_key}" if event else "",
+                changes=changes,
+                detail=detail,
+            )
+        )

@@ -1,0 +1,785 @@
+"""Monthly reconciliation: what sales won, what finance invoiced and what customers paid, side by side.
+
+For one UTC calendar month the CRM's won deals (by close date) are laid against the accounting system's sales
+invoices (by issue date) and Closeloop's stored deal -> invoice links. A deal is linked to its invoice by the
+stored mapping first, then by the invoice Reference, which starts with ``{crm}-deal-{deal_id}``. The mapped
+invoice of a deal of the month that was issued in another month is fetched by id, so its cost is bounded by
+the month's deals. Every difference is listed once, with a type and a suggested action:
+
+| type                       | rule                                                                              |
+|----------------------------|-----------------------------------------------------------------------------------|
+| ``won_deal_without_invoice`` | no live (non-voided) invoice: none mapped, none of the month's references names it, |
+|                            | or the mapped one is voided/deleted/gone                                          |
+| ``invoice_without_deal``   | a live invoice of the month whose reference names no deal and that no mapping     |
+|                            | links, or whose deal is not a won deal of any month (or no longer exists)         |
+| ``duplicate_invoice``      | a second live invoice for one deal (the mapped one is the deal's invoice)         |
+| ``currency_mismatch``      | deal currency ≠ invoice currency (when both are set)                              |
+| ``amount_mismatch``        | the deal amount, to the cent, equals neither the invoice total nor its net         |
+|                            | (sub_total: deal amounts are usually before tax); or the deal has no amount       |
+| ``payment_status_mismatch``| the deal's written-back ``closeloop_payment_status`` ≠ ``payment_status(invoice)``  |
+|                            | (compared only when the deal carries one)                                         |
+| ``contact_drift``          | a mapped customer's name, email, tax number or address differs between systems    |
+|                            | (field NAMES only in the report: the values may be personal data)                 |
+| ``failed_sync``            | each failed sync passed in                                                        |
+| ``dead_lettered``          | each dead-letter queue holding messages                                           |
+
+The module is vendor-free: it sees the CRM, the accounting system and the store through the ports only.
+Nothing it puts into a discrepancy is an email, phone, tax id or address: deal and company names, invoice
+numbers, ids and amounts only (emails inside names and failure reasons are masked).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Final, Literal
+
+from closeloop.models import CrmRef, Invoice, PaymentStatus, customer_fields
+from closeloop.ports import AccountingPort, CrmPort, FailedSync, IdMapping, SyncStore
+from closeloop.redaction import redact
+from closeloop.sync.contacts import normalise_tax_number
+from closeloop.sync.payment_status import payment_status
+
+__all__ = [
+    "DISCREPANCY_TYPES",
+    "FORECAST_DEFINITION",
+    "SUGGESTED_ACTIONS",
+    "TOTALS_DEFINITION",
+    "CurrencyTotals",
+    "Discrepancy",
+    "DiscrepancyType",
+    "ForecastActual",
+    "Reconciliation",
+    "RepCollection",
+    "month_bounds",
+    "reconcile",
+]
+
+CENT: Final = Decimal("0.01")
+ZERO: Final = Decimal(0)
+
+DiscrepancyType = Literal[
+    "won_deal_without_invoice",
+    "invoice_without_deal",
+    "duplicate_invoice",
+    "amount_mismatch",
+    "currency_mismatch",
+    "payment_status_mismatch",
+    "contact_drift",
+    "failed_sync",
+    "dead_lettered",
+]
+
+#: Every discrepancy type, in the order reports list them.
+DISCREPANCY_TYPES: Final[tuple[DiscrepancyType, ...]] = (
+    "won_deal_without_invoice",
+    "invoice_without_deal",
+    "duplicate_invoice",
+    "amount_mismatch",
+    "currency_mismatch",
+    "payment_status_mismatch",
+    "contact_drift",
+    "failed_sync",
+    "dead_lettered",
+)
+
+SUGGESTED_ACTIONS: Final[Mapping[DiscrepancyType, str]] = {
+    "won_deal_without_invoice": "Replay the deal's sync (closeloop replay) or create the invoice; check failed syncs",
+    "invoice_without_deal": "Link or void: no won deal in the CRM",
+    "duplicate_invoice": "Void the duplicate; keep the invoice linked to the deal",
+    "amount_mismatch": "Correct the deal amount, or credit and re-issue the invoice, so they agree",
+    "currency_mismatch": "Correct the deal currency, or void the invoice and re-issue it in the deal's currency",
+    "payment_status_mismatch": "Let the payment poller run (or run it); if the difference stays, check its errors",
+    "contact_drift": "Decide which system is right: edit the CRM record (it syncs on) or correct accounting",
+    "failed_sync": "Fix the cause named, then replay the record (closeloop replay)",
+    "dead_lettered": "Inspect the messages, fix the cause, then redrive the dead-letter queue",
+}
+
+#: The customer fields compared for contact drift (canonical names from ``CUSTOMER_FIELDS``).
+DRIFT_FIELDS: Final = (
+    "name",
+    "email",
+    "tax_number",
+    "address.line1",
+    "address.line2",
+    "address.city",
+    "address.region",
+    "address.postal_code",
+    "address.country",
+)
+
+FORECAST_DEFINITION: Final = (
+    "Forecast = the sum of the CRM amounts of the deals won in the month (deals without an amount are counted, "
+    "not summed). Actual = the totals (tax included) and amounts paid of the accounting invoices linked to those "
+    "deals, wherever they were issued; voided and deleted invoices are left out. Deal amounts are usually before "
+    "tax, so invoiced can exceed forecast by the tax. Forecast is grouped by the deal currency, actuals by the "
+    "invoice currency; nothing is converted."
+)
+
+TOTALS_DEFINITION: Final = (
+    "Won = CRM deals with a close date in the month (UTC). Invoiced = totals of the month's sales invoices by "
+    "issue date, drafts included, voided and deleted left out; Draft = the part not yet approved. Paid = amounts "
+    "paid on those invoices; Outstanding = amounts due on approved ones; Overdue = the part of Outstanding past "
+    "its due date. Collection rate = paid / invoiced for the invoices of each sales rep's deals of the month."
+)
+
+_MONTH: Final = re.compile(r"(\d{4})-(\d{2})")
+_EMAIL: Final = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_MAX_NAME: Final = 200
+
+
+def month_bounds(month: str) -> tuple[date, date]:
+    """``"2026-10"`` -> (2026-10-01, 2026-11-01): the first day and the first day after. Raises ValueError."""
+    match = _MONTH.fullmatch(month) if isinstance(month, str) else None
+    if match is None:
+        raise ValueError(f"month must be YYYY-MM, got {month!r}")
+    year, number = int(match[1]), int(match[2])
+    if not 1 <= number <= 12 or year < 1:
+        raise ValueError(f"month must be YYYY-MM with a month 01-12, got {month!r}")
+    if year == 9999 and number == 12:
+        raise ValueError(f"month {month!r} is out of range")
+    return date(year, number, 1), date(year + number // 12, number % 12 + 1, 1)
+
+
+def percent(part: Decimal, whole: Decimal) -> Decimal | None:
+    """``part`` as a percentage of ``whole`` to two places; None when ``whole`` is zero."""
+    if not whole:
+        return None
+    return (part * 100 / whole).quantize(CENT)
+
+
+@dataclass(frozen=True)
+class Discrepancy:
+    """One difference between the systems. Carries ids, names, numbers and amounts: never contact details."""
+
+    type: DiscrepancyType
+    crm_ref: str = ""
+    deal_name: str = ""
+    invoice_number: str = ""
+    invoice_id: str = ""
+    crm_amount: Decimal | None = None
+    accounting_amount: Decimal | None = None
+    currency: str = ""
+    detail: str = ""
+    suggested_action: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.suggested_action:
+            object.__setattr__(self, "suggested_action", SUGGESTED_ACTIONS[self.type])
+
+
+@dataclass(slots=True)
+class CurrencyTotals:
+    """The month in one currency: won in the CRM, invoiced, paid and owed in accounting (see TOTALS_DEFINITION)."""
+
+    currency: str
+    won_deals: int = 0
+    won_amount: Decimal = ZERO
+    invoices: int = 0
+    invoiced: Decimal = ZERO
+    draft: Decimal = ZERO
+    paid: Decimal = ZERO
+    outstanding: Decimal = ZERO
+    overdue: Decimal = ZERO
+
+
+@dataclass(slots=True)
+class ForecastActual:
+    """The month's won deals in one currency: forecast (CRM) against invoiced and paid (accounting)."""
+
+    currency: str
+    won_deals: int = 0
+    deals_without_amount: int = 0
+    forecast: Decimal = ZERO
+    deals_invoiced: int = 0
+    invoiced: Decimal = ZERO
+    paid: Decimal = ZERO
+
+    @property
+    def variance(self) -> Decimal:
+        """Invoiced minus forecast."""
+        return self.invoiced - self.forecast
+
+    @property
+    def invoiced_percent(self) -> Decimal | None:
+        return percent(self.invoiced, self.forecast)
+
+    @property
+    def paid_percent(self) -> Decimal | None:
+        return percent(self.paid, self.invoiced)
+
+
+@dataclass(slots=True)
+class RepCollection:
+    """One sales rep's (CRM owner id) deals of the month in one currency, and how much of it was collected."""
+
+    owner_id: str
+    currency: str
+    won_deals: int = 0
+    won_amount: Decimal = ZERO
+    invoiced: Decimal = ZERO
+    paid: Decimal = ZERO
+    outstanding: Decimal = ZERO
+
+    @property
+    def collection_rate(self) -> Decimal | None:
+        """Paid / invoiced, as a percentage; None when nothing was invoiced."""
+        return percent(self.paid, self.invoiced)
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    """The result of one month's reconciliation; an empty month gives empty tuples and zero counts."""
+
+    month: str
+    period_start: date
+    period_end: date
+    today: date
+    generated_at: datetime
+    crm: str = ""
+    accounting: str = ""
+    won_deals: int = 0
+    invoices: int = 0
+    invoiced_deals: int = 0
+    customers_checked: int = 0
+    discrepancies: tuple[Discrepancy, ...] = ()
+    totals: tuple[CurrencyTotals, ...] = ()
+    forecast: tuple[ForecastActual, ...] = ()
+    collection_by_rep: tuple[RepCollection, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    def counts_by_type(self) -> dict[str, int]:
+        """How many discrepancies of each type (every type present, zeros included), in report order."""
+        counts: dict[str, int] = dict.fromkeys(DISCREPANCY_TYPES, 0)
+        for discrepancy in self.discrepancies:
+            counts[discrepancy.type] += 1
+        return counts
+
+
+# -- internals -----------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _InvoiceRow:
+    """What reconcile keeps of an invoice (much smaller than the model: 100k of them must fit)."""
+
+    id: str
+    number: str
+    status: str
+    currency: str
+    issue_date: date | None
+    customer_id: str
+    total: Decimal
+    sub_total: Decimal
+    amount_paid: Decimal
+    amount_due: Decimal
+    payment: PaymentStatus
+
+    @classmethod
+    def of(cls, invoice: Invoice, today: date) -> _InvoiceRow:
+        return cls(
+            id=invoice.id,
+            number=invoice.number,
+            status=invoice.status,
+            currency=invoice.currency.upper(),
+            issue_date=invoice.issue_date,
+            customer_id=invoice.customer_id,
+            total=invoice.total,
+            sub_total=invoice.sub_total,
+            amount_paid=invoice.amount_paid,
+            amount_due=invoice.amount_due,
+            payment=payment_status(invoice, today),
+        )
+
+    @property
+    def live(self) -> bool:
+        return self.payment != "voided"
+
+    @property
+    def label(self) -> str:
+        return self.number or self.id
+
+    def order(self) -> tuple[date, str, str]:
+        return (self.issue_date or date.max, self.number, self.id)
+
+
+@dataclass(slots=True)
+class _DealRow:
+    ref: CrmRef
+    name: str
+    amount: Decimal | None
+    currency: str
+    owner_id: str
+    party: CrmRef | None
+    synced_status: str | None
+    mapped_invoice_id: str | None = None
+    mapped_missing: bool = False
+    invoices: list[_InvoiceRow] = field(default_factory=list)
+    primary: _InvoiceRow | None = None
+
+
+def _safe_name(name: str) -> str:
+    """A deal or company name for the report: emails inside it masked, length bounded."""
+    return _EMAIL.sub("<email>", name.strip())[:_MAX_NAME]
+
+
+def _comparable(field_name: str, value: str) -> str:
+    if field_name == "tax_number":
+        return normalise_tax_number(value)
+    return " ".join(value.split()).casefold()
+
+
+class _Reconciler:
+    """One run; the steps are methods so each stays small."""
+
+    def __init__(
+        self,
+        crm: CrmPort,
+        accounting: AccountingPort,
+        store: SyncStore,
+        start: date,
+        end: date,
+        today: date,
+    ) -> None:
+        self.crm = crm
+        self.accounting = accounting
+        self.store = store
+        self.system = accounting.name
+        self.start, self.end, self.today = start, end, today
+        self.deals: dict[str, _DealRow] = {}
+        self.deal_of_invoice: dict[str, _DealRow] = {}
+        self.month_invoice_ids: set[str] = set()
+        self.live_invoices = 0
+        self.orphans: list[tuple[_InvoiceRow, str | None]] = []
+        self.found: list[Discrepancy] = []
+        self.totals: dict[str, CurrencyTotals] = {}
+        self.forecast: dict[str, ForecastActual] = {}
+        self.reps: dict[tuple[str, str], RepCollection] = {}
+        self.won_elsewhere: dict[str, bool | None] = {}
+        self.customers_checked = 0
+        self.customers_skipped = 0
+        self.reference = re.compile(rf"\s*{re.escape(crm.name)}-deal-(\S+)", re.IGNORECASE)
+
+    # -- loading ---------------------------------------------------------------------------------
+
+    def load_deals(self, preloaded: Mapping[CrmRef, IdMapping] | None) -> None:
+        closed_from = datetime(self.start.year, self.start.month, 1, tzinfo=UTC)
+        closed_before = datetime(self.end.year, self.end.month, 1, tzinfo=UTC)
+        for deal in self.crm.iter_won_deals(closed_from, closed_before):
+            deal_id = deal.ref.object_id
+            if not deal.is_won or deal.ref.object_type != "deal" or deal_id in self.deals:
+                continue
+            if deal.close_date is not None and not self.start <= deal.close_date < self.end:
+                continue  # the port promises the range; a lax adapter must not skew the month
+            synced: Mapping[str, str] = getattr(deal, "synced", None) or {}
+            row = _DealRow(
+                ref=deal.ref,
+                name=_safe_name(deal.name),
+                amount=deal.amount,
+                currency=deal.currency.upper(),
+                owner_id=deal.owner_id,
+                party=deal.company or deal.contact,
+                synced_status=synced.get("closeloop_payment_status") or None,
+            )
+            mapping = (
+                preloaded.get(deal.ref) if preloaded is not None else self.store.get_mapping(deal.ref, self.system)
+            )
+            if mapping is not None:
+                row.mapped_invoice_id = mapping.accounting_id
+                self.deal_of_invoice[mapping.accounting_id] = row
+            self.deals[deal_id] = row
+
+    def load_invoices(self) -> None:
+        for invoice in self.accounting.iter_invoices(self.start, self.end):
+            if invoice.id in self.month_invoice_ids:
+                continue
+            if invoice.issue_date is not None and not self.start <= invoice.issue_date < self.end:
+                continue
+            self.month_invoice_ids.add(invoice.id)
+            row = _InvoiceRow.of(invoice, self.today)
+            self._count_invoice(row)
+            deal = self.deal_of_invoice.get(row.id)
+            referenced = self._deal_id_in(invoice.reference)
+            if deal is None and referenced is not None:
+                deal = self.deals.get(referenced)
+            if deal is not None:
+                deal.invoices.append(row)  # voided ones too: "its invoice was voided" is the useful detail
+            elif row.live:
+                self.orphans.append((row, referenced))
+
+    def fetch_invoices_of_other_months(self) -> None:
+        """The mapped invoices of the month's deals that were issued in another month, by id."""
+        for deal in self.deals.values():
+            invoice_id = deal.mapped_invoice_id
+            if invoice_id is None or invoice_id in self.month_invoice_ids:
+                continue
+            invoice = self.accounting.get_invoice(invoice_id)
+            if invoice is None:
+                deal.mapped_missing = True
+            else:
+                deal.invoices.append(_InvoiceRow.of(invoice, self.today))
+
+    def _deal_id_in(self, reference: str) -> str | None:
+        match = self.reference.match(reference)
+        return match[1] if match else None
+
+    def _count_invoice(self, row: _InvoiceRow) -> None:
+        if not row.live:
+            return
+        self.live_invoices += 1
+        totals = self._totals(row.currency)
+        totals.invoices += 1
+        totals.invoiced += row.total
+        totals.paid += row.amount_paid
+        if row.payment == "draft":
+            totals.draft += row.total
+        else:
+            totals.outstanding += row.amount_due
+        if row.payment == "overdue":
+            totals.overdue += row.amount_due
+
+    # -- comparing -------------------------------------------------------------------------------
+
+    def resolve_orphans(self) -> None:
+        """Invoices of the month not linked to a deal of the month: linked elsewhere, or without a deal."""
+        for row, deal_id in self.orphans:
+            ref = (
+                CrmRef(crm=self.crm.name, object_type="deal", object_id=deal_id)
+                if deal_id is not None
+                else self.store.find_ref(self.system, row.id)
+            )
+            if ref is not None and ref.object_type == "deal":
+                deal = self.deals.get(ref.object_id) if ref.crm == self.crm.name else None
+                if deal is not None:
+                    deal.invoices.append(row)  # a mapping the preloaded list did not have
+                    continue
+                won = self._won_in_any_month(ref)
+                if won:
+                    continue
+                detail = (
+                    f"deal {ref.object_id} is not a won deal in the CRM"
+                    if won is False
+                    else f"deal {ref.object_id} no longer exists in the CRM"
+                )
+            else:
+                detail = "the reference names no deal and no stored link points to it"
+            self.found.append(
+                Discrepancy(
+                    "invoice_without_deal",
+                    crm_ref=str(ref) if ref is not None else "",
+                    invoice_number=row.number,
+                    invoice_id=row.id,
+                    accounting_amount=row.total,
+                    currency=row.currency,
+                    detail=f"{detail} (invoice status {row.status})",
+                )
+            )
+
+    def _won_in_any_month(self, ref: CrmRef) -> bool | None:
+        """True if the deal is won, False if it is not, None if it is gone (asked once per deal)."""
+        if ref.object_id not in self.won_elsewhere:
+            deal = self.crm.get_deal(ref.object_id) if ref.crm == self.crm.name else None
+            self.won_elsewhere[ref.object_id] = deal.is_won if deal is not None else None
+        return self.won_elsewhere[ref.object_id]
+
+    def compare_deals(self) -> None:
+        for deal in self.deals.values():
+            live = [row for row in deal.invoices if row.live]
+            mapped = next((row for row in live if row.id == deal.mapped_invoice_id), None)
+            deal.primary = mapped or min(live, key=_InvoiceRow.order, default=None)
+            currency = deal.currency or (deal.primary.currency if deal.primary else "")
+            self._add_to_cohort(deal, currency, live)
+            if deal.primary is None:
+                self._without_invoice(deal, currency)
+                continue
+            self._compare_pair(deal, deal.primary)
+            for row in sorted(live, key=_InvoiceRow.order):
+                if row is not deal.primary:
+                    self.found.append(
+                        self._about(
+                            deal,
+                            row,
+                            "duplicate_invoice",
+                            accounting_amount=row.total,
+                            detail=f"a second live invoice for the deal, whose invoice is {deal.primary.label}",
+                        )
+                    )
+
+    def _add_to_cohort(self, deal: _DealRow, currency: str, live: list[_InvoiceRow]) -> None:
+        totals = self._totals(currency)
+        forecast = self.forecast.setdefault(currency, ForecastActual(currency))
+        rep = self._rep(deal.owner_id, currency)
+        totals.won_deals += 1
+        forecast.won_deals += 1
+        rep.won_deals += 1
+        if deal.amount is None:
+            forecast.deals_without_amount += 1
+        else:
+            totals.won_amount += deal.amount
+            forecast.forecast += deal.amount
+            rep.won_amount += deal.amount
+        if live:
+            forecast.deals_invoiced += 1
+        for row in live:
+            actual = self.forecast.setdefault(row.currency, ForecastActual(row.currency))
+            actual.invoiced += row.total
+            actual.paid += row.amount_paid
+            billed = self._rep(deal.owner_id, row.currency)
+            billed.invoiced += row.total
+            billed.paid += row.amount_paid
+            if row.payment != "draft":
+                billed.outstanding += row.amount_due
+
+    def _without_invoice(self, deal: _DealRow, currency: str) -> None:
+        voided = next((row for row in deal.invoices if row.id == deal.mapped_invoice_id), None)
+        voided = voided or min(deal.invoices, key=_InvoiceRow.order, default=None)
+        if voided is not None:
+            detail = f"its invoice {voided.label} is {voided.status.lower()}"
+        elif deal.mapped_missing:
+            detail = "its stored invoice link points to an invoice the accounting system no longer has"
+        else:
+            detail = "no stored invoice link, and no invoice issued this month carries the deal id"
+        self.found.append(
+            Discrepancy(
+                "won_deal_without_invoice",
+                crm_ref=str(deal.ref),
+                deal_name=deal.name,
+                invoice_number=voided.number if voided else "",
+                invoice_id=voided.id if voided else (deal.mapped_invoice_id or ""),
+                crm_amount=deal.amount,
+                currency=currency,
+                detail=detail,
+            )
+        )
+
+    def _compare_pair(self, deal: _DealRow, invoice: _InvoiceRow) -> None:
+        if deal.currency and invoice.currency and deal.currency != invoice.currency:
+            self.found.append(
+                self._about(
+                    deal,
+                    invoice,
+                    "currency_mismatch",
+                    accounting_amount=invoice.total,
+                    currency=f"{deal.currency}/{invoice.currency}",
+                    detail=f"the deal is in {deal.currency}, the invoice in {invoice.currency}",
+                )
+            )
+        elif deal.amount is None:
+            self.found.append(
+                self._about(
+                    deal,
+                    invoice,
+                    "amount_mismatch",
+                    accounting_amount=invoice.total,
+                    detail="the deal has no amount to compare with the invoice",
+                )
+            )
+        else:
+            amount = deal.amount.quantize(CENT)
+            if amount not in (invoice.total.quantize(CENT), invoice.sub_total.quantize(CENT)):
+                self.found.append(
+                    self._about(
+                        deal,
+                        invoice,
+                        "amount_mismatch",
+                        accounting_amount=invoice.total,
+                        detail=(
+                            f"deal {amount}, invoice total {invoice.total.quantize(CENT)} "
+                            f"(before tax {invoice.sub_total.quantize(CENT)}): "
+                            f"a difference of {(invoice.total - deal.amount).quantize(CENT)}"
+                        ),
+                    )
+                )
+        if deal.synced_status is not None and deal.synced_status != invoice.payment:
+            self.found.append(
+                self._about(
+                    deal,
+                    invoice,
+                    "payment_status_mismatch",
+                    accounting_amount=invoice.amount_due,
+                    detail=(
+                        f"the CRM shows {deal.synced_status[:40]!r}, the invoice is {invoice.payment!r} "
+                        f"({invoice.amount_paid.quantize(CENT)} paid, {invoice.amount_due.quantize(CENT)} due)"
+                    ),
+                )
+            )
+
+    @staticmethod
+    def _about(
+        deal: _DealRow,
+        invoice: _InvoiceRow,
+        kind: DiscrepancyType,
+        *,
+        accounting_amount: Decimal | None,
+        detail: str,
+        currency: str = "",
+    ) -> Discrepancy:
+        return Discrepancy(
+            kind,
+            crm_ref=str(deal.ref),
+            deal_name=deal.name,
+            invoice_number=invoice.number,
+            invoice_id=invoice.id,
+            crm_amount=deal.amount,
+            accounting_amount=accounting_amount,
+            currency=currency or invoice.currency or deal.currency,
+            detail=detail,
+        )
+
+    # -- customers -------------------------------------------------------------------------------
+
+    def check_customers(self, limit: int | None) -> None:
+        """Contact drift for the distinct customers of the month's won deals that have a customer mapping."""
+        parties: dict[CrmRef, None] = {}
+        customer_ids: set[str] = set()
+        for deal in self.deals.values():
+            if deal.party is not None:
+                parties[deal.party] = None
+            elif deal.primary is not None and deal.primary.customer_id:
+                # CRM searches return deals without associations: the invoice's customer leads back.
+                customer_ids.add(deal.primary.customer_id)
+        for customer_id in sorted(customer_ids):
+            ref = self.store.find_ref(self.system, customer_id)
+            if ref is not None and ref.object_type in ("company", "contact"):
+                parties[ref] = None
+        checked: set[CrmRef] = set()
+        for party in parties:
+            if limit is not None and len(checked) >= limit:
+                self.customers_skipped += 1
+                continue
+            customer = self.crm.resolve_customer(party)
+            if customer is None or customer.ref in checked:
+                continue
+            checked.add(customer.ref)
+            mapping = self.store.get_mapping(customer.ref, self.system)
+            if mapping is None:
+                continue
+            self.customers_checked += 1
+            record = self.accounting.get_customer(mapping.accounting_id)
+            label = _safe_name(customer.name) if customer.ref.object_type == "company" else "a contact (name withheld)"
+            if record is None:
+                detail = f"{label}: the linked accounting record is archived or missing"
+            else:
+                crm_values = customer_fields(customer)
+                drifted = [
+                    name
+                    for name in DRIFT_FIELDS
+                    if name in record.fields
+                    and _comparable(name, crm_values[name]) != _comparable(name, record.fields[name])
+                ]
+                if not drifted:
+                    continue
+                detail = f"{label}: differs in {', '.join(drifted)}"
+            self.found.append(Discrepancy("contact_drift", crm_ref=str(customer.ref), detail=detail))
+
+    # -- operations ------------------------------------------------------------------------------
+
+    def add_failures(self, failed_syncs: Iterable[FailedSync], dead_letters: Mapping[str, int]) -> None:
+        for failure in failed_syncs:
+            deal = self.deals.get(failure.ref.object_id) if failure.ref.object_type == "deal" else None
+            at = failure.at.astimezone(UTC) if failure.at.tzinfo else failure.at
+            self.found.append(
+                Discrepancy(
+                    "failed_sync",
+                    crm_ref=str(failure.ref),
+                    deal_name=deal.name if deal else "",
+                    detail=(
+                        f"{failure.error_type}, {failure.attempts} attempt(s), last {at:%Y-%m-%d %H:%M} UTC: "
+                        f"{redact(failure.reason, 300)}"
+                    ),
+                )
+            )
+        for queue, count in sorted(dead_letters.items()):
+            if count > 0:
+                self.found.append(Discrepancy("dead_lettered", detail=f"{count} message(s) waiting in {queue}"))
+
+    # -- accumulators ----------------------------------------------------------------------------
+
+    def _totals(self, currency: str) -> CurrencyTotals:
+        totals = self.totals.get(currency)
+        if totals is None:
+            totals = self.totals[currency] = CurrencyTotals(currency)
+        return totals
+
+    def _rep(self, owner_id: str, currency: str) -> RepCollection:
+        key = (owner_id, currency)
+        rep = self.reps.get(key)
+        if rep is None:
+            rep = self.reps[key] = RepCollection(owner_id, currency)
+        return rep
+
+    def notes(self, limit: int | None) -> tuple[str, ...]:
+        notes = []
+        without_amount = sum(f.deals_without_amount for f in self.forecast.values())
+        if without_amount:
+            notes.append(f"{without_amount} won deal(s) have no amount: counted, not summed, in the forecast.")
+        if self.customers_skipped:
+            notes.append(
+                f"Contact drift was checked for {self.customers_checked} customers; {self.customers_skipped} more "
+                f"were not checked (limit {limit})."
+            )
+        return tuple(notes)
+
+
+_TYPE_ORDER: Final = {kind: index for index, kind in enumerate(DISCREPANCY_TYPES)}
+
+
+def _sort_key(d: Discrepancy) -> tuple[int, str, str, str, str]:
+    return (_TYPE_ORDER[d.type], d.crm_ref, d.invoice_number, d.invoice_id, d.detail)
+
+
+def reconcile(
+    month: str,
+    *,
+    crm: CrmPort,
+    accounting: AccountingPort,
+    store: SyncStore,
+    failed_syncs: Iterable[FailedSync],
+    dead_letters: Mapping[str, int],
+    today: date,
+    generated_at: datetime | None = None,
+    deal_mappings: Iterable[IdMapping] | None = None,
+    max_customer_checks: int | None = None,
+) -> Reconciliation:
+    """Reconcile one UTC calendar month ``"YYYY-MM"`` between the CRM, the accounting system and the store.
+
+    ``today`` decides what is overdue. ``deal_mappings``, when given (e.g. a store's listing of the deal
+    mappings), replaces one ``store.get_mapping`` per won deal. ``max_customer_checks`` bounds the vendor reads
+    of the contact-drift check (two per customer); customers beyond it are counted in ``notes``. Vendor reads:
+    one listing each of won deals and invoices, ``get_invoice`` per mapped invoice issued in another month,
+    ``get_deal`` per distinct deal named only by invoices of the month. Raises ValueError for a bad month and
+    whatever the ports raise (IntegrationError subclasses).
+    """
+    start, end = month_bounds(month)
+    run = _Reconciler(crm, accounting, store, start, end, today)
+    preloaded = None
+    if deal_mappings is not None:
+        preloaded = {m.ref: m for m in deal_mappings if m.system == accounting.name and m.ref.object_type == "deal"}
+    run.load_deals(preloaded)
+    run.load_invoices()
+    run.fetch_invoices_of_other_months()
+    run.resolve_orphans()
+    run.compare_deals()
+    run.check_customers(max_customer_checks)
+    run.add_failures(failed_syncs, dead_letters)
+    return Reconciliation(
+        month=month,
+        period_start=start,
+        period_end=end,
+        today=today,
+        generated_at=generated_at or datetime.now(UTC),
+        crm=crm.name,
+        accounting=accounting.name,
+        won_deals=len(run.deals),
+        invoices=run.live_invoices,
+        invoiced_deals=sum(1 for deal in run.deals.values() if deal.primary is not None),
+        customers_checked=run.customers_checked,
+        discrepancies=tuple(sorted(run.found, key=_sort_key)),
+        totals=tuple(run.totals[c] for c in sorted(run.totals)),
+        forecast=tuple(run.forecast[c] for c in sorted(run.forecast)),
+        collection_by_rep=tuple(run.reps[k] for k in sorted(run.reps)),
+        notes=run.notes(max_customer_checks),
+    )

@@ -1,0 +1,206 @@
+"""The rendered monthly report: the workbook opens in openpyxl, the CSV is injection-safe, the HTML escaped."""
+
+from __future__ import annotations
+
+import csv
+import io
+import warnings
+import zipfile
+from dataclasses import replace
+from datetime import date
+from decimal import Decimal
+
+import openpyxl
+import pytest
+
+from closeloop.reports.monthly import CSV_HEADER, guard_csv_text, render_all, render_csv, render_html, render_xlsx
+from closeloop.sync.reconcile import Discrepancy, Reconciliation, reconcile
+from tests.report_fakes import (
+    GENERATED_AT,
+    MONTH,
+    TODAY,
+    ReportBooks,
+    ReportCrm,
+    ReportStore,
+    deal,
+    planted_scenario,
+)
+
+
+def planted() -> Reconciliation:
+    s = planted_scenario()
+    return reconcile(
+        MONTH,
+        crm=s.crm,  # type: ignore[arg-type]
+        accounting=s.books,  # type: ignore[arg-type]
+        store=s.store,  # type: ignore[arg-type]
+        failed_syncs=s.failed,
+        dead_letters=s.dead_letters,
+        today=TODAY,
+        generated_at=GENERATED_AT,
+    )
+
+
+def open_workbook(data: bytes) -> openpyxl.Workbook:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # openpyxl warns about parts it does not understand
+        return openpyxl.load_workbook(io.BytesIO(data))
+
+
+HOSTILE = ['=HYPERLINK("http://evil","x")', "+SUM(1)", "-2+3", "@cmd", "\tTab", "\rCR", "fine = text"]
+
+
+def hostile() -> Reconciliation:
+    """A reconciliation whose CRM-supplied text starts with formula triggers."""
+    rec = planted()
+    planted_rows = tuple(
+        Discrepancy("won_deal_without_invoice", crm_ref=f"hubspot/deal/{n}", deal_name=name, detail=name)
+        for n, name in enumerate(HOSTILE)
+    )
+    return replace(rec, discrepancies=planted_rows)
+
+
+def test_the_workbook_opens_with_its_sheets_and_values() -> None:
+    # Given the planted month
+    rec = planted()
+
+    # When rendered as a workbook and read back by openpyxl (warnings are errors)
+    book = open_workbook(render_xlsx(rec))
+
+    # Then it has the four sheets, in order, with the totals and discrepancies as values
+    assert book.sheetnames == ["Summary", "Discrepancies", "Collection by rep", "Forecast vs actual"]
+    summary = book["Summary"]
+    assert [c.value for c in summary[1]][:4] == ["Currency", "Won amount", "Invoiced", "Paid"]
+    rows = {r[0]: r for r in summary.iter_rows(min_row=2, max_row=1 + len(rec.totals), values_only=True)}
+    assert set(rows) == {"EUR", "GBP", "USD"}
+    assert Decimal(str(rows["GBP"][1])) == Decimal("3960.50")
+    assert Decimal(str(rows["GBP"][2])) == Decimal("4092.51")
+    assert summary.cell(2, 2).number_format == "#,##0.00"
+    labels = {r[0]: r[1] for r in summary.iter_rows(values_only=True) if r[0]}
+    assert labels["Reconciliation"] == MONTH
+    assert labels["Won deals"] == 10
+    assert labels["contact_drift"] == 2
+    assert labels["Generated at (UTC)"].isoformat() == "2026-11-01T02:00:00"
+
+    discrepancies = book["Discrepancies"]
+    assert tuple(c.value for c in discrepancies[1]) == CSV_HEADER
+    assert discrepancies.max_row == 1 + len(rec.discrepancies)
+    assert discrepancies.freeze_panes == "A2"
+    assert discrepancies.auto_filter.ref == f"A1:J{1 + len(rec.discrepancies)}"
+    amount_row = next(r for r in discrepancies.iter_rows(values_only=True) if r[0] == "amount_mismatch")
+    assert (amount_row[1], Decimal(str(amount_row[5])), Decimal(str(amount_row[6]))) == (
+        "hubspot/deal/500",
+        Decimal("1000.00"),
+        Decimal("1000.01"),
+    )
+
+    reps = list(book["Collection by rep"].iter_rows(values_only=True))
+    assert reps[0][-1] == "Collection rate %"
+    assert ("7002", "GBP") in {(r[0], r[1]) for r in reps[1:]}
+    assert next(r for r in reps if r[:2] == ("7002", "GBP"))[-1] == 100
+
+    forecast = list(book["Forecast vs actual"].iter_rows(values_only=True))
+    assert forecast[0][3] == "Forecast (won amount)"
+    assert any(r[0] == "Definition" and "Forecast = the sum" in r[1] for r in forecast if r[0])
+
+
+def test_the_summary_carries_a_native_bar_chart_per_currency() -> None:
+    # Given the planted month in three currencies
+    data = render_xlsx(planted())
+
+    # When the package is opened
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        charts = sorted(n for n in archive.namelist() if n.startswith("xl/charts/chart"))
+        xml = [archive.read(n).decode() for n in charts]
+
+    # Then one clustered column chart per currency plots won, invoiced and paid from the Summary sheet
+    assert len(charts) == 3
+    assert all("<c:barChart>" in x and '<c:grouping val="clustered"/>' in x for x in xml)
+    assert any("Won vs invoiced vs paid (GBP)" in x for x in xml)
+    assert all("'Summary'!$B$1:$D$1" in x for x in xml)
+
+
+def test_the_workbook_is_deterministic() -> None:
+    rec = planted()
+    assert render_xlsx(rec) == render_xlsx(rec)
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_guard_prefixes_only_formula_triggers(value: str) -> None:
+    guarded = guard_csv_text(value)
+    assert guarded == (value if value == "fine = text" else "'" + value)
+
+
+def test_csv_cells_cannot_start_a_formula() -> None:
+    # Given CRM text that starts with = + - @ tab or CR
+    rec = hostile()
+
+    # When written as CSV and read back
+    rows = list(csv.reader(io.StringIO(render_csv(rec).decode(), newline="")))
+
+    # Then the header is as documented and every such cell starts with an apostrophe
+    assert tuple(rows[0]) == CSV_HEADER
+    for row in rows[1:]:
+        for cell in row:
+            assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")), cell
+    names = [row[2] for row in rows[1:]]
+    assert names == ["'" + v for v in HOSTILE[:-1]] + ["fine = text"]
+
+
+def test_csv_amounts_are_exact_text() -> None:
+    rows = list(csv.DictReader(io.StringIO(render_csv(planted()).decode(), newline="")))
+    mismatch = next(r for r in rows if r["type"] == "amount_mismatch")
+    assert (mismatch["crm_amount"], mismatch["accounting_amount"]) == ("1000.00", "1000.01")
+
+
+def test_workbook_text_that_looks_like_a_formula_stays_text() -> None:
+    # Given the same hostile text
+    book = open_workbook(render_xlsx(hostile()))
+
+    # Then the workbook holds it as plain strings, never formulas
+    cells = [row[2] for row in book["Discrepancies"].iter_rows(min_row=2)]
+    assert [c.value for c in cells][0] == HOSTILE[0]
+    assert all(c.data_type == "s" for c in cells)
+
+
+def test_html_is_escaped_and_self_contained() -> None:
+    # Given text with markup in every place the summary shows text
+    rec = replace(planted(), crm="<script>alert(1)</script>", notes=("a <b>note</b> & more",))
+
+    # When rendered
+    page = render_html(rec).decode()
+
+    # Then nothing is interpreted, and the page needs nothing from elsewhere
+    assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "a &lt;b&gt;note&lt;/b&gt; &amp; more" in page
+    assert "<style>" in page and "http" not in page.replace('"http-equiv', "")
+    assert "Closeloop reconciliation 2026-10" in page
+    assert "2026-11-01 02:00 UTC" in page
+    assert '<td>contact_drift</td><td class="n">2</td>' in page
+    assert "12 discrepancies to review." in page
+
+
+def test_render_all_names_the_three_files() -> None:
+    files = render_all(planted())
+    assert set(files) == {"discrepancies.csv", "reconciliation.xlsx", "summary.html"}
+    assert files["reconciliation.xlsx"].startswith(b"PK")
+
+
+def test_a_month_of_only_deals_without_currency_renders() -> None:
+    # Given a deal without a currency and without an invoice
+    crm = ReportCrm()
+    crm.add(deal("1", currency="", closed=date(2026, 10, 3)))
+    rec = reconcile(
+        MONTH,
+        crm=crm,  # type: ignore[arg-type]
+        accounting=ReportBooks(),  # type: ignore[arg-type]
+        store=ReportStore(),  # type: ignore[arg-type]
+        failed_syncs=[],
+        dead_letters={},
+        today=TODAY,
+        generated_at=GENERATED_AT,
+    )
+
+    # Then the workbook labels the missing currency instead of leaving a blank category
+    book = open_workbook(render_xlsx(rec))
+    assert book["Summary"]["A2"].value == "(none)"

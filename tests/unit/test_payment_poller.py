@@ -1,0 +1,108 @@
+"""PaymentPoller: changes only, payment status and balances back to the CRM, events, watermark."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from closeloop.models import Invoice
+from closeloop.sync.payment_status import payment_status
+from closeloop.sync.payments import PaymentPoller
+from tests.test_deal_sync_support import COMPANY, DEAL, invoiced
+
+
+class Events:
+    def __init__(self) -> None:
+        self.published: list[tuple[str, list[Mapping[str, Any]]]] = []
+
+    def publish(self, detail_type: str, details: Iterable[Mapping[str, Any]]) -> None:
+        self.published.append((detail_type, list(details)))
+
+
+def test_payment_recorded_in_accounting_shows_on_the_deal_and_the_company_after_one_run() -> None:
+    # Given an invoiced won deal, and a partial then a full payment in accounting
+    crm, books, store = invoiced()
+    invoice = next(iter(books.invoices.values()))
+    events = Events()
+    poller = PaymentPoller(crm, books, store, events)
+    poller.run()  # first run: catches up on everything, sets the watermark
+    books.pay(invoice.id, Decimal("100.00"), date(2026, 11, 25))
+    # When the poller runs
+    result = poller.run()
+    # Then the deal says partially paid with the amounts, the company its balances, and an event went out
+    props = crm.deal_properties[DEAL.object_id]
+    assert props["closeloop_payment_status"] == "partially_paid"
+    assert props["closeloop_amount_paid"] == "100.00"
+    assert props["closeloop_last_payment_date"] == "2026-11-25"
+    summary = crm.customer_properties[COMPANY]
+    assert summary["closeloop_total_paid"] == "100.00"
+    assert Decimal(summary["closeloop_outstanding_balance"]) == invoice.total - Decimal("100.00")
+    assert result.deals_updated == 1
+    assert events.published[-1][0] == "closeloop.payment-status-changed"
+    assert events.published[-1][1][0]["status"] == "partially_paid"
+
+
+def test_a_run_without_changes_writes_nothing() -> None:
+    crm, books, store = invoiced()
+    poller = PaymentPoller(crm, books, store, Events())
+    poller.run()
+    writes = crm.write_calls
+    result = poller.run()
+    assert crm.write_calls == writes
+    assert (result.deals_updated, result.status_changes) == (0, [])
+
+
+def test_watermark_does_not_advance_when_the_crm_write_fails() -> None:
+    crm, books, store = invoiced()
+    poller = PaymentPoller(crm, books, store, Events())
+    poller.run()
+    before = store.get_watermark(poller.watermark_name)
+    invoice = next(iter(books.invoices.values()))
+    books.pay(invoice.id, invoice.total, date(2026, 11, 26))
+
+    def refuse(updates: object) -> None:
+        raise RuntimeError("HubSpot is down")
+
+    crm.update_deals = refuse  # type: ignore[assignment, method-assign]
+    with pytest.raises(RuntimeError):
+        poller.run()
+    assert store.get_watermark(poller.watermark_name) == before
+
+
+def test_an_unchanged_invoice_turns_overdue_from_the_due_date_index() -> None:
+    crm, books, store = invoiced(status="AUTHORISED")
+    later = datetime.now(UTC) + timedelta(days=45)
+    poller = PaymentPoller(crm, books, store, Events(), clock=lambda: datetime.now(UTC))
+    poller.run()
+    poller.clock = lambda: later
+    poller.run()
+    assert crm.deal_properties[DEAL.object_id]["closeloop_payment_status"] == "overdue"
+    assert Decimal(crm.customer_properties[COMPANY]["closeloop_overdue_balance"]) > 0
+
+
+@pytest.mark.parametrize(
+    ("status", "paid", "due", "days_past_due", "expected"),
+    [
+        ("DRAFT", "0", "100", 0, "draft"),
+        ("AUTHORISED", "0", "100", -1, "awaiting_payment"),
+        ("AUTHORISED", "40", "60", -1, "partially_paid"),
+        ("AUTHORISED", "40", "60", 3, "overdue"),
+        ("PAID", "100", "0", 3, "paid"),
+        ("VOIDED", "0", "100", 3, "voided"),
+    ],
+)
+def test_payment_status_rules(status: str, paid: str, due: str, days_past_due: int, expected: str) -> None:
+    today = date(2026, 11, 23)
+    invoice = Invoice(
+        id="i",
+        status=status,  # type: ignore[arg-type]
+        total=Decimal(100),
+        amount_paid=Decimal(paid),
+        amount_due=Decimal(due),
+        due_date=today - timedelta(days=days_past_due),
+    )
+    assert payment_status(invoice, today) == expected
