@@ -54,7 +54,7 @@ class Loop:
                 "response_type": "code",
                 "client_id": self.xero.client_id,
                 "redirect_uri": "http://localhost/finance",
-                "scope": "offline_access accounting.transactions",
+                "scope": "offline_access accounting.transactions accounting.contacts",
             },
         )
         code = parse_qs(urlparse(consent.headers["location"]).query)["code"][0]

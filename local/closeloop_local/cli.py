@@ -22,6 +22,7 @@ import importlib
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -206,7 +207,8 @@ def _read_event(source: str) -> Any:
         raise CliError(f"event {source} is not JSON: {exc}") from exc
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def _attached_stack() -> Any:
+    """The stack of the running ``closeloop dev`` (or the one at AWS_ENDPOINT_URL), attached, not started."""
     from closeloop_local.stack import SHARED_STACK_NAME, LocalStack  # noqa: PLC0415
 
     project_root = find_project_root()
@@ -225,10 +227,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     stack = LocalStack(project_root, endpoint_url=endpoint, stack_name=stack_name, region=region)
     try:
-        try:
-            stack.attach()
-        except Exception as exc:
-            raise CliError(str(exc)) from exc
+        stack.attach()
+    except Exception as exc:
+        stack.stop()
+        raise CliError(str(exc)) from exc
+    return stack
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    stack = _attached_stack()
+    try:
         try:
             logical_id = stack.function_id(args.function)
         except ValueError as exc:
@@ -247,6 +255,30 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"closeloop run: {logical_id} raised", file=sys.stderr)
             return 1
         print(json.dumps(result, indent=2, default=str))
+        return 0
+    finally:
+        stack.stop()
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Reconcile a month on the running stack; the download link is the last line printed."""
+    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", args.month or ""):
+        raise CliError(f"--month must look like 2026-10, got {args.month!r}")
+    stack = _attached_stack()
+    try:
+        try:
+            result = stack.invoke("ReconcileFunction", {"month": args.month})
+        except Exception:
+            traceback.print_exc()
+            print("closeloop report: the reconcile function raised", file=sys.stderr)
+            return 1
+        counts = result.get("discrepancies") or {}
+        print(f"Reconciliation {args.month}: {sum(counts.values())} discrepancies")
+        for kind, count in sorted(counts.items()):
+            print(f"  {kind}: {count}")
+        for key in result.get("keys", []):
+            print(f"  s3 key: {key}")
+        print(result["url"])
         return 0
     finally:
         stack.stop()
@@ -280,6 +312,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     run.add_argument("function", help="logical id (PaymentPollerFunction) or function directory (payment_poller)")
     run.add_argument("--event", metavar="FILE", help="event JSON file ('-' for stdin); default: the schedule's Input")
     run.set_defaults(handler=cmd_run)
+
+    report = commands.add_parser("report", help="reconcile a month on the running stack and print the report link")
+    report.add_argument("--month", required=True, help="the month to reconcile, YYYY-MM")
+    report.set_defaults(handler=cmd_report)
 
     demo = commands.add_parser("demo", help="run the whole loop offline on the local stack and show the result")
     demo.set_defaults(handler=_lazy_main(_LAZY_COMMANDS["demo"]))

@@ -481,6 +481,20 @@ def _start_embedded_moto(host: str) -> Any:
 # ------------------------------------------------------------------------------------- the stack
 
 
+def _without_tls_only(document: Mapping[str, Any], endpoint_url: str) -> dict[str, Any]:
+    """The policy minus its TLS-only denials when the local endpoint speaks plain HTTP (moto enforces them,
+    and every local request would be refused); kept as they are against an https endpoint."""
+    if endpoint_url.startswith("https://"):
+        return dict(document)
+    statements = document.get("Statement", [])
+    kept = [
+        s
+        for s in (statements if isinstance(statements, list) else [statements])
+        if "aws:SecureTransport" not in json.dumps(s)
+    ]
+    return {**document, "Statement": kept}
+
+
 class LocalStack:
     """The system of ``project_root/template.yaml``, running offline: AWS data resources in an endpoint,
     functions in this process behind a local HTTP API, SQS consumers and on-demand schedules.
@@ -1047,9 +1061,9 @@ class LocalStack:
                             QueueUrl=queue_url, Attributes={"Policy": json.dumps(properties["PolicyDocument"])}
                         )
                 elif kind == "AWS::S3::BucketPolicy":
-                    self._client("s3").put_bucket_policy(
-                        Bucket=properties["Bucket"], Policy=json.dumps(properties["PolicyDocument"])
-                    )
+                    document = _without_tls_only(properties["PolicyDocument"], self.endpoint_url)
+                    if document.get("Statement"):
+                        self._client("s3").put_bucket_policy(Bucket=properties["Bucket"], Policy=json.dumps(document))
                 elif kind == "AWS::DynamoDB::Table":
                     self._complete_table(self.resources[logical_id], properties)
                 elif kind == "AWS::S3::Bucket":

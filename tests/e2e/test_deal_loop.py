@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from decimal import Decimal
+from io import BytesIO
 from typing import Any
 
 import httpx
+import openpyxl
 import pytest
 
 from closeloop.models import CrmRef
 from tests.stack_fixtures import Loop
 
 pytestmark = pytest.mark.e2e
+TODAY = datetime.now(UTC).date()
 
 ITEMS = {
     "ANV-1": ("Anvil", "99.50"),
@@ -43,6 +47,7 @@ def won_deal(
             "dealstage": "contractsent",
             "pipeline": "default",
             "deal_currency_code": "NZD",
+            "closedate": TODAY.isoformat(),
         },
         associations=[{"to_type": "companies", "to_id": company["id"], "primary": True}],
     )
@@ -134,6 +139,7 @@ def test_unknown_sku_is_a_failed_sync_naming_it(loop: Loop) -> None:
             "dealstage": "closedwon",
             "pipeline": "default",
             "deal_currency_code": "NZD",
+            "closedate": TODAY.isoformat(),
         },
         associations=[{"to_type": "companies", "to_id": company["id"], "primary": True}],
     )
@@ -170,3 +176,38 @@ def test_payment_in_xero_shows_on_the_deal_after_one_poller_run_with_calls_propo
     assert result["deals_updated"] == 1
     company_props = loop.hubspot.get_object("companies", company["id"])["properties"]
     assert Decimal(company_props["closeloop_total_paid"]) == Decimal("100.00")
+
+
+def test_the_months_report_lists_each_planted_discrepancy_once_and_its_link_downloads(loop: Loop) -> None:
+    # Given the deals above (an amount difference, an unknown SKU) and an invoice finance made by hand
+    seed_items(loop)
+    client = loop.finance()
+    try:
+        contact = client.put("/api.xro/2.0/Contacts", json={"Contacts": [{"Name": "Walk-in Customer"}]}).json()
+        manual = {
+            "Type": "ACCREC",
+            "Contact": {"ContactID": contact["Contacts"][0]["ContactID"]},
+            "Date": TODAY.isoformat(),
+            "DueDate": TODAY.isoformat(),
+            "Reference": "counter sale",
+            "LineItems": [{"ItemCode": "ANV-1", "Quantity": 1}],
+            "Status": "AUTHORISED",
+        }
+        client.put("/api.xro/2.0/Invoices", json={"Invoices": [manual]}).raise_for_status()
+    finally:
+        client.close()
+    # When the month is reconciled
+    result = loop.stack.invoke("ReconcileFunction", {"month": TODAY.strftime("%Y-%m")})
+    # Then the link downloads a workbook that lists each planted discrepancy once, with its type
+    workbook = openpyxl.load_workbook(BytesIO(httpx.get(result["url"], timeout=10).content), read_only=True)
+    rows = list(workbook["Discrepancies"].iter_rows(values_only=True))
+    header, body = rows[0], rows[1:]
+    kind = header.index("Type") if "Type" in header else 0
+    found = [(str(r[kind]), " ".join(str(c) for c in r if c is not None)) for r in body]
+    assert sum(1 for k, text in found if k == "amount_mismatch" and "Acme Rockets" in text) == 1
+    assert sum(1 for k, text in found if k == "won_deal_without_invoice" and "Mystery" in text) == 1
+    assert sum(1 for k, text in found if k == "failed_sync" and "NOT-A-SKU" in text) == 1
+    assert sum(1 for k, _ in found if k == "invoice_without_deal") == 1
+    assert result["keys"] == [
+        f"reports/{TODAY:%Y-%m}/{n}" for n in ("discrepancies.csv", "reconciliation.xlsx", "summary.html")
+    ]

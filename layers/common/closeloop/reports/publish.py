@@ -1,10 +1,11 @@
 """Publishing a month's reconciliation: the files to S3, time-limited links, a short notice on SNS.
 
-An adapter (it talks to S3 and SNS through boto3). Objects go under ``reports/YYYY-MM/`` with their content
-type and SSE-S3 encryption (AES256). Links are SigV4 presigned GETs; SigV4 caps a link's life at 7 days
-(604,800 s), so a longer request is clamped (and logged). A presigned link also dies when the credentials
-that signed it expire: signed with a Lambda role's temporary credentials it works for hours, not days,
-whatever it says. The notice therefore names the S3 location as well, and carries counts and links only.
+An adapter (it talks to S3 and SNS through boto3). Objects go under ``reports/YYYY-MM/`` with their
+content type; the bucket's default encryption (KMS, set in template.yaml) applies. Links are SigV4
+presigned GETs; SigV4 caps a link's life at 7 days (604,800 s), so a longer request is clamped (and
+logged). A presigned link also dies when the credentials that signed it expire: signed with a Lambda
+role's temporary credentials it works for hours, not days, whatever it says. The notice therefore
+names the S3 location as well, and carries counts and links only.
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ def publish_report(
 ) -> PublishedReport:
     """Store ``files`` (name -> bytes, e.g. from ``render_all``) under ``reports/{month}/`` and announce them.
 
-    Each object is written with its content type and ``ServerSideEncryption=AES256``; the workbook and the
+    Each object is written with its content type (the bucket's default encryption applies); the workbook and the
     HTML summary get presigned GET links valid ``expires_seconds`` (clamped to 1..604,800, with a warning).
     ``s3`` must be made with ``Config(signature_version="s3v4")``, as the default client is. When
     ``topic_arn`` is set, one SNS message (subject ``Closeloop reconciliation YYYY-MM``) lists ``counts``
@@ -130,7 +131,6 @@ def publish_report(
             Body=body,
             ContentType=_content_type(name),
             ContentDisposition=_disposition(month, name),
-            ServerSideEncryption="AES256",
         )
         keys.append(key)
 
