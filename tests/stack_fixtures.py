@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
 
 import httpx
 import pytest
 
 from closeloop.store import DynamoStore
-from closeloop_local.demo import sandbox_environment
+from closeloop_local.demo import approve_and_pay, finance_client, sandbox_environment
 from closeloop_local.sandboxes import hubspot as hubspot_sandbox
 from closeloop_local.sandboxes import xero as xero_sandbox
 from closeloop_local.sandboxes.base import SandboxServer
@@ -46,37 +45,11 @@ class Loop:
         self.stack.drain(timeout=60)
 
     def finance(self) -> httpx.Client:
-        """A Xero client of finance's own (another app connection, as a person in finance would use)."""
-        client = httpx.Client(base_url=self.xero_server.url, timeout=10)
-        consent = client.get(
-            "/identity/connect/authorize",
-            params={
-                "response_type": "code",
-                "client_id": self.xero.client_id,
-                "redirect_uri": "http://localhost/finance",
-                "scope": "offline_access accounting.transactions accounting.contacts",
-            },
-        )
-        code = parse_qs(urlparse(consent.headers["location"]).query)["code"][0]
-        tokens = client.post(
-            "/connect/token",
-            data={"grant_type": "authorization_code", "code": code, "redirect_uri": "http://localhost/finance"},
-            auth=(self.xero.client_id, self.xero.client_secret),
-        ).json()
-        client.headers.update(
-            {"Authorization": f"Bearer {tokens['access_token']}", "xero-tenant-id": self.xero.tenant_id}
-        )
-        return client
+        """A Xero client of finance's own (another app connection)."""
+        return finance_client(self.xero, self.xero_server.url)
 
     def approve_and_pay(self, invoice_id: str, amount: str, on: str) -> None:
-        """Finance approves the invoice and records a payment against it in Xero."""
-        client = self.finance()
-        try:
-            client.post(f"/api.xro/2.0/Invoices/{invoice_id}", json={"Status": "AUTHORISED"}).raise_for_status()
-            payment = {"Invoice": {"InvoiceID": invoice_id}, "Account": {"Code": "090"}, "Date": on, "Amount": amount}
-            client.put("/api.xro/2.0/Payments", json={"Payments": [payment]}).raise_for_status()
-        finally:
-            client.close()
+        approve_and_pay(self.xero, self.xero_server.url, invoice_id, amount, on)
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,10 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
+from urllib.parse import parse_qs, urlparse
 
 import httpx
 
@@ -62,6 +64,43 @@ def sandbox_environment(xero: xero_sandbox.XeroSandbox, xero_url: str, hubspot_u
     }
 
 
+def finance_client(xero: xero_sandbox.XeroSandbox, base_url: str) -> httpx.Client:
+    """A Xero client of finance's own: another app connection, as a person in finance would use."""
+    client = httpx.Client(base_url=base_url, timeout=10)
+    redirect = "http://localhost/finance"
+    consent = client.get(
+        "/identity/connect/authorize",
+        params={
+            "response_type": "code",
+            "client_id": xero.client_id,
+            "redirect_uri": redirect,
+            "scope": "offline_access accounting.transactions accounting.contacts",
+        },
+    )
+    code = parse_qs(urlparse(consent.headers["location"]).query)["code"][0]
+    tokens = client.post(
+        "/connect/token",
+        data={"grant_type": "authorization_code", "code": code, "redirect_uri": redirect},
+        auth=(xero.client_id, xero.client_secret),
+    ).json()
+    client.headers.update({"Authorization": f"Bearer {tokens['access_token']}", "xero-tenant-id": xero.tenant_id})
+    return client
+
+
+def approve_and_pay(xero: xero_sandbox.XeroSandbox, base_url: str, invoice_id: str, amount: str, on: str) -> None:
+    """Finance approves the invoice and records a payment against it, in Xero."""
+    client = finance_client(xero, base_url)
+    try:
+        client.post(f"/api.xro/2.0/Invoices/{invoice_id}", json={"Status": "AUTHORISED"}).raise_for_status()
+        payment = {"Invoice": {"InvoiceID": invoice_id}, "Account": {"Code": "090"}, "Date": on, "Amount": amount}
+        client.put("/api.xro/2.0/Payments", json={"Payments": [payment]}).raise_for_status()
+    finally:
+        client.close()
+
+
+DEMO_ITEMS = {"ANV-1": ("Anvil", "99.50"), "RKT-2": ("Rocket skates", "500.00")}
+
+
 class Demo:
     def __init__(
         self,
@@ -69,10 +108,12 @@ class Demo:
         xero: xero_sandbox.XeroSandbox,
         hubspot: hubspot_sandbox.HubSpotSandbox,
         hubspot_url: str,
+        xero_url: str,
         out: TextIO,
     ) -> None:
         self.stack = stack
         self.hubspot_url = hubspot_url
+        self.xero_url = xero_url
         self.xero = xero
         self.hubspot = hubspot
         self.out = out
@@ -220,16 +261,109 @@ class Demo:
             and before == after
             and forged.status_code == 401
         )
-        self.say("\n== Result")
+        self.say("\n== Contacts result")
         self.show_xero()
-        calls = len(self.xero.state.calls())
-        self.say(f"   Xero API calls made by Closeloop: {calls}")
         self.say(
             "   OK: one Xero contact per HubSpot company, matched not duplicated."
             if ok
             else "   FAILED: the Xero sandbox does not hold what it should (see above)."
         )
+        return self.deals(acme) and ok
+
+    def deals(self, acme: dict[str, Any]) -> bool:
+        today = datetime.now(UTC).date()
+        for code, (name, price) in DEMO_ITEMS.items():
+            self.xero.seed_item(
+                Code=code, Name=name, SalesDetails={"UnitPrice": price, "AccountCode": "200", "TaxType": "OUTPUT2"}
+            )
+        self.say("\n== Xero holds the products as items: " + ", ".join(DEMO_ITEMS))
+
+        def sell() -> dict[str, Any]:
+            deal = self.hubspot.create_object(
+                "deals",
+                {
+                    "dealname": "Acme spring order",
+                    "amount": "1296.00",
+                    "dealstage": "contractsent",
+                    "pipeline": "default",
+                    "deal_currency_code": "NZD",
+                    "closedate": today.isoformat(),
+                },
+                associations=[{"to_type": "companies", "to_id": acme["id"], "primary": True}],
+            )
+            for sku, quantity in (("ANV-1", "8"), ("RKT-2", "1")):
+                name, price = DEMO_ITEMS[sku]
+                self.hubspot.create_object(
+                    "line_items",
+                    {"name": name, "hs_sku": sku, "quantity": quantity, "price": price},
+                    associations=[{"to_type": "deals", "to_id": deal["id"]}],
+                )
+            self.hubspot.flush_webhooks()
+            self.hubspot.update_object("deals", deal["id"], {"dealstage": "closedwon"})
+            return deal
+
+        deal = self.step("The rep wins 'Acme spring order' (8 anvils + 1 rocket skates = 1296.00 NZD + GST)", sell)
+        invoices = [
+            i for i in self.xero.invoices() if str(i.get("Reference", "")).startswith(f"hubspot-deal-{deal['id']} ")
+        ]
+        for invoice in invoices:
+            self.say(
+                f"   Xero invoice {invoice['InvoiceNumber']} ({invoice['Status']}): subtotal {invoice['SubTotal']}, "
+                f"tax {invoice['TotalTax']}, total {invoice['Total']} {invoice['CurrencyCode']}, "
+                f"reference '{invoice['Reference']}'"
+            )
+        self.show_deal(deal["id"])
+        if len(invoices) != 1:
+            self.say("   FAILED: expected exactly one invoice for the deal")
+            return False
+        invoice = invoices[0]
+
+        def pay() -> None:
+            approve_and_pay(self.xero, self.xero_url, invoice["InvoiceID"], "500.00", today.isoformat())
+            result = self.stack.run_schedule("PaymentPollerFunction")
+            self.say(
+                f"   payment poller: {result['changed_invoices']} changed invoice(s), "
+                f"{result['deals_updated']} deal(s) updated"
+            )
+
+        self.step("Finance approves the invoice and records a payment of 500.00 in Xero; the poller runs", pay)
+        props = self.show_deal(deal["id"])
+        company = self.hubspot.get_object("companies", acme["id"]) or {}
+        balance = (company.get("properties") or {}).get("closeloop_outstanding_balance")
+        self.say(f"   Acme's outstanding balance in HubSpot: {balance}")
+
+        month = today.strftime("%Y-%m")
+        report = self.step(
+            f"Finance's monthly reconciliation for {month}",
+            lambda: self.stack.invoke("ReconcileFunction", {"month": month}),
+        )
+        counts = {k: v for k, v in report["discrepancies"].items() if v}
+        self.say(f"   discrepancies: {counts or 'none'}; files: {', '.join(report['keys'])}")
+        download = httpx.get(report["url"], timeout=10)
+        saved = self.stack.project_root / ".closeloop" / "demo" / f"reconciliation-{month}.xlsx"
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        saved.write_bytes(download.content)
+        self.say(f"   the presigned link answered HTTP {download.status_code}; a copy is saved in {saved}")
+        ok = props.get("closeloop_payment_status") == "partially_paid" and download.status_code == 200 and not counts
+        self.say(
+            "   OK: won deal -> one invoice -> payment back on the deal -> report." if ok else "   FAILED (see above)"
+        )
+        self.say(f"\nThe month's workbook link (it lives as long as the local stack does):\n{report['url']}")
         return ok
+
+    def show_deal(self, deal_id: str | int) -> dict[str, str]:
+        props: dict[str, str] = (self.hubspot.get_object("deals", deal_id) or {}).get("properties", {})
+        shown = (
+            "closeloop_invoice_number",
+            "closeloop_invoice_status",
+            "closeloop_payment_status",
+            "closeloop_amount_due",
+            "closeloop_amount_paid",
+        )
+        self.say(
+            "   HubSpot deal now: " + ", ".join(f"{k.removeprefix('closeloop_')}={props.get(k, '')}" for k in shown)
+        )
+        return props
 
 
 def main(args: argparse.Namespace) -> int:
@@ -245,7 +379,7 @@ def main(args: argparse.Namespace) -> int:
         env = sandbox_environment(xero, xero_server.url, hubspot_server.url)
         print(f"Xero sandbox {xero_server.url}, HubSpot sandbox {hubspot_server.url}", file=out)
         with LocalStack(root, port=getattr(args, "port", 0) or 0, env_overrides=env) as stack:
-            ok = Demo(stack, xero, hubspot, hubspot_server.url, out).run()
+            ok = Demo(stack, xero, hubspot, hubspot_server.url, xero_server.url, out).run()
     finally:
         hubspot.close()
         hubspot_server.stop()
