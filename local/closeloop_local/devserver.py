@@ -642,7 +642,7 @@ class SqsConsumer:
         failed = False
         try:
             result = self._invoke(self.source.function, event)
-        except Exception:
+        except (Exception, SystemExit):  # a crashed invocation (even sys.exit) fails its batch, as in Lambda
             failed = True
             logger.exception(
                 "%s failed on a batch of %d from %s", self.source.function, len(messages), self.source.queue

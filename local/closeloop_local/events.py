@@ -177,11 +177,29 @@ def samples() -> dict[str, dict[str, Any]]:
             }
         ],
     }
+    deal_work = {
+        "pipeline": "deals",
+        "received_at": "2025-11-24T16:00:00Z",
+        "events": [
+            {
+                "ref": {"crm": "hubspot", "object_type": "deal", "object_id": "3000001"},
+                "event_id": "201",
+                "kind": "changed",
+                "occurred_at": "2025-11-24T15:59:59.201Z",
+                "source_type": "deal.propertyChange",
+                "property_name": "dealstage",
+                "change_source": "CRM_UI",
+                "actor": "userId:45678",
+                "dedupe_key": "2005:201:3000001:1763999999201",
+            }
+        ],
+    }
     return {
         "webhook_contacts_v3.json": _webhook("/webhooks/hubspot/contacts", contacts_batch, "v3"),
         "webhook_contacts_v1.json": _webhook("/webhooks/hubspot/contacts", contacts_batch, "v1"),
         "webhook_deals_v3.json": _webhook("/webhooks/hubspot/deals", deals_batch, "v3"),
         "sqs_contact_work.json": _sqs(work, "closeloop-ContactQueue"),
+        "sqs_deal_work.json": _sqs(deal_work, "closeloop-DealQueue"),
         "schedule_payment_poller.json": {"job": "payment_poller"},
         "schedule_reconcile.json": {"job": "reconcile"},
     }

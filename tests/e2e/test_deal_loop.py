@@ -211,3 +211,50 @@ def test_the_months_report_lists_each_planted_discrepancy_once_and_its_link_down
     assert result["keys"] == [
         f"reports/{TODAY:%Y-%m}/{n}" for n in ("discrepancies.csv", "reconciliation.xlsx", "summary.html")
     ]
+
+
+def test_worker_killed_after_the_invoice_was_created_before_the_mapping_leaves_one_invoice(
+    loop: Loop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from closeloop.store import DynamoStore
+
+    seed_items(loop)
+    real_put = DynamoStore.put_mapping
+    crashes: list[str] = []
+
+    def crash_once_on_the_deal(self: DynamoStore, mapping: Any) -> None:
+        if mapping.ref.object_type == "deal" and not crashes:
+            crashes.append(mapping.ref.object_id)
+            raise RuntimeError("the Lambda was killed")  # unexpected: the message comes back, nothing is done
+        real_put(self, mapping)
+
+    # Given the worker dies right after Xero answered the create (the handlers run in this process)
+    monkeypatch.setattr(DynamoStore, "put_mapping", crash_once_on_the_deal)
+    _, deal = won_deal(loop, "Wile E", [("ANV-1", "1", "99.50")], "99.50")
+    loop.stack.drain(timeout=60)
+    # Then the redelivered message found the invoice by its Reference: one invoice, mapped, written back
+    assert crashes == [str(deal["id"])]
+    assert len(invoices_for(loop, deal["id"])) == 1
+    assert loop.store.get_mapping(CrmRef(crm="hubspot", object_type="deal", object_id=str(deal["id"])), "xero")
+    assert loop.hubspot.get_object("deals", deal["id"])["properties"]["closeloop_invoice_number"]
+
+
+def test_a_crashing_invocation_fails_its_batch_and_the_stack_keeps_consuming(
+    loop: Loop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from closeloop.store import DynamoStore
+
+    seed_items(loop)
+    real_put = DynamoStore.put_mapping
+    crashes: list[str] = []
+
+    def exit_once(self: DynamoStore, mapping: Any) -> None:
+        if mapping.ref.object_type == "deal" and not crashes:
+            crashes.append(mapping.ref.object_id)
+            raise SystemExit(137)  # the runtime process dies mid-invocation
+        real_put(self, mapping)
+
+    monkeypatch.setattr(DynamoStore, "put_mapping", exit_once)
+    _, deal = won_deal(loop, "Sam Sheepdog", [("ANV-1", "1", "99.50")], "99.50")
+    loop.stack.drain(timeout=60)
+    assert crashes and len(invoices_for(loop, deal["id"])) == 1

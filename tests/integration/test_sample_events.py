@@ -54,6 +54,12 @@ def test_sqs_sample_is_processed_by_the_worker(loop: Loop) -> None:
     assert response == {"batchItemFailures": []}
 
 
+def test_sqs_deal_sample_is_processed_by_the_deals_worker(loop: Loop) -> None:
+    # The sample's deal does not exist in this HubSpot: skipped, and the batch succeeds
+    response = loop.stack.invoke("DealWorkerFunction", events.load("sqs_deal_work.json"))
+    assert response == {"batchItemFailures": []}
+
+
 def test_reconcile_sample_reports_the_month_just_ended(loop: Loop) -> None:
     result = loop.stack.invoke("reconcile", events.load("schedule_reconcile.json"))
     assert result["keys"][0].startswith(f"reports/{result['month']}/")
