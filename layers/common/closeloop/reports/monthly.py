@@ -172,7 +172,7 @@ def _summary_sheet(book: Workbook, rec: Reconciliation) -> None:
     sheet.append((FORECAST_DEFINITION,))
     for note in rec.notes:
         sheet.append((note,))
-    sheet.set_column_widths((28, 14, 14, 14, 14, 14, 14, 11, 11))
+    sheet.set_column_widths((28, 20, 14, 14, 14, 14, 14, 11, 11))
 
 
 def _discrepancy_sheet(book: Workbook, rec: Reconciliation) -> None:

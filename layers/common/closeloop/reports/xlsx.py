@@ -78,6 +78,10 @@ _XML_DECL: Final = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
 CellRange = tuple[int, int, int, int]
 
 
+#: Fill colours of a chart's series, in order (Office's default palette).
+SERIES_COLOURS = ("4472C4", "ED7D31", "A5A5A5", "FFC000", "5B9BD5", "70AD47")
+
+
 @dataclass
 class BarChart:
     """A native clustered column chart over cells of the sheet it is added to.
@@ -466,6 +470,7 @@ def _chart_xml(sheet: Sheet, chart: BarChart) -> str:
     )
     series_xml = []
     for index, (name, values) in enumerate(chart.series):
+        colour = SERIES_COLOURS[index % len(SERIES_COLOURS)]
         value_points = "".join(
             f'<c:pt idx="{n}"><c:v>{_number_text(value)}</c:v></c:pt>'
             for n, (row, col) in enumerate(_range_cells(values))
@@ -473,6 +478,8 @@ def _chart_xml(sheet: Sheet, chart: BarChart) -> str:
         )
         series_xml.append(
             f'<c:ser><c:idx val="{index}"/><c:order val="{index}"/><c:tx><c:v>{_xml_escape(name)}</c:v></c:tx>'
+            # An explicit fill: without one, LibreOffice draws the axes but no bars.
+            f'<c:spPr><a:solidFill><a:srgbClr val="{colour}"/></a:solidFill></c:spPr>'
             '<c:invertIfNegative val="0"/>'
             f"<c:cat><c:strRef><c:f>{category_ref}</c:f>"
             f'<c:strCache><c:ptCount val="{len(categories)}"/>{category_points}</c:strCache></c:strRef></c:cat>'
