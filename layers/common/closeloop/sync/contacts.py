@@ -22,7 +22,8 @@ from typing import Literal
 
 from closeloop.errors import Busy, Conflict, FatalError
 from closeloop.models import AccountingCustomer, CrmRef, Customer, SyncEvent, customer_fields
-from closeloop.ports import AccountingPort, AuditRecord, CrmPort, FailedSync, IdMapping, SyncStore
+from closeloop.ports import AccountingPort, CrmPort, IdMapping, SyncStore
+from closeloop.sync.trail import Trail
 
 LEASE_SECONDS = 120
 MAX_NAME = 255
@@ -129,6 +130,7 @@ class ContactSync:
         self.store = store
         self.owner = owner
         self.clock = clock
+        self.trail = Trail(store, accounting.name, clock)
 
     def sync(self, ref: CrmRef, events: Iterable[SyncEvent]) -> Outcome:
         """Bring the customer behind ``ref`` up to date. Raises RetriableError; records FatalError itself."""
@@ -136,12 +138,12 @@ class ContactSync:
         trigger = ordered[-1] if ordered else None
         if ordered and all(e.kind == "deleted" for e in ordered):
             # Deleting a customer in accounting loses invoice history; finance archives by hand.
-            self._audit(ref, "ignored", "", trigger, {}, "CRM deletion is not propagated to accounting")
+            self.trail.audit(ref, "ignored", "", trigger, {}, "CRM deletion is not propagated to accounting")
             return Outcome(ref, "skipped", detail="deletion not propagated")
         try:
             customer = self.crm.resolve_customer(ref)
             if customer is None:
-                self._audit(ref, "skipped", "", trigger, {}, "the CRM object no longer exists")
+                self.trail.audit(ref, "skipped", "", trigger, {}, "the CRM object no longer exists")
                 return Outcome(ref, "skipped", detail="gone from CRM")
             lease = f"customer#{customer.ref}"
             if not self.store.acquire_lease(lease, self.owner, LEASE_SECONDS):
@@ -151,32 +153,14 @@ class ContactSync:
             finally:
                 self.store.release_lease(lease, self.owner)
         except FatalError as exc:
-            self.store.record_failed_sync(
-                FailedSync(
-                    ref=ref,
-                    at=self.clock(),
-                    reason=str(exc),
-                    error_type=type(exc).__name__,
-                    source_event=trigger.dedupe_key if trigger else "",
-                )
-            )
-            self._audit(ref, "failed", "", trigger, {}, f"{type(exc).__name__}: {exc.message}")
+            self.trail.fail(ref, trigger, str(exc), type(exc).__name__)
             return Outcome(ref, "failed", detail=type(exc).__name__)
 
     def _sync_customer(self, customer: Customer, event: SyncEvent | None) -> Outcome:
         problems = validate(customer)
         if problems:
             reason = "; ".join(problems)
-            self.store.record_failed_sync(
-                FailedSync(
-                    ref=customer.ref,
-                    at=self.clock(),
-                    reason=reason,
-                    error_type="ValidationFailed",
-                    source_event=event.dedupe_key if event else "",
-                )
-            )
-            self._audit(customer.ref, "failed", "", event, {}, reason)
+            self.trail.fail(customer.ref, event, reason, "ValidationFailed")
             return Outcome(customer.ref, "failed", detail=reason)
 
         desired = customer_fields(customer)
@@ -208,7 +192,7 @@ class ContactSync:
         )
         changes = {f: {"before": mapping.snapshot.get(f, ""), "after": desired[f]} for f in changed}
         self._remember(customer.ref, mapping.accounting_id, desired)
-        self._audit(customer.ref, "updated", mapping.accounting_id, event, changes)
+        self.trail.audit(customer.ref, "updated", mapping.accounting_id, event, changes)
         return Outcome(customer.ref, "updated", mapping.accounting_id, detail=",".join(changed))
 
     def _match_or_create(self, customer: Customer, desired: dict[str, str], event: SyncEvent | None) -> Outcome:
@@ -228,7 +212,7 @@ class ContactSync:
             return self._link(customer, found[0], "name, after a duplicate-name refusal", desired, number, event)
         self._remember(customer.ref, created.id, desired)
         changes = {f: {"before": "", "after": v} for f, v in desired.items() if v}
-        self._audit(customer.ref, "created", created.id, event, changes)
+        self.trail.audit(customer.ref, "created", created.id, event, changes)
         return Outcome(customer.ref, "created", created.id)
 
     def _match(self, customer: Customer) -> tuple[AccountingCustomer, str] | None:
@@ -294,7 +278,7 @@ class ContactSync:
             )
         self._remember(customer.ref, found.id, desired)
         changes = {f: {"before": found.fields.get(f, ""), "after": desired[f]} for f in changed}
-        self._audit(customer.ref, "matched", found.id, event, changes, f"matched by {method}")
+        self.trail.audit(customer.ref, "matched", found.id, event, changes, f"matched by {method}")
         return Outcome(customer.ref, "matched", found.id, detail=method)
 
     def _remember(self, ref: CrmRef, accounting_id: str, snapshot: dict[str, str]) -> None:
@@ -305,28 +289,5 @@ class ContactSync:
                 accounting_id=accounting_id,
                 snapshot=snapshot,
                 updated_at=self.clock(),
-            )
-        )
-
-    def _audit(
-        self,
-        ref: CrmRef,
-        action: str,
-        target_id: str,
-        event: SyncEvent | None,
-        changes: dict[str, dict[str, str]],
-        detail: str = "",
-    ) -> None:
-        self.store.put_audit(
-            AuditRecord(
-                ref=ref,
-                at=self.clock(),
-                action=action,
-                system=self.accounting.name,
-                target_id=target_id,
-                actor=(event.actor or event.change_source or "") if event else "closeloop",
-                source_event=f"{event.source_type}:{event.dedupe_key}" if event else "",
-                changes=changes,
-                detail=detail,
             )
         )

@@ -21,10 +21,11 @@ from typing import Literal
 
 from closeloop.errors import Busy, FatalError, ValidationFailed
 from closeloop.models import CrmRef, Customer, Deal, Invoice, InvoiceDraft, InvoiceLine, Item, SyncEvent
-from closeloop.ports import AccountingPort, AuditRecord, CrmPort, FailedSync, IdMapping, PropertyDefinition, SyncStore
+from closeloop.ports import AccountingPort, CrmPort, IdMapping, PropertyDefinition, SyncStore
 from closeloop.sync.contacts import ContactSync, Outcome
 from closeloop.sync.payment_status import payment_status
 from closeloop.sync.tax import DEFAULT_RULES, TaxRule, rule_for
+from closeloop.sync.trail import Trail
 
 LEASE_SECONDS = 120
 CENT = Decimal("0.01")
@@ -178,6 +179,7 @@ class DealSync:
         self.policy = policy
         self.owner = owner
         self.clock = clock
+        self.trail = Trail(store, accounting.name, clock)
 
     def sync(self, ref: CrmRef, events: Iterable[SyncEvent]) -> Outcome:
         """Invoice the deal behind ``ref`` if it is won and not invoiced yet. Raises RetriableError."""
@@ -194,7 +196,7 @@ class DealSync:
             finally:
                 self.store.release_lease(lease, self.owner)
         except FatalError as exc:
-            self._fail(ref, trigger, exc)
+            self.trail.fail(ref, trigger, str(exc), type(exc).__name__)
             return Outcome(ref, "failed", detail=exc.message)
 
     def _sync_deal(self, ref: CrmRef, event: SyncEvent | None) -> Outcome:
@@ -240,7 +242,7 @@ class DealSync:
     ) -> Outcome:
         issue = self._amount_issue(deal, invoice, draft)
         self._remember(deal.ref, invoice, issue, written_back=False)  # the mapping first: never two invoices
-        self._audit(
+        self.trail.audit(
             deal.ref,
             "invoiced" if how == "created" else "linked",
             invoice.id,
@@ -252,7 +254,7 @@ class DealSync:
             how,
         )
         if issue:
-            self._audit(deal.ref, "flagged", invoice.id, event, {}, issue)
+            self.trail.audit(deal.ref, "flagged", invoice.id, event, {}, issue)
         self._write_back(deal.ref, invoice, issue)
         self._remember(deal.ref, invoice, issue, written_back=True)
         self.store.clear_failed_sync(deal.ref)
@@ -310,40 +312,5 @@ class DealSync:
                     "written_back": "yes" if written_back else "no",
                 },
                 updated_at=self.clock(),
-            )
-        )
-
-    def _fail(self, ref: CrmRef, event: SyncEvent | None, exc: FatalError) -> None:
-        self.store.record_failed_sync(
-            FailedSync(
-                ref=ref,
-                at=self.clock(),
-                reason=str(exc),
-                error_type=type(exc).__name__,
-                source_event=event.dedupe_key if event else "",
-            )
-        )
-        self._audit(ref, "failed", "", event, {}, f"{type(exc).__name__}: {exc.message}")
-
-    def _audit(
-        self,
-        ref: CrmRef,
-        action: str,
-        target_id: str,
-        event: SyncEvent | None,
-        changes: dict[str, dict[str, str]],
-        detail: str = "",
-    ) -> None:
-        self.store.put_audit(
-            AuditRecord(
-                ref=ref,
-                at=self.clock(),
-                action=action,
-                system=self.accounting.name,
-                target_id=target_id,
-                actor=(event.actor or event.change_source or "") if event else "closeloop",
-                source_event=f"{event.source_type}:{event.dedupe_key}" if event else "",
-                changes=changes,
-                detail=detail,
             )
         )
