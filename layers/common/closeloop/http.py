@@ -8,6 +8,7 @@ Vendor quirks (how a 429 says when to come back, which header holds the request 
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -29,6 +30,11 @@ from closeloop.errors import (
 from closeloop.redaction import redact
 
 DEFAULT_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
+
+# httpx logs every request URL at INFO; lookups put emails and tax numbers in query strings, which must
+# never reach the logs. Our own logging says what was called, with ids only.
+for _name in ("httpx", "httpcore"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 
 @dataclass(frozen=True)
