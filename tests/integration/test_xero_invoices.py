@@ -428,24 +428,56 @@ def test_payments_show_as_amount_paid_due_status_and_last_payment_date(
 # ---- sending ----------------------------------------------------------------------------------------------
 
 
-def sandbox_serves(xero: XeroSandbox, method: str, path: str) -> bool:
-    return any(route.method == method and route.pattern.match(path) for route in xero._routes)
-
-
 def test_send_invoice_emails_it_through_the_sandbox(xero: XeroSandbox, books: XeroAccounting, customer_id: str) -> None:
-    if not sandbox_serves(xero, "POST", f"{API}/Invoices/x/Email"):
-        pytest.skip("the Xero sandbox does not serve POST /Invoices/{InvoiceID}/Email (emailInvoice) yet")
-    # Given an authorised invoice
+    # Given an authorised invoice to a contact with an email address
     seed_catalogue(xero)
     invoice = books.create_invoice(draft(customer_id, line("WIDGET", "1", "19.99")), idempotency_key="k-send")
+    before = xero.state.clock.now()
 
-    # When it is sent, Then Xero accepted the email request
+    # When it is sent
     books.send_invoice(invoice.id)
-    assert [c.status for c in xero.state.calls("POST", f"{API}/Invoices/{invoice.id}/Email")] in ([204], [200])
+
+    # Then Xero answered 204 to one emailInvoice request carrying the invoice's key and the empty body
+    [call] = xero.state.calls("POST", f"{API}/Invoices/{invoice.id}/Email")
+    assert call.status == 204
+    assert call.headers["idempotency-key"] == f"closeloop-email-{invoice.id}" and call.body == b"{}"
+    # And the email went to the contact's address, once, and the invoice is marked as sent
+    [sent] = xero.emails()
+    assert sorted(sent) == ["InvoiceID", "To", "at"]
+    assert (sent["InvoiceID"], sent["To"]) == (invoice.id, ["ap@acme.test"])
+    assert before <= sent["at"] <= xero.state.clock.now()
+    assert xero.invoices()[0]["SentToContact"] is True
+    assert books.http.request("GET", f"/Invoices/{invoice.id}").json()["Invoices"][0]["SentToContact"] is True
+
+    # When it is sent again within Xero's 6-minute idempotency window (a retry, a redelivery)
+    xero.state.clock.advance(60)
+    books.send_invoice(invoice.id)
+
+    # Then Xero replays the 204 and the customer still got one email
+    assert [c.status for c in xero.state.calls("POST", f"{API}/Invoices/{invoice.id}/Email")] == [204, 204]
+    assert len(xero.emails()) == 1
+
+
+def test_send_invoice_of_a_draft_is_validation_failed_with_xeros_reason(
+    xero: XeroSandbox, books: XeroAccounting, customer_id: str
+) -> None:
+    # Given a draft invoice (Xero only emails SUBMITTED, AUTHORISED or PAID ones)
+    seed_catalogue(xero)
+    drafted = books.create_invoice(
+        draft(customer_id, line("WIDGET", "1", "19.99"), status="DRAFT"), idempotency_key="k-draft"
+    )
+
+    # When it is sent, Then the refusal is ValidationFailed with the sandbox's reason, not retried, nothing sent
+    with pytest.raises(ValidationFailed, match="DRAFT") as info:
+        books.send_invoice(drafted.id)
+    assert info.value.status == 400 and info.value.vendor == "xero"
+    assert len(xero.state.calls("POST", f"{API}/Invoices/{drafted.id}/Email")) == 1
+    assert xero.emails() == []
+    assert "SentToContact" not in xero.invoices()[0]
 
 
 def offline_adapter(handler: Any) -> XeroAccounting:
-    """The adapter over a mock transport (for an endpoint the sandbox lacks); tokens come without a call."""
+    """The adapter over a mock transport (an exact request and a scripted refusal); tokens come without a call."""
     tokens = RefreshingTokens(
         "xero",
         MemoryStore(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -76,14 +77,25 @@ class Xero:
     def create_contact(self, **fields: Any) -> dict[str, Any]:
         reply = self.send("PUT", "Contacts", {"Contacts": [fields]})
         assert reply.status_code == 200, reply.text
-        contact: dict[str, Any] = reply.json()["Contacts"][0]
+        contact: dict[str, Any] = exact(reply)["Contacts"][0]
         return contact
 
     def create_invoice(self, params: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
         reply = self.send("PUT", "Invoices", {"Invoices": [fields]}, params=params)
         assert reply.status_code == 200, reply.text
-        invoice: dict[str, Any] = reply.json()["Invoices"][0]
+        invoice: dict[str, Any] = exact(reply)["Invoices"][0]
         return invoice
+
+    def invoice(self, invoice_id: str) -> dict[str, Any]:
+        """GET /Invoices/{id}, numbers as Decimal."""
+        reply = self.get(f"Invoices/{invoice_id}")
+        assert reply.status_code == 200, reply.text
+        invoice: dict[str, Any] = exact(reply)["Invoices"][0]
+        return invoice
+
+    def email(self, invoice_id: str, key: str | None = None) -> httpx.Response:
+        """POST /Invoices/{id}/Email with the spec's empty body."""
+        return self.send("POST", f"Invoices/{invoice_id}/Email", {}, key=key)
 
 
 @pytest.fixture
@@ -118,8 +130,14 @@ def xero(shared: Xero) -> Xero:
     return shared.login()
 
 
+def exact(reply: httpx.Response) -> Any:
+    """The body with its numbers parsed as Decimal, as the adapter reads Xero (never through float)."""
+    return json.loads(reply.text, parse_float=Decimal)
+
+
 def money(value: Any) -> Decimal:
-    return Decimal(str(value))
+    assert isinstance(value, Decimal | int), f"{value!r} was not read exactly"
+    return Decimal(value)
 
 
 # ---- identity ---------------------------------------------------------------------------------------------
@@ -903,7 +921,7 @@ def test_payments_make_an_invoice_paid(xero: Xero) -> None:
         "PUT", "Payments", {"Invoice": ref, "Account": {"Code": "090"}, "Date": "2030-02-01", "Amount": 15}
     )
     assert part.status_code == 200, part.text
-    after_part = xero.get(f"Invoices/{invoice['InvoiceID']}").json()["Invoices"][0]
+    after_part = xero.invoice(invoice["InvoiceID"])
 
     # Then the invoice is still AUTHORISED with less due
     assert after_part["Status"] == "AUTHORISED"
@@ -926,7 +944,7 @@ def test_payments_make_an_invoice_paid(xero: Xero) -> None:
     assert payment["PaymentType"] == "ACCRECPAYMENT" and payment["Invoice"]["InvoiceID"] == invoice["InvoiceID"]
 
     # Then the invoice is PAID on that date and shows both payments
-    paid = xero.get(f"Invoices/{invoice['InvoiceID']}").json()["Invoices"][0]
+    paid = xero.invoice(invoice["InvoiceID"])
     assert paid["Status"] == "PAID" and money(paid["AmountDue"]) == 0 and money(paid["AmountPaid"]) == Decimal("115")
     assert paid["FullyPaidOnDate"] == "/Date(1896307200000+0000)/"
     assert len(paid["Payments"]) == 2
@@ -940,7 +958,7 @@ def test_payments_make_an_invoice_paid(xero: Xero) -> None:
 
     # When a payment is deleted the invoice is AUTHORISED again
     xero.send("POST", f"Payments/{payment['PaymentID']}", {"Status": "DELETED"})
-    reopened = xero.get(f"Invoices/{invoice['InvoiceID']}").json()["Invoices"][0]
+    reopened = xero.invoice(invoice["InvoiceID"])
     assert reopened["Status"] == "AUTHORISED" and money(reopened["AmountDue"]) == Decimal("100.00")
 
 
@@ -973,7 +991,8 @@ def test_items_fill_invoice_lines_and_codes_are_unique(xero: Xero) -> None:
         },
     )
     assert made.status_code == 200
-    assert made.json()["Items"][0]["SalesDetails"]["UnitPrice"] == 19.99
+    price = exact(made)["Items"][0]["SalesDetails"]["UnitPrice"]
+    assert price == Decimal("19.99") and str(price) == "19.99"
     assert xero.send("PUT", "Items", {"Code": "widget"}).status_code == 400
 
     # When an invoice line names only the item code and quantity
@@ -1024,8 +1043,10 @@ def test_invoice_listing_filters_and_line_items_only_when_paging(xero: Xero) -> 
     assert refs({}, {"If-Modified-Since": cutoff}) == ["DEAL-3"]
 
     # And GET by number works, with the line item's UnitAmount at 2 dp unless unitdp=4
-    by_number = xero.get("Invoices/INV-0002").json()["Invoices"][0]
-    assert by_number["Reference"] == "DEAL-2" and by_number["LineItems"][0]["UnitAmount"] == 20.0
+    by_number = xero.invoice("INV-0002")
+    assert by_number["Reference"] == "DEAL-2" and str(by_number["LineItems"][0]["UnitAmount"]) == "20.00"
+    four = exact(xero.get("Invoices/INV-0002", params={"unitdp": 4}))["Invoices"][0]
+    assert str(four["LineItems"][0]["UnitAmount"]) == "20.0000"
 
 
 def test_invoice_updates_and_status_transitions(xero: Xero) -> None:
@@ -1038,7 +1059,7 @@ def test_invoice_updates_and_status_transitions(xero: Xero) -> None:
         "Invoices",
         {"InvoiceNumber": draft["InvoiceNumber"], "Status": "AUTHORISED", "LineItems": [line("B", 1, 10)]},
     )
-    body = updated.json()["Invoices"][0]
+    body = exact(updated)["Invoices"][0]
     assert body["InvoiceID"] == draft["InvoiceID"] and body["Status"] == "AUTHORISED"
     assert money(body["Total"]) == Decimal("11.50")
 
@@ -1050,9 +1071,10 @@ def test_invoice_updates_and_status_transitions(xero: Xero) -> None:
 
 
 def test_tax_rates_and_wire_numbers(xero: Xero) -> None:
-    rates = xero.get("TaxRates").json()["TaxRates"]
+    rates = exact(xero.get("TaxRates"))["TaxRates"]
     by_type = {r["TaxType"]: r for r in rates}
-    assert by_type["OUTPUT2"]["EffectiveRate"] == 15.0 and by_type["OUTPUT2"]["Name"] == "15% GST on Income"
+    assert by_type["OUTPUT2"]["EffectiveRate"] == Decimal("15") and by_type["OUTPUT2"]["Name"] == "15% GST on Income"
+    assert str(by_type["OUTPUT2"]["EffectiveRate"]) == "15.0000"  # Xero writes rates with 4 dp
     assert [r["TaxType"] for r in xero.get("TaxRates", params={"where": 'TaxType=="NONE"'}).json()["TaxRates"]] == [
         "NONE"
     ]
@@ -1064,3 +1086,270 @@ def test_tax_rates_and_wire_numbers(xero: Xero) -> None:
     ).text
     assert isinstance(json.loads(raw)["Invoices"][0]["Total"], float)
     assert isinstance(xero.sandbox.invoices()[0]["Total"], Decimal)
+    # written exactly, with its scale, as Xero's JSON has it: 10.00 and 1.0000, never 10.0 via float
+    assert '"Total": 11.50' in raw and '"SubTotal": 10.00' in raw and '"TotalTax": 1.50' in raw
+    assert '"UnitAmount": 10.00' in raw and '"Quantity": 1.0000' in raw and '"CurrencyRate": 1.000000' in raw
+    invoice = json.loads(raw, parse_float=Decimal)["Invoices"][0]
+    assert [str(invoice[key]) for key in ("SubTotal", "TotalTax", "Total", "AmountDue", "AmountPaid")] == [
+        "10.00",
+        "1.50",
+        "11.50",
+        "11.50",
+        "0.00",
+    ]
+
+    # and a 4-dp unit price or a thirds-of-a-cent amount keeps every digit (a float would not: 0.1 + 0.2)
+    thirds = xero.send(
+        "PUT",
+        "Invoices",
+        {"Type": "ACCREC", "Contact": contact, "LineItems": [line("B", 3, "0.3333"), line("C", 1, "0.1")]},
+        params={"unitdp": 4},
+    ).text
+    assert '"UnitAmount": 0.3333' in thirds and '"LineAmount": 1.00' in thirds and '"UnitAmount": 0.1000' in thirds
+    assert '"SubTotal": 1.10' in thirds and '"Total": 1.27' in thirds  # tax 0.15 + 0.02, per line
+
+
+# ---- emailing invoices and the online invoice ----------------------------------------------------------------
+
+
+def customer(xero: Xero, **fields: Any) -> dict[str, str]:
+    """A contact reference for an invoice; the contact has an email address unless told otherwise."""
+    contact = xero.create_contact(**{"Name": "Acme Ltd", "EmailAddress": "ap@acme.test", **fields})
+    return {"ContactID": contact["ContactID"]}
+
+
+def authorised(xero: Xero, contact: dict[str, str], **fields: Any) -> dict[str, Any]:
+    return xero.create_invoice(
+        Type="ACCREC", Contact=contact, Status="AUTHORISED", LineItems=[line("A", 1, 100)], **fields
+    )
+
+
+def refusal(reply: httpx.Response) -> list[str]:
+    """The messages of a 400 ValidationException about one invoice."""
+    body = reply.json()
+    assert (reply.status_code, body["Type"], body["ErrorNumber"]) == (400, "ValidationException", 10), reply.text
+    [element] = body["Elements"]
+    assert element["HasErrors"] is True
+    return [error["Message"] for error in element["ValidationErrors"]]
+
+
+def test_emailing_an_authorised_invoice_is_204_records_the_email_and_marks_it_sent(xero: Xero) -> None:
+    # Given an authorised sales invoice whose contact has an address and two contact persons, one in emails
+    persons = [
+        {"FirstName": "Pat", "LastName": "Payer", "EmailAddress": "pat@acme.test", "IncludeInEmails": True},
+        {"FirstName": "Sam", "LastName": "Sales", "EmailAddress": "sam@acme.test", "IncludeInEmails": False},
+    ]
+    invoice = authorised(xero, customer(xero, ContactPersons=persons))
+    assert "SentToContact" not in invoice or invoice["SentToContact"] is False
+    before = xero.sandbox.state.clock.now()
+
+    # When Xero is asked to email it
+    reply = xero.email(invoice["InvoiceID"])
+
+    # Then it answers 204 No Content, counted against the rate limits like any call
+    assert reply.status_code == 204 and reply.content == b""
+    assert reply.headers["X-MinLimit-Remaining"] and reply.headers["Xero-Correlation-Id"]
+    # And the email went to the contact's address and the person included in emails, at the sandbox's time
+    [sent] = xero.sandbox.emails()
+    assert (sent["InvoiceID"], sent["To"]) == (invoice["InvoiceID"], ["ap@acme.test", "pat@acme.test"])
+    assert before <= sent["at"] <= xero.sandbox.state.clock.now()
+    assert xero.http.get("/_sandbox/emails").json()["emails"] == [sent]
+    # And the invoice is now marked as sent to the contact
+    assert xero.invoice(invoice["InvoiceID"])["SentToContact"] is True
+    assert xero.sandbox.invoices()[0]["SentToContact"] is True
+
+
+@pytest.mark.parametrize("status", ["SUBMITTED", "PAID"])
+def test_submitted_and_paid_invoices_can_be_emailed_too(xero: Xero, status: str) -> None:
+    # Given a sales invoice that is SUBMITTED (awaiting approval) or PAID in full
+    contact = customer(xero)
+    if status == "SUBMITTED":
+        invoice = xero.create_invoice(Type="ACCREC", Contact=contact, Status="SUBMITTED", LineItems=[line("A", 1, 10)])
+    else:
+        invoice = authorised(xero, contact)
+        payment = {"Invoice": {"InvoiceID": invoice["InvoiceID"]}, "Account": {"Code": "090"}, "Amount": "115.00"}
+        assert xero.send("PUT", "Payments", payment).status_code == 200
+    assert xero.invoice(invoice["InvoiceID"])["Status"] == status
+
+    # When it is emailed, Then Xero sends it
+    assert xero.email(invoice["InvoiceID"]).status_code == 204
+    assert [e["InvoiceID"] for e in xero.sandbox.emails()] == [invoice["InvoiceID"]]
+
+
+@pytest.mark.parametrize("status", ["DRAFT", "VOIDED", "DELETED"])
+def test_an_invoice_that_is_not_approved_cannot_be_emailed(xero: Xero, status: str) -> None:
+    # Given a sales invoice that is a draft, or was voided or deleted
+    contact = customer(xero)
+    if status == "VOIDED":
+        invoice = authorised(xero, contact)
+    else:
+        invoice = xero.create_invoice(Type="ACCREC", Contact=contact, LineItems=[line("A", 1, 10)])
+    if status != "DRAFT":
+        assert xero.send("POST", f"Invoices/{invoice['InvoiceID']}", {"Status": status}).status_code == 200
+
+    # When it is emailed
+    reply = xero.email(invoice["InvoiceID"])
+
+    # Then Xero refuses with a ValidationException naming the status, and nothing is sent or marked
+    assert refusal(reply) == [
+        f"Invoice Status '{status}' is not valid for sending. It must be SUBMITTED, AUTHORISED or PAID."
+    ]
+    assert reply.json()["Elements"][0]["InvoiceID"] == invoice["InvoiceID"]
+    assert xero.sandbox.emails() == []
+    assert "SentToContact" not in xero.invoice(invoice["InvoiceID"])
+
+
+def test_a_contact_without_an_email_address_is_a_validation_exception(xero: Xero) -> None:
+    # Given an authorised invoice to a contact with no email address (and no contact person in emails)
+    persons = [{"FirstName": "Sam", "EmailAddress": "sam@acme.test", "IncludeInEmails": False}]
+    invoice = authorised(xero, customer(xero, EmailAddress="", ContactPersons=persons))
+
+    # When it is emailed, Then Xero refuses and sends nothing
+    reply = xero.email(invoice["InvoiceID"])
+    assert refusal(reply) == ["The contact for this invoice does not have an email address."]
+    assert xero.sandbox.emails() == []
+    assert "SentToContact" not in xero.invoice(invoice["InvoiceID"])
+
+    # When the contact gets an address, Then the same invoice can be emailed
+    contact_id = reply.json()["Elements"][0]["Contact"]["ContactID"]
+    assert xero.send("POST", f"Contacts/{contact_id}", {"EmailAddress": "ap@acme.test"}).status_code == 200
+    assert xero.email(invoice["InvoiceID"]).status_code == 204
+    assert [e["To"] for e in xero.sandbox.emails()] == [["ap@acme.test"]]
+
+
+def test_a_draft_to_a_contact_without_email_gets_both_reasons_and_a_bill_cannot_be_emailed(xero: Xero) -> None:
+    no_email = customer(xero, Name="Quiet Ltd", EmailAddress="")
+    draft = xero.create_invoice(Type="ACCREC", Contact=no_email, LineItems=[line("A", 1, 10)])
+    assert refusal(xero.email(draft["InvoiceID"])) == [
+        "Invoice Status 'DRAFT' is not valid for sending. It must be SUBMITTED, AUTHORISED or PAID.",
+        "The contact for this invoice does not have an email address.",
+    ]
+
+    bill = xero.create_invoice(Type="ACCPAY", Contact=customer(xero), Status="AUTHORISED", LineItems=[line("B", 1, 5)])
+    assert refusal(xero.email(bill["InvoiceID"])) == ["Only sales invoices (ACCREC) can be emailed."]
+    assert xero.sandbox.emails() == []
+
+
+def test_emailing_an_unknown_invoice_is_xeros_plain_text_404(xero: Xero) -> None:
+    reply = xero.email("8a3c1f5e-0000-4000-8000-000000000000")
+    assert reply.status_code == 404 and reply.text == "The resource you're looking for cannot be found"
+    # the path takes the InvoiceID only, not the InvoiceNumber that GET /Invoices/{ref} also accepts
+    authorised(xero, customer(xero))
+    assert xero.email("INV-0001").status_code == 404
+    assert xero.sandbox.emails() == []
+
+
+def test_email_idempotency_key_replays_the_204_without_a_second_email(xero: Xero) -> None:
+    # Given an invoice emailed with an Idempotency-Key
+    invoice = authorised(xero, customer(xero))
+    first = xero.email(invoice["InvoiceID"], key="email-1")
+
+    # When the same request is retried with the same key
+    retry = xero.email(invoice["InvoiceID"], key="email-1")
+
+    # Then the 204 is replayed and only one email was sent
+    assert first.status_code == retry.status_code == 204 and retry.content == b""
+    assert len(xero.sandbox.emails()) == 1
+    assert len(xero.sandbox.state.calls("POST", f"/api.xro/2.0/Invoices/{invoice['InvoiceID']}/Email")) == 2
+
+    # When the key is reused for another invoice, Then Xero refuses it
+    other = authorised(xero, customer(xero, Name="Other Ltd", EmailAddress="ap@other.test"))
+    reused = xero.email(other["InvoiceID"], key="email-1")
+    assert reused.status_code == 400
+    assert reused.json()["Detail"] == "Idempotency key email-1 is used with a different request"
+
+    # When a new key is used (or six minutes have passed), Then it is a new request and a second email
+    assert xero.email(invoice["InvoiceID"], key="email-2").status_code == 204
+    xero.sandbox.state.clock.advance(361)
+    assert xero.email(invoice["InvoiceID"], key="email-1").status_code == 204
+    assert [e["InvoiceID"] for e in xero.sandbox.emails()] == [invoice["InvoiceID"]] * 3
+
+
+def test_an_email_refusal_is_replayed_for_its_key_too(xero: Xero) -> None:
+    # Given a draft emailed with a key, refused
+    contact = customer(xero)
+    draft = xero.create_invoice(Type="ACCREC", Contact=contact, LineItems=[line("A", 1, 10)])
+    failed = xero.email(draft["InvoiceID"], key="email-draft")
+
+    # When it is approved and the same request retried with the same key
+    assert xero.send("POST", f"Invoices/{draft['InvoiceID']}", {"Status": "AUTHORISED"}).status_code == 200
+    retry = xero.email(draft["InvoiceID"], key="email-draft")
+
+    # Then the cached refusal is replayed, and nothing was sent
+    assert failed.status_code == retry.status_code == 400 and retry.json() == failed.json()
+    assert xero.sandbox.emails() == []
+
+
+def test_emailing_counts_against_the_rate_limit(start: Callable[..., Xero]) -> None:
+    # Given a tenant allowed 2 calls a minute, which spends one creating an invoice
+    x = start(minute_limit=2).login()
+    contact = x.sandbox.seed_contact(Name="Acme Ltd", EmailAddress="ap@acme.test")
+    invoice = authorised(x, {"ContactID": contact["ContactID"]})
+
+    # When it emails the invoice twice
+    first, second = x.email(invoice["InvoiceID"]), x.email(invoice["InvoiceID"])
+
+    # Then the first is sent with the last call of the minute, the second is a 429 and sends nothing
+    assert first.status_code == 204 and first.headers["X-MinLimit-Remaining"] == "0"
+    assert second.status_code == 429 and second.headers["X-Rate-Limit-Problem"] == "minute"
+    assert len(x.sandbox.emails()) == 1
+
+
+def test_emailing_needs_a_write_scope(start: Callable[..., Xero]) -> None:
+    # Given an authorised invoice, and a token that may only read transactions
+    x = start().login()
+    invoice = authorised(x, customer(x))
+    redirect = x.http.get(
+        "/identity/connect/authorize",
+        params={
+            "response_type": "code",
+            "client_id": CLIENT[0],
+            "redirect_uri": "https://app.example.com/cb",
+            "scope": "offline_access accounting.transactions.read",
+        },
+    )
+    code = parse_qs(urlsplit(redirect.headers["Location"]).query)["code"][0]
+    exchange = {"grant_type": "authorization_code", "code": code, "redirect_uri": "https://app.example.com/cb"}
+    read_only = x.http.post("/connect/token", data=exchange, auth=CLIENT).json()["access_token"]
+
+    # When that token emails the invoice, Then it is refused and nothing is sent
+    refused = x.http.post(
+        f"/api.xro/2.0/Invoices/{invoice['InvoiceID']}/Email", json={}, headers=x.headers(token=read_only)
+    )
+    assert refused.status_code == 401 and refused.json()["Detail"] == "AuthorizationUnsuccessful"
+    assert x.sandbox.emails() == []
+    # And reading the online invoice URL is allowed with it
+    assert x.get(f"Invoices/{invoice['InvoiceID']}/OnlineInvoice", token=read_only).status_code == 200
+
+
+def test_online_invoice_url_is_an_in_xero_link_stable_per_invoice(xero: Xero) -> None:
+    # Given two authorised sales invoices
+    contact = customer(xero)
+    first, second = authorised(xero, contact), authorised(xero, contact)
+
+    # When their online invoice is asked for
+    reply = xero.get(f"Invoices/{first['InvoiceID']}/OnlineInvoice")
+
+    # Then it is the spec's envelope with one in.xero.com link, the same each time, and per invoice
+    body = reply.json()
+    assert reply.status_code == 200 and body["Status"] == "OK"
+    [online] = body["OnlineInvoices"]
+    assert list(online) == ["OnlineInvoiceUrl"]
+    assert re.fullmatch(r"https://in\.xero\.com/[A-Za-z0-9]{40}", online["OnlineInvoiceUrl"])
+    again = xero.get(f"Invoices/{first['InvoiceID']}/OnlineInvoice").json()["OnlineInvoices"][0]
+    assert again == online
+    other = xero.get(f"Invoices/{second['InvoiceID']}/OnlineInvoice").json()["OnlineInvoices"][0]
+    assert other["OnlineInvoiceUrl"] != online["OnlineInvoiceUrl"]
+
+
+def test_no_online_invoice_for_a_draft_a_bill_or_an_unknown_invoice(xero: Xero) -> None:
+    contact = customer(xero)
+    draft = xero.create_invoice(Type="ACCREC", Contact=contact, LineItems=[line("A", 1, 10)])
+    assert refusal(xero.get(f"Invoices/{draft['InvoiceID']}/OnlineInvoice")) == [
+        "An online invoice is not available for an invoice with status 'DRAFT'."
+    ]
+    bill = xero.create_invoice(Type="ACCPAY", Contact=contact, Status="AUTHORISED", LineItems=[line("B", 1, 5)])
+    assert refusal(xero.get(f"Invoices/{bill['InvoiceID']}/OnlineInvoice")) == [
+        "Online invoices are only available for sales invoices (ACCREC)."
+    ]
+    assert xero.get("Invoices/8a3c1f5e-0000-4000-8000-000000000000/OnlineInvoice").status_code == 404

@@ -5,19 +5,22 @@ One WSGI app serves the three Xero hosts on one port (their paths do not collide
 * ``XERO_LOGIN_URL``    ``GET /identity/connect/authorize`` (auto-consents, 302 back with a code)
 * ``XERO_IDENTITY_URL`` ``POST /connect/token`` (authorization_code, refresh_token), ``POST /connect/revocation``
 * ``XERO_API_URL``      ``GET /connections``, ``DELETE /connections/{id}`` and ``/api.xro/2.0/...``:
-  Contacts, Invoices, Items, Payments, TaxRates, Accounts, Organisation.
+  Contacts, Invoices (with ``POST /Invoices/{id}/Email`` and ``GET /Invoices/{id}/OnlineInvoice``), Items,
+  Payments, TaxRates, Accounts, Organisation.
 
 Shapes follow XeroAPI/Xero-OpenAPI (``xero_accounting.yaml``, ``xero-identity.yaml``) and the quirks observed
 on the real API: rotating single-use refresh tokens with a 30-minute grace replay, problem-details bodies
 on 401/403, a plain-text 404, ``ValidationException`` 400s (or per-element errors with
 ``summarizeErrors=false``), .NET JSON dates (``/Date(1573755038314+0000)/``), per-tenant rate limits with
 ``X-*Limit-Remaining`` headers, ``Idempotency-Key`` replays, per-line tax rounding and the Dynamic-LINQ
-``where`` syntax. Money is ``Decimal`` inside and a JSON number on the wire.
+``where`` syntax. Money is ``Decimal`` inside and on the wire a JSON number written with its exact scale
+(``100.00``, ``0.3333``) as Xero's JSON has it, never passed through float (``WireEncoder``). Emailed
+invoices are not sent anywhere: they are recorded (``XeroSandbox.emails()``).
 
 The ``/_sandbox/`` control API (no auth, never logged) resets state, seeds contacts, reads the request
-log, injects faults and moves the clock. Injected faults apply to every real path before any other
-handling; a fault with ``status`` 0 only adds its ``delay`` and then lets the request through (a slow
-API, which also holds a concurrency slot on the accounting API).
+log and the emails sent, injects faults and moves the clock. Injected faults apply to every real path
+before any other handling; a fault with ``status`` 0 only adds its ``delay`` and then lets the request
+through (a slow API, which also holds a concurrency slot on the accounting API).
 """
 
 from __future__ import annotations
@@ -30,12 +33,13 @@ import json
 import math
 import re
 import secrets
+import string
 import sys
 import time
 import traceback
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -175,6 +179,14 @@ MSG = {
     "payment_amount": "Payment amount must be greater than zero.",
     "payment_account": "Account could not be found.",
     "payment_bank": "Account type is invalid for making a payment to/from.",
+    # Emailing an invoice and its online URL. Xero documents the rules (an ACCREC invoice with a status of
+    # SUBMITTED, AUTHORISED or PAID; no online invoice URL for a DRAFT) but not its messages for breaking
+    # them: these five are guesses, worded after its other validation messages.
+    "email_type": "Only sales invoices (ACCREC) can be emailed.",
+    "email_status": "Invoice Status '{status}' is not valid for sending. It must be SUBMITTED, AUTHORISED or PAID.",
+    "email_address": "The contact for this invoice does not have an email address.",
+    "online_type": "Online invoices are only available for sales invoices (ACCREC).",
+    "online_status": "An online invoice is not available for an invoice with status '{status}'.",
 }
 
 CONTACT_LIMITS = {
@@ -233,6 +245,13 @@ INVOICE_TRANSITIONS = {
     "DELETED": set(),
 }
 LINE_AMOUNT_TYPES = ("Exclusive", "Inclusive", "NoTax")
+# POST /Invoices/{id}/Email: "The invoice must be of Type ACCREC and a valid Status for sending (SUBMITTED,
+# AUTHORISED or PAID)" (Xero's Invoices docs). GET /Invoices/{id}/OnlineInvoice: "you cannot retrieve an online
+# invoice url for DRAFT invoices"; refusing a DELETED one too (a deleted draft) is our guess.
+EMAILABLE_STATUSES = ("SUBMITTED", "AUTHORISED", "PAID")
+NO_ONLINE_INVOICE_STATUSES = ("DRAFT", "DELETED")
+ONLINE_INVOICE_URL = "https://in.xero.com/"
+ONLINE_INVOICE_TOKEN_CHARS = string.ascii_letters + string.digits
 INVOICE_COPIED = (
     "Reference",
     "Url",
@@ -366,15 +385,57 @@ def _money(value: Decimal, places: Decimal = CENT) -> Decimal:
     return value.quantize(places, rounding=XERO_ROUNDING)
 
 
-def wire(value: Any) -> Any:
-    """Internal representation -> JSON-ready (Decimal becomes a JSON number)."""
-    if isinstance(value, dict):
-        return {key: wire(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [wire(item) for item in value]
-    if isinstance(value, Decimal):
-        return float(value)
-    return value
+def _json_key_type(key: Any) -> bool:
+    """Whether the stdlib JSON encoder accepts ``key`` as an object key."""
+    return key is None or isinstance(key, str | int | float)
+
+
+class WireEncoder(json.JSONEncoder):
+    """A JSON encoder that writes a ``Decimal`` as the exact number it holds, scale included.
+
+    ``Decimal("100.00")`` goes out as ``100.00`` and ``Decimal("0.3333")`` as ``0.3333``, like Xero's JSON;
+    the stdlib encoder only knows float (``100.0``, and binary noise for other values). Every other value is
+    written exactly as ``json.dumps`` would with the same options (separators, ``ensure_ascii``,
+    ``allow_nan``, ``skipkeys``, ``sort_keys``, ``default``); ``indent`` is not supported.
+    """
+
+    def iterencode(self, o: Any, _one_shot: bool = False) -> Iterator[str]:
+        if getattr(self, "indent", None) is not None:  # typeshed types it without its default, None
+            raise ValueError("WireEncoder does not support indent")
+        yield self._value(o)
+
+    def _value(self, value: Any) -> str:
+        if isinstance(value, Decimal):
+            return self._decimal(value)
+        if value is None or isinstance(value, str | int | float):  # bool is an int
+            return json.dumps(value, ensure_ascii=self.ensure_ascii, allow_nan=self.allow_nan)
+        if isinstance(value, dict):
+            items = sorted(value.items()) if self.sort_keys else value.items()
+            members = [
+                f"{self._key(key)}{self.key_separator}{self._value(item)}"
+                for key, item in items
+                if _json_key_type(key) or not self.skipkeys
+            ]
+            return "{" + self.item_separator.join(members) + "}"
+        if isinstance(value, list | tuple):
+            return "[" + self.item_separator.join(self._value(item) for item in value) + "]"
+        return self._value(self.default(value))
+
+    def _key(self, key: Any) -> str:
+        """Object keys as the stdlib writes them: strings as they are, numbers/bools/None as their JSON text."""
+        if not _json_key_type(key):
+            raise TypeError(f"keys must be str, int, float, bool or None, not {type(key).__name__}")
+        text = key if isinstance(key, str) else json.dumps(key)
+        return json.dumps(text, ensure_ascii=self.ensure_ascii)
+
+    def _decimal(self, value: Decimal) -> str:
+        if value.is_finite():
+            return format(value, "f")  # positional, every digit and the scale kept: 100.00, 0.3333, 1.000000
+        if not self.allow_nan:
+            raise ValueError(f"Out of range float values are not JSON compliant: {value}")
+        if value.is_nan():
+            return "NaN"
+        return "-Infinity" if value.is_signed() else "Infinity"
 
 
 def _b64url(data: bytes) -> str:
@@ -893,6 +954,8 @@ class XeroSandbox:
         self._refresh: dict[str, RefreshToken] = {}
         self._codes: dict[str, AuthCode] = {}
         self._idempotency: dict[str, Replay] = {}
+        self._emails: list[Row] = []
+        self._online_urls: dict[str, str] = {}
         self._limits.reset()
         auth_event_id = _new_id()
         self._connection: Row = {
@@ -947,6 +1010,12 @@ class XeroSandbox:
     def payments(self) -> list[Row]:
         with self.state.lock:
             return [self._render_payment(rec) for rec in self._sorted(self.payments_by_id)]
+
+    def emails(self) -> list[Row]:
+        """Every invoice email sent, oldest first: ``{"InvoiceID", "To": [addresses], "at": epoch seconds}``
+        (``at`` is the sandbox clock's time of sending)."""
+        with self.state.lock:
+            return [{**email, "To": list(email["To"])} for email in self._emails]
 
     def seed_contact(self, **fields: Any) -> Row:
         """Create a contact directly (same rules as PUT /Contacts); raises ValueError when Xero would refuse."""
@@ -1049,6 +1118,8 @@ class XeroSandbox:
             _route("POST", f"{api}/Invoices", self._post_invoices, "invoices"),
             _route("GET", f"{api}/Invoices/{ref}", self._get_invoice, "invoices"),
             _route("POST", f"{api}/Invoices/{ref}", self._post_invoice, "invoices"),
+            _route("POST", f"{api}/Invoices/{ref}/Email", self._email_invoice, "invoices"),
+            _route("GET", f"{api}/Invoices/{ref}/OnlineInvoice", self._get_online_invoice, "invoices"),
             _route("GET", f"{api}/Items", self._get_items, "items"),
             _route("PUT", f"{api}/Items", self._put_items, "items"),
             _route("POST", f"{api}/Items", self._post_items, "items"),
@@ -1067,8 +1138,13 @@ class XeroSandbox:
 
     @staticmethod
     def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-        response: Response = json_response(wire(payload), status, headers)
-        return response
+        """A JSON answer (as ``base.json_response``, but with Decimals written exactly by ``WireEncoder``)."""
+        return Response(
+            json.dumps(payload, cls=WireEncoder, default=str),
+            status=status,
+            headers=headers or {},
+            content_type="application/json; charset=utf-8",
+        )
 
     @staticmethod
     def _text(text: str, status: int, headers: dict[str, str] | None = None) -> Response:
@@ -1196,11 +1272,13 @@ class XeroSandbox:
             return response
 
     def _invoke(self, request: Request, route: Route, groups: dict[str, str]) -> Response:
+        """Run an accounting handler: it returns a JSON-able body, or a ready Response (e.g. a 204)."""
         with self.state.lock:
             try:
-                return self._json(route.handler(request, **groups))
+                result = route.handler(request, **groups)
             except ApiError as error:
                 return self._error_response(error)
+            return result if isinstance(result, Response) else self._json(result)
 
     # ---- identity ---------------------------------------------------------------------------------------
 
@@ -1583,7 +1661,7 @@ class XeroSandbox:
 
     def _balances(self, contact_id: str) -> Row:
         today = _date_ms(self._today())
-        sums = {"ACCREC": [Decimal(0), Decimal(0)], "ACCPAY": [Decimal(0), Decimal(0)]}
+        sums = {"ACCREC": [Decimal("0.00"), Decimal("0.00")], "ACCPAY": [Decimal("0.00"), Decimal("0.00")]}
         for rec in self.invoices_by_id.values():
             data = rec.data
             if data["ContactID"] != contact_id or data["Status"] != "AUTHORISED":
@@ -2158,6 +2236,61 @@ class XeroSandbox:
             raise _not_found()
         return self._invoice_writer(request, "update", rec.data["InvoiceID"])
 
+    # ---- invoices: email and online invoice ---------------------------------------------------------------
+
+    def _invoice_refused(self, rec: Record, messages: list[str]) -> ApiError:
+        """A 400 ValidationException whose element is the invoice with its validation errors."""
+        element = _with_errors(self._render_invoice(rec, full_contact=False), messages, "HasErrors")
+        return ApiError(400, validation_exception([element]))
+
+    def _email_recipients(self, rec: Record) -> list[str]:
+        """Xero emails the contact's primary address and every contact person with IncludeInEmails=true."""
+        contact = self.contacts_by_id.get(rec.data.get("ContactID") or "")
+        if contact is None:
+            return []
+        people = [p for p in contact.data.get("ContactPersons") or [] if isinstance(p, dict)]
+        addresses = [contact.data.get("EmailAddress")]
+        addresses += [p.get("EmailAddress") for p in people if p.get("IncludeInEmails") is True]
+        return [str(address).strip() for address in addresses if address and str(address).strip()]
+
+    def _email_invoice(self, request: Request, ref: str) -> Response:
+        """POST /Invoices/{InvoiceID}/Email (emailInvoice): 204 No Content once "sent"; the invoice is marked
+        SentToContact and the email recorded for ``emails()``. The body is the spec's RequestEmpty (ignored)."""
+        rec = self.invoices_by_id.get(ref.lower())  # by InvoiceID only, as the spec's path says
+        if rec is None:
+            raise _not_found()
+        recipients = self._email_recipients(rec)
+        errors: list[str] = []
+        if rec.data["Type"] != "ACCREC":
+            errors.append(MSG["email_type"])
+        elif rec.data["Status"] not in EMAILABLE_STATUSES:
+            errors.append(MSG["email_status"].format(status=rec.data["Status"]))
+        if not recipients:
+            # The primary address is what Xero needs; a contact person included in emails also receives it,
+            # so (a guess) the sandbox refuses only when nobody at all would get the email.
+            errors.append(MSG["email_address"])
+        if errors:
+            raise self._invoice_refused(rec, errors)
+        rec.data["SentToContact"] = True
+        rec.updated_ms = self._now_ms()  # a guess: Xero records the sending in the invoice's history
+        self._emails.append({"InvoiceID": rec.data["InvoiceID"], "To": recipients, "at": self._now()})
+        return Response(b"", status=204)
+
+    def _get_online_invoice(self, request: Request, ref: str) -> Row:
+        """GET /Invoices/{InvoiceID}/OnlineInvoice: the invoice's public in.xero.com link (stable per invoice)."""
+        rec = self.invoices_by_id.get(ref.lower())
+        if rec is None:
+            raise _not_found()
+        if rec.data["Type"] != "ACCREC":
+            raise self._invoice_refused(rec, [MSG["online_type"]])
+        if rec.data["Status"] in NO_ONLINE_INVOICE_STATUSES:
+            raise self._invoice_refused(rec, [MSG["online_status"].format(status=rec.data["Status"])])
+        invoice_id = rec.data["InvoiceID"]
+        if invoice_id not in self._online_urls:
+            token = "".join(secrets.choice(ONLINE_INVOICE_TOKEN_CHARS) for _ in range(40))
+            self._online_urls[invoice_id] = ONLINE_INVOICE_URL + token
+        return self._envelope("OnlineInvoices", [{"OnlineInvoiceUrl": self._online_urls[invoice_id]}])
+
     # ---- payments -----------------------------------------------------------------------------------------
 
     def _payment_summary(self, rec: Record) -> Row:
@@ -2322,12 +2455,13 @@ class XeroSandbox:
                 "TaxType": tax_type,
                 "ReportTaxType": report,
                 "CanApplyToRevenue": tax_type != "INPUT2",
-                "DisplayTaxRate": rate,
-                "EffectiveRate": rate,
+                "DisplayTaxRate": shown,
+                "EffectiveRate": shown,
                 "Status": "ACTIVE",
-                "TaxComponents": [{"Name": "GST", "Rate": rate, "IsCompound": False, "IsNonRecoverable": False}],
+                "TaxComponents": [{"Name": "GST", "Rate": shown, "IsCompound": False, "IsNonRecoverable": False}],
             }
             for tax_type, (name, rate, report) in TAX_RATES.items()
+            for shown in [rate.quantize(QTY)]  # Xero writes rates with 4 dp: 15.0000
         ]
         rows, _ = self._select(request, rows, (TAX_RATE_FIELDS, "TaxRate", "TaxType"))
         return self._envelope("TaxRates", rows)
@@ -2377,6 +2511,7 @@ class XeroSandbox:
             ("GET", "contacts"): lambda request: self._json({"Contacts": self.contacts()}),
             ("POST", "contacts"): self._control_seed_contact,
             ("GET", "invoices"): lambda request: self._json({"Invoices": self.invoices()}),
+            ("GET", "emails"): lambda request: self._json({"emails": self.emails()}),
             ("GET", "requests"): self._control_requests,
             ("POST", "faults"): self._control_faults,
             ("DELETE", "faults"): self._control_clear_faults,
