@@ -7,6 +7,9 @@
         Invoke one function once, in this process, against the resources of the running
         ``closeloop dev`` (or of the stack in ``AWS_ENDPOINT_URL``); scheduled functions get their
         schedule's Input unless --event is given. Prints the result as JSON.
+    closeloop replay [--queue NAME] [--dry-run] / status [--json] / audit ID [--type T] [--show-values]
+        Operate a stack: the running ``closeloop dev``, or a deployed one with --stack-name NAME (default
+        AWS credentials). Implemented in ``closeloop_local.ops``, imported on use.
     closeloop demo / closeloop connect xero
         Implemented in ``closeloop_local.demo`` and ``closeloop_local.connect``, imported on use. A module
         may define ``add_arguments(parser)`` to declare its own options.
@@ -316,6 +319,31 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     report = commands.add_parser("report", help="reconcile a month on the running stack and print the report link")
     report.add_argument("--month", required=True, help="the month to reconcile, YYYY-MM")
     report.set_defaults(handler=cmd_report)
+
+    target = argparse.ArgumentParser(add_help=False)
+    target.add_argument(
+        "--stack-name", metavar="NAME", help="a deployed stack (default AWS credentials); default: closeloop dev"
+    )
+    target.add_argument("--region", help="the deployed stack's region (with --stack-name; default: the AWS default)")
+    operations = _lazy_main("closeloop_local.ops")
+
+    replay = commands.add_parser(
+        "replay", parents=[target], help="move dead-lettered messages back to their work queue"
+    )
+    replay.add_argument("--queue", metavar="NAME", help="ContactDLQ, DealDLQ or their work queue; default: every DLQ")
+    replay.add_argument("--dry-run", action="store_true", help="list what would move and change nothing")
+    replay.set_defaults(handler=operations)
+
+    status = commands.add_parser("status", parents=[target], help="queue depths, watermark, failed syncs, token health")
+    status.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    status.set_defaults(handler=operations)
+
+    audit = commands.add_parser("audit", parents=[target], help="one CRM record's history across both systems")
+    audit.add_argument("object_id", metavar="crm-object-id", help="the CRM object's id, e.g. 1000001")
+    audit.add_argument("--type", choices=["company", "contact", "deal"], help="default: every type that has one")
+    audit.add_argument("--crm", help="the CRM the id belongs to (default: the stack's CrmProvider)")
+    audit.add_argument("--show-values", action="store_true", help="show the last synced values, not only field names")
+    audit.set_defaults(handler=operations)
 
     demo = commands.add_parser("demo", help="run the whole loop offline on the local stack and show the result")
     demo.set_defaults(handler=_lazy_main(_LAZY_COMMANDS["demo"]))
