@@ -201,3 +201,13 @@ def test_vendor_outage_outliving_retries_lands_in_the_dlq_and_replays_once_fixed
     loop.stack.drain(timeout=60)
     # Then the company syncs exactly once
     assert len(named(loop, "Wayne Enterprises")) == 1
+
+
+def test_a_body_over_one_megabyte_is_refused_before_anything_else(loop: Loop) -> None:
+    body = b"[" + b" " * (1024 * 1024) + b"]"
+    headers = signed_batch_headers(loop.hubspot.client_secret, loop.contacts_url, body, int(time.time() * 1000), "v3")
+    hubspot_calls = len(loop.hubspot.state.requests)
+    response = httpx.post(loop.contacts_url, content=body, headers=headers, timeout=10)
+    assert response.status_code == 413
+    assert "larger than" in response.json()["message"]
+    assert len(loop.hubspot.state.requests) == hubspot_calls
