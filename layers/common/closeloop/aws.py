@@ -23,8 +23,8 @@ class SqsQueues:
         self._urls = dict(urls)
         self._client: SQSClient = client or boto3.client("sqs")
 
-    def send(self, pipeline: Pipeline, body: str) -> None:
-        self._client.send_message(QueueUrl=self._urls[pipeline], MessageBody=body)
+    def send(self, pipeline: Pipeline, body: str, delay_seconds: int = 0) -> None:
+        self._client.send_message(QueueUrl=self._urls[pipeline], MessageBody=body, DelaySeconds=delay_seconds)
 
 
 class SnsAlerts:

@@ -164,11 +164,25 @@ def contact_sync() -> Any:
     return ContactSync(crm(), accounting(), store(), owner=uuid.uuid4().hex)
 
 
-@cache
-def contact_worker() -> Any:
+def _worker(pipeline: Any) -> Any:
     from closeloop.sync.worker import Worker  # noqa: PLC0415
 
-    return Worker(contact_sync(), alerts(), once())
+    def park(pipeline_name: str, body: str, delay: int) -> None:
+        queues().send(pipeline_name, body, delay_seconds=delay)
+
+    def alert_due(kind: str) -> bool:
+        return bool(store().acquire_lease(f"alert#{kind}", uuid.uuid4().hex, ALERT_EVERY_SECONDS))
+
+    return Worker(pipeline, alerts(), once(), park=park, alert_due=alert_due)
+
+
+#: A disconnected account is announced at most this often, however many messages meet it.
+ALERT_EVERY_SECONDS = 3600
+
+
+@cache
+def contact_worker() -> Any:
+    return _worker(contact_sync())
 
 
 def invoice_policy() -> Any:
@@ -193,10 +207,8 @@ def invoice_policy() -> Any:
 @cache
 def deal_worker() -> Any:
     from closeloop.sync.invoices import DealSync  # noqa: PLC0415
-    from closeloop.sync.worker import Worker  # noqa: PLC0415
 
-    pipeline = DealSync(crm(), accounting(), store(), contact_sync(), invoice_policy(), owner=uuid.uuid4().hex)
-    return Worker(pipeline, alerts(), once())
+    return _worker(DealSync(crm(), accounting(), store(), contact_sync(), invoice_policy(), owner=uuid.uuid4().hex))
 
 
 @cache

@@ -18,8 +18,8 @@ MAX_BODY_BYTES = 1024 * 1024
 
 
 class WorkQueues(Protocol):
-    def send(self, pipeline: Pipeline, body: str) -> None:
-        """Enqueue one work message for ``pipeline``."""
+    def send(self, pipeline: Pipeline, body: str, delay_seconds: int = 0) -> None:
+        """Enqueue one work message for ``pipeline`` (visible after ``delay_seconds``)."""
 
 
 @dataclass(frozen=True)

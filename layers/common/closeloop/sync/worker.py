@@ -43,13 +43,33 @@ def group_events(events: Iterable[SyncEvent]) -> dict[CrmRef, list[SyncEvent]]:
     return groups
 
 
-class Worker:
-    """Runs a pipeline over the events of work messages."""
+#: How long a message waits before it is tried again while the integration is disconnected.
+PARK_SECONDS = 900
 
-    def __init__(self, pipeline: Pipeline, alerts: Alerts, once: Once = run_directly) -> None:
+
+class Worker:
+    """Runs a pipeline over the events of work messages.
+
+    ``park(pipeline, body, delay)`` re-queues a message for later: a setup failure (a revoked
+    connection) is nobody's record's fault, so its messages wait for the fix instead of burning their
+    receive count into the DLQ. ``alert_due(kind)`` says whether to alert now (once an hour, not per
+    message).
+    """
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        alerts: Alerts,
+        once: Once = run_directly,
+        *,
+        park: Callable[[str, str, int], None] | None = None,
+        alert_due: Callable[[str], bool] = lambda kind: True,
+    ) -> None:
         self.pipeline = pipeline
         self.alerts = alerts
         self.once = once
+        self.park = park
+        self.alert_due = alert_due
 
     def handle_message(self, body: str) -> list[dict[str, Any]]:
         """Process one message body. Raises the first RetriableError/SetupError after trying every group."""
@@ -66,8 +86,14 @@ class Worker:
                 continue
             except SetupError as exc:
                 logger.error("integration needs attention", extra={"ref": str(ref), "error": str(exc)})
-                self.alerts.alert("Closeloop needs attention", f"{type(exc).__name__}: {exc}")
-                raise
+                if self.alert_due(type(exc).__name__):
+                    self.alerts.alert("Closeloop needs attention", f"{type(exc).__name__}: {exc}")
+                if self.park is None:
+                    raise
+                # Kept, not failed: a fresh copy waits PARK_SECONDS; finished groups are skipped on return.
+                self.park(message.pipeline, body, PARK_SECONDS)
+                logger.warning("message parked until the integration is fixed", extra={"ref": str(ref)})
+                return results
             logger.info("synced", extra=result)
             results.append(result)
         if pending is not None:
