@@ -60,6 +60,9 @@ test: lint unit validate scan ## everything CI runs: ruff, mypy, pytest (unit, i
 demo: venv ## run the whole loop offline on the local stack and show the result
 	$(BIN)/closeloop demo
 
+bench: venv ## benchmarks (one table; see README)
+	$(BIN)/python -m bench.run
+
 build: tools ## sam build (python3.12, arm64)
 	PATH=$(dir $(PY312)):$$PATH $(TOOLS)/sam/bin/sam build --parallel --cached
 
