@@ -1,0 +1,91 @@
+"""Fault injection over the local stack: every case ends with nothing lost and nothing duplicated.
+
+The rest of the matrix lives beside the features it breaks (tests/e2e: duplicates, crashes on the
+invoice path, outage -> DLQ -> replay, revoked tokens, bad input; tests/unit: 429/5xx/timeouts, token
+races). This module holds the cases that need heavier set-ups.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+
+from closeloop.models import CrmRef
+from closeloop_local.sandboxes.base import Fault
+from tests.stack_fixtures import Loop
+
+pytestmark = pytest.mark.e2e
+
+
+def test_one_hundred_concurrent_duplicates_leave_one_contact(loop: Loop) -> None:
+    # Given a company whose creation batch HubSpot delivered once
+    company = loop.hubspot.create_object("companies", {"name": "Hundredfold Ltd"})
+    loop.settle()
+    delivery = next(d for d in reversed(loop.hubspot.deliveries) if str(company["id"]) in d["body"])
+    # When the same signed batch arrives 100 more times, 20 at a time
+    with httpx.Client(timeout=30) as client, ThreadPoolExecutor(max_workers=20) as pool:
+        statuses = list(
+            pool.map(
+                lambda _: (
+                    client.post(delivery["url"], content=delivery["body"], headers=delivery["headers"]).status_code
+                ),
+                range(100),
+            )
+        )
+    loop.stack.drain(timeout=120)
+    # Then each was acknowledged, and Xero holds exactly one contact, created once
+    assert set(statuses) == {200}
+    assert len([c for c in loop.active_xero_contacts() if c["Name"] == "Hundredfold Ltd"]) == 1
+    creates = [r for r in loop.xero.state.calls("PUT", "/api.xro/2.0/Contacts") if b"Hundredfold" in r.body]
+    assert len(creates) == 1
+
+
+def test_hubspot_rate_limiting_the_write_back_still_ends_with_one_invoice_written_back(loop: Loop) -> None:
+    today = datetime.now(UTC).date().isoformat()
+    existing = {i["Code"] for i in loop.xero.items()}
+    if "FLT-1" not in existing:
+        loop.xero.seed_item(Code="FLT-1", Name="Fault", SalesDetails={"UnitPrice": "10.00", "AccountCode": "200"})
+    company = loop.hubspot.create_object("companies", {"name": "Throttled Co"})
+    deal = loop.hubspot.create_object(
+        "deals",
+        {
+            "dealname": "Throttled",
+            "amount": "10.00",
+            "dealstage": "contractsent",
+            "pipeline": "default",
+            "deal_currency_code": "NZD",
+            "closedate": today,
+        },
+        associations=[{"to_type": "companies", "to_id": company["id"], "primary": True}],
+    )
+    loop.hubspot.create_object(
+        "line_items",
+        {"name": "Fault", "hs_sku": "FLT-1", "quantity": "1", "price": "10.00"},
+        associations=[{"to_type": "deals", "to_id": deal["id"]}],
+    )
+    loop.settle()
+    # Given HubSpot answers 429 to the next eight deal write-backs (longer than one invocation retries)
+    limited = {
+        "status": "error",
+        "message": "You have reached your ten_secondly_rolling limit.",
+        "errorType": "RATE_LIMIT",
+        "policyName": "TEN_SECONDLY_ROLLING",
+    }
+    loop.hubspot.state.faults.append(Fault("/crm/v3/objects/deals/batch/update", 429, times=8, body=limited))
+    # When the deal is won
+    loop.hubspot.update_object("deals", deal["id"], {"dealstage": "closedwon"})
+    loop.settle()
+    # Then there is one invoice, and the write-back landed once HubSpot let it through
+    invoices = [
+        i for i in loop.xero.invoices() if str(i.get("Reference", "")).startswith(f"hubspot-deal-{deal['id']} ")
+    ]
+    assert len(invoices) == 1
+    props = loop.hubspot.get_object("deals", deal["id"])["properties"]
+    assert props["closeloop_invoice_number"] == invoices[0]["InvoiceNumber"]
+    mapping = loop.store.get_mapping(CrmRef(crm="hubspot", object_type="deal", object_id=str(deal["id"])), "xero")
+    assert mapping is not None
+    assert mapping.snapshot["written_back"] == "yes"
+    assert [f for f in loop.hubspot.state.faults if f.times > 0] == []
