@@ -10,6 +10,7 @@ query when set (custom domains, proxies), otherwise the request as the caller sa
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -82,3 +83,56 @@ def misconfigured(exc: ConfigurationError) -> Response[Any]:
         content_type=content_types.APPLICATION_JSON,
         body={"message": "the webhook receiver is not configured; the delivery will be retried"},
     )
+
+
+#: One HubSpot webhook event as the routes accept it (the fields the parser reads; others are allowed).
+_EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["eventId", "subscriptionId", "portalId", "occurredAt", "subscriptionType"],
+    "properties": {
+        "eventId": {"type": "integer"},
+        "subscriptionId": {"type": "integer"},
+        "portalId": {"type": "integer"},
+        "appId": {"type": "integer"},
+        "occurredAt": {"type": "integer", "description": "milliseconds since the epoch"},
+        "subscriptionType": {"type": "string", "examples": ["company.creation", "deal.propertyChange"]},
+        "attemptNumber": {"type": "integer"},
+        "objectId": {"type": "integer"},
+        "fromObjectId": {"type": "integer"},
+        "propertyName": {"type": "string"},
+        "propertyValue": {"type": "string"},
+        "changeSource": {"type": "string"},
+        "changeFlag": {"type": "string"},
+        "sourceId": {"type": "string"},
+    },
+}
+
+
+def openapi_document() -> dict[str, Any]:
+    """The webhook API's OpenAPI document: the Powertools resolver's, plus what the handler reads itself.
+
+    The body is read raw (its signature covers the exact bytes) rather than through Powertools'
+    validation, so its schema, the signature headers and the error answers are added here.
+    """
+    document: dict[str, Any] = json.loads(app.get_openapi_json_schema(title="Closeloop webhooks", version="1"))
+    operation = document["paths"]["/webhooks/{crm}/{pipeline}"]["post"]
+    operation["description"] = "A HubSpot webhook batch (at most 100 events), signed with HubSpot's v3 or v1 scheme."
+    operation["parameters"] = [
+        *operation.get("parameters", []),
+        {"name": "X-HubSpot-Signature-v3", "in": "header", "required": False, "schema": {"type": "string"}},
+        {"name": "X-HubSpot-Request-Timestamp", "in": "header", "required": False, "schema": {"type": "string"}},
+    ]
+    operation["requestBody"] = {
+        "required": True,
+        "content": {"application/json": {"schema": {"type": "array", "maxItems": 100, "items": _EVENT_SCHEMA}}},
+    }
+    message = {"application/json": {"schema": {"type": "object", "properties": {"message": {"type": "string"}}}}}
+    for status, why in {
+        "400": "malformed body",
+        "401": "missing, forged, stale or future-dated signature",
+        "404": "unknown CRM or pipeline",
+        "413": "body over 1 MB",
+        "503": "receiver not configured (HubSpot retries)",
+    }.items():
+        operation.setdefault("responses", {})[status] = {"description": why, "content": message}
+    return document
