@@ -235,16 +235,14 @@ class XeroAccounting:
             ok=(200, 400),  # a 400 ValidationException is read here: its messages say which rule failed
         )
         if response.status_code == 400:
-            messages = _validation_messages(response.text)
-            context: dict[str, Any] = {
-                "vendor": self.name,
-                "status": 400,
-                "request_id": response.headers.get("xero-correlation-id"),
-            }
-            if any(_DUPLICATE.search(m) for m in messages):
-                raise Conflict("Xero already has a contact with this name or number", **context)
-            reason = "; ".join(redact(m) for m in messages) or "validation error"
-            raise ValidationFailed(f"Xero rejected the contact: {reason}", **context)
+            if any(_DUPLICATE.search(m) for m in _validation_messages(response.text)):
+                raise Conflict(
+                    "Xero already has a contact with this name or number",
+                    vendor=self.name,
+                    status=400,
+                    request_id=response.headers.get("xero-correlation-id"),
+                )
+            raise self._rejected(response, "the contact")
         return to_customer((response.json().get("Contacts") or [{}])[0])
 
     # -- items and invoices ------------------------------------------------------------------------
