@@ -158,3 +158,10 @@ def test_write_back_creates_missing_properties_once() -> None:
 
 def test_reference_carries_deal_id_and_name() -> None:
     assert invoice_reference(won_deal()) == "crm-deal-3000001 Big deal"
+
+
+def test_the_properties_setup_creates_are_the_ones_the_crm_adapters_read_back() -> None:
+    from closeloop.models import DEAL_SYNC_FIELDS
+    from closeloop.sync.invoices import DEAL_PROPERTIES
+
+    assert [p.name for p in DEAL_PROPERTIES] == list(DEAL_SYNC_FIELDS)

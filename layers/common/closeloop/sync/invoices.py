@@ -298,18 +298,16 @@ class DealSync:
                 ref=ref,
                 system=self.accounting.name,
                 accounting_id=invoice.id,
+                # What was (or is about to be) written to the deal, under the property names themselves, so
+                # the poller compares and updates it without a translation table.
                 snapshot={
                     "kind": "invoice",
-                    "invoice_number": invoice.number,
                     "customer_id": invoice.customer_id,
                     "currency": invoice.currency,
                     "total": money(invoice.total),
-                    "amount_due": money(invoice.amount_due),
-                    "amount_paid": money(invoice.amount_paid),
-                    "status": invoice.status,
-                    "payment_status": payment_status(invoice, self.clock().date()),
                     "sync_issue": issue,
                     "written_back": "yes" if written_back else "no",
+                    **write_back_values(invoice, self.clock().date()),
                 },
                 updated_at=self.clock(),
             )

@@ -116,7 +116,7 @@ class PaymentPoller:
             }
             self._with_properties(lambda: self.crm.update_customers(customer_updates), kinds)
         for mapping, invoice in touched:
-            written = {_snapshot_key(k): v for k, v in write_back_values(invoice, today).items()}
+            written = write_back_values(invoice, today)
             self.store.put_mapping(
                 IdMapping(
                     mapping.ref,
@@ -174,11 +174,11 @@ class PaymentPoller:
             if mapping is None:
                 continue  # not one of ours (made by hand in accounting): it still counts in the summary
             values = write_back_values(invoice, today)
-            if all(mapping.snapshot.get(_snapshot_key(k), "") == values[k] for k in COMPARED):
+            if all(mapping.snapshot.get(k, "") == values[k] for k in COMPARED):
                 continue  # already written: idempotent runs write nothing
             updates[mapping.ref.object_id] = values
             touched.append((mapping, invoice))
-            before = mapping.snapshot.get("payment_status", "")
+            before = mapping.snapshot.get("closeloop_payment_status", "")
             if before != values["closeloop_payment_status"]:
                 result.status_changes.append(
                     {
@@ -203,18 +203,3 @@ class PaymentPoller:
             if owner is not None and owner.object_type in ("company", "contact"):
                 updates[owner] = summary(self.store.list_customer_invoices(system, customer_id), today)
         return updates
-
-
-_SNAPSHOT_KEYS = {
-    "closeloop_invoice_status": "status",
-    "closeloop_payment_status": "payment_status",
-    "closeloop_amount_due": "amount_due",
-    "closeloop_amount_paid": "amount_paid",
-    "closeloop_last_payment_date": "last_payment_date",
-    "closeloop_invoice_number": "invoice_number",
-    "closeloop_invoice_url": "invoice_url",
-}
-
-
-def _snapshot_key(prop: str) -> str:
-    return _SNAPSHOT_KEYS.get(prop, prop)
