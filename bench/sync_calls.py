@@ -1,13 +1,14 @@
 """Xero calls per synced contact (a burst of new HubSpot companies) and per won deal, against bulk floors.
 
 The real ``ContactSync`` and ``DealSync`` run with the real HubSpot and Xero adapters against the two
-sandboxes over HTTP, with an in-memory store. Every company carries what the matching order looks at: a
-tax number (``vat_number``) and a primary contact with an email, so each new company costs the full lookup
-chain (stamp, tax number, email, name) and then a create. Xero calls are counted from the sandbox's request
-log, token calls excluded.
+sandboxes over HTTP, with an in-memory store. The contact burst goes through the contact worker's batch
+handler as production receives it: webhook deliveries of 100 events, SQS batches of 10 messages. Every company
+carries what the matching order looks at: a tax number (``vat_number``) and a primary contact with an email,
+so each new company costs the full lookup chain (stamp, tax number, email, name) and then a create. Xero calls
+are counted from the sandbox's request log, token calls excluded.
 
-The floors are measured in the same run, on a second, empty Xero sandbox, doing the same work the cheapest
-way Xero's API allows: one paged read of what exists (100 a page) to match against locally, then creates in
+The floors are measured in the same run, on a second, empty Xero sandbox, doing the same work the cheapest way
+Xero's API allows: one paged read of what exists (100 a page) to match against locally, then creates in
 batches of 50 elements per ``PUT`` (Xero's recommended batch size). For deals: one ``GET /Items`` for the
 codes, one paged read of the sales invoices, then ``PUT /Invoices`` 50 at a time with the same drafts
 ``DealSync`` builds.
@@ -28,9 +29,10 @@ from bench.memory import MemoryStore
 from bench.report import Row
 from bench.sandboxes import HubSpot, Xero, running_hubspot, running_xero
 from closeloop.accounting.xero import API_PREFIX, dumps_exact, to_xero, to_xero_invoice
-from closeloop.models import CrmRef, Customer, Deal, SyncEvent, customer_fields
+from closeloop.models import CrmRef, Customer, Deal, SyncEvent, WorkMessage, customer_fields
 from closeloop.sync.contacts import ContactSync, external_number
 from closeloop.sync.invoices import DealSync, InvoicePolicy, build_draft
+from closeloop.sync.worker import Worker
 from closeloop_local.sandboxes.base import LoggedRequest
 
 TARGET_PER_CONTACT = 0.05
@@ -216,12 +218,15 @@ def measure(companies: int = 1000, deals: int = 100) -> list[Row]:
         contacts = ContactSync(hub.crm, books.books, store, owner="bench")
 
         before = len(books.api_calls())
-        outcomes = [contacts.sync(ref, [creation_event(ref, n)]) for n, ref in enumerate(company_refs)]
+        worker = Worker(contacts, _NoAlerts())
+        for batch in _lambda_batches(company_refs):
+            if failed := worker.handle_batch(batch):
+                raise RuntimeError(f"{len(failed)} messages failed in the contact burst")
         contact_log = books.api_calls()[before:]
         contact_calls = len(contact_log)
-        created = sum(1 for o in outcomes if o.action == "created")
+        created = sum(1 for ref in company_refs if store.get_mapping(ref, books.books.name) is not None)
         if created != companies:
-            raise RuntimeError(f"{created} of {companies} companies were created: {outcomes[:3]}")
+            raise RuntimeError(f"{created} of {companies} companies were synced")
 
         deal_refs = seed_won_deals(hub, company_refs, deals)
         invoicing = DealSync(hub.crm, books.books, store, contacts, policy, owner="bench")
@@ -256,6 +261,33 @@ def measure(companies: int = 1000, deals: int = 100) -> list[Row]:
             note=f"per deal: {breakdown(deal_log, deals)}; floor: {invoice_floor} calls in all; no target set",
         ),
     ]
+
+
+#: HubSpot sends up to 100 events per webhook request; the contact worker's SQS batch holds up to 10 messages.
+EVENTS_PER_DELIVERY = 100
+MESSAGES_PER_BATCH = 10
+
+
+class _NoAlerts:
+    def alert(self, subject: str, message: str) -> None:
+        raise RuntimeError(f"unexpected alert: {subject}")
+
+
+def _lambda_batches(refs: Sequence[CrmRef]) -> list[list[tuple[str, str]]]:
+    """The burst as the contact worker receives it: deliveries of 100 events, SQS batches of 10 messages."""
+    messages = [
+        (
+            f"m{start}",
+            WorkMessage(
+                pipeline="contacts",
+                events=[
+                    creation_event(ref, start + n) for n, ref in enumerate(refs[start : start + EVENTS_PER_DELIVERY])
+                ],
+            ).model_dump_json(),
+        )
+        for start in range(0, len(refs), EVENTS_PER_DELIVERY)
+    ]
+    return [messages[i : i + MESSAGES_PER_BATCH] for i in range(0, len(messages), MESSAGES_PER_BATCH)]
 
 
 def _deals_with_customers(hub: HubSpot, refs: Sequence[CrmRef]) -> list[tuple[Deal, Customer]]:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
-from closeloop.errors import Conflict, ValidationFailed
+from closeloop.errors import Conflict, FatalError, ValidationFailed
 from closeloop.models import AccountingCustomer, CrmRef, Customer, Deal, Invoice, InvoiceDraft, Item, customer_fields
 from closeloop.ports import AuditRecord, FailedSync, IdMapping, PropertyDefinition, WebhookRequest
 from closeloop.store import TokenState
@@ -147,6 +147,9 @@ class FakeAccounting:
 
     def create_customer(self, customer: Customer, *, number: str, idempotency_key: str) -> AccountingCustomer:
         self.calls.append("create")
+        return self._create(customer, number)
+
+    def _create(self, customer: Customer, number: str) -> AccountingCustomer:
         if any(r.name.lower() == customer.name.lower() for r in self.records.values()):
             raise Conflict("duplicate name", vendor=self.name, status=400)
         record = AccountingCustomer(
@@ -159,6 +162,38 @@ class FakeAccounting:
         )
         self.records[record.id] = record
         return record
+
+    def find_customers_any(
+        self,
+        *,
+        numbers: Collection[str] = (),
+        tax_numbers: Collection[str] = (),
+        emails: Collection[str] = (),
+        names: Collection[str] = (),
+    ) -> list[AccountingCustomer]:
+        self.calls.append("find_any")
+        words = {n.split()[0].lower() for n in names if n.split()}
+        mails = {e.lower() for e in emails}
+        return [
+            r
+            for r in self.records.values()
+            if r.number in numbers
+            or r.tax_number in tax_numbers
+            or r.email.lower() in mails
+            or any(w in r.name.lower() for w in words)
+        ]
+
+    def create_customers(
+        self, customers: Sequence[tuple[Customer, str]], *, idempotency_key: str
+    ) -> list[AccountingCustomer | FatalError]:
+        self.calls.append("create_many")
+        results: list[AccountingCustomer | FatalError] = []
+        for customer, number in customers:
+            try:
+                results.append(self._create(customer, number))
+            except FatalError as exc:
+                results.append(exc)
+        return results
 
     def update_customer(
         self,
@@ -203,6 +238,9 @@ class FakeCrm:
 
     def resolve_customer(self, ref: CrmRef) -> Customer | None:
         return self.customers.get(self.company_of.get(ref, ref))
+
+    def resolve_customers(self, refs: Sequence[CrmRef]) -> dict[CrmRef, Customer | None]:
+        return {r: self.resolve_customer(r) for r in refs}
 
 
 def ref(object_type: str = "company", object_id: str = "1", crm: str = "crm") -> CrmRef:

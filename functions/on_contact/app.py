@@ -1,20 +1,21 @@
-"""on_contact: the contacts webhook route (verify, validate, enqueue) and the contacts queue worker."""
+"""on_contact: the contacts webhook route (verify, validate, enqueue) and the contacts queue worker.
+
+The worker takes its SQS batch whole: the customers of up to ten webhook deliveries are matched and
+created with the accounting system's bulk calls (see ``ContactSync.sync_many``), and only the messages
+whose objects must be retried are reported back as failures (``ReportBatchItemFailures``).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from closeloop import runtime
 from closeloop.webhook_api import app
 
 logger = Logger()
-processor = BatchProcessor(event_type=EventType.SQS)
 
 
 @logger.inject_lambda_context
@@ -22,11 +23,14 @@ def webhook_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, 
     return app.resolve(event, context)
 
 
-def record_handler(record: SQSRecord) -> None:
-    runtime.contact_worker().handle_message(record.body)
-
-
 @logger.inject_lambda_context
-def worker_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+def worker_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, list[dict[str, str]]]:
     runtime.register_lambda_context(context)
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    messages = [(str(r["messageId"]), str(r.get("body") or "")) for r in event.get("Records") or []]
+    try:
+        failed = runtime.contact_worker().handle_batch(messages)
+    except Exception:
+        # Not one record's fault that we know of: every message comes back, and the DLQ keeps repeat offenders.
+        logger.exception("contact batch failed", extra={"messages": len(messages)})
+        failed = [message_id for message_id, _ in messages]
+    return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}

@@ -145,6 +145,18 @@ def test_bad_signatures_get_401_and_cause_no_vendor_call(loop: Loop, case: str) 
     assert (len(loop.hubspot.state.requests), len(loop.xero.state.requests)) == (hubspot_calls, xero_calls)
 
 
+def test_the_path_secret_route_reaches_the_same_verification(loop: Loop) -> None:
+    # Given the contacts route with a last path segment (the route Pipedrive and SugarCRM URLs use)
+    url = f"{loop.contacts_url}/some-segment"
+    body = json.dumps([_event(4343)]).encode()
+    signed = signed_batch_headers(loop.hubspot.client_secret, url, body, int(time.time() * 1000), "v3")
+    # When HubSpot's signature is made over that URL, it is accepted; made over another URL, it is refused
+    assert httpx.post(url, content=body, headers=signed, timeout=10).status_code == 200
+    elsewhere = signed_batch_headers(loop.hubspot.client_secret, loop.contacts_url, body, int(time.time() * 1000), "v3")
+    assert httpx.post(url, content=body, headers=elsewhere, timeout=10).status_code == 401
+    loop.stack.drain(timeout=30)
+
+
 @pytest.mark.parametrize(
     ("body", "status"),
     [
@@ -182,9 +194,10 @@ def test_vendor_outage_outliving_retries_lands_in_the_dlq_and_replays_once_fixed
     sqs = loop.stack._client("sqs")  # the stack's own client on its AWS endpoint
     dlq_url = loop.stack.resources["ContactDLQ"]
     queue_url = loop.stack.resources["ContactQueue"]
-    # Given HubSpot answers 503 to every read of this company, longer than any retry
+    # Given HubSpot answers 503 to every read of this company (alone or in a batch), longer than any retry
     wayne = loop.hubspot.create_object("companies", {"name": "Wayne Enterprises"})
     loop.hubspot.state.faults.append(Fault(f"/crm/v3/objects/companies/{wayne['id']}", 503, times=10_000))
+    loop.hubspot.state.faults.append(Fault("/crm/v3/objects/companies/batch/read", 503, times=10_000))
     try:
         # When HubSpot delivers the event (acknowledged with 200)
         loop.settle()

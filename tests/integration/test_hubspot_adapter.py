@@ -115,3 +115,62 @@ def test_sandbox_signed_batches_verify_with_the_adapter(sandbox: tuple[HubSpotSa
     now = int(time.time() * 1000)
     headers = signed_batch_headers(hubspot.client_secret, uri, body, now, "v3")
     HubSpotCrm(client_secret=hubspot.client_secret).verify_webhook(WebhookRequest("POST", uri, headers, body))
+
+
+def test_batch_resolution_equals_one_by_one_in_a_few_calls(sandbox: tuple[HubSpotSandbox, SandboxServer]) -> None:
+    # Given companies with people (one primary, one not), a contact with a company, one without, one gone
+    hubspot, server = sandbox
+    refs: list[CrmRef] = []
+    for n in range(30):
+        company = hubspot.create_object("companies", {"name": f"Firm {n} Ltd", "city": "Leeds"})
+        hubspot.create_object(
+            "contacts",
+            {"firstname": "Bob", "email": f"bob@f{n}.test"},
+            associations=[{"to_type": "companies", "to_id": company["id"]}],
+        )
+        ann = hubspot.create_object(
+            "contacts",
+            {"firstname": "Ann", "email": f"ann@f{n}.test", "phone": "+44 1"},
+            associations=[{"to_type": "companies", "to_id": company["id"], "primary": True}],
+        )
+        refs.append(company_ref(company["id"]))
+        if n % 10 == 0:
+            refs.append(CrmRef(crm="hubspot", object_type="contact", object_id=str(ann["id"])))
+    solo = hubspot.create_object("contacts", {"firstname": "Sol", "lastname": "Trader", "email": "sol@t.test"})
+    refs += [CrmRef(crm="hubspot", object_type="contact", object_id=str(solo["id"])), company_ref(999999999)]
+    adapter = crm(hubspot, server.url)
+    one_by_one = {r: adapter.resolve_customer(r) for r in refs}
+    # When they are resolved in one batch
+    before = len(hubspot.state.requests)
+    batch = adapter.resolve_customers(refs)
+    # Then every ref resolves exactly as alone (a contact to its company), in a handful of calls
+    assert batch.keys() == one_by_one.keys()
+    for ref in refs:
+        alone, together = one_by_one[ref], batch[ref]
+        assert (alone.model_dump(exclude={"updated_at"}) if alone else None) == (
+            together.model_dump(exclude={"updated_at"}) if together else None
+        ), ref
+    assert len(hubspot.state.requests) - before <= 6
+
+
+def test_changes_since_a_watermark_list_each_modified_object_once(
+    sandbox: tuple[HubSpotSandbox, SandboxServer],
+) -> None:
+    from datetime import UTC, datetime, timedelta  # noqa: PLC0415
+
+    hubspot, server = sandbox
+    adapter = crm(hubspot, server.url)
+    start = datetime.now(UTC) - timedelta(seconds=5)
+    company = hubspot.create_object("companies", {"name": "Changed Ltd"})
+    contact = hubspot.create_object("contacts", {"firstname": "Cy", "email": "cy@changed.test"})
+    deal = hubspot.create_object(
+        "deals", {"dealname": "Changed deal", "pipeline": "default", "dealstage": "appointmentscheduled"}
+    )
+    events = list(adapter.iter_changes_since(start))
+    assert {str(e.ref) for e in events} == {
+        f"hubspot/company/{company['id']}",
+        f"hubspot/contact/{contact['id']}",
+        f"hubspot/deal/{deal['id']}",
+    }
+    assert len({e.dedupe_key for e in events}) == 3
+    assert list(adapter.iter_changes_since(datetime.now(UTC) + timedelta(hours=1))) == []

@@ -290,7 +290,12 @@ def test_webhook_api_routes_logs_and_throttles(template: dict[str, Any]) -> None
     api = props(template, "HttpApi")
     (stage,) = resources_of(template, "AWS::ApiGatewayV2::Stage").values()
     # Then it serves the two webhook routes, logs access and throttles
-    assert set(api["Body"]["paths"]) == {"/webhooks/{crm}/contacts", "/webhooks/{crm}/deals"}
+    assert set(api["Body"]["paths"]) == {
+        "/webhooks/{crm}/contacts",
+        "/webhooks/{crm}/deals",
+        "/webhooks/{crm}/contacts/{secret}",
+        "/webhooks/{crm}/deals/{secret}",
+    }
     assert "DestinationArn" in stage["Properties"]["AccessLogSettings"]
     assert stage["Properties"]["DefaultRouteSettings"]["ThrottlingRateLimit"] > 0
 

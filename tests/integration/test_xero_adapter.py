@@ -136,3 +136,81 @@ def test_quotes_in_lookup_values_are_escaped_for_where(sandbox: tuple[XeroSandbo
     xero.seed_contact(Name='The "Best" Co', TaxNumber='AB"1')
     found = adapter(xero, server.url).find_customers(tax_number='AB"1')
     assert [c.name for c in found] == ['The "Best" Co']
+
+
+def _company(n: int, **kw: object) -> Customer:
+    return acme(ref=CrmRef(crm="hubspot", object_type="company", object_id=str(n)), name=f"Firm {n} Ltd", **kw)
+
+
+def test_bulk_create_puts_fifty_a_call_and_keeps_each_elements_error(
+    sandbox: tuple[XeroSandbox, SandboxServer],
+) -> None:
+    xero, server = sandbox
+    books = adapter(xero, server.url)
+    xero.seed_contact(Name="Firm 3 Ltd")
+    # When 60 contacts are created in bulk, one of which has a name Xero already holds
+    batch = [(_company(n, email=f"ap@f{n}.test", tax_number=f"T{n}"), f"hubspot-company-{n}") for n in range(60)]
+    results = books.create_customers(batch, idempotency_key="bulk-1")
+    # Then two PUTs were made, 59 were created with their stamps, and the duplicate is a Conflict of its own
+    assert len(xero.state.calls("PUT", "/api.xro/2.0/Contacts")) == 2
+    assert isinstance(results[3], Conflict)
+    created = [r for r in results if not isinstance(r, Exception)]
+    assert len(created) == 59
+    assert {c.number for c in created} == {f"hubspot-company-{n}" for n in range(60) if n != 3}
+    # And replaying the same batch (a crashed worker's retry) creates nothing new
+    again = books.create_customers(batch, idempotency_key="bulk-1")
+    assert [getattr(r, "id", None) for r in again] == [getattr(r, "id", None) for r in results]
+    assert len([c for c in xero.contacts() if c.get("ContactStatus") == "ACTIVE"]) == 60
+
+
+def test_bulk_lookup_reads_a_small_organisation_whole_and_filters_a_large_one(
+    sandbox: tuple[XeroSandbox, SandboxServer],
+) -> None:
+    xero, server = sandbox
+    books = adapter(xero, server.url)
+    for n in range(30):
+        xero.seed_contact(Name=f"Seeded {n} Ltd", EmailAddress=f"s{n}@seed.test", TaxNumber=f"TX{n}")
+    xero.seed_contact(Name="Archived Ltd", EmailAddress="s1@seed.test", ContactStatus="ARCHIVED")
+    numbers = [f"hubspot-company-{n}" for n in range(200)]
+    # When many values are looked up in a small organisation
+    before = len(xero.state.calls("GET", "/api.xro/2.0/Contacts"))
+    found = books.find_customers_any(numbers=numbers, emails=["S1@seed.test"], tax_numbers=["TX2"], names=["Seeded 3"])
+    # Then one page of every active contact was read (cheaper than the filters), archived ones left out
+    assert len(xero.state.calls("GET", "/api.xro/2.0/Contacts")) - before == 1
+    assert len(found) == 30
+    assert "Archived Ltd" not in {c.name for c in found}
+    # When few values are looked up in an organisation of several pages
+    books.BULK_PAGE_SIZE = 10  # type: ignore[misc]
+    before = len(xero.state.calls("GET", "/api.xro/2.0/Contacts"))
+    few = books.find_customers_any(
+        numbers=numbers[:5], emails=["s1@seed.test"], tax_numbers=["TX2"], names=["Seeded 3"]
+    )
+    calls = xero.state.calls("GET", "/api.xro/2.0/Contacts")[before:]
+    # Then one OR-ed filter asked for exactly those (it fits one call), archived ones left out
+    assert len(calls) == 1
+    assert "ContactNumber" in calls[0].query
+    names = {c.name for c in few}
+    assert {"Seeded 1 Ltd", "Seeded 2 Ltd", "Seeded 3 Ltd"} <= names
+    assert "Archived Ltd" not in names
+
+
+def test_bulk_lookup_of_many_values_in_a_large_organisation_pages_or_filters_whichever_is_fewer(
+    sandbox: tuple[XeroSandbox, SandboxServer],
+) -> None:
+    xero, server = sandbox
+    books = adapter(xero, server.url)
+    for n in range(30):
+        xero.seed_contact(Name=f"Seeded {n} Ltd", ContactNumber=f"hubspot-company-{n}")
+    numbers = [f"hubspot-company-{n}" for n in range(200)]
+    books.BULK_PAGE_SIZE = 10  # type: ignore[misc]  # 3 pages: fewer than the filters' calls
+    before = len(xero.state.calls("GET", "/api.xro/2.0/Contacts"))
+    found = books.find_customers_any(numbers=numbers)
+    assert len(xero.state.calls("GET", "/api.xro/2.0/Contacts")) - before == 3
+    assert len(found) == 30
+    books.BULK_PAGE_SIZE = 1  # type: ignore[misc]  # 30 pages: more than the filters' calls
+    before = len(xero.state.calls("GET", "/api.xro/2.0/Contacts"))
+    found = books.find_customers_any(numbers=numbers)
+    calls = xero.state.calls("GET", "/api.xro/2.0/Contacts")[before:]
+    assert 1 < len(calls) < 30
+    assert all("ContactNumber" in c.query for c in calls[1:])
+    assert len(found) == 30

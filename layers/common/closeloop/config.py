@@ -25,6 +25,16 @@ class Settings(BaseModel):
     xero_api_url: str = Field("https://api.xero.com", alias="XERO_API_URL")
     xero_identity_url: str = Field("https://identity.xero.com", alias="XERO_IDENTITY_URL")
     xero_login_url: str = Field("https://login.xero.com", alias="XERO_LOGIN_URL")
+    quickbooks_api_url: str = Field("https://quickbooks.api.intuit.com", alias="QUICKBOOKS_API_URL")
+    intuit_oauth_url: str = Field("https://oauth.platform.intuit.com", alias="INTUIT_OAUTH_URL")
+    zoho_data_centre: str = Field("com", alias="ZOHO_DATA_CENTRE", pattern=r"^(com|eu|in|com\.au|jp|ca|com\.cn|sa)$")
+    zoho_books_api_url: str = Field("", alias="ZOHO_BOOKS_API_URL", description="default: www.zohoapis.<dc>")
+    zoho_accounts_url: str = Field("", alias="ZOHO_ACCOUNTS_URL", description="default: accounts.zoho.<dc>")
+    pipedrive_api_url: str = Field("https://api.pipedrive.com", alias="PIPEDRIVE_API_URL")
+    sugarcrm_url: str = Field(
+        "", alias="SUGARCRM_URL", description="the SugarCRM instance, e.g. https://acme.sugarondemand.com"
+    )
+    sugarcrm_platform: str = Field("closeloop", alias="SUGARCRM_PLATFORM")
     sync_table: str = Field("", alias="SYNC_TABLE")
     idempotency_table: str = Field("", alias="IDEMPOTENCY_TABLE")
     contact_queue_url: str = Field("", alias="CONTACT_QUEUE_URL")
@@ -56,6 +66,16 @@ class Settings(BaseModel):
             return cls.model_validate({k: v for k, v in env.items() if v != ""})
         except (ValidationError, ValueError) as exc:
             raise ConfigurationError(f"invalid configuration: {exc}") from exc
+
+    @property
+    def zoho_books_base_url(self) -> str:
+        """Zoho Books' API root for the configured data centre (``ZOHO_BOOKS_API_URL`` overrides)."""
+        return self.zoho_books_api_url or f"https://www.zohoapis.{self.zoho_data_centre}"
+
+    @property
+    def zoho_accounts_base_url(self) -> str:
+        """Zoho's OAuth server for the configured data centre (``ZOHO_ACCOUNTS_URL`` overrides)."""
+        return self.zoho_accounts_url or f"https://accounts.zoho.{self.zoho_data_centre}"
 
     def require(self, *names: str) -> None:
         """Raise ConfigurationError if any named setting is empty (a function needs it)."""

@@ -6,11 +6,12 @@ One adapter module per vendor implements ``CrmPort`` or ``AccountingPort``; ``cl
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Literal, Protocol
 
+from closeloop.errors import FatalError
 from closeloop.models import AccountingCustomer, CrmRef, Customer, Deal, Invoice, InvoiceDraft, Item, SyncEvent
 
 
@@ -54,12 +55,25 @@ class CrmPort(Protocol):
         """
         ...
 
+    def resolve_customers(self, refs: Sequence[CrmRef]) -> dict[CrmRef, Customer | None]:
+        """``resolve_customer`` for many refs with the CRM's batch reads; every ref of ``refs`` is a key."""
+        ...
+
     def get_deal(self, deal_id: str) -> Deal | None:
         """The deal with its line items, parties and ``is_won`` resolved (pipelines cached). None if gone."""
         ...
 
     def iter_won_deals(self, closed_from: datetime, closed_before: datetime) -> Iterator[Deal]:
         """Won deals whose close date is in [closed_from, closed_before), without line items (reconcile)."""
+        ...
+
+    def iter_changes_since(self, since: datetime) -> Iterator[SyncEvent]:
+        """Companies, contacts and deals modified at or after ``since``, as events (catch-up for missed hooks).
+
+        Each event's ``dedupe_key`` is stable for one modification (the poll itself is idempotent); an object
+        whose change a webhook already delivered is found unchanged by the sync. Cost grows with the number
+        of changes, not with the size of the CRM.
+        """
         ...
 
     def update_deals(self, updates: Mapping[str, Mapping[str, str]]) -> None:
@@ -95,6 +109,32 @@ class AccountingPort(Protocol):
 
     def create_customer(self, customer: Customer, *, number: str, idempotency_key: str) -> AccountingCustomer:
         """Create a customer stamped with ``number`` (our external id). Raises Conflict on a duplicate name."""
+        ...
+
+    def find_customers_any(
+        self,
+        *,
+        numbers: Collection[str] = (),
+        tax_numbers: Collection[str] = (),
+        emails: Collection[str] = (),
+        names: Collection[str] = (),
+    ) -> list[AccountingCustomer]:
+        """Active customers matching any one of the values, for matching many customers at once.
+
+        A superset is fine (the sync logic applies the exact rules); names are candidates for a normalised
+        match, as in ``find_customers``. The adapter picks the cheapest way its API allows: batched filters,
+        or one paged read of every customer when the organisation is small enough.
+        """
+        ...
+
+    def create_customers(
+        self, customers: Sequence[tuple[Customer, str]], *, idempotency_key: str
+    ) -> list[AccountingCustomer | FatalError]:
+        """Create ``(customer, number)`` pairs in as few calls as the vendor allows.
+
+        One result per input, in order: the created record, or that record's own error (``Conflict`` for a
+        duplicate name, ``ValidationFailed``); a failure of the whole call raises as usual.
+        """
         ...
 
     def update_customer(

@@ -50,6 +50,12 @@ def public_uri(event: Mapping[str, Any], base_url: str) -> str:
     return f"{scheme}://{host}{suffix}"
 
 
+@app.post("/webhooks/<crm>/<pipeline>/<secret>")
+def receive_webhook_with_path_secret(crm: str, pipeline: str, secret: str) -> dict[str, Any]:
+    """The same route with a secret last path segment, which the CRM adapter checks (``verify_webhook``)."""
+    return receive_webhook(crm, pipeline)
+
+
 @app.post("/webhooks/<crm>/<pipeline>")
 def receive_webhook(crm: str, pipeline: str) -> dict[str, Any]:
     if pipeline not in PIPELINE_ROUTES:

@@ -19,9 +19,10 @@ Vendor facts encoded here (Xero's OpenAPI spec v16 and developer docs):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
-from collections.abc import Callable, Collection, Generator, Iterator, Mapping
+from collections.abc import Callable, Collection, Generator, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
@@ -140,6 +141,12 @@ class XeroAccounting:
     #: Xero reads If-Modified-Since as a UTC timestamp without a fraction of a second.
     MODIFIED_SINCE_FORMAT: ClassVar[str] = "%Y-%m-%dT%H:%M:%S"
     IDEMPOTENCY_KEY_MAX: ClassVar[int] = 128
+    #: Elements per ``PUT``: Xero recommends batches of up to 50.
+    BATCH_SIZE: ClassVar[int] = 50
+    #: Page size of a whole-organisation read (Xero's maximum).
+    BULK_PAGE_SIZE: ClassVar[int] = 1000
+    #: Longest ``where`` of an OR-ed lookup: the URL stays under common proxy limits (about 8 KB).
+    WHERE_MAX_CHARS: ClassVar[int] = 2500
 
     def __init__(
         self,
@@ -205,7 +212,94 @@ class XeroAccounting:
             return []
         return [to_customer(c) for c in contacts if c.get("ContactStatus", "ACTIVE") == "ACTIVE"]
 
+    def find_customers_any(
+        self,
+        *,
+        numbers: Collection[str] = (),
+        tax_numbers: Collection[str] = (),
+        emails: Collection[str] = (),
+        names: Collection[str] = (),
+    ) -> list[AccountingCustomer]:
+        """Candidates for many customers: OR-ed ``where`` filters, or one paged read when that is cheaper.
+
+        A large page (1,000) of every active contact says, in its ``pagination``, how many pages the whole
+        organisation takes; when that is fewer calls than the filters need, the rest is read instead.
+        """
+        clauses = [f"ContactNumber=={_quote(v)}" for v in sorted(set(numbers)) if v]
+        clauses += [f"TaxNumber=={_quote(v)}" for v in sorted(set(tax_numbers)) if v]
+        clauses += [f"EmailAddress=={_quote(v.lower())}" for v in sorted({e.lower() for e in emails}) if v]
+        clauses += [f"Name.Contains({_quote(w)})" for w in sorted({_search_word(n) for n in names if n.strip()})]
+        queries = _or_queries(clauses, self.WHERE_MAX_CHARS)
+        if not queries:
+            return []
+        rows: list[dict[str, Any]] = []
+        if len(queries) > 1:
+            first = self.http.request("GET", "/Contacts", params=self._all_active_page(1)).json()
+            pages = int((first.get("pagination") or {}).get("pageCount") or 1)
+            if pages - 1 < len(queries):
+                rows = list(first.get("Contacts") or [])
+                for page in range(2, pages + 1):
+                    rows.extend(
+                        self.http.request("GET", "/Contacts", params=self._all_active_page(page)).json().get("Contacts")
+                        or []
+                    )
+                return [to_customer(c) for c in rows]
+        for where in queries:
+            rows.extend(self._contacts({"where": f'ContactStatus=="ACTIVE"&&({where})'}))
+        unique = {str(c.get("ContactID")): c for c in rows}
+        return [to_customer(c) for c in unique.values() if c.get("ContactStatus", "ACTIVE") == "ACTIVE"]
+
+    def _all_active_page(self, page: int) -> dict[str, str]:
+        return {"where": 'ContactStatus=="ACTIVE"', "page": str(page), "pageSize": str(self.BULK_PAGE_SIZE)}
+
     # -- writes ------------------------------------------------------------------------------------
+
+    def create_customers(
+        self, customers: Sequence[tuple[Customer, str]], *, idempotency_key: str
+    ) -> list[AccountingCustomer | FatalError]:
+        """``PUT /Contacts`` with up to 50 contacts a call; ``summarizeErrors=false`` keeps each one's error."""
+        results: list[AccountingCustomer | FatalError] = []
+        for start in range(0, len(customers), self.BATCH_SIZE):
+            chunk = customers[start : start + self.BATCH_SIZE]
+            body = {
+                "Contacts": [
+                    {"ContactNumber": number, **to_xero(customer, customer_fields(customer).keys())}
+                    for customer, number in chunk
+                ]
+            }
+            response = self.http.request(
+                "PUT",
+                "/Contacts",
+                params={"summarizeErrors": "false"},
+                json=body,
+                # Per chunk and content: a retried batch that now holds fewer contacts is a new request.
+                headers={"Idempotency-Key": _chunk_key(idempotency_key, body, self.IDEMPOTENCY_KEY_MAX)},
+                ok=(200, 400),
+            )
+            if response.status_code == 400:
+                raise self._rejected(response, "the batch of contacts")
+            rows = response.json().get("Contacts") or []
+            if len(rows) != len(chunk):
+                raise FatalError(f"Xero answered {len(rows)} contacts for {len(chunk)} sent", vendor=self.name)
+            results.extend(self._element_result(row, response) for row in rows)
+        return results
+
+    def _element_result(self, row: Mapping[str, Any], response: httpx.Response) -> AccountingCustomer | FatalError:
+        if not row.get("HasValidationErrors") and row.get("StatusAttributeString", "OK") != "ERROR":
+            return to_customer(row)
+        messages = [str(e.get("Message", "")) for e in row.get("ValidationErrors") or []]
+        request_id = response.headers.get("xero-correlation-id")
+        if any(_DUPLICATE.search(m) for m in messages):
+            return Conflict(
+                "Xero already has a contact with this name or number",
+                vendor=self.name,
+                status=400,
+                request_id=request_id,
+            )
+        reason = "; ".join(redact(m) for m in messages) or "validation error"
+        return ValidationFailed(
+            f"Xero rejected the contact: {reason}", vendor=self.name, status=400, request_id=request_id
+        )
 
     def create_customer(self, customer: Customer, *, number: str, idempotency_key: str) -> AccountingCustomer:
         body = {"ContactNumber": number, **to_xero(customer, customer_fields(customer).keys())}
@@ -588,6 +682,28 @@ def to_item(row: Mapping[str, Any]) -> Item:
 
 
 _LEGAL_WORDS = frozenset({"the", "ltd", "limited", "inc", "llc", "gmbh", "plc", "pty", "co", "corp", "sa", "bv", "ag"})
+
+
+def _chunk_key(key: str, body: Mapping[str, Any], limit: int) -> str:
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:24]
+    return f"{key[: limit - len(digest) - 1]}-{digest}"
+
+
+def _or_queries(clauses: Sequence[str], max_chars: int) -> list[str]:
+    """``clauses`` joined with ``||`` into as few ``where`` expressions as fit ``max_chars`` once URL-encoded."""
+    queries: list[str] = []
+    current: list[str] = []
+    size = 0
+    for clause in clauses:
+        cost = len(quote(clause, safe="")) + 6
+        if current and size + cost > max_chars:
+            queries.append("||".join(current))
+            current, size = [], 0
+        current.append(clause)
+        size += cost
+    if current:
+        queries.append("||".join(current))
+    return queries
 
 
 def _search_word(name: str) -> str:

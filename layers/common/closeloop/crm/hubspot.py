@@ -378,6 +378,9 @@ class HubSpotCrm:
         companies = self._associated(contact, "companies", "contact_to_company")
         if companies:
             return self._company_customer(companies[0])
+        return self._contact_customer(ref, contact)
+
+    def _contact_customer(self, ref: CrmRef, contact: Any) -> Customer:
         person = self._person(contact)
         props = contact.get("properties") or {}
         return Customer(
@@ -391,16 +394,141 @@ class HubSpotCrm:
             updated_at=_parse_time(contact.get("updatedAt")),
         )
 
+    #: v4 typeIds of the primary company associations (contact -> its primary company, and back).
+    PRIMARY_ASSOCIATION_IDS: ClassVar[frozenset[int]] = frozenset({1, 2})
+    #: v4 batch association reads take up to 1,000 inputs.
+    MAX_ASSOCIATION_BATCH: ClassVar[int] = 1000
+
+    def resolve_customers(self, refs: Sequence[CrmRef]) -> dict[CrmRef, Customer | None]:
+        """``resolve_customer`` for many refs in batch calls: contacts and their company links, then the
+        companies, their people links and those people (about 5 calls per 100 objects, not 2 per object)."""
+        unique = list(dict.fromkeys(refs))
+        contact_ids = [r.object_id for r in unique if r.object_type == "contact"]
+        company_ids = [r.object_id for r in unique if r.object_type == "company"]
+        if len(unique) != len(contact_ids) + len(company_ids):
+            raise ValueError("only contacts and companies resolve to customers")
+        contacts = {str(c["id"]): c for c in self._batch_read("contact", contact_ids, self.CONTACT_PROPERTIES)}
+        company_of = {k: v[0] for k, v in self._associations("contact", "company", list(contacts)).items() if v}
+        wanted = list(dict.fromkeys([*company_ids, *company_of.values()]))
+        companies = self._companies(wanted)
+        result: dict[CrmRef, Customer | None] = {}
+        for ref in unique:
+            if ref.object_type == "company":
+                result[ref] = companies.get(ref.object_id)
+            elif ref.object_id in company_of:
+                result[ref] = companies.get(company_of[ref.object_id])
+            elif ref.object_id in contacts:
+                result[ref] = self._contact_customer(ref, contacts[ref.object_id])
+            else:
+                result[ref] = None
+        return result
+
+    def _companies(self, company_ids: Sequence[str]) -> dict[str, Customer]:
+        properties = (*self.COMPANY_PROPERTIES, self.tax_number_property)
+        companies = self._batch_read("company", company_ids, properties)
+        people_of = self._associations("company", "contact", [str(c["id"]) for c in companies])
+        person_ids = list(dict.fromkeys(i for ids in people_of.values() for i in ids))
+        people = {str(c["id"]): c for c in self._batch_read("contact", person_ids, self.CONTACT_PROPERTIES)}
+        return {
+            str(c["id"]): self._company_from(c, [people[i] for i in people_of.get(str(c["id"]), []) if i in people])
+            for c in companies
+        }
+
+    def _associations(self, from_type: str, to_type: str, ids: Sequence[str]) -> dict[str, list[str]]:
+        """Associated ids per object (v4 batch read), primary ones first, then ascending id."""
+        found: dict[str, list[str]] = {}
+        for start in range(0, len(ids), self.MAX_ASSOCIATION_BATCH):
+            response = self.http.request(
+                "POST",
+                f"/crm/v4/associations/{self.PATHS[from_type]}/{self.PATHS[to_type]}/batch/read",
+                json={"inputs": [{"id": i} for i in ids[start : start + self.MAX_ASSOCIATION_BATCH]]},
+                ok=(200, 207),  # 207: some objects have no associations, which is not an error here
+            )
+            for result in response.json().get("results") or []:
+                targets = result.get("to") or []
+                primary = {
+                    str(t["toObjectId"])
+                    for t in targets
+                    if any(a.get("typeId") in self.PRIMARY_ASSOCIATION_IDS for a in t.get("associationTypes") or [])
+                }
+                ordered = sorted(
+                    {str(t["toObjectId"]) for t in targets}, key=lambda i: (i not in primary, _id_order(i))
+                )
+                found[str((result.get("from") or {}).get("id"))] = ordered
+        return found
+
+    #: The "last modified" property of each object type, as HubSpot's search filters and sorts on it.
+    MODIFIED_PROPERTY: ClassVar[dict[str, str]] = {
+        "company": "hs_lastmodifieddate",
+        "contact": "lastmodifieddate",
+        "deal": "hs_lastmodifieddate",
+    }
+
+    def iter_changes_since(self, since: datetime) -> Iterator[SyncEvent]:
+        """Companies, contacts and deals modified at or after ``since``, oldest first, per type.
+
+        Keyset paging on the modification time: past the search's 10,000-result cap the next query starts
+        at the last time seen, so any number of changes is reachable.
+        """
+        for object_type, prop in self.MODIFIED_PROPERTY.items():
+            start_ms = _epoch_ms(since)
+            seen: set[tuple[str, str]] = set()
+            while True:
+                body: dict[str, Any] = {
+                    "filterGroups": [{"filters": [{"propertyName": prop, "operator": "GTE", "value": str(start_ms)}]}],
+                    "properties": [prop],
+                    "sorts": [{"propertyName": prop, "direction": "ASCENDING"}],
+                    "limit": self.SEARCH_PAGE_SIZE,
+                }
+                last_ms, fresh, count = start_ms, 0, 0
+                while True:
+                    page = self._search(object_type, body)
+                    for result in page.get("results") or []:
+                        count += 1
+                        modified = _parse_time((result.get("properties") or {}).get(prop)) or _parse_time(
+                            result.get("updatedAt")
+                        )
+                        modified_ms = _epoch_ms(modified) if modified else start_ms
+                        key = (str(result["id"]), str(modified_ms))
+                        last_ms = max(last_ms, modified_ms)
+                        if key in seen:
+                            continue
+                        seen.add(key)
+                        fresh += 1
+                        yield self._change_event(object_type, key[0], modified or since)
+                    after = ((page.get("paging") or {}).get("next") or {}).get("after")
+                    if not after or count >= self.SEARCH_RESULT_CAP:
+                        break
+                    body["after"] = str(after)
+                if count < self.SEARCH_RESULT_CAP or not fresh:
+                    break
+                start_ms = last_ms
+
+    def _change_event(self, object_type: str, object_id: str, modified: datetime) -> SyncEvent:
+        ref = CrmRef(crm=self.name, object_type=object_type, object_id=object_id)
+        return SyncEvent(
+            ref=ref,
+            event_id=f"poll:{ref}:{_epoch_ms(modified)}",
+            kind="changed",
+            occurred_at=modified,
+            source_type=f"{object_type}.poll",
+            dedupe_key=f"poll:{ref}:{_epoch_ms(modified)}",
+        )
+
     def _company_customer(self, company_id: str) -> Customer | None:
         company = self._get_object(
             "company", company_id, (*self.COMPANY_PROPERTIES, self.tax_number_property), "contacts"
         )
         if company is None:
             return None
-        props = company.get("properties") or {}
         contact_ids = self._associated(company, "contacts", "company_to_contact")
         by_id = {str(c["id"]): c for c in self._batch_read("contact", contact_ids, self.CONTACT_PROPERTIES)}
-        people = tuple(self._person(by_id[i]) for i in contact_ids if i in by_id)
+        return self._company_from(company, [by_id[i] for i in contact_ids if i in by_id])
+
+    def _company_from(self, company: Any, contacts: Sequence[Any]) -> Customer:
+        """A company's customer record; ``contacts`` in order, the primary contact first."""
+        props = company.get("properties") or {}
+        people = tuple(self._person(c) for c in contacts)
         primary = people[0] if people else None
         return Customer(
             ref=CrmRef(crm=self.name, object_type="company", object_id=str(company["id"])),

@@ -15,17 +15,20 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Literal
 
-from closeloop.errors import Busy, Conflict, FatalError
+from closeloop.errors import Busy, Conflict, FatalError, RetriableError
 from closeloop.models import AccountingCustomer, CrmRef, Customer, SyncEvent, customer_fields
 from closeloop.ports import AccountingPort, CrmPort, IdMapping, SyncStore
 from closeloop.sync.trail import Trail
 
 LEASE_SECONDS = 120
+#: From this many new customers in one batch on, matching reads candidates in bulk and creates in batches.
+BULK_MIN = 3
 MAX_NAME = 255
 MAX_TAX_NUMBER = 50
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -72,6 +75,11 @@ class Outcome:
     action: Action
     accounting_id: str = ""
     detail: str = ""
+
+
+def _for_ref(result: Outcome | RetriableError, ref: CrmRef) -> Outcome | RetriableError:
+    """A customer's result as the result of one of the CRM objects that resolved to it."""
+    return replace(result, ref=ref) if isinstance(result, Outcome) else result
 
 
 def normalise_name(name: str) -> str:
@@ -156,6 +164,199 @@ class ContactSync:
             self.trail.fail(ref, trigger, str(exc), type(exc).__name__)
             return Outcome(ref, "failed", detail=type(exc).__name__)
 
+    def sync_many(self, groups: Mapping[CrmRef, Iterable[SyncEvent]]) -> dict[CrmRef, Outcome | RetriableError]:
+        """``sync`` for many CRM objects at once, with the accounting system's bulk reads and writes.
+
+        Customers are resolved together; those not mapped yet are matched against one set of candidates
+        (``find_customers_any``) with exactly the rules of ``sync``, and the rest created in batches
+        (``create_customers``). Every object gets its Outcome, or the RetriableError to retry it with (a
+        busy lease, an outage); a SetupError raises. Below ``BULK_MIN`` new customers the one-by-one path
+        is cheaper and is used.
+        """
+        results: dict[CrmRef, Outcome | RetriableError] = {}
+        live: dict[CrmRef, SyncEvent | None] = {}
+        for ref, events in groups.items():
+            ordered = sorted(events, key=lambda e: e.occurred_at)
+            if ordered and all(e.kind == "deleted" for e in ordered):
+                results[ref] = self.sync(ref, ordered)
+            else:
+                live[ref] = ordered[-1] if ordered else None
+        if not live:
+            return results
+        try:
+            resolved = self.crm.resolve_customers(list(live))
+        except RetriableError as exc:
+            return results | dict.fromkeys(live, exc)
+        except FatalError:
+            # One object broke the batch read: each one alone, so the others still sync.
+            return results | {ref: self._sync_alone(ref, groups[ref]) for ref in live}
+        by_customer: dict[CrmRef, tuple[Customer, list[CrmRef]]] = {}
+        for ref, trigger in live.items():
+            customer = resolved.get(ref)
+            if customer is None:
+                self.trail.audit(ref, "skipped", "", trigger, {}, "the CRM object no longer exists")
+                results[ref] = Outcome(ref, "skipped", detail="gone from CRM")
+                continue
+            by_customer.setdefault(customer.ref, (customer, []))[1].append(ref)
+        held: list[str] = []
+        try:
+            batch: list[tuple[Customer, list[CrmRef], SyncEvent | None]] = []
+            for customer, refs in by_customer.values():
+                lease = f"customer#{customer.ref}"
+                if not self.store.acquire_lease(lease, self.owner, LEASE_SECONDS):
+                    busy = Busy(f"{customer.ref} is being synced by another worker")
+                    results.update(dict.fromkeys(refs, busy))
+                    continue
+                held.append(lease)
+                batch.append((customer, refs, live[refs[-1]]))
+            self._sync_batch(batch, results)
+        finally:
+            for lease in held:
+                self.store.release_lease(lease, self.owner)
+        return results
+
+    def _sync_alone(self, ref: CrmRef, events: Iterable[SyncEvent]) -> Outcome | RetriableError:
+        try:
+            return self.sync(ref, events)
+        except RetriableError as exc:
+            return exc
+
+    def _sync_batch(
+        self,
+        batch: list[tuple[Customer, list[CrmRef], SyncEvent | None]],
+        results: dict[CrmRef, Outcome | RetriableError],
+    ) -> None:
+        """Mapped customers are updated one by one (only changed fields); the rest matched and created in bulk."""
+        new: list[tuple[Customer, list[CrmRef], SyncEvent | None]] = []
+        for customer, refs, event in batch:
+            try:
+                outcome = self._mapped_or_invalid(customer, event)
+            except RetriableError as exc:
+                results.update(dict.fromkeys(refs, exc))
+                continue
+            except FatalError as exc:
+                self.trail.fail(customer.ref, event, str(exc), type(exc).__name__)
+                outcome = Outcome(customer.ref, "failed", detail=type(exc).__name__)
+            if outcome is None:
+                new.append((customer, refs, event))
+            else:
+                results.update({ref: replace(outcome, ref=ref) for ref in refs})
+        if not new:
+            return
+        if len(new) < BULK_MIN:
+            for customer, refs, event in new:
+                outcome_or_error = self._guarded(
+                    partial(self._match_or_create, customer, customer_fields(customer), event), customer, event
+                )
+                results.update({ref: _for_ref(outcome_or_error, ref) for ref in refs})
+            return
+        try:
+            self._match_and_create_many(new, results)
+        except RetriableError as exc:
+            for _, refs, _ in new:
+                for ref in refs:
+                    results.setdefault(ref, exc)
+
+    def _mapped_or_invalid(self, customer: Customer, event: SyncEvent | None) -> Outcome | None:
+        """The outcome for an invalid or already mapped customer; None when it must be matched or created."""
+        problems = validate(customer)
+        if problems:
+            reason = "; ".join(problems)
+            self.trail.fail(customer.ref, event, reason, "ValidationFailed")
+            return Outcome(customer.ref, "failed", detail=reason)
+        mapping = self.store.get_mapping(customer.ref, self.accounting.name)
+        if mapping is None:
+            return None
+        outcome = self._update_mapped(customer, mapping, customer_fields(customer), event)
+        if outcome is not None:
+            self.store.clear_failed_sync(customer.ref)
+        return outcome
+
+    def _guarded(
+        self, work: Callable[[], Outcome], customer: Customer, event: SyncEvent | None
+    ) -> Outcome | RetriableError:
+        try:
+            outcome = work()
+        except RetriableError as exc:
+            return exc
+        except FatalError as exc:
+            self.trail.fail(customer.ref, event, str(exc), type(exc).__name__)
+            return Outcome(customer.ref, "failed", detail=type(exc).__name__)
+        self.store.clear_failed_sync(customer.ref)
+        return outcome
+
+    def _match_and_create_many(
+        self,
+        new: list[tuple[Customer, list[CrmRef], SyncEvent | None]],
+        results: dict[CrmRef, Outcome | RetriableError],
+    ) -> None:
+        customers = [c for c, _, _ in new]
+        candidates = self.accounting.find_customers_any(
+            numbers=[external_number(c.ref) for c in customers],
+            tax_numbers=[c.tax_number for c in customers if c.tax_number],
+            emails=[c.email for c in customers if c.email],
+            names=[c.name for c in customers],
+        )
+        to_create: list[tuple[Customer, list[CrmRef], SyncEvent | None]] = []
+        for customer, refs, event in new:
+            found = self._match_among(customer, candidates)
+            if found is None:
+                to_create.append((customer, refs, event))
+                continue
+            link = partial(
+                self._link,
+                customer,
+                found[0],
+                found[1],
+                customer_fields(customer),
+                external_number(customer.ref),
+                event,
+            )
+            outcome = self._guarded(link, customer, event)
+            results.update({ref: _for_ref(outcome, ref) for ref in refs})
+        if not to_create:
+            return
+        key_basis = "|".join(sorted(f"{c.ref}:{e.dedupe_key if e else 'manual'}" for c, _, e in to_create))
+        created = self.accounting.create_customers(
+            [(c, external_number(c.ref)) for c, _, _ in to_create],
+            idempotency_key=f"closeloop-{hashlib.sha256(key_basis.encode()).hexdigest()}",
+        )
+        for (customer, refs, event), result in zip(to_create, created, strict=True):
+            outcome = self._guarded(partial(self._created, customer, result, event), customer, event)
+            results.update({ref: _for_ref(outcome, ref) for ref in refs})
+
+    def _created(self, customer: Customer, result: AccountingCustomer | FatalError, event: SyncEvent | None) -> Outcome:
+        desired = customer_fields(customer)
+        if isinstance(result, Conflict):
+            return self._after_conflict(customer, result, desired, event)
+        if isinstance(result, FatalError):
+            raise result
+        self._remember(customer.ref, result.id, desired)
+        changes = {f: {"before": "", "after": v} for f, v in desired.items() if v}
+        self.trail.audit(customer.ref, "created", result.id, event, changes)
+        return Outcome(customer.ref, "created", result.id)
+
+    def _match_among(
+        self, customer: Customer, candidates: list[AccountingCustomer]
+    ) -> tuple[AccountingCustomer, str] | None:
+        """``_match`` over candidates already read: number, tax number, email, normalised name, in that order."""
+        number = external_number(customer.ref)
+        if hit := self._best([c for c in candidates if c.number.casefold() == number.casefold()], customer):
+            return hit[0], "external number"
+        if customer.tax_number:
+            wanted = normalise_tax_number(customer.tax_number)
+            same = [c for c in candidates if c.tax_number and normalise_tax_number(c.tax_number) == wanted]
+            if hit := self._best(same, customer):
+                return hit[0], "tax number"
+        if customer.email:
+            email = customer.email.lower()
+            if hit := self._best([c for c in candidates if c.email.lower() == email], customer):
+                return hit[0], "email"
+        wanted_name = normalise_name(customer.name)
+        if hit := self._best([c for c in candidates if normalise_name(c.name) == wanted_name], customer):
+            return hit[0], "normalised name"
+        return None
+
     def _sync_customer(self, customer: Customer, event: SyncEvent | None) -> Outcome:
         problems = validate(customer)
         if problems:
@@ -204,16 +405,22 @@ class ContactSync:
             created = self.accounting.create_customer(
                 customer, number=number, idempotency_key=idempotency_key(customer.ref, event, "create")
             )
-        except Conflict:
-            # The name (or number) is taken: look that record up once; never loop on the vendor's 400.
-            found = self._best(self.accounting.find_customers(number=number), customer) or self._by_name(customer)
-            if found is None:
-                raise
-            return self._link(customer, found[0], "name, after a duplicate-name refusal", desired, number, event)
+        except Conflict as exc:
+            return self._after_conflict(customer, exc, desired, event)
         self._remember(customer.ref, created.id, desired)
         changes = {f: {"before": "", "after": v} for f, v in desired.items() if v}
         self.trail.audit(customer.ref, "created", created.id, event, changes)
         return Outcome(customer.ref, "created", created.id)
+
+    def _after_conflict(
+        self, customer: Customer, refusal: Conflict, desired: dict[str, str], event: SyncEvent | None
+    ) -> Outcome:
+        """The name (or number) is taken: look that record up once; never loop on the vendor's 400."""
+        number = external_number(customer.ref)
+        found = self._best(self.accounting.find_customers(number=number), customer) or self._by_name(customer)
+        if found is None:
+            raise refusal
+        return self._link(customer, found[0], "name, after a duplicate-name refusal", desired, number, event)
 
     def _match(self, customer: Customer) -> tuple[AccountingCustomer, str] | None:
         """Mapping aside, find the accounting record for ``customer``: number, tax number, email, name."""

@@ -1,0 +1,109 @@
+"""What the demo and the one parametrised end-to-end suite do to a vendor sandbox, whatever the vendor.
+
+Each sandbox module (``hubspot``, ``xero``, ``quickbooks``, ...) offers a driver: a person's actions in the
+vendor's UI (create a company, win a deal, record a payment) and reads of the vendor's state, in canonical
+terms. The suite is written once against these protocols and runs for every CRM x accounting pair; the
+production adapters never see a driver (they talk HTTP to the sandbox server like to the real API).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Protocol
+
+from closeloop.models import CrmRef
+from closeloop_local.sandboxes.base import SandboxState
+
+
+@dataclass(frozen=True)
+class DealLine:
+    """A line item on a CRM deal: the SKU is the accounting item code (or mapped to one)."""
+
+    sku: str
+    name: str
+    quantity: Decimal
+    unit_price: Decimal
+
+
+@dataclass(frozen=True)
+class SeenCustomer:
+    """A customer record as the accounting sandbox holds it, in canonical terms."""
+
+    id: str
+    name: str
+    number: str = ""
+    email: str = ""
+    tax_number: str = ""
+    active: bool = True
+
+
+@dataclass(frozen=True)
+class SeenInvoice:
+    """A sales invoice as the accounting sandbox holds it, in canonical terms."""
+
+    id: str
+    reference: str
+    customer_id: str
+    currency: str
+    total: Decimal
+    amount_due: Decimal
+    status: str
+    lines: tuple[tuple[str, Decimal, Decimal], ...] = field(default=())  # (item code, quantity, unit price)
+
+
+class CrmDriver(Protocol):
+    """A CRM sandbox, driven as a salesperson and an admin would."""
+
+    name: str  # the CRM_PROVIDER value
+    state: SandboxState  # request log, faults, clock
+
+    def environment(self, base_url: str) -> dict[str, str]:
+        """Settings and credentials (env names as documented) that point the stack at this sandbox."""
+        ...
+
+    def subscribe(self, webhook_base_url: str) -> None:
+        """Register Closeloop's webhooks (``<base>/webhooks/<crm>/...``) the way ``closeloop setup`` tells."""
+
+    def flush_webhooks(self) -> None:
+        """Deliver every pending webhook now (the sandbox batches them like the vendor does)."""
+
+    def create_company(
+        self, name: str, *, email: str = "", tax_number: str = "", country: str = "", city: str = ""
+    ) -> CrmRef: ...
+
+    def update_company(self, ref: CrmRef, *, name: str | None = None, phone: str | None = None) -> None: ...
+
+    def create_won_deal(self, company: CrmRef, lines: Sequence[DealLine], *, currency: str) -> CrmRef:
+        """A deal created open, with its line items, then moved to the won stage (as a person does)."""
+        ...
+
+    def deal_fields(self, deal: CrmRef) -> Mapping[str, str]:
+        """Closeloop's write-back values on the deal, by canonical name (``closeloop_invoice_number``...)."""
+        ...
+
+    def customer_fields(self, ref: CrmRef) -> Mapping[str, str]:
+        """Closeloop's financial summary on the company (``closeloop_outstanding``...)."""
+        ...
+
+
+class AccountingDriver(Protocol):
+    """An accounting sandbox, driven as finance would."""
+
+    name: str  # the ACCOUNTING_PROVIDER value
+    state: SandboxState
+
+    def environment(self, base_url: str) -> dict[str, str]: ...
+
+    def customers(self) -> list[SeenCustomer]: ...
+
+    def invoices(self) -> list[SeenInvoice]: ...
+
+    def seed_item(self, code: str, name: str, unit_price: Decimal) -> None: ...
+
+    def seed_customer(self, name: str, *, email: str = "", tax_number: str = "") -> str: ...
+
+    def approve_and_pay(self, invoice_id: str, amount: Decimal, on: date) -> None:
+        """Approve (authorise) the invoice if it is a draft, then record a payment of ``amount``."""
