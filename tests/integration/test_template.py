@@ -197,10 +197,7 @@ def test_no_role_allows_every_action_or_every_resource(template: dict[str, Any])
 
 def test_roles_use_only_lambdas_basic_managed_policies(template: dict[str, Any]) -> None:
     # Given the managed policies SAM attaches for logging and for SQS event sources
-    allowed = {
-        "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
-        "arn:aws:iam::aws:policy/service-role/AWSLambdaSQSQueueExecutionRole",
-    }
+    allowed = {"arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"}
     # Then no role carries anything broader
     for role in resources_of(template, "AWS::IAM::Role").values():
         assert set(role["Properties"].get("ManagedPolicyArns", [])) <= allowed
@@ -334,3 +331,21 @@ def test_outputs_name_the_webhooks_and_the_data(template: dict[str, Any]) -> Non
     } <= set(outputs)
     assert outputs["ContactsWebhookUrl"]["Value"]["Fn::Sub"].endswith("/webhooks/${CrmProvider}/contacts")
     assert outputs["DealsWebhookUrl"]["Value"]["Fn::Sub"].startswith("https://${HttpApi}.execute-api.")
+
+
+def test_workers_consume_and_park_only_on_the_work_queues(template: dict[str, Any]) -> None:
+    # Given the workers' roles (written out: SAM's SQS managed policy applies to every queue)
+    for role in ("ContactWorkerFunctionRole", "DealWorkerFunctionRole"):
+        statements = [s for r, s in inline_statements(template) if r == role]
+        sqs = [s for s in statements if "sqs:" in str(s["Action"])]
+        # Then every SQS action names the two work queues, sending included (a parked message is re-sent)
+        assert {a for s in sqs for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])} >= {
+            "sqs:ReceiveMessage",
+            "sqs:DeleteMessage",
+            "sqs:SendMessage",
+        }
+        for statement in sqs:
+            assert {r["Fn::GetAtt"][0] for r in statement["Resource"]} == {"ContactQueue", "DealQueue"}
+        # And its logs go only to its own log group
+        (logs,) = [s for s in statements if "logs:PutLogEvents" in s["Action"]]
+        assert logs["Resource"]["Fn::GetAtt"][0] == role.replace("Role", "LogGroup")
