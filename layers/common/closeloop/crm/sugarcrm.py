@@ -1,0 +1,852 @@
+"""SugarCRM adapter: REST API v11 (OAuth2 password grant on a dedicated platform), web logic hooks, catch-up.
+
+Vendor facts this module encodes (Sugar developer guide 13/14: REST API endpoints, API exceptions, web logic
+hooks; see also docs/vendors crm.md section 4):
+- Every call goes to ``<instance>/rest/v11_24/...`` with the header ``OAuth-Token``. Tokens come from
+  ``POST /oauth2/token``: ``grant_type=password`` with ``client_id`` "sugar", an empty secret, username,
+  password and ``platform``; then ``grant_type=refresh_token``. Access tokens live 1 hour, refresh tokens
+  2 weeks. Sugar keeps ONE session per user and platform: a new login (or refresh) on the same platform
+  invalidates the previous tokens, which is why Closeloop logs in on its own platform (``SUGARCRM_PLATFORM``,
+  registered under Admin > Configure API Platforms) and shares one token pair through the token store.
+- Errors are ``{"error": "<label>", "error_message": "..."}``: 401 ``invalid_grant`` (token invalid or
+  expired) or ``need_login``, 404 ``not_found``, 422 ``missing_parameter``/``invalid_parameter``.
+- Reads: ``GET /<module>/<id>``; batches and lists: ``POST /<module>/filter`` with ``filter``, ``fields``,
+  ``max_num``, ``offset`` and ``order_by``; the answer's ``next_offset`` is -1 on the last page. Related
+  records: ``GET /<module>/<id>/link/<link>`` (same paging). Values are strings; money is parsed to Decimal.
+- ``PUT /<module>/<id>`` SILENTLY IGNORES fields that do not exist; custom (Studio) fields end in ``_c``.
+  The answer is the saved record, so a written field missing from it means the field does not exist.
+- Studio fields cannot be created through the REST API: ``ensure_properties`` reads ``GET /metadata`` and
+  names what a Sugar admin must add.
+- Web logic hooks POST one record per request: ``{"bean", "event", "isUpdate", "data", "dataChanges"}``,
+  with no signature and NO retry (a failed delivery is lost). Authenticity is a secret last path segment;
+  ``iter_changes_since`` is the catch-up poll for lost deliveries, with the same dedupe keys.
+- Revenue line items (Opportunities + RLIs mode) are the deal's lines: ``discount_price`` is the unit price,
+  ``likely_case`` the line total, ``discount_amount`` a total or (``discount_select``) a percentage; the SKU is
+  the product template's manufacturer part number (``mft_part_num``).
+
+httpx is imported lazily: the webhook route only verifies and parses, and must start fast.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Callable, Collection, Generator, Iterator, Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from urllib.parse import quote, unquote, urlsplit
+
+from closeloop.errors import (
+    AuthRevoked,
+    ConfigurationError,
+    FatalError,
+    NotFound,
+    ValidationFailed,
+    WebhookRejected,
+)
+from closeloop.models import DEAL_SYNC_FIELDS, Address, CrmRef, Customer, Deal, LineItem, Person, SyncEvent
+from closeloop.oauth import TokenGrant
+from closeloop.ports import PropertyDefinition, WebhookRequest
+
+if TYPE_CHECKING:
+    import httpx
+
+    from closeloop.http import VendorHttp
+
+#: The REST API version every path is under (v11_24: Sugar 14; any v11_x server answers the calls used here).
+API_PREFIX = "/rest/v11_24"
+TOKEN_PATH = "/oauth2/token"
+DEFAULT_CLIENT_ID = "sugar"
+
+
+class AccessTokens(Protocol):
+    """Hands out a valid access token (``closeloop.oauth.RefreshingTokens`` in production)."""
+
+    def access_token(self, stale: str | None = None) -> str: ...
+
+
+def password_grant(
+    instance_url: str,
+    *,
+    username: Callable[[], str],
+    password: Callable[[], str],
+    platform: str,
+    client_id: Callable[[], str] = lambda: DEFAULT_CLIENT_ID,
+    client_secret: Callable[[], str] = lambda: "",
+    transport: httpx.BaseTransport | None = None,
+) -> Callable[[str], TokenGrant]:
+    """A ``refresh`` callable for RefreshingTokens: refresh-token grant, else a password login.
+
+    Called with "" (no token yet: the credentials hold a username and password, not a refresh token) or
+    with the stored refresh token. A refused refresh token (expired after two weeks, or replaced by a
+    login elsewhere on the same platform) falls back to a password login. A refused login raises
+    AuthRevoked with what to fix; it never logs or returns the credentials.
+    """
+
+    def request(body: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        from closeloop.http import VendorHttp  # noqa: PLC0415 - keep httpx off the webhook path
+
+        http = VendorHttp("sugarcrm-oauth", instance_url.rstrip("/") + API_PREFIX, transport=transport)
+        try:
+            response = http.request("POST", TOKEN_PATH, json=body, ok=(200, 400, 401, 403, 422))
+        finally:
+            http.close()
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = {}
+        return response.status_code, payload if isinstance(payload, dict) else {}
+
+    def common() -> dict[str, str]:
+        return {"client_id": client_id() or DEFAULT_CLIENT_ID, "client_secret": client_secret(), "platform": platform}
+
+    def refresh(refresh_token: str) -> TokenGrant:
+        if refresh_token:
+            status, body = request({"grant_type": "refresh_token", "refresh_token": refresh_token, **common()})
+            if status == 200:
+                return _grant(body)
+        status, body = request({"grant_type": "password", "username": username(), "password": password(), **common()})
+        if status == 200:
+            return _grant(body)
+        error = str(body.get("error") or "unknown_error")
+        raise AuthRevoked(
+            f"SugarCRM refused the login ({error}: {str(body.get('error_message') or '')[:120]}): check "
+            f"SUGARCRM_USERNAME/SUGARCRM_PASSWORD (and SUGARCRM_CLIENT_ID/SECRET), that the user is active and "
+            f"that the API platform {platform!r} is registered under Admin > Configure API Platforms",
+            vendor="sugarcrm",
+            status=status,
+        )
+
+    return refresh
+
+
+def _grant(body: Mapping[str, Any]) -> TokenGrant:
+    try:
+        return TokenGrant(
+            access_token=str(body["access_token"]),
+            expires_in=float(body.get("expires_in") or 3600),
+            refresh_token=str(body.get("refresh_token") or ""),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise FatalError("SugarCRM's token answer has no access_token", vendor="sugarcrm") from exc
+
+
+def _auth(tokens: AccessTokens) -> httpx.Auth:
+    """``OAuth-Token`` on every request; one forced re-login when Sugar answers 401."""
+    import httpx  # noqa: PLC0415
+
+    class SugarAuth(httpx.Auth):
+        def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+            token = tokens.access_token()
+            request.headers["OAuth-Token"] = token
+            response = yield request
+            if response.status_code == 401:
+                request.headers["OAuth-Token"] = tokens.access_token(stale=token)
+                yield request
+
+    return SugarAuth()
+
+
+class SugarCrm:
+    """CrmPort for SugarCRM (Sell/Serve/Enterprise, REST API v11)."""
+
+    name = "sugarcrm"
+    #: canonical object type -> Sugar module.
+    MODULES: ClassVar[dict[str, str]] = {"company": "Accounts", "contact": "Contacts", "deal": "Opportunities"}
+    #: web logic hook ``bean`` (bean class; module names accepted too) -> canonical object type.
+    HOOK_BEANS: ClassVar[dict[str, str]] = {
+        "Account": "company",
+        "Accounts": "company",
+        "Contact": "contact",
+        "Contacts": "contact",
+        "Opportunity": "deal",
+        "Opportunities": "deal",
+    }
+    HOOK_KINDS: ClassVar[dict[str, str]] = {
+        "after_delete": "deleted",
+        "after_relationship_add": "associated",
+        "after_relationship_delete": "associated",
+    }
+    WON_STAGES: ClassVar[tuple[str, ...]] = ("Closed Won",)
+    PAGE_SIZE: ClassVar[int] = 100
+    #: ids per ``$in`` filter (keeps request bodies and SQL IN lists modest).
+    IN_CHUNK: ClassVar[int] = 100
+    #: Contacts are ordered oldest first: the first is the company's main person (Sugar has no primary flag).
+    PEOPLE_ORDER: ClassVar[str] = "date_entered:ASC,id:ASC"
+    ACCOUNT_FIELDS: ClassVar[tuple[str, ...]] = (
+        "name",
+        "email",
+        "email1",
+        "phone_office",
+        "billing_address_street",
+        "billing_address_city",
+        "billing_address_state",
+        "billing_address_postalcode",
+        "billing_address_country",
+        "date_modified",
+    )
+    CONTACT_FIELDS: ClassVar[tuple[str, ...]] = (
+        "first_name",
+        "last_name",
+        "email",
+        "email1",
+        "phone_work",
+        "phone_mobile",
+        "primary_address_street",
+        "primary_address_city",
+        "primary_address_state",
+        "primary_address_postalcode",
+        "primary_address_country",
+        "account_id",
+        "date_entered",
+        "date_modified",
+    )
+    DEAL_FIELDS: ClassVar[tuple[str, ...]] = (
+        "name",
+        "amount",
+        "currency_id",
+        "sales_stage",
+        "date_closed",
+        "account_id",
+        "assigned_user_id",
+        "date_modified",
+        *(f"{name}_c" for name in DEAL_SYNC_FIELDS),
+    )
+    LINE_FIELDS: ClassVar[tuple[str, ...]] = (
+        "name",
+        "product_template_id",
+        "quantity",
+        "discount_price",
+        "discount_amount",
+        "discount_select",
+        "likely_case",
+    )
+    CHANGE_FIELDS: ClassVar[tuple[str, ...]] = ("date_entered", "date_modified", "modified_user_id")
+    #: PropertyDefinition.type -> what to pick in Studio (and the vardef type a package declares).
+    STUDIO_TYPES: ClassVar[dict[str, tuple[str, str]]] = {
+        "string": ("TextField", "varchar"),
+        "number": ("Decimal", "decimal"),
+        "date": ("Date", "date"),
+        "datetime": ("Datetime", "datetime"),
+        "enumeration": ("DropDown", "enum"),
+    }
+
+    def __init__(
+        self,
+        *,
+        instance_url: str,
+        tokens: AccessTokens,
+        webhook_token: str | Callable[[], str],
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] | None = None,
+        tax_number_field: str = "vat_number_c",
+    ) -> None:
+        """``tax_number_field``: Sugar has no stock tax-id field; this Accounts field holds it (Studio)."""
+        if not instance_url:
+            raise ConfigurationError(
+                "SUGARCRM_URL is not set (the SugarCRM instance, e.g. https://acme.sugarondemand.com)"
+            )
+        self.instance_url = instance_url.rstrip("/")
+        self._tokens = tokens
+        self._webhook_token = webhook_token
+        self._transport = transport
+        self._sleep = sleep
+        self._http: VendorHttp | None = None
+        self.tax_number_field = tax_number_field
+        self._currencies: dict[str, str] = {}
+
+    # -- webhooks (web logic hooks) ----------------------------------------------------------------
+
+    def _token(self) -> str:
+        return self._webhook_token() if callable(self._webhook_token) else self._webhook_token
+
+    def verify_webhook(self, request: WebhookRequest) -> None:
+        """The URL's last path segment must equal SUGARCRM_WEBHOOK_TOKEN (compared in constant time)."""
+        expected = self._token()
+        if not expected:
+            raise ConfigurationError("SUGARCRM_WEBHOOK_TOKEN is not set")
+        segment = unquote(urlsplit(request.uri).path.rstrip("/").rpartition("/")[2])
+        if not hmac.compare_digest(segment.encode(), expected.encode()):
+            raise WebhookRejected(401, "missing or wrong SugarCRM webhook token in the URL")
+
+    def parse_webhook(self, body: bytes) -> list[SyncEvent]:
+        """One web logic hook delivery -> at most one event (modules other than ours are ignored)."""
+        try:
+            payload = json.loads(body.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise WebhookRejected(400, "body is not UTF-8") from exc
+        except json.JSONDecodeError as exc:
+            raise WebhookRejected(400, f"body is not valid JSON: {exc.msg} at position {exc.pos}") from exc
+        if not isinstance(payload, dict):
+            raise WebhookRejected(400, "expected a JSON object (a SugarCRM web logic hook payload)")
+        bean = payload.get("bean")
+        if not isinstance(bean, str) or not bean:
+            raise WebhookRejected(400, "bean: Field required")
+        object_type = self.HOOK_BEANS.get(bean)
+        if object_type is None:
+            return []
+        event = payload.get("event") or "after_save"
+        data = payload.get("data")
+        if not isinstance(event, str) or not isinstance(data, dict):
+            raise WebhookRejected(400, "data: expected the record as a JSON object")
+        record_id = data.get("id")
+        if not isinstance(record_id, str) or not record_id:
+            raise WebhookRejected(400, "data.id: Field required")
+        try:
+            modified = _parse_time(data.get("date_modified"))
+        except ValueError as exc:
+            raise WebhookRejected(400, "data.date_modified: not an ISO 8601 date-time") from exc
+        if modified is None:
+            raise WebhookRejected(400, "data.date_modified: Field required")
+        if event == "after_save":
+            kind = "changed" if _truthy(payload.get("isUpdate")) else "created"
+        else:
+            kind = self.HOOK_KINDS.get(event, "other")
+        if _truthy(data.get("deleted")):
+            kind = "deleted"
+        changes = payload.get("dataChanges")
+        changed = list(changes) if isinstance(changes, dict) else []
+        return [
+            self._event(
+                object_type,
+                record_id,
+                modified,
+                kind=kind,
+                source_type=f"{bean}.{event}",
+                change_source="WEB_LOGIC_HOOK",
+                actor=_clean(data.get("modified_user_id")),
+                property_name=changed[0] if len(changed) == 1 else None,
+                suffix="" if event == "after_save" else f":{event}",
+            )
+        ]
+
+    def _event(
+        self,
+        object_type: str,
+        record_id: str,
+        modified: datetime,
+        *,
+        kind: str,
+        source_type: str,
+        change_source: str,
+        actor: str,
+        property_name: str | None = None,
+        suffix: str = "",
+    ) -> SyncEvent:
+        # The same modification has the same key whether a hook or the catch-up poll reports it. Sugar keeps
+        # date_modified to the second, so two saves within one second share a key: harmless, because hooks are
+        # dispatched by a cron job after both saves and the worker reads the record as it is by then.
+        key = f"{self.MODULES[object_type]}:{record_id}:{_stamp(modified)}{suffix}"
+        return SyncEvent.model_validate(
+            {
+                "ref": self._ref(object_type, record_id),
+                "event_id": key,
+                "kind": kind,
+                "occurred_at": modified,
+                "source_type": source_type,
+                "property_name": property_name,
+                "change_source": change_source,
+                "actor": f"userId:{actor}" if actor else None,
+                "dedupe_key": key,
+            }
+        )
+
+    # -- HTTP ----------------------------------------------------------------------------------------
+
+    @property
+    def http(self) -> VendorHttp:
+        if self._http is None:
+            from closeloop.http import VendorHttp  # noqa: PLC0415 - keep httpx off the webhook path
+
+            kwargs: dict[str, Any] = {"transport": self._transport}
+            if self._sleep is not None:
+                kwargs["sleep"] = self._sleep
+            self._http = VendorHttp(self.name, self.instance_url + API_PREFIX, auth=_auth(self._tokens), **kwargs)
+        return self._http
+
+    def _get(self, module: str, record_id: str, fields: Sequence[str]) -> dict[str, Any] | None:
+        try:
+            response = self.http.request("GET", f"/{module}/{_seg(record_id)}", params={"fields": ",".join(fields)})
+        except NotFound:
+            return None
+        body = response.json()
+        return body if isinstance(body, dict) else None
+
+    def _page(self, path: str, *, method: str, body: dict[str, Any], offset: int) -> tuple[list[dict[str, Any]], int]:
+        """One page of a filter or link listing: (records, next_offset); next_offset is -1 on the last."""
+        if method == "POST":
+            response = self.http.request("POST", path, json={**body, "offset": offset})
+        else:
+            response = self.http.request("GET", path, params={**body, "offset": str(offset)})
+        page = response.json()
+        records = [r for r in page.get("records") or [] if isinstance(r, dict)]
+        try:
+            next_offset = int(page.get("next_offset", -1))
+        except (TypeError, ValueError):
+            next_offset = -1
+        return records, next_offset
+
+    def _all(self, path: str, *, method: str, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        offset = 0
+        while True:
+            records, next_offset = self._page(path, method=method, body=body, offset=offset)
+            yield from records
+            if next_offset < 0 or not records or next_offset <= offset:
+                return
+            offset = next_offset
+
+    def _filter(
+        self, module: str, flt: list[dict[str, Any]], fields: Sequence[str], order_by: str = "id:ASC"
+    ) -> Iterator[dict[str, Any]]:
+        body = {"filter": flt, "fields": ",".join(fields), "max_num": self.PAGE_SIZE, "order_by": order_by}
+        return self._all(f"/{module}/filter", method="POST", body=body)
+
+    def _by_ids(self, module: str, ids: Collection[str], fields: Sequence[str]) -> dict[str, dict[str, Any]]:
+        unique = sorted(set(ids))
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(unique), self.IN_CHUNK):
+            chunk = unique[start : start + self.IN_CHUNK]
+            for record in self._filter(module, [{"id": {"$in": chunk}}], fields):
+                found[str(record["id"])] = record
+        return found
+
+    def _link(
+        self, module: str, record_id: str, link: str, fields: Sequence[str], order_by: str
+    ) -> Iterator[dict[str, Any]]:
+        body = {"fields": ",".join(fields), "max_num": str(self.PAGE_SIZE), "order_by": order_by}
+        return self._all(f"/{module}/{_seg(record_id)}/link/{link}", method="GET", body=body)
+
+    def _ref(self, object_type: str, object_id: str) -> CrmRef:
+        return CrmRef.model_validate({"crm": self.name, "object_type": object_type, "object_id": object_id})
+
+    # -- customers -----------------------------------------------------------------------------------
+
+    def _account_fields(self) -> tuple[str, ...]:
+        return (*self.ACCOUNT_FIELDS, self.tax_number_field) if self.tax_number_field else self.ACCOUNT_FIELDS
+
+    def resolve_customer(self, ref: CrmRef) -> Customer | None:
+        """A company with its contacts, or a contact's company (its ``account_id``), or the contact alone."""
+        if ref.object_type == "company":
+            return self._account_customer(ref.object_id)
+        if ref.object_type != "contact":
+            raise ValueError(f"no customer for a {ref.object_type}")
+        contact = self._get("Contacts", ref.object_id, self.CONTACT_FIELDS)
+        if contact is None:
+            return None
+        account_id = _clean(contact.get("account_id"))
+        if account_id:
+            return self._account_customer(account_id)
+        return self._contact_customer(contact)
+
+    def _account_customer(self, account_id: str) -> Customer | None:
+        account = self._get("Accounts", account_id, self._account_fields())
+        if account is None:
+            return None
+        people = list(self._link("Accounts", account_id, "contacts", self.CONTACT_FIELDS, self.PEOPLE_ORDER))
+        return self._company(account, people)
+
+    def resolve_customers(self, refs: Sequence[CrmRef]) -> dict[CrmRef, Customer | None]:
+        """Batch reads: contacts by id, then their accounts and the requested ones, then all their people."""
+        for ref in refs:
+            if ref.object_type not in ("company", "contact"):
+                raise ValueError(f"no customer for a {ref.object_type}")
+        contacts = self._by_ids(
+            "Contacts", [r.object_id for r in refs if r.object_type == "contact"], self.CONTACT_FIELDS
+        )
+        account_ids = {r.object_id for r in refs if r.object_type == "company"}
+        account_ids |= {_clean(c.get("account_id")) for c in contacts.values()} - {""}
+        accounts = self._by_ids("Accounts", account_ids, self._account_fields())
+        people: dict[str, list[dict[str, Any]]] = {account_id: [] for account_id in accounts}
+        ids = sorted(accounts)
+        for start in range(0, len(ids), self.IN_CHUNK):
+            flt = [{"account_id": {"$in": ids[start : start + self.IN_CHUNK]}}]
+            for person in self._filter("Contacts", flt, self.CONTACT_FIELDS, self.PEOPLE_ORDER):
+                people.setdefault(_clean(person.get("account_id")), []).append(person)
+        result: dict[CrmRef, Customer | None] = {}
+        for ref in refs:
+            if ref.object_type == "company":
+                account = accounts.get(ref.object_id)
+                result[ref] = self._company(account, people[ref.object_id]) if account else None
+                continue
+            contact = contacts.get(ref.object_id)
+            account_id = _clean(contact.get("account_id")) if contact else ""
+            if contact is None:
+                result[ref] = None
+            elif account_id:
+                account = accounts.get(account_id)
+                result[ref] = self._company(account, people[account_id]) if account else None
+            else:
+                result[ref] = self._contact_customer(contact)
+        return result
+
+    def _company(self, account: Mapping[str, Any], contacts: Sequence[Mapping[str, Any]]) -> Customer:
+        people = [self._person(c) for c in contacts]
+        primary = people[0] if people else None
+        return Customer(
+            ref=self._ref("company", str(account["id"])),
+            name=_clean(account.get("name")),
+            email=primary.email if primary and primary.email else _email(account),
+            phone=primary.phone if primary and primary.phone else _clean(account.get("phone_office")),
+            tax_number=_clean(account.get(self.tax_number_field)) if self.tax_number_field else "",
+            first_name=primary.first_name if primary else "",
+            last_name=primary.last_name if primary else "",
+            address=_address(account, "billing_address"),
+            people=tuple(people[1:]),
+            updated_at=_parse_time(account.get("date_modified")),
+        )
+
+    def _contact_customer(self, contact: Mapping[str, Any]) -> Customer:
+        person = self._person(contact)
+        return Customer(
+            ref=self._ref("contact", person.crm_id),
+            name=" ".join(p for p in (person.first_name, person.last_name) if p),
+            email=person.email,
+            phone=person.phone,
+            first_name=person.first_name,
+            last_name=person.last_name,
+            address=_address(contact, "primary_address"),
+            updated_at=_parse_time(contact.get("date_modified")),
+        )
+
+    @staticmethod
+    def _person(contact: Mapping[str, Any]) -> Person:
+        return Person(
+            crm_id=str(contact["id"]),
+            first_name=_clean(contact.get("first_name")),
+            last_name=_clean(contact.get("last_name")),
+            email=_email(contact),
+            phone=_clean(contact.get("phone_work")) or _clean(contact.get("phone_mobile")),
+        )
+
+    # -- deals ----------------------------------------------------------------------------------------
+
+    def get_deal(self, deal_id: str) -> Deal | None:
+        """The opportunity with its revenue line items, account (or first contact) and currency resolved.
+
+        Reads the opportunity, its ``revenuelineitems`` link (paged), the product templates of those lines
+        (one filter) and, once per process, each currency. None when the opportunity does not exist.
+        """
+        record = self._get("Opportunities", deal_id, self.DEAL_FIELDS)
+        if record is None:
+            return None
+        contact = None
+        if not _clean(record.get("account_id")):
+            first = next(self._link("Opportunities", deal_id, "contacts", ("id",), self.PEOPLE_ORDER), None)
+            contact = self._ref("contact", str(first["id"])) if first else None
+        return self._deal(record, contact=contact, line_items=self._line_items(deal_id))
+
+    def iter_won_deals(self, closed_from: datetime, closed_before: datetime) -> Iterator[Deal]:
+        """Closed Won opportunities whose ``date_closed`` (a date: its UTC midnight) is in the range, paged.
+
+        Without line items or contact: reconcile compares amounts and currencies only.
+        """
+        start, end = _first_day_at_or_after(closed_from), _first_day_at_or_after(closed_before)
+        if start >= end:
+            return
+        flt: list[dict[str, Any]] = [
+            {"sales_stage": {"$in": list(self.WON_STAGES)}},
+            {"date_closed": {"$gte": start.isoformat()}},
+            {"date_closed": {"$lt": end.isoformat()}},
+        ]
+        seen: set[str] = set()
+        for record in self._filter("Opportunities", flt, self.DEAL_FIELDS, "date_closed:ASC,id:ASC"):
+            if str(record["id"]) not in seen:
+                seen.add(str(record["id"]))
+                yield self._deal(record)
+
+    def _deal(
+        self, record: Mapping[str, Any], *, contact: CrmRef | None = None, line_items: tuple[LineItem, ...] = ()
+    ) -> Deal:
+        deal_id = str(record["id"])
+        stage = _clean(record.get("sales_stage"))
+        account_id = _clean(record.get("account_id"))
+        return Deal(
+            ref=self._ref("deal", deal_id),
+            name=_clean(record.get("name")),
+            amount=_decimal(record.get("amount"), f"opportunity {deal_id} amount"),
+            currency=self._currency(_clean(record.get("currency_id"))),
+            stage=stage,
+            is_won=stage in self.WON_STAGES,
+            close_date=_date(record.get("date_closed"), deal_id),
+            owner_id=_clean(record.get("assigned_user_id")),
+            company=self._ref("company", account_id) if account_id else None,
+            contact=contact,
+            line_items=line_items,
+            url=f"{self.instance_url}/#Opportunities/{quote(deal_id, safe='')}",
+            updated_at=_parse_time(record.get("date_modified")),
+            synced={
+                name: _clean(record.get(f"{name}_c"))
+                for name in DEAL_SYNC_FIELDS
+                if record.get(f"{name}_c") is not None
+            },
+        )
+
+    def _currency(self, currency_id: str) -> str:
+        """The ISO code of a Sugar currency id ("-99" is the system currency), cached for the process."""
+        if not currency_id:
+            return ""
+        if currency_id not in self._currencies:
+            record = self._get("Currencies", currency_id, ("iso4217",))
+            iso = _clean(record.get("iso4217")).upper() if record else ""
+            if not iso:
+                raise ValidationFailed(f"SugarCRM currency {currency_id} has no ISO code", vendor=self.name)
+            self._currencies[currency_id] = iso
+        return self._currencies[currency_id]
+
+    def _line_items(self, deal_id: str) -> tuple[LineItem, ...]:
+        lines = list(
+            self._link("Opportunities", deal_id, "revenuelineitems", self.LINE_FIELDS, "date_entered:ASC,id:ASC")
+        )
+        template_ids = {_clean(line.get("product_template_id")) for line in lines} - {""}
+        products = self._by_ids("ProductTemplates", template_ids, ("name", "mft_part_num")) if template_ids else {}
+        return tuple(self._line_item(line, products) for line in lines)
+
+    @staticmethod
+    def _line_item(line: Mapping[str, Any], products: Mapping[str, Mapping[str, Any]]) -> LineItem:
+        item_id = str(line["id"])
+        what = f"revenue line item {item_id}"
+        product = products.get(_clean(line.get("product_template_id"))) or {}
+        quantity = _decimal(line.get("quantity"), f"{what} quantity")
+        quantity = quantity if quantity is not None else Decimal(1)
+        price = _decimal(line.get("discount_price"), f"{what} unit price") or Decimal(0)
+        discount = _decimal(line.get("discount_amount"), f"{what} discount") or Decimal(0)
+        percent: Decimal | None = None
+        if discount and _truthy(line.get("discount_select")):
+            percent = discount
+        elif discount:
+            # A discount in money is for the whole line; LineItem has no such field, so it is folded into the
+            # unit price when that is exact, and refused (never rounded into a wrong invoice) otherwise.
+            per_unit = discount / quantity if quantity else None
+            if per_unit is None or per_unit.quantize(Decimal("0.0001")) != per_unit:
+                raise ValidationFailed(
+                    f"{what}: a discount of {discount} over a quantity of {quantity} is not an exact unit price",
+                    vendor="sugarcrm",
+                )
+            price -= per_unit
+        return LineItem(
+            crm_id=item_id,
+            name=_clean(line.get("name")) or _clean(product.get("name")),
+            sku=_clean(product.get("mft_part_num")),
+            quantity=quantity,
+            unit_price=price,
+            discount_percent=percent,
+            amount=_decimal(line.get("likely_case"), f"{what} likely case"),
+        )
+
+    # -- catch-up --------------------------------------------------------------------------------------
+
+    def iter_changes_since(self, since: datetime) -> Iterator[SyncEvent]:
+        """Accounts, Contacts and Opportunities with ``date_modified >= since``, oldest first, per module.
+
+        Pages by the modification time itself (keyset), not by a growing offset, so records modified while
+        we page are not skipped; an offset is used only within one second holding more than a page. Sugar's
+        filter API does not return deleted records: a deletion whose hook was lost is not caught up here.
+        """
+        floor = _utc(since).replace(microsecond=0)
+        for object_type, module in self.MODULES.items():
+            yield from self._changes(object_type, module, floor)
+
+    def _changes(self, object_type: str, module: str, since: datetime) -> Iterator[SyncEvent]:
+        cursor, offset = since, 0
+        seen: set[tuple[str, str]] = set()
+        body = {
+            "fields": ",".join(self.CHANGE_FIELDS),
+            "max_num": self.PAGE_SIZE,
+            "order_by": "date_modified:ASC,id:ASC",
+        }
+        while True:
+            body["filter"] = [{"date_modified": {"$gte": _sugar_time(cursor)}}]
+            records, next_offset = self._page(f"/{module}/filter", method="POST", body=body, offset=offset)
+            last = cursor
+            for record in records:
+                modified = _parse_time(record.get("date_modified"))
+                if modified is None:
+                    continue
+                last = max(last, modified)
+                key = (str(record["id"]), _stamp(modified))
+                if key in seen:
+                    continue
+                seen.add(key)
+                created = _parse_time(record.get("date_entered")) == modified
+                yield self._event(
+                    object_type,
+                    key[0],
+                    modified,
+                    kind="created" if created else "changed",
+                    source_type=f"{module}.date_modified",
+                    change_source="CATCH_UP_POLL",
+                    actor=_clean(record.get("modified_user_id")),
+                )
+            if next_offset < 0 or not records:
+                return
+            if last > cursor:
+                cursor, offset = last, 0
+            else:
+                offset += len(records)
+
+    # -- writes ---------------------------------------------------------------------------------------
+
+    def update_deals(self, updates: Mapping[str, Mapping[str, str]]) -> None:
+        """``PUT /Opportunities/<id>`` per deal with Closeloop's ``_c`` fields; "" clears (null).
+
+        Every deal is written even when one fails; then the first fatal failure is raised: NotFound for a
+        missing opportunity, ValidationFailed for a refused value or for fields the instance does not have
+        (Sugar ignores those silently, so the saved record is checked). Retriable errors raise at once.
+        """
+        self._raise_first([e for deal_id, values in updates.items() if (e := self._put("deal", deal_id, values))])
+
+    def update_customers(self, updates: Mapping[CrmRef, Mapping[str, str]]) -> None:
+        """``PUT /Accounts/<id>`` or ``/Contacts/<id>`` per customer, as ``update_deals``."""
+        for ref in updates:
+            if ref.object_type not in ("company", "contact"):
+                raise ValueError(f"{ref} is not a customer (company or contact)")
+        self._raise_first(
+            [e for ref, values in updates.items() if (e := self._put(ref.object_type, ref.object_id, values))]
+        )
+
+    @staticmethod
+    def _raise_first(errors: Sequence[FatalError]) -> None:
+        if errors:
+            raise errors[0]
+
+    def _put(self, object_type: str, record_id: str, values: Mapping[str, str]) -> FatalError | None:
+        module = self.MODULES[object_type]
+        body = {_custom(name): (value if value != "" else None) for name, value in values.items()}
+        if not body:
+            return None
+        try:
+            saved = self.http.request("PUT", f"/{module}/{_seg(record_id)}", json=body).json()
+        except NotFound:
+            return NotFound(f"SugarCRM has no {module} record {record_id}", vendor=self.name, status=404)
+        except FatalError as exc:
+            return exc
+        missing = sorted(name for name in body if not isinstance(saved, dict) or name not in saved)
+        if missing:
+            return ValidationFailed(
+                f"SugarCRM {module} has no field(s) {', '.join(missing)}: the values were not saved",
+                vendor=self.name,
+                status=200,
+            )
+        return None
+
+    def ensure_properties(self, object_type: str, definitions: Collection[PropertyDefinition]) -> list[str]:
+        """Check the module's fields in ``GET /metadata``; Sugar's REST API cannot create Studio fields.
+
+        Returns [] when every ``<name>_c`` exists. Otherwise raises ConfigurationError naming each missing
+        field, its Studio type and how to add it. Raises ValueError for an object type without custom fields.
+        """
+        module = self.MODULES.get(object_type)
+        if module is None:
+            raise ValueError(f"no custom properties for a {object_type}")
+        response = self.http.request("GET", "/metadata", params={"type_filter": "modules", "module_filter": module})
+        fields = ((response.json().get("modules") or {}).get(module) or {}).get("fields") or {}
+        missing = [d for d in definitions if _custom(d.name) not in fields]
+        if not missing:
+            return []
+        described = []
+        for definition in missing:
+            studio, _ = self.STUDIO_TYPES.get(definition.type, ("TextField", "varchar"))
+            options = f" with options {', '.join(definition.options)}" if definition.options else ""
+            described.append(f"{_custom(definition.name)} ({studio}, label {definition.label!r}{options})")
+        raise ConfigurationError(
+            f"SugarCRM {module} lacks Closeloop's custom fields: {'; '.join(described)}. The REST API cannot "
+            f"create fields: an admin adds them in Admin > Studio > {module} > Fields > Add Field (enter the name "
+            f"without _c, Sugar appends it), or installs a module loadable package with these vardefs through "
+            f"Admin > Module Loader.",
+            vendor=self.name,
+        )
+
+
+def _seg(value: str) -> str:
+    """A record id as one path segment (ids are UUIDs; anything else is escaped, never a path)."""
+    return quote(value, safe="")
+
+
+def _custom(name: str) -> str:
+    return name if name.endswith("_c") else f"{name}_c"
+
+
+def _clean(value: Any) -> str:
+    return str(value).strip() if value not in (None, "") else ""
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def _email(record: Mapping[str, Any]) -> str:
+    """The primary, valid address of Sugar's ``email`` list, else ``email1``; lower-cased."""
+    addresses = [e for e in record.get("email") or [] if isinstance(e, dict) and not _truthy(e.get("invalid_email"))]
+    primary = [e for e in addresses if _truthy(e.get("primary_address"))]
+    for entry in (*primary, *addresses):
+        if _clean(entry.get("email_address")):
+            return _clean(entry.get("email_address")).lower()
+    return _clean(record.get("email1")).lower()
+
+
+def _address(record: Mapping[str, Any], prefix: str) -> Address:
+    """Sugar keeps street lines in one text field, one line per row: the first is line1, the rest line2."""
+    lines = [line.strip() for line in _clean(record.get(f"{prefix}_street")).splitlines() if line.strip()]
+    return Address(
+        line1=lines[0] if lines else "",
+        line2=", ".join(lines[1:]),
+        city=_clean(record.get(f"{prefix}_city")),
+        region=_clean(record.get(f"{prefix}_state")),
+        postal_code=_clean(record.get(f"{prefix}_postalcode")),
+        country=_clean(record.get(f"{prefix}_country")),
+    )
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _parse_time(value: Any) -> datetime | None:
+    """Sugar's ISO 8601 date-times (``2024-05-01T10:23:28-04:00``) as aware UTC datetimes."""
+    text = _clean(value)
+    if not text:
+        return None
+    return _utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
+
+
+def _stamp(moment: datetime) -> str:
+    return _utc(moment).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _sugar_time(moment: datetime) -> str:
+    return _utc(moment).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+
+
+def _first_day_at_or_after(moment: datetime) -> date:
+    moment = _utc(moment)
+    day = moment.date()
+    return day if moment == datetime(day.year, day.month, day.day, tzinfo=UTC) else day + timedelta(days=1)
+
+
+def _date(value: Any, deal_id: str) -> date | None:
+    text = _clean(value)
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text[:10])
+    except ValueError as exc:
+        raise ValidationFailed(
+            f"SugarCRM opportunity {deal_id} date_closed is not a date: {text[:40]!r}", vendor="sugarcrm"
+        ) from exc
+
+
+def _decimal(value: Any, what: str) -> Decimal | None:
+    """A Sugar number (sent as a string such as "1200.000000") as an exact Decimal; None when empty."""
+    if value is None or value == "" or isinstance(value, bool):
+        return None
+    try:
+        number = Decimal(str(value).strip())
+    except InvalidOperation:
+        number = None
+    if number is None or not number.is_finite():
+        raise ValidationFailed(f"SugarCRM {what} is not a number: {str(value)[:40]!r}", vendor="sugarcrm")
+    return number
+
+
+__all__ = ["API_PREFIX", "AccessTokens", "SugarCrm", "password_grant"]

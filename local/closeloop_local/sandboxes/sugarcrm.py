@@ -1,0 +1,938 @@
+"""A stateful stand-in for a SugarCRM instance's REST API v11 and its web logic hooks.
+
+Production adapters talk to it over real HTTP through ``SUGARCRM_URL``. Paths, payload shapes, auth,
+error bodies and quirks follow Sugar's developer guide (REST API endpoints, API exceptions, web logic
+hooks); where Sugar's behaviour is not documented, the choice made is noted next to the code.
+
+What it serves, under any ``/rest/v10``, ``/rest/v11`` or ``/rest/v11_<n>`` prefix:
+- ``POST /oauth2/token``: password and refresh_token grants. Sugar keeps ONE session per user and
+  platform: a new login or refresh on a platform invalidates that platform's previous access and refresh
+  tokens; other platforms are untouched. Unregistered platforms are refused (``disable_unknown_platform``,
+  the default since Sugar 7.9). Access tokens live ``access_ttl`` seconds, refresh tokens two weeks.
+- ``OAuth-Token`` on every other call: missing -> 401 ``need_login``, invalid or expired -> 401
+  ``invalid_grant``. Errors are ``{"error": label, "error_message": text}`` (Sugar's API exceptions).
+- ``GET/PUT/DELETE /<module>/<id>``, ``POST /<module>``, ``POST /<module>/filter`` (``$equals``,
+  ``$not_equals``, ``$in``, ``$not_in``, ``$gt``, ``$gte``, ``$lt``, ``$lte``, ``$starts``, ``$and``, ``$or``,
+  ``fields``, ``max_num``, ``offset``, ``order_by``; ``next_offset`` -1 on the last page),
+  ``GET /<module>/<id>/link/<link>``, ``GET /metadata?type_filter=modules&module_filter=<M>``.
+  Modules: Accounts, Contacts, Opportunities, RevenueLineItems, ProductTemplates, Currencies ("-99" is the
+  system currency).
+- Quirks: ``PUT`` silently ignores fields the module does not have (custom Studio fields end in ``_c``);
+  an opportunity's ``amount`` is the sum of its revenue line items' ``likely_case``, and setting its
+  ``sales_stage`` to a closed stage cascades to its open line items (Sugar 10.3+ "cascade"); money comes
+  back as strings with 6 decimals.
+- Web logic hooks (module, trigger event, URL, method): a save queues one payload
+  ``{"bean", "event", "isUpdate", "data", "dataChanges"}``; nothing is sent until the "Dispatch Web Logic
+  Hook" job runs (``run_hook_job``, ``POST /_sandbox/hooks/run``). Each payload is tried ONCE, with only
+  ``Content-Type: application/json`` and UA ``SugarCrm``, no signature; a failure is logged and lost.
+- Rate limit: Sugar documents none. ``requests_per_second`` (off by default) answers 429
+  ``{"error": "too_many_requests"}`` with ``Retry-After: 1`` (a sandbox choice; [3p] reports ~20 req/s on
+  Sugar's cloud). Inject any other answer with a fault.
+
+Control API (no auth, never logged in ``state.requests``)::
+
+    POST /_sandbox/reset                      records, sessions, hooks, log
+    GET  /_sandbox/requests                   the request log
+    POST /_sandbox/faults                     a base.Fault as JSON (or a list of them)
+    POST /_sandbox/clock        {"advance": s}
+    POST /_sandbox/records/<module>           fields (as a user in the UI; queues hooks)
+    GET  /_sandbox/records/<module>/<id>
+    PUT  /_sandbox/records/<module>/<id>      fields (as a user in the UI; queues hooks)
+    POST /_sandbox/hooks                      {"module", "url", "trigger_event"?, "request_method"?}
+    POST /_sandbox/hooks/run                  run the dispatch job now
+    GET  /_sandbox/hooks/deliveries           every delivery attempt
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import httpx
+from werkzeug.wrappers import Request, Response
+
+from closeloop.models import DEAL_SYNC_FIELDS, CrmRef
+from closeloop_local.sandboxes.base import Fault, SandboxServer, SandboxState, json_response, logged_request
+from closeloop_local.sandboxes.drivers import DealLine
+
+__all__ = ["SugarCrmDriver", "SugarSandbox", "serve"]
+
+JSON = dict[str, Any]
+_PREFIX = re.compile(r"^/rest/v1[01](?:_\d+)?(/.*)$")
+SYSTEM_CURRENCY_ID = "-99"
+UI_USER_ID = "1"
+API_USER_ID = "seed_closeloop_id"
+CLOSED_STAGES = ("Closed Won", "Closed Lost")
+SALES_STAGES = ("Prospecting", "Qualification", "Needs Analysis", "Value Proposition", "Id. Decision Makers",
+                "Perception Analysis", "Proposal/Price Quote", "Negotiation/Review", *CLOSED_STAGES)  # fmt: skip
+#: Studio fields Closeloop needs, as ``closeloop setup sugarcrm`` would have an admin create them.
+CLOSELOOP_FIELDS: dict[str, dict[str, str]] = {
+    "Opportunities": {
+        **{f"{name}_c": "varchar" for name in DEAL_SYNC_FIELDS},
+        "closeloop_payment_status_c": "enum",
+        "closeloop_amount_due_c": "decimal",
+        "closeloop_amount_paid_c": "decimal",
+        "closeloop_last_payment_date_c": "date",
+    },
+    "Accounts": {
+        "vat_number_c": "varchar",
+        "closeloop_outstanding_balance_c": "decimal",
+        "closeloop_overdue_balance_c": "decimal",
+        "closeloop_total_invoiced_c": "decimal",
+        "closeloop_total_paid_c": "decimal",
+    },
+}
+
+_ADDRESS = ("street", "city", "state", "postalcode", "country")
+#: Stock fields per module (name -> vardef type); ``id``, ``date_entered``, ``date_modified`` etc. are common.
+_COMMON = {"id": "id", "name": "name", "date_entered": "datetime", "date_modified": "datetime",
+           "modified_user_id": "id", "created_by": "id", "assigned_user_id": "id", "description": "text",
+           "deleted": "bool"}  # fmt: skip
+_STOCK: dict[str, dict[str, str]] = {
+    "Accounts": {**_COMMON, "email": "email", "email1": "varchar", "phone_office": "phone",
+                 "phone_alternate": "phone", "website": "url", "account_type": "enum", "industry": "enum",
+                 **{f"billing_address_{p}": "varchar" for p in _ADDRESS},
+                 **{f"shipping_address_{p}": "varchar" for p in _ADDRESS}},
+    "Contacts": {**_COMMON, "first_name": "varchar", "last_name": "varchar", "email": "email",
+                 "email1": "varchar", "phone_work": "phone", "phone_mobile": "phone", "title": "varchar",
+                 "account_id": "relate", "account_name": "relate",
+                 **{f"primary_address_{p}": "varchar" for p in _ADDRESS}},
+    "Opportunities": {**_COMMON, "amount": "currency", "amount_usdollar": "currency", "currency_id": "currency_id",
+                      "base_rate": "decimal", "sales_stage": "enum", "date_closed": "date", "probability": "int",
+                      "account_id": "relate", "account_name": "relate", "opportunity_type": "enum"},
+    "RevenueLineItems": {**_COMMON, "opportunity_id": "id", "account_id": "relate", "product_template_id": "id",
+                         "product_template_name": "relate", "quantity": "decimal", "discount_price": "currency",
+                         "list_price": "currency", "discount_amount": "currency", "discount_select": "bool",
+                         "likely_case": "currency", "currency_id": "currency_id", "sales_stage": "enum",
+                         "date_closed": "date"},
+    "ProductTemplates": {**_COMMON, "mft_part_num": "varchar", "vendor_part_num": "varchar",
+                         "discount_price": "currency", "list_price": "currency", "cost_price": "currency",
+                         "currency_id": "currency_id"},
+    "Currencies": {"id": "id", "name": "varchar", "symbol": "varchar", "iso4217": "varchar",
+                   "conversion_rate": "decimal", "status": "enum", "date_entered": "datetime",
+                   "date_modified": "datetime", "deleted": "bool"},
+}  # fmt: skip
+#: The bean class a web logic hook names (``bean``) per module.
+_BEANS = {"Accounts": "Account", "Contacts": "Contact", "Opportunities": "Opportunity",
+          "RevenueLineItems": "RevenueLineItem", "ProductTemplates": "ProductTemplate",
+          "Currencies": "Currency"}  # fmt: skip
+#: module -> link -> (related module, field on the related record pointing back, or None for a join table).
+_LINKS: dict[str, dict[str, tuple[str, str | None]]] = {
+    "Accounts": {"contacts": ("Contacts", "account_id"), "opportunities": ("Opportunities", "account_id")},
+    "Opportunities": {"revenuelineitems": ("RevenueLineItems", "opportunity_id"), "contacts": ("Contacts", None)},
+}
+_MONEY = frozenset({"currency"})
+_NUMBERS = frozenset({"currency", "decimal", "int"})
+_READ_ONLY = frozenset({"id", "date_entered", "date_modified", "modified_user_id", "created_by", "deleted",
+                        "account_name", "product_template_name", "email1", "amount_usdollar"})  # fmt: skip
+_HOOK_EVENTS = ("after_save", "after_delete", "after_relationship_add", "after_relationship_delete")
+_SEED_CURRENCIES = (("GBP", "British Pound", "£", "0.79"), ("EUR", "Euro", "€", "0.92"),
+                    ("NZD", "New Zealand Dollar", "$", "1.65"), ("AUD", "Australian Dollar", "$", "1.52"))  # fmt: skip
+
+
+class _ApiError(Exception):
+    def __init__(self, status: int, label: str, message: str) -> None:
+        super().__init__(message)
+        self.response = _error(status, label, message)
+
+
+def _error(status: int, label: str, message: str) -> Response:
+    return json_response({"error": label, "error_message": message}, status)
+
+
+@dataclass
+class _Session:
+    access_token: str
+    access_expires: float
+    refresh_token: str
+    refresh_expires: float
+
+
+@dataclass
+class _Hook:
+    id: str
+    module: str
+    url: str
+    trigger_event: str = "after_save"
+    request_method: str = "POST"
+
+
+@dataclass
+class _Queued:
+    hook: _Hook
+    payload: JSON
+
+
+@dataclass
+class SugarSandbox:
+    """In-memory SugarCRM instance with one API user; see the module docstring for what it serves."""
+
+    username: str = "closeloop-api"
+    password: str = "sandbox-password"  # noqa: S105 - a sandbox credential
+    platforms: tuple[str, ...] = ("base", "mobile", "portal", "closeloop")
+    clients: Mapping[str, str] = field(default_factory=lambda: {"sugar": ""})
+    access_ttl: float = 3600.0
+    refresh_ttl: float = 14 * 24 * 3600.0
+    requests_per_second: int | None = None
+    custom_fields: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: CLOSELOOP_FIELDS)
+    hook_timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        self.state = SandboxState()
+        self._reset_data()
+
+    def _reset_data(self) -> None:
+        with self.state.lock:
+            self._fields: dict[str, dict[str, str]] = {m: dict(f) for m, f in _STOCK.items()}
+            for module, custom in self.custom_fields.items():
+                self._fields[module].update(custom)
+            self._records: dict[str, dict[str, JSON]] = {m: {} for m in _STOCK}
+            self._joins: dict[tuple[str, str], list[str]] = {}  # (Opportunities, id) -> contact ids
+            self._sessions: dict[str, _Session] = {}
+            self._hooks: list[_Hook] = []
+            self._queue: list[_Queued] = []
+            self.deliveries: list[JSON] = []
+            self._window: list[float] = []
+            self._seq = 0
+            now = self._now()
+            self._records["Currencies"][SYSTEM_CURRENCY_ID] = {
+                "id": SYSTEM_CURRENCY_ID, "name": "US Dollars", "symbol": "$", "iso4217": "USD",
+                "conversion_rate": "1.000000", "status": "Active", "date_entered": now, "date_modified": now,
+            }  # fmt: skip
+            for iso, name, symbol, rate in _SEED_CURRENCIES:
+                self.seed_currency(iso, name=name, symbol=symbol, rate=rate)
+
+    def reset(self) -> None:
+        with self.state.lock:
+            self._reset_data()
+            self.state.reset_log()
+
+    # -- helpers tests and the driver use (a person working in Sugar's UI) ----------------------------
+
+    def seed_currency(self, iso: str, *, name: str = "", symbol: str = "", rate: str = "1") -> str:
+        """The id of the currency with ISO code ``iso``, created when absent (Admin > Currencies)."""
+        with self.state.lock:
+            for record in self._records["Currencies"].values():
+                if record["iso4217"] == iso.upper():
+                    return str(record["id"])
+            now = self._now()
+            record = {"id": str(uuid.uuid4()), "name": name or iso.upper(), "symbol": symbol, "iso4217": iso.upper(),
+                      "conversion_rate": _money(Decimal(rate)), "status": "Active", "date_entered": now,
+                      "date_modified": now}  # fmt: skip
+            self._records["Currencies"][record["id"]] = record
+            return str(record["id"])
+
+    def create_record(self, module: str, values: Mapping[str, Any], *, user_id: str = UI_USER_ID) -> JSON:
+        """Create a record as a user would (unknown fields ignored, hooks queued); returns it whole."""
+        with self.state.lock:
+            return self._render(self._create(self._module(module), values, user_id))
+
+    def update_record(
+        self, module: str, record_id: str, values: Mapping[str, Any], *, user_id: str = UI_USER_ID
+    ) -> JSON:
+        with self.state.lock:
+            record = self._live(self._module(module), record_id)
+            if record is None:
+                raise KeyError(f"{module} {record_id} does not exist")
+            return self._render(self._update(module, record, values, user_id))
+
+    def delete_record(self, module: str, record_id: str) -> None:
+        with self.state.lock:
+            record = self._live(self._module(module), record_id)
+            if record is None:
+                raise KeyError(f"{module} {record_id} does not exist")
+            self._delete(module, record, UI_USER_ID)
+
+    def get_record(self, module: str, record_id: str) -> JSON | None:
+        """The record with every field (None when missing or deleted)."""
+        with self.state.lock:
+            record = self._live(self._module(module), record_id)
+            return None if record is None else self._render(record)
+
+    def records(self, module: str) -> list[JSON]:
+        with self.state.lock:
+            return [self._render(r) for r in self._records[self._module(module)].values() if not r.get("deleted")]
+
+    def link_contact_to_opportunity(self, opportunity_id: str, contact_id: str) -> None:
+        with self.state.lock:
+            self._joins.setdefault(("Opportunities", opportunity_id), []).append(contact_id)
+
+    def add_field(self, module: str, name: str, vardef_type: str = "varchar") -> None:
+        """A field added in Studio (custom fields end in ``_c``)."""
+        with self.state.lock:
+            self._fields[self._module(module)][name] = vardef_type
+
+    def remove_field(self, module: str, name: str) -> None:
+        with self.state.lock:
+            self._fields[self._module(module)].pop(name, None)
+
+    def add_hook(self, module: str, url: str, trigger_event: str = "after_save", request_method: str = "POST") -> str:
+        """Admin > Web Logic Hooks > Create: fires for ``module`` on ``trigger_event``."""
+        if trigger_event not in _HOOK_EVENTS:
+            raise ValueError(f"trigger_event must be one of {_HOOK_EVENTS}")
+        with self.state.lock:
+            hook = _Hook(str(uuid.uuid4()), self._module(module), url, trigger_event, request_method.upper())
+            self._hooks.append(hook)
+            return hook.id
+
+    def hooks(self) -> list[JSON]:
+        """The web logic hooks as Admin > Web Logic Hooks lists them."""
+        with self.state.lock:
+            return [{"id": h.id, "module": h.module, "url": h.url, "trigger_event": h.trigger_event,
+                     "request_method": h.request_method} for h in self._hooks]  # fmt: skip
+
+    def pending_hooks(self) -> int:
+        with self.state.lock:
+            return len(self._queue)
+
+    def run_hook_job(self) -> list[JSON]:
+        """The "Dispatch Web Logic Hook" scheduler job: send every queued payload once; no retry ever."""
+        with self.state.lock:
+            queued, self._queue = self._queue, []
+        results = [self._deliver(item) for item in queued]
+        with self.state.lock:
+            self.deliveries.extend(results)
+        return results
+
+    def login_elsewhere(self, platform: str) -> None:
+        """The API user logs in on ``platform`` from somewhere else: that platform's old tokens die."""
+        with self.state.lock:
+            self._login(platform)
+
+    def expire_access_tokens(self) -> None:
+        with self.state.lock:
+            for session in self._sessions.values():
+                session.access_expires = 0.0
+
+    def session(self, platform: str) -> _Session | None:
+        with self.state.lock:
+            return self._sessions.get(platform)
+
+    # -- WSGI --------------------------------------------------------------------------------------------
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        request = Request(environ)
+        if request.path == "/_sandbox" or request.path.startswith("/_sandbox/"):
+            response = self._control(request)
+        else:
+            entry = logged_request(request)
+            fault = self.state.take_fault(request.method, request.path)
+            response = self._fault_response(fault) if fault is not None else self._api(request)
+            entry.status = response.status_code
+            self.state.log(entry)
+        return response(environ, start_response)
+
+    def _fault_response(self, fault: Fault) -> Response:
+        if fault.delay:
+            time.sleep(fault.delay)
+        if fault.body is None:
+            labels = {401: "invalid_grant", 404: "not_found", 429: "too_many_requests", 503: "service_unavail"}
+            response = _error(fault.status, labels.get(fault.status, "fatal_error"), "Injected fault")
+        elif isinstance(fault.body, (bytes, str)):
+            response = Response(fault.body, status=fault.status, content_type="application/json")
+        else:
+            response = json_response(fault.body, fault.status)
+        response.headers.update(fault.headers)
+        return response
+
+    def _api(self, request: Request) -> Response:
+        match = _PREFIX.match(request.path)
+        if match is None:
+            return _error(404, "not_found", "Your requested resource was not found.")
+        path = match.group(1).rstrip("/")
+        try:
+            if path == "/oauth2/token" and request.method == "POST":
+                return self._token(request)
+            self._authenticate(request)
+            limited = self._rate_limited()
+            if limited is not None:
+                return limited
+            with self.state.lock:
+                return self._route(request, [p for p in path.split("/") if p])
+        except _ApiError as exc:
+            return exc.response
+
+    # -- auth --------------------------------------------------------------------------------------------
+
+    def _token(self, request: Request) -> Response:
+        body = self._json(request) if request.is_json else dict(request.form)
+        client_id, secret = str(body.get("client_id") or ""), str(body.get("client_secret") or "")
+        if client_id not in self.clients or not hmac.compare_digest(secret, self.clients[client_id]):
+            return _error(401, "invalid_client", "The client credentials are invalid")
+        platform = str(body.get("platform") or "base")
+        if platform not in self.platforms:
+            # disable_unknown_platform: the platform must be registered (Admin > Configure API Platforms).
+            return _error(400, "invalid_parameter", f"Platform '{platform}' is not registered")
+        grant = body.get("grant_type")
+        with self.state.lock:
+            if grant == "password":
+                user_ok = hmac.compare_digest(str(body.get("username") or ""), self.username)
+                if not (user_ok and hmac.compare_digest(str(body.get("password") or ""), self.password)):
+                    return _error(401, "need_login", "You must specify a valid username and password.")
+            elif grant == "refresh_token":
+                session = self._sessions.get(platform)
+                token = str(body.get("refresh_token") or "")
+                if not (session and token and hmac.compare_digest(token, session.refresh_token)) or (
+                    session.refresh_expires <= self.state.clock.now()
+                ):
+                    return _error(400, "invalid_grant", "Invalid refresh token")
+            else:
+                return _error(400, "unsupported_grant_type", "The authorization grant type is not supported")
+            session = self._login(platform)
+        return json_response(
+            {
+                "access_token": session.access_token,
+                "expires_in": int(self.access_ttl),
+                "token_type": "bearer",
+                "scope": None,
+                "refresh_token": session.refresh_token,
+                "refresh_expires_in": int(self.refresh_ttl),
+                "download_token": str(uuid.uuid4()),
+            }
+        )
+
+    def _login(self, platform: str) -> _Session:
+        now = self.state.clock.now()
+        session = _Session(str(uuid.uuid4()), now + self.access_ttl, str(uuid.uuid4()), now + self.refresh_ttl)
+        self._sessions[platform] = session  # one session per user and platform: the previous one is gone
+        return session
+
+    def _authenticate(self, request: Request) -> None:
+        token = request.headers.get("OAuth-Token", "")
+        if not token:
+            raise _ApiError(401, "need_login", "No valid authentication for user.")
+        now = self.state.clock.now()
+        with self.state.lock:
+            for session in self._sessions.values():
+                if hmac.compare_digest(token, session.access_token) and session.access_expires > now:
+                    return
+        raise _ApiError(401, "invalid_grant", "The access token provided is invalid.")
+
+    def _rate_limited(self) -> Response | None:
+        if not self.requests_per_second:
+            return None
+        now = time.monotonic()
+        with self.state.lock:
+            self._window = [t for t in self._window if now - t < 1.0]
+            if len(self._window) >= self.requests_per_second:
+                response = _error(429, "too_many_requests", "Too many requests, retry later")
+                response.headers["Retry-After"] = "1"
+                return response
+            self._window.append(now)
+        return None
+
+    # -- routing -------------------------------------------------------------------------------------------
+
+    def _route(self, request: Request, parts: list[str]) -> Response:  # noqa: PLR0911 - one return per route
+        method = request.method
+        if parts == ["metadata"] and method == "GET":
+            return self._metadata(request)
+        if not parts or parts[0] not in _STOCK:
+            raise _ApiError(404, "not_found", "Your requested resource was not found.")
+        module = parts[0]
+        if len(parts) == 1 and method == "POST":
+            return json_response(self._render(self._create(module, self._json_object(request), API_USER_ID)))
+        if len(parts) == 2 and parts[1] == "filter" and method == "POST":
+            return self._filter(module, self._json_object(request))
+        if len(parts) == 2:
+            record = self._live(module, parts[1])
+            if record is None:
+                raise _ApiError(404, "not_found", f"Could not find record: {parts[1]} in module: {module}")
+            if method == "GET":
+                return json_response(self._render(record, _field_list(request.args.get("fields"))))
+            if method == "PUT":
+                return json_response(
+                    self._render(self._update(module, record, self._json_object(request), API_USER_ID))
+                )
+            if method == "DELETE":
+                self._delete(module, record, API_USER_ID)
+                return json_response({"id": record["id"]})
+        if len(parts) == 4 and parts[2] == "link" and method == "GET":
+            return self._link(module, parts[1], parts[3], request)
+        raise _ApiError(404, "no_method", "Could not find the HTTP method of your request for this path.")
+
+    def _metadata(self, request: Request) -> Response:
+        wanted = [m for m in (request.args.get("module_filter") or "").split(",") if m] or list(_STOCK)
+        modules = {}
+        for module in wanted:
+            if module in self._fields:
+                modules[module] = {
+                    "fields": {
+                        name: {
+                            "name": name,
+                            "type": kind,
+                            **({"source": "custom_fields"} if name.endswith("_c") else {}),
+                        }
+                        for name, kind in self._fields[module].items()
+                    }
+                }
+        return json_response({"modules": modules, "_hash": uuid.uuid5(uuid.NAMESPACE_URL, repr(modules)).hex})
+
+    def _filter(self, module: str, body: JSON) -> Response:
+        flt = body.get("filter") or []
+        if not isinstance(flt, list):
+            raise _ApiError(422, "invalid_parameter", "filter must be an array")
+        records = [
+            r for r in self._records[module].values() if not r.get("deleted") and self._all_match(module, r, flt)
+        ]
+        return self._listing(module, records, body)
+
+    def _link(self, module: str, record_id: str, link: str, request: Request) -> Response:
+        if self._live(module, record_id) is None:
+            raise _ApiError(404, "not_found", f"Could not find record: {record_id} in module: {module}")
+        target = _LINKS.get(module, {}).get(link)
+        if target is None:
+            raise _ApiError(404, "not_found", f"Could not find a relationship named: {link}")
+        related, back = target
+        if back is None:
+            ids = self._joins.get((module, record_id), [])
+            records = [r for i in ids if (r := self._live(related, i)) is not None]
+        else:
+            records = [r for r in self._records[related].values() if not r.get("deleted") and r.get(back) == record_id]
+        return self._listing(related, records, dict(request.args))
+
+    def _listing(self, module: str, records: list[JSON], args: Mapping[str, Any]) -> Response:
+        try:
+            max_num = min(int(args.get("max_num") or 20), 1000)
+            offset = int(args.get("offset") or 0)
+        except (TypeError, ValueError) as exc:
+            raise _ApiError(422, "invalid_parameter", "max_num and offset must be integers") from exc
+        ordered = self._ordered(module, records, str(args.get("order_by") or "date_modified:DESC"))
+        page = ordered[offset : offset + max_num]
+        next_offset = offset + len(page) if offset + len(page) < len(ordered) else -1
+        fields = _field_list(args.get("fields"))
+        return json_response({"next_offset": next_offset, "records": [self._render(r, fields) for r in page]})
+
+    def _ordered(self, module: str, records: list[JSON], order_by: str) -> list[JSON]:
+        ordered = sorted(records, key=lambda r: str(r["id"]))
+        for spec in reversed([s for s in order_by.split(",") if s.strip()]):
+            name, _, direction = spec.strip().partition(":")
+            if name not in self._fields[module]:
+                raise _ApiError(422, "invalid_parameter", f"Unknown order_by field: {name}")
+            present = [r for r in ordered if r.get(name) not in (None, "")]
+            absent = [r for r in ordered if r.get(name) in (None, "")]
+            present.sort(key=lambda r: self._comparable(module, name, r.get(name)), reverse=direction.upper() == "DESC")
+            ordered = present + absent
+        return ordered
+
+    # -- filter expressions ------------------------------------------------------------------------------
+
+    def _all_match(self, module: str, record: JSON, terms: Sequence[Any]) -> bool:
+        return all(self._matches(module, record, term) for term in terms)
+
+    def _matches(self, module: str, record: JSON, term: Any) -> bool:
+        if not isinstance(term, dict):
+            raise _ApiError(422, "invalid_parameter", "Invalid filter definition")
+        for key, value in term.items():
+            if key in ("$and", "$or"):
+                if not isinstance(value, list):
+                    raise _ApiError(422, "invalid_parameter", f"{key} takes an array")
+                results = [self._matches(module, record, sub) for sub in value]
+                if not (all(results) if key == "$and" else any(results)):
+                    return False
+                continue
+            if key not in self._fields[module]:
+                raise _ApiError(422, "invalid_parameter", f"Unknown field: {key}")
+            conditions = value if isinstance(value, dict) else {"$equals": value}
+            for operator, operand in conditions.items():
+                if not self._condition(module, key, record.get(key), operator, operand):
+                    return False
+        return True
+
+    def _condition(self, module: str, name: str, actual: Any, operator: str, operand: Any) -> bool:  # noqa: PLR0911
+        if operator in ("$in", "$not_in"):
+            if not isinstance(operand, list):
+                raise _ApiError(422, "invalid_parameter", f"{operator} requires an array")
+            wanted = {self._comparable(module, name, v) for v in operand}
+            found = actual not in (None, "") and self._comparable(module, name, actual) in wanted
+            return found == (operator == "$in")
+        if operator == "$starts":
+            return str(actual or "").lower().startswith(str(operand).lower())
+        if operator not in ("$equals", "$not_equals", "$gt", "$gte", "$lt", "$lte"):
+            raise _ApiError(422, "invalid_parameter", f"Did not recognize the operand: {operator}")
+        if actual in (None, ""):
+            return operator == "$not_equals"
+        left, right = self._comparable(module, name, actual), self._comparable(module, name, operand)
+        checks: dict[str, Callable[[Any, Any], bool]] = {
+            "$equals": lambda a, b: a == b,
+            "$not_equals": lambda a, b: a != b,
+            "$gt": lambda a, b: a > b,
+            "$gte": lambda a, b: a >= b,
+            "$lt": lambda a, b: a < b,
+            "$lte": lambda a, b: a <= b,
+        }
+        try:
+            return checks[operator](left, right)
+        except TypeError as exc:
+            raise _ApiError(422, "invalid_parameter", f"Cannot compare {name} with {operand!r}") from exc
+
+    def _comparable(self, module: str, name: str, value: Any) -> Any:
+        kind = self._fields[module].get(name, "varchar")
+        text = str(value)
+        try:
+            if kind == "datetime":
+                return _parse_datetime(text)
+            if kind == "date":
+                return date.fromisoformat(text[:10])
+            if kind in _NUMBERS:
+                return Decimal(text)
+        except (ValueError, InvalidOperation) as exc:
+            raise _ApiError(422, "invalid_parameter", f"Invalid value for {name}: {text[:40]}") from exc
+        return text.lower()
+
+    # -- records -------------------------------------------------------------------------------------------
+
+    def _module(self, module: str) -> str:
+        if module not in _STOCK:
+            raise ValueError(f"unknown SugarCRM module {module!r}")
+        return module
+
+    def _live(self, module: str, record_id: str) -> JSON | None:
+        record = self._records[module].get(record_id)
+        return None if record is None or record.get("deleted") else record
+
+    def _now(self) -> str:
+        return datetime.fromtimestamp(self.state.clock.now(), UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+
+    def _accepted(self, module: str, values: Mapping[str, Any]) -> JSON:
+        """The values Sugar keeps: known, writable fields only (the rest is silently ignored), normalised."""
+        kept: JSON = {}
+        for name, raw in values.items():
+            kind = self._fields[module].get(name)
+            if kind is not None and name not in _READ_ONLY:
+                kept[name] = self._normalised(name, kind, raw)
+        return kept
+
+    @staticmethod
+    def _normalised(name: str, kind: str, value: Any) -> Any:
+        if kind in _NUMBERS and value not in (None, ""):
+            try:
+                number = Decimal(str(value))
+            except InvalidOperation:
+                number = Decimal("NaN")
+            if not number.is_finite():
+                raise _ApiError(422, "invalid_parameter", f"Invalid value for field {name}")
+            return _money(number) if kind in _MONEY else (str(int(number)) if kind == "int" else f"{number:f}")
+        if kind == "email":
+            return _email_list(value)
+        if kind == "bool":
+            return value is True or str(value).lower() in ("1", "true")
+        return value
+
+    def _create(self, module: str, values: Mapping[str, Any], user_id: str) -> JSON:
+        now = self._now()
+        record: JSON = {"id": str(values.get("id") or uuid.uuid4()), "date_entered": now, "date_modified": now,
+                        "created_by": user_id, "modified_user_id": user_id, "deleted": False}  # fmt: skip
+        record.update(self._accepted(module, values))
+        if module in ("Opportunities", "RevenueLineItems", "ProductTemplates"):
+            record.setdefault("currency_id", SYSTEM_CURRENCY_ID)
+        if module == "RevenueLineItems":
+            self._derive_line(record)
+        self._records[module][record["id"]] = record
+        self._after_change(module, record, {}, is_update=False)
+        return record
+
+    def _update(self, module: str, record: JSON, values: Mapping[str, Any], user_id: str) -> JSON:
+        accepted = self._accepted(module, values)
+        before = dict(record)
+        changed = {k: v for k, v in accepted.items() if record.get(k) != v}
+        if not changed:
+            return record
+        record.update(changed)
+        record["date_modified"], record["modified_user_id"] = self._now(), user_id
+        if module == "RevenueLineItems":
+            self._derive_line(record)
+        if module == "Opportunities" and changed.get("sales_stage") in CLOSED_STAGES:
+            # Cascade (Sugar 10.3+): a closed opportunity stage is copied to its open line items.
+            for line in list(self._records["RevenueLineItems"].values()):
+                if line.get("opportunity_id") == record["id"] and line.get("sales_stage") not in CLOSED_STAGES:
+                    self._update("RevenueLineItems", line, {"sales_stage": changed["sales_stage"]}, user_id)
+        self._after_change(module, record, before, is_update=True)
+        return record
+
+    def _delete(self, module: str, record: JSON, user_id: str) -> None:
+        record.update(deleted=True, date_modified=self._now(), modified_user_id=user_id)
+        self._queue_hooks(module, record, "after_delete", {}, is_update=True)
+
+    def _derive_line(self, line: JSON) -> None:
+        template = self._live("ProductTemplates", str(line.get("product_template_id") or ""))
+        if template is not None:
+            line["product_template_name"] = template.get("name")
+            line.setdefault("discount_price", template.get("discount_price"))
+            line.setdefault("list_price", template.get("list_price"))
+        quantity = Decimal(str(line.get("quantity") or "1"))
+        price = Decimal(str(line.get("discount_price") or "0"))
+        discount = Decimal(str(line.get("discount_amount") or "0"))
+        gross = quantity * price
+        total = gross - (gross * discount / 100 if line.get("discount_select") else discount)
+        line["likely_case"] = _money(total)
+        line.setdefault("quantity", "1")
+
+    def _after_change(self, module: str, record: JSON, before: JSON, *, is_update: bool) -> None:
+        if module == "RevenueLineItems" and record.get("opportunity_id"):
+            self._rollup(str(record["opportunity_id"]))
+        changes = {
+            name: {"field_name": name, "data_type": self._fields[module].get(name, "varchar"),
+                   "before": before.get(name), "after": value}
+            for name, value in record.items()
+            if is_update and before.get(name) != value and name not in ("date_modified", "modified_user_id")
+        }  # fmt: skip
+        self._queue_hooks(module, record, "after_save", changes, is_update=is_update)
+
+    def _rollup(self, opportunity_id: str) -> None:
+        """An opportunity's amount is the sum of its line items' likely case (a calculated field)."""
+        opportunity = self._live("Opportunities", opportunity_id)
+        if opportunity is None:
+            return
+        lines = [r for r in self._records["RevenueLineItems"].values()
+                 if r.get("opportunity_id") == opportunity_id and not r.get("deleted")]  # fmt: skip
+        amount = _money(sum((Decimal(str(r.get("likely_case") or "0")) for r in lines), Decimal(0)))
+        if opportunity.get("amount") != amount:
+            before = dict(opportunity)
+            opportunity.update(amount=amount, date_modified=self._now())
+            self._after_change("Opportunities", opportunity, before, is_update=True)
+
+    def _render(self, record: JSON, fields: Sequence[str] | None = None) -> JSON:
+        module = next(m for m, rs in self._records.items() if rs.get(str(record["id"])) is record)
+        known = self._fields[module]
+        full: JSON = {name: record.get(name) for name in known if name != "deleted"}
+        if module in ("Accounts", "Contacts"):
+            emails = record.get("email") or []
+            full["email"] = emails
+            full["email1"] = next((e["email_address"] for e in emails if e.get("primary_address")), "")
+        if module == "Contacts":
+            account = self._live("Accounts", str(record.get("account_id") or ""))
+            full["account_name"] = account.get("name") if account else ""
+        if fields is not None:
+            full = {name: full[name] for name in fields if name in full}
+        full.update(id=record["id"], date_modified=record["date_modified"], _acl={"fields": {}}, _module=module)
+        return full
+
+    # -- web logic hooks -----------------------------------------------------------------------------------
+
+    def _queue_hooks(self, module: str, record: JSON, event: str, changes: JSON, *, is_update: bool) -> None:
+        hooks = [h for h in self._hooks if h.module == module and h.trigger_event == event]
+        if not hooks:
+            return
+        data = self._render(record)
+        data["deleted"] = bool(record.get("deleted"))
+        payload = {"isUpdate": is_update, "dataChanges": changes, "bean": _BEANS[module], "event": event, "data": data}
+        self._queue.extend(_Queued(h, json.loads(json.dumps(payload, default=str))) for h in hooks)
+
+    def _deliver(self, item: _Queued) -> JSON:
+        body = json.dumps(item.payload).encode()
+        headers = {"Content-Type": "application/json", "User-Agent": "SugarCrm"}
+        started = time.monotonic()
+        status: int | None = None
+        error = ""
+        try:
+            timeout = httpx.Timeout(self.hook_timeout, connect=5.0)
+            with httpx.Client(timeout=timeout, follow_redirects=True, max_redirects=1) as client:
+                status = client.request(
+                    item.hook.request_method, item.hook.url, content=body, headers=headers
+                ).status_code
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            error = type(exc).__name__
+        return {
+            "hook_id": item.hook.id,
+            "url": item.hook.url,
+            "module": item.hook.module,
+            "status": status,
+            "ok": status is not None and 200 <= status < 300,
+            "error": error,
+            "duration_ms": int((time.monotonic() - started) * 1000),
+            "body": body.decode(),
+            "retried": False,  # Sugar marks the job done whatever the answer: a failed delivery is lost
+        }
+
+    # -- control API ---------------------------------------------------------------------------------------
+
+    def _control(self, request: Request) -> Response:
+        parts = [p for p in request.path.split("/") if p][1:]
+        try:
+            body = json.loads(request.get_data() or b"null")
+            response = self._control_route(request.method, parts, body)
+        except (ValueError, TypeError) as exc:
+            return json_response({"error": str(exc)}, 400)
+        except KeyError as exc:
+            return json_response({"error": str(exc.args[0]) if exc.args else "not found"}, 404)
+        return response or json_response({"error": "no such control endpoint"}, 404)
+
+    def _control_route(self, method: str, parts: list[str], body: Any) -> Response | None:  # noqa: PLR0911
+        if parts == ["reset"] and method == "POST":
+            self.reset()
+            return json_response({"ok": True})
+        if parts == ["requests"]:
+            with self.state.lock:
+                log = [{"method": r.method, "path": r.path, "query": r.query, "status": r.status,
+                        "body": r.body.decode("utf-8", "replace")} for r in self.state.requests]  # fmt: skip
+            return json_response({"requests": log})
+        if parts == ["faults"] and method == "POST":
+            items = body if isinstance(body, list) else [body]
+            with self.state.lock:
+                self.state.faults.extend(Fault(**item) for item in items)
+            return json_response({"faults": len(items)}, 201)
+        if parts == ["clock"]:
+            if method == "POST":
+                self.state.clock.advance(float((body or {}).get("advance", 0)))
+            return json_response({"now": self._now()})
+        if parts[:1] == ["records"] and len(parts) == 2 and method == "POST":
+            return json_response(self.create_record(parts[1], body or {}), 201)
+        if parts[:1] == ["records"] and len(parts) == 3:
+            if method == "PUT":
+                return json_response(self.update_record(parts[1], parts[2], body or {}))
+            found = self.get_record(parts[1], parts[2])
+            return json_response(found) if found else json_response({"error": "not found"}, 404)
+        if parts == ["hooks"] and method == "POST":
+            return json_response({"id": self.add_hook(**body)}, 201)
+        if parts == ["hooks", "run"] and method == "POST":
+            return json_response({"deliveries": self.run_hook_job()})
+        if parts == ["hooks", "deliveries"]:
+            with self.state.lock:
+                return json_response({"deliveries": list(self.deliveries)})
+        return None
+
+    # -- request parsing -----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _json(request: Request) -> Any:
+        try:
+            return json.loads(request.get_data(cache=True) or b"null")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise _ApiError(422, "invalid_parameter", "The request body is not valid JSON") from exc
+
+    def _json_object(self, request: Request) -> JSON:
+        body = self._json(request)
+        if not isinstance(body, dict):
+            raise _ApiError(422, "invalid_parameter", "The request body must be a JSON object")
+        return body
+
+
+def _field_list(raw: Any) -> list[str] | None:
+    if raw in (None, ""):
+        return None
+    return [f.strip() for f in str(raw).split(",") if f.strip()]
+
+
+def _money(value: Decimal) -> str:
+    return f"{value.quantize(Decimal('0.000001')):f}"
+
+
+def _parse_datetime(text: str) -> datetime:
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _email_list(value: Any) -> list[JSON]:
+    """Sugar's ``email`` field: a list of addresses; a plain string becomes the primary one."""
+    if isinstance(value, str):
+        value = [{"email_address": value, "primary_address": True}] if value else []
+    out = []
+    for entry in value or []:
+        if isinstance(entry, dict) and entry.get("email_address"):
+            out.append({"email_address": str(entry["email_address"]),
+                        "primary_address": bool(entry.get("primary_address")),
+                        "invalid_email": bool(entry.get("invalid_email")), "opt_out": bool(entry.get("opt_out")),
+                        "reply_to_address": False})  # fmt: skip
+    return out
+
+
+class SugarCrmDriver:
+    """CrmDriver for the SugarCRM sandbox: what a salesperson and an admin do in Sugar's UI."""
+
+    name = "sugarcrm"
+
+    def __init__(self, sandbox: SugarSandbox, webhook_token: str = "sandbox-hook-token-2f0c9a") -> None:  # noqa: S107
+        self.sandbox = sandbox
+        self.state = sandbox.state
+        self.webhook_token = webhook_token
+
+    def environment(self, base_url: str) -> dict[str, str]:
+        return {
+            "CRM_PROVIDER": "sugarcrm",
+            "SUGARCRM_URL": base_url,
+            "SUGARCRM_PLATFORM": "closeloop",
+            "SUGARCRM_USERNAME": self.sandbox.username,
+            "SUGARCRM_PASSWORD": self.sandbox.password,
+            "SUGARCRM_WEBHOOK_TOKEN": self.webhook_token,
+        }
+
+    def subscribe(self, webhook_base_url: str) -> None:
+        base = webhook_base_url.rstrip("/")
+        for module, route in (("Accounts", "contacts"), ("Contacts", "contacts"), ("Opportunities", "deals")):
+            for event in ("after_save", "after_delete"):
+                self.sandbox.add_hook(module, f"{base}/webhooks/sugarcrm/{route}/{self.webhook_token}", event)
+
+    def flush_webhooks(self) -> None:
+        self.sandbox.run_hook_job()
+
+    def create_company(
+        self, name: str, *, email: str = "", tax_number: str = "", country: str = "", city: str = ""
+    ) -> CrmRef:
+        values = {"name": name, "email": email, "vat_number_c": tax_number, "billing_address_country": country,
+                  "billing_address_city": city}  # fmt: skip
+        record = self.sandbox.create_record("Accounts", {k: v for k, v in values.items() if v})
+        return CrmRef(crm=self.name, object_type="company", object_id=str(record["id"]))
+
+    def update_company(self, ref: CrmRef, *, name: str | None = None, phone: str | None = None) -> None:
+        values = {k: v for k, v in (("name", name), ("phone_office", phone)) if v is not None}
+        self.sandbox.update_record("Accounts", ref.object_id, values)
+
+    def create_won_deal(self, company: CrmRef, lines: Sequence[DealLine], *, currency: str) -> CrmRef:
+        currency_id = self.sandbox.seed_currency(currency)
+        today = datetime.fromtimestamp(self.state.clock.now(), UTC).date().isoformat()
+        opportunity = self.sandbox.create_record(
+            "Opportunities",
+            {"name": f"Deal {len(self.sandbox.records('Opportunities')) + 1}", "account_id": company.object_id,
+             "currency_id": currency_id, "sales_stage": "Proposal/Price Quote", "date_closed": today},
+        )  # fmt: skip
+        for line in lines:
+            template = self._product(line, currency_id)
+            self.sandbox.create_record(
+                "RevenueLineItems",
+                {"name": line.name, "opportunity_id": opportunity["id"], "account_id": company.object_id,
+                 "product_template_id": template, "quantity": str(line.quantity),
+                 "discount_price": str(line.unit_price), "currency_id": currency_id,
+                 "sales_stage": "Proposal/Price Quote", "date_closed": today},
+            )  # fmt: skip
+        self.sandbox.update_record("Opportunities", str(opportunity["id"]), {"sales_stage": "Closed Won"})
+        return CrmRef(crm=self.name, object_type="deal", object_id=str(opportunity["id"]))
+
+    def _product(self, line: DealLine, currency_id: str) -> str:
+        for template in self.sandbox.records("ProductTemplates"):
+            if template.get("mft_part_num") == line.sku:
+                return str(template["id"])
+        record = self.sandbox.create_record(
+            "ProductTemplates",
+            {"name": line.name, "mft_part_num": line.sku, "discount_price": str(line.unit_price),
+             "list_price": str(line.unit_price), "currency_id": currency_id},
+        )  # fmt: skip
+        return str(record["id"])
+
+    def deal_fields(self, deal: CrmRef) -> Mapping[str, str]:
+        record = self.sandbox.get_record("Opportunities", deal.object_id) or {}
+        return {name: str(record[f"{name}_c"]) for name in DEAL_SYNC_FIELDS if record.get(f"{name}_c") is not None}
+
+    def customer_fields(self, ref: CrmRef) -> Mapping[str, str]:
+        module = "Accounts" if ref.object_type == "company" else "Contacts"
+        record = self.sandbox.get_record(module, ref.object_id) or {}
+        return {
+            name[: -len("_c")]: str(value)
+            for name, value in record.items()
+            if name.startswith("closeloop_") and name.endswith("_c") and value is not None
+        }
+
+
+def serve(sandbox: SugarSandbox | None = None, port: int = 0) -> tuple[SugarSandbox, SandboxServer]:
+    """Start a SugarCRM sandbox on 127.0.0.1 (``port=0`` picks a free port); stop the server when done."""
+    sandbox = sandbox or SugarSandbox()
+    server = SandboxServer(sandbox, port=port).start()
+    return sandbox, server

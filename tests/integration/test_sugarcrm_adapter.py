@@ -1,0 +1,571 @@
+"""The SugarCRM adapter against the SugarCRM sandbox over HTTP: every port method, tokens, limits, quirks."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from werkzeug.wrappers import Request, Response
+
+from closeloop.crm.sugarcrm import API_PREFIX, SugarCrm, password_grant
+from closeloop.errors import (
+    AuthRevoked,
+    ConfigurationError,
+    NotFound,
+    RateLimited,
+    Unavailable,
+    ValidationFailed,
+    WebhookRejected,
+)
+from closeloop.models import CrmRef
+from closeloop.oauth import RefreshingTokens
+from closeloop.ports import CrmPort, PropertyDefinition, WebhookRequest
+from closeloop_local.sandboxes.base import Fault, SandboxServer
+from closeloop_local.sandboxes.drivers import DealLine
+from closeloop_local.sandboxes.sugarcrm import SugarCrmDriver, SugarSandbox, serve
+from tests.fakes import MemoryStore
+
+HOOK_TOKEN = "hook-token-8d1e"  # noqa: S105 - a test value
+TOKEN_PATH = f"{API_PREFIX}/oauth2/token"
+
+
+@pytest.fixture
+def sandbox() -> Iterator[tuple[SugarSandbox, SandboxServer]]:
+    sugar, server = serve()
+    yield sugar, server
+    server.stop()
+
+
+def adapter(
+    sugar: SugarSandbox,
+    url: str,
+    *,
+    store: MemoryStore | None = None,
+    password: str | None = None,
+    platform: str = "closeloop",
+) -> SugarCrm:
+    tokens = RefreshingTokens(
+        "sugarcrm",
+        store or MemoryStore(),
+        seed=lambda fresh: "",
+        refresh=password_grant(
+            url,
+            username=lambda: sugar.username,
+            password=lambda: password if password is not None else sugar.password,
+            platform=platform,
+        ),
+        write_back=lambda token: None,
+    )
+    return SugarCrm(instance_url=url, tokens=tokens, webhook_token=HOOK_TOKEN, sleep=lambda s: None)
+
+
+def bodies(sugar: SugarSandbox, method: str, path: str) -> list[dict[str, Any]]:
+    return [json.loads(r.body) for r in sugar.state.calls(method, path)]
+
+
+def company(sugar: SugarSandbox) -> tuple[str, list[str]]:
+    """An account with two contacts (the older one is the main person) and a multi-line street."""
+    account = sugar.create_record(
+        "Accounts",
+        {
+            "name": "Acme Ltd",
+            "phone_office": "+44 20 7946 0000",
+            "vat_number_c": "GB123456789",
+            "billing_address_street": "1 Long Lane\nUnit 4",
+            "billing_address_city": "London",
+            "billing_address_postalcode": "EC1A 9HF",
+            "billing_address_country": "United Kingdom",
+        },
+    )
+    ann = sugar.create_record(
+        "Contacts",
+        {
+            "first_name": "Ann",
+            "last_name": "Archer",
+            "email": [{"email_address": "Ann@Acme.test", "primary_address": True}],
+            "phone_work": "+44 1",
+            "account_id": account["id"],
+        },
+    )
+    sugar.state.clock.advance(1)
+    bob = sugar.create_record(
+        "Contacts", {"first_name": "Bob", "last_name": "Baker", "email": "bob@acme.test", "account_id": account["id"]}
+    )
+    return str(account["id"]), [str(ann["id"]), str(bob["id"])]
+
+
+def ref(object_type: str, object_id: str) -> CrmRef:
+    return CrmRef.model_validate({"crm": "sugarcrm", "object_type": object_type, "object_id": object_id})
+
+
+# -- customers -----------------------------------------------------------------------------------------
+
+
+def test_company_resolves_with_its_people_primary_first(sandbox: tuple[SugarSandbox, SandboxServer]) -> None:
+    sugar, server = sandbox
+    account_id, (ann, bob) = company(sugar)
+    # When the company is resolved
+    customer = adapter(sugar, server.url).resolve_customer(ref("company", account_id))
+    # Then the oldest contact is the main person and the other one is a contact person
+    assert customer is not None
+    assert (customer.name, customer.email, customer.first_name, customer.phone) == (
+        "Acme Ltd",
+        "ann@acme.test",
+        "Ann",
+        "+44 1",
+    )
+    assert customer.tax_number == "GB123456789"
+    assert [p.crm_id for p in customer.people] == [bob]
+    # And Sugar's one-field street becomes two address lines
+    assert (customer.address.line1, customer.address.line2, customer.address.city) == (
+        "1 Long Lane",
+        "Unit 4",
+        "London",
+    )
+
+
+def test_contact_resolves_to_its_account_or_to_itself(sandbox: tuple[SugarSandbox, SandboxServer]) -> None:
+    sugar, server = sandbox
+    account_id, (ann, _) = company(sugar)
+    loner = sugar.create_record("Contacts", {"first_name": "Cy", "last_name": "Cole", "email": "cy@solo.test"})
+    crm = adapter(sugar, server.url)
+    # A contact with an account is billed as the account
+    via_account = crm.resolve_customer(ref("contact", ann))
+    assert via_account is not None and via_account.ref == ref("company", account_id)
+    # A contact without one is a customer of its own
+    alone = crm.resolve_customer(ref("contact", str(loner["id"])))
+    assert alone is not None and (alone.ref.object_type, alone.name, alone.email) == (
+        "contact",
+        "Cy Cole",
+        "cy@solo.test",
+    )
+    # A deleted or unknown record is None, not an error
+    assert crm.resolve_customer(ref("contact", "no-such-id")) is None
+    assert crm.resolve_customer(ref("company", "no-such-id")) is None
+    with pytest.raises(ValueError, match="deal"):
+        crm.resolve_customer(ref("deal", "1"))
+
+
+def test_resolve_customers_uses_filter_batches_and_matches_single_reads(
+    sandbox: tuple[SugarSandbox, SandboxServer],
+) -> None:
+    sugar, server = sandbox
+    account_id, (ann, bob) = company(sugar)
+    loner = str(sugar.create_record("Contacts", {"first_name": "Cy", "last_name": "Cole"})["id"])
+    crm = adapter(sugar, server.url)
+    refs = [ref("company", account_id), ref("contact", bob), ref("contact", loner), ref("contact", "gone")]
+    # When many customers are resolved at once
+    sugar.state.reset_log()
+    resolved = crm.resolve_customers(refs)
+    # Then the batch costs three filter calls (contacts, accounts, their people), no per-record reads
+    api_calls = [r.path for r in sugar.state.requests if not r.path.endswith("/oauth2/token")]
+    assert [p.rsplit("/", 2)[-2] for p in api_calls] == ["Contacts", "Accounts", "Contacts"]
+    assert all(p.endswith("/filter") for p in api_calls)
+    # And every ref is a key, and the answers equal the one-by-one reads
+    assert set(resolved) == set(refs)
+    assert resolved[ref("contact", "gone")] is None
+    assert resolved[ref("contact", bob)] == resolved[ref("company", account_id)]
+    assert resolved[ref("company", account_id)] == crm.resolve_customer(ref("company", account_id))
+    assert resolved[ref("contact", loner)] == crm.resolve_customer(ref("contact", loner))
+
+
+# -- deals ---------------------------------------------------------------------------------------------
+
+
+def won_deal(sugar: SugarSandbox, currency: str = "GBP") -> tuple[str, str]:
+    account_id, _ = company(sugar)
+    lines = [
+        DealLine("WID-1", "Widget", Decimal(2), Decimal("10.50")),
+        DealLine("GAD-9", "Gadget", Decimal(1), Decimal("99.99")),
+    ]
+    deal = SugarCrmDriver(sugar).create_won_deal(ref("company", account_id), lines, currency=currency)
+    return account_id, deal.object_id
+
+
+def test_get_deal_reads_line_items_skus_currency_and_link(sandbox: tuple[SugarSandbox, SandboxServer]) -> None:
+    sugar, server = sandbox
+    account_id, deal_id = won_deal(sugar)
+    sugar.update_record("Opportunities", deal_id, {"closeloop_invoice_number_c": "INV-7"})
+    crm = adapter(sugar, server.url)
+    # When the deal is read
+    deal = crm.get_deal(deal_id)
+    # Then it is won, billed to its account, in the currency's ISO code, with exact amounts
+    assert deal is not None
+    assert (deal.is_won, deal.stage, deal.currency, deal.company) == (
+        True,
+        "Closed Won",
+        "GBP",
+        ref("company", account_id),
+    )
+    assert deal.amount == Decimal("120.99")
+    assert sorted((li.sku, li.quantity, li.unit_price, li.amount) for li in deal.line_items) == [
+        ("GAD-9", Decimal(1), Decimal("99.99"), Decimal("99.99")),
+        ("WID-1", Decimal(2), Decimal("10.5"), Decimal("21")),
+    ]
+    assert deal.url == f"{server.url}/#Opportunities/{deal_id}"
+    assert deal.synced == {"closeloop_invoice_number": "INV-7"}
+    # And the currency is looked up once per process
+    crm.get_deal(deal_id)
+    assert len(sugar.state.calls("GET", f"{API_PREFIX}/Currencies/*")) == 1
+    assert crm.get_deal("no-such-deal") is None
+
+
+def test_discounts_percentage_exact_money_and_inexact_money(sandbox: tuple[SugarSandbox, SandboxServer]) -> None:
+    sugar, server = sandbox
+    _, deal_id = won_deal(sugar)
+    lines = {r["name"]: r["id"] for r in sugar.records("RevenueLineItems")}
+    crm = adapter(sugar, server.url)
+    # Given a 10 % discount on one line and 1.00 off the two widgets of the other
+    sugar.update_record("RevenueLineItems", lines["Gadget"], {"discount_amount": "10", "discount_select": True})
+    sugar.update_record("RevenueLineItems", lines["Widget"], {"discount_amount": "1.00"})
+    deal = crm.get_deal(deal_id)
+    assert deal is not None
+    by_name = {li.name: li for li in deal.line_items}
+    # Then the percentage is kept and the money discount is folded into an exact unit price
+    assert (by_name["Gadget"].discount_percent, by_name["Gadget"].unit_price) == (Decimal(10), Decimal("99.99"))
+    assert by_name["Widget"].unit_price == Decimal("10.00") and by_name["Widget"].discount_percent is None
+    # But a money discount that is no exact unit price is refused, never rounded
+    sugar.update_record("RevenueLineItems", lines["Widget"], {"quantity": "3", "discount_amount": "1.00"})
+    with pytest.raises(ValidationFailed, match="not an exact unit price"):
+        crm.get_deal(deal_id)
+
+
+def test_deal_without_account_names_its_first_contact(sandbox: tuple[SugarSandbox, SandboxServer]) -> None:
+    sugar, server = sandbox
+    contact = sugar.create_record("Contacts", {"first_name": "Cy", "last_name": "Cole"})
+    deal = sugar.create_record("Opportunities", {"name": "Solo", "amount": "50", "sales_stage": "Prospecting"})
+    sugar.link_contact_to_opportunity(str(deal["id"]), str(contact["id"]))
+    read = adapter(sugar, server.url).get_deal(str(deal["id"]))
+    assert read is not None
+    assert (read.company, read.contact, read.is_won, read.currency) == (
+        None,
+        ref("contact", contact["id"]),
+        False,
+        "USD",
+    )
+
+
+def test_iter_won_deals_filters_the_close_date_range_and_pages(sandbox: tuple[SugarSandbox, SandboxServer]) -> None:
+    sugar, server = sandbox
+    won, lost = "Closed Won", "Closed Lost"
+    days = [("2024-04-30", won), ("2024-05-01", won), ("2024-05-15", lost), ("2024-05-20", won)]
+    for day, stage in [*days, ("2024-05-31", won), ("2024-06-01", won)]:
+        sugar.create_record("Opportunities", {"name": day, "sales_stage": stage, "date_closed": day, "amount": "1"})
+    crm = adapter(sugar, server.url)
+    crm.PAGE_SIZE = 2  # type: ignore[misc]
+    # When May is asked for
+    may = list(crm.iter_won_deals(datetime(2024, 5, 1, tzinfo=UTC), datetime(2024, 6, 1, tzinfo=UTC)))
+    # Then only won deals closed in May come, over several pages
+    assert [d.name for d in may] == ["2024-05-01", "2024-05-20", "2024-05-31"]
+    assert len(sugar.state.calls("POST", f"{API_PREFIX}/Opportunities/filter")) == 2
+    # And a range starting after midnight excludes that day
+    later = crm.iter_won_deals(datetime(2024, 5, 1, 9, tzinfo=UTC), datetime(2024, 5, 21, tzinfo=UTC))
+    assert [d.name for d in later] == ["2024-05-20"]
+
+
+# -- webhooks and catch-up -------------------------------------------------------------------------------
+
+
+class Receiver:
+    """Stands in for Closeloop's webhook route: records what Sugar POSTs."""
+
+    def __init__(self, status: int = 200) -> None:
+        self.status = status
+        self.received: list[tuple[str, bytes]] = []
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        request = Request(environ)
+        self.received.append((request.url, request.get_data()))
+        return Response("{}", status=self.status, content_type="application/json")(environ, start_response)
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[Receiver, SandboxServer]]:
+    hook = Receiver()
+    server = SandboxServer(hook).start()
+    yield hook, server
+    server.stop()
+
+
+def test_hook_delivery_verifies_parses_and_matches_the_catch_up_key(
+    sandbox: tuple[SugarSandbox, SandboxServer], receiver: tuple[Receiver, SandboxServer]
+) -> None:
+    sugar, server = sandbox
+    hook, hook_server = receiver
+    SugarCrmDriver(sugar, webhook_token=HOOK_TOKEN).subscribe(hook_server.url)
+    crm = adapter(sugar, server.url)
+    since = datetime.now(UTC) - timedelta(minutes=5)
+    # Given an account created in Sugar and the dispatch job run
+    account = sugar.create_record("Accounts", {"name": "Hooked Ltd"})
+    sugar.run_hook_job()
+    url, body = hook.received[0]
+    assert url.endswith(f"/webhooks/sugarcrm/contacts/{HOOK_TOKEN}")
+    # When Closeloop verifies and parses the delivery
+    crm.verify_webhook(WebhookRequest("POST", url, {"Content-Type": "application/json"}, body))
+    events = crm.parse_webhook(body)
+    # Then it is one "created" company event, whose key the catch-up poll reproduces for the same change
+    assert [(e.ref, e.kind) for e in events] == [(ref("company", account["id"]), "created")]
+    caught_up = [e for e in crm.iter_changes_since(since) if e.ref == events[0].ref]
+    assert [e.dedupe_key for e in caught_up] == [events[0].dedupe_key]
+    # And a later update is a "changed" event with a new key (two saves within one second share a key; harmless,
+    # as the dispatch job runs after both and the worker reads the record's state as it is then)
+    sugar.state.clock.advance(1)
+    sugar.update_record("Accounts", str(account["id"]), {"phone_office": "+1 555"})
+    sugar.run_hook_job()
+    changed = crm.parse_webhook(hook.received[-1][1])
+    assert changed[0].kind == "changed" and changed[0].property_name == "phone_office"
+    assert changed[0].dedupe_key != events[0].dedupe_key
+
+
+def test_webhook_token_is_checked_before_parsing(sandbox: tuple[SugarSandbox, SandboxServer]) -> None:
+    sugar, server = sandbox
+    crm = adapter(sugar, server.url)
+    body = b"not even json"
+    for uri in (
+        "https://hooks.example/webhooks/sugarcrm/deals/wrong-token",
+        "https://hooks.example/webhooks/sugarcrm/deals",
+        f"https://hooks.example/webhooks/sugarcrm/deals?token={HOOK_TOKEN}",
+    ):
+        with pytest.raises(WebhookRejected) as info:
+            crm.verify_webhook(WebhookRequest("POST", uri, {}, body))
+        assert info.value.status == 401
+    crm.verify_webhook(WebhookRequest("POST", f"https://hooks.example/webhooks/sugarcrm/deals/{HOOK_TOKEN}/", {}, body))
+    unconfigured = SugarCrm(instance_url=server.url, tokens=crm._tokens, webhook_token=lambda: "")
+    with pytest.raises(ConfigurationError):
+        unconfigured.verify_webhook(WebhookRequest("POST", "https://h/webhooks/sugarcrm/deals/x", {}, body))
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"\xff", "UTF-8"),
+        (b"{", "not valid JSON"),
+        (b"[]", "JSON object"),
+        (b'{"data": {}}', "bean"),
+        (b'{"bean": "Opportunity", "data": "x"}', "data"),
+        (b'{"bean": "Opportunity", "data": {"date_modified": "2024-05-01T10:00:00+00:00"}}', "data.id"),
+        (b'{"bean": "Opportunity", "data": {"id": "1", "date_modified": "yesterday"}}', "date_modified"),
+    ],
+)
+def test_malformed_hook_bodies_are_400(body: bytes, message: str) -> None:
+    crm = SugarCrm(instance_url="https://sugar.example", tokens=_NoTokens(), webhook_token=HOOK_TOKEN)
+    with pytest.raises(WebhookRejected, match=message) as info:
+        crm.parse_webhook(body)
+    assert info.value.status == 400
+
+
+class _NoTokens:
+    def access_token(self, stale: str | None = None) -> str:
+        raise AssertionError("parsing must not call Sugar")
+
+
+def test_hook_kinds_modules_and_ignored_beans() -> None:
+    crm = SugarCrm(instance_url="https://sugar.example", tokens=_NoTokens(), webhook_token=HOOK_TOKEN)
+    data = {"id": "o-1", "date_modified": "2024-05-01T10:00:00-04:00", "modified_user_id": "u9"}
+
+    def parse(**payload: Any) -> list[Any]:
+        return crm.parse_webhook(json.dumps({"data": data, **payload}).encode())
+
+    saved = parse(bean="Opportunity", event="after_save", isUpdate=True)
+    assert (saved[0].ref, saved[0].kind, saved[0].actor) == (ref("deal", "o-1"), "changed", "userId:u9")
+    assert saved[0].dedupe_key == "Opportunities:o-1:2024-05-01T14:00:00Z"
+    deleted = parse(bean="Opportunity", event="after_delete", isUpdate=True)
+    assert deleted[0].kind == "deleted" and deleted[0].dedupe_key != saved[0].dedupe_key
+    assert parse(bean="Contact", isUpdate=False)[0].ref.object_type == "contact"
+    assert parse(bean="Call", isUpdate=False) == []
+
+
+def test_catch_up_pages_by_time_and_skips_nothing_changed_while_paging(
+    sandbox: tuple[SugarSandbox, SandboxServer],
+) -> None:
+    sugar, server = sandbox
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    # Given five accounts saved in the same second (more than a page) and two later ones
+    ids = [str(sugar.create_record("Accounts", {"name": f"A{i}"})["id"]) for i in range(5)]
+    sugar.state.clock.advance(2)
+    ids += [str(sugar.create_record("Accounts", {"name": f"B{i}"})["id"]) for i in range(2)]
+    crm = adapter(sugar, server.url)
+    crm.PAGE_SIZE = 2  # type: ignore[misc]
+    # When the poll pages, and one already-seen account is edited in the middle of it
+    events = crm.iter_changes_since(since)
+    first = [next(events) for _ in range(2)]
+    sugar.state.clock.advance(2)
+    sugar.update_record("Accounts", first[0].ref.object_id, {"name": "edited"})
+    rest = [e for e in events if e.ref.object_type == "company"]
+    # Then every account comes once per modification, the edit included, none skipped
+    seen = [e.ref.object_id for e in first + rest]
+    assert sorted(set(seen)) == sorted(ids)
+    assert seen.count(first[0].ref.object_id) == 2
+    assert len({e.dedupe_key for e in first + rest}) == len(seen)
+
+
+# -- writes and properties ---------------------------------------------------------------------------------
+
+
+def test_update_deals_writes_custom_fields_and_clears_with_empty(sandbox: tuple[SugarSandbox, SandboxServer]) -> None:
+    sugar, server = sandbox
+    _, deal_id = won_deal(sugar)
+    crm = adapter(sugar, server.url)
+    crm.update_deals({deal_id: {"closeloop_invoice_number": "INV-1", "closeloop_amount_due": "120.99"}})
+    assert SugarCrmDriver(sugar).deal_fields(ref("deal", deal_id)) == {
+        "closeloop_invoice_number": "INV-1",
+        "closeloop_amount_due": "120.99",
+    }
+    assert bodies(sugar, "PUT", f"{API_PREFIX}/Opportunities/{deal_id}")[0] == {
+        "closeloop_invoice_number_c": "INV-1",
+        "closeloop_amount_due_c": "120.99",
+    }
+    crm.update_deals({deal_id: {"closeloop_invoice_number": ""}})
+    assert "closeloop_invoice_number" not in SugarCrmDriver(sugar).deal_fields(ref("deal", deal_id))
+
+
+def test_update_failures_write_the_rest_then_raise_the_first(sandbox: tuple[SugarSandbox, SandboxServer]) -> None:
+    sugar, server = sandbox
+    _, deal_id = won_deal(sugar)
+    crm = adapter(sugar, server.url)
+    # A missing deal is NotFound, and the other deal is still written
+    with pytest.raises(NotFound, match="no-such"):
+        crm.update_deals({"no-such": {"closeloop_invoice_number": "X"}, deal_id: {"closeloop_invoice_number": "Y"}})
+    assert SugarCrmDriver(sugar).deal_fields(ref("deal", deal_id))["closeloop_invoice_number"] == "Y"
+    # A value Sugar refuses is ValidationFailed
+    with pytest.raises(ValidationFailed):
+        crm.update_deals({deal_id: {"closeloop_amount_due": "lots"}})
+    # A field the instance lacks is silently ignored by Sugar: the adapter notices and says which
+    sugar.remove_field("Opportunities", "closeloop_sync_issue_c")
+    with pytest.raises(ValidationFailed, match="closeloop_sync_issue_c"):
+        crm.update_deals({deal_id: {"closeloop_sync_issue": "off by 1"}})
+
+
+def test_update_customers_writes_accounts_and_rejects_deals(sandbox: tuple[SugarSandbox, SandboxServer]) -> None:
+    sugar, server = sandbox
+    account_id, _ = company(sugar)
+    crm = adapter(sugar, server.url)
+    crm.update_customers({ref("company", account_id): {"closeloop_outstanding_balance": "10.00"}})
+    assert SugarCrmDriver(sugar).customer_fields(ref("company", account_id)) == {
+        "closeloop_outstanding_balance": "10.00"
+    }
+    with pytest.raises(ValueError, match="not a customer"):
+        crm.update_customers({ref("deal", "1"): {"x": "1"}})
+
+
+def test_ensure_properties_checks_metadata_and_explains_missing_fields(
+    sandbox: tuple[SugarSandbox, SandboxServer],
+) -> None:
+    sugar, server = sandbox
+    crm = adapter(sugar, server.url)
+    definitions = [
+        PropertyDefinition("closeloop_invoice_number", "Invoice number"),
+        PropertyDefinition("closeloop_payment_status", "Payment status", "enumeration", ("paid", "overdue")),
+    ]
+    # All present: nothing to create
+    assert crm.ensure_properties("deal", definitions) == []
+    # One missing: a setup error naming the field, its Studio type and the way to add it
+    sugar.remove_field("Opportunities", "closeloop_payment_status_c")
+    with pytest.raises(ConfigurationError) as info:
+        crm.ensure_properties("deal", definitions)
+    assert "closeloop_payment_status_c (DropDown" in info.value.message and "Studio" in info.value.message
+    assert "closeloop_invoice_number_c" not in info.value.message
+    with pytest.raises(ValueError, match="line_item"):
+        crm.ensure_properties("line_item", definitions)
+
+
+# -- auth, limits, errors -------------------------------------------------------------------------------------
+
+
+def test_login_uses_the_dedicated_platform_and_reuses_the_token(sandbox: tuple[SugarSandbox, SandboxServer]) -> None:
+    sugar, server = sandbox
+    account_id, _ = company(sugar)
+    crm: CrmPort = adapter(sugar, server.url)  # the adapter is a full CrmPort (checked by mypy)
+    for _ in range(3):
+        crm.resolve_customer(ref("company", account_id))
+    logins = bodies(sugar, "POST", TOKEN_PATH)
+    assert len(logins) == 1
+    assert {k: logins[0][k] for k in ("grant_type", "client_id", "client_secret", "platform")} == {
+        "grant_type": "password",
+        "client_id": "sugar",
+        "client_secret": "",
+        "platform": "closeloop",
+    }
+    assert all(r.headers.get("oauth-token") for r in sugar.state.requests if r.path != TOKEN_PATH)
+
+
+def test_expired_token_refreshes_once_and_a_stolen_session_logs_in_again(
+    sandbox: tuple[SugarSandbox, SandboxServer],
+) -> None:
+    sugar, server = sandbox
+    account_id, _ = company(sugar)
+    store = MemoryStore()
+    crm = adapter(sugar, server.url, store=store)
+    crm.resolve_customer(ref("company", account_id))
+    # Given Sugar expires the access token: one 401, one refresh_token grant, the call succeeds
+    sugar.expire_access_tokens()
+    assert crm.resolve_customer(ref("company", account_id)) is not None
+    assert [b["grant_type"] for b in bodies(sugar, "POST", TOKEN_PATH)] == ["password", "refresh_token"]
+    # Given someone logs in on the base platform: our session is untouched
+    sugar.login_elsewhere("base")
+    crm.resolve_customer(ref("company", account_id))
+    assert len(sugar.state.calls("POST", TOKEN_PATH)) == 2
+    # Given a login elsewhere on OUR platform: access and refresh token die, so the adapter logs in again
+    sugar.login_elsewhere("closeloop")
+    assert crm.resolve_customer(ref("company", account_id)) is not None
+    assert [b["grant_type"] for b in bodies(sugar, "POST", TOKEN_PATH)][2:] == ["refresh_token", "password"]
+    stored = store.get_token("sugarcrm")
+    session = sugar.session("closeloop")
+    assert stored is not None and session is not None and stored.access_token == session.access_token
+
+
+def test_bad_credentials_or_platform_are_a_setup_error(sandbox: tuple[SugarSandbox, SandboxServer]) -> None:
+    sugar, server = sandbox
+    with pytest.raises(AuthRevoked, match="SUGARCRM_PASSWORD") as info:
+        adapter(sugar, server.url, password="wrong").resolve_customer(ref("company", "x"))
+    assert "need_login" in info.value.message and "wrong" not in info.value.message
+    with pytest.raises(AuthRevoked, match="Configure API Platforms"):
+        adapter(sugar, server.url, platform="unregistered").resolve_customer(ref("company", "x"))
+
+
+def test_429_is_retried_after_retry_after_then_surfaces(sandbox: tuple[SugarSandbox, SandboxServer]) -> None:
+    sugar, server = sandbox
+    account_id, _ = company(sugar)
+    slept: list[float] = []
+    crm = adapter(sugar, server.url)
+    crm._sleep = slept.append
+    # One 429 with Retry-After: waited out, then answered
+    sugar.state.faults.append(Fault(f"{API_PREFIX}/Accounts/*", 429, headers={"Retry-After": "2"}))
+    assert crm.resolve_customer(ref("company", account_id)) is not None
+    assert slept and slept[0] >= 2
+    # A limit that does not lift: RateLimited with Sugar's hint
+    sugar.state.faults.append(Fault(f"{API_PREFIX}/Accounts/*", 429, times=10, headers={"Retry-After": "1"}))
+    with pytest.raises(RateLimited) as info:
+        crm.resolve_customer(ref("company", account_id))
+    assert info.value.retry_after == 1
+
+
+def test_sandbox_rate_limit_surfaces_as_rate_limited() -> None:
+    sugar, server = serve(SugarSandbox(requests_per_second=1))
+    try:
+        crm = adapter(sugar, server.url)
+        with pytest.raises(RateLimited):
+            for _ in range(3):
+                crm.resolve_customer(ref("company", "x"))
+    finally:
+        server.stop()
+
+
+def test_outage_is_retried_then_unavailable(sandbox: tuple[SugarSandbox, SandboxServer]) -> None:
+    sugar, server = sandbox
+    account_id, _ = company(sugar)
+    crm = adapter(sugar, server.url)
+    sugar.state.faults.append(Fault(f"{API_PREFIX}/Accounts/*", 503, times=1))
+    assert crm.resolve_customer(ref("company", account_id)) is not None
+    sugar.state.faults.append(Fault(f"{API_PREFIX}/Accounts/*", 500, times=10))
+    with pytest.raises(Unavailable):
+        crm.resolve_customer(ref("company", account_id))
+
+
+def test_instance_url_is_required() -> None:
+    with pytest.raises(ConfigurationError, match="SUGARCRM_URL"):
+        SugarCrm(instance_url="", tokens=_NoTokens(), webhook_token=HOOK_TOKEN)

@@ -1,0 +1,263 @@
+"""SugarSandbox over real HTTP: platform sessions, errors, filter API, links, quirks, web logic hooks, driver."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from werkzeug.wrappers import Request, Response
+
+from closeloop.models import CrmRef
+from closeloop_local.sandboxes.base import Fault, SandboxServer
+from closeloop_local.sandboxes.drivers import CrmDriver, DealLine
+from closeloop_local.sandboxes.sugarcrm import SugarCrmDriver, SugarSandbox, serve
+
+API = "/rest/v11_24"
+
+
+class Sugar:
+    """A started sandbox plus an HTTP client logged in on the ``closeloop`` platform."""
+
+    def __init__(self, sandbox: SugarSandbox, server: SandboxServer) -> None:
+        self.sandbox = sandbox
+        self.url = server.url
+        self.http = httpx.Client(base_url=server.url + API)
+        self.token = self.login()["access_token"]
+
+    def login(self, platform: str = "closeloop", password: str | None = None) -> Any:
+        body = {"grant_type": "password", "client_id": "sugar", "client_secret": "", "platform": platform,
+                "username": self.sandbox.username, "password": password or self.sandbox.password}  # fmt: skip
+        return self.http.post("/oauth2/token", json=body).json()
+
+    def call(self, method: str, path: str, token: str | None = None, **kw: Any) -> httpx.Response:
+        return self.http.request(method, path, headers={"OAuth-Token": token or self.token}, **kw)
+
+    def filter(self, module: str, **body: Any) -> Any:
+        response = self.call("POST", f"/{module}/filter", json=body)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+
+@pytest.fixture
+def sugar() -> Iterator[Sugar]:
+    sandbox, server = serve()
+    client = Sugar(sandbox, server)
+    yield client
+    client.http.close()
+    server.stop()
+
+
+def test_token_answer_has_sugars_shape(sugar: Sugar) -> None:
+    answer = sugar.login()
+    assert answer["token_type"] == "bearer" and answer["expires_in"] == 3600
+    assert answer["refresh_expires_in"] == 1209600 and answer["refresh_token"] and answer["download_token"]
+
+
+def test_one_session_per_platform(sugar: Sugar) -> None:
+    # Given two logins on our platform and one on "base"
+    first = sugar.login()
+    base = sugar.login("base")
+    second = sugar.login()
+    # Then the second login on the same platform killed the first one's access and refresh tokens
+    assert sugar.call("GET", "/metadata", first["access_token"]).json()["error"] == "invalid_grant"
+    refresh = {"grant_type": "refresh_token", "refresh_token": first["refresh_token"], "client_id": "sugar",
+               "client_secret": "", "platform": "closeloop"}  # fmt: skip
+    refused = sugar.http.post("/oauth2/token", json=refresh)
+    assert (refused.status_code, refused.json()["error"]) == (400, "invalid_grant")
+    # And the other platform's session and the newest one both work
+    assert sugar.call("GET", "/metadata", base["access_token"]).status_code == 200
+    assert sugar.call("GET", "/metadata", second["access_token"]).status_code == 200
+    # And a refresh rotates: the refreshed pair replaces the platform's session
+    renewed = sugar.http.post("/oauth2/token", json={**refresh, "refresh_token": second["refresh_token"]})
+    assert renewed.status_code == 200
+    assert sugar.call("GET", "/metadata", second["access_token"]).status_code == 401
+
+
+def test_login_errors(sugar: Sugar) -> None:
+    wrong = sugar.http.post(
+        "/oauth2/token",
+        json={
+            "grant_type": "password",
+            "client_id": "sugar",
+            "client_secret": "",
+            "platform": "closeloop",
+            "username": "closeloop-api",
+            "password": "nope",
+        },  # fmt: skip
+    )
+    assert (wrong.status_code, wrong.json()["error"]) == (401, "need_login")
+    unknown = sugar.http.post("/oauth2/token", json={"grant_type": "password", "client_id": "sugar", "platform": "x"})
+    assert (unknown.status_code, unknown.json()["error"]) == (400, "invalid_parameter")
+    client = sugar.http.post("/oauth2/token", json={"grant_type": "password", "client_id": "other"})
+    assert client.status_code == 401 and client.json()["error"] == "invalid_client"
+
+
+def test_missing_and_expired_tokens(sugar: Sugar) -> None:
+    missing = sugar.http.get("/Accounts/x")
+    assert (missing.status_code, missing.json()) == (
+        401,
+        {"error": "need_login", "error_message": "No valid authentication for user."},
+    )
+    sugar.sandbox.state.clock.advance(3601)
+    expired = sugar.call("GET", "/Accounts/x")
+    assert (expired.status_code, expired.json()["error"]) == (401, "invalid_grant")
+
+
+def test_records_404_and_put_ignores_unknown_fields(sugar: Sugar) -> None:
+    created = sugar.call("POST", "/Accounts", json={"name": "Acme", "no_such_field": "x", "vat_number_c": "GB1"}).json()
+    assert created["_module"] == "Accounts" and created["vat_number_c"] == "GB1" and "no_such_field" not in created
+    # PUT answers with the saved record; a field the module lacks is silently dropped
+    saved = sugar.call("PUT", f"/Accounts/{created['id']}", json={"name": "Acme Ltd", "ghost_c": "1"}).json()
+    assert saved["name"] == "Acme Ltd" and "ghost_c" not in saved
+    # GET with fields: only those, plus id, date_modified and the envelope
+    read = sugar.call("GET", f"/Accounts/{created['id']}", params={"fields": "name"}).json()
+    assert set(read) == {"id", "name", "date_modified", "_acl", "_module"}
+    gone = sugar.call("GET", "/Accounts/nope")
+    assert gone.status_code == 404 and gone.json() == {
+        "error": "not_found",
+        "error_message": "Could not find record: nope in module: Accounts",
+    }
+    bad = sugar.call("PUT", f"/Accounts/{created['id']}", json={"closeloop_total_paid_c": "lots"})
+    assert (bad.status_code, bad.json()["error"]) == (422, "invalid_parameter")
+
+
+def test_filter_operators_paging_and_errors(sugar: Sugar) -> None:
+    for i, stage in enumerate(("Prospecting", "Closed Won", "Closed Won", "Closed Lost", "Closed Won")):
+        sugar.sandbox.create_record(
+            "Opportunities", {"name": f"Deal {i}", "sales_stage": stage, "date_closed": f"2024-05-0{i + 1}"}
+        )
+    won_may = [{"sales_stage": "Closed Won"}, {"date_closed": {"$gte": "2024-05-02", "$lt": "2024-05-05"}}]
+    page = sugar.filter("Opportunities", filter=won_may, max_num=1, order_by="date_closed:ASC", fields="name")
+    assert [r["name"] for r in page["records"]] == ["Deal 1"] and page["next_offset"] == 1
+    last = sugar.filter("Opportunities", filter=won_may, max_num=1, offset=1, order_by="date_closed:ASC")
+    assert [r["name"] for r in last["records"]] == ["Deal 2"] and last["next_offset"] == -1
+    either = [{"$or": [{"name": {"$starts": "deal 0"}}, {"sales_stage": {"$in": ["Closed Lost"]}}]}]
+    assert sorted(r["name"] for r in sugar.filter("Opportunities", filter=either)["records"]) == ["Deal 0", "Deal 3"]
+    unknown = sugar.call("POST", "/Opportunities/filter", json={"filter": [{"nope": "x"}]})
+    assert (unknown.status_code, unknown.json()["error"]) == (422, "invalid_parameter")
+    operator = sugar.call("POST", "/Opportunities/filter", json={"filter": [{"name": {"$near": "x"}}]})
+    assert operator.status_code == 422
+
+
+def test_revenue_line_items_roll_up_and_closed_stage_cascades(sugar: Sugar) -> None:
+    sandbox = sugar.sandbox
+    product = sandbox.create_record(
+        "ProductTemplates", {"name": "Widget", "mft_part_num": "WID-1", "discount_price": "5"}
+    )
+    deal = sandbox.create_record("Opportunities", {"name": "Big", "sales_stage": "Prospecting"})
+    for quantity in ("2", "3"):
+        sandbox.create_record(
+            "RevenueLineItems",
+            {"opportunity_id": deal["id"], "product_template_id": product["id"], "quantity": quantity,
+             "sales_stage": "Prospecting"},
+        )  # fmt: skip
+    # The opportunity's amount is the sum of its lines (the unit price copied from the product)
+    assert sandbox.get_record("Opportunities", deal["id"])["amount"] == "25.000000"  # type: ignore[index]
+    # Closing the opportunity cascades the stage to its open lines
+    sugar.call("PUT", f"/Opportunities/{deal['id']}", json={"sales_stage": "Closed Won"})
+    lines = sugar.call("GET", f"/Opportunities/{deal['id']}/link/revenuelineitems", params={"max_num": "1"}).json()
+    assert lines["next_offset"] == 1 and lines["records"][0]["sales_stage"] == "Closed Won"
+    missing = sugar.call("GET", "/Opportunities/nope/link/revenuelineitems")
+    assert missing.status_code == 404 and missing.json()["error"] == "not_found"
+
+
+def test_metadata_lists_custom_fields(sugar: Sugar) -> None:
+    meta = sugar.call("GET", "/metadata", params={"type_filter": "modules", "module_filter": "Opportunities"}).json()
+    fields = meta["modules"]["Opportunities"]["fields"]
+    assert fields["closeloop_invoice_number_c"]["source"] == "custom_fields"
+    assert fields["sales_stage"]["type"] == "enum" and list(meta["modules"]) == ["Opportunities"]
+
+
+class Receiver:
+    def __init__(self, status: int) -> None:
+        self.status = status
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        request = Request(environ)
+        self.requests.append((dict(request.headers), request.get_data()))
+        return Response("", status=self.status)(environ, start_response)
+
+
+@pytest.mark.parametrize("status", [200, 500])
+def test_web_logic_hooks_are_queued_sent_once_and_never_retried(sugar: Sugar, status: int) -> None:
+    receiver = Receiver(status)
+    server = SandboxServer(receiver).start()
+    try:
+        sugar.sandbox.add_hook("Accounts", f"{server.url}/hook/secret")
+        created = sugar.call("POST", "/Accounts", json={"name": "Acme"}).json()
+        # Nothing is sent until the dispatch job runs
+        assert receiver.requests == [] and sugar.sandbox.pending_hooks() == 1
+        deliveries = sugar.sandbox.run_hook_job()
+        headers, body = receiver.requests[0]
+        payload = json.loads(body)
+        assert (payload["bean"], payload["event"], payload["isUpdate"]) == ("Account", "after_save", False)
+        assert payload["data"]["id"] == created["id"] and payload["dataChanges"] == {}
+        assert headers["User-Agent"] == "SugarCrm" and not any("signature" in h.lower() for h in headers)
+        assert deliveries[0]["ok"] is (status == 200)
+        # Whatever the answer, the payload is gone: a later job run sends nothing again
+        sugar.sandbox.run_hook_job()
+        assert len(receiver.requests) == 1
+    finally:
+        server.stop()
+
+
+def test_faults_come_before_auth_and_rate_limit_has_a_retry_after() -> None:
+    sandbox, server = serve(SugarSandbox(requests_per_second=2))
+    client = Sugar(sandbox, server)
+    try:
+        sandbox.state.faults.append(Fault(f"{API}/Accounts/*", 503))
+        assert client.http.get("/Accounts/x").status_code == 503
+        answers = [client.call("GET", "/metadata") for _ in range(3)]
+        limited = answers[-1]
+        assert (limited.status_code, limited.json()["error"], limited.headers["Retry-After"]) == (
+            429,
+            "too_many_requests",
+            "1",
+        )
+    finally:
+        client.http.close()
+        server.stop()
+
+
+def test_driver_wins_a_deal_subscribes_and_reads_fields(sugar: Sugar) -> None:
+    driver: CrmDriver = SugarCrmDriver(sugar.sandbox, webhook_token="tok")
+    env = driver.environment("http://sugar.local")
+    assert env["CRM_PROVIDER"] == "sugarcrm" and env["SUGARCRM_WEBHOOK_TOKEN"] == "tok"
+    company = driver.create_company("Acme", email="a@acme.test", tax_number="GB1", country="GB")
+    driver.update_company(company, phone="+44 1")
+    lines = [
+        DealLine("WID-1", "Widget", Decimal(2), Decimal("10.50")),
+        DealLine("WID-1", "Widget", Decimal(1), Decimal(3)),
+    ]
+    deal = driver.create_won_deal(company, lines, currency="NZD")
+    record = sugar.sandbox.get_record("Opportunities", deal.object_id)
+    assert record is not None and (record["sales_stage"], record["amount"]) == ("Closed Won", "24.000000")
+    assert all(r["sales_stage"] == "Closed Won" for r in sugar.sandbox.records("RevenueLineItems"))
+    assert len(sugar.sandbox.records("ProductTemplates")) == 1
+    sugar.sandbox.update_record("Opportunities", deal.object_id, {"closeloop_invoice_number_c": "INV-1"})
+    assert driver.deal_fields(deal) == {"closeloop_invoice_number": "INV-1"}
+    sugar.sandbox.update_record("Accounts", company.object_id, {"closeloop_total_paid_c": "5"})
+    assert driver.customer_fields(company) == {"closeloop_total_paid": "5"}
+    driver.subscribe("https://hooks.example/")
+    urls = {h["url"] for h in sugar.sandbox.hooks()}
+    assert urls == {
+        "https://hooks.example/webhooks/sugarcrm/contacts/tok",
+        "https://hooks.example/webhooks/sugarcrm/deals/tok",
+    }
+    assert isinstance(company, CrmRef) and company.crm == "sugarcrm"
+
+
+def test_control_api_seeds_reads_and_resets(sugar: Sugar) -> None:
+    control = httpx.Client(base_url=sugar.url)
+    created = control.post("/_sandbox/records/Accounts", json={"name": "Seeded"}).json()
+    assert control.get(f"/_sandbox/records/Accounts/{created['id']}").json()["name"] == "Seeded"
+    assert control.post("/_sandbox/clock", json={"advance": 5}).status_code == 200
+    assert control.get("/_sandbox/requests").json()["requests"][0]["path"] == f"{API}/oauth2/token"
+    control.post("/_sandbox/reset")
+    assert sugar.sandbox.records("Accounts") == [] and sugar.sandbox.state.requests == []
+    control.close()
