@@ -24,10 +24,11 @@ from typing import Any
 from bench.memory import MemoryStore
 from bench.report import Row
 from bench.sandboxes import Xero, running_hubspot, running_xero
-from closeloop.accounting.xero import API_PREFIX, XeroAccounting, dumps_exact
+from closeloop.accounting.xero import API_PREFIX, XeroAccounting
 from closeloop.models import CrmRef
 from closeloop.ports import IdMapping
 from closeloop.sync.payments import PaymentPoller
+from closeloop.wire import dumps_exact
 
 SEED_BATCH = 50
 CUSTOMERS = 197  # prime: the invoices paid (every 200th) belong to as many customers

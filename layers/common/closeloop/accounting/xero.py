@@ -43,6 +43,7 @@ from closeloop.models import (
 )
 from closeloop.oauth import RefreshingTokens, TokenGrant
 from closeloop.redaction import redact
+from closeloop.wire import dumps_exact
 
 API_PREFIX = "/api.xro/2.0"
 MAX_CONTACT_PERSONS = 5
@@ -549,27 +550,6 @@ def _read_json(response: httpx.Response) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise FatalError("Xero sent an unexpected JSON body", vendor="xero", status=response.status_code)
     return payload
-
-
-def dumps_exact(value: Any) -> bytes:
-    """JSON with every Decimal written as its exact literal (``33.33``, never ``33.329999…``).
-
-    httpx's ``json=`` goes through the stdlib encoder, which only knows floats; this walks the few JSON
-    shapes a request body has instead. Raises ValueError for a NaN or infinite Decimal.
-    """
-    return _encode(value).encode()
-
-
-def _encode(value: Any) -> str:
-    if isinstance(value, Decimal):
-        if not value.is_finite():
-            raise ValueError(f"{value} is not a JSON number")
-        return format(value, "f")  # positional: Xero's parser need not read exponents
-    if isinstance(value, Mapping):
-        return "{" + ",".join(f"{json.dumps(str(k))}:{_encode(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, list | tuple):
-        return "[" + ",".join(_encode(v) for v in value) + "]"
-    return json.dumps(value, allow_nan=False)  # str, int, bool, None (and a float, as Python would)
 
 
 _NET_DATE = re.compile(r"^/Date\((-?\d+)([+-]\d{4})?\)/$")

@@ -31,7 +31,7 @@ import json
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
@@ -46,6 +46,7 @@ from closeloop.errors import (
 )
 from closeloop.models import DEAL_SYNC_FIELDS, Address, CrmRef, Customer, Deal, LineItem, Person, SyncEvent
 from closeloop.ports import PropertyDefinition, WebhookRequest
+from closeloop.wire import dumps_exact
 
 if TYPE_CHECKING:
     import httpx
@@ -263,7 +264,7 @@ class PipedriveCrm:
         self, method: str, path: str, *, params: Mapping[str, Any] | None = None, body: Any = None
     ) -> dict[str, Any]:
         """One API call; the JSON answer with exact Decimals. A refused token is a setup error."""
-        content = _dumps_exact(body) if body is not None else None
+        content = dumps_exact(body) if body is not None else None
         headers = {"Content-Type": "application/json"} if content is not None else None
         try:
             response = self.http.request(method, path, params=params, content=content, headers=headers)
@@ -832,22 +833,3 @@ def _utc(moment: datetime) -> datetime:
 
 def _rfc3339(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _dumps_exact(value: Any) -> bytes:
-    """JSON with every Decimal as its exact literal (the stdlib encoder only knows floats)."""
-    return _encode(value).encode()
-
-
-def _encode(value: Any) -> str:
-    if isinstance(value, Decimal):
-        if not value.is_finite():
-            raise ValueError(f"{value} is not a JSON number")
-        return format(value, "f")
-    if isinstance(value, Mapping):
-        return "{" + ",".join(f"{json.dumps(str(k))}:{_encode(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, list | tuple):
-        return "[" + ",".join(_encode(v) for v in value) + "]"
-    if isinstance(value, date | datetime):
-        return json.dumps(value.isoformat())
-    return json.dumps(value, allow_nan=False)

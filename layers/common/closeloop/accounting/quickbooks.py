@@ -1,0 +1,936 @@
+"""QuickBooks Online adapter: Intuit OAuth2, the Accounting API v3 (query language, batch, CDC), QBO's limits.
+
+Vendor facts encoded here (developer.intuit.com Accounting API reference, Intuit's blog posts on voiding
+invoices and on ``requestid``; see /work/shared/vendors/accounting.md):
+- every path is ``/v3/company/{realmId}/…`` with ``minorversion`` (versions 1–74 are retired);
+  ``Authorization: Bearer`` with a 1-hour access token; the token endpoint takes Basic client auth and its
+  refresh token changes about once a day (the old value is still honoured for a while, so a lost answer is
+  survivable); ``invalid_grant`` means a person must reconnect (100 days unused, 5-year hard limit, revoked);
+- reads of many records go through the SQL-like query language (``GET /query?query=select …``): only
+  ``AND`` (no ``OR``), ``=``/``<``/``>``/``IN``/``LIKE``, string literals in single quotes with ``\\'``,
+  ``STARTPOSITION``/``MAXRESULTS`` (≤1000), and name-list entities answer only active records unless
+  ``Active`` is in the filter; only documented "filterable" fields may be filtered on;
+- writes are ``POST /{entity}``; an update is ``"sparse": true`` with the current ``SyncToken`` (a stale one is
+  error 5010); ``?requestid=`` (≤50 chars, ≤36 on /batch) makes a write idempotent: a repeat answers the
+  original response, so it carries a digest of our idempotency key;
+- ``POST /batch`` runs up to 30 operations or queries (40 batch calls a minute per realm);
+- faults are ``{"Fault":{"Error":[{"Message","Detail","code"}],"type"}}`` (the 401 gateway answers in
+  lower case: ``{"fault":{"error":[…]}}``); 6240 = a DisplayName already used by a Customer, Vendor or
+  Employee, 6140 = a duplicate DocNumber, 5010 = stale SyncToken, 610 = object not found;
+- 429 ``ThrottleExceeded`` (500 requests/min per realm, 10 concurrent) sends no Retry-After: Intuit says to
+  wait 60 s, which is longer than a worker should sleep, so the queue retries;
+- invoices have no draft state (posted when created); a voided invoice keeps its record with every amount
+  zeroed and "Voided" put in front of its PrivateNote; money is a JSON number (read with Decimal, written
+  with the exact literal).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+import httpx
+
+from closeloop.errors import (
+    AuthRevoked,
+    ConfigurationError,
+    Conflict,
+    FatalError,
+    NotFound,
+    ValidationFailed,
+)
+from closeloop.http import RateLimitVerdict, VendorHttp, retry_after_header
+from closeloop.models import (
+    AccountingCustomer,
+    Customer,
+    Invoice,
+    InvoiceDraft,
+    InvoiceLine,
+    Item,
+    customer_fields,
+)
+from closeloop.oauth import RefreshingTokens, TokenGrant
+from closeloop.redaction import redact
+from closeloop.wire import dumps_exact
+
+VENDOR = "quickbooks"
+#: One minor version for every call (1–74 were retired on 1 Aug 2025).
+MINOR_VERSION = "75"
+TOKEN_PATH = "/oauth2/v1/tokens/bearer"
+REQUEST_ID_HEADER = "intuit_tid"
+CENT = Decimal("0.01")
+
+#: QBO error codes the adapter acts on.
+DUPLICATE_NAME = "6240"
+DUPLICATE_DOC_NUMBER = "6140"
+STALE_OBJECT = "5010"
+OBJECT_NOT_FOUND = "610"
+
+#: Canonical line_amount_types -> Invoice.GlobalTaxCalculation.
+GLOBAL_TAX_CALCULATION: dict[str, str] = {
+    "Exclusive": "TaxExcluded",
+    "Inclusive": "TaxInclusive",
+    "NoTax": "NotApplicable",
+}
+
+
+def quickbooks_rate_limit(response: httpx.Response) -> RateLimitVerdict:
+    """QBO's 429 (ThrottleExceeded): no Retry-After is documented; Intuit says wait 60 s (the minute window)."""
+    verdict = retry_after_header(response)
+    return RateLimitVerdict(retry=True, retry_after=verdict.retry_after or 60.0, problem="minute")
+
+
+class QuickBooksAuth(httpx.Auth):
+    """Bearer token on every request; one forced refresh when QBO answers 401 (AuthenticationFailed)."""
+
+    def __init__(self, tokens: RefreshingTokens) -> None:
+        self._tokens = tokens
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        token = self._tokens.access_token()
+        request.headers["Authorization"] = f"Bearer {token}"
+        response = yield request
+        if response.status_code == 401:
+            request.headers["Authorization"] = f"Bearer {self._tokens.access_token(stale=token)}"
+            yield request
+
+
+def refresh_with_intuit(
+    oauth_url: str,
+    client_id: Callable[[], str],
+    client_secret: Callable[[], str],
+    transport: httpx.BaseTransport | None = None,
+) -> Callable[[str], TokenGrant]:
+    """A ``refresh`` callable for RefreshingTokens that calls Intuit's token endpoint.
+
+    ``POST {oauth_url}/oauth2/v1/tokens/bearer`` with Basic client auth. The answer's refresh token may be the
+    one sent (it changes about daily); RefreshingTokens stores whichever comes back. Raises AuthRevoked on
+    ``invalid_grant``, ConfigurationError on ``invalid_client``, FatalError otherwise.
+    """
+
+    def refresh(refresh_token: str) -> TokenGrant:
+        http = VendorHttp("intuit-oauth", oauth_url, transport=transport)
+        try:
+            response = http.request(
+                "POST",
+                TOKEN_PATH,
+                data={"grant_type": "refresh_token", "refresh_token": refresh_token},
+                headers={"Authorization": _basic(client_id(), client_secret())},
+                ok=(200, 400, 401),
+            )
+        finally:
+            http.close()
+        try:
+            body = response.json() if response.content else {}
+        except ValueError:
+            body = {}
+        if response.status_code != 200:
+            error = str(body.get("error", "unknown_error")) if isinstance(body, dict) else "unknown_error"
+            if error == "invalid_grant":
+                raise AuthRevoked(
+                    "Intuit refused the refresh token (invalid_grant): reconnect QuickBooks",
+                    vendor=VENDOR,
+                    status=response.status_code,
+                )
+            if error == "invalid_client":
+                raise ConfigurationError(
+                    "Intuit refused the client id or secret (invalid_client)",
+                    vendor=VENDOR,
+                    status=response.status_code,
+                )
+            raise FatalError(f"Intuit token endpoint said {error}", vendor=VENDOR, status=response.status_code)
+        return TokenGrant(
+            access_token=str(body["access_token"]),
+            expires_in=float(body.get("expires_in", 3600)),
+            refresh_token=str(body.get("refresh_token") or refresh_token),
+        )
+
+    return refresh
+
+
+def _basic(user: str, password: str) -> str:
+    import base64  # noqa: PLC0415
+
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def qbo_literal(value: str) -> str:
+    """A string literal for QBO's query language: single quotes, with ``\\`` and ``'`` backslash-escaped."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def request_id(idempotency_key: str) -> str:
+    """QBO's ``requestid`` for one of our idempotency keys: a 32-hex digest (≤36 chars, valid on /batch too)."""
+    return hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
+
+
+def doc_number(reference: str, limit: int = 21) -> str:
+    """The DocNumber that carries a deal's reference: its first word (``hubspot-deal-3000001``, ≤21 chars).
+
+    A longer key keeps its head and gets a digest tail, so it stays unique and derivable from the reference.
+    """
+    key = (reference.split() or [""])[0]
+    if len(key) <= limit:
+        return key
+    digest = hashlib.sha256(key.encode()).hexdigest()[:8]
+    return f"{key[: limit - len(digest) - 1]}-{digest}"
+
+
+@dataclass(frozen=True)
+class QboFault:
+    """One Error of a QBO Fault."""
+
+    code: str
+    message: str
+    detail: str
+
+
+def parse_faults(payload: Any) -> list[QboFault]:
+    """The Errors of a ``Fault`` (or the gateway's lower-case ``fault``) object, else []."""
+    if not isinstance(payload, Mapping):
+        return []
+    fault = payload.get("Fault") or payload.get("fault")
+    if not isinstance(fault, Mapping):
+        return []
+    errors = fault.get("Error") or fault.get("error") or []
+    out: list[QboFault] = []
+    for error in errors if isinstance(errors, list) else []:
+        if isinstance(error, Mapping):
+            out.append(
+                QboFault(
+                    code=str(error.get("code") or ""),
+                    message=str(error.get("Message") or error.get("message") or ""),
+                    detail=str(error.get("Detail") or error.get("detail") or ""),
+                )
+            )
+    return out
+
+
+class QuickBooksAccounting:
+    """AccountingPort for QuickBooks Online.
+
+    Where our values live (each one chosen because QBO's query language can filter on it):
+    - the customer number stamp (``hubspot-company-123``) is the Customer's ``MiddleName``: of the fields the
+      Customer reference marks filterable (Id, DisplayName, GivenName, MiddleName, FamilyName, CompanyName,
+      PrimaryEmailAddr, PrintOnCheckName, Active, Balance, MetaData) it is the only free text that no sales
+      form prints. CompanyName is printed on invoices and PrintOnCheckName on refund cheques; ResaleNum (16
+      chars), Notes and AlternatePhone cannot be queried at all;
+    - the tax number is written to ``PrimaryTaxIdentifier``, which QBO masks on read (``XXXXXX56789``) and
+      cannot filter on, so ``find_customers(tax_number=…)`` finds nothing and a masked value is never
+      reported as a comparable field (it would look like drift);
+    - QBO customers have no contact persons, so ``people`` is neither written nor compared;
+    - an invoice's reference: its first word (``hubspot-deal-3000001``) is the ``DocNumber`` (filterable, ≤21
+      chars; a company with custom transaction numbers off still stores a DocNumber sent by the API), the
+      whole reference and the deal link are the ``PrivateNote`` (not filterable, and overwritten by a void).
+      So ``find_invoice`` finds an invoice created just before a crash, and a duplicate DocNumber (6140)
+      refuses a second invoice for the deal;
+    - items: our item code is the Item's ``Name`` (unique among items, filterable); ``Sku`` is optional in
+      QBO and not documented as filterable. Map differing SKUs with SKU_ITEM_CODES.
+    """
+
+    name = VENDOR
+    MAX_RESULTS: ClassVar[int] = 1000
+    BATCH_SIZE: ClassVar[int] = 30
+    #: Values per ``IN (…)`` list, so a GET query URL stays well under proxies' limits.
+    IN_CHUNK: ClassVar[int] = 50
+    #: CDC looks back at most 30 days; older watermarks (and full CDC answers) use a query instead.
+    CDC_LOOKBACK: ClassVar[timedelta] = timedelta(days=29)
+    CDC_MAX_OBJECTS: ClassVar[int] = 1000
+    WEB_URL: ClassVar[str] = "https://app.qbo.intuit.com"
+    INVOICE_WEB_PATH: ClassVar[str] = "/app/invoice?txnId={id}"
+    SALES_ITEM_LINE: ClassVar[str] = "SalesItemLineDetail"
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        tokens: RefreshingTokens,
+        realm_id: Callable[[], str],
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        kwargs: dict[str, Any] = {"transport": transport}
+        if sleep is not None:
+            kwargs["sleep"] = sleep
+        self._realm_id = realm_id
+        self._clock = clock
+        self.http = VendorHttp(
+            self.name,
+            base_url,
+            auth=QuickBooksAuth(tokens),
+            rate_limit=quickbooks_rate_limit,
+            request_id_header=REQUEST_ID_HEADER,
+            **kwargs,
+        )
+
+    # -- transport ---------------------------------------------------------------------------------
+
+    def _path(self, tail: str) -> str:
+        realm = self._realm_id().strip()
+        if not realm:
+            raise ConfigurationError("QUICKBOOKS_REALM_ID is not set", vendor=self.name)
+        return f"/v3/company/{quote(realm, safe='')}/{tail}"
+
+    def _call(
+        self,
+        method: str,
+        tail: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> tuple[httpx.Response, dict[str, Any]]:
+        """One API call; a 400 is returned (its Fault read by the caller), other failures raise."""
+        content = dumps_exact(body) if body is not None else None
+        headers = {"Content-Type": content_type} if method != "GET" else None
+        response = self.http.request(
+            method,
+            self._path(tail),
+            params={**(params or {}), "minorversion": MINOR_VERSION},
+            content=content,
+            headers=headers,
+            ok=(200, 400),
+        )
+        return response, _read_json(response)
+
+    def _rejected(self, response: httpx.Response, payload: Any, what: str) -> FatalError:
+        faults = parse_faults(payload)
+        codes = {f.code for f in faults}
+        reason = "; ".join(redact(f"{f.message}: {f.detail}" if f.detail else f.message) for f in faults)
+        context: dict[str, Any] = {
+            "vendor": self.name,
+            "status": response.status_code,
+            "request_id": response.headers.get(REQUEST_ID_HEADER),
+            "body": redact(response.text),
+        }
+        if DUPLICATE_NAME in codes:
+            return Conflict(
+                f"QuickBooks refused {what}: the name is used by another customer, vendor or employee", **context
+            )
+        if OBJECT_NOT_FOUND in codes:
+            return NotFound(f"QuickBooks refused {what}: {reason or 'object not found'}", **context)
+        return ValidationFailed(f"QuickBooks refused {what}: {reason or 'validation error'}", **context)
+
+    def _query_page(self, statement: str) -> dict[str, Any]:
+        response, payload = self._call("GET", "query", params={"query": statement})
+        if response.status_code == 400:
+            raise self._rejected(response, payload, "a query")
+        result = payload.get("QueryResponse")
+        return result if isinstance(result, dict) else {}
+
+    def _query_all(self, entity: str, where: str = "", order: str = "Id") -> Iterator[dict[str, Any]]:
+        """Every row of ``select * from {entity} [where …] ORDERBY {order}``, MAX_RESULTS per call."""
+        base = f"select * from {entity}" + (f" where {where}" if where else "") + f" ORDERBY {order}"
+        start = 1
+        previous: list[str] = []
+        while True:
+            page = self._query_page(f"{base} STARTPOSITION {start} MAXRESULTS {self.MAX_RESULTS}")
+            rows: list[dict[str, Any]] = page.get(entity) or []
+            ids = [str(r.get("Id", "")) for r in rows]
+            if ids and ids == previous:
+                raise FatalError(f"QuickBooks returned the same {entity} rows at position {start}", vendor=self.name)
+            yield from rows
+            if len(rows) < self.MAX_RESULTS:
+                return
+            previous = ids
+            start += len(rows)
+
+    def _batch(self, items: Sequence[dict[str, Any]], idempotency_key: str | None) -> dict[str, dict[str, Any]]:
+        """POST /batch (≤ BATCH_SIZE items); the BatchItemResponses by bId."""
+        params = {"requestid": request_id(idempotency_key)} if idempotency_key else None
+        response, payload = self._call("POST", "batch", params=params, body={"BatchItemRequest": list(items)})
+        if response.status_code == 400:
+            raise self._rejected(response, payload, "a batch")
+        return {str(r.get("bId")): r for r in payload.get("BatchItemResponse") or [] if isinstance(r, dict)}
+
+    # -- customers ---------------------------------------------------------------------------------
+
+    def get_customer(self, customer_id: str) -> AccountingCustomer | None:
+        """``GET /customer/{id}``; None when QBO does not know it (610/404) or it is inactive (deleted)."""
+        row = self._read("customer", customer_id)
+        if row is None or row.get("Active") is False:
+            return None
+        return to_customer(row)
+
+    def _read(self, entity: str, entity_id: str) -> dict[str, Any] | None:
+        if not entity_id.strip():
+            return None
+        try:
+            response, payload = self._call("GET", f"{entity}/{quote(entity_id, safe='')}")
+        except NotFound:
+            return None
+        if response.status_code == 400:
+            error = self._rejected(response, payload, f"reading {entity} {entity_id}")
+            if isinstance(error, NotFound):
+                return None
+            raise error
+        row = payload.get(entity.capitalize())
+        return row if isinstance(row, dict) else None
+
+    def find_customers(
+        self,
+        *,
+        number: str | None = None,
+        tax_number: str | None = None,
+        email: str | None = None,
+        name: str | None = None,
+    ) -> list[AccountingCustomer]:
+        """Active customers by MiddleName (our stamp), PrimaryEmailAddr, or a DisplayName word (LIKE).
+
+        A tax number cannot be looked up (QBO masks it and cannot filter on it): [] without a call.
+        """
+        if number:
+            where = f"MiddleName = {qbo_literal(number)}"
+        elif tax_number:
+            return []
+        elif email:
+            where = f"PrimaryEmailAddr = {qbo_literal(email)}"
+        elif name:
+            where = f"DisplayName LIKE {qbo_literal('%' + _search_word(name) + '%')}"
+        else:
+            return []
+        rows = list(self._query_all("Customer", where))
+        found = [to_customer(r) for r in rows]
+        if email:
+            found = [c for c in found if c.email == email.lower()]
+        return found
+
+    def find_customers_any(
+        self,
+        *,
+        numbers: Collection[str] = (),
+        tax_numbers: Collection[str] = (),
+        emails: Collection[str] = (),
+        names: Collection[str] = (),
+    ) -> list[AccountingCustomer]:
+        """Active customers matching any value, by the cheaper of two ways (tax numbers cannot be queried).
+
+        Either one paged read of every active customer (``select count(*)`` says how many pages), or queries
+        run 30 to a ``POST /batch``: ``MiddleName IN (…)`` and ``PrimaryEmailAddr IN (…)`` IN_CHUNK values at a
+        time and one ``DisplayName LIKE '%word%'`` per name. A query that fills MAXRESULTS falls back to
+        the paged read, so the answer is always a superset.
+        """
+        queries: list[str] = []
+        for field_name, values in (("MiddleName", numbers), ("PrimaryEmailAddr", emails)):
+            wanted = sorted({v for v in values if v.strip()})
+            for start in range(0, len(wanted), self.IN_CHUNK):
+                chunk = ", ".join(qbo_literal(v) for v in wanted[start : start + self.IN_CHUNK])
+                queries.append(f"{field_name} IN ({chunk})")
+        words = sorted({_search_word(n) for n in names if n.strip()})
+        queries.extend(f"DisplayName LIKE {qbo_literal('%' + word + '%')}" for word in words)
+        if not queries:
+            return []
+        count_page = self._query_page("select count(*) from Customer")
+        total = int(count_page.get("totalCount") or 0)
+        if math.ceil(max(total, 1) / self.MAX_RESULTS) <= math.ceil(len(queries) / self.BATCH_SIZE):
+            return [to_customer(r) for r in self._query_all("Customer")]
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(queries), self.BATCH_SIZE):
+            group = queries[start : start + self.BATCH_SIZE]
+            items = [
+                {"bId": str(i), "Query": f"select * from Customer where {q} MAXRESULTS {self.MAX_RESULTS}"}
+                for i, q in enumerate(group)
+            ]
+            answers = self._batch(items, None)
+            for i in range(len(group)):
+                answer = answers.get(str(i)) or {}
+                if "QueryResponse" not in answer:
+                    raise self._batch_item_error(answer, "a customer query")
+                rows: list[dict[str, Any]] = (answer.get("QueryResponse") or {}).get("Customer") or []
+                if len(rows) >= self.MAX_RESULTS:
+                    return [to_customer(r) for r in self._query_all("Customer")]
+                found.update({str(r.get("Id")): r for r in rows})
+        return [to_customer(r) for r in found.values()]
+
+    def _batch_item_error(self, answer: Mapping[str, Any], what: str) -> FatalError:
+        faults = parse_faults(answer)
+        reason = "; ".join(redact(f"{f.message}: {f.detail}" if f.detail else f.message) for f in faults)
+        if any(f.code == DUPLICATE_NAME for f in faults):
+            return Conflict(
+                f"QuickBooks refused {what}: the name is used by another customer, vendor or employee",
+                vendor=self.name,
+                status=200,
+            )
+        return ValidationFailed(f"QuickBooks refused {what}: {reason or 'no answer'}", vendor=self.name, status=200)
+
+    def create_customer(self, customer: Customer, *, number: str, idempotency_key: str) -> AccountingCustomer:
+        """``POST /customer?requestid=…``. Raises Conflict on 6240 (name taken by a customer, vendor or employee)."""
+        body = to_qbo_customer(customer, customer_fields(customer).keys(), number)
+        response, payload = self._call("POST", "customer", params={"requestid": request_id(idempotency_key)}, body=body)
+        if response.status_code == 400:
+            raise self._rejected(response, payload, "the customer")
+        return to_customer(payload.get("Customer") or {})
+
+    def create_customers(
+        self, customers: Sequence[tuple[Customer, str]], *, idempotency_key: str
+    ) -> list[AccountingCustomer | FatalError]:
+        """Batched creates, BATCH_SIZE per ``POST /batch?requestid=…`` (the key and the chunk's position)."""
+        results: list[AccountingCustomer | FatalError] = []
+        for start in range(0, len(customers), self.BATCH_SIZE):
+            chunk = customers[start : start + self.BATCH_SIZE]
+            items = [
+                {
+                    "bId": str(i),
+                    "operation": "create",
+                    "Customer": to_qbo_customer(customer, customer_fields(customer).keys(), number),
+                }
+                for i, (customer, number) in enumerate(chunk)
+            ]
+            answers = self._batch(items, f"{idempotency_key}#{start}")
+            for i in range(len(chunk)):
+                answer = answers.get(str(i)) or {}
+                row = answer.get("Customer")
+                results.append(
+                    to_customer(row) if isinstance(row, dict) else self._batch_item_error(answer, "the customer")
+                )
+        return results
+
+    def update_customer(
+        self,
+        customer_id: str,
+        customer: Customer,
+        fields: Collection[str],
+        *,
+        number: str | None,
+        idempotency_key: str,
+    ) -> AccountingCustomer:
+        """A sparse update with the current SyncToken; a stale token (5010) re-reads and retries once.
+
+        Raises NotFound when the customer is gone, Conflict on a taken name, ValidationFailed otherwise.
+        """
+        body = to_qbo_customer(customer, fields, number)
+        for attempt in (1, 2):
+            current = self._read("customer", customer_id)
+            if current is None:
+                raise NotFound(f"QuickBooks has no customer {customer_id}", vendor=self.name, status=400)
+            sent = {"Id": customer_id, "SyncToken": str(current.get("SyncToken", "0")), "sparse": True, **body}
+            key = idempotency_key if attempt == 1 else f"{idempotency_key}#stale"
+            response, payload = self._call("POST", "customer", params={"requestid": request_id(key)}, body=sent)
+            if response.status_code != 400:
+                return to_customer(payload.get("Customer") or {})
+            if attempt == 1 and any(f.code == STALE_OBJECT for f in parse_faults(payload)):
+                continue
+            raise self._rejected(response, payload, f"updating customer {customer_id}")
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- items -------------------------------------------------------------------------------------
+
+    def get_items(self, codes: Collection[str]) -> dict[str, Item]:
+        """Active items whose Name is one of ``codes`` (QBO compares names case-insensitively), keyed by code.
+
+        ``select * from Item where Name IN (…)``, IN_CHUNK codes per query. Raises IntegrationError subclasses.
+        """
+        return {code: to_item(row) for code, row in self._item_rows_by_code(codes).items()}
+
+    def _item_rows_by_code(self, codes: Collection[str]) -> dict[str, dict[str, Any]]:
+        asked: dict[str, list[str]] = {}
+        for code in sorted({c for c in codes if c.strip()}):
+            asked.setdefault(code.casefold(), []).append(code)
+        wanted = [code for group in asked.values() for code in group]
+        found: dict[str, dict[str, Any]] = {}
+        for row in self._item_rows(wanted):
+            for code in asked.get(str(row.get("Name") or "").casefold(), []):
+                found[code] = row
+        return found
+
+    def _item_rows(self, names: Sequence[str]) -> Iterator[dict[str, Any]]:
+        for start in range(0, len(names), self.IN_CHUNK):
+            chunk = ", ".join(qbo_literal(n) for n in names[start : start + self.IN_CHUNK])
+            yield from self._query_all("Item", f"Name IN ({chunk})")
+
+    # -- invoices ----------------------------------------------------------------------------------
+
+    def find_invoice(self, reference: str) -> Invoice | None:
+        """The live (not voided) invoice whose DocNumber carries ``reference``'s first word, if any.
+
+        ``select * from Invoice where DocNumber = '…'``; a voided one is skipped (a deal may get a new one).
+        """
+        doc = doc_number(reference)
+        if not doc:
+            return None
+        rows = list(self._query_all("Invoice", f"DocNumber = {qbo_literal(doc)}"))
+        live = [r for r in rows if not _is_voided(r)]
+        if not live:
+            return None
+        return self._to_invoices(live[:1])[0]
+
+    def get_invoice(self, invoice_id: str) -> Invoice | None:
+        """``GET /invoice/{id}`` whatever its state; None when QBO does not know it."""
+        row = self._read("invoice", invoice_id)
+        return self._to_invoices([row])[0] if row else None
+
+    def create_invoice(self, draft: InvoiceDraft, *, idempotency_key: str) -> Invoice:
+        """``POST /invoice?requestid=…``: posted at once (QBO has no draft state), DocNumber from the reference.
+
+        Items are looked up by Name first (an unknown code is a ValidationFailed naming it, never a guessed
+        line). A duplicate DocNumber (6140) means the deal already has an invoice: a live one is returned as
+        is; when only voided ones hold the number it is created again with ``include=allowduplicatedocnum``.
+        Raises ValidationFailed with QBO's reasons.
+        """
+        codes = [line.item_code for line in draft.lines]
+        rows = self._item_rows_by_code(codes)
+        missing = sorted({c for c in codes if c not in rows})
+        if missing:
+            raise ValidationFailed(f"QuickBooks has no item named {', '.join(missing)}", vendor=self.name)
+        body = to_qbo_invoice(draft, {code: str(row.get("Id")) for code, row in rows.items()})
+        params = {"requestid": request_id(idempotency_key)}
+        response, payload = self._call("POST", "invoice", params=params, body=body)
+        if response.status_code == 400 and any(f.code == DUPLICATE_DOC_NUMBER for f in parse_faults(payload)):
+            existing = self.find_invoice(draft.reference)
+            if existing is not None:
+                return existing
+            params = {"requestid": request_id(f"{idempotency_key}#dup"), "include": "allowduplicatedocnum"}
+            response, payload = self._call("POST", "invoice", params=params, body=body)
+        if response.status_code == 400:
+            raise self._rejected(response, payload, "the invoice")
+        row = payload.get("Invoice")
+        if not isinstance(row, dict):
+            raise FatalError("QuickBooks accepted the invoice but returned none", vendor=self.name, status=200)
+        return self._to_invoices([row])[0]
+
+    def send_invoice(self, invoice_id: str) -> None:
+        """``POST /invoice/{id}/send``: QBO emails it to its BillEmail. Raises ValidationFailed when refused."""
+        response, payload = self._call(
+            "POST", f"invoice/{quote(invoice_id, safe='')}/send", content_type="application/octet-stream"
+        )
+        if response.status_code == 400:
+            raise self._rejected(response, payload, f"emailing invoice {invoice_id}")
+
+    def iter_invoices_changed_since(self, since: datetime | None) -> Iterator[Invoice]:
+        """Invoices changed at or after ``since`` (every one when None).
+
+        Within CDC's look-back: ``GET /cdc?entities=Invoice,Payment&changedSince=…`` (one call), plus the
+        invoices that a changed payment points at (``Id IN (…)``); deleted ones come back with status
+        DELETED. Older watermarks, or a CDC answer at its 1,000-object cap, page through
+        ``MetaData.LastUpdatedTime >= …`` instead. Raises IntegrationError subclasses.
+        """
+        if since is None:
+            yield from self._invoice_pages("")
+            return
+        since = (since if since.tzinfo else since.replace(tzinfo=UTC)).astimezone(UTC)
+        floor = since.replace(microsecond=0)
+        stamp = floor.isoformat()
+        if since >= self._clock() - self.CDC_LOOKBACK:
+            changed = self._cdc(stamp)
+            if changed is not None:
+                for invoice in changed:
+                    if invoice.updated_at is None or invoice.updated_at >= since:
+                        yield invoice
+                return
+        for invoice in self._invoice_pages(f"MetaData.LastUpdatedTime >= {qbo_literal(stamp)}"):
+            if invoice.updated_at is None or invoice.updated_at >= since:
+                yield invoice
+
+    def _cdc(self, changed_since: str) -> list[Invoice] | None:
+        """The CDC answer as invoices, or None when it cannot be trusted complete (cap reached, refused)."""
+        response, payload = self._call(
+            "GET", "cdc", params={"entities": "Invoice,Payment", "changedSince": changed_since}
+        )
+        if response.status_code == 400:
+            return None  # e.g. changedSince beyond the look-back: the query path answers instead
+        invoices: list[dict[str, Any]] = []
+        payments: list[dict[str, Any]] = []
+        for block in payload.get("CDCResponse") or []:
+            for result in block.get("QueryResponse") or []:
+                invoices.extend(result.get("Invoice") or [])
+                payments.extend(result.get("Payment") or [])
+        if len(invoices) >= self.CDC_MAX_OBJECTS or len(payments) >= self.CDC_MAX_OBJECTS:
+            return None
+        deleted = [r for r in invoices if str(r.get("status", "")).lower() == "deleted"]
+        live = [r for r in invoices if str(r.get("status", "")).lower() != "deleted"]
+        seen = {str(r.get("Id")) for r in invoices}
+        linked = sorted(
+            {
+                str(txn.get("TxnId"))
+                for payment in payments
+                for line in payment.get("Line") or []
+                for txn in line.get("LinkedTxn") or []
+                if txn.get("TxnType") == "Invoice" and str(txn.get("TxnId")) not in seen
+            }
+        )
+        for start in range(0, len(linked), self.IN_CHUNK):
+            chunk = ", ".join(qbo_literal(i) for i in linked[start : start + self.IN_CHUNK])
+            live.extend(self._query_all("Invoice", f"Id IN ({chunk})"))
+        out = self._to_invoices(live)
+        for row in deleted:
+            updated = _qbo_datetime((row.get("MetaData") or {}).get("LastUpdatedTime"))
+            out.append(Invoice(id=str(row.get("Id", "")), status="DELETED", updated_at=updated))
+        return out
+
+    def iter_invoices(self, issued_from: date, issued_before: date) -> Iterator[Invoice]:
+        """Invoices with TxnDate in [issued_from, issued_before), any state, paged by STARTPOSITION."""
+        where = (
+            f"TxnDate >= {qbo_literal(issued_from.isoformat())} AND TxnDate < {qbo_literal(issued_before.isoformat())}"
+        )
+        yield from self._invoice_pages(where)
+
+    def _invoice_pages(self, where: str) -> Iterator[Invoice]:
+        page: list[dict[str, Any]] = []
+        for row in self._query_all("Invoice", where):
+            page.append(row)
+            if len(page) == self.MAX_RESULTS:
+                yield from self._to_invoices(page)
+                page = []
+        if page:
+            yield from self._to_invoices(page)
+
+    def _to_invoices(self, rows: Sequence[Mapping[str, Any]]) -> list[Invoice]:
+        """Canonical invoices; the dates of linked payments are read in one query per IN_CHUNK payments."""
+        payment_ids = sorted({pid for row in rows for pid in _linked_ids(row, "Payment")})
+        paid_on: dict[str, date] = {}
+        for start in range(0, len(payment_ids), self.IN_CHUNK):
+            chunk = ", ".join(qbo_literal(p) for p in payment_ids[start : start + self.IN_CHUNK])
+            for payment in self._query_all("Payment", f"Id IN ({chunk})"):
+                day = _qbo_date(payment.get("TxnDate"))
+                if day:
+                    paid_on[str(payment.get("Id"))] = day
+        return [self._to_invoice(row, paid_on) for row in rows]
+
+    def _to_invoice(self, row: Mapping[str, Any], paid_on: Mapping[str, date]) -> Invoice:
+        invoice_id = str(row.get("Id") or "")
+        total = _decimal(row.get("TotalAmt"))
+        balance = _decimal(row.get("Balance"))
+        tax = _decimal((row.get("TxnTaxDetail") or {}).get("TotalTax"))
+        voided = _is_voided(row)
+        status = "VOIDED" if voided else ("PAID" if balance == 0 and total > 0 else "AUTHORISED")
+        days = [paid_on[p] for p in _linked_ids(row, "Payment") if p in paid_on]
+        return Invoice(
+            id=invoice_id,
+            number=str(row.get("DocNumber") or ""),
+            reference=_reference(row),
+            status=status,
+            customer_id=str((row.get("CustomerRef") or {}).get("value") or ""),
+            currency=str((row.get("CurrencyRef") or {}).get("value") or ""),
+            issue_date=_qbo_date(row.get("TxnDate")),
+            due_date=_qbo_date(row.get("DueDate")),
+            sub_total=total - tax,
+            total_tax=tax,
+            total=total,
+            amount_paid=max(total - balance, Decimal(0)),
+            amount_due=balance,
+            last_payment_date=max(days) if days else None,
+            url=self.WEB_URL + self.INVOICE_WEB_PATH.format(id=quote(invoice_id, safe="")) if invoice_id else "",
+            updated_at=_qbo_datetime((row.get("MetaData") or {}).get("LastUpdatedTime")),
+        )
+
+
+# -- JSON and values ---------------------------------------------------------------------------------
+
+
+def _read_json(response: httpx.Response) -> dict[str, Any]:
+    """A QBO answer with its numbers as Decimal (never float: money must stay exact)."""
+    if not response.content:
+        return {}
+    try:
+        payload = json.loads(response.text, parse_float=Decimal)
+    except ValueError as exc:
+        raise FatalError("QuickBooks sent a body that is not JSON", vendor=VENDOR, status=response.status_code) from exc
+    if not isinstance(payload, dict):
+        raise FatalError("QuickBooks sent an unexpected JSON body", vendor=VENDOR, status=response.status_code)
+    return payload
+
+
+def _decimal(value: Any) -> Decimal:
+    if value is None or value == "":
+        return Decimal(0)
+    if isinstance(value, Decimal):
+        return value
+    try:
+        return Decimal(repr(value) if isinstance(value, float) else str(value))
+    except InvalidOperation as exc:
+        raise FatalError(f"QuickBooks sent {value!r} where a number belongs", vendor=VENDOR) from exc
+
+
+def _qbo_datetime(value: Any) -> datetime | None:
+    """QBO's ``2024-01-15T10:30:00-08:00`` (the company's zone) in UTC; None when absent or unreadable."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        stamp = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def _qbo_date(value: Any) -> date | None:
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        return date.fromisoformat(value.strip()[:10])
+    except ValueError:
+        return None
+
+
+def _linked_ids(row: Mapping[str, Any], txn_type: str) -> list[str]:
+    return [str(t.get("TxnId")) for t in row.get("LinkedTxn") or [] if t.get("TxnType") == txn_type]
+
+
+def _is_voided(row: Mapping[str, Any]) -> bool:
+    """Voiding zeroes every amount and puts "Voided" in front of the PrivateNote (there is no status field)."""
+    note = str(row.get("PrivateNote") or "")
+    return note.startswith("Voided") and _decimal(row.get("TotalAmt")) == 0
+
+
+def _reference(row: Mapping[str, Any]) -> str:
+    """Our reference: the PrivateNote's first line, else (a void overwrote it) the DocNumber."""
+    note = str(row.get("PrivateNote") or "")
+    if note.startswith("Voided"):
+        note = note[len("Voided") :].lstrip(" -:\n")
+    first = note.splitlines()[0].strip() if note.strip() else ""
+    doc = str(row.get("DocNumber") or "")
+    return first if first and doc and doc_number(first) == doc else doc or first
+
+
+_LEGAL_WORDS = frozenset({"the", "ltd", "limited", "inc", "llc", "gmbh", "plc", "pty", "co", "corp", "sa", "bv", "ag"})
+
+
+def _search_word(name: str) -> str:
+    """The longest significant word of a name, for ``DisplayName LIKE '%word%'``."""
+    words = [w for w in re.findall(r"[\w']+", name) if w.lower() not in _LEGAL_WORDS]
+    return max(words, key=len) if words else name.strip()
+
+
+# -- mapping -----------------------------------------------------------------------------------------
+
+
+def to_qbo_customer(customer: Customer, fields: Iterable[str], number: str | None) -> dict[str, Any]:
+    """The QBO Customer fields for the named canonical ``fields`` (``people`` has no home in QBO)."""
+    wanted = set(fields)
+    body: dict[str, Any] = {}
+    if "name" in wanted:
+        body["DisplayName"] = customer.name
+        if customer.ref.object_type == "company":
+            body["CompanyName"] = customer.name[:100]
+    if "first_name" in wanted:
+        body["GivenName"] = customer.first_name[:100]
+    if "last_name" in wanted:
+        body["FamilyName"] = customer.last_name[:100]
+    if "email" in wanted:
+        body["PrimaryEmailAddr"] = {"Address": customer.email}
+    if "phone" in wanted:
+        body["PrimaryPhone"] = {"FreeFormNumber": customer.phone}
+    if "tax_number" in wanted and customer.tax_number:
+        body["PrimaryTaxIdentifier"] = customer.tax_number
+    if any(f.startswith("address.") for f in wanted):
+        a = customer.address
+        body["BillAddr"] = {
+            "Line1": a.line1,
+            "Line2": a.line2,
+            "City": a.city,
+            "CountrySubDivisionCode": a.region,
+            "PostalCode": a.postal_code,
+            "Country": a.country,
+        }
+    if number:
+        body["MiddleName"] = number  # our stamp: see QuickBooksAccounting's docstring for why MiddleName
+    return body
+
+
+_MASKED = re.compile(r"^X{2,}")
+
+
+def to_customer(row: Mapping[str, Any]) -> AccountingCustomer:
+    """A QBO Customer as the comparable canonical fields (a masked tax id and ``people`` are left out)."""
+    address: Mapping[str, Any] = row.get("BillAddr") or {}
+    tax = str(row.get("PrimaryTaxIdentifier") or "")
+    fields = {
+        "name": str(row.get("DisplayName", "")),
+        "first_name": str(row.get("GivenName", "")),
+        "last_name": str(row.get("FamilyName", "")),
+        "email": str((row.get("PrimaryEmailAddr") or {}).get("Address", "")).lower(),
+        "phone": str((row.get("PrimaryPhone") or {}).get("FreeFormNumber", "")),
+        "address.line1": str(address.get("Line1", "")),
+        "address.line2": str(address.get("Line2", "")),
+        "address.city": str(address.get("City", "")),
+        "address.region": str(address.get("CountrySubDivisionCode", "")),
+        "address.postal_code": str(address.get("PostalCode", "")),
+        "address.country": str(address.get("Country", "")),
+    }
+    if tax and not _MASKED.match(tax):
+        fields["tax_number"] = tax
+    return AccountingCustomer(
+        id=str(row.get("Id", "")),
+        name=fields["name"],
+        number=str(row.get("MiddleName", "")),
+        email=fields["email"],
+        tax_number=fields.get("tax_number", ""),
+        status="ACTIVE" if row.get("Active", True) is not False else "ARCHIVED",
+        fields=fields,
+    )
+
+
+def to_item(row: Mapping[str, Any]) -> Item:
+    """A QBO Item addressed by its Name (our item code)."""
+    price = row.get("UnitPrice")
+    return Item(
+        code=str(row.get("Name") or ""),
+        name=str(row.get("Description") or row.get("Name") or ""),
+        unit_price=None if price is None else _decimal(price),
+        account_code=str((row.get("IncomeAccountRef") or {}).get("value") or ""),
+        tax_type=str((row.get("SalesTaxCodeRef") or {}).get("value") or ""),
+    )
+
+
+def _line_amount(line: InvoiceLine) -> Decimal:
+    return (line.quantity * line.unit_amount).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def to_qbo_invoice(draft: InvoiceDraft, item_ids: Mapping[str, str]) -> dict[str, Any]:
+    """A QBO Invoice body for ``draft`` (Decimals kept for ``dumps_exact``).
+
+    A discount rate shared by every discounted line becomes one percent-based DiscountLineDetail; differing
+    rates are folded into each line's UnitPrice (QBO has no per-line discount), with the line's Amount
+    rounded to the cent as QBO requires ``Amount == UnitPrice × Qty``.
+    """
+    rates = {line.discount_rate for line in draft.lines if line.discount_rate}
+    shared = rates.pop() if len(rates) == 1 and all(line.discount_rate for line in draft.lines) else None
+    lines: list[dict[str, Any]] = []
+    for line in draft.lines:
+        unit = line.unit_amount
+        description = line.description
+        if line.discount_rate and shared is None:
+            unit = unit * (Decimal(100) - line.discount_rate) / Decimal(100)
+            description = f"{description} (less {line.discount_rate.normalize()}%)".strip()
+        detail: dict[str, Any] = {
+            "ItemRef": {"value": item_ids[line.item_code]},
+            "Qty": line.quantity,
+            "UnitPrice": unit,
+        }
+        if line.tax_type:
+            detail["TaxCodeRef"] = {"value": line.tax_type}
+        lines.append(
+            {
+                "DetailType": "SalesItemLineDetail",
+                "Amount": (line.quantity * unit).quantize(CENT, rounding=ROUND_HALF_UP),
+                "Description": description,
+                "SalesItemLineDetail": detail,
+            }
+        )
+    if shared is not None:
+        lines.append(
+            {
+                "DetailType": "DiscountLineDetail",
+                "Amount": (sum((_line_amount(x) for x in draft.lines), Decimal(0)) * shared / 100).quantize(CENT),
+                "DiscountLineDetail": {"PercentBased": True, "DiscountPercent": shared},
+            }
+        )
+    note = draft.reference + (f"\n{draft.url}" if draft.url else "")
+    return {
+        "CustomerRef": {"value": draft.customer_id},
+        "Line": lines,
+        "GlobalTaxCalculation": GLOBAL_TAX_CALCULATION[draft.line_amount_types],
+        "CurrencyRef": {"value": draft.currency},
+        "TxnDate": draft.issue_date.isoformat(),
+        "DueDate": draft.due_date.isoformat(),
+        "DocNumber": doc_number(draft.reference),
+        "PrivateNote": note[:4000],
+    }

@@ -1,0 +1,840 @@
+"""Zoho Books adapter: Zoho OAuth (non-rotating refresh tokens), Books API v3 contacts, items and invoices.
+
+Vendor facts encoded here (zoho.com/books/api/v3, Zoho Accounts OAuth docs, the vendor fact sheet):
+- the API root is per data centre (``https://www.zohoapis.<dc>/books/v3``); every call carries
+  ``Authorization: Zoho-oauthtoken <token>`` and the ``organization_id`` query parameter;
+- ``POST <accounts>/oauth/v2/token`` with ``grant_type=refresh_token`` returns an access token for 1 hour
+  and no new refresh token (refresh tokens do not rotate). Zoho answers a bad refresh token or client with
+  HTTP 200 and ``{"error": "invalid_code" | "invalid_client"}``, and throttles refreshes (10 access tokens
+  per refresh token per 10 minutes, 30 live ones) with ``{"error": "Access Denied"}``: tokens are cached
+  for their hour in the store (closeloop.oauth), never refreshed per request;
+- every answer is an envelope ``{"code": 0, "message": "success", "<entity>": {...}}``; a non-zero code
+  is an error: 3062 a contact name already taken (Conflict), 1001 a duplicate value (Conflict), 1002 does
+  not exist (NotFound), 57 not authorised, 6041 an organisation the user does not belong to;
+- 100 requests a minute per organisation and a daily cap by plan (1,000 on Free to 10,000); a 429 carries
+  no Retry-After. A daily-cap 429 is not worth waiting for (like Xero's ``day`` problem);
+- idempotency: Zoho has no idempotency key. Creates go through ``PUT /contacts`` / ``PUT /invoices`` with
+  ``X-Unique-Identifier-Key`` (a custom field set to "do not allow duplicate values"),
+  ``X-Unique-Identifier-Value`` and ``X-Upsert: true``: a repeated create updates the record it made
+  instead of making a second one. Contacts carry our number stamp in ``cf_closeloop_ref``, invoices the
+  deal key (the reference's first word, ``hubspot-deal-<id>``) in ``cf_closeloop_deal``;
+- lists page with ``page``/``per_page`` (max 200) and ``page_context.has_more_page``; ``cf_<api name>``
+  filters on a custom field; invoices filter on ``reference_number``, ``date_start``/``date_end``,
+  ``last_modified_time`` and sort by ``last_modified_time``;
+- money is a JSON number: bodies are written with the exact decimal literal, answers read as Decimal.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Collection, Generator, Iterator, Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+import httpx
+
+from closeloop.errors import (
+    AuthRevoked,
+    ConfigurationError,
+    Conflict,
+    FatalError,
+    IntegrationError,
+    NotFound,
+    RateLimited,
+    ValidationFailed,
+)
+from closeloop.http import RateLimitVerdict, VendorHttp, retry_after_header
+from closeloop.models import (
+    CUSTOMER_FIELDS,
+    AccountingCustomer,
+    Customer,
+    Invoice,
+    InvoiceDraft,
+    InvoiceLine,
+    Item,
+    LineAmountTypes,
+)
+from closeloop.oauth import RefreshingTokens, TokenGrant
+from closeloop.redaction import redact
+from closeloop.wire import dumps_exact
+
+API_PREFIX = "/books/v3"
+VENDOR = "zohobooks"
+
+#: Zoho's envelope codes the adapter acts on.
+CODE_OK = 0
+CODE_NOT_AUTHORISED = 57
+CODE_DUPLICATE_VALUE = 1001
+CODE_DOES_NOT_EXIST = 1002
+CODE_DUPLICATE_CONTACT_NAME = 3062
+CODE_UNKNOWN_ORGANISATION = 6041
+#: The per-minute and per-day 429 codes (the daily one is also recognised by its message).
+CODE_MINUTE_LIMIT = 44
+CODE_DAY_LIMIT = 45
+#: Without a Retry-After, the per-minute limit is a rolling minute: waiting less only burns calls.
+MINUTE_WINDOW_SECONDS = 60.0
+
+#: Zoho's invoice statuses as the canonical InvoiceStatus (overdue, unpaid, viewed and partially paid
+#: invoices are approved and awaiting payment; the sync logic works out overdue itself).
+INVOICE_STATUSES: dict[str, str] = {
+    "draft": "DRAFT",
+    "pending_approval": "SUBMITTED",
+    "approved": "SUBMITTED",
+    "sent": "AUTHORISED",
+    "viewed": "AUTHORISED",
+    "unpaid": "AUTHORISED",
+    "overdue": "AUTHORISED",
+    "partially_paid": "AUTHORISED",
+    "paid": "PAID",
+    "void": "VOIDED",
+}
+_LEGAL_WORDS = frozenset({"the", "ltd", "limited", "inc", "llc", "gmbh", "plc", "pty", "co", "corp", "sa", "bv", "ag"})
+
+
+def zoho_rate_limit(response: httpx.Response) -> RateLimitVerdict:
+    """Zoho's 429: the daily cap is not worth waiting for; the minute limit is a rolling 60 seconds."""
+    header = retry_after_header(response)
+    code, message = _code_and_message(response)
+    if code == CODE_DAY_LIMIT or re.search(r"\bper day\b|\bdaily\b", message, re.IGNORECASE):
+        return RateLimitVerdict(retry=False, retry_after=header.retry_after, problem="day")
+    return RateLimitVerdict(retry=True, retry_after=header.retry_after or MINUTE_WINDOW_SECONDS, problem="minute")
+
+
+def _code_and_message(response: httpx.Response) -> tuple[int | None, str]:
+    try:
+        body = json.loads(response.text)
+    except ValueError:
+        return None, ""
+    if not isinstance(body, dict):
+        return None, ""
+    code = body.get("code")
+    return (code if isinstance(code, int) else None), str(body.get("message") or "")
+
+
+class ZohoAuth(httpx.Auth):
+    """``Zoho-oauthtoken`` + ``organization_id`` on every request; one forced refresh when Zoho answers 401."""
+
+    def __init__(self, tokens: RefreshingTokens, organization_id: Callable[[], str]) -> None:
+        self._tokens = tokens
+        self._organization_id = organization_id
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        organization = self._organization_id()
+        if not organization:
+            raise ConfigurationError("ZOHO_BOOKS_ORGANIZATION_ID is not set", vendor=VENDOR)
+        request.url = request.url.copy_merge_params({"organization_id": organization})
+        token = self._tokens.access_token()
+        request.headers["Authorization"] = f"Zoho-oauthtoken {token}"
+        response = yield request
+        if response.status_code == 401:
+            request.headers["Authorization"] = f"Zoho-oauthtoken {self._tokens.access_token(stale=token)}"
+            yield request
+
+
+def refresh_with_zoho(
+    accounts_url: str,
+    client_id: Callable[[], str],
+    client_secret: Callable[[], str],
+    transport: httpx.BaseTransport | None = None,
+) -> Callable[[str], TokenGrant]:
+    """A ``refresh`` callable for RefreshingTokens that calls Zoho's ``/oauth/v2/token``.
+
+    The grant keeps the refresh token it was given (Zoho's do not rotate). Raises AuthRevoked on
+    ``invalid_code``/``invalid_client`` (a person must reconnect), RateLimited when Zoho throttles
+    refreshes (``Access Denied``), FatalError on any other refusal.
+    """
+
+    def refresh(refresh_token: str) -> TokenGrant:
+        http = VendorHttp("zoho-accounts", accounts_url, transport=transport)
+        try:
+            response = http.request(
+                "POST",
+                "/oauth/v2/token",
+                data={
+                    "grant_type": "refresh_token",
+                    "refresh_token": refresh_token,
+                    "client_id": client_id(),
+                    "client_secret": client_secret(),
+                },
+                ok=(200, 400, 401),
+            )
+        finally:
+            http.close()
+        try:
+            body = response.json() if response.content else {}
+        except ValueError:
+            body = {}
+        error = str(body.get("error") or "") if isinstance(body, dict) else "unreadable"
+        if error in ("invalid_code", "invalid_client"):
+            raise AuthRevoked(
+                f"Zoho refused the refresh token ({error}): reconnect Zoho Books and update the credentials",
+                vendor=VENDOR,
+                status=response.status_code,
+            )
+        if error == "Access Denied":
+            raise RateLimited(
+                "Zoho is throttling token refreshes (Access Denied)",
+                vendor=VENDOR,
+                status=response.status_code,
+                retry_after=MINUTE_WINDOW_SECONDS,
+                problem="token",
+            )
+        if error or response.status_code != 200 or not body.get("access_token"):
+            raise FatalError(
+                f"Zoho token endpoint said {error or 'no token'}", vendor=VENDOR, status=response.status_code
+            )
+        return TokenGrant(
+            access_token=str(body["access_token"]),
+            expires_in=float(body.get("expires_in", 3600)),
+            refresh_token=refresh_token,
+        )
+
+    return refresh
+
+
+class ZohoBooksAccounting:
+    """AccountingPort for Zoho Books (API v3)."""
+
+    name = "zohobooks"
+    PAGE_SIZE: ClassVar[int] = 200
+    #: Where a person opens an invoice: the Books web app of the data centre, not the API host.
+    INVOICE_WEB_PATH: ClassVar[str] = "/app/{organization}#/invoices/{id}"
+    #: Contact persons Closeloop writes besides the primary one (the CRM's other people).
+    MAX_OTHER_PERSONS: ClassVar[int] = 9
+    #: Zoho's last_modified_time filter and its answers: ``2024-05-01T10:00:00+0000``.
+    TIME_FORMAT: ClassVar[str] = "%Y-%m-%dT%H:%M:%S%z"
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        tokens: RefreshingTokens,
+        organization_id: Callable[[], str],
+        web_url: str = "https://books.zoho.com",
+        tax_number_field: str = "vat_reg_no",
+        contact_ref_field: str = "cf_closeloop_ref",
+        invoice_ref_field: str = "cf_closeloop_deal",
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        kwargs: dict[str, Any] = {"transport": transport}
+        if sleep is not None:
+            kwargs["sleep"] = sleep
+        self.http = VendorHttp(
+            self.name,
+            base_url.rstrip("/") + API_PREFIX,
+            auth=ZohoAuth(tokens, organization_id),
+            rate_limit=zoho_rate_limit,
+            **kwargs,
+        )
+        self._organization_id = organization_id
+        self.web_url = web_url.rstrip("/")
+        self.tax_number_field = tax_number_field
+        self.contact_ref_field = contact_ref_field
+        self.invoice_ref_field = invoice_ref_field
+        self._item_ids: dict[str, str] = {}
+
+    # -- the envelope --------------------------------------------------------------------------------
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """One call; the envelope read with Decimal numbers, a non-zero ``code`` raised as a typed error."""
+        content = dumps_exact(body) if body is not None else None
+        sent_headers = {**(headers or {}), **({"Content-Type": "application/json"} if content is not None else {})}
+        response = self.http.request(
+            method, path, params=params, content=content, headers=sent_headers, ok=(200, 201, 400, 404)
+        )
+        try:
+            payload = json.loads(response.text, parse_float=Decimal)
+        except ValueError as exc:
+            raise FatalError(f"{method} {path}: Zoho sent a body that is not JSON", vendor=VENDOR) from exc
+        if not isinstance(payload, dict):
+            raise FatalError(f"{method} {path}: Zoho sent an unexpected JSON body", vendor=VENDOR)
+        code = payload.get("code", CODE_OK)
+        if response.status_code in (200, 201) and code == CODE_OK:
+            return payload
+        raise self._error(method, path, response, code, str(payload.get("message") or ""))
+
+    def _error(self, method: str, path: str, response: httpx.Response, code: Any, message: str) -> IntegrationError:
+        context: dict[str, Any] = {"vendor": VENDOR, "status": response.status_code, "body": redact(response.text)}
+        text = f"{method} {path}: Zoho said {code}: {redact(message)}"
+        if code in (CODE_DUPLICATE_CONTACT_NAME, CODE_DUPLICATE_VALUE):
+            return Conflict(text, **context)
+        if code == CODE_DOES_NOT_EXIST or response.status_code == 404:
+            return NotFound(text, **context)
+        if code == CODE_UNKNOWN_ORGANISATION:
+            return ConfigurationError(f"{text} (check ZOHO_BOOKS_ORGANIZATION_ID)", **context)
+        return ValidationFailed(text, **context)
+
+    def _pages(self, path: str, key: str, params: Mapping[str, str], max_pages: int | None = None) -> Iterator[Any]:
+        """Rows of a paged list, page by page, until ``has_more_page`` is false (or ``max_pages`` read).
+
+        Yields the rows, then ``None`` once if it stopped at ``max_pages`` with more pages left.
+        """
+        page = 1
+        previous: list[str] = []
+        while True:
+            payload = self._call("GET", path, params={**params, "page": str(page), "per_page": str(self.PAGE_SIZE)})
+            rows: list[dict[str, Any]] = payload.get(key) or []
+            ids = [json.dumps(row, sort_keys=True, default=str)[:200] for row in rows]
+            if ids and ids == previous:
+                raise FatalError(f"Zoho returned the same {key} for page {page} as before", vendor=VENDOR)
+            yield from rows
+            more = bool((payload.get("page_context") or {}).get("has_more_page"))
+            if not more:
+                return
+            if max_pages is not None and page >= max_pages:
+                yield None
+                return
+            previous = ids
+            page += 1
+
+    # -- customers -----------------------------------------------------------------------------------
+
+    def get_customer(self, customer_id: str) -> AccountingCustomer | None:
+        """``GET /contacts/{id}``; None when it does not exist, is inactive or is not a customer."""
+        contact = self._contact(customer_id)
+        if contact is None or str(contact.get("status", "active")) != "active":
+            return None
+        return self._to_customer(contact)
+
+    def _contact(self, contact_id: str) -> dict[str, Any] | None:
+        if not contact_id.strip():
+            return None
+        try:
+            payload = self._call("GET", f"/contacts/{quote(contact_id, safe='')}")
+        except NotFound:
+            return None
+        contact = payload.get("contact")
+        return contact if isinstance(contact, dict) else None
+
+    def _active_contacts(self, params: Mapping[str, str]) -> list[dict[str, Any]]:
+        query = {"filter_by": "Status.Active", **params}
+        return [row for row in self._pages("/contacts", "contacts", query) if row is not None]
+
+    def find_customers(
+        self,
+        *,
+        number: str | None = None,
+        tax_number: str | None = None,
+        email: str | None = None,
+        name: str | None = None,
+    ) -> list[AccountingCustomer]:
+        """Active customers matching one criterion, each read in full (``GET /contacts/{id}``).
+
+        number: ``cf_closeloop_ref=<number>``; tax number: Zoho has no filter for it, so every active contact
+        is read (paged) and matched on the edition's tax field (``vat_reg_no``, ``gst_no``...); email:
+        ``email=`` (the primary contact person's); name: ``contact_name_contains`` its longest significant
+        word (candidates). Raises IntegrationError subclasses.
+        """
+        if number:
+            rows = self._active_contacts({self.contact_ref_field: number})
+        elif tax_number:  # no tax-number filter in Zoho: every active contact, matched here
+            wanted = _norm_tax(tax_number)
+            rows = [
+                r for r in self._active_contacts({}) if _norm_tax(str(r.get(self.tax_number_field) or "")) == wanted
+            ]
+        elif email:
+            rows = self._active_contacts({"email": email})
+        elif name:
+            rows = self._active_contacts({"contact_name_contains": _search_word(name)})
+        else:
+            return []
+        return self._full([str(row.get("contact_id") or "") for row in rows])
+
+    def _full(self, contact_ids: Collection[str]) -> list[AccountingCustomer]:
+        """List rows carry no persons or address: the matches are read in full, as the sync compares them."""
+        found: list[AccountingCustomer] = []
+        for contact_id in dict.fromkeys(contact_ids):
+            customer = self.get_customer(contact_id)
+            if customer is not None:
+                found.append(customer)
+        return found
+
+    def find_customers_any(
+        self,
+        *,
+        numbers: Collection[str] = (),
+        tax_numbers: Collection[str] = (),
+        emails: Collection[str] = (),
+        names: Collection[str] = (),
+    ) -> list[AccountingCustomer]:
+        """Active customers matching any value, each read in full.
+
+        Zoho filters take one value each, so one lookup per value costs ``len(values)`` calls. First one
+        paged read of every active contact is tried, stopped after that many pages: a small organisation
+        is matched locally from it; a larger one falls back to the per-value lookups (at most twice the
+        cheaper cost). Raises IntegrationError subclasses.
+        """
+        lookups = [*(("number", v) for v in numbers), *(("tax", v) for v in tax_numbers)]
+        lookups += [*(("email", v) for v in emails), *(("name", v) for v in names)]
+        lookups = [(kind, value) for kind, value in dict.fromkeys(lookups) if value.strip()]
+        if not lookups:
+            return []
+        rows: list[dict[str, Any]] = []
+        complete = True
+        for row in self._pages("/contacts", "contacts", {"filter_by": "Status.Active"}, max_pages=len(lookups)):
+            if row is None:
+                complete = False
+                break
+            rows.append(row)
+        if not complete:
+            return self._lookup_each(lookups)
+        wanted_numbers = {v for kind, v in lookups if kind == "number"}
+        wanted_tax = {_norm_tax(v) for kind, v in lookups if kind == "tax"}
+        wanted_emails = {v.casefold() for kind, v in lookups if kind == "email"}
+        wanted_names = {_name_key(v) for kind, v in lookups if kind == "name"}
+        hits = [
+            str(row.get("contact_id") or "")
+            for row in rows
+            if _custom_field(row, self.contact_ref_field) in wanted_numbers
+            or (_norm_tax(str(row.get(self.tax_number_field) or "")) or None) in wanted_tax
+            or str(row.get("email") or "").casefold() in wanted_emails
+            or _name_key(str(row.get("contact_name") or "")) in wanted_names
+        ]
+        return self._full(hits)
+
+    def _lookup_each(self, lookups: Sequence[tuple[str, str]]) -> list[AccountingCustomer]:
+        by_id: dict[str, AccountingCustomer] = {}
+        for kind, value in lookups:
+            criterion = {"number": "number", "tax": "tax_number", "email": "email", "name": "name"}[kind]
+            for customer in self.find_customers(**{criterion: value}):
+                by_id.setdefault(customer.id, customer)
+        return list(by_id.values())
+
+    def create_customer(self, customer: Customer, *, number: str, idempotency_key: str) -> AccountingCustomer:
+        """Upsert by our number stamp: ``PUT /contacts`` with ``X-Unique-Identifier-Key: cf_closeloop_ref``,
+        ``X-Unique-Identifier-Value: <number>`` and ``X-Upsert: true``, so a repeated create (a crash before
+        the mapping was written) updates the contact it made instead of making a second one.
+
+        Zoho has no idempotency key; ``idempotency_key`` is not sent. Raises Conflict when the name is
+        taken by another contact (code 3062), ValidationFailed on other refusals.
+        """
+        body = self._contact_body(customer, None, set(CUSTOMER_FIELDS))
+        payload = self._call(
+            "PUT", "/contacts", body=body, headers=self._upsert_headers(self.contact_ref_field, number)
+        )
+        return self._to_customer(payload.get("contact") or {})
+
+    def create_customers(
+        self, customers: Sequence[tuple[Customer, str]], *, idempotency_key: str
+    ) -> list[AccountingCustomer | FatalError]:
+        """One upsert per customer (Zoho has no bulk contact create); a record's own refusal is its result.
+
+        A call-wide failure (rate limit, outage, auth) raises; the ones already made are upserts, so a
+        retry of the whole batch does not duplicate them.
+        """
+        results: list[AccountingCustomer | FatalError] = []
+        for customer, number in customers:
+            try:
+                results.append(self.create_customer(customer, number=number, idempotency_key=idempotency_key))
+            except (ValidationFailed, Conflict, NotFound) as error:
+                results.append(error)
+        return results
+
+    def update_customer(
+        self,
+        customer_id: str,
+        customer: Customer,
+        fields: Collection[str],
+        *,
+        number: str | None,
+        idempotency_key: str,
+    ) -> AccountingCustomer:
+        """Write only ``fields`` (and ``number``): the contact is read first (``GET /contacts/{id}``) so a
+        change to one person field or one address line keeps what finance entered in the others, then
+        ``PUT /contacts/{id}``. Raises NotFound when the contact is gone, Conflict on a taken name."""
+        current = self._contact(customer_id)
+        if current is None:
+            raise NotFound(f"Zoho contact {customer_id} does not exist", vendor=VENDOR, status=404)
+        body = self._contact_body(customer, current, set(fields))
+        if number:
+            body["custom_fields"] = [{"api_name": self.contact_ref_field, "value": number}]
+        if not body:
+            return self._to_customer(current)
+        payload = self._call("PUT", f"/contacts/{quote(customer_id, safe='')}", body=body)
+        return self._to_customer(payload.get("contact") or {})
+
+    @staticmethod
+    def _upsert_headers(field: str, value: str) -> dict[str, str]:
+        return {"X-Unique-Identifier-Key": field, "X-Unique-Identifier-Value": value, "X-Upsert": "true"}
+
+    def _contact_body(self, customer: Customer, current: Mapping[str, Any] | None, fields: set[str]) -> dict[str, Any]:
+        """The Zoho contact fields for the canonical ``fields``, merged into ``current`` (None: a create)."""
+        body: dict[str, Any] = {}
+        if "name" in fields:
+            body["contact_name"] = customer.name
+            if customer.ref.object_type == "company":
+                body["company_name"] = customer.name
+        if current is None:
+            body["contact_type"] = "customer"
+            body["customer_sub_type"] = "business" if customer.ref.object_type == "company" else "individual"
+        if "tax_number" in fields:
+            body[self.tax_number_field] = customer.tax_number
+        if any(f.startswith("address.") for f in fields):
+            old: Mapping[str, Any] = (current or {}).get("billing_address") or {}
+            a = customer.address
+            address = {
+                "address": ("address.line1", a.line1),
+                "street2": ("address.line2", a.line2),
+                "city": ("address.city", a.city),
+                "state": ("address.region", a.region),
+                "zip": ("address.postal_code", a.postal_code),
+                "country": ("address.country", a.country),
+            }
+            body["billing_address"] = {
+                key: value if field in fields else str(old.get(key) or "") for key, (field, value) in address.items()
+            }
+        person_fields = {"first_name", "last_name", "email", "phone", "people"}
+        if fields & person_fields:
+            body["contact_persons"] = self._persons(customer, current, fields)
+        return body
+
+    def _persons(self, customer: Customer, current: Mapping[str, Any] | None, fields: set[str]) -> list[dict[str, Any]]:
+        """The primary person's named fields from ``customer`` (the rest kept), and the CRM's other people
+        when ``people`` is named (else the current ones kept). Existing persons keep their ids."""
+        persons: list[Mapping[str, Any]] = list((current or {}).get("contact_persons") or [])
+        old_primary: Mapping[str, Any] = next((p for p in persons if p.get("is_primary_contact")), {})
+        primary: dict[str, Any] = {k: old_primary[k] for k in ("contact_person_id",) if old_primary.get(k)}
+        for field, key, value in (
+            ("first_name", "first_name", customer.first_name),
+            ("last_name", "last_name", customer.last_name),
+            ("email", "email", customer.email),
+            ("phone", "phone", customer.phone),
+        ):
+            primary[key] = value if field in fields or not old_primary else str(old_primary.get(key) or "")
+        primary["is_primary_contact"] = True
+        others_now = [p for p in persons if not p.get("is_primary_contact")]
+        if "people" in fields:
+            by_email = {str(p.get("email") or "").casefold(): p for p in others_now if p.get("email")}
+            others: list[dict[str, Any]] = []
+            for person in sorted(customer.people, key=lambda p: p.crm_id)[: self.MAX_OTHER_PERSONS]:
+                entry: dict[str, Any] = {
+                    "first_name": person.first_name,
+                    "last_name": person.last_name,
+                    "email": person.email,
+                    "is_primary_contact": False,
+                }
+                known = by_email.get(person.email.casefold()) if person.email else None
+                if known and known.get("contact_person_id"):
+                    entry["contact_person_id"] = known["contact_person_id"]
+                others.append(entry)
+        else:
+            others = [
+                {k: p[k] for k in ("contact_person_id", "first_name", "last_name", "email", "phone") if k in p}
+                | {"is_primary_contact": False}
+                for p in others_now
+            ]
+        has_primary = any(primary.get(k) for k in ("first_name", "last_name", "email", "phone"))
+        return ([primary] if has_primary or old_primary else []) + others
+
+    def _to_customer(self, contact: Mapping[str, Any]) -> AccountingCustomer:
+        """A Zoho contact (read in full) as the comparable canonical fields."""
+        persons: list[Mapping[str, Any]] = list(contact.get("contact_persons") or [])
+        primary: Mapping[str, Any] = next((p for p in persons if p.get("is_primary_contact")), {})
+        address: Mapping[str, Any] = contact.get("billing_address") or {}
+        people = ";".join(
+            f"{p.get('first_name') or ''}|{p.get('last_name') or ''}|{str(p.get('email') or '').lower()}"
+            for p in persons
+            if not p.get("is_primary_contact")
+        )
+        email = str(primary.get("email") or contact.get("email") or "").lower()
+        fields = {
+            "name": str(contact.get("contact_name") or ""),
+            "first_name": str(primary.get("first_name") or contact.get("first_name") or ""),
+            "last_name": str(primary.get("last_name") or contact.get("last_name") or ""),
+            "email": email,
+            "phone": str(primary.get("phone") or contact.get("phone") or ""),
+            "tax_number": str(contact.get(self.tax_number_field) or ""),
+            "address.line1": str(address.get("address") or ""),
+            "address.line2": str(address.get("street2") or ""),
+            "address.city": str(address.get("city") or ""),
+            "address.region": str(address.get("state") or ""),
+            "address.postal_code": str(address.get("zip") or ""),
+            "address.country": str(address.get("country") or ""),
+            "people": people,
+        }
+        return AccountingCustomer(
+            id=str(contact.get("contact_id") or ""),
+            name=fields["name"],
+            number=_custom_field(contact, self.contact_ref_field),
+            email=email,
+            tax_number=fields["tax_number"],
+            status="ACTIVE" if str(contact.get("status", "active")) == "active" else "ARCHIVED",
+            fields=fields,
+        )
+
+    # -- items ---------------------------------------------------------------------------------------
+
+    def get_items(self, codes: Collection[str]) -> dict[str, Item]:
+        """Active items whose ``sku`` is among ``codes`` (the item code is Zoho's SKU), keyed by the code
+        asked for (matched case-insensitively).
+
+        One paged read of the active items, stopped after as many pages as there are codes; a larger
+        catalogue falls back to ``GET /items?sku=<code>`` per code. Raises IntegrationError subclasses.
+        """
+        asked: dict[str, list[str]] = {}
+        for code in sorted({c for c in codes if c.strip()}):
+            asked.setdefault(code.casefold(), []).append(code)
+        if not asked:
+            return {}
+        rows: list[dict[str, Any]] = []
+        complete = True
+        for row in self._pages("/items", "items", {"filter_by": "Status.Active"}, max_pages=len(asked)):
+            if row is None:
+                complete = False
+                break
+            rows.append(row)
+        if not complete:
+            rows = [row for group in asked.values() for row in self._item_rows(group[0])]
+        found: dict[str, Item] = {}
+        for row in rows:
+            item = _to_item(row)
+            for code in asked.get(item.code.casefold(), []):
+                found[code] = item
+                self._item_ids[code.casefold()] = str(row.get("item_id") or "")
+        return found
+
+    def _item_rows(self, code: str) -> list[dict[str, Any]]:
+        return [row for row in self._pages("/items", "items", {"sku": code}) if row is not None]
+
+    # -- invoices ------------------------------------------------------------------------------------
+
+    def find_invoice(self, reference: str) -> Invoice | None:
+        """The live (not void) invoice made for the deal that ``reference`` names.
+
+        ``GET /invoices?cf_closeloop_deal=<deal key>``: the deal key is the reference's first word, unique
+        per deal and unchanged when the deal is renamed. Raises IntegrationError subclasses.
+        """
+        key = deal_key(reference)
+        if not key:
+            return None
+        rows = [row for row in self._pages("/invoices", "invoices", {self.invoice_ref_field: key}) if row is not None]
+        live = [row for row in rows if str(row.get("status") or "") != "void"]
+        return self._to_invoice(live[0]) if live else None
+
+    def get_invoice(self, invoice_id: str) -> Invoice | None:
+        """``GET /invoices/{id}`` whatever its status; None when Zoho says it does not exist."""
+        if not invoice_id.strip():
+            return None
+        try:
+            payload = self._call("GET", f"/invoices/{quote(invoice_id, safe='')}")
+        except NotFound:
+            return None
+        row = payload.get("invoice")
+        return self._to_invoice(row) if isinstance(row, dict) else None
+
+    def create_invoice(self, draft: InvoiceDraft, *, idempotency_key: str) -> Invoice:
+        """Upsert the invoice by its deal key, then mark it sent when the draft says AUTHORISED.
+
+        ``PUT /invoices`` with ``X-Unique-Identifier-Key: cf_closeloop_deal``, ``X-Unique-Identifier-Value:
+        <deal key>``, ``X-Upsert: true``: a repeated create updates the invoice instead of adding one.
+        Lines name ``item_id`` (resolved from the SKU), ``rate``, ``quantity``, ``discount`` (``"10%"``) and
+        ``tax_id`` (the draft's tax type is the Zoho tax id); ``is_inclusive_tax`` follows the amounts type
+        (NoTax sends no tax ids). An AUTHORISED draft is then ``POST /invoices/{id}/status/sent`` (Zoho's
+        approved, awaiting payment). The invoice's currency is its customer's (a Zoho rule). Raises
+        ValidationFailed with Zoho's message (unknown SKU, bad tax id...), other IntegrationErrors otherwise.
+        """
+        key = deal_key(draft.reference)
+        if not key:
+            raise ValidationFailed("the invoice reference names no deal", vendor=VENDOR)
+        missing = [line.item_code for line in draft.lines if line.item_code.casefold() not in self._item_ids]
+        if missing:
+            self.get_items(missing)
+        unknown = sorted({code for code in missing if code.casefold() not in self._item_ids})
+        if unknown:
+            raise ValidationFailed(f"Zoho Books has no active item with SKU {', '.join(unknown)}", vendor=VENDOR)
+        body = self._invoice_body(draft, key)
+        payload = self._call("PUT", "/invoices", body=body, headers=self._upsert_headers(self.invoice_ref_field, key))
+        row = payload.get("invoice")
+        if not isinstance(row, dict):
+            raise FatalError("Zoho accepted the invoice but returned none", vendor=VENDOR)
+        invoice = self._to_invoice(row)
+        if draft.status == "AUTHORISED" and invoice.status == "DRAFT":
+            self._call("POST", f"/invoices/{quote(invoice.id, safe='')}/status/sent")
+            invoice = invoice.model_copy(update={"status": "AUTHORISED"})
+        return invoice
+
+    def _invoice_body(self, draft: InvoiceDraft, key: str) -> dict[str, Any]:
+        return {
+            "customer_id": draft.customer_id,
+            "reference_number": draft.reference,
+            "date": draft.issue_date.isoformat(),
+            "due_date": draft.due_date.isoformat(),
+            "is_inclusive_tax": draft.line_amount_types == "Inclusive",
+            "discount_type": "item_level",
+            "line_items": [self._line(line, draft.line_amount_types) for line in draft.lines],
+            "custom_fields": [{"api_name": self.invoice_ref_field, "value": key}],
+        }
+
+    def _line(self, line: InvoiceLine, amounts: LineAmountTypes) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "item_id": self._item_ids[line.item_code.casefold()],
+            "description": line.description,
+            "quantity": line.quantity,
+            "rate": line.unit_amount,
+        }
+        if line.discount_rate is not None:
+            out["discount"] = f"{format(line.discount_rate, 'f')}%"
+        if amounts != "NoTax" and line.tax_type and line.tax_type.upper() != "NONE":
+            out["tax_id"] = line.tax_type
+        return out
+
+    def send_invoice(self, invoice_id: str) -> None:
+        """``POST /invoices/{id}/email`` with Zoho's default template to the customer's contact persons.
+        Raises ValidationFailed when Zoho refuses (a draft, no contact email)."""
+        self._call("POST", f"/invoices/{quote(invoice_id, safe='')}/email", body={})
+
+    def iter_invoices_changed_since(self, since: datetime | None) -> Iterator[Invoice]:
+        """Invoices modified at or after ``since`` (every one when None), newest first, page by page.
+
+        ``GET /invoices?last_modified_time=<since>&sort_column=last_modified_time&sort_order=D``: Zoho
+        filters, so the cost is the pages of changes; the walk also stops at the first row older than
+        ``since`` (should a filter be ignored). Zoho's times have whole seconds, so rows of ``since``'s own
+        second are all kept: a change in that second is never lost, one already seen may come again.
+        """
+        params = {"sort_column": "last_modified_time", "sort_order": "D"}
+        floor = None
+        if since is not None:
+            since = since if since.tzinfo else since.replace(tzinfo=UTC)
+            floor = since.astimezone(UTC).replace(microsecond=0)
+            params["last_modified_time"] = floor.strftime(self.TIME_FORMAT)
+        for row in self._pages("/invoices", "invoices", params):
+            if row is None:
+                return
+            invoice = self._to_invoice(row)
+            if floor is not None and invoice.updated_at is not None and invoice.updated_at < floor:
+                return
+            yield invoice
+
+    def iter_invoices(self, issued_from: date, issued_before: date) -> Iterator[Invoice]:
+        """Invoices dated in [issued_from, issued_before), any status: ``date_start``/``date_end`` (inclusive)."""
+        if issued_before <= issued_from:
+            return
+        params = {
+            "date_start": issued_from.isoformat(),
+            "date_end": (issued_before - timedelta(days=1)).isoformat(),
+            "sort_column": "date",
+            "sort_order": "A",
+        }
+        for row in self._pages("/invoices", "invoices", params):
+            if row is not None:
+                yield self._to_invoice(row)
+
+    def _to_invoice(self, row: Mapping[str, Any]) -> Invoice:
+        """A Zoho invoice (in full, or a list row) as the canonical Invoice."""
+        invoice_id = str(row.get("invoice_id") or "")
+        total = _decimal(row.get("total"))
+        balance = _decimal(row.get("balance"))
+        tax = _decimal(row.get("tax_total"))
+        paid = row.get("payment_made")
+        organization = self._organization_id()
+        return Invoice(
+            id=invoice_id,
+            number=str(row.get("invoice_number") or ""),
+            reference=str(row.get("reference_number") or ""),
+            status=INVOICE_STATUSES.get(str(row.get("status") or "draft"), "AUTHORISED"),
+            customer_id=str(row.get("customer_id") or ""),
+            currency=str(row.get("currency_code") or ""),
+            issue_date=_date(row.get("date")),
+            due_date=_date(row.get("due_date")),
+            sub_total=_decimal(row["sub_total"]) if row.get("sub_total") is not None else total - tax,
+            total_tax=tax,
+            total=total,
+            amount_paid=_decimal(paid) if paid is not None else total - balance,
+            amount_due=balance,
+            last_payment_date=_date(row.get("last_payment_date")),
+            url=(
+                self.web_url + self.INVOICE_WEB_PATH.format(organization=organization, id=invoice_id)
+                if invoice_id
+                else ""
+            ),
+            updated_at=parse_zoho_time(row.get("last_modified_time")),
+        )
+
+
+def deal_key(reference: str) -> str:
+    """The deal part of an invoice reference: ``hubspot-deal-3000001`` of ``hubspot-deal-3000001 Big deal``."""
+    parts = reference.split()
+    return parts[0] if parts else ""
+
+
+def _custom_field(record: Mapping[str, Any], api_name: str) -> str:
+    """A custom field's value: from ``custom_fields`` by api_name, else the flattened ``cf_…`` keys."""
+    for field in record.get("custom_fields") or []:
+        if isinstance(field, Mapping) and field.get("api_name") == api_name:
+            return str(field.get("value") or "")
+    hashed: Mapping[str, Any] = record.get("custom_field_hash") or {}
+    return str(hashed.get(api_name) or record.get(api_name) or "")
+
+
+def _to_item(row: Mapping[str, Any]) -> Item:
+    rate = row.get("rate")
+    return Item(
+        code=str(row.get("sku") or ""),
+        name=str(row.get("name") or ""),
+        unit_price=None if rate is None or rate == "" else _decimal(rate),
+        account_code=str(row.get("account_id") or ""),
+        tax_type=str(row.get("tax_id") or ""),
+    )
+
+
+def parse_zoho_time(value: Any) -> datetime | None:
+    """``2024-05-01T10:00:00+0530`` (or ISO with a colon) as an aware UTC datetime; None when unreadable."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip()
+    for parse in (lambda t: datetime.strptime(t, "%Y-%m-%dT%H:%M:%S%z"), datetime.fromisoformat):
+        try:
+            stamp = parse(text)
+        except ValueError:
+            continue
+        return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).astimezone(UTC)
+    return None
+
+
+def _date(value: Any) -> date | None:
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        return date.fromisoformat(value.strip()[:10])
+    except ValueError:
+        return None
+
+
+def _decimal(value: Any) -> Decimal:
+    """A JSON number (Decimal already, an int, or a numeric string) as Decimal; absent is zero."""
+    if value is None or value == "":
+        return Decimal(0)
+    if isinstance(value, Decimal):
+        return value
+    try:
+        return Decimal(repr(value) if isinstance(value, float) else str(value))
+    except InvalidOperation as exc:
+        raise FatalError(f"Zoho sent {value!r} where a number belongs", vendor=VENDOR) from exc
+
+
+def _norm_tax(value: str) -> str:
+    return re.sub(r"[^0-9A-Za-z]", "", value).upper()
+
+
+def _name_key(name: str) -> str:
+    """Case, punctuation, "the" and legal suffixes ignored: a candidate key for a normalised-name match."""
+    words = [w for w in re.findall(r"[\w']+", name.casefold().replace("&", " and ")) if w not in _LEGAL_WORDS]
+    return " ".join(words)
+
+
+def _search_word(name: str) -> str:
+    """The longest significant word of a name, for ``contact_name_contains``."""
+    words = [w for w in re.findall(r"[\w']+", name) if w.lower() not in _LEGAL_WORDS]
+    return max(words, key=len) if words else name

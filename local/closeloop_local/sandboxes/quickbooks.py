@@ -1,0 +1,1430 @@
+"""QuickBooks Online sandbox: a stateful local stand-in for Intuit's OAuth server and the Accounting API v3.
+
+One WSGI app serves both hosts on one port (their paths do not collide):
+
+* ``INTUIT_OAUTH_URL``   ``POST /oauth2/v1/tokens/bearer`` (refresh_token grant, Basic client auth)
+* ``QUICKBOOKS_API_URL`` ``/v3/company/{realmId}/...``: ``query`` (GET, or POST with the statement as the
+  body), ``customer``, ``vendor``, ``employee``, ``item``, ``invoice`` (``?operation=void|delete``,
+  ``/invoice/{id}/send``), ``payment``, ``batch``, ``cdc`` and ``preferences``.
+
+Behaviour follows Intuit's reference and the quirks the adapter must survive:
+- refresh tokens change about once a day (``rotate_after``): a refresh inside the window answers the same
+  value with a renewed 100-day life, a later one a new value; a superseded value keeps working for
+  ``superseded_grace`` seconds (answering the current pair); unused for 100 days, older than the 5-year hard
+  limit, or revoked is ``invalid_grant``. Access tokens live an hour; a bad or expired one gets the gateway's
+  lower-case ``{"fault":{"error":[…AuthenticationFailed…]}}`` 401;
+- DisplayName is unique (case-insensitively) across Customer, Vendor and Employee, active or not: 6240;
+  names must not contain ``:``, tab or newline; writes to an existing record need its current SyncToken
+  (5010 otherwise) and ``"sparse": true`` merges while a full update replaces; ``PrimaryTaxIdentifier`` is
+  write-only, masked on read (``XXXXXX56789``); a customer's currency is fixed at creation and its invoices
+  must use it;
+- the query language subset: ``select * | count(*) from E [where c and c …] [orderby f [asc|desc]]
+  [startposition n] [maxresults n]`` with ``=  < > <= >= IN LIKE``; ``OR`` and other syntax is a 4000
+  QueryParserError, a field the reference does not mark filterable a 4001; name lists (Customer, Vendor,
+  Employee, Item) answer active records only unless ``Active`` is filtered; MAXRESULTS is capped at 1000;
+- invoices are posted when created (no draft): ``Amount`` must equal ``Qty × UnitPrice`` (6070), tax per
+  line from TaxCodeRef and GlobalTaxCalculation, a percent DiscountLineDetail; DocNumber ≤21 chars and,
+  with custom transaction numbers on, unique (6140) unless ``include=allowduplicatedocnum``; a void zeroes
+  the amounts and prepends "Voided" to the PrivateNote; a Payment's ``Line[].LinkedTxn`` lowers the
+  invoice's Balance and links back from the invoice;
+- ``?requestid=`` (≤50 chars, ≤36 on /batch) replays the first response of a write; ``/batch`` takes ≤30
+  items; ``/cdc`` looks back ≤30 days and answers ≤``cdc_limit`` objects per entity;
+- 500 requests a minute per realm, 10 at once, 40 batch calls a minute: 429 ThrottleExceeded, with no
+  Retry-After (as Intuit documents none).
+Money is Decimal inside and an exact JSON number on the wire (``WireEncoder``).
+
+The ``/_sandbox/`` control API (no auth, never logged) resets state, reads the request log, customers,
+invoices and emails, injects faults, moves the clock and expires or revokes tokens. Injected faults apply
+before any other handling; ``QuickBooksDriver`` drives it as finance would for the shared e2e suite.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import sys
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+
+from werkzeug.wrappers import Request, Response
+
+from closeloop_local.sandboxes.base import Fault, SandboxServer, SandboxState, logged_request
+from closeloop_local.sandboxes.drivers import SeenCustomer, SeenInvoice
+from closeloop_local.sandboxes.xero import WireEncoder
+
+Row = dict[str, Any]
+
+DEFAULT_REALM_ID = "9341452391187452"
+DEFAULT_REFRESH_TOKEN = "AB11" + "0" * 46
+ACCESS_TOKEN_TTL = 3600
+REFRESH_TOKEN_TTL = 100 * 86400  # 100 days without use
+REFRESH_HARD_TTL = 5 * 365 * 86400  # the 5-year hard limit
+ROTATE_AFTER = 86400  # a new refresh token value about once a day
+MAX_RESULTS = 1000
+DEFAULT_RESULTS = 100
+BATCH_MAX_ITEMS = 30
+REQUEST_ID_MAX = 50
+BATCH_REQUEST_ID_MAX = 36
+CDC_LOOKBACK = 30 * 86400
+DOC_NUMBER_MAX = 21
+COMPANY_ZONE = timezone(timedelta(hours=-8))  # QBO answers in the company's zone (a Pacific-time company)
+CENT = Decimal("0.01")
+
+NAME_LISTS = ("Customer", "Vendor", "Employee")
+ACTIVE_BY_DEFAULT = frozenset({"Customer", "Vendor", "Employee", "Item"})
+META = ("MetaData.CreateTime", "MetaData.LastUpdatedTime")
+FILTERABLE: dict[str, frozenset[str]] = {
+    "Customer": frozenset(
+        {
+            "Id",
+            "DisplayName",
+            "GivenName",
+            "MiddleName",
+            "FamilyName",
+            "CompanyName",
+            "PrimaryEmailAddr",
+            "PrintOnCheckName",
+            "FullyQualifiedName",
+            "Active",
+            "Balance",
+            *META,
+        }
+    ),
+    "Vendor": frozenset({"Id", "DisplayName", "GivenName", "FamilyName", "CompanyName", "Active", *META}),
+    "Employee": frozenset({"Id", "DisplayName", "GivenName", "FamilyName", "Active", *META}),
+    "Item": frozenset({"Id", "Name", "Type", "Active", "FullyQualifiedName", *META}),
+    "Invoice": frozenset({"Id", "DocNumber", "TxnDate", "DueDate", "CustomerRef", "Balance", "TotalAmt", *META}),
+    "Payment": frozenset({"Id", "TxnDate", "CustomerRef", "TotalAmt", *META}),
+}
+ENTITY_PATHS = {name.lower(): name for name in FILTERABLE}
+
+#: TaxCode id -> (name, rate %): the US pair plus a few of a global company's codes.
+TAX_CODES: dict[str, tuple[str, Decimal]] = {
+    "TAX": ("Taxable", Decimal("10")),
+    "NON": ("Non-taxable", Decimal("0")),
+    "2": ("20.0% S", Decimal("20")),
+    "3": ("0.0% Z", Decimal("0")),
+    "4": ("Exempt", Decimal("0")),
+}
+GLOBAL_TAX = ("TaxExcluded", "TaxInclusive", "NotApplicable")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Errors and small helpers
+# ---------------------------------------------------------------------------------------------------------
+
+
+class ApiError(Exception):
+    """An error answer: HTTP status and a JSON body."""
+
+    def __init__(self, status: int, body: Row) -> None:
+        super().__init__(str(body))
+        self.status = status
+        self.body = body
+
+
+def fault_body(code: str, message: str, detail: str = "", kind: str = "ValidationFault") -> Row:
+    return {"Fault": {"Error": [{"Message": message, "Detail": detail, "code": code, "element": ""}], "type": kind}}
+
+
+def validation(code: str, message: str, detail: str = "") -> ApiError:
+    return ApiError(400, fault_body(code, message, detail))
+
+
+def business(detail: str) -> ApiError:
+    return validation("6000", "A business validation error has occurred while processing your request", detail)
+
+
+def not_found(what: str = "") -> ApiError:
+    return validation(
+        "610",
+        "Object Not Found",
+        "Object Not Found : Something you're trying to use has been made inactive. Check the fields with "
+        f"accounts, customers, items, vendors or employees.{(' ' + what) if what else ''}",
+    )
+
+
+def duplicate_name() -> ApiError:
+    return validation(
+        "6240",
+        "Duplicate Name Exists Error",
+        "The name supplied already exists. : Another customer, vendor or employee is already using this "
+        "name. Please use a different name.",
+    )
+
+
+def stale_object() -> ApiError:
+    return validation(
+        "5010",
+        "Stale Object Error",
+        "Stale Object Error : You and root were working on this at the same time. root finished before you "
+        "did, so your work was not saved.",
+    )
+
+
+def parser_error(detail: str) -> ApiError:
+    return validation("4000", "Error parsing query", f"QueryParserError: {detail}")
+
+
+def _dec(value: Any, name: str) -> Decimal:
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, bool) or value is None:
+        raise business(f"{name} is not a number")
+    try:
+        return Decimal(str(value))
+    except InvalidOperation as exc:
+        raise business(f"{name} is not a number") from exc
+
+
+def _money(value: Decimal) -> Decimal:
+    return value.quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def _stamp(epoch: float) -> str:
+    return datetime.fromtimestamp(int(epoch), COMPANY_ZONE).isoformat()
+
+
+def _parse_stamp(value: str) -> float | None:
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=COMPANY_ZONE)).timestamp()
+
+
+def mask_tax_id(value: str) -> str:
+    """QBO's masked read of a tax id: separators dropped, the last five characters kept (``XXXXXX56789``)."""
+    plain = re.sub(r"[^0-9A-Za-z]", "", value)
+    return "X" * max(len(value) - 5, 0) + plain[-5:]
+
+
+def _ref_value(value: Any) -> str:
+    return str(value.get("value", "")) if isinstance(value, dict) else ""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The query language subset
+# ---------------------------------------------------------------------------------------------------------
+
+_TOKEN = re.compile(
+    r"\s*(?:(?P<str>'(?:[^'\\]|\\.)*')|(?P<num>-?\d+(?:\.\d+)?)|(?P<op><=|>=|!=|=|<|>)|(?P<punct>[(),*])"
+    r"|(?P<word>[A-Za-z_][\w.]*))"
+)
+
+
+@dataclass
+class Condition:
+    field: str
+    op: str  # = < > <= >= != IN LIKE
+    values: list[Any]
+
+
+@dataclass
+class Query:
+    entity: str
+    count: bool
+    conditions: list[Condition]
+    order: str = "Id"
+    descending: bool = False
+    start: int = 1
+    max_results: int = DEFAULT_RESULTS
+
+
+def _tokens(text: str) -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    position = 0
+    text = text.strip().rstrip(";")
+    while position < len(text):
+        match = _TOKEN.match(text, position)
+        if match is None or match.end() == position:
+            raise parser_error(f'Encountered " "{text[position : position + 10]}" at position {position + 1}.')
+        position = match.end()
+        kind = match.lastgroup or ""
+        raw = match.group(kind)
+        if kind == "str":
+            out.append(("str", re.sub(r"\\(.)", r"\1", raw[1:-1])))
+        elif kind == "num":
+            out.append(("num", Decimal(raw)))
+        else:
+            out.append((kind, raw))
+    return out
+
+
+class QueryParser:
+    """Parses the subset above into a Query; anything else answers QBO's parser or validation error."""
+
+    def __init__(self, text: str) -> None:
+        self.tokens = _tokens(text)
+        self.i = 0
+
+    def _peek(self) -> tuple[str, Any] | None:
+        return self.tokens[self.i] if self.i < len(self.tokens) else None
+
+    def _next(self) -> tuple[str, Any]:
+        token = self._peek()
+        if token is None:
+            raise parser_error("Encountered <EOF> at end of query.")
+        self.i += 1
+        return token
+
+    def _keyword(self, *words: str) -> str | None:
+        token = self._peek()
+        if token and token[0] == "word" and str(token[1]).upper() in words:
+            self.i += 1
+            return str(token[1]).upper()
+        return None
+
+    def _expect(self, word: str) -> None:
+        if self._keyword(word) is None:
+            token = self._peek()
+            raise parser_error(f'Encountered "{token[1] if token else "<EOF>"}", expected {word}.')
+
+    def _unexpected(self) -> ApiError:
+        token = self._peek()
+        return parser_error(f'Encountered " "{token[1] if token else "<EOF>"}" " at line 1.')
+
+    def parse(self) -> Query:
+        self._expect("SELECT")
+        count = False
+        token = self._next()
+        if token == ("punct", "*"):
+            pass
+        elif token[0] == "word" and str(token[1]).upper() == "COUNT":
+            if [self._next(), self._next(), self._next()] != [("punct", "("), ("punct", "*"), ("punct", ")")]:
+                raise parser_error("count(*) is the only aggregate.")
+            count = True
+        else:
+            raise parser_error(f'Encountered "{token[1]}": only select * and count(*) are supported here.')
+        self._expect("FROM")
+        kind, entity = self._next()
+        name = ENTITY_PATHS.get(str(entity).lower()) if kind == "word" else None
+        if name is None:
+            raise validation("4001", "Invalid query", f"QueryValidationError: Entity {entity} is not supported")
+        query = Query(name, count, [])
+        if self._keyword("WHERE"):
+            query.conditions.append(self._condition(name))
+            while self._keyword("AND"):
+                query.conditions.append(self._condition(name))
+        if self._keyword("ORDERBY") or (self._keyword("ORDER") and self._keyword("BY")):
+            query.order = self._field(name)
+            query.descending = self._keyword("DESC", "ASC") == "DESC"
+        if self._keyword("STARTPOSITION"):
+            query.start = max(1, self._number())
+        if self._keyword("MAXRESULTS"):
+            query.max_results = min(MAX_RESULTS, max(1, self._number()))
+        if self._peek() is not None:
+            raise self._unexpected()
+        return query
+
+    def _number(self) -> int:
+        kind, value = self._next()
+        if kind != "num":
+            raise parser_error(f'Encountered "{value}", expected a number.')
+        return int(value)
+
+    def _field(self, entity: str) -> str:
+        kind, value = self._next()
+        if kind != "word":
+            raise parser_error(f'Encountered "{value}", expected a property.')
+        name = str(value)
+        known = {f.lower(): f for f in FILTERABLE[entity]}
+        if name.lower() not in known:
+            raise validation("4001", "Invalid query", f"QueryValidationError: property '{name}' is not queryable")
+        return known[name.lower()]
+
+    def _literal(self) -> Any:
+        kind, value = self._next()
+        if kind in ("str", "num"):
+            return value
+        if kind == "word" and str(value).lower() in ("true", "false"):
+            return str(value).lower() == "true"
+        raise parser_error(f'Encountered "{value}", expected a literal.')
+
+    def _condition(self, entity: str) -> Condition:
+        name = self._field(entity)
+        token = self._next()
+        if token[0] == "op":
+            return Condition(name, str(token[1]), [self._literal()])
+        word = str(token[1]).upper() if token[0] == "word" else ""
+        if word == "LIKE":
+            return Condition(name, "LIKE", [self._literal()])
+        if word == "IN":
+            if self._next() != ("punct", "("):
+                raise parser_error("IN needs a parenthesised list.")
+            values = [self._literal()]
+            while (sep := self._next()) == ("punct", ","):
+                values.append(self._literal())
+            if sep != ("punct", ")"):
+                raise parser_error(f'Encountered "{sep[1]}" in an IN list.')
+            return Condition(name, "IN", values)
+        raise parser_error(f'Encountered " "{token[1]}" " at line 1. Only AND of simple conditions is supported.')
+
+
+def _field_value(row: Row, name: str) -> Any:
+    value: Any = row
+    for part in name.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    if isinstance(value, dict):
+        return value.get("Address", value.get("value"))
+    return value
+
+
+def _comparable(name: str, value: Any) -> Any:  # noqa: PLR0911 - one return per value family
+    if value is None:
+        return None
+    if name.startswith("MetaData."):
+        return _parse_stamp(str(value))
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, Decimal | int) or name in ("Balance", "TotalAmt"):
+        try:
+            return Decimal(str(value))
+        except InvalidOperation:
+            return None
+    if name == "Id" and str(value).isdigit():
+        return Decimal(str(value))
+    return str(value).casefold()
+
+
+def _matches(row: Row, condition: Condition) -> bool:
+    left = _comparable(condition.field, _field_value(row, condition.field))
+    rights = [_comparable(condition.field, v) for v in condition.values]
+    if condition.op == "LIKE":
+        pattern = "^" + ".*".join(re.escape(part) for part in str(condition.values[0]).casefold().split("%")) + "$"
+        return left is not None and re.match(pattern, str(left), re.DOTALL) is not None
+    if condition.op == "IN":
+        return left in rights
+    right = rights[0]
+    if left is None or right is None:
+        return False
+    try:
+        return bool(
+            {
+                "=": left == right,
+                "!=": left != right,
+                "<": left < right,
+                ">": left > right,
+                "<=": left <= right,
+                ">=": left >= right,
+            }[condition.op]
+        )
+    except TypeError:
+        return False
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    return (1, "") if value is None else (0, value)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# State
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RefreshToken:
+    value: str
+    chain_started: float
+    issued_at: float
+    expires_at: float
+    superseded_at: float | None = None
+    successor: str | None = None
+    revoked: bool = False
+
+
+@dataclass
+class Record:
+    """One stored entity: the QBO fields (private ``_`` keys are never rendered) and its creation order."""
+
+    data: Row
+    seq: int
+    created: float
+    updated: float
+
+
+@dataclass
+class Limits:
+    """Per-realm minute window, concurrency, and batch-per-minute window."""
+
+    minute: int
+    concurrent: int
+    batch_minute: int
+    calls: deque[float] = field(default_factory=deque)
+    batches: deque[float] = field(default_factory=deque)
+    in_flight: int = 0
+
+    def acquire(self, now: float, batch: bool) -> bool:
+        for window in (self.calls, self.batches):
+            while window and window[0] <= now - 60:
+                window.popleft()
+        if len(self.calls) >= self.minute or self.in_flight >= self.concurrent:
+            return False
+        if batch and len(self.batches) >= self.batch_minute:
+            return False
+        self.calls.append(now)
+        if batch:
+            self.batches.append(now)
+        self.in_flight += 1
+        return True
+
+    def release(self) -> None:
+        self.in_flight = max(0, self.in_flight - 1)
+
+
+class QuickBooksSandbox:
+    """A stateful QuickBooks Online company (one realm) plus Intuit's token endpoint, as a WSGI app."""
+
+    def __init__(
+        self,
+        client_id: str = "sandbox-qbo-client-id",
+        client_secret: str = "sandbox-qbo-client-secret",
+        realm_id: str = DEFAULT_REALM_ID,
+        refresh_token: str = DEFAULT_REFRESH_TOKEN,
+        *,
+        minute_limit: int = 500,
+        concurrent_limit: int = 10,
+        batch_minute_limit: int = 40,
+        rotate_after: float = ROTATE_AFTER,
+        superseded_grace: float = 86400,
+        cdc_limit: int = 1000,
+        custom_txn_numbers: bool = True,
+        home_currency: str = "USD",
+        multicurrency: bool = True,
+    ) -> None:
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.realm_id = realm_id
+        self.initial_refresh_token = refresh_token
+        self.rotate_after = rotate_after
+        self.superseded_grace = superseded_grace
+        self.cdc_limit = cdc_limit
+        self.custom_txn_numbers = custom_txn_numbers
+        self.home_currency = home_currency
+        self.multicurrency = multicurrency
+        self._limit_args = (minute_limit, concurrent_limit, batch_minute_limit)
+        self.state = SandboxState()
+        self._init_data()
+
+    # ---- state ------------------------------------------------------------------------------------------
+
+    def _init_data(self) -> None:
+        now = self._now()
+        self.tables: dict[str, dict[str, Record]] = {name: {} for name in FILTERABLE}
+        self.deleted: dict[str, Record] = {}  # invoice tombstones, for CDC
+        self._seq = 0
+        self._access: dict[str, float] = {}
+        self._refresh: dict[str, RefreshToken] = {
+            self.initial_refresh_token: RefreshToken(self.initial_refresh_token, now, now, now + REFRESH_TOKEN_TTL)
+        }
+        self._replays: dict[str, tuple[int, bytes]] = {}
+        self._emails: list[Row] = []
+        self._limits = Limits(*self._limit_args)
+        self._next_doc = 1001
+
+    def reset(self) -> None:
+        """Forget data, tokens, limits, the request log and faults (the clock keeps its offset)."""
+        with self.state.lock:
+            self.state.reset_log()
+            self._init_data()
+
+    def _now(self) -> float:
+        return self.state.clock.now()
+
+    def _next_id(self) -> str:
+        self._seq += 1
+        return str(self._seq)
+
+    # ---- helpers for tests and the driver ---------------------------------------------------------------
+
+    def rows(self, entity: str) -> list[Row]:
+        """Every stored record of ``entity`` as the API renders it, oldest first (inactive too)."""
+        with self.state.lock:
+            return [self._render(entity, rec) for rec in sorted(self.tables[entity].values(), key=lambda r: r.seq)]
+
+    def raw_tax_id(self, customer_id: str) -> str:
+        """The unmasked tax id the API only ever shows masked."""
+        with self.state.lock:
+            rec = self.tables["Customer"].get(customer_id)
+            return str(rec.data.get("_tax", "")) if rec else ""
+
+    def emails(self) -> list[Row]:
+        with self.state.lock:
+            return [dict(e) for e in self._emails]
+
+    def seed(self, entity: str, **fields: Any) -> Row:
+        """Create a record directly, with the API's rules; raises ValueError when QBO would refuse."""
+        with self.state.lock:
+            try:
+                return self._render(entity, self._create(entity, fields))
+            except ApiError as err:
+                raise ValueError(json.dumps(err.body)) from err
+
+    def void_invoice(self, invoice_id: str) -> Row:
+        with self.state.lock:
+            rec = self.tables["Invoice"][invoice_id]
+            return self._render("Invoice", self._void(rec))
+
+    @property
+    def current_refresh_token(self) -> str | None:
+        with self.state.lock:
+            now = self._now()
+            live = [t for t in self._refresh.values() if t.successor is None and self._usable(t, now)]
+            return max(live, key=lambda t: t.issued_at).value if live else None
+
+    def expire_access_tokens(self) -> None:
+        with self.state.lock:
+            now = self._now()
+            for token in self._access:
+                self._access[token] = min(self._access[token], now - 1)
+
+    def revoke_refresh_tokens(self) -> None:
+        with self.state.lock:
+            for token in self._refresh.values():
+                token.revoked = True
+
+    # ---- WSGI -------------------------------------------------------------------------------------------
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        request = Request(environ)
+        if request.path.startswith("/_sandbox/"):
+            response = self._control(request)
+        else:
+            entry = logged_request(request)
+            self.state.log(entry)
+            try:
+                response = self._dispatch(request)
+            except Exception:  # a sandbox bug must still answer like QBO, and be visible in the test output
+                traceback.print_exc(file=sys.stderr)
+                response = self._json(fault_body("10000", "An application error has occurred", "", "SystemFault"), 500)
+            with self.state.lock:
+                entry.status = response.status_code
+        result: Iterable[bytes] = response(environ, start_response)
+        return result
+
+    @staticmethod
+    def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+        return Response(
+            json.dumps(payload, cls=WireEncoder, default=str),
+            status=status,
+            headers=headers or {},
+            content_type="application/json;charset=UTF-8",
+        )
+
+    def _dispatch(self, request: Request) -> Response:
+        fault = self.state.take_fault(request.method, request.path)
+        if fault is not None and fault.status:
+            return self._fault_response(fault)
+        if fault is not None:
+            time.sleep(fault.delay)
+        if request.path == "/oauth2/v1/tokens/bearer" and request.method == "POST":
+            return self._token(request)
+        match = re.match(r"^/v3/company/(?P<realm>[^/]+)/(?P<tail>.+)$", request.path)
+        if match is None:
+            return Response("Not Found", status=404, content_type="text/plain")
+        return self._api(request, match.group("realm"), match.group("tail").strip("/"))
+
+    @staticmethod
+    def _fault_response(fault: Fault) -> Response:
+        time.sleep(fault.delay)
+        body = fault.body
+        if body is None and fault.status == 429:
+            body = fault_body(
+                "3001", "message=ThrottleExceeded; errorCode=003001; statusCode=429", "", "ThrottlingFault"
+            )
+        if body is None or isinstance(body, str | bytes):
+            return Response(body or b"", status=fault.status, headers=fault.headers, content_type="text/plain")
+        return Response(json.dumps(body), status=fault.status, headers=fault.headers, content_type="application/json")
+
+    # ---- OAuth ------------------------------------------------------------------------------------------
+
+    def _usable(self, token: RefreshToken, now: float) -> bool:
+        if token.revoked or now >= token.expires_at or now >= token.chain_started + REFRESH_HARD_TTL:
+            return False
+        return token.superseded_at is None or now - token.superseded_at <= self.superseded_grace
+
+    def _token(self, request: Request) -> Response:
+        auth = request.authorization
+        if (
+            auth is None
+            or auth.type != "basic"
+            or (auth.username, auth.password) != (self.client_id, self.client_secret)
+        ):
+            return self._json({"error": "invalid_client"}, 401)
+        if request.form.get("grant_type") != "refresh_token":
+            return self._json({"error": "unsupported_grant_type"}, 400)
+        with self.state.lock:
+            now = self._now()
+            token = self._refresh.get(request.form.get("refresh_token", ""))
+            if token is None or not self._usable(token, now):
+                return self._json({"error": "invalid_grant"}, 400)
+            while token.successor is not None:  # a superseded value in its grace answers the current pair
+                token = self._refresh[token.successor]
+            if now - token.issued_at >= self.rotate_after:
+                fresh = RefreshToken("AB11" + secrets.token_hex(23), token.chain_started, now, now + REFRESH_TOKEN_TTL)
+                self._refresh[fresh.value] = fresh
+                token.superseded_at, token.successor = now, fresh.value
+                token = fresh
+            else:
+                token.expires_at = now + REFRESH_TOKEN_TTL
+            access = "eyJlbmMiOiJBMTI4Q0JDLUhTMjU2IiwiYWxnIjoiZGlyIn0.." + secrets.token_urlsafe(48)
+            self._access[access] = now + ACCESS_TOKEN_TTL
+            body = {
+                "token_type": "bearer",
+                "access_token": access,
+                "expires_in": ACCESS_TOKEN_TTL,
+                "refresh_token": token.value,
+                "x_refresh_token_expires_in": int(min(token.expires_at, token.chain_started + REFRESH_HARD_TTL) - now),
+            }
+        return self._json(body, 200, {"Cache-Control": "no-cache, no-store", "Pragma": "no-cache"})
+
+    # ---- the API pipeline: auth -> realm -> limits -> requestid replay -> handler ------------------------
+
+    def _api(self, request: Request, realm: str, tail: str) -> Response:
+        tid = {"intuit_tid": secrets.token_hex(16)}
+        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+        with self.state.lock:
+            expires = self._access.get(value.strip()) if scheme.lower() == "bearer" else None
+            now = self._now()
+        if expires is None or expires <= now:
+            detail = "Token expired: " + value[-12:] if expires is not None else "Token invalid"
+            return self._json(
+                {
+                    "warnings": None,
+                    "intuitObject": None,
+                    "fault": {
+                        "error": [
+                            {
+                                "message": "message=AuthenticationFailed; errorCode=003200; statusCode=401",
+                                "detail": detail,
+                                "code": "3200",
+                                "element": None,
+                            }
+                        ],
+                        "type": "AUTHENTICATION",
+                    },
+                    "time": int(now * 1000),
+                },
+                401,
+                {**tid, "WWW-Authenticate": 'Bearer realm="Intuit"'},
+            )
+        if realm != self.realm_id:
+            body = fault_body(
+                "3100", "message=ApplicationAuthorizationFailed; errorCode=003100; statusCode=403", "", "AUTHORIZATION"
+            )
+            return self._json(body, 403, tid)
+        batch = tail == "batch"
+        with self.state.lock:
+            allowed = self._limits.acquire(self._now(), batch)
+        if not allowed:
+            body = fault_body(
+                "3001", "message=ThrottleExceeded; errorCode=003001; statusCode=429", "", "ThrottlingFault"
+            )
+            return self._json(body, 429, tid)
+        try:
+            response = self._replayable(request, tail, batch)
+        finally:
+            with self.state.lock:
+                self._limits.release()
+        response.headers.update(tid)
+        return response
+
+    def _replayable(self, request: Request, tail: str, batch: bool) -> Response:
+        requestid = request.args.get("requestid")
+        if requestid is None or request.method != "POST":
+            return self._invoke(request, tail)
+        if len(requestid) > (BATCH_REQUEST_ID_MAX if batch else REQUEST_ID_MAX):
+            return self._json(fault_body("6000", "requestid is too long", f"requestid: {requestid}"), 400)
+        with self.state.lock:
+            replay = self._replays.get(requestid)
+            if replay is not None:
+                return Response(replay[1], status=replay[0], content_type="application/json;charset=UTF-8")
+            response = self._invoke(request, tail)
+            self._replays[requestid] = (response.status_code, response.get_data())
+            return response
+
+    def _invoke(self, request: Request, tail: str) -> Response:
+        with self.state.lock:
+            try:
+                payload = self._route(request, tail)
+            except ApiError as error:
+                return self._json({**error.body, "time": _stamp(self._now())}, error.status)
+            if isinstance(payload, Response):
+                return payload
+            return self._json({**payload, "time": _stamp(self._now())})
+
+    def _body(self, request: Request) -> Row:
+        try:
+            body = json.loads(request.get_data() or b"{}", parse_float=Decimal)
+        except ValueError as exc:
+            raise validation("2500", "Invalid Request", "Request has invalid or unsupported property") from exc
+        if not isinstance(body, dict):
+            raise validation("2500", "Invalid Request", "Request body must be an object")
+        return body
+
+    def _route(self, request: Request, tail: str) -> Row | Response:  # noqa: PLR0911 - one return per route
+        parts = tail.split("/")
+        method = request.method
+        if parts == ["query"]:
+            statement = request.args.get("query") if method == "GET" else request.get_data(as_text=True)
+            return {"QueryResponse": self._query(statement or "")}
+        if parts == ["batch"] and method == "POST":
+            return self._batch(self._body(request))
+        if parts == ["cdc"] and method == "GET":
+            return self._cdc(request)
+        if parts == ["preferences"] and method == "GET":
+            return self._preferences()
+        entity = ENTITY_PATHS.get(parts[0].lower())
+        if entity is None:
+            return Response("Not Found", status=404, content_type="text/plain")
+        if len(parts) == 2 and method == "GET":
+            rec = self.tables[entity].get(parts[1])
+            if rec is None:
+                raise not_found()
+            return {entity: self._render(entity, rec)}
+        if len(parts) == 3 and parts[2] == "send" and entity == "Invoice" and method == "POST":
+            return {"Invoice": self._send(parts[1], request.args.get("sendTo"))}
+        if len(parts) == 1 and method == "POST":
+            operation = request.args.get("operation", "")
+            sent = self._body(request)
+            allow_dup = request.args.get("include") == "allowduplicatedocnum"
+            return {entity: self._write(entity, operation, sent, allow_dup)}
+        return Response("Not Found", status=404, content_type="text/plain")
+
+    # ---- writes -----------------------------------------------------------------------------------------
+
+    def _write(self, entity: str, operation: str, sent: Row, allow_dup: bool = False) -> Row:
+        if operation in ("void", "delete"):
+            if entity != "Invoice":
+                raise business(f"operation={operation} is not supported for {entity} here")
+            rec = self._current(entity, sent)
+            if operation == "void":
+                return self._render(entity, self._void(rec))
+            del self.tables[entity][rec.data["Id"]]
+            rec.updated = self._now()
+            self.deleted[rec.data["Id"]] = rec
+            return {"Id": rec.data["Id"], "status": "Deleted", "domain": "QBO"}
+        if operation not in ("", "create", "update"):
+            raise business(f"unknown operation {operation}")
+        if sent.get("Id"):
+            return self._render(entity, self._update(entity, sent, allow_dup))
+        return self._render(entity, self._create(entity, sent, allow_dup))
+
+    def _current(self, entity: str, sent: Row) -> Record:
+        rec = self.tables[entity].get(str(sent.get("Id", "")))
+        if rec is None:
+            raise not_found()
+        if str(sent.get("SyncToken", "")) != str(rec.data["SyncToken"]):
+            raise stale_object()
+        return rec
+
+    def _create(self, entity: str, sent: Row, allow_dup: bool = False) -> Record:
+        data = {k: v for k, v in sent.items() if k not in ("Id", "SyncToken", "MetaData", "sparse", "domain")}
+        now = self._now()
+        data = self._validate(entity, data, None, allow_dup)
+        data.update(Id=self._next_id(), SyncToken="0")
+        rec = Record(data, self._seq, now, now)
+        self.tables[entity][data["Id"]] = rec
+        if entity == "Payment":
+            self._apply_payment(rec)
+        return rec
+
+    def _update(self, entity: str, sent: Row, allow_dup: bool) -> Record:
+        rec = self._current(entity, sent)
+        if entity == "Payment":
+            raise business("Payment updates are not supported by this sandbox")
+        changes = {k: v for k, v in sent.items() if k not in ("Id", "SyncToken", "MetaData", "sparse", "domain")}
+        if sent.get("sparse") is True:
+            merged = {**rec.data, **changes}
+        else:  # a full update: omitted writable fields are cleared
+            merged = {k: v for k, v in rec.data.items() if k.startswith("_") or k in ("Id", "SyncToken")}
+            merged.update(changes)
+            if entity == "Invoice":
+                merged.update(LinkedTxn=rec.data.get("LinkedTxn", []), Balance=rec.data.get("Balance"))
+        rec.data = self._validate(entity, merged, rec, allow_dup)
+        self._touch(rec)
+        return rec
+
+    def _touch(self, rec: Record) -> None:
+        rec.data["SyncToken"] = str(int(rec.data["SyncToken"]) + 1)
+        rec.updated = self._now()
+
+    def _validate(self, entity: str, data: Row, current: Record | None, allow_dup: bool) -> Row:
+        if entity in NAME_LISTS:
+            return self._validate_name_list(entity, data, current)
+        if entity == "Item":
+            return self._validate_item(data, current)
+        if entity == "Invoice":
+            return self._validate_invoice(data, current, allow_dup)
+        return self._validate_payment(data)
+
+    def _name_taken(self, name: str, own: Record | None) -> bool:
+        wanted = name.strip().casefold()
+        return any(
+            rec is not own and str(rec.data.get("DisplayName", "")).strip().casefold() == wanted
+            for table in NAME_LISTS
+            for rec in self.tables[table].values()
+        )
+
+    def _validate_name_list(self, entity: str, data: Row, current: Record | None) -> Row:
+        parts = ("Title", "GivenName", "MiddleName", "FamilyName", "Suffix")
+        name = str(data.get("DisplayName") or " ".join(str(data[p]) for p in parts if data.get(p))).strip()
+        if not name:
+            raise validation(
+                "6000",
+                "A business validation error has occurred while processing your request",
+                "Business Validation Error: You must fill out at least one split line, or a name.",
+            )
+        for part in ("DisplayName", *parts):
+            if any(c in str(data.get(part) or "") for c in ":\t\n"):
+                raise validation(
+                    "6000",
+                    "A business validation error has occurred while processing your request",
+                    f"Invalid character in {part}: names cannot contain a colon, tab or newline.",
+                )
+        if self._name_taken(name, current):
+            raise duplicate_name()
+        email = _field_value(data, "PrimaryEmailAddr")
+        if email and ("@" not in str(email) or "." not in str(email)):
+            raise validation("2170", "Invalid Email Address format", f"Invalid Email Address format: {email}")
+        data["DisplayName"] = name
+        data.setdefault("PrintOnCheckName", name)
+        data.setdefault("Active", True)
+        if entity == "Customer":
+            tax = data.pop("PrimaryTaxIdentifier", None)
+            if tax and not str(tax).startswith("XX"):
+                data["_tax"] = str(tax)
+            currency = _ref_value(data.get("CurrencyRef")) or self.home_currency
+            if current is not None and _ref_value(current.data.get("CurrencyRef")) != currency:
+                raise business("The currency of a customer cannot be changed.")
+            if currency != self.home_currency and not self.multicurrency:
+                raise business("Multicurrency is not enabled for this company.")
+            data["CurrencyRef"] = {"value": currency}
+        return data
+
+    def _validate_item(self, data: Row, current: Record | None) -> Row:
+        name = str(data.get("Name") or "").strip()
+        if not name:
+            raise validation(
+                "2020",
+                "Required param missing, need to supply the required value for the API",
+                "Required parameter Name is missing in the request",
+            )
+        wanted = name.casefold()
+        if any(r is not current and str(r.data["Name"]).casefold() == wanted for r in self.tables["Item"].values()):
+            raise duplicate_name()
+        data.setdefault("Type", "Service")
+        data.setdefault("Active", True)
+        if data.get("UnitPrice") is not None:
+            data["UnitPrice"] = _dec(data["UnitPrice"], "UnitPrice")
+        return data
+
+    def _customer(self, ref: Any) -> Record:
+        rec = self.tables["Customer"].get(_ref_value(ref))
+        if rec is None or rec.data.get("Active") is False:
+            raise not_found("CustomerRef")
+        return rec
+
+    def _validate_invoice(self, data: Row, current: Record | None, allow_dup: bool) -> Row:
+        customer = self._customer(data.get("CustomerRef"))
+        currency = _ref_value(data.get("CurrencyRef")) or self.home_currency
+        if currency != _ref_value(customer.data.get("CurrencyRef")):
+            raise business(f"The currency {currency} does not match the customer's currency.")
+        data["CurrencyRef"] = {"value": currency}
+        calc = str(data.get("GlobalTaxCalculation") or "TaxExcluded")
+        if calc not in GLOBAL_TAX:
+            raise validation("2500", "Invalid Enumeration", f"GlobalTaxCalculation: {calc}")
+        data["GlobalTaxCalculation"] = calc
+        self._doc_number(data, current, allow_dup)
+        for key in ("TxnDate", "DueDate"):
+            if data.get(key):
+                try:
+                    date.fromisoformat(str(data[key]))
+                except ValueError as exc:
+                    raise validation("2040", "Invalid Date", f"{key}: {data[key]}") from exc
+        data.setdefault("TxnDate", datetime.fromtimestamp(self._now(), COMPANY_ZONE).date().isoformat())
+        self._compute(data)
+        paid = sum((p for p in self._payments_of(current)), Decimal(0)) if current else Decimal(0)
+        data["Balance"] = data["TotalAmt"] - paid
+        data.setdefault("LinkedTxn", [])
+        email = _field_value(customer.data, "PrimaryEmailAddr")
+        if email and not data.get("BillEmail"):
+            data["BillEmail"] = {"Address": email}
+        data.setdefault("EmailStatus", "NotSet")
+        return data
+
+    def _payments_of(self, invoice: Record) -> list[Decimal]:
+        amounts: list[Decimal] = []
+        for txn in invoice.data.get("LinkedTxn") or []:
+            payment = self.tables["Payment"].get(str(txn.get("TxnId")))
+            if txn.get("TxnType") == "Payment" and payment is not None:
+                for line in payment.data.get("Line") or []:
+                    if any(t.get("TxnId") == invoice.data["Id"] for t in line.get("LinkedTxn") or []):
+                        amounts.append(_dec(line.get("Amount"), "Amount"))
+        return amounts
+
+    def _doc_number(self, data: Row, current: Record | None, allow_dup: bool) -> None:
+        doc = data.get("DocNumber")
+        if doc in (None, ""):
+            if current is None and not self.custom_txn_numbers:
+                data["DocNumber"] = str(self._next_doc)
+                self._next_doc += 1
+            return
+        doc = str(doc)
+        if len(doc) > DOC_NUMBER_MAX:
+            raise validation(
+                "2050",
+                "String length is either shorter or longer than supported by specification",
+                f"DocNumber: Min:0 Max:{DOC_NUMBER_MAX} supported, found:{len(doc)}",
+            )
+        taken = any(
+            rec is not current and str(rec.data.get("DocNumber") or "") == doc
+            for rec in self.tables["Invoice"].values()
+        )
+        if taken and self.custom_txn_numbers and not allow_dup:
+            raise validation(
+                "6140",
+                "Duplicate Document Number Error",
+                "Duplicate Document Number Error : You must specify a different number. This number has already "
+                f"been used. DocNumber={doc}",
+            )
+
+    def _compute(self, data: Row) -> None:
+        """Line amounts, discount, per-line tax and totals, as QBO computes them (to the cent)."""
+        calc = data["GlobalTaxCalculation"]
+        sales: list[Row] = []
+        discount: Row | None = None
+        for raw in data.get("Line") or []:
+            kind = raw.get("DetailType")
+            if kind == "SalesItemLineDetail":
+                sales.append(self._sales_line(raw))
+            elif kind == "DiscountLineDetail":
+                discount = raw
+            elif kind != "SubTotalLineDetail":
+                raise validation("2500", "Invalid Enumeration", f"Line.DetailType: {kind}")
+        if not sales:
+            raise validation(
+                "6000",
+                "A business validation error has occurred while processing your request",
+                "Business Validation Error: You must fill out at least one split line.",
+            )
+        subtotal = sum((_dec(line["Amount"], "Amount") for line in sales), Decimal(0))
+        pct = Decimal(0)
+        lines: list[Row] = sales
+        if discount is not None:
+            detail = discount.get("DiscountLineDetail") or {}
+            pct = (
+                _dec(detail.get("DiscountPercent", 0), "DiscountPercent") if detail.get("PercentBased") else Decimal(0)
+            )
+            amount = (
+                _money(subtotal * pct / 100) if detail.get("PercentBased") else _dec(discount.get("Amount"), "Amount")
+            )
+            pct = amount / subtotal * 100 if subtotal else Decimal(0)
+            discount = {"DetailType": "DiscountLineDetail", "Amount": amount, "DiscountLineDetail": detail}
+        tax = Decimal(0)
+        for line in sales:
+            code = _ref_value(line["SalesItemLineDetail"].get("TaxCodeRef"))
+            rate = TAX_CODES[code][1] if code else Decimal(0)
+            base = _dec(line["Amount"], "Amount") * (100 - pct) / 100
+            if calc == "TaxExcluded":
+                tax += _money(base * rate / 100)
+            elif calc == "TaxInclusive":
+                tax += _money(base - base / (1 + rate / 100))
+        discount_amount = discount["Amount"] if discount else Decimal(0)
+        total = subtotal - discount_amount + (tax if calc == "TaxExcluded" else Decimal(0))
+        for number, line in enumerate(lines, start=1):
+            line.update(Id=str(number), LineNum=number)
+        data["Line"] = [*lines, {"DetailType": "SubTotalLineDetail", "Amount": subtotal, "SubTotalLineDetail": {}}]
+        if discount:
+            data["Line"].append(discount)
+        data["TxnTaxDetail"] = {"TotalTax": tax}
+        data["TotalAmt"] = _money(total)
+
+    def _sales_line(self, raw: Row) -> Row:
+        detail = dict(raw.get("SalesItemLineDetail") or {})
+        item = self.tables["Item"].get(_ref_value(detail.get("ItemRef")))
+        if item is None or item.data.get("Active") is False:
+            raise not_found("ItemRef")
+        if raw.get("Amount") is None:
+            raise validation(
+                "2020",
+                "Required param missing, need to supply the required value for the API",
+                "Required parameter Line.Amount is missing in the request",
+            )
+        amount = _dec(raw["Amount"], "Amount")
+        qty = _dec(detail.get("Qty", 1), "Qty")
+        price = detail.get("UnitPrice", item.data.get("UnitPrice"))
+        if price is not None and _money(qty * _dec(price, "UnitPrice")) != amount:
+            raise validation(
+                "6070",
+                "Amount is not equal to UnitPrice * Qty",
+                f"Amount is not equal to UnitPrice * Qty. Supplied value:{amount}",
+            )
+        code = _ref_value(detail.get("TaxCodeRef")) or _ref_value(item.data.get("SalesTaxCodeRef"))
+        if code and code not in TAX_CODES:
+            raise not_found("TaxCodeRef")
+        detail["ItemRef"] = {"value": item.data["Id"], "name": item.data["Name"]}
+        if code:
+            detail["TaxCodeRef"] = {"value": code}
+        detail["Qty"] = qty
+        if price is not None:
+            detail["UnitPrice"] = _dec(price, "UnitPrice")
+        return {
+            "DetailType": "SalesItemLineDetail",
+            "Amount": amount,
+            "Description": raw.get("Description", item.data.get("Description", "")),
+            "SalesItemLineDetail": detail,
+        }
+
+    def _void(self, rec: Record) -> Record:
+        if any(t.get("TxnType") == "Payment" for t in rec.data.get("LinkedTxn") or []):
+            raise business("This transaction is linked to a payment; delete or unlink the payment first.")
+        for line in rec.data["Line"]:
+            line["Amount"] = Decimal(0)
+            if "SalesItemLineDetail" in line:
+                line["SalesItemLineDetail"]["Qty"] = Decimal(0)
+        note = str(rec.data.get("PrivateNote") or "")
+        rec.data.update(
+            TotalAmt=Decimal(0),
+            Balance=Decimal(0),
+            TxnTaxDetail={"TotalTax": Decimal(0)},
+            PrivateNote=f"Voided - {note}" if note else "Voided",
+        )
+        self._touch(rec)
+        return rec
+
+    def _validate_payment(self, data: Row) -> Row:
+        customer = self._customer(data.get("CustomerRef"))
+        total = _dec(data.get("TotalAmt"), "TotalAmt")
+        applied = Decimal(0)
+        for line in data.get("Line") or []:
+            amount = _dec(line.get("Amount"), "Amount")
+            for txn in line.get("LinkedTxn") or []:
+                invoice = self.tables["Invoice"].get(str(txn.get("TxnId")))
+                if txn.get("TxnType") != "Invoice" or invoice is None:
+                    raise not_found("LinkedTxn")
+                if _ref_value(invoice.data["CustomerRef"]) != customer.data["Id"]:
+                    raise business("The payment's customer is not the invoice's customer.")
+                if amount > invoice.data["Balance"]:
+                    raise business(f"The payment amount {amount} exceeds the invoice's open balance.")
+            applied += amount
+        if applied > total:
+            raise business("The amount applied exceeds the payment's TotalAmt.")
+        data["TotalAmt"] = total
+        data["UnappliedAmt"] = total - applied
+        data.setdefault("TxnDate", datetime.fromtimestamp(self._now(), COMPANY_ZONE).date().isoformat())
+        data["CurrencyRef"] = customer.data["CurrencyRef"]
+        return data
+
+    def _apply_payment(self, payment: Record) -> None:
+        for line in payment.data.get("Line") or []:
+            for txn in line.get("LinkedTxn") or []:
+                invoice = self.tables["Invoice"][str(txn["TxnId"])]
+                invoice.data["Balance"] -= _dec(line["Amount"], "Amount")
+                invoice.data["LinkedTxn"].append({"TxnId": payment.data["Id"], "TxnType": "Payment"})
+                self._touch(invoice)
+
+    def _send(self, invoice_id: str, send_to: str | None) -> Row:
+        rec = self.tables["Invoice"].get(invoice_id)
+        if rec is None:
+            raise not_found()
+        address = send_to or _field_value(rec.data, "BillEmail")
+        if not address:
+            raise validation(
+                "6000",
+                "A business validation error has occurred while processing your request",
+                "Business Validation Error: An email address is required to send this invoice.",
+            )
+        self._emails.append({"InvoiceId": invoice_id, "To": str(address), "at": self._now()})
+        rec.data.update(
+            EmailStatus="EmailSent", DeliveryInfo={"DeliveryType": "Email", "DeliveryTime": _stamp(self._now())}
+        )
+        if send_to:
+            rec.data["BillEmail"] = {"Address": send_to}
+        self._touch(rec)
+        return self._render("Invoice", rec)
+
+    # ---- reads ------------------------------------------------------------------------------------------
+
+    def _render(self, entity: str, rec: Record) -> Row:
+        out = {k: v for k, v in rec.data.items() if not k.startswith("_")}
+        out.update(domain="QBO", sparse=False)
+        out["MetaData"] = {"CreateTime": _stamp(rec.created), "LastUpdatedTime": _stamp(rec.updated)}
+        if entity in NAME_LISTS:
+            out["FullyQualifiedName"] = out["DisplayName"]
+        if entity == "Customer":
+            if rec.data.get("_tax"):
+                out["PrimaryTaxIdentifier"] = mask_tax_id(rec.data["_tax"])
+            out["Balance"] = sum(
+                (
+                    i.data["Balance"]
+                    for i in self.tables["Invoice"].values()
+                    if _ref_value(i.data["CustomerRef"]) == rec.data["Id"]
+                ),
+                Decimal(0),
+            )
+        if entity == "Item":
+            out["FullyQualifiedName"] = out["Name"]
+        return json.loads(json.dumps(out, cls=WireEncoder), parse_float=Decimal)  # a deep copy, Decimals kept
+
+    def _query(self, statement: str) -> Row:
+        query = QueryParser(statement).parse()
+        rows = [self._render(query.entity, rec) for rec in self.tables[query.entity].values()]
+        conditions = list(query.conditions)
+        if query.entity in ACTIVE_BY_DEFAULT and not any(c.field == "Active" for c in conditions):
+            conditions.append(Condition("Active", "=", [True]))
+        rows = [r for r in rows if all(_matches(r, c) for c in conditions)]
+        if query.count:
+            return {"totalCount": len(rows)}
+        rows.sort(
+            key=lambda r: _sort_key(_comparable(query.order, _field_value(r, query.order))), reverse=query.descending
+        )
+        page = rows[query.start - 1 : query.start - 1 + query.max_results]
+        if not page:
+            return {}
+        return {query.entity: page, "startPosition": query.start, "maxResults": len(page)}
+
+    def _batch(self, body: Row) -> Row:
+        items = body.get("BatchItemRequest")
+        if not isinstance(items, list) or not items:
+            raise validation(
+                "2020",
+                "Required param missing, need to supply the required value for the API",
+                "BatchItemRequest is missing",
+            )
+        if len(items) > BATCH_MAX_ITEMS:
+            raise validation(
+                "6000",
+                "A business validation error has occurred while processing your request",
+                f"Batch size {len(items)} exceeds the maximum of {BATCH_MAX_ITEMS} items",
+            )
+        answers: list[Row] = []
+        for item in items:
+            answer: Row = {"bId": item.get("bId")}
+            try:
+                if "Query" in item:
+                    answer["QueryResponse"] = self._query(str(item["Query"]))
+                else:
+                    entity = next((k for k in item if k in FILTERABLE), None)
+                    if entity is None:
+                        raise validation("2500", "Invalid Request", "no entity in batch item")
+                    operation = str(item.get("operation") or "create")
+                    answer[entity] = self._write(
+                        entity, "" if operation in ("create", "update") else operation, item[entity]
+                    )
+            except ApiError as error:
+                answer["Fault"] = error.body["Fault"]
+            answers.append(answer)
+        return {"BatchItemResponse": answers}
+
+    def _cdc(self, request: Request) -> Row:
+        entities = [e for e in (request.args.get("entities") or "").split(",") if e]
+        since_text = request.args.get("changedSince") or ""
+        since = _parse_stamp(since_text) if since_text else None
+        if not entities or since is None:
+            raise validation(
+                "2020",
+                "Required param missing, need to supply the required value for the API",
+                "entities and changedSince are required",
+            )
+        if since < self._now() - CDC_LOOKBACK:
+            raise validation(
+                "6000",
+                "A business validation error has occurred while processing your request",
+                "changedSince cannot be more than 30 days in the past",
+            )
+        blocks: list[Row] = []
+        for raw in entities:
+            entity = ENTITY_PATHS.get(raw.strip().lower())
+            if entity is None:
+                raise validation("4001", "Invalid query", f"CDC is not supported for {raw}")
+            records = [r for r in self.tables[entity].values() if int(r.updated) >= int(since)]
+            rendered = [(r.updated, self._render(entity, r)) for r in records]
+            if entity == "Invoice":
+                rendered += [
+                    (
+                        r.updated,
+                        {
+                            "Id": r.data["Id"],
+                            "status": "Deleted",
+                            "domain": "QBO",
+                            "MetaData": {"LastUpdatedTime": _stamp(r.updated)},
+                        },
+                    )
+                    for r in self.deleted.values()
+                    if int(r.updated) >= int(since)
+                ]
+            rendered.sort(key=lambda pair: pair[0])
+            rows = [row for _, row in rendered[: self.cdc_limit]]
+            blocks.append({entity: rows, "startPosition": 1, "maxResults": len(rows)} if rows else {})
+        return {"CDCResponse": [{"QueryResponse": blocks}]}
+
+    def _preferences(self) -> Row:
+        return {
+            "Preferences": {
+                "SalesFormsPrefs": {"CustomTxnNumbers": self.custom_txn_numbers, "AllowDiscount": True},
+                "CurrencyPrefs": {
+                    "MultiCurrencyEnabled": self.multicurrency,
+                    "HomeCurrency": {"value": self.home_currency},
+                },
+                "domain": "QBO",
+            }
+        }
+
+    # ---- control API (/_sandbox/...) ---------------------------------------------------------------------
+
+    def _control(self, request: Request) -> Response:  # noqa: PLR0911 - one return per control endpoint
+        name = request.path[len("/_sandbox/") :].strip("/")
+        raw = request.get_data()
+        body = json.loads(raw) if raw.strip() else {}
+        if (request.method, name) == ("POST", "reset"):
+            self.reset()
+            return self._json({"ok": True})
+        if (request.method, name) == ("GET", "requests"):
+            with self.state.lock:
+                rows = [
+                    {"method": r.method, "path": r.path, "query": r.query, "status": r.status}
+                    for r in self.state.requests
+                ]
+            return self._json({"requests": rows})
+        if request.method == "GET" and name in ("customers", "invoices", "payments", "items"):
+            entity = {"customers": "Customer", "invoices": "Invoice", "payments": "Payment", "items": "Item"}[name]
+            return self._json({entity: self.rows(entity)})
+        if (request.method, name) == ("GET", "emails"):
+            return self._json({"emails": self.emails()})
+        if (request.method, name) == ("POST", "faults"):
+            specs = body if isinstance(body, list) else [body]
+            with self.state.lock:
+                self.state.faults.extend(Fault(**spec) for spec in specs)
+            return self._json({"ok": True, "faults": len(specs)}, 201)
+        if (request.method, name) == ("DELETE", "faults"):
+            with self.state.lock:
+                self.state.faults.clear()
+            return self._json({"ok": True})
+        if (request.method, name) == ("POST", "clock"):
+            self.state.clock.advance(float(body.get("advance", 0)))
+            return self._json({"now": self._now()})
+        if (request.method, name) == ("POST", "expire-tokens"):
+            self.expire_access_tokens()
+            return self._json({"ok": True})
+        if (request.method, name) == ("POST", "revoke-refresh-tokens"):
+            self.revoke_refresh_tokens()
+            return self._json({"ok": True})
+        if (request.method, name) == ("GET", "refresh-token"):
+            token = self.current_refresh_token
+            return self._json({"refresh_token": token, "realm_id": self.realm_id}, 200 if token else 404)
+        return self._json({"error": f"no control endpoint {request.method} {request.path}"}, 404)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The driver for the shared e2e suite, and serve()
+# ---------------------------------------------------------------------------------------------------------
+
+
+class QuickBooksDriver:
+    """AccountingDriver for the QuickBooks sandbox: finance's actions and reads, in canonical terms."""
+
+    name = "quickbooks"
+
+    def __init__(self, sandbox: QuickBooksSandbox) -> None:
+        self.sandbox = sandbox
+
+    @property
+    def state(self) -> SandboxState:
+        return self.sandbox.state
+
+    def environment(self, base_url: str) -> dict[str, str]:
+        sandbox = self.sandbox
+        return {
+            "ACCOUNTING_PROVIDER": self.name,
+            "QUICKBOOKS_API_URL": base_url,
+            "INTUIT_OAUTH_URL": base_url,
+            "QUICKBOOKS_CLIENT_ID": sandbox.client_id,
+            "QUICKBOOKS_CLIENT_SECRET": sandbox.client_secret,
+            "QUICKBOOKS_REFRESH_TOKEN": sandbox.current_refresh_token or sandbox.initial_refresh_token,
+            "QUICKBOOKS_REALM_ID": sandbox.realm_id,
+        }
+
+    def customers(self) -> list[SeenCustomer]:
+        return [
+            SeenCustomer(
+                id=row["Id"],
+                name=row["DisplayName"],
+                number=str(row.get("MiddleName") or ""),
+                email=str(_field_value(row, "PrimaryEmailAddr") or ""),
+                tax_number=self.sandbox.raw_tax_id(row["Id"]),
+                active=row.get("Active") is not False,
+            )
+            for row in self.sandbox.rows("Customer")
+        ]
+
+    def invoices(self) -> list[SeenInvoice]:
+        out: list[SeenInvoice] = []
+        for row in self.sandbox.rows("Invoice"):
+            note = str(row.get("PrivateNote") or "")
+            voided = note.startswith("Voided") and row["TotalAmt"] == 0
+            status = "VOIDED" if voided else ("PAID" if row["Balance"] == 0 and row["TotalAmt"] > 0 else "AUTHORISED")
+            lines = tuple(
+                (
+                    str(line["SalesItemLineDetail"]["ItemRef"].get("name", "")),
+                    Decimal(line["SalesItemLineDetail"].get("Qty", 0)),
+                    Decimal(line["SalesItemLineDetail"].get("UnitPrice", 0)),
+                )
+                for line in row["Line"]
+                if line.get("DetailType") == "SalesItemLineDetail"
+            )
+            out.append(
+                SeenInvoice(
+                    id=row["Id"],
+                    reference=note.splitlines()[0] if note and not voided else str(row.get("DocNumber") or ""),
+                    customer_id=_ref_value(row.get("CustomerRef")),
+                    currency=_ref_value(row.get("CurrencyRef")),
+                    total=row["TotalAmt"],
+                    amount_due=row["Balance"],
+                    status=status,
+                    lines=lines,
+                )
+            )
+        return out
+
+    def seed_item(self, code: str, name: str, unit_price: Decimal) -> None:
+        """An item whose Name is the code the adapter looks up (the display name goes in Description)."""
+        self.sandbox.seed(
+            "Item", Name=code, Description=name, UnitPrice=unit_price, Type="Service", IncomeAccountRef={"value": "1"}
+        )
+
+    def seed_customer(self, name: str, *, email: str = "", tax_number: str = "") -> str:
+        fields: dict[str, Any] = {"DisplayName": name, "CompanyName": name}
+        if email:
+            fields["PrimaryEmailAddr"] = {"Address": email}
+        if tax_number:
+            fields["PrimaryTaxIdentifier"] = tax_number
+        return str(self.sandbox.seed("Customer", **fields)["Id"])
+
+    def approve_and_pay(self, invoice_id: str, amount: Decimal, on: date) -> None:
+        """QBO invoices are posted when created, so only the Payment is recorded, linked to the invoice."""
+        invoice = next(row for row in self.sandbox.rows("Invoice") if row["Id"] == invoice_id)
+        self.sandbox.seed(
+            "Payment",
+            CustomerRef=invoice["CustomerRef"],
+            TotalAmt=amount,
+            TxnDate=on.isoformat(),
+            Line=[{"Amount": amount, "LinkedTxn": [{"TxnId": invoice_id, "TxnType": "Invoice"}]}],
+        )
+
+
+def serve(sandbox: QuickBooksSandbox | None = None, port: int = 0) -> tuple[QuickBooksSandbox, SandboxServer]:
+    """Start a sandbox on 127.0.0.1 (``port=0`` picks a free port); stop it with ``server.stop()``."""
+    app = sandbox if sandbox is not None else QuickBooksSandbox()
+    server = SandboxServer(app, port=port).start()
+    return app, server
+
+
+__all__ = ["DEFAULT_REALM_ID", "DEFAULT_REFRESH_TOKEN", "QuickBooksDriver", "QuickBooksSandbox", "serve"]

@@ -1,0 +1,1123 @@
+"""Zoho Books sandbox: a stateful local stand-in for Zoho Accounts' token endpoint and the Books API v3.
+
+One WSGI app serves both hosts on one port (their paths do not collide):
+
+* ``ZOHO_ACCOUNTS_URL``  ``POST /oauth/v2/token`` (``grant_type=refresh_token``; parameters in the query
+  string or a form body, as Zoho accepts both)
+* ``ZOHO_BOOKS_API_URL`` ``/books/v3/...``: contacts (list, get, create, update, ``PUT /contacts`` upsert
+  by a unique custom field, active/inactive), items (list), invoices (list, get, create, ``PUT /invoices``
+  upsert, ``status/sent``, ``status/void``, ``email``) and customer payments applied to invoices.
+
+Behaviour follows zoho.com/books/api/v3 and Zoho's OAuth pages, with the quirks integrations meet:
+- ``Authorization: Zoho-oauthtoken <token>``; a missing, unknown or expired token is a 401
+  ``{"code": 57, "message": "You are not authorized to perform this operation"}``; ``organization_id``
+  is required on every call (absent or foreign: 400 ``{"code": 6041, ...}``);
+- refresh tokens never rotate; the token endpoint answers HTTP 200 ``{"error": "invalid_code"}`` for an
+  unknown or revoked refresh token and ``{"error": "invalid_client"}`` for bad client credentials; one
+  refresh token mints at most 10 access tokens per 10 minutes (then 400 ``{"error": "Access Denied"}``)
+  and keeps at most 30 live ones (the 31st evicts the oldest); a user keeps at most 20 refresh tokens
+  (``issue_refresh_token``: the 21st evicts the oldest);
+- 100 calls a minute per organisation and a daily cap by plan (1,000 by default, resetting at UTC
+  midnight): HTTP 429 without Retry-After, ``code`` 44 for the minute and 45 for the day. Zoho documents
+  the 429 but not these two codes or messages: they are our guess, worded after its other errors;
+- envelopes ``{"code": 0, "message": "...", "<entity>": {...}}``; errors carry a non-zero code: 3062 a
+  contact name already used (names are unique, case-insensitively), 1001 a duplicate unique value
+  (invoice number, a custom field set to "do not allow duplicates"), 1002 does not exist (HTTP 404),
+  4 an invalid value; the wording of the invalid-value messages is ours;
+- custom fields are configured per module (``custom_fields``); writes take ``[{"api_name", "value"}]``,
+  reads render ``custom_fields`` and the flattened ``cf_…`` keys; ``X-Unique-Identifier-Key`` /
+  ``-Value`` / ``X-Upsert: true`` on ``PUT /contacts`` and ``PUT /invoices`` update the record holding that
+  unique value, or create one (upsert);
+- lists page with ``page``/``per_page`` (≤ 200) and ``page_context.has_more_page``; list rows are
+  summaries (no contact persons, addresses or line items); an invoice past its due date with a balance
+  reads ``overdue`` without its ``last_modified_time`` changing;
+- money is Decimal inside and an exact JSON number on the wire; tax is computed per line and rounded to
+  the cent (half up).
+
+The ``/_sandbox/`` control API (no auth, never logged) resets state, reads the request log, injects faults
+and moves the clock; ``ZohoBooksDriver`` drives the sandbox as finance would for the end-to-end suite.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import secrets
+import sys
+import threading
+import traceback
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+
+from werkzeug.wrappers import Request, Response
+
+from closeloop.accounting.zohobooks import INVOICE_STATUSES
+from closeloop_local.sandboxes.base import Fault, SandboxServer, SandboxState, logged_request
+from closeloop_local.sandboxes.drivers import SeenCustomer, SeenInvoice
+from closeloop_local.sandboxes.xero import WireEncoder
+
+Row = dict[str, Any]
+
+API_PREFIX = "/books/v3"
+DEFAULT_ORGANIZATION_ID = "10234695"
+DEFAULT_REFRESH_TOKEN = "1000.sandbox0refresh0token0000000000.0000000000000000000000000000000"
+ACCESS_TOKEN_TTL = 3600
+ACCESS_TOKENS_PER_WINDOW = 10
+ACCESS_TOKEN_WINDOW = 600
+LIVE_ACCESS_TOKENS = 30
+REFRESH_TOKENS_PER_USER = 20
+REFRESH_TOKENS_PER_MINUTE = 5
+MAX_PER_PAGE = 200
+CENT = Decimal("0.01")
+
+NOT_AUTHORISED_CODE = 57
+NOT_AUTHORISED_MESSAGE = "You are not authorized to perform this operation"
+MINUTE_LIMIT = {
+    "code": 44,
+    "message": "You have exceeded the maximum number of API requests allowed per minute for this organization.",
+}
+DAY_LIMIT = {
+    "code": 45,
+    "message": "You have exceeded the maximum number of API requests allowed per day for this organization.",
+}
+ACCESS_DENIED = {
+    "error_description": "You have made too many requests continuously. Please try again after some time.",
+    "error": "Access Denied",
+    "status": "failure",
+}
+#: The organisation's taxes: tax_id -> (name, percentage).
+TAXES: dict[str, tuple[str, Decimal]] = {
+    "982000000566009": ("Standard Rate", Decimal("20")),
+    "982000000566013": ("Reduced Rate", Decimal("5")),
+    "982000000566017": ("Zero Rate", Decimal("0")),
+}
+TAX_FIELDS = ("gst_no", "vat_reg_no", "tax_reg_no")
+CONTACT_TEXT = ("contact_name", "company_name", "contact_type", "customer_sub_type", "notes", *TAX_FIELDS)
+ADDRESS_KEYS = ("attention", "address", "street2", "city", "state", "zip", "country", "phone", "fax")
+PERSON_KEYS = ("salutation", "first_name", "last_name", "email", "phone", "mobile")
+INVOICE_SORTS = ("date", "due_date", "last_modified_time", "created_time", "invoice_number", "total", "balance")
+
+
+class ApiError(Exception):
+    """A non-success answer: HTTP status and Zoho's envelope."""
+
+    def __init__(self, status: int, code: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body: Row = {"code": code, "message": message}
+
+
+def _invalid(name: str) -> ApiError:
+    return ApiError(400, 4, f"Invalid value passed for {name}")
+
+
+def _dec(value: Any, name: str) -> Decimal:
+    if isinstance(value, bool) or value is None:
+        raise _invalid(name)
+    try:
+        result = Decimal(repr(value) if isinstance(value, float) else str(value).strip())
+    except InvalidOperation as exc:
+        raise _invalid(name) from exc
+    if not result.is_finite():
+        raise _invalid(name)
+    return result
+
+
+def _day(value: Any, name: str) -> date:
+    try:
+        return date.fromisoformat(str(value).strip()[:10])
+    except ValueError as exc:
+        raise _invalid(name) from exc
+
+
+def _stamp(epoch: float) -> str:
+    """Zoho's timestamps: ``2024-05-01T10:00:00+0000``."""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def _parse_stamp(value: str, name: str) -> float:
+    text = value.strip().replace(" ", "+")  # a '+' in a query string that was not percent-encoded
+    for fmt in ("%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S"):
+        try:
+            stamp = datetime.strptime(text, fmt)
+        except ValueError:
+            continue
+        return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).timestamp()
+    raise _invalid(name)
+
+
+@dataclass
+class RefreshToken:
+    value: str
+    minted: deque[float] = field(default_factory=deque)
+    live: deque[str] = field(default_factory=deque)
+    revoked: bool = False
+
+
+@dataclass
+class AccessToken:
+    value: str
+    refresh_token: str
+    expires_at: float
+
+
+@dataclass
+class Limits:
+    """Per-organisation calls: a rolling minute and a calendar (UTC) day."""
+
+    minute: int
+    day: int
+    _minute: deque[float] = field(default_factory=deque)
+    _day: dict[date, int] = field(default_factory=dict)
+
+    def acquire(self, now: float) -> Row | None:
+        while self._minute and self._minute[0] <= now - 60:
+            self._minute.popleft()
+        today = datetime.fromtimestamp(now, UTC).date()
+        if self._day.get(today, 0) >= self.day:
+            return DAY_LIMIT
+        if len(self._minute) >= self.minute:
+            return MINUTE_LIMIT
+        self._minute.append(now)
+        self._day[today] = self._day.get(today, 0) + 1
+        return None
+
+
+@dataclass
+class Route:
+    method: str
+    parts: tuple[str, ...]  # path segments under /books/v3; "{}" matches one id
+    handler: Callable[..., Any]
+
+
+class ZohoBooksSandbox:
+    """A stateful Zoho Books organisation (Accounts token endpoint + Books API v3) as a WSGI app."""
+
+    def __init__(
+        self,
+        client_id: str = "1000.SANDBOXCLIENTID",
+        client_secret: str = "sandbox-client-secret",
+        organization_id: str = DEFAULT_ORGANIZATION_ID,
+        refresh_token: str = DEFAULT_REFRESH_TOKEN,
+        minute_limit: int = 100,
+        day_limit: int = 1000,
+        *,
+        base_currency: str = "GBP",
+        custom_fields: dict[str, dict[str, bool]] | None = None,
+    ) -> None:
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.organization_id = organization_id
+        self.initial_refresh_token = refresh_token
+        self.base_currency = base_currency
+        #: module -> api_name -> unique ("do not allow duplicate values")
+        self.custom_fields = custom_fields or {
+            "contacts": {"cf_closeloop_ref": True},
+            "invoices": {"cf_closeloop_deal": True},
+        }
+        self._minute_limit = minute_limit
+        self._day_limit = day_limit
+        self.state = SandboxState()
+        self._routes = self._build_routes()
+        self._init_data()
+
+    # ---- state ------------------------------------------------------------------------------------------
+
+    def _init_data(self) -> None:
+        self.contacts_by_id: dict[str, Row] = {}
+        self.items_by_id: dict[str, Row] = {}
+        self.invoices_by_id: dict[str, Row] = {}
+        self.payments_by_id: dict[str, Row] = {}
+        self.emails: list[Row] = []
+        self._seq = 0
+        self._invoice_seq = 0
+        self._limits = Limits(self._minute_limit, self._day_limit)
+        self._access: dict[str, AccessToken] = {}
+        self._refresh: dict[str, RefreshToken] = {self.initial_refresh_token: RefreshToken(self.initial_refresh_token)}
+        self._refresh_issued: deque[float] = deque()
+
+    def reset(self) -> None:
+        """Forget all data, tokens, limits, the request log and faults (the clock keeps its offset)."""
+        with self.state.lock:
+            self.state.reset_log()
+            self._init_data()
+
+    def _now(self) -> float:
+        return self.state.clock.now()
+
+    def _today(self) -> date:
+        return datetime.fromtimestamp(self._now(), UTC).date()
+
+    def _new_id(self) -> str:
+        self._seq += 1
+        return str(460000000000000 + self._seq)
+
+    # ---- Python API for tests and the driver -------------------------------------------------------------
+
+    def seed_contact(self, **fields: Any) -> Row:
+        """Store a contact as if made in Zoho's UI (same validation as the API); returns it in full."""
+        with self.state.lock:
+            return self._render_contact(self._save_contact(fields, None))
+
+    def seed_item(self, **fields: Any) -> Row:
+        """Store an item: ``name``, ``sku``, ``rate`` (and optionally ``tax_id``, ``status``)."""
+        with self.state.lock:
+            item_id = self._new_id()
+            row: Row = {
+                "item_id": item_id,
+                "name": str(fields.get("name") or fields.get("sku") or ""),
+                "sku": str(fields.get("sku") or ""),
+                "rate": _dec(fields.get("rate", 0), "rate").quantize(CENT),
+                "description": str(fields.get("description") or ""),
+                "tax_id": str(fields.get("tax_id") or ""),
+                "status": str(fields.get("status") or "active"),
+                "item_type": "sales",
+                "product_type": str(fields.get("product_type") or "service"),
+                "account_id": "982000000000388",
+                "last_modified_time": _stamp(self._now()),
+            }
+            self.items_by_id[item_id] = row
+            return dict(row)
+
+    def contacts(self) -> list[Row]:
+        with self.state.lock:
+            return [self._render_contact(c) for c in self.contacts_by_id.values()]
+
+    def invoices(self) -> list[Row]:
+        with self.state.lock:
+            return [self._render_invoice(i) for i in self.invoices_by_id.values()]
+
+    def payments(self) -> list[Row]:
+        with self.state.lock:
+            return [dict(p) for p in self.payments_by_id.values()]
+
+    def mark_sent(self, invoice_id: str) -> None:
+        with self.state.lock:
+            self._set_sent(self._invoice(invoice_id))
+
+    def record_payment(self, invoice_id: str, amount: Decimal, on: date) -> Row:
+        """A customer payment of ``amount`` applied in full to one invoice (as finance records it)."""
+        with self.state.lock:
+            invoice = self._invoice(invoice_id)
+            body = {
+                "customer_id": invoice["customer_id"],
+                "payment_mode": "banktransfer",
+                "amount": amount,
+                "date": on.isoformat(),
+                "invoices": [{"invoice_id": invoice_id, "amount_applied": amount}],
+            }
+            return self._save_payment(body)
+
+    def expire_access_tokens(self) -> None:
+        with self.state.lock:
+            for token in self._access.values():
+                token.expires_at = self._now() - 1
+
+    def revoke_refresh_tokens(self) -> None:
+        with self.state.lock:
+            for token in self._refresh.values():
+                token.revoked = True
+
+    def issue_refresh_token(self) -> str:
+        """A new refresh token for the user (a reconnect): 5 a minute; the 21st evicts the oldest."""
+        with self.state.lock:
+            now = self._now()
+            while self._refresh_issued and self._refresh_issued[0] <= now - 60:
+                self._refresh_issued.popleft()
+            if len(self._refresh_issued) >= REFRESH_TOKENS_PER_MINUTE:
+                raise ValueError("Zoho allows 5 new refresh tokens a minute")
+            self._refresh_issued.append(now)
+            value = f"1000.{secrets.token_hex(16)}.{secrets.token_hex(16)}"
+            self._refresh[value] = RefreshToken(value)
+            live = [t for t in self._refresh.values() if not t.revoked]
+            if len(live) > REFRESH_TOKENS_PER_USER:
+                live[0].revoked = True
+            return value
+
+    def live_access_tokens(self, refresh_token: str | None = None) -> int:
+        with self.state.lock:
+            token = self._refresh.get(refresh_token or self.initial_refresh_token)
+            return len(token.live) if token else 0
+
+    # ---- WSGI -------------------------------------------------------------------------------------------
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        request = Request(environ)
+        if request.path.startswith("/_sandbox/"):
+            response = self._control(request)
+        else:
+            entry = logged_request(request)
+            self.state.log(entry)
+            try:
+                response = self._dispatch(request)
+            except Exception:  # a sandbox bug must still answer like Zoho, and be visible in the test output
+                traceback.print_exc(file=sys.stderr)
+                response = self._json({"code": 1000, "message": "Internal error"}, 500)
+            with self.state.lock:
+                entry.status = response.status_code
+        result: Iterable[bytes] = response(environ, start_response)
+        return result
+
+    @staticmethod
+    def _json(payload: Any, status: int = 200) -> Response:
+        return Response(
+            json.dumps(payload, cls=WireEncoder, default=str),
+            status=status,
+            content_type="application/json;charset=UTF-8",
+        )
+
+    @staticmethod
+    def _fault_response(fault: Fault) -> Response:
+        threading.Event().wait(fault.delay)
+        if fault.body is None or isinstance(fault.body, str | bytes):
+            return Response(fault.body or b"", status=fault.status, headers=fault.headers, content_type="text/plain")
+        return Response(
+            json.dumps(fault.body), status=fault.status, headers=fault.headers, content_type="application/json"
+        )
+
+    def _dispatch(self, request: Request) -> Response:
+        fault = self.state.take_fault(request.method, request.path)
+        if fault is not None and fault.status:
+            return self._fault_response(fault)
+        if fault is not None:
+            threading.Event().wait(fault.delay)
+        if request.method == "POST" and request.path.rstrip("/") == "/oauth/v2/token":
+            return self._token(request)
+        if not request.path.startswith(API_PREFIX + "/"):
+            return self._json({"code": 5, "message": "Invalid URL Passed"}, 404)
+        with self.state.lock:
+            try:
+                self._authenticate(request)
+                over = self._limits.acquire(self._now())
+                if over is not None:
+                    return self._json(over, 429)
+                handler, ids = self._match(request)
+                status, body = handler(request, *ids)
+            except ApiError as error:
+                return self._json(error.body, error.status)
+            return self._json(body, status)
+
+    def _authenticate(self, request: Request) -> None:
+        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+        token = self._access.get(value.strip()) if scheme == "Zoho-oauthtoken" else None
+        if token is None or token.expires_at <= self._now():
+            raise ApiError(401, NOT_AUTHORISED_CODE, NOT_AUTHORISED_MESSAGE)
+        organization = request.args.get("organization_id", "")
+        if organization != self.organization_id:
+            raise ApiError(
+                400, 6041, f"This user is not associated with the CompanyID/CompanyName:{organization or 'null'}."
+            )
+
+    def _match(self, request: Request) -> tuple[Callable[..., Any], list[str]]:
+        parts = tuple(p for p in request.path[len(API_PREFIX) :].split("/") if p)
+        for route in self._routes:
+            if route.method != request.method or len(route.parts) != len(parts):
+                continue
+            ids = [value for pattern, value in zip(route.parts, parts, strict=True) if pattern == "{}"]
+            if all(pattern in ("{}", value) for pattern, value in zip(route.parts, parts, strict=True)):
+                return route.handler, ids
+        raise ApiError(404, 5, "Invalid URL Passed")
+
+    def _build_routes(self) -> list[Route]:
+        def r(method: str, path: str, handler: Callable[..., Any]) -> Route:
+            return Route(method, tuple(p for p in path.split("/") if p), handler)
+
+        return [
+            r("GET", "contacts", self._list_contacts),
+            r("POST", "contacts", self._create_contact),
+            r("PUT", "contacts", self._upsert_contact),
+            r("GET", "contacts/{}", self._get_contact),
+            r("PUT", "contacts/{}", self._update_contact),
+            r("POST", "contacts/{}/active", lambda request, ref: self._contact_status(ref, "active")),
+            r("POST", "contacts/{}/inactive", lambda request, ref: self._contact_status(ref, "inactive")),
+            r("GET", "items", self._list_items),
+            r("GET", "invoices", self._list_invoices),
+            r("POST", "invoices", self._create_invoice),
+            r("PUT", "invoices", self._upsert_invoice),
+            r("GET", "invoices/{}", self._get_invoice),
+            r("POST", "invoices/{}/status/sent", self._invoice_sent),
+            r("POST", "invoices/{}/status/void", self._invoice_void),
+            r("POST", "invoices/{}/email", self._email_invoice),
+            r("POST", "customerpayments", self._create_payment),
+        ]
+
+    @staticmethod
+    def _body(request: Request) -> Row:
+        raw = request.get_data()
+        if not raw.strip():
+            return {}
+        try:
+            body = json.loads(raw, parse_float=Decimal)
+        except ValueError as exc:
+            raise _invalid("JSONString") from exc
+        if not isinstance(body, dict):
+            raise _invalid("JSONString")
+        return body
+
+    # ---- OAuth ------------------------------------------------------------------------------------------
+
+    def _token(self, request: Request) -> Response:
+        args = {**request.args.to_dict(), **request.form.to_dict()}
+        with self.state.lock:
+            if (args.get("client_id"), args.get("client_secret")) != (self.client_id, self.client_secret):
+                return self._json({"error": "invalid_client"})
+            if args.get("grant_type") != "refresh_token":
+                return self._json({"error": "unsupported_grant_type"})
+            refresh = self._refresh.get(args.get("refresh_token", ""))
+            if refresh is None or refresh.revoked:
+                return self._json({"error": "invalid_code"})
+            now = self._now()
+            while refresh.minted and refresh.minted[0] <= now - ACCESS_TOKEN_WINDOW:
+                refresh.minted.popleft()
+            if len(refresh.minted) >= ACCESS_TOKENS_PER_WINDOW:
+                return self._json(ACCESS_DENIED, 400)
+            refresh.minted.append(now)
+            value = f"1000.{secrets.token_hex(16)}.{secrets.token_hex(16)}"
+            self._access[value] = AccessToken(value, refresh.value, now + ACCESS_TOKEN_TTL)
+            refresh.live.append(value)
+            if len(refresh.live) > LIVE_ACCESS_TOKENS:
+                self._access.pop(refresh.live.popleft(), None)
+            return self._json(
+                {
+                    "access_token": value,
+                    "api_domain": request.host_url.rstrip("/"),
+                    "token_type": "Bearer",
+                    "expires_in": ACCESS_TOKEN_TTL,
+                }
+            )
+
+    # ---- paging and custom fields -----------------------------------------------------------------------
+
+    @staticmethod
+    def _page(request: Request, rows: list[Row], key: str, sort_column: str, sort_order: str) -> tuple[int, Row]:
+        try:
+            page = max(1, int(request.args.get("page", "1")))
+            per_page = min(MAX_PER_PAGE, max(1, int(request.args.get("per_page", str(MAX_PER_PAGE)))))
+        except ValueError as exc:
+            raise _invalid("page") from exc
+        start = (page - 1) * per_page
+        context = {
+            "page": page,
+            "per_page": per_page,
+            "has_more_page": len(rows) > start + per_page,
+            "report_name": key.capitalize(),
+            "applied_filter": request.args.get("filter_by", "Status.All"),
+            "sort_column": sort_column,
+            "sort_order": sort_order,
+        }
+        return 200, {"code": 0, "message": "success", key: rows[start : start + per_page], "page_context": context}
+
+    def _apply_custom_fields(self, module: str, record: Row, sent: Any) -> None:
+        if sent is None:
+            return
+        if not isinstance(sent, list):
+            raise _invalid("custom_fields")
+        known = self.custom_fields.get(module, {})
+        values: Row = dict(record.get("cf") or {})
+        for entry in sent:
+            name = entry.get("api_name") if isinstance(entry, dict) else None
+            if name not in known:
+                raise _invalid("custom_fields")
+            values[name] = "" if entry.get("value") is None else str(entry.get("value"))
+        record["cf"] = values
+
+    def _check_unique(self, module: str, record: Row, table: dict[str, Row], own_id: str | None) -> None:
+        for name, unique in self.custom_fields.get(module, {}).items():
+            value = (record.get("cf") or {}).get(name, "")
+            if not unique or not value:
+                continue
+            for other_id, other in table.items():
+                if other_id != own_id and (other.get("cf") or {}).get(name) == value:
+                    raise ApiError(400, 1001, f"The value {value} already exists for the custom field {name}.")
+
+    def _by_unique(self, module: str, request: Request, table: dict[str, Row]) -> tuple[str, str, Row | None]:
+        key = request.headers.get("X-Unique-Identifier-Key", "")
+        value = request.headers.get("X-Unique-Identifier-Value", "")
+        if not self.custom_fields.get(module, {}).get(key):
+            raise _invalid("X-Unique-Identifier-Key")
+        if not value:
+            raise _invalid("X-Unique-Identifier-Value")
+        found = next((r for r in table.values() if (r.get("cf") or {}).get(key) == value), None)
+        return key, value, found
+
+    @staticmethod
+    def _render_cf(record: Row, out: Row) -> None:
+        values: Row = record.get("cf") or {}
+        out["custom_fields"] = [
+            {"api_name": name, "label": name[3:].replace("_", " ").title(), "value": value, "data_type": "string"}
+            for name, value in values.items()
+            if value
+        ]
+        out["custom_field_hash"] = {
+            **{name: value for name, value in values.items() if value},
+            **{f"{name}_unformatted": value for name, value in values.items() if value},
+        }
+        out.update({name: value for name, value in values.items() if value})
+
+    # ---- contacts ---------------------------------------------------------------------------------------
+
+    def _contact(self, contact_id: str) -> Row:
+        contact = self.contacts_by_id.get(contact_id)
+        if contact is None:
+            raise ApiError(404, 1002, "Contact does not exist.")
+        return contact
+
+    def _save_contact(self, sent: Row, contact_id: str | None) -> Row:
+        current = self.contacts_by_id.get(contact_id) if contact_id else None
+        record: Row = copy.deepcopy(current) if current else {"status": "active"}
+        for key in CONTACT_TEXT:
+            if key in sent:
+                record[key] = "" if sent[key] is None else str(sent[key])
+        if "currency_code" in sent and current is None:
+            record["currency_code"] = str(sent["currency_code"])
+        name = str(record.get("contact_name") or "").strip()
+        if not name:
+            raise ApiError(400, 4, "Please enter the contact name.")
+        if len(name) > 200:
+            raise _invalid("contact_name")
+        for other_id, other in self.contacts_by_id.items():
+            if other_id != contact_id and str(other.get("contact_name", "")).casefold() == name.casefold():
+                raise ApiError(400, 3062, f'The customer "{name}" already exists. Please specify a different name.')
+        for key in ("billing_address", "shipping_address"):
+            if isinstance(sent.get(key), dict):
+                address = dict(record.get(key) or {})
+                address.update({k: str(v or "") for k, v in sent[key].items() if k in ADDRESS_KEYS})
+                record[key] = address
+        if "contact_persons" in sent:
+            record["contact_persons"] = self._persons(sent["contact_persons"], record.get("contact_persons") or [])
+        self._apply_custom_fields("contacts", record, sent.get("custom_fields"))
+        self._check_unique("contacts", record, self.contacts_by_id, contact_id)
+        record.setdefault("contact_type", "customer")
+        record.setdefault("currency_code", self.base_currency)
+        record["contact_id"] = contact_id or self._new_id()
+        record.setdefault("created_time", _stamp(self._now()))
+        record["last_modified_time"] = _stamp(self._now())
+        self.contacts_by_id[record["contact_id"]] = record
+        return record
+
+    def _persons(self, sent: Any, current: list[Row]) -> list[Row]:
+        """The sent persons replace the list; a sent ``contact_person_id`` keeps that person's id."""
+        if not isinstance(sent, list) or not all(isinstance(p, dict) for p in sent):
+            raise _invalid("contact_persons")
+        known = {p["contact_person_id"]: p for p in current}
+        persons: list[Row] = []
+        for entry in sent:
+            person_id = str(entry.get("contact_person_id") or "")
+            if person_id and person_id not in known:
+                raise ApiError(400, 1002, "Contact person does not exist.")
+            person = dict(known.get(person_id, {}))
+            person.update({k: str(entry.get(k) or "") for k in PERSON_KEYS if k in entry})
+            person["contact_person_id"] = person_id or self._new_id()
+            person["is_primary_contact"] = bool(entry.get("is_primary_contact"))
+            persons.append(person)
+        if persons and not any(p["is_primary_contact"] for p in persons):
+            persons[0]["is_primary_contact"] = True
+        if sum(p["is_primary_contact"] for p in persons) > 1:
+            raise _invalid("is_primary_contact")
+        return persons
+
+    @staticmethod
+    def _primary(contact: Row) -> Row:
+        return next((p for p in contact.get("contact_persons") or [] if p.get("is_primary_contact")), {})
+
+    def _render_contact(self, contact: Row, *, summary: bool = False) -> Row:
+        primary = self._primary(contact)
+        out: Row = {
+            "contact_id": contact["contact_id"],
+            "contact_name": contact.get("contact_name", ""),
+            "company_name": contact.get("company_name", ""),
+            "contact_type": contact.get("contact_type", "customer"),
+            "customer_sub_type": contact.get("customer_sub_type", "business"),
+            "status": contact.get("status", "active"),
+            "first_name": primary.get("first_name", ""),
+            "last_name": primary.get("last_name", ""),
+            "email": primary.get("email", ""),
+            "phone": primary.get("phone", ""),
+            "currency_code": contact.get("currency_code", self.base_currency),
+            "outstanding_receivable_amount": self._outstanding(contact["contact_id"]),
+            "created_time": contact.get("created_time"),
+            "last_modified_time": contact.get("last_modified_time"),
+        }
+        out.update({key: contact[key] for key in TAX_FIELDS if contact.get(key)})
+        self._render_cf(contact, out)
+        if not summary:
+            out["contact_persons"] = [dict(p) for p in contact.get("contact_persons") or []]
+            out["billing_address"] = {k: (contact.get("billing_address") or {}).get(k, "") for k in ADDRESS_KEYS}
+            out["shipping_address"] = {k: (contact.get("shipping_address") or {}).get(k, "") for k in ADDRESS_KEYS}
+            out["notes"] = contact.get("notes", "")
+        return out
+
+    def _outstanding(self, contact_id: str) -> Decimal:
+        return sum(
+            (i["balance"] for i in self.invoices_by_id.values() if i["customer_id"] == contact_id),
+            Decimal("0.00"),
+        )
+
+    def _list_contacts(self, request: Request) -> tuple[int, Row]:
+        args = request.args
+        status = {"Status.Active": "active", "Status.Inactive": "inactive"}.get(args.get("filter_by", "Status.All"))
+        rows = [c for c in self.contacts_by_id.values() if status is None or c.get("status") == status]
+
+        def text(contact: Row, key: str) -> str:
+            return str(contact.get(key) or "").casefold()
+
+        for param, test in (
+            ("contact_name", lambda c, v: text(c, "contact_name") == v),
+            ("contact_name_startswith", lambda c, v: text(c, "contact_name").startswith(v)),
+            ("contact_name_contains", lambda c, v: v in text(c, "contact_name")),
+            ("company_name", lambda c, v: text(c, "company_name") == v),
+            ("email", lambda c, v: str(self._primary(c).get("email", "")).casefold() == v),
+            (
+                "search_text",
+                lambda c, v: v in text(c, "contact_name") or v in text(c, "company_name") or v in text(c, "notes"),
+            ),
+        ):
+            if args.get(param):
+                value = args[param].casefold()
+                rows = [c for c in rows if test(c, value)]
+        for name in self.custom_fields.get("contacts", {}):
+            if args.get(name):
+                rows = [c for c in rows if (c.get("cf") or {}).get(name) == args[name]]
+        rows.sort(key=lambda c: (text(c, "contact_name"), c["contact_id"]))
+        if args.get("sort_order") == "D":
+            rows.reverse()
+        rendered = [self._render_contact(c, summary=True) for c in rows]
+        return self._page(request, rendered, "contacts", "contact_name", args.get("sort_order", "A"))
+
+    def _get_contact(self, request: Request, contact_id: str) -> tuple[int, Row]:
+        return 200, {"code": 0, "message": "success", "contact": self._render_contact(self._contact(contact_id))}
+
+    def _create_contact(self, request: Request) -> tuple[int, Row]:
+        contact = self._save_contact(self._body(request), None)
+        return 201, {"code": 0, "message": "The contact has been added.", "contact": self._render_contact(contact)}
+
+    def _update_contact(self, request: Request, contact_id: str) -> tuple[int, Row]:
+        self._contact(contact_id)
+        contact = self._save_contact(self._body(request), contact_id)
+        return 200, {"code": 0, "message": "Contact has been updated.", "contact": self._render_contact(contact)}
+
+    def _upsert_contact(self, request: Request) -> tuple[int, Row]:
+        key, value, found = self._by_unique("contacts", request, self.contacts_by_id)
+        body = self._body(request)
+        if found is not None:
+            contact = self._save_contact(body, found["contact_id"])
+            return 200, {"code": 0, "message": "Contact has been updated.", "contact": self._render_contact(contact)}
+        if request.headers.get("X-Upsert", "").lower() != "true":
+            raise ApiError(404, 1002, "Contact does not exist.")
+        cf = [e for e in body.get("custom_fields") or [] if isinstance(e, dict) and e.get("api_name") != key]
+        contact = self._save_contact({**body, "custom_fields": [*cf, {"api_name": key, "value": value}]}, None)
+        return 201, {"code": 0, "message": "The contact has been added.", "contact": self._render_contact(contact)}
+
+    def _contact_status(self, contact_id: str, status: str) -> tuple[int, Row]:
+        contact = self._contact(contact_id)
+        contact["status"] = status
+        contact["last_modified_time"] = _stamp(self._now())
+        return 200, {"code": 0, "message": f"The contact has been marked as {status}."}
+
+    # ---- items ------------------------------------------------------------------------------------------
+
+    def _list_items(self, request: Request) -> tuple[int, Row]:
+        args = request.args
+        status = {"Status.Active": "active", "Status.Inactive": "inactive"}.get(args.get("filter_by", "Status.All"))
+        rows = [i for i in self.items_by_id.values() if status is None or i["status"] == status]
+        if args.get("sku"):
+            rows = [i for i in rows if i["sku"].casefold() == args["sku"].casefold()]
+        if args.get("name"):
+            rows = [i for i in rows if i["name"].casefold() == args["name"].casefold()]
+        rows.sort(key=lambda i: (i["name"].casefold(), i["item_id"]))
+        rendered = [self._render_item(i) for i in rows]
+        return self._page(request, rendered, "items", "name", "A")
+
+    @staticmethod
+    def _render_item(item: Row) -> Row:
+        out = dict(item)
+        tax = TAXES.get(item["tax_id"])
+        out["tax_name"], out["tax_percentage"] = (tax[0], tax[1]) if tax else ("", Decimal(0))
+        return out
+
+    # ---- invoices ---------------------------------------------------------------------------------------
+
+    def _invoice(self, invoice_id: str) -> Row:
+        invoice = self.invoices_by_id.get(invoice_id)
+        if invoice is None:
+            raise ApiError(404, 1002, "Invoice does not exist.")
+        return invoice
+
+    def _status(self, invoice: Row) -> str:
+        status = str(invoice["status"])
+        if status == "sent" and invoice["balance"] > 0 and invoice["due_date"] < self._today().isoformat():
+            return "overdue"
+        return status
+
+    def _line(self, sent: Any, inclusive: bool) -> Row:
+        if not isinstance(sent, dict):
+            raise _invalid("line_items")
+        item = self.items_by_id.get(str(sent.get("item_id") or ""))
+        if item is None or item["status"] != "active":
+            raise ApiError(400, 4, "Invalid value passed for item_id")
+        quantity = _dec(sent.get("quantity", 1), "quantity")
+        rate = _dec(sent.get("rate", item["rate"]), "rate")
+        gross = quantity * rate
+        discount_text = str(sent.get("discount") or "0").strip()
+        if discount_text.endswith("%"):
+            discount = (gross * _dec(discount_text[:-1], "discount") / 100).quantize(CENT, ROUND_HALF_UP)
+        else:
+            discount = _dec(discount_text, "discount")
+        total = (gross - discount).quantize(CENT, ROUND_HALF_UP)
+        tax_id = str(sent.get("tax_id") or "")
+        if tax_id and tax_id not in TAXES:
+            raise _invalid("tax_id")
+        percent = TAXES[tax_id][1] if tax_id else Decimal(0)
+        if inclusive:
+            tax = (total - total / (1 + percent / 100)).quantize(CENT, ROUND_HALF_UP)
+        else:
+            tax = (total * percent / 100).quantize(CENT, ROUND_HALF_UP)
+        return {
+            "line_item_id": self._new_id(),
+            "item_id": item["item_id"],
+            "sku": item["sku"],
+            "name": item["name"],
+            "description": str(sent.get("description") or item["description"]),
+            "quantity": quantity,
+            "rate": rate,
+            "discount": discount_text,
+            "discount_amount": discount,
+            "tax_id": tax_id,
+            "tax_name": TAXES[tax_id][0] if tax_id else "",
+            "tax_percentage": percent,
+            "tax_amount": tax,
+            "item_total": total,
+        }
+
+    def _save_invoice(self, sent: Row, invoice_id: str | None, request: Request) -> Row:
+        current = self.invoices_by_id.get(invoice_id) if invoice_id else None
+        if current is not None and current["status"] == "void":
+            raise ApiError(400, 4, "Void invoices cannot be edited.")
+        customer = self.contacts_by_id.get(str(sent.get("customer_id") or (current or {}).get("customer_id") or ""))
+        if customer is None or customer.get("status") != "active":
+            raise _invalid("customer_id")
+        raw_lines = sent.get("line_items", None if current else [])
+        if current is None and not raw_lines:
+            raise ApiError(400, 4, "Line items cannot be empty.")
+        record: Row = dict(current) if current else {"status": "draft", "payment_made": Decimal("0.00")}
+        record["customer_id"] = customer["contact_id"]
+        record["currency_code"] = customer.get("currency_code", self.base_currency)
+        record["is_inclusive_tax"] = bool(sent.get("is_inclusive_tax", record.get("is_inclusive_tax", False)))
+        today = self._today().isoformat()
+        record["date"] = _day(sent.get("date", record.get("date", today)), "date").isoformat()
+        record["due_date"] = _day(sent.get("due_date", record.get("due_date", record["date"])), "due_date").isoformat()
+        for key in ("reference_number", "notes", "terms"):
+            if key in sent:
+                record[key] = str(sent[key] or "")
+        if raw_lines is not None:
+            if not isinstance(raw_lines, list):
+                raise _invalid("line_items")
+            record["line_items"] = [self._line(line, record["is_inclusive_tax"]) for line in raw_lines]
+        self._apply_custom_fields("invoices", record, sent.get("custom_fields"))
+        self._check_unique("invoices", record, self.invoices_by_id, invoice_id)
+        self._totals(record)
+        if current is None:
+            self._number(record, sent, request)
+        record["last_modified_time"] = _stamp(self._now())
+        self.invoices_by_id[record["invoice_id"]] = record
+        if request.args.get("send") == "true":
+            self._email(record)
+        return record
+
+    @staticmethod
+    def _totals(record: Row) -> None:
+        lines: list[Row] = record["line_items"]
+        tax_total = sum((line["tax_amount"] for line in lines), Decimal("0.00"))
+        line_total = sum((line["item_total"] for line in lines), Decimal("0.00"))
+        record["sub_total"] = line_total - tax_total if record["is_inclusive_tax"] else line_total
+        record["tax_total"] = tax_total
+        record["total"] = record["sub_total"] + tax_total
+        if record["total"] < record["payment_made"]:
+            raise ApiError(400, 4, "The invoice total cannot be less than the payments made.")
+        record["balance"] = record["total"] - record["payment_made"]
+
+    def _number(self, record: Row, sent: Row, request: Request) -> None:
+        number = sent.get("invoice_number")
+        if request.args.get("ignore_auto_number_generation") == "true":
+            if not number:
+                raise ApiError(400, 4, "Please enter the invoice number.")
+        else:
+            self._invoice_seq += 1
+            number = f"INV-{self._invoice_seq:06d}"
+        if any(i["invoice_number"] == number for i in self.invoices_by_id.values()):
+            raise ApiError(400, 1001, f'Invoice "{number}" already exists.')
+        record["invoice_number"] = str(number)
+        record["invoice_id"] = self._new_id()
+        record["created_time"] = _stamp(self._now())
+
+    def _render_invoice(self, invoice: Row, *, summary: bool = False) -> Row:
+        customer = self.contacts_by_id.get(invoice["customer_id"], {})
+        out: Row = {
+            "invoice_id": invoice["invoice_id"],
+            "invoice_number": invoice["invoice_number"],
+            "reference_number": invoice.get("reference_number", ""),
+            "status": self._status(invoice),
+            "customer_id": invoice["customer_id"],
+            "customer_name": customer.get("contact_name", ""),
+            "currency_code": invoice["currency_code"],
+            "date": invoice["date"],
+            "due_date": invoice["due_date"],
+            "is_inclusive_tax": invoice["is_inclusive_tax"],
+            "sub_total": invoice["sub_total"],
+            "tax_total": invoice["tax_total"],
+            "total": invoice["total"],
+            "payment_made": invoice["payment_made"],
+            "balance": invoice["balance"],
+            "last_payment_date": invoice.get("last_payment_date", ""),
+            "invoice_url": f"https://books.zoho.com/portal/sandbox/secure?CInvoiceID={invoice['invoice_id']}",
+            "created_time": invoice["created_time"],
+            "last_modified_time": invoice["last_modified_time"],
+        }
+        self._render_cf(invoice, out)
+        if not summary:
+            out["line_items"] = [dict(line) for line in invoice["line_items"]]
+            out["discount_type"] = "item_level"
+        return out
+
+    def _list_invoices(self, request: Request) -> tuple[int, Row]:
+        args = request.args
+        rows = list(self.invoices_by_id.values())
+        if args.get("reference_number"):
+            rows = [i for i in rows if i.get("reference_number") == args["reference_number"]]
+        if args.get("customer_id"):
+            rows = [i for i in rows if i["customer_id"] == args["customer_id"]]
+        if args.get("status"):
+            wanted = args["status"]
+            unpaid = ("sent", "overdue", "partially_paid")
+            rows = [i for i in rows if self._status(i) == wanted or (wanted == "unpaid" and self._status(i) in unpaid)]
+        if args.get("date_start"):
+            rows = [i for i in rows if i["date"] >= _day(args["date_start"], "date_start").isoformat()]
+        if args.get("date_end"):
+            rows = [i for i in rows if i["date"] <= _day(args["date_end"], "date_end").isoformat()]
+        if args.get("last_modified_time"):
+            since = _parse_stamp(args["last_modified_time"], "last_modified_time")
+            rows = [i for i in rows if _parse_stamp(i["last_modified_time"], "last_modified_time") >= since]
+        for name in self.custom_fields.get("invoices", {}):
+            if args.get(name):
+                rows = [i for i in rows if (i.get("cf") or {}).get(name) == args[name]]
+        column = args.get("sort_column", "created_time")
+        if column not in INVOICE_SORTS:
+            raise _invalid("sort_column")
+        order = args.get("sort_order", "D")
+        rows.sort(key=lambda i: (i[column], i["created_time"], i["invoice_id"]), reverse=order == "D")
+        rendered = [self._render_invoice(i, summary=True) for i in rows]
+        return self._page(request, rendered, "invoices", column, order)
+
+    def _get_invoice(self, request: Request, invoice_id: str) -> tuple[int, Row]:
+        return 200, {"code": 0, "message": "success", "invoice": self._render_invoice(self._invoice(invoice_id))}
+
+    def _create_invoice(self, request: Request) -> tuple[int, Row]:
+        invoice = self._save_invoice(self._body(request), None, request)
+        return 201, {"code": 0, "message": "The invoice has been created.", "invoice": self._render_invoice(invoice)}
+
+    def _upsert_invoice(self, request: Request) -> tuple[int, Row]:
+        key, value, found = self._by_unique("invoices", request, self.invoices_by_id)
+        body = self._body(request)
+        if found is not None:
+            invoice = self._save_invoice(body, found["invoice_id"], request)
+            return 200, {
+                "code": 0,
+                "message": "Invoice information has been updated.",
+                "invoice": self._render_invoice(invoice),
+            }
+        if request.headers.get("X-Upsert", "").lower() != "true":
+            raise ApiError(404, 1002, "Invoice does not exist.")
+        cf = [e for e in body.get("custom_fields") or [] if isinstance(e, dict) and e.get("api_name") != key]
+        invoice = self._save_invoice({**body, "custom_fields": [*cf, {"api_name": key, "value": value}]}, None, request)
+        return 201, {"code": 0, "message": "The invoice has been created.", "invoice": self._render_invoice(invoice)}
+
+    def _set_sent(self, invoice: Row) -> None:
+        if invoice["status"] == "void":
+            raise ApiError(400, 4, "Void invoices cannot be marked as sent.")
+        if invoice["status"] == "draft":
+            invoice["status"] = "sent"
+            invoice["last_modified_time"] = _stamp(self._now())
+
+    def _invoice_sent(self, request: Request, invoice_id: str) -> tuple[int, Row]:
+        self._set_sent(self._invoice(invoice_id))
+        return 200, {"code": 0, "message": "Invoice status has been changed to Sent."}
+
+    def _invoice_void(self, request: Request, invoice_id: str) -> tuple[int, Row]:
+        invoice = self._invoice(invoice_id)
+        if invoice["payment_made"] > 0:
+            raise ApiError(400, 4, "Invoices with payments recorded cannot be voided.")
+        invoice["status"] = "void"
+        invoice["balance"] = Decimal("0.00")
+        invoice["last_modified_time"] = _stamp(self._now())
+        return 200, {"code": 0, "message": "Invoice status has been changed to Void."}
+
+    def _email(self, invoice: Row) -> None:
+        if invoice["status"] == "void":
+            raise ApiError(400, 4, "Void invoices cannot be emailed.")
+        customer = self.contacts_by_id.get(invoice["customer_id"], {})
+        to = [p["email"] for p in customer.get("contact_persons") or [] if p.get("email")]
+        if not to:
+            raise ApiError(400, 4, "Please enter a valid email address for the contact person.")
+        self.emails.append({"invoice_id": invoice["invoice_id"], "to": to, "at": self._now()})
+        self._set_sent(invoice)  # emailing a draft marks it sent, as Zoho does
+
+    def _email_invoice(self, request: Request, invoice_id: str) -> tuple[int, Row]:
+        self._email(self._invoice(invoice_id))
+        return 200, {"code": 0, "message": "Your invoice has been sent."}
+
+    # ---- customer payments ------------------------------------------------------------------------------
+
+    def _save_payment(self, sent: Row) -> Row:
+        customer = self.contacts_by_id.get(str(sent.get("customer_id") or ""))
+        if customer is None:
+            raise _invalid("customer_id")
+        amount = _dec(sent.get("amount"), "amount")
+        if amount <= 0:
+            raise ApiError(400, 4, "Payment amount should be greater than zero.")
+        applied = sent.get("invoices") or []
+        if not isinstance(applied, list):
+            raise _invalid("invoices")
+        plan: list[tuple[Row, Decimal]] = []
+        for entry in applied:
+            invoice = self._invoice(str(entry.get("invoice_id") or "")) if isinstance(entry, dict) else None
+            if invoice is None or invoice["customer_id"] != customer["contact_id"]:
+                raise _invalid("invoice_id")
+            if invoice["status"] in ("draft", "void"):
+                raise ApiError(400, 4, f"Payments cannot be recorded for {invoice['status']} invoices.")
+            share = _dec(entry.get("amount_applied"), "amount_applied")
+            if share <= 0 or share > invoice["balance"]:
+                raise ApiError(400, 4, "The amount applied exceeds the balance due on the invoice.")
+            plan.append((invoice, share))
+        if sum((share for _, share in plan), Decimal(0)) > amount:
+            raise ApiError(400, 4, "The amount applied to invoices exceeds the payment amount.")
+        day = _day(sent.get("date", self._today().isoformat()), "date").isoformat()
+        payment_id = self._new_id()
+        for invoice, share in plan:
+            invoice["payment_made"] += share
+            invoice["balance"] = invoice["total"] - invoice["payment_made"]
+            invoice["status"] = "paid" if invoice["balance"] <= 0 else "partially_paid"
+            invoice["last_payment_date"] = max(day, str(invoice.get("last_payment_date") or ""))
+            invoice["last_modified_time"] = _stamp(self._now())
+        payment = {
+            "payment_id": payment_id,
+            "payment_number": str(len(self.payments_by_id) + 1),
+            "customer_id": customer["contact_id"],
+            "payment_mode": str(sent.get("payment_mode") or "cash"),
+            "amount": amount,
+            "date": day,
+            "invoices": [{"invoice_id": i["invoice_id"], "amount_applied": s} for i, s in plan],
+        }
+        self.payments_by_id[payment_id] = payment
+        return dict(payment)
+
+    def _create_payment(self, request: Request) -> tuple[int, Row]:
+        payment = self._save_payment(self._body(request))
+        return 201, {"code": 0, "message": "The payment has been created.", "payment": payment}
+
+    # ---- control API (/_sandbox/...) ---------------------------------------------------------------------
+
+    def _control(self, request: Request) -> Response:
+        raw = request.get_data()
+        body = json.loads(raw) if raw.strip() else {}
+        handlers: dict[tuple[str, str], Callable[[Any], Any]] = {
+            ("POST", "reset"): lambda _: self.reset(),
+            ("GET", "requests"): lambda _: {
+                "requests": [
+                    {"method": r.method, "path": r.path, "query": r.query, "status": r.status}
+                    for r in self.state.calls()
+                ]
+            },
+            ("POST", "faults"): self._control_faults,
+            ("POST", "clock"): lambda b: self.state.clock.advance(float(b.get("advance", 0))),
+            ("POST", "expire-tokens"): lambda _: self.expire_access_tokens(),
+            ("GET", "contacts"): lambda _: {"contacts": self.contacts()},
+            ("GET", "invoices"): lambda _: {"invoices": self.invoices()},
+        }
+        handler = handlers.get((request.method, request.path[len("/_sandbox/") :].strip("/")))
+        if handler is None:
+            return self._json({"error": f"no control endpoint {request.method} {request.path}"}, 404)
+        result = handler(body)
+        return self._json(result if result is not None else {"ok": True})
+
+    def _control_faults(self, body: Any) -> Row:
+        specs = body if isinstance(body, list) else [body]
+        with self.state.lock:
+            self.state.faults.extend(Fault(**spec) for spec in specs)
+        return {"ok": True, "faults": len(specs)}
+
+
+class ZohoBooksDriver:
+    """The AccountingDriver for the Zoho Books sandbox: finance's actions and reads, in canonical terms."""
+
+    name = "zohobooks"
+
+    def __init__(self, sandbox: ZohoBooksSandbox, tax_number_field: str = "vat_reg_no") -> None:
+        self.sandbox = sandbox
+        self.state = sandbox.state
+        self.tax_number_field = tax_number_field
+
+    def environment(self, base_url: str) -> dict[str, str]:
+        return {
+            "ACCOUNTING_PROVIDER": self.name,
+            "ZOHO_BOOKS_API_URL": base_url,
+            "ZOHO_ACCOUNTS_URL": base_url,
+            "ZOHO_CLIENT_ID": self.sandbox.client_id,
+            "ZOHO_CLIENT_SECRET": self.sandbox.client_secret,
+            "ZOHO_REFRESH_TOKEN": self.sandbox.initial_refresh_token,
+            "ZOHO_BOOKS_ORGANIZATION_ID": self.sandbox.organization_id,
+        }
+
+    def customers(self) -> list[SeenCustomer]:
+        return [
+            SeenCustomer(
+                id=c["contact_id"],
+                name=c["contact_name"],
+                number=str(c.get("cf_closeloop_ref") or ""),
+                email=c["email"],
+                tax_number=str(c.get(self.tax_number_field) or ""),
+                active=c["status"] == "active",
+            )
+            for c in self.sandbox.contacts()
+        ]
+
+    def invoices(self) -> list[SeenInvoice]:
+        return [
+            SeenInvoice(
+                id=i["invoice_id"],
+                reference=i["reference_number"],
+                customer_id=i["customer_id"],
+                currency=i["currency_code"],
+                total=i["total"],
+                amount_due=i["balance"],
+                status=INVOICE_STATUSES.get(i["status"], "AUTHORISED"),
+                lines=tuple((line["sku"], line["quantity"], line["rate"]) for line in i["line_items"]),
+            )
+            for i in self.sandbox.invoices()
+        ]
+
+    def seed_item(self, code: str, name: str, unit_price: Decimal) -> None:
+        self.sandbox.seed_item(sku=code, name=name, rate=unit_price)
+
+    def seed_customer(self, name: str, *, email: str = "", tax_number: str = "") -> str:
+        fields: Row = {"contact_name": name, "company_name": name}
+        if email:
+            fields["contact_persons"] = [{"email": email, "is_primary_contact": True}]
+        if tax_number:
+            fields[self.tax_number_field] = tax_number
+        return str(self.sandbox.seed_contact(**fields)["contact_id"])
+
+    def approve_and_pay(self, invoice_id: str, amount: Decimal, on: date) -> None:
+        """Mark the invoice sent if it is a draft, then record a customer payment of ``amount`` against it."""
+        self.sandbox.mark_sent(invoice_id)
+        self.sandbox.record_payment(invoice_id, amount, on)
+
+
+def serve(sandbox: ZohoBooksSandbox | None = None, port: int = 0) -> tuple[ZohoBooksSandbox, SandboxServer]:
+    """Start a sandbox on 127.0.0.1 (``port=0`` picks a free port); stop it with ``server.stop()``."""
+    app = sandbox if sandbox is not None else ZohoBooksSandbox()
+    server = SandboxServer(app, port=port).start()
+    return app, server
