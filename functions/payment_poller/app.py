@@ -1,4 +1,7 @@
-"""payment_poller: invoice payments and customer balances from accounting back to the CRM (scheduled)."""
+"""payment_poller (scheduled): payments and balances back to the CRM, then the CRM catch-up poll.
+
+The catch-up queues CRM changes no webhook announced (SugarCRM never retries a hook; any CRM can drop one).
+"""
 
 from __future__ import annotations
 
@@ -15,7 +18,14 @@ logger = Logger()
 
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    result = runtime.payment_poller().run()
-    summary = asdict(result) | {"status_changes": len(result.status_changes), "watermark": str(result.watermark)}
-    logger.info("payments polled", extra=summary)
+    # Independent halves: an accounting outage must not stop the CRM catch-up, nor the reverse.
+    summary: dict[str, Any] = {}
+    try:
+        result = runtime.payment_poller().run()
+        summary = asdict(result) | {"status_changes": len(result.status_changes), "watermark": str(result.watermark)}
+        logger.info("payments polled", extra=summary)
+    finally:
+        caught = runtime.crm_catch_up().run()
+        summary["catch_up"] = {"queued": caught.queued, "watermark": str(caught.watermark), "complete": caught.complete}
+        logger.info("CRM changes caught up", extra=summary["catch_up"])
     return summary

@@ -8,6 +8,9 @@ from typing import Any
 
 import pytest
 
+from closeloop import runtime
+from closeloop.config import Settings
+from closeloop.credentials import CREDENTIAL_KEYS
 from closeloop_local.stack import load_translated_template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -301,17 +304,19 @@ def test_credentials_secret_starts_with_every_key_empty(template: dict[str, Any]
     # Given the credentials secret's initial value
     secret = json.loads(props(template, "CredentialsSecret")["SecretString"])
     # Then it is one JSON object with every key the functions read, all empty until the user fills them
-    assert secret == dict.fromkeys(
-        [
-            "HUBSPOT_ACCESS_TOKEN",
-            "HUBSPOT_CLIENT_SECRET",
-            "XERO_CLIENT_ID",
-            "XERO_CLIENT_SECRET",
-            "XERO_REFRESH_TOKEN",
-            "XERO_TENANT_ID",
-        ],
-        "",
-    )
+    assert secret == dict.fromkeys(CREDENTIAL_KEYS, "")
+
+
+def test_every_setting_the_functions_read_is_a_template_parameter(template: dict[str, Any]) -> None:
+    # Given the shared environment of the functions
+    function = next(iter(resources_of(template, "AWS::Lambda::Function").values()))
+    variables = function["Properties"]["Environment"]["Variables"]
+    # Then every vendor URL setting is there (so a deployment can point at any vendor region or host)
+    settings = {str(f.alias) for f in Settings.model_fields.values() if str(f.alias).endswith(("_URL", "_CENTRE"))}
+    assert settings <= set(variables), settings - set(variables)
+    # And each provider the runtime knows is an allowed value of its parameter
+    assert set(template["Parameters"]["CrmProvider"]["AllowedValues"]) == set(runtime.CRM_PROVIDERS)
+    assert set(template["Parameters"]["AccountingProvider"]["AllowedValues"]) == set(runtime.ACCOUNTING_PROVIDERS)
 
 
 def test_outputs_name_the_webhooks_and_the_data(template: dict[str, Any]) -> None:

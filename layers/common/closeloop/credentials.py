@@ -1,9 +1,8 @@
 """Vendor credentials: from the environment locally, from the stack's Secrets Manager secret when deployed.
 
 The secret holds one JSON object whose keys are the same names as the environment variables
-(HUBSPOT_ACCESS_TOKEN, HUBSPOT_CLIENT_SECRET, XERO_CLIENT_ID, XERO_CLIENT_SECRET, XERO_REFRESH_TOKEN,
-XERO_TENANT_ID). A non-empty environment variable wins, so a developer's shell never touches the secret.
-Values are never logged.
+(``CREDENTIAL_KEYS``; only the configured vendors' keys need values). A non-empty environment variable
+wins, so a developer's shell never touches the secret. Values are never logged.
 """
 
 from __future__ import annotations
@@ -17,10 +16,27 @@ from closeloop.errors import ConfigurationError
 CREDENTIAL_KEYS = (
     "HUBSPOT_ACCESS_TOKEN",
     "HUBSPOT_CLIENT_SECRET",
+    "PIPEDRIVE_API_TOKEN",
+    "PIPEDRIVE_WEBHOOK_USER",
+    "PIPEDRIVE_WEBHOOK_PASSWORD",
+    "PIPEDRIVE_WEBHOOK_PATH_SECRET",
+    "SUGARCRM_USERNAME",
+    "SUGARCRM_PASSWORD",
+    "SUGARCRM_CLIENT_ID",
+    "SUGARCRM_CLIENT_SECRET",
+    "SUGARCRM_WEBHOOK_TOKEN",
     "XERO_CLIENT_ID",
     "XERO_CLIENT_SECRET",
     "XERO_REFRESH_TOKEN",
     "XERO_TENANT_ID",
+    "QUICKBOOKS_CLIENT_ID",
+    "QUICKBOOKS_CLIENT_SECRET",
+    "QUICKBOOKS_REFRESH_TOKEN",
+    "QUICKBOOKS_REALM_ID",
+    "ZOHO_CLIENT_ID",
+    "ZOHO_CLIENT_SECRET",
+    "ZOHO_REFRESH_TOKEN",
+    "ZOHO_BOOKS_ORGANIZATION_ID",
 )
 
 
@@ -49,6 +65,13 @@ class Credentials:
             where = f"secret {self._secret_id}" if self._secret_id else "the environment"
             raise ConfigurationError(f"credential {key} is not set in {where}")
         return value
+
+    def get_optional(self, key: str, default: str) -> str:
+        """The credential ``key``, or ``default`` when it is not set anywhere."""
+        try:
+            return self.get(key)
+        except ConfigurationError:
+            return default
 
     def from_environment(self, key: str) -> bool:
         return key in self._env

@@ -43,12 +43,6 @@ def _xero(settings: Settings, creds: Credentials) -> AccountingPort:
     from closeloop.accounting.xero import XeroAccounting, refresh_with_identity  # noqa: PLC0415
     from closeloop.oauth import RefreshingTokens  # noqa: PLC0415
 
-    def write_back(token: str) -> None:
-        try:
-            creds.put("XERO_REFRESH_TOKEN", token)
-        except Exception as exc:  # noqa: BLE001 - the token is safe in DynamoDB; the secret is a copy
-            logger.warning("could not write the rotated Xero refresh token to the secret", extra={"error": str(exc)})
-
     tokens = RefreshingTokens(
         "xero",
         store(),
@@ -58,13 +52,118 @@ def _xero(settings: Settings, creds: Credentials) -> AccountingPort:
             lambda: creds.get("XERO_CLIENT_ID"),
             lambda: creds.get("XERO_CLIENT_SECRET"),
         ),
-        write_back=write_back,
+        write_back=_write_back(creds, "XERO_REFRESH_TOKEN"),
     )
     return XeroAccounting(base_url=settings.xero_api_url, tokens=tokens, tenant_id=lambda: creds.get("XERO_TENANT_ID"))
 
 
-CRM_PROVIDERS: dict[str, Callable[[Settings, Credentials], CrmPort]] = {"hubspot": _hubspot}
-ACCOUNTING_PROVIDERS: dict[str, Callable[[Settings, Credentials], AccountingPort]] = {"xero": _xero}
+def _pipedrive(settings: Settings, creds: Credentials) -> CrmPort:
+    from closeloop.crm.pipedrive import PipedriveCrm  # noqa: PLC0415
+
+    return PipedriveCrm(
+        api_token=lambda: creds.get("PIPEDRIVE_API_TOKEN"),
+        webhook_user=lambda: creds.get("PIPEDRIVE_WEBHOOK_USER"),
+        webhook_password=lambda: creds.get("PIPEDRIVE_WEBHOOK_PASSWORD"),
+        webhook_path_secret=lambda: creds.get("PIPEDRIVE_WEBHOOK_PATH_SECRET"),
+        base_url=settings.pipedrive_api_url,
+    )
+
+
+def _sugarcrm(settings: Settings, creds: Credentials) -> CrmPort:
+    from closeloop.crm.sugarcrm import SugarCrm, password_grant  # noqa: PLC0415
+    from closeloop.oauth import RefreshingTokens  # noqa: PLC0415
+
+    settings.require("sugarcrm_url")
+    # Sugar keeps one session per user and platform: the shared token state and its lease keep
+    # concurrent functions from logging each other out. There is no refresh token to seed.
+    tokens = RefreshingTokens(
+        "sugarcrm",
+        store(),
+        seed=lambda fresh: "",
+        refresh=password_grant(
+            settings.sugarcrm_url,
+            username=lambda: creds.get("SUGARCRM_USERNAME"),
+            password=lambda: creds.get("SUGARCRM_PASSWORD"),
+            platform=settings.sugarcrm_platform,
+            client_id=lambda: creds.get_optional("SUGARCRM_CLIENT_ID", "sugar"),
+            client_secret=lambda: creds.get_optional("SUGARCRM_CLIENT_SECRET", ""),
+        ),
+        write_back=lambda token: None,
+    )
+    return SugarCrm(
+        instance_url=settings.sugarcrm_url, tokens=tokens, webhook_token=lambda: creds.get("SUGARCRM_WEBHOOK_TOKEN")
+    )
+
+
+def _write_back(creds: Credentials, key: str) -> Callable[[str], None]:
+    """Copy a rotated refresh token into the secret (the token itself is safe in DynamoDB already)."""
+
+    def write_back(token: str) -> None:
+        try:
+            creds.put(key, token)
+        except Exception as exc:  # noqa: BLE001 - the token is safe in DynamoDB; the secret is a copy
+            logger.warning(
+                "could not write a rotated refresh token to the secret", extra={"key": key, "error": str(exc)}
+            )
+
+    return write_back
+
+
+def _quickbooks(settings: Settings, creds: Credentials) -> AccountingPort:
+    from closeloop.accounting.quickbooks import QuickBooksAccounting, refresh_with_intuit  # noqa: PLC0415
+    from closeloop.oauth import RefreshingTokens  # noqa: PLC0415
+
+    tokens = RefreshingTokens(
+        "quickbooks",
+        store(),
+        seed=lambda fresh: creds.get("QUICKBOOKS_REFRESH_TOKEN", fresh=fresh),
+        refresh=refresh_with_intuit(
+            settings.intuit_oauth_url,
+            lambda: creds.get("QUICKBOOKS_CLIENT_ID"),
+            lambda: creds.get("QUICKBOOKS_CLIENT_SECRET"),
+        ),
+        write_back=_write_back(creds, "QUICKBOOKS_REFRESH_TOKEN"),
+    )
+    return QuickBooksAccounting(
+        base_url=settings.quickbooks_api_url, tokens=tokens, realm_id=lambda: creds.get("QUICKBOOKS_REALM_ID")
+    )
+
+
+def _zohobooks(settings: Settings, creds: Credentials) -> AccountingPort:
+    from closeloop.accounting.zohobooks import ZohoBooksAccounting, refresh_with_zoho  # noqa: PLC0415
+    from closeloop.oauth import RefreshingTokens  # noqa: PLC0415
+
+    centre = settings.zoho_data_centre
+    tokens = RefreshingTokens(
+        "zohobooks",
+        store(),
+        seed=lambda fresh: creds.get("ZOHO_REFRESH_TOKEN", fresh=fresh),
+        refresh=refresh_with_zoho(
+            settings.zoho_accounts_base_url,
+            lambda: creds.get("ZOHO_CLIENT_ID"),
+            lambda: creds.get("ZOHO_CLIENT_SECRET"),
+        ),
+        write_back=lambda token: None,  # Zoho's refresh tokens do not rotate
+    )
+    return ZohoBooksAccounting(
+        base_url=settings.zoho_books_base_url,
+        tokens=tokens,
+        organization_id=lambda: creds.get("ZOHO_BOOKS_ORGANIZATION_ID"),
+        web_url=f"https://books.zoho.{centre}",
+        tax_number_field={"in": "gst_no", "sa": "tax_reg_no"}.get(centre, "vat_reg_no"),
+    )
+
+
+CRM_PROVIDERS: dict[str, Callable[[Settings, Credentials], CrmPort]] = {
+    "hubspot": _hubspot,
+    "pipedrive": _pipedrive,
+    "sugarcrm": _sugarcrm,
+}
+ACCOUNTING_PROVIDERS: dict[str, Callable[[Settings, Credentials], AccountingPort]] = {
+    "xero": _xero,
+    "quickbooks": _quickbooks,
+    "zohobooks": _zohobooks,
+}
 
 
 def _provider(registry: dict[str, Callable[[Settings, Credentials], Any]], name: str, kind: str) -> Any:
@@ -280,6 +379,14 @@ def reset() -> None:
         deal_worker,
         events,
         payment_poller,
+        crm_catch_up,
     ):
         cached.cache_clear()
     get_settings.cache_clear()
+
+
+@cache
+def crm_catch_up() -> Any:
+    from closeloop.sync.catchup import CatchUp  # noqa: PLC0415
+
+    return CatchUp(crm(), queues(), store())
