@@ -383,6 +383,10 @@ def reset() -> None:
     ):
         cached.cache_clear()
     get_settings.cache_clear()
+    # Powertools keeps one parameters provider (and its boto3 client, bound to an endpoint) per process.
+    from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS  # noqa: PLC0415
+
+    DEFAULT_PROVIDERS.clear()
 
 
 @cache

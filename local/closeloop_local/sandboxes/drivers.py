@@ -94,6 +94,7 @@ class AccountingDriver(Protocol):
 
     name: str  # the ACCOUNTING_PROVIDER value
     state: SandboxState
+    currency: str  # the organisation's base currency (deals in it need no currency setup)
 
     def environment(self, base_url: str) -> dict[str, str]: ...
 

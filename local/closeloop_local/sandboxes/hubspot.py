@@ -52,6 +52,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
+from closeloop.models import CrmRef
 from closeloop_local.sandboxes.base import (
     Fault,
     SandboxServer,
@@ -59,9 +60,11 @@ from closeloop_local.sandboxes.base import (
     json_response,
     logged_request,
 )
+from closeloop_local.sandboxes.drivers import DealLine
 
 __all__ = [
     "SIGNATURE_VERSIONS",
+    "HubSpotDriver",
     "HubSpotSandbox",
     "WebhookSettings",
     "serve",
@@ -2244,3 +2247,119 @@ def serve(sandbox: HubSpotSandbox | None = None, port: int = 0) -> tuple[HubSpot
     sandbox = sandbox or HubSpotSandbox()
     server = SandboxServer(sandbox, port=port).start()
     return sandbox, server
+
+
+class HubSpotDriver:
+    """CrmDriver for the HubSpot sandbox: what a salesperson and an admin do in HubSpot."""
+
+    name = "hubspot"
+    #: The company property Closeloop reads tax numbers from (``HubSpotCrm.tax_number_property``).
+    tax_number_property = "vat_number"
+
+    def __init__(self, sandbox: HubSpotSandbox, base_url: str) -> None:
+        self.sandbox = sandbox
+        self.base_url = base_url
+        self.state = sandbox.state
+        self._has_tax_property = False
+
+    def environment(self, base_url: str) -> dict[str, str]:
+        return {
+            "CRM_PROVIDER": self.name,
+            "HUBSPOT_API_URL": base_url,
+            "HUBSPOT_ACCESS_TOKEN": self.sandbox.access_token,
+            "HUBSPOT_CLIENT_SECRET": self.sandbox.client_secret,
+        }
+
+    def subscribe(self, webhook_base_url: str) -> None:
+        """One target URL per app, as HubSpot has it: every event goes to the contacts route."""
+        self.sandbox.configure_webhooks(
+            {
+                "target_url": f"{webhook_base_url.rstrip('/')}/webhooks/hubspot/contacts",
+                "signature_version": "v3",
+                "mode": "manual",
+                "subscriptions": [
+                    "contact.creation",
+                    "contact.propertyChange",
+                    "company.creation",
+                    "company.propertyChange",
+                    "deal.creation",
+                    "deal.propertyChange:dealstage",
+                ],
+            }
+        )
+
+    def flush_webhooks(self) -> None:
+        self.sandbox.flush_webhooks()
+
+    def _ensure_tax_property(self) -> None:
+        if self._has_tax_property:
+            return
+        response = httpx.post(
+            f"{self.base_url}/crm/v3/properties/companies",
+            json={
+                "name": self.tax_number_property,
+                "label": "VAT number",
+                "type": "string",
+                "fieldType": "text",
+                "groupName": "companyinformation",
+            },
+            headers={"Authorization": f"Bearer {self.sandbox.access_token}"},
+            timeout=10,
+        )
+        if response.status_code not in (201, 409):
+            response.raise_for_status()
+        self._has_tax_property = True
+
+    def create_company(
+        self, name: str, *, email: str = "", tax_number: str = "", country: str = "", city: str = ""
+    ) -> CrmRef:
+        properties = {"name": name, "country": country, "city": city}
+        if tax_number:
+            self._ensure_tax_property()
+            properties[self.tax_number_property] = tax_number
+        company = self.sandbox.create_object("companies", {k: v for k, v in properties.items() if v})
+        if email:
+            self.sandbox.create_object(
+                "contacts",
+                {"firstname": "Accounts", "lastname": name, "email": email},
+                associations=[{"to_type": "companies", "to_id": company["id"], "primary": True}],
+            )
+        return CrmRef(crm=self.name, object_type="company", object_id=str(company["id"]))
+
+    def update_company(self, ref: CrmRef, *, name: str | None = None, phone: str | None = None) -> None:
+        changes = {k: v for k, v in {"name": name, "phone": phone}.items() if v is not None}
+        self.sandbox.update_object("companies", ref.object_id, changes)
+
+    def create_won_deal(self, company: CrmRef, lines: Sequence[DealLine], *, currency: str) -> CrmRef:
+        amount = sum((line.quantity * line.unit_price for line in lines), Decimal(0))
+        deal = self.sandbox.create_object(
+            "deals",
+            {
+                "dealname": f"Deal for company {company.object_id}",
+                "amount": str(amount),
+                "dealstage": "contractsent",
+                "pipeline": "default",
+                "deal_currency_code": currency,
+                "closedate": datetime.now(UTC).date().isoformat(),
+            },
+            associations=[{"to_type": "companies", "to_id": company.object_id, "primary": True}],
+        )
+        for line in lines:
+            self.sandbox.create_object(
+                "line_items",
+                {"name": line.name, "hs_sku": line.sku, "quantity": str(line.quantity), "price": str(line.unit_price)},
+                associations=[{"to_type": "deals", "to_id": deal["id"]}],
+            )
+        self.sandbox.update_object("deals", deal["id"], {"dealstage": "closedwon"})
+        return CrmRef(crm=self.name, object_type="deal", object_id=str(deal["id"]))
+
+    def _closeloop_properties(self, object_type: str, object_id: str) -> dict[str, str]:
+        record = self.sandbox.get_object(object_type, object_id) or {}
+        properties = record.get("properties") or {}
+        return {k: str(v) for k, v in properties.items() if k.startswith("closeloop_") and v not in (None, "")}
+
+    def deal_fields(self, deal: CrmRef) -> dict[str, str]:
+        return self._closeloop_properties("deals", deal.object_id)
+
+    def customer_fields(self, ref: CrmRef) -> dict[str, str]:
+        return self._closeloop_properties("companies" if ref.object_type == "company" else "contacts", ref.object_id)

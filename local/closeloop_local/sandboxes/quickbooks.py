@@ -1340,6 +1340,10 @@ class QuickBooksDriver:
     def state(self) -> SandboxState:
         return self.sandbox.state
 
+    @property
+    def currency(self) -> str:
+        return self.sandbox.home_currency
+
     def environment(self, base_url: str) -> dict[str, str]:
         sandbox = self.sandbox
         return {

@@ -56,6 +56,7 @@ from closeloop_local.sandboxes.base import (
     json_response,
     logged_request,
 )
+from closeloop_local.sandboxes.drivers import SeenCustomer, SeenInvoice
 
 Row = dict[str, Any]
 
@@ -2587,3 +2588,78 @@ def serve(sandbox: XeroSandbox | None = None, port: int = 0) -> tuple[XeroSandbo
     app = sandbox if sandbox is not None else XeroSandbox()
     server = SandboxServer(app, port=port).start()
     return app, server
+
+
+class XeroDriver:
+    """AccountingDriver for the Xero sandbox: finance's actions (in its own app connection) and reads."""
+
+    name = "xero"
+    currency = "NZD"  # the sandbox organisation's base currency
+
+    def __init__(self, sandbox: XeroSandbox, base_url: str) -> None:
+        self.sandbox = sandbox
+        self.base_url = base_url
+        self.state = sandbox.state
+
+    def environment(self, base_url: str) -> dict[str, str]:
+        return {
+            "ACCOUNTING_PROVIDER": self.name,
+            "XERO_API_URL": base_url,
+            "XERO_IDENTITY_URL": base_url,
+            "XERO_LOGIN_URL": base_url,
+            "XERO_CLIENT_ID": self.sandbox.client_id,
+            "XERO_CLIENT_SECRET": self.sandbox.client_secret,
+            "XERO_REFRESH_TOKEN": str(self.sandbox.current_refresh_token),
+            "XERO_TENANT_ID": self.sandbox.tenant_id,
+        }
+
+    def customers(self) -> list[SeenCustomer]:
+        return [
+            SeenCustomer(
+                id=str(c["ContactID"]),
+                name=str(c.get("Name") or ""),
+                number=str(c.get("ContactNumber") or ""),
+                email=str(c.get("EmailAddress") or ""),
+                tax_number=str(c.get("TaxNumber") or ""),
+                active=c.get("ContactStatus", "ACTIVE") == "ACTIVE",
+            )
+            for c in self.sandbox.contacts()
+        ]
+
+    def invoices(self) -> list[SeenInvoice]:
+        return [
+            SeenInvoice(
+                id=str(i["InvoiceID"]),
+                reference=str(i.get("Reference") or ""),
+                customer_id=str((i.get("Contact") or {}).get("ContactID") or ""),
+                currency=str(i.get("CurrencyCode") or ""),
+                total=_dec(i.get("Total")),
+                amount_due=_dec(i.get("AmountDue")),
+                status=str(i.get("Status") or ""),
+                lines=tuple(
+                    (str(li.get("ItemCode") or ""), _dec(li.get("Quantity")), _dec(li.get("UnitAmount")))
+                    for li in i.get("LineItems") or []
+                ),
+            )
+            for i in self.sandbox.invoices()
+            if i.get("Type") == "ACCREC"
+        ]
+
+    def seed_item(self, code: str, name: str, unit_price: Decimal) -> None:
+        if any(item.get("Code") == code for item in self.sandbox.items()):
+            return
+        self.sandbox.seed_item(
+            Code=code,
+            Name=name,
+            SalesDetails={"UnitPrice": str(unit_price), "AccountCode": "200", "TaxType": "OUTPUT2"},
+        )
+
+    def seed_customer(self, name: str, *, email: str = "", tax_number: str = "") -> str:
+        fields = {k: v for k, v in {"Name": name, "EmailAddress": email, "TaxNumber": tax_number}.items() if v}
+        return str(self.sandbox.seed_contact(**fields)["ContactID"])
+
+    def approve_and_pay(self, invoice_id: str, amount: Decimal, on: date) -> None:
+        """Finance authorises the invoice and records the payment, through an app connection of its own."""
+        from closeloop_local.demo import approve_and_pay  # noqa: PLC0415 - the demo's finance steps
+
+        approve_and_pay(self.sandbox, self.base_url, invoice_id, str(amount), on.isoformat())

@@ -1060,6 +1060,10 @@ class ZohoBooksDriver:
         self.state = sandbox.state
         self.tax_number_field = tax_number_field
 
+    @property
+    def currency(self) -> str:
+        return self.sandbox.base_currency
+
     def environment(self, base_url: str) -> dict[str, str]:
         return {
             "ACCOUNTING_PROVIDER": self.name,
