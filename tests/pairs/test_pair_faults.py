@@ -1,0 +1,104 @@
+"""The fault matrix's vendor cases for every pair: transient errors and rate limits on either side.
+
+Each case ends with nothing lost (the record synced, no failed sync, both DLQs empty) and nothing
+duplicated (one customer per company, one invoice per deal). Faults are injected in the sandboxes, so the
+adapters meet them as HTTP answers, exactly as they would meet the vendor's.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from closeloop.models import CrmRef
+from closeloop_local.sandboxes.base import Fault
+from closeloop_local.sandboxes.drivers import DealLine
+from tests.pairs.conftest import Pair
+
+pytestmark = pytest.mark.e2e
+TODAY = datetime.now(UTC).date()
+WRITES = ("POST", "PUT", "PATCH")
+
+
+def dead_letters(pair: Pair) -> int:
+    sqs = pair.stack._client("sqs")  # the stack's own client on its AWS endpoint
+    total = 0
+    for dlq in ("ContactDLQ", "DealDLQ"):
+        attributes = sqs.get_queue_attributes(
+            QueueUrl=pair.stack.resources[dlq],
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        total += sum(int(v) for v in attributes.values())
+    return total
+
+
+def met(faults: list[Fault]) -> int:
+    """How many injected answers the adapters actually received (a case that met none proves nothing)."""
+    return sum(1 for f in faults if f.times == 0)
+
+
+def one_customer(pair: Pair, ref: CrmRef, name: str) -> None:
+    mapping = pair.store.get_mapping(ref, pair.books.name)
+    assert mapping is not None, f"{name} was not synced: {pair.store.get_failed_sync(ref)}"
+    assert [c.id for c in pair.books.customers() if c.active and c.name == name] == [mapping.accounting_id]
+    assert pair.store.get_failed_sync(ref) is None
+
+
+def test_accounting_5xx_on_writes_are_retried_to_one_customer_and_one_invoice(pair: Pair) -> None:
+    line = DealLine("FLT-5XX", "Fault tolerant widget", Decimal(2), Decimal("10.00"))
+    pair.books.seed_item(line.sku, line.name, line.unit_price)
+    # Given the accounting API answers its next writes with 500, 502 and 503
+    for status in (500, 502, 503):
+        for method in WRITES:
+            pair.books.state.faults.append(Fault("*", status, times=1, method=method))
+    # When a company is created and a deal for it is won
+    company = pair.crm.create_company("Resilient Rotors Ltd", email="ap@rotors.test", country="GB")
+    pair.settle()
+    deal = pair.crm.create_won_deal(company, [line], currency=pair.books.currency)
+    pair.settle()
+    assert met(pair.books.state.faults) >= 3
+    pair.books.state.faults.clear()
+    # Then one customer and one invoice exist, written back, and nothing waits in a DLQ
+    one_customer(pair, company, "Resilient Rotors Ltd")
+    key = f"{deal.crm}-deal-{deal.object_id}"
+    assert len([i for i in pair.books.invoices() if i.reference.split(" ")[0] == key]) == 1
+    assert pair.crm.deal_fields(deal).get("closeloop_invoice_number")
+    assert dead_letters(pair) == 0
+
+
+def test_an_accounting_rate_limit_storm_delays_but_never_duplicates(pair: Pair) -> None:
+    # Given the accounting API rate-limits its next reads and writes (429, Retry-After 1 s)
+    for method in ("GET", *WRITES):
+        pair.books.state.faults.append(Fault("*", 429, times=2, method=method, headers={"Retry-After": "1"}))
+    # When a company is created
+    company = pair.crm.create_company("Patient Pumps Ltd", email="ap@pumps.test", country="GB")
+    pair.settle()
+    assert met(pair.books.state.faults) >= 2
+    pair.books.state.faults.clear()
+    pair.stack.drain(timeout=90)
+    # Then it ends synced once
+    one_customer(pair, company, "Patient Pumps Ltd")
+    assert dead_letters(pair) == 0
+
+
+def test_a_crm_rate_limit_on_the_write_back_still_writes_back_once(pair: Pair) -> None:
+    line = DealLine("FLT-429", "Throttled widget", Decimal(1), Decimal("25.00"))
+    pair.books.seed_item(line.sku, line.name, line.unit_price)
+    company = pair.crm.create_company("Throttle Works Ltd", email="ap@throttle.test", country="GB")
+    pair.settle()
+    # Given the CRM rate-limits its next writes
+    for method in WRITES:
+        pair.crm.state.faults.append(Fault("*", 429, times=2, method=method, headers={"Retry-After": "1"}))
+    # When a deal is won (the deal is created before the faults bite: the driver writes in-process)
+    deal = pair.crm.create_won_deal(company, [line], currency=pair.books.currency)
+    pair.settle()
+    assert met(pair.crm.state.faults) >= 1
+    pair.crm.state.faults.clear()
+    pair.stack.drain(timeout=90)
+    # Then one invoice, and the deal shows it
+    key = f"{deal.crm}-deal-{deal.object_id}"
+    assert len([i for i in pair.books.invoices() if i.reference.split(" ")[0] == key]) == 1
+    assert pair.crm.deal_fields(deal).get("closeloop_invoice_number")
+    assert dead_letters(pair) == 0
