@@ -7,6 +7,7 @@ adapters meet them as HTTP answers, exactly as they would meet the vendor's.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -102,3 +103,48 @@ def test_a_crm_rate_limit_on_the_write_back_still_writes_back_once(pair: Pair) -
     assert len([i for i in pair.books.invoices() if i.reference.split(" ")[0] == key]) == 1
     assert pair.crm.deal_fields(deal).get("closeloop_invoice_number")
     assert dead_letters(pair) == 0
+
+
+def test_expired_access_tokens_mid_run_are_refreshed_and_nothing_is_lost(pair: Pair) -> None:
+    # Given the accounting system has expired every access token it issued (as after a long pause)
+    pair.books.sandbox.expire_access_tokens()  # type: ignore[attr-defined]
+    # When a company is created
+    company = pair.crm.create_company("Refreshed Rivets Ltd", email="ap@rivets.test", country="GB")
+    pair.settle()
+    # Then the adapter refreshed and synced it once
+    one_customer(pair, company, "Refreshed Rivets Ltd")
+    assert dead_letters(pair) == 0
+
+
+def _delayed(pair: Pair, queue: str) -> int:
+    attributes = pair.stack._client("sqs").get_queue_attributes(
+        QueueUrl=pair.stack.resources[queue], AttributeNames=["ApproximateNumberOfMessagesDelayed"]
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessagesDelayed"])
+
+
+def test_a_revoked_connection_parks_the_work_and_alerts_once_instead_of_dead_lettering(pair: Pair) -> None:
+    # (runs last in this module: the connection stays revoked)
+    sqs, sns = pair.stack._client("sqs"), pair.stack._client("sns")
+    inbox = sqs.create_queue(QueueName=f"operator-inbox-{pair.crm.name}-{pair.books.name}")["QueueUrl"]
+    inbox_arn = sqs.get_queue_attributes(QueueUrl=inbox, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=pair.stack.resources["AlertTopic"], Protocol="sqs", Endpoint=inbox_arn)
+    # Given someone disconnected Closeloop in the accounting system
+    pair.books.sandbox.revoke_refresh_tokens()  # type: ignore[attr-defined]
+    pair.books.sandbox.expire_access_tokens()  # type: ignore[attr-defined]
+    # When a company is created and the workers meet the revoked connection
+    pair.crm.create_company("Disconnected Dynamics Ltd", email="ap@disconnected.test", country="GB")
+    pair.crm.flush_webhooks()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and _delayed(pair, "ContactQueue") < 1:
+        time.sleep(0.2)
+    # Then the messages wait in the work queue (one per delivery: Pipedrive sends the person apart from the
+    # organisation), nothing reached the DLQ or the accounting system
+    assert _delayed(pair, "ContactQueue") >= 1
+    assert dead_letters(pair) == 0
+    assert not [c for c in pair.books.customers() if c.name == "Disconnected Dynamics Ltd"]
+    # And the operator was told once
+    alerts = sqs.receive_message(QueueUrl=inbox, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+    assert len(alerts) == 1
+    assert "AuthRevoked" in alerts[0]["Body"]
+    sqs.purge_queue(QueueUrl=pair.stack.resources["ContactQueue"])
