@@ -105,6 +105,27 @@ def test_a_crm_rate_limit_on_the_write_back_still_writes_back_once(pair: Pair) -
     assert dead_letters(pair) == 0
 
 
+def test_duplicate_deliveries_and_repeated_catch_ups_leave_one_customer_and_one_invoice(pair: Pair) -> None:
+    line = DealLine("DUP-1", "Duplicated widget", Decimal(4), Decimal("2.50"))
+    pair.books.seed_item(line.sku, line.name, line.unit_price)
+    pair.poll()  # the catch-up watermark stands before the changes below
+    # Given a new company and a won deal for it, announced by webhook
+    company = pair.crm.create_company("Echo Echo Ltd", email="ap@echo.test", country="GB")
+    deal = pair.crm.create_won_deal(company, [line], currency=pair.books.currency)
+    pair.crm.flush_webhooks()
+    # When the catch-up poll queues the same changes three more times while the workers run
+    for _ in range(3):
+        pair.poll()
+    pair.stack.drain(timeout=90)
+    # Then one customer and one invoice exist, written back, and nothing failed
+    one_customer(pair, company, "Echo Echo Ltd")
+    key = f"{deal.crm}-deal-{deal.object_id}"
+    assert len([i for i in pair.books.invoices() if i.reference.split(" ")[0] == key]) == 1
+    assert pair.crm.deal_fields(deal).get("closeloop_invoice_number")
+    assert pair.store.get_failed_sync(deal) is None
+    assert dead_letters(pair) == 0
+
+
 def test_expired_access_tokens_mid_run_are_refreshed_and_nothing_is_lost(pair: Pair) -> None:
     # Given the accounting system has expired every access token it issued (as after a long pause)
     pair.books.sandbox.expire_access_tokens()  # type: ignore[attr-defined]
