@@ -214,3 +214,18 @@ def test_bulk_lookup_of_many_values_in_a_large_organisation_pages_or_filters_whi
     assert 1 < len(calls) < 30
     assert all("ContactNumber" in c.query for c in calls[1:])
     assert len(found) == 30
+
+
+def test_an_address_with_only_a_city_and_country_is_read() -> None:
+    from closeloop.accounting.xero import to_customer  # noqa: PLC0415
+
+    contact = {
+        "ContactID": "c-1",
+        "Name": "Cityonly Ltd",
+        "Addresses": [
+            {"AddressType": "POBOX"},
+            {"AddressType": "STREET", "City": "Leeds", "Country": "GB"},
+        ],
+    }
+    fields = to_customer(contact).fields
+    assert (fields["address.city"], fields["address.country"], fields["address.line1"]) == ("Leeds", "GB", "")

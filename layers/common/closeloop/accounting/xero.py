@@ -734,9 +734,12 @@ def to_customer(contact: Mapping[str, Any]) -> AccountingCustomer:
     phones = contact.get("Phones") or []
     phone: Mapping[str, Any] = next((p for p in phones if p.get("PhoneType") == "DEFAULT"), {})
     addresses = contact.get("Addresses") or []
-    with_line = [a for a in addresses if a.get("AddressLine1")]
-    street = [a for a in with_line if a.get("AddressType") == "STREET"]
-    address: Mapping[str, Any] = (street or with_line or [{}])[0]
+    # The address with any content (a city and a country alone count), the STREET one first: Xero also
+    # returns an empty POBOX address on every contact.
+    _parts = ("AddressLine1", "AddressLine2", "City", "Region", "PostalCode", "Country")
+    filled = [a for a in addresses if any(a.get(k) for k in _parts)]
+    street = [a for a in filled if a.get("AddressType") == "STREET"]
+    address: Mapping[str, Any] = (street or filled or [{}])[0]
     people = ";".join(
         f"{p.get('FirstName', '')}|{p.get('LastName', '')}|{str(p.get('EmailAddress', '')).lower()}"
         for p in contact.get("ContactPersons") or []
