@@ -57,8 +57,8 @@ unit: venv ## pytest only
 
 test: lint unit validate scan ## everything CI runs: ruff, mypy, pytest (unit, integration, e2e), sam validate, checkov
 
-demo: venv ## run the whole loop offline on the local stack and show the result
-	$(BIN)/closeloop demo
+demo: venv ## run the whole loop offline on the local stack and show the result (CRM=hubspot ACCOUNTING=xero)
+	$(BIN)/closeloop demo --crm $(or $(CRM),hubspot) --accounting $(or $(ACCOUNTING),xero)
 
 bench: venv ## benchmarks (one table; see README)
 	$(BIN)/python -m bench.run

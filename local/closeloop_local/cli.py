@@ -10,7 +10,7 @@
     closeloop replay [--queue NAME] [--dry-run] / status [--json] / audit ID [--type T] [--show-values]
         Operate a stack: the running ``closeloop dev``, or a deployed one with --stack-name NAME (default
         AWS credentials). Implemented in ``closeloop_local.ops``, imported on use.
-    closeloop demo / closeloop connect xero
+    closeloop demo [--crm hubspot|pipedrive|sugarcrm] [--accounting xero|quickbooks|zohobooks] / closeloop connect xero
         Implemented in ``closeloop_local.demo`` and ``closeloop_local.connect``, imported on use. A module
         may define ``add_arguments(parser)`` to declare its own options.
 
@@ -345,7 +345,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     audit.add_argument("--show-values", action="store_true", help="show the last synced values, not only field names")
     audit.set_defaults(handler=operations)
 
-    demo = commands.add_parser("demo", help="run the whole loop offline on the local stack and show the result")
+    demo = commands.add_parser(
+        "demo", help="run the whole loop offline on the local stack for a CRM x accounting pair and show the result"
+    )
     demo.set_defaults(handler=_lazy_main(_LAZY_COMMANDS["demo"]))
 
     connect = commands.add_parser("connect", help="connect an accounting system (OAuth) and store its tokens")

@@ -54,6 +54,16 @@ class SeenInvoice:
     lines: tuple[tuple[str, Decimal, Decimal], ...] = field(default=())  # (item code, quantity, unit price)
 
 
+@dataclass(frozen=True)
+class SentWebhook:
+    """One webhook request as the CRM sandbox sent it (or as a forger would send it): replayable as is."""
+
+    url: str
+    headers: Mapping[str, str]
+    body: bytes
+    status: int | None = None  # the answer Closeloop gave, when it was sent
+
+
 class CrmDriver(Protocol):
     """A CRM sandbox, driven as a salesperson and an admin would."""
 
@@ -69,6 +79,14 @@ class CrmDriver(Protocol):
 
     def flush_webhooks(self) -> None:
         """Deliver every pending webhook now (the sandbox batches them like the vendor does)."""
+
+    def sent_webhooks(self) -> list[SentWebhook]:
+        """Every webhook request the sandbox has sent so far, oldest first, with its URL, headers and body."""
+        ...
+
+    def forged_webhook(self, webhook_base_url: str) -> SentWebhook:
+        """A request shaped like this CRM's webhook to Closeloop, made by someone without its secret."""
+        ...
 
     def create_company(
         self, name: str, *, email: str = "", tax_number: str = "", country: str = "", city: str = ""
@@ -93,8 +111,14 @@ class AccountingDriver(Protocol):
     """An accounting sandbox, driven as finance would."""
 
     name: str  # the ACCOUNTING_PROVIDER value
-    state: SandboxState
-    currency: str  # the organisation's base currency (deals in it need no currency setup)
+
+    @property
+    def state(self) -> SandboxState: ...  # read-only: a plain attribute or a property both do
+
+    @property
+    def currency(self) -> str:
+        """The organisation's base currency (deals in it need no currency setup)."""
+        ...
 
     def environment(self, base_url: str) -> dict[str, str]: ...
 

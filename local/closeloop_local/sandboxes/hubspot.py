@@ -60,7 +60,7 @@ from closeloop_local.sandboxes.base import (
     json_response,
     logged_request,
 )
-from closeloop_local.sandboxes.drivers import DealLine
+from closeloop_local.sandboxes.drivers import DealLine, SentWebhook
 
 __all__ = [
     "SIGNATURE_VERSIONS",
@@ -2290,6 +2290,22 @@ class HubSpotDriver:
 
     def flush_webhooks(self) -> None:
         self.sandbox.flush_webhooks()
+
+    def sent_webhooks(self) -> list[SentWebhook]:
+        return [
+            SentWebhook(str(d["url"]), dict(d["headers"]), str(d["body"]).encode(), d.get("status"))
+            for d in self.sandbox.deliveries
+            if "body" in d
+        ]
+
+    def forged_webhook(self, webhook_base_url: str) -> SentWebhook:
+        """A company.creation batch signed (v3, current timestamp) with a guessed client secret."""
+        url = f"{webhook_base_url.rstrip('/')}/webhooks/hubspot/contacts"
+        event = {"eventId": 1, "subscriptionId": 1, "portalId": self.sandbox.portal_id, "occurredAt": 1,
+                 "subscriptionType": "company.creation", "objectId": 1}  # fmt: skip
+        body = json.dumps([event]).encode()
+        headers = signed_batch_headers("a-guessed-secret", url, body, int(time.time() * 1000), "v3")
+        return SentWebhook(url, {**headers, "Content-Type": "application/json"}, body)
 
     def _ensure_tax_property(self) -> None:
         if self._has_tax_property:

@@ -60,7 +60,7 @@ from werkzeug.wrappers import Request, Response
 
 from closeloop.models import CrmRef
 from closeloop_local.sandboxes.base import Fault, SandboxServer, SandboxState, logged_request
-from closeloop_local.sandboxes.drivers import DealLine
+from closeloop_local.sandboxes.drivers import DealLine, SentWebhook
 
 __all__ = ["PipedriveDriver", "PipedriveSandbox", "serve"]
 
@@ -1151,6 +1151,20 @@ class PipedriveDriver:
 
     def flush_webhooks(self) -> None:
         self.sandbox.flush_webhooks(force=True)
+
+    def sent_webhooks(self) -> list[SentWebhook]:
+        with self.state.lock:
+            sent = [dict(d) for d in self.sandbox.deliveries if "body" in d]
+        return [SentWebhook(str(d["url"]), dict(d["headers"]), str(d["body"]).encode(), d.get("status")) for d in sent]
+
+    def forged_webhook(self, webhook_base_url: str) -> SentWebhook:
+        """An organization event to the real webhook URL, with the right user and a guessed basic-auth password."""
+        url = f"{webhook_base_url.rstrip('/')}/webhooks/pipedrive/contacts/{self.path_secret}"
+        meta = {"action": "create", "entity": "organization", "version": "2.0", "entity_id": "1", "id": "forged-1"}
+        payload = {"meta": meta, "data": {"id": 1, "name": "Forged Ltd"}, "previous": None}
+        credentials = base64.b64encode(f"{self.webhook_user}:a-guessed-password".encode()).decode()
+        headers = {"Content-Type": "application/json", "Authorization": f"Basic {credentials}"}
+        return SentWebhook(url, headers, json.dumps(payload).encode())
 
     def _ensure_field(self, entity: str, name: str) -> str:
         return self.sandbox.field_key(entity, name) or self.sandbox.add_field(entity, name)

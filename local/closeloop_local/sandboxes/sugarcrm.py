@@ -61,7 +61,7 @@ from werkzeug.wrappers import Request, Response
 
 from closeloop.models import DEAL_SYNC_FIELDS, CrmRef
 from closeloop_local.sandboxes.base import Fault, SandboxServer, SandboxState, json_response, logged_request
-from closeloop_local.sandboxes.drivers import DealLine
+from closeloop_local.sandboxes.drivers import DealLine, SentWebhook
 
 __all__ = ["SugarCrmDriver", "SugarSandbox", "serve"]
 
@@ -873,6 +873,20 @@ class SugarCrmDriver:
 
     def flush_webhooks(self) -> None:
         self.sandbox.run_hook_job()
+
+    def sent_webhooks(self) -> list[SentWebhook]:
+        """Sugar's web logic hooks carry no credentials of their own: only the token in the URL."""
+        with self.state.lock:
+            sent = [dict(d) for d in self.sandbox.deliveries]
+        headers = {"Content-Type": "application/json", "User-Agent": "SugarCrm"}
+        return [SentWebhook(str(d["url"]), headers, str(d["body"]).encode(), d.get("status")) for d in sent]
+
+    def forged_webhook(self, webhook_base_url: str) -> SentWebhook:
+        """An Accounts after_save hook to the webhook route, with a guessed token in the URL."""
+        url = f"{webhook_base_url.rstrip('/')}/webhooks/sugarcrm/contacts/a-guessed-token"
+        payload = {"isUpdate": False, "dataChanges": {}, "bean": "Account", "event": "after_save",
+                   "data": {"id": str(uuid.uuid4()), "name": "Forged Ltd", "_module": "Accounts"}}  # fmt: skip
+        return SentWebhook(url, {"Content-Type": "application/json"}, json.dumps(payload).encode())
 
     def create_company(
         self, name: str, *, email: str = "", tax_number: str = "", country: str = "", city: str = ""

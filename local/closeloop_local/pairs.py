@@ -1,0 +1,122 @@
+"""Every CRM x accounting pair the local stack can run: the sandboxes, their drivers, and the stack between them.
+
+``running_pair("pipedrive", "quickbooks", root)`` starts both sandbox servers, starts the local stack with
+the adapters chosen the way a deployment chooses them (``CRM_PROVIDER`` / ``ACCOUNTING_PROVIDER`` and the
+vendors' URL settings), subscribes Closeloop's webhooks in the CRM, and stops everything on exit. The pair
+suite (tests/pairs) and ``closeloop demo --crm --accounting`` both use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from closeloop.store import DynamoStore
+from closeloop_local.sandboxes import hubspot, pipedrive, quickbooks, sugarcrm, xero, zohobooks
+from closeloop_local.sandboxes.base import SandboxServer
+from closeloop_local.sandboxes.drivers import AccountingDriver, CrmDriver
+from closeloop_local.stack import LocalStack
+
+CRMS = ("hubspot", "pipedrive", "sugarcrm")
+ACCOUNTING = ("xero", "quickbooks", "zohobooks")
+#: How the vendors spell themselves, for people reading the demo's output.
+TITLES = {
+    "hubspot": "HubSpot",
+    "pipedrive": "Pipedrive",
+    "sugarcrm": "SugarCRM",
+    "xero": "Xero",
+    "quickbooks": "QuickBooks",
+    "zohobooks": "Zoho Books",
+}
+
+
+def _hubspot() -> tuple[CrmDriver, SandboxServer, Callable[[], None]]:
+    sandbox, server = hubspot.serve()
+    return hubspot.HubSpotDriver(sandbox, server.url), server, sandbox.close
+
+
+def _pipedrive() -> tuple[CrmDriver, SandboxServer, Callable[[], None]]:
+    sandbox, server = pipedrive.serve()
+    return pipedrive.PipedriveDriver(sandbox), server, lambda: None
+
+
+def _sugarcrm() -> tuple[CrmDriver, SandboxServer, Callable[[], None]]:
+    sandbox, server = sugarcrm.serve()
+    return sugarcrm.SugarCrmDriver(sandbox), server, lambda: None
+
+
+def _xero() -> tuple[AccountingDriver, SandboxServer]:
+    sandbox, server = xero.serve()
+    return xero.XeroDriver(sandbox, server.url), server
+
+
+def _quickbooks() -> tuple[AccountingDriver, SandboxServer]:
+    sandbox, server = quickbooks.serve()
+    return quickbooks.QuickBooksDriver(sandbox), server
+
+
+def _zohobooks() -> tuple[AccountingDriver, SandboxServer]:
+    sandbox, server = zohobooks.serve()
+    return zohobooks.ZohoBooksDriver(sandbox), server
+
+
+CRM_SANDBOXES: dict[str, Callable[[], tuple[CrmDriver, SandboxServer, Callable[[], None]]]] = {
+    "hubspot": _hubspot,
+    "pipedrive": _pipedrive,
+    "sugarcrm": _sugarcrm,
+}
+ACCOUNTING_SANDBOXES: dict[str, Callable[[], tuple[AccountingDriver, SandboxServer]]] = {
+    "xero": _xero,
+    "quickbooks": _quickbooks,
+    "zohobooks": _zohobooks,
+}
+
+
+@dataclass
+class Pair:
+    crm: CrmDriver
+    books: AccountingDriver
+    stack: LocalStack
+    crm_url: str = ""  # the CRM sandbox server
+    books_url: str = ""  # the accounting sandbox server
+
+    @property
+    def store(self) -> DynamoStore:
+        return DynamoStore(self.stack.env["SYNC_TABLE"])
+
+    def settle(self) -> None:
+        """Let the CRM deliver its webhooks and the stack's workers finish."""
+        self.crm.flush_webhooks()
+        self.stack.drain(timeout=60)
+
+    def poll(self) -> Any:
+        return self.stack.run_schedule("PaymentPollerFunction")
+
+
+@contextmanager
+def running_pair(crm_name: str, books_name: str, root: Path, *, port: int = 0) -> Iterator[Pair]:
+    """Both sandboxes and the local stack for one pair, webhooks subscribed; everything stopped on exit."""
+    if crm_name not in CRM_SANDBOXES:
+        raise ValueError(f"unknown CRM {crm_name!r}: one of {', '.join(CRMS)}")
+    if books_name not in ACCOUNTING_SANDBOXES:
+        raise ValueError(f"unknown accounting system {books_name!r}: one of {', '.join(ACCOUNTING)}")
+    crm, crm_server, close_crm = CRM_SANDBOXES[crm_name]()
+    try:
+        books, books_server = ACCOUNTING_SANDBOXES[books_name]()
+        try:
+            environment = crm.environment(crm_server.url) | books.environment(books_server.url)
+            stack = LocalStack(root, port=port, env_overrides=environment)
+            try:
+                stack.start()
+                crm.subscribe(stack.api_url)
+                yield Pair(crm, books, stack, crm_server.url, books_server.url)
+            finally:
+                stack.stop()
+        finally:
+            books_server.stop()
+    finally:
+        close_crm()
+        crm_server.stop()

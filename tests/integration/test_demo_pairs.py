@@ -1,0 +1,77 @@
+"""``closeloop demo --crm --accounting`` (``make demo CRM=.. ACCOUNTING=..``) plays the whole loop for other pairs.
+
+Each case runs the real command in a subprocess, as ``make demo`` does, and checks its exit status and the
+lines that say what happened (read back from the sandboxes and the stack by the demo itself).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.e2e
+
+
+def run_demo(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "closeloop_local.cli", "demo", *args],
+        cwd=ROOT,
+        env={**os.environ, "POWERTOOLS_LOG_LEVEL": "ERROR"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("crm", "accounting", "crm_title", "books_title"),
+    [
+        ("pipedrive", "quickbooks", "Pipedrive", "QuickBooks"),
+        ("sugarcrm", "zohobooks", "SugarCRM", "Zoho Books"),
+    ],
+)
+def test_the_demo_plays_the_whole_loop_for_a_non_default_pair(
+    crm: str, accounting: str, crm_title: str, books_title: str
+) -> None:
+    result = run_demo("--crm", crm, "--accounting", accounting)
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr[-4000:]
+    # The pair that was asked for, and nothing of the default pair
+    assert f"{books_title} sandbox http://127.0.0.1:" in out
+    assert f"{crm_title} sandbox http://127.0.0.1:" in out
+    assert "HubSpot" not in out
+    assert "Xero" not in out
+    # Company -> one customer, the existing one matched, redelivery and forgery change nothing
+    assert re.search(rf"audit {crm}/company/\S+: matched \(matched by normalised name\)", out)
+    assert re.search(rf"audit {crm}/company/\S+: updated fields: phone", out)
+    assert "answered [200, 200, 200, 200, 200]" in out
+    assert f"{books_title} customers before: 2, after: 2" in out
+    assert re.search(rf"forged request to \S+/webhooks/{crm}/\S+ is refused: HTTP 401", out)
+    assert f"OK: one {books_title} customer per {crm_title} company, matched not duplicated." in out
+    # Won deal -> one invoice -> part payment on the deal -> the month's report
+    assert len(re.findall(rf"{books_title} invoice \S+ \(\w+\): .*reference '{crm}-deal-", out)) == 2  # before, after
+    assert re.search(rf"{crm_title} deal now: .*payment_status=partially_paid, amount_due=\S+, amount_paid=500", out)
+    assert "payment poller: 1 changed invoice(s), 1 deal(s) updated" in out
+    assert "discrepancies: none" in out
+    assert "the presigned link answered HTTP 200" in out
+    saved = re.search(r"a copy is saved in (\S+\.xlsx)", out)
+    assert saved is not None
+    assert saved.group(1).endswith(f"-{crm}-{accounting}.xlsx")
+    assert Path(saved.group(1)).read_bytes()[:2] == b"PK"  # an xlsx is a zip
+    assert "OK: won deal -> one invoice -> payment back on the deal -> report." in out
+    assert "FAILED" not in out
+    assert f"Demo ({crm} + {accounting}) finished in" in out
+
+
+def test_an_unknown_pair_is_refused_before_anything_starts() -> None:
+    result = run_demo("--crm", "salesforce")
+    assert result.returncode == 2
+    assert "invalid choice: 'salesforce'" in result.stderr
