@@ -1400,6 +1400,8 @@ class QuickBooksDriver:
 
     def seed_item(self, code: str, name: str, unit_price: Decimal) -> None:
         """An item whose Name is the code the adapter looks up (the display name goes in Description)."""
+        if any(row.get("Name") == code for row in self.sandbox.rows("Item")):
+            return  # item names are unique in QuickBooks: seeding twice is a no-op, as for the other drivers
         self.sandbox.seed(
             "Item", Name=code, Description=name, UnitPrice=unit_price, Type="Service", IncomeAccountRef={"value": "1"}
         )
