@@ -52,8 +52,8 @@ validate: tools ## sam validate (plain and --lint) and cfn-lint on template.yaml
 scan: tools ## checkov on template.yaml (skips carry their reason in the template)
 	$(TOOLS)/checkov/bin/checkov -f template.yaml --framework cloudformation --skip-download --quiet --compact
 
-unit: venv ## pytest only
-	$(BIN)/pytest
+unit: venv ## pytest only, one worker process per core (a test module stays on one worker: its local stack is per process)
+	$(BIN)/pytest -n auto --dist loadfile
 
 test: lint unit validate scan ## everything CI runs: ruff, mypy, pytest (unit, integration, e2e), sam validate, checkov
 
