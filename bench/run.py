@@ -56,6 +56,12 @@ def _reconcile(quick: bool) -> list[Row]:
     return reconcile_scale.measure(count=20_000 if quick else 100_000)
 
 
+def _matching(quick: bool) -> list[Row]:
+    from bench import matching  # noqa: PLC0415
+
+    return matching.measure(count=20_000 if quick else 100_000)
+
+
 #: name -> (measure, timed): timed measures run alone; call counts may run side by side.
 MEASURES: dict[str, tuple[Measure, bool]] = {
     "cold": (_cold, True),
@@ -63,8 +69,9 @@ MEASURES: dict[str, tuple[Measure, bool]] = {
     "contacts": (_contacts, False),
     "poller": (_poller, False),
     "reconcile": (_reconcile, True),
+    "matching": (_matching, True),
 }
-ORDER = ("cold", "webhook", "contacts", "poller", "reconcile")
+ORDER = ("cold", "webhook", "contacts", "poller", "reconcile", "matching")
 
 
 def _say(message: str) -> None:

@@ -6,13 +6,24 @@ import threading
 import time
 import uuid
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from typing import Any
 
 from closeloop.errors import Conflict, FatalError, ValidationFailed
-from closeloop.models import AccountingCustomer, CrmRef, Customer, Deal, Invoice, InvoiceDraft, Item, customer_fields
-from closeloop.ports import AuditRecord, FailedSync, IdMapping, PropertyDefinition, WebhookRequest
+from closeloop.models import (
+    AccountingCustomer,
+    CrmRef,
+    Customer,
+    Deal,
+    Invoice,
+    InvoiceDraft,
+    Item,
+    SyncEvent,
+    customer_fields,
+)
+from closeloop.ports import AuditRecord, FailedSync, IdMapping, PropertyDefinition, ReviewItem, WebhookRequest
 from closeloop.store import TokenState
 
 
@@ -28,6 +39,36 @@ class MemoryStore:
         self.tokens: dict[str, TokenState] = {}
         self.watermarks: dict[str, datetime] = {}
         self.customer_invoices: dict[tuple[str, str], dict[str, tuple[Invoice, bool]]] = {}
+        self.checkpoints: dict[str, dict[str, Any]] = {}
+        self.reviews: dict[tuple[CrmRef, str], ReviewItem] = {}
+
+    def get_checkpoint(self, name: str) -> dict[str, Any] | None:
+        return self.checkpoints.get(name)
+
+    def put_checkpoint(self, name: str, data: dict[str, Any]) -> None:
+        self.checkpoints[name] = dict(data)
+
+    def delete_checkpoint(self, name: str) -> None:
+        self.checkpoints.pop(name, None)
+
+    def put_review(self, item: ReviewItem) -> None:
+        current = self.reviews.get((item.ref, item.system))
+        if current is None or current.status == "pending":
+            self.reviews[(item.ref, item.system)] = item
+
+    def get_review(self, ref: CrmRef, system: str) -> ReviewItem | None:
+        return self.reviews.get((ref, system))
+
+    def list_reviews(self, system: str, status: str = "pending") -> list[ReviewItem]:
+        return [r for (_, s), r in self.reviews.items() if s == system and r.status == status]
+
+    def decide_review(self, ref: CrmRef, system: str, status: str, who: str) -> ReviewItem:
+        current = self.reviews.get((ref, system))
+        if current is None or current.status != "pending":
+            raise KeyError(f"no pending review for {ref}")
+        decided = replace(current, status=status, decided_by=who, decided_at=datetime.now(UTC))  # type: ignore[arg-type]
+        self.reviews[(ref, system)] = decided
+        return decided
 
     def get_mapping(self, ref: CrmRef, system: str) -> IdMapping | None:
         return self.mappings.get((ref, system))
@@ -123,6 +164,10 @@ class FakeAccounting:
     def get_customer(self, customer_id: str) -> AccountingCustomer | None:
         self.calls.append("get")
         return self.records.get(customer_id)
+
+    def iter_customers_changed_since(self, since: datetime) -> Iterator[AccountingCustomer]:
+        self.calls.append("list")
+        yield from list(self.records.values())
 
     def find_customers(
         self,
@@ -241,6 +286,17 @@ class FakeCrm:
 
     def resolve_customers(self, refs: Sequence[CrmRef]) -> dict[CrmRef, Customer | None]:
         return {r: self.resolve_customer(r) for r in refs}
+
+    def iter_changes_since(self, since: datetime) -> Iterator[SyncEvent]:
+        for ref in [*self.customers, *self.company_of]:
+            yield SyncEvent(
+                ref=ref,
+                event_id=f"poll:{ref}",
+                kind="changed",
+                occurred_at=datetime(2026, 11, 1, tzinfo=UTC),
+                source_type=f"{ref.object_type}.poll",
+                dedupe_key=f"poll:{ref}",
+            )
 
 
 def ref(object_type: str = "company", object_id: str = "1", crm: str = "crm") -> CrmRef:

@@ -40,6 +40,8 @@ STATE_DIR = ".closeloop"
 STATE_FILE = "dev.json"
 TEMPLATE_NAME = "template.yaml"
 _LAZY_COMMANDS = {
+    "backfill": "closeloop_local.backfill",
+    "review": "closeloop_local.backfill",
     "demo": "closeloop_local.demo",
     "connect": "closeloop_local.connect",
     "setup": "closeloop_local.setup",
@@ -358,7 +360,13 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     setup = commands.add_parser("setup", help="create the CRM properties Closeloop writes (deal and company)")
     setup.add_argument("system", choices=["hubspot"], help="the CRM to set up")
     setup.set_defaults(handler=_lazy_main(_LAZY_COMMANDS["setup"]))
-    return parser, {"demo": demo, "connect": connect, "setup": setup}
+    backfill = commands.add_parser(
+        "backfill", help="link existing CRM records to existing accounting records (dry run, resume, review list)"
+    )
+    backfill.set_defaults(handler=_lazy_main(_LAZY_COMMANDS["backfill"]))
+    review = commands.add_parser("review", help="list, accept or reject the backfill's uncertain matches")
+    review.set_defaults(handler=_lazy_main(_LAZY_COMMANDS["review"]))
+    return parser, {"demo": demo, "connect": connect, "setup": setup, "backfill": backfill, "review": review}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -375,7 +383,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise
             print(f"closeloop: error: `closeloop {command}` is not installed ({exc.name})", file=sys.stderr)
             return 2
-        add_arguments = getattr(module, "add_arguments", None)
+        add_arguments = getattr(module, f"add_{command}_arguments", None) or getattr(module, "add_arguments", None)
         if callable(add_arguments):
             add_arguments(lazy_parsers[command])
     args = parser.parse_args(arguments)

@@ -10,7 +10,7 @@ import pytest
 
 LOGIC = Path(__file__).resolve().parents[2] / "layers" / "common" / "closeloop"
 MODULES = sorted([*LOGIC.joinpath("sync").glob("*.py"), *LOGIC.joinpath("reports").glob("*.py")])
-MODULES += [LOGIC / "models.py", LOGIC / "ports.py", LOGIC / "store.py"]
+MODULES += [LOGIC / "models.py", LOGIC / "ports.py", LOGIC / "store.py", LOGIC / "rules.py"]
 _NAMES = "hubspot|pipedrive|sugarcrm|sugar|salesforce|xero|quickbooks|qbo|intuit|zoho|sage|saasu"
 VENDOR = re.compile(rf"(?<![a-z])({_NAMES})(?![a-z])", re.IGNORECASE)
 

@@ -51,6 +51,7 @@ class Settings(BaseModel):
     default_currency: str = Field("", alias="DEFAULT_CURRENCY")
     sku_item_codes: dict[str, str] = Field(default_factory=dict, alias="SKU_ITEM_CODES")
     tax_rules: str = Field("", alias="TAX_RULES")
+    field_rules: str = Field("", alias="FIELD_RULES", description="YAML overriding field_rules.yaml")
     event_bus_name: str = Field("default", alias="EVENT_BUS_NAME")
     report_link_expiry_seconds: int = Field(7 * 86400, ge=60, le=7 * 86400, alias="REPORT_LINK_EXPIRY_SECONDS")
 

@@ -271,3 +271,21 @@ class Invoice(BaseModel):
     last_payment_date: date | None = None
     url: str = Field("", description="Where a person opens the invoice in the accounting system")
     updated_at: datetime | None = None
+
+
+# -- accounting-side changes (two-way sync) --------------------------------------------------------------
+
+AccountingResource = Literal["customer", "invoice", "payment"]
+
+
+class AccountingEvent(BaseModel):
+    """One change notification from an accounting system (webhook or poll), normalised. Ids only."""
+
+    model_config = ConfigDict(frozen=True)
+
+    system: str = Field(description="The ACCOUNTING_PROVIDER that sent it, e.g. the adapter's name")
+    resource: AccountingResource
+    resource_id: str
+    kind: Literal["created", "changed", "deleted", "other"]
+    occurred_at: datetime
+    dedupe_key: str = Field(description="Stable across redeliveries of the same event")

@@ -12,7 +12,17 @@ from datetime import date, datetime
 from typing import Any, Literal, Protocol
 
 from closeloop.errors import FatalError
-from closeloop.models import AccountingCustomer, CrmRef, Customer, Deal, Invoice, InvoiceDraft, Item, SyncEvent
+from closeloop.models import (
+    AccountingCustomer,
+    AccountingEvent,
+    CrmRef,
+    Customer,
+    Deal,
+    Invoice,
+    InvoiceDraft,
+    Item,
+    SyncEvent,
+)
 
 
 @dataclass(frozen=True)
@@ -174,6 +184,30 @@ class AccountingPort(Protocol):
         """Sales invoices dated in [issued_from, issued_before) (reconcile)."""
         ...
 
+    def verify_webhook(self, request: WebhookRequest) -> None:
+        """Check a change notification's authenticity against its raw body, before anything is parsed.
+
+        Raises WebhookRejected(401) when the signature is missing or wrong, WebhookRejected(404) when the
+        system sends no webhooks (its changes are polled), ConfigurationError when the secret is not set.
+        """
+
+    def parse_webhook(self, body: bytes) -> list[AccountingEvent]:
+        """An authenticated notification as events (ids only: the worker fetches current state).
+
+        Changes of other organisations and of resources Closeloop does not follow are dropped; an empty
+        list is a valid answer (e.g. a validation ping). Each ``dedupe_key`` is the same for every
+        redelivery of one change. Raises WebhookRejected(400) naming what is malformed.
+        """
+        ...
+
+    def iter_customers_changed_since(self, since: datetime) -> Iterator[AccountingCustomer]:
+        """Customers created or modified at or after ``since``, archived/inactive ones included (their
+        ``status`` says so), page by page: the catch-up for missed notifications, and the only change feed
+        of a system without webhooks. Cost grows with the number of changes, not with the organisation.
+        A customer changed in ``since``'s own second may come again. Raises IntegrationError subclasses.
+        """
+        ...
+
 
 @dataclass(frozen=True)
 class IdMapping:
@@ -212,6 +246,26 @@ class FailedSync:
     source_event: str
     attempts: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+ReviewStatus = Literal["pending", "accepted", "rejected"]
+
+
+@dataclass(frozen=True)
+class ReviewItem:
+    """An uncertain match a person must decide: link ``ref`` to ``candidate_id``, or keep them apart."""
+
+    ref: CrmRef
+    system: str
+    candidate_id: str
+    score: float
+    reasons: tuple[str, ...]
+    crm_name: str
+    candidate_name: str
+    created_at: datetime
+    status: ReviewStatus = "pending"
+    decided_by: str = ""
+    decided_at: datetime | None = None
 
 
 class SyncStore(Protocol):

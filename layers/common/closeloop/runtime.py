@@ -54,7 +54,12 @@ def _xero(settings: Settings, creds: Credentials) -> AccountingPort:
         ),
         write_back=_write_back(creds, "XERO_REFRESH_TOKEN"),
     )
-    return XeroAccounting(base_url=settings.xero_api_url, tokens=tokens, tenant_id=lambda: creds.get("XERO_TENANT_ID"))
+    return XeroAccounting(
+        base_url=settings.xero_api_url,
+        tokens=tokens,
+        tenant_id=lambda: creds.get("XERO_TENANT_ID"),
+        webhook_key=lambda: creds.get_optional("XERO_WEBHOOK_KEY", ""),
+    )
 
 
 def _pipedrive(settings: Settings, creds: Credentials) -> CrmPort:
@@ -125,7 +130,10 @@ def _quickbooks(settings: Settings, creds: Credentials) -> AccountingPort:
         write_back=_write_back(creds, "QUICKBOOKS_REFRESH_TOKEN"),
     )
     return QuickBooksAccounting(
-        base_url=settings.quickbooks_api_url, tokens=tokens, realm_id=lambda: creds.get("QUICKBOOKS_REALM_ID")
+        base_url=settings.quickbooks_api_url,
+        tokens=tokens,
+        realm_id=lambda: creds.get("QUICKBOOKS_REALM_ID"),
+        webhook_verifier_token=lambda: creds.get_optional("QUICKBOOKS_WEBHOOK_VERIFIER_TOKEN", ""),
     )
 
 
@@ -257,10 +265,18 @@ def once() -> Callable[[dict[str, Any], Callable[[], dict[str, Any]]], dict[str,
 
 
 @cache
+def field_rules() -> Any:
+    """The deployment's field rules (FIELD_RULES over the packaged default); a bad value fails at start."""
+    from closeloop.rules import FieldRules  # noqa: PLC0415
+
+    return FieldRules.load(get_settings().field_rules or None)
+
+
+@cache
 def contact_sync() -> Any:
     from closeloop.sync.contacts import ContactSync  # noqa: PLC0415
 
-    return ContactSync(crm(), accounting(), store(), owner=uuid.uuid4().hex)
+    return ContactSync(crm(), accounting(), store(), owner=uuid.uuid4().hex, rules=field_rules())
 
 
 def _worker(pipeline: Any) -> Any:
@@ -374,6 +390,7 @@ def reset() -> None:
         alerts,
         idempotency_config,
         once,
+        field_rules,
         contact_sync,
         contact_worker,
         deal_worker,

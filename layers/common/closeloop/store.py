@@ -10,6 +10,8 @@ One table (``SYNC_TABLE``), single-table design. This module is the only place t
 | lease         | ``LEASE#<name>``                | ``LEASE``              | –                                  |
 | token state   | ``CONN#<connection>``           | ``TOKEN``              | –                                  |
 | watermark     | ``WATERMARK#<name>``            | ``WATERMARK``          | –                                  |
+| checkpoint    | ``CHECKPOINT#<name>``           | ``CHECKPOINT``         | –                                  |
+| review item   | ``CRM#hubspot#company#123``     | ``REVIEW#xero``        | ``REVIEW#xero`` / ``<status>#<iso>`` |
 | cust. invoice | ``ACC#xero#customer#<id>``      | ``INV#<invoice id>``   | ``DUE#xero`` / ``<due>#<id>`` open |
 
 ``expires_at`` is the table's TTL attribute (epoch seconds): leases carry it so stale ones are swept.
@@ -20,7 +22,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -30,7 +32,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from closeloop.models import CrmRef, Invoice
-from closeloop.ports import AuditRecord, FailedSync, IdMapping
+from closeloop.ports import AuditRecord, FailedSync, IdMapping, ReviewItem, ReviewStatus
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -332,6 +334,109 @@ class DynamoStore:
         self._client.put_item(
             TableName=self.table,
             Item=self._item({"PK": f"WATERMARK#{name}", "SK": "WATERMARK", "type": "watermark", "value": _iso(value)}),
+        )
+
+    # -- checkpoints of long operations (backfill) ------------------------------------------------
+
+    def get_checkpoint(self, name: str) -> dict[str, Any] | None:
+        item = self._get(f"CHECKPOINT#{name}", "CHECKPOINT")
+        return json.loads(str(item["data"])) if item else None
+
+    def put_checkpoint(self, name: str, data: dict[str, Any]) -> None:
+        self._client.put_item(
+            TableName=self.table,
+            Item=self._item(
+                {
+                    "PK": f"CHECKPOINT#{name}",
+                    "SK": "CHECKPOINT",
+                    "type": "checkpoint",
+                    "data": json.dumps(data, sort_keys=True, default=str),
+                    "updated_at": _iso(datetime.now(UTC)),
+                }
+            ),
+        )
+
+    def delete_checkpoint(self, name: str) -> None:
+        self._client.delete_item(TableName=self.table, Key=self._item({"PK": f"CHECKPOINT#{name}", "SK": "CHECKPOINT"}))
+
+    # -- review list (uncertain matches) ---------------------------------------------------------
+
+    def put_review(self, item: ReviewItem) -> None:
+        """Record an uncertain match; an existing decision for the same pair is kept (never re-asked)."""
+        try:
+            self._client.put_item(
+                TableName=self.table,
+                Item=self._item(self._review_item(item)),
+                ConditionExpression="attribute_not_exists(PK) OR #status = :pending",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=self._item({":pending": "pending"}),
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+
+    def _review_item(self, item: ReviewItem) -> dict[str, Any]:
+        at = item.decided_at or item.created_at
+        return {
+            "PK": crm_key(item.ref),
+            "SK": f"REVIEW#{item.system}",
+            "GSI1PK": f"REVIEW#{item.system}",
+            "GSI1SK": f"{item.status}#{_iso(at)}",
+            "type": "review",
+            "candidate_id": item.candidate_id,
+            "score": Decimal(str(round(item.score, 4))),
+            "reasons": json.dumps(list(item.reasons)),
+            "crm_name": item.crm_name,
+            "candidate_name": item.candidate_name,
+            "created_at": _iso(item.created_at),
+            "status": item.status,
+            "decided_by": item.decided_by,
+            "decided_at": _iso(item.decided_at) if item.decided_at else "",
+        }
+
+    def get_review(self, ref: CrmRef, system: str) -> ReviewItem | None:
+        item = self._get(crm_key(ref), f"REVIEW#{system}")
+        return self._review(item) if item else None
+
+    def list_reviews(self, system: str, status: ReviewStatus = "pending") -> list[ReviewItem]:
+        items: list[ReviewItem] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": "GSI1",
+            "KeyConditionExpression": "GSI1PK = :pk AND begins_with(GSI1SK, :status)",
+            "ExpressionAttributeValues": self._item({":pk": f"REVIEW#{system}", ":status": f"{status}#"}),
+        }
+        while True:
+            response = self._client.query(**kwargs)
+            items.extend(self._review(self._plain(i)) for i in response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                return items
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def decide_review(self, ref: CrmRef, system: str, status: ReviewStatus, who: str) -> ReviewItem:
+        """Accept or reject a pending item (NotFound-like KeyError when there is none pending)."""
+        current = self.get_review(ref, system)
+        if current is None or current.status != "pending":
+            raise KeyError(f"no pending review for {ref}")
+        decided = replace(current, status=status, decided_by=who, decided_at=datetime.now(UTC))
+        self._client.put_item(TableName=self.table, Item=self._item(self._review_item(decided)))
+        return decided
+
+    @staticmethod
+    def _review(item: dict[str, Any]) -> ReviewItem:
+        decided = str(item.get("decided_at") or "")
+        return ReviewItem(
+            ref=ref_from_key(str(item["PK"])),
+            system=str(item["SK"]).removeprefix("REVIEW#"),
+            candidate_id=str(item["candidate_id"]),
+            score=float(item["score"]),
+            reasons=tuple(json.loads(str(item.get("reasons", "[]")))),
+            crm_name=str(item.get("crm_name", "")),
+            candidate_name=str(item.get("candidate_name", "")),
+            created_at=datetime.fromisoformat(str(item["created_at"])),
+            status=str(item["status"]),  # type: ignore[arg-type]
+            decided_by=str(item.get("decided_by", "")),
+            decided_at=datetime.fromisoformat(decided) if decided else None,
         )
 
     # -- invoices per customer (the financial summary, and due dates to watch) ----------------------

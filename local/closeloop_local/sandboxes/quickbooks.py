@@ -40,6 +40,9 @@ before any other handling; ``QuickBooksDriver`` drives it as finance would for t
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import re
 import secrets
@@ -53,10 +56,11 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
+import httpx
 from werkzeug.wrappers import Request, Response
 
 from closeloop_local.sandboxes.base import Fault, SandboxServer, SandboxState, logged_request
-from closeloop_local.sandboxes.drivers import SeenCustomer, SeenInvoice
+from closeloop_local.sandboxes.drivers import SeenCustomer, SeenInvoice, SentWebhook
 from closeloop_local.sandboxes.xero import WireEncoder
 
 Row = dict[str, Any]
@@ -479,6 +483,130 @@ class Limits:
         self.in_flight = max(0, self.in_flight - 1)
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Webhooks (the app's webhook endpoint in Intuit's developer portal)
+# ---------------------------------------------------------------------------------------------------------
+
+#: The sandbox app's webhook Verifier Token: a sandbox credential.
+DEFAULT_VERIFIER_TOKEN = "sandbox-qbo-verifier-token-0000-1111-2222"  # noqa: S105
+WEBHOOK_ENTITIES = ("Customer", "Invoice", "Payment")
+
+
+def intuit_signature(verifier_token: str, body: bytes) -> str:
+    """``intuit-signature``: base64(HMAC-SHA256(verifier token, raw body))."""
+    return base64.b64encode(hmac.new(verifier_token.encode(), body, hashlib.sha256).digest()).decode()
+
+
+@dataclass
+class _QboDelivery:
+    body: bytes
+    entities: int
+    attempt: int = 1
+
+
+class QuickBooksWebhooks:
+    """The app's webhook: an endpoint URL, the entities subscribed, the Verifier Token it signs with.
+
+    Every Create/Update/Delete/Void/Emailed of a subscribed entity (through the API, /batch or the
+    sandbox's own ``seed``) is aggregated; ``flush()`` ends the aggregation window: one POST
+    ``{"eventNotifications": [{"realmId", "dataChangeEvent": {"entities": [...]}}]}`` (one notification
+    per realm, as Intuit sends), signed in ``intuit-signature``, plus one more attempt for each earlier
+    delivery that got anything but a 2xx in ``timeout`` seconds, up to ``max_attempts``. Nothing runs in
+    the background.
+    """
+
+    def __init__(self, sandbox: QuickBooksSandbox, verifier_token: str, *, timeout: float = 3.0) -> None:
+        self._sandbox = sandbox
+        self.verifier_token = verifier_token
+        self.timeout = timeout
+        self.max_attempts = 5
+        self.reset()
+
+    def reset(self) -> None:
+        self.url: str | None = None
+        self.entities: tuple[str, ...] = WEBHOOK_ENTITIES
+        self._window: list[Row] = []
+        self._retries: list[_QboDelivery] = []
+        self.deliveries: list[Row] = []
+
+    def subscribe(self, url: str, entities: Iterable[str] = WEBHOOK_ENTITIES) -> None:
+        """Set the endpoint and the entities to notify (any entity the sandbox stores)."""
+        wanted = tuple(dict.fromkeys(entities))
+        if not url.strip() or not wanted or any(e not in FILTERABLE for e in wanted):
+            raise ValueError(f"an endpoint URL and entities among {', '.join(FILTERABLE)} are required")
+        with self._sandbox.state.lock:
+            self.url, self.entities = url.strip(), wanted
+            self._window.clear()
+            self._retries.clear()
+
+    def record(self, entity: str, entity_id: str, operation: str, updated: float) -> None:
+        with self._sandbox.state.lock:
+            if self.url is None or entity not in self.entities:
+                return
+            self._window.append(
+                {
+                    "name": entity,
+                    "id": entity_id,
+                    "operation": operation,
+                    "lastUpdated": datetime.fromtimestamp(int(updated), COMPANY_ZONE).strftime("%Y-%m-%dT%H:%M:%S%z"),
+                }
+            )
+
+    def pending(self) -> int:
+        with self._sandbox.state.lock:
+            return len(self._window) + sum(d.entities for d in self._retries)
+
+    def flush(self) -> Row:
+        """Close the aggregation window (one notification) and retry what failed before: one attempt each."""
+        with self._sandbox.state.lock:
+            url = self.url
+            deliveries, self._retries = self._retries, []
+            if self._window:
+                payload = {
+                    "eventNotifications": [
+                        {"realmId": self._sandbox.realm_id, "dataChangeEvent": {"entities": self._window}}
+                    ]
+                }
+                deliveries.append(_QboDelivery(json.dumps(payload).encode(), len(self._window)))
+                self._window = []
+        attempts = ok = 0
+        for delivery in deliveries:
+            if url is None:
+                break
+            headers = {
+                "Content-Type": "application/json",
+                "intuit-signature": intuit_signature(self.verifier_token, delivery.body),
+            }
+            status, error, elapsed = None, "", 0.0
+            started = time.monotonic()
+            try:
+                with httpx.Client(timeout=self.timeout, follow_redirects=False) as client:
+                    status = client.post(url, content=delivery.body, headers=headers).status_code
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
+                error = type(exc).__name__
+            elapsed = time.monotonic() - started
+            success = status is not None and 200 <= status < 300 and elapsed <= self.timeout
+            attempts += 1
+            ok += success
+            with self._sandbox.state.lock:
+                self.deliveries.append(
+                    {
+                        "url": url,
+                        "attempt": delivery.attempt,
+                        "entities": delivery.entities,
+                        "status": status,
+                        "ok": success,
+                        "error": error or ("" if success else "not answered with a 2xx in time"),
+                        "at": self._sandbox.state.clock.now(),
+                        "headers": headers,
+                        "body": delivery.body.decode(),
+                    }
+                )
+                if not success and delivery.attempt < self.max_attempts:
+                    self._retries.append(_QboDelivery(delivery.body, delivery.entities, delivery.attempt + 1))
+        return {"attempts": attempts, "succeeded": ok, "failed": attempts - ok}
+
+
 class QuickBooksSandbox:
     """A stateful QuickBooks Online company (one realm) plus Intuit's token endpoint, as a WSGI app."""
 
@@ -498,6 +626,7 @@ class QuickBooksSandbox:
         custom_txn_numbers: bool = True,
         home_currency: str = "USD",
         multicurrency: bool = True,
+        verifier_token: str = DEFAULT_VERIFIER_TOKEN,
     ) -> None:
         self.client_id = client_id
         self.client_secret = client_secret
@@ -511,6 +640,7 @@ class QuickBooksSandbox:
         self.multicurrency = multicurrency
         self._limit_args = (minute_limit, concurrent_limit, batch_minute_limit)
         self.state = SandboxState()
+        self.webhooks = QuickBooksWebhooks(self, verifier_token)
         self._init_data()
 
     # ---- state ------------------------------------------------------------------------------------------
@@ -530,10 +660,11 @@ class QuickBooksSandbox:
         self._next_doc = 1001
 
     def reset(self) -> None:
-        """Forget data, tokens, limits, the request log and faults (the clock keeps its offset)."""
+        """Forget data, tokens, limits, webhooks, the request log and faults (the clock keeps its offset)."""
         with self.state.lock:
             self.state.reset_log()
             self._init_data()
+            self.webhooks.reset()
 
     def _now(self) -> float:
         return self.state.clock.now()
@@ -810,6 +941,7 @@ class QuickBooksSandbox:
             del self.tables[entity][rec.data["Id"]]
             rec.updated = self._now()
             self.deleted[rec.data["Id"]] = rec
+            self.webhooks.record(entity, rec.data["Id"], "Delete", rec.updated)
             return {"Id": rec.data["Id"], "status": "Deleted", "domain": "QBO"}
         if operation not in ("", "create", "update"):
             raise business(f"unknown operation {operation}")
@@ -832,6 +964,7 @@ class QuickBooksSandbox:
         data.update(Id=self._next_id(), SyncToken="0")
         rec = Record(data, self._seq, now, now)
         self.tables[entity][data["Id"]] = rec
+        self.webhooks.record(entity, data["Id"], "Create", now)
         if entity == "Payment":
             self._apply_payment(rec)
         return rec
@@ -850,6 +983,7 @@ class QuickBooksSandbox:
                 merged.update(LinkedTxn=rec.data.get("LinkedTxn", []), Balance=rec.data.get("Balance"))
         rec.data = self._validate(entity, merged, rec, allow_dup)
         self._touch(rec)
+        self.webhooks.record(entity, rec.data["Id"], "Update", rec.updated)
         return rec
 
     def _touch(self, rec: Record) -> None:
@@ -1098,6 +1232,7 @@ class QuickBooksSandbox:
             PrivateNote=f"Voided - {note}" if note else "Voided",
         )
         self._touch(rec)
+        self.webhooks.record("Invoice", rec.data["Id"], "Void", rec.updated)
         return rec
 
     def _validate_payment(self, data: Row) -> Row:
@@ -1130,6 +1265,7 @@ class QuickBooksSandbox:
                 invoice.data["Balance"] -= _dec(line["Amount"], "Amount")
                 invoice.data["LinkedTxn"].append({"TxnId": payment.data["Id"], "TxnType": "Payment"})
                 self._touch(invoice)
+                self.webhooks.record("Invoice", invoice.data["Id"], "Update", invoice.updated)
 
     def _send(self, invoice_id: str, send_to: str | None) -> Row:
         rec = self.tables["Invoice"].get(invoice_id)
@@ -1149,6 +1285,7 @@ class QuickBooksSandbox:
         if send_to:
             rec.data["BillEmail"] = {"Address": send_to}
         self._touch(rec)
+        self.webhooks.record("Invoice", invoice_id, "Emailed", rec.updated)
         return self._render("Invoice", rec)
 
     # ---- reads ------------------------------------------------------------------------------------------
@@ -1317,10 +1454,24 @@ class QuickBooksSandbox:
         if (request.method, name) == ("POST", "revoke-refresh-tokens"):
             self.revoke_refresh_tokens()
             return self._json({"ok": True})
+        if name.startswith("webhooks"):
+            return self._control_webhooks(request.method, name, body)
         if (request.method, name) == ("GET", "refresh-token"):
             token = self.current_refresh_token
             return self._json({"refresh_token": token, "realm_id": self.realm_id}, 200 if token else 404)
         return self._json({"error": f"no control endpoint {request.method} {request.path}"}, 404)
+
+    def _control_webhooks(self, method: str, name: str, body: Any) -> Response:
+        if (method, name) == ("POST", "webhooks"):
+            self.webhooks.subscribe(str(body.get("url") or ""), body.get("entities") or WEBHOOK_ENTITIES)
+            return self._json({"url": self.webhooks.url, "verifier_token": self.webhooks.verifier_token})
+        if (method, name) == ("POST", "webhooks/flush"):
+            return self._json(self.webhooks.flush())
+        if (method, name) == ("GET", "webhooks/deliveries"):
+            with self.state.lock:
+                deliveries = list(self.webhooks.deliveries)
+            return self._json({"deliveries": deliveries, "pending": self.webhooks.pending()})
+        return self._json({"error": f"no control endpoint {method} /_sandbox/{name}"}, 404)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -1354,7 +1505,20 @@ class QuickBooksDriver:
             "QUICKBOOKS_CLIENT_SECRET": sandbox.client_secret,
             "QUICKBOOKS_REFRESH_TOKEN": sandbox.current_refresh_token or sandbox.initial_refresh_token,
             "QUICKBOOKS_REALM_ID": sandbox.realm_id,
+            "QUICKBOOKS_WEBHOOK_VERIFIER_TOKEN": sandbox.webhooks.verifier_token,
         }
+
+    def subscribe_webhooks(self, url: str) -> None:
+        """Point the app's webhook (customers, invoices, payments) at ``url``."""
+        self.sandbox.webhooks.subscribe(url)
+
+    def flush_webhooks(self) -> None:
+        self.sandbox.webhooks.flush()
+
+    def sent_webhooks(self) -> list[SentWebhook]:
+        with self.sandbox.state.lock:
+            sent = list(self.sandbox.webhooks.deliveries)
+        return [SentWebhook(str(d["url"]), dict(d["headers"]), str(d["body"]).encode(), d["status"]) for d in sent]
 
     def customers(self) -> list[SeenCustomer]:
         return [

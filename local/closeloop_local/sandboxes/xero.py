@@ -29,6 +29,7 @@ import base64
 import calendar
 import copy
 import hashlib
+import hmac
 import json
 import math
 import re
@@ -47,6 +48,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlencode
 
+import httpx
 from werkzeug.wrappers import Request, Response
 
 from closeloop_local.sandboxes.base import (
@@ -56,7 +58,7 @@ from closeloop_local.sandboxes.base import (
     json_response,
     logged_request,
 )
-from closeloop_local.sandboxes.drivers import SeenCustomer, SeenInvoice
+from closeloop_local.sandboxes.drivers import SeenCustomer, SeenInvoice, SentWebhook
 
 Row = dict[str, Any]
 
@@ -907,6 +909,210 @@ def _route(method: str, path: str, handler: Callable[..., Any], resource: str = 
 
 
 # ---------------------------------------------------------------------------------------------------------
+# Webhooks (the app's webhook in Xero's developer portal)
+# ---------------------------------------------------------------------------------------------------------
+
+#: The sandbox app's webhook key: a sandbox credential (Xero shows a 88-character base64 key like it).
+DEFAULT_WEBHOOK_KEY = "c2FuZGJveC14ZXJvLXdlYmhvb2sta2V5LW5vdC1hLXNlY3JldC0wMTIzNDU2Nzg5YWJjZGVmMDEyMzQ1Njc4OQ=="  # noqa: S105
+WEBHOOK_CATEGORIES = ("CONTACT", "INVOICE")
+#: Xero's resource URL prefix per category (events point at the public API, wherever the sandbox runs).
+WEBHOOK_RESOURCE_URLS = {
+    "CONTACT": "https://api.xero.com/api.xro/2.0/Contacts/",
+    "INVOICE": "https://api.xero.com/api.xro/2.0/Invoices/",
+}
+WEBHOOK_STATUS_OK = "OK"
+WEBHOOK_STATUS_ITR = "INTENT_TO_RECEIVE_REQUIRED"
+
+
+def xero_signature(key: str, body: bytes) -> str:
+    """``x-xero-signature``: base64(HMAC-SHA256(webhook key, raw body))."""
+    return base64.b64encode(hmac.new(key.encode(), body, hashlib.sha256).digest()).decode()
+
+
+def _entropy() -> str:
+    return "".join(secrets.choice(string.ascii_uppercase) for _ in range(20))
+
+
+def _post_webhook(url: str, body: bytes, headers: dict[str, str], timeout: float) -> tuple[int | None, bytes, str]:
+    """POST once; (status or None, the answer's body, an error name or "")."""
+    started = time.monotonic()
+    try:
+        with httpx.Client(timeout=timeout, follow_redirects=False) as client:
+            response = client.post(url, content=body, headers=headers)
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        return None, b"", type(exc).__name__
+    if time.monotonic() - started > timeout:
+        return response.status_code, response.content, "timed out"
+    return response.status_code, response.content, ""
+
+
+@dataclass
+class _XeroBatch:
+    body: bytes
+    events: int
+    attempt: int = 1
+
+
+class XeroWebhooks:
+    """The app's webhook as Xero's developer portal holds it: a signing key, a delivery URL, categories.
+
+    ``subscribe(url)`` saves the URL and runs *intent to receive*, as saving in the portal does: a correctly
+    signed and a wrongly signed POST of ``{"events": [], ...}``; the endpoint must answer 200 and 401, both
+    with an empty body, within ``timeout`` seconds, or the webhook stays INTENT_TO_RECEIVE_REQUIRED and
+    sends nothing (``intent_to_receive()`` runs the check again, like the portal's button). Once OK,
+    every CREATE/UPDATE of a contact or invoice (a payment shows as an invoice UPDATE; Xero has no payment
+    webhooks) queues one event; ``flush()`` POSTs everything queued as one signed batch per ``batch_size``
+    events, with ``firstEventSequence``/``lastEventSequence`` and a random ``entropy``, and retries the
+    batches whose earlier attempt failed (any answer but 200), the same bytes each time, up to
+    ``max_attempts`` (Xero retries for 24 hours, then disables the webhook: here the batch is dropped and
+    recorded as lost). Nothing runs in the background.
+    """
+
+    def __init__(
+        self, sandbox: XeroSandbox, key: str, *, timeout: float = 5.0, max_attempts: int = 5, batch_size: int = 100
+    ) -> None:
+        self._sandbox = sandbox
+        self.key = key
+        self.timeout = timeout
+        self.max_attempts = max_attempts
+        self.batch_size = batch_size
+        self.reset()
+
+    def reset(self) -> None:
+        self.url: str | None = None
+        self.categories: tuple[str, ...] = WEBHOOK_CATEGORIES
+        self.status = WEBHOOK_STATUS_ITR
+        self._queue: list[Row] = []
+        self._retries: list[_XeroBatch] = []
+        self._sequence = 0
+        self.deliveries: list[Row] = []
+
+    def subscribe(self, url: str, categories: Iterable[str] = WEBHOOK_CATEGORIES) -> str:
+        """Save the delivery URL and categories, then run intent to receive; returns the webhook's status."""
+        wanted = tuple(dict.fromkeys(c.upper() for c in categories))
+        unknown = [c for c in wanted if c not in WEBHOOK_CATEGORIES]
+        if not url.strip() or unknown or not wanted:
+            raise ValueError(f"a delivery URL and categories among {', '.join(WEBHOOK_CATEGORIES)} are required")
+        with self._sandbox.state.lock:
+            self.url, self.categories, self.status = url.strip(), wanted, WEBHOOK_STATUS_ITR
+            self._queue.clear()
+            self._retries.clear()
+        self.intent_to_receive()
+        return self.status
+
+    def intent_to_receive(self) -> bool:
+        """Send the check (right signature, then a wrong one); OK only if both answers are right."""
+        url = self.url
+        if url is None:
+            raise ValueError("no delivery URL: subscribe first")
+        passed = True
+        for signed_right in (True, False):
+            payload = {"events": [], "firstEventSequence": 0, "lastEventSequence": 0, "entropy": _entropy()}
+            body = json.dumps(payload, separators=(",", ":")).encode()
+            key = self.key if signed_right else secrets.token_urlsafe(48)
+            status, answer, error = self._post(url, body, key)
+            expected = 200 if signed_right else 401
+            ok = status == expected and not answer and not error
+            if not ok and not error:
+                error = f"expected {expected} with an empty body, got {status} with {len(answer)} bytes"
+            self._log(url, body, key, status, ok, error, kind="intent_to_receive", attempt=1, events=0)
+            passed = passed and ok
+        with self._sandbox.state.lock:
+            self.status = WEBHOOK_STATUS_OK if passed else WEBHOOK_STATUS_ITR
+        return passed
+
+    def record(self, category: str, resource_id: str, event_type: str) -> None:
+        """Queue one event (sandbox lock held by the caller, or taken here)."""
+        with self._sandbox.state.lock:
+            if self.status != WEBHOOK_STATUS_OK or category not in self.categories:
+                return
+            now = self._sandbox.state.clock.now()
+            self._queue.append(
+                {
+                    "resourceUrl": WEBHOOK_RESOURCE_URLS[category] + resource_id,
+                    "resourceId": resource_id,
+                    "eventDateUtc": datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3],
+                    "eventType": event_type,
+                    "eventCategory": category,
+                    "tenantId": self._sandbox.tenant_id,
+                    "tenantType": "ORGANISATION",
+                }
+            )
+
+    def pending(self) -> int:
+        with self._sandbox.state.lock:
+            return len(self._queue) + sum(batch.events for batch in self._retries)
+
+    def flush(self) -> Row:
+        """One attempt for every queued event (in batches) and every batch awaiting a retry."""
+        with self._sandbox.state.lock:
+            url = self.url
+            batches, self._retries = self._retries, []
+            while self._queue:
+                events, self._queue = self._queue[: self.batch_size], self._queue[self.batch_size :]
+                first = self._sequence + 1
+                self._sequence += len(events)
+                payload = {
+                    "events": events,
+                    "firstEventSequence": first,
+                    "lastEventSequence": self._sequence,
+                    "entropy": _entropy(),
+                }
+                batches.append(_XeroBatch(json.dumps(payload, separators=(",", ":")).encode(), len(events)))
+        attempts = ok = 0
+        for batch in batches:
+            if url is None:
+                break
+            status, _, error = self._post(url, batch.body, self.key)
+            success = status == 200 and not error
+            self._log(url, batch.body, self.key, status, success, error, "events", batch.attempt, batch.events)
+            attempts += 1
+            ok += success
+            if not success:
+                with self._sandbox.state.lock:
+                    if batch.attempt < self.max_attempts:
+                        self._retries.append(_XeroBatch(batch.body, batch.events, batch.attempt + 1))
+                    else:
+                        self.deliveries.append({"kind": "lost", "events": batch.events, "body": batch.body.decode()})
+        return {"attempts": attempts, "succeeded": ok, "failed": attempts - ok}
+
+    def _post(self, url: str, body: bytes, key: str) -> tuple[int | None, bytes, str]:
+        headers = {"Content-Type": "application/json; charset=utf-8", "x-xero-signature": xero_signature(key, body)}
+        return _post_webhook(url, body, headers, self.timeout)
+
+    def _log(  # noqa: PLR0913 - one delivery record
+        self,
+        url: str,
+        body: bytes,
+        key: str,
+        status: int | None,
+        ok: bool,
+        error: str,
+        kind: str,
+        attempt: int,
+        events: int,
+    ) -> None:
+        with self._sandbox.state.lock:
+            self.deliveries.append(
+                {
+                    "kind": kind,
+                    "url": url,
+                    "attempt": attempt,
+                    "events": events,
+                    "status": status,
+                    "ok": ok,
+                    "error": error,
+                    "at": self._sandbox.state.clock.now(),
+                    "headers": {
+                        "Content-Type": "application/json; charset=utf-8",
+                        "x-xero-signature": xero_signature(key, body),
+                    },
+                    "body": body.decode(),
+                }
+            )
+
+
+# ---------------------------------------------------------------------------------------------------------
 # The sandbox
 # ---------------------------------------------------------------------------------------------------------
 
@@ -928,6 +1134,8 @@ class XeroSandbox:
         *,
         tenant_name: str = "Demo Company (NZ)",
         app_name: str = "Closeloop",
+        webhook_key: str = DEFAULT_WEBHOOK_KEY,
+        webhook_timeout: float = 5.0,
     ) -> None:
         self.client_id = client_id
         self.client_secret = client_secret
@@ -937,6 +1145,7 @@ class XeroSandbox:
         self.initial_refresh_token = refresh_token
         self.refresh_grace_seconds = refresh_grace_seconds
         self.state = SandboxState()
+        self.webhooks = XeroWebhooks(self, webhook_key, timeout=webhook_timeout)
         self._limits = RateLimiter(minute_limit, day_limit, concurrent_limit, app_minute_limit)
         self._routes = self._build_routes()
         self._control_routes = self._build_control_routes()
@@ -974,10 +1183,11 @@ class XeroSandbox:
         )
 
     def reset(self) -> None:
-        """Forget all data, tokens, limits, the request log and faults (the clock keeps its offset)."""
+        """Forget all data, tokens, limits, webhooks, the request log and faults (the clock keeps its offset)."""
         with self.state.lock:
             self.state.reset_log()
             self._init_data()
+            self.webhooks.reset()
 
     def _next_seq(self) -> int:
         self._seq += 1
@@ -1631,10 +1841,12 @@ class XeroSandbox:
         if existing is not None:
             existing.data = merged
             existing.updated_ms = self._now_ms()
+            self.webhooks.record("CONTACT", merged["ContactID"], "UPDATE")
             return existing
         merged["ContactID"] = _new_id()
         rec = Record(merged, self._now_ms(), self._next_seq())
         self.contacts_by_id[merged["ContactID"]] = rec
+        self.webhooks.record("CONTACT", merged["ContactID"], "CREATE")
         return rec
 
     def _contact_view(self, data: Row, contact_id: str, updated_ms: int | None = None) -> Row:
@@ -2094,10 +2306,12 @@ class XeroSandbox:
         self._mark_contact_role(merged)
         if existing is not None:
             existing.data, existing.updated_ms = merged, self._now_ms()
+            self.webhooks.record("INVOICE", merged["InvoiceID"], "UPDATE")
             return existing
         merged["InvoiceID"] = _new_id()
         rec = Record(merged, self._now_ms(), self._next_seq())
         self.invoices_by_id[merged["InvoiceID"]] = rec
+        self.webhooks.record("INVOICE", merged["InvoiceID"], "CREATE")
         return rec
 
     def _mark_contact_role(self, invoice: Row) -> None:
@@ -2274,6 +2488,7 @@ class XeroSandbox:
             raise self._invoice_refused(rec, errors)
         rec.data["SentToContact"] = True
         rec.updated_ms = self._now_ms()  # a guess: Xero records the sending in the invoice's history
+        self.webhooks.record("INVOICE", rec.data["InvoiceID"], "UPDATE")
         self._emails.append({"InvoiceID": rec.data["InvoiceID"], "To": recipients, "at": self._now()})
         return Response(b"", status=204)
 
@@ -2383,6 +2598,7 @@ class XeroSandbox:
             invoice.data["Status"] = "AUTHORISED"
             invoice.data.pop("FullyPaidOnDate", None)
         invoice.updated_ms = self._now_ms()
+        self.webhooks.record("INVOICE", invoice.data["InvoiceID"], "UPDATE")  # no payment webhooks in Xero
 
     def _payment_view(self, data: Row, rec: Record | None) -> Row:
         invoice = self.invoices_by_id.get(data.get("InvoiceID") or "")
@@ -2520,6 +2736,10 @@ class XeroSandbox:
             ("POST", "expire-tokens"): self._control_expire,
             ("POST", "revoke-refresh-tokens"): self._control_revoke,
             ("GET", "refresh-token"): self._control_refresh_token,
+            ("POST", "webhooks"): self._control_webhooks,
+            ("POST", "webhooks/intent-to-receive"): self._control_intent_to_receive,
+            ("POST", "webhooks/flush"): lambda request: self._json(self.webhooks.flush()),
+            ("GET", "webhooks/deliveries"): self._control_deliveries,
         }
 
     def _control(self, request: Request) -> Response:
@@ -2576,6 +2796,20 @@ class XeroSandbox:
         self.revoke_refresh_tokens()
         return self._json({"ok": True})
 
+    def _control_webhooks(self, request: Request) -> Response:
+        body = self._control_body(request)
+        status = self.webhooks.subscribe(str(body.get("url") or ""), body.get("categories") or WEBHOOK_CATEGORIES)
+        return self._json({"status": status, "key": self.webhooks.key})
+
+    def _control_intent_to_receive(self, request: Request) -> Response:
+        passed = self.webhooks.intent_to_receive()
+        return self._json({"passed": passed, "status": self.webhooks.status})
+
+    def _control_deliveries(self, request: Request) -> Response:
+        with self.state.lock:
+            deliveries = list(self.webhooks.deliveries)
+        return self._json({"deliveries": deliveries, "pending": self.webhooks.pending()})
+
     def _control_refresh_token(self, request: Request) -> Response:
         token = self.current_refresh_token
         if token is None:
@@ -2611,7 +2845,21 @@ class XeroDriver:
             "XERO_CLIENT_SECRET": self.sandbox.client_secret,
             "XERO_REFRESH_TOKEN": str(self.sandbox.current_refresh_token),
             "XERO_TENANT_ID": self.sandbox.tenant_id,
+            "XERO_WEBHOOK_KEY": self.sandbox.webhooks.key,
         }
+
+    def subscribe_webhooks(self, url: str) -> str:
+        """Point the app's webhook (contacts and invoices) at ``url`` and pass intent to receive; the status."""
+        return self.sandbox.webhooks.subscribe(url)
+
+    def flush_webhooks(self) -> None:
+        self.sandbox.webhooks.flush()
+
+    def sent_webhooks(self) -> list[SentWebhook]:
+        """Every webhook request sent so far (intent-to-receive checks too), oldest first."""
+        with self.state.lock:
+            sent = [d for d in self.sandbox.webhooks.deliveries if d["kind"] != "lost"]
+        return [SentWebhook(str(d["url"]), dict(d["headers"]), str(d["body"]).encode(), d["status"]) for d in sent]
 
     def customers(self) -> list[SeenCustomer]:
         return [

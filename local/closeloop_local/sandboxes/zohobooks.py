@@ -29,8 +29,9 @@ Behaviour follows zoho.com/books/api/v3 and Zoho's OAuth pages, with the quirks 
   ``-Value`` / ``X-Upsert: true`` on ``PUT /contacts`` and ``PUT /invoices`` update the record holding that
   unique value, or create one (upsert);
 - lists page with ``page``/``per_page`` (≤ 200) and ``page_context.has_more_page``; list rows are
-  summaries (no contact persons, addresses or line items); an invoice past its due date with a balance
-  reads ``overdue`` without its ``last_modified_time`` changing;
+  summaries (no contact persons, addresses or line items); contacts sort by ``sort_column`` (name by
+  default, or ``last_modified_time``…) but cannot be filtered on their modified time; an invoice past its
+  due date with a balance reads ``overdue`` without its ``last_modified_time`` changing;
 - money is Decimal inside and an exact JSON number on the wire; tax is computed per line and rounded to
   the cent (half up).
 
@@ -99,6 +100,15 @@ TAX_FIELDS = ("gst_no", "vat_reg_no", "tax_reg_no")
 CONTACT_TEXT = ("contact_name", "company_name", "contact_type", "customer_sub_type", "notes", *TAX_FIELDS)
 ADDRESS_KEYS = ("attention", "address", "street2", "city", "state", "zip", "country", "phone", "fax")
 PERSON_KEYS = ("salutation", "first_name", "last_name", "email", "phone", "mobile")
+CONTACT_SORTS = (
+    "contact_name",
+    "first_name",
+    "last_name",
+    "email",
+    "outstanding_receivable_amount",
+    "created_time",
+    "last_modified_time",
+)
 INVOICE_SORTS = ("date", "due_date", "last_modified_time", "created_time", "invoice_number", "total", "balance")
 
 
@@ -682,11 +692,17 @@ class ZohoBooksSandbox:
         for name in self.custom_fields.get("contacts", {}):
             if args.get(name):
                 rows = [c for c in rows if (c.get("cf") or {}).get(name) == args[name]]
-        rows.sort(key=lambda c: (text(c, "contact_name"), c["contact_id"]))
-        if args.get("sort_order") == "D":
-            rows.reverse()
+        column = args.get("sort_column", "contact_name")
+        if column not in CONTACT_SORTS:
+            raise _invalid("sort_column")
         rendered = [self._render_contact(c, summary=True) for c in rows]
-        return self._page(request, rendered, "contacts", "contact_name", args.get("sort_order", "A"))
+        if column in ("created_time", "last_modified_time"):
+            rendered.sort(key=lambda c: (_parse_stamp(c[column], column), c["contact_id"]))
+        else:
+            rendered.sort(key=lambda c: (str(c.get(column) or "").casefold(), c["contact_id"]))
+        if args.get("sort_order") == "D":
+            rendered.reverse()
+        return self._page(request, rendered, "contacts", column, args.get("sort_order", "A"))
 
     def _get_contact(self, request: Request, contact_id: str) -> tuple[int, Row]:
         return 200, {"code": 0, "message": "success", "contact": self._render_contact(self._contact(contact_id))}

@@ -21,12 +21,18 @@ invoices and on ``requestid``; see /work/shared/vendors/accounting.md):
   wait 60 s, which is longer than a worker should sleep, so the queue retries;
 - invoices have no draft state (posted when created); a voided invoice keeps its record with every amount
   zeroed and "Voided" put in front of its PrivateNote; money is a JSON number (read with Decimal, written
-  with the exact literal).
+  with the exact literal);
+- webhooks (developer.intuit.com, managing webhooks notifications): ``intuit-signature`` is
+  base64(HMAC-SHA256(the app's Verifier Token, raw body)); a body is ``{"eventNotifications": [{"realmId",
+  "dataChangeEvent": {"entities": [{"name", "id", "operation", "lastUpdated"}]}}]}``, one notification per
+  company, entities aggregated over a window; operations Create, Update, Delete, Merge, Void, Emailed.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import json
 import math
 import re
@@ -34,7 +40,7 @@ from collections.abc import Callable, Collection, Generator, Iterable, Iterator,
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
 import httpx
@@ -46,10 +52,13 @@ from closeloop.errors import (
     FatalError,
     NotFound,
     ValidationFailed,
+    WebhookRejected,
 )
 from closeloop.http import RateLimitVerdict, VendorHttp, retry_after_header
 from closeloop.models import (
     AccountingCustomer,
+    AccountingEvent,
+    AccountingResource,
     Customer,
     Invoice,
     InvoiceDraft,
@@ -58,6 +67,7 @@ from closeloop.models import (
     customer_fields,
 )
 from closeloop.oauth import RefreshingTokens, TokenGrant
+from closeloop.ports import WebhookRequest
 from closeloop.redaction import redact
 from closeloop.wire import dumps_exact
 
@@ -157,8 +167,6 @@ def refresh_with_intuit(
 
 
 def _basic(user: str, password: str) -> str:
-    import base64  # noqa: PLC0415
-
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
@@ -247,6 +255,19 @@ class QuickBooksAccounting:
     WEB_URL: ClassVar[str] = "https://app.qbo.intuit.com"
     INVOICE_WEB_PATH: ClassVar[str] = "/app/invoice?txnId={id}"
     SALES_ITEM_LINE: ClassVar[str] = "SalesItemLineDetail"
+    #: Webhook entity name -> the resource it is about; other entities are not followed.
+    WEBHOOK_RESOURCES: ClassVar[Mapping[str, AccountingResource]] = {
+        "Customer": "customer",
+        "Invoice": "invoice",
+        "Payment": "payment",
+    }
+    WEBHOOK_KINDS: ClassVar[Mapping[str, Literal["created", "changed", "deleted", "other"]]] = {
+        "Create": "created",
+        "Update": "changed",
+        "Void": "changed",
+        "Delete": "deleted",
+    }
+    SIGNATURE_HEADER: ClassVar[str] = "intuit-signature"
 
     def __init__(
         self,
@@ -257,12 +278,15 @@ class QuickBooksAccounting:
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        webhook_verifier_token: Callable[[], str] | None = None,
     ) -> None:
+        """``webhook_verifier_token``: the app's webhook Verifier Token (QUICKBOOKS_WEBHOOK_VERIFIER_TOKEN)."""
         kwargs: dict[str, Any] = {"transport": transport}
         if sleep is not None:
             kwargs["sleep"] = sleep
         self._realm_id = realm_id
         self._clock = clock
+        self._verifier_token = webhook_verifier_token
         self.http = VendorHttp(
             self.name,
             base_url,
@@ -351,6 +375,115 @@ class QuickBooksAccounting:
         if response.status_code == 400:
             raise self._rejected(response, payload, "a batch")
         return {str(r.get("bId")): r for r in payload.get("BatchItemResponse") or [] if isinstance(r, dict)}
+
+    # -- change notifications ----------------------------------------------------------------------
+
+    def verify_webhook(self, request: WebhookRequest) -> None:
+        """``intuit-signature`` must be base64(HMAC-SHA256(verifier token, raw body)), in constant time.
+
+        Raises WebhookRejected(401) when it is missing or wrong, ConfigurationError when
+        QUICKBOOKS_WEBHOOK_VERIFIER_TOKEN is not set. Nothing of the body is parsed.
+        """
+        token = self._verifier_token() if self._verifier_token is not None else ""
+        if not token:
+            raise ConfigurationError("QUICKBOOKS_WEBHOOK_VERIFIER_TOKEN is not set", vendor=self.name)
+        sent = next((v for k, v in request.headers.items() if k.lower() == self.SIGNATURE_HEADER), "").strip()
+        expected = base64.b64encode(hmac.new(token.encode(), request.body, hashlib.sha256).digest())
+        if not sent or not hmac.compare_digest(sent.encode(), expected):
+            raise WebhookRejected(401, "missing or wrong intuit-signature for this verifier token")
+
+    def parse_webhook(self, body: bytes) -> list[AccountingEvent]:
+        """The Customer, Invoice and Payment entities of our realm (other realms and entities are dropped).
+
+        The dedupe key is the entity, id, operation and ``lastUpdated``: the same for every redelivery of
+        one change. Raises WebhookRejected(400) naming what is malformed.
+        """
+        payload = _webhook_object(body)
+        notifications = payload.get("eventNotifications")
+        if not isinstance(notifications, list):
+            raise WebhookRejected(400, "eventNotifications: expected a list (a QuickBooks webhook payload)")
+        realm = self._realm_id().strip()
+        found: list[AccountingEvent] = []
+        for n, notification in enumerate(notifications):
+            where = f"eventNotifications[{n}]"
+            if not isinstance(notification, dict) or not isinstance(notification.get("realmId"), str | int):
+                raise WebhookRejected(400, f"{where}.realmId: Field required")
+            change = notification.get("dataChangeEvent")
+            entities = change.get("entities") if isinstance(change, dict) else None
+            if not isinstance(entities, list):
+                raise WebhookRejected(400, f"{where}.dataChangeEvent.entities: expected a list")
+            if str(notification["realmId"]).strip() != realm:
+                continue
+            for e, entity in enumerate(entities):
+                event = self._webhook_event(entity, f"{where}.dataChangeEvent.entities[{e}]")
+                if event is not None:
+                    found.append(event)
+        return found
+
+    def _webhook_event(self, entity: Any, where: str) -> AccountingEvent | None:
+        if not isinstance(entity, dict):
+            raise WebhookRejected(400, f"{where}: expected an object")
+        for key in ("name", "id", "operation", "lastUpdated"):
+            if not isinstance(entity.get(key), str | int) or not str(entity[key]).strip():
+                raise WebhookRejected(400, f"{where}.{key}: Field required")
+        occurred = _qbo_datetime(str(entity["lastUpdated"]))
+        if occurred is None:
+            raise WebhookRejected(400, f"{where}.lastUpdated: not a date-time")
+        resource = self.WEBHOOK_RESOURCES.get(str(entity["name"]))
+        if resource is None:
+            return None
+        resource_id = str(entity["id"]).strip()
+        operation = str(entity["operation"])
+        return AccountingEvent(
+            system=self.name,
+            resource=resource,
+            resource_id=resource_id,
+            kind=self.WEBHOOK_KINDS.get(operation, "other"),
+            occurred_at=occurred,
+            dedupe_key=f"{self.name}:{resource}:{resource_id}:{operation.lower()}:{occurred.isoformat()}",
+        )
+
+    def iter_customers_changed_since(self, since: datetime) -> Iterator[AccountingCustomer]:
+        """Customers (inactive too) changed at or after ``since``'s second.
+
+        Within CDC's look-back: ``GET /cdc?entities=Customer&changedSince=…`` (one call). Older watermarks,
+        or a CDC answer at its 1,000-object cap, page through ``Active IN (true, false) AND
+        MetaData.LastUpdatedTime >= …`` instead (name lists answer active records only otherwise). QBO's
+        times have whole seconds, so every row of ``since``'s second is kept. Raises IntegrationError
+        subclasses.
+        """
+        since = (since if since.tzinfo else since.replace(tzinfo=UTC)).astimezone(UTC)
+        floor = since.replace(microsecond=0)
+        stamp = floor.isoformat()
+        rows: Iterable[dict[str, Any]] | None = None
+        if since >= self._clock() - self.CDC_LOOKBACK:
+            blocks = self._cdc_rows(("Customer",), stamp)
+            rows = blocks["Customer"] if blocks is not None else None
+        if rows is None:
+            rows = self._query_all(
+                "Customer", f"Active IN (true, false) AND MetaData.LastUpdatedTime >= {qbo_literal(stamp)}"
+            )
+        for row in rows:
+            updated = _qbo_datetime((row.get("MetaData") or {}).get("LastUpdatedTime"))
+            if updated is None or updated >= floor:
+                yield to_customer(row)
+
+    def _cdc_rows(self, entities: Sequence[str], changed_since: str) -> dict[str, list[dict[str, Any]]] | None:
+        """``GET /cdc`` rows per entity, or None when the answer cannot be trusted complete (an entity at
+        the 1,000-object cap, or refused, e.g. ``changedSince`` beyond the look-back)."""
+        response, payload = self._call(
+            "GET", "cdc", params={"entities": ",".join(entities), "changedSince": changed_since}
+        )
+        if response.status_code == 400:
+            return None
+        rows: dict[str, list[dict[str, Any]]] = {entity: [] for entity in entities}
+        for block in payload.get("CDCResponse") or []:
+            for result in block.get("QueryResponse") or []:
+                for entity in entities:
+                    rows[entity].extend(result.get(entity) or [])
+        if any(len(found) >= self.CDC_MAX_OBJECTS for found in rows.values()):
+            return None
+        return rows
 
     # -- customers ---------------------------------------------------------------------------------
 
@@ -632,19 +765,10 @@ class QuickBooksAccounting:
 
     def _cdc(self, changed_since: str) -> list[Invoice] | None:
         """The CDC answer as invoices, or None when it cannot be trusted complete (cap reached, refused)."""
-        response, payload = self._call(
-            "GET", "cdc", params={"entities": "Invoice,Payment", "changedSince": changed_since}
-        )
-        if response.status_code == 400:
+        blocks = self._cdc_rows(("Invoice", "Payment"), changed_since)
+        if blocks is None:
             return None  # e.g. changedSince beyond the look-back: the query path answers instead
-        invoices: list[dict[str, Any]] = []
-        payments: list[dict[str, Any]] = []
-        for block in payload.get("CDCResponse") or []:
-            for result in block.get("QueryResponse") or []:
-                invoices.extend(result.get("Invoice") or [])
-                payments.extend(result.get("Payment") or [])
-        if len(invoices) >= self.CDC_MAX_OBJECTS or len(payments) >= self.CDC_MAX_OBJECTS:
-            return None
+        invoices, payments = blocks["Invoice"], blocks["Payment"]
         deleted = [r for r in invoices if str(r.get("status", "")).lower() == "deleted"]
         live = [r for r in invoices if str(r.get("status", "")).lower() != "deleted"]
         seen = {str(r.get("Id")) for r in invoices}
@@ -724,6 +848,19 @@ class QuickBooksAccounting:
 
 
 # -- JSON and values ---------------------------------------------------------------------------------
+
+
+def _webhook_object(body: bytes) -> dict[str, Any]:
+    """A webhook body as a JSON object, or WebhookRejected(400) saying why it is not one."""
+    try:
+        payload = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise WebhookRejected(400, "body is not UTF-8") from exc
+    except json.JSONDecodeError as exc:
+        raise WebhookRejected(400, f"body is not valid JSON: {exc.msg} at position {exc.pos}") from exc
+    if not isinstance(payload, dict):
+        raise WebhookRejected(400, "expected a JSON object with an 'eventNotifications' list")
+    return payload
 
 
 def _read_json(response: httpx.Response) -> dict[str, Any]:

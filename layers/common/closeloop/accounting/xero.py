@@ -14,26 +14,37 @@ Vendor facts encoded here (Xero's OpenAPI spec v16 and developer docs):
   authorised one; money is a JSON number, so bodies are written with the exact decimal literal and answers
   read with ``parse_float=Decimal``; dates come as .NET ``/Date(ms+0000)/`` (plus an ISO ``…String`` twin);
 - lists page only when ``page`` is given (100 a page, with line items); ``If-Modified-Since`` takes a UTC
-  ``yyyy-mm-ddThh:mm:ss`` (no fraction), so it is floored to the second and the rest filtered here.
+  ``yyyy-mm-ddThh:mm:ss`` (no fraction), so it is floored to the second and the rest filtered here;
+- webhooks (xero-webhooks.yaml, developer.xero.com webhooks guide): ``x-xero-signature`` is
+  base64(HMAC-SHA256(webhook key, raw body)); a body is ``{events[], firstEventSequence, lastEventSequence,
+  entropy}``, each event ``resourceId``, ``eventCategory`` (CONTACT, INVOICE, CREDITNOTE, SUBSCRIPTION),
+  ``eventType`` CREATE|UPDATE (archiving is an UPDATE), ``eventDateUtc`` (UTC without an offset) and
+  ``tenantId``: events carry ids only. The "intent to receive" check is a delivery with no events, signed
+  right or wrong, that must get 200 or 401 with an empty body. There are no payment webhooks: a payment
+  shows as an INVOICE UPDATE, and the If-Modified-Since polls catch the rest.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import json
 import re
 from collections.abc import Callable, Collection, Generator, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
 import httpx
 
-from closeloop.errors import AuthRevoked, Conflict, FatalError, ValidationFailed
+from closeloop.errors import AuthRevoked, ConfigurationError, Conflict, FatalError, ValidationFailed, WebhookRejected
 from closeloop.http import RateLimitVerdict, VendorHttp, retry_after_header
 from closeloop.models import (
     AccountingCustomer,
+    AccountingEvent,
+    AccountingResource,
     Customer,
     Invoice,
     InvoiceDraft,
@@ -42,6 +53,7 @@ from closeloop.models import (
     customer_fields,
 )
 from closeloop.oauth import RefreshingTokens, TokenGrant
+from closeloop.ports import WebhookRequest
 from closeloop.redaction import redact
 from closeloop.wire import dumps_exact
 
@@ -114,8 +126,6 @@ def refresh_with_identity(
 
 
 def _basic(user: str, password: str) -> str:
-    import base64  # noqa: PLC0415
-
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
@@ -148,6 +158,13 @@ class XeroAccounting:
     BULK_PAGE_SIZE: ClassVar[int] = 1000
     #: Longest ``where`` of an OR-ed lookup: the URL stays under common proxy limits (about 8 KB).
     WHERE_MAX_CHARS: ClassVar[int] = 2500
+    #: Webhook eventCategory -> the resource it is about; other categories are not followed.
+    WEBHOOK_RESOURCES: ClassVar[Mapping[str, AccountingResource]] = {
+        "CONTACT": "customer",
+        "INVOICE": "invoice",
+    }
+    WEBHOOK_KINDS: ClassVar[Mapping[str, Literal["created", "changed"]]] = {"CREATE": "created", "UPDATE": "changed"}
+    SIGNATURE_HEADER: ClassVar[str] = "x-xero-signature"
 
     def __init__(
         self,
@@ -157,10 +174,14 @@ class XeroAccounting:
         tenant_id: Callable[[], str],
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] | None = None,
+        webhook_key: Callable[[], str] | None = None,
     ) -> None:
+        """``webhook_key``: the key Xero's developer portal shows for the app's webhook (XERO_WEBHOOK_KEY)."""
         kwargs: dict[str, Any] = {"transport": transport}
         if sleep is not None:
             kwargs["sleep"] = sleep
+        self._tenant_id = tenant_id
+        self._webhook_key = webhook_key
         self.http = VendorHttp(
             self.name,
             base_url.rstrip("/") + API_PREFIX,
@@ -169,6 +190,102 @@ class XeroAccounting:
             request_id_header="xero-correlation-id",
             **kwargs,
         )
+
+    # -- change notifications ----------------------------------------------------------------------
+
+    def verify_webhook(self, request: WebhookRequest) -> None:
+        """``x-xero-signature`` must be base64(HMAC-SHA256(webhook key, raw body)), compared in constant time.
+
+        Raises WebhookRejected(401) when it is missing or wrong (the intent-to-receive check expects exactly
+        that), ConfigurationError when XERO_WEBHOOK_KEY is not set. Nothing of the body is parsed.
+        """
+        key = self._webhook_key() if self._webhook_key is not None else ""
+        if not key:
+            raise ConfigurationError("XERO_WEBHOOK_KEY is not set", vendor=self.name)
+        sent = next((v for k, v in request.headers.items() if k.lower() == self.SIGNATURE_HEADER), "").strip()
+        expected = base64.b64encode(hmac.new(key.encode(), request.body, hashlib.sha256).digest())
+        if not sent or not hmac.compare_digest(sent.encode(), expected):
+            raise WebhookRejected(401, "missing or wrong x-xero-signature for this webhook key")
+
+    def parse_webhook(self, body: bytes) -> list[AccountingEvent]:
+        """The CONTACT and INVOICE events of our tenant (others are dropped); ``[]`` for intent-to-receive.
+
+        The dedupe key is built from the event's own fields (category, resource, type, time), so a
+        redelivered batch gives the same keys. Raises WebhookRejected(400) naming what is malformed.
+        """
+        payload = _webhook_object(body)
+        events = payload.get("events")
+        if not isinstance(events, list):
+            raise WebhookRejected(400, "events: expected a list (a Xero webhook payload)")
+        tenant = self._tenant_id().strip().lower()
+        found: list[AccountingEvent] = []
+        for index, event in enumerate(events):
+            if not isinstance(event, dict):
+                raise WebhookRejected(400, f"events[{index}]: expected an object")
+            for key in ("resourceId", "eventCategory", "eventType", "eventDateUtc", "tenantId"):
+                if not isinstance(event.get(key), str) or not event[key].strip():
+                    raise WebhookRejected(400, f"events[{index}].{key}: Field required")
+            occurred = parse_xero_datetime(event["eventDateUtc"])
+            if occurred is None:
+                raise WebhookRejected(400, f"events[{index}].eventDateUtc: not a date-time")
+            resource = self.WEBHOOK_RESOURCES.get(event["eventCategory"].upper())
+            if resource is None or event["tenantId"].strip().lower() != tenant:
+                continue
+            resource_id = event["resourceId"].strip().lower()
+            event_type = event["eventType"].upper()
+            occurred = occurred.astimezone(UTC)
+            found.append(
+                AccountingEvent(
+                    system=self.name,
+                    resource=resource,
+                    resource_id=resource_id,
+                    kind=self.WEBHOOK_KINDS.get(event_type, "other"),
+                    occurred_at=occurred,
+                    dedupe_key=f"{self.name}:{resource}:{resource_id}:{event_type.lower()}:{occurred.isoformat()}",
+                )
+            )
+        return found
+
+    def iter_customers_changed_since(self, since: datetime) -> Iterator[AccountingCustomer]:
+        """Contacts (archived too) modified at or after ``since``, lazily, page by page.
+
+        ``GET /Contacts?includeArchived=true&page=N`` with ``If-Modified-Since``: Xero filters, so the calls
+        are 1 + the number of full pages of changed contacts. Rows of ``since``'s second but before it are
+        dropped here (the header has whole seconds). Raises IntegrationError subclasses.
+        """
+        since = (since if since.tzinfo else since.replace(tzinfo=UTC)).astimezone(UTC)
+        headers = {"If-Modified-Since": since.strftime(self.MODIFIED_SINCE_FORMAT)}
+        for row in self._rows("/Contacts", "Contacts", "ContactID", {"includeArchived": "true"}, headers):
+            updated = _xero_datetime(row, "UpdatedDateUTC")
+            if updated is None or updated >= since:
+                yield to_customer(row)
+
+    def _rows(
+        self,
+        path: str,
+        collection: str,
+        id_field: str,
+        params: Mapping[str, str],
+        headers: Mapping[str, str] | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Every row of a paged list (JSON numbers as Decimal), PAGE_SIZE per call, until a short page.
+
+        A page repeating the previous one (a server ignoring ``page``) would loop for ever: an error.
+        """
+        previous: list[str] = []
+        page = 1
+        while True:
+            query = {**params, "page": str(page), "pageSize": str(self.PAGE_SIZE)}
+            response = self.http.request("GET", path, params=query, headers=headers)
+            rows: list[dict[str, Any]] = _read_json(response).get(collection) or []
+            ids = [str(row.get(id_field, "")) for row in rows]
+            if ids and ids == previous:
+                raise FatalError(f"Xero returned the same {collection} for page {page} as before", vendor=self.name)
+            yield from rows
+            if len(rows) < self.PAGE_SIZE:
+                return
+            previous = ids
+            page += 1
 
     # -- reads -------------------------------------------------------------------------------------
 
@@ -465,23 +582,9 @@ class XeroAccounting:
         return f"Type=={_quote(self.SALES_INVOICE_TYPE)}"
 
     def _invoice_pages(self, where: str, headers: Mapping[str, str] | None = None) -> Iterator[Invoice]:
-        """Every invoice matching ``where``, PAGE_SIZE per call, until a short page. A page repeating the
-        previous one (a server ignoring ``page``) would loop for ever, so it is an error."""
-        previous: list[str] = []
-        page = 1
-        while True:
-            params = {"where": where, "page": str(page), "pageSize": str(self.PAGE_SIZE)}
-            response = self.http.request("GET", "/Invoices", params=params, headers=headers)
-            rows: list[dict[str, Any]] = _read_json(response).get("Invoices") or []
-            ids = [str(row.get("InvoiceID", "")) for row in rows]
-            if ids and ids == previous:
-                raise FatalError(f"Xero returned the same invoices for page {page} as before", vendor=self.name)
-            for row in rows:
-                yield self._to_invoice(row)
-            if len(rows) < self.PAGE_SIZE:
-                return
-            previous = ids
-            page += 1
+        """Every invoice matching ``where``, page by page (``_rows``)."""
+        for row in self._rows("/Invoices", "Invoices", "InvoiceID", {"where": where}, headers):
+            yield self._to_invoice(row)
 
     def _to_invoice(self, row: Mapping[str, Any]) -> Invoice:
         """A Xero Invoice (JSON read with Decimal numbers) as the canonical Invoice."""
@@ -539,6 +642,19 @@ def _problem_detail(body: str) -> list[str]:
         return []
     detail = payload.get("Detail") if isinstance(payload, dict) else None
     return [str(detail)] if detail else []
+
+
+def _webhook_object(body: bytes) -> dict[str, Any]:
+    """A webhook body as a JSON object, or WebhookRejected(400) saying why it is not one."""
+    try:
+        payload = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise WebhookRejected(400, "body is not UTF-8") from exc
+    except json.JSONDecodeError as exc:
+        raise WebhookRejected(400, f"body is not valid JSON: {exc.msg} at position {exc.pos}") from exc
+    if not isinstance(payload, dict):
+        raise WebhookRejected(400, "expected a JSON object with an 'events' list")
+    return payload
 
 
 def _read_json(response: httpx.Response) -> dict[str, Any]:

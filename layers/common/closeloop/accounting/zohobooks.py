@@ -21,7 +21,9 @@ Vendor facts encoded here (zoho.com/books/api/v3, Zoho Accounts OAuth docs, the 
 - lists page with ``page``/``per_page`` (max 200) and ``page_context.has_more_page``; ``cf_<api name>``
   filters on a custom field; invoices filter on ``reference_number``, ``date_start``/``date_end``,
   ``last_modified_time`` and sort by ``last_modified_time``;
-- money is a JSON number: bodies are written with the exact decimal literal, answers read as Decimal.
+- money is a JSON number: bodies are written with the exact decimal literal, answers read as Decimal;
+- Books has no signed webhooks (its workflow webhooks carry no signature Closeloop could verify), so
+  accounting-side changes are polled: contacts sort by ``last_modified_time`` (there is no filter on it).
 """
 
 from __future__ import annotations
@@ -45,11 +47,13 @@ from closeloop.errors import (
     NotFound,
     RateLimited,
     ValidationFailed,
+    WebhookRejected,
 )
 from closeloop.http import RateLimitVerdict, VendorHttp, retry_after_header
 from closeloop.models import (
     CUSTOMER_FIELDS,
     AccountingCustomer,
+    AccountingEvent,
     Customer,
     Invoice,
     InvoiceDraft,
@@ -58,6 +62,7 @@ from closeloop.models import (
     LineAmountTypes,
 )
 from closeloop.oauth import RefreshingTokens, TokenGrant
+from closeloop.ports import WebhookRequest
 from closeloop.redaction import redact
 from closeloop.wire import dumps_exact
 
@@ -298,6 +303,42 @@ class ZohoBooksAccounting:
                 return
             previous = ids
             page += 1
+
+    # -- change notifications ------------------------------------------------------------------------
+
+    NO_WEBHOOKS: ClassVar[str] = "Zoho Books has no webhooks; changes are polled"
+
+    def verify_webhook(self, request: WebhookRequest) -> None:
+        """Always WebhookRejected(404): Zoho Books sends no signed webhooks; ``iter_customers_changed_since``
+        and ``iter_invoices_changed_since`` are its change feed."""
+        raise WebhookRejected(404, self.NO_WEBHOOKS)
+
+    def parse_webhook(self, body: bytes) -> list[AccountingEvent]:
+        """Always WebhookRejected(404), as ``verify_webhook``."""
+        raise WebhookRejected(404, self.NO_WEBHOOKS)
+
+    def iter_customers_changed_since(self, since: datetime) -> Iterator[AccountingCustomer]:
+        """Customer contacts (inactive too) modified at or after ``since``'s second, newest first, each read
+        in full (list rows carry no persons or address).
+
+        ``GET /contacts?filter_by=Status.All&sort_column=last_modified_time&sort_order=D``: Zoho has no
+        modified-since filter for contacts, so the walk stops at the first row older than ``since``: the
+        cost is the pages of changes plus one read per changed customer. Raises IntegrationError subclasses.
+        """
+        since = since if since.tzinfo else since.replace(tzinfo=UTC)
+        floor = since.astimezone(UTC).replace(microsecond=0)
+        params = {"filter_by": "Status.All", "sort_column": "last_modified_time", "sort_order": "D"}
+        for row in self._pages("/contacts", "contacts", params):
+            if row is None:
+                return
+            modified = parse_zoho_time(row.get("last_modified_time"))
+            if modified is not None and modified < floor:
+                return
+            if str(row.get("contact_type") or "customer") != "customer":
+                continue
+            contact = self._contact(str(row.get("contact_id") or ""))
+            if contact is not None:
+                yield self._to_customer(contact)
 
     # -- customers -----------------------------------------------------------------------------------
 

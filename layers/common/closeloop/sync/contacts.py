@@ -21,9 +21,10 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Literal
 
-from closeloop.errors import Busy, Conflict, FatalError, RetriableError
+from closeloop.errors import Busy, Conflict, FatalError, RetriableError, ValidationFailed
 from closeloop.models import AccountingCustomer, CrmRef, Customer, SyncEvent, customer_fields
 from closeloop.ports import AccountingPort, CrmPort, IdMapping, SyncStore
+from closeloop.rules import FieldRules
 from closeloop.sync.trail import Trail
 
 LEASE_SECONDS = 120
@@ -32,7 +33,7 @@ BULK_MIN = 3
 MAX_NAME = 255
 MAX_TAX_NUMBER = 50
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_LEGAL_SUFFIXES = frozenset(
+LEGAL_SUFFIXES = frozenset(
     {
         "ltd",
         "limited",
@@ -88,7 +89,7 @@ def normalise_name(name: str) -> str:
     words = re.findall(r"[a-z0-9]+", text)
     if words and words[0] == "the":
         words = words[1:]
-    while len(words) > 1 and words[-1] in _LEGAL_SUFFIXES:
+    while len(words) > 1 and words[-1] in LEGAL_SUFFIXES:
         words.pop()
     return " ".join(words)
 
@@ -132,7 +133,9 @@ class ContactSync:
         *,
         owner: str,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        rules: FieldRules | None = None,
     ) -> None:
+        self.rules = rules or FieldRules.load()
         self.crm = crm
         self.accounting = accounting
         self.store = store
@@ -214,6 +217,29 @@ class ContactSync:
             for lease in held:
                 self.store.release_lease(lease, self.owner)
         return results
+
+    def link(self, customer: Customer, candidate_id: str, method: str, event: SyncEvent | None = None) -> Outcome:
+        """Link ``customer`` to an accounting record a person or the backfill's matcher chose.
+
+        Under the customer's lease: an existing mapping wins (nothing is re-linked), a record that is gone or
+        belongs to another CRM object is refused (ValidationFailed, kept as a failed sync by the caller).
+        """
+        lease = f"customer#{customer.ref}"
+        if not self.store.acquire_lease(lease, self.owner, LEASE_SECONDS):
+            raise Busy(f"{customer.ref} is being synced by another worker")
+        try:
+            mapping = self.store.get_mapping(customer.ref, self.accounting.name)
+            if mapping is not None:
+                return Outcome(customer.ref, "unchanged", mapping.accounting_id, detail="already mapped")
+            found = self.accounting.get_customer(candidate_id)
+            number = external_number(customer.ref)
+            if found is None or self._owned_elsewhere(found, customer.ref, number):
+                raise ValidationFailed(f"accounting record {candidate_id} is gone or linked to another CRM record")
+            outcome = self._link(customer, found, method, customer_fields(customer), number, event)
+            self.store.clear_failed_sync(customer.ref)
+            return outcome
+        finally:
+            self.store.release_lease(lease, self.owner)
 
     def _sync_alone(self, ref: CrmRef, events: Iterable[SyncEvent]) -> Outcome | RetriableError:
         try:
@@ -382,6 +408,19 @@ class ContactSync:
         changed = [f for f, value in desired.items() if mapping.snapshot.get(f, "") != value]
         if not changed:
             return Outcome(customer.ref, "unchanged", mapping.accounting_id)
+        # Only fields the CRM owns flow to accounting (the field rules). A CRM edit of a field accounting owns
+        # is a conflict: recorded once per new value (with the CRM's before/after), never written.
+        writable = set(self.rules.fields_to_write("customer", "accounting"))
+        held = [f for f in changed if f not in writable]
+        if held:
+            conflicts = {f: {"before": mapping.snapshot.get(f, ""), "after": desired[f]} for f in held}
+            self.trail.audit(
+                customer.ref, "conflict", mapping.accounting_id, event, conflicts, "the accounting system owns these"
+            )
+        changed = [f for f in changed if f in writable]
+        if not changed:
+            self._remember(customer.ref, mapping.accounting_id, desired)
+            return Outcome(customer.ref, "unchanged", mapping.accounting_id, detail="conflict: " + ",".join(held))
         if self.accounting.get_customer(mapping.accounting_id) is None:
             return None  # deleted or archived in accounting since: match or create again
         self.accounting.update_customer(

@@ -1,0 +1,292 @@
+"""``closeloop backfill contacts`` and ``closeloop review``: migrate existing records, then decide the doubtful.
+
+Both run on this machine against a stack: the running ``closeloop dev`` by default, or a deployed one with
+``--stack-name`` (its contact worker's configuration is read, so the same adapters, tables and secret are used,
+with your AWS credentials). Progress goes to stderr (records/s, ETA); pauses for a vendor's rate limit are
+announced with the time the run resumes (Ctrl-C keeps the checkpoint; ``--resume`` continues).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import getpass
+import io
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any, TextIO
+
+from closeloop.models import CrmRef
+from closeloop.sync.backfill import ContactBackfill, Progress, plan_rows
+
+PLAN_ROWS_SHOWN = 50
+ENVIRONMENT_SOURCE = "ContactWorkerFunction"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``closeloop backfill`` (the ``review`` command has its own parser, see ``add_review_arguments``)."""
+    parser.add_argument("what", choices=["contacts"], help="what to backfill (companies and contacts)")
+    parser.add_argument("--since", metavar="DATE", help="only records changed since DATE (YYYY-MM-DD); default: all")
+    parser.add_argument("--dry-run", action="store_true", help="show what would be linked, created or reviewed")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
+    _target(parser)
+
+
+def add_review_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=["list", "accept", "reject"], nargs="?", default="list")
+    parser.add_argument("ref", nargs="?", metavar="CRM-RECORD", help="e.g. hubspot/company/1000001 (accept/reject)")
+    parser.add_argument("--by", default="", help="who decides (default: your login name)")
+    parser.add_argument("--export", action="store_true", help="write the pending list as CSV and XLSX to S3")
+    _target(parser)
+
+
+def _target(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--stack-name", metavar="NAME", help="a deployed stack; default: the running closeloop dev")
+    parser.add_argument("--region", help="the deployed stack's region (with --stack-name)")
+
+
+@contextmanager
+def configured(args: argparse.Namespace) -> Iterator[None]:
+    """Point ``closeloop.runtime`` at the stack: the dev stack's environment, or a deployed worker's."""
+    from closeloop import runtime  # noqa: PLC0415
+
+    if args.stack_name:
+        saved = dict(os.environ)
+        os.environ.update(_deployed_environment(args.stack_name, args.region))
+        runtime.reset()
+        try:
+            yield
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+            runtime.reset()
+        return
+    from closeloop_local.cli import _attached_stack  # noqa: PLC0415
+
+    stack = _attached_stack()
+    runtime.reset()
+    try:
+        yield
+    finally:
+        stack.stop()
+        runtime.reset()
+
+
+def _deployed_environment(stack_name: str, region: str | None) -> dict[str, str]:
+    import boto3  # noqa: PLC0415
+
+    from closeloop_local.cli import CliError  # noqa: PLC0415
+
+    session = boto3.session.Session(region_name=region) if region else boto3.session.Session()
+    cloudformation = session.client("cloudformation")
+    try:
+        function = cloudformation.describe_stack_resource(StackName=stack_name, LogicalResourceId=ENVIRONMENT_SOURCE)
+        name = function["StackResourceDetail"]["PhysicalResourceId"]
+        configuration = session.client("lambda").get_function_configuration(FunctionName=name)
+    except Exception as exc:
+        raise CliError(f"cannot read the configuration of {ENVIRONMENT_SOURCE} in {stack_name!r}: {exc}") from exc
+    return dict((configuration.get("Environment") or {}).get("Variables") or {})
+
+
+def contact_backfill(out: TextIO) -> ContactBackfill:
+    from closeloop import runtime  # noqa: PLC0415
+    from closeloop.sync.matching import Matcher  # noqa: PLC0415
+
+    def pause(seconds: float, why: str) -> None:
+        until = datetime.now(UTC) + timedelta(seconds=seconds)
+        print(
+            f"paused: {why}; resuming at {until:%Y-%m-%d %H:%M:%S} UTC "
+            "(Ctrl-C stops here; `closeloop backfill contacts --resume` continues)",
+            file=out,
+            flush=True,
+        )
+        time.sleep(seconds)
+
+    return ContactBackfill(
+        runtime.crm(),
+        runtime.accounting(),
+        runtime.store(),
+        runtime.contact_sync(),
+        Matcher,
+        progress=_printer(out),
+        pause=pause,
+    )
+
+
+def _printer(out: TextIO) -> Any:
+    last = {"at": 0.0}
+
+    def show(progress: Progress) -> None:
+        if progress.now - last["at"] < 1.0 and progress.done < progress.total:
+            return
+        last["at"] = progress.now
+        eta = progress.eta_seconds
+        share = progress.done / progress.total if progress.total else 1.0
+        print(
+            f"backfill contacts: {progress.done:,}/{progress.total:,} ({share:.0%}), "
+            f"{progress.rate:,.1f} records/s, ETA {_span(eta) if eta is not None else '-'}",
+            file=out,
+            flush=True,
+        )
+
+    return show
+
+
+def _span(seconds: float) -> str:
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
+
+
+def run_backfill(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    from closeloop_local.cli import CliError  # noqa: PLC0415
+
+    since = _date(args.since) if args.since else None
+    if args.resume and (args.since or args.dry_run):
+        raise CliError("--resume continues the interrupted run as it was: no --since or --dry-run with it")
+    with configured(args):
+        try:
+            result = contact_backfill(err).run(since=since, dry_run=args.dry_run, resume=args.resume)
+        except ValueError as exc:
+            raise CliError(str(exc)) from exc
+    verb = "would be" if result.dry_run else "were"
+    print(
+        f"{result.total:,} CRM companies and contacts read"
+        + (f" (resumed at {result.resumed_at:,})" if result.resumed_at else ""),
+        file=out,
+    )
+    for action in ("link", "review", "create", "mapped", "invalid"):
+        print(f"  {result.counts.get(action, 0):>7,} {verb} {_ACTION_WORDS[action]}", file=out)
+    if result.dry_run:
+        rows = plan_rows([e for e in result.plan if e.action != "mapped"])
+        for row in rows[: PLAN_ROWS_SHOWN + 1]:
+            print("  " + " | ".join(row), file=out)
+        if len(rows) > PLAN_ROWS_SHOWN + 1:
+            print(f"  ... and {len(rows) - PLAN_ROWS_SHOWN - 1:,} more", file=out)
+        print("dry run: nothing was written", file=out)
+    for ref, reason in result.failures:
+        print(f"  failed: {ref}: {reason}", file=out)
+    if result.counts.get("review") and not result.dry_run:
+        print("uncertain matches wait for a person: `closeloop review` lists them (`--export` for finance)", file=out)
+    return 1 if result.failures else 0
+
+
+_ACTION_WORDS = {
+    "link": "linked to the accounting customer they match",
+    "review": "put on the review list (uncertain match)",
+    "create": "created in accounting (no match)",
+    "mapped": "already linked (left alone)",
+    "invalid": "not sendable (kept as failed syncs with their reason)",
+}
+
+
+def _date(text: str) -> datetime:
+    from closeloop_local.cli import CliError  # noqa: PLC0415
+
+    try:
+        return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        raise CliError(f"--since must look like 2026-01-31, got {text!r}") from None
+
+
+def run_review(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    from closeloop import runtime  # noqa: PLC0415
+    from closeloop.config import get_settings  # noqa: PLC0415
+    from closeloop_local.cli import CliError  # noqa: PLC0415
+
+    with configured(args):
+        store = runtime.store()
+        system = runtime.accounting().name
+        if args.action == "list":
+            pending = store.list_reviews(system)
+            for row in review_rows(pending):
+                print(" | ".join(row), file=out)
+            print(f"{len(pending)} pending", file=out)
+            if args.export:
+                print(export_reviews(pending, get_settings().report_bucket), file=out)
+            return 0
+        if not args.ref:
+            raise CliError(f"`closeloop review {args.action}` needs the CRM record, e.g. hubspot/company/1000001")
+        ref = _ref(args.ref)
+        who = args.by or getpass.getuser()
+        try:
+            decided = store.decide_review(ref, system, "accepted" if args.action == "accept" else "rejected", who)
+        except KeyError as exc:
+            raise CliError(str(exc.args[0])) from exc
+        if decided.status == "accepted":
+            customer = runtime.crm().resolve_customer(ref)
+            if customer is None:
+                raise CliError(f"{ref} no longer exists in the CRM")
+            outcome = runtime.contact_sync().link(customer, decided.candidate_id, f"accepted in review by {who}")
+            print(f"{ref}: {outcome.action} to {outcome.accounting_id}", file=out)
+        else:
+            print(f"{ref}: rejected; the next backfill creates it as a customer of its own", file=out)
+        return 0
+
+
+def _ref(text: str) -> CrmRef:
+    from closeloop_local.cli import CliError  # noqa: PLC0415
+
+    parts = text.split("/")
+    if len(parts) != 3 or parts[1] not in ("company", "contact"):
+        raise CliError(f"a CRM record looks like hubspot/company/1000001, got {text!r}")
+    return CrmRef.model_validate({"crm": parts[0], "object_type": parts[1], "object_id": parts[2]})
+
+
+def review_rows(items: Sequence[Any]) -> list[list[str]]:
+    rows = [["crm record", "crm name", "accounting id", "accounting name", "score", "why", "since"]]
+    for item in items:
+        rows.append(
+            [
+                str(item.ref),
+                item.crm_name,
+                item.candidate_id,
+                item.candidate_name,
+                f"{item.score:.2f}",
+                "; ".join(item.reasons),
+                item.created_at.date().isoformat(),
+            ]
+        )
+    return rows
+
+
+def export_reviews(items: Sequence[Any], bucket: str) -> str:
+    """The pending list as CSV and XLSX under ``reviews/`` in the report bucket; returns the XLSX's link."""
+    from closeloop.reports.xlsx import Workbook  # noqa: PLC0415
+    from closeloop_local.cli import CliError  # noqa: PLC0415
+
+    if not bucket:
+        raise CliError("the stack has no REPORT_BUCKET to export to")
+    import boto3  # noqa: PLC0415
+
+    rows = review_rows(items)
+    text = io.StringIO()
+    csv.writer(text).writerows(rows)
+    book = Workbook()
+    sheet = book.add_sheet("Review")
+    for n, row in enumerate(rows):
+        sheet.append(row, bold=n == 0)
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H%M%SZ")
+    s3 = boto3.client("s3")
+    s3.put_object(
+        Bucket=bucket, Key=f"reviews/{stamp}/review.csv", Body=text.getvalue().encode(), ContentType="text/csv"
+    )
+    key = f"reviews/{stamp}/review.xlsx"
+    s3.put_object(
+        Bucket=bucket,
+        Key=key,
+        Body=book.to_bytes(),
+        ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    )
+    return str(s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=7 * 86400))
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.command == "review":
+        return run_review(args)
+    return run_backfill(args)
