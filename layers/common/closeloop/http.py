@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -71,6 +71,44 @@ def retry_after_header(response: httpx.Response) -> RateLimitVerdict:
 
 
 RETRIABLE_STATUSES = frozenset({500, 502, 503, 504})
+
+
+class AccessTokens(Protocol):
+    def access_token(self, stale: str | None = None) -> str:
+        """A valid access token; ``stale``: the one the vendor just refused (forces a refresh)."""
+        ...
+
+
+class TokenAuth(httpx.Auth):
+    """An access token on every request, and one forced refresh when the vendor answers 401.
+
+    ``header`` and ``prefix`` say where the token goes (``Authorization: Bearer …``, Zoho's
+    ``Zoho-oauthtoken …``, Sugar's ``OAuth-Token``); ``prepare`` adds what every request also carries (Xero's
+    tenant header, Zoho's organisation parameter).
+    """
+
+    def __init__(
+        self,
+        tokens: AccessTokens,
+        *,
+        header: str = "Authorization",
+        prefix: str = "Bearer ",
+        prepare: Callable[[httpx.Request], None] | None = None,
+    ) -> None:
+        self._tokens = tokens
+        self._header = header
+        self._prefix = prefix
+        self._prepare = prepare
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if self._prepare is not None:
+            self._prepare(request)
+        token = self._tokens.access_token()
+        request.headers[self._header] = f"{self._prefix}{token}"
+        response = yield request
+        if response.status_code == 401:
+            request.headers[self._header] = f"{self._prefix}{self._tokens.access_token(stale=token)}"
+            yield request
 
 
 class VendorHttp:

@@ -36,7 +36,7 @@ import hmac
 import json
 import math
 import re
-from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -54,7 +54,7 @@ from closeloop.errors import (
     ValidationFailed,
     WebhookRejected,
 )
-from closeloop.http import RateLimitVerdict, VendorHttp, retry_after_header
+from closeloop.http import RateLimitVerdict, TokenAuth, VendorHttp, retry_after_header
 from closeloop.models import (
     AccountingCustomer,
     AccountingEvent,
@@ -96,21 +96,6 @@ def quickbooks_rate_limit(response: httpx.Response) -> RateLimitVerdict:
     """QBO's 429 (ThrottleExceeded): no Retry-After is documented; Intuit says wait 60 s (the minute window)."""
     verdict = retry_after_header(response)
     return RateLimitVerdict(retry=True, retry_after=verdict.retry_after or 60.0, problem="minute")
-
-
-class QuickBooksAuth(httpx.Auth):
-    """Bearer token on every request; one forced refresh when QBO answers 401 (AuthenticationFailed)."""
-
-    def __init__(self, tokens: RefreshingTokens) -> None:
-        self._tokens = tokens
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        token = self._tokens.access_token()
-        request.headers["Authorization"] = f"Bearer {token}"
-        response = yield request
-        if response.status_code == 401:
-            request.headers["Authorization"] = f"Bearer {self._tokens.access_token(stale=token)}"
-            yield request
 
 
 def refresh_with_intuit(
@@ -290,7 +275,7 @@ class QuickBooksAccounting:
         self.http = VendorHttp(
             self.name,
             base_url,
-            auth=QuickBooksAuth(tokens),
+            auth=TokenAuth(tokens),
             rate_limit=quickbooks_rate_limit,
             request_id_header=REQUEST_ID_HEADER,
             **kwargs,

@@ -31,7 +31,7 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Callable, Collection, Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar, Literal
@@ -40,7 +40,7 @@ from urllib.parse import quote
 import httpx
 
 from closeloop.errors import AuthRevoked, ConfigurationError, Conflict, FatalError, ValidationFailed, WebhookRejected
-from closeloop.http import RateLimitVerdict, VendorHttp, retry_after_header
+from closeloop.http import RateLimitVerdict, TokenAuth, VendorHttp, retry_after_header
 from closeloop.models import (
     AccountingCustomer,
     AccountingEvent,
@@ -67,23 +67,6 @@ def xero_rate_limit(response: httpx.Response) -> RateLimitVerdict:
     verdict = retry_after_header(response)
     problem = response.headers.get("x-rate-limit-problem", "").lower()
     return RateLimitVerdict(retry=problem != "day", retry_after=verdict.retry_after, problem=problem)
-
-
-class XeroAuth(httpx.Auth):
-    """Bearer token + tenant header on every request; one forced refresh when Xero answers 401."""
-
-    def __init__(self, tokens: RefreshingTokens, tenant_id: Callable[[], str]) -> None:
-        self._tokens = tokens
-        self._tenant_id = tenant_id
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        token = self._tokens.access_token()
-        request.headers["Authorization"] = f"Bearer {token}"
-        request.headers["xero-tenant-id"] = self._tenant_id()
-        response = yield request
-        if response.status_code == 401:
-            request.headers["Authorization"] = f"Bearer {self._tokens.access_token(stale=token)}"
-            yield request
 
 
 def refresh_with_identity(
@@ -185,7 +168,7 @@ class XeroAccounting:
         self.http = VendorHttp(
             self.name,
             base_url.rstrip("/") + API_PREFIX,
-            auth=XeroAuth(tokens, tenant_id),
+            auth=TokenAuth(tokens, prepare=lambda request: request.headers.update({"xero-tenant-id": tenant_id()})),
             rate_limit=xero_rate_limit,
             request_id_header="xero-correlation-id",
             **kwargs,

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Collection, Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
@@ -49,7 +49,7 @@ from closeloop.errors import (
     ValidationFailed,
     WebhookRejected,
 )
-from closeloop.http import RateLimitVerdict, VendorHttp, retry_after_header
+from closeloop.http import RateLimitVerdict, TokenAuth, VendorHttp, retry_after_header
 from closeloop.models import (
     CUSTOMER_FIELDS,
     AccountingCustomer,
@@ -119,24 +119,16 @@ def _code_and_message(response: httpx.Response) -> tuple[int | None, str]:
     return (code if isinstance(code, int) else None), str(body.get("message") or "")
 
 
-class ZohoAuth(httpx.Auth):
-    """``Zoho-oauthtoken`` + ``organization_id`` on every request; one forced refresh when Zoho answers 401."""
+def _organisation(organization_id: Callable[[], str]) -> Callable[[httpx.Request], None]:
+    """Put ``organization_id`` on every request (Zoho answers 400, code 6041, without it)."""
 
-    def __init__(self, tokens: RefreshingTokens, organization_id: Callable[[], str]) -> None:
-        self._tokens = tokens
-        self._organization_id = organization_id
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        organization = self._organization_id()
+    def prepare(request: httpx.Request) -> None:
+        organization = organization_id()
         if not organization:
             raise ConfigurationError("ZOHO_BOOKS_ORGANIZATION_ID is not set", vendor=VENDOR)
         request.url = request.url.copy_merge_params({"organization_id": organization})
-        token = self._tokens.access_token()
-        request.headers["Authorization"] = f"Zoho-oauthtoken {token}"
-        response = yield request
-        if response.status_code == 401:
-            request.headers["Authorization"] = f"Zoho-oauthtoken {self._tokens.access_token(stale=token)}"
-            yield request
+
+    return prepare
 
 
 def refresh_with_zoho(
@@ -231,7 +223,7 @@ class ZohoBooksAccounting:
         self.http = VendorHttp(
             self.name,
             base_url.rstrip("/") + API_PREFIX,
-            auth=ZohoAuth(tokens, organization_id),
+            auth=TokenAuth(tokens, prefix="Zoho-oauthtoken ", prepare=_organisation(organization_id)),
             rate_limit=zoho_rate_limit,
             **kwargs,
         )

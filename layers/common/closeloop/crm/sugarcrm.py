@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Callable, Collection, Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -134,18 +134,9 @@ def _grant(body: Mapping[str, Any]) -> TokenGrant:
 
 def _auth(tokens: AccessTokens) -> httpx.Auth:
     """``OAuth-Token`` on every request; one forced re-login when Sugar answers 401."""
-    import httpx  # noqa: PLC0415
+    from closeloop.http import TokenAuth  # noqa: PLC0415 - httpx stays off the webhook path
 
-    class SugarAuth(httpx.Auth):
-        def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-            token = tokens.access_token()
-            request.headers["OAuth-Token"] = token
-            response = yield request
-            if response.status_code == 401:
-                request.headers["OAuth-Token"] = tokens.access_token(stale=token)
-                yield request
-
-    return SugarAuth()
+    return TokenAuth(tokens, header="OAuth-Token", prefix="")
 
 
 class SugarCrm:
