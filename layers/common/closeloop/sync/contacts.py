@@ -28,6 +28,8 @@ from closeloop.rules import FieldRules
 from closeloop.sync.trail import Trail
 
 LEASE_SECONDS = 120
+#: Prefix of the accounting system's own values in a mapping's snapshot (see ``ContactSync._remember``).
+ACCOUNTING_VIEW = "accounting:"
 #: From this many new customers in one batch on, matching reads candidates in bulk and creates in batches.
 BULK_MIN = 3
 MAX_NAME = 255
@@ -357,7 +359,7 @@ class ContactSync:
             return self._after_conflict(customer, result, desired, event)
         if isinstance(result, FatalError):
             raise result
-        self._remember(customer.ref, result.id, desired)
+        self._remember(customer.ref, result.id, desired, seen=result)
         changes = {f: {"before": "", "after": v} for f, v in desired.items() if v}
         self.trail.audit(customer.ref, "created", result.id, event, changes)
         return Outcome(customer.ref, "created", result.id)
@@ -419,11 +421,11 @@ class ContactSync:
             )
         changed = [f for f in changed if f in writable]
         if not changed:
-            self._remember(customer.ref, mapping.accounting_id, desired)
+            self._remember(customer.ref, mapping.accounting_id, desired, previous=mapping)
             return Outcome(customer.ref, "unchanged", mapping.accounting_id, detail="conflict: " + ",".join(held))
         if self.accounting.get_customer(mapping.accounting_id) is None:
             return None  # deleted or archived in accounting since: match or create again
-        self.accounting.update_customer(
+        seen = self.accounting.update_customer(
             mapping.accounting_id,
             customer,
             changed,
@@ -431,7 +433,7 @@ class ContactSync:
             idempotency_key=idempotency_key(customer.ref, event, "update"),
         )
         changes = {f: {"before": mapping.snapshot.get(f, ""), "after": desired[f]} for f in changed}
-        self._remember(customer.ref, mapping.accounting_id, desired)
+        self._remember(customer.ref, mapping.accounting_id, desired, seen=seen)
         self.trail.audit(customer.ref, "updated", mapping.accounting_id, event, changes)
         return Outcome(customer.ref, "updated", mapping.accounting_id, detail=",".join(changed))
 
@@ -446,7 +448,7 @@ class ContactSync:
             )
         except Conflict as exc:
             return self._after_conflict(customer, exc, desired, event)
-        self._remember(customer.ref, created.id, desired)
+        self._remember(customer.ref, created.id, desired, seen=created)
         changes = {f: {"before": "", "after": v} for f, v in desired.items() if v}
         self.trail.audit(customer.ref, "created", created.id, event, changes)
         return Outcome(customer.ref, "created", created.id)
@@ -514,26 +516,44 @@ class ContactSync:
         # its billing email). Later CRM changes to a field do propagate, through the mapping's snapshot.
         changed = [f for f, value in desired.items() if value and not found.fields.get(f, "")]
         stamp = number if found.number != number else None
+        seen = found
         if changed or stamp:
-            self.accounting.update_customer(
+            seen = self.accounting.update_customer(
                 found.id,
                 customer,
                 changed,
                 number=stamp,
                 idempotency_key=idempotency_key(customer.ref, event, f"link:{found.id}"),
             )
-        self._remember(customer.ref, found.id, desired)
+        self._remember(customer.ref, found.id, desired, seen=seen)
         changes = {f: {"before": found.fields.get(f, ""), "after": desired[f]} for f in changed}
         self.trail.audit(customer.ref, "matched", found.id, event, changes, f"matched by {method}")
         return Outcome(customer.ref, "matched", found.id, detail=method)
 
-    def _remember(self, ref: CrmRef, accounting_id: str, snapshot: dict[str, str]) -> None:
+    def _remember(
+        self,
+        ref: CrmRef,
+        accounting_id: str,
+        snapshot: dict[str, str],
+        *,
+        seen: AccountingCustomer | None = None,
+        previous: IdMapping | None = None,
+    ) -> None:
+        """Store the link with the CRM values synced and the accounting record as last seen after our write.
+
+        The accounting view (``accounting:<field>``) is how an accounting-side notification tells a person's
+        edit from the echo of our own write: only a value that differs from it is a change.
+        """
+        if seen is not None:
+            view = {f"{ACCOUNTING_VIEW}{k}": v for k, v in seen.fields.items()}
+        else:
+            view = {k: v for k, v in (previous.snapshot if previous else {}).items() if k.startswith(ACCOUNTING_VIEW)}
         self.store.put_mapping(
             IdMapping(
                 ref=ref,
                 system=self.accounting.name,
                 accounting_id=accounting_id,
-                snapshot=snapshot,
+                snapshot={**snapshot, **view},
                 updated_at=self.clock(),
             )
         )
