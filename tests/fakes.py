@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from closeloop.errors import Conflict, FatalError, ValidationFailed
+from closeloop.errors import Conflict, FatalError, NotFound, ValidationFailed
 from closeloop.models import (
     AccountingCustomer,
     CrmRef,
@@ -274,9 +274,28 @@ class FakeCrm:
     name: str = "crm"
     customers: dict[CrmRef, Customer] = field(default_factory=dict)
     company_of: dict[CrmRef, CrmRef] = field(default_factory=dict)
+    field_writes: list[tuple[CrmRef, dict[str, str]]] = field(default_factory=list)
+    #: Canonical fields this CRM cannot hold (besides "people", which no CRM writes).
+    unwritable_fields: frozenset[str] = frozenset()
 
     def verify_webhook(self, request: WebhookRequest) -> None:
         return None
+
+    def update_customer_fields(self, ref: CrmRef, values: Mapping[str, str]) -> list[str]:
+        """Record the call and apply the writable values to the customer ``ref`` resolves to."""
+        self.field_writes.append((ref, dict(values)))
+        target = self.company_of.get(ref, ref)
+        customer = self.customers.get(target)
+        if customer is None:
+            raise NotFound(f"no customer {ref}", vendor=self.name, status=404)
+        refused = [n for n in values if n == "people" or n in self.unwritable_fields]
+        written = {n: v for n, v in values.items() if n not in refused}
+        address = {n.removeprefix("address."): v for n, v in written.items() if n.startswith("address.")}
+        top = {n: v for n, v in written.items() if not n.startswith("address.")}
+        self.customers[target] = customer.model_copy(
+            update={**top, "address": customer.address.model_copy(update=address)}
+        )
+        return refused
 
     def parse_webhook(self, body: bytes) -> list:  # type: ignore[type-arg]
         return []

@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from closeloop.models import AccountingCustomer, Address, CrmRef, Customer, Deal, Invoice, customer_fields
-from closeloop.ports import FailedSync, IdMapping
+from closeloop.ports import AuditRecord, FailedSync, IdMapping
 
 CRM = "hubspot"
 BOOKS = "xero"
@@ -185,6 +185,7 @@ class Scenario:
     store: ReportStore
     failed: list[FailedSync]
     dead_letters: dict[str, int]
+    conflicts: list[AuditRecord] = field(default_factory=list)
 
 
 def planted_scenario() -> Scenario:
@@ -285,7 +286,21 @@ def planted_scenario() -> Scenario:
             attempts=3,
         )
     ]
-    return Scenario(crm, books, store, failed, {"closeloop-deals-dlq": 2, "closeloop-contacts-dlq": 0})
+    conflicts = [
+        AuditRecord(
+            ref=company_ref("502"),
+            at=at,
+            action="conflict",
+            system="books",
+            target_id="c502",
+            actor="",
+            source_event="",
+            changes={"name": {"before": "Globex", "after": "Globex Corporation"}},
+            detail="changed in the accounting system; the CRM owns these",
+        )
+        for at in (datetime(2026, 10, 12, 8, 0, tzinfo=UTC), datetime(2026, 11, 2, 8, 0, tzinfo=UTC))  # 2nd: next month
+    ]
+    return Scenario(crm, books, store, failed, {"closeloop-deals-dlq": 2, "closeloop-contacts-dlq": 0}, conflicts)
 
 
 # -- large synthetic months (benchmark) ----------------------------------------------------------------

@@ -13,6 +13,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from closeloop import runtime
+from closeloop.sync.accounting_changes import handle_accounting_messages, is_accounting_message
 from closeloop.webhook_api import app
 
 logger = Logger()
@@ -27,10 +28,13 @@ def webhook_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, 
 def worker_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, list[dict[str, str]]]:
     runtime.register_lambda_context(context)
     messages = [(str(r["messageId"]), str(r.get("body") or "")) for r in event.get("Records") or []]
+    accounting = [m for m in messages if is_accounting_message(m[1])]
+    messages = [m for m in messages if not is_accounting_message(m[1])]
     try:
-        failed = runtime.contact_worker().handle_batch(messages)
+        failed = handle_accounting_messages(runtime.accounting_changes(), accounting) if accounting else []
+        failed += runtime.contact_worker().handle_batch(messages) if messages else []
     except Exception:
         # Not one record's fault that we know of: every message comes back, and the DLQ keeps repeat offenders.
         logger.exception("contact batch failed", extra={"messages": len(messages)})
-        failed = [message_id for message_id, _ in messages]
+        failed = [message_id for message_id, _ in [*accounting, *messages]]
     return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}

@@ -1,6 +1,8 @@
-"""payment_poller (scheduled): payments and balances back to the CRM, then the CRM catch-up poll.
+"""payment_poller (scheduled): payments and balances back to the CRM, then the catch-up polls.
 
-The catch-up queues CRM changes no webhook announced (SugarCRM never retries a hook; any CRM can drop one).
+The CRM catch-up queues changes no webhook announced (SugarCRM never retries a hook; any CRM can drop one);
+the accounting catch-up queues customers changed in the accounting system (the only change feed of Zoho
+Books, which sends no webhooks), to be applied or flagged under the field rules.
 """
 
 from __future__ import annotations
@@ -25,7 +27,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         summary = asdict(result) | {"status_changes": len(result.status_changes), "watermark": str(result.watermark)}
         logger.info("payments polled", extra=summary)
     finally:
-        caught = runtime.crm_catch_up().run()
-        summary["catch_up"] = {"queued": caught.queued, "watermark": str(caught.watermark), "complete": caught.complete}
-        logger.info("CRM changes caught up", extra=summary["catch_up"])
+        for name, catch_up in (
+            ("catch_up", runtime.crm_catch_up),
+            ("accounting_catch_up", runtime.accounting_catch_up),
+        ):
+            caught = catch_up().run()
+            summary[name] = {"queued": caught.queued, "watermark": str(caught.watermark), "complete": caught.complete}
+            logger.info("changes caught up", extra={"source": name, **summary[name]})
     return summary

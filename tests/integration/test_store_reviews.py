@@ -76,3 +76,28 @@ def test_checkpoints_round_trip_and_can_be_cleared(store: DynamoStore) -> None:
     assert store.get_checkpoint("backfill-contacts") == {"position": 300, "since": "2026-01-01"}
     store.delete_checkpoint("backfill-contacts")
     assert store.get_checkpoint("backfill-contacts") is None
+
+
+def test_conflicts_are_listed_by_system_and_time_for_the_report(store: DynamoStore) -> None:
+    from closeloop.ports import AuditRecord  # noqa: PLC0415
+
+    def audit(action: str, day: int) -> AuditRecord:
+        return AuditRecord(
+            ref=CrmRef(crm="crm", object_type="company", object_id=str(day)),
+            at=datetime(2026, 10, day, 9, 0, tzinfo=UTC),
+            action=action,
+            system="books",
+            target_id="acc-1",
+            actor="",
+            source_event="",
+            changes={"name": {"before": "A", "after": "B"}},
+        )
+
+    for action, day in (("conflict", 3), ("updated", 4), ("conflict", 20), ("conflict", 31)):
+        store.put_audit(audit(action, day))
+    found = store.list_conflicts("books", datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 10, 31, tzinfo=UTC))
+    assert [(c.ref.object_id, c.action, c.changes) for c in found] == [
+        ("3", "conflict", {"name": {"before": "A", "after": "B"}}),
+        ("20", "conflict", {"name": {"before": "A", "after": "B"}}),
+    ]
+    assert store.list_conflicts("other", datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC)) == []

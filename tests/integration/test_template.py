@@ -295,6 +295,7 @@ def test_webhook_api_routes_logs_and_throttles(template: dict[str, Any]) -> None
         "/webhooks/{crm}/deals",
         "/webhooks/{crm}/contacts/{secret}",
         "/webhooks/{crm}/deals/{secret}",
+        "/accounting-webhooks/{system}",
     }
     assert "DestinationArn" in stage["Properties"]["AccessLogSettings"]
     assert stage["Properties"]["DefaultRouteSettings"]["ThrottlingRateLimit"] > 0

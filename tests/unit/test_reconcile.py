@@ -41,6 +41,7 @@ def run(s: Scenario, month: str = MONTH, **kwargs: object) -> Reconciliation:
         dead_letters=s.dead_letters,
         today=TODAY,
         generated_at=GENERATED_AT,
+        conflicts=s.conflicts,
         **kwargs,  # type: ignore[arg-type]
     )
 
@@ -72,6 +73,7 @@ EXPECTED = {
     ("payment_status_mismatch", "hubspot/deal/700", "i700"),
     ("contact_drift", "hubspot/company/501", ""),
     ("contact_drift", "hubspot/contact/9", ""),
+    ("field_conflict", "hubspot/company/502", ""),
     ("failed_sync", "hubspot/deal/900", ""),
     ("dead_lettered", "", ""),
 }

@@ -289,3 +289,11 @@ class AccountingEvent(BaseModel):
     kind: Literal["created", "changed", "deleted", "other"]
     occurred_at: datetime
     dedupe_key: str = Field(description="Stable across redeliveries of the same event")
+
+
+class AccountingWorkMessage(BaseModel):
+    """The body of one SQS work message with accounting-side changes (on the contacts queue)."""
+
+    pipeline: Literal["accounting"] = "accounting"
+    received_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    events: list[AccountingEvent]

@@ -96,6 +96,17 @@ class CrmPort(Protocol):
         """Create the custom properties that do not exist yet; return the names created."""
         ...
 
+    def update_customer_fields(self, ref: CrmRef, values: Mapping[str, str]) -> list[str]:
+        """Write canonical customer field values (names from CUSTOMER_FIELDS) onto the CRM record ``ref``
+        (a company or a contact), each where resolve_customer reads it from, so that resolve_customer
+        afterwards returns these values; return the names it cannot write (e.g. "people"), writing the rest.
+
+        A contact that belongs to a company is written as its company, as ``resolve_customer`` reads it.
+        A company's email, first and last name live on its primary person: without one they are returned.
+        "" clears a value. Raises NotFound when ``ref`` does not exist, IntegrationError subclasses on failure.
+        """
+        ...
+
 
 class AccountingPort(Protocol):
     """An accounting system's customer records."""

@@ -362,6 +362,7 @@ def monthly_report(month: str) -> dict[str, Any]:
         dead_letters=dead_letter_counts({"ContactDLQ": settings.contact_dlq_url, "DealDLQ": settings.deal_dlq_url}),
         today=datetime.now(UTC).date(),
         deal_mappings=repository.iter_mappings(port.name, "deal"),
+        conflicts=repository.list_conflicts(accounting().name, *_month_span(month)),
     )
     published = publish_report(
         month,
@@ -397,6 +398,8 @@ def reset() -> None:
         events,
         payment_poller,
         crm_catch_up,
+        accounting_changes,
+        accounting_catch_up,
     ):
         cached.cache_clear()
     get_settings.cache_clear()
@@ -411,3 +414,26 @@ def crm_catch_up() -> Any:
     from closeloop.sync.catchup import CatchUp  # noqa: PLC0415
 
     return CatchUp(crm(), queues(), store())
+
+
+@cache
+def accounting_changes() -> Any:
+    from closeloop.sync.accounting_changes import AccountingChangeSync  # noqa: PLC0415
+
+    return AccountingChangeSync(crm(), accounting(), store(), field_rules())
+
+
+@cache
+def accounting_catch_up() -> Any:
+    from closeloop.sync.catchup import AccountingCatchUp  # noqa: PLC0415
+
+    return AccountingCatchUp(accounting(), accounting_changes(), store())
+
+
+def _month_span(month: str) -> tuple[Any, Any]:
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from closeloop.sync.reconcile import month_bounds  # noqa: PLC0415
+
+    start, end = month_bounds(month)
+    return datetime(start.year, start.month, start.day, tzinfo=UTC), datetime(end.year, end.month, end.day, tzinfo=UTC)

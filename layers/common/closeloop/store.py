@@ -157,26 +157,50 @@ class DynamoStore:
                     "source_event": record.source_event,
                     "changes": json.dumps(record.changes, sort_keys=True),
                     "detail": record.detail,
+                    # Conflicts are also listed by system and time, for the month's report.
+                    **(
+                        {"GSI1PK": f"CONFLICT#{record.system}", "GSI1SK": _iso(record.at)}
+                        if record.action == "conflict"
+                        else {}
+                    ),
                 }
             ),
         )
 
+    def list_conflicts(self, system: str, since: datetime, until: datetime) -> list[AuditRecord]:
+        """Conflict records of ``system`` (see the field rules) in [since, until), oldest first."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": "GSI1",
+            "KeyConditionExpression": "GSI1PK = :pk AND GSI1SK BETWEEN :since AND :until",
+            "ExpressionAttributeValues": self._item(
+                {":pk": f"CONFLICT#{system}", ":since": _iso(since), ":until": _iso(until)}
+            ),
+        }
+        found: list[AuditRecord] = []
+        while True:
+            response = self._client.query(**kwargs)
+            found.extend(self._audit(self._plain(item)) for item in response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                return [r for r in found if r.at < until]
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
     def list_audit(self, ref: CrmRef) -> list[AuditRecord]:
-        items = self._query_prefix(crm_key(ref), "AUDIT#")
-        return [
-            AuditRecord(
-                ref=ref,
-                at=datetime.fromisoformat(str(i["at"])),
-                action=str(i["action"]),
-                system=str(i["system"]),
-                target_id=str(i.get("target_id", "")),
-                actor=str(i.get("actor", "")),
-                source_event=str(i.get("source_event", "")),
-                changes=json.loads(str(i.get("changes", "{}"))),
-                detail=str(i.get("detail", "")),
-            )
-            for i in items
-        ]
+        return [self._audit(i) for i in self._query_prefix(crm_key(ref), "AUDIT#")]
+
+    @staticmethod
+    def _audit(item: dict[str, Any]) -> AuditRecord:
+        return AuditRecord(
+            ref=ref_from_key(str(item["PK"])),
+            at=datetime.fromisoformat(str(item["at"])),
+            action=str(item["action"]),
+            system=str(item["system"]),
+            target_id=str(item.get("target_id", "")),
+            actor=str(item.get("actor", "")),
+            source_event=str(item.get("source_event", "")),
+            changes=json.loads(str(item.get("changes", "{}"))),
+            detail=str(item.get("detail", "")),
+        )
 
     def _query_prefix(self, pk: str, sk_prefix: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []

@@ -21,7 +21,7 @@ from closeloop import runtime
 from closeloop.config import get_settings
 from closeloop.errors import ConfigurationError, WebhookRejected
 from closeloop.ports import WebhookRequest
-from closeloop.sync.ingest import ingest, raise_if_wrong_crm
+from closeloop.sync.ingest import ingest, ingest_accounting, raise_if_wrong_crm
 
 logger = Logger(child=True)
 app = APIGatewayHttpResolver()
@@ -48,6 +48,32 @@ def public_uri(event: Mapping[str, Any], base_url: str) -> str:
     scheme = str(headers.get("x-forwarded-proto", "https")).split(",")[0].strip() or "https"
     host = (event.get("requestContext") or {}).get("domainName") or headers.get("host", "")
     return f"{scheme}://{host}{suffix}"
+
+
+@app.post("/accounting-webhooks/<system>")
+def receive_accounting_webhook(system: str) -> Response[Any]:
+    """An accounting system's change notification: verified, parsed, queued; answered with an empty body.
+
+    Xero's intent-to-receive check wants exactly that: 200 with an empty body for a correctly signed
+    delivery (its ``events`` list may be empty), 401 with an empty body for a wrongly signed one.
+    """
+    port = runtime.accounting()
+    if system != port.name:
+        return Response(status_code=404, content_type=content_types.TEXT_PLAIN, body="")
+    event = app.current_event.raw_event
+    request = WebhookRequest(
+        method=app.current_event.http_method,
+        uri=public_uri(event, get_settings().webhook_base_url),
+        headers=dict(app.current_event.headers),
+        body=raw_body(event),
+    )
+    try:
+        queued = ingest_accounting(port, runtime.queues(), request)
+    except WebhookRejected as exc:
+        logger.warning("accounting webhook rejected", extra={"status": exc.status, "reason": exc.message})
+        return Response(status_code=exc.status, content_type=content_types.TEXT_PLAIN, body="")
+    logger.info("accounting webhook accepted", extra={"system": system, "events": queued})
+    return Response(status_code=200, content_type=content_types.TEXT_PLAIN, body="")
 
 
 @app.post("/webhooks/<crm>/<pipeline>/<secret>")

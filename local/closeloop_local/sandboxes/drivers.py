@@ -130,5 +130,12 @@ class AccountingDriver(Protocol):
 
     def seed_customer(self, name: str, *, email: str = "", tax_number: str = "") -> str: ...
 
+    def edit_customer(
+        self, customer_id: str, *, name: str | None = None, email: str | None = None, phone: str | None = None
+    ) -> None:
+        """Finance edits the customer in the accounting system (as a person would, not through Closeloop's
+        connection): only the given fields change, and the system's change notifications (webhooks where it
+        has them) and modification time follow as for any edit."""
+
     def approve_and_pay(self, invoice_id: str, amount: Decimal, on: date) -> None:
         """Approve (authorise) the invoice if it is a draft, then record a payment of ``amount``."""

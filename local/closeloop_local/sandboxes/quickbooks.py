@@ -698,6 +698,19 @@ class QuickBooksSandbox:
             except ApiError as err:
                 raise ValueError(json.dumps(err.body)) from err
 
+    def edit(self, entity: str, entity_id: str, **fields: Any) -> Row:
+        """A person's edit in the QuickBooks UI: a sparse update of ``fields`` at the current SyncToken, with
+        the API's rules, LastUpdatedTime (so CDC) and the Update webhook; raises ValueError when QBO refuses."""
+        with self.state.lock:
+            rec = self.tables[entity].get(entity_id)
+            if rec is None:
+                raise ValueError(f"no {entity} {entity_id}")
+            sent = {**fields, "Id": entity_id, "SyncToken": rec.data["SyncToken"], "sparse": True}
+            try:
+                return self._render(entity, self._update(entity, sent, allow_dup=False))
+            except ApiError as err:
+                raise ValueError(json.dumps(err.body)) from err
+
     def void_invoice(self, invoice_id: str) -> Row:
         with self.state.lock:
             rec = self.tables["Invoice"][invoice_id]
@@ -1577,6 +1590,20 @@ class QuickBooksDriver:
         if tax_number:
             fields["PrimaryTaxIdentifier"] = tax_number
         return str(self.sandbox.seed("Customer", **fields)["Id"])
+
+    def edit_customer(
+        self, customer_id: str, *, name: str | None = None, email: str | None = None, phone: str | None = None
+    ) -> None:
+        """A sparse update of the given fields (DisplayName, PrimaryEmailAddr, PrimaryPhone) as finance's edit
+        in the UI: CDC and the Customer Update webhook see it like any other change."""
+        fields: dict[str, Any] = {}
+        if name is not None:
+            fields["DisplayName"] = name
+        if email is not None:
+            fields["PrimaryEmailAddr"] = {"Address": email}
+        if phone is not None:
+            fields["PrimaryPhone"] = {"FreeFormNumber": phone}
+        self.sandbox.edit("Customer", customer_id, **fields)
 
     def approve_and_pay(self, invoice_id: str, amount: Decimal, on: date) -> None:
         """QBO invoices are posted when created, so only the Payment is recorded, linked to the invoice."""

@@ -88,7 +88,9 @@ CLOSELOOP_FIELDS: dict[str, dict[str, str]] = {
         "closeloop_overdue_balance_c": "decimal",
         "closeloop_total_invoiced_c": "decimal",
         "closeloop_total_paid_c": "decimal",
+        "closeloop_sync_issue_c": "varchar",
     },
+    "Contacts": {"closeloop_sync_issue_c": "varchar"},
 }
 
 _ADDRESS = ("street", "city", "state", "postalcode", "country")

@@ -2906,6 +2906,26 @@ class XeroDriver:
         fields = {k: v for k, v in {"Name": name, "EmailAddress": email, "TaxNumber": tax_number}.items() if v}
         return str(self.sandbox.seed_contact(**fields)["ContactID"])
 
+    def edit_customer(
+        self, customer_id: str, *, name: str | None = None, email: str | None = None, phone: str | None = None
+    ) -> None:
+        """Finance edits the contact through an app connection of its own (``POST /Contacts/{id}``): only the
+        given fields are sent, the phone as the DEFAULT phone; the sandbox stamps it and queues the webhook."""
+        from closeloop_local.demo import finance_client  # noqa: PLC0415 - the demo's finance connection
+
+        body: Row = {}
+        if name is not None:
+            body["Name"] = name
+        if email is not None:
+            body["EmailAddress"] = email
+        if phone is not None:
+            body["Phones"] = [{"PhoneType": "DEFAULT", "PhoneNumber": phone}]
+        client = finance_client(self.sandbox, self.base_url)
+        try:
+            client.post(f"{API_PREFIX}/Contacts/{customer_id}", json={"Contacts": [body]}).raise_for_status()
+        finally:
+            client.close()
+
     def approve_and_pay(self, invoice_id: str, amount: Decimal, on: date) -> None:
         """Finance authorises the invoice and records the payment, through an app connection of its own."""
         from closeloop_local.demo import approve_and_pay  # noqa: PLC0415 - the demo's finance steps

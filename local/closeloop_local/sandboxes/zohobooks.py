@@ -273,6 +273,13 @@ class ZohoBooksSandbox:
         with self.state.lock:
             return self._render_contact(self._save_contact(fields, None))
 
+    def edit_contact(self, contact_id: str, **fields: Any) -> Row:
+        """Edit a contact as if in Zoho's UI (``PUT /contacts/{id}``'s rules, ``last_modified_time`` moves);
+        returns it in full."""
+        with self.state.lock:
+            self._contact(contact_id)
+            return self._render_contact(self._save_contact(fields, contact_id))
+
     def seed_item(self, **fields: Any) -> Row:
         """Store an item: ``name``, ``sku``, ``rate`` (and optionally ``tax_id``, ``status``)."""
         with self.state.lock:
@@ -1129,6 +1136,29 @@ class ZohoBooksDriver:
         if tax_number:
             fields[self.tax_number_field] = tax_number
         return str(self.sandbox.seed_contact(**fields)["contact_id"])
+
+    def edit_customer(
+        self, customer_id: str, *, name: str | None = None, email: str | None = None, phone: str | None = None
+    ) -> None:
+        """Finance's edit in Zoho's UI: ``contact_name``, and the email and phone of the primary contact person
+        (made if there is none); the other persons are kept as they are."""
+        fields: Row = {}
+        if name is not None:
+            fields["contact_name"] = name
+        person = {k: v for k, v in (("email", email), ("phone", phone)) if v is not None}
+        if person:
+            current = next((c for c in self.sandbox.contacts() if c["contact_id"] == customer_id), {})
+            persons: list[Row] = [
+                {"contact_person_id": p["contact_person_id"], "is_primary_contact": bool(p["is_primary_contact"])}
+                for p in current.get("contact_persons") or []
+            ]
+            primary = next((p for p in persons if p["is_primary_contact"]), None)
+            if primary is None:
+                primary = {"is_primary_contact": True}
+                persons.insert(0, primary)
+            primary.update(person)
+            fields["contact_persons"] = persons
+        self.sandbox.edit_contact(customer_id, **fields)
 
     def approve_and_pay(self, invoice_id: str, amount: Decimal, on: date) -> None:
         """Mark the invoice sent if it is a draft, then record a customer payment of ``amount`` against it."""

@@ -29,7 +29,17 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from closeloop.errors import Conflict, FatalError, NotFound, ValidationFailed, WebhookRejected
-from closeloop.models import DEAL_SYNC_FIELDS, Address, CrmRef, Customer, Deal, LineItem, Person, SyncEvent
+from closeloop.models import (
+    CUSTOMER_FIELDS,
+    DEAL_SYNC_FIELDS,
+    Address,
+    CrmRef,
+    Customer,
+    Deal,
+    LineItem,
+    Person,
+    SyncEvent,
+)
 from closeloop.ports import PropertyDefinition, WebhookRequest
 
 if TYPE_CHECKING:
@@ -830,6 +840,129 @@ class HubSpotCrm:
             text = f"HubSpot has no {object_type} with id(s) {', '.join(missing)}"
             errors.append(NotFound(text, vendor=self.name, status=207))
         return errors
+
+    #: Canonical customer field -> the company property resolve_customer reads it from (tax: see below).
+    COMPANY_FIELD_PROPERTIES: ClassVar[dict[str, str]] = {
+        "name": "name",
+        "address.line1": "address",
+        "address.line2": "address2",
+        "address.city": "city",
+        "address.region": "state",
+        "address.postal_code": "zip",
+        "address.country": "country",
+    }
+    #: Canonical customer field -> the contact property it is read from (a company's primary person, or a
+    #: contact billed on its own; phone is handled apart: ``phone`` wins over ``mobilephone``).
+    CONTACT_FIELD_PROPERTIES: ClassVar[dict[str, str]] = {
+        "first_name": "firstname",
+        "last_name": "lastname",
+        "email": "email",
+    }
+    #: A contact's own address as resolve_customer reads it (a contact has no second address line).
+    CONTACT_ADDRESS_PROPERTIES: ClassVar[dict[str, str]] = {
+        "address.line1": "address",
+        "address.city": "city",
+        "address.region": "state",
+        "address.postal_code": "zip",
+        "address.country": "country",
+    }
+
+    def update_customer_fields(self, ref: CrmRef, values: Mapping[str, str]) -> list[str]:
+        """Write canonical customer fields where ``resolve_customer`` reads them; return those it cannot hold.
+
+        A contact that belongs to a company is written as that company (the billable customer). On a
+        company: name, address and tax number go on the company; email, first and last name on its
+        primary person (returned when it has none); the phone where it is read from (the person's when it
+        has one, else the company's; "" clears both). On a contact billed alone: its own properties; its
+        name is first + last name (returned unless it already equals that), and it holds no tax number and
+        no second address line. "people" is always returned. One PATCH per object written (at most two).
+        Raises NotFound when the record is gone, ValueError for an unknown field name or a deal ref,
+        IntegrationError subclasses as the API answers.
+        """
+        unknown = sorted(set(values) - set(CUSTOMER_FIELDS))
+        if unknown:
+            raise ValueError(f"not customer fields: {', '.join(unknown)}")
+        if ref.object_type not in ("company", "contact"):
+            raise ValueError(f"no customer for a {ref.object_type}")
+        company_id = ref.object_id if ref.object_type == "company" else None
+        contact: Any = None
+        if company_id is None:
+            contact = self._get_object("contact", ref.object_id, self.CONTACT_PROPERTIES, "companies")
+            if contact is None:
+                raise NotFound(f"HubSpot has no contact {ref.object_id}", vendor=self.name, status=404)
+            companies = self._associated(contact, "companies", "contact_to_company")
+            company_id = companies[0] if companies else None
+        writes: dict[tuple[str, str], dict[str, str]] = {}
+        if company_id is not None:
+            unwritable = self._company_field_writes(company_id, values, writes)
+        else:
+            unwritable = self._contact_field_writes(contact, values, writes)
+        for (object_type, object_id), properties in writes.items():
+            self.http.request(
+                "PATCH", f"/crm/v3/objects/{self.PATHS[object_type]}/{object_id}", json={"properties": properties}
+            )
+        return unwritable
+
+    def _company_field_writes(
+        self, company_id: str, values: Mapping[str, str], writes: dict[tuple[str, str], dict[str, str]]
+    ) -> list[str]:
+        properties = (*self.COMPANY_PROPERTIES, self.tax_number_property)
+        company = self._get_object("company", company_id, properties, "contacts")
+        if company is None:
+            raise NotFound(f"HubSpot has no company {company_id}", vendor=self.name, status=404)
+        contact_ids = self._associated(company, "contacts", "company_to_contact")
+        people = {str(c["id"]): c for c in self._batch_read("contact", contact_ids, self.CONTACT_PROPERTIES)}
+        primary = next((people[i] for i in contact_ids if i in people), None)
+        company_props = writes.setdefault(("company", company_id), {})
+        person_props = writes.setdefault(("contact", str(primary["id"])), {}) if primary is not None else {}
+        field_properties = {**self.COMPANY_FIELD_PROPERTIES, "tax_number": self.tax_number_property}
+        unwritable: list[str] = []
+        for name, value in values.items():
+            if name in field_properties:
+                company_props[field_properties[name]] = value
+            elif name in self.CONTACT_FIELD_PROPERTIES and primary is not None:
+                person_props[self.CONTACT_FIELD_PROPERTIES[name]] = value
+            elif name == "phone":
+                person_phone = self._person(primary).phone if primary is not None else ""
+                if person_phone:
+                    self._phone_writes(primary, value, person_props)
+                if not person_phone or not value:  # the company's phone is read when the person has none
+                    company_props["phone"] = value
+            else:
+                unwritable.append(name)
+        self._drop_empty(writes)
+        return unwritable
+
+    def _contact_field_writes(
+        self, contact: Any, values: Mapping[str, str], writes: dict[tuple[str, str], dict[str, str]]
+    ) -> list[str]:
+        props = writes.setdefault(("contact", str(contact["id"])), {})
+        person = self._person(contact)
+        first, last = values.get("first_name", person.first_name), values.get("last_name", person.last_name)
+        unwritable: list[str] = []
+        for name, value in values.items():
+            if name in self.CONTACT_FIELD_PROPERTIES:
+                props[self.CONTACT_FIELD_PROPERTIES[name]] = value
+            elif name in self.CONTACT_ADDRESS_PROPERTIES:
+                props[self.CONTACT_ADDRESS_PROPERTIES[name]] = value
+            elif name == "phone":
+                self._phone_writes(contact, value, props)
+            elif not (name == "name" and value == " ".join(p.strip() for p in (first, last) if p.strip())):
+                unwritable.append(name)
+        self._drop_empty(writes)
+        return unwritable
+
+    @staticmethod
+    def _phone_writes(contact: Any, value: str, props: dict[str, str]) -> None:
+        """A person's phone is ``phone``, else ``mobilephone``: clearing it clears both."""
+        props["phone"] = value
+        if not value and _clean((contact.get("properties") or {}).get("mobilephone")):
+            props["mobilephone"] = ""
+
+    @staticmethod
+    def _drop_empty(writes: dict[tuple[str, str], dict[str, str]]) -> None:
+        for key in [k for k, v in writes.items() if not v]:
+            del writes[key]
 
     def ensure_properties(self, object_type: str, definitions: Collection[PropertyDefinition]) -> list[str]:
         """Create the custom properties of ``object_type`` (deal, company, contact) that do not exist yet.

@@ -44,7 +44,17 @@ from closeloop.errors import (
     ValidationFailed,
     WebhookRejected,
 )
-from closeloop.models import DEAL_SYNC_FIELDS, Address, CrmRef, Customer, Deal, LineItem, Person, SyncEvent
+from closeloop.models import (
+    CUSTOMER_FIELDS,
+    DEAL_SYNC_FIELDS,
+    Address,
+    CrmRef,
+    Customer,
+    Deal,
+    LineItem,
+    Person,
+    SyncEvent,
+)
 from closeloop.ports import PropertyDefinition, WebhookRequest
 from closeloop.wire import dumps_exact
 
@@ -646,6 +656,118 @@ class PipedriveCrm:
         if errors:
             raise errors[0]
 
+    #: Canonical person fields: a company's primary person (the oldest one) holds them, or a person billed alone.
+    PERSON_FIELDS: ClassVar[tuple[str, ...]] = ("first_name", "last_name", "email", "phone")
+
+    def update_customer_fields(self, ref: CrmRef, values: Mapping[str, str]) -> list[str]:
+        """Write canonical customer fields where ``resolve_customer`` reads them; return those it cannot hold.
+
+        A person that belongs to an organization is written as that organization (the billable customer).
+        On an organization: name and address (its structured v2 address) on it, the tax number in its tax
+        custom field (by hash; returned when the company has none); email, phone, first and last name on its
+        oldest person (returned when it has none). On a person billed alone: its own fields; it holds no
+        address and no tax number. Pipedrive v2 writes a person's ``name`` and splits it at the first space,
+        so first/last names that split differently (a first name with a space) are returned, not written.
+        Emails and phones replace the primary entry of their array and keep the others; "" clears them all.
+        "people" is always returned. One PATCH per record written (at most two). Raises NotFound when the
+        record is gone, ValueError for an unknown field name or a deal ref, IntegrationError subclasses.
+        """
+        unknown = sorted(set(values) - set(CUSTOMER_FIELDS))
+        if unknown:
+            raise ValueError(f"not customer fields: {', '.join(unknown)}")
+        if ref.object_type not in ("company", "contact"):
+            raise ValueError(f"no customer for a {ref.object_type}")
+        collection = self.PATHS[ref.object_type]
+        record = self._get_one(collection, ref.object_id)
+        if record is None:
+            raise NotFound(f"Pipedrive has no {ref.object_type} {ref.object_id}", vendor=self.name, status=404)
+        org, person = (record, None) if ref.object_type == "company" else (None, record)
+        if person is not None and person.get("org_id"):
+            org = self._get_one("organizations", str(person["org_id"]))
+        unwritable: list[str] = []
+        person_values = {n: v for n, v in values.items() if n in self.PERSON_FIELDS}
+        if org is not None:
+            members = self._pages("/api/v2/persons", {"org_id": str(org["id"])})
+            person = min((p for p in members if not p.get("is_deleted")), key=lambda p: int(p["id"]), default=None)
+            org_body, unwritable = self._org_body(org, {n: v for n, v in values.items() if n not in person_values})
+            if person is None:
+                unwritable += list(person_values)
+        else:
+            unwritable = [n for n in values if n not in (*self.PERSON_FIELDS, "name")]
+            org_body = {}
+            if "name" in values:
+                person_values["name"] = values["name"]
+        person_body: dict[str, Any] = {}
+        if person is not None and person_values:
+            person_body, refused = self._person_body(person, person_values)
+            unwritable += refused
+        if org is not None and org_body:
+            self._call("PATCH", f"/api/v2/organizations/{org['id']}", body=org_body)
+        if person is not None and person_body:
+            self._call("PATCH", f"/api/v2/persons/{person['id']}", body=person_body)
+        return [n for n in values if n in unwritable]
+
+    def _org_body(self, org: Mapping[str, Any], values: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
+        body: dict[str, Any] = {}
+        unwritable: list[str] = []
+        address = _address(org.get("address")).model_dump()
+        address_changed = False
+        for name, value in values.items():
+            if name == "name":
+                body["name"] = value
+            elif name.startswith("address."):
+                address[name.removeprefix("address.")] = value
+                address_changed = True
+            elif name == "tax_number" and (tax_field := self._tax_field(org)) is not None:
+                body["custom_fields"] = {tax_field.key: _field_value(tax_field, value)}
+            else:
+                unwritable.append(name)
+        if address_changed:
+            body["address"] = _address_body(Address(**address), org.get("address"))
+        return body, unwritable
+
+    def _tax_field(self, org: Mapping[str, Any]) -> _Field | None:
+        """The custom field ``_tax_number`` reads: the first tax-named one on the record, else by name."""
+        wanted = (self._tax_number_field,) if self._tax_number_field else self.TAX_NUMBER_FIELDS
+        wanted_lower = [w.lower() for w in wanted]
+        custom = org.get("custom_fields") or {}
+        table = self._field_table("company", unknown_keys=set(custom))
+        for key in custom:
+            definition = table.by_key.get(key)
+            if definition is not None and definition.name.lower() in wanted_lower:
+                return definition
+        by_lower = {name.lower(): definition for name, definition in reversed(table.by_name.items())}
+        return next((by_lower[w] for w in wanted_lower if w in by_lower), None)
+
+    def _person_body(self, person: Mapping[str, Any], values: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
+        """The PATCH body for a person's email, phone and name; and the names it cannot hold."""
+        body: dict[str, Any] = {}
+        for name, key in (("email", "emails"), ("phone", "phones")):
+            if name in values:
+                body[key] = _entries_with_primary(person.get(key), values[name])
+        named = [n for n in ("first_name", "last_name", "name") if n in values]
+        if not named:
+            return body, []
+        current = self._person(person)
+        if "first_name" in values or "last_name" in values:
+            first = values.get("first_name", current.first_name).strip()
+            last = values.get("last_name", current.last_name).strip()
+            target = " ".join(p for p in (first, last) if p)
+        else:
+            target = values["name"]
+        split_first, _, split_last = target.strip().partition(" ")
+        split_first, split_last = split_first.strip(), split_last.strip()
+        read_back = {
+            "first_name": split_first,
+            "last_name": split_last,
+            "name": " ".join(p for p in (split_first, split_last) if p),
+        }
+        refused = [n for n in named if read_back[n] != values[n]]
+        if not target.strip() or any(n in refused for n in ("first_name", "last_name")) or refused == named:
+            return body, named  # Pipedrive requires a name, and splits it at the first space
+        body["name"] = target
+        return body, refused
+
     def ensure_properties(self, object_type: str, definitions: Collection[PropertyDefinition]) -> list[str]:
         """Create the custom fields of ``object_type`` (deal, company, contact) whose names do not exist yet.
 
@@ -749,6 +871,46 @@ def _address(value: Any) -> Address:
         postal_code=_clean(value.get("postal_code")),
         country=_clean(value.get("country")),
     )
+
+
+def _entries_with_primary(entries: Any, value: str) -> list[dict[str, Any]]:
+    """A v2 ``emails``/``phones`` array whose primary value (as ``_primary`` reads it) is ``value``; "" empties it."""
+    if not value:
+        return []
+    kept = [
+        {"value": _clean(e.get("value")), "primary": e.get("primary") is True, "label": e.get("label") or "work"}
+        for e in (entries if isinstance(entries, list) else [])
+        if isinstance(e, dict) and _clean(e.get("value"))
+    ]
+    chosen = next((e for e in kept if e["primary"]), kept[0] if kept else None)
+    if chosen is None:
+        return [{"value": value, "primary": True, "label": "work"}]
+    chosen["value"] = value
+    chosen["primary"] = True
+    return kept
+
+
+def _address_body(address: Address, current: Any) -> dict[str, Any] | None:
+    """A v2 structured address that ``_address`` reads back as ``address``; None clears it."""
+    if address.is_empty():
+        return None
+    parts = (address.line1, address.line2, address.city, address.region, address.postal_code, address.country)
+    # Without a locality ``_address`` reads line 1 from ``value``: keep it to line 1 then.
+    value = ", ".join(p for p in parts if p) if address.city else address.line1
+    kept = {"admin_area_level_2": current.get("admin_area_level_2")} if isinstance(current, dict) else {}
+    return {
+        **kept,
+        "value": value,
+        "street_number": None,
+        "route": address.line1 or None,
+        "subpremise": address.line2 or None,
+        "sublocality": None,
+        "locality": address.city or None,
+        "admin_area_level_1": address.region or None,
+        "postal_code": address.postal_code or None,
+        "country": address.country or None,
+        "formatted_address": value,
+    }
 
 
 def _field(record: Mapping[str, Any]) -> _Field | None:

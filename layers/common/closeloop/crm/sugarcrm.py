@@ -45,7 +45,17 @@ from closeloop.errors import (
     ValidationFailed,
     WebhookRejected,
 )
-from closeloop.models import DEAL_SYNC_FIELDS, Address, CrmRef, Customer, Deal, LineItem, Person, SyncEvent
+from closeloop.models import (
+    CUSTOMER_FIELDS,
+    DEAL_SYNC_FIELDS,
+    Address,
+    CrmRef,
+    Customer,
+    Deal,
+    LineItem,
+    Person,
+    SyncEvent,
+)
 from closeloop.oauth import TokenGrant
 from closeloop.ports import PropertyDefinition, WebhookRequest
 
@@ -721,6 +731,108 @@ class SugarCrm:
             )
         return None
 
+    #: Canonical address field -> the suffix of the Sugar address field group (street lines handled apart).
+    ADDRESS_SUFFIXES: ClassVar[dict[str, str]] = {
+        "address.city": "city",
+        "address.region": "state",
+        "address.postal_code": "postalcode",
+        "address.country": "country",
+    }
+
+    def update_customer_fields(self, ref: CrmRef, values: Mapping[str, str]) -> list[str]:
+        """Write canonical customer fields where ``resolve_customer`` reads them; return those it cannot hold.
+
+        A contact with an account is written as that account (the billable customer). On an account: name,
+        billing address and tax number (``tax_number_field``) on it; first and last name on its main (oldest)
+        contact, returned when it has none; email and phone where they are read from (the main contact's when
+        it has one, else the account's; "" clears both). On a contact billed alone: its own fields and
+        primary address; its name is first + last name (returned unless it already equals that), and it
+        holds no tax number. Street lines share one field, so a second line without a first is returned.
+        Emails replace the primary address of Sugar's ``email`` list and keep the others. Fields the saved
+        record lacks (Sugar ignores unknown fields, e.g. a missing tax field) are returned. "people" is
+        always returned. One ``PUT`` per record written (at most two). Raises NotFound when the record is
+        gone, ValueError for an unknown field name or a deal ref, IntegrationError subclasses.
+        """
+        unknown = sorted(set(values) - set(CUSTOMER_FIELDS))
+        if unknown:
+            raise ValueError(f"not customer fields: {', '.join(unknown)}")
+        if ref.object_type not in ("company", "contact"):
+            raise ValueError(f"no customer for a {ref.object_type}")
+        account_id, contact = ref.object_id, None
+        if ref.object_type == "contact":
+            contact = self._get("Contacts", ref.object_id, self.CONTACT_FIELDS)
+            if contact is None:
+                raise NotFound(f"SugarCRM has no Contacts record {ref.object_id}", vendor=self.name, status=404)
+            account_id = _clean(contact.get("account_id"))
+        writes: dict[tuple[str, str], dict[str, Any]] = {}
+        origin: dict[tuple[str, str, str], str] = {}  # (module, id, Sugar field) -> canonical name
+        if account_id:
+            unwritable = self._account_writes(account_id, values, writes, origin)
+        else:
+            assert contact is not None
+            unwritable = self._contact_writes(contact, values, writes, origin)
+        for (module, record_id), body in writes.items():
+            if not body:
+                continue
+            try:
+                saved = self.http.request("PUT", f"/{module}/{_seg(record_id)}", json=body).json()
+            except NotFound as exc:
+                raise NotFound(f"SugarCRM has no {module} record {record_id}", vendor=self.name, status=404) from exc
+            ignored = [f for f in body if not isinstance(saved, dict) or f not in saved]
+            unwritable += [origin[(module, record_id, f)] for f in ignored if (module, record_id, f) in origin]
+        return [n for n in values if n in unwritable]
+
+    def _account_writes(
+        self,
+        account_id: str,
+        values: Mapping[str, str],
+        writes: dict[tuple[str, str], dict[str, Any]],
+        origin: dict[tuple[str, str, str], str],
+    ) -> list[str]:
+        account = self._get("Accounts", account_id, self._account_fields())
+        if account is None:
+            raise NotFound(f"SugarCRM has no Accounts record {account_id}", vendor=self.name, status=404)
+        main = next(iter(self._link("Accounts", account_id, "contacts", self.CONTACT_FIELDS, self.PEOPLE_ORDER)), None)
+        company = _Writes(writes, origin, "Accounts", account_id)
+        people = _Writes(writes, origin, "Contacts", str(main["id"])) if main is not None else None
+        unwritable: list[str] = []
+        for name, value in values.items():
+            if name == "name":
+                company.put(name, "name", value)
+            elif name == "tax_number" and self.tax_number_field:
+                company.put(name, self.tax_number_field, value)
+            elif name in ("first_name", "last_name") and people is not None:
+                people.put(name, name, value)
+            elif name in ("email", "phone"):
+                _shared_detail(name, value, account, main, company, people)
+            elif not name.startswith("address."):
+                unwritable.append(name)
+        return unwritable + _address_writes(company, account, "billing_address", values)
+
+    def _contact_writes(
+        self,
+        contact: Mapping[str, Any],
+        values: Mapping[str, str],
+        writes: dict[tuple[str, str], dict[str, Any]],
+        origin: dict[tuple[str, str, str], str],
+    ) -> list[str]:
+        own = _Writes(writes, origin, "Contacts", str(contact["id"]))
+        person = self._person(contact)
+        first, last = values.get("first_name", person.first_name), values.get("last_name", person.last_name)
+        unwritable: list[str] = []
+        for name, value in values.items():
+            if name in ("first_name", "last_name"):
+                own.put(name, name, value)
+            elif name == "email":
+                own.put(name, "email", _email_list(contact, value))
+            elif name == "phone":
+                _phone(own, contact, value)
+            elif name == "name" and value == " ".join(p.strip() for p in (first, last) if p.strip()):
+                continue  # a contact's name is its first and last name: already what it will read
+            elif not name.startswith("address."):
+                unwritable.append(name)
+        return unwritable + _address_writes(own, contact, "primary_address", values)
+
     def ensure_properties(self, object_type: str, definitions: Collection[PropertyDefinition]) -> list[str]:
         """Check the module's fields in ``GET /metadata``; Sugar's REST API cannot create Studio fields.
 
@@ -747,6 +859,93 @@ class SugarCrm:
             f"Admin > Module Loader.",
             vendor=self.name,
         )
+
+
+class _Writes:
+    """The fields to ``PUT`` on one record, remembering which canonical field each one carries."""
+
+    def __init__(
+        self,
+        writes: dict[tuple[str, str], dict[str, Any]],
+        origin: dict[tuple[str, str, str], str],
+        module: str,
+        record_id: str,
+    ) -> None:
+        self.body = writes.setdefault((module, record_id), {})
+        self._origin = origin
+        self._key = (module, record_id)
+
+    def put(self, canonical: str, field: str, value: Any) -> None:
+        self.body[field] = value
+        self._origin.setdefault((*self._key, field), canonical)
+
+
+def _shared_detail(
+    name: str,
+    value: str,
+    account: Mapping[str, Any],
+    main: Mapping[str, Any] | None,
+    company: _Writes,
+    person: _Writes | None,
+) -> None:
+    """An account's email or phone: read from its main contact when that has one, else from the account.
+
+    Written where it is read from; "" clears both, so that neither is read.
+    """
+    on_person = main is not None and person is not None and bool(getattr(SugarCrm._person(main), name))
+    if on_person and main is not None and person is not None:
+        if name == "email":
+            person.put(name, "email", _email_list(main, value))
+        else:
+            _phone(person, main, value)
+    if not on_person or not value:
+        if name == "email":
+            company.put(name, "email", _email_list(account, value))
+        else:
+            company.put(name, "phone_office", value)
+
+
+def _phone(target: _Writes, contact: Mapping[str, Any], value: str) -> None:
+    """A contact's phone is ``phone_work``, else ``phone_mobile``: clearing it clears both."""
+    target.put("phone", "phone_work", value)
+    if not value and _clean(contact.get("phone_mobile")):
+        target.put("phone", "phone_mobile", "")
+
+
+def _email_list(record: Mapping[str, Any], value: str) -> list[dict[str, Any]]:
+    """Sugar's ``email`` list with the address ``_email`` reads replaced by ``value``; "" empties it."""
+    if not value:
+        return []
+    entries = [dict(e) for e in record.get("email") or [] if isinstance(e, dict) and _clean(e.get("email_address"))]
+    valid = [e for e in entries if not _truthy(e.get("invalid_email"))]
+    chosen = next((e for e in valid if _truthy(e.get("primary_address"))), valid[0] if valid else None)
+    if chosen is None:
+        chosen = {"email_address": value}
+        entries.insert(0, chosen)
+    for entry in entries:
+        entry["primary_address"] = entry is chosen
+    chosen["email_address"] = value
+    return entries
+
+
+def _address_writes(target: _Writes, record: Mapping[str, Any], prefix: str, values: Mapping[str, str]) -> list[str]:
+    """Put the address fields of ``values`` on ``target``; return those it cannot hold.
+
+    Both street lines live in one field, one per row: a second line without a first cannot be held.
+    """
+    for name, suffix in SugarCrm.ADDRESS_SUFFIXES.items():
+        if name in values:
+            target.put(name, f"{prefix}_{suffix}", values[name])
+    streets = [n for n in ("address.line1", "address.line2") if n in values]
+    if not streets:
+        return []
+    current = _address(record, prefix)
+    line1 = values.get("address.line1", current.line1).strip()
+    line2 = values.get("address.line2", current.line2).strip()
+    if line2 and not line1:
+        return streets
+    target.put(streets[0], f"{prefix}_street", "\n".join(p for p in (line1, line2) if p))
+    return []
 
 
 def _seg(value: str) -> str:

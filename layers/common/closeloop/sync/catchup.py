@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from closeloop.models import PIPELINE_OF, Pipeline, SyncEvent, WorkMessage
-from closeloop.ports import CrmPort
+from closeloop.models import PIPELINE_OF, AccountingCustomer, Pipeline, SyncEvent, WorkMessage
+from closeloop.ports import AccountingPort, CrmPort
 from closeloop.sync.ingest import WorkQueues
 
 WATERMARK = "crm-changes"
@@ -89,3 +89,51 @@ class CatchUp:
     def _send(self, pipeline: Pipeline, events: list[SyncEvent], queued: dict[str, int]) -> None:
         self.queues.send(pipeline, WorkMessage(pipeline=pipeline, events=events).model_dump_json())
         queued[pipeline] += len(events)
+
+
+ACCOUNTING_WATERMARK = "accounting-customers"
+
+
+class RecordChanges(Protocol):
+    def sync_record(self, customer: AccountingCustomer) -> object: ...
+
+
+class AccountingCatchUp:
+    """Accounting customers changed since the watermark, handled as they are read (every system's catch-up,
+    and the only change feed of one without webhooks): no queue and no second read of each record. The
+    first run only sets the watermark."""
+
+    def __init__(
+        self,
+        accounting: AccountingPort,
+        changes: RecordChanges,
+        store: Watermarks,
+        *,
+        max_events: int = 5000,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.accounting = accounting
+        self.changes = changes
+        self.store = store
+        self.max_events = max_events
+        self.clock = clock
+
+    def run(self) -> CatchUpResult:
+        started = self.clock()
+        mark = self.store.get_watermark(ACCOUNTING_WATERMARK)
+        if mark is None:
+            self.store.put_watermark(ACCOUNTING_WATERMARK, started)
+            return CatchUpResult(None, {}, started, complete=True)
+        since = mark - OVERLAP
+        handled = 0
+        complete = True
+        for customer in self.accounting.iter_customers_changed_since(since):
+            self.changes.sync_record(customer)
+            handled += 1
+            if handled >= self.max_events:
+                complete = False
+                break
+        # Customers carry no modification time in the port: a cut-short run keeps its watermark (and re-reads).
+        watermark = started if complete else mark
+        self.store.put_watermark(ACCOUNTING_WATERMARK, watermark)
+        return CatchUpResult(since, {"accounting": handled} if handled else {}, watermark, complete)

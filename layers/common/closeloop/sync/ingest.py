@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from closeloop.errors import WebhookRejected
-from closeloop.models import PIPELINE_OF, Pipeline, SyncEvent, WorkMessage
-from closeloop.ports import CrmPort, WebhookRequest
+from closeloop.models import PIPELINE_OF, AccountingWorkMessage, Pipeline, SyncEvent, WorkMessage
+from closeloop.ports import AccountingPort, CrmPort, WebhookRequest
 
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -50,3 +50,24 @@ def ingest(crm: CrmPort, queues: WorkQueues, request: WebhookRequest) -> IngestR
 def raise_if_wrong_crm(crm: CrmPort, path_crm: str) -> None:
     if path_crm != crm.name:
         raise WebhookRejected(404, f"no webhook route for CRM {path_crm!r}")
+
+
+#: Accounting-side changes travel on the contacts queue (the contact worker applies them).
+ACCOUNTING_PIPELINE: Pipeline = "contacts"
+EVENTS_PER_MESSAGE = 100
+
+
+def ingest_accounting(accounting: AccountingPort, queues: WorkQueues, request: WebhookRequest) -> int:
+    """Accept an accounting system's change notification; returns how many events were queued.
+
+    Raises WebhookRejected (413, 401, 400, 404) before anything is enqueued. An authentic delivery without
+    events (Xero's intent-to-receive check) queues nothing and is accepted.
+    """
+    if len(request.body) > MAX_BODY_BYTES:
+        raise WebhookRejected(413, f"body larger than {MAX_BODY_BYTES} bytes")
+    accounting.verify_webhook(request)
+    events = accounting.parse_webhook(request.body)
+    for start in range(0, len(events), EVENTS_PER_MESSAGE):
+        message = AccountingWorkMessage(events=events[start : start + EVENTS_PER_MESSAGE])
+        queues.send(ACCOUNTING_PIPELINE, message.model_dump_json())
+    return len(events)

@@ -38,7 +38,7 @@ from decimal import Decimal
 from typing import Final, Literal
 
 from closeloop.models import CrmRef, Invoice, PaymentStatus, customer_fields
-from closeloop.ports import AccountingPort, CrmPort, FailedSync, IdMapping, SyncStore
+from closeloop.ports import AccountingPort, AuditRecord, CrmPort, FailedSync, IdMapping, SyncStore
 from closeloop.redaction import redact
 from closeloop.sync.contacts import normalise_tax_number
 from closeloop.sync.payment_status import payment_status
@@ -69,6 +69,7 @@ DiscrepancyType = Literal[
     "currency_mismatch",
     "payment_status_mismatch",
     "contact_drift",
+    "field_conflict",
     "failed_sync",
     "dead_lettered",
 ]
@@ -82,6 +83,7 @@ DISCREPANCY_TYPES: Final[tuple[DiscrepancyType, ...]] = (
     "currency_mismatch",
     "payment_status_mismatch",
     "contact_drift",
+    "field_conflict",
     "failed_sync",
     "dead_lettered",
 )
@@ -94,6 +96,7 @@ SUGGESTED_ACTIONS: Final[Mapping[DiscrepancyType, str]] = {
     "currency_mismatch": "Correct the deal currency, or void the invoice and re-issue it in the deal's currency",
     "payment_status_mismatch": "Let the payment poller run (or run it); if the difference stays, check its errors",
     "contact_drift": "Decide which system is right: edit the CRM record (it syncs on) or correct accounting",
+    "field_conflict": "A field changed in the system that does not own it: settle the value where the rules say",
     "failed_sync": "Fix the cause named, then replay the record (closeloop replay)",
     "dead_lettered": "Inspect the messages, fix the cause, then redrive the dead-letter queue",
 }
@@ -677,7 +680,12 @@ class _Reconciler:
 
     # -- operations ------------------------------------------------------------------------------
 
-    def add_failures(self, failed_syncs: Iterable[FailedSync], dead_letters: Mapping[str, int]) -> None:
+    def add_failures(
+        self,
+        failed_syncs: Iterable[FailedSync],
+        dead_letters: Mapping[str, int],
+        conflicts: Iterable[AuditRecord] = (),
+    ) -> None:
         for failure in failed_syncs:
             deal = self.deals.get(failure.ref.object_id) if failure.ref.object_type == "deal" else None
             at = failure.at.astimezone(UTC) if failure.at.tzinfo else failure.at
@@ -690,6 +698,18 @@ class _Reconciler:
                         f"{failure.error_type}, {failure.attempts} attempt(s), last {at:%Y-%m-%d %H:%M} UTC: "
                         f"{redact(failure.reason, 300)}"
                     ),
+                )
+            )
+        for conflict in conflicts:
+            at = conflict.at.astimezone(UTC) if conflict.at.tzinfo else conflict.at
+            if not self.start <= at.date() < self.end:
+                continue
+            fields = ", ".join(sorted(conflict.changes))
+            self.found.append(
+                Discrepancy(
+                    "field_conflict",
+                    crm_ref=str(conflict.ref),
+                    detail=f"{fields} changed on {at:%Y-%m-%d %H:%M} UTC ({redact(conflict.detail, 200)})",
                 )
             )
         for queue, count in sorted(dead_letters.items()):
@@ -743,6 +763,7 @@ def reconcile(
     generated_at: datetime | None = None,
     deal_mappings: Iterable[IdMapping] | None = None,
     max_customer_checks: int | None = None,
+    conflicts: Iterable[AuditRecord] = (),
 ) -> Reconciliation:
     """Reconcile one UTC calendar month ``"YYYY-MM"`` between the CRM, the accounting system and the store.
 
@@ -764,7 +785,7 @@ def reconcile(
     run.resolve_orphans()
     run.compare_deals()
     run.check_customers(max_customer_checks)
-    run.add_failures(failed_syncs, dead_letters)
+    run.add_failures(failed_syncs, dead_letters, conflicts)
     return Reconciliation(
         month=month,
         period_start=start,
