@@ -277,9 +277,17 @@ class FakeCrm:
     field_writes: list[tuple[CrmRef, dict[str, str]]] = field(default_factory=list)
     #: Canonical fields this CRM cannot hold (besides "people", which no CRM writes).
     unwritable_fields: frozenset[str] = frozenset()
+    #: Property writes on customers (flags, balances), in order.
+    property_writes: list[tuple[CrmRef, dict[str, str]]] = field(default_factory=list)
 
     def verify_webhook(self, request: WebhookRequest) -> None:
         return None
+
+    def update_customers(self, updates: Mapping[CrmRef, Mapping[str, str]]) -> None:
+        self.property_writes.extend((r, dict(v)) for r, v in updates.items())
+
+    def ensure_properties(self, object_type: str, definitions: Collection[PropertyDefinition]) -> list[str]:
+        return []
 
     def update_customer_fields(self, ref: CrmRef, values: Mapping[str, str]) -> list[str]:
         """Record the call and apply the writable values to the customer ``ref`` resolves to."""

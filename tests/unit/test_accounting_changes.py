@@ -10,8 +10,9 @@ from closeloop.errors import ValidationFailed
 from closeloop.models import AccountingEvent, CrmRef, Customer
 from closeloop.ports import PropertyDefinition
 from closeloop.rules import FieldRules
-from closeloop.sync.accounting_changes import SYNC_ISSUE, AccountingChangeSync
+from closeloop.sync.accounting_changes import AccountingChangeSync
 from closeloop.sync.contacts import ContactSync
+from closeloop.sync.flags import SYNC_ISSUE
 from tests.fakes import FakeAccounting, FakeCrm, MemoryStore, events_for, ref
 
 FINANCE_OWNS_EMAIL = """

@@ -35,6 +35,10 @@ def test_a_crm_rename_of_a_name_finance_owns_is_a_conflict_once_and_never_writte
     conflicts = [a for a in store.list_audit(acme.ref) if a.action == "conflict"]
     assert len(conflicts) == 1
     assert conflicts[0].changes == {"name": {"before": "Acme Ltd", "after": "ACME Rockets"}}
+    # And the CRM record is flagged once, naming the field
+    ((flagged, values),) = crm.property_writes
+    assert flagged == acme.ref
+    assert "name" in values["closeloop_sync_issue"]
 
 
 def test_fields_the_crm_owns_still_flow_beside_a_held_one() -> None:

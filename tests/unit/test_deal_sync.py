@@ -165,3 +165,14 @@ def test_the_properties_setup_creates_are_the_ones_the_crm_adapters_read_back() 
     from closeloop.sync.invoices import DEAL_PROPERTIES
 
     assert [p.name for p in DEAL_PROPERTIES] == list(DEAL_SYNC_FIELDS)
+
+
+def test_field_rules_that_turn_invoicing_off_make_no_invoice() -> None:
+    from closeloop.rules import FieldRules  # noqa: PLC0415
+
+    sync, _, books, store = setup()
+    sync.contacts.rules = FieldRules.load("invoice: {direction: off, source_of_truth: crm}")
+    outcome = sync.sync(DEAL, events_for(DEAL))
+    assert outcome.action == "skipped"
+    assert books.invoices == {}
+    assert [a.action for a in store.list_audit(DEAL)] == ["ignored"]

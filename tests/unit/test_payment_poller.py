@@ -106,3 +106,18 @@ def test_payment_status_rules(status: str, paid: str, due: str, days_past_due: i
         due_date=today - timedelta(days=days_past_due),
     )
     assert payment_status(invoice, today) == expected
+
+
+def test_field_rules_that_turn_payments_off_keep_them_out_of_the_crm() -> None:
+    from closeloop.rules import FieldRules  # noqa: PLC0415
+
+    crm, books, store = invoiced()
+    invoice = next(iter(books.invoices.values()))
+    rules = FieldRules.load("payment: {direction: off, source_of_truth: accounting}")
+    poller = PaymentPoller(crm, books, store, Events(), rules=rules)
+    poller.run()
+    writes = crm.write_calls
+    books.pay(invoice.id, Decimal("100.00"), date(2026, 11, 25))
+    poller.run()
+    assert crm.write_calls == writes
+    assert crm.deal_properties.get(DEAL.object_id, {}).get("closeloop_amount_paid") != "100.00"

@@ -337,7 +337,7 @@ def events() -> Any:
 def payment_poller() -> Any:
     from closeloop.sync.payments import PaymentPoller  # noqa: PLC0415
 
-    return PaymentPoller(crm(), accounting(), store(), events())
+    return PaymentPoller(crm(), accounting(), store(), events(), rules=field_rules())
 
 
 def monthly_report(month: str) -> dict[str, Any]:

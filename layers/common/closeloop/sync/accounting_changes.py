@@ -24,22 +24,16 @@ from typing import Literal
 from aws_lambda_powertools import Logger
 from pydantic import ValidationError
 
-from closeloop.errors import FatalError, RetriableError, SetupError, ValidationFailed
+from closeloop.errors import FatalError, RetriableError
 from closeloop.models import CUSTOMER_FIELDS, AccountingCustomer, AccountingEvent, AccountingWorkMessage, CrmRef
-from closeloop.ports import AccountingPort, CrmPort, IdMapping, PropertyDefinition, SyncStore
+from closeloop.ports import AccountingPort, CrmPort, IdMapping, SyncStore
 from closeloop.rules import FieldRules
 from closeloop.sync.contacts import ACCOUNTING_VIEW
+from closeloop.sync.flags import flag
 from closeloop.sync.trail import Trail
 
 logger = Logger(child=True)
 
-#: The CRM property that tells sales a record needs attention (also on deals: the same name).
-SYNC_ISSUE = PropertyDefinition(
-    "closeloop_sync_issue",
-    "Closeloop sync issue",
-    "string",
-    description="Why Closeloop could not sync this record as it is, e.g. a field changed in both systems",
-)
 
 ChangeAction = Literal["applied", "conflict", "unchanged", "ignored", "skipped"]
 
@@ -168,16 +162,7 @@ class AccountingChangeSync:
             "changed in the accounting system; the CRM owns these (CRM value before, accounting value after)",
         )
         note = f"Changed in {self.accounting.name} but owned by the CRM: {', '.join(fields)} ({self.clock():%Y-%m-%d})"
-        try:
-            try:
-                self.crm.update_customers({ref: {SYNC_ISSUE.name: note}})
-            except ValidationFailed:
-                # The property does not exist yet on this object type: create it once, then flag.
-                self.crm.ensure_properties(ref.object_type, [SYNC_ISSUE])
-                self.crm.update_customers({ref: {SYNC_ISSUE.name: note}})
-        except (FatalError, SetupError) as exc:
-            # The conflict is audited and in the month's report already; the flag is a courtesy to sales.
-            logger.warning("could not flag the conflict on the CRM record", extra={"ref": str(ref), "error": str(exc)})
+        flag(self.crm, ref, note)
 
 
 def is_accounting_message(body: str) -> bool:

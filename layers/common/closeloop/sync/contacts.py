@@ -25,6 +25,7 @@ from closeloop.errors import Busy, Conflict, FatalError, RetriableError, Validat
 from closeloop.models import AccountingCustomer, CrmRef, Customer, SyncEvent, customer_fields
 from closeloop.ports import AccountingPort, CrmPort, IdMapping, SyncStore
 from closeloop.rules import FieldRules
+from closeloop.sync.flags import flag
 from closeloop.sync.trail import Trail
 
 LEASE_SECONDS = 120
@@ -419,6 +420,10 @@ class ContactSync:
             self.trail.audit(
                 customer.ref, "conflict", mapping.accounting_id, event, conflicts, "the accounting system owns these"
             )
+            note = (
+                f"Changed in the CRM but owned by {self.accounting.name}: {', '.join(held)} ({self.clock():%Y-%m-%d})"
+            )
+            flag(self.crm, customer.ref, note)
         changed = [f for f in changed if f in writable]
         if not changed:
             self._remember(customer.ref, mapping.accounting_id, desired, previous=mapping)

@@ -187,6 +187,9 @@ class DealSync:
         trigger = ordered[-1] if ordered else None
         if ref.object_type != "deal":
             return self.contacts.sync(ref, ordered)  # a mixed batch: customers go their own way
+        if self.contacts.rules.direction("invoice") in ("off", "accounting_to_crm"):
+            self.trail.audit(ref, "ignored", "", trigger, {}, "invoicing from the CRM is off (field rules)")
+            return Outcome(ref, "skipped", detail="invoice direction is off")
         try:
             lease = f"deal#{ref}"
             if not self.store.acquire_lease(lease, self.owner, LEASE_SECONDS):

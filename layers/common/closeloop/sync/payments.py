@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from closeloop.errors import ValidationFailed
 from closeloop.models import CrmRef, Invoice
 from closeloop.ports import AccountingPort, CrmPort, IdMapping, PropertyDefinition, SyncStore
+from closeloop.rules import FieldRules
 from closeloop.sync.invoices import CUSTOMER_PROPERTIES, DEAL_PROPERTIES, money, write_back_values
 from closeloop.sync.payment_status import payment_status
 
@@ -89,12 +90,14 @@ class PaymentPoller:
         events: StatusEvents,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        rules: FieldRules | None = None,
     ) -> None:
         self.crm = crm
         self.accounting = accounting
         self.store = store
         self.events = events
         self.clock = clock
+        self.rules = rules or FieldRules.load()
 
     @property
     def watermark_name(self) -> str:
@@ -108,6 +111,8 @@ class PaymentPoller:
         changed = self._changed_invoices(since, today, result)
         deal_updates, touched = self._deal_updates(changed, today, result)
         customer_updates = self._customer_updates(changed, today)
+        if self.rules.direction("payment") in ("off", "crm_to_accounting"):
+            deal_updates, customer_updates, touched = {}, {}, []  # the field rules keep payments out of the CRM
         if deal_updates:
             self._with_properties(lambda: self.crm.update_deals(deal_updates), {"deal": DEAL_PROPERTIES})
         if customer_updates:
