@@ -50,6 +50,17 @@ def public_uri(event: Mapping[str, Any], base_url: str) -> str:
     return f"{scheme}://{host}{suffix}"
 
 
+def current_request() -> WebhookRequest:
+    """The request being handled, as its sender made (and signed) it."""
+    event = app.current_event.raw_event
+    return WebhookRequest(
+        method=app.current_event.http_method,
+        uri=public_uri(event, get_settings().webhook_base_url),
+        headers=dict(app.current_event.headers),
+        body=raw_body(event),
+    )
+
+
 @app.post("/accounting-webhooks/<system>")
 def receive_accounting_webhook(system: str) -> Response[Any]:
     """An accounting system's change notification: verified, parsed, queued; answered with an empty body.
@@ -60,13 +71,7 @@ def receive_accounting_webhook(system: str) -> Response[Any]:
     port = runtime.accounting()
     if system != port.name:
         return Response(status_code=404, content_type=content_types.TEXT_PLAIN, body="")
-    event = app.current_event.raw_event
-    request = WebhookRequest(
-        method=app.current_event.http_method,
-        uri=public_uri(event, get_settings().webhook_base_url),
-        headers=dict(app.current_event.headers),
-        body=raw_body(event),
-    )
+    request = current_request()
     try:
         queued = ingest_accounting(port, runtime.queues(), request)
     except WebhookRejected as exc:
@@ -88,13 +93,7 @@ def receive_webhook(crm: str, pipeline: str) -> dict[str, Any]:
         raise WebhookRejected(404, f"no webhook route for {pipeline!r}")
     port = runtime.crm()
     raise_if_wrong_crm(port, crm)
-    event = app.current_event.raw_event
-    request = WebhookRequest(
-        method=app.current_event.http_method,
-        uri=public_uri(event, get_settings().webhook_base_url),
-        headers=dict(app.current_event.headers),
-        body=raw_body(event),
-    )
+    request = current_request()
     result = ingest(port, runtime.queues(), request)
     logger.info("webhook accepted", extra={"route": pipeline, "accepted": result.accepted, "ignored": result.ignored})
     return {"accepted": result.accepted, "ignored": result.ignored}

@@ -1,4 +1,5 @@
-"""Request bodies with exact money: JSON whose Decimals are written as their literal, never through float."""
+"""JSON on the wire: request bodies with exact money (Decimals as their literal, never through float), and
+webhook bodies read strictly (a clear 400 for bytes that are not UTF-8 JSON)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from collections.abc import Mapping
 from datetime import date
 from decimal import Decimal
 from typing import Any
+
+from closeloop.errors import WebhookRejected
 
 
 def dumps_exact(value: Any) -> bytes:
@@ -30,3 +33,13 @@ def _encode(value: Any) -> str:
     if isinstance(value, date):  # a datetime too: ISO 8601
         return json.dumps(value.isoformat())
     return json.dumps(value, allow_nan=False)  # str, int, bool, None (and a float, as Python would)
+
+
+def webhook_json(body: bytes, *, parse_float: Any = float) -> Any:
+    """A webhook body as JSON, or WebhookRejected(400) saying why it is not (encoding, then syntax)."""
+    try:
+        return json.loads(body.decode("utf-8"), parse_float=parse_float)
+    except UnicodeDecodeError as exc:
+        raise WebhookRejected(400, "body is not UTF-8") from exc
+    except json.JSONDecodeError as exc:
+        raise WebhookRejected(400, f"body is not valid JSON: {exc.msg} at position {exc.pos}") from exc

@@ -69,7 +69,7 @@ from closeloop.models import (
 from closeloop.oauth import RefreshingTokens, TokenGrant
 from closeloop.ports import WebhookRequest
 from closeloop.redaction import redact
-from closeloop.wire import dumps_exact
+from closeloop.wire import dumps_exact, webhook_json
 
 VENDOR = "quickbooks"
 #: One minor version for every call (1–74 were retired on 1 Aug 2025).
@@ -837,12 +837,7 @@ class QuickBooksAccounting:
 
 def _webhook_object(body: bytes) -> dict[str, Any]:
     """A webhook body as a JSON object, or WebhookRejected(400) saying why it is not one."""
-    try:
-        payload = json.loads(body.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise WebhookRejected(400, "body is not UTF-8") from exc
-    except json.JSONDecodeError as exc:
-        raise WebhookRejected(400, f"body is not valid JSON: {exc.msg} at position {exc.pos}") from exc
+    payload = webhook_json(body)
     if not isinstance(payload, dict):
         raise WebhookRejected(400, "expected a JSON object with an 'eventNotifications' list")
     return payload

@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime
@@ -41,6 +40,7 @@ from closeloop.models import (
     SyncEvent,
 )
 from closeloop.ports import PropertyDefinition, WebhookRequest
+from closeloop.wire import webhook_json
 
 if TYPE_CHECKING:
     import httpx
@@ -277,12 +277,7 @@ class HubSpotCrm:
             raise WebhookRejected(401, "invalid HubSpot signature")
 
     def parse_webhook(self, body: bytes) -> list[SyncEvent]:
-        try:
-            payload = json.loads(body.decode("utf-8"))
-        except UnicodeDecodeError as exc:
-            raise WebhookRejected(400, "body is not UTF-8") from exc
-        except json.JSONDecodeError as exc:
-            raise WebhookRejected(400, f"body is not valid JSON: {exc.msg} at position {exc.pos}") from exc
+        payload = webhook_json(body)
         if not isinstance(payload, list):
             raise WebhookRejected(400, "expected a JSON array of HubSpot events")
         if not payload:

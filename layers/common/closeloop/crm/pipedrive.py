@@ -56,7 +56,7 @@ from closeloop.models import (
     SyncEvent,
 )
 from closeloop.ports import PropertyDefinition, WebhookRequest
-from closeloop.wire import dumps_exact
+from closeloop.wire import dumps_exact, webhook_json
 
 if TYPE_CHECKING:
     import httpx
@@ -207,12 +207,7 @@ class PipedriveCrm:
 
         Raises WebhookRejected(400) naming what is malformed.
         """
-        try:
-            payload = json.loads(body.decode("utf-8"), parse_float=Decimal)
-        except UnicodeDecodeError as exc:
-            raise WebhookRejected(400, "body is not UTF-8") from exc
-        except json.JSONDecodeError as exc:
-            raise WebhookRejected(400, f"body is not valid JSON: {exc.msg} at position {exc.pos}") from exc
+        payload = webhook_json(body, parse_float=Decimal)
         if not isinstance(payload, dict) or not isinstance(payload.get("meta"), dict):
             raise WebhookRejected(400, "expected a Pipedrive v2 webhook object with a 'meta' object")
         meta: dict[str, Any] = payload["meta"]

@@ -30,7 +30,6 @@ httpx is imported lazily: the webhook route only verifies and parses, and must s
 from __future__ import annotations
 
 import hmac
-import json
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -58,6 +57,7 @@ from closeloop.models import (
 )
 from closeloop.oauth import TokenGrant
 from closeloop.ports import PropertyDefinition, WebhookRequest
+from closeloop.wire import webhook_json
 
 if TYPE_CHECKING:
     import httpx
@@ -273,12 +273,7 @@ class SugarCrm:
 
     def parse_webhook(self, body: bytes) -> list[SyncEvent]:
         """One web logic hook delivery -> at most one event (modules other than ours are ignored)."""
-        try:
-            payload = json.loads(body.decode("utf-8"))
-        except UnicodeDecodeError as exc:
-            raise WebhookRejected(400, "body is not UTF-8") from exc
-        except json.JSONDecodeError as exc:
-            raise WebhookRejected(400, f"body is not valid JSON: {exc.msg} at position {exc.pos}") from exc
+        payload = webhook_json(body)
         if not isinstance(payload, dict):
             raise WebhookRejected(400, "expected a JSON object (a SugarCRM web logic hook payload)")
         bean = payload.get("bean")
