@@ -25,13 +25,25 @@ from closeloop.sync.backfill import ContactBackfill, Progress, plan_rows
 
 PLAN_ROWS_SHOWN = 50
 ENVIRONMENT_SOURCE = "ContactWorkerFunction"
+DEAL_ENVIRONMENT_SOURCE = "DealWorkerFunction"  # the invoice policy (status, tax rules, SKU map) lives there
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``closeloop backfill`` (the ``review`` command has its own parser, see ``add_review_arguments``)."""
-    parser.add_argument("what", choices=["contacts"], help="what to backfill (companies and contacts)")
-    parser.add_argument("--since", metavar="DATE", help="only records changed since DATE (YYYY-MM-DD); default: all")
+    parser.add_argument(
+        "what", choices=["contacts", "deals"], help="what to backfill: companies and contacts, or won deals"
+    )
+    parser.add_argument(
+        "--since",
+        metavar="DATE",
+        help="only records changed since DATE (YYYY-MM-DD); default: all (deals: closed since DATE, default 2 years)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="show what would be linked, created or reviewed")
+    parser.add_argument(
+        "--create-missing",
+        action="store_true",
+        help="deals: invoice the won deals no invoice matches, like a live won deal (default: only list them)",
+    )
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
     _target(parser)
 
@@ -56,7 +68,8 @@ def configured(args: argparse.Namespace) -> Iterator[None]:
 
     if args.stack_name:
         saved = dict(os.environ)
-        os.environ.update(_deployed_environment(args.stack_name, args.region))
+        source = DEAL_ENVIRONMENT_SOURCE if getattr(args, "what", "") == "deals" else ENVIRONMENT_SOURCE
+        os.environ.update(_deployed_environment(args.stack_name, args.region, source))
         runtime.reset()
         try:
             yield
@@ -76,7 +89,7 @@ def configured(args: argparse.Namespace) -> Iterator[None]:
         runtime.reset()
 
 
-def _deployed_environment(stack_name: str, region: str | None) -> dict[str, str]:
+def _deployed_environment(stack_name: str, region: str | None, source: str = ENVIRONMENT_SOURCE) -> dict[str, str]:
     import boto3  # noqa: PLC0415
 
     from closeloop_local.cli import CliError  # noqa: PLC0415
@@ -84,11 +97,11 @@ def _deployed_environment(stack_name: str, region: str | None) -> dict[str, str]
     session = boto3.session.Session(region_name=region) if region else boto3.session.Session()
     cloudformation = session.client("cloudformation")
     try:
-        function = cloudformation.describe_stack_resource(StackName=stack_name, LogicalResourceId=ENVIRONMENT_SOURCE)
+        function = cloudformation.describe_stack_resource(StackName=stack_name, LogicalResourceId=source)
         name = function["StackResourceDetail"]["PhysicalResourceId"]
         configuration = session.client("lambda").get_function_configuration(FunctionName=name)
     except Exception as exc:
-        raise CliError(f"cannot read the configuration of {ENVIRONMENT_SOURCE} in {stack_name!r}: {exc}") from exc
+        raise CliError(f"cannot read the configuration of {source} in {stack_name!r}: {exc}") from exc
     return dict((configuration.get("Environment") or {}).get("Variables") or {})
 
 
@@ -117,7 +130,87 @@ def contact_backfill(out: TextIO) -> ContactBackfill:
     )
 
 
-def _printer(out: TextIO) -> Any:
+def deal_backfill(out: TextIO) -> Any:
+    import uuid  # noqa: PLC0415
+
+    from closeloop import runtime  # noqa: PLC0415
+    from closeloop.sync.backfill_deals import DealBackfill  # noqa: PLC0415
+    from closeloop.sync.invoices import DealSync  # noqa: PLC0415
+
+    def pause(seconds: float, why: str) -> None:
+        until = datetime.now(UTC) + timedelta(seconds=seconds)
+        print(
+            f"paused: {why}; resuming at {until:%Y-%m-%d %H:%M:%S} UTC "
+            "(Ctrl-C stops here; `closeloop backfill deals --resume` continues)",
+            file=out,
+            flush=True,
+        )
+        time.sleep(seconds)
+
+    store = runtime.store()
+    deals = DealSync(
+        runtime.crm(),
+        runtime.accounting(),
+        store,
+        runtime.contact_sync(),
+        runtime.invoice_policy(),
+        owner=uuid.uuid4().hex,
+    )
+    return DealBackfill(runtime.crm(), runtime.accounting(), store, deals, progress=_printer(out, "deals"), pause=pause)
+
+
+def run_deal_backfill(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    """``closeloop backfill deals``: link won deals to finance's invoices; list the rest (see backfill_deals)."""
+    from closeloop.sync.backfill_deals import deal_plan_rows  # noqa: PLC0415
+    from closeloop_local.cli import CliError  # noqa: PLC0415
+
+    since = _date(args.since) if args.since else None
+    if args.resume and (args.since or args.dry_run or args.create_missing):
+        raise CliError("--resume continues the interrupted run as it was: no --since, --dry-run or --create-missing")
+    with configured(args):
+        try:
+            result = deal_backfill(err).run(
+                since=since, dry_run=args.dry_run, resume=args.resume, create_missing=args.create_missing
+            )
+        except ValueError as exc:
+            raise CliError(str(exc)) from exc
+    verb = "would be" if result.dry_run else "were"
+    print(
+        f"{result.total:,} won deals closed since {result.since:%Y-%m-%d} read"
+        + (f" (resumed at {result.resumed_at:,})" if result.resumed_at else ""),
+        file=out,
+    )
+    for action, words in _DEAL_ACTION_WORDS.items():
+        print(
+            f"  {result.counts.get(action, 0):>7,} {verb if action != 'invoice_without_deal' else ''} {words}", file=out
+        )
+    listed = [e for e in result.plan if e.action != "mapped" and (result.dry_run or e.action != "link")]
+    rows = deal_plan_rows(listed)
+    for row in rows[: PLAN_ROWS_SHOWN + 1]:
+        print("  " + " | ".join(row), file=out)
+    if len(rows) > PLAN_ROWS_SHOWN + 1:
+        print(f"  ... and {len(rows) - PLAN_ROWS_SHOWN - 1:,} more", file=out)
+    if result.dry_run:
+        print("dry run: nothing was written", file=out)
+    for ref, reason in result.failures:
+        print(f"  failed: {ref}: {reason}", file=out)
+    if result.counts.get("review") and not result.dry_run:
+        print("uncertain matches wait for a person: `closeloop review` lists them", file=out)
+    return 1 if result.failures else 0
+
+
+_DEAL_ACTION_WORDS = {
+    "link": "linked to the invoice finance made (written back to the deal)",
+    "review": "put on the review list (uncertain match)",
+    "missing": "listed for finance: no invoice matches (not invoiced; --create-missing invoices them)",
+    "create": "invoiced like a live won deal (--create-missing)",
+    "no_customer": "not matchable: the deal's customer is not linked yet (run `backfill contacts` first)",
+    "mapped": "already linked (left alone)",
+    "invoice_without_deal": "invoices of the period no won deal claims (listed only)",
+}
+
+
+def _printer(out: TextIO, what: str = "contacts") -> Any:
     last = {"at": 0.0}
 
     def show(progress: Progress) -> None:
@@ -127,7 +220,7 @@ def _printer(out: TextIO) -> Any:
         eta = progress.eta_seconds
         share = progress.done / progress.total if progress.total else 1.0
         print(
-            f"backfill contacts: {progress.done:,}/{progress.total:,} ({share:.0%}), "
+            f"backfill {what}: {progress.done:,}/{progress.total:,} ({share:.0%}), "
             f"{progress.rate:,.1f} records/s, ETA {_span(eta) if eta is not None else '-'}",
             file=out,
             flush=True,
@@ -146,6 +239,10 @@ def _span(seconds: float) -> str:
 def run_backfill(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     from closeloop_local.cli import CliError  # noqa: PLC0415
 
+    if args.what == "deals":
+        return run_deal_backfill(args, out, err)
+    if args.create_missing:
+        raise CliError("--create-missing is for `closeloop backfill deals`")
     since = _date(args.since) if args.since else None
     if args.resume and (args.since or args.dry_run):
         raise CliError("--resume continues the interrupted run as it was: no --since or --dry-run with it")
@@ -218,7 +315,9 @@ def run_review(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             decided = store.decide_review(ref, system, "accepted" if args.action == "accept" else "rejected", who)
         except KeyError as exc:
             raise CliError(str(exc.args[0])) from exc
-        if decided.status == "accepted":
+        if decided.status == "accepted" and ref.object_type == "deal":
+            print(f"{ref}: accepted; `closeloop backfill deals` links it to {decided.candidate_id}", file=out)
+        elif decided.status == "accepted":
             customer = runtime.crm().resolve_customer(ref)
             if customer is None:
                 raise CliError(f"{ref} no longer exists in the CRM")
@@ -233,7 +332,7 @@ def _ref(text: str) -> CrmRef:
     from closeloop_local.cli import CliError  # noqa: PLC0415
 
     parts = text.split("/")
-    if len(parts) != 3 or parts[1] not in ("company", "contact"):
+    if len(parts) != 3 or parts[1] not in ("company", "contact", "deal"):
         raise CliError(f"a CRM record looks like hubspot/company/1000001, got {text!r}")
     return CrmRef.model_validate({"crm": parts[0], "object_type": parts[1], "object_id": parts[2]})
 

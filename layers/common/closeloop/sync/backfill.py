@@ -171,19 +171,7 @@ class ContactBackfill:
         return sorted(refs, key=lambda r: (r.object_type != "company", r.object_id.zfill(24)))
 
     def _with_limits(self, work: Callable[[], T]) -> T:
-        """Run ``work``; a rate limit pauses as long as the vendor asks, then retries (a day's limit too)."""
-        tries = 0
-        while True:
-            try:
-                return work()
-            except RateLimited as exc:
-                wait = exc.retry_after if exc.retry_after is not None else DEFAULT_PAUSE_SECONDS
-                self.pause(wait, f"{exc.vendor or 'a vendor'} rate limit ({exc.problem or 'per minute'})")
-            except RetriableError as exc:
-                tries += 1
-                if tries >= MAX_TRIES:
-                    raise
-                self.pause(min(DEFAULT_PAUSE_SECONDS, 2.0**tries), f"{type(exc).__name__}: {exc}")
+        return with_limits(work, self.pause)
 
     def _chunk(
         self, refs: Sequence[CrmRef], matcher: MatcherLike, names: dict[str, str], result: BackfillResult
@@ -272,6 +260,23 @@ class ContactBackfill:
                     raise outcome  # retriable: the whole chunk is tried again (mapped ones are skipped)
                 if isinstance(outcome, Outcome) and outcome.action == "failed":
                     result.failures.append((ref, outcome.detail))
+
+
+def with_limits(work: Callable[[], T], pause: Callable[[float, str], None]) -> T:
+    """Run ``work``; a rate limit pauses as long as the vendor asks, then retries (a day's limit too); other
+    retriable errors back off and retry up to MAX_TRIES."""
+    tries = 0
+    while True:
+        try:
+            return work()
+        except RateLimited as exc:
+            wait = exc.retry_after if exc.retry_after is not None else DEFAULT_PAUSE_SECONDS
+            pause(wait, f"{exc.vendor or 'a vendor'} rate limit ({exc.problem or 'per minute'})")
+        except RetriableError as exc:
+            tries += 1
+            if tries >= MAX_TRIES:
+                raise
+            pause(min(DEFAULT_PAUSE_SECONDS, 2.0**tries), f"{type(exc).__name__}: {exc}")
 
 
 def plan_rows(plan: Iterable[PlanEntry]) -> list[list[str]]:
