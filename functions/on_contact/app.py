@@ -14,6 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from closeloop import runtime
 from closeloop.sync.accounting_changes import handle_accounting_messages, is_accounting_message
+from closeloop.sync.backfill import handle_backfill_messages, is_backfill_message
 from closeloop.webhook_api import app
 
 logger = Logger()
@@ -29,12 +30,16 @@ def worker_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, l
     runtime.register_lambda_context(context)
     messages = [(str(r["messageId"]), str(r.get("body") or "")) for r in event.get("Records") or []]
     accounting = [m for m in messages if is_accounting_message(m[1])]
-    messages = [m for m in messages if not is_accounting_message(m[1])]
+    backfill = [m for m in messages if is_backfill_message(m[1])]
+    messages = [m for m in messages if m not in accounting and m not in backfill]
     try:
         failed = handle_accounting_messages(runtime.accounting_changes(), accounting) if accounting else []
+        failed += (
+            handle_backfill_messages(runtime.contact_backfill(), backfill, runtime.park_contacts) if backfill else []
+        )
         failed += runtime.contact_worker().handle_batch(messages) if messages else []
     except Exception:
         # Not one record's fault that we know of: every message comes back, and the DLQ keeps repeat offenders.
         logger.exception("contact batch failed", extra={"messages": len(messages)})
-        failed = [message_id for message_id, _ in [*accounting, *messages]]
+        failed = [message_id for message_id, _ in [*accounting, *backfill, *messages]]
     return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}

@@ -45,6 +45,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="deals: invoice the won deals no invoice matches, like a live won deal (default: only list them)",
     )
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
+    parser.add_argument(
+        "--fan-out",
+        action="store_true",
+        help="queue the records in chunks of 100 for the stack's contact worker instead of running them here "
+        "(for backfills longer than you want to keep a terminal open; contacts only)",
+    )
     _target(parser)
 
 
@@ -236,21 +242,7 @@ def _span(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
 
 
-def run_backfill(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    from closeloop_local.cli import CliError  # noqa: PLC0415
-
-    if args.what == "deals":
-        return run_deal_backfill(args, out, err)
-    if args.create_missing:
-        raise CliError("--create-missing is for `closeloop backfill deals`")
-    since = _date(args.since) if args.since else None
-    if args.resume and (args.since or args.dry_run):
-        raise CliError("--resume continues the interrupted run as it was: no --since or --dry-run with it")
-    with configured(args):
-        try:
-            result = contact_backfill(err).run(since=since, dry_run=args.dry_run, resume=args.resume)
-        except ValueError as exc:
-            raise CliError(str(exc)) from exc
+def _report_contacts(result: Any, out: TextIO) -> None:
     verb = "would be" if result.dry_run else "were"
     print(
         f"{result.total:,} CRM companies and contacts read"
@@ -270,6 +262,30 @@ def run_backfill(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO
         print(f"  failed: {ref}: {reason}", file=out)
     if result.counts.get("review") and not result.dry_run:
         print("uncertain matches wait for a person: `closeloop review` lists them (`--export` for finance)", file=out)
+
+
+def run_backfill(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    from closeloop_local.cli import CliError  # noqa: PLC0415
+
+    if args.what == "deals":
+        if args.fan_out:
+            raise CliError("--fan-out is for `closeloop backfill contacts`")
+        return run_deal_backfill(args, out, err)
+    if args.create_missing:
+        raise CliError("--create-missing is for `closeloop backfill deals`")
+    since = _date(args.since) if args.since else None
+    if args.resume and (args.since or args.dry_run):
+        raise CliError("--resume continues the interrupted run as it was: no --since or --dry-run with it")
+    if args.fan_out:
+        if args.dry_run or args.resume:
+            raise CliError("--fan-out queues a real contacts backfill: no --dry-run or --resume with it")
+        return fan_out(args, since, out)
+    with configured(args):
+        try:
+            result = contact_backfill(err).run(since=since, dry_run=args.dry_run, resume=args.resume)
+        except ValueError as exc:
+            raise CliError(str(exc)) from exc
+    _report_contacts(result, out)
     return 1 if result.failures else 0
 
 
@@ -280,6 +296,29 @@ _ACTION_WORDS = {
     "mapped": "already linked (left alone)",
     "invalid": "not sendable (kept as failed syncs with their reason)",
 }
+
+
+def fan_out(args: argparse.Namespace, since: datetime | None, out: TextIO) -> int:
+    """List the CRM records here, queue them as chunks for the contact worker, and say how to follow them."""
+    import uuid  # noqa: PLC0415
+
+    from closeloop import runtime  # noqa: PLC0415
+    from closeloop.models import BackfillWorkMessage  # noqa: PLC0415
+    from closeloop.sync.backfill import CHUNK  # noqa: PLC0415
+
+    run_id = uuid.uuid4().hex[:12]
+    with configured(args):
+        refs = contact_backfill(sys.stderr).crm_refs(since)
+        queues = runtime.queues()
+        for start in range(0, len(refs), CHUNK):
+            message = BackfillWorkMessage(run_id=run_id, refs=refs[start : start + CHUNK])
+            queues.send("contacts", message.model_dump_json())
+    chunks = (len(refs) + CHUNK - 1) // CHUNK
+    print(
+        f"backfill run {run_id}: {len(refs):,} CRM records queued in {chunks:,} chunks for the contact worker", file=out
+    )
+    print("`closeloop status` shows the queue draining; `closeloop review` lists what needs a person", file=out)
+    return 0
 
 
 def _date(text: str) -> datetime:

@@ -78,3 +78,27 @@ def test_a_backfill_of_messy_overlapping_records_links_once_and_duplicates_nothi
     again = backfill().run()
     assert again.counts.get("create", 0) == again.counts.get("link", 0) == 0
     assert len([c for c in pair.books.customers() if c.active]) == len(customers_before) + 2
+
+
+def test_a_backfill_fanned_out_over_the_queue_links_once_and_duplicates_nothing(pair: Pair) -> None:
+    from closeloop.models import BackfillWorkMessage  # noqa: PLC0415
+
+    # Given finance's customer and the CRM's companies (webhooks held back), one of them the same customer
+    known = pair.books.seed_customer("Umbrella Limited", email="ap@umbrella.test")
+    refs = [
+        pair.crm.create_company("UMBRELLA LTD", email="ap@umbrella.test", country="GB"),
+        pair.crm.create_company("Wayne Logistics Ltd", email="ap@wayne-logistics.test", country="GB"),
+        pair.crm.create_company("Stark Tooling Ltd", email="ap@stark-tooling.test", country="GB"),
+    ]
+    before = len([c for c in pair.books.customers() if c.active])
+    # When the records are queued in chunks for the stack's contact worker (as `--fan-out` does), twice
+    runtime.reset()
+    for _ in range(2):
+        for start in range(0, len(refs), 2):
+            message = BackfillWorkMessage(run_id="fan-out-test", refs=refs[start : start + 2])
+            runtime.queues().send("contacts", message.model_dump_json())
+    pair.stack.drain(timeout=90)
+    # Then every company is linked once: the known one to finance's record, the others created once
+    assert pair.store.get_mapping(refs[0], pair.books.name).accounting_id == known  # type: ignore[union-attr]
+    assert all(pair.store.get_mapping(r, pair.books.name) is not None for r in refs)
+    assert len([c for c in pair.books.customers() if c.active]) == before + 2

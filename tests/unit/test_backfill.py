@@ -154,3 +154,22 @@ def test_a_daily_rate_limit_pauses_for_as_long_as_the_vendor_says_then_goes_on()
     assert pauses == [3600.0]
     assert result.counts["create"] == 1
     assert [r.name for r in books.records.values()].count("Initech Inc") == 1
+
+
+def test_a_fanned_out_chunk_parks_on_a_long_rate_limit_and_retries_a_short_one() -> None:
+    from closeloop.models import BackfillWorkMessage  # noqa: PLC0415
+    from closeloop.sync.backfill import handle_backfill_messages  # noqa: PLC0415
+
+    backfill, books, store, _ = messy()
+    body = BackfillWorkMessage(run_id="r", refs=[ref("company", "3")]).model_dump_json()
+    parked: list[tuple[str, int]] = []
+    waits = iter([3600.0, 5.0])
+
+    def limited(*args: Any, **kwargs: Any) -> Any:
+        raise RateLimited("limit", vendor="books", status=429, retry_after=next(waits), problem="day")
+
+    books.find_customers_any = limited  # type: ignore[method-assign]
+    assert handle_backfill_messages(backfill, [("m1", body)], lambda b, d: parked.append((b, d))) == []
+    assert parked == [(body, 900)]
+    assert handle_backfill_messages(backfill, [("m2", body)], lambda b, d: parked.append((b, d))) == ["m2"]
+    assert handle_backfill_messages(backfill, [("m3", "{bad")], lambda b, d: None) == ["m3"]

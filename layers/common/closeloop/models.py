@@ -297,3 +297,11 @@ class AccountingWorkMessage(BaseModel):
     pipeline: Literal["accounting"] = "accounting"
     received_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     events: list[AccountingEvent]
+
+
+class BackfillWorkMessage(BaseModel):
+    """One chunk of a backfill fanned out over the contacts queue (CRM records to match or create)."""
+
+    pipeline: Literal["backfill"] = "backfill"
+    run_id: str
+    refs: list[CrmRef]

@@ -400,6 +400,7 @@ def reset() -> None:
         crm_catch_up,
         accounting_changes,
         accounting_catch_up,
+        contact_backfill,
     ):
         cached.cache_clear()
     get_settings.cache_clear()
@@ -437,3 +438,20 @@ def _month_span(month: str) -> tuple[Any, Any]:
 
     start, end = month_bounds(month)
     return datetime(start.year, start.month, start.day, tzinfo=UTC), datetime(end.year, end.month, end.day, tzinfo=UTC)
+
+
+@cache
+def contact_backfill() -> Any:
+    """The backfill as the contact worker runs its chunks (candidates read per chunk, no pauses: SQS retries)."""
+    from closeloop.sync.backfill import ContactBackfill  # noqa: PLC0415
+    from closeloop.sync.matching import Matcher  # noqa: PLC0415
+
+    def no_pause(seconds: float, why: str) -> None:
+        return None
+
+    return ContactBackfill(crm(), accounting(), store(), contact_sync(), Matcher, pause=no_pause)
+
+
+def park_contacts(body: str, delay: int) -> None:
+    """Re-queue a contacts-queue message to be seen again after ``delay`` seconds."""
+    queues().send("contacts", body, delay_seconds=delay)

@@ -22,10 +22,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol, TypeVar
 
+from aws_lambda_powertools import Logger
+from pydantic import ValidationError
+
 from closeloop.errors import FatalError, RateLimited, RetriableError
-from closeloop.models import AccountingCustomer, CrmRef, Customer
+from closeloop.models import AccountingCustomer, BackfillWorkMessage, CrmRef, Customer
 from closeloop.ports import AccountingPort, CrmPort, IdMapping, ReviewItem
-from closeloop.sync.contacts import ContactSync, Outcome, validate
+from closeloop.sync.contacts import ContactSync, Outcome, external_number, validate
+
+logger = Logger(child=True)
 
 CHUNK = 100
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -143,7 +148,7 @@ class ContactBackfill:
                 raise ValueError("there is no interrupted contacts backfill to resume")
             position = int(checkpoint["position"])
             since = datetime.fromisoformat(checkpoint["since"]) if checkpoint.get("since") else None
-        refs = self._with_limits(lambda: self._crm_refs(since))
+        refs = self._with_limits(lambda: self.crm_refs(since))
         result = BackfillResult(dry_run=dry_run, total=len(refs), resumed_at=position)
         candidates = self._with_limits(lambda: list(self.accounting.iter_customers_changed_since(EPOCH)))
         active = [c for c in candidates if c.status == "ACTIVE"]
@@ -163,7 +168,7 @@ class ContactBackfill:
             self.store.delete_checkpoint(self.checkpoint_name)
         return result
 
-    def _crm_refs(self, since: datetime | None) -> list[CrmRef]:
+    def crm_refs(self, since: datetime | None) -> list[CrmRef]:
         """Every company and contact changed since ``since``, once each, in a stable order."""
         refs = {
             e.ref for e in self.crm.iter_changes_since(since or EPOCH) if e.ref.object_type in ("company", "contact")
@@ -173,14 +178,46 @@ class ContactBackfill:
     def _with_limits(self, work: Callable[[], T]) -> T:
         return with_limits(work, self.pause)
 
-    def _chunk(
-        self, refs: Sequence[CrmRef], matcher: MatcherLike, names: dict[str, str], result: BackfillResult
-    ) -> None:
+    def run_chunk(self, refs: Sequence[CrmRef]) -> BackfillResult:
+        """One chunk of a backfill fanned out over the work queue (in AWS, past one Lambda's 15 minutes).
+
+        The candidates are read for this chunk only, with the accounting system's bulk lookup (stamps, tax
+        numbers, emails, name words), then matched as in ``run``. Raises RetriableError (the message is
+        retried or parked); a chunk done twice duplicates nothing (mapped customers are left alone).
+        """
+        result = BackfillResult(dry_run=False, total=len(refs))
+        customers = self._resolve(refs)
+        wanted = list(customers.values())
+        candidates = self.accounting.find_customers_any(
+            numbers=[external_number(c.ref) for c in wanted],
+            tax_numbers=[c.tax_number for c in wanted if c.tax_number],
+            emails=[c.email for c in wanted if c.email],
+            names=[c.name for c in wanted],
+        )
+        active = [c for c in candidates if c.status == "ACTIVE"]
+        self._plan_chunk(customers, self.make_matcher(active), {c.id: c.name for c in active}, result)
+        return result
+
+    def _resolve(self, refs: Sequence[CrmRef]) -> dict[CrmRef, Customer]:
         resolved = self.crm.resolve_customers(list(refs))
         customers: dict[CrmRef, Customer] = {}
         for customer in resolved.values():
             if customer is not None:
                 customers.setdefault(customer.ref, customer)
+        return customers
+
+    def _chunk(
+        self, refs: Sequence[CrmRef], matcher: MatcherLike, names: dict[str, str], result: BackfillResult
+    ) -> None:
+        self._plan_chunk(self._resolve(refs), matcher, names, result)
+
+    def _plan_chunk(
+        self,
+        customers: dict[CrmRef, Customer],
+        matcher: MatcherLike,
+        names: dict[str, str],
+        result: BackfillResult,
+    ) -> None:
         system = self.accounting.name
         plan: list[PlanEntry] = []
         unmapped: list[Customer] = []
@@ -287,3 +324,45 @@ def plan_rows(plan: Iterable[PlanEntry]) -> list[list[str]]:
             [e.action, str(e.ref), e.name, e.candidate_id, f"{e.score:.2f}" if e.score else "", "; ".join(e.reasons)]
         )
     return rows
+
+
+#: A rate limit longer than this parks a backfill chunk (re-queued with a delay) instead of failing it,
+#: so a day's limit waits for the reset rather than burning the message's receives into the DLQ.
+PARK_AFTER_SECONDS = 60.0
+MAX_DELAY_SECONDS = 900  # SQS's longest message delay
+
+
+def is_backfill_message(body: str) -> bool:
+    return '"pipeline":"backfill"' in body.replace(" ", "")[:200]
+
+
+def handle_backfill_messages(
+    backfill: ContactBackfill,
+    messages: Sequence[tuple[str, str]],
+    park: Callable[[str, int], None],
+) -> list[str]:
+    """Run each chunk; return the ids to retry. A long rate limit parks the chunk (``park(body, delay)``)."""
+    failed: list[str] = []
+    for message_id, body in messages:
+        try:
+            chunk = BackfillWorkMessage.model_validate_json(body)
+        except ValidationError:
+            failed.append(message_id)  # unreadable: retried until the DLQ keeps it
+            continue
+        try:
+            result = backfill.run_chunk(chunk.refs)
+        except RateLimited as exc:
+            wait = exc.retry_after or DEFAULT_PAUSE_SECONDS
+            if wait > PARK_AFTER_SECONDS:
+                park(body, int(min(MAX_DELAY_SECONDS, wait)))
+            else:
+                failed.append(message_id)
+            continue
+        except RetriableError:
+            failed.append(message_id)
+            continue
+        logger.info(
+            "backfill chunk done",
+            extra={"run_id": chunk.run_id, "counts": dict(result.counts), "failures": len(result.failures)},
+        )
+    return failed
