@@ -31,7 +31,10 @@ DEAL_ENVIRONMENT_SOURCE = "DealWorkerFunction"  # the invoice policy (status, ta
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``closeloop backfill`` (the ``review`` command has its own parser, see ``add_review_arguments``)."""
     parser.add_argument(
-        "what", choices=["contacts", "deals"], help="what to backfill: companies and contacts, or won deals"
+        "what",
+        choices=["contacts", "deals", "invoices"],
+        help="what to backfill: companies and contacts, or won deals and invoices (`deals` and `invoices` run the "
+        "same pairing: every won deal with its invoice, and the invoices no deal claims)",
     )
     parser.add_argument(
         "--since",
@@ -74,7 +77,7 @@ def configured(args: argparse.Namespace) -> Iterator[None]:
 
     if args.stack_name:
         saved = dict(os.environ)
-        source = DEAL_ENVIRONMENT_SOURCE if getattr(args, "what", "") == "deals" else ENVIRONMENT_SOURCE
+        source = DEAL_ENVIRONMENT_SOURCE if getattr(args, "what", "") in ("deals", "invoices") else ENVIRONMENT_SOURCE
         os.environ.update(_deployed_environment(args.stack_name, args.region, source))
         runtime.reset()
         try:
@@ -267,7 +270,7 @@ def _report_contacts(result: Any, out: TextIO) -> None:
 def run_backfill(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     from closeloop_local.cli import CliError  # noqa: PLC0415
 
-    if args.what == "deals":
+    if args.what in ("deals", "invoices"):
         if args.fan_out:
             raise CliError("--fan-out is for `closeloop backfill contacts`")
         return run_deal_backfill(args, out, err)
