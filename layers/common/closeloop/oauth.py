@@ -9,6 +9,7 @@ Workers that lose the race wait for the winner's token instead of refreshing the
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import time
 import uuid
@@ -148,3 +149,8 @@ class RefreshingTokens:
         if seed and seed != state.refresh_token and token_hash(seed) not in state.known_refresh_hashes:
             return seed  # reconnected since: the credentials hold a token we never had
         return state.refresh_token
+
+
+def basic_auth(user: str, password: str) -> str:
+    """An ``Authorization: Basic`` value (OAuth client authentication at a token endpoint)."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()

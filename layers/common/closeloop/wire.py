@@ -1,15 +1,19 @@
-"""JSON on the wire: request bodies with exact money (Decimals as their literal, never through float), and
-webhook bodies read strictly (a clear 400 for bytes that are not UTF-8 JSON)."""
+"""JSON on the wire: request bodies with exact money (Decimals as their literal, never through float), vendor
+answers read with Decimal numbers, webhook bodies read strictly (a clear 400 for bytes that are not UTF-8
+JSON) and their base64 HMAC-SHA256 signatures checked in constant time."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 from collections.abc import Mapping
 from datetime import date
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from closeloop.errors import WebhookRejected
+from closeloop.errors import FatalError, WebhookRejected
 
 
 def dumps_exact(value: Any) -> bytes:
@@ -43,3 +47,35 @@ def webhook_json(body: bytes, *, parse_float: Any = float) -> Any:
         raise WebhookRejected(400, "body is not UTF-8") from exc
     except json.JSONDecodeError as exc:
         raise WebhookRejected(400, f"body is not valid JSON: {exc.msg} at position {exc.pos}") from exc
+
+
+def read_decimal_object(text: str, *, who: str, vendor: str, status: int | None = None) -> dict[str, Any]:
+    """A vendor's JSON answer with its numbers as Decimal (money must stay exact); FatalError otherwise.
+
+    ``who`` starts the message (``"Xero"``, ``"GET /contacts: Zoho"``).
+    """
+    try:
+        payload = json.loads(text, parse_float=Decimal)
+    except ValueError as exc:
+        raise FatalError(f"{who} sent a body that is not JSON", vendor=vendor, status=status) from exc
+    if not isinstance(payload, dict):
+        raise FatalError(f"{who} sent an unexpected JSON body", vendor=vendor, status=status)
+    return payload
+
+
+def to_decimal(value: Any, *, who: str, vendor: str) -> Decimal:
+    """A JSON number (Decimal already, an int, or a numeric string) as Decimal; absent is zero."""
+    if value is None or value == "":
+        return Decimal(0)
+    if isinstance(value, Decimal):
+        return value
+    try:
+        return Decimal(repr(value) if isinstance(value, float) else str(value))
+    except InvalidOperation as exc:
+        raise FatalError(f"{who} sent {value!r} where a number belongs", vendor=vendor) from exc
+
+
+def hmac_base64_matches(secret: str, body: bytes, sent: str) -> bool:
+    """Whether ``sent`` is base64(HMAC-SHA256(secret, body)), compared in constant time (empty never matches)."""
+    expected = base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest())
+    return bool(sent) and hmac.compare_digest(sent.encode(), expected)

@@ -30,16 +30,13 @@ invoices and on ``requestid``; see /work/shared/vendors/accounting.md):
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
-import json
 import math
 import re
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
@@ -66,10 +63,10 @@ from closeloop.models import (
     Item,
     customer_fields,
 )
-from closeloop.oauth import RefreshingTokens, TokenGrant
+from closeloop.oauth import RefreshingTokens, TokenGrant, basic_auth
 from closeloop.ports import WebhookRequest
 from closeloop.redaction import redact
-from closeloop.wire import dumps_exact, webhook_json
+from closeloop.wire import dumps_exact, hmac_base64_matches, read_decimal_object, to_decimal, webhook_json
 
 VENDOR = "quickbooks"
 #: One minor version for every call (1–74 were retired on 1 Aug 2025).
@@ -118,7 +115,7 @@ def refresh_with_intuit(
                 "POST",
                 TOKEN_PATH,
                 data={"grant_type": "refresh_token", "refresh_token": refresh_token},
-                headers={"Authorization": _basic(client_id(), client_secret())},
+                headers={"Authorization": basic_auth(client_id(), client_secret())},
                 ok=(200, 400, 401),
             )
         finally:
@@ -149,10 +146,6 @@ def refresh_with_intuit(
         )
 
     return refresh
-
-
-def _basic(user: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 def qbo_literal(value: str) -> str:
@@ -373,8 +366,7 @@ class QuickBooksAccounting:
         if not token:
             raise ConfigurationError("QUICKBOOKS_WEBHOOK_VERIFIER_TOKEN is not set", vendor=self.name)
         sent = next((v for k, v in request.headers.items() if k.lower() == self.SIGNATURE_HEADER), "").strip()
-        expected = base64.b64encode(hmac.new(token.encode(), request.body, hashlib.sha256).digest())
-        if not sent or not hmac.compare_digest(sent.encode(), expected):
+        if not hmac_base64_matches(token, request.body, sent):
             raise WebhookRejected(401, "missing or wrong intuit-signature for this verifier token")
 
     def parse_webhook(self, body: bytes) -> list[AccountingEvent]:
@@ -843,30 +835,6 @@ def _webhook_object(body: bytes) -> dict[str, Any]:
     return payload
 
 
-def _read_json(response: httpx.Response) -> dict[str, Any]:
-    """A QBO answer with its numbers as Decimal (never float: money must stay exact)."""
-    if not response.content:
-        return {}
-    try:
-        payload = json.loads(response.text, parse_float=Decimal)
-    except ValueError as exc:
-        raise FatalError("QuickBooks sent a body that is not JSON", vendor=VENDOR, status=response.status_code) from exc
-    if not isinstance(payload, dict):
-        raise FatalError("QuickBooks sent an unexpected JSON body", vendor=VENDOR, status=response.status_code)
-    return payload
-
-
-def _decimal(value: Any) -> Decimal:
-    if value is None or value == "":
-        return Decimal(0)
-    if isinstance(value, Decimal):
-        return value
-    try:
-        return Decimal(repr(value) if isinstance(value, float) else str(value))
-    except InvalidOperation as exc:
-        raise FatalError(f"QuickBooks sent {value!r} where a number belongs", vendor=VENDOR) from exc
-
-
 def _qbo_datetime(value: Any) -> datetime | None:
     """QBO's ``2024-01-15T10:30:00-08:00`` (the company's zone) in UTC; None when absent or unreadable."""
     if not isinstance(value, str) or not value.strip():
@@ -1051,3 +1019,14 @@ def to_qbo_invoice(draft: InvoiceDraft, item_ids: Mapping[str, str]) -> dict[str
         "DocNumber": doc_number(draft.reference),
         "PrivateNote": note[:4000],
     }
+
+
+def _read_json(response: httpx.Response) -> dict[str, Any]:
+    """A QBO answer with its numbers as Decimal (an empty body, e.g. a 204, is an empty object)."""
+    if not response.content:
+        return {}
+    return read_decimal_object(response.text, who="QuickBooks", vendor=VENDOR, status=response.status_code)
+
+
+def _decimal(value: Any) -> Decimal:
+    return to_decimal(value, who="QuickBooks", vendor=VENDOR)

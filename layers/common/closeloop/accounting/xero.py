@@ -26,14 +26,12 @@ Vendor facts encoded here (Xero's OpenAPI spec v16 and developer docs):
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
 import json
 import re
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
@@ -52,10 +50,10 @@ from closeloop.models import (
     Item,
     customer_fields,
 )
-from closeloop.oauth import RefreshingTokens, TokenGrant
+from closeloop.oauth import RefreshingTokens, TokenGrant, basic_auth
 from closeloop.ports import WebhookRequest
 from closeloop.redaction import redact
-from closeloop.wire import dumps_exact, webhook_json
+from closeloop.wire import dumps_exact, hmac_base64_matches, read_decimal_object, to_decimal, webhook_json
 
 API_PREFIX = "/api.xro/2.0"
 MAX_CONTACT_PERSONS = 5
@@ -84,7 +82,7 @@ def refresh_with_identity(
                 "POST",
                 "/connect/token",
                 data={"grant_type": "refresh_token", "refresh_token": refresh_token},
-                headers={"Authorization": _basic(client_id(), client_secret())},
+                headers={"Authorization": basic_auth(client_id(), client_secret())},
                 ok=(200, 400, 401),
             )
         finally:
@@ -106,10 +104,6 @@ def refresh_with_identity(
         )
 
     return refresh
-
-
-def _basic(user: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 def _quote(value: str) -> str:
@@ -186,8 +180,7 @@ class XeroAccounting:
         if not key:
             raise ConfigurationError("XERO_WEBHOOK_KEY is not set", vendor=self.name)
         sent = next((v for k, v in request.headers.items() if k.lower() == self.SIGNATURE_HEADER), "").strip()
-        expected = base64.b64encode(hmac.new(key.encode(), request.body, hashlib.sha256).digest())
-        if not sent or not hmac.compare_digest(sent.encode(), expected):
+        if not hmac_base64_matches(key, request.body, sent):
             raise WebhookRejected(401, "missing or wrong x-xero-signature for this webhook key")
 
     def parse_webhook(self, body: bytes) -> list[AccountingEvent]:
@@ -635,17 +628,6 @@ def _webhook_object(body: bytes) -> dict[str, Any]:
     return payload
 
 
-def _read_json(response: httpx.Response) -> dict[str, Any]:
-    """A Xero answer with its numbers as Decimal (never float: money must stay exact)."""
-    try:
-        payload = json.loads(response.text, parse_float=Decimal)
-    except ValueError as exc:
-        raise FatalError("Xero sent a body that is not JSON", vendor="xero", status=response.status_code) from exc
-    if not isinstance(payload, dict):
-        raise FatalError("Xero sent an unexpected JSON body", vendor="xero", status=response.status_code)
-    return payload
-
-
 _NET_DATE = re.compile(r"^/Date\((-?\d+)([+-]\d{4})?\)/$")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -677,18 +659,6 @@ def _xero_datetime(row: Mapping[str, Any], key: str) -> datetime | None:
 def _xero_date(row: Mapping[str, Any], key: str) -> date | None:
     stamp = _xero_datetime(row, key)
     return stamp.date() if stamp else None
-
-
-def _decimal(value: Any) -> Decimal:
-    """A JSON number (already Decimal, or an int) as Decimal; absent is zero."""
-    if value is None or value == "":
-        return Decimal(0)
-    if isinstance(value, Decimal):
-        return value
-    try:
-        return Decimal(repr(value) if isinstance(value, float) else str(value))
-    except InvalidOperation as exc:
-        raise FatalError(f"Xero sent {value!r} where a number belongs", vendor="xero") from exc
 
 
 def _last_payment_date(row: Mapping[str, Any]) -> date | None:
@@ -864,3 +834,11 @@ def to_customer(contact: Mapping[str, Any]) -> AccountingCustomer:
         status=str(contact.get("ContactStatus", "ACTIVE")),
         fields=fields,
     )
+
+
+def _read_json(response: httpx.Response) -> dict[str, Any]:
+    return read_decimal_object(response.text, who="Xero", vendor="xero", status=response.status_code)
+
+
+def _decimal(value: Any) -> Decimal:
+    return to_decimal(value, who="Xero", vendor="xero")

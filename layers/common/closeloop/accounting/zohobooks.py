@@ -32,7 +32,7 @@ import json
 import re
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, ClassVar
 from urllib.parse import quote
 
@@ -64,7 +64,7 @@ from closeloop.models import (
 from closeloop.oauth import RefreshingTokens, TokenGrant
 from closeloop.ports import WebhookRequest
 from closeloop.redaction import redact
-from closeloop.wire import dumps_exact
+from closeloop.wire import dumps_exact, read_decimal_object, to_decimal
 
 API_PREFIX = "/books/v3"
 VENDOR = "zohobooks"
@@ -251,12 +251,7 @@ class ZohoBooksAccounting:
         response = self.http.request(
             method, path, params=params, content=content, headers=sent_headers, ok=(200, 201, 400, 404)
         )
-        try:
-            payload = json.loads(response.text, parse_float=Decimal)
-        except ValueError as exc:
-            raise FatalError(f"{method} {path}: Zoho sent a body that is not JSON", vendor=VENDOR) from exc
-        if not isinstance(payload, dict):
-            raise FatalError(f"{method} {path}: Zoho sent an unexpected JSON body", vendor=VENDOR)
+        payload = read_decimal_object(response.text, who=f"{method} {path}: Zoho", vendor=VENDOR)
         code = payload.get("code", CODE_OK)
         if response.status_code in (200, 201) and code == CODE_OK:
             return payload
@@ -845,18 +840,6 @@ def _date(value: Any) -> date | None:
         return None
 
 
-def _decimal(value: Any) -> Decimal:
-    """A JSON number (Decimal already, an int, or a numeric string) as Decimal; absent is zero."""
-    if value is None or value == "":
-        return Decimal(0)
-    if isinstance(value, Decimal):
-        return value
-    try:
-        return Decimal(repr(value) if isinstance(value, float) else str(value))
-    except InvalidOperation as exc:
-        raise FatalError(f"Zoho sent {value!r} where a number belongs", vendor=VENDOR) from exc
-
-
 def _norm_tax(value: str) -> str:
     return re.sub(r"[^0-9A-Za-z]", "", value).upper()
 
@@ -871,3 +854,7 @@ def _search_word(name: str) -> str:
     """The longest significant word of a name, for ``contact_name_contains``."""
     words = [w for w in re.findall(r"[\w']+", name) if w.lower() not in _LEGAL_WORDS]
     return max(words, key=len) if words else name
+
+
+def _decimal(value: Any) -> Decimal:
+    return to_decimal(value, who="Zoho", vendor=VENDOR)
