@@ -39,21 +39,37 @@ def _hubspot(settings: Settings, creds: Credentials) -> CrmPort:
     )
 
 
-def _xero(settings: Settings, creds: Credentials) -> AccountingPort:
-    from closeloop.accounting.xero import XeroAccounting, refresh_with_identity  # noqa: PLC0415
+def _client_tokens(
+    creds: Credentials,
+    connection: str,
+    prefix: str,
+    refresh_with: Callable[[str, Callable[[], str], Callable[[], str]], Any],
+    token_url: str,
+    *,
+    rotates: bool = True,
+) -> Any:
+    """OAuth tokens of an app whose credentials are ``<PREFIX>_CLIENT_ID/_CLIENT_SECRET/_REFRESH_TOKEN``.
+
+    ``refresh_with(token_url, client_id, client_secret)`` builds the vendor's refresh call; a rotating refresh
+    token is copied back into the secret (DynamoDB holds the live one).
+    """
     from closeloop.oauth import RefreshingTokens  # noqa: PLC0415
 
-    tokens = RefreshingTokens(
-        "xero",
+    return RefreshingTokens(
+        connection,
         store(),
-        seed=lambda fresh: creds.get("XERO_REFRESH_TOKEN", fresh=fresh),
-        refresh=refresh_with_identity(
-            settings.xero_identity_url,
-            lambda: creds.get("XERO_CLIENT_ID"),
-            lambda: creds.get("XERO_CLIENT_SECRET"),
+        seed=lambda fresh: creds.get(f"{prefix}_REFRESH_TOKEN", fresh=fresh),
+        refresh=refresh_with(
+            token_url, lambda: creds.get(f"{prefix}_CLIENT_ID"), lambda: creds.get(f"{prefix}_CLIENT_SECRET")
         ),
-        write_back=_write_back(creds, "XERO_REFRESH_TOKEN"),
+        write_back=_write_back(creds, f"{prefix}_REFRESH_TOKEN") if rotates else lambda token: None,
     )
+
+
+def _xero(settings: Settings, creds: Credentials) -> AccountingPort:
+    from closeloop.accounting.xero import XeroAccounting, refresh_with_identity  # noqa: PLC0415
+
+    tokens = _client_tokens(creds, "xero", "XERO", refresh_with_identity, settings.xero_identity_url)
     return XeroAccounting(
         base_url=settings.xero_api_url,
         tokens=tokens,
@@ -116,19 +132,8 @@ def _write_back(creds: Credentials, key: str) -> Callable[[str], None]:
 
 def _quickbooks(settings: Settings, creds: Credentials) -> AccountingPort:
     from closeloop.accounting.quickbooks import QuickBooksAccounting, refresh_with_intuit  # noqa: PLC0415
-    from closeloop.oauth import RefreshingTokens  # noqa: PLC0415
 
-    tokens = RefreshingTokens(
-        "quickbooks",
-        store(),
-        seed=lambda fresh: creds.get("QUICKBOOKS_REFRESH_TOKEN", fresh=fresh),
-        refresh=refresh_with_intuit(
-            settings.intuit_oauth_url,
-            lambda: creds.get("QUICKBOOKS_CLIENT_ID"),
-            lambda: creds.get("QUICKBOOKS_CLIENT_SECRET"),
-        ),
-        write_back=_write_back(creds, "QUICKBOOKS_REFRESH_TOKEN"),
-    )
+    tokens = _client_tokens(creds, "quickbooks", "QUICKBOOKS", refresh_with_intuit, settings.intuit_oauth_url)
     return QuickBooksAccounting(
         base_url=settings.quickbooks_api_url,
         tokens=tokens,
@@ -139,19 +144,11 @@ def _quickbooks(settings: Settings, creds: Credentials) -> AccountingPort:
 
 def _zohobooks(settings: Settings, creds: Credentials) -> AccountingPort:
     from closeloop.accounting.zohobooks import ZohoBooksAccounting, refresh_with_zoho  # noqa: PLC0415
-    from closeloop.oauth import RefreshingTokens  # noqa: PLC0415
 
     centre = settings.zoho_data_centre
-    tokens = RefreshingTokens(
-        "zohobooks",
-        store(),
-        seed=lambda fresh: creds.get("ZOHO_REFRESH_TOKEN", fresh=fresh),
-        refresh=refresh_with_zoho(
-            settings.zoho_accounts_base_url,
-            lambda: creds.get("ZOHO_CLIENT_ID"),
-            lambda: creds.get("ZOHO_CLIENT_SECRET"),
-        ),
-        write_back=lambda token: None,  # Zoho's refresh tokens do not rotate
+    # Zoho's refresh tokens do not rotate: nothing to write back.
+    tokens = _client_tokens(
+        creds, "zohobooks", "ZOHO", refresh_with_zoho, settings.zoho_accounts_base_url, rotates=False
     )
     return ZohoBooksAccounting(
         base_url=settings.zoho_books_base_url,
