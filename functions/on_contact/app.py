@@ -13,8 +13,9 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from closeloop import runtime
-from closeloop.sync.accounting_changes import handle_accounting_messages, is_accounting_message
-from closeloop.sync.backfill import handle_backfill_messages, is_backfill_message
+from closeloop.models import message_pipeline
+from closeloop.sync.accounting_changes import handle_accounting_messages
+from closeloop.sync.backfill import handle_backfill_messages
 from closeloop.webhook_api import app
 
 logger = Logger()
@@ -29,9 +30,9 @@ def webhook_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, 
 def worker_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, list[dict[str, str]]]:
     runtime.register_lambda_context(context)
     messages = [(str(r["messageId"]), str(r.get("body") or "")) for r in event.get("Records") or []]
-    accounting = [m for m in messages if is_accounting_message(m[1])]
-    backfill = [m for m in messages if is_backfill_message(m[1])]
-    messages = [m for m in messages if m not in accounting and m not in backfill]
+    accounting = [m for m in messages if message_pipeline(m[1]) == "accounting"]
+    backfill = [m for m in messages if message_pipeline(m[1]) == "backfill"]
+    messages = [m for m in messages if message_pipeline(m[1]) not in ("accounting", "backfill")]
     try:
         failed = handle_accounting_messages(runtime.accounting_changes(), accounting) if accounting else []
         failed += (

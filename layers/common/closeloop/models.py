@@ -6,6 +6,7 @@ Adapters translate vendor payloads into these and back. Identifiers of CRM objec
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Literal
@@ -305,3 +306,13 @@ class BackfillWorkMessage(BaseModel):
     pipeline: Literal["backfill"] = "backfill"
     run_id: str
     refs: list[CrmRef]
+
+
+_PIPELINE_FIELD = re.compile(r'\s*\{\s*"pipeline"\s*:\s*"([a-z_]+)"')
+
+
+def message_pipeline(body: str) -> str:
+    """Which pipeline a work message is for, read from its first field without parsing the whole body
+    (every work message model declares ``pipeline`` first); "" when the body does not start that way."""
+    match = _PIPELINE_FIELD.match(body)
+    return match.group(1) if match else ""

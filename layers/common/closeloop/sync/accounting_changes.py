@@ -165,11 +165,6 @@ class AccountingChangeSync:
         flag(self.crm, ref, note)
 
 
-def is_accounting_message(body: str) -> bool:
-    """Whether a work message carries accounting-side changes (cheap check before full validation)."""
-    return '"pipeline":"accounting"' in body.replace(" ", "")[:200]
-
-
 def handle_accounting_messages(changes: AccountingChangeSync, messages: Sequence[tuple[str, str]]) -> list[str]:
     """Apply each message's events; return the ids of the messages to retry (a retriable error, or unreadable)."""
     failed: list[str] = []

@@ -332,10 +332,6 @@ PARK_AFTER_SECONDS = 60.0
 MAX_DELAY_SECONDS = 900  # SQS's longest message delay
 
 
-def is_backfill_message(body: str) -> bool:
-    return '"pipeline":"backfill"' in body.replace(" ", "")[:200]
-
-
 def handle_backfill_messages(
     backfill: ContactBackfill,
     messages: Sequence[tuple[str, str]],
