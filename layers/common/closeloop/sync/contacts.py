@@ -387,21 +387,10 @@ class ContactSync:
         return None
 
     def _sync_customer(self, customer: Customer, event: SyncEvent | None) -> Outcome:
-        problems = validate(customer)
-        if problems:
-            reason = "; ".join(problems)
-            self.trail.fail(customer.ref, event, reason, "ValidationFailed")
-            return Outcome(customer.ref, "failed", detail=reason)
-
-        desired = customer_fields(customer)
-        system = self.accounting.name
-        mapping = self.store.get_mapping(customer.ref, system)
-        if mapping is not None:
-            outcome = self._update_mapped(customer, mapping, desired, event)
-            if outcome is not None:
-                self.store.clear_failed_sync(customer.ref)
-                return outcome
-        outcome = self._match_or_create(customer, desired, event)
+        outcome = self._mapped_or_invalid(customer, event)
+        if outcome is not None:
+            return outcome
+        outcome = self._match_or_create(customer, customer_fields(customer), event)
         self.store.clear_failed_sync(customer.ref)
         return outcome
 
