@@ -9,6 +9,7 @@ import pytest
 
 from closeloop.crm.hubspot import HubSpotCrm, signature_v1, signature_v2, signature_v3
 from closeloop.errors import WebhookRejected
+from closeloop.models import SyncEvent
 from closeloop.ports import WebhookRequest
 
 SECRET = "yyyyyyyy-yyyy-yyyy-yyyy-yyyyyyyyyyyy"
@@ -16,8 +17,8 @@ URI = "https://www.example.com/webhook_uri"
 NOW_MS = 1_764_000_000_000
 
 
-def crm(now_ms: int = NOW_MS) -> HubSpotCrm:
-    return HubSpotCrm(client_secret=SECRET, clock=lambda: now_ms / 1000)
+def crm(now_ms: int = NOW_MS, min_version: str = "v3") -> HubSpotCrm:
+    return HubSpotCrm(client_secret=SECRET, clock=lambda: now_ms / 1000, signature_min_version=min_version)
 
 
 def test_signature_vectors_from_hubspot_sdks_and_docs() -> None:
@@ -94,13 +95,60 @@ def test_v3_uri_escapes_are_decoded_before_hashing() -> None:
 
 
 def test_v1_signature_for_legacy_subscriptions() -> None:
+    # v1 is accepted only when the deployment allows it (HUBSPOT_SIGNATURE_MIN_VERSION=v1; default v3)
     body = b'[{"eventId":1}]'
     ok = WebhookRequest(
         "POST", URI, {"X-HubSpot-Signature": signature_v1(SECRET, body), "X-HubSpot-Signature-Version": "v1"}, body
     )
-    crm().verify_webhook(ok)
+    crm(min_version="v1").verify_webhook(ok)
     with pytest.raises(WebhookRejected):
-        crm().verify_webhook(WebhookRequest("POST", URI, {"X-HubSpot-Signature": "0" * 64}, body))
+        crm(min_version="v1").verify_webhook(WebhookRequest("POST", URI, {"X-HubSpot-Signature": "0" * 64}, body))
+
+
+def signed(version: str, body: bytes = b"[]", secret: str = SECRET) -> WebhookRequest:
+    """A delivery signed with one signature version only, as HubSpot would sign it."""
+    if version == "v3":
+        return v3_request(body, NOW_MS - 1000, secret=secret)
+    signature = signature_v1(secret, body) if version == "v1" else signature_v2(secret, "POST", URI, body)
+    return WebhookRequest("POST", URI, {"X-HubSpot-Signature": signature, "X-HubSpot-Signature-Version": version}, body)
+
+
+@pytest.mark.parametrize("minimum", ["v1", "v2", "v3"])
+@pytest.mark.parametrize("version", ["v1", "v2", "v3"])
+def test_signatures_below_the_minimum_version_are_401_and_the_rest_verify(version: str, minimum: str) -> None:
+    # Given a deployment accepting signatures from ``minimum`` up, and a correctly signed delivery
+    adapter = crm(min_version=minimum)
+    request = signed(version)
+    # When it is verified / Then it passes exactly when its version is not below the minimum
+    if int(version[1]) >= int(minimum[1]):
+        adapter.verify_webhook(request)
+        # and a forged signature of the same version is still refused
+        with pytest.raises(WebhookRejected) as forged:
+            adapter.verify_webhook(signed(version, secret="not-the-secret"))
+        assert forged.value.status == 401
+    else:
+        with pytest.raises(WebhookRejected) as info:
+            adapter.verify_webhook(request)
+        assert info.value.status == 401
+        assert "below the configured minimum" in info.value.message
+
+
+def test_hubspot_deliveries_with_v1_and_v3_pass_a_v3_minimum_on_their_v3_signature() -> None:
+    # Given what HubSpot really sends: the v1 pair and the v3 pair together
+    body = b"[]"
+    request = v3_request(body, NOW_MS)
+    headers = {
+        **request.headers,
+        "X-HubSpot-Signature": signature_v1(SECRET, body),
+        "X-HubSpot-Signature-Version": "v1",
+    }
+    # Then the default (v3) minimum accepts it
+    crm().verify_webhook(dataclasses.replace(request, headers=headers))
+
+
+def test_an_unknown_minimum_version_is_refused_at_construction() -> None:
+    with pytest.raises(ValueError, match="signature_min_version"):
+        crm(min_version="v4")
 
 
 def event(**kw: object) -> dict[str, object]:
@@ -164,3 +212,62 @@ def test_association_change_events_are_about_the_from_object() -> None:
     raw["associationType"] = "CONTACT_TO_COMPANY"
     (parsed,) = crm().parse_webhook(json.dumps([raw]).encode())
     assert (str(parsed.ref), parsed.kind) == ("hubspot/contact/51", "associated")
+
+
+@pytest.mark.parametrize(("object_type_id", "canonical"), [("0-1", "contact"), ("0-2", "company"), ("0-3", "deal")])
+@pytest.mark.parametrize(
+    ("action", "kind"),
+    [
+        ("creation", "created"),
+        ("propertyChange", "changed"),
+        ("deletion", "deleted"),
+        ("merge", "merged"),
+        ("restore", "restored"),
+    ],
+)
+def test_generic_object_events_parse_exactly_as_the_typed_ones(
+    object_type_id: str, canonical: str, action: str, kind: str
+) -> None:
+    # Given a signed delivery of a generic event and of its typed twin
+    generic = event(subscriptionType=f"object.{action}", objectTypeId=object_type_id)
+    typed = event(subscriptionType=f"{canonical}.{action}")
+    adapter = crm()
+    parsed: list[SyncEvent] = []
+    for raw in (generic, typed):
+        body = json.dumps([raw]).encode()
+        adapter.verify_webhook(v3_request(body, NOW_MS))
+        (one,) = adapter.parse_webhook(body)
+        parsed.append(one)
+    # Then both become the same sync event (only the vendor's own event type differs)
+    generic_event, typed_event = parsed
+    assert generic_event.model_dump(exclude={"source_type"}) == typed_event.model_dump(exclude={"source_type"})
+    assert (str(generic_event.ref), generic_event.kind) == (f"hubspot/{canonical}/1000001", kind)
+    assert generic_event.source_type == f"object.{action}"
+
+
+def test_generic_association_change_is_about_the_from_object() -> None:
+    raw = event(
+        subscriptionType="object.associationChange",
+        fromObjectTypeId="0-1",
+        toObjectTypeId="0-2",
+        fromObjectId=51,
+        toObjectId=1000001,
+        associationRemoved=False,
+    )
+    raw.pop("objectId")
+    (parsed,) = crm().parse_webhook(json.dumps([raw]).encode())
+    assert (str(parsed.ref), parsed.kind) == ("hubspot/contact/51", "associated")
+
+
+def test_generic_events_of_other_object_types_are_ignored_not_errors() -> None:
+    # Given tickets (0-5), a custom object (2-123), an event without a type id, and one company
+    body = json.dumps(
+        [
+            event(subscriptionType="object.creation", objectTypeId="0-5"),
+            event(eventId=101, subscriptionType="object.propertyChange", objectTypeId="2-123"),
+            event(eventId=102, subscriptionType="object.deletion"),
+            event(eventId=103, subscriptionType="object.creation", objectTypeId="0-2", objectId=7),
+        ]
+    ).encode()
+    # Then only the company is kept
+    assert [str(e.ref) for e in crm().parse_webhook(body)] == ["hubspot/company/7"]

@@ -22,6 +22,9 @@ class Settings(BaseModel):
     accounting_provider: str = Field("xero", alias="ACCOUNTING_PROVIDER")
     webhook_base_url: str = Field("", alias="WEBHOOK_BASE_URL")
     hubspot_api_url: str = Field("https://api.hubapi.com", alias="HUBSPOT_API_URL")
+    hubspot_signature_min_version: Literal["v1", "v2", "v3"] = Field(
+        "v3", alias="HUBSPOT_SIGNATURE_MIN_VERSION", description="the weakest HubSpot webhook signature accepted"
+    )
     xero_api_url: str = Field("https://api.xero.com", alias="XERO_API_URL")
     xero_identity_url: str = Field("https://identity.xero.com", alias="XERO_IDENTITY_URL")
     xero_login_url: str = Field("https://login.xero.com", alias="XERO_LOGIN_URL")

@@ -9,6 +9,17 @@ the test helpers) become webhook events that are POSTed, in JSON-array batches a
 to a target URL configured through the control API. Delivery runs on a background thread, with
 retries, or synchronously on ``POST /_sandbox/webhooks/flush``.
 
+Auth: the private-app token, or OAuth access tokens issued by ``POST /oauth/v1/token``
+(``grant_type=refresh_token`` with the app's client id, client secret and the account's refresh token, which
+is not replaced on refresh). OAuth access tokens expire after ``oauth_token_lifetime`` seconds of the sandbox
+clock (HubSpot: 30 minutes); an expired one is answered 401 ``EXPIRED_AUTHENTICATION``.
+
+v4 association batch reads page each input object's associations ``association_page_size`` at a time
+(HubSpot: 500) with ``paging.next.after`` per result; ``inputs: [{id, after}]`` asks for the next page.
+
+Webhook events use the legacy typed subscription types ("contact.creation") or, with the settings'
+``generic_events`` switch, the current platform's generic ones ("object.creation" + ``objectTypeId``).
+
 Rate limits: a rolling 10-second window and a daily budget (UTC day of the sandbox clock), with the
 five ``X-HubSpot-RateLimit-*`` headers on every authenticated answer. A 429 carries HubSpot's
 documented body and no ``Retry-After`` (HubSpot documents none for CRM APIs); inject one with a fault
@@ -605,6 +616,8 @@ class WebhookSettings:
     ``subscriptions``: "contact.creation", "deal.propertyChange" (every property),
     "deal.propertyChange:dealstage" or {"eventType": ..., "propertyName": ..., "active": ...}.
     ``mode``: "background" delivers on a worker thread as events arrive; "manual" only on flush.
+    ``generic_events``: send events as the current developer platform's generic subscriptions do
+    ("object.propertyChange" with ``objectTypeId`` "0-1") instead of the typed ones ("contact.propertyChange").
     Failed attempts (connection error, any non-2xx, slower than ``timeout``) are retried up to
     ``max_retries`` times, ``retry_delay`` seconds apart, with ``attemptNumber`` counting up.
     """
@@ -616,6 +629,7 @@ class WebhookSettings:
     retry_delay: float = 0.1
     timeout: float = 5.0
     mode: str = "background"
+    generic_events: bool = False
     subscriptions: list[_Subscription] = field(default_factory=list)
 
     def to_json(self) -> JSON:
@@ -931,9 +945,17 @@ class HubSpotSandbox:
         app_id: int = 54321,
         ten_second_limit: int = 100,
         daily_limit: int = 250000,
+        client_id: str = "sandbox-client-id",
+        refresh_token: str = "sandbox-refresh-token",
+        oauth_token_lifetime: int = 1800,
+        association_page_size: int = 500,
     ) -> None:
         self.access_token = access_token
         self.client_secret = client_secret
+        self.client_id = client_id
+        self.refresh_token = refresh_token
+        self.oauth_token_lifetime = oauth_token_lifetime
+        self.association_page_size = association_page_size
         self.portal_id = portal_id
         self.app_id = app_id
         self.state = SandboxState()
@@ -952,6 +974,7 @@ class HubSpotSandbox:
             self._assoc: dict[tuple[str, str], dict[tuple[str, str], set[int]]] = {}
             self._event_id = 100
             self._subscription_id = 1_000_000
+            self._oauth_tokens: dict[str, float] = {}  # access token -> expiry (sandbox clock seconds)
             self._limiter.reset()
 
     def reset(self) -> None:
@@ -1046,7 +1069,12 @@ class HubSpotSandbox:
     def _api(self, request: Request) -> Response:
         entry = logged_request(request)
         fault = self.state.take_fault(request.method, request.path)
-        response = self._fault_response(fault) if fault is not None else self._handle(request)
+        if fault is not None:
+            response = self._fault_response(fault)
+        elif request.path == "/oauth/v1/token":
+            response = self._oauth_token(request)
+        else:
+            response = self._handle(request)
         if "X-HubSpot-Correlation-Id" not in response.headers:
             response.headers["X-HubSpot-Correlation-Id"] = _correlation()
         entry.status = response.status_code
@@ -1068,12 +1096,51 @@ class HubSpotSandbox:
         response.headers.update(fault.headers)
         return response
 
-    def _authorized(self, request: Request) -> bool:
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip(), self.access_token)
+    def _oauth_token(self, request: Request) -> Response:
+        """``POST /oauth/v1/token`` (form-encoded), refresh_token grant only; errors as HubSpot's v1 answers."""
+        if request.method != "POST":
+            return _error(405, f"HTTP {request.method} is not supported by this endpoint")
+        form = request.form
+        if form.get("grant_type") != "refresh_token":
+            return _oauth_error("BAD_GRANT_TYPE", "grant_type must be refresh_token")
+        if not hmac.compare_digest(form.get("client_id", ""), self.client_id):
+            return _oauth_error("BAD_CLIENT_ID", "missing or unknown client id")
+        if not hmac.compare_digest(form.get("client_secret", ""), self.client_secret):
+            return _oauth_error("BAD_CLIENT_SECRET", "missing or invalid client secret")
+        if not hmac.compare_digest(form.get("refresh_token", ""), self.refresh_token):
+            return _oauth_error("BAD_REFRESH_TOKEN", "missing or invalid refresh token")
+        token = f"oauth-{uuid.uuid4().hex}"
+        with self.state.lock:
+            self._oauth_tokens[token] = self.state.clock.now() + self.oauth_token_lifetime
+        body = {
+            "token_type": "bearer",
+            "refresh_token": self.refresh_token,
+            "access_token": token,
+            "expires_in": self.oauth_token_lifetime,
+        }
+        return json_response(body)
+
+    def _authorization(self, request: Request) -> str:
+        """ "ok", "expired" (an OAuth token past its lifetime) or "missing" (no token we know)."""
+        scheme, _, raw = request.headers.get("Authorization", "").partition(" ")
+        token = raw.strip()
+        if scheme.lower() != "bearer" or not token:
+            return "missing"
+        if hmac.compare_digest(token, self.access_token):
+            return "ok"
+        with self.state.lock:
+            expires = self._oauth_tokens.get(token)
+        if expires is None:
+            return "missing"
+        return "ok" if self.state.clock.now() < expires else "expired"
 
     def _handle(self, request: Request) -> Response:
-        if not self._authorized(request):
+        authorization = self._authorization(request)
+        if authorization == "expired":
+            response = _error(401, "The OAuth token used to make this call expired.", "EXPIRED_AUTHENTICATION")
+            response.headers["X-HubSpot-Auth-Failure"] = "401 Unauthorized"
+            return response
+        if authorization != "ok":
             response = _error(
                 401,
                 "Authentication credentials not found. This API supports OAuth 2.0 authentication and you "
@@ -1454,24 +1521,32 @@ class HubSpotSandbox:
             return []
         return [s for s in settings.subscriptions if s.active and s.event_type == event_type]
 
-    def _envelope(self, subscription: _Subscription) -> JSON:
+    def _envelope(self, subscription: _Subscription, otype: str, type_key: str = "objectTypeId") -> JSON:
+        """The fields every event carries; with ``generic_events`` as "object.<kind>" + the type's id."""
         self._event_id += 1
-        return {
+        settings = self._dispatcher.settings
+        generic = settings is not None and settings.generic_events
+        kind = subscription.event_type.partition(".")[2]
+        envelope: JSON = {
             "eventId": self._event_id,
             "subscriptionId": subscription.id,
             "portalId": self.portal_id,
             "appId": self.app_id,
             "occurredAt": self._now_ms(),
-            "subscriptionType": subscription.event_type,
+            "subscriptionType": f"object.{kind}" if generic else subscription.event_type,
             "attemptNumber": 0,
         }
+        if generic:
+            # GUESS (association events): the subscribed end's type as fromObjectTypeId, beside fromObjectId.
+            envelope[type_key] = _TYPES[otype].type_id
+        return envelope
 
     def _event(self, record: _Record, kind: str, source: _Source, **extra: Any) -> JSON | None:
         subscriptions = self._subscriptions(f"{_TYPES[record.otype].singular}.{kind}")
         if not subscriptions:
             return None
         return {
-            **self._envelope(subscriptions[0]),
+            **self._envelope(subscriptions[0], record.otype),
             "objectId": int(record.id),
             **extra,
             "changeSource": source[0],
@@ -1486,7 +1561,7 @@ class HubSpotSandbox:
                 if (wanted is None and name not in _NEVER_ANNOUNCED) or wanted == name:
                     events.append(
                         {
-                            **self._envelope(subscription),
+                            **self._envelope(subscription, record.otype),
                             "objectId": int(record.id),
                             "propertyName": name,
                             "propertyValue": changed[name] or "",
@@ -1503,8 +1578,11 @@ class HubSpotSandbox:
         if not subscriptions:
             return None
         pair = _PAIRS[(a[0], b[0])]
+        envelope = self._envelope(subscriptions[0], a[0], "fromObjectTypeId")
+        if "fromObjectTypeId" in envelope:
+            envelope["toObjectTypeId"] = _TYPES[b[0]].type_id
         return {
-            **self._envelope(subscriptions[0]),
+            **envelope,
             "changeSource": source[0],
             "associationType": pair.unlabeled.name.removesuffix("_unlabeled").upper(),
             "fromObjectId": int(a[1]),
@@ -1582,6 +1660,7 @@ class HubSpotSandbox:
         for name in ("retry_delay", "timeout"):
             if name in raw:
                 setattr(settings, name, float(raw[name]))
+        settings.generic_events = _bool_setting(raw, "generic_events", settings.generic_events)
         if settings.signature_version not in SIGNATURE_VERSIONS:
             raise ValueError(f"signature_version must be one of {SIGNATURE_VERSIONS}")
         if settings.mode not in ("background", "manual"):
@@ -1803,7 +1882,7 @@ class HubSpotSandbox:
                 str(body["type"]),
                 group=str(body["groupName"]),
                 field_type=str(body["fieldType"]),
-                options=[dict(o, hidden=o.get("hidden", False)) for o in body.get("options") or []],
+                options=[dict(o) for o in body.get("options") or []],
                 unique=bool(body.get("hasUniqueValue", False)),
                 hubspot_defined=False,
                 description=str(body.get("description", "")),
@@ -1926,12 +2005,21 @@ class HubSpotSandbox:
         inputs = self._batch_inputs(body, limit=1000)
         results: list[JSON] = []
         errors: list[JSON] = []
+        size = self.association_page_size
         with self.state.lock:
             for item in inputs:
                 key = str(item.get("id", "")) if isinstance(item, dict) else ""
+                after = item.get("after") if isinstance(item, dict) else None
+                offset = _int_arg(after, 0)
+                if offset < 0:
+                    raise _ApiError(_error(400, f"Invalid after value: {after}", "VALIDATION_ERROR"))
                 found = self._v4_results(a.name, key, b.name)
                 if found:
-                    results.append({"from": {"id": key}, "to": found})
+                    result: JSON = {"from": {"id": key}, "to": found[offset : offset + size]}
+                    if offset + size < len(found):
+                        # HubSpot's cursors are opaque strings; an offset is this sandbox's choice.
+                        result["paging"] = {"next": {"after": str(offset + size)}}
+                    results.append(result)
                 else:
                     errors.append(_no_associations(a, b, key))
         out: JSON = {"status": "COMPLETE", "results": results}
@@ -2121,13 +2209,41 @@ def _property_problem(body: JSON) -> str | None:
     if body["type"] not in _PROPERTY_TYPES:
         return f"Property type '{body['type']}' is not one of {list(_PROPERTY_TYPES)}"
     options = body.get("options") or []
-    if not isinstance(options, list) or not all(
-        isinstance(o, dict) and isinstance(o.get("value"), str) and isinstance(o.get("label"), str) for o in options
-    ):
-        return "Property options must be objects with a string label and value"
+    problem = _options_problem(options)
+    if problem is not None:
+        return problem
     if body["type"] == "enumeration" and not options and body["fieldType"] != "booleancheckbox":
         return "Enumeration properties need options"
     return None
+
+
+def _options_problem(options: Any) -> str | None:
+    """OptionInput in HubSpot's CRM Properties v3 spec: label, value and hidden are required."""
+    if not isinstance(options, list) or not all(isinstance(o, dict) for o in options):
+        return "Property options must be a list of objects"
+    for index, option in enumerate(options):
+        missing = [k for k, kind in (("label", str), ("value", str), ("hidden", bool))
+                   if not isinstance(option.get(k), kind)]  # fmt: skip
+        if missing:
+            return f"Property option {index} is missing required fields or has the wrong type: {missing}"
+        order = option.get("displayOrder")
+        if order is not None and (isinstance(order, bool) or not isinstance(order, int)):
+            return f"Property option {index}: displayOrder must be an integer"
+    return None
+
+
+def _bool_setting(raw: Mapping[str, Any], name: str, default: bool) -> bool:
+    value = raw.get(name, default)
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false")
+    return value
+
+
+def _oauth_error(status: str, message: str) -> Response:
+    """A v1 OAuth endpoint refusal: 400 with HubSpot's ``status`` code (e.g. BAD_REFRESH_TOKEN)."""
+    correlation = _correlation()
+    body = {"status": status, "message": message, "correlationId": correlation}
+    return json_response(body, 400, {"X-HubSpot-Correlation-Id": correlation})
 
 
 def _v4_specs(specs: Any, a_type: str, b_type: str) -> list[_AssocType]:

@@ -5,6 +5,17 @@ Vendor facts this module encodes (see docs/vendors or HubSpot's "Validating requ
   milliseconds in ``X-HubSpot-Request-Timestamp``; requests older than 5 minutes are rejected (and so are
   ones from more than 5 minutes in the future). Some %-escapes in the URI are decoded before hashing.
 - v1 (what legacy app CRM subscriptions send): hex(sha256(client_secret + raw body)); v2 adds method + URI.
+  The weakest version accepted is a setting (``HUBSPOT_SIGNATURE_MIN_VERSION``, v3 by default): v1 and v2
+  carry no timestamp, so a captured delivery can be replayed forever.
+- Apps on the current developer platform subscribe with generic ``object.*`` types ("object.propertyChange")
+  naming the object by ``objectTypeId`` ("0-1" contacts, "0-2" companies, "0-3" deals); see HubSpot's
+  changelog "Public Beta: Generic Webhook Subscriptions" (2024-08).
+- v4 association batch reads page per input object (``results[i].paging.next.after``); the next page is
+  asked for with ``inputs: [{id, after}]`` (HubSpot's "Batch read associations" reference).
+- Auth: a private-app access token, or an OAuth app whose access tokens expire after 30 minutes and are
+  refreshed at ``POST /oauth/v1/token`` (form-encoded ``grant_type=refresh_token``). HubSpot's refresh
+  tokens are long-lived and are not replaced on refresh ("This change will have no effect on refresh
+  tokens", changelog on the 30-minute expiry); a refresh token in the answer is kept all the same.
 - A webhook body is a JSON array of at most 100 events carrying ids only; each event is fetched back.
 - Deal stages are ids (``closedwon`` in the default pipeline, numbers in custom ones); a stage is won when
   its pipeline metadata says ``probability`` 1.0 and ``isClosed`` true (``GET /crm/v3/pipelines/deals``).
@@ -27,7 +38,15 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from closeloop.errors import Conflict, FatalError, NotFound, ValidationFailed, WebhookRejected
+from closeloop.errors import (
+    AuthRevoked,
+    ConfigurationError,
+    Conflict,
+    FatalError,
+    NotFound,
+    ValidationFailed,
+    WebhookRejected,
+)
 from closeloop.models import (
     CUSTOMER_FIELDS,
     DEAL_SYNC_FIELDS,
@@ -45,7 +64,8 @@ from closeloop.wire import webhook_json
 if TYPE_CHECKING:
     import httpx
 
-    from closeloop.http import VendorHttp
+    from closeloop.http import AccessTokens, VendorHttp
+    from closeloop.oauth import TokenGrant
 
 # %-escapes HubSpot decodes in the URI before computing a v3 signature (from its request-validation docs).
 _V3_URI_DECODE = {
@@ -84,6 +104,64 @@ def signature_v1(secret: str, body: bytes) -> str:
     return hashlib.sha256(secret.encode() + body).hexdigest()
 
 
+#: Webhook signature versions, weakest first (``HUBSPOT_SIGNATURE_MIN_VERSION`` names one of them).
+SIGNATURE_VERSIONS = ("v1", "v2", "v3")
+
+
+def refresh_with_hubspot(
+    api_url: str,
+    client_id: Callable[[], str],
+    client_secret: Callable[[], str],
+    transport: httpx.BaseTransport | None = None,
+) -> Callable[[str], TokenGrant]:
+    """A ``refresh`` callable for RefreshingTokens that calls HubSpot's ``POST /oauth/v1/token``.
+
+    Raises AuthRevoked when HubSpot refuses the refresh token (``BAD_REFRESH_TOKEN``, ``invalid_grant``:
+    the app was uninstalled or the token revoked), FatalError on any other refusal (e.g. a wrong client id).
+    """
+    from closeloop.http import VendorHttp  # noqa: PLC0415 - keep httpx off the webhook path
+    from closeloop.oauth import TokenGrant  # noqa: PLC0415
+
+    def refresh(refresh_token: str) -> TokenGrant:
+        http = VendorHttp("hubspot-oauth", api_url, transport=transport)
+        try:
+            response = http.request(
+                "POST",
+                "/oauth/v1/token",
+                data={
+                    "grant_type": "refresh_token",
+                    "client_id": client_id(),
+                    "client_secret": client_secret(),
+                    "refresh_token": refresh_token,
+                },
+                ok=(200, 400, 401),
+            )
+        finally:
+            http.close()
+        try:
+            body = response.json() if response.content else {}
+        except ValueError:
+            body = {}
+        body = body if isinstance(body, dict) else {}
+        if response.status_code != 200 or not body.get("access_token"):
+            problem = str(body.get("status") or body.get("error") or body.get("category") or "no token")
+            if problem in ("BAD_REFRESH_TOKEN", "invalid_grant"):
+                raise AuthRevoked(
+                    f"HubSpot refused the refresh token ({problem}): reinstall the app and update "
+                    "HUBSPOT_REFRESH_TOKEN",
+                    vendor="hubspot",
+                    status=response.status_code,
+                )
+            raise FatalError(f"HubSpot token endpoint said {problem}", vendor="hubspot", status=response.status_code)
+        return TokenGrant(
+            access_token=str(body["access_token"]),
+            expires_in=float(body.get("expires_in") or 1800),
+            refresh_token=str(body.get("refresh_token") or refresh_token),
+        )
+
+    return refresh
+
+
 class _HubSpotEvent(BaseModel):
     """One element of a HubSpot webhook batch, as HubSpot sends it."""
 
@@ -96,6 +174,12 @@ class _HubSpotEvent(BaseModel):
     subscriptionType: str
     objectId: int | None = None
     fromObjectId: int | None = None
+    #: Generic ``object.*`` events name the object's type here ("0-1"); typed ones ("contact.*") do not.
+    objectTypeId: str | None = None
+    # GUESS: a generic object.associationChange names its subscribed end as fromObjectTypeId, like
+    # fromObjectId (HubSpot's changelog lists objectTypeId for the other five kinds only). Confirm with a
+    # real delivery; if it carries neither field the event is ignored, and the CRM poll still sees the change.
+    fromObjectTypeId: str | None = None
     attemptNumber: int = 0
     appId: int | None = None
     propertyName: str | None = None
@@ -118,6 +202,14 @@ class HubSpotCrm:
         "deal": "deal",
         "line_item": "line_item",
         "product": "product",
+    }
+    #: ``objectTypeId`` of a generic ``object.*`` event -> canonical object type; others are ignored.
+    OBJECT_TYPE_IDS: ClassVar[dict[str, str]] = {
+        "0-1": "contact",
+        "0-2": "company",
+        "0-3": "deal",
+        "0-7": "product",
+        "0-8": "line_item",
     }
     #: canonical object type -> CRM v3 path segment.
     PATHS: ClassVar[dict[str, str]] = {
@@ -221,15 +313,25 @@ class HubSpotCrm:
         *,
         client_secret: str | Callable[[], str],
         access_token: str | Callable[[], str] = "",
+        oauth_tokens: Callable[[], AccessTokens] | None = None,
         base_url: str = "https://api.hubapi.com",
         clock: Callable[[], float] = time.time,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] | None = None,
         portal_id: str | int | None = None,
+        signature_min_version: str = "v3",
     ) -> None:
-        """``portal_id`` builds deal links; when None it is read once from the account-info API."""
+        """``access_token`` is a private app's token; when it is empty, ``oauth_tokens()`` builds the OAuth
+        app's refreshing tokens (called once, at the first API call). ``portal_id`` builds deal links; when
+        None it is read once from the account-info API. ``signature_min_version``: the weakest webhook
+        signature accepted (v1, v2 or v3); raises ValueError for another value.
+        """
+        if signature_min_version not in SIGNATURE_VERSIONS:
+            raise ValueError(f"signature_min_version must be one of {', '.join(SIGNATURE_VERSIONS)}")
         self._client_secret = client_secret
         self._access_token = access_token
+        self._oauth_tokens = oauth_tokens
+        self._min_version = SIGNATURE_VERSIONS.index(signature_min_version)
         self._base_url = base_url
         self._clock = clock
         self._transport = transport
@@ -248,6 +350,11 @@ class HubSpotCrm:
         return self._client_secret() if callable(self._client_secret) else self._client_secret
 
     def verify_webhook(self, request: WebhookRequest) -> None:
+        """Check the strongest signature the request carries; 401 when it is wrong, stale or too weak.
+
+        A v3 signature is checked whenever present (HubSpot sends v1 alongside it; the v1 one is then
+        ignored). Raises WebhookRejected(401).
+        """
         headers = {k.lower(): v for k, v in request.headers.items()}
         if "x-hubspot-signature-v3" in headers:
             self._verify_v3(request, headers)
@@ -255,7 +362,12 @@ class HubSpotCrm:
         signature = headers.get("x-hubspot-signature")
         if not signature:
             raise WebhookRejected(401, "missing HubSpot signature header")
-        version = headers.get("x-hubspot-signature-version", "v1").lower()
+        version = headers.get("x-hubspot-signature-version", "v1").strip().lower()
+        if version in SIGNATURE_VERSIONS and SIGNATURE_VERSIONS.index(version) < self._min_version:
+            raise WebhookRejected(
+                401,
+                f"HubSpot signature {version} is below the configured minimum {SIGNATURE_VERSIONS[self._min_version]}",
+            )
         if version == "v1":
             expected = signature_v1(self._secret(), request.body)
         elif version == "v2":
@@ -299,9 +411,13 @@ class HubSpotCrm:
 
     def _to_sync_event(self, event: _HubSpotEvent) -> SyncEvent | None:
         object_name, _, action = event.subscriptionType.partition(".")
-        object_type = self.OBJECTS.get(object_name)
+        if object_name == "object":  # generic subscription: the type is an id ("0-1"), "2-…" for custom objects
+            type_id = event.objectTypeId or event.fromObjectTypeId or ""
+            object_type = self.OBJECT_TYPE_IDS.get(type_id.strip())
+        else:
+            object_type = self.OBJECTS.get(object_name)
         if object_type is None:
-            return None  # conversations, tickets, …: not ours
+            return None  # conversations, tickets, custom objects, …: not ours
         # associationChange events name the two ends (fromObjectId is the subscribed type), not objectId.
         object_id = event.objectId if event.objectId is not None else event.fromObjectId
         if object_id is None:
@@ -323,19 +439,22 @@ class HubSpotCrm:
     @property
     def http(self) -> VendorHttp:
         if self._http is None:
-            from closeloop.http import VendorHttp  # noqa: PLC0415 - keep httpx off the webhook path
+            from closeloop.http import TokenAuth, VendorHttp  # noqa: PLC0415 - keep httpx off the webhook path
 
             token = self._access_token() if callable(self._access_token) else self._access_token
             kwargs: dict[str, Any] = {"transport": self._transport}
             if self._sleep is not None:
                 kwargs["sleep"] = self._sleep
-            self._http = VendorHttp(
-                self.name,
-                self._base_url,
-                headers={"Authorization": f"Bearer {token}"},
-                request_id_header="x-hubspot-correlation-id",
-                **kwargs,
-            )
+            if token:  # a private app's token wins when both are configured
+                kwargs["headers"] = {"Authorization": f"Bearer {token}"}
+            elif self._oauth_tokens is not None:
+                kwargs["auth"] = TokenAuth(self._oauth_tokens())
+            else:
+                raise ConfigurationError(
+                    "HubSpot needs HUBSPOT_ACCESS_TOKEN (private app) or HUBSPOT_CLIENT_ID, HUBSPOT_CLIENT_SECRET "
+                    "and HUBSPOT_REFRESH_TOKEN (OAuth app)"
+                )
+            self._http = VendorHttp(self.name, self._base_url, request_id_header="x-hubspot-correlation-id", **kwargs)
         return self._http
 
     def _get_object(self, object_type: str, object_id: str, properties: Sequence[str], associations: str) -> Any:
@@ -440,26 +559,41 @@ class HubSpotCrm:
         }
 
     def _associations(self, from_type: str, to_type: str, ids: Sequence[str]) -> dict[str, list[str]]:
-        """Associated ids per object (v4 batch read), primary ones first, then ascending id."""
-        found: dict[str, list[str]] = {}
-        for start in range(0, len(ids), self.MAX_ASSOCIATION_BATCH):
+        """Associated ids per object (v4 batch read, every page), primary ones first, then ascending id.
+
+        An object with more associations than fit one page comes back with ``paging.next.after``; its next
+        page is asked for with ``{"id", "after"}`` among the inputs of the next call. Raises FatalError
+        when HubSpot hands back a cursor it already gave for that object (it would loop forever).
+        """
+        path = f"/crm/v4/associations/{self.PATHS[from_type]}/{self.PATHS[to_type]}/batch/read"
+        targets: dict[str, list[Any]] = {}
+        pending: list[dict[str, str]] = [{"id": i} for i in dict.fromkeys(ids)]
+        seen_cursors: set[tuple[str, str]] = set()
+        while pending:
+            batch, pending = pending[: self.MAX_ASSOCIATION_BATCH], pending[self.MAX_ASSOCIATION_BATCH :]
             response = self.http.request(
-                "POST",
-                f"/crm/v4/associations/{self.PATHS[from_type]}/{self.PATHS[to_type]}/batch/read",
-                json={"inputs": [{"id": i} for i in ids[start : start + self.MAX_ASSOCIATION_BATCH]]},
-                ok=(200, 207),  # 207: some objects have no associations, which is not an error here
-            )
+                "POST", path, json={"inputs": batch}, ok=(200, 207)
+            )  # 207: some objects have no associations, which is not an error here
             for result in response.json().get("results") or []:
-                targets = result.get("to") or []
-                primary = {
-                    str(t["toObjectId"])
-                    for t in targets
-                    if any(a.get("typeId") in self.PRIMARY_ASSOCIATION_IDS for a in t.get("associationTypes") or [])
-                }
-                ordered = sorted(
-                    {str(t["toObjectId"]) for t in targets}, key=lambda i: (i not in primary, _id_order(i))
-                )
-                found[str((result.get("from") or {}).get("id"))] = ordered
+                from_id = str((result.get("from") or {}).get("id"))
+                targets.setdefault(from_id, []).extend(result.get("to") or [])
+                after = ((result.get("paging") or {}).get("next") or {}).get("after")
+                if after:
+                    if (from_id, str(after)) in seen_cursors:
+                        raise FatalError(
+                            f"HubSpot repeated association cursor {after!r} for {from_type} {from_id}",
+                            vendor=self.name,
+                        )
+                    seen_cursors.add((from_id, str(after)))
+                    pending.append({"id": from_id, "after": str(after)})
+        found: dict[str, list[str]] = {}
+        for from_id, to in targets.items():
+            primary = {
+                str(t["toObjectId"])
+                for t in to
+                if any(a.get("typeId") in self.PRIMARY_ASSOCIATION_IDS for a in t.get("associationTypes") or [])
+            }
+            found[from_id] = sorted({str(t["toObjectId"]) for t in to}, key=lambda i: (i not in primary, _id_order(i)))
         return found
 
     #: The "last modified" property of each object type, as HubSpot's search filters and sorts on it.
@@ -999,8 +1133,9 @@ class HubSpotCrm:
             "description": definition.description,
         }
         if definition.type == "enumeration":
+            # HubSpot's OptionInput requires label, value and hidden; displayOrder fixes the order shown.
             body["options"] = [
-                {"label": option, "value": option, "displayOrder": order}
+                {"label": option, "value": option, "displayOrder": order, "hidden": False}
                 for order, option in enumerate(definition.options)
             ]
         return body
