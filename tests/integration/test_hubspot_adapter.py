@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -174,3 +175,98 @@ def test_changes_since_a_watermark_list_each_modified_object_once(
     }
     assert len({e.dedupe_key for e in events}) == 3
     assert list(adapter.iter_changes_since(datetime.now(UTC) + timedelta(hours=1))) == []
+
+
+def test_a_company_with_1200_contacts_resolves_with_every_one_of_them(
+    sandbox: tuple[HubSpotSandbox, SandboxServer],
+) -> None:
+    # Given a company with 1,200 contacts (v4 association reads page at 500, as HubSpot's do)
+    hubspot, server = sandbox
+    company = hubspot.create_object("companies", {"name": "Crowded Ltd"})
+    people = [
+        str(
+            hubspot.create_object(
+                "contacts",
+                {"firstname": f"P{n}", "email": f"p{n}@crowded.test"},
+                associations=[{"to_type": "companies", "to_id": company["id"], "primary": n == 700}],
+            )["id"]
+        )
+        for n in range(1200)
+    ]
+    # When it is resolved in batch
+    customer = crm(hubspot, server.url).resolve_customers([company_ref(company["id"])])[company_ref(company["id"])]
+    # Then none is lost: the primary person first, the 1,199 others as its people
+    assert customer is not None
+    assert customer.email == "p700@crowded.test"
+    assert sorted([customer.people[i].crm_id for i in range(len(customer.people))] + [people[700]]) == sorted(people)
+    # And the association pages were asked for with HubSpot's {id, after} inputs
+    reads = [
+        json.loads(r.body)
+        for r in hubspot.state.requests
+        if r.path == "/crm/v4/associations/companies/contacts/batch/read"
+    ]
+    assert [[sorted(i) for i in read["inputs"]] for read in reads] == [[["id"]], [["after", "id"]], [["after", "id"]]]
+
+
+def test_oauth_app_token_expiry_is_refreshed_once_under_the_lease_and_work_continues(
+    sandbox: tuple[HubSpotSandbox, SandboxServer],
+) -> None:
+    from closeloop.crm.hubspot import refresh_with_hubspot  # noqa: PLC0415
+    from closeloop.oauth import RefreshingTokens  # noqa: PLC0415
+    from tests.fakes import MemoryStore  # noqa: PLC0415
+
+    # Given an OAuth app (no private-app token) and two workers sharing one token store and lease
+    hubspot, server = sandbox
+    company = hubspot.create_object("companies", {"name": "Tokened Ltd"})
+    store = MemoryStore()
+
+    def worker() -> HubSpotCrm:
+        tokens = RefreshingTokens(
+            "hubspot",
+            store,
+            seed=lambda fresh: hubspot.refresh_token,
+            refresh=refresh_with_hubspot(server.url, lambda: hubspot.client_id, lambda: hubspot.client_secret),
+            write_back=lambda token: None,
+        )
+        return HubSpotCrm(client_secret=hubspot.client_secret, oauth_tokens=lambda: tokens, base_url=server.url)
+
+    first, second = worker(), worker()
+    assert first.resolve_customer(company_ref(company["id"])) is not None
+    assert second.resolve_customer(company_ref(company["id"])) is not None
+    token_calls = [r for r in hubspot.state.requests if r.path == "/oauth/v1/token"]
+    assert len(token_calls) == 1  # the second worker used the stored token
+    assert b"grant_type=refresh_token" in token_calls[0].body
+    # When HubSpot's clock passes the 30 minutes (the workers' clocks still think the token is fresh)
+    hubspot.state.clock.advance(1801)
+    before = len(hubspot.state.requests)
+    first_after = first.resolve_customer(company_ref(company["id"]))
+    second_after = second.resolve_customer(company_ref(company["id"]))
+    # Then each is refused once (401), the token is refreshed once, and both go on with the new one
+    assert first_after is not None and first_after.name == "Tokened Ltd"
+    assert second_after is not None and second_after.name == "Tokened Ltd"
+    answered = [(r.path, r.status) for r in hubspot.state.requests[before:]]
+    assert [p for p, s in answered if p == "/oauth/v1/token"] == ["/oauth/v1/token"]
+    assert [s for p, s in answered if p != "/oauth/v1/token"].count(401) == 2
+    assert store.tokens["hubspot"].refresh_token == hubspot.refresh_token
+
+
+def test_private_app_token_wins_over_oauth_and_neither_is_a_configuration_error(
+    sandbox: tuple[HubSpotSandbox, SandboxServer],
+) -> None:
+    from closeloop.errors import ConfigurationError  # noqa: PLC0415
+
+    hubspot, server = sandbox
+    company = hubspot.create_object("companies", {"name": "Private Ltd"})
+
+    def no_oauth() -> Any:
+        raise AssertionError("the OAuth tokens must not be built when a private-app token is set")
+
+    adapter = HubSpotCrm(
+        client_secret=hubspot.client_secret,
+        access_token=hubspot.access_token,
+        oauth_tokens=no_oauth,
+        base_url=server.url,
+    )
+    assert adapter.resolve_customer(company_ref(company["id"])) is not None
+    with pytest.raises(ConfigurationError, match="HUBSPOT_REFRESH_TOKEN"):
+        HubSpotCrm(client_secret=hubspot.client_secret, base_url=server.url).resolve_customer(company_ref(1))

@@ -731,3 +731,142 @@ def test_v3_header_signs_the_uri_with_hubspots_decoding() -> None:
     # Then the signature covers the decoded URI (%20 is not on HubSpot's list and stays)
     decoded = "https://hooks.example.test/hubspot?next=https://app.test/done&tag=a%20b"
     assert headers["X-HubSpot-Signature-v3"] == sign_v3(SECRET, "POST", decoded, b"[]", 1_700_000_000_000)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Generic object.* events, association paging, OAuth tokens, property option fields
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_generic_events_switch_sends_object_types_by_id(hub: Hub, receiver: tuple[Receiver, str]) -> None:
+    app, target = receiver
+    # Given the current platform's generic format, manual delivery
+    hub.sandbox.configure_webhooks(
+        {
+            "target_url": target,
+            "signature_version": "v3",
+            "mode": "manual",
+            "generic_events": True,
+            "subscriptions": ["contact.creation", "company.propertyChange:name", "contact.associationChange"],
+        }
+    )
+    # When a company is renamed and a contact of it is created
+    company = hub.sandbox.create_object("companies", {"name": "Before"})
+    hub.sandbox.update_object("companies", company["id"], {"name": "After"})
+    contact = hub.sandbox.create_object(
+        "contacts", {"email": "g@example.test"}, associations=[("companies", company["id"])]
+    )
+    hub.sandbox.flush_webhooks()
+    events = [e for d in app.received for e in events_of(d)]
+    # Then each carries object.<kind> and the object's type id, never the typed subscription type
+    by_type = {(e["subscriptionType"], e.get("objectTypeId") or e.get("fromObjectTypeId")): e for e in events}
+    assert set(by_type) == {
+        ("object.propertyChange", "0-2"),
+        ("object.creation", "0-1"),
+        ("object.associationChange", "0-1"),
+    }
+    assert by_type[("object.propertyChange", "0-2")]["objectId"] == int(company["id"])
+    assert by_type[("object.creation", "0-1")]["objectId"] == int(contact["id"])
+    association = by_type[("object.associationChange", "0-1")]
+    assert (association["fromObjectId"], association["toObjectTypeId"]) == (int(contact["id"]), "0-2")
+
+
+def test_generic_events_switch_must_be_a_boolean(hub: Hub) -> None:
+    answer = hub.control.post("/_sandbox/webhooks", json={"target_url": "http://x.test/", "generic_events": "yes"})
+    assert answer.status_code == 400
+    assert "generic_events" in answer.json()["error"]
+
+
+def test_v4_batch_read_pages_each_object_with_after(make_hub: Callable[..., Hub]) -> None:
+    # Given a page size of 2, a company with 5 contacts and one with a single contact
+    hub = make_hub(association_page_size=2)
+    big = hub.sandbox.create_object("companies", {"name": "Big"})
+    small = hub.sandbox.create_object("companies", {"name": "Small"})
+    people = [
+        hub.sandbox.create_object("contacts", {"email": f"p{n}@x.test"}, associations=[("companies", big["id"])])["id"]
+        for n in range(5)
+    ]
+    hub.sandbox.create_object("contacts", {"email": "s@x.test"}, associations=[("companies", small["id"])])
+    # When the first page is read for both
+    path = "/crm/v4/associations/companies/contacts/batch/read"
+    first = hub.api.post(path, json={"inputs": [{"id": big["id"]}, {"id": small["id"]}]}).json()["results"]
+    pages = {r["from"]["id"]: r for r in first}
+    # Then the big one holds 2 and a cursor; the small one everything and no paging at all
+    assert len(pages[big["id"]]["to"]) == 2
+    assert "paging" not in pages[small["id"]]
+    # And following the cursor with {id, after} gives every contact once
+    seen = [str(t["toObjectId"]) for t in pages[big["id"]]["to"]]
+    after = pages[big["id"]]["paging"]["next"]["after"]
+    while after:
+        (result,) = hub.api.post(path, json={"inputs": [{"id": big["id"], "after": after}]}).json()["results"]
+        seen += [str(t["toObjectId"]) for t in result["to"]]
+        after = (result.get("paging") or {}).get("next", {}).get("after")
+    assert seen == people
+    # And a malformed cursor is a 400
+    bad = hub.api.post(path, json={"inputs": [{"id": big["id"], "after": "nope"}]})
+    assert bad.status_code == 400
+
+
+def test_oauth_token_endpoint_issues_expiring_tokens(hub: Hub) -> None:
+    form = {
+        "grant_type": "refresh_token",
+        "client_id": hub.sandbox.client_id,
+        "client_secret": SECRET,
+        "refresh_token": hub.sandbox.refresh_token,
+    }
+    # Given a refresh with the app's credentials (form-encoded, as HubSpot's v1 endpoint takes it)
+    granted = hub.control.post("/oauth/v1/token", data=form)
+    assert granted.status_code == 200
+    body = granted.json()
+    # Then it is an expiring bearer token, and the refresh token is the same one (HubSpot's do not rotate)
+    assert (body["token_type"], body["expires_in"], body["refresh_token"]) == ("bearer", 1800, form["refresh_token"])
+    bearer = {"Authorization": f"Bearer {body['access_token']}"}
+    assert hub.control.get("/crm/v3/pipelines/deals", headers=bearer).status_code == 200
+    # When the sandbox clock passes its lifetime
+    hub.sandbox.state.clock.advance(1801)
+    expired = hub.control.get("/crm/v3/pipelines/deals", headers=bearer)
+    # Then it is refused as expired
+    assert expired.status_code == 401
+    assert expired.json()["category"] == "EXPIRED_AUTHENTICATION"
+    # And a wrong refresh token or client secret is a 400 with HubSpot's status code
+    wrong = hub.control.post("/oauth/v1/token", data={**form, "refresh_token": "stolen"})
+    assert (wrong.status_code, wrong.json()["status"]) == (400, "BAD_REFRESH_TOKEN")
+    wrong = hub.control.post("/oauth/v1/token", data={**form, "client_secret": "guess"})
+    assert (wrong.status_code, wrong.json()["status"]) == (400, "BAD_CLIENT_SECRET")
+
+
+@pytest.mark.parametrize(
+    ("option", "problem"),
+    [
+        ({"label": "Paid", "value": "paid", "displayOrder": 0}, "hidden"),
+        ({"value": "paid", "displayOrder": 0, "hidden": False}, "label"),
+        ({"label": "Paid", "displayOrder": 0, "hidden": False}, "value"),
+        ({"label": "Paid", "value": "paid", "displayOrder": "first", "hidden": False}, "displayOrder"),
+    ],
+)
+def test_property_create_refuses_options_missing_required_fields(
+    hub: Hub, option: dict[str, Any], problem: str
+) -> None:
+    definition = {
+        "name": "closeloop_status",
+        "label": "Status",
+        "type": "enumeration",
+        "fieldType": "select",
+        "groupName": "dealinformation",
+        "options": [option],
+    }
+    answer = hub.api.post("/crm/v3/properties/deals", json=definition)
+    assert answer.status_code == 400
+    assert problem in answer.json()["message"]
+    # And with the spec's fields it is created
+    ok = {**definition, "options": [{"label": "Paid", "value": "paid", "displayOrder": 0, "hidden": False}]}
+    assert hub.api.post("/crm/v3/properties/deals", json=ok).status_code == 201
+
+
+@pytest.mark.parametrize("field_name", ["name", "label", "type", "fieldType", "groupName"])
+def test_property_create_refuses_a_missing_required_field(hub: Hub, field_name: str) -> None:
+    definition = {"name": "closeloop_x", "label": "X", "type": "string", "fieldType": "text", "groupName": "g"}
+    del definition[field_name]
+    answer = hub.api.post("/crm/v3/properties/deals", json=definition)
+    assert answer.status_code == 400
+    assert field_name in answer.json()["message"]
