@@ -1,7 +1,10 @@
 """``closeloop setup hubspot``: create the deal and company properties Closeloop writes back.
 
 Uses the deployment's own configuration: ``HUBSPOT_ACCESS_TOKEN`` (and ``HUBSPOT_API_URL``) from the
-environment, or from the stack's secret named by ``--secret-id`` / ``CREDENTIALS_SECRET_ID``. Safe to run
+environment, or from the stack's secret named by ``--secret-id`` / ``CREDENTIALS_SECRET_ID``; an OAuth app
+(``HUBSPOT_CLIENT_ID``/``_CLIENT_SECRET``/``_REFRESH_TOKEN``) also needs ``SYNC_TABLE``, where the access token
+is kept and its refresh leased. Property definitions carry every field HubSpot's properties API requires
+(options with label, value, displayOrder and hidden). Safe to run
 again: existing properties are left as they are. (The deals worker also creates them when it finds them
 missing; running setup first keeps the first invoice's write-back to one call.)
 """

@@ -372,6 +372,8 @@ def test_ensure_properties_creates_once_then_is_idempotent(sandbox: tuple[HubSpo
         kinds[definition.name] = (stored["type"], stored["fieldType"], stored["groupName"])
         if definition.type == "enumeration":
             assert [(o["label"], o["value"]) for o in stored["options"]] == [("draft", "draft"), ("paid", "paid")]
+            # HubSpot's OptionInput fields: hidden is required, displayOrder keeps the order shown
+            assert [(o["displayOrder"], o["hidden"]) for o in stored["options"]] == [(0, False), (1, False)]
     assert kinds == {
         "closeloop_invoice_number": ("string", "text", "dealinformation"),
         "closeloop_amount_due": ("number", "number", "dealinformation"),
@@ -505,3 +507,43 @@ def test_more_than_the_cap_in_one_millisecond_is_refused(sandbox: tuple[HubSpotS
         won_deal(hubspot, "2026-11-20T10:00:00Z")
     with pytest.raises(FatalError, match="more than 5 won deals"):
         list(crm(hubspot, server.url, SmallCap).iter_won_deals(*NOVEMBER))
+
+
+def test_closeloop_setup_hubspot_creates_properties_the_sandbox_accepts_by_spec(
+    sandbox: tuple[HubSpotSandbox, SandboxServer], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse  # noqa: PLC0415
+
+    from closeloop import runtime  # noqa: PLC0415
+    from closeloop.sync.invoices import CUSTOMER_PROPERTIES, DEAL_PROPERTIES  # noqa: PLC0415
+    from closeloop_local import setup  # noqa: PLC0415
+
+    # Given a private app's settings in the environment (the sandbox refuses a definition missing the
+    # spec's required fields, options included)
+    hubspot, server = sandbox
+    for key, value in {
+        "CRM_PROVIDER": "hubspot",
+        "HUBSPOT_API_URL": server.url,
+        "HUBSPOT_ACCESS_TOKEN": hubspot.access_token,
+        "HUBSPOT_CLIENT_SECRET": hubspot.client_secret,
+        "CREDENTIALS_SECRET_ID": "",
+    }.items():
+        monkeypatch.setenv(key, value)
+    try:
+        # When `closeloop setup hubspot` runs twice
+        assert setup.main(argparse.Namespace(system="hubspot", secret_id=None)) == 0
+        assert setup.main(argparse.Namespace(system="hubspot", secret_id=None)) == 0
+    finally:
+        runtime.reset()
+    # Then every property was created once, enumerations with complete options, and the rerun found them
+    posts = hubspot.state.calls("POST", "/crm/v3/properties/deals") + hubspot.state.calls(
+        "POST", "/crm/v3/properties/companies"
+    )
+    assert len(posts) == len(DEAL_PROPERTIES) + len(CUSTOMER_PROPERTIES)
+    assert all(p.status == 201 for p in posts)
+    for post in posts:
+        body = json.loads(post.body)
+        assert {"name", "label", "type", "fieldType", "groupName"} <= body.keys()
+        for option in body.get("options", []):
+            assert option.keys() >= {"label", "value", "displayOrder", "hidden"}
+    assert "0 already there" in capsys.readouterr().out.splitlines()[0]

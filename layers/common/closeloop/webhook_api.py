@@ -126,7 +126,12 @@ _EVENT_SCHEMA: dict[str, Any] = {
         "portalId": {"type": "integer"},
         "appId": {"type": "integer"},
         "occurredAt": {"type": "integer", "description": "milliseconds since the epoch"},
-        "subscriptionType": {"type": "string", "examples": ["company.creation", "deal.propertyChange"]},
+        "subscriptionType": {
+            "type": "string",
+            "examples": ["company.creation", "deal.propertyChange", "object.propertyChange"],
+        },
+        "objectTypeId": {"type": "string", "description": "object.* events: 0-1 contact, 0-2 company, 0-3 deal"},
+        "fromObjectTypeId": {"type": "string"},
         "attemptNumber": {"type": "integer"},
         "objectId": {"type": "integer"},
         "fromObjectId": {"type": "integer"},
