@@ -271,3 +271,42 @@ def test_generic_events_of_other_object_types_are_ignored_not_errors() -> None:
     ).encode()
     # Then only the company is kept
     assert [str(e.ref) for e in crm().parse_webhook(body)] == ["hubspot/company/7"]
+
+
+@pytest.mark.parametrize(("setting", "v1_passes"), [(None, False), ("v3", False), ("v2", False), ("v1", True)])
+def test_the_deployment_setting_sets_the_adapters_minimum(
+    monkeypatch: pytest.MonkeyPatch, setting: str | None, v1_passes: bool
+) -> None:
+    from closeloop import runtime  # noqa: PLC0415
+
+    # Given a deployment configured through the environment (the setting unset means v3)
+    monkeypatch.setenv("CRM_PROVIDER", "hubspot")
+    monkeypatch.setenv("HUBSPOT_CLIENT_SECRET", SECRET)
+    monkeypatch.delenv("CREDENTIALS_SECRET_ID", raising=False)
+    if setting is None:
+        monkeypatch.delenv("HUBSPOT_SIGNATURE_MIN_VERSION", raising=False)
+    else:
+        monkeypatch.setenv("HUBSPOT_SIGNATURE_MIN_VERSION", setting)
+    body = b"[]"
+    v1 = WebhookRequest(
+        "POST", URI, {"X-HubSpot-Signature": signature_v1(SECRET, body), "X-HubSpot-Signature-Version": "v1"}, body
+    )
+    runtime.reset()
+    try:
+        adapter = runtime.crm()
+        # Then a v1 delivery passes only where v1 is allowed
+        if v1_passes:
+            adapter.verify_webhook(v1)
+        else:
+            with pytest.raises(WebhookRejected):
+                adapter.verify_webhook(v1)
+    finally:
+        runtime.reset()
+
+
+def test_an_unknown_minimum_in_the_environment_is_a_configuration_error() -> None:
+    from closeloop.config import Settings  # noqa: PLC0415
+    from closeloop.errors import ConfigurationError  # noqa: PLC0415
+
+    with pytest.raises(ConfigurationError, match="HUBSPOT_SIGNATURE_MIN_VERSION"):
+        Settings.from_env({"HUBSPOT_SIGNATURE_MIN_VERSION": "v0"})
