@@ -30,6 +30,7 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 
 from closeloop.models import CrmRef
+from closeloop.wire import dumps_exact
 from closeloop_local.pairs import ACCOUNTING, CRMS, TITLES, Pair, running_pair
 from closeloop_local.sandboxes import xero as xero_sandbox
 from closeloop_local.sandboxes.drivers import DealLine, SeenCustomer, SeenInvoice
@@ -90,8 +91,17 @@ def approve_and_pay(xero: xero_sandbox.XeroSandbox, base_url: str, invoice_id: s
     client = finance_client(xero, base_url)
     try:
         client.post(f"/api.xro/2.0/Invoices/{invoice_id}", json={"Status": "AUTHORISED"}).raise_for_status()
-        payment = {"Invoice": {"InvoiceID": invoice_id}, "Account": {"Code": "090"}, "Date": on, "Amount": amount}
-        client.put("/api.xro/2.0/Payments", json={"Payments": [payment]}).raise_for_status()
+        # Xero's spec types Amount as a number (Payment.Amount: double): an exact JSON number, not a string
+        payment = {
+            "Invoice": {"InvoiceID": invoice_id},
+            "Account": {"Code": "090"},
+            "Date": on,
+            "Amount": Decimal(amount),
+        }
+        body = dumps_exact({"Payments": [payment]})
+        client.put(
+            "/api.xro/2.0/Payments", content=body, headers={"Content-Type": "application/json"}
+        ).raise_for_status()
     finally:
         client.close()
 

@@ -12,10 +12,12 @@ are never called by production code.
 from __future__ import annotations
 
 import fnmatch
+import io
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,10 +118,93 @@ class _QuietHandler(WSGIRequestHandler):
         return
 
 
+@dataclass(frozen=True)
+class Exchange:
+    """One API request and the sandbox's answer, as seen on the wire (``host`` tells the servers apart)."""
+
+    host: str
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: bytes
+    status: int
+    response_headers: dict[str, str]
+    response_body: bytes
+
+
+class Recorder:
+    """Every API exchange of the servers started while ``recording()`` is open (control API excluded).
+
+    Off by default: a server started outside ``recording()`` serves its app unwrapped. The contract tests
+    (tests/contracts) use it to hold each exchange against the vendor's published spec.
+    """
+
+    def __init__(self) -> None:
+        self.exchanges: list[Exchange] = []
+        self._lock = threading.Lock()
+
+    def wrap(self, app: WsgiApp) -> WsgiApp:
+        def recorded(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            if environ.get("PATH_INFO", "").startswith("/_sandbox"):
+                return app(environ, start_response)
+            request = Request(environ)
+            body = request.get_data()
+            environ["wsgi.input"] = io.BytesIO(body)  # the app reads the same bytes again
+            environ["CONTENT_LENGTH"] = str(len(body))
+            answer: dict[str, Any] = {}
+
+            def capture(status: str, headers: list[tuple[str, str]], *exc: Any) -> Any:
+                answer.update(status=int(status.split(" ", 1)[0]), headers={k.lower(): v for k, v in headers})
+                return start_response(status, headers, *exc)
+
+            chunks = app(environ, capture)
+            try:
+                response_body = b"".join(chunks)
+            finally:
+                close = getattr(chunks, "close", None)
+                if close is not None:
+                    close()
+            exchange = Exchange(
+                host=request.host,
+                method=request.method,
+                path=request.path,
+                query=request.query_string.decode("latin-1"),
+                headers={k.lower(): v for k, v in request.headers.items()},
+                body=body,
+                status=answer.get("status", 0),
+                response_headers=answer.get("headers", {}),
+                response_body=response_body,
+            )
+            with self._lock:
+                self.exchanges.append(exchange)
+            return [response_body]
+
+        return recorded
+
+
+_recorder: Recorder | None = None
+
+
+@contextmanager
+def recording() -> Iterator[Recorder]:
+    """Record the exchanges of every ``SandboxServer`` created inside this block (one block at a time)."""
+    global _recorder  # noqa: PLW0603 - the switch is process-wide on purpose: servers are built deep in helpers
+    if _recorder is not None:
+        raise RuntimeError("a recording is already open")
+    _recorder = Recorder()
+    try:
+        yield _recorder
+    finally:
+        _recorder = None
+
+
 class SandboxServer:
     """Serve a WSGI app on 127.0.0.1 in a background thread; ``port=0`` picks a free port."""
 
     def __init__(self, app: WsgiApp, host: str = "127.0.0.1", port: int = 0) -> None:
+        if _recorder is not None:
+            app = _recorder.wrap(app)
         self._server: BaseWSGIServer = make_server(host, port, app, threaded=True, request_handler=_QuietHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 

@@ -1,0 +1,47 @@
+"""One recorded run of the pair loop per pair, shared by the contract tests of that pair.
+
+The scenarios are the pair suite's own (tests/pairs/test_every_pair.py), run once while the sandboxes'
+recorder is on. A pair per vendor that has a contract here: the adapters' requests to one vendor do not
+depend on the other side of the pair, and one local stack per pair is what makes this suite slow. The
+other vendors' contracts are still to write (PENDING.md): add their pairs here as they land, so that
+(pipedrive, quickbooks) and (sugarcrm, zohobooks) cover the other four.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import tests.pairs.test_every_pair as scenarios
+from closeloop_local.pairs import running_pair
+from closeloop_local.sandboxes.base import Exchange, recording
+from closeloop_local.sandboxes.drivers import SentWebhook
+
+ROOT = Path(__file__).resolve().parents[2]
+PAIRS = (("hubspot", "xero"),)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    crm: str
+    books: str
+    exchanges: dict[str, list[Exchange]]  # vendor -> its sandbox's exchanges, oldest first
+    crm_webhooks: list[SentWebhook]
+
+
+@pytest.fixture(scope="module", params=PAIRS, ids=lambda p: f"{p[0]}-{p[1]}")
+def recorded(request: pytest.FixtureRequest) -> Iterator[Recorded]:
+    crm, books = request.param
+    with recording() as recorder, running_pair(crm, books, ROOT) as pair:
+        scenarios.test_a_new_company_becomes_one_customer_even_when_delivered_again(pair)
+        scenarios.test_an_existing_customer_is_matched_not_duplicated(pair)
+        scenarios.test_a_won_deal_becomes_one_invoice_written_back_and_paid_through(pair)
+        hosts = {pair.crm_url.split("://")[1]: crm, pair.books_url.split("://")[1]: books}
+        webhooks = pair.crm.sent_webhooks()
+    exchanges: dict[str, list[Exchange]] = {crm: [], books: []}
+    for exchange in recorder.exchanges:
+        exchanges[hosts[exchange.host]].append(exchange)
+    yield Recorded(crm, books, exchanges, webhooks)

@@ -1,0 +1,56 @@
+"""The contract checker itself: it must catch what it exists to catch (no stack needed)."""
+
+from __future__ import annotations
+
+import json
+
+from closeloop_local.sandboxes.base import Exchange
+from tests.contracts.contract import load
+
+
+def _exchange(method: str, path: str, body: object, status: int = 200, answer: object = None) -> Exchange:
+    return Exchange(
+        host="127.0.0.1:1",
+        method=method,
+        path=path,
+        query="",
+        headers={"content-type": "application/json"},
+        body=json.dumps(body).encode() if body is not None else b"",
+        status=status,
+        response_headers={"content-type": "application/json"},
+        response_body=json.dumps(answer).encode(),
+    )
+
+
+def test_a_string_where_xero_types_a_number_is_a_violation() -> None:
+    # Given Xero's contract and a payment whose Amount is a string (what the demo used to send)
+    contract = load("xero")
+    payment = {"Invoice": {"InvoiceID": "x"}, "Account": {"Code": "090"}, "Amount": "50.00"}
+    # When it is checked
+    found = contract.check(_exchange("PUT", "/api.xro/2.0/Payments", {"Payments": [payment]}, answer={}))
+    # Then the checker names the field
+    assert [v.where for v in found] == ["request"]
+    assert "Amount" in found[0].message
+
+
+def test_an_endpoint_the_vendor_does_not_publish_is_a_violation() -> None:
+    found = load("hubspot").check(_exchange("GET", "/crm/v3/made-up", None))
+    assert [v.message for v in found] == ["no such operation in the contract"]
+
+
+def test_an_allowance_covers_only_its_own_disagreement_and_counts_its_use() -> None:
+    # Given HubSpot's allow-list entry for the sandbox's missing account-info endpoint
+    contract = load("hubspot")
+    # When the 404 it covers and an undocumented 500 are checked
+    covered = contract.check(_exchange("GET", "/account-info/v3/details", None, status=404, answer={}))
+    other = contract.check(_exchange("GET", "/account-info/v3/details", None, status=500, answer={}))
+    # Then only the covered one passes, and the entry records its use
+    assert covered == []
+    assert [v.message for v in other] == ["status 500 is not documented"]
+    assert [a.used for a in contract.allowances] == [1]
+
+
+def test_a_hubspot_webhook_without_its_event_ids_is_a_violation() -> None:
+    body = json.dumps([{"objectId": 1, "subscriptionType": "company.creation"}]).encode()
+    found = load("hubspot").check_webhook("event", body)
+    assert any("eventId" in v.message for v in found)
