@@ -237,7 +237,12 @@ def store() -> Any:
 
     settings = get_settings()
     settings.require("sync_table")
-    return DynamoStore(settings.sync_table)
+    cipher = None
+    if settings.token_key_id:
+        from closeloop.aws import KmsTokenCipher  # noqa: PLC0415
+
+        cipher = KmsTokenCipher(settings.token_key_id)
+    return DynamoStore(settings.sync_table, cipher=cipher)
 
 
 @cache
