@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from closeloop.aws import KmsTokenCipher
 from closeloop.store import DynamoStore
 from closeloop_local.demo import approve_and_pay, finance_client, sandbox_environment
 from closeloop_local.sandboxes import hubspot as hubspot_sandbox
@@ -31,7 +32,8 @@ class Loop:
 
     @property
     def store(self) -> DynamoStore:
-        return DynamoStore(self.stack.env["SYNC_TABLE"])
+        # The functions encrypt OAuth tokens with the stack's TokenKey: read them with the same key.
+        return DynamoStore(self.stack.env["SYNC_TABLE"], cipher=KmsTokenCipher(self.stack.env["TOKEN_KEY_ID"]))
 
     @property
     def contacts_url(self) -> str:

@@ -27,11 +27,20 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         summary = asdict(result) | {"status_changes": len(result.status_changes), "watermark": str(result.watermark)}
         logger.info("payments polled", extra=summary)
     finally:
+        # Each catch-up runs even when the other raised; the first failure is raised after both ran.
+        failures: list[Exception] = []
         for name, catch_up in (
             ("catch_up", runtime.crm_catch_up),
             ("accounting_catch_up", runtime.accounting_catch_up),
         ):
-            caught = catch_up().run()
+            try:
+                caught = catch_up().run()
+            except Exception as exc:  # noqa: BLE001 - re-raised below, after the other catch-up
+                logger.exception("catch-up failed", extra={"source": name})
+                failures.append(exc)
+                continue
             summary[name] = {"queued": caught.queued, "watermark": str(caught.watermark), "complete": caught.complete}
             logger.info("changes caught up", extra={"source": name, **summary[name]})
+        if failures:
+            raise failures[0]
     return summary

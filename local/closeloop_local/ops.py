@@ -517,7 +517,7 @@ def status_report(deployment: Deployment, now: datetime) -> dict[str, Any]:
 
 def _token_health(store: DynamoStore, connection: str, now: datetime) -> dict[str, Any]:
     """Expiry, refresh time and version of a connection's token state: never the tokens themselves."""
-    state = store.get_token(connection)
+    state = store.token_metadata(connection)  # the tokens are encrypted, and not needed here
     if state is None:
         return {"connection": connection, "stored": False}
     expires = datetime.fromtimestamp(state.access_expires_at, UTC) if state.access_expires_at else None

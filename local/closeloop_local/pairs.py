@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from closeloop.aws import KmsTokenCipher
 from closeloop.store import DynamoStore
 from closeloop_local.sandboxes import hubspot, pipedrive, quickbooks, sugarcrm, xero, zohobooks
 from closeloop_local.sandboxes.base import SandboxServer
@@ -85,7 +86,8 @@ class Pair:
 
     @property
     def store(self) -> DynamoStore:
-        return DynamoStore(self.stack.env["SYNC_TABLE"])
+        # The functions encrypt OAuth tokens with the stack's TokenKey: read them with the same key.
+        return DynamoStore(self.stack.env["SYNC_TABLE"], cipher=KmsTokenCipher(self.stack.env["TOKEN_KEY_ID"]))
 
     def settle(self) -> None:
         """Let the CRM deliver its webhooks and the stack's workers finish."""

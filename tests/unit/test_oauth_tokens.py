@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from closeloop.errors import AuthRevoked
-from closeloop.oauth import RefreshingTokens, TokenGrant
+from closeloop.errors import AuthRevoked, RefreshAnswerLost, SetupError, TokenNotSaved, Unanswered
+from closeloop.http import DEFAULT_TIMEOUT, RetryPolicy, worst_case_seconds
+from closeloop.oauth import (
+    DEFAULT_REFRESH_SECONDS,
+    LEASE_MARGIN_SECONDS,
+    MAX_REFRESH_CALLS,
+    RefreshingTokens,
+    TokenGrant,
+)
+from closeloop.store import TokenState
 from tests.fakes import MemoryStore
 
 
@@ -59,7 +68,8 @@ def test_fifty_concurrent_workers_at_expiry_make_exactly_one_refresh() -> None:
 
 
 def test_new_token_is_persisted_before_use_and_written_back() -> None:
-    store, vendor, written = MemoryStore(), Vendor(), []
+    store, vendor = MemoryStore(), Vendor()
+    written: list[str] = []
     token = manager(store, vendor, written=written).access_token()
     state = store.get_token("conn")
     assert state is not None
@@ -89,3 +99,141 @@ def test_revoked_refresh_token_raises_auth_revoked() -> None:
     store, vendor = MemoryStore(), Vendor(first="something-else")
     with pytest.raises(AuthRevoked):
         manager(store, vendor).access_token()
+
+
+# -- a refresh token is never lost --------------------------------------------------------------------------
+
+
+class FailingStore(MemoryStore):
+    """A table whose token writes fail the first ``failures`` times (throttling, an outage, a lost grant)."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+        self.lease_seconds: list[int] = []
+
+    def put_token(self, connection: str, state: TokenState) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise RuntimeError("ProvisionedThroughputExceededException")
+        super().put_token(connection, state)
+
+    def acquire_lease(self, name: str, owner: str, seconds: int) -> bool:
+        self.lease_seconds.append(seconds)
+        return super().acquire_lease(name, owner, seconds)
+
+
+def test_the_token_lease_outlasts_the_slowest_refresh_the_http_policy_allows() -> None:
+    # Given the default retry policy and timeouts of the one HTTP client
+    slowest_post = worst_case_seconds(RetryPolicy(), DEFAULT_TIMEOUT)
+    assert slowest_post == DEFAULT_REFRESH_SECONDS  # the constant oauth.py keeps (it must not import httpx)
+    store, vendor = FailingStore(failures=0), Vendor()
+    # When a worker refreshes
+    manager(store, vendor).access_token()
+    # Then its lease covers every token call one refresh may make (was a flat 30 s)
+    assert store.lease_seconds == [math.ceil(slowest_post * MAX_REFRESH_CALLS + LEASE_MARGIN_SECONDS)]
+    assert store.lease_seconds[0] > slowest_post * MAX_REFRESH_CALLS
+
+
+def test_a_failed_token_write_is_retried() -> None:
+    # Given the table refuses the first two writes
+    store, vendor = FailingStore(failures=2), Vendor()
+    # When a worker refreshes
+    token = manager(store, vendor).access_token()
+    # Then the new pair is stored all the same
+    state = store.get_token("conn")
+    assert state is not None
+    assert (state.access_token, state.refresh_token, vendor.calls) == (token, "rt-1", 1)
+
+
+def test_a_token_the_table_refuses_is_saved_to_the_secret_and_adopted_from_there() -> None:
+    # Given the table refuses every write, and the secret takes the rotated token
+    store, vendor, secret = FailingStore(failures=99), Vendor(), {"token": "rt-0"}
+
+    def write_back(token: str) -> bool:
+        secret["token"] = token
+        return True
+
+    m = RefreshingTokens(
+        "conn",
+        store,
+        seed=lambda fresh: secret["token"],
+        refresh=vendor.refresh,
+        write_back=write_back,
+        sleep=lambda s: None,
+    )
+    # When a worker refreshes
+    assert m.access_token() == "at-1"
+    # Then the rotated token is in the secret (rt-0 is dead at the vendor)
+    assert secret["token"] == "rt-1"
+    # And another worker, once the table works again, refreshes with it instead of the dead one
+    store.failures = 0
+    other = RefreshingTokens(
+        "conn",
+        store,
+        seed=lambda fresh: secret["token"],
+        refresh=vendor.refresh,
+        write_back=write_back,
+        sleep=lambda s: None,
+    )
+    assert other.access_token() == "at-2"
+
+
+def test_a_token_saved_nowhere_raises_a_setup_error_and_stays_with_the_worker() -> None:
+    # Given the table and the secret both refuse the rotated token
+    store, vendor = FailingStore(failures=99), Vendor()
+
+    def write_back(token: str) -> bool:
+        raise RuntimeError("AccessDeniedException")
+
+    m = RefreshingTokens(
+        "conn",
+        store,
+        seed=lambda fresh: "rt-0",
+        refresh=vendor.refresh,
+        write_back=write_back,
+        sleep=lambda s: None,
+        resend_within=1800,
+    )
+    # When a worker refreshes, a person is told where the token is, and the token is not in the message
+    with pytest.raises(TokenNotSaved, match="holds it in memory") as caught:
+        m.access_token()
+    assert "rt-1" not in str(caught.value)
+    assert "30 min" in str(caught.value)
+    assert isinstance(caught.value, SetupError)
+    # Then the worker's next refresh uses the token it kept (rt-0 is dead), and saves the result
+    store.failures = 0
+    assert m.access_token(stale="at-1") == "at-2"
+    state = store.get_token("conn")
+    assert state is not None
+    assert state.refresh_token == "rt-2"
+
+
+def test_a_lost_refresh_answer_is_resent_only_within_the_vendor_grace_period() -> None:
+    # Given a vendor that rotates, then loses the answer (the refresh happened; we never saw it)
+    store, vendor = MemoryStore(), Vendor()
+    lost = {"times": 1, "grace": True}
+
+    def refresh(token: str) -> TokenGrant:
+        grant = vendor.refresh(token)
+        if lost["times"]:
+            lost["times"] -= 1
+            if lost["grace"]:
+                vendor.valid.add(token)  # the grace period: the previous token still answers
+            raise Unanswered("ReadTimeout after the request was sent", vendor="v")
+        return grant
+
+    m = RefreshingTokens(
+        "conn", store, seed=lambda fresh: "rt-0", refresh=refresh, write_back=lambda t: None, resend_within=1800
+    )
+    # When a worker refreshes, it re-sends the same token once and gets a new pair
+    assert m.access_token() == "at-2"
+    assert vendor.calls == 2
+    # Given a vendor with no documented grace period
+    store, vendor, lost["times"], lost["grace"] = MemoryStore(), Vendor(), 1, False
+    m = RefreshingTokens("conn", store, seed=lambda fresh: "rt-0", refresh=refresh, write_back=lambda t: None)
+    # Then the token POST is not sent again, a person is told, and the stored state is untouched
+    with pytest.raises(RefreshAnswerLost, match="reconnect"):
+        m.access_token()
+    assert vendor.calls == 1
+    assert store.get_token("conn") is None

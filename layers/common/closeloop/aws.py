@@ -1,7 +1,9 @@
-"""The AWS side of the runtime that is not the DynamoDB repository: SQS work queues and SNS alerts."""
+"""The AWS side of the runtime that is not the DynamoDB repository: SQS work queues, SNS alerts, events and
+the KMS cipher the repository encrypts OAuth tokens with."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -25,6 +27,31 @@ class SqsQueues:
 
     def send(self, pipeline: Pipeline, body: str, delay_seconds: int = 0) -> None:
         self._client.send_message(QueueUrl=self._urls[pipeline], MessageBody=body, DelaySeconds=delay_seconds)
+
+
+class KmsTokenCipher:
+    """TokenCipher on a KMS key: Encrypt/Decrypt of the token strings themselves (tokens are well under KMS's
+    4 KB plaintext limit, so no data keys). The encryption context binds a ciphertext to its connection and
+    field: a token copied to another item does not decrypt."""
+
+    def __init__(self, key_id: str, client: Any = None) -> None:  # a boto3 KMS client (no stubs installed)
+        self._key_id = key_id
+        self._client = client
+
+    def _kms(self) -> Any:
+        if self._client is None:
+            self._client = boto3.client("kms")
+        return self._client
+
+    def encrypt(self, plaintext: str, context: dict[str, str]) -> str:
+        blob = self._kms().encrypt(KeyId=self._key_id, Plaintext=plaintext.encode(), EncryptionContext=context)
+        return base64.b64encode(bytes(blob["CiphertextBlob"])).decode()
+
+    def decrypt(self, ciphertext: str, context: dict[str, str]) -> str:
+        answer = self._kms().decrypt(
+            KeyId=self._key_id, CiphertextBlob=base64.b64decode(ciphertext), EncryptionContext=context
+        )
+        return bytes(answer["Plaintext"]).decode()
 
 
 class SnsAlerts:

@@ -39,6 +39,8 @@ class Settings(BaseModel):
     )
     sugarcrm_platform: str = Field("closeloop", alias="SUGARCRM_PLATFORM")
     sync_table: str = Field("", alias="SYNC_TABLE")
+    #: The KMS key (id, ARN or alias) OAuth tokens are encrypted with in the sync table.
+    token_key_id: str = Field("", alias="TOKEN_KEY_ID")
     idempotency_table: str = Field("", alias="IDEMPOTENCY_TABLE")
     contact_queue_url: str = Field("", alias="CONTACT_QUEUE_URL")
     deal_queue_url: str = Field("", alias="DEAL_QUEUE_URL")

@@ -56,6 +56,11 @@ class Unavailable(RetriableError):
     """5xx, connection errors and timeouts that outlived the client's own retries."""
 
 
+class Unanswered(Unavailable):
+    """The request may have reached the vendor but no usable answer came back (read timeout, dropped
+    connection, 5xx): the vendor may have acted on it. Raised only where resending is not always safe."""
+
+
 class Busy(RetriableError):
     """Another worker holds the lease on this record or connection right now."""
 
@@ -75,6 +80,16 @@ class SetupError(IntegrationError):
 
 class AuthRevoked(SetupError):
     """The refresh token is no longer valid (``invalid_grant``): a person must reconnect the app."""
+
+
+class RefreshAnswerLost(SetupError):
+    """A token refresh was sent and its answer lost, and the vendor's rules do not make resending the
+    same refresh token safe: the connection may need reconnecting (the message says how to tell)."""
+
+
+class TokenNotSaved(SetupError):
+    """A refreshed token could not be saved anywhere durable; the message says where it can still be
+    recovered (never the token itself)."""
 
 
 class ValidationFailed(FatalError):

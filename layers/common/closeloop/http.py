@@ -24,6 +24,7 @@ from closeloop.errors import (
     IntegrationError,
     NotFound,
     RateLimited,
+    Unanswered,
     Unavailable,
     ValidationFailed,
 )
@@ -71,6 +72,18 @@ def retry_after_header(response: httpx.Response) -> RateLimitVerdict:
 
 
 RETRIABLE_STATUSES = frozenset({500, 502, 503, 504})
+
+#: Transport failures that happen before a request leaves this machine: resending is always safe.
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+def worst_case_seconds(policy: RetryPolicy | None = None, timeout: httpx.Timeout = DEFAULT_TIMEOUT) -> float:
+    """The longest one ``VendorHttp.request`` can take: every attempt timing out at each phase, plus the
+    backoff sleeps the policy allows. Leases held across a request must outlast this."""
+    policy = policy or RetryPolicy()
+    phases = (timeout.connect, timeout.write, timeout.read, timeout.pool)
+    per_attempt = sum(p for p in phases if p is not None)
+    return policy.max_attempts * per_attempt + policy.max_sleep_total
 
 
 class AccessTokens(Protocol):
@@ -156,11 +169,15 @@ class VendorHttp:
         content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         ok: Iterable[int] = (200, 201, 204),
+        resend_unanswered: bool = True,
     ) -> httpx.Response:
         """Send with retries; return the response when its status is in ``ok``, else raise a typed error.
 
         ``content`` is a body already encoded by the caller (e.g. JSON with exact decimals, which ``json=``
-        cannot write); the caller sets its Content-Type.
+        cannot write); the caller sets its Content-Type. ``resend_unanswered=False`` is for requests that
+        must not be sent twice (a rotating refresh token): once the request may have reached the vendor
+        (a read timeout, a dropped connection, a 5xx) it raises ``Unanswered`` instead of resending; failures
+        before sending and 429s (refused, not acted on) are still retried.
         """
         slept = 0.0
         attempt = 0
@@ -172,6 +189,10 @@ class VendorHttp:
                     method, path, params=params, json=json, data=data, content=content, headers=headers
                 )
             except httpx.TransportError as exc:  # timeouts, connection refused/reset
+                if not resend_unanswered and not isinstance(exc, NOT_SENT):
+                    raise Unanswered(
+                        f"{method} {path}: {type(exc).__name__} after the request was sent", vendor=self.vendor
+                    ) from exc
                 delay = self.policy.backoff(attempt)
                 if attempt >= self.policy.max_attempts or slept + delay > self.policy.max_sleep_total:
                     raise Unavailable(f"{method} {path}: {type(exc).__name__}", vendor=self.vendor) from exc
@@ -194,6 +215,15 @@ class VendorHttp:
                 self._sleep(delay)
                 continue
             if response.status_code in RETRIABLE_STATUSES:
+                if not resend_unanswered:
+                    error = self._error(response, method, path)
+                    raise Unanswered(
+                        f"{method} {path}: {response.status_code}; the vendor may have acted on it",
+                        vendor=self.vendor,
+                        status=response.status_code,
+                        request_id=error.request_id,
+                        body=error.body,
+                    ) from error
                 delay = self.policy.backoff(attempt)
                 if attempt >= self.policy.max_attempts or slept + delay > self.policy.max_sleep_total:
                     raise self._error(response, method, path)

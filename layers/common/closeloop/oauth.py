@@ -5,23 +5,45 @@ refreshing at once would leave one of them holding a dead token (``invalid_grant
 serialised per connection through a DynamoDB lease, the new token pair is persisted (conditional write)
 before anyone uses it, and the rotated refresh token is written back to the credentials secret.
 Workers that lose the race wait for the winner's token instead of refreshing themselves.
+
+A refresh token is never lost: the lease outlasts the slowest refresh the HTTP policy allows (so no second
+worker refreshes while the first still waits for its answer); a refresh whose answer was lost is re-sent
+only within the vendor's documented grace period (``resend_within``); a new token that cannot be saved
+to the table is saved to the credentials secret instead, and if that fails too this worker keeps it in
+memory, uses it for its next refresh and raises ``TokenNotSaved`` so a person is told.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import math
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
-from closeloop.errors import AuthRevoked, Busy
+from aws_lambda_powertools import Logger
+
+from closeloop.errors import AuthRevoked, Busy, RefreshAnswerLost, TokenNotSaved, Unanswered
 from closeloop.store import TokenState
+
+logger = Logger(child=True)
 
 KNOWN_TOKENS_KEPT = 10
 EXPIRY_MARGIN_SECONDS = 60
+#: ``closeloop.http.worst_case_seconds()`` of the default policy and timeout (4 × 50 s + 20 s of backoff):
+#: the longest one token POST can take. Kept here so this module stays free of httpx; a test pins it.
+DEFAULT_REFRESH_SECONDS = 220.0
+#: Token endpoint calls one refresh may make: the stored token, one re-send after a lost answer, and the
+#: same again with a fresh seed after ``invalid_grant``.
+MAX_REFRESH_CALLS = 4
+LEASE_MARGIN_SECONDS = 30.0
+#: A re-send happens only while this much of the vendor's grace period is still left (clock skew, the
+#: time the re-sent request itself takes to arrive).
+RESEND_MARGIN_SECONDS = 60.0
+PERSIST_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -53,7 +75,12 @@ class RefreshingTokens:
     ``seed`` returns the refresh token from the credentials (env or secret; ``fresh=True`` bypasses the
     cache). A seed we have never held means the app was reconnected, so it replaces the stored one.
     ``refresh`` calls the vendor's token endpoint (raises AuthRevoked on ``invalid_grant``).
-    ``write_back`` stores a rotated refresh token in the credentials secret.
+    ``write_back`` stores a rotated refresh token in the credentials secret (returns True when it did;
+    raises or returns False/None when it could not). ``resend_within``: seconds after a refresh was sent
+    during which re-sending the same refresh token is safe by the vendor's rules (0: never; ``math.inf``
+    for tokens that do not rotate). ``refresh_seconds``: the longest one ``refresh`` call can take.
+    ``reissuable``: ``refresh`` can always get a new token from the credentials alone (a password login),
+    so a token that cannot be saved is not lost.
     """
 
     def __init__(
@@ -67,6 +94,9 @@ class RefreshingTokens:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         wait_seconds: float = 20.0,
+        resend_within: float = 0.0,
+        refresh_seconds: float = DEFAULT_REFRESH_SECONDS,
+        reissuable: bool = False,
     ) -> None:
         self.connection = connection
         self._store = store
@@ -78,6 +108,12 @@ class RefreshingTokens:
         self._wait_seconds = wait_seconds
         self._owner = uuid.uuid4().hex
         self._cached: TokenState | None = None
+        self._resend_within = resend_within
+        self._reissuable = reissuable
+        #: the lease outlasts the slowest refresh, so nobody else refreshes while we wait for an answer
+        self.lease_seconds = math.ceil(refresh_seconds * MAX_REFRESH_CALLS + LEASE_MARGIN_SECONDS)
+        #: a new token this worker could save nowhere durable: it is the newest, so the next refresh uses it
+        self._unsaved: TokenState | None = None
         self.refreshes = 0
 
     def _usable(self, state: TokenState | None, stale: str | None) -> bool:
@@ -101,7 +137,7 @@ class RefreshingTokens:
                 self._cached = state
                 return state.access_token
             lease = f"token#{self.connection}"
-            if self._store.acquire_lease(lease, self._owner, 30):
+            if self._store.acquire_lease(lease, self._owner, self.lease_seconds):
                 try:
                     return self._refresh_under_lease(stale)
                 finally:
@@ -112,20 +148,20 @@ class RefreshingTokens:
 
     def _refresh_under_lease(self, stale: str | None) -> str:
         state = self._store.get_token(self.connection)  # re-read: the previous holder may have refreshed
-        if self._usable(state, stale):
+        if self._usable(state, stale) and self._unsaved is None:
             assert state is not None
             self._cached = state
             return state.access_token
         seed = self._seed(False)
-        refresh_token = self._choose(state, seed)
+        refresh_token = self._unsaved.refresh_token if self._unsaved else self._choose(state, seed)
         try:
-            grant = self._refresh(refresh_token)
+            grant = self._send(refresh_token)
         except AuthRevoked:
             fresh_seed = self._seed(True)  # a reconnect may have replaced the secret after our cache
             if fresh_seed == refresh_token or (state and token_hash(fresh_seed) in state.known_refresh_hashes):
                 raise
             refresh_token = fresh_seed
-            grant = self._refresh(refresh_token)
+            grant = self._send(refresh_token)
         self.refreshes += 1
         known = (token_hash(grant.refresh_token), token_hash(refresh_token), token_hash(seed))
         previous = state.known_refresh_hashes if state else ()
@@ -137,10 +173,101 @@ class RefreshingTokens:
             known_refresh_hashes=tuple(dict.fromkeys(known + previous))[:KNOWN_TOKENS_KEPT],
             refreshed_at=self._clock(),
         )
-        self._store.put_token(self.connection, new_state)  # persisted before anyone uses it
         self._cached = new_state
-        self._write_back(grant.refresh_token)
+        self._save(new_state, rotated=grant.refresh_token != refresh_token)
         return new_state.access_token
+
+    def _send(self, refresh_token: str) -> TokenGrant:
+        """One refresh; after a lost answer, one re-send of the same token if the vendor's grace allows."""
+        sent_at = self._clock()
+        try:
+            return self._refresh(refresh_token)
+        except Unanswered as exc:
+            elapsed = self._clock() - sent_at
+            if elapsed + RESEND_MARGIN_SECONDS > self._resend_within:
+                raise RefreshAnswerLost(
+                    f"the token endpoint of {self.connection} did not answer a refresh it may have acted on, and "
+                    "the vendor does not document that re-sending the same refresh token is safe: the stored "
+                    "token is kept; if the next refresh is refused (invalid_grant), reconnect the app",
+                    vendor=exc.vendor,
+                    status=exc.status,
+                ) from exc
+            # Within the vendor's grace period the previous refresh token still answers (with the same new
+            # token set, at Xero): re-sending it is safe and recovers the answer we lost.
+            return self._refresh(refresh_token)
+
+    def _save(self, new_state: TokenState, *, rotated: bool) -> None:
+        """Persist before anyone uses it; if the table refuses, the secret; if that fails too, keep it here."""
+        failure: Exception | None = None
+        state = new_state
+        for attempt in range(PERSIST_ATTEMPTS):
+            try:
+                self._store.put_token(self.connection, state)
+            except Exception as exc:  # noqa: BLE001 - any failure: try again, then another durable place
+                failure = exc
+                self._sleep(0.2 * 2**attempt)
+                state = self._next_version(state)
+                continue
+            self._unsaved = None
+            self._cached = state
+            if rotated:
+                self._copy_to_secret(state.refresh_token, required=False)
+            return
+        assert failure is not None
+        kind = type(failure).__name__
+        if not rotated or self._reissuable:
+            # The stored refresh token still works (it did not change), or the credentials can get a new one:
+            # only this access token goes unsaved.
+            logger.warning(
+                "could not save a refreshed access token", extra={"connection": self.connection, "error": kind}
+            )
+            return
+        if self._copy_to_secret(state.refresh_token, required=True):
+            logger.warning(
+                "saved a rotated refresh token to the credentials secret only (the table refused it)",
+                extra={"connection": self.connection, "error": kind},
+            )
+            return
+        self._unsaved = state
+        grace = (
+            "the previous refresh token stays valid"
+            if math.isinf(self._resend_within)
+            else f"the previous refresh token can be re-sent for {self._resend_within / 60:.0f} min after the refresh"
+            if self._resend_within > 0
+            else "the previous refresh token may already be dead"
+        )
+        raise TokenNotSaved(
+            f"the rotated refresh token of {self.connection} could not be saved to the sync table ({kind}) nor to "
+            "the credentials secret: this worker holds it in memory and uses and saves it on its next refresh; "
+            f"{grace}; fix the table or secret access, else reconnect the app"
+        ) from failure
+
+    def _next_version(self, state: TokenState) -> TokenState:
+        """``state`` re-based on what the table holds now (a conditional put refused a stale version)."""
+        try:
+            current = self._store.get_token(self.connection)
+        except Exception:  # noqa: BLE001 - the table is failing: keep the version we have
+            return state
+        if current is None:
+            return state
+        known = tuple(dict.fromkeys(state.known_refresh_hashes + current.known_refresh_hashes))[:KNOWN_TOKENS_KEPT]
+        return replace(state, version=current.version + 1, known_refresh_hashes=known)
+
+    def _copy_to_secret(self, refresh_token: str, *, required: bool) -> bool:
+        try:
+            saved = self._write_back(refresh_token) is True
+        except Exception as exc:  # noqa: BLE001 - reported below; the token is never logged
+            logger.warning(
+                "could not write a rotated refresh token to the secret",
+                extra={"connection": self.connection, "error": type(exc).__name__},
+            )
+            return False
+        if not saved and required:
+            logger.warning(
+                "the credentials secret took no copy of the rotated refresh token",
+                extra={"connection": self.connection},
+            )
+        return saved
 
     @staticmethod
     def _choose(state: TokenState | None, seed: str) -> str:

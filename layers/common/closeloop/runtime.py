@@ -51,13 +51,16 @@ def _client_tokens(
     refresh_with: Callable[[str, Callable[[], str], Callable[[], str]], Any],
     token_url: str,
     *,
+    resend_within: float,
     rotates: bool = True,
 ) -> Any:
     """OAuth tokens of an app whose credentials are ``<PREFIX>_CLIENT_ID/_CLIENT_SECRET/_REFRESH_TOKEN``.
 
     ``refresh_with(token_url, client_id, client_secret)`` builds the vendor's refresh call; a rotating refresh
-    token is copied back into the secret (DynamoDB holds the live one).
+    token is copied back into the secret (DynamoDB holds the live one). ``resend_within``: the vendor's grace
+    period for re-sending a refresh whose answer was lost (its adapter's ``REFRESH_RESEND_WITHIN_SECONDS``).
     """
+    from closeloop.http import worst_case_seconds  # noqa: PLC0415
     from closeloop.oauth import RefreshingTokens  # noqa: PLC0415
 
     return RefreshingTokens(
@@ -67,14 +70,27 @@ def _client_tokens(
         refresh=refresh_with(
             token_url, lambda: creds.get(f"{prefix}_CLIENT_ID"), lambda: creds.get(f"{prefix}_CLIENT_SECRET")
         ),
-        write_back=_write_back(creds, f"{prefix}_REFRESH_TOKEN") if rotates else lambda token: None,
+        write_back=_write_back(creds, f"{prefix}_REFRESH_TOKEN") if rotates else lambda token: False,
+        resend_within=resend_within,
+        refresh_seconds=worst_case_seconds(),
     )
 
 
 def _xero(settings: Settings, creds: Credentials) -> AccountingPort:
-    from closeloop.accounting.xero import XeroAccounting, refresh_with_identity  # noqa: PLC0415
+    from closeloop.accounting.xero import (  # noqa: PLC0415
+        REFRESH_RESEND_WITHIN_SECONDS,
+        XeroAccounting,
+        refresh_with_identity,
+    )
 
-    tokens = _client_tokens(creds, "xero", "XERO", refresh_with_identity, settings.xero_identity_url)
+    tokens = _client_tokens(
+        creds,
+        "xero",
+        "XERO",
+        refresh_with_identity,
+        settings.xero_identity_url,
+        resend_within=REFRESH_RESEND_WITHIN_SECONDS,
+    )
     return XeroAccounting(
         base_url=settings.xero_api_url,
         tokens=tokens,
@@ -96,7 +112,13 @@ def _pipedrive(settings: Settings, creds: Credentials) -> CrmPort:
 
 
 def _sugarcrm(settings: Settings, creds: Credentials) -> CrmPort:
-    from closeloop.crm.sugarcrm import SugarCrm, password_grant  # noqa: PLC0415
+    from closeloop.crm.sugarcrm import (  # noqa: PLC0415
+        REFRESH_RESEND_WITHIN_SECONDS,
+        TOKEN_POSTS_PER_REFRESH,
+        SugarCrm,
+        password_grant,
+    )
+    from closeloop.http import worst_case_seconds  # noqa: PLC0415
     from closeloop.oauth import RefreshingTokens  # noqa: PLC0415
 
     settings.require("sugarcrm_url")
@@ -114,31 +136,41 @@ def _sugarcrm(settings: Settings, creds: Credentials) -> CrmPort:
             client_id=lambda: creds.get_optional("SUGARCRM_CLIENT_ID", "sugar"),
             client_secret=lambda: creds.get_optional("SUGARCRM_CLIENT_SECRET", ""),
         ),
-        write_back=lambda token: None,
+        write_back=lambda token: False,
+        resend_within=REFRESH_RESEND_WITHIN_SECONDS,
+        refresh_seconds=TOKEN_POSTS_PER_REFRESH * worst_case_seconds(),
+        reissuable=True,  # a lost session is replaced by a password login
     )
     return SugarCrm(
         instance_url=settings.sugarcrm_url, tokens=tokens, webhook_token=lambda: creds.get("SUGARCRM_WEBHOOK_TOKEN")
     )
 
 
-def _write_back(creds: Credentials, key: str) -> Callable[[str], None]:
-    """Copy a rotated refresh token into the secret (the token itself is safe in DynamoDB already)."""
+def _write_back(creds: Credentials, key: str) -> Callable[[str], bool]:
+    """Copy a rotated refresh token into the secret: True when written (False when the key lives in the
+    environment); raises when Secrets Manager refuses. RefreshingTokens decides what a failure means."""
 
-    def write_back(token: str) -> None:
-        try:
-            creds.put(key, token)
-        except Exception as exc:  # noqa: BLE001 - the token is safe in DynamoDB; the secret is a copy
-            logger.warning(
-                "could not write a rotated refresh token to the secret", extra={"key": key, "error": str(exc)}
-            )
+    def write_back(token: str) -> bool:
+        return creds.put(key, token)
 
     return write_back
 
 
 def _quickbooks(settings: Settings, creds: Credentials) -> AccountingPort:
-    from closeloop.accounting.quickbooks import QuickBooksAccounting, refresh_with_intuit  # noqa: PLC0415
+    from closeloop.accounting.quickbooks import (  # noqa: PLC0415
+        REFRESH_RESEND_WITHIN_SECONDS,
+        QuickBooksAccounting,
+        refresh_with_intuit,
+    )
 
-    tokens = _client_tokens(creds, "quickbooks", "QUICKBOOKS", refresh_with_intuit, settings.intuit_oauth_url)
+    tokens = _client_tokens(
+        creds,
+        "quickbooks",
+        "QUICKBOOKS",
+        refresh_with_intuit,
+        settings.intuit_oauth_url,
+        resend_within=REFRESH_RESEND_WITHIN_SECONDS,
+    )
     return QuickBooksAccounting(
         base_url=settings.quickbooks_api_url,
         tokens=tokens,
@@ -148,12 +180,22 @@ def _quickbooks(settings: Settings, creds: Credentials) -> AccountingPort:
 
 
 def _zohobooks(settings: Settings, creds: Credentials) -> AccountingPort:
-    from closeloop.accounting.zohobooks import ZohoBooksAccounting, refresh_with_zoho  # noqa: PLC0415
+    from closeloop.accounting.zohobooks import (  # noqa: PLC0415
+        REFRESH_RESEND_WITHIN_SECONDS,
+        ZohoBooksAccounting,
+        refresh_with_zoho,
+    )
 
     centre = settings.zoho_data_centre
     # Zoho's refresh tokens do not rotate: nothing to write back.
     tokens = _client_tokens(
-        creds, "zohobooks", "ZOHO", refresh_with_zoho, settings.zoho_accounts_base_url, rotates=False
+        creds,
+        "zohobooks",
+        "ZOHO",
+        refresh_with_zoho,
+        settings.zoho_accounts_base_url,
+        resend_within=REFRESH_RESEND_WITHIN_SECONDS,
+        rotates=False,
     )
     return ZohoBooksAccounting(
         base_url=settings.zoho_books_base_url,
@@ -200,7 +242,12 @@ def store() -> Any:
 
     settings = get_settings()
     settings.require("sync_table")
-    return DynamoStore(settings.sync_table)
+    cipher = None
+    if settings.token_key_id:
+        from closeloop.aws import KmsTokenCipher  # noqa: PLC0415
+
+        cipher = KmsTokenCipher(settings.token_key_id)
+    return DynamoStore(settings.sync_table, cipher=cipher)
 
 
 @cache

@@ -15,6 +15,11 @@ One table (``SYNC_TABLE``), single-table design. This module is the only place t
 | cust. invoice | ``ACC#xero#customer#<id>``      | ``INV#<invoice id>``   | ``DUE#xero`` / ``<due>#<id>`` open |
 
 ``expires_at`` is the table's TTL attribute (epoch seconds): leases carry it so stale ones are swept.
+
+Token state holds its access and refresh tokens only encrypted (``*_token_enc``) by the injected
+``TokenCipher`` (KMS in Lambda, with the connection and field as encryption context), so reading the table
+is not enough to read a token. Items written before encryption (plaintext ``access_token`` /
+``refresh_token``) are still read, and are replaced by encrypted ones on the next put.
 """
 
 from __future__ import annotations
@@ -25,12 +30,13 @@ import uuid
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import boto3
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
+from closeloop.errors import ConfigurationError
 from closeloop.models import CrmRef, Invoice
 from closeloop.ports import AuditRecord, FailedSync, IdMapping, ReviewItem, ReviewStatus
 
@@ -72,12 +78,30 @@ class TokenState:
     refreshed_at: float = 0.0
 
 
-class DynamoStore:
-    """SyncStore and TokenStore on one DynamoDB table."""
+class TokenCipher(Protocol):
+    """Encrypts token strings at rest. ``context`` is bound to the ciphertext (decrypting needs the same)."""
 
-    def __init__(self, table_name: str, client: DynamoDBClient | None = None) -> None:
+    def encrypt(self, plaintext: str, context: dict[str, str]) -> str: ...
+
+    def decrypt(self, ciphertext: str, context: dict[str, str]) -> str: ...
+
+
+TOKEN_FIELDS = ("access_token", "refresh_token")
+
+
+class DynamoStore:
+    """SyncStore and TokenStore on one DynamoDB table.
+
+    ``cipher`` encrypts token state; without one, token state is written in plaintext (local tools that
+    never write tokens) and an encrypted item cannot be read (ConfigurationError).
+    """
+
+    def __init__(
+        self, table_name: str, client: DynamoDBClient | None = None, *, cipher: TokenCipher | None = None
+    ) -> None:
         self.table = table_name
         self._client: DynamoDBClient = client or boto3.client("dynamodb")
+        self._cipher = cipher
 
     # -- low-level helpers -------------------------------------------------------------------------
 
@@ -314,16 +338,49 @@ class DynamoStore:
 
     # -- OAuth token state -------------------------------------------------------------------------
 
+    @staticmethod
+    def _token_context(connection: str, field_name: str) -> dict[str, str]:
+        return {"closeloop": "token", "connection": connection, "field": field_name}
+
+    def _token_fields(self, connection: str, state: TokenState) -> dict[str, str]:
+        values = {"access_token": state.access_token, "refresh_token": state.refresh_token}
+        if self._cipher is None:
+            return values
+        return {
+            f"{name}_enc": self._cipher.encrypt(value, self._token_context(connection, name))
+            for name, value in values.items()
+        }
+
+    def _read_token_field(self, connection: str, item: dict[str, Any], name: str) -> str:
+        if f"{name}_enc" in item:
+            if self._cipher is None:
+                raise ConfigurationError(f"the token state of {connection} is encrypted and TOKEN_KEY_ID is not set")
+            return self._cipher.decrypt(str(item[f"{name}_enc"]), self._token_context(connection, name))
+        return str(item.get(name, ""))  # written before encryption: re-written encrypted on the next put
+
     def get_token(self, connection: str) -> TokenState | None:
         item = self._get(f"CONN#{connection}", "TOKEN")
         if item is None:
             return None
         return TokenState(
-            access_token=str(item.get("access_token", "")),
+            access_token=self._read_token_field(connection, item, "access_token"),
             access_expires_at=float(item.get("access_expires_at", 0)),
-            refresh_token=str(item["refresh_token"]),
+            refresh_token=self._read_token_field(connection, item, "refresh_token"),
             version=int(item.get("version", 0)),
             known_refresh_hashes=tuple(json.loads(str(item.get("known_refresh_hashes", "[]")))),
+            refreshed_at=float(item.get("refreshed_at", 0)),
+        )
+
+    def token_metadata(self, connection: str) -> TokenState | None:
+        """The token state without its tokens (empty strings): for health reports, needs no key."""
+        item = self._get(f"CONN#{connection}", "TOKEN")
+        if item is None:
+            return None
+        return TokenState(
+            access_token="",
+            access_expires_at=float(item.get("access_expires_at", 0)),
+            refresh_token="",
+            version=int(item.get("version", 0)),
             refreshed_at=float(item.get("refreshed_at", 0)),
         )
 
@@ -336,9 +393,8 @@ class DynamoStore:
                     "PK": f"CONN#{connection}",
                     "SK": "TOKEN",
                     "type": "token",
-                    "access_token": state.access_token,
+                    **self._token_fields(connection, state),
                     "access_expires_at": str(state.access_expires_at),
-                    "refresh_token": state.refresh_token,
                     "version": state.version,
                     "known_refresh_hashes": json.dumps(list(state.known_refresh_hashes)),
                     "refreshed_at": str(state.refreshed_at),

@@ -95,6 +95,17 @@ def quickbooks_rate_limit(response: httpx.Response) -> RateLimitVerdict:
     return RateLimitVerdict(retry=True, retry_after=verdict.retry_after or 60.0, problem="minute")
 
 
+#: Re-sending a refresh token whose answer was lost: never, by itself. Intuit's sources disagree. Its help article
+#: "Validity of Refresh Token" (help.developer.intuit.com/s/article/Validity-of-Refresh-Token, quoted by Intuit staff
+#: in github.com/intuit/QuickBooks-V3-PHP-SDK/issues/324) says that once a new value is returned "Refresh Token A
+#: expires … will throw an invalid_grant error"; the older oauth-jsclient README (quoted in
+#: github.com/intuit/oauth-jsclient/issues/74 and IntuitDeveloper/oauth2-nodejs/issues/2) says "previous refresh tokens
+#: expire 24 hours after you receive a new one". No grace period is documented for certain, so a lost answer is
+#: reported (RefreshAnswerLost) instead of re-sent. GUESS (the sandbox models the 24 h reading): a refresh inside the
+#: ~24 h rotation window returns the same value, so the next scheduled attempt with the stored token usually works.
+REFRESH_RESEND_WITHIN_SECONDS = 0.0
+
+
 def refresh_with_intuit(
     oauth_url: str,
     client_id: Callable[[], str],
@@ -117,6 +128,7 @@ def refresh_with_intuit(
                 data={"grant_type": "refresh_token", "refresh_token": refresh_token},
                 headers={"Authorization": basic_auth(client_id(), client_secret())},
                 ok=(200, 400, 401),
+                resend_unanswered=False,  # see REFRESH_RESEND_WITHIN_SECONDS
             )
         finally:
             http.close()

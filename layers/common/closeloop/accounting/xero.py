@@ -67,6 +67,13 @@ def xero_rate_limit(response: httpx.Response) -> RateLimitVerdict:
     return RateLimitVerdict(retry=problem != "day", retry_after=verdict.retry_after, problem=problem)
 
 
+#: Re-sending a refresh token whose answer was lost is safe for this long. Xero's OAuth FAQ
+#: (developer.xero.com/faq/oauth2, quoted in /work/shared/vendors/accounting.md §1 and reliability.md §4): refresh
+#: tokens rotate and are single-use, but "if … you don't receive the response you can retry refreshing your existing
+#: refresh token for a grace period of 30 minutes". Our sandbox answers such a replay with the same new token set.
+REFRESH_RESEND_WITHIN_SECONDS = 30 * 60.0
+
+
 def refresh_with_identity(
     identity_url: str,
     client_id: Callable[[], str],
@@ -84,6 +91,7 @@ def refresh_with_identity(
                 data={"grant_type": "refresh_token", "refresh_token": refresh_token},
                 headers={"Authorization": basic_auth(client_id(), client_secret())},
                 ok=(200, 400, 401),
+                resend_unanswered=False,  # RefreshingTokens decides, within the grace period above
             )
         finally:
             http.close()

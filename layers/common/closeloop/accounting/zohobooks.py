@@ -29,6 +29,7 @@ Vendor facts encoded here (zoho.com/books/api/v3, Zoho Accounts OAuth docs, the 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -131,6 +132,12 @@ def _organisation(organization_id: Callable[[], str]) -> Callable[[httpx.Request
     return prepare
 
 
+#: Re-sending a refresh token whose answer was lost is always safe: Zoho's refresh tokens do not rotate and do
+#: not expire (zoho.com/accounts/protocol/oauth/web-apps/access-token-expiry.html; /work/shared/vendors/accounting.md
+#: §1). A re-send costs one of the 10 access tokens a refresh token may mint per 10 minutes.
+REFRESH_RESEND_WITHIN_SECONDS = math.inf
+
+
 def refresh_with_zoho(
     accounts_url: str,
     client_id: Callable[[], str],
@@ -157,6 +164,7 @@ def refresh_with_zoho(
                     "client_secret": client_secret(),
                 },
                 ok=(200, 400, 401),
+                resend_unanswered=False,  # RefreshingTokens re-sends once (safe: see above)
             )
         finally:
             http.close()

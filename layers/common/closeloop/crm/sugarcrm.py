@@ -30,6 +30,7 @@ httpx is imported lazily: the webhook route only verifies and parses, and must s
 from __future__ import annotations
 
 import hmac
+import math
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -76,6 +77,14 @@ class AccessTokens(Protocol):
     def access_token(self, stale: str | None = None) -> str: ...
 
 
+#: Re-sending after a lost answer is always safe: a refused refresh token (Sugar replaced it in the answer we lost:
+#: one session per user and platform) falls back to a password login, which the credentials can always repeat
+#: (Sugar developer guide, "How to authenticate and log out"; /work/shared/vendors/crm.md, SugarCRM write-back).
+REFRESH_RESEND_WITHIN_SECONDS = math.inf
+#: Token endpoint calls one ``password_grant`` refresh makes at most (refresh grant, then password login).
+TOKEN_POSTS_PER_REFRESH = 2
+
+
 def password_grant(
     instance_url: str,
     *,
@@ -99,7 +108,9 @@ def password_grant(
 
         http = VendorHttp("sugarcrm-oauth", instance_url.rstrip("/") + API_PREFIX, transport=transport)
         try:
-            response = http.request("POST", TOKEN_PATH, json=body, ok=(200, 400, 401, 403, 422))
+            response = http.request(
+                "POST", TOKEN_PATH, json=body, ok=(200, 400, 401, 403, 422), resend_unanswered=False
+            )
         finally:
             http.close()
         try:
