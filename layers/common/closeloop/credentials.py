@@ -65,14 +65,6 @@ SECRET_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
-def secret_env_var(key: str) -> str:
-    """The environment variable naming the secret that holds ``key`` (ValueError for an unknown key)."""
-    for env_var, keys in SECRET_KEYS.items():
-        if key in keys:
-            return env_var
-    raise ValueError(f"{key} is not a credential key")
-
-
 class Credentials:
     """Read (and for rotated tokens, write back) credentials by key."""
 
