@@ -103,6 +103,16 @@ def list_tenants(api_url: str, access_token: str) -> list[dict[str, Any]]:
 
 
 def store_in_secret(secret_id: str, values: Mapping[str, str]) -> None:
+    """Merge ``values`` into the stack's credentials secret (other keys kept; a key absent before is added).
+
+    Webhook verification keys belong in the webhook keys secret, which the webhook functions read: refused
+    here (ValueError, before any call) so none lands where no function looks for it.
+    """
+    from closeloop.credentials import WEBHOOK_KEYS  # noqa: PLC0415
+
+    misplaced = sorted(set(values) & set(WEBHOOK_KEYS))
+    if misplaced:
+        raise ValueError(f"{', '.join(misplaced)} belong in the webhook keys secret (WebhookKeysSecretArn)")
     import boto3  # noqa: PLC0415
 
     client = boto3.client("secretsmanager")

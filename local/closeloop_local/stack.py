@@ -10,6 +10,8 @@ left out.
 moto's CloudFormation does not implement every property or type the template uses; the gaps it
 leaves (secrets, queue and bucket policies, TTL, PITR, bucket versioning/lifecycle/public access
 block/ownership) are applied here through the ordinary AWS APIs, still read from the template.
+Secrets follow CloudFormation's update rule: a stored value survives a template change unless the
+secret's SecretString/GenerateSecretString changed, which rewrites it as CloudFormation would.
 """
 
 from __future__ import annotations
@@ -68,6 +70,8 @@ _COMPLETED_TYPES = frozenset(
     {"AWS::SQS::QueuePolicy", "AWS::S3::BucketPolicy", "AWS::DynamoDB::Table", "AWS::S3::Bucket"}
 )
 _SUB_VARIABLE = re.compile(r"\$\{([^}!][^}]*)\}")
+#: Tags on a local secret: its stack, its logical id, and a digest of the template value it was written from.
+_STACK_TAG, _LOGICAL_ID_TAG, _TEMPLATE_VALUE_TAG = "closeloop:stack", "closeloop:logical-id", "closeloop:template-value"
 
 
 class UnresolvableError(ValueError):
@@ -549,6 +553,7 @@ class LocalStack:
         self.startup_seconds = 0.0
 
         self._secret_keys: set[str] = set()
+        self._keys_by_secret: dict[str, set[str]] = {}
         self._resolver: Resolver | None = None
         self._session: Any = None
         self._clients: dict[str, Any] = {}
@@ -757,17 +762,8 @@ class LocalStack:
         translated = translate_template(document, region=self.region)
         self.model = SystemModel.from_template(translated, self.project_root)
         self.parameters = resolve_parameters(translated.get("Parameters", {}), self.parameter_overrides)
-        self._secret_keys = set()
-        for resource in translated.get("Resources", {}).values():
-            if resource.get("Type") == "AWS::SecretsManager::Secret":
-                secret_string = resource.get("Properties", {}).get("SecretString")
-                if isinstance(secret_string, str):
-                    try:
-                        parsed = json.loads(secret_string)
-                    except ValueError:
-                        continue
-                    if isinstance(parsed, dict):
-                        self._secret_keys |= set(parsed)
+        self._keys_by_secret = _keys_by_secret(translated, self.model)
+        self._secret_keys = set().union(*self._keys_by_secret.values())
 
     def _client(self, service: str) -> Any:
         with self._clients_lock:
@@ -887,14 +883,22 @@ class LocalStack:
         self._apply_sdk_resources()
 
     def _delete_stack(self) -> None:
-        for logical_id, resource in self._template.get("Resources", {}).items():
-            if resource.get("Type") == "AWS::SecretsManager::Secret":
-                from botocore.exceptions import ClientError  # noqa: PLC0415
+        """Recreate the data resources for a changed template. Secrets are kept (``_create_secrets`` applies
+        CloudFormation's update rule to them), except those the template no longer declares."""
+        from botocore.exceptions import ClientError  # noqa: PLC0415
 
-                with suppress(ClientError):
-                    self._client("secretsmanager").delete_secret(
-                        SecretId=self._secret_name(logical_id, resource), ForceDeleteWithoutRecovery=True
-                    )
+        secretsmanager = self._client("secretsmanager")
+        declared = {
+            logical_id
+            for logical_id, resource in self._template.get("Resources", {}).items()
+            if resource.get("Type") == "AWS::SecretsManager::Secret"
+        }
+        for page in secretsmanager.get_paginator("list_secrets").paginate():
+            for entry in page.get("SecretList", []):
+                tags = {tag["Key"]: tag["Value"] for tag in entry.get("Tags", [])}
+                if tags.get(_STACK_TAG) == self.stack_name and tags.get(_LOGICAL_ID_TAG) not in declared:
+                    with suppress(ClientError):
+                        secretsmanager.delete_secret(SecretId=entry["ARN"], ForceDeleteWithoutRecovery=True)
         cloudformation = self._client("cloudformation")
         cloudformation.delete_stack(StackName=self.stack_name)
         cloudformation.get_waiter("stack_delete_complete").wait(
@@ -993,6 +997,8 @@ class LocalStack:
         return found
 
     def _create_secrets(self) -> None:
+        """Create the template's secrets, or keep the stored ones as a CloudFormation update would; seed each
+        with the developer's values for the keys it holds."""
         from botocore.exceptions import ClientError  # noqa: PLC0415
 
         client = self._client("secretsmanager")
@@ -1003,28 +1009,50 @@ class LocalStack:
                 continue
             properties = resolver.resolve(resource.get("Properties", {}))
             name = self._secret_name(logical_id, resource)
-            secret_string = properties.get("SecretString")
-            if secret_string is None and "GenerateSecretString" in properties:
-                secret_string = self._generated_secret(properties["GenerateSecretString"])
+            digest = _template_value_digest(properties)
+            tags = [
+                {"Key": _STACK_TAG, "Value": self.stack_name},
+                {"Key": _LOGICAL_ID_TAG, "Value": logical_id},
+                {"Key": _TEMPLATE_VALUE_TAG, "Value": digest},
+            ]
             try:
                 arn = client.create_secret(
-                    Name=name, Description=str(properties.get("Description", "")), SecretString=secret_string or ""
+                    Name=name,
+                    Description=str(properties.get("Description", "")),
+                    SecretString=self._template_secret_value(properties),
+                    Tags=tags,
                 )["ARN"]
             except ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") != "ResourceExistsException":
                     raise
-                arn = client.describe_secret(SecretId=name)["ARN"]  # reused stack: keep what is stored
-            if credentials:
+                described = client.describe_secret(SecretId=name)
+                arn = described["ARN"]
+                recorded = {tag["Key"]: tag["Value"] for tag in described.get("Tags", [])}.get(_TEMPLATE_VALUE_TAG)
+                if recorded != digest:
+                    # CloudFormation rewrites a secret's value when its SecretString (or GenerateSecretString)
+                    # changes in an update, and keeps it otherwise: do the same.
+                    logger.warning("%s: the template changed its value, so the stored one is replaced", logical_id)
+                    client.put_secret_value(SecretId=arn, SecretString=self._template_secret_value(properties))
+                    client.tag_resource(SecretId=arn, Tags=tags)
+            keys = self._keys_by_secret.get(logical_id, set())
+            seeds = {key: value for key, value in credentials.items() if key in keys}
+            if seeds:
                 stored = client.get_secret_value(SecretId=arn).get("SecretString") or "{}"
                 try:
                     current = json.loads(stored)
                 except ValueError:
                     current = {}
                 if isinstance(current, dict):
-                    merged = {**current, **{k: v for k, v in credentials.items() if k in current}}
+                    merged = {**current, **seeds}
                     if merged != current:
                         client.put_secret_value(SecretId=arn, SecretString=json.dumps(merged))
             self._add_resource(logical_id, arn)
+
+    def _template_secret_value(self, properties: Mapping[str, Any]) -> str:
+        secret_string = properties.get("SecretString")
+        if secret_string is None and "GenerateSecretString" in properties:
+            secret_string = self._generated_secret(properties["GenerateSecretString"])
+        return str(secret_string or "")
 
     def _generated_secret(self, spec: Mapping[str, Any]) -> str:
         password = self._client("secretsmanager").get_random_password(
@@ -1248,6 +1276,44 @@ class LocalStack:
 
     def _queue_is_empty(self, sqs: Any, queue_url: str) -> bool:
         return not any(self._queue_counts(sqs, queue_url).values())
+
+
+def _template_value_digest(properties: Mapping[str, Any]) -> str:
+    """A digest of the properties CloudFormation writes a secret's value from."""
+    value = {key: properties.get(key) for key in ("SecretString", "GenerateSecretString")}
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+
+
+def _keys_by_secret(translated: Mapping[str, Any], model: SystemModel) -> dict[str, set[str]]:
+    """The credential keys each of the template's secrets holds: the keys ``closeloop.credentials`` assigns to
+    the environment variable that names it (``CREDENTIALS_SECRET_ID: !Ref CredentialsSecret`` -> the API keys),
+    or, for a secret the code does not know, the keys its SecretString lists."""
+    from closeloop.credentials import SECRET_KEYS  # noqa: PLC0415
+
+    secrets = {
+        logical_id: resource
+        for logical_id, resource in translated.get("Resources", {}).items()
+        if resource.get("Type") == "AWS::SecretsManager::Secret"
+    }
+    found: dict[str, set[str]] = {}
+    for spec in model.functions.values():
+        for variable, value in spec.environment.items():
+            named = value.get("Ref") if isinstance(value, dict) else None
+            if named in secrets and variable in SECRET_KEYS:
+                found.setdefault(str(named), set()).update(SECRET_KEYS[variable])
+    for logical_id, resource in secrets.items():
+        if logical_id in found:
+            continue
+        keys = found.setdefault(logical_id, set())
+        secret_string = resource.get("Properties", {}).get("SecretString")
+        if isinstance(secret_string, str):
+            try:
+                parsed = json.loads(secret_string)
+            except ValueError:
+                parsed = None
+            if isinstance(parsed, dict):
+                keys |= set(parsed)
+    return found
 
 
 def _lifecycle_rule(rule: Mapping[str, Any]) -> dict[str, Any]:

@@ -60,3 +60,11 @@ def test_wrong_state_is_refused() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_webhook_keys_are_not_stored_in_the_credentials_secret() -> None:
+    # Given a webhook verification key among the values to store
+    # When they are stored in the credentials secret
+    # Then it is refused before any AWS call: the webhook functions read that key from the other secret
+    with pytest.raises(ValueError, match="XERO_WEBHOOK_KEY belong in the webhook keys secret"):
+        connect.store_in_secret("no-such-secret", {"XERO_REFRESH_TOKEN": "t", "XERO_WEBHOOK_KEY": "k"})

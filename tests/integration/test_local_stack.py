@@ -225,8 +225,9 @@ def attempts(stack: LocalStack, message_id: str) -> int:
 def test_real_template_provisions_its_data_resources_with_their_properties(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Given a developer token in the environment
+    # Given a developer token and webhook secret in the environment
     monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", "pat-dev-token")
+    monkeypatch.setenv("HUBSPOT_CLIENT_SECRET", "dev-client-secret")
     environ_before = dict(os.environ)
     # When the local stack starts from the project's template.yaml
     with LocalStack(ROOT, port=0) as stack:
@@ -269,11 +270,19 @@ def test_real_template_provisions_its_data_resources_with_their_properties(
             secret = json.loads(secrets.get_secret_value(SecretId=stack.resources["CredentialsSecret"])["SecretString"])
             assert secret["HUBSPOT_ACCESS_TOKEN"] == "pat-dev-token"
             assert secret["XERO_REFRESH_TOKEN"] == ""
+            # And the webhook keys secret (created as {}) gets the developer's webhook key, the other one does not
+            assert secret["HUBSPOT_CLIENT_SECRET"] == ""
+            webhook_keys = json.loads(
+                secrets.get_secret_value(SecretId=stack.resources["WebhookKeysSecret"])["SecretString"]
+            )
+            assert webhook_keys == {"HUBSPOT_CLIENT_SECRET": "dev-client-secret"}
+            assert {"HUBSPOT_ACCESS_TOKEN", "HUBSPOT_CLIENT_SECRET", "XERO_REFRESH_TOKEN"} <= stack.credential_keys
             assert sns.get_topic_attributes(TopicArn=stack.resources["AlertTopic"])["Attributes"]["KmsMasterKeyId"]
             # And the functions' environment names the local resources, applied to os.environ
             assert stack.env["SYNC_TABLE"] == stack.resources["SyncTable"] == os.environ["SYNC_TABLE"]
             assert stack.env["CONTACT_QUEUE_URL"] == stack.resources["ContactQueue"]
             assert stack.env["CREDENTIALS_SECRET_ID"] == stack.resources["CredentialsSecret"]
+            assert stack.env["WEBHOOK_KEYS_SECRET_ID"] == stack.resources["WebhookKeysSecret"]
             assert stack.env["HUBSPOT_API_URL"] == "https://api.hubapi.com"
             assert os.environ["AWS_ENDPOINT_URL"] == stack.endpoint_url
             # And the template's webhook outputs point at the local API

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from closeloop import runtime
+from closeloop import runtime, webhook_api
 from closeloop.config import Settings
-from closeloop.credentials import CREDENTIAL_KEYS
-from closeloop_local.stack import load_translated_template
+from closeloop.credentials import API_KEYS, CREDENTIAL_KEYS, SECRET_KEYS, WEBHOOK_KEYS
+from closeloop_local.stack import load_translated_template, referenced_ids
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -176,7 +176,7 @@ def test_every_worker_event_source_is_enabled(template: dict[str, Any]) -> None:
 
 
 def inline_statements(template: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    found = []
+    found: list[tuple[str, dict[str, Any]]] = []
     for name, role in resources_of(template, "AWS::IAM::Role").items():
         for policy in role["Properties"].get("Policies", []):
             statements = policy["PolicyDocument"]["Statement"]
@@ -301,11 +301,56 @@ def test_webhook_api_routes_logs_and_throttles(template: dict[str, Any]) -> None
     assert stage["Properties"]["DefaultRouteSettings"]["ThrottlingRateLimit"] > 0
 
 
-def test_credentials_secret_starts_with_every_key_empty(template: dict[str, Any]) -> None:
-    # Given the credentials secret's initial value
-    secret = json.loads(props(template, "CredentialsSecret")["SecretString"])
-    # Then it is one JSON object with every key the functions read, all empty until the user fills them
-    assert secret == dict.fromkeys(CREDENTIAL_KEYS, "")
+#: What CloudFormation writes a secret's value from. Changed in an update, it replaces the stored value.
+SECRET_VALUE_PROPERTIES = ("SecretString", "GenerateSecretString")
+#: The SecretString of each secret, frozen for every release. CredentialsSecret's is the one its earlier
+#: releases created it with (changing it, even to "{}", would blank the stored credentials once).
+FROZEN_SECRET_STRINGS = {
+    "CredentialsSecret": (
+        '{"HUBSPOT_ACCESS_TOKEN":"","HUBSPOT_CLIENT_SECRET":"", "PIPEDRIVE_API_TOKEN":"","PIPEDRIVE_WEBHOOK_USER":"",'
+        '"PIPEDRIVE_WEBHOOK_PASSWORD":"", "PIPEDRIVE_WEBHOOK_PATH_SECRET":"", "SUGARCRM_USERNAME":"",'
+        '"SUGARCRM_PASSWORD":"","SUGARCRM_CLIENT_ID":"","SUGARCRM_CLIENT_SECRET":"", "SUGARCRM_WEBHOOK_TOKEN":"", '
+        '"XERO_CLIENT_ID":"","XERO_CLIENT_SECRET":"","XERO_REFRESH_TOKEN":"","XERO_TENANT_ID":"", '
+        '"XERO_WEBHOOK_KEY":"", "QUICKBOOKS_CLIENT_ID":"","QUICKBOOKS_CLIENT_SECRET":"",'
+        '"QUICKBOOKS_REFRESH_TOKEN":"", "QUICKBOOKS_REALM_ID":"","QUICKBOOKS_WEBHOOK_VERIFIER_TOKEN":"", '
+        '"ZOHO_CLIENT_ID":"","ZOHO_CLIENT_SECRET":"","ZOHO_REFRESH_TOKEN":"","ZOHO_BOOKS_ORGANIZATION_ID":""}'
+    ),
+    "WebhookKeysSecret": "{}",
+}
+
+
+def test_secrets_keep_a_value_no_release_may_change(template: dict[str, Any]) -> None:
+    # Given the stack's secrets
+    secrets = resources_of(template, "AWS::SecretsManager::Secret")
+    assert set(secrets) == set(FROZEN_SECRET_STRINGS)
+    for name, secret in secrets.items():
+        value = {k: v for k, v in secret["Properties"].items() if k in SECRET_VALUE_PROPERTIES}
+        # Then each is created from exactly its frozen SecretString, byte for byte, and nothing generated:
+        # CloudFormation overwrites the stored credentials when this changes (a key the code adds is read as
+        # unset until someone fills it, so the template never needs to name it)
+        assert value == {"SecretString": FROZEN_SECRET_STRINGS[name]}, name
+    # And both are JSON objects (what the code reads)
+    assert all(isinstance(json.loads(text), dict) for text in FROZEN_SECRET_STRINGS.values())
+
+
+def test_each_secret_holds_its_own_keys(template: dict[str, Any]) -> None:
+    # Given the environment variables naming the secrets, and the keys the code reads from each
+    variables = next(iter(resources_of(template, "AWS::Lambda::Function").values()))["Properties"]["Environment"]
+    wiring = {variable: target(variables["Variables"][variable]) for variable in SECRET_KEYS}
+    # Then the API credentials come from CredentialsSecret and the webhook keys from WebhookKeysSecret
+    assert wiring == {"CREDENTIALS_SECRET_ID": "CredentialsSecret", "WEBHOOK_KEYS_SECRET_ID": "WebhookKeysSecret"}
+    assert SECRET_KEYS == {"CREDENTIALS_SECRET_ID": API_KEYS, "WEBHOOK_KEYS_SECRET_ID": WEBHOOK_KEYS}
+    # And every credential key lives in exactly one of them
+    assert sorted(API_KEYS + WEBHOOK_KEYS) == sorted(CREDENTIAL_KEYS)
+    assert set(WEBHOOK_KEYS) == {
+        "HUBSPOT_CLIENT_SECRET",
+        "PIPEDRIVE_WEBHOOK_USER",
+        "PIPEDRIVE_WEBHOOK_PASSWORD",
+        "PIPEDRIVE_WEBHOOK_PATH_SECRET",
+        "SUGARCRM_WEBHOOK_TOKEN",
+        "XERO_WEBHOOK_KEY",
+        "QUICKBOOKS_WEBHOOK_VERIFIER_TOKEN",
+    }
 
 
 def test_every_setting_the_functions_read_is_a_template_parameter(template: dict[str, Any]) -> None:
@@ -341,17 +386,109 @@ def test_outputs_name_the_webhooks_and_the_data(template: dict[str, Any]) -> Non
 
 def test_workers_consume_and_park_only_on_the_work_queues(template: dict[str, Any]) -> None:
     # Given the workers' roles (written out: SAM's SQS managed policy applies to every queue)
-    for role in ("ContactWorkerFunctionRole", "DealWorkerFunctionRole"):
+    own_queue = {"ContactWorkerFunctionRole": "ContactQueue", "DealWorkerFunctionRole": "DealQueue"}
+    for role, queue in own_queue.items():
         statements = [s for r, s in inline_statements(template) if r == role]
         sqs = [s for s in statements if "sqs:" in str(s["Action"])]
-        # Then every SQS action names the two work queues, sending included (a parked message is re-sent)
+        # Then every SQS action names its own work queue only, sending included (a parked message is re-sent)
         assert {a for s in sqs for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])} >= {
             "sqs:ReceiveMessage",
             "sqs:DeleteMessage",
             "sqs:SendMessage",
         }
         for statement in sqs:
-            assert {r["Fn::GetAtt"][0] for r in statement["Resource"]} == {"ContactQueue", "DealQueue"}
+            assert statement["Resource"] == {"Fn::GetAtt": [queue, "Arn"]}, role
         # And its logs go only to its own log group
         (logs,) = [s for s in statements if "logs:PutLogEvents" in s["Action"]]
         assert logs["Resource"]["Fn::GetAtt"][0] == role.replace("Role", "LogGroup")
+
+
+def actions_of(statement: dict[str, Any]) -> list[str]:
+    action = statement["Action"]
+    return [str(a) for a in (action if isinstance(action, list) else [action])]
+
+
+def resources_named(template: dict[str, Any], statement: dict[str, Any]) -> set[str]:
+    """The template resources a statement's Resource refers to (through Ref, GetAtt or a Sub variable)."""
+    return referenced_ids(statement.get("Resource")) & set(template["Resources"])
+
+
+def test_least_exposure_of_secrets_queues_tables_and_reports(template: dict[str, Any]) -> None:
+    statements = inline_statements(template)
+    webhook_roles = {"ContactWebhookFunctionRole", "DealWebhookFunctionRole"}
+    # Given the internet-facing webhook functions (the accounting-webhook route is the contact webhook's)
+    routes = {path: op["post"] for path, op in props(template, "HttpApi")["Body"]["paths"].items()}
+    accounting_route = routes["/accounting-webhooks/{system}"]["x-amazon-apigateway-integration"]["uri"]
+    assert "ContactWebhookFunction" in referenced_ids(accounting_route)
+    for role in webhook_roles:
+        own = [s for r, s in statements if r == role]
+        # Then they may read the webhook keys' secret and nothing else of Secrets Manager
+        secret_statements = [s for s in own if any(a.startswith("secretsmanager:") for a in actions_of(s))]
+        assert secret_statements
+        for statement in secret_statements:
+            assert {a for a in actions_of(statement) if a.startswith("secretsmanager:")} <= {
+                "secretsmanager:GetSecretValue",
+                "secretsmanager:DescribeSecret",
+            }
+            assert resources_named(template, statement) == {"WebhookKeysSecret"}
+        # And nothing they may do names the vendors' API credentials
+        assert not any("CredentialsSecret" in json.dumps(s) for s in own), role
+    # And only the webhook functions read the webhook keys
+    readers = {r for r, s in statements if "WebhookKeysSecret" in resources_named(template, s)}
+    assert readers == webhook_roles
+    # And each function sends only to the queues it needs
+    sends: dict[str, set[str]] = {}
+    for role, statement in statements:
+        if any(a.startswith("sqs:SendMessage") for a in actions_of(statement)):
+            sends.setdefault(role, set()).update(resources_named(template, statement))
+    assert sends == {
+        "ContactWebhookFunctionRole": {"ContactQueue", "DealQueue"},  # a CRM batch may mix object types
+        "DealWebhookFunctionRole": {"ContactQueue", "DealQueue"},
+        "ContactWorkerFunctionRole": {"ContactQueue"},  # parks its own messages
+        "DealWorkerFunctionRole": {"DealQueue"},
+        "PaymentPollerFunctionRole": {"ContactQueue", "DealQueue", "PaymentPollerDLQ"},  # catch-up queues both
+        "ReconcileFunctionRole": {"ReconcileDLQ"},
+        # (SAM's: a failed asynchronous invocation or undeliverable schedule goes to the job's own DLQ)
+        "PaymentPollerFunctionPollScheduleRole": {"PaymentPollerDLQ"},
+        "ReconcileFunctionMonthlyScheduleRole": {"ReconcileDLQ"},
+    }
+    # And no role may scan a table, except the monthly report listing every deal mapping (no index serves it)
+    scanners = {r for r, s in statements if any(a in ("dynamodb:Scan", "dynamodb:*") for a in actions_of(s))}
+    assert scanners == {"ReconcileFunctionRole"}
+    # And no role may delete reports or change the bucket's lifecycle (reports are records)
+    for role, statement in statements:
+        for action in actions_of(statement):
+            assert not action.startswith(("s3:Delete", "s3:PutLifecycle", "s3:PutBucket")), (role, action)
+    (writer,) = [(r, s) for r, s in statements if "s3:PutObject" in actions_of(s)]
+    assert writer[0] == "ReconcileFunctionRole"
+    assert writer[1]["Resource"] == {"Fn::Sub": "${ReportBucket.Arn}/reports/*"}
+
+
+def test_webhook_5xx_and_misconfiguration_reach_the_alert_topic(template: dict[str, Any]) -> None:
+    alarms = resources_of(template, "AWS::CloudWatch::Alarm")
+    # Given the webhook API's alarms
+    api_5xx = props(template, "WebhookApi5xxAlarm")
+    misconfigured = props(template, "WebhookMisconfiguredAlarm")
+    assert {"WebhookApi5xxAlarm", "WebhookMisconfiguredAlarm"} <= set(alarms)
+    # Then any 5xx of this HTTP API alarms
+    assert (api_5xx["Namespace"], api_5xx["MetricName"]) == ("AWS/ApiGateway", "5xx")
+    assert api_5xx["Dimensions"] == [{"Name": "ApiId", "Value": {"Ref": "HttpApi"}}]
+    # And so does any 503 for missing configuration, on the metric the webhook API emits, with every dimension
+    # it carries (Powertools adds the service name of the functions' environment)
+    service = next(iter(resources_of(template, "AWS::Lambda::Function").values()))["Properties"]["Environment"][
+        "Variables"
+    ]["POWERTOOLS_SERVICE_NAME"]
+    assert (misconfigured["Namespace"], misconfigured["MetricName"]) == (
+        webhook_api.METRICS_NAMESPACE,
+        webhook_api.MISCONFIGURED_METRIC,
+    )
+    assert misconfigured["Dimensions"] == [
+        {"Name": "ApiId", "Value": {"Ref": "HttpApi"}},
+        {"Name": "service", "Value": service},
+    ]
+    for alarm in (api_5xx, misconfigured):
+        # And each fires on the first one, into the alert topic
+        assert alarm["Statistic"] == "Sum"
+        assert alarm["Threshold"] == 0
+        assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+        assert [target(a) for a in alarm["AlarmActions"]] == ["AlertTopic"]

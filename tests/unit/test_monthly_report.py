@@ -13,7 +13,15 @@ from decimal import Decimal
 import openpyxl
 import pytest
 
-from closeloop.reports.monthly import CSV_HEADER, guard_csv_text, render_all, render_csv, render_html, render_xlsx
+from closeloop.reports.monthly import (
+    CSV_HEADER,
+    cut_text,
+    guard_csv_text,
+    render_all,
+    render_csv,
+    render_html,
+    render_xlsx,
+)
 from closeloop.sync.reconcile import Discrepancy, Reconciliation, reconcile
 from tests.report_fakes import (
     GENERATED_AT,
@@ -204,3 +212,59 @@ def test_a_month_of_only_deals_without_currency_renders() -> None:
     # Then the workbook labels the missing currency instead of leaving a blank category
     book = open_workbook(render_xlsx(rec))
     assert book["Summary"]["A2"].value == "(none)"
+
+
+def test_overlong_text_is_cut_with_a_marker_instead_of_failing_the_month() -> None:
+    # Given a failed sync whose reason is 40,000 characters (it reaches the report through the reconcile's
+    # redaction) and a discrepancy whose CRM deal name and detail are 40,000 characters each
+    s = planted_scenario()
+    failed = [replace(s.failed[0], reason="Xero said: " + "r" * 40_000)]
+    rec = reconcile(
+        MONTH,
+        crm=s.crm,  # type: ignore[arg-type]
+        accounting=s.books,  # type: ignore[arg-type]
+        store=s.store,  # type: ignore[arg-type]
+        failed_syncs=failed,
+        dead_letters=s.dead_letters,
+        today=TODAY,
+        generated_at=GENERATED_AT,
+    )
+    long_row = Discrepancy("failed_sync", crm_ref="hubspot/deal/901", deal_name="D" * 40_000, detail="R" * 40_000)
+    rec = replace(rec, discrepancies=(*rec.discrepancies, long_row))
+    # When the month is rendered
+    files = render_all(rec)
+    # Then the workbook opens, every cell within Excel's limit, the long ones cut with a marker
+    sheet = open_workbook(files["reconciliation.xlsx"])["Discrepancies"]
+    rows = list(sheet.iter_rows(values_only=True))
+    header = list(rows[0])
+    by_ref = {row[header.index("crm_ref")]: row for row in rows[1:]}
+    long_cells = by_ref["hubspot/deal/901"]
+    name, detail = long_cells[header.index("deal_name")], long_cells[header.index("detail")]
+    assert isinstance(name, str)
+    assert isinstance(detail, str)
+    assert len(name) <= 32_767
+    assert name.startswith("D" * 1000)
+    assert name.endswith(f"… [cut, {40_000 - name.index('…')} chars]")
+    assert detail.endswith(" chars]")
+    assert "[cut," in detail
+    # And the 40,000-character failure reason is in the workbook, shortened (the redaction keeps 300)
+    reasons = [row[header.index("detail")] for row in rows[1:] if row[header.index("type")] == "failed_sync"]
+    assert any(isinstance(r, str) and "Xero said: rrr" in r and len(r) < 1000 for r in reasons)
+    # And the CSV carries the same cut cells
+    parsed = list(csv.reader(io.StringIO(files["discrepancies.csv"].decode())))
+    (csv_row,) = [row for row in parsed if row[1] == "hubspot/deal/901"]
+    assert csv_row[2] == name
+
+
+def test_cut_text_counts_characters_as_excel_does() -> None:
+    # Given text of characters outside the BMP (two UTF-16 units each in Excel's count)
+    text = "\N{GRINNING FACE}" * 20_000
+    # When cut to Excel's limit
+    cut = cut_text(text)
+    # Then it fits in UTF-16 units, keeps whole characters and says how many it cut
+    assert len(cut.encode("utf-16-le")) // 2 <= 32_767
+    kept = cut.index("…")
+    assert set(cut[:kept]) == {"\N{GRINNING FACE}"}
+    assert cut[kept:] == f"… [cut, {20_000 - kept} chars]"
+    # And text that fits is left alone
+    assert cut_text("x" * 32_767) == "x" * 32_767

@@ -49,6 +49,9 @@ class Settings(BaseModel):
     report_bucket: str = Field("", alias="REPORT_BUCKET")
     alert_topic_arn: str = Field("", alias="ALERT_TOPIC_ARN")
     credentials_secret_id: str = Field("", alias="CREDENTIALS_SECRET_ID")
+    webhook_keys_secret_id: str = Field(
+        "", alias="WEBHOOK_KEYS_SECRET_ID", description="the secret of the webhook verification keys"
+    )
     credentials_max_age_seconds: int = Field(300, alias="CREDENTIALS_MAX_AGE_SECONDS")
     invoice_status: Literal["DRAFT", "AUTHORISED"] = Field("DRAFT", alias="INVOICE_STATUS")
     invoice_send_email: bool = Field(False, alias="INVOICE_SEND_EMAIL")

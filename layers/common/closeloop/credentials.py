@@ -1,8 +1,13 @@
-"""Vendor credentials: from the environment locally, from the stack's Secrets Manager secret when deployed.
+"""Vendor credentials: from the environment locally, from the stack's Secrets Manager secrets when deployed.
 
-The secret holds one JSON object whose keys are the same names as the environment variables
-(``CREDENTIAL_KEYS``; only the configured vendors' keys need values). A non-empty environment variable
-wins, so a developer's shell never touches the secret. Values are never logged.
+Two secrets, each one JSON object whose keys are the same names as the environment variables:
+``WEBHOOK_KEYS`` (what the internet-facing webhook functions need to verify a delivery) live in the secret
+named by ``WEBHOOK_KEYS_SECRET_ID``; every other key of ``CREDENTIAL_KEYS`` (the vendors' API credentials)
+in the one named by ``CREDENTIALS_SECRET_ID``. So the webhook functions can be allowed to read only the
+webhook keys. Only the configured vendors' keys need values, and a key missing from a secret is simply
+unset (the template creates the secrets as ``{}`` and never lists keys, so a release adding a key never
+rewrites stored values). A non-empty environment variable wins, so a developer's shell never touches a
+secret. Values are never logged.
 """
 
 from __future__ import annotations
@@ -43,30 +48,63 @@ CREDENTIAL_KEYS = (
     "ZOHO_BOOKS_ORGANIZATION_ID",
 )
 
+#: The keys a webhook function reads to verify a delivery: kept apart from the vendors' API credentials.
+WEBHOOK_KEYS = (
+    "HUBSPOT_CLIENT_SECRET",
+    "PIPEDRIVE_WEBHOOK_USER",
+    "PIPEDRIVE_WEBHOOK_PASSWORD",
+    "PIPEDRIVE_WEBHOOK_PATH_SECRET",
+    "SUGARCRM_WEBHOOK_TOKEN",
+    "XERO_WEBHOOK_KEY",
+    "QUICKBOOKS_WEBHOOK_VERIFIER_TOKEN",
+)
+#: The vendors' API credentials (every credential that is not a webhook key).
+API_KEYS = tuple(key for key in CREDENTIAL_KEYS if key not in WEBHOOK_KEYS)
+#: The environment variable naming each secret, and the keys that secret holds.
+SECRET_KEYS: dict[str, tuple[str, ...]] = {
+    "CREDENTIALS_SECRET_ID": API_KEYS,
+    "WEBHOOK_KEYS_SECRET_ID": WEBHOOK_KEYS,
+}
+
 
 class Credentials:
     """Read (and for rotated tokens, write back) credentials by key."""
 
-    def __init__(self, env: Mapping[str, str], secret_id: str = "", max_age: int = 300) -> None:
+    def __init__(
+        self, env: Mapping[str, str], secret_id: str = "", max_age: int = 300, *, webhook_secret_id: str = ""
+    ) -> None:
+        """``secret_id`` holds the API credentials, ``webhook_secret_id`` the webhook keys (when empty, the
+        webhook keys are read from ``secret_id`` too: a single-secret setup)."""
         self._env = {k: env[k] for k in CREDENTIAL_KEYS if env.get(k)}
         self._secret_id = secret_id
+        self._webhook_secret_id = webhook_secret_id
         self._max_age = max_age
 
-    def _secret(self, fresh: bool) -> dict[str, Any]:
-        if not self._secret_id:
+    def secret_id_for(self, key: str) -> str:
+        """The secret that holds ``key`` ("" when there is none: the environment only)."""
+        if key in WEBHOOK_KEYS and self._webhook_secret_id:
+            return self._webhook_secret_id
+        return self._secret_id
+
+    def _secret(self, secret_id: str, fresh: bool) -> dict[str, Any]:
+        if not secret_id:
             return {}
         from aws_lambda_powertools.utilities import parameters  # noqa: PLC0415 - boto3-heavy; only when used
 
-        value = parameters.get_secret(self._secret_id, transform="json", max_age=self._max_age, force_fetch=fresh)
+        value = parameters.get_secret(secret_id, transform="json", max_age=self._max_age, force_fetch=fresh)
         return value if isinstance(value, dict) else {}
 
     def get(self, key: str, *, fresh: bool = False) -> str:
-        """The credential ``key``; raise ConfigurationError naming the key (never its value) if unset."""
+        """The credential ``key``; raise ConfigurationError naming the key (never its value) if unset.
+
+        A key missing from its secret, or stored empty, is unset.
+        """
         if key in self._env:
             return self._env[key]
-        value = str(self._secret(fresh).get(key) or "")
+        secret_id = self.secret_id_for(key)
+        value = str(self._secret(secret_id, fresh).get(key) or "")
         if not value:
-            where = f"secret {self._secret_id}" if self._secret_id else "the environment"
+            where = f"secret {secret_id}" if secret_id else "the environment"
             raise ConfigurationError(f"credential {key} is not set in {where}")
         return value
 
@@ -81,13 +119,14 @@ class Credentials:
         return key in self._env
 
     def put(self, key: str, value: str) -> bool:
-        """Write ``key`` back into the secret (rotated refresh tokens). False when it lives in the env."""
-        if key in self._env or not self._secret_id:
+        """Write ``key`` back into its secret (rotated refresh tokens). False when it lives in the env."""
+        secret_id = self.secret_id_for(key)
+        if key in self._env or not secret_id:
             return False
         import boto3  # noqa: PLC0415 - only the rotating path pays for the client
 
         client = boto3.client("secretsmanager")
-        current = json.loads(client.get_secret_value(SecretId=self._secret_id)["SecretString"] or "{}")
+        current = json.loads(client.get_secret_value(SecretId=secret_id)["SecretString"] or "{}")
         current[key] = value
-        client.put_secret_value(SecretId=self._secret_id, SecretString=json.dumps(current))
+        client.put_secret_value(SecretId=secret_id, SecretString=json.dumps(current))
         return True

@@ -26,7 +26,12 @@ logger = Logger(child=True)
 @cache
 def credentials() -> Credentials:
     settings = get_settings()
-    return Credentials(os.environ, settings.credentials_secret_id, settings.credentials_max_age_seconds)
+    return Credentials(
+        os.environ,
+        settings.credentials_secret_id,
+        settings.credentials_max_age_seconds,
+        webhook_secret_id=settings.webhook_keys_secret_id,
+    )
 
 
 def _hubspot(settings: Settings, creds: Credentials) -> CrmPort:

@@ -16,6 +16,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from closeloop import runtime
 from closeloop.config import get_settings
@@ -27,6 +28,10 @@ logger = Logger(child=True)
 app = APIGatewayHttpResolver()
 
 PIPELINE_ROUTES = frozenset({"contacts", "deals"})
+#: Counted for each webhook answered 503 for missing configuration; template.yaml alarms on it per API
+#: (WebhookMisconfiguredAlarm: namespace, name and the ApiId dimension must match it).
+METRICS_NAMESPACE = "Closeloop"
+MISCONFIGURED_METRIC = "WebhookMisconfigured"
 
 
 def raw_body(event: Mapping[str, Any]) -> bytes:
@@ -105,10 +110,21 @@ def rejected(exc: WebhookRejected) -> Response[Any]:
     return Response(status_code=exc.status, content_type=content_types.APPLICATION_JSON, body={"message": exc.message})
 
 
+def count_misconfigured(event: Mapping[str, Any]) -> None:
+    """Emit one ``WebhookMisconfigured`` count (an embedded-metric log line) for the API that got ``event``."""
+    api_id = str((event.get("requestContext") or {}).get("apiId") or "unknown")
+    with single_metric(
+        name=MISCONFIGURED_METRIC, unit=MetricUnit.Count, value=1, namespace=METRICS_NAMESPACE
+    ) as metric:
+        metric.add_dimension(name="ApiId", value=api_id)
+
+
 @app.exception_handler(ConfigurationError)  # type: ignore[untyped-decorator]
 def misconfigured(exc: ConfigurationError) -> Response[Any]:
-    # Not the sender's fault: 503 makes HubSpot retry after an operator fixes the configuration.
+    # Not the sender's fault: 503 makes HubSpot retry after an operator fixes the configuration, and the
+    # metric raises an alarm so that someone does.
     logger.error("webhook receiver misconfigured", extra={"error": str(exc)})
+    count_misconfigured(app.current_event.raw_event)
     return Response(
         status_code=503,
         content_type=content_types.APPLICATION_JSON,

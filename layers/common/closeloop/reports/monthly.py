@@ -3,6 +3,9 @@
 Standard library only (the workbook through ``closeloop.reports.xlsx``). Every renderer returns bytes and
 writes only what the `Reconciliation` holds, which carries no contact details. CSV text cells are guarded
 against formula injection; the workbook writes text as inline strings (never formulas); HTML is escaped.
+Text longer than a cell may hold (Excel's 32,767 characters; the same bound for CSV, which is opened in
+Excel, and HTML) is cut with a marker saying so (``cut_text``), so one overlong deal name or failure reason
+never fails the month.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Final
 
-from closeloop.reports.xlsx import BarChart, CellValue, Sheet, Workbook
+from closeloop.reports.xlsx import MAX_CELL_TEXT, BarChart, CellValue, Sheet, Workbook
 from closeloop.sync.reconcile import FORECAST_DEFINITION, TOTALS_DEFINITION, Discrepancy, Reconciliation
 
 __all__ = [
@@ -23,6 +26,7 @@ __all__ = [
     "CSV_NAME",
     "HTML_NAME",
     "XLSX_NAME",
+    "cut_text",
     "guard_csv_text",
     "render_all",
     "render_csv",
@@ -67,9 +71,31 @@ _SUMMARY_HEADER: Final = (
 _CHART_COLUMNS: Final = (1, 3)
 
 
+def _utf16_length(text: str) -> int:
+    """Length as Excel counts it (UTF-16 code units: a character outside the BMP counts twice)."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def cut_text(text: str, limit: int = MAX_CELL_TEXT) -> str:
+    """``text`` if it fits ``limit`` UTF-16 code units, else its start and ``… [cut, N chars]`` (N characters
+    cut), the whole within ``limit``."""
+    if len(text) <= limit // 2 or _utf16_length(text) <= limit:
+        return text
+    budget = limit - len(f"… [cut, {len(text)} chars]")  # the count is at most len(text): room enough
+    kept = text[:budget]
+    while (excess := _utf16_length(kept) - budget) > 0:
+        kept = kept[: len(kept) - max(1, (excess + 1) // 2)]
+    return f"{kept}… [cut, {len(text) - len(kept)} chars]"
+
+
+def _fit(row: Sequence[CellValue]) -> tuple[CellValue, ...]:
+    return tuple(cut_text(value) if isinstance(value, str) else value for value in row)
+
+
 def guard_csv_text(value: str) -> str:
-    """``value`` made inert in a spreadsheet: a leading ``= + - @`` tab or CR gets a ``'`` in front."""
-    return "'" + value if value.startswith(_FORMULA_TRIGGERS) else value
+    """``value`` made inert in a spreadsheet (a leading ``= + - @`` tab or CR gets a ``'`` in front), and cut
+    to what a spreadsheet cell holds."""
+    return cut_text("'" + value if value.startswith(_FORMULA_TRIGGERS) else value)
 
 
 def _money(value: Decimal | None) -> str:
@@ -116,7 +142,7 @@ def _utc_naive(moment: datetime) -> datetime:
 def _table(sheet: Sheet, header: Sequence[str], rows: Sequence[Sequence[CellValue]], widths: Sequence[float]) -> None:
     sheet.append(header, bold=True)
     for row in rows:
-        sheet.append(row)
+        sheet.append(_fit(row))
     sheet.set_column_widths(widths)
     sheet.freeze_header = True
     sheet.autofilter = True
@@ -127,16 +153,18 @@ def _summary_sheet(book: Workbook, rec: Reconciliation) -> None:
     sheet.append(_SUMMARY_HEADER, bold=True)
     for t in rec.totals:
         sheet.append(
-            (
-                _currency(t.currency),
-                t.won_amount,
-                t.invoiced,
-                t.paid,
-                t.outstanding,
-                t.overdue,
-                t.draft,
-                t.won_deals,
-                t.invoices,
+            _fit(
+                (
+                    _currency(t.currency),
+                    t.won_amount,
+                    t.invoiced,
+                    t.paid,
+                    t.outstanding,
+                    t.overdue,
+                    t.draft,
+                    t.won_deals,
+                    t.invoices,
+                )
             )
         )
     first, last = _CHART_COLUMNS
@@ -171,7 +199,7 @@ def _summary_sheet(book: Workbook, rec: Reconciliation) -> None:
     sheet.append((TOTALS_DEFINITION,))
     sheet.append((FORECAST_DEFINITION,))
     for note in rec.notes:
-        sheet.append((note,))
+        sheet.append(_fit((note,)))
     sheet.set_column_widths((28, 20, 14, 14, 14, 14, 14, 11, 11))
 
 
@@ -274,7 +302,7 @@ def _cells(values: Sequence[object], tag: str = "td") -> str:
     parts = []
     for value in values:
         numeric = isinstance(value, int | Decimal) and not isinstance(value, bool)
-        text = _money(value) if isinstance(value, Decimal) else str(value)
+        text = _money(value) if isinstance(value, Decimal) else cut_text(str(value))
         klass = ' class="n"' if numeric and tag == "td" else ""
         parts.append(f"<{tag}{klass}>{html.escape(text)}</{tag}>")
     return "<tr>" + "".join(parts) + "</tr>"
