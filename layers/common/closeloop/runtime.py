@@ -35,14 +35,20 @@ def credentials() -> Credentials:
 
 
 def _hubspot(settings: Settings, creds: Credentials) -> CrmPort:
-    from closeloop.crm.hubspot import HubSpotCrm, refresh_with_hubspot  # noqa: PLC0415
+    from closeloop.crm.hubspot import REFRESH_RESEND_WITHIN_SECONDS, HubSpotCrm, refresh_with_hubspot  # noqa: PLC0415
 
     # A private app's token when set; else an OAuth app's tokens (HubSpot's refresh tokens do not rotate).
     return HubSpotCrm(
         client_secret=lambda: creds.get("HUBSPOT_CLIENT_SECRET"),
         access_token=lambda: creds.get_optional("HUBSPOT_ACCESS_TOKEN", ""),
         oauth_tokens=lambda: _client_tokens(
-            creds, "hubspot", "HUBSPOT", refresh_with_hubspot, settings.hubspot_api_url, rotates=False
+            creds,
+            "hubspot",
+            "HUBSPOT",
+            refresh_with_hubspot,
+            settings.hubspot_api_url,
+            resend_within=REFRESH_RESEND_WITHIN_SECONDS,
+            rotates=False,
         ),
         base_url=settings.hubspot_api_url,
         signature_min_version=settings.hubspot_signature_min_version,

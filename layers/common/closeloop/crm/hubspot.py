@@ -30,6 +30,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import math
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime
@@ -106,6 +107,11 @@ def signature_v1(secret: str, body: bytes) -> str:
 
 #: Webhook signature versions, weakest first (``HUBSPOT_SIGNATURE_MIN_VERSION`` names one of them).
 SIGNATURE_VERSIONS = ("v1", "v2", "v3")
+
+
+#: HubSpot's refresh tokens do not rotate (its changelog: the 30-minute access-token expiry has "no effect on
+#: refresh tokens"), so re-sending a refresh whose answer was lost is always safe.
+REFRESH_RESEND_WITHIN_SECONDS = math.inf
 
 
 def refresh_with_hubspot(
