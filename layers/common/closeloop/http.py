@@ -23,6 +23,7 @@ from closeloop.errors import (
     FatalError,
     IntegrationError,
     NotFound,
+    OutcomeUnknown,
     RateLimited,
     Unavailable,
     ValidationFailed,
@@ -71,6 +72,10 @@ def retry_after_header(response: httpx.Response) -> RateLimitVerdict:
 
 
 RETRIABLE_STATUSES = frozenset({500, 502, 503, 504})
+
+#: Transport errors raised before any byte of the request left (no connection, none free in the pool):
+#: even a call that must not be repeated once sent is safe to try again after these.
+NOT_SENT_ERRORS: tuple[type[httpx.TransportError], ...] = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 class AccessTokens(Protocol):
@@ -156,11 +161,17 @@ class VendorHttp:
         content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         ok: Iterable[int] = (200, 201, 204),
+        retry_sent: bool = True,
     ) -> httpx.Response:
         """Send with retries; return the response when its status is in ``ok``, else raise a typed error.
 
         ``content`` is a body already encoded by the caller (e.g. JSON with exact decimals, which ``json=``
         cannot write); the caller sets its Content-Type.
+
+        ``retry_sent=False`` is for a call that must not be repeated once the vendor may have received it
+        (an email send without an idempotency key): only a connect error (the request never left) and a 429
+        (the vendor refused it) are retried; a 5xx, a timeout or a broken connection after sending raise
+        OutcomeUnknown at once, since the vendor may have acted on it.
         """
         slept = 0.0
         attempt = 0
@@ -172,6 +183,11 @@ class VendorHttp:
                     method, path, params=params, json=json, data=data, content=content, headers=headers
                 )
             except httpx.TransportError as exc:  # timeouts, connection refused/reset
+                if not retry_sent and not isinstance(exc, NOT_SENT_ERRORS):
+                    raise OutcomeUnknown(
+                        f"{method} {path}: {type(exc).__name__} after the request was sent; not repeated",
+                        vendor=self.vendor,
+                    ) from exc
                 delay = self.policy.backoff(attempt)
                 if attempt >= self.policy.max_attempts or slept + delay > self.policy.max_sleep_total:
                     raise Unavailable(f"{method} {path}: {type(exc).__name__}", vendor=self.vendor) from exc
@@ -193,6 +209,8 @@ class VendorHttp:
                 slept += delay
                 self._sleep(delay)
                 continue
+            if response.status_code >= 500 and not retry_sent:
+                raise self._error(response, method, path, outcome_unknown=True)
             if response.status_code in RETRIABLE_STATUSES:
                 delay = self.policy.backoff(attempt)
                 if attempt >= self.policy.max_attempts or slept + delay > self.policy.max_sleep_total:
@@ -203,7 +221,13 @@ class VendorHttp:
             raise self._error(response, method, path)
 
     def _error(
-        self, response: httpx.Response, method: str, path: str, verdict: RateLimitVerdict | None = None
+        self,
+        response: httpx.Response,
+        method: str,
+        path: str,
+        verdict: RateLimitVerdict | None = None,
+        *,
+        outcome_unknown: bool = False,
     ) -> IntegrationError:
         status = response.status_code
         context: dict[str, Any] = {
@@ -213,6 +237,8 @@ class VendorHttp:
             "body": redact(response.text),
         }
         message = f"{method} {path} failed"
+        if outcome_unknown:
+            return OutcomeUnknown(f"{message} after the request was sent; not repeated", **context)
         if status == 429:
             verdict = verdict or self._rate_limit(response)
             return RateLimited(

@@ -290,8 +290,11 @@ class QuickBooksAccounting:
         params: Mapping[str, str] | None = None,
         body: Any = None,
         content_type: str = "application/json",
+        retry_sent: bool = True,
     ) -> tuple[httpx.Response, dict[str, Any]]:
-        """One API call; a 400 is returned (its Fault read by the caller), other failures raise."""
+        """One API call; a 400 is returned (its Fault read by the caller), other failures raise.
+
+        ``retry_sent=False``: never repeated once sent (see VendorHttp.request)."""
         content = dumps_exact(body) if body is not None else None
         headers = {"Content-Type": content_type} if method != "GET" else None
         response = self.http.request(
@@ -301,6 +304,7 @@ class QuickBooksAccounting:
             content=content,
             headers=headers,
             ok=(200, 400),
+            retry_sent=retry_sent,
         )
         return response, _read_json(response)
 
@@ -708,9 +712,17 @@ class QuickBooksAccounting:
         return self._to_invoices([row])[0]
 
     def send_invoice(self, invoice_id: str) -> None:
-        """``POST /invoice/{id}/send``: QBO emails it to its BillEmail. Raises ValidationFailed when refused."""
+        """``POST /invoice/{id}/send``: QBO emails it to its BillEmail.
+
+        QBO takes no ``requestid`` on send, so the call is never repeated once sent (a second email is worse
+        than none): only a connect error or a 429 is retried. Raises ValidationFailed when refused,
+        OutcomeUnknown when the request was sent and no answer says whether QBO emailed it.
+        """
         response, payload = self._call(
-            "POST", f"invoice/{quote(invoice_id, safe='')}/send", content_type="application/octet-stream"
+            "POST",
+            f"invoice/{quote(invoice_id, safe='')}/send",
+            content_type="application/octet-stream",
+            retry_sent=False,
         )
         if response.status_code == 400:
             raise self._rejected(response, payload, f"emailing invoice {invoice_id}")

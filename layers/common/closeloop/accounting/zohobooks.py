@@ -244,12 +244,21 @@ class ZohoBooksAccounting:
         params: Mapping[str, str] | None = None,
         body: Any = None,
         headers: Mapping[str, str] | None = None,
+        retry_sent: bool = True,
     ) -> dict[str, Any]:
-        """One call; the envelope read with Decimal numbers, a non-zero ``code`` raised as a typed error."""
+        """One call; the envelope read with Decimal numbers, a non-zero ``code`` raised as a typed error.
+
+        ``retry_sent=False``: never repeated once sent (see VendorHttp.request)."""
         content = dumps_exact(body) if body is not None else None
         sent_headers = {**(headers or {}), **({"Content-Type": "application/json"} if content is not None else {})}
         response = self.http.request(
-            method, path, params=params, content=content, headers=sent_headers, ok=(200, 201, 400, 404)
+            method,
+            path,
+            params=params,
+            content=content,
+            headers=sent_headers,
+            ok=(200, 201, 400, 404),
+            retry_sent=retry_sent,
         )
         payload = read_decimal_object(response.text, who=f"{method} {path}: Zoho", vendor=VENDOR)
         code = payload.get("code", CODE_OK)
@@ -720,8 +729,12 @@ class ZohoBooksAccounting:
 
     def send_invoice(self, invoice_id: str) -> None:
         """``POST /invoices/{id}/email`` with Zoho's default template to the customer's contact persons.
-        Raises ValidationFailed when Zoho refuses (a draft, no contact email)."""
-        self._call("POST", f"/invoices/{quote(invoice_id, safe='')}/email", body={})
+
+        Zoho has no idempotency key, so the call is never repeated once sent (a second email is worse than
+        none): only a connect error or a 429 is retried. Raises ValidationFailed when Zoho refuses (a draft,
+        no contact email), OutcomeUnknown when the request was sent and no answer says whether Zoho emailed.
+        """
+        self._call("POST", f"/invoices/{quote(invoice_id, safe='')}/email", body={}, retry_sent=False)
 
     def iter_invoices_changed_since(self, since: datetime | None) -> Iterator[Invoice]:
         """Invoices modified at or after ``since`` (every one when None), newest first, page by page.
