@@ -12,7 +12,7 @@ from collections import defaultdict
 from datetime import date, datetime
 
 from closeloop.models import CrmRef, Invoice
-from closeloop.ports import AuditRecord, FailedSync, IdMapping
+from closeloop.ports import AuditRecord, FailedSync, IdMapping, InvoiceEmail
 from closeloop.store import TokenState
 
 
@@ -24,6 +24,7 @@ class MemoryStore:
         self.owner_of: dict[tuple[str, str], CrmRef] = {}
         self.audit: dict[CrmRef, list[AuditRecord]] = defaultdict(list)
         self.failed: dict[CrmRef, FailedSync] = {}
+        self.invoice_emails: dict[tuple[CrmRef, str], InvoiceEmail] = {}
         self.leases: dict[str, tuple[str, float]] = {}
         self.tokens: dict[str, TokenState] = {}
         self.watermarks: dict[str, datetime] = {}
@@ -41,6 +42,12 @@ class MemoryStore:
 
     def find_ref(self, system: str, accounting_id: str) -> CrmRef | None:
         return self.owner_of.get((system, accounting_id))
+
+    def get_invoice_email(self, ref: CrmRef, system: str) -> InvoiceEmail | None:
+        return self.invoice_emails.get((ref, system))
+
+    def put_invoice_email(self, email: InvoiceEmail) -> None:
+        self.invoice_emails[(email.ref, email.system)] = email
 
     def put_audit(self, record: AuditRecord) -> None:
         self.audit[record.ref].append(record)

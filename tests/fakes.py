@@ -23,7 +23,15 @@ from closeloop.models import (
     SyncEvent,
     customer_fields,
 )
-from closeloop.ports import AuditRecord, FailedSync, IdMapping, PropertyDefinition, ReviewItem, WebhookRequest
+from closeloop.ports import (
+    AuditRecord,
+    FailedSync,
+    IdMapping,
+    InvoiceEmail,
+    PropertyDefinition,
+    ReviewItem,
+    WebhookRequest,
+)
 from closeloop.store import TokenState
 
 
@@ -35,6 +43,7 @@ class MemoryStore:
         self.mappings: dict[tuple[CrmRef, str], IdMapping] = {}
         self.audit: list[AuditRecord] = []
         self.failed: dict[CrmRef, FailedSync] = {}
+        self.invoice_emails: dict[tuple[CrmRef, str], InvoiceEmail] = {}
         self.leases: dict[str, tuple[str, float]] = {}
         self.tokens: dict[str, TokenState] = {}
         self.watermarks: dict[str, datetime] = {}
@@ -81,6 +90,12 @@ class MemoryStore:
             if sys == system and mapping.accounting_id == accounting_id:
                 return ref
         return None
+
+    def get_invoice_email(self, ref: CrmRef, system: str) -> InvoiceEmail | None:
+        return self.invoice_emails.get((ref, system))
+
+    def put_invoice_email(self, email: InvoiceEmail) -> None:
+        self.invoice_emails[(email.ref, email.system)] = email
 
     def put_audit(self, record: AuditRecord) -> None:
         self.audit.append(record)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from werkzeug.wrappers import Request, Response
@@ -277,14 +277,17 @@ def qbo_books(
     )
 
 
+@pytest.mark.parametrize("payload_format", ["cloudevents", "legacy"])
 def test_quickbooks_deliveries_verify_and_parse_into_customer_invoice_and_payment_events(
-    qbo: tuple[QuickBooksSandbox, SandboxServer], route_server: Callable[[AccountingPort], tuple[Route, str]]
+    qbo: tuple[QuickBooksSandbox, SandboxServer],
+    route_server: Callable[[AccountingPort], tuple[Route, str]],
+    payload_format: Literal["cloudevents", "legacy"],
 ) -> None:
     sandbox, server = qbo
     books = qbo_books(sandbox, server.url)
     route, url = route_server(books)
     driver = QuickBooksDriver(sandbox)
-    sandbox.webhooks.subscribe(url, ["Customer", "Invoice", "Payment", "Item"])
+    sandbox.webhooks.subscribe(url, ["Customer", "Invoice", "Payment", "Item"], payload_format)
     # Given a customer, an item, an invoice and a part payment made in the company
     customer_id = driver.seed_customer("Acme Ltd")
     driver.seed_item("SKU-1", "Widget", Decimal("10"))
@@ -312,7 +315,12 @@ def test_quickbooks_deliveries_verify_and_parse_into_customer_invoice_and_paymen
     assert [e.dedupe_key for e in books.parse_webhook(delivery.body)] == [e.dedupe_key for e in events]
     # And a modified body or another token is refused
     for request in (
-        WebhookRequest("POST", ROUTE, dict(delivery.headers), delivery.body.replace(b"Create", b"Delete")),
+        WebhookRequest(
+            "POST",
+            ROUTE,
+            dict(delivery.headers),
+            delivery.body.replace(b"Create", b"Delete").replace(b"create", b"delete"),
+        ),
         WebhookRequest("POST", ROUTE, {"intuit-signature": signed("guess", delivery.body)}, delivery.body),
     ):
         with pytest.raises(WebhookRejected) as rejected:
@@ -346,6 +354,74 @@ def test_quickbooks_parse_keeps_only_our_realm_and_rejects_malformed(
             json.dumps({"eventNotifications": [notification(sandbox.realm_id, lastUpdated="soon")]}).encode(),
             "lastUpdated",
         ),
+    ):
+        with pytest.raises(WebhookRejected, match=says) as rejected:
+            books.parse_webhook(bad)
+        assert rejected.value.status == 400
+
+
+def cloud_event(realm: str, **values: Any) -> dict[str, Any]:
+    """One CloudEvent as Intuit sends it (the SDKs' sample payload, with our realm and entity)."""
+    event = {
+        "specversion": "1.0",
+        "id": "d1a3aedd-9670-41bf-a4f9-c148a1cc4e03",
+        "source": "intuit.dsnBgbseACLLRZNxo2dfc4evmEJdxde58xeeYcZliOU=",
+        "type": "qbo.customer.updated.v1",
+        "time": "2026-03-01T10:42:19.034359333Z",
+        "intuitentityid": "7",
+        "intuitaccountid": realm,
+    }
+    return {**event, **values}
+
+
+def test_quickbooks_cloudevents_keep_only_our_realm_and_followed_types_and_reject_malformed(
+    qbo: tuple[QuickBooksSandbox, SandboxServer],
+) -> None:
+    sandbox, server = qbo
+    realm = sandbox.realm_id
+    books = qbo_books(sandbox, server.url, clock=lambda: datetime(2026, 3, 2, tzinfo=UTC))
+    body = [
+        cloud_event("123"),  # another company
+        cloud_event(realm, type="qbo.class.created.v1"),  # an entity we do not follow
+        cloud_event(realm, type="payroll.employee.updated.v1"),  # not a QuickBooks Online event at all
+        cloud_event(realm, type="qbo.invoice.created.v1", intuitentityid="130"),
+        cloud_event(realm, type="qbo.payment.voided.v1", intuitentityid=88),
+        cloud_event(realm, type="qbo.customer.merged.v1"),
+        cloud_event(realm, type="qbo.invoice.emailed.v2", intuitentityid="130", time=None, id="evt-9"),
+    ]
+    # When the delivery is parsed
+    events = books.parse_webhook(json.dumps(body).encode())
+    # Then our realm's customer, invoice and payment events remain, mapped as the legacy operations are
+    assert [(e.resource, e.resource_id, e.kind) for e in events] == [
+        ("invoice", "130", "created"),
+        ("payment", "88", "changed"),
+        ("customer", "7", "other"),
+        ("invoice", "130", "other"),
+    ]
+    assert events[0].occurred_at == datetime(2026, 3, 1, 10, 42, 19, 34359, tzinfo=UTC)
+    assert events[0].dedupe_key == "quickbooks:invoice:130:create:2026-03-01T10:42:19.034359+00:00"
+    # And an event without a time is timed now and de-duplicated on its id
+    assert events[3].occurred_at == datetime(2026, 3, 2, tzinfo=UTC)
+    assert events[3].dedupe_key == "quickbooks:invoice:130:emailed:event:evt-9"
+    # And the same change in either shape has the same dedupe key
+    legacy_entity = {"name": "Invoice", "id": "130", "operation": "Create", "lastUpdated": "2026-03-01T02:42:19-0800"}
+    legacy = {"eventNotifications": [{"realmId": realm, "dataChangeEvent": {"entities": [legacy_entity]}}]}
+    same = cloud_event(realm, type="qbo.invoice.created.v1", intuitentityid="130", time="2026-03-01T10:42:19Z")
+    assert [e.dedupe_key for e in books.parse_webhook(json.dumps(legacy).encode())] == [
+        e.dedupe_key for e in books.parse_webhook(json.dumps([same]).encode())
+    ]
+    assert books.parse_webhook(b"[]") == []
+    for bad, says in (
+        (b"1", "CloudEvents"),
+        (json.dumps(["event"]).encode(), r"\[0\]: expected an object"),
+        (json.dumps([cloud_event(realm, type=None)]).encode(), r"\[0\]\.type"),
+        (json.dumps([cloud_event(realm, intuitentityid="")]).encode(), "intuitentityid"),
+        (
+            json.dumps([{k: v for k, v in cloud_event(realm).items() if k != "intuitaccountid"}]).encode(),
+            "intuitaccountid",
+        ),
+        (json.dumps([cloud_event(realm, time="soon")]).encode(), r"\.time"),
+        (json.dumps([cloud_event(realm, time=None, id=None)]).encode(), "'id'"),
     ):
         with pytest.raises(WebhookRejected, match=says) as rejected:
             books.parse_webhook(bad)

@@ -6,10 +6,11 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
+import httpx
 import pytest
 
 from closeloop.accounting.quickbooks import QuickBooksAccounting, doc_number, qbo_literal, refresh_with_intuit
-from closeloop.errors import AuthRevoked, Conflict, RateLimited, ValidationFailed
+from closeloop.errors import AuthRevoked, Conflict, RateLimited, Unanswered, ValidationFailed
 from closeloop.models import Address, CrmRef, Customer, InvoiceDraft, InvoiceLine
 from closeloop.oauth import RefreshingTokens
 from closeloop_local.sandboxes.base import Fault, SandboxServer
@@ -31,6 +32,7 @@ def adapter(
     url: str,
     store: MemoryStore | None = None,
     cls: type[QuickBooksAccounting] = QuickBooksAccounting,
+    transport: httpx.BaseTransport | None = None,
 ) -> QuickBooksAccounting:
     tokens = RefreshingTokens(
         "quickbooks",
@@ -39,7 +41,7 @@ def adapter(
         refresh=refresh_with_intuit(url, lambda: qbo.client_id, lambda: qbo.client_secret),
         write_back=lambda token: None,
     )
-    return cls(base_url=url, tokens=tokens, realm_id=lambda: qbo.realm_id, sleep=lambda s: None)
+    return cls(base_url=url, tokens=tokens, realm_id=lambda: qbo.realm_id, sleep=lambda s: None, transport=transport)
 
 
 def acme(object_id: str = "1000001", **kw: object) -> Customer:
@@ -399,3 +401,38 @@ def test_helpers_escape_and_shorten() -> None:
     assert doc_number("hubspot-deal-3000001 Big deal") == "hubspot-deal-3000001"
     long = doc_number("salesforce-deal-0065g00000AbCdEfGh Name")
     assert len(long) == 21 and long == doc_number("salesforce-deal-0065g00000AbCdEfGh")
+
+
+class LostSendAnswers(httpx.HTTPTransport):
+    """Delivers every request to the sandbox; the answers to invoice sends are lost on the way back."""
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        if request.url.path.endswith("/send"):
+            response.close()
+            raise httpx.ReadTimeout("the answer was lost", request=request)
+        return response
+
+
+@pytest.mark.parametrize("lost", ["answer", "503"])
+def test_a_send_whose_outcome_is_unknown_emails_once_and_is_not_repeated(
+    sandbox: tuple[QuickBooksSandbox, SandboxServer], lost: str
+) -> None:
+    qbo, server = sandbox
+    seed_items(qbo)
+    books = adapter(qbo, server.url)
+    customer = books.create_customer(acme(), number="n-1", idempotency_key="k-9")
+    invoice = books.create_invoice(draft(customer.id, line_amount_types="NoTax"), idempotency_key="inv-9")
+    if lost == "answer":
+        # Given QBO emails the invoice but its answer never arrives
+        sender, expected_emails = adapter(qbo, server.url, transport=LostSendAnswers()), 1
+    else:
+        # Given QBO answers 503 (it may or may not have acted on it)
+        qbo.state.faults.append(Fault("*/invoice/*/send", 503))
+        sender, expected_emails = books, 0
+    # When the invoice is sent
+    with pytest.raises(Unanswered):
+        sender.send_invoice(invoice.id)
+    # Then the send went out once and was not repeated
+    assert len(qbo.emails()) == expected_emails
+    assert len([r for r in qbo.state.requests if r.path.endswith("/send")]) == 1

@@ -1,4 +1,4 @@
-"""DynamoStore's review list and checkpoints, on moto with the template's table schema."""
+"""DynamoStore's review list, checkpoints and invoice email markers, on moto with the template's table schema."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from moto import mock_aws
 
 from closeloop.models import CrmRef
-from closeloop.ports import ReviewItem
+from closeloop.ports import InvoiceEmail, ReviewItem
 from closeloop.store import DynamoStore
 
 
@@ -101,3 +101,16 @@ def test_conflicts_are_listed_by_system_and_time_for_the_report(store: DynamoSto
         ("20", "conflict", {"name": {"before": "A", "after": "B"}}),
     ]
     assert store.list_conflicts("other", datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC)) == []
+
+
+def test_invoice_email_markers_round_trip_per_deal_and_system(store: DynamoStore) -> None:
+    deal = CrmRef(crm="crm", object_type="deal", object_id="7")
+    at = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    assert store.get_invoice_email(deal, "books") is None
+    # When the marker moves from owed to sent
+    store.put_invoice_email(InvoiceEmail(deal, "books", "to_send", "", at))
+    store.put_invoice_email(InvoiceEmail(deal, "books", "sent", "inv-1", at))
+    # Then the latest state is read back, and it is the deal's and the system's own
+    assert store.get_invoice_email(deal, "books") == InvoiceEmail(deal, "books", "sent", "inv-1", at)
+    assert store.get_invoice_email(deal, "other") is None
+    assert store.get_mapping(deal, "books") is None  # not a mapping

@@ -483,3 +483,43 @@ def test_iter_invoices_reads_the_issue_date_window(
     assert [i.id for i in window] == [jan.id]
     query = parse_qs(zoho.state.calls("GET", f"{API}/invoices")[-1].query)
     assert (query["date_start"], query["date_end"]) == (["2026-01-01"], ["2026-01-31"])
+
+
+# -- undocumented list filters, never trusted blindly ------------------------------------------------------
+
+
+class OneRowPages(ZohoBooksAccounting):
+    """One row a page, so that get_items falls back to its per-SKU lookups."""
+
+    PAGE_SIZE = 1
+
+
+def test_lookups_by_undocumented_filters_find_nothing_rather_than_an_unrelated_record() -> None:
+    # Given an organisation that ignores the cf_ and sku list filters (answers every row)
+    zoho, server = serve(ZohoBooksSandbox(minute_limit=10_000, day_limit=100_000, ignore_undocumented_filters=True))
+    try:
+        books = adapter(zoho, server.url)
+        driver = ZohoBooksDriver(zoho)
+        driver.seed_item("WIDGET", "Widget", Decimal("19.99"))
+        driver.seed_item("GADGET", "Gadget", Decimal("45.50"))
+        first = books.create_customer(acme(), number="hubspot-company-1", idempotency_key="k-1")
+        second = books.create_customer(acme(name="Beta Ltd"), number="hubspot-company-2", idempotency_key="k-2")
+        invoice = books.create_invoice(draft(first.id), idempotency_key="i-1")
+        other = books.create_invoice(draft(second.id, "hubspot-deal-4000002 Other deal"), idempotency_key="i-2")
+        # When customers are looked up by a number nobody has, and by each number
+        # Then nothing, and exactly the stamped customer, come back
+        assert books.find_customers(number="hubspot-company-9") == []
+        assert [c.id for c in books.find_customers(number="hubspot-company-2")] == [second.id]
+        # And an invoice lookup for a deal without one finds nothing; each deal finds its own
+        assert books.find_invoice("hubspot-deal-5000003 Not invoiced") is None
+        found = books.find_invoice("hubspot-deal-4000002 Other deal")
+        assert found is not None and found.id == other.id
+        mine = books.find_invoice("hubspot-deal-3000001 Big deal")
+        assert mine is not None and mine.id == invoice.id
+        # And a SKU lookup keeps only that SKU's item
+        paged = adapter(zoho, server.url, cls=OneRowPages)
+        assert [row["sku"] for row in paged._item_rows("gadget")] == ["GADGET"]
+        assert paged._item_rows("NOPE") == []
+        assert sorted(paged.get_items(["GADGET"])) == ["GADGET"]
+    finally:
+        server.stop()

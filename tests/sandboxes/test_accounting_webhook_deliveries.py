@@ -242,6 +242,53 @@ def _xero_token(sandbox: XeroSandbox, url: str) -> str:
 # -- QuickBooks --------------------------------------------------------------------------------------------
 
 
+def _company_changes(sandbox: QuickBooksSandbox) -> tuple[str, str, str]:
+    """A customer, an item (not subscribed), an invoice and a payment: (customer, invoice, payment) ids."""
+    driver = QuickBooksDriver(sandbox)
+    customer_id = driver.seed_customer("Acme Ltd")
+    driver.seed_item("SKU-1", "Widget", Decimal("10"))
+    item_id = sandbox.rows("Item")[0]["Id"]
+    invoice = sandbox.seed(
+        "Invoice",
+        CustomerRef={"value": customer_id},
+        Line=[
+            {
+                "Amount": 10,
+                "DetailType": "SalesItemLineDetail",
+                "SalesItemLineDetail": {"ItemRef": {"value": item_id}, "Qty": 1, "UnitPrice": 10},
+            }
+        ],
+    )
+    driver.approve_and_pay(invoice["Id"], Decimal("4"), date(2026, 1, 5))
+    return customer_id, invoice["Id"], sandbox.rows("Payment")[0]["Id"]
+
+
+def test_quickbooks_sends_one_signed_cloudevent_per_change_by_default(
+    qbo: tuple[QuickBooksSandbox, SandboxServer], endpoint: Callable[[Answer], tuple[Receiver, str]]
+) -> None:
+    sandbox, _ = qbo
+    receiver, url = endpoint(checking("intuit-signature", sandbox.webhooks.verifier_token))
+    QuickBooksDriver(sandbox).subscribe_webhooks(url)
+    # Given changes made in the company
+    customer_id, invoice_id, payment_id = _company_changes(sandbox)
+    # When the aggregation window closes
+    result = sandbox.webhooks.flush()
+    # Then one signed delivery carries a JSON array of CloudEvents, one per change of a subscribed entity
+    assert result == {"attempts": 1, "succeeded": 1, "failed": 0}
+    [(headers, body)] = receiver.received
+    assert headers["intuit-signature"] == hmac_b64(sandbox.webhooks.verifier_token, body)
+    events = json.loads(body)
+    assert [(e["type"], e["intuitentityid"]) for e in events] == [
+        ("qbo.customer.created.v1", customer_id),
+        ("qbo.invoice.created.v1", invoice_id),
+        ("qbo.payment.created.v1", payment_id),
+        ("qbo.invoice.updated.v1", invoice_id),
+    ]
+    assert all(e["specversion"] == "1.0" and e["intuitaccountid"] == sandbox.realm_id for e in events)
+    assert len({e["id"] for e in events}) == len(events)
+    assert all(e["time"].endswith("Z") and e["source"].startswith("intuit.") for e in events)
+
+
 def test_quickbooks_aggregates_changes_into_one_signed_notification_per_realm(
     qbo: tuple[QuickBooksSandbox, SandboxServer], endpoint: Callable[[Answer], tuple[Receiver, str]]
 ) -> None:
@@ -249,6 +296,7 @@ def test_quickbooks_aggregates_changes_into_one_signed_notification_per_realm(
     receiver, url = endpoint(checking("intuit-signature", sandbox.webhooks.verifier_token))
     driver = QuickBooksDriver(sandbox)
     driver.subscribe_webhooks(url)
+    sandbox.webhooks.payload_format = "legacy"  # the switch back to the eventNotifications shape
     # Given a customer, an item (not subscribed), an invoice and a payment made in the company
     customer_id = driver.seed_customer("Acme Ltd")
     driver.seed_item("SKU-1", "Widget", Decimal("10"))

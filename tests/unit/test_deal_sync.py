@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
 import pytest
 
+from closeloop.errors import Unanswered, Unavailable, ValidationFailed
 from closeloop.models import Address, Customer, Deal, Item, LineItem
 from closeloop.sync.contacts import ContactSync
 from closeloop.sync.invoices import DealSync, InvoicePolicy, invoice_reference
@@ -39,11 +41,11 @@ def won_deal(**kw: object) -> Deal:
 
 
 def setup(
-    deal: Deal | None = None, policy: InvoicePolicy | None = None
+    deal: Deal | None = None, policy: InvoicePolicy | None = None, books: FakeBooks | None = None
 ) -> tuple[DealSync, FakeDealCrm, FakeBooks, MemoryStore]:
     crm = FakeDealCrm(customers={COMPANY: Customer(ref=COMPANY, name="Acme Ltd", address=Address(country="NZ"))})
     crm.deals[DEAL.object_id] = deal or won_deal()
-    books = FakeBooks()
+    books = books or FakeBooks()
     for code in ("ANV-1", "ROCKET-XL", "SVC-SETUP"):
         books.items[code] = Item(code=code, name=code, tax_type="OUTPUT2")
     store = MemoryStore()
@@ -176,3 +178,132 @@ def test_field_rules_that_turn_invoicing_off_make_no_invoice() -> None:
     assert outcome.action == "skipped"
     assert books.invoices == {}
     assert [a.action for a in store.list_audit(DEAL)] == ["ignored"]
+
+
+# -- emailing the invoice: exactly once, even across crashes --------------------------------------------
+
+MAILING = InvoicePolicy(
+    status="AUTHORISED",
+    send_email=True,
+    sku_item_codes={"RKT": "ROCKET-XL"},
+    tax_rules=(TaxRule(countries=("NZ",), tax_type="OUTPUT2"),),
+)
+
+
+@dataclass
+class MailingBooks(FakeBooks):
+    """FakeBooks whose next sends fail as scripted: (the error, whether the email went out before it)."""
+
+    send_failures: list[tuple[BaseException, bool]] = field(default_factory=list)
+    send_calls: int = 0
+
+    def send_invoice(self, invoice_id: str) -> None:
+        self.send_calls += 1
+        if not self.send_failures:
+            self.sent.append(invoice_id)
+            return
+        error, emailed = self.send_failures.pop(0)
+        if emailed:
+            self.sent.append(invoice_id)
+        raise error
+
+
+def test_an_authorised_invoice_is_emailed_once_however_often_the_deal_comes_back() -> None:
+    sync, _, books, _ = setup(policy=MAILING, books=MailingBooks())
+    for _ in range(3):
+        sync.sync(DEAL, events_for(DEAL))
+    (invoice_id,) = books.invoices
+    assert books.sent == [invoice_id]
+
+
+def test_a_crash_between_create_and_send_is_healed_by_one_send_on_the_next_attempt() -> None:
+    # Given the worker dies right after the vendor created the invoice (nothing emailed, nothing mapped)
+    sync, _, books, store = setup(policy=MAILING, books=MailingBooks())
+    books.fail_after_create = True
+    with pytest.raises(RuntimeError):
+        sync.sync(DEAL, [])
+    assert books.sent == []
+    marker = store.get_invoice_email(DEAL, books.name)
+    assert marker is not None and marker.state == "to_send"
+    # When the message is redelivered (twice)
+    first = sync.sync(DEAL, [])
+    sync.sync(DEAL, [])
+    # Then the invoice found by its reference is linked and emailed exactly once
+    (invoice_id,) = books.invoices
+    assert first.action == "matched"
+    assert books.sent == [invoice_id]
+    marker = store.get_invoice_email(DEAL, books.name)
+    assert marker is not None and (marker.state, marker.invoice_id) == ("sent", invoice_id)
+
+
+def test_a_lost_send_answer_is_a_failed_sync_to_check_and_is_never_re_sent() -> None:
+    # Given the vendor emails the invoice but its answer is lost (a 5xx or timeout after sending)
+    books = MailingBooks(send_failures=[(Unanswered("POST /email failed after the request was sent"), True)])
+    sync, _, books, store = setup(policy=MAILING, books=books)
+    outcome = sync.sync(DEAL, events_for(DEAL))
+    # Then the sync fails saying the email may not have been sent, with the invoice linked all the same
+    assert outcome.action == "failed"
+    failure = store.get_failed_sync(DEAL)
+    assert failure is not None and "may not have been sent" in failure.reason
+    assert store.get_mapping(DEAL, books.name) is not None
+    # And no later attempt sends it again: the person checks
+    for _ in range(2):
+        sync.sync(DEAL, [])
+    assert books.send_calls == 1
+    assert len(books.sent) == 1
+    assert store.get_failed_sync(DEAL) is not None
+    assert any(a.action == "flagged" and "may not have been sent" in a.detail for a in store.list_audit(DEAL))
+
+
+def test_a_worker_that_died_mid_send_is_not_followed_by_a_second_send() -> None:
+    # Given the worker died while the send request was in flight (the vendor emailed it)
+    books = MailingBooks(send_failures=[(RuntimeError("the Lambda timed out mid-call"), True)])
+    sync, _, books, store = setup(policy=MAILING, books=books)
+    with pytest.raises(RuntimeError):
+        sync.sync(DEAL, [])
+    # When the message is redelivered
+    outcome = sync.sync(DEAL, [])
+    # Then nothing is re-sent; the sync is failed for a person to check
+    assert (outcome.action, books.send_calls, len(books.sent)) == ("failed", 1, 1)
+    failure = store.get_failed_sync(DEAL)
+    assert failure is not None and "may not have been sent" in failure.reason
+
+
+@pytest.mark.parametrize(
+    "not_sent",
+    [ValidationFailed("no email address for the customer"), Unavailable("ConnectError")],
+    ids=["refused", "never-reached"],
+)
+def test_a_send_that_surely_did_not_go_out_stays_owed_and_is_sent_once_later(not_sent: Exception) -> None:
+    # Given the vendor refused the send, or could not be reached at all
+    books = MailingBooks(send_failures=[(not_sent, False)])
+    sync, _, books, store = setup(policy=MAILING, books=books)
+    if isinstance(not_sent, ValidationFailed):
+        assert sync.sync(DEAL, []).action == "failed"
+    else:
+        with pytest.raises(Unavailable):  # the queue retries the message
+            sync.sync(DEAL, [])
+    # Then the invoice is linked, and the email still owed
+    assert store.get_mapping(DEAL, books.name) is not None
+    marker = store.get_invoice_email(DEAL, books.name)
+    assert marker is not None and marker.state == "to_send"
+    # When the deal comes back (twice), Then it is emailed exactly once
+    sync.sync(DEAL, [])
+    sync.sync(DEAL, [])
+    assert books.sent == list(books.invoices)
+    assert books.send_calls == 2
+
+
+def test_a_draft_invoice_is_not_emailed_then_or_later() -> None:
+    draft_policy = InvoicePolicy(
+        status="DRAFT", send_email=True, sku_item_codes=MAILING.sku_item_codes, tax_rules=MAILING.tax_rules
+    )
+    sync, _, books, store = setup(policy=draft_policy, books=MailingBooks())
+    sync.sync(DEAL, [])
+    # Even once finance approves it and the deal comes back
+    (invoice_id,) = books.invoices
+    books.invoices[invoice_id] = books.invoices[invoice_id].model_copy(update={"status": "AUTHORISED"})
+    sync.sync(DEAL, [])
+    assert books.send_calls == 0
+    marker = store.get_invoice_email(DEAL, books.name)
+    assert marker is not None and marker.state == "skipped"

@@ -6,7 +6,15 @@ import httpx
 import pytest
 
 from closeloop.accounting.xero import xero_rate_limit
-from closeloop.errors import AuthExpired, Conflict, NotFound, RateLimited, Unavailable, ValidationFailed
+from closeloop.errors import (
+    AuthExpired,
+    Conflict,
+    NotFound,
+    RateLimited,
+    Unanswered,
+    Unavailable,
+    ValidationFailed,
+)
 from closeloop.http import RetryPolicy, VendorHttp
 
 
@@ -81,3 +89,51 @@ def test_client_errors_are_typed_and_not_retried(status: int, error: type[Except
     assert sleeps == []
     assert info.value.request_id == "r-1"  # type: ignore[attr-defined]
     assert "a@b.example" not in (info.value.body or "")  # type: ignore[attr-defined]
+
+
+# -- calls that must not be repeated once sent (an email send) ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "after_sending",
+    [httpx.Response(503), httpx.Response(500), httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("dropped")],
+    ids=["503", "500", "read-timeout", "connection-dropped"],
+)
+def test_a_call_not_safe_to_repeat_is_not_retried_once_sent(after_sending: httpx.Response | Exception) -> None:
+    # Given a vendor that fails after receiving the request, then would succeed
+    sleeps: list[float] = []
+    http = client([after_sending, httpx.Response(204)], sleeps)
+    # When a call that must not be repeated once sent is made
+    with pytest.raises(Unanswered):
+        http.request("POST", "/invoices/1/email", retry_sent=False)
+    # Then it was sent once, never again
+    assert (http.calls, sleeps) == (1, [])
+
+
+@pytest.mark.parametrize(
+    "never_sent",
+    [
+        httpx.ConnectError("refused"),
+        httpx.ConnectTimeout("no route"),
+        httpx.Response(429, headers={"Retry-After": "1"}),
+    ],
+    ids=["connect-error", "connect-timeout", "429"],
+)
+def test_a_call_not_safe_to_repeat_is_retried_when_the_request_never_took_effect(
+    never_sent: httpx.Response | Exception,
+) -> None:
+    # Given a vendor that could not be reached (or refused the call with a 429), then answers
+    sleeps: list[float] = []
+    http = client([never_sent, httpx.Response(204)], sleeps)
+    # When the call that must not be repeated once sent is made, Then it is tried again and succeeds
+    assert http.request("POST", "/invoices/1/email", retry_sent=False).status_code == 204
+    assert http.calls == 2
+
+
+def test_a_call_not_safe_to_repeat_that_never_connects_is_unavailable_for_a_later_retry() -> None:
+    sleeps: list[float] = []
+    http = client([httpx.ConnectError("refused")] * 4, sleeps, policy=RetryPolicy(max_attempts=4, base_delay=0))
+    with pytest.raises(Unavailable) as info:
+        http.request("POST", "/invoices/1/email", retry_sent=False)
+    assert not isinstance(info.value, Unanswered)
+    assert http.calls == 4

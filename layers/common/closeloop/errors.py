@@ -104,6 +104,12 @@ class Conflict(FatalError):
     """The vendor reports a uniqueness conflict (e.g. a duplicate name)."""
 
 
+class OutcomeUnknown(FatalError):
+    """A call that must not be repeated (an email send) reached the vendor, and no answer says whether it
+    took effect (a 5xx, a read timeout, a dropped connection). Retrying could do it twice, so it is not
+    retried: a person checks in the vendor's app."""
+
+
 class ConfigurationError(SetupError):
     """A setting or credential is missing or malformed."""
 

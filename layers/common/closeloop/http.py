@@ -169,15 +169,17 @@ class VendorHttp:
         content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         ok: Iterable[int] = (200, 201, 204),
-        resend_unanswered: bool = True,
+        retry_sent: bool = True,
     ) -> httpx.Response:
         """Send with retries; return the response when its status is in ``ok``, else raise a typed error.
 
         ``content`` is a body already encoded by the caller (e.g. JSON with exact decimals, which ``json=``
-        cannot write); the caller sets its Content-Type. ``resend_unanswered=False`` is for requests that
-        must not be sent twice (a rotating refresh token): once the request may have reached the vendor
-        (a read timeout, a dropped connection, a 5xx) it raises ``Unanswered`` instead of resending; failures
-        before sending and 429s (refused, not acted on) are still retried.
+        cannot write); the caller sets its Content-Type.
+
+        ``retry_sent=False`` is for requests that must not be sent twice: a rotating refresh token, or an
+        email send without an idempotency key. Once the request may have reached the vendor (a read timeout,
+        a dropped connection, a 5xx) it raises ``Unanswered`` instead of resending; failures before sending
+        (``NOT_SENT``) and 429s (refused, not acted on) are still retried.
         """
         slept = 0.0
         attempt = 0
@@ -189,7 +191,7 @@ class VendorHttp:
                     method, path, params=params, json=json, data=data, content=content, headers=headers
                 )
             except httpx.TransportError as exc:  # timeouts, connection refused/reset
-                if not resend_unanswered and not isinstance(exc, NOT_SENT):
+                if not retry_sent and not isinstance(exc, NOT_SENT):
                     raise Unanswered(
                         f"{method} {path}: {type(exc).__name__} after the request was sent", vendor=self.vendor
                     ) from exc
@@ -215,7 +217,7 @@ class VendorHttp:
                 self._sleep(delay)
                 continue
             if response.status_code in RETRIABLE_STATUSES:
-                if not resend_unanswered:
+                if not retry_sent:
                     error = self._error(response, method, path)
                     raise Unanswered(
                         f"{method} {path}: {response.status_code}; the vendor may have acted on it",
@@ -233,7 +235,11 @@ class VendorHttp:
             raise self._error(response, method, path)
 
     def _error(
-        self, response: httpx.Response, method: str, path: str, verdict: RateLimitVerdict | None = None
+        self,
+        response: httpx.Response,
+        method: str,
+        path: str,
+        verdict: RateLimitVerdict | None = None,
     ) -> IntegrationError:
         status = response.status_code
         context: dict[str, Any] = {

@@ -279,6 +279,32 @@ class ReviewItem:
     decided_at: datetime | None = None
 
 
+#: Where the email of a deal's invoice stands: ``to_send`` (promised before the invoice was created, not
+#: sent yet), ``sending`` (the request may be in flight), ``sent``, ``unknown`` (sent, answer lost: a person
+#: checks; never re-sent), ``skipped`` (the invoice was not approved, so nothing is emailed).
+InvoiceEmailState = Literal["to_send", "sending", "sent", "unknown", "skipped"]
+
+
+@dataclass(frozen=True)
+class InvoiceEmail:
+    """The "email this invoice" marker of one deal: written before the invoice is created, so a crash
+    between the create and the send leaves a promise the next attempt keeps, exactly once."""
+
+    ref: CrmRef
+    system: str
+    state: InvoiceEmailState
+    invoice_id: str = ""
+    updated_at: datetime | None = None
+
+
+class InvoiceEmailStore(Protocol):
+    """The invoice email markers (DynamoDB in production)."""
+
+    def get_invoice_email(self, ref: CrmRef, system: str) -> InvoiceEmail | None: ...
+
+    def put_invoice_email(self, email: InvoiceEmail) -> None: ...
+
+
 class SyncStore(Protocol):
     """Mappings, the audit trail, failed syncs and leases (DynamoDB in production)."""
 

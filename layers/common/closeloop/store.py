@@ -7,6 +7,7 @@ One table (``SYNC_TABLE``), single-table design. This module is the only place t
 | mapping       | ``CRM#hubspot#company#123``     | ``MAP#xero``           | ``ACC#xero#<id>`` / PK             |
 | audit record  | ``CRM#hubspot#company#123``     | ``AUDIT#<iso>#<uuid>`` | –                                  |
 | failed sync   | ``CRM#hubspot#company#123``     | ``FAILED``             | ``FAILED`` / ``<iso>``             |
+| invoice email | ``CRM#hubspot#deal#123``        | ``EMAIL#xero``         | –                                  |
 | lease         | ``LEASE#<name>``                | ``LEASE``              | –                                  |
 | token state   | ``CONN#<connection>``           | ``TOKEN``              | –                                  |
 | watermark     | ``WATERMARK#<name>``            | ``WATERMARK``          | –                                  |
@@ -38,7 +39,7 @@ from botocore.exceptions import ClientError
 
 from closeloop.errors import ConfigurationError
 from closeloop.models import CrmRef, Invoice
-from closeloop.ports import AuditRecord, FailedSync, IdMapping, ReviewItem, ReviewStatus
+from closeloop.ports import AuditRecord, FailedSync, IdMapping, InvoiceEmail, ReviewItem, ReviewStatus
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -295,6 +296,35 @@ class DynamoStore:
 
     def clear_failed_sync(self, ref: CrmRef) -> None:
         self._client.delete_item(TableName=self.table, Key=self._item({"PK": crm_key(ref), "SK": "FAILED"}))
+
+    # -- invoice email markers ---------------------------------------------------------------------
+
+    def get_invoice_email(self, ref: CrmRef, system: str) -> InvoiceEmail | None:
+        item = self._get(crm_key(ref), f"EMAIL#{system}")
+        if item is None:
+            return None
+        return InvoiceEmail(
+            ref=ref,
+            system=system,
+            state=str(item["state"]),  # type: ignore[arg-type]
+            invoice_id=str(item.get("invoice_id", "")),
+            updated_at=datetime.fromisoformat(str(item["updated_at"])) if item.get("updated_at") else None,
+        )
+
+    def put_invoice_email(self, email: InvoiceEmail) -> None:
+        self._client.put_item(
+            TableName=self.table,
+            Item=self._item(
+                {
+                    "PK": crm_key(email.ref),
+                    "SK": f"EMAIL#{email.system}",
+                    "type": "invoice_email",
+                    "state": email.state,
+                    "invoice_id": email.invoice_id,
+                    "updated_at": _iso(email.updated_at or datetime.now(UTC)),
+                }
+            ),
+        )
 
     # -- leases ------------------------------------------------------------------------------------
 

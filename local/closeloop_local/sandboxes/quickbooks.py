@@ -30,7 +30,9 @@ Behaviour follows Intuit's reference and the quirks the adapter must survive:
 - ``?requestid=`` (≤50 chars, ≤36 on /batch) replays the first response of a write; ``/batch`` takes ≤30
   items; ``/cdc`` looks back ≤30 days and answers ≤``cdc_limit`` objects per entity;
 - 500 requests a minute per realm, 10 at once, 40 batch calls a minute: 429 ThrottleExceeded, with no
-  Retry-After (as Intuit documents none).
+  Retry-After (as Intuit documents none);
+- webhooks are signed in ``intuit-signature`` and sent as CloudEvents (Intuit's current shape) unless the
+  app is switched to the legacy ``eventNotifications`` shape (``QuickBooksWebhooks.payload_format``).
 Money is Decimal inside and an exact JSON number on the wire (``WireEncoder``).
 
 The ``/_sandbox/`` control API (no auth, never logged) resets state, reads the request log, customers,
@@ -49,12 +51,13 @@ import secrets
 import sys
 import time
 import traceback
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 from werkzeug.wrappers import Request, Response
@@ -490,6 +493,38 @@ class Limits:
 #: The sandbox app's webhook Verifier Token: a sandbox credential.
 DEFAULT_VERIFIER_TOKEN = "sandbox-qbo-verifier-token-0000-1111-2222"  # noqa: S105
 WEBHOOK_ENTITIES = ("Customer", "Invoice", "Payment")
+WebhookFormat = Literal["cloudevents", "legacy"]
+WEBHOOK_FORMATS: tuple[WebhookFormat, ...] = ("cloudevents", "legacy")
+#: A legacy operation -> the CloudEvents ``type`` action (``qbo.invoice.created.v1``).
+CLOUD_EVENT_ACTIONS = {
+    "Create": "created",
+    "Update": "updated",
+    "Delete": "deleted",
+    "Merge": "merged",
+    "Void": "voided",
+    "Emailed": "emailed",
+}
+
+
+def cloud_event(realm_id: str, entity: Row) -> Row:
+    """One change as Intuit's CloudEvents webhooks carry it (the shape of the SDKs' test payloads).
+
+    GUESS: the action words (past participles of the legacy operations) and ``data`` as an empty object
+    (Intuit's notifications carry ids only); ``source`` is ``intuit.`` and an opaque app id, as in the
+    SDK samples. Confirm against the developer portal's "send test event".
+    """
+    updated = datetime.strptime(str(entity["lastUpdated"]), "%Y-%m-%dT%H:%M:%S%z").astimezone(UTC)
+    return {
+        "specversion": "1.0",
+        "id": str(uuid.uuid4()),
+        "source": "intuit.sandbox-qbo-app",
+        "type": f"qbo.{str(entity['name']).lower()}.{CLOUD_EVENT_ACTIONS[str(entity['operation'])]}.v1",
+        "datacontenttype": "application/json",
+        "time": updated.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+        "intuitentityid": str(entity["id"]),
+        "intuitaccountid": realm_id,
+        "data": {},
+    }
 
 
 def intuit_signature(verifier_token: str, body: bytes) -> str:
@@ -508,17 +543,26 @@ class QuickBooksWebhooks:
     """The app's webhook: an endpoint URL, the entities subscribed, the Verifier Token it signs with.
 
     Every Create/Update/Delete/Void/Emailed of a subscribed entity (through the API, /batch or the
-    sandbox's own ``seed``) is aggregated; ``flush()`` ends the aggregation window: one POST
-    ``{"eventNotifications": [{"realmId", "dataChangeEvent": {"entities": [...]}}]}`` (one notification
-    per realm, as Intuit sends), signed in ``intuit-signature``, plus one more attempt for each earlier
-    delivery that got anything but a 2xx in ``timeout`` seconds, up to ``max_attempts``. Nothing runs in
-    the background.
+    sandbox's own ``seed``) is aggregated; ``flush()`` ends the aggregation window: one POST, signed in
+    ``intuit-signature``, of a JSON array with one CloudEvent per change (``payload_format`` "cloudevents",
+    the default, as Intuit now sends) or of the legacy ``{"eventNotifications": [{"realmId",
+    "dataChangeEvent": {"entities": [...]}}]}`` (``payload_format`` "legacy": one notification per realm),
+    plus one more attempt for each earlier delivery that got anything but a 2xx in ``timeout`` seconds, up
+    to ``max_attempts``. Nothing runs in the background.
     """
 
-    def __init__(self, sandbox: QuickBooksSandbox, verifier_token: str, *, timeout: float = 3.0) -> None:
+    def __init__(
+        self,
+        sandbox: QuickBooksSandbox,
+        verifier_token: str,
+        *,
+        timeout: float = 3.0,
+        payload_format: WebhookFormat = "cloudevents",
+    ) -> None:
         self._sandbox = sandbox
         self.verifier_token = verifier_token
         self.timeout = timeout
+        self.payload_format: WebhookFormat = payload_format
         self.max_attempts = 5
         self.reset()
 
@@ -529,13 +573,20 @@ class QuickBooksWebhooks:
         self._retries: list[_QboDelivery] = []
         self.deliveries: list[Row] = []
 
-    def subscribe(self, url: str, entities: Iterable[str] = WEBHOOK_ENTITIES) -> None:
-        """Set the endpoint and the entities to notify (any entity the sandbox stores)."""
+    def subscribe(
+        self, url: str, entities: Iterable[str] = WEBHOOK_ENTITIES, payload_format: WebhookFormat | None = None
+    ) -> None:
+        """Set the endpoint and the entities to notify (any entity the sandbox stores), and optionally the
+        payload shape ("cloudevents" or "legacy"; unchanged when None)."""
         wanted = tuple(dict.fromkeys(entities))
         if not url.strip() or not wanted or any(e not in FILTERABLE for e in wanted):
             raise ValueError(f"an endpoint URL and entities among {', '.join(FILTERABLE)} are required")
+        if payload_format is not None and payload_format not in WEBHOOK_FORMATS:
+            raise ValueError(f"payload_format must be one of {', '.join(WEBHOOK_FORMATS)}")
         with self._sandbox.state.lock:
             self.url, self.entities = url.strip(), wanted
+            if payload_format is not None:
+                self.payload_format = payload_format
             self._window.clear()
             self._retries.clear()
 
@@ -562,11 +613,14 @@ class QuickBooksWebhooks:
             url = self.url
             deliveries, self._retries = self._retries, []
             if self._window:
-                payload = {
-                    "eventNotifications": [
-                        {"realmId": self._sandbox.realm_id, "dataChangeEvent": {"entities": self._window}}
-                    ]
-                }
+                realm = self._sandbox.realm_id
+                payload: Any
+                if self.payload_format == "legacy":
+                    payload = {
+                        "eventNotifications": [{"realmId": realm, "dataChangeEvent": {"entities": self._window}}]
+                    }
+                else:
+                    payload = [cloud_event(realm, entity) for entity in self._window]
                 deliveries.append(_QboDelivery(json.dumps(payload).encode(), len(self._window)))
                 self._window = []
         attempts = ok = 0
@@ -1476,8 +1530,16 @@ class QuickBooksSandbox:
 
     def _control_webhooks(self, method: str, name: str, body: Any) -> Response:
         if (method, name) == ("POST", "webhooks"):
-            self.webhooks.subscribe(str(body.get("url") or ""), body.get("entities") or WEBHOOK_ENTITIES)
-            return self._json({"url": self.webhooks.url, "verifier_token": self.webhooks.verifier_token})
+            self.webhooks.subscribe(
+                str(body.get("url") or ""), body.get("entities") or WEBHOOK_ENTITIES, body.get("payload_format")
+            )
+            return self._json(
+                {
+                    "url": self.webhooks.url,
+                    "verifier_token": self.webhooks.verifier_token,
+                    "payload_format": self.webhooks.payload_format,
+                }
+            )
         if (method, name) == ("POST", "webhooks/flush"):
             return self._json(self.webhooks.flush())
         if (method, name) == ("GET", "webhooks/deliveries"):

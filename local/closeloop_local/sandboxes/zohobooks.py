@@ -218,7 +218,11 @@ class ZohoBooksSandbox:
         *,
         base_currency: str = "GBP",
         custom_fields: dict[str, dict[str, bool]] | None = None,
+        ignore_undocumented_filters: bool = False,
     ) -> None:
+        """``ignore_undocumented_filters``: answer lists as if Zoho ignored the ``cf_…`` and ``sku`` filters it
+        does not document (every row, unfiltered), to show the adapter never trusts them blindly."""
+        self.ignore_undocumented_filters = ignore_undocumented_filters
         self.client_id = client_id
         self.client_secret = client_secret
         self.organization_id = organization_id
@@ -697,7 +701,7 @@ class ZohoBooksSandbox:
                 value = args[param].casefold()
                 rows = [c for c in rows if test(c, value)]
         for name in self.custom_fields.get("contacts", {}):
-            if args.get(name):
+            if args.get(name) and not self.ignore_undocumented_filters:
                 rows = [c for c in rows if (c.get("cf") or {}).get(name) == args[name]]
         column = args.get("sort_column", "contact_name")
         if column not in CONTACT_SORTS:
@@ -747,7 +751,7 @@ class ZohoBooksSandbox:
         args = request.args
         status = {"Status.Active": "active", "Status.Inactive": "inactive"}.get(args.get("filter_by", "Status.All"))
         rows = [i for i in self.items_by_id.values() if status is None or i["status"] == status]
-        if args.get("sku"):
+        if args.get("sku") and not self.ignore_undocumented_filters:
             rows = [i for i in rows if i["sku"].casefold() == args["sku"].casefold()]
         if args.get("name"):
             rows = [i for i in rows if i["name"].casefold() == args["name"].casefold()]
@@ -925,7 +929,7 @@ class ZohoBooksSandbox:
             since = _parse_stamp(args["last_modified_time"], "last_modified_time")
             rows = [i for i in rows if _parse_stamp(i["last_modified_time"], "last_modified_time") >= since]
         for name in self.custom_fields.get("invoices", {}):
-            if args.get(name):
+            if args.get(name) and not self.ignore_undocumented_filters:
                 rows = [i for i in rows if (i.get("cf") or {}).get(name) == args[name]]
         column = args.get("sort_column", "created_time")
         if column not in INVOICE_SORTS:

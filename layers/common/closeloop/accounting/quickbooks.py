@@ -23,9 +23,12 @@ invoices and on ``requestid``; see /work/shared/vendors/accounting.md):
   zeroed and "Voided" put in front of its PrivateNote; money is a JSON number (read with Decimal, written
   with the exact literal);
 - webhooks (developer.intuit.com, managing webhooks notifications): ``intuit-signature`` is
-  base64(HMAC-SHA256(the app's Verifier Token, raw body)); a body is ``{"eventNotifications": [{"realmId",
-  "dataChangeEvent": {"entities": [{"name", "id", "operation", "lastUpdated"}]}}]}``, one notification per
-  company, entities aggregated over a window; operations Create, Update, Delete, Merge, Void, Emailed.
+  base64(HMAC-SHA256(the app's Verifier Token, raw body)); the legacy body is ``{"eventNotifications":
+  [{"realmId", "dataChangeEvent": {"entities": [{"name", "id", "operation", "lastUpdated"}]}}]}``, one
+  notification per company, entities aggregated over a window; operations Create, Update, Delete, Merge,
+  Void, Emailed. Intuit now sends CloudEvents instead (same signature header): a JSON array of
+  ``{"specversion": "1.0", "id", "source", "type": "qbo.<entity>.<action>.v1", "time", "intuitentityid",
+  "intuitaccountid", "data"}``, one event per change; both shapes are accepted (see ``parse_webhook``).
 """
 
 from __future__ import annotations
@@ -128,7 +131,7 @@ def refresh_with_intuit(
                 data={"grant_type": "refresh_token", "refresh_token": refresh_token},
                 headers={"Authorization": basic_auth(client_id(), client_secret())},
                 ok=(200, 400, 401),
-                resend_unanswered=False,  # see REFRESH_RESEND_WITHIN_SECONDS
+                retry_sent=False,  # see REFRESH_RESEND_WITHIN_SECONDS
             )
         finally:
             http.close()
@@ -258,6 +261,17 @@ class QuickBooksAccounting:
         "Delete": "deleted",
     }
     SIGNATURE_HEADER: ClassVar[str] = "intuit-signature"
+    #: CloudEvents ``type`` = ``qbo.<entity>.<action>.v<n>``: the entity and action, lower case.
+    CLOUD_EVENT_TYPE: ClassVar[re.Pattern[str]] = re.compile(r"^qbo\.(?P<entity>[a-z]+)\.(?P<action>[a-z]+)\.v\d+$")
+    #: A CloudEvents action -> the legacy operation it stands for (so both shapes make the same events).
+    CLOUD_EVENT_OPERATIONS: ClassVar[Mapping[str, str]] = {
+        "created": "Create",
+        "updated": "Update",
+        "deleted": "Delete",
+        "merged": "Merge",
+        "voided": "Void",
+        "emailed": "Emailed",
+    }
 
     def __init__(
         self,
@@ -302,8 +316,11 @@ class QuickBooksAccounting:
         params: Mapping[str, str] | None = None,
         body: Any = None,
         content_type: str = "application/json",
+        retry_sent: bool = True,
     ) -> tuple[httpx.Response, dict[str, Any]]:
-        """One API call; a 400 is returned (its Fault read by the caller), other failures raise."""
+        """One API call; a 400 is returned (its Fault read by the caller), other failures raise.
+
+        ``retry_sent=False``: never repeated once sent (see VendorHttp.request)."""
         content = dumps_exact(body) if body is not None else None
         headers = {"Content-Type": content_type} if method != "GET" else None
         response = self.http.request(
@@ -313,6 +330,7 @@ class QuickBooksAccounting:
             content=content,
             headers=headers,
             ok=(200, 400),
+            retry_sent=retry_sent,
         )
         return response, _read_json(response)
 
@@ -384,10 +402,16 @@ class QuickBooksAccounting:
     def parse_webhook(self, body: bytes) -> list[AccountingEvent]:
         """The Customer, Invoice and Payment entities of our realm (other realms and entities are dropped).
 
-        The dedupe key is the entity, id, operation and ``lastUpdated``: the same for every redelivery of
-        one change. Raises WebhookRejected(400) naming what is malformed.
+        Two shapes, the same events: a JSON array is CloudEvents (``_cloud_events``), an object is the
+        legacy ``eventNotifications``. The dedupe key is the entity, id, operation and ``lastUpdated`` (the
+        CloudEvent's ``time``): the same for every redelivery of one change. Raises WebhookRejected(400)
+        naming what is malformed.
         """
-        payload = _webhook_object(body)
+        payload = webhook_json(body)
+        if isinstance(payload, list):
+            return self._cloud_events(payload)
+        if not isinstance(payload, dict):
+            raise WebhookRejected(400, "expected a JSON array of CloudEvents or an object with 'eventNotifications'")
         notifications = payload.get("eventNotifications")
         if not isinstance(notifications, list):
             raise WebhookRejected(400, "eventNotifications: expected a list (a QuickBooks webhook payload)")
@@ -408,6 +432,76 @@ class QuickBooksAccounting:
                 if event is not None:
                     found.append(event)
         return found
+
+    def _cloud_events(self, events: list[Any]) -> list[AccountingEvent]:
+        """Intuit's CloudEvents webhook body: our realm's Customer, Invoice and Payment events.
+
+        What this relies on (Intuit's migration post blogs.intuit.com/2025/11/12/upcoming-change-to-webhooks-
+        payload-structure/, via the SDK releases that parse it: intuit/QuickBooks-V3-DotNET-SDK V14.7.0.4 and
+        intuit/QuickBooks-V3-PHP-SDK v6.2.2, whose test payload is ``[{"specversion": "1.0", "id": "d1a3…",
+        "source": "intuit.dsnB…", "type": "qbo.class.created.v1", "time": "2025-10-07T19:59:07.034359333Z",
+        "intuitentityid": "1234", "intuitaccountid": "310687"}]``): the body is an array, one event per
+        change; ``intuitaccountid`` is the realm id and ``intuitentityid`` the record id; ``type`` is
+        ``qbo.<entity>.<action>.v<n>`` with the entity in lower case.
+        GUESS: the action words are the legacy operations as past participles (created, updated, deleted,
+        merged, voided, emailed), as integrations that read the new shape spell them; an action outside
+        CLOUD_EVENT_OPERATIONS is kept as kind "other", like an unknown legacy operation. Confirm with the
+        developer portal's "send test event" for Invoice, Payment and Customer.
+        GUESS: ``time`` is when the change happened (legacy ``lastUpdated``); CloudEvents makes it optional,
+        so an event without one is kept, timed now and de-duplicated on its ``id`` (unique per event).
+        An event of another realm, or of a type we do not follow, is dropped; a malformed one is a 400.
+        """
+        realm = self._realm_id().strip()
+        found: list[AccountingEvent] = []
+        for n, event in enumerate(events):
+            where = f"[{n}]"
+            if not isinstance(event, dict):
+                raise WebhookRejected(400, f"{where}: expected an object (a CloudEvent)")
+            kind = event.get("type")
+            if not isinstance(kind, str) or not kind.strip():
+                raise WebhookRejected(400, f"{where}.type: Field required")
+            matched = self.CLOUD_EVENT_TYPE.match(kind.strip().lower())
+            if matched is None:
+                continue  # not a QuickBooks Online entity event
+            resource = next(
+                (r for name, r in self.WEBHOOK_RESOURCES.items() if name.lower() == matched["entity"]), None
+            )
+            if resource is None:
+                continue
+            for key in ("intuitaccountid", "intuitentityid"):
+                if not isinstance(event.get(key), str | int) or not str(event[key]).strip():
+                    raise WebhookRejected(400, f"{where}.{key}: Field required")
+            if str(event["intuitaccountid"]).strip() != realm:
+                continue
+            found.append(self._cloud_event(event, resource, matched["action"], where))
+        return found
+
+    def _cloud_event(
+        self, event: Mapping[str, Any], resource: AccountingResource, action: str, where: str
+    ) -> AccountingEvent:
+        resource_id = str(event["intuitentityid"]).strip()
+        operation = self.CLOUD_EVENT_OPERATIONS.get(action, action)
+        stamp = event.get("time")
+        if stamp is None:
+            ident = event.get("id")
+            if not isinstance(ident, str | int) or not str(ident).strip():
+                raise WebhookRejected(400, f"{where}: an event without 'time' needs its 'id'")
+            occurred = self._clock()
+            dedupe = f"{self.name}:{resource}:{resource_id}:{operation.lower()}:event:{str(ident).strip()}"
+        else:
+            parsed = _qbo_datetime(stamp)
+            if parsed is None:
+                raise WebhookRejected(400, f"{where}.time: not a date-time")
+            occurred = parsed
+            dedupe = f"{self.name}:{resource}:{resource_id}:{operation.lower()}:{occurred.isoformat()}"
+        return AccountingEvent(
+            system=self.name,
+            resource=resource,
+            resource_id=resource_id,
+            kind=self.WEBHOOK_KINDS.get(operation, "other"),
+            occurred_at=occurred,
+            dedupe_key=dedupe,
+        )
 
     def _webhook_event(self, entity: Any, where: str) -> AccountingEvent | None:
         if not isinstance(entity, dict):
@@ -720,9 +814,17 @@ class QuickBooksAccounting:
         return self._to_invoices([row])[0]
 
     def send_invoice(self, invoice_id: str) -> None:
-        """``POST /invoice/{id}/send``: QBO emails it to its BillEmail. Raises ValidationFailed when refused."""
+        """``POST /invoice/{id}/send``: QBO emails it to its BillEmail.
+
+        QBO takes no ``requestid`` on send, so the call is never repeated once sent (a second email is worse
+        than none): only a connect error or a 429 is retried. Raises ValidationFailed when refused,
+        Unanswered when the request was sent and no answer says whether QBO emailed it.
+        """
         response, payload = self._call(
-            "POST", f"invoice/{quote(invoice_id, safe='')}/send", content_type="application/octet-stream"
+            "POST",
+            f"invoice/{quote(invoice_id, safe='')}/send",
+            content_type="application/octet-stream",
+            retry_sent=False,
         )
         if response.status_code == 400:
             raise self._rejected(response, payload, f"emailing invoice {invoice_id}")
@@ -837,14 +939,6 @@ class QuickBooksAccounting:
 
 
 # -- JSON and values ---------------------------------------------------------------------------------
-
-
-def _webhook_object(body: bytes) -> dict[str, Any]:
-    """A webhook body as a JSON object, or WebhookRejected(400) saying why it is not one."""
-    payload = webhook_json(body)
-    if not isinstance(payload, dict):
-        raise WebhookRejected(400, "expected a JSON object with an 'eventNotifications' list")
-    return payload
 
 
 def _qbo_datetime(value: Any) -> datetime | None:

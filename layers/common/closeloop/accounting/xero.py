@@ -91,7 +91,7 @@ def refresh_with_identity(
                 data={"grant_type": "refresh_token", "refresh_token": refresh_token},
                 headers={"Authorization": basic_auth(client_id(), client_secret())},
                 ok=(200, 400, 401),
-                resend_unanswered=False,  # RefreshingTokens decides, within the grace period above
+                retry_sent=False,  # RefreshingTokens decides, within the grace period above
             )
         finally:
             http.close()
@@ -521,7 +521,10 @@ class XeroAccounting:
         """Have Xero email the (authorised) invoice to its contact: ``POST /Invoices/{id}/Email`` → 204.
 
         The Idempotency-Key is derived from the invoice, so a retry within Xero's 6-minute window sends one
-        email, not two. Raises ValidationFailed when Xero refuses (e.g. not authorised, no contact email).
+        email, not two; still, the call is never repeated once sent (the key's window is short and a
+        second email is worse than none): only a connect error or a 429 is retried. Raises
+        ValidationFailed when Xero refuses (e.g. not authorised, no contact email), Unanswered when the
+        request was sent and no answer says whether Xero emailed it.
         """
         response = self.http.request(
             "POST",
@@ -532,6 +535,7 @@ class XeroAccounting:
                 "Idempotency-Key": f"closeloop-email-{invoice_id}"[: self.IDEMPOTENCY_KEY_MAX],
             },
             ok=(200, 204, 400),
+            retry_sent=False,
         )
         if response.status_code == 400:
             raise self._rejected(response, f"emailing invoice {invoice_id}")

@@ -18,9 +18,10 @@ Vendor facts encoded here (zoho.com/books/api/v3, Zoho Accounts OAuth docs, the 
   ``X-Unique-Identifier-Value`` and ``X-Upsert: true``: a repeated create updates the record it made
   instead of making a second one. Contacts carry our number stamp in ``cf_closeloop_ref``, invoices the
   deal key (the reference's first word, ``hubspot-deal-<id>``) in ``cf_closeloop_deal``;
-- lists page with ``page``/``per_page`` (max 200) and ``page_context.has_more_page``; ``cf_<api name>``
-  filters on a custom field; invoices filter on ``reference_number``, ``date_start``/``date_end``,
-  ``last_modified_time`` and sort by ``last_modified_time``;
+- lists page with ``page``/``per_page`` (max 200) and ``page_context.has_more_page``; invoices filter on
+  ``reference_number``, ``date_start``/``date_end``, ``last_modified_time`` and sort by
+  ``last_modified_time``. The ``cf_<api name>`` custom-field and ``sku`` list filters are not documented:
+  every row such a list returns is checked again here (see GUESSES);
 - money is a JSON number: bodies are written with the exact decimal literal, answers read as Decimal;
 - Books has no signed webhooks (its workflow webhooks carry no signature Closeloop could verify), so
   accounting-side changes are polled: contacts sort by ``last_modified_time`` (there is no filter on it).
@@ -70,6 +71,38 @@ from closeloop.wire import dumps_exact, read_decimal_object, to_decimal
 API_PREFIX = "/books/v3"
 VENDOR = "zohobooks"
 
+#: Everything this adapter assumes about Zoho Books without a published source, in one place: what is
+#: assumed, how the code stays safe if it is wrong, and what would confirm it.
+GUESSES: dict[str, str] = {
+    "rate_limit_codes": (
+        "A 429 envelope carries code 44 for the per-minute limit and 45 for the per-day cap (CODE_MINUTE_LIMIT, "
+        "CODE_DAY_LIMIT); Zoho documents the 429 but not these codes. Safe if wrong: the HTTP 429 alone makes it "
+        "a rate limit, and a daily cap is also recognised by 'per day'/'daily' in the message. Confirm: the body "
+        "of a real 429 from each limit."
+    ),
+    "invalid_value_code": (
+        "Code 4 ('Invalid value passed for …') is a refused field value (the sandbox answers it). Safe if wrong: "
+        "every non-zero code not listed as Conflict/NotFound/ConfigurationError is ValidationFailed. Confirm: a "
+        "real answer to a write with a bad field value."
+    ),
+    "custom_field_filter": (
+        "GET /contacts?cf_closeloop_ref=… and GET /invoices?cf_closeloop_deal=… return only the records whose "
+        "custom field has that value. Undocumented (the OpenAPI lists no cf_ parameters). Safe if wrong: every "
+        "row returned is checked again (find_customers compares the number of the contact read in full; "
+        "find_invoice the deal key of each row), so an ignored filter finds nothing rather than an arbitrary "
+        "record. Confirm: a list call with a cf_ parameter in a real organisation returns only matching rows."
+    ),
+    "sku_filter": (
+        "GET /items?sku=… returns only the item with that SKU. Undocumented. Safe if wrong: rows are kept only "
+        "when their sku equals the code asked for (case-insensitively). Confirm: as for the cf_ filter."
+    ),
+    "list_rows_carry_custom_fields": (
+        "List rows carry custom fields (custom_fields, custom_field_hash or flattened cf_ keys), as the full "
+        "records do. Used by find_customers_any's local match and find_invoice's check. Safe if wrong for "
+        "invoices: a row without the field is read in full before it is trusted. Confirm: a real list answer."
+    ),
+}
+
 #: Zoho's envelope codes the adapter acts on.
 CODE_OK = 0
 CODE_NOT_AUTHORISED = 57
@@ -78,6 +111,7 @@ CODE_DOES_NOT_EXIST = 1002
 CODE_DUPLICATE_CONTACT_NAME = 3062
 CODE_UNKNOWN_ORGANISATION = 6041
 #: The per-minute and per-day 429 codes (the daily one is also recognised by its message).
+#: GUESS: see GUESSES["rate_limit_codes"].
 CODE_MINUTE_LIMIT = 44
 CODE_DAY_LIMIT = 45
 #: Without a Retry-After, the per-minute limit is a rolling minute: waiting less only burns calls.
@@ -164,7 +198,7 @@ def refresh_with_zoho(
                     "client_secret": client_secret(),
                 },
                 ok=(200, 400, 401),
-                resend_unanswered=False,  # RefreshingTokens re-sends once (safe: see above)
+                retry_sent=False,  # RefreshingTokens re-sends once (safe: see above)
             )
         finally:
             http.close()
@@ -252,12 +286,21 @@ class ZohoBooksAccounting:
         params: Mapping[str, str] | None = None,
         body: Any = None,
         headers: Mapping[str, str] | None = None,
+        retry_sent: bool = True,
     ) -> dict[str, Any]:
-        """One call; the envelope read with Decimal numbers, a non-zero ``code`` raised as a typed error."""
+        """One call; the envelope read with Decimal numbers, a non-zero ``code`` raised as a typed error.
+
+        ``retry_sent=False``: never repeated once sent (see VendorHttp.request)."""
         content = dumps_exact(body) if body is not None else None
         sent_headers = {**(headers or {}), **({"Content-Type": "application/json"} if content is not None else {})}
         response = self.http.request(
-            method, path, params=params, content=content, headers=sent_headers, ok=(200, 201, 400, 404)
+            method,
+            path,
+            params=params,
+            content=content,
+            headers=sent_headers,
+            ok=(200, 201, 400, 404),
+            retry_sent=retry_sent,
         )
         payload = read_decimal_object(response.text, who=f"{method} {path}: Zoho", vendor=VENDOR)
         code = payload.get("code", CODE_OK)
@@ -368,13 +411,17 @@ class ZohoBooksAccounting:
     ) -> list[AccountingCustomer]:
         """Active customers matching one criterion, each read in full (``GET /contacts/{id}``).
 
-        number: ``cf_closeloop_ref=<number>``; tax number: Zoho has no filter for it, so every active contact
-        is read (paged) and matched on the edition's tax field (``vat_reg_no``, ``gst_no``...); email:
-        ``email=`` (the primary contact person's); name: ``contact_name_contains`` its longest significant
-        word (candidates). Raises IntegrationError subclasses.
+        number: ``cf_closeloop_ref=<number>``, and only contacts whose stamp (read in full) is that number
+        are kept, as the filter is undocumented (GUESSES["custom_field_filter"]); tax number: Zoho has no
+        filter for it, so every active contact is read (paged) and matched on the edition's tax field
+        (``vat_reg_no``, ``gst_no``...); email: ``email=`` (the primary contact person's); name:
+        ``contact_name_contains`` its longest significant word (candidates). Raises IntegrationError
+        subclasses.
         """
         if number:
             rows = self._active_contacts({self.contact_ref_field: number})
+            # Checked on the contact read in full: list rows may not carry the custom field.
+            return [c for c in self._full([str(row.get("contact_id") or "") for row in rows]) if c.number == number]
         elif tax_number:  # no tax-number filter in Zoho: every active contact, matched here
             wanted = _norm_tax(tax_number)
             rows = [
@@ -642,7 +689,9 @@ class ZohoBooksAccounting:
         return found
 
     def _item_rows(self, code: str) -> list[dict[str, Any]]:
-        return [row for row in self._pages("/items", "items", {"sku": code}) if row is not None]
+        """``GET /items?sku=<code>``: undocumented (GUESSES["sku_filter"]), so only rows with that SKU are kept."""
+        rows = [row for row in self._pages("/items", "items", {"sku": code}) if row is not None]
+        return [row for row in rows if str(row.get("sku") or "").casefold() == code.casefold()]
 
     # -- invoices ------------------------------------------------------------------------------------
 
@@ -650,14 +699,35 @@ class ZohoBooksAccounting:
         """The live (not void) invoice made for the deal that ``reference`` names.
 
         ``GET /invoices?cf_closeloop_deal=<deal key>``: the deal key is the reference's first word, unique
-        per deal and unchanged when the deal is renamed. Raises IntegrationError subclasses.
+        per deal and unchanged when the deal is renamed. The filter is undocumented
+        (GUESSES["custom_field_filter"]): a row is trusted only when its own ``cf_closeloop_deal`` is the key
+        (a row that does not show the field is read in full first), so an ignored filter finds nothing
+        rather than another deal's invoice. Raises IntegrationError subclasses.
         """
         key = deal_key(reference)
         if not key:
             return None
         rows = [row for row in self._pages("/invoices", "invoices", {self.invoice_ref_field: key}) if row is not None]
-        live = [row for row in rows if str(row.get("status") or "") != "void"]
-        return self._to_invoice(live[0]) if live else None
+        for row in rows:
+            if str(row.get("status") or "") == "void":
+                continue
+            shown = _custom_field(row, self.invoice_ref_field)
+            if shown == key:
+                return self._to_invoice(row)
+            if not shown and self._invoice_deal_key(str(row.get("invoice_id") or "")) == key:
+                return self._to_invoice(row)
+        return None
+
+    def _invoice_deal_key(self, invoice_id: str) -> str:
+        """The deal key stamped on an invoice, read in full (``GET /invoices/{id}``); "" when none or gone."""
+        if not invoice_id.strip():
+            return ""
+        try:
+            payload = self._call("GET", f"/invoices/{quote(invoice_id, safe='')}")
+        except NotFound:
+            return ""
+        row = payload.get("invoice")
+        return _custom_field(row, self.invoice_ref_field) if isinstance(row, dict) else ""
 
     def get_invoice(self, invoice_id: str) -> Invoice | None:
         """``GET /invoices/{id}`` whatever its status; None when Zoho says it does not exist."""
@@ -728,8 +798,12 @@ class ZohoBooksAccounting:
 
     def send_invoice(self, invoice_id: str) -> None:
         """``POST /invoices/{id}/email`` with Zoho's default template to the customer's contact persons.
-        Raises ValidationFailed when Zoho refuses (a draft, no contact email)."""
-        self._call("POST", f"/invoices/{quote(invoice_id, safe='')}/email", body={})
+
+        Zoho has no idempotency key, so the call is never repeated once sent (a second email is worse than
+        none): only a connect error or a 429 is retried. Raises ValidationFailed when Zoho refuses (a draft,
+        no contact email), Unanswered when the request was sent and no answer says whether Zoho emailed.
+        """
+        self._call("POST", f"/invoices/{quote(invoice_id, safe='')}/email", body={}, retry_sent=False)
 
     def iter_invoices_changed_since(self, since: datetime | None) -> Iterator[Invoice]:
         """Invoices modified at or after ``since`` (every one when None), newest first, page by page.

@@ -108,9 +108,7 @@ def password_grant(
 
         http = VendorHttp("sugarcrm-oauth", instance_url.rstrip("/") + API_PREFIX, transport=transport)
         try:
-            response = http.request(
-                "POST", TOKEN_PATH, json=body, ok=(200, 400, 401, 403, 422), resend_unanswered=False
-            )
+            response = http.request("POST", TOKEN_PATH, json=body, ok=(200, 400, 401, 403, 422), retry_sent=False)
         finally:
             http.close()
         try:

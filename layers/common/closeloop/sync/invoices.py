@@ -8,6 +8,14 @@ event share it). The invoice is written back to the deal (number, link, status, 
 total is checked against the deal amount to the cent; a difference is flagged on the deal and audited.
 Lines come from the deal's line items: SKU -> item code (with a configurable map); an unknown SKU is a
 failed sync naming it, never a guessed line. Tax comes from the rule table (closeloop.sync.tax).
+
+Emailing the invoice (``send_email``) is a side effect without an idempotency key at any vendor, so it is
+tracked by a marker in the store (``InvoiceEmail``): ``to_send`` is written before the invoice is created,
+so a crash between the create and the send leaves a promise that the next attempt keeps; ``sending`` is
+written just before the call and ``sent`` after it. A marker found at ``sending`` (the worker died
+mid-call) or a send whose answer was lost (Unanswered) becomes ``unknown``: a failed sync saying the
+email may not have been sent, and never a second send. The send comes after the mapping and write-back,
+so a refused send (no email address) leaves the invoice linked and the promise pending.
 """
 
 from __future__ import annotations
@@ -17,11 +25,20 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Literal
+from typing import Literal, Protocol
 
-from closeloop.errors import Busy, FatalError, ValidationFailed
+from closeloop.errors import Busy, FatalError, IntegrationError, OutcomeUnknown, Unanswered, ValidationFailed
 from closeloop.models import CrmRef, Customer, Deal, Invoice, InvoiceDraft, InvoiceLine, Item, SyncEvent
-from closeloop.ports import AccountingPort, CrmPort, IdMapping, PropertyDefinition, SyncStore
+from closeloop.ports import (
+    AccountingPort,
+    CrmPort,
+    IdMapping,
+    InvoiceEmail,
+    InvoiceEmailState,
+    InvoiceEmailStore,
+    PropertyDefinition,
+    SyncStore,
+)
 from closeloop.sync.contacts import ContactSync, Outcome
 from closeloop.sync.payment_status import payment_status
 from closeloop.sync.tax import DEFAULT_RULES, TaxRule, rule_for
@@ -158,6 +175,10 @@ def write_back_values(invoice: Invoice, today: date) -> dict[str, str]:
     }
 
 
+class DealStore(SyncStore, InvoiceEmailStore, Protocol):
+    """What DealSync keeps: the sync store and the invoice email markers."""
+
+
 class DealSync:
     """Vendor-free won deal -> invoice over the ports."""
 
@@ -165,7 +186,7 @@ class DealSync:
         self,
         crm: CrmPort,
         accounting: AccountingPort,
-        store: SyncStore,
+        store: DealStore,
         contacts: ContactSync,
         policy: InvoicePolicy,
         *,
@@ -211,6 +232,7 @@ class DealSync:
                 if invoice is not None:
                     self._write_back(ref, invoice, mapping.snapshot.get("sync_issue", ""))
                     self._remember(ref, invoice, mapping.snapshot.get("sync_issue", ""), written_back=True)
+            self._email_if_promised(ref, mapping.accounting_id, event)
             return Outcome(ref, "unchanged", mapping.accounting_id, detail="already invoiced")
 
         deal = self.crm.get_deal(ref.object_id)
@@ -224,7 +246,9 @@ class DealSync:
 
         existing = self.accounting.find_invoice(invoice_reference(deal))
         if existing is not None:
-            return self._finish(deal, existing, None, event, "found by reference")
+            outcome = self._finish(deal, existing, None, event, "found by reference")
+            self._email_if_promised(ref, existing, event)  # made by an attempt that died before emailing it
+            return outcome
 
         customer_outcome = self.contacts.sync(party, [event] if event else [])
         if customer_outcome.action in ("failed", "skipped") or not customer_outcome.accounting_id:
@@ -235,10 +259,51 @@ class DealSync:
         codes = {self.policy.sku_item_codes.get(li.sku, li.sku) for li in deal.line_items if li.sku}
         items = self.accounting.get_items(codes) if codes else {}
         draft = build_draft(deal, customer, customer_outcome.accounting_id, items, self.policy, self.clock().date())
+        if self.policy.send_email:
+            self._mark_email(ref, "to_send")  # before the create: a crash after it still owes the email
         invoice = self.accounting.create_invoice(draft, idempotency_key=deal_idempotency_key(ref, "invoice"))
-        if self.policy.send_email and invoice.status == "AUTHORISED":
-            self.accounting.send_invoice(invoice.id)
-        return self._finish(deal, invoice, draft, event, "created")
+        outcome = self._finish(deal, invoice, draft, event, "created")
+        self._email_if_promised(ref, invoice, event)
+        return outcome
+
+    def _mark_email(self, ref: CrmRef, state: InvoiceEmailState, invoice_id: str = "") -> None:
+        self.store.put_invoice_email(InvoiceEmail(ref, self.accounting.name, state, invoice_id, self.clock()))
+
+    def _email_if_promised(self, ref: CrmRef, invoice: Invoice | str, event: SyncEvent | None) -> None:
+        """Email the deal's invoice if its marker says it is owed and not sent; exactly once.
+
+        Raises FatalError (a failed sync) when the send was refused (the marker stays ``to_send``) or its
+        outcome is unknown (the marker becomes ``unknown``: never re-sent), RetriableError when the vendor
+        could not be reached (nothing was sent; the marker stays ``to_send``).
+        """
+        if not self.policy.send_email:
+            return
+        marker = self.store.get_invoice_email(ref, self.accounting.name)
+        if marker is None or marker.state in ("sent", "unknown", "skipped"):
+            return
+        invoice_id = invoice.id if isinstance(invoice, Invoice) else invoice
+        if marker.state == "sending":
+            self._email_unknown(ref, marker.invoice_id or invoice_id, event, "an earlier attempt stopped mid-send")
+        current = invoice if isinstance(invoice, Invoice) else self.accounting.get_invoice(invoice_id)
+        if current is None or current.status != "AUTHORISED":
+            self._mark_email(ref, "skipped", invoice_id)  # not approved (or gone): nothing is emailed
+            return
+        self._mark_email(ref, "sending", invoice_id)
+        try:
+            self.accounting.send_invoice(invoice_id)
+        except Unanswered as exc:
+            self._email_unknown(ref, invoice_id, event, exc.message)
+        except IntegrationError:
+            self._mark_email(ref, "to_send", invoice_id)  # refused or never sent: still owed
+            raise
+        self._mark_email(ref, "sent", invoice_id)
+        self.trail.audit(ref, "emailed", invoice_id, event, {}, "invoice emailed to the customer")
+
+    def _email_unknown(self, ref: CrmRef, invoice_id: str, event: SyncEvent | None, why: str) -> None:
+        self._mark_email(ref, "unknown", invoice_id)
+        issue = f"the email of invoice {invoice_id} may not have been sent ({why}): check, it is not re-sent"
+        self.trail.audit(ref, "flagged", invoice_id, event, {}, issue)
+        raise OutcomeUnknown(issue, vendor=self.accounting.name)
 
     def _finish(
         self, deal: Deal, invoice: Invoice, draft: InvoiceDraft | None, event: SyncEvent | None, how: str
