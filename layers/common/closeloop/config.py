@@ -35,6 +35,12 @@ class Settings(BaseModel):
         "", alias="SUGARCRM_URL", description="the SugarCRM instance, e.g. https://acme.sugarondemand.com"
     )
     sugarcrm_platform: str = Field("closeloop", alias="SUGARCRM_PLATFORM")
+    sugarcrm_api_version: str = Field(
+        "discover",
+        alias="SUGARCRM_API_VERSION",
+        pattern=r"^(discover|v?1[01](_\d+)?)$",
+        description="the REST version (e.g. v11_20), or discover: the highest the instance answers",
+    )
     sync_table: str = Field("", alias="SYNC_TABLE")
     idempotency_table: str = Field("", alias="IDEMPOTENCY_TABLE")
     contact_queue_url: str = Field("", alias="CONTACT_QUEUE_URL")

@@ -108,11 +108,15 @@ def _sugarcrm(settings: Settings, creds: Credentials) -> CrmPort:
             platform=settings.sugarcrm_platform,
             client_id=lambda: creds.get_optional("SUGARCRM_CLIENT_ID", "sugar"),
             client_secret=lambda: creds.get_optional("SUGARCRM_CLIENT_SECRET", ""),
+            api_version=settings.sugarcrm_api_version,
         ),
         write_back=lambda token: None,
     )
     return SugarCrm(
-        instance_url=settings.sugarcrm_url, tokens=tokens, webhook_token=lambda: creds.get("SUGARCRM_WEBHOOK_TOKEN")
+        instance_url=settings.sugarcrm_url,
+        tokens=tokens,
+        webhook_token=lambda: creds.get("SUGARCRM_WEBHOOK_TOKEN"),
+        api_version=settings.sugarcrm_api_version,
     )
 
 
