@@ -485,3 +485,43 @@ def test_sandbox_deliveries_verify_and_parse_into_pipeline_events() -> None:
     finally:
         hooks.stop()
         api.stop()
+
+
+def test_org_address_is_written_with_v2_sub_fields_only_and_no_nulls(
+    sandbox: tuple[PipedriveSandbox, SandboxServer],
+) -> None:
+    pipedrive, server = sandbox
+    org, _, _ = seed_org(pipedrive)
+    pipedrive.update("organization", org["id"], {"address": {**org["address"], "admin_area_level_2": "City"}})
+    adapter = crm(pipedrive, server.url)
+    # When the canonical address changes (the old adapter sent formatted_address and nulls: the API refuses)
+    refused = adapter.update_customer_fields(
+        ref("company", org["id"]),
+        {"address.line1": "2 Short Street", "address.line2": "Floor 3", "address.region": "", "address.city": "Leeds"},
+    )
+    # Then it is written, with only the schema's sub-fields, none of them null, and the unmodelled county kept
+    assert refused == []
+    body = json.loads(pipedrive.state.calls("PATCH", f"/api/v2/organizations/{org['id']}")[-1].body)["address"]
+    assert body == {
+        "value": "2 Short Street, Floor 3, Leeds, EC1A 9HF, United Kingdom",
+        "route": "2 Short Street",
+        "subpremise": "Floor 3",
+        "locality": "Leeds",
+        "admin_area_level_2": "City",
+        "postal_code": "EC1A 9HF",
+        "country": "United Kingdom",
+    }
+    customer = adapter.resolve_customer(ref("company", org["id"]))
+    assert customer is not None
+    assert (customer.address.line1, customer.address.line2, customer.address.city, customer.address.region) == (
+        "2 Short Street",
+        "Floor 3",
+        "Leeds",
+        "",
+    )
+
+
+def test_every_pipedrive_guess_says_how_to_confirm_it() -> None:
+    from closeloop.crm.pipedrive import GUESSES
+
+    assert GUESSES and all("Confirm" in note for note in GUESSES.values())

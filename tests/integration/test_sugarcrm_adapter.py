@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from werkzeug.wrappers import Request, Response
 
-from closeloop.crm.sugarcrm import API_PREFIX, SugarCrm, password_grant
+from closeloop.crm.sugarcrm import API_PREFIX, GUESSES, SugarCrm, parse_api_version, password_grant
 from closeloop.errors import (
     AuthRevoked,
     ConfigurationError,
@@ -47,6 +47,7 @@ def adapter(
     store: MemoryStore | None = None,
     password: str | None = None,
     platform: str = "closeloop",
+    api_version: str = "discover",
 ) -> SugarCrm:
     tokens = RefreshingTokens(
         "sugarcrm",
@@ -57,10 +58,13 @@ def adapter(
             username=lambda: sugar.username,
             password=lambda: password if password is not None else sugar.password,
             platform=platform,
+            api_version=api_version,
         ),
         write_back=lambda token: None,
     )
-    return SugarCrm(instance_url=url, tokens=tokens, webhook_token=HOOK_TOKEN, sleep=lambda s: None)
+    return SugarCrm(
+        instance_url=url, tokens=tokens, webhook_token=HOOK_TOKEN, sleep=lambda s: None, api_version=api_version
+    )
 
 
 def bodies(sugar: SugarSandbox, method: str, path: str) -> list[dict[str, Any]]:
@@ -569,3 +573,97 @@ def test_outage_is_retried_then_unavailable(sandbox: tuple[SugarSandbox, Sandbox
 def test_instance_url_is_required() -> None:
     with pytest.raises(ConfigurationError, match="SUGARCRM_URL"):
         SugarCrm(instance_url="", tokens=_NoTokens(), webhook_token=HOOK_TOKEN)
+
+
+# -- REST API versions (Sugar 12, 13 and 14 answer different maximums) -----------------------------------
+
+
+@pytest.mark.parametrize(("highest", "used"), [("v11_20", "v11_20"), ("v11_23", "v11_23"), ("v11_24", "v11_24")])
+def test_the_adapter_uses_the_highest_version_the_instance_answers(highest: str, used: str) -> None:
+    # Given instances of Sugar 13.0 (v11_20), 13.3 (v11_23) and 14.0 (v11_24)
+    sugar, server = serve(SugarSandbox(max_api_version=highest))
+    try:
+        account_id, _ = company(sugar)
+        crm = adapter(sugar, server.url)
+        # When the adapter reads and writes (the old adapter always called /rest/v11_24: a 301 on 13.x)
+        customer = crm.resolve_customer(ref("company", account_id))
+        crm.update_customers({ref("company", account_id): {"closeloop_sync_issue": "none"}})
+        # Then it works, and every call after the first refusal goes under the instance's highest version
+        assert customer is not None and customer.name == "Acme Ltd"
+        assert (sugar.get_record("Accounts", account_id) or {}).get("closeloop_sync_issue_c") == "none"
+        refused = [r.path for r in sugar.state.requests if r.status == 301]
+        answered = [r.path for r in sugar.state.requests if r.status != 301]
+        assert all(p.startswith(f"/rest/{used}/") for p in answered), answered
+        # And the version is learnt once: at most the first call (the login) is refused, from the 301's range
+        assert refused == ([] if used == "v11_24" else ["/rest/v11_24/oauth2/token"])
+    finally:
+        server.stop()
+
+
+def test_a_downgraded_instance_is_rediscovered_mid_run(sandbox: tuple[SugarSandbox, SandboxServer]) -> None:
+    sugar, server = sandbox
+    account_id, _ = company(sugar)
+    crm = adapter(sugar, server.url)
+    assert crm.resolve_customer(ref("company", account_id)) is not None
+    # Given the instance is moved to an older release while the process runs (13.0: v11_20)
+    sugar.max_api_version = "v11_20"
+    sugar.state.reset_log()
+    # When the next calls run, the first one is refused once, then repeated under v11_20, and so are the rest
+    assert crm.resolve_customer(ref("company", account_id)) is not None
+    assert crm.resolve_customer(ref("company", account_id)) is not None
+    statuses = [(r.path.split("/")[2], r.status) for r in sugar.state.requests]
+    assert statuses[0] == ("v11_24", 301)
+    assert all(version == "v11_20" and status == 200 for version, status in statuses[1:]), statuses
+
+
+def test_without_a_range_in_the_301_the_version_steps_down(sandbox: tuple[SugarSandbox, SandboxServer]) -> None:
+    sugar, server = sandbox
+    account_id, _ = company(sugar)
+    # Given a server whose 301 message names no range (the wording is a GUESS), refusing v11_24 and v11_23
+    body = {"error": "incorrect_version", "error_message": "The version of the API you are using is not correct."}
+    sugar.state.faults += [
+        Fault("/rest/v11_24/*", 301, times=9, body=body),
+        Fault("/rest/v11_23/*", 301, times=9, body=body),
+    ]
+    # When the adapter logs in and reads
+    assert adapter(sugar, server.url).resolve_customer(ref("company", account_id)) is not None
+    # Then it tried one minor version lower at a time, and stayed on the first one answered
+    versions = [r.path.split("/")[2] for r in sugar.state.requests]
+    assert versions[:3] == ["v11_24", "v11_23", "v11_22"] and set(versions[2:]) == {"v11_22"}
+
+
+def test_a_configured_version_is_used_as_is_and_a_refusal_says_what_to_set(
+    sandbox: tuple[SugarSandbox, SandboxServer],
+) -> None:
+    sugar, server = sandbox
+    account_id, _ = company(sugar)
+    # Given SUGARCRM_API_VERSION=v11_20 on a 14.0 instance: every call under v11_20, nothing probed
+    assert adapter(sugar, server.url, api_version="v11_20").resolve_customer(ref("company", account_id)) is not None
+    assert {r.path.split("/")[2] for r in sugar.state.requests} == {"v11_20"}
+    # Given SUGARCRM_API_VERSION=v11_24 on a 13.3 instance: a setup error naming what the instance answers
+    sugar.max_api_version = "v11_23"
+    with pytest.raises(ConfigurationError, match="SUGARCRM_API_VERSION") as info:
+        adapter(sugar, server.url, api_version="v11_24").resolve_customer(ref("company", account_id))
+    assert "v11_23" in info.value.message
+    # And a malformed setting is refused before any call
+    with pytest.raises(ConfigurationError, match="SUGARCRM_API_VERSION"):
+        adapter(sugar, server.url, api_version="eleven")
+
+
+def test_a_plain_redirect_is_a_setup_error_not_a_version(sandbox: tuple[SugarSandbox, SandboxServer]) -> None:
+    sugar, server = sandbox
+    # Given SUGARCRM_URL answers with an ordinary redirect (http -> https, a moved host)
+    sugar.state.faults.append(
+        Fault("/rest/*", 301, times=30, headers={"Location": "https://elsewhere.example/"}, body="")
+    )
+    with pytest.raises(ConfigurationError, match="SUGARCRM_URL"):
+        adapter(sugar, server.url).resolve_customer(ref("company", "x"))
+    assert len(sugar.state.requests) == 1
+
+
+def test_version_settings_parse_and_every_guess_says_how_to_confirm_it() -> None:
+    assert parse_api_version("v11_20") == parse_api_version("11.20") == parse_api_version("11_20") == (11, 20)
+    assert parse_api_version("v11") == (11, 0)
+    with pytest.raises(ValueError, match="v11_20"):
+        parse_api_version("latest")
+    assert GUESSES and all("Confirm" in note or "confirm" in note for note in GUESSES.values())

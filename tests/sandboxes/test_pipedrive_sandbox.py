@@ -337,3 +337,25 @@ def test_driver_subscribes_once_and_wins_a_deal_with_products(drive: Drive) -> N
     assert (deal["status"], deal["value"], deal["org_id"]) == ("won", Decimal("20.5"), int(company.object_id))
     assert drive.sandbox.custom_values("organization", company.object_id) == {"vat_number": "GB1"}
     assert driver.deal_fields(CrmRef(crm="pipedrive", object_type="deal", object_id=ref.object_id)) == {}
+
+
+def test_v2_org_address_takes_only_the_schemas_string_sub_fields(drive: Drive) -> None:
+    # Given an organization written with the v2 address sub-fields (OrganizationItemAddress)
+    address = {"value": "1 Long Lane, Unit 4, London", "street_number": "1", "route": "Long Lane",
+               "subpremise": "Unit 4", "locality": "London", "admin_area_level_1": "England",
+               "admin_area_level_2": "Greater London", "postal_code": "EC1A 9HF",
+               "country": "United Kingdom"}  # fmt: skip
+    created = drive.api.post("/api/v2/organizations", json={"name": "Acme", "address": address})
+    assert created.status_code in {200, 201}, created.text
+    org_id = created.json()["data"]["id"]
+    # Then every sub-field is stored and read back
+    assert drive.api.get(f"/api/v2/organizations/{org_id}").json()["data"]["address"] == address
+    # When a write carries formatted_address, an unknown key or a null sub-field: 400, nothing stored
+    for bad in ({**address, "formatted_address": "x"}, {"value": "x", "street": "x"}, {"value": "x", "route": None}):
+        refused = drive.api.patch(f"/api/v2/organizations/{org_id}", json={"address": bad})
+        assert refused.status_code == 400, bad
+        assert refused.json()["success"] is False
+    assert drive.api.get(f"/api/v2/organizations/{org_id}").json()["data"]["address"] == address
+    # And a null address (nullable in the update schema) clears it
+    cleared = drive.api.patch(f"/api/v2/organizations/{org_id}", json={"address": None})
+    assert cleared.status_code == 200 and cleared.json()["data"]["address"] is None

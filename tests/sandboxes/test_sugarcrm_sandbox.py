@@ -261,3 +261,23 @@ def test_control_api_seeds_reads_and_resets(sugar: Sugar) -> None:
     control.post("/_sandbox/reset")
     assert sugar.sandbox.records("Accounts") == [] and sugar.sandbox.state.requests == []
     control.close()
+
+
+def test_versions_above_the_configured_maximum_are_301_incorrect_version_before_auth(sugar: Sugar) -> None:
+    # Given a sandbox standing in for Sugar 13.3 (highest REST version v11_23)
+    sugar.sandbox.max_api_version = "v11_23"
+    with httpx.Client(base_url=sugar.url) as raw:
+        # When a call names v11_24, even without a token: 301 with Sugar's documented label and the range
+        refused = raw.get("/rest/v11_24/ping")
+        assert refused.status_code == 301
+        assert refused.json() == {
+            "error": "incorrect_version",
+            "error_message": "Please change your requested API version to value between 10 and 11.23.",
+        }
+        # And the versions it answers go on to authentication and routing
+        assert raw.get("/rest/v11_23/ping").json()["error"] == "need_login"
+        assert raw.get("/rest/v11/ping", headers={"OAuth-Token": sugar.token}).json() == "pong"
+        assert raw.get("/rest/v10/ping", headers={"OAuth-Token": sugar.token}).json() == "pong"
+    # And a malformed maximum is refused when the sandbox is made
+    with pytest.raises(ValueError, match="v11_24"):
+        SugarSandbox(max_api_version="latest")

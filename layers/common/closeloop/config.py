@@ -38,6 +38,12 @@ class Settings(BaseModel):
         "", alias="SUGARCRM_URL", description="the SugarCRM instance, e.g. https://acme.sugarondemand.com"
     )
     sugarcrm_platform: str = Field("closeloop", alias="SUGARCRM_PLATFORM")
+    sugarcrm_api_version: str = Field(
+        "discover",
+        alias="SUGARCRM_API_VERSION",
+        pattern=r"^(discover|v?1[01](_\d+)?)$",
+        description="the REST version (e.g. v11_20), or discover: the highest the instance answers",
+    )
     sync_table: str = Field("", alias="SYNC_TABLE")
     #: The KMS key (id, ARN or alias) OAuth tokens are encrypted with in the sync table.
     token_key_id: str = Field("", alias="TOKEN_KEY_ID")

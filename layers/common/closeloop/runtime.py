@@ -146,6 +146,7 @@ def _sugarcrm(settings: Settings, creds: Credentials) -> CrmPort:
             platform=settings.sugarcrm_platform,
             client_id=lambda: creds.get_optional("SUGARCRM_CLIENT_ID", "sugar"),
             client_secret=lambda: creds.get_optional("SUGARCRM_CLIENT_SECRET", ""),
+            api_version=settings.sugarcrm_api_version,
         ),
         write_back=lambda token: False,
         resend_within=REFRESH_RESEND_WITHIN_SECONDS,
@@ -153,7 +154,10 @@ def _sugarcrm(settings: Settings, creds: Credentials) -> CrmPort:
         reissuable=True,  # a lost session is replaced by a password login
     )
     return SugarCrm(
-        instance_url=settings.sugarcrm_url, tokens=tokens, webhook_token=lambda: creds.get("SUGARCRM_WEBHOOK_TOKEN")
+        instance_url=settings.sugarcrm_url,
+        tokens=tokens,
+        webhook_token=lambda: creds.get("SUGARCRM_WEBHOOK_TOKEN"),
+        api_version=settings.sugarcrm_api_version,
     )
 
 

@@ -155,6 +155,44 @@ def _person_names(out: JSON, record: _Record | None) -> None:
         out["name"] = " ".join(str(p) for p in parts if p).strip()
 
 
+#: The writable sub-fields of a v2 organization ``address`` (OrganizationItemAddress in Pipedrive's v2
+#: OpenAPI, as generated into pipedrive/client-nodejs src/versions/v2/models/organization-item-address.ts):
+#: all strings; no ``formatted_address``.
+ORG_ADDRESS_KEYS = frozenset({"value", "country", "admin_area_level_1", "admin_area_level_2", "locality",
+                              "sublocality", "route", "street_number", "subpremise", "postal_code"})  # fmt: skip
+
+
+def _structured(entity: str, values: JSON) -> JSON:
+    """Normalise the structured fields of a write: contact entries, an organization's address."""
+    for key in ("emails", "phones"):
+        if key in values:
+            values[key] = _contact_entries(key, values[key])
+    if entity == "organization" and "address" in values:
+        values["address"] = _org_address(values["address"])
+    return values
+
+
+def _org_address(value: Any) -> JSON | None:
+    """A v2 organization address as written: null clears it (the schema makes ``address`` nullable).
+
+    GUESS: the real API refuses (400) keys outside the schema and non-string sub-fields, as its schema
+    validation does for other bodies, and a written address replaces the whole stored one (sub-fields left
+    out are cleared). Confirm: PATCH /api/v2/organizations/{id} with ``formatted_address``, with
+    ``"route": null``, and with only ``route`` on an org that has a ``street_number``.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise _ApiError(400, "address must be an object")
+    unknown = sorted(set(value) - ORG_ADDRESS_KEYS)
+    if unknown:
+        raise _ApiError(400, f"Unknown address field(s): {', '.join(unknown)}")
+    wrong = sorted(k for k, v in value.items() if not isinstance(v, str))
+    if wrong:
+        raise _ApiError(400, f"address.{wrong[0]} must be a string")
+    return dict(value)
+
+
 def _contact_entries(key: str, entries: Any) -> list[JSON]:
     """A person's ``emails``/``phones`` as stored: value, primary flag, label."""
     entries = entries or []
@@ -632,10 +670,7 @@ class PipedriveSandbox:
             if out.get(ref_key) is not None:
                 self._live(ref_entity, out[ref_key])
                 out[ref_key] = int(out[ref_key])
-        for key in ("emails", "phones"):
-            if key in out:
-                out[key] = _contact_entries(key, out[key])
-        return out
+        return _structured(entity, out)
 
     def _check_custom(self, entity: str, raw: Any) -> JSON:
         if raw is None:
@@ -1175,7 +1210,8 @@ class PipedriveDriver:
         values: JSON = {"name": name}
         if country or city:
             formatted = ", ".join(p for p in (city, country) if p)
-            values["address"] = {"value": formatted, "locality": city or None, "country": country or None}
+            parts = {"value": formatted, "locality": city, "country": country}
+            values["address"] = {key: part for key, part in parts.items() if part}
         if tax_number:
             values["custom_fields"] = {self._ensure_field("organization", "vat_number"): tax_number}
         org = self.sandbox.create("organization", values)

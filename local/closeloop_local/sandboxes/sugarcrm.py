@@ -4,7 +4,12 @@ Production adapters talk to it over real HTTP through ``SUGARCRM_URL``. Paths, p
 error bodies and quirks follow Sugar's developer guide (REST API endpoints, API exceptions, web logic
 hooks); where Sugar's behaviour is not documented, the choice made is noted next to the code.
 
-What it serves, under any ``/rest/v10``, ``/rest/v11`` or ``/rest/v11_<n>`` prefix:
+What it serves, under any ``/rest/v10``, ``/rest/v11`` or ``/rest/v11_<n>`` prefix up to ``max_api_version``
+(default v11_24, Sugar 14.0; 13.3 tops out at v11_23, 13.2 at v11_22). A higher version is refused BEFORE
+authentication, as Sugar's RestService does, with 301 ``{"error": "incorrect_version", "error_message":
+"Please change your requested API version to value between 10 and 11.23."}`` (status and label: Sugar
+Developer Guide, REST API > API Exceptions; the message wording: RestService source, a GUESS for 12-14).
+- ``GET /ping``: "pong" (logged in).
 - ``POST /oauth2/token``: password and refresh_token grants. Sugar keeps ONE session per user and
   platform: a new login or refresh on a platform invalidates that platform's previous access and refresh
   tokens; other platforms are untouched. Unregistered platforms are refused (``disable_unknown_platform``,
@@ -66,7 +71,8 @@ from closeloop_local.sandboxes.drivers import DealLine, SentWebhook
 __all__ = ["SugarCrmDriver", "SugarSandbox", "serve"]
 
 JSON = dict[str, Any]
-_PREFIX = re.compile(r"^/rest/v1[01](?:_\d+)?(/.*)$")
+_PREFIX = re.compile(r"^/rest/v(1[01])(?:_(\d+))?(/.*)$")
+MIN_API_VERSION = (10, 0)
 SYSTEM_CURRENCY_ID = "-99"
 UI_USER_ID = "1"
 API_USER_ID = "seed_closeloop_id"
@@ -140,6 +146,14 @@ _SEED_CURRENCIES = (("GBP", "British Pound", "£", "0.79"), ("EUR", "Euro", "€
                     ("NZD", "New Zealand Dollar", "$", "1.65"), ("AUD", "Australian Dollar", "$", "1.52"))  # fmt: skip
 
 
+def _version(text: str) -> tuple[int, int]:
+    """``v11_24`` -> (11, 24); ``v11`` -> (11, 0)."""
+    match = re.fullmatch(r"v?(\d+)(?:_(\d+))?", text)
+    if match is None:
+        raise ValueError(f"a SugarCRM REST version looks like v11_24, not {text!r}")
+    return int(match.group(1)), int(match.group(2) or 0)
+
+
 class _ApiError(Exception):
     def __init__(self, status: int, label: str, message: str) -> None:
         super().__init__(message)
@@ -186,8 +200,11 @@ class SugarSandbox:
     requests_per_second: int | None = None
     custom_fields: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: CLOSELOOP_FIELDS)
     hook_timeout: float = 10.0
+    #: The highest REST version this instance answers, as ``v11_<n>`` (its release: v11_24 is Sugar 14.0).
+    max_api_version: str = "v11_24"
 
     def __post_init__(self) -> None:
+        _version(self.max_api_version)  # fail fast on a malformed setting; read per request (tests lower it)
         self.state = SandboxState()
         self._reset_data()
 
@@ -349,7 +366,15 @@ class SugarSandbox:
         match = _PREFIX.match(request.path)
         if match is None:
             return _error(404, "not_found", "Your requested resource was not found.")
-        path = match.group(1).rstrip("/")
+        version = (int(match.group(1)), int(match.group(2) or 0))
+        highest = _version(self.max_api_version)
+        if not MIN_API_VERSION <= version <= highest:
+            # Sugar checks the version before anything else, authentication included (RestService::execute).
+            low, high = (".".join(str(n) for n in v).removesuffix(".0") for v in (MIN_API_VERSION, highest))
+            return _error(
+                301, "incorrect_version", f"Please change your requested API version to value between {low} and {high}."
+            )
+        path = match.group(3).rstrip("/")
         try:
             if path == "/oauth2/token" and request.method == "POST":
                 return self._token(request)
@@ -435,6 +460,8 @@ class SugarSandbox:
 
     def _route(self, request: Request, parts: list[str]) -> Response:  # noqa: PLR0911 - one return per route
         method = request.method
+        if parts == ["ping"] and method == "GET":
+            return json_response("pong")
         if parts == ["metadata"] and method == "GET":
             return self._metadata(request)
         if not parts or parts[0] not in _STOCK:

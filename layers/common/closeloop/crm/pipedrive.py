@@ -65,6 +65,27 @@ if TYPE_CHECKING:
 
 Secret = str | Callable[[], str]
 
+#: What this module assumes without a published source, and what would confirm (or refute) each.
+#: Every guess is made safe: the code still works, or fails with a clear message, when one is wrong.
+GUESSES: dict[str, str] = {
+    "daily budget header": "An exhausted daily token budget answers 429 with x-daily-ratelimit-token-remaining: "
+    "0 (header name from Pipedrive's rate-limiting guide; its presence on every 429 is assumed), and a 429 "
+    "while x-ratelimit-remaining still has room means the daily budget too. Confirm: a 429 from a company "
+    "over its budget. Safe: such a 429 fails the call as RateLimited(problem='daily') without waiting; the "
+    "queue retries later.",
+    "address write replaces the address": "A PATCH /api/v2/organizations/{id} with an address object replaces "
+    "the stored address (sub-fields left out are cleared), so street_number is left out when line 1 is "
+    "written to route. Confirm: PATCH only route on an org with a street_number, then read it. If sub-fields "
+    "merge instead, a stale street_number would prefix line 1 on read-back.",
+    "address validation": "The v2 schema (OrganizationItemAddress: value, country, admin_area_level_1/2, "
+    "locality, sublocality, route, street_number, subpremise, postal_code, all strings) is enforced: "
+    "formatted_address, unknown keys and null sub-fields are refused with 400 (the sandbox does so). Confirm: "
+    "a PATCH with formatted_address. Safe: the adapter sends only schema keys and no nulls.",
+    "recents paging": "GET /v1/recents pages by start/limit with additional_data.pagination."
+    "more_items_in_collection and next_start (Pipedrive's v1 OpenAPI), one row per changed object. Confirm: "
+    "more changes than one page in a real company. Safe: a next_start that does not advance fails loudly.",
+}
+
 
 def pipedrive_rate_limit(response: httpx.Response) -> RateLimitVerdict:
     """Pipedrive's 429: wait out a burst window (Retry-After, else x-ratelimit-reset); a spent daily budget fails."""
@@ -886,26 +907,32 @@ def _entries_with_primary(entries: Any, value: str) -> list[dict[str, Any]]:
 
 
 def _address_body(address: Address, current: Any) -> dict[str, Any] | None:
-    """A v2 structured address that ``_address`` reads back as ``address``; None clears it."""
+    """A v2 organization address that ``_address`` reads back as ``address``; None clears it.
+
+    Only the sub-fields of the v2 schema (``OrganizationItemAddress``: value, country, admin_area_level_1/2,
+    locality, sublocality, route, street_number, subpremise, postal_code; all strings, no
+    ``formatted_address``), and empty ones are left out rather than sent as null. GUESS (see GUESSES): a
+    written address replaces the stored one, so the sub-fields we do not model (admin_area_level_2, and
+    sublocality while a locality is written) are re-sent from ``current``.
+    """
     if address.is_empty():
         return None
     parts = (address.line1, address.line2, address.city, address.region, address.postal_code, address.country)
     # Without a locality ``_address`` reads line 1 from ``value``: keep it to line 1 then.
     value = ", ".join(p for p in parts if p) if address.city else address.line1
-    kept = {"admin_area_level_2": current.get("admin_area_level_2")} if isinstance(current, dict) else {}
-    return {
-        **kept,
+    kept = current if isinstance(current, dict) else {}
+    body = {
         "value": value,
-        "street_number": None,
-        "route": address.line1 or None,
-        "subpremise": address.line2 or None,
-        "sublocality": None,
-        "locality": address.city or None,
-        "admin_area_level_1": address.region or None,
-        "postal_code": address.postal_code or None,
-        "country": address.country or None,
-        "formatted_address": value,
+        "route": address.line1,
+        "subpremise": address.line2,
+        "sublocality": _clean(kept.get("sublocality")) if address.city else "",
+        "locality": address.city,
+        "admin_area_level_1": address.region,
+        "admin_area_level_2": _clean(kept.get("admin_area_level_2")),
+        "postal_code": address.postal_code,
+        "country": address.country,
     }
+    return {key: part for key, part in body.items() if part}
 
 
 def _field(record: Mapping[str, Any]) -> _Field | None:

@@ -2,7 +2,11 @@
 
 Vendor facts this module encodes (Sugar developer guide 13/14: REST API endpoints, API exceptions, web logic
 hooks; see also docs/vendors crm.md section 4):
-- Every call goes to ``<instance>/rest/v11_24/...`` with the header ``OAuth-Token``. Tokens come from
+- Every call goes to ``<instance>/rest/v11_<n>/...`` with the header ``OAuth-Token``, where v11_<n> is the
+  highest version both the instance and this adapter know (each Sugar release raises its maximum, 14.0:
+  v11_24, 13.3: v11_23, and refuses higher ones with 301 ``incorrect_version``): ``ApiVersion`` discovers it
+  once per process, or SUGARCRM_API_VERSION fixes it. Unverified assumptions are listed in ``GUESSES``.
+  Tokens come from
   ``POST /oauth2/token``: ``grant_type=password`` with ``client_id`` "sugar", an empty secret, username,
   password and ``platform``; then ``grant_type=refresh_token``. Access tokens live 1 hour, refresh tokens
   2 weeks. Sugar keeps ONE session per user and platform: a new login (or refresh) on the same platform
@@ -31,6 +35,8 @@ from __future__ import annotations
 
 import hmac
 import math
+import re
+import threading
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -65,10 +71,37 @@ if TYPE_CHECKING:
 
     from closeloop.http import VendorHttp
 
-#: The REST API version every path is under (v11_24: Sugar 14; any v11_x server answers the calls used here).
+#: The newest REST API version this adapter knows (v11_24: Sugar 14.0). A server that answers newer ones
+#: still answers this one (Sugar serves every version from v10 up to its maximum); older servers get theirs.
+NEWEST_API_VERSION: tuple[int, int] = (11, 24)
+#: The prefix against a server that answers the newest version (the default sandbox); see ``ApiVersion``.
 API_PREFIX = "/rest/v11_24"
 TOKEN_PATH = "/oauth2/token"
 DEFAULT_CLIENT_ID = "sugar"
+#: ``SUGARCRM_API_VERSION`` value (and default) that asks for discovery instead of a fixed version.
+DISCOVER = "discover"
+
+#: What this module assumes without a published source, and what would confirm (or refute) each.
+#: Every guess is made safe: the code still works, or fails with a clear message, when one is wrong.
+GUESSES: dict[str, str] = {
+    "release -> highest REST version": "Verified from the developer guides' REST API overview ('v10 - v11.<n> "
+    "API documentation'): 13.2 -> v11_22, 13.3 -> v11_23; 14.0 -> v11_24 (docs/vendors crm.md). GUESS: 12.0 -> "
+    "v11_16, 13.0 -> v11_20, 13.1 -> v11_21. Confirm: the 12.0/13.0/13.1 guides' overview line. Safe: "
+    "discovery asks the server, it never uses this table.",
+    "301 message names the range": "Sugar's RestService::execute (7.x-8.x source) words it 'Please change your "
+    "requested API version to value between 10 and 11.20.'; assumed unchanged in 12-14. Confirm: "
+    "curl -i <instance>/rest/v11_99/ping. Safe: without a parsable range, the call is repeated one minor "
+    "version lower at a time.",
+    "a 301 request was not processed": "RestService::execute checks the version before authentication and "
+    "routing, so a refused PUT/POST changed nothing and is repeated under the lower version. Confirm: the "
+    "curl above answers 301 without a token, and a refused PUT leaves the record unchanged.",
+    "rate limit": "Sugar documents none; a third party reports ~20 req/s on Sugar's cloud and a 429. Confirm: "
+    "Sugar support or a 429 seen in production. Safe: 429 and 5xx are retried with backoff and Retry-After.",
+    "unregistered platform": "A login on a platform missing from Admin > Configure API Platforms is refused "
+    "(disable_unknown_platform, default since 7.9); the exact status and label (sandbox: 400 "
+    "invalid_parameter) are guessed. Confirm: a login with platform=unregistered. Safe: any refused login "
+    "raises AuthRevoked naming SUGARCRM_PLATFORM.",
+}
 
 
 class AccessTokens(Protocol):
@@ -85,6 +118,139 @@ REFRESH_RESEND_WITHIN_SECONDS = math.inf
 TOKEN_POSTS_PER_REFRESH = 2
 
 
+def parse_api_version(text: str) -> tuple[int, int]:
+    """``v11_20``, ``11_20``, ``11.20`` or ``v11`` as (11, 20) / (11, 0); ValueError for anything else."""
+    match = _VERSION.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"not a SugarCRM REST API version: {text[:20]!r} (expected e.g. v11_20)")
+    return int(match.group(1)), int(match.group(2) or 0)
+
+
+def api_version_path(version: tuple[int, int]) -> str:
+    """(11, 20) -> ``v11_20``; (11, 0) -> ``v11``: the path segment Sugar expects."""
+    major, minor = version
+    return f"v{major}_{minor}" if minor else f"v{major}"
+
+
+_VERSION = re.compile(r"v?(\d+)(?:[._](\d+))?")
+#: Sugar's 301 message, "... API version to value between 10 and 11.20." (see GUESSES).
+_RANGE = re.compile(r"between\s+v?\d+(?:[._]\d+)?\s+and\s+v?(\d+(?:[._]\d+)?)")
+#: Every version tried, newest first, one minor version lower at a time when a 301 names no range.
+_CANDIDATES = tuple((NEWEST_API_VERSION[0], minor) for minor in range(NEWEST_API_VERSION[1], -1, -1))
+#: instance URL -> discovered version, for the life of the process (a Lambda container).
+_discovered: dict[str, tuple[int, int]] = {}
+_discovery_lock = threading.Lock()
+
+
+def forget_api_versions() -> None:
+    """Drop every discovered version (tests; a process otherwise keeps them until it ends)."""
+    with _discovery_lock:
+        _discovered.clear()
+
+
+class ApiVersion:
+    """Which REST API version the calls to one Sugar instance go under, learnt from Sugar's own refusal.
+
+    Each Sugar release raises the highest ``/rest/v11_<n>`` version it answers, and a request for a higher
+    one is refused with HTTP 301 and the error label ``incorrect_version`` (Sugar Developer Guide 12.0 and
+    13.0, Integration > Web Services > REST API > API Exceptions: ``SugarApiExceptionIncorrectVersion``,
+    301, ``incorrect_version``; each guide's REST API overview states its release's range, e.g. 13.3
+    "v10 - v11.23"). So the first call goes under the newest version this adapter knows; a 301
+    ``incorrect_version`` (returned before the request is processed, so repeating it is safe) names the
+    server's range in its message, and the call is repeated under the server's maximum (without a range:
+    one minor version lower at a time). The version that answered is cached per process and instance; a
+    301 on a later call (the instance was moved to an older release) re-discovers the same way. Not used:
+    ``<instance>/sugar_version.json`` (not an API, often blocked as a version disclosure, and it names the
+    product release, not the REST range) and ``/metadata`` server info (needs a login, itself versioned).
+
+    ``configured``: ``SUGARCRM_API_VERSION``, "discover" (the default) or a fixed version such as
+    ``v11_20`` (used as is; a 301 then is a configuration error naming what the server answers).
+    """
+
+    def __init__(self, instance_url: str, configured: str = DISCOVER) -> None:
+        self.instance_url = instance_url.rstrip("/")
+        try:
+            self._pinned = None if configured.strip() in ("", DISCOVER) else parse_api_version(configured)
+        except ValueError as exc:
+            raise ConfigurationError(f"SUGARCRM_API_VERSION: {exc}, or {DISCOVER!r}", vendor="sugarcrm") from exc
+
+    def current(self) -> tuple[int, int]:
+        """The configured version, else the one this process learnt for the instance, else the newest."""
+        if self._pinned is not None:
+            return self._pinned
+        with _discovery_lock:
+            return _discovered.get(self.instance_url, NEWEST_API_VERSION)
+
+    def request(
+        self, http: VendorHttp, method: str, path: str, *, ok: tuple[int, ...] = (200, 201, 204), **kwargs: Any
+    ) -> httpx.Response:
+        """``http.request`` under ``/<version>``; a 301 ``incorrect_version`` moves to a version Sugar answers.
+
+        Raises ConfigurationError for a plain redirect (SUGARCRM_URL is not the final address), for a refused
+        configured version, and when no known version is answered.
+        """
+        version = self.current()
+        while True:
+            response = http.request(method, f"/{api_version_path(version)}{path}", ok=(*ok, 301), **kwargs)
+            if response.status_code != 301:
+                if self._pinned is None:
+                    with _discovery_lock:
+                        _discovered[self.instance_url] = version
+                return response
+            version = self._lower(version, response)
+
+    def _lower(self, version: tuple[int, int], response: httpx.Response) -> tuple[int, int]:
+        """The version to try after ``version`` was answered 301; raises when there is none."""
+        body = _json_object(response)
+        if body.get("error") != "incorrect_version":
+            raise ConfigurationError(
+                f"SugarCRM redirects its REST API ({response.headers.get('location', 'no Location')[:120]}): "
+                f"set SUGARCRM_URL to the instance's final https address",
+                vendor="sugarcrm",
+                status=301,
+            )
+        answered = _top_of_range(body)
+        refused = f"SugarCRM refuses REST API version {api_version_path(version)}"
+        if self._pinned is not None:
+            offer = f"; it answers up to {api_version_path(answered)}" if answered else ""
+            raise ConfigurationError(
+                f"{refused}{offer}: set SUGARCRM_API_VERSION to a version it answers, or to {DISCOVER!r}",
+                vendor="sugarcrm",
+                status=301,
+            )
+        with _discovery_lock:
+            learnt = _discovered.get(self.instance_url)
+        if learnt is not None and learnt < version:  # another call (the login) has just learnt it
+            return learnt
+        if answered is not None and answered < version:
+            return answered
+        lower = next((candidate for candidate in _CANDIDATES if candidate < version), None)
+        if lower is None:
+            raise ConfigurationError(
+                f"{refused} and every older one down to {api_version_path(_CANDIDATES[-1])}: check SUGARCRM_URL, "
+                f"or set SUGARCRM_API_VERSION",
+                vendor="sugarcrm",
+                status=301,
+            )
+        return lower
+
+
+def _json_object(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _top_of_range(body: Mapping[str, Any]) -> tuple[int, int] | None:
+    """The highest version a 301 ``incorrect_version`` message names, capped at the newest we know."""
+    match = _RANGE.search(str(body.get("error_message") or ""))
+    if match is None:
+        return None
+    return min(parse_api_version(match.group(1)), NEWEST_API_VERSION)
+
+
 def password_grant(
     instance_url: str,
     *,
@@ -94,21 +260,26 @@ def password_grant(
     client_id: Callable[[], str] = lambda: DEFAULT_CLIENT_ID,
     client_secret: Callable[[], str] = lambda: "",
     transport: httpx.BaseTransport | None = None,
+    api_version: str = DISCOVER,
 ) -> Callable[[str], TokenGrant]:
     """A ``refresh`` callable for RefreshingTokens: refresh-token grant, else a password login.
 
     Called with "" (no token yet: the credentials hold a username and password, not a refresh token) or
     with the stored refresh token. A refused refresh token (expired after two weeks, or replaced by a
     login elsewhere on the same platform) falls back to a password login. A refused login raises
-    AuthRevoked with what to fix; it never logs or returns the credentials.
+    AuthRevoked with what to fix; it never logs or returns the credentials. The token endpoint is under the
+    REST version like every call (``api_version``: SUGARCRM_API_VERSION, see ``ApiVersion``).
     """
+    version = ApiVersion(instance_url, api_version)
 
     def request(body: dict[str, str]) -> tuple[int, dict[str, Any]]:
         from closeloop.http import VendorHttp  # noqa: PLC0415 - keep httpx off the webhook path
 
-        http = VendorHttp("sugarcrm-oauth", instance_url.rstrip("/") + API_PREFIX, transport=transport)
+        http = VendorHttp("sugarcrm-oauth", instance_url.rstrip("/") + "/rest", transport=transport)
         try:
-            response = http.request("POST", TOKEN_PATH, json=body, ok=(200, 400, 401, 403, 422), retry_sent=False)
+            response = version.request(
+                http, "POST", TOKEN_PATH, json=body, ok=(200, 400, 401, 403, 422), retry_sent=False
+            )
         finally:
             http.close()
         try:
@@ -251,8 +422,12 @@ class SugarCrm:
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] | None = None,
         tax_number_field: str = "vat_number_c",
+        api_version: str = DISCOVER,
     ) -> None:
-        """``tax_number_field``: Sugar has no stock tax-id field; this Accounts field holds it (Studio)."""
+        """``tax_number_field``: Sugar has no stock tax-id field; this Accounts field holds it (Studio).
+
+        ``api_version``: SUGARCRM_API_VERSION, "discover" (default) or a fixed ``v11_<n>`` (see ApiVersion).
+        """
         if not instance_url:
             raise ConfigurationError(
                 "SUGARCRM_URL is not set (the SugarCRM instance, e.g. https://acme.sugarondemand.com)"
@@ -265,6 +440,7 @@ class SugarCrm:
         self._http: VendorHttp | None = None
         self.tax_number_field = tax_number_field
         self._currencies: dict[str, str] = {}
+        self._version = ApiVersion(self.instance_url, api_version)
 
     # -- webhooks (web logic hooks) ----------------------------------------------------------------
 
@@ -367,12 +543,18 @@ class SugarCrm:
             kwargs: dict[str, Any] = {"transport": self._transport}
             if self._sleep is not None:
                 kwargs["sleep"] = self._sleep
-            self._http = VendorHttp(self.name, self.instance_url + API_PREFIX, auth=_auth(self._tokens), **kwargs)
+            self._http = VendorHttp(self.name, self.instance_url + "/rest", auth=_auth(self._tokens), **kwargs)
         return self._http
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One call under the instance's REST version (``ApiVersion``: discovered, cached, re-discovered)."""
+        # The token first: a first login learns the version, so the call is not sent under a refused one.
+        self._tokens.access_token()
+        return self._version.request(self.http, method, path, **kwargs)
 
     def _get(self, module: str, record_id: str, fields: Sequence[str]) -> dict[str, Any] | None:
         try:
-            response = self.http.request("GET", f"/{module}/{_seg(record_id)}", params={"fields": ",".join(fields)})
+            response = self._request("GET", f"/{module}/{_seg(record_id)}", params={"fields": ",".join(fields)})
         except NotFound:
             return None
         body = response.json()
@@ -381,9 +563,9 @@ class SugarCrm:
     def _page(self, path: str, *, method: str, body: dict[str, Any], offset: int) -> tuple[list[dict[str, Any]], int]:
         """One page of a filter or link listing: (records, next_offset); next_offset is -1 on the last."""
         if method == "POST":
-            response = self.http.request("POST", path, json={**body, "offset": offset})
+            response = self._request("POST", path, json={**body, "offset": offset})
         else:
-            response = self.http.request("GET", path, params={**body, "offset": str(offset)})
+            response = self._request("GET", path, params={**body, "offset": str(offset)})
         page = response.json()
         records = [r for r in page.get("records") or [] if isinstance(r, dict)]
         try:
@@ -721,7 +903,7 @@ class SugarCrm:
         if not body:
             return None
         try:
-            saved = self.http.request("PUT", f"/{module}/{_seg(record_id)}", json=body).json()
+            saved = self._request("PUT", f"/{module}/{_seg(record_id)}", json=body).json()
         except NotFound:
             return NotFound(f"SugarCRM has no {module} record {record_id}", vendor=self.name, status=404)
         except FatalError as exc:
@@ -779,7 +961,7 @@ class SugarCrm:
             if not body:
                 continue
             try:
-                saved = self.http.request("PUT", f"/{module}/{_seg(record_id)}", json=body).json()
+                saved = self._request("PUT", f"/{module}/{_seg(record_id)}", json=body).json()
             except NotFound as exc:
                 raise NotFound(f"SugarCRM has no {module} record {record_id}", vendor=self.name, status=404) from exc
             ignored = [f for f in body if not isinstance(saved, dict) or f not in saved]
@@ -846,7 +1028,7 @@ class SugarCrm:
         module = self.MODULES.get(object_type)
         if module is None:
             raise ValueError(f"no custom properties for a {object_type}")
-        response = self.http.request("GET", "/metadata", params={"type_filter": "modules", "module_filter": module})
+        response = self._request("GET", "/metadata", params={"type_filter": "modules", "module_filter": module})
         fields = ((response.json().get("modules") or {}).get(module) or {}).get("fields") or {}
         missing = [d for d in definitions if _custom(d.name) not in fields]
         if not missing:
@@ -1043,4 +1225,14 @@ def _decimal(value: Any, what: str) -> Decimal | None:
     return number
 
 
-__all__ = ["API_PREFIX", "AccessTokens", "SugarCrm", "password_grant"]
+__all__ = [
+    "API_PREFIX",
+    "DISCOVER",
+    "GUESSES",
+    "AccessTokens",
+    "ApiVersion",
+    "SugarCrm",
+    "forget_api_versions",
+    "parse_api_version",
+    "password_grant",
+]
