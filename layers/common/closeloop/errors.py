@@ -82,9 +82,11 @@ class AuthRevoked(SetupError):
     """The refresh token is no longer valid (``invalid_grant``): a person must reconnect the app."""
 
 
-class RefreshAnswerLost(SetupError):
+class RefreshAnswerLost(Unavailable):
     """A token refresh was sent and its answer lost, and the vendor's rules do not make resending the
-    same refresh token safe: the connection may need reconnecting (the message says how to tell)."""
+    same refresh token safe at once: this call does not re-send it. The work is retried later with the
+    stored token (the only one there is); if the vendor had rotated it, that refresh is refused
+    (``invalid_grant`` -> AuthRevoked), which parks the work and alerts a person to reconnect."""
 
 
 class TokenNotSaved(SetupError):
