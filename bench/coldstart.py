@@ -79,8 +79,10 @@ def _sam() -> str:
     raise RuntimeError("sam is needed to build what Lambda runs: make tools")
 
 
-def _run(command: list[str], **kwargs: object) -> None:
-    completed = subprocess.run(command, capture_output=True, text=True, check=False, **kwargs)  # type: ignore[call-overload]  # noqa: S603
+def _run(command: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None) -> None:
+    completed = subprocess.run(  # noqa: S603 - sam, pip and compileall of the runtime's interpreter
+        command, cwd=cwd, env=env, capture_output=True, text=True, check=False, timeout=900
+    )
     if completed.returncode != 0:
         raise RuntimeError(f"{' '.join(command[:4])} … failed:\n{(completed.stdout + completed.stderr)[-3000:]}")
 
@@ -110,12 +112,12 @@ def _set_writable(root: Path, writable: bool) -> None:
 
 def build(architecture: str) -> Path:
     """``sam build`` for ``architecture`` into the bench directory (skipped while its inputs are unchanged)."""
-    build_dir, stamp = BENCH_DIR / "build", BENCH_DIR / f"build-{architecture}.sha256"
+    build_dir, stamp = BENCH_DIR / "build", BENCH_DIR / "build.sha256"
     digest = _inputs_digest(architecture)
     if stamp.is_file() and stamp.read_text() == digest and (build_dir / "template.yaml").is_file():
         return build_dir
     if BENCH_DIR.exists():
-        _set_writable(BENCH_DIR, True)  # a fallback run leaves it read-only
+        _set_writable(BENCH_DIR, True)  # a chmod fallback run that was killed leaves it read-only
     stamp.unlink(missing_ok=True)
     env = {
         **os.environ,
@@ -139,7 +141,6 @@ def build(architecture: str) -> Path:
         ],
         cwd=ROOT,
         env=env,
-        timeout=600,
     )
     stamp.write_text(digest)
     return build_dir
@@ -157,7 +158,7 @@ def runtime_boto3() -> Path:
         shutil.rmtree(target)
     python = str(python312())
     pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile"]
-    _run([*pip, "--target", str(target), f"boto3=={version}"], timeout=600)
+    _run([*pip, "--target", str(target), f"boto3=={version}"])
     _run([python, "-m", "compileall", "-q", "-f", "-j0", "--invalidation-mode", "unchecked-hash", str(target)])
     stamp.write_text(version)
     return target
