@@ -7,6 +7,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 TOOLS := .tools
+# The Lambda architecture to build for (template parameter Architecture; packaging/Makefile picks wheels by it).
+ARCH ?= arm64
 # sam build needs the Lambda runtime's interpreter (3.12) first on PATH; pyenv's shim is not enough.
 PY312 := $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12.*/bin/python3) $(shell command -v python3.12 2>/dev/null))
 export AWS_DEFAULT_REGION ?= us-east-1
@@ -60,14 +62,15 @@ test: lint unit validate scan ## everything CI runs: ruff, mypy, pytest (unit, i
 demo: venv ## run the whole loop offline on the local stack and show the result (CRM=hubspot ACCOUNTING=xero)
 	$(BIN)/closeloop demo --crm $(or $(CRM),hubspot) --accounting $(or $(ACCOUNTING),xero)
 
-bench: venv ## benchmarks (one table; see README)
-	$(BIN)/python -m bench.run
+bench: venv $(TOOLS)/sam/.installed ## benchmarks (one table; see README); cold init runs sam build output for this machine
+	PY312=$(PY312) SAM=$(TOOLS)/sam/bin/sam $(BIN)/python -m bench.run
 
-build: tools ## sam build (python3.12, arm64)
-	PATH=$(dir $(PY312)):$$PATH $(TOOLS)/sam/bin/sam build --parallel --cached
+build: tools ## sam build (python3.12, arm64; ARCH=x86_64 for Intel), bytecode included (packaging/Makefile)
+	PATH=$(dir $(PY312)):$$PATH LAMBDA_ARCHITECTURE=$(ARCH) \
+		$(TOOLS)/sam/bin/sam build --parallel --cached --parameter-overrides Architecture=$(ARCH)
 
-deploy: build ## sam deploy --guided
-	$(TOOLS)/sam/bin/sam deploy --guided
+deploy: build ## sam deploy --guided (same ARCH as the build)
+	$(TOOLS)/sam/bin/sam deploy --guided --parameter-overrides Architecture=$(ARCH)
 
 clean: ## remove venvs and build output
 	rm -rf $(VENV) $(TOOLS) .aws-sam .pytest_cache .mypy_cache .ruff_cache

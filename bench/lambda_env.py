@@ -47,9 +47,23 @@ def _physical_id(logical_id: str, resource_type: str) -> str:
     }.get(resource_type, name)
 
 
+def _document(template: Path) -> dict[str, Any]:
+    document: dict[str, Any] = yaml.load(template.read_text(), Loader=_TemplateLoader)  # noqa: S506 - our loader
+    return document
+
+
+def function_code_uris(template: Path = TEMPLATE) -> dict[str, str]:
+    """CodeUri (without its trailing slash) -> the first function built from it, by logical id."""
+    uris: dict[str, str] = {}
+    for logical_id, resource in _document(template)["Resources"].items():
+        if resource.get("Type") == "AWS::Serverless::Function":
+            uris.setdefault(str(resource["Properties"]["CodeUri"]).rstrip("/"), logical_id)
+    return uris
+
+
 def function_environment(template: Path = TEMPLATE) -> dict[str, str]:
     """The Globals environment variables of ``template``, resolved to defaults and dummy resource ids."""
-    document = yaml.load(template.read_text(), Loader=_TemplateLoader)  # noqa: S506 - our own loader
+    document = _document(template)
     parameters: dict[str, Any] = document.get("Parameters", {})
     resources: dict[str, Any] = document.get("Resources", {})
     variables: dict[str, Any] = document["Globals"]["Function"]["Environment"]["Variables"]

@@ -14,8 +14,6 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from closeloop import runtime
 from closeloop.models import message_pipeline
-from closeloop.sync.accounting_changes import handle_accounting_messages
-from closeloop.sync.backfill import handle_backfill_messages
 from closeloop.webhook_api import app
 
 logger = Logger()
@@ -28,6 +26,10 @@ def webhook_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, 
 
 @logger.inject_lambda_context
 def worker_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, list[dict[str, str]]]:
+    # Imported here: the webhook function shares this module and must not pay for them at its cold start.
+    from closeloop.sync.accounting_changes import handle_accounting_messages  # noqa: PLC0415
+    from closeloop.sync.backfill import handle_backfill_messages  # noqa: PLC0415
+
     runtime.register_lambda_context(context)
     messages = [(str(r["messageId"]), str(r.get("body") or "")) for r in event.get("Records") or []]
     accounting = [m for m in messages if message_pipeline(m[1]) == "accounting"]

@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from closeloop import runtime
 from closeloop.webhook_api import app
 
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.batch import BatchProcessor
+    from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
 logger = Logger()
-processor = BatchProcessor(event_type=EventType.SQS)
+
+
+@cache
+def processor() -> BatchProcessor:
+    # Imported on the worker's first batch: the batch utility loads every event data class and asyncio
+    # (about 200 ms), which the webhook function, sharing this module, must not pay at its cold start.
+    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType  # noqa: PLC0415
+
+    return BatchProcessor(event_type=EventType.SQS)
 
 
 @logger.inject_lambda_context
@@ -28,5 +39,7 @@ def record_handler(record: SQSRecord) -> None:
 
 @logger.inject_lambda_context
 def worker_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    from aws_lambda_powertools.utilities.batch import process_partial_response  # noqa: PLC0415
+
     runtime.register_lambda_context(context)
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor(), context=context)

@@ -16,11 +16,19 @@ from pydantic import BaseModel, ConfigDict, Field
 ObjectType = Literal["contact", "company", "deal", "line_item", "product"]
 Pipeline = Literal["contacts", "deals"]
 
+
+class _Model(BaseModel):
+    """Base of the canonical models: each builds its validator on first use, not at import, so a function
+    builds only the schemas it uses (building them all cost every cold start about 50-100 ms)."""
+
+    model_config = ConfigDict(defer_build=True)
+
+
 #: Which worker pipeline handles events about each object type.
 PIPELINE_OF: dict[str, Pipeline] = {"contact": "contacts", "company": "contacts", "deal": "deals"}
 
 
-class CrmRef(BaseModel):
+class CrmRef(_Model):
     """A CRM object's identity, e.g. ``hubspot/company/1000001``."""
 
     model_config = ConfigDict(frozen=True)
@@ -33,7 +41,7 @@ class CrmRef(BaseModel):
         return f"{self.crm}/{self.object_type}/{self.object_id}"
 
 
-class SyncEvent(BaseModel):
+class SyncEvent(_Model):
     """One change notification from a CRM, normalised. Carries ids, never field values of people."""
 
     model_config = ConfigDict(frozen=True)
@@ -49,7 +57,7 @@ class SyncEvent(BaseModel):
     dedupe_key: str = Field(description="Stable across redeliveries of the same event")
 
 
-class WorkMessage(BaseModel):
+class WorkMessage(_Model):
     """The body of one SQS work message: the events of one webhook delivery for one pipeline."""
 
     pipeline: Pipeline
@@ -57,7 +65,7 @@ class WorkMessage(BaseModel):
     events: list[SyncEvent]
 
 
-class Address(BaseModel):
+class Address(_Model):
     model_config = ConfigDict(frozen=True)
 
     line1: str = ""
@@ -71,7 +79,7 @@ class Address(BaseModel):
         return not any((self.line1, self.line2, self.city, self.region, self.postal_code, self.country))
 
 
-class Person(BaseModel):
+class Person(_Model):
     model_config = ConfigDict(frozen=True)
 
     crm_id: str
@@ -81,7 +89,7 @@ class Person(BaseModel):
     phone: str = ""
 
 
-class Customer(BaseModel):
+class Customer(_Model):
     """A billable party as the CRM knows it: a company with its people, or a contact on its own."""
 
     model_config = ConfigDict(frozen=True)
@@ -98,7 +106,7 @@ class Customer(BaseModel):
     updated_at: datetime | None = None
 
 
-class AccountingCustomer(BaseModel):
+class AccountingCustomer(_Model):
     """A customer record as the accounting system holds it."""
 
     model_config = ConfigDict(frozen=True)
@@ -173,7 +181,7 @@ DEAL_SYNC_FIELDS: tuple[str, ...] = (
 )
 
 
-class LineItem(BaseModel):
+class LineItem(_Model):
     """A deal's line item as the CRM holds it. Money is Decimal, never float."""
 
     model_config = ConfigDict(frozen=True)
@@ -187,7 +195,7 @@ class LineItem(BaseModel):
     amount: Decimal | None = Field(None, description="The CRM's own line total, for cross-checks")
 
 
-class Deal(BaseModel):
+class Deal(_Model):
     """A CRM deal with what invoicing needs: amount, currency, stage (won or not), parties, line items."""
 
     model_config = ConfigDict(frozen=True)
@@ -211,7 +219,7 @@ class Deal(BaseModel):
     )
 
 
-class Item(BaseModel):
+class Item(_Model):
     """A product/service in the accounting system, addressed by its code (the CRM's SKU)."""
 
     model_config = ConfigDict(frozen=True)
@@ -223,7 +231,7 @@ class Item(BaseModel):
     tax_type: str = ""
 
 
-class InvoiceLine(BaseModel):
+class InvoiceLine(_Model):
     model_config = ConfigDict(frozen=True)
 
     item_code: str
@@ -235,7 +243,7 @@ class InvoiceLine(BaseModel):
     discount_rate: Decimal | None = None
 
 
-class InvoiceDraft(BaseModel):
+class InvoiceDraft(_Model):
     """A sales invoice to create: every value decided by the sync logic, nothing left to the adapter."""
 
     model_config = ConfigDict(frozen=True)
@@ -251,7 +259,7 @@ class InvoiceDraft(BaseModel):
     url: str = Field("", description="Link back to the CRM deal, shown on the accounting record")
 
 
-class Invoice(BaseModel):
+class Invoice(_Model):
     """A sales invoice as the accounting system holds it."""
 
     model_config = ConfigDict(frozen=True)
@@ -279,7 +287,7 @@ class Invoice(BaseModel):
 AccountingResource = Literal["customer", "invoice", "payment"]
 
 
-class AccountingEvent(BaseModel):
+class AccountingEvent(_Model):
     """One change notification from an accounting system (webhook or poll), normalised. Ids only."""
 
     model_config = ConfigDict(frozen=True)
@@ -292,7 +300,7 @@ class AccountingEvent(BaseModel):
     dedupe_key: str = Field(description="Stable across redeliveries of the same event")
 
 
-class AccountingWorkMessage(BaseModel):
+class AccountingWorkMessage(_Model):
     """The body of one SQS work message with accounting-side changes (on the contacts queue)."""
 
     pipeline: Literal["accounting"] = "accounting"
@@ -300,7 +308,7 @@ class AccountingWorkMessage(BaseModel):
     events: list[AccountingEvent]
 
 
-class BackfillWorkMessage(BaseModel):
+class BackfillWorkMessage(_Model):
     """One chunk of a backfill fanned out over the contacts queue (CRM records to match or create)."""
 
     pipeline: Literal["backfill"] = "backfill"

@@ -1,0 +1,53 @@
+"""A function's cold start imports what its own path needs: webhook functions share a module with a worker."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from bench.lambda_env import ROOT, lambda_environment
+
+_PROBE = """
+import importlib, json, sys
+importlib.import_module("app")
+from closeloop import models
+unbuilt = sorted(name for name, value in vars(models).items()
+                 if isinstance(value, type) and issubclass(value, models.BaseModel)
+                 and value.__module__ == models.__name__ and not value.__pydantic_complete__)
+print(json.dumps({"modules": sorted(sys.modules), "unbuilt": unbuilt}))
+"""
+
+
+def _imported_at_init(function: str) -> dict[str, list[str]]:
+    path = os.pathsep.join([str(ROOT / "functions" / function), os.environ.get("PYTHONPATH", ""), str(ROOT)])
+    completed = subprocess.run(  # noqa: S603 - our interpreter, our code
+        [sys.executable, "-c", _PROBE],
+        env={**os.environ, **lambda_environment({"PYTHONPATH": path})},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    answer: dict[str, list[str]] = json.loads(completed.stdout)
+    return answer
+
+
+@pytest.mark.parametrize(
+    ("function", "worker_only"),
+    [
+        ("on_contact", {"closeloop.sync.accounting_changes", "closeloop.sync.backfill", "closeloop.rules", "yaml"}),
+        ("on_deal_won", {"aws_lambda_powertools.utilities.batch", "aws_lambda_powertools.utilities.batch.base"}),
+    ],
+)
+def test_webhook_cold_start_skips_what_only_the_worker_uses(function: str, worker_only: set[str]) -> None:
+    # Given the module the webhook function and the worker function share
+    # When a fresh process imports it, as Lambda's init does
+    imported = _imported_at_init(function)
+    # Then the worker's own dependencies are not loaded yet
+    assert worker_only.isdisjoint(imported["modules"])
+    # And no canonical model has built its validator yet: each builds on first use
+    assert "Customer" in imported["unbuilt"]
+    assert "SyncEvent" in imported["unbuilt"]
