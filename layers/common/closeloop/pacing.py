@@ -123,11 +123,13 @@ class SharedPacer:
             if deadline is not None:
                 latest = min(latest, deadline)
             if not self._held:
-                booking = self._schedules.book_call_slots(self._budget(), self.TAKE, self.spacing, now, latest)
+                # Near the deadline book one slot at a time: slots past it would go unused by anyone.
+                take = self.TAKE if deadline is None or now + self.TAKE * self.spacing <= deadline else 1
+                booking = self._schedules.book_call_slots(self._budget(), take, self.spacing, now, latest)
                 self.bookings += 1
                 if not booking.booked:
                     raise self._limited(booking.at - now)
-                self._held.extend(booking.at + n * self.spacing for n in range(self.TAKE))
+                self._held.extend(booking.at + n * self.spacing for n in range(take))
             slot = self._held[0]
             if slot > latest:
                 raise self._limited(slot - now)
