@@ -2,16 +2,19 @@
 
 Same conditional semantics as ``closeloop.store.DynamoStore`` (leases, token versions), with the indexes
 DynamoDB has (GSI1: accounting id -> CRM ref, due date -> open invoices) so that the store is never what a
-benchmark measures. Single-threaded use; the lease and token checks still behave like conditional writes.
+benchmark measures. Leases, tokens and call schedules are atomic under one lock (the rate-limit benchmark
+runs several workers on one store, as Lambdas share a table); the rest is plain dicts.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import defaultdict
 from datetime import date, datetime
 
 from closeloop.models import CrmRef, Invoice
+from closeloop.pacing import Booking
 from closeloop.ports import AuditRecord, FailedSync, IdMapping, InvoiceEmail
 from closeloop.store import TokenState
 
@@ -30,6 +33,8 @@ class MemoryStore:
         self.watermarks: dict[str, datetime] = {}
         self.customer_invoices: dict[tuple[str, str], dict[str, Invoice]] = defaultdict(dict)
         self.open_due: dict[str, dict[str, Invoice]] = defaultdict(dict)
+        self.schedules: dict[str, float] = {}
+        self._lock = threading.RLock()
 
     # -- SyncStore ---------------------------------------------------------------------------------
 
@@ -75,17 +80,33 @@ class MemoryStore:
         return self.failed.get(ref)
 
     def acquire_lease(self, name: str, owner: str, seconds: int) -> bool:
-        now = time.time()
-        held = self.leases.get(name)
-        if held is not None and held[0] != owner and held[1] > now:
-            return False
-        self.leases[name] = (owner, now + seconds)
-        return True
+        with self._lock:
+            now = time.time()
+            held = self.leases.get(name)
+            if held is not None and held[0] != owner and held[1] > now:
+                return False
+            self.leases[name] = (owner, now + seconds)
+            return True
 
     def release_lease(self, name: str, owner: str) -> None:
-        held = self.leases.get(name)
-        if held is not None and held[0] == owner:
-            del self.leases[name]
+        with self._lock:
+            held = self.leases.get(name)
+            if held is not None and held[0] == owner:
+                del self.leases[name]
+
+    # -- call schedules (closeloop.pacing), as DynamoStore keeps them ------------------------------
+
+    def book_call_slots(self, budget: str, count: int, spacing: float, now: float, latest: float) -> Booking:
+        with self._lock:
+            start = max(now, self.schedules.get(budget, 0.0))
+            if start > latest:
+                return Booking(booked=False, at=start)
+            self.schedules[budget] = start + count * spacing
+            return Booking(booked=True, at=start)
+
+    def hold_call_slots(self, budget: str, until: float) -> None:
+        with self._lock:
+            self.schedules[budget] = max(until, self.schedules.get(budget, 0.0))
 
     # -- TokenStore --------------------------------------------------------------------------------
 
@@ -93,10 +114,11 @@ class MemoryStore:
         return self.tokens.get(connection)
 
     def put_token(self, connection: str, state: TokenState) -> None:
-        current = self.tokens.get(connection)
-        if current is not None and current.version != state.version - 1:
-            raise RuntimeError("conditional check failed: the token was refreshed by another worker")
-        self.tokens[connection] = state
+        with self._lock:
+            current = self.tokens.get(connection)
+            if current is not None and current.version != state.version - 1:
+                raise RuntimeError("conditional check failed: the token was refreshed by another worker")
+            self.tokens[connection] = state
 
     # -- PaymentStore ------------------------------------------------------------------------------
 

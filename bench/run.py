@@ -50,6 +50,12 @@ def _poller(quick: bool) -> list[Row]:
     return poller_calls.measure(invoices=2_000 if quick else 10_000, changed=50)
 
 
+def _rate_limits(quick: bool) -> list[Row]:
+    from bench import rate_limits  # noqa: PLC0415
+
+    return rate_limits.measure(deals=60 if quick else 200)
+
+
 def _reconcile(quick: bool) -> list[Row]:
     from bench import reconcile_scale  # noqa: PLC0415
 
@@ -68,10 +74,11 @@ MEASURES: dict[str, tuple[Measure, bool]] = {
     "webhook": (_webhook, True),
     "contacts": (_contacts, False),
     "poller": (_poller, False),
+    "ratelimit": (_rate_limits, True),
     "reconcile": (_reconcile, True),
     "matching": (_matching, True),
 }
-ORDER = ("cold", "webhook", "contacts", "poller", "reconcile", "matching")
+ORDER = ("cold", "webhook", "contacts", "poller", "ratelimit", "reconcile", "matching")
 
 
 def _say(message: str) -> None:

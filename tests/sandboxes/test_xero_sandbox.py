@@ -707,6 +707,26 @@ def test_minute_limit_answers_429_with_retry_after_until_the_window_rolls(start:
     assert x.get("Contacts").status_code == 200
 
 
+def test_a_time_scaled_sandbox_keeps_xeros_limits_on_a_faster_clock(start: Callable[..., Xero]) -> None:
+    # Given Xero's real 60 calls a minute on a clock 30 times faster (a minute lasts 2 s)
+    x = start(minute_limit=60, time_scale=30).login()
+
+    # When 61 calls are made at once
+    replies = [x.get("Contacts") for _ in range(61)]
+
+    # Then the 61st is a minute-limit 429 whose Retry-After is in Xero's seconds (up to 60), not real ones
+    assert [r.status_code for r in replies].count(200) == 60
+    limited = replies[60]
+    assert limited.status_code == 429 and limited.headers["X-Rate-Limit-Problem"] == "minute"
+    assert 2 <= int(limited.headers["Retry-After"]) <= 60
+
+    # When that many Xero seconds have passed (in real time: Retry-After / 30)
+    threading.Event().wait(int(limited.headers["Retry-After"]) / 30 + 0.05)
+
+    # Then calls go through again
+    assert x.get("Contacts").status_code == 200
+
+
 def test_day_and_app_minute_limits(start: Callable[..., Xero]) -> None:
     day = start(day_limit=2).login()
     assert [day.get("Contacts").status_code for _ in range(3)] == [200, 200, 429]

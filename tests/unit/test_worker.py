@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from closeloop.errors import AuthRevoked, Unavailable
+from closeloop.errors import AuthRevoked, RateLimited, Unavailable
 from closeloop.models import CrmRef, SyncEvent, WorkMessage
 from closeloop.sync.contacts import Outcome
-from closeloop.sync.worker import PARK_SECONDS, Worker
+from closeloop.sync.worker import MAX_DELAY_SECONDS, PARK_SECONDS, RATE_LIMIT_DELAY_SECONDS, Worker
 from tests.fakes import events_for, ref
 
 
@@ -133,3 +133,90 @@ def test_a_pipeline_without_sync_many_runs_message_by_message() -> None:
     pipeline = Pipeline(Unavailable("down"))
     failed = Worker(pipeline, Alerts()).handle_batch([("m1", body(ref("company", "1")))])
     assert failed == ["m1"]
+
+
+class LimitedAfter(Pipeline):
+    """Syncs ``ok`` objects, then the vendor says 429 (Retry-After ``retry_after``) for the rest."""
+
+    def __init__(self, ok: int, retry_after: float | None = 30.0) -> None:
+        super().__init__()
+        self.ok = ok
+        self.retry_after = retry_after
+
+    def sync(self, ref_: CrmRef, events: Iterable[SyncEvent]) -> Outcome:
+        if len(self.calls) >= self.ok:
+            self.calls.append((ref_, -1))
+            raise RateLimited("429", retry_after=self.retry_after, problem="minute", vendor="books")
+        return super().sync(ref_, events)
+
+
+def parked_events(parked: list[tuple[str, str, int]]) -> list[list[str]]:
+    return [sorted({e.ref.object_id for e in WorkMessage.model_validate_json(b).events}) for _, b, _ in parked]
+
+
+def test_a_rate_limit_requeues_only_the_unfinished_objects_with_the_vendors_delay() -> None:
+    # Given a delivery about four objects, and a vendor that answers 429 "come back in 30 s" after two
+    parked: list[tuple[str, str, int]] = []
+    pipeline = LimitedAfter(ok=2)
+    worker = Worker(pipeline, Alerts(), park=lambda p, b, d: parked.append((p, b, d)))
+    refs = [ref("deal", str(n)) for n in range(1, 5)]
+    # When the message is handled
+    results = worker.handle_message(body(*refs))
+    # Then it is acknowledged (nothing raised: no receive count spent), the two finished objects stay done,
+    # and one fresh message carries only the events of objects 3 and 4 (not tried again here), due in 30 s
+    assert [r["ref"] for r in results] == [str(refs[0]), str(refs[1])]
+    assert len(pipeline.calls) == 3
+    assert [(p, d) for p, _, d in parked] == [("contacts", 30)]
+    assert parked_events(parked) == [["3", "4"]]
+    assert len(WorkMessage.model_validate_json(parked[0][1]).events) == 4
+
+
+def test_without_retry_after_the_requeue_waits_a_minute_and_without_parking_the_message_fails() -> None:
+    parked: list[tuple[str, str, int]] = []
+    Worker(
+        LimitedAfter(ok=0, retry_after=None), Alerts(), park=lambda p, b, d: parked.append((p, b, d))
+    ).handle_message(body(ref("deal", "1")))
+    assert [d for _, _, d in parked] == [RATE_LIMIT_DELAY_SECONDS]
+    with pytest.raises(RateLimited):
+        Worker(LimitedAfter(ok=0), Alerts()).handle_message(body(ref("deal", "1")))
+
+
+def test_a_wait_longer_than_sqs_can_delay_is_served_by_parking_again() -> None:
+    # Given a vendor that says "come back in an hour" (longer than SQS's 900 s maximum delay)
+    clock = [1_000.0]
+    parked: list[tuple[str, str, int]] = []
+    worker = Worker(
+        LimitedAfter(ok=0, retry_after=3600),
+        Alerts(),
+        park=lambda p, b, d: parked.append((p, b, d)),
+        now=lambda: clock[0],
+    )
+    worker.handle_message(body(ref("deal", "1")))
+    assert parked[-1][2] == MAX_DELAY_SECONDS
+    requeued = parked[-1][1]
+    assert WorkMessage.model_validate_json(requeued).not_before == 4_600.0
+    # When it comes back after 900 s
+    clock[0] += 900
+    assert worker.handle_message(requeued) == []
+    # Then it is parked again, untouched, for the rest of the hour (the pipeline was not called again)
+    assert parked[-1] == ("contacts", requeued, MAX_DELAY_SECONDS)
+    assert len(worker.pipeline.calls) == 1  # type: ignore[attr-defined]
+    # And once due, it runs
+    clock[0] = 4_600.0
+    with pytest.raises(RateLimited):
+        Worker(LimitedAfter(ok=0), Alerts(), now=lambda: clock[0]).handle_message(requeued)
+
+
+def test_in_a_batch_rate_limited_objects_are_requeued_and_their_messages_acknowledged() -> None:
+    # Given three messages: one fully synced, one with a rate-limited object, one with an outage
+    one, two, three, four = (ref("company", str(n)) for n in range(1, 5))
+    limited = RateLimited("429", retry_after=12, problem="minute")
+    pipeline = BulkPipeline(errors={two: limited, three: limited, four: Unavailable("down")})
+    parked: list[tuple[str, str, int]] = []
+    worker = Worker(pipeline, Alerts(), park=lambda p, b, d: parked.append((p, b, d)))
+    # When the batch is handled
+    failed = worker.handle_batch([("m1", body(one)), ("m2", body(one, two, three)), ("m3", body(four))])
+    # Then only the outage spends a receive count; the rate-limited objects travel on in one message
+    assert failed == ["m3"]
+    assert [(p, d) for p, _, d in parked] == [("contacts", 12)]
+    assert parked_events(parked) == [["2", "3"]]

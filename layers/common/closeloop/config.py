@@ -68,6 +68,12 @@ class Settings(BaseModel):
     field_rules: str = Field("", alias="FIELD_RULES", description="YAML overriding field_rules.yaml")
     event_bus_name: str = Field("default", alias="EVENT_BUS_NAME")
     report_link_expiry_seconds: int = Field(7 * 86400, ge=60, le=7 * 86400, alias="REPORT_LINK_EXPIRY_SECONDS")
+    time_scale: float = Field(
+        1.0,
+        gt=0,
+        alias="CLOSELOOP_TIME_SCALE",
+        description="local tests only: vendor seconds per real second (rate-limit windows, Retry-After, delays)",
+    )
 
     @field_validator("sku_item_codes", mode="before")
     @classmethod

@@ -86,6 +86,41 @@ def worst_case_seconds(policy: RetryPolicy | None = None, timeout: httpx.Timeout
     return policy.max_attempts * per_attempt + policy.max_sleep_total
 
 
+@dataclass(frozen=True)
+class RateLimit:
+    """A vendor's published request budget for one organisation (Xero tenant, QuickBooks realm, Zoho org).
+
+    Vendor data, declared on the adapter: ``per_minute`` calls in any rolling minute and at most
+    ``concurrent`` requests in flight (0: none published).
+    """
+
+    per_minute: int
+    concurrent: int = 0
+
+
+class Pacer(Protocol):
+    """Paces calls to one organisation's budget, shared by every worker (see ``closeloop.pacing``)."""
+
+    def acquire(self) -> None:
+        """Wait until one more call may be sent. Raises RateLimited (with ``retry_after``) when the wait
+        would be too long for this invocation: the caller's work is then re-queued, not retried here."""
+        ...
+
+    def back_off(self, seconds: float) -> None:
+        """The vendor answered 429: send nothing to this organisation for ``seconds`` (every worker)."""
+        ...
+
+
+class Unpaced:
+    """No pacing: every call goes at once (CRM clients, token endpoints, tests)."""
+
+    def acquire(self) -> None:
+        return None
+
+    def back_off(self, seconds: float) -> None:
+        return None
+
+
 class AccessTokens(Protocol):
     def access_token(self, stale: str | None = None) -> str:
         """A valid access token; ``stale``: the one the vendor just refused (forces a refresh)."""
@@ -140,8 +175,11 @@ class VendorHttp:
         request_id_header: str = "x-request-id",
         sleep: Callable[[float], None] = time.sleep,
         transport: httpx.BaseTransport | None = None,
+        pacer: Pacer | None = None,
     ) -> None:
+        """``pacer`` is asked before every attempt (a retry is a call too) and told about every 429."""
         self.vendor = vendor
+        self.pacer: Pacer = pacer or Unpaced()
         self.policy = policy or RetryPolicy()
         self._rate_limit = rate_limit
         self._request_id_header = request_id_header
@@ -185,6 +223,7 @@ class VendorHttp:
         attempt = 0
         while True:
             attempt += 1
+            self.pacer.acquire()
             self.calls += 1
             try:
                 response = self._client.request(
@@ -207,6 +246,7 @@ class VendorHttp:
             if response.status_code == 429:
                 verdict = self._rate_limit(response)
                 delay = max(verdict.retry_after or 0.0, self.policy.backoff(attempt))
+                self.pacer.back_off(delay)
                 if (
                     not verdict.retry
                     or attempt >= self.policy.max_attempts

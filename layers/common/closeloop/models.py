@@ -63,6 +63,9 @@ class WorkMessage(_Model):
     pipeline: Pipeline
     received_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     events: list[SyncEvent]
+    #: Not to be worked on before this (epoch seconds of the workers' clock): a wait longer than SQS's
+    #: longest delay, served by parking the message again when it comes back early.
+    not_before: float | None = None
 
 
 class Address(_Model):

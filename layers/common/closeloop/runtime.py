@@ -7,7 +7,9 @@ clients and tokens); tests call ``reset()``.
 
 from __future__ import annotations
 
+import math
 import os
+import threading
 import uuid
 from collections.abc import Callable
 from functools import cache
@@ -87,6 +89,41 @@ def _client_tokens(
     )
 
 
+@cache
+def clock() -> Any:
+    """The clock of rate limits and delays (real time, unless CLOSELOOP_TIME_SCALE speeds it up locally)."""
+    from closeloop.pacing import Clock  # noqa: PLC0415
+
+    return Clock(get_settings().time_scale)
+
+
+#: Room left after the last paced call of an invocation: that call (with its retries) and the writes after it.
+DEADLINE_RESERVE_SECONDS = 20.0
+_invocation = threading.local()
+
+
+def _deadline() -> float | None:
+    """When this invocation (this thread's) must stop sending vendor calls, on ``clock()``; None: no deadline."""
+    deadline: float | None = getattr(_invocation, "deadline", None)
+    return deadline
+
+
+def _pacer(vendor: str, limit: Any, organisation: Callable[[], str]) -> Any:
+    """The shared call budget of one vendor organisation (every worker books from the same schedule)."""
+    from closeloop.pacing import SharedPacer  # noqa: PLC0415
+
+    class Schedules:  # the store is reached on the first call, not when the adapter is built (webhook routes)
+        def book_call_slots(self, budget: str, count: int, spacing: float, now: float, latest: float) -> Any:
+            return store().book_call_slots(budget, count, spacing, now, latest)
+
+        def hold_call_slots(self, budget: str, until: float) -> None:
+            store().hold_call_slots(budget, until)
+
+    return SharedPacer(
+        Schedules(), lambda: f"{vendor}#{organisation()}", limit, vendor=vendor, clock=clock(), deadline=_deadline
+    )
+
+
 def _xero(settings: Settings, creds: Credentials) -> AccountingPort:
     from closeloop.accounting.xero import (  # noqa: PLC0415
         REFRESH_RESEND_WITHIN_SECONDS,
@@ -102,11 +139,14 @@ def _xero(settings: Settings, creds: Credentials) -> AccountingPort:
         settings.xero_identity_url,
         resend_within=REFRESH_RESEND_WITHIN_SECONDS,
     )
+    tenant_id = lambda: creds.get("XERO_TENANT_ID")  # noqa: E731
     return XeroAccounting(
         base_url=settings.xero_api_url,
         tokens=tokens,
-        tenant_id=lambda: creds.get("XERO_TENANT_ID"),
+        tenant_id=tenant_id,
         webhook_key=lambda: creds.get_optional("XERO_WEBHOOK_KEY", ""),
+        sleep=clock().sleep,
+        pacer=_pacer("xero", XeroAccounting.RATE_LIMIT, tenant_id),
     )
 
 
@@ -186,11 +226,14 @@ def _quickbooks(settings: Settings, creds: Credentials) -> AccountingPort:
         settings.intuit_oauth_url,
         resend_within=REFRESH_RESEND_WITHIN_SECONDS,
     )
+    realm_id = lambda: creds.get("QUICKBOOKS_REALM_ID")  # noqa: E731
     return QuickBooksAccounting(
         base_url=settings.quickbooks_api_url,
         tokens=tokens,
-        realm_id=lambda: creds.get("QUICKBOOKS_REALM_ID"),
+        realm_id=realm_id,
         webhook_verifier_token=lambda: creds.get_optional("QUICKBOOKS_WEBHOOK_VERIFIER_TOKEN", ""),
+        sleep=clock().sleep,
+        pacer=_pacer("quickbooks", QuickBooksAccounting.RATE_LIMIT, realm_id),
     )
 
 
@@ -212,12 +255,15 @@ def _zohobooks(settings: Settings, creds: Credentials) -> AccountingPort:
         resend_within=REFRESH_RESEND_WITHIN_SECONDS,
         rotates=False,
     )
+    organization_id = lambda: creds.get("ZOHO_BOOKS_ORGANIZATION_ID")  # noqa: E731
     return ZohoBooksAccounting(
         base_url=settings.zoho_books_base_url,
         tokens=tokens,
-        organization_id=lambda: creds.get("ZOHO_BOOKS_ORGANIZATION_ID"),
+        organization_id=organization_id,
         web_url=f"https://books.zoho.{centre}",
         tax_number_field={"in": "gst_no", "sa": "tax_reg_no"}.get(centre, "vat_reg_no"),
+        sleep=clock().sleep,
+        pacer=_pacer("zohobooks", ZohoBooksAccounting.RATE_LIMIT, organization_id),
     )
 
 
@@ -290,8 +336,11 @@ def idempotency_config() -> Any:
 
 
 def register_lambda_context(context: Any) -> None:
-    """Let in-progress idempotency records expire with this invocation (a crashed worker frees its keys)."""
+    """Let in-progress idempotency records expire with this invocation (a crashed worker frees its keys),
+    and stop paced vendor calls in time for the invocation to re-queue what is left (see ``_deadline``)."""
     idempotency_config().register_lambda_context(context)
+    remaining = context.get_remaining_time_in_millis() / 1000 - DEADLINE_RESERVE_SECONDS
+    _invocation.deadline = clock().now() + max(0.0, remaining) * clock().scale
 
 
 @cache
@@ -347,12 +396,13 @@ def _worker(pipeline: Any) -> Any:
     from closeloop.sync.worker import Worker  # noqa: PLC0415
 
     def park(pipeline_name: str, body: str, delay: int) -> None:
-        queues().send(pipeline_name, body, delay_seconds=delay)
+        # ``delay`` is on clock(): in real seconds it is the same unless a local test speeds the clock up.
+        queues().send(pipeline_name, body, delay_seconds=min(delay, math.ceil(clock().real_seconds(delay))))
 
     def alert_due(kind: str) -> bool:
         return bool(store().acquire_lease(f"alert#{kind}", uuid.uuid4().hex, ALERT_EVERY_SECONDS))
 
-    return Worker(pipeline, alerts(), once(), park=park, alert_due=alert_due)
+    return Worker(pipeline, alerts(), once(), park=park, alert_due=alert_due, now=clock().now)
 
 
 #: A disconnected account is announced at most this often, however many messages meet it.
@@ -447,6 +497,7 @@ def monthly_report(month: str) -> dict[str, Any]:
 def reset() -> None:
     """Forget every cached component and setting (tests, or after the environment changed)."""
     for cached in (
+        clock,
         credentials,
         crm,
         accounting,

@@ -11,6 +11,7 @@ One table (``SYNC_TABLE``), single-table design. This module is the only place t
 | lease         | ``LEASE#<name>``                | ``LEASE``              | –                                  |
 | token state   | ``CONN#<connection>``           | ``TOKEN``              | –                                  |
 | watermark     | ``WATERMARK#<name>``            | ``WATERMARK``          | –                                  |
+| call schedule | ``PACE#<vendor>#<org id>``      | ``PACE``               | –                                  |
 | checkpoint    | ``CHECKPOINT#<name>``           | ``CHECKPOINT``         | –                                  |
 | review item   | ``CRM#hubspot#company#123``     | ``REVIEW#xero``        | ``REVIEW#xero`` / ``<status>#<iso>`` |
 | cust. invoice | ``ACC#xero#customer#<id>``      | ``INV#<invoice id>``   | ``DUE#xero`` / ``<due>#<id>`` open |
@@ -39,6 +40,7 @@ from botocore.exceptions import ClientError
 
 from closeloop.errors import ConfigurationError
 from closeloop.models import CrmRef, Invoice
+from closeloop.pacing import Booking
 from closeloop.ports import AuditRecord, FailedSync, IdMapping, InvoiceEmail, ReviewItem, ReviewStatus
 
 if TYPE_CHECKING:
@@ -103,6 +105,8 @@ class DynamoStore:
         self.table = table_name
         self._client: DynamoDBClient = client or boto3.client("dynamodb")
         self._cipher = cipher
+        #: Per call schedule: was it busy (booked ahead) at our last look? Picks the update to try first.
+        self._busy_schedules: dict[str, bool] = {}
 
     # -- low-level helpers -------------------------------------------------------------------------
 
@@ -433,6 +437,100 @@ class DynamoStore:
             ConditionExpression="attribute_not_exists(PK) OR version = :previous",
             ExpressionAttributeValues=self._item({":previous": state.version - 1}),
         )
+
+    # -- call schedules (closeloop.pacing: every worker's calls to one organisation) ----------------
+
+    def book_call_slots(self, budget: str, count: int, spacing: float, now: float, latest: float) -> Booking:
+        """Book ``count`` call slots ``spacing`` s apart on ``budget``'s schedule with one conditional update.
+
+        The item holds ``next_free``, the start of the first unbooked slot. An idle schedule (``next_free``
+        passed) starts at ``now``; a busy one books from ``next_free`` on if that is not after ``latest``,
+        else books nothing and answers when it is next free. Which case applies is guessed from the last
+        answer, so a steady stream costs one write per booking.
+        """
+        span = Decimal(str(round(count * spacing, 6)))
+        for _ in range(4):  # each miss means another worker moved the schedule in between: rare
+            busy = self._busy_schedules.get(budget, False)
+            booking, next_free = (
+                self._book_busy(budget, span, now, latest) if busy else self._book_idle(budget, span, now)
+            )
+            if booking is not None:
+                return booking
+            if next_free is not None and next_free > latest:
+                self._busy_schedules[budget] = True
+                return Booking(booked=False, at=next_free)
+            self._busy_schedules[budget] = next_free is not None and next_free > now
+        return Booking(booked=False, at=now + float(span))
+
+    def hold_call_slots(self, budget: str, until: float) -> None:
+        """Move ``budget``'s next free slot to ``until`` unless it is later already (the vendor said 429)."""
+        try:
+            self._client.update_item(
+                TableName=self.table,
+                Key=self._item({"PK": f"PACE#{budget}", "SK": "PACE"}),
+                UpdateExpression="SET next_free = :until, expires_at = :expires",
+                ConditionExpression="attribute_not_exists(next_free) OR next_free < :until",
+                ExpressionAttributeValues=self._item(
+                    {":until": Decimal(str(round(until, 6))), ":expires": int(time.time()) + LEASE_SWEEP_SECONDS}
+                ),
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+        self._busy_schedules[budget] = True
+
+    def _book_idle(self, budget: str, span: Decimal, now: float) -> tuple[Booking | None, float | None]:
+        at = Decimal(str(round(now, 6)))
+        found = self._update_schedule(
+            budget,
+            "SET next_free = :next, expires_at = :expires",
+            "attribute_not_exists(next_free) OR next_free <= :now",
+            {":next": at + span, ":now": at},
+        )
+        if found is None:
+            return Booking(booked=True, at=float(at)), None
+        return None, found
+
+    def _book_busy(self, budget: str, span: Decimal, now: float, latest: float) -> tuple[Booking | None, float | None]:
+        values = {":span": span, ":now": Decimal(str(round(now, 6))), ":latest": Decimal(str(round(latest, 6)))}
+        try:
+            response = self._client.update_item(
+                TableName=self.table,
+                Key=self._item({"PK": f"PACE#{budget}", "SK": "PACE"}),
+                UpdateExpression="SET next_free = next_free + :span, expires_at = :expires",
+                ConditionExpression="next_free > :now AND next_free <= :latest",
+                ExpressionAttributeValues=self._item({**values, ":expires": int(time.time()) + LEASE_SWEEP_SECONDS}),
+                ReturnValues="UPDATED_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            return None, self._next_free(exc)
+        booked_until = float(self._plain(response["Attributes"])["next_free"])
+        return Booking(booked=True, at=booked_until - float(span)), None
+
+    def _update_schedule(self, budget: str, update: str, condition: str, values: dict[str, Any]) -> float | None:
+        """Apply a conditional update to a schedule; ``None`` when done, else the ``next_free`` it holds."""
+        try:
+            self._client.update_item(
+                TableName=self.table,
+                Key=self._item({"PK": f"PACE#{budget}", "SK": "PACE"}),
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeValues=self._item({**values, ":expires": int(time.time()) + LEASE_SWEEP_SECONDS}),
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            return self._next_free(exc)
+        return None
+
+    def _next_free(self, exc: ClientError) -> float:
+        response: dict[str, Any] = dict(exc.response)
+        item: dict[str, Any] = response.get("Item") or {}  # ReturnValuesOnConditionCheckFailure=ALL_OLD
+        return float(self._plain(item)["next_free"]) if "next_free" in item else 0.0
 
     # -- watermarks --------------------------------------------------------------------------------
 

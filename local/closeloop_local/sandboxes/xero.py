@@ -839,12 +839,17 @@ class Replay:
 
 @dataclass
 class RateLimiter:
-    """Xero's per-tenant minute/day/concurrent limits and the app-wide minute limit (rolling windows)."""
+    """Xero's per-tenant minute/day/concurrent limits and the app-wide minute limit (rolling windows).
+
+    ``time_scale`` runs Xero's time faster than real time (20: a minute's window lasts 3 s); Retry-After
+    stays in Xero's seconds, so a client on the same scale reads it right.
+    """
 
     minute: int
     day: int
     concurrent: int
     app_minute: int
+    time_scale: float = 1.0
     _minute: dict[str, deque[float]] = field(default_factory=dict)
     _day: dict[str, deque[float]] = field(default_factory=dict)
     _app: deque[float] = field(default_factory=deque)
@@ -856,10 +861,13 @@ class RateLimiter:
             window.popleft()
         return window
 
+    def _span(self, seconds: float) -> float:
+        return seconds / self.time_scale
+
     def _windows(self, tenant: str, now: float) -> tuple[deque[float], deque[float], deque[float]]:
-        minute = self._trim(self._minute.setdefault(tenant, deque()), now, 60)
-        day = self._trim(self._day.setdefault(tenant, deque()), now, 86400)
-        return minute, day, self._trim(self._app, now, 60)
+        minute = self._trim(self._minute.setdefault(tenant, deque()), now, self._span(60))
+        day = self._trim(self._day.setdefault(tenant, deque()), now, self._span(86400))
+        return minute, day, self._trim(self._app, now, self._span(60))
 
     def acquire(self, tenant: str, now: float) -> tuple[str, int] | None:
         """Count one call, or return (X-Rate-Limit-Problem, Retry-After seconds) when over a limit."""
@@ -870,8 +878,8 @@ class RateLimiter:
             ("minute", minute, self.minute, 60),
         ):
             if len(window) >= limit:
-                wait = window[0] + span - now if window else span
-                return problem_name, max(1, math.ceil(wait))
+                wait = window[0] + self._span(span) - now if window else self._span(span)
+                return problem_name, max(1, math.ceil(wait * self.time_scale))
         if self._in_flight.get(tenant, 0) >= self.concurrent:
             return "concurrent", 1
         for window in (minute, day, app):
@@ -1132,6 +1140,7 @@ class XeroSandbox:
         app_minute_limit: int = 10000,
         refresh_grace_seconds: float = 1800,
         *,
+        time_scale: float = 1.0,
         tenant_name: str = "Demo Company (NZ)",
         app_name: str = "Closeloop",
         webhook_key: str = DEFAULT_WEBHOOK_KEY,
@@ -1146,7 +1155,7 @@ class XeroSandbox:
         self.refresh_grace_seconds = refresh_grace_seconds
         self.state = SandboxState()
         self.webhooks = XeroWebhooks(self, webhook_key, timeout=webhook_timeout)
-        self._limits = RateLimiter(minute_limit, day_limit, concurrent_limit, app_minute_limit)
+        self._limits = RateLimiter(minute_limit, day_limit, concurrent_limit, app_minute_limit, time_scale)
         self._routes = self._build_routes()
         self._control_routes = self._build_control_routes()
         self._init_data()

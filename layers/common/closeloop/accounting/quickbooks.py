@@ -54,7 +54,7 @@ from closeloop.errors import (
     ValidationFailed,
     WebhookRejected,
 )
-from closeloop.http import RateLimitVerdict, TokenAuth, VendorHttp, retry_after_header
+from closeloop.http import Pacer, RateLimit, RateLimitVerdict, TokenAuth, VendorHttp, retry_after_header
 from closeloop.models import (
     AccountingCustomer,
     AccountingEvent,
@@ -272,6 +272,9 @@ class QuickBooksAccounting:
         "voided": "Void",
         "emailed": "Emailed",
     }
+    #: Per realm: 500 calls a minute, more than 10 concurrent is a 429
+    #: (developer.intuit.com …/learn/limits-and-throttles).
+    RATE_LIMIT: ClassVar[RateLimit] = RateLimit(per_minute=500, concurrent=10)
 
     def __init__(
         self,
@@ -283,8 +286,10 @@ class QuickBooksAccounting:
         sleep: Callable[[float], None] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         webhook_verifier_token: Callable[[], str] | None = None,
+        pacer: Pacer | None = None,
     ) -> None:
-        """``webhook_verifier_token``: the app's webhook Verifier Token (QUICKBOOKS_WEBHOOK_VERIFIER_TOKEN)."""
+        """``webhook_verifier_token``: the app's webhook Verifier Token (QUICKBOOKS_WEBHOOK_VERIFIER_TOKEN);
+        ``pacer``: the realm's shared call budget (``RATE_LIMIT``; see closeloop.pacing)."""
         kwargs: dict[str, Any] = {"transport": transport}
         if sleep is not None:
             kwargs["sleep"] = sleep
@@ -297,6 +302,7 @@ class QuickBooksAccounting:
             auth=TokenAuth(tokens),
             rate_limit=quickbooks_rate_limit,
             request_id_header=REQUEST_ID_HEADER,
+            pacer=pacer,
             **kwargs,
         )
 

@@ -38,7 +38,7 @@ from urllib.parse import quote
 import httpx
 
 from closeloop.errors import AuthRevoked, ConfigurationError, Conflict, FatalError, ValidationFailed, WebhookRejected
-from closeloop.http import RateLimitVerdict, TokenAuth, VendorHttp, retry_after_header
+from closeloop.http import Pacer, RateLimit, RateLimitVerdict, TokenAuth, VendorHttp, retry_after_header
 from closeloop.models import (
     AccountingCustomer,
     AccountingEvent,
@@ -150,6 +150,9 @@ class XeroAccounting:
     }
     WEBHOOK_KINDS: ClassVar[Mapping[str, Literal["created", "changed"]]] = {"CREATE": "created", "UPDATE": "changed"}
     SIGNATURE_HEADER: ClassVar[str] = "x-xero-signature"
+    #: Per tenant: 60 calls in any rolling minute, 5 in flight (developer.xero.com/faq/limits; the daily
+    #: 5,000 is left to the 429's X-Rate-Limit-Problem: day).
+    RATE_LIMIT: ClassVar[RateLimit] = RateLimit(per_minute=60, concurrent=5)
 
     def __init__(
         self,
@@ -160,8 +163,10 @@ class XeroAccounting:
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] | None = None,
         webhook_key: Callable[[], str] | None = None,
+        pacer: Pacer | None = None,
     ) -> None:
-        """``webhook_key``: the key Xero's developer portal shows for the app's webhook (XERO_WEBHOOK_KEY)."""
+        """``webhook_key``: the key Xero's developer portal shows for the app's webhook (XERO_WEBHOOK_KEY);
+        ``pacer``: the tenant's shared call budget (``RATE_LIMIT``; see closeloop.pacing)."""
         kwargs: dict[str, Any] = {"transport": transport}
         if sleep is not None:
             kwargs["sleep"] = sleep
@@ -173,6 +178,7 @@ class XeroAccounting:
             auth=TokenAuth(tokens, prepare=lambda request: request.headers.update({"xero-tenant-id": tenant_id()})),
             rate_limit=xero_rate_limit,
             request_id_header="xero-correlation-id",
+            pacer=pacer,
             **kwargs,
         )
 

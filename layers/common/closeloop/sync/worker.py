@@ -5,10 +5,18 @@ Each object group runs at most once per distinct set of events (``once``: the id
 redelivered message only redoes the groups that did not finish. A retriable failure of any group fails
 the message (it comes back after the visibility timeout, then goes to the DLQ); a record-level failure is
 kept as a failed sync by the pipeline; a setup failure (disconnected account) alerts a person.
+
+A rate limit is nobody's failure: the vendor said when to come back. The groups it stopped (and those not
+tried yet, which would meet the same limit) are re-queued as a message of their own, carrying only their
+events, delayed by the vendor's Retry-After; the groups that finished stay done and the original message
+is acknowledged. No receive count is spent, so a burst bigger than the vendor's budget drains at the
+budget's pace instead of into the DLQ.
 """
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict
 from typing import Any, Protocol
@@ -16,7 +24,7 @@ from typing import Any, Protocol
 from aws_lambda_powertools import Logger
 from pydantic import ValidationError
 
-from closeloop.errors import RetriableError, SetupError
+from closeloop.errors import RateLimited, RetriableError, SetupError
 from closeloop.models import CrmRef, SyncEvent, WorkMessage
 
 logger = Logger(child=True)
@@ -46,15 +54,20 @@ def group_events(events: Iterable[SyncEvent]) -> dict[CrmRef, list[SyncEvent]]:
 
 #: How long a message waits before it is tried again while the integration is disconnected.
 PARK_SECONDS = 900
+#: SQS's longest DelaySeconds; a longer wait is served in steps (``WorkMessage.not_before``).
+MAX_DELAY_SECONDS = 900
+#: The wait after a 429 that did not say how long (QuickBooks and Zoho Books send no Retry-After).
+RATE_LIMIT_DELAY_SECONDS = 60
 
 
 class Worker:
     """Runs a pipeline over the events of work messages.
 
-    ``park(pipeline, body, delay)`` re-queues a message for later: a setup failure (a revoked
-    connection) is nobody's record's fault, so its messages wait for the fix instead of burning their
-    receive count into the DLQ. ``alert_due(kind)`` says whether to alert now (once an hour, not per
-    message).
+    ``park(pipeline, body, delay)`` re-queues a message for later (a fresh copy: its receive count
+    starts again): a setup failure (a revoked connection) is nobody's record's fault, so its messages
+    wait for the fix instead of burning their receive count into the DLQ; rate-limited work waits for
+    the vendor's Retry-After. ``alert_due(kind)`` says whether to alert now (once an hour, not per
+    message). ``now`` is the clock of ``WorkMessage.not_before`` and of the delays (seconds).
     """
 
     def __init__(
@@ -65,22 +78,38 @@ class Worker:
         *,
         park: Callable[[str, str, int], None] | None = None,
         alert_due: Callable[[str], bool] = lambda kind: True,
+        now: Callable[[], float] = time.time,
     ) -> None:
         self.pipeline = pipeline
         self.alerts = alerts
         self.once = once
         self.park = park
         self.alert_due = alert_due
+        self.now = now
 
     def handle_message(self, body: str) -> list[dict[str, Any]]:
-        """Process one message body. Raises the first RetriableError/SetupError after trying every group."""
+        """Process one message body. Raises the first RetriableError/SetupError after trying every group.
+
+        With ``park``, a RateLimited group and the groups after it are re-queued (see the module docstring)
+        instead of raised.
+        """
         message = WorkMessage.model_validate_json(body)
+        if self._parked_until_due(message):
+            return []
         results: list[dict[str, Any]] = []
         pending: Exception | None = None
-        for ref, events in group_events(message.events).items():
+        groups = list(group_events(message.events).items())
+        for index, (ref, events) in enumerate(groups):
             key = {"ref": str(ref), "events": sorted(e.dedupe_key for e in events)}
             try:
                 result = self.once(key, lambda ref=ref, events=events: self._sync(ref, events))  # type: ignore[misc]
+            except RateLimited as exc:
+                if self.park is None:
+                    logger.warning("sync will be retried", extra={"ref": str(ref), "error": str(exc)})
+                    pending = pending or exc
+                    continue
+                self._requeue(message, [e for _, rest in groups[index:] for e in rest], exc)
+                break
             except RetriableError as exc:
                 logger.warning("sync will be retried", extra={"ref": str(ref), "error": str(exc)})
                 pending = pending or exc
@@ -114,6 +143,7 @@ class Worker:
         if bulk is None:
             return [message_id for message_id, body in messages if not self._try_message(body)]
         readable, failed = self._read(messages)
+        readable = [m for m in readable if not self._parked_until_due(m[2])]
         groups: dict[CrmRef, dict[str, SyncEvent]] = {}
         for _, _, message in readable:
             for event in message.events:
@@ -123,8 +153,15 @@ class Worker:
         except SetupError as exc:
             self._park_all(readable, exc)
             return failed
+        limited = {ref: r for ref, r in results.items() if isinstance(r, RateLimited)} if self.park else {}
+        if limited:
+            self._requeue_limited(readable, groups, limited)
         for message_id, _, message in readable:
-            errors = [results[e.ref] for e in message.events if isinstance(results.get(e.ref), RetriableError)]
+            errors = [
+                results[e.ref]
+                for e in message.events
+                if isinstance(results.get(e.ref), RetriableError) and e.ref not in limited
+            ]
             if errors:
                 logger.warning("message will be retried", extra={"message_id": message_id, "error": str(errors[0])})
                 failed.append(message_id)
@@ -134,6 +171,47 @@ class Worker:
                 outcome["ref"] = str(ref)
                 logger.info("synced", extra=outcome)
         return failed
+
+    def _requeue_limited(
+        self,
+        readable: list[tuple[str, str, WorkMessage]],
+        groups: dict[CrmRef, dict[str, SyncEvent]],
+        limited: dict[CrmRef, RateLimited],
+    ) -> None:
+        """Re-queue the rate-limited objects of a batch (their merged events), one message per pipeline,
+        after the longest wait any of them was given."""
+        by_pipeline: dict[str, tuple[WorkMessage, dict[CrmRef, None]]] = {}
+        for _, _, message in readable:
+            for event in message.events:
+                if event.ref in limited:
+                    by_pipeline.setdefault(message.pipeline, (message, {}))[1][event.ref] = None
+        longest = max(limited.values(), key=lambda exc: exc.retry_after or 0.0)
+        for first, refs in by_pipeline.values():
+            self._requeue(first, [event for ref in refs for event in groups[ref].values()], longest)
+
+    def _requeue(self, message: WorkMessage, events: list[SyncEvent], exc: RateLimited) -> None:
+        """Send ``events`` (only those) as a message of their own, due when the vendor said to come back."""
+        assert self.park is not None  # noqa: S101 - callers check
+        wait = exc.retry_after if exc.retry_after and exc.retry_after > 0 else RATE_LIMIT_DELAY_SECONDS
+        delay = max(1, math.ceil(wait))
+        rest = message.model_copy(
+            update={"events": events, "not_before": self.now() + delay if delay > MAX_DELAY_SECONDS else None}
+        )
+        self.park(message.pipeline, rest.model_dump_json(), min(delay, MAX_DELAY_SECONDS))
+        logger.warning(
+            "rate limited: the rest of the message is re-queued",
+            extra={"events": len(events), "delay_seconds": delay, "problem": exc.problem, "vendor": exc.vendor},
+        )
+
+    def _parked_until_due(self, message: WorkMessage) -> bool:
+        """A message back before its ``not_before`` (a wait longer than SQS can delay) is parked again."""
+        if message.not_before is None or self.park is None:
+            return False
+        left = message.not_before - self.now()
+        if left <= 0:
+            return False
+        self.park(message.pipeline, message.model_dump_json(), min(max(1, math.ceil(left)), MAX_DELAY_SECONDS))
+        return True
 
     @staticmethod
     def _read(messages: Sequence[tuple[str, str]]) -> tuple[list[tuple[str, str, WorkMessage]], list[str]]:
