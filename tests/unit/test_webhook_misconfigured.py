@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any, cast
 
@@ -47,7 +48,9 @@ def unconfigured(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.usefixtures("unconfigured")
 def test_a_missing_webhook_key_answers_503_and_counts_the_metric(capsys: pytest.CaptureFixture[str]) -> None:
     # Given a HubSpot delivery to an API whose HUBSPOT_CLIENT_SECRET is not set
-    event = json.loads((EVENTS / "webhook_contacts_v1.json").read_text())
+    event = json.loads((EVENTS / "webhook_contacts_v3.json").read_text())
+    # (fresh, so that the key is the first thing missing: a stale v3 timestamp is refused before any key is read)
+    event["headers"]["x-hubspot-request-timestamp"] = str(int(time.time() * 1000))
     capsys.readouterr()
     # When the webhook API handles it
     response = webhook_api.app.resolve(event, cast(LambdaContext, _Context()))
@@ -70,7 +73,9 @@ def test_a_rejected_signature_is_not_counted_as_misconfiguration(
 ) -> None:
     # Given the key is set but the delivery is signed with another one
     monkeypatch.setenv("HUBSPOT_CLIENT_SECRET", "not-the-signing-secret")
-    event = json.loads((EVENTS / "webhook_contacts_v1.json").read_text())
+    event = json.loads((EVENTS / "webhook_contacts_v3.json").read_text())
+    # (fresh, so that the key is the first thing missing: a stale v3 timestamp is refused before any key is read)
+    event["headers"]["x-hubspot-request-timestamp"] = str(int(time.time() * 1000))
     capsys.readouterr()
     # When the webhook API handles it
     response = webhook_api.app.resolve(event, cast(LambdaContext, _Context()))
