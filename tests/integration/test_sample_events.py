@@ -36,9 +36,12 @@ def test_v3_sample_webhook_is_accepted_and_split_by_pipeline(
     assert json.loads(response["body"]) == {"accepted": {"contacts": 3}, "ignored": 0}
 
 
-def test_v1_sample_webhook_stays_valid_without_a_clock(loop: Loop) -> None:
+def test_v1_sample_webhook_is_refused_below_the_default_signature_minimum(loop: Loop) -> None:
+    # v1 signatures carry no timestamp, so a captured delivery replays forever: HUBSPOT_SIGNATURE_MIN_VERSION
+    # defaults to v3 (the sample still verifies when a stack opts in to v1: tests/unit/test_hubspot_webhooks.py)
     response = loop.stack.invoke("ContactWebhookFunction", events.load("webhook_contacts_v1.json"))
-    assert response["statusCode"] == 200
+    assert response["statusCode"] == 401
+    assert "below the configured minimum" in json.loads(response["body"])["message"]
 
 
 def test_deals_route_accepts_a_mixed_batch_and_routes_each_event(loop: Loop) -> None:
