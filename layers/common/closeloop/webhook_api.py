@@ -73,7 +73,7 @@ def receive_accounting_webhook(system: str) -> Response[Any]:
         return Response(status_code=404, content_type=content_types.TEXT_PLAIN, body="")
     request = current_request()
     try:
-        queued = ingest_accounting(port, runtime.queues(), request)
+        queued = ingest_accounting(port, runtime.queues(), request, runtime.store())
     except WebhookRejected as exc:
         logger.warning("accounting webhook rejected", extra={"status": exc.status, "reason": exc.message})
         return Response(status_code=exc.status, content_type=content_types.TEXT_PLAIN, body="")
@@ -94,8 +94,12 @@ def receive_webhook(crm: str, pipeline: str) -> dict[str, Any]:
     port = runtime.crm()
     raise_if_wrong_crm(port, crm)
     request = current_request()
-    result = ingest(port, runtime.queues(), request)
-    logger.info("webhook accepted", extra={"route": pipeline, "accepted": result.accepted, "ignored": result.ignored})
+    result = ingest(port, runtime.queues(), request, runtime.store())
+    logger.info(
+        "webhook accepted",
+        extra={"route": pipeline, "accepted": result.accepted, "ignored": result.ignored, "replay": result.replayed},
+    )
+    # A replay (or a retry of a delivery already queued) is answered as accepted: nothing more to do.
     return {"accepted": result.accepted, "ignored": result.ignored}
 
 
