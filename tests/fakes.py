@@ -47,6 +47,7 @@ class MemoryStore:
         self.leases: dict[str, tuple[str, float]] = {}
         self.tokens: dict[str, TokenState] = {}
         self.watermarks: dict[str, datetime] = {}
+        self.deliveries: set[tuple[str, str]] = set()
         self.customer_invoices: dict[tuple[str, str], dict[str, tuple[Invoice, bool]]] = {}
         self.checkpoints: dict[str, dict[str, Any]] = {}
         self.reviews: dict[tuple[CrmRef, str], ReviewItem] = {}
@@ -105,6 +106,19 @@ class MemoryStore:
 
     def record_failed_sync(self, failure: FailedSync) -> None:
         self.failed[failure.ref] = failure
+
+    def claim_delivery(self, sender: str, digest: str, ttl_seconds: int) -> bool:
+        with self.lock:
+            if (sender, digest) in self.deliveries:
+                return False
+            self.deliveries.add((sender, digest))
+            return True
+
+    def remember_delivery(self, sender: str, digest: str, ttl_seconds: int) -> None:
+        self.deliveries.add((sender, digest))
+
+    def release_delivery(self, sender: str, digest: str) -> None:
+        self.deliveries.discard((sender, digest))
 
     def clear_failed_sync(self, ref: CrmRef) -> None:
         self.failed.pop(ref, None)

@@ -14,14 +14,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from closeloop import runtime
 from closeloop.models import message_pipeline
-from closeloop.webhook_api import app
+from closeloop.webhook_api import resolve
 
 logger = Logger()
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(log_event=False)  # never the event: it may hold a URL secret
 def webhook_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    return resolve(event, context)
 
 
 @logger.inject_lambda_context

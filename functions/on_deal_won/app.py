@@ -9,7 +9,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from closeloop import runtime
-from closeloop.webhook_api import app
+from closeloop.webhook_api import resolve
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.batch import BatchProcessor
@@ -28,9 +28,9 @@ def processor() -> BatchProcessor:
     return BatchProcessor(event_type=EventType.SQS)
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(log_event=False)  # never the event: it may hold a URL secret
 def webhook_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    return resolve(event, context)
 
 
 def record_handler(record: SQSRecord) -> None:

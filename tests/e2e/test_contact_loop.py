@@ -70,6 +70,20 @@ def test_same_signed_batch_five_times_and_five_times_concurrently_leaves_one_con
     assert len(creates) == 1
 
 
+def test_a_replayed_signed_delivery_is_accepted_but_calls_no_vendor(loop: Loop) -> None:
+    # Given a company whose creation batch was delivered, queued and synced
+    replayco = loop.hubspot.create_object("companies", {"name": "Replayco"})
+    loop.settle()
+    delivery = next(d for d in reversed(loop.hubspot.deliveries) if str(replayco["id"]) in d["body"])
+    hubspot_calls, xero_calls = len(loop.hubspot.state.requests), len(loop.xero.state.requests)
+    # When an attacker (or a late retry) sends the same signed delivery again
+    response = httpx.post(delivery["url"], content=delivery["body"], headers=delivery["headers"], timeout=10)
+    loop.stack.drain(timeout=30)
+    # Then it is answered 200, and nothing was queued: neither HubSpot nor Xero was called again
+    assert response.status_code == 200
+    assert (len(loop.hubspot.state.requests), len(loop.xero.state.requests)) == (hubspot_calls, xero_calls)
+
+
 def test_existing_xero_name_is_matched_not_duplicated_and_nothing_loops(loop: Loop) -> None:
     # Given finance already entered the customer in Xero under its legal name
     existing = loop.xero.seed_contact(Name="Initech LLC", EmailAddress="ap@initech.test")

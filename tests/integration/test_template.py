@@ -234,6 +234,17 @@ def test_webhooks_can_queue_both_object_types(template: dict[str, Any]) -> None:
         assert queues == {"ContactQueue", "DealQueue"}
 
 
+def test_webhooks_may_only_write_and_release_delivery_records_in_the_sync_table(template: dict[str, Any]) -> None:
+    # Given each webhook function's role
+    for role in ("ContactWebhookFunctionRole", "DealWebhookFunctionRole"):
+        dynamodb = [s for r, s in inline_statements(template) if r == role and "dynamodb" in json.dumps(s["Action"])]
+        # Then its one DynamoDB statement puts and deletes DELIVERY# items of the sync table, nothing else
+        (statement,) = dynamodb
+        assert sorted(statement["Action"]) == ["dynamodb:DeleteItem", "dynamodb:PutItem"]
+        assert target(statement["Resource"]) == "SyncTable"
+        assert statement["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["DELIVERY#*"]}}
+
+
 def test_every_function_shares_one_environment_and_keeps_logs_for_a_while(template: dict[str, Any]) -> None:
     # Given the functions
     functions = resources_of(template, "AWS::Lambda::Function")

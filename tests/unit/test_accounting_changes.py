@@ -6,11 +6,11 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from closeloop.errors import ValidationFailed
-from closeloop.models import AccountingEvent, CrmRef, Customer
+from closeloop.errors import NotFound, ValidationFailed
+from closeloop.models import AccountingEvent, AccountingWorkMessage, CrmRef, Customer
 from closeloop.ports import PropertyDefinition
 from closeloop.rules import FieldRules
-from closeloop.sync.accounting_changes import AccountingChangeSync
+from closeloop.sync.accounting_changes import AccountingChangeSync, handle_accounting_messages
 from closeloop.sync.contacts import ContactSync
 from closeloop.sync.flags import SYNC_ISSUE
 from tests.fakes import FakeAccounting, FakeCrm, MemoryStore, events_for, ref
@@ -140,3 +140,42 @@ def test_changes_of_unlinked_customers_and_of_invoices_are_left_alone() -> None:
     assert changes.sync(unlinked).action == "skipped"
     assert changes.sync(invoice).action == "skipped"
     assert (crm.field_writes, crm.property_writes) == ([], [])
+
+
+def refuse_writes(crm: WritableCrm, error: Exception) -> None:
+    def refuse(ref_: CrmRef, values: Mapping[str, str]) -> list[str]:
+        raise error
+
+    crm.update_customer_fields = refuse  # type: ignore[method-assign,assignment]
+
+
+def test_an_accounting_change_the_crm_refuses_for_good_is_kept_as_a_failed_sync() -> None:
+    # Given finance owns the billing email, and the CRM refuses the new one for good
+    changes, _, crm, books, store = synced(FINANCE_OWNS_EMAIL)
+    edit_in_accounting(books, email="billing@acme.test")
+
+    refuse_writes(crm, ValidationFailed("email: rejected by the CRM", vendor="crm", status=400))
+    # When the notification arrives
+    outcome = changes.sync(event(books))
+    # Then it is not lost: the linked record holds a failed sync with the reason, for the month's report
+    assert (outcome.action, outcome.ref) == ("failed", ref("company", "1"))
+    failure = store.get_failed_sync(ref("company", "1"))
+    assert failure is not None
+    assert (failure.error_type, failure.source_event) == ("ValidationFailed", event(books).dedupe_key)
+    assert "rejected by the CRM" in failure.reason
+    assert "failed" in [a.action for a in store.list_audit(ref("company", "1"))]
+
+
+def test_a_failed_change_in_a_message_does_not_stop_the_next_one_or_retry_the_message() -> None:
+    # Given a message whose first event concerns a record the CRM refuses for good
+    changes, _, crm, books, store = synced(FINANCE_OWNS_EMAIL)
+    edit_in_accounting(books, email="billing@acme.test")
+    refused = event(books)
+    refuse_writes(crm, NotFound("gone", vendor="crm", status=404))
+    stranger = refused.model_copy(update={"resource_id": books.add("Walk-in").id, "dedupe_key": "y"})
+    message = AccountingWorkMessage(events=[refused, stranger]).model_dump_json()
+    # When the worker handles it
+    failed = handle_accounting_messages(changes, [("m1", message)])
+    # Then the message is not retried (the failure is kept instead) and the failed sync is recorded
+    assert failed == []
+    assert store.get_failed_sync(ref("company", "1")) is not None

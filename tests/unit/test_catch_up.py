@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from closeloop.models import SyncEvent, WorkMessage
-from closeloop.sync.catchup import OVERLAP, WATERMARK, CatchUp
-from tests.fakes import MemoryStore, ref
+import pytest
+
+from closeloop.errors import Unavailable, ValidationFailed
+from closeloop.models import CrmRef, Customer, SyncEvent, WorkMessage
+from closeloop.rules import FieldRules
+from closeloop.sync.accounting_changes import AccountingChangeSync
+from closeloop.sync.catchup import ACCOUNTING_WATERMARK, OVERLAP, WATERMARK, AccountingCatchUp, CatchUp
+from closeloop.sync.contacts import ContactSync
+from tests.fakes import FakeAccounting, FakeCrm, MemoryStore, events_for, ref
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
@@ -79,3 +86,117 @@ def test_a_run_cut_short_moves_the_watermark_only_as_far_as_it_read() -> None:
     CatchUp(crm, queues, store, clock=lambda: NOW).run()  # type: ignore[arg-type]
     seen = {e.ref.object_id for m in queues.sent for e in m.events}
     assert seen == {str(n) for n in range(10)}
+
+
+class FailingFeedCrm(ChangingCrm):
+    """A CRM whose change feed breaks (retriably) after ``good`` changes."""
+
+    def __init__(self, changes: list[SyncEvent], good: int) -> None:
+        super().__init__(changes)
+        self.good = good
+
+    def iter_changes_since(self, since: datetime) -> Iterator[SyncEvent]:
+        self.asked.append(since)
+        yield from self.changes[: self.good]
+        raise Unavailable("feed down", vendor="crm", status=503)
+
+
+def test_a_retriable_failure_mid_feed_stops_the_run_without_moving_the_watermark() -> None:
+    # Given a watermark an hour ago and a CRM whose feed fails after 2 of 5 changes
+    changes = [change("company", str(n), 50 - n) for n in range(5)]
+    crm, queues, store = FailingFeedCrm(changes, good=2), Queues(), MemoryStore()
+    mark = NOW - timedelta(hours=1)
+    store.put_watermark(WATERMARK, mark)
+    # When the catch-up runs, it raises (the schedule retries) and the watermark stays where it was
+    with pytest.raises(Unavailable):
+        CatchUp(crm, queues, store, clock=lambda: NOW).run()  # type: ignore[arg-type]
+    assert store.get_watermark(WATERMARK) == mark
+    # And the next run, with the feed back, queues every change
+    CatchUp(ChangingCrm(changes), queues, store, clock=lambda: NOW).run()  # type: ignore[arg-type]
+    assert {e.ref.object_id for m in queues.sent for e in m.events} >= {str(n) for n in range(5)}
+
+
+# -- the accounting catch-up ---------------------------------------------------------------------------------
+
+
+@dataclass
+class RefusingCrm(FakeCrm):
+    """Takes canonical field writes, except for the refs in ``refuse`` (ValidationFailed) or ``down`` (retriable)."""
+
+    refuse: set[CrmRef] = field(default_factory=set)
+    down: set[CrmRef] = field(default_factory=set)
+    written: list[CrmRef] = field(default_factory=list)
+
+    def update_customer_fields(self, ref: CrmRef, values: Mapping[str, str]) -> list[str]:
+        if ref in self.refuse:
+            raise ValidationFailed("email: not a valid address", vendor="crm", status=400)
+        if ref in self.down:
+            raise Unavailable("crm down", vendor="crm", status=503)
+        self.written.append(ref)
+        return super().update_customer_fields(ref, values)
+
+
+FINANCE_OWNS_EMAIL = """
+customer:
+  direction: both
+  source_of_truth: crm
+  fields:
+    email: accounting
+"""
+
+
+def three_linked_customers(
+    refuse: frozenset[str] = frozenset(), down: frozenset[str] = frozenset()
+) -> tuple[AccountingCatchUp, RefusingCrm, FakeAccounting, MemoryStore]:
+    """Three CRM companies synced to accounting, then each one's billing email edited in accounting."""
+    customers = {
+        ref("company", n): Customer(ref=ref("company", n), name=f"Co {n}", email=f"ap@{n}.test") for n in "123"
+    }
+    crm = RefusingCrm(
+        customers=customers, refuse={ref("company", n) for n in refuse}, down={ref("company", n) for n in down}
+    )
+    books, store = FakeAccounting(), MemoryStore()
+    rules = FieldRules.load(FINANCE_OWNS_EMAIL)
+    contacts = ContactSync(crm, books, store, owner="w", rules=rules)  # type: ignore[arg-type]
+    for company in customers:
+        contacts.sync(company, events_for(company))
+    for record_id, record in list(books.records.items()):
+        email = f"billing@{record.name[-1]}.test"
+        books.records[record_id] = record.model_copy(
+            update={"email": email, "fields": {**record.fields, "email": email}}
+        )
+    changes = AccountingChangeSync(crm, books, store, rules, clock=lambda: NOW)  # type: ignore[arg-type]
+    store.put_watermark(ACCOUNTING_WATERMARK, NOW - timedelta(hours=1))
+    return AccountingCatchUp(books, changes, store, clock=lambda: NOW), crm, books, store  # type: ignore[arg-type]
+
+
+def test_one_accounting_change_refused_for_good_is_a_failed_sync_and_the_others_still_sync() -> None:
+    # Given three edited customers, the second of which the CRM refuses for good
+    catch_up, crm, _, store = three_linked_customers(refuse=frozenset("2"))
+    # When the accounting catch-up runs
+    result = catch_up.run()
+    # Then the other two reached the CRM, and the run completed with the watermark moved on
+    assert crm.written == [ref("company", "1"), ref("company", "3")]
+    assert result.complete
+    assert store.get_watermark(ACCOUNTING_WATERMARK) == NOW
+    # And the refused one is kept as a failed sync with its reason (what the month's report lists)
+    failure = store.get_failed_sync(ref("company", "2"))
+    assert failure is not None
+    assert failure.error_type == "ValidationFailed"
+    assert "not a valid address" in failure.reason
+    assert list(store.failed) == [ref("company", "2")]
+
+
+def test_a_retriable_accounting_change_failure_stops_the_run_and_keeps_the_watermark() -> None:
+    # Given three edited customers, the CRM unavailable for the second
+    catch_up, crm, _, store = three_linked_customers(down=frozenset("2"))
+    mark = store.get_watermark(ACCOUNTING_WATERMARK)
+    # When the accounting catch-up runs, it raises (the schedule retries) without moving the watermark
+    with pytest.raises(Unavailable):
+        catch_up.run()
+    assert store.get_watermark(ACCOUNTING_WATERMARK) == mark
+    assert store.get_failed_sync(ref("company", "2")) is None
+    # And once the CRM is back, the next run syncs the rest
+    crm.down.clear()
+    assert catch_up.run().complete
+    assert set(crm.written) == {ref("company", n) for n in "123"}

@@ -15,8 +15,10 @@ One table (``SYNC_TABLE``), single-table design. This module is the only place t
 | checkpoint    | ``CHECKPOINT#<name>``           | ``CHECKPOINT``         | –                                  |
 | review item   | ``CRM#hubspot#company#123``     | ``REVIEW#xero``        | ``REVIEW#xero`` / ``<status>#<iso>`` |
 | cust. invoice | ``ACC#xero#customer#<id>``      | ``INV#<invoice id>``   | ``DUE#xero`` / ``<due>#<id>`` open |
+| delivery      | ``DELIVERY#<sender>#<sha256>``  | ``DELIVERY``           | –                                  |
 
-``expires_at`` is the table's TTL attribute (epoch seconds): leases carry it so stale ones are swept.
+``expires_at`` is the table's TTL attribute (epoch seconds): leases and deliveries carry it so stale ones are
+swept. DynamoDB deletes expired items only eventually, so conditions compare ``expires_at`` themselves.
 
 Token state holds its access and refresh tokens only encrypted (``*_token_enc``) by the injected
 ``TokenCipher`` (KMS in Lambda, with the connection and field as encryption context), so reading the table
@@ -63,6 +65,14 @@ def ref_from_key(key: str) -> CrmRef:
 
 def accounting_key(system: str, accounting_id: str) -> str:
     return f"ACC#{system}#{accounting_id}"
+
+
+DELIVERY_PREFIX = "DELIVERY#"
+
+
+def delivery_key(sender: str, digest: str) -> str:
+    """A queued webhook delivery (the webhook functions may write only keys with this prefix)."""
+    return f"{DELIVERY_PREFIX}{sender}#{digest}"
 
 
 def _iso(at: datetime) -> str:
@@ -369,6 +379,56 @@ class DynamoStore:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
+
+    # -- webhook deliveries (replay protection) -----------------------------------------------------
+
+    def claim_delivery(self, sender: str, digest: str, ttl_seconds: int) -> bool:
+        """Record a webhook delivery for ``ttl_seconds``; False when it is already recorded and not expired.
+
+        Uses PutItem only (and DeleteItem in ``release_delivery``): the webhook functions' role allows no more.
+        """
+        now = int(time.time())
+        try:
+            self._client.put_item(
+                TableName=self.table,
+                Item=self._item(
+                    {
+                        "PK": delivery_key(sender, digest),
+                        "SK": "DELIVERY",
+                        "type": "delivery",
+                        "received_at": now,
+                        "expires_at": now + ttl_seconds,
+                    }
+                ),
+                ConditionExpression="attribute_not_exists(PK) OR expires_at < :now",
+                ExpressionAttributeValues=self._item({":now": now}),
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def remember_delivery(self, sender: str, digest: str, ttl_seconds: int) -> None:
+        """Keep delivery ``digest`` recorded for ``ttl_seconds`` from now (its messages are queued)."""
+        now = int(time.time())
+        self._client.put_item(
+            TableName=self.table,
+            Item=self._item(
+                {
+                    "PK": delivery_key(sender, digest),
+                    "SK": "DELIVERY",
+                    "type": "delivery",
+                    "received_at": now,
+                    "expires_at": now + ttl_seconds,
+                }
+            ),
+        )
+
+    def release_delivery(self, sender: str, digest: str) -> None:
+        self._client.delete_item(
+            TableName=self.table, Key=self._item({"PK": delivery_key(sender, digest), "SK": "DELIVERY"})
+        )
 
     # -- OAuth token state -------------------------------------------------------------------------
 

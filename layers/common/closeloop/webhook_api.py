@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -33,6 +34,42 @@ PIPELINE_ROUTES = frozenset({"contacts", "deals"})
 METRICS_NAMESPACE = "Closeloop"
 MISCONFIGURED_METRIC = "WebhookMisconfigured"
 
+#: The path as the sender called it, path secret included, for the adapter's verification only.
+_SIGNED_PATH: ContextVar[str | None] = ContextVar("signed_path", default=None)
+
+
+def without_path_secret(event: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """``event`` with the last segment of ``/webhooks/{crm}/{pipeline}/{secret}`` removed, and the path it had.
+
+    Pipedrive's and SugarCRM's URL secrets must reach nothing that logs: Powertools' debug mode
+    (POWERTOOLS_DEV) prints the whole event and the route arguments. The request is routed as
+    ``/webhooks/{crm}/{pipeline}`` and the adapter verifies the secret against the kept path.
+    """
+    path = str(event.get("rawPath") or "")
+    parts = path.rstrip("/").split("/")
+    if len(parts) != 5 or parts[1] != "webhooks":
+        return dict(event), None
+    public = "/".join(parts[:4])
+    scrubbed = dict(event)
+    scrubbed["rawPath"] = public
+    params = {k: v for k, v in (event.get("pathParameters") or {}).items() if k != "secret"}
+    scrubbed["pathParameters"] = params or None
+    context = dict(event.get("requestContext") or {})
+    if isinstance(context.get("http"), Mapping):
+        context["http"] = {**context["http"], "path": public}
+    scrubbed["requestContext"] = context
+    return scrubbed, path
+
+
+def resolve(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+    """The webhook functions' entry point: the path secret is set aside before Powertools sees the event."""
+    scrubbed, signed_path = without_path_secret(event)
+    token = _SIGNED_PATH.set(signed_path)
+    try:
+        return app.resolve(scrubbed, context)
+    finally:
+        _SIGNED_PATH.reset(token)
+
 
 def raw_body(event: Mapping[str, Any]) -> bytes:
     """The request body exactly as sent (API Gateway base64-encodes bodies that are not text)."""
@@ -42,9 +79,9 @@ def raw_body(event: Mapping[str, Any]) -> bytes:
     return str(body).encode("utf-8")
 
 
-def public_uri(event: Mapping[str, Any], base_url: str) -> str:
-    """The URI the sender called (and signed)."""
-    path = str(event.get("rawPath") or "/")
+def public_uri(event: Mapping[str, Any], base_url: str, path: str | None = None) -> str:
+    """The URI the sender called (and signed); ``path`` when the event's was rewritten (path secrets)."""
+    path = path or str(event.get("rawPath") or "/")
     query = str(event.get("rawQueryString") or "")
     suffix = path + (f"?{query}" if query else "")
     if base_url:
@@ -60,7 +97,7 @@ def current_request() -> WebhookRequest:
     event = app.current_event.raw_event
     return WebhookRequest(
         method=app.current_event.http_method,
-        uri=public_uri(event, get_settings().webhook_base_url),
+        uri=public_uri(event, get_settings().webhook_base_url, _SIGNED_PATH.get()),
         headers=dict(app.current_event.headers),
         body=raw_body(event),
     )
@@ -78,18 +115,12 @@ def receive_accounting_webhook(system: str) -> Response[Any]:
         return Response(status_code=404, content_type=content_types.TEXT_PLAIN, body="")
     request = current_request()
     try:
-        queued = ingest_accounting(port, runtime.queues(), request)
+        queued = ingest_accounting(port, runtime.queues(), request, runtime.store())
     except WebhookRejected as exc:
         logger.warning("accounting webhook rejected", extra={"status": exc.status, "reason": exc.message})
         return Response(status_code=exc.status, content_type=content_types.TEXT_PLAIN, body="")
     logger.info("accounting webhook accepted", extra={"system": system, "events": queued})
     return Response(status_code=200, content_type=content_types.TEXT_PLAIN, body="")
-
-
-@app.post("/webhooks/<crm>/<pipeline>/<secret>")
-def receive_webhook_with_path_secret(crm: str, pipeline: str, secret: str) -> dict[str, Any]:
-    """The same route with a secret last path segment, which the CRM adapter checks (``verify_webhook``)."""
-    return receive_webhook(crm, pipeline)
 
 
 @app.post("/webhooks/<crm>/<pipeline>")
@@ -99,8 +130,12 @@ def receive_webhook(crm: str, pipeline: str) -> dict[str, Any]:
     port = runtime.crm()
     raise_if_wrong_crm(port, crm)
     request = current_request()
-    result = ingest(port, runtime.queues(), request)
-    logger.info("webhook accepted", extra={"route": pipeline, "accepted": result.accepted, "ignored": result.ignored})
+    result = ingest(port, runtime.queues(), request, runtime.store())
+    logger.info(
+        "webhook accepted",
+        extra={"route": pipeline, "accepted": result.accepted, "ignored": result.ignored, "replay": result.replayed},
+    )
+    # A replay (or a retry of a delivery already queued) is answered as accepted: nothing more to do.
     return {"accepted": result.accepted, "ignored": result.ignored}
 
 

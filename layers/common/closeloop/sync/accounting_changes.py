@@ -12,6 +12,10 @@ person changed, the field rules decide:
 - ``ignore``: the object or field does not flow (direction ``off``, or one-way the other way).
 
 Either way the new accounting values become the stored view, so the same edit is never handled twice.
+
+A change that fails for good (``FatalError``: the CRM refuses the write, the record is gone) is kept as the linked
+CRM record's failed sync with its reason (so the month's report lists it) and does not stop the changes after it;
+a ``RetriableError`` propagates, so the message or the catch-up run is retried.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from closeloop.sync.trail import Trail
 logger = Logger(child=True)
 
 
-ChangeAction = Literal["applied", "conflict", "unchanged", "ignored", "skipped"]
+ChangeAction = Literal["applied", "conflict", "unchanged", "ignored", "skipped", "failed"]
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,25 @@ class AccountingChangeSync:
         return self._sync(event, customer)
 
     def _sync(self, event: AccountingEvent, record: AccountingCustomer | None) -> ChangeOutcome:
+        try:
+            return self._apply(event, record)
+        except FatalError as exc:
+            return self._failed(event, exc)
+
+    def _failed(self, event: AccountingEvent, exc: FatalError) -> ChangeOutcome:
+        """Keep a change that failed for good as the linked CRM record's failed sync (the report lists it)."""
+        ref = self.store.find_ref(self.accounting.name, event.resource_id)
+        error_type = type(exc).__name__
+        logger.error(
+            "accounting change failed",
+            extra={"id": event.resource_id, "ref": str(ref or ""), "error_type": error_type, "error": str(exc)},
+        )
+        if ref is not None:
+            reason = f"change from {self.accounting.name} {event.resource} {event.resource_id} not applied: {exc}"
+            self.trail.fail(ref, None, reason, error_type, source=event.dedupe_key)
+        return ChangeOutcome(event.resource_id, "failed", ref, detail=f"{error_type}: {exc}")
+
+    def _apply(self, event: AccountingEvent, record: AccountingCustomer | None) -> ChangeOutcome:
         found = self._linked(event, record)
         if isinstance(found, ChangeOutcome):
             return found

@@ -101,7 +101,11 @@ class RecordChanges(Protocol):
 class AccountingCatchUp:
     """Accounting customers changed since the watermark, handled as they are read (every system's catch-up,
     and the only change feed of one without webhooks): no queue and no second read of each record. The
-    first run only sets the watermark."""
+    first run only sets the watermark.
+
+    A record whose change fails for good is kept as a failed sync by ``sync_record`` and the run goes on (the
+    watermark moves past it); a ``RetriableError`` stops the run with the watermark where it was, so the next
+    run reads that record (and the ones after it) again."""
 
     def __init__(
         self,

@@ -40,15 +40,18 @@ class Trail:
             )
         )
 
-    def fail(self, ref: CrmRef, event: SyncEvent | None, reason: str, error_type: str) -> None:
-        """Keep a failed sync with its reason (until a later sync succeeds) and audit it."""
+    def fail(self, ref: CrmRef, event: SyncEvent | None, reason: str, error_type: str, *, source: str = "") -> None:
+        """Keep a failed sync with its reason (until a later sync succeeds) and audit it.
+
+        ``source``: the dedupe key of the failed event when it is not a CRM event (an accounting-side change).
+        """
         self.store.record_failed_sync(
             FailedSync(
                 ref=ref,
                 at=self.clock(),
                 reason=reason,
                 error_type=error_type,
-                source_event=event.dedupe_key if event else "",
+                source_event=event.dedupe_key if event else source,
             )
         )
         self.audit(ref, "failed", "", event, {}, f"{error_type}: {reason}")
