@@ -358,7 +358,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     connect.set_defaults(handler=_lazy_main(_LAZY_COMMANDS["connect"]))
 
     setup = commands.add_parser("setup", help="create the CRM properties Closeloop writes (deal and company)")
-    setup.add_argument("system", choices=["hubspot"], help="the CRM to set up")
+    setup.add_argument("system", choices=["hubspot", "pipedrive", "sugarcrm"], help="the CRM to set up")
     setup.set_defaults(handler=_lazy_main(_LAZY_COMMANDS["setup"]))
     backfill = commands.add_parser(
         "backfill", help="link existing CRM records to existing accounting records (dry run, resume, review list)"

@@ -1,4 +1,9 @@
-"""``closeloop setup hubspot``: create the deal and company properties Closeloop writes back.
+"""``closeloop setup hubspot|pipedrive|sugarcrm``: create the deal and company properties Closeloop writes back.
+
+For the CRMs whose webhooks prove themselves by a secret in the URL (Pipedrive, SugarCRM), setup also makes that
+secret: 43 random URL-safe characters (``secrets.token_urlsafe(32)``), stored in the webhook keys secret
+(``--webhook-secret-id`` / ``WEBHOOK_KEYS_SECRET_ID``) unless a long enough one is already there, and prints the
+webhook URLs to register in the CRM (to this terminal only: it is never logged).
 
 Uses the deployment's own configuration: ``HUBSPOT_ACCESS_TOKEN`` (and ``HUBSPOT_API_URL``) from the
 environment, or from the stack's secret named by ``--secret-id`` / ``CREDENTIALS_SECRET_ID``; an OAuth app
@@ -13,21 +18,60 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import sys
 
 from closeloop import runtime
+from closeloop.credentials import Credentials
 from closeloop.sync.invoices import CUSTOMER_PROPERTIES, DEAL_PROPERTIES
+from closeloop.wire import MIN_PATH_SECRET_LENGTH
+
+#: The CRMs whose webhook URLs end in a secret, and the credential that holds it.
+PATH_SECRETS = {"pipedrive": "PIPEDRIVE_WEBHOOK_PATH_SECRET", "sugarcrm": "SUGARCRM_WEBHOOK_TOKEN"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--secret-id", help="the stack's credentials secret (default: $CREDENTIALS_SECRET_ID)")
+    parser.add_argument(
+        "--webhook-secret-id", help="the stack's webhook keys secret (default: $WEBHOOK_KEYS_SECRET_ID)"
+    )
+    parser.add_argument("--api-url", default="", help="the stack's ApiUrl output, to print the full webhook URLs")
+
+
+def ensure_path_secret(creds: Credentials, key: str) -> tuple[str, bool]:
+    """The URL secret ``key``, made and stored when missing or shorter than the minimum; (secret, made now).
+
+    Raises SystemExit when a new one is needed but cannot be stored (the key is set in the environment, or no
+    webhook keys secret is named).
+    """
+    current = creds.get_optional(key, "")
+    if len(current) >= MIN_PATH_SECRET_LENGTH:
+        return current, False
+    made = secrets.token_urlsafe(32)
+    if not creds.put(key, made):
+        raise SystemExit(
+            f"{key} must be at least {MIN_PATH_SECRET_LENGTH} random characters; it cannot be stored here "
+            "(set in the environment, or no --webhook-secret-id): store a new one made with "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+        )
+    return made, True
 
 
 def main(args: argparse.Namespace) -> int:
     if getattr(args, "secret_id", None):
         os.environ["CREDENTIALS_SECRET_ID"] = args.secret_id
-    os.environ.setdefault("CRM_PROVIDER", getattr(args, "system", "hubspot"))
+    if getattr(args, "webhook_secret_id", None):
+        os.environ["WEBHOOK_KEYS_SECRET_ID"] = args.webhook_secret_id
+    system = getattr(args, "system", "hubspot")
+    os.environ.setdefault("CRM_PROVIDER", system)
     runtime.reset()
+    key = PATH_SECRETS.get(system)
+    if key is not None:
+        secret, made = ensure_path_secret(runtime.credentials(), key)
+        base = (getattr(args, "api_url", "") or "<ApiUrl>").rstrip("/")
+        print(f"{key}: {'made and stored' if made else 'kept (already set)'}; register these webhook URLs:")
+        for pipeline in ("contacts", "deals"):
+            print(f"  {base}/webhooks/{system}/{pipeline}/{secret}")
     crm = runtime.crm()
     for object_type, definitions in (("deal", DEAL_PROPERTIES), ("company", CUSTOMER_PROPERTIES)):
         created = crm.ensure_properties(object_type, definitions)

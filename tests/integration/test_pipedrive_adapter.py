@@ -13,7 +13,7 @@ import pytest
 from werkzeug.wrappers import Request, Response
 
 from closeloop.crm.pipedrive import PipedriveCrm
-from closeloop.errors import AuthRevoked, NotFound, RateLimited, ValidationFailed, WebhookRejected
+from closeloop.errors import AuthRevoked, ConfigurationError, NotFound, RateLimited, ValidationFailed, WebhookRejected
 from closeloop.models import CrmRef
 from closeloop.ports import WebhookRequest
 from closeloop.sync.invoices import CUSTOMER_PROPERTIES, DEAL_PROPERTIES
@@ -21,7 +21,7 @@ from closeloop_local.sandboxes.base import Fault, SandboxServer
 from closeloop_local.sandboxes.drivers import DealLine
 from closeloop_local.sandboxes.pipedrive import PipedriveDriver, PipedriveSandbox, serve
 
-USER, PASSWORD, SECRET = "closeloop", "basic-pass", "path-secret-1234"
+USER, PASSWORD, SECRET = "closeloop", "basic-pass", "path-secret-1234-Hq7Wc2Zr9Lm4Tx8Vb5Nd3Kp6"
 
 
 @pytest.fixture
@@ -409,6 +409,19 @@ def test_verify_webhook_needs_both_the_basic_credentials_and_the_path_secret() -
         with pytest.raises(WebhookRejected) as caught:
             adapter.verify_webhook(WebhookRequest("POST", uri, headers, b"not even json"))
         assert caught.value.status == 401
+
+
+@pytest.mark.parametrize("configured", ["", "short-path-secret", "x" * 31])
+def test_a_missing_or_short_path_secret_is_a_configuration_error_never_a_match(configured: str) -> None:
+    # Given a deployment whose URL secret is unset or guessable (under 32 characters)
+    adapter = PipedriveCrm(webhook_user=USER, webhook_password=PASSWORD, webhook_path_secret=configured)
+    # When a delivery carries exactly that secret
+    request = WebhookRequest("POST", f"https://hooks.example.com/webhooks/pipedrive/deals/{configured}",
+                             basic(USER, PASSWORD), b"{}")  # fmt: skip
+    # Then it is refused as misconfiguration (the API answers 503 and alarms), naming the key, not the value
+    with pytest.raises(ConfigurationError, match="PIPEDRIVE_WEBHOOK_PATH_SECRET") as caught:
+        adapter.verify_webhook(request)
+    assert not configured or configured not in str(caught.value)
 
 
 def test_parse_webhook_rejects_malformed_bodies_and_ignores_other_entities() -> None:

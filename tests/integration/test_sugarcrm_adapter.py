@@ -29,7 +29,7 @@ from closeloop_local.sandboxes.drivers import DealLine
 from closeloop_local.sandboxes.sugarcrm import SugarCrmDriver, SugarSandbox, serve
 from tests.fakes import MemoryStore
 
-HOOK_TOKEN = "hook-token-8d1e"  # noqa: S105 - a test value
+HOOK_TOKEN = "hook-token-8d1e-Qm3xV9pL2rT7wY5zK8nB4cF6"  # noqa: S105 - a test value
 TOKEN_PATH = f"{API_PREFIX}/oauth2/token"
 
 
@@ -667,3 +667,15 @@ def test_version_settings_parse_and_every_guess_says_how_to_confirm_it() -> None
     with pytest.raises(ValueError, match="v11_20"):
         parse_api_version("latest")
     assert GUESSES and all("Confirm" in note or "confirm" in note for note in GUESSES.values())
+
+
+@pytest.mark.parametrize("configured", ["", "short-hook-token", "y" * 31])
+def test_a_missing_or_short_webhook_token_is_a_configuration_error_never_a_match(configured: str) -> None:
+    # Given a deployment whose URL token is unset or guessable (under 32 characters)
+    crm = SugarCrm(instance_url="https://sugar.example", tokens=_NoTokens(), webhook_token=configured)
+    # When a hook carries exactly that token
+    request = WebhookRequest("POST", f"https://hooks.example.com/webhooks/sugarcrm/contacts/{configured}", {}, b"{}")
+    # Then it is refused as misconfiguration (503 and an alarm), naming the key, not the value
+    with pytest.raises(ConfigurationError, match="SUGARCRM_WEBHOOK_TOKEN") as caught:
+        crm.verify_webhook(request)
+    assert not configured or configured not in str(caught.value)

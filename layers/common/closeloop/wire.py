@@ -13,7 +13,11 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from closeloop.errors import FatalError, WebhookRejected
+from closeloop.errors import ConfigurationError, FatalError, WebhookRejected
+
+#: A secret carried in a webhook URL's path (Pipedrive, SugarCRM) is the sender's only proof: at least this
+#: many characters (``closeloop setup`` makes 43 with ``secrets.token_urlsafe(32)``).
+MIN_PATH_SECRET_LENGTH = 32
 
 
 def dumps_exact(value: Any) -> bytes:
@@ -79,3 +83,17 @@ def hmac_base64_matches(secret: str, body: bytes, sent: str) -> bool:
     """Whether ``sent`` is base64(HMAC-SHA256(secret, body)), compared in constant time (empty never matches)."""
     expected = base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest())
     return bool(sent) and hmac.compare_digest(sent.encode(), expected)
+
+
+def path_secret(name: str, value: str) -> str:
+    """``value`` if it is long enough to be a URL path secret; ConfigurationError naming ``name`` (never the value).
+
+    An unset or short secret is the deployment's fault, not the sender's: the webhook answers 503 and alarms.
+    """
+    if not value:
+        raise ConfigurationError(f"{name} is not set")
+    if len(value) < MIN_PATH_SECRET_LENGTH:
+        raise ConfigurationError(
+            f"{name} is shorter than {MIN_PATH_SECRET_LENGTH} characters: generate a new one with `closeloop setup`"
+        )
+    return value

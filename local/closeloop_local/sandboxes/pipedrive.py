@@ -1144,11 +1144,12 @@ class PipedriveDriver:
     name = "pipedrive"
     webhook_user = "closeloop"
     webhook_password = "sandbox-basic-password"  # noqa: S105 - a sandbox credential, not a secret
-    path_secret = "sandbox-path-secret-0123456789abcdef"  # noqa: S105
 
     def __init__(self, sandbox: PipedriveSandbox) -> None:
         self.sandbox = sandbox
         self.state = sandbox.state
+        # As `closeloop setup pipedrive` makes it: 43 URL-safe characters, new for every sandbox.
+        self.path_secret = secrets.token_urlsafe(32)
 
     def environment(self, base_url: str) -> dict[str, str]:
         return {

@@ -53,6 +53,7 @@ from __future__ import annotations
 import hmac
 import json
 import re
+import secrets
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -879,10 +880,11 @@ class SugarCrmDriver:
 
     name = "sugarcrm"
 
-    def __init__(self, sandbox: SugarSandbox, webhook_token: str = "sandbox-hook-token-2f0c9a") -> None:  # noqa: S107
+    def __init__(self, sandbox: SugarSandbox, webhook_token: str = "") -> None:
         self.sandbox = sandbox
         self.state = sandbox.state
-        self.webhook_token = webhook_token
+        # As `closeloop setup sugarcrm` makes it: 43 URL-safe characters, new for every sandbox.
+        self.webhook_token = webhook_token or secrets.token_urlsafe(32)
 
     def environment(self, base_url: str) -> dict[str, str]:
         return {

@@ -56,7 +56,7 @@ from closeloop.models import (
     SyncEvent,
 )
 from closeloop.ports import PropertyDefinition, WebhookRequest
-from closeloop.wire import dumps_exact, webhook_json
+from closeloop.wire import dumps_exact, path_secret, webhook_json
 
 if TYPE_CHECKING:
     import httpx
@@ -213,10 +213,11 @@ class PipedriveCrm:
             user, colon, password = base64.b64decode(encoded.strip(), validate=True).decode("utf-8").partition(":")
         except (binascii.Error, UnicodeDecodeError):
             raise WebhookRejected(401, "malformed HTTP Basic credentials on the Pipedrive webhook") from None
+        expected = path_secret("PIPEDRIVE_WEBHOOK_PATH_SECRET", _value(self._webhook_path_secret))
         segment = urlsplit(request.uri).path.rstrip("/").rpartition("/")[2]
         # Every comparison runs whatever the others found: the answer's timing says nothing about which failed.
         checks = (
-            hmac.compare_digest(segment.encode(), _value(self._webhook_path_secret).encode()),
+            hmac.compare_digest(segment.encode(), expected.encode()),
             hmac.compare_digest(user.encode(), _value(self._webhook_user).encode()),
             hmac.compare_digest(password.encode(), _value(self._webhook_password).encode()),
         )

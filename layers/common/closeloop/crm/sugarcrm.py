@@ -64,7 +64,7 @@ from closeloop.models import (
 )
 from closeloop.oauth import TokenGrant
 from closeloop.ports import PropertyDefinition, WebhookRequest
-from closeloop.wire import webhook_json
+from closeloop.wire import path_secret, webhook_json
 
 if TYPE_CHECKING:
     import httpx
@@ -449,9 +449,7 @@ class SugarCrm:
 
     def verify_webhook(self, request: WebhookRequest) -> None:
         """The URL's last path segment must equal SUGARCRM_WEBHOOK_TOKEN (compared in constant time)."""
-        expected = self._token()
-        if not expected:
-            raise ConfigurationError("SUGARCRM_WEBHOOK_TOKEN is not set")
+        expected = path_secret("SUGARCRM_WEBHOOK_TOKEN", self._token())
         segment = unquote(urlsplit(request.uri).path.rstrip("/").rpartition("/")[2])
         if not hmac.compare_digest(segment.encode(), expected.encode()):
             raise WebhookRejected(401, "missing or wrong SugarCRM webhook token in the URL")
