@@ -355,3 +355,18 @@ def test_workers_consume_and_park_only_on_the_work_queues(template: dict[str, An
         # And its logs go only to its own log group
         (logs,) = [s for s in statements if "logs:PutLogEvents" in s["Action"]]
         assert logs["Resource"]["Fn::GetAtt"][0] == role.replace("Role", "LogGroup")
+
+
+def test_hubspot_signature_minimum_is_a_parameter_that_reaches_the_webhook_functions(template: dict[str, Any]) -> None:
+    from closeloop.crm.hubspot import SIGNATURE_VERSIONS  # noqa: PLC0415
+
+    # Given the HubSpotSignatureMinVersion parameter
+    parameter = template["Parameters"]["HubSpotSignatureMinVersion"]
+    # Then it offers exactly the versions the adapter knows and defaults to the only one with a timestamp
+    assert parameter["AllowedValues"] == list(SIGNATURE_VERSIONS)
+    assert parameter["Default"] == "v3" == Settings.model_fields["hubspot_signature_min_version"].default
+    # And both webhook functions read it as the setting the runtime reads
+    alias = str(Settings.model_fields["hubspot_signature_min_version"].alias)
+    for name in ("ContactWebhookFunction", "DealWebhookFunction"):
+        variables = props(template, name)["Environment"]["Variables"]
+        assert variables[alias] == {"Ref": "HubSpotSignatureMinVersion"}, name
