@@ -2398,18 +2398,29 @@ class HubSpotDriver:
     #: The company property Closeloop reads tax numbers from (``HubSpotCrm.tax_number_property``).
     tax_number_property = "vat_number"
 
-    def __init__(self, sandbox: HubSpotSandbox, base_url: str) -> None:
+    def __init__(self, sandbox: HubSpotSandbox, base_url: str, *, oauth: bool = False) -> None:
+        """``oauth``: point Closeloop at the sandbox as an OAuth app (client id, secret and refresh token; access
+        tokens from ``/oauth/v1/token`` that expire) instead of as a private app with a fixed token."""
         self.sandbox = sandbox
         self.base_url = base_url
+        self.oauth = oauth
         self.state = sandbox.state
         self._has_tax_property = False
 
     def environment(self, base_url: str) -> dict[str, str]:
-        return {
+        common = {
             "CRM_PROVIDER": self.name,
             "HUBSPOT_API_URL": base_url,
-            "HUBSPOT_ACCESS_TOKEN": self.sandbox.access_token,
             "HUBSPOT_CLIENT_SECRET": self.sandbox.client_secret,
+        }
+        if not self.oauth:
+            return {**common, "HUBSPOT_ACCESS_TOKEN": self.sandbox.access_token}
+        return {
+            **common,
+            # Empty, not absent: a private-app token set in the developer's shell would otherwise win.
+            "HUBSPOT_ACCESS_TOKEN": "",
+            "HUBSPOT_CLIENT_ID": self.sandbox.client_id,
+            "HUBSPOT_REFRESH_TOKEN": self.sandbox.refresh_token,
         }
 
     def subscribe(self, webhook_base_url: str) -> None:
