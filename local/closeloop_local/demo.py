@@ -327,6 +327,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_ACCOUNTING,
         help=f"the accounting system (default {DEFAULT_ACCOUNTING})",
     )
+    parser.add_argument(
+        "--crm-oauth",
+        action="store_true",
+        help="connect to the CRM as an OAuth app (expiring access tokens, refreshed) instead of a fixed token",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -338,7 +343,8 @@ def main(args: argparse.Namespace) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     root = project_root()
     started = time.monotonic()
-    with running_pair(crm, accounting, root, port=getattr(args, "port", 0) or 0) as pair:
+    port = getattr(args, "port", 0) or 0
+    with running_pair(crm, accounting, root, port=port, crm_oauth=bool(getattr(args, "crm_oauth", False))) as pair:
         print(
             f"{TITLES[accounting]} sandbox {pair.books_url}, {TITLES[crm]} sandbox {pair.crm_url}", file=out, flush=True
         )

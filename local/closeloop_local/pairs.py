@@ -34,17 +34,24 @@ TITLES = {
 }
 
 
-def _hubspot() -> tuple[CrmDriver, SandboxServer, Callable[[], None]]:
+def _hubspot(oauth: bool) -> tuple[CrmDriver, SandboxServer, Callable[[], None]]:
     sandbox, server = hubspot.serve()
-    return hubspot.HubSpotDriver(sandbox, server.url), server, sandbox.close
+    return hubspot.HubSpotDriver(sandbox, server.url, oauth=oauth), server, sandbox.close
 
 
-def _pipedrive() -> tuple[CrmDriver, SandboxServer, Callable[[], None]]:
+def _no_oauth(name: str, oauth: bool) -> None:
+    if oauth:
+        raise ValueError(f"the {TITLES[name]} sandbox driver has no OAuth app option")
+
+
+def _pipedrive(oauth: bool) -> tuple[CrmDriver, SandboxServer, Callable[[], None]]:
+    _no_oauth("pipedrive", oauth)
     sandbox, server = pipedrive.serve()
     return pipedrive.PipedriveDriver(sandbox), server, lambda: None
 
 
-def _sugarcrm() -> tuple[CrmDriver, SandboxServer, Callable[[], None]]:
+def _sugarcrm(oauth: bool) -> tuple[CrmDriver, SandboxServer, Callable[[], None]]:
+    _no_oauth("sugarcrm", oauth)
     sandbox, server = sugarcrm.serve()
     return sugarcrm.SugarCrmDriver(sandbox), server, lambda: None
 
@@ -64,7 +71,8 @@ def _zohobooks() -> tuple[AccountingDriver, SandboxServer]:
     return zohobooks.ZohoBooksDriver(sandbox), server
 
 
-CRM_SANDBOXES: dict[str, Callable[[], tuple[CrmDriver, SandboxServer, Callable[[], None]]]] = {
+#: CRM name -> start its sandbox (``oauth``: connect as an OAuth app where the driver offers it).
+CRM_SANDBOXES: dict[str, Callable[[bool], tuple[CrmDriver, SandboxServer, Callable[[], None]]]] = {
     "hubspot": _hubspot,
     "pipedrive": _pipedrive,
     "sugarcrm": _sugarcrm,
@@ -99,13 +107,18 @@ class Pair:
 
 
 @contextmanager
-def running_pair(crm_name: str, books_name: str, root: Path, *, port: int = 0) -> Iterator[Pair]:
-    """Both sandboxes and the local stack for one pair, webhooks subscribed; everything stopped on exit."""
+def running_pair(
+    crm_name: str, books_name: str, root: Path, *, port: int = 0, crm_oauth: bool = False
+) -> Iterator[Pair]:
+    """Both sandboxes and the local stack for one pair, webhooks subscribed; everything stopped on exit.
+
+    ``crm_oauth`` connects to the CRM as an OAuth app (HubSpot); ValueError for a CRM whose driver lacks it.
+    """
     if crm_name not in CRM_SANDBOXES:
         raise ValueError(f"unknown CRM {crm_name!r}: one of {', '.join(CRMS)}")
     if books_name not in ACCOUNTING_SANDBOXES:
         raise ValueError(f"unknown accounting system {books_name!r}: one of {', '.join(ACCOUNTING)}")
-    crm, crm_server, close_crm = CRM_SANDBOXES[crm_name]()
+    crm, crm_server, close_crm = CRM_SANDBOXES[crm_name](crm_oauth)
     try:
         books, books_server = ACCOUNTING_SANDBOXES[books_name]()
         try:

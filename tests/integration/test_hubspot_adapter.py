@@ -270,3 +270,61 @@ def test_private_app_token_wins_over_oauth_and_neither_is_a_configuration_error(
     assert adapter.resolve_customer(company_ref(company["id"])) is not None
     with pytest.raises(ConfigurationError, match="HUBSPOT_REFRESH_TOKEN"):
         HubSpotCrm(client_secret=hubspot.client_secret, base_url=server.url).resolve_customer(company_ref(1))
+
+
+def test_a_company_with_1200_contacts_resolves_alone_with_every_one_of_them(
+    sandbox: tuple[HubSpotSandbox, SandboxServer],
+) -> None:
+    # Given a company with 1,200 contacts, the primary one far past the 100 a v3 read embeds
+    hubspot, server = sandbox
+    company = hubspot.create_object("companies", {"name": "Crowded Ltd"})
+    people = [
+        str(
+            hubspot.create_object(
+                "contacts",
+                {"firstname": f"P{n}", "email": f"p{n}@crowded.test"},
+                associations=[{"to_type": "companies", "to_id": company["id"], "primary": n == 700}],
+            )["id"]
+        )
+        for n in range(1200)
+    ]
+    adapter = crm(hubspot, server.url)
+    # When it is resolved on its own (the webhook path), and through one of its contacts
+    before = len(hubspot.state.requests)
+    customer = adapter.resolve_customer(company_ref(company["id"]))
+    calls = hubspot.state.requests[before:]
+    via_contact = adapter.resolve_customer(CrmRef(crm="hubspot", object_type="contact", object_id=people[3]))
+    # Then none is lost: the primary person first, the 1,199 others as its people, as in batch
+    assert customer is not None
+    assert customer.email == "p700@crowded.test"
+    assert sorted([p.crm_id for p in customer.people] + [people[700]]) == sorted(people)
+    assert via_contact is not None and via_contact.email == "p700@crowded.test"
+    assert customer.model_dump(exclude={"updated_at"}) == (
+        adapter.resolve_customers([company_ref(company["id"])])[company_ref(company["id"])].model_dump(  # type: ignore[union-attr]
+            exclude={"updated_at"}
+        )
+    )
+    # And the cost: the v3 read, three v4 association pages, and the people 100 at a time
+    assert [r.path for r in calls].count("/crm/v4/associations/companies/contacts/batch/read") == 3
+    assert len(calls) == 1 + 3 + 12
+
+
+def test_a_company_with_few_contacts_costs_no_extra_association_read(
+    sandbox: tuple[HubSpotSandbox, SandboxServer],
+) -> None:
+    # Given a company with 99 contacts (every one fits in the associations a v3 read embeds)
+    hubspot, server = sandbox
+    company = hubspot.create_object("companies", {"name": "Snug Ltd"})
+    for n in range(99):
+        hubspot.create_object(
+            "contacts", {"email": f"s{n}@snug.test"}, associations=[{"to_type": "companies", "to_id": company["id"]}]
+        )
+    # When it is resolved on its own
+    before = len(hubspot.state.requests)
+    customer = crm(hubspot, server.url).resolve_customer(company_ref(company["id"]))
+    # Then it takes the v3 read and one batch read of its people, and no v4 association read
+    assert customer is not None and len(customer.people) == 98
+    assert [r.path for r in hubspot.state.requests[before:]] == [
+        f"/crm/v3/objects/companies/{company['id']}",
+        "/crm/v3/objects/contacts/batch/read",
+    ]

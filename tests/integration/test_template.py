@@ -503,3 +503,18 @@ def test_webhook_5xx_and_misconfiguration_reach_the_alert_topic(template: dict[s
         assert alarm["Threshold"] == 0
         assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
         assert [target(a) for a in alarm["AlarmActions"]] == ["AlertTopic"]
+
+
+def test_hubspot_signature_minimum_is_a_parameter_that_reaches_the_webhook_functions(template: dict[str, Any]) -> None:
+    from closeloop.crm.hubspot import SIGNATURE_VERSIONS  # noqa: PLC0415
+
+    # Given the HubSpotSignatureMinVersion parameter
+    parameter = template["Parameters"]["HubSpotSignatureMinVersion"]
+    # Then it offers exactly the versions the adapter knows and defaults to the only one with a timestamp
+    assert parameter["AllowedValues"] == list(SIGNATURE_VERSIONS)
+    assert parameter["Default"] == "v3" == Settings.model_fields["hubspot_signature_min_version"].default
+    # And both webhook functions read it as the setting the runtime reads
+    alias = str(Settings.model_fields["hubspot_signature_min_version"].alias)
+    for name in ("ContactWebhookFunction", "DealWebhookFunction"):
+        variables = props(template, name)["Environment"]["Variables"]
+        assert variables[alias] == {"Ref": "HubSpotSignatureMinVersion"}, name

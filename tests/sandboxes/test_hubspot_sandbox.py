@@ -870,3 +870,28 @@ def test_property_create_refuses_a_missing_required_field(hub: Hub, field_name: 
     answer = hub.api.post("/crm/v3/properties/deals", json=definition)
     assert answer.status_code == 400
     assert field_name in answer.json()["message"]
+
+
+def test_v3_read_embeds_at_most_the_limit_of_associations_with_a_cursor(make_hub: Callable[..., Hub]) -> None:
+    # Given a limit of 3 embedded associations, a company with 4 contacts (the last one primary) and one with 3
+    hub = make_hub(embedded_association_limit=3)
+    big = hub.sandbox.create_object("companies", {"name": "Big"})
+    snug = hub.sandbox.create_object("companies", {"name": "Snug"})
+    for n in range(4):
+        hub.sandbox.create_object(
+            "contacts", {"email": f"b{n}@x.test"}, associations=[("companies", big["id"], n == 3)]
+        )
+    for n in range(3):
+        hub.sandbox.create_object("contacts", {"email": f"s{n}@x.test"}, associations=[("companies", snug["id"])])
+    # When both are read with their contacts
+    big_read = hub.api.get(f"/crm/v3/objects/companies/{big['id']}", params={"associations": "contacts"}).json()
+    snug_read = hub.api.get(f"/crm/v3/objects/companies/{snug['id']}", params={"associations": "contacts"}).json()
+    # Then the big one's list is cut at 3 entries, without the primary, and names a cursor
+    embedded = big_read["associations"]["contacts"]
+    assert len(embedded["results"]) == 3
+    assert "company_to_contact" not in {r["type"] for r in embedded["results"]}
+    assert embedded["paging"]["next"]["after"]
+    assert embedded["paging"]["next"]["link"].startswith(hub.server.url)
+    # And the snug one's list is whole, with no paging
+    assert len(snug_read["associations"]["contacts"]["results"]) == 3
+    assert "paging" not in snug_read["associations"]["contacts"]

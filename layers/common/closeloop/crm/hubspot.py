@@ -10,6 +10,9 @@ Vendor facts this module encodes (see docs/vendors or HubSpot's "Validating requ
 - Apps on the current developer platform subscribe with generic ``object.*`` types ("object.propertyChange")
   naming the object by ``objectTypeId`` ("0-1" contacts, "0-2" companies, "0-3" deals); see HubSpot's
   changelog "Public Beta: Generic Webhook Subscriptions" (2024-08).
+- v3 object reads embed at most 100 associations per type (the rest only behind that list's
+  ``paging.next.after``: changelog "Announcing a change to how v3 CRM APIs return association data", 2020-10);
+  a list that may be cut short is read again in full through the v4 batch read below.
 - v4 association batch reads page per input object (``results[i].paging.next.after``); the next page is
   asked for with ``inputs: [{id, after}]`` (HubSpot's "Batch read associations" reference).
 - Auth: a private-app access token, or an OAuth app whose access tokens expire after 30 minutes and are
@@ -489,13 +492,26 @@ class HubSpotCrm:
             results.extend(response.json().get("results", []))
         return results
 
-    @staticmethod
-    def _associated(obj: Any, to: str, primary_type: str | None) -> list[str]:
-        """Associated ids, primary-labelled ones first, then ascending id (deterministic)."""
-        results = ((obj.get("associations") or {}).get(to) or {}).get("results") or []
+    #: v3 object reads embed at most this many associations per type (HubSpot's changelog, 2020-10).
+    #: GUESS: whether HubSpot counts entries (an id listed once per association type) or distinct ids;
+    #: counting entries, as the check below does, is the cautious side of either reading.
+    EMBEDDED_ASSOCIATION_CAP: ClassVar[int] = 100
+
+    def _associated(self, obj: Any, from_type: str, to_type: str, primary_type: str | None) -> list[str]:
+        """Ids of the ``to_type`` objects associated with ``obj`` (a ``from_type`` read with its
+        associations), primary-labelled ones first, then ascending id.
+
+        Taken from the associations embedded in the v3 read when that list is complete; when it may have
+        been cut short (a ``paging.next`` cursor, or as many entries as HubSpot embeds), every page is read
+        through the v4 batch read instead: one or more extra calls, for crowded objects only.
+        """
+        embedded = (obj.get("associations") or {}).get(self.PATHS[to_type]) or {}
+        results = embedded.get("results") or []
+        if ((embedded.get("paging") or {}).get("next")) or len(results) >= self.EMBEDDED_ASSOCIATION_CAP:
+            return self._associations(from_type, to_type, [str(obj["id"])]).get(str(obj["id"]), [])
         primary = {str(r["id"]) for r in results if r.get("type") == primary_type}
         ids = {str(r["id"]) for r in results}
-        return sorted(ids, key=lambda i: (i not in primary, int(i) if i.isdigit() else i))
+        return sorted(ids, key=lambda i: (i not in primary, _id_order(i)))
 
     def resolve_customer(self, ref: CrmRef) -> Customer | None:
         if ref.object_type == "company":
@@ -505,7 +521,7 @@ class HubSpotCrm:
         contact = self._get_object("contact", ref.object_id, self.CONTACT_PROPERTIES, "companies")
         if contact is None:
             return None
-        companies = self._associated(contact, "companies", "contact_to_company")
+        companies = self._associated(contact, "contact", "company", "contact_to_company")
         if companies:
             return self._company_customer(companies[0])
         return self._contact_customer(ref, contact)
@@ -524,8 +540,9 @@ class HubSpotCrm:
             updated_at=_parse_time(contact.get("updatedAt")),
         )
 
-    #: v4 typeIds of the primary company associations (contact -> its primary company, and back).
-    PRIMARY_ASSOCIATION_IDS: ClassVar[frozenset[int]] = frozenset({1, 2})
+    #: v4 typeIds of the primary company associations (contact -> its primary company, and back; a deal's
+    #: primary company), as the v3 "types" contact_to_company, company_to_contact and deal_to_company.
+    PRIMARY_ASSOCIATION_IDS: ClassVar[frozenset[int]] = frozenset({1, 2, 5})
     #: v4 batch association reads take up to 1,000 inputs.
     MAX_ASSOCIATION_BATCH: ClassVar[int] = 1000
 
@@ -666,7 +683,7 @@ class HubSpotCrm:
         )
         if company is None:
             return None
-        contact_ids = self._associated(company, "contacts", "company_to_contact")
+        contact_ids = self._associated(company, "company", "contact", "company_to_contact")
         by_id = {str(c["id"]): c for c in self._batch_read("contact", contact_ids, self.CONTACT_PROPERTIES)}
         return self._company_from(company, [by_id[i] for i in contact_ids if i in by_id])
 
@@ -723,8 +740,8 @@ class HubSpotCrm:
         deal = self._get_object("deal", deal_id, self.DEAL_PROPERTIES, "companies,contacts")
         if deal is None:
             return None
-        companies = self._associated(deal, "companies", self.DEAL_PRIMARY_COMPANY_TYPE)
-        contacts = self._associated(deal, "contacts", self.DEAL_PRIMARY_CONTACT_TYPE)
+        companies = self._associated(deal, "deal", "company", self.DEAL_PRIMARY_COMPANY_TYPE)
+        contacts = self._associated(deal, "deal", "contact", self.DEAL_PRIMARY_CONTACT_TYPE)
         return self._deal(
             deal,
             company=self._ref("company", companies[0]) if companies else None,
@@ -1025,7 +1042,7 @@ class HubSpotCrm:
             contact = self._get_object("contact", ref.object_id, self.CONTACT_PROPERTIES, "companies")
             if contact is None:
                 raise NotFound(f"HubSpot has no contact {ref.object_id}", vendor=self.name, status=404)
-            companies = self._associated(contact, "companies", "contact_to_company")
+            companies = self._associated(contact, "contact", "company", "contact_to_company")
             company_id = companies[0] if companies else None
         writes: dict[tuple[str, str], dict[str, str]] = {}
         if company_id is not None:
@@ -1045,7 +1062,7 @@ class HubSpotCrm:
         company = self._get_object("company", company_id, properties, "contacts")
         if company is None:
             raise NotFound(f"HubSpot has no company {company_id}", vendor=self.name, status=404)
-        contact_ids = self._associated(company, "contacts", "company_to_contact")
+        contact_ids = self._associated(company, "company", "contact", "company_to_contact")
         people = {str(c["id"]): c for c in self._batch_read("contact", contact_ids, self.CONTACT_PROPERTIES)}
         primary = next((people[i] for i in contact_ids if i in people), None)
         company_props = writes.setdefault(("company", company_id), {})
