@@ -1,10 +1,8 @@
 """One recorded run of the pair loop per pair, shared by the contract tests of that pair.
 
 The scenarios are the pair suite's own (tests/pairs/test_every_pair.py), run once while the sandboxes'
-recorder is on. A pair per vendor that has a contract here: the adapters' requests to one vendor do not
-depend on the other side of the pair, and one local stack per pair is what makes this suite slow. The
-other vendors' contracts are still to write (PENDING.md): add their pairs here as they land, so that
-(pipedrive, quickbooks) and (sugarcrm, zohobooks) cover the other four.
+recorder is on. Three pairs cover the six vendors: the adapters' requests to one vendor do not depend on
+the other side of the pair, and one local stack per pair is what makes this suite slow.
 """
 
 from __future__ import annotations
@@ -21,7 +19,7 @@ from closeloop_local.sandboxes.base import Exchange, recording
 from closeloop_local.sandboxes.drivers import SentWebhook
 
 ROOT = Path(__file__).resolve().parents[2]
-PAIRS = (("hubspot", "xero"),)
+PAIRS = (("hubspot", "xero"), ("pipedrive", "quickbooks"), ("sugarcrm", "zohobooks"))
 
 
 @dataclass(frozen=True)

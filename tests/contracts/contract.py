@@ -5,7 +5,8 @@ Each vendor has a folder beside this module:
 - ``openapi.json`` files (Xero: the vendor's own OpenAPI, cut down by ``extract.py``), mounted at a wire
   prefix given in ``contract.json``;
 - ``operations.json``: JSON Schemas we wrote from the vendor's published reference where it publishes no
-  machine-readable spec (each operation names its source page or file);
+  machine-readable spec (each operation names its source page or file); ``contract.json`` may list
+  ``defs`` files whose ``$defs`` the table refers to (QuickBooks: schemas generated from Intuit's XSDs);
 - ``allow.json``: the known disagreements we chose to live with, each explained in ``GUESSES.md``. An
   entry matches a violation by vendor operation, side and a piece of the message; an unused entry is
   itself a failure, so the list cannot rot.
@@ -237,8 +238,8 @@ def _shared_tables() -> Schema:
     return dict(json.loads((HERE / "oauth2.json").read_text()))
 
 
-def _expand_uses(table: Schema) -> Schema:
-    shared = _shared_tables()
+def _expand_uses(table: Schema, more_defs: Schema) -> Schema:
+    shared = _shared_tables() | {"$defs": _shared_tables().get("$defs", {}) | more_defs}
     operations = []
     for op in table.get("operations", []):
         used = shared["operations"][op["use"]] if "use" in op else {}
@@ -265,7 +266,10 @@ def load(vendor: str) -> Contract:
                 {"$ref": f"#/components/schemas/{schema_name}"} | {"components": spec["components"]},
             )
     if (folder / "operations.json").exists():
-        table = _expand_uses(json.loads((folder / "operations.json").read_text()))
+        more_defs: Schema = {}
+        for file_name in mounts.get("defs", []):  # schema files the table refers to as #/$defs/<name>
+            more_defs |= json.loads((folder / file_name).read_text())["$defs"]
+        table = _expand_uses(json.loads((folder / "operations.json").read_text()), more_defs)
         more, hooks = _table_operations(table, f"{vendor}/operations.json")
         operations += more
         webhooks |= hooks

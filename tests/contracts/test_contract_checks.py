@@ -54,3 +54,49 @@ def test_a_hubspot_webhook_without_its_event_ids_is_a_violation() -> None:
     body = json.dumps([{"objectId": 1, "subscriptionType": "company.creation"}]).encode()
     found = load("hubspot").check_webhook("event", body)
     assert any("eventId" in v.message for v in found)
+
+
+def test_a_quickbooks_webhook_is_held_to_intuits_cloudevents_payload() -> None:
+    # Given Intuit's CloudEvents payload and the legacy eventNotifications body
+    cloud_event = {
+        "specversion": "1.0",
+        "id": "88cd52a1-0a5e-4d2d-8a2f-2d4f1e1c1c11",
+        "source": "intuit.dsnBgbseACLLRZNxo2dfc4evmEJdxde58xeeYcZliOU=",
+        "type": "qbo.invoice.created.v1",
+        "time": "2026-12-03T10:07:20Z",
+        "intuitentityid": "6",
+        "intuitaccountid": "9341452391187452",
+        "data": {},
+    }
+    legacy = {"eventNotifications": [{"realmId": "9341452391187452", "dataChangeEvent": {"entities": []}}]}
+    contract = load("quickbooks")
+    # Then the published shape passes and the legacy one does not
+    assert contract.check_webhook("event", json.dumps([cloud_event]).encode()) == []
+    assert contract.check_webhook("event", json.dumps(legacy).encode())
+
+
+def test_sugar_paths_match_any_v11_version_and_nothing_else() -> None:
+    # Given Sugar's contract, written for /rest/v11_{n}/
+    contract = load("sugarcrm")
+    answer = {"next_offset": -1, "records": []}
+    # When the same filter is sent under two v11 versions and under v10
+    found = [
+        contract.check(_exchange("POST", f"/rest/{version}/Accounts/filter", {"max_num": 1}, answer=answer))
+        for version in ("v11_20", "v11_24", "v10")
+    ]
+    # Then both v11 versions match the operation and v10 is no published path of it
+    assert found[:2] == [[], []]
+    assert [v.message for v in found[2]] == ["no such operation in the contract"]
+
+
+def test_a_zoho_invoice_without_line_items_is_a_violation() -> None:
+    found = load("zohobooks").check(
+        _exchange("PUT", "/books/v3/invoices", {"customer_id": "1"}, answer={"code": 0, "message": "ok"})
+    )
+    assert any("line_items" in v.message for v in found)
+
+
+def test_a_quickbooks_customer_with_a_field_intuit_does_not_define_is_a_violation() -> None:
+    body = {"DisplayName": "Northwind", "Nickname": "NW"}
+    found = load("quickbooks").check(_exchange("POST", "/v3/company/1/customer", body, answer={}))
+    assert any("Nickname" in v.message for v in found)

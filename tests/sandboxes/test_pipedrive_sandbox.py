@@ -113,6 +113,18 @@ def test_missing_records_and_unknown_paths_are_404_with_the_error_shape(drive: D
     assert drive.api.get("/api/v2/nothing").status_code == 404
 
 
+def test_v2_field_definitions_carry_every_field_the_published_model_requires(drive: Drive) -> None:
+    # Given a custom deal field created through the v2 API, beside the built-in fields
+    created = drive.api.post("/api/v2/dealFields", json={"field_name": "closeloop_x", "field_type": "varchar"})
+    # When the fields are listed
+    listed = drive.api.get("/api/v2/dealFields").json()["data"]
+    # Then each carries what GetDealFields200ResponseDataInner requires (pipedrive/client-nodejs v2 models)
+    required = {"field_name", "field_code", "field_type", "is_custom_field", "is_optional_response_field"}
+    for definition in [created.json()["data"], *listed]:
+        assert required <= definition.keys()
+        assert definition["is_optional_response_field"] is False
+
+
 def test_custom_fields_are_keyed_by_a_40_char_hash_and_validated(drive: Drive) -> None:
     # Given a text and an enum deal field created through the v2 fields API
     text = drive.api.post(

@@ -848,6 +848,8 @@ class PipedriveSandbox:
             "field_type": field_type,
             "options": [{"id": index + 1, "label": label} for index, label in enumerate(labels)] or None,
             "is_custom_field": custom,
+            # required in v2 GetDealFields200ResponseDataInner: true only for fields shown when asked for
+            "is_optional_response_field": False,
             "description": None,
         }
         self._next_field_id += 1
