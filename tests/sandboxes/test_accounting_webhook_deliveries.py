@@ -23,6 +23,7 @@ from closeloop_local.sandboxes.quickbooks import serve as serve_quickbooks
 from closeloop_local.sandboxes.xero import XeroDriver, XeroSandbox
 from closeloop_local.sandboxes.xero import serve as serve_xero
 from closeloop_local.sandboxes.zohobooks import ZohoBooksSandbox
+from tests.contracts.contract import load as load_contract
 
 Answer = Callable[[dict[str, str], bytes], tuple[int, bytes]]
 
@@ -160,6 +161,8 @@ def test_xero_batches_signed_events_for_api_writes_seeds_and_payments(
     assert (payload["firstEventSequence"], payload["lastEventSequence"]) == (1, 2)
     assert {e["tenantId"] for e in payload["events"]} == {sandbox.tenant_id}
     assert payload["entropy"].isalpha()
+    # And the body is what Xero publishes (tests/contracts/xero: xero-webhooks.yaml, WebhookEvent)
+    assert load_contract("xero").check_webhook("event", body) == []
     # When an invoice is created and paid
     invoice = api.put(
         "/Invoices",
@@ -287,6 +290,8 @@ def test_quickbooks_sends_one_signed_cloudevent_per_change_by_default(
     assert all(e["specversion"] == "1.0" and e["intuitaccountid"] == sandbox.realm_id for e in events)
     assert len({e["id"] for e in events}) == len(events)
     assert all(e["time"].endswith("Z") and e["source"].startswith("intuit.") for e in events)
+    # And the body is what Intuit publishes (tests/contracts/quickbooks: the CloudEvents webhook payload)
+    assert load_contract("quickbooks").check_webhook("event", body) == []
 
 
 def test_quickbooks_aggregates_changes_into_one_signed_notification_per_realm(
