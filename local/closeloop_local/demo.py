@@ -31,7 +31,7 @@ import httpx
 
 from closeloop.models import CrmRef
 from closeloop.wire import dumps_exact
-from closeloop_local.pairs import ACCOUNTING, CRMS, TITLES, Pair, running_pair
+from closeloop_local.pairs import ACCOUNTING, CRMS, TITLES, UNPACED, Pair, running_pair
 from closeloop_local.sandboxes import xero as xero_sandbox
 from closeloop_local.sandboxes.drivers import DealLine, SeenCustomer, SeenInvoice
 
@@ -49,7 +49,7 @@ def project_root(start: Path | None = None) -> Path:
 
 def sandbox_environment(xero: xero_sandbox.XeroSandbox, xero_url: str, hubspot_url: str) -> dict[str, str]:
     """Point the adapters at the sandboxes through their ordinary settings, with sandbox credentials."""
-    return {
+    return UNPACED | {
         "HUBSPOT_API_URL": hubspot_url,
         "XERO_API_URL": xero_url,
         "XERO_IDENTITY_URL": xero_url,

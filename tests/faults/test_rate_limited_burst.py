@@ -37,7 +37,10 @@ def loop() -> Iterator[Loop]:
         xero_sandbox.XeroSandbox(minute_limit=60, concurrent_limit=5, time_scale=TIME_SCALE)
     )
     hubspot, hubspot_server = hubspot_sandbox.serve()
-    env = sandbox_environment(xero, xero_server.url, hubspot_server.url) | {"CLOSELOOP_TIME_SCALE": str(TIME_SCALE)}
+    env = sandbox_environment(xero, xero_server.url, hubspot_server.url) | {
+        "CLOSELOOP_TIME_SCALE": str(TIME_SCALE),
+        "ACCOUNTING_RATE_LIMIT_PER_MINUTE": "0",  # paced at Xero's own published limit: the point of this test
+    }
     stack = LocalStack(ROOT, port=0, env_overrides=env)
     stack.start()
     hubspot.configure_webhooks(

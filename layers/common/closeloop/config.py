@@ -68,6 +68,12 @@ class Settings(BaseModel):
     field_rules: str = Field("", alias="FIELD_RULES", description="YAML overriding field_rules.yaml")
     event_bus_name: str = Field("default", alias="EVENT_BUS_NAME")
     report_link_expiry_seconds: int = Field(7 * 86400, ge=60, le=7 * 86400, alias="REPORT_LINK_EXPIRY_SECONDS")
+    accounting_rate_limit_per_minute: int = Field(
+        0,
+        ge=0,
+        alias="ACCOUNTING_RATE_LIMIT_PER_MINUTE",
+        description="calls a minute the workers share for one accounting organisation; 0: the vendor's published limit",
+    )
     time_scale: float = Field(
         1.0,
         gt=0,

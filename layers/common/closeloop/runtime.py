@@ -110,7 +110,13 @@ def _deadline() -> float | None:
 
 def _pacer(vendor: str, limit: Any, organisation: Callable[[], str]) -> Any:
     """The shared call budget of one vendor organisation (every worker books from the same schedule)."""
+    from dataclasses import replace  # noqa: PLC0415
+
     from closeloop.pacing import SharedPacer  # noqa: PLC0415
+
+    override = get_settings().accounting_rate_limit_per_minute
+    if override:  # a deployment's own figure: room left for other apps, or a limit the vendor raised
+        limit = replace(limit, per_minute=override)
 
     class Schedules:  # the store is reached on the first call, not when the adapter is built (webhook routes)
         def book_call_slots(self, budget: str, count: int, spacing: float, now: float, latest: float) -> Any:
