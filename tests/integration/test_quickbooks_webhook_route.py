@@ -67,6 +67,8 @@ def test_a_signed_delivery_is_accepted_queued_and_synced(
     queues = Queues()
     monkeypatch.setattr(runtime, "accounting", lambda: books)
     monkeypatch.setattr(runtime, "queues", lambda: queues)
+    deliveries = MemoryStore()  # the route remembers queued deliveries (replay protection)
+    monkeypatch.setattr(runtime, "store", lambda: deliveries)
     # Given a CRM company synced to a QuickBooks customer
     crm, store = WritableCrm(customers={}), MemoryStore()
     crm.customers[ACME] = crm_company = Customer(ref=ACME, name="Acme Ltd", email="ap@acme.test")
@@ -107,6 +109,8 @@ def test_a_wrongly_signed_delivery_is_refused_with_401_and_queues_nothing(
     queues = Queues()
     monkeypatch.setattr(runtime, "accounting", lambda: books)
     monkeypatch.setattr(runtime, "queues", lambda: queues)
+    deliveries = MemoryStore()  # the route remembers queued deliveries (replay protection)
+    monkeypatch.setattr(runtime, "store", lambda: deliveries)
     body = json.dumps(
         [
             {

@@ -71,11 +71,14 @@ def test_a_missing_webhook_key_answers_503_and_counts_the_metric(capsys: pytest.
 def test_a_rejected_signature_is_not_counted_as_misconfiguration(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # Given the key is set but the delivery is signed with another one
+    # Given a configured receiver (key and queues) and a delivery signed with another key
     monkeypatch.setenv("HUBSPOT_CLIENT_SECRET", "not-the-signing-secret")
+    monkeypatch.setenv("CONTACT_QUEUE_URL", "https://sqs.us-east-1.amazonaws.com/123456789012/contacts")
+    monkeypatch.setenv("DEAL_QUEUE_URL", "https://sqs.us-east-1.amazonaws.com/123456789012/deals")
+    monkeypatch.setenv("SYNC_TABLE", "closeloop-sync")  # where replays are remembered (never reached here)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     event = json.loads((EVENTS / "webhook_contacts_v3.json").read_text())
-    # (fresh, so that the key is the first thing missing: a stale v3 timestamp is refused before any key is read)
-    event["headers"]["x-hubspot-request-timestamp"] = str(int(time.time() * 1000))
+    event["headers"]["x-hubspot-request-timestamp"] = str(int(time.time() * 1000))  # fresh: only the key is wrong
     capsys.readouterr()
     # When the webhook API handles it
     response = webhook_api.app.resolve(event, cast(LambdaContext, _Context()))

@@ -117,6 +117,28 @@ SIGNATURE_VERSIONS = ("v1", "v2", "v3")
 REFRESH_RESEND_WITHIN_SECONDS = math.inf
 
 
+#: HubSpot's 429 body names the policy that refused the call (developers.hubspot.com, "API usage guidelines and
+#: limits": burst limits per ten seconds, and a daily limit that resets at midnight in the account's time zone).
+#: GUESS: the wait for SECONDLY (per-second search limit) is one second; HubSpot sends no Retry-After for either.
+_RATE_LIMIT_WAITS = {"TEN_SECONDLY_ROLLING": 10.0, "SECONDLY": 1.0}
+
+
+def hubspot_rate_limit(response: Any) -> Any:
+    """What a HubSpot 429 means: wait out the ten-second window, or stop for the day (``retry=False``)."""
+    from closeloop.http import RateLimitVerdict, retry_after_header  # noqa: PLC0415
+
+    verdict = retry_after_header(response)
+    try:
+        policy = str(response.json().get("policyName") or "")
+    except (ValueError, AttributeError):
+        policy = ""
+    if policy == "DAILY":
+        return RateLimitVerdict(retry=False, retry_after=verdict.retry_after, problem="daily limit")
+    if verdict.retry_after is None and policy in _RATE_LIMIT_WAITS:
+        return RateLimitVerdict(retry=True, retry_after=_RATE_LIMIT_WAITS[policy], problem=policy.lower())
+    return verdict
+
+
 def refresh_with_hubspot(
     api_url: str,
     client_id: Callable[[], str],
@@ -463,7 +485,13 @@ class HubSpotCrm:
                     "HubSpot needs HUBSPOT_ACCESS_TOKEN (private app) or HUBSPOT_CLIENT_ID, HUBSPOT_CLIENT_SECRET "
                     "and HUBSPOT_REFRESH_TOKEN (OAuth app)"
                 )
-            self._http = VendorHttp(self.name, self._base_url, request_id_header="x-hubspot-correlation-id", **kwargs)
+            self._http = VendorHttp(
+                self.name,
+                self._base_url,
+                request_id_header="x-hubspot-correlation-id",
+                rate_limit=hubspot_rate_limit,
+                **kwargs,
+            )
         return self._http
 
     def _get_object(self, object_type: str, object_id: str, properties: Sequence[str], associations: str) -> Any:
