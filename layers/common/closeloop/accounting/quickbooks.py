@@ -488,18 +488,19 @@ class QuickBooksAccounting:
         resource_id = str(event["intuitentityid"]).strip()
         operation = self.CLOUD_EVENT_OPERATIONS.get(action, action)
         stamp = event.get("time")
+        ident = event.get("id")
+        if not isinstance(ident, str | int) or not str(ident).strip():
+            raise WebhookRejected(400, f"{where}: an event needs its 'id'")
         if stamp is None:
-            ident = event.get("id")
-            if not isinstance(ident, str | int) or not str(ident).strip():
-                raise WebhookRejected(400, f"{where}: an event without 'time' needs its 'id'")
             occurred = self._clock()
-            dedupe = f"{self.name}:{resource}:{resource_id}:{operation.lower()}:event:{str(ident).strip()}"
         else:
             parsed = _qbo_datetime(stamp)
             if parsed is None:
                 raise WebhookRejected(400, f"{where}.time: not a date-time")
             occurred = parsed
-            dedupe = f"{self.name}:{resource}:{resource_id}:{operation.lower()}:{occurred.isoformat()}"
+        # A CloudEvent's id is unique per event (CloudEvents 1.0: source + id identify it): two changes of one
+        # record within one timestamp are two events, and a redelivery of one is the same event.
+        dedupe = f"{self.name}:{resource}:{resource_id}:{operation.lower()}:event:{str(ident).strip()}"
         return AccountingEvent(
             system=self.name,
             resource=resource,
