@@ -391,15 +391,7 @@ class DynamoStore:
         try:
             self._client.put_item(
                 TableName=self.table,
-                Item=self._item(
-                    {
-                        "PK": delivery_key(sender, digest),
-                        "SK": "DELIVERY",
-                        "type": "delivery",
-                        "received_at": now,
-                        "expires_at": now + ttl_seconds,
-                    }
-                ),
+                Item=self._delivery_item(sender, digest, now, ttl_seconds),
                 ConditionExpression="attribute_not_exists(PK) OR expires_at < :now",
                 ExpressionAttributeValues=self._item({":now": now}),
             )
@@ -412,17 +404,17 @@ class DynamoStore:
     def remember_delivery(self, sender: str, digest: str, ttl_seconds: int) -> None:
         """Keep delivery ``digest`` recorded for ``ttl_seconds`` from now (its messages are queued)."""
         now = int(time.time())
-        self._client.put_item(
-            TableName=self.table,
-            Item=self._item(
-                {
-                    "PK": delivery_key(sender, digest),
-                    "SK": "DELIVERY",
-                    "type": "delivery",
-                    "received_at": now,
-                    "expires_at": now + ttl_seconds,
-                }
-            ),
+        self._client.put_item(TableName=self.table, Item=self._delivery_item(sender, digest, now, ttl_seconds))
+
+    def _delivery_item(self, sender: str, digest: str, now: int, ttl_seconds: int) -> dict[str, Any]:
+        return self._item(
+            {
+                "PK": delivery_key(sender, digest),
+                "SK": "DELIVERY",
+                "type": "delivery",
+                "received_at": now,
+                "expires_at": now + ttl_seconds,
+            }
         )
 
     def release_delivery(self, sender: str, digest: str) -> None:
