@@ -177,11 +177,8 @@ def test_changes_since_a_watermark_list_each_modified_object_once(
     assert list(adapter.iter_changes_since(datetime.now(UTC) + timedelta(hours=1))) == []
 
 
-def test_a_company_with_1200_contacts_resolves_with_every_one_of_them(
-    sandbox: tuple[HubSpotSandbox, SandboxServer],
-) -> None:
-    # Given a company with 1,200 contacts (v4 association reads page at 500, as HubSpot's do)
-    hubspot, server = sandbox
+def crowded_company(hubspot: HubSpotSandbox) -> tuple[dict[str, Any], list[str]]:
+    """A company with 1,200 contacts (ids in creation order); the 701st is its primary contact."""
     company = hubspot.create_object("companies", {"name": "Crowded Ltd"})
     people = [
         str(
@@ -193,6 +190,15 @@ def test_a_company_with_1200_contacts_resolves_with_every_one_of_them(
         )
         for n in range(1200)
     ]
+    return company, people
+
+
+def test_a_company_with_1200_contacts_resolves_with_every_one_of_them(
+    sandbox: tuple[HubSpotSandbox, SandboxServer],
+) -> None:
+    # Given a company with 1,200 contacts (v4 association reads page at 500, as HubSpot's do)
+    hubspot, server = sandbox
+    company, people = crowded_company(hubspot)
     # When it is resolved in batch
     customer = crm(hubspot, server.url).resolve_customers([company_ref(company["id"])])[company_ref(company["id"])]
     # Then none is lost: the primary person first, the 1,199 others as its people
@@ -277,17 +283,7 @@ def test_a_company_with_1200_contacts_resolves_alone_with_every_one_of_them(
 ) -> None:
     # Given a company with 1,200 contacts, the primary one far past the 100 a v3 read embeds
     hubspot, server = sandbox
-    company = hubspot.create_object("companies", {"name": "Crowded Ltd"})
-    people = [
-        str(
-            hubspot.create_object(
-                "contacts",
-                {"firstname": f"P{n}", "email": f"p{n}@crowded.test"},
-                associations=[{"to_type": "companies", "to_id": company["id"], "primary": n == 700}],
-            )["id"]
-        )
-        for n in range(1200)
-    ]
+    company, people = crowded_company(hubspot)
     adapter = crm(hubspot, server.url)
     # When it is resolved on its own (the webhook path), and through one of its contacts
     before = len(hubspot.state.requests)

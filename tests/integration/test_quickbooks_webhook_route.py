@@ -12,6 +12,7 @@ from typing import Any, Literal
 import pytest
 
 from closeloop import runtime, webhook_api
+from closeloop.accounting.quickbooks import QuickBooksAccounting
 from closeloop.models import AccountingWorkMessage, Customer
 from closeloop.rules import FieldRules
 from closeloop.sync.accounting_changes import AccountingChangeSync
@@ -45,6 +46,19 @@ def qbo() -> Iterator[tuple[QuickBooksSandbox, SandboxServer]]:
     server.stop()
 
 
+def route_to(
+    sandbox: QuickBooksSandbox, server: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> tuple[QuickBooksAccounting, Queues]:
+    """The route's runtime: QuickBooks on the sandbox, queues that record, an in-memory replay store."""
+    books = qbo_books(sandbox, server.url)
+    queues = Queues()
+    deliveries = MemoryStore()  # the route remembers queued deliveries (replay protection)
+    monkeypatch.setattr(runtime, "accounting", lambda: books)
+    monkeypatch.setattr(runtime, "queues", lambda: queues)
+    monkeypatch.setattr(runtime, "store", lambda: deliveries)
+    return books, queues
+
+
 def route_event(headers: dict[str, str], body: bytes) -> dict[str, Any]:
     """An API Gateway (HTTP API 2.0) request to the accounting webhook route, shaped as the sample events."""
     event: dict[str, Any] = copy.deepcopy(sample_events.load("webhook_contacts_v3.json"))
@@ -63,12 +77,7 @@ def test_a_signed_delivery_is_accepted_queued_and_synced(
     payload_format: Literal["cloudevents", "legacy"],
 ) -> None:
     sandbox, server = qbo
-    books = qbo_books(sandbox, server.url)
-    queues = Queues()
-    monkeypatch.setattr(runtime, "accounting", lambda: books)
-    monkeypatch.setattr(runtime, "queues", lambda: queues)
-    deliveries = MemoryStore()  # the route remembers queued deliveries (replay protection)
-    monkeypatch.setattr(runtime, "store", lambda: deliveries)
+    books, queues = route_to(sandbox, server, monkeypatch)
     # Given a CRM company synced to a QuickBooks customer
     crm, store = WritableCrm(customers={}), MemoryStore()
     crm.customers[ACME] = crm_company = Customer(ref=ACME, name="Acme Ltd", email="ap@acme.test")
@@ -105,12 +114,7 @@ def test_a_wrongly_signed_delivery_is_refused_with_401_and_queues_nothing(
     qbo: tuple[QuickBooksSandbox, SandboxServer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sandbox, server = qbo
-    books = qbo_books(sandbox, server.url)
-    queues = Queues()
-    monkeypatch.setattr(runtime, "accounting", lambda: books)
-    monkeypatch.setattr(runtime, "queues", lambda: queues)
-    deliveries = MemoryStore()  # the route remembers queued deliveries (replay protection)
-    monkeypatch.setattr(runtime, "store", lambda: deliveries)
+    books, queues = route_to(sandbox, server, monkeypatch)
     body = json.dumps(
         [
             {

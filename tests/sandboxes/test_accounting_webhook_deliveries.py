@@ -303,21 +303,7 @@ def test_quickbooks_aggregates_changes_into_one_signed_notification_per_realm(
     driver.subscribe_webhooks(url)
     sandbox.webhooks.payload_format = "legacy"  # the switch back to the eventNotifications shape
     # Given a customer, an item (not subscribed), an invoice and a payment made in the company
-    customer_id = driver.seed_customer("Acme Ltd")
-    driver.seed_item("SKU-1", "Widget", Decimal("10"))
-    item_id = sandbox.rows("Item")[0]["Id"]
-    invoice = sandbox.seed(
-        "Invoice",
-        CustomerRef={"value": customer_id},
-        Line=[
-            {
-                "Amount": 10,
-                "DetailType": "SalesItemLineDetail",
-                "SalesItemLineDetail": {"ItemRef": {"value": item_id}, "Qty": 1, "UnitPrice": 10},
-            }
-        ],
-    )
-    driver.approve_and_pay(invoice["Id"], Decimal("4"), date(2026, 1, 5))
+    customer_id, invoice_id, payment_id = _company_changes(sandbox)
     # When the aggregation window closes
     result = sandbox.webhooks.flush()
     # Then one notification, signed with the verifier token, lists every change of the subscribed entities
@@ -327,12 +313,11 @@ def test_quickbooks_aggregates_changes_into_one_signed_notification_per_realm(
     [notification] = json.loads(body)["eventNotifications"]
     assert notification["realmId"] == sandbox.realm_id
     entities = notification["dataChangeEvent"]["entities"]
-    payment_id = sandbox.rows("Payment")[0]["Id"]
     assert [(e["name"], e["id"], e["operation"]) for e in entities] == [
         ("Customer", customer_id, "Create"),
-        ("Invoice", invoice["Id"], "Create"),
+        ("Invoice", invoice_id, "Create"),
         ("Payment", payment_id, "Create"),
-        ("Invoice", invoice["Id"], "Update"),
+        ("Invoice", invoice_id, "Update"),
     ]
     assert all(e["lastUpdated"][-5] in "+-" for e in entities)  # the company's offset, as ``-0800``
     # And an empty window sends nothing
