@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -35,11 +35,19 @@ from closeloop.ports import (
 from closeloop.store import TokenState
 
 
-class MemoryStore:
-    """SyncStore + TokenStore in memory, with the same conditional semantics as DynamoStore."""
+class ProcessKilled(BaseException):
+    """A Lambda stopped mid-call (a timeout, out of memory): not an error any ``except`` in the code handles."""
 
-    def __init__(self) -> None:
+
+class MemoryStore:
+    """SyncStore + TokenStore in memory, with the same conditional semantics as DynamoStore.
+
+    ``clock``: the time leases are taken and compared on (DynamoStore: ``time.time``).
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.lock = threading.Lock()
+        self.clock = clock
         self.mappings: dict[tuple[CrmRef, str], IdMapping] = {}
         self.audit: list[AuditRecord] = []
         self.failed: dict[CrmRef, FailedSync] = {}
@@ -129,9 +137,9 @@ class MemoryStore:
     def acquire_lease(self, name: str, owner: str, seconds: int) -> bool:
         with self.lock:
             held = self.leases.get(name)
-            if held and held[0] != owner and held[1] > time.time():
+            if held and held[0] != owner and held[1] > self.clock():
                 return False
-            self.leases[name] = (owner, time.time() + seconds)
+            self.leases[name] = (owner, self.clock() + seconds)
             return True
 
     def release_lease(self, name: str, owner: str) -> None:
@@ -501,3 +509,16 @@ class FakeDealCrm(FakeCrm):
         created = [d.name for d in definitions if d.name not in self.defined]
         self.defined.update(created)
         return created
+
+
+class KilledHolderStore(MemoryStore):
+    """A MemoryStore whose leases outlive a killed holder: once ``killed``, releases are lost, as a stopped
+    Lambda runs no ``finally``."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        super().__init__(clock)
+        self.killed = False
+
+    def release_lease(self, name: str, owner: str) -> None:
+        if not self.killed:
+            super().release_lease(name, owner)

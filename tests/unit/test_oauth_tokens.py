@@ -9,17 +9,19 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from closeloop.errors import AuthRevoked, RefreshAnswerLost, SetupError, TokenNotSaved, Unanswered
+from closeloop.errors import AuthRevoked, Busy, RateLimited, RefreshAnswerLost, SetupError, TokenNotSaved, Unanswered
 from closeloop.http import DEFAULT_TIMEOUT, RetryPolicy, worst_case_seconds
 from closeloop.oauth import (
     DEFAULT_REFRESH_SECONDS,
+    INVOCATION_LEASE_MARGIN_SECONDS,
     LEASE_MARGIN_SECONDS,
     MAX_REFRESH_CALLS,
+    REFRESH_RESERVE_SECONDS,
     RefreshingTokens,
     TokenGrant,
 )
 from closeloop.store import TokenState
-from tests.fakes import MemoryStore
+from tests.fakes import KilledHolderStore, MemoryStore, ProcessKilled
 
 
 class Vendor:
@@ -237,3 +239,162 @@ def test_a_lost_refresh_answer_is_resent_only_within_the_vendor_grace_period() -
         m.access_token()
     assert vendor.calls == 1
     assert store.get_token("conn") is None
+
+
+# -- the lease ends with the holder's invocation ------------------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_a_holder_killed_with_10_s_left_blocks_its_connection_for_10_s_and_the_margin_not_15_min() -> None:
+    # Given a worker whose invocation ends in 10 s, killed (a Lambda timeout) while it holds the token lease
+    clock = FakeClock()
+    store, vendor = KilledHolderStore(clock), Vendor()
+    invocation_ends = clock.now + 10
+
+    def seed_then_killed(fresh: bool) -> str:
+        store.killed = True  # stopped while reading its credentials: its ``finally`` never runs
+        raise ProcessKilled
+
+    dying = RefreshingTokens(
+        "conn",
+        store,
+        seed=seed_then_killed,
+        refresh=vendor.refresh,
+        write_back=lambda token: None,
+        clock=clock,
+        sleep=clock.sleep,
+        invocation_ends_at=lambda: invocation_ends,
+    )
+    with pytest.raises(ProcessKilled):
+        dying.access_token()
+    # When another worker (no invocation deadline known) needs a token
+    other = RefreshingTokens(
+        "conn",
+        store,
+        seed=lambda fresh: "rt-0",
+        refresh=vendor.refresh,
+        write_back=lambda token: None,
+        clock=clock,
+        sleep=clock.sleep,
+        wait_seconds=5,
+    )
+    # Then the lease still stops it for the rest of the dead worker's invocation and the margin
+    with pytest.raises(Busy):
+        other.access_token()
+    assert vendor.calls == 0
+    # And once they are over (was: the slowest refresh, 910 s), it refreshes
+    clock.now = invocation_ends + INVOCATION_LEASE_MARGIN_SECONDS
+    assert other.access_token() == "at-1"
+    assert vendor.calls == 1
+
+
+@pytest.mark.parametrize(
+    ("seconds_left", "lease"),
+    [
+        (None, math.ceil(DEFAULT_REFRESH_SECONDS * MAX_REFRESH_CALLS + LEASE_MARGIN_SECONDS)),  # the CLI: as before
+        (3600.0, math.ceil(DEFAULT_REFRESH_SECONDS * MAX_REFRESH_CALLS + LEASE_MARGIN_SECONDS)),  # a long invocation
+        (45.0, math.ceil(45.0 + INVOCATION_LEASE_MARGIN_SECONDS)),  # a queue worker near its 60 s timeout
+    ],
+)
+def test_the_lease_is_the_slowest_refresh_or_the_rest_of_the_invocation_whichever_is_shorter(
+    seconds_left: float | None, lease: int
+) -> None:
+    # Given a worker whose invocation ends in ``seconds_left`` (None: no deadline known)
+    clock = FakeClock()
+    store, vendor = FailingStore(failures=0), Vendor()
+    ends_at = None if seconds_left is None else clock.now + seconds_left
+    m = RefreshingTokens(
+        "conn",
+        store,
+        seed=lambda fresh: "rt-0",
+        refresh=vendor.refresh,
+        write_back=lambda token: None,
+        clock=clock,
+        invocation_ends_at=lambda: ends_at,
+    )
+    # When it refreshes
+    assert m.access_token() == "at-1"
+    # Then its lease is the shorter of the two
+    assert store.lease_seconds == [lease]
+
+
+def test_the_refresh_reserve_is_one_token_post_attempt_of_the_default_client() -> None:
+    # A POST sent with this much left is answered (or times out) before the invocation ends
+    assert DEFAULT_TIMEOUT.connect is not None
+    assert DEFAULT_TIMEOUT.read is not None
+    assert DEFAULT_TIMEOUT.connect + DEFAULT_TIMEOUT.read == REFRESH_RESERVE_SECONDS
+
+
+def test_no_token_post_is_started_that_the_invocation_would_not_live_to_read() -> None:
+    # Given a worker with less than one token POST's time left in its invocation
+    clock = FakeClock()
+    store, vendor = MemoryStore(clock), Vendor()
+    ends_at = clock.now + REFRESH_RESERVE_SECONDS - 1
+    m = RefreshingTokens(
+        "conn",
+        store,
+        seed=lambda fresh: "rt-0",
+        refresh=vendor.refresh,
+        write_back=lambda token: None,
+        clock=clock,
+        invocation_ends_at=lambda: ends_at,
+    )
+    # When it needs a token, Then it sends nothing and its work is re-queued for a new invocation
+    with pytest.raises(RateLimited) as raised:
+        m.access_token()
+    assert raised.value.problem == "deadline"
+    assert vendor.calls == 0
+    assert store.get_token("conn") is None
+    assert store.leases == {}  # released: the next worker refreshes at once
+    # And with one POST's time left it refreshes
+    ends_at = clock.now + REFRESH_RESERVE_SECONDS
+    assert m.access_token() == "at-1"
+
+
+def test_a_lost_answer_is_not_resent_past_the_invocations_reserve_and_the_next_worker_recovers_it() -> None:
+    # Given a vendor with a grace period (Xero) that loses the answer to a refresh, and the wait for it
+    # ate the invocation down to less than one token POST's time
+    clock = FakeClock()
+    store, vendor = MemoryStore(clock), Vendor()
+    ends_at = clock.now + 40
+
+    def refresh(token: str) -> TokenGrant:
+        grant = vendor.refresh(token)
+        if vendor.calls == 1:
+            vendor.valid.add(token)  # the grace period: the previous token still answers
+            clock.now += 25  # a read timeout
+            raise Unanswered("ReadTimeout after the request was sent", vendor="v")
+        return grant
+
+    def tokens(ends: float | None) -> RefreshingTokens:
+        return RefreshingTokens(
+            "conn",
+            store,
+            seed=lambda fresh: "rt-0",
+            refresh=refresh,
+            write_back=lambda token: None,
+            clock=clock,
+            resend_within=1800,
+            invocation_ends_at=lambda: ends,
+        )
+
+    # When the worker would re-send, Then it does not (the work is re-queued) and the stored token is untouched
+    with pytest.raises(RateLimited, match="too little of this invocation"):
+        tokens(ends_at).access_token()
+    assert vendor.calls == 1
+    assert store.get_token("conn") is None
+    # And the next invocation's refresh re-sends the stored token within the grace period and gets a new pair
+    assert tokens(clock.now + 60).access_token() == "at-2"
+    state = store.get_token("conn")
+    assert state is not None
+    assert state.refresh_token == "rt-2"

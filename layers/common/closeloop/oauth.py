@@ -11,6 +11,32 @@ worker refreshes while the first still waits for its answer); a refresh whose an
 only within the vendor's documented grace period (``resend_within``); a new token that cannot be saved
 to the table is saved to the credentials secret instead, and if that fails too this worker keeps it in
 memory, uses it for its next refresh and raises ``TokenNotSaved`` so a person is told.
+
+The lease is also bounded by the holder's invocation. A refresh never outlives the Lambda invocation that
+runs it (at its timeout Lambda stops the invocation and resets the execution environment), so when the
+invocation's end is known (``invocation_ends_at``) the lease lasts until that end plus
+``INVOCATION_LEASE_MARGIN_SECONDS`` if that is sooner than the slowest refresh: a worker that dies holding the
+lease (a timeout, out of memory) blocks its connection for the rest of its invocation, not for 15 minutes.
+Within that bound no token POST is started with less than ``REFRESH_RESERVE_SECONDS`` of the invocation left
+(one attempt's connect and read timeouts): the work is re-queued (``RateLimited``, problem ``deadline``,
+as the pacer does near the deadline) instead of sending a POST whose answer this worker would not live to read.
+Without a known end (the CLI, a thread the handler did not register) the lease is the slowest refresh, as before.
+
+What the next holder does after a holder died with its token POST sent (the vendor may have rotated the
+refresh token in an answer nobody read): it finds the stored refresh token unchanged and sends it, which is
+what the dead holder's own re-send after a lost answer would have done, only sooner than with a 15-minute
+lease. Per vendor: HubSpot and Zoho Books do not rotate refresh tokens, so the stored one still works. Xero
+rotates them, and re-sending the previous token within 30 minutes of the refresh answers the same new token
+set, so the next holder recovers the rotated token when it sends within 30 minutes of the dead holder's POST
+(after that, ``invalid_grant``: a person reconnects; a bounded lease makes that sooner send likelier). Should
+the next holder's own answer be lost too, its re-send window counts from its own send, not the dead holder's:
+a re-send past Xero's real window is refused (``invalid_grant``), and that token was lost either way.
+QuickBooks documents no grace for certain (see its ``REFRESH_RESEND_WITHIN_SECONDS``): if the unread answer
+rotated the token, the next refresh may be refused (``invalid_grant`` -> AuthRevoked: a person reconnects), as
+after a lost answer (RefreshAnswerLost says the same); a shorter lease changes nothing there. SugarCRM falls
+back to a password login. A rotated token the dead holder kept only in memory (``TokenNotSaved``) died with it,
+lease or not. The local dev server does not stop a timed-out handler: there the reserve is what keeps the last
+token POST (and the save after it) inside the lease.
 """
 
 from __future__ import annotations
@@ -26,7 +52,7 @@ from typing import Protocol
 
 from aws_lambda_powertools import Logger
 
-from closeloop.errors import AuthRevoked, Busy, RefreshAnswerLost, TokenNotSaved, Unanswered
+from closeloop.errors import AuthRevoked, Busy, RateLimited, RefreshAnswerLost, TokenNotSaved, Unanswered
 from closeloop.store import TokenState
 
 logger = Logger(child=True)
@@ -40,6 +66,12 @@ DEFAULT_REFRESH_SECONDS = 220.0
 #: same again with a fresh seed after ``invalid_grant``.
 MAX_REFRESH_CALLS = 4
 LEASE_MARGIN_SECONDS = 30.0
+#: How long a lease bounded by the holder's invocation lasts past the invocation's end: clock skew between
+#: hosts, and Lambda stopping a timed-out invocation a moment late.
+INVOCATION_LEASE_MARGIN_SECONDS = 10.0
+#: A token POST starts only with this much of the invocation left: one attempt's connect (5 s) and read (15 s)
+#: timeouts of the default HTTP client (a test pins them), so its answer or its timeout comes in time.
+REFRESH_RESERVE_SECONDS = 20.0
 #: A re-send happens only while this much of the vendor's grace period is still left (clock skew, the
 #: time the re-sent request itself takes to arrive).
 RESEND_MARGIN_SECONDS = 60.0
@@ -80,7 +112,9 @@ class RefreshingTokens:
     during which re-sending the same refresh token is safe by the vendor's rules (0: never; ``math.inf``
     for tokens that do not rotate). ``refresh_seconds``: the longest one ``refresh`` call can take.
     ``reissuable``: ``refresh`` can always get a new token from the credentials alone (a password login),
-    so a token that cannot be saved is not lost.
+    so a token that cannot be saved is not lost. ``invocation_ends_at``: when the invocation running the
+    calling thread ends, on ``clock`` (None: not known); it bounds the lease and the last token POST (see the
+    module docstring).
     """
 
     def __init__(
@@ -97,6 +131,7 @@ class RefreshingTokens:
         resend_within: float = 0.0,
         refresh_seconds: float = DEFAULT_REFRESH_SECONDS,
         reissuable: bool = False,
+        invocation_ends_at: Callable[[], float | None] = lambda: None,
     ) -> None:
         self.connection = connection
         self._store = store
@@ -110,7 +145,9 @@ class RefreshingTokens:
         self._cached: TokenState | None = None
         self._resend_within = resend_within
         self._reissuable = reissuable
+        self._invocation_ends_at = invocation_ends_at
         #: the lease outlasts the slowest refresh, so nobody else refreshes while we wait for an answer
+        #: (``_lease_seconds``: shorter when this invocation ends sooner)
         self.lease_seconds = math.ceil(refresh_seconds * MAX_REFRESH_CALLS + LEASE_MARGIN_SECONDS)
         #: a new token this worker could save nowhere durable: it is the newest, so the next refresh uses it
         self._unsaved: TokenState | None = None
@@ -137,7 +174,7 @@ class RefreshingTokens:
                 self._cached = state
                 return state.access_token
             lease = f"token#{self.connection}"
-            if self._store.acquire_lease(lease, self._owner, self.lease_seconds):
+            if self._store.acquire_lease(lease, self._owner, self._lease_seconds()):
                 try:
                     return self._refresh_under_lease(stale)
                 finally:
@@ -145,6 +182,30 @@ class RefreshingTokens:
             if self._clock() > deadline:
                 raise Busy(f"token refresh for {self.connection} is held by another worker")
             self._sleep(0.25)
+
+    def _lease_seconds(self) -> int:
+        """The slowest refresh, or less when this invocation (which no refresh outlives) ends before that."""
+        ends_at = self._invocation_ends_at()
+        if ends_at is None:
+            return self.lease_seconds
+        left = ends_at - self._clock()
+        return max(1, min(self.lease_seconds, math.ceil(left + INVOCATION_LEASE_MARGIN_SECONDS)))
+
+    def _post(self, refresh_token: str) -> TokenGrant:
+        """One call of the token endpoint, if this invocation lives long enough to read its answer.
+
+        Raises RateLimited (problem ``deadline``) instead of sending when it would not: the queue worker
+        re-queues the work for a new invocation, and the stored refresh token is untouched.
+        """
+        ends_at = self._invocation_ends_at()
+        if ends_at is not None and ends_at - self._clock() < REFRESH_RESERVE_SECONDS:
+            raise RateLimited(
+                f"too little of this invocation is left to refresh the token of {self.connection}: the work is "
+                "retried in a new invocation",
+                retry_after=1.0,
+                problem="deadline",
+            )
+        return self._refresh(refresh_token)
 
     def _refresh_under_lease(self, stale: str | None) -> str:
         state = self._store.get_token(self.connection)  # re-read: the previous holder may have refreshed
@@ -181,7 +242,7 @@ class RefreshingTokens:
         """One refresh; after a lost answer, one re-send of the same token if the vendor's grace allows."""
         sent_at = self._clock()
         try:
-            return self._refresh(refresh_token)
+            return self._post(refresh_token)
         except Unanswered as exc:
             elapsed = self._clock() - sent_at
             if elapsed + RESEND_MARGIN_SECONDS > self._resend_within:
@@ -194,7 +255,7 @@ class RefreshingTokens:
                 ) from exc
             # Within the vendor's grace period the previous refresh token still answers (with the same new
             # token set, at Xero): re-sending it is safe and recovers the answer we lost.
-            return self._refresh(refresh_token)
+            return self._post(refresh_token)
 
     def _save(self, new_state: TokenState, *, rotated: bool) -> None:
         """Persist before anyone uses it; if the table refuses, the secret; if that fails too, keep it here."""

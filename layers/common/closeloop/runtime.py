@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from functools import cache
@@ -86,6 +87,7 @@ def _client_tokens(
         write_back=_write_back(creds, f"{prefix}_REFRESH_TOKEN") if rotates else lambda token: False,
         resend_within=resend_within,
         refresh_seconds=worst_case_seconds(),
+        invocation_ends_at=_invocation_ends_at,
     )
 
 
@@ -106,6 +108,13 @@ def _deadline() -> float | None:
     """When this invocation (this thread's) must stop sending vendor calls, on ``clock()``; None: no deadline."""
     deadline: float | None = getattr(_invocation, "deadline", None)
     return deadline
+
+
+def _invocation_ends_at() -> float | None:
+    """When this invocation (this thread's) ends, in real epoch seconds (``time.time()``, the clock of the
+    store's leases); None: no deadline. A token refresh lease held by this thread ends soon after it."""
+    ends_at: float | None = getattr(_invocation, "ends_at", None)
+    return ends_at
 
 
 def _pacer(vendor: str, limit: Any, organisation: Callable[[], str]) -> Any:
@@ -198,6 +207,7 @@ def _sugarcrm(settings: Settings, creds: Credentials) -> CrmPort:
         resend_within=REFRESH_RESEND_WITHIN_SECONDS,
         refresh_seconds=TOKEN_POSTS_PER_REFRESH * worst_case_seconds(),
         reissuable=True,  # a lost session is replaced by a password login
+        invocation_ends_at=_invocation_ends_at,
     )
     return SugarCrm(
         instance_url=settings.sugarcrm_url,
@@ -343,8 +353,10 @@ def idempotency_config() -> Any:
 
 def register_lambda_context(context: Any) -> None:
     """Let in-progress idempotency records expire with this invocation (a crashed worker frees its keys),
-    and stop paced vendor calls in time for the invocation to re-queue what is left (see ``_deadline``)."""
+    and stop paced vendor calls in time for the invocation to re-queue what is left (see ``_deadline``);
+    a token refresh lease taken in this invocation ends with it (see ``_invocation_ends_at``)."""
     idempotency_config().register_lambda_context(context)
+    _invocation.ends_at = time.time() + context.get_remaining_time_in_millis() / 1000
     remaining = context.get_remaining_time_in_millis() / 1000 - DEADLINE_RESERVE_SECONDS
     _invocation.deadline = clock().now() + max(0.0, remaining) * clock().scale
 
