@@ -1273,10 +1273,9 @@ class HubSpotSandbox:
         At most ``embedded_association_limit`` entries per type, in ascending id order; a longer list is cut
         there and carries ``paging.next`` (HubSpot: "if your request returns more than 100 associations, you
         will need to use the value of the after field", changelog 2020-10, "Announcing a change to how v3 CRM
-        APIs return association data"). GUESS: HubSpot counts entries (an id once per association type), not
-        distinct ids; the cursor is this sandbox's offset and its link names the v3 associations list, which
-        this sandbox does not serve (read the rest through v4). A HubSpot answer showing 100 distinct ids with
-        a primary label among them would confirm or correct the counting.
+        APIs return association data"). Entries are counted (an id once per association type), not distinct
+        ids: the adapter's GUESSES["embedded_association_count"]. The cursor is this sandbox's offset and its
+        link names the v3 associations list, which this sandbox does not serve (read the rest through v4).
         """
         out: JSON = {}
         limit = self.embedded_association_limit
@@ -1559,7 +1558,8 @@ class HubSpotSandbox:
             "attemptNumber": 0,
         }
         if generic:
-            # GUESS (association events): the subscribed end's type as fromObjectTypeId, beside fromObjectId.
+            # Association events: the subscribed end's type as fromObjectTypeId (the adapter's
+            # GUESSES["association_change_type_id"]).
             envelope[type_key] = _TYPES[otype].type_id
         return envelope
 

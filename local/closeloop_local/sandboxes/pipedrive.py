@@ -175,10 +175,9 @@ def _structured(entity: str, values: JSON) -> JSON:
 def _org_address(value: Any) -> JSON | None:
     """A v2 organization address as written: null clears it (the schema makes ``address`` nullable).
 
-    GUESS: the real API refuses (400) keys outside the schema and non-string sub-fields, as its schema
-    validation does for other bodies, and a written address replaces the whole stored one (sub-fields left
-    out are cleared). Confirm: PATCH /api/v2/organizations/{id} with ``formatted_address``, with
-    ``"route": null``, and with only ``route`` on an org that has a ``street_number``.
+    Keys outside the schema and non-string sub-fields are refused (400), and a written address replaces
+    the whole stored one (sub-fields left out are cleared): the adapter's GUESSES["address validation"] and
+    GUESSES["address write replaces the address"] (closeloop.crm.pipedrive).
     """
     if value is None:
         return None

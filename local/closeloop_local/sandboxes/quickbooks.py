@@ -10,7 +10,8 @@ One WSGI app serves both hosts on one port (their paths do not collide):
 Behaviour follows Intuit's reference and the quirks the adapter must survive:
 - refresh tokens change about once a day (``rotate_after``): a refresh inside the window answers the same
   value with a renewed 100-day life, a later one a new value; a superseded value keeps working for
-  ``superseded_grace`` seconds (answering the current pair); unused for 100 days, older than the 5-year hard
+  ``superseded_grace`` seconds (answering the current pair), the 24 h reading of the adapter's
+  GUESSES["refresh_token_resend_window"]; unused for 100 days, older than the 5-year hard
   limit, or revoked is ``invalid_grant``. Access tokens live an hour; a bad or expired one gets the gateway's
   lower-case ``{"fault":{"error":[…AuthenticationFailed…]}}`` 401;
 - DisplayName is unique (case-insensitively) across Customer, Vendor and Employee, active or not: 6240;
@@ -509,9 +510,8 @@ CLOUD_EVENT_ACTIONS = {
 def cloud_event(realm_id: str, entity: Row) -> Row:
     """One change as Intuit's CloudEvents webhooks carry it (the shape of the SDKs' test payloads).
 
-    GUESS: the action words (past participles of the legacy operations) and ``data`` as an empty object
-    (Intuit's notifications carry ids only); ``source`` is ``intuit.`` and an opaque app id, as in the
-    SDK samples. Confirm against the developer portal's "send test event".
+    The action words are the adapter's GUESSES["cloudevents_action_words"]; ``data`` and ``source`` its
+    GUESSES["cloudevents_data_and_source"] (closeloop.accounting.quickbooks).
     """
     updated = datetime.strptime(str(entity["lastUpdated"]), "%Y-%m-%dT%H:%M:%S%z").astimezone(UTC)
     return {

@@ -8,7 +8,8 @@ What it serves, under any ``/rest/v10``, ``/rest/v11`` or ``/rest/v11_<n>`` pref
 (default v11_24, Sugar 14.0; 13.3 tops out at v11_23, 13.2 at v11_22). A higher version is refused BEFORE
 authentication, as Sugar's RestService does, with 301 ``{"error": "incorrect_version", "error_message":
 "Please change your requested API version to value between 10 and 11.23."}`` (status and label: Sugar
-Developer Guide, REST API > API Exceptions; the message wording: RestService source, a GUESS for 12-14).
+Developer Guide, REST API > API Exceptions; the message wording: RestService source, for 12-14 the adapter's
+GUESSES["301 message names the range"]).
 - ``GET /ping``: "pong" (logged in).
 - ``POST /oauth2/token``: password and refresh_token grants. Sugar keeps ONE session per user and
   platform: a new login or refresh on a platform invalidates that platform's previous access and refresh

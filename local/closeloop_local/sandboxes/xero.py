@@ -77,7 +77,7 @@ ACCESS_TOKEN_TTL = 1800  # 30 min
 ID_TOKEN_TTL = 300
 AUTH_CODE_TTL = 300  # codes are single-use and live 5 min
 REFRESH_TOKEN_TTL = 60 * 24 * 3600  # unused refresh tokens die after 60 days
-IDEMPOTENCY_TTL = 360  # responses are replayed for 6 min
+IDEMPOTENCY_TTL = 360  # responses are replayed for 6 min: the adapter's GUESSES["idempotency_replay"]
 IDEMPOTENCY_KEY_MAX = 128
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
@@ -154,6 +154,7 @@ MSG = {
     "email": "Email address must be valid.",
     "invoice_number_taken": "Invoice # must be unique.",
     "name_empty": "Contact Name cannot be empty.",
+    # The adapter's GUESSES["duplicate_contact_number_message"].
     "number_taken": "The contact number {number} is already assigned to another contact.",
     "too_long": "{field} must not be more than {limit} characters long.",
     "persons": "A contact can have a maximum of 5 contact persons.",
@@ -870,7 +871,10 @@ class RateLimiter:
         return minute, day, self._trim(self._app, now, self._span(60))
 
     def acquire(self, tenant: str, now: float) -> tuple[str, int] | None:
-        """Count one call, or return (X-Rate-Limit-Problem, Retry-After seconds) when over a limit."""
+        """Count one call, or return (X-Rate-Limit-Problem, Retry-After seconds) when over a limit.
+
+        The header's values are the adapter's GUESSES["rate_limit_problem_values"].
+        """
         minute, day, app = self._windows(tenant, now)
         for problem_name, window, limit, span in (
             ("day", day, self.day, 86400),

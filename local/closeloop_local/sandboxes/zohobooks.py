@@ -19,7 +19,8 @@ Behaviour follows zoho.com/books/api/v3 and Zoho's OAuth pages, with the quirks 
   (``issue_refresh_token``: the 21st evicts the oldest);
 - 100 calls a minute per organisation and a daily cap by plan (1,000 by default, resetting at UTC
   midnight): HTTP 429 without Retry-After, ``code`` 44 for the minute and 45 for the day. Zoho documents
-  the 429 but not these two codes or messages: they are our guess, worded after its other errors;
+  the 429 but not these two codes or messages: the adapter's GUESSES["rate_limit_codes"], worded after its
+  other errors;
 - envelopes ``{"code": 0, "message": "...", "<entity>": {...}}``; errors carry a non-zero code: 3062 a
   contact name already used (names are unique, case-insensitively), 1001 a duplicate unique value
   (invoice number, a custom field set to "do not allow duplicates"), 1002 does not exist (HTTP 404),

@@ -78,6 +78,41 @@ TOKEN_PATH = "/oauth2/v1/tokens/bearer"
 REQUEST_ID_HEADER = "intuit_tid"
 CENT = Decimal("0.01")
 
+#: Everything this adapter assumes about QuickBooks Online without a settled source, in one place: what is
+#: assumed, how the code stays safe if it is wrong, and what would confirm it. Code and sandbox comments name
+#: the key.
+GUESSES: dict[str, str] = {
+    "refresh_token_resend_window": (
+        "A refresh inside the ~24 h rotation window answers the same refresh token value, so after a lost "
+        "answer the next scheduled attempt with the stored token usually works. Intuit's sources disagree: the "
+        "help article 'Validity of Refresh Token' says the previous value fails with invalid_grant once a new "
+        "one is returned, the older oauth-jsclient README says it expires 24 hours later (sources at "
+        "REFRESH_RESEND_WITHIN_SECONDS); the sandbox models the 24 h reading (rotate_after, superseded_grace). "
+        "Safe if wrong: a lost answer is never re-sent by itself (REFRESH_RESEND_WITHIN_SECONDS = 0) but "
+        "reported as RefreshAnswerLost, and a refused token is AuthRevoked asking for a reconnect. Confirm: "
+        "refresh twice within a day with one refresh token against a real company and compare the answers."
+    ),
+    "cloudevents_action_words": (
+        "The action in a CloudEvents type qbo.<entity>.<action>.v<n> is the legacy operation as a past "
+        "participle (created, updated, deleted, merged, voided, emailed: CLOUD_EVENT_OPERATIONS), as "
+        "integrations that read the new shape spell them; Intuit's migration post and the SDK test payload "
+        "show only 'created'. Safe if wrong: an action outside CLOUD_EVENT_OPERATIONS is kept as kind "
+        "'other', like an unknown legacy operation, so the record is still read back. Confirm: the developer "
+        "portal's 'send test event' for Invoice, Payment and Customer updates, deletes and voids."
+    ),
+    "cloudevents_time": (
+        "A CloudEvent's time is when the change happened (the legacy lastUpdated). CloudEvents 1.0 makes time "
+        "optional. Safe if wrong: time only orders and stamps the event; an event without one is kept and "
+        "timed now, and events are de-duplicated on their id (unique per event), never on time. Confirm: "
+        "compare a test event's time with the record's MetaData.LastUpdatedTime."
+    ),
+    "cloudevents_data_and_source": (
+        "A CloudEvent's data is an empty object (notifications carry ids only) and source is 'intuit.' plus an "
+        "opaque app id, as in the SDK samples; the sandbox sends that shape. Safe if wrong: the adapter reads "
+        "neither field. Confirm: the developer portal's 'send test event'."
+    ),
+}
+
 #: QBO error codes the adapter acts on.
 DUPLICATE_NAME = "6240"
 DUPLICATE_DOC_NUMBER = "6140"
@@ -104,8 +139,8 @@ def quickbooks_rate_limit(response: httpx.Response) -> RateLimitVerdict:
 #: expires … will throw an invalid_grant error"; the older oauth-jsclient README (quoted in
 #: github.com/intuit/oauth-jsclient/issues/74 and IntuitDeveloper/oauth2-nodejs/issues/2) says "previous refresh tokens
 #: expire 24 hours after you receive a new one". No grace period is documented for certain, so a lost answer is
-#: reported (RefreshAnswerLost) instead of re-sent. GUESS (the sandbox models the 24 h reading): a refresh inside the
-#: ~24 h rotation window returns the same value, so the next scheduled attempt with the stored token usually works.
+#: reported (RefreshAnswerLost) instead of re-sent; the next scheduled attempt relies on
+#: GUESSES["refresh_token_resend_window"].
 REFRESH_RESEND_WITHIN_SECONDS = 0.0
 
 
@@ -448,13 +483,9 @@ class QuickBooksAccounting:
         "source": "intuit.dsnB…", "type": "qbo.class.created.v1", "time": "2025-10-07T19:59:07.034359333Z",
         "intuitentityid": "1234", "intuitaccountid": "310687"}]``): the body is an array, one event per
         change; ``intuitaccountid`` is the realm id and ``intuitentityid`` the record id; ``type`` is
-        ``qbo.<entity>.<action>.v<n>`` with the entity in lower case.
-        GUESS: the action words are the legacy operations as past participles (created, updated, deleted,
-        merged, voided, emailed), as integrations that read the new shape spell them; an action outside
-        CLOUD_EVENT_OPERATIONS is kept as kind "other", like an unknown legacy operation. Confirm with the
-        developer portal's "send test event" for Invoice, Payment and Customer.
-        GUESS: ``time`` is when the change happened (legacy ``lastUpdated``); CloudEvents makes it optional,
-        so an event without one is kept, timed now and de-duplicated on its ``id`` (unique per event).
+        ``qbo.<entity>.<action>.v<n>`` with the entity in lower case. The action words are
+        GUESSES["cloudevents_action_words"] (an unknown one is kind "other"); ``time`` is
+        GUESSES["cloudevents_time"] (an event without one is timed now; events are de-duplicated on ``id``).
         An event of another realm, or of a type we do not follow, is dropped; a malformed one is a 400.
         """
         realm = self._realm_id().strip()

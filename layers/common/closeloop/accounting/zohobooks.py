@@ -21,7 +21,7 @@ Vendor facts encoded here (zoho.com/books/api/v3, Zoho Accounts OAuth docs, the 
 - lists page with ``page``/``per_page`` (max 200) and ``page_context.has_more_page``; invoices filter on
   ``reference_number``, ``date_start``/``date_end``, ``last_modified_time`` and sort by
   ``last_modified_time``. The ``cf_<api name>`` custom-field and ``sku`` list filters are not documented:
-  every row such a list returns is checked again here (see GUESSES);
+  every row such a list returns is checked again here (GUESSES["custom_field_filter"], GUESSES["sku_filter"]);
 - money is a JSON number: bodies are written with the exact decimal literal, answers read as Decimal;
 - Books has no signed webhooks (its workflow webhooks carry no signature Closeloop could verify), so
   accounting-side changes are polled: contacts sort by ``last_modified_time`` (there is no filter on it).
@@ -96,6 +96,12 @@ GUESSES: dict[str, str] = {
         "GET /items?sku=… returns only the item with that SKU. Undocumented. Safe if wrong: rows are kept only "
         "when their sku equals the code asked for (case-insensitively). Confirm: as for the cf_ filter."
     ),
+    "per_minute_limit": (
+        "100 calls a minute per organisation (RATE_LIMIT), from a secondary source (Databricks' Zoho Books "
+        "connector notes); Zoho's own page was not found, and a concurrency limit exists but no number was "
+        "published. Safe if wrong: a lower real limit answers 429s, which hold every worker off and re-queue "
+        "the work. Confirm: Zoho's API limits page for Books, or the per-minute 429 seen in production."
+    ),
     "list_rows_carry_custom_fields": (
         "List rows carry custom fields (custom_fields, custom_field_hash or flattened cf_ keys), as the full "
         "records do. Used by find_customers_any's local match and find_invoice's check. Safe if wrong for "
@@ -111,7 +117,7 @@ CODE_DOES_NOT_EXIST = 1002
 CODE_DUPLICATE_CONTACT_NAME = 3062
 CODE_UNKNOWN_ORGANISATION = 6041
 #: The per-minute and per-day 429 codes (the daily one is also recognised by its message).
-#: GUESS: see GUESSES["rate_limit_codes"].
+#: See GUESSES["rate_limit_codes"].
 CODE_MINUTE_LIMIT = 44
 CODE_DAY_LIMIT = 45
 #: Without a Retry-After, the per-minute limit is a rolling minute: waiting less only burns calls.
@@ -245,9 +251,7 @@ class ZohoBooksAccounting:
     MAX_OTHER_PERSONS: ClassVar[int] = 9
     #: Zoho's last_modified_time filter and its answers: ``2024-05-01T10:00:00+0000``.
     TIME_FORMAT: ClassVar[str] = "%Y-%m-%dT%H:%M:%S%z"
-    #: Per organisation: 100 calls a minute. GUESS: a secondary source (Databricks' Zoho Books connector
-    #: notes), Zoho's own page not found; a concurrency limit exists but no number was published.
-    #: A lower real limit still works: its 429s hold every worker off and re-queue the work.
+    #: Per organisation: 100 calls a minute (GUESSES["per_minute_limit"]).
     RATE_LIMIT: ClassVar[RateLimit] = RateLimit(per_minute=100)
 
     def __init__(

@@ -71,6 +71,35 @@ if TYPE_CHECKING:
     from closeloop.http import AccessTokens, VendorHttp
     from closeloop.oauth import TokenGrant
 
+#: Everything this adapter assumes about HubSpot without a published source, in one place: what is assumed,
+#: how the code stays safe if it is wrong, and what would confirm it. Code and sandbox comments name the key.
+GUESSES: dict[str, str] = {
+    "secondly_wait": (
+        "A 429 whose policyName is SECONDLY (CRM search: 5 requests a second per account) is waited out for one "
+        "second when no Retry-After comes; HubSpot's 'API usage guidelines and limits' name the ten-second and "
+        "daily policies and document no Retry-After for CRM APIs, but give no wait for the per-second one. Safe "
+        "if wrong: a longer real window only answers another 429, retried with growing backoff (its floor is "
+        "the retry policy's backoff, not this second) until the attempts run out and RateLimited re-queues the "
+        "work. Confirm: the body and headers of a real 429 from CRM search called faster than 5 a second."
+    ),
+    "association_change_type_id": (
+        "A generic object.associationChange event names its subscribed end's type as fromObjectTypeId, beside "
+        "fromObjectId; HubSpot's changelog 'Public Beta: Generic Webhook Subscriptions' (2024-08) lists "
+        "objectTypeId for the other five event kinds only (the sandbox sends fromObjectTypeId and "
+        "toObjectTypeId). Safe if wrong: an event carrying neither objectTypeId nor fromObjectTypeId names no "
+        "object type we follow and is ignored, and the CRM poll still sees the change. Confirm: a real "
+        "object.associationChange delivery to a generic subscription."
+    ),
+    "embedded_association_count": (
+        "The 100 associations a v3 object read embeds per type (changelog 2020-10, 'Announcing a change to how "
+        "v3 CRM APIs return association data') count entries, an id listed once per association type (a "
+        "primary-labelled company appears twice), not distinct ids. Safe if wrong: the adapter reads the list "
+        "again in full through the v4 batch read at 100 entries as well as on a paging.next cursor, so either "
+        "counting finds every id (at worst one extra call). Confirm: a real v3 read of an object with 100 "
+        "distinct associated ids, one of them primary: whether paging.next comes at 100 entries or 100 ids."
+    ),
+}
+
 # %-escapes HubSpot decodes in the URI before computing a v3 signature (from its request-validation docs).
 _V3_URI_DECODE = {
     "%3A": ":",
@@ -119,7 +148,7 @@ REFRESH_RESEND_WITHIN_SECONDS = math.inf
 
 #: HubSpot's 429 body names the policy that refused the call (developers.hubspot.com, "API usage guidelines and
 #: limits": burst limits per ten seconds, and a daily limit that resets at midnight in the account's time zone).
-#: GUESS: the wait for SECONDLY (per-second search limit) is one second; HubSpot sends no Retry-After for either.
+#: SECONDLY (the per-second search limit) is waited out for one second: see GUESSES["secondly_wait"].
 _RATE_LIMIT_WAITS = {"TEN_SECONDLY_ROLLING": 10.0, "SECONDLY": 1.0}
 
 
@@ -207,9 +236,7 @@ class _HubSpotEvent(BaseModel):
     fromObjectId: int | None = None
     #: Generic ``object.*`` events name the object's type here ("0-1"); typed ones ("contact.*") do not.
     objectTypeId: str | None = None
-    # GUESS: a generic object.associationChange names its subscribed end as fromObjectTypeId, like
-    # fromObjectId (HubSpot's changelog lists objectTypeId for the other five kinds only). Confirm with a
-    # real delivery; if it carries neither field the event is ignored, and the CRM poll still sees the change.
+    #: A generic associationChange's subscribed end: see GUESSES["association_change_type_id"].
     fromObjectTypeId: str | None = None
     attemptNumber: int = 0
     appId: int | None = None
@@ -521,8 +548,7 @@ class HubSpotCrm:
         return results
 
     #: v3 object reads embed at most this many associations per type (HubSpot's changelog, 2020-10).
-    #: GUESS: whether HubSpot counts entries (an id listed once per association type) or distinct ids;
-    #: counting entries, as the check below does, is the cautious side of either reading.
+    #: Counted in entries, the cautious reading: see GUESSES["embedded_association_count"].
     EMBEDDED_ASSOCIATION_CAP: ClassVar[int] = 100
 
     def _associated(self, obj: Any, from_type: str, to_type: str, primary_type: str | None) -> list[str]:

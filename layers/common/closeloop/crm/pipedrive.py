@@ -912,9 +912,9 @@ def _address_body(address: Address, current: Any) -> dict[str, Any] | None:
 
     Only the sub-fields of the v2 schema (``OrganizationItemAddress``: value, country, admin_area_level_1/2,
     locality, sublocality, route, street_number, subpremise, postal_code; all strings, no
-    ``formatted_address``), and empty ones are left out rather than sent as null. GUESS (see GUESSES): a
-    written address replaces the stored one, so the sub-fields we do not model (admin_area_level_2, and
-    sublocality while a locality is written) are re-sent from ``current``.
+    ``formatted_address``), and empty ones are left out rather than sent as null. A written address replaces
+    the stored one (GUESSES["address write replaces the address"]), so the sub-fields we do not model
+    (admin_area_level_2, and sublocality while a locality is written) are re-sent from ``current``.
     """
     if address.is_empty():
         return None

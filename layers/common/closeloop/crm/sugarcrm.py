@@ -133,7 +133,7 @@ def api_version_path(version: tuple[int, int]) -> str:
 
 
 _VERSION = re.compile(r"v?(\d+)(?:[._](\d+))?")
-#: Sugar's 301 message, "... API version to value between 10 and 11.20." (see GUESSES).
+#: Sugar's 301 message, "... API version to value between 10 and 11.20." (GUESSES["301 message names the range"]).
 _RANGE = re.compile(r"between\s+v?\d+(?:[._]\d+)?\s+and\s+v?(\d+(?:[._]\d+)?)")
 #: Every version tried, newest first, one minor version lower at a time when a 301 names no range.
 _CANDIDATES = tuple((NEWEST_API_VERSION[0], minor) for minor in range(NEWEST_API_VERSION[1], -1, -1))
