@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,11 +55,13 @@ class Loop:
         approve_and_pay(self.xero, self.xero_server.url, invoice_id, amount, on)
 
 
-@pytest.fixture(scope="module")
-def loop() -> Iterator[Loop]:
+@contextmanager
+def running_loop(env: Mapping[str, str] | None = None) -> Iterator[Loop]:
+    """The HubSpot and Xero sandboxes and the local stack between them (``env``: extra function settings)."""
     xero, xero_server = xero_sandbox.serve()
     hubspot, hubspot_server = hubspot_sandbox.serve()
-    stack = LocalStack(ROOT, port=0, env_overrides=sandbox_environment(xero, xero_server.url, hubspot_server.url))
+    overrides = sandbox_environment(xero, xero_server.url, hubspot_server.url) | dict(env or {})
+    stack = LocalStack(ROOT, port=0, env_overrides=overrides)
     stack.start()
     hubspot.configure_webhooks(
         {
@@ -82,3 +85,9 @@ def loop() -> Iterator[Loop]:
         hubspot.close()
         hubspot_server.stop()
         xero_server.stop()
+
+
+@pytest.fixture(scope="module")
+def loop() -> Iterator[Loop]:
+    with running_loop() as started:
+        yield started

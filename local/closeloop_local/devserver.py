@@ -568,7 +568,7 @@ class SqsConsumer:
         queue_arn: str,
         region: str,
         invoke: Invoker,
-        retry_visibility_seconds: int | None = 2,
+        retry_visibility_seconds: int | None = 1,
         poll_interval: float = 0.2,
         wait_time_seconds: int = 1,
     ) -> None:
@@ -596,8 +596,15 @@ class SqsConsumer:
         self._thread = threading.Thread(target=self._run, name=f"closeloop-sqs-{self.source.queue}", daemon=True)
         self._thread.start()
 
-    def signal_stop(self) -> None:
-        self._stop.set()
+    def signal_stop(self) -> bool:
+        """Ask the consumer to stop; True when it is processing a batch (``join`` waits for that batch).
+
+        An idle consumer is in a long poll: it receives nothing more (a batch received after this is left to
+        become visible again) and ends when the poll returns, so the stack need not wait for it.
+        """
+        with self._state_lock:
+            self._stop.set()
+            return self._busy
 
     def join(self, timeout: float | None = None) -> None:
         if self._thread is not None:
@@ -627,6 +634,8 @@ class SqsConsumer:
             return 0
         # Until the batch is settled its messages are in flight, so `drain` sees them either way.
         with self._state_lock:
+            if self._stop.is_set():  # stopping: not processed, the messages come back after their timeout
+                return 0
             self._busy = True
             self._batches += 1
         try:

@@ -522,7 +522,7 @@ class LocalStack:
         env_overrides: Mapping[str, str] | None = None,
         parameter_overrides: Mapping[str, str] | None = None,
         poll_interval: float = 0.2,
-        retry_visibility_seconds: int | None = 2,
+        retry_visibility_seconds: int | None = 1,
         stack_name: str | None = None,
         region: str | None = None,
     ) -> None:
@@ -633,14 +633,13 @@ class LocalStack:
 
     def stop(self) -> None:
         """Stop consumers and servers, restore ``os.environ`` and ``sys.path``. Safe to call twice."""
-        for consumer in self._consumers:
-            consumer.signal_stop()
+        busy = [consumer for consumer in self._consumers if consumer.signal_stop()]
         if self._http is not None:
             self._http.stop()
             self._http = None
-        for consumer in self._consumers:
-            consumer.join(timeout=10)  # at most one long poll (1 s)
-        self._consumers = []
+        for consumer in busy:  # a batch in progress finishes with the stack's environment still in place
+            consumer.join(timeout=10)
+        self._consumers = []  # idle ones end when their long poll (at most 1 s) returns; nothing to wait for
         for key, value in self._saved_env.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -710,8 +709,11 @@ class LocalStack:
         sqs = self._client("sqs")
         while True:
             before = [consumer.activity() for consumer in self._consumers]
+            # Read twice: moto counts visible and in-flight messages at two instants, so a message whose
+            # visibility runs out between them is in neither count; the second read sees it as visible.
             idle = not any(busy for busy, _ in before) and all(
-                self._queue_is_empty(sqs, consumer.queue_url) for consumer in self._consumers
+                self._queue_is_empty(sqs, consumer.queue_url) and self._queue_is_empty(sqs, consumer.queue_url)
+                for consumer in self._consumers
             )
             if idle and before == [consumer.activity() for consumer in self._consumers]:
                 return

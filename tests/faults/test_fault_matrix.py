@@ -7,6 +7,7 @@ races). This module holds the cases that need heavier set-ups.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
@@ -15,9 +16,20 @@ import pytest
 
 from closeloop.models import CrmRef
 from closeloop_local.sandboxes.base import Fault
-from tests.stack_fixtures import Loop
+from tests.stack_fixtures import Loop, running_loop
 
 pytestmark = pytest.mark.e2e
+
+#: Vendor seconds per real second for the functions (CLOSELOOP_TIME_SCALE): HubSpot's ten-second window
+#: lasts one real second, in the adapter's waits and in the SQS delay of a re-queued message alike. The
+#: sandboxes keep real time; these cases do not exercise their own limits.
+TIME_SCALE = 10
+
+
+@pytest.fixture(scope="module")
+def loop() -> Iterator[Loop]:
+    with running_loop({"CLOSELOOP_TIME_SCALE": str(TIME_SCALE)}) as started:
+        yield started
 
 
 def test_one_hundred_concurrent_duplicates_leave_one_contact(loop: Loop) -> None:

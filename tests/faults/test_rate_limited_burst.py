@@ -1,9 +1,9 @@
 """A burst of won deals bigger than Xero's budget: all invoiced, nothing dead-lettered.
 
 The local stack runs template.yaml (maxReceiveCount 5 on the DealQueue, as on AWS) against a Xero sandbox
-that enforces Xero's real limits (60 calls in any rolling minute, 5 in flight per tenant), on a clock 20
+that enforces Xero's real limits (60 calls in any rolling minute, 5 in flight per tenant), on a clock 10
 times faster than real time (CLOSELOOP_TIME_SCALE, shared by the sandbox and the functions: a Xero minute
-lasts 3 s, Retry-After and SQS delays shrink with it). 40 deals won together reach the deal worker as one
+lasts 6 s, Retry-After and SQS delays shrink with it). 40 deals won together reach the deal worker as one
 HubSpot delivery, i.e. one SQS message of 40 events: about 120 Xero calls, two minutes of Xero's budget.
 
 Before pacing and re-queueing, one deal's 429 failed the whole message, the retries came back faster than
@@ -27,7 +27,7 @@ from tests.stack_fixtures import ROOT, Loop
 pytestmark = pytest.mark.e2e
 
 #: Xero seconds per real second, for the sandbox and the functions alike.
-TIME_SCALE = 2
+TIME_SCALE = 10
 DEALS = 40
 
 

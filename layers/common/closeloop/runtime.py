@@ -55,6 +55,7 @@ def _hubspot(settings: Settings, creds: Credentials) -> CrmPort:
         ),
         base_url=settings.hubspot_api_url,
         signature_min_version=settings.hubspot_signature_min_version,
+        sleep=clock().sleep,
     )
 
 
@@ -174,6 +175,7 @@ def _pipedrive(settings: Settings, creds: Credentials) -> CrmPort:
         webhook_password=lambda: creds.get("PIPEDRIVE_WEBHOOK_PASSWORD"),
         webhook_path_secret=lambda: creds.get("PIPEDRIVE_WEBHOOK_PATH_SECRET"),
         base_url=settings.pipedrive_api_url,
+        sleep=clock().sleep,
     )
 
 
@@ -214,6 +216,7 @@ def _sugarcrm(settings: Settings, creds: Credentials) -> CrmPort:
         tokens=tokens,
         webhook_token=lambda: creds.get("SUGARCRM_WEBHOOK_TOKEN"),
         api_version=settings.sugarcrm_api_version,
+        sleep=clock().sleep,
     )
 
 
