@@ -2,7 +2,8 @@
 
 A captured HubSpot batch, Xero notification or Pipedrive event replayed within the retry window queues nothing
 (so the worker calls no vendor for it); a delivery whose queueing failed is not remembered, so the sender's
-retry gets through.
+retry gets through. Through the webhook routes, the replay store is built only for a delivery whose signature
+holds: a wrongly signed request (anyone on the internet) builds no DynamoDB or SQS client.
 """
 
 from __future__ import annotations
@@ -12,19 +13,21 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 import boto3
 import pytest
 from moto import mock_aws
 
+from closeloop import runtime, webhook_api
 from closeloop.accounting.xero import XeroAccounting
 from closeloop.crm.hubspot import HubSpotCrm
 from closeloop.oauth import RefreshingTokens
 from closeloop.ports import WebhookRequest
 from closeloop.store import DynamoStore
 from closeloop.sync.ingest import CLAIM_WINDOW, REPLAY_WINDOW, delivery_digest, ingest, ingest_accounting
+from closeloop_local import events as sample_events
 from closeloop_local.sandboxes.hubspot import signed_batch_headers
 
 SECRET = "hubspot-client-secret"
@@ -73,9 +76,9 @@ def hubspot_batch(attempt: int = 0) -> list[dict[str, Any]]:
     ]
 
 
-def hubspot_delivery(attempt: int = 0) -> WebhookRequest:
+def hubspot_delivery(attempt: int = 0, secret: str = SECRET) -> WebhookRequest:
     body = json.dumps(hubspot_batch(attempt)).encode()
-    headers = signed_batch_headers(SECRET, URI, body, int(time.time() * 1000), "v3")
+    headers = signed_batch_headers(secret, URI, body, int(time.time() * 1000), "v3")
     return WebhookRequest("POST", URI, headers, body)
 
 
@@ -127,9 +130,9 @@ def test_a_delivery_whose_function_died_between_claim_and_send_gets_through_afte
     assert item is not None and int(item["expires_at"]) - later >= 24 * 3600
 
 
-def xero_delivery(events: list[dict[str, str]]) -> WebhookRequest:
+def xero_delivery(events: list[dict[str, str]], key: str = XERO_KEY) -> WebhookRequest:
     body = json.dumps({"events": events, "firstEventSequence": 1, "lastEventSequence": len(events)}).encode()
-    signature = base64.b64encode(hmac.new(XERO_KEY.encode(), body, hashlib.sha256).digest()).decode()
+    signature = base64.b64encode(hmac.new(key.encode(), body, hashlib.sha256).digest()).decode()
     return WebhookRequest("POST", URI, {"x-xero-signature": signature}, body)
 
 
@@ -142,11 +145,8 @@ def xero() -> XeroAccounting:
     )
 
 
-def test_a_replayed_xero_notification_queues_nothing_but_intent_to_receive_checks_always_pass(
-    store: DynamoStore,
-) -> None:
-    # Given a signed Xero notification for one contact
-    event = {
+def xero_contact_event() -> dict[str, str]:
+    return {
         "resourceUrl": "https://api.xero.com/api.xro/2.0/Contacts/717f2bfc-c6d4-41fd-b238-3f2f0c0cf777",
         "resourceId": "717f2bfc-c6d4-41fd-b238-3f2f0c0cf777",
         "eventDateUtc": "2026-12-01T10:00:00.000",
@@ -155,7 +155,13 @@ def test_a_replayed_xero_notification_queues_nothing_but_intent_to_receive_check
         "tenantId": TENANT,
         "tenantType": "ORGANISATION",
     }
-    queues, delivery = Queues(), xero_delivery([event])
+
+
+def test_a_replayed_xero_notification_queues_nothing_but_intent_to_receive_checks_always_pass(
+    store: DynamoStore,
+) -> None:
+    # Given a signed Xero notification for one contact
+    queues, delivery = Queues(), xero_delivery([xero_contact_event()])
     # When it arrives three times
     counts = [ingest_accounting(xero(), queues, delivery, store) for _ in range(3)]
     # Then it was queued once; the replays were accepted and queued nothing
@@ -175,3 +181,86 @@ def test_a_delivery_record_lasts_at_least_the_retry_window_and_expires_after(sto
     assert int(item["expires_at"]) - time.time() >= 24 * 3600
     assert store.claim_delivery("crm", "other", -1)
     assert store.claim_delivery("crm", "other", 60)
+
+
+# -- through the webhook routes ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The webhook functions' runtime as deployed: HubSpot and Xero keys, queues and the sync table named."""
+    for key in ("CREDENTIALS_SECRET_ID", "WEBHOOK_KEYS_SECRET_ID"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("CRM_PROVIDER", "hubspot")
+    monkeypatch.setenv("ACCOUNTING_PROVIDER", "xero")
+    monkeypatch.setenv("HUBSPOT_CLIENT_SECRET", SECRET)
+    monkeypatch.setenv("XERO_WEBHOOK_KEY", XERO_KEY)
+    monkeypatch.setenv("XERO_TENANT_ID", TENANT)
+    monkeypatch.setenv("WEBHOOK_BASE_URL", "https://hooks.example.test")
+    monkeypatch.setenv("CONTACT_QUEUE_URL", "https://sqs.us-east-1.amazonaws.com/123456789012/contacts")
+    monkeypatch.setenv("DEAL_QUEUE_URL", "https://sqs.us-east-1.amazonaws.com/123456789012/deals")
+    monkeypatch.setenv("SYNC_TABLE", "sync")
+
+
+def route_event(path: str, delivery: WebhookRequest, **parameters: str) -> dict[str, Any]:
+    """``delivery`` as API Gateway (HTTP API 2.0) hands it to the webhook function at ``path``."""
+    event = sample_events.load("webhook_contacts_v3.json")
+    event["rawPath"] = event["requestContext"]["http"]["path"] = path
+    event["pathParameters"] = parameters
+    event["headers"] = {"content-type": "application/json", **{k.lower(): v for k, v in delivery.headers.items()}}
+    event["body"] = delivery.body.decode()
+    return event
+
+
+def crm_route(key: str = SECRET) -> dict[str, Any]:
+    """A HubSpot batch signed with ``key``, to ``POST /webhooks/hubspot/contacts``."""
+    return route_event("/webhooks/hubspot/contacts", hubspot_delivery(secret=key), crm="hubspot")
+
+
+def accounting_route(key: str = XERO_KEY) -> dict[str, Any]:
+    """A Xero notification signed with ``key``, to ``POST /accounting-webhooks/xero``."""
+    return route_event("/accounting-webhooks/xero", xero_delivery([xero_contact_event()], key), system="xero")
+
+
+ROUTES: dict[str, Callable[..., dict[str, Any]]] = {"crm": crm_route, "accounting": accounting_route}
+
+
+@pytest.mark.usefixtures("configured")
+@pytest.mark.parametrize("route", sorted(ROUTES))
+def test_a_wrongly_signed_delivery_builds_neither_the_replay_store_nor_any_aws_client(
+    route: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the deployed runtime, where building the store or any AWS client fails the test
+    def must_not_build(*args: Any, **kwargs: Any) -> Any:
+        pytest.fail("a refused request built the replay store or an AWS client")
+
+    monkeypatch.setattr(runtime, "store", must_not_build)
+    monkeypatch.setattr(boto3, "client", must_not_build)
+    monkeypatch.setattr(boto3, "resource", must_not_build)
+    # When a delivery signed with the wrong key reaches the route
+    response = webhook_api.resolve(ROUTES[route](key="not-our-key"), None)
+    # Then it is refused, having built nothing
+    assert response["statusCode"] == 401
+
+
+@pytest.mark.usefixtures("configured")
+@pytest.mark.parametrize("route", sorted(ROUTES))
+def test_a_correctly_signed_delivery_replayed_to_the_route_is_queued_once(
+    route: str, store: DynamoStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the route's queues in memory and its replay store on moto
+    queues, built = Queues(), []
+
+    def build_store() -> DynamoStore:
+        built.append(store)
+        return store
+
+    monkeypatch.setattr(runtime, "queues", lambda: queues)
+    monkeypatch.setattr(runtime, "store", build_store)
+    delivery = ROUTES[route]()
+    # When the same signed delivery arrives twice
+    answers = [webhook_api.resolve(delivery, None)["statusCode"] for _ in range(2)]
+    # Then both are accepted, it is queued once, and the replay check did reach the store
+    assert answers == [200, 200]
+    assert len(queues.sent) == 1
+    assert built

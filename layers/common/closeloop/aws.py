@@ -23,9 +23,11 @@ class SqsQueues:
 
     def __init__(self, urls: Mapping[str, str], client: SQSClient | None = None) -> None:
         self._urls = dict(urls)
-        self._client: SQSClient = client or boto3.client("sqs")
+        self._client: SQSClient | None = client  # built on first send: a refused webhook builds none
 
     def send(self, pipeline: Pipeline, body: str, delay_seconds: int = 0) -> None:
+        if self._client is None:
+            self._client = boto3.client("sqs")
         self._client.send_message(QueueUrl=self._urls[pipeline], MessageBody=body, DelaySeconds=delay_seconds)
 
 

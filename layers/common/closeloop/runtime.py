@@ -80,7 +80,7 @@ def _client_tokens(
 
     return RefreshingTokens(
         connection,
-        store(),
+        lazy_store(),
         seed=lambda fresh: creds.get(f"{prefix}_REFRESH_TOKEN", fresh=fresh),
         refresh=refresh_with(
             token_url, lambda: creds.get(f"{prefix}_CLIENT_ID"), lambda: creds.get(f"{prefix}_CLIENT_SECRET")
@@ -128,15 +128,8 @@ def _pacer(vendor: str, limit: Any, organisation: Callable[[], str]) -> Any:
     if override:  # a deployment's own figure: room left for other apps, or a limit the vendor raised
         limit = replace(limit, per_minute=override)
 
-    class Schedules:  # the store is reached on the first call, not when the adapter is built (webhook routes)
-        def book_call_slots(self, budget: str, count: int, spacing: float, now: float, latest: float) -> Any:
-            return store().book_call_slots(budget, count, spacing, now, latest)
-
-        def hold_call_slots(self, budget: str, until: float) -> None:
-            store().hold_call_slots(budget, until)
-
     return SharedPacer(
-        Schedules(), lambda: f"{vendor}#{organisation()}", limit, vendor=vendor, clock=clock(), deadline=_deadline
+        lazy_store(), lambda: f"{vendor}#{organisation()}", limit, vendor=vendor, clock=clock(), deadline=_deadline
     )
 
 
@@ -194,7 +187,7 @@ def _sugarcrm(settings: Settings, creds: Credentials) -> CrmPort:
     # concurrent functions from logging each other out. There is no refresh token to seed.
     tokens = RefreshingTokens(
         "sugarcrm",
-        store(),
+        lazy_store(),
         seed=lambda fresh: "",
         refresh=password_grant(
             settings.sugarcrm_url,
@@ -328,6 +321,20 @@ def store() -> Any:
 
         cipher = KmsTokenCipher(settings.token_key_id)
     return DynamoStore(settings.sync_table, cipher=cipher)
+
+
+class _StoreOnFirstUse:
+    """The repository, built when one of its methods is first called rather than when it is handed over."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(store(), name)
+
+
+def lazy_store() -> Any:
+    """``store()`` for components that may never use it: the webhook routes' replay check and the adapters'
+    token and call-slot stores. A request refused for its signature (anyone on the internet can send one)
+    then builds no DynamoDB client: no cold-start cost, and no AWS code reached before the sender is known."""
+    return _StoreOnFirstUse()
 
 
 @cache

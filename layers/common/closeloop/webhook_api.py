@@ -4,7 +4,8 @@
 enqueue — because a CRM batch may mix object types: every event reaches its own pipeline whichever route
 it arrived on. The signature is checked against the URI the sender signed: ``WEBHOOK_BASE_URL`` + path +
 query when set (custom domains, proxies), otherwise the request as the caller saw it (scheme from
-``X-Forwarded-Proto``, host from ``requestContext.domainName``, raw path and raw query).
+``X-Forwarded-Proto``, host from ``requestContext.domainName``, raw path and raw query). The DynamoDB and SQS
+clients (replay store, queues) are built only for a delivery whose signature holds.
 """
 
 from __future__ import annotations
@@ -115,7 +116,7 @@ def receive_accounting_webhook(system: str) -> Response[Any]:
         return Response(status_code=404, content_type=content_types.TEXT_PLAIN, body="")
     request = current_request()
     try:
-        queued = ingest_accounting(port, runtime.queues(), request, runtime.store())
+        queued = ingest_accounting(port, runtime.queues(), request, runtime.lazy_store())
     except WebhookRejected as exc:
         logger.warning("accounting webhook rejected", extra={"status": exc.status, "reason": exc.message})
         return Response(status_code=exc.status, content_type=content_types.TEXT_PLAIN, body="")
@@ -130,7 +131,7 @@ def receive_webhook(crm: str, pipeline: str) -> dict[str, Any]:
     port = runtime.crm()
     raise_if_wrong_crm(port, crm)
     request = current_request()
-    result = ingest(port, runtime.queues(), request, runtime.store())
+    result = ingest(port, runtime.queues(), request, runtime.lazy_store())
     logger.info(
         "webhook accepted",
         extra={"route": pipeline, "accepted": result.accepted, "ignored": result.ignored, "replay": result.replayed},
