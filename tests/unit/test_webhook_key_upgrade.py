@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-import pytest
+import json
+import time
+from pathlib import Path
+from typing import cast
 
+import pytest
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from closeloop import webhook_api
 from closeloop.credentials import API_KEYS, WEBHOOK_KEYS
 from closeloop_local.upgrade import UpgradeError, parse_secret_document, plan_webhook_key_copy, render_plan
 
+EVENTS = Path(__file__).resolve().parents[2] / "events"
 #: A credentials secret as a release with one secret left it: API credentials and webhook keys together.
 OLD_LAYOUT = {
     "HUBSPOT_ACCESS_TOKEN": "value-of-access-token",
@@ -86,3 +94,34 @@ def test_a_secret_that_is_not_a_json_object_stops_the_upgrade_without_quoting_it
         assert "value-of" not in str(caught.value)
     # And an empty value is an empty object, as the template creates the secrets
     assert parse_secret_document("", "WebhookKeysSecret") == parse_secret_document("{}", "WebhookKeysSecret") == {}
+
+
+class _Context:
+    function_name = "ContactWebhookFunction"
+    memory_limit_in_mb = 256
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:ContactWebhookFunction"
+    aws_request_id = "request-1"
+
+
+def test_a_503_for_a_missing_webhook_key_logs_the_command_that_copies_it(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a HubSpot delivery to a receiver whose HUBSPOT_CLIENT_SECRET is not set
+    for key in ("HUBSPOT_CLIENT_SECRET", "CREDENTIALS_SECRET_ID", "WEBHOOK_KEYS_SECRET_ID", "WEBHOOK_BASE_URL"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("CRM_PROVIDER", "hubspot")
+    monkeypatch.setenv("CONTACT_QUEUE_URL", "https://sqs.us-east-1.amazonaws.com/123456789012/contacts")
+    monkeypatch.setenv("DEAL_QUEUE_URL", "https://sqs.us-east-1.amazonaws.com/123456789012/deals")
+    monkeypatch.setenv("SYNC_TABLE", "closeloop-sync")  # where replays are remembered (never reached here)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    event = json.loads((EVENTS / "webhook_contacts_v3.json").read_text())
+    event["headers"]["x-hubspot-request-timestamp"] = str(int(time.time() * 1000))
+    # When the webhook API answers it
+    response = webhook_api.app.resolve(event, cast(LambdaContext, _Context()))
+    # Then it is a 503, and the error logged names the command that copies the keys of an upgraded stack
+    assert response["statusCode"] == 503
+    (record,) = [r for r in caplog.records if r.getMessage() == "webhook receiver misconfigured"]
+    assert "HUBSPOT_CLIENT_SECRET" in record.__dict__["error"]
+    assert "closeloop upgrade webhook-keys" in record.__dict__["fix"]
+    # And the sender is told nothing about it
+    assert "closeloop" not in response["body"]
