@@ -10,6 +10,9 @@
     closeloop replay [--queue NAME] [--dry-run] / status [--json] / audit ID [--type T] [--show-values]
         Operate a stack: the running ``closeloop dev``, or a deployed one with --stack-name NAME (default
         AWS credentials). Implemented in ``closeloop_local.ops``, imported on use.
+    closeloop upgrade webhook-keys [--stack-name NAME] [--dry-run]
+        After upgrading from a release that kept the webhook keys in the credentials secret: copy them into
+        the webhook keys secret (``closeloop_local.upgrade``, imported on use).
     closeloop demo [--crm hubspot|pipedrive|sugarcrm] [--accounting xero|quickbooks|zohobooks] / closeloop connect xero
         Implemented in ``closeloop_local.demo`` and ``closeloop_local.connect``, imported on use. A module
         may define ``add_arguments(parser)`` to declare its own options.
@@ -346,6 +349,17 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     audit.add_argument("--crm", help="the CRM the id belongs to (default: the stack's CrmProvider)")
     audit.add_argument("--show-values", action="store_true", help="show the last synced values, not only field names")
     audit.set_defaults(handler=operations)
+
+    upgrade = commands.add_parser(
+        "upgrade", parents=[target], help="after upgrading the stack: move what an older release kept elsewhere"
+    )
+    upgrade.add_argument(
+        "upgrade",
+        choices=["webhook-keys"],
+        help="webhook-keys: copy the webhook keys from CredentialsSecret into WebhookKeysSecret (never overwrites)",
+    )
+    upgrade.add_argument("--dry-run", action="store_true", help="list what would be copied and change nothing")
+    upgrade.set_defaults(handler=_lazy_main("closeloop_local.upgrade"))
 
     demo = commands.add_parser(
         "demo", help="run the whole loop offline on the local stack for a CRM x accounting pair and show the result"

@@ -41,6 +41,7 @@ from closeloop.store import DynamoStore
 if TYPE_CHECKING:
     from mypy_boto3_cloudformation import CloudFormationClient
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_sqs.type_defs import MessageTypeDef
 
@@ -51,6 +52,7 @@ SYNC_TABLE_ID = "SyncTable"
 CRM_PARAMETER, DEFAULT_CRM = "CrmProvider", "hubspot"
 ACCOUNTING_PARAMETER, DEFAULT_ACCOUNTING = "AccountingProvider", "xero"
 QUEUE_TYPE = "AWS::SQS::Queue"
+SECRET_TYPE = "AWS::SecretsManager::Secret"
 
 RECEIVE_BATCH = 10  # SQS's maximum per ReceiveMessage / SendMessageBatch / DeleteMessageBatch
 REPLAY_VISIBILITY_SECONDS = 60
@@ -97,6 +99,7 @@ class Deployment:
         self._session = session
         self._sqs: SQSClient | None = None
         self._dynamodb: DynamoDBClient | None = None
+        self._secretsmanager: SecretsManagerClient | None = None
         self._queue_urls: dict[str, str] = {}
 
     @classmethod
@@ -140,13 +143,20 @@ class Deployment:
             aws_session_token=os.environ.get("AWS_SESSION_TOKEN") or None,
             region_name=stack.region,
         )
-        return cls.from_cloudformation(stack.stack_name, session=session, endpoint_url=stack.endpoint_url)
+        deployment = cls.from_cloudformation(stack.stack_name, session=session, endpoint_url=stack.endpoint_url)
+        # moto's CloudFormation skips AWS::SecretsManager::Secret: the local stack creates the template's
+        # secrets itself (``LocalStack._create_secrets``) and holds their ARNs with its resources.
+        for logical_id, physical_id in stack.resources.items():
+            if logical_id not in deployment.resources and ":secretsmanager:" in physical_id:
+                deployment.resources[logical_id] = StackResource(logical_id, SECRET_TYPE, physical_id)
+        return deployment
 
     def close(self) -> None:
-        for client in (self._sqs, self._dynamodb):
+        for client in (self._sqs, self._dynamodb, self._secretsmanager):
             if client is not None:
                 client.close()
         self._sqs = self._dynamodb = None
+        self._secretsmanager = None
 
     # -- what the commands use
 
@@ -163,6 +173,16 @@ class Deployment:
         if self._sqs is None:
             self._sqs = self._session.client("sqs", endpoint_url=self.endpoint_url)
         return self._sqs
+
+    @property
+    def secretsmanager(self) -> SecretsManagerClient:
+        if self._secretsmanager is None:
+            self._secretsmanager = self._session.client("secretsmanager", endpoint_url=self.endpoint_url)
+        return self._secretsmanager
+
+    def secret_arn(self, logical_id: str) -> str:
+        """The ARN of the stack's secret ``logical_id``. Raises DeploymentError when the stack has none."""
+        return self._physical_id(logical_id)
 
     def store(self) -> DynamoStore:
         if self._dynamodb is None:

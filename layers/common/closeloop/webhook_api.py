@@ -22,6 +22,7 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from closeloop import runtime
 from closeloop.config import get_settings
+from closeloop.credentials import WEBHOOK_KEYS
 from closeloop.errors import ConfigurationError, WebhookRejected
 from closeloop.ports import WebhookRequest
 from closeloop.sync.ingest import ingest, ingest_accounting, raise_if_wrong_crm
@@ -34,6 +35,11 @@ PIPELINE_ROUTES = frozenset({"contacts", "deals"})
 #: (WebhookMisconfiguredAlarm: namespace, name and the ApiId dimension must match it).
 METRICS_NAMESPACE = "Closeloop"
 MISCONFIGURED_METRIC = "WebhookMisconfigured"
+#: Logged with a 503 for a missing webhook key: a stack upgraded from a release with one secret has it elsewhere.
+MISSING_KEY_FIX = {
+    "fix": "set the key in the webhook keys secret; a stack upgraded from a release that kept it in the "
+    "credentials secret: run `closeloop upgrade webhook-keys --stack-name <stack>`"
+}
 
 #: The path as the sender called it, path secret included, for the adapter's verification only.
 _SIGNED_PATH: ContextVar[str | None] = ContextVar("signed_path", default=None)
@@ -159,7 +165,10 @@ def count_misconfigured(event: Mapping[str, Any]) -> None:
 def misconfigured(exc: ConfigurationError) -> Response[Any]:
     # Not the sender's fault: 503 makes HubSpot retry after an operator fixes the configuration, and the
     # metric raises an alarm so that someone does.
-    logger.error("webhook receiver misconfigured", extra={"error": str(exc)})
+    missing_key = any(key in str(exc) for key in WEBHOOK_KEYS)
+    logger.error(
+        "webhook receiver misconfigured", extra={"error": str(exc), **(MISSING_KEY_FIX if missing_key else {})}
+    )
     count_misconfigured(app.current_event.raw_event)
     return Response(
         status_code=503,
