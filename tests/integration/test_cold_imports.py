@@ -51,3 +51,11 @@ def test_webhook_cold_start_skips_what_only_the_worker_uses(function: str, worke
     # And no canonical model has built its validator yet: each builds on first use
     assert "Customer" in imported["unbuilt"]
     assert "SyncEvent" in imported["unbuilt"]
+
+
+def test_reconcile_cold_start_does_not_load_the_workbook_writer() -> None:
+    # Given the reconcile function, the only one that writes a workbook (once a month)
+    # When a fresh process imports its handler module, as Lambda's init does
+    imported = _imported_at_init("reconcile")
+    # Then XlsxWriter and the report renderers wait until a report is actually rendered
+    assert {"xlsxwriter", "closeloop.reports.xlsx", "closeloop.reports.monthly"}.isdisjoint(imported["modules"])

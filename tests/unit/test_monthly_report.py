@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import warnings
 import zipfile
 from dataclasses import replace
@@ -268,3 +269,40 @@ def test_cut_text_counts_characters_as_excel_does() -> None:
     assert cut[kept:] == f"… [cut, {20_000 - kept} chars]"
     # And text that fits is left alone
     assert cut_text("x" * 32_767) == "x" * 32_767
+
+
+def test_no_text_cell_or_chart_label_becomes_a_formula_even_for_a_dde_payload() -> None:
+    # Given a month whose CRM text is a DDE payload (a company name, a deal name, a currency code): the currency
+    # also names a chart series and titles its chart, where XlsxWriter reads "x!A0" as a cell reference
+    payload = "=cmd|' /C calc'!A0"
+    rec = planted()
+    rec = replace(
+        rec,
+        totals=(replace(rec.totals[0], currency=payload), *rec.totals[1:]),
+        discrepancies=(
+            *rec.discrepancies,
+            Discrepancy("contact_drift", crm_ref="hubspot/company/666", deal_name=payload, detail=payload),
+        ),
+    )
+
+    # When the workbook is rendered and read back
+    data = render_xlsx(rec)
+    book = open_workbook(data)
+
+    # Then no cell anywhere holds a formula, and the payload is text with Excel's quote prefix
+    cells = [cell for sheet in book.worksheets for row in sheet.iter_rows() for cell in row]
+    assert not [cell.coordinate for cell in cells if cell.data_type == "f"]
+    planted_cells = [cell for cell in cells if cell.value == payload]
+    assert len(planted_cells) == 3
+    assert all(cell.data_type == "s" and cell.quotePrefix for cell in planted_cells)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        sheets = [archive.read(n).decode() for n in archive.namelist() if n.startswith("xl/worksheets/sheet")]
+        charts = [archive.read(n).decode() for n in archive.namelist() if n.startswith("xl/charts/chart")]
+    assert not any("<f>" in xml or "<f " in xml for xml in sheets)
+
+    # And the Summary keeps its native chart per currency, whose only references are the Summary's own cells:
+    # the payload is a literal series name and title (its "!" swapped for a look-alike letter), never a reference
+    assert len(book["Summary"]._charts) == len(rec.totals) == 3
+    references = [ref for xml in charts for ref in re.findall(r"<c:f>(.*?)</c:f>", xml)]
+    assert references and all(re.fullmatch(r"'Summary'!\$[A-Z]+\$\d+:\$[A-Z]+\$\d+", ref) for ref in references)
+    assert any("<c:v>=cmd|' /C calc'\u01c3A0</c:v>" in xml for xml in charts)

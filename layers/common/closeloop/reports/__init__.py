@@ -1,1 +1,1 @@
-"""Finance reports built in the Lambda runtime with the standard library only (no openpyxl, no XlsxWriter)."""
+"""Finance reports built in the Lambda runtime: CSV and HTML with the standard library, XLSX with XlsxWriter."""

@@ -1,8 +1,9 @@
 """The monthly reconciliation rendered for finance: a CSV of discrepancies, an XLSX workbook, an HTML summary.
 
-Standard library only (the workbook through ``closeloop.reports.xlsx``). Every renderer returns bytes and
-writes only what the `Reconciliation` holds, which carries no contact details. CSV text cells are guarded
-against formula injection; the workbook writes text as inline strings (never formulas); HTML is escaped.
+The workbook goes through ``closeloop.reports.xlsx`` (XlsxWriter, imported only when a workbook is written);
+the rest is the standard library. Every renderer returns bytes and writes only what the `Reconciliation`
+holds, which carries no contact details. CSV text cells are guarded against formula injection; the workbook
+writes text as strings (never formulas), with Excel's quote prefix on a leading ``= + - @``; HTML is escaped.
 Text longer than a cell may hold (Excel's 32,767 characters; the same bound for CSV, which is opened in
 Excel, and HTML) is cut with a marker saying so (``cut_text``), so one overlong deal name or failure reason
 never fails the month.
