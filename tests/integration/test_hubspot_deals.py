@@ -127,8 +127,8 @@ def test_won_deal_in_the_default_pipeline_reads_with_exact_decimals_parties_and_
     assert support.quantity * support.unit_price == support.amount
     for line in got.line_items:
         assert all(isinstance(v, Decimal) for v in (line.quantity, line.unit_price, line.amount))
-    # The sandbox has no account-info endpoint, so no portal id and no link
-    assert got.url == ""
+    # And the link opens the deal in the account's portal, read from account-info as HubSpot answers it
+    assert got.url == f"https://app.hubspot.com/contacts/{hubspot.portal_id}/record/0-3/{deal['id']}"
 
 
 def test_stage_is_won_only_when_closed_with_probability_one_in_the_deals_own_pipeline(
@@ -183,7 +183,7 @@ def test_calls_per_get_deal_and_cached_account_lookups(sandbox: tuple[HubSpotSan
     adapter.get_deal(deals[1])
     second = len(hubspot.state.requests) - first
 
-    # Then the first read also fetches pipelines and asks once for the portal id (404 here); later reads
+    # Then the first read also fetches pipelines and asks once for the portal id; later reads
     # cost the deal, its line-item associations and the line items only
     assert [r.path for r in hubspot.state.requests[:first]] == [
         f"/crm/v3/objects/deals/{deals[0]}",
