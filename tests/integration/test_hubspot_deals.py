@@ -268,6 +268,30 @@ def test_deal_url_from_configured_portal_or_account_info_and_ms_epoch_close_date
     assert len(hubspot.state.calls("GET", "/account-info/v3/details")) == 1
 
 
+@pytest.mark.parametrize("refusal", ["missing scope (403)", "not served (404)"])
+def test_deal_url_stays_empty_and_reads_go_on_when_account_info_is_refused(refusal: str) -> None:
+    # Given a private app without the scope account-info needs, or an account-info path answering 404
+    hubspot, server = serve(HubSpotSandbox(account_info_scope=not refusal.startswith("missing")))
+    try:
+        if refusal.startswith("not served"):
+            hubspot.state.faults.append(Fault("/account-info/v3/details", 404, method="GET"))
+        deal_id = won_deal(hubspot, "2026-11-20")
+        adapter = crm(hubspot, server.url)
+
+        # When the deal is read twice
+        first = adapter.get_deal(deal_id)
+        second = adapter.get_deal(deal_id)
+
+        # Then both reads succeed without a link, and account-info was asked once (its refusal is remembered)
+        assert first is not None and second is not None
+        assert (first.url, second.url, first.is_won) == ("", "", True)
+        asked = hubspot.state.calls("GET", "/account-info/v3/details")
+        assert [r.status for r in asked] == [403 if refusal.startswith("missing") else 404]
+    finally:
+        hubspot.close()
+        server.stop()
+
+
 def test_update_deals_writes_150_deals_in_two_batches(sandbox: tuple[HubSpotSandbox, SandboxServer]) -> None:
     hubspot, server = sandbox
     # Given 150 deals
