@@ -5,7 +5,20 @@ from __future__ import annotations
 import json
 
 from closeloop_local.sandboxes.base import Exchange
-from tests.contracts.contract import load
+from tests.contracts.contract import Allowance, load
+
+# HubSpot's example answer for GET /account-info/v3/details (accountInfo.json), with an accountType
+ACCOUNT_DETAILS = {
+    "portalId": 12345678,
+    "accountType": "STANDARD",
+    "timeZone": "US/Eastern",
+    "companyCurrency": "USD",
+    "additionalCurrencies": ["NZD", "AUD", "EUR"],
+    "utcOffset": "-04:00",
+    "utcOffsetMilliseconds": -14400000,
+    "uiDomain": "app-eu1.hubspot.com",
+    "dataHostingLocation": "eu1",
+}
 
 
 def _exchange(method: str, path: str, body: object, status: int = 200, answer: object = None) -> Exchange:
@@ -39,15 +52,38 @@ def test_an_endpoint_the_vendor_does_not_publish_is_a_violation() -> None:
 
 
 def test_an_allowance_covers_only_its_own_disagreement_and_counts_its_use() -> None:
-    # Given HubSpot's allow-list entry for the sandbox's missing account-info endpoint
+    # Given HubSpot's contract with an allowance for account details without a time zone
     contract = load("hubspot")
-    # When the 404 it covers and an undocumented 500 are checked
-    covered = contract.check(_exchange("GET", "/account-info/v3/details", None, status=404, answer={}))
-    other = contract.check(_exchange("GET", "/account-info/v3/details", None, status=500, answer={}))
+    contract.allowances = [
+        Allowance("GET /account-info/v3/details", "response", "'timeZone' is a required property", "test")
+    ]
+    without_time_zone = {k: v for k, v in ACCOUNT_DETAILS.items() if k != "timeZone"}
+    without_domain = {k: v for k, v in ACCOUNT_DETAILS.items() if k != "uiDomain"}
+    # When the answer it covers and one missing another field are checked
+    covered = contract.check(_exchange("GET", "/account-info/v3/details", None, answer=without_time_zone))
+    other = contract.check(_exchange("GET", "/account-info/v3/details", None, answer=without_domain))
     # Then only the covered one passes, and the entry records its use
     assert covered == []
-    assert [v.message for v in other] == ["status 500 is not documented"]
+    assert [v.message for v in other] == ["<root>: 'uiDomain' is a required property"]
     assert [a.used for a in contract.allowances] == [1]
+
+
+def test_hubspot_account_details_are_held_to_portal_information_response() -> None:
+    # Given HubSpot's contract, its example answer, and answers that depart from it
+    contract = load("hubspot")
+
+    def check(answer: object, status: int = 200) -> list[str]:
+        return [v.message for v in contract.check(_exchange("GET", "/account-info/v3/details", None, status, answer))]
+
+    # Then the documented answer and a HubSpot error body pass
+    assert check(ACCOUNT_DETAILS) == []
+    assert check({"status": "error", "message": "no", "correlationId": "c", "category": "MISSING_SCOPES"}, 403) == []
+    # And a portal id as a string, an unknown account type or an error body without its category do not
+    assert check(ACCOUNT_DETAILS | {"portalId": "12345678"}) == ["portalId: '12345678' is not of type 'integer'"]
+    assert len(check(ACCOUNT_DETAILS | {"accountType": "FREE"})) == 1
+    assert check({"status": "error", "message": "no", "correlationId": "c"}, 404) == [
+        "<root>: 'category' is a required property"
+    ]
 
 
 def test_a_hubspot_webhook_without_its_event_ids_is_a_violation() -> None:

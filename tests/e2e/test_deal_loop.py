@@ -90,6 +90,8 @@ def test_won_deal_with_three_lines_gives_one_matching_invoice_written_back(loop:
     assert Decimal(str(invoice["SubTotal"])) == Decimal("1238.75")
     assert Decimal(str(invoice["Total"])) == Decimal(str(invoice["SubTotal"])) + Decimal(str(invoice["TotalTax"]))
     assert invoice["Type"] == "ACCREC"
+    # And the invoice links back to the deal in the HubSpot account (portal id from account-info)
+    assert invoice["Url"] == f"https://app.hubspot.com/contacts/{loop.hubspot.portal_id}/record/0-3/{deal['id']}"
     # And the deal carries the invoice number, link, status and amount due, with no discrepancy
     props = loop.hubspot.get_object("deals", deal["id"])["properties"]
     assert props["closeloop_invoice_number"] == invoice["InvoiceNumber"]

@@ -127,8 +127,8 @@ def test_won_deal_in_the_default_pipeline_reads_with_exact_decimals_parties_and_
     assert support.quantity * support.unit_price == support.amount
     for line in got.line_items:
         assert all(isinstance(v, Decimal) for v in (line.quantity, line.unit_price, line.amount))
-    # The sandbox has no account-info endpoint, so no portal id and no link
-    assert got.url == ""
+    # And the link opens the deal in the account's portal, read from account-info as HubSpot answers it
+    assert got.url == f"https://app.hubspot.com/contacts/{hubspot.portal_id}/record/0-3/{deal['id']}"
 
 
 def test_stage_is_won_only_when_closed_with_probability_one_in_the_deals_own_pipeline(
@@ -183,7 +183,7 @@ def test_calls_per_get_deal_and_cached_account_lookups(sandbox: tuple[HubSpotSan
     adapter.get_deal(deals[1])
     second = len(hubspot.state.requests) - first
 
-    # Then the first read also fetches pipelines and asks once for the portal id (404 here); later reads
+    # Then the first read also fetches pipelines and asks once for the portal id; later reads
     # cost the deal, its line-item associations and the line items only
     assert [r.path for r in hubspot.state.requests[:first]] == [
         f"/crm/v3/objects/deals/{deals[0]}",
@@ -266,6 +266,30 @@ def test_deal_url_from_configured_portal_or_account_info_and_ms_epoch_close_date
     assert got.url == f"https://app-eu1.hubspot.com/contacts/26001/record/0-3/{deal_id}"
     assert got.close_date == date(2026, 11, 20)
     assert len(hubspot.state.calls("GET", "/account-info/v3/details")) == 1
+
+
+@pytest.mark.parametrize("refusal", ["missing scope (403)", "not served (404)"])
+def test_deal_url_stays_empty_and_reads_go_on_when_account_info_is_refused(refusal: str) -> None:
+    # Given a private app without the scope account-info needs, or an account-info path answering 404
+    hubspot, server = serve(HubSpotSandbox(account_info_scope=not refusal.startswith("missing")))
+    try:
+        if refusal.startswith("not served"):
+            hubspot.state.faults.append(Fault("/account-info/v3/details", 404, method="GET"))
+        deal_id = won_deal(hubspot, "2026-11-20")
+        adapter = crm(hubspot, server.url)
+
+        # When the deal is read twice
+        first = adapter.get_deal(deal_id)
+        second = adapter.get_deal(deal_id)
+
+        # Then both reads succeed without a link, and account-info was asked once (its refusal is remembered)
+        assert first is not None and second is not None
+        assert (first.url, second.url, first.is_won) == ("", "", True)
+        asked = hubspot.state.calls("GET", "/account-info/v3/details")
+        assert [r.status for r in asked] == [403 if refusal.startswith("missing") else 404]
+    finally:
+        hubspot.close()
+        server.stop()
 
 
 def test_update_deals_writes_150_deals_in_two_batches(sandbox: tuple[HubSpotSandbox, SandboxServer]) -> None:

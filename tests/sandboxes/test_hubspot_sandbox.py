@@ -525,6 +525,70 @@ def test_deal_pipelines(hub: Hub) -> None:
     assert bad.status_code == 400
 
 
+def test_account_details_answer_hubspots_portal_information(hub: Hub) -> None:
+    # When a private app reads the account's details
+    response = hub.api.get("/account-info/v3/details")
+    # Then every field of HubSpot's PortalInformationResponse is there, for the default (US) account
+    assert response.status_code == 200
+    body = response.json()
+    assert set(body) == {
+        "portalId", "accountType", "timeZone", "companyCurrency", "additionalCurrencies", "utcOffset",
+        "utcOffsetMilliseconds", "uiDomain", "dataHostingLocation",
+    }  # fmt: skip
+    assert (body["portalId"], body["uiDomain"], body["dataHostingLocation"]) == (62515, "app.hubspot.com", "na1")
+    assert (body["accountType"], body["timeZone"], body["companyCurrency"]) == ("STANDARD", "US/Eastern", "USD")
+    # And the additional currencies are the others the deal currency property offers
+    assert "USD" not in body["additionalCurrencies"]
+    assert {"EUR", "GBP"} <= set(body["additionalCurrencies"])
+    # And the offset is US Eastern's (summer or winter), written both ways
+    assert (body["utcOffset"], body["utcOffsetMilliseconds"]) in {("-04:00", -14_400_000), ("-05:00", -18_000_000)}
+    # And the answer counts against the rate limit like any API call
+    assert "X-HubSpot-RateLimit-Remaining" in response.headers
+
+
+def test_account_details_follow_the_configured_portal_and_ui_domain(make_hub: Callable[..., Hub]) -> None:
+    # Given an EU-hosted account with its own portal id
+    hub = make_hub(portal_id=26001, ui_domain="app-eu1.hubspot.com")
+    # When its details are read
+    body = hub.api.get("/account-info/v3/details").json()
+    # Then they name that portal, its UI domain and the data centre the domain is in
+    assert (body["portalId"], body["uiDomain"], body["dataHostingLocation"]) == (
+        26001,
+        "app-eu1.hubspot.com",
+        "eu1",
+    )
+
+
+@pytest.mark.parametrize("authorization", [None, "Bearer pat-wrong"])
+def test_account_details_need_a_valid_token(hub: Hub, authorization: str | None) -> None:
+    headers = {"Authorization": authorization} if authorization else {}
+    response = httpx.get(f"{hub.server.url}/account-info/v3/details", headers=headers)
+    assert response.status_code == 401
+    assert response.json()["category"] == "INVALID_AUTHENTICATION"
+
+
+def test_account_details_refuse_a_private_app_without_the_scope_but_not_oauth(make_hub: Callable[..., Hub]) -> None:
+    # Given a private app that was not granted the scope account-info needs
+    hub = make_hub(account_info_scope=False)
+    # When it reads the account's details
+    refused = hub.api.get("/account-info/v3/details")
+    # Then HubSpot's MISSING_SCOPES 403 comes back, naming the scope
+    assert refused.status_code == 403
+    body = refused.json()
+    assert body["category"] == "MISSING_SCOPES"
+    assert body["errors"][0]["context"]["requiredGranularScopes"] == ["oauth"]
+    # And an OAuth app's token (which always carries the oauth scope) still reads them
+    form = {
+        "grant_type": "refresh_token",
+        "client_id": hub.sandbox.client_id,
+        "client_secret": SECRET,
+        "refresh_token": hub.sandbox.refresh_token,
+    }
+    token = hub.control.post("/oauth/v1/token", data=form).json()["access_token"]
+    answered = hub.control.get("/account-info/v3/details", headers={"Authorization": f"Bearer {token}"})
+    assert (answered.status_code, answered.json()["portalId"]) == (200, 62515)
+
+
 # ---------------------------------------------------------------------------------------------------
 # Rate limits
 # ---------------------------------------------------------------------------------------------------

@@ -22,6 +22,14 @@ rest behind that list's ``paging.next``.
 Webhook events use the legacy typed subscription types ("contact.creation") or, with the settings'
 ``generic_events`` switch, the current platform's generic ones ("object.creation" + ``objectTypeId``).
 
+Account information (``GET /account-info/v3/details``): the portal id, UI domain (``ui_domain``; its data
+hosting location follows from it), time zone and currencies of the account, for any valid token. A sandbox
+made with ``account_info_scope=False`` answers the private-app token 403 ``MISSING_SCOPES`` there, as for an
+app without the ``oauth`` scope; OAuth access tokens always carry that scope (HubSpot requires it of every
+OAuth app). GUESS: private apps are served by default (HubSpot's spec lists the ``oauth`` scope for them too,
+which their scope picker does not offer); a real private app's answer would confirm it. Either way the
+adapter treats a refusal as "no deal links", which ``account_info_scope=False`` keeps under test.
+
 Rate limits: a rolling 10-second window and a daily budget (UTC day of the sandbox clock), with the
 five ``X-HubSpot-RateLimit-*`` headers on every authenticated answer. A 429 carries HubSpot's
 documented body and no ``Retry-After`` (HubSpot documents none for CRM APIs); inject one with a fault
@@ -56,9 +64,10 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, ClassVar
+from zoneinfo import ZoneInfo
 
 import httpx
 from werkzeug.exceptions import MethodNotAllowed, NotFound
@@ -906,6 +915,7 @@ _API_RULES = Map(
             endpoint="v4_delete",
         ),
         Rule("/crm/v4/associations/<otype>/<to_type>/batch/read", methods=["POST"], endpoint="v4_batch_read"),
+        Rule("/account-info/v3/details", methods=["GET"], endpoint="account_details"),
     ]
 )
 
@@ -939,6 +949,13 @@ _UI_SOURCE: _Source = ("CRM_UI", "userId:1234567")
 class HubSpotSandbox:
     """In-memory HubSpot account (portal) with one private-app token and one app's webhooks."""
 
+    #: What ``GET /account-info/v3/details`` reports besides the portal id and UI domain (HubSpot's example
+    #: answer uses this time zone). The other currencies the deal currency property offers are the account's
+    #: additional currencies.
+    TIME_ZONE: ClassVar[str] = "US/Eastern"
+    COMPANY_CURRENCY: ClassVar[str] = "USD"
+    ACCOUNT_TYPE: ClassVar[str] = "STANDARD"
+
     def __init__(
         self,
         access_token: str = "pat-sandbox-token",
@@ -952,6 +969,8 @@ class HubSpotSandbox:
         oauth_token_lifetime: int = 1800,
         association_page_size: int = 500,
         embedded_association_limit: int = 100,
+        ui_domain: str = "app.hubspot.com",
+        account_info_scope: bool = True,
     ) -> None:
         self.access_token = access_token
         self.client_secret = client_secret
@@ -961,6 +980,8 @@ class HubSpotSandbox:
         self.association_page_size = association_page_size
         self.embedded_association_limit = embedded_association_limit
         self.portal_id = portal_id
+        self.ui_domain = ui_domain
+        self.account_info_scope = account_info_scope
         self.app_id = app_id
         self.state = SandboxState()
         self._limiter = _RateLimiter(ten_second_limit, daily_limit)
@@ -1124,13 +1145,20 @@ class HubSpotSandbox:
         }
         return json_response(body)
 
+    @staticmethod
+    def _bearer(request: Request) -> str:
+        scheme, _, raw = request.headers.get("Authorization", "").partition(" ")
+        return raw.strip() if scheme.lower() == "bearer" else ""
+
+    def _is_private_app(self, request: Request) -> bool:
+        return hmac.compare_digest(self._bearer(request), self.access_token)
+
     def _authorization(self, request: Request) -> str:
         """ "ok", "expired" (an OAuth token past its lifetime) or "missing" (no token we know)."""
-        scheme, _, raw = request.headers.get("Authorization", "").partition(" ")
-        token = raw.strip()
-        if scheme.lower() != "bearer" or not token:
+        token = self._bearer(request)
+        if not token:
             return "missing"
-        if hmac.compare_digest(token, self.access_token):
+        if self._is_private_app(request):
             return "ok"
         with self.state.lock:
             expires = self._oauth_tokens.get(token)
@@ -1934,6 +1962,27 @@ class HubSpotSandbox:
         pipeline = next((p for p in self._deal_pipelines(otype) if p["id"] == pid), None)
         return _not_found() if pipeline is None else json_response({"results": pipeline["stages"]})
 
+    # -- API: account information ---------------------------------------------------------------------
+    def _api_account_details(self, request: Request) -> Response:
+        """HubSpot's ``PortalInformationResponse`` for this account (Account Information API v3)."""
+        if not self.account_info_scope and self._is_private_app(request):
+            return _missing_scopes("oauth")
+        now = datetime.fromtimestamp(self.state.clock.now(), UTC)
+        offset = now.astimezone(ZoneInfo(self.TIME_ZONE)).utcoffset() or timedelta(0)
+        return json_response(
+            {
+                "portalId": self.portal_id,
+                "accountType": self.ACCOUNT_TYPE,
+                "timeZone": self.TIME_ZONE,
+                "companyCurrency": self.COMPANY_CURRENCY,
+                "additionalCurrencies": [c for c in _CURRENCIES if c != self.COMPANY_CURRENCY],
+                "utcOffset": _utc_offset(offset),
+                "utcOffsetMilliseconds": int(offset.total_seconds() * 1000),
+                "uiDomain": self.ui_domain,
+                "dataHostingLocation": _hosting_location(self.ui_domain),
+            }
+        )
+
     # -- API: associations v4 -----------------------------------------------------------------------
     def _v4_results(self, a_type: str, a_id: str, b_type: str) -> list[JSON]:
         return [
@@ -2270,6 +2319,44 @@ def _oauth_error(status: str, message: str) -> Response:
     correlation = _correlation()
     body = {"status": status, "message": message, "correlationId": correlation}
     return json_response(body, 400, {"X-HubSpot-Correlation-Id": correlation})
+
+
+def _missing_scopes(*scopes: str) -> Response:
+    """HubSpot's 403 for a token without a scope the endpoint requires (category ``MISSING_SCOPES``)."""
+    # GUESS: the body as HubSpot's community threads quote it (message, errors[].context.requiredGranularScopes,
+    # links.scopes); a real 403 from a private app without the scope would confirm it. The adapter reads
+    # only the status.
+    return _error(
+        403,
+        "This app hasn't been granted all required scopes to make this call. Read more about required scopes "
+        "here: https://developers.hubspot.com/scopes.",
+        "MISSING_SCOPES",
+        errors=[
+            {
+                "message": "One or more of the following scopes are required.",
+                "context": {"requiredGranularScopes": list(scopes)},
+            }
+        ],
+        links={"scopes": "https://developers.hubspot.com/scopes"},
+    )
+
+
+def _utc_offset(offset: timedelta) -> str:
+    """``-04:00`` as in HubSpot's example answer (GUESS: east of UTC is written ``+01:00``)."""
+    minutes = int(offset.total_seconds()) // 60
+    sign = "-" if minutes < 0 else "+"
+    hours, rest = divmod(abs(minutes), 60)
+    return f"{sign}{hours:02d}:{rest:02d}"
+
+
+def _hosting_location(ui_domain: str) -> str:
+    """``app-eu1.hubspot.com`` -> ``eu1`` (HubSpot's example answer pairs the two).
+
+    GUESS: ``app.hubspot.com`` (and any other domain) is the North American data centre, ``na1``; an answer
+    from a US account would confirm it.
+    """
+    match = re.fullmatch(r"app-([a-z]+\d+)\.hubspot\.com", ui_domain)
+    return match.group(1) if match else "na1"
 
 
 def _v4_specs(specs: Any, a_type: str, b_type: str) -> list[_AssocType]:
