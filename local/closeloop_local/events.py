@@ -162,6 +162,7 @@ def samples() -> dict[str, dict[str, Any]]:
         hubspot_event("company.propertyChange", 1000001, event_id=202, property_name="name", value="Acme Ltd"),
     ]
     work = {
+        "kind": "crm_events",
         "pipeline": "contacts",
         "received_at": "2025-11-24T16:00:00Z",
         "events": [
@@ -178,6 +179,7 @@ def samples() -> dict[str, dict[str, Any]]:
         ],
     }
     deal_work = {
+        "kind": "crm_events",
         "pipeline": "deals",
         "received_at": "2025-11-24T16:00:00Z",
         "events": [

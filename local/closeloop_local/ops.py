@@ -472,7 +472,7 @@ def _release(sqs: SQSClient, queue_url: str, receipt_handles: Sequence[str]) -> 
 
 
 def describe_body(body: str) -> str:
-    """A work message's pipeline and CRM refs, and nothing else of its body."""
+    """A work message's pipeline (or kind) and CRM refs, and nothing else of its body."""
     try:
         message = json.loads(body)
     except ValueError:
@@ -485,8 +485,9 @@ def describe_body(body: str) -> str:
         parts = [ref.get(key) for key in ("crm", "object_type", "object_id")] if isinstance(ref, dict) else []
         if parts and all(isinstance(part, str | int) for part in parts):
             refs.append("/".join(str(part) for part in parts))
-    pipeline = message.get("pipeline")
-    return f"{pipeline if isinstance(pipeline, str) else '?'}  {', '.join(dict.fromkeys(refs)) or '(no refs)'}"
+    # A CRM events message says its pipeline; the other kinds say their kind (bodies from before ``kind``: "?").
+    label = message.get("pipeline") or message.get("kind")
+    return f"{label if isinstance(label, str) else '?'}  {', '.join(dict.fromkeys(refs)) or '(no refs)'}"
 
 
 # ------------------------------------------------------------------------------------------ status

@@ -38,7 +38,18 @@ def _imported_at_init(function: str) -> dict[str, list[str]]:
 @pytest.mark.parametrize(
     ("function", "worker_only"),
     [
-        ("on_contact", {"closeloop.sync.accounting_changes", "closeloop.sync.backfill", "closeloop.rules", "yaml"}),
+        (
+            "on_contact",
+            {
+                "closeloop.sync.accounting_changes",
+                "closeloop.sync.backfill",
+                "closeloop.sync.contact_queue",
+                "closeloop.rules",
+                "yaml",
+                "aws_lambda_powertools.utilities.batch",
+                "aws_lambda_powertools.utilities.batch.base",
+            },
+        ),
         ("on_deal_won", {"aws_lambda_powertools.utilities.batch", "aws_lambda_powertools.utilities.batch.base"}),
     ],
 )

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from closeloop.errors import AuthRevoked, RateLimited, Unavailable
-from closeloop.models import CrmRef, SyncEvent, WorkMessage
+from closeloop.models import BackfillWorkMessage, CrmRef, SyncEvent, UnreadableMessage, WorkMessage
 from closeloop.sync.contacts import Outcome
 from closeloop.sync.worker import MAX_DELAY_SECONDS, PARK_SECONDS, RATE_LIMIT_DELAY_SECONDS, Worker
 from tests.fakes import events_for, ref
@@ -82,6 +82,17 @@ def test_without_parking_a_setup_failure_fails_the_message() -> None:
 def test_a_malformed_message_is_refused(monkeypatch: Any) -> None:
     with pytest.raises(ValueError):
         Worker(Pipeline(), Alerts()).handle_message('{"pipeline": "contacts", "events": [{"nope": 1}]}')
+
+
+def test_a_work_message_of_another_kind_is_refused_and_nothing_syncs() -> None:
+    # Given a backfill chunk that reached the CRM events worker (the deals queue, say)
+    pipeline = Pipeline()
+    chunk = BackfillWorkMessage(run_id="r", refs=[ref("deal", "1")]).model_dump_json()
+    # Then it is refused with its reason, and the pipeline never ran
+    with pytest.raises(UnreadableMessage, match="a backfill_chunk message is not for the CRM events worker"):
+        Worker(pipeline, Alerts()).handle_message(chunk)
+    assert Worker(pipeline, Alerts()).handle_batch([("m1", chunk)]) == ["m1"]
+    assert pipeline.calls == []
 
 
 class BulkPipeline(Pipeline):

@@ -6,12 +6,12 @@ Adapters translate vendor payloads into these and back. Identifiers of CRM objec
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Literal
+from functools import cache
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 
 ObjectType = Literal["contact", "company", "deal", "line_item", "product"]
 Pipeline = Literal["contacts", "deals"]
@@ -58,8 +58,10 @@ class SyncEvent(_Model):
 
 
 class WorkMessage(_Model):
-    """The body of one SQS work message: the events of one webhook delivery for one pipeline."""
+    """A work message (kind ``crm_events``) with CRM change events for one pipeline: the events of one webhook
+    delivery or of a catch-up pass, or the rest of such a message re-queued after a rate limit or parked."""
 
+    kind: Literal["crm_events"] = "crm_events"
     pipeline: Pipeline
     received_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     events: list[SyncEvent]
@@ -304,26 +306,74 @@ class AccountingEvent(_Model):
 
 
 class AccountingWorkMessage(_Model):
-    """The body of one SQS work message with accounting-side changes (on the contacts queue)."""
+    """A work message (kind ``accounting_changes``) with an accounting system's change notifications; it
+    travels on the contacts queue."""
 
-    pipeline: Literal["accounting"] = "accounting"
+    kind: Literal["accounting_changes"] = "accounting_changes"
     received_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     events: list[AccountingEvent]
 
 
 class BackfillWorkMessage(_Model):
-    """One chunk of a backfill fanned out over the contacts queue (CRM records to match or create)."""
+    """A work message (kind ``backfill_chunk``): one chunk of a backfill fanned out over the contacts queue
+    (CRM records to match or create)."""
 
-    pipeline: Literal["backfill"] = "backfill"
+    kind: Literal["backfill_chunk"] = "backfill_chunk"
     run_id: str
     refs: list[CrmRef]
 
 
-_PIPELINE_FIELD = re.compile(r'\s*\{\s*"pipeline"\s*:\s*"([a-z_]+)"')
+#: The kind of each body queued before work messages named theirs, by the ``pipeline`` field they had then.
+_KIND_OF_OLD_PIPELINE = {
+    "contacts": "crm_events",
+    "deals": "crm_events",
+    "accounting": "accounting_changes",
+    "backfill": "backfill_chunk",
+}
 
 
-def message_pipeline(body: str) -> str:
-    """Which pipeline a work message is for, read from its first field without parsing the whole body
-    (every work message model declares ``pipeline`` first); "" when the body does not start that way."""
-    match = _PIPELINE_FIELD.match(body)
-    return match.group(1) if match else ""
+def _kind_of_old_body(value: Any) -> Any:
+    """Name the kind of a body queued before messages carried ``kind`` (they may sit in a queue or a DLQ at
+    an upgrade): every old body began with ``pipeline``, whose value says which message it is."""
+    if not isinstance(value, dict) or "kind" in value:
+        return value
+    pipeline = value.get("pipeline")
+    kind = _KIND_OF_OLD_PIPELINE.get(pipeline) if isinstance(pipeline, str) else None
+    if kind is None:
+        return value  # no kind to give it: refused as a body without one
+    if kind != "crm_events":  # "accounting" and "backfill" named the message, not a pipeline
+        value = {key: item for key, item in value.items() if key != "pipeline"}
+    return {**value, "kind": kind}
+
+
+#: Any body put on a work queue, told apart by its ``kind``.
+AnyWorkMessage = Annotated[
+    WorkMessage | AccountingWorkMessage | BackfillWorkMessage,
+    Field(discriminator="kind"),
+    BeforeValidator(_kind_of_old_body),
+]
+
+
+class UnreadableMessage(ValueError):
+    """A queue message that is no work message (malformed, of an unknown kind, or of a kind its worker does
+    not take). It fails alone: it comes back until its queue's DLQ keeps it."""
+
+
+@cache
+def _work_messages() -> TypeAdapter[AnyWorkMessage]:
+    # Built on first use, like the models: the webhook routes only ever write messages.
+    return TypeAdapter(AnyWorkMessage)
+
+
+def read_work_message(body: str | bytes) -> WorkMessage | AccountingWorkMessage | BackfillWorkMessage:
+    """The work message in a queue body, of whichever kind. Raises UnreadableMessage saying what is wrong
+    (where and why, never the body's values)."""
+    try:
+        return _work_messages().validate_json(body)
+    except ValidationError as exc:
+        problems = exc.errors(include_url=False, include_input=False)
+        reasons = "; ".join(
+            f"{'.'.join(str(part) for part in problem['loc']) or 'body'}: {problem['msg']}" for problem in problems[:3]
+        )
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise UnreadableMessage(f"not a work message: {reasons}{more}") from None

@@ -442,6 +442,14 @@ def contact_worker() -> Any:
     return _worker(contact_sync())
 
 
+@cache
+def contact_queue() -> Any:
+    """The contacts queue's worker: CRM events, accounting changes and backfill chunks."""
+    from closeloop.sync.contact_queue import ContactQueue  # noqa: PLC0415
+
+    return ContactQueue(contact_worker(), accounting_changes, contact_backfill, park_contacts)
+
+
 def invoice_policy() -> Any:
     from closeloop.sync.invoices import InvoicePolicy  # noqa: PLC0415
     from closeloop.sync.tax import parse_rules  # noqa: PLC0415
@@ -537,6 +545,7 @@ def reset() -> None:
         field_rules,
         contact_sync,
         contact_worker,
+        contact_queue,
         deal_worker,
         events,
         payment_poller,

@@ -193,24 +193,29 @@ def handle_accounting_messages(changes: AccountingChangeSync, messages: Sequence
     failed: list[str] = []
     for message_id, body in messages:
         try:
-            message = AccountingWorkMessage.model_validate_json(body)
+            apply_accounting_changes(changes, AccountingWorkMessage.model_validate_json(body))
         except ValidationError as exc:
             logger.error("unreadable accounting message", extra={"message_id": message_id, "error": str(exc)[:300]})
             failed.append(message_id)
-            continue
-        seen: set[tuple[str, str]] = set()
-        for event in message.events:
-            if (event.resource, event.resource_id) in seen:
-                continue  # one read of the current state answers every event about the record
-            seen.add((event.resource, event.resource_id))
-            try:
-                outcome = changes.sync(event)
-            except RetriableError as exc:
-                logger.warning("accounting change will be retried", extra={"id": event.resource_id, "error": str(exc)})
-                failed.append(message_id)
-                break
-            except FatalError as exc:
-                logger.error("accounting change failed", extra={"id": event.resource_id, "error": str(exc)})
-                continue
-            logger.info("accounting change", extra={**asdict(outcome), "ref": str(outcome.ref or "")})
+        except RetriableError:
+            failed.append(message_id)
     return failed
+
+
+def apply_accounting_changes(changes: AccountingChangeSync, message: AccountingWorkMessage) -> None:
+    """Apply one message's events (one read per record answers all its events). A record that fails for good
+    is kept as a failed sync and the others go on; raises the first RetriableError (the message comes back)."""
+    seen: set[tuple[str, str]] = set()
+    for event in message.events:
+        if (event.resource, event.resource_id) in seen:
+            continue
+        seen.add((event.resource, event.resource_id))
+        try:
+            outcome = changes.sync(event)
+        except RetriableError as exc:
+            logger.warning("accounting change will be retried", extra={"id": event.resource_id, "error": str(exc)})
+            raise
+        except FatalError as exc:
+            logger.error("accounting change failed", extra={"id": event.resource_id, "error": str(exc)})
+            continue
+        logger.info("accounting change", extra={**asdict(outcome), "ref": str(outcome.ref or "")})

@@ -341,24 +341,24 @@ def handle_backfill_messages(
     failed: list[str] = []
     for message_id, body in messages:
         try:
-            chunk = BackfillWorkMessage.model_validate_json(body)
-        except ValidationError:
-            failed.append(message_id)  # unreadable: retried until the DLQ keeps it
-            continue
-        try:
-            result = backfill.run_chunk(chunk.refs)
-        except RateLimited as exc:
-            wait = exc.retry_after or DEFAULT_PAUSE_SECONDS
-            if wait > PARK_AFTER_SECONDS:
-                park(body, int(min(MAX_DELAY_SECONDS, wait)))
-            else:
-                failed.append(message_id)
-            continue
-        except RetriableError:
-            failed.append(message_id)
-            continue
-        logger.info(
-            "backfill chunk done",
-            extra={"run_id": chunk.run_id, "counts": dict(result.counts), "failures": len(result.failures)},
-        )
+            run_backfill_chunk(backfill, BackfillWorkMessage.model_validate_json(body), park)
+        except (ValidationError, RetriableError):
+            failed.append(message_id)  # an unreadable one is retried until the DLQ keeps it
     return failed
+
+
+def run_backfill_chunk(backfill: ContactBackfill, chunk: BackfillWorkMessage, park: Callable[[str, int], None]) -> None:
+    """Run one chunk. A rate limit longer than PARK_AFTER_SECONDS parks it (``park(body, delay)``: re-queued,
+    no receive spent); raises a shorter one, and any other RetriableError (the message comes back)."""
+    try:
+        result = backfill.run_chunk(chunk.refs)
+    except RateLimited as exc:
+        wait = exc.retry_after or DEFAULT_PAUSE_SECONDS
+        if wait <= PARK_AFTER_SECONDS:
+            raise
+        park(chunk.model_dump_json(), int(min(MAX_DELAY_SECONDS, wait)))
+        return
+    logger.info(
+        "backfill chunk done",
+        extra={"run_id": chunk.run_id, "counts": dict(result.counts), "failures": len(result.failures)},
+    )

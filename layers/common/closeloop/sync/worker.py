@@ -1,4 +1,5 @@
-"""Queue worker logic: one SQS message holds the events of one webhook delivery for one pipeline.
+"""Queue worker logic for ``crm_events`` work messages: the CRM events of one webhook delivery (or catch-up
+pass) for one pipeline.
 
 Events about the same CRM object are coalesced (the object is fetched back once, in its current state).
 Each object group runs at most once per distinct set of events (``once``: the idempotency store), so a
@@ -22,10 +23,9 @@ from dataclasses import asdict
 from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
-from pydantic import ValidationError
 
 from closeloop.errors import RateLimited, RetriableError, SetupError
-from closeloop.models import CrmRef, SyncEvent, WorkMessage
+from closeloop.models import CrmRef, SyncEvent, UnreadableMessage, WorkMessage, read_work_message
 
 logger = Logger(child=True)
 
@@ -88,12 +88,15 @@ class Worker:
         self.now = now
 
     def handle_message(self, body: str) -> list[dict[str, Any]]:
-        """Process one message body. Raises the first RetriableError/SetupError after trying every group.
+        """Process one message body. Raises the first RetriableError/SetupError after trying every group,
+        UnreadableMessage for a body that is no ``crm_events`` work message.
 
         With ``park``, a RateLimited group and the groups after it are re-queued (see the module docstring)
         instead of raised.
         """
-        message = WorkMessage.model_validate_json(body)
+        return self._handle(body, crm_events(body))
+
+    def _handle(self, body: str, message: WorkMessage) -> list[dict[str, Any]]:
         if self._parked_until_due(message):
             return []
         results: list[dict[str, Any]] = []
@@ -133,17 +136,36 @@ class Worker:
     def handle_batch(self, messages: Sequence[tuple[str, str]]) -> list[str]:
         """Process ``(message_id, body)`` pairs together; return the ids of the messages to retry.
 
+        An unreadable body is retried until the DLQ keeps it; the others as ``sync_batch`` says.
+        """
+        readable: list[tuple[str, str, WorkMessage]] = []
+        failed: list[str] = []
+        for message_id, body in messages:
+            try:
+                readable.append((message_id, body, crm_events(body)))
+            except UnreadableMessage as exc:
+                logger.error("unreadable work message", extra={"message_id": message_id, "error": str(exc)})
+                failed.append(message_id)
+        return failed + list(self.sync_batch(readable))
+
+    def sync_batch(self, messages: Sequence[tuple[str, str, WorkMessage]]) -> dict[str, Exception]:
+        """Process ``(message_id, body, message)`` triples together; return the messages to retry, each
+        with its reason.
+
         A pipeline with ``sync_many`` (bulk reads and writes) gets every object of the batch in one call,
         events of the same object merged across messages; others run message by message. A message is
         retried when any of its objects met a retriable error (objects that did finish are found unchanged
-        on the next try); an unreadable body is retried until the DLQ keeps it; a setup failure parks every
-        message and alerts once.
+        on the next try); a setup failure parks every message and alerts once.
         """
         bulk = getattr(self.pipeline, "sync_many", None)
         if bulk is None:
-            return [message_id for message_id, body in messages if not self._try_message(body)]
-        readable, failed = self._read(messages)
-        readable = [m for m in readable if not self._parked_until_due(m[2])]
+            return {
+                message_id: error
+                for message_id, body, message in messages
+                if (error := self._try_message(body, message)) is not None
+            }
+        failed: dict[str, Exception] = {}
+        readable = [m for m in messages if not self._parked_until_due(m[2])]
         groups: dict[CrmRef, dict[str, SyncEvent]] = {}
         for _, _, message in readable:
             for event in message.events:
@@ -164,7 +186,7 @@ class Worker:
             ]
             if errors:
                 logger.warning("message will be retried", extra={"message_id": message_id, "error": str(errors[0])})
-                failed.append(message_id)
+                failed[message_id] = errors[0]
         for ref, result in results.items():
             if not isinstance(result, Exception):
                 outcome = asdict(result)
@@ -213,20 +235,7 @@ class Worker:
         self.park(message.pipeline, message.model_dump_json(), min(max(1, math.ceil(left)), MAX_DELAY_SECONDS))
         return True
 
-    @staticmethod
-    def _read(messages: Sequence[tuple[str, str]]) -> tuple[list[tuple[str, str, WorkMessage]], list[str]]:
-        """The readable messages, and the ids of the unreadable ones (retried until the DLQ keeps them)."""
-        readable: list[tuple[str, str, WorkMessage]] = []
-        failed: list[str] = []
-        for message_id, body in messages:
-            try:
-                readable.append((message_id, body, WorkMessage.model_validate_json(body)))
-            except ValidationError as exc:
-                logger.error("unreadable work message", extra={"message_id": message_id, "error": str(exc)[:300]})
-                failed.append(message_id)
-        return readable, failed
-
-    def _park_all(self, readable: list[tuple[str, str, WorkMessage]], exc: SetupError) -> None:
+    def _park_all(self, readable: Sequence[tuple[str, str, WorkMessage]], exc: SetupError) -> None:
         logger.error("integration needs attention", extra={"error": str(exc)})
         if self.alert_due(type(exc).__name__):
             self.alerts.alert("Closeloop needs attention", f"{type(exc).__name__}: {exc}")
@@ -236,16 +245,24 @@ class Worker:
             self.park(message.pipeline, body, PARK_SECONDS)
         logger.warning("batch parked until the integration is fixed", extra={"messages": len(readable)})
 
-    def _try_message(self, body: str) -> bool:
+    def _try_message(self, body: str, message: WorkMessage) -> Exception | None:
         try:
-            self.handle_message(body)
-        except (RetriableError, ValidationError) as exc:
+            self._handle(body, message)
+        except RetriableError as exc:
             logger.warning("message will be retried", extra={"error": str(exc)[:300]})
-            return False
-        return True
+            return exc
+        return None
 
     def _sync(self, ref: CrmRef, events: list[SyncEvent]) -> dict[str, Any]:
         outcome = self.pipeline.sync(ref, events)
         result = asdict(outcome)
         result["ref"] = str(outcome.ref)
         return result
+
+
+def crm_events(body: str) -> WorkMessage:
+    """The ``crm_events`` work message in ``body``; raises UnreadableMessage for any other body."""
+    message = read_work_message(body)
+    if not isinstance(message, WorkMessage):
+        raise UnreadableMessage(f"a {message.kind} message is not for the CRM events worker")
+    return message
