@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from tests.source_scan import docstring_nodes
+
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE_ROOTS = (ROOT / "layers" / "common", ROOT / "local")
 PACKAGES = ("closeloop", "closeloop_local")
@@ -56,16 +58,6 @@ def project_sources() -> list[Source]:
     return sources
 
 
-def _docstring_nodes(tree: ast.AST) -> set[int]:
-    found = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
-            body = node.body
-            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
-                found.add(id(body[0].value))
-    return found
-
-
 def _nearest_module(dotted: str, modules: set[str]) -> str | None:
     """``dotted`` if it is a project module, else its longest prefix that is one (None outside the project)."""
     parts = dotted.split(".")
@@ -81,10 +73,11 @@ def _relative_base(source: Source, level: int) -> str:
     return ".".join(package[: len(package) - (level - 1)])
 
 
-def imports_of(source: Source, text: str, modules: set[str]) -> list[Import]:
-    """Every project module ``source`` imports (see the module docstring for what counts)."""
+def imports_of(source: Source, text: str, modules: set[str], *, by_name: bool = True) -> list[Import]:
+    """Every project module ``source`` imports (see the module docstring for what counts; ``by_name=False``
+    leaves out the string literals that name a module)."""
     tree = ast.parse(text, filename=str(source.path))
-    docstrings = _docstring_nodes(tree)
+    docstrings = docstring_nodes(tree)
     found: list[Import] = []
 
     def add(dotted: str, line: int) -> None:
@@ -105,7 +98,8 @@ def imports_of(source: Source, text: str, modules: set[str]) -> list[Import]:
                 named = f"{base}.{alias.name}"
                 add(named if alias.name != "*" and named in modules else base, node.lineno)
         elif (
-            isinstance(node, ast.Constant)
+            by_name
+            and isinstance(node, ast.Constant)
             and isinstance(node.value, str)
             and id(node) not in docstrings
             and node.value in modules
@@ -305,3 +299,30 @@ def test_a_cycle_is_found_and_named_shortest(tmp_path: Path) -> None:
 
     # Then both circles are named, shortest first, and the acyclic part is not
     assert cycles == [["a", "b"], ["b", "c", "d"]]
+
+
+# The one test module still imported by another: the contract suite replays the pair suite's scenarios,
+# which are themselves tests (moving them to a helper module is issue 11 item 5's remaining step).
+TEST_MODULE_IMPORTS_LEFT = {("tests.contracts.conftest", "tests.pairs.test_every_pair")}
+
+
+def test_tests_import_helper_modules_not_other_test_modules() -> None:
+    # Given every module under tests/ and what it imports from tests/
+    tests_root = ROOT / "tests"
+    sources = []
+    for path in sorted(tests_root.rglob("*.py")):
+        parts = list(path.relative_to(ROOT).with_suffix("").parts)
+        is_package = parts[-1] == "__init__"
+        sources.append(Source(".".join(parts[:-1] if is_package else parts), path, is_package))
+    modules = {source.name for source in sources}
+
+    # When the import statements that land on a test module (test_*.py or conftest.py) are collected
+    found = {
+        (source.name, imported.target)
+        for source in sources
+        for imported in imports_of(source, source.path.read_text(), modules, by_name=False)
+        if imported.target.rpartition(".")[2].startswith("test_") or imported.target.endswith(".conftest")
+    }
+
+    # Then only the known one is left (shared helpers live in helper modules: tests/fakes.py, ...)
+    assert found == TEST_MODULE_IMPORTS_LEFT
