@@ -367,6 +367,32 @@ def ref(object_type: str = "company", object_id: str = "1", crm: str = "crm") ->
     return CrmRef(crm=crm, object_type=object_type, object_id=object_id)  # type: ignore[arg-type]
 
 
+@dataclass
+class WritableCrm(FakeCrm):
+    """FakeCrm that also takes canonical field writes and property writes (recorded)."""
+
+    field_writes: list[tuple[CrmRef, dict[str, str]]] = field(default_factory=list)
+    property_writes: list[tuple[CrmRef, dict[str, str]]] = field(default_factory=list)
+    properties: set[str] = field(default_factory=set)
+
+    def update_customer_fields(self, ref: CrmRef, values: Mapping[str, str]) -> list[str]:
+        self.field_writes.append((ref, dict(values)))
+        current = self.customers[ref]
+        self.customers[ref] = current.model_copy(update={k: v for k, v in values.items() if k in ("name", "email")})
+        return [k for k in values if k not in ("name", "email")]
+
+    def update_customers(self, updates: Mapping[CrmRef, Mapping[str, str]]) -> None:
+        for ref_, values in updates.items():
+            if not set(values) <= self.properties:
+                raise ValidationFailed("unknown property", vendor="crm", status=400)
+            self.property_writes.append((ref_, dict(values)))
+
+    def ensure_properties(self, object_type: str, definitions: Collection[PropertyDefinition]) -> list[str]:
+        created = [d.name for d in definitions if d.name not in self.properties]
+        self.properties.update(created)
+        return created
+
+
 def events_for(r: CrmRef, count: int = 1, kind: str = "changed") -> Iterable:  # type: ignore[type-arg]
     from datetime import UTC, datetime
 

@@ -12,7 +12,7 @@ import pytest
 
 from closeloop.aws import KmsTokenCipher
 from closeloop.store import DynamoStore
-from closeloop_local.demo import approve_and_pay, finance_client, sandbox_environment
+from closeloop_local.demo import sandbox_environment
 from closeloop_local.sandboxes import hubspot as hubspot_sandbox
 from closeloop_local.sandboxes import xero as xero_sandbox
 from closeloop_local.sandboxes.base import SandboxServer
@@ -49,10 +49,10 @@ class Loop:
 
     def finance(self) -> httpx.Client:
         """A Xero client of finance's own (another app connection)."""
-        return finance_client(self.xero, self.xero_server.url)
+        return xero_sandbox.finance_client(self.xero, self.xero_server.url)
 
     def approve_and_pay(self, invoice_id: str, amount: str, on: str) -> None:
-        approve_and_pay(self.xero, self.xero_server.url, invoice_id, amount, on)
+        xero_sandbox.finance_approve_and_pay(self.xero, self.xero_server.url, invoice_id, amount, on)
 
 
 @contextmanager

@@ -22,6 +22,7 @@ from typing import Any, TextIO
 
 from closeloop.models import CrmRef
 from closeloop.sync.backfill import ContactBackfill, Progress, plan_rows
+from closeloop_local.cli_support import CliError, attached_stack
 
 PLAN_ROWS_SHOWN = 50
 ENVIRONMENT_SOURCE = "ContactWorkerFunction"
@@ -87,9 +88,7 @@ def configured(args: argparse.Namespace) -> Iterator[None]:
             os.environ.update(saved)
             runtime.reset()
         return
-    from closeloop_local.cli import _attached_stack  # noqa: PLC0415
-
-    stack = _attached_stack()
+    stack = attached_stack()
     runtime.reset()
     try:
         yield
@@ -100,8 +99,6 @@ def configured(args: argparse.Namespace) -> Iterator[None]:
 
 def _deployed_environment(stack_name: str, region: str | None, source: str = ENVIRONMENT_SOURCE) -> dict[str, str]:
     import boto3  # noqa: PLC0415
-
-    from closeloop_local.cli import CliError  # noqa: PLC0415
 
     session = boto3.session.Session(region_name=region) if region else boto3.session.Session()
     cloudformation = session.client("cloudformation")
@@ -171,7 +168,6 @@ def deal_backfill(out: TextIO) -> Any:
 def run_deal_backfill(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     """``closeloop backfill deals``: link won deals to finance's invoices; list the rest (see backfill_deals)."""
     from closeloop.sync.backfill_deals import deal_plan_rows  # noqa: PLC0415
-    from closeloop_local.cli import CliError  # noqa: PLC0415
 
     since = _date(args.since) if args.since else None
     if args.resume and (args.since or args.dry_run or args.create_missing):
@@ -268,8 +264,6 @@ def _report_contacts(result: Any, out: TextIO) -> None:
 
 
 def run_backfill(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    from closeloop_local.cli import CliError  # noqa: PLC0415
-
     if args.what in ("deals", "invoices"):
         if args.fan_out:
             raise CliError("--fan-out is for `closeloop backfill contacts`")
@@ -325,8 +319,6 @@ def fan_out(args: argparse.Namespace, since: datetime | None, out: TextIO) -> in
 
 
 def _date(text: str) -> datetime:
-    from closeloop_local.cli import CliError  # noqa: PLC0415
-
     try:
         return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
     except ValueError:
@@ -336,7 +328,6 @@ def _date(text: str) -> datetime:
 def run_review(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     from closeloop import runtime  # noqa: PLC0415
     from closeloop.config import get_settings  # noqa: PLC0415
-    from closeloop_local.cli import CliError  # noqa: PLC0415
 
     with configured(args):
         store = runtime.store()
@@ -371,8 +362,6 @@ def run_review(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
 
 
 def _ref(text: str) -> CrmRef:
-    from closeloop_local.cli import CliError  # noqa: PLC0415
-
     parts = text.split("/")
     if len(parts) != 3 or parts[1] not in ("company", "contact", "deal"):
         raise CliError(f"a CRM record looks like hubspot/company/1000001, got {text!r}")
@@ -399,7 +388,6 @@ def review_rows(items: Sequence[Any]) -> list[list[str]]:
 def export_reviews(items: Sequence[Any], bucket: str) -> str:
     """The pending list as CSV and XLSX under ``reviews/`` in the report bucket; returns the XLSX's link."""
     from closeloop.reports.xlsx import Workbook  # noqa: PLC0415
-    from closeloop_local.cli import CliError  # noqa: PLC0415
 
     if not bucket:
         raise CliError("the stack has no REPORT_BUCKET to export to")

@@ -39,9 +39,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-STATE_DIR = ".closeloop"
-STATE_FILE = "dev.json"
-TEMPLATE_NAME = "template.yaml"
+from closeloop_local.cli_support import CliError, attached_stack, find_project_root, read_dev_state, state_path
+
 _LAZY_COMMANDS = {
     "backfill": "closeloop_local.backfill",
     "review": "closeloop_local.backfill",
@@ -49,45 +48,6 @@ _LAZY_COMMANDS = {
     "connect": "closeloop_local.connect",
     "setup": "closeloop_local.setup",
 }
-
-
-class CliError(Exception):
-    """A problem the user can fix; printed without a traceback."""
-
-
-def find_project_root(start: Path | None = None) -> Path:
-    """The nearest directory at or above ``start`` (default: cwd) that holds template.yaml."""
-    here = (start or Path.cwd()).resolve()
-    for directory in (here, *here.parents):
-        if (directory / TEMPLATE_NAME).is_file():
-            return directory
-    raise CliError(f"no {TEMPLATE_NAME} in {here} or any parent directory: run closeloop inside the project")
-
-
-def state_path(project_root: Path) -> Path:
-    return project_root / STATE_DIR / STATE_FILE
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def read_dev_state(project_root: Path) -> dict[str, Any] | None:
-    """The state of the ``closeloop dev`` running from ``project_root``, or None when none is running."""
-    path = state_path(project_root)
-    try:
-        state = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(state, dict) or not _pid_alive(int(state.get("pid", 0))):
-        return None
-    return state
 
 
 def _write_state(path: Path, state: dict[str, Any]) -> None:
@@ -215,35 +175,8 @@ def _read_event(source: str) -> Any:
         raise CliError(f"event {source} is not JSON: {exc}") from exc
 
 
-def _attached_stack() -> Any:
-    """The stack of the running ``closeloop dev`` (or the one at AWS_ENDPOINT_URL), attached, not started."""
-    from closeloop_local.stack import SHARED_STACK_NAME, LocalStack  # noqa: PLC0415
-
-    project_root = find_project_root()
-    state = read_dev_state(project_root)
-    endpoint = os.environ.get("AWS_ENDPOINT_URL")
-    region: str | None = None
-    if endpoint:
-        same = state is not None and state.get("endpoint_url") == endpoint
-        stack_name = str(state["stack_name"]) if same and state else SHARED_STACK_NAME
-    elif state is not None:
-        endpoint, stack_name, region = str(state["endpoint_url"]), str(state["stack_name"]), state.get("region")
-    else:
-        raise CliError(
-            f"no closeloop dev is running from {project_root} and AWS_ENDPOINT_URL is not set: "
-            "start `closeloop dev` in another terminal first"
-        )
-    stack = LocalStack(project_root, endpoint_url=endpoint, stack_name=stack_name, region=region)
-    try:
-        stack.attach()
-    except Exception as exc:
-        stack.stop()
-        raise CliError(str(exc)) from exc
-    return stack
-
-
 def cmd_run(args: argparse.Namespace) -> int:
-    stack = _attached_stack()
+    stack = attached_stack()
     try:
         try:
             logical_id = stack.function_id(args.function)
@@ -272,7 +205,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     """Reconcile a month on the running stack; the download link is the last line printed."""
     if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", args.month or ""):
         raise CliError(f"--month must look like 2026-10, got {args.month!r}")
-    stack = _attached_stack()
+    stack = attached_stack()
     try:
         try:
             result = stack.invoke("ReconcileFunction", {"month": args.month})

@@ -25,12 +25,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
-from urllib.parse import parse_qs, urlparse
 
 import httpx
 
 from closeloop.models import CrmRef
-from closeloop.wire import dumps_exact
 from closeloop_local.pairs import ACCOUNTING, CRMS, TITLES, UNPACED, Pair, running_pair
 from closeloop_local.sandboxes import xero as xero_sandbox
 from closeloop_local.sandboxes.drivers import DealLine, SeenCustomer, SeenInvoice
@@ -61,49 +59,6 @@ def sandbox_environment(xero: xero_sandbox.XeroSandbox, xero_url: str, hubspot_u
         "XERO_REFRESH_TOKEN": str(xero.current_refresh_token),
         "XERO_TENANT_ID": xero.tenant_id,
     }
-
-
-def finance_client(xero: xero_sandbox.XeroSandbox, base_url: str) -> httpx.Client:
-    """A Xero client of finance's own: another app connection, as a person in finance would use."""
-    client = httpx.Client(base_url=base_url, timeout=10)
-    redirect = "http://localhost/finance"
-    consent = client.get(
-        "/identity/connect/authorize",
-        params={
-            "response_type": "code",
-            "client_id": xero.client_id,
-            "redirect_uri": redirect,
-            "scope": "offline_access accounting.transactions accounting.contacts",
-        },
-    )
-    code = parse_qs(urlparse(consent.headers["location"]).query)["code"][0]
-    tokens = client.post(
-        "/connect/token",
-        data={"grant_type": "authorization_code", "code": code, "redirect_uri": redirect},
-        auth=(xero.client_id, xero.client_secret),
-    ).json()
-    client.headers.update({"Authorization": f"Bearer {tokens['access_token']}", "xero-tenant-id": xero.tenant_id})
-    return client
-
-
-def approve_and_pay(xero: xero_sandbox.XeroSandbox, base_url: str, invoice_id: str, amount: str, on: str) -> None:
-    """Finance approves the invoice and records a payment against it, in Xero."""
-    client = finance_client(xero, base_url)
-    try:
-        client.post(f"/api.xro/2.0/Invoices/{invoice_id}", json={"Status": "AUTHORISED"}).raise_for_status()
-        # Xero's spec types Amount as a number (Payment.Amount: double): an exact JSON number, not a string
-        payment = {
-            "Invoice": {"InvoiceID": invoice_id},
-            "Account": {"Code": "090"},
-            "Date": on,
-            "Amount": Decimal(amount),
-        }
-        body = dumps_exact({"Payments": [payment]})
-        client.put(
-            "/api.xro/2.0/Payments", content=body, headers={"Content-Type": "application/json"}
-        ).raise_for_status()
-    finally:
-        client.close()
 
 
 DEMO_LINES = (

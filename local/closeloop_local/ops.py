@@ -14,8 +14,9 @@ Every command works on a ``Deployment``: the stack's resources by logical id, re
 (``list_stack_resources`` and ``describe_stacks``), with clients for the stack's AWS endpoint. One
 resolution serves both targets, which differ only in where CloudFormation is and what the stack is called:
 - ``--stack-name NAME``: a deployed stack, through the default AWS credential chain and region;
-- otherwise the running ``closeloop dev`` (or the stack in ``AWS_ENDPOINT_URL``), found through the CLI's
-  ``_attached_stack()``; its endpoint holds a CloudFormation stack of the same data resources.
+- otherwise the running ``closeloop dev`` (or the stack in ``AWS_ENDPOINT_URL``), found through
+  ``closeloop_local.cli_support.attached_stack()``; its endpoint holds a CloudFormation stack of the same
+  data resources.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from closeloop.models import CrmRef, ObjectType
 from closeloop.ports import AuditRecord, FailedSync, IdMapping
 from closeloop.store import DynamoStore
+from closeloop_local.cli_support import CliError, attached_stack
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudformation import CloudFormationClient
@@ -252,9 +254,7 @@ def open_deployment(stack_name: str | None = None, region: str | None = None) ->
         finally:
             deployment.close()
         return
-    from closeloop_local.cli import _attached_stack  # noqa: PLC0415 (the CLI imports this module lazily)
-
-    stack = _attached_stack()
+    stack = attached_stack()
     try:
         deployment = Deployment.from_local(stack)
         try:
@@ -707,8 +707,6 @@ def _render_audit_record(record: AuditRecord) -> list[str]:
 
 def main(args: argparse.Namespace) -> int:
     """``closeloop replay|status|audit`` (registered in ``closeloop_local.cli``)."""
-    from closeloop_local.cli import CliError  # noqa: PLC0415 (cli imports this module on use)
-
     if args.region and not args.stack_name:
         raise CliError("--region goes with --stack-name (closeloop dev has its own region)")
     try:

@@ -8,7 +8,6 @@ the other side of the pair, and one local stack per pair is what makes this suit
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -16,18 +15,10 @@ import pytest
 import tests.pairs.test_every_pair as scenarios
 from closeloop_local.pairs import running_pair
 from closeloop_local.sandboxes.base import Exchange, recording
-from closeloop_local.sandboxes.drivers import SentWebhook
+from tests.contracts.recorded import Recorded
 
 ROOT = Path(__file__).resolve().parents[2]
 PAIRS = (("hubspot", "xero"), ("pipedrive", "quickbooks"), ("sugarcrm", "zohobooks"))
-
-
-@dataclass(frozen=True)
-class Recorded:
-    crm: str
-    books: str
-    exchanges: dict[str, list[Exchange]]  # vendor -> its sandbox's exchanges, oldest first
-    crm_webhooks: list[SentWebhook]
 
 
 @pytest.fixture(scope="module", params=PAIRS, ids=lambda p: f"{p[0]}-{p[1]}")

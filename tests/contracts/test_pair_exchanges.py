@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.contracts.conftest import Recorded
 from tests.contracts.contract import Violation, load
+from tests.contracts.recorded import Recorded
 
 pytestmark = pytest.mark.e2e
 

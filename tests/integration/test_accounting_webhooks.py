@@ -4,9 +4,6 @@ customers that changed."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -17,12 +14,10 @@ from typing import Any, Literal
 import pytest
 from werkzeug.wrappers import Request, Response
 
-from closeloop.accounting.quickbooks import QuickBooksAccounting, refresh_with_intuit
-from closeloop.accounting.xero import XeroAccounting, refresh_with_identity
+from closeloop.accounting.quickbooks import QuickBooksAccounting
 from closeloop.accounting.zohobooks import ZohoBooksAccounting
 from closeloop.errors import ConfigurationError, WebhookRejected
 from closeloop.models import AccountingEvent, CrmRef, Customer
-from closeloop.oauth import RefreshingTokens
 from closeloop.ports import AccountingPort, WebhookRequest
 from closeloop_local.sandboxes.base import SandboxServer
 from closeloop_local.sandboxes.quickbooks import QuickBooksDriver, QuickBooksSandbox
@@ -31,8 +26,8 @@ from closeloop_local.sandboxes.xero import XeroSandbox
 from closeloop_local.sandboxes.xero import serve as serve_xero
 from closeloop_local.sandboxes.zohobooks import ZohoBooksSandbox
 from closeloop_local.sandboxes.zohobooks import serve as serve_zoho
-from tests.fakes import MemoryStore
-from tests.integration.test_zohobooks_adapter import adapter as zoho_adapter
+from tests.sandbox_adapters import qbo_books, sandbox_now, signed, xero_books
+from tests.sandbox_adapters import zohobooks_adapter as zoho_adapter
 
 ROUTE = "https://hooks.example.test/webhooks/accounting"
 
@@ -73,14 +68,6 @@ def route_server() -> Iterator[Callable[[AccountingPort], tuple[Route, str]]]:
         server.stop()
 
 
-def signed(secret: str, body: bytes) -> str:
-    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
-
-
-def sandbox_now(state_now: float) -> datetime:
-    return datetime.fromtimestamp(state_now, UTC)
-
-
 def company(name: str) -> Customer:
     return Customer(ref=CrmRef(crm="hubspot", object_type="company", object_id="1"), name=name)
 
@@ -93,24 +80,6 @@ def xero() -> Iterator[tuple[XeroSandbox, SandboxServer]]:
     sandbox, server = serve_xero()
     yield sandbox, server
     server.stop()
-
-
-def xero_books(sandbox: XeroSandbox, url: str, key: str | None = None) -> XeroAccounting:
-    tokens = RefreshingTokens(
-        "xero",
-        MemoryStore(),
-        seed=lambda fresh: str(sandbox.initial_refresh_token),
-        refresh=refresh_with_identity(url, lambda: sandbox.client_id, lambda: sandbox.client_secret),
-        write_back=lambda token: None,
-    )
-    webhook_key = sandbox.webhooks.key if key is None else key
-    return XeroAccounting(
-        base_url=url,
-        tokens=tokens,
-        tenant_id=lambda: sandbox.tenant_id,
-        sleep=lambda s: None,
-        webhook_key=lambda: webhook_key,
-    )
 
 
 def test_xero_deliveries_pass_intent_to_receive_verify_and_parse(
@@ -252,29 +221,6 @@ class SmallCdc(QuickBooksAccounting):
     """The adapter with a CDC cap as small as the test sandbox's, so a capped answer is recognised."""
 
     CDC_MAX_OBJECTS = 2
-
-
-def qbo_books(
-    sandbox: QuickBooksSandbox,
-    url: str,
-    clock: Callable[[], datetime] | None = None,
-    cls: type[QuickBooksAccounting] = QuickBooksAccounting,
-) -> QuickBooksAccounting:
-    tokens = RefreshingTokens(
-        "quickbooks",
-        MemoryStore(),
-        seed=lambda fresh: sandbox.initial_refresh_token,
-        refresh=refresh_with_intuit(url, lambda: sandbox.client_id, lambda: sandbox.client_secret),
-        write_back=lambda token: None,
-    )
-    return cls(
-        base_url=url,
-        tokens=tokens,
-        realm_id=lambda: sandbox.realm_id,
-        sleep=lambda s: None,
-        clock=clock or (lambda: sandbox_now(sandbox.state.clock.now())),
-        webhook_verifier_token=lambda: sandbox.webhooks.verifier_token,
-    )
 
 
 @pytest.mark.parametrize("payload_format", ["cloudevents", "legacy"])

@@ -21,9 +21,8 @@ from closeloop_local import events as sample_events
 from closeloop_local.sandboxes.base import SandboxServer
 from closeloop_local.sandboxes.quickbooks import QuickBooksDriver, QuickBooksSandbox
 from closeloop_local.sandboxes.quickbooks import serve as serve_quickbooks
-from tests.fakes import MemoryStore, events_for, ref
-from tests.integration.test_accounting_webhooks import qbo_books, signed
-from tests.unit.test_accounting_changes import WritableCrm
+from tests.fakes import MemoryStore, WritableCrm, events_for, ref
+from tests.sandbox_adapters import qbo_books, signed
 
 ACME = ref("company", "1")
 PATH = "/accounting-webhooks/quickbooks"

@@ -6,13 +6,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from closeloop.accounting.xero import XeroAccounting, refresh_with_identity
 from closeloop.errors import AuthRevoked, Conflict, RateLimited
 from closeloop.models import Address, CrmRef, Customer, Person
-from closeloop.oauth import RefreshingTokens
 from closeloop_local.sandboxes.base import SandboxServer
 from closeloop_local.sandboxes.xero import XeroSandbox, serve
 from tests.fakes import MemoryStore
+from tests.sandbox_adapters import xero_adapter as adapter
 
 
 @pytest.fixture
@@ -20,19 +19,6 @@ def sandbox() -> Iterator[tuple[XeroSandbox, SandboxServer]]:
     xero, server = serve()
     yield xero, server
     server.stop()
-
-
-def adapter(
-    xero: XeroSandbox, url: str, store: MemoryStore | None = None, refresh_token: str | None = None
-) -> XeroAccounting:
-    tokens = RefreshingTokens(
-        "xero",
-        store or MemoryStore(),
-        seed=lambda fresh: refresh_token or str(xero.initial_refresh_token),
-        refresh=refresh_with_identity(url, lambda: xero.client_id, lambda: xero.client_secret),
-        write_back=lambda token: None,
-    )
-    return XeroAccounting(base_url=url, tokens=tokens, tenant_id=lambda: xero.tenant_id, sleep=lambda s: None)
 
 
 def acme(**kw: object) -> Customer:

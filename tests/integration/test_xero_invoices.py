@@ -24,7 +24,7 @@ from closeloop.wire import dumps_exact
 from closeloop_local.sandboxes.base import LoggedRequest, SandboxServer
 from closeloop_local.sandboxes.xero import XeroSandbox, serve
 from tests.fakes import MemoryStore
-from tests.integration.test_xero_adapter import adapter
+from tests.sandbox_adapters import xero_adapter as adapter
 
 API = "/api.xro/2.0"
 DEAL_URL = "https://app.hubspot.com/contacts/1234/record/0-3/3000001"

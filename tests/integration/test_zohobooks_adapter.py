@@ -14,10 +14,10 @@ import pytest
 from closeloop.accounting.zohobooks import ZohoBooksAccounting, refresh_with_zoho
 from closeloop.errors import AuthRevoked, ConfigurationError, Conflict, RateLimited, ValidationFailed
 from closeloop.models import Address, CrmRef, Customer, InvoiceDraft, InvoiceLine, Person
-from closeloop.oauth import RefreshingTokens
 from closeloop_local.sandboxes.base import Fault, SandboxServer
 from closeloop_local.sandboxes.zohobooks import TAXES, ZohoBooksDriver, ZohoBooksSandbox, serve
 from tests.fakes import MemoryStore
+from tests.sandbox_adapters import zohobooks_adapter as adapter
 
 VAT20 = next(tax_id for tax_id, (_, rate) in TAXES.items() if rate == Decimal("20"))
 API = "/books/v3"
@@ -28,28 +28,6 @@ def sandbox() -> Iterator[tuple[ZohoBooksSandbox, SandboxServer]]:
     zoho, server = serve(ZohoBooksSandbox(minute_limit=10_000, day_limit=100_000))
     yield zoho, server
     server.stop()
-
-
-def adapter(
-    zoho: ZohoBooksSandbox,
-    url: str,
-    store: MemoryStore | None = None,
-    organization: str | None = None,
-    cls: type[ZohoBooksAccounting] = ZohoBooksAccounting,
-) -> ZohoBooksAccounting:
-    tokens = RefreshingTokens(
-        "zohobooks",
-        store or MemoryStore(),
-        seed=lambda fresh: zoho.initial_refresh_token,
-        refresh=refresh_with_zoho(url, lambda: zoho.client_id, lambda: zoho.client_secret),
-        write_back=lambda token: None,
-    )
-    return cls(
-        base_url=url,
-        tokens=tokens,
-        organization_id=lambda: organization or zoho.organization_id,
-        sleep=lambda s: None,
-    )
 
 
 @pytest.fixture

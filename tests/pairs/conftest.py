@@ -16,8 +16,6 @@ import pytest
 
 from closeloop_local.pairs import ACCOUNTING, CRMS, Pair, running_pair
 
-__all__ = ["Pair", "pair"]
-
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from closeloop.models import CrmRef
+from closeloop_local.pairs import Pair
 from closeloop_local.sandboxes.drivers import DealLine
-from tests.pairs.conftest import Pair
 
 pytestmark = pytest.mark.e2e
 TODAY = datetime.now(UTC).date()

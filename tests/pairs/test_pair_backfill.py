@@ -12,7 +12,7 @@ import pytest
 from closeloop import runtime
 from closeloop.sync.backfill import ContactBackfill
 from closeloop.sync.matching import Matcher
-from tests.pairs.conftest import Pair
+from closeloop_local.pairs import Pair
 
 pytestmark = pytest.mark.e2e
 READ_POSTS = ("token", "batch", "query", "search", "read", "filter", "login")

@@ -18,8 +18,8 @@ from closeloop import runtime
 from closeloop.models import CrmRef
 from closeloop.sync.backfill_deals import DealBackfill
 from closeloop.sync.invoices import DealSync, build_draft, invoice_reference
+from closeloop_local.pairs import Pair
 from closeloop_local.sandboxes.drivers import DealLine
-from tests.pairs.conftest import Pair
 
 pytestmark = pytest.mark.e2e
 

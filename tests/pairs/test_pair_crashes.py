@@ -17,8 +17,8 @@ import pytest
 from closeloop.models import CrmRef
 from closeloop.store import DynamoStore
 from closeloop.sync.invoices import DealSync
+from closeloop_local.pairs import Pair
 from closeloop_local.sandboxes.drivers import DealLine
-from tests.pairs.conftest import Pair
 
 pytestmark = pytest.mark.e2e
 LINE = DealLine("CRASH-1", "Crash-tested widget", Decimal(3), Decimal("7.00"))

@@ -14,9 +14,9 @@ from decimal import Decimal
 import pytest
 
 from closeloop.models import CrmRef
+from closeloop_local.pairs import Pair
 from closeloop_local.sandboxes.base import Fault
 from closeloop_local.sandboxes.drivers import DealLine
-from tests.pairs.conftest import Pair
 
 pytestmark = pytest.mark.e2e
 TODAY = datetime.now(UTC).date()

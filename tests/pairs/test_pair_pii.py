@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
+from closeloop_local.pairs import Pair
 from closeloop_local.sandboxes.drivers import DealLine
-from tests.pairs.conftest import Pair
 
 pytestmark = pytest.mark.e2e
 

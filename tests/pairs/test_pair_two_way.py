@@ -15,7 +15,7 @@ import pytest
 
 from closeloop import runtime
 from closeloop.models import CrmRef
-from tests.pairs.conftest import Pair
+from closeloop_local.pairs import Pair
 
 pytestmark = pytest.mark.e2e
 

@@ -24,8 +24,8 @@ from closeloop_local.sandboxes.xero import XeroDriver
 from closeloop_local.sandboxes.xero import serve as serve_xero
 from closeloop_local.sandboxes.zohobooks import ZohoBooksDriver, ZohoBooksSandbox
 from closeloop_local.sandboxes.zohobooks import serve as serve_zoho
-from tests.integration.test_accounting_webhooks import qbo_books, sandbox_now, xero_books
-from tests.integration.test_zohobooks_adapter import adapter as zoho_adapter
+from tests.sandbox_adapters import qbo_books, sandbox_now, xero_books
+from tests.sandbox_adapters import zohobooks_adapter as zoho_adapter
 
 NEW_NAME = "Acme Limited"
 NEW_EMAIL = "billing@acme.test"

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from closeloop.errors import NotFound, ValidationFailed
 from closeloop.models import AccountingEvent, AccountingWorkMessage, CrmRef, Customer
-from closeloop.ports import PropertyDefinition
 from closeloop.rules import FieldRules
 from closeloop.sync.accounting_changes import AccountingChangeSync, handle_accounting_messages
 from closeloop.sync.contacts import ContactSync
 from closeloop.sync.flags import SYNC_ISSUE
-from tests.fakes import FakeAccounting, FakeCrm, MemoryStore, events_for, ref
+from tests.fakes import FakeAccounting, MemoryStore, WritableCrm, events_for, ref
 
 FINANCE_OWNS_EMAIL = """
 customer:
@@ -22,32 +20,6 @@ customer:
   fields:
     email: accounting
 """
-
-
-@dataclass
-class WritableCrm(FakeCrm):
-    """FakeCrm that also takes canonical field writes and property writes (recorded)."""
-
-    field_writes: list[tuple[CrmRef, dict[str, str]]] = field(default_factory=list)
-    property_writes: list[tuple[CrmRef, dict[str, str]]] = field(default_factory=list)
-    properties: set[str] = field(default_factory=set)
-
-    def update_customer_fields(self, ref: CrmRef, values: Mapping[str, str]) -> list[str]:
-        self.field_writes.append((ref, dict(values)))
-        current = self.customers[ref]
-        self.customers[ref] = current.model_copy(update={k: v for k, v in values.items() if k in ("name", "email")})
-        return [k for k in values if k not in ("name", "email")]
-
-    def update_customers(self, updates: Mapping[CrmRef, Mapping[str, str]]) -> None:
-        for ref_, values in updates.items():
-            if not set(values) <= self.properties:
-                raise ValidationFailed("unknown property", vendor="crm", status=400)
-            self.property_writes.append((ref_, dict(values)))
-
-    def ensure_properties(self, object_type: str, definitions: Collection[PropertyDefinition]) -> list[str]:
-        created = [d.name for d in definitions if d.name not in self.properties]
-        self.properties.update(created)
-        return created
 
 
 def synced(

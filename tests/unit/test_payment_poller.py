@@ -12,7 +12,7 @@ import pytest
 from closeloop.models import Invoice
 from closeloop.sync.payment_status import payment_status
 from closeloop.sync.payments import PaymentPoller
-from tests.test_deal_sync_support import COMPANY, DEAL, invoiced
+from tests.deal_sync_support import COMPANY, DEAL, invoiced
 
 
 class Events:

@@ -23,7 +23,7 @@ from closeloop.rules import (
     System,
 )
 from closeloop.sync.invoices import CUSTOMER_PROPERTIES
-from tests.unit.test_vendor_free_logic import vendor_mentions
+from tests.source_scan import vendor_mentions
 
 RULES_MODULE = Path(__file__).resolve().parents[2] / "layers" / "common" / "closeloop" / "rules.py"
 

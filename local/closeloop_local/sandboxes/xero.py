@@ -46,11 +46,12 @@ from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlparse
 
 import httpx
 from werkzeug.wrappers import Request, Response
 
+from closeloop.wire import dumps_exact
 from closeloop_local.sandboxes.base import (
     Fault,
     SandboxServer,
@@ -2837,6 +2838,49 @@ def serve(sandbox: XeroSandbox | None = None, port: int = 0) -> tuple[XeroSandbo
     return app, server
 
 
+def finance_client(sandbox: XeroSandbox, base_url: str) -> httpx.Client:
+    """A Xero client of finance's own: another app connection, as a person in finance would use."""
+    client = httpx.Client(base_url=base_url, timeout=10)
+    redirect = "http://localhost/finance"
+    consent = client.get(
+        "/identity/connect/authorize",
+        params={
+            "response_type": "code",
+            "client_id": sandbox.client_id,
+            "redirect_uri": redirect,
+            "scope": "offline_access accounting.transactions accounting.contacts",
+        },
+    )
+    code = parse_qs(urlparse(consent.headers["location"]).query)["code"][0]
+    tokens = client.post(
+        "/connect/token",
+        data={"grant_type": "authorization_code", "code": code, "redirect_uri": redirect},
+        auth=(sandbox.client_id, sandbox.client_secret),
+    ).json()
+    client.headers.update({"Authorization": f"Bearer {tokens['access_token']}", "xero-tenant-id": sandbox.tenant_id})
+    return client
+
+
+def finance_approve_and_pay(sandbox: XeroSandbox, base_url: str, invoice_id: str, amount: str, on: str) -> None:
+    """Finance approves the invoice and records a payment against it, in Xero."""
+    client = finance_client(sandbox, base_url)
+    try:
+        client.post(f"{API_PREFIX}/Invoices/{invoice_id}", json={"Status": "AUTHORISED"}).raise_for_status()
+        # Xero's spec types Amount as a number (Payment.Amount: double): an exact JSON number, not a string
+        payment = {
+            "Invoice": {"InvoiceID": invoice_id},
+            "Account": {"Code": "090"},
+            "Date": on,
+            "Amount": Decimal(amount),
+        }
+        body = dumps_exact({"Payments": [payment]})
+        client.put(
+            f"{API_PREFIX}/Payments", content=body, headers={"Content-Type": "application/json"}
+        ).raise_for_status()
+    finally:
+        client.close()
+
+
 class XeroDriver:
     """AccountingDriver for the Xero sandbox: finance's actions (in its own app connection) and reads."""
 
@@ -2924,8 +2968,6 @@ class XeroDriver:
     ) -> None:
         """Finance edits the contact through an app connection of its own (``POST /Contacts/{id}``): only the
         given fields are sent, the phone as the DEFAULT phone; the sandbox stamps it and queues the webhook."""
-        from closeloop_local.demo import finance_client  # noqa: PLC0415 - the demo's finance connection
-
         body: Row = {}
         if name is not None:
             body["Name"] = name
@@ -2941,6 +2983,4 @@ class XeroDriver:
 
     def approve_and_pay(self, invoice_id: str, amount: Decimal, on: date) -> None:
         """Finance authorises the invoice and records the payment, through an app connection of its own."""
-        from closeloop_local.demo import approve_and_pay  # noqa: PLC0415 - the demo's finance steps
-
-        approve_and_pay(self.sandbox, self.base_url, invoice_id, str(amount), on.isoformat())
+        finance_approve_and_pay(self.sandbox, self.base_url, invoice_id, str(amount), on.isoformat())

@@ -1,0 +1,108 @@
+"""The real accounting adapters pointed at a vendor sandbox (tokens in memory, no sleeping), and the small
+webhook and clock helpers that go with them: one builder per vendor, shared by the integration and sandbox
+tests so none of them imports another test module."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from closeloop.accounting.quickbooks import QuickBooksAccounting, refresh_with_intuit
+from closeloop.accounting.xero import XeroAccounting, refresh_with_identity
+from closeloop.accounting.zohobooks import ZohoBooksAccounting, refresh_with_zoho
+from closeloop.oauth import RefreshingTokens
+from closeloop_local.sandboxes.quickbooks import QuickBooksSandbox
+from closeloop_local.sandboxes.xero import XeroSandbox
+from closeloop_local.sandboxes.zohobooks import ZohoBooksSandbox
+from tests.fakes import MemoryStore
+
+
+def signed(secret: str, body: bytes) -> str:
+    """The base64 HMAC-SHA256 of ``body`` under ``secret``, as the sandboxes sign a webhook delivery."""
+    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+
+
+def sandbox_now(state_now: float) -> datetime:
+    """A sandbox clock reading as an aware UTC datetime."""
+    return datetime.fromtimestamp(state_now, UTC)
+
+
+def xero_adapter(
+    xero: XeroSandbox, url: str, store: MemoryStore | None = None, refresh_token: str | None = None
+) -> XeroAccounting:
+    """The Xero adapter on the sandbox, with the given token store and first refresh token (no webhook key)."""
+    tokens = RefreshingTokens(
+        "xero",
+        store or MemoryStore(),
+        seed=lambda fresh: refresh_token or str(xero.initial_refresh_token),
+        refresh=refresh_with_identity(url, lambda: xero.client_id, lambda: xero.client_secret),
+        write_back=lambda token: None,
+    )
+    return XeroAccounting(base_url=url, tokens=tokens, tenant_id=lambda: xero.tenant_id, sleep=lambda s: None)
+
+
+def xero_books(sandbox: XeroSandbox, url: str, key: str | None = None) -> XeroAccounting:
+    """The Xero adapter on the sandbox, verifying webhooks with ``key`` (default: the sandbox's own)."""
+    tokens = RefreshingTokens(
+        "xero",
+        MemoryStore(),
+        seed=lambda fresh: str(sandbox.initial_refresh_token),
+        refresh=refresh_with_identity(url, lambda: sandbox.client_id, lambda: sandbox.client_secret),
+        write_back=lambda token: None,
+    )
+    webhook_key = sandbox.webhooks.key if key is None else key
+    return XeroAccounting(
+        base_url=url,
+        tokens=tokens,
+        tenant_id=lambda: sandbox.tenant_id,
+        sleep=lambda s: None,
+        webhook_key=lambda: webhook_key,
+    )
+
+
+def qbo_books(
+    sandbox: QuickBooksSandbox,
+    url: str,
+    clock: Callable[[], datetime] | None = None,
+    cls: type[QuickBooksAccounting] = QuickBooksAccounting,
+) -> QuickBooksAccounting:
+    tokens = RefreshingTokens(
+        "quickbooks",
+        MemoryStore(),
+        seed=lambda fresh: sandbox.initial_refresh_token,
+        refresh=refresh_with_intuit(url, lambda: sandbox.client_id, lambda: sandbox.client_secret),
+        write_back=lambda token: None,
+    )
+    return cls(
+        base_url=url,
+        tokens=tokens,
+        realm_id=lambda: sandbox.realm_id,
+        sleep=lambda s: None,
+        clock=clock or (lambda: sandbox_now(sandbox.state.clock.now())),
+        webhook_verifier_token=lambda: sandbox.webhooks.verifier_token,
+    )
+
+
+def zohobooks_adapter(
+    zoho: ZohoBooksSandbox,
+    url: str,
+    store: MemoryStore | None = None,
+    organization: str | None = None,
+    cls: type[ZohoBooksAccounting] = ZohoBooksAccounting,
+) -> ZohoBooksAccounting:
+    tokens = RefreshingTokens(
+        "zohobooks",
+        store or MemoryStore(),
+        seed=lambda fresh: zoho.initial_refresh_token,
+        refresh=refresh_with_zoho(url, lambda: zoho.client_id, lambda: zoho.client_secret),
+        write_back=lambda token: None,
+    )
+    return cls(
+        base_url=url,
+        tokens=tokens,
+        organization_id=lambda: organization or zoho.organization_id,
+        sleep=lambda s: None,
+    )
