@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -19,6 +21,16 @@ from closeloop_local.sandboxes.base import SandboxServer
 from closeloop_local.stack import LocalStack
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def project(tmp_path: Path, name: str, template: dict[str, Any]) -> Path:
+    """A copy of the project with ``template`` as its template.yaml (JSON is YAML), sharing the code."""
+    root = tmp_path / name
+    root.mkdir()
+    (root / "template.yaml").write_text(json.dumps(template, indent=1))
+    for shared in ("functions", "layers"):
+        (root / shared).symlink_to(ROOT / shared)
+    return root
 
 
 @dataclass

@@ -32,6 +32,7 @@ from typing import Any, TextIO
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from closeloop.credentials import WEBHOOK_KEYS
+from closeloop_local.cli_support import CliError
 from closeloop_local.ops import Deployment, DeploymentError, _aws_message, open_deployment
 
 #: The template's two secrets (logical ids): where the keys were, and where the webhook functions read them.
@@ -174,8 +175,6 @@ def upgrade_webhook_keys(deployment: Deployment, *, dry_run: bool = False, out: 
 
 def main(args: argparse.Namespace) -> int:
     """``closeloop upgrade webhook-keys`` (registered in ``closeloop_local.cli``): 1 when a key conflicts."""
-    from closeloop_local.cli import CliError  # noqa: PLC0415 (cli imports this module on use)
-
     if args.region and not args.stack_name:
         raise CliError("--region goes with --stack-name (closeloop dev has its own region)")
     if args.upgrade != WEBHOOK_KEYS_UPGRADE:

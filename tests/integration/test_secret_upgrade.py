@@ -21,6 +21,7 @@ import pytest
 from closeloop import runtime
 from closeloop.credentials import CREDENTIAL_KEYS
 from closeloop_local.stack import LocalStack, _start_embedded_moto, load_template
+from tests.stack_fixtures import project
 
 ROOT = Path(__file__).resolve().parents[2]
 STORED = {
@@ -43,16 +44,6 @@ def endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         yield f"http://{host}:{port}"
     finally:
         server.stop()
-
-
-def project(tmp_path: Path, name: str, template: dict[str, Any]) -> Path:
-    """A copy of the project with ``template`` as its template.yaml (JSON is YAML), sharing the code."""
-    root = tmp_path / name
-    root.mkdir()
-    (root / "template.yaml").write_text(json.dumps(template, indent=1))
-    for shared in ("functions", "layers"):
-        (root / shared).symlink_to(ROOT / shared)
-    return root
 
 
 def next_release(template: dict[str, Any]) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from closeloop import runtime
 from closeloop.credentials import API_KEYS, CREDENTIAL_KEYS
 from closeloop_local import ops, upgrade
 from closeloop_local.stack import SHARED_STACK_NAME, LocalStack, _start_embedded_moto, load_template
-from tests.integration.test_secret_upgrade import project
+from tests.stack_fixtures import project
 
 ROOT = Path(__file__).resolve().parents[2]
 #: What the one-secret release held: API credentials and webhook keys together (values are recognisable, so

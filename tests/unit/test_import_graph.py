@@ -235,7 +235,7 @@ def test_the_graph_sees_the_project_and_its_imports() -> None:
     assert {"closeloop.store", "closeloop_local.cli", "functions.on_contact.app"} <= graph.keys()
     assert "closeloop.runtime" in graph["functions.on_contact.app"]
     # a lazy import inside a function counts
-    assert "closeloop.sync.backfill" in graph["functions.on_contact.app"]
+    assert "closeloop.pacing" in graph["closeloop.runtime"]
     # a module loaded by name through importlib counts
     assert "closeloop_local.demo" in graph["closeloop_local.cli"]
 

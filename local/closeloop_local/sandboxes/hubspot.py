@@ -26,8 +26,7 @@ Account information (``GET /account-info/v3/details``): the portal id, UI domain
 hosting location follows from it), time zone and currencies of the account, for any valid token. A sandbox
 made with ``account_info_scope=False`` answers the private-app token 403 ``MISSING_SCOPES`` there, as for an
 app without the ``oauth`` scope; OAuth access tokens always carry that scope (HubSpot requires it of every
-OAuth app). GUESS: private apps are served by default (HubSpot's spec lists the ``oauth`` scope for them too,
-which their scope picker does not offer); a real private app's answer would confirm it. Either way the
+OAuth app). Private apps are served by default (the adapter's GUESSES["account_info_private_app"]); the
 adapter treats a refusal as "no deal links", which ``account_info_scope=False`` keeps under test.
 
 Rate limits: a rolling 10-second window and a daily budget (UTC day of the sandbox clock), with the
@@ -2323,9 +2322,7 @@ def _oauth_error(status: str, message: str) -> Response:
 
 def _missing_scopes(*scopes: str) -> Response:
     """HubSpot's 403 for a token without a scope the endpoint requires (category ``MISSING_SCOPES``)."""
-    # GUESS: the body as HubSpot's community threads quote it (message, errors[].context.requiredGranularScopes,
-    # links.scopes); a real 403 from a private app without the scope would confirm it. The adapter reads
-    # only the status.
+    # The body as HubSpot's community threads quote it: the adapter's GUESSES["missing_scopes_body"].
     return _error(
         403,
         "This app hasn't been granted all required scopes to make this call. Read more about required scopes "
@@ -2342,7 +2339,7 @@ def _missing_scopes(*scopes: str) -> Response:
 
 
 def _utc_offset(offset: timedelta) -> str:
-    """``-04:00`` as in HubSpot's example answer (GUESS: east of UTC is written ``+01:00``)."""
+    """``-04:00`` as in HubSpot's example answer; east of UTC ``+01:00`` (GUESSES["account_info_formats"])."""
     minutes = int(offset.total_seconds()) // 60
     sign = "-" if minutes < 0 else "+"
     hours, rest = divmod(abs(minutes), 60)
@@ -2352,8 +2349,8 @@ def _utc_offset(offset: timedelta) -> str:
 def _hosting_location(ui_domain: str) -> str:
     """``app-eu1.hubspot.com`` -> ``eu1`` (HubSpot's example answer pairs the two).
 
-    GUESS: ``app.hubspot.com`` (and any other domain) is the North American data centre, ``na1``; an answer
-    from a US account would confirm it.
+    ``app.hubspot.com`` (and any other domain) is the North American data centre, ``na1``: the adapter's
+    GUESSES["account_info_formats"].
     """
     match = re.fullmatch(r"app-([a-z]+\d+)\.hubspot\.com", ui_domain)
     return match.group(1) if match else "na1"

@@ -74,10 +74,11 @@ GUESSES: dict[str, str] = {
         "A 429 names the limit hit in X-Rate-Limit-Problem, 'day' for the daily one (others: minute, "
         "appminute, concurrent), with Retry-After in seconds; neither header is in XS. Xero staff quote the "
         "limits page for the header (github.com/XeroAPI/xero-node/issues/634) and xero-python#74 shows 'day', "
-        "but calcinai/xero-php#352 reports 'Daily'/'Minute'. Safe if wrong: the value is lower-cased, and a "
-        "daily limit not recognised as such is retried only while its wait fits the worker's sleep budget: a "
-        "Retry-After of hours, or the retries running out, fails the call as RateLimited and the queue retries "
-        "later. Confirm: the headers of a real 429 after the daily 5,000 calls of a tenant."
+        "but calcinai/xero-php#352 reports 'Daily'/'Minute'. Safe if wrong: the value is lower-cased, 'daily' "
+        "is read as 'day', and a daily limit not recognised as such is retried only while its wait fits the "
+        "worker's sleep budget: a Retry-After of hours, or the retries running out, fails the call as "
+        "RateLimited and the queue retries later. Confirm: the headers of a real 429 after the daily 5,000 "
+        "calls of a tenant."
     ),
     "idempotency_replay": (
         "A write repeated with the same Idempotency-Key within about 6 minutes answers the first response "
@@ -142,6 +143,7 @@ def xero_rate_limit(response: httpx.Response) -> RateLimitVerdict:
     """
     verdict = retry_after_header(response)
     problem = response.headers.get("x-rate-limit-problem", "").lower()
+    problem = {"daily": "day"}.get(problem, problem)  # both spellings are reported
     return RateLimitVerdict(retry=problem != "day", retry_after=verdict.retry_after, problem=problem)
 
 

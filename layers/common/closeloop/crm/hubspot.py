@@ -98,6 +98,22 @@ GUESSES: dict[str, str] = {
         "counting finds every id (at worst one extra call). Confirm: a real v3 read of an object with 100 "
         "distinct associated ids, one of them primary: whether paging.next comes at 100 entries or 100 ids."
     ),
+    "account_info_private_app": (
+        "GET /account-info/v3/details answers a private app's token (the spec lists the oauth scope for it, "
+        "which a private app's scope picker does not offer). Safe if wrong: a refusal (403/404) means no deal "
+        "links on invoices, nothing else; the sandbox keeps that path under test (account_info_scope=False). "
+        "Confirm: a real private app's answer to that call."
+    ),
+    "missing_scopes_body": (
+        "The 403 MISSING_SCOPES body (message, errors[].context.requiredGranularScopes, links.scopes) as "
+        "HubSpot's community threads quote it. Safe if wrong: the adapter reads only the status. Confirm: a "
+        "real 403 from a private app without the scope."
+    ),
+    "account_info_formats": (
+        "utcOffset east of UTC is written '+01:00' (the example shows only '-04:00'), and app.hubspot.com means "
+        "the North American data centre, na1 (the example pairs app-eu1 with eu1). Safe if wrong: the adapter "
+        "reads only portalId and uiDomain. Confirm: answers from a US account and from an account east of UTC."
+    ),
 }
 
 # %-escapes HubSpot decodes in the URI before computing a v3 signature (from its request-validation docs).
