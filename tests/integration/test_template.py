@@ -444,9 +444,20 @@ def test_least_exposure_of_secrets_queues_tables_and_reports(template: dict[str,
             assert resources_named(template, statement) == {"WebhookKeysSecret"}
         # And nothing they may do names the vendors' API credentials
         assert not any("CredentialsSecret" in json.dumps(s) for s in own), role
-    # And only the webhook functions read the webhook keys
+    # And the webhook keys are read by the webhook functions, and by every function that builds the CRM adapter
+    # (HUBSPOT_CLIENT_SECRET, a webhook key, also refreshes a HubSpot OAuth app's tokens), never written there
     readers = {r for r, s in statements if "WebhookKeysSecret" in resources_named(template, s)}
-    assert readers == webhook_roles
+    crm_users = {"ContactWorkerFunctionRole", "DealWorkerFunctionRole", "PaymentPollerFunctionRole"}
+    assert readers == webhook_roles | crm_users | {"ReconcileFunctionRole"}
+    for _role, statement in statements:
+        if "WebhookKeysSecret" in resources_named(template, statement):
+            assert set(actions_of(statement)) <= {"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"}
+    # And each role that reads the API credentials also reads the secret that holds HUBSPOT_CLIENT_SECRET
+    holder = {"CREDENTIALS_SECRET_ID": "CredentialsSecret", "WEBHOOK_KEYS_SECRET_ID": "WebhookKeysSecret"}[
+        next(env for env, keys in SECRET_KEYS.items() if "HUBSPOT_CLIENT_SECRET" in keys)
+    ]
+    for role in {r for r, s in statements if "CredentialsSecret" in resources_named(template, s)}:
+        assert any(holder in resources_named(template, s) for r, s in statements if r == role), role
     # And each function sends only to the queues it needs
     sends: dict[str, set[str]] = {}
     for role, statement in statements:
