@@ -8,7 +8,7 @@ suite (tests/pairs) and ``closeloop demo --crm --accounting`` both use it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,11 +115,18 @@ class Pair:
 
 @contextmanager
 def running_pair(
-    crm_name: str, books_name: str, root: Path, *, port: int = 0, crm_oauth: bool = False
+    crm_name: str,
+    books_name: str,
+    root: Path,
+    *,
+    port: int = 0,
+    crm_oauth: bool = False,
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[Pair]:
     """Both sandboxes and the local stack for one pair, webhooks subscribed; everything stopped on exit.
 
     ``crm_oauth`` connects to the CRM as an OAuth app (HubSpot); ValueError for a CRM whose driver lacks it.
+    ``env``: more function settings (the tests' CLOSELOOP_TIME_SCALE).
     """
     if crm_name not in CRM_SANDBOXES:
         raise ValueError(f"unknown CRM {crm_name!r}: one of {', '.join(CRMS)}")
@@ -130,6 +137,7 @@ def running_pair(
         books, books_server = ACCOUNTING_SANDBOXES[books_name]()
         try:
             environment = UNPACED | crm.environment(crm_server.url) | books.environment(books_server.url)
+            environment |= dict(env or {})
             stack = LocalStack(root, port=port, env_overrides=environment)
             try:
                 stack.start()

@@ -17,10 +17,13 @@ import pytest
 from closeloop_local.pairs import ACCOUNTING, CRMS, Pair, running_pair
 
 ROOT = Path(__file__).resolve().parents[2]
+#: The functions' clock runs 10x (CLOSELOOP_TIME_SCALE): their backoff, Retry-After waits and SQS delays
+#: shrink; the sandboxes keep real time, and every fault these cases inject is counted, not timed.
+FUNCTIONS_CLOCK = {"CLOSELOOP_TIME_SCALE": "10"}
 
 
 @pytest.fixture(scope="module", params=[(c, a) for c in CRMS for a in ACCOUNTING], ids=lambda p: f"{p[0]}-{p[1]}")
 def pair(request: pytest.FixtureRequest) -> Iterator[Pair]:
     crm_name, books_name = request.param
-    with running_pair(crm_name, books_name, ROOT) as started:
+    with running_pair(crm_name, books_name, ROOT, env=FUNCTIONS_CLOCK) as started:
         yield started
