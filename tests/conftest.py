@@ -39,3 +39,18 @@ def _fresh_sugarcrm_api_versions() -> Iterator[None]:
     forget_api_versions()
     yield
     forget_api_versions()
+
+
+#: The tiers by how long their modules run, longest first: with ``--dist loadfile`` the workers take whole
+#: modules in collection order, so the long stack modules start first and the run ends on quick unit tests
+#: instead of one worker finishing a pair module alone.
+_TIER_ORDER = ("pairs", "faults", "e2e", "contracts", "integration", "sandboxes", "unit")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def tier(item: pytest.Item) -> int:
+        parts = item.path.relative_to(item.config.rootpath).parts
+        folder = parts[1] if len(parts) > 2 and parts[0] == "tests" else ""  # noqa: PLR2004 - tests/<tier>/<file>
+        return _TIER_ORDER.index(folder) if folder in _TIER_ORDER else len(_TIER_ORDER)
+
+    items.sort(key=tier)  # stable: each module keeps its own order (a parametrised pair stays together)
