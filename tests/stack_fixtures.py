@@ -99,7 +99,12 @@ def running_loop(env: Mapping[str, str] | None = None) -> Iterator[Loop]:
         xero_server.stop()
 
 
+#: The functions' clock in the loop tests runs 10x (CLOSELOOP_TIME_SCALE): backoff, Retry-After waits and SQS
+#: delays shrink; the sandboxes keep real time, and the faults these tests inject are counted, not timed.
+FUNCTIONS_CLOCK = {"CLOSELOOP_TIME_SCALE": "10"}
+
+
 @pytest.fixture(scope="module")
 def loop() -> Iterator[Loop]:
-    with running_loop() as started:
+    with running_loop(FUNCTIONS_CLOCK) as started:
         yield started
