@@ -46,7 +46,6 @@ from urllib.parse import quote
 import httpx
 
 from closeloop.errors import (
-    AuthRevoked,
     ConfigurationError,
     Conflict,
     FatalError,
@@ -66,7 +65,7 @@ from closeloop.models import (
     Item,
     customer_fields,
 )
-from closeloop.oauth import RefreshingTokens, TokenGrant, basic_auth
+from closeloop.oauth import RefreshingTokens, TokenEndpoint, TokenGrant
 from closeloop.ports import WebhookRequest
 from closeloop.redaction import redact
 from closeloop.wire import dumps_exact, hmac_base64_matches, read_decimal_object, to_decimal, webhook_json
@@ -144,6 +143,18 @@ def quickbooks_rate_limit(response: httpx.Response) -> RateLimitVerdict:
 REFRESH_RESEND_WITHIN_SECONDS = 0.0
 
 
+#: Intuit's token endpoint: HTTP Basic client authentication; the answer's refresh token may be the one sent (it
+#: changes about daily), and RefreshingTokens stores whichever comes back.
+TOKEN_ENDPOINT = TokenEndpoint(
+    vendor=VENDOR,
+    label="Intuit",
+    client="intuit-oauth",
+    path=TOKEN_PATH,
+    reconnect="reconnect QuickBooks",
+    misconfigured=frozenset({"invalid_client"}),
+)
+
+
 def refresh_with_intuit(
     oauth_url: str,
     client_id: Callable[[], str],
@@ -152,50 +163,11 @@ def refresh_with_intuit(
 ) -> Callable[[str], TokenGrant]:
     """A ``refresh`` callable for RefreshingTokens that calls Intuit's token endpoint.
 
-    ``POST {oauth_url}/oauth2/v1/tokens/bearer`` with Basic client auth. The answer's refresh token may be the
-    one sent (it changes about daily); RefreshingTokens stores whichever comes back. Raises AuthRevoked on
-    ``invalid_grant``, ConfigurationError on ``invalid_client``, FatalError otherwise.
+    ``POST {oauth_url}/oauth2/v1/tokens/bearer``, never re-sent once it may have reached Intuit (see
+    REFRESH_RESEND_WITHIN_SECONDS). Raises AuthRevoked on ``invalid_grant``, ConfigurationError on
+    ``invalid_client``, FatalError otherwise.
     """
-
-    def refresh(refresh_token: str) -> TokenGrant:
-        http = VendorHttp("intuit-oauth", oauth_url, transport=transport)
-        try:
-            response = http.request(
-                "POST",
-                TOKEN_PATH,
-                data={"grant_type": "refresh_token", "refresh_token": refresh_token},
-                headers={"Authorization": basic_auth(client_id(), client_secret())},
-                ok=(200, 400, 401),
-                retry_sent=False,  # see REFRESH_RESEND_WITHIN_SECONDS
-            )
-        finally:
-            http.close()
-        try:
-            body = response.json() if response.content else {}
-        except ValueError:
-            body = {}
-        if response.status_code != 200:
-            error = str(body.get("error", "unknown_error")) if isinstance(body, dict) else "unknown_error"
-            if error == "invalid_grant":
-                raise AuthRevoked(
-                    "Intuit refused the refresh token (invalid_grant): reconnect QuickBooks",
-                    vendor=VENDOR,
-                    status=response.status_code,
-                )
-            if error == "invalid_client":
-                raise ConfigurationError(
-                    "Intuit refused the client id or secret (invalid_client)",
-                    vendor=VENDOR,
-                    status=response.status_code,
-                )
-            raise FatalError(f"Intuit token endpoint said {error}", vendor=VENDOR, status=response.status_code)
-        return TokenGrant(
-            access_token=str(body["access_token"]),
-            expires_in=float(body.get("expires_in", 3600)),
-            refresh_token=str(body.get("refresh_token") or refresh_token),
-        )
-
-    return refresh
+    return TOKEN_ENDPOINT.refresher(oauth_url, client_id, client_secret, transport=transport)
 
 
 def qbo_literal(value: str) -> str:

@@ -41,13 +41,11 @@ from urllib.parse import quote
 import httpx
 
 from closeloop.errors import (
-    AuthRevoked,
     ConfigurationError,
     Conflict,
     FatalError,
     IntegrationError,
     NotFound,
-    RateLimited,
     ValidationFailed,
     WebhookRejected,
 )
@@ -63,7 +61,7 @@ from closeloop.models import (
     Item,
     LineAmountTypes,
 )
-from closeloop.oauth import RefreshingTokens, TokenGrant
+from closeloop.oauth import RefreshingTokens, TokenEndpoint, TokenGrant
 from closeloop.ports import WebhookRequest
 from closeloop.redaction import redact
 from closeloop.wire import dumps_exact, read_decimal_object, to_decimal
@@ -178,6 +176,21 @@ def _organisation(organization_id: Callable[[], str]) -> Callable[[httpx.Request
 REFRESH_RESEND_WITHIN_SECONDS = math.inf
 
 
+#: Zoho's ``/oauth/v2/token``: the client id and secret are form fields, an error can come with status 200, and
+#: too many refreshes are refused as ``Access Denied`` (at most 10 access tokens per refresh token in 10 minutes).
+TOKEN_ENDPOINT = TokenEndpoint(
+    vendor=VENDOR,
+    label="Zoho",
+    client="zoho-accounts",
+    path="/oauth/v2/token",
+    reconnect="reconnect Zoho Books and update the credentials",
+    client_auth="body",
+    revoked=frozenset({"invalid_code", "invalid_client"}),
+    throttled=frozenset({"Access Denied"}),
+    throttle_seconds=MINUTE_WINDOW_SECONDS,
+)
+
+
 def refresh_with_zoho(
     accounts_url: str,
     client_id: Callable[[], str],
@@ -190,54 +203,7 @@ def refresh_with_zoho(
     ``invalid_code``/``invalid_client`` (a person must reconnect), RateLimited when Zoho throttles
     refreshes (``Access Denied``), FatalError on any other refusal.
     """
-
-    def refresh(refresh_token: str) -> TokenGrant:
-        http = VendorHttp("zoho-accounts", accounts_url, transport=transport)
-        try:
-            response = http.request(
-                "POST",
-                "/oauth/v2/token",
-                data={
-                    "grant_type": "refresh_token",
-                    "refresh_token": refresh_token,
-                    "client_id": client_id(),
-                    "client_secret": client_secret(),
-                },
-                ok=(200, 400, 401),
-                retry_sent=False,  # RefreshingTokens re-sends once (safe: see above)
-            )
-        finally:
-            http.close()
-        try:
-            body = response.json() if response.content else {}
-        except ValueError:
-            body = {}
-        error = str(body.get("error") or "") if isinstance(body, dict) else "unreadable"
-        if error in ("invalid_code", "invalid_client"):
-            raise AuthRevoked(
-                f"Zoho refused the refresh token ({error}): reconnect Zoho Books and update the credentials",
-                vendor=VENDOR,
-                status=response.status_code,
-            )
-        if error == "Access Denied":
-            raise RateLimited(
-                "Zoho is throttling token refreshes (Access Denied)",
-                vendor=VENDOR,
-                status=response.status_code,
-                retry_after=MINUTE_WINDOW_SECONDS,
-                problem="token",
-            )
-        if error or response.status_code != 200 or not body.get("access_token"):
-            raise FatalError(
-                f"Zoho token endpoint said {error or 'no token'}", vendor=VENDOR, status=response.status_code
-            )
-        return TokenGrant(
-            access_token=str(body["access_token"]),
-            expires_in=float(body.get("expires_in", 3600)),
-            refresh_token=refresh_token,
-        )
-
-    return refresh
+    return TOKEN_ENDPOINT.refresher(accounts_url, client_id, client_secret, transport=transport)
 
 
 class ZohoBooksAccounting:
