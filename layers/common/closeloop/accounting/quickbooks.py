@@ -45,6 +45,7 @@ from urllib.parse import quote
 
 import httpx
 
+from closeloop.dates import parse_day, parse_utc
 from closeloop.errors import (
     ConfigurationError,
     Conflict,
@@ -497,7 +498,7 @@ class QuickBooksAccounting:
         if stamp is None:
             occurred = self._clock()
         else:
-            parsed = _qbo_datetime(stamp)
+            parsed = parse_utc(stamp)
             if parsed is None:
                 raise WebhookRejected(400, f"{where}.time: not a date-time")
             occurred = parsed
@@ -519,7 +520,7 @@ class QuickBooksAccounting:
         for key in ("name", "id", "operation", "lastUpdated"):
             if not isinstance(entity.get(key), str | int) or not str(entity[key]).strip():
                 raise WebhookRejected(400, f"{where}.{key}: Field required")
-        occurred = _qbo_datetime(str(entity["lastUpdated"]))
+        occurred = parse_utc(str(entity["lastUpdated"]))
         if occurred is None:
             raise WebhookRejected(400, f"{where}.lastUpdated: not a date-time")
         resource = self.WEBHOOK_RESOURCES.get(str(entity["name"]))
@@ -557,7 +558,7 @@ class QuickBooksAccounting:
                 "Customer", f"Active IN (true, false) AND MetaData.LastUpdatedTime >= {qbo_literal(stamp)}"
             )
         for row in rows:
-            updated = _qbo_datetime((row.get("MetaData") or {}).get("LastUpdatedTime"))
+            updated = parse_utc((row.get("MetaData") or {}).get("LastUpdatedTime"))
             if updated is None or updated >= floor:
                 yield to_customer(row)
 
@@ -887,7 +888,7 @@ class QuickBooksAccounting:
             live.extend(self._query_all("Invoice", f"Id IN ({chunk})"))
         out = self._to_invoices(live)
         for row in deleted:
-            updated = _qbo_datetime((row.get("MetaData") or {}).get("LastUpdatedTime"))
+            updated = parse_utc((row.get("MetaData") or {}).get("LastUpdatedTime"))
             out.append(Invoice(id=str(row.get("Id", "")), status="DELETED", updated_at=updated))
         return out
 
@@ -915,7 +916,7 @@ class QuickBooksAccounting:
         for start in range(0, len(payment_ids), self.IN_CHUNK):
             chunk = ", ".join(qbo_literal(p) for p in payment_ids[start : start + self.IN_CHUNK])
             for payment in self._query_all("Payment", f"Id IN ({chunk})"):
-                day = _qbo_date(payment.get("TxnDate"))
+                day = parse_day(payment.get("TxnDate"))
                 if day:
                     paid_on[str(payment.get("Id"))] = day
         return [self._to_invoice(row, paid_on) for row in rows]
@@ -935,8 +936,8 @@ class QuickBooksAccounting:
             status=status,
             customer_id=str((row.get("CustomerRef") or {}).get("value") or ""),
             currency=str((row.get("CurrencyRef") or {}).get("value") or ""),
-            issue_date=_qbo_date(row.get("TxnDate")),
-            due_date=_qbo_date(row.get("DueDate")),
+            issue_date=parse_day(row.get("TxnDate")),
+            due_date=parse_day(row.get("DueDate")),
             sub_total=total - tax,
             total_tax=tax,
             total=total,
@@ -944,31 +945,11 @@ class QuickBooksAccounting:
             amount_due=balance,
             last_payment_date=max(days) if days else None,
             url=self.WEB_URL + self.INVOICE_WEB_PATH.format(id=quote(invoice_id, safe="")) if invoice_id else "",
-            updated_at=_qbo_datetime((row.get("MetaData") or {}).get("LastUpdatedTime")),
+            updated_at=parse_utc((row.get("MetaData") or {}).get("LastUpdatedTime")),
         )
 
 
 # -- JSON and values ---------------------------------------------------------------------------------
-
-
-def _qbo_datetime(value: Any) -> datetime | None:
-    """QBO's ``2024-01-15T10:30:00-08:00`` (the company's zone) in UTC; None when absent or unreadable."""
-    if not isinstance(value, str) or not value.strip():
-        return None
-    try:
-        stamp = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).astimezone(UTC)
-
-
-def _qbo_date(value: Any) -> date | None:
-    if not isinstance(value, str) or not value.strip():
-        return None
-    try:
-        return date.fromisoformat(value.strip()[:10])
-    except ValueError:
-        return None
 
 
 def _linked_ids(row: Mapping[str, Any], txn_type: str) -> list[str]:

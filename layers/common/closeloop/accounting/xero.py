@@ -37,6 +37,7 @@ from urllib.parse import quote
 
 import httpx
 
+from closeloop.dates import parse_timestamp
 from closeloop.errors import ConfigurationError, Conflict, FatalError, ValidationFailed, WebhookRejected
 from closeloop.http import Pacer, RateLimit, RateLimitVerdict, TokenAuth, VendorHttp, retry_after_header
 from closeloop.models import (
@@ -727,17 +728,10 @@ def parse_xero_datetime(value: Any) -> datetime | None:
     .NET JSON ``/Date(1573755038314+0000)/`` is milliseconds since the epoch in UTC (the offset only says
     which zone wrote it); ISO 8601 keeps its own offset, a naive one is UTC.
     """
-    if not isinstance(value, str) or not value.strip():
-        return None
-    text = value.strip()
-    match = _NET_DATE.match(text)
+    match = _NET_DATE.match(value.strip()) if isinstance(value, str) else None
     if match:
         return _EPOCH + timedelta(milliseconds=int(match.group(1)))
-    try:
-        stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+    return parse_timestamp(value)
 
 
 def _xero_datetime(row: Mapping[str, Any], key: str) -> datetime | None:

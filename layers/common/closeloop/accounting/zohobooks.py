@@ -40,6 +40,7 @@ from urllib.parse import quote
 
 import httpx
 
+from closeloop.dates import parse_day, parse_utc
 from closeloop.errors import (
     ConfigurationError,
     Conflict,
@@ -346,7 +347,7 @@ class ZohoBooksAccounting:
         for row in self._pages("/contacts", "contacts", params):
             if row is None:
                 return
-            modified = parse_zoho_time(row.get("last_modified_time"))
+            modified = parse_utc(row.get("last_modified_time"))
             if modified is not None and modified < floor:
                 return
             if str(row.get("contact_type") or "customer") != "customer":
@@ -833,20 +834,20 @@ class ZohoBooksAccounting:
             status=INVOICE_STATUSES.get(str(row.get("status") or "draft"), "AUTHORISED"),
             customer_id=str(row.get("customer_id") or ""),
             currency=str(row.get("currency_code") or ""),
-            issue_date=_date(row.get("date")),
-            due_date=_date(row.get("due_date")),
+            issue_date=parse_day(row.get("date")),
+            due_date=parse_day(row.get("due_date")),
             sub_total=_decimal(row["sub_total"]) if row.get("sub_total") is not None else total - tax,
             total_tax=tax,
             total=total,
             amount_paid=_decimal(paid) if paid is not None else total - balance,
             amount_due=balance,
-            last_payment_date=_date(row.get("last_payment_date")),
+            last_payment_date=parse_day(row.get("last_payment_date")),
             url=(
                 self.web_url + self.INVOICE_WEB_PATH.format(organization=organization, id=invoice_id)
                 if invoice_id
                 else ""
             ),
-            updated_at=parse_zoho_time(row.get("last_modified_time")),
+            updated_at=parse_utc(row.get("last_modified_time")),
         )
 
 
@@ -874,29 +875,6 @@ def _to_item(row: Mapping[str, Any]) -> Item:
         account_code=str(row.get("account_id") or ""),
         tax_type=str(row.get("tax_id") or ""),
     )
-
-
-def parse_zoho_time(value: Any) -> datetime | None:
-    """``2024-05-01T10:00:00+0530`` (or ISO with a colon) as an aware UTC datetime; None when unreadable."""
-    if not isinstance(value, str) or not value.strip():
-        return None
-    text = value.strip()
-    for parse in (lambda t: datetime.strptime(t, "%Y-%m-%dT%H:%M:%S%z"), datetime.fromisoformat):
-        try:
-            stamp = parse(text)
-        except ValueError:
-            continue
-        return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).astimezone(UTC)
-    return None
-
-
-def _date(value: Any) -> date | None:
-    if not isinstance(value, str) or not value.strip():
-        return None
-    try:
-        return date.fromisoformat(value.strip()[:10])
-    except ValueError:
-        return None
 
 
 def _norm_tax(value: str) -> str:
