@@ -37,6 +37,11 @@ after a lost answer (RefreshAnswerLost says the same); a shorter lease changes n
 back to a password login. A rotated token the dead holder kept only in memory (``TokenNotSaved``) died with it,
 lease or not. The local dev server does not stop a timed-out handler: there the reserve is what keeps the last
 token POST (and the save after it) inside the lease.
+
+Every vendor's token endpoint goes through one flow, ``TokenEndpoint``, with the vendor's quirks as data (where
+the client credentials go, form or JSON, which error codes mean a reconnect): one POST that is never re-sent
+once it may have reached the vendor (``Unanswered``; ``RefreshingTokens._send`` alone decides on a re-send),
+and the answer read the same way (expiry, rotation, refusals).
 """
 
 from __future__ import annotations
@@ -46,14 +51,29 @@ import hashlib
 import math
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from aws_lambda_powertools import Logger
 
-from closeloop.errors import AuthRevoked, Busy, RateLimited, RefreshAnswerLost, TokenNotSaved, Unanswered
+from closeloop.errors import (
+    AuthRevoked,
+    Busy,
+    ConfigurationError,
+    FatalError,
+    IntegrationError,
+    RateLimited,
+    RefreshAnswerLost,
+    TokenNotSaved,
+    Unanswered,
+)
 from closeloop.store import TokenState
+
+if TYPE_CHECKING:
+    import httpx
+
+    from closeloop.http import VendorHttp
 
 logger = Logger(child=True)
 
@@ -342,3 +362,159 @@ class RefreshingTokens:
 def basic_auth(user: str, password: str) -> str:
     """An ``Authorization: Basic`` value (OAuth client authentication at a token endpoint)."""
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+#: How a token POST is sent: ``VendorHttp.request``'s signature, with the client first (SugarCRM sends through
+#: its REST version, ``ApiVersion.request``).
+TokenSend = Callable[..., "httpx.Response"]
+
+
+def _send(http: VendorHttp, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    return http.request(method, path, **kwargs)
+
+
+@dataclass(frozen=True)
+class TokenEndpoint:
+    """One vendor's OAuth 2.0 token endpoint (RFC 6749 section 6 refresh, 5.1/5.2 answers), its quirks as data.
+
+    ``vendor`` is named by the errors, ``label`` by their messages, ``client`` is the HTTP client's name for the
+    endpoint's host, ``reconnect`` tells a person what to do about a refused token. ``client_auth``: ``"basic"``
+    sends the client id and secret as HTTP Basic (RFC 6749 2.3.1), ``"body"`` as fields after the grant's own
+    (``credentials_first``: right after ``grant_type``), then ``extra`` (Sugar's ``platform``); ``encoding``:
+    a form or a JSON body. The error codes in ``revoked`` mean a person must reconnect (AuthRevoked), those in
+    ``misconfigured`` a wrong client id or secret (ConfigurationError), those in ``throttled`` a refresh rate
+    limit (RateLimited for ``throttle_seconds``); ``error_keys``: where the answer names its error, first found
+    wins. ``rotates``: a successful answer always carries a new refresh token (else it keeps the one sent
+    unless it brings another).
+    """
+
+    vendor: str
+    label: str
+    client: str
+    path: str
+    reconnect: str
+    client_auth: Literal["basic", "body"] = "basic"
+    credentials_first: bool = False
+    encoding: Literal["form", "json"] = "form"
+    extra: tuple[tuple[str, str], ...] = ()
+    revoked: frozenset[str] = frozenset({"invalid_grant"})
+    misconfigured: frozenset[str] = frozenset()
+    throttled: frozenset[str] = frozenset()
+    throttle_seconds: float = 60.0
+    error_keys: tuple[str, ...] = ("error",)
+    default_expires_in: float = 3600.0
+    rotates: bool = False
+    ok: tuple[int, ...] = (200, 400, 401)
+
+    def refresher(
+        self,
+        base_url: str,
+        client_id: Callable[[], str],
+        client_secret: Callable[[], str],
+        *,
+        transport: httpx.BaseTransport | None = None,
+    ) -> Callable[[str], TokenGrant]:
+        """A ``refresh`` callable for RefreshingTokens: one refresh-token grant (RFC 6749 section 6).
+
+        Raises Unanswered when the POST may have reached the vendor and no answer came back (RefreshingTokens
+        re-sends within the vendor's grace period), else what ``answer`` raises.
+        """
+
+        def refresh(refresh_token: str) -> TokenGrant:
+            grant = {"grant_type": "refresh_token", "refresh_token": refresh_token}
+            status, body = self.post(base_url, grant, client_id, client_secret, transport=transport)
+            return self.answer(status, body, refresh_token)
+
+        return refresh
+
+    def post(
+        self,
+        base_url: str,
+        grant: Mapping[str, str],
+        client_id: Callable[[], str],
+        client_secret: Callable[[], str],
+        *,
+        transport: httpx.BaseTransport | None = None,
+        send: TokenSend = _send,
+    ) -> tuple[int, dict[str, Any]]:
+        """POST ``grant`` once: the status and the answer's JSON object ({} when there is none).
+
+        Never re-sent once it may have reached the vendor (a rotating refresh token is single-use): that raises
+        Unanswered. Failures before sending and 429s are retried by the HTTP policy.
+        """
+        from closeloop.http import VendorHttp  # noqa: PLC0415 - this module stays free of httpx
+
+        fields, headers = self.request_fields(grant, client_id(), client_secret())
+        body: dict[str, Any] = {"json": fields} if self.encoding == "json" else {"data": fields}
+        if headers:
+            body["headers"] = headers
+        http = VendorHttp(self.client, base_url, transport=transport)
+        try:
+            response = send(http, "POST", self.path, ok=self.ok, retry_sent=False, **body)
+        finally:
+            http.close()
+        try:
+            payload = response.json() if response.content else {}
+        except ValueError:
+            payload = {}
+        return response.status_code, payload if isinstance(payload, dict) else {}
+
+    def request_fields(
+        self, grant: Mapping[str, str], client_id: str, client_secret: str
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """The body's fields and the headers for ``grant``, with the client credentials where the vendor wants
+        them (their order is the vendor's documented one)."""
+        if self.client_auth == "basic":
+            return {**grant, **dict(self.extra)}, {"Authorization": basic_auth(client_id, client_secret)}
+        credentials = {"client_id": client_id, "client_secret": client_secret}
+        if self.credentials_first:
+            fields = {"grant_type": grant["grant_type"], **credentials, **grant}
+        else:
+            fields = {**grant, **credentials}
+        return {**fields, **dict(self.extra)}, {}
+
+    def answer(self, status: int, body: Mapping[str, Any], sent: str) -> TokenGrant:
+        """The grant in a token answer (``sent``: the refresh token the request carried), or the refusal it
+        means: AuthRevoked, ConfigurationError, RateLimited or FatalError (see the class docstring)."""
+        error = next((str(body[key]) for key in self.error_keys if body.get(key)), "")
+        access_token = body.get("access_token")
+        if status == 200 and not error and access_token:
+            refresh_token = body.get("refresh_token")
+            if self.rotates and not refresh_token:
+                raise FatalError(f"{self.label}'s token answer has no refresh token", vendor=self.vendor, status=status)
+            return TokenGrant(
+                access_token=str(access_token),
+                expires_in=self._expires_in(body.get("expires_in"), status),
+                refresh_token=str(refresh_token or sent),
+            )
+        raise self.refusal(status, error or ("no token" if status == 200 else "unknown_error"))
+
+    def refusal(self, status: int, error: str) -> IntegrationError:
+        """The error a refused token request (error code ``error``) raises."""
+        if error in self.revoked:
+            return AuthRevoked(
+                f"{self.label} refused the refresh token ({error}): {self.reconnect}", vendor=self.vendor, status=status
+            )
+        if error in self.misconfigured:
+            return ConfigurationError(
+                f"{self.label} refused the client id or secret ({error})", vendor=self.vendor, status=status
+            )
+        if error in self.throttled:
+            return RateLimited(
+                f"{self.label} is throttling token refreshes ({error})",
+                vendor=self.vendor,
+                status=status,
+                retry_after=self.throttle_seconds,
+                problem="token",
+            )
+        return FatalError(f"{self.label} token endpoint said {error}", vendor=self.vendor, status=status)
+
+    def _expires_in(self, value: Any, status: int) -> float:
+        if value is None or value == "":
+            return self.default_expires_in
+        try:
+            return float(value)
+        except (TypeError, ValueError) as exc:
+            raise FatalError(
+                f"{self.label}'s token answer has an unreadable expires_in", vendor=self.vendor, status=status
+            ) from exc

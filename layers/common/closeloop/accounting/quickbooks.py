@@ -45,8 +45,8 @@ from urllib.parse import quote
 
 import httpx
 
+from closeloop.dates import parse_day, parse_utc
 from closeloop.errors import (
-    AuthRevoked,
     ConfigurationError,
     Conflict,
     FatalError,
@@ -66,7 +66,7 @@ from closeloop.models import (
     Item,
     customer_fields,
 )
-from closeloop.oauth import RefreshingTokens, TokenGrant, basic_auth
+from closeloop.oauth import RefreshingTokens, TokenEndpoint, TokenGrant
 from closeloop.ports import WebhookRequest
 from closeloop.redaction import redact
 from closeloop.wire import dumps_exact, hmac_base64_matches, read_decimal_object, to_decimal, webhook_json
@@ -144,6 +144,18 @@ def quickbooks_rate_limit(response: httpx.Response) -> RateLimitVerdict:
 REFRESH_RESEND_WITHIN_SECONDS = 0.0
 
 
+#: Intuit's token endpoint: HTTP Basic client authentication; the answer's refresh token may be the one sent (it
+#: changes about daily), and RefreshingTokens stores whichever comes back.
+TOKEN_ENDPOINT = TokenEndpoint(
+    vendor=VENDOR,
+    label="Intuit",
+    client="intuit-oauth",
+    path=TOKEN_PATH,
+    reconnect="reconnect QuickBooks",
+    misconfigured=frozenset({"invalid_client"}),
+)
+
+
 def refresh_with_intuit(
     oauth_url: str,
     client_id: Callable[[], str],
@@ -152,50 +164,11 @@ def refresh_with_intuit(
 ) -> Callable[[str], TokenGrant]:
     """A ``refresh`` callable for RefreshingTokens that calls Intuit's token endpoint.
 
-    ``POST {oauth_url}/oauth2/v1/tokens/bearer`` with Basic client auth. The answer's refresh token may be the
-    one sent (it changes about daily); RefreshingTokens stores whichever comes back. Raises AuthRevoked on
-    ``invalid_grant``, ConfigurationError on ``invalid_client``, FatalError otherwise.
+    ``POST {oauth_url}/oauth2/v1/tokens/bearer``, never re-sent once it may have reached Intuit (see
+    REFRESH_RESEND_WITHIN_SECONDS). Raises AuthRevoked on ``invalid_grant``, ConfigurationError on
+    ``invalid_client``, FatalError otherwise.
     """
-
-    def refresh(refresh_token: str) -> TokenGrant:
-        http = VendorHttp("intuit-oauth", oauth_url, transport=transport)
-        try:
-            response = http.request(
-                "POST",
-                TOKEN_PATH,
-                data={"grant_type": "refresh_token", "refresh_token": refresh_token},
-                headers={"Authorization": basic_auth(client_id(), client_secret())},
-                ok=(200, 400, 401),
-                retry_sent=False,  # see REFRESH_RESEND_WITHIN_SECONDS
-            )
-        finally:
-            http.close()
-        try:
-            body = response.json() if response.content else {}
-        except ValueError:
-            body = {}
-        if response.status_code != 200:
-            error = str(body.get("error", "unknown_error")) if isinstance(body, dict) else "unknown_error"
-            if error == "invalid_grant":
-                raise AuthRevoked(
-                    "Intuit refused the refresh token (invalid_grant): reconnect QuickBooks",
-                    vendor=VENDOR,
-                    status=response.status_code,
-                )
-            if error == "invalid_client":
-                raise ConfigurationError(
-                    "Intuit refused the client id or secret (invalid_client)",
-                    vendor=VENDOR,
-                    status=response.status_code,
-                )
-            raise FatalError(f"Intuit token endpoint said {error}", vendor=VENDOR, status=response.status_code)
-        return TokenGrant(
-            access_token=str(body["access_token"]),
-            expires_in=float(body.get("expires_in", 3600)),
-            refresh_token=str(body.get("refresh_token") or refresh_token),
-        )
-
-    return refresh
+    return TOKEN_ENDPOINT.refresher(oauth_url, client_id, client_secret, transport=transport)
 
 
 def qbo_literal(value: str) -> str:
@@ -525,7 +498,7 @@ class QuickBooksAccounting:
         if stamp is None:
             occurred = self._clock()
         else:
-            parsed = _qbo_datetime(stamp)
+            parsed = parse_utc(stamp)
             if parsed is None:
                 raise WebhookRejected(400, f"{where}.time: not a date-time")
             occurred = parsed
@@ -547,7 +520,7 @@ class QuickBooksAccounting:
         for key in ("name", "id", "operation", "lastUpdated"):
             if not isinstance(entity.get(key), str | int) or not str(entity[key]).strip():
                 raise WebhookRejected(400, f"{where}.{key}: Field required")
-        occurred = _qbo_datetime(str(entity["lastUpdated"]))
+        occurred = parse_utc(str(entity["lastUpdated"]))
         if occurred is None:
             raise WebhookRejected(400, f"{where}.lastUpdated: not a date-time")
         resource = self.WEBHOOK_RESOURCES.get(str(entity["name"]))
@@ -585,7 +558,7 @@ class QuickBooksAccounting:
                 "Customer", f"Active IN (true, false) AND MetaData.LastUpdatedTime >= {qbo_literal(stamp)}"
             )
         for row in rows:
-            updated = _qbo_datetime((row.get("MetaData") or {}).get("LastUpdatedTime"))
+            updated = parse_utc((row.get("MetaData") or {}).get("LastUpdatedTime"))
             if updated is None or updated >= floor:
                 yield to_customer(row)
 
@@ -915,7 +888,7 @@ class QuickBooksAccounting:
             live.extend(self._query_all("Invoice", f"Id IN ({chunk})"))
         out = self._to_invoices(live)
         for row in deleted:
-            updated = _qbo_datetime((row.get("MetaData") or {}).get("LastUpdatedTime"))
+            updated = parse_utc((row.get("MetaData") or {}).get("LastUpdatedTime"))
             out.append(Invoice(id=str(row.get("Id", "")), status="DELETED", updated_at=updated))
         return out
 
@@ -943,7 +916,7 @@ class QuickBooksAccounting:
         for start in range(0, len(payment_ids), self.IN_CHUNK):
             chunk = ", ".join(qbo_literal(p) for p in payment_ids[start : start + self.IN_CHUNK])
             for payment in self._query_all("Payment", f"Id IN ({chunk})"):
-                day = _qbo_date(payment.get("TxnDate"))
+                day = parse_day(payment.get("TxnDate"))
                 if day:
                     paid_on[str(payment.get("Id"))] = day
         return [self._to_invoice(row, paid_on) for row in rows]
@@ -963,8 +936,8 @@ class QuickBooksAccounting:
             status=status,
             customer_id=str((row.get("CustomerRef") or {}).get("value") or ""),
             currency=str((row.get("CurrencyRef") or {}).get("value") or ""),
-            issue_date=_qbo_date(row.get("TxnDate")),
-            due_date=_qbo_date(row.get("DueDate")),
+            issue_date=parse_day(row.get("TxnDate")),
+            due_date=parse_day(row.get("DueDate")),
             sub_total=total - tax,
             total_tax=tax,
             total=total,
@@ -972,31 +945,11 @@ class QuickBooksAccounting:
             amount_due=balance,
             last_payment_date=max(days) if days else None,
             url=self.WEB_URL + self.INVOICE_WEB_PATH.format(id=quote(invoice_id, safe="")) if invoice_id else "",
-            updated_at=_qbo_datetime((row.get("MetaData") or {}).get("LastUpdatedTime")),
+            updated_at=parse_utc((row.get("MetaData") or {}).get("LastUpdatedTime")),
         )
 
 
 # -- JSON and values ---------------------------------------------------------------------------------
-
-
-def _qbo_datetime(value: Any) -> datetime | None:
-    """QBO's ``2024-01-15T10:30:00-08:00`` (the company's zone) in UTC; None when absent or unreadable."""
-    if not isinstance(value, str) or not value.strip():
-        return None
-    try:
-        stamp = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).astimezone(UTC)
-
-
-def _qbo_date(value: Any) -> date | None:
-    if not isinstance(value, str) or not value.strip():
-        return None
-    try:
-        return date.fromisoformat(value.strip()[:10])
-    except ValueError:
-        return None
 
 
 def _linked_ids(row: Mapping[str, Any], txn_type: str) -> list[str]:

@@ -37,7 +37,8 @@ from urllib.parse import quote
 
 import httpx
 
-from closeloop.errors import AuthRevoked, ConfigurationError, Conflict, FatalError, ValidationFailed, WebhookRejected
+from closeloop.dates import parse_timestamp
+from closeloop.errors import ConfigurationError, Conflict, FatalError, ValidationFailed, WebhookRejected
 from closeloop.http import Pacer, RateLimit, RateLimitVerdict, TokenAuth, VendorHttp, retry_after_header
 from closeloop.models import (
     AccountingCustomer,
@@ -50,7 +51,7 @@ from closeloop.models import (
     Item,
     customer_fields,
 )
-from closeloop.oauth import RefreshingTokens, TokenGrant, basic_auth
+from closeloop.oauth import RefreshingTokens, TokenEndpoint, TokenGrant
 from closeloop.ports import WebhookRequest
 from closeloop.redaction import redact
 from closeloop.wire import dumps_exact, hmac_base64_matches, read_decimal_object, to_decimal, webhook_json
@@ -154,44 +155,31 @@ def xero_rate_limit(response: httpx.Response) -> RateLimitVerdict:
 REFRESH_RESEND_WITHIN_SECONDS = 30 * 60.0
 
 
+#: Xero's token endpoint (identity.xero.com/connect/token): HTTP Basic client authentication, and a new refresh
+#: token in every answer (single-use, rotating).
+TOKEN_ENDPOINT = TokenEndpoint(
+    vendor="xero",
+    label="Xero",
+    client="xero-identity",
+    path="/connect/token",
+    reconnect="reconnect with `closeloop connect xero`",
+    default_expires_in=1800.0,
+    rotates=True,
+)
+
+
 def refresh_with_identity(
     identity_url: str,
     client_id: Callable[[], str],
     client_secret: Callable[[], str],
     transport: httpx.BaseTransport | None = None,
 ) -> Callable[[str], TokenGrant]:
-    """A ``refresh`` callable for RefreshingTokens that calls Xero's token endpoint."""
+    """A ``refresh`` callable for RefreshingTokens that calls Xero's token endpoint.
 
-    def refresh(refresh_token: str) -> TokenGrant:
-        http = VendorHttp("xero-identity", identity_url, transport=transport)
-        try:
-            response = http.request(
-                "POST",
-                "/connect/token",
-                data={"grant_type": "refresh_token", "refresh_token": refresh_token},
-                headers={"Authorization": basic_auth(client_id(), client_secret())},
-                ok=(200, 400, 401),
-                retry_sent=False,  # RefreshingTokens decides, within the grace period above
-            )
-        finally:
-            http.close()
-        body = response.json() if response.content else {}
-        if response.status_code != 200:
-            error = str(body.get("error", "unknown_error"))
-            if error == "invalid_grant":
-                raise AuthRevoked(
-                    "Xero refused the refresh token (invalid_grant): reconnect with `closeloop connect xero`",
-                    vendor="xero",
-                    status=response.status_code,
-                )
-            raise FatalError(f"Xero token endpoint said {error}", vendor="xero", status=response.status_code)
-        return TokenGrant(
-            access_token=str(body["access_token"]),
-            expires_in=float(body.get("expires_in", 1800)),
-            refresh_token=str(body["refresh_token"]),
-        )
-
-    return refresh
+    Never re-sends a POST that may have reached Xero (Unanswered: RefreshingTokens decides, within the grace
+    period above). Raises AuthRevoked on ``invalid_grant``, FatalError on any other refusal.
+    """
+    return TOKEN_ENDPOINT.refresher(identity_url, client_id, client_secret, transport=transport)
 
 
 def _quote(value: str) -> str:
@@ -740,17 +728,10 @@ def parse_xero_datetime(value: Any) -> datetime | None:
     .NET JSON ``/Date(1573755038314+0000)/`` is milliseconds since the epoch in UTC (the offset only says
     which zone wrote it); ISO 8601 keeps its own offset, a naive one is UTC.
     """
-    if not isinstance(value, str) or not value.strip():
-        return None
-    text = value.strip()
-    match = _NET_DATE.match(text)
+    match = _NET_DATE.match(value.strip()) if isinstance(value, str) else None
     if match:
         return _EPOCH + timedelta(milliseconds=int(match.group(1)))
-    try:
-        stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+    return parse_timestamp(value)
 
 
 def _xero_datetime(row: Mapping[str, Any], key: str) -> datetime | None:

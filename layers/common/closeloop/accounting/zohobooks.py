@@ -40,14 +40,13 @@ from urllib.parse import quote
 
 import httpx
 
+from closeloop.dates import parse_day, parse_utc
 from closeloop.errors import (
-    AuthRevoked,
     ConfigurationError,
     Conflict,
     FatalError,
     IntegrationError,
     NotFound,
-    RateLimited,
     ValidationFailed,
     WebhookRejected,
 )
@@ -63,7 +62,7 @@ from closeloop.models import (
     Item,
     LineAmountTypes,
 )
-from closeloop.oauth import RefreshingTokens, TokenGrant
+from closeloop.oauth import RefreshingTokens, TokenEndpoint, TokenGrant
 from closeloop.ports import WebhookRequest
 from closeloop.redaction import redact
 from closeloop.wire import dumps_exact, read_decimal_object, to_decimal
@@ -178,6 +177,21 @@ def _organisation(organization_id: Callable[[], str]) -> Callable[[httpx.Request
 REFRESH_RESEND_WITHIN_SECONDS = math.inf
 
 
+#: Zoho's ``/oauth/v2/token``: the client id and secret are form fields, an error can come with status 200, and
+#: too many refreshes are refused as ``Access Denied`` (at most 10 access tokens per refresh token in 10 minutes).
+TOKEN_ENDPOINT = TokenEndpoint(
+    vendor=VENDOR,
+    label="Zoho",
+    client="zoho-accounts",
+    path="/oauth/v2/token",
+    reconnect="reconnect Zoho Books and update the credentials",
+    client_auth="body",
+    revoked=frozenset({"invalid_code", "invalid_client"}),
+    throttled=frozenset({"Access Denied"}),
+    throttle_seconds=MINUTE_WINDOW_SECONDS,
+)
+
+
 def refresh_with_zoho(
     accounts_url: str,
     client_id: Callable[[], str],
@@ -190,54 +204,7 @@ def refresh_with_zoho(
     ``invalid_code``/``invalid_client`` (a person must reconnect), RateLimited when Zoho throttles
     refreshes (``Access Denied``), FatalError on any other refusal.
     """
-
-    def refresh(refresh_token: str) -> TokenGrant:
-        http = VendorHttp("zoho-accounts", accounts_url, transport=transport)
-        try:
-            response = http.request(
-                "POST",
-                "/oauth/v2/token",
-                data={
-                    "grant_type": "refresh_token",
-                    "refresh_token": refresh_token,
-                    "client_id": client_id(),
-                    "client_secret": client_secret(),
-                },
-                ok=(200, 400, 401),
-                retry_sent=False,  # RefreshingTokens re-sends once (safe: see above)
-            )
-        finally:
-            http.close()
-        try:
-            body = response.json() if response.content else {}
-        except ValueError:
-            body = {}
-        error = str(body.get("error") or "") if isinstance(body, dict) else "unreadable"
-        if error in ("invalid_code", "invalid_client"):
-            raise AuthRevoked(
-                f"Zoho refused the refresh token ({error}): reconnect Zoho Books and update the credentials",
-                vendor=VENDOR,
-                status=response.status_code,
-            )
-        if error == "Access Denied":
-            raise RateLimited(
-                "Zoho is throttling token refreshes (Access Denied)",
-                vendor=VENDOR,
-                status=response.status_code,
-                retry_after=MINUTE_WINDOW_SECONDS,
-                problem="token",
-            )
-        if error or response.status_code != 200 or not body.get("access_token"):
-            raise FatalError(
-                f"Zoho token endpoint said {error or 'no token'}", vendor=VENDOR, status=response.status_code
-            )
-        return TokenGrant(
-            access_token=str(body["access_token"]),
-            expires_in=float(body.get("expires_in", 3600)),
-            refresh_token=refresh_token,
-        )
-
-    return refresh
+    return TOKEN_ENDPOINT.refresher(accounts_url, client_id, client_secret, transport=transport)
 
 
 class ZohoBooksAccounting:
@@ -380,7 +347,7 @@ class ZohoBooksAccounting:
         for row in self._pages("/contacts", "contacts", params):
             if row is None:
                 return
-            modified = parse_zoho_time(row.get("last_modified_time"))
+            modified = parse_utc(row.get("last_modified_time"))
             if modified is not None and modified < floor:
                 return
             if str(row.get("contact_type") or "customer") != "customer":
@@ -867,20 +834,20 @@ class ZohoBooksAccounting:
             status=INVOICE_STATUSES.get(str(row.get("status") or "draft"), "AUTHORISED"),
             customer_id=str(row.get("customer_id") or ""),
             currency=str(row.get("currency_code") or ""),
-            issue_date=_date(row.get("date")),
-            due_date=_date(row.get("due_date")),
+            issue_date=parse_day(row.get("date")),
+            due_date=parse_day(row.get("due_date")),
             sub_total=_decimal(row["sub_total"]) if row.get("sub_total") is not None else total - tax,
             total_tax=tax,
             total=total,
             amount_paid=_decimal(paid) if paid is not None else total - balance,
             amount_due=balance,
-            last_payment_date=_date(row.get("last_payment_date")),
+            last_payment_date=parse_day(row.get("last_payment_date")),
             url=(
                 self.web_url + self.INVOICE_WEB_PATH.format(organization=organization, id=invoice_id)
                 if invoice_id
                 else ""
             ),
-            updated_at=parse_zoho_time(row.get("last_modified_time")),
+            updated_at=parse_utc(row.get("last_modified_time")),
         )
 
 
@@ -908,29 +875,6 @@ def _to_item(row: Mapping[str, Any]) -> Item:
         account_code=str(row.get("account_id") or ""),
         tax_type=str(row.get("tax_id") or ""),
     )
-
-
-def parse_zoho_time(value: Any) -> datetime | None:
-    """``2024-05-01T10:00:00+0530`` (or ISO with a colon) as an aware UTC datetime; None when unreadable."""
-    if not isinstance(value, str) or not value.strip():
-        return None
-    text = value.strip()
-    for parse in (lambda t: datetime.strptime(t, "%Y-%m-%dT%H:%M:%S%z"), datetime.fromisoformat):
-        try:
-            stamp = parse(text)
-        except ValueError:
-            continue
-        return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).astimezone(UTC)
-    return None
-
-
-def _date(value: Any) -> date | None:
-    if not isinstance(value, str) or not value.strip():
-        return None
-    try:
-        return date.fromisoformat(value.strip()[:10])
-    except ValueError:
-        return None
 
 
 def _norm_tax(value: str) -> str:

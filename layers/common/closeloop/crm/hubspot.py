@@ -43,7 +43,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from closeloop.errors import (
-    AuthRevoked,
     ConfigurationError,
     Conflict,
     FatalError,
@@ -192,50 +191,27 @@ def refresh_with_hubspot(
 ) -> Callable[[str], TokenGrant]:
     """A ``refresh`` callable for RefreshingTokens that calls HubSpot's ``POST /oauth/v1/token``.
 
-    Raises AuthRevoked when HubSpot refuses the refresh token (``BAD_REFRESH_TOKEN``, ``invalid_grant``:
-    the app was uninstalled or the token revoked), FatalError on any other refusal (e.g. a wrong client id).
+    The client id and secret are form fields (before the refresh token, as HubSpot's example sends them).
+    Never re-sent by itself once it may have reached HubSpot (Unanswered: RefreshingTokens re-sends, safe as
+    the tokens do not rotate). Raises AuthRevoked when HubSpot refuses the refresh token
+    (``BAD_REFRESH_TOKEN``, ``invalid_grant``: the app was uninstalled or the token revoked), FatalError on any
+    other refusal (e.g. a wrong client id).
     """
-    from closeloop.http import VendorHttp  # noqa: PLC0415 - keep httpx off the webhook path
-    from closeloop.oauth import TokenGrant  # noqa: PLC0415
+    from closeloop.oauth import TokenEndpoint  # noqa: PLC0415 - keep the token machinery off the webhook path
 
-    def refresh(refresh_token: str) -> TokenGrant:
-        http = VendorHttp("hubspot-oauth", api_url, transport=transport)
-        try:
-            response = http.request(
-                "POST",
-                "/oauth/v1/token",
-                data={
-                    "grant_type": "refresh_token",
-                    "client_id": client_id(),
-                    "client_secret": client_secret(),
-                    "refresh_token": refresh_token,
-                },
-                ok=(200, 400, 401),
-            )
-        finally:
-            http.close()
-        try:
-            body = response.json() if response.content else {}
-        except ValueError:
-            body = {}
-        body = body if isinstance(body, dict) else {}
-        if response.status_code != 200 or not body.get("access_token"):
-            problem = str(body.get("status") or body.get("error") or body.get("category") or "no token")
-            if problem in ("BAD_REFRESH_TOKEN", "invalid_grant"):
-                raise AuthRevoked(
-                    f"HubSpot refused the refresh token ({problem}): reinstall the app and update "
-                    "HUBSPOT_REFRESH_TOKEN",
-                    vendor="hubspot",
-                    status=response.status_code,
-                )
-            raise FatalError(f"HubSpot token endpoint said {problem}", vendor="hubspot", status=response.status_code)
-        return TokenGrant(
-            access_token=str(body["access_token"]),
-            expires_in=float(body.get("expires_in") or 1800),
-            refresh_token=str(body.get("refresh_token") or refresh_token),
-        )
-
-    return refresh
+    endpoint = TokenEndpoint(
+        vendor="hubspot",
+        label="HubSpot",
+        client="hubspot-oauth",
+        path="/oauth/v1/token",
+        reconnect="reinstall the app and update HUBSPOT_REFRESH_TOKEN",
+        client_auth="body",
+        credentials_first=True,
+        revoked=frozenset({"BAD_REFRESH_TOKEN", "invalid_grant"}),
+        error_keys=("status", "error", "category"),
+        default_expires_in=1800.0,
+    )
+    return endpoint.refresher(api_url, client_id, client_secret, transport=transport)
 
 
 class _HubSpotEvent(BaseModel):

@@ -36,6 +36,7 @@ from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
+from closeloop.dates import parse_timestamp
 from closeloop.errors import (
     AuthExpired,
     AuthRevoked,
@@ -245,7 +246,7 @@ class PipedriveCrm:
         object_type = self.OBJECTS.get(str(meta["entity"]))
         if object_type is None:
             return []  # activities, notes, products, …: not ours
-        occurred_at = _parse_time(meta["timestamp"])
+        occurred_at = parse_timestamp(meta["timestamp"])
         if occurred_at is None:
             raise WebhookRejected(400, f"meta.timestamp: not a timestamp: {str(meta['timestamp'])[:40]!r}")
         action = str(meta["action"])
@@ -425,7 +426,7 @@ class PipedriveCrm:
             last_name=primary.last_name if primary else "",
             address=_address(org.get("address")),
             people=people[1:],
-            updated_at=_parse_time(org.get("update_time")),
+            updated_at=parse_timestamp(org.get("update_time")),
         )
 
     def _person_customer(self, person: Mapping[str, Any]) -> Customer:
@@ -438,7 +439,7 @@ class PipedriveCrm:
             phone=me.phone,
             first_name=me.first_name,
             last_name=me.last_name,
-            updated_at=_parse_time(person.get("update_time")),
+            updated_at=parse_timestamp(person.get("update_time")),
         )
 
     @staticmethod
@@ -489,14 +490,14 @@ class PipedriveCrm:
         start, end = _utc(closed_from), _utc(closed_before)
         params = {"status": "won", "updated_since": _rfc3339(start), "sort_by": "id", "sort_direction": "asc"}
         for record in self._pages("/api/v2/deals", params):
-            won = _parse_time(record.get("won_time"))
+            won = parse_timestamp(record.get("won_time"))
             if won is not None and start <= won < end and not record.get("is_deleted"):
                 yield self._deal(record)
 
     def _deal(self, obj: Mapping[str, Any], *, line_items: tuple[LineItem, ...] = ()) -> Deal:
         deal_id = str(obj["id"])
         status = _clean(obj.get("status"))
-        won = _parse_time(obj.get("won_time"))
+        won = parse_timestamp(obj.get("won_time"))
         org_id, person_id = obj.get("org_id"), obj.get("person_id")
         return Deal(
             ref=self._ref("deal", deal_id),
@@ -512,7 +513,7 @@ class PipedriveCrm:
             contact=self._ref("contact", str(person_id)) if person_id else None,
             line_items=line_items,
             url=self._deal_url(deal_id),
-            updated_at=_parse_time(obj.get("update_time")),
+            updated_at=parse_timestamp(obj.get("update_time")),
             synced=self._synced(obj.get("custom_fields") or {}),
         )
 
@@ -610,7 +611,7 @@ class PipedriveCrm:
         if object_type is None or object_id is None:
             return None
         record = data if isinstance(data, dict) else {}
-        changed = _parse_time(record.get("update_time")) or _parse_time(record.get("add_time")) or since
+        changed = parse_timestamp(record.get("update_time")) or parse_timestamp(record.get("add_time")) or since
         gone = not record or record.get("deleted") is True or record.get("active_flag") is False
         stamp = changed.strftime("%Y-%m-%dT%H:%M:%SZ")
         return SyncEvent(
@@ -998,18 +999,6 @@ def _decimal(value: Any, what: str) -> Decimal | None:
     if number is None or not number.is_finite():
         raise ValidationFailed(f"Pipedrive {what} is not a number: {str(value)[:40]!r}", vendor="pipedrive")
     return number
-
-
-def _parse_time(value: Any) -> datetime | None:
-    """RFC 3339 (v2, webhooks) or v1's ``YYYY-MM-DD HH:MM:SS`` (UTC) as an aware datetime."""
-    text = _clean(value)
-    if not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _utc(moment: datetime) -> datetime:

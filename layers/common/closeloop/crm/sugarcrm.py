@@ -62,7 +62,7 @@ from closeloop.models import (
     Person,
     SyncEvent,
 )
-from closeloop.oauth import TokenGrant
+from closeloop.oauth import TokenEndpoint, TokenGrant
 from closeloop.ports import PropertyDefinition, WebhookRequest
 from closeloop.wire import path_secret, webhook_json
 
@@ -271,34 +271,36 @@ def password_grant(
     REST version like every call (``api_version``: SUGARCRM_API_VERSION, see ``ApiVersion``).
     """
     version = ApiVersion(instance_url, api_version)
+    endpoint = TokenEndpoint(
+        vendor="sugarcrm",
+        label="SugarCRM",
+        client="sugarcrm-oauth",
+        path=TOKEN_PATH,
+        reconnect="check SUGARCRM_USERNAME and SUGARCRM_PASSWORD",
+        client_auth="body",
+        encoding="json",
+        extra=(("platform", platform),),
+        ok=(200, 400, 401, 403, 422),
+    )
 
-    def request(body: dict[str, str]) -> tuple[int, dict[str, Any]]:
-        from closeloop.http import VendorHttp  # noqa: PLC0415 - keep httpx off the webhook path
-
-        http = VendorHttp("sugarcrm-oauth", instance_url.rstrip("/") + "/rest", transport=transport)
-        try:
-            response = version.request(
-                http, "POST", TOKEN_PATH, json=body, ok=(200, 400, 401, 403, 422), retry_sent=False
-            )
-        finally:
-            http.close()
-        try:
-            payload = response.json()
-        except ValueError:
-            payload = {}
-        return response.status_code, payload if isinstance(payload, dict) else {}
-
-    def common() -> dict[str, str]:
-        return {"client_id": client_id() or DEFAULT_CLIENT_ID, "client_secret": client_secret(), "platform": platform}
+    def post(grant: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        return endpoint.post(
+            instance_url.rstrip("/") + "/rest",
+            grant,
+            lambda: client_id() or DEFAULT_CLIENT_ID,
+            client_secret,
+            transport=transport,
+            send=version.request,
+        )
 
     def refresh(refresh_token: str) -> TokenGrant:
         if refresh_token:
-            status, body = request({"grant_type": "refresh_token", "refresh_token": refresh_token, **common()})
+            status, body = post({"grant_type": "refresh_token", "refresh_token": refresh_token})
             if status == 200:
-                return _grant(body)
-        status, body = request({"grant_type": "password", "username": username(), "password": password(), **common()})
+                return endpoint.answer(status, body, "")
+        status, body = post({"grant_type": "password", "username": username(), "password": password()})
         if status == 200:
-            return _grant(body)
+            return endpoint.answer(status, body, "")
         error = str(body.get("error") or "unknown_error")
         raise AuthRevoked(
             f"SugarCRM refused the login ({error}: {str(body.get('error_message') or '')[:120]}): check "
@@ -309,17 +311,6 @@ def password_grant(
         )
 
     return refresh
-
-
-def _grant(body: Mapping[str, Any]) -> TokenGrant:
-    try:
-        return TokenGrant(
-            access_token=str(body["access_token"]),
-            expires_in=float(body.get("expires_in") or 3600),
-            refresh_token=str(body.get("refresh_token") or ""),
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise FatalError("SugarCRM's token answer has no access_token", vendor="sugarcrm") from exc
 
 
 def _auth(tokens: AccessTokens) -> httpx.Auth:
