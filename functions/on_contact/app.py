@@ -14,6 +14,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from closeloop import runtime
+from closeloop.observability import count_queue_lag, metrics, tracer
 from closeloop.webhook_api import resolve
 
 if TYPE_CHECKING:
@@ -39,10 +40,13 @@ def webhook_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, 
 
 
 @logger.inject_lambda_context
+@tracer.capture_lambda_handler(capture_error=False)  # exception text as trace metadata could carry PII
+@metrics.log_metrics(raise_on_empty_metrics=False)
 def worker_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     from aws_lambda_powertools.utilities.batch import process_partial_response  # noqa: PLC0415
 
     runtime.register_lambda_context(context)
+    count_queue_lag(event, runtime.telemetry())
     records = [(str(r["messageId"]), str(r.get("body") or "")) for r in event.get("Records") or []]
     batch = runtime.contact_queue().batch(records)
 

@@ -23,6 +23,7 @@ def previous_month(now: datetime) -> str:
 
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    runtime.telemetry()  # vendor 429s and retries are counted (embedded metrics: no flush to wait for)
     month = str(event.get("month") or previous_month(datetime.now(UTC)))
     result = runtime.monthly_report(month)
     logger.info("reconciliation published", extra={"month": month, "discrepancies": result["discrepancies"]})

@@ -70,3 +70,14 @@ def test_reconcile_cold_start_does_not_load_the_workbook_writer() -> None:
     imported = _imported_at_init("reconcile")
     # Then XlsxWriter and the report renderers wait until a report is actually rendered
     assert {"xlsxwriter", "closeloop.reports.xlsx", "closeloop.reports.monthly"}.isdisjoint(imported["modules"])
+
+
+@pytest.mark.parametrize("function", ["on_contact", "on_deal_won", "payment_poller", "reconcile"])
+def test_no_cold_start_loads_the_xray_sdk(function: str) -> None:
+    # Given any function, the workers among them traced with Powertools Tracer (closeloop.observability)
+    # When a fresh process imports its handler module, as Lambda's init does
+    imported = _imported_at_init(function)
+    # Then the X-Ray SDK is not loaded yet: the tracer is made, and patches botocore, on the first invocation
+    assert not {name for name in imported["modules"] if name.split(".")[0] == "aws_xray_sdk"}
+    # And the metrics the workers flush per invocation are ready at init (Powertools loads them with its Logger)
+    assert "aws_lambda_powertools.metrics" in imported["modules"]

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from closeloop import runtime, webhook_api
+from closeloop import runtime, telemetry, webhook_api
 from closeloop.config import Settings
 from closeloop.credentials import API_KEYS, CREDENTIAL_KEYS, SECRET_KEYS, WEBHOOK_KEYS
 from closeloop_local.stack import load_translated_template, referenced_ids
@@ -184,6 +184,11 @@ def inline_statements(template: dict[str, Any]) -> list[tuple[str, dict[str, Any
     return found
 
 
+#: Actions that take no resource of their own: IAM authorizes them on "*" only (the Service Authorization
+#: Reference lists no resource type for them). X-Ray's writes, for the traced workers.
+RESOURCELESS_ACTIONS = frozenset({"xray:PutTraceSegments", "xray:PutTelemetryRecords"})
+
+
 def test_no_role_allows_every_action_or_every_resource(template: dict[str, Any]) -> None:
     # Given every inline statement of every role the template creates
     statements = inline_statements(template)
@@ -195,6 +200,8 @@ def test_no_role_allows_every_action_or_every_resource(template: dict[str, Any])
         resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
         # Then no statement allows "*" or "service:*", and none applies to every resource
         assert not [a for a in actions if a == "*" or a.endswith(":*")], (role, actions)
+        if set(actions) <= RESOURCELESS_ACTIONS:
+            continue  # "*" is the only resource they take; a statement of their own grants nothing else
         assert "*" not in resources, (role, actions)
 
 
@@ -529,3 +536,26 @@ def test_hubspot_signature_minimum_is_a_parameter_that_reaches_the_webhook_funct
     for name in ("ContactWebhookFunction", "DealWebhookFunction"):
         variables = props(template, name)["Environment"]["Variables"]
         assert variables[alias] == {"Ref": "HubSpotSignatureMinVersion"}, name
+
+
+def test_workers_are_traced_and_may_write_their_traces(template: dict[str, Any]) -> None:
+    functions = resources_of(template, "AWS::Lambda::Function")
+    for name in ("ContactWorkerFunction", "DealWorkerFunction"):
+        # Given a queue worker (decorated with Powertools Tracer: closeloop.observability)
+        properties = functions[name]["Properties"]
+        # Then Lambda traces it with X-Ray
+        assert properties["TracingConfig"] == {"Mode": "Active"}
+        # And its own role (SAM adds X-Ray's policy only to the roles it makes) may send the segments
+        role = target(properties["Role"])
+        statements = [
+            statement
+            for policy in props(template, role)["Policies"]
+            for statement in policy["PolicyDocument"]["Statement"]
+        ]
+        traces = [s for s in statements if "xray:PutTraceSegments" in s["Action"]]
+        assert traces, f"{role} cannot write X-Ray segments"
+        assert set(traces[0]["Action"]) == {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+    for name, function in functions.items():
+        # And every function's metrics land in the namespace the code and the alarms use
+        variables = function["Properties"]["Environment"]["Variables"]
+        assert variables["POWERTOOLS_METRICS_NAMESPACE"] == telemetry.METRICS_NAMESPACE, name

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from closeloop import telemetry
 from closeloop.errors import (
     AuthExpired,
     Conflict,
@@ -160,7 +161,11 @@ class TokenAuth(httpx.Auth):
 
 
 class VendorHttp:
-    """An httpx client bound to one vendor's base URL, with the retry policy and error mapping."""
+    """An httpx client bound to one vendor's base URL, with the retry policy and error mapping.
+
+    Every 429 and every retry is counted (``VendorRateLimited``, ``VendorRetries`` by vendor) through the
+    process's telemetry (``closeloop.telemetry.current()``).
+    """
 
     def __init__(
         self,
@@ -237,13 +242,13 @@ class VendorHttp:
                 delay = self.policy.backoff(attempt)
                 if attempt >= self.policy.max_attempts or slept + delay > self.policy.max_sleep_total:
                     raise Unavailable(f"{method} {path}: {type(exc).__name__}", vendor=self.vendor) from exc
-                slept += delay
-                self._sleep(delay)
+                slept += self._wait(delay)
                 continue
 
             if response.status_code in ok:
                 return response
             if response.status_code == 429:
+                telemetry.current().vendor_rate_limited(self.vendor)
                 verdict = self._rate_limit(response)
                 delay = max(verdict.retry_after or 0.0, self.policy.backoff(attempt))
                 self.pacer.back_off(delay)
@@ -253,8 +258,7 @@ class VendorHttp:
                     or slept + delay > self.policy.max_sleep_total
                 ):
                     raise self._error(response, method, path, verdict)
-                slept += delay
-                self._sleep(delay)
+                slept += self._wait(delay)
                 continue
             if response.status_code in RETRIABLE_STATUSES:
                 if not retry_sent:
@@ -269,10 +273,15 @@ class VendorHttp:
                 delay = self.policy.backoff(attempt)
                 if attempt >= self.policy.max_attempts or slept + delay > self.policy.max_sleep_total:
                     raise self._error(response, method, path)
-                slept += delay
-                self._sleep(delay)
+                slept += self._wait(delay)
                 continue
             raise self._error(response, method, path)
+
+    def _wait(self, delay: float) -> float:
+        """Sleep ``delay`` before a retry, and count the retry; returns ``delay``."""
+        telemetry.current().vendor_retried(self.vendor)
+        self._sleep(delay)
+        return delay
 
     def _error(
         self,

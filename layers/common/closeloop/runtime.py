@@ -300,6 +300,19 @@ def _provider(registry: dict[str, Callable[[Settings, Credentials], Any]], name:
 
 
 @cache
+def telemetry() -> Any:
+    """Closeloop's metrics and traces on Powertools, installed as the process's (``closeloop.telemetry``):
+    ``VendorHttp`` counts 429s and retries through it. Lambda handlers install it; the CLI does not (it
+    would print embedded-metric lines among its own output)."""
+    from closeloop import telemetry as port  # noqa: PLC0415
+    from closeloop.observability import PowertoolsTelemetry  # noqa: PLC0415
+
+    installed = PowertoolsTelemetry({"vendor": get_settings().accounting_provider})
+    port.install(installed)
+    return installed
+
+
+@cache
 def crm() -> CrmPort:
     return _provider(CRM_PROVIDERS, get_settings().crm_provider, "CRM")  # type: ignore[no-any-return]
 
@@ -430,7 +443,7 @@ def _worker(pipeline: Any) -> Any:
     def alert_due(kind: str) -> bool:
         return bool(store().acquire_lease(f"alert#{kind}", uuid.uuid4().hex, ALERT_EVERY_SECONDS))
 
-    return Worker(pipeline, alerts(), once(), park=park, alert_due=alert_due, now=clock().now)
+    return Worker(pipeline, alerts(), once(), park=park, alert_due=alert_due, now=clock().now, telemetry=telemetry())
 
 
 #: A disconnected account is announced at most this often, however many messages meet it.
@@ -473,7 +486,17 @@ def invoice_policy() -> Any:
 def deal_worker() -> Any:
     from closeloop.sync.invoices import DealSync  # noqa: PLC0415
 
-    return _worker(DealSync(crm(), accounting(), store(), contact_sync(), invoice_policy(), owner=uuid.uuid4().hex))
+    return _worker(
+        DealSync(
+            crm(),
+            accounting(),
+            store(),
+            contact_sync(),
+            invoice_policy(),
+            owner=uuid.uuid4().hex,
+            telemetry=telemetry(),
+        )
+    )
 
 
 @cache
@@ -553,9 +576,16 @@ def reset() -> None:
         accounting_changes,
         accounting_catch_up,
         contact_backfill,
+        telemetry,
     ):
         cached.cache_clear()
     get_settings.cache_clear()
+    # The installed telemetry and the metrics Powertools keeps for the invocation's flush are per process too.
+    from closeloop import telemetry as port  # noqa: PLC0415
+    from closeloop.observability import metrics  # noqa: PLC0415
+
+    port.install(port.NO_TELEMETRY)
+    metrics.clear_metrics()
     # Powertools keeps one parameters provider (and its boto3 client, bound to an endpoint) per process.
     from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS  # noqa: PLC0415
 

@@ -26,14 +26,14 @@ from closeloop.credentials import WEBHOOK_KEYS
 from closeloop.errors import ConfigurationError, WebhookRejected
 from closeloop.ports import WebhookRequest
 from closeloop.sync.ingest import ingest, ingest_accounting, raise_if_wrong_crm
+from closeloop.telemetry import METRICS_NAMESPACE
 
 logger = Logger(child=True)
 app = APIGatewayHttpResolver()
 
 PIPELINE_ROUTES = frozenset({"contacts", "deals"})
 #: Counted for each webhook answered 503 for missing configuration; template.yaml alarms on it per API
-#: (WebhookMisconfiguredAlarm: namespace, name and the ApiId dimension must match it).
-METRICS_NAMESPACE = "Closeloop"
+#: (WebhookMisconfiguredAlarm: namespace, name and the ApiId dimension must match it), in METRICS_NAMESPACE.
 MISCONFIGURED_METRIC = "WebhookMisconfigured"
 #: Logged with a 503 for a missing webhook key: a stack upgraded from a release with one secret has it elsewhere.
 MISSING_KEY_FIX = {

@@ -43,6 +43,7 @@ from closeloop.sync.contacts import ContactSync, Outcome
 from closeloop.sync.payment_status import payment_status
 from closeloop.sync.tax import DEFAULT_RULES, TaxRule, rule_for
 from closeloop.sync.trail import Trail
+from closeloop.telemetry import NO_TELEMETRY, Telemetry
 
 LEASE_SECONDS = 120
 CENT = Decimal("0.01")
@@ -180,7 +181,7 @@ class DealStore(SyncStore, InvoiceEmailStore, Protocol):
 
 
 class DealSync:
-    """Vendor-free won deal -> invoice over the ports."""
+    """Vendor-free won deal -> invoice over the ports. ``telemetry`` counts each invoice created."""
 
     def __init__(
         self,
@@ -192,6 +193,7 @@ class DealSync:
         *,
         owner: str,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        telemetry: Telemetry = NO_TELEMETRY,
     ) -> None:
         self.crm = crm
         self.accounting = accounting
@@ -200,6 +202,7 @@ class DealSync:
         self.policy = policy
         self.owner = owner
         self.clock = clock
+        self.telemetry = telemetry
         self.trail = Trail(store, accounting.name, clock)
 
     def sync(self, ref: CrmRef, events: Iterable[SyncEvent]) -> Outcome:
@@ -262,6 +265,8 @@ class DealSync:
         if self.policy.send_email:
             self._mark_email(ref, "to_send")  # before the create: a crash after it still owes the email
         invoice = self.accounting.create_invoice(draft, idempotency_key=deal_idempotency_key(ref, "invoice"))
+        # Counted as soon as it exists: a retry after a later failure finds it by reference, and is not counted.
+        self.telemetry.invoice_created()
         outcome = self._finish(deal, invoice, draft, event, "created")
         self._email_if_promised(ref, invoice, event)
         return outcome

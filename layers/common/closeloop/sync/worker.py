@@ -26,6 +26,7 @@ from aws_lambda_powertools import Logger
 
 from closeloop.errors import RateLimited, RetriableError, SetupError
 from closeloop.models import CrmRef, SyncEvent, UnreadableMessage, WorkMessage, read_work_message
+from closeloop.telemetry import NO_TELEMETRY, Telemetry
 
 logger = Logger(child=True)
 
@@ -68,6 +69,8 @@ class Worker:
     wait for the fix instead of burning their receive count into the DLQ; rate-limited work waits for
     the vendor's Retry-After. ``alert_due(kind)`` says whether to alert now (once an hour, not per
     message). ``now`` is the clock of ``WorkMessage.not_before`` and of the delays (seconds).
+    ``telemetry`` counts each record synced (``RecordsSynced``) or kept as a failed sync (``FailedSyncs``)
+    when its work runs (not when a redelivery finds it done), and traces each object's sync as a span.
     """
 
     def __init__(
@@ -79,6 +82,7 @@ class Worker:
         park: Callable[[str, str, int], None] | None = None,
         alert_due: Callable[[str], bool] = lambda kind: True,
         now: Callable[[], float] = time.time,
+        telemetry: Telemetry = NO_TELEMETRY,
     ) -> None:
         self.pipeline = pipeline
         self.alerts = alerts
@@ -86,6 +90,7 @@ class Worker:
         self.park = park
         self.alert_due = alert_due
         self.now = now
+        self.telemetry = telemetry
 
     def handle_message(self, body: str) -> list[dict[str, Any]]:
         """Process one message body. Raises the first RetriableError/SetupError after trying every group,
@@ -105,7 +110,8 @@ class Worker:
         for index, (ref, events) in enumerate(groups):
             key = {"ref": str(ref), "events": sorted(e.dedupe_key for e in events)}
             try:
-                result = self.once(key, lambda ref=ref, events=events: self._sync(ref, events))  # type: ignore[misc]
+                with self.telemetry.span("sync record", span_annotations([ref])):
+                    result = self.once(key, lambda ref=ref, events=events: self._sync(ref, events))  # type: ignore[misc]
             except RateLimited as exc:
                 if self.park is None:
                     logger.warning("sync will be retried", extra={"ref": str(ref), "error": str(exc)})
@@ -171,7 +177,8 @@ class Worker:
             for event in message.events:
                 groups.setdefault(event.ref, {})[event.dedupe_key] = event
         try:
-            results = bulk({ref: list(events.values()) for ref, events in groups.items()}) if groups else {}
+            with self.telemetry.span("sync records", span_annotations(groups)):
+                results = bulk({ref: list(events.values()) for ref, events in groups.items()}) if groups else {}
         except SetupError as exc:
             self._park_all(readable, exc)
             return failed
@@ -192,6 +199,7 @@ class Worker:
                 outcome = asdict(result)
                 outcome["ref"] = str(ref)
                 logger.info("synced", extra=outcome)
+                self._count(ref, outcome["action"])
         return failed
 
     def _requeue_limited(
@@ -257,7 +265,27 @@ class Worker:
         outcome = self.pipeline.sync(ref, events)
         result = asdict(outcome)
         result["ref"] = str(outcome.ref)
+        self._count(ref, result["action"])
         return result
+
+    def _count(self, ref: CrmRef, action: str) -> None:
+        if action == "failed":
+            self.telemetry.sync_failed()
+        else:
+            self.telemetry.record_synced(ref.object_type, action)
+
+
+def span_annotations(refs: Iterable[CrmRef]) -> dict[str, str | int]:
+    """What a sync span is found by: the CRM, the object type(s), the object id when there is one (ids only)."""
+    refs = list(refs)
+    annotations: dict[str, str | int] = {
+        "crm": ",".join(sorted({ref.crm for ref in refs})),
+        "object_type": ",".join(sorted({ref.object_type for ref in refs})),
+        "records": len(refs),
+    }
+    if len(refs) == 1:
+        annotations["object_id"] = refs[0].object_id
+    return annotations
 
 
 def crm_events(body: str) -> WorkMessage:
