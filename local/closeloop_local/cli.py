@@ -13,9 +13,10 @@
     closeloop upgrade webhook-keys [--stack-name NAME] [--dry-run]
         After upgrading from a release that kept the webhook keys in the credentials secret: copy them into
         the webhook keys secret (``closeloop_local.upgrade``, imported on use).
-    closeloop demo [--crm hubspot|pipedrive|sugarcrm] [--accounting xero|quickbooks|zohobooks] / closeloop connect xero
-        Implemented in ``closeloop_local.demo`` and ``closeloop_local.connect``, imported on use. A module
-        may define ``add_arguments(parser)`` to declare its own options.
+    closeloop demo [--crm CRM] [--accounting SYSTEM] / connect SYSTEM / setup CRM
+        Implemented in ``closeloop_local.demo``, ``closeloop_local.connect`` and ``closeloop_local.setup``,
+        imported on use. A module may define ``add_arguments(parser)`` to declare its own options. The
+        systems offered are the registry's (``closeloop.vendors.registry``).
 
 The project root is the nearest directory holding template.yaml, from the current directory up.
 """
@@ -239,8 +240,16 @@ def _lazy_main(module_name: str) -> Any:
 # ------------------------------------------------------------------------------------------ main
 
 
+def _default_pair(registry: Any) -> str:
+    """The "<CRM> -> <accounting> sync" of the registry's default vendors."""
+    crm, accounting = (registry.get(registry.DEFAULTS[kind]).title for kind in ("crm", "accounting"))
+    return f"{crm} -> {accounting} sync"
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
-    parser = argparse.ArgumentParser(prog="closeloop", description="Closeloop: HubSpot -> Xero sync, locally.")
+    from closeloop.vendors import registry  # noqa: PLC0415 - the vendors' specs: only when a parser is built
+
+    parser = argparse.ArgumentParser(prog="closeloop", description=f"Closeloop: {_default_pair(registry)}, locally.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     dev = commands.add_parser("dev", help="run the whole system locally (HTTP API, queues, AWS endpoint)")
@@ -300,12 +309,13 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     demo.set_defaults(handler=_lazy_main(_LAZY_COMMANDS["demo"]))
 
     connect = commands.add_parser("connect", help="connect an accounting system (OAuth) and store its tokens")
-    connect.add_argument("system", choices=["xero"], help="the accounting system to connect")
+    connectable = [spec.name for spec in registry.accountings() if spec.capabilities.connect]
+    connect.add_argument("system", choices=connectable, help="the accounting system to connect")
     connect.add_argument("--port", type=int, default=8765, help="local OAuth callback port (default 8765)")
     connect.set_defaults(handler=_lazy_main(_LAZY_COMMANDS["connect"]))
 
     setup = commands.add_parser("setup", help="create the CRM properties Closeloop writes (deal and company)")
-    setup.add_argument("system", choices=["hubspot", "pipedrive", "sugarcrm"], help="the CRM to set up")
+    setup.add_argument("system", choices=registry.names("crm"), help="the CRM to set up")
     setup.set_defaults(handler=_lazy_main(_LAZY_COMMANDS["setup"]))
     backfill = commands.add_parser(
         "backfill", help="link existing CRM records to existing accounting records (dry run, resume, review list)"

@@ -29,12 +29,13 @@ from typing import Any, TextIO
 import httpx
 
 from closeloop.models import CrmRef
+from closeloop.vendors import registry
 from closeloop_local.pairs import ACCOUNTING, CRMS, TITLES, UNPACED, Pair, running_pair
 from closeloop_local.sandboxes import xero as xero_sandbox
 from closeloop_local.sandboxes.drivers import DealLine, SeenCustomer, SeenInvoice
 
-DEFAULT_CRM = "hubspot"
-DEFAULT_ACCOUNTING = "xero"
+DEFAULT_CRM = registry.DEFAULTS["crm"]
+DEFAULT_ACCOUNTING = registry.DEFAULTS["accounting"]
 
 
 def project_root(start: Path | None = None) -> Path:

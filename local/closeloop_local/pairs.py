@@ -16,13 +16,12 @@ from typing import Any
 
 from closeloop.aws import KmsTokenCipher
 from closeloop.store import DynamoStore
+from closeloop.vendors import registry
 from closeloop_local.sandboxes import hubspot, pipedrive, quickbooks, sugarcrm, xero, zohobooks
 from closeloop_local.sandboxes.base import SandboxServer
 from closeloop_local.sandboxes.drivers import AccountingDriver, CrmDriver
 from closeloop_local.stack import LocalStack
 
-CRMS = ("hubspot", "pipedrive", "sugarcrm")
-ACCOUNTING = ("xero", "quickbooks", "zohobooks")
 #: The functional stacks (demo, e2e, pairs) are not about rate limits: their workers spend a budget far above
 #: the sandboxes' real limits, so a step is not paced to Xero's one call a second, and an occasional 429 is
 #: retried as any would be. Pacing at the real limits is tested and measured where it is the point
@@ -30,15 +29,8 @@ ACCOUNTING = ("xero", "quickbooks", "zohobooks")
 UNPACED = {"ACCOUNTING_RATE_LIMIT_PER_MINUTE": "100000"}
 #: ... and the pairs' accounting sandboxes take that much a minute (their other limits stay the vendors').
 FUNCTIONAL_MINUTE_LIMIT = 100_000
-#: How the vendors spell themselves, for people reading the demo's output.
-TITLES = {
-    "hubspot": "HubSpot",
-    "pipedrive": "Pipedrive",
-    "sugarcrm": "SugarCRM",
-    "xero": "Xero",
-    "quickbooks": "QuickBooks",
-    "zohobooks": "Zoho Books",
-}
+#: How the vendors spell themselves, for people reading the demo's output (their specs' titles).
+TITLES = {spec.name: spec.title for spec in registry.all_specs()}
 
 
 def _hubspot(oauth: bool) -> tuple[CrmDriver, SandboxServer, Callable[[], None]]:
@@ -89,6 +81,9 @@ ACCOUNTING_SANDBOXES: dict[str, Callable[[], tuple[AccountingDriver, SandboxServ
     "quickbooks": _quickbooks,
     "zohobooks": _zohobooks,
 }
+#: The vendors a pair can be made of: the registry's, in its order, that have a sandbox.
+CRMS = tuple(name for name in registry.names("crm") if name in CRM_SANDBOXES)
+ACCOUNTING = tuple(name for name in registry.names("accounting") if name in ACCOUNTING_SANDBOXES)
 
 
 @dataclass

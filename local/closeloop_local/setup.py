@@ -24,10 +24,13 @@ import sys
 from closeloop import runtime
 from closeloop.credentials import Credentials
 from closeloop.sync.invoices import CUSTOMER_PROPERTIES, DEAL_PROPERTIES
+from closeloop.vendors import registry
 from closeloop.wire import MIN_PATH_SECRET_LENGTH
 
-#: The CRMs whose webhook URLs end in a secret, and the credential that holds it.
-PATH_SECRETS = {"pipedrive": "PIPEDRIVE_WEBHOOK_PATH_SECRET", "sugarcrm": "SUGARCRM_WEBHOOK_TOKEN"}
+#: The CRMs whose webhook URLs end in a secret, and the credential that holds it (their specs say which).
+PATH_SECRETS = {
+    spec.name: spec.capabilities.path_secret_key for spec in registry.crms() if spec.capabilities.path_secret_key
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,7 +65,7 @@ def main(args: argparse.Namespace) -> int:
         os.environ["CREDENTIALS_SECRET_ID"] = args.secret_id
     if getattr(args, "webhook_secret_id", None):
         os.environ["WEBHOOK_KEYS_SECRET_ID"] = args.webhook_secret_id
-    system = getattr(args, "system", "hubspot")
+    system = getattr(args, "system", registry.DEFAULTS["crm"])
     os.environ.setdefault("CRM_PROVIDER", system)
     runtime.reset()
     key = PATH_SECRETS.get(system)

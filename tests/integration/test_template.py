@@ -8,9 +8,11 @@ from typing import Any
 
 import pytest
 
-from closeloop import runtime, telemetry, webhook_api
+from closeloop import telemetry, webhook_api
 from closeloop.config import Settings
 from closeloop.credentials import API_KEYS, CREDENTIAL_KEYS, SECRET_KEYS, WEBHOOK_KEYS
+from closeloop.vendors import registry
+from closeloop.vendors.hubspot import HubSpotSettings
 from closeloop_local.stack import load_translated_template, referenced_ids
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -376,11 +378,13 @@ def test_every_setting_the_functions_read_is_a_template_parameter(template: dict
     function = next(iter(resources_of(template, "AWS::Lambda::Function").values()))
     variables = function["Properties"]["Environment"]["Variables"]
     # Then every vendor URL setting is there (so a deployment can point at any vendor region or host)
-    settings = {str(f.alias) for f in Settings.model_fields.values() if str(f.alias).endswith(("_URL", "_CENTRE"))}
+    models = [Settings, *(spec.settings for spec in registry.all_specs())]  # the common and each vendor's own
+    fields = [f for model in models for f in model.model_fields.values()]
+    settings = {str(f.alias) for f in fields if str(f.alias).endswith(("_URL", "_CENTRE"))}
     assert settings <= set(variables), settings - set(variables)
-    # And each provider the runtime knows is an allowed value of its parameter
-    assert set(template["Parameters"]["CrmProvider"]["AllowedValues"]) == set(runtime.CRM_PROVIDERS)
-    assert set(template["Parameters"]["AccountingProvider"]["AllowedValues"]) == set(runtime.ACCOUNTING_PROVIDERS)
+    # And each provider the runtime knows (the registry's vendors) is an allowed value of its parameter
+    assert set(template["Parameters"]["CrmProvider"]["AllowedValues"]) == set(registry.names("crm"))
+    assert set(template["Parameters"]["AccountingProvider"]["AllowedValues"]) == set(registry.names("accounting"))
 
 
 def test_outputs_name_the_webhooks_and_the_data(template: dict[str, Any]) -> None:
@@ -530,9 +534,9 @@ def test_hubspot_signature_minimum_is_a_parameter_that_reaches_the_webhook_funct
     parameter = template["Parameters"]["HubSpotSignatureMinVersion"]
     # Then it offers exactly the versions the adapter knows and defaults to the only one with a timestamp
     assert parameter["AllowedValues"] == list(SIGNATURE_VERSIONS)
-    assert parameter["Default"] == "v3" == Settings.model_fields["hubspot_signature_min_version"].default
+    assert parameter["Default"] == "v3" == HubSpotSettings.model_fields["signature_min_version"].default
     # And both webhook functions read it as the setting the runtime reads
-    alias = str(Settings.model_fields["hubspot_signature_min_version"].alias)
+    alias = str(HubSpotSettings.model_fields["signature_min_version"].alias)
     for name in ("ContactWebhookFunction", "DealWebhookFunction"):
         variables = props(template, name)["Environment"]["Variables"]
         assert variables[alias] == {"Ref": "HubSpotSignatureMinVersion"}, name
@@ -559,3 +563,62 @@ def test_workers_are_traced_and_may_write_their_traces(template: dict[str, Any])
         # And every function's metrics land in the namespace the code and the alarms use
         variables = function["Properties"]["Environment"]["Variables"]
         assert variables["POWERTOOLS_METRICS_NAMESPACE"] == telemetry.METRICS_NAMESPACE, name
+
+
+# ---------------------------------------------------------------- the template against the vendors' specs
+
+
+def test_the_provider_parameters_offer_the_registry_s_vendors(template: dict[str, Any]) -> None:
+    # Given the registry of vendors and the two provider parameters
+    for parameter, kind in (("CrmProvider", "crm"), ("AccountingProvider", "accounting")):
+        declared = template["Parameters"][parameter]
+        # Then the allowed values are the registry's vendors of that kind, in its order
+        assert declared["AllowedValues"] == registry.names(kind), parameter
+        # And the default is the registry's default, which is also the runtime's when the variable is unset
+        assert declared["Default"] == registry.DEFAULTS[kind], parameter
+    assert Settings.model_fields["crm_provider"].default == ""
+    assert Settings.model_fields["accounting_provider"].default == ""
+
+
+def test_every_vendor_setting_the_template_passes_is_its_vendor_s(template: dict[str, Any]) -> None:
+    # Given the environment every function gets, without the common settings and Powertools' own
+    variables = next(iter(resources_of(template, "AWS::Lambda::Function").values()))["Properties"]["Environment"][
+        "Variables"
+    ]
+    common = {str(f.alias) for f in Settings.model_fields.values()}
+    vendor_variables = {v for v in variables if v not in common and not v.startswith(("POWERTOOLS_", "AWS_"))}
+    owners = {alias: spec for spec in registry.all_specs() for alias in spec.env_vars()}
+    # Then each one is a setting of exactly one vendor's settings model
+    assert vendor_variables <= set(owners), vendor_variables - set(owners)
+    assert len(owners) == sum(len(spec.env_vars()) for spec in registry.all_specs())
+    # And a parameter's default is the model's default, so an unset variable means what the template means
+    for alias in vendor_variables:
+        field = next(f for f in owners[alias].settings.model_fields.values() if f.alias == alias)
+        assert param_default(template, variables[alias]) == field.default, alias
+
+
+def test_the_secrets_document_the_specs_credential_keys(template: dict[str, Any]) -> None:
+    import fnmatch  # noqa: PLC0415
+    import re  # noqa: PLC0415
+
+    names = re.compile(r"\b[A-Z][A-Z0-9]*_[A-Z0-9_]*\*?")
+    # Given the credential keys the vendors' specs declare
+    keys, hooks = set(registry.credential_keys()), set(registry.webhook_keys())
+    assert set(CREDENTIAL_KEYS) == keys and set(WEBHOOK_KEYS) == hooks
+    # Then the keys listed in the credentials secret's frozen value are credential keys
+    listed = set(json.loads(props(template, "CredentialsSecret")["SecretString"]))
+    assert listed <= keys, listed - keys
+    # And the webhook keys secret's description names every webhook key (a `PREFIX_*` covers a family) and
+    # nothing else
+    described = names.findall(props(template, "WebhookKeysSecret")["Description"])
+    assert described
+    for pattern in described:
+        assert fnmatch.filter(sorted(hooks), pattern), pattern
+    for key in hooks:
+        assert any(fnmatch.fnmatch(key, pattern) for pattern in described), key
+    # And the README's configuration table documents every credential key and every vendor setting
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("### Configuration") : readme.index("## Local stack")]
+    documented = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", table))
+    settings = {alias for spec in registry.all_specs() for alias in spec.env_vars()}
+    assert keys | settings <= documented, (keys | settings) - documented

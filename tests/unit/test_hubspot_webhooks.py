@@ -305,8 +305,8 @@ def test_the_deployment_setting_sets_the_adapters_minimum(
 
 
 def test_an_unknown_minimum_in_the_environment_is_a_configuration_error() -> None:
-    from closeloop.config import Settings  # noqa: PLC0415
     from closeloop.errors import ConfigurationError  # noqa: PLC0415
+    from closeloop.vendors.hubspot import HubSpotSettings  # noqa: PLC0415
 
     with pytest.raises(ConfigurationError, match="HUBSPOT_SIGNATURE_MIN_VERSION"):
-        Settings.from_env({"HUBSPOT_SIGNATURE_MIN_VERSION": "v0"})
+        HubSpotSettings.from_env({"HUBSPOT_SIGNATURE_MIN_VERSION": "v0"})

@@ -6,44 +6,42 @@ import json
 import os
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import Literal
+from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from closeloop.errors import ConfigurationError
 
 
-class Settings(BaseModel):
-    """Everything a Closeloop function is configured with (see the README's configuration table)."""
+class EnvSettings(BaseModel):
+    """Settings read from an environment mapping by their aliases (the environment variable names)."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    crm_provider: str = Field("hubspot", alias="CRM_PROVIDER")
-    accounting_provider: str = Field("xero", alias="ACCOUNTING_PROVIDER")
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Self:
+        """Build settings from an environment mapping; raise ConfigurationError naming the bad key."""
+        try:
+            return cls.model_validate({k: v for k, v in env.items() if v != ""})
+        except (ValidationError, ValueError) as exc:
+            raise ConfigurationError(f"invalid configuration: {exc}") from exc
+
+    def require(self, *names: str) -> None:
+        """Raise ConfigurationError if any named setting is empty (a function needs it)."""
+        missing = [n for n in names if not getattr(self, n)]
+        if missing:
+            aliases = [str(type(self).model_fields[n].alias) for n in missing]
+            raise ConfigurationError(f"missing configuration: {', '.join(aliases)}")
+
+
+class Settings(EnvSettings):
+    """What every Closeloop function is configured with (see the README's configuration table); each vendor's
+    own settings are its package's model (``closeloop.vendors.registry.vendor_settings``)."""
+
+    #: Which adapters run; empty: the registry's default of that kind (``closeloop.vendors.registry.DEFAULTS``).
+    crm_provider: str = Field("", alias="CRM_PROVIDER")
+    accounting_provider: str = Field("", alias="ACCOUNTING_PROVIDER")
     webhook_base_url: str = Field("", alias="WEBHOOK_BASE_URL")
-    hubspot_api_url: str = Field("https://api.hubapi.com", alias="HUBSPOT_API_URL")
-    hubspot_signature_min_version: Literal["v1", "v2", "v3"] = Field(
-        "v3", alias="HUBSPOT_SIGNATURE_MIN_VERSION", description="the weakest HubSpot webhook signature accepted"
-    )
-    xero_api_url: str = Field("https://api.xero.com", alias="XERO_API_URL")
-    xero_identity_url: str = Field("https://identity.xero.com", alias="XERO_IDENTITY_URL")
-    xero_login_url: str = Field("https://login.xero.com", alias="XERO_LOGIN_URL")
-    quickbooks_api_url: str = Field("https://quickbooks.api.intuit.com", alias="QUICKBOOKS_API_URL")
-    intuit_oauth_url: str = Field("https://oauth.platform.intuit.com", alias="INTUIT_OAUTH_URL")
-    zoho_data_centre: str = Field("com", alias="ZOHO_DATA_CENTRE", pattern=r"^(com|eu|in|com\.au|jp|ca|com\.cn|sa)$")
-    zoho_books_api_url: str = Field("", alias="ZOHO_BOOKS_API_URL", description="default: www.zohoapis.<dc>")
-    zoho_accounts_url: str = Field("", alias="ZOHO_ACCOUNTS_URL", description="default: accounts.zoho.<dc>")
-    pipedrive_api_url: str = Field("https://api.pipedrive.com", alias="PIPEDRIVE_API_URL")
-    sugarcrm_url: str = Field(
-        "", alias="SUGARCRM_URL", description="the SugarCRM instance, e.g. https://acme.sugarondemand.com"
-    )
-    sugarcrm_platform: str = Field("closeloop", alias="SUGARCRM_PLATFORM")
-    sugarcrm_api_version: str = Field(
-        "discover",
-        alias="SUGARCRM_API_VERSION",
-        pattern=r"^(discover|v?1[01](_\d+)?)$",
-        description="the REST version (e.g. v11_20), or discover: the highest the instance answers",
-    )
     sync_table: str = Field("", alias="SYNC_TABLE")
     #: The KMS key (id, ARN or alias) OAuth tokens are encrypted with in the sync table.
     token_key_id: str = Field("", alias="TOKEN_KEY_ID")
@@ -85,31 +83,6 @@ class Settings(BaseModel):
     @classmethod
     def _json_object(cls, value: object) -> object:
         return json.loads(value) if isinstance(value, str) else value
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> Settings:
-        """Build settings from an environment mapping; raise ConfigurationError naming the bad key."""
-        try:
-            return cls.model_validate({k: v for k, v in env.items() if v != ""})
-        except (ValidationError, ValueError) as exc:
-            raise ConfigurationError(f"invalid configuration: {exc}") from exc
-
-    @property
-    def zoho_books_base_url(self) -> str:
-        """Zoho Books' API root for the configured data centre (``ZOHO_BOOKS_API_URL`` overrides)."""
-        return self.zoho_books_api_url or f"https://www.zohoapis.{self.zoho_data_centre}"
-
-    @property
-    def zoho_accounts_base_url(self) -> str:
-        """Zoho's OAuth server for the configured data centre (``ZOHO_ACCOUNTS_URL`` overrides)."""
-        return self.zoho_accounts_url or f"https://accounts.zoho.{self.zoho_data_centre}"
-
-    def require(self, *names: str) -> None:
-        """Raise ConfigurationError if any named setting is empty (a function needs it)."""
-        missing = [n for n in names if not getattr(self, n)]
-        if missing:
-            aliases = [str(type(self).model_fields[n].alias) for n in missing]
-            raise ConfigurationError(f"missing configuration: {', '.join(aliases)}")
 
 
 @lru_cache(maxsize=1)

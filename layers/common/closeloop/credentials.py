@@ -1,13 +1,13 @@
 """Vendor credentials: from the environment locally, from the stack's Secrets Manager secrets when deployed.
 
 Two secrets, each one JSON object whose keys are the same names as the environment variables:
-``WEBHOOK_KEYS`` (what the internet-facing webhook functions need to verify a delivery) live in the secret
-named by ``WEBHOOK_KEYS_SECRET_ID``; every other key of ``CREDENTIAL_KEYS`` (the vendors' API credentials)
+``webhook_keys()`` (what the internet-facing webhook functions need to verify a delivery) live in the secret
+named by ``WEBHOOK_KEYS_SECRET_ID``; every other key of ``credential_keys()`` (the vendors' API credentials)
 in the one named by ``CREDENTIALS_SECRET_ID``. So the webhook functions can be allowed to read only the
 webhook keys. Only the configured vendors' keys need values, and a key missing from a secret is simply
 unset (the template creates the secrets as ``{}`` and never lists keys, so a release adding a key never
 rewrites stored values). A non-empty environment variable wins, so a developer's shell never touches a
-secret. Values are never logged.
+secret. Values are never logged. Each vendor's spec declares its keys, and which of them are webhook keys.
 """
 
 from __future__ import annotations
@@ -17,54 +17,44 @@ from collections.abc import Mapping
 from typing import Any
 
 from closeloop.errors import ConfigurationError
+from closeloop.vendors import registry
 
-CREDENTIAL_KEYS = (
-    "HUBSPOT_ACCESS_TOKEN",
-    "HUBSPOT_CLIENT_ID",
-    "HUBSPOT_CLIENT_SECRET",
-    "HUBSPOT_REFRESH_TOKEN",
-    "PIPEDRIVE_API_TOKEN",
-    "PIPEDRIVE_WEBHOOK_USER",
-    "PIPEDRIVE_WEBHOOK_PASSWORD",
-    "PIPEDRIVE_WEBHOOK_PATH_SECRET",
-    "SUGARCRM_USERNAME",
-    "SUGARCRM_PASSWORD",
-    "SUGARCRM_CLIENT_ID",
-    "SUGARCRM_CLIENT_SECRET",
-    "SUGARCRM_WEBHOOK_TOKEN",
-    "XERO_CLIENT_ID",
-    "XERO_CLIENT_SECRET",
-    "XERO_REFRESH_TOKEN",
-    "XERO_TENANT_ID",
-    "XERO_WEBHOOK_KEY",
-    "QUICKBOOKS_CLIENT_ID",
-    "QUICKBOOKS_CLIENT_SECRET",
-    "QUICKBOOKS_REFRESH_TOKEN",
-    "QUICKBOOKS_REALM_ID",
-    "QUICKBOOKS_WEBHOOK_VERIFIER_TOKEN",
-    "ZOHO_CLIENT_ID",
-    "ZOHO_CLIENT_SECRET",
-    "ZOHO_REFRESH_TOKEN",
-    "ZOHO_BOOKS_ORGANIZATION_ID",
-)
 
-#: The keys a webhook function reads to verify a delivery: kept apart from the vendors' API credentials.
-WEBHOOK_KEYS = (
-    "HUBSPOT_CLIENT_SECRET",
-    "PIPEDRIVE_WEBHOOK_USER",
-    "PIPEDRIVE_WEBHOOK_PASSWORD",
-    "PIPEDRIVE_WEBHOOK_PATH_SECRET",
-    "SUGARCRM_WEBHOOK_TOKEN",
-    "XERO_WEBHOOK_KEY",
-    "QUICKBOOKS_WEBHOOK_VERIFIER_TOKEN",
-)
-#: The vendors' API credentials (every credential that is not a webhook key).
-API_KEYS = tuple(key for key in CREDENTIAL_KEYS if key not in WEBHOOK_KEYS)
-#: The environment variable naming each secret, and the keys that secret holds.
-SECRET_KEYS: dict[str, tuple[str, ...]] = {
-    "CREDENTIALS_SECRET_ID": API_KEYS,
-    "WEBHOOK_KEYS_SECRET_ID": WEBHOOK_KEYS,
+def credential_keys() -> tuple[str, ...]:
+    """Every vendor's credential keys (each vendor's spec lists its own), vendor by vendor."""
+    return registry.credential_keys()
+
+
+def webhook_keys() -> tuple[str, ...]:
+    """The keys a webhook function reads to verify a delivery: kept apart from the vendors' API credentials."""
+    return registry.webhook_keys()
+
+
+def api_keys() -> tuple[str, ...]:
+    """The vendors' API credentials (every credential that is not a webhook key)."""
+    hooks = set(webhook_keys())
+    return tuple(key for key in credential_keys() if key not in hooks)
+
+
+def secret_keys() -> dict[str, tuple[str, ...]]:
+    """The environment variable naming each secret, and the keys that secret holds."""
+    return {"CREDENTIALS_SECRET_ID": api_keys(), "WEBHOOK_KEYS_SECRET_ID": webhook_keys()}
+
+
+_LISTS = {
+    "CREDENTIAL_KEYS": credential_keys,
+    "WEBHOOK_KEYS": webhook_keys,
+    "API_KEYS": api_keys,
+    "SECRET_KEYS": secret_keys,
 }
+
+
+def __getattr__(name: str) -> Any:
+    """``CREDENTIAL_KEYS``, ``WEBHOOK_KEYS``, ``API_KEYS`` and ``SECRET_KEYS``: the functions above, read from
+    the registry when asked (so a vendor registered later is in them)."""
+    if name in _LISTS:
+        return _LISTS[name]()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class Credentials:
@@ -75,14 +65,14 @@ class Credentials:
     ) -> None:
         """``secret_id`` holds the API credentials, ``webhook_secret_id`` the webhook keys (when empty, the
         webhook keys are read from ``secret_id`` too: a single-secret setup)."""
-        self._env = {k: env[k] for k in CREDENTIAL_KEYS if env.get(k)}
+        self._env = {k: env[k] for k in credential_keys() if env.get(k)}
         self._secret_id = secret_id
         self._webhook_secret_id = webhook_secret_id
         self._max_age = max_age
 
     def secret_id_for(self, key: str) -> str:
         """The secret that holds ``key`` ("" when there is none: the environment only)."""
-        if key in WEBHOOK_KEYS and self._webhook_secret_id:
+        if key in webhook_keys() and self._webhook_secret_id:
             return self._webhook_secret_id
         return self._secret_id
 

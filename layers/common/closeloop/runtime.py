@@ -1,6 +1,7 @@
 """The composition root: builds the configured adapters, store and pipelines for the Lambda handlers.
 
-Providers are looked up in registries keyed by ``CRM_PROVIDER`` / ``ACCOUNTING_PROVIDER``; the sync logic
+Providers are looked up in the registry of vendors (``closeloop.vendors.registry``) by ``CRM_PROVIDER`` /
+``ACCOUNTING_PROVIDER``, and built by their spec with what ``_Services`` lends them; the sync logic
 only ever sees the ports. Everything here is built once per process and cached (warm invocations reuse
 clients and tokens); tests call ``reset()``.
 """
@@ -18,10 +19,12 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from closeloop.config import Settings, get_settings
+from closeloop.config import get_settings
 from closeloop.credentials import Credentials
 from closeloop.errors import ConfigurationError
 from closeloop.ports import AccountingPort, CrmPort
+from closeloop.vendors import registry
+from closeloop.vendors.spec import Kind
 
 logger = Logger(child=True)
 
@@ -34,28 +37,6 @@ def credentials() -> Credentials:
         settings.credentials_secret_id,
         settings.credentials_max_age_seconds,
         webhook_secret_id=settings.webhook_keys_secret_id,
-    )
-
-
-def _hubspot(settings: Settings, creds: Credentials) -> CrmPort:
-    from closeloop.crm.hubspot import REFRESH_RESEND_WITHIN_SECONDS, HubSpotCrm, refresh_with_hubspot  # noqa: PLC0415
-
-    # A private app's token when set; else an OAuth app's tokens (HubSpot's refresh tokens do not rotate).
-    return HubSpotCrm(
-        client_secret=lambda: creds.get("HUBSPOT_CLIENT_SECRET"),
-        access_token=lambda: creds.get_optional("HUBSPOT_ACCESS_TOKEN", ""),
-        oauth_tokens=lambda: _client_tokens(
-            creds,
-            "hubspot",
-            "HUBSPOT",
-            refresh_with_hubspot,
-            settings.hubspot_api_url,
-            resend_within=REFRESH_RESEND_WITHIN_SECONDS,
-            rotates=False,
-        ),
-        base_url=settings.hubspot_api_url,
-        signature_min_version=settings.hubspot_signature_min_version,
-        sleep=clock().sleep,
     )
 
 
@@ -133,86 +114,6 @@ def _pacer(vendor: str, limit: Any, organisation: Callable[[], str]) -> Any:
     )
 
 
-def _xero(settings: Settings, creds: Credentials) -> AccountingPort:
-    from closeloop.accounting.xero import (  # noqa: PLC0415
-        REFRESH_RESEND_WITHIN_SECONDS,
-        XeroAccounting,
-        refresh_with_identity,
-    )
-
-    tokens = _client_tokens(
-        creds,
-        "xero",
-        "XERO",
-        refresh_with_identity,
-        settings.xero_identity_url,
-        resend_within=REFRESH_RESEND_WITHIN_SECONDS,
-    )
-    tenant_id = lambda: creds.get("XERO_TENANT_ID")  # noqa: E731
-    return XeroAccounting(
-        base_url=settings.xero_api_url,
-        tokens=tokens,
-        tenant_id=tenant_id,
-        webhook_key=lambda: creds.get_optional("XERO_WEBHOOK_KEY", ""),
-        sleep=clock().sleep,
-        pacer=_pacer("xero", XeroAccounting.RATE_LIMIT, tenant_id),
-    )
-
-
-def _pipedrive(settings: Settings, creds: Credentials) -> CrmPort:
-    from closeloop.crm.pipedrive import PipedriveCrm  # noqa: PLC0415
-
-    return PipedriveCrm(
-        api_token=lambda: creds.get("PIPEDRIVE_API_TOKEN"),
-        webhook_user=lambda: creds.get("PIPEDRIVE_WEBHOOK_USER"),
-        webhook_password=lambda: creds.get("PIPEDRIVE_WEBHOOK_PASSWORD"),
-        webhook_path_secret=lambda: creds.get("PIPEDRIVE_WEBHOOK_PATH_SECRET"),
-        base_url=settings.pipedrive_api_url,
-        sleep=clock().sleep,
-    )
-
-
-def _sugarcrm(settings: Settings, creds: Credentials) -> CrmPort:
-    from closeloop.crm.sugarcrm import (  # noqa: PLC0415
-        REFRESH_RESEND_WITHIN_SECONDS,
-        TOKEN_POSTS_PER_REFRESH,
-        SugarCrm,
-        password_grant,
-    )
-    from closeloop.http import worst_case_seconds  # noqa: PLC0415
-    from closeloop.oauth import RefreshingTokens  # noqa: PLC0415
-
-    settings.require("sugarcrm_url")
-    # Sugar keeps one session per user and platform: the shared token state and its lease keep
-    # concurrent functions from logging each other out. There is no refresh token to seed.
-    tokens = RefreshingTokens(
-        "sugarcrm",
-        lazy_store(),
-        seed=lambda fresh: "",
-        refresh=password_grant(
-            settings.sugarcrm_url,
-            username=lambda: creds.get("SUGARCRM_USERNAME"),
-            password=lambda: creds.get("SUGARCRM_PASSWORD"),
-            platform=settings.sugarcrm_platform,
-            client_id=lambda: creds.get_optional("SUGARCRM_CLIENT_ID", "sugar"),
-            client_secret=lambda: creds.get_optional("SUGARCRM_CLIENT_SECRET", ""),
-            api_version=settings.sugarcrm_api_version,
-        ),
-        write_back=lambda token: False,
-        resend_within=REFRESH_RESEND_WITHIN_SECONDS,
-        refresh_seconds=TOKEN_POSTS_PER_REFRESH * worst_case_seconds(),
-        reissuable=True,  # a lost session is replaced by a password login
-        invocation_ends_at=_invocation_ends_at,
-    )
-    return SugarCrm(
-        instance_url=settings.sugarcrm_url,
-        tokens=tokens,
-        webhook_token=lambda: creds.get("SUGARCRM_WEBHOOK_TOKEN"),
-        api_version=settings.sugarcrm_api_version,
-        sleep=clock().sleep,
-    )
-
-
 def _write_back(creds: Credentials, key: str) -> Callable[[str], bool]:
     """Copy a rotated refresh token into the secret: True when written (False when the key lives in the
     environment); raises when Secrets Manager refuses. RefreshingTokens decides what a failure means."""
@@ -223,80 +124,41 @@ def _write_back(creds: Credentials, key: str) -> Callable[[str], bool]:
     return write_back
 
 
-def _quickbooks(settings: Settings, creds: Credentials) -> AccountingPort:
-    from closeloop.accounting.quickbooks import (  # noqa: PLC0415
-        REFRESH_RESEND_WITHIN_SECONDS,
-        QuickBooksAccounting,
-        refresh_with_intuit,
-    )
+class _Services:
+    """What the runtime lends a vendor's ``build`` (``closeloop.vendors.spec.Services``)."""
 
-    tokens = _client_tokens(
-        creds,
-        "quickbooks",
-        "QUICKBOOKS",
-        refresh_with_intuit,
-        settings.intuit_oauth_url,
-        resend_within=REFRESH_RESEND_WITHIN_SECONDS,
-    )
-    realm_id = lambda: creds.get("QUICKBOOKS_REALM_ID")  # noqa: E731
-    return QuickBooksAccounting(
-        base_url=settings.quickbooks_api_url,
-        tokens=tokens,
-        realm_id=realm_id,
-        webhook_verifier_token=lambda: creds.get_optional("QUICKBOOKS_WEBHOOK_VERIFIER_TOKEN", ""),
-        sleep=clock().sleep,
-        pacer=_pacer("quickbooks", QuickBooksAccounting.RATE_LIMIT, realm_id),
-    )
+    def lazy_store(self) -> Any:
+        return lazy_store()
 
+    def clock(self) -> Any:
+        return clock()
 
-def _zohobooks(settings: Settings, creds: Credentials) -> AccountingPort:
-    from closeloop.accounting.zohobooks import (  # noqa: PLC0415
-        REFRESH_RESEND_WITHIN_SECONDS,
-        ZohoBooksAccounting,
-        refresh_with_zoho,
-    )
+    def pacer(self, vendor: str, limit: Any, organisation: Callable[[], str]) -> Any:
+        return _pacer(vendor, limit, organisation)
 
-    centre = settings.zoho_data_centre
-    # Zoho's refresh tokens do not rotate: nothing to write back.
-    tokens = _client_tokens(
-        creds,
-        "zohobooks",
-        "ZOHO",
-        refresh_with_zoho,
-        settings.zoho_accounts_base_url,
-        resend_within=REFRESH_RESEND_WITHIN_SECONDS,
-        rotates=False,
-    )
-    organization_id = lambda: creds.get("ZOHO_BOOKS_ORGANIZATION_ID")  # noqa: E731
-    return ZohoBooksAccounting(
-        base_url=settings.zoho_books_base_url,
-        tokens=tokens,
-        organization_id=organization_id,
-        web_url=f"https://books.zoho.{centre}",
-        tax_number_field={"in": "gst_no", "sa": "tax_reg_no"}.get(centre, "vat_reg_no"),
-        sleep=clock().sleep,
-        pacer=_pacer("zohobooks", ZohoBooksAccounting.RATE_LIMIT, organization_id),
-    )
+    def client_tokens(
+        self,
+        credentials: Any,
+        connection: str,
+        prefix: str,
+        refresh_with: Callable[[str, Callable[[], str], Callable[[], str]], Any],
+        token_url: str,
+        *,
+        resend_within: float,
+        rotates: bool = True,
+    ) -> Any:
+        return _client_tokens(
+            credentials, connection, prefix, refresh_with, token_url, resend_within=resend_within, rotates=rotates
+        )
+
+    def invocation_ends_at(self) -> float | None:
+        return _invocation_ends_at()
 
 
-CRM_PROVIDERS: dict[str, Callable[[Settings, Credentials], CrmPort]] = {
-    "hubspot": _hubspot,
-    "pipedrive": _pipedrive,
-    "sugarcrm": _sugarcrm,
-}
-ACCOUNTING_PROVIDERS: dict[str, Callable[[Settings, Credentials], AccountingPort]] = {
-    "xero": _xero,
-    "quickbooks": _quickbooks,
-    "zohobooks": _zohobooks,
-}
-
-
-def _provider(registry: dict[str, Callable[[Settings, Credentials], Any]], name: str, kind: str) -> Any:
-    try:
-        factory = registry[name]
-    except KeyError:
-        raise ConfigurationError(f"unknown {kind} provider {name!r}; known: {', '.join(sorted(registry))}") from None
-    return factory(get_settings(), credentials())
+def _provider(kind: Kind, name: str) -> Any:
+    """The adapter of the configured vendor of ``kind`` (the registry's default when none is configured)."""
+    spec = registry.get(name or registry.DEFAULTS[kind], kind)
+    return spec.build(registry.vendor_settings(spec.name), credentials(), _Services())
 
 
 @cache
@@ -307,19 +169,19 @@ def telemetry() -> Any:
     from closeloop import telemetry as port  # noqa: PLC0415
     from closeloop.observability import PowertoolsTelemetry  # noqa: PLC0415
 
-    installed = PowertoolsTelemetry({"vendor": get_settings().accounting_provider})
+    installed = PowertoolsTelemetry({"vendor": get_settings().accounting_provider or registry.DEFAULTS["accounting"]})
     port.install(installed)
     return installed
 
 
 @cache
 def crm() -> CrmPort:
-    return _provider(CRM_PROVIDERS, get_settings().crm_provider, "CRM")  # type: ignore[no-any-return]
+    return _provider("crm", get_settings().crm_provider)  # type: ignore[no-any-return]
 
 
 @cache
 def accounting() -> AccountingPort:
-    return _provider(ACCOUNTING_PROVIDERS, get_settings().accounting_provider, "accounting")  # type: ignore[no-any-return]
+    return _provider("accounting", get_settings().accounting_provider)  # type: ignore[no-any-return]
 
 
 @cache
@@ -370,7 +232,7 @@ def alerts() -> Any:
 def idempotency_config() -> Any:
     from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig  # noqa: PLC0415
 
-    # HubSpot redelivers for up to 24 hours: remember finished work a little longer than that.
+    # CRMs redeliver for up to 24 hours (the longest window among them): remember finished work a little longer.
     return IdempotencyConfig(expires_after_seconds=25 * 3600, raise_on_no_idempotency_key=True)
 
 
@@ -586,6 +448,7 @@ def reset() -> None:
 
     port.install(port.NO_TELEMETRY)
     metrics.clear_metrics()
+    registry.vendor_settings.cache_clear()
     # Powertools keeps one parameters provider (and its boto3 client, bound to an endpoint) per process.
     from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS  # noqa: PLC0415
 

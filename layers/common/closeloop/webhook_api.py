@@ -11,6 +11,7 @@ clients (replay store, queues) are built only for a delivery whose signature hol
 from __future__ import annotations
 
 import base64
+import copy
 import json
 from collections.abc import Mapping
 from contextvars import ContextVar
@@ -22,11 +23,12 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from closeloop import runtime
 from closeloop.config import get_settings
-from closeloop.credentials import WEBHOOK_KEYS
+from closeloop.credentials import webhook_keys
 from closeloop.errors import ConfigurationError, WebhookRejected
 from closeloop.ports import WebhookRequest
 from closeloop.sync.ingest import ingest, ingest_accounting, raise_if_wrong_crm
 from closeloop.telemetry import METRICS_NAMESPACE
+from closeloop.vendors import registry
 
 logger = Logger(child=True)
 app = APIGatewayHttpResolver()
@@ -48,8 +50,8 @@ _SIGNED_PATH: ContextVar[str | None] = ContextVar("signed_path", default=None)
 def without_path_secret(event: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
     """``event`` with the last segment of ``/webhooks/{crm}/{pipeline}/{secret}`` removed, and the path it had.
 
-    Pipedrive's and SugarCRM's URL secrets must reach nothing that logs: Powertools' debug mode
-    (POWERTOOLS_DEV) prints the whole event and the route arguments. The request is routed as
+    A CRM's URL secret (its spec's ``capabilities.path_secret_key``) must reach nothing that logs: Powertools'
+    debug mode (POWERTOOLS_DEV) prints the whole event and the route arguments. The request is routed as
     ``/webhooks/{crm}/{pipeline}`` and the adapter verifies the secret against the kept path.
     """
     path = str(event.get("rawPath") or "")
@@ -114,8 +116,8 @@ def current_request() -> WebhookRequest:
 def receive_accounting_webhook(system: str) -> Response[Any]:
     """An accounting system's change notification: verified, parsed, queued; answered with an empty body.
 
-    Xero's intent-to-receive check wants exactly that: 200 with an empty body for a correctly signed
-    delivery (its ``events`` list may be empty), 401 with an empty body for a wrongly signed one.
+    An intent-to-receive check may want exactly that: 200 with an empty body for a correctly signed
+    delivery (its event list may be empty), 401 with an empty body for a wrongly signed one.
     """
     port = runtime.accounting()
     if system != port.name:
@@ -163,9 +165,9 @@ def count_misconfigured(event: Mapping[str, Any]) -> None:
 
 @app.exception_handler(ConfigurationError)  # type: ignore[untyped-decorator]
 def misconfigured(exc: ConfigurationError) -> Response[Any]:
-    # Not the sender's fault: 503 makes HubSpot retry after an operator fixes the configuration, and the
+    # Not the sender's fault: 503 makes the sender retry after an operator fixes the configuration, and the
     # metric raises an alarm so that someone does.
-    missing_key = any(key in str(exc) for key in WEBHOOK_KEYS)
+    missing_key = any(key in str(exc) for key in webhook_keys())
     logger.error(
         "webhook receiver misconfigured", extra={"error": str(exc), **(MISSING_KEY_FIX if missing_key else {})}
     )
@@ -177,59 +179,56 @@ def misconfigured(exc: ConfigurationError) -> Response[Any]:
     )
 
 
-#: One HubSpot webhook event as the routes accept it (the fields the parser reads; others are allowed).
-_EVENT_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["eventId", "subscriptionId", "portalId", "occurredAt", "subscriptionType"],
-    "properties": {
-        "eventId": {"type": "integer"},
-        "subscriptionId": {"type": "integer"},
-        "portalId": {"type": "integer"},
-        "appId": {"type": "integer"},
-        "occurredAt": {"type": "integer", "description": "milliseconds since the epoch"},
-        "subscriptionType": {
-            "type": "string",
-            "examples": ["company.creation", "deal.propertyChange", "object.propertyChange"],
-        },
-        "objectTypeId": {"type": "string", "description": "object.* events: 0-1 contact, 0-2 company, 0-3 deal"},
-        "fromObjectTypeId": {"type": "string"},
-        "attemptNumber": {"type": "integer"},
-        "objectId": {"type": "integer"},
-        "fromObjectId": {"type": "integer"},
-        "propertyName": {"type": "string"},
-        "propertyValue": {"type": "string"},
-        "changeSource": {"type": "string"},
-        "changeFlag": {"type": "string"},
-        "sourceId": {"type": "string"},
-    },
+#: What every webhook route may answer besides 200, added to each route's OpenAPI operation.
+_ERRORS = {
+    "400": "malformed body",
+    "401": "missing, forged, stale or future-dated signature (or wrong credentials or URL secret)",
+    "404": "unknown system or pipeline, or not the configured one",
+    "413": "body over 1 MB",
+    "503": "receiver not configured (the sender retries)",
 }
 
 
 def openapi_document() -> dict[str, Any]:
-    """The webhook API's OpenAPI document: the Powertools resolver's, plus what the handler reads itself.
+    """The webhook API's OpenAPI document: the Powertools resolver's, plus each vendor's own routes.
 
     The body is read raw (its signature covers the exact bytes) rather than through Powertools'
-    validation, so its schema, the signature headers and the error answers are added here.
+    validation, so each vendor's spec describes its body and signature headers (``WebhookRoute``), and
+    the error answers are added here. The generic routes stay, for a request naming no known vendor.
     """
     document: dict[str, Any] = json.loads(app.get_openapi_json_schema(title="Closeloop webhooks", version="1"))
-    operation = document["paths"]["/webhooks/{crm}/{pipeline}"]["post"]
-    operation["description"] = "A HubSpot webhook batch (at most 100 events), signed with HubSpot's v3 or v1 scheme."
-    operation["parameters"] = [
-        *operation.get("parameters", []),
-        {"name": "X-HubSpot-Signature-v3", "in": "header", "required": False, "schema": {"type": "string"}},
-        {"name": "X-HubSpot-Request-Timestamp", "in": "header", "required": False, "schema": {"type": "string"}},
-    ]
-    operation["requestBody"] = {
-        "required": True,
-        "content": {"application/json": {"schema": {"type": "array", "maxItems": 100, "items": _EVENT_SCHEMA}}},
-    }
-    message = {"application/json": {"schema": {"type": "object", "properties": {"message": {"type": "string"}}}}}
-    for status, why in {
-        "400": "malformed body",
-        "401": "missing, forged, stale or future-dated signature",
-        "404": "unknown CRM or pipeline",
-        "413": "body over 1 MB",
-        "503": "receiver not configured (HubSpot retries)",
-    }.items():
-        operation.setdefault("responses", {})[status] = {"description": why, "content": message}
+    for path, path_item in document["paths"].items():
+        path_item["post"].setdefault("responses", {}).update(_error_responses(path))
+    for spec in registry.all_specs():
+        for route in spec.webhook_routes:
+            operation: dict[str, Any] = copy.deepcopy(dict(route.operation))
+            operation.setdefault("summary", f"{spec.title} webhook")
+            operation.setdefault("operationId", _operation_id(route.path))
+            path_parameters = [
+                {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                for name in _path_parameters(route.path)
+                if not any(p.get("name") == name and p.get("in") == "path" for p in operation.get("parameters", []))
+            ]
+            operation["parameters"] = [*path_parameters, *operation.get("parameters", [])]
+            responses = {"200": {"description": "accepted"}, **_error_responses(route.path)}
+            operation["responses"] = {**responses, **operation.get("responses", {})}
+            document["paths"][route.path] = {"post": operation}
     return document
+
+
+def _error_responses(path: str) -> dict[str, Any]:
+    """The error answers of a route: a JSON message, or an empty body on the accounting routes (see
+    ``receive_accounting_webhook``)."""
+    if path.startswith("/accounting-webhooks/"):
+        return {status: {"description": why} for status, why in _ERRORS.items()}
+    message = {"application/json": {"schema": {"type": "object", "properties": {"message": {"type": "string"}}}}}
+    return {status: {"description": why, "content": message} for status, why in _ERRORS.items()}
+
+
+def _path_parameters(path: str) -> list[str]:
+    return [segment[1:-1] for segment in path.split("/") if segment.startswith("{") and segment.endswith("}")]
+
+
+def _operation_id(path: str) -> str:
+    words = [segment.strip("{}") for segment in path.split("/") if segment]
+    return "post_" + "_".join(word.replace("-", "_") for word in words)

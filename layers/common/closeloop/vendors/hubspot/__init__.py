@@ -1,0 +1,112 @@
+"""HubSpot, a CRM: its settings, credentials, webhook route and how its adapter
+(``closeloop.crm.hubspot``) is built."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from closeloop.vendors.spec import Capabilities, CredentialSource, Services, VendorSettings, VendorSpec, WebhookRoute
+
+
+class HubSpotSettings(VendorSettings):
+    api_url: str = Field("https://api.hubapi.com", alias="HUBSPOT_API_URL")
+    signature_min_version: Literal["v1", "v2", "v3"] = Field(
+        "v3", alias="HUBSPOT_SIGNATURE_MIN_VERSION", description="the weakest HubSpot webhook signature accepted"
+    )
+
+
+def build(settings: HubSpotSettings, creds: CredentialSource, services: Services) -> Any:
+    from closeloop.crm.hubspot import REFRESH_RESEND_WITHIN_SECONDS, HubSpotCrm, refresh_with_hubspot  # noqa: PLC0415
+
+    # A private app's token when set; else an OAuth app's tokens (HubSpot's refresh tokens do not rotate).
+    return HubSpotCrm(
+        client_secret=lambda: creds.get("HUBSPOT_CLIENT_SECRET"),
+        access_token=lambda: creds.get_optional("HUBSPOT_ACCESS_TOKEN", ""),
+        oauth_tokens=lambda: services.client_tokens(
+            creds,
+            "hubspot",
+            "HUBSPOT",
+            refresh_with_hubspot,
+            settings.api_url,
+            resend_within=REFRESH_RESEND_WITHIN_SECONDS,
+            rotates=False,
+        ),
+        base_url=settings.api_url,
+        signature_min_version=settings.signature_min_version,
+        sleep=services.clock().sleep,
+    )
+
+
+#: One HubSpot webhook event as the routes accept it (the fields the parser reads; others are allowed).
+EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["eventId", "subscriptionId", "portalId", "occurredAt", "subscriptionType"],
+    "properties": {
+        "eventId": {"type": "integer"},
+        "subscriptionId": {"type": "integer"},
+        "portalId": {"type": "integer"},
+        "appId": {"type": "integer"},
+        "occurredAt": {"type": "integer", "description": "milliseconds since the epoch"},
+        "subscriptionType": {
+            "type": "string",
+            "examples": ["company.creation", "deal.propertyChange", "object.propertyChange"],
+        },
+        "objectTypeId": {"type": "string", "description": "object.* events: 0-1 contact, 0-2 company, 0-3 deal"},
+        "fromObjectTypeId": {"type": "string"},
+        "attemptNumber": {"type": "integer"},
+        "objectId": {"type": "integer"},
+        "fromObjectId": {"type": "integer"},
+        "propertyName": {"type": "string"},
+        "propertyValue": {"type": "string"},
+        "changeSource": {"type": "string"},
+        "changeFlag": {"type": "string"},
+        "sourceId": {"type": "string"},
+    },
+}
+
+SPEC = VendorSpec(
+    name="hubspot",
+    kind="crm",
+    title="HubSpot",
+    settings=HubSpotSettings,
+    credential_keys=("HUBSPOT_ACCESS_TOKEN", "HUBSPOT_CLIENT_ID", "HUBSPOT_CLIENT_SECRET", "HUBSPOT_REFRESH_TOKEN"),
+    webhook_keys=("HUBSPOT_CLIENT_SECRET",),
+    build=build,
+    capabilities=Capabilities(
+        webhooks=True,
+        oauth=True,
+        objects=("company", "contact", "deal"),
+        table={
+            "webhook authenticity": "v3 signature (v2/v1 too), 5-minute window",
+            "customers read": "batch reads + v4 batch associations",
+            "won detection": "stage metadata `isClosed`+probability 1",
+            "write-back": "batch update of `closeloop_*` properties",
+            "catch-up poll": "search on last-modified, keyset paging",
+        },
+    ),
+    webhook_routes=(
+        WebhookRoute(
+            "/webhooks/hubspot/{pipeline}",
+            {
+                "description": "A HubSpot webhook batch (at most 100 events), signed with HubSpot's v3 or v1 scheme.",
+                "parameters": [
+                    {"name": "X-HubSpot-Signature-v3", "in": "header", "required": False, "schema": {"type": "string"}},
+                    {
+                        "name": "X-HubSpot-Request-Timestamp",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string"},
+                    },
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": {"type": "array", "maxItems": 100, "items": EVENT_SCHEMA}}
+                    },
+                },
+            },
+        ),
+    ),
+)

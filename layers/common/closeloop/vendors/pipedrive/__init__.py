@@ -1,0 +1,75 @@
+"""Pipedrive, a CRM: its settings, credentials, webhook route and how its adapter
+(``closeloop.crm.pipedrive``) is built."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from closeloop.vendors.spec import Capabilities, CredentialSource, Services, VendorSettings, VendorSpec, WebhookRoute
+
+
+class PipedriveSettings(VendorSettings):
+    api_url: str = Field("https://api.pipedrive.com", alias="PIPEDRIVE_API_URL")
+
+
+def build(settings: PipedriveSettings, creds: CredentialSource, services: Services) -> Any:
+    from closeloop.crm.pipedrive import PipedriveCrm  # noqa: PLC0415
+
+    return PipedriveCrm(
+        api_token=lambda: creds.get("PIPEDRIVE_API_TOKEN"),
+        webhook_user=lambda: creds.get("PIPEDRIVE_WEBHOOK_USER"),
+        webhook_password=lambda: creds.get("PIPEDRIVE_WEBHOOK_PASSWORD"),
+        webhook_path_secret=lambda: creds.get("PIPEDRIVE_WEBHOOK_PATH_SECRET"),
+        base_url=settings.api_url,
+        sleep=services.clock().sleep,
+    )
+
+
+SPEC = VendorSpec(
+    name="pipedrive",
+    kind="crm",
+    title="Pipedrive",
+    settings=PipedriveSettings,
+    credential_keys=(
+        "PIPEDRIVE_API_TOKEN",
+        "PIPEDRIVE_WEBHOOK_USER",
+        "PIPEDRIVE_WEBHOOK_PASSWORD",
+        "PIPEDRIVE_WEBHOOK_PATH_SECRET",
+    ),
+    webhook_keys=("PIPEDRIVE_WEBHOOK_USER", "PIPEDRIVE_WEBHOOK_PASSWORD", "PIPEDRIVE_WEBHOOK_PATH_SECRET"),
+    build=build,
+    capabilities=Capabilities(
+        webhooks=True,
+        oauth=False,
+        objects=("company", "contact", "deal"),
+        path_secret_key="PIPEDRIVE_WEBHOOK_PATH_SECRET",
+        table={
+            "webhook authenticity": "HTTP Basic + secret path segment (v2 webhooks)",
+            "customers read": "v2 organizations/persons",
+            "won detection": '`data.status == "won"` with `previous.status`',
+            "write-back": "v2 PATCH of custom fields by hash key",
+            "catch-up poll": "`/v1/recents`",
+        },
+    ),
+    webhook_routes=(
+        WebhookRoute(
+            "/webhooks/pipedrive/{pipeline}/{secret}",
+            {
+                "description": (
+                    "A Pipedrive v2 webhook (one event), authenticated by HTTP Basic credentials and the URL's "
+                    "last path segment (PIPEDRIVE_WEBHOOK_PATH_SECRET)."
+                ),
+                "parameters": [
+                    {"name": "secret", "in": "path", "required": True, "schema": {"type": "string"}},
+                    {"name": "Authorization", "in": "header", "required": False, "schema": {"type": "string"}},
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
+            },
+        ),
+    ),
+)
