@@ -13,7 +13,7 @@ ARCH ?= arm64
 PY312 := $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12.*/bin/python3) $(shell command -v python3.12 2>/dev/null))
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help venv tools lint typecheck unit test demo bench build deploy validate scan clean
+.PHONY: help venv tools lint typecheck unit tests-all test demo bench build deploy validate scan clean
 
 help: ## this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -54,10 +54,13 @@ validate: tools ## sam validate (plain and --lint) and cfn-lint on template.yaml
 scan: tools ## checkov on template.yaml (skips carry their reason in the template)
 	$(TOOLS)/checkov/bin/checkov -f template.yaml --framework cloudformation --skip-download --quiet --compact
 
-unit: venv ## pytest only, one worker process per core (a test module stays on one worker: its local stack is per process)
+unit: venv ## the fast tier: tests/unit, no sockets (no stack, no sandbox, no moto server), under a minute
+	$(BIN)/pytest tests/unit
+
+tests-all: venv ## every test tier, one worker per core (a module stays on one worker: its local stack is per process)
 	$(BIN)/pytest -n auto --dist loadfile
 
-test: lint unit validate scan ## everything CI runs: ruff, mypy, pytest (unit, integration, e2e), sam validate, checkov
+test: lint tests-all validate scan ## everything CI runs: ruff, mypy, every test tier, sam validate, checkov
 
 demo: venv ## run the whole loop offline on the local stack and show the result (CRM=hubspot ACCOUNTING=xero)
 	$(BIN)/closeloop demo --crm $(or $(CRM),hubspot) --accounting $(or $(ACCOUNTING),xero)

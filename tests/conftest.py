@@ -7,6 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 
+# A helper module whose functions hold a test's assertions (the pair scenarios, which the pair suite runs
+# and the contract suite records): pytest rewrites them for readable failures only if told before import.
+pytest.register_assert_rewrite("tests.pairs.scenarios")
+
 # Set before any boto3 client exists: nothing in the tests may reach a real AWS account.
 for key in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
     os.environ.pop(key, None)

@@ -1,4 +1,8 @@
-"""Shared fixtures: the vendor sandboxes and the local stack (template.yaml in moto, real handlers)."""
+"""Shared fixtures: the vendor sandboxes and the local stack (template.yaml in moto, real handlers).
+
+``loop`` is HubSpot and Xero around one stack; ``pair`` is every CRM x accounting pair in turn. A tier's
+conftest.py imports the ones its tests use.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ import pytest
 from closeloop.aws import KmsTokenCipher
 from closeloop.store import DynamoStore
 from closeloop_local.demo import sandbox_environment
+from closeloop_local.pairs import ACCOUNTING, CRMS, Pair, running_pair
 from closeloop_local.sandboxes import hubspot as hubspot_sandbox
 from closeloop_local.sandboxes import xero as xero_sandbox
 from closeloop_local.sandboxes.base import SandboxServer
@@ -107,4 +112,15 @@ FUNCTIONS_CLOCK = {"CLOSELOOP_TIME_SCALE": "10"}
 @pytest.fixture(scope="module")
 def loop() -> Iterator[Loop]:
     with running_loop(FUNCTIONS_CLOCK) as started:
+        yield started
+
+
+@pytest.fixture(scope="module", params=[(c, a) for c in CRMS for a in ACCOUNTING], ids=lambda p: f"{p[0]}-{p[1]}")
+def pair(request: pytest.FixtureRequest) -> Iterator[Pair]:
+    """One pair started (one local stack, two sandbox servers), for every CRM x accounting pair in turn.
+
+    Module-scoped and parametrised, so pytest runs a whole module for one pair before it starts the next.
+    """
+    crm_name, books_name = request.param
+    with running_pair(crm_name, books_name, ROOT, env=FUNCTIONS_CLOCK) as started:
         yield started

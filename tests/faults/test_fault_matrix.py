@@ -1,8 +1,7 @@
 """Fault injection over the local stack: every case ends with nothing lost and nothing duplicated.
 
-The rest of the matrix lives beside the features it breaks (tests/e2e: duplicates, crashes on the
-invoice path, outage -> DLQ -> replay, revoked tokens, bad input; tests/unit: 429/5xx/timeouts, token
-races). This module holds the cases that need heavier set-ups.
+This module holds the cases that need heavier set-ups; tests/faults/conftest.py says where the rest of
+the matrix is (this directory, and the few cases kept beside the features they break).
 """
 
 from __future__ import annotations

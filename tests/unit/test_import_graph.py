@@ -301,11 +301,6 @@ def test_a_cycle_is_found_and_named_shortest(tmp_path: Path) -> None:
     assert cycles == [["a", "b"], ["b", "c", "d"]]
 
 
-# The one test module still imported by another: the contract suite replays the pair suite's scenarios,
-# which are themselves tests (moving them to a helper module is issue 11 item 5's remaining step).
-TEST_MODULE_IMPORTS_LEFT = {("tests.contracts.conftest", "tests.pairs.test_every_pair")}
-
-
 def test_tests_import_helper_modules_not_other_test_modules() -> None:
     # Given every module under tests/ and what it imports from tests/
     tests_root = ROOT / "tests"
@@ -324,5 +319,5 @@ def test_tests_import_helper_modules_not_other_test_modules() -> None:
         if imported.target.rpartition(".")[2].startswith("test_") or imported.target.endswith(".conftest")
     }
 
-    # Then only the known one is left (shared helpers live in helper modules: tests/fakes.py, ...)
-    assert found == TEST_MODULE_IMPORTS_LEFT
+    # Then there are none: what tests share lives in helper modules (tests/fakes.py, tests/pairs/scenarios.py, ...)
+    assert found == set()
