@@ -2,9 +2,13 @@
 
 The handler is ``functions/on_contact/app.py``'s ``webhook_handler``, imported by path with the function's
 environment, called with the signed API Gateway v2 sample event (``events/webhook_contacts_v3.json``,
-re-signed for now). SQS is moto in-process (``mock_aws``) with the two work queues created here. The floor
-is what no implementation can skip: HubSpot's v3 signature check (``signature_v3`` + ``compare_digest``) and
-one ``send_message`` of the same body to the same queue. The two are called alternately, after a warm-up,
+re-signed for now). SQS and DynamoDB are moto in-process (``mock_aws``) with the two work queues and the sync
+table created here. The floor is what no implementation can skip: HubSpot's v3 signature check
+(``signature_v3`` + ``compare_digest``), the replay check's two writes (a conditional ``put_item`` claims the
+delivery for a minute before it is queued, a second ``put_item`` keeps it for the vendors' retry window once
+it is: one long claim would lose a delivery whose function died before queueing it) and one ``send_message``
+of the same body to the same queue. The two are called
+alternately, after a warm-up,
 so both see the same queue and the same machine.
 """
 
@@ -14,6 +18,7 @@ import contextlib
 import functools
 import hmac
 import importlib.util
+import json
 import os
 import sys
 import time
@@ -77,6 +82,36 @@ def import_by_path(name: str, path: str) -> ModuleType:
     return module
 
 
+def delivery(sample: dict[str, Any], n: int) -> bytes:
+    """The sample's body as HubSpot's ``n``-th delivery: its own event ids (a replayed body would be answered
+    from the replay check without being queued, which is not the path measured here)."""
+    events = json.loads(sample["body"])
+    for index, event in enumerate(events):
+        event["eventId"] = int(event["eventId"]) * 1_000_000 + n * 100 + index
+    return json.dumps(events).encode()
+
+
+def create_sync_table(dynamodb: Any, table: str) -> None:
+    """The sync table with template.yaml's key schema (the replay check writes there)."""
+    dynamodb.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": "PK", "AttributeType": "S"},
+            {"AttributeName": "SK", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
+def check_every_delivery_claimed(dynamodb: Any, table: str, deliveries: int) -> None:
+    """The handler took the path measured: each delivery claimed (none answered as a replay)."""
+    items = dynamodb.scan(TableName=table)["Items"]
+    claims = sum(1 for i in items if i["PK"]["S"].startswith("DELIVERY#"))
+    if claims < deliveries:
+        raise RuntimeError(f"the handler claimed {claims} of {deliveries} deliveries: not the path measured")
+
+
 def _timed(call: Callable[[], Any]) -> tuple[float, Any]:
     started = time.perf_counter()
     result = call()
@@ -106,13 +141,16 @@ def measure(calls: int = 200, warmup: int = 20) -> list[Row]:
         sqs = boto3.client("sqs")
         urls = {name: sqs.create_queue(QueueName=f"closeloop-{name}")["QueueUrl"] for name in ("contacts", "deals")}
         os.environ.update({"CONTACT_QUEUE_URL": urls["contacts"], "DEAL_QUEUE_URL": urls["deals"]})
+        dynamodb = boto3.client("dynamodb")
+        table = os.environ["SYNC_TABLE"]
+        create_sync_table(dynamodb, table)
         runtime.reset()
         try:
             with contextlib.redirect_stdout(devnull):  # the function's JSON logs, as CloudWatch would take them
                 module = import_by_path("bench_on_contact_app", str(APP))
                 handler: Callable[[dict[str, Any], Any], dict[str, Any]] = module.webhook_handler
                 sample = load("webhook_contacts_v3.json")
-                events = [resign(sample) for _ in range(1 + warmup + calls)]
+                events = [resign(sample, body=delivery(sample, n)) for n in range(1 + warmup + calls)]
                 context = BenchContext()
                 first = handler(events[0], context)
                 if first.get("statusCode") != 200:
@@ -130,7 +168,13 @@ def measure(calls: int = 200, warmup: int = 20) -> list[Row]:
                     )
                     if not hmac.compare_digest(expected.encode(), headers["x-hubspot-signature-v3"].encode()):
                         raise RuntimeError("the floor's signature check failed")
+                    dynamodb.put_item(
+                        TableName=table,
+                        Item={"PK": {"S": f"FLOOR#{uuid.uuid4()}"}, "SK": {"S": "FLOOR"}},
+                        ConditionExpression="attribute_not_exists(PK)",
+                    )
                     sqs.send_message(QueueUrl=urls["contacts"], MessageBody=body)
+                    dynamodb.put_item(TableName=table, Item={"PK": {"S": f"FLOOR#{uuid.uuid4()}"}, "SK": {"S": "KEPT"}})
 
                 for index, event in enumerate(events[1:], start=1):
                     handled, answer = _timed(functools.partial(handler, event, context))
@@ -140,6 +184,7 @@ def measure(calls: int = 200, warmup: int = 20) -> list[Row]:
                     if index > warmup:
                         handler_ms.append(handled)
                         floor_ms.append(floored)
+            check_every_delivery_claimed(dynamodb, table, len(events))
         finally:
             runtime.reset()
             sys.modules.pop("bench_on_contact_app", None)
@@ -154,7 +199,8 @@ def measure(calls: int = 200, warmup: int = 20) -> list[Row]:
             digits=2,
             note=(
                 "the handler adds the Powertools resolver and logging, event parsing and the WorkMessage model "
-                "on top of the floor; SQS is moto in-process, so both figures leave out the network round trip"
+                "on top of the floor; SQS and DynamoDB are moto in-process, so both figures leave out the network "
+                "round trips"
             ),
         )
     ]
