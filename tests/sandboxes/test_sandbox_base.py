@@ -12,7 +12,7 @@ from werkzeug.test import Client
 from werkzeug.wrappers import Request, Response
 
 from closeloop_local.sandboxes.base import Fault, Router, SandboxApp, SandboxState, json_response
-from closeloop_local.sandboxes.limits import DailyBudget, InFlight, RollingWindow
+from closeloop_local.sandboxes.limits import DailyBudget, InFlight, RollingWindow, WindowAndDay
 from closeloop_local.sandboxes.outbound import hmac_sha256_base64, send
 from closeloop_local.sandboxes.replays import IdempotencyCache
 
@@ -218,3 +218,26 @@ def test_hmac_signature_matches_a_known_vector() -> None:
     # RFC 4231 test case 2 (key "Jefe"), base64 of the HMAC-SHA256 digest
     signature = hmac_sha256_base64("Jefe", b"what do ya want for nothing?")
     assert signature == "W9zBRr9gdU5qBCQmCJV1x1oAPwidJzmDnexYuWTsOEM="
+
+
+def test_window_and_day_checks_the_day_first_and_counts_only_admitted_calls() -> None:
+    # Given 2 calls per 10 seconds and 7 units a day
+    limits = WindowAndDay(2, 10, 7)
+    # When calls of 2 units come at 0, 1, 2 (window full), 11 and 12 (day spent), and one more at 30
+    answers = [limits.take(moment, cost=2) for moment in (0, 1, 2, 11, 12)]
+    # Then the window refuses the third, the day the fifth (6 + 2 > 7), and refusals spend nothing
+    assert answers == [None, None, "window", None, "day"]
+    assert (limits.window_remaining(12), limits.day_remaining(12)) == (1, 1)
+    # And when both limits refuse, the answer is "day": it is checked first
+    tight = WindowAndDay(1, 10, 1)
+    assert (tight.take(0), tight.take(1)) == (None, "day")
+
+
+def test_window_and_day_in_milliseconds_rolls_the_day_over_in_seconds() -> None:
+    # Given a limiter counting in milliseconds with 1 call a day, spent just before midnight UTC
+    limits = WindowAndDay(10, 10_000, 1, per_second=1000)
+    midnight_ms = int(datetime(2026, 3, 2, tzinfo=UTC).timestamp() * 1000)
+    assert limits.take(midnight_ms - 1) is None
+    # Then the next call that day is refused, and one a millisecond later (the next day) is not
+    assert limits.take(midnight_ms - 1) == "day"
+    assert limits.take(midnight_ms) is None

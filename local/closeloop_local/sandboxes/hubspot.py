@@ -75,7 +75,7 @@ from closeloop.models import CrmRef
 from closeloop_local.sandboxes import outbound
 from closeloop_local.sandboxes.base import Router, SandboxApp, SandboxServer, SandboxState, json_response
 from closeloop_local.sandboxes.drivers import DealLine, SentWebhook
-from closeloop_local.sandboxes.limits import DailyBudget, RollingWindow
+from closeloop_local.sandboxes.limits import WindowAndDay
 
 __all__ = [
     "SIGNATURE_VERSIONS",
@@ -821,38 +821,23 @@ class _Dispatcher:
         return success
 
 
-class _RateLimiter:
+class _RateLimiter(WindowAndDay):
     """HubSpot's per-token rolling 10-second window and per-account daily budget."""
 
     WINDOW_MS = 10_000
 
     def __init__(self, ten_second_limit: int, daily_limit: int) -> None:
-        self.ten_second_limit = ten_second_limit
-        self.daily_limit = daily_limit
-        self._window = RollingWindow(self.WINDOW_MS)
-        self._daily = DailyBudget()
+        super().__init__(ten_second_limit, self.WINDOW_MS, daily_limit, per_second=1000)
 
-    def reset(self) -> None:
-        self._window.clear()
-        self._daily.clear()
-
-    def take(self, now_ms: int) -> tuple[str | None, dict[str, str]]:
+    def take_call(self, now_ms: int) -> tuple[str | None, dict[str, str]]:
         """Count one call; returns the policy that refused it (or None) and the headers to send."""
-        now = now_ms / 1000
-        policy: str | None = None
-        if self._daily.spent(now) >= self.daily_limit:
-            policy = "DAILY"
-        elif self._window.count(now_ms) >= self.ten_second_limit:
-            policy = "TEN_SECONDLY_ROLLING"
-        else:
-            self._window.add(now_ms)
-            self._daily.spend(now)
+        policy = {"day": "DAILY", "window": "TEN_SECONDLY_ROLLING"}.get(self.take(now_ms) or "")
         headers = {
             "X-HubSpot-RateLimit-Daily": str(self.daily_limit),
-            "X-HubSpot-RateLimit-Daily-Remaining": str(max(0, self.daily_limit - self._daily.spent(now))),
+            "X-HubSpot-RateLimit-Daily-Remaining": str(self.day_remaining(now_ms)),
             "X-HubSpot-RateLimit-Interval-Milliseconds": str(self.WINDOW_MS),
-            "X-HubSpot-RateLimit-Max": str(self.ten_second_limit),
-            "X-HubSpot-RateLimit-Remaining": str(max(0, self.ten_second_limit - self._window.count(now_ms))),
+            "X-HubSpot-RateLimit-Max": str(self.window_limit),
+            "X-HubSpot-RateLimit-Remaining": str(self.window_remaining(now_ms)),
         }
         return policy, headers
 
@@ -973,7 +958,7 @@ class HubSpotSandbox(SandboxApp):
 
     @property
     def ten_second_limit(self) -> int:
-        return self._limiter.ten_second_limit
+        return self._limiter.window_limit
 
     @property
     def daily_limit(self) -> int:
@@ -1117,7 +1102,7 @@ class HubSpotSandbox(SandboxApp):
             response.headers["X-HubSpot-Auth-Failure"] = "401 Unauthorized"
             return response
         with self.state.lock:
-            policy, limit_headers = self._limiter.take(self._now_ms())
+            policy, limit_headers = self._limiter.take_call(self._now_ms())
         response = self._rate_limited(policy) if policy else self._route(request)
         response.headers.update(limit_headers)
         return response

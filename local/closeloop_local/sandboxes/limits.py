@@ -72,3 +72,39 @@ class InFlight:
 
     def clear(self) -> None:
         self._running.clear()
+
+
+class WindowAndDay:
+    """A rolling window of calls and a budget of units per UTC day, the day checked first: a call is refused
+    as "day" when its cost would overspend today, else as "window" when the window is full, else counted.
+
+    HubSpot (10 s + daily calls), Pipedrive (2 s + daily tokens) and Zoho Books (minute + day) limit this
+    way. ``now`` is in ``1 / per_second`` seconds of the sandbox clock (HubSpot counts milliseconds).
+    """
+
+    def __init__(self, window_limit: int, span: float, daily_limit: int, per_second: float = 1.0) -> None:
+        self.window_limit = window_limit
+        self.daily_limit = daily_limit
+        self.window = RollingWindow(span)
+        self._day = DailyBudget()
+        self._per_second = per_second
+
+    def take(self, now: float, cost: int = 1) -> str | None:
+        """Count one call of ``cost`` units, or say which limit refuses it ("day" or "window")."""
+        if self._day.spent(now / self._per_second) + cost > self.daily_limit:
+            return "day"
+        if self.window.count(now) >= self.window_limit:
+            return "window"
+        self.window.add(now)
+        self._day.spend(now / self._per_second, cost)
+        return None
+
+    def window_remaining(self, now: float) -> int:
+        return max(0, self.window_limit - self.window.count(now))
+
+    def day_remaining(self, now: float) -> int:
+        return max(0, self.daily_limit - self._day.spent(now / self._per_second))
+
+    def reset(self) -> None:
+        self.window.clear()
+        self._day.clear()

@@ -60,7 +60,7 @@ from closeloop.models import CrmRef
 from closeloop_local.sandboxes import outbound
 from closeloop_local.sandboxes.base import Router, SandboxApp, SandboxServer, SandboxState
 from closeloop_local.sandboxes.drivers import DealLine, SentWebhook
-from closeloop_local.sandboxes.limits import DailyBudget, RollingWindow
+from closeloop_local.sandboxes.limits import WindowAndDay
 
 __all__ = ["PipedriveDriver", "PipedriveSandbox", "serve"]
 
@@ -251,37 +251,23 @@ class _Delivery:
     due: float = 0.0
 
 
-class _Limiter:
+class _Limiter(WindowAndDay):
     """A rolling 2-second request window per token and a daily token budget (UTC day of the sandbox clock)."""
 
     WINDOW = 2.0
 
     def __init__(self, burst_limit: int, daily_budget: int) -> None:
-        self.burst_limit = burst_limit
-        self.daily_budget = daily_budget
-        self._window = RollingWindow(self.WINDOW)
-        self._budget = DailyBudget()
+        super().__init__(burst_limit, self.WINDOW, daily_budget)
 
-    def reset(self) -> None:
-        self._window.clear()
-        self._budget.clear()
-
-    def take(self, now: float, cost: int) -> tuple[str | None, dict[str, str]]:
-        refused: str | None = None
-        if self._budget.spent(now) + cost > self.daily_budget:
-            refused = "daily"
-        elif self._window.count(now) >= self.burst_limit:
-            refused = "burst"
-        else:
-            self._window.add(now)
-            self._budget.spend(now, cost)
-        oldest = self._window.oldest()
+    def take_call(self, now: float, cost: int) -> tuple[str | None, dict[str, str]]:
+        refused = {"day": "daily", "window": "burst"}.get(self.take(now, cost) or "")
+        oldest = self.window.oldest()
         reset = max(1, int(-(-(oldest + self.WINDOW - now) // 1))) if oldest is not None else int(self.WINDOW)
         headers = {
-            "x-ratelimit-limit": str(self.burst_limit),
-            "x-ratelimit-remaining": str(max(0, self.burst_limit - self._window.count(now))),
+            "x-ratelimit-limit": str(self.window_limit),
+            "x-ratelimit-remaining": str(self.window_remaining(now)),
             "x-ratelimit-reset": str(reset),
-            "x-daily-ratelimit-token-remaining": str(max(0, self.daily_budget - self._budget.spent(now))),
+            "x-daily-ratelimit-token-remaining": str(self.day_remaining(now)),
         }
         if refused == "burst":
             headers["Retry-After"] = str(reset)
@@ -452,7 +438,7 @@ class PipedriveSandbox(SandboxApp):
         kind = "list" if request.method == "GET" and rest % 2 == 1 else "one"
         cost = TOKEN_COSTS.get((request.method, version, kind), 5)
         with self.state.lock:
-            refused, limit_headers = self._limiter.take(self.now(), cost)
+            refused, limit_headers = self._limiter.take_call(self.now(), cost)
             if refused == "burst":
                 response = _error(429, "Request over limit")
             elif refused == "daily":

@@ -59,7 +59,7 @@ from werkzeug.wrappers import Request, Response
 from closeloop.accounting.zohobooks import INVOICE_STATUSES
 from closeloop_local.sandboxes.base import Router, SandboxApp, SandboxServer, SandboxState, plain_json
 from closeloop_local.sandboxes.drivers import SeenCustomer, SeenInvoice
-from closeloop_local.sandboxes.limits import DailyBudget, RollingWindow
+from closeloop_local.sandboxes.limits import WindowAndDay
 from closeloop_local.sandboxes.xero import WireEncoder
 
 Row = dict[str, Any]
@@ -176,25 +176,15 @@ class AccessToken:
     expires_at: float
 
 
-class Limits:
+class Limits(WindowAndDay):
     """Per-organisation calls: a rolling minute and a calendar (UTC) day."""
 
     def __init__(self, minute: int, day: int) -> None:
-        self.minute = minute
-        self.day = day
-        self._minute = RollingWindow(60)
-        self._day = DailyBudget()
+        super().__init__(minute, 60, day)
 
     def acquire(self, now: float) -> Row | None:
         """Count one call, or return the body of the 429 that refuses it."""
-        in_minute = self._minute.count(now)
-        if self._day.spent(now) >= self.day:
-            return DAY_LIMIT
-        if in_minute >= self.minute:
-            return MINUTE_LIMIT
-        self._minute.add(now)
-        self._day.spend(now)
-        return None
+        return {"day": DAY_LIMIT, "window": MINUTE_LIMIT}.get(self.take(now) or "")
 
 
 class ZohoBooksSandbox(SandboxApp):
