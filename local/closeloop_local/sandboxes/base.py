@@ -299,6 +299,9 @@ class SandboxApp:
     """
 
     state: SandboxState
+    #: How ``json`` writes answers: the encoder (e.g. one writing Decimals exactly) and the content type.
+    json_encoder: ClassVar[type[json.JSONEncoder] | None] = None
+    json_content_type: ClassVar[str] = "application/json; charset=utf-8"
     #: A header every API answer carries with a fresh id unless the handler set it (a vendor's request id).
     correlation_header: ClassVar[str] = ""
     #: The content type of a fault's text body (``Fault.body`` given as str or bytes).
@@ -344,7 +347,12 @@ class SandboxApp:
 
     def json(self, payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
         """A JSON answer in the vendor's encoding (control API answers use it too)."""
-        return json_response(payload, status, headers)
+        return Response(
+            json.dumps(payload, cls=self.json_encoder, default=str),
+            status=status,
+            headers=headers or {},
+            content_type=self.json_content_type,
+        )
 
     def fault_error(self, status: int) -> Response:
         """The answer to a fault without a body: the vendor's error for ``status`` (default: an empty body)."""

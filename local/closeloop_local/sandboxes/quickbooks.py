@@ -651,6 +651,8 @@ class QuickBooksWebhooks:
 class QuickBooksSandbox(SandboxApp):
     """A stateful QuickBooks Online company (one realm) plus Intuit's token endpoint, as a WSGI app."""
 
+    json_encoder = WireEncoder  # Decimals written exactly
+    json_content_type = "application/json;charset=UTF-8"
     fault_text_type = "text/plain"
 
     def __init__(
@@ -779,18 +781,6 @@ class QuickBooksSandbox(SandboxApp):
 
     # ---- the API (SandboxApp's pipeline: log, faults, then ``handle``) -----------------------------------
 
-    @staticmethod
-    def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-        return Response(
-            json.dumps(payload, cls=WireEncoder, default=str),
-            status=status,
-            headers=headers or {},
-            content_type="application/json;charset=UTF-8",
-        )
-
-    def json(self, payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-        return self._json(payload, status, headers)
-
     def fault_error(self, status: int) -> Response:
         if status == 429:
             message = "message=ThrottleExceeded; errorCode=003001; statusCode=429"
@@ -801,7 +791,7 @@ class QuickBooksSandbox(SandboxApp):
         return plain_json(payload, status)
 
     def internal_error(self) -> Response:
-        return self._json(fault_body("10000", "An application error has occurred", "", "SystemFault"), 500)
+        return self.json(fault_body("10000", "An application error has occurred", "", "SystemFault"), 500)
 
     def handle(self, request: Request, delay: float) -> Response:
         time.sleep(delay)
@@ -826,14 +816,14 @@ class QuickBooksSandbox(SandboxApp):
             or auth.type != "basic"
             or (auth.username, auth.password) != (self.client_id, self.client_secret)
         ):
-            return self._json({"error": "invalid_client"}, 401)
+            return self.json({"error": "invalid_client"}, 401)
         if request.form.get("grant_type") != "refresh_token":
-            return self._json({"error": "unsupported_grant_type"}, 400)
+            return self.json({"error": "unsupported_grant_type"}, 400)
         with self.state.lock:
             now = self._now()
             token = self._refresh.get(request.form.get("refresh_token", ""))
             if token is None or not self._usable(token, now):
-                return self._json({"error": "invalid_grant"}, 400)
+                return self.json({"error": "invalid_grant"}, 400)
             while token.successor is not None:  # a superseded value in its grace answers the current pair
                 token = self._refresh[token.successor]
             if now - token.issued_at >= self.rotate_after:
@@ -852,7 +842,7 @@ class QuickBooksSandbox(SandboxApp):
                 "refresh_token": token.value,
                 "x_refresh_token_expires_in": int(min(token.expires_at, token.chain_started + REFRESH_HARD_TTL) - now),
             }
-        return self._json(body, 200, {"Cache-Control": "no-cache, no-store", "Pragma": "no-cache"})
+        return self.json(body, 200, {"Cache-Control": "no-cache, no-store", "Pragma": "no-cache"})
 
     # ---- the API pipeline: auth -> realm -> limits -> requestid replay -> handler ------------------------
 
@@ -864,7 +854,7 @@ class QuickBooksSandbox(SandboxApp):
             now = self._now()
         if expires is None or expires <= now:
             detail = "Token expired: " + value[-12:] if expires is not None else "Token invalid"
-            return self._json(
+            return self.json(
                 {
                     "warnings": None,
                     "intuitObject": None,
@@ -888,7 +878,7 @@ class QuickBooksSandbox(SandboxApp):
             body = fault_body(
                 "3100", "message=ApplicationAuthorizationFailed; errorCode=003100; statusCode=403", "", "AUTHORIZATION"
             )
-            return self._json(body, 403, tid)
+            return self.json(body, 403, tid)
         batch = tail == "batch"
         with self.state.lock:
             allowed = self._limits.acquire(self._now(), batch)
@@ -896,7 +886,7 @@ class QuickBooksSandbox(SandboxApp):
             body = fault_body(
                 "3001", "message=ThrottleExceeded; errorCode=003001; statusCode=429", "", "ThrottlingFault"
             )
-            return self._json(body, 429, tid)
+            return self.json(body, 429, tid)
         try:
             response = self._replayable(request, tail, batch)
         finally:
@@ -910,7 +900,7 @@ class QuickBooksSandbox(SandboxApp):
         if requestid is None or request.method != "POST":
             return self._invoke(request, tail)
         if len(requestid) > (BATCH_REQUEST_ID_MAX if batch else REQUEST_ID_MAX):
-            return self._json(fault_body("6000", "requestid is too long", f"requestid: {requestid}"), 400)
+            return self.json(fault_body("6000", "requestid is too long", f"requestid: {requestid}"), 400)
         with self.state.lock:
             replay = self._replays.get(requestid, self._now())
             if replay is not None:
@@ -924,10 +914,10 @@ class QuickBooksSandbox(SandboxApp):
             try:
                 payload = self._route(request, tail)
             except ApiError as error:
-                return self._json({**error.body, "time": _stamp(self._now())}, error.status)
+                return self.json({**error.body, "time": _stamp(self._now())}, error.status)
             if isinstance(payload, Response):
                 return payload
-            return self._json({**payload, "time": _stamp(self._now())})
+            return self.json({**payload, "time": _stamp(self._now())})
 
     def _body(self, request: Request) -> Row:
         try:
@@ -1475,7 +1465,7 @@ class QuickBooksSandbox(SandboxApp):
 
     def _control_refresh_token(self, body: Any) -> Response:
         token = self.current_refresh_token
-        return self._json({"refresh_token": token, "realm_id": self.realm_id}, 200 if token else 404)
+        return self.json({"refresh_token": token, "realm_id": self.realm_id}, 200 if token else 404)
 
     def _control_subscribe(self, body: Any) -> Row:
         self.webhooks.subscribe(

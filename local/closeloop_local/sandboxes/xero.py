@@ -1105,6 +1105,7 @@ class XeroWebhooks:
 class XeroSandbox(SandboxApp):
     """A stateful Xero (identity + Accounting API) for one organisation, as a WSGI app."""
 
+    json_encoder = WireEncoder  # Decimals written exactly
     fault_text_type = "text/plain"
 
     def __init__(
@@ -1269,9 +1270,6 @@ class XeroSandbox(SandboxApp):
         response: Response = route.handler(request, **groups)
         return response
 
-    def json(self, payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-        return self._json(payload, status, headers)
-
     def fault_json(self, payload: Any, status: int) -> Response:
         return plain_json(payload, status)
 
@@ -1283,7 +1281,7 @@ class XeroSandbox(SandboxApp):
         return response
 
     def internal_error(self) -> Response:
-        return self._json({"ErrorNumber": 500, "Type": "UnknownErrorException", "Message": UNKNOWN_ERROR}, 500)
+        return self.json({"ErrorNumber": 500, "Type": "UnknownErrorException", "Message": UNKNOWN_ERROR}, 500)
 
     def _match(self, request: Request) -> tuple[Route | None, dict[str, str]]:
         for route in self._routes:
@@ -1330,23 +1328,13 @@ class XeroSandbox(SandboxApp):
     # ---- responses --------------------------------------------------------------------------------------
 
     @staticmethod
-    def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-        """A JSON answer (as ``base.json_response``, but with Decimals written exactly by ``WireEncoder``)."""
-        return Response(
-            json.dumps(payload, cls=WireEncoder, default=str),
-            status=status,
-            headers=headers or {},
-            content_type="application/json; charset=utf-8",
-        )
-
-    @staticmethod
     def _text(text: str, status: int, headers: dict[str, str] | None = None) -> Response:
         return Response(text, status=status, headers=headers or {}, content_type="text/html; charset=utf-8")
 
     def _error_response(self, error: ApiError) -> Response:
         if isinstance(error.body, str):
             return self._text(error.body, error.status, error.headers)
-        return self._json(error.body, error.status, error.headers)
+        return self.json(error.body, error.status, error.headers)
 
     def _envelope(self, collection: str, rows: list[Row], pagination: Row | None = None) -> Row:
         out: Row = {
@@ -1391,7 +1379,7 @@ class XeroSandbox(SandboxApp):
         with self.state.lock:
             headers = self._limits.headers(tenant, self._now())
         headers.update({"Retry-After": str(retry_after), "X-Rate-Limit-Problem": problem_name, **correlation})
-        return self._json(problem(429, "Too Many Requests", "Too Many Requests"), 429, headers)
+        return self.json(problem(429, "Too Many Requests", "Too Many Requests"), 429, headers)
 
     def _authenticate(self, request: Request) -> AccessToken:
         header = request.headers.get("Authorization", "")
@@ -1427,7 +1415,7 @@ class XeroSandbox(SandboxApp):
             return self._invoke(request, route, groups)
         if len(key) > IDEMPOTENCY_KEY_MAX:
             detail = f"Idempotency key must be {IDEMPOTENCY_KEY_MAX} characters or less"
-            return self._json(problem(400, "Bad Request", detail), 400)
+            return self.json(problem(400, "Bad Request", detail), 400)
         fingerprint = hashlib.sha256(
             b"\n".join(
                 [
@@ -1445,7 +1433,7 @@ class XeroSandbox(SandboxApp):
             if cached is not None:
                 if cached.fingerprint != fingerprint:
                     detail = f"Idempotency key {key} is used with a different request"
-                    return self._json(problem(400, "Bad Request", detail), 400)
+                    return self.json(problem(400, "Bad Request", detail), 400)
                 return cached.response()
             response = self._invoke(request, route, groups)
             self._idempotency.remember(key, response, now, fingerprint)
@@ -1458,7 +1446,7 @@ class XeroSandbox(SandboxApp):
                 result = route.handler(request, **groups)
             except ApiError as error:
                 return self._error_response(error)
-            return result if isinstance(result, Response) else self._json(result)
+            return result if isinstance(result, Response) else self.json(result)
 
     # ---- identity ---------------------------------------------------------------------------------------
 
@@ -2694,7 +2682,7 @@ class XeroSandbox(SandboxApp):
     def control_routes(self) -> Router:
         routes = super().control_routes()
         routes.add("GET", "/_sandbox/contacts", lambda body: {"Contacts": self.contacts()})
-        routes.add("POST", "/_sandbox/contacts", lambda body: self._json(self.seed_contact(**body), 201))
+        routes.add("POST", "/_sandbox/contacts", lambda body: self.json(self.seed_contact(**body), 201))
         routes.add("GET", "/_sandbox/invoices", lambda body: {"Invoices": self.invoices()})
         routes.add("GET", "/_sandbox/emails", lambda body: {"emails": self.emails()})
         routes.add("POST", "/_sandbox/expire-tokens", lambda body: self.expire_access_tokens())
@@ -2722,8 +2710,8 @@ class XeroSandbox(SandboxApp):
     def _control_refresh_token(self, body: Row) -> Response:
         token = self.current_refresh_token
         if token is None:
-            return self._json({"error": "no usable refresh token"}, 404)
-        return self._json({"refresh_token": token, "tenant_id": self.tenant_id})
+            return self.json({"error": "no usable refresh token"}, 404)
+        return self.json({"refresh_token": token, "tenant_id": self.tenant_id})
 
 
 def serve(sandbox: XeroSandbox | None = None, port: int = 0) -> tuple[XeroSandbox, SandboxServer]:

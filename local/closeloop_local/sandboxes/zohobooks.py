@@ -190,6 +190,8 @@ class Limits(WindowAndDay):
 class ZohoBooksSandbox(SandboxApp):
     """A stateful Zoho Books organisation (Accounts token endpoint + Books API v3) as a WSGI app."""
 
+    json_encoder = WireEncoder  # Decimals written exactly
+    json_content_type = "application/json;charset=UTF-8"
     fault_text_type = "text/plain"
 
     def __init__(
@@ -351,41 +353,29 @@ class ZohoBooksSandbox(SandboxApp):
 
     # ---- the API (SandboxApp's pipeline: log, faults, then ``handle``) -----------------------------------
 
-    @staticmethod
-    def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-        return Response(
-            json.dumps(payload, cls=WireEncoder, default=str),
-            status=status,
-            headers=headers or {},
-            content_type="application/json;charset=UTF-8",
-        )
-
-    def json(self, payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-        return self._json(payload, status, headers)
-
     def fault_json(self, payload: Any, status: int) -> Response:
         return plain_json(payload, status)
 
     def internal_error(self) -> Response:
-        return self._json({"code": 1000, "message": "Internal error"}, 500)
+        return self.json({"code": 1000, "message": "Internal error"}, 500)
 
     def handle(self, request: Request, delay: float) -> Response:
         time.sleep(delay)
         if request.method == "POST" and request.path.rstrip("/") == "/oauth/v2/token":
             return self._token(request)
         if not request.path.startswith(API_PREFIX + "/"):
-            return self._json({"code": 5, "message": "Invalid URL Passed"}, 404)
+            return self.json({"code": 5, "message": "Invalid URL Passed"}, 404)
         with self.state.lock:
             try:
                 self._authenticate(request)
                 over = self._limits.acquire(self._now())
                 if over is not None:
-                    return self._json(over, 429)
+                    return self.json(over, 429)
                 handler, ids = self._match(request)
                 status, body = handler(request, *ids)
             except ApiError as error:
-                return self._json(error.body, error.status)
-            return self._json(body, status)
+                return self.json(error.body, error.status)
+            return self.json(body, status)
 
     def _authenticate(self, request: Request) -> None:
         scheme, _, value = request.headers.get("Authorization", "").partition(" ")
@@ -445,24 +435,24 @@ class ZohoBooksSandbox(SandboxApp):
         args = {**request.args.to_dict(), **request.form.to_dict()}
         with self.state.lock:
             if (args.get("client_id"), args.get("client_secret")) != (self.client_id, self.client_secret):
-                return self._json({"error": "invalid_client"})
+                return self.json({"error": "invalid_client"})
             if args.get("grant_type") != "refresh_token":
-                return self._json({"error": "unsupported_grant_type"})
+                return self.json({"error": "unsupported_grant_type"})
             refresh = self._refresh.get(args.get("refresh_token", ""))
             if refresh is None or refresh.revoked:
-                return self._json({"error": "invalid_code"})
+                return self.json({"error": "invalid_code"})
             now = self._now()
             while refresh.minted and refresh.minted[0] <= now - ACCESS_TOKEN_WINDOW:
                 refresh.minted.popleft()
             if len(refresh.minted) >= ACCESS_TOKENS_PER_WINDOW:
-                return self._json(ACCESS_DENIED, 400)
+                return self.json(ACCESS_DENIED, 400)
             refresh.minted.append(now)
             value = f"1000.{secrets.token_hex(16)}.{secrets.token_hex(16)}"
             self._access[value] = AccessToken(value, refresh.value, now + ACCESS_TOKEN_TTL)
             refresh.live.append(value)
             if len(refresh.live) > LIVE_ACCESS_TOKENS:
                 self._access.pop(refresh.live.popleft(), None)
-            return self._json(
+            return self.json(
                 {
                     "access_token": value,
                     "api_domain": request.host_url.rstrip("/"),
