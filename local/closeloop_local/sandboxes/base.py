@@ -1,8 +1,10 @@
-"""What every vendor sandbox shares: a threaded HTTP server on loopback, a request log, fault injection.
+"""What every vendor sandbox shares: the request pipeline, routing, fault injection, the control API and a
+threaded HTTP server on loopback.
 
-A sandbox is a WSGI application (werkzeug) that keeps state in memory and behaves like the vendor's
-real API. Tests and the local stack point the production adapters at ``SandboxServer.url`` through the
-ordinary base-URL environment variables; production code never imports this package.
+A sandbox is a ``SandboxApp`` (a WSGI application, werkzeug) that keeps state in memory and behaves like the
+vendor's real API; its module holds only that vendor's API (auth, limits, routes, bodies). Tests and the local
+stack point the production adapters at ``SandboxServer.url`` through the ordinary base-URL environment
+variables; production code never imports this package.
 
 Every sandbox also serves a small control API under ``/_sandbox/`` (no auth) so tests can seed data,
 read the request log, inject faults and move the clock. Those paths do not exist on the real APIs and
@@ -14,13 +16,19 @@ from __future__ import annotations
 import fnmatch
 import io
 import json
+import sys
 import threading
 import time
+import traceback
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from functools import cached_property
+from typing import Any, ClassVar
 
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import Map, Rule
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
@@ -41,7 +49,8 @@ class LoggedRequest:
 class Fault:
     """Answer the next ``times`` requests matching ``method``/``path_glob`` with ``status``.
 
-    ``delay`` sleeps before answering (timeouts); ``headers``/``body`` shape the error reply.
+    ``delay`` sleeps before answering (timeouts); ``headers``/``body`` shape the error reply. ``status`` 0 only
+    delays: the request is then answered as usual (a slow vendor rather than a failing one).
     """
 
     path_glob: str
@@ -244,3 +253,196 @@ def logged_request(request: Request) -> LoggedRequest:
         headers={k.lower(): v for k, v in request.headers.items()},
         body=request.get_data(cache=True),
     )
+
+
+def plain_json(payload: Any, status: int = 200) -> Response:
+    """``application/json`` without a charset: how some sandboxes answer a fault given a JSON body."""
+    return Response(json.dumps(payload), status=status, content_type="application/json")
+
+
+Handler = Callable[..., Any]
+
+
+class Router:
+    """Method + path rules (werkzeug syntax: ``/crm/v3/objects/<otype>``) to handlers.
+
+    ``match`` answers the handler and its path arguments, or raises werkzeug's ``NotFound`` (no rule has the
+    path) or ``MethodNotAllowed`` (a rule has the path, none the method): vendors answer those their own way.
+    """
+
+    def __init__(self, **map_options: Any) -> None:
+        self._rules: list[Rule] = []
+        self._handlers: list[Handler] = []
+        self._map_options = map_options
+        self._map: Map | None = None
+
+    def add(self, methods: str | Iterable[str], path: str, handler: Handler) -> None:
+        methods = [methods] if isinstance(methods, str) else list(methods)
+        self._rules.append(Rule(path, methods=methods, endpoint=len(self._handlers)))
+        self._handlers.append(handler)
+        self._map = None
+
+    def match(self, method: str, path: str) -> tuple[Handler, dict[str, Any]]:
+        if self._map is None:
+            self._map = Map([rule.empty() for rule in self._rules], **self._map_options)
+        endpoint, args = self._map.bind("sandbox").match(path, method)
+        return self._handlers[endpoint], dict(args)
+
+
+class SandboxApp:
+    """The request pipeline of every sandbox, as a WSGI app.
+
+    ``/_sandbox`` paths go to the control API (``control_routes``): not logged, never faulted, no auth. Any
+    other request is logged on arrival, then answered by an injected ``Fault`` when one matches, else by the
+    vendor's ``handle`` (its auth, limits, routes). A subclass sets ``state`` and implements ``handle`` and
+    ``reset``; the other hooks shape answers the vendor's way and have plain defaults.
+    """
+
+    state: SandboxState
+    #: How ``json`` writes answers: the encoder (e.g. one writing Decimals exactly) and the content type.
+    json_encoder: ClassVar[type[json.JSONEncoder] | None] = None
+    json_content_type: ClassVar[str] = "application/json; charset=utf-8"
+    #: A header every API answer carries with a fresh id unless the handler set it (a vendor's request id).
+    correlation_header: ClassVar[str] = ""
+    #: The content type of a fault's text body (``Fault.body`` given as str or bytes).
+    fault_text_type: ClassVar[str] = "application/json"
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        request = Request(environ)
+        if request.path == "/_sandbox" or request.path.startswith("/_sandbox/"):
+            response = self.control(request)
+        else:
+            response = self.serve_api(request)
+        result: Iterable[bytes] = response(environ, start_response)
+        return result
+
+    def serve_api(self, request: Request) -> Response:
+        entry = logged_request(request)
+        self.state.log(entry)
+        try:
+            fault = self.state.take_fault(request.method, request.path)
+            if fault is not None and fault.status:
+                response = self.fault_response(fault)
+            else:
+                response = self.handle(request, fault.delay if fault is not None else 0.0)
+        except Exception:  # a sandbox bug must still answer like the vendor, and be visible in the test output
+            traceback.print_exc(file=sys.stderr)
+            response = self.internal_error()
+        if self.correlation_header and self.correlation_header not in response.headers:
+            response.headers[self.correlation_header] = str(uuid.uuid4())
+        with self.state.lock:
+            entry.status = response.status_code
+        return response
+
+    def handle(self, request: Request, delay: float) -> Response:
+        """The vendor's answer. ``delay``: seconds a delay-only fault asks for; sleep them where the vendor is
+        slow (most sandboxes: first; Xero: inside its concurrency limit)."""
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        """Forget data, tokens, limits, the request log and faults (``POST /_sandbox/reset``)."""
+        raise NotImplementedError
+
+    # -- answers ----------------------------------------------------------------------------------------
+
+    def json(self, payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+        """A JSON answer in the vendor's encoding (control API answers use it too)."""
+        return Response(
+            json.dumps(payload, cls=self.json_encoder, default=str),
+            status=status,
+            headers=headers or {},
+            content_type=self.json_content_type,
+        )
+
+    def fault_error(self, status: int) -> Response:
+        """The answer to a fault without a body: the vendor's error for ``status`` (default: an empty body)."""
+        return Response(b"", status=status, content_type=self.fault_text_type)
+
+    def fault_json(self, payload: Any, status: int) -> Response:
+        """The answer to a fault whose body is JSON (default: in the vendor's encoding)."""
+        return self.json(payload, status)
+
+    def fault_response(self, fault: Fault) -> Response:
+        if fault.delay:
+            time.sleep(fault.delay)
+        if fault.body is None:
+            response = self.fault_error(fault.status)
+        elif isinstance(fault.body, str | bytes):
+            response = Response(fault.body, status=fault.status, content_type=self.fault_text_type)
+        else:
+            response = self.fault_json(fault.body, fault.status)
+        response.headers.update(fault.headers)
+        return response
+
+    def internal_error(self) -> Response:
+        """The answer when the sandbox itself fails (a bug): the vendor's 500."""
+        return self.json({"error": "internal sandbox error"}, 500)
+
+    # -- control API ------------------------------------------------------------------------------------
+
+    @cached_property
+    def _control_router(self) -> Router:
+        return self.control_routes()
+
+    def control_routes(self) -> Router:
+        """The control endpoints; a vendor adds its own (seeding, webhooks) to ``super().control_routes()``.
+
+        A handler takes the JSON body (``{}`` when empty) and the path's arguments, and returns a JSON-able
+        payload, a ``Response``, or None (``{"ok": true}``). ValueError/TypeError answer 400, KeyError 404.
+        """
+        routes = Router()
+        routes.add("POST", "/_sandbox/reset", lambda body: self.reset())
+        routes.add("GET", "/_sandbox/requests", lambda body: {"requests": self.request_log()})
+        routes.add("POST", "/_sandbox/faults", self._add_faults)
+        routes.add("DELETE", "/_sandbox/faults", self._clear_faults)
+        routes.add(["GET", "POST"], "/_sandbox/clock", self._move_clock)
+        return routes
+
+    def control(self, request: Request) -> Response:
+        try:
+            handler, args = self._control_router.match(request.method, request.path)
+        except HTTPException:
+            return self.json({"error": f"no control endpoint {request.method} {request.path}"}, 404)
+        try:
+            raw = request.get_data(cache=True)
+            result = handler(json.loads(raw) if raw.strip() else {}, **args)
+        except (ValueError, TypeError) as exc:
+            return self.json({"error": str(exc)}, 400)
+        except KeyError as exc:
+            return self.json({"error": str(exc.args[0]) if exc.args else "not found"}, 404)
+        if isinstance(result, Response):
+            return result
+        return self.json({"ok": True} if result is None else result)
+
+    def request_log(self) -> list[dict[str, Any]]:
+        with self.state.lock:
+            return [
+                {
+                    "method": r.method,
+                    "path": r.path,
+                    "query": r.query,
+                    "headers": r.headers,
+                    "body": r.body.decode("utf-8", "replace"),
+                    "status": r.status,
+                }
+                for r in self.state.requests
+            ]
+
+    def clock_reading(self) -> dict[str, Any]:
+        """``GET``/``POST /_sandbox/clock``'s answer: the sandbox's now, in the vendor's terms."""
+        return {"now": self.state.clock.now()}
+
+    def _add_faults(self, body: Any) -> Response:
+        faults = [Fault(**spec) for spec in (body if isinstance(body, list) else [body])]
+        with self.state.lock:
+            self.state.faults.extend(faults)
+        return self.json({"ok": True, "faults": len(faults)}, 201)
+
+    def _clear_faults(self, body: Any) -> None:
+        with self.state.lock:
+            self.state.faults.clear()
+
+    def _move_clock(self, body: Any) -> dict[str, Any]:
+        if isinstance(body, dict):
+            self.state.clock.advance(float(body.get("advance", 0)))
+        return self.clock_reading()

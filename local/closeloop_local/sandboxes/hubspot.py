@@ -52,7 +52,6 @@ Control API (no auth, never logged in ``state.requests``)::
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
@@ -60,10 +59,9 @@ import re
 import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
@@ -74,14 +72,10 @@ from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from closeloop.models import CrmRef
-from closeloop_local.sandboxes.base import (
-    Fault,
-    SandboxServer,
-    SandboxState,
-    json_response,
-    logged_request,
-)
+from closeloop_local.sandboxes import outbound
+from closeloop_local.sandboxes.base import Router, SandboxApp, SandboxServer, SandboxState, json_response
 from closeloop_local.sandboxes.drivers import DealLine, SentWebhook
+from closeloop_local.sandboxes.limits import WindowAndDay
 
 __all__ = [
     "SIGNATURE_VERSIONS",
@@ -122,8 +116,7 @@ def sign_v3(secret: str, method: str, uri: str, body: bytes, timestamp_ms: int) 
     The timestamp goes in as the decimal string of an integer (a float would sign ``...0.0``).
     """
     message = method.encode() + uri.encode() + body + str(int(timestamp_ms)).encode()
-    digest = hmac.new(secret.encode(), message, hashlib.sha256).digest()
-    return base64.b64encode(digest).decode("ascii")
+    return outbound.hmac_sha256_base64(secret, message)
 
 
 # The %-escapes HubSpot decodes in the URI before computing a v3 signature (request-validation docs).
@@ -596,10 +589,6 @@ class _ApiError(Exception):
         self.response = response
 
 
-class _ControlError(Exception):
-    pass
-
-
 @dataclass
 class _Record:
     otype: str
@@ -807,8 +796,8 @@ class _Dispatcher:
             self._sandbox.client_secret, settings.target_url, body, timestamp, settings.signature_version
         )
         headers["User-Agent"] = WEBHOOK_USER_AGENT
-        status, error, elapsed = _post(settings.target_url, body, headers, settings.timeout)
-        success = status is not None and 200 <= status < 300 and elapsed <= settings.timeout
+        sent = outbound.send(settings.target_url, body, headers, settings.timeout)
+        status, error, elapsed, success = sent.status, sent.detail or None, sent.elapsed, sent.ok
         if status is not None and not success:
             error = f"HTTP {status}" if elapsed <= settings.timeout else "timed out"
         with self._cond:
@@ -832,54 +821,23 @@ class _Dispatcher:
         return success
 
 
-def _post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> tuple[int | None, str | None, float]:
-    started = time.monotonic()
-    try:
-        with httpx.Client(timeout=timeout) as client:
-            response = client.post(url, content=body, headers=headers)
-    except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        return None, f"{type(exc).__name__}: {exc}", time.monotonic() - started
-    return response.status_code, None, time.monotonic() - started
-
-
-class _RateLimiter:
+class _RateLimiter(WindowAndDay):
     """HubSpot's per-token rolling 10-second window and per-account daily budget."""
 
     WINDOW_MS = 10_000
 
     def __init__(self, ten_second_limit: int, daily_limit: int) -> None:
-        self.ten_second_limit = ten_second_limit
-        self.daily_limit = daily_limit
-        self._window: deque[int] = deque()
-        self._day: date | None = None
-        self._daily = 0
+        super().__init__(ten_second_limit, self.WINDOW_MS, daily_limit, per_second=1000)
 
-    def reset(self) -> None:
-        self._window.clear()
-        self._day = None
-        self._daily = 0
-
-    def take(self, now_ms: int) -> tuple[str | None, dict[str, str]]:
+    def take_call(self, now_ms: int) -> tuple[str | None, dict[str, str]]:
         """Count one call; returns the policy that refused it (or None) and the headers to send."""
-        today = datetime.fromtimestamp(now_ms / 1000, UTC).date()
-        if today != self._day:
-            self._day, self._daily = today, 0
-        while self._window and self._window[0] <= now_ms - self.WINDOW_MS:
-            self._window.popleft()
-        policy: str | None = None
-        if self._daily >= self.daily_limit:
-            policy = "DAILY"
-        elif len(self._window) >= self.ten_second_limit:
-            policy = "TEN_SECONDLY_ROLLING"
-        else:
-            self._window.append(now_ms)
-            self._daily += 1
+        policy = {"day": "DAILY", "window": "TEN_SECONDLY_ROLLING"}.get(self.take(now_ms) or "")
         headers = {
             "X-HubSpot-RateLimit-Daily": str(self.daily_limit),
-            "X-HubSpot-RateLimit-Daily-Remaining": str(max(0, self.daily_limit - self._daily)),
+            "X-HubSpot-RateLimit-Daily-Remaining": str(self.day_remaining(now_ms)),
             "X-HubSpot-RateLimit-Interval-Milliseconds": str(self.WINDOW_MS),
-            "X-HubSpot-RateLimit-Max": str(self.ten_second_limit),
-            "X-HubSpot-RateLimit-Remaining": str(max(0, self.ten_second_limit - len(self._window))),
+            "X-HubSpot-RateLimit-Max": str(self.window_limit),
+            "X-HubSpot-RateLimit-Remaining": str(self.window_remaining(now_ms)),
         }
         return policy, headers
 
@@ -918,22 +876,6 @@ _API_RULES = Map(
     ]
 )
 
-_CONTROL_RULES = Map(
-    [
-        Rule("/_sandbox/reset", methods=["POST"], endpoint="reset"),
-        Rule("/_sandbox/requests", methods=["GET"], endpoint="requests"),
-        Rule("/_sandbox/faults", methods=["POST"], endpoint="faults"),
-        Rule("/_sandbox/clock", methods=["POST", "GET"], endpoint="clock"),
-        Rule("/_sandbox/objects/<otype>", methods=["POST"], endpoint="create"),
-        Rule("/_sandbox/objects/<otype>/<oid>", methods=["GET"], endpoint="read"),
-        Rule("/_sandbox/objects/<otype>/<oid>", methods=["PATCH"], endpoint="update"),
-        Rule("/_sandbox/associations", methods=["POST"], endpoint="associate"),
-        Rule("/_sandbox/webhooks", methods=["POST", "GET"], endpoint="webhooks"),
-        Rule("/_sandbox/webhooks/flush", methods=["POST"], endpoint="flush"),
-        Rule("/_sandbox/webhooks/deliveries", methods=["GET"], endpoint="deliveries"),
-    ]
-)
-
 _SEARCH_OPERATORS = frozenset({"EQ", "NEQ", "LT", "LTE", "GT", "GTE", "BETWEEN", "IN", "NOT_IN", "HAS_PROPERTY",
                                "NOT_HAS_PROPERTY", "CONTAINS_TOKEN", "NOT_CONTAINS_TOKEN"})  # fmt: skip
 _Source = tuple[str, str]  # (changeSource, sourceId) on webhook events
@@ -945,8 +887,10 @@ _UI_SOURCE: _Source = ("CRM_UI", "userId:1234567")
 # ---------------------------------------------------------------------------------------------------
 
 
-class HubSpotSandbox:
+class HubSpotSandbox(SandboxApp):
     """In-memory HubSpot account (portal) with one private-app token and one app's webhooks."""
+
+    correlation_header = "X-HubSpot-Correlation-Id"
 
     #: What ``GET /account-info/v3/details`` reports besides the portal id and UI domain (HubSpot's example
     #: answer uses this time zone). The other currencies the deal currency property offers are the account's
@@ -1014,7 +958,7 @@ class HubSpotSandbox:
 
     @property
     def ten_second_limit(self) -> int:
-        return self._limiter.ten_second_limit
+        return self._limiter.window_limit
 
     @property
     def daily_limit(self) -> int:
@@ -1082,43 +1026,20 @@ class HubSpotSandbox:
         return self._dispatcher.snapshot()
 
     # -- WSGI ---------------------------------------------------------------------------------------
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        request = Request(environ)
-        if request.path == "/_sandbox" or request.path.startswith("/_sandbox/"):
-            response = self._control(request)
-        else:
-            response = self._api(request)
-        return response(environ, start_response)
+    # -- the API (SandboxApp's pipeline: log, faults, then ``handle``) --------------------------------
+    def handle(self, request: Request, delay: float) -> Response:
+        time.sleep(delay)
+        if request.path == "/oauth/v1/token":
+            return self._oauth_token(request)
+        return self._authorized_call(request)
 
-    def _api(self, request: Request) -> Response:
-        entry = logged_request(request)
-        fault = self.state.take_fault(request.method, request.path)
-        if fault is not None:
-            response = self._fault_response(fault)
-        elif request.path == "/oauth/v1/token":
-            response = self._oauth_token(request)
-        else:
-            response = self._handle(request)
-        if "X-HubSpot-Correlation-Id" not in response.headers:
-            response.headers["X-HubSpot-Correlation-Id"] = _correlation()
-        entry.status = response.status_code
-        self.state.log(entry)
-        return response
+    def fault_error(self, status: int) -> Response:
+        if status == 429:
+            return self._rate_limited("TEN_SECONDLY_ROLLING")
+        return _error(status, "internal error" if status >= 500 else "error")
 
-    def _fault_response(self, fault: Fault) -> Response:
-        if fault.delay:
-            time.sleep(fault.delay)
-        if fault.body is None:
-            if fault.status == 429:
-                response = self._rate_limited("TEN_SECONDLY_ROLLING")
-            else:
-                response = _error(fault.status, "internal error" if fault.status >= 500 else "error")
-        elif isinstance(fault.body, (bytes, str)):
-            response = Response(fault.body, status=fault.status, content_type="application/json")
-        else:
-            response = json_response(fault.body, fault.status)
-        response.headers.update(fault.headers)
-        return response
+    def internal_error(self) -> Response:
+        return _error(500, "internal error")
 
     def _oauth_token(self, request: Request) -> Response:
         """``POST /oauth/v1/token`` (form-encoded), refresh_token grant only; errors as HubSpot's v1 answers."""
@@ -1165,7 +1086,7 @@ class HubSpotSandbox:
             return "missing"
         return "ok" if self.state.clock.now() < expires else "expired"
 
-    def _handle(self, request: Request) -> Response:
+    def _authorized_call(self, request: Request) -> Response:
         authorization = self._authorization(request)
         if authorization == "expired":
             response = _error(401, "The OAuth token used to make this call expired.", "EXPIRED_AUTHENTICATION")
@@ -1181,7 +1102,7 @@ class HubSpotSandbox:
             response.headers["X-HubSpot-Auth-Failure"] = "401 Unauthorized"
             return response
         with self.state.lock:
-            policy, limit_headers = self._limiter.take(self._now_ms())
+            policy, limit_headers = self._limiter.take_call(self._now_ms())
         response = self._rate_limited(policy) if policy else self._route(request)
         response.headers.update(limit_headers)
         return response
@@ -2105,95 +2026,48 @@ class HubSpotSandbox:
         return json_response(out, 207 if errors else 200)
 
     # -- control API ----------------------------------------------------------------------------------
-    def _control(self, request: Request) -> Response:
-        adapter = _CONTROL_RULES.bind_to_environ(request.environ)
-        try:
-            endpoint, args = adapter.match()
-            handler = getattr(self, f"_control_{endpoint}")
-            response: Response = handler(request, **args)
-        except (MethodNotAllowed, NotFound) as exc:
-            return json_response({"error": exc.description}, exc.code or 404)
-        except (_ControlError, ValueError, TypeError) as exc:
-            return json_response({"error": str(exc)}, 400)
-        except KeyError as exc:
-            return json_response({"error": str(exc.args[0]) if exc.args else "not found"}, 404)
-        return response
+    def control_routes(self) -> Router:
+        routes = super().control_routes()
+        routes.add("POST", "/_sandbox/objects/<otype>", self._control_create)
+        routes.add("GET", "/_sandbox/objects/<otype>/<oid>", self._control_read)
+        routes.add("PATCH", "/_sandbox/objects/<otype>/<oid>", self._control_update)
+        routes.add("POST", "/_sandbox/associations", self._control_associate)
+        routes.add("GET", "/_sandbox/webhooks", lambda body: self._webhook_settings(self._dispatcher.settings))
+        routes.add(
+            "POST", "/_sandbox/webhooks", lambda body: self._webhook_settings(self.configure_webhooks(body or None))
+        )
+        routes.add("POST", "/_sandbox/webhooks/flush", lambda body: self.flush_webhooks())
+        routes.add("GET", "/_sandbox/webhooks/deliveries", self._control_deliveries)
+        return routes
 
-    @staticmethod
-    def _control_body(request: Request) -> Any:
-        raw = request.get_data(cache=True)
-        try:
-            return json.loads(raw) if raw else {}
-        except ValueError as exc:
-            raise _ControlError(f"invalid JSON: {exc}") from exc
-
-    def _control_reset(self, request: Request) -> Response:
-        self.reset()
-        return json_response({"ok": True})
-
-    def _control_requests(self, request: Request) -> Response:
-        with self.state.lock:
-            entries = [
-                {
-                    "method": r.method,
-                    "path": r.path,
-                    "query": r.query,
-                    "headers": r.headers,
-                    "body": r.body.decode("utf-8", "replace"),
-                    "status": r.status,
-                }
-                for r in self.state.requests
-            ]
-        return json_response({"requests": entries})
-
-    def _control_faults(self, request: Request) -> Response:
-        body = self._control_body(request)
-        items = body if isinstance(body, list) else [body]
-        faults = [Fault(**item) for item in items]
-        with self.state.lock:
-            self.state.faults.extend(faults)
-        return json_response({"faults": len(faults)}, 201)
-
-    def _control_clock(self, request: Request) -> Response:
-        if request.method == "POST":
-            self.state.clock.advance(float(self._control_body(request).get("advance", 0)))
+    def clock_reading(self) -> JSON:
         now = self._now_ms()
-        return json_response({"now": _iso(now), "now_ms": now})
+        return {"now": _iso(now), "now_ms": now}
 
-    def _control_create(self, request: Request, otype: str) -> Response:
-        body = self._control_body(request)
+    def _control_create(self, body: JSON, otype: str) -> Response:
         return json_response(self.create_object(otype, body.get("properties") or {}, body.get("associations")), 201)
 
-    def _control_read(self, request: Request, otype: str, oid: str) -> Response:
+    def _control_read(self, body: JSON, otype: str, oid: str) -> JSON:
         found = self.get_object(otype, oid)
         if found is None:
             raise KeyError(f"{otype} {oid} does not exist")
-        return json_response(found)
+        return found
 
-    def _control_update(self, request: Request, otype: str, oid: str) -> Response:
-        body = self._control_body(request)
-        return json_response(self.update_object(otype, oid, body.get("properties") or {}))
+    def _control_update(self, body: JSON, otype: str, oid: str) -> JSON:
+        return self.update_object(otype, oid, body.get("properties") or {})
 
-    def _control_associate(self, request: Request) -> Response:
-        body = self._control_body(request)
+    def _control_associate(self, body: JSON) -> Response:
         self.associate(
             str(body["from_type"]), body["from_id"], str(body["to_type"]), body["to_id"], bool(body.get("primary"))
         )
         return json_response({"ok": True}, 201)
 
-    def _control_webhooks(self, request: Request) -> Response:
-        if request.method == "POST":
-            body = self._control_body(request)
-            settings = self.configure_webhooks(body or None)
-        else:
-            settings = self._dispatcher.settings
-        return json_response({"settings": None if settings is None else settings.to_json()})
+    @staticmethod
+    def _webhook_settings(settings: WebhookSettings | None) -> JSON:
+        return {"settings": None if settings is None else settings.to_json()}
 
-    def _control_flush(self, request: Request) -> Response:
-        return json_response(self.flush_webhooks())
-
-    def _control_deliveries(self, request: Request) -> Response:
-        return json_response({"deliveries": self.deliveries, "pending": self._dispatcher.pending()})
+    def _control_deliveries(self, body: JSON) -> JSON:
+        return {"deliveries": self.deliveries, "pending": self._dispatcher.pending()}
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -32,8 +32,8 @@ Control API (no auth, never logged in ``state.requests``)::
 
     POST /_sandbox/reset                 everything back to a fresh company
     GET  /_sandbox/requests              the request log
-    POST /_sandbox/faults                a base.Fault as JSON (or a list of them)
-    POST /_sandbox/clock   {"advance": s}
+    POST /_sandbox/faults                a base.Fault as JSON (or a list of them); DELETE clears them
+    GET  /_sandbox/clock                 POST {"advance": s} moves it
     POST /_sandbox/webhooks/flush        {"force": bool}: deliver what is pending
     GET  /_sandbox/webhooks/deliveries   every delivery attempt (and lost event)
 """
@@ -47,7 +47,6 @@ import json
 import secrets
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -55,12 +54,13 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 from werkzeug.wrappers import Request, Response
 
 from closeloop.models import CrmRef
-from closeloop_local.sandboxes.base import Fault, SandboxServer, SandboxState, logged_request
+from closeloop_local.sandboxes import outbound
+from closeloop_local.sandboxes.base import Router, SandboxApp, SandboxServer, SandboxState
 from closeloop_local.sandboxes.drivers import DealLine, SentWebhook
+from closeloop_local.sandboxes.limits import WindowAndDay
 
 __all__ = ["PipedriveDriver", "PipedriveSandbox", "serve"]
 
@@ -251,53 +251,37 @@ class _Delivery:
     due: float = 0.0
 
 
-class _Limiter:
+class _Limiter(WindowAndDay):
     """A rolling 2-second request window per token and a daily token budget (UTC day of the sandbox clock)."""
 
     WINDOW = 2.0
 
     def __init__(self, burst_limit: int, daily_budget: int) -> None:
-        self.burst_limit = burst_limit
-        self.daily_budget = daily_budget
-        self._window: deque[float] = deque()
-        self._day: date | None = None
-        self._spent = 0
+        super().__init__(burst_limit, self.WINDOW, daily_budget)
 
-    def reset(self) -> None:
-        self._window.clear()
-        self._day, self._spent = None, 0
-
-    def take(self, now: float, cost: int) -> tuple[str | None, dict[str, str]]:
-        today = datetime.fromtimestamp(now, UTC).date()
-        if today != self._day:
-            self._day, self._spent = today, 0
-        while self._window and self._window[0] <= now - self.WINDOW:
-            self._window.popleft()
-        refused: str | None = None
-        if self._spent + cost > self.daily_budget:
-            refused = "daily"
-        elif len(self._window) >= self.burst_limit:
-            refused = "burst"
-        else:
-            self._window.append(now)
-            self._spent += cost
-        reset = max(1, int(-(-(self._window[0] + self.WINDOW - now) // 1))) if self._window else int(self.WINDOW)
+    def take_call(self, now: float, cost: int) -> tuple[str | None, dict[str, str]]:
+        refused = {"day": "daily", "window": "burst"}.get(self.take(now, cost) or "")
+        oldest = self.window.oldest()
+        reset = max(1, int(-(-(oldest + self.WINDOW - now) // 1))) if oldest is not None else int(self.WINDOW)
         headers = {
-            "x-ratelimit-limit": str(self.burst_limit),
-            "x-ratelimit-remaining": str(max(0, self.burst_limit - len(self._window))),
+            "x-ratelimit-limit": str(self.window_limit),
+            "x-ratelimit-remaining": str(self.window_remaining(now)),
             "x-ratelimit-reset": str(reset),
-            "x-daily-ratelimit-token-remaining": str(max(0, self.daily_budget - self._spent)),
+            "x-daily-ratelimit-token-remaining": str(self.day_remaining(now)),
         }
         if refused == "burst":
             headers["Retry-After"] = str(reset)
         elif refused == "daily":
+            today = datetime.fromtimestamp(now, UTC).date()
             midnight = datetime.combine(today, datetime.min.time(), UTC).timestamp() + 86400
             headers["Retry-After"] = str(max(1, int(midnight - now)))
         return refused, headers
 
 
-class PipedriveSandbox:
+class PipedriveSandbox(SandboxApp):
     """One Pipedrive company with one admin user and its API token (a WSGI app; see the module docstring)."""
+
+    correlation_header = "x-correlation-id"
 
     def __init__(
         self,
@@ -430,43 +414,22 @@ class PipedriveSandbox:
         except _ApiError as exc:
             raise ValueError(exc.message) from None
 
-    # -- WSGI ---------------------------------------------------------------------------------------
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        request = Request(environ)
-        if request.path == "/_sandbox" or request.path.startswith("/_sandbox/"):
-            response = self._control(request)
-        else:
-            response = self._api(request)
-        return response(environ, start_response)
+    # -- the API (SandboxApp's pipeline: log, faults, then ``handle``) -----------------------------------
+    def json(self, payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+        return _response(payload, status, headers)
 
-    def _api(self, request: Request) -> Response:
-        entry = logged_request(request)
-        fault = self.state.take_fault(request.method, request.path)
-        response = self._fault_response(fault) if fault is not None else self._handle(request)
-        if "x-correlation-id" not in response.headers:
-            response.headers["x-correlation-id"] = str(uuid.uuid4())
-        entry.status = response.status_code
-        self.state.log(entry)
-        return response
+    def fault_error(self, status: int) -> Response:
+        return _error(status, {429: "Request over limit", 401: "unauthorized access"}.get(status, "Internal error"))
 
-    def _fault_response(self, fault: Fault) -> Response:
-        if fault.delay:
-            time.sleep(fault.delay)
-        if fault.body is None:
-            message = {429: "Request over limit", 401: "unauthorized access"}.get(fault.status, "Internal error")
-            response = _error(fault.status, message)
-        elif isinstance(fault.body, bytes | str):
-            response = Response(fault.body, status=fault.status, content_type="application/json")
-        else:
-            response = _response(fault.body, fault.status)
-        response.headers.update(fault.headers)
-        return response
+    def internal_error(self) -> Response:
+        return _error(500, "Internal error")
 
     def _authorized(self, request: Request) -> bool:
         token = request.headers.get("x-api-token") or request.args.get("api_token") or ""
         return hmac.compare_digest(token.strip().encode(), self.api_token.encode())
 
-    def _handle(self, request: Request) -> Response:
+    def handle(self, request: Request, delay: float) -> Response:
+        time.sleep(delay)
         if not self._authorized(request):
             return _error(401, "unauthorized access")
         parts = [p for p in request.path.split("/") if p]
@@ -475,7 +438,7 @@ class PipedriveSandbox:
         kind = "list" if request.method == "GET" and rest % 2 == 1 else "one"
         cost = TOKEN_COSTS.get((request.method, version, kind), 5)
         with self.state.lock:
-            refused, limit_headers = self._limiter.take(self.now(), cost)
+            refused, limit_headers = self._limiter.take_call(self.now(), cost)
             if refused == "burst":
                 response = _error(429, "Request over limit")
             elif refused == "daily":
@@ -1060,16 +1023,8 @@ class PipedriveSandbox:
         if webhook.http_auth_user is not None:
             pair = f"{webhook.http_auth_user}:{webhook.http_auth_password or ''}".encode()
             headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
-        started = time.monotonic()
-        status: int | None = None
-        error: str | None = None
-        try:
-            with httpx.Client(timeout=self.delivery_timeout, follow_redirects=False) as client:
-                status = client.post(webhook.subscription_url, content=body, headers=headers).status_code
-        except httpx.HTTPError as exc:
-            error = type(exc).__name__
-        elapsed = time.monotonic() - started
-        success = status is not None and 200 <= status < 300 and elapsed <= self.delivery_timeout
+        sent = outbound.send(webhook.subscription_url, body, headers, self.delivery_timeout)
+        success = sent.ok
         with self.state.lock:
             now = self.now()
             self.deliveries.append(
@@ -1078,9 +1033,9 @@ class PipedriveSandbox:
                     "url": webhook.subscription_url,
                     "event": payload["meta"]["id"],
                     "attempt": delivery.attempt,
-                    "status": status,
+                    "status": sent.status,
                     "ok": success,
-                    "error": error,
+                    "error": sent.error or None,
                     "at": _iso(now),
                     "headers": headers,
                     "body": body.decode(),
@@ -1102,41 +1057,18 @@ class PipedriveSandbox:
         return False
 
     # -- control API --------------------------------------------------------------------------------
-    def _control(self, request: Request) -> Response:  # noqa: PLR0911 - one return per control endpoint
-        path, method = request.path, request.method
-        try:
-            body = json.loads(request.get_data(cache=True) or b"{}")
-        except ValueError:
-            return _response({"error": "invalid JSON"}, 400)
-        if path == "/_sandbox/reset" and method == "POST":
-            self.reset()
-            return _response({"ok": True})
-        if path == "/_sandbox/requests" and method == "GET":
-            with self.state.lock:
-                entries = [
-                    {"method": r.method, "path": r.path, "query": r.query, "status": r.status}
-                    for r in self.state.requests
-                ]
-            return _response({"requests": entries})
-        if path == "/_sandbox/faults" and method == "POST":
-            items = body if isinstance(body, list) else [body]
-            try:
-                faults = [Fault(**item) for item in items]
-            except TypeError as exc:
-                return _response({"error": str(exc)}, 400)
-            with self.state.lock:
-                self.state.faults.extend(faults)
-            return _response({"faults": len(faults)}, 201)
-        if path == "/_sandbox/clock" and method in ("GET", "POST"):
-            if method == "POST":
-                self.state.clock.advance(float(body.get("advance", 0)))
-            return _response({"now": _iso(self.now())})
-        if path == "/_sandbox/webhooks/flush" and method == "POST":
-            return _response(self.flush_webhooks(force=bool(body.get("force"))))
-        if path == "/_sandbox/webhooks/deliveries" and method == "GET":
-            with self.state.lock:
-                return _response({"deliveries": list(self.deliveries), "pending": len(self._pending)})
-        return _response({"error": f"no control endpoint {method} {path}"}, 404)
+    def control_routes(self) -> Router:
+        routes = super().control_routes()
+        routes.add("POST", "/_sandbox/webhooks/flush", lambda body: self.flush_webhooks(force=bool(body.get("force"))))
+        routes.add("GET", "/_sandbox/webhooks/deliveries", self._control_deliveries)
+        return routes
+
+    def clock_reading(self) -> JSON:
+        return {"now": _iso(self.now())}
+
+    def _control_deliveries(self, body: JSON) -> JSON:
+        with self.state.lock:
+            return {"deliveries": list(self.deliveries), "pending": len(self._pending)}
 
 
 class PipedriveDriver:

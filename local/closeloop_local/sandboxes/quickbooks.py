@@ -43,28 +43,24 @@ before any other handling; ``QuickBooksDriver`` drives it as finance would for t
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 import re
 import secrets
-import sys
 import time
-import traceback
 import uuid
-from collections import deque
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, Literal
 
-import httpx
 from werkzeug.wrappers import Request, Response
 
-from closeloop_local.sandboxes.base import Fault, SandboxServer, SandboxState, logged_request
+from closeloop_local.sandboxes import outbound
+from closeloop_local.sandboxes.base import Router, SandboxApp, SandboxServer, SandboxState, plain_json
 from closeloop_local.sandboxes.drivers import SeenCustomer, SeenInvoice, SentWebhook
+from closeloop_local.sandboxes.limits import InFlight, RollingWindow
+from closeloop_local.sandboxes.replays import IdempotencyCache
 from closeloop_local.sandboxes.xero import WireEncoder
 
 Row = dict[str, Any]
@@ -458,33 +454,31 @@ class Record:
     updated: float
 
 
-@dataclass
 class Limits:
     """Per-realm minute window, concurrency, and batch-per-minute window."""
 
-    minute: int
-    concurrent: int
-    batch_minute: int
-    calls: deque[float] = field(default_factory=deque)
-    batches: deque[float] = field(default_factory=deque)
-    in_flight: int = 0
+    def __init__(self, minute: int, concurrent: int, batch_minute: int) -> None:
+        self.minute = minute
+        self.concurrent = concurrent
+        self.batch_minute = batch_minute
+        self.calls = RollingWindow(60)
+        self.batches = RollingWindow(60)
+        self.in_flight = InFlight()
 
     def acquire(self, now: float, batch: bool) -> bool:
-        for window in (self.calls, self.batches):
-            while window and window[0] <= now - 60:
-                window.popleft()
-        if len(self.calls) >= self.minute or self.in_flight >= self.concurrent:
+        calls, batches = self.calls.count(now), self.batches.count(now)
+        if calls >= self.minute or self.in_flight.count() >= self.concurrent:
             return False
-        if batch and len(self.batches) >= self.batch_minute:
+        if batch and batches >= self.batch_minute:
             return False
-        self.calls.append(now)
+        self.calls.add(now)
         if batch:
-            self.batches.append(now)
-        self.in_flight += 1
+            self.batches.add(now)
+        self.in_flight.enter()
         return True
 
     def release(self) -> None:
-        self.in_flight = max(0, self.in_flight - 1)
+        self.in_flight.leave()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -529,7 +523,7 @@ def cloud_event(realm_id: str, entity: Row) -> Row:
 
 def intuit_signature(verifier_token: str, body: bytes) -> str:
     """``intuit-signature``: base64(HMAC-SHA256(verifier token, raw body))."""
-    return base64.b64encode(hmac.new(verifier_token.encode(), body, hashlib.sha256).digest()).decode()
+    return outbound.hmac_sha256_base64(verifier_token, body)
 
 
 @dataclass
@@ -631,15 +625,8 @@ class QuickBooksWebhooks:
                 "Content-Type": "application/json",
                 "intuit-signature": intuit_signature(self.verifier_token, delivery.body),
             }
-            status, error, elapsed = None, "", 0.0
-            started = time.monotonic()
-            try:
-                with httpx.Client(timeout=self.timeout, follow_redirects=False) as client:
-                    status = client.post(url, content=delivery.body, headers=headers).status_code
-            except (httpx.HTTPError, httpx.InvalidURL) as exc:
-                error = type(exc).__name__
-            elapsed = time.monotonic() - started
-            success = status is not None and 200 <= status < 300 and elapsed <= self.timeout
+            sent = outbound.send(url, delivery.body, headers, self.timeout)
+            status, error, success = sent.status, sent.error, sent.ok
             attempts += 1
             ok += success
             with self._sandbox.state.lock:
@@ -661,8 +648,12 @@ class QuickBooksWebhooks:
         return {"attempts": attempts, "succeeded": ok, "failed": attempts - ok}
 
 
-class QuickBooksSandbox:
+class QuickBooksSandbox(SandboxApp):
     """A stateful QuickBooks Online company (one realm) plus Intuit's token endpoint, as a WSGI app."""
+
+    json_encoder = WireEncoder  # Decimals written exactly
+    json_content_type = "application/json;charset=UTF-8"
+    fault_text_type = "text/plain"
 
     def __init__(
         self,
@@ -708,7 +699,7 @@ class QuickBooksSandbox:
         self._refresh: dict[str, RefreshToken] = {
             self.initial_refresh_token: RefreshToken(self.initial_refresh_token, now, now, now + REFRESH_TOKEN_TTL)
         }
-        self._replays: dict[str, tuple[int, bytes]] = {}
+        self._replays = IdempotencyCache()  # requestid -> the first answer (kept as long as the sandbox)
         self._emails: list[Row] = []
         self._limits = Limits(*self._limit_args)
         self._next_doc = 1001
@@ -788,58 +779,28 @@ class QuickBooksSandbox:
             for token in self._refresh.values():
                 token.revoked = True
 
-    # ---- WSGI -------------------------------------------------------------------------------------------
+    # ---- the API (SandboxApp's pipeline: log, faults, then ``handle``) -----------------------------------
 
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        request = Request(environ)
-        if request.path.startswith("/_sandbox/"):
-            response = self._control(request)
-        else:
-            entry = logged_request(request)
-            self.state.log(entry)
-            try:
-                response = self._dispatch(request)
-            except Exception:  # a sandbox bug must still answer like QBO, and be visible in the test output
-                traceback.print_exc(file=sys.stderr)
-                response = self._json(fault_body("10000", "An application error has occurred", "", "SystemFault"), 500)
-            with self.state.lock:
-                entry.status = response.status_code
-        result: Iterable[bytes] = response(environ, start_response)
-        return result
+    def fault_error(self, status: int) -> Response:
+        if status == 429:
+            message = "message=ThrottleExceeded; errorCode=003001; statusCode=429"
+            return plain_json(fault_body("3001", message, "", "ThrottlingFault"), 429)
+        return super().fault_error(status)
 
-    @staticmethod
-    def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-        return Response(
-            json.dumps(payload, cls=WireEncoder, default=str),
-            status=status,
-            headers=headers or {},
-            content_type="application/json;charset=UTF-8",
-        )
+    def fault_json(self, payload: Any, status: int) -> Response:
+        return plain_json(payload, status)
 
-    def _dispatch(self, request: Request) -> Response:
-        fault = self.state.take_fault(request.method, request.path)
-        if fault is not None and fault.status:
-            return self._fault_response(fault)
-        if fault is not None:
-            time.sleep(fault.delay)
+    def internal_error(self) -> Response:
+        return self.json(fault_body("10000", "An application error has occurred", "", "SystemFault"), 500)
+
+    def handle(self, request: Request, delay: float) -> Response:
+        time.sleep(delay)
         if request.path == "/oauth2/v1/tokens/bearer" and request.method == "POST":
             return self._token(request)
         match = re.match(r"^/v3/company/(?P<realm>[^/]+)/(?P<tail>.+)$", request.path)
         if match is None:
             return Response("Not Found", status=404, content_type="text/plain")
         return self._api(request, match.group("realm"), match.group("tail").strip("/"))
-
-    @staticmethod
-    def _fault_response(fault: Fault) -> Response:
-        time.sleep(fault.delay)
-        body = fault.body
-        if body is None and fault.status == 429:
-            body = fault_body(
-                "3001", "message=ThrottleExceeded; errorCode=003001; statusCode=429", "", "ThrottlingFault"
-            )
-        if body is None or isinstance(body, str | bytes):
-            return Response(body or b"", status=fault.status, headers=fault.headers, content_type="text/plain")
-        return Response(json.dumps(body), status=fault.status, headers=fault.headers, content_type="application/json")
 
     # ---- OAuth ------------------------------------------------------------------------------------------
 
@@ -855,14 +816,14 @@ class QuickBooksSandbox:
             or auth.type != "basic"
             or (auth.username, auth.password) != (self.client_id, self.client_secret)
         ):
-            return self._json({"error": "invalid_client"}, 401)
+            return self.json({"error": "invalid_client"}, 401)
         if request.form.get("grant_type") != "refresh_token":
-            return self._json({"error": "unsupported_grant_type"}, 400)
+            return self.json({"error": "unsupported_grant_type"}, 400)
         with self.state.lock:
             now = self._now()
             token = self._refresh.get(request.form.get("refresh_token", ""))
             if token is None or not self._usable(token, now):
-                return self._json({"error": "invalid_grant"}, 400)
+                return self.json({"error": "invalid_grant"}, 400)
             while token.successor is not None:  # a superseded value in its grace answers the current pair
                 token = self._refresh[token.successor]
             if now - token.issued_at >= self.rotate_after:
@@ -881,7 +842,7 @@ class QuickBooksSandbox:
                 "refresh_token": token.value,
                 "x_refresh_token_expires_in": int(min(token.expires_at, token.chain_started + REFRESH_HARD_TTL) - now),
             }
-        return self._json(body, 200, {"Cache-Control": "no-cache, no-store", "Pragma": "no-cache"})
+        return self.json(body, 200, {"Cache-Control": "no-cache, no-store", "Pragma": "no-cache"})
 
     # ---- the API pipeline: auth -> realm -> limits -> requestid replay -> handler ------------------------
 
@@ -893,7 +854,7 @@ class QuickBooksSandbox:
             now = self._now()
         if expires is None or expires <= now:
             detail = "Token expired: " + value[-12:] if expires is not None else "Token invalid"
-            return self._json(
+            return self.json(
                 {
                     "warnings": None,
                     "intuitObject": None,
@@ -917,7 +878,7 @@ class QuickBooksSandbox:
             body = fault_body(
                 "3100", "message=ApplicationAuthorizationFailed; errorCode=003100; statusCode=403", "", "AUTHORIZATION"
             )
-            return self._json(body, 403, tid)
+            return self.json(body, 403, tid)
         batch = tail == "batch"
         with self.state.lock:
             allowed = self._limits.acquire(self._now(), batch)
@@ -925,7 +886,7 @@ class QuickBooksSandbox:
             body = fault_body(
                 "3001", "message=ThrottleExceeded; errorCode=003001; statusCode=429", "", "ThrottlingFault"
             )
-            return self._json(body, 429, tid)
+            return self.json(body, 429, tid)
         try:
             response = self._replayable(request, tail, batch)
         finally:
@@ -939,13 +900,13 @@ class QuickBooksSandbox:
         if requestid is None or request.method != "POST":
             return self._invoke(request, tail)
         if len(requestid) > (BATCH_REQUEST_ID_MAX if batch else REQUEST_ID_MAX):
-            return self._json(fault_body("6000", "requestid is too long", f"requestid: {requestid}"), 400)
+            return self.json(fault_body("6000", "requestid is too long", f"requestid: {requestid}"), 400)
         with self.state.lock:
-            replay = self._replays.get(requestid)
+            replay = self._replays.get(requestid, self._now())
             if replay is not None:
-                return Response(replay[1], status=replay[0], content_type="application/json;charset=UTF-8")
+                return replay.response()
             response = self._invoke(request, tail)
-            self._replays[requestid] = (response.status_code, response.get_data())
+            self._replays.remember(requestid, response, self._now())
             return response
 
     def _invoke(self, request: Request, tail: str) -> Response:
@@ -953,10 +914,10 @@ class QuickBooksSandbox:
             try:
                 payload = self._route(request, tail)
             except ApiError as error:
-                return self._json({**error.body, "time": _stamp(self._now())}, error.status)
+                return self.json({**error.body, "time": _stamp(self._now())}, error.status)
             if isinstance(payload, Response):
                 return payload
-            return self._json({**payload, "time": _stamp(self._now())})
+            return self.json({**payload, "time": _stamp(self._now())})
 
     def _body(self, request: Request) -> Row:
         try:
@@ -1484,69 +1445,42 @@ class QuickBooksSandbox:
 
     # ---- control API (/_sandbox/...) ---------------------------------------------------------------------
 
-    def _control(self, request: Request) -> Response:  # noqa: PLR0911 - one return per control endpoint
-        name = request.path[len("/_sandbox/") :].strip("/")
-        raw = request.get_data()
-        body = json.loads(raw) if raw.strip() else {}
-        if (request.method, name) == ("POST", "reset"):
-            self.reset()
-            return self._json({"ok": True})
-        if (request.method, name) == ("GET", "requests"):
-            with self.state.lock:
-                rows = [
-                    {"method": r.method, "path": r.path, "query": r.query, "status": r.status}
-                    for r in self.state.requests
-                ]
-            return self._json({"requests": rows})
-        if request.method == "GET" and name in ("customers", "invoices", "payments", "items"):
-            entity = {"customers": "Customer", "invoices": "Invoice", "payments": "Payment", "items": "Item"}[name]
-            return self._json({entity: self.rows(entity)})
-        if (request.method, name) == ("GET", "emails"):
-            return self._json({"emails": self.emails()})
-        if (request.method, name) == ("POST", "faults"):
-            specs = body if isinstance(body, list) else [body]
-            with self.state.lock:
-                self.state.faults.extend(Fault(**spec) for spec in specs)
-            return self._json({"ok": True, "faults": len(specs)}, 201)
-        if (request.method, name) == ("DELETE", "faults"):
-            with self.state.lock:
-                self.state.faults.clear()
-            return self._json({"ok": True})
-        if (request.method, name) == ("POST", "clock"):
-            self.state.clock.advance(float(body.get("advance", 0)))
-            return self._json({"now": self._now()})
-        if (request.method, name) == ("POST", "expire-tokens"):
-            self.expire_access_tokens()
-            return self._json({"ok": True})
-        if (request.method, name) == ("POST", "revoke-refresh-tokens"):
-            self.revoke_refresh_tokens()
-            return self._json({"ok": True})
-        if name.startswith("webhooks"):
-            return self._control_webhooks(request.method, name, body)
-        if (request.method, name) == ("GET", "refresh-token"):
-            token = self.current_refresh_token
-            return self._json({"refresh_token": token, "realm_id": self.realm_id}, 200 if token else 404)
-        return self._json({"error": f"no control endpoint {request.method} {request.path}"}, 404)
+    def control_routes(self) -> Router:
+        routes = super().control_routes()
+        for name, entity in (
+            ("customers", "Customer"),
+            ("invoices", "Invoice"),
+            ("payments", "Payment"),
+            ("items", "Item"),
+        ):
+            routes.add("GET", f"/_sandbox/{name}", lambda body, entity=entity: {entity: self.rows(entity)})
+        routes.add("GET", "/_sandbox/emails", lambda body: {"emails": self.emails()})
+        routes.add("POST", "/_sandbox/expire-tokens", lambda body: self.expire_access_tokens())
+        routes.add("POST", "/_sandbox/revoke-refresh-tokens", lambda body: self.revoke_refresh_tokens())
+        routes.add("GET", "/_sandbox/refresh-token", self._control_refresh_token)
+        routes.add("POST", "/_sandbox/webhooks", self._control_subscribe)
+        routes.add("POST", "/_sandbox/webhooks/flush", lambda body: self.webhooks.flush())
+        routes.add("GET", "/_sandbox/webhooks/deliveries", self._control_deliveries)
+        return routes
 
-    def _control_webhooks(self, method: str, name: str, body: Any) -> Response:
-        if (method, name) == ("POST", "webhooks"):
-            self.webhooks.subscribe(
-                str(body.get("url") or ""), body.get("entities") or WEBHOOK_ENTITIES, body.get("payload_format")
-            )
-            return self._json(
-                {
-                    "url": self.webhooks.url,
-                    "verifier_token": self.webhooks.verifier_token,
-                    "payload_format": self.webhooks.payload_format,
-                }
-            )
-        if (method, name) == ("POST", "webhooks/flush"):
-            return self._json(self.webhooks.flush())
-        if (method, name) == ("GET", "webhooks/deliveries"):
-            with self.state.lock:
-                deliveries = list(self.webhooks.deliveries)
-            return self._json({"deliveries": deliveries, "pending": self.webhooks.pending()})
-        return self._json({"error": f"no control endpoint {method} /_sandbox/{name}"}, 404)
+    def _control_refresh_token(self, body: Any) -> Response:
+        token = self.current_refresh_token
+        return self.json({"refresh_token": token, "realm_id": self.realm_id}, 200 if token else 404)
+
+    def _control_subscribe(self, body: Any) -> Row:
+        self.webhooks.subscribe(
+            str(body.get("url") or ""), body.get("entities") or WEBHOOK_ENTITIES, body.get("payload_format")
+        )
+        return {
+            "url": self.webhooks.url,
+            "verifier_token": self.webhooks.verifier_token,
+            "payload_format": self.webhooks.payload_format,
+        }
+
+    def _control_deliveries(self, body: Any) -> Row:
+        with self.state.lock:
+            deliveries = list(self.webhooks.deliveries)
+        return {"deliveries": deliveries, "pending": self.webhooks.pending()}
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -39,8 +39,8 @@ Control API (no auth, never logged in ``state.requests``)::
 
     POST /_sandbox/reset                      records, sessions, hooks, log
     GET  /_sandbox/requests                   the request log
-    POST /_sandbox/faults                     a base.Fault as JSON (or a list of them)
-    POST /_sandbox/clock        {"advance": s}
+    POST /_sandbox/faults                     a base.Fault as JSON (or a list of them); DELETE clears them
+    GET  /_sandbox/clock                      POST {"advance": s} moves it
     POST /_sandbox/records/<module>           fields (as a user in the UI; queues hooks)
     GET  /_sandbox/records/<module>/<id>
     PUT  /_sandbox/records/<module>/<id>      fields (as a user in the UI; queues hooks)
@@ -57,18 +57,19 @@ import re
 import secrets
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-import httpx
 from werkzeug.wrappers import Request, Response
 
 from closeloop.models import DEAL_SYNC_FIELDS, CrmRef
-from closeloop_local.sandboxes.base import Fault, SandboxServer, SandboxState, json_response, logged_request
+from closeloop_local.sandboxes import outbound
+from closeloop_local.sandboxes.base import Router, SandboxApp, SandboxServer, SandboxState, json_response
 from closeloop_local.sandboxes.drivers import DealLine, SentWebhook
+from closeloop_local.sandboxes.limits import RollingWindow
 
 __all__ = ["SugarCrmDriver", "SugarSandbox", "serve"]
 
@@ -190,7 +191,7 @@ class _Queued:
 
 
 @dataclass
-class SugarSandbox:
+class SugarSandbox(SandboxApp):
     """In-memory SugarCRM instance with one API user; see the module docstring for what it serves."""
 
     username: str = "closeloop-api"
@@ -221,7 +222,7 @@ class SugarSandbox:
             self._hooks: list[_Hook] = []
             self._queue: list[_Queued] = []
             self.deliveries: list[JSON] = []
-            self._window: list[float] = []
+            self._window = RollingWindow(1.0)
             self._seq = 0
             now = self._now()
             self._records["Currencies"][SYSTEM_CURRENCY_ID] = {
@@ -337,32 +338,18 @@ class SugarSandbox:
         with self.state.lock:
             return self._sessions.get(platform)
 
-    # -- WSGI --------------------------------------------------------------------------------------------
+    # -- the API (SandboxApp's pipeline: log, faults, then this) -------------------------------------------
 
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        request = Request(environ)
-        if request.path == "/_sandbox" or request.path.startswith("/_sandbox/"):
-            response = self._control(request)
-        else:
-            entry = logged_request(request)
-            fault = self.state.take_fault(request.method, request.path)
-            response = self._fault_response(fault) if fault is not None else self._api(request)
-            entry.status = response.status_code
-            self.state.log(entry)
-        return response(environ, start_response)
+    def handle(self, request: Request, delay: float) -> Response:
+        time.sleep(delay)
+        return self._api(request)
 
-    def _fault_response(self, fault: Fault) -> Response:
-        if fault.delay:
-            time.sleep(fault.delay)
-        if fault.body is None:
-            labels = {401: "invalid_grant", 404: "not_found", 429: "too_many_requests", 503: "service_unavail"}
-            response = _error(fault.status, labels.get(fault.status, "fatal_error"), "Injected fault")
-        elif isinstance(fault.body, (bytes, str)):
-            response = Response(fault.body, status=fault.status, content_type="application/json")
-        else:
-            response = json_response(fault.body, fault.status)
-        response.headers.update(fault.headers)
-        return response
+    def fault_error(self, status: int) -> Response:
+        labels = {401: "invalid_grant", 404: "not_found", 429: "too_many_requests", 503: "service_unavail"}
+        return _error(status, labels.get(status, "fatal_error"), "Injected fault")
+
+    def internal_error(self) -> Response:
+        return _error(500, "fatal_error", "Internal error")
 
     def _api(self, request: Request) -> Response:
         match = _PREFIX.match(request.path)
@@ -450,12 +437,11 @@ class SugarSandbox:
             return None
         now = time.monotonic()
         with self.state.lock:
-            self._window = [t for t in self._window if now - t < 1.0]
-            if len(self._window) >= self.requests_per_second:
+            if self._window.count(now) >= self.requests_per_second:
                 response = _error(429, "too_many_requests", "Too many requests, retry later")
                 response.headers["Retry-After"] = "1"
                 return response
-            self._window.append(now)
+            self._window.add(now)
         return None
 
     # -- routing -------------------------------------------------------------------------------------------
@@ -761,75 +747,57 @@ class SugarSandbox:
     def _deliver(self, item: _Queued) -> JSON:
         body = json.dumps(item.payload).encode()
         headers = {"Content-Type": "application/json", "User-Agent": "SugarCrm"}
-        started = time.monotonic()
-        status: int | None = None
-        error = ""
-        try:
-            timeout = httpx.Timeout(self.hook_timeout, connect=5.0)
-            with httpx.Client(timeout=timeout, follow_redirects=True, max_redirects=1) as client:
-                status = client.request(
-                    item.hook.request_method, item.hook.url, content=body, headers=headers
-                ).status_code
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            error = type(exc).__name__
+        sent = outbound.send(
+            item.hook.url,
+            body,
+            headers,
+            self.hook_timeout,
+            method=item.hook.request_method,
+            connect_timeout=5.0,
+            follow_redirects=True,
+            max_redirects=1,
+        )
         return {
             "hook_id": item.hook.id,
             "url": item.hook.url,
             "module": item.hook.module,
-            "status": status,
-            "ok": status is not None and 200 <= status < 300,
-            "error": error,
-            "duration_ms": int((time.monotonic() - started) * 1000),
+            "status": sent.status,
+            "ok": sent.status is not None and 200 <= sent.status < 300,
+            "error": sent.error,
+            "duration_ms": int(sent.elapsed * 1000),
             "body": body.decode(),
             "retried": False,  # Sugar marks the job done whatever the answer: a failed delivery is lost
         }
 
     # -- control API ---------------------------------------------------------------------------------------
 
-    def _control(self, request: Request) -> Response:
-        parts = [p for p in request.path.split("/") if p][1:]
-        try:
-            body = json.loads(request.get_data() or b"null")
-            response = self._control_route(request.method, parts, body)
-        except (ValueError, TypeError) as exc:
-            return json_response({"error": str(exc)}, 400)
-        except KeyError as exc:
-            return json_response({"error": str(exc.args[0]) if exc.args else "not found"}, 404)
-        return response or json_response({"error": "no such control endpoint"}, 404)
+    def control_routes(self) -> Router:
+        routes = super().control_routes()
+        routes.add("POST", "/_sandbox/records/<module>", lambda body, module: self._created(module, body))
+        routes.add(
+            "PUT", "/_sandbox/records/<module>/<rid>", lambda body, module, rid: self.update_record(module, rid, body)
+        )
+        routes.add("GET", "/_sandbox/records/<module>/<rid>", self._control_record)
+        routes.add("POST", "/_sandbox/hooks", lambda body: json_response({"id": self.add_hook(**body)}, 201))
+        routes.add("POST", "/_sandbox/hooks/run", lambda body: {"deliveries": self.run_hook_job()})
+        routes.add("GET", "/_sandbox/hooks/deliveries", self._control_deliveries)
+        return routes
 
-    def _control_route(self, method: str, parts: list[str], body: Any) -> Response | None:  # noqa: PLR0911
-        if parts == ["reset"] and method == "POST":
-            self.reset()
-            return json_response({"ok": True})
-        if parts == ["requests"]:
-            with self.state.lock:
-                log = [{"method": r.method, "path": r.path, "query": r.query, "status": r.status,
-                        "body": r.body.decode("utf-8", "replace")} for r in self.state.requests]  # fmt: skip
-            return json_response({"requests": log})
-        if parts == ["faults"] and method == "POST":
-            items = body if isinstance(body, list) else [body]
-            with self.state.lock:
-                self.state.faults.extend(Fault(**item) for item in items)
-            return json_response({"faults": len(items)}, 201)
-        if parts == ["clock"]:
-            if method == "POST":
-                self.state.clock.advance(float((body or {}).get("advance", 0)))
-            return json_response({"now": self._now()})
-        if parts[:1] == ["records"] and len(parts) == 2 and method == "POST":
-            return json_response(self.create_record(parts[1], body or {}), 201)
-        if parts[:1] == ["records"] and len(parts) == 3:
-            if method == "PUT":
-                return json_response(self.update_record(parts[1], parts[2], body or {}))
-            found = self.get_record(parts[1], parts[2])
-            return json_response(found) if found else json_response({"error": "not found"}, 404)
-        if parts == ["hooks"] and method == "POST":
-            return json_response({"id": self.add_hook(**body)}, 201)
-        if parts == ["hooks", "run"] and method == "POST":
-            return json_response({"deliveries": self.run_hook_job()})
-        if parts == ["hooks", "deliveries"]:
-            with self.state.lock:
-                return json_response({"deliveries": list(self.deliveries)})
-        return None
+    def clock_reading(self) -> JSON:
+        return {"now": self._now()}
+
+    def _created(self, module: str, body: JSON) -> Response:
+        return json_response(self.create_record(module, body), 201)
+
+    def _control_record(self, body: JSON, module: str, rid: str) -> JSON:
+        found = self.get_record(module, rid)
+        if not found:
+            raise KeyError("not found")
+        return found
+
+    def _control_deliveries(self, body: JSON) -> JSON:
+        with self.state.lock:
+            return {"deliveries": list(self.deliveries)}
 
     # -- request parsing -----------------------------------------------------------------------------------
 

@@ -29,17 +29,13 @@ import base64
 import calendar
 import copy
 import hashlib
-import hmac
 import json
 import math
 import re
 import secrets
 import string
-import sys
 import time
-import traceback
 import uuid
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -52,14 +48,19 @@ import httpx
 from werkzeug.wrappers import Request, Response
 
 from closeloop.wire import dumps_exact
+from closeloop_local.sandboxes import outbound
 from closeloop_local.sandboxes.base import (
     Fault,
+    Router,
+    SandboxApp,
     SandboxServer,
     SandboxState,
     json_response,
-    logged_request,
+    plain_json,
 )
 from closeloop_local.sandboxes.drivers import SeenCustomer, SeenInvoice, SentWebhook
+from closeloop_local.sandboxes.limits import InFlight, RollingWindow
+from closeloop_local.sandboxes.replays import IdempotencyCache
 
 Row = dict[str, Any]
 
@@ -829,17 +830,6 @@ class Record:
 
 
 @dataclass
-class Replay:
-    """A cached response for an Idempotency-Key."""
-
-    fingerprint: str
-    expires_at: float
-    status: int
-    body: bytes
-    headers: list[tuple[str, str]]
-
-
-@dataclass
 class RateLimiter:
     """Xero's per-tenant minute/day/concurrent limits and the app-wide minute limit (rolling windows).
 
@@ -852,55 +842,49 @@ class RateLimiter:
     concurrent: int
     app_minute: int
     time_scale: float = 1.0
-    _minute: dict[str, deque[float]] = field(default_factory=dict)
-    _day: dict[str, deque[float]] = field(default_factory=dict)
-    _app: deque[float] = field(default_factory=deque)
-    _in_flight: dict[str, int] = field(default_factory=dict)
+    _minute: dict[str, RollingWindow] = field(default_factory=dict)
+    _day: dict[str, RollingWindow] = field(default_factory=dict)
+    _app: RollingWindow = field(init=False)
+    _in_flight: InFlight = field(default_factory=InFlight)
 
-    @staticmethod
-    def _trim(window: deque[float], now: float, span: float) -> deque[float]:
-        while window and window[0] <= now - span:
-            window.popleft()
-        return window
+    def __post_init__(self) -> None:
+        self._app = RollingWindow(self._span(60))
 
     def _span(self, seconds: float) -> float:
         return seconds / self.time_scale
 
-    def _windows(self, tenant: str, now: float) -> tuple[deque[float], deque[float], deque[float]]:
-        minute = self._trim(self._minute.setdefault(tenant, deque()), now, self._span(60))
-        day = self._trim(self._day.setdefault(tenant, deque()), now, self._span(86400))
-        return minute, day, self._trim(self._app, now, self._span(60))
+    def _windows(self, tenant: str) -> tuple[RollingWindow, RollingWindow, RollingWindow]:
+        minute = self._minute.setdefault(tenant, RollingWindow(self._span(60)))
+        return minute, self._day.setdefault(tenant, RollingWindow(self._span(86400))), self._app
 
     def acquire(self, tenant: str, now: float) -> tuple[str, int] | None:
         """Count one call, or return (X-Rate-Limit-Problem, Retry-After seconds) when over a limit.
 
         The header's values are the adapter's GUESSES["rate_limit_problem_values"].
         """
-        minute, day, app = self._windows(tenant, now)
-        for problem_name, window, limit, span in (
-            ("day", day, self.day, 86400),
-            ("appminute", app, self.app_minute, 60),
-            ("minute", minute, self.minute, 60),
-        ):
-            if len(window) >= limit:
-                wait = window[0] + self._span(span) - now if window else self._span(span)
+        minute, day, app = self._windows(tenant)
+        for problem_name, window, limit in (("day", day, self.day), ("appminute", app, self.app_minute),
+                                            ("minute", minute, self.minute)):  # fmt: skip
+            if window.count(now) >= limit:
+                oldest = window.oldest()
+                wait = oldest + window.span - now if oldest is not None else window.span
                 return problem_name, max(1, math.ceil(wait * self.time_scale))
-        if self._in_flight.get(tenant, 0) >= self.concurrent:
+        if self._in_flight.count(tenant) >= self.concurrent:
             return "concurrent", 1
         for window in (minute, day, app):
-            window.append(now)
-        self._in_flight[tenant] = self._in_flight.get(tenant, 0) + 1
+            window.add(now)
+        self._in_flight.enter(tenant)
         return None
 
     def release(self, tenant: str) -> None:
-        self._in_flight[tenant] = max(0, self._in_flight.get(tenant, 0) - 1)
+        self._in_flight.leave(tenant)
 
     def headers(self, tenant: str, now: float) -> dict[str, str]:
-        minute, day, app = self._windows(tenant, now)
+        minute, day, app = self._windows(tenant)
         return {
-            "X-DayLimit-Remaining": str(max(0, self.day - len(day))),
-            "X-MinLimit-Remaining": str(max(0, self.minute - len(minute))),
-            "X-AppMinLimit-Remaining": str(max(0, self.app_minute - len(app))),
+            "X-DayLimit-Remaining": str(max(0, self.day - day.count(now))),
+            "X-MinLimit-Remaining": str(max(0, self.minute - minute.count(now))),
+            "X-AppMinLimit-Remaining": str(max(0, self.app_minute - app.count(now))),
         }
 
     def reset(self) -> None:
@@ -939,24 +923,11 @@ WEBHOOK_STATUS_ITR = "INTENT_TO_RECEIVE_REQUIRED"
 
 def xero_signature(key: str, body: bytes) -> str:
     """``x-xero-signature``: base64(HMAC-SHA256(webhook key, raw body))."""
-    return base64.b64encode(hmac.new(key.encode(), body, hashlib.sha256).digest()).decode()
+    return outbound.hmac_sha256_base64(key, body)
 
 
 def _entropy() -> str:
     return "".join(secrets.choice(string.ascii_uppercase) for _ in range(20))
-
-
-def _post_webhook(url: str, body: bytes, headers: dict[str, str], timeout: float) -> tuple[int | None, bytes, str]:
-    """POST once; (status or None, the answer's body, an error name or "")."""
-    started = time.monotonic()
-    try:
-        with httpx.Client(timeout=timeout, follow_redirects=False) as client:
-            response = client.post(url, content=body, headers=headers)
-    except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        return None, b"", type(exc).__name__
-    if time.monotonic() - started > timeout:
-        return response.status_code, response.content, "timed out"
-    return response.status_code, response.content, ""
 
 
 @dataclass
@@ -1091,7 +1062,8 @@ class XeroWebhooks:
 
     def _post(self, url: str, body: bytes, key: str) -> tuple[int | None, bytes, str]:
         headers = {"Content-Type": "application/json; charset=utf-8", "x-xero-signature": xero_signature(key, body)}
-        return _post_webhook(url, body, headers, self.timeout)
+        sent = outbound.send(url, body, headers, self.timeout)
+        return sent.status, sent.content, sent.error or ("" if sent.in_time else "timed out")
 
     def _log(  # noqa: PLR0913 - one delivery record
         self,
@@ -1130,8 +1102,11 @@ class XeroWebhooks:
 # ---------------------------------------------------------------------------------------------------------
 
 
-class XeroSandbox:
+class XeroSandbox(SandboxApp):
     """A stateful Xero (identity + Accounting API) for one organisation, as a WSGI app."""
+
+    json_encoder = WireEncoder  # Decimals written exactly
+    fault_text_type = "text/plain"
 
     def __init__(
         self,
@@ -1162,7 +1137,6 @@ class XeroSandbox:
         self.webhooks = XeroWebhooks(self, webhook_key, timeout=webhook_timeout)
         self._limits = RateLimiter(minute_limit, day_limit, concurrent_limit, app_minute_limit, time_scale)
         self._routes = self._build_routes()
-        self._control_routes = self._build_control_routes()
         self._init_data()
 
     # ---- state ------------------------------------------------------------------------------------------
@@ -1177,7 +1151,7 @@ class XeroSandbox:
         self._access: dict[str, AccessToken] = {}
         self._refresh: dict[str, RefreshToken] = {}
         self._codes: dict[str, AuthCode] = {}
-        self._idempotency: dict[str, Replay] = {}
+        self._idempotency = IdempotencyCache(IDEMPOTENCY_TTL)
         self._emails: list[Row] = []
         self._online_urls: dict[str, str] = {}
         self._limits.reset()
@@ -1284,38 +1258,30 @@ class XeroSandbox:
 
     # ---- WSGI -------------------------------------------------------------------------------------------
 
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        request = Request(environ)
-        control = request.path.startswith("/_sandbox/")
-        response = self._control(request) if control else self._serve(request)
-        result: Iterable[bytes] = response(environ, start_response)
-        return result
+    # ---- the API (SandboxApp's pipeline: log, faults, then ``handle``) -----------------------------------
 
-    def _serve(self, request: Request) -> Response:
-        entry = logged_request(request)
-        self.state.log(entry)
-        try:
-            response = self._dispatch(request)
-        except Exception:  # a sandbox bug must still answer like Xero, and be visible in the test output
-            traceback.print_exc(file=sys.stderr)
-            response = self._json({"ErrorNumber": 500, "Type": "UnknownErrorException", "Message": UNKNOWN_ERROR}, 500)
-        with self.state.lock:
-            entry.status = response.status_code
-        return response
-
-    def _dispatch(self, request: Request) -> Response:
-        fault = self.state.take_fault(request.method, request.path)
-        if fault is not None and fault.status:
-            return self._fault_response(fault)
-        slow = fault.delay if fault is not None else 0.0
+    def handle(self, request: Request, delay: float) -> Response:
         route, groups = self._match(request)
         if route is None:
             return self._text(NOT_FOUND_TEXT, 404)
         if route.resource:
-            return self._accounting(request, route, groups, slow)
-        time.sleep(slow)
+            return self._accounting(request, route, groups, delay)  # slow inside the concurrency limit
+        time.sleep(delay)
         response: Response = route.handler(request, **groups)
         return response
+
+    def fault_json(self, payload: Any, status: int) -> Response:
+        return plain_json(payload, status)
+
+    def fault_response(self, fault: Fault) -> Response:
+        response = super().fault_response(fault)
+        if fault.status == 429:
+            response.headers.setdefault("Retry-After", "60")
+            response.headers.setdefault("X-Rate-Limit-Problem", "minute")
+        return response
+
+    def internal_error(self) -> Response:
+        return self.json({"ErrorNumber": 500, "Type": "UnknownErrorException", "Message": UNKNOWN_ERROR}, 500)
 
     def _match(self, request: Request) -> tuple[Route | None, dict[str, str]]:
         for route in self._routes:
@@ -1362,34 +1328,13 @@ class XeroSandbox:
     # ---- responses --------------------------------------------------------------------------------------
 
     @staticmethod
-    def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-        """A JSON answer (as ``base.json_response``, but with Decimals written exactly by ``WireEncoder``)."""
-        return Response(
-            json.dumps(payload, cls=WireEncoder, default=str),
-            status=status,
-            headers=headers or {},
-            content_type="application/json; charset=utf-8",
-        )
-
-    @staticmethod
     def _text(text: str, status: int, headers: dict[str, str] | None = None) -> Response:
         return Response(text, status=status, headers=headers or {}, content_type="text/html; charset=utf-8")
 
     def _error_response(self, error: ApiError) -> Response:
         if isinstance(error.body, str):
             return self._text(error.body, error.status, error.headers)
-        return self._json(error.body, error.status, error.headers)
-
-    @staticmethod
-    def _fault_response(fault: Fault) -> Response:
-        time.sleep(fault.delay)
-        headers = dict(fault.headers)
-        if fault.status == 429:
-            headers.setdefault("Retry-After", "60")
-            headers.setdefault("X-Rate-Limit-Problem", "minute")
-        if fault.body is None or isinstance(fault.body, str | bytes):
-            return Response(fault.body or b"", status=fault.status, headers=headers, content_type="text/plain")
-        return Response(json.dumps(fault.body), status=fault.status, headers=headers, content_type="application/json")
+        return self.json(error.body, error.status, error.headers)
 
     def _envelope(self, collection: str, rows: list[Row], pagination: Row | None = None) -> Row:
         out: Row = {
@@ -1434,7 +1379,7 @@ class XeroSandbox:
         with self.state.lock:
             headers = self._limits.headers(tenant, self._now())
         headers.update({"Retry-After": str(retry_after), "X-Rate-Limit-Problem": problem_name, **correlation})
-        return self._json(problem(429, "Too Many Requests", "Too Many Requests"), 429, headers)
+        return self.json(problem(429, "Too Many Requests", "Too Many Requests"), 429, headers)
 
     def _authenticate(self, request: Request) -> AccessToken:
         header = request.headers.get("Authorization", "")
@@ -1470,7 +1415,7 @@ class XeroSandbox:
             return self._invoke(request, route, groups)
         if len(key) > IDEMPOTENCY_KEY_MAX:
             detail = f"Idempotency key must be {IDEMPOTENCY_KEY_MAX} characters or less"
-            return self._json(problem(400, "Bad Request", detail), 400)
+            return self.json(problem(400, "Bad Request", detail), 400)
         fingerprint = hashlib.sha256(
             b"\n".join(
                 [
@@ -1484,16 +1429,14 @@ class XeroSandbox:
         ).hexdigest()
         with self.state.lock:
             now = self._now()
-            cached = self._idempotency.get(key)
-            if cached is not None and cached.expires_at > now:
+            cached = self._idempotency.get(key, now)
+            if cached is not None:
                 if cached.fingerprint != fingerprint:
                     detail = f"Idempotency key {key} is used with a different request"
-                    return self._json(problem(400, "Bad Request", detail), 400)
-                return Response(cached.body, status=cached.status, headers=cached.headers)
+                    return self.json(problem(400, "Bad Request", detail), 400)
+                return cached.response()
             response = self._invoke(request, route, groups)
-            self._idempotency[key] = Replay(
-                fingerprint, now + IDEMPOTENCY_TTL, response.status_code, response.get_data(), list(response.headers)
-            )
+            self._idempotency.remember(key, response, now, fingerprint)
             return response
 
     def _invoke(self, request: Request, route: Route, groups: dict[str, str]) -> Response:
@@ -1503,7 +1446,7 @@ class XeroSandbox:
                 result = route.handler(request, **groups)
             except ApiError as error:
                 return self._error_response(error)
-            return result if isinstance(result, Response) else self._json(result)
+            return result if isinstance(result, Response) else self.json(result)
 
     # ---- identity ---------------------------------------------------------------------------------------
 
@@ -2736,99 +2679,39 @@ class XeroSandbox:
 
     # ---- control API (/_sandbox/...) ---------------------------------------------------------------------
 
-    def _build_control_routes(self) -> dict[tuple[str, str], Callable[[Request], Response]]:
-        return {
-            ("POST", "reset"): self._control_reset,
-            ("GET", "contacts"): lambda request: self._json({"Contacts": self.contacts()}),
-            ("POST", "contacts"): self._control_seed_contact,
-            ("GET", "invoices"): lambda request: self._json({"Invoices": self.invoices()}),
-            ("GET", "emails"): lambda request: self._json({"emails": self.emails()}),
-            ("GET", "requests"): self._control_requests,
-            ("POST", "faults"): self._control_faults,
-            ("DELETE", "faults"): self._control_clear_faults,
-            ("POST", "clock"): self._control_clock,
-            ("POST", "expire-tokens"): self._control_expire,
-            ("POST", "revoke-refresh-tokens"): self._control_revoke,
-            ("GET", "refresh-token"): self._control_refresh_token,
-            ("POST", "webhooks"): self._control_webhooks,
-            ("POST", "webhooks/intent-to-receive"): self._control_intent_to_receive,
-            ("POST", "webhooks/flush"): lambda request: self._json(self.webhooks.flush()),
-            ("GET", "webhooks/deliveries"): self._control_deliveries,
-        }
+    def control_routes(self) -> Router:
+        routes = super().control_routes()
+        routes.add("GET", "/_sandbox/contacts", lambda body: {"Contacts": self.contacts()})
+        routes.add("POST", "/_sandbox/contacts", lambda body: self.json(self.seed_contact(**body), 201))
+        routes.add("GET", "/_sandbox/invoices", lambda body: {"Invoices": self.invoices()})
+        routes.add("GET", "/_sandbox/emails", lambda body: {"emails": self.emails()})
+        routes.add("POST", "/_sandbox/expire-tokens", lambda body: self.expire_access_tokens())
+        routes.add("POST", "/_sandbox/revoke-refresh-tokens", lambda body: self.revoke_refresh_tokens())
+        routes.add("GET", "/_sandbox/refresh-token", self._control_refresh_token)
+        routes.add("POST", "/_sandbox/webhooks", self._control_webhooks)
+        routes.add("POST", "/_sandbox/webhooks/intent-to-receive", self._control_intent_to_receive)
+        routes.add("POST", "/_sandbox/webhooks/flush", lambda body: self.webhooks.flush())
+        routes.add("GET", "/_sandbox/webhooks/deliveries", self._control_deliveries)
+        return routes
 
-    def _control(self, request: Request) -> Response:
-        handler = self._control_routes.get((request.method, request.path[len("/_sandbox/") :].strip("/")))
-        if handler is None:
-            return self._json({"error": f"no control endpoint {request.method} {request.path}"}, 404)
-        try:
-            return handler(request)
-        except (ValueError, TypeError) as exc:
-            return self._json({"error": str(exc)}, 400)
-
-    @staticmethod
-    def _control_body(request: Request) -> Any:
-        raw = request.get_data()
-        return json.loads(raw) if raw.strip() else {}
-
-    def _control_reset(self, request: Request) -> Response:
-        self.reset()
-        return self._json({"ok": True})
-
-    def _control_seed_contact(self, request: Request) -> Response:
-        return self._json(self.seed_contact(**self._control_body(request)), 201)
-
-    def _control_requests(self, request: Request) -> Response:
-        with self.state.lock:
-            rows = [
-                {"method": r.method, "path": r.path, "query": r.query, "status": r.status} for r in self.state.requests
-            ]
-        return self._json({"requests": rows})
-
-    def _control_faults(self, request: Request) -> Response:
-        body = self._control_body(request)
-        specs = body if isinstance(body, list) else [body]
-        faults = [Fault(**spec) for spec in specs]
-        with self.state.lock:
-            self.state.faults.extend(faults)
-        return self._json({"ok": True, "faults": len(faults)}, 201)
-
-    def _control_clear_faults(self, request: Request) -> Response:
-        with self.state.lock:
-            self.state.faults.clear()
-        return self._json({"ok": True})
-
-    def _control_clock(self, request: Request) -> Response:
-        seconds = float(self._control_body(request).get("advance", 0))
-        self.state.clock.advance(seconds)
-        return self._json({"now": self._now()})
-
-    def _control_expire(self, request: Request) -> Response:
-        self.expire_access_tokens()
-        return self._json({"ok": True})
-
-    def _control_revoke(self, request: Request) -> Response:
-        self.revoke_refresh_tokens()
-        return self._json({"ok": True})
-
-    def _control_webhooks(self, request: Request) -> Response:
-        body = self._control_body(request)
+    def _control_webhooks(self, body: Row) -> Row:
         status = self.webhooks.subscribe(str(body.get("url") or ""), body.get("categories") or WEBHOOK_CATEGORIES)
-        return self._json({"status": status, "key": self.webhooks.key})
+        return {"status": status, "key": self.webhooks.key}
 
-    def _control_intent_to_receive(self, request: Request) -> Response:
+    def _control_intent_to_receive(self, body: Row) -> Row:
         passed = self.webhooks.intent_to_receive()
-        return self._json({"passed": passed, "status": self.webhooks.status})
+        return {"passed": passed, "status": self.webhooks.status}
 
-    def _control_deliveries(self, request: Request) -> Response:
+    def _control_deliveries(self, body: Row) -> Row:
         with self.state.lock:
             deliveries = list(self.webhooks.deliveries)
-        return self._json({"deliveries": deliveries, "pending": self.webhooks.pending()})
+        return {"deliveries": deliveries, "pending": self.webhooks.pending()}
 
-    def _control_refresh_token(self, request: Request) -> Response:
+    def _control_refresh_token(self, body: Row) -> Response:
         token = self.current_refresh_token
         if token is None:
-            return self._json({"error": "no usable refresh token"}, 404)
-        return self._json({"refresh_token": token, "tenant_id": self.tenant_id})
+            return self.json({"error": "no usable refresh token"}, 404)
+        return self.json({"refresh_token": token, "tenant_id": self.tenant_id})
 
 
 def serve(sandbox: XeroSandbox | None = None, port: int = 0) -> tuple[XeroSandbox, SandboxServer]:

@@ -45,21 +45,21 @@ from __future__ import annotations
 import copy
 import json
 import secrets
-import sys
-import threading
-import traceback
+import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
+from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
 
 from closeloop.accounting.zohobooks import INVOICE_STATUSES
-from closeloop_local.sandboxes.base import Fault, SandboxServer, SandboxState, logged_request
+from closeloop_local.sandboxes.base import Router, SandboxApp, SandboxServer, SandboxState, plain_json
 from closeloop_local.sandboxes.drivers import SeenCustomer, SeenInvoice
+from closeloop_local.sandboxes.limits import WindowAndDay
 from closeloop_local.sandboxes.xero import WireEncoder
 
 Row = dict[str, Any]
@@ -176,37 +176,23 @@ class AccessToken:
     expires_at: float
 
 
-@dataclass
-class Limits:
+class Limits(WindowAndDay):
     """Per-organisation calls: a rolling minute and a calendar (UTC) day."""
 
-    minute: int
-    day: int
-    _minute: deque[float] = field(default_factory=deque)
-    _day: dict[date, int] = field(default_factory=dict)
+    def __init__(self, minute: int, day: int) -> None:
+        super().__init__(minute, 60, day)
 
     def acquire(self, now: float) -> Row | None:
-        while self._minute and self._minute[0] <= now - 60:
-            self._minute.popleft()
-        today = datetime.fromtimestamp(now, UTC).date()
-        if self._day.get(today, 0) >= self.day:
-            return DAY_LIMIT
-        if len(self._minute) >= self.minute:
-            return MINUTE_LIMIT
-        self._minute.append(now)
-        self._day[today] = self._day.get(today, 0) + 1
-        return None
+        """Count one call, or return the body of the 429 that refuses it."""
+        return {"day": DAY_LIMIT, "window": MINUTE_LIMIT}.get(self.take(now) or "")
 
 
-@dataclass
-class Route:
-    method: str
-    parts: tuple[str, ...]  # path segments under /books/v3; "{}" matches one id
-    handler: Callable[..., Any]
-
-
-class ZohoBooksSandbox:
+class ZohoBooksSandbox(SandboxApp):
     """A stateful Zoho Books organisation (Accounts token endpoint + Books API v3) as a WSGI app."""
+
+    json_encoder = WireEncoder  # Decimals written exactly
+    json_content_type = "application/json;charset=UTF-8"
+    fault_text_type = "text/plain"
 
     def __init__(
         self,
@@ -365,63 +351,31 @@ class ZohoBooksSandbox:
             token = self._refresh.get(refresh_token or self.initial_refresh_token)
             return len(token.live) if token else 0
 
-    # ---- WSGI -------------------------------------------------------------------------------------------
+    # ---- the API (SandboxApp's pipeline: log, faults, then ``handle``) -----------------------------------
 
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        request = Request(environ)
-        if request.path.startswith("/_sandbox/"):
-            response = self._control(request)
-        else:
-            entry = logged_request(request)
-            self.state.log(entry)
-            try:
-                response = self._dispatch(request)
-            except Exception:  # a sandbox bug must still answer like Zoho, and be visible in the test output
-                traceback.print_exc(file=sys.stderr)
-                response = self._json({"code": 1000, "message": "Internal error"}, 500)
-            with self.state.lock:
-                entry.status = response.status_code
-        result: Iterable[bytes] = response(environ, start_response)
-        return result
+    def fault_json(self, payload: Any, status: int) -> Response:
+        return plain_json(payload, status)
 
-    @staticmethod
-    def _json(payload: Any, status: int = 200) -> Response:
-        return Response(
-            json.dumps(payload, cls=WireEncoder, default=str),
-            status=status,
-            content_type="application/json;charset=UTF-8",
-        )
+    def internal_error(self) -> Response:
+        return self.json({"code": 1000, "message": "Internal error"}, 500)
 
-    @staticmethod
-    def _fault_response(fault: Fault) -> Response:
-        threading.Event().wait(fault.delay)
-        if fault.body is None or isinstance(fault.body, str | bytes):
-            return Response(fault.body or b"", status=fault.status, headers=fault.headers, content_type="text/plain")
-        return Response(
-            json.dumps(fault.body), status=fault.status, headers=fault.headers, content_type="application/json"
-        )
-
-    def _dispatch(self, request: Request) -> Response:
-        fault = self.state.take_fault(request.method, request.path)
-        if fault is not None and fault.status:
-            return self._fault_response(fault)
-        if fault is not None:
-            threading.Event().wait(fault.delay)
+    def handle(self, request: Request, delay: float) -> Response:
+        time.sleep(delay)
         if request.method == "POST" and request.path.rstrip("/") == "/oauth/v2/token":
             return self._token(request)
         if not request.path.startswith(API_PREFIX + "/"):
-            return self._json({"code": 5, "message": "Invalid URL Passed"}, 404)
+            return self.json({"code": 5, "message": "Invalid URL Passed"}, 404)
         with self.state.lock:
             try:
                 self._authenticate(request)
                 over = self._limits.acquire(self._now())
                 if over is not None:
-                    return self._json(over, 429)
+                    return self.json(over, 429)
                 handler, ids = self._match(request)
                 status, body = handler(request, *ids)
             except ApiError as error:
-                return self._json(error.body, error.status)
-            return self._json(body, status)
+                return self.json(error.body, error.status)
+            return self.json(body, status)
 
     def _authenticate(self, request: Request) -> None:
         scheme, _, value = request.headers.get("Authorization", "").partition(" ")
@@ -435,37 +389,32 @@ class ZohoBooksSandbox:
             )
 
     def _match(self, request: Request) -> tuple[Callable[..., Any], list[str]]:
-        parts = tuple(p for p in request.path[len(API_PREFIX) :].split("/") if p)
-        for route in self._routes:
-            if route.method != request.method or len(route.parts) != len(parts):
-                continue
-            ids = [value for pattern, value in zip(route.parts, parts, strict=True) if pattern == "{}"]
-            if all(pattern in ("{}", value) for pattern, value in zip(route.parts, parts, strict=True)):
-                return route.handler, ids
-        raise ApiError(404, 5, "Invalid URL Passed")
+        path = "/" + "/".join(p for p in request.path[len(API_PREFIX) :].split("/") if p)
+        try:
+            handler, ids = self._routes.match(request.method, path)
+        except HTTPException:
+            raise ApiError(404, 5, "Invalid URL Passed") from None
+        return handler, list(ids.values())
 
-    def _build_routes(self) -> list[Route]:
-        def r(method: str, path: str, handler: Callable[..., Any]) -> Route:
-            return Route(method, tuple(p for p in path.split("/") if p), handler)
-
-        return [
-            r("GET", "contacts", self._list_contacts),
-            r("POST", "contacts", self._create_contact),
-            r("PUT", "contacts", self._upsert_contact),
-            r("GET", "contacts/{}", self._get_contact),
-            r("PUT", "contacts/{}", self._update_contact),
-            r("POST", "contacts/{}/active", lambda request, ref: self._contact_status(ref, "active")),
-            r("POST", "contacts/{}/inactive", lambda request, ref: self._contact_status(ref, "inactive")),
-            r("GET", "items", self._list_items),
-            r("GET", "invoices", self._list_invoices),
-            r("POST", "invoices", self._create_invoice),
-            r("PUT", "invoices", self._upsert_invoice),
-            r("GET", "invoices/{}", self._get_invoice),
-            r("POST", "invoices/{}/status/sent", self._invoice_sent),
-            r("POST", "invoices/{}/status/void", self._invoice_void),
-            r("POST", "invoices/{}/email", self._email_invoice),
-            r("POST", "customerpayments", self._create_payment),
-        ]
+    def _build_routes(self) -> Router:
+        routes = Router()
+        routes.add("GET", "/contacts", self._list_contacts)
+        routes.add("POST", "/contacts", self._create_contact)
+        routes.add("PUT", "/contacts", self._upsert_contact)
+        routes.add("GET", "/contacts/<ref>", self._get_contact)
+        routes.add("PUT", "/contacts/<ref>", self._update_contact)
+        routes.add("POST", "/contacts/<ref>/active", lambda request, ref: self._contact_status(ref, "active"))
+        routes.add("POST", "/contacts/<ref>/inactive", lambda request, ref: self._contact_status(ref, "inactive"))
+        routes.add("GET", "/items", self._list_items)
+        routes.add("GET", "/invoices", self._list_invoices)
+        routes.add("POST", "/invoices", self._create_invoice)
+        routes.add("PUT", "/invoices", self._upsert_invoice)
+        routes.add("GET", "/invoices/<ref>", self._get_invoice)
+        routes.add("POST", "/invoices/<ref>/status/sent", self._invoice_sent)
+        routes.add("POST", "/invoices/<ref>/status/void", self._invoice_void)
+        routes.add("POST", "/invoices/<ref>/email", self._email_invoice)
+        routes.add("POST", "/customerpayments", self._create_payment)
+        return routes
 
     @staticmethod
     def _body(request: Request) -> Row:
@@ -486,24 +435,24 @@ class ZohoBooksSandbox:
         args = {**request.args.to_dict(), **request.form.to_dict()}
         with self.state.lock:
             if (args.get("client_id"), args.get("client_secret")) != (self.client_id, self.client_secret):
-                return self._json({"error": "invalid_client"})
+                return self.json({"error": "invalid_client"})
             if args.get("grant_type") != "refresh_token":
-                return self._json({"error": "unsupported_grant_type"})
+                return self.json({"error": "unsupported_grant_type"})
             refresh = self._refresh.get(args.get("refresh_token", ""))
             if refresh is None or refresh.revoked:
-                return self._json({"error": "invalid_code"})
+                return self.json({"error": "invalid_code"})
             now = self._now()
             while refresh.minted and refresh.minted[0] <= now - ACCESS_TOKEN_WINDOW:
                 refresh.minted.popleft()
             if len(refresh.minted) >= ACCESS_TOKENS_PER_WINDOW:
-                return self._json(ACCESS_DENIED, 400)
+                return self.json(ACCESS_DENIED, 400)
             refresh.minted.append(now)
             value = f"1000.{secrets.token_hex(16)}.{secrets.token_hex(16)}"
             self._access[value] = AccessToken(value, refresh.value, now + ACCESS_TOKEN_TTL)
             refresh.live.append(value)
             if len(refresh.live) > LIVE_ACCESS_TOKENS:
                 self._access.pop(refresh.live.popleft(), None)
-            return self._json(
+            return self.json(
                 {
                     "access_token": value,
                     "api_domain": request.host_url.rstrip("/"),
@@ -1048,34 +997,12 @@ class ZohoBooksSandbox:
 
     # ---- control API (/_sandbox/...) ---------------------------------------------------------------------
 
-    def _control(self, request: Request) -> Response:
-        raw = request.get_data()
-        body = json.loads(raw) if raw.strip() else {}
-        handlers: dict[tuple[str, str], Callable[[Any], Any]] = {
-            ("POST", "reset"): lambda _: self.reset(),
-            ("GET", "requests"): lambda _: {
-                "requests": [
-                    {"method": r.method, "path": r.path, "query": r.query, "status": r.status}
-                    for r in self.state.calls()
-                ]
-            },
-            ("POST", "faults"): self._control_faults,
-            ("POST", "clock"): lambda b: self.state.clock.advance(float(b.get("advance", 0))),
-            ("POST", "expire-tokens"): lambda _: self.expire_access_tokens(),
-            ("GET", "contacts"): lambda _: {"contacts": self.contacts()},
-            ("GET", "invoices"): lambda _: {"invoices": self.invoices()},
-        }
-        handler = handlers.get((request.method, request.path[len("/_sandbox/") :].strip("/")))
-        if handler is None:
-            return self._json({"error": f"no control endpoint {request.method} {request.path}"}, 404)
-        result = handler(body)
-        return self._json(result if result is not None else {"ok": True})
-
-    def _control_faults(self, body: Any) -> Row:
-        specs = body if isinstance(body, list) else [body]
-        with self.state.lock:
-            self.state.faults.extend(Fault(**spec) for spec in specs)
-        return {"ok": True, "faults": len(specs)}
+    def control_routes(self) -> Router:
+        routes = super().control_routes()
+        routes.add("POST", "/_sandbox/expire-tokens", lambda body: self.expire_access_tokens())
+        routes.add("GET", "/_sandbox/contacts", lambda body: {"contacts": self.contacts()})
+        routes.add("GET", "/_sandbox/invoices", lambda body: {"invoices": self.invoices()})
+        return routes
 
 
 class ZohoBooksDriver:
