@@ -315,14 +315,30 @@ def test_hook_delivery_verifies_parses_and_matches_the_catch_up_key(
     assert [(e.ref, e.kind) for e in events] == [(ref("company", account["id"]), "created")]
     caught_up = [e for e in crm.iter_changes_since(since) if e.ref == events[0].ref]
     assert [e.dedupe_key for e in caught_up] == [events[0].dedupe_key]
-    # And a later update is a "changed" event with a new key (two saves within one second share a key; harmless,
-    # as the dispatch job runs after both and the worker reads the record's state as it is then)
+    # And a later update is a "changed" event with a new key
     sugar.state.clock.advance(1)
     sugar.update_record("Accounts", str(account["id"]), {"phone_office": "+1 555"})
     sugar.run_hook_job()
     changed = crm.parse_webhook(hook.received[-1][1])
     assert changed[0].kind == "changed" and changed[0].property_name == "phone_office"
     assert changed[0].dedupe_key != events[0].dedupe_key
+
+
+def test_two_updates_within_one_second_are_two_changes_and_a_replay_is_one() -> None:
+    crm = SugarCrm(instance_url="https://sugar.example", tokens=_NoTokens(), webhook_token=HOOK_TOKEN)
+    data = {"id": "a-1", "date_modified": "2024-05-01T10:00:00-04:00", "modified_user_id": "u9"}
+
+    def hook(changes: dict[str, Any]) -> bytes:
+        body = {"bean": "Account", "event": "after_save", "isUpdate": True, "data": data, "dataChanges": changes}
+        return json.dumps(body).encode()
+
+    # Given two saves of one account within the same second (Sugar's date_modified has whole seconds)
+    phone = hook({"phone_office": {"field_name": "phone_office", "before": "", "after": "+44 113"}})
+    city = hook({"billing_address_city": {"field_name": "billing_address_city", "before": "", "after": "Leeds"}})
+    # Then their hooks are two changes (the replay check and the worker's idempotency keep both)
+    assert crm.parse_webhook(phone)[0].dedupe_key != crm.parse_webhook(city)[0].dedupe_key
+    # And the same hook delivered again is the same change
+    assert crm.parse_webhook(phone)[0].dedupe_key == crm.parse_webhook(phone)[0].dedupe_key
 
 
 def test_webhook_token_is_checked_before_parsing(sandbox: tuple[SugarSandbox, SandboxServer]) -> None:

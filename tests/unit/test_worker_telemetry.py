@@ -243,7 +243,10 @@ def test_queue_lag_is_the_age_of_the_oldest_message_of_the_batch(flushed: Any) -
     count_queue_lag({"Records": records}, PowertoolsTelemetry())
     (lag,) = metric(flushed(), telemetry.QUEUE_LAG_SECONDS)
     (directive,) = lag["_aws"]["CloudWatchMetrics"]
-    assert directive["Metrics"] == [{"Name": telemetry.QUEUE_LAG_SECONDS, "Unit": "Seconds"}]
+    assert {"Name": telemetry.QUEUE_LAG_SECONDS, "Unit": "Seconds"} in directive["Metrics"]
+    # And the batch's messages are counted beside it (so a batch of unreadable messages still flushes a metric)
+    assert {"Name": telemetry.MESSAGES_RECEIVED, "Unit": "Count"} in directive["Metrics"]
+    assert lag[telemetry.MESSAGES_RECEIVED] in (3, [3])
     values = lag[telemetry.QUEUE_LAG_SECONDS]
     (seconds,) = values if isinstance(values, list) else [values]
     assert seconds > 1000  # sent a year before this test's clock: one large age, for the oldest record

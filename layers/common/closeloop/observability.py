@@ -121,6 +121,9 @@ class PowertoolsTelemetry:
     def queue_lag(self, seconds: float) -> None:
         metrics.add_metric(name=names.QUEUE_LAG_SECONDS, unit=MetricUnit.Seconds, value=round(seconds, 3))
 
+    def messages_received(self, count: int) -> None:
+        metrics.add_metric(name=names.MESSAGES_RECEIVED, unit=MetricUnit.Count, value=count)
+
     @contextmanager
     def span(self, name: str, annotations: Mapping[str, str | int]) -> Iterator[None]:
         active = tracer.active()
@@ -141,7 +144,11 @@ class PowertoolsTelemetry:
 
 
 def count_queue_lag(event: Mapping[str, Any], telemetry: names.Telemetry) -> None:
-    """Count the age of the oldest message of an SQS batch (``QueueLagSeconds``), if its records say."""
-    age = oldest_message_age(event.get("Records") or [], time.time() * 1000)
+    """Count an SQS batch's messages (``MessagesReceived``: an invocation whose messages are all unreadable
+    still flushes a metric, instead of Powertools' empty-metrics warning) and the age of its oldest message
+    (``QueueLagSeconds``), if its records say."""
+    records = event.get("Records") or []
+    telemetry.messages_received(len(records))
+    age = oldest_message_age(records, time.time() * 1000)
     if age is not None:
         telemetry.queue_lag(age)

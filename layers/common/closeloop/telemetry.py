@@ -27,6 +27,8 @@ VENDOR_RATE_LIMITED = "VendorRateLimited"
 VENDOR_RETRIES = "VendorRetries"
 #: How long the oldest message of a worker's batch waited in its queue, in seconds.
 QUEUE_LAG_SECONDS = "QueueLagSeconds"
+#: The messages a worker's invocation received (every batch counts it, so no flush is ever empty).
+MESSAGES_RECEIVED = "MessagesReceived"
 
 
 class Telemetry(Protocol):
@@ -43,6 +45,8 @@ class Telemetry(Protocol):
     def vendor_retried(self, vendor: str) -> None: ...
 
     def queue_lag(self, seconds: float) -> None: ...
+
+    def messages_received(self, count: int) -> None: ...
 
     def span(self, name: str, annotations: Mapping[str, str | int]) -> AbstractContextManager[None]:
         """A traced span around the work inside it, searchable by ``annotations`` (ids and labels only)."""
@@ -68,6 +72,9 @@ class NoTelemetry:
         return None
 
     def queue_lag(self, seconds: float) -> None:
+        return None
+
+    def messages_received(self, count: int) -> None:
         return None
 
     @contextmanager

@@ -33,7 +33,9 @@ httpx is imported lazily: the webhook route only verifies and parses, and must s
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import json
 import math
 import re
 import threading
@@ -477,6 +479,11 @@ class SugarCrm:
             kind = "deleted"
         changes = payload.get("dataChanges")
         changed = list(changes) if isinstance(changes, dict) else []
+        suffix = "" if event == "after_save" else f":{event}"
+        if kind == "changed" and changed:
+            # Two saves within one second share date_modified: the changes' fingerprint tells them apart, so
+            # the replay check and the worker's idempotency never take the second save for the first.
+            suffix += ":" + hashlib.sha256(json.dumps(changes, sort_keys=True, default=str).encode()).hexdigest()[:16]
         return [
             self._event(
                 object_type,
@@ -487,7 +494,7 @@ class SugarCrm:
                 change_source="WEB_LOGIC_HOOK",
                 actor=_clean(data.get("modified_user_id")),
                 property_name=changed[0] if len(changed) == 1 else None,
-                suffix="" if event == "after_save" else f":{event}",
+                suffix=suffix,
             )
         ]
 
@@ -504,9 +511,10 @@ class SugarCrm:
         property_name: str | None = None,
         suffix: str = "",
     ) -> SyncEvent:
-        # The same modification has the same key whether a hook or the catch-up poll reports it. Sugar keeps
-        # date_modified to the second, so two saves within one second share a key: harmless, because hooks are
-        # dispatched by a cron job after both saves and the worker reads the record as it is by then.
+        # A creation has the same key whether a hook or the catch-up poll reports it. Sugar keeps date_modified
+        # to the second, so a hook's update adds the fingerprint of its dataChanges (two saves within one second
+        # are two changes); the poll, which has no dataChanges, keys the update without it, and the worker,
+        # reading the record as it is, finds that one unchanged.
         key = f"{self.MODULES[object_type]}:{record_id}:{_stamp(modified)}{suffix}"
         return SyncEvent.model_validate(
             {
