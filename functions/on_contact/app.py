@@ -14,7 +14,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from closeloop import runtime
-from closeloop.observability import count_queue_lag, metrics, tracer
+from closeloop.observability import count_batch, metrics, tracer
 from closeloop.webhook_api import resolve
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ def worker_handler(event: dict[str, Any], context: LambdaContext) -> PartialItem
     from aws_lambda_powertools.utilities.batch import process_partial_response  # noqa: PLC0415
 
     runtime.register_lambda_context(context)
-    count_queue_lag(event, runtime.telemetry())
+    count_batch(event, runtime.telemetry())
     records = [(str(r["messageId"]), str(r.get("body") or "")) for r in event.get("Records") or []]
     batch = runtime.contact_queue().batch(records)
 

@@ -21,7 +21,7 @@ from closeloop import observability, telemetry
 from closeloop.errors import RateLimited
 from closeloop.http import RetryPolicy, VendorHttp
 from closeloop.models import Address, CrmRef, Customer, Deal, Item, LineItem, SyncEvent, WorkMessage
-from closeloop.observability import PowertoolsTelemetry, count_queue_lag, metrics
+from closeloop.observability import PowertoolsTelemetry, count_batch, metrics
 from closeloop.sync.contacts import ContactSync, Outcome
 from closeloop.sync.invoices import DealSync, InvoicePolicy
 from closeloop.sync.worker import Worker
@@ -240,7 +240,7 @@ def test_queue_lag_is_the_age_of_the_oldest_message_of_the_batch(flushed: Any) -
     assert telemetry.oldest_message_age(records, now_ms) == 90.0
     assert telemetry.oldest_message_age([{"attributes": {}}], now_ms) is None
     # And a handler counts it as QueueLagSeconds in the invocation's flush
-    count_queue_lag({"Records": records}, PowertoolsTelemetry())
+    count_batch({"Records": records}, PowertoolsTelemetry())
     (lag,) = metric(flushed(), telemetry.QUEUE_LAG_SECONDS)
     (directive,) = lag["_aws"]["CloudWatchMetrics"]
     assert {"Name": telemetry.QUEUE_LAG_SECONDS, "Unit": "Seconds"} in directive["Metrics"]

@@ -143,7 +143,7 @@ class PowertoolsTelemetry:
                 metric.add_dimension(name=key, value=dimension or "unknown")
 
 
-def count_queue_lag(event: Mapping[str, Any], telemetry: names.Telemetry) -> None:
+def count_batch(event: Mapping[str, Any], telemetry: names.Telemetry) -> None:
     """Count an SQS batch's messages (``MessagesReceived``: an invocation whose messages are all unreadable
     still flushes a metric, instead of Powertools' empty-metrics warning) and the age of its oldest message
     (``QueueLagSeconds``), if its records say."""
