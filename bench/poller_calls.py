@@ -24,10 +24,10 @@ from typing import Any
 from bench.memory import MemoryStore
 from bench.report import Row
 from bench.sandboxes import Xero, running_hubspot, running_xero
-from closeloop.accounting.xero import API_PREFIX, XeroAccounting
 from closeloop.models import CrmRef
 from closeloop.ports import IdMapping
 from closeloop.sync.payments import PaymentPoller
+from closeloop.vendors.xero.adapter import API_PREFIX, XeroAccounting
 from closeloop.wire import dumps_exact
 
 SEED_BATCH = 50

@@ -29,7 +29,6 @@ from bench.memory import MemoryStore
 from bench.report import Row
 from bench.sandboxes import HubSpot, running_hubspot
 from bench.sync_calls import ITEMS, creation_event, seed_companies, seed_won_deals
-from closeloop.accounting.xero import XeroAccounting, refresh_with_identity
 from closeloop.errors import Busy
 from closeloop.models import CrmRef, WorkMessage
 from closeloop.oauth import RefreshingTokens
@@ -37,6 +36,7 @@ from closeloop.pacing import Clock, SharedPacer
 from closeloop.sync.contacts import ContactSync
 from closeloop.sync.invoices import DealSync, InvoicePolicy
 from closeloop.sync.worker import Worker
+from closeloop.vendors.xero.adapter import XeroAccounting, refresh_with_identity
 from closeloop_local.sandboxes import xero
 
 #: Xero seconds per real second: a Xero minute lasts 3 s.

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import httpx
 
 from bench.memory import MemoryStore
-from closeloop.accounting.xero import XeroAccounting, refresh_with_identity
-from closeloop.crm.hubspot import HubSpotCrm
 from closeloop.oauth import RefreshingTokens
+from closeloop.vendors.hubspot.adapter import HubSpotCrm
+from closeloop.vendors.xero.adapter import XeroAccounting, refresh_with_identity
 from closeloop_local.sandboxes import hubspot, xero
 from closeloop_local.sandboxes.base import LoggedRequest, SandboxServer
 

@@ -28,11 +28,11 @@ from urllib.parse import parse_qs
 from bench.memory import MemoryStore
 from bench.report import Row
 from bench.sandboxes import HubSpot, Xero, running_hubspot, running_xero
-from closeloop.accounting.xero import API_PREFIX, to_xero, to_xero_invoice
 from closeloop.models import CrmRef, Customer, Deal, SyncEvent, WorkMessage, customer_fields
 from closeloop.sync.contacts import ContactSync, external_number
 from closeloop.sync.invoices import DealSync, InvoicePolicy, build_draft
 from closeloop.sync.worker import Worker
+from closeloop.vendors.xero.adapter import API_PREFIX, to_xero, to_xero_invoice
 from closeloop.wire import dumps_exact
 from closeloop_local.sandboxes.base import LoggedRequest
 

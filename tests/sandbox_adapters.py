@@ -10,10 +10,10 @@ import hmac
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from closeloop.accounting.quickbooks import QuickBooksAccounting, refresh_with_intuit
-from closeloop.accounting.xero import XeroAccounting, refresh_with_identity
-from closeloop.accounting.zohobooks import ZohoBooksAccounting, refresh_with_zoho
 from closeloop.oauth import RefreshingTokens
+from closeloop.vendors.quickbooks.adapter import QuickBooksAccounting, refresh_with_intuit
+from closeloop.vendors.xero.adapter import XeroAccounting, refresh_with_identity
+from closeloop.vendors.zohobooks.adapter import ZohoBooksAccounting, refresh_with_zoho
 from closeloop_local.sandboxes.quickbooks import QuickBooksSandbox
 from closeloop_local.sandboxes.xero import XeroSandbox
 from closeloop_local.sandboxes.zohobooks import ZohoBooksSandbox

@@ -25,9 +25,9 @@ LINE = DealLine("CRASH-1", "Crash-tested widget", Decimal(3), Decimal("7.00"))
 
 
 def accounting_class(pair: Pair) -> type:
-    from closeloop.accounting.quickbooks import QuickBooksAccounting  # noqa: PLC0415
-    from closeloop.accounting.xero import XeroAccounting  # noqa: PLC0415
-    from closeloop.accounting.zohobooks import ZohoBooksAccounting  # noqa: PLC0415
+    from closeloop.vendors.quickbooks.adapter import QuickBooksAccounting  # noqa: PLC0415
+    from closeloop.vendors.xero.adapter import XeroAccounting  # noqa: PLC0415
+    from closeloop.vendors.zohobooks.adapter import ZohoBooksAccounting  # noqa: PLC0415
 
     return {"xero": XeroAccounting, "quickbooks": QuickBooksAccounting, "zohobooks": ZohoBooksAccounting}[
         pair.books.name

@@ -14,11 +14,11 @@ from typing import Any, Literal
 import pytest
 from werkzeug.wrappers import Request, Response
 
-from closeloop.accounting.quickbooks import QuickBooksAccounting
-from closeloop.accounting.zohobooks import ZohoBooksAccounting
 from closeloop.errors import ConfigurationError, WebhookRejected
 from closeloop.models import AccountingEvent, CrmRef, Customer
 from closeloop.ports import AccountingPort, WebhookRequest
+from closeloop.vendors.quickbooks.adapter import QuickBooksAccounting
+from closeloop.vendors.zohobooks.adapter import ZohoBooksAccounting
 from closeloop_local.sandboxes.base import SandboxServer
 from closeloop_local.sandboxes.quickbooks import QuickBooksDriver, QuickBooksSandbox
 from closeloop_local.sandboxes.quickbooks import serve as serve_quickbooks

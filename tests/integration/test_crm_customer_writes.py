@@ -11,13 +11,13 @@ from dataclasses import dataclass
 
 import pytest
 
-from closeloop.crm.hubspot import HubSpotCrm
-from closeloop.crm.pipedrive import PipedriveCrm
-from closeloop.crm.sugarcrm import API_PREFIX, SugarCrm, password_grant
 from closeloop.errors import NotFound
 from closeloop.models import CUSTOMER_FIELDS, CrmRef, Customer, customer_fields
 from closeloop.oauth import RefreshingTokens
 from closeloop.ports import CrmPort, PropertyDefinition
+from closeloop.vendors.hubspot.adapter import HubSpotCrm
+from closeloop.vendors.pipedrive.adapter import PipedriveCrm
+from closeloop.vendors.sugarcrm.adapter import API_PREFIX, SugarCrm, password_grant
 from closeloop_local.sandboxes.base import Fault, SandboxState
 from closeloop_local.sandboxes.hubspot import serve as serve_hubspot
 from closeloop_local.sandboxes.pipedrive import serve as serve_pipedrive

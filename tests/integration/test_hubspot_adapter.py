@@ -9,10 +9,10 @@ from typing import Any
 import httpx
 import pytest
 
-from closeloop.crm.hubspot import HubSpotCrm
 from closeloop.errors import RateLimited
 from closeloop.models import CrmRef
 from closeloop.ports import WebhookRequest
+from closeloop.vendors.hubspot.adapter import HubSpotCrm
 from closeloop_local.sandboxes.base import SandboxServer
 from closeloop_local.sandboxes.hubspot import HubSpotSandbox, serve, signed_batch_headers
 
@@ -217,8 +217,8 @@ def test_a_company_with_1200_contacts_resolves_with_every_one_of_them(
 def test_oauth_app_token_expiry_is_refreshed_once_under_the_lease_and_work_continues(
     sandbox: tuple[HubSpotSandbox, SandboxServer],
 ) -> None:
-    from closeloop.crm.hubspot import refresh_with_hubspot  # noqa: PLC0415
     from closeloop.oauth import RefreshingTokens  # noqa: PLC0415
+    from closeloop.vendors.hubspot.adapter import refresh_with_hubspot  # noqa: PLC0415
     from tests.fakes import MemoryStore  # noqa: PLC0415
 
     # Given an OAuth app (no private-app token) and two workers sharing one token store and lease

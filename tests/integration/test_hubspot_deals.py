@@ -11,10 +11,10 @@ from typing import Any, ClassVar
 import httpx
 import pytest
 
-from closeloop.crm.hubspot import HubSpotCrm
 from closeloop.errors import FatalError, NotFound, ValidationFailed
 from closeloop.models import CrmRef
 from closeloop.ports import PropertyDefinition
+from closeloop.vendors.hubspot.adapter import HubSpotCrm
 from closeloop_local.sandboxes.base import Fault, SandboxServer
 from closeloop_local.sandboxes.hubspot import HubSpotSandbox, serve
 

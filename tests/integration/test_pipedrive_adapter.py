@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from werkzeug.wrappers import Request, Response
 
-from closeloop.crm.pipedrive import PipedriveCrm
 from closeloop.errors import AuthRevoked, ConfigurationError, NotFound, RateLimited, ValidationFailed, WebhookRejected
 from closeloop.models import CrmRef
 from closeloop.ports import WebhookRequest
 from closeloop.sync.invoices import CUSTOMER_PROPERTIES, DEAL_PROPERTIES
+from closeloop.vendors.pipedrive.adapter import PipedriveCrm
 from closeloop_local.sandboxes.base import Fault, SandboxServer
 from closeloop_local.sandboxes.drivers import DealLine
 from closeloop_local.sandboxes.pipedrive import PipedriveDriver, PipedriveSandbox, serve
@@ -535,6 +535,6 @@ def test_org_address_is_written_with_v2_sub_fields_only_and_no_nulls(
 
 
 def test_every_pipedrive_guess_says_how_to_confirm_it() -> None:
-    from closeloop.crm.pipedrive import GUESSES
+    from closeloop.vendors.pipedrive.adapter import GUESSES
 
     assert GUESSES and all("Confirm" in note for note in GUESSES.values())

@@ -9,10 +9,10 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from closeloop.accounting.quickbooks import QuickBooksAccounting, doc_number, qbo_literal, refresh_with_intuit
 from closeloop.errors import AuthRevoked, Conflict, RateLimited, Unanswered, ValidationFailed
 from closeloop.models import Address, CrmRef, Customer, InvoiceDraft, InvoiceLine
 from closeloop.oauth import RefreshingTokens
+from closeloop.vendors.quickbooks.adapter import QuickBooksAccounting, doc_number, qbo_literal, refresh_with_intuit
 from closeloop_local.sandboxes.base import Fault, SandboxServer
 from closeloop_local.sandboxes.quickbooks import QuickBooksDriver, QuickBooksSandbox, serve
 from tests.fakes import MemoryStore

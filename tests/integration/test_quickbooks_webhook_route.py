@@ -12,11 +12,11 @@ from typing import Any, Literal
 import pytest
 
 from closeloop import runtime, webhook_api
-from closeloop.accounting.quickbooks import QuickBooksAccounting
 from closeloop.models import AccountingWorkMessage, Customer
 from closeloop.rules import FieldRules
 from closeloop.sync.accounting_changes import AccountingChangeSync
 from closeloop.sync.contacts import ContactSync
+from closeloop.vendors.quickbooks.adapter import QuickBooksAccounting
 from closeloop_local import events as sample_events
 from closeloop_local.sandboxes.base import SandboxServer
 from closeloop_local.sandboxes.quickbooks import QuickBooksDriver, QuickBooksSandbox

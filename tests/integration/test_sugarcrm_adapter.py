@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from werkzeug.wrappers import Request, Response
 
-from closeloop.crm.sugarcrm import API_PREFIX, GUESSES, SugarCrm, parse_api_version, password_grant
 from closeloop.errors import (
     AuthRevoked,
     ConfigurationError,
@@ -24,6 +23,7 @@ from closeloop.errors import (
 from closeloop.models import CrmRef
 from closeloop.oauth import RefreshingTokens
 from closeloop.ports import CrmPort, PropertyDefinition, WebhookRequest
+from closeloop.vendors.sugarcrm.adapter import API_PREFIX, GUESSES, SugarCrm, parse_api_version, password_grant
 from closeloop_local.sandboxes.base import Fault, SandboxServer
 from closeloop_local.sandboxes.drivers import DealLine
 from closeloop_local.sandboxes.sugarcrm import SugarCrmDriver, SugarSandbox, serve

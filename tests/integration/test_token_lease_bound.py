@@ -14,7 +14,6 @@ import httpx
 import pytest
 
 from closeloop import runtime
-from closeloop.accounting import xero
 from closeloop.errors import Busy
 from closeloop.oauth import (
     DEFAULT_REFRESH_SECONDS,
@@ -24,6 +23,7 @@ from closeloop.oauth import (
     RefreshingTokens,
     TokenGrant,
 )
+from closeloop.vendors.xero import adapter as xero
 from closeloop_local.sandboxes import xero as xero_sandbox
 from tests.fakes import KilledHolderStore, MemoryStore, ProcessKilled
 

@@ -9,11 +9,13 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from closeloop.accounting import quickbooks, xero, zohobooks
-from closeloop.crm import sugarcrm
 from closeloop.errors import RefreshAnswerLost
 from closeloop.oauth import RefreshingTokens, TokenGrant
 from closeloop.store import TokenState
+from closeloop.vendors.quickbooks import adapter as quickbooks
+from closeloop.vendors.sugarcrm import adapter as sugarcrm
+from closeloop.vendors.xero import adapter as xero
+from closeloop.vendors.zohobooks import adapter as zohobooks
 from closeloop_local.sandboxes import quickbooks as qbo_sandbox
 from closeloop_local.sandboxes import sugarcrm as sugar_sandbox
 from closeloop_local.sandboxes import xero as xero_sandbox

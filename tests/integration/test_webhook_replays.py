@@ -21,12 +21,12 @@ import pytest
 from moto import mock_aws
 
 from closeloop import runtime, webhook_api
-from closeloop.accounting.xero import XeroAccounting
-from closeloop.crm.hubspot import HubSpotCrm
 from closeloop.oauth import RefreshingTokens
 from closeloop.ports import WebhookRequest
 from closeloop.store import DynamoStore
 from closeloop.sync.ingest import CLAIM_WINDOW, REPLAY_WINDOW, delivery_digest, ingest, ingest_accounting
+from closeloop.vendors.hubspot.adapter import HubSpotCrm
+from closeloop.vendors.xero.adapter import XeroAccounting
 from closeloop_local import events as sample_events
 from closeloop_local.sandboxes.hubspot import signed_batch_headers
 

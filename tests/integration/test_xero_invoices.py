@@ -16,10 +16,10 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
-from closeloop.accounting.xero import XeroAccounting
 from closeloop.errors import ValidationFailed
 from closeloop.models import InvoiceDraft, InvoiceLine
 from closeloop.oauth import RefreshingTokens, TokenGrant
+from closeloop.vendors.xero.adapter import XeroAccounting
 from closeloop.wire import dumps_exact
 from closeloop_local.sandboxes.base import LoggedRequest, SandboxServer
 from closeloop_local.sandboxes.xero import XeroSandbox, serve

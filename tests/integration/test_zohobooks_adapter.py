@@ -11,9 +11,9 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from closeloop.accounting.zohobooks import ZohoBooksAccounting, refresh_with_zoho
 from closeloop.errors import AuthRevoked, ConfigurationError, Conflict, RateLimited, ValidationFailed
 from closeloop.models import Address, CrmRef, Customer, InvoiceDraft, InvoiceLine, Person
+from closeloop.vendors.zohobooks.adapter import ZohoBooksAccounting, refresh_with_zoho
 from closeloop_local.sandboxes.base import Fault, SandboxServer
 from closeloop_local.sandboxes.zohobooks import TAXES, ZohoBooksDriver, ZohoBooksSandbox, serve
 from tests.fakes import MemoryStore

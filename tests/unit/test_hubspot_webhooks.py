@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from closeloop.crm.hubspot import HubSpotCrm, signature_v1, signature_v2, signature_v3
 from closeloop.errors import WebhookRejected
 from closeloop.models import SyncEvent
 from closeloop.ports import WebhookRequest
+from closeloop.vendors.hubspot.adapter import HubSpotCrm, signature_v1, signature_v2, signature_v3
 
 SECRET = "yyyyyyyy-yyyy-yyyy-yyyy-yyyyyyyyyyyy"
 URI = "https://www.example.com/webhook_uri"

@@ -19,5 +19,5 @@ def test_the_logic_module_names_no_vendor(module: Path) -> None:
 
 
 def test_the_check_sees_a_vendor_in_code_but_not_in_a_docstring() -> None:
-    source = '"""Talks to Xero."""\nimport closeloop.accounting.xero\nif name == "hubspot":\n    pass\n'
-    assert vendor_mentions(source) == ["closeloop.accounting.xero", "hubspot"]
+    source = '"""Talks to Xero."""\nimport closeloop.vendors.xero.adapter\nif name == "hubspot":\n    pass\n'
+    assert vendor_mentions(source) == ["closeloop.vendors.xero.adapter", "hubspot"]

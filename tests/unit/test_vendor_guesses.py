@@ -1,6 +1,6 @@
-"""Every vendor guess lives in one place: its adapter module's ``GUESSES`` dict.
+"""Every vendor guess lives in one place: its vendor package's ``guesses`` module.
 
-Each adapter under closeloop/crm and closeloop/accounting has a ``GUESSES: dict[str, str]`` whose entries say
+Each vendor package (closeloop/vendors/<name>/guesses.py) has a ``GUESSES: dict[str, str]`` whose entries say
 what would confirm them; every ``GUESSES["key"]`` reference in layers/, local/ and the contract notes
 (tests/contracts/<vendor>/GUESSES.md) names an existing key of that vendor's dict; and no bare ``GUESS``
 marker is left in layers/ or local/ outside a GUESSES dict.
@@ -18,10 +18,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "layers" / "common" / "closeloop"
-ADAPTERS = sorted(
-    path for kind in ("crm", "accounting") for path in (PACKAGE / kind).glob("*.py") if path.name != "__init__.py"
-)
-VENDORS = {path.stem: f"closeloop.{path.parent.name}.{path.stem}" for path in ADAPTERS}
+GUESS_MODULES = sorted((PACKAGE / "vendors").glob("*/guesses.py"))
+VENDORS = {path.parent.name: f"closeloop.vendors.{path.parent.name}.guesses" for path in GUESS_MODULES}
 SCANNED = ("layers", "local")
 #: ``GUESSES["key"]``, optionally ``<vendor>.GUESSES["key"]`` (the way to cite one from a non-vendor file).
 REFERENCE = re.compile(r'(?:\b(?P<vendor>[a-z]+)\.)?GUESSES\["(?P<key>[^"\n]+)"\]')
@@ -29,7 +27,7 @@ REFERENCE = re.compile(r'(?:\b(?P<vendor>[a-z]+)\.)?GUESSES\["(?P<key>[^"\n]+)"\
 MARKER = re.compile(r"\bGUESS\b")
 
 
-def _adapter(vendor: str) -> ModuleType:
+def _guesses(vendor: str) -> ModuleType:
     return importlib.import_module(VENDORS[vendor])
 
 
@@ -73,8 +71,8 @@ def references(path: Path, text: str) -> list[tuple[str | None, str]]:
 
 
 @pytest.mark.parametrize("vendor", sorted(VENDORS))
-def test_each_adapter_lists_its_guesses_with_what_would_confirm_them(vendor: str) -> None:
-    module = _adapter(vendor)
+def test_each_vendor_lists_its_guesses_with_what_would_confirm_them(vendor: str) -> None:
+    module = _guesses(vendor)
     guesses = getattr(module, "GUESSES", None)
     assert isinstance(guesses, dict) and guesses, f"{VENDORS[vendor]} has no GUESSES dict"
     for key, text in guesses.items():
@@ -92,7 +90,7 @@ def test_every_guesses_reference_names_a_key_of_its_vendor() -> None:
     for path in [*_text_files(), *(p for p in notes if p.exists())]:
         for vendor, key in references(path, path.read_text(encoding="utf-8")):
             seen += 1
-            if vendor is None or key not in _adapter(vendor).GUESSES:
+            if vendor is None or key not in _guesses(vendor).GUESSES:
                 wrong.append(f"{path.relative_to(ROOT)}: GUESSES[{key!r}] (vendor {vendor})")
     assert wrong == []
     assert seen >= len(VENDORS)  # the scan does find the references
@@ -115,7 +113,7 @@ def test_the_checks_see_what_they_look_for() -> None:
     )
     assert bare_markers(source, python=True) == [4]
     assert bare_markers("a GUESS (wrapped)\nGUESSES only\n", python=False) == [1]
-    path = PACKAGE / "crm" / "hubspot.py"
+    path = PACKAGE / "vendors" / "hubspot" / "adapter.py"
     assert references(path, 'see GUESSES["a wrapped\n    key"] and xero.GUESSES["b"]') == [
         ("hubspot", "a wrapped key"),
         ("xero", "b"),

@@ -1,5 +1,5 @@
 """HubSpot, a CRM: its settings, credentials, webhook route and how its adapter
-(``closeloop.crm.hubspot``) is built."""
+(``closeloop.vendors.hubspot.adapter``) is built."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ class HubSpotSettings(VendorSettings):
 
 
 def build(settings: HubSpotSettings, creds: CredentialSource, services: Services) -> Any:
-    from closeloop.crm.hubspot import REFRESH_RESEND_WITHIN_SECONDS, HubSpotCrm, refresh_with_hubspot  # noqa: PLC0415
+    from closeloop.vendors.hubspot.adapter import REFRESH_RESEND_WITHIN_SECONDS, HubSpotCrm, refresh_with_hubspot  # noqa: PLC0415
 
     # A private app's token when set; else an OAuth app's tokens (HubSpot's refresh tokens do not rotate).
     return HubSpotCrm(

@@ -1,5 +1,5 @@
 """Pipedrive, a CRM: its settings, credentials, webhook route and how its adapter
-(``closeloop.crm.pipedrive``) is built."""
+(``closeloop.vendors.pipedrive.adapter``) is built."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ class PipedriveSettings(VendorSettings):
 
 
 def build(settings: PipedriveSettings, creds: CredentialSource, services: Services) -> Any:
-    from closeloop.crm.pipedrive import PipedriveCrm  # noqa: PLC0415
+    from closeloop.vendors.pipedrive.adapter import PipedriveCrm  # noqa: PLC0415
 
     return PipedriveCrm(
         api_token=lambda: creds.get("PIPEDRIVE_API_TOKEN"),

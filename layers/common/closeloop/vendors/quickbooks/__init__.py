@@ -1,5 +1,5 @@
 """QuickBooks Online, an accounting system: its settings, credentials, webhook route and how its adapter
-(``closeloop.accounting.quickbooks``) is built."""
+(``closeloop.vendors.quickbooks.adapter``) is built."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ class QuickBooksSettings(VendorSettings):
 
 
 def build(settings: QuickBooksSettings, creds: CredentialSource, services: Services) -> Any:
-    from closeloop.accounting.quickbooks import (  # noqa: PLC0415
+    from closeloop.vendors.quickbooks.adapter import (  # noqa: PLC0415
         REFRESH_RESEND_WITHIN_SECONDS,
         QuickBooksAccounting,
         refresh_with_intuit,

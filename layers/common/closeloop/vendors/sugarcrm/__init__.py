@@ -1,5 +1,5 @@
 """SugarCRM, a CRM: its settings, credentials, webhook route and how its adapter
-(``closeloop.crm.sugarcrm``) is built."""
+(``closeloop.vendors.sugarcrm.adapter``) is built."""
 
 from __future__ import annotations
 
@@ -22,14 +22,14 @@ class SugarCrmSettings(VendorSettings):
 
 
 def build(settings: SugarCrmSettings, creds: CredentialSource, services: Services) -> Any:
-    from closeloop.crm.sugarcrm import (  # noqa: PLC0415
+    from closeloop.http import worst_case_seconds  # noqa: PLC0415
+    from closeloop.oauth import RefreshingTokens  # noqa: PLC0415
+    from closeloop.vendors.sugarcrm.adapter import (  # noqa: PLC0415
         REFRESH_RESEND_WITHIN_SECONDS,
         TOKEN_POSTS_PER_REFRESH,
         SugarCrm,
         password_grant,
     )
-    from closeloop.http import worst_case_seconds  # noqa: PLC0415
-    from closeloop.oauth import RefreshingTokens  # noqa: PLC0415
 
     settings.require("url")
     # Sugar keeps one session per user and platform: the shared token state and its lease keep

@@ -1,5 +1,5 @@
 """Xero, an accounting system: its settings, credentials, webhook route and how its adapter
-(``closeloop.accounting.xero``) is built."""
+(``closeloop.vendors.xero.adapter``) is built."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ class XeroSettings(VendorSettings):
 
 
 def build(settings: XeroSettings, creds: CredentialSource, services: Services) -> Any:
-    from closeloop.accounting.xero import (  # noqa: PLC0415
+    from closeloop.vendors.xero.adapter import (  # noqa: PLC0415
         REFRESH_RESEND_WITHIN_SECONDS,
         XeroAccounting,
         refresh_with_identity,

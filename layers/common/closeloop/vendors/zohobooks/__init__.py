@@ -1,5 +1,5 @@
 """Zoho Books, an accounting system: its settings, credentials and how its adapter
-(``closeloop.accounting.zohobooks``) is built. It sends no signed webhooks: its change feed is polled."""
+(``closeloop.vendors.zohobooks.adapter``) is built. It sends no signed webhooks: its change feed is polled."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ class ZohoBooksSettings(VendorSettings):
 
 
 def build(settings: ZohoBooksSettings, creds: CredentialSource, services: Services) -> Any:
-    from closeloop.accounting.zohobooks import (  # noqa: PLC0415
+    from closeloop.vendors.zohobooks.adapter import (  # noqa: PLC0415
         REFRESH_RESEND_WITHIN_SECONDS,
         ZohoBooksAccounting,
         refresh_with_zoho,

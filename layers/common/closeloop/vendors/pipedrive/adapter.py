@@ -66,27 +66,6 @@ if TYPE_CHECKING:
 
 Secret = str | Callable[[], str]
 
-#: What this module assumes without a published source, and what would confirm (or refute) each.
-#: Every guess is made safe: the code still works, or fails with a clear message, when one is wrong.
-GUESSES: dict[str, str] = {
-    "daily budget header": "An exhausted daily token budget answers 429 with x-daily-ratelimit-token-remaining: "
-    "0 (header name from Pipedrive's rate-limiting guide; its presence on every 429 is assumed), and a 429 "
-    "while x-ratelimit-remaining still has room means the daily budget too. Confirm: a 429 from a company "
-    "over its budget. Safe: such a 429 fails the call as RateLimited(problem='daily') without waiting; the "
-    "queue retries later.",
-    "address write replaces the address": "A PATCH /api/v2/organizations/{id} with an address object replaces "
-    "the stored address (sub-fields left out are cleared), so street_number is left out when line 1 is "
-    "written to route. Confirm: PATCH only route on an org with a street_number, then read it. If sub-fields "
-    "merge instead, a stale street_number would prefix line 1 on read-back.",
-    "address validation": "The v2 schema (OrganizationItemAddress: value, country, admin_area_level_1/2, "
-    "locality, sublocality, route, street_number, subpremise, postal_code, all strings) is enforced: "
-    "formatted_address, unknown keys and null sub-fields are refused with 400 (the sandbox does so). Confirm: "
-    "a PATCH with formatted_address. Safe: the adapter sends only schema keys and no nulls.",
-    "recents paging": "GET /v1/recents pages by start/limit with additional_data.pagination."
-    "more_items_in_collection and next_start (Pipedrive's v1 OpenAPI), one row per changed object. Confirm: "
-    "more changes than one page in a real company. Safe: a next_start that does not advance fails loudly.",
-}
-
 
 def pipedrive_rate_limit(response: httpx.Response) -> RateLimitVerdict:
     """Pipedrive's 429: wait out a burst window (Retry-After, else x-ratelimit-reset); a spent daily budget fails."""

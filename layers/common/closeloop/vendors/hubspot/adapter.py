@@ -70,50 +70,6 @@ if TYPE_CHECKING:
     from closeloop.http import AccessTokens, VendorHttp
     from closeloop.oauth import TokenGrant
 
-#: Everything this adapter assumes about HubSpot without a published source, in one place: what is assumed,
-#: how the code stays safe if it is wrong, and what would confirm it. Code and sandbox comments name the key.
-GUESSES: dict[str, str] = {
-    "secondly_wait": (
-        "A 429 whose policyName is SECONDLY (CRM search: 5 requests a second per account) is waited out for one "
-        "second when no Retry-After comes; HubSpot's 'API usage guidelines and limits' name the ten-second and "
-        "daily policies and document no Retry-After for CRM APIs, but give no wait for the per-second one. Safe "
-        "if wrong: a longer real window only answers another 429, retried with growing backoff (its floor is "
-        "the retry policy's backoff, not this second) until the attempts run out and RateLimited re-queues the "
-        "work. Confirm: the body and headers of a real 429 from CRM search called faster than 5 a second."
-    ),
-    "association_change_type_id": (
-        "A generic object.associationChange event names its subscribed end's type as fromObjectTypeId, beside "
-        "fromObjectId; HubSpot's changelog 'Public Beta: Generic Webhook Subscriptions' (2024-08) lists "
-        "objectTypeId for the other five event kinds only (the sandbox sends fromObjectTypeId and "
-        "toObjectTypeId). Safe if wrong: an event carrying neither objectTypeId nor fromObjectTypeId names no "
-        "object type we follow and is ignored, and the CRM poll still sees the change. Confirm: a real "
-        "object.associationChange delivery to a generic subscription."
-    ),
-    "embedded_association_count": (
-        "The 100 associations a v3 object read embeds per type (changelog 2020-10, 'Announcing a change to how "
-        "v3 CRM APIs return association data') count entries, an id listed once per association type (a "
-        "primary-labelled company appears twice), not distinct ids. Safe if wrong: the adapter reads the list "
-        "again in full through the v4 batch read at 100 entries as well as on a paging.next cursor, so either "
-        "counting finds every id (at worst one extra call). Confirm: a real v3 read of an object with 100 "
-        "distinct associated ids, one of them primary: whether paging.next comes at 100 entries or 100 ids."
-    ),
-    "account_info_private_app": (
-        "GET /account-info/v3/details answers a private app's token (the spec lists the oauth scope for it, "
-        "which a private app's scope picker does not offer). Safe if wrong: a refusal (403/404) means no deal "
-        "links on invoices, nothing else; the sandbox keeps that path under test (account_info_scope=False). "
-        "Confirm: a real private app's answer to that call."
-    ),
-    "missing_scopes_body": (
-        "The 403 MISSING_SCOPES body (message, errors[].context.requiredGranularScopes, links.scopes) as "
-        "HubSpot's community threads quote it. Safe if wrong: the adapter reads only the status. Confirm: a "
-        "real 403 from a private app without the scope."
-    ),
-    "account_info_formats": (
-        "utcOffset east of UTC is written '+01:00' (the example shows only '-04:00'), and app.hubspot.com means "
-        "the North American data centre, na1 (the example pairs app-eu1 with eu1). Safe if wrong: the adapter "
-        "reads only portalId and uiDomain. Confirm: answers from a US account and from an account east of UTC."
-    ),
-}
 
 # %-escapes HubSpot decodes in the URI before computing a v3 signature (from its request-validation docs).
 _V3_URI_DECODE = {

@@ -70,43 +70,6 @@ from closeloop.wire import dumps_exact, read_decimal_object, to_decimal
 API_PREFIX = "/books/v3"
 VENDOR = "zohobooks"
 
-#: Everything this adapter assumes about Zoho Books without a published source, in one place: what is
-#: assumed, how the code stays safe if it is wrong, and what would confirm it.
-GUESSES: dict[str, str] = {
-    "rate_limit_codes": (
-        "A 429 envelope carries code 44 for the per-minute limit and 45 for the per-day cap (CODE_MINUTE_LIMIT, "
-        "CODE_DAY_LIMIT); Zoho documents the 429 but not these codes. Safe if wrong: the HTTP 429 alone makes it "
-        "a rate limit, and a daily cap is also recognised by 'per day'/'daily' in the message. Confirm: the body "
-        "of a real 429 from each limit."
-    ),
-    "invalid_value_code": (
-        "Code 4 ('Invalid value passed for …') is a refused field value (the sandbox answers it). Safe if wrong: "
-        "every non-zero code not listed as Conflict/NotFound/ConfigurationError is ValidationFailed. Confirm: a "
-        "real answer to a write with a bad field value."
-    ),
-    "custom_field_filter": (
-        "GET /contacts?cf_closeloop_ref=… and GET /invoices?cf_closeloop_deal=… return only the records whose "
-        "custom field has that value. Undocumented (the OpenAPI lists no cf_ parameters). Safe if wrong: every "
-        "row returned is checked again (find_customers compares the number of the contact read in full; "
-        "find_invoice the deal key of each row), so an ignored filter finds nothing rather than an arbitrary "
-        "record. Confirm: a list call with a cf_ parameter in a real organisation returns only matching rows."
-    ),
-    "sku_filter": (
-        "GET /items?sku=… returns only the item with that SKU. Undocumented. Safe if wrong: rows are kept only "
-        "when their sku equals the code asked for (case-insensitively). Confirm: as for the cf_ filter."
-    ),
-    "per_minute_limit": (
-        "100 calls a minute per organisation (RATE_LIMIT), from a secondary source (Databricks' Zoho Books "
-        "connector notes); Zoho's own page was not found, and a concurrency limit exists but no number was "
-        "published. Safe if wrong: a lower real limit answers 429s, which hold every worker off and re-queue "
-        "the work. Confirm: Zoho's API limits page for Books, or the per-minute 429 seen in production."
-    ),
-    "list_rows_carry_custom_fields": (
-        "List rows carry custom fields (custom_fields, custom_field_hash or flattened cf_ keys), as the full "
-        "records do. Used by find_customers_any's local match and find_invoice's check. Safe if wrong for "
-        "invoices: a row without the field is read in full before it is trusted. Confirm: a real list answer."
-    ),
-}
 
 #: Zoho's envelope codes the adapter acts on.
 CODE_OK = 0

@@ -1,0 +1,80 @@
+"""What the Xero adapter and sandbox assume but no published description settles: one entry per guess,
+saying what it is, why the code is safe if it is wrong, and what would confirm it. Code, sandboxes and
+contract notes cite an entry by its key: ``GUESSES[...]``."""
+
+from __future__ import annotations
+
+#: Everything this adapter assumes about Xero that neither the OpenAPI documents in /work/shared/specs/xero/
+#: (xero_accounting.yaml "XS", xero-webhooks.yaml "XW", xero-identity.yaml) nor a Xero page settles, in one
+#: place: what is assumed, how the code stays safe if it is wrong, and what would confirm it. Settled, so not
+#: listed: the 30-minute refresh grace (developer.xero.com/faq/oauth2, see REFRESH_RESEND_WITHIN_SECONDS);
+#: Idempotency-Key's 128 characters (XS components.parameters.idempotencyKey); the webhook body, its UTC
+#: eventDateUtc and CREATE|UPDATE types (XW WebhookEvent) and x-xero-signature (XW, Xero's webhooks guide);
+#: pagination.pageCount on paged lists (XS GET /Contacts example); searchTerm being case-insensitive (XS);
+#: summarizeErrors, unitdp and the 204 of POST /Invoices/{id}/Email (XS); the per-tenant limits
+#: (developer.xero.com/faq/limits).
+GUESSES: dict[str, str] = {
+    "rate_limit_problem_values": (
+        "A 429 names the limit hit in X-Rate-Limit-Problem, 'day' for the daily one (others: minute, "
+        "appminute, concurrent), with Retry-After in seconds; neither header is in XS. Xero staff quote the "
+        "limits page for the header (github.com/XeroAPI/xero-node/issues/634) and xero-python#74 shows 'day', "
+        "but calcinai/xero-php#352 reports 'Daily'/'Minute'. Safe if wrong: the value is lower-cased, 'daily' "
+        "is read as 'day', and a daily limit not recognised as such is retried only while its wait fits the "
+        "worker's sleep budget: a Retry-After of hours, or the retries running out, fails the call as "
+        "RateLimited and the queue retries later. Confirm: the headers of a real 429 after the daily 5,000 "
+        "calls of a tenant."
+    ),
+    "idempotency_replay": (
+        "A write repeated with the same Idempotency-Key within about 6 minutes answers the first response "
+        "(errors too), and the same key with a different request is a 400 whose problem-details Detail says so "
+        "(Xero's idempotency guide, known here only through a secondary note: /work/shared/vendors/"
+        "accounting.md section 6; XS says only 'safely retry ... 128 character max'). Safe if wrong: a batch's "
+        "key carries a digest of its content; a refused key, in whatever 400 shape, fails as ValidationFailed "
+        "with the redacted body and nothing is written twice; an invoice email is never re-sent once sent; "
+        "and duplicates past the window are prevented by the lookups before a create (ContactNumber, invoice "
+        "Reference). Confirm: PUT /Invoices twice with one key (one invoice, the same answer), then again "
+        "with that key and another body."
+    ),
+    "webhook_event_identity": (
+        "A webhook event has no id of its own (XW: resourceId, eventDateUtc, eventType, eventCategory, "
+        "tenantId; the sequence numbers are per batch), so the dedupe key is built from those fields: a "
+        "redelivered batch repeats each event's eventDateUtc exactly, and two changes of one record do not "
+        "share one. Safe if wrong: a redelivery with a new stamp is handled twice, and events carry ids only, "
+        "so each one only reads the record's current state again; two changes sharing a stamp are one event, "
+        "and the If-Modified-Since polls still see the later change. Confirm: answer 500 to one real "
+        "delivery and compare its retry's eventDateUtc values."
+    ),
+    "payment_updates_invoice": (
+        "XW has no payment webhooks; a payment applied to an invoice is assumed to send an INVOICE UPDATE and "
+        "to move the invoice's UpdatedDateUTC, so the If-Modified-Since polls of invoices see it. A secondary "
+        "note says some changes do not bump UpdatedDateUTC (accounting.md section 5). Safe if wrong: only "
+        "partly; a payment that moves neither shows as a payment_status_mismatch in the monthly "
+        "reconciliation (closeloop.sync.reconcile), not at once. Confirm: pay an AUTHORISED invoice in a real "
+        "organisation and compare its UpdatedDateUTC before and after, with the webhook deliveries."
+    ),
+    "if_modified_since_format": (
+        "If-Modified-Since written yyyy-mm-ddThh:mm:ss without an offset is read as UTC and may not carry a "
+        "fraction of a second (MODIFIED_SINCE_FORMAT). XS types it date-time with the example "
+        "'2020-02-06T12:17:43.202-08:00'; the whole-second format is what xero-gateway#145 reports Xero "
+        "expects. Safe if wrong about the fraction: the time is floored to the second and earlier rows are "
+        "dropped here, so nothing is missed. Not safe if Xero read the naive time as the organisation's local "
+        "time west of UTC: changes between the sent time and the real one would be skipped until the "
+        "reconciliation. Confirm: a poll whose header equals an invoice's UpdatedDateUTC, in an organisation "
+        "west of UTC, returns that invoice."
+    ),
+    "duplicate_contact_number_message": (
+        "A duplicate ContactNumber is refused with a message matching _DUPLICATE ('The contact number ... is "
+        "already assigned to another contact.', as the sandbox words it); XS examples settle only the "
+        "duplicate Name message ('... is already assigned to another contact. The contact name must be "
+        "unique ...'). Safe if wrong: the refusal is a ValidationFailed naming Xero's message instead of a "
+        "Conflict, so the sync stops loudly rather than adopting the other contact; no second contact is made. "
+        "Confirm: PUT /Contacts with a ContactNumber already in use."
+    ),
+    "item_code_case": (
+        'Xero matches where=Code=="…" case-insensitively, so answers are keyed by the code asked for in any '
+        "case (get_items); XS describes Code only as 'User defined item code (max length = 30)'. Safe if "
+        "wrong: an item asked for in another case is missing from the answer, and the invoice fails as "
+        'ValidationFailed naming the code, never a guessed line. Confirm: GET /Items?where=Code=="abc" for an '
+        "item coded ABC."
+    ),
+}
