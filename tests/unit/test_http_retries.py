@@ -5,17 +5,18 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from closeloop.accounting.xero import xero_rate_limit
 from closeloop.errors import (
     AuthExpired,
     Conflict,
+    FatalError,
     NotFound,
     RateLimited,
     Unanswered,
     Unavailable,
     ValidationFailed,
 )
-from closeloop.http import RetryPolicy, VendorHttp
+from closeloop.http import Fault, RetryPolicy, VendorHttp, typed_error
+from closeloop.vendors.xero.adapter import xero_rate_limit
 
 
 def client(responses: list[httpx.Response | Exception], sleeps: list[float], **kw: object) -> VendorHttp:
@@ -138,3 +139,68 @@ def test_a_call_not_safe_to_repeat_that_never_connects_is_unavailable_for_a_late
         http.request("POST", "/invoices/1/email", retry_sent=False)
     assert not isinstance(info.value, Unanswered)
     assert http.calls == 4
+
+
+# ---------------------------------------------------------------- one error mapping: status and the vendor's fault
+
+
+def _duplicate_fault(response: httpx.Response) -> Fault | None:
+    """A vendor whose 400 body ``{"code": ..., "message": ...}`` may mean a duplicate."""
+    body = response.json()
+    code = str(body["code"])
+    return Fault(message=body["message"], code=code, error=Conflict if code == "6240" else None)
+
+
+def test_the_vendor_s_fault_names_the_error_when_the_status_alone_does_not() -> None:
+    # Given a vendor answering 400 with a duplicate-name code, naming a customer by email
+    answer = httpx.Response(400, json={"code": 6240, "message": "Duplicate name jane@example.com"})
+    http = client([answer], [], read_fault=_duplicate_fault)
+    # When the call fails
+    with pytest.raises(Conflict) as caught:
+        http.request("POST", "/customers")
+    # Then it is a Conflict, its message carries the vendor's code and redacted message
+    assert str(caught.value.message) == "POST /customers failed: [6240] Duplicate name <email>"
+    assert caught.value.status == 400 and caught.value.vendor == "vendor"
+
+
+def test_a_fault_without_an_error_of_its_own_leaves_the_status_to_decide() -> None:
+    answer = httpx.Response(400, json={"code": 2000, "message": "Amount must be positive"})
+    with pytest.raises(ValidationFailed) as caught:
+        client([answer], [], read_fault=_duplicate_fault).request("POST", "/invoices")
+    assert caught.value.message == "POST /invoices failed: [2000] Amount must be positive"
+
+
+def test_an_unreadable_error_body_falls_back_to_the_status() -> None:
+    # Given a 404 whose body is not the vendor's documented fault shape (HTML from a proxy)
+    answer = httpx.Response(404, text="<html>not here</html>")
+    with pytest.raises(NotFound) as caught:
+        client([answer], [], read_fault=_duplicate_fault).request("GET", "/customers/1")
+    assert caught.value.message == "GET /customers/1 failed"
+    assert caught.value.body == "<html>not here</html>"
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        (400, ValidationFailed),
+        (401, AuthExpired),
+        (404, NotFound),
+        (409, Conflict),
+        (422, ValidationFailed),
+        (403, FatalError),
+        (503, Unavailable),
+        (None, FatalError),
+    ],
+)
+def test_typed_error_maps_a_status_the_same_way_for_http_answers_and_batch_items(
+    status: int | None, expected: type[Exception]
+) -> None:
+    error = typed_error(status, None, "a batch item", vendor="vendor")
+    assert type(error) is expected
+    assert error.status == status
+
+
+def test_typed_error_prefers_the_fault_s_error_for_a_fault_inside_a_200() -> None:
+    error = typed_error(200, Fault(message="no such customer", code="610", error=NotFound), "batch item 3")
+    assert isinstance(error, NotFound)
+    assert error.message == "batch item 3: [610] no such customer"

@@ -35,10 +35,11 @@ TOY_PACKAGE = '''
 from __future__ import annotations
 
 import hmac
-import json
 from datetime import UTC, datetime
 
-from pydantic import Field
+from typing import Literal
+
+from pydantic import BaseModel, Field
 
 from closeloop.errors import WebhookRejected
 from closeloop.models import CrmRef, SyncEvent
@@ -47,6 +48,18 @@ from closeloop.vendors.spec import Capabilities, VendorSettings, VendorSpec, Web
 
 class ToySettings(VendorSettings):
     api_url: str = Field("https://api.toy.example", alias="TOY_API_URL")
+
+
+class ToyOwner(BaseModel):
+    id: int
+
+
+class ToyDelivery(BaseModel):
+    """One toy delivery: the record that changed."""
+
+    id: int
+    type: Literal["company", "contact"]
+    owner: ToyOwner | None = None
 
 
 class ToyCrm:
@@ -61,10 +74,10 @@ class ToyCrm:
             raise WebhookRejected(401, "wrong toy token")
 
     def parse_webhook(self, body):
-        record = json.loads(body)
-        ref = CrmRef(crm=self.name, object_type=record["type"], object_id=str(record["id"]))
-        return [SyncEvent(ref=ref, event_id=str(record["id"]), kind="changed", occurred_at=datetime.now(UTC),
-                          source_type="toy.change", dedupe_key=f"toy-{record['id']}")]
+        record = ToyDelivery.model_validate_json(body)
+        ref = CrmRef(crm=self.name, object_type=record.type, object_id=str(record.id))
+        return [SyncEvent(ref=ref, event_id=str(record.id), kind="changed", occurred_at=datetime.now(UTC),
+                          source_type="toy.change", dedupe_key=f"toy-{record.id}")]
 
 
 def build(settings, creds, services):
@@ -87,8 +100,8 @@ SPEC = VendorSpec(
             {
                 "description": "A toy delivery: one record, with its token in X-Toy-Token.",
                 "parameters": [{"name": "X-Toy-Token", "in": "header", "required": True, "schema": {"type": "string"}}],
-                "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
             },
+            body="closeloop_toy_vendor:ToyDelivery",
         ),
     ),
 )
@@ -213,6 +226,13 @@ def test_the_openapi_document_describes_a_registered_vendor_s_route(toy: ModuleT
     assert {("path", "pipeline"), ("header", "X-Toy-Token")} <= parameters
     assert {"200", "400", "401", "404", "413", "503"} <= set(operation["responses"])
     assert operation["summary"] == "Toy CRM webhook"
+    # And its body schema is generated from the model its parser reads the body with, nested models as components
+    schema = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert schema["required"] == ["id", "type"]
+    assert schema["properties"]["type"]["enum"] == ["company", "contact"]
+    owner = schema["properties"]["owner"]["anyOf"][0]["$ref"]
+    assert owner == "#/components/schemas/ToyOwner"
+    assert document["components"]["schemas"]["ToyOwner"]["required"] == ["id"]
 
 
 def test_the_cli_offers_a_registered_vendor(toy: ModuleType) -> None:

@@ -72,6 +72,49 @@ def retry_after_header(response: httpx.Response) -> RateLimitVerdict:
     return RateLimitVerdict(retry=True, retry_after=seconds)
 
 
+@dataclass(frozen=True)
+class Fault:
+    """What a vendor's error body says, read by the vendor's ``read_fault``: its ``message`` and ``code``, and
+    the error it means when the status alone does not say (``error``: a duplicate name answered 400 is a
+    Conflict, Zoho's "contact does not exist" is a NotFound). The message is redacted before it is kept."""
+
+    message: str = ""
+    code: str = ""
+    error: type[IntegrationError] | None = None
+
+
+def no_fault(response: httpx.Response) -> Fault | None:
+    """The default ``read_fault``: the status alone decides."""
+    return None
+
+
+#: The error a status means when the vendor's fault names none.
+STATUS_ERRORS: Mapping[int, type[IntegrationError]] = {
+    400: ValidationFailed,
+    401: AuthExpired,
+    404: NotFound,
+    409: Conflict,
+    422: ValidationFailed,
+}
+
+
+def typed_error(status: int | None, fault: Fault | None, what: str, **context: Any) -> IntegrationError:
+    """The one mapping from a vendor's answer to our error tree, for a failed HTTP answer (``VendorHttp``) and
+    for a fault inside a successful one (a batch item, a 200 carrying an error code) alike.
+
+    The fault's own error wins; else the status decides (5xx: Unavailable; no status or another 4xx:
+    FatalError). ``what`` says which call failed; the fault's code and redacted message are appended.
+    """
+    error_type = (fault.error if fault else None) or STATUS_ERRORS.get(status or 0)
+    if error_type is None:
+        error_type = Unavailable if status is not None and status >= 500 else FatalError
+    message = what
+    if fault and (fault.code or fault.message):
+        detail = " ".join(part for part in (fault.code and f"[{fault.code}]", redact(fault.message, 200)) if part)
+        message = f"{what}: {detail}"
+    return error_type(message, status=status, **context)
+
+
 RETRIABLE_STATUSES = frozenset({500, 502, 503, 504})
 
 #: Transport failures that happen before a request leaves this machine: resending is always safe.
@@ -177,16 +220,19 @@ class VendorHttp:
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
         policy: RetryPolicy | None = None,
         rate_limit: Callable[[httpx.Response], RateLimitVerdict] = retry_after_header,
+        read_fault: Callable[[httpx.Response], Fault | None] = no_fault,
         request_id_header: str = "x-request-id",
         sleep: Callable[[float], None] = time.sleep,
         transport: httpx.BaseTransport | None = None,
         pacer: Pacer | None = None,
     ) -> None:
-        """``pacer`` is asked before every attempt (a retry is a call too) and told about every 429."""
+        """``pacer`` is asked before every attempt (a retry is a call too) and told about every 429;
+        ``read_fault`` reads the vendor's error body (``typed_error`` maps it with the status)."""
         self.vendor = vendor
         self.pacer: Pacer = pacer or Unpaced()
         self.policy = policy or RetryPolicy()
         self._rate_limit = rate_limit
+        self._read_fault = read_fault
         self._request_id_header = request_id_header
         self._sleep = sleep
         self.calls = 0
@@ -293,7 +339,6 @@ class VendorHttp:
         status = response.status_code
         context: dict[str, Any] = {
             "vendor": self.vendor,
-            "status": status,
             "request_id": response.headers.get(self._request_id_header),
             "body": redact(response.text),
         }
@@ -304,13 +349,14 @@ class VendorHttp:
                 f"{message}: rate limited ({verdict.problem or 'limit'})",
                 retry_after=verdict.retry_after,
                 problem=verdict.problem,
+                status=status,
                 **context,
             )
-        error_type: type[IntegrationError] = {
-            400: ValidationFailed,
-            401: AuthExpired,
-            404: NotFound,
-            409: Conflict,
-            422: ValidationFailed,
-        }.get(status, Unavailable if status >= 500 else FatalError)
-        return error_type(message, **context)
+        return typed_error(status, self.fault(response), message, **context)
+
+    def fault(self, response: httpx.Response) -> Fault | None:
+        """The vendor's reading of an error body; None when it has none or the body cannot be read."""
+        try:
+            return self._read_fault(response)
+        except (ValueError, TypeError, KeyError, AttributeError):  # a body that is not what the vendor documents
+            return None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import importlib
 import json
 from collections.abc import Mapping
 from contextvars import ContextVar
@@ -212,8 +213,25 @@ def openapi_document() -> dict[str, Any]:
             operation["parameters"] = [*path_parameters, *operation.get("parameters", [])]
             responses = {"200": {"description": "accepted"}, **_error_responses(route.path)}
             operation["responses"] = {**responses, **operation.get("responses", {})}
+            if route.body is not None:
+                schema = _model_schema(route.body, document.setdefault("components", {}).setdefault("schemas", {}))
+                operation["requestBody"] = {"required": True, "content": {route.media_type: {"schema": schema}}}
             document["paths"][route.path] = {"post": operation}
     return document
+
+
+def _model_schema(reference: str, components: dict[str, Any]) -> dict[str, Any]:
+    """The JSON schema of the pydantic model ``module:Name`` (validation mode: what the parser accepts), its
+    nested models moved into the document's ``components.schemas``."""
+    from pydantic import TypeAdapter  # noqa: PLC0415 - only the OpenAPI document needs it
+
+    module, _, name = reference.partition(":")
+    model = getattr(importlib.import_module(module), name)
+    schema: dict[str, Any] = TypeAdapter(model).json_schema(ref_template="#/components/schemas/{model}")
+    for key, definition in schema.pop("$defs", {}).items():
+        if components.setdefault(key, definition) != definition:
+            raise ValueError(f"two webhook models are both named {key!r}: {reference} and another")
+    return schema
 
 
 def _error_responses(path: str) -> dict[str, Any]:

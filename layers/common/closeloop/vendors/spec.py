@@ -71,12 +71,24 @@ class WebhookRoute:
     """One webhook path a vendor's deliveries arrive on, with its OpenAPI operation (``post``).
 
     ``path`` is an OpenAPI path template (``/webhooks/<crm>/{pipeline}``); ``operation`` holds what the
-    handler reads itself (the raw body's schema, the signature headers, the description). The webhook API
-    serves the route through its generic handlers and adds the errors every route answers.
+    handler reads itself (the signature headers, the description). ``body`` names the pydantic model the
+    adapter parses a delivery's JSON body with (``"module:Name"``, imported only when the OpenAPI document is
+    built, never at cold start): the document's request body schema is generated from it, so it says what the
+    parser accepts. The webhook API serves the route through its generic handlers and adds the errors every
+    route answers.
     """
 
     path: str
     operation: Mapping[str, Any]
+    body: str | None = None
+    #: The media type the body arrives as (the schema describes it after parsing).
+    media_type: str = "application/json"
+
+    def __post_init__(self) -> None:
+        if self.body is not None and "requestBody" in self.operation:
+            raise ValueError(f"{self.path}: a body model and a hand-written requestBody; keep one")
+        if self.body is not None and ":" not in self.body:
+            raise ValueError(f"{self.path}: body {self.body!r} is not 'module:Name'")
 
 
 @dataclass(frozen=True)
