@@ -20,8 +20,12 @@ from closeloop.models import (
     Invoice,
     InvoiceDraft,
     Item,
+    ItemDraft,
+    ItemLimits,
+    Product,
     SyncEvent,
     customer_fields,
+    item_fields,
 )
 from closeloop.ports import (
     AuditRecord,
@@ -548,3 +552,70 @@ class KilledHolderStore(MemoryStore):
     def release_lease(self, name: str, owner: str) -> None:
         if not self.killed:
             super().release_lease(name, owner)
+
+
+@dataclass
+class FakeCatalogueCrm:
+    """A CRM's product catalogue (CatalogueCrm)."""
+
+    name: str = "crm"
+    products: dict[str, Product] = field(default_factory=dict)
+
+    def add(self, product_id: str, **values: Any) -> CrmRef:
+        ref = CrmRef(crm=self.name, object_type="product", object_id=product_id)
+        self.products[product_id] = Product(ref=ref, **values)
+        return ref
+
+    def get_product(self, product_id: str) -> Product | None:
+        return self.products.get(product_id)
+
+    def iter_products(self) -> Iterator[Product]:
+        yield from self.products.values()
+
+
+@dataclass
+class FakeCatalogueBooks:
+    """An accounting system's items (CatalogueAccounting): codes unique, ids its own, writes counted."""
+
+    name: str = "books"
+    item_limits: ItemLimits = ItemLimits(code=30, name=50, description=4000)
+    items: dict[str, Item] = field(default_factory=dict)
+    writes: list[tuple[str, str, tuple[str, ...]]] = field(default_factory=list)
+    keys: dict[str, str] = field(default_factory=dict)
+    #: Create the item, then raise as if the answer were lost (a crash after the vendor acted).
+    lose_create_answer: bool = False
+
+    def put(self, code: str, **values: str) -> Item:
+        item = Item(code=code, id=f"item-{len(self.items) + 1}", name=values.get("name", ""), fields=dict(values))
+        self.items[code] = item
+        return item
+
+    def get_items(self, codes: Collection[str]) -> dict[str, Item]:
+        return {c: self.items[c] for c in codes if c in self.items}
+
+    def create_item(self, draft: ItemDraft, *, idempotency_key: str) -> Item:
+        if idempotency_key in self.keys:
+            return self.items[self.keys[idempotency_key]]
+        if draft.code in self.items:
+            raise Conflict(f"Item code {draft.code} already exists", vendor=self.name, status=400)
+        values = {k: v for k, v in {**item_fields(draft), "tax_code": draft.tax_code}.items() if v}
+        item = self.put(draft.code, **values)
+        self.keys[idempotency_key] = draft.code
+        self.writes.append(("create", draft.code, tuple(values)))
+        if self.lose_create_answer:
+            self.lose_create_answer = False
+            raise ProcessKilled("after create_item")
+        return item
+
+    def update_item(self, item: Item, draft: ItemDraft, fields: Collection[str], *, idempotency_key: str) -> Item:
+        values = {**item_fields(draft), "tax_code": draft.tax_code}
+        code = draft.code if "code" in fields else item.code
+        merged = {**item.fields, **{f: values[f] for f in fields if f in values}}
+        saved = item.model_copy(update={"code": code, "name": merged.get("name", item.name), "fields": merged})
+        self.items.pop(item.code)
+        self.items[code] = saved
+        self.writes.append(("update", code, tuple(fields)))
+        return saved
+
+    def iter_items(self) -> Iterator[Item]:
+        yield from self.items.values()

@@ -275,7 +275,7 @@ def test_each_object_follows_its_own_direction(obj: SyncObject) -> None:
         ),
         (
             "deal:\n  direction: both\n",
-            r"^FIELD_RULES line 1: unknown object 'deal'; known: customer, invoice, payment$",
+            r"^FIELD_RULES line 1: unknown object 'deal'; known: customer, invoice, payment, product$",
         ),
         (
             "invoice:\n  direction: crm_to_accounting\n  source: crm\n",

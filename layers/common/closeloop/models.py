@@ -6,6 +6,7 @@ Adapters translate vendor payloads into these and back. Identifiers of CRM objec
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import cache
@@ -225,7 +226,11 @@ class Deal(_Model):
 
 
 class Item(_Model):
-    """A product/service in the accounting system, addressed by its code (the CRM's SKU)."""
+    """A product/service in the accounting system, addressed by its code (the CRM's SKU).
+
+    ``id`` is the system's own id where it differs from the code (empty when the code is the address);
+    ``fields`` holds the comparable ``PRODUCT_FIELDS`` values as the system has them (adapters that read
+    the catalogue fill it; invoice lookups may leave it empty)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -234,6 +239,82 @@ class Item(_Model):
     unit_price: Decimal | None = None
     account_code: str = ""
     tax_type: str = ""
+    id: str = ""
+    fields: dict[str, str] = Field(default_factory=dict, description="Comparable values, see PRODUCT_FIELDS")
+
+
+class Product(_Model):
+    """A product of the CRM's catalogue: what a deal's line items name by SKU. Money is Decimal."""
+
+    model_config = ConfigDict(frozen=True)
+
+    ref: CrmRef
+    sku: str = ""
+    name: str = ""
+    description: str = ""
+    unit_price: Decimal | None = None
+    unit_cost: Decimal | None = None
+    currency: str = ""
+    #: The supplier's name (the ``closeloop_supplier`` product property), for purchase orders.
+    supplier: str = ""
+    archived: bool = False
+    updated_at: datetime | None = None
+
+
+#: Canonical product/item fields the catalogue sync compares and writes, in a stable order. ``tax_code``,
+#: ``sales_account`` and ``purchase_account`` are the accounting system's (a CRM has none).
+PRODUCT_FIELDS: tuple[str, ...] = (
+    "name",
+    "description",
+    "unit_price",
+    "unit_cost",
+    "tax_code",
+    "sales_account",
+    "purchase_account",
+)
+
+
+def money_text(value: Decimal | None) -> str:
+    """A stable text for a money value: ``12.5`` and ``12.50`` compare equal; None is ""."""
+    if value is None:
+        return ""
+    text = format(value.normalize(), "f")
+    return "0" if text in ("-0", "") else text
+
+
+class ItemDraft(_Model):
+    """An accounting item to create or update, every value decided by the sync logic. Empty text and None
+    mean "not set by us" (the adapter leaves the system's value or default)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    code: str
+    name: str
+    description: str = ""
+    unit_price: Decimal | None = None
+    unit_cost: Decimal | None = None
+    tax_code: str = ""
+    sales_account: str = ""
+    purchase_account: str = ""
+
+
+def item_fields(draft: ItemDraft) -> dict[str, str]:
+    """The comparable ``PRODUCT_FIELDS`` values a draft carries from the CRM (money as plain decimal text)."""
+    return {
+        "name": draft.name,
+        "description": draft.description,
+        "unit_price": money_text(draft.unit_price),
+        "unit_cost": money_text(draft.unit_cost),
+    }
+
+
+@dataclass(frozen=True)
+class ItemLimits:
+    """What an accounting system accepts in an item (its published field lengths); 0: no limit published."""
+
+    code: int = 0
+    name: int = 0
+    description: int = 0
 
 
 class InvoiceLine(_Model):

@@ -21,6 +21,9 @@ from closeloop.models import (
     Invoice,
     InvoiceDraft,
     Item,
+    ItemDraft,
+    ItemLimits,
+    Product,
     SyncEvent,
 )
 
@@ -217,6 +220,44 @@ class AccountingPort(Protocol):
         of a system without webhooks. Cost grows with the number of changes, not with the organisation.
         A customer changed in ``since``'s own second may come again. Raises IntegrationError subclasses.
         """
+        ...
+
+
+class CatalogueCrm(Protocol):
+    """A CRM whose product catalogue Closeloop reads (the spec's capabilities list ``product``)."""
+
+    name: str
+
+    def get_product(self, product_id: str) -> Product | None:
+        """One product by the CRM's id; None when it does not exist (deleted)."""
+        ...
+
+    def iter_products(self) -> Iterator[Product]:
+        """Every product of the catalogue, archived ones included (``archived`` says so), page by page."""
+        ...
+
+
+class CatalogueAccounting(Protocol):
+    """An accounting system whose items Closeloop creates and updates (capability ``product``)."""
+
+    name: str
+    #: The published limits of an item's code, name and description.
+    item_limits: ItemLimits
+
+    def get_items(self, codes: Collection[str]) -> dict[str, Item]:
+        """The items among ``codes`` by code, with ``id`` and ``fields`` (PRODUCT_FIELDS) filled."""
+        ...
+
+    def create_item(self, draft: ItemDraft, *, idempotency_key: str) -> Item:
+        """Create the item. Raises Conflict when the code (or the name, where names are unique) is taken."""
+        ...
+
+    def update_item(self, item: Item, draft: ItemDraft, fields: Collection[str], *, idempotency_key: str) -> Item:
+        """Write only ``fields`` (PRODUCT_FIELDS names) of ``draft`` onto ``item``; returns it as saved."""
+        ...
+
+    def iter_items(self) -> Iterator[Item]:
+        """Every active item, page by page (the catalogue backfill)."""
         ...
 
 

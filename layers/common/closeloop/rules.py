@@ -2,7 +2,7 @@
 
 The rules come from YAML: ``field_rules.yaml`` ships with the package as the default, and a deployment
 overrides it with the ``FIELD_RULES`` setting (each object named there replaces the default's rules for
-that object whole). Per object (``customer``, ``invoice``, ``payment``) a direction
+that object whole). Per object (``customer``, ``invoice``, ``payment``, ``product``) a direction
 (``crm_to_accounting | accounting_to_crm | both | off``) and a default source of truth (``crm |
 accounting``), per field an optional source of truth of its own.
 
@@ -32,11 +32,11 @@ from typing import Literal, TypeVar, get_args
 import yaml
 
 from closeloop.errors import ConfigurationError
-from closeloop.models import CUSTOMER_FIELDS, DEAL_SYNC_FIELDS, InvoiceDraft
+from closeloop.models import CUSTOMER_FIELDS, DEAL_SYNC_FIELDS, PRODUCT_FIELDS, InvoiceDraft
 
 Direction = Literal["crm_to_accounting", "accounting_to_crm", "both", "off"]
 System = Literal["crm", "accounting"]
-SyncObject = Literal["customer", "invoice", "payment"]
+SyncObject = Literal["customer", "invoice", "payment", "product"]
 Verdict = Literal["apply", "conflict", "ignore"]
 
 DIRECTIONS: tuple[Direction, ...] = get_args(Direction)
@@ -58,6 +58,7 @@ OBJECT_FIELDS: Mapping[SyncObject, tuple[str, ...]] = MappingProxyType(
         "customer": CUSTOMER_FIELDS,
         "invoice": tuple(InvoiceDraft.model_fields),
         "payment": (*(f for f in DEAL_SYNC_FIELDS if f != "closeloop_sync_issue"), *CUSTOMER_SUMMARY_FIELDS),
+        "product": PRODUCT_FIELDS,
     }
 )
 

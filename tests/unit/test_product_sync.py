@@ -1,0 +1,161 @@
+"""Product catalogue: one item per CRM product, matched by SKU, fields owned as the rules say."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from closeloop.errors import Busy
+from closeloop.models import CrmRef, SyncEvent
+from closeloop.rules import FieldRules
+from closeloop.sync.products import ProductSync, fit
+from tests.fakes import FakeCatalogueBooks, FakeCatalogueCrm, MemoryStore, ProcessKilled
+
+NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+
+
+def _sync(crm: FakeCatalogueCrm, books: FakeCatalogueBooks, store: MemoryStore, **kw: object) -> ProductSync:
+    return ProductSync(crm, books, store, owner="worker-1", clock=lambda: NOW, **kw)  # type: ignore[arg-type]
+
+
+def _event(ref: CrmRef, kind: str = "changed", key: str = "e1") -> SyncEvent:
+    return SyncEvent(ref=ref, event_id=key, kind=kind, occurred_at=NOW, source_type="product.change", dedupe_key=key)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def parts() -> tuple[FakeCatalogueCrm, FakeCatalogueBooks, MemoryStore]:
+    return FakeCatalogueCrm(), FakeCatalogueBooks(), MemoryStore()
+
+
+def test_a_new_product_creates_one_item_with_the_crm_s_values(parts) -> None:  # type: ignore[no-untyped-def]
+    crm, books, store = parts
+    ref = crm.add(
+        "p1",
+        sku="WIDGET-1",
+        name="Widget",
+        description="A widget",
+        unit_price=Decimal("12.50"),
+        unit_cost=Decimal("4.00"),
+    )
+    outcome = _sync(crm, books, store).sync(ref, [_event(ref)])
+    assert outcome.action == "created"
+    item = books.items["WIDGET-1"]
+    # Then the item carries name, description, price and (as its starting value) the cost
+    assert item.fields == {"name": "Widget", "description": "A widget", "unit_price": "12.5", "unit_cost": "4"}
+    assert store.get_mapping(ref, "books").accounting_id == item.id  # type: ignore[union-attr]
+    assert [r.action for r in store.list_audit(ref)] == ["created"]
+    # And a second delivery of the same change writes nothing
+    assert _sync(crm, books, store).sync(ref, [_event(ref)]).action == "unchanged"
+    assert [w[0] for w in books.writes] == ["create"]
+
+
+def test_an_existing_item_with_the_sku_is_linked_not_duplicated_and_finance_s_values_stay(parts) -> None:  # type: ignore[no-untyped-def]
+    crm, books, store = parts
+    books.put("WIDGET-1", name="Widget (finance)", unit_price="13", unit_cost="4.2")
+    ref = crm.add("p1", sku="WIDGET-1", name="Widget", description="A widget", unit_price=Decimal("12.50"))
+    outcome = _sync(crm, books, store).sync(ref, [_event(ref)])
+    assert outcome.action == "matched" and len(books.items) == 1
+    # Only what the item lacked is filled in; its own name and price stay, and the audit says so
+    assert books.items["WIDGET-1"].fields["name"] == "Widget (finance)"
+    assert books.items["WIDGET-1"].fields["description"] == "A widget"
+    assert books.writes == [("update", "WIDGET-1", ("description",))]
+    assert "the item's own name, unit_price kept" in store.list_audit(ref)[-1].detail
+
+
+def test_a_crm_change_of_a_crm_owned_field_flows_and_of_the_cost_is_a_conflict_not_written(parts) -> None:  # type: ignore[no-untyped-def]
+    crm, books, store = parts
+    ref = crm.add("p1", sku="W", name="Widget", unit_price=Decimal("10"), unit_cost=Decimal("4"))
+    _sync(crm, books, store).sync(ref)
+    crm.add("p1", sku="W", name="Widget Pro", unit_price=Decimal("11.00"), unit_cost=Decimal("5"))
+    outcome = _sync(crm, books, store).sync(ref, [_event(ref, key="e2")])
+    assert outcome.action == "updated" and outcome.detail == "name,unit_price"
+    assert books.items["W"].fields["unit_cost"] == "4"  # accounting owns the cost
+    actions = [(r.action, sorted(r.changes)) for r in store.list_audit(ref)]
+    assert ("conflict", ["unit_cost"]) in actions and ("updated", ["name", "unit_price"]) in actions
+
+
+def test_an_accounting_edit_of_a_crm_owned_field_is_noted_and_the_crm_value_written_back(parts) -> None:  # type: ignore[no-untyped-def]
+    crm, books, store = parts
+    ref = crm.add("p1", sku="W", name="Widget", unit_price=Decimal("10"))
+    _sync(crm, books, store).sync(ref)
+    edited = books.items["W"].model_copy(update={"fields": {**books.items["W"].fields, "unit_price": "9"}})
+    books.items["W"] = edited
+    outcome = _sync(crm, books, store).sync(ref, [_event(ref, key="e2")])
+    assert outcome.action == "updated" and books.items["W"].fields["unit_price"] == "10"
+    conflict = next(r for r in store.list_audit(ref) if r.action == "conflict")
+    assert conflict.changes == {"unit_price": {"before": "10", "after": "9"}}
+
+
+def test_a_changed_sku_moves_the_same_item_to_the_new_code(parts) -> None:  # type: ignore[no-untyped-def]
+    crm, books, store = parts
+    ref = crm.add("p1", sku="OLD", name="Widget")
+    _sync(crm, books, store).sync(ref)
+    crm.add("p1", sku="NEW", name="Widget")
+    assert _sync(crm, books, store).sync(ref, [_event(ref, key="e2")]).action == "updated"
+    assert list(books.items) == ["NEW"]
+
+
+def test_limits_are_respected_a_long_name_shortened_and_a_long_code_a_failed_sync(parts) -> None:  # type: ignore[no-untyped-def]
+    crm, books, store = parts
+    ref = crm.add("p1", sku="S1", name="N" * 80)
+    assert _sync(crm, books, store).sync(ref).action == "created"
+    assert books.items["S1"].fields["name"] == "N" * 49 + "…"
+    assert "name shortened to 50 characters (books's limit)" in store.list_audit(ref)[-1].detail
+    long_ref = crm.add("p2", sku="X" * 31, name="Long code")
+    outcome = _sync(crm, books, store).sync(long_ref)
+    assert outcome.action == "failed" and "X" * 31 not in books.items
+    failure = store.get_failed_sync(long_ref)
+    assert failure is not None and "31 characters; books takes at most 30" in failure.reason
+    # The SKU mapped to a shorter code syncs
+    assert _sync(crm, books, store, item_codes={"X" * 31: "X-SHORT"}).sync(long_ref).action == "created"
+    assert store.get_failed_sync(long_ref) is None
+
+
+def test_a_product_without_sku_and_two_products_sharing_one_are_failed_syncs(parts) -> None:  # type: ignore[no-untyped-def]
+    crm, books, store = parts
+    bare = crm.add("p0", sku="", name="No SKU")
+    assert _sync(crm, books, store).sync(bare).action == "failed"
+    assert "no SKU" in store.get_failed_sync(bare).reason  # type: ignore[union-attr]
+    first = crm.add("p1", sku="W", name="Widget")
+    second = crm.add("p2", sku="W", name="Widget copy")
+    _sync(crm, books, store).sync(first)
+    assert _sync(crm, books, store).sync(second).action == "failed"
+    assert "already linked to CRM product p1" in store.get_failed_sync(second).reason  # type: ignore[union-attr]
+    assert len(books.items) == 1
+
+
+def test_a_crash_after_the_create_is_finished_by_the_retry_without_a_second_item(parts) -> None:  # type: ignore[no-untyped-def]
+    crm, books, store = parts
+    ref = crm.add("p1", sku="W", name="Widget")
+    books.lose_create_answer = True
+    with pytest.raises(ProcessKilled):
+        _sync(crm, books, store).sync(ref, [_event(ref)])
+    store.leases.clear()  # the crashed worker's lease ran out
+    assert _sync(crm, books, store).sync(ref, [_event(ref)]).action == "matched"
+    assert len(books.items) == 1 and store.get_mapping(ref, "books") is not None
+
+
+def test_a_product_held_by_another_worker_is_retried(parts) -> None:  # type: ignore[no-untyped-def]
+    crm, books, store = parts
+    ref = crm.add("p1", sku="W", name="Widget")
+    assert store.acquire_lease(f"product#{ref}", "worker-2", 120)
+    with pytest.raises(Busy):
+        _sync(crm, books, store).sync(ref)
+    assert books.items == {}
+
+
+def test_deletion_archive_and_rules_off_never_touch_the_item(parts) -> None:  # type: ignore[no-untyped-def]
+    crm, books, store = parts
+    ref = crm.add("p1", sku="W", name="Widget", archived=True)
+    assert _sync(crm, books, store).sync(ref).detail == "archived in CRM"
+    assert _sync(crm, books, store).sync(ref, [_event(ref, "deleted")]).detail == "deletion not propagated"
+    off = FieldRules.load("product: {direction: 'off', source_of_truth: crm}")
+    crm.add("p1", sku="W", name="Widget")
+    assert _sync(crm, books, store, rules=off).sync(ref).action == "skipped"
+    assert books.items == {}
+
+
+def test_fit() -> None:
+    assert fit("abc", 0) == "abc" and fit("abc", 3) == "abc" and fit("abcdef", 4) == "abc…"
