@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
 
 from closeloop.errors import Busy
-from closeloop.models import CrmRef, SyncEvent
+from closeloop.models import Address, CrmRef, Customer, Deal, LineItem, SyncEvent
 from closeloop.rules import FieldRules
-from closeloop.sync.products import ProductSync, fit
-from tests.fakes import FakeCatalogueBooks, FakeCatalogueCrm, MemoryStore, ProcessKilled
+from closeloop.sync.contacts import ContactSync, Outcome
+from closeloop.sync.invoices import DealSync, InvoicePolicy
+from closeloop.sync.products import ProductSync, WithCatalogue, fit
+from closeloop.sync.trail import Trail
+from tests.fakes import (
+    FakeBooks,
+    FakeCatalogueBooks,
+    FakeCatalogueCrm,
+    FakeDealCrm,
+    MemoryStore,
+    ProcessKilled,
+    events_for,
+    ref,
+)
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 
@@ -159,3 +172,89 @@ def test_deletion_archive_and_rules_off_never_touch_the_item(parts) -> None:  # 
 
 def test_fit() -> None:
     assert fit("abc", 0) == "abc" and fit("abc", 3) == "abc" and fit("abcdef", 4) == "abc…"
+
+
+# ---------------------------------------------------------------- on the contacts queue, and just in time for a deal
+
+
+def _deal_parts(with_products: bool) -> tuple[DealSync, FakeCatalogueCrm, FakeBooks, MemoryStore]:
+    company = ref("company", "1")
+    deal = Deal(
+        ref=DEAL,
+        name="Big deal",
+        currency="NZD",
+        is_won=True,
+        company=company,
+        line_items=(
+            LineItem(
+                crm_id="1", name="Anvil", sku="ANV-1", product_id="p1", quantity=Decimal(2), unit_price=Decimal("99.50")
+            ),
+        ),
+    )
+    crm = FakeDealCrm(customers={company: Customer(ref=company, name="Acme Ltd", address=Address(country="NZ"))})
+    crm.deals[DEAL.object_id] = deal
+    books, store = FakeBooks(), MemoryStore()
+    catalogue = FakeCatalogueCrm(name="crm")
+    catalogue.add("p1", sku="ANV-1", name="Anvil", unit_price=Decimal("99.50"), unit_cost=Decimal("40"))
+    contacts = ContactSync(crm, books, store, owner="w")
+    products = (
+        ProductSync(catalogue, FakeCatalogueBooks(items=books.items), store, owner="w") if with_products else None
+    )
+    sync = DealSync(crm, books, store, contacts, InvoicePolicy(), owner="w", products=products)
+    return sync, catalogue, books, store
+
+
+DEAL = ref("deal", "3000001")
+
+
+def test_with_catalogue_sync_on_a_deal_s_unknown_sku_becomes_an_item_first_then_one_invoice() -> None:
+    sync, _, books, store = _deal_parts(with_products=True)
+    assert sync.sync(DEAL, events_for(DEAL)).action == "created"
+    assert books.items["ANV-1"].fields["unit_cost"] == "40"
+    (invoice,) = books.invoices.values()
+    assert [line.item_code for line in books.drafts[invoice.id].lines] == ["ANV-1"]
+    assert [r.action for r in store.list_audit(ref("product", "p1"))] == ["created"]
+
+
+def test_with_catalogue_sync_off_the_unknown_sku_stays_a_clear_failed_sync() -> None:
+    sync, _, books, store = _deal_parts(with_products=False)
+    assert sync.sync(DEAL, events_for(DEAL)).action == "failed"
+    assert "unknown SKU 'ANV-1'" in store.get_failed_sync(DEAL).reason  # type: ignore[union-attr]
+    assert books.items == {} and books.invoices == {}
+
+
+def test_a_product_that_cannot_become_an_item_fails_the_deal_naming_why_and_nothing_is_invoiced() -> None:
+    sync, catalogue, books, store = _deal_parts(with_products=True)
+    catalogue.add("p1", sku="ANV-1" + "X" * 40, name="Anvil")  # the CRM's SKU is longer than item codes may be
+    sync.sync(DEAL, events_for(DEAL))
+    # (the deal's line still says ANV-1, its product now a 45-character SKU: the item cannot be made)
+    failure = store.get_failed_sync(DEAL)
+    assert failure is not None and "its product could not become an item" in failure.reason
+    assert "takes at most 30" in failure.reason
+    assert books.invoices == {}
+
+
+def test_the_contacts_queue_pipeline_sends_products_their_way_and_customers_in_bulk(parts) -> None:  # type: ignore[no-untyped-def]
+    crm, books, store = parts
+    product = crm.add("p1", sku="W", name="Widget")
+    contacts = _RecordingContacts()
+    pipeline = WithCatalogue(contacts, _sync(crm, books, store))  # type: ignore[arg-type]
+    company = ref("company", "9")
+    results = pipeline.sync_many({product: [_event(product)], company: []})
+    assert results[product].action == "created"  # type: ignore[union-attr]
+    assert contacts.bulk == [[company]]
+    off = WithCatalogue(contacts, None)  # type: ignore[arg-type]
+    assert off.sync(product, [_event(product)]).detail == "catalogue sync off"
+
+
+@dataclass
+class _RecordingContacts:
+    bulk: list[list[CrmRef]] = field(default_factory=list)
+    rules: FieldRules = field(default_factory=FieldRules.load)
+
+    def __post_init__(self) -> None:
+        self.trail = Trail(MemoryStore(), "books", lambda: NOW)
+
+    def sync_many(self, groups: dict[CrmRef, list[SyncEvent]]) -> dict[CrmRef, Outcome]:
+        self.bulk.append(list(groups))
+        return {r: Outcome(r, "unchanged") for r in groups}

@@ -62,6 +62,12 @@ class Settings(EnvSettings):
     invoice_due_days: int = Field(30, ge=0, le=365, alias="INVOICE_DUE_DAYS")
     default_currency: str = Field("", alias="DEFAULT_CURRENCY")
     sku_item_codes: dict[str, str] = Field(default_factory=dict, alias="SKU_ITEM_CODES")
+    product_sync: bool = Field(
+        True,
+        alias="PRODUCT_SYNC",
+        description="keep the CRM's products and the accounting items the same; a won deal's unknown SKU is made "
+        "an item from its CRM product first",
+    )
     tax_rules: str = Field("", alias="TAX_RULES")
     field_rules: str = Field("", alias="FIELD_RULES", description="YAML overriding field_rules.yaml")
     event_bus_name: str = Field("default", alias="EVENT_BUS_NAME")

@@ -26,7 +26,13 @@ class _Model(BaseModel):
 
 
 #: Which worker pipeline handles events about each object type.
-PIPELINE_OF: dict[str, Pipeline] = {"contact": "contacts", "company": "contacts", "deal": "deals"}
+#: Products travel with companies and contacts (master data) on the contacts queue.
+PIPELINE_OF: dict[str, Pipeline] = {
+    "contact": "contacts",
+    "company": "contacts",
+    "product": "contacts",
+    "deal": "deals",
+}
 
 
 class CrmRef(_Model):
@@ -195,6 +201,8 @@ class LineItem(_Model):
     crm_id: str
     name: str = ""
     sku: str = ""
+    #: The CRM product the line was made from, where the CRM links one (the catalogue sync's key).
+    product_id: str = ""
     quantity: Decimal = Decimal(1)
     unit_price: Decimal = Decimal(0)
     discount_percent: Decimal | None = None

@@ -313,8 +313,35 @@ ALERT_EVERY_SECONDS = 3600
 
 
 @cache
+def product_sync() -> Any:
+    """The catalogue sync, or None: PRODUCT_SYNC off, or the CRM or accounting system has no catalogue adapter
+    (its spec's capabilities do not list ``product``)."""
+    from closeloop.sync.products import ProductSync  # noqa: PLC0415
+
+    settings = get_settings()
+    specs = (
+        registry.get(settings.crm_provider or registry.DEFAULTS["crm"], "crm"),
+        registry.get(settings.accounting_provider or registry.DEFAULTS["accounting"], "accounting"),
+    )
+    if not settings.product_sync or not all("product" in spec.capabilities.objects for spec in specs):
+        return None
+    catalogue_crm: Any = crm()  # both declare the catalogue (capability ``product``): CatalogueCrm/-Accounting
+    catalogue_books: Any = accounting()
+    return ProductSync(
+        catalogue_crm,
+        catalogue_books,
+        store(),
+        owner=uuid.uuid4().hex,
+        item_codes=settings.sku_item_codes,
+        rules=field_rules(),
+    )
+
+
+@cache
 def contact_worker() -> Any:
-    return _worker(contact_sync())
+    from closeloop.sync.products import WithCatalogue  # noqa: PLC0415
+
+    return _worker(WithCatalogue(contact_sync(), product_sync()))
 
 
 @cache
@@ -357,6 +384,7 @@ def deal_worker() -> Any:
             invoice_policy(),
             owner=uuid.uuid4().hex,
             telemetry=telemetry(),
+            products=product_sync(),
         )
     )
 

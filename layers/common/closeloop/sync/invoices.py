@@ -41,6 +41,7 @@ from closeloop.ports import (
 )
 from closeloop.sync.contacts import ContactSync, Outcome
 from closeloop.sync.payment_status import payment_status
+from closeloop.sync.products import ProductSync
 from closeloop.sync.tax import DEFAULT_RULES, TaxRule, rule_for
 from closeloop.sync.trail import Trail
 from closeloop.telemetry import NO_TELEMETRY, Telemetry
@@ -194,7 +195,11 @@ class DealSync:
         owner: str,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         telemetry: Telemetry = NO_TELEMETRY,
+        products: ProductSync | None = None,
     ) -> None:
+        """``products``: the catalogue sync, when on (PRODUCT_SYNC): a SKU without an item is made from its
+        CRM product just in time, instead of failing the deal."""
+        self.products = products
         self.crm = crm
         self.accounting = accounting
         self.store = store
@@ -261,6 +266,8 @@ class DealSync:
             raise ValidationFailed(f"the deal's customer {party} no longer exists in the CRM")
         codes = {self.policy.sku_item_codes.get(li.sku, li.sku) for li in deal.line_items if li.sku}
         items = self.accounting.get_items(codes) if codes else {}
+        if self.products is not None and codes - set(items):
+            items = {**items, **self._items_just_in_time(self.products, deal, codes - set(items), event)}
         draft = build_draft(deal, customer, customer_outcome.accounting_id, items, self.policy, self.clock().date())
         if self.policy.send_email:
             self._mark_email(ref, "to_send")  # before the create: a crash after it still owes the email
@@ -270,6 +277,32 @@ class DealSync:
         outcome = self._finish(deal, invoice, draft, event, "created")
         self._email_if_promised(ref, invoice, event)
         return outcome
+
+    def _items_just_in_time(
+        self, products: ProductSync, deal: Deal, missing: set[str], event: SyncEvent | None
+    ) -> dict[str, Item]:
+        """Create the items the deal's lines need from their CRM products first (catalogue sync on).
+
+        A line without a linked product, or whose product cannot become an item, fails the deal with the
+        product's own reason (the product keeps its failed sync too); nothing is invoiced half-way.
+        """
+        made: set[str] = set()
+        for line in deal.line_items:
+            code = self.policy.sku_item_codes.get(line.sku, line.sku)
+            if code not in missing or code in made:
+                continue
+            if not line.product_id:
+                continue  # no product to make the item from: build_draft names the unknown SKU
+            product = CrmRef(crm=deal.ref.crm, object_type="product", object_id=line.product_id)
+            outcome = products.sync(product, [event] if event else [])
+            if outcome.action not in ("created", "matched", "updated", "unchanged"):
+                failure = self.store.get_failed_sync(product)
+                why = failure.reason if failure else outcome.detail
+                raise ValidationFailed(
+                    f"line item {line.name or line.crm_id!r}: its product could not become an item: {why}"
+                )
+            made.add(code)
+        return self.accounting.get_items(made) if made else {}
 
     def _mark_email(self, ref: CrmRef, state: InvoiceEmailState, invoice_id: str = "") -> None:
         self.store.put_invoice_email(InvoiceEmail(ref, self.accounting.name, state, invoice_id, self.clock()))

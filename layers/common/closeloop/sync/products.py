@@ -19,11 +19,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 
-from closeloop.errors import Busy, Conflict, FatalError, ValidationFailed
+from closeloop.errors import Busy, Conflict, FatalError, RetriableError, ValidationFailed
 from closeloop.models import PRODUCT_FIELDS, CrmRef, Item, ItemDraft, ItemLimits, Product, SyncEvent, item_fields
 from closeloop.ports import CatalogueAccounting, CatalogueCrm, IdMapping, SyncStore
 from closeloop.rules import FieldRules
-from closeloop.sync.contacts import ACCOUNTING_VIEW, Outcome, idempotency_key
+from closeloop.sync.contacts import ACCOUNTING_VIEW, ContactSync, Outcome, idempotency_key
 from closeloop.sync.trail import Trail
 
 LEASE_SECONDS = 120
@@ -257,3 +257,35 @@ class ProductSync:
         return "; ".join(
             f"{f} shortened to {getattr(limits, f)} characters ({self.accounting.name}'s limit)" for f in shortened
         )
+
+
+class WithCatalogue:
+    """The contacts queue's pipeline: products to ``ProductSync`` (None: catalogue sync off or not supported
+    by this pair, and a product event is audited and skipped), companies and contacts to ``ContactSync`` (with
+    its bulk path). A product's retriable error is its own result, as ``ContactSync.sync_many`` reports a
+    customer's."""
+
+    def __init__(self, contacts: ContactSync, products: ProductSync | None) -> None:
+        self.contacts = contacts
+        self.products = products
+        self.rules = contacts.rules
+
+    def sync(self, ref: CrmRef, events: Iterable[SyncEvent]) -> Outcome:
+        if ref.object_type != "product":
+            return self.contacts.sync(ref, events)
+        if self.products is None:
+            trigger = max(events, key=lambda e: e.occurred_at, default=None)
+            self.contacts.trail.audit(ref, "ignored", "", trigger, {}, "catalogue sync is off (PRODUCT_SYNC)")
+            return Outcome(ref, "skipped", detail="catalogue sync off")
+        return self.products.sync(ref, events)
+
+    def sync_many(self, groups: Mapping[CrmRef, Iterable[SyncEvent]]) -> dict[CrmRef, Outcome | RetriableError]:
+        others = {ref: events for ref, events in groups.items() if ref.object_type != "product"}
+        results: dict[CrmRef, Outcome | RetriableError] = self.contacts.sync_many(others) if others else {}
+        for ref, events in groups.items():
+            if ref.object_type == "product":
+                try:
+                    results[ref] = self.sync(ref, events)
+                except RetriableError as exc:
+                    results[ref] = exc
+        return results
