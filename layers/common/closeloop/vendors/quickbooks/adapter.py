@@ -67,6 +67,7 @@ from closeloop.models import (
     customer_fields,
 )
 from closeloop.oauth import RefreshingTokens, TokenEndpoint, TokenGrant
+from closeloop.paging import Page, PagingLoop, next_offset, paginate
 from closeloop.ports import WebhookRequest
 from closeloop.redaction import redact
 from closeloop.wire import dumps_exact, hmac_base64_matches, read_decimal_object, to_decimal, webhook_json
@@ -91,6 +92,15 @@ GLOBAL_TAX_CALCULATION: dict[str, str] = {
     "Inclusive": "TaxInclusive",
     "NoTax": "NotApplicable",
 }
+
+
+@dataclass(frozen=True)
+class _QueryPosition:
+    """Where a query page starts (STARTPOSITION, 1-based) and the ids of the page read before it: QBO answering
+    those same rows again means it ignored STARTPOSITION."""
+
+    start: int
+    previous_ids: tuple[str, ...] = ()
 
 
 def quickbooks_rate_limit(response: httpx.Response) -> RateLimitVerdict:
@@ -339,22 +349,31 @@ class QuickBooksAccounting:
         result = payload.get("QueryResponse")
         return result if isinstance(result, dict) else {}
 
-    def _query_all(self, entity: str, where: str = "", order: str = "Id") -> Iterator[dict[str, Any]]:
-        """Every row of ``select * from {entity} [where …] ORDERBY {order}``, MAX_RESULTS per call."""
+    def _query_pages(self, entity: str, where: str = "", order: str = "Id") -> Iterator[list[dict[str, Any]]]:
+        """The pages of ``select * from {entity} [where …] ORDERBY {order}``, MAX_RESULTS rows per call.
+
+        A page shorter than MAX_RESULTS is the last. QBO answering the rows of the page before again (a
+        STARTPOSITION it ignored) raises PagingLoop (a FatalError) instead of reading them forever.
+        """
         base = f"select * from {entity}" + (f" where {where}" if where else "") + f" ORDERBY {order}"
-        start = 1
-        previous: list[str] = []
-        while True:
-            page = self._query_page(f"{base} STARTPOSITION {start} MAXRESULTS {self.MAX_RESULTS}")
+
+        def fetch(position: _QueryPosition) -> Page[list[dict[str, Any]], _QueryPosition]:
+            page = self._query_page(f"{base} STARTPOSITION {position.start} MAXRESULTS {self.MAX_RESULTS}")
             rows: list[dict[str, Any]] = page.get(entity) or []
-            ids = [str(r.get("Id", "")) for r in rows]
-            if ids and ids == previous:
-                raise FatalError(f"QuickBooks returned the same {entity} rows at position {start}", vendor=self.name)
+            ids = tuple(str(r.get("Id", "")) for r in rows)
+            if ids and ids == position.previous_ids:
+                raise PagingLoop(
+                    f"QuickBooks returned the same {entity} rows at position {position.start}", vendor=self.name
+                )
+            more = next_offset(position.start, len(rows), more=len(rows) >= self.MAX_RESULTS)
+            return Page([rows] if rows else [], None if more is None else _QueryPosition(more, ids))
+
+        yield from paginate(fetch, _QueryPosition(1), vendor=self.name, what=f"{entity} query")
+
+    def _query_all(self, entity: str, where: str = "", order: str = "Id") -> Iterator[dict[str, Any]]:
+        """Every row of ``select * from {entity} [where …] ORDERBY {order}`` (see ``_query_pages``)."""
+        for rows in self._query_pages(entity, where, order):
             yield from rows
-            if len(rows) < self.MAX_RESULTS:
-                return
-            previous = ids
-            start += len(rows)
 
     def _batch(self, items: Sequence[dict[str, Any]], idempotency_key: str | None) -> dict[str, dict[str, Any]]:
         """POST /batch (≤ BATCH_SIZE items); the BatchItemResponses by bId."""
@@ -866,14 +885,9 @@ class QuickBooksAccounting:
         yield from self._invoice_pages(where)
 
     def _invoice_pages(self, where: str) -> Iterator[Invoice]:
-        page: list[dict[str, Any]] = []
-        for row in self._query_all("Invoice", where):
-            page.append(row)
-            if len(page) == self.MAX_RESULTS:
-                yield from self._to_invoices(page)
-                page = []
-        if page:
-            yield from self._to_invoices(page)
+        """The invoices of a query, converted a page at a time (each page's payments read before the next)."""
+        for rows in self._query_pages("Invoice", where):
+            yield from self._to_invoices(rows)
 
     def _to_invoices(self, rows: Sequence[Mapping[str, Any]]) -> list[Invoice]:
         """Canonical invoices; the dates of linked payments are read in one query per IN_CHUNK payments."""
