@@ -37,7 +37,7 @@ import hashlib
 import math
 import re
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, ClassVar, Literal
@@ -50,11 +50,21 @@ from closeloop.errors import (
     ConfigurationError,
     Conflict,
     FatalError,
+    IntegrationError,
     NotFound,
     ValidationFailed,
     WebhookRejected,
 )
-from closeloop.http import Pacer, RateLimit, RateLimitVerdict, TokenAuth, VendorHttp, retry_after_header
+from closeloop.http import (
+    Fault,
+    Pacer,
+    RateLimit,
+    RateLimitVerdict,
+    TokenAuth,
+    VendorHttp,
+    retry_after_header,
+    typed_error,
+)
 from closeloop.models import (
     AccountingCustomer,
     AccountingEvent,
@@ -69,7 +79,6 @@ from closeloop.models import (
 from closeloop.oauth import RefreshingTokens, TokenEndpoint, TokenGrant
 from closeloop.paging import Page, PagingLoop, next_offset, paginate
 from closeloop.ports import WebhookRequest
-from closeloop.redaction import redact
 from closeloop.wire import dumps_exact, hmac_base64_matches, read_decimal_object, to_decimal, webhook_json
 
 VENDOR = "quickbooks"
@@ -169,34 +178,52 @@ def doc_number(reference: str, limit: int = 21) -> str:
     return f"{key[: limit - len(digest) - 1]}-{digest}"
 
 
-@dataclass(frozen=True)
-class QboFault:
-    """One Error of a QBO Fault."""
-
-    code: str
-    message: str
-    detail: str
+class StaleSyncToken(ValidationFailed):
+    """QBO's 5010: the update's SyncToken is not the record's current one (it changed since it was read)."""
 
 
-def parse_faults(payload: Any) -> list[QboFault]:
-    """The Errors of a ``Fault`` (or the gateway's lower-case ``fault``) object, else []."""
+class DuplicateDocNumber(ValidationFailed):
+    """QBO's 6140: another invoice already holds this DocNumber."""
+
+
+#: QBO error codes -> the error they mean; when a Fault holds several, the first in this order decides.
+FAULT_ERRORS: Mapping[str, type[IntegrationError]] = {
+    DUPLICATE_NAME: Conflict,
+    OBJECT_NOT_FOUND: NotFound,
+    STALE_OBJECT: StaleSyncToken,
+    DUPLICATE_DOC_NUMBER: DuplicateDocNumber,
+}
+
+
+def fault_of(payload: Any, *, otherwise: type[IntegrationError] | None = None) -> Fault | None:
+    """The ``Fault`` (or the gateway's lower-case ``fault``) of a QBO answer or batch item as one Fault: its
+    Errors' codes and messages joined, and the error their code means (FAULT_ERRORS, else ``otherwise``).
+    None when the payload holds no fault."""
     if not isinstance(payload, Mapping):
-        return []
+        return None
     fault = payload.get("Fault") or payload.get("fault")
     if not isinstance(fault, Mapping):
-        return []
+        return None
     errors = fault.get("Error") or fault.get("error") or []
-    out: list[QboFault] = []
-    for error in errors if isinstance(errors, list) else []:
-        if isinstance(error, Mapping):
-            out.append(
-                QboFault(
-                    code=str(error.get("code") or ""),
-                    message=str(error.get("Message") or error.get("message") or ""),
-                    detail=str(error.get("Detail") or error.get("detail") or ""),
-                )
-            )
-    return out
+    entries = [e for e in errors if isinstance(e, Mapping)] if isinstance(errors, list) else []
+    codes = [str(e.get("code") or "") for e in entries]
+    messages: list[str] = []
+    for entry in entries:
+        message = str(entry.get("Message") or entry.get("message") or "")
+        detail = str(entry.get("Detail") or entry.get("detail") or "")
+        messages.append(f"{message}: {detail}" if message and detail else message or detail)
+    error = next((kind for code, kind in FAULT_ERRORS.items() if code in codes), otherwise)
+    return Fault(message="; ".join(m for m in messages if m), code=",".join(c for c in codes if c), error=error)
+
+
+def read_fault(response: httpx.Response) -> Fault | None:
+    """QBO's error body (VendorHttp's ``read_fault``). A 5xx keeps its status's meaning (retriable) whatever
+    codes it carries; a 4xx's codes decide the error (6240 Conflict, 610 NotFound, 5010 StaleSyncToken, 6140
+    DuplicateDocNumber), else its status does."""
+    fault = fault_of(response.json())
+    if fault is not None and response.status_code >= 500:
+        return replace(fault, error=None)
+    return fault
 
 
 class QuickBooksAccounting:
@@ -286,6 +313,7 @@ class QuickBooksAccounting:
             auth=TokenAuth(tokens),
             rate_limit=quickbooks_rate_limit,
             request_id_header=REQUEST_ID_HEADER,
+            read_fault=read_fault,
             pacer=pacer,
             **kwargs,
         )
@@ -307,8 +335,10 @@ class QuickBooksAccounting:
         body: Any = None,
         content_type: str = "application/json",
         retry_sent: bool = True,
-    ) -> tuple[httpx.Response, dict[str, Any]]:
-        """One API call; a 400 is returned (its Fault read by the caller), other failures raise.
+        ok: tuple[int, ...] = (200,),
+    ) -> tuple[int, dict[str, Any]]:
+        """One API call: its status (one of ``ok``) and JSON body. Other answers raise the error their Fault
+        or status means (``read_fault``).
 
         ``retry_sent=False``: never repeated once sent (see VendorHttp.request)."""
         content = dumps_exact(body) if body is not None else None
@@ -319,33 +349,13 @@ class QuickBooksAccounting:
             params={**(params or {}), "minorversion": MINOR_VERSION},
             content=content,
             headers=headers,
-            ok=(200, 400),
+            ok=ok,
             retry_sent=retry_sent,
         )
-        return response, _read_json(response)
-
-    def _rejected(self, response: httpx.Response, payload: Any, what: str) -> FatalError:
-        faults = parse_faults(payload)
-        codes = {f.code for f in faults}
-        reason = "; ".join(redact(f"{f.message}: {f.detail}" if f.detail else f.message) for f in faults)
-        context: dict[str, Any] = {
-            "vendor": self.name,
-            "status": response.status_code,
-            "request_id": response.headers.get(REQUEST_ID_HEADER),
-            "body": redact(response.text),
-        }
-        if DUPLICATE_NAME in codes:
-            return Conflict(
-                f"QuickBooks refused {what}: the name is used by another customer, vendor or employee", **context
-            )
-        if OBJECT_NOT_FOUND in codes:
-            return NotFound(f"QuickBooks refused {what}: {reason or 'object not found'}", **context)
-        return ValidationFailed(f"QuickBooks refused {what}: {reason or 'validation error'}", **context)
+        return response.status_code, _read_json(response)
 
     def _query_page(self, statement: str) -> dict[str, Any]:
-        response, payload = self._call("GET", "query", params={"query": statement})
-        if response.status_code == 400:
-            raise self._rejected(response, payload, "a query")
+        _, payload = self._call("GET", "query", params={"query": statement})
         result = payload.get("QueryResponse")
         return result if isinstance(result, dict) else {}
 
@@ -378,9 +388,7 @@ class QuickBooksAccounting:
     def _batch(self, items: Sequence[dict[str, Any]], idempotency_key: str | None) -> dict[str, dict[str, Any]]:
         """POST /batch (≤ BATCH_SIZE items); the BatchItemResponses by bId."""
         params = {"requestid": request_id(idempotency_key)} if idempotency_key else None
-        response, payload = self._call("POST", "batch", params=params, body={"BatchItemRequest": list(items)})
-        if response.status_code == 400:
-            raise self._rejected(response, payload, "a batch")
+        _, payload = self._call("POST", "batch", params=params, body={"BatchItemRequest": list(items)})
         return {str(r.get("bId")): r for r in payload.get("BatchItemResponse") or [] if isinstance(r, dict)}
 
     # -- change notifications ----------------------------------------------------------------------
@@ -550,10 +558,10 @@ class QuickBooksAccounting:
     def _cdc_rows(self, entities: Sequence[str], changed_since: str) -> dict[str, list[dict[str, Any]]] | None:
         """``GET /cdc`` rows per entity, or None when the answer cannot be trusted complete (an entity at
         the 1,000-object cap, or refused, e.g. ``changedSince`` beyond the look-back)."""
-        response, payload = self._call(
-            "GET", "cdc", params={"entities": ",".join(entities), "changedSince": changed_since}
+        status, payload = self._call(
+            "GET", "cdc", params={"entities": ",".join(entities), "changedSince": changed_since}, ok=(200, 400)
         )
-        if response.status_code == 400:
+        if status == 400:
             return None
         rows: dict[str, list[dict[str, Any]]] = {entity: [] for entity in entities}
         for block in payload.get("CDCResponse") or []:
@@ -577,14 +585,9 @@ class QuickBooksAccounting:
         if not entity_id.strip():
             return None
         try:
-            response, payload = self._call("GET", f"{entity}/{quote(entity_id, safe='')}")
-        except NotFound:
+            _, payload = self._call("GET", f"{entity}/{quote(entity_id, safe='')}")
+        except NotFound:  # a 404, or QBO's 610 (read_fault)
             return None
-        if response.status_code == 400:
-            error = self._rejected(response, payload, f"reading {entity} {entity_id}")
-            if isinstance(error, NotFound):
-                return None
-            raise error
         row = payload.get(entity.capitalize())
         return row if isinstance(row, dict) else None
 
@@ -664,22 +667,17 @@ class QuickBooksAccounting:
         return [to_customer(r) for r in found.values()]
 
     def _batch_item_error(self, answer: Mapping[str, Any], what: str) -> FatalError:
-        faults = parse_faults(answer)
-        reason = "; ".join(redact(f"{f.message}: {f.detail}" if f.detail else f.message) for f in faults)
-        if any(f.code == DUPLICATE_NAME for f in faults):
-            return Conflict(
-                f"QuickBooks refused {what}: the name is used by another customer, vendor or employee",
-                vendor=self.name,
-                status=200,
-            )
-        return ValidationFailed(f"QuickBooks refused {what}: {reason or 'no answer'}", vendor=self.name, status=200)
+        """A refused batch item (inside a 200 answer): the error its Fault means, ValidationFailed by default."""
+        fault = fault_of(answer, otherwise=ValidationFailed) or Fault("no answer", error=ValidationFailed)
+        error = typed_error(200, fault, f"QuickBooks refused {what}", vendor=self.name)
+        if not isinstance(error, FatalError):  # every error FAULT_ERRORS names is fatal; anything else is raised
+            raise error
+        return error
 
     def create_customer(self, customer: Customer, *, number: str, idempotency_key: str) -> AccountingCustomer:
         """``POST /customer?requestid=…``. Raises Conflict on 6240 (name taken by a customer, vendor or employee)."""
         body = to_qbo_customer(customer, customer_fields(customer).keys(), number)
-        response, payload = self._call("POST", "customer", params={"requestid": request_id(idempotency_key)}, body=body)
-        if response.status_code == 400:
-            raise self._rejected(response, payload, "the customer")
+        _, payload = self._call("POST", "customer", params={"requestid": request_id(idempotency_key)}, body=body)
         return to_customer(payload.get("Customer") or {})
 
     def create_customers(
@@ -726,12 +724,13 @@ class QuickBooksAccounting:
                 raise NotFound(f"QuickBooks has no customer {customer_id}", vendor=self.name, status=400)
             sent = {"Id": customer_id, "SyncToken": str(current.get("SyncToken", "0")), "sparse": True, **body}
             key = idempotency_key if attempt == 1 else f"{idempotency_key}#stale"
-            response, payload = self._call("POST", "customer", params={"requestid": request_id(key)}, body=sent)
-            if response.status_code != 400:
-                return to_customer(payload.get("Customer") or {})
-            if attempt == 1 and any(f.code == STALE_OBJECT for f in parse_faults(payload)):
-                continue
-            raise self._rejected(response, payload, f"updating customer {customer_id}")
+            try:
+                _, payload = self._call("POST", "customer", params={"requestid": request_id(key)}, body=sent)
+            except StaleSyncToken:
+                if attempt == 1:
+                    continue
+                raise
+            return to_customer(payload.get("Customer") or {})
         raise AssertionError("unreachable")  # pragma: no cover
 
     # -- items -------------------------------------------------------------------------------------
@@ -795,15 +794,14 @@ class QuickBooksAccounting:
             raise ValidationFailed(f"QuickBooks has no item named {', '.join(missing)}", vendor=self.name)
         body = to_qbo_invoice(draft, {code: str(row.get("Id")) for code, row in rows.items()})
         params = {"requestid": request_id(idempotency_key)}
-        response, payload = self._call("POST", "invoice", params=params, body=body)
-        if response.status_code == 400 and any(f.code == DUPLICATE_DOC_NUMBER for f in parse_faults(payload)):
+        try:
+            _, payload = self._call("POST", "invoice", params=params, body=body)
+        except DuplicateDocNumber:
             existing = self.find_invoice(draft.reference)
             if existing is not None:
                 return existing
             params = {"requestid": request_id(f"{idempotency_key}#dup"), "include": "allowduplicatedocnum"}
-            response, payload = self._call("POST", "invoice", params=params, body=body)
-        if response.status_code == 400:
-            raise self._rejected(response, payload, "the invoice")
+            _, payload = self._call("POST", "invoice", params=params, body=body)
         row = payload.get("Invoice")
         if not isinstance(row, dict):
             raise FatalError("QuickBooks accepted the invoice but returned none", vendor=self.name, status=200)
@@ -816,14 +814,12 @@ class QuickBooksAccounting:
         than none): only a connect error or a 429 is retried. Raises ValidationFailed when refused,
         Unanswered when the request was sent and no answer says whether QBO emailed it.
         """
-        response, payload = self._call(
+        self._call(
             "POST",
             f"invoice/{quote(invoice_id, safe='')}/send",
             content_type="application/octet-stream",
             retry_sent=False,
         )
-        if response.status_code == 400:
-            raise self._rejected(response, payload, f"emailing invoice {invoice_id}")
 
     def iter_invoices_changed_since(self, since: datetime | None) -> Iterator[Invoice]:
         """Invoices changed at or after ``since`` (every one when None).
