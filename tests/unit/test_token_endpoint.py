@@ -19,7 +19,7 @@ from closeloop.errors import AuthRevoked, ConfigurationError, FatalError, RateLi
 from closeloop.http import RetryPolicy
 from closeloop.oauth import TokenEndpoint, TokenGrant
 from closeloop.vendors.hubspot import adapter as hubspot
-from closeloop.vendors.quickbooks import adapter as quickbooks
+from closeloop.vendors.quickbooks import client as quickbooks
 from closeloop.vendors.sugarcrm import adapter as sugarcrm
 from closeloop.vendors.xero import adapter as xero
 from closeloop.vendors.zohobooks import adapter as zohobooks
