@@ -22,8 +22,16 @@ from closeloop.errors import (
 )
 from closeloop.models import CrmRef
 from closeloop.oauth import RefreshingTokens
+from closeloop.paging import PagingLoop
 from closeloop.ports import CrmPort, PropertyDefinition, WebhookRequest
-from closeloop.vendors.sugarcrm.adapter import API_PREFIX, GUESSES, SugarCrm, parse_api_version, password_grant
+from closeloop.vendors.sugarcrm.adapter import (
+    API_PREFIX,
+    GUESSES,
+    ChangesPosition,
+    SugarCrm,
+    parse_api_version,
+    password_grant,
+)
 from closeloop_local.sandboxes.base import Fault, SandboxServer
 from closeloop_local.sandboxes.drivers import DealLine
 from closeloop_local.sandboxes.sugarcrm import SugarCrmDriver, SugarSandbox, serve
@@ -421,6 +429,32 @@ def test_catch_up_pages_by_time_and_skips_nothing_changed_while_paging(
     assert sorted(set(seen)) == sorted(ids)
     assert seen.count(first[0].ref.object_id) == 2
     assert len({e.dedupe_key for e in first + rest}) == len(seen)
+
+
+def test_a_listing_whose_next_offset_does_not_advance_is_refused_not_cut_short(
+    sandbox: tuple[SugarSandbox, SandboxServer],
+) -> None:
+    sugar, server = sandbox
+    account_id, _ = company(sugar)
+    crm = adapter(sugar, server.url)
+    # Given Sugar answering the account's contacts link with next_offset 0 on every page
+    looping = {"next_offset": 0, "records": [{"id": "c-1", "first_name": "Ann"}]}
+    sugar.state.faults.append(Fault(f"{API_PREFIX}/Accounts/*/link/contacts", 200, times=5, body=looping))
+    # When the company is resolved
+    with pytest.raises(PagingLoop, match="repeated the paging position 0"):
+        crm.resolve_customer(ref("company", account_id))
+    # Then the loop is refused after one page, instead of the list ending silently after its first page
+    assert len(sugar.state.calls("GET", f"{API_PREFIX}/Accounts/{account_id}/link/contacts")) == 1
+
+
+def test_the_catch_up_position_is_a_keyset_with_an_offset_within_one_second() -> None:
+    start = ChangesPosition(datetime(2024, 5, 1, 10, tzinfo=UTC), 0)
+    same, later = start.since, start.since + timedelta(seconds=1)
+    # A page within the second it started at moves on by offset (unreadable times count as rows read)
+    assert start.after([same, None]) == ChangesPosition(same, 2)
+    assert ChangesPosition(same, 2).after([same]) == ChangesPosition(same, 3)
+    # A page reaching a later second moves the keyset there, from its first row
+    assert ChangesPosition(same, 2).after([same, later]) == ChangesPosition(later, 0)
 
 
 # -- writes and properties ---------------------------------------------------------------------------------

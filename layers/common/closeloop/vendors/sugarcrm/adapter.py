@@ -42,7 +42,7 @@ import threading
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol
 from urllib.parse import quote, unquote, urlsplit
 
 from closeloop.errors import (
@@ -65,6 +65,7 @@ from closeloop.models import (
     SyncEvent,
 )
 from closeloop.oauth import TokenEndpoint, TokenGrant
+from closeloop.paging import Page, paginate
 from closeloop.ports import PropertyDefinition, WebhookRequest
 from closeloop.vendors.sugarcrm.guesses import GUESSES
 from closeloop.wire import path_secret, webhook_json
@@ -299,6 +300,22 @@ def _auth(tokens: AccessTokens) -> httpx.Auth:
     from closeloop.http import TokenAuth  # noqa: PLC0415 - httpx stays off the webhook path
 
     return TokenAuth(tokens, header="OAuth-Token", prefix="")
+
+
+class ChangesPosition(NamedTuple):
+    """Where the catch-up poll of one module stands: the records modified at or after ``since`` (a keyset on
+    ``date_modified``), less the first ``offset`` of them. Sugar keeps whole seconds, so more than a page of
+    records can share one ``since``: within it the poll moves by offset, and past it by the keyset again."""
+
+    since: datetime
+    offset: int
+
+    def after(self, modified: Sequence[datetime | None]) -> ChangesPosition:
+        """The position after a page whose records were modified at ``modified`` (None: unreadable)."""
+        last = max((moment for moment in modified if moment is not None), default=self.since)
+        return (
+            ChangesPosition(last, 0) if last > self.since else ChangesPosition(self.since, self.offset + len(modified))
+        )
 
 
 class SugarCrm:
@@ -536,8 +553,9 @@ class SugarCrm:
         body = response.json()
         return body if isinstance(body, dict) else None
 
-    def _page(self, path: str, *, method: str, body: dict[str, Any], offset: int) -> tuple[list[dict[str, Any]], int]:
-        """One page of a filter or link listing: (records, next_offset); next_offset is -1 on the last."""
+    def _page(self, path: str, *, method: str, body: dict[str, Any], offset: int) -> Page[dict[str, Any], int]:
+        """One page of a filter or link listing, and where the next starts (Sugar's ``next_offset``: -1 on the
+        last page, read as None)."""
         if method == "POST":
             response = self._request("POST", path, json={**body, "offset": offset})
         else:
@@ -548,16 +566,15 @@ class SugarCrm:
             next_offset = int(page.get("next_offset", -1))
         except (TypeError, ValueError):
             next_offset = -1
-        return records, next_offset
+        return Page(records, next_offset if next_offset >= 0 else None)
 
     def _all(self, path: str, *, method: str, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        offset = 0
-        while True:
-            records, next_offset = self._page(path, method=method, body=body, offset=offset)
-            yield from records
-            if next_offset < 0 or not records or next_offset <= offset:
-                return
-            offset = next_offset
+        return paginate(
+            lambda offset: self._page(path, method=method, body=body, offset=offset),
+            0,
+            vendor=self.name,
+            what=f"{method} {path}",
+        )
 
     def _filter(
         self, module: str, flt: list[dict[str, Any]], fields: Sequence[str], order_by: str = "id:ASC"
@@ -811,42 +828,37 @@ class SugarCrm:
             yield from self._changes(object_type, module, floor)
 
     def _changes(self, object_type: str, module: str, since: datetime) -> Iterator[SyncEvent]:
-        cursor, offset = since, 0
-        seen: set[tuple[str, str]] = set()
         body = {
             "fields": ",".join(self.CHANGE_FIELDS),
             "max_num": self.PAGE_SIZE,
             "order_by": "date_modified:ASC,id:ASC",
         }
-        while True:
-            body["filter"] = [{"date_modified": {"$gte": _sugar_time(cursor)}}]
-            records, next_offset = self._page(f"/{module}/filter", method="POST", body=body, offset=offset)
-            last = cursor
-            for record in records:
-                modified = _parse_time(record.get("date_modified"))
-                if modified is None:
-                    continue
-                last = max(last, modified)
-                key = (str(record["id"]), _stamp(modified))
-                if key in seen:
-                    continue
-                seen.add(key)
-                created = _parse_time(record.get("date_entered")) == modified
-                yield self._event(
-                    object_type,
-                    key[0],
-                    modified,
-                    kind="created" if created else "changed",
-                    source_type=f"{module}.date_modified",
-                    change_source="CATCH_UP_POLL",
-                    actor=_clean(record.get("modified_user_id")),
-                )
-            if next_offset < 0 or not records:
-                return
-            if last > cursor:
-                cursor, offset = last, 0
-            else:
-                offset += len(records)
+
+        def fetch(position: ChangesPosition) -> Page[tuple[dict[str, Any], datetime | None], ChangesPosition]:
+            filtered = {**body, "filter": [{"date_modified": {"$gte": _sugar_time(position.since)}}]}
+            page = self._page(f"/{module}/filter", method="POST", body=filtered, offset=position.offset)
+            rows = [(record, _parse_time(record.get("date_modified"))) for record in page.items]
+            return Page(rows, None if page.next is None else position.after([modified for _, modified in rows]))
+
+        seen: set[tuple[str, str]] = set()
+        start = ChangesPosition(since, 0)
+        for record, modified in paginate(fetch, start, vendor=self.name, what=f"{module} changes since"):
+            if modified is None:
+                continue
+            key = (str(record["id"]), _stamp(modified))
+            if key in seen:
+                continue
+            seen.add(key)
+            created = _parse_time(record.get("date_entered")) == modified
+            yield self._event(
+                object_type,
+                key[0],
+                modified,
+                kind="created" if created else "changed",
+                source_type=f"{module}.date_modified",
+                change_source="CATCH_UP_POLL",
+                actor=_clean(record.get("modified_user_id")),
+            )
 
     # -- writes ---------------------------------------------------------------------------------------
 
