@@ -8,18 +8,21 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import httpx
 import pytest
 from werkzeug.wrappers import Request, Response
 
 from closeloop.errors import (
     AuthRevoked,
     ConfigurationError,
+    Conflict,
     NotFound,
     RateLimited,
     Unavailable,
     ValidationFailed,
     WebhookRejected,
 )
+from closeloop.http import typed_error
 from closeloop.models import CrmRef
 from closeloop.oauth import RefreshingTokens
 from closeloop.paging import PagingLoop
@@ -29,8 +32,10 @@ from closeloop.vendors.sugarcrm.adapter import (
     GUESSES,
     ChangesPosition,
     SugarCrm,
+    fault_of,
     parse_api_version,
     password_grant,
+    read_fault,
 )
 from closeloop_local.sandboxes.base import Fault, SandboxServer
 from closeloop_local.sandboxes.drivers import DealLine
@@ -492,6 +497,34 @@ def test_update_failures_write_the_rest_then_raise_the_first(sandbox: tuple[Suga
     sugar.remove_field("Opportunities", "closeloop_sync_issue_c")
     with pytest.raises(ValidationFailed, match="closeloop_sync_issue_c"):
         crm.update_deals({deal_id: {"closeloop_sync_issue": "off by 1"}})
+
+
+def test_sugar_error_bodies_type_the_error_and_name_sugars_label(
+    sandbox: tuple[SugarSandbox, SandboxServer],
+) -> None:
+    sugar, server = sandbox
+    _, deal_id = won_deal(sugar)
+    crm = adapter(sugar, server.url)
+    # Given Sugar refusing a value with its error body (the message echoes an email)
+    refusal = {"error": "invalid_parameter", "error_message": "Invalid value ann@acme.test for amount"}
+    sugar.state.faults.append(Fault(f"{API_PREFIX}/Opportunities/*", 422, method="PUT", body=refusal))
+    # When the deal is written
+    with pytest.raises(ValidationFailed) as info:
+        crm.update_deals({deal_id: {"closeloop_amount_due": "x"}})
+    # Then the error carries Sugar's label and its redacted message
+    assert "[invalid_parameter] Invalid value" in info.value.message
+    assert "ann@acme.test" not in info.value.message
+
+
+def test_the_fault_reader_types_what_the_label_says_and_ignores_other_bodies() -> None:
+    conflict = fault_of({"error": "edit_conflict", "error_message": "Edit conflict"})
+    assert conflict is not None and (conflict.code, conflict.error) == ("edit_conflict", Conflict)
+    assert typed_error(400, fault_of({"error": "not_found"}), "GET x").__class__ is NotFound
+    unknown = fault_of({"error": "fatal_error", "error_message": "boom"})
+    assert unknown is not None and (unknown.error, unknown.message) == (None, "boom")
+    not_faults: list[object] = [[], {"error": ""}, {"message": "x"}, "oops"]
+    assert [fault_of(body) for body in not_faults] == [None] * 4
+    assert read_fault(httpx.Response(502, text="<html>Bad gateway</html>")) is None
 
 
 def test_update_customers_writes_accounts_and_rejects_deals(sandbox: tuple[SugarSandbox, SandboxServer]) -> None:

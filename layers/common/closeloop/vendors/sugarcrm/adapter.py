@@ -48,7 +48,9 @@ from urllib.parse import quote, unquote, urlsplit
 from closeloop.errors import (
     AuthRevoked,
     ConfigurationError,
+    Conflict,
     FatalError,
+    IntegrationError,
     NotFound,
     ValidationFailed,
     WebhookRejected,
@@ -73,7 +75,7 @@ from closeloop.wire import path_secret, webhook_json
 if TYPE_CHECKING:
     import httpx
 
-    from closeloop.http import VendorHttp
+    from closeloop.http import Fault, VendorHttp
 
 #: The newest REST API version this adapter knows (v11_24: Sugar 14.0). A server that answers newer ones
 #: still answers this one (Sugar serves every version from v10 up to its maximum); older servers get theirs.
@@ -183,15 +185,15 @@ class ApiVersion:
 
     def _lower(self, version: tuple[int, int], response: httpx.Response) -> tuple[int, int]:
         """The version to try after ``version`` was answered 301; raises when there is none."""
-        body = _json_object(response)
-        if body.get("error") != "incorrect_version":
+        fault = read_fault(response)
+        if fault is None or fault.code != "incorrect_version":
             raise ConfigurationError(
                 f"SugarCRM redirects its REST API ({response.headers.get('location', 'no Location')[:120]}): "
                 f"set SUGARCRM_URL to the instance's final https address",
                 vendor="sugarcrm",
                 status=301,
             )
-        answered = _top_of_range(body)
+        answered = _top_of_range(fault.message)
         refused = f"SugarCRM refuses REST API version {api_version_path(version)}"
         if self._pinned is not None:
             offer = f"; it answers up to {api_version_path(answered)}" if answered else ""
@@ -217,17 +219,38 @@ class ApiVersion:
         return lower
 
 
-def _json_object(response: httpx.Response) -> dict[str, Any]:
+#: Sugar's error labels that say more than their status (SugarApiException subclasses, developer guide "API
+#: Exceptions"): the rest are read by status alone.
+LABEL_ERRORS: Mapping[str, type[IntegrationError]] = {
+    "not_found": NotFound,
+    "edit_conflict": Conflict,
+    "missing_parameter": ValidationFailed,
+    "invalid_parameter": ValidationFailed,
+    "request_too_large": ValidationFailed,
+}
+
+
+def fault_of(body: Any) -> Fault | None:
+    """Sugar's error body, ``{"error": "<label>", "error_message": "..."}``, as a Fault; None for anything else."""
+    from closeloop.http import Fault  # noqa: PLC0415 - httpx stays off the webhook path
+
+    if not isinstance(body, dict) or not isinstance(body.get("error"), str) or not body["error"]:
+        return None
+    label = body["error"]
+    return Fault(message=str(body.get("error_message") or ""), code=label, error=LABEL_ERRORS.get(label))
+
+
+def read_fault(response: httpx.Response) -> Fault | None:
+    """The ``read_fault`` of Sugar's VendorHttp: its error body (``fault_of``), if the answer has one."""
     try:
-        body = response.json()
+        return fault_of(response.json())
     except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
+        return None
 
 
-def _top_of_range(body: Mapping[str, Any]) -> tuple[int, int] | None:
+def _top_of_range(message: str) -> tuple[int, int] | None:
     """The highest version a 301 ``incorrect_version`` message names, capped at the newest we know."""
-    match = _RANGE.search(str(body.get("error_message") or ""))
+    match = _RANGE.search(message)
     if match is None:
         return None
     return min(parse_api_version(match.group(1)), NEWEST_API_VERSION)
@@ -283,13 +306,16 @@ def password_grant(
         status, body = post({"grant_type": "password", "username": username(), "password": password()})
         if status == 200:
             return endpoint.answer(status, body, "")
-        error = str(body.get("error") or "unknown_error")
-        raise AuthRevoked(
-            f"SugarCRM refused the login ({error}: {str(body.get('error_message') or '')[:120]}): check "
-            f"SUGARCRM_USERNAME/SUGARCRM_PASSWORD (and SUGARCRM_CLIENT_ID/SECRET), that the user is active and "
-            f"that the API platform {platform!r} is registered under Admin > Configure API Platforms",
+        from closeloop.http import Fault, typed_error  # noqa: PLC0415 - httpx stays off the webhook path
+
+        refused = fault_of(body) or Fault(code="unknown_error")
+        raise typed_error(
+            status,
+            Fault(refused.message[:120], refused.code, AuthRevoked),
+            "SugarCRM refused the login: check SUGARCRM_USERNAME/SUGARCRM_PASSWORD (and SUGARCRM_CLIENT_ID/SECRET), "
+            f"that the user is active and that the API platform {platform!r} is registered under Admin > "
+            "Configure API Platforms",
             vendor="sugarcrm",
-            status=status,
         )
 
     return refresh
@@ -536,7 +562,9 @@ class SugarCrm:
             kwargs: dict[str, Any] = {"transport": self._transport}
             if self._sleep is not None:
                 kwargs["sleep"] = self._sleep
-            self._http = VendorHttp(self.name, self.instance_url + "/rest", auth=_auth(self._tokens), **kwargs)
+            self._http = VendorHttp(
+                self.name, self.instance_url + "/rest", auth=_auth(self._tokens), read_fault=read_fault, **kwargs
+            )
         return self._http
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
