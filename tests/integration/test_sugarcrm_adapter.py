@@ -27,16 +27,9 @@ from closeloop.models import CrmRef
 from closeloop.oauth import RefreshingTokens
 from closeloop.paging import PagingLoop
 from closeloop.ports import CrmPort, PropertyDefinition, WebhookRequest
-from closeloop.vendors.sugarcrm.adapter import (
-    API_PREFIX,
-    GUESSES,
-    ChangesPosition,
-    SugarCrm,
-    fault_of,
-    parse_api_version,
-    password_grant,
-    read_fault,
-)
+from closeloop.vendors.sugarcrm.adapter import ChangesPosition, SugarCrm
+from closeloop.vendors.sugarcrm.client import API_PREFIX, fault_of, parse_api_version, password_grant, read_fault
+from closeloop.vendors.sugarcrm.guesses import GUESSES
 from closeloop_local.sandboxes.base import Fault, SandboxServer
 from closeloop_local.sandboxes.drivers import DealLine
 from closeloop_local.sandboxes.sugarcrm import SugarCrmDriver, SugarSandbox, serve
