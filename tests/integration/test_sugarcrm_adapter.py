@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 from werkzeug.wrappers import Request, Response
 
 from closeloop.errors import (
@@ -30,6 +31,7 @@ from closeloop.ports import CrmPort, PropertyDefinition, WebhookRequest
 from closeloop.vendors.sugarcrm.adapter import ChangesPosition, SugarCrm
 from closeloop.vendors.sugarcrm.client import API_PREFIX, fault_of, parse_api_version, password_grant, read_fault
 from closeloop.vendors.sugarcrm.guesses import GUESSES
+from closeloop.webhook_api import openapi_document
 from closeloop_local.sandboxes.base import Fault, SandboxServer
 from closeloop_local.sandboxes.drivers import DealLine
 from closeloop_local.sandboxes.sugarcrm import SugarCrmDriver, SugarSandbox, serve
@@ -382,6 +384,46 @@ def test_malformed_hook_bodies_are_400(body: bytes, message: str) -> None:
     with pytest.raises(WebhookRejected, match=message) as info:
         crm.parse_webhook(body)
     assert info.value.status == 400
+
+
+def test_the_webhook_schema_is_the_parsers_model_and_holds_sugars_deliveries(
+    sandbox: tuple[SugarSandbox, SandboxServer], receiver: tuple[Receiver, SandboxServer]
+) -> None:
+    # Given the webhook API's generated schema for the Sugar route (its components alongside)
+    document = openapi_document()
+    route = document["paths"]["/webhooks/sugarcrm/{pipeline}/{secret}"]["post"]
+    schema = {**route["requestBody"]["content"]["application/json"]["schema"], "components": document["components"]}
+    validator = Draft202012Validator(schema)
+    # And deliveries as the sandbox sends them (a creation, an update, a deletion) and the documented sample
+    sugar, _ = sandbox
+    hook, hook_server = receiver
+    SugarCrmDriver(sugar, webhook_token=HOOK_TOKEN).subscribe(hook_server.url)
+    account = sugar.create_record("Accounts", {"name": "Schema Ltd"})
+    sugar.state.clock.advance(1)
+    sugar.update_record("Accounts", str(account["id"]), {"phone_office": "+1 555"})
+    sugar.run_hook_job()
+    documented = {
+        "bean": "Opportunity",
+        "event": "after_save",
+        "isUpdate": True,
+        "data": {"id": "e0623cdb-1", "date_modified": "2024-05-01T10:23:28-04:00", "sales_stage": "Closed Won"},
+        "dataChanges": {"sales_stage": {"field_name": "sales_stage", "before": "Negotiation", "after": "Closed Won"}},
+    }
+    deliveries = [json.loads(body) for _, body in hook.received] + [documented, {**documented, "dataChanges": []}]
+    assert len(deliveries) >= 4
+    crm = SugarCrm(instance_url="https://sugar.example", tokens=_NoTokens(), webhook_token=HOOK_TOKEN)
+    for delivery in deliveries:
+        # Then the schema holds each, and the parser reads each
+        assert list(validator.iter_errors(delivery)) == []
+        assert crm.parse_webhook(json.dumps(delivery).encode())
+    # And a delivery for a module Closeloop does not sync is held and ignored, whatever its record
+    other = {"bean": "Notes", "event": "after_save", "data": {"id": "n1"}}
+    assert list(validator.iter_errors(other)) == [] and crm.parse_webhook(json.dumps(other).encode()) == []
+    # And a body the parser refuses, the schema refuses too
+    for refused in ({"bean": "Opportunity"}, {**documented, "data": {"id": ""}}, {**documented, "bean": 5}):
+        with pytest.raises(WebhookRejected):
+            crm.parse_webhook(json.dumps(refused).encode())
+        assert list(validator.iter_errors(refused))
 
 
 class _NoTokens:

@@ -100,11 +100,8 @@ SPEC = VendorSpec(
                     "(SUGARCRM_WEBHOOK_TOKEN): web logic hooks carry no signature."
                 ),
                 "parameters": [{"name": "secret", "in": "path", "required": True, "schema": {"type": "string"}}],
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": {"type": "object"}}},
-                },
             },
+            body="closeloop.vendors.sugarcrm.webhooks:SugarCrmWebhookDelivery",
         ),
     ),
 )
