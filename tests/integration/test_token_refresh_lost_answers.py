@@ -13,7 +13,7 @@ from closeloop.errors import RefreshAnswerLost
 from closeloop.oauth import RefreshingTokens, TokenGrant
 from closeloop.store import TokenState
 from closeloop.vendors.quickbooks import client as quickbooks
-from closeloop.vendors.sugarcrm import adapter as sugarcrm
+from closeloop.vendors.sugarcrm import client as sugarcrm
 from closeloop.vendors.xero import adapter as xero
 from closeloop.vendors.zohobooks import adapter as zohobooks
 from closeloop_local.sandboxes import quickbooks as qbo_sandbox

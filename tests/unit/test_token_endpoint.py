@@ -20,7 +20,7 @@ from closeloop.http import RetryPolicy
 from closeloop.oauth import TokenEndpoint, TokenGrant
 from closeloop.vendors.hubspot import adapter as hubspot
 from closeloop.vendors.quickbooks import client as quickbooks
-from closeloop.vendors.sugarcrm import adapter as sugarcrm
+from closeloop.vendors.sugarcrm import client as sugarcrm
 from closeloop.vendors.xero import adapter as xero
 from closeloop.vendors.zohobooks import adapter as zohobooks
 
