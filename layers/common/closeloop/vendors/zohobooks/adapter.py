@@ -29,6 +29,8 @@ Vendor facts encoded here (zoho.com/books/api/v3, Zoho Accounts OAuth docs, the 
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import math
 import re
@@ -63,6 +65,7 @@ from closeloop.models import (
     LineAmountTypes,
 )
 from closeloop.oauth import RefreshingTokens, TokenEndpoint, TokenGrant
+from closeloop.paging import Page, next_page, paginate
 from closeloop.ports import WebhookRequest
 from closeloop.redaction import redact
 from closeloop.wire import dumps_exact, read_decimal_object, to_decimal
@@ -120,6 +123,28 @@ def _code_and_message(response: httpx.Response) -> tuple[int | None, str]:
         return None, ""
     code = body.get("code")
     return (code if isinstance(code, int) else None), str(body.get("message") or "")
+
+
+@dataclasses.dataclass(frozen=True)
+class PageAfter:
+    """Where a Zoho list goes on: the page ``number`` to read, after a page whose rows hash to ``after``.
+
+    Zoho's page numbers always advance, so a stuck list shows as the same rows answered again (a page number
+    Zoho ignores). A position is therefore the same as another when the rows that led to it are: paginate's
+    repeated-position guard then raises PagingLoop, after the repeated page's rows (already read once).
+    """
+
+    number: int = dataclasses.field(compare=False)
+    after: str = ""
+
+
+#: One page of a Zoho list: its rows, and where the next page starts.
+ZohoPage = Page[dict[str, Any], PageAfter]
+
+
+def _fingerprint(rows: Sequence[Mapping[str, Any]]) -> str:
+    """A digest of a page's rows (no record content in an error message)."""
+    return hashlib.sha256(json.dumps(rows, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _organisation(organization_id: Callable[[], str]) -> Callable[[httpx.Request], None]:
@@ -260,28 +285,41 @@ class ZohoBooksAccounting:
             return ConfigurationError(f"{text} (check ZOHO_BOOKS_ORGANIZATION_ID)", **context)
         return ValidationFailed(text, **context)
 
-    def _pages(self, path: str, key: str, params: Mapping[str, str], max_pages: int | None = None) -> Iterator[Any]:
-        """Rows of a paged list, page by page, until ``has_more_page`` is false (or ``max_pages`` read).
+    def _fetch(self, path: str, key: str, params: Mapping[str, str]) -> Callable[[PageAfter], ZohoPage]:
+        """How to read one page of a list: ``page``/``per_page``, the rows under ``key``, and a next position
+        while ``page_context.has_more_page`` is true."""
 
-        Yields the rows, then ``None`` once if it stopped at ``max_pages`` with more pages left.
-        """
-        page = 1
-        previous: list[str] = []
-        while True:
-            payload = self._call("GET", path, params={**params, "page": str(page), "per_page": str(self.PAGE_SIZE)})
+        def fetch(position: PageAfter) -> ZohoPage:
+            query = {**params, "page": str(position.number), "per_page": str(self.PAGE_SIZE)}
+            payload = self._call("GET", path, params=query)
             rows: list[dict[str, Any]] = payload.get(key) or []
-            ids = [json.dumps(row, sort_keys=True, default=str)[:200] for row in rows]
-            if ids and ids == previous:
-                raise FatalError(f"Zoho returned the same {key} for page {page} as before", vendor=VENDOR)
-            yield from rows
             more = bool((payload.get("page_context") or {}).get("has_more_page"))
-            if not more:
-                return
-            if max_pages is not None and page >= max_pages:
-                yield None
-                return
-            previous = ids
-            page += 1
+            number = next_page(position.number, more=more)
+            return Page(rows, None if number is None else PageAfter(number, _fingerprint(rows)))
+
+        return fetch
+
+    def _pages(self, path: str, key: str, params: Mapping[str, str]) -> Iterator[dict[str, Any]]:
+        """Rows of a paged list, page by page, until ``has_more_page`` is false (or a page is empty).
+
+        Raises PagingLoop when Zoho answers a page with the rows of one already read (see PageAfter)."""
+        return paginate(self._fetch(path, key, params), PageAfter(1), vendor=VENDOR, what=f"GET {path}")
+
+    def _pages_within(
+        self, path: str, key: str, params: Mapping[str, str], max_pages: int
+    ) -> list[dict[str, Any]] | None:
+        """Every row of a paged list when it has at most ``max_pages`` pages; None when more are left (after
+        reading ``max_pages`` pages: the caller then asks a cheaper way)."""
+        fetch = self._fetch(path, key, params)
+        last: list[ZohoPage] = []
+
+        def remember(position: PageAfter) -> ZohoPage:
+            last[:] = [fetch(position)]
+            return last[0]
+
+        rows = list(paginate(remember, PageAfter(1), vendor=VENDOR, what=f"GET {path}", max_pages=max_pages))
+        # paginate stopped with a next page and rows on the last one read: max_pages cut the list short.
+        return None if last and last[0].next is not None and last[0].items else rows
 
     # -- change notifications ------------------------------------------------------------------------
 
@@ -308,8 +346,6 @@ class ZohoBooksAccounting:
         floor = since.astimezone(UTC).replace(microsecond=0)
         params = {"filter_by": "Status.All", "sort_column": "last_modified_time", "sort_order": "D"}
         for row in self._pages("/contacts", "contacts", params):
-            if row is None:
-                return
             modified = parse_utc(row.get("last_modified_time"))
             if modified is not None and modified < floor:
                 return
@@ -340,7 +376,7 @@ class ZohoBooksAccounting:
 
     def _active_contacts(self, params: Mapping[str, str]) -> list[dict[str, Any]]:
         query = {"filter_by": "Status.Active", **params}
-        return [row for row in self._pages("/contacts", "contacts", query) if row is not None]
+        return list(self._pages("/contacts", "contacts", query))
 
     def find_customers(
         self,
@@ -405,14 +441,8 @@ class ZohoBooksAccounting:
         lookups = [(kind, value) for kind, value in dict.fromkeys(lookups) if value.strip()]
         if not lookups:
             return []
-        rows: list[dict[str, Any]] = []
-        complete = True
-        for row in self._pages("/contacts", "contacts", {"filter_by": "Status.Active"}, max_pages=len(lookups)):
-            if row is None:
-                complete = False
-                break
-            rows.append(row)
-        if not complete:
+        rows = self._pages_within("/contacts", "contacts", {"filter_by": "Status.Active"}, max_pages=len(lookups))
+        if rows is None:
             return self._lookup_each(lookups)
         wanted_numbers = {v for kind, v in lookups if kind == "number"}
         wanted_tax = {_norm_tax(v) for kind, v in lookups if kind == "tax"}
@@ -612,14 +642,8 @@ class ZohoBooksAccounting:
             asked.setdefault(code.casefold(), []).append(code)
         if not asked:
             return {}
-        rows: list[dict[str, Any]] = []
-        complete = True
-        for row in self._pages("/items", "items", {"filter_by": "Status.Active"}, max_pages=len(asked)):
-            if row is None:
-                complete = False
-                break
-            rows.append(row)
-        if not complete:
+        rows = self._pages_within("/items", "items", {"filter_by": "Status.Active"}, max_pages=len(asked))
+        if rows is None:
             rows = [row for group in asked.values() for row in self._item_rows(group[0])]
         found: dict[str, Item] = {}
         for row in rows:
@@ -631,7 +655,7 @@ class ZohoBooksAccounting:
 
     def _item_rows(self, code: str) -> list[dict[str, Any]]:
         """``GET /items?sku=<code>``: undocumented (GUESSES["sku_filter"]), so only rows with that SKU are kept."""
-        rows = [row for row in self._pages("/items", "items", {"sku": code}) if row is not None]
+        rows = self._pages("/items", "items", {"sku": code})
         return [row for row in rows if str(row.get("sku") or "").casefold() == code.casefold()]
 
     # -- invoices ------------------------------------------------------------------------------------
@@ -648,8 +672,7 @@ class ZohoBooksAccounting:
         key = deal_key(reference)
         if not key:
             return None
-        rows = [row for row in self._pages("/invoices", "invoices", {self.invoice_ref_field: key}) if row is not None]
-        for row in rows:
+        for row in list(self._pages("/invoices", "invoices", {self.invoice_ref_field: key})):
             if str(row.get("status") or "") == "void":
                 continue
             shown = _custom_field(row, self.invoice_ref_field)
@@ -761,8 +784,6 @@ class ZohoBooksAccounting:
             floor = since.astimezone(UTC).replace(microsecond=0)
             params["last_modified_time"] = floor.strftime(self.TIME_FORMAT)
         for row in self._pages("/invoices", "invoices", params):
-            if row is None:
-                return
             invoice = self._to_invoice(row)
             if floor is not None and invoice.updated_at is not None and invoice.updated_at < floor:
                 return
@@ -779,8 +800,7 @@ class ZohoBooksAccounting:
             "sort_order": "A",
         }
         for row in self._pages("/invoices", "invoices", params):
-            if row is not None:
-                yield self._to_invoice(row)
+            yield self._to_invoice(row)
 
     def _to_invoice(self, row: Mapping[str, Any]) -> Invoice:
         """A Zoho invoice (in full, or a list row) as the canonical Invoice."""
