@@ -16,7 +16,10 @@ from closeloop.errors import (
     AuthRevoked,
     ConfigurationError,
     Conflict,
+    IntegrationError,
+    NotFound,
     RateLimited,
+    Unavailable,
     ValidationFailed,
 )
 from closeloop.models import Address, CrmRef, Customer, InvoiceDraft, InvoiceLine, Person
@@ -571,3 +574,32 @@ def test_page_size_and_page_numbers_are_sent_until_has_more_page_is_false() -> N
     assert [(q["page"], q["per_page"], q["email"], q["organization_id"]) for q in seen] == [
         (str(n), "200", "a@x.test", "org-1") for n in (1, 2, 3)
     ]
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "error"),
+    [
+        (200, 3062, Conflict),  # a name taken, answered with HTTP 200
+        (400, 1001, Conflict),
+        (200, 1002, NotFound),
+        (404, 9999, NotFound),
+        (200, 4, ValidationFailed),  # any other non-zero code on a 200 is a refusal
+        (400, 6041, ConfigurationError),
+        (503, 1002, Unavailable),  # an outage stays an outage whatever its body says
+    ],
+)
+def test_a_non_zero_code_is_the_typed_error_its_code_means(
+    status: int, code: int, error: type[IntegrationError]
+) -> None:
+    # Given Zoho refusing a write with {"code": N, "message": ...}
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, json={"code": code, "message": f"Refused for ann@acme.test (#{code})"})
+
+    # When a contact is upserted
+    with pytest.raises(IntegrationError) as caught:
+        offline_books(handler).create_customer(acme(), number="hubspot-company-1", idempotency_key="k")
+    # Then the error is the one the code means, carries Zoho's code, and no personal data
+    assert type(caught.value) is error
+    assert caught.value.status == status
+    assert f"[{code}]" in caught.value.message
+    assert "ann@acme.test" not in caught.value.message

@@ -52,7 +52,16 @@ from closeloop.errors import (
     ValidationFailed,
     WebhookRejected,
 )
-from closeloop.http import Pacer, RateLimit, RateLimitVerdict, TokenAuth, VendorHttp, retry_after_header
+from closeloop.http import (
+    Fault,
+    Pacer,
+    RateLimit,
+    RateLimitVerdict,
+    TokenAuth,
+    VendorHttp,
+    retry_after_header,
+    typed_error,
+)
 from closeloop.models import (
     CUSTOMER_FIELDS,
     AccountingCustomer,
@@ -105,24 +114,47 @@ INVOICE_STATUSES: dict[str, str] = {
 _LEGAL_WORDS = frozenset({"the", "ltd", "limited", "inc", "llc", "gmbh", "plc", "pty", "co", "corp", "sa", "bv", "ag"})
 
 
+#: What a non-zero code means when the status alone does not say (Zoho answers some refusals with HTTP 200).
+CODE_ERRORS: dict[int, type[IntegrationError]] = {
+    CODE_DUPLICATE_VALUE: Conflict,
+    CODE_DUPLICATE_CONTACT_NAME: Conflict,
+    CODE_DOES_NOT_EXIST: NotFound,
+    CODE_UNKNOWN_ORGANISATION: ConfigurationError,
+}
+
+
+def read_fault(response: httpx.Response) -> Fault | None:
+    """Zoho's error body ``{"code": N, "message": ...}``; None for ``code`` 0 (or none) or a body of another shape.
+
+    The code decides the error where it names one (CODE_ERRORS); any other non-zero code on a 2xx is a refusal
+    (ValidationFailed, see GUESSES["invalid_value_code"]); on a failed status, the status decides. A 5xx stays
+    an outage whatever its body says."""
+    body = json.loads(response.text)
+    if not isinstance(body, dict):
+        return None
+    code = body.get("code", CODE_OK)
+    if code == CODE_OK or not isinstance(code, int):
+        return None
+    message = str(body.get("message") or "")
+    error: type[IntegrationError] | None = None
+    if response.status_code < 500:
+        error = CODE_ERRORS.get(code, ValidationFailed if response.is_success else None)
+    if code == CODE_UNKNOWN_ORGANISATION:
+        message += " (check ZOHO_BOOKS_ORGANIZATION_ID)"
+    return Fault(message=message, code=str(code), error=error)
+
+
 def zoho_rate_limit(response: httpx.Response) -> RateLimitVerdict:
     """Zoho's 429: the daily cap is not worth waiting for; the minute limit is a rolling 60 seconds."""
     header = retry_after_header(response)
-    code, message = _code_and_message(response)
-    if code == CODE_DAY_LIMIT or re.search(r"\bper day\b|\bdaily\b", message, re.IGNORECASE):
+    try:
+        fault = read_fault(response)
+    except ValueError:  # not JSON: the status alone says it is a rate limit
+        fault = None
+    code, message = (fault.code, fault.message) if fault else ("", "")
+    if code == str(CODE_DAY_LIMIT) or re.search(r"\bper day\b|\bdaily\b", message, re.IGNORECASE):
         return RateLimitVerdict(retry=False, retry_after=header.retry_after, problem="day")
     return RateLimitVerdict(retry=True, retry_after=header.retry_after or MINUTE_WINDOW_SECONDS, problem="minute")
-
-
-def _code_and_message(response: httpx.Response) -> tuple[int | None, str]:
-    try:
-        body = json.loads(response.text)
-    except ValueError:
-        return None, ""
-    if not isinstance(body, dict):
-        return None, ""
-    code = body.get("code")
-    return (code if isinstance(code, int) else None), str(body.get("message") or "")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,6 +264,7 @@ class ZohoBooksAccounting:
             base_url.rstrip("/") + API_PREFIX,
             auth=TokenAuth(tokens, prefix="Zoho-oauthtoken ", prepare=_organisation(organization_id)),
             rate_limit=zoho_rate_limit,
+            read_fault=read_fault,
             pacer=pacer,
             **kwargs,
         )
@@ -260,30 +293,20 @@ class ZohoBooksAccounting:
         content = dumps_exact(body) if body is not None else None
         sent_headers = {**(headers or {}), **({"Content-Type": "application/json"} if content is not None else {})}
         response = self.http.request(
-            method,
-            path,
-            params=params,
-            content=content,
-            headers=sent_headers,
-            ok=(200, 201, 400, 404),
-            retry_sent=retry_sent,
+            method, path, params=params, content=content, headers=sent_headers, ok=(200, 201), retry_sent=retry_sent
         )
         payload = read_decimal_object(response.text, who=f"{method} {path}: Zoho", vendor=VENDOR)
-        code = payload.get("code", CODE_OK)
-        if response.status_code in (200, 201) and code == CODE_OK:
+        fault = self.http.fault(response)
+        if fault is None:
             return payload
-        raise self._error(method, path, response, code, str(payload.get("message") or ""))
-
-    def _error(self, method: str, path: str, response: httpx.Response, code: Any, message: str) -> IntegrationError:
-        context: dict[str, Any] = {"vendor": VENDOR, "status": response.status_code, "body": redact(response.text)}
-        text = f"{method} {path}: Zoho said {code}: {redact(message)}"
-        if code in (CODE_DUPLICATE_CONTACT_NAME, CODE_DUPLICATE_VALUE):
-            return Conflict(text, **context)
-        if code == CODE_DOES_NOT_EXIST or response.status_code == 404:
-            return NotFound(text, **context)
-        if code == CODE_UNKNOWN_ORGANISATION:
-            return ConfigurationError(f"{text} (check ZOHO_BOOKS_ORGANIZATION_ID)", **context)
-        return ValidationFailed(text, **context)
+        raise typed_error(
+            response.status_code,
+            fault,
+            f"{method} {path} failed",
+            vendor=VENDOR,
+            request_id=response.headers.get("x-request-id"),
+            body=redact(response.text),
+        )
 
     def _fetch(self, path: str, key: str, params: Mapping[str, str]) -> Callable[[PageAfter], ZohoPage]:
         """How to read one page of a list: ``page``/``per_page``, the rows under ``key``, and a next position
