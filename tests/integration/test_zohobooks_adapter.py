@@ -25,7 +25,8 @@ from closeloop.errors import (
 from closeloop.models import Address, CrmRef, Customer, InvoiceDraft, InvoiceLine, Person
 from closeloop.oauth import RefreshingTokens, TokenGrant
 from closeloop.paging import PagingLoop
-from closeloop.vendors.zohobooks.adapter import ZohoBooksAccounting, refresh_with_zoho
+from closeloop.vendors.zohobooks.adapter import ZohoBooksAccounting
+from closeloop.vendors.zohobooks.client import refresh_with_zoho
 from closeloop_local.sandboxes.base import Fault, SandboxServer
 from closeloop_local.sandboxes.zohobooks import TAXES, ZohoBooksDriver, ZohoBooksSandbox, serve
 from tests.fakes import MemoryStore
