@@ -56,7 +56,7 @@ from typing import Any
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
 
-from closeloop.vendors.zohobooks.adapter import INVOICE_STATUSES
+from closeloop.vendors.zohobooks.mapping import INVOICE_STATUSES
 from closeloop_local.sandboxes.base import AccountingSandbox, Router, SandboxServer, plain_json
 from closeloop_local.sandboxes.drivers import SeenCustomer, SeenInvoice
 from closeloop_local.sandboxes.limits import WindowAndDay
