@@ -9,11 +9,13 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import httpx
 import pytest
 from werkzeug.wrappers import Request, Response
 
 from closeloop.errors import AuthRevoked, ConfigurationError, NotFound, RateLimited, ValidationFailed, WebhookRejected
 from closeloop.models import CrmRef
+from closeloop.paging import PagingLoop
 from closeloop.ports import WebhookRequest
 from closeloop.sync.invoices import CUSTOMER_PROPERTIES, DEAL_PROPERTIES
 from closeloop.vendors.pipedrive.adapter import PipedriveCrm
@@ -249,6 +251,51 @@ def test_iter_changes_since_reads_recents_paged_as_stable_events(
     }
     assert [e.dedupe_key for e in events] == [e.dedupe_key for e in again]
     assert len(pipedrive.state.calls("GET", "/v1/recents")) == 4
+
+
+def scripted(pages: dict[str, dict[str, Any]], asked: list[str]) -> httpx.MockTransport:
+    """Pipedrive answering each GET from ``pages`` by its query's paging position (``cursor`` or ``start``)."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        position = request.url.params.get("cursor", request.url.params.get("start", ""))
+        asked.append(position)
+        return httpx.Response(200, json=pages[position])
+
+    return httpx.MockTransport(answer)
+
+
+def test_a_repeated_v2_cursor_is_a_paging_loop_after_the_rows_before_it() -> None:
+    # Given a v2 list whose third page hands back the first page's cursor
+    pages = {
+        "": {"success": True, "data": [{"id": 1}], "additional_data": {"next_cursor": "c1"}},
+        "c1": {"success": True, "data": [{"id": 2}], "additional_data": {"next_cursor": "c2"}},
+        "c2": {"success": True, "data": [{"id": 3}], "additional_data": {"next_cursor": "c1"}},
+    }
+    asked: list[str] = []
+    adapter = PipedriveCrm(api_token="t", transport=scripted(pages, asked), company_domain="acme")
+    # When the deals are listed
+    with pytest.raises(PagingLoop, match="c1"):
+        list(adapter.iter_won_deals(datetime(2026, 1, 1), datetime(2027, 1, 1)))
+    # Then each page was read once, in order, and the loop refused before reading c1 again
+    assert asked == ["", "c1", "c2"]
+
+
+def test_a_recents_next_start_that_goes_back_is_refused_even_to_an_unread_offset() -> None:
+    # Given /v1/recents pages at 0 and 2, and the page at 2 pointing back to 1 (never read, but not ahead)
+    def recents(start: int, ids: list[int], next_start: int) -> dict[str, Any]:
+        rows = [{"item": "deal", "id": i, "data": {"id": i, "update_time": "2026-01-01 00:00:00"}} for i in ids]
+        pagination = {"start": start, "limit": 2, "more_items_in_collection": True, "next_start": next_start}
+        return {"success": True, "data": rows, "additional_data": {"pagination": pagination}}
+
+    pages = {"0": recents(0, [1, 2], 2), "2": recents(2, [3, 4], 1)}
+    asked: list[str] = []
+    adapter = PipedriveCrm(api_token="t", transport=scripted(pages, asked))
+    events: list[str] = []
+    # When the changes are read
+    with pytest.raises(PagingLoop, match="/v1/recents"):
+        events.extend(e.ref.object_id for e in adapter.iter_changes_since(datetime(2026, 1, 1, tzinfo=UTC)))
+    # Then the rows before it came, and offset 1 was never asked for
+    assert events == ["1", "2", "3", "4"] and asked == ["0", "2"]
 
 
 def test_write_back_needs_the_fields_then_maps_names_to_hashes(
@@ -535,6 +582,6 @@ def test_org_address_is_written_with_v2_sub_fields_only_and_no_nulls(
 
 
 def test_every_pipedrive_guess_says_how_to_confirm_it() -> None:
-    from closeloop.vendors.pipedrive.adapter import GUESSES
+    from closeloop.vendors.pipedrive.guesses import GUESSES
 
     assert GUESSES and all("Confirm" in note for note in GUESSES.values())

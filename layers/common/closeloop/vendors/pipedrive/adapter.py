@@ -56,6 +56,7 @@ from closeloop.models import (
     Person,
     SyncEvent,
 )
+from closeloop.paging import Page, next_cursor, paginate
 from closeloop.ports import PropertyDefinition, WebhookRequest
 from closeloop.wire import dumps_exact, path_secret, webhook_json
 
@@ -304,21 +305,17 @@ class PipedriveCrm:
         return data
 
     def _pages(self, path: str, params: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
-        """Every record of a v2 list, following ``additional_data.next_cursor``."""
+        """Every record of a v2 list, following ``additional_data.next_cursor`` (a repeated cursor: PagingLoop)."""
         query: dict[str, Any] = {**params, "limit": self.PAGE_SIZE}
-        seen: set[str] = set()
-        while True:
-            page = self._call("GET", path, params=query)
-            for record in page.get("data") or []:
-                if isinstance(record, dict):
-                    yield record
-            cursor = (page.get("additional_data") or {}).get("next_cursor")
-            if not cursor:
-                return
-            if str(cursor) in seen:  # a cursor that loops would page forever
-                raise FatalError(f"GET {path}: Pipedrive repeated cursor {cursor!r}", vendor=self.name)
-            seen.add(str(cursor))
-            query = {**query, "cursor": cursor}
+
+        def fetch(cursor: str) -> Page[Any, str]:
+            page = self._call("GET", path, params={**query, "cursor": cursor} if cursor else query)
+            following = (page.get("additional_data") or {}).get("next_cursor")
+            return Page(page.get("data") or [], next_cursor(following or None))
+
+        for record in paginate(fetch, "", vendor=self.name, what=f"GET {path}"):
+            if isinstance(record, dict):
+                yield record
 
     def _by_ids(self, collection: str, ids: Collection[str]) -> dict[str, dict[str, Any]]:
         """Live records of ``collection`` by id, ``IDS_PER_CALL`` ids per list call (missing ids are absent)."""
@@ -563,25 +560,22 @@ class PipedriveCrm:
         objects come as ``deleted`` events.
         """
         moment = _utc(since)
-        params: dict[str, Any] = {
-            "since_timestamp": moment.strftime("%Y-%m-%d %H:%M:%S"),
-            "items": ",".join(self.RECENT_ITEMS),
-            "start": 0,
-            "limit": self.PAGE_SIZE,
-        }
-        while True:
+        since_timestamp, items = moment.strftime("%Y-%m-%d %H:%M:%S"), ",".join(self.RECENT_ITEMS)
+
+        def fetch(start: int) -> Page[Any, int]:
+            params = {"since_timestamp": since_timestamp, "items": items, "start": start, "limit": self.PAGE_SIZE}
             page = self._call("GET", "/v1/recents", params=params)
-            for entry in page.get("data") or []:
-                event = self._recent_event(entry, moment) if isinstance(entry, dict) else None
-                if event is not None:
-                    yield event
             pagination = (page.get("additional_data") or {}).get("pagination") or {}
-            next_start = pagination.get("next_start")
-            if not pagination.get("more_items_in_collection") or next_start is None:
-                return
-            if int(next_start) <= int(params["start"]):
-                raise FatalError("GET /v1/recents: Pipedrive's next_start does not advance", vendor=self.name)
-            params = {**params, "start": int(next_start)}
+            more, next_start = pagination.get("more_items_in_collection"), pagination.get("next_start")
+            following = int(next_start) if more and next_start is not None else None
+            # A next_start that does not advance would re-read pages: it is this page again, which paginate
+            # refuses (GUESSES["recents paging"]).
+            return Page(page.get("data") or [], start if following is not None and following <= start else following)
+
+        for entry in paginate(fetch, 0, vendor=self.name, what="GET /v1/recents"):
+            event = self._recent_event(entry, moment) if isinstance(entry, dict) else None
+            if event is not None:
+                yield event
 
     def _recent_event(self, entry: Mapping[str, Any], since: datetime) -> SyncEvent | None:
         object_type = self.RECENT_ITEMS.get(str(entry.get("item")))
