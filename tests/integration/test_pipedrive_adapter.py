@@ -392,6 +392,32 @@ def test_a_refused_api_token_is_a_setup_error_not_a_retry(sandbox: tuple[Pipedri
     assert len(pipedrive.state.requests) == 1
 
 
+def test_an_error_body_names_pipedrives_code_and_message_without_pii() -> None:
+    # Given Pipedrive refusing a write with its error body (the message quotes an email)
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            field = {"field_code": "h" * 40, "field_name": "closeloop_status", "field_type": "varchar"}
+            return httpx.Response(200, json={"success": True, "data": [field], "additional_data": {}})
+        error = {"success": False, "error": "Bad value for ann@acme.test", "errorCode": 400, "error_info": "docs"}
+        return httpx.Response(400, json=error)
+
+    adapter = PipedriveCrm(api_token="t", transport=httpx.MockTransport(answer), sleep=lambda s: None)
+    # When a deal is written
+    with pytest.raises(ValidationFailed) as caught:
+        adapter.update_deals({"1": {"closeloop_status": "Paid"}})
+    # Then the error says what Pipedrive said, with its code, and the email masked
+    assert "[400] Bad value for <email>" in str(caught.value) and "ann@" not in str(caught.value)
+
+
+def test_a_401_is_a_revoked_token_whatever_its_body() -> None:
+    for body in (b"<html>nope</html>", b'{"success": false, "error": "unauthorized access", "errorCode": 401}'):
+        transport = httpx.MockTransport(lambda request, body=body: httpx.Response(401, content=body))
+        adapter = PipedriveCrm(api_token="t", transport=transport, sleep=lambda s: None)
+        with pytest.raises(AuthRevoked, match="PIPEDRIVE_API_TOKEN") as caught:
+            adapter.get_deal("1")
+        assert caught.value.status == 401
+
+
 def test_burst_429_is_retried_after_its_retry_after(sandbox: tuple[PipedriveSandbox, SandboxServer]) -> None:
     pipedrive, server = sandbox
     deal = pipedrive.create("deal", {"title": "D"})

@@ -38,7 +38,6 @@ from urllib.parse import urlsplit
 
 from closeloop.dates import parse_timestamp
 from closeloop.errors import (
-    AuthExpired,
     AuthRevoked,
     FatalError,
     NotFound,
@@ -58,12 +57,12 @@ from closeloop.models import (
 )
 from closeloop.paging import Page, next_cursor, paginate
 from closeloop.ports import PropertyDefinition, WebhookRequest
-from closeloop.wire import dumps_exact, path_secret, webhook_json
+from closeloop.wire import dumps_exact, path_secret, read_decimal_object, webhook_json
 
 if TYPE_CHECKING:
     import httpx
 
-    from closeloop.http import RateLimitVerdict, VendorHttp
+    from closeloop.http import Fault, RateLimitVerdict, VendorHttp
 
 Secret = str | Callable[[], str]
 
@@ -86,6 +85,30 @@ def pipedrive_rate_limit(response: httpx.Response) -> RateLimitVerdict:
         except ValueError:
             seconds = None
     return RateLimitVerdict(retry=True, retry_after=seconds, problem="burst")
+
+
+def pipedrive_fault(response: httpx.Response) -> Fault | None:
+    """Pipedrive's error body, ``{"success": false, "error": …, "errorCode": …}`` (GUESSES["error body"]).
+
+    A 401 is a revoked or replaced API token (it never expires or refreshes): a setup error, not a retry.
+    """
+    from closeloop.http import Fault  # noqa: PLC0415
+
+    try:
+        body = json.loads(response.content or b"{}")
+    except ValueError:
+        body = None
+    body = body if isinstance(body, dict) else {}
+    message = _clean(body.get("error"))
+    code = _clean(body.get("errorCode") if body.get("errorCode") is not None else body.get("code"))
+    if response.status_code == 401:
+        said = f"; Pipedrive says: {message[:80]}" if message else ""
+        return Fault(
+            f"Pipedrive refused the API token (revoked or replaced): set a valid PIPEDRIVE_API_TOKEN{said}",
+            code,
+            AuthRevoked,
+        )
+    return Fault(message, code) if message or code else None
 
 
 @dataclass(frozen=True)
@@ -263,6 +286,7 @@ class PipedriveCrm:
                 self._base_url,
                 headers={"x-api-token": _value(self._api_token)},
                 rate_limit=pipedrive_rate_limit,
+                read_fault=pipedrive_fault,
                 request_id_header="x-correlation-id",
                 **kwargs,
             )
@@ -271,26 +295,11 @@ class PipedriveCrm:
     def _call(
         self, method: str, path: str, *, params: Mapping[str, Any] | None = None, body: Any = None
     ) -> dict[str, Any]:
-        """One API call; the JSON answer with exact Decimals. A refused token is a setup error."""
+        """One API call; the JSON answer with exact Decimals. A refused token is a setup error (``pipedrive_fault``)."""
         content = dumps_exact(body) if body is not None else None
         headers = {"Content-Type": "application/json"} if content is not None else None
-        try:
-            response = self.http.request(method, path, params=params, content=content, headers=headers)
-        except AuthExpired as exc:
-            raise AuthRevoked(
-                "Pipedrive refused the API token (revoked or replaced): set a valid PIPEDRIVE_API_TOKEN",
-                vendor=self.name,
-                status=exc.status,
-                request_id=exc.request_id,
-                body=exc.body,
-            ) from exc
-        try:
-            payload = json.loads(response.content or b"{}", parse_float=Decimal)
-        except ValueError as exc:
-            raise FatalError(f"{method} {path}: Pipedrive sent a body that is not JSON", vendor=self.name) from exc
-        if not isinstance(payload, dict):
-            raise FatalError(f"{method} {path}: Pipedrive sent an unexpected JSON body", vendor=self.name)
-        return payload
+        response = self.http.request(method, path, params=params, content=content, headers=headers)
+        return read_decimal_object(response.text or "{}", who=f"{method} {path}: Pipedrive", vendor=self.name)
 
     def _get_one(self, collection: str, object_id: str) -> dict[str, Any] | None:
         """A v2 record, or None when it does not exist or was deleted."""
