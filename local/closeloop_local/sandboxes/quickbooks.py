@@ -511,7 +511,7 @@ def cloud_event(realm_id: str, entity: Row) -> Row:
     """One change as Intuit's CloudEvents webhooks carry it (the shape of the SDKs' test payloads).
 
     The action words are the adapter's GUESSES["cloudevents_action_words"]; ``data`` and ``source`` its
-    GUESSES["cloudevents_data_and_source"] (closeloop.vendors.quickbooks.adapter).
+    GUESSES["cloudevents_data_and_source"] (closeloop.vendors.quickbooks.guesses).
     """
     updated = datetime.strptime(str(entity["lastUpdated"]), "%Y-%m-%dT%H:%M:%S%z").astimezone(UTC)
     return {
