@@ -36,6 +36,7 @@ import hmac
 import math
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -61,6 +62,7 @@ from closeloop.models import (
     Person,
     SyncEvent,
 )
+from closeloop.paging import Page, next_cursor, paginate
 from closeloop.ports import PropertyDefinition, WebhookRequest
 from closeloop.wire import webhook_json
 
@@ -168,6 +170,35 @@ def refresh_with_hubspot(
         default_expires_in=1800.0,
     )
     return endpoint.refresher(api_url, client_id, client_secret, transport=transport)
+
+
+#: The v4 association batch read's paging position: the inputs still to send, (object id, "after" cursor or "").
+_InputQueue = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class _Keyset:
+    """The change scan's paging position: keyset on the modification time (``start_ms``), and within one query
+    (the ``query``-th of the scan) HubSpot's ``after`` cursor. A query stops at the search's result cap; the
+    next one starts at the last modification time seen."""
+
+    query: int
+    start_ms: int
+    after: str | None = None
+
+
+@dataclass
+class _QueryTally:
+    """One search query's results so far: how many, how many not seen before, the latest time among them."""
+
+    last_ms: int
+    count: int = 0
+    fresh: int = 0
+
+
+def _next_after(answer: Mapping[str, Any]) -> str | None:
+    """The ``paging.next.after`` cursor of a HubSpot answer (a list page, or one input's batch result)."""
+    return next_cursor(((answer.get("paging") or {}).get("next") or {}).get("after") or None)
 
 
 class _HubSpotEvent(BaseModel):
@@ -587,30 +618,35 @@ class HubSpotCrm:
         """Associated ids per object (v4 batch read, every page), primary ones first, then ascending id.
 
         An object with more associations than fit one page comes back with ``paging.next.after``; its next
-        page is asked for with ``{"id", "after"}`` among the inputs of the next call. Raises FatalError
-        when HubSpot hands back a cursor it already gave for that object (it would loop forever).
+        page is asked for with ``{"id", "after"}`` among the inputs of a later call. The paging position is
+        the queue of inputs still to send (``_InputQueue``): raises PagingLoop (a FatalError) when HubSpot
+        hands back cursors it already gave (the queue repeats), as it would loop forever.
         """
         path = f"/crm/v4/associations/{self.PATHS[from_type]}/{self.PATHS[to_type]}/batch/read"
-        targets: dict[str, list[Any]] = {}
-        pending: list[dict[str, str]] = [{"id": i} for i in dict.fromkeys(ids)]
-        seen_cursors: set[tuple[str, str]] = set()
-        while pending:
-            batch, pending = pending[: self.MAX_ASSOCIATION_BATCH], pending[self.MAX_ASSOCIATION_BATCH :]
-            response = self.http.request(
-                "POST", path, json={"inputs": batch}, ok=(200, 207)
-            )  # 207: some objects have no associations, which is not an error here
+        queue: _InputQueue = tuple((i, "") for i in dict.fromkeys(ids))
+        if not queue:
+            return {}
+
+        def fetch(queue: _InputQueue) -> Page[tuple[str, list[Any]], _InputQueue]:
+            batch, rest = queue[: self.MAX_ASSOCIATION_BATCH], queue[self.MAX_ASSOCIATION_BATCH :]
+            inputs = [{"id": i, "after": after} if after else {"id": i} for i, after in batch]
+            # 207: some objects have no associations, which is not an error here
+            response = self.http.request("POST", path, json={"inputs": inputs}, ok=(200, 207))
+            to: dict[str, list[Any]] = {i: [] for i, _ in batch}
+            cursors: list[tuple[str, str]] = []
             for result in response.json().get("results") or []:
                 from_id = str((result.get("from") or {}).get("id"))
-                targets.setdefault(from_id, []).extend(result.get("to") or [])
-                after = ((result.get("paging") or {}).get("next") or {}).get("after")
+                to.setdefault(from_id, []).extend(result.get("to") or [])
+                after = _next_after(result)
                 if after:
-                    if (from_id, str(after)) in seen_cursors:
-                        raise FatalError(
-                            f"HubSpot repeated association cursor {after!r} for {from_type} {from_id}",
-                            vendor=self.name,
-                        )
-                    seen_cursors.add((from_id, str(after)))
-                    pending.append({"id": from_id, "after": str(after)})
+                    cursors.append((from_id, after))
+            # One item per object asked about (even with no associations): a batch of such objects is not
+            # the end of the list while inputs remain.
+            return Page(list(to.items()), (*rest, *cursors) or None)
+
+        targets: dict[str, list[Any]] = {}
+        for from_id, to in paginate(fetch, queue, vendor=self.name, what=f"{from_type} to {to_type} associations"):
+            targets.setdefault(from_id, []).extend(to)
         found: dict[str, list[str]] = {}
         for from_id, to in targets.items():
             primary = {
@@ -634,39 +670,60 @@ class HubSpotCrm:
         Keyset paging on the modification time: past the search's 10,000-result cap the next query starts
         at the last time seen, so any number of changes is reachable.
         """
-        for object_type, prop in self.MODIFIED_PROPERTY.items():
-            start_ms = _epoch_ms(since)
-            seen: set[tuple[str, str]] = set()
-            while True:
-                body: dict[str, Any] = {
-                    "filterGroups": [{"filters": [{"propertyName": prop, "operator": "GTE", "value": str(start_ms)}]}],
-                    "properties": [prop],
-                    "sorts": [{"propertyName": prop, "direction": "ASCENDING"}],
-                    "limit": self.SEARCH_PAGE_SIZE,
-                }
-                last_ms, fresh, count = start_ms, 0, 0
-                while True:
-                    page = self._search(object_type, body)
-                    for result in page.get("results") or []:
-                        count += 1
-                        modified = _parse_time((result.get("properties") or {}).get(prop)) or _parse_time(
-                            result.get("updatedAt")
-                        )
-                        modified_ms = _epoch_ms(modified) if modified else start_ms
-                        key = (str(result["id"]), str(modified_ms))
-                        last_ms = max(last_ms, modified_ms)
-                        if key in seen:
-                            continue
-                        seen.add(key)
-                        fresh += 1
-                        yield self._change_event(object_type, key[0], modified or since)
-                    after = ((page.get("paging") or {}).get("next") or {}).get("after")
-                    if not after or count >= self.SEARCH_RESULT_CAP:
-                        break
-                    body["after"] = str(after)
-                if count < self.SEARCH_RESULT_CAP or not fresh:
-                    break
-                start_ms = last_ms
+        for object_type in self.MODIFIED_PROPERTY:
+            events = paginate(
+                self._changes_fetch(object_type, since),
+                _Keyset(query=0, start_ms=_epoch_ms(since)),
+                vendor=self.name,
+                what=f"{object_type} changes",
+            )
+            yield from (event for event in events if event is not None)
+
+    def _changes_fetch(self, object_type: str, since: datetime) -> Callable[[_Keyset], Page[SyncEvent | None, _Keyset]]:
+        """The page reader of one object type's change scan: each page's results as change events, None
+        for a result an earlier query of the scan already gave (same id, same modification time)."""
+        prop = self.MODIFIED_PROPERTY[object_type]
+        seen: set[tuple[str, str]] = set()
+        tally = _QueryTally(last_ms=0)
+
+        def fetch(position: _Keyset) -> Page[SyncEvent | None, _Keyset]:
+            nonlocal tally
+            if position.after is None:  # a new query: its own count of results and of fresh ones
+                tally = _QueryTally(last_ms=position.start_ms)
+            body: dict[str, Any] = {
+                "filterGroups": [
+                    {"filters": [{"propertyName": prop, "operator": "GTE", "value": str(position.start_ms)}]}
+                ],
+                "properties": [prop],
+                "sorts": [{"propertyName": prop, "direction": "ASCENDING"}],
+                "limit": self.SEARCH_PAGE_SIZE,
+            }
+            if position.after is not None:
+                body["after"] = position.after
+            page = self._search(object_type, body)
+            events: list[SyncEvent | None] = []
+            for result in page.get("results") or []:
+                tally.count += 1
+                modified = _parse_time((result.get("properties") or {}).get(prop)) or _parse_time(
+                    result.get("updatedAt")
+                )
+                modified_ms = _epoch_ms(modified) if modified else position.start_ms
+                key = (str(result["id"]), str(modified_ms))
+                tally.last_ms = max(tally.last_ms, modified_ms)
+                if key in seen:
+                    events.append(None)
+                    continue
+                seen.add(key)
+                tally.fresh += 1
+                events.append(self._change_event(object_type, key[0], modified or since))
+            after = _next_after(page)
+            if after and tally.count < self.SEARCH_RESULT_CAP:
+                return Page(events, replace(position, after=after))
+            if tally.count >= self.SEARCH_RESULT_CAP and tally.fresh:  # past the cap: from the last time seen
+                return Page(events, _Keyset(query=position.query + 1, start_ms=tally.last_ms))
+            return Page(events, None)
+
+        return fetch
 
     def _change_event(self, object_type: str, object_id: str, modified: datetime) -> SyncEvent:
         ref = CrmRef(crm=self.name, object_type=object_type, object_id=object_id)
@@ -786,25 +843,30 @@ class HubSpotCrm:
         }
         yielded: set[str] = set()
         seen = 0
-        while True:
-            page = self._search("deal", body)
-            if "after" not in body and int(page.get("total") or 0) > self.SEARCH_RESULT_CAP:
-                yield from self._split(start_ms, end_ms, stages, skip)
-                return
-            for result in page.get("results") or []:
-                seen += 1
-                object_id = str(result["id"])
-                if object_id not in skip and object_id not in yielded:
-                    yielded.add(object_id)
-                    yield self._deal(result)
-            after = ((page.get("paging") or {}).get("next") or {}).get("after")
-            if not after:
-                return
-            if seen >= self.SEARCH_RESULT_CAP:
+        split: frozenset[str] | None = None  # the range must be split: skip these ids there (more added below)
+
+        def fetch(after: str | None) -> Page[Any, str | None]:
+            nonlocal seen, split
+            page = self._search("deal", {**body, "after": after} if after is not None else body)
+            if after is None and int(page.get("total") or 0) > self.SEARCH_RESULT_CAP:
+                split = skip
+                return Page((), None)
+            results = page.get("results") or []
+            seen += len(results)
+            following = _next_after(page)
+            if following and seen >= self.SEARCH_RESULT_CAP:
                 # ``total`` was absent or grew while paging: split what is left, skipping what we gave out.
-                yield from self._split(start_ms, end_ms, stages, skip | yielded)
-                return
-            body["after"] = str(after)
+                split = skip | yielded  # with this page's ids, once they are given out below
+                return Page(results, None)
+            return Page(results, following)
+
+        for result in paginate(fetch, None, vendor=self.name, what="won deals search"):
+            object_id = str(result["id"])
+            if object_id not in skip and object_id not in yielded:
+                yielded.add(object_id)
+                yield self._deal(result)
+        if split is not None:
+            yield from self._split(start_ms, end_ms, stages, split | yielded)
 
     def _split(self, start_ms: int, end_ms: int, stages: list[str], skip: frozenset[str]) -> Iterator[Deal]:
         if end_ms - start_ms < 2:
@@ -860,17 +922,16 @@ class HubSpotCrm:
         return CrmRef.model_validate({"crm": self.name, "object_type": object_type, "object_id": object_id})
 
     def _line_items(self, deal_id: str) -> tuple[LineItem, ...]:
-        ids: list[str] = []
-        params: dict[str, Any] = {"limit": self.ASSOCIATION_PAGE_SIZE}
-        while True:
-            page = self.http.request(
-                "GET", f"/crm/v4/objects/{self.PATHS['deal']}/{deal_id}/associations/line_items", params=params
-            ).json()
-            ids.extend(str(r["toObjectId"]) for r in page.get("results") or [])
-            after = ((page.get("paging") or {}).get("next") or {}).get("after")
-            if not after:
-                break
-            params = {**params, "after": after}
+        path = f"/crm/v4/objects/{self.PATHS['deal']}/{deal_id}/associations/line_items"
+
+        def fetch(after: str | None) -> Page[str, str | None]:
+            params: dict[str, Any] = {"limit": self.ASSOCIATION_PAGE_SIZE}
+            if after is not None:
+                params["after"] = after
+            page = self.http.request("GET", path, params=params).json()
+            return Page([str(r["toObjectId"]) for r in page.get("results") or []], _next_after(page))
+
+        ids = list(paginate(fetch, None, vendor=self.name, what=f"line items of deal {deal_id}"))
         unique = sorted(set(ids), key=_id_order)
         if not unique:
             return ()
