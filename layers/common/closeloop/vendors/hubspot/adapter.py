@@ -47,6 +47,7 @@ from closeloop.errors import (
     ConfigurationError,
     Conflict,
     FatalError,
+    IntegrationError,
     NotFound,
     ValidationFailed,
     WebhookRejected,
@@ -69,7 +70,7 @@ from closeloop.wire import webhook_json
 if TYPE_CHECKING:
     import httpx
 
-    from closeloop.http import AccessTokens, VendorHttp
+    from closeloop.http import AccessTokens, Fault, VendorHttp
     from closeloop.oauth import TokenGrant
 
 
@@ -139,6 +140,36 @@ def hubspot_rate_limit(response: Any) -> Any:
     if verdict.retry_after is None and policy in _RATE_LIMIT_WAITS:
         return RateLimitVerdict(retry=True, retry_after=_RATE_LIMIT_WAITS[policy], problem=policy.lower())
     return verdict
+
+
+#: HubSpot error categories that name the error whatever the 4xx status (HubSpot's "API error responses": every
+#: error body may carry ``category``, e.g. VALIDATION_ERROR; batch answers report OBJECT_NOT_FOUND per item).
+_CATEGORY_ERRORS: Mapping[str, type[IntegrationError]] = {
+    "VALIDATION_ERROR": ValidationFailed,
+    "OBJECT_NOT_FOUND": NotFound,
+}
+
+
+def hubspot_fault(error: Mapping[str, Any], *, default: type[IntegrationError] | None = None) -> Fault:
+    """One HubSpot error object (a failed answer's body, or an item of a batch answer's ``errors``): its
+    ``message``, its ``category`` as the code and the error the category names (else ``default``).
+    HubSpot's docs treat every field as optional."""
+    from closeloop.http import Fault  # noqa: PLC0415 - keep httpx off the webhook path
+
+    category = str(error.get("category") or "")
+    return Fault(message=str(error.get("message") or ""), code=category, error=_CATEGORY_ERRORS.get(category, default))
+
+
+def read_hubspot_fault(response: httpx.Response) -> Fault | None:
+    """What a failed HubSpot answer says (``VendorHttp``'s ``read_fault``). Its category decides the error
+    only for a 4xx that is not about access (401, 403): a 5xx stays Unavailable, a 401 AuthExpired."""
+    body = response.json()
+    if not isinstance(body, dict):
+        return None
+    fault = hubspot_fault(body)
+    if response.status_code >= 500 or response.status_code in (401, 403):
+        return replace(fault, error=None)
+    return fault
 
 
 def refresh_with_hubspot(
@@ -496,6 +527,7 @@ class HubSpotCrm:
                 self._base_url,
                 request_id_header="x-hubspot-correlation-id",
                 rate_limit=hubspot_rate_limit,
+                read_fault=read_hubspot_fault,
                 **kwargs,
             )
         return self._http
@@ -1022,14 +1054,16 @@ class HubSpotCrm:
         self._raise_first([e for object_type, chunk in by_type.items() for e in self._batch_update(object_type, chunk)])
 
     @staticmethod
-    def _raise_first(errors: Sequence[FatalError]) -> None:
+    def _raise_first(errors: Sequence[IntegrationError]) -> None:
         if errors:
             raise errors[0]
 
-    def _batch_update(self, object_type: str, updates: Mapping[str, Mapping[str, str]]) -> list[FatalError]:
+    def _batch_update(self, object_type: str, updates: Mapping[str, Mapping[str, str]]) -> list[IntegrationError]:
         """Send every batch; return the fatal failures (a 400 batch, ids reported missing, other 207 errors)."""
+        from closeloop.http import Fault, typed_error  # noqa: PLC0415 - keep httpx off the webhook path
+
         items = list(updates.items())
-        errors: list[FatalError] = []
+        errors: list[IntegrationError] = []
         missing: list[str] = []
         for start in range(0, len(items), self.MAX_BATCH):
             inputs = [{"id": i, "properties": dict(p)} for i, p in items[start : start + self.MAX_BATCH]]
@@ -1046,14 +1080,15 @@ class HubSpotCrm:
             if response.status_code != 207:
                 continue
             for error in response.json().get("errors") or []:
-                if error.get("category") == "OBJECT_NOT_FOUND":
+                fault = hubspot_fault(error, default=ValidationFailed)
+                if fault.error is NotFound:
                     missing.extend(str(i) for i in ((error.get("context") or {}).get("ids") or []))
                 else:
-                    message = f"HubSpot rejected part of a {object_type} batch update: {error.get('category')}"
-                    errors.append(ValidationFailed(f"{message}: {error.get('message')}", vendor=self.name, status=207))
+                    what = f"HubSpot rejected part of a {object_type} batch update"
+                    errors.append(typed_error(207, fault, what, vendor=self.name))
         if missing:
-            text = f"HubSpot has no {object_type} with id(s) {', '.join(missing)}"
-            errors.append(NotFound(text, vendor=self.name, status=207))
+            what = f"HubSpot has no {object_type} with id(s) {', '.join(missing)}"
+            errors.append(typed_error(207, Fault(code="OBJECT_NOT_FOUND", error=NotFound), what, vendor=self.name))
         return errors
 
     #: Canonical customer field -> the company property resolve_customer reads it from (tax: see below).
