@@ -10,7 +10,8 @@ import pytest
 from closeloop.errors import WebhookRejected
 from closeloop.models import SyncEvent
 from closeloop.ports import WebhookRequest
-from closeloop.vendors.hubspot.adapter import HubSpotCrm, signature_v1, signature_v2, signature_v3
+from closeloop.vendors.hubspot.adapter import HubSpotCrm
+from closeloop.vendors.hubspot.webhooks import signature_v1, signature_v2, signature_v3
 
 SECRET = "yyyyyyyy-yyyy-yyyy-yyyy-yyyyyyyyyyyy"
 URI = "https://www.example.com/webhook_uri"
@@ -310,3 +311,15 @@ def test_an_unknown_minimum_in_the_environment_is_a_configuration_error() -> Non
 
     with pytest.raises(ConfigurationError, match="HUBSPOT_SIGNATURE_MIN_VERSION"):
         HubSpotSettings.from_env({"HUBSPOT_SIGNATURE_MIN_VERSION": "v0"})
+
+
+def test_the_adapter_modules_do_not_load_httpx_for_the_webhook_route() -> None:
+    # Given a fresh interpreter, When the HubSpot adapter (with its webhooks, client and mapping) is imported
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    code = "import sys, closeloop.vendors.hubspot.adapter; print('httpx' in sys.modules)"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+
+    # Then httpx is not loaded: the webhook route verifies and parses without it (a fast cold start)
+    assert loaded == "False"

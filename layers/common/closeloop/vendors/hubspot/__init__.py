@@ -18,7 +18,8 @@ class HubSpotSettings(VendorSettings):
 
 
 def build(settings: HubSpotSettings, creds: CredentialSource, services: Services) -> Any:
-    from closeloop.vendors.hubspot.adapter import REFRESH_RESEND_WITHIN_SECONDS, HubSpotCrm, refresh_with_hubspot  # noqa: PLC0415
+    from closeloop.vendors.hubspot.adapter import HubSpotCrm  # noqa: PLC0415
+    from closeloop.vendors.hubspot.client import REFRESH_RESEND_WITHIN_SECONDS, refresh_with_hubspot  # noqa: PLC0415
 
     # A private app's token when set; else an OAuth app's tokens (HubSpot's refresh tokens do not rotate).
     return HubSpotCrm(
