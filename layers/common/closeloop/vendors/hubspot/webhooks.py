@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError
 
 from closeloop.errors import WebhookRejected
 from closeloop.models import CrmRef, SyncEvent
@@ -71,19 +71,22 @@ SIGNATURE_VERSIONS = ("v1", "v2", "v3")
 
 
 class HubSpotWebhookEvent(BaseModel):
-    """One element of a HubSpot webhook batch, as HubSpot sends it."""
+    """One event of a HubSpot webhook delivery, as HubSpot's webhooks docs describe it (fields HubSpot may add
+    are allowed and ignored)."""
 
     model_config = ConfigDict(extra="allow", strict=False)
 
     eventId: int
     subscriptionId: int
     portalId: int
-    occurredAt: int
-    subscriptionType: str
+    occurredAt: int = Field(description="milliseconds since the epoch")
+    subscriptionType: str = Field(examples=["company.creation", "deal.propertyChange", "object.propertyChange"])
     objectId: int | None = None
+    #: associationChange events name their two ends (this one is the subscribed type), not objectId.
     fromObjectId: int | None = None
-    #: Generic ``object.*`` events name the object's type here ("0-1"); typed ones ("contact.*") do not.
-    objectTypeId: str | None = None
+    objectTypeId: str | None = Field(
+        None, description="generic object.* events name the object's type: 0-1 contact, 0-2 company, 0-3 deal"
+    )
     #: A generic associationChange's subscribed end: see GUESSES["association_change_type_id"].
     fromObjectTypeId: str | None = None
     attemptNumber: int = 0
@@ -95,6 +98,17 @@ class HubSpotWebhookEvent(BaseModel):
     sourceId: str | None = None
 
 
+#: Events in one delivery, at most (HubSpot's webhooks docs: "batches" of up to 100).
+MAX_EVENTS = 100
+
+
+class HubSpotWebhookBatch(RootModel[list[HubSpotWebhookEvent]]):
+    """A HubSpot webhook delivery: a JSON array of 1 to 100 events (the webhook API's request body schema is
+    generated from this model: ``WebhookRoute.body``)."""
+
+    root: list[HubSpotWebhookEvent] = Field(min_length=1, max_length=MAX_EVENTS)
+
+
 class HubSpotWebhooks:
     """The webhook half of the HubSpot port: ``verify_webhook`` and ``parse_webhook`` (mixed into HubSpotCrm)."""
 
@@ -103,8 +117,6 @@ class HubSpotWebhooks:
     _min_version: int
     _clock: Callable[[], float]
 
-    #: Events in one delivery, at most (HubSpot's webhooks docs).
-    MAX_EVENTS: ClassVar[int] = 100
     TOLERANCE_MS: ClassVar[int] = 5 * 60 * 1000
     #: HubSpot subscription object -> canonical object type.
     OBJECTS: ClassVar[dict[str, str]] = {
@@ -175,25 +187,14 @@ class HubSpotWebhooks:
             raise WebhookRejected(401, "invalid HubSpot signature")
 
     def parse_webhook(self, body: bytes) -> list[SyncEvent]:
+        """The delivery's events about objects we follow, read with ``HubSpotWebhookBatch``; other objects'
+        events are skipped. Raises WebhookRejected(400) naming what is wrong (first problem only)."""
         payload = webhook_json(body)
-        if not isinstance(payload, list):
-            raise WebhookRejected(400, "expected a JSON array of HubSpot events")
-        if not payload:
-            raise WebhookRejected(400, "the event array is empty")
-        if len(payload) > self.MAX_EVENTS:
-            raise WebhookRejected(400, f"a HubSpot batch holds at most {self.MAX_EVENTS} events, got {len(payload)}")
-        events: list[SyncEvent] = []
-        for index, raw in enumerate(payload):
-            try:
-                event = HubSpotWebhookEvent.model_validate(raw)
-            except ValidationError as exc:
-                first = exc.errors()[0]
-                where = ".".join(str(p) for p in first["loc"]) or "event"
-                raise WebhookRejected(400, f"event {index}: {where}: {first['msg']}") from exc
-            parsed = self._to_sync_event(event)
-            if parsed is not None:
-                events.append(parsed)
-        return events
+        try:
+            batch = HubSpotWebhookBatch.model_validate(payload)
+        except ValidationError as exc:
+            raise WebhookRejected(400, _refusal(exc, payload)) from exc
+        return [parsed for event in batch.root if (parsed := self._to_sync_event(event)) is not None]
 
     def _to_sync_event(self, event: HubSpotWebhookEvent) -> SyncEvent | None:
         object_name, _, action = event.subscriptionType.partition(".")
@@ -219,3 +220,19 @@ class HubSpotWebhooks:
             actor=event.sourceId,
             dedupe_key=f"{event.subscriptionId}:{event.eventId}:{object_id}:{event.occurredAt}",
         )
+
+
+def _refusal(error: ValidationError, payload: object) -> str:
+    """Why HubSpotWebhookBatch refused a delivery, in one line: the first problem, and which event has it."""
+    first = error.errors()[0]
+    where = first["loc"]
+    if not where:
+        if first["type"] == "list_type":
+            return "expected a JSON array of HubSpot events"
+        if first["type"] == "too_short":
+            return "the event array is empty"
+        if first["type"] == "too_long" and isinstance(payload, list):
+            return f"a HubSpot batch holds at most {MAX_EVENTS} events, got {len(payload)}"
+        return f"body: {first['msg']}"
+    index, *field = where
+    return f"event {index}: {'.'.join(str(p) for p in field) or 'event'}: {first['msg']}"
