@@ -18,7 +18,7 @@ import pytest
 from closeloop.errors import AuthRevoked, ConfigurationError, FatalError, RateLimited, Unanswered
 from closeloop.http import RetryPolicy
 from closeloop.oauth import TokenEndpoint, TokenGrant
-from closeloop.vendors.hubspot import adapter as hubspot
+from closeloop.vendors.hubspot import client as hubspot
 from closeloop.vendors.quickbooks import client as quickbooks
 from closeloop.vendors.sugarcrm import client as sugarcrm
 from closeloop.vendors.xero import adapter as xero
