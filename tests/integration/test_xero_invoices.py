@@ -19,6 +19,7 @@ import pytest
 from closeloop.errors import ValidationFailed
 from closeloop.models import InvoiceDraft, InvoiceLine
 from closeloop.oauth import RefreshingTokens, TokenGrant
+from closeloop.paging import PagingLoop
 from closeloop.vendors.xero.adapter import XeroAccounting
 from closeloop.wire import dumps_exact
 from closeloop_local.sandboxes.base import LoggedRequest, SandboxServer
@@ -524,3 +525,42 @@ def test_send_invoice_posts_the_documented_request_and_maps_a_refusal() -> None:
     # And a refusal is ValidationFailed with Xero's reason
     with pytest.raises(ValidationFailed, match="No email"):
         books.send_invoice("refused")
+
+
+def test_a_server_that_ignores_page_is_refused_as_a_paging_loop_after_two_calls() -> None:
+    # Given a Xero stand-in that answers the same full page of contacts whatever page is asked for
+    pages: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        pages.append(request.url.params["page"])
+        contacts = [{"ContactID": f"c-{n}", "Name": f"Contact {n}"} for n in range(XeroAccounting.PAGE_SIZE)]
+        return httpx.Response(200, json={"Contacts": contacts})
+
+    books = offline_adapter(handler)
+
+    # When the changed contacts are read, Then the repeated page is refused as a paging loop (not read for
+    # ever), after exactly the two calls that show it, and the message names the list
+    with pytest.raises(PagingLoop, match="GET /Contacts: xero repeated the paging position page 3"):
+        list(books.iter_customers_changed_since(datetime(2026, 1, 1, tzinfo=UTC)))
+    assert pages == ["1", "2"]
+
+
+def test_bulk_contact_pages_follow_the_first_page_s_page_count() -> None:
+    # Given an organisation whose active contacts take 3 bulk pages (the first page says so)
+    asked: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        page = request.url.params["page"]
+        asked.append(page)
+        rows = [{"ContactID": f"c-{page}", "Name": f"Contact {page}", "ContactStatus": "ACTIVE"}]
+        return httpx.Response(200, json={"Contacts": rows, "pagination": {"page": int(page), "pageCount": 3}})
+
+    books = offline_adapter(handler)
+    books.WHERE_MAX_CHARS = 40  # type: ignore[misc]  # many filter queries: paging through is cheaper
+
+    # When many numbers are looked up at once
+    found = books.find_customers_any(numbers=[f"hubspot-company-{n}" for n in range(10)])
+
+    # Then pages 1 to 3 were read once each, in order, and every contact on them is a candidate
+    assert asked == ["1", "2", "3"]
+    assert [c.id for c in found] == ["c-1", "c-2", "c-3"]

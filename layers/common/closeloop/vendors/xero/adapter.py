@@ -30,6 +30,8 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, ClassVar, Literal
@@ -52,6 +54,7 @@ from closeloop.models import (
     customer_fields,
 )
 from closeloop.oauth import RefreshingTokens, TokenEndpoint, TokenGrant
+from closeloop.paging import Page, next_page, paginate
 from closeloop.ports import WebhookRequest
 from closeloop.redaction import redact
 from closeloop.wire import dumps_exact, hmac_base64_matches, read_decimal_object, to_decimal, webhook_json
@@ -105,6 +108,22 @@ def refresh_with_identity(
     period above). Raises AuthRevoked on ``invalid_grant``, FatalError on any other refusal.
     """
     return TOKEN_ENDPOINT.refresher(identity_url, client_id, client_secret, transport=transport)
+
+
+@dataclass(frozen=True)
+class PageAfter:
+    """Where a ``page=N`` list goes on: page ``number``, after the page whose row ids were ``after``.
+
+    Two positions are the same when they follow the same rows (``number`` is not compared): a server that
+    ignores ``page`` hands back the rows just read, so the position after them repeats and ``paginate``
+    refuses it instead of reading the same page for ever.
+    """
+
+    number: int = dataclass_field(compare=False)
+    after: tuple[str, ...]
+
+    def __repr__(self) -> str:
+        return f"page {self.number} (after the same {len(self.after)} rows again)"
 
 
 def _quote(value: str) -> str:
@@ -255,37 +274,23 @@ class XeroAccounting:
     ) -> Iterator[dict[str, Any]]:
         """Every row of a paged list (JSON numbers as Decimal), PAGE_SIZE per call, until a short page.
 
-        A page repeating the previous one (a server ignoring ``page``) would loop for ever: an error.
+        A page repeating the previous one (a server ignoring ``page``) would loop for ever: ``PageAfter``
+        makes it a repeated position, which ``paginate`` refuses (PagingLoop).
         """
-        previous: list[str] = []
-        page = 1
-        while True:
-            query = {**params, "page": str(page), "pageSize": str(self.PAGE_SIZE)}
+
+        def fetch(at: PageAfter) -> Page[dict[str, Any], PageAfter]:
+            query = {**params, "page": str(at.number), "pageSize": str(self.PAGE_SIZE)}
             response = self.http.request("GET", path, params=query, headers=headers)
             rows: list[dict[str, Any]] = _read_json(response).get(collection) or []
-            ids = [str(row.get(id_field, "")) for row in rows]
-            if ids and ids == previous:
-                raise FatalError(f"Xero returned the same {collection} for page {page} as before", vendor=self.name)
-            yield from rows
-            if len(rows) < self.PAGE_SIZE:
-                return
-            previous = ids
-            page += 1
+            following = PageAfter(at.number + 1, tuple(str(row.get(id_field, "")) for row in rows))
+            return Page(rows, following if len(rows) >= self.PAGE_SIZE else None)
+
+        return paginate(fetch, PageAfter(1, ()), vendor=self.name, what=f"GET {path}")
 
     # -- reads -------------------------------------------------------------------------------------
 
     def _contacts(self, params: Mapping[str, str]) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = []
-        page = 1
-        while True:
-            response = self.http.request(
-                "GET", "/Contacts", params={**params, "page": str(page), "pageSize": str(self.PAGE_SIZE)}
-            )
-            batch = response.json().get("Contacts") or []
-            found.extend(batch)
-            if len(batch) < self.PAGE_SIZE:
-                return found
-            page += 1
+        return list(self._rows("/Contacts", "Contacts", "ContactID", params))
 
     def get_customer(self, customer_id: str) -> AccountingCustomer | None:
         contacts = self._contacts({"IDs": customer_id})
@@ -337,23 +342,24 @@ class XeroAccounting:
             return []
         rows: list[dict[str, Any]] = []
         if len(queries) > 1:
-            first = self.http.request("GET", "/Contacts", params=self._all_active_page(1)).json()
+            first = self._all_active_page(1)
             pages = int((first.get("pagination") or {}).get("pageCount") or 1)
             if pages - 1 < len(queries):
-                rows = list(first.get("Contacts") or [])
-                for page in range(2, pages + 1):
-                    rows.extend(
-                        self.http.request("GET", "/Contacts", params=self._all_active_page(page)).json().get("Contacts")
-                        or []
-                    )
-                return [to_customer(c) for c in rows]
+
+                def fetch(number: int) -> Page[dict[str, Any], int]:
+                    payload = first if number == 1 else self._all_active_page(number)
+                    return Page(payload.get("Contacts") or [], next_page(number, more=number < pages))
+
+                return [to_customer(c) for c in paginate(fetch, 1, vendor=self.name, what="GET /Contacts")]
         for where in queries:
             rows.extend(self._contacts({"where": f'ContactStatus=="ACTIVE"&&({where})'}))
         unique = {str(c.get("ContactID")): c for c in rows}
         return [to_customer(c) for c in unique.values() if c.get("ContactStatus", "ACTIVE") == "ACTIVE"]
 
-    def _all_active_page(self, page: int) -> dict[str, str]:
-        return {"where": 'ContactStatus=="ACTIVE"', "page": str(page), "pageSize": str(self.BULK_PAGE_SIZE)}
+    def _all_active_page(self, page: int) -> dict[str, Any]:
+        """Page ``page`` of every active contact, BULK_PAGE_SIZE a page (its ``pagination`` says how many)."""
+        params = {"where": 'ContactStatus=="ACTIVE"', "page": str(page), "pageSize": str(self.BULK_PAGE_SIZE)}
+        return _read_json(self.http.request("GET", "/Contacts", params=params))
 
     # -- writes ------------------------------------------------------------------------------------
 
