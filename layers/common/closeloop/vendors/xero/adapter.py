@@ -34,14 +34,23 @@ from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, cast
 from urllib.parse import quote
 
 import httpx
 
 from closeloop.dates import parse_timestamp
 from closeloop.errors import ConfigurationError, Conflict, FatalError, ValidationFailed, WebhookRejected
-from closeloop.http import Pacer, RateLimit, RateLimitVerdict, TokenAuth, VendorHttp, retry_after_header
+from closeloop.http import (
+    Fault,
+    Pacer,
+    RateLimit,
+    RateLimitVerdict,
+    TokenAuth,
+    VendorHttp,
+    retry_after_header,
+    typed_error,
+)
 from closeloop.models import (
     AccountingCustomer,
     AccountingEvent,
@@ -56,7 +65,6 @@ from closeloop.models import (
 from closeloop.oauth import RefreshingTokens, TokenEndpoint, TokenGrant
 from closeloop.paging import Page, next_page, paginate
 from closeloop.ports import WebhookRequest
-from closeloop.redaction import redact
 from closeloop.wire import dumps_exact, hmac_base64_matches, read_decimal_object, to_decimal, webhook_json
 
 API_PREFIX = "/api.xro/2.0"
@@ -74,6 +82,42 @@ def xero_rate_limit(response: httpx.Response) -> RateLimitVerdict:
     problem = response.headers.get("x-rate-limit-problem", "").lower()
     problem = {"daily": "day"}.get(problem, problem)  # both spellings are reported
     return RateLimitVerdict(retry=problem != "day", retry_after=verdict.retry_after, problem=problem)
+
+
+def xero_fault(response: httpx.Response) -> Fault | None:
+    """What a Xero error body says: the ``ValidationErrors`` messages of a ValidationException's
+    ``Elements`` (else its ``Message``), or a problem-details ``Detail`` (an Idempotency-Key reused for another
+    request: GUESSES["idempotency_replay"]); a duplicate name or number is a Conflict. None for a body with
+    neither (Xero's 404 is a plain-text page)."""
+    try:
+        payload = json.loads(response.text)
+    except ValueError:  # not JSON: the messages Xero's shape would carry, if any
+        messages = re.findall(r'"Message"\s*:\s*"([^"]*)"', response.text)
+        return _validation_fault(messages) if messages else None
+    if not isinstance(payload, dict):
+        return None
+    messages = [message for element in payload.get("Elements") or [] for message in _element_messages(element)]
+    messages = messages or [str(payload.get(key)) for key in ("Message", "Detail") if payload.get(key)][:1]
+    code = str(payload.get("Type") or payload.get("Title") or "")
+    return _validation_fault(messages, code) if messages or code else None
+
+
+def element_fault(element: Mapping[str, Any]) -> Fault | None:
+    """The refusal of one element of a ``summarizeErrors=false`` batch answered 200 (None: it was saved): its
+    ValidationErrors, a Conflict when they name a duplicate, else a ValidationFailed."""
+    if not element.get("HasValidationErrors") and element.get("StatusAttributeString", "OK") != "ERROR":
+        return None
+    fault = _validation_fault(_element_messages(element))
+    return fault if fault.error is not None else Fault(fault.message, fault.code, ValidationFailed)
+
+
+def _element_messages(element: Mapping[str, Any]) -> list[str]:
+    return [str(error.get("Message", "")) for error in element.get("ValidationErrors") or []]
+
+
+def _validation_fault(messages: Sequence[str], code: str = "") -> Fault:
+    duplicate = any(_DUPLICATE.search(message) for message in messages)
+    return Fault("; ".join(messages) or "validation error", code, Conflict if duplicate else None)
 
 
 #: Re-sending a refresh token whose answer was lost is safe for this long. Xero's OAuth FAQ
@@ -190,6 +234,7 @@ class XeroAccounting:
             base_url.rstrip("/") + API_PREFIX,
             auth=TokenAuth(tokens, prepare=lambda request: request.headers.update({"xero-tenant-id": tenant_id()})),
             rate_limit=xero_rate_limit,
+            read_fault=xero_fault,
             request_id_header="xero-correlation-id",
             pacer=pacer,
             **kwargs,
@@ -384,32 +429,21 @@ class XeroAccounting:
                 # Per chunk and content: a retried batch that now holds fewer contacts is a new request
                 # (GUESSES["idempotency_replay"]).
                 headers={"Idempotency-Key": _chunk_key(idempotency_key, body, self.IDEMPOTENCY_KEY_MAX)},
-                ok=(200, 400),
             )
-            if response.status_code == 400:
-                raise self._rejected(response, "the batch of contacts")
             rows = response.json().get("Contacts") or []
             if len(rows) != len(chunk):
                 raise FatalError(f"Xero answered {len(rows)} contacts for {len(chunk)} sent", vendor=self.name)
-            results.extend(self._element_result(row, response) for row in rows)
+            request_id = response.headers.get("xero-correlation-id")
+            for index, row in enumerate(rows, start=start + 1):
+                fault = element_fault(row)
+                if fault is None:
+                    results.append(to_customer(row))
+                else:  # 400: what Xero answers the same refusal of a contact sent alone
+                    what = f"PUT /Contacts: contact {index} of {len(customers)}"
+                    error = typed_error(400, fault, what, vendor=self.name, request_id=request_id)
+                    # element_fault names Conflict or ValidationFailed, both FatalErrors
+                    results.append(cast(FatalError, error))
         return results
-
-    def _element_result(self, row: Mapping[str, Any], response: httpx.Response) -> AccountingCustomer | FatalError:
-        if not row.get("HasValidationErrors") and row.get("StatusAttributeString", "OK") != "ERROR":
-            return to_customer(row)
-        messages = [str(e.get("Message", "")) for e in row.get("ValidationErrors") or []]
-        request_id = response.headers.get("xero-correlation-id")
-        if any(_DUPLICATE.search(m) for m in messages):
-            return Conflict(
-                "Xero already has a contact with this name or number",
-                vendor=self.name,
-                status=400,
-                request_id=request_id,
-            )
-        reason = "; ".join(redact(m) for m in messages) or "validation error"
-        return ValidationFailed(
-            f"Xero rejected the contact: {reason}", vendor=self.name, status=400, request_id=request_id
-        )
 
     def create_customer(self, customer: Customer, *, number: str, idempotency_key: str) -> AccountingCustomer:
         body = {"ContactNumber": number, **to_xero(customer, customer_fields(customer).keys())}
@@ -436,17 +470,7 @@ class XeroAccounting:
             params={"summarizeErrors": "true"},
             json={"Contacts": [contact]},
             headers={"Idempotency-Key": idempotency_key[:128]},
-            ok=(200, 400),  # a 400 ValidationException is read here: its messages say which rule failed
         )
-        if response.status_code == 400:
-            if any(_DUPLICATE.search(m) for m in _validation_messages(response.text)):
-                raise Conflict(
-                    "Xero already has a contact with this name or number",
-                    vendor=self.name,
-                    status=400,
-                    request_id=response.headers.get("xero-correlation-id"),
-                )
-            raise self._rejected(response, "the contact")
         return to_customer((response.json().get("Contacts") or [{}])[0])
 
     # -- items and invoices ------------------------------------------------------------------------
@@ -517,10 +541,7 @@ class XeroAccounting:
                 "Content-Type": "application/json",
                 "Idempotency-Key": idempotency_key[: self.IDEMPOTENCY_KEY_MAX],
             },
-            ok=(200, 400),  # a 400 ValidationException is read here: its messages say which rule failed
         )
-        if response.status_code == 400:
-            raise self._rejected(response, "the invoice")
         rows = _read_json(response).get("Invoices") or []
         if not rows:
             raise FatalError("Xero accepted the invoice but returned none", vendor=self.name, status=200)
@@ -535,7 +556,7 @@ class XeroAccounting:
         ValidationFailed when Xero refuses (e.g. not authorised, no contact email), Unanswered when the
         request was sent and no answer says whether Xero emailed it.
         """
-        response = self.http.request(
+        self.http.request(
             "POST",
             f"/Invoices/{quote(invoice_id, safe='')}/Email",
             content=b"{}",  # the spec's RequestEmpty body
@@ -543,11 +564,9 @@ class XeroAccounting:
                 "Content-Type": "application/json",
                 "Idempotency-Key": f"closeloop-email-{invoice_id}"[: self.IDEMPOTENCY_KEY_MAX],
             },
-            ok=(200, 204, 400),
+            ok=(200, 204),
             retry_sent=False,
         )
-        if response.status_code == 400:
-            raise self._rejected(response, f"emailing invoice {invoice_id}")
 
     def iter_invoices_changed_since(self, since: datetime | None) -> Iterator[Invoice]:
         """Sales invoices modified at or after ``since`` (every one when None), lazily, page by page.
@@ -606,39 +625,6 @@ class XeroAccounting:
             url=self.WEB_URL + self.INVOICE_WEB_PATH.format(id=quote(invoice_id, safe="")) if invoice_id else "",
             updated_at=updated.astimezone(UTC) if updated else None,
         )
-
-    def _rejected(self, response: httpx.Response, what: str) -> ValidationFailed:
-        """A 400 as ValidationFailed naming Xero's messages (a ValidationException, or a problem's Detail)."""
-        messages = _validation_messages(response.text) or _problem_detail(response.text)
-        reason = "; ".join(redact(m) for m in messages) or "validation error"
-        return ValidationFailed(
-            f"Xero rejected {what}: {reason}",
-            vendor=self.name,
-            status=400,
-            request_id=response.headers.get("xero-correlation-id"),
-            body=redact(response.text),
-        )
-
-
-def _validation_messages(body: str) -> list[str]:
-    try:
-        payload = json.loads(body)
-    except ValueError:
-        return re.findall(r'"Message"\s*:\s*"([^"]*)"', body)
-    messages: list[str] = []
-    for element in payload.get("Elements") or []:
-        messages.extend(str(e.get("Message", "")) for e in element.get("ValidationErrors") or [])
-    return messages or ([str(payload["Message"])] if payload.get("Message") else [])
-
-
-def _problem_detail(body: str) -> list[str]:
-    """The ``Detail`` of a problem-details body (e.g. an Idempotency-Key reused for another request)."""
-    try:
-        payload = json.loads(body)
-    except ValueError:
-        return []
-    detail = payload.get("Detail") if isinstance(payload, dict) else None
-    return [str(detail)] if detail else []
 
 
 def _webhook_object(body: bytes) -> dict[str, Any]:
