@@ -21,7 +21,8 @@ from closeloop.http import Fault
 from closeloop.models import AccountingCustomer, CrmRef, Customer, InvoiceDraft, InvoiceLine
 from closeloop.oauth import RefreshingTokens, TokenGrant
 from closeloop.paging import PagingLoop
-from closeloop.vendors.xero.adapter import XeroAccounting, element_fault, xero_fault
+from closeloop.vendors.xero.adapter import XeroAccounting
+from closeloop.vendors.xero.client import element_fault, xero_fault
 from closeloop.wire import dumps_exact
 from closeloop_local.sandboxes.base import LoggedRequest, SandboxServer
 from closeloop_local.sandboxes.xero import XeroSandbox, serve

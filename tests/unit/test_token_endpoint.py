@@ -21,7 +21,7 @@ from closeloop.oauth import TokenEndpoint, TokenGrant
 from closeloop.vendors.hubspot import adapter as hubspot
 from closeloop.vendors.quickbooks import adapter as quickbooks
 from closeloop.vendors.sugarcrm import adapter as sugarcrm
-from closeloop.vendors.xero import adapter as xero
+from closeloop.vendors.xero import client as xero
 from closeloop.vendors.zohobooks import adapter as zohobooks
 
 URL = "https://token.test"
