@@ -80,19 +80,8 @@ SPEC = VendorSpec(
                 "parameters": [
                     {"name": "x-xero-signature", "in": "header", "required": True, "schema": {"type": "string"}}
                 ],
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "required": ["events"],
-                                "properties": {"events": {"type": "array", "items": {"type": "object"}}},
-                            }
-                        }
-                    },
-                },
             },
+            body="closeloop.vendors.xero.webhooks:XeroWebhookPayload",
         ),
     ),
 )

@@ -12,8 +12,10 @@ INVOICE UPDATE (GUESSES["payment_updates_invoice"]), and the If-Modified-Since p
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Literal, cast
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from closeloop.errors import WebhookRejected
 from closeloop.models import AccountingEvent, AccountingResource
@@ -25,6 +27,8 @@ SIGNATURE_HEADER = "x-xero-signature"
 #: Webhook eventCategory -> the resource it is about; other categories are not followed.
 WEBHOOK_RESOURCES: Mapping[str, AccountingResource] = {"CONTACT": "customer", "INVOICE": "invoice"}
 WEBHOOK_KINDS: Mapping[str, Literal["created", "changed"]] = {"CREATE": "created", "UPDATE": "changed"}
+#: XW's bound on a sequence number (a 32-bit signed integer).
+MAX_SEQUENCE = 2147483647
 
 
 def verify_xero_signature(key: str, request: WebhookRequest) -> None:
@@ -38,34 +42,68 @@ def verify_xero_signature(key: str, request: WebhookRequest) -> None:
         raise WebhookRejected(401, "missing or wrong x-xero-signature for this webhook key")
 
 
+#: A string with something in it (``\S`` is searched for, in pydantic and in JSON Schema alike).
+XeroText = Annotated[str, StringConstraints(pattern=r"\S")]
+
+
+def _a_time(value: str) -> str:
+    if parse_xero_datetime(value) is None:
+        raise ValueError("not a date-time")
+    return value
+
+
+class XeroWebhookEvent(BaseModel):
+    """One event of a delivery (XW ``WebhookEvent.events[]``): the record that changed, by id.
+
+    The fields the parser reads are required; ``resourceUrl`` and ``tenantType`` (required in XW, never read)
+    are typed but optional (GUESSES["webhook_body_leniency"]); fields Xero adds (``data`` on a credit note)
+    are kept.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    resourceId: XeroText
+    eventCategory: XeroText
+    eventType: XeroText
+    #: UTC without an offset (``2024-06-21T01:15:39.902``); a .NET ``/Date(…)/`` is read too.
+    eventDateUtc: Annotated[XeroText, AfterValidator(_a_time)]
+    tenantId: XeroText
+    resourceUrl: str | None = None
+    tenantType: str | None = None
+
+
+class XeroWebhookPayload(BaseModel):
+    """A Xero webhook delivery (XW ``WebhookEvent``): a batch of events; none for intent-to-receive.
+
+    The sequence numbers and ``entropy`` are typed but optional, and a sequence may be 0 as in the
+    intent-to-receive check (XW: required, at least 1; GUESSES["webhook_body_leniency"]).
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    events: list[XeroWebhookEvent]
+    firstEventSequence: Annotated[int, Field(ge=0, le=MAX_SEQUENCE)] | None = None
+    lastEventSequence: Annotated[int, Field(ge=0, le=MAX_SEQUENCE)] | None = None
+    entropy: str | None = None
+
+
 def parse_xero_webhook(body: bytes, *, tenant_id: str, system: str = "xero") -> list[AccountingEvent]:
     """The CONTACT and INVOICE events of tenant ``tenant_id`` (others are dropped); ``[]`` for intent-to-receive.
 
-    The dedupe key is built from the event's own fields (category, resource, type, time), so a redelivered
-    batch gives the same keys (GUESSES["webhook_event_identity"]). Raises WebhookRejected(400) naming what is
-    malformed.
+    The body is read with ``XeroWebhookPayload``. The dedupe key is built from the event's own fields
+    (category, resource, type, time), so a redelivered batch gives the same keys
+    (GUESSES["webhook_event_identity"]). Raises WebhookRejected(400) naming what is malformed.
     """
-    payload = _webhook_object(body)
-    events = payload.get("events")
-    if not isinstance(events, list):
-        raise WebhookRejected(400, "events: expected a list (a Xero webhook payload)")
+    payload = read_xero_payload(body)
     tenant = tenant_id.strip().lower()
     found: list[AccountingEvent] = []
-    for index, event in enumerate(events):
-        if not isinstance(event, dict):
-            raise WebhookRejected(400, f"events[{index}]: expected an object")
-        for key in ("resourceId", "eventCategory", "eventType", "eventDateUtc", "tenantId"):
-            if not isinstance(event.get(key), str) or not event[key].strip():
-                raise WebhookRejected(400, f"events[{index}].{key}: Field required")
-        occurred = parse_xero_datetime(event["eventDateUtc"])
-        if occurred is None:
-            raise WebhookRejected(400, f"events[{index}].eventDateUtc: not a date-time")
-        resource = WEBHOOK_RESOURCES.get(event["eventCategory"].upper())
-        if resource is None or event["tenantId"].strip().lower() != tenant:
+    for event in payload.events:
+        resource = WEBHOOK_RESOURCES.get(event.eventCategory.upper())
+        if resource is None or event.tenantId.strip().lower() != tenant:
             continue
-        resource_id = event["resourceId"].strip().lower()
-        event_type = event["eventType"].upper()
-        occurred = occurred.astimezone(UTC)
+        resource_id = event.resourceId.strip().lower()
+        event_type = event.eventType.upper()
+        occurred = cast(datetime, parse_xero_datetime(event.eventDateUtc)).astimezone(UTC)  # validated: a time
         found.append(
             AccountingEvent(
                 system=system,
@@ -79,9 +117,22 @@ def parse_xero_webhook(body: bytes, *, tenant_id: str, system: str = "xero") -> 
     return found
 
 
-def _webhook_object(body: bytes) -> dict[str, Any]:
-    """A webhook body as a JSON object, or WebhookRejected(400) saying why it is not one."""
+def read_xero_payload(body: bytes) -> XeroWebhookPayload:
+    """A delivery's body as ``XeroWebhookPayload``, or WebhookRejected(400) saying where it is not one
+    (``events[0].resourceId: …``; the values themselves are never echoed)."""
     payload = webhook_json(body)
     if not isinstance(payload, dict):
         raise WebhookRejected(400, "expected a JSON object with an 'events' list")
-    return payload
+    try:
+        return XeroWebhookPayload.model_validate(payload)
+    except ValidationError as exc:
+        problems = [f"{_location(error['loc'])}: {error['msg']}" for error in exc.errors()[:3]]
+        raise WebhookRejected(400, "; ".join(problems)) from None
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    """Pydantic's error location as a path: ``("events", 0, "resourceId")`` -> ``events[0].resourceId``."""
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}" if path else str(part)
+    return path or "body"
