@@ -14,7 +14,7 @@ from closeloop.oauth import RefreshingTokens, TokenGrant
 from closeloop.store import TokenState
 from closeloop.vendors.quickbooks import client as quickbooks
 from closeloop.vendors.sugarcrm import client as sugarcrm
-from closeloop.vendors.xero import adapter as xero
+from closeloop.vendors.xero import client as xero
 from closeloop.vendors.zohobooks import client as zohobooks
 from closeloop_local.sandboxes import quickbooks as qbo_sandbox
 from closeloop_local.sandboxes import sugarcrm as sugar_sandbox

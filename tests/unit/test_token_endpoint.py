@@ -21,7 +21,7 @@ from closeloop.oauth import TokenEndpoint, TokenGrant
 from closeloop.vendors.hubspot import client as hubspot
 from closeloop.vendors.quickbooks import client as quickbooks
 from closeloop.vendors.sugarcrm import client as sugarcrm
-from closeloop.vendors.xero import adapter as xero
+from closeloop.vendors.xero import client as xero
 from closeloop.vendors.zohobooks import client as zohobooks
 
 URL = "https://token.test"
