@@ -7,7 +7,15 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from closeloop.vendors.spec import Capabilities, CredentialSource, Services, VendorSettings, VendorSpec, WebhookRoute
+from closeloop.vendors.spec import (
+    Capabilities,
+    CredentialSource,
+    Services,
+    VendorSettings,
+    VendorSpec,
+    WebhookRoute,
+    oauth_app_keys,
+)
 
 
 class HubSpotSettings(VendorSettings):
@@ -45,7 +53,7 @@ SPEC = VendorSpec(
     kind="crm",
     title="HubSpot",
     settings=HubSpotSettings,
-    credential_keys=("HUBSPOT_ACCESS_TOKEN", "HUBSPOT_CLIENT_ID", "HUBSPOT_CLIENT_SECRET", "HUBSPOT_REFRESH_TOKEN"),
+    credential_keys=("HUBSPOT_ACCESS_TOKEN", *oauth_app_keys("HUBSPOT")),
     webhook_keys=("HUBSPOT_CLIENT_SECRET",),
     build=build,
     capabilities=Capabilities(

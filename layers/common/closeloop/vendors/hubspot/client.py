@@ -174,9 +174,7 @@ class HubSpotClient:
             from closeloop.http import TokenAuth, VendorHttp  # noqa: PLC0415 - keep httpx off the webhook path
 
             token = self._access_token() if callable(self._access_token) else self._access_token
-            kwargs: dict[str, Any] = {"transport": self._transport}
-            if self._sleep is not None:
-                kwargs["sleep"] = self._sleep
+            kwargs: dict[str, Any] = {"transport": self._transport, "sleep": self._sleep}
             if token:  # a private app's token wins when both are configured
                 kwargs["headers"] = {"Authorization": f"Bearer {token}"}
             elif self._oauth_tokens is not None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Collection, Iterator, Mapping
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from closeloop.errors import AuthRevoked, NotFound
@@ -102,26 +103,22 @@ class PipedriveApi:
         self.ids_per_call = ids_per_call
         self._transport = transport
         self._sleep = sleep
-        self._http: VendorHttp | None = None
 
-    @property
+    @cached_property
     def http(self) -> VendorHttp:
-        if self._http is None:
-            from closeloop.http import VendorHttp  # noqa: PLC0415 - keep httpx off the webhook path
+        """Built on first use: importing the adapter must not import httpx (the webhook path)."""
+        from closeloop.http import VendorHttp  # noqa: PLC0415
 
-            kwargs: dict[str, Any] = {"transport": self._transport}
-            if self._sleep is not None:
-                kwargs["sleep"] = self._sleep
-            self._http = VendorHttp(
-                VENDOR,
-                self._base_url,
-                headers={"x-api-token": secret_value(self._api_token)},
-                rate_limit=pipedrive_rate_limit,
-                read_fault=pipedrive_fault,
-                request_id_header="x-correlation-id",
-                **kwargs,
-            )
-        return self._http
+        return VendorHttp(
+            VENDOR,
+            self._base_url,
+            headers={"x-api-token": secret_value(self._api_token)},
+            rate_limit=pipedrive_rate_limit,
+            read_fault=pipedrive_fault,
+            request_id_header="x-correlation-id",
+            transport=self._transport,
+            sleep=self._sleep,
+        )
 
     def call(
         self, method: str, path: str, *, params: Mapping[str, Any] | None = None, body: Any = None

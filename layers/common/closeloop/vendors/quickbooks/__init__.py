@@ -7,7 +7,15 @@ from typing import Any
 
 from pydantic import Field
 
-from closeloop.vendors.spec import Capabilities, CredentialSource, Services, VendorSettings, VendorSpec, WebhookRoute
+from closeloop.vendors.spec import (
+    Capabilities,
+    CredentialSource,
+    Services,
+    VendorSettings,
+    VendorSpec,
+    WebhookRoute,
+    oauth_app_keys,
+)
 
 
 class QuickBooksSettings(VendorSettings):
@@ -43,13 +51,7 @@ SPEC = VendorSpec(
     kind="accounting",
     title="QuickBooks",
     settings=QuickBooksSettings,
-    credential_keys=(
-        "QUICKBOOKS_CLIENT_ID",
-        "QUICKBOOKS_CLIENT_SECRET",
-        "QUICKBOOKS_REFRESH_TOKEN",
-        "QUICKBOOKS_REALM_ID",
-        "QUICKBOOKS_WEBHOOK_VERIFIER_TOKEN",
-    ),
+    credential_keys=(*oauth_app_keys("QUICKBOOKS"), "QUICKBOOKS_REALM_ID", "QUICKBOOKS_WEBHOOK_VERIFIER_TOKEN"),
     webhook_keys=("QUICKBOOKS_WEBHOOK_VERIFIER_TOKEN",),
     build=build,
     capabilities=Capabilities(

@@ -176,9 +176,6 @@ class QuickBooksClient:
         sleep: Callable[[float], None] | None = None,
         pacer: Pacer | None = None,
     ) -> None:
-        kwargs: dict[str, Any] = {"transport": transport}
-        if sleep is not None:
-            kwargs["sleep"] = sleep
         self.realm_id = realm_id
         self.max_results = max_results
         self.http = VendorHttp(
@@ -189,7 +186,8 @@ class QuickBooksClient:
             request_id_header=REQUEST_ID_HEADER,
             read_fault=read_fault,
             pacer=pacer,
-            **kwargs,
+            transport=transport,
+            sleep=sleep,
         )
 
     def path(self, tail: str) -> str:

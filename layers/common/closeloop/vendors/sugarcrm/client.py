@@ -20,6 +20,7 @@ import math
 import re
 import threading
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
@@ -314,20 +315,20 @@ class SugarClient:
         self._version = version
         self._transport = transport
         self._sleep = sleep
-        self._http: VendorHttp | None = None
 
-    @property
+    @cached_property
     def http(self) -> VendorHttp:
-        if self._http is None:
-            from closeloop.http import VendorHttp  # noqa: PLC0415 - keep httpx off the webhook path
+        """Built on first use: importing the adapter must not import httpx (the webhook path)."""
+        from closeloop.http import VendorHttp  # noqa: PLC0415
 
-            kwargs: dict[str, Any] = {"transport": self._transport}
-            if self._sleep is not None:
-                kwargs["sleep"] = self._sleep
-            self._http = VendorHttp(
-                self.vendor, self.instance_url + "/rest", auth=_auth(self._tokens), read_fault=read_fault, **kwargs
-            )
-        return self._http
+        return VendorHttp(
+            self.vendor,
+            self.instance_url + "/rest",
+            auth=_auth(self._tokens),
+            read_fault=read_fault,
+            transport=self._transport,
+            sleep=self._sleep,
+        )
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """One call under the instance's REST version (``ApiVersion``: discovered, cached, re-discovered)."""

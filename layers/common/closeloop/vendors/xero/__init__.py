@@ -9,7 +9,15 @@ from typing import Any
 
 from pydantic import Field
 
-from closeloop.vendors.spec import Capabilities, CredentialSource, Services, VendorSettings, VendorSpec, WebhookRoute
+from closeloop.vendors.spec import (
+    Capabilities,
+    CredentialSource,
+    Services,
+    VendorSettings,
+    VendorSpec,
+    WebhookRoute,
+    oauth_app_keys,
+)
 
 
 class XeroSettings(VendorSettings):
@@ -46,13 +54,7 @@ SPEC = VendorSpec(
     kind="accounting",
     title="Xero",
     settings=XeroSettings,
-    credential_keys=(
-        "XERO_CLIENT_ID",
-        "XERO_CLIENT_SECRET",
-        "XERO_REFRESH_TOKEN",
-        "XERO_TENANT_ID",
-        "XERO_WEBHOOK_KEY",
-    ),
+    credential_keys=(*oauth_app_keys("XERO"), "XERO_TENANT_ID", "XERO_WEBHOOK_KEY"),
     webhook_keys=("XERO_WEBHOOK_KEY",),
     build=build,
     capabilities=Capabilities(

@@ -88,9 +88,6 @@ class XeroAccounting:
     ) -> None:
         """``webhook_key``: the key Xero's developer portal shows for the app's webhook (XERO_WEBHOOK_KEY);
         ``pacer``: the tenant's shared call budget (``RATE_LIMIT``; see closeloop.pacing)."""
-        kwargs: dict[str, Any] = {"transport": transport}
-        if sleep is not None:
-            kwargs["sleep"] = sleep
         self._tenant_id = tenant_id
         self._webhook_key = webhook_key
         self.http = VendorHttp(
@@ -101,7 +98,8 @@ class XeroAccounting:
             read_fault=xero_fault,
             request_id_header="xero-correlation-id",
             pacer=pacer,
-            **kwargs,
+            transport=transport,
+            sleep=sleep,
         )
 
     # -- change notifications ----------------------------------------------------------------------

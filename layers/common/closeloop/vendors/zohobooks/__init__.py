@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import Field
 
-from closeloop.vendors.spec import Capabilities, CredentialSource, Services, VendorSettings, VendorSpec
+from closeloop.vendors.spec import Capabilities, CredentialSource, Services, VendorSettings, VendorSpec, oauth_app_keys
 
 
 class ZohoBooksSettings(VendorSettings):
@@ -59,7 +59,7 @@ SPEC = VendorSpec(
     kind="accounting",
     title="Zoho Books",
     settings=ZohoBooksSettings,
-    credential_keys=("ZOHO_CLIENT_ID", "ZOHO_CLIENT_SECRET", "ZOHO_REFRESH_TOKEN", "ZOHO_BOOKS_ORGANIZATION_ID"),
+    credential_keys=(*oauth_app_keys("ZOHO"), "ZOHO_BOOKS_ORGANIZATION_ID"),
     webhook_keys=(),
     build=build,
     capabilities=Capabilities(

@@ -193,9 +193,6 @@ class ZohoBooksClient:
     ) -> None:
         """``page_size``: rows asked per page (``per_page``, at most 200); ``pacer``: the organisation's shared
         call budget (see closeloop.pacing)."""
-        kwargs: dict[str, Any] = {"transport": transport}
-        if sleep is not None:
-            kwargs["sleep"] = sleep
         self.http = VendorHttp(
             VENDOR,
             base_url.rstrip("/") + API_PREFIX,
@@ -203,7 +200,8 @@ class ZohoBooksClient:
             rate_limit=zoho_rate_limit,
             read_fault=read_fault,
             pacer=pacer,
-            **kwargs,
+            transport=transport,
+            sleep=sleep,
         )
         self.page_size = page_size
 
