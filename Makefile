@@ -13,7 +13,7 @@ ARCH ?= arm64
 PY312 := $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12.*/bin/python3) $(shell command -v python3.12 2>/dev/null))
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help venv tools lint typecheck unit tests-all lint-then-tests test demo bench build deploy validate scan clean
+.PHONY: help venv tools lint typecheck unit tests-all lint-then-tests test demo bench build deploy validate scan readme clean
 
 help: ## this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -81,6 +81,9 @@ build: tools ## sam build (python3.12, arm64; ARCH=x86_64 for Intel), bytecode i
 
 deploy: build ## sam deploy --guided (same ARCH as the build)
 	$(TOOLS)/sam/bin/sam deploy --guided --parameter-overrides Architecture=$(ARCH)
+
+readme: venv ## rewrite README.md's generated blocks (the Supported systems tables) from the vendors' specs
+	$(BIN)/python -m closeloop_local.readme README.md
 
 clean: ## remove venvs and build output
 	rm -rf $(VENV) $(TOOLS) .aws-sam .pytest_cache .mypy_cache .ruff_cache

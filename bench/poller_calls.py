@@ -27,7 +27,8 @@ from bench.sandboxes import Xero, running_hubspot, running_xero
 from closeloop.models import CrmRef
 from closeloop.ports import IdMapping
 from closeloop.sync.payments import PaymentPoller
-from closeloop.vendors.xero.adapter import API_PREFIX, XeroAccounting
+from closeloop.vendors.xero.adapter import XeroAccounting
+from closeloop.vendors.xero.client import API_PREFIX
 from closeloop.wire import dumps_exact
 
 SEED_BATCH = 50

@@ -36,7 +36,8 @@ from closeloop.pacing import Clock, SharedPacer
 from closeloop.sync.contacts import ContactSync
 from closeloop.sync.invoices import DealSync, InvoicePolicy
 from closeloop.sync.worker import Worker
-from closeloop.vendors.xero.adapter import XeroAccounting, refresh_with_identity
+from closeloop.vendors.xero.adapter import XeroAccounting
+from closeloop.vendors.xero.client import refresh_with_identity
 from closeloop_local.sandboxes import xero
 
 #: Xero seconds per real second: a Xero minute lasts 3 s.

@@ -15,7 +15,8 @@ import httpx
 from bench.memory import MemoryStore
 from closeloop.oauth import RefreshingTokens
 from closeloop.vendors.hubspot.adapter import HubSpotCrm
-from closeloop.vendors.xero.adapter import XeroAccounting, refresh_with_identity
+from closeloop.vendors.xero.adapter import XeroAccounting
+from closeloop.vendors.xero.client import refresh_with_identity
 from closeloop_local.sandboxes import hubspot, xero
 from closeloop_local.sandboxes.base import LoggedRequest, SandboxServer
 

@@ -32,7 +32,8 @@ from closeloop.models import CrmRef, Customer, Deal, SyncEvent, WorkMessage, cus
 from closeloop.sync.contacts import ContactSync, external_number
 from closeloop.sync.invoices import DealSync, InvoicePolicy, build_draft
 from closeloop.sync.worker import Worker
-from closeloop.vendors.xero.adapter import API_PREFIX, to_xero, to_xero_invoice
+from closeloop.vendors.xero.client import API_PREFIX
+from closeloop.vendors.xero.mapping import to_xero, to_xero_invoice
 from closeloop.wire import dumps_exact
 from closeloop_local.sandboxes.base import LoggedRequest
 

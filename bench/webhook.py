@@ -124,7 +124,7 @@ def measure(calls: int = 200, warmup: int = 20) -> list[Row]:
     from moto import mock_aws  # noqa: PLC0415
 
     from closeloop import runtime  # noqa: PLC0415
-    from closeloop.vendors.hubspot.adapter import signature_v3  # noqa: PLC0415
+    from closeloop.vendors.hubspot.webhooks import signature_v3  # noqa: PLC0415
     from closeloop_local.events import SAMPLE_SECRET, load, public_uri, resign  # noqa: PLC0415
 
     secrets = {

@@ -38,7 +38,7 @@ def _fresh_runtime_caches() -> Iterator[None]:
 @pytest.fixture(autouse=True)
 def _fresh_sugarcrm_api_versions() -> Iterator[None]:
     # The SugarCRM REST version is learnt once per process and instance URL; sandboxes reuse ports.
-    from closeloop.vendors.sugarcrm.adapter import forget_api_versions
+    from closeloop.vendors.sugarcrm.client import forget_api_versions
 
     forget_api_versions()
     yield

@@ -11,9 +11,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from closeloop.oauth import RefreshingTokens
-from closeloop.vendors.quickbooks.adapter import QuickBooksAccounting, refresh_with_intuit
-from closeloop.vendors.xero.adapter import XeroAccounting, refresh_with_identity
-from closeloop.vendors.zohobooks.adapter import ZohoBooksAccounting, refresh_with_zoho
+from closeloop.vendors.quickbooks.adapter import QuickBooksAccounting
+from closeloop.vendors.quickbooks.client import refresh_with_intuit
+from closeloop.vendors.xero.adapter import XeroAccounting
+from closeloop.vendors.xero.client import refresh_with_identity
+from closeloop.vendors.zohobooks.adapter import ZohoBooksAccounting
+from closeloop.vendors.zohobooks.client import refresh_with_zoho
 from closeloop_local.sandboxes.quickbooks import QuickBooksSandbox
 from closeloop_local.sandboxes.xero import XeroSandbox
 from closeloop_local.sandboxes.zohobooks import ZohoBooksSandbox

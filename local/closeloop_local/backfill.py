@@ -22,7 +22,7 @@ from typing import Any, TextIO
 
 from closeloop.models import CrmRef
 from closeloop.sync.backfill import ContactBackfill, Progress, plan_rows
-from closeloop_local.cli_support import CliError, attached_stack
+from closeloop_local.cli_support import CliError, attached_stack, table
 
 PLAN_ROWS_SHOWN = 50
 ENVIRONMENT_SOURCE = "ContactWorkerFunction"
@@ -190,11 +190,7 @@ def run_deal_backfill(args: argparse.Namespace, out: TextIO = sys.stdout, err: T
             f"  {result.counts.get(action, 0):>7,} {verb if action != 'invoice_without_deal' else ''} {words}", file=out
         )
     listed = [e for e in result.plan if e.action != "mapped" and (result.dry_run or e.action != "link")]
-    rows = deal_plan_rows(listed)
-    for row in rows[: PLAN_ROWS_SHOWN + 1]:
-        print("  " + " | ".join(row), file=out)
-    if len(rows) > PLAN_ROWS_SHOWN + 1:
-        print(f"  ... and {len(rows) - PLAN_ROWS_SHOWN - 1:,} more", file=out)
+    _print_plan(deal_plan_rows(listed), out)
     if result.dry_run:
         print("dry run: nothing was written", file=out)
     for ref, reason in result.failures:
@@ -234,6 +230,15 @@ def _printer(out: TextIO, what: str = "contacts") -> Any:
     return show
 
 
+def _print_plan(rows: list[list[str]], out: TextIO) -> None:
+    """The plan's first PLAN_ROWS_SHOWN rows (``rows[0]`` is the header) as an aligned table, and how many more."""
+    header, *entries = rows
+    for line in table(header, entries[:PLAN_ROWS_SHOWN]):
+        print(line, file=out)
+    if len(entries) > PLAN_ROWS_SHOWN:
+        print(f"  ... and {len(entries) - PLAN_ROWS_SHOWN:,} more", file=out)
+
+
 def _span(seconds: float) -> str:
     seconds = int(seconds)
     hours, rest = divmod(seconds, 3600)
@@ -251,11 +256,7 @@ def _report_contacts(result: Any, out: TextIO) -> None:
     for action in ("link", "review", "create", "mapped", "invalid"):
         print(f"  {result.counts.get(action, 0):>7,} {verb} {_ACTION_WORDS[action]}", file=out)
     if result.dry_run:
-        rows = plan_rows([e for e in result.plan if e.action != "mapped"])
-        for row in rows[: PLAN_ROWS_SHOWN + 1]:
-            print("  " + " | ".join(row), file=out)
-        if len(rows) > PLAN_ROWS_SHOWN + 1:
-            print(f"  ... and {len(rows) - PLAN_ROWS_SHOWN - 1:,} more", file=out)
+        _print_plan(plan_rows([e for e in result.plan if e.action != "mapped"]), out)
         print("dry run: nothing was written", file=out)
     for ref, reason in result.failures:
         print(f"  failed: {ref}: {reason}", file=out)
@@ -334,8 +335,9 @@ def run_review(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         system = runtime.accounting().name
         if args.action == "list":
             pending = store.list_reviews(system)
-            for row in review_rows(pending):
-                print(" | ".join(row), file=out)
+            header, *rows = review_rows(pending)
+            for line in table(header, rows):
+                print(line, file=out)
             print(f"{len(pending)} pending", file=out)
             if args.export:
                 print(export_reviews(pending, get_settings().report_bucket), file=out)

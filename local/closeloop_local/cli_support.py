@@ -1,14 +1,15 @@
 """What ``closeloop_local.cli`` and the command modules it loads (ops, backfill) share, below all of them.
 
-The error a user can fix (``CliError``), the project root, and the running ``closeloop dev``: its state file
-and its stack, attached. The command modules import this, never ``cli`` (which loads them), so no import
-runs in a circle.
+The error a user can fix (``CliError``), the project root, the running ``closeloop dev`` (its state file
+and its stack, attached), and the aligned table every listing prints. The command modules import this, never
+``cli`` (which loads them), so no import runs in a circle.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,3 +85,22 @@ def attached_stack() -> Any:
         stack.stop()
         raise CliError(str(exc)) from exc
     return stack
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, right: set[int] | None = None) -> list[str]:
+    """``rows`` under ``headers`` as aligned lines, indented two spaces (``right``: right-aligned columns).
+
+    No lines when there are no rows: a listing says "none" its own way.
+    """
+    if not rows:
+        return []
+    right = right or set()
+    widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]
+
+    def line(cells: Sequence[str]) -> str:
+        text = "  ".join(
+            str(cell).rjust(widths[i]) if i in right else str(cell).ljust(widths[i]) for i, cell in enumerate(cells)
+        )
+        return "  " + text.rstrip()
+
+    return [line(headers), *(line(row) for row in rows)]

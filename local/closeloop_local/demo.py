@@ -59,6 +59,7 @@ def sandbox_environment(xero: xero_sandbox.XeroSandbox, xero_url: str, hubspot_u
         "XERO_CLIENT_SECRET": "sandbox-client-secret",
         "XERO_REFRESH_TOKEN": str(xero.current_refresh_token),
         "XERO_TENANT_ID": xero.tenant_id,
+        "XERO_WEBHOOK_KEY": xero.webhooks.key,
     }
 
 

@@ -38,7 +38,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from closeloop.models import CrmRef, ObjectType
 from closeloop.ports import AuditRecord, FailedSync, IdMapping
 from closeloop.store import DynamoStore
-from closeloop_local.cli_support import CliError, attached_stack
+from closeloop_local.cli_support import CliError, attached_stack, table
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudformation import CloudFormationClient
@@ -574,7 +574,7 @@ def render_status(report: Mapping[str, Any]) -> str:
         elif queue["dead_letter_queue"]:
             note = f"dead letters -> {queue['dead_letter_queue']}"
         rows.append([queue["queue"], str(queue["visible"]), str(queue["in_flight"]), str(queue["delayed"]), note])
-    lines += _table(["queue", "visible", "in flight", "delayed", ""], rows, right={1, 2, 3})
+    lines += table(["queue", "visible", "in flight", "delayed", ""], rows, right={1, 2, 3})
     watermark = report["payment_watermark"]
     lines.append("")
     if watermark["value"]:
@@ -586,7 +586,7 @@ def render_status(report: Mapping[str, Any]) -> str:
     failed = report["failed_syncs"]
     lines.append("")
     lines.append(f"Failed syncs ({len(failed)} most recent, newest first)" if failed else "Failed syncs: none")
-    lines += _table(
+    lines += table(
         ["when", "ref", "error", "reason"],
         [[f["at"], f["ref"], f["error_type"], f["reason"]] for f in failed],
     )
@@ -756,18 +756,3 @@ def _ago(seconds: float) -> str:
 
 def _value(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, right: set[int] | None = None) -> list[str]:
-    if not rows:
-        return []
-    right = right or set()
-    widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]
-
-    def line(cells: Sequence[str]) -> str:
-        text = "  ".join(
-            str(cell).rjust(widths[i]) if i in right else str(cell).ljust(widths[i]) for i, cell in enumerate(cells)
-        )
-        return "  " + text.rstrip()
-
-    return [line(headers), *(line(row) for row in rows)]

@@ -17,7 +17,8 @@ from closeloop.oauth import RefreshingTokens
 from closeloop.ports import CrmPort, PropertyDefinition
 from closeloop.vendors.hubspot.adapter import HubSpotCrm
 from closeloop.vendors.pipedrive.adapter import PipedriveCrm
-from closeloop.vendors.sugarcrm.adapter import API_PREFIX, SugarCrm, password_grant
+from closeloop.vendors.sugarcrm.adapter import SugarCrm
+from closeloop.vendors.sugarcrm.client import API_PREFIX, password_grant
 from closeloop_local.sandboxes.base import Fault, SandboxState
 from closeloop_local.sandboxes.hubspot import serve as serve_hubspot
 from closeloop_local.sandboxes.pipedrive import serve as serve_pipedrive

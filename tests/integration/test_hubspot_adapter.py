@@ -218,7 +218,7 @@ def test_oauth_app_token_expiry_is_refreshed_once_under_the_lease_and_work_conti
     sandbox: tuple[HubSpotSandbox, SandboxServer],
 ) -> None:
     from closeloop.oauth import RefreshingTokens  # noqa: PLC0415
-    from closeloop.vendors.hubspot.adapter import refresh_with_hubspot  # noqa: PLC0415
+    from closeloop.vendors.hubspot.client import refresh_with_hubspot  # noqa: PLC0415
     from tests.fakes import MemoryStore  # noqa: PLC0415
 
     # Given an OAuth app (no private-app token) and two workers sharing one token store and lease

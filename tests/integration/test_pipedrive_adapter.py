@@ -1,4 +1,6 @@
-"""The Pipedrive adapter against the Pipedrive sandbox over HTTP: customers, deals, fields, limits, webhooks."""
+"""The Pipedrive adapter against the Pipedrive sandbox over HTTP: customers, deals, fields, limits, webhooks and
+the webhook body schema generated from the parser's model (it accepts Pipedrive's deliveries, refuses what the
+parser refuses)."""
 
 from __future__ import annotations
 
@@ -9,14 +11,18 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import httpx
 import pytest
+from jsonschema import Draft202012Validator
 from werkzeug.wrappers import Request, Response
 
 from closeloop.errors import AuthRevoked, ConfigurationError, NotFound, RateLimited, ValidationFailed, WebhookRejected
 from closeloop.models import CrmRef
+from closeloop.paging import PagingLoop
 from closeloop.ports import WebhookRequest
 from closeloop.sync.invoices import CUSTOMER_PROPERTIES, DEAL_PROPERTIES
 from closeloop.vendors.pipedrive.adapter import PipedriveCrm
+from closeloop.webhook_api import openapi_document
 from closeloop_local.sandboxes.base import Fault, SandboxServer
 from closeloop_local.sandboxes.drivers import DealLine
 from closeloop_local.sandboxes.pipedrive import PipedriveDriver, PipedriveSandbox, serve
@@ -251,6 +257,51 @@ def test_iter_changes_since_reads_recents_paged_as_stable_events(
     assert len(pipedrive.state.calls("GET", "/v1/recents")) == 4
 
 
+def scripted(pages: dict[str, dict[str, Any]], asked: list[str]) -> httpx.MockTransport:
+    """Pipedrive answering each GET from ``pages`` by its query's paging position (``cursor`` or ``start``)."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        position = request.url.params.get("cursor", request.url.params.get("start", ""))
+        asked.append(position)
+        return httpx.Response(200, json=pages[position])
+
+    return httpx.MockTransport(answer)
+
+
+def test_a_repeated_v2_cursor_is_a_paging_loop_after_the_rows_before_it() -> None:
+    # Given a v2 list whose third page hands back the first page's cursor
+    pages = {
+        "": {"success": True, "data": [{"id": 1}], "additional_data": {"next_cursor": "c1"}},
+        "c1": {"success": True, "data": [{"id": 2}], "additional_data": {"next_cursor": "c2"}},
+        "c2": {"success": True, "data": [{"id": 3}], "additional_data": {"next_cursor": "c1"}},
+    }
+    asked: list[str] = []
+    adapter = PipedriveCrm(api_token="t", transport=scripted(pages, asked), company_domain="acme")
+    # When the deals are listed
+    with pytest.raises(PagingLoop, match="c1"):
+        list(adapter.iter_won_deals(datetime(2026, 1, 1), datetime(2027, 1, 1)))
+    # Then each page was read once, in order, and the loop refused before reading c1 again
+    assert asked == ["", "c1", "c2"]
+
+
+def test_a_recents_next_start_that_goes_back_is_refused_even_to_an_unread_offset() -> None:
+    # Given /v1/recents pages at 0 and 2, and the page at 2 pointing back to 1 (never read, but not ahead)
+    def recents(start: int, ids: list[int], next_start: int) -> dict[str, Any]:
+        rows = [{"item": "deal", "id": i, "data": {"id": i, "update_time": "2026-01-01 00:00:00"}} for i in ids]
+        pagination = {"start": start, "limit": 2, "more_items_in_collection": True, "next_start": next_start}
+        return {"success": True, "data": rows, "additional_data": {"pagination": pagination}}
+
+    pages = {"0": recents(0, [1, 2], 2), "2": recents(2, [3, 4], 1)}
+    asked: list[str] = []
+    adapter = PipedriveCrm(api_token="t", transport=scripted(pages, asked))
+    events: list[str] = []
+    # When the changes are read
+    with pytest.raises(PagingLoop, match="/v1/recents"):
+        events.extend(e.ref.object_id for e in adapter.iter_changes_since(datetime(2026, 1, 1, tzinfo=UTC)))
+    # Then the rows before it came, and offset 1 was never asked for
+    assert events == ["1", "2", "3", "4"] and asked == ["0", "2"]
+
+
 def test_write_back_needs_the_fields_then_maps_names_to_hashes(
     sandbox: tuple[PipedriveSandbox, SandboxServer],
 ) -> None:
@@ -343,6 +394,32 @@ def test_a_refused_api_token_is_a_setup_error_not_a_retry(sandbox: tuple[Pipedri
     with pytest.raises(AuthRevoked, match="PIPEDRIVE_API_TOKEN"):
         adapter.get_deal("1")
     assert len(pipedrive.state.requests) == 1
+
+
+def test_an_error_body_names_pipedrives_code_and_message_without_pii() -> None:
+    # Given Pipedrive refusing a write with its error body (the message quotes an email)
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            field = {"field_code": "h" * 40, "field_name": "closeloop_status", "field_type": "varchar"}
+            return httpx.Response(200, json={"success": True, "data": [field], "additional_data": {}})
+        error = {"success": False, "error": "Bad value for ann@acme.test", "errorCode": 400, "error_info": "docs"}
+        return httpx.Response(400, json=error)
+
+    adapter = PipedriveCrm(api_token="t", transport=httpx.MockTransport(answer), sleep=lambda s: None)
+    # When a deal is written
+    with pytest.raises(ValidationFailed) as caught:
+        adapter.update_deals({"1": {"closeloop_status": "Paid"}})
+    # Then the error says what Pipedrive said, with its code, and the email masked
+    assert "[400] Bad value for <email>" in str(caught.value) and "ann@" not in str(caught.value)
+
+
+def test_a_401_is_a_revoked_token_whatever_its_body() -> None:
+    for body in (b"<html>nope</html>", b'{"success": false, "error": "unauthorized access", "errorCode": 401}'):
+        transport = httpx.MockTransport(lambda request, body=body: httpx.Response(401, content=body))
+        adapter = PipedriveCrm(api_token="t", transport=transport, sleep=lambda s: None)
+        with pytest.raises(AuthRevoked, match="PIPEDRIVE_API_TOKEN") as caught:
+            adapter.get_deal("1")
+        assert caught.value.status == 401
 
 
 def test_burst_429_is_retried_after_its_retry_after(sandbox: tuple[PipedriveSandbox, SandboxServer]) -> None:
@@ -500,6 +577,103 @@ def test_sandbox_deliveries_verify_and_parse_into_pipeline_events() -> None:
         api.stop()
 
 
+# -- the webhook body schema: generated from the parser's model, held to Pipedrive's deliveries ------------------
+
+ROUTE = "/webhooks/pipedrive/{pipeline}/{secret}"
+
+#: The v2 guide's delivery as /work/shared/vendors/crm.md section 2 quotes it (a deal won, custom money field).
+GUIDE_EXAMPLE: dict[str, Any] = {
+    "meta": {
+        "action": "change", "entity": "deal", "version": "2.0", "company_id": "12882925", "user_id": "18487521",
+        "id": "0b1f6f0e-5f7c-4a47-a6a8-3e2b2f0c9d11", "entity_id": "1", "correlation_id": "c0ffee",
+        "webhook_id": "99", "webhook_owner_id": "18487521", "type": "general", "is_bulk_edit": False,
+        "attempt": 1, "host": "acme.pipedrive.com", "timestamp": "2025-01-01T00:00:00.000Z",
+        "change_source": "app", "permitted_user_ids": ["18487521"],
+    },
+    "data": {
+        "id": 1, "title": "test deal", "value": 2, "currency": "USD", "status": "won", "stage_id": 5,
+        "pipeline_id": 1, "person_id": 3, "org_id": 2, "custom_fields": {"a" * 40: {"value": 500, "currency": "USD"}},
+    },
+    "previous": {"status": "open"},
+}  # fmt: skip
+
+#: Bodies that are JSON but not a delivery the parser takes (the timestamp's format aside: see below).
+REFUSED: list[Any] = [
+    [],
+    {},
+    {"meta": "deal"},
+    {"meta": {"id": "x"}},
+    {"meta": {**GUIDE_EXAMPLE["meta"], "entity_id": ""}},
+    {"meta": {**GUIDE_EXAMPLE["meta"], "action": None}},
+    {"meta": {**GUIDE_EXAMPLE["meta"], "entity": 7}},
+    {**GUIDE_EXAMPLE, "data": []},
+    {**GUIDE_EXAMPLE, "previous": "open"},
+]
+
+
+def validator() -> Draft202012Validator:
+    document = openapi_document()
+    operation = document["paths"][ROUTE]["post"]
+    assert "requestBody" in operation, "the route's body schema is generated from its model"
+    schema = operation["requestBody"]["content"]["application/json"]["schema"]
+    return Draft202012Validator({**schema, "components": document["components"]})
+
+
+def test_the_schema_accepts_the_v2_guides_delivery_and_the_parser_reads_it() -> None:
+    # Given the schema generated from the parser's model
+    schema = validator()
+    # When the guide's delivery is checked and parsed
+    errors = [e.message for e in schema.iter_errors(GUIDE_EXAMPLE)]
+    events = PipedriveCrm().parse_webhook(json.dumps(GUIDE_EXAMPLE).encode())
+    # Then both take it: a won transition on deal 1
+    assert errors == []
+    assert [(e.ref.object_id, e.kind, e.property_name, e.actor) for e in events] == [
+        ("1", "changed", "status", "userId:18487521")
+    ]
+
+
+def test_every_sandbox_delivery_is_valid_under_the_schema() -> None:
+    # Given the sandbox delivering creates, a won deal's changes and a delete to a working inbox
+    pipedrive, api = serve()
+    inbox = Inbox(crm(pipedrive, api.url), "https://hooks.example.com")
+    hooks = SandboxServer(inbox).start()
+    try:
+        driver = PipedriveDriver(pipedrive)
+        driver.path_secret, driver.webhook_user, driver.webhook_password = SECRET, USER, PASSWORD
+        driver.subscribe(hooks.url)
+        company = driver.create_company("Acme", email="a@acme.test")
+        driver.create_won_deal(company, [DealLine("SKU", "Widget", Decimal(1), Decimal("5.10"))], currency="EUR")
+        pipedrive.delete("organization", company.object_id)
+        driver.flush_webhooks()
+        bodies = [json.loads(d["body"]) for d in pipedrive.deliveries if "body" in d]
+    finally:
+        hooks.stop()
+        api.stop()
+    # Then there were deliveries of each action, all answered 200 and all valid under the schema
+    assert {b["meta"]["action"] for b in bodies} == {"create", "change", "delete"}
+    assert set(inbox.statuses) == {200}
+    schema = validator()
+    assert [e.message for body in bodies for e in schema.iter_errors(body)] == []
+
+
+@pytest.mark.parametrize("body", REFUSED, ids=[json.dumps(b)[:40] for b in REFUSED])
+def test_what_the_parser_refuses_the_schema_refuses(body: Any) -> None:
+    # When a body the parser refuses with a 400 is checked against the schema
+    with pytest.raises(WebhookRejected) as caught:
+        PipedriveCrm().parse_webhook(json.dumps(body).encode())
+    # Then the schema refuses it too
+    assert caught.value.status == 400
+    assert not validator().is_valid(body)
+
+
+def test_a_timestamp_is_checked_by_the_parser_only() -> None:
+    # The schema says "a string" (JSON Schema formats are not asserted); the parser also reads it as a time
+    body = {**GUIDE_EXAMPLE, "meta": {**GUIDE_EXAMPLE["meta"], "timestamp": "soon"}}
+    assert validator().is_valid(body)
+    with pytest.raises(WebhookRejected, match="meta.timestamp: not a timestamp"):
+        PipedriveCrm().parse_webhook(json.dumps(body).encode())
+
+
 def test_org_address_is_written_with_v2_sub_fields_only_and_no_nulls(
     sandbox: tuple[PipedriveSandbox, SandboxServer],
 ) -> None:
@@ -535,6 +709,6 @@ def test_org_address_is_written_with_v2_sub_fields_only_and_no_nulls(
 
 
 def test_every_pipedrive_guess_says_how_to_confirm_it() -> None:
-    from closeloop.vendors.pipedrive.adapter import GUESSES
+    from closeloop.vendors.pipedrive.guesses import GUESSES
 
     assert GUESSES and all("Confirm" in note for note in GUESSES.values())

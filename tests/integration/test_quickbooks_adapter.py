@@ -12,7 +12,9 @@ import pytest
 from closeloop.errors import AuthRevoked, Conflict, RateLimited, Unanswered, ValidationFailed
 from closeloop.models import Address, CrmRef, Customer, InvoiceDraft, InvoiceLine
 from closeloop.oauth import RefreshingTokens
-from closeloop.vendors.quickbooks.adapter import QuickBooksAccounting, doc_number, qbo_literal, refresh_with_intuit
+from closeloop.vendors.quickbooks.adapter import QuickBooksAccounting
+from closeloop.vendors.quickbooks.client import qbo_literal, refresh_with_intuit
+from closeloop.vendors.quickbooks.mapping import doc_number
 from closeloop_local.sandboxes.base import Fault, SandboxServer
 from closeloop_local.sandboxes.quickbooks import QuickBooksDriver, QuickBooksSandbox, serve
 from tests.fakes import MemoryStore

@@ -8,22 +8,30 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import httpx
 import pytest
+from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 from werkzeug.wrappers import Request, Response
 
 from closeloop.errors import (
     AuthRevoked,
     ConfigurationError,
+    Conflict,
     NotFound,
     RateLimited,
     Unavailable,
     ValidationFailed,
     WebhookRejected,
 )
+from closeloop.http import typed_error
 from closeloop.models import CrmRef
 from closeloop.oauth import RefreshingTokens
+from closeloop.paging import PagingLoop
 from closeloop.ports import CrmPort, PropertyDefinition, WebhookRequest
-from closeloop.vendors.sugarcrm.adapter import API_PREFIX, GUESSES, SugarCrm, parse_api_version, password_grant
+from closeloop.vendors.sugarcrm.adapter import ChangesPosition, SugarCrm
+from closeloop.vendors.sugarcrm.client import API_PREFIX, fault_of, parse_api_version, password_grant, read_fault
+from closeloop.vendors.sugarcrm.guesses import GUESSES
+from closeloop.webhook_api import openapi_document
 from closeloop_local.sandboxes.base import Fault, SandboxServer
 from closeloop_local.sandboxes.drivers import DealLine
 from closeloop_local.sandboxes.sugarcrm import SugarCrmDriver, SugarSandbox, serve
@@ -378,6 +386,46 @@ def test_malformed_hook_bodies_are_400(body: bytes, message: str) -> None:
     assert info.value.status == 400
 
 
+def test_the_webhook_schema_is_the_parsers_model_and_holds_sugars_deliveries(
+    sandbox: tuple[SugarSandbox, SandboxServer], receiver: tuple[Receiver, SandboxServer]
+) -> None:
+    # Given the webhook API's generated schema for the Sugar route (its components alongside)
+    document = openapi_document()
+    route = document["paths"]["/webhooks/sugarcrm/{pipeline}/{secret}"]["post"]
+    schema = {**route["requestBody"]["content"]["application/json"]["schema"], "components": document["components"]}
+    validator = Draft202012Validator(schema)
+    # And deliveries as the sandbox sends them (a creation, an update, a deletion) and the documented sample
+    sugar, _ = sandbox
+    hook, hook_server = receiver
+    SugarCrmDriver(sugar, webhook_token=HOOK_TOKEN).subscribe(hook_server.url)
+    account = sugar.create_record("Accounts", {"name": "Schema Ltd"})
+    sugar.state.clock.advance(1)
+    sugar.update_record("Accounts", str(account["id"]), {"phone_office": "+1 555"})
+    sugar.run_hook_job()
+    documented = {
+        "bean": "Opportunity",
+        "event": "after_save",
+        "isUpdate": True,
+        "data": {"id": "e0623cdb-1", "date_modified": "2024-05-01T10:23:28-04:00", "sales_stage": "Closed Won"},
+        "dataChanges": {"sales_stage": {"field_name": "sales_stage", "before": "Negotiation", "after": "Closed Won"}},
+    }
+    deliveries = [json.loads(body) for _, body in hook.received] + [documented, {**documented, "dataChanges": []}]
+    assert len(deliveries) >= 4
+    crm = SugarCrm(instance_url="https://sugar.example", tokens=_NoTokens(), webhook_token=HOOK_TOKEN)
+    for delivery in deliveries:
+        # Then the schema holds each, and the parser reads each
+        assert list(validator.iter_errors(delivery)) == []
+        assert crm.parse_webhook(json.dumps(delivery).encode())
+    # And a delivery for a module Closeloop does not sync is held and ignored, whatever its record
+    other = {"bean": "Notes", "event": "after_save", "data": {"id": "n1"}}
+    assert list(validator.iter_errors(other)) == [] and crm.parse_webhook(json.dumps(other).encode()) == []
+    # And a body the parser refuses, the schema refuses too
+    for refused in ({"bean": "Opportunity"}, {**documented, "data": {"id": ""}}, {**documented, "bean": 5}):
+        with pytest.raises(WebhookRejected):
+            crm.parse_webhook(json.dumps(refused).encode())
+        assert list(validator.iter_errors(refused))
+
+
 class _NoTokens:
     def access_token(self, stale: str | None = None) -> str:
         raise AssertionError("parsing must not call Sugar")
@@ -423,6 +471,32 @@ def test_catch_up_pages_by_time_and_skips_nothing_changed_while_paging(
     assert len({e.dedupe_key for e in first + rest}) == len(seen)
 
 
+def test_a_listing_whose_next_offset_does_not_advance_is_refused_not_cut_short(
+    sandbox: tuple[SugarSandbox, SandboxServer],
+) -> None:
+    sugar, server = sandbox
+    account_id, _ = company(sugar)
+    crm = adapter(sugar, server.url)
+    # Given Sugar answering the account's contacts link with next_offset 0 on every page
+    looping = {"next_offset": 0, "records": [{"id": "c-1", "first_name": "Ann"}]}
+    sugar.state.faults.append(Fault(f"{API_PREFIX}/Accounts/*/link/contacts", 200, times=5, body=looping))
+    # When the company is resolved
+    with pytest.raises(PagingLoop, match="repeated the paging position 0"):
+        crm.resolve_customer(ref("company", account_id))
+    # Then the loop is refused after one page, instead of the list ending silently after its first page
+    assert len(sugar.state.calls("GET", f"{API_PREFIX}/Accounts/{account_id}/link/contacts")) == 1
+
+
+def test_the_catch_up_position_is_a_keyset_with_an_offset_within_one_second() -> None:
+    start = ChangesPosition(datetime(2024, 5, 1, 10, tzinfo=UTC), 0)
+    same, later = start.since, start.since + timedelta(seconds=1)
+    # A page within the second it started at moves on by offset (unreadable times count as rows read)
+    assert start.after([same, None]) == ChangesPosition(same, 2)
+    assert ChangesPosition(same, 2).after([same]) == ChangesPosition(same, 3)
+    # A page reaching a later second moves the keyset there, from its first row
+    assert ChangesPosition(same, 2).after([same, later]) == ChangesPosition(later, 0)
+
+
 # -- writes and properties ---------------------------------------------------------------------------------
 
 
@@ -458,6 +532,34 @@ def test_update_failures_write_the_rest_then_raise_the_first(sandbox: tuple[Suga
     sugar.remove_field("Opportunities", "closeloop_sync_issue_c")
     with pytest.raises(ValidationFailed, match="closeloop_sync_issue_c"):
         crm.update_deals({deal_id: {"closeloop_sync_issue": "off by 1"}})
+
+
+def test_sugar_error_bodies_type_the_error_and_name_sugars_label(
+    sandbox: tuple[SugarSandbox, SandboxServer],
+) -> None:
+    sugar, server = sandbox
+    _, deal_id = won_deal(sugar)
+    crm = adapter(sugar, server.url)
+    # Given Sugar refusing a value with its error body (the message echoes an email)
+    refusal = {"error": "invalid_parameter", "error_message": "Invalid value ann@acme.test for amount"}
+    sugar.state.faults.append(Fault(f"{API_PREFIX}/Opportunities/*", 422, method="PUT", body=refusal))
+    # When the deal is written
+    with pytest.raises(ValidationFailed) as info:
+        crm.update_deals({deal_id: {"closeloop_amount_due": "x"}})
+    # Then the error carries Sugar's label and its redacted message
+    assert "[invalid_parameter] Invalid value" in info.value.message
+    assert "ann@acme.test" not in info.value.message
+
+
+def test_the_fault_reader_types_what_the_label_says_and_ignores_other_bodies() -> None:
+    conflict = fault_of({"error": "edit_conflict", "error_message": "Edit conflict"})
+    assert conflict is not None and (conflict.code, conflict.error) == ("edit_conflict", Conflict)
+    assert typed_error(400, fault_of({"error": "not_found"}), "GET x").__class__ is NotFound
+    unknown = fault_of({"error": "fatal_error", "error_message": "boom"})
+    assert unknown is not None and (unknown.error, unknown.message) == (None, "boom")
+    not_faults: list[object] = [[], {"error": ""}, {"message": "x"}, "oops"]
+    assert [fault_of(body) for body in not_faults] == [None] * 4
+    assert read_fault(httpx.Response(502, text="<html>Bad gateway</html>")) is None
 
 
 def test_update_customers_writes_accounts_and_rejects_deals(sandbox: tuple[SugarSandbox, SandboxServer]) -> None:

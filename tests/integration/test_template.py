@@ -528,7 +528,7 @@ def test_webhook_5xx_and_misconfiguration_reach_the_alert_topic(template: dict[s
 
 
 def test_hubspot_signature_minimum_is_a_parameter_that_reaches_the_webhook_functions(template: dict[str, Any]) -> None:
-    from closeloop.vendors.hubspot.adapter import SIGNATURE_VERSIONS  # noqa: PLC0415
+    from closeloop.vendors.hubspot.webhooks import SIGNATURE_VERSIONS  # noqa: PLC0415
 
     # Given the HubSpotSignatureMinVersion parameter
     parameter = template["Parameters"]["HubSpotSignatureMinVersion"]

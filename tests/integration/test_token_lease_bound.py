@@ -23,7 +23,7 @@ from closeloop.oauth import (
     RefreshingTokens,
     TokenGrant,
 )
-from closeloop.vendors.xero import adapter as xero
+from closeloop.vendors.xero import client as xero
 from closeloop_local.sandboxes import xero as xero_sandbox
 from tests.fakes import KilledHolderStore, MemoryStore, ProcessKilled
 

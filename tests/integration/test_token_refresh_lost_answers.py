@@ -12,10 +12,10 @@ import pytest
 from closeloop.errors import RefreshAnswerLost
 from closeloop.oauth import RefreshingTokens, TokenGrant
 from closeloop.store import TokenState
-from closeloop.vendors.quickbooks import adapter as quickbooks
-from closeloop.vendors.sugarcrm import adapter as sugarcrm
-from closeloop.vendors.xero import adapter as xero
-from closeloop.vendors.zohobooks import adapter as zohobooks
+from closeloop.vendors.quickbooks import client as quickbooks
+from closeloop.vendors.sugarcrm import client as sugarcrm
+from closeloop.vendors.xero import client as xero
+from closeloop.vendors.zohobooks import client as zohobooks
 from closeloop_local.sandboxes import quickbooks as qbo_sandbox
 from closeloop_local.sandboxes import sugarcrm as sugar_sandbox
 from closeloop_local.sandboxes import xero as xero_sandbox

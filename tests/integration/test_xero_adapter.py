@@ -203,7 +203,7 @@ def test_bulk_lookup_of_many_values_in_a_large_organisation_pages_or_filters_whi
 
 
 def test_an_address_with_only_a_city_and_country_is_read() -> None:
-    from closeloop.vendors.xero.adapter import to_customer  # noqa: PLC0415
+    from closeloop.vendors.xero.mapping import to_customer  # noqa: PLC0415
 
     contact = {
         "ContactID": "c-1",

@@ -16,10 +16,13 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
-from closeloop.errors import ValidationFailed
-from closeloop.models import InvoiceDraft, InvoiceLine
+from closeloop.errors import Conflict, ValidationFailed
+from closeloop.http import Fault
+from closeloop.models import AccountingCustomer, CrmRef, Customer, InvoiceDraft, InvoiceLine
 from closeloop.oauth import RefreshingTokens, TokenGrant
+from closeloop.paging import PagingLoop
 from closeloop.vendors.xero.adapter import XeroAccounting
+from closeloop.vendors.xero.client import element_fault, xero_fault
 from closeloop.wire import dumps_exact
 from closeloop_local.sandboxes.base import LoggedRequest, SandboxServer
 from closeloop_local.sandboxes.xero import XeroSandbox, serve
@@ -524,3 +527,98 @@ def test_send_invoice_posts_the_documented_request_and_maps_a_refusal() -> None:
     # And a refusal is ValidationFailed with Xero's reason
     with pytest.raises(ValidationFailed, match="No email"):
         books.send_invoice("refused")
+
+
+def test_a_server_that_ignores_page_is_refused_as_a_paging_loop_after_two_calls() -> None:
+    # Given a Xero stand-in that answers the same full page of contacts whatever page is asked for
+    pages: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        pages.append(request.url.params["page"])
+        contacts = [{"ContactID": f"c-{n}", "Name": f"Contact {n}"} for n in range(XeroAccounting.PAGE_SIZE)]
+        return httpx.Response(200, json={"Contacts": contacts})
+
+    books = offline_adapter(handler)
+
+    # When the changed contacts are read, Then the repeated page is refused as a paging loop (not read for
+    # ever), after exactly the two calls that show it, and the message names the list
+    with pytest.raises(PagingLoop, match="GET /Contacts: xero repeated the paging position page 3"):
+        list(books.iter_customers_changed_since(datetime(2026, 1, 1, tzinfo=UTC)))
+    assert pages == ["1", "2"]
+
+
+def test_bulk_contact_pages_follow_the_first_page_s_page_count() -> None:
+    # Given an organisation whose active contacts take 3 bulk pages (the first page says so)
+    asked: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        page = request.url.params["page"]
+        asked.append(page)
+        rows = [{"ContactID": f"c-{page}", "Name": f"Contact {page}", "ContactStatus": "ACTIVE"}]
+        return httpx.Response(200, json={"Contacts": rows, "pagination": {"page": int(page), "pageCount": 3}})
+
+    books = offline_adapter(handler)
+    books.WHERE_MAX_CHARS = 40  # type: ignore[misc]  # many filter queries: paging through is cheaper
+
+    # When many numbers are looked up at once
+    found = books.find_customers_any(numbers=[f"hubspot-company-{n}" for n in range(10)])
+
+    # Then pages 1 to 3 were read once each, in order, and every contact on them is a candidate
+    assert asked == ["1", "2", "3"]
+    assert [c.id for c in found] == ["c-1", "c-2", "c-3"]
+
+
+# -- one reading of Xero's error bodies ---------------------------------------------------------------------
+
+
+def _validation_exception(*messages: str) -> dict[str, Any]:
+    """Xero's 400 body (XS: Error / ValidationError): the messages sit in Elements[].ValidationErrors[]."""
+    errors = [{"Message": message} for message in messages]
+    return {"ErrorNumber": 10, "Type": "ValidationException", "Message": "A validation exception occurred",
+            "Elements": [{"ValidationErrors": errors}]}  # fmt: skip
+
+
+def test_xero_fault_reads_validation_exceptions_problem_details_and_nothing_else() -> None:
+    # Given Xero's error bodies: a duplicate name, another rule, a reused Idempotency-Key, the plain 404 page
+    taken = "The contact name Acme Ltd is already assigned to another contact."
+    duplicate = httpx.Response(400, json=_validation_exception(taken))
+    other = httpx.Response(400, json=_validation_exception("Invoice not of valid status for sending"))
+    problem = httpx.Response(400, json={"Title": "Idempotency", "Detail": "key used for another request"})
+    page = httpx.Response(404, text="The resource you're looking for cannot be found")
+    # When each is read, Then a duplicate is a Conflict, another rule is left to the status (ValidationFailed),
+    # a problem's Detail is its message, and a page without Xero's shape is no fault at all
+    assert xero_fault(duplicate) == Fault(taken, "ValidationException", Conflict)
+    assert xero_fault(other) == Fault("Invoice not of valid status for sending", "ValidationException", None)
+    assert xero_fault(problem) == Fault("key used for another request", "Idempotency", None)
+    assert xero_fault(page) is None
+    # And an element of a 200 batch answer is a fault only when it carries errors, a ValidationFailed at least
+    assert element_fault({"ContactID": "c-1", "StatusAttributeString": "OK"}) is None
+    rejected = {"HasValidationErrors": True, "ValidationErrors": [{"Message": "Email address must be valid."}]}
+    assert element_fault(rejected) == Fault("Email address must be valid.", "", ValidationFailed)
+
+
+def test_a_refused_write_is_typed_by_the_one_fault_reading_with_xeros_words_and_request_id() -> None:
+    # Given Xero refusing a contact update as a duplicate name, and a batch with one contact refused the same way
+    taken = "The contact name Acme Ltd is already assigned to another contact."
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        headers = {"xero-correlation-id": "corr-1"}
+        if request.method == "POST":
+            return httpx.Response(400, json=_validation_exception(taken), headers=headers)
+        refused = {"Name": "Acme Ltd", "HasValidationErrors": True, "ValidationErrors": [{"Message": taken}]}
+        return httpx.Response(200, json={"Contacts": [{"ContactID": "c-1", "Name": "Beta"}, refused]}, headers=headers)
+
+    books = offline_adapter(handler)
+    acme = Customer(ref=CrmRef(crm="hubspot", object_type="company", object_id="1"), name="Acme Ltd")
+    beta = Customer(ref=CrmRef(crm="hubspot", object_type="company", object_id="2"), name="Beta")
+
+    # When the update is sent, Then it is a Conflict naming Xero's reason, with Xero's request id and status
+    with pytest.raises(Conflict, match=r"\[ValidationException\] The contact name Acme Ltd is already") as info:
+        books.update_customer("c-9", acme, ["name"], number=None, idempotency_key="k-1")
+    assert (info.value.status, info.value.request_id, info.value.vendor) == (400, "corr-1", "xero")
+
+    # When the batch is sent, Then the saved contact is returned and the refused one is a Conflict of its own
+    saved, refused = books.create_customers([(beta, "n-2"), (acme, "n-1")], idempotency_key="k-2")
+    assert isinstance(saved, AccountingCustomer) and saved.id == "c-1"
+    assert isinstance(refused, Conflict) and refused.request_id == "corr-1"
+    assert refused.message.startswith("PUT /Contacts: contact 2 of 2: The contact name Acme Ltd")

@@ -3,17 +3,30 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs
 
+import httpx
 import pytest
 
-from closeloop.errors import AuthRevoked, ConfigurationError, Conflict, RateLimited, ValidationFailed
+from closeloop.errors import (
+    AuthRevoked,
+    ConfigurationError,
+    Conflict,
+    IntegrationError,
+    NotFound,
+    RateLimited,
+    Unavailable,
+    ValidationFailed,
+)
 from closeloop.models import Address, CrmRef, Customer, InvoiceDraft, InvoiceLine, Person
-from closeloop.vendors.zohobooks.adapter import ZohoBooksAccounting, refresh_with_zoho
+from closeloop.oauth import RefreshingTokens, TokenGrant
+from closeloop.paging import PagingLoop
+from closeloop.vendors.zohobooks.adapter import ZohoBooksAccounting
+from closeloop.vendors.zohobooks.client import refresh_with_zoho
 from closeloop_local.sandboxes.base import Fault, SandboxServer
 from closeloop_local.sandboxes.zohobooks import TAXES, ZohoBooksDriver, ZohoBooksSandbox, serve
 from tests.fakes import MemoryStore
@@ -501,3 +514,93 @@ def test_lookups_by_undocumented_filters_find_nothing_rather_than_an_unrelated_r
         assert sorted(paged.get_items(["GADGET"])) == ["GADGET"]
     finally:
         server.stop()
+
+
+# -- paging and error bodies, over a scripted transport ---------------------------------------------------
+
+
+def offline_books(handler: Callable[[httpx.Request], httpx.Response]) -> ZohoBooksAccounting:
+    """The adapter over a mock transport (scripted answers); tokens come without a call."""
+    tokens = RefreshingTokens(
+        "zohobooks",
+        MemoryStore(),
+        seed=lambda fresh: "refresh-token",
+        refresh=lambda token: TokenGrant(access_token="access", expires_in=3600, refresh_token=token),
+        write_back=lambda token: None,
+    )
+    return ZohoBooksAccounting(
+        base_url="https://www.zohoapis.test",
+        tokens=tokens,
+        organization_id=lambda: "org-1",
+        transport=httpx.MockTransport(handler),
+        sleep=lambda s: None,
+    )
+
+
+def contact_rows(*ids: str) -> list[dict[str, Any]]:
+    return [{"contact_id": i, "contact_name": f"Co {i}", "contact_type": "customer"} for i in ids]
+
+
+def test_a_list_that_answers_a_page_already_read_is_a_paging_loop() -> None:
+    # Given Zoho answering pages A, B, then A again, each saying there are more
+    pages = {1: contact_rows("1", "2"), 2: contact_rows("3"), 3: contact_rows("1", "2"), 4: contact_rows("4")}
+    asked: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        page = int(request.url.params["page"])
+        asked.append(page)
+        body = {"code": 0, "message": "success", "contacts": pages[page], "page_context": {"has_more_page": True}}
+        return httpx.Response(200, json=body)
+
+    # When every active contact is read
+    with pytest.raises(PagingLoop) as caught:
+        offline_books(handler)._active_contacts({})
+    # Then the walk stops at the repeated page (never reading on) and says which list looped
+    assert asked == [1, 2, 3]
+    assert caught.value.message.startswith("GET /contacts: zohobooks repeated the paging position")
+
+
+def test_page_size_and_page_numbers_are_sent_until_has_more_page_is_false() -> None:
+    seen: list[dict[str, str]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(dict(request.url.params))
+        page = int(request.url.params["page"])
+        more = page < 3
+        rows = contact_rows(str(page))
+        return httpx.Response(200, json={"code": 0, "contacts": rows, "page_context": {"has_more_page": more}})
+
+    rows = offline_books(handler)._active_contacts({"email": "a@x.test"})
+    assert [row["contact_id"] for row in rows] == ["1", "2", "3"]
+    assert [(q["page"], q["per_page"], q["email"], q["organization_id"]) for q in seen] == [
+        (str(n), "200", "a@x.test", "org-1") for n in (1, 2, 3)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "error"),
+    [
+        (200, 3062, Conflict),  # a name taken, answered with HTTP 200
+        (400, 1001, Conflict),
+        (200, 1002, NotFound),
+        (404, 9999, NotFound),
+        (200, 4, ValidationFailed),  # any other non-zero code on a 200 is a refusal
+        (400, 6041, ConfigurationError),
+        (503, 1002, Unavailable),  # an outage stays an outage whatever its body says
+    ],
+)
+def test_a_non_zero_code_is_the_typed_error_its_code_means(
+    status: int, code: int, error: type[IntegrationError]
+) -> None:
+    # Given Zoho refusing a write with {"code": N, "message": ...}
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, json={"code": code, "message": f"Refused for ann@acme.test (#{code})"})
+
+    # When a contact is upserted
+    with pytest.raises(IntegrationError) as caught:
+        offline_books(handler).create_customer(acme(), number="hubspot-company-1", idempotency_key="k")
+    # Then the error is the one the code means, carries Zoho's code, and no personal data
+    assert type(caught.value) is error
+    assert caught.value.status == status
+    assert f"[{code}]" in caught.value.message
+    assert "ann@acme.test" not in caught.value.message

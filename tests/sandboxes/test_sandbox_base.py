@@ -5,16 +5,20 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.test import Client
 from werkzeug.wrappers import Request, Response
 
-from closeloop_local.sandboxes.base import Fault, Router, SandboxApp, SandboxState, json_response
+from closeloop_local.sandboxes.base import AccountingSandbox, Fault, Router, SandboxApp, SandboxState, json_response
 from closeloop_local.sandboxes.limits import DailyBudget, InFlight, RollingWindow, WindowAndDay
 from closeloop_local.sandboxes.outbound import hmac_sha256_base64, send
+from closeloop_local.sandboxes.quickbooks import QuickBooksSandbox
 from closeloop_local.sandboxes.replays import IdempotencyCache
+from closeloop_local.sandboxes.xero import XeroSandbox
+from closeloop_local.sandboxes.zohobooks import ZohoBooksSandbox
 
 
 class EchoSandbox(SandboxApp):
@@ -241,3 +245,26 @@ def test_window_and_day_in_milliseconds_rolls_the_day_over_in_seconds() -> None:
     # Then the next call that day is refused, and one a millisecond later (the next day) is not
     assert limits.take(midnight_ms - 1) == "day"
     assert limits.take(midnight_ms) is None
+
+
+@pytest.mark.parametrize("sandbox_class", [XeroSandbox, QuickBooksSandbox, ZohoBooksSandbox])
+def test_an_accounting_sandbox_knows_its_app_and_writes_money_exactly(sandbox_class: type[AccountingSandbox]) -> None:
+    # Given an accounting sandbox made with its app's credentials, by keyword
+    sandbox = sandbox_class(client_id="app-id", client_secret="app-s\u00e9cret", refresh_token="first-refresh")
+    # Then it knows the app by its id and secret together, and nothing else (missing, wrong, half right)
+    assert sandbox.is_client("app-id", "app-s\u00e9cret")
+    assert not sandbox.is_client("app-id", "app-secret")
+    assert not sandbox.is_client("other-id", "app-s\u00e9cret")
+    assert not sandbox.is_client(None, None)
+    assert not sandbox.is_client("app-id", None)
+    assert (sandbox.client_id, sandbox.client_secret, sandbox.initial_refresh_token) == (
+        "app-id",
+        "app-s\u00e9cret",
+        "first-refresh",
+    )
+    # And its JSON answers carry money with its exact scale, its fault text as plain text
+    assert sandbox.json({"Total": Decimal("100.00"), "Rate": Decimal("0.3333")}).get_data() == (
+        b'{"Total": 100.00, "Rate": 0.3333}'
+    )
+    fault = sandbox.fault_response(Fault("/x", 503, body="down"))
+    assert (fault.status_code, fault.mimetype, fault.get_data()) == (503, "text/plain", b"down")

@@ -16,7 +16,7 @@ from closeloop.errors import (
     ValidationFailed,
 )
 from closeloop.http import Fault, RetryPolicy, VendorHttp, typed_error
-from closeloop.vendors.xero.adapter import xero_rate_limit
+from closeloop.vendors.xero.client import xero_rate_limit
 
 
 def client(responses: list[httpx.Response | Exception], sleeps: list[float], **kw: object) -> VendorHttp:

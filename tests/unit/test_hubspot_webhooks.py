@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from closeloop.errors import WebhookRejected
 from closeloop.models import SyncEvent
 from closeloop.ports import WebhookRequest
-from closeloop.vendors.hubspot.adapter import HubSpotCrm, signature_v1, signature_v2, signature_v3
+from closeloop.vendors.hubspot.adapter import HubSpotCrm
+from closeloop.vendors.hubspot.webhooks import signature_v1, signature_v2, signature_v3
 
 SECRET = "yyyyyyyy-yyyy-yyyy-yyyy-yyyyyyyyyyyy"
 URI = "https://www.example.com/webhook_uri"
@@ -310,3 +313,55 @@ def test_an_unknown_minimum_in_the_environment_is_a_configuration_error() -> Non
 
     with pytest.raises(ConfigurationError, match="HUBSPOT_SIGNATURE_MIN_VERSION"):
         HubSpotSettings.from_env({"HUBSPOT_SIGNATURE_MIN_VERSION": "v0"})
+
+
+def test_the_adapter_modules_do_not_load_httpx_for_the_webhook_route() -> None:
+    # Given a fresh interpreter, When the HubSpot adapter (with its webhooks, client and mapping) is imported
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    code = "import sys, closeloop.vendors.hubspot.adapter; print('httpx' in sys.modules)"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+
+    # Then httpx is not loaded: the webhook route verifies and parses without it (a fast cold start)
+    assert loaded == "False"
+
+
+def hubspot_body_schema() -> dict[str, Any]:
+    """The webhook API's request body schema for HubSpot deliveries, with the document's components."""
+    from closeloop.webhook_api import openapi_document  # noqa: PLC0415
+
+    document = openapi_document()
+    operation = document["paths"]["/webhooks/hubspot/{pipeline}"]["post"]
+    schema = operation["requestBody"]["content"]["application/json"]["schema"]
+    return {**schema, "components": document["components"]}
+
+
+def sample_bodies() -> list[Any]:
+    """The HubSpot deliveries in events/ (API Gateway events whose body is a HubSpot batch)."""
+    root = Path(__file__).resolve().parents[2] / "events"
+    return [json.loads(json.loads(p.read_text())["body"]) for p in sorted(root.glob("webhook_*.json"))]
+
+
+def test_the_generated_body_schema_accepts_the_sample_deliveries_and_refuses_what_the_parser_refuses() -> None:
+    import jsonschema  # type: ignore[import-untyped]  # noqa: PLC0415  (no stubs in the venv)
+
+    # Given the body schema generated from HubSpotWebhookBatch, keeping every field HubSpot always sends required
+    schema = hubspot_body_schema()
+    validator = jsonschema.Draft202012Validator(schema)
+    event_schema = schema["components"]["schemas"]["HubSpotWebhookEvent"]
+    assert set(event_schema["required"]) == {"eventId", "subscriptionId", "portalId", "occurredAt", "subscriptionType"}
+    assert (schema["minItems"], schema["maxItems"]) == (1, 100)
+
+    # Then every sample delivery (and the fact sheet's example) is valid, and the parser reads it
+    bodies = [*sample_bodies(), [event(), event(subscriptionType="object.propertyChange", objectTypeId="0-3")]]
+    assert len(bodies) >= 4
+    for body in bodies:
+        validator.validate(body)
+        crm().parse_webhook(json.dumps(body).encode())
+
+    # And what the parser refuses (400), the schema refuses too
+    for refused in ({"eventId": 1}, [], [event()] * 101, [{"eventId": 1}], [event(portalId="not a number")]):
+        with pytest.raises(WebhookRejected):
+            crm().parse_webhook(json.dumps(refused).encode())
+        assert not validator.is_valid(refused), refused

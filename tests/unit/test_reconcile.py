@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import zipfile
 from collections import Counter
-from datetime import UTC, date, datetime
+from datetime import date
 from decimal import Decimal
 
 import pytest
@@ -307,12 +307,11 @@ def test_deals_and_invoices_outside_the_month_are_ignored_even_if_a_port_returns
     assert (result.won_deals, result.invoices, result.discrepancies) == (0, 0, ())
 
 
-def test_a_large_month_reconciles_in_linear_time() -> None:
+def test_a_large_month_reconciles_every_planted_difference() -> None:
     # Given 10,000 mapped deals and their invoices (1 in 100 a cent off) plus 100 orphan invoices
     n = 10_000
 
-    # When reconciled
-    started = datetime.now(UTC)
+    # When reconciled (its speed is measured in `make bench`: bench/reconcile_scale.py, never in a test)
     result = reconcile(
         MONTH,
         crm=SyntheticCrm(n),  # type: ignore[arg-type]
@@ -322,12 +321,10 @@ def test_a_large_month_reconciles_in_linear_time() -> None:
         dead_letters={},
         today=TODAY,
     )
-    elapsed = (datetime.now(UTC) - started).total_seconds()
 
-    # Then every planted difference is found, and quickly (100k takes a few seconds: see the report)
+    # Then every planted difference is found
     counts = result.counts_by_type()
     assert counts["amount_mismatch"] == n // 100
     assert counts["invoice_without_deal"] == n // 100
     assert sum(counts.values()) == 2 * n // 100
     assert result.won_deals == n
-    assert elapsed < 10

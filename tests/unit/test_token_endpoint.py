@@ -18,11 +18,11 @@ import pytest
 from closeloop.errors import AuthRevoked, ConfigurationError, FatalError, RateLimited, Unanswered
 from closeloop.http import RetryPolicy
 from closeloop.oauth import TokenEndpoint, TokenGrant
-from closeloop.vendors.hubspot import adapter as hubspot
-from closeloop.vendors.quickbooks import adapter as quickbooks
-from closeloop.vendors.sugarcrm import adapter as sugarcrm
-from closeloop.vendors.xero import adapter as xero
-from closeloop.vendors.zohobooks import adapter as zohobooks
+from closeloop.vendors.hubspot import client as hubspot
+from closeloop.vendors.quickbooks import client as quickbooks
+from closeloop.vendors.sugarcrm import client as sugarcrm
+from closeloop.vendors.xero import client as xero
+from closeloop.vendors.zohobooks import client as zohobooks
 
 URL = "https://token.test"
 ANSWER = {"access_token": "a2", "token_type": "Bearer", "expires_in": 1800, "refresh_token": "r2"}

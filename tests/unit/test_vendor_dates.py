@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 import pytest
 
 from closeloop.dates import parse_day, parse_timestamp, parse_utc
-from closeloop.vendors.xero.adapter import parse_xero_datetime
+from closeloop.vendors.xero.mapping import parse_xero_datetime
 
 IST = timezone(timedelta(hours=5, minutes=30))
 

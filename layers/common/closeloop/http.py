@@ -222,19 +222,20 @@ class VendorHttp:
         rate_limit: Callable[[httpx.Response], RateLimitVerdict] = retry_after_header,
         read_fault: Callable[[httpx.Response], Fault | None] = no_fault,
         request_id_header: str = "x-request-id",
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
         transport: httpx.BaseTransport | None = None,
         pacer: Pacer | None = None,
     ) -> None:
         """``pacer`` is asked before every attempt (a retry is a call too) and told about every 429;
-        ``read_fault`` reads the vendor's error body (``typed_error`` maps it with the status)."""
+        ``read_fault`` reads the vendor's error body (``typed_error`` maps it with the status); ``sleep``
+        (default ``time.sleep``) waits between attempts."""
         self.vendor = vendor
         self.pacer: Pacer = pacer or Unpaced()
         self.policy = policy or RetryPolicy()
         self._rate_limit = rate_limit
         self._read_fault = read_fault
         self._request_id_header = request_id_header
-        self._sleep = sleep
+        self._sleep = sleep or time.sleep
         self.calls = 0
         self._client = httpx.Client(
             base_url=base_url.rstrip("/"),

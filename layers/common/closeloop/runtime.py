@@ -24,7 +24,7 @@ from closeloop.credentials import Credentials
 from closeloop.errors import ConfigurationError
 from closeloop.ports import AccountingPort, CrmPort
 from closeloop.vendors import registry
-from closeloop.vendors.spec import Kind
+from closeloop.vendors.spec import Kind, oauth_app_keys
 
 logger = Logger(child=True)
 
@@ -59,14 +59,13 @@ def _client_tokens(
     from closeloop.http import worst_case_seconds  # noqa: PLC0415
     from closeloop.oauth import RefreshingTokens  # noqa: PLC0415
 
+    client_id, client_secret, refresh_token = oauth_app_keys(prefix)
     return RefreshingTokens(
         connection,
         lazy_store(),
-        seed=lambda fresh: creds.get(f"{prefix}_REFRESH_TOKEN", fresh=fresh),
-        refresh=refresh_with(
-            token_url, lambda: creds.get(f"{prefix}_CLIENT_ID"), lambda: creds.get(f"{prefix}_CLIENT_SECRET")
-        ),
-        write_back=_write_back(creds, f"{prefix}_REFRESH_TOKEN") if rotates else lambda token: False,
+        seed=lambda fresh: creds.get(refresh_token, fresh=fresh),
+        refresh=refresh_with(token_url, lambda: creds.get(client_id), lambda: creds.get(client_secret)),
+        write_back=_write_back(creds, refresh_token) if rotates else lambda token: False,
         resend_within=resend_within,
         refresh_seconds=worst_case_seconds(),
         invocation_ends_at=_invocation_ends_at,

@@ -1,5 +1,6 @@
 """What every vendor sandbox shares: the request pipeline, routing, fault injection, the control API and a
-threaded HTTP server on loopback.
+threaded HTTP server on loopback; and what the accounting sandboxes share (``AccountingSandbox``): an OAuth
+app's credentials and money as exact JSON numbers.
 
 A sandbox is a ``SandboxApp`` (a WSGI application, werkzeug) that keeps state in memory and behaves like the
 vendor's real API; its module holds only that vendor's API (auth, limits, routes, bodies). Tests and the local
@@ -14,6 +15,7 @@ are never called by production code.
 from __future__ import annotations
 
 import fnmatch
+import hmac
 import io
 import json
 import sys
@@ -24,6 +26,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from decimal import Decimal
 from functools import cached_property
 from typing import Any, ClassVar
 
@@ -289,6 +292,59 @@ class Router:
         return self._handlers[endpoint], dict(args)
 
 
+def _json_key_type(key: Any) -> bool:
+    """Whether the stdlib JSON encoder accepts ``key`` as an object key."""
+    return key is None or isinstance(key, str | int | float)
+
+
+class WireEncoder(json.JSONEncoder):
+    """A JSON encoder that writes a ``Decimal`` as the exact number it holds, scale included.
+
+    ``Decimal("100.00")`` goes out as ``100.00`` and ``Decimal("0.3333")`` as ``0.3333``, like Xero's JSON;
+    the stdlib encoder only knows float (``100.0``, and binary noise for other values). Every other value is
+    written exactly as ``json.dumps`` would with the same options (separators, ``ensure_ascii``,
+    ``allow_nan``, ``skipkeys``, ``sort_keys``, ``default``); ``indent`` is not supported.
+    """
+
+    def iterencode(self, o: Any, _one_shot: bool = False) -> Iterator[str]:
+        if getattr(self, "indent", None) is not None:  # typeshed types it without its default, None
+            raise ValueError("WireEncoder does not support indent")
+        yield self._value(o)
+
+    def _value(self, value: Any) -> str:
+        if isinstance(value, Decimal):
+            return self._decimal(value)
+        if value is None or isinstance(value, str | int | float):  # bool is an int
+            return json.dumps(value, ensure_ascii=self.ensure_ascii, allow_nan=self.allow_nan)
+        if isinstance(value, dict):
+            items = sorted(value.items()) if self.sort_keys else value.items()
+            members = [
+                f"{self._key(key)}{self.key_separator}{self._value(item)}"
+                for key, item in items
+                if _json_key_type(key) or not self.skipkeys
+            ]
+            return "{" + self.item_separator.join(members) + "}"
+        if isinstance(value, list | tuple):
+            return "[" + self.item_separator.join(self._value(item) for item in value) + "]"
+        return self._value(self.default(value))
+
+    def _key(self, key: Any) -> str:
+        """Object keys as the stdlib writes them: strings as they are, numbers/bools/None as their JSON text."""
+        if not _json_key_type(key):
+            raise TypeError(f"keys must be str, int, float, bool or None, not {type(key).__name__}")
+        text = key if isinstance(key, str) else json.dumps(key)
+        return json.dumps(text, ensure_ascii=self.ensure_ascii)
+
+    def _decimal(self, value: Decimal) -> str:
+        if value.is_finite():
+            return format(value, "f")  # positional, every digit and the scale kept: 100.00, 0.3333, 1.000000
+        if not self.allow_nan:
+            raise ValueError(f"Out of range float values are not JSON compliant: {value}")
+        if value.is_nan():
+            return "NaN"
+        return "-Infinity" if value.is_signed() else "Infinity"
+
+
 class SandboxApp:
     """The request pipeline of every sandbox, as a WSGI app.
 
@@ -446,3 +502,27 @@ class SandboxApp:
         if isinstance(body, dict):
             self.state.clock.advance(float(body.get("advance", 0)))
         return self.clock_reading()
+
+
+class AccountingSandbox(SandboxApp):
+    """The base of an accounting system's sandbox: one OAuth app connected to one organisation.
+
+    It holds the app's client id and secret and the refresh token the connection starts with (a sandbox keeps
+    the tokens it mints from there), and answers the way the accounting APIs do: money as exact JSON numbers
+    (``WireEncoder``), a fault's text body as plain text.
+    """
+
+    json_encoder = WireEncoder  # Decimals written exactly
+    fault_text_type = "text/plain"
+
+    def __init__(self, client_id: str, client_secret: str, refresh_token: str) -> None:
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.initial_refresh_token = refresh_token
+        self.state = SandboxState()
+
+    def is_client(self, client_id: str | None, client_secret: str | None) -> bool:
+        """Whether a token request's client id and secret are the app's (compared in constant time)."""
+        id_matches = hmac.compare_digest((client_id or "").encode(), self.client_id.encode())
+        secret_matches = hmac.compare_digest((client_secret or "").encode(), self.client_secret.encode())
+        return client_id is not None and client_secret is not None and id_matches and secret_matches

@@ -177,7 +177,7 @@ def _org_address(value: Any) -> JSON | None:
 
     Keys outside the schema and non-string sub-fields are refused (400), and a written address replaces
     the whole stored one (sub-fields left out are cleared): the adapter's GUESSES["address validation"] and
-    GUESSES["address write replaces the address"] (closeloop.vendors.pipedrive.adapter).
+    GUESSES["address write replaces the address"] (closeloop.vendors.pipedrive.guesses).
     """
     if value is None:
         return None

@@ -57,11 +57,17 @@ from typing import Any, Literal
 from werkzeug.wrappers import Request, Response
 
 from closeloop_local.sandboxes import outbound
-from closeloop_local.sandboxes.base import Router, SandboxApp, SandboxServer, SandboxState, plain_json
+from closeloop_local.sandboxes.base import (
+    AccountingSandbox,
+    Router,
+    SandboxServer,
+    SandboxState,
+    WireEncoder,
+    plain_json,
+)
 from closeloop_local.sandboxes.drivers import SeenCustomer, SeenInvoice, SentWebhook
 from closeloop_local.sandboxes.limits import InFlight, RollingWindow
 from closeloop_local.sandboxes.replays import IdempotencyCache
-from closeloop_local.sandboxes.xero import WireEncoder
 
 Row = dict[str, Any]
 
@@ -505,7 +511,7 @@ def cloud_event(realm_id: str, entity: Row) -> Row:
     """One change as Intuit's CloudEvents webhooks carry it (the shape of the SDKs' test payloads).
 
     The action words are the adapter's GUESSES["cloudevents_action_words"]; ``data`` and ``source`` its
-    GUESSES["cloudevents_data_and_source"] (closeloop.vendors.quickbooks.adapter).
+    GUESSES["cloudevents_data_and_source"] (closeloop.vendors.quickbooks.guesses).
     """
     updated = datetime.strptime(str(entity["lastUpdated"]), "%Y-%m-%dT%H:%M:%S%z").astimezone(UTC)
     return {
@@ -648,12 +654,10 @@ class QuickBooksWebhooks:
         return {"attempts": attempts, "succeeded": ok, "failed": attempts - ok}
 
 
-class QuickBooksSandbox(SandboxApp):
+class QuickBooksSandbox(AccountingSandbox):
     """A stateful QuickBooks Online company (one realm) plus Intuit's token endpoint, as a WSGI app."""
 
-    json_encoder = WireEncoder  # Decimals written exactly
     json_content_type = "application/json;charset=UTF-8"
-    fault_text_type = "text/plain"
 
     def __init__(
         self,
@@ -673,10 +677,8 @@ class QuickBooksSandbox(SandboxApp):
         multicurrency: bool = True,
         verifier_token: str = DEFAULT_VERIFIER_TOKEN,
     ) -> None:
-        self.client_id = client_id
-        self.client_secret = client_secret
+        super().__init__(client_id, client_secret, refresh_token)
         self.realm_id = realm_id
-        self.initial_refresh_token = refresh_token
         self.rotate_after = rotate_after
         self.superseded_grace = superseded_grace
         self.cdc_limit = cdc_limit
@@ -684,7 +686,6 @@ class QuickBooksSandbox(SandboxApp):
         self.home_currency = home_currency
         self.multicurrency = multicurrency
         self._limit_args = (minute_limit, concurrent_limit, batch_minute_limit)
-        self.state = SandboxState()
         self.webhooks = QuickBooksWebhooks(self, verifier_token)
         self._init_data()
 
@@ -811,11 +812,7 @@ class QuickBooksSandbox(SandboxApp):
 
     def _token(self, request: Request) -> Response:
         auth = request.authorization
-        if (
-            auth is None
-            or auth.type != "basic"
-            or (auth.username, auth.password) != (self.client_id, self.client_secret)
-        ):
+        if auth is None or auth.type != "basic" or not self.is_client(auth.username, auth.password):
             return self.json({"error": "invalid_client"}, 401)
         if request.form.get("grant_type") != "refresh_token":
             return self.json({"error": "unsupported_grant_type"}, 400)

@@ -36,7 +36,7 @@ import secrets
 import string
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -50,11 +50,10 @@ from werkzeug.wrappers import Request, Response
 from closeloop.wire import dumps_exact
 from closeloop_local.sandboxes import outbound
 from closeloop_local.sandboxes.base import (
+    AccountingSandbox,
     Fault,
     Router,
-    SandboxApp,
     SandboxServer,
-    SandboxState,
     json_response,
     plain_json,
 )
@@ -389,59 +388,6 @@ def _dec(value: Any) -> Decimal:
 
 def _money(value: Decimal, places: Decimal = CENT) -> Decimal:
     return value.quantize(places, rounding=XERO_ROUNDING)
-
-
-def _json_key_type(key: Any) -> bool:
-    """Whether the stdlib JSON encoder accepts ``key`` as an object key."""
-    return key is None or isinstance(key, str | int | float)
-
-
-class WireEncoder(json.JSONEncoder):
-    """A JSON encoder that writes a ``Decimal`` as the exact number it holds, scale included.
-
-    ``Decimal("100.00")`` goes out as ``100.00`` and ``Decimal("0.3333")`` as ``0.3333``, like Xero's JSON;
-    the stdlib encoder only knows float (``100.0``, and binary noise for other values). Every other value is
-    written exactly as ``json.dumps`` would with the same options (separators, ``ensure_ascii``,
-    ``allow_nan``, ``skipkeys``, ``sort_keys``, ``default``); ``indent`` is not supported.
-    """
-
-    def iterencode(self, o: Any, _one_shot: bool = False) -> Iterator[str]:
-        if getattr(self, "indent", None) is not None:  # typeshed types it without its default, None
-            raise ValueError("WireEncoder does not support indent")
-        yield self._value(o)
-
-    def _value(self, value: Any) -> str:
-        if isinstance(value, Decimal):
-            return self._decimal(value)
-        if value is None or isinstance(value, str | int | float):  # bool is an int
-            return json.dumps(value, ensure_ascii=self.ensure_ascii, allow_nan=self.allow_nan)
-        if isinstance(value, dict):
-            items = sorted(value.items()) if self.sort_keys else value.items()
-            members = [
-                f"{self._key(key)}{self.key_separator}{self._value(item)}"
-                for key, item in items
-                if _json_key_type(key) or not self.skipkeys
-            ]
-            return "{" + self.item_separator.join(members) + "}"
-        if isinstance(value, list | tuple):
-            return "[" + self.item_separator.join(self._value(item) for item in value) + "]"
-        return self._value(self.default(value))
-
-    def _key(self, key: Any) -> str:
-        """Object keys as the stdlib writes them: strings as they are, numbers/bools/None as their JSON text."""
-        if not _json_key_type(key):
-            raise TypeError(f"keys must be str, int, float, bool or None, not {type(key).__name__}")
-        text = key if isinstance(key, str) else json.dumps(key)
-        return json.dumps(text, ensure_ascii=self.ensure_ascii)
-
-    def _decimal(self, value: Decimal) -> str:
-        if value.is_finite():
-            return format(value, "f")  # positional, every digit and the scale kept: 100.00, 0.3333, 1.000000
-        if not self.allow_nan:
-            raise ValueError(f"Out of range float values are not JSON compliant: {value}")
-        if value.is_nan():
-            return "NaN"
-        return "-Infinity" if value.is_signed() else "Infinity"
 
 
 def _b64url(data: bytes) -> str:
@@ -1102,11 +1048,8 @@ class XeroWebhooks:
 # ---------------------------------------------------------------------------------------------------------
 
 
-class XeroSandbox(SandboxApp):
+class XeroSandbox(AccountingSandbox):
     """A stateful Xero (identity + Accounting API) for one organisation, as a WSGI app."""
-
-    json_encoder = WireEncoder  # Decimals written exactly
-    fault_text_type = "text/plain"
 
     def __init__(
         self,
@@ -1126,14 +1069,11 @@ class XeroSandbox(SandboxApp):
         webhook_key: str = DEFAULT_WEBHOOK_KEY,
         webhook_timeout: float = 5.0,
     ) -> None:
-        self.client_id = client_id
-        self.client_secret = client_secret
+        super().__init__(client_id, client_secret, refresh_token)
         self.tenant_id = tenant_id.lower()
         self.tenant_name = tenant_name
         self.app_name = app_name
-        self.initial_refresh_token = refresh_token
         self.refresh_grace_seconds = refresh_grace_seconds
-        self.state = SandboxState()
         self.webhooks = XeroWebhooks(self, webhook_key, timeout=webhook_timeout)
         self._limits = RateLimiter(minute_limit, day_limit, concurrent_limit, app_minute_limit, time_scale)
         self._routes = self._build_routes()
@@ -1464,7 +1404,7 @@ class XeroSandbox(SandboxApp):
     def _token(self, request: Request) -> Response:
         if (request.mimetype or "") != "application/x-www-form-urlencoded":
             return self._oauth_error("invalid_request")
-        if self._client_credentials(request) != (self.client_id, self.client_secret):
+        if not self.is_client(*self._client_credentials(request)):
             return self._oauth_error("invalid_client")
         grants: dict[str, Callable[[Any, float], Row | str]] = {
             "refresh_token": self._grant_refresh,
@@ -1558,7 +1498,7 @@ class XeroSandbox(SandboxApp):
         )
 
     def _revocation(self, request: Request) -> Response:
-        if self._client_credentials(request) != (self.client_id, self.client_secret):
+        if not self.is_client(*self._client_credentials(request)):
             return self._oauth_error("invalid_client")
         with self.state.lock:  # revoking a refresh token removes the user's connections and all their tokens
             if request.form.get("token", "") in self._refresh:

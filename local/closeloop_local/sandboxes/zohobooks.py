@@ -56,11 +56,10 @@ from typing import Any
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
 
-from closeloop.vendors.zohobooks.adapter import INVOICE_STATUSES
-from closeloop_local.sandboxes.base import Router, SandboxApp, SandboxServer, SandboxState, plain_json
+from closeloop.vendors.zohobooks.mapping import INVOICE_STATUSES
+from closeloop_local.sandboxes.base import AccountingSandbox, Router, SandboxServer, plain_json
 from closeloop_local.sandboxes.drivers import SeenCustomer, SeenInvoice
 from closeloop_local.sandboxes.limits import WindowAndDay
-from closeloop_local.sandboxes.xero import WireEncoder
 
 Row = dict[str, Any]
 
@@ -187,12 +186,10 @@ class Limits(WindowAndDay):
         return {"day": DAY_LIMIT, "window": MINUTE_LIMIT}.get(self.take(now) or "")
 
 
-class ZohoBooksSandbox(SandboxApp):
+class ZohoBooksSandbox(AccountingSandbox):
     """A stateful Zoho Books organisation (Accounts token endpoint + Books API v3) as a WSGI app."""
 
-    json_encoder = WireEncoder  # Decimals written exactly
     json_content_type = "application/json;charset=UTF-8"
-    fault_text_type = "text/plain"
 
     def __init__(
         self,
@@ -209,11 +206,9 @@ class ZohoBooksSandbox(SandboxApp):
     ) -> None:
         """``ignore_undocumented_filters``: answer lists as if Zoho ignored the ``cf_…`` and ``sku`` filters it
         does not document (every row, unfiltered), to show the adapter never trusts them blindly."""
+        super().__init__(client_id, client_secret, refresh_token)
         self.ignore_undocumented_filters = ignore_undocumented_filters
-        self.client_id = client_id
-        self.client_secret = client_secret
         self.organization_id = organization_id
-        self.initial_refresh_token = refresh_token
         self.base_currency = base_currency
         #: module -> api_name -> unique ("do not allow duplicate values")
         self.custom_fields = custom_fields or {
@@ -222,7 +217,6 @@ class ZohoBooksSandbox(SandboxApp):
         }
         self._minute_limit = minute_limit
         self._day_limit = day_limit
-        self.state = SandboxState()
         self._routes = self._build_routes()
         self._init_data()
 
@@ -434,7 +428,7 @@ class ZohoBooksSandbox(SandboxApp):
     def _token(self, request: Request) -> Response:
         args = {**request.args.to_dict(), **request.form.to_dict()}
         with self.state.lock:
-            if (args.get("client_id"), args.get("client_secret")) != (self.client_id, self.client_secret):
+            if not self.is_client(args.get("client_id"), args.get("client_secret")):
                 return self.json({"error": "invalid_client"})
             if args.get("grant_type") != "refresh_token":
                 return self.json({"error": "unsupported_grant_type"})

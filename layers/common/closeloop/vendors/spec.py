@@ -66,6 +66,12 @@ class Services(Protocol):
         """When this invocation ends (epoch seconds); None: no deadline."""
 
 
+def oauth_app_keys(prefix: str) -> tuple[str, str, str]:
+    """The credential keys of an OAuth app whose tokens ``Services.client_tokens`` refreshes (one naming
+    convention for every vendor): ``<PREFIX>_CLIENT_ID``, ``_CLIENT_SECRET``, ``_REFRESH_TOKEN``."""
+    return (f"{prefix}_CLIENT_ID", f"{prefix}_CLIENT_SECRET", f"{prefix}_REFRESH_TOKEN")
+
+
 @dataclass(frozen=True)
 class WebhookRoute:
     """One webhook path a vendor's deliveries arrive on, with its OpenAPI operation (``post``).

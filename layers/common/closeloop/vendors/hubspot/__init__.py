@@ -7,7 +7,15 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from closeloop.vendors.spec import Capabilities, CredentialSource, Services, VendorSettings, VendorSpec, WebhookRoute
+from closeloop.vendors.spec import (
+    Capabilities,
+    CredentialSource,
+    Services,
+    VendorSettings,
+    VendorSpec,
+    WebhookRoute,
+    oauth_app_keys,
+)
 
 
 class HubSpotSettings(VendorSettings):
@@ -18,7 +26,8 @@ class HubSpotSettings(VendorSettings):
 
 
 def build(settings: HubSpotSettings, creds: CredentialSource, services: Services) -> Any:
-    from closeloop.vendors.hubspot.adapter import REFRESH_RESEND_WITHIN_SECONDS, HubSpotCrm, refresh_with_hubspot  # noqa: PLC0415
+    from closeloop.vendors.hubspot.adapter import HubSpotCrm  # noqa: PLC0415
+    from closeloop.vendors.hubspot.client import REFRESH_RESEND_WITHIN_SECONDS, refresh_with_hubspot  # noqa: PLC0415
 
     # A private app's token when set; else an OAuth app's tokens (HubSpot's refresh tokens do not rotate).
     return HubSpotCrm(
@@ -39,39 +48,12 @@ def build(settings: HubSpotSettings, creds: CredentialSource, services: Services
     )
 
 
-#: One HubSpot webhook event as the routes accept it (the fields the parser reads; others are allowed).
-EVENT_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["eventId", "subscriptionId", "portalId", "occurredAt", "subscriptionType"],
-    "properties": {
-        "eventId": {"type": "integer"},
-        "subscriptionId": {"type": "integer"},
-        "portalId": {"type": "integer"},
-        "appId": {"type": "integer"},
-        "occurredAt": {"type": "integer", "description": "milliseconds since the epoch"},
-        "subscriptionType": {
-            "type": "string",
-            "examples": ["company.creation", "deal.propertyChange", "object.propertyChange"],
-        },
-        "objectTypeId": {"type": "string", "description": "object.* events: 0-1 contact, 0-2 company, 0-3 deal"},
-        "fromObjectTypeId": {"type": "string"},
-        "attemptNumber": {"type": "integer"},
-        "objectId": {"type": "integer"},
-        "fromObjectId": {"type": "integer"},
-        "propertyName": {"type": "string"},
-        "propertyValue": {"type": "string"},
-        "changeSource": {"type": "string"},
-        "changeFlag": {"type": "string"},
-        "sourceId": {"type": "string"},
-    },
-}
-
 SPEC = VendorSpec(
     name="hubspot",
     kind="crm",
     title="HubSpot",
     settings=HubSpotSettings,
-    credential_keys=("HUBSPOT_ACCESS_TOKEN", "HUBSPOT_CLIENT_ID", "HUBSPOT_CLIENT_SECRET", "HUBSPOT_REFRESH_TOKEN"),
+    credential_keys=("HUBSPOT_ACCESS_TOKEN", *oauth_app_keys("HUBSPOT")),
     webhook_keys=("HUBSPOT_CLIENT_SECRET",),
     build=build,
     capabilities=Capabilities(
@@ -100,13 +82,8 @@ SPEC = VendorSpec(
                         "schema": {"type": "string"},
                     },
                 ],
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {"schema": {"type": "array", "maxItems": 100, "items": EVENT_SCHEMA}}
-                    },
-                },
             },
+            body="closeloop.vendors.hubspot.webhooks:HubSpotWebhookBatch",
         ),
     ),
 )

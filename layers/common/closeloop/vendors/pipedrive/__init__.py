@@ -65,11 +65,8 @@ SPEC = VendorSpec(
                     {"name": "secret", "in": "path", "required": True, "schema": {"type": "string"}},
                     {"name": "Authorization", "in": "header", "required": False, "schema": {"type": "string"}},
                 ],
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": {"type": "object"}}},
-                },
             },
+            body="closeloop.vendors.pipedrive.webhooks:PipedriveWebhookPayload",
         ),
     ),
 )

@@ -20,6 +20,15 @@ GUESSES: dict[str, str] = {
     "locality, sublocality, route, street_number, subpremise, postal_code, all strings) is enforced: "
     "formatted_address, unknown keys and null sub-fields are refused with 400 (the sandbox does so). Confirm: "
     "a PATCH with formatted_address. Safe: the adapter sends only schema keys and no nulls.",
+    "error body": 'A failed answer\'s body is {"success": false, "error": <message>, "errorCode": <code>, '
+    '"error_info": …} (v1 answers; Pipedrive\'s v2 base response documents only success and error, so a v2 '
+    "code may be named code instead: both are read). Confirm: the body of a real v2 400 and 404. Safe: the "
+    "body only adds its message and code to the error's message; the status decides the error type (401: "
+    "AuthRevoked), and a body that is not this shape adds nothing.",
+    "webhook ids": "meta.entity_id and meta.user_id are strings in v2 deliveries (the v2 guide's example, our "
+    "contract schema) and were integers in v1; the webhook model accepts either and reads them as text. "
+    "Confirm: a real v2 delivery (Pipedrive's webhook test button). Safe: an integer id is read as its "
+    "digits, so the ref and the dedupe key are the same either way; a delivery is never refused for it.",
     "recents paging": "GET /v1/recents pages by start/limit with additional_data.pagination."
     "more_items_in_collection and next_start (Pipedrive's v1 OpenAPI), one row per changed object. Confirm: "
     "more changes than one page in a real company. Safe: a next_start that does not advance fails loudly.",

@@ -1,5 +1,5 @@
 """QuickBooks Online, an accounting system: its settings, credentials, webhook route and how its adapter
-(``closeloop.vendors.quickbooks.adapter``) is built."""
+(``closeloop.vendors.quickbooks.adapter``, over ``client``, ``mapping`` and ``webhooks``) is built."""
 
 from __future__ import annotations
 
@@ -7,7 +7,15 @@ from typing import Any
 
 from pydantic import Field
 
-from closeloop.vendors.spec import Capabilities, CredentialSource, Services, VendorSettings, VendorSpec, WebhookRoute
+from closeloop.vendors.spec import (
+    Capabilities,
+    CredentialSource,
+    Services,
+    VendorSettings,
+    VendorSpec,
+    WebhookRoute,
+    oauth_app_keys,
+)
 
 
 class QuickBooksSettings(VendorSettings):
@@ -16,11 +24,8 @@ class QuickBooksSettings(VendorSettings):
 
 
 def build(settings: QuickBooksSettings, creds: CredentialSource, services: Services) -> Any:
-    from closeloop.vendors.quickbooks.adapter import (  # noqa: PLC0415
-        REFRESH_RESEND_WITHIN_SECONDS,
-        QuickBooksAccounting,
-        refresh_with_intuit,
-    )
+    from closeloop.vendors.quickbooks.adapter import QuickBooksAccounting  # noqa: PLC0415
+    from closeloop.vendors.quickbooks.client import REFRESH_RESEND_WITHIN_SECONDS, refresh_with_intuit  # noqa: PLC0415
 
     tokens = services.client_tokens(
         creds,
@@ -46,13 +51,7 @@ SPEC = VendorSpec(
     kind="accounting",
     title="QuickBooks",
     settings=QuickBooksSettings,
-    credential_keys=(
-        "QUICKBOOKS_CLIENT_ID",
-        "QUICKBOOKS_CLIENT_SECRET",
-        "QUICKBOOKS_REFRESH_TOKEN",
-        "QUICKBOOKS_REALM_ID",
-        "QUICKBOOKS_WEBHOOK_VERIFIER_TOKEN",
-    ),
+    credential_keys=(*oauth_app_keys("QUICKBOOKS"), "QUICKBOOKS_REALM_ID", "QUICKBOOKS_WEBHOOK_VERIFIER_TOKEN"),
     webhook_keys=("QUICKBOOKS_WEBHOOK_VERIFIER_TOKEN",),
     build=build,
     capabilities=Capabilities(
@@ -82,15 +81,8 @@ SPEC = VendorSpec(
                 "parameters": [
                     {"name": "intuit-signature", "in": "header", "required": True, "schema": {"type": "string"}}
                 ],
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {"oneOf": [{"type": "object"}, {"type": "array", "items": {"type": "object"}}]}
-                        }
-                    },
-                },
             },
+            body="closeloop.vendors.quickbooks.webhooks:QuickBooksWebhookBody",
         ),
     ),
 )

@@ -1,192 +1,51 @@
-"""QuickBooks Online adapter: Intuit OAuth2, the Accounting API v3 (query language, batch, CDC), QBO's limits.
+"""QuickBooks Online as an AccountingPort: customers, items and invoices, its change feed (CDC, else queries)
+and webhooks, thin over ``client`` (HTTP, query paging, faults), ``mapping`` (canonical <-> QBO JSON) and
+``webhooks`` (signature, delivery models).
 
 Vendor facts encoded here (developer.intuit.com Accounting API reference, Intuit's blog posts on voiding
-invoices and on ``requestid``; see /work/shared/vendors/accounting.md):
-- every path is ``/v3/company/{realmId}/…`` with ``minorversion`` (versions 1–74 are retired);
-  ``Authorization: Bearer`` with a 1-hour access token; the token endpoint takes Basic client auth and its
-  refresh token changes about once a day (the old value is still honoured for a while, so a lost answer is
-  survivable); ``invalid_grant`` means a person must reconnect (100 days unused, 5-year hard limit, revoked);
-- reads of many records go through the SQL-like query language (``GET /query?query=select …``): only
-  ``AND`` (no ``OR``), ``=``/``<``/``>``/``IN``/``LIKE``, string literals in single quotes with ``\\'``,
-  ``STARTPOSITION``/``MAXRESULTS`` (≤1000), and name-list entities answer only active records unless
-  ``Active`` is in the filter; only documented "filterable" fields may be filtered on;
-- writes are ``POST /{entity}``; an update is ``"sparse": true`` with the current ``SyncToken`` (a stale one is
-  error 5010); ``?requestid=`` (≤50 chars, ≤36 on /batch) makes a write idempotent: a repeat answers the
-  original response, so it carries a digest of our idempotency key;
-- ``POST /batch`` runs up to 30 operations or queries (40 batch calls a minute per realm);
-- faults are ``{"Fault":{"Error":[{"Message","Detail","code"}],"type"}}`` (the 401 gateway answers in
-  lower case: ``{"fault":{"error":[…]}}``); 6240 = a DisplayName already used by a Customer, Vendor or
-  Employee, 6140 = a duplicate DocNumber, 5010 = stale SyncToken, 610 = object not found;
-- 429 ``ThrottleExceeded`` (500 requests/min per realm, 10 concurrent) sends no Retry-After: Intuit says to
-  wait 60 s, which is longer than a worker should sleep, so the queue retries;
-- invoices have no draft state (posted when created); a voided invoice keeps its record with every amount
-  zeroed and "Voided" put in front of its PrivateNote; money is a JSON number (read with Decimal, written
-  with the exact literal);
-- webhooks (developer.intuit.com, managing webhooks notifications): ``intuit-signature`` is
-  base64(HMAC-SHA256(the app's Verifier Token, raw body)); the legacy body is ``{"eventNotifications":
-  [{"realmId", "dataChangeEvent": {"entities": [{"name", "id", "operation", "lastUpdated"}]}}]}``, one
-  notification per company, entities aggregated over a window; operations Create, Update, Delete, Merge,
-  Void, Emailed. Intuit now sends CloudEvents instead (same signature header): a JSON array of
-  ``{"specversion": "1.0", "id", "source", "type": "qbo.<entity>.<action>.v1", "time", "intuitentityid",
-  "intuitaccountid", "data"}``, one event per change; both shapes are accepted (see ``parse_webhook``).
+invoices and on ``requestid``; see /work/shared/vendors/accounting.md): writes are ``POST /{entity}``; an
+update is ``"sparse": true`` with the current ``SyncToken`` (a stale one is error 5010); ``?requestid=`` makes
+a write idempotent; ``POST /batch`` runs up to 30 operations or queries; Change Data Capture looks back 30
+days and answers at most 1,000 objects per entity.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
-import re
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 import httpx
 
 from closeloop.dates import parse_day, parse_utc
-from closeloop.errors import (
-    ConfigurationError,
-    Conflict,
-    FatalError,
-    NotFound,
-    ValidationFailed,
-    WebhookRejected,
-)
-from closeloop.http import Pacer, RateLimit, RateLimitVerdict, TokenAuth, VendorHttp, retry_after_header
-from closeloop.models import (
-    AccountingCustomer,
-    AccountingEvent,
-    AccountingResource,
-    Customer,
-    Invoice,
-    InvoiceDraft,
-    InvoiceLine,
-    Item,
-    customer_fields,
-)
-from closeloop.oauth import RefreshingTokens, TokenEndpoint, TokenGrant
+from closeloop.errors import FatalError, NotFound, ValidationFailed
+from closeloop.http import Fault, Pacer, RateLimit, typed_error
+from closeloop.models import AccountingCustomer, AccountingEvent, Customer, Invoice, InvoiceDraft, Item, customer_fields
+from closeloop.oauth import RefreshingTokens
 from closeloop.ports import WebhookRequest
-from closeloop.redaction import redact
-from closeloop.wire import dumps_exact, hmac_base64_matches, read_decimal_object, to_decimal, webhook_json
-
-VENDOR = "quickbooks"
-#: One minor version for every call (1–74 were retired on 1 Aug 2025).
-MINOR_VERSION = "75"
-TOKEN_PATH = "/oauth2/v1/tokens/bearer"
-REQUEST_ID_HEADER = "intuit_tid"
-CENT = Decimal("0.01")
-
-
-#: QBO error codes the adapter acts on.
-DUPLICATE_NAME = "6240"
-DUPLICATE_DOC_NUMBER = "6140"
-STALE_OBJECT = "5010"
-OBJECT_NOT_FOUND = "610"
-
-#: Canonical line_amount_types -> Invoice.GlobalTaxCalculation.
-GLOBAL_TAX_CALCULATION: dict[str, str] = {
-    "Exclusive": "TaxExcluded",
-    "Inclusive": "TaxInclusive",
-    "NoTax": "NotApplicable",
-}
-
-
-def quickbooks_rate_limit(response: httpx.Response) -> RateLimitVerdict:
-    """QBO's 429 (ThrottleExceeded): no Retry-After is documented; Intuit says wait 60 s (the minute window)."""
-    verdict = retry_after_header(response)
-    return RateLimitVerdict(retry=True, retry_after=verdict.retry_after or 60.0, problem="minute")
-
-
-#: Re-sending a refresh token whose answer was lost: never, by itself. Intuit's sources disagree. Its help article
-#: "Validity of Refresh Token" (help.developer.intuit.com/s/article/Validity-of-Refresh-Token, quoted by Intuit staff
-#: in github.com/intuit/QuickBooks-V3-PHP-SDK/issues/324) says that once a new value is returned "Refresh Token A
-#: expires … will throw an invalid_grant error"; the older oauth-jsclient README (quoted in
-#: github.com/intuit/oauth-jsclient/issues/74 and IntuitDeveloper/oauth2-nodejs/issues/2) says "previous refresh tokens
-#: expire 24 hours after you receive a new one". No grace period is documented for certain, so a lost answer is
-#: reported (RefreshAnswerLost) instead of re-sent; the next scheduled attempt relies on
-#: GUESSES["refresh_token_resend_window"].
-REFRESH_RESEND_WITHIN_SECONDS = 0.0
-
-
-#: Intuit's token endpoint: HTTP Basic client authentication; the answer's refresh token may be the one sent (it
-#: changes about daily), and RefreshingTokens stores whichever comes back.
-TOKEN_ENDPOINT = TokenEndpoint(
-    vendor=VENDOR,
-    label="Intuit",
-    client="intuit-oauth",
-    path=TOKEN_PATH,
-    reconnect="reconnect QuickBooks",
-    misconfigured=frozenset({"invalid_client"}),
+from closeloop.vendors.quickbooks import webhooks
+from closeloop.vendors.quickbooks.client import (
+    VENDOR,
+    DuplicateDocNumber,
+    QuickBooksClient,
+    StaleSyncToken,
+    fault_of,
+    qbo_literal,
+    request_id,
 )
-
-
-def refresh_with_intuit(
-    oauth_url: str,
-    client_id: Callable[[], str],
-    client_secret: Callable[[], str],
-    transport: httpx.BaseTransport | None = None,
-) -> Callable[[str], TokenGrant]:
-    """A ``refresh`` callable for RefreshingTokens that calls Intuit's token endpoint.
-
-    ``POST {oauth_url}/oauth2/v1/tokens/bearer``, never re-sent once it may have reached Intuit (see
-    REFRESH_RESEND_WITHIN_SECONDS). Raises AuthRevoked on ``invalid_grant``, ConfigurationError on
-    ``invalid_client``, FatalError otherwise.
-    """
-    return TOKEN_ENDPOINT.refresher(oauth_url, client_id, client_secret, transport=transport)
-
-
-def qbo_literal(value: str) -> str:
-    """A string literal for QBO's query language: single quotes, with ``\\`` and ``'`` backslash-escaped."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def request_id(idempotency_key: str) -> str:
-    """QBO's ``requestid`` for one of our idempotency keys: a 32-hex digest (≤36 chars, valid on /batch too)."""
-    return hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
-
-
-def doc_number(reference: str, limit: int = 21) -> str:
-    """The DocNumber that carries a deal's reference: its first word (``hubspot-deal-3000001``, ≤21 chars).
-
-    A longer key keeps its head and gets a digest tail, so it stays unique and derivable from the reference.
-    """
-    key = (reference.split() or [""])[0]
-    if len(key) <= limit:
-        return key
-    digest = hashlib.sha256(key.encode()).hexdigest()[:8]
-    return f"{key[: limit - len(digest) - 1]}-{digest}"
-
-
-@dataclass(frozen=True)
-class QboFault:
-    """One Error of a QBO Fault."""
-
-    code: str
-    message: str
-    detail: str
-
-
-def parse_faults(payload: Any) -> list[QboFault]:
-    """The Errors of a ``Fault`` (or the gateway's lower-case ``fault``) object, else []."""
-    if not isinstance(payload, Mapping):
-        return []
-    fault = payload.get("Fault") or payload.get("fault")
-    if not isinstance(fault, Mapping):
-        return []
-    errors = fault.get("Error") or fault.get("error") or []
-    out: list[QboFault] = []
-    for error in errors if isinstance(errors, list) else []:
-        if isinstance(error, Mapping):
-            out.append(
-                QboFault(
-                    code=str(error.get("code") or ""),
-                    message=str(error.get("Message") or error.get("message") or ""),
-                    detail=str(error.get("Detail") or error.get("detail") or ""),
-                )
-            )
-    return out
+from closeloop.vendors.quickbooks.mapping import (
+    doc_number,
+    is_voided,
+    linked_ids,
+    search_word,
+    to_customer,
+    to_invoice,
+    to_item,
+    to_qbo_customer,
+    to_qbo_invoice,
+)
 
 
 class QuickBooksAccounting:
@@ -219,33 +78,6 @@ class QuickBooksAccounting:
     #: CDC looks back at most 30 days; older watermarks (and full CDC answers) use a query instead.
     CDC_LOOKBACK: ClassVar[timedelta] = timedelta(days=29)
     CDC_MAX_OBJECTS: ClassVar[int] = 1000
-    WEB_URL: ClassVar[str] = "https://app.qbo.intuit.com"
-    INVOICE_WEB_PATH: ClassVar[str] = "/app/invoice?txnId={id}"
-    SALES_ITEM_LINE: ClassVar[str] = "SalesItemLineDetail"
-    #: Webhook entity name -> the resource it is about; other entities are not followed.
-    WEBHOOK_RESOURCES: ClassVar[Mapping[str, AccountingResource]] = {
-        "Customer": "customer",
-        "Invoice": "invoice",
-        "Payment": "payment",
-    }
-    WEBHOOK_KINDS: ClassVar[Mapping[str, Literal["created", "changed", "deleted", "other"]]] = {
-        "Create": "created",
-        "Update": "changed",
-        "Void": "changed",
-        "Delete": "deleted",
-    }
-    SIGNATURE_HEADER: ClassVar[str] = "intuit-signature"
-    #: CloudEvents ``type`` = ``qbo.<entity>.<action>.v<n>``: the entity and action, lower case.
-    CLOUD_EVENT_TYPE: ClassVar[re.Pattern[str]] = re.compile(r"^qbo\.(?P<entity>[a-z]+)\.(?P<action>[a-z]+)\.v\d+$")
-    #: A CloudEvents action -> the legacy operation it stands for (so both shapes make the same events).
-    CLOUD_EVENT_OPERATIONS: ClassVar[Mapping[str, str]] = {
-        "created": "Create",
-        "updated": "Update",
-        "deleted": "Delete",
-        "merged": "Merge",
-        "voided": "Void",
-        "emailed": "Emailed",
-    }
     #: Per realm: 500 calls a minute, more than 10 concurrent is a 429
     #: (developer.intuit.com …/learn/limits-and-throttles).
     RATE_LIMIT: ClassVar[RateLimit] = RateLimit(per_minute=500, concurrent=10)
@@ -264,105 +96,19 @@ class QuickBooksAccounting:
     ) -> None:
         """``webhook_verifier_token``: the app's webhook Verifier Token (QUICKBOOKS_WEBHOOK_VERIFIER_TOKEN);
         ``pacer``: the realm's shared call budget (``RATE_LIMIT``; see closeloop.pacing)."""
-        kwargs: dict[str, Any] = {"transport": transport}
-        if sleep is not None:
-            kwargs["sleep"] = sleep
         self._realm_id = realm_id
         self._clock = clock
         self._verifier_token = webhook_verifier_token
-        self.http = VendorHttp(
-            self.name,
-            base_url,
-            auth=TokenAuth(tokens),
-            rate_limit=quickbooks_rate_limit,
-            request_id_header=REQUEST_ID_HEADER,
+        self.client = QuickBooksClient(
+            base_url=base_url,
+            tokens=tokens,
+            realm_id=realm_id,
+            max_results=self.MAX_RESULTS,
+            transport=transport,
+            sleep=sleep,
             pacer=pacer,
-            **kwargs,
         )
-
-    # -- transport ---------------------------------------------------------------------------------
-
-    def _path(self, tail: str) -> str:
-        realm = self._realm_id().strip()
-        if not realm:
-            raise ConfigurationError("QUICKBOOKS_REALM_ID is not set", vendor=self.name)
-        return f"/v3/company/{quote(realm, safe='')}/{tail}"
-
-    def _call(
-        self,
-        method: str,
-        tail: str,
-        *,
-        params: Mapping[str, str] | None = None,
-        body: Any = None,
-        content_type: str = "application/json",
-        retry_sent: bool = True,
-    ) -> tuple[httpx.Response, dict[str, Any]]:
-        """One API call; a 400 is returned (its Fault read by the caller), other failures raise.
-
-        ``retry_sent=False``: never repeated once sent (see VendorHttp.request)."""
-        content = dumps_exact(body) if body is not None else None
-        headers = {"Content-Type": content_type} if method != "GET" else None
-        response = self.http.request(
-            method,
-            self._path(tail),
-            params={**(params or {}), "minorversion": MINOR_VERSION},
-            content=content,
-            headers=headers,
-            ok=(200, 400),
-            retry_sent=retry_sent,
-        )
-        return response, _read_json(response)
-
-    def _rejected(self, response: httpx.Response, payload: Any, what: str) -> FatalError:
-        faults = parse_faults(payload)
-        codes = {f.code for f in faults}
-        reason = "; ".join(redact(f"{f.message}: {f.detail}" if f.detail else f.message) for f in faults)
-        context: dict[str, Any] = {
-            "vendor": self.name,
-            "status": response.status_code,
-            "request_id": response.headers.get(REQUEST_ID_HEADER),
-            "body": redact(response.text),
-        }
-        if DUPLICATE_NAME in codes:
-            return Conflict(
-                f"QuickBooks refused {what}: the name is used by another customer, vendor or employee", **context
-            )
-        if OBJECT_NOT_FOUND in codes:
-            return NotFound(f"QuickBooks refused {what}: {reason or 'object not found'}", **context)
-        return ValidationFailed(f"QuickBooks refused {what}: {reason or 'validation error'}", **context)
-
-    def _query_page(self, statement: str) -> dict[str, Any]:
-        response, payload = self._call("GET", "query", params={"query": statement})
-        if response.status_code == 400:
-            raise self._rejected(response, payload, "a query")
-        result = payload.get("QueryResponse")
-        return result if isinstance(result, dict) else {}
-
-    def _query_all(self, entity: str, where: str = "", order: str = "Id") -> Iterator[dict[str, Any]]:
-        """Every row of ``select * from {entity} [where …] ORDERBY {order}``, MAX_RESULTS per call."""
-        base = f"select * from {entity}" + (f" where {where}" if where else "") + f" ORDERBY {order}"
-        start = 1
-        previous: list[str] = []
-        while True:
-            page = self._query_page(f"{base} STARTPOSITION {start} MAXRESULTS {self.MAX_RESULTS}")
-            rows: list[dict[str, Any]] = page.get(entity) or []
-            ids = [str(r.get("Id", "")) for r in rows]
-            if ids and ids == previous:
-                raise FatalError(f"QuickBooks returned the same {entity} rows at position {start}", vendor=self.name)
-            yield from rows
-            if len(rows) < self.MAX_RESULTS:
-                return
-            previous = ids
-            start += len(rows)
-
-    def _batch(self, items: Sequence[dict[str, Any]], idempotency_key: str | None) -> dict[str, dict[str, Any]]:
-        """POST /batch (≤ BATCH_SIZE items); the BatchItemResponses by bId."""
-        params = {"requestid": request_id(idempotency_key)} if idempotency_key else None
-        response, payload = self._call("POST", "batch", params=params, body={"BatchItemRequest": list(items)})
-        if response.status_code == 400:
-            raise self._rejected(response, payload, "a batch")
-        return {str(r.get("bId")): r for r in payload.get("BatchItemResponse") or [] if isinstance(r, dict)}
+        self.http = self.client.http
 
     # -- change notifications ----------------------------------------------------------------------
 
@@ -372,136 +118,17 @@ class QuickBooksAccounting:
         Raises WebhookRejected(401) when it is missing or wrong, ConfigurationError when
         QUICKBOOKS_WEBHOOK_VERIFIER_TOKEN is not set. Nothing of the body is parsed.
         """
-        token = self._verifier_token() if self._verifier_token is not None else ""
-        if not token:
-            raise ConfigurationError("QUICKBOOKS_WEBHOOK_VERIFIER_TOKEN is not set", vendor=self.name)
-        sent = next((v for k, v in request.headers.items() if k.lower() == self.SIGNATURE_HEADER), "").strip()
-        if not hmac_base64_matches(token, request.body, sent):
-            raise WebhookRejected(401, "missing or wrong intuit-signature for this verifier token")
+        webhooks.verify_signature(self._verifier_token() if self._verifier_token is not None else "", request)
 
     def parse_webhook(self, body: bytes) -> list[AccountingEvent]:
         """The Customer, Invoice and Payment entities of our realm (other realms and entities are dropped).
 
-        Two shapes, the same events: a JSON array is CloudEvents (``_cloud_events``), an object is the
-        legacy ``eventNotifications``. The dedupe key is the entity, id, operation and ``lastUpdated`` (the
-        CloudEvent's ``time``): the same for every redelivery of one change. Raises WebhookRejected(400)
-        naming what is malformed.
+        Two shapes, the same events: a JSON array is CloudEvents, an object is the legacy
+        ``eventNotifications`` (``webhooks.QuickBooksWebhookBody``). The dedupe key is the entity, id,
+        operation and ``lastUpdated`` (a CloudEvent's ``id``): the same for every redelivery of one change.
+        Raises WebhookRejected(400) naming what is malformed.
         """
-        payload = webhook_json(body)
-        if isinstance(payload, list):
-            return self._cloud_events(payload)
-        if not isinstance(payload, dict):
-            raise WebhookRejected(400, "expected a JSON array of CloudEvents or an object with 'eventNotifications'")
-        notifications = payload.get("eventNotifications")
-        if not isinstance(notifications, list):
-            raise WebhookRejected(400, "eventNotifications: expected a list (a QuickBooks webhook payload)")
-        realm = self._realm_id().strip()
-        found: list[AccountingEvent] = []
-        for n, notification in enumerate(notifications):
-            where = f"eventNotifications[{n}]"
-            if not isinstance(notification, dict) or not isinstance(notification.get("realmId"), str | int):
-                raise WebhookRejected(400, f"{where}.realmId: Field required")
-            change = notification.get("dataChangeEvent")
-            entities = change.get("entities") if isinstance(change, dict) else None
-            if not isinstance(entities, list):
-                raise WebhookRejected(400, f"{where}.dataChangeEvent.entities: expected a list")
-            if str(notification["realmId"]).strip() != realm:
-                continue
-            for e, entity in enumerate(entities):
-                event = self._webhook_event(entity, f"{where}.dataChangeEvent.entities[{e}]")
-                if event is not None:
-                    found.append(event)
-        return found
-
-    def _cloud_events(self, events: list[Any]) -> list[AccountingEvent]:
-        """Intuit's CloudEvents webhook body: our realm's Customer, Invoice and Payment events.
-
-        What this relies on (Intuit's migration post blogs.intuit.com/2025/11/12/upcoming-change-to-webhooks-
-        payload-structure/, via the SDK releases that parse it: intuit/QuickBooks-V3-DotNET-SDK V14.7.0.4 and
-        intuit/QuickBooks-V3-PHP-SDK v6.2.2, whose test payload is ``[{"specversion": "1.0", "id": "d1a3…",
-        "source": "intuit.dsnB…", "type": "qbo.class.created.v1", "time": "2025-10-07T19:59:07.034359333Z",
-        "intuitentityid": "1234", "intuitaccountid": "310687"}]``): the body is an array, one event per
-        change; ``intuitaccountid`` is the realm id and ``intuitentityid`` the record id; ``type`` is
-        ``qbo.<entity>.<action>.v<n>`` with the entity in lower case. The action words are
-        GUESSES["cloudevents_action_words"] (an unknown one is kind "other"); ``time`` is
-        GUESSES["cloudevents_time"] (an event without one is timed now; events are de-duplicated on ``id``).
-        An event of another realm, or of a type we do not follow, is dropped; a malformed one is a 400.
-        """
-        realm = self._realm_id().strip()
-        found: list[AccountingEvent] = []
-        for n, event in enumerate(events):
-            where = f"[{n}]"
-            if not isinstance(event, dict):
-                raise WebhookRejected(400, f"{where}: expected an object (a CloudEvent)")
-            kind = event.get("type")
-            if not isinstance(kind, str) or not kind.strip():
-                raise WebhookRejected(400, f"{where}.type: Field required")
-            matched = self.CLOUD_EVENT_TYPE.match(kind.strip().lower())
-            if matched is None:
-                continue  # not a QuickBooks Online entity event
-            resource = next(
-                (r for name, r in self.WEBHOOK_RESOURCES.items() if name.lower() == matched["entity"]), None
-            )
-            if resource is None:
-                continue
-            for key in ("intuitaccountid", "intuitentityid"):
-                if not isinstance(event.get(key), str | int) or not str(event[key]).strip():
-                    raise WebhookRejected(400, f"{where}.{key}: Field required")
-            if str(event["intuitaccountid"]).strip() != realm:
-                continue
-            found.append(self._cloud_event(event, resource, matched["action"], where))
-        return found
-
-    def _cloud_event(
-        self, event: Mapping[str, Any], resource: AccountingResource, action: str, where: str
-    ) -> AccountingEvent:
-        resource_id = str(event["intuitentityid"]).strip()
-        operation = self.CLOUD_EVENT_OPERATIONS.get(action, action)
-        stamp = event.get("time")
-        ident = event.get("id")
-        if not isinstance(ident, str | int) or not str(ident).strip():
-            raise WebhookRejected(400, f"{where}: an event needs its 'id'")
-        if stamp is None:
-            occurred = self._clock()
-        else:
-            parsed = parse_utc(stamp)
-            if parsed is None:
-                raise WebhookRejected(400, f"{where}.time: not a date-time")
-            occurred = parsed
-        # A CloudEvent's id is unique per event (CloudEvents 1.0: source + id identify it): two changes of one
-        # record within one timestamp are two events, and a redelivery of one is the same event.
-        dedupe = f"{self.name}:{resource}:{resource_id}:{operation.lower()}:event:{str(ident).strip()}"
-        return AccountingEvent(
-            system=self.name,
-            resource=resource,
-            resource_id=resource_id,
-            kind=self.WEBHOOK_KINDS.get(operation, "other"),
-            occurred_at=occurred,
-            dedupe_key=dedupe,
-        )
-
-    def _webhook_event(self, entity: Any, where: str) -> AccountingEvent | None:
-        if not isinstance(entity, dict):
-            raise WebhookRejected(400, f"{where}: expected an object")
-        for key in ("name", "id", "operation", "lastUpdated"):
-            if not isinstance(entity.get(key), str | int) or not str(entity[key]).strip():
-                raise WebhookRejected(400, f"{where}.{key}: Field required")
-        occurred = parse_utc(str(entity["lastUpdated"]))
-        if occurred is None:
-            raise WebhookRejected(400, f"{where}.lastUpdated: not a date-time")
-        resource = self.WEBHOOK_RESOURCES.get(str(entity["name"]))
-        if resource is None:
-            return None
-        resource_id = str(entity["id"]).strip()
-        operation = str(entity["operation"])
-        return AccountingEvent(
-            system=self.name,
-            resource=resource,
-            resource_id=resource_id,
-            kind=self.WEBHOOK_KINDS.get(operation, "other"),
-            occurred_at=occurred,
-            dedupe_key=f"{self.name}:{resource}:{resource_id}:{operation.lower()}:{occurred.isoformat()}",
-        )
+        return webhooks.parse_delivery(body, self._realm_id().strip(), self._clock)
 
     def iter_customers_changed_since(self, since: datetime) -> Iterator[AccountingCustomer]:
         """Customers (inactive too) changed at or after ``since``'s second.
@@ -520,7 +147,7 @@ class QuickBooksAccounting:
             blocks = self._cdc_rows(("Customer",), stamp)
             rows = blocks["Customer"] if blocks is not None else None
         if rows is None:
-            rows = self._query_all(
+            rows = self.client.query_all(
                 "Customer", f"Active IN (true, false) AND MetaData.LastUpdatedTime >= {qbo_literal(stamp)}"
             )
         for row in rows:
@@ -531,10 +158,10 @@ class QuickBooksAccounting:
     def _cdc_rows(self, entities: Sequence[str], changed_since: str) -> dict[str, list[dict[str, Any]]] | None:
         """``GET /cdc`` rows per entity, or None when the answer cannot be trusted complete (an entity at
         the 1,000-object cap, or refused, e.g. ``changedSince`` beyond the look-back)."""
-        response, payload = self._call(
-            "GET", "cdc", params={"entities": ",".join(entities), "changedSince": changed_since}
+        status, payload = self.client.call(
+            "GET", "cdc", params={"entities": ",".join(entities), "changedSince": changed_since}, ok=(200, 400)
         )
-        if response.status_code == 400:
+        if status == 400:
             return None
         rows: dict[str, list[dict[str, Any]]] = {entity: [] for entity in entities}
         for block in payload.get("CDCResponse") or []:
@@ -558,14 +185,9 @@ class QuickBooksAccounting:
         if not entity_id.strip():
             return None
         try:
-            response, payload = self._call("GET", f"{entity}/{quote(entity_id, safe='')}")
-        except NotFound:
+            _, payload = self.client.call("GET", f"{entity}/{quote(entity_id, safe='')}")
+        except NotFound:  # a 404, or QBO's 610 (read_fault)
             return None
-        if response.status_code == 400:
-            error = self._rejected(response, payload, f"reading {entity} {entity_id}")
-            if isinstance(error, NotFound):
-                return None
-            raise error
         row = payload.get(entity.capitalize())
         return row if isinstance(row, dict) else None
 
@@ -588,10 +210,10 @@ class QuickBooksAccounting:
         elif email:
             where = f"PrimaryEmailAddr = {qbo_literal(email)}"
         elif name:
-            where = f"DisplayName LIKE {qbo_literal('%' + _search_word(name) + '%')}"
+            where = f"DisplayName LIKE {qbo_literal('%' + search_word(name) + '%')}"
         else:
             return []
-        rows = list(self._query_all("Customer", where))
+        rows = list(self.client.query_all("Customer", where))
         found = [to_customer(r) for r in rows]
         if email:
             found = [c for c in found if c.email == email.lower()]
@@ -618,14 +240,14 @@ class QuickBooksAccounting:
             for start in range(0, len(wanted), self.IN_CHUNK):
                 chunk = ", ".join(qbo_literal(v) for v in wanted[start : start + self.IN_CHUNK])
                 queries.append(f"{field_name} IN ({chunk})")
-        words = sorted({_search_word(n) for n in names if n.strip()})
+        words = sorted({search_word(n) for n in names if n.strip()})
         queries.extend(f"DisplayName LIKE {qbo_literal('%' + word + '%')}" for word in words)
         if not queries:
             return []
-        count_page = self._query_page("select count(*) from Customer")
+        count_page = self.client.query_page("select count(*) from Customer")
         total = int(count_page.get("totalCount") or 0)
         if math.ceil(max(total, 1) / self.MAX_RESULTS) <= math.ceil(len(queries) / self.BATCH_SIZE):
-            return [to_customer(r) for r in self._query_all("Customer")]
+            return [to_customer(r) for r in self.client.query_all("Customer")]
         found: dict[str, dict[str, Any]] = {}
         for start in range(0, len(queries), self.BATCH_SIZE):
             group = queries[start : start + self.BATCH_SIZE]
@@ -633,34 +255,29 @@ class QuickBooksAccounting:
                 {"bId": str(i), "Query": f"select * from Customer where {q} MAXRESULTS {self.MAX_RESULTS}"}
                 for i, q in enumerate(group)
             ]
-            answers = self._batch(items, None)
+            answers = self.client.batch(items, None)
             for i in range(len(group)):
                 answer = answers.get(str(i)) or {}
                 if "QueryResponse" not in answer:
                     raise self._batch_item_error(answer, "a customer query")
                 rows: list[dict[str, Any]] = (answer.get("QueryResponse") or {}).get("Customer") or []
                 if len(rows) >= self.MAX_RESULTS:
-                    return [to_customer(r) for r in self._query_all("Customer")]
+                    return [to_customer(r) for r in self.client.query_all("Customer")]
                 found.update({str(r.get("Id")): r for r in rows})
         return [to_customer(r) for r in found.values()]
 
     def _batch_item_error(self, answer: Mapping[str, Any], what: str) -> FatalError:
-        faults = parse_faults(answer)
-        reason = "; ".join(redact(f"{f.message}: {f.detail}" if f.detail else f.message) for f in faults)
-        if any(f.code == DUPLICATE_NAME for f in faults):
-            return Conflict(
-                f"QuickBooks refused {what}: the name is used by another customer, vendor or employee",
-                vendor=self.name,
-                status=200,
-            )
-        return ValidationFailed(f"QuickBooks refused {what}: {reason or 'no answer'}", vendor=self.name, status=200)
+        """A refused batch item (inside a 200 answer): the error its Fault means, ValidationFailed by default."""
+        fault = fault_of(answer, otherwise=ValidationFailed) or Fault("no answer", error=ValidationFailed)
+        error = typed_error(200, fault, f"QuickBooks refused {what}", vendor=VENDOR)
+        if not isinstance(error, FatalError):  # every error FAULT_ERRORS names is fatal; anything else is raised
+            raise error
+        return error
 
     def create_customer(self, customer: Customer, *, number: str, idempotency_key: str) -> AccountingCustomer:
         """``POST /customer?requestid=…``. Raises Conflict on 6240 (name taken by a customer, vendor or employee)."""
         body = to_qbo_customer(customer, customer_fields(customer).keys(), number)
-        response, payload = self._call("POST", "customer", params={"requestid": request_id(idempotency_key)}, body=body)
-        if response.status_code == 400:
-            raise self._rejected(response, payload, "the customer")
+        _, payload = self.client.call("POST", "customer", params={"requestid": request_id(idempotency_key)}, body=body)
         return to_customer(payload.get("Customer") or {})
 
     def create_customers(
@@ -678,7 +295,7 @@ class QuickBooksAccounting:
                 }
                 for i, (customer, number) in enumerate(chunk)
             ]
-            answers = self._batch(items, f"{idempotency_key}#{start}")
+            answers = self.client.batch(items, f"{idempotency_key}#{start}")
             for i in range(len(chunk)):
                 answer = answers.get(str(i)) or {}
                 row = answer.get("Customer")
@@ -704,15 +321,16 @@ class QuickBooksAccounting:
         for attempt in (1, 2):
             current = self._read("customer", customer_id)
             if current is None:
-                raise NotFound(f"QuickBooks has no customer {customer_id}", vendor=self.name, status=400)
+                raise NotFound(f"QuickBooks has no customer {customer_id}", vendor=VENDOR, status=400)
             sent = {"Id": customer_id, "SyncToken": str(current.get("SyncToken", "0")), "sparse": True, **body}
             key = idempotency_key if attempt == 1 else f"{idempotency_key}#stale"
-            response, payload = self._call("POST", "customer", params={"requestid": request_id(key)}, body=sent)
-            if response.status_code != 400:
-                return to_customer(payload.get("Customer") or {})
-            if attempt == 1 and any(f.code == STALE_OBJECT for f in parse_faults(payload)):
-                continue
-            raise self._rejected(response, payload, f"updating customer {customer_id}")
+            try:
+                _, payload = self.client.call("POST", "customer", params={"requestid": request_id(key)}, body=sent)
+            except StaleSyncToken:
+                if attempt == 1:
+                    continue
+                raise
+            return to_customer(payload.get("Customer") or {})
         raise AssertionError("unreachable")  # pragma: no cover
 
     # -- items -------------------------------------------------------------------------------------
@@ -738,7 +356,7 @@ class QuickBooksAccounting:
     def _item_rows(self, names: Sequence[str]) -> Iterator[dict[str, Any]]:
         for start in range(0, len(names), self.IN_CHUNK):
             chunk = ", ".join(qbo_literal(n) for n in names[start : start + self.IN_CHUNK])
-            yield from self._query_all("Item", f"Name IN ({chunk})")
+            yield from self.client.query_all("Item", f"Name IN ({chunk})")
 
     # -- invoices ----------------------------------------------------------------------------------
 
@@ -750,8 +368,8 @@ class QuickBooksAccounting:
         doc = doc_number(reference)
         if not doc:
             return None
-        rows = list(self._query_all("Invoice", f"DocNumber = {qbo_literal(doc)}"))
-        live = [r for r in rows if not _is_voided(r)]
+        rows = list(self.client.query_all("Invoice", f"DocNumber = {qbo_literal(doc)}"))
+        live = [r for r in rows if not is_voided(r)]
         if not live:
             return None
         return self._to_invoices(live[:1])[0]
@@ -773,21 +391,20 @@ class QuickBooksAccounting:
         rows = self._item_rows_by_code(codes)
         missing = sorted({c for c in codes if c not in rows})
         if missing:
-            raise ValidationFailed(f"QuickBooks has no item named {', '.join(missing)}", vendor=self.name)
+            raise ValidationFailed(f"QuickBooks has no item named {', '.join(missing)}", vendor=VENDOR)
         body = to_qbo_invoice(draft, {code: str(row.get("Id")) for code, row in rows.items()})
         params = {"requestid": request_id(idempotency_key)}
-        response, payload = self._call("POST", "invoice", params=params, body=body)
-        if response.status_code == 400 and any(f.code == DUPLICATE_DOC_NUMBER for f in parse_faults(payload)):
+        try:
+            _, payload = self.client.call("POST", "invoice", params=params, body=body)
+        except DuplicateDocNumber:
             existing = self.find_invoice(draft.reference)
             if existing is not None:
                 return existing
             params = {"requestid": request_id(f"{idempotency_key}#dup"), "include": "allowduplicatedocnum"}
-            response, payload = self._call("POST", "invoice", params=params, body=body)
-        if response.status_code == 400:
-            raise self._rejected(response, payload, "the invoice")
+            _, payload = self.client.call("POST", "invoice", params=params, body=body)
         row = payload.get("Invoice")
         if not isinstance(row, dict):
-            raise FatalError("QuickBooks accepted the invoice but returned none", vendor=self.name, status=200)
+            raise FatalError("QuickBooks accepted the invoice but returned none", vendor=VENDOR, status=200)
         return self._to_invoices([row])[0]
 
     def send_invoice(self, invoice_id: str) -> None:
@@ -797,14 +414,12 @@ class QuickBooksAccounting:
         than none): only a connect error or a 429 is retried. Raises ValidationFailed when refused,
         Unanswered when the request was sent and no answer says whether QBO emailed it.
         """
-        response, payload = self._call(
+        self.client.call(
             "POST",
             f"invoice/{quote(invoice_id, safe='')}/send",
             content_type="application/octet-stream",
             retry_sent=False,
         )
-        if response.status_code == 400:
-            raise self._rejected(response, payload, f"emailing invoice {invoice_id}")
 
     def iter_invoices_changed_since(self, since: datetime | None) -> Iterator[Invoice]:
         """Invoices changed at or after ``since`` (every one when None).
@@ -851,7 +466,7 @@ class QuickBooksAccounting:
         )
         for start in range(0, len(linked), self.IN_CHUNK):
             chunk = ", ".join(qbo_literal(i) for i in linked[start : start + self.IN_CHUNK])
-            live.extend(self._query_all("Invoice", f"Id IN ({chunk})"))
+            live.extend(self.client.query_all("Invoice", f"Id IN ({chunk})"))
         out = self._to_invoices(live)
         for row in deleted:
             updated = parse_utc((row.get("MetaData") or {}).get("LastUpdatedTime"))
@@ -866,230 +481,18 @@ class QuickBooksAccounting:
         yield from self._invoice_pages(where)
 
     def _invoice_pages(self, where: str) -> Iterator[Invoice]:
-        page: list[dict[str, Any]] = []
-        for row in self._query_all("Invoice", where):
-            page.append(row)
-            if len(page) == self.MAX_RESULTS:
-                yield from self._to_invoices(page)
-                page = []
-        if page:
-            yield from self._to_invoices(page)
+        """The invoices of a query, converted a page at a time (each page's payments read before the next)."""
+        for rows in self.client.query_pages("Invoice", where):
+            yield from self._to_invoices(rows)
 
     def _to_invoices(self, rows: Sequence[Mapping[str, Any]]) -> list[Invoice]:
         """Canonical invoices; the dates of linked payments are read in one query per IN_CHUNK payments."""
-        payment_ids = sorted({pid for row in rows for pid in _linked_ids(row, "Payment")})
+        payment_ids = sorted({pid for row in rows for pid in linked_ids(row, "Payment")})
         paid_on: dict[str, date] = {}
         for start in range(0, len(payment_ids), self.IN_CHUNK):
             chunk = ", ".join(qbo_literal(p) for p in payment_ids[start : start + self.IN_CHUNK])
-            for payment in self._query_all("Payment", f"Id IN ({chunk})"):
+            for payment in self.client.query_all("Payment", f"Id IN ({chunk})"):
                 day = parse_day(payment.get("TxnDate"))
                 if day:
                     paid_on[str(payment.get("Id"))] = day
-        return [self._to_invoice(row, paid_on) for row in rows]
-
-    def _to_invoice(self, row: Mapping[str, Any], paid_on: Mapping[str, date]) -> Invoice:
-        invoice_id = str(row.get("Id") or "")
-        total = _decimal(row.get("TotalAmt"))
-        balance = _decimal(row.get("Balance"))
-        tax = _decimal((row.get("TxnTaxDetail") or {}).get("TotalTax"))
-        voided = _is_voided(row)
-        status = "VOIDED" if voided else ("PAID" if balance == 0 and total > 0 else "AUTHORISED")
-        days = [paid_on[p] for p in _linked_ids(row, "Payment") if p in paid_on]
-        return Invoice(
-            id=invoice_id,
-            number=str(row.get("DocNumber") or ""),
-            reference=_reference(row),
-            status=status,
-            customer_id=str((row.get("CustomerRef") or {}).get("value") or ""),
-            currency=str((row.get("CurrencyRef") or {}).get("value") or ""),
-            issue_date=parse_day(row.get("TxnDate")),
-            due_date=parse_day(row.get("DueDate")),
-            sub_total=total - tax,
-            total_tax=tax,
-            total=total,
-            amount_paid=max(total - balance, Decimal(0)),
-            amount_due=balance,
-            last_payment_date=max(days) if days else None,
-            url=self.WEB_URL + self.INVOICE_WEB_PATH.format(id=quote(invoice_id, safe="")) if invoice_id else "",
-            updated_at=parse_utc((row.get("MetaData") or {}).get("LastUpdatedTime")),
-        )
-
-
-# -- JSON and values ---------------------------------------------------------------------------------
-
-
-def _linked_ids(row: Mapping[str, Any], txn_type: str) -> list[str]:
-    return [str(t.get("TxnId")) for t in row.get("LinkedTxn") or [] if t.get("TxnType") == txn_type]
-
-
-def _is_voided(row: Mapping[str, Any]) -> bool:
-    """Voiding zeroes every amount and puts "Voided" in front of the PrivateNote (there is no status field)."""
-    note = str(row.get("PrivateNote") or "")
-    return note.startswith("Voided") and _decimal(row.get("TotalAmt")) == 0
-
-
-def _reference(row: Mapping[str, Any]) -> str:
-    """Our reference: the PrivateNote's first line, else (a void overwrote it) the DocNumber."""
-    note = str(row.get("PrivateNote") or "")
-    if note.startswith("Voided"):
-        note = note[len("Voided") :].lstrip(" -:\n")
-    first = note.splitlines()[0].strip() if note.strip() else ""
-    doc = str(row.get("DocNumber") or "")
-    return first if first and doc and doc_number(first) == doc else doc or first
-
-
-_LEGAL_WORDS = frozenset({"the", "ltd", "limited", "inc", "llc", "gmbh", "plc", "pty", "co", "corp", "sa", "bv", "ag"})
-
-
-def _search_word(name: str) -> str:
-    """The longest significant word of a name, for ``DisplayName LIKE '%word%'``."""
-    words = [w for w in re.findall(r"[\w']+", name) if w.lower() not in _LEGAL_WORDS]
-    return max(words, key=len) if words else name.strip()
-
-
-# -- mapping -----------------------------------------------------------------------------------------
-
-
-def to_qbo_customer(customer: Customer, fields: Iterable[str], number: str | None) -> dict[str, Any]:
-    """The QBO Customer fields for the named canonical ``fields`` (``people`` has no home in QBO)."""
-    wanted = set(fields)
-    body: dict[str, Any] = {}
-    if "name" in wanted:
-        body["DisplayName"] = customer.name
-        if customer.ref.object_type == "company":
-            body["CompanyName"] = customer.name[:100]
-    if "first_name" in wanted:
-        body["GivenName"] = customer.first_name[:100]
-    if "last_name" in wanted:
-        body["FamilyName"] = customer.last_name[:100]
-    if "email" in wanted:
-        body["PrimaryEmailAddr"] = {"Address": customer.email}
-    if "phone" in wanted:
-        body["PrimaryPhone"] = {"FreeFormNumber": customer.phone}
-    if "tax_number" in wanted and customer.tax_number:
-        body["PrimaryTaxIdentifier"] = customer.tax_number
-    if any(f.startswith("address.") for f in wanted):
-        a = customer.address
-        body["BillAddr"] = {
-            "Line1": a.line1,
-            "Line2": a.line2,
-            "City": a.city,
-            "CountrySubDivisionCode": a.region,
-            "PostalCode": a.postal_code,
-            "Country": a.country,
-        }
-    if number:
-        body["MiddleName"] = number  # our stamp: see QuickBooksAccounting's docstring for why MiddleName
-    return body
-
-
-_MASKED = re.compile(r"^X{2,}")
-
-
-def to_customer(row: Mapping[str, Any]) -> AccountingCustomer:
-    """A QBO Customer as the comparable canonical fields (a masked tax id and ``people`` are left out)."""
-    address: Mapping[str, Any] = row.get("BillAddr") or {}
-    tax = str(row.get("PrimaryTaxIdentifier") or "")
-    fields = {
-        "name": str(row.get("DisplayName", "")),
-        "first_name": str(row.get("GivenName", "")),
-        "last_name": str(row.get("FamilyName", "")),
-        "email": str((row.get("PrimaryEmailAddr") or {}).get("Address", "")).lower(),
-        "phone": str((row.get("PrimaryPhone") or {}).get("FreeFormNumber", "")),
-        "address.line1": str(address.get("Line1", "")),
-        "address.line2": str(address.get("Line2", "")),
-        "address.city": str(address.get("City", "")),
-        "address.region": str(address.get("CountrySubDivisionCode", "")),
-        "address.postal_code": str(address.get("PostalCode", "")),
-        "address.country": str(address.get("Country", "")),
-    }
-    if tax and not _MASKED.match(tax):
-        fields["tax_number"] = tax
-    return AccountingCustomer(
-        id=str(row.get("Id", "")),
-        name=fields["name"],
-        number=str(row.get("MiddleName", "")),
-        email=fields["email"],
-        tax_number=fields.get("tax_number", ""),
-        status="ACTIVE" if row.get("Active", True) is not False else "ARCHIVED",
-        fields=fields,
-    )
-
-
-def to_item(row: Mapping[str, Any]) -> Item:
-    """A QBO Item addressed by its Name (our item code)."""
-    price = row.get("UnitPrice")
-    return Item(
-        code=str(row.get("Name") or ""),
-        name=str(row.get("Description") or row.get("Name") or ""),
-        unit_price=None if price is None else _decimal(price),
-        account_code=str((row.get("IncomeAccountRef") or {}).get("value") or ""),
-        tax_type=str((row.get("SalesTaxCodeRef") or {}).get("value") or ""),
-    )
-
-
-def _line_amount(line: InvoiceLine) -> Decimal:
-    return (line.quantity * line.unit_amount).quantize(CENT, rounding=ROUND_HALF_UP)
-
-
-def to_qbo_invoice(draft: InvoiceDraft, item_ids: Mapping[str, str]) -> dict[str, Any]:
-    """A QBO Invoice body for ``draft`` (Decimals kept for ``dumps_exact``).
-
-    A discount rate shared by every discounted line becomes one percent-based DiscountLineDetail; differing
-    rates are folded into each line's UnitPrice (QBO has no per-line discount), with the line's Amount
-    rounded to the cent as QBO requires ``Amount == UnitPrice × Qty``.
-    """
-    rates = {line.discount_rate for line in draft.lines if line.discount_rate}
-    shared = rates.pop() if len(rates) == 1 and all(line.discount_rate for line in draft.lines) else None
-    lines: list[dict[str, Any]] = []
-    for line in draft.lines:
-        unit = line.unit_amount
-        description = line.description
-        if line.discount_rate and shared is None:
-            unit = unit * (Decimal(100) - line.discount_rate) / Decimal(100)
-            description = f"{description} (less {line.discount_rate.normalize()}%)".strip()
-        detail: dict[str, Any] = {
-            "ItemRef": {"value": item_ids[line.item_code]},
-            "Qty": line.quantity,
-            "UnitPrice": unit,
-        }
-        if line.tax_type:
-            detail["TaxCodeRef"] = {"value": line.tax_type}
-        lines.append(
-            {
-                "DetailType": "SalesItemLineDetail",
-                "Amount": (line.quantity * unit).quantize(CENT, rounding=ROUND_HALF_UP),
-                "Description": description,
-                "SalesItemLineDetail": detail,
-            }
-        )
-    if shared is not None:
-        lines.append(
-            {
-                "DetailType": "DiscountLineDetail",
-                "Amount": (sum((_line_amount(x) for x in draft.lines), Decimal(0)) * shared / 100).quantize(CENT),
-                "DiscountLineDetail": {"PercentBased": True, "DiscountPercent": shared},
-            }
-        )
-    note = draft.reference + (f"\n{draft.url}" if draft.url else "")
-    return {
-        "CustomerRef": {"value": draft.customer_id},
-        "Line": lines,
-        "GlobalTaxCalculation": GLOBAL_TAX_CALCULATION[draft.line_amount_types],
-        "CurrencyRef": {"value": draft.currency},
-        "TxnDate": draft.issue_date.isoformat(),
-        "DueDate": draft.due_date.isoformat(),
-        "DocNumber": doc_number(draft.reference),
-        "PrivateNote": note[:4000],
-    }
-
-
-def _read_json(response: httpx.Response) -> dict[str, Any]:
-    """A QBO answer with its numbers as Decimal (an empty body, e.g. a 204, is an empty object)."""
-    if not response.content:
-        return {}
-    return read_decimal_object(response.text, who="QuickBooks", vendor=VENDOR, status=response.status_code)
-
-
-def _decimal(value: Any) -> Decimal:
-    return to_decimal(value, who="QuickBooks", vendor=VENDOR)
+        return [to_invoice(row, paid_on) for row in rows]

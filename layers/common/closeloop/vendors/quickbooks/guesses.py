@@ -37,4 +37,13 @@ GUESSES: dict[str, str] = {
         "opaque app id, as in the SDK samples; the sandbox sends that shape. Safe if wrong: the adapter reads "
         "neither field. Confirm: the developer portal's 'send test event'."
     ),
+    "cloudevents_required_ids": (
+        "Every CloudEvent in a delivery, including those of entities or products we do not follow, carries a "
+        "non-blank id, intuitaccountid and intuitentityid (strings; a number is read as its digits), as the "
+        "contract schema (tests/contracts/quickbooks/operations.json) and the SDKs' test payload show; the "
+        "delivery model (webhooks.QuickBooksCloudEvent) requires them for every event, where the hand-written "
+        "parser checked them only on the events it kept. Safe if wrong: such a delivery is refused with a 400 "
+        "naming the field (never a 5xx), and the changes it carried are still found by the CDC / "
+        "LastUpdatedTime polls. Confirm: the developer portal's 'send test event' for a non-accounting entity."
+    ),
 }

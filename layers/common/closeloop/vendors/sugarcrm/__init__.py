@@ -1,5 +1,7 @@
-"""SugarCRM, a CRM: its settings, credentials, webhook route and how its adapter
-(``closeloop.vendors.sugarcrm.adapter``) is built."""
+"""SugarCRM, a CRM: its settings, credentials, webhook route and how its adapter is built.
+
+The package: ``client`` (REST calls, version discovery, tokens, error bodies, paging), ``mapping`` (Sugar records
+<-> canonical models), ``webhooks`` (web logic hook deliveries), ``adapter`` (the CrmPort over them)."""
 
 from __future__ import annotations
 
@@ -24,10 +26,10 @@ class SugarCrmSettings(VendorSettings):
 def build(settings: SugarCrmSettings, creds: CredentialSource, services: Services) -> Any:
     from closeloop.http import worst_case_seconds  # noqa: PLC0415
     from closeloop.oauth import RefreshingTokens  # noqa: PLC0415
-    from closeloop.vendors.sugarcrm.adapter import (  # noqa: PLC0415
+    from closeloop.vendors.sugarcrm.adapter import SugarCrm  # noqa: PLC0415
+    from closeloop.vendors.sugarcrm.client import (  # noqa: PLC0415
         REFRESH_RESEND_WITHIN_SECONDS,
         TOKEN_POSTS_PER_REFRESH,
-        SugarCrm,
         password_grant,
     )
 
@@ -98,11 +100,8 @@ SPEC = VendorSpec(
                     "(SUGARCRM_WEBHOOK_TOKEN): web logic hooks carry no signature."
                 ),
                 "parameters": [{"name": "secret", "in": "path", "required": True, "schema": {"type": "string"}}],
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": {"type": "object"}}},
-                },
             },
+            body="closeloop.vendors.sugarcrm.webhooks:SugarCrmWebhookDelivery",
         ),
     ),
 )

@@ -1,4 +1,5 @@
-"""SugarCRM adapter: REST API v11 (OAuth2 password grant on a dedicated platform), web logic hooks, catch-up.
+"""The SugarCRM CrmPort: customers, deals, the catch-up poll and write-back, over ``client`` (REST calls),
+``mapping`` (record conversions) and ``webhooks`` (web logic hook deliveries).
 
 Vendor facts this module encodes (Sugar developer guide 13/14: REST API endpoints, API exceptions, web logic
 hooks; see also docs/vendors crm.md section 4):
@@ -28,299 +29,71 @@ hooks; see also docs/vendors crm.md section 4):
   ``likely_case`` the line total, ``discount_amount`` a total or (``discount_select``) a percentage; the SKU is
   the product template's manufacturer part number (``mft_part_num``).
 
-httpx is imported lazily: the webhook route only verifies and parses, and must start fast.
+httpx is imported lazily (by ``client``): the webhook route only verifies and parses, and must start fast.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
-import math
-import re
-import threading
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
-from urllib.parse import quote, unquote, urlsplit
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+from urllib.parse import quote
 
-from closeloop.errors import (
-    AuthRevoked,
-    ConfigurationError,
-    FatalError,
-    NotFound,
-    ValidationFailed,
-    WebhookRejected,
-)
-from closeloop.models import (
-    CUSTOMER_FIELDS,
-    DEAL_SYNC_FIELDS,
-    Address,
-    CrmRef,
-    Customer,
-    Deal,
-    LineItem,
-    Person,
-    SyncEvent,
-)
-from closeloop.oauth import TokenEndpoint, TokenGrant
+from closeloop.errors import ConfigurationError, FatalError, NotFound, ValidationFailed
+from closeloop.models import CUSTOMER_FIELDS, DEAL_SYNC_FIELDS, CrmRef, Customer, Deal, LineItem, SyncEvent
+from closeloop.paging import Page, paginate
 from closeloop.ports import PropertyDefinition, WebhookRequest
-from closeloop.vendors.sugarcrm.guesses import GUESSES
-from closeloop.wire import path_secret, webhook_json
+from closeloop.vendors.sugarcrm.client import DISCOVER, AccessTokens, ApiVersion, SugarClient, path_segment
+from closeloop.vendors.sugarcrm.mapping import (
+    MODULES,
+    RecordWrites,
+    clean,
+    close_date,
+    company_customer,
+    contact_customer,
+    crm_ref,
+    custom_field,
+    email_list,
+    first_day_at_or_after,
+    line_item,
+    parse_time,
+    person_of,
+    put_address,
+    put_phone,
+    put_shared_detail,
+    stamp,
+    sugar_number,
+    sugar_time,
+    sync_event,
+    utc,
+)
+from closeloop.vendors.sugarcrm.webhooks import parse_delivery, verify_path_token
 
 if TYPE_CHECKING:
     import httpx
 
-    from closeloop.http import VendorHttp
 
-#: The newest REST API version this adapter knows (v11_24: Sugar 14.0). A server that answers newer ones
-#: still answers this one (Sugar serves every version from v10 up to its maximum); older servers get theirs.
-NEWEST_API_VERSION: tuple[int, int] = (11, 24)
-#: The prefix against a server that answers the newest version (the default sandbox); see ``ApiVersion``.
-API_PREFIX = "/rest/v11_24"
-TOKEN_PATH = "/oauth2/token"
-DEFAULT_CLIENT_ID = "sugar"
-#: ``SUGARCRM_API_VERSION`` value (and default) that asks for discovery instead of a fixed version.
-DISCOVER = "discover"
+class ChangesPosition(NamedTuple):
+    """Where the catch-up poll of one module stands: the records modified at or after ``since`` (a keyset on
+    ``date_modified``), less the first ``offset`` of them. Sugar keeps whole seconds, so more than a page of
+    records can share one ``since``: within it the poll moves by offset, and past it by the keyset again."""
 
+    since: datetime
+    offset: int
 
-class AccessTokens(Protocol):
-    """Hands out a valid access token (``closeloop.oauth.RefreshingTokens`` in production)."""
-
-    def access_token(self, stale: str | None = None) -> str: ...
-
-
-#: Re-sending after a lost answer is always safe: a refused refresh token (Sugar replaced it in the answer we lost:
-#: one session per user and platform) falls back to a password login, which the credentials can always repeat
-#: (Sugar developer guide, "How to authenticate and log out"; /work/shared/vendors/crm.md, SugarCRM write-back).
-REFRESH_RESEND_WITHIN_SECONDS = math.inf
-#: Token endpoint calls one ``password_grant`` refresh makes at most (refresh grant, then password login).
-TOKEN_POSTS_PER_REFRESH = 2
-
-
-def parse_api_version(text: str) -> tuple[int, int]:
-    """``v11_20``, ``11_20``, ``11.20`` or ``v11`` as (11, 20) / (11, 0); ValueError for anything else."""
-    match = _VERSION.fullmatch(text.strip())
-    if match is None:
-        raise ValueError(f"not a SugarCRM REST API version: {text[:20]!r} (expected e.g. v11_20)")
-    return int(match.group(1)), int(match.group(2) or 0)
-
-
-def api_version_path(version: tuple[int, int]) -> str:
-    """(11, 20) -> ``v11_20``; (11, 0) -> ``v11``: the path segment Sugar expects."""
-    major, minor = version
-    return f"v{major}_{minor}" if minor else f"v{major}"
-
-
-_VERSION = re.compile(r"v?(\d+)(?:[._](\d+))?")
-#: Sugar's 301 message, "... API version to value between 10 and 11.20." (GUESSES["301 message names the range"]).
-_RANGE = re.compile(r"between\s+v?\d+(?:[._]\d+)?\s+and\s+v?(\d+(?:[._]\d+)?)")
-#: Every version tried, newest first, one minor version lower at a time when a 301 names no range.
-_CANDIDATES = tuple((NEWEST_API_VERSION[0], minor) for minor in range(NEWEST_API_VERSION[1], -1, -1))
-#: instance URL -> discovered version, for the life of the process (a Lambda container).
-_discovered: dict[str, tuple[int, int]] = {}
-_discovery_lock = threading.Lock()
-
-
-def forget_api_versions() -> None:
-    """Drop every discovered version (tests; a process otherwise keeps them until it ends)."""
-    with _discovery_lock:
-        _discovered.clear()
-
-
-class ApiVersion:
-    """Which REST API version the calls to one Sugar instance go under, learnt from Sugar's own refusal.
-
-    Each Sugar release raises the highest ``/rest/v11_<n>`` version it answers, and a request for a higher
-    one is refused with HTTP 301 and the error label ``incorrect_version`` (Sugar Developer Guide 12.0 and
-    13.0, Integration > Web Services > REST API > API Exceptions: ``SugarApiExceptionIncorrectVersion``,
-    301, ``incorrect_version``; each guide's REST API overview states its release's range, e.g. 13.3
-    "v10 - v11.23"). So the first call goes under the newest version this adapter knows; a 301
-    ``incorrect_version`` (returned before the request is processed, so repeating it is safe) names the
-    server's range in its message, and the call is repeated under the server's maximum (without a range:
-    one minor version lower at a time). The version that answered is cached per process and instance; a
-    301 on a later call (the instance was moved to an older release) re-discovers the same way. Not used:
-    ``<instance>/sugar_version.json`` (not an API, often blocked as a version disclosure, and it names the
-    product release, not the REST range) and ``/metadata`` server info (needs a login, itself versioned).
-
-    ``configured``: ``SUGARCRM_API_VERSION``, "discover" (the default) or a fixed version such as
-    ``v11_20`` (used as is; a 301 then is a configuration error naming what the server answers).
-    """
-
-    def __init__(self, instance_url: str, configured: str = DISCOVER) -> None:
-        self.instance_url = instance_url.rstrip("/")
-        try:
-            self._pinned = None if configured.strip() in ("", DISCOVER) else parse_api_version(configured)
-        except ValueError as exc:
-            raise ConfigurationError(f"SUGARCRM_API_VERSION: {exc}, or {DISCOVER!r}", vendor="sugarcrm") from exc
-
-    def current(self) -> tuple[int, int]:
-        """The configured version, else the one this process learnt for the instance, else the newest."""
-        if self._pinned is not None:
-            return self._pinned
-        with _discovery_lock:
-            return _discovered.get(self.instance_url, NEWEST_API_VERSION)
-
-    def request(
-        self, http: VendorHttp, method: str, path: str, *, ok: tuple[int, ...] = (200, 201, 204), **kwargs: Any
-    ) -> httpx.Response:
-        """``http.request`` under ``/<version>``; a 301 ``incorrect_version`` moves to a version Sugar answers.
-
-        Raises ConfigurationError for a plain redirect (SUGARCRM_URL is not the final address), for a refused
-        configured version, and when no known version is answered.
-        """
-        version = self.current()
-        while True:
-            response = http.request(method, f"/{api_version_path(version)}{path}", ok=(*ok, 301), **kwargs)
-            if response.status_code != 301:
-                if self._pinned is None:
-                    with _discovery_lock:
-                        _discovered[self.instance_url] = version
-                return response
-            version = self._lower(version, response)
-
-    def _lower(self, version: tuple[int, int], response: httpx.Response) -> tuple[int, int]:
-        """The version to try after ``version`` was answered 301; raises when there is none."""
-        body = _json_object(response)
-        if body.get("error") != "incorrect_version":
-            raise ConfigurationError(
-                f"SugarCRM redirects its REST API ({response.headers.get('location', 'no Location')[:120]}): "
-                f"set SUGARCRM_URL to the instance's final https address",
-                vendor="sugarcrm",
-                status=301,
-            )
-        answered = _top_of_range(body)
-        refused = f"SugarCRM refuses REST API version {api_version_path(version)}"
-        if self._pinned is not None:
-            offer = f"; it answers up to {api_version_path(answered)}" if answered else ""
-            raise ConfigurationError(
-                f"{refused}{offer}: set SUGARCRM_API_VERSION to a version it answers, or to {DISCOVER!r}",
-                vendor="sugarcrm",
-                status=301,
-            )
-        with _discovery_lock:
-            learnt = _discovered.get(self.instance_url)
-        if learnt is not None and learnt < version:  # another call (the login) has just learnt it
-            return learnt
-        if answered is not None and answered < version:
-            return answered
-        lower = next((candidate for candidate in _CANDIDATES if candidate < version), None)
-        if lower is None:
-            raise ConfigurationError(
-                f"{refused} and every older one down to {api_version_path(_CANDIDATES[-1])}: check SUGARCRM_URL, "
-                f"or set SUGARCRM_API_VERSION",
-                vendor="sugarcrm",
-                status=301,
-            )
-        return lower
-
-
-def _json_object(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
-def _top_of_range(body: Mapping[str, Any]) -> tuple[int, int] | None:
-    """The highest version a 301 ``incorrect_version`` message names, capped at the newest we know."""
-    match = _RANGE.search(str(body.get("error_message") or ""))
-    if match is None:
-        return None
-    return min(parse_api_version(match.group(1)), NEWEST_API_VERSION)
-
-
-def password_grant(
-    instance_url: str,
-    *,
-    username: Callable[[], str],
-    password: Callable[[], str],
-    platform: str,
-    client_id: Callable[[], str] = lambda: DEFAULT_CLIENT_ID,
-    client_secret: Callable[[], str] = lambda: "",
-    transport: httpx.BaseTransport | None = None,
-    api_version: str = DISCOVER,
-) -> Callable[[str], TokenGrant]:
-    """A ``refresh`` callable for RefreshingTokens: refresh-token grant, else a password login.
-
-    Called with "" (no token yet: the credentials hold a username and password, not a refresh token) or
-    with the stored refresh token. A refused refresh token (expired after two weeks, or replaced by a
-    login elsewhere on the same platform) falls back to a password login. A refused login raises
-    AuthRevoked with what to fix; it never logs or returns the credentials. The token endpoint is under the
-    REST version like every call (``api_version``: SUGARCRM_API_VERSION, see ``ApiVersion``).
-    """
-    version = ApiVersion(instance_url, api_version)
-    endpoint = TokenEndpoint(
-        vendor="sugarcrm",
-        label="SugarCRM",
-        client="sugarcrm-oauth",
-        path=TOKEN_PATH,
-        reconnect="check SUGARCRM_USERNAME and SUGARCRM_PASSWORD",
-        client_auth="body",
-        encoding="json",
-        extra=(("platform", platform),),
-        ok=(200, 400, 401, 403, 422),
-    )
-
-    def post(grant: dict[str, str]) -> tuple[int, dict[str, Any]]:
-        return endpoint.post(
-            instance_url.rstrip("/") + "/rest",
-            grant,
-            lambda: client_id() or DEFAULT_CLIENT_ID,
-            client_secret,
-            transport=transport,
-            send=version.request,
+    def after(self, modified: Sequence[datetime | None]) -> ChangesPosition:
+        """The position after a page whose records were modified at ``modified`` (None: unreadable)."""
+        last = max((moment for moment in modified if moment is not None), default=self.since)
+        return (
+            ChangesPosition(last, 0) if last > self.since else ChangesPosition(self.since, self.offset + len(modified))
         )
-
-    def refresh(refresh_token: str) -> TokenGrant:
-        if refresh_token:
-            status, body = post({"grant_type": "refresh_token", "refresh_token": refresh_token})
-            if status == 200:
-                return endpoint.answer(status, body, "")
-        status, body = post({"grant_type": "password", "username": username(), "password": password()})
-        if status == 200:
-            return endpoint.answer(status, body, "")
-        error = str(body.get("error") or "unknown_error")
-        raise AuthRevoked(
-            f"SugarCRM refused the login ({error}: {str(body.get('error_message') or '')[:120]}): check "
-            f"SUGARCRM_USERNAME/SUGARCRM_PASSWORD (and SUGARCRM_CLIENT_ID/SECRET), that the user is active and "
-            f"that the API platform {platform!r} is registered under Admin > Configure API Platforms",
-            vendor="sugarcrm",
-            status=status,
-        )
-
-    return refresh
-
-
-def _auth(tokens: AccessTokens) -> httpx.Auth:
-    """``OAuth-Token`` on every request; one forced re-login when Sugar answers 401."""
-    from closeloop.http import TokenAuth  # noqa: PLC0415 - httpx stays off the webhook path
-
-    return TokenAuth(tokens, header="OAuth-Token", prefix="")
 
 
 class SugarCrm:
     """CrmPort for SugarCRM (Sell/Serve/Enterprise, REST API v11)."""
 
     name = "sugarcrm"
-    #: canonical object type -> Sugar module.
-    MODULES: ClassVar[dict[str, str]] = {"company": "Accounts", "contact": "Contacts", "deal": "Opportunities"}
-    #: web logic hook ``bean`` (bean class; module names accepted too) -> canonical object type.
-    HOOK_BEANS: ClassVar[dict[str, str]] = {
-        "Account": "company",
-        "Accounts": "company",
-        "Contact": "contact",
-        "Contacts": "contact",
-        "Opportunity": "deal",
-        "Opportunities": "deal",
-    }
-    HOOK_KINDS: ClassVar[dict[str, str]] = {
-        "after_delete": "deleted",
-        "after_relationship_add": "associated",
-        "after_relationship_delete": "associated",
-    }
+    MODULES: ClassVar[Mapping[str, str]] = MODULES
     WON_STAGES: ClassVar[tuple[str, ...]] = ("Closed Won",)
     PAGE_SIZE: ClassVar[int] = 100
     #: ids per ``$in`` filter (keeps request bodies and SQL IN lists modest).
@@ -409,7 +182,7 @@ class SugarCrm:
         self._webhook_token = webhook_token
         self._transport = transport
         self._sleep = sleep
-        self._http: VendorHttp | None = None
+        self._client: SugarClient | None = None
         self.tax_number_field = tax_number_field
         self._currencies: dict[str, str] = {}
         self._version = ApiVersion(self.instance_url, api_version)
@@ -421,167 +194,26 @@ class SugarCrm:
 
     def verify_webhook(self, request: WebhookRequest) -> None:
         """The URL's last path segment must equal SUGARCRM_WEBHOOK_TOKEN (compared in constant time)."""
-        expected = path_secret("SUGARCRM_WEBHOOK_TOKEN", self._token())
-        segment = unquote(urlsplit(request.uri).path.rstrip("/").rpartition("/")[2])
-        if not hmac.compare_digest(segment.encode(), expected.encode()):
-            raise WebhookRejected(401, "missing or wrong SugarCRM webhook token in the URL")
+        verify_path_token(request, self._token())
 
     def parse_webhook(self, body: bytes) -> list[SyncEvent]:
         """One web logic hook delivery -> at most one event (modules other than ours are ignored)."""
-        payload = webhook_json(body)
-        if not isinstance(payload, dict):
-            raise WebhookRejected(400, "expected a JSON object (a SugarCRM web logic hook payload)")
-        bean = payload.get("bean")
-        if not isinstance(bean, str) or not bean:
-            raise WebhookRejected(400, "bean: Field required")
-        object_type = self.HOOK_BEANS.get(bean)
-        if object_type is None:
-            return []
-        event = payload.get("event") or "after_save"
-        data = payload.get("data")
-        if not isinstance(event, str) or not isinstance(data, dict):
-            raise WebhookRejected(400, "data: expected the record as a JSON object")
-        record_id = data.get("id")
-        if not isinstance(record_id, str) or not record_id:
-            raise WebhookRejected(400, "data.id: Field required")
-        try:
-            modified = _parse_time(data.get("date_modified"))
-        except ValueError as exc:
-            raise WebhookRejected(400, "data.date_modified: not an ISO 8601 date-time") from exc
-        if modified is None:
-            raise WebhookRejected(400, "data.date_modified: Field required")
-        if event == "after_save":
-            kind = "changed" if _truthy(payload.get("isUpdate")) else "created"
-        else:
-            kind = self.HOOK_KINDS.get(event, "other")
-        if _truthy(data.get("deleted")):
-            kind = "deleted"
-        changes = payload.get("dataChanges")
-        changed = list(changes) if isinstance(changes, dict) else []
-        suffix = "" if event == "after_save" else f":{event}"
-        if kind == "changed" and changed:
-            # Two saves within one second share date_modified: the changes' fingerprint tells them apart, so
-            # the replay check and the worker's idempotency never take the second save for the first.
-            suffix += ":" + hashlib.sha256(json.dumps(changes, sort_keys=True, default=str).encode()).hexdigest()[:16]
-        return [
-            self._event(
-                object_type,
-                record_id,
-                modified,
-                kind=kind,
-                source_type=f"{bean}.{event}",
-                change_source="WEB_LOGIC_HOOK",
-                actor=_clean(data.get("modified_user_id")),
-                property_name=changed[0] if len(changed) == 1 else None,
-                suffix=suffix,
-            )
-        ]
-
-    def _event(
-        self,
-        object_type: str,
-        record_id: str,
-        modified: datetime,
-        *,
-        kind: str,
-        source_type: str,
-        change_source: str,
-        actor: str,
-        property_name: str | None = None,
-        suffix: str = "",
-    ) -> SyncEvent:
-        # A creation has the same key whether a hook or the catch-up poll reports it. Sugar keeps date_modified
-        # to the second, so a hook's update adds the fingerprint of its dataChanges (two saves within one second
-        # are two changes); the poll, which has no dataChanges, keys the update without it, and the worker,
-        # reading the record as it is, finds that one unchanged.
-        key = f"{self.MODULES[object_type]}:{record_id}:{_stamp(modified)}{suffix}"
-        return SyncEvent.model_validate(
-            {
-                "ref": self._ref(object_type, record_id),
-                "event_id": key,
-                "kind": kind,
-                "occurred_at": modified,
-                "source_type": source_type,
-                "property_name": property_name,
-                "change_source": change_source,
-                "actor": f"userId:{actor}" if actor else None,
-                "dedupe_key": key,
-            }
-        )
-
-    # -- HTTP ----------------------------------------------------------------------------------------
+        return parse_delivery(body)
 
     @property
-    def http(self) -> VendorHttp:
-        if self._http is None:
-            from closeloop.http import VendorHttp  # noqa: PLC0415 - keep httpx off the webhook path
-
-            kwargs: dict[str, Any] = {"transport": self._transport}
-            if self._sleep is not None:
-                kwargs["sleep"] = self._sleep
-            self._http = VendorHttp(self.name, self.instance_url + "/rest", auth=_auth(self._tokens), **kwargs)
-        return self._http
-
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """One call under the instance's REST version (``ApiVersion``: discovered, cached, re-discovered)."""
-        # The token first: a first login learns the version, so the call is not sent under a refused one.
-        self._tokens.access_token()
-        return self._version.request(self.http, method, path, **kwargs)
-
-    def _get(self, module: str, record_id: str, fields: Sequence[str]) -> dict[str, Any] | None:
-        try:
-            response = self._request("GET", f"/{module}/{_seg(record_id)}", params={"fields": ",".join(fields)})
-        except NotFound:
-            return None
-        body = response.json()
-        return body if isinstance(body, dict) else None
-
-    def _page(self, path: str, *, method: str, body: dict[str, Any], offset: int) -> tuple[list[dict[str, Any]], int]:
-        """One page of a filter or link listing: (records, next_offset); next_offset is -1 on the last."""
-        if method == "POST":
-            response = self._request("POST", path, json={**body, "offset": offset})
-        else:
-            response = self._request("GET", path, params={**body, "offset": str(offset)})
-        page = response.json()
-        records = [r for r in page.get("records") or [] if isinstance(r, dict)]
-        try:
-            next_offset = int(page.get("next_offset", -1))
-        except (TypeError, ValueError):
-            next_offset = -1
-        return records, next_offset
-
-    def _all(self, path: str, *, method: str, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        offset = 0
-        while True:
-            records, next_offset = self._page(path, method=method, body=body, offset=offset)
-            yield from records
-            if next_offset < 0 or not records or next_offset <= offset:
-                return
-            offset = next_offset
-
-    def _filter(
-        self, module: str, flt: list[dict[str, Any]], fields: Sequence[str], order_by: str = "id:ASC"
-    ) -> Iterator[dict[str, Any]]:
-        body = {"filter": flt, "fields": ",".join(fields), "max_num": self.PAGE_SIZE, "order_by": order_by}
-        return self._all(f"/{module}/filter", method="POST", body=body)
-
-    def _by_ids(self, module: str, ids: Collection[str], fields: Sequence[str]) -> dict[str, dict[str, Any]]:
-        unique = sorted(set(ids))
-        found: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(unique), self.IN_CHUNK):
-            chunk = unique[start : start + self.IN_CHUNK]
-            for record in self._filter(module, [{"id": {"$in": chunk}}], fields):
-                found[str(record["id"])] = record
-        return found
-
-    def _link(
-        self, module: str, record_id: str, link: str, fields: Sequence[str], order_by: str
-    ) -> Iterator[dict[str, Any]]:
-        body = {"fields": ",".join(fields), "max_num": str(self.PAGE_SIZE), "order_by": order_by}
-        return self._all(f"/{module}/{_seg(record_id)}/link/{link}", method="GET", body=body)
-
-    def _ref(self, object_type: str, object_id: str) -> CrmRef:
-        return CrmRef.model_validate({"crm": self.name, "object_type": object_type, "object_id": object_id})
+    def client(self) -> SugarClient:
+        """The HTTP client, built on first use (the webhook route never calls Sugar)."""
+        if self._client is None:
+            self._client = SugarClient(
+                self.instance_url,
+                self._tokens,
+                self._version,
+                page_size=self.PAGE_SIZE,
+                in_chunk=self.IN_CHUNK,
+                transport=self._transport,
+                sleep=self._sleep,
+            )
+        return self._client
 
     # -- customers -----------------------------------------------------------------------------------
 
@@ -594,93 +226,56 @@ class SugarCrm:
             return self._account_customer(ref.object_id)
         if ref.object_type != "contact":
             raise ValueError(f"no customer for a {ref.object_type}")
-        contact = self._get("Contacts", ref.object_id, self.CONTACT_FIELDS)
+        contact = self.client.get("Contacts", ref.object_id, self.CONTACT_FIELDS)
         if contact is None:
             return None
-        account_id = _clean(contact.get("account_id"))
+        account_id = clean(contact.get("account_id"))
         if account_id:
             return self._account_customer(account_id)
-        return self._contact_customer(contact)
+        return contact_customer(contact)
 
     def _account_customer(self, account_id: str) -> Customer | None:
-        account = self._get("Accounts", account_id, self._account_fields())
+        account = self.client.get("Accounts", account_id, self._account_fields())
         if account is None:
             return None
-        people = list(self._link("Accounts", account_id, "contacts", self.CONTACT_FIELDS, self.PEOPLE_ORDER))
-        return self._company(account, people)
+        people = list(self.client.link("Accounts", account_id, "contacts", self.CONTACT_FIELDS, self.PEOPLE_ORDER))
+        return company_customer(account, people, self.tax_number_field)
 
     def resolve_customers(self, refs: Sequence[CrmRef]) -> dict[CrmRef, Customer | None]:
         """Batch reads: contacts by id, then their accounts and the requested ones, then all their people."""
         for ref in refs:
             if ref.object_type not in ("company", "contact"):
                 raise ValueError(f"no customer for a {ref.object_type}")
-        contacts = self._by_ids(
+        contacts = self.client.by_ids(
             "Contacts", [r.object_id for r in refs if r.object_type == "contact"], self.CONTACT_FIELDS
         )
         account_ids = {r.object_id for r in refs if r.object_type == "company"}
-        account_ids |= {_clean(c.get("account_id")) for c in contacts.values()} - {""}
-        accounts = self._by_ids("Accounts", account_ids, self._account_fields())
+        account_ids |= {clean(c.get("account_id")) for c in contacts.values()} - {""}
+        accounts = self.client.by_ids("Accounts", account_ids, self._account_fields())
         people: dict[str, list[dict[str, Any]]] = {account_id: [] for account_id in accounts}
         ids = sorted(accounts)
         for start in range(0, len(ids), self.IN_CHUNK):
             flt = [{"account_id": {"$in": ids[start : start + self.IN_CHUNK]}}]
-            for person in self._filter("Contacts", flt, self.CONTACT_FIELDS, self.PEOPLE_ORDER):
-                people.setdefault(_clean(person.get("account_id")), []).append(person)
+            for person in self.client.filter("Contacts", flt, self.CONTACT_FIELDS, self.PEOPLE_ORDER):
+                people.setdefault(clean(person.get("account_id")), []).append(person)
         result: dict[CrmRef, Customer | None] = {}
         for ref in refs:
             if ref.object_type == "company":
                 account = accounts.get(ref.object_id)
-                result[ref] = self._company(account, people[ref.object_id]) if account else None
+                result[ref] = (
+                    company_customer(account, people[ref.object_id], self.tax_number_field) if account else None
+                )
                 continue
             contact = contacts.get(ref.object_id)
-            account_id = _clean(contact.get("account_id")) if contact else ""
+            account_id = clean(contact.get("account_id")) if contact else ""
             if contact is None:
                 result[ref] = None
             elif account_id:
                 account = accounts.get(account_id)
-                result[ref] = self._company(account, people[account_id]) if account else None
+                result[ref] = company_customer(account, people[account_id], self.tax_number_field) if account else None
             else:
-                result[ref] = self._contact_customer(contact)
+                result[ref] = contact_customer(contact)
         return result
-
-    def _company(self, account: Mapping[str, Any], contacts: Sequence[Mapping[str, Any]]) -> Customer:
-        people = [self._person(c) for c in contacts]
-        primary = people[0] if people else None
-        return Customer(
-            ref=self._ref("company", str(account["id"])),
-            name=_clean(account.get("name")),
-            email=primary.email if primary and primary.email else _email(account),
-            phone=primary.phone if primary and primary.phone else _clean(account.get("phone_office")),
-            tax_number=_clean(account.get(self.tax_number_field)) if self.tax_number_field else "",
-            first_name=primary.first_name if primary else "",
-            last_name=primary.last_name if primary else "",
-            address=_address(account, "billing_address"),
-            people=tuple(people[1:]),
-            updated_at=_parse_time(account.get("date_modified")),
-        )
-
-    def _contact_customer(self, contact: Mapping[str, Any]) -> Customer:
-        person = self._person(contact)
-        return Customer(
-            ref=self._ref("contact", person.crm_id),
-            name=" ".join(p for p in (person.first_name, person.last_name) if p),
-            email=person.email,
-            phone=person.phone,
-            first_name=person.first_name,
-            last_name=person.last_name,
-            address=_address(contact, "primary_address"),
-            updated_at=_parse_time(contact.get("date_modified")),
-        )
-
-    @staticmethod
-    def _person(contact: Mapping[str, Any]) -> Person:
-        return Person(
-            crm_id=str(contact["id"]),
-            first_name=_clean(contact.get("first_name")),
-            last_name=_clean(contact.get("last_name")),
-            email=_email(contact),
-            phone=_clean(contact.get("phone_work")) or _clean(contact.get("phone_mobile")),
-        )
 
     # -- deals ----------------------------------------------------------------------------------------
 
@@ -690,13 +285,13 @@ class SugarCrm:
         Reads the opportunity, its ``revenuelineitems`` link (paged), the product templates of those lines
         (one filter) and, once per process, each currency. None when the opportunity does not exist.
         """
-        record = self._get("Opportunities", deal_id, self.DEAL_FIELDS)
+        record = self.client.get("Opportunities", deal_id, self.DEAL_FIELDS)
         if record is None:
             return None
         contact = None
-        if not _clean(record.get("account_id")):
-            first = next(self._link("Opportunities", deal_id, "contacts", ("id",), self.PEOPLE_ORDER), None)
-            contact = self._ref("contact", str(first["id"])) if first else None
+        if not clean(record.get("account_id")):
+            first = next(self.client.link("Opportunities", deal_id, "contacts", ("id",), self.PEOPLE_ORDER), None)
+            contact = crm_ref("contact", str(first["id"])) if first else None
         return self._deal(record, contact=contact, line_items=self._line_items(deal_id))
 
     def iter_won_deals(self, closed_from: datetime, closed_before: datetime) -> Iterator[Deal]:
@@ -704,7 +299,7 @@ class SugarCrm:
 
         Without line items or contact: reconcile compares amounts and currencies only.
         """
-        start, end = _first_day_at_or_after(closed_from), _first_day_at_or_after(closed_before)
+        start, end = first_day_at_or_after(closed_from), first_day_at_or_after(closed_before)
         if start >= end:
             return
         flt: list[dict[str, Any]] = [
@@ -713,7 +308,7 @@ class SugarCrm:
             {"date_closed": {"$lt": end.isoformat()}},
         ]
         seen: set[str] = set()
-        for record in self._filter("Opportunities", flt, self.DEAL_FIELDS, "date_closed:ASC,id:ASC"):
+        for record in self.client.filter("Opportunities", flt, self.DEAL_FIELDS, "date_closed:ASC,id:ASC"):
             if str(record["id"]) not in seen:
                 seen.add(str(record["id"]))
                 yield self._deal(record)
@@ -722,26 +317,24 @@ class SugarCrm:
         self, record: Mapping[str, Any], *, contact: CrmRef | None = None, line_items: tuple[LineItem, ...] = ()
     ) -> Deal:
         deal_id = str(record["id"])
-        stage = _clean(record.get("sales_stage"))
-        account_id = _clean(record.get("account_id"))
+        stage = clean(record.get("sales_stage"))
+        account_id = clean(record.get("account_id"))
         return Deal(
-            ref=self._ref("deal", deal_id),
-            name=_clean(record.get("name")),
-            amount=_decimal(record.get("amount"), f"opportunity {deal_id} amount"),
-            currency=self._currency(_clean(record.get("currency_id"))),
+            ref=crm_ref("deal", deal_id),
+            name=clean(record.get("name")),
+            amount=sugar_number(record.get("amount"), f"opportunity {deal_id} amount"),
+            currency=self._currency(clean(record.get("currency_id"))),
             stage=stage,
             is_won=stage in self.WON_STAGES,
-            close_date=_date(record.get("date_closed"), deal_id),
-            owner_id=_clean(record.get("assigned_user_id")),
-            company=self._ref("company", account_id) if account_id else None,
+            close_date=close_date(record.get("date_closed"), deal_id),
+            owner_id=clean(record.get("assigned_user_id")),
+            company=crm_ref("company", account_id) if account_id else None,
             contact=contact,
             line_items=line_items,
             url=f"{self.instance_url}/#Opportunities/{quote(deal_id, safe='')}",
-            updated_at=_parse_time(record.get("date_modified")),
+            updated_at=parse_time(record.get("date_modified")),
             synced={
-                name: _clean(record.get(f"{name}_c"))
-                for name in DEAL_SYNC_FIELDS
-                if record.get(f"{name}_c") is not None
+                name: clean(record.get(f"{name}_c")) for name in DEAL_SYNC_FIELDS if record.get(f"{name}_c") is not None
             },
         )
 
@@ -750,8 +343,8 @@ class SugarCrm:
         if not currency_id:
             return ""
         if currency_id not in self._currencies:
-            record = self._get("Currencies", currency_id, ("iso4217",))
-            iso = _clean(record.get("iso4217")).upper() if record else ""
+            record = self.client.get("Currencies", currency_id, ("iso4217",))
+            iso = clean(record.get("iso4217")).upper() if record else ""
             if not iso:
                 raise ValidationFailed(f"SugarCRM currency {currency_id} has no ISO code", vendor=self.name)
             self._currencies[currency_id] = iso
@@ -759,43 +352,13 @@ class SugarCrm:
 
     def _line_items(self, deal_id: str) -> tuple[LineItem, ...]:
         lines = list(
-            self._link("Opportunities", deal_id, "revenuelineitems", self.LINE_FIELDS, "date_entered:ASC,id:ASC")
+            self.client.link("Opportunities", deal_id, "revenuelineitems", self.LINE_FIELDS, "date_entered:ASC,id:ASC")
         )
-        template_ids = {_clean(line.get("product_template_id")) for line in lines} - {""}
-        products = self._by_ids("ProductTemplates", template_ids, ("name", "mft_part_num")) if template_ids else {}
-        return tuple(self._line_item(line, products) for line in lines)
-
-    @staticmethod
-    def _line_item(line: Mapping[str, Any], products: Mapping[str, Mapping[str, Any]]) -> LineItem:
-        item_id = str(line["id"])
-        what = f"revenue line item {item_id}"
-        product = products.get(_clean(line.get("product_template_id"))) or {}
-        quantity = _decimal(line.get("quantity"), f"{what} quantity")
-        quantity = quantity if quantity is not None else Decimal(1)
-        price = _decimal(line.get("discount_price"), f"{what} unit price") or Decimal(0)
-        discount = _decimal(line.get("discount_amount"), f"{what} discount") or Decimal(0)
-        percent: Decimal | None = None
-        if discount and _truthy(line.get("discount_select")):
-            percent = discount
-        elif discount:
-            # A discount in money is for the whole line; LineItem has no such field, so it is folded into the
-            # unit price when that is exact, and refused (never rounded into a wrong invoice) otherwise.
-            per_unit = discount / quantity if quantity else None
-            if per_unit is None or per_unit.quantize(Decimal("0.0001")) != per_unit:
-                raise ValidationFailed(
-                    f"{what}: a discount of {discount} over a quantity of {quantity} is not an exact unit price",
-                    vendor="sugarcrm",
-                )
-            price -= per_unit
-        return LineItem(
-            crm_id=item_id,
-            name=_clean(line.get("name")) or _clean(product.get("name")),
-            sku=_clean(product.get("mft_part_num")),
-            quantity=quantity,
-            unit_price=price,
-            discount_percent=percent,
-            amount=_decimal(line.get("likely_case"), f"{what} likely case"),
+        template_ids = {clean(line.get("product_template_id")) for line in lines} - {""}
+        products = (
+            self.client.by_ids("ProductTemplates", template_ids, ("name", "mft_part_num")) if template_ids else {}
         )
+        return tuple(line_item(line, products) for line in lines)
 
     # -- catch-up --------------------------------------------------------------------------------------
 
@@ -806,47 +369,42 @@ class SugarCrm:
         we page are not skipped; an offset is used only within one second holding more than a page. Sugar's
         filter API does not return deleted records: a deletion whose hook was lost is not caught up here.
         """
-        floor = _utc(since).replace(microsecond=0)
+        floor = utc(since).replace(microsecond=0)
         for object_type, module in self.MODULES.items():
             yield from self._changes(object_type, module, floor)
 
     def _changes(self, object_type: str, module: str, since: datetime) -> Iterator[SyncEvent]:
-        cursor, offset = since, 0
-        seen: set[tuple[str, str]] = set()
         body = {
             "fields": ",".join(self.CHANGE_FIELDS),
-            "max_num": self.PAGE_SIZE,
+            "max_num": self.client.page_size,
             "order_by": "date_modified:ASC,id:ASC",
         }
-        while True:
-            body["filter"] = [{"date_modified": {"$gte": _sugar_time(cursor)}}]
-            records, next_offset = self._page(f"/{module}/filter", method="POST", body=body, offset=offset)
-            last = cursor
-            for record in records:
-                modified = _parse_time(record.get("date_modified"))
-                if modified is None:
-                    continue
-                last = max(last, modified)
-                key = (str(record["id"]), _stamp(modified))
-                if key in seen:
-                    continue
-                seen.add(key)
-                created = _parse_time(record.get("date_entered")) == modified
-                yield self._event(
-                    object_type,
-                    key[0],
-                    modified,
-                    kind="created" if created else "changed",
-                    source_type=f"{module}.date_modified",
-                    change_source="CATCH_UP_POLL",
-                    actor=_clean(record.get("modified_user_id")),
-                )
-            if next_offset < 0 or not records:
-                return
-            if last > cursor:
-                cursor, offset = last, 0
-            else:
-                offset += len(records)
+
+        def fetch(position: ChangesPosition) -> Page[tuple[dict[str, Any], datetime | None], ChangesPosition]:
+            filtered = {**body, "filter": [{"date_modified": {"$gte": sugar_time(position.since)}}]}
+            page = self.client.page(f"/{module}/filter", method="POST", body=filtered, offset=position.offset)
+            rows = [(record, parse_time(record.get("date_modified"))) for record in page.items]
+            return Page(rows, None if page.next is None else position.after([modified for _, modified in rows]))
+
+        seen: set[tuple[str, str]] = set()
+        start = ChangesPosition(since, 0)
+        for record, modified in paginate(fetch, start, vendor=self.name, what=f"{module} changes since"):
+            if modified is None:
+                continue
+            key = (str(record["id"]), stamp(modified))
+            if key in seen:
+                continue
+            seen.add(key)
+            created = parse_time(record.get("date_entered")) == modified
+            yield sync_event(
+                object_type,
+                key[0],
+                modified,
+                kind="created" if created else "changed",
+                source_type=f"{module}.date_modified",
+                change_source="CATCH_UP_POLL",
+                actor=clean(record.get("modified_user_id")),
+            )
 
     # -- writes ---------------------------------------------------------------------------------------
 
@@ -875,11 +433,11 @@ class SugarCrm:
 
     def _put(self, object_type: str, record_id: str, values: Mapping[str, str]) -> FatalError | None:
         module = self.MODULES[object_type]
-        body = {_custom(name): (value if value != "" else None) for name, value in values.items()}
+        body = {custom_field(name): (value if value != "" else None) for name, value in values.items()}
         if not body:
             return None
         try:
-            saved = self._request("PUT", f"/{module}/{_seg(record_id)}", json=body).json()
+            saved = self.client.request("PUT", f"/{module}/{path_segment(record_id)}", json=body).json()
         except NotFound:
             return NotFound(f"SugarCRM has no {module} record {record_id}", vendor=self.name, status=404)
         except FatalError as exc:
@@ -892,14 +450,6 @@ class SugarCrm:
                 status=200,
             )
         return None
-
-    #: Canonical address field -> the suffix of the Sugar address field group (street lines handled apart).
-    ADDRESS_SUFFIXES: ClassVar[dict[str, str]] = {
-        "address.city": "city",
-        "address.region": "state",
-        "address.postal_code": "postalcode",
-        "address.country": "country",
-    }
 
     def update_customer_fields(self, ref: CrmRef, values: Mapping[str, str]) -> list[str]:
         """Write canonical customer fields where ``resolve_customer`` reads them; return those it cannot hold.
@@ -922,10 +472,10 @@ class SugarCrm:
             raise ValueError(f"no customer for a {ref.object_type}")
         account_id, contact = ref.object_id, None
         if ref.object_type == "contact":
-            contact = self._get("Contacts", ref.object_id, self.CONTACT_FIELDS)
+            contact = self.client.get("Contacts", ref.object_id, self.CONTACT_FIELDS)
             if contact is None:
                 raise NotFound(f"SugarCRM has no Contacts record {ref.object_id}", vendor=self.name, status=404)
-            account_id = _clean(contact.get("account_id"))
+            account_id = clean(contact.get("account_id"))
         writes: dict[tuple[str, str], dict[str, Any]] = {}
         origin: dict[tuple[str, str, str], str] = {}  # (module, id, Sugar field) -> canonical name
         if account_id:
@@ -937,7 +487,7 @@ class SugarCrm:
             if not body:
                 continue
             try:
-                saved = self._request("PUT", f"/{module}/{_seg(record_id)}", json=body).json()
+                saved = self.client.request("PUT", f"/{module}/{path_segment(record_id)}", json=body).json()
             except NotFound as exc:
                 raise NotFound(f"SugarCRM has no {module} record {record_id}", vendor=self.name, status=404) from exc
             ignored = [f for f in body if not isinstance(saved, dict) or f not in saved]
@@ -951,12 +501,14 @@ class SugarCrm:
         writes: dict[tuple[str, str], dict[str, Any]],
         origin: dict[tuple[str, str, str], str],
     ) -> list[str]:
-        account = self._get("Accounts", account_id, self._account_fields())
+        account = self.client.get("Accounts", account_id, self._account_fields())
         if account is None:
             raise NotFound(f"SugarCRM has no Accounts record {account_id}", vendor=self.name, status=404)
-        main = next(iter(self._link("Accounts", account_id, "contacts", self.CONTACT_FIELDS, self.PEOPLE_ORDER)), None)
-        company = _Writes(writes, origin, "Accounts", account_id)
-        people = _Writes(writes, origin, "Contacts", str(main["id"])) if main is not None else None
+        main = next(
+            iter(self.client.link("Accounts", account_id, "contacts", self.CONTACT_FIELDS, self.PEOPLE_ORDER)), None
+        )
+        company = RecordWrites(writes, origin, "Accounts", account_id)
+        people = RecordWrites(writes, origin, "Contacts", str(main["id"])) if main is not None else None
         unwritable: list[str] = []
         for name, value in values.items():
             if name == "name":
@@ -966,10 +518,10 @@ class SugarCrm:
             elif name in ("first_name", "last_name") and people is not None:
                 people.put(name, name, value)
             elif name in ("email", "phone"):
-                _shared_detail(name, value, account, main, company, people)
+                put_shared_detail(name, value, account, main, company, people)
             elif not name.startswith("address."):
                 unwritable.append(name)
-        return unwritable + _address_writes(company, account, "billing_address", values)
+        return unwritable + put_address(company, account, "billing_address", values)
 
     def _contact_writes(
         self,
@@ -978,22 +530,22 @@ class SugarCrm:
         writes: dict[tuple[str, str], dict[str, Any]],
         origin: dict[tuple[str, str, str], str],
     ) -> list[str]:
-        own = _Writes(writes, origin, "Contacts", str(contact["id"]))
-        person = self._person(contact)
+        own = RecordWrites(writes, origin, "Contacts", str(contact["id"]))
+        person = person_of(contact)
         first, last = values.get("first_name", person.first_name), values.get("last_name", person.last_name)
         unwritable: list[str] = []
         for name, value in values.items():
             if name in ("first_name", "last_name"):
                 own.put(name, name, value)
             elif name == "email":
-                own.put(name, "email", _email_list(contact, value))
+                own.put(name, "email", email_list(contact, value))
             elif name == "phone":
-                _phone(own, contact, value)
+                put_phone(own, contact, value)
             elif name == "name" and value == " ".join(p.strip() for p in (first, last) if p.strip()):
                 continue  # a contact's name is its first and last name: already what it will read
             elif not name.startswith("address."):
                 unwritable.append(name)
-        return unwritable + _address_writes(own, contact, "primary_address", values)
+        return unwritable + put_address(own, contact, "primary_address", values)
 
     def ensure_properties(self, object_type: str, definitions: Collection[PropertyDefinition]) -> list[str]:
         """Check the module's fields in ``GET /metadata``; Sugar's REST API cannot create Studio fields.
@@ -1004,16 +556,16 @@ class SugarCrm:
         module = self.MODULES.get(object_type)
         if module is None:
             raise ValueError(f"no custom properties for a {object_type}")
-        response = self._request("GET", "/metadata", params={"type_filter": "modules", "module_filter": module})
+        response = self.client.request("GET", "/metadata", params={"type_filter": "modules", "module_filter": module})
         fields = ((response.json().get("modules") or {}).get(module) or {}).get("fields") or {}
-        missing = [d for d in definitions if _custom(d.name) not in fields]
+        missing = [d for d in definitions if custom_field(d.name) not in fields]
         if not missing:
             return []
         described = []
         for definition in missing:
             studio, _ = self.STUDIO_TYPES.get(definition.type, ("TextField", "varchar"))
             options = f" with options {', '.join(definition.options)}" if definition.options else ""
-            described.append(f"{_custom(definition.name)} ({studio}, label {definition.label!r}{options})")
+            described.append(f"{custom_field(definition.name)} ({studio}, label {definition.label!r}{options})")
         raise ConfigurationError(
             f"SugarCRM {module} lacks Closeloop's custom fields: {'; '.join(described)}. The REST API cannot "
             f"create fields: an admin adds them in Admin > Studio > {module} > Fields > Add Field (enter the name "
@@ -1021,194 +573,3 @@ class SugarCrm:
             f"Admin > Module Loader.",
             vendor=self.name,
         )
-
-
-class _Writes:
-    """The fields to ``PUT`` on one record, remembering which canonical field each one carries."""
-
-    def __init__(
-        self,
-        writes: dict[tuple[str, str], dict[str, Any]],
-        origin: dict[tuple[str, str, str], str],
-        module: str,
-        record_id: str,
-    ) -> None:
-        self.body = writes.setdefault((module, record_id), {})
-        self._origin = origin
-        self._key = (module, record_id)
-
-    def put(self, canonical: str, field: str, value: Any) -> None:
-        self.body[field] = value
-        self._origin.setdefault((*self._key, field), canonical)
-
-
-def _shared_detail(
-    name: str,
-    value: str,
-    account: Mapping[str, Any],
-    main: Mapping[str, Any] | None,
-    company: _Writes,
-    person: _Writes | None,
-) -> None:
-    """An account's email or phone: read from its main contact when that has one, else from the account.
-
-    Written where it is read from; "" clears both, so that neither is read.
-    """
-    on_person = main is not None and person is not None and bool(getattr(SugarCrm._person(main), name))
-    if on_person and main is not None and person is not None:
-        if name == "email":
-            person.put(name, "email", _email_list(main, value))
-        else:
-            _phone(person, main, value)
-    if not on_person or not value:
-        if name == "email":
-            company.put(name, "email", _email_list(account, value))
-        else:
-            company.put(name, "phone_office", value)
-
-
-def _phone(target: _Writes, contact: Mapping[str, Any], value: str) -> None:
-    """A contact's phone is ``phone_work``, else ``phone_mobile``: clearing it clears both."""
-    target.put("phone", "phone_work", value)
-    if not value and _clean(contact.get("phone_mobile")):
-        target.put("phone", "phone_mobile", "")
-
-
-def _email_list(record: Mapping[str, Any], value: str) -> list[dict[str, Any]]:
-    """Sugar's ``email`` list with the address ``_email`` reads replaced by ``value``; "" empties it."""
-    if not value:
-        return []
-    entries = [dict(e) for e in record.get("email") or [] if isinstance(e, dict) and _clean(e.get("email_address"))]
-    valid = [e for e in entries if not _truthy(e.get("invalid_email"))]
-    chosen = next((e for e in valid if _truthy(e.get("primary_address"))), valid[0] if valid else None)
-    if chosen is None:
-        chosen = {"email_address": value}
-        entries.insert(0, chosen)
-    for entry in entries:
-        entry["primary_address"] = entry is chosen
-    chosen["email_address"] = value
-    return entries
-
-
-def _address_writes(target: _Writes, record: Mapping[str, Any], prefix: str, values: Mapping[str, str]) -> list[str]:
-    """Put the address fields of ``values`` on ``target``; return those it cannot hold.
-
-    Both street lines live in one field, one per row: a second line without a first cannot be held.
-    """
-    for name, suffix in SugarCrm.ADDRESS_SUFFIXES.items():
-        if name in values:
-            target.put(name, f"{prefix}_{suffix}", values[name])
-    streets = [n for n in ("address.line1", "address.line2") if n in values]
-    if not streets:
-        return []
-    current = _address(record, prefix)
-    line1 = values.get("address.line1", current.line1).strip()
-    line2 = values.get("address.line2", current.line2).strip()
-    if line2 and not line1:
-        return streets
-    target.put(streets[0], f"{prefix}_street", "\n".join(p for p in (line1, line2) if p))
-    return []
-
-
-def _seg(value: str) -> str:
-    """A record id as one path segment (ids are UUIDs; anything else is escaped, never a path)."""
-    return quote(value, safe="")
-
-
-def _custom(name: str) -> str:
-    return name if name.endswith("_c") else f"{name}_c"
-
-
-def _clean(value: Any) -> str:
-    return str(value).strip() if value not in (None, "") else ""
-
-
-def _truthy(value: Any) -> bool:
-    return value is True or str(value).strip().lower() in ("1", "true", "yes", "on")
-
-
-def _email(record: Mapping[str, Any]) -> str:
-    """The primary, valid address of Sugar's ``email`` list, else ``email1``; lower-cased."""
-    addresses = [e for e in record.get("email") or [] if isinstance(e, dict) and not _truthy(e.get("invalid_email"))]
-    primary = [e for e in addresses if _truthy(e.get("primary_address"))]
-    for entry in (*primary, *addresses):
-        if _clean(entry.get("email_address")):
-            return _clean(entry.get("email_address")).lower()
-    return _clean(record.get("email1")).lower()
-
-
-def _address(record: Mapping[str, Any], prefix: str) -> Address:
-    """Sugar keeps street lines in one text field, one line per row: the first is line1, the rest line2."""
-    lines = [line.strip() for line in _clean(record.get(f"{prefix}_street")).splitlines() if line.strip()]
-    return Address(
-        line1=lines[0] if lines else "",
-        line2=", ".join(lines[1:]),
-        city=_clean(record.get(f"{prefix}_city")),
-        region=_clean(record.get(f"{prefix}_state")),
-        postal_code=_clean(record.get(f"{prefix}_postalcode")),
-        country=_clean(record.get(f"{prefix}_country")),
-    )
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def _parse_time(value: Any) -> datetime | None:
-    """Sugar's ISO 8601 date-times (``2024-05-01T10:23:28-04:00``) as aware UTC datetimes."""
-    text = _clean(value)
-    if not text:
-        return None
-    return _utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
-
-
-def _stamp(moment: datetime) -> str:
-    return _utc(moment).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _sugar_time(moment: datetime) -> str:
-    return _utc(moment).strftime("%Y-%m-%dT%H:%M:%S+00:00")
-
-
-def _first_day_at_or_after(moment: datetime) -> date:
-    moment = _utc(moment)
-    day = moment.date()
-    return day if moment == datetime(day.year, day.month, day.day, tzinfo=UTC) else day + timedelta(days=1)
-
-
-def _date(value: Any, deal_id: str) -> date | None:
-    text = _clean(value)
-    if not text:
-        return None
-    try:
-        return date.fromisoformat(text[:10])
-    except ValueError as exc:
-        raise ValidationFailed(
-            f"SugarCRM opportunity {deal_id} date_closed is not a date: {text[:40]!r}", vendor="sugarcrm"
-        ) from exc
-
-
-def _decimal(value: Any, what: str) -> Decimal | None:
-    """A Sugar number (sent as a string such as "1200.000000") as an exact Decimal; None when empty."""
-    if value is None or value == "" or isinstance(value, bool):
-        return None
-    try:
-        number = Decimal(str(value).strip())
-    except InvalidOperation:
-        number = None
-    if number is None or not number.is_finite():
-        raise ValidationFailed(f"SugarCRM {what} is not a number: {str(value)[:40]!r}", vendor="sugarcrm")
-    return number
-
-
-__all__ = [
-    "API_PREFIX",
-    "DISCOVER",
-    "GUESSES",
-    "AccessTokens",
-    "ApiVersion",
-    "SugarCrm",
-    "forget_api_versions",
-    "parse_api_version",
-    "password_grant",
-]

@@ -24,4 +24,8 @@ GUESSES: dict[str, str] = {
     "(disable_unknown_platform, default since 7.9); the exact status and label (sandbox: 400 "
     "invalid_parameter) are guessed. Confirm: a login with platform=unregistered. Safe: any refused login "
     "raises AuthRevoked naming SUGARCRM_PLATFORM.",
+    "hook event and isUpdate may be absent": "Sugar's Web Logic Hooks page shows bean, event, isUpdate, data and "
+    "dataChanges in every payload; the parser still reads a missing event as after_save and a missing isUpdate "
+    "as false (the generated schema marks them optional). Confirm: a captured delivery of each trigger. Safe: "
+    "a wrongly read creation is still queued and the worker reads the record as it is.",
 }

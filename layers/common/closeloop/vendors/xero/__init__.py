@@ -1,5 +1,7 @@
-"""Xero, an accounting system: its settings, credentials, webhook route and how its adapter
-(``closeloop.vendors.xero.adapter``) is built."""
+"""Xero, an accounting system: its settings, credentials, webhook route and how its adapter is built.
+
+The package: ``adapter`` (the AccountingPort, thin), ``client`` (HTTP: tokens, rate limits, error bodies,
+paging), ``mapping`` (canonical <-> Xero JSON), ``webhooks`` (signature, delivery body), ``guesses``."""
 
 from __future__ import annotations
 
@@ -7,7 +9,15 @@ from typing import Any
 
 from pydantic import Field
 
-from closeloop.vendors.spec import Capabilities, CredentialSource, Services, VendorSettings, VendorSpec, WebhookRoute
+from closeloop.vendors.spec import (
+    Capabilities,
+    CredentialSource,
+    Services,
+    VendorSettings,
+    VendorSpec,
+    WebhookRoute,
+    oauth_app_keys,
+)
 
 
 class XeroSettings(VendorSettings):
@@ -17,11 +27,8 @@ class XeroSettings(VendorSettings):
 
 
 def build(settings: XeroSettings, creds: CredentialSource, services: Services) -> Any:
-    from closeloop.vendors.xero.adapter import (  # noqa: PLC0415
-        REFRESH_RESEND_WITHIN_SECONDS,
-        XeroAccounting,
-        refresh_with_identity,
-    )
+    from closeloop.vendors.xero.adapter import XeroAccounting  # noqa: PLC0415
+    from closeloop.vendors.xero.client import REFRESH_RESEND_WITHIN_SECONDS, refresh_with_identity  # noqa: PLC0415
 
     tokens = services.client_tokens(
         creds,
@@ -47,13 +54,7 @@ SPEC = VendorSpec(
     kind="accounting",
     title="Xero",
     settings=XeroSettings,
-    credential_keys=(
-        "XERO_CLIENT_ID",
-        "XERO_CLIENT_SECRET",
-        "XERO_REFRESH_TOKEN",
-        "XERO_TENANT_ID",
-        "XERO_WEBHOOK_KEY",
-    ),
+    credential_keys=(*oauth_app_keys("XERO"), "XERO_TENANT_ID", "XERO_WEBHOOK_KEY"),
     webhook_keys=("XERO_WEBHOOK_KEY",),
     build=build,
     capabilities=Capabilities(
@@ -81,19 +82,8 @@ SPEC = VendorSpec(
                 "parameters": [
                     {"name": "x-xero-signature", "in": "header", "required": True, "schema": {"type": "string"}}
                 ],
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "required": ["events"],
-                                "properties": {"events": {"type": "array", "items": {"type": "object"}}},
-                            }
-                        }
-                    },
-                },
             },
+            body="closeloop.vendors.xero.webhooks:XeroWebhookPayload",
         ),
     ),
 )

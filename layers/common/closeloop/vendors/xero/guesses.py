@@ -77,4 +77,15 @@ GUESSES: dict[str, str] = {
         'ValidationFailed naming the code, never a guessed line. Confirm: GET /Items?where=Code=="abc" for an '
         "item coded ABC."
     ),
+    "webhook_body_leniency": (
+        "XW requires firstEventSequence, lastEventSequence (each at least 1) and entropy on a delivery, and "
+        "resourceUrl and tenantType on each event; the body model (webhooks.XeroWebhookPayload) requires only "
+        "what the parser reads (events and each event's resourceId, eventCategory, eventType, eventDateUtc, "
+        "tenantId) and allows a sequence of 0, because the intent-to-receive check is assumed to carry "
+        "firstEventSequence/lastEventSequence 0 (so the sandbox sends it; XW has no example of that check). "
+        "Safe if wrong: the model only accepts more than XW, never less, and every delivery is signed "
+        "before it is parsed; refusing a real delivery for a field never read would make Xero retry it for "
+        "24 hours and then disable the webhook. Confirm: the raw body of a real intent-to-receive request "
+        "and of a real delivery."
+    ),
 }

@@ -1,5 +1,6 @@
 """Zoho Books, an accounting system: its settings, credentials and how its adapter
-(``closeloop.vendors.zohobooks.adapter``) is built. It sends no signed webhooks: its change feed is polled."""
+(``closeloop.vendors.zohobooks.adapter``, over ``client`` and ``mapping``) is built. It sends no signed
+webhooks: its change feed is polled."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 from pydantic import Field
 
-from closeloop.vendors.spec import Capabilities, CredentialSource, Services, VendorSettings, VendorSpec
+from closeloop.vendors.spec import Capabilities, CredentialSource, Services, VendorSettings, VendorSpec, oauth_app_keys
 
 
 class ZohoBooksSettings(VendorSettings):
@@ -27,11 +28,8 @@ class ZohoBooksSettings(VendorSettings):
 
 
 def build(settings: ZohoBooksSettings, creds: CredentialSource, services: Services) -> Any:
-    from closeloop.vendors.zohobooks.adapter import (  # noqa: PLC0415
-        REFRESH_RESEND_WITHIN_SECONDS,
-        ZohoBooksAccounting,
-        refresh_with_zoho,
-    )
+    from closeloop.vendors.zohobooks.adapter import ZohoBooksAccounting  # noqa: PLC0415
+    from closeloop.vendors.zohobooks.client import REFRESH_RESEND_WITHIN_SECONDS, refresh_with_zoho  # noqa: PLC0415
 
     centre = settings.data_centre
     # Zoho's refresh tokens do not rotate: nothing to write back.
@@ -61,7 +59,7 @@ SPEC = VendorSpec(
     kind="accounting",
     title="Zoho Books",
     settings=ZohoBooksSettings,
-    credential_keys=("ZOHO_CLIENT_ID", "ZOHO_CLIENT_SECRET", "ZOHO_REFRESH_TOKEN", "ZOHO_BOOKS_ORGANIZATION_ID"),
+    credential_keys=(*oauth_app_keys("ZOHO"), "ZOHO_BOOKS_ORGANIZATION_ID"),
     webhook_keys=(),
     build=build,
     capabilities=Capabilities(

@@ -15,8 +15,9 @@ GUESSES: dict[str, str] = {
     ),
     "invalid_value_code": (
         "Code 4 ('Invalid value passed for …') is a refused field value (the sandbox answers it). Safe if wrong: "
-        "every non-zero code not listed as Conflict/NotFound/ConfigurationError is ValidationFailed. Confirm: a "
-        "real answer to a write with a bad field value."
+        "read_fault maps every non-zero code not listed in CODE_ERRORS to ValidationFailed on a 2xx answer, and "
+        "lets the status decide on a failed one (400: ValidationFailed). Confirm: a real answer to a write with "
+        "a bad field value."
     ),
     "custom_field_filter": (
         "GET /contacts?cf_closeloop_ref=… and GET /invoices?cf_closeloop_deal=… return only the records whose "

@@ -1,0 +1,241 @@
+"""Pure conversions between canonical records and QuickBooks Online's JSON (Customer, Item, Invoice), and the
+values they are built from (DocNumber, reference, voided state, search words). No I/O.
+
+QBO facts encoded here: invoices have no draft state (posted when created); a voided invoice keeps its record
+with every amount zeroed and "Voided" put in front of its PrivateNote; money is a JSON number (read with
+Decimal, written with the exact literal); the tax id is masked on read (``XXXXXX56789``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
+from datetime import date
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+from urllib.parse import quote
+
+from closeloop.dates import parse_day, parse_utc
+from closeloop.models import AccountingCustomer, Customer, Invoice, InvoiceDraft, InvoiceLine, Item
+from closeloop.vendors.quickbooks.client import VENDOR
+from closeloop.wire import to_decimal
+
+CENT = Decimal("0.01")
+WEB_URL = "https://app.qbo.intuit.com"
+INVOICE_WEB_PATH = "/app/invoice?txnId={id}"
+
+#: Canonical line_amount_types -> Invoice.GlobalTaxCalculation.
+GLOBAL_TAX_CALCULATION: dict[str, str] = {
+    "Exclusive": "TaxExcluded",
+    "Inclusive": "TaxInclusive",
+    "NoTax": "NotApplicable",
+}
+
+
+def doc_number(reference: str, limit: int = 21) -> str:
+    """The DocNumber that carries a deal's reference: its first word (``hubspot-deal-3000001``, ≤21 chars).
+
+    A longer key keeps its head and gets a digest tail, so it stays unique and derivable from the reference.
+    """
+    key = (reference.split() or [""])[0]
+    if len(key) <= limit:
+        return key
+    digest = hashlib.sha256(key.encode()).hexdigest()[:8]
+    return f"{key[: limit - len(digest) - 1]}-{digest}"
+
+
+def to_invoice(row: Mapping[str, Any], paid_on: Mapping[str, date]) -> Invoice:
+    """A QBO Invoice as canonical; ``paid_on``: the dates of the payments it links to, by payment id."""
+    invoice_id = str(row.get("Id") or "")
+    total = _decimal(row.get("TotalAmt"))
+    balance = _decimal(row.get("Balance"))
+    tax = _decimal((row.get("TxnTaxDetail") or {}).get("TotalTax"))
+    voided = is_voided(row)
+    status = "VOIDED" if voided else ("PAID" if balance == 0 and total > 0 else "AUTHORISED")
+    days = [paid_on[p] for p in linked_ids(row, "Payment") if p in paid_on]
+    return Invoice(
+        id=invoice_id,
+        number=str(row.get("DocNumber") or ""),
+        reference=reference_of(row),
+        status=status,
+        customer_id=str((row.get("CustomerRef") or {}).get("value") or ""),
+        currency=str((row.get("CurrencyRef") or {}).get("value") or ""),
+        issue_date=parse_day(row.get("TxnDate")),
+        due_date=parse_day(row.get("DueDate")),
+        sub_total=total - tax,
+        total_tax=tax,
+        total=total,
+        amount_paid=max(total - balance, Decimal(0)),
+        amount_due=balance,
+        last_payment_date=max(days) if days else None,
+        url=WEB_URL + INVOICE_WEB_PATH.format(id=quote(invoice_id, safe="")) if invoice_id else "",
+        updated_at=parse_utc((row.get("MetaData") or {}).get("LastUpdatedTime")),
+    )
+
+
+def linked_ids(row: Mapping[str, Any], txn_type: str) -> list[str]:
+    return [str(t.get("TxnId")) for t in row.get("LinkedTxn") or [] if t.get("TxnType") == txn_type]
+
+
+def is_voided(row: Mapping[str, Any]) -> bool:
+    """Voiding zeroes every amount and puts "Voided" in front of the PrivateNote (there is no status field)."""
+    note = str(row.get("PrivateNote") or "")
+    return note.startswith("Voided") and _decimal(row.get("TotalAmt")) == 0
+
+
+def reference_of(row: Mapping[str, Any]) -> str:
+    """Our reference: the PrivateNote's first line, else (a void overwrote it) the DocNumber."""
+    note = str(row.get("PrivateNote") or "")
+    if note.startswith("Voided"):
+        note = note[len("Voided") :].lstrip(" -:\n")
+    first = note.splitlines()[0].strip() if note.strip() else ""
+    doc = str(row.get("DocNumber") or "")
+    return first if first and doc and doc_number(first) == doc else doc or first
+
+
+_LEGAL_WORDS = frozenset({"the", "ltd", "limited", "inc", "llc", "gmbh", "plc", "pty", "co", "corp", "sa", "bv", "ag"})
+
+
+def search_word(name: str) -> str:
+    """The longest significant word of a name, for ``DisplayName LIKE '%word%'``."""
+    words = [w for w in re.findall(r"[\w']+", name) if w.lower() not in _LEGAL_WORDS]
+    return max(words, key=len) if words else name.strip()
+
+
+def to_qbo_customer(customer: Customer, fields: Iterable[str], number: str | None) -> dict[str, Any]:
+    """The QBO Customer fields for the named canonical ``fields`` (``people`` has no home in QBO)."""
+    wanted = set(fields)
+    body: dict[str, Any] = {}
+    if "name" in wanted:
+        body["DisplayName"] = customer.name
+        if customer.ref.object_type == "company":
+            body["CompanyName"] = customer.name[:100]
+    if "first_name" in wanted:
+        body["GivenName"] = customer.first_name[:100]
+    if "last_name" in wanted:
+        body["FamilyName"] = customer.last_name[:100]
+    if "email" in wanted:
+        body["PrimaryEmailAddr"] = {"Address": customer.email}
+    if "phone" in wanted:
+        body["PrimaryPhone"] = {"FreeFormNumber": customer.phone}
+    if "tax_number" in wanted and customer.tax_number:
+        body["PrimaryTaxIdentifier"] = customer.tax_number
+    if any(f.startswith("address.") for f in wanted):
+        a = customer.address
+        body["BillAddr"] = {
+            "Line1": a.line1,
+            "Line2": a.line2,
+            "City": a.city,
+            "CountrySubDivisionCode": a.region,
+            "PostalCode": a.postal_code,
+            "Country": a.country,
+        }
+    if number:
+        body["MiddleName"] = number  # our stamp: see QuickBooksAccounting's docstring for why MiddleName
+    return body
+
+
+_MASKED = re.compile(r"^X{2,}")
+
+
+def to_customer(row: Mapping[str, Any]) -> AccountingCustomer:
+    """A QBO Customer as the comparable canonical fields (a masked tax id and ``people`` are left out)."""
+    address: Mapping[str, Any] = row.get("BillAddr") or {}
+    tax = str(row.get("PrimaryTaxIdentifier") or "")
+    fields = {
+        "name": str(row.get("DisplayName", "")),
+        "first_name": str(row.get("GivenName", "")),
+        "last_name": str(row.get("FamilyName", "")),
+        "email": str((row.get("PrimaryEmailAddr") or {}).get("Address", "")).lower(),
+        "phone": str((row.get("PrimaryPhone") or {}).get("FreeFormNumber", "")),
+        "address.line1": str(address.get("Line1", "")),
+        "address.line2": str(address.get("Line2", "")),
+        "address.city": str(address.get("City", "")),
+        "address.region": str(address.get("CountrySubDivisionCode", "")),
+        "address.postal_code": str(address.get("PostalCode", "")),
+        "address.country": str(address.get("Country", "")),
+    }
+    if tax and not _MASKED.match(tax):
+        fields["tax_number"] = tax
+    return AccountingCustomer(
+        id=str(row.get("Id", "")),
+        name=fields["name"],
+        number=str(row.get("MiddleName", "")),
+        email=fields["email"],
+        tax_number=fields.get("tax_number", ""),
+        status="ACTIVE" if row.get("Active", True) is not False else "ARCHIVED",
+        fields=fields,
+    )
+
+
+def to_item(row: Mapping[str, Any]) -> Item:
+    """A QBO Item addressed by its Name (our item code)."""
+    price = row.get("UnitPrice")
+    return Item(
+        code=str(row.get("Name") or ""),
+        name=str(row.get("Description") or row.get("Name") or ""),
+        unit_price=None if price is None else _decimal(price),
+        account_code=str((row.get("IncomeAccountRef") or {}).get("value") or ""),
+        tax_type=str((row.get("SalesTaxCodeRef") or {}).get("value") or ""),
+    )
+
+
+def _line_amount(line: InvoiceLine) -> Decimal:
+    return (line.quantity * line.unit_amount).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def to_qbo_invoice(draft: InvoiceDraft, item_ids: Mapping[str, str]) -> dict[str, Any]:
+    """A QBO Invoice body for ``draft`` (Decimals kept for ``dumps_exact``).
+
+    A discount rate shared by every discounted line becomes one percent-based DiscountLineDetail; differing
+    rates are folded into each line's UnitPrice (QBO has no per-line discount), with the line's Amount
+    rounded to the cent as QBO requires ``Amount == UnitPrice × Qty``.
+    """
+    rates = {line.discount_rate for line in draft.lines if line.discount_rate}
+    shared = rates.pop() if len(rates) == 1 and all(line.discount_rate for line in draft.lines) else None
+    lines: list[dict[str, Any]] = []
+    for line in draft.lines:
+        unit = line.unit_amount
+        description = line.description
+        if line.discount_rate and shared is None:
+            unit = unit * (Decimal(100) - line.discount_rate) / Decimal(100)
+            description = f"{description} (less {line.discount_rate.normalize()}%)".strip()
+        detail: dict[str, Any] = {
+            "ItemRef": {"value": item_ids[line.item_code]},
+            "Qty": line.quantity,
+            "UnitPrice": unit,
+        }
+        if line.tax_type:
+            detail["TaxCodeRef"] = {"value": line.tax_type}
+        lines.append(
+            {
+                "DetailType": "SalesItemLineDetail",
+                "Amount": (line.quantity * unit).quantize(CENT, rounding=ROUND_HALF_UP),
+                "Description": description,
+                "SalesItemLineDetail": detail,
+            }
+        )
+    if shared is not None:
+        lines.append(
+            {
+                "DetailType": "DiscountLineDetail",
+                "Amount": (sum((_line_amount(x) for x in draft.lines), Decimal(0)) * shared / 100).quantize(CENT),
+                "DiscountLineDetail": {"PercentBased": True, "DiscountPercent": shared},
+            }
+        )
+    note = draft.reference + (f"\n{draft.url}" if draft.url else "")
+    return {
+        "CustomerRef": {"value": draft.customer_id},
+        "Line": lines,
+        "GlobalTaxCalculation": GLOBAL_TAX_CALCULATION[draft.line_amount_types],
+        "CurrencyRef": {"value": draft.currency},
+        "TxnDate": draft.issue_date.isoformat(),
+        "DueDate": draft.due_date.isoformat(),
+        "DocNumber": doc_number(draft.reference),
+        "PrivateNote": note[:4000],
+    }
+
+
+def _decimal(value: Any) -> Decimal:
+    return to_decimal(value, who="QuickBooks", vendor=VENDOR)

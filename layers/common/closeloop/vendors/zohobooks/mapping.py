@@ -1,0 +1,268 @@
+"""Zoho Books records <-> the canonical models: contacts, contact persons, items and invoices, both ways.
+
+Pure conversions, no calls. Contacts carry our number stamp in a unique custom field (``cf_closeloop_ref``),
+invoices the deal key (the reference's first word, ``hubspot-deal-<id>``) in ``cf_closeloop_deal``; Zoho shows
+a custom field as ``custom_fields``, ``custom_field_hash`` or a flattened ``cf_…`` key (GUESSES
+["list_rows_carry_custom_fields"]). Money is Decimal both ways.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from closeloop.dates import parse_day, parse_utc
+from closeloop.models import AccountingCustomer, Customer, Invoice, InvoiceDraft, InvoiceLine, Item, LineAmountTypes
+from closeloop.vendors.zohobooks.client import VENDOR
+from closeloop.wire import to_decimal
+
+#: Zoho's invoice statuses as the canonical InvoiceStatus (overdue, unpaid, viewed and partially paid
+#: invoices are approved and awaiting payment; the sync logic works out overdue itself).
+INVOICE_STATUSES: dict[str, str] = {
+    "draft": "DRAFT",
+    "pending_approval": "SUBMITTED",
+    "approved": "SUBMITTED",
+    "sent": "AUTHORISED",
+    "viewed": "AUTHORISED",
+    "unpaid": "AUTHORISED",
+    "overdue": "AUTHORISED",
+    "partially_paid": "AUTHORISED",
+    "paid": "PAID",
+    "void": "VOIDED",
+}
+#: Words a company name is compared and searched without.
+LEGAL_WORDS = frozenset({"the", "ltd", "limited", "inc", "llc", "gmbh", "plc", "pty", "co", "corp", "sa", "bv", "ag"})
+
+
+def deal_key(reference: str) -> str:
+    """The deal part of an invoice reference: ``hubspot-deal-3000001`` of ``hubspot-deal-3000001 Big deal``."""
+    parts = reference.split()
+    return parts[0] if parts else ""
+
+
+def custom_field(record: Mapping[str, Any], api_name: str) -> str:
+    """A custom field's value: from ``custom_fields`` by api_name, else the flattened ``cf_…`` keys."""
+    for field in record.get("custom_fields") or []:
+        if isinstance(field, Mapping) and field.get("api_name") == api_name:
+            return str(field.get("value") or "")
+    hashed: Mapping[str, Any] = record.get("custom_field_hash") or {}
+    return str(hashed.get(api_name) or record.get(api_name) or "")
+
+
+def to_item(row: Mapping[str, Any]) -> Item:
+    """A Zoho item as the canonical Item (the SKU is the item code)."""
+    rate = row.get("rate")
+    return Item(
+        code=str(row.get("sku") or ""),
+        name=str(row.get("name") or ""),
+        unit_price=None if rate is None or rate == "" else as_decimal(rate),
+        account_code=str(row.get("account_id") or ""),
+        tax_type=str(row.get("tax_id") or ""),
+    )
+
+
+def norm_tax(value: str) -> str:
+    """A tax number without spaces or punctuation, upper case: the form two tax numbers are compared in."""
+    return re.sub(r"[^0-9A-Za-z]", "", value).upper()
+
+
+def name_key(name: str) -> str:
+    """Case, punctuation, "the" and legal suffixes ignored: a candidate key for a normalised-name match."""
+    words = [w for w in re.findall(r"[\w']+", name.casefold().replace("&", " and ")) if w not in LEGAL_WORDS]
+    return " ".join(words)
+
+
+def search_word(name: str) -> str:
+    """The longest significant word of a name, for ``contact_name_contains``."""
+    words = [w for w in re.findall(r"[\w']+", name) if w.lower() not in LEGAL_WORDS]
+    return max(words, key=len) if words else name
+
+
+def as_decimal(value: Any) -> Decimal:
+    """A Zoho number (a JSON number read exactly) as Decimal; FatalError when it is none."""
+    return to_decimal(value, who="Zoho", vendor=VENDOR)
+
+
+def to_customer(contact: Mapping[str, Any], *, tax_number_field: str, contact_ref_field: str) -> AccountingCustomer:
+    """A Zoho contact (read in full) as the comparable canonical fields."""
+    persons: list[Mapping[str, Any]] = list(contact.get("contact_persons") or [])
+    primary: Mapping[str, Any] = next((p for p in persons if p.get("is_primary_contact")), {})
+    address: Mapping[str, Any] = contact.get("billing_address") or {}
+    people = ";".join(
+        f"{p.get('first_name') or ''}|{p.get('last_name') or ''}|{str(p.get('email') or '').lower()}"
+        for p in persons
+        if not p.get("is_primary_contact")
+    )
+    email = str(primary.get("email") or contact.get("email") or "").lower()
+    fields = {
+        "name": str(contact.get("contact_name") or ""),
+        "first_name": str(primary.get("first_name") or contact.get("first_name") or ""),
+        "last_name": str(primary.get("last_name") or contact.get("last_name") or ""),
+        "email": email,
+        "phone": str(primary.get("phone") or contact.get("phone") or ""),
+        "tax_number": str(contact.get(tax_number_field) or ""),
+        "address.line1": str(address.get("address") or ""),
+        "address.line2": str(address.get("street2") or ""),
+        "address.city": str(address.get("city") or ""),
+        "address.region": str(address.get("state") or ""),
+        "address.postal_code": str(address.get("zip") or ""),
+        "address.country": str(address.get("country") or ""),
+        "people": people,
+    }
+    return AccountingCustomer(
+        id=str(contact.get("contact_id") or ""),
+        name=fields["name"],
+        number=custom_field(contact, contact_ref_field),
+        email=email,
+        tax_number=fields["tax_number"],
+        status="ACTIVE" if str(contact.get("status", "active")) == "active" else "ARCHIVED",
+        fields=fields,
+    )
+
+
+def contact_body(
+    customer: Customer,
+    current: Mapping[str, Any] | None,
+    fields: set[str],
+    *,
+    tax_number_field: str,
+    max_other_persons: int,
+) -> dict[str, Any]:
+    """The Zoho contact fields for the canonical ``fields``, merged into ``current`` (None: a create)."""
+    body: dict[str, Any] = {}
+    if "name" in fields:
+        body["contact_name"] = customer.name
+        if customer.ref.object_type == "company":
+            body["company_name"] = customer.name
+    if current is None:
+        body["contact_type"] = "customer"
+        body["customer_sub_type"] = "business" if customer.ref.object_type == "company" else "individual"
+    if "tax_number" in fields:
+        body[tax_number_field] = customer.tax_number
+    if any(f.startswith("address.") for f in fields):
+        old: Mapping[str, Any] = (current or {}).get("billing_address") or {}
+        a = customer.address
+        address = {
+            "address": ("address.line1", a.line1),
+            "street2": ("address.line2", a.line2),
+            "city": ("address.city", a.city),
+            "state": ("address.region", a.region),
+            "zip": ("address.postal_code", a.postal_code),
+            "country": ("address.country", a.country),
+        }
+        body["billing_address"] = {
+            key: value if field in fields else str(old.get(key) or "") for key, (field, value) in address.items()
+        }
+    person_fields = {"first_name", "last_name", "email", "phone", "people"}
+    if fields & person_fields:
+        body["contact_persons"] = contact_persons(customer, current, fields, max_others=max_other_persons)
+    return body
+
+
+def contact_persons(
+    customer: Customer, current: Mapping[str, Any] | None, fields: set[str], *, max_others: int
+) -> list[dict[str, Any]]:
+    """The primary person's named fields from ``customer`` (the rest kept), and the CRM's other people
+    when ``people`` is named (at most ``max_others``; else the current ones kept). Existing persons keep their ids."""
+    persons: list[Mapping[str, Any]] = list((current or {}).get("contact_persons") or [])
+    old_primary: Mapping[str, Any] = next((p for p in persons if p.get("is_primary_contact")), {})
+    primary: dict[str, Any] = {k: old_primary[k] for k in ("contact_person_id",) if old_primary.get(k)}
+    for field, key, value in (
+        ("first_name", "first_name", customer.first_name),
+        ("last_name", "last_name", customer.last_name),
+        ("email", "email", customer.email),
+        ("phone", "phone", customer.phone),
+    ):
+        primary[key] = value if field in fields or not old_primary else str(old_primary.get(key) or "")
+    primary["is_primary_contact"] = True
+    others_now = [p for p in persons if not p.get("is_primary_contact")]
+    if "people" in fields:
+        by_email = {str(p.get("email") or "").casefold(): p for p in others_now if p.get("email")}
+        others: list[dict[str, Any]] = []
+        for person in sorted(customer.people, key=lambda p: p.crm_id)[:max_others]:
+            entry: dict[str, Any] = {
+                "first_name": person.first_name,
+                "last_name": person.last_name,
+                "email": person.email,
+                "is_primary_contact": False,
+            }
+            known = by_email.get(person.email.casefold()) if person.email else None
+            if known and known.get("contact_person_id"):
+                entry["contact_person_id"] = known["contact_person_id"]
+            others.append(entry)
+    else:
+        others = [
+            {k: p[k] for k in ("contact_person_id", "first_name", "last_name", "email", "phone") if k in p}
+            | {"is_primary_contact": False}
+            for p in others_now
+        ]
+    has_primary = any(primary.get(k) for k in ("first_name", "last_name", "email", "phone"))
+    return ([primary] if has_primary or old_primary else []) + others
+
+
+def to_invoice(row: Mapping[str, Any], *, url: str) -> Invoice:
+    """A Zoho invoice (in full, or a list row) as the canonical Invoice; ``url``: where a person opens it."""
+    invoice_id = str(row.get("invoice_id") or "")
+    total = as_decimal(row.get("total"))
+    balance = as_decimal(row.get("balance"))
+    tax = as_decimal(row.get("tax_total"))
+    paid = row.get("payment_made")
+    return Invoice(
+        id=invoice_id,
+        number=str(row.get("invoice_number") or ""),
+        reference=str(row.get("reference_number") or ""),
+        status=INVOICE_STATUSES.get(str(row.get("status") or "draft"), "AUTHORISED"),
+        customer_id=str(row.get("customer_id") or ""),
+        currency=str(row.get("currency_code") or ""),
+        issue_date=parse_day(row.get("date")),
+        due_date=parse_day(row.get("due_date")),
+        sub_total=as_decimal(row["sub_total"]) if row.get("sub_total") is not None else total - tax,
+        total_tax=tax,
+        total=total,
+        amount_paid=as_decimal(paid) if paid is not None else total - balance,
+        amount_due=balance,
+        last_payment_date=parse_day(row.get("last_payment_date")),
+        url=url,
+        updated_at=parse_utc(row.get("last_modified_time")),
+    )
+
+
+def invoice_body(
+    draft: InvoiceDraft, key: str, item_ids: Mapping[str, str], *, invoice_ref_field: str
+) -> dict[str, Any]:
+    """The ``PUT /invoices`` body for ``draft``, stamped with the deal ``key``; ``item_ids``: Zoho's item id by
+    casefolded SKU (every line's item must be there)."""
+    return {
+        "customer_id": draft.customer_id,
+        "reference_number": draft.reference,
+        "date": draft.issue_date.isoformat(),
+        "due_date": draft.due_date.isoformat(),
+        "is_inclusive_tax": draft.line_amount_types == "Inclusive",
+        "discount_type": "item_level",
+        "line_items": [
+            invoice_line(line, draft.line_amount_types, item_ids[line.item_code.casefold()]) for line in draft.lines
+        ],
+        "custom_fields": [{"api_name": invoice_ref_field, "value": key}],
+    }
+
+
+def invoice_line(line: InvoiceLine, amounts: LineAmountTypes, item_id: str) -> dict[str, Any]:
+    """One line item: the discount as ``"10%"``, the tax id unless the amounts carry no tax."""
+    out: dict[str, Any] = {
+        "item_id": item_id,
+        "description": line.description,
+        "quantity": line.quantity,
+        "rate": line.unit_amount,
+    }
+    if line.discount_rate is not None:
+        out["discount"] = f"{format(line.discount_rate, 'f')}%"
+    if amounts != "NoTax" and line.tax_type and line.tax_type.upper() != "NONE":
+        out["tax_id"] = line.tax_type
+    return out
+
+
+def upsert_headers(field: str, value: str) -> dict[str, str]:
+    """Zoho's upsert: a create that finds ``field`` (a unique custom field) already ``value`` updates that record."""
+    return {"X-Unique-Identifier-Key": field, "X-Unique-Identifier-Value": value, "X-Upsert": "true"}
