@@ -8,8 +8,8 @@ from decimal import Decimal
 
 import pytest
 
-from closeloop.errors import Busy
-from closeloop.models import Address, CrmRef, Customer, Deal, LineItem, SyncEvent
+from closeloop.errors import Busy, ValidationFailed
+from closeloop.models import Address, CrmRef, Customer, Deal, Item, LineItem, SyncEvent
 from closeloop.rules import FieldRules
 from closeloop.sync.contacts import ContactSync, Outcome
 from closeloop.sync.invoices import DealSync, InvoicePolicy
@@ -168,6 +168,50 @@ def test_deletion_archive_and_rules_off_never_touch_the_item(parts) -> None:  # 
     crm.add("p1", sku="W", name="Widget")
     assert _sync(crm, books, store, rules=off).sync(ref).action == "skipped"
     assert books.items == {}
+
+
+def test_link_joins_a_chosen_item_like_a_first_match_and_an_existing_mapping_wins(parts) -> None:  # type: ignore[no-untyped-def]
+    crm, books, store = parts
+    item = books.put("W", name="Widget (finance)", unit_price="13")
+    ref = crm.add("p1", sku="W", name="Widget", description="A widget", unit_price=Decimal("12.50"))
+    outcome = _sync(crm, books, store).link(crm.products["p1"], item, "backfill (same item code)")
+    # Then the mapping, the fill-in of what the item lacked and the audit are the live first match's
+    assert (outcome.action, outcome.accounting_id) == ("matched", item.id)
+    assert store.get_mapping(ref, "books").snapshot["code"] == "W"  # type: ignore[union-attr]
+    assert books.writes == [("update", "W", ("description",))]
+    (audit,) = store.list_audit(ref)
+    assert audit.detail == "backfill (same item code); the item's own name, unit_price kept"
+    # And a second link is nothing: the mapping wins, nothing is written
+    again = _sync(crm, books, store).link(crm.products["p1"], item, "backfill")
+    assert (again.action, again.detail) == ("unchanged", "already mapped")
+    assert len(books.writes) == 1
+
+
+def test_link_to_an_item_under_another_code_gives_it_the_sku_so_the_live_sync_finds_it(parts) -> None:  # type: ignore[no-untyped-def]
+    crm, books, store = parts
+    item = books.put("GAD-OLD", name="Gadget", description="Finance's gadget")
+    ref = crm.add("p1", sku="GAD-1", name="Gadget", unit_price=Decimal("5"))
+    _sync(crm, books, store).link(crm.products["p1"], item, "accepted in review")
+    assert list(books.items) == ["GAD-1"] and books.items["GAD-1"].id == item.id
+    assert store.list_audit(ref)[-1].changes["code"] == {"before": "GAD-OLD", "after": "GAD-1"}
+    # And the next change of the product finds the item by its new code: an update, not a second item
+    crm.add("p1", sku="GAD-1", name="Gadget", unit_price=Decimal("6"))
+    assert _sync(crm, books, store).sync(ref, [_event(ref, key="e2")]).action == "updated"
+    assert len(books.items) == 1 and books.items["GAD-1"].fields["unit_price"] == "6"
+
+
+def test_link_refuses_an_item_that_is_gone_or_linked_to_another_product(parts) -> None:  # type: ignore[no-untyped-def]
+    crm, books, store = parts
+    item = books.put("W", name="Widget")
+    crm.add("p1", sku="W", name="Widget")
+    crm.add("p2", sku="W2", name="Widget too")
+    _sync(crm, books, store).link(crm.products["p1"], item, "backfill")
+    with pytest.raises(ValidationFailed, match="already linked to CRM product p1"):
+        _sync(crm, books, store).link(crm.products["p2"], books.items["W"], "backfill")
+    crm.add("p3", sku="GONE", name="Gone")
+    with pytest.raises(ValidationFailed, match="gone"):
+        _sync(crm, books, store).link(crm.products["p3"], Item(code="GONE", id="item-9"), "backfill")
+    assert not store.leases  # the lease is given back whatever happens
 
 
 def test_fit() -> None:

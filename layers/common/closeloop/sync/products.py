@@ -28,6 +28,8 @@ from closeloop.sync.trail import Trail
 
 LEASE_SECONDS = 120
 ELLIPSIS = "…"
+#: How the live sync links a product to the item that already has its code.
+BY_CODE = "matched by item code"
 
 
 def fit(text: str, limit: int) -> str:
@@ -94,10 +96,36 @@ class ProductSync:
         self.store.clear_failed_sync(ref)
         return outcome
 
+    def link(self, product: Product, item: Item, method: str, event: SyncEvent | None = None) -> Outcome:
+        """Link CRM ``product`` to the accounting ``item`` the backfill or a person chose (``method`` says how).
+
+        Under the product's lease, like a first match by code: an existing mapping wins (nothing is re-linked);
+        the item is read again (a gone item, or one linked to another CRM product, is refused); only what it
+        lacks is filled in, and an item under another code is given the product's code (the SKU is the
+        identity the live sync finds it by, and the CRM owns it). Raises ValidationFailed (also: no SKU, a code
+        over the limit), Busy and other RetriableError.
+        """
+        lease = f"product#{product.ref}"
+        if not self.store.acquire_lease(lease, self.owner, LEASE_SECONDS):
+            raise Busy(f"{product.ref} is being synced by another worker")
+        try:
+            mapping = self.store.get_mapping(product.ref, self.accounting.name)
+            if mapping is not None:
+                return Outcome(product.ref, "unchanged", mapping.accounting_id, detail="already mapped")
+            draft, _ = self.draft(product)
+            found = self.accounting.get_items([item.code]).get(item.code)
+            if found is None or (item.id and found.id != item.id):
+                raise ValidationFailed(f"item {item.code!r} is gone from {self.accounting.name}")
+            outcome = self._link(product, found, draft, item_fields(draft), event, method)
+            self.store.clear_failed_sync(product.ref)
+            return outcome
+        finally:
+            self.store.release_lease(lease, self.owner)
+
     # -- one product ----------------------------------------------------------------------------------
 
     def _sync_product(self, product: Product, event: SyncEvent | None) -> Outcome:
-        draft, shortened = self._draft(product)
+        draft, shortened = self.draft(product)
         mapping = self.store.get_mapping(product.ref, self.accounting.name)
         if mapping is not None:
             outcome = self._update_mapped(product, mapping, draft, shortened, event)
@@ -105,8 +133,9 @@ class ProductSync:
                 return outcome
         return self._match_or_create(product, draft, shortened, event)
 
-    def _draft(self, product: Product) -> tuple[ItemDraft, list[str]]:
-        """The item the product asks for, within the system's limits; and the fields shortened to fit."""
+    def draft(self, product: Product) -> tuple[ItemDraft, list[str]]:
+        """The item the product asks for, within the system's limits; and the fields shortened to fit.
+        Raises ValidationFailed: no SKU, or an item code longer than the system takes."""
         name = product.name.strip() or product.sku
         if not product.sku.strip():
             raise ValidationFailed("the product has no SKU, so no item code to match or create it by")
@@ -188,7 +217,7 @@ class ProductSync:
         desired = item_fields(draft)
         found = self.accounting.get_items([draft.code]).get(draft.code)
         if found is not None:
-            return self._link(product, found, draft, desired, event)
+            return self._link(product, found, draft, desired, event, BY_CODE)
         try:
             created = self.accounting.create_item(
                 draft, idempotency_key=idempotency_key(product.ref, event, "item-create")
@@ -197,14 +226,20 @@ class ProductSync:
             found = self.accounting.get_items([draft.code]).get(draft.code)
             if found is None:
                 raise
-            return self._link(product, found, draft, desired, event)
+            return self._link(product, found, draft, desired, event, BY_CODE)
         self._remember(product.ref, created, draft, desired)
         changes = {f: {"before": "", "after": v} for f, v in {"code": draft.code, **desired}.items() if v}
         self.trail.audit(product.ref, "created", created.id or created.code, event, changes, self._note(shortened))
         return Outcome(product.ref, "created", created.id or created.code)
 
     def _link(
-        self, product: Product, found: Item, draft: ItemDraft, desired: dict[str, str], event: SyncEvent | None
+        self,
+        product: Product,
+        found: Item,
+        draft: ItemDraft,
+        desired: dict[str, str],
+        event: SyncEvent | None,
+        method: str,
     ) -> Outcome:
         owner = self.store.find_ref(self.accounting.name, found.id or found.code)
         if owner is not None and owner != product.ref:
@@ -214,6 +249,8 @@ class ProductSync:
         # First link: fill in what the item lacks; what finance entered stays (price drift is reported by the
         # reconciliation). Later CRM changes of the fields the CRM owns flow through the mapping.
         fill = [f for f, value in desired.items() if value and not found.fields.get(f, "")]
+        if found.code != draft.code:
+            fill.append("code")  # a link a person chose by name: the item takes the SKU the sync finds it by
         seen = found
         if fill:
             seen = self.accounting.update_item(
@@ -221,10 +258,17 @@ class ProductSync:
             )
         differing = sorted(f for f, v in desired.items() if v and f not in fill and found.fields.get(f, "") != v)
         self._remember(product.ref, seen, draft, desired)
-        changes = {f: {"before": found.fields.get(f, ""), "after": desired[f]} for f in fill}
-        detail = "matched by item code" + (f"; the item's own {', '.join(differing)} kept" if differing else "")
+        changes = {
+            f: {"before": found.code, "after": draft.code}
+            if f == "code"
+            else {"before": found.fields.get(f, ""), "after": desired[f]}
+            for f in fill
+        }
+        detail = method + (f"; the item's own {', '.join(differing)} kept" if differing else "")
         self.trail.audit(product.ref, "matched", seen.id or seen.code, event, changes, detail)
-        return Outcome(product.ref, "matched", seen.id or seen.code, detail="item code")
+        return Outcome(
+            product.ref, "matched", seen.id or seen.code, detail="item code" if method == BY_CODE else method
+        )
 
     def _remember(
         self,
