@@ -1,4 +1,5 @@
-"""``closeloop backfill contacts`` and ``closeloop review``: migrate existing records, then decide the doubtful.
+"""``closeloop backfill contacts|deals|products`` and ``closeloop review``: migrate existing records, then decide
+the doubtful.
 
 Both run on this machine against a stack: the running ``closeloop dev`` by default, or a deployed one with
 ``--stack-name`` (its contact worker's configuration is read, so the same adapters, tables and secret are used,
@@ -33,9 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``closeloop backfill`` (the ``review`` command has its own parser, see ``add_review_arguments``)."""
     parser.add_argument(
         "what",
-        choices=["contacts", "deals", "invoices"],
-        help="what to backfill: companies and contacts, or won deals and invoices (`deals` and `invoices` run the "
-        "same pairing: every won deal with its invoice, and the invoices no deal claims)",
+        choices=["contacts", "deals", "invoices", "products"],
+        help="what to backfill: companies and contacts, won deals and invoices (`deals` and `invoices` run the "
+        "same pairing: every won deal with its invoice, and the invoices no deal claims), or the CRM's products "
+        "and the accounting items (by SKU = item code, then by name for review)",
     )
     parser.add_argument(
         "--since",
@@ -211,6 +213,82 @@ _DEAL_ACTION_WORDS = {
 }
 
 
+def product_backfill(out: TextIO) -> Any:
+    """The catalogue backfill over the stack's ProductSync; CliError when this pair syncs no catalogue."""
+    from closeloop import runtime  # noqa: PLC0415
+    from closeloop.sync.backfill_products import ProductBackfill  # noqa: PLC0415
+
+    why = runtime.catalogue_off_reason()
+    if why:
+        raise CliError(f"cannot backfill products: {why}")
+
+    def pause(seconds: float, why: str) -> None:
+        until = datetime.now(UTC) + timedelta(seconds=seconds)
+        print(
+            f"paused: {why}; resuming at {until:%Y-%m-%d %H:%M:%S} UTC "
+            "(Ctrl-C stops here; `closeloop backfill products --resume` continues)",
+            file=out,
+            flush=True,
+        )
+        time.sleep(seconds)
+
+    return ProductBackfill(runtime.product_sync(), runtime.store(), progress=_printer(out, "products"), pause=pause)
+
+
+def run_product_backfill(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    """``closeloop backfill products``: link the CRM's products to the items accounting has (see
+    closeloop.sync.backfill_products). Runs here, not fanned out: the plan needs both whole catalogues to see a
+    shared SKU or a name match, and a catalogue is thousands of records at most."""
+    if args.since:
+        raise CliError("--since is not for products: both catalogues are read whole")
+    if args.resume and args.dry_run:
+        raise CliError("--resume continues the interrupted run as it was: no --dry-run with it")
+    with configured(args):
+        try:
+            result = product_backfill(err).run(dry_run=args.dry_run, resume=args.resume)
+        except ValueError as exc:
+            raise CliError(str(exc)) from exc
+    report_products(result, out)
+    return 1 if result.failures else 0
+
+
+def report_products(result: Any, out: TextIO) -> None:
+    """The counts, the plan as an aligned table (a dry run's whole plan; a real run's duplicates and invalid
+    ones, which a person must fix), the failures, and where the uncertain ones wait."""
+    from closeloop.sync.backfill_products import product_plan_rows  # noqa: PLC0415
+
+    verb = "would be" if result.dry_run else "were"
+    print(
+        f"{result.total:,} CRM products read" + (f" (resumed at {result.resumed_at:,})" if result.resumed_at else ""),
+        file=out,
+    )
+    for action, words in _PRODUCT_ACTION_WORDS.items():
+        said = f"{verb} {words}" if action in ("link", "review", "create") else words
+        print(f"  {result.counts.get(action, 0):>7,} {said}", file=out)
+    shown = [
+        e for e in result.plan if e.action != "mapped" and (result.dry_run or e.action in ("duplicate", "invalid"))
+    ]
+    if shown:
+        _print_plan(product_plan_rows(shown), out)
+    if result.dry_run:
+        print("dry run: nothing was written", file=out)
+    for ref, reason in result.failures:
+        print(f"  failed: {ref}: {reason}", file=out)
+    if result.counts.get("review") and not result.dry_run:
+        print("uncertain matches wait for a person: `closeloop review` lists them", file=out)
+
+
+_PRODUCT_ACTION_WORDS = {
+    "link": "linked to the item with their SKU as its code",
+    "review": "put on the review list (only the name matches: uncertain)",
+    "create": "created as items (no item has their code or name)",
+    "duplicate": "reported, not guessed: a SKU, an item code or a name shared (fix the catalogue, run again)",
+    "invalid": "not sendable (no SKU, or a code over the limit; kept as failed syncs with their reason)",
+    "archived": "archived in the CRM (left alone)",
+    "mapped": "already linked (left alone)",
+}
+
+
 def _printer(out: TextIO, what: str = "contacts") -> Any:
     last = {"at": 0.0}
 
@@ -265,12 +343,14 @@ def _report_contacts(result: Any, out: TextIO) -> None:
 
 
 def run_backfill(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    if args.what in ("deals", "invoices", "products") and args.fan_out:
+        raise CliError("--fan-out is for `closeloop backfill contacts`")
     if args.what in ("deals", "invoices"):
-        if args.fan_out:
-            raise CliError("--fan-out is for `closeloop backfill contacts`")
         return run_deal_backfill(args, out, err)
     if args.create_missing:
         raise CliError("--create-missing is for `closeloop backfill deals`")
+    if args.what == "products":
+        return run_product_backfill(args, out, err)
     since = _date(args.since) if args.since else None
     if args.resume and (args.since or args.dry_run):
         raise CliError("--resume continues the interrupted run as it was: no --since or --dry-run with it")
@@ -350,8 +430,9 @@ def run_review(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             decided = store.decide_review(ref, system, "accepted" if args.action == "accept" else "rejected", who)
         except KeyError as exc:
             raise CliError(str(exc.args[0])) from exc
-        if decided.status == "accepted" and ref.object_type == "deal":
-            print(f"{ref}: accepted; `closeloop backfill deals` links it to {decided.candidate_id}", file=out)
+        if decided.status == "accepted" and ref.object_type in ("deal", "product"):
+            what = f"{ref.object_type}s"
+            print(f"{ref}: accepted; `closeloop backfill {what}` links it to {decided.candidate_id}", file=out)
         elif decided.status == "accepted":
             customer = runtime.crm().resolve_customer(ref)
             if customer is None:
@@ -359,13 +440,14 @@ def run_review(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             outcome = runtime.contact_sync().link(customer, decided.candidate_id, f"accepted in review by {who}")
             print(f"{ref}: {outcome.action} to {outcome.accounting_id}", file=out)
         else:
-            print(f"{ref}: rejected; the next backfill creates it as a customer of its own", file=out)
+            kind = "an item" if ref.object_type == "product" else "a customer"
+            print(f"{ref}: rejected; the next backfill creates it as {kind} of its own", file=out)
         return 0
 
 
 def _ref(text: str) -> CrmRef:
     parts = text.split("/")
-    if len(parts) != 3 or parts[1] not in ("company", "contact", "deal"):
+    if len(parts) != 3 or parts[1] not in ("company", "contact", "deal", "product"):
         raise CliError(f"a CRM record looks like hubspot/company/1000001, got {text!r}")
     return CrmRef.model_validate({"crm": parts[0], "object_type": parts[1], "object_id": parts[2]})
 

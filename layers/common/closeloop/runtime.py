@@ -311,19 +311,33 @@ def _worker(pipeline: Any) -> Any:
 ALERT_EVERY_SECONDS = 3600
 
 
-@cache
-def product_sync() -> Any:
-    """The catalogue sync, or None: PRODUCT_SYNC off, or the CRM or accounting system has no catalogue adapter
-    (its spec's capabilities do not list ``product``)."""
-    from closeloop.sync.products import ProductSync  # noqa: PLC0415
-
+def catalogue_off_reason() -> str:
+    """Why this stack syncs no catalogue, "" when it does: the CRM or the accounting system has no catalogue
+    adapter (its spec's capabilities do not list ``product``), or PRODUCT_SYNC is off."""
     settings = get_settings()
     specs = (
         registry.get(settings.crm_provider or registry.DEFAULTS["crm"], "crm"),
         registry.get(settings.accounting_provider or registry.DEFAULTS["accounting"], "accounting"),
     )
-    if not settings.product_sync or not all("product" in spec.capabilities.objects for spec in specs):
+    lacking = [spec.title for spec in specs if "product" not in spec.capabilities.objects]
+    if lacking:
+        return (
+            f"{' and '.join(lacking)} {'do' if len(lacking) > 1 else 'does'} not carry products yet "
+            "(`product` is not among its spec's capabilities.objects)"
+        )
+    if not settings.product_sync:
+        return "catalogue sync is off in this stack (PRODUCT_SYNC=false)"
+    return ""
+
+
+@cache
+def product_sync() -> Any:
+    """The catalogue sync, or None (``catalogue_off_reason`` says why)."""
+    from closeloop.sync.products import ProductSync  # noqa: PLC0415
+
+    if catalogue_off_reason():
         return None
+    settings = get_settings()
     catalogue_crm: Any = crm()  # both declare the catalogue (capability ``product``): CatalogueCrm/-Accounting
     catalogue_books: Any = accounting()
     return ProductSync(
