@@ -3,7 +3,9 @@
 Each block sits between ``<!-- generated: vendors <kind> -->`` and ``<!-- end generated -->``; ``make readme``
 (``python -m closeloop_local.readme [README.md]``) rewrites what is between them and leaves the rest alone.
 A table has one row per registered vendor of its kind, in the registry's order: the spec's ``title``, then
-its ``capabilities.table`` cells, whose keys are the columns.
+its ``capabilities.table`` cells, whose keys are the columns. The table of objects has one row per accounting
+system and one column per CRM: what that pair carries, read from both specs' ``capabilities.objects``
+(``PAIR_OBJECTS`` says which objects on each side make one the pair carries).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from closeloop.vendors import registry
@@ -49,11 +52,60 @@ def vendor_table(kind: Kind, specs: Sequence[VendorSpec]) -> str:
     return "\n".join(rows) + "\n"
 
 
+@dataclass(frozen=True)
+class PairObject:
+    """What a pair carries (``label``) when its CRM lists one of ``crm`` and its accounting system one of
+    ``accounting`` in their specs' ``capabilities.objects``."""
+
+    label: str
+    crm: tuple[str, ...]
+    accounting: tuple[str, ...]
+
+
+#: The objects a pair carries, in the table's order: customers (companies and contacts as accounting
+#: customers), invoices (won deals), payments (written back onto the deal) and the product catalogue (items).
+PAIR_OBJECTS = (
+    PairObject("customers", crm=("company", "contact"), accounting=("customer",)),
+    PairObject("invoices", crm=("deal",), accounting=("invoice",)),
+    PairObject("payments", crm=("deal",), accounting=("payment",)),
+    PairObject("products", crm=("product",), accounting=("product",)),
+)
+PAIR_HEADER = "accounting / CRM"
+
+
+def pair_objects(crm: VendorSpec, accounting: VendorSpec) -> list[str]:
+    """The labels of what the pair carries, in ``PAIR_OBJECTS`` order."""
+    return [
+        o.label
+        for o in PAIR_OBJECTS
+        if set(o.crm) & set(crm.capabilities.objects) and set(o.accounting) & set(accounting.capabilities.objects)
+    ]
+
+
+def objects_table(crms: Sequence[VendorSpec], accountings: Sequence[VendorSpec]) -> str:
+    """The markdown table of what each pair carries: a row per accounting system, a column per CRM.
+
+    ValueError when a spec lists an object no ``PAIR_OBJECTS`` entry reads (the table would hide it), or a
+    side has no vendor."""
+    if not crms or not accountings:
+        raise ValueError("the table of objects needs a CRM and an accounting system")
+    for spec in (*crms, *accountings):
+        known = {name for o in PAIR_OBJECTS for name in (o.crm if spec.kind == "crm" else o.accounting)}
+        unknown = sorted(set(spec.capabilities.objects) - known)
+        if unknown:
+            raise ValueError(f"{spec.name}: objects {unknown} are in no PAIR_OBJECTS entry (say what a pair carries)")
+    rows = [_row([PAIR_HEADER, *(c.title for c in crms)]), "|" + "---|" * (len(crms) + 1)]
+    for accounting in accountings:
+        rows.append(_row([accounting.title, *(", ".join(pair_objects(c, accounting)) or "-" for c in crms)]))
+    return "\n".join(rows) + "\n"
+
+
 def blocks() -> dict[str, str]:
     """Every generated block's content, by the name its opening marker carries."""
     return {
         "vendors crm": vendor_table("crm", registry.crms()),
         "vendors accounting": vendor_table("accounting", registry.accountings()),
+        "pairs objects": objects_table(registry.crms(), registry.accountings()),
     }
 
 

@@ -107,3 +107,37 @@ def test_make_readme_rewrites_a_stale_readme_and_then_leaves_it(
         f"{path}: generated blocks rewritten",
         f"{path}: generated blocks up to date",
     ]
+
+
+def _with_objects(spec: VendorSpec, *objects: str) -> VendorSpec:
+    return dataclasses.replace(spec, capabilities=dataclasses.replace(spec.capabilities, objects=objects))
+
+
+def test_the_objects_table_has_a_row_per_accounting_system_and_a_column_per_crm_with_what_the_pair_carries() -> None:
+    # Given a CRM with a catalogue and one without, and two accounting systems, one with items
+    hub, pipe = registry.crms()[:2]
+    xero, books = registry.accountings()[:2]
+    crms = [_with_objects(hub, "company", "contact", "deal", "product"), _with_objects(pipe, "company", "deal")]
+    accountings = [
+        _with_objects(xero, "customer", "invoice", "payment", "product"),
+        _with_objects(books, "customer", "invoice"),
+    ]
+    # When the table of objects is rendered
+    header, rule, *rows = readme.objects_table(crms, accountings).splitlines()
+    # Then products appear only where both sides carry them, payments only where accounting reads them
+    assert _cells(header) == ["accounting / CRM", hub.title, pipe.title]
+    assert rule == "|---|---|---|"
+    assert [_cells(row) for row in rows] == [
+        [xero.title, "customers, invoices, payments, products", "customers, invoices, payments"],
+        [books.title, "customers, invoices", "customers, invoices"],
+    ]
+
+
+def test_a_pair_that_shares_no_object_shows_a_dash_and_an_object_no_rule_reads_is_refused() -> None:
+    hub, xero = registry.crms()[0], registry.accountings()[0]
+    (row,) = readme.objects_table([_with_objects(hub, "deal")], [_with_objects(xero, "customer")]).splitlines()[2:]
+    assert _cells(row) == [xero.title, "-"]
+    with pytest.raises(ValueError, match=f"{hub.name}: objects \\['ticket'\\] are in no PAIR_OBJECTS entry"):
+        readme.objects_table([_with_objects(hub, "deal", "ticket")], [xero])
+    with pytest.raises(ValueError, match="needs a CRM and an accounting system"):
+        readme.objects_table([], [xero])
