@@ -11,7 +11,7 @@ import pytest
 
 from closeloop import runtime
 from closeloop.vendors import registry
-from closeloop_local.backfill import product_backfill, report_products
+from closeloop_local.backfill import _ref, product_backfill, report_products
 from closeloop_local.cli import main
 from closeloop_local.cli_support import CliError
 from tests.catalogue_backfill_support import mixed
@@ -107,3 +107,9 @@ def test_a_products_dry_run_prints_its_plan_as_an_aligned_table() -> None:
     assert review[starts["sku"] :].startswith("GAD-1 ")
     assert review[starts["item code"] :].startswith("GAD ")
     assert review[starts["why"] :].startswith("same name, but the item's code is 'GAD'")
+
+
+def test_review_takes_a_crm_product_as_well_as_customers_and_deals() -> None:
+    assert str(_ref("hubspot/product/77")) == "hubspot/product/77"
+    with pytest.raises(CliError, match="a CRM record looks like"):
+        _ref("hubspot/ticket/1")
