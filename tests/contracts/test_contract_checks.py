@@ -136,3 +136,15 @@ def test_a_quickbooks_customer_with_a_field_intuit_does_not_define_is_a_violatio
     body = {"DisplayName": "Northwind", "Nickname": "NW"}
     found = load("quickbooks").check(_exchange("POST", "/v3/company/1/customer", body, answer={}))
     assert any("Nickname" in v.message for v in found)
+
+
+def test_a_xero_item_update_without_its_code_or_with_a_text_price_is_a_violation() -> None:
+    # Given Xero's contract (POST /Items/{ItemID} is updateItem; XS Item requires Code, UnitPrice is a number)
+    contract = load("xero")
+    path = "/api.xro/2.0/Items/0e9a2c4d-1111-4222-8333-444455556666"
+    # When an update without a Code, with the price as text, is checked
+    found = contract.check(_exchange("POST", path, {"Items": [{"SalesDetails": {"UnitPrice": "12.50"}}]}, answer={}))
+    # Then both are named, on the request
+    assert {v.where for v in found} == {"request"}
+    assert any("'Code' is a required property" in v.message for v in found)
+    assert any("UnitPrice" in v.message for v in found)

@@ -1373,3 +1373,107 @@ def test_no_online_invoice_for_a_draft_a_bill_or_an_unknown_invoice(xero: Xero) 
         "Online invoices are only available for sales invoices (ACCREC)."
     ]
     assert xero.get("Invoices/8a3c1f5e-0000-4000-8000-000000000000/OnlineInvoice").status_code == 404
+
+
+# ---- items: the catalogue (XS Item, getItems, createItems, getItem, updateItem) ------------------------------
+
+
+def item_errors(reply: httpx.Response) -> list[str]:
+    return [e["Message"] for e in reply.json()["Elements"][0]["ValidationErrors"]]
+
+
+def test_item_lengths_and_duplicate_codes_are_refused_as_the_spec_says(xero: Xero) -> None:
+    # Given an item coded WIDGET
+    assert xero.send("PUT", "Items", {"Items": [{"Code": "WIDGET", "Name": "Widget"}]}).status_code == 200
+
+    # When items break XS Item's max lengths, Then each is a 400 naming the field and its limit
+    for field_name, limit in (("Code", 30), ("Name", 50), ("Description", 4000), ("PurchaseDescription", 4000)):
+        item = {"Code": "NEW", field_name: "x" * (limit + 1)}
+        reply = xero.send("PUT", "Items", {"Items": [item]})
+        assert reply.status_code == 400
+        assert f"{field_name} must not be more than {limit} characters long." in item_errors(reply)
+
+    # And a code taken in another case is refused with the spec's example message
+    reply = xero.send("PUT", "Items", {"Items": [{"Code": "widget"}]})
+    assert reply.status_code == 400
+    assert item_errors(reply) == ["Price List Item with Code ''widget'' already exists"]
+    assert len(xero.sandbox.items()) == 1
+
+
+def test_an_item_s_unknown_account_or_tax_type_is_refused(xero: Xero) -> None:
+    item = {
+        "Code": "W",
+        "SalesDetails": {"UnitPrice": 1, "AccountCode": "999", "TaxType": "BOGUS"},
+        "PurchaseDetails": {"COGSAccountCode": "998"},
+    }
+    reply = xero.send("PUT", "Items", {"Items": [item]})
+    assert reply.status_code == 400
+    assert item_errors(reply) == [
+        "Account code '999' is not a valid code for this document.",
+        "The TaxType code 'BOGUS' does not exist or cannot be used for this type of transaction.",
+        "Account code '998' is not a valid code for this document.",
+    ]
+    assert xero.sandbox.items() == []
+
+
+def test_post_item_by_id_renames_its_code_and_keeps_what_is_not_sent(xero: Xero) -> None:
+    # Given two items
+    body = {"Code": "OLD", "Name": "Widget", "SalesDetails": {"UnitPrice": 10, "AccountCode": "200"}}
+    item_id = exact(xero.send("PUT", "Items", {"Items": [body]}))["Items"][0]["ItemID"]
+    xero.send("PUT", "Items", {"Items": [{"Code": "TAKEN"}]})
+
+    # When the first one's code and price are posted to its ItemID
+    reply = xero.send("POST", f"Items/{item_id}", {"Items": [{"Code": "NEW", "SalesDetails": {"UnitPrice": 12}}]})
+
+    # Then the same item answers to the new code, its name and sales account kept
+    assert reply.status_code == 200, reply.text
+    [saved] = exact(reply)["Items"]
+    assert (saved["ItemID"], saved["Code"], saved["Name"]) == (item_id, "NEW", "Widget")
+    assert saved["SalesDetails"]["AccountCode"] == "200" and money(saved["SalesDetails"]["UnitPrice"]) == 12
+    assert xero.get("Items", {"where": 'Code=="OLD"'}).json()["Items"] == []
+    # And a rename to a taken code is refused, an unknown ItemID is Xero's plain-text 404
+    assert xero.send("POST", f"Items/{item_id}", {"Items": [{"Code": "TAKEN"}]}).status_code == 400
+    missing = xero.send("POST", "Items/0e9a2c4d-1111-4222-8333-444455556666", {"Items": [{"Code": "X"}]})
+    assert missing.status_code == 404 and "cannot be found" in missing.text
+
+
+def test_is_sold_or_is_purchased_false_nulls_their_values(xero: Xero) -> None:
+    # Given an item sold and purchased, with both sides' values
+    body = {
+        "Code": "W",
+        "Description": "Sales text",
+        "PurchaseDescription": "Purchase text",
+        "SalesDetails": {"UnitPrice": 10},
+        "PurchaseDetails": {"UnitPrice": 4},
+    }
+    item_id = exact(xero.send("PUT", "Items", {"Items": [body]}))["Items"][0]["ItemID"]
+
+    # When IsSold goes false, Then Description and SalesDetails are nulled (XS Item.IsSold); the purchase side stays
+    [saved] = exact(xero.send("POST", f"Items/{item_id}", {"Items": [{"Code": "W", "IsSold": False}]}))["Items"]
+    assert "Description" not in saved and saved["SalesDetails"] == {}
+    assert saved["PurchaseDescription"] == "Purchase text" and money(saved["PurchaseDetails"]["UnitPrice"]) == 4
+
+    # When IsPurchased goes false, Then PurchaseDescription and PurchaseDetails are nulled too
+    [saved] = exact(xero.send("POST", f"Items/{item_id}", {"Items": [{"Code": "W", "IsPurchased": False}]}))["Items"]
+    assert "PurchaseDescription" not in saved and saved["PurchaseDetails"] == {}
+
+
+def test_get_items_answers_every_item_at_once_whatever_page_is_asked(xero: Xero) -> None:
+    # Given three items
+    for code in ("A", "B", "C"):
+        xero.send("PUT", "Items", {"Items": [{"Code": code}]})
+
+    # When GET /Items is asked for a page of one (XS getItems publishes no paging)
+    reply = xero.get("Items", {"page": 2, "pageSize": 1})
+
+    # Then every item comes back, with no pagination
+    assert [i["Code"] for i in reply.json()["Items"]] == ["A", "B", "C"]
+    assert "pagination" not in reply.json()
+
+
+def test_a_repeated_item_create_with_one_key_makes_one_item(xero: Xero) -> None:
+    first = xero.send("PUT", "Items", {"Items": [{"Code": "W", "Name": "Widget"}]}, key="k-1")
+    again = xero.send("PUT", "Items", {"Items": [{"Code": "W", "Name": "Widget"}]}, key="k-1")
+    assert first.status_code == again.status_code == 200
+    assert again.json()["Items"][0]["ItemID"] == first.json()["Items"][0]["ItemID"]
+    assert len(xero.sandbox.items()) == 1

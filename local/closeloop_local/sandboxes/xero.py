@@ -176,7 +176,8 @@ MSG = {
     "tax_type": "The TaxType code '{code}' does not exist or cannot be used for this type of transaction.",
     "item_code": "Item code '{code}' is not valid.",
     "item_code_required": "Item Code must be specified.",
-    "item_code_taken": "Item code '{code}' already exists.",
+    # Verbatim from the spec (createItems' answer example), its doubled quotes included.
+    "item_code_taken": "Price List Item with Code ''{code}'' already exists",
     "invoice_missing": "Invoice could not be found.",
     "payment_invoice": "Invoice could not be found.",
     "payment_status": "Payments can only be made against Authorised documents",
@@ -300,6 +301,9 @@ ITEM_FIELDS = frozenset(
     | {"PurchaseDescription", "PurchaseDetails", "SalesDetails", "IsTrackedAsInventory", "UpdatedDateUTC"}
     | {"TotalCostPool", "QuantityOnHand"}
 )
+# XS Item: "max length" of Code, Name, Description and PurchaseDescription.
+ITEM_LIMITS = {"Code": 30, "Name": 50, "Description": 4000, "PurchaseDescription": 4000}
+ITEM_PURCHASE_PARTS = ("PurchaseDescription", "PurchaseDetails")
 PAYMENT_FIELDS = frozenset(
     {"Invoice", "Account", "Date", "CurrencyRate", "Amount", "BankAmount", "Reference", "IsReconciled"}
     | {"Status", "PaymentType", "UpdatedDateUTC", "PaymentID", "HasAccount", "HasValidationErrors"}
@@ -1581,9 +1585,16 @@ class XeroSandbox(AccountingSandbox):
         return body
 
     def _select(
-        self, request: Request, rows: list[Row], listing: tuple[frozenset[str], str, str], force_paging: bool = False
+        self,
+        request: Request,
+        rows: list[Row],
+        listing: tuple[frozenset[str], str, str],
+        force_paging: bool = False,
+        *,
+        paged: bool = True,
     ) -> tuple[list[Row], Row | None]:
-        """IDs, If-Modified-Since, where, order and paging, as every Xero list endpoint applies them."""
+        """IDs, If-Modified-Since, where, order and (where the endpoint pages: ``paged``) paging, as Xero's
+        list endpoints apply them."""
         fields, type_name, id_field = listing
         ids = _csv(request, "IDs")
         if ids:
@@ -1600,7 +1611,7 @@ class XeroSandbox(AccountingSandbox):
         order = _arg(request, "order")
         if order and order.strip():
             rows = order_rows(rows, order, fields, type_name)
-        return self._page(request, rows, force_paging)
+        return self._page(request, rows, force_paging) if paged else (rows, None)
 
     @staticmethod
     def _page(request: Request, rows: list[Row], force: bool) -> tuple[list[Row], Row | None]:
@@ -1848,7 +1859,7 @@ class XeroSandbox(AccountingSandbox):
         code = str(merged.get("Code") or "").strip()
         if not code:
             errors.append(MSG["item_code_required"])
-        for field_name, limit in (("Code", 30), ("Name", 50), ("Description", 4000)):
+        for field_name, limit in ITEM_LIMITS.items():
             if len(str(merged.get(field_name) or "")) > limit:
                 errors.append(MSG["too_long"].format(field=field_name, limit=limit))
         other = self._item_by_code(code) if code else None
@@ -1861,6 +1872,12 @@ class XeroSandbox(AccountingSandbox):
                     _dec(price)
             except ValueError:
                 errors.append(MSG["number"].format(field="UnitPrice"))
+            section = merged.get(details) or {}
+            for key in ("AccountCode", "COGSAccountCode"):
+                if section.get(key) and str(section[key]) not in ACCOUNTS:
+                    errors.append(MSG["account"].format(code=section[key]))
+            if section.get("TaxType") and str(section["TaxType"]) not in TAX_RATES:
+                errors.append(MSG["tax_type"].format(code=section["TaxType"]))
         return errors
 
     def _save_item(self, sent: Row, mode: str, item_id: str | None, unitdp: int) -> Record:
@@ -1873,6 +1890,12 @@ class XeroSandbox(AccountingSandbox):
         for details in ("SalesDetails", "PurchaseDetails"):
             if isinstance(sent.get(details), dict):
                 merged[details] = {**merged.get(details, {}), **copy.deepcopy(sent[details])}
+        # XS Item: "If IsSold is updated to false then Description and SalesDetails values will be nulled",
+        # and IsPurchased likewise for PurchaseDescription and PurchaseDetails.
+        for flag, nulled in (("IsSold", ("Description", "SalesDetails")), ("IsPurchased", ITEM_PURCHASE_PARTS)):
+            if merged.get(flag) is False:
+                for key in nulled:
+                    merged.pop(key, None)
         own_id = existing.data["ItemID"] if existing else None
         errors = self._item_errors(merged, own_id)
         if errors:
@@ -1911,10 +1934,13 @@ class XeroSandbox(AccountingSandbox):
         return self._item_view(rec.data, rec.data["ItemID"], rec.updated_ms, unitdp)
 
     def _get_items(self, request: Request) -> Row:
+        """Every item matching IDs/If-Modified-Since/where/order, in one answer: XS getItems publishes no
+        paging (no page or pageSize, no pagination in Items), so a ``page`` is ignored as Xero ignores an
+        unknown parameter (the adapter's GUESSES["items_unpaged"])."""
         unitdp = _unitdp(request)
         rows = [self._render_item(rec, unitdp) for rec in self._sorted(self.items_by_id)]
         rows = sorted(rows, key=lambda row: str(row.get("Code") or "").casefold())
-        rows, _ = self._select(request, rows, (ITEM_FIELDS, "Item", "ItemID"))
+        rows, _ = self._select(request, rows, (ITEM_FIELDS, "Item", "ItemID"), paged=False)
         return self._envelope("Items", rows)
 
     def _get_item(self, request: Request, ref: str) -> Row:

@@ -20,7 +20,15 @@ from typing import Any
 import yaml
 
 HERE = Path(__file__).resolve().parent
-ACCOUNTING_PATHS = ("/Contacts", "/Contacts/{ContactID}", "/Invoices", "/Invoices/{InvoiceID}", "/Items", "/Payments")
+ACCOUNTING_PATHS = (
+    "/Contacts",
+    "/Contacts/{ContactID}",
+    "/Invoices",
+    "/Invoices/{InvoiceID}",
+    "/Items",
+    "/Items/{ItemID}",
+    "/Payments",
+)
 
 
 class _TextDates(yaml.SafeLoader):

@@ -10,7 +10,11 @@ Vendor facts encoded here (Xero's OpenAPI spec v16 and developer docs):
   (2 otherwise), Xero rounds tax per line to the cent; ``POST /Invoices/{id}/Email`` (204) emails an
   authorised one; money is a JSON number, so bodies are written with the exact decimal literal;
 - lists page only when ``page`` is given (100 a page, with line items); ``If-Modified-Since`` takes a UTC
-  ``yyyy-mm-ddThh:mm:ss`` (no fraction), so it is floored to the second and the rest filtered here.
+  ``yyyy-mm-ddThh:mm:ss`` (no fraction), so it is floored to the second and the rest filtered here;
+- items (XS Item, getItems, createItems, getItem, updateItem): ``Code`` ≤ 30 characters and required on every
+  Item body, ``Name`` ≤ 50, ``Description`` ≤ 4000; the sales price, account and tax type live in
+  ``SalesDetails``, the cost and purchase account in ``PurchaseDetails``; ``PUT /Items`` creates,
+  ``POST /Items/{ItemID}`` updates; ``GET /Items`` publishes no paging (one answer holds every item).
 """
 
 from __future__ import annotations
@@ -22,13 +26,32 @@ from urllib.parse import quote
 
 import httpx
 
-from closeloop.errors import ConfigurationError, FatalError
+from closeloop.errors import ConfigurationError, FatalError, NotFound
 from closeloop.http import Pacer, RateLimit, TokenAuth, VendorHttp, typed_error
-from closeloop.models import AccountingCustomer, AccountingEvent, Customer, Invoice, InvoiceDraft, Item, customer_fields
+from closeloop.models import (
+    PRODUCT_FIELDS,
+    AccountingCustomer,
+    AccountingEvent,
+    Customer,
+    Invoice,
+    InvoiceDraft,
+    Item,
+    ItemDraft,
+    ItemLimits,
+    customer_fields,
+)
 from closeloop.oauth import RefreshingTokens
 from closeloop.paging import Page, next_page, paginate
 from closeloop.ports import WebhookRequest
-from closeloop.vendors.xero.client import API_PREFIX, element_fault, page_rows, read_json, xero_fault, xero_rate_limit
+from closeloop.vendors.xero.client import (
+    API_PREFIX,
+    PageAfter,
+    element_fault,
+    page_rows,
+    read_json,
+    xero_fault,
+    xero_rate_limit,
+)
 from closeloop.vendors.xero.mapping import (
     chunk_key,
     datetime_literal,
@@ -40,6 +63,7 @@ from closeloop.vendors.xero.mapping import (
     to_item,
     to_xero,
     to_xero_invoice,
+    to_xero_item,
     xero_datetime,
 )
 from closeloop.vendors.xero.webhooks import parse_xero_webhook, verify_xero_signature
@@ -50,6 +74,8 @@ class XeroAccounting:
     """AccountingPort for Xero."""
 
     name = "xero"
+    #: XS Item: Code "max length = 30", Name "max length = 50", Description "max length = 4000".
+    item_limits = ItemLimits(code=30, name=50, description=4000)
     PAGE_SIZE: ClassVar[int] = 100
     #: Where a person opens an invoice: Xero's web app, not the API host.
     WEB_URL: ClassVar[str] = "https://go.xero.com"
@@ -311,6 +337,96 @@ class XeroAccounting:
                 for code in asked.get(item.code.casefold(), []):
                     found[code] = item
         return found
+
+    def create_item(self, draft: ItemDraft, *, idempotency_key: str) -> Item:
+        """Create the item with every value the draft sets: ``PUT /Items?summarizeErrors=true&unitdp=4`` with
+        ``Idempotency-Key`` (a retry within Xero's replay window answers the first create).
+
+        Raises Conflict when the code is taken (Xero's 400 "… already exists", read by ``xero_fault``),
+        ValidationFailed on any other refusal (e.g. a code over 30 characters), other IntegrationError
+        subclasses otherwise.
+        """
+        row = self._write_item("PUT", "/Items", to_xero_item(draft, PRODUCT_FIELDS), idempotency_key)
+        return to_item(row)
+
+    def update_item(self, item: Item, draft: ItemDraft, fields: Collection[str], *, idempotency_key: str) -> Item:
+        """Write only ``fields`` of ``draft`` onto ``item`` (``"code"`` among them renames its code) and return
+        it as saved.
+
+        Reads the item first (``GET /Items/{ItemID}``), so a price or account is sent inside the whole
+        section Xero holds (GUESSES["item_details_sent_whole"]) and a tracked item's purchase account goes
+        to COGSAccountCode, then ``POST /Items/{ItemID}?unitdp=4`` with ``Idempotency-Key``. Raises NotFound
+        when the item is gone, Conflict when the new code is taken, FatalError when Xero answers another
+        item than the one addressed (GUESSES["item_code_rename"]), other IntegrationError subclasses otherwise.
+        """
+        current = self._item_row(item)
+        item_id = str(current.get("ItemID") or "")
+        body = to_xero_item(draft, fields, current)
+        if set(body) == {"Code"} and body["Code"] == current.get("Code"):
+            return to_item(current)  # nothing the draft sets among ``fields``: no write
+        row = self._write_item("POST", f"/Items/{quote(item_id, safe='')}", body, idempotency_key)
+        if str(row.get("ItemID") or "").lower() != item_id.lower() or str(row.get("Code") or "") != body["Code"]:
+            raise FatalError(
+                f"Xero answered item {row.get('ItemID')!r} coded {row.get('Code')!r} to an update of item "
+                f"{item_id!r} coded {body['Code']!r} (GUESSES['item_code_rename'])",
+                vendor=self.name,
+                status=200,
+            )
+        return to_item(row)
+
+    def iter_items(self) -> Iterator[Item]:
+        """Every item (Xero items have no status: all are active), lazily.
+
+        ``GET /Items?unitdp=4``: XS publishes no paging for it, so one answer holds every item; should an
+        answer carry a ``pagination`` saying there are more pages, they are read too (GUESSES["items_unpaged"]).
+        Raises IntegrationError subclasses (PagingLoop when pages repeat).
+        """
+
+        def fetch(at: PageAfter) -> Page[dict[str, Any], PageAfter]:
+            params = {"unitdp": self.UNIT_DECIMALS, **({"page": str(at.number)} if at.number > 1 else {})}
+            payload = read_json(self.http.request("GET", "/Items", params=params))
+            rows: list[dict[str, Any]] = payload.get("Items") or []
+            pages = int((payload.get("pagination") or {}).get("pageCount") or 1)
+            following = PageAfter(at.number + 1, tuple(str(row.get("ItemID", "")) for row in rows))
+            return Page(rows, following if at.number < pages else None)
+
+        for row in paginate(fetch, PageAfter(1, ()), vendor=self.name, what="GET /Items"):
+            yield to_item(row)
+
+    def _item_row(self, item: Item) -> dict[str, Any]:
+        """The item as Xero holds it now: ``GET /Items/{ItemID}?unitdp=4`` (by code when ``item`` has no id).
+        Raises NotFound when it is gone."""
+        if not item.id:
+            found = self.get_items([item.code]).get(item.code)
+            if found is None or not found.id:
+                raise NotFound(f"no Xero item is coded {item.code!r}", vendor=self.name, status=404)
+            item = found
+        path = f"/Items/{quote(item.id, safe='')}"
+        response = self.http.request("GET", path, params={"unitdp": self.UNIT_DECIMALS}, ok=(200, 404))
+        if response.status_code == 404:  # Xero's 404 is a plain-text page, not JSON
+            raise NotFound(f"Xero item {item.id} is gone", vendor=self.name, status=404)
+        rows = read_json(response).get("Items") or []
+        if not rows:
+            raise NotFound(f"Xero item {item.id} is gone", vendor=self.name, status=404)
+        return dict(rows[0])
+
+    def _write_item(self, method: str, path: str, item: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
+        """One Item written (money as exact JSON numbers); the saved row Xero answers."""
+        params = {"unitdp": self.UNIT_DECIMALS, **({"summarizeErrors": "true"} if method == "PUT" else {})}
+        response = self.http.request(
+            method,
+            path,
+            params=params,
+            content=dumps_exact({"Items": [item]}),
+            headers={
+                "Content-Type": "application/json",
+                "Idempotency-Key": idempotency_key[: self.IDEMPOTENCY_KEY_MAX],
+            },
+        )
+        rows = read_json(response).get("Items") or []
+        if not rows:
+            raise FatalError(f"Xero accepted {method} {path} but returned no item", vendor=self.name, status=200)
+        return dict(rows[0])
 
     def find_invoice(self, reference: str) -> Invoice | None:
         """The first live (not VOIDED/DELETED) sales invoice whose Reference equals ``reference``, or None.

@@ -88,4 +88,31 @@ GUESSES: dict[str, str] = {
         "24 hours and then disable the webhook. Confirm: the raw body of a real intent-to-receive request "
         "and of a real delivery."
     ),
+    "item_details_sent_whole": (
+        "XS does not say whether a SalesDetails or PurchaseDetails section sent in an item update is merged "
+        "with the item's (only the named keys change) or replaces it (keys not sent are cleared). The adapter "
+        "reads the item first (GET /Items/{ItemID}) and sends each section it writes whole: the values Xero "
+        "holds with the named ones replaced. Safe if wrong either way: both readings save the same section. "
+        "The cost: one read per update, and a finance edit landing between that read and the write could be "
+        "overwritten in that section (a window of one call). Confirm: POST /Items/{ItemID} with SalesDetails "
+        "{UnitPrice} alone for an item with a sales AccountCode, then read the AccountCode back."
+    ),
+    "item_code_rename": (
+        "POST /Items/{ItemID} with another Code renames that item (XS updateItem addresses the item by ItemID "
+        "in the path and requires Code in the body, but has no example of a changed code). Safe if wrong: the "
+        "answer is checked; if Xero answers another ItemID (a new item made under the code) or the old code, "
+        "update_item raises FatalError naming this guess and the sync records a failed sync instead of "
+        "linking the product to the wrong item. Confirm: POST /Items/{ItemID} with a new Code and compare the "
+        "answer's ItemID and Code, then GET /Items for both codes."
+    ),
+    "items_unpaged": (
+        "GET /Items answers every item at once: XS getItems takes where, order, unitdp and If-Modified-Since "
+        "and no page/pageSize (GET /Contacts and /Invoices do), and its answer schema (Items) has no "
+        "pagination. Safe if wrong: iter_items sends no page on its first call and reads further pages only "
+        "when an answer carries a pagination whose pageCount says there are more (page=2, 3, ...; a repeated "
+        "page is a PagingLoop, never an endless read). If Xero paged silently (no pagination in the answer) "
+        "the backfill would link only the first page's items and the rest would be created or matched by "
+        "the per-product code lookup (get_items) when their products sync. Confirm: GET /Items in an "
+        "organisation with more than 100 items."
+    ),
 }

@@ -18,7 +18,16 @@ from typing import Any
 from urllib.parse import quote
 
 from closeloop.dates import parse_timestamp
-from closeloop.models import AccountingCustomer, Customer, Invoice, InvoiceDraft, InvoiceLine, Item
+from closeloop.models import (
+    AccountingCustomer,
+    Customer,
+    Invoice,
+    InvoiceDraft,
+    InvoiceLine,
+    Item,
+    ItemDraft,
+    money_text,
+)
 from closeloop.wire import to_decimal
 
 MAX_CONTACT_PERSONS = 5
@@ -107,7 +116,8 @@ def to_xero_invoice(draft: InvoiceDraft, invoice_type: str) -> dict[str, Any]:
 
 
 def to_item(row: Mapping[str, Any]) -> Item:
-    """A Xero Item with its sales defaults (price as Decimal, None when the item has none)."""
+    """A Xero Item: its sales defaults (price as Decimal, None when the item has none), its ItemID, and the
+    comparable PRODUCT_FIELDS values as Xero holds them (``item_fields_of``)."""
     sales: Mapping[str, Any] = row.get("SalesDetails") or {}
     price = sales.get("UnitPrice")
     return Item(
@@ -116,7 +126,67 @@ def to_item(row: Mapping[str, Any]) -> Item:
         unit_price=None if price is None else xero_decimal(price),
         account_code=str(sales.get("AccountCode") or ""),
         tax_type=str(sales.get("TaxType") or ""),
+        id=str(row.get("ItemID") or ""),
+        fields=item_fields_of(row),
     )
+
+
+def _money_of(section: Mapping[str, Any]) -> str:
+    price = section.get("UnitPrice")
+    return money_text(None if price is None else xero_decimal(price))
+
+
+def purchase_account_key(row: Mapping[str, Any]) -> str:
+    """Where an item keeps its purchase account: ``COGSAccountCode`` for an item tracked as inventory,
+    ``AccountCode`` otherwise (XS Purchase: AccountCode "not applicable to the purchase details of tracked
+    items", COGSAccountCode "only applicable to the purchase details of tracked items")."""
+    return "COGSAccountCode" if row.get("IsTrackedAsInventory") else "AccountCode"
+
+
+def item_fields_of(row: Mapping[str, Any]) -> dict[str, str]:
+    """The PRODUCT_FIELDS values of a Xero Item: the sales price, tax type and account from ``SalesDetails``,
+    the cost and purchase account from ``PurchaseDetails``; money as ``money_text``, absent as ""."""
+    sales: Mapping[str, Any] = row.get("SalesDetails") or {}
+    purchase: Mapping[str, Any] = row.get("PurchaseDetails") or {}
+    return {
+        "name": str(row.get("Name") or ""),
+        "description": str(row.get("Description") or ""),
+        "unit_price": _money_of(sales),
+        "unit_cost": _money_of(purchase),
+        "tax_code": str(sales.get("TaxType") or ""),
+        "sales_account": str(sales.get("AccountCode") or ""),
+        "purchase_account": str(purchase.get(purchase_account_key(row)) or ""),
+    }
+
+
+def to_xero_item(draft: ItemDraft, fields: Collection[str], current: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The Xero Item body writing the named PRODUCT_FIELDS of ``draft`` (and its code: XS requires ``Code``
+    on every Item). A draft's empty text or None is "not set by us" and is not sent.
+
+    A ``SalesDetails`` or ``PurchaseDetails`` section is sent whole: the values ``current`` (the item as Xero
+    holds it, for an update) has, with the named ones replaced, so it is right whether Xero merges a section
+    or replaces it (GUESSES["item_details_sent_whole"]). Money stays Decimal for ``dumps_exact``."""
+    wanted = set(fields)
+    row: Mapping[str, Any] = current or {}
+    body: dict[str, Any] = {"Code": draft.code if "code" in wanted or not row else str(row.get("Code") or "")}
+    if "name" in wanted and draft.name:
+        body["Name"] = draft.name
+    if "description" in wanted and draft.description:
+        body["Description"] = draft.description
+    sales = {
+        "UnitPrice": draft.unit_price if "unit_price" in wanted else None,
+        "AccountCode": draft.sales_account if "sales_account" in wanted else "",
+        "TaxType": draft.tax_code if "tax_code" in wanted else "",
+    }
+    purchase = {
+        "UnitPrice": draft.unit_cost if "unit_cost" in wanted else None,
+        purchase_account_key(row): draft.purchase_account if "purchase_account" in wanted else "",
+    }
+    for key, values in (("SalesDetails", sales), ("PurchaseDetails", purchase)):
+        given = {k: v for k, v in values.items() if v is not None and v != ""}
+        if given:
+            body[key] = {**(row.get(key) or {}), **given}
+    return body
 
 
 LEGAL_WORDS = frozenset({"the", "ltd", "limited", "inc", "llc", "gmbh", "plc", "pty", "co", "corp", "sa", "bv", "ag"})
