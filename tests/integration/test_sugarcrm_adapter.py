@@ -1,4 +1,5 @@
-"""The SugarCRM adapter against the SugarCRM sandbox over HTTP: every port method, tokens, limits, quirks."""
+"""The SugarCRM adapter against the SugarCRM sandbox over HTTP: every port method (the product catalogue too),
+tokens, limits, quirks."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from urllib.parse import parse_qs
 
 import httpx
 import pytest
@@ -24,18 +26,22 @@ from closeloop.errors import (
     WebhookRejected,
 )
 from closeloop.http import typed_error
-from closeloop.models import CrmRef
+from closeloop.models import CrmRef, SyncEvent
 from closeloop.oauth import RefreshingTokens
 from closeloop.paging import PagingLoop
-from closeloop.ports import CrmPort, PropertyDefinition, WebhookRequest
+from closeloop.ports import CatalogueCrm, CrmPort, PropertyDefinition, WebhookRequest
+from closeloop.rules import FieldRules
+from closeloop.sync.products import ProductSync
+from closeloop.vendors.sugarcrm import SPEC
 from closeloop.vendors.sugarcrm.adapter import ChangesPosition, SugarCrm
 from closeloop.vendors.sugarcrm.client import API_PREFIX, fault_of, parse_api_version, password_grant, read_fault
 from closeloop.vendors.sugarcrm.guesses import GUESSES
 from closeloop.webhook_api import openapi_document
-from closeloop_local.sandboxes.base import Fault, SandboxServer
+from closeloop_local.sandboxes.base import Exchange, Fault, SandboxServer, recording
 from closeloop_local.sandboxes.drivers import DealLine
 from closeloop_local.sandboxes.sugarcrm import SugarCrmDriver, SugarSandbox, serve
-from tests.fakes import MemoryStore
+from tests.contracts.contract import load
+from tests.fakes import FakeCatalogueBooks, MemoryStore, ProcessKilled
 
 HOOK_TOKEN = "hook-token-8d1e-Qm3xV9pL2rT7wY5zK8nB4cF6"  # noqa: S105 - a test value
 TOKEN_PATH = f"{API_PREFIX}/oauth2/token"
@@ -797,3 +803,309 @@ def test_a_missing_or_short_webhook_token_is_a_configuration_error_never_a_match
     with pytest.raises(ConfigurationError, match="SUGARCRM_WEBHOOK_TOKEN") as caught:
         crm.verify_webhook(request)
     assert not configured or configured not in str(caught.value)
+
+
+# -- product catalogue (CatalogueCrm): ProductTemplates ----------------------------------------------------
+
+PRODUCT_FILTER_PATH = f"{API_PREFIX}/ProductTemplates/filter"
+SUPPLIER = PropertyDefinition("closeloop_supplier", "Supplier", description="Set for purchase orders")
+
+
+def template(sugar: SugarSandbox, sku: str = "WID-1", **values: Any) -> str:
+    """A Product Catalog entry as an admin enters it (cost, unit and list price are required in Sugar's UI)."""
+    fields = {"name": "Widget", "mft_part_num": sku, "description": "A widget", "discount_price": "12.50",
+              "cost_price": "4.00", "list_price": "15.00", **values}  # fmt: skip
+    return str(sugar.create_record("ProductTemplates", fields)["id"])
+
+
+def product_ref(template_id: str) -> CrmRef:
+    return CrmRef(crm="sugarcrm", object_type="product", object_id=template_id)
+
+
+def filter_bodies(sugar: SugarSandbox) -> list[dict[str, Any]]:
+    return [json.loads(r.body) for r in sugar.state.calls("POST", PRODUCT_FILTER_PATH)]
+
+
+# -- reading products ------------------------------------------------------------------------------------
+
+
+def test_a_product_template_reads_as_a_product_with_sku_prices_currency_and_supplier(
+    sandbox: tuple[SugarSandbox, SandboxServer],
+) -> None:
+    sugar, server = sandbox
+    # Given a template priced in pounds, with a supplier in Closeloop's Studio field
+    gbp = sugar.seed_currency("GBP")
+    template_id = template(sugar, currency_id=gbp, closeloop_supplier_c="Parts Ltd", description="A widget\nBlue")
+    crm: CatalogueCrm = adapter(sugar, server.url)
+    # When it is read
+    product = crm.get_product(template_id)
+    # Then every catalogue field comes from its Sugar field, money exact
+    assert product is not None
+    assert (product.ref, product.sku, product.name) == (product_ref(template_id), "WID-1", "Widget")
+    assert product.description == "A widget\nBlue"
+    assert (product.unit_price, product.unit_cost) == (Decimal("12.5"), Decimal("4"))
+    assert (product.currency, product.supplier, product.archived) == ("GBP", "Parts Ltd", False)
+    assert product.updated_at is not None and product.updated_at.tzinfo is not None
+    # And one GET asked for exactly the fields it reads
+    [call] = sugar.state.calls("GET", f"{API_PREFIX}/ProductTemplates/{template_id}")
+    assert set(parse_qs(call.query)["fields"][0].split(",")) == set(SugarCrm.PRODUCT_FIELDS)
+
+
+def test_inactive_and_retired_templates_are_archived_and_an_instance_without_the_field_is_not(
+    sandbox: tuple[SugarSandbox, SandboxServer],
+) -> None:
+    sugar, server = sandbox
+    crm = adapter(sugar, server.url)
+    active = template(sugar, "A-1")
+    inactive = template(sugar, "I-1", active_status="Inactive")
+    retired = template(sugar, "R-1", active_status="Retired")
+    archived = {t: crm.get_product(t).archived for t in (active, inactive, retired)}  # type: ignore[union-attr]
+    assert archived == {active: False, inactive: True, retired: True}
+    # Given an instance whose ProductTemplates lack active_status and Closeloop's supplier field
+    sugar.remove_field("ProductTemplates", "active_status")
+    sugar.remove_field("ProductTemplates", "closeloop_supplier_c")
+    product = crm.get_product(inactive)
+    # Then the product reads as on sale, with no supplier (GUESSES: both are safe when absent)
+    assert product is not None and (product.archived, product.supplier) == (False, "")
+
+
+def test_a_deleted_or_unknown_template_is_no_product(sandbox: tuple[SugarSandbox, SandboxServer]) -> None:
+    sugar, server = sandbox
+    crm = adapter(sugar, server.url)
+    template_id = template(sugar)
+    sugar.delete_record("ProductTemplates", template_id)
+    assert crm.get_product(template_id) is None
+    assert crm.get_product("no-such-template") is None
+
+
+def test_an_unreadable_price_is_refused_not_read_as_zero(sandbox: tuple[SugarSandbox, SandboxServer]) -> None:
+    sugar, server = sandbox
+    template_id = template(sugar)
+    body = {"id": template_id, "_module": "ProductTemplates", "name": "Widget", "discount_price": "twelve"}
+    sugar.state.faults.append(Fault(f"{API_PREFIX}/ProductTemplates/*", 200, body=body))
+    with pytest.raises(ValidationFailed, match="unit price is not a number"):
+        adapter(sugar, server.url).get_product(template_id)
+
+
+def test_the_catalogue_pages_oldest_first_with_inactive_products_and_without_deleted_ones(
+    sandbox: tuple[SugarSandbox, SandboxServer],
+) -> None:
+    sugar, server = sandbox
+    # Given five templates created a second apart, one inactive and one deleted
+    ids = []
+    for n in range(5):
+        ids.append(template(sugar, f"P-{n}", active_status="Inactive" if n == 1 else "Active"))
+        sugar.state.clock.advance(1)
+    sugar.delete_record("ProductTemplates", ids[3])
+    crm = adapter(sugar, server.url)
+    crm.PAGE_SIZE = 2  # type: ignore[misc]
+    # When the whole catalogue is listed
+    products = list(crm.iter_products())
+    # Then every live template comes once, oldest first, the inactive one marked archived
+    assert [p.ref.object_id for p in products] == [ids[0], ids[1], ids[2], ids[4]]
+    assert [p.archived for p in products] == [False, True, False, False]
+    # And it took two pages of two, listing the module without a filter
+    bodies = filter_bodies(sugar)
+    assert [(b["offset"], b["max_num"]) for b in bodies] == [(0, 2), (2, 2)]
+    assert all("filter" not in b and b["order_by"] == "date_entered:ASC,id:ASC" for b in bodies)
+
+
+def test_a_failing_page_is_retried_and_the_listing_goes_on(sandbox: tuple[SugarSandbox, SandboxServer]) -> None:
+    sugar, server = sandbox
+    for n in range(3):
+        template(sugar, f"P-{n}")
+    crm = adapter(sugar, server.url)
+    crm.PAGE_SIZE = 2  # type: ignore[misc]
+    # Given Sugar answering the second page with a 503 once
+    products = crm.iter_products()
+    first = [next(products), next(products)]
+    sugar.state.faults.append(Fault(PRODUCT_FILTER_PATH, 503, method="POST"))
+    # Then the page is asked again and the listing completes, nothing skipped or repeated
+    rest = list(products)
+    assert len({p.ref for p in first + rest}) == 3
+    assert [json.loads(r.body)["offset"] for r in sugar.state.calls("POST", PRODUCT_FILTER_PATH)] == [0, 2, 2]
+
+
+def test_a_won_deal_s_lines_name_their_product(sandbox: tuple[SugarSandbox, SandboxServer]) -> None:
+    sugar, server = sandbox
+    template_id = template(sugar)
+    deal = sugar.create_record("Opportunities", {"name": "Big", "sales_stage": "Closed Won"})
+    for values in ({"product_template_id": template_id, "quantity": "2"}, {"name": "Set-up", "discount_price": "50"}):
+        sugar.create_record("RevenueLineItems", {"opportunity_id": deal["id"], **values})
+        sugar.state.clock.advance(1)
+    found = adapter(sugar, server.url).get_deal(str(deal["id"]))
+    assert found is not None
+    assert [(line.sku, line.product_id) for line in found.line_items] == [("WID-1", template_id), ("", "")]
+
+
+# -- changes ---------------------------------------------------------------------------------------------
+
+
+def test_a_product_hook_parses_to_a_product_event_the_catch_up_poll_reproduces(
+    sandbox: tuple[SugarSandbox, SandboxServer], receiver: tuple[Receiver, SandboxServer]
+) -> None:
+    sugar, server = sandbox
+    hook, hook_server = receiver
+    SugarCrmDriver(sugar, webhook_token=HOOK_TOKEN).subscribe(hook_server.url)
+    crm = adapter(sugar, server.url)
+    since = datetime.now(UTC) - timedelta(minutes=5)
+    # Given a template created in the Product Catalog and the dispatch job run
+    template_id = template(sugar)
+    sugar.run_hook_job()
+    url, body = hook.received[0]
+    assert url.endswith(f"/webhooks/sugarcrm/contacts/{HOOK_TOKEN}")
+    # When Closeloop verifies and parses the delivery
+    crm.verify_webhook(WebhookRequest("POST", url, {"Content-Type": "application/json"}, body))
+    events = crm.parse_webhook(body)
+    # Then it is one "created" product event, whose key the catch-up poll reproduces
+    assert [(e.ref, e.kind) for e in events] == [(product_ref(template_id), "created")]
+    caught_up = [e for e in crm.iter_changes_since(since) if e.ref.object_type == "product"]
+    assert [(e.ref, e.dedupe_key) for e in caught_up] == [(events[0].ref, events[0].dedupe_key)]
+    # And a price change is a "changed" event naming the field; a deletion is a "deleted" one
+    sugar.state.clock.advance(1)
+    sugar.update_record("ProductTemplates", template_id, {"discount_price": "13"})
+    sugar.delete_record("ProductTemplates", template_id)
+    sugar.run_hook_job()
+    later = [crm.parse_webhook(b)[0] for _, b in hook.received[1:]]
+    assert [(e.kind, e.property_name) for e in later] == [("changed", "discount_price"), ("deleted", None)]
+
+
+def test_the_catch_up_poll_pages_product_changes_by_time(sandbox: tuple[SugarSandbox, SandboxServer]) -> None:
+    sugar, server = sandbox
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    ids = [template(sugar, f"P-{n}") for n in range(3)]
+    sugar.state.clock.advance(2)
+    sugar.update_record("ProductTemplates", ids[0], {"name": "Widget v2"})
+    crm = adapter(sugar, server.url)
+    crm.PAGE_SIZE = 2  # type: ignore[misc]
+    events = [e for e in crm.iter_changes_since(since) if e.ref.object_type == "product"]
+    # Then each template comes once per modification, oldest first (then by id), the edited one last as a change
+    assert [e.ref.object_id for e in events] == [*sorted(ids[1:]), ids[0]]
+    assert [e.kind for e in events] == ["created", "created", "changed"]
+    assert {e.source_type for e in events} == {"ProductTemplates.date_modified"}
+
+
+def test_setup_checks_the_supplier_field_and_names_it_when_missing(
+    sandbox: tuple[SugarSandbox, SandboxServer],
+) -> None:
+    sugar, server = sandbox
+    crm = adapter(sugar, server.url)
+    assert crm.ensure_properties("product", [SUPPLIER]) == []
+    sugar.remove_field("ProductTemplates", "closeloop_supplier_c")
+    with pytest.raises(ConfigurationError, match=r"ProductTemplates lacks .*closeloop_supplier_c \(TextField"):
+        crm.ensure_properties("product", [SUPPLIER])
+
+
+def test_the_spec_offers_the_catalogue() -> None:
+    assert "product" in SPEC.capabilities.objects
+
+
+# -- the contract ------------------------------------------------------------------------------------------
+
+
+def test_every_catalogue_exchange_and_product_hook_follows_sugar_s_contract(
+    receiver: tuple[Receiver, SandboxServer],
+) -> None:
+    hook, hook_server = receiver
+    # Given every catalogue call made against a recorded sandbox: get, list over pages, a line's products, a miss
+    with recording() as recorder:
+        sugar, server = serve()
+        try:
+            SugarCrmDriver(sugar, webhook_token=HOOK_TOKEN).subscribe(hook_server.url)
+            crm = adapter(sugar, server.url)
+            crm.PAGE_SIZE = 2  # type: ignore[misc]
+            ids = [template(sugar, f"P-{n}", closeloop_supplier_c="Parts Ltd") for n in range(3)]
+            deal = sugar.create_record("Opportunities", {"name": "Big"})
+            sugar.create_record("RevenueLineItems", {"opportunity_id": deal["id"], "product_template_id": ids[0]})
+            assert crm.get_product(ids[1]) is not None and crm.get_product("missing") is None
+            assert len(list(crm.iter_products())) == 3
+            assert crm.get_deal(str(deal["id"])) is not None
+            assert list(crm.iter_changes_since(datetime(2020, 1, 1, tzinfo=UTC)))
+            sugar.run_hook_job()
+        finally:
+            server.stop()
+    contract = load("sugarcrm")
+    exchanges = recorder.exchanges
+    # Then the product calls were held to the ProductTemplates operations, and nothing departs from the contract
+    used = {op.name for e in exchanges if (op := contract.operation(e.method, e.path)) is not None}
+    assert {"POST /rest/v11_{n}/ProductTemplates/filter", "GET /rest/v11_{n}/ProductTemplates/{record}"} <= used
+    assert [str(v) for e in exchanges for v in contract.check(e)] == []
+    # And so were the product hooks' bodies
+    product_hooks = [b for _, b in hook.received if json.loads(b)["bean"] == "ProductTemplate"]
+    assert len(product_hooks) == 3
+    assert [str(v) for b in product_hooks for v in contract.check_webhook("event", b)] == []
+
+
+def test_the_contract_holds_a_template_s_money_to_decimal_strings() -> None:
+    # Given an answer with the unit price as a JSON number (Sugar sends currency fields as strings)
+    contract = load("sugarcrm")
+    record = {"id": "t-1", "_module": "ProductTemplates", "discount_price": 12.5, "mft_part_num": "W" * 51}
+    answer = Exchange(
+        host="127.0.0.1:1",
+        method="GET",
+        path="/rest/v11_24/ProductTemplates/t-1",
+        query="",
+        headers={},
+        body=b"",
+        status=200,
+        response_headers={"content-type": "application/json"},
+        response_body=json.dumps(record).encode(),
+    )
+    found = contract.check(answer)
+    # Then both the number and the over-long part number are violations
+    assert sorted(v.message.split(":")[0] for v in found) == ["discount_price", "mft_part_num"]
+
+
+# -- ProductSync over the adapter --------------------------------------------------------------------------
+
+
+def _event(template_id: str, key: str) -> SyncEvent:
+    return SyncEvent.model_validate(
+        {
+            "ref": product_ref(template_id),
+            "event_id": key,
+            "kind": "changed",
+            "occurred_at": datetime.now(UTC),
+            "source_type": "ProductTemplate.after_save",
+            "dedupe_key": key,
+        }  # fmt: skip
+    )
+
+
+def test_product_sync_over_sugar_creates_one_item_survives_a_lost_answer_and_updates_it(
+    sandbox: tuple[SugarSandbox, SandboxServer],
+) -> None:
+    sugar, server = sandbox
+    crm, books, store = adapter(sugar, server.url), FakeCatalogueBooks(), MemoryStore()
+
+    def sync() -> ProductSync:
+        return ProductSync(crm, books, store, owner="worker-1", rules=FieldRules.load())
+
+    template_id = template(sugar)
+    ref = product_ref(template_id)
+    # Given the books lose the answer to the item's creation (the process dies after the vendor acted)
+    books.lose_create_answer = True
+    with pytest.raises(ProcessKilled):
+        sync().sync(ref, [_event(template_id, "e1")])
+    # When the event is delivered again
+    outcome = sync().sync(ref, [_event(template_id, "e1")])
+    # Then the item made the first time is found and linked: one item, one create
+    assert outcome.action == "matched" and list(books.items) == ["WID-1"]
+    assert [w[0] for w in books.writes] == ["create"]
+    assert books.items["WID-1"].fields == {
+        "name": "Widget",
+        "description": "A widget",
+        "unit_price": "12.5",
+        "unit_cost": "4",
+    }
+    # And a price change in Sugar flows to the item, only that field written
+    sugar.state.clock.advance(1)
+    sugar.update_record("ProductTemplates", template_id, {"discount_price": "13.75"})
+    updated = sync().sync(ref, [_event(template_id, "e2")])
+    assert (updated.action, updated.detail) == ("updated", "unit_price")
+    assert books.writes[-1] == ("update", "WID-1", ("unit_price",))
+    assert books.items["WID-1"].fields["unit_price"] == "13.75"
+    # And an inactive template keeps its item untouched
+    sugar.update_record("ProductTemplates", template_id, {"active_status": "Inactive", "discount_price": "1"})
+    assert sync().sync(ref, [_event(template_id, "e3")]).action == "skipped"
+    assert books.items["WID-1"].fields["unit_price"] == "13.75"

@@ -252,6 +252,41 @@ def test_driver_wins_a_deal_subscribes_and_reads_fields(sugar: Sugar) -> None:
     assert isinstance(company, CrmRef) and company.crm == "sugarcrm"
 
 
+def test_the_product_catalog_defaults_to_active_filters_by_status_and_has_the_supplier_field(sugar: Sugar) -> None:
+    sandbox = sugar.sandbox
+    # Given two catalogue entries, one retired, and one deleted
+    widget = sandbox.create_record("ProductTemplates", {"name": "Widget", "mft_part_num": "W-1", "cost_price": "4"})
+    sandbox.create_record("ProductTemplates", {"name": "Old", "mft_part_num": "O-1", "active_status": "Retired"})
+    gone = sandbox.create_record("ProductTemplates", {"name": "Gone", "mft_part_num": "G-1"})
+    sandbox.delete_record("ProductTemplates", str(gone["id"]))
+    # Then a new entry is Active (the vardef's default), money comes back as a decimal string, and the filter
+    # API lists the live entries, by status too
+    assert (widget["active_status"], widget["cost_price"]) == ("Active", "4.000000")
+    listed = sugar.filter("ProductTemplates", fields="name,active_status", order_by="name:ASC")
+    assert [(r["name"], r["active_status"]) for r in listed["records"]] == [("Old", "Retired"), ("Widget", "Active")]
+    active = sugar.filter("ProductTemplates", filter=[{"active_status": "Active"}], fields="mft_part_num")
+    assert [r["mft_part_num"] for r in active["records"]] == ["W-1"]
+    # And the metadata lists Closeloop's supplier field as a custom field
+    meta = sugar.call("GET", "/metadata", params={"type_filter": "modules", "module_filter": "ProductTemplates"})
+    fields = meta.json()["modules"]["ProductTemplates"]["fields"]
+    supplier = fields["closeloop_supplier_c"]
+    assert (supplier["type"], supplier["source"]) == ("varchar", "custom_fields")
+    assert fields["active_status"]["type"] == "enum"
+
+
+def test_the_driver_hooks_the_product_catalog_to_the_contacts_route(sugar: Sugar) -> None:
+    driver = SugarCrmDriver(sugar.sandbox, webhook_token="tok")
+    driver.subscribe("https://hooks.example/")
+    hooks = {(h["module"], h["trigger_event"]): h["url"] for h in sugar.sandbox.hooks()}
+    assert hooks[("ProductTemplates", "after_save")] == "https://hooks.example/webhooks/sugarcrm/contacts/tok"
+    assert hooks[("ProductTemplates", "after_delete")] == "https://hooks.example/webhooks/sugarcrm/contacts/tok"
+    # A save queues one payload naming the bean class
+    sugar.sandbox.create_record("ProductTemplates", {"name": "Widget", "mft_part_num": "W-1"})
+    assert sugar.sandbox.pending_hooks() == 1
+    queued = sugar.sandbox._queue[0].payload  # noqa: SLF001 - what the dispatch job will send
+    assert (queued["bean"], queued["event"], queued["data"]["mft_part_num"]) == ("ProductTemplate", "after_save", "W-1")
+
+
 def test_control_api_seeds_reads_and_resets(sugar: Sugar) -> None:
     control = httpx.Client(base_url=sugar.url)
     created = control.post("/_sandbox/records/Accounts", json={"name": "Seeded"}).json()

@@ -21,8 +21,8 @@ GUESSES["301 message names the range"]).
   ``$not_equals``, ``$in``, ``$not_in``, ``$gt``, ``$gte``, ``$lt``, ``$lte``, ``$starts``, ``$and``, ``$or``,
   ``fields``, ``max_num``, ``offset``, ``order_by``; ``next_offset`` -1 on the last page),
   ``GET /<module>/<id>/link/<link>``, ``GET /metadata?type_filter=modules&module_filter=<M>``.
-  Modules: Accounts, Contacts, Opportunities, RevenueLineItems, ProductTemplates, Currencies ("-99" is the
-  system currency).
+  Modules: Accounts, Contacts, Opportunities, RevenueLineItems, ProductTemplates (the Product Catalog, with
+  ``active_status`` Active by default), Currencies ("-99" is the system currency).
 - Quirks: ``PUT`` silently ignores fields the module does not have (custom Studio fields end in ``_c``);
   an opportunity's ``amount`` is the sum of its revenue line items' ``likely_case``, and setting its
   ``sales_stage`` to a closed stage cascades to its open line items (Sugar 10.3+ "cascade"); money comes
@@ -100,6 +100,8 @@ CLOSELOOP_FIELDS: dict[str, dict[str, str]] = {
         "closeloop_sync_issue_c": "varchar",
     },
     "Contacts": {"closeloop_sync_issue_c": "varchar"},
+    # The supplier of a catalogue product (GUESSES["closeloop_supplier_c on ProductTemplates"]).
+    "ProductTemplates": {"closeloop_supplier_c": "varchar"},
 }
 
 _ADDRESS = ("street", "city", "state", "postalcode", "country")
@@ -124,9 +126,12 @@ _STOCK: dict[str, dict[str, str]] = {
                          "list_price": "currency", "discount_amount": "currency", "discount_select": "bool",
                          "likely_case": "currency", "currency_id": "currency_id", "sales_stage": "enum",
                          "date_closed": "date"},
+    # ProductTemplates vardefs (12.0): active_status (Active, Inactive, Retired) says whether it is still sold;
+    # status is "not used in product Catalog" (GUESSES["product archived is active_status"]).
     "ProductTemplates": {**_COMMON, "mft_part_num": "varchar", "vendor_part_num": "varchar",
                          "discount_price": "currency", "list_price": "currency", "cost_price": "currency",
-                         "currency_id": "currency_id"},
+                         "currency_id": "currency_id", "active_status": "enum", "status": "enum",
+                         "tax_class": "enum"},
     "Currencies": {"id": "id", "name": "varchar", "symbol": "varchar", "iso4217": "varchar",
                    "conversion_rate": "decimal", "status": "enum", "date_entered": "datetime",
                    "date_modified": "datetime", "deleted": "bool"},
@@ -651,6 +656,8 @@ class SugarSandbox(SandboxApp):
         record.update(self._accepted(module, values))
         if module in ("Opportunities", "RevenueLineItems", "ProductTemplates"):
             record.setdefault("currency_id", SYSTEM_CURRENCY_ID)
+        if module == "ProductTemplates":
+            record.setdefault("active_status", "Active")  # the vardef's default
         if module == "RevenueLineItems":
             self._derive_line(record)
         self._records[module][record["id"]] = record
@@ -867,7 +874,9 @@ class SugarCrmDriver:
 
     def subscribe(self, webhook_base_url: str) -> None:
         base = webhook_base_url.rstrip("/")
-        for module, route in (("Accounts", "contacts"), ("Contacts", "contacts"), ("Opportunities", "deals")):
+        modules = (("Accounts", "contacts"), ("Contacts", "contacts"), ("ProductTemplates", "contacts"),
+                   ("Opportunities", "deals"))  # fmt: skip
+        for module, route in modules:
             for event in ("after_save", "after_delete"):
                 self.sandbox.add_hook(module, f"{base}/webhooks/sugarcrm/{route}/{self.webhook_token}", event)
 

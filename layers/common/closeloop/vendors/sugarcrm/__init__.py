@@ -1,7 +1,8 @@
 """SugarCRM, a CRM: its settings, credentials, webhook route and how its adapter is built.
 
 The package: ``client`` (REST calls, version discovery, tokens, error bodies, paging), ``mapping`` (Sugar records
-<-> canonical models), ``webhooks`` (web logic hook deliveries), ``adapter`` (the CrmPort over them)."""
+<-> canonical models), ``webhooks`` (web logic hook deliveries), ``adapter`` (the CrmPort and CatalogueCrm over
+them)."""
 
 from __future__ import annotations
 
@@ -81,7 +82,7 @@ SPEC = VendorSpec(
     capabilities=Capabilities(
         webhooks=True,
         oauth=True,
-        objects=("company", "contact", "deal"),
+        objects=("company", "contact", "deal", "product"),
         path_secret_key="SUGARCRM_WEBHOOK_TOKEN",
         table={
             "webhook authenticity": "secret path segment (web logic hooks have no signature)",

@@ -1,5 +1,5 @@
-"""The SugarCRM CrmPort: customers, deals, the catch-up poll and write-back, over ``client`` (REST calls),
-``mapping`` (record conversions) and ``webhooks`` (web logic hook deliveries).
+"""The SugarCRM CrmPort (and CatalogueCrm): customers, deals, products, the catch-up poll and write-back, over
+``client`` (REST calls), ``mapping`` (record conversions) and ``webhooks`` (web logic hook deliveries).
 
 Vendor facts this module encodes (Sugar developer guide 13/14: REST API endpoints, API exceptions, web logic
 hooks; see also docs/vendors crm.md section 4):
@@ -27,7 +27,11 @@ hooks; see also docs/vendors crm.md section 4):
   ``iter_changes_since`` is the catch-up poll for lost deliveries, with the same dedupe keys.
 - Revenue line items (Opportunities + RLIs mode) are the deal's lines: ``discount_price`` is the unit price,
   ``likely_case`` the line total, ``discount_amount`` a total or (``discount_select``) a percentage; the SKU is
-  the product template's manufacturer part number (``mft_part_num``).
+  the product template's manufacturer part number (``mft_part_num``), and ``product_template_id`` the product.
+- The product catalogue is the ``ProductTemplates`` module (Product Catalog), read with the same GET and filter
+  calls: ``mft_part_num`` the SKU, ``discount_price`` the unit price, ``cost_price`` the unit cost,
+  ``active_status`` whether it is still sold. Its changes come from web logic hooks on the module, and from the
+  catch-up poll like every module.
 
 httpx is imported lazily (by ``client``): the webhook route only verifies and parses, and must start fast.
 """
@@ -40,12 +44,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 from urllib.parse import quote
 
 from closeloop.errors import ConfigurationError, FatalError, NotFound, ValidationFailed
-from closeloop.models import CUSTOMER_FIELDS, DEAL_SYNC_FIELDS, CrmRef, Customer, Deal, LineItem, SyncEvent
+from closeloop.models import CUSTOMER_FIELDS, DEAL_SYNC_FIELDS, CrmRef, Customer, Deal, LineItem, Product, SyncEvent
 from closeloop.paging import Page, paginate
 from closeloop.ports import PropertyDefinition, WebhookRequest
 from closeloop.vendors.sugarcrm.client import DISCOVER, AccessTokens, ApiVersion, SugarClient, path_segment
 from closeloop.vendors.sugarcrm.mapping import (
     MODULES,
+    SUPPLIER_FIELD,
     RecordWrites,
     clean,
     close_date,
@@ -58,6 +63,7 @@ from closeloop.vendors.sugarcrm.mapping import (
     line_item,
     parse_time,
     person_of,
+    product_of,
     put_address,
     put_phone,
     put_shared_detail,
@@ -148,6 +154,19 @@ class SugarCrm:
         "discount_select",
         "likely_case",
     )
+    PRODUCT_FIELDS: ClassVar[tuple[str, ...]] = (
+        "name",
+        "mft_part_num",
+        "description",
+        "discount_price",
+        "cost_price",
+        "currency_id",
+        "active_status",
+        "date_modified",
+        SUPPLIER_FIELD,
+    )
+    #: Products are listed oldest first: a template created while the backfill pages lands after it.
+    PRODUCT_ORDER: ClassVar[str] = "date_entered:ASC,id:ASC"
     CHANGE_FIELDS: ClassVar[tuple[str, ...]] = ("date_entered", "date_modified", "modified_user_id")
     #: PropertyDefinition.type -> what to pick in Studio (and the vardef type a package declares).
     STUDIO_TYPES: ClassVar[dict[str, tuple[str, str]]] = {
@@ -360,10 +379,29 @@ class SugarCrm:
         )
         return tuple(line_item(line, products) for line in lines)
 
+    # -- product catalogue (CatalogueCrm) ----------------------------------------------------------------
+
+    def get_product(self, product_id: str) -> Product | None:
+        """``GET /ProductTemplates/<id>``; None when it does not exist or was deleted (404).
+
+        Raises ValidationFailed for a price, cost or currency Sugar holds unreadably, IntegrationError subclasses.
+        """
+        template = self.client.get(self.MODULES["product"], product_id, self.PRODUCT_FIELDS)
+        if template is None:
+            return None
+        return product_of(template, self._currency(clean(template.get("currency_id"))))
+
+    def iter_products(self) -> Iterator[Product]:
+        """Every template of the Product Catalog, inactive ones included (``archived``), oldest first, paged by
+        ``POST /ProductTemplates/filter`` (deleted templates are never listed)."""
+        for template in self.client.filter(self.MODULES["product"], [], self.PRODUCT_FIELDS, self.PRODUCT_ORDER):
+            yield product_of(template, self._currency(clean(template.get("currency_id"))))
+
     # -- catch-up --------------------------------------------------------------------------------------
 
     def iter_changes_since(self, since: datetime) -> Iterator[SyncEvent]:
-        """Accounts, Contacts and Opportunities with ``date_modified >= since``, oldest first, per module.
+        """Accounts, Contacts, Opportunities and ProductTemplates with ``date_modified >= since``, oldest first,
+        per module (products too: a catalogue change whose hook was lost, or that has no hook, is caught up).
 
         Pages by the modification time itself (keyset), not by a growing offset, so records modified while
         we page are not skipped; an offset is used only within one second holding more than a page. Sugar's

@@ -370,7 +370,10 @@ class SugarClient:
     def filter(
         self, module: str, flt: list[dict[str, Any]], fields: Sequence[str], order_by: str = "id:ASC"
     ) -> Iterator[dict[str, Any]]:
-        body = {"filter": flt, "fields": ",".join(fields), "max_num": self.page_size, "order_by": order_by}
+        """``POST /<module>/filter``, every page; an empty ``flt`` lists the whole module (no ``filter`` sent)."""
+        body: dict[str, Any] = {"fields": ",".join(fields), "max_num": self.page_size, "order_by": order_by}
+        if flt:
+            body["filter"] = flt
         return self.listing(f"/{module}/filter", method="POST", body=body)
 
     def by_ids(self, module: str, ids: Collection[str], fields: Sequence[str]) -> dict[str, dict[str, Any]]:

@@ -28,4 +28,20 @@ GUESSES: dict[str, str] = {
     "dataChanges in every payload; the parser still reads a missing event as after_save and a missing isUpdate "
     "as false (the generated schema marks them optional). Confirm: a captured delivery of each trigger. Safe: "
     "a wrongly read creation is still queued and the worker reads the record as it is.",
+    "product archived is active_status": "A product template is archived when its active_status is set to "
+    "anything but Active. Sugar's ProductTemplates vardefs (12.0, as published copies of its source show) define "
+    "active_status, an enum of active_status_dom defaulting to Active ('Active, Inactive or Retired'), and say of "
+    "status that it is 'not used in product Catalog'; the developer guide documents neither. Confirm: GET "
+    "/metadata?type_filter=modules&module_filter=ProductTemplates (fields.active_status) and the dropdown "
+    "active_status_dom on an instance. Safe: a missing or empty active_status reads as active (the product syncs "
+    "as any other); an inactive one read as active only keeps its item up to date, and nothing is ever deleted.",
+    "closeloop_supplier_c on ProductTemplates": "The supplier name is a Studio text field closeloop_supplier_c "
+    "on ProductTemplates (Product Catalog has Studio fields like other modules; ensure_properties('product') "
+    "names it for an admin to add). Sugar is assumed to leave a field named in fields= out of its answer when "
+    "the module lacks it, as it does for GET and filter. Confirm: GET /ProductTemplates/<id>?fields=name,"
+    "closeloop_supplier_c on an instance without the field. Safe: a missing field reads as no supplier.",
+    "web logic hooks on ProductTemplates": "Admin > Web Logic Hooks offers the Product Catalog module, and a "
+    "delivery names the bean class ProductTemplate (the module name is accepted too), like Account for "
+    "Accounts. Confirm: a hook on Product Catalog and a captured delivery. Safe: without it, the catch-up "
+    "poll (filter on date_modified, ProductTemplates included) still finds every changed product.",
 }

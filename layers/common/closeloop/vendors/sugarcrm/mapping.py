@@ -14,10 +14,21 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from closeloop.errors import ValidationFailed
-from closeloop.models import Address, CrmRef, Customer, LineItem, Person, SyncEvent
+from closeloop.models import Address, CrmRef, Customer, LineItem, Person, Product, SyncEvent
 
-#: canonical object type -> Sugar module.
-MODULES: Mapping[str, str] = {"company": "Accounts", "contact": "Contacts", "deal": "Opportunities"}
+#: canonical object type -> Sugar module. Products are the Product Catalog's templates (``ProductTemplates``),
+#: which revenue line items name by ``product_template_id``.
+MODULES: Mapping[str, str] = {
+    "company": "Accounts",
+    "contact": "Contacts",
+    "deal": "Opportunities",
+    "product": "ProductTemplates",
+}
+#: The Studio field on ProductTemplates holding the supplier's name (``closeloop_supplier``; see
+#: GUESSES["closeloop_supplier_c on ProductTemplates"]).
+SUPPLIER_FIELD = "closeloop_supplier_c"
+#: ``active_status`` values of a template still on sale (see GUESSES["product archived is active_status"]).
+ACTIVE_STATUSES = frozenset({"", "active"})
 
 
 def crm_ref(object_type: str, object_id: str) -> CrmRef:
@@ -99,10 +110,39 @@ def person_of(contact: Mapping[str, Any]) -> Person:
     )
 
 
+def product_sku(template: Mapping[str, Any]) -> str:
+    """A product template's SKU: its manufacturer part number (``mft_part_num``), for products and lines alike."""
+    return clean(template.get("mft_part_num"))
+
+
+def product_of(template: Mapping[str, Any], currency: str) -> Product:
+    """A ``ProductTemplates`` record as a catalogue Product.
+
+    ``discount_price`` is the unit price ("Unit Price" on a quote), ``cost_price`` the unit cost, both in the
+    template's currency (``currency``: its ISO code). A template whose ``active_status`` is set to anything
+    but Active (Inactive, Retired) is archived.
+    """
+    template_id = str(template["id"])
+    what = f"product template {template_id}"
+    return Product(
+        ref=crm_ref("product", template_id),
+        sku=product_sku(template),
+        name=clean(template.get("name")),
+        description=clean(template.get("description")),
+        unit_price=sugar_number(template.get("discount_price"), f"{what} unit price"),
+        unit_cost=sugar_number(template.get("cost_price"), f"{what} cost price"),
+        currency=currency,
+        supplier=clean(template.get(SUPPLIER_FIELD)),
+        archived=clean(template.get("active_status")).lower() not in ACTIVE_STATUSES,
+        updated_at=parse_time(template.get("date_modified")),
+    )
+
+
 def line_item(line: Mapping[str, Any], products: Mapping[str, Mapping[str, Any]]) -> LineItem:
     item_id = str(line["id"])
     what = f"revenue line item {item_id}"
-    product = products.get(clean(line.get("product_template_id"))) or {}
+    template_id = clean(line.get("product_template_id"))
+    product = products.get(template_id) or {}
     quantity = sugar_number(line.get("quantity"), f"{what} quantity")
     quantity = quantity if quantity is not None else Decimal(1)
     price = sugar_number(line.get("discount_price"), f"{what} unit price") or Decimal(0)
@@ -123,7 +163,8 @@ def line_item(line: Mapping[str, Any], products: Mapping[str, Mapping[str, Any]]
     return LineItem(
         crm_id=item_id,
         name=clean(line.get("name")) or clean(product.get("name")),
-        sku=clean(product.get("mft_part_num")),
+        sku=product_sku(product),
+        product_id=template_id,
         quantity=quantity,
         unit_price=price,
         discount_percent=percent,

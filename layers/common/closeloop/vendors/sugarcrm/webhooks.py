@@ -33,6 +33,9 @@ HOOK_BEANS: Mapping[str, str] = {
     "Contacts": "contact",
     "Opportunity": "deal",
     "Opportunities": "deal",
+    # Product Catalog templates (GUESSES["web logic hooks on ProductTemplates"]).
+    "ProductTemplate": "product",
+    "ProductTemplates": "product",
 }
 #: hook event -> SyncEvent kind (``after_save`` is "created" or "changed" by ``isUpdate``).
 HOOK_KINDS: Mapping[str, str] = {
