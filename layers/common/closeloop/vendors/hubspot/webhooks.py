@@ -112,7 +112,7 @@ class HubSpotWebhookBatch(RootModel[list[HubSpotWebhookEvent]]):
 class HubSpotWebhooks:
     """The webhook half of the HubSpot port: ``verify_webhook`` and ``parse_webhook`` (mixed into HubSpotCrm)."""
 
-    name: ClassVar[str] = "hubspot"
+    name: str = "hubspot"
     _client_secret: str | Callable[[], str]
     _min_version: int
     _clock: Callable[[], float]
