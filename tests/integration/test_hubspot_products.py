@@ -105,7 +105,7 @@ def test_a_deleted_product_reads_as_archived_and_an_unknown_one_as_none(sandbox:
     adapter = crm(hubspot, server.url)
     made = hubspot.create_object("products", {"name": "Old widget", "hs_sku": "OLD-1"})
     # Given the product deleted in HubSpot (archived, restorable)
-    adapter.http.request("DELETE", f"/crm/v3/objects/products/{made['id']}", ok=(204,))
+    hubspot.archive_object("products", made["id"])
     # Then it reads with archived set, through a second read with archived=true
     product = adapter.get_product(str(made["id"]))
     assert product is not None and product.archived and product.sku == "OLD-1"
@@ -126,7 +126,7 @@ def test_the_catalogue_lists_every_product_live_then_archived_page_by_page(sandb
     gone = [hubspot.create_object("products", {"name": f"G{n}", "hs_sku": f"OLD-{n}"})["id"] for n in range(2)]
     adapter = crm(hubspot, server.url, SmallPages)
     for product_id in gone:
-        adapter.http.request("DELETE", f"/crm/v3/objects/products/{product_id}", ok=(204,))
+        hubspot.archive_object("products", product_id)
     before = len(requests_to(hubspot, "/crm/v3/objects/products"))
     # When the catalogue is listed
     products = list(adapter.iter_products())
@@ -203,7 +203,7 @@ def test_product_webhooks_parse_as_product_events(sandbox: Sandbox, receiver: tu
     # When a product is created, repriced and deleted
     made = hubspot.create_object("products", {"name": "Widget", "hs_sku": "W-1", "price": "3"})
     hubspot.update_object("products", made["id"], {"price": "4"})
-    adapter.http.request("DELETE", f"/crm/v3/objects/products/{made['id']}", ok=(204,))
+    hubspot.archive_object("products", made["id"])
     hubspot.flush_webhooks()
     # Then the deliveries parse into product events of the right kinds, about that product
     events = [e for body in bodies for e in adapter.parse_webhook(body)]

@@ -1007,6 +1007,16 @@ class HubSpotSandbox(SandboxApp):
             self._update_locked(record, values, _UI_SOURCE)
             return self._render_all(record)
 
+    def archive_object(self, object_type: str, object_id: str | int) -> None:
+        """Delete a record as a user would (HubSpot archives it: restorable, read with ``archived=true``);
+        fires the deletion webhook."""
+        otype = self._type_or_value_error(object_type)
+        with self.state.lock:
+            record = self._live(otype.name, str(object_id))
+            if record is None:
+                raise KeyError(f"{otype.name} {object_id} does not exist")
+            self._archive_locked(record, _UI_SOURCE)
+
     def associate(
         self, from_type: str, from_id: str | int, to_type: str, to_id: str | int, primary: bool = False
     ) -> None:

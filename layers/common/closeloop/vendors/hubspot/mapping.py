@@ -100,8 +100,9 @@ def line_item(obj: Any) -> LineItem:
 
 def product(obj: Any, *, supplier_property: str) -> Product:
     """A product of the library: its SKU (``hs_sku``), unit price (``price``, in the account's currency) and
-    unit cost (``hs_cost_of_goods_sold``) exact; the supplier read from ``supplier_property``; ``archived`` as
-    the read says (a product deleted in HubSpot is archived, restorable for 90 days)."""
+    unit cost (``hs_cost_of_goods_sold``: see GUESSES["product_unit_cost_property"]) exact; the supplier read
+    from ``supplier_property``; ``archived`` as the read says (a product deleted in HubSpot is archived,
+    restorable for 90 days)."""
     props = obj.get("properties") or {}
     product_id = str(obj["id"])
     what = f"product {product_id}"
