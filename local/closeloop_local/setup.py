@@ -1,4 +1,6 @@
-"""``closeloop setup hubspot|pipedrive|sugarcrm``: create the deal and company properties Closeloop writes back.
+"""``closeloop setup hubspot|pipedrive|sugarcrm``: create the deal and company properties Closeloop writes back,
+and, for a CRM whose catalogue Closeloop reads (its spec lists ``product``), the product property it reads the
+supplier from (``closeloop_supplier``).
 
 For the CRMs whose webhooks prove themselves by a secret in the URL (Pipedrive, SugarCRM), setup also makes that
 secret: 43 random URL-safe characters (``secrets.token_urlsafe(32)``), stored in the webhook keys secret
@@ -20,9 +22,12 @@ import argparse
 import os
 import secrets
 import sys
+from collections.abc import Sequence
+from typing import Any
 
 from closeloop import runtime
 from closeloop.credentials import Credentials
+from closeloop.ports import PropertyDefinition
 from closeloop.sync.invoices import CUSTOMER_PROPERTIES, DEAL_PROPERTIES
 from closeloop.vendors import registry
 from closeloop.wire import MIN_PATH_SECRET_LENGTH
@@ -31,6 +36,28 @@ from closeloop.wire import MIN_PATH_SECRET_LENGTH
 PATH_SECRETS = {
     spec.name: spec.capabilities.path_secret_key for spec in registry.crms() if spec.capabilities.path_secret_key
 }
+
+
+#: The product property the catalogue sync reads a product's supplier from (``Product.supplier``).
+PRODUCT_PROPERTIES = (
+    PropertyDefinition("closeloop_supplier", "Supplier", description="The supplier's name, read by Closeloop"),
+)
+
+
+def property_sets(system: str) -> list[tuple[str, Sequence[PropertyDefinition]]]:
+    """The custom properties setup makes in CRM ``system``, per object type."""
+    sets: list[tuple[str, Sequence[PropertyDefinition]]] = [("deal", DEAL_PROPERTIES), ("company", CUSTOMER_PROPERTIES)]
+    if "product" in registry.get(system, "crm").capabilities.objects:
+        sets.append(("product", PRODUCT_PROPERTIES))
+    return sets
+
+
+def ensure_crm_properties(crm: Any, system: str) -> None:
+    """Create the missing properties of ``property_sets(system)``; print what was made, per object type."""
+    for object_type, definitions in property_sets(system):
+        created = crm.ensure_properties(object_type, definitions)
+        existing = len(definitions) - len(created)
+        print(f"{object_type}: created {len(created)} ({', '.join(created) or '-'}), {existing} already there")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -75,10 +102,6 @@ def main(args: argparse.Namespace) -> int:
         print(f"{key}: {'made and stored' if made else 'kept (already set)'}; register these webhook URLs:")
         for pipeline in ("contacts", "deals"):
             print(f"  {base}/webhooks/{system}/{pipeline}/{secret}")
-    crm = runtime.crm()
-    for object_type, definitions in (("deal", DEAL_PROPERTIES), ("company", CUSTOMER_PROPERTIES)):
-        created = crm.ensure_properties(object_type, definitions)
-        existing = len(definitions) - len(created)
-        print(f"{object_type}: created {len(created)} ({', '.join(created) or '-'}), {existing} already there")
+    ensure_crm_properties(runtime.crm(), system)
     sys.stdout.flush()
     return 0

@@ -148,3 +148,19 @@ def test_a_xero_item_update_without_its_code_or_with_a_text_price_is_a_violation
     assert {v.where for v in found} == {"request"}
     assert any("'Code' is a required property" in v.message for v in found)
     assert any("UnitPrice" in v.message for v in found)
+
+
+def test_a_hubspot_list_page_without_results_or_with_a_cursorless_next_is_a_violation() -> None:
+    # Given HubSpot's product list operation (CollectionResponseSimplePublicObjectWithAssociations)
+    contract = load("hubspot")
+    product = {"id": "1", "properties": {"hs_sku": "W-1"}, "createdAt": "x", "updatedAt": "x", "archived": False}
+    good = {"results": [product], "paging": {"next": {"after": "2"}}}
+    no_results: dict[str, object] = {"paging": {}}
+    no_cursor = {"results": [], "paging": {"next": {"link": "?after=2"}}}
+    answers: tuple[object, ...] = (good, no_results, no_cursor)
+    # When a good page, a page without results and a next page without its cursor are checked
+    found = [contract.check(_exchange("GET", "/crm/v3/objects/products", None, answer=answer)) for answer in answers]
+    # Then only the good one passes, and the others name what is missing
+    assert found[0] == []
+    assert "'results' is a required property" in found[1][0].message
+    assert "'after' is a required property" in found[2][0].message

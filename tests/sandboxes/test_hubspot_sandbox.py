@@ -959,3 +959,82 @@ def test_v3_read_embeds_at_most_the_limit_of_associations_with_a_cursor(make_hub
     # And the snug one's list is whole, with no paging
     assert len(snug_read["associations"]["contacts"]["results"]) == 3
     assert "paging" not in snug_read["associations"]["contacts"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Products (the product library)
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_products_are_created_listed_archived_and_searched_as_hubspot_does(hub: Hub) -> None:
+    # Given a product created through the API with its catalogue properties
+    made = hub.api.post(
+        "/crm/v3/objects/products",
+        json={"properties": {"name": "Widget", "hs_sku": "W-1", "price": "12.50", "hs_cost_of_goods_sold": "4"}},
+    )
+    assert made.status_code == 201
+    product_id = made.json()["id"]
+    other = hub.sandbox.create_object("products", {"name": "Gadget", "hs_sku": "G-1"})
+    # When one is deleted (HubSpot archives it)
+    assert hub.api.delete(f"/crm/v3/objects/products/{other['id']}").status_code == 204
+    # Then the live list holds the other, the archived list the deleted one, marked archived
+    props = {"properties": "name,hs_sku,price,hs_cost_of_goods_sold"}
+    live = hub.api.get("/crm/v3/objects/products", params=props).json()["results"]
+    archived = hub.api.get("/crm/v3/objects/products", params={**props, "archived": "true"}).json()["results"]
+    assert [(p["id"], p["properties"]["price"], p["properties"]["hs_cost_of_goods_sold"]) for p in live] == [
+        (product_id, "12.50", "4")
+    ]
+    assert [(p["id"], p["archived"]) for p in archived] == [(other["id"], True)]
+    assert "archivedAt" in archived[0]
+    # And reading the deleted one is 404 unless archived=true is asked
+    assert hub.api.get(f"/crm/v3/objects/products/{other['id']}").status_code == 404
+    assert hub.api.get(f"/crm/v3/objects/products/{other['id']}", params={"archived": "true"}).status_code == 200
+    # And search finds live products only
+    search = {"filterGroups": [{"filters": [{"propertyName": "hs_sku", "operator": "HAS_PROPERTY"}]}]}
+    found = hub.api.post("/crm/v3/objects/products/search", json=search).json()
+    assert [r["id"] for r in found["results"]] == [product_id]
+
+
+def test_a_product_price_that_is_not_a_number_is_refused(hub: Hub) -> None:
+    answer = hub.api.post("/crm/v3/objects/products", json={"properties": {"name": "Widget", "price": "cheap"}})
+    assert answer.status_code == 400
+    assert answer.json()["category"] == "VALIDATION_ERROR"
+
+
+def test_products_refuse_a_private_app_without_the_products_scope(make_hub: Callable[..., Hub]) -> None:
+    # Given a private app made without crm.objects.products.read/write
+    hub = make_hub(product_scope=False)
+    product = hub.sandbox.create_object("products", {"name": "Widget"})
+    # Then reads and searches name the read scope, writes the write scope, in HubSpot's 403 body
+    reads = [
+        hub.api.get(f"/crm/v3/objects/products/{product['id']}"),
+        hub.api.get("/crm/v3/objects/products"),
+        hub.api.post("/crm/v3/objects/products/search", json={}),
+    ]
+    write = hub.api.post("/crm/v3/objects/products", json={"properties": {"name": "Gadget"}})
+    for answer, scope in [*((r, "crm.objects.products.read") for r in reads), (write, "crm.objects.products.write")]:
+        assert answer.status_code == 403
+        assert answer.json()["category"] == "MISSING_SCOPES"
+        assert answer.json()["errors"][0]["context"]["requiredGranularScopes"] == [scope]
+    # And the other objects are served as before
+    assert hub.api.get("/crm/v3/objects/companies").status_code == 200
+
+
+def test_product_events_are_delivered_for_product_subscriptions(hub: Hub, receiver: tuple[Receiver, str]) -> None:
+    app, target = receiver
+    subscriptions = ["product.creation", "product.propertyChange:price", "product.deletion"]
+    hub.sandbox.configure_webhooks({"target_url": target, "mode": "manual", "subscriptions": subscriptions})
+    # When a product is created, repriced and deleted
+    product = hub.sandbox.create_object("products", {"name": "Widget", "price": "3"})
+    hub.sandbox.update_object("products", product["id"], {"price": "4"})
+    hub.api.delete(f"/crm/v3/objects/products/{product['id']}")
+    hub.sandbox.flush_webhooks()
+    events = [e for d in app.received for e in events_of(d)]
+    # Then each event names the product and its kind, in order
+    assert [(e["subscriptionType"], e.get("propertyValue")) for e in events] == [
+        ("product.creation", None),
+        ("product.propertyChange", "3"),
+        ("product.propertyChange", "4"),
+        ("product.deletion", None),
+    ]
+    assert {e["objectId"] for e in events} == {int(product["id"])}

@@ -29,6 +29,12 @@ app without the ``oauth`` scope; OAuth access tokens always carry that scope (Hu
 OAuth app). Private apps are served by default (the adapter's GUESSES["account_info_private_app"]); the
 adapter treats a refusal as "no deal links", which ``account_info_scope=False`` keeps under test.
 
+Products (the product library: ``hs_sku``, ``price``, ``hs_cost_of_goods_sold``, custom properties such as
+``closeloop_supplier``) are objects like the others: listed live or archived (``archived=true``), searched (live
+ones only), deleted by archiving, with ``product.*`` webhooks. A sandbox made with ``product_scope=False``
+answers the private-app token's product object calls 403 ``MISSING_SCOPES`` (``crm.objects.products.read`` or
+``.write``, the scopes the Products spec lists), as for an app made without them.
+
 Rate limits: a rolling 10-second window and a daily budget (UTC day of the sandbox clock), with the
 five ``X-HubSpot-RateLimit-*`` headers on every authenticated answer. A 429 carries HubSpot's
 documented body and no ``Retry-After`` (HubSpot documents none for CRM APIs); inject one with a fault
@@ -842,6 +848,11 @@ class _RateLimiter(WindowAndDay):
         return policy, headers
 
 
+#: The endpoints of the CRM object APIs (each object type's own scopes apply to them).
+_OBJECT_ENDPOINTS = frozenset(
+    {"list_objects", "create_object", "batch_read", "batch_update", "batch_create", "search", "get_object",
+     "update_object", "archive_object"}
+)  # fmt: skip
 _API_RULES = Map(
     [
         Rule("/crm/v3/objects/<otype>", methods=["GET"], endpoint="list_objects"),
@@ -914,6 +925,7 @@ class HubSpotSandbox(SandboxApp):
         embedded_association_limit: int = 100,
         ui_domain: str = "app.hubspot.com",
         account_info_scope: bool = True,
+        product_scope: bool = True,
     ) -> None:
         self.access_token = access_token
         self.client_secret = client_secret
@@ -925,6 +937,7 @@ class HubSpotSandbox(SandboxApp):
         self.portal_id = portal_id
         self.ui_domain = ui_domain
         self.account_info_scope = account_info_scope
+        self.product_scope = product_scope
         self.app_id = app_id
         self.state = SandboxState()
         self._limiter = _RateLimiter(ten_second_limit, daily_limit)
@@ -993,6 +1006,16 @@ class HubSpotSandbox(SandboxApp):
             values = self._checked(otype, properties, record)
             self._update_locked(record, values, _UI_SOURCE)
             return self._render_all(record)
+
+    def archive_object(self, object_type: str, object_id: str | int) -> None:
+        """Delete a record as a user would (HubSpot archives it: restorable, read with ``archived=true``);
+        fires the deletion webhook."""
+        otype = self._type_or_value_error(object_type)
+        with self.state.lock:
+            record = self._live(otype.name, str(object_id))
+            if record is None:
+                raise KeyError(f"{otype.name} {object_id} does not exist")
+            self._archive_locked(record, _UI_SOURCE)
 
     def associate(
         self, from_type: str, from_id: str | int, to_type: str, to_id: str | int, primary: bool = False
@@ -1129,6 +1152,14 @@ class HubSpotSandbox(SandboxApp):
             return _error(405, f"HTTP {request.method} is not supported by this endpoint")
         except NotFound:
             return _not_found()
+        if (
+            endpoint in _OBJECT_ENDPOINTS
+            and not self.product_scope
+            and self._is_private_app(request)
+            and _TYPE_ALIASES.get(str(args.get("otype", "")).lower()) == "products"
+        ):
+            reads = request.method == "GET" or endpoint in ("search", "batch_read")
+            return _missing_scopes(f"crm.objects.products.{'read' if reads else 'write'}")
         handler = getattr(self, f"_api_{endpoint}")
         try:
             response: Response = handler(request, **args)
@@ -2395,6 +2426,9 @@ class HubSpotDriver:
                     "company.propertyChange",
                     "deal.creation",
                     "deal.propertyChange:dealstage",
+                    "product.creation",
+                    "product.propertyChange",
+                    "product.deletion",
                 ],
             }
         )

@@ -1,11 +1,16 @@
 """HubSpot, the CRM port (``HubSpotCrm``): customers, deals and their line items read, properties written back,
-custom properties created. Thin over ``client`` (HTTP, paging, errors), ``mapping`` (HubSpot <-> canonical) and
-``webhooks`` (signatures and delivery parsing).
+custom properties created; the product library read (the catalogue port, ``CatalogueCrm``). Thin over
+``client`` (HTTP, paging, errors), ``mapping`` (HubSpot <-> canonical) and ``webhooks`` (signatures and delivery
+parsing).
 
 - Deal stages are ids (``closedwon`` in the default pipeline, numbers in custom ones); a stage is won when
   its pipeline metadata says ``probability`` 1.0 and ``isClosed`` true (``GET /crm/v3/pipelines/deals``).
 - CRM search pages to 10,000 results per query: the change scan keysets on the modification time past it,
   the won-deal search splits its close-date range.
+- Products (HubSpot's products guide and ``PublicApiSpecs/CRM/Products/.../v3/products.json``): ``hs_sku``,
+  ``name``, ``description``, ``price`` and the unit cost ``hs_cost_of_goods_sold``; the supplier is the custom
+  product property ``closeloop_supplier`` (``closeloop setup`` creates it). A product deleted in HubSpot is
+  archived (read with ``archived=true``); line items name their product by ``hs_product_id``.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from closeloop.errors import Conflict, FatalError, IntegrationError, NotFound, ValidationFailed
-from closeloop.models import CUSTOMER_FIELDS, DEAL_SYNC_FIELDS, CrmRef, Customer, Deal, LineItem
+from closeloop.models import CUSTOMER_FIELDS, DEAL_SYNC_FIELDS, CrmRef, Customer, Deal, LineItem, Product
 from closeloop.paging import Page, paginate
 from closeloop.ports import PropertyDefinition
 from closeloop.vendors.hubspot.changes import HubSpotChanges
@@ -32,6 +37,7 @@ from closeloop.vendors.hubspot.mapping import (
     line_item,
     parse_time,
     person,
+    product,
     stage_is_won,
     stage_lookup,
 )
@@ -95,6 +101,17 @@ class HubSpotCrm(HubSpotWebhooks, HubSpotChanges):
         "hs_discount_percentage",
         "discount",
     )
+    #: The custom product property holding the supplier's name (created by ``closeloop setup``).
+    SUPPLIER_PROPERTY: ClassVar[str] = "closeloop_supplier"
+    PRODUCT_PROPERTIES: ClassVar[tuple[str, ...]] = (
+        "name",
+        "description",
+        "price",
+        "hs_sku",
+        "hs_cost_of_goods_sold",
+        "hs_lastmodifieddate",
+        SUPPLIER_PROPERTY,
+    )
     #: v3 association "type" of a deal's primary company (the unlabeled one is ``deal_to_company_unlabeled``).
     DEAL_PRIMARY_COMPANY_TYPE: ClassVar[str] = "deal_to_company"
     #: HubSpot defines no primary label from deals to contacts: the lowest contact id is taken.
@@ -110,6 +127,8 @@ class HubSpotCrm(HubSpotWebhooks, HubSpotChanges):
         "deal": "dealinformation",
         "company": "companyinformation",
         "contact": "contactinformation",
+        # HubSpot's CRM properties overview shows product properties in the group "productinformation".
+        "product": "productinformation",
     }
     #: PropertyDefinition.type -> HubSpot (type, fieldType); datetime values display as a date picker.
     FIELD_TYPES: ClassVar[dict[str, tuple[str, str]]] = {
@@ -364,6 +383,23 @@ class HubSpotCrm(HubSpotWebhooks, HubSpotChanges):
         read = self._batch_read("line_item", unique, self.LINE_ITEM_PROPERTIES)
         return tuple(line_item(r) for r in sorted(read, key=lambda r: id_order(str(r["id"]))))
 
+    # -- the product library (CatalogueCrm) --------------------------------------------------------------
+
+    def get_product(self, product_id: str) -> Product | None:
+        """The product by id; an archived (deleted in HubSpot, restorable) one with ``archived`` set, read
+        again with ``archived=true`` only when the live read finds none. None when HubSpot has neither.
+        Raises IntegrationError subclasses, ValidationFailed for a price or cost that is not a number."""
+        found = self._get_object("product", product_id, self.PRODUCT_PROPERTIES, "")
+        if found is None:
+            found = self._get_object("product", product_id, self.PRODUCT_PROPERTIES, "", archived=True)
+        return None if found is None else product(found, supplier_property=self.SUPPLIER_PROPERTY)
+
+    def iter_products(self) -> Iterator[Product]:
+        """Every product, the live ones then the archived ones (two paged list reads, 100 a page)."""
+        for archived in (False, True):
+            for found in self._list_objects("product", self.PRODUCT_PROPERTIES, archived=archived):
+                yield product(found, supplier_property=self.SUPPLIER_PROPERTY)
+
     # -- pipelines and links ---------------------------------------------------------------------------
 
     def _stage_table(self, *, force: bool = False) -> tuple[dict[str, dict[str, bool]], bool]:
@@ -588,7 +624,7 @@ class HubSpotCrm(HubSpotWebhooks, HubSpotChanges):
             del writes[key]
 
     def ensure_properties(self, object_type: str, definitions: Collection[PropertyDefinition]) -> list[str]:
-        """Create the custom properties of ``object_type`` (deal, company, contact) that do not exist yet.
+        """Create the custom properties of ``object_type`` (deal, company, contact, product) that do not exist yet.
 
         Lists the type's properties once, then creates each missing definition in the type's default group.
         A 409 (created meanwhile by someone else) counts as existing. Returns the names created here.

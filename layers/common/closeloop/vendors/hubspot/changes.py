@@ -1,5 +1,5 @@
-"""HubSpot's catch-up poll (``iter_changes_since``): companies, contacts and deals modified since a time, read
-by CRM search sorted on the modification time. A search query pages (``after``) to at most 10,000 results; past
+"""HubSpot's catch-up poll (``iter_changes_since``): companies, contacts, deals and products modified since a time,
+read by CRM search sorted on the modification time. A search query pages (``after``) to at most 10,000 results; past
 that the next query starts at the last modification time seen (a keyset), so any number of changes is reachable.
 The paging position (``Keyset``) says both."""
 
@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, ClassVar
 
+from closeloop.errors import FatalError
 from closeloop.models import CrmRef, SyncEvent
 from closeloop.paging import Page, paginate
 from closeloop.vendors.hubspot.client import HubSpotClient, next_after
@@ -44,13 +45,18 @@ class HubSpotChanges(HubSpotClient):
         "company": "hs_lastmodifieddate",
         "contact": "lastmodifieddate",
         "deal": "hs_lastmodifieddate",
+        "product": "hs_lastmodifieddate",
     }
+    #: Types whose scope an app may lack (``crm.objects.products.read``, which only the catalogue sync needs):
+    #: HubSpot's 403 there ends that type's scan, never the poll of customers and deals.
+    OPTIONAL_SCANS: ClassVar[frozenset[str]] = frozenset({"product"})
 
     def iter_changes_since(self, since: datetime) -> Iterator[SyncEvent]:
-        """Companies, contacts and deals modified at or after ``since``, oldest first, per type.
+        """Companies, contacts, deals and products modified at or after ``since``, oldest first, per type.
 
         Keyset paging on the modification time: past the search's 10,000-result cap the next query starts
-        at the last time seen, so any number of changes is reachable.
+        at the last time seen, so any number of changes is reachable. Products are skipped when HubSpot
+        refuses the app their scope (403); archived products are not searched (a deletion changes no item).
         """
         for object_type in self.MODIFIED_PROPERTY:
             events = paginate(
@@ -59,7 +65,11 @@ class HubSpotChanges(HubSpotClient):
                 vendor=self.name,
                 what=f"{object_type} changes",
             )
-            yield from (event for event in events if event is not None)
+            try:
+                yield from (event for event in events if event is not None)
+            except FatalError as exc:
+                if object_type not in self.OPTIONAL_SCANS or exc.status != 403:
+                    raise
 
     def _changes_fetch(self, object_type: str, since: datetime) -> Callable[[Keyset], Page[SyncEvent | None, Keyset]]:
         """The page reader of one object type's change scan: each page's results as change events, None

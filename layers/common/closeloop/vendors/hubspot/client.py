@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -135,7 +135,7 @@ def next_after(answer: Mapping[str, Any]) -> str | None:
 class HubSpotClient:
     """The HTTP half of the HubSpot port (mixed into HubSpotCrm): the client, and the reads it pages."""
 
-    name: ClassVar[str] = "hubspot"
+    name: str = "hubspot"
     _http: VendorHttp | None
     _access_token: str | Callable[[], str]
     _oauth_tokens: Callable[[], AccessTokens] | None
@@ -194,16 +194,40 @@ class HubSpotClient:
             )
         return self._http
 
-    def _get_object(self, object_type: str, object_id: str, properties: Sequence[str], associations: str) -> Any:
+    def _get_object(
+        self, object_type: str, object_id: str, properties: Sequence[str], associations: str, *, archived: bool = False
+    ) -> Any:
+        """One object (None when HubSpot has none by that id): a live one, or with ``archived`` an archived one
+        (HubSpot's ``archived`` parameter: "whether to return only results that have been archived")."""
+        params = {"properties": ",".join(properties), "archived": "true" if archived else "false"}
+        if associations:
+            params["associations"] = associations
         try:
-            response = self.http.request(
-                "GET",
-                f"/crm/v3/objects/{self.PATHS[object_type]}/{object_id}",
-                params={"properties": ",".join(properties), "associations": associations, "archived": "false"},
-            )
+            response = self.http.request("GET", f"/crm/v3/objects/{self.PATHS[object_type]}/{object_id}", params=params)
         except NotFound:
             return None
         return response.json()
+
+    #: Objects in one page of a v3 list read, at most.
+    LIST_PAGE_SIZE: ClassVar[int] = 100
+
+    def _list_objects(self, object_type: str, properties: Sequence[str], *, archived: bool) -> Iterator[Any]:
+        """Every object of a type, live ones or (``archived``) archived ones, ``LIST_PAGE_SIZE`` a page, in
+        HubSpot's order, following ``paging.next.after`` (``GET /crm/v3/objects/{type}``)."""
+        path = f"/crm/v3/objects/{self.PATHS[object_type]}"
+        params: dict[str, Any] = {
+            "limit": self.LIST_PAGE_SIZE,
+            "properties": ",".join(properties),
+            "archived": "true" if archived else "false",
+        }
+
+        def fetch(after: str | None) -> Page[Any, str | None]:
+            page = self.http.request("GET", path, params=params if after is None else {**params, "after": after})
+            body = page.json()
+            return Page(body.get("results") or [], next_after(body))
+
+        what = f"{'archived ' if archived else ''}{object_type} list"
+        yield from paginate(fetch, None, vendor=self.name, what=what)
 
     def _batch_read(self, object_type: str, ids: Sequence[str], properties: Sequence[str]) -> list[Any]:
         results: list[Any] = []

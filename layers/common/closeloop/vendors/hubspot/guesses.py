@@ -47,4 +47,12 @@ GUESSES: dict[str, str] = {
         "the North American data centre, na1 (the example pairs app-eu1 with eu1). Safe if wrong: the adapter "
         "reads only portalId and uiDomain. Confirm: answers from a US account and from an account east of UTC."
     ),
+    "product_unit_cost_property": (
+        "A product's unit cost is its default property hs_cost_of_goods_sold (labelled 'Unit cost' in HubSpot's "
+        "product library); the Products OpenAPI file lists no properties (they are per account), and HubSpot's "
+        "products guide names only name, description, price and hs_sku. Safe if wrong: an account without it "
+        "answers no value (HubSpot ignores unknown requested properties), so Product.unit_cost is None and the "
+        "item's cost is left as accounting has it (an ItemDraft's None is 'not set by us'). Confirm: GET "
+        "/crm/v3/properties/products/hs_cost_of_goods_sold on a real account (label, type number)."
+    ),
 }

@@ -1,5 +1,5 @@
 """HubSpot <-> canonical: pure conversions of HubSpot objects (every property a string on the wire) into
-customers, people, addresses and line items, and the parsing of HubSpot's numbers, dates and stage metadata.
+customers, people, addresses, line items and products, and the parsing of HubSpot's numbers, dates and stage metadata.
 Money and quantities are exact Decimals, never floats. No I/O here."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from closeloop.errors import ValidationFailed
-from closeloop.models import Address, CrmRef, Customer, LineItem, Person
+from closeloop.models import Address, CrmRef, Customer, LineItem, Person, Product
 
 CRM = "hubspot"
 
@@ -89,10 +89,33 @@ def line_item(obj: Any) -> LineItem:
         crm_id=item_id,
         name=clean(props.get("name")),
         sku=clean(props.get("hs_sku")),
+        # HubSpot's products guide: a line item's hs_product_id is the id of the product it was made from.
+        product_id=clean(props.get("hs_product_id")),
         quantity=quantity if quantity is not None else Decimal(1),
         unit_price=price - unit_discount if unit_discount else price,
         discount_percent=decimal(props.get("hs_discount_percentage"), f"{what} discount percentage"),
         amount=decimal(props.get("amount"), f"{what} amount"),
+    )
+
+
+def product(obj: Any, *, supplier_property: str) -> Product:
+    """A product of the library: its SKU (``hs_sku``), unit price (``price``, in the account's currency) and
+    unit cost (``hs_cost_of_goods_sold``: see GUESSES["product_unit_cost_property"]) exact; the supplier read
+    from ``supplier_property``; ``archived`` as the read says (a product deleted in HubSpot is archived,
+    restorable for 90 days)."""
+    props = obj.get("properties") or {}
+    product_id = str(obj["id"])
+    what = f"product {product_id}"
+    return Product(
+        ref=CrmRef(crm=CRM, object_type="product", object_id=product_id),
+        sku=clean(props.get("hs_sku")),
+        name=clean(props.get("name")),
+        description=clean(props.get("description")),
+        unit_price=decimal(props.get("price"), f"{what} price"),
+        unit_cost=decimal(props.get("hs_cost_of_goods_sold"), f"{what} unit cost"),
+        supplier=clean(props.get(supplier_property)),
+        archived=obj.get("archived") is True,
+        updated_at=parse_time(props.get("hs_lastmodifieddate") or obj.get("updatedAt")),
     )
 
 

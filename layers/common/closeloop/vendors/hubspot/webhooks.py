@@ -9,8 +9,9 @@ SyncEvents. No HTTP client here: the webhook route only verifies and parses, and
   carry no timestamp, so a captured delivery can be replayed forever.
 - A webhook body is a JSON array of at most 100 events carrying ids only; each event is fetched back.
 - Apps on the current developer platform subscribe with generic ``object.*`` types ("object.propertyChange")
-  naming the object by ``objectTypeId`` ("0-1" contacts, "0-2" companies, "0-3" deals); see HubSpot's
-  changelog "Public Beta: Generic Webhook Subscriptions" (2024-08).
+  naming the object by ``objectTypeId`` ("0-1" contacts, "0-2" companies, "0-3" deals, "0-7" products); see
+  HubSpot's changelog "Public Beta: Generic Webhook Subscriptions" (2024-08). Typed ``product.*`` subscriptions
+  (creation, propertyChange, deletion, ...) are in the webhooks v3 spec's event type enum.
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ class HubSpotWebhookBatch(RootModel[list[HubSpotWebhookEvent]]):
 class HubSpotWebhooks:
     """The webhook half of the HubSpot port: ``verify_webhook`` and ``parse_webhook`` (mixed into HubSpotCrm)."""
 
-    name: ClassVar[str] = "hubspot"
+    name: str = "hubspot"
     _client_secret: str | Callable[[], str]
     _min_version: int
     _clock: Callable[[], float]
