@@ -7,7 +7,7 @@ conftest.py imports the ones its tests use.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +72,29 @@ class Loop:
         xero_sandbox.finance_approve_and_pay(self.xero, self.xero_server.url, invoice_id, amount, on)
 
 
+#: What the loop's HubSpot app subscribes to (its webhook settings, as a HubSpot admin would set them).
+LOOP_SUBSCRIPTIONS = (
+    "contact.creation",
+    "contact.propertyChange",
+    "company.creation",
+    "company.propertyChange",
+    "deal.creation",
+    "deal.propertyChange:dealstage",
+    "product.creation",
+    "product.propertyChange",
+)
+
+
+def loop_webhooks(api_url: str, subscriptions: Sequence[str] = LOOP_SUBSCRIPTIONS) -> dict[str, Any]:
+    """The loop's HubSpot webhook settings: every subscription to the contacts route, delivered on ``settle``."""
+    return {
+        "target_url": f"{api_url}/webhooks/hubspot/contacts",
+        "signature_version": "v3",
+        "mode": "manual",
+        "subscriptions": list(subscriptions),
+    }
+
+
 @contextmanager
 def running_loop(env: Mapping[str, str] | None = None) -> Iterator[Loop]:
     """The HubSpot and Xero sandboxes and the local stack between them (``env``: extra function settings)."""
@@ -80,21 +103,7 @@ def running_loop(env: Mapping[str, str] | None = None) -> Iterator[Loop]:
     overrides = sandbox_environment(xero, xero_server.url, hubspot_server.url) | dict(env or {})
     stack = LocalStack(ROOT, port=0, env_overrides=overrides)
     stack.start()
-    hubspot.configure_webhooks(
-        {
-            "target_url": f"{stack.api_url}/webhooks/hubspot/contacts",
-            "signature_version": "v3",
-            "mode": "manual",
-            "subscriptions": [
-                "contact.creation",
-                "contact.propertyChange",
-                "company.creation",
-                "company.propertyChange",
-                "deal.creation",
-                "deal.propertyChange:dealstage",
-            ],
-        }
-    )
+    hubspot.configure_webhooks(loop_webhooks(stack.api_url))
     try:
         yield Loop(stack, xero, xero_server, hubspot, hubspot_server)
     finally:
