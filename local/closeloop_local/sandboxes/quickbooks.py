@@ -4,8 +4,9 @@ One WSGI app serves both hosts on one port (their paths do not collide):
 
 * ``INTUIT_OAUTH_URL``   ``POST /oauth2/v1/tokens/bearer`` (refresh_token grant, Basic client auth)
 * ``QUICKBOOKS_API_URL`` ``/v3/company/{realmId}/...``: ``query`` (GET, or POST with the statement as the
-  body), ``customer``, ``vendor``, ``employee``, ``item``, ``invoice`` (``?operation=void|delete``,
-  ``/invoice/{id}/send``), ``payment``, ``batch``, ``cdc`` and ``preferences``.
+  body), ``customer``, ``vendor``, ``employee``, ``item``, ``account`` (read and query: a fixed chart of
+  accounts), ``invoice`` (``?operation=void|delete``, ``/invoice/{id}/send``), ``payment``, ``batch``,
+  ``cdc`` and ``preferences``.
 
 Behaviour follows Intuit's reference and the quirks the adapter must survive:
 - refresh tokens change about once a day (``rotate_after``): a refresh inside the window answers the same
@@ -25,7 +26,9 @@ Behaviour follows Intuit's reference and the quirks the adapter must survive:
   Employee, Item) answer active records only unless ``Active`` is filtered; MAXRESULTS is capped at 1000;
 - invoices are posted when created (no draft): ``Amount`` must equal ``Qty × UnitPrice`` (6070), tax per
   line from TaxCodeRef and GlobalTaxCalculation, a percent DiscountLineDetail; DocNumber ≤21 chars and,
-  with custom transaction numbers on, unique (6140) unless ``include=allowduplicatedocnum``; a void zeroes
+  with custom transaction numbers on, unique (6140) unless ``include=allowduplicatedocnum``; an Item's Name
+  is unique among items (6240), Name and Sku ≤100 and Description ≤4000 chars (2050), a sold type needs an
+  IncomeAccountRef and, with a PurchaseCost, an ExpenseAccountRef (2020) naming an active account (2500); a void zeroes
   the amounts and prepends "Voided" to the PrivateNote; a Payment's ``Line[].LinkedTxn`` lowers the
   invoice's Balance and links back from the invoice;
 - ``?requestid=`` (≤50 chars, ≤36 on /batch) replays the first response of a write; ``/batch`` takes ≤30
@@ -88,7 +91,7 @@ COMPANY_ZONE = timezone(timedelta(hours=-8))  # QBO answers in the company's zon
 CENT = Decimal("0.01")
 
 NAME_LISTS = ("Customer", "Vendor", "Employee")
-ACTIVE_BY_DEFAULT = frozenset({"Customer", "Vendor", "Employee", "Item"})
+ACTIVE_BY_DEFAULT = frozenset({"Customer", "Vendor", "Employee", "Item", "Account"})
 META = ("MetaData.CreateTime", "MetaData.LastUpdatedTime")
 FILTERABLE: dict[str, frozenset[str]] = {
     "Customer": frozenset(
@@ -109,7 +112,10 @@ FILTERABLE: dict[str, frozenset[str]] = {
     ),
     "Vendor": frozenset({"Id", "DisplayName", "GivenName", "FamilyName", "CompanyName", "Active", *META}),
     "Employee": frozenset({"Id", "DisplayName", "GivenName", "FamilyName", "Active", *META}),
-    "Item": frozenset({"Id", "Name", "Type", "Active", "FullyQualifiedName", *META}),
+    # Intuit's XSD (Finance.xsd, Item): Name, Sku and Type "Filterable: ALL", Description "Filterable: QBO".
+    "Item": frozenset({"Id", "Name", "Sku", "Description", "Type", "Active", "FullyQualifiedName", *META}),
+    # Finance.xsd, Account: Name, AccountType, Classification and Active are "Filterable: QBW" (desktop) only.
+    "Account": frozenset({"Id", *META}),
     "Invoice": frozenset({"Id", "DocNumber", "TxnDate", "DueDate", "CustomerRef", "Balance", "TotalAmt", *META}),
     "Payment": frozenset({"Id", "TxnDate", "CustomerRef", "TotalAmt", *META}),
 }
@@ -124,6 +130,21 @@ TAX_CODES: dict[str, tuple[str, Decimal]] = {
     "4": ("Exempt", Decimal("0")),
 }
 GLOBAL_TAX = ("TaxExcluded", "TaxInclusive", "NotApplicable")
+
+#: The chart of accounts a new sandbox company starts with (Id, Name, AccountType, Classification), as in
+#: Intuit's US sample company: items post to these.
+ACCOUNTS: tuple[tuple[str, str, str, str], ...] = (
+    ("1", "Services", "Income", "Revenue"),
+    ("79", "Sales of Product Income", "Income", "Revenue"),
+    ("80", "Cost of Goods Sold", "Cost of Goods Sold", "Expense"),
+    ("81", "Inventory Asset", "Other Current Asset", "Asset"),
+    ("7", "Advertising", "Expense", "Expense"),
+)
+#: Item lengths of Intuit's XSD (Finance.xsd, Item): "Max. length" of Name and Sku 100, Description 4000.
+ITEM_LENGTHS = {"Name": 100, "Sku": 100, "Description": 4000}
+#: Item types whose IncomeAccountRef is required (Finance.xsd, Item.IncomeAccountRef; NonInventory is the
+#: JSON name of the XSD's "Product"), and which need an ExpenseAccountRef once PurchaseCost is given.
+INCOME_ACCOUNT_TYPES = frozenset({"Service", "NonInventory", "Inventory"})
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -176,6 +197,22 @@ def stale_object() -> ApiError:
         "Stale Object Error",
         "Stale Object Error : You and root were working on this at the same time. root finished before you "
         "did, so your work was not saved.",
+    )
+
+
+def missing_param(name: str) -> ApiError:
+    return validation(
+        "2020",
+        "Required param missing, need to supply the required value for the API",
+        f"Required parameter {name} is missing in the request",
+    )
+
+
+def too_long(name: str, most: int, supplied: int) -> ApiError:
+    return validation(
+        "2050",
+        "String length is either shorter or longer than supported by specification",
+        f"String length specified does not match the supported length. Min:0 Max:{most} supplied:{supplied} ({name})",
     )
 
 
@@ -704,6 +741,18 @@ class QuickBooksSandbox(AccountingSandbox):
         self._emails: list[Row] = []
         self._limits = Limits(*self._limit_args)
         self._next_doc = 1001
+        for n, (account_id, name, kind, classification) in enumerate(ACCOUNTS):
+            data = {
+                "Id": account_id,
+                "SyncToken": "0",
+                "Name": name,
+                "FullyQualifiedName": name,
+                "AccountType": kind,
+                "Classification": classification,
+                "Active": True,
+                "SubAccount": False,
+            }
+            self.tables["Account"][account_id] = Record(data, n - len(ACCOUNTS), now, now)
 
     def reset(self) -> None:
         """Forget data, tokens, limits, webhooks, the request log and faults (the clock keeps its offset)."""
@@ -1020,6 +1069,8 @@ class QuickBooksSandbox(AccountingSandbox):
             return self._validate_name_list(entity, data, current)
         if entity == "Item":
             return self._validate_item(data, current)
+        if entity == "Account":
+            raise business("Account writes are not supported by this sandbox")
         if entity == "Invoice":
             return self._validate_invoice(data, current, allow_dup)
         return self._validate_payment(data)
@@ -1069,21 +1120,38 @@ class QuickBooksSandbox(AccountingSandbox):
         return data
 
     def _validate_item(self, data: Row, current: Record | None) -> Row:
+        """Intuit's Item rules: a Name unique among items (6240), the XSD's lengths (2050), an IncomeAccountRef
+        for the sold types and an ExpenseAccountRef once PurchaseCost is given (2020), refs to active accounts
+        (2500), money as numbers."""
         name = str(data.get("Name") or "").strip()
         if not name:
-            raise validation(
-                "2020",
-                "Required param missing, need to supply the required value for the API",
-                "Required parameter Name is missing in the request",
-            )
+            raise missing_param("Name")
+        for key, most in ITEM_LENGTHS.items():
+            if len(str(data.get(key) or "")) > most:
+                raise too_long(key, most, len(str(data[key])))
         wanted = name.casefold()
         if any(r is not current and str(r.data["Name"]).casefold() == wanted for r in self.tables["Item"].values()):
             raise duplicate_name()
         data.setdefault("Type", "Service")
         data.setdefault("Active", True)
-        if data.get("UnitPrice") is not None:
-            data["UnitPrice"] = _dec(data["UnitPrice"], "UnitPrice")
+        for key in ("UnitPrice", "PurchaseCost"):
+            if data.get(key) is not None:
+                data[key] = _dec(data[key], key)
+        if data["Type"] in INCOME_ACCOUNT_TYPES:
+            if not _ref_value(data.get("IncomeAccountRef")):
+                raise missing_param("IncomeAccountRef")
+            if data.get("PurchaseCost") is not None and not _ref_value(data.get("ExpenseAccountRef")):
+                raise missing_param("ExpenseAccountRef")
+        for key in ("IncomeAccountRef", "ExpenseAccountRef"):
+            if _ref_value(data.get(key)):
+                data[key] = self._account_ref(_ref_value(data[key]))
         return data
+
+    def _account_ref(self, account_id: str) -> Row:
+        account = self.tables["Account"].get(account_id)
+        if account is None or account.data.get("Active") is False:
+            raise validation("2500", "Invalid Reference Id", f"Invalid Reference Id : Accounts element id {account_id}")
+        return {"value": account_id, "name": account.data["Name"]}
 
     def _customer(self, ref: Any) -> Record:
         rec = self.tables["Customer"].get(_ref_value(ref))

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -21,6 +21,21 @@ from closeloop.vendors.spec import (
 class QuickBooksSettings(VendorSettings):
     api_url: str = Field("https://quickbooks.api.intuit.com", alias="QUICKBOOKS_API_URL")
     oauth_url: str = Field("https://oauth.platform.intuit.com", alias="INTUIT_OAUTH_URL")
+    item_income_account: str = Field(
+        "",
+        alias="QUICKBOOKS_ITEM_INCOME_ACCOUNT",
+        description="the income account (Id or name) of items Closeloop creates when the CRM names none; empty: "
+        "the company's first Income account",
+    )
+    item_expense_account: str = Field(
+        "",
+        alias="QUICKBOOKS_ITEM_EXPENSE_ACCOUNT",
+        description="the expense account (Id or name) of items created with a unit cost; empty: the company's "
+        "first Cost of Goods Sold account, else its first Expense account",
+    )
+    item_type: Literal["Service", "NonInventory"] = Field(
+        "Service", alias="QUICKBOOKS_ITEM_TYPE", description="the Type of items Closeloop creates"
+    )
 
 
 def build(settings: QuickBooksSettings, creds: CredentialSource, services: Services) -> Any:
@@ -43,6 +58,9 @@ def build(settings: QuickBooksSettings, creds: CredentialSource, services: Servi
         webhook_verifier_token=lambda: creds.get_optional("QUICKBOOKS_WEBHOOK_VERIFIER_TOKEN", ""),
         sleep=services.clock().sleep,
         pacer=services.pacer("quickbooks", QuickBooksAccounting.RATE_LIMIT, realm_id),
+        item_income_account=settings.item_income_account,
+        item_expense_account=settings.item_expense_account,
+        item_type=settings.item_type,
     )
 
 
@@ -58,7 +76,7 @@ SPEC = VendorSpec(
         webhooks=True,
         oauth=True,
         rotating_refresh_tokens=True,
-        objects=("customer", "invoice", "payment"),
+        objects=("customer", "invoice", "payment", "product"),
         table={
             "auth": "Intuit OAuth2, rotating refresh tokens",
             "customer stamp (finds a record made before a crash)": (

@@ -22,7 +22,17 @@ import httpx
 from closeloop.dates import parse_day, parse_utc
 from closeloop.errors import FatalError, NotFound, ValidationFailed
 from closeloop.http import Fault, Pacer, RateLimit, typed_error
-from closeloop.models import AccountingCustomer, AccountingEvent, Customer, Invoice, InvoiceDraft, Item, customer_fields
+from closeloop.models import (
+    AccountingCustomer,
+    AccountingEvent,
+    Customer,
+    Invoice,
+    InvoiceDraft,
+    Item,
+    ItemDraft,
+    ItemLimits,
+    customer_fields,
+)
 from closeloop.oauth import RefreshingTokens
 from closeloop.ports import WebhookRequest
 from closeloop.vendors.quickbooks import webhooks
@@ -36,6 +46,10 @@ from closeloop.vendors.quickbooks.client import (
     request_id,
 )
 from closeloop.vendors.quickbooks.mapping import (
+    ITEM_DESCRIPTION_MAX,
+    ITEM_KEYS,
+    ITEM_NAME_MAX,
+    ITEM_SKU_MAX,
     doc_number,
     is_voided,
     linked_ids,
@@ -45,7 +59,24 @@ from closeloop.vendors.quickbooks.mapping import (
     to_item,
     to_qbo_customer,
     to_qbo_invoice,
+    to_qbo_item,
 )
+
+#: Item types a sales line names and ``iter_items`` lists (bundles, categories and the like are not sold alone).
+SELLABLE_ITEM_TYPES = frozenset({"Service", "NonInventory", "Inventory"})
+#: What ``create_item`` sends besides Name and Type (``code`` is the Sku).
+CREATE_FIELDS = ("code", "description", "unit_price", "unit_cost", "tax_code", "sales_account", "purchase_account")
+#: The setting that names a new item's account, per purpose (see ``QuickBooksAccounting._default_account``).
+DEFAULT_ACCOUNT_SETTINGS = {"income": "QUICKBOOKS_ITEM_INCOME_ACCOUNT", "expense": "QUICKBOOKS_ITEM_EXPENSE_ACCOUNT"}
+#: Without a setting: the first active account of these AccountTypes, in this order (QBO's own defaults for
+#: a new product or service: an income account, and Cost of Goods Sold for its purchase cost).
+DEFAULT_ACCOUNT_TYPES = {"income": ("Income",), "expense": ("Cost of Goods Sold", "Expense")}
+
+
+def _id_order(row: Mapping[str, Any]) -> tuple[int, int, str]:
+    """QBO ids are digit strings: numeric order (the oldest first), anything else after them."""
+    text = str(row.get("Id") or "")
+    return (0, int(text), "") if text.isdigit() else (1, 0, text)
 
 
 class QuickBooksAccounting:
@@ -66,8 +97,10 @@ class QuickBooksAccounting:
       whole reference and the deal link are the ``PrivateNote`` (not filterable, and overwritten by a void).
       So ``find_invoice`` finds an invoice created just before a crash, and a duplicate DocNumber (6140)
       refuses a second invoice for the deal;
-    - items: our item code is the Item's ``Name`` (unique among items, filterable); ``Sku`` is optional in
-      QBO and not documented as filterable. Map differing SKUs with SKU_ITEM_CODES.
+    - items: our item code is the Item's ``Sku`` (Intuit's XSD: "identifies an item uniquely", ≤100 chars,
+      filterable), else its ``Name`` for items made before SKUs were written (the older convention: the
+      Name is the code, the display name in Description); the product's name is the Name (unique among
+      items: 6240), its description the Description. Map differing SKUs with SKU_ITEM_CODES.
     """
 
     name = VENDOR
@@ -81,6 +114,8 @@ class QuickBooksAccounting:
     #: Per realm: 500 calls a minute, more than 10 concurrent is a 429
     #: (developer.intuit.com …/learn/limits-and-throttles).
     RATE_LIMIT: ClassVar[RateLimit] = RateLimit(per_minute=500, concurrent=10)
+    #: Intuit's XSD (Finance.xsd, Item): Sku and Name at most 100 characters, Description 4000.
+    item_limits: ItemLimits = ItemLimits(code=ITEM_SKU_MAX, name=ITEM_NAME_MAX, description=ITEM_DESCRIPTION_MAX)
 
     def __init__(
         self,
@@ -93,9 +128,18 @@ class QuickBooksAccounting:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         webhook_verifier_token: Callable[[], str] | None = None,
         pacer: Pacer | None = None,
+        item_income_account: str = "",
+        item_expense_account: str = "",
+        item_type: str = "Service",
     ) -> None:
         """``webhook_verifier_token``: the app's webhook Verifier Token (QUICKBOOKS_WEBHOOK_VERIFIER_TOKEN);
-        ``pacer``: the realm's shared call budget (``RATE_LIMIT``; see closeloop.pacing)."""
+        ``pacer``: the realm's shared call budget (``RATE_LIMIT``; see closeloop.pacing);
+        ``item_income_account``/``item_expense_account``: the accounts a new item posts to when the CRM
+        names none (an account Id or name; see ``_default_account``); ``item_type``: a new item's Type."""
+        self._item_accounts = {"income": item_income_account, "expense": item_expense_account}
+        self._item_type = item_type
+        self._accounts: list[dict[str, Any]] | None = None
+        self._accounts_chosen: dict[str, str] = {}
         self._realm_id = realm_id
         self._clock = clock
         self._verifier_token = webhook_verifier_token
@@ -333,30 +377,145 @@ class QuickBooksAccounting:
             return to_customer(payload.get("Customer") or {})
         raise AssertionError("unreachable")  # pragma: no cover
 
-    # -- items -------------------------------------------------------------------------------------
+    # -- items (the catalogue) ----------------------------------------------------------------------
 
     def get_items(self, codes: Collection[str]) -> dict[str, Item]:
-        """Active items whose Name is one of ``codes`` (QBO compares names case-insensitively), keyed by code.
+        """Active items by code, with ``id`` and ``fields`` (PRODUCT_FIELDS) filled.
 
-        ``select * from Item where Name IN (…)``, IN_CHUNK codes per query. Raises IntegrationError subclasses.
+        A code is looked up as the Item's ``Sku`` (``Sku IN (…)``), then, for the codes no Sku holds, as its
+        ``Name`` (items made before SKUs were written; an item whose Sku names another code is not taken).
+        Intuit's XSD marks both filterable; QBO compares text case-insensitively. Raises ValidationFailed
+        when two active items carry one SKU (an invoice line must name one item; see
+        GUESSES["item_sku_stored"]), IntegrationError subclasses otherwise.
         """
-        return {code: to_item(row) for code, row in self._item_rows_by_code(codes).items()}
+        return {code: to_item(row, code) for code, row in self._item_rows_by_code(codes).items()}
 
     def _item_rows_by_code(self, codes: Collection[str]) -> dict[str, dict[str, Any]]:
         asked: dict[str, list[str]] = {}
         for code in sorted({c for c in codes if c.strip()}):
             asked.setdefault(code.casefold(), []).append(code)
-        wanted = [code for group in asked.values() for code in group]
         found: dict[str, dict[str, Any]] = {}
-        for row in self._item_rows(wanted):
+        by_sku: dict[str, list[dict[str, Any]]] = {}
+        for row in self._item_rows("Sku", [code for group in asked.values() for code in group]):
+            by_sku.setdefault(str(row.get("Sku") or "").casefold(), []).append(row)
+        for folded, rows in by_sku.items():
+            if len(rows) > 1:
+                ids = ", ".join(str(r.get("Id")) for r in rows)
+                raise ValidationFailed(f"QuickBooks has several items with SKU {rows[0].get('Sku')!r} ({ids})")
+            for code in asked.get(folded, []):
+                found[code] = rows[0]
+        rest = [code for code in sorted(c for group in asked.values() for c in group) if code not in found]
+        for row in self._item_rows("Name", rest):
+            sku = str(row.get("Sku") or "").strip().casefold()
             for code in asked.get(str(row.get("Name") or "").casefold(), []):
-                found[code] = row
+                if code not in found and sku in ("", code.casefold()):
+                    found[code] = row
         return found
 
-    def _item_rows(self, names: Sequence[str]) -> Iterator[dict[str, Any]]:
-        for start in range(0, len(names), self.IN_CHUNK):
-            chunk = ", ".join(qbo_literal(n) for n in names[start : start + self.IN_CHUNK])
-            yield from self.client.query_all("Item", f"Name IN ({chunk})")
+    def _item_rows(self, key: str, values: Sequence[str]) -> Iterator[dict[str, Any]]:
+        for start in range(0, len(values), self.IN_CHUNK):
+            chunk = ", ".join(qbo_literal(v) for v in values[start : start + self.IN_CHUNK])
+            yield from self.client.query_all("Item", f"{key} IN ({chunk})")
+
+    def iter_items(self) -> Iterator[Item]:
+        """Every active item of a type a sales line can name (Service, NonInventory, Inventory), paged by
+        STARTPOSITION; each addressed by its Sku, else its Name (``mapping.item_code``)."""
+        for rows in self.client.query_pages("Item"):
+            for row in rows:
+                if row.get("Type") in SELLABLE_ITEM_TYPES:
+                    yield to_item(row)
+
+    def create_item(self, draft: ItemDraft, *, idempotency_key: str) -> Item:
+        """``POST /item?requestid=…``: Name, Sku (the code), Description, UnitPrice, PurchaseCost and the
+        tax code and accounts, as a ``QUICKBOOKS_ITEM_TYPE`` item (Service unless set).
+
+        Intuit requires an IncomeAccountRef (and an ExpenseAccountRef once purchase information such as
+        PurchaseCost is given); the draft's accounts are used, else ``_default_account``'s rule (see
+        GUESSES["item_create_accounts"]). A repeat of
+        the same key answers the first item (``requestid``). Raises Conflict when the Name is taken (6240),
+        ValidationFailed when QuickBooks refuses the item or no account can be chosen.
+        """
+        body = {"Name": draft.name or draft.code, "Type": self._item_type, **to_qbo_item(draft, CREATE_FIELDS)}
+        body["IncomeAccountRef"] = {"value": draft.sales_account or self._default_account("income")}
+        if "PurchaseCost" in body or draft.purchase_account:
+            body["ExpenseAccountRef"] = {"value": draft.purchase_account or self._default_account("expense")}
+        _, payload = self.client.call("POST", "item", params={"requestid": request_id(idempotency_key)}, body=body)
+        return self._saved_item(payload, draft.code)
+
+    def update_item(self, item: Item, draft: ItemDraft, fields: Collection[str], *, idempotency_key: str) -> Item:
+        """A sparse update (``"sparse": true`` with the current SyncToken) of the named ``fields`` only;
+        ``code`` among them sets the Sku to ``draft.code``. The Sku is set to the code whenever the item
+        was found by its Name alone, so later lookups find it by SKU. The item's current Name, Type and
+        mapped values are sent alongside (see GUESSES["item_sparse_update"]). A stale SyncToken (5010)
+        re-reads and retries once. Raises NotFound when the item is gone, Conflict on a taken Name.
+        """
+        item_id = item.id or str((self._item_rows_by_code([item.code]).get(item.code) or {}).get("Id") or "")
+        for attempt in (1, 2):
+            current = self._read("item", item_id)
+            if current is None or current.get("Active") is False:
+                raise NotFound(f"QuickBooks has no active item {item.code!r}", vendor=VENDOR, status=400)
+            wanted = set(fields) | ({"code"} if str(current.get("Sku") or "") != draft.code else set())
+            changes = to_qbo_item(draft, wanted)
+            if "PurchaseCost" in changes and not (current.get("ExpenseAccountRef") or changes.get("ExpenseAccountRef")):
+                changes["ExpenseAccountRef"] = {"value": self._default_account("expense")}
+            if not changes:
+                return to_item(current, draft.code)
+            kept = {k: current[k] for k in ("Name", "Type", *ITEM_KEYS.values()) if current.get(k) is not None}
+            sent = {**kept, **changes, "Id": item_id, "SyncToken": str(current.get("SyncToken", "0")), "sparse": True}
+            key = idempotency_key if attempt == 1 else f"{idempotency_key}#stale"
+            try:
+                _, payload = self.client.call("POST", "item", params={"requestid": request_id(key)}, body=sent)
+            except StaleSyncToken:
+                if attempt == 1:
+                    continue
+                raise
+            return self._saved_item(payload, draft.code if "code" in wanted else item.code)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _saved_item(self, payload: Mapping[str, Any], code: str) -> Item:
+        row = payload.get("Item")
+        if not isinstance(row, dict):
+            raise FatalError("QuickBooks accepted the item but returned none", vendor=VENDOR, status=200)
+        return to_item(row, code)
+
+    def _default_account(self, purpose: str) -> str:
+        """The id of the account a new item posts to when the draft names none, by one documented rule:
+
+        the account named by the setting (QUICKBOOKS_ITEM_INCOME_ACCOUNT for ``income``,
+        QUICKBOOKS_ITEM_EXPENSE_ACCOUNT for ``expense``: an account Id, Name or FullyQualifiedName), else
+        the active account of the first type in ``DEFAULT_ACCOUNT_TYPES[purpose]`` with the lowest Id (the
+        one QuickBooks made with the company). Read once per adapter from ``select * from Account`` (active
+        accounts; Intuit's XSD marks AccountType filterable on desktop only, so it is not filtered on).
+        Raises ValidationFailed naming the setting when the named account does not exist or none fits.
+        """
+        if purpose in self._accounts_chosen:
+            return self._accounts_chosen[purpose]
+        if self._accounts is None:
+            self._accounts = list(self.client.query_all("Account"))
+        setting, named = DEFAULT_ACCOUNT_SETTINGS[purpose], self._item_accounts.get(purpose, "").strip()
+        if named:
+            wanted = named.casefold()
+            hits = [
+                a
+                for a in self._accounts
+                if wanted in (str(a.get(k) or "").casefold() for k in ("Id", "Name", "FullyQualifiedName"))
+            ]
+            if not hits:
+                raise ValidationFailed(f"{setting} names {named!r}, which is no active QuickBooks account")
+            chosen = str(hits[0].get("Id"))
+        else:
+            candidates = [
+                a
+                for kind in DEFAULT_ACCOUNT_TYPES[purpose]
+                for a in sorted(self._accounts, key=_id_order)
+                if a.get("AccountType") == kind
+            ]
+            if not candidates:
+                kinds = " or ".join(DEFAULT_ACCOUNT_TYPES[purpose])
+                raise ValidationFailed(f"QuickBooks has no active {kinds} account for new items: set {setting}")
+            chosen = str(candidates[0].get("Id"))
+        self._accounts_chosen[purpose] = chosen
+        return chosen
 
     # -- invoices ----------------------------------------------------------------------------------
 

@@ -46,4 +46,29 @@ GUESSES: dict[str, str] = {
         "naming the field (never a 5xx), and the changes it carried are still found by the CDC / "
         "LastUpdatedTime polls. Confirm: the developer portal's 'send test event' for a non-accounting entity."
     ),
+    "item_sparse_update": (
+        'An Item takes a sparse update ("sparse": true with Id and SyncToken) that leaves the keys it omits '
+        "as they are, as Intuit documents for Customer and as this adapter already relies on there; Intuit's "
+        "Item page lists a full update. Safe if wrong: update_item sends, besides the keys it changes, the "
+        "item's current Name, Type and every key the catalogue maps (Description, UnitPrice, PurchaseCost and "
+        "the tax code and account refs), so a full update would only clear keys the catalogue never reads "
+        "(Sku is always sent). Confirm: a sparse update of one key of an item in a sandbox company, then read "
+        "it back."
+    ),
+    "item_sku_stored": (
+        "QuickBooks stores an Item's Sku sent through the API whatever the company's 'Show SKU column' "
+        "setting, and does not refuse two items with one Sku (the XSD says a Sku 'identifies an item "
+        "uniquely' but names no error). Safe if wrong: a refused Sku fails the product's sync with QBO's "
+        "reason (nothing half-made: the create is one call); two active items found with one SKU make "
+        "get_items raise ValidationFailed naming both, so no invoice line picks one at random. Confirm: "
+        "create two items with one Sku in a company with the SKU column off, then query them by Sku."
+    ),
+    "item_create_accounts": (
+        "Intuit's XSD requires IncomeAccountRef for Service items and ExpenseAccountRef once purchase "
+        "information (PurchaseCost) is given; nothing says which account an app should pick. The adapter "
+        "takes QUICKBOOKS_ITEM_INCOME_ACCOUNT / QUICKBOOKS_ITEM_EXPENSE_ACCOUNT, else the active Income "
+        "(resp. Cost of Goods Sold, then Expense) account with the lowest Id. Safe if wrong: the account is "
+        "the company's own and named in the audit's item; finance can re-point it in QuickBooks and the "
+        "catalogue never overwrites accounts (accounting owns them). Confirm: finance's choice per company."
+    ),
 }

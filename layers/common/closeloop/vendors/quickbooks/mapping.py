@@ -17,7 +17,16 @@ from typing import Any
 from urllib.parse import quote
 
 from closeloop.dates import parse_day, parse_utc
-from closeloop.models import AccountingCustomer, Customer, Invoice, InvoiceDraft, InvoiceLine, Item
+from closeloop.models import (
+    AccountingCustomer,
+    Customer,
+    Invoice,
+    InvoiceDraft,
+    InvoiceLine,
+    Item,
+    ItemDraft,
+    money_text,
+)
 from closeloop.vendors.quickbooks.client import VENDOR
 from closeloop.wire import to_decimal
 
@@ -169,16 +178,91 @@ def to_customer(row: Mapping[str, Any]) -> AccountingCustomer:
     )
 
 
-def to_item(row: Mapping[str, Any]) -> Item:
-    """A QBO Item addressed by its Name (our item code)."""
+#: Item lengths as Intuit's XSD documents them for QBO (Finance.xsd, complexType Item, in
+#: intuit/QuickBooks-V3-Java-SDK): Sku and Name "Max. length: 100 characters", Description 4000.
+ITEM_SKU_MAX = 100
+ITEM_NAME_MAX = 100
+ITEM_DESCRIPTION_MAX = 4000
+
+
+def item_code(row: Mapping[str, Any]) -> str:
+    """The item code a QBO Item carries: its ``Sku``, else (an item made before SKUs were written) its Name."""
+    return str(row.get("Sku") or "").strip() or str(row.get("Name") or "")
+
+
+def to_item(row: Mapping[str, Any], code: str | None = None) -> Item:
+    """A QBO Item as canonical, addressed by ``code`` (default: ``item_code``), with its comparable fields.
+
+    ``name`` is the Item's Name; an item found by the older convention (its Name is the code, the display
+    name in Description) keeps Description as the name printed on invoice lines.
+    """
+    code = item_code(row) if code is None else code
+    name = str(row.get("Name") or "")
+    description = str(row.get("Description") or "")
     price = row.get("UnitPrice")
+    cost = row.get("PurchaseCost")
+    unit_price = None if price is None else _decimal(price)
+    fields = {
+        "name": name,
+        "description": description,
+        "unit_price": money_text(unit_price),
+        "unit_cost": money_text(None if cost is None else _decimal(cost)),
+        "tax_code": _ref(row, "SalesTaxCodeRef"),
+        "sales_account": _ref(row, "IncomeAccountRef"),
+        "purchase_account": _ref(row, "ExpenseAccountRef"),
+    }
+    legacy = not str(row.get("Sku") or "").strip() and name.casefold() == code.casefold()
     return Item(
-        code=str(row.get("Name") or ""),
-        name=str(row.get("Description") or row.get("Name") or ""),
-        unit_price=None if price is None else _decimal(price),
-        account_code=str((row.get("IncomeAccountRef") or {}).get("value") or ""),
-        tax_type=str((row.get("SalesTaxCodeRef") or {}).get("value") or ""),
+        code=code,
+        name=(description or name) if legacy else name,
+        unit_price=unit_price,
+        account_code=fields["sales_account"],
+        tax_type=fields["tax_code"],
+        id=str(row.get("Id") or ""),
+        fields=fields,
     )
+
+
+def _ref(row: Mapping[str, Any], key: str) -> str:
+    return str((row.get(key) or {}).get("value") or "")
+
+
+#: Canonical PRODUCT_FIELDS -> the QBO Item key that holds each (a reference's ``value`` for the ``*Ref`` keys).
+ITEM_KEYS: dict[str, str] = {
+    "name": "Name",
+    "description": "Description",
+    "unit_price": "UnitPrice",
+    "unit_cost": "PurchaseCost",
+    "tax_code": "SalesTaxCodeRef",
+    "sales_account": "IncomeAccountRef",
+    "purchase_account": "ExpenseAccountRef",
+}
+
+
+def to_qbo_item(draft: ItemDraft, fields: Iterable[str]) -> dict[str, Any]:
+    """The QBO Item keys for the named canonical ``fields`` of ``draft`` (``code`` is the Sku).
+
+    Empty text and None are "not set by us" (``ItemDraft``): such a field is left out, never cleared.
+    """
+    values: dict[str, Any] = {
+        "name": draft.name,
+        "description": draft.description,
+        "unit_price": draft.unit_price,
+        "unit_cost": draft.unit_cost,
+        "tax_code": draft.tax_code,
+        "sales_account": draft.sales_account,
+        "purchase_account": draft.purchase_account,
+    }
+    body: dict[str, Any] = {}
+    for field in fields:
+        if field == "code":
+            body["Sku"] = draft.code
+            continue
+        key, value = ITEM_KEYS.get(field), values.get(field)
+        if key is None or value is None or value == "":
+            continue
+        body[key] = {"value": value} if key.endswith("Ref") else value
+    return body
 
 
 def _line_amount(line: InvoiceLine) -> Decimal:
