@@ -384,3 +384,70 @@ def test_driver_reads_and_pays_in_canonical_terms(books: Books, customer_and_ite
     )
     assert driver.customers()[0].email == "ap@acme.test"
     assert driver.environment("http://x")["ZOHO_BOOKS_ORGANIZATION_ID"] == books.zoho.organization_id
+
+
+# -- items ------------------------------------------------------------------------------------------------
+
+
+def test_items_are_created_read_and_updated_with_the_items_page_s_rules(books: Books) -> None:
+    # When an item is created with a cost, as an item sold and bought
+    body = {"name": "Widget", "sku": "W-1", "rate": 12.5, "purchase_rate": 4, "item_type": "sales_and_purchases"}
+    created = books.call("POST", "/items", body)
+    # Then Zoho answers 201 with the item: exact money, a purchase account by default
+    assert created.status_code == 201
+    item = decimal_json(created)["item"]
+    assert (item["rate"], item["purchase_rate"], item["status"]) == (Decimal("12.50"), Decimal("4.00"), "active")
+    assert item["purchase_account_id"] and item["account_id"]
+    # And an update keeps what it is not sent
+    updated = decimal_json(books.call("PUT", f"/items/{item['item_id']}", {"description": "Blue"}))["item"]
+    assert (updated["description"], updated["name"], updated["rate"]) == ("Blue", "Widget", Decimal("12.50"))
+    assert decimal_json(books.call("GET", f"/items/{item['item_id']}"))["item"] == updated
+    # And a missing item is 404 code 1002
+    missing = books.call("GET", "/items/460999999999999")
+    assert (missing.status_code, missing.json()["code"]) == (404, 1002)
+
+
+def test_item_names_and_skus_are_unique_and_lengths_and_rate_are_checked(books: Books) -> None:
+    assert books.call("POST", "/items", {"name": "Widget", "sku": "W-1", "rate": 1}).status_code == 201
+    refusals = [
+        books.call("POST", "/items", {"name": "Other", "sku": "w-1", "rate": 1}),
+        books.call("POST", "/items", {"name": "WIDGET", "sku": "W-2", "rate": 1}),
+        books.call("POST", "/items", {"name": "n" * 101, "rate": 1}),
+        books.call("POST", "/items", {"name": "Long", "description": "d" * 2001, "rate": 1}),
+        books.call("POST", "/items", {"name": "No rate"}),
+        books.call("POST", "/items", {"name": "Bad account", "rate": 1, "account_id": "1"}),
+    ]
+    assert [(r.status_code, r.json()["code"]) for r in refusals] == [(400, 1001)] * 2 + [(400, 4)] * 4
+    assert books.call("POST", "/items", {"name": "n" * 100, "description": "d" * 2000, "rate": 1}).status_code == 201
+
+
+def test_a_sales_item_keeps_no_purchase_side(books: Books) -> None:
+    body = {"name": "Service", "rate": 50, "purchase_rate": 20}
+    item = decimal_json(books.call("POST", "/items", body))["item"]
+    assert (item["item_type"], item["purchase_rate"], item["purchase_account_id"]) == ("sales", Decimal("0.00"), "")
+
+
+def test_item_lists_page_filter_and_may_answer_summaries() -> None:
+    zoho, server = serve(ZohoBooksSandbox(minute_limit=10_000, day_limit=100_000, item_summaries=True))
+    try:
+        books = Books(zoho, server.url)
+        for n in range(3):
+            zoho.seed_item(sku=f"S-{n}", name=f"Item {n}", rate="1", purchase_rate="2", item_type="sales_and_purchases")
+        zoho.seed_item(sku="OFF", name="Off", rate="1", status="inactive")
+        page = books.call("GET", "/items", params={"filter_by": "Status.Active", "per_page": "2"}).json()
+        assert [i["sku"] for i in page["items"]] == ["S-0", "S-1"] and page["page_context"]["has_more_page"]
+        assert "purchase_rate" not in page["items"][0]
+        found = books.call("GET", "/items", params={"search_text": "item 2"}).json()["items"]
+        assert [i["sku"] for i in found] == ["S-2"]
+        full = decimal_json(books.call("GET", f"/items/{page['items'][0]['item_id']}"))["item"]
+        assert full["purchase_rate"] == Decimal("2.00")
+    finally:
+        server.stop()
+
+
+def test_the_driver_seeds_an_item_once() -> None:
+    zoho = ZohoBooksSandbox()
+    driver = ZohoBooksDriver(zoho)
+    driver.seed_item("W-1", "Widget", Decimal("10"))
+    driver.seed_item("w-1", "Widget", Decimal("10"))
+    assert [i["sku"] for i in zoho.items()] == ["W-1"]

@@ -5,8 +5,9 @@ One WSGI app serves both hosts on one port (their paths do not collide):
 * ``ZOHO_ACCOUNTS_URL``  ``POST /oauth/v2/token`` (``grant_type=refresh_token``; parameters in the query
   string or a form body, as Zoho accepts both)
 * ``ZOHO_BOOKS_API_URL`` ``/books/v3/...``: contacts (list, get, create, update, ``PUT /contacts`` upsert
-  by a unique custom field, active/inactive), items (list), invoices (list, get, create, ``PUT /invoices``
-  upsert, ``status/sent``, ``status/void``, ``email``) and customer payments applied to invoices.
+  by a unique custom field, active/inactive), items (list, get, create, update), invoices (list, get,
+  create, ``PUT /invoices`` upsert, ``status/sent``, ``status/void``, ``email``) and customer payments
+  applied to invoices.
 
 Behaviour follows zoho.com/books/api/v3 and Zoho's OAuth pages, with the quirks integrations meet:
 - ``Authorization: Zoho-oauthtoken <token>``; a missing, unknown or expired token is a 401
@@ -34,7 +35,15 @@ Behaviour follows zoho.com/books/api/v3 and Zoho's OAuth pages, with the quirks 
   default, or ``last_modified_time``…) but cannot be filtered on their modified time; an invoice past its
   due date with a balance reads ``overdue`` without its ``last_modified_time`` changing;
 - money is Decimal inside and an exact JSON number on the wire; tax is computed per line and rounded to
-  the cent (half up).
+  the cent (half up);
+- items (zoho.com/books/api/v3/items): ``name`` (at most 100 characters) and ``rate`` required on create,
+  ``description`` at most 2000, ``item_type`` sales|purchases|sales_and_purchases|inventory (default sales),
+  ``account_id``/``purchase_account_id`` among the organisation's accounts, ``tax_id`` among its taxes; a
+  name or a SKU another item holds (both compared case-insensitively; the page: "SKU ... should be unique")
+  is 400 code 1001, an over-long or unknown value 400 code 4 (wording ours). The purchase side
+  (``purchase_rate``, ``purchase_account_id``, ``purchase_description``) is dropped on a ``sales`` item
+  (the adapter's GUESSES["item_type_for_cost"]). ``item_summaries=True`` answers list rows without the
+  purchase and account fields (the adapter's GUESSES["item_list_rows_full"]).
 
 The ``/_sandbox/`` control API (no auth, never logged) resets state, reads the request log, injects faults
 and moves the clock; ``ZohoBooksDriver`` drives the sandbox as finance would for the end-to-end suite.
@@ -96,6 +105,22 @@ TAXES: dict[str, tuple[str, Decimal]] = {
     "982000000566013": ("Reduced Rate", Decimal("5")),
     "982000000566017": ("Zero Rate", Decimal("0")),
 }
+#: The organisation's chart of accounts an item may name: account_id -> name.
+ACCOUNTS: dict[str, str] = {
+    "982000000000388": "Sales",
+    "982000000000391": "General Income",
+    "982000000000567": "Cost of Goods Sold",
+    "982000000000570": "Materials",
+}
+SALES_ACCOUNT = "982000000000388"
+PURCHASE_ACCOUNT = "982000000000567"
+ITEM_TYPES = ("sales", "purchases", "sales_and_purchases", "inventory")
+PRODUCT_TYPES = ("goods", "service", "digital_service")
+ITEM_NAME_MAX = 100
+ITEM_DESCRIPTION_MAX = 2000
+#: What a list row of an item leaves out under ``item_summaries``.
+ITEM_DETAIL_KEYS: tuple[str, ...] = ("purchase_rate", "purchase_account_id", "purchase_account_name")
+ITEM_DETAIL_KEYS += ("purchase_description", "account_id", "account_name")
 TAX_FIELDS = ("gst_no", "vat_reg_no", "tax_reg_no")
 CONTACT_TEXT = ("contact_name", "company_name", "contact_type", "customer_sub_type", "notes", *TAX_FIELDS)
 ADDRESS_KEYS = ("attention", "address", "street2", "city", "state", "zip", "country", "phone", "fax")
@@ -203,11 +228,14 @@ class ZohoBooksSandbox(AccountingSandbox):
         base_currency: str = "GBP",
         custom_fields: dict[str, dict[str, bool]] | None = None,
         ignore_undocumented_filters: bool = False,
+        item_summaries: bool = False,
     ) -> None:
         """``ignore_undocumented_filters``: answer lists as if Zoho ignored the ``cf_…`` and ``sku`` filters it
-        does not document (every row, unfiltered), to show the adapter never trusts them blindly."""
+        does not document (every row, unfiltered), to show the adapter never trusts them blindly;
+        ``item_summaries``: item list rows without the purchase and account fields (read one in full)."""
         super().__init__(client_id, client_secret, refresh_token)
         self.ignore_undocumented_filters = ignore_undocumented_filters
+        self.item_summaries = item_summaries
         self.organization_id = organization_id
         self.base_currency = base_currency
         #: module -> api_name -> unique ("do not allow duplicate values")
@@ -266,24 +294,23 @@ class ZohoBooksSandbox(AccountingSandbox):
             return self._render_contact(self._save_contact(fields, contact_id))
 
     def seed_item(self, **fields: Any) -> Row:
-        """Store an item: ``name``, ``sku``, ``rate`` (and optionally ``tax_id``, ``status``)."""
+        """Store an item as if made in Zoho's UI (the API's rules): ``name`` (the SKU when none), ``sku``,
+        ``rate`` (0 when none) and any other item field (``purchase_rate``, ``status``...); returns it."""
         with self.state.lock:
-            item_id = self._new_id()
-            row: Row = {
-                "item_id": item_id,
-                "name": str(fields.get("name") or fields.get("sku") or ""),
-                "sku": str(fields.get("sku") or ""),
-                "rate": _dec(fields.get("rate", 0), "rate").quantize(CENT),
-                "description": str(fields.get("description") or ""),
-                "tax_id": str(fields.get("tax_id") or ""),
-                "status": str(fields.get("status") or "active"),
-                "item_type": "sales",
-                "product_type": str(fields.get("product_type") or "service"),
-                "account_id": "982000000000388",
-                "last_modified_time": _stamp(self._now()),
-            }
-            self.items_by_id[item_id] = row
-            return dict(row)
+            sent = {"rate": 0, **fields, "name": fields.get("name") or fields.get("sku") or ""}
+            status = str(sent.pop("status", "active"))
+            item = self._save_item(sent, None)
+            item["status"] = status
+            return self._render_item(item)
+
+    def items(self) -> list[Row]:
+        with self.state.lock:
+            return [self._render_item(i) for i in self.items_by_id.values()]
+
+    def edit_item(self, item_id: str, **fields: Any) -> Row:
+        """Edit an item as finance would in Zoho's UI (``PUT /items/{id}``'s rules); returns it."""
+        with self.state.lock:
+            return self._render_item(self._save_item(fields, self._item(item_id)["item_id"]))
 
     def contacts(self) -> list[Row]:
         with self.state.lock:
@@ -400,6 +427,9 @@ class ZohoBooksSandbox(AccountingSandbox):
         routes.add("POST", "/contacts/<ref>/active", lambda request, ref: self._contact_status(ref, "active"))
         routes.add("POST", "/contacts/<ref>/inactive", lambda request, ref: self._contact_status(ref, "inactive"))
         routes.add("GET", "/items", self._list_items)
+        routes.add("POST", "/items", self._create_item)
+        routes.add("GET", "/items/<ref>", self._get_item)
+        routes.add("PUT", "/items/<ref>", self._update_item)
         routes.add("GET", "/invoices", self._list_invoices)
         routes.add("POST", "/invoices", self._create_invoice)
         routes.add("PUT", "/invoices", self._upsert_invoice)
@@ -691,6 +721,69 @@ class ZohoBooksSandbox(AccountingSandbox):
 
     # ---- items ------------------------------------------------------------------------------------------
 
+    def _item(self, item_id: str) -> Row:
+        item = self.items_by_id.get(item_id)
+        if item is None:
+            raise ApiError(404, 1002, "Item does not exist.")
+        return item
+
+    def _save_item(self, sent: Row, item_id: str | None) -> Row:
+        current = self.items_by_id.get(item_id) if item_id else None
+        record: Row = dict(current) if current else {"status": "active", "item_type": "sales", "tax_id": ""}
+        if current is None:
+            record.update(account_id=SALES_ACCOUNT, product_type="service", description="", sku="")
+            record.update(purchase_rate=Decimal("0.00"), purchase_account_id="", purchase_description="")
+            if sent.get("rate") is None:
+                raise ApiError(400, 4, "Please enter the rate of the item.")
+        self._apply_item_values(record, sent)
+        if record["item_type"] == "sales":
+            record.update(purchase_rate=Decimal("0.00"), purchase_account_id="", purchase_description="")
+        elif not record["purchase_account_id"]:
+            record["purchase_account_id"] = PURCHASE_ACCOUNT
+        self._check_item(record, item_id)
+        record["item_id"] = item_id or self._new_id()
+        record.setdefault("created_time", _stamp(self._now()))
+        record["last_modified_time"] = _stamp(self._now())
+        self.items_by_id[record["item_id"]] = record
+        return record
+
+    @staticmethod
+    def _apply_item_values(record: Row, sent: Row) -> None:
+        for key in ("name", "sku", "description", "purchase_description"):
+            if key in sent:
+                record[key] = "" if sent[key] is None else str(sent[key]).strip()
+        for key in ("rate", "purchase_rate"):
+            if key in sent:
+                record[key] = _dec(sent[key], key).quantize(CENT)
+        for key, allowed in (
+            ("item_type", ITEM_TYPES),
+            ("product_type", PRODUCT_TYPES),
+            ("tax_id", ("", *TAXES)),
+            ("account_id", tuple(ACCOUNTS)),
+            ("purchase_account_id", ("", *ACCOUNTS)),
+        ):
+            if key in sent:
+                value = "" if sent[key] is None else str(sent[key])
+                if value not in allowed:
+                    raise _invalid(key)
+                record[key] = value
+
+    def _check_item(self, record: Row, item_id: str | None) -> None:
+        """The page's lengths, and names and SKUs unique (case-insensitively) among the other items."""
+        if not record.get("name"):
+            raise ApiError(400, 4, "Please enter the item name.")
+        if len(record["name"]) > ITEM_NAME_MAX:
+            raise _invalid("name")
+        if len(record["description"]) > ITEM_DESCRIPTION_MAX:
+            raise _invalid("description")
+        for other_id, other in self.items_by_id.items():
+            if other_id == item_id:
+                continue
+            if other["name"].casefold() == record["name"].casefold():
+                raise ApiError(400, 1001, f'The item "{record["name"]}" already exists.')
+            if record["sku"] and other["sku"].casefold() == record["sku"].casefold():
+                raise ApiError(400, 1001, f'The SKU "{record["sku"]}" already exists for another item.')
+
     def _list_items(self, request: Request) -> tuple[int, Row]:
         args = request.args
         status = {"Status.Active": "active", "Status.Inactive": "inactive"}.get(args.get("filter_by", "Status.All"))
@@ -699,15 +792,35 @@ class ZohoBooksSandbox(AccountingSandbox):
             rows = [i for i in rows if i["sku"].casefold() == args["sku"].casefold()]
         if args.get("name"):
             rows = [i for i in rows if i["name"].casefold() == args["name"].casefold()]
+        if args.get("search_text"):
+            text = args["search_text"].casefold()
+            rows = [i for i in rows if any(text in i[k].casefold() for k in ("name", "sku", "description"))]
         rows.sort(key=lambda i: (i["name"].casefold(), i["item_id"]))
-        rendered = [self._render_item(i) for i in rows]
+        rendered = [self._render_item(i, summary=self.item_summaries) for i in rows]
         return self._page(request, rendered, "items", "name", "A")
 
+    def _get_item(self, request: Request, item_id: str) -> tuple[int, Row]:
+        return 200, {"code": 0, "message": "success", "item": self._render_item(self._item(item_id))}
+
+    def _create_item(self, request: Request) -> tuple[int, Row]:
+        item = self._save_item(self._body(request), None)
+        return 201, {"code": 0, "message": "The item has been added.", "item": self._render_item(item)}
+
+    def _update_item(self, request: Request, item_id: str) -> tuple[int, Row]:
+        self._item(item_id)
+        item = self._save_item(self._body(request), item_id)
+        return 200, {"code": 0, "message": "The item details have been updated.", "item": self._render_item(item)}
+
     @staticmethod
-    def _render_item(item: Row) -> Row:
+    def _render_item(item: Row, *, summary: bool = False) -> Row:
         out = dict(item)
         tax = TAXES.get(item["tax_id"])
         out["tax_name"], out["tax_percentage"] = (tax[0], tax[1]) if tax else ("", Decimal(0))
+        out["account_name"] = ACCOUNTS.get(item["account_id"], "")
+        out["purchase_account_name"] = ACCOUNTS.get(item["purchase_account_id"], "")
+        if summary:
+            for key in ITEM_DETAIL_KEYS:
+                out.pop(key, None)
         return out
 
     # ---- invoices ---------------------------------------------------------------------------------------
@@ -1053,6 +1166,10 @@ class ZohoBooksDriver:
         ]
 
     def seed_item(self, code: str, name: str, unit_price: Decimal) -> None:
+        """An item with SKU ``code``; SKUs are unique in Zoho, so seeding one twice is a no-op (as for the
+        other drivers)."""
+        if any(item["sku"].casefold() == code.casefold() for item in self.sandbox.items()):
+            return
         self.sandbox.seed_item(sku=code, name=name, rate=unit_price)
 
     def seed_customer(self, name: str, *, email: str = "", tax_number: str = "") -> str:

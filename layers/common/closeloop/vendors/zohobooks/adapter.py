@@ -1,10 +1,15 @@
-"""Zoho Books' AccountingPort: customers (contacts), items and invoices over ``client.ZohoBooksClient``, with
-records converted by ``mapping``.
+"""Zoho Books' AccountingPort and CatalogueAccounting: customers (contacts), items and invoices over
+``client.ZohoBooksClient``, with records converted by ``mapping``.
 
 Idempotency: Zoho has no idempotency key. Creates go through ``PUT /contacts`` / ``PUT /invoices`` with
 ``X-Unique-Identifier-Key`` (a custom field set to "do not allow duplicate values"), ``X-Unique-Identifier-Value``
 and ``X-Upsert: true``: a repeated create updates the record it made instead of making a second one. Contacts
 carry our number stamp in ``cf_closeloop_ref``, invoices the deal key in ``cf_closeloop_deal``.
+
+Items: the item code is Zoho's SKU ("should be unique throughout the product", the items page), the id its
+``item_id``. Zoho has no idempotency key for items either: ``POST /items`` is never re-sent once it may have
+reached Zoho (a lost answer is Unanswered, retried by the caller, which looks the SKU up first), and a taken
+SKU is answered as a Conflict.
 
 Lookups: invoices filter on ``reference_number``, ``date_start``/``date_end``, ``last_modified_time`` and sort by
 ``last_modified_time``. The ``cf_<api name>`` custom-field and ``sku`` list filters are not documented: every row
@@ -34,6 +39,8 @@ from closeloop.models import (
     Invoice,
     InvoiceDraft,
     Item,
+    ItemDraft,
+    ItemLimits,
 )
 from closeloop.oauth import RefreshingTokens
 from closeloop.ports import WebhookRequest
@@ -43,7 +50,9 @@ from closeloop.vendors.zohobooks.mapping import (
     custom_field,
     deal_key,
     invoice_body,
+    item_update_body,
     name_key,
+    new_item_body,
     norm_tax,
     search_word,
     to_customer,
@@ -66,6 +75,11 @@ class ZohoBooksAccounting:
     TIME_FORMAT: ClassVar[str] = "%Y-%m-%dT%H:%M:%S%z"
     #: Per organisation: 100 calls a minute (GUESSES["per_minute_limit"]).
     RATE_LIMIT: ClassVar[RateLimit] = RateLimit(per_minute=100)
+    #: The items page (zoho.com/books/api/v3/items, "Attribute"): name "Max-length [100]", description
+    #: "Max-length [2000]"; no length is published for the SKU (GUESSES["sku_length"]).
+    item_limits = ItemLimits(code=0, name=100, description=2000)
+    #: Item attributes a list row may leave out (GUESSES["item_list_rows_full"]): such a row is read in full.
+    ITEM_DETAIL_KEYS: ClassVar[tuple[str, ...]] = ("purchase_rate", "purchase_account_id", "account_id")
 
     def __init__(
         self,
@@ -305,10 +319,12 @@ class ZohoBooksAccounting:
 
     def get_items(self, codes: Collection[str]) -> dict[str, Item]:
         """Active items whose ``sku`` is among ``codes`` (the item code is Zoho's SKU), keyed by the code
-        asked for (matched case-insensitively).
+        asked for (matched case-insensitively), with ``id`` and ``fields`` filled.
 
         One paged read of the active items, stopped after as many pages as there are codes; a larger
-        catalogue falls back to ``GET /items?sku=<code>`` per code. Raises IntegrationError subclasses.
+        catalogue falls back to ``GET /items?sku=<code>`` per code. A matched row that does not show the
+        purchase and account fields is read in full (GUESSES["item_list_rows_full"]). Raises
+        IntegrationError subclasses.
         """
         asked: dict[str, list[str]] = {}
         for code in sorted({c for c in codes if c.strip()}):
@@ -320,16 +336,82 @@ class ZohoBooksAccounting:
             rows = [row for group in asked.values() for row in self._item_rows(group[0])]
         found: dict[str, Item] = {}
         for row in rows:
-            item = to_item(row)
-            for code in asked.get(item.code.casefold(), []):
+            if str(row.get("sku") or "").casefold() not in asked or str(row.get("status") or "active") != "active":
+                continue
+            item = self._to_item(row)
+            for code in asked[item.code.casefold()]:
                 found[code] = item
-                self._item_ids[code.casefold()] = str(row.get("item_id") or "")
         return found
 
     def _item_rows(self, code: str) -> list[dict[str, Any]]:
         """``GET /items?sku=<code>``: undocumented (GUESSES["sku_filter"]), so only rows with that SKU are kept."""
         rows = self.client.pages("/items", "items", {"sku": code})
         return [row for row in rows if str(row.get("sku") or "").casefold() == code.casefold()]
+
+    def _to_item(self, row: Mapping[str, Any]) -> Item:
+        """The Item of a row, read in full first when the row leaves out its purchase or account fields; the
+        item id remembered by SKU for invoice lines."""
+        if any(key not in row for key in self.ITEM_DETAIL_KEYS) and row.get("item_id"):
+            row = self._item(str(row["item_id"])) or row
+        item = to_item(row)
+        if item.code:
+            self._item_ids[item.code.casefold()] = item.id
+        return item
+
+    def _item(self, item_id: str) -> dict[str, Any] | None:
+        """``GET /items/{id}``; None when Zoho says it does not exist."""
+        try:
+            payload = self.client.call("GET", f"/items/{quote(item_id, safe='')}")
+        except NotFound:
+            return None
+        row = payload.get("item")
+        return row if isinstance(row, dict) else None
+
+    def _saved_item(self, payload: Mapping[str, Any], what: str) -> Item:
+        row = payload.get("item")
+        if not isinstance(row, dict):
+            raise FatalError(f"Zoho accepted the {what} but returned no item", vendor=VENDOR)
+        return self._to_item(row)
+
+    def create_item(self, draft: ItemDraft, *, idempotency_key: str) -> Item:
+        """``POST /items`` with the SKU, name, rate, and the description, cost, tax and accounts the draft sets
+        (a cost makes the item ``sales_and_purchases``, see GUESSES["item_type_for_cost"]).
+
+        Zoho has no idempotency key (``idempotency_key`` is not sent), so the create is never re-sent once it
+        may have reached Zoho: a lost answer raises Unanswered and the caller's retry finds the item by SKU.
+        Raises Conflict when the SKU or the name is taken (code 1001; a refusal of a SKU that another item
+        now holds is one too, GUESSES["item_duplicate_code"]), ValidationFailed on other refusals.
+        """
+        try:
+            payload = self.client.call("POST", "/items", body=new_item_body(draft), retry_sent=False)
+        except ValidationFailed as refused:
+            if draft.code in self.get_items([draft.code]):
+                raise Conflict(f"Zoho has an item with SKU {draft.code} already: {refused}", vendor=VENDOR) from refused
+            raise
+        return self._saved_item(payload, "item")
+
+    def update_item(self, item: Item, draft: ItemDraft, fields: Collection[str], *, idempotency_key: str) -> Item:
+        """Write only ``fields`` (PRODUCT_FIELDS names; ``code`` renames the SKU) of ``draft`` onto ``item``.
+
+        The item is read first (``GET /items/{id}``; by SKU when ``item`` has no id) so that its current name
+        and rate go with the change (GUESSES["item_update_body"]), then ``PUT /items/{id}``. Raises NotFound
+        when the item is gone, Conflict when a new SKU or name is taken, ValidationFailed on other refusals.
+        """
+        item_id = item.id or (self.get_items([item.code]).get(item.code) or item).id
+        current = self._item(item_id) if item_id else None
+        if current is None:
+            raise NotFound(f"Zoho item {item.id or item.code} does not exist", vendor=VENDOR, status=404)
+        body = item_update_body(draft, fields, current)
+        payload = self.client.call("PUT", f"/items/{quote(item_id, safe='')}", body=body)
+        saved = self._saved_item(payload, "item update")
+        if saved.code.casefold() != item.code.casefold():
+            self._item_ids.pop(item.code.casefold(), None)
+        return saved
+
+    def iter_items(self) -> Iterator[Item]:
+        """Every active item, page by page (``GET /items?filter_by=Status.Active``), with ``fields`` filled."""
+        for row in self.client.pages("/items", "items", {"filter_by": "Status.Active"}):
+            yield self._to_item(row)
 
     # -- invoices ------------------------------------------------------------------------------------
 

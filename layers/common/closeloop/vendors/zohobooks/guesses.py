@@ -41,4 +41,38 @@ GUESSES: dict[str, str] = {
         "records do. Used by find_customers_any's local match and find_invoice's check. Safe if wrong for "
         "invoices: a row without the field is read in full before it is trusted. Confirm: a real list answer."
     ),
+    "sku_length": (
+        "Zoho publishes no length for an item's SKU (the items page gives name Max-length [100] and description "
+        "Max-length [2000] only), so item_limits.code is 0 (no limit known). Safe if wrong: a SKU longer than "
+        "Zoho takes is refused on create (ValidationFailed with Zoho's message): a failed sync naming the SKU, "
+        "never a cut code. Confirm: a create with a 100- and a 300-character SKU in a real organisation."
+    ),
+    "item_list_rows_full": (
+        "List items rows carry purchase_rate, purchase_account_id and account_id as Get an item does. Safe if "
+        "wrong: a row without any of them is read in full (GET /items/{id}) before its fields are trusted, so a "
+        "cost finance entered is never taken for missing (and overwritten by a link's fill). Confirm: a real "
+        "List items answer; if rows carry them, no extra reads happen."
+    ),
+    "item_type_for_cost": (
+        "Zoho keeps purchase_rate and purchase_account_id only on an item whose item_type includes purchases "
+        "(sales_and_purchases, purchases, inventory); the page lists the types and the purchase attributes but "
+        "not the rule. So a create with a cost sends item_type sales_and_purchases, and an update writing the "
+        "purchase side of a sales item turns it into sales_and_purchases. Safe if wrong: the type is one Zoho "
+        "documents and the item stays sellable; a Zoho that keeps purchase data on sales items loses nothing. "
+        "Confirm: a create of a sales item with a purchase_rate, read back."
+    ),
+    "item_update_body": (
+        "PUT /items/{id} may want name and rate in every body (the create marks them required; the update page "
+        "is not clear), and keeps every attribute it is not sent. So the adapter reads the item first and sends "
+        "its current name and rate with the named fields. Safe if wrong: sending the current values changes "
+        "nothing. Confirm: a real PUT /items/{id} with only description, read back."
+    ),
+    "item_duplicate_code": (
+        "A taken SKU or item name is answered with code 1001 (read_fault: Conflict), as duplicate values are "
+        "elsewhere; the page only says the SKU 'should be unique throughout the product'. Safe if wrong: any "
+        "other refusal of a create is followed by one lookup of the SKU, and an item found there makes it a "
+        "Conflict (which the catalogue sync resolves by linking); a Zoho that does not enforce unique SKUs is "
+        "still never sent a second create for a lost answer (POST /items is not re-sent). Confirm: a real "
+        "create with a SKU and with a name another item holds."
+    ),
 }

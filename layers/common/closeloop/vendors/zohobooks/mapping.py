@@ -9,12 +9,22 @@ a custom field as ``custom_fields``, ``custom_field_hash`` or a flattened ``cf_â
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from decimal import Decimal
 from typing import Any
 
 from closeloop.dates import parse_day, parse_utc
-from closeloop.models import AccountingCustomer, Customer, Invoice, InvoiceDraft, InvoiceLine, Item, LineAmountTypes
+from closeloop.models import (
+    AccountingCustomer,
+    Customer,
+    Invoice,
+    InvoiceDraft,
+    InvoiceLine,
+    Item,
+    ItemDraft,
+    LineAmountTypes,
+    money_text,
+)
 from closeloop.vendors.zohobooks.client import VENDOR
 from closeloop.wire import to_decimal
 
@@ -51,8 +61,37 @@ def custom_field(record: Mapping[str, Any], api_name: str) -> str:
     return str(hashed.get(api_name) or record.get(api_name) or "")
 
 
+#: Zoho's item attribute for each canonical product field (zoho.com/books/api/v3/items, "Attribute").
+ITEM_KEYS: dict[str, str] = {
+    "name": "name",
+    "description": "description",
+    "unit_price": "rate",
+    "unit_cost": "purchase_rate",
+    "tax_code": "tax_id",
+    "sales_account": "account_id",
+    "purchase_account": "purchase_account_id",
+}
+#: Money among them (a JSON number, compared as ``money_text``).
+ITEM_MONEY = frozenset({"rate", "purchase_rate"})
+#: The purchase side of an item: written only with an item type that includes purchases
+#: (GUESSES["item_type_for_cost"]).
+PURCHASE_KEYS = frozenset({"purchase_rate", "purchase_account_id"})
+
+
+def item_values(row: Mapping[str, Any]) -> dict[str, str]:
+    """An item's comparable PRODUCT_FIELDS values as Zoho holds them (money as ``money_text``; "" when absent)."""
+    values: dict[str, str] = {}
+    for field, key in ITEM_KEYS.items():
+        raw = row.get(key)
+        if key in ITEM_MONEY:
+            values[field] = "" if raw is None or raw == "" else money_text(as_decimal(raw))
+        else:
+            values[field] = "" if raw is None else str(raw)
+    return values
+
+
 def to_item(row: Mapping[str, Any]) -> Item:
-    """A Zoho item as the canonical Item (the SKU is the item code)."""
+    """A Zoho item as the canonical Item: the SKU is the item code, ``item_id`` its id."""
     rate = row.get("rate")
     return Item(
         code=str(row.get("sku") or ""),
@@ -60,7 +99,58 @@ def to_item(row: Mapping[str, Any]) -> Item:
         unit_price=None if rate is None or rate == "" else as_decimal(rate),
         account_code=str(row.get("account_id") or ""),
         tax_type=str(row.get("tax_id") or ""),
+        id=str(row.get("item_id") or ""),
+        fields=item_values(row),
     )
+
+
+def _draft_values(draft: ItemDraft) -> dict[str, Any]:
+    """The draft in Zoho's keys; a money value not set by us is 0 (``rate`` is required; 0: no price)."""
+    return {
+        "name": draft.name,
+        "description": draft.description,
+        "rate": draft.unit_price if draft.unit_price is not None else 0,
+        "purchase_rate": draft.unit_cost if draft.unit_cost is not None else 0,
+        "tax_id": draft.tax_code,
+        "account_id": draft.sales_account,
+        "purchase_account_id": draft.purchase_account,
+    }
+
+
+def new_item_body(draft: ItemDraft) -> dict[str, Any]:
+    """The ``POST /items`` body: the SKU, name and rate always; the rest only where the draft sets it. A cost
+    or purchase account makes the item ``sales_and_purchases`` (GUESSES["item_type_for_cost"])."""
+    values = _draft_values(draft)
+    body: dict[str, Any] = {"name": draft.name, "sku": draft.code, "rate": values["rate"]}
+    for key, given in (
+        ("description", draft.description),
+        ("purchase_rate", draft.unit_cost is not None),
+        ("tax_id", draft.tax_code),
+        ("account_id", draft.sales_account),
+        ("purchase_account_id", draft.purchase_account),
+    ):
+        if given:
+            body[key] = values[key]
+    body["item_type"] = "sales_and_purchases" if PURCHASE_KEYS & set(body) else "sales"
+    return body
+
+
+def item_update_body(draft: ItemDraft, fields: Collection[str], current: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``PUT /items/{id}`` body: the named PRODUCT_FIELDS (``code``: the SKU) from ``draft``, with the
+    item's current ``name`` and ``rate`` when not named (GUESSES["item_update_body"]), and a type that
+    includes purchases when the purchase side is written (GUESSES["item_type_for_cost"])."""
+    values = _draft_values(draft)
+    body: dict[str, Any] = {"name": current.get("name") or draft.name, "rate": current.get("rate") or 0}
+    for field in fields:
+        if field == "code":
+            body["sku"] = draft.code
+        elif field in ITEM_KEYS:
+            body[ITEM_KEYS[field]] = values[ITEM_KEYS[field]]
+    # The page's item types: sales, purchases, sales_and_purchases, inventory (default sales); only a sales
+    # item lacks a purchase side.
+    if PURCHASE_KEYS & set(body) and str(current.get("item_type") or "sales") == "sales":
+        body["item_type"] = "sales_and_purchases"
+    return body
 
 
 def norm_tax(value: str) -> str:
