@@ -591,7 +591,7 @@ class FakeCatalogueBooks:
         return item
 
     def get_items(self, codes: Collection[str]) -> dict[str, Item]:
-        return {c: self.items[c] for c in codes if c in self.items}
+        return {c: self.items[c] for c in codes if c and c in self.items}  # an item without a code is not found by one
 
     def create_item(self, draft: ItemDraft, *, idempotency_key: str) -> Item:
         if idempotency_key in self.keys:
@@ -608,7 +608,12 @@ class FakeCatalogueBooks:
         return item
 
     def update_item(self, item: Item, draft: ItemDraft, fields: Collection[str], *, idempotency_key: str) -> Item:
-        values = {**item_fields(draft), "tax_code": draft.tax_code}
+        values = {
+            **item_fields(draft),
+            "tax_code": draft.tax_code,
+            "sales_account": draft.sales_account,
+            "purchase_account": draft.purchase_account,
+        }
         code = draft.code if "code" in fields else item.code
         merged = {**item.fields, **{f: values[f] for f in fields if f in values}}
         saved = item.model_copy(update={"code": code, "name": merged.get("name", item.name), "fields": merged})

@@ -302,3 +302,17 @@ class _RecordingContacts:
     def sync_many(self, groups: dict[CrmRef, list[SyncEvent]]) -> dict[CrmRef, Outcome]:
         self.bulk.append(list(groups))
         return {r: Outcome(r, "unchanged") for r in groups}
+
+
+def test_the_backfill_links_an_item_without_a_code_and_gives_it_the_product_s_code(parts) -> None:  # type: ignore[no-untyped-def]
+    # Given an item that has no code (items need none in some systems), chosen for a product by name
+    crm, books, store = parts
+    bare = books.put("", name="Widget")
+    ref = crm.add("p1", sku="W-1", name="Widget", unit_price=Decimal("3"))
+    product = crm.get_product("p1")
+    assert product is not None
+    # When the backfill links them
+    outcome = _sync(crm, books, store).link(product, bare, "name, accepted by a person")
+    # Then the item now carries the product's code, and the live sync finds it there
+    assert outcome.action == "matched" and list(books.items) == ["W-1"]
+    assert _sync(crm, books, store).sync(ref).action == "unchanged"

@@ -113,7 +113,9 @@ class ProductSync:
             if mapping is not None:
                 return Outcome(product.ref, "unchanged", mapping.accounting_id, detail="already mapped")
             draft, _ = self.draft(product)
-            found = self.accounting.get_items([item.code]).get(item.code)
+            # An item without a code (a system where items need none) cannot be read again by code: it is linked
+            # as the backfill read it, and given the product's code by the link.
+            found = self.accounting.get_items([item.code]).get(item.code) if item.code else item
             if found is None or (item.id and found.id != item.id):
                 raise ValidationFailed(f"item {item.code!r} is gone from {self.accounting.name}")
             outcome = self._link(product, found, draft, item_fields(draft), event, method)
