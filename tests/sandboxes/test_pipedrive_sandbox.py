@@ -336,9 +336,10 @@ def test_driver_subscribes_once_and_wins_a_deal_with_products(drive: Drive) -> N
     # When setup runs twice
     driver.subscribe("https://hooks.example.com")
     driver.subscribe("https://hooks.example.com")
-    # Then there is one webhook per entity, each with Basic credentials and the path secret
+    # Then there is one webhook per entity (products too, for the catalogue sync: a deliberate change), each
+    # with Basic credentials and the path secret
     hooks = drive.sandbox.webhooks()
-    assert sorted(h["event_object"] for h in hooks) == ["deal", "organization", "person"]
+    assert sorted(h["event_object"] for h in hooks) == ["deal", "organization", "person", "product"]
     assert all(h["subscription_url"].endswith(f"/{driver.path_secret}") for h in hooks)
     assert all(h["http_auth_user"] == driver.webhook_user for h in hooks)
     # And a won deal is open first, with products, then won
