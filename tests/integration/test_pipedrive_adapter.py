@@ -188,6 +188,9 @@ def test_get_deal_reads_products_as_line_items_with_skus_and_exact_money(
     assert won.close_date == datetime.now(UTC).date()
     assert won.url == f"https://{pipedrive.company_domain}.pipedrive.com/deal/{deal['id']}"
     widget, gadget, discounted = won.line_items
+    # Each line names the product it was made from (the catalogue sync's key)
+    (widget_id,), (gadget_id,) = pipedrive.find("product", code="SKU-W"), pipedrive.find("product", code="SKU-G")
+    assert [line.product_id for line in won.line_items] == [str(widget_id), str(gadget_id), str(widget_id)]
     assert (widget.sku, widget.quantity, widget.unit_price, widget.discount_percent) == (
         "SKU-W",
         Decimal(3),
@@ -239,19 +242,21 @@ def test_iter_changes_since_reads_recents_paged_as_stable_events(
     org = pipedrive.create("organization", {"name": "Acme"})
     person = pipedrive.create("person", {"name": "Ann"})
     deal = pipedrive.create("deal", {"title": "D"})
-    pipedrive.create("product", {"name": "not ours"})
+    product = pipedrive.create("product", {"name": "Widget", "code": "SKU-W"})
     pipedrive.delete("person", person["id"])
     adapter = crm(pipedrive, server.url)
     adapter.PAGE_SIZE = 2  # type: ignore[misc]
     # When the changes since then are read
     events = list(adapter.iter_changes_since(since))
     again = list(adapter.iter_changes_since(since))
-    # Then each changed company/contact/deal comes once, deletions as such, with stable dedupe keys
+    # Then each changed company/contact/deal/product comes once, deletions as such, with stable dedupe keys
+    # (products joined the poll with the catalogue sync: this test's expectations changed with it)
     kinds = {(e.ref.object_type, e.ref.object_id): e.kind for e in events}
     assert kinds == {
         ("company", str(org["id"])): "changed",
         ("contact", str(person["id"])): "deleted",
         ("deal", str(deal["id"])): "changed",
+        ("product", str(product["id"])): "changed",
     }
     assert [e.dedupe_key for e in events] == [e.dedupe_key for e in again]
     assert len(pipedrive.state.calls("GET", "/v1/recents")) == 4
@@ -550,7 +555,7 @@ def test_sandbox_deliveries_verify_and_parse_into_pipeline_events() -> None:
         driver = PipedriveDriver(pipedrive)
         driver.path_secret, driver.webhook_user, driver.webhook_password = SECRET, USER, PASSWORD
         driver.subscribe(hooks.url)
-        pipedrive.create("product", {"name": "ignored: no webhook for products"})
+        product = pipedrive.create("product", {"name": "Widget", "code": "SKU-W"})
         # When a company is created and a won deal is made for it (open, products, then won)
         company = driver.create_company("Acme", email="a@acme.test")
         deal = driver.create_won_deal(company, [DealLine("SKU", "Widget", Decimal(1), Decimal(5))], currency="EUR")
@@ -559,6 +564,8 @@ def test_sandbox_deliveries_verify_and_parse_into_pipeline_events() -> None:
         assert 401 not in inbox.statuses and inbox.statuses[0] == 500
         types = {(e.ref.object_type, e.kind) for e in inbox.events}
         assert {("company", "created"), ("contact", "created"), ("deal", "created"), ("deal", "changed")} <= types
+        # (products have a webhook now, for the catalogue sync: the product's creation is an event too)
+        assert any(e.ref.object_id == str(product["id"]) for e in inbox.events if e.ref.object_type == "product")
         won = [e for e in inbox.events if e.ref == deal and e.property_name == "status"]
         assert len(won) == 1 and won[0].kind == "changed" and won[0].source_type == "deal.change"
         dedupe = [e.dedupe_key for e in inbox.events]

@@ -336,9 +336,10 @@ def test_driver_subscribes_once_and_wins_a_deal_with_products(drive: Drive) -> N
     # When setup runs twice
     driver.subscribe("https://hooks.example.com")
     driver.subscribe("https://hooks.example.com")
-    # Then there is one webhook per entity, each with Basic credentials and the path secret
+    # Then there is one webhook per entity (products too, for the catalogue sync: a deliberate change), each
+    # with Basic credentials and the path secret
     hooks = drive.sandbox.webhooks()
-    assert sorted(h["event_object"] for h in hooks) == ["deal", "organization", "person"]
+    assert sorted(h["event_object"] for h in hooks) == ["deal", "organization", "person", "product"]
     assert all(h["subscription_url"].endswith(f"/{driver.path_secret}") for h in hooks)
     assert all(h["http_auth_user"] == driver.webhook_user for h in hooks)
     # And a won deal is open first, with products, then won
@@ -371,3 +372,68 @@ def test_v2_org_address_takes_only_the_schemas_string_sub_fields(drive: Drive) -
     # And a null address (nullable in the update schema) clears it
     cleared = drive.api.patch(f"/api/v2/organizations/{org_id}", json={"address": None})
     assert cleared.status_code == 200 and cleared.json()["data"]["address"] is None
+
+
+# -- the product catalogue ------------------------------------------------------------------------------------
+
+
+def test_products_keep_one_price_per_currency_and_default_to_a_zero_price(drive: Drive) -> None:
+    # When a product is made with two prices through the API
+    made = drive.api.post(
+        "/api/v2/products",
+        json={"name": "Widget", "code": "W-1", "prices": [{"currency": "eur", "price": 12.5, "cost": 4},
+                                                          {"currency": "USD", "price": 14}]},
+    )  # fmt: skip
+    assert made.status_code == 200, made.text
+    product = made.json()["data"]
+    # Then each entry is stored as prices-array.ts has it: upper-case currency, exact numbers, cost 0 when none
+    assert product["prices"] == [
+        {"product_id": product["id"], "currency": "EUR", "price": 12.5, "cost": 4, "direct_cost": None, "notes": ""},
+        {"product_id": product["id"], "currency": "USD", "price": 14, "cost": 0, "direct_cost": None, "notes": ""},
+    ]
+    # And a product made without prices gets a price of 0 in the user's default currency
+    bare = drive.api.post("/api/v2/products", json={"name": "Bare"}).json()["data"]
+    assert [(p["currency"], p["price"]) for p in bare["prices"]] == [("USD", 0)]
+    assert drive.api.get("/v1/users/me").json()["data"]["default_currency"] == "USD"
+    # When a write repeats a currency, lacks one, or carries a key the price entry does not have: 400
+    refused_prices: list[list[dict[str, Any]]] = [
+        [{"currency": "USD", "price": 1}, {"currency": "usd", "price": 2}],
+        [{"price": 1}],
+        [{"currency": "USD", "price": 1, "overhead_cost": 0}],
+        [{"currency": "USD", "price": "x"}],
+    ]
+    for prices in refused_prices:
+        refused = drive.api.patch(f"/api/v2/products/{product['id']}", json={"prices": prices})
+        assert refused.status_code == 400, prices
+        assert refused.json()["success"] is False
+    assert drive.api.get(f"/api/v2/products/{product['id']}").json()["data"]["prices"] == product["prices"]
+
+
+def test_product_fields_are_listed_and_made_like_the_other_field_collections(drive: Drive) -> None:
+    # Given the company's own product fields
+    fields = drive.api.get("/api/v2/productFields").json()["data"]
+    assert [(f["field_code"], f["field_type"], f["is_custom_field"]) for f in fields] == [
+        ("name", "varchar", False),
+        ("code", "varchar", False),
+        ("prices", "price_list", False),
+    ]
+    # When a custom product field is made
+    made = drive.api.post("/api/v2/productFields", json={"field_name": "closeloop_supplier", "field_type": "varchar"})
+    assert made.status_code == 200, made.text
+    key = made.json()["data"]["field_code"]
+    assert re.fullmatch(r"[0-9a-f]{40}", key)
+    # Then products carry it under custom_fields by its hash, and a system field type cannot be made
+    product = drive.api.post("/api/v2/products", json={"name": "W", "custom_fields": {key: "Acme"}}).json()["data"]
+    assert product["custom_fields"] == {key: "Acme"}
+    refused = drive.api.post("/api/v2/productFields", json={"field_name": "x", "field_type": "price_list"})
+    assert refused.status_code == 400
+
+
+def test_deleted_products_leave_lists_and_single_reads_and_lists_sort_by_name(drive: Drive) -> None:
+    made = [drive.sandbox.create("product", {"name": name}) for name in ("b", "c", "a")]
+    drive.sandbox.delete("product", made[1]["id"])
+    # Then the deleted one is gone (404) and the others sort by name when asked
+    assert drive.api.get(f"/api/v2/products/{made[1]['id']}").status_code == 404
+    names = [p["name"] for p in drive.api.get("/api/v2/products", params={"sort_by": "name"}).json()["data"]]
+    assert names == ["a", "b"]
+    assert drive.api.get("/api/v2/deals", params={"sort_by": "name"}).status_code == 400

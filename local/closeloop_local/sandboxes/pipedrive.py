@@ -8,8 +8,12 @@ Production adapters talk to it over real HTTP through ``PIPEDRIVE_API_URL``. Wha
   error body has that shape (404 "Deal not found", 400 with the reason).
 - API v2: ``/api/v2/{organizations,persons,deals,products}`` (GET one / list, POST, PATCH, DELETE), deal
   products (``/api/v2/deals/{id}/products``) and custom-field definitions (``/api/v2/{deal,organization,
-  person}Fields``). Lists page by cursor (``limit`` <= 500, ``additional_data.next_cursor``) and filter by
-  ``ids`` (<= 100), ``org_id``, ``person_id``, ``status``, ``updated_since``/``updated_until``.
+  person,product}Fields``). Lists page by cursor (``limit`` <= 500, ``additional_data.next_cursor``) and filter
+  by ``ids`` (<= 100), ``org_id``, ``person_id``, ``status``, ``updated_since``/``updated_until``.
+- Products: ``code`` is the SKU; ``prices`` holds one entry per currency (``currency``, ``price``, ``cost``,
+  ``direct_cost``, ``notes``; client-nodejs v2 prices-array.ts), a second entry in one currency is a 400, and a
+  product made without prices gets a price of 0 in the user's default currency (product-request.ts). A deleted
+  product is gone from lists and single reads (404).
 - API v1 where v2 has none: ``/v1/recents`` (``since_timestamp`` ``YYYY-MM-DD HH:MM:SS`` UTC, start/limit
   pagination), ``/v1/users/me``, ``/v1/webhooks`` and the v1 field lists (``key``/``name``).
 - Custom fields are keyed by a random 40-character hex hash; values travel under ``custom_fields``; ``enum``
@@ -68,7 +72,12 @@ JSON = dict[str, Any]
 
 ENTITIES = ("organization", "person", "deal", "product")
 COLLECTIONS = {"organizations": "organization", "persons": "person", "deals": "deal", "products": "product"}
-FIELD_COLLECTIONS = {"dealFields": "deal", "organizationFields": "organization", "personFields": "person"}
+FIELD_COLLECTIONS = {
+    "dealFields": "deal",
+    "organizationFields": "organization",
+    "personFields": "person",
+    "productFields": "product",
+}
 FIELD_TYPES = ("varchar", "varchar_auto", "text", "double", "monetary", "date", "set", "enum", "user", "org",
                "people", "phone", "time", "timerange", "daterange", "address")  # fmt: skip
 #: Fields every company has (not custom, no hash key).
@@ -76,7 +85,13 @@ SYSTEM_FIELDS: dict[str, tuple[tuple[str, str, str], ...]] = {
     "deal": (("title", "Title", "varchar"), ("value", "Value", "monetary"), ("status", "Status", "status")),
     "organization": (("name", "Name", "varchar"), ("address", "Address", "address")),
     "person": (("name", "Name", "varchar"), ("emails", "Email", "varchar"), ("phones", "Phone", "phone")),
+    "product": (("name", "Name", "varchar"), ("code", "Product code", "varchar"), ("prices", "Price", "price_list")),
 }
+#: System field types that only Pipedrive's own fields have (a custom field cannot be made with them).
+SYSTEM_FIELD_TYPES = ("status", "price_list")
+#: The keys of a product's price entry (client-nodejs v2 prices-array.ts, product-request.ts).
+PRICE_KEYS = frozenset({"product_id", "currency", "price", "cost", "direct_cost", "notes"})
+DEFAULT_CURRENCY = "USD"
 #: Token cost of one call: (method, API version, one record or a list).
 TOKEN_COSTS: dict[tuple[str, str, str], int] = {
     ("GET", "v2", "one"): 1,
@@ -192,6 +207,38 @@ def _org_address(value: Any) -> JSON | None:
     return dict(value)
 
 
+def _prices(entries: Any, product_id: int | None) -> list[JSON]:
+    """A product's ``prices`` as written: one entry per currency, each with a currency and a numeric price.
+
+    Keys outside the documented entry and a second entry in one currency are refused (400); see the
+    adapter's GUESSES["product prices validation"] (closeloop.vendors.pipedrive.guesses).
+    """
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise _ApiError(400, "prices must be an array of objects")
+    out: list[JSON] = []
+    for entry in entries:
+        unknown = sorted(set(entry) - PRICE_KEYS)
+        if unknown:
+            raise _ApiError(400, f"Unknown price field(s): {', '.join(unknown)}")
+        currency = entry.get("currency")
+        if not isinstance(currency, str) or len(currency.strip()) != 3:
+            raise _ApiError(400, "prices[].currency must be a 3-letter currency code")
+        if any(p["currency"] == currency.strip().upper() for p in out):
+            raise _ApiError(400, f"There can only be one price per product per currency ({currency})")
+        direct = entry.get("direct_cost")
+        out.append(
+            {
+                "product_id": product_id,
+                "currency": currency.strip().upper(),
+                "price": _number(entry.get("price"), "prices[].price"),
+                "cost": _number(entry.get("cost", 0), "prices[].cost"),
+                "direct_cost": None if direct is None else _number(direct, "prices[].direct_cost"),
+                "notes": str(entry.get("notes") or ""),
+            }
+        )
+    return out
+
+
 def _contact_entries(key: str, entries: Any) -> list[JSON]:
     """A person's ``emails``/``phones`` as stored: value, primary flag, label."""
     entries = entries or []
@@ -212,6 +259,13 @@ def _number(value: Any, what: str) -> Decimal:
     if not number.is_finite():
         raise _ApiError(400, f"{what} must be a number")
     return number
+
+
+def _sort_value(record: _Record, sort_by: str) -> Any:
+    """What a v2 list sorts ``record`` by (ties by id): a time, a product's name, or nothing for ``id``."""
+    if sort_by == "name":
+        return str(record.values.get("name") or "")
+    return getattr(record, sort_by) if sort_by != "id" else 0
 
 
 @dataclass
@@ -596,9 +650,9 @@ class PipedriveSandbox(SandboxApp):
                     raise _ApiError(400, f"{name} must be an RFC 3339 timestamp") from None
                 records = [r for r in records if keep(int(r.update_time), int(moment))]
         sort_by = request.args.get("sort_by", "id")
-        if sort_by not in ("id", "update_time", "add_time"):
+        if sort_by not in ("id", "update_time", "add_time", *(("name",) if entity == "product" else ())):
             raise _ApiError(400, f"Invalid sort_by {sort_by}")
-        records.sort(key=lambda r: (getattr(r, sort_by) if sort_by != "id" else 0, r.id))
+        records.sort(key=lambda r: (_sort_value(r, sort_by), r.id))
         if request.args.get("sort_direction", "asc") == "desc":
             records.reverse()
         return self._page([self._render(r) for r in records], request)
@@ -610,7 +664,8 @@ class PipedriveSandbox(SandboxApp):
             "person": {"name", "first_name", "last_name", "owner_id", "org_id", "emails", "phones", "visible_to"},
             "deal": {"title", "owner_id", "person_id", "org_id", "pipeline_id", "stage_id", "value", "currency",
                      "status", "expected_close_date", "probability", "lost_reason", "visible_to", "won_time"},
-            "product": {"name", "code", "description", "unit", "tax", "prices", "owner_id", "visible_to"},
+            "product": {"name", "code", "description", "unit", "tax", "prices", "owner_id", "visible_to",
+                        "is_linkable", "category"},
         }[entity]  # fmt: skip
         out: JSON = {}
         for key, value in values.items():
@@ -626,6 +681,8 @@ class PipedriveSandbox(SandboxApp):
             raise _ApiError(400, f"{title_key} is required")
         if "value" in out:
             out["value"] = _number(out["value"], "value")
+        if entity == "product" and "prices" in out:
+            out["prices"] = _prices(out["prices"], record.id if record is not None else None)
         if "status" in out and out["status"] not in ("open", "won", "lost"):
             raise _ApiError(400, "status must be one of open, won, lost")
         for ref_key, ref_entity in (("org_id", "organization"), ("person_id", "person")):
@@ -689,6 +746,10 @@ class PipedriveSandbox(SandboxApp):
         record.custom.update(custom)
         if entity == "deal":
             self._status_times(record, None, now)
+        if entity == "product":
+            # Without prices Pipedrive gives a price of 0 in the user's default currency (product-request.ts).
+            given = checked.get("prices") or _prices([{"currency": DEFAULT_CURRENCY, "price": 0}], None)
+            record.values["prices"] = [{**p, "product_id": record.id} for p in given]
         self._records[entity][record.id] = record
         self._announce(record, "create", None)
         return record
@@ -704,7 +765,7 @@ class PipedriveSandbox(SandboxApp):
                      "probability": None, "lost_reason": None, "expected_close_date": None, "won_time": None,
                      "lost_time": None, "close_time": None, "stage_change_time": None, "label_ids": []},
             "product": {**common, "name": "", "code": None, "description": None, "unit": None, "tax": Decimal(0),
-                        "prices": []},
+                        "is_linkable": True, "category": None, "prices": []},
         }[entity]  # fmt: skip
 
     def _update_locked(self, record: _Record, values: Mapping[str, Any]) -> _Record:
@@ -796,7 +857,7 @@ class PipedriveSandbox(SandboxApp):
     def _add_field_locked(
         self, entity: str, name: str, field_type: str, options: Iterable[str], *, code: str = "", custom: bool = True
     ) -> JSON:
-        if field_type not in (*FIELD_TYPES, "status"):
+        if field_type not in FIELD_TYPES and (custom or field_type not in SYSTEM_FIELD_TYPES):
             raise _ApiError(400, f"field_type must be one of {', '.join(FIELD_TYPES)}")
         if not name.strip():
             raise _ApiError(400, "field_name is required")
@@ -892,6 +953,7 @@ class PipedriveSandbox(SandboxApp):
             "company_name": "Closeloop Sandbox",
             "company_domain": self.company_domain,
             "timezone_name": "UTC",
+            "default_currency": DEFAULT_CURRENCY,
         }
 
     # -- webhooks -----------------------------------------------------------------------------------
@@ -1100,6 +1162,8 @@ class PipedriveDriver:
         wanted = [
             (f"{base}/webhooks/pipedrive/contacts/{self.path_secret}", "organization"),
             (f"{base}/webhooks/pipedrive/contacts/{self.path_secret}", "person"),
+            # Product events ride the contacts pipeline (the catalogue sync; ignored when it is off).
+            (f"{base}/webhooks/pipedrive/contacts/{self.path_secret}", "product"),
             (f"{base}/webhooks/pipedrive/deals/{self.path_secret}", "deal"),
         ]
         existing = {(w["subscription_url"], w["event_object"]) for w in self.sandbox.webhooks()}
@@ -1188,7 +1252,7 @@ class PipedriveDriver:
         found = self.sandbox.find("product", code=line.sku)
         if found:
             return found[0]
-        prices = [{"price": line.unit_price, "currency": currency, "cost": 0, "overhead_cost": 0}]
+        prices = [{"price": line.unit_price, "currency": currency, "cost": 0}]
         return int(self.sandbox.create("product", {"name": line.name, "code": line.sku, "prices": prices})["id"])
 
     def deal_fields(self, deal: CrmRef) -> Mapping[str, str]:

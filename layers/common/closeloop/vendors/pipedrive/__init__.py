@@ -43,7 +43,7 @@ SPEC = VendorSpec(
     capabilities=Capabilities(
         webhooks=True,
         oauth=False,
-        objects=("company", "contact", "deal"),
+        objects=("company", "contact", "deal", "product"),
         path_secret_key="PIPEDRIVE_WEBHOOK_PATH_SECRET",
         table={
             "webhook authenticity": "HTTP Basic + secret path segment (v2 webhooks)",

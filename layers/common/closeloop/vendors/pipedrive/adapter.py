@@ -1,5 +1,6 @@
-"""Pipedrive's CrmPort: customers, deals, changes since, write-back and custom fields, over its API v2 (v1 for
-``/v1/recents`` and ``/v1/users/me``, where v2 has no endpoint). See /work/shared/vendors/crm.md, section 2.
+"""Pipedrive's CrmPort and CatalogueCrm: customers, deals, products, changes since, write-back and custom fields,
+over its API v2 (v1 for ``/v1/recents`` and ``/v1/users/me``, where v2 has no endpoint). See
+/work/shared/vendors/crm.md, section 2.
 
 The port class is thin over its neighbours: ``client`` (HTTP, auth, rate limits, error bodies, paging),
 ``mapping`` (records <-> canonical models, field values, exact numbers) and ``webhooks`` (the delivery's
@@ -19,7 +20,17 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from closeloop.dates import parse_timestamp
 from closeloop.errors import FatalError, NotFound, ValidationFailed
-from closeloop.models import CUSTOMER_FIELDS, DEAL_SYNC_FIELDS, Address, CrmRef, Customer, Deal, LineItem, SyncEvent
+from closeloop.models import (
+    CUSTOMER_FIELDS,
+    DEAL_SYNC_FIELDS,
+    Address,
+    CrmRef,
+    Customer,
+    Deal,
+    LineItem,
+    Product,
+    SyncEvent,
+)
 from closeloop.ports import PropertyDefinition, WebhookRequest
 from closeloop.vendors.pipedrive.client import PipedriveApi, Secret
 from closeloop.vendors.pipedrive.mapping import (
@@ -36,6 +47,7 @@ from closeloop.vendors.pipedrive.mapping import (
     read_line_item,
     read_number,
     read_person,
+    read_product,
     rfc3339,
 )
 from closeloop.vendors.pipedrive.webhooks import check_sender, delivery_events
@@ -45,7 +57,8 @@ if TYPE_CHECKING:
 
 
 class PipedriveCrm:
-    """CrmPort for Pipedrive (company API token; webhooks authenticated by Basic credentials + a path secret)."""
+    """CrmPort and CatalogueCrm for Pipedrive (company API token; webhooks authenticated by Basic credentials +
+    a path secret)."""
 
     name = "pipedrive"
     PAGE_SIZE: ClassVar[int] = 500
@@ -58,7 +71,12 @@ class PipedriveCrm:
         "company": "organizationFields",
         "contact": "personFields",
         "deal": "dealFields",
+        "product": "productFields",
     }
+    #: Object types whose v2 add-field request documents no ``description`` (AddProductFieldRequest).
+    UNDESCRIBED_FIELDS: ClassVar[frozenset[str]] = frozenset({"product"})
+    #: The product custom field holding the supplier's name (made by ``closeloop setup`` with the others).
+    SUPPLIER_FIELD: ClassVar[str] = "closeloop_supplier"
     #: PropertyDefinition.type -> Pipedrive field_type (a datetime is kept as text: Pipedrive dates have no time).
     FIELD_TYPES: ClassVar[dict[str, str]] = {
         "string": "varchar",
@@ -68,7 +86,12 @@ class PipedriveCrm:
         "enumeration": "enum",
     }
     #: ``/v1/recents`` item names -> canonical object type.
-    RECENT_ITEMS: ClassVar[dict[str, str]] = {"organization": "company", "person": "contact", "deal": "deal"}
+    RECENT_ITEMS: ClassVar[dict[str, str]] = {
+        "organization": "company",
+        "person": "contact",
+        "deal": "deal",
+        "product": "product",
+    }
     #: Organization custom fields that hold a tax number, by name (case-insensitive), unless one is configured.
     TAX_NUMBER_FIELDS: ClassVar[tuple[str, ...]] = ("vat_number", "vat number", "vat", "tax number", "tax id")
     FIELD_CACHE_SECONDS: ClassVar[float] = 600.0
@@ -102,6 +125,7 @@ class PipedriveCrm:
         self._sleep = sleep
         self._api: PipedriveApi | None = None
         self._fields: dict[str, FieldTable] = {}
+        self._me: dict[str, Any] | None = None
 
     # -- webhooks ----------------------------------------------------------------------------------
 
@@ -312,17 +336,66 @@ class PipedriveCrm:
     def _deal_url(self, deal_id: str) -> str:
         if not self._domain_known:
             self._domain_known = True
+            self._domain = clean(self._current_user().get("company_domain"))
+        return self.DEAL_URL.format(domain=self._domain, deal_id=deal_id) if self._domain else ""
+
+    def _current_user(self) -> Mapping[str, Any]:
+        """The API token's user (``/v1/users/me``), read once: company domain, default currency."""
+        if self._me is None:
             try:
                 me = self.api.call("GET", "/v1/users/me").get("data") or {}
-            except FatalError:  # not allowed or not served: links stay empty, and we stop asking
+            except FatalError:  # not allowed or not served: what it would say stays unknown, and we stop asking
                 me = {}
-            self._domain = clean(me.get("company_domain")) if isinstance(me, dict) else ""
-        return self.DEAL_URL.format(domain=self._domain, deal_id=deal_id) if self._domain else ""
+            self._me = me if isinstance(me, dict) else {}
+        return self._me
+
+    # -- product catalogue ---------------------------------------------------------------------------
+
+    def get_product(self, product_id: str) -> Product | None:
+        """The product (``GET /api/v2/products/{id}``); None when it does not exist or was deleted.
+
+        Its ``code`` is the SKU; unit price and cost come from its price in one currency (see
+        ``_price_currency``); the supplier from the ``closeloop_supplier`` custom field. Raises IntegrationError
+        subclasses, ValidationFailed when a price Pipedrive sent is not a number.
+        """
+        record = self.api.get_one("products", product_id)
+        return self._product(record) if record is not None else None
+
+    def iter_products(self) -> Iterator[Product]:
+        """Every product, oldest first, 500 a page (``GET /api/v2/products``, by cursor).
+
+        Deleted products are Pipedrive's archive: the list leaves them out, and one it still carries reads as
+        ``archived``.
+        """
+        for record in self.api.pages("/api/v2/products", {"sort_by": "id", "sort_direction": "asc"}):
+            yield self._product(record)
+
+    def _product(self, record: Mapping[str, Any]) -> Product:
+        custom = record.get("custom_fields") or {}
+        supplier = ""
+        if isinstance(custom, dict) and custom:
+            table = self._field_table("product", unknown_keys=set(custom))
+            definition = table.by_name.get(self.SUPPLIER_FIELD)
+            if definition is not None and custom.get(definition.key) is not None:
+                supplier = field_text(definition, custom[definition.key])
+        return read_product(
+            record,
+            ref=self._ref("product", str(record["id"])),
+            supplier=supplier,
+            currency=self._price_currency(record.get("prices")),
+        )
+
+    def _price_currency(self, prices: Any) -> str:
+        """Which of a product's prices is its unit price: the only one needs no choice; among several, the one in
+        the API user's default currency (GUESSES["product price currency"]); "" when that is unknown."""
+        if not isinstance(prices, list) or len(prices) <= 1:
+            return ""
+        return clean(self._current_user().get("default_currency"))
 
     # -- changes since -------------------------------------------------------------------------------
 
     def iter_changes_since(self, since: datetime) -> Iterator[SyncEvent]:
-        """Organizations, persons and deals changed at or after ``since``, from ``/v1/recents`` (paged).
+        """Organizations, persons, deals and products changed at or after ``since``, from ``/v1/recents`` (paged).
 
         One event per (object, update time): the dedupe key is stable for one modification. Deleted
         objects come as ``deleted`` events.
@@ -516,7 +589,7 @@ class PipedriveCrm:
         return body, refused
 
     def ensure_properties(self, object_type: str, definitions: Collection[PropertyDefinition]) -> list[str]:
-        """Create the custom fields of ``object_type`` (deal, company, contact) whose names do not exist yet.
+        """Create the custom fields of ``object_type`` (deal, company, contact, product) whose names do not exist yet.
 
         Reads the definitions afresh, then creates each missing one (``POST /api/v2/<type>Fields``) named
         with the canonical name; the hash Pipedrive gives it is cached. Returns the names created here.
@@ -530,7 +603,7 @@ class PipedriveCrm:
             if definition.name in table.by_name:
                 continue
             data = self.api.call(
-                "POST", f"/api/v2/{self.FIELD_PATHS[object_type]}", body=self._field_body(definition)
+                "POST", f"/api/v2/{self.FIELD_PATHS[object_type]}", body=self._field_body(object_type, definition)
             ).get("data")
             made = read_field(data) if isinstance(data, dict) else None
             if made is not None:
@@ -539,13 +612,13 @@ class PipedriveCrm:
             created.append(definition.name)
         return created
 
-    def _field_body(self, definition: PropertyDefinition) -> dict[str, Any]:
+    def _field_body(self, object_type: str, definition: PropertyDefinition) -> dict[str, Any]:
         try:
             field_type = self.FIELD_TYPES[definition.type]
         except KeyError:
             raise ValueError(f"unsupported property type {definition.type!r}") from None
         body: dict[str, Any] = {"field_name": definition.name, "field_type": field_type}
-        if definition.description:
+        if definition.description and object_type not in self.UNDESCRIBED_FIELDS:
             body["description"] = definition.description
         if field_type == "enum":
             body["options"] = [{"label": option} for option in definition.options]

@@ -29,6 +29,23 @@ GUESSES: dict[str, str] = {
     "contract schema) and were integers in v1; the webhook model accepts either and reads them as text. "
     "Confirm: a real v2 delivery (Pipedrive's webhook test button). Safe: an integer id is read as its "
     "digits, so the ref and the dedupe key are the same either way; a delivery is never refused for it.",
+    "product price currency": "A v2 product holds one price per currency (prices[]: currency, price, cost, "
+    "direct_cost; pipedrive/client-nodejs v2 prices-array.ts and product-request.ts) and no field says which "
+    "one is its list price; the adapter takes the only one, else the one in the API user's default_currency "
+    "(GET /v1/users/me, base-user.ts). Confirm: a company whose products carry several currencies, and "
+    "whether Pipedrive's UI shows the user's default one first. Safe: with several prices and none in that "
+    "currency (or the user unreadable) the product reads with no price and no cost, so the catalogue sync "
+    "writes none rather than a price in another currency.",
+    "product cost zero": "A price entry's cost is 0 when none was given (product-request.ts: cost is "
+    "optional; that the stored value is then 0 is assumed), so a cost of 0 reads as no cost. Confirm: a "
+    "product made without a cost, read back. Safe: a product whose real cost is 0 leaves the item's "
+    "purchase price unset (finance enters it) instead of writing 0; accounting owns the cost after the first "
+    "sync anyway.",
+    "product prices validation": "Pipedrive refuses (400) a product price entry with keys outside "
+    "product_id, currency, price, cost, direct_cost, notes (prices-array.ts), without a currency or price, or "
+    "a second entry in one currency (product-request.ts: 'there can only be one price per product per "
+    "currency'); the sandbox does so. Confirm: POST /api/v2/products with two USD prices, and with an unknown "
+    "price key. Safe: the adapter never writes products, it only reads them.",
     "recents paging": "GET /v1/recents pages by start/limit with additional_data.pagination."
     "more_items_in_collection and next_start (Pipedrive's v1 OpenAPI), one row per changed object. Confirm: "
     "more changes than one page in a real company. Safe: a next_start that does not advance fails loudly.",

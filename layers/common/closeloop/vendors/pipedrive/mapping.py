@@ -1,5 +1,6 @@
 """Pipedrive records <-> Closeloop's canonical models, without I/O: v2 persons, addresses, deal products,
-custom-field definitions and their values (enum option ids <-> labels), and exact numbers.
+products (the catalogue), custom-field definitions and their values (enum option ids <-> labels), and exact
+numbers.
 
 - Custom fields are keyed by a 40-character hash (``field_code``), not by name. Closeloop names its fields
   with the canonical names (``closeloop_invoice_number``) and maps names <-> hashes through the field
@@ -15,8 +16,9 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from closeloop.dates import parse_timestamp
 from closeloop.errors import ValidationFailed
-from closeloop.models import Address, LineItem, Person
+from closeloop.models import Address, CrmRef, LineItem, Person, Product
 
 
 @dataclass(frozen=True)
@@ -80,10 +82,45 @@ def read_line_item(row: Mapping[str, Any], product: Mapping[str, Any] | None) ->
         crm_id=item_id,
         name=clean(row.get("name")) or clean((product or {}).get("name")),
         sku=clean((product or {}).get("code")),
+        product_id=clean(row.get("product_id")),
         quantity=quantity,
         unit_price=price,
         discount_percent=percent,
         amount=net,
+    )
+
+
+def product_price(prices: Any, currency: str) -> Mapping[str, Any] | None:
+    """The entry of a v2 product's ``prices`` (one per currency) that is its unit price: the only one, else the
+    one in ``currency`` (case-insensitive); None when there is none, or several and none in ``currency``."""
+    entries = [p for p in prices if isinstance(p, dict)] if isinstance(prices, list) else []
+    if len(entries) == 1:
+        return entries[0]
+    wanted = currency.strip().upper()
+    return next((p for p in entries if wanted and clean(p.get("currency")).upper() == wanted), None)
+
+
+def read_product(record: Mapping[str, Any], *, ref: CrmRef, supplier: str, currency: str) -> Product:
+    """A v2 product as a catalogue Product: its ``code`` is the SKU; price and cost come from the ``prices``
+    entry ``product_price`` picks (exact Decimals). A cost of 0 is Pipedrive's default for "no cost given", so
+    it reads as no cost (see GUESSES["product cost zero"]); a deleted product is archived."""
+    what = f"product {ref.object_id}"
+    price = product_price(record.get("prices"), currency)
+    unit_price = unit_cost = None
+    if price is not None:
+        unit_price = read_number(price.get("price"), f"{what} price")
+        unit_cost = read_number(price.get("cost"), f"{what} cost") or None
+    return Product(
+        ref=ref,
+        sku=clean(record.get("code")),
+        name=clean(record.get("name")),
+        description=clean(record.get("description")),
+        unit_price=unit_price,
+        unit_cost=unit_cost,
+        currency=clean(price.get("currency")).upper() if price is not None else "",
+        supplier=supplier,
+        archived=record.get("is_deleted") is True,
+        updated_at=parse_timestamp(record.get("update_time")),
     )
 
 

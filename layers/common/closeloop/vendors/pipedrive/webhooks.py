@@ -31,7 +31,7 @@ from closeloop.vendors.pipedrive.client import Secret, secret_value
 from closeloop.wire import path_secret, webhook_json
 
 #: Pipedrive webhook entity -> canonical object type (other entities are not Closeloop's business).
-OBJECTS: dict[str, str] = {"organization": "company", "person": "contact", "deal": "deal"}
+OBJECTS: dict[str, str] = {"organization": "company", "person": "contact", "deal": "deal", "product": "product"}
 #: Webhook actions, v2 names first (v1's added/updated/deleted/merged still accepted).
 KINDS: dict[str, str] = {
     "create": "created",
@@ -55,7 +55,7 @@ class PipedriveWebhookMeta(BaseModel):
 
     id: _Text = Field(description="The event's uuid: the same on every redelivery (the dedupe key).")
     action: _Text = Field(description="create, change or delete (v2); another action is kept as 'other'.")
-    entity: _Text = Field(description="deal, person, organization, …; only these three are synced.")
+    entity: _Text = Field(description="deal, person, organization, product, …; only these four are synced.")
     # A string in the v2 guide, an integer in v1 deliveries: both are read (see GUESSES["webhook ids"]).
     entity_id: _Text | int = Field(description="The id of the record the event is about.")
     timestamp: _Text = Field(description="When the event happened (ISO 8601, UTC).")
@@ -127,7 +127,7 @@ def delivery_events(body: bytes, ref: Callable[[str, str], CrmRef], vendor: str)
     meta = delivery.meta
     object_type = OBJECTS.get(meta.entity)
     if object_type is None:
-        return []  # activities, notes, products, …: not ours
+        return []  # activities, notes, stages, …: not ours
     occurred_at = parse_timestamp(meta.timestamp)
     if occurred_at is None:
         raise WebhookRejected(400, f"meta.timestamp: not a timestamp: {meta.timestamp[:40]!r}")
