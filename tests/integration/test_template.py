@@ -387,6 +387,19 @@ def test_every_setting_the_functions_read_is_a_template_parameter(template: dict
     assert set(template["Parameters"]["AccountingProvider"]["AllowedValues"]) == set(registry.names("accounting"))
 
 
+#: Vendor settings a deployment leaves to the code: Sugar's API version is discovered from the instance.
+DISCOVERED = {"SUGARCRM_API_VERSION"}
+
+
+def test_every_vendor_setting_is_a_parameter_the_functions_read(template: dict[str, Any]) -> None:
+    # Given the shared environment of the functions
+    function = next(iter(resources_of(template, "AWS::Lambda::Function").values()))
+    variables = set(function["Properties"]["Environment"]["Variables"])
+    # Then every vendor's own setting reaches them (e.g. QuickBooks' item accounts), bar the discovered ones
+    aliases = {str(f.alias) for spec in registry.all_specs() for f in spec.settings.model_fields.values()}
+    assert aliases - variables == DISCOVERED
+
+
 def test_outputs_name_the_webhooks_and_the_data(template: dict[str, Any]) -> None:
     # Given the stack outputs
     outputs = template["Outputs"]
