@@ -457,31 +457,13 @@ def monthly_report(month: str) -> dict[str, Any]:
 
 
 def reset() -> None:
-    """Forget every cached component and setting (tests, or after the environment changed)."""
-    for cached in (
-        clock,
-        credentials,
-        crm,
-        accounting,
-        store,
-        queues,
-        alerts,
-        idempotency_config,
-        once,
-        field_rules,
-        contact_sync,
-        contact_worker,
-        contact_queue,
-        deal_worker,
-        events,
-        payment_poller,
-        crm_catch_up,
-        accounting_changes,
-        accounting_catch_up,
-        contact_backfill,
-        telemetry,
-    ):
-        cached.cache_clear()
+    """Forget every cached component and setting (tests, or after the environment changed).
+
+    Every ``@cache`` function of this module is cleared: none is listed by hand, so a new one cannot be
+    forgotten (a component built for one local stack would otherwise serve the next one)."""
+    for value in list(globals().values()):
+        if getattr(value, "__module__", None) == __name__ and callable(getattr(value, "cache_clear", None)):
+            value.cache_clear()
     get_settings.cache_clear()
     # The installed telemetry and the metrics Powertools keeps for the invocation's flush are per process too.
     from closeloop import telemetry as port  # noqa: PLC0415
