@@ -125,6 +125,66 @@ def test_records_404_and_put_ignores_unknown_fields(sugar: Sugar) -> None:
     assert (bad.status_code, bad.json()["error"]) == (422, "invalid_parameter")
 
 
+NOT_FOUND = (404, "not_found", "Your requested resource was not found.")
+NO_METHOD = (404, "no_method", "Could not find the HTTP method of your request for this path.")
+NO_RECORD = (404, "not_found", "Could not find record: nope in module: Accounts")
+NO_FILTER_RECORD = (404, "not_found", "Could not find record: filter in module: Accounts")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "answer"),
+    [
+        ("GET", "/Widgets/{id}", NOT_FOUND),  # not a module
+        ("GET", "/accounts/{id}", NOT_FOUND),  # module names are case-sensitive
+        ("GET", "/AccountsX/{id}", NOT_FOUND),
+        ("GET", "/", NOT_FOUND),
+        ("POST", "/ping", NOT_FOUND),  # ping and metadata answer GET only; another method is not_found
+        ("PUT", "/metadata", NOT_FOUND),
+        ("GET", "/oauth2/token", NOT_FOUND),  # with a session: the token endpoint is POST only
+        ("GET", "/Accounts", NO_METHOD),  # a module's path with a method no route has
+        ("PATCH", "/Accounts/{id}", NO_METHOD),
+        ("POST", "/Accounts/{id}", NO_METHOD),
+        ("HEAD", "/Accounts/{id}", NO_METHOD),  # no HEAD, though GET answers there
+        ("PATCH", "/Accounts/nope", NO_RECORD),  # a record's path: the record is looked up first
+        ("GET", "/Accounts/filter", NO_FILTER_RECORD),  # filter is POST; GET reads a record named filter
+        ("GET", "/Accounts/{id}/contacts", NO_METHOD),  # paths under a module no route has
+        ("GET", "/Accounts/{id}/link", NO_METHOD),
+        ("GET", "/Accounts/{id}/rel/contacts", NO_METHOD),
+        ("POST", "/Accounts/{id}/link/contacts", NO_METHOD),
+        ("GET", "/Accounts/{id}/link/contacts/more", NO_METHOD),
+        ("GET", "/Accounts/{id}/link/nope", (404, "not_found", "Could not find a relationship named: nope")),
+    ],
+)
+def test_unrouted_requests_get_sugars_404s(sugar: Sugar, method: str, path: str, answer: tuple[int, str, str]) -> None:
+    # Given an account
+    account = sugar.sandbox.create_record("Accounts", {"name": "Acme"})
+    # When a request no route serves is sent with a session
+    response = sugar.call(method, sugar.url + API + path.format(id=account["id"]))
+    # Then Sugar answers 404 with its error label and message (HEAD: the status only, it has no body)
+    assert response.status_code == answer[0]
+    if method != "HEAD":
+        assert response.json() == {"error": answer[1], "error_message": answer[2]}
+
+
+def test_routes_tolerate_extra_slashes_and_only_the_token_endpoint_needs_no_session(sugar: Sugar) -> None:
+    # Given an account
+    account = sugar.sandbox.create_record("Accounts", {"name": "Acme"})
+    api = sugar.url + API  # whole URLs: httpx would drop the leading slashes of a path joined to its base URL
+    # Then doubled and trailing slashes reach the same route
+    read = sugar.call("GET", f"{api}//Accounts//{account['id']}/")
+    assert (read.status_code, read.json()["id"]) == (200, account["id"])
+    assert sugar.call("GET", f"{api}/ping/").json() == "pong"
+    # And a request without a session is refused before routing, even to an unknown path
+    unknown = sugar.http.get(f"{api}/Widgets/x")
+    assert (unknown.status_code, unknown.json()["error"]) == (401, "need_login")
+    # And the token endpoint answers without a session at its path (a trailing slash too), not at a doubled slash
+    body = {"grant_type": "password", "client_id": "sugar", "client_secret": "", "platform": "closeloop",
+            "username": sugar.sandbox.username, "password": sugar.sandbox.password}  # fmt: skip
+    assert sugar.http.post(f"{api}/oauth2/token/", json=body).status_code == 200
+    doubled = sugar.http.post(f"{api}//oauth2/token", json=body)
+    assert (doubled.status_code, doubled.json()["error"]) == (401, "need_login")
+
+
 def test_filter_operators_paging_and_errors(sugar: Sugar) -> None:
     for i, stage in enumerate(("Prospecting", "Closed Won", "Closed Won", "Closed Lost", "Closed Won")):
         sugar.sandbox.create_record(

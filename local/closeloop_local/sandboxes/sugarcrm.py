@@ -61,13 +61,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from functools import cached_property
+from typing import Any, NoReturn
 
+from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
 
 from closeloop.models import DEAL_SYNC_FIELDS, CrmRef
 from closeloop_local.sandboxes import outbound
-from closeloop_local.sandboxes.base import Router, SandboxApp, SandboxServer, SandboxState, json_response
+from closeloop_local.sandboxes.base import Handler, Router, SandboxApp, SandboxServer, SandboxState, json_response
 from closeloop_local.sandboxes.drivers import DealLine, SentWebhook
 from closeloop_local.sandboxes.limits import RollingWindow
 
@@ -149,6 +151,8 @@ _MONEY = frozenset({"currency"})
 _NUMBERS = frozenset({"currency", "decimal", "int"})
 _READ_ONLY = frozenset({"id", "date_entered", "date_modified", "modified_user_id", "created_by", "deleted",
                         "account_name", "product_template_name", "email1", "amount_usdollar"})  # fmt: skip
+#: The module segment of an API path (werkzeug rule syntax): the modules this instance has.
+_MODULE = f"/<any({', '.join(_STOCK)}):module>"
 _HOOK_EVENTS = ("after_save", "after_delete", "after_relationship_add", "after_relationship_delete")
 _SEED_CURRENCIES = (("GBP", "British Pound", "£", "0.79"), ("EUR", "Euro", "€", "0.92"),
                     ("NZD", "New Zealand Dollar", "$", "1.65"), ("AUD", "Australian Dollar", "$", "1.52"))  # fmt: skip
@@ -170,6 +174,19 @@ class _ApiError(Exception):
 
 def _error(status: int, label: str, message: str) -> Response:
     return json_response({"error": label, "error_message": message}, status)
+
+
+def _not_found(request: Request | None = None) -> Response:
+    """The answer to a path no resource has (a handler too: it takes the request and ignores it)."""
+    return _error(404, "not_found", "Your requested resource was not found.")
+
+
+def _match(routes: Router, method: str, path: str) -> tuple[Handler, dict[str, Any]] | None:
+    """The handler ``routes`` has for ``method`` and ``path`` and its path arguments, or None."""
+    try:
+        return routes.match(method, path)
+    except HTTPException:
+        return None
 
 
 @dataclass
@@ -359,7 +376,7 @@ class SugarSandbox(SandboxApp):
     def _api(self, request: Request) -> Response:
         match = _PREFIX.match(request.path)
         if match is None:
-            return _error(404, "not_found", "Your requested resource was not found.")
+            return _not_found()
         version = (int(match.group(1)), int(match.group(2) or 0))
         highest = _version(self.max_api_version)
         if not MIN_API_VERSION <= version <= highest:
@@ -368,16 +385,24 @@ class SugarSandbox(SandboxApp):
             return _error(
                 301, "incorrect_version", f"Please change your requested API version to value between {low} and {high}."
             )
-        path = match.group(3).rstrip("/")
+        tail = match.group(3).rstrip("/")
+        path = "/" + "/".join(p for p in tail.split("/") if p)  # routes tolerate doubled slashes
         try:
-            if path == "/oauth2/token" and request.method == "POST":
-                return self._token(request)
+            # Only the token endpoint answers without a session, and only at its exact path: with a doubled
+            # slash the request needs a session like any other.
+            public = _match(self._public_routes, request.method, path) if path == tail else None
+            if public is not None:
+                handler, args = public
+                answer: Response = handler(request, **args)
+                return answer
             self._authenticate(request)
             limited = self._rate_limited()
             if limited is not None:
                 return limited
             with self.state.lock:
-                return self._route(request, [p for p in path.split("/") if p])
+                handler, args = self._handler(request.method, path)
+                answer = handler(request, **args)
+                return answer
         except _ApiError as exc:
             return exc.response
 
@@ -451,34 +476,69 @@ class SugarSandbox(SandboxApp):
 
     # -- routing -------------------------------------------------------------------------------------------
 
-    def _route(self, request: Request, parts: list[str]) -> Response:  # noqa: PLR0911 - one return per route
-        method = request.method
-        if parts == ["ping"] and method == "GET":
-            return json_response("pong")
-        if parts == ["metadata"] and method == "GET":
-            return self._metadata(request)
-        if not parts or parts[0] not in _STOCK:
-            raise _ApiError(404, "not_found", "Your requested resource was not found.")
-        module = parts[0]
-        if len(parts) == 1 and method == "POST":
-            return json_response(self._render(self._create(module, self._json_object(request), API_USER_ID)))
-        if len(parts) == 2 and parts[1] == "filter" and method == "POST":
-            return self._filter(module, self._json_object(request))
-        if len(parts) == 2:
-            record = self._live(module, parts[1])
-            if record is None:
-                raise _ApiError(404, "not_found", f"Could not find record: {parts[1]} in module: {module}")
-            if method == "GET":
-                return json_response(self._render(record, _field_list(request.args.get("fields"))))
-            if method == "PUT":
-                return json_response(
-                    self._render(self._update(module, record, self._json_object(request), API_USER_ID))
-                )
-            if method == "DELETE":
-                self._delete(module, record, API_USER_ID)
-                return json_response({"id": record["id"]})
-        if len(parts) == 4 and parts[2] == "link" and method == "GET":
-            return self._link(module, parts[1], parts[3], request)
+    @cached_property
+    def _public_routes(self) -> Router:
+        routes = Router()
+        routes.add("POST", "/oauth2/token", self._token)
+        return routes
+
+    @cached_property
+    def _routes(self) -> Router:
+        """The API behind a session; a handler takes the request and the path's arguments."""
+        routes = Router()
+        routes.add("GET", "/ping", lambda request: json_response("pong"))
+        routes.add("GET", "/metadata", self._metadata)
+        routes.add("POST", _MODULE, self._create_api)
+        routes.add("POST", f"{_MODULE}/filter", self._filter)
+        routes.add("GET", f"{_MODULE}/<rid>", self._read)
+        routes.add("PUT", f"{_MODULE}/<rid>", self._update_api)
+        routes.add("DELETE", f"{_MODULE}/<rid>", self._delete_api)
+        routes.add("GET", f"{_MODULE}/<rid>/link/<link>", self._link)
+        return routes
+
+    @cached_property
+    def _unrouted(self) -> Router:
+        """The answer where no route serves the method and path. It depends on the path alone (matched as GET
+        whatever the method): under a module ``no_method``, on a record's path once the record is found (else
+        its ``not_found``); elsewhere ``not_found``."""
+        routes = Router()
+        routes.add("GET", _MODULE, self._no_method)
+        routes.add("GET", f"{_MODULE}/<rid>", self._found_no_method)
+        routes.add("GET", f"{_MODULE}/<rid>/<path:rest>", self._no_method)
+        return routes
+
+    def _handler(self, method: str, path: str) -> tuple[Handler, dict[str, Any]]:
+        # The API serves no HEAD: werkzeug would answer it with the GET rule, so it gets the unrouted answer.
+        found = None if method == "HEAD" else _match(self._routes, method, path)
+        return found or _match(self._unrouted, "GET", path) or (_not_found, {})
+
+    def _record(self, module: str, record_id: str) -> JSON:
+        record = self._live(module, record_id)
+        if record is None:
+            raise _ApiError(404, "not_found", f"Could not find record: {record_id} in module: {module}")
+        return record
+
+    def _create_api(self, request: Request, module: str) -> Response:
+        return json_response(self._render(self._create(module, self._json_object(request), API_USER_ID)))
+
+    def _read(self, request: Request, module: str, rid: str) -> Response:
+        return json_response(self._render(self._record(module, rid), _field_list(request.args.get("fields"))))
+
+    def _update_api(self, request: Request, module: str, rid: str) -> Response:
+        record = self._record(module, rid)
+        return json_response(self._render(self._update(module, record, self._json_object(request), API_USER_ID)))
+
+    def _delete_api(self, request: Request, module: str, rid: str) -> Response:
+        record = self._record(module, rid)
+        self._delete(module, record, API_USER_ID)
+        return json_response({"id": record["id"]})
+
+    def _found_no_method(self, request: Request, module: str, rid: str) -> NoReturn:
+        self._record(module, rid)
+        self._no_method(request)
+
+    @staticmethod
+    def _no_method(request: Request, **path: str) -> NoReturn:
         raise _ApiError(404, "no_method", "Could not find the HTTP method of your request for this path.")
 
     def _metadata(self, request: Request) -> Response:
@@ -498,7 +558,8 @@ class SugarSandbox(SandboxApp):
                 }
         return json_response({"modules": modules, "_hash": uuid.uuid5(uuid.NAMESPACE_URL, repr(modules)).hex})
 
-    def _filter(self, module: str, body: JSON) -> Response:
+    def _filter(self, request: Request, module: str) -> Response:
+        body = self._json_object(request)
         flt = body.get("filter") or []
         if not isinstance(flt, list):
             raise _ApiError(422, "invalid_parameter", "filter must be an array")
@@ -507,18 +568,17 @@ class SugarSandbox(SandboxApp):
         ]
         return self._listing(module, records, body)
 
-    def _link(self, module: str, record_id: str, link: str, request: Request) -> Response:
-        if self._live(module, record_id) is None:
-            raise _ApiError(404, "not_found", f"Could not find record: {record_id} in module: {module}")
+    def _link(self, request: Request, module: str, rid: str, link: str) -> Response:
+        self._record(module, rid)
         target = _LINKS.get(module, {}).get(link)
         if target is None:
             raise _ApiError(404, "not_found", f"Could not find a relationship named: {link}")
         related, back = target
         if back is None:
-            ids = self._joins.get((module, record_id), [])
+            ids = self._joins.get((module, rid), [])
             records = [r for i in ids if (r := self._live(related, i)) is not None]
         else:
-            records = [r for r in self._records[related].values() if not r.get("deleted") and r.get(back) == record_id]
+            records = [r for r in self._records[related].values() if not r.get("deleted") and r.get(back) == rid]
         return self._listing(related, records, dict(request.args))
 
     def _listing(self, module: str, records: list[JSON], args: Mapping[str, Any]) -> Response:
