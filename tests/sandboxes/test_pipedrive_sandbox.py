@@ -113,6 +113,55 @@ def test_missing_records_and_unknown_paths_are_404_with_the_error_shape(drive: D
     assert drive.api.get("/api/v2/nothing").status_code == 404
 
 
+UNKNOWN = "Unknown method {method} {path}"
+ROUTE_ANSWERS: list[tuple[str, str, int, str | None]] = [
+    # (method, path, status, error: None for a success, UNKNOWN for the unknown-route answer)
+    ("GET", "/api/v2/deals/", 200, None),  # empty path segments do not matter
+    ("GET", "/api//v2/deals/1", 200, None),
+    ("GET", "/api/v2/deals/1/products", 200, None),
+    ("GET", "/api/v2/productFields", 200, None),
+    ("GET", "/v1/personFields", 200, None),
+    ("GET", "/v1//users/me/", 200, None),
+    ("GET", "/v1/webhooks", 200, None),
+    ("GET", "/api/v2/nothing", 404, UNKNOWN),
+    ("GET", "/", 404, UNKNOWN),
+    ("PUT", "/api/v2/deals", 404, UNKNOWN),
+    ("PUT", "/api/v2/deals/1", 404, UNKNOWN),
+    ("GET", "/api/v2/deals/1/2", 404, UNKNOWN),
+    ("GET", "/api/v2/organizations/1/products", 404, UNKNOWN),
+    ("PATCH", "/api/v2/dealFields", 404, UNKNOWN),
+    ("GET", "/api/v2/dealFields/1", 404, UNKNOWN),
+    ("GET", "/v1/deals", 404, UNKNOWN),
+    ("DELETE", "/v1/dealFields", 404, UNKNOWN),
+    ("POST", "/v1/users/me", 404, UNKNOWN),
+    ("POST", "/v1/recents", 404, UNKNOWN),
+    ("GET", "/v2/deals", 404, UNKNOWN),
+    ("PATCH", "/v1/webhooks", 404, UNKNOWN),
+    ("GET", "/v1/webhooks/100", 404, UNKNOWN),
+    ("DELETE", "/v1/webhooks/100/x", 404, UNKNOWN),
+    ("DELETE", "/v1/webhooks/abc", 404, "Webhook not found"),
+    ("GET", "/api/v2/deals/x", 404, "Deal not found"),
+    ("PUT", "/api/v2/deals/1/products", 404, UNKNOWN),
+    ("PUT", "/api/v2/deals/999/products", 404, "Deal not found"),  # the deal is looked up before the method
+]
+
+
+def test_every_route_answers_and_anything_else_is_pipedrives_unknown_method_404(drive: Drive) -> None:
+    drive.sandbox.create("deal", {"title": "Routed"})
+    for method, path, status, error in ROUTE_ANSWERS:
+        response = drive.api.request(method, path)
+        assert response.status_code == status, (method, path)
+        if error is None:
+            assert response.json()["success"] is True, (method, path)
+        else:
+            message = error.format(method=method, path=path)
+            assert (response.json()["error"], response.json()["errorCode"]) == (message, status), (method, path)
+    # HEAD takes no route (werkzeug would match it to a GET rule)
+    assert drive.api.head("/api/v2/deals").status_code == 404
+    assert drive.api.head("/v1/users/me").status_code == 404
+    assert [r.status for r in drive.sandbox.state.calls("HEAD")] == [404, 404]
+
+
 def test_v2_field_definitions_carry_every_field_the_published_model_requires(drive: Drive) -> None:
     # Given a custom deal field created through the v2 API, beside the built-in fields
     created = drive.api.post("/api/v2/dealFields", json={"field_name": "closeloop_x", "field_type": "varchar"})

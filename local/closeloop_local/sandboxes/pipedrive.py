@@ -55,9 +55,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from functools import partial
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
+from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
 
 from closeloop.models import CrmRef
@@ -356,6 +358,7 @@ class PipedriveSandbox(SandboxApp):
         self.delivery_timeout = delivery_timeout
         self.state = SandboxState()
         self._limiter = _Limiter(burst_limit, daily_token_budget)
+        self._routes = self._api_routes()
         self._reset_data()
 
     # -- lifecycle ----------------------------------------------------------------------------------
@@ -505,52 +508,79 @@ class PipedriveSandbox(SandboxApp):
         response.headers.update(limit_headers)
         return response
 
-    def _route(self, request: Request, parts: list[str]) -> Response:  # noqa: C901, PLR0911, PLR0912 - a router
-        method = request.method
-        if parts[:2] == ["api", "v2"]:
-            rest = parts[2:]
-            if rest and rest[0] in COLLECTIONS:
-                entity = COLLECTIONS[rest[0]]
-                if len(rest) == 1 and method == "GET":
-                    return self._list(entity, request)
-                if len(rest) == 1 and method == "POST":
-                    return self._ok(self._render(self._create_locked(entity, self._body(request))))
-                if len(rest) == 2 and method == "GET":
-                    return self._ok(self._render(self._live(entity, rest[1])))
-                if len(rest) == 2 and method == "PATCH":
-                    record = self._live(entity, rest[1])
-                    return self._ok(self._render(self._update_locked(record, self._body(request))))
-                if len(rest) == 2 and method == "DELETE":
-                    record = self._live(entity, rest[1])
-                    self._delete_locked(record)
-                    return self._ok({"id": record.id})
-                if entity == "deal" and len(rest) == 3 and rest[2] == "products":
-                    deal = self._live("deal", rest[1])
-                    if method == "GET":
-                        return self._page(self._products_of(deal.id), request)
-                    if method == "POST":
-                        return self._ok(self._add_deal_product_locked(deal, self._body(request)), 201)
-            if len(rest) == 1 and rest[0] in FIELD_COLLECTIONS:
-                entity = FIELD_COLLECTIONS[rest[0]]
-                if method == "GET":
-                    return self._page(self._fields[entity], request)
-                if method == "POST":
-                    return self._ok(self._create_field(entity, self._body(request), v1=False))
-        elif parts[:1] == ["v1"]:
-            rest = parts[1:]
-            if rest == ["recents"] and method == "GET":
-                return self._recents(request)
-            if rest == ["users", "me"] and method == "GET":
-                return self._ok(self._me())
-            if rest[:1] == ["webhooks"]:
-                return self._webhooks_api(request, rest)
-            if len(rest) == 1 and rest[0] in FIELD_COLLECTIONS:
-                entity = FIELD_COLLECTIONS[rest[0]]
-                if method == "GET":
-                    return self._v1_page([self._v1_field(f) for f in self._fields[entity]], request)
-                if method == "POST":
-                    return self._ok(self._v1_field(self._create_field(entity, self._body(request), v1=True)))
-        raise _ApiError(404, f"Unknown method {method} {request.path}")
+    def _api_routes(self) -> Router:
+        """The API this sandbox serves; a handler takes the request and the path's arguments."""
+        routes = Router()
+        for collection, entity in COLLECTIONS.items():
+            routes.add("GET", f"/api/v2/{collection}", partial(self._list, entity))
+            routes.add("POST", f"/api/v2/{collection}", partial(self._create_one, entity))
+            routes.add("GET", f"/api/v2/{collection}/<object_id>", partial(self._get_one, entity))
+            routes.add("PATCH", f"/api/v2/{collection}/<object_id>", partial(self._update_one, entity))
+            routes.add("DELETE", f"/api/v2/{collection}/<object_id>", partial(self._delete_one, entity))
+        routes.add("GET", "/api/v2/deals/<deal_id>/products", self._list_deal_products)
+        routes.add("POST", "/api/v2/deals/<deal_id>/products", self._post_deal_product)
+        for collection, entity in FIELD_COLLECTIONS.items():
+            routes.add("GET", f"/api/v2/{collection}", partial(self._list_fields, entity))
+            routes.add("POST", f"/api/v2/{collection}", partial(self._post_field, entity))
+            routes.add("GET", f"/v1/{collection}", partial(self._list_v1_fields, entity))
+            routes.add("POST", f"/v1/{collection}", partial(self._post_v1_field, entity))
+        routes.add("GET", "/v1/recents", self._recents)
+        routes.add("GET", "/v1/users/me", lambda request: self._ok(self._me()))
+        routes.add("GET", "/v1/webhooks", self._list_webhooks)
+        routes.add("POST", "/v1/webhooks", self._post_webhook)
+        routes.add("DELETE", "/v1/webhooks/<webhook_id>", self._delete_webhook)
+        return routes
+
+    def _route(self, request: Request, parts: list[str]) -> Response:
+        """Answer with the route of ``parts`` (the path's non-empty segments: extra slashes do not matter)."""
+        if request.method == "HEAD":  # werkzeug matches HEAD to a GET rule; the sandbox serves no HEAD
+            self._unknown(request, parts)
+        try:
+            handler, args = self._routes.match(request.method, "/" + "/".join(parts))
+        except HTTPException:  # NotFound, MethodNotAllowed: Pipedrive answers both the same way
+            self._unknown(request, parts)
+        response: Response = handler(request, **args)
+        return response
+
+    def _unknown(self, request: Request, parts: list[str]) -> NoReturn:
+        # A deal's products path looks the deal up before the method: a missing deal answers "Deal not found".
+        if len(parts) == 5 and parts[:3] == ["api", "v2", "deals"] and parts[4] == "products":
+            self._live("deal", parts[3])
+        raise _ApiError(404, f"Unknown method {request.method} {request.path}")
+
+    def _create_one(self, entity: str, request: Request) -> Response:
+        return self._ok(self._render(self._create_locked(entity, self._body(request))))
+
+    def _get_one(self, entity: str, request: Request, object_id: str) -> Response:
+        return self._ok(self._render(self._live(entity, object_id)))
+
+    def _update_one(self, entity: str, request: Request, object_id: str) -> Response:
+        record = self._live(entity, object_id)
+        return self._ok(self._render(self._update_locked(record, self._body(request))))
+
+    def _delete_one(self, entity: str, request: Request, object_id: str) -> Response:
+        record = self._live(entity, object_id)
+        self._delete_locked(record)
+        return self._ok({"id": record.id})
+
+    def _list_deal_products(self, request: Request, deal_id: str) -> Response:
+        return self._page(self._products_of(self._live("deal", deal_id).id), request)
+
+    def _post_deal_product(self, request: Request, deal_id: str) -> Response:
+        deal = self._live("deal", deal_id)
+        return self._ok(self._add_deal_product_locked(deal, self._body(request)), 201)
+
+    def _list_fields(self, entity: str, request: Request) -> Response:
+        return self._page(self._fields[entity], request)
+
+    def _post_field(self, entity: str, request: Request) -> Response:
+        return self._ok(self._create_field(entity, self._body(request), v1=False))
+
+    def _list_v1_fields(self, entity: str, request: Request) -> Response:
+        return self._v1_page([self._v1_field(f) for f in self._fields[entity]], request)
+
+    def _post_v1_field(self, entity: str, request: Request) -> Response:
+        return self._ok(self._v1_field(self._create_field(entity, self._body(request), v1=True)))
 
     # -- request parsing ----------------------------------------------------------------------------
     @staticmethod
@@ -957,18 +987,17 @@ class PipedriveSandbox(SandboxApp):
         }
 
     # -- webhooks -----------------------------------------------------------------------------------
-    def _webhooks_api(self, request: Request, rest: list[str]) -> Response:
-        if rest == ["webhooks"] and request.method == "GET":
-            return _response({"status": "ok", "success": True, "data": self.webhooks_locked()})
-        if rest == ["webhooks"] and request.method == "POST":
-            webhook = self._add_webhook_locked(self._body(request))
-            return _response({"status": "ok", "success": True, "data": self._render_webhook(webhook)}, 201)
-        if len(rest) == 2 and request.method == "DELETE":
-            webhook_id = int(rest[1]) if rest[1].isdigit() else -1
-            if self._webhooks.pop(webhook_id, None) is None:
-                raise _ApiError(404, "Webhook not found")
-            return _response({"status": "ok", "success": True})
-        raise _ApiError(404, f"Unknown method {request.method} {request.path}")
+    def _list_webhooks(self, request: Request) -> Response:
+        return _response({"status": "ok", "success": True, "data": self.webhooks_locked()})
+
+    def _post_webhook(self, request: Request) -> Response:
+        webhook = self._add_webhook_locked(self._body(request))
+        return _response({"status": "ok", "success": True, "data": self._render_webhook(webhook)}, 201)
+
+    def _delete_webhook(self, request: Request, webhook_id: str) -> Response:
+        if self._webhooks.pop(int(webhook_id) if webhook_id.isdigit() else -1, None) is None:
+            raise _ApiError(404, "Webhook not found")
+        return _response({"status": "ok", "success": True})
 
     def webhooks_locked(self) -> list[JSON]:
         return [self._render_webhook(w) for w in self._webhooks.values()]
