@@ -4,6 +4,7 @@ pipedrive/client-nodejs). The pair loop has no product scenario, so this runs th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from closeloop.ports import PropertyDefinition
@@ -42,9 +43,15 @@ def _catalogue_calls(pipedrive: PipedriveSandbox, url: str, hooks_url: str) -> N
     assert deal_read is not None and deal_read.line_items[0].product_id == str(one["id"])
 
 
+def _accept(environ: object, start_response: Callable[[str, list[tuple[str, str]]], object]) -> list[bytes]:
+    """A webhook receiver that accepts every delivery (a WSGI app answering 200)."""
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [b"{}"]
+
+
 def test_the_catalogue_exchanges_and_product_webhooks_follow_pipedrives_contract() -> None:
     # Given the catalogue's calls made against a recorded sandbox, product webhooks delivered to a receiver
-    sink = SandboxServer(lambda environ, start: start("200 OK", []) or [b"{}"]).start()
+    sink = SandboxServer(_accept).start()
     try:
         with recording() as recorder:
             pipedrive, server = serve()
