@@ -189,6 +189,122 @@ def test_invoice_rules_void_and_payment(qbo: Qbo) -> None:
     assert [i.status for i in driver.invoices()] == ["AUTHORISED", "VOIDED"]
 
 
+NOT_FOUND = "Not Found"  # the plain-text 404 of a path under the company that no route serves
+QUERY = "query?query=select%20*%20from%20Customer"
+BATCH = '{"BatchItemRequest": [{"bId": "1", "Query": "select * from Customer"}]}'
+
+
+@pytest.mark.parametrize(
+    ("method", "tail", "body", "status", "holds"),
+    [
+        # (method, path under the company, body, status, what the answer holds: a top-level key of the JSON
+        # body, "Fault <code>", or NOT_FOUND)
+        ("GET", QUERY, None, 200, "QueryResponse"),
+        ("POST", "query", "select * from Customer", 200, "QueryResponse"),  # the statement as the body
+        ("PUT", "query", "select * from Customer", 200, "QueryResponse"),  # any method but GET: the body
+        ("OPTIONS", "query", "select * from Customer", 200, "QueryResponse"),
+        ("DELETE", "query", None, 400, "Fault 4000"),  # an empty statement
+        ("GET", "Query", None, 404, NOT_FOUND),  # query is lower case only
+        ("GET", "query/x", None, 404, NOT_FOUND),
+        ("POST", "batch", BATCH, 200, "BatchItemResponse"),
+        ("GET", "batch", None, 404, NOT_FOUND),
+        ("GET", "cdc", None, 400, "Fault 2020"),  # routed: entities and changedSince missing
+        ("POST", "cdc", None, 404, NOT_FOUND),
+        ("GET", "preferences", None, 200, "Preferences"),
+        ("GET", "preferences/", None, 200, "Preferences"),  # slashes around the path do not matter
+        ("POST", "preferences", None, 404, NOT_FOUND),
+        ("GET", "Preferences", None, 404, NOT_FOUND),
+        ("GET", "customer/{id}", None, 200, "Customer"),
+        ("GET", "Customer/{id}", None, 200, "Customer"),  # entity names in any case
+        ("GET", "CUSTOMER/{id}/", None, 200, "Customer"),
+        ("GET", "/customer/{id}", None, 200, "Customer"),  # a doubled slash after the realm
+        ("GET", "customer//{id}", None, 404, NOT_FOUND),  # but not inside the path
+        ("GET", "customer/999", None, 400, "Fault 610"),
+        ("GET", "account/1", None, 200, "Account"),
+        ("GET", "payment/1", None, 400, "Fault 610"),
+        ("GET", "customer", None, 404, NOT_FOUND),
+        ("GET", "customer/{id}/x", None, 404, NOT_FOUND),
+        ("PUT", "customer/{id}", None, 404, NOT_FOUND),
+        ("DELETE", "customer/{id}", None, 404, NOT_FOUND),
+        ("POST", "customer/{id}", None, 404, NOT_FOUND),
+        ("PATCH", "customer", None, 404, NOT_FOUND),
+        ("POST", "customer", '{"DisplayName": "Routed Two"}', 200, "Customer"),
+        ("POST", "Vendor", '{"DisplayName": "Routed Vendor"}', 200, "Vendor"),
+        ("POST", "customer", "[]", 400, "Fault 2500"),
+        ("POST", "customer?operation=void", "{}", 400, "Fault 6000"),
+        ("POST", "invoice/999/send", None, 400, "Fault 610"),  # routed: the invoice is missing
+        ("POST", "Invoice/999/send", None, 400, "Fault 610"),
+        ("POST", "customer/{id}/send", None, 404, NOT_FOUND),  # invoices only
+        ("GET", "invoice/999/send", None, 404, NOT_FOUND),
+        ("POST", "invoice/999/Send", None, 404, NOT_FOUND),
+        ("POST", "invoice/999/send/x", None, 404, NOT_FOUND),
+        ("GET", "widgets/1", None, 404, NOT_FOUND),
+        ("POST", "widgets", "{}", 404, NOT_FOUND),
+        ("GET", "/", None, 404, NOT_FOUND),  # the company's path with only slashes after it
+    ],
+)
+def test_every_route_answers_as_quickbooks_and_anything_else_is_the_plain_404(
+    qbo: Qbo, method: str, tail: str, body: str | None, status: int, holds: str
+) -> None:
+    # Given a customer
+    customer_id = qbo.sandbox.seed("Customer", DisplayName="Routed")["Id"]
+    # When a request is sent under the company (a path, not joined by httpx: slashes are kept as written)
+    response = qbo.http.request(
+        method,
+        f"{BASE}/{tail.format(id=customer_id)}",
+        content=body,
+        headers={"Authorization": f"Bearer {qbo.token}"},
+    )
+    # Then it gets the route's answer, with Intuit's transaction id whatever the answer
+    assert response.status_code == status
+    assert "intuit_tid" in response.headers
+    if holds == NOT_FOUND:
+        assert (response.headers["content-type"], response.text) == ("text/plain", NOT_FOUND)
+        return
+    assert response.headers["content-type"] == "application/json;charset=UTF-8"
+    payload = response.json()
+    assert "time" in payload
+    if holds.startswith("Fault "):
+        assert code_of(response) == holds.removeprefix("Fault ")
+    else:
+        assert holds in payload
+
+
+def test_head_takes_no_route_but_query_answers_any_method(qbo: Qbo) -> None:
+    # Given a customer
+    customer_id = qbo.sandbox.seed("Customer", DisplayName="Routed")["Id"]
+    auth = {"Authorization": f"Bearer {qbo.token}"}
+    # Then HEAD is no GET: a read, preferences and cdc answer the plain 404 (werkzeug would match a GET rule)
+    assert qbo.http.head(f"{BASE}/customer/{customer_id}", headers=auth).status_code == 404
+    assert qbo.http.head(f"{BASE}/preferences", headers=auth).status_code == 404
+    assert qbo.http.head(f"{BASE}/cdc", headers=auth).status_code == 404
+    # And query takes its statement from the (empty) body: a parse error
+    assert qbo.http.head(f"{BASE}/query", headers=auth).status_code == 400
+    assert [r.status for r in qbo.sandbox.state.calls("HEAD")] == [404, 404, 404, 400]
+
+
+def test_unrouted_paths_check_auth_realm_and_requestid_first_and_other_paths_are_plain_404s(qbo: Qbo) -> None:
+    auth = {"Authorization": f"Bearer {qbo.token}"}
+    # Then an unknown path under the company still needs a valid token, the company's realm and a short requestid
+    assert qbo.http.get(f"{BASE}/widgets").status_code == 401
+    assert qbo.http.get("/v3/company/1/widgets", headers=auth).status_code == 403
+    too_long = qbo.http.post(f"{BASE}/widgets", params={"requestid": "x" * 51}, headers=auth, content="{}")
+    assert (too_long.status_code, code_of(too_long)) == (400, "6000")
+    # And paths outside a company, or the token endpoint with another method, are a plain 404 with no tid
+    for method, path in [
+        ("GET", "/oauth2/v1/tokens/bearer"),
+        ("POST", "/oauth2/v1/tokens/bearer/"),
+        ("GET", BASE),
+        ("GET", f"{BASE}/"),
+        ("GET", "/v3/company//customer/1"),
+        ("GET", "/"),
+    ]:
+        answer = qbo.http.request(method, path, headers=auth)
+        answer_is = (answer.status_code, answer.text, answer.headers["content-type"])
+        assert answer_is == (404, NOT_FOUND, "text/plain"), (method, path)
+        assert "intuit_tid" not in answer.headers, (method, path)
+
+
 def test_batch_limits_and_per_item_faults(qbo: Qbo) -> None:
     qbo.sandbox.seed("Vendor", DisplayName="Taken")
     items = [

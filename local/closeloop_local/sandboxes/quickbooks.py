@@ -55,13 +55,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from functools import cached_property
 from typing import Any, Literal
 
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import BaseConverter, Map
 from werkzeug.wrappers import Request, Response
 
 from closeloop_local.sandboxes import outbound
 from closeloop_local.sandboxes.base import (
     AccountingSandbox,
+    Handler,
     Router,
     SandboxServer,
     SandboxState,
@@ -218,6 +222,36 @@ def too_long(name: str, most: int, supplied: int) -> ApiError:
 
 def parser_error(detail: str) -> ApiError:
     return validation("4000", "Error parsing query", f"QueryParserError: {detail}")
+
+
+def _no_route() -> Response:
+    """The answer to a path no route serves: a plain-text 404, not a Fault."""
+    return Response("Not Found", status=404, content_type="text/plain")
+
+
+class _EntityConverter(BaseConverter):
+    """A path segment naming an entity in any case (``customer``, ``INVOICE``), read as its entity name
+    (``Customer``); ``<entity("invoice"):name>`` takes only the entities listed."""
+
+    def __init__(self, map: Map, *names: str) -> None:
+        super().__init__(map)
+        self.regex = "(?i:" + "|".join(re.escape(name) for name in names or ENTITY_PATHS) + ")"
+
+    def to_python(self, value: str) -> str:
+        return ENTITY_PATHS[value.lower()]
+
+
+def _router() -> Router:
+    # A doubled slash inside the path is no route (werkzeug would merge it and redirect).
+    return Router(converters={"entity": _EntityConverter}, merge_slashes=False)
+
+
+def _match(routes: Router, method: str, path: str) -> tuple[Handler, dict[str, Any]] | None:
+    """The handler ``routes`` has for ``method`` and ``path`` and its path arguments, or None."""
+    try:
+        return routes.match(method, path)
+    except HTTPException:  # NotFound, MethodNotAllowed
+        return None
 
 
 def _dec(value: Any, name: str) -> Decimal:
@@ -849,7 +883,7 @@ class QuickBooksSandbox(AccountingSandbox):
             return self._token(request)
         match = re.match(r"^/v3/company/(?P<realm>[^/]+)/(?P<tail>.+)$", request.path)
         if match is None:
-            return Response("Not Found", status=404, content_type="text/plain")
+            return _no_route()
         return self._api(request, match.group("realm"), match.group("tail").strip("/"))
 
     # ---- OAuth ------------------------------------------------------------------------------------------
@@ -974,34 +1008,59 @@ class QuickBooksSandbox(AccountingSandbox):
             raise validation("2500", "Invalid Request", "Request body must be an object")
         return body
 
-    def _route(self, request: Request, tail: str) -> Row | Response:  # noqa: PLR0911 - one return per route
-        parts = tail.split("/")
-        method = request.method
-        if parts == ["query"]:
-            statement = request.args.get("query") if method == "GET" else request.get_data(as_text=True)
-            return {"QueryResponse": self._query(statement or "")}
-        if parts == ["batch"] and method == "POST":
-            return self._batch(self._body(request))
-        if parts == ["cdc"] and method == "GET":
-            return self._cdc(request)
-        if parts == ["preferences"] and method == "GET":
-            return self._preferences()
-        entity = ENTITY_PATHS.get(parts[0].lower())
-        if entity is None:
-            return Response("Not Found", status=404, content_type="text/plain")
-        if len(parts) == 2 and method == "GET":
-            rec = self.tables[entity].get(parts[1])
-            if rec is None:
-                raise not_found()
-            return {entity: self._render(entity, rec)}
-        if len(parts) == 3 and parts[2] == "send" and entity == "Invoice" and method == "POST":
-            return {"Invoice": self._send(parts[1], request.args.get("sendTo"))}
-        if len(parts) == 1 and method == "POST":
-            operation = request.args.get("operation", "")
-            sent = self._body(request)
-            allow_dup = request.args.get("include") == "allowduplicatedocnum"
-            return {entity: self._write(entity, operation, sent, allow_dup)}
-        return Response("Not Found", status=404, content_type="text/plain")
+    # ---- routing ----------------------------------------------------------------------------------------
+
+    @cached_property
+    def _routes(self) -> Router:
+        """The API under the company (the path after ``/v3/company/{realmId}``); a handler takes the request and
+        the path's arguments and answers a body (``_invoke`` adds its ``time``) or a Response."""
+        routes = _router()
+        routes.add("POST", "/batch", lambda request: self._batch(self._body(request)))
+        routes.add("GET", "/cdc", self._cdc)
+        routes.add("GET", "/preferences", lambda request: self._preferences())
+        routes.add("POST", "/<entity:entity>", self._write_api)
+        routes.add("GET", "/<entity:entity>/<record_id>", self._read)
+        routes.add("POST", '/<entity("invoice"):entity>/<invoice_id>/send', self._send_api)
+        return routes
+
+    @cached_property
+    def _any_method_routes(self) -> Router:
+        """The paths served whatever the method, matched on the path alone (as GET): ``query`` reads its
+        statement from the query string on GET and from the body on any other method."""
+        routes = _router()
+        routes.add("GET", "/query", self._query_api)
+        return routes
+
+    def _route(self, request: Request, tail: str) -> Row | Response:
+        """The answer of the route of ``tail`` (the path after the realm, the slashes around it stripped)."""
+        path = "/" + tail
+        found = _match(self._any_method_routes, "GET", path)
+        if found is None and request.method != "HEAD":  # werkzeug would serve HEAD with a GET rule; QBO: no route
+            found = _match(self._routes, request.method, path)
+        if found is None:
+            return _no_route()
+        handler, args = found
+        answer: Row | Response = handler(request, **args)
+        return answer
+
+    def _query_api(self, request: Request) -> Row:
+        statement = request.args.get("query") if request.method == "GET" else request.get_data(as_text=True)
+        return {"QueryResponse": self._query(statement or "")}
+
+    def _read(self, request: Request, entity: str, record_id: str) -> Row:
+        rec = self.tables[entity].get(record_id)
+        if rec is None:
+            raise not_found()
+        return {entity: self._render(entity, rec)}
+
+    def _write_api(self, request: Request, entity: str) -> Row:
+        operation = request.args.get("operation", "")
+        sent = self._body(request)
+        allow_dup = request.args.get("include") == "allowduplicatedocnum"
+        return {entity: self._write(entity, operation, sent, allow_dup)}
+
+    def _send_api(self, request: Request, entity: str, invoice_id: str) -> Row:
+        return {"Invoice": self._send(invoice_id, request.args.get("sendTo"))}
 
     # ---- writes -----------------------------------------------------------------------------------------
 
