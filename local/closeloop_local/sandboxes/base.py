@@ -291,6 +291,13 @@ class Router:
         endpoint, args = self._map.bind("sandbox").match(path, method)
         return self._handlers[endpoint], dict(args)
 
+    def find(self, method: str, path: str) -> tuple[Handler, dict[str, Any]] | None:
+        """``match``, or None where no rule serves ``method`` and ``path`` (the vendor answers it its own way)."""
+        try:
+            return self.match(method, path)
+        except HTTPException:  # NotFound, MethodNotAllowed
+            return None
+
 
 def _json_key_type(key: Any) -> bool:
     """Whether the stdlib JSON encoder accepts ``key`` as an object key."""

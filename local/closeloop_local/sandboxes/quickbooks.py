@@ -58,14 +58,12 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import cached_property
 from typing import Any, Literal
 
-from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter, Map
 from werkzeug.wrappers import Request, Response
 
 from closeloop_local.sandboxes import outbound
 from closeloop_local.sandboxes.base import (
     AccountingSandbox,
-    Handler,
     Router,
     SandboxServer,
     SandboxState,
@@ -244,14 +242,6 @@ class _EntityConverter(BaseConverter):
 def _router() -> Router:
     # A doubled slash inside the path is no route (werkzeug would merge it and redirect).
     return Router(converters={"entity": _EntityConverter}, merge_slashes=False)
-
-
-def _match(routes: Router, method: str, path: str) -> tuple[Handler, dict[str, Any]] | None:
-    """The handler ``routes`` has for ``method`` and ``path`` and its path arguments, or None."""
-    try:
-        return routes.match(method, path)
-    except HTTPException:  # NotFound, MethodNotAllowed
-        return None
 
 
 def _dec(value: Any, name: str) -> Decimal:
@@ -1034,9 +1024,9 @@ class QuickBooksSandbox(AccountingSandbox):
     def _route(self, request: Request, tail: str) -> Row | Response:
         """The answer of the route of ``tail`` (the path after the realm, the slashes around it stripped)."""
         path = "/" + tail
-        found = _match(self._any_method_routes, "GET", path)
+        found = self._any_method_routes.find("GET", path)
         if found is None and request.method != "HEAD":  # werkzeug would serve HEAD with a GET rule; QBO: no route
-            found = _match(self._routes, request.method, path)
+            found = self._routes.find(request.method, path)
         if found is None:
             return _no_route()
         handler, args = found

@@ -64,7 +64,6 @@ from decimal import Decimal, InvalidOperation
 from functools import cached_property
 from typing import Any, NoReturn
 
-from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
 
 from closeloop.models import DEAL_SYNC_FIELDS, CrmRef
@@ -179,14 +178,6 @@ def _error(status: int, label: str, message: str) -> Response:
 def _not_found(request: Request | None = None) -> Response:
     """The answer to a path no resource has (a handler too: it takes the request and ignores it)."""
     return _error(404, "not_found", "Your requested resource was not found.")
-
-
-def _match(routes: Router, method: str, path: str) -> tuple[Handler, dict[str, Any]] | None:
-    """The handler ``routes`` has for ``method`` and ``path`` and its path arguments, or None."""
-    try:
-        return routes.match(method, path)
-    except HTTPException:
-        return None
 
 
 @dataclass
@@ -390,7 +381,7 @@ class SugarSandbox(SandboxApp):
         try:
             # Only the token endpoint answers without a session, and only at its exact path: with a doubled
             # slash the request needs a session like any other.
-            public = _match(self._public_routes, request.method, path) if path == tail else None
+            public = self._public_routes.find(request.method, path) if path == tail else None
             if public is not None:
                 handler, args = public
                 answer: Response = handler(request, **args)
@@ -509,8 +500,8 @@ class SugarSandbox(SandboxApp):
 
     def _handler(self, method: str, path: str) -> tuple[Handler, dict[str, Any]]:
         # The API serves no HEAD: werkzeug would answer it with the GET rule, so it gets the unrouted answer.
-        found = None if method == "HEAD" else _match(self._routes, method, path)
-        return found or _match(self._unrouted, "GET", path) or (_not_found, {})
+        found = None if method == "HEAD" else self._routes.find(method, path)
+        return found or self._unrouted.find("GET", path) or (_not_found, {})
 
     def _record(self, module: str, record_id: str) -> JSON:
         record = self._live(module, record_id)
