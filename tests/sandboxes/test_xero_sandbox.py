@@ -18,6 +18,7 @@ from closeloop_local.sandboxes.base import SandboxServer
 from closeloop_local.sandboxes.xero import (
     DEFAULT_REFRESH_TOKEN,
     DEFAULT_TENANT_ID,
+    Endpoint,
     XeroSandbox,
     serve,
 )
@@ -1612,3 +1613,13 @@ def test_every_route_answers_and_anything_else_is_xeros_plain_text_404(xero: Xer
     assert xero.http.head(f"{API}/Contacts", headers=xero.headers()).status_code == 404
     assert xero.http.head("/connections", headers=xero.headers()).status_code == 404
     assert [r.status for r in xero.sandbox.state.calls("HEAD")] == [404, 404]
+
+
+def test_a_rule_is_lower_case_and_its_arguments_keep_the_case_they_were_sent_in() -> None:
+    # Given the route of an invoice's email
+    rule, endpoint = Endpoint.of("/api.xro/2.0/Invoices/<ref>/Email", print, "invoices")
+
+    # Then the rule matches lower-cased paths, and the argument is read from the path as sent
+    assert rule == "/api.xro/2.0/invoices/<ref>/email"
+    assert (endpoint.resource, endpoint.arguments) == ("invoices", ((4, "ref"),))
+    assert endpoint.arguments_in("/API.XRO/2.0/INVOICES/INV-0001/Email") == {"ref": "INV-0001"}
