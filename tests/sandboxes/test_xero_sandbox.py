@@ -18,6 +18,7 @@ from closeloop_local.sandboxes.base import SandboxServer
 from closeloop_local.sandboxes.xero import (
     DEFAULT_REFRESH_TOKEN,
     DEFAULT_TENANT_ID,
+    Endpoint,
     XeroSandbox,
     serve,
 )
@@ -1477,3 +1478,148 @@ def test_a_repeated_item_create_with_one_key_makes_one_item(xero: Xero) -> None:
     assert first.status_code == again.status_code == 200
     assert again.json()["Items"][0]["ItemID"] == first.json()["Items"][0]["ItemID"]
     assert len(xero.sandbox.items()) == 1
+
+
+# ---- routing: every route, Xero's case-insensitive paths, and the plain-text 404 for anything else ------------
+
+HTML = "text/html; charset=utf-8"
+PLAIN = "text/plain; charset=utf-8"
+NOT_FOUND = (404, HTML, "The resource you're looking for cannot be found", False)
+JSON = "application/json; charset=utf-8"
+API = "/api.xro/2.0"
+# (method, path, JSON body or None, the answer in brief: see ``routed``); {contact} {invoice} {draft} {item}
+# {payment} {connection} are the seeded records' ids, {CONTACT} the contact's id in upper case.
+ROUTE_ANSWERS: list[tuple[str, str, Any, tuple[int, str, str, bool]]] = [
+    ("POST", "/connect/token", None, (400, JSON, "invalid_request", False)),
+    ("POST", "/connect/revocation", None, (400, JSON, "invalid_client", False)),
+    ("GET", "/identity/connect/authorize", None, (400, HTML, "Error: unauthorized_client", False)),
+    ("GET", "/connections", None, (200, JSON, "list", False)),
+    ("GET", f"{API}/Contacts", None, (200, JSON, "Contacts", True)),
+    ("PUT", f"{API}/Contacts", {"Name": "Put Ltd"}, (200, JSON, "Contacts", True)),
+    ("POST", f"{API}/Contacts", {"Name": "Post Ltd"}, (200, JSON, "Contacts", True)),
+    ("GET", f"{API}/Contacts/{{contact}}", None, (200, JSON, "Contacts", True)),
+    ("POST", f"{API}/Contacts/{{contact}}", {"FirstName": "Ann"}, (200, JSON, "Contacts", True)),
+    ("GET", f"{API}/Invoices", None, (200, JSON, "Invoices", True)),
+    ("PUT", f"{API}/Invoices", "invoice", (200, JSON, "Invoices", True)),
+    ("POST", f"{API}/Invoices", "invoice", (200, JSON, "Invoices", True)),
+    ("GET", f"{API}/Invoices/{{invoice}}", None, (200, JSON, "Invoices", True)),
+    ("POST", f"{API}/Invoices/{{draft}}", {"Reference": "R-1"}, (200, JSON, "Invoices", True)),
+    ("POST", f"{API}/Invoices/{{invoice}}/Email", {}, (204, PLAIN, "", True)),
+    ("GET", f"{API}/Invoices/{{invoice}}/OnlineInvoice", None, (200, JSON, "OnlineInvoices", True)),
+    ("GET", f"{API}/Items", None, (200, JSON, "Items", True)),
+    ("PUT", f"{API}/Items", {"Code": "PUT-1"}, (200, JSON, "Items", True)),
+    ("POST", f"{API}/Items", {"Code": "POST-1"}, (200, JSON, "Items", True)),
+    ("GET", f"{API}/Items/{{item}}", None, (200, JSON, "Items", True)),
+    ("POST", f"{API}/Items/{{item}}", {"Name": "Renamed"}, (200, JSON, "Items", True)),
+    ("GET", f"{API}/Payments", None, (200, JSON, "Payments", True)),
+    ("PUT", f"{API}/Payments", "payment", (200, JSON, "Payments", True)),
+    ("GET", f"{API}/Payments/{{payment}}", None, (200, JSON, "Payments", True)),
+    ("POST", f"{API}/Payments/{{payment}}", {"Status": "DELETED"}, (200, JSON, "Payments", True)),
+    ("GET", f"{API}/TaxRates", None, (200, JSON, "TaxRates", True)),
+    ("GET", f"{API}/Accounts", None, (200, JSON, "Accounts", True)),
+    ("GET", f"{API}/Organisation", None, (200, JSON, "Organisations", True)),
+    # Xero's paths are case-insensitive; the path's arguments reach the handler as sent
+    ("GET", "/API.XRO/2.0/CONTACTS", None, (200, JSON, "Contacts", True)),
+    ("GET", "/Api.Xro/2.0/contacts/{CONTACT}", None, (200, JSON, "Contacts", True)),
+    ("GET", "/api.xro/2.0/contacts/rt-1", None, (200, JSON, "Contacts", True)),  # by ContactNumber RT-1
+    ("POST", "/API.xro/2.0/invoices/{invoice}/EMAIL", {}, (204, PLAIN, "", True)),
+    ("GET", "/api.xro/2.0/INVOICES/{invoice}/onlineinvoice", None, (200, JSON, "OnlineInvoices", True)),
+    ("GET", "/api.xro/2.0/taxrates", None, (200, JSON, "TaxRates", True)),
+    ("POST", "/CONNECT/Token", None, (400, JSON, "invalid_request", False)),
+    ("GET", "/Connections", None, (200, JSON, "list", False)),
+    # anything else: no such path, a method the path does not take, extra or missing segments
+    ("GET", "/", None, NOT_FOUND),
+    ("GET", f"{API}/Nothing", None, NOT_FOUND),
+    ("GET", f"{API}", None, NOT_FOUND),
+    ("GET", "/api.xro/2.1/Contacts", None, NOT_FOUND),
+    ("GET", "/apixxro/2x0/Contacts", None, NOT_FOUND),
+    ("GET", f"{API}/Contacts/", None, NOT_FOUND),
+    ("GET", f"{API}//Contacts", None, NOT_FOUND),
+    ("GET", f"{API}/Contacts//{{contact}}", None, NOT_FOUND),
+    ("GET", f"{API}/Contacts/{{contact}}/x", None, NOT_FOUND),
+    ("DELETE", f"{API}/Contacts", None, NOT_FOUND),
+    ("PATCH", f"{API}/Contacts/{{contact}}", None, NOT_FOUND),
+    ("PUT", f"{API}/Contacts/{{contact}}", {"Name": "x"}, NOT_FOUND),
+    ("GET", f"{API}/Invoices/{{invoice}}/Email", None, NOT_FOUND),
+    ("POST", f"{API}/Invoices/{{invoice}}/OnlineInvoice", {}, NOT_FOUND),
+    ("PUT", f"{API}/Items/{{item}}", {"Name": "x"}, NOT_FOUND),
+    ("POST", f"{API}/Payments", "payment", NOT_FOUND),
+    ("DELETE", f"{API}/Payments/{{payment}}", None, NOT_FOUND),
+    ("PUT", f"{API}/TaxRates", {}, NOT_FOUND),
+    ("POST", f"{API}/Organisation", {}, NOT_FOUND),
+    ("OPTIONS", f"{API}/Contacts", None, NOT_FOUND),
+    ("GET", "/connect/token", None, NOT_FOUND),
+    ("POST", "/identity/connect/authorize", None, NOT_FOUND),
+    ("GET", "/connections/", None, NOT_FOUND),
+    ("POST", "/connections", None, NOT_FOUND),
+    ("DELETE", "/connections", None, NOT_FOUND),
+    ("GET", "/connections/{connection}", None, NOT_FOUND),
+    ("DELETE", "/connections/{connection}/x", None, NOT_FOUND),
+    ("DELETE", "/connections/not-the-connection", None, NOT_FOUND),
+    ("DELETE", "/CONNECTIONS/{connection}", None, (204, PLAIN, "", False)),  # last: it disconnects
+]
+ENVELOPE = {"Id", "Status", "ProviderName", "DateTimeUTC"}
+
+
+def routed(reply: httpx.Response) -> tuple[int, str, str, bool]:
+    """An answer in brief: status, content type, what tells the handlers apart (the envelope's collections, the
+    OAuth error, the text), and whether the accounting pipeline answered (it adds a Xero-Correlation-Id)."""
+    if not reply.content or reply.headers["content-type"].startswith("text/"):
+        brief = reply.text
+    elif isinstance(reply.json(), list):
+        brief = "list"
+    elif "error" in reply.json():
+        brief = reply.json()["error"]
+    else:
+        brief = ",".join(key for key in reply.json() if key not in ENVELOPE)
+    return reply.status_code, reply.headers.get("content-type", ""), brief, "xero-correlation-id" in reply.headers
+
+
+def test_every_route_answers_and_anything_else_is_xeros_plain_text_404(xero: Xero) -> None:
+    # Given one of each record: a contact with a number, an authorised and a draft invoice, an item, a payment
+    contact = customer(xero, ContactNumber="RT-1")
+    invoice = authorised(xero, contact)
+    draft = xero.create_invoice(Type="ACCREC", Contact=contact, LineItems=[line("A", 1, 10)])
+    item = xero.send("PUT", "Items", {"Code": "Rt-Item"}).json()["Items"][0]
+    payment_body = {"Invoice": {"InvoiceID": invoice["InvoiceID"]}, "Account": {"Code": "090"}, "Amount": 1}
+    payment = xero.send("PUT", "Payments", payment_body).json()["Payments"][0]
+    [connection] = xero.http.get("/connections", headers=xero.headers()).json()
+    ids = {
+        "contact": contact["ContactID"],
+        "CONTACT": contact["ContactID"].upper(),
+        "invoice": invoice["InvoiceID"],
+        "draft": draft["InvoiceID"],
+        "item": item["ItemID"],
+        "payment": payment["PaymentID"],
+        "connection": connection["id"],
+    }
+    bodies = {
+        "invoice": {"Type": "ACCREC", "Contact": contact, "LineItems": [line("A", 1, 10)]},
+        "payment": payment_body,
+    }
+
+    # When each route is called with a valid token for the tenant
+    for method, path, body, expected in ROUTE_ANSWERS:
+        sent = bodies.get(body, body) if isinstance(body, str) else body
+        reply = xero.http.request(method, path.format(**ids), json=sent, headers=xero.headers())
+
+        # Then it answers as that route's handler does, and anything else is the plain-text 404
+        assert routed(reply) == expected, (method, path, reply.text)
+
+    # And routing comes before auth: an unknown path without a token is still the 404, a known one is 401
+    assert routed(xero.http.get(f"{API}/Nothing")) == NOT_FOUND
+    assert xero.http.get(f"{API}/Contacts").status_code == 401
+    # And HEAD takes no route (werkzeug would answer it with a GET rule)
+    assert xero.http.head(f"{API}/Contacts", headers=xero.headers()).status_code == 404
+    assert xero.http.head("/connections", headers=xero.headers()).status_code == 404
+    assert [r.status for r in xero.sandbox.state.calls("HEAD")] == [404, 404]
+
+
+def test_a_rule_is_lower_case_and_its_arguments_keep_the_case_they_were_sent_in() -> None:
+    # Given the route of an invoice's email
+    rule, endpoint = Endpoint.of("/api.xro/2.0/Invoices/<ref>/Email", print, "invoices")
+
+    # Then the rule matches lower-cased paths, and the argument is read from the path as sent
+    assert rule == "/api.xro/2.0/invoices/<ref>/email"
+    assert (endpoint.resource, endpoint.arguments) == ("invoices", ((4, "ref"),))
+    assert endpoint.arguments_in("/API.XRO/2.0/INVOICES/INV-0001/Email") == {"ref": "INV-0001"}

@@ -41,10 +41,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlparse
 
 import httpx
+from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
 
 from closeloop.wire import dumps_exact
@@ -843,16 +845,28 @@ class RateLimiter:
         self._app.clear()
 
 
-@dataclass
-class Route:
-    method: str
-    pattern: re.Pattern[str]
+@dataclass(frozen=True)
+class Endpoint:
+    """What a route serves: its handler, the SCOPES resource a token needs ("" for identity/connections), and
+    where its path arguments sit (segment index, name), to read them from the path as sent."""
+
     handler: Callable[..., Any]
-    resource: str  # a SCOPES key for the accounting API, "" for identity/connections
+    resource: str
+    arguments: tuple[tuple[int, str], ...]
 
+    @classmethod
+    def of(cls, path: str, handler: Callable[..., Any], resource: str) -> tuple[str, Endpoint]:
+        """The lower-case werkzeug rule for ``path`` (``/Contacts/<ref>``: an argument is a whole segment) and
+        its endpoint."""
+        segments = path.split("/")
+        arguments = tuple((index, segment[1:-1]) for index, segment in enumerate(segments) if segment.startswith("<"))
+        rule = "/".join(segment if segment.startswith("<") else segment.lower() for segment in segments)
+        return rule, cls(handler, resource, arguments)
 
-def _route(method: str, path: str, handler: Callable[..., Any], resource: str = "") -> Route:
-    return Route(method, re.compile(f"^{path}$", re.IGNORECASE), handler, resource)
+    def arguments_in(self, path: str) -> dict[str, str]:
+        """The path's arguments as sent: the rules match the lower-cased path, an id or number keeps its case."""
+        segments = path.split("/")  # lower() keeps every "/" where it was, so the segments line up
+        return {name: segments[index] for index, name in self.arguments}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -1205,13 +1219,18 @@ class XeroSandbox(AccountingSandbox):
     # ---- the API (SandboxApp's pipeline: log, faults, then ``handle``) -----------------------------------
 
     def handle(self, request: Request, delay: float) -> Response:
-        route, groups = self._match(request)
-        if route is None:
+        serve = self._match(request)
+        if serve is None:
             return self._text(NOT_FOUND_TEXT, 404)
-        if route.resource:
-            return self._accounting(request, route, groups, delay)  # slow inside the concurrency limit
+        response: Response = serve(request, delay)
+        return response
+
+    def _serve(self, endpoint: Endpoint, request: Request, delay: float) -> Response:
+        arguments = endpoint.arguments_in(request.path)
+        if endpoint.resource:
+            return self._accounting(request, endpoint, arguments, delay)  # slow inside the concurrency limit
         time.sleep(delay)
-        response: Response = route.handler(request, **groups)
+        response: Response = endpoint.handler(request, **arguments)
         return response
 
     def fault_json(self, payload: Any, status: int) -> Response:
@@ -1227,47 +1246,54 @@ class XeroSandbox(AccountingSandbox):
     def internal_error(self) -> Response:
         return self.json({"ErrorNumber": 500, "Type": "UnknownErrorException", "Message": UNKNOWN_ERROR}, 500)
 
-    def _match(self, request: Request) -> tuple[Route | None, dict[str, str]]:
-        for route in self._routes:
-            match = route.pattern.match(request.path)
-            if match and route.method == request.method:
-                return route, match.groupdict()
-        return None, {}
+    def _match(self, request: Request) -> Callable[..., Response] | None:
+        """The route's server for ``request`` (called with the request and the delay), or None: Xero answers
+        an unknown path and a method the path does not take with the same plain-text 404."""
+        if request.method == "HEAD":  # werkzeug would answer HEAD with a GET rule; the sandbox serves no HEAD
+            return None
+        try:  # Xero's paths are case-insensitive: the rules are lower-case, the path is matched lower-cased
+            serve, _ = self._routes.match(request.method, request.path.lower())
+        except HTTPException:  # NotFound, MethodNotAllowed
+            return None
+        return serve
 
-    def _build_routes(self) -> list[Route]:
-        api = API_PREFIX.replace(".", r"\.")
-        ref = r"(?P<ref>[^/]+)"
-        return [
-            _route("POST", "/connect/token", self._token),
-            _route("POST", "/connect/revocation", self._revocation),
-            _route("GET", "/identity/connect/authorize", self._authorize),
-            _route("GET", "/connections", self._connections),
-            _route("DELETE", r"/connections/(?P<ref>[^/]+)", self._delete_connection),
-            _route("GET", f"{api}/Contacts", self._get_contacts, "contacts"),
-            _route("PUT", f"{api}/Contacts", self._put_contacts, "contacts"),
-            _route("POST", f"{api}/Contacts", self._post_contacts, "contacts"),
-            _route("GET", f"{api}/Contacts/{ref}", self._get_contact, "contacts"),
-            _route("POST", f"{api}/Contacts/{ref}", self._post_contact, "contacts"),
-            _route("GET", f"{api}/Invoices", self._get_invoices, "invoices"),
-            _route("PUT", f"{api}/Invoices", self._put_invoices, "invoices"),
-            _route("POST", f"{api}/Invoices", self._post_invoices, "invoices"),
-            _route("GET", f"{api}/Invoices/{ref}", self._get_invoice, "invoices"),
-            _route("POST", f"{api}/Invoices/{ref}", self._post_invoice, "invoices"),
-            _route("POST", f"{api}/Invoices/{ref}/Email", self._email_invoice, "invoices"),
-            _route("GET", f"{api}/Invoices/{ref}/OnlineInvoice", self._get_online_invoice, "invoices"),
-            _route("GET", f"{api}/Items", self._get_items, "items"),
-            _route("PUT", f"{api}/Items", self._put_items, "items"),
-            _route("POST", f"{api}/Items", self._post_items, "items"),
-            _route("GET", f"{api}/Items/{ref}", self._get_item, "items"),
-            _route("POST", f"{api}/Items/{ref}", self._post_item, "items"),
-            _route("GET", f"{api}/Payments", self._get_payments, "payments"),
-            _route("PUT", f"{api}/Payments", self._put_payments, "payments"),
-            _route("GET", f"{api}/Payments/{ref}", self._get_payment, "payments"),
-            _route("POST", f"{api}/Payments/{ref}", self._post_payment, "payments"),
-            _route("GET", f"{api}/TaxRates", self._get_tax_rates, "settings"),
-            _route("GET", f"{api}/Accounts", self._get_accounts, "settings"),
-            _route("GET", f"{api}/Organisation", self._get_organisation, "settings"),
-        ]
+    def _build_routes(self) -> Router:
+        routes = Router(merge_slashes=False)  # no redirect for "//": it is simply no path of Xero's
+
+        def add(method: str, path: str, handler: Callable[..., Any], resource: str = "") -> None:
+            rule, endpoint = Endpoint.of(path, handler, resource)
+            routes.add(method, rule, partial(self._serve, endpoint))
+
+        add("POST", "/connect/token", self._token)
+        add("POST", "/connect/revocation", self._revocation)
+        add("GET", "/identity/connect/authorize", self._authorize)
+        add("GET", "/connections", self._connections)
+        add("DELETE", "/connections/<ref>", self._delete_connection)
+        add("GET", f"{API_PREFIX}/Contacts", self._get_contacts, "contacts")
+        add("PUT", f"{API_PREFIX}/Contacts", self._put_contacts, "contacts")
+        add("POST", f"{API_PREFIX}/Contacts", self._post_contacts, "contacts")
+        add("GET", f"{API_PREFIX}/Contacts/<ref>", self._get_contact, "contacts")
+        add("POST", f"{API_PREFIX}/Contacts/<ref>", self._post_contact, "contacts")
+        add("GET", f"{API_PREFIX}/Invoices", self._get_invoices, "invoices")
+        add("PUT", f"{API_PREFIX}/Invoices", self._put_invoices, "invoices")
+        add("POST", f"{API_PREFIX}/Invoices", self._post_invoices, "invoices")
+        add("GET", f"{API_PREFIX}/Invoices/<ref>", self._get_invoice, "invoices")
+        add("POST", f"{API_PREFIX}/Invoices/<ref>", self._post_invoice, "invoices")
+        add("POST", f"{API_PREFIX}/Invoices/<ref>/Email", self._email_invoice, "invoices")
+        add("GET", f"{API_PREFIX}/Invoices/<ref>/OnlineInvoice", self._get_online_invoice, "invoices")
+        add("GET", f"{API_PREFIX}/Items", self._get_items, "items")
+        add("PUT", f"{API_PREFIX}/Items", self._put_items, "items")
+        add("POST", f"{API_PREFIX}/Items", self._post_items, "items")
+        add("GET", f"{API_PREFIX}/Items/<ref>", self._get_item, "items")
+        add("POST", f"{API_PREFIX}/Items/<ref>", self._post_item, "items")
+        add("GET", f"{API_PREFIX}/Payments", self._get_payments, "payments")
+        add("PUT", f"{API_PREFIX}/Payments", self._put_payments, "payments")
+        add("GET", f"{API_PREFIX}/Payments/<ref>", self._get_payment, "payments")
+        add("POST", f"{API_PREFIX}/Payments/<ref>", self._post_payment, "payments")
+        add("GET", f"{API_PREFIX}/TaxRates", self._get_tax_rates, "settings")
+        add("GET", f"{API_PREFIX}/Accounts", self._get_accounts, "settings")
+        add("GET", f"{API_PREFIX}/Organisation", self._get_organisation, "settings")
+        return routes
 
     # ---- responses --------------------------------------------------------------------------------------
 
@@ -1294,12 +1320,12 @@ class XeroSandbox(AccountingSandbox):
 
     # ---- accounting API pipeline: auth -> tenant -> scope -> rate limit -> idempotency -> handler ----------
 
-    def _accounting(self, request: Request, route: Route, groups: dict[str, str], slow: float) -> Response:
+    def _accounting(self, request: Request, endpoint: Endpoint, arguments: dict[str, str], slow: float) -> Response:
         correlation = {"Xero-Correlation-Id": _new_id()}
         try:
             token = self._authenticate(request)
             tenant = self._tenant(request)
-            self._check_scope(token, route)
+            self._check_scope(token, endpoint.resource, request.method)
         except ApiError as error:
             error.headers.update(correlation)
             return self._error_response(error)
@@ -1310,7 +1336,7 @@ class XeroSandbox(AccountingSandbox):
         try:
             if slow:
                 time.sleep(slow)
-            response = self._idempotent(request, route, groups)
+            response = self._idempotent(request, endpoint, arguments)
         finally:
             with self.state.lock:
                 self._limits.release(tenant)
@@ -1347,16 +1373,16 @@ class XeroSandbox(AccountingSandbox):
         return tenant
 
     @staticmethod
-    def _check_scope(token: AccessToken, route: Route) -> None:
-        write_scopes, read_scopes = SCOPES[route.resource]
-        allowed = write_scopes | read_scopes if route.method == "GET" else write_scopes
+    def _check_scope(token: AccessToken, resource: str, method: str) -> None:
+        write_scopes, read_scopes = SCOPES[resource]
+        allowed = write_scopes | read_scopes if method == "GET" else write_scopes
         if not allowed & set(token.scope):
             raise ApiError(401, problem(401, "Unauthorized", "AuthorizationUnsuccessful"))
 
-    def _idempotent(self, request: Request, route: Route, groups: dict[str, str]) -> Response:
+    def _idempotent(self, request: Request, endpoint: Endpoint, arguments: dict[str, str]) -> Response:
         key = request.headers.get("Idempotency-Key")
         if key is None or request.method not in ("POST", "PUT", "PATCH", "DELETE"):
-            return self._invoke(request, route, groups)
+            return self._invoke(request, endpoint, arguments)
         if len(key) > IDEMPOTENCY_KEY_MAX:
             detail = f"Idempotency key must be {IDEMPOTENCY_KEY_MAX} characters or less"
             return self.json(problem(400, "Bad Request", detail), 400)
@@ -1379,15 +1405,15 @@ class XeroSandbox(AccountingSandbox):
                     detail = f"Idempotency key {key} is used with a different request"
                     return self.json(problem(400, "Bad Request", detail), 400)
                 return cached.response()
-            response = self._invoke(request, route, groups)
+            response = self._invoke(request, endpoint, arguments)
             self._idempotency.remember(key, response, now, fingerprint)
             return response
 
-    def _invoke(self, request: Request, route: Route, groups: dict[str, str]) -> Response:
+    def _invoke(self, request: Request, endpoint: Endpoint, arguments: dict[str, str]) -> Response:
         """Run an accounting handler: it returns a JSON-able body, or a ready Response (e.g. a 204)."""
         with self.state.lock:
             try:
-                result = route.handler(request, **groups)
+                result = endpoint.handler(request, **arguments)
             except ApiError as error:
                 return self._error_response(error)
             return result if isinstance(result, Response) else self.json(result)
