@@ -1038,3 +1038,155 @@ def test_product_events_are_delivered_for_product_subscriptions(hub: Hub, receiv
         ("product.deletion", None),
     ]
     assert {e["objectId"] for e in events} == {int(product["id"])}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Routing: every route's answer, and the answers where no route serves the request
+# ---------------------------------------------------------------------------------------------------
+
+NOT_SUPPORTED = "HTTP {method} is not supported by this endpoint"
+
+
+def test_every_api_route_is_served_by_its_handler(hub: Hub) -> None:
+    # Given a contact and a company
+    contact = hub.sandbox.create_object("contacts", {"email": "routed@example.com"})["id"]
+    company = hub.sandbox.create_object("companies", {"name": "Routed"})["id"]
+    unlabeled = [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 279}]
+    update = {"inputs": [{"id": contact, "properties": {}}]}
+    definition = {"name": "routed", "label": "Routed", "type": "string", "fieldType": "text", "groupName": "x"}
+    v4 = f"/crm/v4/objects/contacts/{contact}/associations"
+    # (method, path, JSON body, status, a key of the answer: None for an empty answer)
+    routes: list[tuple[str, str, Any, int, str | None]] = [
+        ("GET", "/crm/v3/objects/contacts", None, 200, "results"),
+        ("POST", "/crm/v3/objects/contacts", {"properties": {"email": "new@example.com"}}, 201, "id"),
+        ("POST", "/crm/v3/objects/contacts/batch/read", {"inputs": [{"id": contact}]}, 200, "results"),
+        ("POST", "/crm/v3/objects/contacts/batch/update", update, 200, "results"),
+        ("POST", "/crm/v3/objects/contacts/batch/create", {"inputs": [{"properties": {}}]}, 201, "results"),
+        ("POST", "/crm/v3/objects/contacts/search", {}, 200, "total"),
+        ("GET", f"/crm/v3/objects/contacts/{contact}", None, 200, "properties"),
+        ("PATCH", f"/crm/v3/objects/contacts/{contact}", {"properties": {"lastname": "Routed"}}, 200, "properties"),
+        ("GET", "/crm/v3/properties/contacts", None, 200, "results"),
+        ("POST", "/crm/v3/properties/contacts", definition, 201, "fieldType"),
+        ("GET", "/crm/v3/properties/contacts/email", None, 200, "fieldType"),
+        ("GET", "/crm/v3/pipelines/deals", None, 200, "results"),
+        ("GET", "/crm/v3/pipelines/deals/default", None, 200, "stages"),
+        ("GET", "/crm/v3/pipelines/deals/default/stages", None, 200, "results"),
+        ("GET", f"{v4}/companies", None, 200, "results"),
+        ("PUT", f"{v4}/default/companies/{company}", None, 200, "startedAt"),
+        ("PUT", f"{v4}/companies/{company}", unlabeled, 200, "labels"),
+        ("POST", "/crm/v4/associations/contacts/companies/batch/read", {"inputs": [{"id": contact}]}, 200, "results"),
+        ("DELETE", f"{v4}/companies/{company}", None, 204, None),
+        ("DELETE", f"/crm/v3/objects/contacts/{contact}", None, 204, None),
+        ("GET", "/account-info/v3/details", None, 200, "portalId"),
+    ]
+    for method, path, body, status, key in routes:
+        # When each route is called
+        answer = hub.api.request(method, path, json=body)
+        # Then its handler answers
+        assert answer.status_code == status, (method, path, answer.text)
+        if key is None:
+            assert answer.content == b"", (method, path)
+        else:
+            assert key in answer.json(), (method, path)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "message"),
+    [
+        # a route's path with a method it does not serve: HubSpot's 405
+        ("PUT", "/crm/v3/objects/contacts", 405, NOT_SUPPORTED),
+        ("GET", "/crm/v3/objects/contacts/batch/read", 405, NOT_SUPPORTED),
+        ("DELETE", "/crm/v3/objects/contacts/search", 204, None),  # <oid> = "search": archives no record
+        ("POST", "/crm/v3/objects/contacts/1", 405, NOT_SUPPORTED),
+        ("DELETE", "/crm/v3/properties/contacts", 405, NOT_SUPPORTED),
+        ("PATCH", "/crm/v3/properties/contacts/email", 405, NOT_SUPPORTED),
+        ("POST", "/crm/v3/pipelines/deals", 405, NOT_SUPPORTED),
+        ("GET", "/crm/v4/objects/contacts/1/associations/default/companies/2", 405, NOT_SUPPORTED),
+        ("DELETE", "/crm/v4/objects/contacts/1/associations/default/companies/2", 405, NOT_SUPPORTED),
+        ("GET", "/crm/v4/associations/contacts/companies/batch/read", 405, NOT_SUPPORTED),
+        ("POST", "/account-info/v3/details", 405, NOT_SUPPORTED),
+        ("OPTIONS", "/crm/v3/objects/contacts", 405, NOT_SUPPORTED),
+        # no route's path: HubSpot's 404
+        ("GET", "/", 404, "resource not found"),
+        ("GET", "/crm/v3/objects", 404, "resource not found"),
+        ("GET", "/crm/v3/objects/contacts/1/extra", 404, "resource not found"),
+        ("GET", "/crm/v3/objects/contacts/", 404, "resource not found"),
+        ("POST", "/crm/v3/objects/contacts/batch/archive", 404, "resource not found"),
+        ("GET", "/crm/v3/nothing", 404, "resource not found"),
+        ("GET", "/account-info/v3/details/more", 404, "resource not found"),
+    ],
+)
+def test_requests_no_route_serves_answer_hubspots_405_or_404(
+    hub: Hub, method: str, path: str, status: int, message: str | None
+) -> None:
+    # When a path or method the API does not serve is called
+    answer = hub.api.request(method, path)
+    # Then HubSpot's answer comes back, with the rate limit headers of any authenticated call
+    assert answer.status_code == status, answer.text
+    if message is not None:
+        body = answer.json()
+        assert body["message"] == message.format(method=method)
+        assert body["status"] == "error"
+        assert body["correlationId"] == answer.headers["X-HubSpot-Correlation-Id"]
+        assert body.get("category") == ("OBJECT_NOT_FOUND" if status == 404 else None)
+    assert "X-HubSpot-RateLimit-Remaining" in answer.headers
+
+
+def test_head_is_served_by_a_get_route_without_a_body(hub: Hub) -> None:
+    contact = hub.sandbox.create_object("contacts", {"email": "head@example.com"})["id"]
+    for path in ("/crm/v3/objects/contacts", f"/crm/v3/objects/contacts/{contact}", "/account-info/v3/details"):
+        # When a GET route is called with HEAD
+        get, head = hub.api.get(path), hub.api.head(path)
+        # Then it answers as GET does, without the body
+        assert (head.status_code, head.content) == (200, b""), path
+        assert head.headers["Content-Type"] == get.headers["Content-Type"], path
+        assert head.headers["Content-Length"] == get.headers["Content-Length"], path
+    # And a path without a GET route answers 405, an unknown path 404 (no body either)
+    assert hub.api.head("/crm/v3/objects/contacts/search").status_code == 404  # no record "search"
+    assert hub.api.head("/crm/v3/objects/contacts/batch/read").status_code == 405
+    assert hub.api.head("/crm/v3/nothing").status_code == 404
+    assert [r.status for r in hub.sandbox.state.calls("HEAD")] == [200, 200, 200, 404, 405, 404]
+
+
+def test_the_products_scope_is_checked_on_the_object_routes_only(make_hub: Callable[..., Hub]) -> None:
+    # Given a private app made without the products scopes, and a product
+    hub = make_hub(product_scope=False)
+    product = hub.sandbox.create_object("products", {"name": "Widget"})["id"]
+    inputs = {"inputs": [{"id": product}]}
+    refused: list[tuple[str, str, Any, str]] = [
+        ("GET", "/crm/v3/objects/products", None, "read"),
+        ("GET", f"/crm/v3/objects/0-7/{product}", None, "read"),  # by the object type id too
+        ("POST", "/crm/v3/objects/PRODUCT/search", {}, "read"),  # aliases are case-insensitive
+        ("POST", "/crm/v3/objects/products/batch/read", inputs, "read"),
+        ("POST", "/crm/v3/objects/products", {"properties": {}}, "write"),
+        ("POST", "/crm/v3/objects/products/batch/create", {"inputs": []}, "write"),
+        ("POST", "/crm/v3/objects/products/batch/update", inputs, "write"),
+        ("PATCH", f"/crm/v3/objects/products/{product}", {"properties": {}}, "write"),
+        ("DELETE", f"/crm/v3/objects/products/{product}", None, "write"),
+    ]
+    for method, path, body, access in refused:
+        # When the private app calls a product object route
+        answer = hub.api.request(method, path, json=body)
+        # Then HubSpot's 403 names the scope it lacks
+        assert answer.status_code == 403, (method, path)
+        scopes = answer.json()["errors"][0]["context"]["requiredGranularScopes"]
+        assert scopes == [f"crm.objects.products.{access}"], (method, path)
+    # And HEAD is refused too, naming the write scope (only GET counts as a read): the same length as a write's
+    head = hub.api.head("/crm/v3/objects/products")
+    assert head.status_code == 403
+    assert int(head.headers["Content-Length"]) == len(hub.api.delete(f"/crm/v3/objects/products/{product}").content)
+    # And a method no route serves is still HubSpot's 405, the property and association routes are served
+    assert hub.api.put("/crm/v3/objects/products").status_code == 405
+    assert hub.api.get("/crm/v3/properties/products").status_code == 200
+    assert hub.api.get(f"/crm/v4/objects/products/{product}/associations/deals").status_code == 200
+    # And an OAuth token (its scopes are the app's, not the private app's) reads products
+    token = hub.api.post(
+        "/oauth/v1/token",
+        data={
+            "grant_type": "refresh_token",
+            "client_id": "sandbox-client-id",
+            "client_secret": SECRET,
+            "refresh_token": "sandbox-refresh-token",
+        },
+    ).json()["access_token"]
+    assert hub.api.get("/crm/v3/objects/products", headers={"Authorization": f"Bearer {token}"}).status_code == 200
