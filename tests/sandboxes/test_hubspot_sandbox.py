@@ -1114,6 +1114,7 @@ def test_every_api_route_is_served_by_its_handler(hub: Hub) -> None:
         ("POST", "/crm/v3/objects/contacts/batch/archive", 404, "resource not found"),
         ("GET", "/crm/v3/nothing", 404, "resource not found"),
         ("GET", "/account-info/v3/details/more", 404, "resource not found"),
+        ("GET", "/crm//v3/objects/contacts", 404, "resource not found"),  # a doubled slash (was a 500)
     ],
 )
 def test_requests_no_route_serves_answer_hubspots_405_or_404(

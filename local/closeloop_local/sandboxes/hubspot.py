@@ -74,6 +74,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.routing import RequestRedirect
 from werkzeug.wrappers import Request, Response
 
 from closeloop.models import CrmRef
@@ -1154,7 +1155,7 @@ class HubSpotSandbox(SandboxApp):
             handler, args = self._routes.match(request.method, request.path)
         except MethodNotAllowed:
             return _error(405, f"HTTP {request.method} is not supported by this endpoint")
-        except NotFound:
+        except (NotFound, RequestRedirect):  # a doubled slash: werkzeug would redirect; no HubSpot path has one
             return _not_found()
         try:
             response: Response = handler(request, **args)
