@@ -13,7 +13,7 @@ ARCH ?= arm64
 PY312 := $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12.*/bin/python3) $(shell command -v python3.12 2>/dev/null))
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help venv tools lint typecheck unit tests-all lint-then-tests test demo bench build deploy validate scan readme clean
+.PHONY: help venv tools lint typecheck unit tests-all test demo bench build deploy validate scan readme clean
 
 help: ## this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -61,13 +61,9 @@ tests-all: venv ## every test tier, one worker per core (a module stays on one w
 	$(BIN)/pytest -n auto --dist loadfile
 
 test: ## everything CI runs: ruff, mypy, every test tier, sam validate, checkov
-	@# sam-cli and checkov install (mostly downloads) while lint and the tests run; then validate and scan.
-	$(MAKE) -j2 lint-then-tests tools
-	$(MAKE) validate scan
-
-lint-then-tests: venv
-	$(MAKE) lint
-	$(MAKE) tests-all
+	@# The venv and the tools' venvs install side by side (mostly downloads); then lint, the tests, validate and
+	@# scan run side by side too: the stack tiers spend much of their time waiting on queues and sandboxes.
+	$(MAKE) -j4 lint tests-all validate scan
 
 demo: venv ## run the whole loop offline on the local stack and show the result (CRM=hubspot ACCOUNTING=xero)
 	$(BIN)/closeloop demo --crm $(or $(CRM),hubspot) --accounting $(or $(ACCOUNTING),xero)
