@@ -12,7 +12,7 @@ from decimal import Decimal
 
 from closeloop.models import CrmRef
 from closeloop_local.pairs import Pair
-from closeloop_local.sandboxes.drivers import DealLine
+from closeloop_local.sandboxes.drivers import DealLine, SeenItem
 
 TODAY = datetime.now(UTC).date()
 LINES = (
@@ -94,3 +94,43 @@ def a_won_deal_becomes_one_invoice_written_back_and_paid_through(pair: Pair) -> 
     written = pair.crm.deal_fields(deal)
     assert written.get("closeloop_payment_status") == "partially_paid"
     assert Decimal(written["closeloop_amount_paid"]) == Decimal("50.00")
+
+
+def a_crm_product_becomes_one_item_and_a_won_deal_makes_a_missing_one_just_in_time(pair: Pair) -> None:
+    def items(code: str) -> list[SeenItem]:
+        return [i for i in pair.books.items() if i.code == code]
+
+    # Given a product whose webhook never arrives (the CRM gave up on Closeloop's endpoint): no item knows it
+    unheard = pair.crm.create_product("CAT-JIT", "Catalogue gadget", Decimal("40.00"))
+    pair.crm.lose_pending_webhooks()
+    # And a product created in the CRM with a price and a cost, then delivered like any change
+    widget = pair.crm.create_product("CAT-1", "Catalogue widget", Decimal("12.50"), Decimal("4.00"))
+    company = pair.crm.create_company("Catalogue Buyers Ltd", email="ap@catalogue.test", country="GB")
+    pair.settle()
+    # Then the accounting system holds exactly one item for it: coded by the SKU, named and priced as in the
+    # CRM, costed as the CRM's starting value, and mapped to the product
+    (made,) = items("CAT-1")
+    assert (made.name, made.unit_price, made.unit_cost) == ("Catalogue widget", Decimal("12.50"), Decimal("4.00"))
+    mapping = pair.store.get_mapping(widget, pair.books.name)
+    assert mapping is not None and mapping.accounting_id == made.id
+    assert pair.store.get_failed_sync(widget) is None
+    assert items("CAT-JIT") == []
+    # When sales changes the product's price, and wins a deal whose line is made from the unheard-of product
+    # (sold below its list price)
+    pair.crm.update_product(widget, price=Decimal("13.75"))
+    line = DealLine("CAT-JIT", "Catalogue gadget", Decimal(2), Decimal("38.00"), product=unheard)
+    deal = pair.crm.create_won_deal(company, [line], currency=pair.books.currency)
+    pair.settle()
+    # Then the price follows on the same item
+    (updated,) = items("CAT-1")
+    assert (updated.id, updated.unit_price) == (made.id, Decimal("13.75"))
+    # And the missing item was made from the product (its name and list price), before the one invoice that
+    # bills the line at the deal's price
+    (gadget,) = items("CAT-JIT")
+    assert (gadget.name, gadget.unit_price) == ("Catalogue gadget", Decimal("40.00"))
+    jit = pair.store.get_mapping(unheard, pair.books.name)
+    assert jit is not None and jit.accounting_id == gadget.id
+    (invoice_id,) = invoices_of(pair, deal)
+    (invoice,) = [i for i in pair.books.invoices() if i.id == invoice_id]
+    assert [(code, q, p) for code, q, p in invoice.lines if code] == [("CAT-JIT", Decimal(2), Decimal("38.00"))]
+    assert pair.store.get_failed_sync(deal) is None

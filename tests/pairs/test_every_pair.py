@@ -2,7 +2,8 @@
 
 Each test acts only through the drivers (a person in the CRM, finance in the accounting system) and the
 stack's HTTP API and schedules; the adapters under test talk HTTP to the sandboxes like to the vendors.
-The first three are the shared scenarios (tests/pairs/scenarios.py), which the contract suite also records.
+The first four are the shared scenarios (tests/pairs/scenarios.py); the contract suite also records the first
+three.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ def test_an_existing_customer_is_matched_not_duplicated(pair: Pair) -> None:
 
 def test_a_won_deal_becomes_one_invoice_written_back_and_paid_through(pair: Pair) -> None:
     scenarios.a_won_deal_becomes_one_invoice_written_back_and_paid_through(pair)
+
+
+def test_a_crm_product_becomes_one_item_and_a_won_deal_makes_a_missing_one_just_in_time(pair: Pair) -> None:
+    scenarios.a_crm_product_becomes_one_item_and_a_won_deal_makes_a_missing_one_just_in_time(pair)
 
 
 def test_a_forged_webhook_is_refused_and_reaches_no_vendor(pair: Pair) -> None:

@@ -20,12 +20,17 @@ from closeloop_local.sandboxes.base import SandboxState
 
 @dataclass(frozen=True)
 class DealLine:
-    """A line item on a CRM deal: the SKU is the accounting item code (or mapped to one)."""
+    """A line item on a CRM deal: the SKU is the accounting item code (or mapped to one).
+
+    ``product``: the CRM product the line is made from (``create_product``'s ref); None lets the driver use
+    or make a product of its own where the CRM needs one for a line.
+    """
 
     sku: str
     name: str
     quantity: Decimal
     unit_price: Decimal
+    product: CrmRef | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,17 @@ class SeenInvoice:
     amount_due: Decimal
     status: str
     lines: tuple[tuple[str, Decimal, Decimal], ...] = field(default=())  # (item code, quantity, unit price)
+
+
+@dataclass(frozen=True)
+class SeenItem:
+    """A sales item as the accounting sandbox holds it, in canonical terms (its code is the CRM's SKU)."""
+
+    id: str
+    code: str
+    name: str
+    unit_price: Decimal | None
+    unit_cost: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -88,14 +104,26 @@ class CrmDriver(Protocol):
         """A request shaped like this CRM's webhook to Closeloop, made by someone without its secret."""
         ...
 
+    def lose_pending_webhooks(self) -> None:
+        """Every webhook not yet delivered is lost, as when the CRM gave up on Closeloop's endpoint: only the
+        catch-up poll (or a deal that needs the record) brings those changes now."""
+
     def create_company(
         self, name: str, *, email: str = "", tax_number: str = "", country: str = "", city: str = ""
     ) -> CrmRef: ...
 
+    def create_product(self, sku: str, name: str, price: Decimal, cost: Decimal | None = None) -> CrmRef:
+        """A product in the CRM's catalogue, with its SKU, unit price and (where given) unit cost."""
+        ...
+
+    def update_product(self, ref: CrmRef, *, price: Decimal) -> None:
+        """Sales changes the product's unit price (its other fields stay)."""
+
     def update_company(self, ref: CrmRef, *, name: str | None = None, phone: str | None = None) -> None: ...
 
     def create_won_deal(self, company: CrmRef, lines: Sequence[DealLine], *, currency: str) -> CrmRef:
-        """A deal created open, with its line items, then moved to the won stage (as a person does)."""
+        """A deal created open, with its line items (each linked to its ``product`` where given), then moved
+        to the won stage (as a person does)."""
         ...
 
     def deal_fields(self, deal: CrmRef) -> Mapping[str, str]:
@@ -125,6 +153,8 @@ class AccountingDriver(Protocol):
     def customers(self) -> list[SeenCustomer]: ...
 
     def invoices(self) -> list[SeenInvoice]: ...
+
+    def items(self) -> list[SeenItem]: ...
 
     def seed_item(self, code: str, name: str, unit_price: Decimal) -> None: ...
 

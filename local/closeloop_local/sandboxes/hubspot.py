@@ -706,6 +706,15 @@ class _Dispatcher:
         with self._cond:
             return len(self._queue) + sum(len(b.events) for b in self._retries)
 
+    def lose_pending(self) -> int:
+        """Drop every queued event and pending retry (HubSpot gave up on them); how many were dropped."""
+        with self._cond:
+            lost = len(self._queue) + sum(len(b.events) for b in self._retries)
+            self._queue.clear()
+            self._retries.clear()
+            self._cond.notify_all()
+            return lost
+
     def snapshot(self) -> list[JSON]:
         with self._cond:
             return [dict(d) for d in self.deliveries]
@@ -1005,6 +1014,14 @@ class HubSpotSandbox(SandboxApp):
 
     def flush_webhooks(self) -> JSON:
         return self._dispatcher.flush()
+
+    def pending_webhooks(self) -> int:
+        """How many webhook events are queued or waiting for a retry."""
+        return self._dispatcher.pending()
+
+    def lose_pending_webhooks(self) -> int:
+        """Drop every webhook event not yet delivered (as after HubSpot's last retry); how many were dropped."""
+        return self._dispatcher.lose_pending()
 
     @property
     def deliveries(self) -> list[JSON]:
@@ -2432,6 +2449,9 @@ class HubSpotDriver:
     def flush_webhooks(self) -> None:
         self.sandbox.flush_webhooks()
 
+    def lose_pending_webhooks(self) -> None:
+        self.sandbox.lose_pending_webhooks()
+
     def sent_webhooks(self) -> list[SentWebhook]:
         return [
             SentWebhook(str(d["url"]), dict(d["headers"]), str(d["body"]).encode(), d.get("status"))
@@ -2502,13 +2522,25 @@ class HubSpotDriver:
             associations=[{"to_type": "companies", "to_id": company.object_id, "primary": True}],
         )
         for line in lines:
+            properties = {"name": line.name, "hs_sku": line.sku, "quantity": str(line.quantity),
+                          "price": str(line.unit_price)}  # fmt: skip
+            if line.product is not None:
+                properties["hs_product_id"] = line.product.object_id  # the product the line was made from
             self.sandbox.create_object(
-                "line_items",
-                {"name": line.name, "hs_sku": line.sku, "quantity": str(line.quantity), "price": str(line.unit_price)},
-                associations=[{"to_type": "deals", "to_id": deal["id"]}],
+                "line_items", properties, associations=[{"to_type": "deals", "to_id": deal["id"]}]
             )
         self.sandbox.update_object("deals", deal["id"], {"dealstage": "closedwon"})
         return CrmRef(crm=self.name, object_type="deal", object_id=str(deal["id"]))
+
+    def create_product(self, sku: str, name: str, price: Decimal, cost: Decimal | None = None) -> CrmRef:
+        properties = {"name": name, "hs_sku": sku, "price": str(price)}
+        if cost is not None:
+            properties["hs_cost_of_goods_sold"] = str(cost)
+        product = self.sandbox.create_object("products", properties)
+        return CrmRef(crm=self.name, object_type="product", object_id=str(product["id"]))
+
+    def update_product(self, ref: CrmRef, *, price: Decimal) -> None:
+        self.sandbox.update_object("products", ref.object_id, {"price": str(price)})
 
     def _closeloop_properties(self, object_type: str, object_id: str) -> dict[str, str]:
         record = self.sandbox.get_object(object_type, object_id) or {}

@@ -464,6 +464,15 @@ class PipedriveSandbox(SandboxApp):
         with self.state.lock:
             return len(self._pending)
 
+    def lose_pending_webhooks(self) -> int:
+        """Every pending delivery is lost (as after Pipedrive's last retry), recorded as lost; how many."""
+        with self.state.lock:
+            lost, self._pending = self._pending, []
+            for delivery in lost:
+                self.deliveries.append({"webhook_id": delivery.webhook_id, "event": delivery.payload["meta"]["id"],
+                                        "lost": True})  # fmt: skip
+            return len(lost)
+
     @staticmethod
     def _guard(action: Callable[[], Any]) -> Any:
         try:
@@ -1214,6 +1223,9 @@ class PipedriveDriver:
     def flush_webhooks(self) -> None:
         self.sandbox.flush_webhooks(force=True)
 
+    def lose_pending_webhooks(self) -> None:
+        self.sandbox.lose_pending_webhooks()
+
     def sent_webhooks(self) -> list[SentWebhook]:
         with self.state.lock:
             sent = [dict(d) for d in self.sandbox.deliveries if "body" in d]
@@ -1269,7 +1281,7 @@ class PipedriveDriver:
             {"title": f"Deal {len(lines)} lines", "org_id": org_id, "person_id": person_id, "currency": currency},
         )
         for line in lines:
-            product = self._product(line, currency)
+            product = int(line.product.object_id) if line.product is not None else self._product(line, currency)
             self.sandbox.add_deal_product(
                 deal["id"],
                 {"product_id": product, "item_price": line.unit_price, "quantity": line.quantity, "name": line.name},
@@ -1283,6 +1295,19 @@ class PipedriveDriver:
             return found[0]
         prices = [{"price": line.unit_price, "currency": currency, "cost": 0}]
         return int(self.sandbox.create("product", {"name": line.name, "code": line.sku, "prices": prices})["id"])
+
+    def create_product(self, sku: str, name: str, price: Decimal, cost: Decimal | None = None) -> CrmRef:
+        """A product with one price, in the user's default currency (a cost of 0 is Pipedrive's "none")."""
+        prices = [{"price": price, "currency": DEFAULT_CURRENCY, "cost": cost if cost is not None else 0}]
+        product = self.sandbox.create("product", {"name": name, "code": sku, "prices": prices})
+        return CrmRef(crm=self.name, object_type="product", object_id=str(product["id"]))
+
+    def update_product(self, ref: CrmRef, *, price: Decimal) -> None:
+        """The price edited in place: the product's other price keys (currency, cost) stay as they are."""
+        current = self.sandbox.get("product", ref.object_id) or {}
+        prices = [{k: v for k, v in entry.items() if k != "product_id"} for entry in current.get("prices") or []]
+        prices = [{**entry, "price": price} for entry in prices] or [{"price": price, "currency": DEFAULT_CURRENCY}]
+        self.sandbox.update("product", ref.object_id, {"prices": prices})
 
     def deal_fields(self, deal: CrmRef) -> Mapping[str, str]:
         values = self.sandbox.custom_values("deal", deal.object_id)

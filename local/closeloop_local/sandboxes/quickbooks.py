@@ -51,7 +51,7 @@ import re
 import secrets
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -70,7 +70,7 @@ from closeloop_local.sandboxes.base import (
     WireEncoder,
     plain_json,
 )
-from closeloop_local.sandboxes.drivers import SeenCustomer, SeenInvoice, SentWebhook
+from closeloop_local.sandboxes.drivers import SeenCustomer, SeenInvoice, SeenItem, SentWebhook
 from closeloop_local.sandboxes.limits import InFlight, RollingWindow
 from closeloop_local.sandboxes.replays import IdempotencyCache
 
@@ -1602,6 +1602,11 @@ class QuickBooksSandbox(AccountingSandbox):
 # ---------------------------------------------------------------------------------------------------------
 
 
+def _item_code(row: Mapping[str, Any]) -> str:
+    """The code an Item carries: its Sku, else its Name (items made before SKUs were written)."""
+    return str(row.get("Sku") or "").strip() or str(row.get("Name") or "")
+
+
 class QuickBooksDriver:
     """AccountingDriver for the QuickBooks sandbox: finance's actions and reads, in canonical terms."""
 
@@ -1657,6 +1662,8 @@ class QuickBooksDriver:
         ]
 
     def invoices(self) -> list[SeenInvoice]:
+        """Each invoice; a line's item code is its Item's code (``items``), not the ItemRef's display name."""
+        codes = {str(item["Id"]): _item_code(item) for item in self.sandbox.rows("Item")}
         out: list[SeenInvoice] = []
         for row in self.sandbox.rows("Invoice"):
             note = str(row.get("PrivateNote") or "")
@@ -1664,7 +1671,10 @@ class QuickBooksDriver:
             status = "VOIDED" if voided else ("PAID" if row["Balance"] == 0 and row["TotalAmt"] > 0 else "AUTHORISED")
             lines = tuple(
                 (
-                    str(line["SalesItemLineDetail"]["ItemRef"].get("name", "")),
+                    codes.get(
+                        _ref_value(line["SalesItemLineDetail"]["ItemRef"]),
+                        str(line["SalesItemLineDetail"]["ItemRef"].get("name", "")),
+                    ),
                     Decimal(line["SalesItemLineDetail"].get("Qty", 0)),
                     Decimal(line["SalesItemLineDetail"].get("UnitPrice", 0)),
                 )
@@ -1684,6 +1694,22 @@ class QuickBooksDriver:
                 )
             )
         return out
+
+    def items(self) -> list[SeenItem]:
+        """Every item: its code is its Sku, else (an item made before SKUs, as ``seed_item`` makes them) its Name,
+        whose display name is then its Description."""
+        return [
+            SeenItem(
+                id=str(row["Id"]),
+                code=_item_code(row),
+                name=str(row.get("Name") or "")
+                if str(row.get("Sku") or "").strip()
+                else str(row.get("Description") or row.get("Name") or ""),
+                unit_price=None if row.get("UnitPrice") is None else Decimal(str(row["UnitPrice"])),
+                unit_cost=None if row.get("PurchaseCost") is None else Decimal(str(row["PurchaseCost"])),
+            )
+            for row in self.sandbox.rows("Item")
+        ]
 
     def seed_item(self, code: str, name: str, unit_price: Decimal) -> None:
         """An item whose Name is the code the adapter looks up (the display name goes in Description)."""

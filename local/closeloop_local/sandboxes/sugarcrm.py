@@ -328,6 +328,12 @@ class SugarSandbox(SandboxApp):
         with self.state.lock:
             return len(self._queue)
 
+    def lose_pending_hooks(self) -> int:
+        """Every queued hook payload is lost (the job failed: Sugar never retries one); how many."""
+        with self.state.lock:
+            lost, self._queue = self._queue, []
+            return len(lost)
+
     def run_hook_job(self) -> list[JSON]:
         """The "Dispatch Web Logic Hook" scheduler job: send every queued payload once; no retry ever."""
         with self.state.lock:
@@ -934,6 +940,9 @@ class SugarCrmDriver:
     def flush_webhooks(self) -> None:
         self.sandbox.run_hook_job()
 
+    def lose_pending_webhooks(self) -> None:
+        self.sandbox.lose_pending_hooks()
+
     def sent_webhooks(self) -> list[SentWebhook]:
         """Sugar's web logic hooks carry no credentials of their own: only the token in the URL."""
         with self.state.lock:
@@ -969,7 +978,7 @@ class SugarCrmDriver:
              "currency_id": currency_id, "sales_stage": "Proposal/Price Quote", "date_closed": today},
         )  # fmt: skip
         for line in lines:
-            template = self._product(line, currency_id)
+            template = line.product.object_id if line.product is not None else self._product(line, currency_id)
             self.sandbox.create_record(
                 "RevenueLineItems",
                 {"name": line.name, "opportunity_id": opportunity["id"], "account_id": company.object_id,
@@ -990,6 +999,18 @@ class SugarCrmDriver:
              "list_price": str(line.unit_price), "currency_id": currency_id},
         )  # fmt: skip
         return str(record["id"])
+
+    def create_product(self, sku: str, name: str, price: Decimal, cost: Decimal | None = None) -> CrmRef:
+        """A Product Catalog entry in the system currency: the SKU is its manufacturer part number."""
+        values = {"name": name, "mft_part_num": sku, "discount_price": str(price), "list_price": str(price),
+                  "currency_id": SYSTEM_CURRENCY_ID}  # fmt: skip
+        if cost is not None:
+            values["cost_price"] = str(cost)
+        record = self.sandbox.create_record("ProductTemplates", values)
+        return CrmRef(crm=self.name, object_type="product", object_id=str(record["id"]))
+
+    def update_product(self, ref: CrmRef, *, price: Decimal) -> None:
+        self.sandbox.update_record("ProductTemplates", ref.object_id, {"discount_price": str(price)})
 
     def deal_fields(self, deal: CrmRef) -> Mapping[str, str]:
         record = self.sandbox.get_record("Opportunities", deal.object_id) or {}

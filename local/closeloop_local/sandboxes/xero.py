@@ -59,7 +59,7 @@ from closeloop_local.sandboxes.base import (
     json_response,
     plain_json,
 )
-from closeloop_local.sandboxes.drivers import SeenCustomer, SeenInvoice, SentWebhook
+from closeloop_local.sandboxes.drivers import SeenCustomer, SeenInvoice, SeenItem, SentWebhook
 from closeloop_local.sandboxes.limits import InFlight, RollingWindow
 from closeloop_local.sandboxes.replays import IdempotencyCache
 
@@ -2823,6 +2823,22 @@ class XeroDriver:
             )
             for i in self.sandbox.invoices()
             if i.get("Type") == "ACCREC"
+        ]
+
+    def items(self) -> list[SeenItem]:
+        def price(details: Any) -> Decimal | None:
+            value = (details or {}).get("UnitPrice")
+            return None if value in (None, "") else _dec(value)
+
+        return [
+            SeenItem(
+                id=str(i["ItemID"]),
+                code=str(i.get("Code") or ""),
+                name=str(i.get("Name") or ""),
+                unit_price=price(i.get("SalesDetails")),
+                unit_cost=price(i.get("PurchaseDetails")),
+            )
+            for i in self.sandbox.items()
         ]
 
     def seed_item(self, code: str, name: str, unit_price: Decimal) -> None:

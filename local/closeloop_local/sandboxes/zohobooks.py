@@ -67,7 +67,7 @@ from werkzeug.wrappers import Request, Response
 
 from closeloop.vendors.zohobooks.mapping import INVOICE_STATUSES
 from closeloop_local.sandboxes.base import AccountingSandbox, Router, SandboxServer, plain_json
-from closeloop_local.sandboxes.drivers import SeenCustomer, SeenInvoice
+from closeloop_local.sandboxes.drivers import SeenCustomer, SeenInvoice, SeenItem
 from closeloop_local.sandboxes.limits import WindowAndDay
 
 Row = dict[str, Any]
@@ -1163,6 +1163,19 @@ class ZohoBooksDriver:
                 lines=tuple((line["sku"], line["quantity"], line["rate"]) for line in i["line_items"]),
             )
             for i in self.sandbox.invoices()
+        ]
+
+    def items(self) -> list[SeenItem]:
+        """Every item, its SKU as the code; a purchase rate of 0 is Zoho's "no cost" (none given)."""
+        return [
+            SeenItem(
+                id=str(i["item_id"]),
+                code=str(i.get("sku") or ""),
+                name=str(i.get("name") or ""),
+                unit_price=None if i.get("rate") in (None, "") else Decimal(str(i["rate"])),
+                unit_cost=Decimal(str(i["purchase_rate"])) if i.get("purchase_rate") not in (None, "", 0) else None,
+            )
+            for i in self.sandbox.items()
         ]
 
     def seed_item(self, code: str, name: str, unit_price: Decimal) -> None:
