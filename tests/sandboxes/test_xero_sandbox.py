@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
@@ -742,12 +743,17 @@ def test_day_and_app_minute_limits(start: Callable[..., Xero]) -> None:
 def test_concurrent_limit(start: Callable[..., Xero]) -> None:
     # Given a tenant allowed 1 call in flight and a slow API (a status-0 fault only delays)
     x = start(concurrent_limit=1).login()
-    x.http.post("/_sandbox/faults", json={"path_glob": "/api.xro/2.0/Contacts", "status": 0, "delay": 0.5})
+    x.http.post("/_sandbox/faults", json={"path_glob": "/api.xro/2.0/Contacts", "status": 0, "delay": 2.0})
+    logged = len(x.sandbox.state.requests)
 
-    # When a second call arrives while the first is still running
+    # When a second call arrives while the first is still running (it has reached the sandbox: it is logged, and
+    # its 2-second delay runs inside the concurrency limit)
     with ThreadPoolExecutor(max_workers=1) as pool:
         slow = pool.submit(x.get, "Contacts")
-        threading.Event().wait(0.2)
+        deadline = time.monotonic() + 5
+        while len(x.sandbox.state.requests) == logged and time.monotonic() < deadline:
+            threading.Event().wait(0.01)
+        threading.Event().wait(0.1)
         with httpx.Client(base_url=x.server.url, timeout=5.0) as other:
             second = other.get("/api.xro/2.0/Contacts", headers=x.headers())
 
