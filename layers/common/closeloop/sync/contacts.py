@@ -26,9 +26,9 @@ from closeloop.models import AccountingCustomer, CrmRef, Customer, SyncEvent, cu
 from closeloop.ports import AccountingPort, CrmPort, IdMapping, SyncStore
 from closeloop.rules import FieldRules
 from closeloop.sync.flags import flag
+from closeloop.sync.leases import LEASE_SECONDS, held
 from closeloop.sync.trail import Trail
 
-LEASE_SECONDS = 120
 #: Prefix of the accounting system's own values in a mapping's snapshot (see ``ContactSync._remember``).
 ACCOUNTING_VIEW = "accounting:"
 #: From this many new customers in one batch on, matching reads candidates in bulk and creates in batches.
@@ -159,13 +159,10 @@ class ContactSync:
             if customer is None:
                 self.trail.audit(ref, "skipped", "", trigger, {}, "the CRM object no longer exists")
                 return Outcome(ref, "skipped", detail="gone from CRM")
-            lease = f"customer#{customer.ref}"
-            if not self.store.acquire_lease(lease, self.owner, LEASE_SECONDS):
-                raise Busy(f"{customer.ref} is being synced by another worker")
-            try:
+            with held(
+                self.store, f"customer#{customer.ref}", self.owner, f"{customer.ref} is being synced by another worker"
+            ):
                 return self._sync_customer(customer, trigger)
-            finally:
-                self.store.release_lease(lease, self.owner)
         except FatalError as exc:
             self.trail.fail(ref, trigger, str(exc), type(exc).__name__)
             return Outcome(ref, "failed", detail=type(exc).__name__)
@@ -227,10 +224,9 @@ class ContactSync:
         Under the customer's lease: an existing mapping wins (nothing is re-linked), a record that is gone or
         belongs to another CRM object is refused (ValidationFailed, kept as a failed sync by the caller).
         """
-        lease = f"customer#{customer.ref}"
-        if not self.store.acquire_lease(lease, self.owner, LEASE_SECONDS):
-            raise Busy(f"{customer.ref} is being synced by another worker")
-        try:
+        with held(
+            self.store, f"customer#{customer.ref}", self.owner, f"{customer.ref} is being synced by another worker"
+        ):
             mapping = self.store.get_mapping(customer.ref, self.accounting.name)
             if mapping is not None:
                 return Outcome(customer.ref, "unchanged", mapping.accounting_id, detail="already mapped")
@@ -241,8 +237,6 @@ class ContactSync:
             outcome = self._link(customer, found, method, customer_fields(customer), number, event)
             self.store.clear_failed_sync(customer.ref)
             return outcome
-        finally:
-            self.store.release_lease(lease, self.owner)
 
     def _sync_alone(self, ref: CrmRef, events: Iterable[SyncEvent]) -> Outcome | RetriableError:
         try:

@@ -27,7 +27,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Literal, Protocol
 
-from closeloop.errors import Busy, FatalError, IntegrationError, OutcomeUnknown, Unanswered, ValidationFailed
+from closeloop.errors import FatalError, IntegrationError, OutcomeUnknown, Unanswered, ValidationFailed
 from closeloop.models import CrmRef, Customer, Deal, Invoice, InvoiceDraft, InvoiceLine, Item, SyncEvent
 from closeloop.ports import (
     AccountingPort,
@@ -40,13 +40,13 @@ from closeloop.ports import (
     SyncStore,
 )
 from closeloop.sync.contacts import ContactSync, Outcome
+from closeloop.sync.leases import held
 from closeloop.sync.payment_status import payment_status
 from closeloop.sync.products import ProductSync
 from closeloop.sync.tax import DEFAULT_RULES, TaxRule, rule_for
 from closeloop.sync.trail import Trail
 from closeloop.telemetry import NO_TELEMETRY, Telemetry
 
-LEASE_SECONDS = 120
 CENT = Decimal("0.01")
 
 PAYMENT_STATUSES = ("draft", "awaiting_payment", "partially_paid", "paid", "overdue", "voided")
@@ -220,13 +220,8 @@ class DealSync:
             self.trail.audit(ref, "ignored", "", trigger, {}, "invoicing from the CRM is off (field rules)")
             return Outcome(ref, "skipped", detail="invoice direction is off")
         try:
-            lease = f"deal#{ref}"
-            if not self.store.acquire_lease(lease, self.owner, LEASE_SECONDS):
-                raise Busy(f"{ref} is being invoiced by another worker")
-            try:
+            with held(self.store, f"deal#{ref}", self.owner, f"{ref} is being invoiced by another worker"):
                 return self._sync_deal(ref, trigger)
-            finally:
-                self.store.release_lease(lease, self.owner)
         except FatalError as exc:
             self.trail.fail(ref, trigger, str(exc), type(exc).__name__)
             return Outcome(ref, "failed", detail=exc.message)

@@ -19,14 +19,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 
-from closeloop.errors import Busy, Conflict, FatalError, RetriableError, ValidationFailed
+from closeloop.errors import Conflict, FatalError, RetriableError, ValidationFailed
 from closeloop.models import PRODUCT_FIELDS, CrmRef, Item, ItemDraft, ItemLimits, Product, SyncEvent, item_fields
 from closeloop.ports import CatalogueAccounting, CatalogueCrm, IdMapping, SyncStore
 from closeloop.rules import FieldRules
 from closeloop.sync.contacts import ACCOUNTING_VIEW, ContactSync, Outcome, idempotency_key
+from closeloop.sync.leases import held
 from closeloop.sync.trail import Trail
 
-LEASE_SECONDS = 120
 ELLIPSIS = "…"
 #: How the live sync links a product to the item that already has its code.
 BY_CODE = "matched by item code"
@@ -83,13 +83,8 @@ class ProductSync:
             if product.archived:
                 self.trail.audit(ref, "ignored", "", trigger, {}, "the CRM product is archived; the item stays")
                 return Outcome(ref, "skipped", detail="archived in CRM")
-            lease = f"product#{ref}"
-            if not self.store.acquire_lease(lease, self.owner, LEASE_SECONDS):
-                raise Busy(f"{ref} is being synced by another worker")
-            try:
+            with held(self.store, f"product#{ref}", self.owner, f"{ref} is being synced by another worker"):
                 outcome = self._sync_product(product, trigger)
-            finally:
-                self.store.release_lease(lease, self.owner)
         except FatalError as exc:
             self.trail.fail(ref, trigger, str(exc), type(exc).__name__)
             return Outcome(ref, "failed", detail=type(exc).__name__)
@@ -105,10 +100,7 @@ class ProductSync:
         identity the live sync finds it by, and the CRM owns it). Raises ValidationFailed (also: no SKU, a code
         over the limit), Busy and other RetriableError.
         """
-        lease = f"product#{product.ref}"
-        if not self.store.acquire_lease(lease, self.owner, LEASE_SECONDS):
-            raise Busy(f"{product.ref} is being synced by another worker")
-        try:
+        with held(self.store, f"product#{product.ref}", self.owner, f"{product.ref} is being synced by another worker"):
             mapping = self.store.get_mapping(product.ref, self.accounting.name)
             if mapping is not None:
                 return Outcome(product.ref, "unchanged", mapping.accounting_id, detail="already mapped")
@@ -121,8 +113,6 @@ class ProductSync:
             outcome = self._link(product, found, draft, item_fields(draft), event, method)
             self.store.clear_failed_sync(product.ref)
             return outcome
-        finally:
-            self.store.release_lease(lease, self.owner)
 
     # -- one product ----------------------------------------------------------------------------------
 
