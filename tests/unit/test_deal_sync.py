@@ -3,56 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
 from decimal import Decimal
 
 import pytest
 
 from closeloop.errors import Unanswered, Unavailable, ValidationFailed
-from closeloop.models import Address, Customer, Deal, Item, LineItem
-from closeloop.sync.contacts import ContactSync
-from closeloop.sync.invoices import DealSync, InvoicePolicy, invoice_reference
+from closeloop.models import Address, Customer, LineItem
+from closeloop.sync.invoices import InvoicePolicy, invoice_reference
 from closeloop.sync.tax import TaxRule
-from tests.fakes import FakeBooks, FakeDealCrm, MemoryStore, events_for, ref
-
-COMPANY = ref("company", "1")
-DEAL = ref("deal", "3000001")
-
-
-def won_deal(**kw: object) -> Deal:
-    values: dict[str, object] = {
-        "ref": DEAL,
-        "name": "Big deal",
-        "amount": Decimal("1234.50"),
-        "currency": "NZD",
-        "stage": "closedwon",
-        "is_won": True,
-        "close_date": date(2026, 11, 20),
-        "company": COMPANY,
-        "url": "https://crm.example/deal/3000001",
-        "line_items": (
-            LineItem(crm_id="1", name="Anvil", sku="ANV-1", quantity=Decimal(3), unit_price=Decimal("99.50")),
-            LineItem(crm_id="2", name="Rocket", sku="RKT", quantity=Decimal(1), unit_price=Decimal("500.00")),
-            LineItem(crm_id="3", name="Setup", sku="SVC-SETUP", quantity=Decimal("2.5"), unit_price=Decimal("176.10")),
-        ),
-    }
-    values.update(kw)
-    return Deal(**values)  # type: ignore[arg-type]
-
-
-def setup(
-    deal: Deal | None = None, policy: InvoicePolicy | None = None, books: FakeBooks | None = None
-) -> tuple[DealSync, FakeDealCrm, FakeBooks, MemoryStore]:
-    crm = FakeDealCrm(customers={COMPANY: Customer(ref=COMPANY, name="Acme Ltd", address=Address(country="NZ"))})
-    crm.deals[DEAL.object_id] = deal or won_deal()
-    books = books or FakeBooks()
-    for code in ("ANV-1", "ROCKET-XL", "SVC-SETUP"):
-        books.items[code] = Item(code=code, name=code, tax_type="OUTPUT2")
-    store = MemoryStore()
-    contacts = ContactSync(crm, books, store, owner="w")
-    rules = (TaxRule(countries=("NZ",), tax_type="OUTPUT2"),)
-    chosen = policy or InvoicePolicy(sku_item_codes={"RKT": "ROCKET-XL"}, tax_rules=rules)
-    return DealSync(crm, books, store, contacts, chosen, owner="w"), crm, books, store
+from tests.deal_sync_support import COMPANY, DEAL, setup, won_deal
+from tests.fakes import FakeBooks, events_for
 
 
 def test_won_deal_with_three_lines_becomes_one_invoice_matching_to_the_cent() -> None:

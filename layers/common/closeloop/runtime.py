@@ -398,8 +398,16 @@ def deal_worker() -> Any:
             owner=uuid.uuid4().hex,
             telemetry=telemetry(),
             products=product_sync(),
+            flows=won_deal_flows(),
         )
     )
+
+
+@cache
+def won_deal_flows() -> tuple[Any, ...]:
+    """The work a won deal brings besides its one-off invoice, in order (see sync.invoices.WonDealFlow):
+    the flows this deployment's systems carry and its settings turn on."""
+    return ()
 
 
 @cache

@@ -16,19 +16,25 @@ written just before the call and ``sent`` after it. A marker found at ``sending`
 mid-call) or a send whose answer was lost (Unanswered) becomes ``unknown``: a failed sync saying the
 email may not have been sent, and never a second send. The send comes after the mapping and write-back,
 so a refused send (no email address) leaves the invoice linked and the promise pending.
+
+Other flows a won deal brings (an accounting quote billed by the invoice, repeating schedules, purchase
+orders) plug in as ``WonDealFlow``s: they decide what the deal promised (``promised``: e.g. the quote's
+lines), which lines stay off the one-off invoice (``off_invoice``: recurring lines), and make their own
+records after it (``follow``), on every delivery of the won deal, each exactly once by its own mapping. So
+a crash after the invoice and before a flow is healed by the next delivery or replay.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Literal, Protocol
 
 from closeloop.errors import FatalError, IntegrationError, OutcomeUnknown, Unanswered, ValidationFailed
-from closeloop.models import CrmRef, Customer, Deal, Invoice, InvoiceDraft, InvoiceLine, Item, SyncEvent
+from closeloop.models import CrmRef, Customer, Deal, Invoice, InvoiceDraft, InvoiceLine, Item, LineItem, SyncEvent
 from closeloop.ports import (
     AccountingPort,
     CrmPort,
@@ -157,6 +163,16 @@ def build_draft(
     )
 
 
+def _line_net(line: LineItem) -> Decimal:
+    """A CRM line's amount before tax: the CRM's own total where it has one, else quantity x price less discount."""
+    if line.amount is not None:
+        return line.amount
+    gross = line.quantity * line.unit_price
+    if line.discount_percent:
+        gross -= gross * line.discount_percent / 100
+    return gross.quantize(CENT)
+
+
 def _net(line: InvoiceLine) -> Decimal:
     gross = line.quantity * line.unit_amount
     if line.discount_rate:
@@ -181,6 +197,43 @@ class DealStore(SyncStore, InvoiceEmailStore, Protocol):
     """What DealSync keeps: the sync store and the invoice email markers."""
 
 
+class WonDealFlow(Protocol):
+    """Work a won deal brings besides its one-off invoice (quotes, repeating schedules, purchase orders).
+
+    DealSync calls it under the deal's lease, in the order given: ``promised`` on the deal as read (each
+    flow on the previous one's answer), ``off_invoice`` on the promised deal, then ``follow`` once the
+    invoice exists (or when no line is left for one). ``follow`` runs on every delivery of the won deal, so
+    it finds what it made before by its own mapping (never a second record), and raises FatalError (a
+    failed sync of the deal, with its reason) or RetriableError like the invoice does.
+    """
+
+    name: str
+
+    def promised(self, deal: Deal) -> Deal:
+        """The deal with the lines it promised the customer (e.g. its accepted quote's); ``deal`` if none."""
+        ...
+
+    def off_invoice(self, deal: Deal) -> frozenset[str]:
+        """The ``crm_id``s of lines this flow bills itself, which the one-off invoice leaves out."""
+        ...
+
+    def follow(self, deal: Deal, customer_id: str, event: SyncEvent | None) -> None:
+        """Make (or find) this flow's accounting records for the won, promised deal; write them back."""
+
+
+def write_to_deal(
+    crm: CrmPort, deal_id: str, values: Mapping[str, str], definitions: Iterable[PropertyDefinition]
+) -> None:
+    """Write Closeloop's properties on a deal; when the CRM refuses them (most likely they do not exist
+    yet) create ``definitions`` once and write again."""
+    try:
+        crm.update_deals({deal_id: values})
+    except ValidationFailed:
+        if not crm.ensure_properties("deal", tuple(definitions)):
+            raise
+        crm.update_deals({deal_id: values})
+
+
 class DealSync:
     """Vendor-free won deal -> invoice over the ports. ``telemetry`` counts each invoice created."""
 
@@ -196,10 +249,13 @@ class DealSync:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         telemetry: Telemetry = NO_TELEMETRY,
         products: ProductSync | None = None,
+        flows: Sequence[WonDealFlow] = (),
     ) -> None:
         """``products``: the catalogue sync, when on (PRODUCT_SYNC): a SKU without an item is made from its
-        CRM product just in time, instead of failing the deal."""
+        CRM product just in time, instead of failing the deal. ``flows``: the other work a won deal brings
+        (see WonDealFlow), in order."""
         self.products = products
+        self.flows = tuple(flows)
         self.crm = crm
         self.accounting = accounting
         self.store = store
@@ -229,14 +285,7 @@ class DealSync:
     def _sync_deal(self, ref: CrmRef, event: SyncEvent | None) -> Outcome:
         mapping = self.store.get_mapping(ref, self.accounting.name)
         if mapping is not None:
-            # Invoiced before (a redelivery, or the deal left and re-entered a won stage): never again.
-            if mapping.snapshot.get("written_back") != "yes":
-                invoice = self.accounting.get_invoice(mapping.accounting_id)
-                if invoice is not None:
-                    self._write_back(ref, invoice, mapping.snapshot.get("sync_issue", ""))
-                    self._remember(ref, invoice, mapping.snapshot.get("sync_issue", ""), written_back=True)
-            self._email_if_promised(ref, mapping.accounting_id, event)
-            return Outcome(ref, "unchanged", mapping.accounting_id, detail="already invoiced")
+            return self._already_invoiced(ref, mapping, event)
 
         deal = self.crm.get_deal(ref.object_id)
         if deal is None:
@@ -246,11 +295,13 @@ class DealSync:
         party = deal.company or deal.contact
         if party is None:
             raise ValidationFailed("the won deal has no associated company or contact to invoice")
+        deal = self._promised(deal)
 
         existing = self.accounting.find_invoice(invoice_reference(deal))
         if existing is not None:
-            outcome = self._finish(deal, existing, None, event, "found by reference")
+            outcome = self._finish(self._one_off(deal), existing, None, event, "found by reference")
             self._email_if_promised(ref, existing, event)  # made by an attempt that died before emailing it
+            self._follow(deal, existing.customer_id, event)
             return outcome
 
         customer_outcome = self.contacts.sync(party, [event] if event else [])
@@ -259,19 +310,66 @@ class DealSync:
         customer = self.crm.resolve_customer(party)
         if customer is None:
             raise ValidationFailed(f"the deal's customer {party} no longer exists in the CRM")
-        codes = {self.policy.sku_item_codes.get(li.sku, li.sku) for li in deal.line_items if li.sku}
+        billed = self._one_off(deal)
+        if deal.line_items and not billed.line_items:
+            # Every line is billed by a flow (e.g. all recurring): no one-off invoice, and nothing to map.
+            self._follow(deal, customer_outcome.accounting_id, event)
+            self.trail.audit(ref, "skipped", "", event, {}, "no one-off line to invoice: every line has its flow")
+            self.store.clear_failed_sync(ref)
+            return Outcome(ref, "skipped", detail="no one-off line to invoice")
+        codes = {self.policy.sku_item_codes.get(li.sku, li.sku) for li in billed.line_items if li.sku}
         items = self.accounting.get_items(codes) if codes else {}
         if self.products is not None and codes - set(items):
-            items = {**items, **self._items_just_in_time(self.products, deal, codes - set(items), event)}
-        draft = build_draft(deal, customer, customer_outcome.accounting_id, items, self.policy, self.clock().date())
+            items = {**items, **self._items_just_in_time(self.products, billed, codes - set(items), event)}
+        draft = build_draft(billed, customer, customer_outcome.accounting_id, items, self.policy, self.clock().date())
         if self.policy.send_email:
             self._mark_email(ref, "to_send")  # before the create: a crash after it still owes the email
         invoice = self.accounting.create_invoice(draft, idempotency_key=deal_idempotency_key(ref, "invoice"))
         # Counted as soon as it exists: a retry after a later failure finds it by reference, and is not counted.
         self.telemetry.invoice_created()
-        outcome = self._finish(deal, invoice, draft, event, "created")
+        outcome = self._finish(billed, invoice, draft, event, "created")
         self._email_if_promised(ref, invoice, event)
+        self._follow(deal, customer_outcome.accounting_id, event)
         return outcome
+
+    def _already_invoiced(self, ref: CrmRef, mapping: IdMapping, event: SyncEvent | None) -> Outcome:
+        # Invoiced before (a redelivery, or the deal left and re-entered a won stage): never again.
+        if mapping.snapshot.get("written_back") != "yes":
+            invoice = self.accounting.get_invoice(mapping.accounting_id)
+            if invoice is not None:
+                self._write_back(ref, invoice, mapping.snapshot.get("sync_issue", ""))
+                self._remember(ref, invoice, mapping.snapshot.get("sync_issue", ""), written_back=True)
+        self._email_if_promised(ref, mapping.accounting_id, event)
+        if self.flows and mapping.snapshot.get("kind") == "invoice":
+            self._follow_mapped(ref, mapping.snapshot.get("customer_id", ""), event)
+        return Outcome(ref, "unchanged", mapping.accounting_id, detail="already invoiced")
+
+    def _promised(self, deal: Deal) -> Deal:
+        for flow in self.flows:
+            deal = flow.promised(deal)
+        return deal
+
+    def _one_off(self, deal: Deal) -> Deal:
+        """The promised deal as its one-off invoice bills it: without the lines a flow bills itself, and
+        with the amount it is checked against reduced by those lines (net of discount)."""
+        off = frozenset().union(*(flow.off_invoice(deal) for flow in self.flows))
+        if not off:
+            return deal
+        kept = tuple(line for line in deal.line_items if line.crm_id not in off)
+        taken = sum((_line_net(line) for line in deal.line_items if line.crm_id in off), Decimal(0))
+        amount = None if deal.amount is None else deal.amount - taken
+        return deal.model_copy(update={"line_items": kept, "amount": amount})
+
+    def _follow(self, deal: Deal, customer_id: str, event: SyncEvent | None) -> None:
+        for flow in self.flows:
+            flow.follow(deal, customer_id, event)
+
+    def _follow_mapped(self, ref: CrmRef, customer_id: str, event: SyncEvent | None) -> None:
+        """The flows of a deal invoiced before (a redelivery, a replay after a crash or a flow's failure)."""
+        deal = self.crm.get_deal(ref.object_id)
+        if deal is None or not deal.is_won or not customer_id:
+            return
+        self._follow(self._promised(deal), customer_id, event)
 
     def _items_just_in_time(
         self, products: ProductSync, deal: Deal, missing: set[str], event: SyncEvent | None
@@ -385,13 +483,7 @@ class DealSync:
 
     def _write_back(self, ref: CrmRef, invoice: Invoice, issue: str) -> None:
         values = {**write_back_values(invoice, self.clock().date()), "closeloop_sync_issue": issue}
-        try:
-            self.crm.update_deals({ref.object_id: values})
-        except ValidationFailed:
-            # Most likely our custom properties do not exist yet: create them once, then write again.
-            if not self.crm.ensure_properties("deal", DEAL_PROPERTIES):
-                raise
-            self.crm.update_deals({ref.object_id: values})
+        write_to_deal(self.crm, ref.object_id, values, DEAL_PROPERTIES)
 
     def _remember(self, ref: CrmRef, invoice: Invoice, issue: str, *, written_back: bool) -> None:
         self.store.put_mapping(
