@@ -316,3 +316,51 @@ def test_the_backfill_links_an_item_without_a_code_and_gives_it_the_product_s_co
     # Then the item now carries the product's code, and the live sync finds it there
     assert outcome.action == "matched" and list(books.items) == ["W-1"]
     assert _sync(crm, books, store).sync(ref).action == "unchanged"
+
+
+def test_a_product_priced_in_another_currency_syncs_its_text_but_never_its_price_and_is_flagged(parts) -> None:  # type: ignore[no-untyped-def]
+    # Given a CRM product priced in EUR, and items priced in GBP (DEFAULT_CURRENCY)
+    crm, books, store = parts
+    ref = crm.add("p1", sku="W", name="Widget", unit_price=Decimal("12.50"), unit_cost=Decimal("4"), currency="eur")
+
+    # When it syncs
+    outcome = _sync(crm, books, store, base_currency="GBP").sync(ref, [_event(ref)])
+
+    # Then the item is made with its name only: no EUR amount is written as a GBP price or cost
+    assert outcome.action == "created" and "price not written (EUR)" in outcome.detail
+    assert books.items["W"].fields == {"name": "Widget"}
+    # and the product is flagged and kept as a failed sync naming both currencies
+    assert [r.action for r in store.list_audit(ref)] == ["created", "flagged"]
+    failure = store.get_failed_sync(ref)
+    assert failure is not None and failure.error_type == "CurrencyMismatch"
+    assert "priced in EUR" in failure.reason and "items in GBP" in failure.reason
+
+
+def test_a_mapped_item_keeps_its_price_while_the_product_is_in_another_currency_then_takes_it_once_fixed(parts) -> None:  # type: ignore[no-untyped-def]
+    # Given a product synced in GBP, its item at 10
+    crm, books, store = parts
+    ref = crm.add("p1", sku="W", name="Widget", unit_price=Decimal("10"), currency="GBP")
+    _sync(crm, books, store, base_currency="GBP").sync(ref)
+    # When the CRM product is switched to USD at 13 and renamed
+    crm.add("p1", sku="W", name="Widget Pro", unit_price=Decimal("13"), currency="USD")
+    outcome = _sync(crm, books, store, base_currency="GBP").sync(ref, [_event(ref, key="e2")])
+
+    # Then only the name is written: the GBP price stays, no conflict is claimed, and the sync is flagged
+    assert outcome.action == "updated" and outcome.detail.startswith("name;")
+    assert books.items["W"].fields["unit_price"] == "10" and books.writes[-1] == ("update", "W", ("name",))
+    assert "conflict" not in [r.action for r in store.list_audit(ref)]
+    assert store.get_failed_sync(ref) is not None
+    # And once the product is priced in GBP again its price flows and the failed sync is cleared
+    crm.add("p1", sku="W", name="Widget Pro", unit_price=Decimal("11"), currency="GBP")
+    assert _sync(crm, books, store, base_currency="GBP").sync(ref, [_event(ref, key="e3")]).action == "updated"
+    assert books.items["W"].fields["unit_price"] == "11" and store.get_failed_sync(ref) is None
+
+
+def test_without_a_known_base_currency_or_with_the_same_one_the_price_flows(parts) -> None:  # type: ignore[no-untyped-def]
+    crm, books, store = parts
+    a = crm.add("p1", sku="A", name="A", unit_price=Decimal("5"), currency="EUR")
+    b = crm.add("p2", sku="B", name="B", unit_price=Decimal("6"), currency="gbp")
+    _sync(crm, books, store).sync(a)
+    _sync(crm, books, store, base_currency="GBP").sync(b)
+    assert books.items["A"].fields["unit_price"] == "5" and books.items["B"].fields["unit_price"] == "6"
+    assert store.get_failed_sync(a) is None and store.get_failed_sync(b) is None

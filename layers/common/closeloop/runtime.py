@@ -347,6 +347,7 @@ def product_sync() -> Any:
         owner=uuid.uuid4().hex,
         item_codes=settings.sku_item_codes,
         rules=field_rules(),
+        base_currency=settings.default_currency,
     )
 
 

@@ -9,6 +9,14 @@ For each changed CRM product, under a per-product lease so concurrent workers ca
    the item lacks (what finance entered stays; later CRM changes flow through the mapping);
 3. otherwise create the item with the CRM's values (its cost too, as the starting value accounting then
    owns). A duplicate-code answer is resolved by one lookup, never by another create.
+A product priced in another currency than the accounting system's (``base_currency``, the DEFAULT_CURRENCY
+setting: no accounting port tells its organisation's base currency yet) never writes its price (nor its
+cost) into the item: the other fields sync, the item's money is left alone, and the product is flagged
+(audit ``flagged``) and kept as a failed sync naming both currencies until it syncs in the base currency.
+A failed sync rather than a conflict: the cause stays until someone fixes it (a conflict is one edit, listed
+in the month it happened), and the failed-sync list and the monthly report keep showing it. The outcome is
+still the create/update/link, so a won deal whose line names the product is invoiced (its lines carry their
+own prices, in the deal's currency).
 The system's published limits are respected, not hit: a code longer than the system takes is a failed sync
 naming the limit (a code is an identity, never cut); a longer name or description is shortened, and the
 audit says so. Deleting or archiving a CRM product never deletes the item (invoices still name it).
@@ -17,17 +25,20 @@ audit says so. Deleting or archiving a CRM product never deletes the item (invoi
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from closeloop.errors import Conflict, FatalError, RetriableError, ValidationFailed
 from closeloop.models import PRODUCT_FIELDS, CrmRef, Item, ItemDraft, ItemLimits, Product, SyncEvent, item_fields
-from closeloop.ports import CatalogueAccounting, CatalogueCrm, IdMapping, SyncStore
+from closeloop.ports import CatalogueAccounting, CatalogueCrm, FailedSync, IdMapping, SyncStore
 from closeloop.rules import FieldRules
 from closeloop.sync.contacts import ACCOUNTING_VIEW, ContactSync, Outcome, idempotency_key
 from closeloop.sync.leases import held
 from closeloop.sync.trail import Trail
 
 ELLIPSIS = "…"
+#: The item fields that are money, in the product's currency.
+MONEY_FIELDS = ("unit_price", "unit_cost")
 #: How the live sync links a product to the item that already has its code.
 BY_CODE = "matched by item code"
 
@@ -52,6 +63,7 @@ class ProductSync:
         item_codes: Mapping[str, str] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         rules: FieldRules | None = None,
+        base_currency: str = "",
     ) -> None:
         self.crm = crm
         self.accounting = accounting
@@ -60,11 +72,18 @@ class ProductSync:
         self.item_codes = dict(item_codes or {})
         self.clock = clock
         self.rules = rules or FieldRules.load()
+        #: The currency item prices are in ("" : unknown, prices are not compared).
+        self.base_currency = base_currency.strip().upper()
         self.trail = Trail(store, accounting.name, clock)
 
     def item_code(self, sku: str) -> str:
         """The accounting item code of a CRM SKU (``SKU_ITEM_CODES`` maps the exceptions)."""
         return self.item_codes.get(sku, sku)
+
+    def foreign_currency(self, product: Product) -> str:
+        """The product's currency when it is set and is not the items' (``base_currency``), else ""."""
+        currency = product.currency.strip().upper()
+        return currency if currency and self.base_currency and currency != self.base_currency else ""
 
     def sync(self, ref: CrmRef, events: Iterable[SyncEvent] = ()) -> Outcome:
         """Bring the item of CRM product ``ref`` up to date. Raises RetriableError; records FatalError itself."""
@@ -88,8 +107,31 @@ class ProductSync:
         except FatalError as exc:
             self.trail.fail(ref, trigger, str(exc), type(exc).__name__)
             return Outcome(ref, "failed", detail=type(exc).__name__)
-        self.store.clear_failed_sync(ref)
-        return outcome
+        return self._settle(product, outcome, trigger)
+
+    def _settle(self, product: Product, outcome: Outcome, event: SyncEvent | None) -> Outcome:
+        """After a sync: clear the product's failed sync; or, when it is priced in another currency than the
+        items, audit ``flagged`` and keep a failed sync naming both currencies (the price was not written)."""
+        currency = self.foreign_currency(product)
+        if not currency:
+            self.store.clear_failed_sync(product.ref)
+            return outcome
+        reason = (
+            f"the product is priced in {currency}, {self.accounting.name}'s items in {self.base_currency}: its "
+            f"price was not written to item {self.item_code(product.sku.strip())!r} (the other fields were); set "
+            f"the product's price in {self.base_currency} in the CRM, or price the item in accounting"
+        )
+        self.trail.audit(product.ref, "flagged", outcome.accounting_id, event, {}, reason)
+        self.store.record_failed_sync(
+            FailedSync(
+                ref=product.ref,
+                at=self.clock(),
+                reason=reason,
+                error_type="CurrencyMismatch",
+                source_event=event.dedupe_key if event else "",
+            )
+        )
+        return replace(outcome, detail=f"{outcome.detail};price not written ({currency})".lstrip(";"))
 
     def link(self, product: Product, item: Item, method: str, event: SyncEvent | None = None) -> Outcome:
         """Link CRM ``product`` to the accounting ``item`` the backfill or a person chose (``method`` says how).
@@ -110,7 +152,7 @@ class ProductSync:
             found = self.accounting.get_items([item.code]).get(item.code) if item.code else item
             if found is None or (item.id and found.id != item.id):
                 raise ValidationFailed(f"item {item.code!r} is gone from {self.accounting.name}")
-            outcome = self._link(product, found, draft, item_fields(draft), event, method)
+            outcome = self._link(product, found, draft, self._desired(product, draft), event, method)
             self.store.clear_failed_sync(product.ref)
             return outcome
 
@@ -132,6 +174,7 @@ class ProductSync:
         if not product.sku.strip():
             raise ValidationFailed("the product has no SKU, so no item code to match or create it by")
         code = self.item_code(product.sku.strip())
+        foreign = self.foreign_currency(product)
         limits: ItemLimits = self.accounting.item_limits
         if limits.code and len(code) > limits.code:
             raise ValidationFailed(
@@ -142,23 +185,35 @@ class ProductSync:
             code=code,
             name=fit(name, limits.name),
             description=fit(product.description, limits.description),
-            unit_price=product.unit_price,
-            unit_cost=product.unit_cost,
+            # Money in another currency than the items' is not written (see the module docstring).
+            unit_price=None if foreign else product.unit_price,
+            unit_cost=None if foreign else product.unit_cost,
         )
         shortened = [
             f for f, full in (("name", name), ("description", product.description)) if getattr(draft, f) != full
         ]
         return draft, shortened
 
+    def _desired(self, product: Product, draft: ItemDraft) -> dict[str, str]:
+        """The values the item should have from the CRM; without the money when it is in another currency
+        (then neither written nor compared: the item keeps its own)."""
+        desired = item_fields(draft)
+        if self.foreign_currency(product):
+            for money in MONEY_FIELDS:
+                desired.pop(money, None)
+        return desired
+
     def _update_mapped(
         self, product: Product, mapping: IdMapping, draft: ItemDraft, shortened: list[str], event: SyncEvent | None
     ) -> Outcome | None:
-        desired = item_fields(draft)
+        desired = self._desired(product, draft)
         old_code = mapping.snapshot.get("code", draft.code)
         current = self.accounting.get_items([old_code]).get(old_code)
         if current is None or (current.id and current.id != mapping.accounting_id):
             return None  # deleted in accounting (or its code now names another item): match or create again
         writable = set(self.rules.fields_to_write("product", "accounting"))
+        if self.foreign_currency(product):
+            writable -= set(MONEY_FIELDS)
         changed = [f for f, value in desired.items() if mapping.snapshot.get(f, "") != value]
         held = [f for f in changed if f not in writable]
         if held:
@@ -206,7 +261,7 @@ class ProductSync:
     def _match_or_create(
         self, product: Product, draft: ItemDraft, shortened: list[str], event: SyncEvent | None
     ) -> Outcome:
-        desired = item_fields(draft)
+        desired = self._desired(product, draft)
         found = self.accounting.get_items([draft.code]).get(draft.code)
         if found is not None:
             return self._link(product, found, draft, desired, event, BY_CODE)
