@@ -14,6 +14,9 @@ from decimal import Decimal
 
 from closeloop.models import AccountingCustomer, Address, CrmRef, Customer, Deal, Invoice, customer_fields
 from closeloop.ports import AuditRecord, FailedSync, IdMapping
+from closeloop.rules import FieldRules
+from closeloop.sync.reconcile import Catalogue
+from tests.fakes import FakeCatalogueBooks, FakeCatalogueCrm
 
 CRM = "hubspot"
 BOOKS = "xero"
@@ -186,6 +189,28 @@ class Scenario:
     failed: list[FailedSync]
     dead_letters: dict[str, int]
     conflicts: list[AuditRecord] = field(default_factory=list)
+    catalogue: Catalogue | None = None
+
+
+def planted_catalogue() -> Catalogue:
+    """Linked products and their items (prices in GBP): two drifted, the rest clean or not comparable."""
+    crm, books = FakeCatalogueCrm(name=CRM), FakeCatalogueBooks(name=BOOKS)
+    links: list[IdMapping] = []
+
+    def linked(product_id: str, sku: str, price: str | None, item_price: str, **product: object) -> None:
+        ref = crm.add(product_id, sku=sku, name=f"Product {sku}", unit_price=price and Decimal(price), **product)
+        item = books.put(sku, name=f"Product {sku}", **({"unit_price": item_price} if item_price else {}))
+        links.append(IdMapping(ref=ref, system=BOOKS, accounting_id=item.id, snapshot={"code": sku}))
+
+    linked("800", "CLEAN-1", "10.00", "10")  # clean: the same price, written differently
+    linked("801", "DRIFT-1", "12.50", "12.00")  # item_price_drift: finance edited the item's price
+    linked("802", "NOPRICE-1", "5.00", "")  # item_price_drift: the item has no sales price
+    linked("803", "EURO-1", "7.00", "6.00", currency="EUR")  # not compared: priced in another currency
+    linked("804", "FREE-1", None, "2.00")  # clean: unpriced in the CRM, nothing for the sync to carry
+    linked("806", "OLD-1", "3.00", "2.00", archived=True)  # clean: archived in the CRM, the item stays
+    crm.add("805", sku="LOOSE-1", unit_price=Decimal("1.00"))  # not linked: the backfill's business
+    books.put("LOOSE-1", unit_price="2.00")
+    return Catalogue(crm, books, links, FieldRules.load(), base_currency="GBP")
 
 
 def planted_scenario() -> Scenario:
@@ -300,7 +325,8 @@ def planted_scenario() -> Scenario:
         )
         for at in (datetime(2026, 10, 12, 8, 0, tzinfo=UTC), datetime(2026, 11, 2, 8, 0, tzinfo=UTC))  # 2nd: next month
     ]
-    return Scenario(crm, books, store, failed, {"closeloop-deals-dlq": 2, "closeloop-contacts-dlq": 0}, conflicts)
+    dead = {"closeloop-deals-dlq": 2, "closeloop-contacts-dlq": 0}
+    return Scenario(crm, books, store, failed, dead, conflicts, planted_catalogue())
 
 
 # -- large synthetic months (benchmark) ----------------------------------------------------------------

@@ -306,3 +306,55 @@ def test_no_text_cell_or_chart_label_becomes_a_formula_even_for_a_dde_payload() 
     references = [ref for xml in charts for ref in re.findall(r"<c:f>(.*?)</c:f>", xml)]
     assert references and all(re.fullmatch(r"'Summary'!\$[A-Z]+\$\d+:\$[A-Z]+\$\d+", ref) for ref in references)
     assert any("<c:v>=cmd|' /C calc'\u01c3A0</c:v>" in xml for xml in charts)
+
+
+def with_catalogue() -> Reconciliation:
+    s = planted_scenario()
+    return reconcile(
+        MONTH,
+        crm=s.crm,  # type: ignore[arg-type]
+        accounting=s.books,  # type: ignore[arg-type]
+        store=s.store,  # type: ignore[arg-type]
+        failed_syncs=s.failed,
+        dead_letters=s.dead_letters,
+        today=TODAY,
+        generated_at=GENERATED_AT,
+        catalogue=s.catalogue,
+    )
+
+
+def test_item_price_drift_appears_in_the_csv_a_workbook_sheet_and_the_html_with_consistent_counts() -> None:
+    # Given a month reconciled with the catalogue checked (two items drifted)
+    rec = with_catalogue()
+
+    # When it is rendered
+    files = render_all(rec)
+
+    # Then the CSV lists both drifts as discrepancies with the two prices
+    rows = list(csv.reader(io.StringIO(files["discrepancies.csv"].decode())))
+    drift = [r for r in rows if r[0] == "item_price_drift"]
+    assert [(r[1], r[2], r[5], r[6]) for r in drift] == [
+        ("hubspot/product/801", "Product DRIFT-1", "12.50", "12.00"),
+        ("hubspot/product/802", "Product NOPRICE-1", "5.00", ""),
+    ]
+    # and the workbook has an Item price drift sheet with product, SKU, prices and difference as numbers
+    book = open_workbook(files["reconciliation.xlsx"])
+    assert book.sheetnames[-1] == "Item price drift"
+    sheet = list(book["Item price drift"].iter_rows(values_only=True))
+    assert sheet[0][:6] == ("Product", "SKU", "Item code", "CRM price", "Accounting price", "Difference")
+    assert sheet[1][:7] == ("Product DRIFT-1", "DRIFT-1", "DRIFT-1", 12.5, 12, 0.5, "GBP")
+    assert sheet[2][4] is None and sheet[2][5] == 5
+    # and the Summary's count of the type and its total agree with the listed rows
+    summary = {r[0]: r[1] for r in book["Summary"].iter_rows(values_only=True) if r and r[0]}
+    assert summary["item_price_drift"] == 2 and summary["Discrepancies"] == len(rows) - 1
+    assert summary["Linked products checked for price drift"] == 3
+    # and the HTML shows the section with both rows and the total including them
+    page = files["summary.html"].decode()
+    assert "<h2>Item price drift</h2>" in page and "<td>NOPRICE-1</td>" in page
+    assert f"{len(rows) - 1} discrepancies to review" in page
+
+
+def test_without_the_catalogue_check_the_report_has_no_price_drift_section() -> None:
+    files = render_all(planted())
+    assert "Item price drift" not in files["summary.html"].decode()
+    assert "Item price drift" not in open_workbook(files["reconciliation.xlsx"]).sheetnames

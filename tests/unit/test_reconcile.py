@@ -5,12 +5,14 @@ from __future__ import annotations
 import io
 import zipfile
 from collections import Counter
+from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 
 import pytest
 
 from closeloop.reports.monthly import render_all
+from closeloop.rules import FieldRules
 from closeloop.sync.reconcile import DISCREPANCY_TYPES, SUGGESTED_ACTIONS, Reconciliation, month_bounds, reconcile
 from tests.report_fakes import (
     GENERATED_AT,
@@ -42,6 +44,7 @@ def run(s: Scenario, month: str = MONTH, **kwargs: object) -> Reconciliation:
         today=TODAY,
         generated_at=GENERATED_AT,
         conflicts=s.conflicts,
+        catalogue=s.catalogue,
         **kwargs,  # type: ignore[arg-type]
     )
 
@@ -74,6 +77,8 @@ EXPECTED = {
     ("contact_drift", "hubspot/company/501", ""),
     ("contact_drift", "hubspot/contact/9", ""),
     ("field_conflict", "hubspot/company/502", ""),
+    ("item_price_drift", "hubspot/product/801", "item-2"),
+    ("item_price_drift", "hubspot/product/802", "item-3"),
     ("failed_sync", "hubspot/deal/900", ""),
     ("dead_lettered", "", ""),
 }
@@ -328,3 +333,81 @@ def test_a_large_month_reconciles_every_planted_difference() -> None:
     assert counts["invoice_without_deal"] == n // 100
     assert sum(counts.values()) == 2 * n // 100
     assert result.won_deals == n
+
+
+def test_item_price_drift_lists_each_linked_product_whose_item_price_differs_with_both_prices() -> None:
+    # Given the planted month with its linked catalogue (items in GBP)
+    scenario = planted_scenario()
+
+    # When it is reconciled
+    result = run(scenario)
+
+    # Then the two drifted items are listed with product, SKU, both prices to the cent and the difference
+    drift = {d.sku: d for d in result.price_drift}
+    assert set(drift) == {"DRIFT-1", "NOPRICE-1"}
+    assert (drift["DRIFT-1"].crm_price, drift["DRIFT-1"].accounting_price) == (Decimal("12.50"), Decimal("12.00"))
+    assert drift["DRIFT-1"].difference == Decimal("0.50") and drift["DRIFT-1"].currency == "GBP"
+    assert drift["NOPRICE-1"].accounting_price is None and drift["NOPRICE-1"].difference == Decimal("5.00")
+    row = next(d for d in result.discrepancies if d.crm_ref == "hubspot/product/801")
+    assert (row.type, row.deal_name, row.crm_amount, row.accounting_amount) == (
+        "item_price_drift",
+        "Product DRIFT-1",
+        Decimal("12.50"),
+        Decimal("12.00"),
+    )
+    assert row.detail == "SKU DRIFT-1 (item DRIFT-1): CRM price 12.50, item 12.00; a difference of 0.50"
+    # and the clean, unpriced, archived and EUR-priced products are compared or skipped, never listed
+    assert result.products_checked == 3
+    assert any("1 linked product(s) priced in another currency" in note for note in result.notes)
+    # and the summary counts them among the discrepancies
+    assert result.counts_by_type()["item_price_drift"] == 2
+    assert sum(result.counts_by_type().values()) == len(result.discrepancies)
+
+
+def test_item_price_drift_reads_each_catalogue_once_whatever_the_number_of_links() -> None:
+    # Given the planted catalogue, its listings counted and single reads forbidden
+    scenario = planted_scenario()
+    catalogue = scenario.catalogue
+    assert catalogue is not None
+    calls: Counter[str] = Counter()
+    crm, books = catalogue.crm, catalogue.accounting
+    listing_products, listing_items = crm.iter_products, books.iter_items
+
+    def iter_products():  # type: ignore[no-untyped-def]
+        calls["iter_products"] += 1
+        return listing_products()
+
+    def iter_items():  # type: ignore[no-untyped-def]
+        calls["iter_items"] += 1
+        return listing_items()
+
+    def one_by_one(*args: object) -> None:
+        raise AssertionError("the check must not read products or items one by one")
+
+    crm.iter_products, books.iter_items = iter_products, iter_items  # type: ignore[method-assign]
+    crm.get_product = books.get_items = one_by_one  # type: ignore[method-assign,assignment]
+
+    # When it is reconciled
+    result = run(scenario)
+
+    # Then each catalogue was listed once
+    assert calls == {"iter_products": 1, "iter_items": 1} and len(result.price_drift) == 2
+
+
+def test_no_price_drift_when_accounting_owns_the_price_or_the_catalogue_is_not_synced() -> None:
+    # Given the planted month, once with rules under which accounting owns the price
+    scenario = planted_scenario()
+    assert scenario.catalogue is not None
+    rules = FieldRules.load(
+        "product:\n  direction: crm_to_accounting\n  source_of_truth: crm\n  fields:\n    unit_price: accounting\n"
+    )
+    owned = replace(scenario, catalogue=replace(scenario.catalogue, rules=rules))
+
+    # When it is reconciled that way, and without the catalogue (catalogue sync off)
+    by_rules, off = run(owned), run(replace(scenario, catalogue=None))
+
+    # Then no drift is listed: differences are what the rules allow, or nothing keeps the catalogues the same
+    assert by_rules.price_drift == () and by_rules.counts_by_type()["item_price_drift"] == 0
+    assert any("field rules do not have the CRM price flow" in note for note in by_rules.notes)
+    assert off.price_drift == () and off.products_checked is None
+    assert off.counts_by_type()["item_price_drift"] == 0

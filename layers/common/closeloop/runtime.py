@@ -432,12 +432,24 @@ def monthly_report(month: str) -> dict[str, Any]:
     from closeloop.aws import dead_letter_counts  # noqa: PLC0415
     from closeloop.reports.monthly import render_all  # noqa: PLC0415
     from closeloop.reports.publish import publish_report  # noqa: PLC0415
-    from closeloop.sync.reconcile import reconcile  # noqa: PLC0415
+    from closeloop.sync.reconcile import Catalogue, reconcile  # noqa: PLC0415
 
     settings = get_settings()
     settings.require("report_bucket", "sync_table")
     repository = store()
     port = crm()
+    products = product_sync()  # None: catalogue sync off, so no price drift to look for
+    catalogue = (
+        None
+        if products is None
+        else Catalogue(
+            products.crm,
+            products.accounting,
+            repository.iter_mappings(port.name, "product"),
+            products.rules,
+            products.base_currency,
+        )
+    )
     reconciliation = reconcile(
         month,
         crm=port,
@@ -448,6 +460,7 @@ def monthly_report(month: str) -> dict[str, Any]:
         today=datetime.now(UTC).date(),
         deal_mappings=repository.iter_mappings(port.name, "deal"),
         conflicts=repository.list_conflicts(accounting().name, *_month_span(month)),
+        catalogue=catalogue,
     )
     published = publish_report(
         month,

@@ -20,12 +20,19 @@ from decimal import Decimal
 from typing import Final
 
 from closeloop.reports.xlsx import MAX_CELL_TEXT, BarChart, CellValue, Sheet, Workbook
-from closeloop.sync.reconcile import FORECAST_DEFINITION, TOTALS_DEFINITION, Discrepancy, Reconciliation
+from closeloop.sync.reconcile import (
+    FORECAST_DEFINITION,
+    PRICE_DRIFT_DEFINITION,
+    TOTALS_DEFINITION,
+    Discrepancy,
+    Reconciliation,
+)
 
 __all__ = [
     "CSV_HEADER",
     "CSV_NAME",
     "HTML_NAME",
+    "PRICE_DRIFT_HEADER",
     "XLSX_NAME",
     "cut_text",
     "guard_csv_text",
@@ -190,6 +197,8 @@ def _summary_sheet(book: Workbook, rec: Reconciliation) -> None:
     sheet.append(("Won deals with a live invoice", rec.invoiced_deals))
     sheet.append(("Invoices of the month", rec.invoices))
     sheet.append(("Customers checked for drift", rec.customers_checked))
+    if rec.products_checked is not None:
+        sheet.append(("Linked products checked for price drift", rec.products_checked))
     sheet.append(("Discrepancies", len(rec.discrepancies)))
     sheet.append(())
     sheet.append(("Discrepancy type", "Count"), bold=True)
@@ -277,14 +286,39 @@ def _forecast_sheet(book: Workbook, rec: Reconciliation) -> None:
     sheet.append(("Definition", FORECAST_DEFINITION))
 
 
+PRICE_DRIFT_HEADER: Final = ("Product", "SKU", "Item code", "CRM price", "Accounting price", "Difference", "Currency")
+
+
+def _price_drift_rows(rec: Reconciliation) -> list[tuple[CellValue, ...]]:
+    return [
+        (d.product, d.sku, d.item_code, d.crm_price, d.accounting_price, d.difference, _currency(d.currency))
+        for d in rec.price_drift
+    ]
+
+
+def _price_drift_sheet(book: Workbook, rec: Reconciliation) -> None:
+    sheet = book.add_sheet("Item price drift")
+    _table(
+        sheet,
+        (*PRICE_DRIFT_HEADER, "CRM ref"),
+        [(*r, d.crm_ref) for r, d in zip(_price_drift_rows(rec), rec.price_drift, strict=True)],
+        (30, 20, 20, 12, 16, 12, 10, 26),
+    )
+    sheet.append(())
+    sheet.append((PRICE_DRIFT_DEFINITION,))
+
+
 def render_xlsx(reconciliation: Reconciliation) -> bytes:
     """The workbook: sheets Summary (totals, counts, one chart per currency), Discrepancies, Collection by rep
-    and Forecast vs actual. Money cells are exact Decimals. The same reconciliation gives the same bytes."""
+    and Forecast vs actual; and Item price drift when the catalogue was checked (catalogue sync on). Money
+    cells are exact Decimals. The same reconciliation gives the same bytes."""
     book = Workbook(created=reconciliation.generated_at)
     _summary_sheet(book, reconciliation)
     _discrepancy_sheet(book, reconciliation)
     _rep_sheet(book, reconciliation)
     _forecast_sheet(book, reconciliation)
+    if reconciliation.products_checked is not None:
+        _price_drift_sheet(book, reconciliation)
     return book.to_bytes()
 
 
@@ -358,6 +392,7 @@ def render_html(reconciliation: Reconciliation) -> bytes:
         _cells(("Currency", "Forecast", "Invoiced", "Paid", "Invoiced - forecast", "Invoiced % of forecast"), "th"),
         forecast or '<tr><td colspan="6">No won deals this month.</td></tr>',
         "</table>",
+        *_price_drift_html(rec),
         f'<p class="muted">{esc(FORECAST_DEFINITION)}</p>',
         f'<p class="muted">{esc(TOTALS_DEFINITION)}</p>',
         *(f'<p class="muted">{esc(note)}</p>' for note in rec.notes),
@@ -370,6 +405,34 @@ def render_html(reconciliation: Reconciliation) -> bytes:
         f"<body>{''.join(body)}</body></html>\n"
     )
     return page.encode()
+
+
+#: The HTML summary lists at most this many drifted items (the workbook and the CSV list them all).
+HTML_PRICE_DRIFT_ROWS: Final = 50
+
+
+def _price_drift_html(rec: Reconciliation) -> list[str]:
+    """The Item price drift section: absent when the catalogue was not checked."""
+    if rec.products_checked is None:
+        return []
+    rows = _price_drift_rows(rec)
+    shown = "".join(_cells(row) for row in rows[:HTML_PRICE_DRIFT_ROWS])
+    more = len(rows) - HTML_PRICE_DRIFT_ROWS
+    return [
+        "<h2>Item price drift</h2>",
+        f'<p class="muted">{rec.products_checked} linked product(s) compared. '
+        f"{html.escape(PRICE_DRIFT_DEFINITION)}</p>",
+        "<table>",
+        _cells(PRICE_DRIFT_HEADER, "th"),
+        shown
+        or f'<tr><td colspan="{len(PRICE_DRIFT_HEADER)}">No drift: every compared item has its CRM price.</td></tr>',
+        "</table>",
+        *(
+            [f'<p class="muted">{more} more in the workbook (sheet Item price drift) and the CSV.</p>']
+            if more > 0
+            else []
+        ),
+    ]
 
 
 def render_all(reconciliation: Reconciliation) -> dict[str, bytes]:

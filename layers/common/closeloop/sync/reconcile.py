@@ -20,6 +20,10 @@ the month's deals. Every difference is listed once, with a type and a suggested 
 |                            | (compared only when the deal carries one)                                         |
 | ``contact_drift``          | a mapped customer's name, email, tax number or address differs between systems    |
 |                            | (field NAMES only in the report: the values may be personal data)                 |
+| ``item_price_drift``       | a linked product whose CRM price differs, to the cent, from its item's sales price  |
+|                            | (or the item has none) while the field rules have the CRM own the price and the   |
+|                            | sync carry it: a missed sync, or an accounting edit the rules override            |
+|                            | (checked only when catalogue sync is on: ``catalogue``)                            |
 | ``failed_sync``            | each failed sync passed in                                                        |
 | ``dead_lettered``          | each dead-letter queue holding messages                                           |
 
@@ -37,21 +41,34 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Final, Literal
 
-from closeloop.models import CrmRef, Invoice, PaymentStatus, customer_fields
-from closeloop.ports import AccountingPort, AuditRecord, CrmPort, FailedSync, IdMapping, SyncStore
+from closeloop.models import CrmRef, Invoice, Item, PaymentStatus, Product, customer_fields
+from closeloop.ports import (
+    AccountingPort,
+    AuditRecord,
+    CatalogueAccounting,
+    CatalogueCrm,
+    CrmPort,
+    FailedSync,
+    IdMapping,
+    SyncStore,
+)
 from closeloop.redaction import redact
+from closeloop.rules import FieldRules
 from closeloop.sync.contacts import normalise_tax_number
 from closeloop.sync.payment_status import payment_status
 
 __all__ = [
     "DISCREPANCY_TYPES",
     "FORECAST_DEFINITION",
+    "PRICE_DRIFT_DEFINITION",
     "SUGGESTED_ACTIONS",
     "TOTALS_DEFINITION",
+    "Catalogue",
     "CurrencyTotals",
     "Discrepancy",
     "DiscrepancyType",
     "ForecastActual",
+    "PriceDrift",
     "Reconciliation",
     "RepCollection",
     "month_bounds",
@@ -70,6 +87,7 @@ DiscrepancyType = Literal[
     "payment_status_mismatch",
     "contact_drift",
     "field_conflict",
+    "item_price_drift",
     "failed_sync",
     "dead_lettered",
 ]
@@ -84,6 +102,7 @@ DISCREPANCY_TYPES: Final[tuple[DiscrepancyType, ...]] = (
     "payment_status_mismatch",
     "contact_drift",
     "field_conflict",
+    "item_price_drift",
     "failed_sync",
     "dead_lettered",
 )
@@ -97,6 +116,10 @@ SUGGESTED_ACTIONS: Final[Mapping[DiscrepancyType, str]] = {
     "payment_status_mismatch": "Let the payment poller run (or run it); if the difference stays, check its errors",
     "contact_drift": "Decide which system is right: edit the CRM record (it syncs on) or correct accounting",
     "field_conflict": "A field changed in the system that does not own it: settle the value where the rules say",
+    "item_price_drift": (
+        "The CRM owns the price: replay the product's sync (closeloop replay), or correct the CRM price if the "
+        "item's is right"
+    ),
     "failed_sync": "Fix the cause named, then replay the record (closeloop replay)",
     "dead_lettered": "Inspect the messages, fix the cause, then redrive the dead-letter queue",
 }
@@ -127,6 +150,13 @@ TOTALS_DEFINITION: Final = (
     "issue date, drafts included, voided and deleted left out; Draft = the part not yet approved. Paid = amounts "
     "paid on those invoices; Outstanding = amounts due on approved ones; Overdue = the part of Outstanding past "
     "its due date. Collection rate = paid / invoiced for the invoices of each sales rep's deals of the month."
+)
+
+PRICE_DRIFT_DEFINITION: Final = (
+    "Item price drift = a product linked to an accounting item whose CRM price differs, to the cent, from the "
+    "item's sales price (or the item has none), while the field rules have the CRM own the price and the sync "
+    "carry it. Difference = CRM price - accounting price. Archived and unpriced products, and products priced "
+    "in another currency than the items, are not compared."
 )
 
 _MONTH: Final = re.compile(r"(\d{4})-(\d{2})")
@@ -172,6 +202,36 @@ class Discrepancy:
     def __post_init__(self) -> None:
         if not self.suggested_action:
             object.__setattr__(self, "suggested_action", SUGGESTED_ACTIONS[self.type])
+
+
+@dataclass(frozen=True)
+class PriceDrift:
+    """A linked product whose CRM price is not its accounting item's sales price (money to the cent)."""
+
+    crm_ref: str
+    product: str
+    sku: str
+    item_code: str
+    crm_price: Decimal
+    accounting_price: Decimal | None
+    currency: str = ""
+
+    @property
+    def difference(self) -> Decimal:
+        """CRM price minus accounting price (an item without a price counts as zero)."""
+        return self.crm_price - (self.accounting_price or ZERO)
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """What the price-drift check reads: both catalogues (one listing each), the product -> item links the
+    catalogue sync keeps, the field rules, and the currency items are priced in ("" unknown)."""
+
+    crm: CatalogueCrm
+    accounting: CatalogueAccounting
+    mappings: Iterable[IdMapping]
+    rules: FieldRules
+    base_currency: str = ""
 
 
 @dataclass(slots=True)
@@ -248,6 +308,9 @@ class Reconciliation:
     invoices: int = 0
     invoiced_deals: int = 0
     customers_checked: int = 0
+    #: Linked products whose prices were compared; None: the catalogue was not checked (catalogue sync off).
+    products_checked: int | None = None
+    price_drift: tuple[PriceDrift, ...] = ()
     discrepancies: tuple[Discrepancy, ...] = ()
     totals: tuple[CurrencyTotals, ...] = ()
     forecast: tuple[ForecastActual, ...] = ()
@@ -329,6 +392,17 @@ def _safe_name(name: str) -> str:
     return _EMAIL.sub("<email>", name.strip())[:_MAX_NAME]
 
 
+def _item_price(item: Item) -> Decimal | None:
+    """The item's sales price: its comparable ``unit_price`` text, else the model's value; None when unset."""
+    text = item.fields.get("unit_price", "")
+    if text:
+        try:
+            return Decimal(text)
+        except ArithmeticError:
+            return item.unit_price
+    return item.unit_price
+
+
 def _comparable(field_name: str, value: str) -> str:
     if field_name == "tax_number":
         return normalise_tax_number(value)
@@ -364,6 +438,9 @@ class _Reconciler:
         self.won_elsewhere: dict[str, bool | None] = {}
         self.customers_checked = 0
         self.customers_skipped = 0
+        self.products_checked: int | None = None
+        self.price_drift: list[PriceDrift] = []
+        self.catalogue_notes: list[str] = []
         self.reference = re.compile(rf"\s*{re.escape(crm.name)}-deal-(\S+)", re.IGNORECASE)
 
     # -- loading ---------------------------------------------------------------------------------
@@ -678,6 +755,85 @@ class _Reconciler:
                 detail = f"{label}: differs in {', '.join(drifted)}"
             self.found.append(Discrepancy("contact_drift", crm_ref=str(customer.ref), detail=detail))
 
+    # -- catalogue -------------------------------------------------------------------------------
+
+    def check_prices(self, catalogue: Catalogue) -> None:
+        """Item price drift: each linked product's CRM price against its item's, both catalogues read once."""
+        self.products_checked = 0
+        if not catalogue.rules.may_write("product", "unit_price", "accounting"):
+            self.catalogue_notes.append(
+                "Item prices were not compared: the field rules do not have the CRM price flow to accounting."
+            )
+            return
+        links = {
+            m.ref.object_id: m
+            for m in catalogue.mappings
+            if m.system == catalogue.accounting.name and m.ref.object_type == "product"
+        }
+        if not links:
+            return
+        products = {p.ref.object_id: p for p in catalogue.crm.iter_products() if p.ref.object_id in links}
+        items: dict[str, Item] = {}
+        for listed in catalogue.accounting.iter_items():
+            items.setdefault(listed.id or listed.code, listed)
+            if listed.code:
+                items.setdefault(f"code:{listed.code}", listed)
+        base = catalogue.base_currency.strip().upper()
+        other_currency = 0
+        for product_id in sorted(links):
+            mapping, product = links[product_id], products.get(product_id)
+            if product is None or product.archived or product.unit_price is None:
+                continue  # gone, archived (the item stays) or unpriced: nothing the sync would carry
+            code = mapping.snapshot.get("code", "")
+            item = items.get(mapping.accounting_id) or items.get(f"code:{code}")
+            if item is None:
+                continue  # inactive or deleted in accounting: the next product sync re-creates or re-links
+            currency = product.currency.strip().upper()
+            if currency and base and currency != base:
+                other_currency += 1  # never written (a CurrencyMismatch failed sync says so)
+                continue
+            self.products_checked += 1
+            drift = self._drift(product, item, base or currency)
+            if drift is not None:
+                self.price_drift.append(drift)
+        if other_currency:
+            self.catalogue_notes.append(
+                f"{other_currency} linked product(s) priced in another currency than the items ({base}) were not "
+                "compared: the catalogue sync never writes those prices (see their failed syncs)."
+            )
+
+    def _drift(self, product: Product, item: Item, currency: str) -> PriceDrift | None:
+        crm_price = (product.unit_price or ZERO).quantize(CENT)
+        accounting_price = _item_price(item)
+        if accounting_price is not None and accounting_price.quantize(CENT) == crm_price:
+            return None
+        drift = PriceDrift(
+            crm_ref=str(product.ref),
+            product=_safe_name(product.name or product.sku),
+            sku=product.sku.strip(),
+            item_code=item.code,
+            crm_price=crm_price,
+            accounting_price=None if accounting_price is None else accounting_price.quantize(CENT),
+            currency=currency,
+        )
+        had = "no sales price" if drift.accounting_price is None else f"{drift.accounting_price}"
+        self.found.append(
+            Discrepancy(
+                "item_price_drift",
+                crm_ref=drift.crm_ref,
+                deal_name=drift.product,
+                invoice_id=item.id or item.code,
+                crm_amount=drift.crm_price,
+                accounting_amount=drift.accounting_price,
+                currency=currency,
+                detail=(
+                    f"SKU {drift.sku[:60]} (item {drift.item_code[:60]}): CRM price {drift.crm_price}, item {had}; "
+                    f"a difference of {drift.difference}"
+                ),
+            )
+        )
+        return drift
+
     # -- operations ------------------------------------------------------------------------------
 
     def add_failures(
@@ -741,6 +897,7 @@ class _Reconciler:
                 f"Contact drift was checked for {self.customers_checked} customers; {self.customers_skipped} more "
                 f"were not checked (limit {limit})."
             )
+        notes.extend(self.catalogue_notes)
         return tuple(notes)
 
 
@@ -764,6 +921,7 @@ def reconcile(
     deal_mappings: Iterable[IdMapping] | None = None,
     max_customer_checks: int | None = None,
     conflicts: Iterable[AuditRecord] = (),
+    catalogue: Catalogue | None = None,
 ) -> Reconciliation:
     """Reconcile one UTC calendar month ``"YYYY-MM"`` between the CRM, the accounting system and the store.
 
@@ -773,6 +931,9 @@ def reconcile(
     one listing each of won deals and invoices, ``get_invoice`` per mapped invoice issued in another month,
     ``get_deal`` per distinct deal named only by invoices of the month. Raises ValueError for a bad month and
     whatever the ports raise (IntegrationError subclasses).
+
+    ``catalogue`` (given when catalogue sync is on) adds the item price drift check: one listing each of the
+    CRM's products and the accounting items, whatever the number of links.
     """
     start, end = month_bounds(month)
     run = _Reconciler(crm, accounting, store, start, end, today)
@@ -785,6 +946,8 @@ def reconcile(
     run.resolve_orphans()
     run.compare_deals()
     run.check_customers(max_customer_checks)
+    if catalogue is not None:
+        run.check_prices(catalogue)
     run.add_failures(failed_syncs, dead_letters, conflicts)
     return Reconciliation(
         month=month,
@@ -798,6 +961,8 @@ def reconcile(
         invoices=run.live_invoices,
         invoiced_deals=sum(1 for deal in run.deals.values() if deal.primary is not None),
         customers_checked=run.customers_checked,
+        products_checked=run.products_checked,
+        price_drift=tuple(run.price_drift),
         discrepancies=tuple(sorted(run.found, key=_sort_key)),
         totals=tuple(run.totals[c] for c in sorted(run.totals)),
         forecast=tuple(run.forecast[c] for c in sorted(run.forecast)),
