@@ -351,6 +351,7 @@ def test_item_price_drift_appears_in_the_csv_a_workbook_sheet_and_the_html_with_
     # and the HTML shows the section with both rows and the total including them
     page = files["summary.html"].decode()
     assert "<h2>Item price drift</h2>" in page and "<td>NOPRICE-1</td>" in page
+    assert "<td>(none)</td>" in page and "None" not in page
     assert f"{len(rows) - 1} discrepancies to review" in page
 
 

@@ -416,7 +416,9 @@ def _price_drift_html(rec: Reconciliation) -> list[str]:
     if rec.products_checked is None:
         return []
     rows = _price_drift_rows(rec)
-    shown = "".join(_cells(row) for row in rows[:HTML_PRICE_DRIFT_ROWS])
+    shown = "".join(
+        _cells(tuple("(none)" if value is None else value for value in row)) for row in rows[:HTML_PRICE_DRIFT_ROWS]
+    )
     more = len(rows) - HTML_PRICE_DRIFT_ROWS
     return [
         "<h2>Item price drift</h2>",
