@@ -7,7 +7,8 @@ against the sandbox drivers, printing what happened at each step, read back from
 a company created in the CRM becomes one customer in the accounting system; a company finance already has
 is matched, not duplicated; an edit propagates only the changed field; the first webhook delivered five
 more times, concurrently, changes nothing; a forged webhook is refused; a won deal with two line items
-becomes one invoice written back on the deal; a part payment shows on the deal after one poller run; the
+becomes one invoice written back on the deal (before it, where both systems carry a catalogue, a product created
+in the CRM becomes one item and its price change follows); a part payment shows on the deal after one poller run; the
 month's reconciliation downloads through its presigned link.
 """
 
@@ -32,7 +33,7 @@ from closeloop.models import CrmRef
 from closeloop.vendors import registry
 from closeloop_local.pairs import ACCOUNTING, CRMS, TITLES, UNPACED, Pair, running_pair
 from closeloop_local.sandboxes import xero as xero_sandbox
-from closeloop_local.sandboxes.drivers import DealLine, SeenCustomer, SeenInvoice
+from closeloop_local.sandboxes.drivers import DealLine, SeenCustomer, SeenInvoice, SeenItem
 
 DEFAULT_CRM = registry.DEFAULTS["crm"]
 DEFAULT_ACCOUNTING = registry.DEFAULTS["accounting"]
@@ -190,7 +191,51 @@ class Demo:
             if ok
             else f"   FAILED: the {self.books_title} sandbox does not hold what it should (see above)."
         )
-        return self.deals(acme) and ok
+        catalogue = self.catalogue()
+        return self.deals(acme) and ok and catalogue
+
+    def catalogue(self) -> bool:
+        """A CRM product becomes one accounting item (code = SKU, its price), and a price change follows."""
+        specs = (registry.get(self.crm.name, "crm"), registry.get(self.books.name, "accounting"))
+        lacking = [spec.title for spec in specs if "product" not in spec.capabilities.objects]
+        if lacking:
+            self.say(
+                f"\n== Product catalogue: not synced for this pair ({' and '.join(lacking)} carry no products yet)"
+            )
+            return True
+        sku, name, price, changed = "DEMO-CAT-1", "Demo widget", Decimal("25.00"), Decimal("27.50")
+        product = self.step(
+            f"Sales adds product {name} (SKU {sku}) at {price} to the {self.crm_title} catalogue",
+            lambda: self.crm.create_product(sku, name, price, Decimal("10.00")),
+        )
+        made = self.show_items(sku)
+        self.step(
+            f"Sales changes its price to {changed} in {self.crm_title}",
+            lambda: self.crm.update_product(product, price=changed),
+        )
+        updated = self.show_items(sku)
+        self.show_audit(product)
+        ok = (
+            len(made) == 1
+            and len(updated) == 1
+            and made[0].id == updated[0].id
+            and (made[0].unit_price, updated[0].unit_price) == (price, changed)
+        )
+        self.say(
+            f"   OK: one {self.books_title} item for the product; its price followed."
+            if ok
+            else f"   FAILED: expected one {self.books_title} item {sku} at {price}, then {changed} (see above)."
+        )
+        return ok
+
+    def show_items(self, code: str) -> list[SeenItem]:
+        items = [i for i in self.books.items() if i.code == code]
+        for item in items:
+            price, cost = (f"{v:.2f}" if v is not None else "-" for v in (item.unit_price, item.unit_cost))
+            self.say(f"   {self.books_title} item {item.code}: {item.name}, price {price}, cost {cost}")
+        if not items:
+            self.say(f"   {self.books_title} has no item {code}")
+        return items
 
     def deals(self, acme: CrmRef) -> bool:
         today = datetime.now(UTC).date()

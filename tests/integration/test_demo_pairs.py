@@ -56,6 +56,10 @@ def test_the_demo_plays_the_whole_loop_for_a_non_default_pair(
     assert f"{books_title} customers before: 2, after: 2" in out
     assert re.search(rf"forged request to \S+/webhooks/{crm}/\S+ is refused: HTTP 401", out)
     assert f"OK: one {books_title} customer per {crm_title} company, matched not duplicated." in out
+    # A CRM product -> one item coded by its SKU at its price; the price change follows on the same item
+    assert re.search(rf"{books_title} item DEMO-CAT-1: Demo widget, price 25.00", out)
+    assert re.search(rf"{books_title} item DEMO-CAT-1: Demo widget, price 27.50", out)
+    assert f"OK: one {books_title} item for the product; its price followed." in out
     # Won deal -> one invoice -> part payment on the deal -> the month's report
     assert len(re.findall(rf"{books_title} invoice \S+ \(\w+\): .*reference '{crm}-deal-", out)) == 2  # before, after
     assert re.search(rf"{crm_title} deal now: .*payment_status=partially_paid, amount_due=\S+, amount_paid=500", out)
