@@ -18,6 +18,11 @@ Production adapters talk to it over real HTTP through ``PIPEDRIVE_API_URL``. Wha
   pagination), ``/v1/users/me``, ``/v1/webhooks`` and the v1 field lists (``key``/``name``).
 - Custom fields are keyed by a random 40-character hex hash; values travel under ``custom_fields``; ``enum``
   values are option ids, ``double`` values numbers; an unknown hash or a wrong value is a 400; ``null`` clears.
+- Deal products (``GET``/``POST /api/v2/deals/{id}/products``, ``PATCH``/``DELETE .../products/{attachment_id}``):
+  ``sum`` is recomputed on every change; billing as client-nodejs v2 publishes it: ``billing_frequency``
+  one-time (default) / weekly / monthly / quarterly / semi-annually / annually, ``billing_frequency_cycles``
+  (1-208; null = indefinitely, never with weekly, always with one-time), ``billing_start_date`` (YYYY-MM-DD
+  within 10 years of today), at most 20 recurring rows per deal; a refused value is a 400 and nothing changes.
 - Deals: ``status`` open/won/lost sets ``won_time``/``lost_time``/``close_time``; with products attached the
   deal ``value`` is the sum of the products' ``sum`` (quantity x price, less the discount, plus exclusive tax).
 - Rate limits: a daily token budget (each endpoint has a token cost, v2 cheaper than v1) and a rolling
@@ -94,6 +99,19 @@ SYSTEM_FIELD_TYPES = ("status", "price_list")
 #: The keys of a product's price entry (client-nodejs v2 prices-array.ts, product-request.ts).
 PRICE_KEYS = frozenset({"product_id", "currency", "price", "cost", "direct_cost", "notes"})
 DEFAULT_CURRENCY = "USD"
+#: A deal product's billing (client-nodejs v2 get-deals-products-response-data-inner-all-of1..3.ts): how often,
+#: how many times (a positive integer up to 208; null is "indefinitely", never with weekly, always with one-time),
+#: from when (within 10 years of today); at most 20 products of a deal bill other than one-time.
+BILLING_FREQUENCIES = ("one-time", "annually", "semi-annually", "quarterly", "monthly", "weekly")
+BILLING_KEYS = ("billing_frequency", "billing_frequency_cycles", "billing_start_date")
+MAX_BILLING_CYCLES = 208
+MAX_RECURRING_PRODUCTS = 20
+BILLING_START_SPAN_YEARS = 10
+TAX_METHODS = ("exclusive", "inclusive", "none")
+#: What a deal-product POST/PATCH may carry (deal-product-request-body{,1}.ts and the billing models).
+DEAL_PRODUCT_KEYS = frozenset({"product_id", "item_price", "quantity", "tax", "comments", "discount",
+                               "is_enabled", "tax_method", "discount_type", "product_variation_id", "name",
+                               *BILLING_KEYS})  # fmt: skip
 #: Token cost of one call: (method, API version, one record or a list).
 TOKEN_COSTS: dict[tuple[str, str, str], int] = {
     ("GET", "v2", "one"): 1,
@@ -263,6 +281,13 @@ def _number(value: Any, what: str) -> Decimal:
     return number
 
 
+def _years_later(day: date, years: int) -> date:
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:  # 29 February in a year that has none
+        return day.replace(year=day.year + years, day=28)
+
+
 def _sort_value(record: _Record, sort_by: str) -> Any:
     """What a v2 list sorts ``record`` by (ties by id): a time, a product's name, or nothing for ``id``."""
     if sort_by == "name":
@@ -426,6 +451,17 @@ class PipedriveSandbox(SandboxApp):
         with self.state.lock:
             return self._guard(lambda: self._add_deal_product_locked(self._live("deal", deal_id), values))
 
+    def update_deal_product(self, deal_id: int | str, attachment_id: int | str, values: Mapping[str, Any]) -> JSON:
+        """A salesperson edits a product on a deal (its billing fields too); ValueError as the API's 400/404."""
+        with self.state.lock:
+            return self._guard(
+                lambda: self._update_deal_product_locked(self._live("deal", deal_id), str(attachment_id), values)
+            )
+
+    def deal_products(self, deal_id: int | str) -> list[JSON]:
+        with self.state.lock:
+            return self._products_of(int(deal_id))
+
     def add_field(self, entity: str, name: str, field_type: str = "varchar", options: Sequence[str] = ()) -> str:
         """Create a custom field; returns its 40-character hash key."""
         with self.state.lock:
@@ -528,6 +564,8 @@ class PipedriveSandbox(SandboxApp):
             routes.add("DELETE", f"/api/v2/{collection}/<object_id>", partial(self._delete_one, entity))
         routes.add("GET", "/api/v2/deals/<deal_id>/products", self._list_deal_products)
         routes.add("POST", "/api/v2/deals/<deal_id>/products", self._post_deal_product)
+        routes.add("PATCH", "/api/v2/deals/<deal_id>/products/<attachment_id>", self._patch_deal_product)
+        routes.add("DELETE", "/api/v2/deals/<deal_id>/products/<attachment_id>", self._delete_deal_product)
         for collection, entity in FIELD_COLLECTIONS.items():
             routes.add("GET", f"/api/v2/{collection}", partial(self._list_fields, entity))
             routes.add("POST", f"/api/v2/{collection}", partial(self._post_field, entity))
@@ -578,6 +616,13 @@ class PipedriveSandbox(SandboxApp):
     def _post_deal_product(self, request: Request, deal_id: str) -> Response:
         deal = self._live("deal", deal_id)
         return self._ok(self._add_deal_product_locked(deal, self._body(request)), 201)
+
+    def _patch_deal_product(self, request: Request, deal_id: str, attachment_id: str) -> Response:
+        deal = self._live("deal", deal_id)
+        return self._ok(self._update_deal_product_locked(deal, attachment_id, self._body(request)))
+
+    def _delete_deal_product(self, request: Request, deal_id: str, attachment_id: str) -> Response:
+        return self._ok(self._delete_deal_product_locked(self._live("deal", deal_id), attachment_id))
 
     def _list_fields(self, entity: str, request: Request) -> Response:
         return self._page(self._fields[entity], request)
@@ -851,46 +896,132 @@ class PipedriveSandbox(SandboxApp):
         return [copy.deepcopy(p) for p in self._deal_products.values() if p["deal_id"] == deal_id]
 
     def _add_deal_product_locked(self, deal: _Record, values: Mapping[str, Any]) -> JSON:
-        product = self._live("product", str(values.get("product_id", "")))
-        price = _number(values.get("item_price"), "item_price")
-        quantity = _number(values.get("quantity", 1), "quantity")
-        discount = _number(values.get("discount", 0), "discount")
-        discount_type = values.get("discount_type", "percentage")
-        tax = _number(values.get("tax", 0), "tax")
-        tax_method = values.get("tax_method", "exclusive")
-        if discount_type not in ("percentage", "amount") or tax_method not in ("exclusive", "inclusive", "none"):
-            raise _ApiError(400, "discount_type must be percentage|amount, tax_method exclusive|inclusive|none")
-        gross = price * quantity
-        net = gross - (gross * discount / 100 if discount_type == "percentage" else discount)
-        total = net + (net * tax / 100 if tax_method == "exclusive" else Decimal(0))
+        missing = [k for k in ("product_id", "item_price", "quantity") if values.get(k) is None]
+        if missing:
+            # DealProductRequestBody (client-nodejs v2) requires product_id, item_price and quantity.
+            raise _ApiError(400, f"{', '.join(missing)} is required")
         now = self.now()
         row: JSON = {
             "id": self._next_id["deal_product"],
             "deal_id": deal.id,
-            "product_id": product.id,
+            "product_id": None,
             "product_variation_id": None,
-            "name": str(values.get("name") or product.values.get("name")),
-            "item_price": price,
-            "quantity": quantity,
-            "discount": discount,
-            "discount_type": discount_type,
-            "tax": tax,
-            "tax_method": tax_method,
-            "sum": total.quantize(Decimal("0.01")),
+            "name": None,
+            "item_price": Decimal(0),
+            "quantity": Decimal(1),
+            "discount": Decimal(0),
+            "discount_type": "percentage",
+            "tax": Decimal(0),
+            "tax_method": "exclusive",
+            "sum": Decimal(0),
             "is_enabled": True,
-            "comments": values.get("comments"),
+            "comments": None,
             "billing_frequency": "one-time",
             "billing_frequency_cycles": None,
             "billing_start_date": None,
             "add_time": _iso(now),
             "update_time": _iso(now),
         }
+        row = self._deal_product_values(deal, row, values)
         self._next_id["deal_product"] += 1
         self._deal_products[row["id"]] = row
-        # With products attached, the deal's value is the sum of their sums (as Pipedrive shows it).
+        self._deal_value(deal)
+        return copy.deepcopy(row)
+
+    def _update_deal_product_locked(self, deal: _Record, attachment_id: str, values: Mapping[str, Any]) -> JSON:
+        current = self._deal_product(deal, attachment_id)
+        row = self._deal_product_values(deal, current, values)
+        row["update_time"] = _iso(self.now())
+        self._deal_products[row["id"]] = row
+        self._deal_value(deal)
+        return copy.deepcopy(row)
+
+    def _delete_deal_product_locked(self, deal: _Record, attachment_id: str) -> JSON:
+        row = self._deal_product(deal, attachment_id)
+        del self._deal_products[row["id"]]
+        self._deal_value(deal)
+        return {"id": row["id"]}
+
+    def _deal_product(self, deal: _Record, attachment_id: str) -> JSON:
+        row = self._deal_products.get(int(attachment_id)) if attachment_id.isdigit() else None
+        if row is None or row["deal_id"] != deal.id:
+            raise _ApiError(404, "Deal product not found")  # wording: see GUESSES["deal product errors"]
+        return row
+
+    def _deal_product_values(self, deal: _Record, current: JSON, values: Mapping[str, Any]) -> JSON:
+        """``current`` with ``values`` applied and checked as a whole (a new dict: nothing is stored on a 400)."""
+        unknown = set(values) - DEAL_PRODUCT_KEYS
+        if unknown:
+            raise _ApiError(400, f"Unknown deal product fields: {', '.join(sorted(unknown))}")
+        row = dict(current)
+        self._apply_line_fields(row, values)
+        self._check_billing(deal, row)
+        gross = row["item_price"] * row["quantity"]
+        net = gross - (gross * row["discount"] / 100 if row["discount_type"] == "percentage" else row["discount"])
+        total = net + (net * row["tax"] / 100 if row["tax_method"] == "exclusive" else Decimal(0))
+        row["sum"] = total.quantize(Decimal("0.01"))
+        return row
+
+    def _apply_line_fields(self, row: JSON, values: Mapping[str, Any]) -> None:
+        if "product_id" in values:
+            product = self._live("product", str(values["product_id"]))
+            row["product_id"] = product.id
+            row["name"] = str(product.values.get("name"))
+        if values.get("name"):
+            row["name"] = str(values["name"])  # the sandbox's helpers name a line; the API takes the product's
+        for key in ("item_price", "quantity", "discount", "tax"):
+            if key in values:
+                row[key] = _number(values[key], key)
+        for key, allowed in (("discount_type", ("percentage", "amount")), ("tax_method", TAX_METHODS)):
+            if key in values:
+                if values[key] not in allowed:
+                    raise _ApiError(400, f"{key} must be one of {', '.join(allowed)}")
+                row[key] = values[key]
+        if "is_enabled" in values and not isinstance(values["is_enabled"], bool):
+            raise _ApiError(400, "is_enabled must be a boolean")
+        row.update(
+            {k: values[k] for k in ("comments", "product_variation_id", "is_enabled", *BILLING_KEYS) if k in values}
+        )
+
+    def _check_billing(self, deal: _Record, row: JSON) -> None:
+        """The billing rules client-nodejs v2 documents (get-deals-products-response-data-inner-all-of1..3.ts),
+        checked on the row as it would be stored (see GUESSES["deal product billing rules"])."""
+        frequency, cycles, start = row["billing_frequency"], row["billing_frequency_cycles"], row["billing_start_date"]
+        if frequency not in BILLING_FREQUENCIES:
+            raise _ApiError(400, f"billing_frequency must be one of {', '.join(BILLING_FREQUENCIES)}")
+        if cycles is not None and (
+            isinstance(cycles, bool) or not isinstance(cycles, int) or not 1 <= cycles <= MAX_BILLING_CYCLES
+        ):
+            raise _ApiError(400, f"billing_frequency_cycles must be a positive integer up to {MAX_BILLING_CYCLES}")
+        if frequency == "one-time" and cycles is not None:
+            raise _ApiError(400, "billing_frequency_cycles must be null when billing_frequency is one-time")
+        if frequency == "weekly" and cycles is None:
+            raise _ApiError(400, "billing_frequency_cycles cannot be null when billing_frequency is weekly")
+        if start is not None:
+            try:
+                day = date.fromisoformat(str(start)) if len(str(start)) == len("2026-01-31") else None
+            except ValueError:
+                day = None
+            if day is None:
+                raise _ApiError(400, "billing_start_date must be a date YYYY-MM-DD")
+            today = datetime.fromtimestamp(self.now(), UTC).date()
+            span = BILLING_START_SPAN_YEARS
+            if not _years_later(today, -span) <= day <= _years_later(today, span):
+                raise _ApiError(400, f"billing_start_date must be between {span} years in the past and in the future")
+        recurring = [
+            p for p in self._deal_products.values()
+            if p["deal_id"] == deal.id and p["id"] != row["id"] and p["billing_frequency"] != "one-time"
+        ]  # fmt: skip
+        if frequency != "one-time" and len(recurring) >= MAX_RECURRING_PRODUCTS:
+            raise _ApiError(
+                400,
+                f"A deal can have up to {MAX_RECURRING_PRODUCTS} products with a billing frequency other than one-time",
+            )
+
+    def _deal_value(self, deal: _Record) -> None:
+        """With products attached, the deal's value is the sum of their sums (as Pipedrive shows it)."""
         value = sum((p["sum"] for p in self._products_of(deal.id) if p["is_enabled"]), Decimal(0))
         self._update_locked(deal, {"value": value})
-        return copy.deepcopy(row)
 
     # -- fields -------------------------------------------------------------------------------------
     def _add_field_locked(

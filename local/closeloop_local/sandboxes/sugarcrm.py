@@ -22,7 +22,17 @@ GUESSES["301 message names the range"]).
   ``fields``, ``max_num``, ``offset``, ``order_by``; ``next_offset`` -1 on the last page),
   ``GET /<module>/<id>/link/<link>``, ``GET /metadata?type_filter=modules&module_filter=<M>``.
   Modules: Accounts, Contacts, Opportunities, RevenueLineItems, ProductTemplates (the Product Catalog, with
-  ``active_status`` Active by default), Currencies ("-99" is the system currency).
+  ``active_status`` Active by default), Currencies ("-99" is the system currency), TaxRates, Contracts
+  (``status`` notstarted/inprogress/signed, ``start_date``, ``end_date``, ``total_contract_value``, links
+  ``opportunities``/``accounts``) and Quotes: the header (``quote_num`` auto-numbered, ``quote_stage``,
+  ``date_quote_expected_closed``, ``billing_account_id``, ``opportunity_id``, ``taxrate_id``, totals) with its
+  groups (``GET /Quotes/<id>/link/product_bundles``: ProductBundles) and their lines
+  (``GET /ProductBundles/<id>/link/products``: Products with ``product_template_id``, ``mft_part_num``,
+  ``quantity``, ``discount_price``, ``discount_amount``/``discount_select``, ``tax_class``, ``position``).
+  Totals are the vardefs' enforced formulas (a write to them is ignored): a line's ``subtotal`` (price x
+  quantity), ``deal_calc`` (its discount) and ``total_amount``; a group's and the quote's sums, the quote's
+  ``tax`` (its taxable lines x the tax rate) and ``total`` (+ ``shipping``). A line change re-totals and saves
+  its group and quote (date_modified, hooks). Int fields are JSON integers, as SugarFieldInt formats them.
 - Quirks: ``PUT`` silently ignores fields the module does not have (custom Studio fields end in ``_c``);
   an opportunity's ``amount`` is the sum of its revenue line items' ``likely_case``, and setting its
   ``sales_stage`` to a closed stage cascades to its open line items (Sugar 10.3+ "cascade"); money comes
@@ -44,6 +54,8 @@ Control API (no auth, never logged in ``state.requests``)::
     POST /_sandbox/records/<module>           fields (as a user in the UI; queues hooks)
     GET  /_sandbox/records/<module>/<id>
     PUT  /_sandbox/records/<module>/<id>      fields (as a user in the UI; queues hooks)
+    POST /_sandbox/quotes                     quote fields + "bundles": [{"name", "products": [line fields]}]
+    POST /_sandbox/quotes/<id>/lines          line fields (+ "bundle_id"; default its first group)
     POST /_sandbox/hooks                      {"module", "url", "trigger_event"?, "request_method"?}
     POST /_sandbox/hooks/run                  run the dispatch job now
     GET  /_sandbox/hooks/deliveries           every delivery attempt
@@ -133,6 +145,44 @@ _STOCK: dict[str, dict[str, str]] = {
                          "discount_price": "currency", "list_price": "currency", "cost_price": "currency",
                          "currency_id": "currency_id", "active_status": "enum", "status": "enum",
                          "tax_class": "enum"},
+    # Quotes vardefs (12.0): the header; its lines are Products grouped in ProductBundles (product_bundle_quote,
+    # product_bundle_product join tables). Totals are calculated fields Sugar enforces (_CALCULATED).
+    "Quotes": {**_COMMON, "quote_num": "int", "quote_stage": "enum", "quote_type": "enum",
+               "date_quote_expected_closed": "date", "date_quote_closed": "date", "original_po_date": "date",
+               "purchase_order_num": "varchar", "payment_terms": "enum", "order_stage": "enum",
+               "subtotal": "currency", "deal_tot": "currency", "new_sub": "currency", "taxable_subtotal": "currency",
+               "tax": "currency", "shipping": "currency", "discount": "currency", "total": "currency",
+               "taxrate_id": "id", "taxrate_value": "currency", "currency_id": "currency_id", "base_rate": "decimal",
+               "billing_account_id": "relate", "billing_account_name": "relate", "billing_contact_id": "relate",
+               "shipping_account_id": "relate", "opportunity_id": "relate", "opportunity_name": "relate",
+               "show_line_nums": "bool", "renewal": "bool",
+               **{f"billing_address_{p}": "varchar" for p in _ADDRESS},
+               **{f"shipping_address_{p}": "varchar" for p in _ADDRESS}},
+    "ProductBundles": {**_COMMON, "bundle_stage": "varchar", "subtotal": "currency", "deal_tot": "currency",
+                       "new_sub": "currency", "taxable_subtotal": "currency", "tax": "currency",
+                       "shipping": "currency", "total": "currency", "taxrate_id": "id",
+                       "currency_id": "currency_id", "base_rate": "decimal", "default_group": "bool",
+                       "position": "int"},
+    # Products vardefs (12.0): a quoted line; discount_select true (the vardef default) reads discount_amount
+    # as a percentage. service_* say how long a service line runs.
+    "Products": {**_COMMON, "product_template_id": "id", "product_template_name": "relate", "quote_id": "id",
+                 "account_id": "id", "contact_id": "id", "opportunity_id": "id", "revenuelineitem_id": "id",
+                 "mft_part_num": "varchar", "vendor_part_num": "varchar", "quantity": "decimal",
+                 "discount_price": "currency", "list_price": "currency", "cost_price": "currency",
+                 "discount_amount": "currency", "discount_select": "bool", "subtotal": "currency",
+                 "deal_calc": "currency", "total_amount": "currency", "tax_class": "enum", "status": "enum",
+                 "currency_id": "currency_id", "base_rate": "decimal", "service": "bool", "renewable": "bool",
+                 "service_start_date": "date", "service_end_date": "date", "service_duration_value": "int",
+                 "service_duration_unit": "enum", "position": "int"},
+    # Contracts vardefs (12.0): status an enum of contract_status_dom (notstarted, inprogress, signed); the
+    # opportunity is the one-sided link "opportunities" (contracts_opportunities), opportunity_id its id.
+    "Contracts": {**_COMMON, "reference_code": "varchar", "status": "enum", "start_date": "date",
+                  "end_date": "date", "account_id": "id", "account_name": "relate", "opportunity_id": "id",
+                  "opportunity_name": "relate", "total_contract_value": "currency",
+                  "total_contract_value_usdollar": "currency", "currency_id": "currency_id", "base_rate": "decimal",
+                  "customer_signed_date": "date", "company_signed_date": "date", "expiration_notice": "datetime",
+                  "type": "enum"},
+    "TaxRates": {**_COMMON, "value": "decimal", "status": "enum", "list_order": "int"},
     "Currencies": {"id": "id", "name": "varchar", "symbol": "varchar", "iso4217": "varchar",
                    "conversion_rate": "decimal", "status": "enum", "date_entered": "datetime",
                    "date_modified": "datetime", "deleted": "bool"},
@@ -140,12 +190,46 @@ _STOCK: dict[str, dict[str, str]] = {
 #: The bean class a web logic hook names (``bean``) per module.
 _BEANS = {"Accounts": "Account", "Contacts": "Contact", "Opportunities": "Opportunity",
           "RevenueLineItems": "RevenueLineItem", "ProductTemplates": "ProductTemplate",
-          "Currencies": "Currency"}  # fmt: skip
+          "Currencies": "Currency", "Quotes": "Quote", "ProductBundles": "ProductBundle", "Products": "Product",
+          "Contracts": "Contract", "TaxRates": "TaxRate"}  # fmt: skip
 #: module -> link -> (related module, field on the related record pointing back, or None for a join table).
 _LINKS: dict[str, dict[str, tuple[str, str | None]]] = {
-    "Accounts": {"contacts": ("Contacts", "account_id"), "opportunities": ("Opportunities", "account_id")},
-    "Opportunities": {"revenuelineitems": ("RevenueLineItems", "opportunity_id"), "contacts": ("Contacts", None)},
-}
+    "Accounts": {"contacts": ("Contacts", "account_id"), "opportunities": ("Opportunities", "account_id"),
+                 "quotes": ("Quotes", "billing_account_id"), "contracts": ("Contracts", "account_id")},
+    "Opportunities": {"revenuelineitems": ("RevenueLineItems", "opportunity_id"), "contacts": ("Contacts", None),
+                      "quotes": ("Quotes", "opportunity_id"), "contracts": ("Contracts", "opportunity_id")},
+    # A quote's groups and a group's lines: join tables whose index is the record's ``position``.
+    "Quotes": {"product_bundles": ("ProductBundles", None)},  # see GUESSES["line order is position"]
+    "ProductBundles": {"products": ("Products", None)},
+}  # fmt: skip
+#: module -> link -> (related module, the field on THIS record holding the related id): one-sided links.
+_OWN_LINKS: dict[str, dict[str, tuple[str, str]]] = {
+    "Quotes": {"billing_accounts": ("Accounts", "billing_account_id"),
+               "opportunities": ("Opportunities", "opportunity_id")},
+    # see GUESSES["contract opportunity_id"]
+    "Contracts": {"accounts": ("Accounts", "account_id"), "opportunities": ("Opportunities", "opportunity_id")},
+    "Products": {"quotes": ("Quotes", "quote_id")},
+}  # fmt: skip
+#: Calculated fields Sugar enforces (vardefs ``calculated``/``enforced``, or read-only): a write is ignored.
+_CALCULATED: dict[str, frozenset[str]] = {
+    "Quotes": frozenset({"quote_num", "subtotal", "deal_tot", "new_sub", "taxable_subtotal", "tax", "total",
+                         "taxrate_value", "renewal"}),
+    "ProductBundles": frozenset({"subtotal", "deal_tot", "new_sub", "taxable_subtotal", "total"}),
+    "Products": frozenset({"subtotal", "deal_calc", "total_amount"}),
+    "Contracts": frozenset({"total_contract_value_usdollar"}),
+}  # fmt: skip
+#: Vardef defaults Sugar fills on create (currency_id -99 everywhere, Products' discount_select and tax_class).
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    "Opportunities": {"currency_id": SYSTEM_CURRENCY_ID},
+    "RevenueLineItems": {"currency_id": SYSTEM_CURRENCY_ID},
+    "ProductTemplates": {"currency_id": SYSTEM_CURRENCY_ID, "active_status": "Active"},
+    "Quotes": {"currency_id": SYSTEM_CURRENCY_ID, "shipping": "0.000000", "show_line_nums": True},
+    "ProductBundles": {"currency_id": SYSTEM_CURRENCY_ID, "default_group": False},
+    "Products": {"currency_id": SYSTEM_CURRENCY_ID, "discount_select": True, "tax_class": "Taxable",
+                 "quantity": "1", "discount_amount": "0.000000"},
+    "Contracts": {"currency_id": SYSTEM_CURRENCY_ID},
+    "TaxRates": {"status": "Active"},
+}  # fmt: skip
 _MONEY = frozenset({"currency"})
 _NUMBERS = frozenset({"currency", "decimal", "int"})
 _READ_ONLY = frozenset({"id", "date_entered", "date_modified", "modified_user_id", "created_by", "deleted",
@@ -295,6 +379,47 @@ class SugarSandbox(SandboxApp):
     def records(self, module: str) -> list[JSON]:
         with self.state.lock:
             return [self._render(r) for r in self._records[self._module(module)].values() if not r.get("deleted")]
+
+    def create_quote(self, values: Mapping[str, Any], groups: Sequence[Mapping[str, Any]] = (),
+                     *, user_id: str = UI_USER_ID) -> JSON:  # fmt: skip
+        """A quote as a user builds it in Sugar's quote editor: its header ``values``, then each group
+        (``{"name": ..., "products": [line values, ...]}``, a ProductBundle) with its lines (Products) in order;
+        totals roll up from the lines. Returns the quote as the API renders it."""
+        with self.state.lock:
+            quote = self._create("Quotes", values, user_id)
+            for group in groups:
+                bundle = self._add_group(quote, {k: v for k, v in group.items() if k != "products"}, user_id)
+                for line in group.get("products") or []:
+                    self._quote_line(quote, str(bundle["id"]), line, user_id)
+            return self._render(quote)
+
+    def add_quote_line(self, quote_id: str, values: Mapping[str, Any], *, bundle_id: str | None = None,
+                       user_id: str = UI_USER_ID) -> JSON:  # fmt: skip
+        """A line added to a quote's group (its first one, made when it has none); returns the line."""
+        with self.state.lock:
+            quote = self._live("Quotes", quote_id)
+            if quote is None:
+                raise KeyError(f"Quotes {quote_id} does not exist")
+            groups = self._joined("Quotes", quote_id)
+            if bundle_id is None:
+                bundle_id = str(groups[0]["id"]) if groups else str(self._add_group(quote, {}, user_id)["id"])
+            elif bundle_id not in {str(g["id"]) for g in groups}:
+                raise KeyError(f"ProductBundles {bundle_id} is not a group of quote {quote_id}")
+            return self._render(self._quote_line(quote, bundle_id, values, user_id))
+
+    def quote_lines(self, quote_id: str) -> list[JSON]:
+        """A quote's lines in the editor's order (group by group, line by line)."""
+        with self.state.lock:
+            return [self._render(line) for group in self._joined("Quotes", quote_id)
+                    for line in self._joined("ProductBundles", str(group["id"]))]  # fmt: skip
+
+    def _add_group(self, quote: JSON, values: Mapping[str, Any], user_id: str) -> JSON:
+        name = values.get("name") or f"Group {len(self._joins.get(('Quotes', str(quote['id'])), [])) + 1}"
+        bundle = self._create(
+            "ProductBundles", {"currency_id": quote.get("currency_id"), **values, "name": name}, user_id
+        )
+        self._attach("Quotes", str(quote["id"]), str(bundle["id"]))
+        return bundle
 
     def link_contact_to_opportunity(self, opportunity_id: str, contact_id: str) -> None:
         with self.state.lock:
@@ -566,7 +691,12 @@ class SugarSandbox(SandboxApp):
         return self._listing(module, records, body)
 
     def _link(self, request: Request, module: str, rid: str, link: str) -> Response:
-        self._record(module, rid)
+        record = self._record(module, rid)
+        own = _OWN_LINKS.get(module, {}).get(link)
+        if own is not None:
+            related_module, id_field = own
+            found = self._live(related_module, str(record.get(id_field) or ""))
+            return self._listing(related_module, [found] if found else [], dict(request.args))
         target = _LINKS.get(module, {}).get(link)
         if target is None:
             raise _ApiError(404, "not_found", f"Could not find a relationship named: {link}")
@@ -686,7 +816,7 @@ class SugarSandbox(SandboxApp):
         kept: JSON = {}
         for name, raw in values.items():
             kind = self._fields[module].get(name)
-            if kind is not None and name not in _READ_ONLY:
+            if kind is not None and name not in _READ_ONLY and name not in _CALCULATED.get(module, ()):
                 kept[name] = self._normalised(name, kind, raw)
         return kept
 
@@ -699,7 +829,8 @@ class SugarSandbox(SandboxApp):
                 number = Decimal("NaN")
             if not number.is_finite():
                 raise _ApiError(422, "invalid_parameter", f"Invalid value for field {name}")
-            return _money(number) if kind in _MONEY else (str(int(number)) if kind == "int" else f"{number:f}")
+            # An int field is a JSON integer (SugarFieldInt::apiFormatField casts it), a decimal a string.
+            return _money(number) if kind in _MONEY else (int(number) if kind == "int" else f"{number:f}")
         if kind == "email":
             return _email_list(value)
         if kind == "bool":
@@ -711,12 +842,17 @@ class SugarSandbox(SandboxApp):
         record: JSON = {"id": str(values.get("id") or uuid.uuid4()), "date_entered": now, "date_modified": now,
                         "created_by": user_id, "modified_user_id": user_id, "deleted": False}  # fmt: skip
         record.update(self._accepted(module, values))
-        if module in ("Opportunities", "RevenueLineItems", "ProductTemplates"):
-            record.setdefault("currency_id", SYSTEM_CURRENCY_ID)
-        if module == "ProductTemplates":
-            record.setdefault("active_status", "Active")  # the vardef's default
+        for name, default in _DEFAULTS.get(module, {}).items():
+            record.setdefault(name, default)  # the vardefs' defaults
         if module == "RevenueLineItems":
             self._derive_line(record)
+        if module == "Quotes":
+            # quote_num: an auto-increment, read-only int (Quotes vardefs); see GUESSES["quote_num numbering"].
+            record["quote_num"] = 1 + max(
+                (int(q.get("quote_num") or 0) for q in self._records["Quotes"].values()), default=0
+            )
+        if module in _CALCULATED:
+            self._calculate(module, record)
         self._records[module][record["id"]] = record
         self._after_change(module, record, {}, is_update=False)
         return record
@@ -731,6 +867,8 @@ class SugarSandbox(SandboxApp):
         record["date_modified"], record["modified_user_id"] = self._now(), user_id
         if module == "RevenueLineItems":
             self._derive_line(record)
+        if module in _CALCULATED:
+            self._calculate(module, record)
         if module == "Opportunities" and changed.get("sales_stage") in CLOSED_STAGES:
             # Cascade (Sugar 10.3+): a closed opportunity stage is copied to its open line items.
             for line in list(self._records["RevenueLineItems"].values()):
@@ -742,6 +880,89 @@ class SugarSandbox(SandboxApp):
     def _delete(self, module: str, record: JSON, user_id: str) -> None:
         record.update(deleted=True, date_modified=self._now(), modified_user_id=user_id)
         self._queue_hooks(module, record, "after_delete", {}, is_update=True)
+        self._roll_up_to_parents(module, str(record["id"]))
+
+    # -- quotes: lines, groups and totals (Products -> ProductBundles -> Quotes, as the vardefs' formulas) --
+
+    def _calculate(self, module: str, record: JSON) -> None:
+        """Fill ``record``'s calculated fields from its own values and its live children."""
+        if module == "Products":
+            self._derive_quoted_line(record)
+            return
+        if module == "Contracts":
+            value = record.get("total_contract_value")
+            record["total_contract_value_usdollar"] = None if value in (None, "") else _money(Decimal(str(value)))
+            return
+        if module not in ("ProductBundles", "Quotes"):
+            return
+        children = self._joined(module, str(record["id"]))
+
+        def total(name: str, rows: Sequence[JSON] = children) -> Decimal:
+            return sum((Decimal(str(r.get(name) or "0")) for r in rows), Decimal(0))
+
+        if module == "ProductBundles":
+            subtotal, discount = total("subtotal"), total("deal_calc")
+            taxable = total("total_amount", [r for r in children if r.get("tax_class") == "Taxable"])
+            record.update(subtotal=_money(subtotal), deal_tot=_money(discount), new_sub=_money(subtotal - discount),
+                          taxable_subtotal=_money(taxable), total=_money(subtotal - discount))  # fmt: skip
+            return
+        rate = self._live("TaxRates", str(record.get("taxrate_id") or ""))
+        rate_value = Decimal(str(rate.get("value") or "0")) if rate else Decimal(0)
+        new_sub, taxable = total("new_sub"), total("taxable_subtotal")
+        tax = taxable * rate_value / 100
+        shipping = Decimal(str(record.get("shipping") or "0"))
+        record.update(subtotal=_money(total("subtotal")), deal_tot=_money(total("deal_tot")), new_sub=_money(new_sub),
+                      taxable_subtotal=_money(taxable), taxrate_value=_money(rate_value), tax=_money(tax),
+                      total=_money(new_sub + tax + shipping))  # fmt: skip
+
+    def _derive_quoted_line(self, line: JSON) -> None:
+        """A quoted line takes what it leaves out from its catalogue product (see GUESSES["quoted line copies its
+        product template"]); subtotal, discount (deal_calc) and total_amount as the Products vardefs compute them."""
+        template = self._live("ProductTemplates", str(line.get("product_template_id") or ""))
+        if template is not None:
+            line["product_template_name"] = template.get("name")
+            for name in ("name", "mft_part_num", "discount_price", "list_price", "cost_price", "tax_class"):
+                if line.get(name) in (None, ""):
+                    line[name] = template.get(name)
+        quantity = Decimal(str(line.get("quantity") or "0"))
+        subtotal = Decimal(str(line.get("discount_price") or "0")) * quantity
+        discount = Decimal(str(line.get("discount_amount") or "0"))
+        deal_calc = subtotal * discount / 100 if line.get("discount_select") else discount
+        line.update(subtotal=_money(subtotal), deal_calc=_money(deal_calc), total_amount=_money(subtotal - deal_calc))
+
+    def _joined(self, module: str, record_id: str) -> list[JSON]:
+        """The live records a quote (its groups) or a group (its lines) holds, in position order."""
+        related = {"Quotes": "ProductBundles", "ProductBundles": "Products"}[module]
+        return [r for i in self._joins.get((module, record_id), []) if (r := self._live(related, i)) is not None]
+
+    def _roll_up_to_parents(self, module: str, record_id: str) -> None:
+        """A changed line re-totals its groups, a changed group its quotes; each parent whose totals moved is
+        saved (date_modified, after_save hook), see GUESSES["a line edit saves its quote"]."""
+        parent = {"Products": "ProductBundles", "ProductBundles": "Quotes"}.get(module)
+        if parent is None:
+            return
+        for (owner_module, owner_id), ids in list(self._joins.items()):
+            if owner_module == parent and record_id in ids and (owner := self._live(parent, owner_id)) is not None:
+                before = dict(owner)
+                self._calculate(parent, owner)
+                if any(owner.get(k) != before.get(k) for k in _CALCULATED[parent]):
+                    owner.update(date_modified=self._now(), modified_user_id=before.get("modified_user_id"))
+                    self._after_change(parent, owner, before, is_update=True)
+
+    def _attach(self, module: str, owner_id: str, child_id: str) -> None:
+        """Link a group to a quote or a line to a group, last; its ``position`` is its index (0-based)."""
+        ids = self._joins.setdefault((module, owner_id), [])
+        related = {"Quotes": "ProductBundles", "ProductBundles": "Products"}[module]
+        ids.append(child_id)
+        self._records[related][child_id]["position"] = len(ids) - 1
+        self._roll_up_to_parents(related, child_id)
+
+    def _quote_line(self, quote: JSON, bundle_id: str, values: Mapping[str, Any], user_id: str) -> JSON:
+        line_values = {"currency_id": quote.get("currency_id"), "account_id": quote.get("billing_account_id"),
+                       **values, "quote_id": quote["id"]}  # fmt: skip
+        line = self._create("Products", line_values, user_id)
+        self._attach("ProductBundles", bundle_id, str(line["id"]))
+        return line
 
     def _derive_line(self, line: JSON) -> None:
         template = self._live("ProductTemplates", str(line.get("product_template_id") or ""))
@@ -760,6 +981,8 @@ class SugarSandbox(SandboxApp):
     def _after_change(self, module: str, record: JSON, before: JSON, *, is_update: bool) -> None:
         if module == "RevenueLineItems" and record.get("opportunity_id"):
             self._rollup(str(record["opportunity_id"]))
+        if is_update:
+            self._roll_up_to_parents(module, str(record["id"]))
         changes = {
             name: {"field_name": name, "data_type": self._fields[module].get(name, "varchar"),
                    "before": before.get(name), "after": value}
@@ -842,6 +1065,16 @@ class SugarSandbox(SandboxApp):
             "PUT", "/_sandbox/records/<module>/<rid>", lambda body, module, rid: self.update_record(module, rid, body)
         )
         routes.add("GET", "/_sandbox/records/<module>/<rid>", self._control_record)
+        routes.add(
+            "POST",
+            "/_sandbox/quotes",
+            lambda body: json_response(
+                self.create_quote({k: v for k, v in body.items() if k != "bundles"}, body.get("bundles") or []), 201
+            ),
+        )
+        routes.add("POST", "/_sandbox/quotes/<rid>/lines", lambda body, rid: json_response(
+            self.add_quote_line(rid, {k: v for k, v in body.items() if k != "bundle_id"},
+                                bundle_id=body.get("bundle_id")), 201))  # fmt: skip
         routes.add("POST", "/_sandbox/hooks", lambda body: json_response({"id": self.add_hook(**body)}, 201))
         routes.add("POST", "/_sandbox/hooks/run", lambda body: {"deliveries": self.run_hook_job()})
         routes.add("GET", "/_sandbox/hooks/deliveries", self._control_deliveries)

@@ -49,4 +49,17 @@ GUESSES: dict[str, str] = {
     "recents paging": "GET /v1/recents pages by start/limit with additional_data.pagination."
     "more_items_in_collection and next_start (Pipedrive's v1 OpenAPI), one row per changed object. Confirm: "
     "more changes than one page in a real company. Safe: a next_start that does not advance fails loudly.",
+    "deal product billing rules": "A deal product's billing (client-nodejs v2 get-deals-products-response-data-"
+    "inner-all-of1..3.ts) is checked as the sandbox does it: on the row as it would be stored after a PATCH "
+    "(frequency, cycles and start together), so a switch to one-time that leaves cycles set is a 400 rather "
+    "than clearing them; the start date is YYYY-MM-DD within 10 years of today (the models type it as a "
+    "string only); a row without billing answers one-time with null cycles and start; the plan limit (Growth "
+    "and above) and the ban on recurring products for a deal with installments are not modelled. Confirm: "
+    "PATCH billing_frequency one-time on a monthly row with cycles, a start date sent with a time, and a "
+    "recurring row on an Essential plan. Safe: an adapter that writes billing sends frequency, cycles and "
+    "start together, and reads a 400's message into a failed sync rather than guessing.",
+    "deal product errors": "A PATCH or DELETE of a deal product the deal does not have answers 404 'Deal "
+    "product not found' and a refused billing value 400 with the rule in error (the v2 error body; the "
+    "wording is ours). Confirm: PATCH /api/v2/deals/<id>/products/999 and cycles 500 on a real company. "
+    "Safe: adapters decide on the status, never on the wording.",
 }

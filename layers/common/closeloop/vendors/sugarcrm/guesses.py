@@ -44,4 +44,27 @@ GUESSES: dict[str, str] = {
     "delivery names the bean class ProductTemplate (the module name is accepted too), like Account for "
     "Accounts. Confirm: a hook on Product Catalog and a captured delivery. Safe: without it, the catch-up "
     "poll (filter on date_modified, ProductTemplates included) still finds every changed product.",
+    "quote_num numbering": "quote_num is an auto-increment int the API answers as a JSON integer (Quotes vardefs: "
+    "type int, auto_increment, readonly; SugarFieldInt::apiFormatField casts to int) and a write to it is "
+    "ignored; the sandbox numbers from 1. Confirm: GET /Quotes/<id> on an instance, and a PUT of quote_num. "
+    "Safe: an adapter reads it as text either way and never writes it.",
+    "quoted line copies its product template": "A quoted line (Products) made with a product_template_id and no "
+    "name, mft_part_num, prices or tax_class takes them from the catalogue product (Sugar's quote editor copies "
+    "them client-side; whether a bare REST create does is not documented). Confirm: POST /Products with only "
+    "product_template_id and quantity, then GET it. Safe: an adapter reads the line's own fields and, when "
+    "mft_part_num is empty, the template's (GET /ProductTemplates/<id>).",
+    "a line edit saves its quote": "Changing a quote's line re-totals its group and quote (the vardefs' rollup "
+    "formulas) and saves them, so the quote's date_modified moves and its after_save hook fires, only when a "
+    "total changed. Confirm: PUT /Products/<line> with a new quantity, then the quote's date_modified; and a "
+    "name-only edit. Safe: the poller also filters Products by date_modified and reads their quote_id, so an "
+    "edit that does not touch the quote is still found.",
+    "line order is position": "A group's position in its quote and a line's in its group (the join tables' "
+    "bundle_index / product_index) come back as each record's position, 0-based, and a link read may be "
+    "ordered by it; the default link order is date_modified:DESC like any list. Confirm: GET /Quotes/<id>/link/"
+    "product_bundles and /ProductBundles/<id>/link/products?order_by=position on an instance. Safe: an adapter "
+    "sorts by position itself, then by id, so a missing position keeps a stable order.",
+    "contract opportunity_id": "A contract's opportunity is the one-sided link opportunities (Contracts vardefs: "
+    "contracts_opportunities, link_type one); opportunity_id is a non-db id the API fills on read and saves "
+    "through the link on write. Confirm: GET /Contracts/<id>?fields=opportunity_id and GET /Contracts/<id>/link/"
+    "opportunities. Safe: an adapter reads the link when opportunity_id is empty.",
 }
