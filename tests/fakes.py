@@ -23,6 +23,9 @@ from closeloop.models import (
     ItemDraft,
     ItemLimits,
     Product,
+    PurchaseOrder,
+    PurchaseOrderDraft,
+    Supplier,
     SyncEvent,
     customer_fields,
     item_fields,
@@ -624,3 +627,98 @@ class FakeCatalogueBooks:
 
     def iter_items(self) -> Iterator[Item]:
         yield from self.items.values()
+
+
+@dataclass
+class FakePurchasingBooks(FakeBooks):
+    """FakeBooks that also takes purchase orders and keeps suppliers (PurchasingAccounting), with the
+    vendor's idempotency keys and unique supplier names."""
+
+    suppliers: dict[str, Supplier] = field(default_factory=dict)
+    purchase_orders: dict[str, PurchaseOrder] = field(default_factory=dict)
+    po_drafts: dict[str, PurchaseOrderDraft] = field(default_factory=dict)
+    po_keys: dict[str, str] = field(default_factory=dict)
+    #: Create the next purchase order (or supplier), then die as if the answer were lost.
+    lose_po_answer: bool = False
+    lose_supplier_answer: bool = False
+
+    def add_supplier(self, name: str) -> Supplier:
+        supplier = Supplier(id=f"sup-{len(self.suppliers) + 1}", name=name)
+        self.suppliers[supplier.id] = supplier
+        return supplier
+
+    def find_suppliers(self, name: str) -> list[Supplier]:
+        self.calls.append("find_suppliers")
+        word = name.split(maxsplit=1)[0].lower() if name.split() else ""
+        return [s for s in self.suppliers.values() if word in s.name.lower()]
+
+    def create_supplier(self, name: str, *, idempotency_key: str) -> Supplier:
+        self.calls.append("create_supplier")
+        if idempotency_key in self.po_keys:
+            return self.suppliers[self.po_keys[idempotency_key]]
+        if any(s.name.lower() == name.lower() for s in self.suppliers.values()):
+            raise Conflict("duplicate supplier name", vendor=self.name, status=400)
+        supplier = self.add_supplier(name)
+        self.po_keys[idempotency_key] = supplier.id
+        if self.lose_supplier_answer:
+            self.lose_supplier_answer = False
+            raise ProcessKilled("after create_supplier")
+        return supplier
+
+    def find_purchase_order(self, reference: str, dated: date) -> PurchaseOrder | None:
+        self.calls.append("find_purchase_order")
+        return next(
+            (
+                po
+                for po_id, po in self.purchase_orders.items()
+                if po.reference == reference and self.po_drafts[po_id].issue_date == dated and po.status != "DELETED"
+            ),
+            None,
+        )
+
+    def get_purchase_order(self, purchase_order_id: str) -> PurchaseOrder | None:
+        return self.purchase_orders.get(purchase_order_id)
+
+    def create_purchase_order(self, draft: PurchaseOrderDraft, *, idempotency_key: str) -> PurchaseOrder:
+        self.calls.append("create_purchase_order")
+        if idempotency_key in self.po_keys:
+            return self.purchase_orders[self.po_keys[idempotency_key]]
+        if draft.supplier_id not in self.suppliers:
+            raise ValidationFailed(f"supplier {draft.supplier_id} does not exist")
+        total = sum(((line.quantity * line.unit_cost).quantize(Decimal("0.01")) for line in draft.lines), Decimal(0))
+        number = f"PO-{len(self.purchase_orders) + 1:04d}"
+        order = PurchaseOrder(
+            id=uuid.uuid4().hex,
+            number=number,
+            reference=draft.reference,
+            status=draft.status,
+            supplier_id=draft.supplier_id,
+            currency=draft.currency,
+            total=total,
+            url=f"https://books.example/purchase-orders/{number}",
+        )
+        self.purchase_orders[order.id] = order
+        self.po_drafts[order.id] = draft
+        self.po_keys[idempotency_key] = order.id
+        if self.lose_po_answer:
+            self.lose_po_answer = False
+            raise ProcessKilled("after create_purchase_order")
+        return order
+
+
+@dataclass
+class FakeCatalogueDealCrm(FakeDealCrm):
+    """FakeDealCrm with a product catalogue (CatalogueCrm): what a deal's lines name by product_id."""
+
+    products: dict[str, Product] = field(default_factory=dict)
+
+    def add_product(self, product_id: str, **values: Any) -> CrmRef:
+        ref_ = CrmRef(crm="crm", object_type="product", object_id=product_id)
+        self.products[product_id] = Product(ref=ref_, **values)
+        return ref_
+
+    def get_product(self, product_id: str) -> Product | None:
+        return self.products.get(product_id)
+
+    def iter_products(self) -> Iterator[Product]:
+        yield from self.products.values()

@@ -69,6 +69,7 @@ PAIR_OBJECTS = (
     PairObject("invoices", crm=("deal",), accounting=("invoice",)),
     PairObject("payments", crm=("deal",), accounting=("payment",)),
     PairObject("products", crm=("product",), accounting=("product",)),
+    PairObject("purchase orders", crm=("purchase_order",), accounting=("purchase_order",)),
 )
 PAIR_HEADER = "accounting / CRM"
 

@@ -29,6 +29,7 @@ from closeloop import runtime
 from closeloop.credentials import Credentials
 from closeloop.ports import PropertyDefinition
 from closeloop.sync.invoices import CUSTOMER_PROPERTIES, DEAL_PROPERTIES
+from closeloop.sync.purchase_orders import PURCHASE_ORDER_PROPERTIES
 from closeloop.vendors import registry
 from closeloop.wire import MIN_PATH_SECRET_LENGTH
 
@@ -46,8 +47,12 @@ PRODUCT_PROPERTIES = (
 
 def property_sets(system: str) -> list[tuple[str, Sequence[PropertyDefinition]]]:
     """The custom properties setup makes in CRM ``system``, per object type."""
-    sets: list[tuple[str, Sequence[PropertyDefinition]]] = [("deal", DEAL_PROPERTIES), ("company", CUSTOMER_PROPERTIES)]
-    if "product" in registry.get(system, "crm").capabilities.objects:
+    objects = registry.get(system, "crm").capabilities.objects
+    deal: tuple[PropertyDefinition, ...] = DEAL_PROPERTIES
+    if "purchase_order" in objects:  # the deal's purchase order numbers (made whatever PURCHASE_ORDERS says)
+        deal = (*deal, *PURCHASE_ORDER_PROPERTIES)
+    sets: list[tuple[str, Sequence[PropertyDefinition]]] = [("deal", deal), ("company", CUSTOMER_PROPERTIES)]
+    if "product" in objects:
         sets.append(("product", PRODUCT_PROPERTIES))
     return sets
 

@@ -540,6 +540,7 @@ def test_closeloop_setup_hubspot_creates_properties_the_sandbox_accepts_by_spec(
 
     from closeloop import runtime  # noqa: PLC0415
     from closeloop.sync.invoices import CUSTOMER_PROPERTIES, DEAL_PROPERTIES  # noqa: PLC0415
+    from closeloop.sync.purchase_orders import PURCHASE_ORDER_PROPERTIES  # noqa: PLC0415
     from closeloop_local import setup  # noqa: PLC0415
 
     # Given a private app's settings in the environment (the sandbox refuses a definition missing the
@@ -563,7 +564,8 @@ def test_closeloop_setup_hubspot_creates_properties_the_sandbox_accepts_by_spec(
     posts = hubspot.state.calls("POST", "/crm/v3/properties/deals") + hubspot.state.calls(
         "POST", "/crm/v3/properties/companies"
     )
-    assert len(posts) == len(DEAL_PROPERTIES) + len(CUSTOMER_PROPERTIES)
+    # (the deal's purchase order numbers too: setup makes that property whatever PURCHASE_ORDERS says)
+    assert len(posts) == len(DEAL_PROPERTIES) + len(PURCHASE_ORDER_PROPERTIES) + len(CUSTOMER_PROPERTIES)
     assert all(p.status == 201 for p in posts)
     for post in posts:
         body = json.loads(post.body)

@@ -4,10 +4,12 @@ invoice, and its follow-up runs after the invoice on every delivery (a crash bef
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from closeloop.errors import ValidationFailed
 from closeloop.models import Deal, LineItem, SyncEvent
+from closeloop.ports import FailedSync
 from tests.deal_sync_support import DEAL, setup, won_deal
 from tests.fakes import events_for
 
@@ -61,6 +63,25 @@ def test_a_flow_follows_again_on_redelivery_so_a_crash_before_it_is_healed() -> 
     assert again.action == "unchanged"
     assert len(books.invoices) == 1
     assert [f[0] for f in flow.followed] == [DEAL.object_id]
+    assert store.get_failed_sync(DEAL) is None  # healed: the flow's failure is cleared
+
+
+def test_a_healed_flow_keeps_the_failed_sync_of_an_invoice_email_that_may_not_have_been_sent() -> None:
+    from dataclasses import replace  # noqa: PLC0415
+
+    from closeloop.ports import InvoiceEmail  # noqa: PLC0415
+
+    flow = Flow()
+    sync, crm, books, store = setup(won_deal(amount=Decimal("1238.75")))
+    sync.flows = (flow,)
+    sync.policy = replace(sync.policy, send_email=True)
+    assert sync.sync(DEAL, events_for(DEAL)).action == "created"
+    store.put_invoice_email(InvoiceEmail(DEAL, books.name, "unknown"))
+    store.record_failed_sync(
+        FailedSync(DEAL, datetime.now(UTC), "the email may not have been sent", "OutcomeUnknown", "")
+    )
+    assert sync.sync(DEAL, events_for(DEAL)).action == "unchanged"
+    assert store.get_failed_sync(DEAL) is not None
 
 
 def test_a_deal_whose_every_line_has_its_flow_gets_no_invoice_but_its_flows() -> None:

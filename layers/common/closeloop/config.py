@@ -68,6 +68,11 @@ class Settings(EnvSettings):
         description="keep the CRM's products and the accounting items the same; a won deal's unknown SKU is made "
         "an item from its CRM product first",
     )
+    purchase_orders: bool = Field(
+        False,
+        alias="PURCHASE_ORDERS",
+        description="a won deal's lines whose product names a supplier become one draft purchase order per supplier",
+    )
     tax_rules: str = Field("", alias="TAX_RULES")
     field_rules: str = Field("", alias="FIELD_RULES", description="YAML overriding field_rules.yaml")
     event_bus_name: str = Field("default", alias="EVENT_BUS_NAME")

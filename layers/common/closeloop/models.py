@@ -376,6 +376,59 @@ class Invoice(_Model):
     updated_at: datetime | None = None
 
 
+# -- purchase orders ----------------------------------------------------------------------------------
+
+
+class Supplier(_Model):
+    """A supplier as the accounting system holds it (a Xero contact, a QuickBooks vendor)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    name: str
+    status: str = "ACTIVE"
+
+
+class PurchaseOrderLine(_Model):
+    """One line of a purchase order: what is bought, at the product's unit cost. Money is Decimal."""
+
+    model_config = ConfigDict(frozen=True)
+
+    item_code: str
+    description: str
+    quantity: Decimal
+    unit_cost: Decimal
+
+
+class PurchaseOrderDraft(_Model):
+    """A purchase order to create: one per won deal and supplier, always a draft (a person approves it)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    supplier_id: str
+    reference: str = Field(description="Carries the CRM deal id and the supplier; unique per deal and supplier")
+    currency: str
+    lines: tuple[PurchaseOrderLine, ...]
+    issue_date: date
+    delivery_date: date | None = None
+    status: Literal["DRAFT"] = "DRAFT"
+
+
+class PurchaseOrder(_Model):
+    """A purchase order as the accounting system holds it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    number: str = ""
+    reference: str = ""
+    status: str = "DRAFT"
+    supplier_id: str = ""
+    currency: str = ""
+    total: Decimal = Decimal(0)
+    url: str = Field("", description="Where a person opens the purchase order in the accounting system")
+
+
 # -- accounting-side changes (two-way sync) --------------------------------------------------------------
 
 AccountingResource = Literal["customer", "invoice", "payment"]

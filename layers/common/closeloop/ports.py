@@ -24,6 +24,9 @@ from closeloop.models import (
     ItemDraft,
     ItemLimits,
     Product,
+    PurchaseOrder,
+    PurchaseOrderDraft,
+    Supplier,
     SyncEvent,
 )
 
@@ -258,6 +261,38 @@ class CatalogueAccounting(Protocol):
 
     def iter_items(self) -> Iterator[Item]:
         """Every active item, page by page (the catalogue backfill)."""
+        ...
+
+
+class PurchasingAccounting(Protocol):
+    """An accounting system that takes purchase orders and keeps suppliers (capability ``purchase_order``)."""
+
+    name: str
+
+    def find_suppliers(self, name: str) -> list[Supplier]:
+        """Active suppliers whose name may equal ``name``: candidates for a normalised-name match (a superset
+        is fine; the sync logic applies the exact rule). Raises IntegrationError subclasses."""
+        ...
+
+    def create_supplier(self, name: str, *, idempotency_key: str) -> Supplier:
+        """Create a supplier named ``name``. Raises Conflict when the system refuses a duplicate name."""
+        ...
+
+    def get_items(self, codes: Collection[str]) -> dict[str, Item]:
+        """The items that exist among ``codes``, keyed by code (a purchase order line names one)."""
+        ...
+
+    def find_purchase_order(self, reference: str, dated: date) -> PurchaseOrder | None:
+        """The (non-deleted) purchase order whose reference equals ``reference``, if any. ``dated``: the date
+        it was drafted with (a system that cannot search by reference lists that day's orders only)."""
+        ...
+
+    def get_purchase_order(self, purchase_order_id: str) -> PurchaseOrder | None:
+        """One purchase order by the system's id; None when it does not exist (deleted)."""
+        ...
+
+    def create_purchase_order(self, draft: PurchaseOrderDraft, *, idempotency_key: str) -> PurchaseOrder:
+        """Create a draft purchase order exactly as drafted. Raises ValidationFailed with the vendor's reasons."""
         ...
 
 

@@ -408,7 +408,41 @@ def deal_worker() -> Any:
 def won_deal_flows() -> tuple[Any, ...]:
     """The work a won deal brings besides its one-off invoice, in order (see sync.invoices.WonDealFlow):
     the flows this deployment's systems carry and its settings turn on."""
-    return ()
+    flows: list[Any] = []
+    if not purchase_orders_off_reason():
+        flows.append(purchase_order_flow())
+    return tuple(flows)
+
+
+def purchase_orders_off_reason() -> str:
+    """Why this stack makes no purchase orders, "" when it does: PURCHASE_ORDERS is off, or the CRM or the
+    accounting system does not carry them (``purchase_order`` is not among its spec's capabilities.objects:
+    the CRM reads a product's supplier and cost, the accounting system takes suppliers and purchase orders)."""
+    settings = get_settings()
+    if not settings.purchase_orders:
+        return "purchase orders are off in this stack (PURCHASE_ORDERS=false)"
+    specs = (
+        registry.get(settings.crm_provider or registry.DEFAULTS["crm"], "crm"),
+        registry.get(settings.accounting_provider or registry.DEFAULTS["accounting"], "accounting"),
+    )
+    lacking = [spec.title for spec in specs if "purchase_order" not in spec.capabilities.objects]
+    if lacking:
+        return (
+            f"{' and '.join(lacking)} {'do' if len(lacking) > 1 else 'does'} not carry purchase orders yet "
+            "(`purchase_order` is not among its spec's capabilities.objects)"
+        )
+    return ""
+
+
+def purchase_order_flow() -> Any:
+    """The won deal -> purchase orders flow (both systems declare ``purchase_order``)."""
+    from closeloop.sync.purchase_orders import PurchaseOrderFlow, PurchaseOrderPolicy  # noqa: PLC0415
+
+    settings = get_settings()
+    catalogue: Any = crm()  # declares ``purchase_order``: reads products (CatalogueCrm)
+    purchasing: Any = accounting()  # declares ``purchase_order``: PurchasingAccounting
+    policy = PurchaseOrderPolicy(default_currency=settings.default_currency, sku_item_codes=settings.sku_item_codes)
+    return PurchaseOrderFlow(crm(), catalogue, purchasing, store(), policy, owner=uuid.uuid4().hex)
 
 
 @cache

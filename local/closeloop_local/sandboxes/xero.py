@@ -195,6 +195,13 @@ MSG = {
     "email_address": "The contact for this invoice does not have an email address.",
     "online_type": "Online invoices are only available for sales invoices (ACCREC).",
     "online_status": "An online invoice is not available for an invoice with status '{status}'.",
+    # Purchase orders: Xero documents the rules (a contact and at least one line item; a status among
+    # DRAFT, SUBMITTED, AUTHORISED) but not these messages: see GUESSES["purchase_order_messages"].
+    "po_contact": "A Contact must be specified for this type of transaction",
+    "po_contact_missing": "The contact specified for this purchase order could not be found.",
+    "po_lines": "A Purchase Order must have at least one line item.",
+    "po_status": "Purchase Order Status '{status}' is not valid for this operation.",
+    "po_number_taken": "Purchase Order Number must be unique.",
 }
 
 CONTACT_LIMITS = {
@@ -290,6 +297,21 @@ CONTACT_FIELDS = frozenset(
     | {"BatchPayments", "Discount", "Balances", "Attachments", "HasAttachments", "HasValidationErrors"}
     | {"SalesTrackingCategories", "PurchasesTrackingCategories", "TrackingCategoryName"}
     | set(CONTACT_WRITABLE)
+)
+#: What a purchase order create copies as sent; the rest is computed (lines, totals) or checked (contact).
+PURCHASE_ORDER_COPIED = (
+    "Reference",
+    "DeliveryAddress",
+    "AttentionTo",
+    "Telephone",
+    "DeliveryInstructions",
+    "BrandingThemeID",
+)
+PURCHASE_ORDER_CREATE_STATUSES = ("DRAFT", "SUBMITTED", "AUTHORISED")
+PURCHASE_ORDER_STATUSES = frozenset({"DRAFT", "SUBMITTED", "AUTHORISED", "BILLED", "DELETED"})
+PURCHASE_ORDER_FIELDS = frozenset(
+    {"PurchaseOrderID", "PurchaseOrderNumber", "Reference", "Date", "DeliveryDate", "Status", "Contact"}
+    | {"CurrencyCode", "SubTotal", "TotalTax", "Total", "UpdatedDateUTC"}
 )
 INVOICE_FIELDS = frozenset(
     {"Type", "Contact", "LineItems", "Date", "DueDate", "LineAmountTypes", "InvoiceNumber", "Reference"}
@@ -1105,6 +1127,7 @@ class XeroSandbox(AccountingSandbox):
         self.invoices_by_id: dict[str, Record] = {}
         self.items_by_id: dict[str, Record] = {}
         self.payments_by_id: dict[str, Record] = {}
+        self.purchase_orders_by_id: dict[str, Record] = {}
         self._seq = 0
         self._access: dict[str, AccessToken] = {}
         self._refresh: dict[str, RefreshToken] = {}
@@ -1286,6 +1309,9 @@ class XeroSandbox(AccountingSandbox):
         add("POST", f"{API_PREFIX}/Items", self._post_items, "items")
         add("GET", f"{API_PREFIX}/Items/<ref>", self._get_item, "items")
         add("POST", f"{API_PREFIX}/Items/<ref>", self._post_item, "items")
+        add("GET", f"{API_PREFIX}/PurchaseOrders", self._get_purchase_orders, "invoices")
+        add("PUT", f"{API_PREFIX}/PurchaseOrders", self._put_purchase_orders, "invoices")
+        add("GET", f"{API_PREFIX}/PurchaseOrders/<ref>", self._get_purchase_order, "invoices")
         add("GET", f"{API_PREFIX}/Payments", self._get_payments, "payments")
         add("PUT", f"{API_PREFIX}/Payments", self._put_payments, "payments")
         add("GET", f"{API_PREFIX}/Payments/<ref>", self._get_payment, "payments")
@@ -1996,12 +2022,15 @@ class XeroSandbox(AccountingSandbox):
 
     # ---- invoices: line maths -----------------------------------------------------------------------------
 
-    def _line(self, raw: Row, line_types: str, unitdp: int, errors: list[str]) -> tuple[Row, Row]:
-        """One line item -> (stored inputs, computed line). Xero fills blanks from the item, rounds the unit
-        price to 2 dp unless unitdp=4, rounds LineAmount and then the line's tax to the cent."""
+    def _line(
+        self, raw: Row, line_types: str, unitdp: int, errors: list[str], details: str = "SalesDetails"
+    ) -> tuple[Row, Row]:
+        """One line item -> (stored inputs, computed line). Xero fills blanks from the item (its ``details``:
+        SalesDetails on a sale, PurchaseDetails on a purchase), rounds the unit price to 2 dp unless
+        unitdp=4, rounds LineAmount and then the line's tax to the cent."""
         inputs = {key: copy.deepcopy(raw[key]) for key in LINE_INPUTS if key in raw}
         inputs["LineItemID"] = str(inputs.get("LineItemID") or _new_id()).lower()
-        self._fill_from_item(inputs, errors)
+        self._fill_from_item(inputs, errors, details)
         numbers = self._line_numbers(inputs, unitdp, errors)
         quantity, unit, line_amount = self._line_amounts(inputs, numbers, unitdp)
         account = inputs.get("AccountCode")
@@ -2029,7 +2058,7 @@ class XeroSandbox(AccountingSandbox):
         line["Tracking"] = copy.deepcopy(inputs.get("Tracking") or [])
         return inputs, line
 
-    def _fill_from_item(self, inputs: Row, errors: list[str]) -> None:
+    def _fill_from_item(self, inputs: Row, errors: list[str], details: str = "SalesDetails") -> None:
         code = inputs.get("ItemCode")
         if not code:
             return
@@ -2037,7 +2066,7 @@ class XeroSandbox(AccountingSandbox):
         if item is None:
             errors.append(MSG["item_code"].format(code=code))
             return
-        sales = item.data.get("SalesDetails") or {}
+        sales = item.data.get(details) or {}
         defaults = {
             "Description": item.data.get("Description"),
             "UnitAmount": sales.get("UnitPrice"),
@@ -2457,6 +2486,157 @@ class XeroSandbox(AccountingSandbox):
         return self._envelope("OnlineInvoices", [{"OnlineInvoiceUrl": self._online_urls[invoice_id]}])
 
     # ---- payments -----------------------------------------------------------------------------------------
+
+    # ---- purchase orders (getPurchaseOrders, createPurchaseOrders, getPurchaseOrder) -------------------------
+
+    def _purchase_order_by_number(self, number: str) -> Record | None:
+        wanted = number.strip().casefold()
+        return next(
+            (
+                rec
+                for rec in self.purchase_orders_by_id.values()
+                if rec.data["Status"] != "DELETED"
+                and str(rec.data.get("PurchaseOrderNumber") or "").strip().casefold() == wanted
+            ),
+            None,
+        )
+
+    def _next_purchase_order_number(self) -> str:
+        highest = 0
+        for rec in self.purchase_orders_by_id.values():
+            match = re.fullmatch(r"PO-(\d+)", str(rec.data.get("PurchaseOrderNumber") or ""))
+            if match:
+                highest = max(highest, int(match.group(1)))
+        return f"PO-{highest + 1:04d}"
+
+    def _purchase_order_contact(self, contact: Any, errors: list[str]) -> Record | None:
+        """The contact a purchase order names (by ContactID, ContactNumber or Name); None, with the error."""
+        keys = ("ContactID", "ContactNumber", "Name")
+        if not isinstance(contact, dict) or not any(contact.get(k) for k in keys):
+            errors.append(MSG["po_contact"])
+            return None
+        if contact.get("ContactID"):
+            rec = self.contacts_by_id.get(str(contact["ContactID"]).lower())
+        elif contact.get("ContactNumber"):
+            rec = self._contact_by_number(str(contact["ContactNumber"]))
+        else:
+            rec = self._active_contact_by_name(str(contact["Name"]))
+        if rec is None:
+            errors.append(MSG["po_contact_missing"])
+        return rec
+
+    @staticmethod
+    def _purchase_order_fields(merged: Row, sent: Row, errors: list[str]) -> None:
+        if merged.get("Status") not in PURCHASE_ORDER_CREATE_STATUSES:
+            errors.append(MSG["po_status"].format(status=merged.get("Status")))
+        if merged.get("LineAmountTypes") not in LINE_AMOUNT_TYPES:
+            errors.append(MSG["line_amount_types"])
+        if merged.get("CurrencyCode") != BASE_CURRENCY:
+            errors.append(MSG["currency"].format(code=merged.get("CurrencyCode")))
+        for key in ("Date", "DeliveryDate", "ExpectedArrivalDate"):
+            if sent.get(key) is not None:
+                try:
+                    merged[key] = _parse_date(sent[key]).isoformat()
+                except ValueError:
+                    errors.append(MSG["date"].format(value=sent[key]))
+
+    def _save_purchase_order(self, sent: Row) -> Record:
+        """``PUT /PurchaseOrders``: a new purchase order. Xero needs a contact (by ContactID, ContactNumber
+        or Name) and at least one line; lines take their blanks from the item's PurchaseDetails; unit
+        amounts are kept to 2 dp (createPurchaseOrders takes no unitdp); the number comes from the
+        organisation's sequence (PO-0001…) unless one is sent, and must be unique."""
+        merged: Row = {"Status": "DRAFT", "LineAmountTypes": "Exclusive", "CurrencyCode": BASE_CURRENCY}
+        merged["Date"] = self._today().isoformat()
+        for key in ("Status", "LineAmountTypes", "CurrencyCode", "PurchaseOrderNumber", *PURCHASE_ORDER_COPIED):
+            if key in sent:
+                merged[key] = copy.deepcopy(sent[key])
+        errors: list[str] = []
+        rec_contact = self._purchase_order_contact(sent.get("Contact"), errors)
+        self._purchase_order_fields(merged, sent, errors)
+        number = merged.get("PurchaseOrderNumber")
+        if number and self._purchase_order_by_number(str(number)) is not None:
+            errors.append(MSG["po_number_taken"])
+        raw_lines = [raw for raw in sent.get("LineItems") or [] if isinstance(raw, dict)]
+        if not raw_lines:
+            errors.append(MSG["po_lines"])
+        line_types = str(merged.get("LineAmountTypes"))
+        if line_types in LINE_AMOUNT_TYPES:
+            computed = [self._line(raw, line_types, 2, errors, "PurchaseDetails") for raw in raw_lines]
+            merged["LineItems"] = [line for _, line in computed]
+            merged.update(self._totals(merged["LineItems"], line_types))
+        merged["ContactID"] = rec_contact.data["ContactID"] if rec_contact else None
+        if errors:
+            raise ElementError(errors, self._purchase_order_view(merged, ZERO_GUID, None))
+        if not merged.get("PurchaseOrderNumber"):
+            merged["PurchaseOrderNumber"] = self._next_purchase_order_number()
+        merged["PurchaseOrderID"] = _new_id()
+        rec = Record(merged, self._now_ms(), self._next_seq())
+        self.purchase_orders_by_id[merged["PurchaseOrderID"]] = rec
+        return rec
+
+    def _purchase_order_view(self, data: Row, purchase_order_id: str, rec: Record | None) -> Row:
+        out: Row = {"PurchaseOrderID": purchase_order_id}
+        for key in ("PurchaseOrderNumber", "Reference", *PURCHASE_ORDER_COPIED[1:]):
+            if data.get(key) is not None:
+                out[key] = data[key]
+        out["Contact"] = self._contact_summary(data.get("ContactID"), False)
+        for key in ("Date", "DeliveryDate", "ExpectedArrivalDate"):
+            if data.get(key):
+                day = date.fromisoformat(data[key])
+                out[f"{key}String"] = f"{day.isoformat()}T00:00:00"
+                out[key] = net_date(_date_ms(day))
+        out.update(Status=data.get("Status"), LineAmountTypes=data.get("LineAmountTypes"))
+        out["LineItems"] = [dict(line) for line in data.get("LineItems", [])]
+        for key in ("SubTotal", "TotalTax", "Total", "TotalDiscount"):
+            out[key] = data.get(key, Decimal("0.00"))
+        out.update(CurrencyCode=data.get("CurrencyCode"), CurrencyRate=Decimal("1.000000"), HasAttachments=False)
+        out["SentToContact"] = False
+        if rec is not None:
+            out["UpdatedDateUTC"] = net_date(rec.updated_ms)
+        return out
+
+    def _render_purchase_order(self, rec: Record) -> Row:
+        return self._purchase_order_view(rec.data, rec.data["PurchaseOrderID"], rec)
+
+    def _get_purchase_orders(self, request: Request) -> Row:
+        """``GET /PurchaseOrders``: Status, DateFrom, DateTo (the order's Date), If-Modified-Since, order and
+        page/pageSize (getPurchaseOrders publishes no ``where``); lines come back on every row."""
+        rows = [self._render_purchase_order(rec) for rec in self._sorted(self.purchase_orders_by_id)]
+        status = (_arg(request, "Status") or "").strip().upper()
+        if status:
+            if status not in PURCHASE_ORDER_STATUSES:
+                raise _query_error(f"Status '{status}' is not a valid purchase order status")
+            rows = [row for row in rows if row.get("Status") == status]
+        for name, keep in (("DateFrom", lambda day, bound: day >= bound), ("DateTo", lambda day, bound: day <= bound)):
+            raw = _arg(request, name)
+            if raw:
+                try:
+                    bound = _parse_date(raw)
+                except ValueError as exc:
+                    raise _query_error(MSG["date"].format(value=raw)) from exc
+                rows = [row for row in rows if keep(date.fromisoformat(row["DateString"][:10]), bound)]
+        order = _arg(request, "order")
+        if order and order.strip():
+            rows = order_rows(rows, order, PURCHASE_ORDER_FIELDS, "PurchaseOrder")
+        since = _parse_http_time(request.headers.get("If-Modified-Since"))
+        if since is not None:
+            since_ms = _epoch_ms(since)
+            rows = [row for row in rows if (_net_ms(row.get("UpdatedDateUTC")) or since_ms) >= since_ms]
+        rows, pagination = self._page(request, rows, False)
+        return self._envelope("PurchaseOrders", rows, pagination)
+
+    def _get_purchase_order(self, request: Request, ref: str) -> Row:
+        """``GET /PurchaseOrders/{PurchaseOrderID}`` (or ``/{PurchaseOrderNumber}``, as the spec lists both)."""
+        rec = self.purchase_orders_by_id.get(ref.lower()) or self._purchase_order_by_number(ref)
+        if rec is None:
+            raise _not_found()
+        return self._envelope("PurchaseOrders", [self._render_purchase_order(rec)])
+
+    def _put_purchase_orders(self, request: Request) -> Row:
+        def save(element: Row) -> Row:
+            return {**self._render_purchase_order(self._save_purchase_order(element)), "StatusAttributeString": "OK"}
+
+        return self._write_batch(request, "PurchaseOrders", save, "HasErrors")
 
     def _payment_summary(self, rec: Record) -> Row:
         data = rec.data

@@ -342,6 +342,11 @@ class DealSync:
         self._email_if_promised(ref, mapping.accounting_id, event)
         if self.flows and mapping.snapshot.get("kind") == "invoice":
             self._follow_mapped(ref, mapping.snapshot.get("customer_id", ""), event)
+            # The flows are done now (a replay healed a flow's failure): the deal's failed sync goes, unless
+            # it says the invoice email may not have been sent (that one waits for a person).
+            marker = self.store.get_invoice_email(ref, self.accounting.name) if self.policy.send_email else None
+            if marker is None or marker.state != "unknown":
+                self.store.clear_failed_sync(ref)
         return Outcome(ref, "unchanged", mapping.accounting_id, detail="already invoiced")
 
     def _promised(self, deal: Deal) -> Deal:

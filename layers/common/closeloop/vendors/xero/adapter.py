@@ -14,7 +14,11 @@ Vendor facts encoded here (Xero's OpenAPI spec v16 and developer docs):
 - items (XS Item, getItems, createItems, getItem, updateItem): ``Code`` ≤ 30 characters and required on every
   Item body, ``Name`` ≤ 50, ``Description`` ≤ 4000; the sales price, account and tax type live in
   ``SalesDetails``, the cost and purchase account in ``PurchaseDetails``; ``PUT /Items`` creates,
-  ``POST /Items/{ItemID}`` updates; ``GET /Items`` publishes no paging (one answer holds every item).
+  ``POST /Items/{ItemID}`` updates; ``GET /Items`` publishes no paging (one answer holds every item);
+- purchase orders (getPurchaseOrders, createPurchaseOrders, getPurchaseOrder): ``PUT /PurchaseOrders``
+  creates (Idempotency-Key, no ``unitdp``: unit costs at 2 dp); the list takes Status, DateFrom/DateTo,
+  If-Modified-Since and paging but no ``where``, so a reference is found among the orders of its date; a
+  supplier is any contact (``IsSupplier`` is read-only, set by Xero once the contact has bills).
 """
 
 from __future__ import annotations
@@ -38,6 +42,9 @@ from closeloop.models import (
     Item,
     ItemDraft,
     ItemLimits,
+    PurchaseOrder,
+    PurchaseOrderDraft,
+    Supplier,
     customer_fields,
 )
 from closeloop.oauth import RefreshingTokens
@@ -61,9 +68,12 @@ from closeloop.vendors.xero.mapping import (
     to_customer,
     to_invoice,
     to_item,
+    to_purchase_order,
+    to_supplier,
     to_xero,
     to_xero_invoice,
     to_xero_item,
+    to_xero_purchase_order,
     xero_datetime,
 )
 from closeloop.vendors.xero.webhooks import parse_xero_webhook, verify_xero_signature
@@ -80,6 +90,8 @@ class XeroAccounting:
     #: Where a person opens an invoice: Xero's web app, not the API host.
     WEB_URL: ClassVar[str] = "https://go.xero.com"
     INVOICE_WEB_PATH: ClassVar[str] = "/AccountsReceivable/View.aspx?InvoiceID={id}"
+    #: Where a person opens a purchase order (see GUESSES["purchase_order_web_path"]).
+    PURCHASE_ORDER_WEB_PATH: ClassVar[str] = "/Accounts/Payable/PurchaseOrders/View/{id}"
     SALES_INVOICE_TYPE: ClassVar[str] = "ACCREC"
     #: A reference lookup skips VOIDED and DELETED invoices: a voided invoice may be re-made for the deal.
     LIVE_INVOICE_STATUSES: ClassVar[tuple[str, ...]] = ("DRAFT", "SUBMITTED", "AUTHORISED", "PAID")
@@ -533,3 +545,73 @@ class XeroAccounting:
 
     def _to_invoice(self, row: Mapping[str, Any]) -> Invoice:
         return to_invoice(row, self.WEB_URL + self.INVOICE_WEB_PATH)
+
+    # -- suppliers and purchase orders (PurchasingAccounting) -----------------------------------------
+
+    def find_suppliers(self, name: str) -> list[Supplier]:
+        """Active contacts that may be the supplier ``name``: ``GET /Contacts?searchTerm=<its first word>``
+        (any contact may be a supplier; the sync logic compares normalised names). Raises IntegrationError."""
+        word = search_word(name)
+        if not word:
+            return []
+        contacts = self._contacts({"searchTerm": word})
+        return [to_supplier(c) for c in contacts if c.get("ContactStatus", "ACTIVE") == "ACTIVE"]
+
+    def create_supplier(self, name: str, *, idempotency_key: str) -> Supplier:
+        """``PUT /Contacts`` with the name only (Xero marks it a supplier once it has bills). Raises Conflict
+        when the name is taken (Xero's names are unique among active contacts)."""
+        response = self.http.request(
+            "PUT",
+            "/Contacts",
+            params={"summarizeErrors": "true"},
+            json={"Contacts": [{"Name": name}]},
+            headers={"Idempotency-Key": idempotency_key[: self.IDEMPOTENCY_KEY_MAX]},
+        )
+        rows = read_json(response).get("Contacts") or []
+        if not rows:
+            raise FatalError("Xero accepted the supplier but returned no contact", vendor=self.name, status=200)
+        return to_supplier(rows[0])
+
+    def find_purchase_order(self, reference: str, dated: date) -> PurchaseOrder | None:
+        """The first non-deleted purchase order dated ``dated`` whose Reference equals ``reference``.
+
+        ``GET /PurchaseOrders?DateFrom=d&DateTo=d&page=N`` (getPurchaseOrders has no ``where``): the calls
+        grow with that day's orders, not with the organisation. Raises IntegrationError subclasses.
+        """
+        day = dated.isoformat()
+        params = {"DateFrom": day, "DateTo": day}
+        for row in self._rows("/PurchaseOrders", "PurchaseOrders", "PurchaseOrderID", params):
+            if row.get("Reference") == reference and row.get("Status") != "DELETED":
+                return self._to_purchase_order(row)
+        return None
+
+    def get_purchase_order(self, purchase_order_id: str) -> PurchaseOrder | None:
+        """``GET /PurchaseOrders/{id}`` whatever its status; None when Xero answers 404."""
+        if not purchase_order_id.strip():
+            return None
+        response = self.http.request("GET", f"/PurchaseOrders/{quote(purchase_order_id, safe='')}", ok=(200, 404))
+        if response.status_code == 404:
+            return None
+        rows = read_json(response).get("PurchaseOrders") or []
+        return self._to_purchase_order(rows[0]) if rows else None
+
+    def create_purchase_order(self, draft: PurchaseOrderDraft, *, idempotency_key: str) -> PurchaseOrder:
+        """``PUT /PurchaseOrders?summarizeErrors=true`` with ``Idempotency-Key``; the body's numbers are the
+        draft's decimals written literally. Raises ValidationFailed with Xero's reasons on a 400."""
+        response = self.http.request(
+            "PUT",
+            "/PurchaseOrders",
+            params={"summarizeErrors": "true"},
+            content=dumps_exact({"PurchaseOrders": [to_xero_purchase_order(draft)]}),
+            headers={
+                "Content-Type": "application/json",
+                "Idempotency-Key": idempotency_key[: self.IDEMPOTENCY_KEY_MAX],
+            },
+        )
+        rows = read_json(response).get("PurchaseOrders") or []
+        if not rows:
+            raise FatalError("Xero accepted the purchase order but returned none", vendor=self.name, status=200)
+        return self._to_purchase_order(rows[0])
+
+    def _to_purchase_order(self, row: Mapping[str, Any]) -> PurchaseOrder:
+        return to_purchase_order(row, self.WEB_URL + self.PURCHASE_ORDER_WEB_PATH)

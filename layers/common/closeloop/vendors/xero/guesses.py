@@ -115,4 +115,17 @@ GUESSES: dict[str, str] = {
         "the per-product code lookup (get_items) when their products sync. Confirm: GET /Items in an "
         "organisation with more than 100 items."
     ),
+    "purchase_order_web_path": (
+        "A person opens a purchase order at https://go.xero.com/Accounts/Payable/PurchaseOrders/View/{id} "
+        "(XS gives the API's /PurchaseOrders/{PurchaseOrderID} only; the web path is the one Xero's app shows). "
+        "Safe if wrong: the link is only written for people (no sync reads it back); a wrong path opens Xero's "
+        "dashboard. Confirm: open a purchase order in Xero and compare the address bar."
+    ),
+    "purchase_order_messages": (
+        "The sandbox's purchase order validation messages (no contact, no line item, a status other than "
+        "DRAFT/SUBMITTED/AUTHORISED on create, a taken PurchaseOrderNumber) are worded after Xero's invoice "
+        "messages: XS documents the rules but not the texts. Safe if wrong: the adapter reads any 400 "
+        "ValidationException as ValidationFailed with Xero's messages, whatever they say. Confirm: PUT "
+        "/PurchaseOrders without a Contact, without LineItems, and with Status BILLED on a Xero demo company."
+    ),
 }

@@ -26,6 +26,9 @@ from closeloop.models import (
     InvoiceLine,
     Item,
     ItemDraft,
+    PurchaseOrder,
+    PurchaseOrderDraft,
+    Supplier,
     money_text,
 )
 from closeloop.wire import to_decimal
@@ -329,3 +332,53 @@ def to_invoice(row: Mapping[str, Any], view_url: str) -> Invoice:
 def xero_decimal(value: Any) -> Decimal:
     """A Xero number (Decimal already, an int or a numeric string) as Decimal; absent is zero."""
     return to_decimal(value, who="Xero", vendor="xero")
+
+
+def to_xero_purchase_order(draft: PurchaseOrderDraft) -> dict[str, Any]:
+    """A Xero PurchaseOrder body for ``draft``: the supplier by ContactID, lines at unit cost (exclusive of
+    tax; each line's tax type left to the item's PurchaseDetails or the organisation's default), the
+    reference that carries the deal and the supplier, always the draft's status."""
+    lines = []
+    for line in draft.lines:
+        row: dict[str, Any] = {"Description": line.description, "Quantity": line.quantity, "UnitAmount": line.unit_cost}
+        if line.item_code:
+            row["ItemCode"] = line.item_code
+        lines.append(row)
+    body: dict[str, Any] = {
+        "Contact": {"ContactID": draft.supplier_id},
+        "LineItems": lines,
+        "LineAmountTypes": "Exclusive",
+        "Date": draft.issue_date.isoformat(),
+        "CurrencyCode": draft.currency,
+        "Reference": draft.reference,
+        "Status": draft.status,
+    }
+    if draft.delivery_date is not None:
+        body["DeliveryDate"] = draft.delivery_date.isoformat()
+    return body
+
+
+def to_purchase_order(row: Mapping[str, Any], view_url: str) -> PurchaseOrder:
+    """A Xero PurchaseOrder (JSON read with Decimal numbers) as the canonical PurchaseOrder; ``view_url`` is
+    where a person opens it, with ``{id}`` for its id."""
+    order_id = str(row.get("PurchaseOrderID") or "")
+    contact: Mapping[str, Any] = row.get("Contact") or {}
+    return PurchaseOrder(
+        id=order_id,
+        number=str(row.get("PurchaseOrderNumber") or ""),
+        reference=str(row.get("Reference") or ""),
+        status=str(row.get("Status") or "DRAFT"),
+        supplier_id=str(contact.get("ContactID") or ""),
+        currency=str(row.get("CurrencyCode") or ""),
+        total=xero_decimal(row.get("Total")),
+        url=view_url.format(id=quote(order_id, safe="")) if order_id else "",
+    )
+
+
+def to_supplier(contact: Mapping[str, Any]) -> Supplier:
+    """A Xero contact as a supplier (any contact can be one: IsSupplier only says it has bills already)."""
+    return Supplier(
+        id=str(contact.get("ContactID") or ""),
+        name=str(contact.get("Name") or ""),
+        status=str(contact.get("ContactStatus") or "ACTIVE"),
+    )
