@@ -168,13 +168,13 @@ def test_status_flows_back_from_accounting_to_the_crm_quote_once() -> None:
     world.quotes.sync(QUOTE, events_for(QUOTE))
     (made,) = world.books.quotes.values()
     poll = QuoteStatusPoll(world.books, world.quotes, world.store, clock=clock)
-    assert poll.run() == 0  # the first run only sets the watermark
+    assert poll.run().since is None  # the first run only sets the watermark
     world.store.put_watermark("accounting-quotes", clock() - timedelta(days=400))
     world.books.set_quote_status(made.id, "ACCEPTED")
-    assert poll.run() == 1
+    assert poll.run().queued == {"quotes": 1}
     assert world.crm.quote_properties[QUOTE.object_id]["closeloop_quote_status"] == "ACCEPTED"
     world.store.put_watermark("accounting-quotes", clock() - timedelta(days=400))
-    assert poll.run() == 0  # the same status again writes nothing
+    assert poll.run().queued == {}  # the same status again writes nothing
     assert world.asked == []  # invoicing on acceptance is off by default
 
 

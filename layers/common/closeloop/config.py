@@ -68,6 +68,11 @@ class Settings(EnvSettings):
         description="keep the CRM's products and the accounting items the same; a won deal's unknown SKU is made "
         "an item from its CRM product first",
     )
+    invoice_on_quote_accepted: bool = Field(
+        False,
+        alias="INVOICE_ON_QUOTE_ACCEPTED",
+        description="invoice a deal as soon as its quote is accepted in accounting, before the deal is won",
+    )
     tax_rules: str = Field("", alias="TAX_RULES")
     field_rules: str = Field("", alias="FIELD_RULES", description="YAML overriding field_rules.yaml")
     event_bus_name: str = Field("default", alias="EVENT_BUS_NAME")

@@ -387,27 +387,109 @@ def invoice_policy() -> Any:
 @cache
 def deal_worker() -> Any:
     from closeloop.sync.invoices import DealSync  # noqa: PLC0415
+    from closeloop.sync.quotes import WithQuotes  # noqa: PLC0415
 
-    return _worker(
-        DealSync(
-            crm(),
-            accounting(),
-            store(),
-            contact_sync(),
-            invoice_policy(),
-            owner=uuid.uuid4().hex,
-            telemetry=telemetry(),
-            products=product_sync(),
-            flows=won_deal_flows(),
-        )
+    deals = DealSync(
+        crm(),
+        accounting(),
+        store(),
+        contact_sync(),
+        invoice_policy(),
+        owner=uuid.uuid4().hex,
+        telemetry=telemetry(),
+        products=product_sync(),
+        flows=won_deal_flows(),
     )
+    return _worker(WithQuotes(deals, quote_sync(), deals.trail))
 
 
 @cache
 def won_deal_flows() -> tuple[Any, ...]:
     """The work a won deal brings besides its one-off invoice, in order (see sync.invoices.WonDealFlow):
     the flows this deployment's systems carry and its settings turn on."""
-    return ()
+    from closeloop.sync.quotes import QuoteFlow  # noqa: PLC0415
+
+    quotes = quote_sync()
+    return (QuoteFlow(quotes),) if quotes is not None else ()
+
+
+def quotes_off_reason() -> str:
+    """Why this stack syncs no quotes, "" when it does: the CRM or the accounting system has no quote adapter
+    (its spec's capabilities do not list ``quote``)."""
+    settings = get_settings()
+    specs = (
+        registry.get(settings.crm_provider or registry.DEFAULTS["crm"], "crm"),
+        registry.get(settings.accounting_provider or registry.DEFAULTS["accounting"], "accounting"),
+    )
+    lacking = [spec.title for spec in specs if "quote" not in spec.capabilities.objects]
+    if lacking:
+        return (
+            f"{' and '.join(lacking)} {'do' if len(lacking) > 1 else 'does'} not carry quotes yet "
+            "(`quote` is not among its spec's capabilities.objects)"
+        )
+    return ""
+
+
+def _invoice_deal(deal: Any) -> None:
+    """Ask for a deal's invoice (its quote was accepted, INVOICE_ON_QUOTE_ACCEPTED): one deal event on the
+    deals queue, keyed by the deal alone so repeated asks coalesce into the same once-only work."""
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from closeloop.models import SyncEvent, WorkMessage  # noqa: PLC0415
+
+    event = SyncEvent(
+        ref=deal,
+        event_id=f"quote-accepted:{deal.object_id}",
+        kind="changed",
+        occurred_at=datetime.now(UTC),
+        source_type="closeloop.quote_accepted",
+        dedupe_key=f"quote-accepted:{deal}",
+    )
+    queues().send("deals", WorkMessage(pipeline="deals", events=[event]).model_dump_json())
+
+
+@cache
+def quote_sync() -> Any:
+    """The quote sync, or None (``quotes_off_reason`` says why)."""
+    from closeloop.sync.quotes import QuotePolicy, QuoteSync  # noqa: PLC0415
+
+    if quotes_off_reason():
+        return None
+    quote_crm: Any = crm()  # both declare quotes (capability ``quote``): QuoteCrm / QuoteAccounting
+    quote_books: Any = accounting()
+    return QuoteSync(
+        quote_crm,
+        quote_books,
+        store(),
+        contact_sync(),
+        invoice_policy(),
+        owner=uuid.uuid4().hex,
+        quotes=QuotePolicy(invoice_on_accept=get_settings().invoice_on_quote_accepted),
+        products=product_sync(),
+        invoice_deal=_invoice_deal,
+    )
+
+
+class _NoQuotes:
+    """The quote status poll of a stack without quotes: nothing to read."""
+
+    def run(self) -> Any:
+        from datetime import UTC, datetime  # noqa: PLC0415
+
+        from closeloop.sync.catchup import CatchUpResult  # noqa: PLC0415
+
+        return CatchUpResult(None, {}, datetime.now(UTC), complete=True)
+
+
+@cache
+def quote_status_poll() -> Any:
+    """The accounting quotes' status back-flow (the scheduled poller runs it after the catch-ups)."""
+    from closeloop.sync.quotes import QuoteStatusPoll  # noqa: PLC0415
+
+    quotes = quote_sync()
+    if quotes is None:
+        return _NoQuotes()
+    return QuoteStatusPoll(quotes.accounting, quotes, store())
 
 
 @cache

@@ -57,6 +57,7 @@ from closeloop.ports import (
     QuoteCrm,
     SyncStore,
 )
+from closeloop.sync.catchup import CatchUpResult
 from closeloop.sync.contacts import Action, ContactSync, Outcome
 from closeloop.sync.invoices import (
     InvoicePolicy,
@@ -431,19 +432,19 @@ class QuoteStatusPoll:
         self.store = store
         self.clock = clock
 
-    def run(self) -> int:
-        """Handle the quotes changed since the last run; the number of CRM quotes written."""
+    def run(self) -> CatchUpResult:
+        """Handle the quotes changed since the last run; ``queued["quotes"]``: the CRM quotes written."""
         started = self.clock()
         mark = self.store.get_watermark(QUOTE_WATERMARK)
         if mark is None:
             self.store.put_watermark(QUOTE_WATERMARK, started)
-            return 0
+            return CatchUpResult(None, {}, started, complete=True)
         written = 0
         for current in self.accounting.iter_quotes_changed_since(mark - OVERLAP):
             outcome = self.quotes.status_changed(current)
             written += outcome is not None and outcome.action == "updated"
         self.store.put_watermark(QUOTE_WATERMARK, started)
-        return written
+        return CatchUpResult(mark - OVERLAP, {"quotes": written} if written else {}, started, complete=True)
 
 
 class Watermarks(Protocol):
