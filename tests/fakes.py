@@ -670,9 +670,10 @@ class FakeQuoteBooks(FakeBooks):
     #: Raise after the vendor made the quote, before the answer reaches the caller (a lost answer).
     lose_quote_answer: bool = False
 
-    def find_quote(self, reference: str) -> AccountingQuote | None:
+    def find_quote(self, reference: str, customer_id: str) -> AccountingQuote | None:
         self.calls.append("find_quote")
-        return next((q for q in self.quotes.values() if q.reference == reference and q.status != "DELETED"), None)
+        live = (q for q in self.quotes.values() if q.customer_id == customer_id and q.status != "DELETED")
+        return next((q for q in live if q.reference == reference), None)
 
     def get_quote(self, quote_id: str) -> AccountingQuote | None:
         return self.quotes.get(quote_id)

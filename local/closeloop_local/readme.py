@@ -69,6 +69,7 @@ PAIR_OBJECTS = (
     PairObject("invoices", crm=("deal",), accounting=("invoice",)),
     PairObject("payments", crm=("deal",), accounting=("payment",)),
     PairObject("products", crm=("product",), accounting=("product",)),
+    PairObject("quotes", crm=("quote",), accounting=("quote",)),
 )
 PAIR_HEADER = "accounting / CRM"
 

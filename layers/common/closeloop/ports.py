@@ -306,8 +306,9 @@ class QuoteAccounting(Protocol):
     #: Whether the system has an "invoiced" state ``mark_quote_invoiced`` can set or link (all three do).
     marks_invoiced: bool
 
-    def find_quote(self, reference: str) -> AccountingQuote | None:
-        """The live (not deleted/voided) quote whose reference equals ``reference``, if any."""
+    def find_quote(self, reference: str, customer_id: str) -> AccountingQuote | None:
+        """The live (not deleted/voided) quote of customer ``customer_id`` whose reference equals
+        ``reference``, if any (a system that cannot filter by reference reads that customer's quotes)."""
         ...
 
     def get_quote(self, quote_id: str) -> AccountingQuote | None:

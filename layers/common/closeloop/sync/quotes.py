@@ -216,10 +216,10 @@ class QuoteSync:
         currency = billing_currency(quote.currency, self.policy, "quote")
         items = self._items(quote, event)  # every SKU known before anything is made
 
-        existing = self._existing(quote, mapping)
         customer_outcome = self.contacts.sync(party, [event] if event else [])
         if customer_outcome.action in ("failed", "skipped") or not customer_outcome.accounting_id:
             raise ValidationFailed(f"the quote's customer {party} could not be synced: {customer_outcome.detail}")
+        existing = self._existing(quote, mapping, customer_outcome.accounting_id)
         customer = self.crm.resolve_customer(party)
         if customer is None:
             raise ValidationFailed(f"the quote's customer {party} no longer exists in the CRM")
@@ -305,12 +305,12 @@ class QuoteSync:
                 raise ValidationFailed(f"unknown SKU {line.sku!r}: no accounting item with code {code!r}")
         return items
 
-    def _existing(self, quote: Quote, mapping: IdMapping | None) -> AccountingQuote | None:
+    def _existing(self, quote: Quote, mapping: IdMapping | None, customer_id: str) -> AccountingQuote | None:
         if mapping is not None:
             found = self.accounting.get_quote(mapping.accounting_id)
             if found is not None and found.status != "DELETED":
                 return found
-        return self.accounting.find_quote(quote_reference(quote))
+        return self.accounting.find_quote(quote_reference(quote), customer_id)
 
     def _stale(self, quote: Quote, current: AccountingQuote, revision: int) -> bool:
         """Whether the CRM quote shows other values than the accounting quote has now (e.g. a person

@@ -20,12 +20,14 @@ from urllib.parse import quote
 from closeloop.dates import parse_timestamp
 from closeloop.models import (
     AccountingCustomer,
+    AccountingQuote,
     Customer,
     Invoice,
     InvoiceDraft,
     InvoiceLine,
     Item,
     ItemDraft,
+    QuoteDraft,
     money_text,
 )
 from closeloop.wire import to_decimal
@@ -329,3 +331,57 @@ def to_invoice(row: Mapping[str, Any], view_url: str) -> Invoice:
 def xero_decimal(value: Any) -> Decimal:
     """A Xero number (Decimal already, an int or a numeric string) as Decimal; absent is zero."""
     return to_decimal(value, who="Xero", vendor="xero")
+
+
+#: The canonical line amount types as Xero's quotes spell them (XS QuoteLineAmountTypes: upper case, unlike
+#: invoices' LineAmountTypes).
+QUOTE_LINE_AMOUNT_TYPES = {"Exclusive": "EXCLUSIVE", "Inclusive": "INCLUSIVE", "NoTax": "NOTAX"}
+#: XS Quote.Title "maxLength: 100".
+QUOTE_TITLE_MAX = 100
+
+
+def to_xero_quote(draft: QuoteDraft, status: str | None = None) -> dict[str, Any]:
+    """A Xero Quote body for ``draft`` (XS Quote): contact, lines, dates, currency, reference and title.
+    ``status``: the status to send (the draft's on a create; left out of a revision, so it stays)."""
+    body: dict[str, Any] = {
+        "Contact": {"ContactID": draft.customer_id},
+        "LineItems": [to_xero_line(line) for line in draft.lines],
+        "LineAmountTypes": QUOTE_LINE_AMOUNT_TYPES[draft.line_amount_types],
+        "Date": draft.issue_date.isoformat(),
+        "CurrencyCode": draft.currency,
+        "Reference": draft.reference,
+    }
+    if status:
+        body["Status"] = status
+    if draft.expiry is not None:
+        body["ExpiryDate"] = draft.expiry.isoformat()
+    if draft.title:
+        body["Title"] = draft.title[:QUOTE_TITLE_MAX]
+    return body
+
+
+def to_quote(row: Mapping[str, Any], view_url: str) -> AccountingQuote:
+    """A Xero Quote as the canonical AccountingQuote; ``view_url`` has ``{id}`` for its id. Xero's statuses
+    (XS QuoteStatusCodes) are the canonical ones; Xero has no EXPIRED (the sync derives it)."""
+    quote_id = str(row.get("QuoteID") or "")
+    contact: Mapping[str, Any] = row.get("Contact") or {}
+    updated = xero_datetime(row, "UpdatedDateUTC")
+    status = str(row.get("Status") or "DRAFT")
+    return AccountingQuote(
+        id=quote_id,
+        number=str(row.get("QuoteNumber") or ""),
+        reference=str(row.get("Reference") or ""),
+        status=status if status in QUOTE_STATUSES else "DRAFT",
+        customer_id=str(contact.get("ContactID") or ""),
+        currency=str(row.get("CurrencyCode") or ""),
+        issue_date=xero_date(row, "Date"),
+        expiry=xero_date(row, "ExpiryDate"),
+        sub_total=xero_decimal(row.get("SubTotal")),
+        total_tax=xero_decimal(row.get("TotalTax")),
+        total=xero_decimal(row.get("Total")),
+        url=view_url.format(id=quote(quote_id, safe="")) if quote_id else "",
+        updated_at=updated.astimezone(UTC) if updated else None,
+    )
+
+
+QUOTE_STATUSES = frozenset({"DRAFT", "SENT", "DECLINED", "ACCEPTED", "INVOICED", "DELETED"})
