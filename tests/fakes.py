@@ -14,6 +14,7 @@ from typing import Any
 from closeloop.errors import Conflict, FatalError, NotFound, ValidationFailed
 from closeloop.models import (
     AccountingCustomer,
+    AccountingQuote,
     CrmRef,
     Customer,
     Deal,
@@ -25,6 +26,8 @@ from closeloop.models import (
     Product,
     PurchaseOrder,
     PurchaseOrderDraft,
+    Quote,
+    QuoteDraft,
     Supplier,
     SyncEvent,
     customer_fields,
@@ -722,3 +725,124 @@ class FakeCatalogueDealCrm(FakeDealCrm):
 
     def iter_products(self) -> Iterator[Product]:
         yield from self.products.values()
+
+
+class FakeQuoteCrm(FakeDealCrm):
+    """FakeDealCrm with quotes (QuoteCrm): quote fields are refused until ``ensure_quote_properties``."""
+
+    quotes: dict[str, Quote] = field(default_factory=dict)
+    quote_properties: dict[str, dict[str, str]] = field(default_factory=dict)
+    quote_defined: set[str] = field(default_factory=set)
+
+    def get_quote(self, quote_id: str) -> Quote | None:
+        quote = self.quotes.get(quote_id)
+        if quote is None:
+            return None
+        return quote.model_copy(update={"synced": dict(self.quote_properties.get(quote_id, {}))})
+
+    def quotes_of_deal(self, deal_id: str) -> list[Quote]:
+        found = [q.ref.object_id for q in self.quotes.values() if q.deal and q.deal.object_id == deal_id]
+        return [q for q in (self.get_quote(i) for i in found) if q is not None]
+
+    def write_quote(self, quote_id: str, values: Mapping[str, str]) -> None:
+        unknown = set(values) - self.quote_defined
+        if unknown:
+            raise ValidationFailed(f"Property values were not valid: {sorted(unknown)}")
+        self.quote_properties.setdefault(quote_id, {}).update(values)
+
+    def ensure_quote_properties(self, definitions: Collection[PropertyDefinition]) -> list[str]:
+        created = [d.name for d in definitions if d.name not in self.quote_defined]
+        self.quote_defined.update(created)
+        return created
+
+
+@dataclass
+class FakeQuoteBooks(FakeBooks):
+    """FakeBooks with quotes (QuoteAccounting): statuses as canonical, revisions in place."""
+
+    quotes: dict[str, AccountingQuote] = field(default_factory=dict)
+    quote_drafts: dict[str, QuoteDraft] = field(default_factory=dict)
+    quote_keys: dict[str, str] = field(default_factory=dict)
+    marks_invoiced: bool = True
+    #: Raise after the vendor made the quote, before the answer reaches the caller (a lost answer).
+    lose_quote_answer: bool = False
+
+    def find_quote(self, reference: str, customer_id: str) -> AccountingQuote | None:
+        self.calls.append("find_quote")
+        live = (q for q in self.quotes.values() if q.customer_id == customer_id and q.status != "DELETED")
+        return next((q for q in live if q.reference == reference), None)
+
+    def get_quote(self, quote_id: str) -> AccountingQuote | None:
+        return self.quotes.get(quote_id)
+
+    def _totals(self, draft: QuoteDraft) -> tuple[Decimal, Decimal]:
+        cent = Decimal("0.01")
+        sub = tax = Decimal(0)
+        for line in draft.lines:
+            if line.item_code and line.item_code not in self.items:
+                raise ValidationFailed(f"Item code {line.item_code} is not valid")
+            net = (line.quantity * line.unit_amount * (1 - (line.discount_rate or Decimal(0)) / 100)).quantize(cent)
+            sub += net
+            tax += (net * TAX_RATES.get(line.tax_type, Decimal(0)) / 100).quantize(cent)
+        return sub, tax
+
+    def create_quote(self, draft: QuoteDraft, *, idempotency_key: str) -> AccountingQuote:
+        self.calls.append("create_quote")
+        if idempotency_key in self.quote_keys:
+            return self.quotes[self.quote_keys[idempotency_key]]
+        sub, tax = self._totals(draft)
+        number = f"QU-{len(self.quotes) + 1:04d}"
+        quote = AccountingQuote(
+            id=uuid.uuid4().hex,
+            number=number,
+            reference=draft.reference,
+            status=draft.status,
+            customer_id=draft.customer_id,
+            currency=draft.currency,
+            issue_date=draft.issue_date,
+            expiry=draft.expiry,
+            sub_total=sub,
+            total_tax=tax,
+            total=sub + tax,
+            url=f"https://books.example/quotes/{number}",
+            updated_at=datetime.now(UTC),
+        )
+        self.quotes[quote.id] = quote
+        self.quote_drafts[quote.id] = draft
+        self.quote_keys[idempotency_key] = quote.id
+        if self.lose_quote_answer:
+            self.lose_quote_answer = False
+            raise RuntimeError("the worker died right after the vendor created the quote")
+        return quote
+
+    def revise_quote(self, quote: AccountingQuote, draft: QuoteDraft, *, idempotency_key: str) -> AccountingQuote:
+        self.calls.append("revise_quote")
+        current = self.quotes[quote.id]
+        if current.status not in ("DRAFT", "SENT"):
+            raise ValidationFailed(f"a {current.status} quote cannot be edited")
+        sub, tax = self._totals(draft)
+        revised = current.model_copy(
+            update={
+                "currency": draft.currency,
+                "expiry": draft.expiry,
+                "sub_total": sub,
+                "total_tax": tax,
+                "total": sub + tax,
+                "updated_at": datetime.now(UTC),
+            }
+        )
+        self.quotes[quote.id] = revised
+        self.quote_drafts[quote.id] = draft
+        return revised
+
+    def set_quote_status(self, quote_id: str, status: str) -> AccountingQuote:
+        updated = self.quotes[quote_id].model_copy(update={"status": status, "updated_at": datetime.now(UTC)})
+        self.quotes[quote_id] = updated
+        return updated
+
+    def iter_quotes_changed_since(self, since: datetime | None) -> Iterator[AccountingQuote]:
+        return iter([q for q in self.quotes.values() if since is None or (q.updated_at and q.updated_at >= since)])
+
+    def mark_quote_invoiced(self, quote: AccountingQuote, invoice_id: str, *, idempotency_key: str) -> AccountingQuote:
+        self.calls.append("mark_quote_invoiced")
+        return self.set_quote_status(quote.id, "INVOICED")

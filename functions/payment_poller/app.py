@@ -2,7 +2,8 @@
 
 The CRM catch-up queues changes no webhook announced (SugarCRM never retries a hook; any CRM can drop one);
 the accounting catch-up queues customers changed in the accounting system (the only change feed of Zoho
-Books, which sends no webhooks), to be applied or flagged under the field rules.
+Books, which sends no webhooks), to be applied or flagged under the field rules; the quote status poll writes
+the accounting quotes' statuses to their CRM quotes (no accounting system sends quote events Closeloop takes).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         for name, catch_up in (
             ("catch_up", runtime.crm_catch_up),
             ("accounting_catch_up", runtime.accounting_catch_up),
+            ("quote_statuses", runtime.quote_status_poll),
         ):
             try:
                 caught = catch_up().run()

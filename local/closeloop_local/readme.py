@@ -70,6 +70,7 @@ PAIR_OBJECTS = (
     PairObject("payments", crm=("deal",), accounting=("payment",)),
     PairObject("products", crm=("product",), accounting=("product",)),
     PairObject("purchase orders", crm=("purchase_order",), accounting=("purchase_order",)),
+    PairObject("quotes", crm=("quote",), accounting=("quote",)),
 )
 PAIR_HEADER = "accounting / CRM"
 

@@ -73,6 +73,11 @@ class Settings(EnvSettings):
         alias="PURCHASE_ORDERS",
         description="a won deal's lines whose product names a supplier become one draft purchase order per supplier",
     )
+    invoice_on_quote_accepted: bool = Field(
+        False,
+        alias="INVOICE_ON_QUOTE_ACCEPTED",
+        description="invoice a deal as soon as its quote is accepted in accounting, before the deal is won",
+    )
     tax_rules: str = Field("", alias="TAX_RULES")
     field_rules: str = Field("", alias="FIELD_RULES", description="YAML overriding field_rules.yaml")
     event_bus_name: str = Field("default", alias="EVENT_BUS_NAME")

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 
-ObjectType = Literal["contact", "company", "deal", "line_item", "product"]
+ObjectType = Literal["contact", "company", "deal", "line_item", "product", "quote"]
 Pipeline = Literal["contacts", "deals"]
 
 
@@ -32,6 +32,8 @@ PIPELINE_OF: dict[str, Pipeline] = {
     "company": "contacts",
     "product": "contacts",
     "deal": "deals",
+    #: Quotes ride with their deals: the deal's invoice bills its quote's lines.
+    "quote": "deals",
 }
 
 
@@ -427,6 +429,90 @@ class PurchaseOrder(_Model):
     currency: str = ""
     total: Decimal = Decimal(0)
     url: str = Field("", description="Where a person opens the purchase order in the accounting system")
+
+
+# -- quotes ----------------------------------------------------------------------------------------------
+
+#: Where a CRM quote stands, canonically: ``ready`` is approved or published (sent to the customer) and is
+#: what becomes an accounting quote; ``draft``, ``pending_approval`` and ``rejected`` are not quoted yet.
+CrmQuoteStatus = Literal["draft", "pending_approval", "ready", "rejected"]
+
+#: Where an accounting quote stands, canonically. ``EXPIRED`` is a state of its own in some systems and a
+#: sent quote past its expiry date in others (the sync logic derives it there); ``INVOICED`` is a quote billed
+#: by an invoice (a state in some systems, a link from the invoice in others); ``DELETED`` covers deleted and
+#: voided ones.
+AccountingQuoteStatus = Literal["DRAFT", "SENT", "ACCEPTED", "DECLINED", "EXPIRED", "INVOICED", "DELETED"]
+
+#: The quote fields Closeloop writes back to the CRM quote (or to the deal, where the deal stands in for it).
+QUOTE_SYNC_FIELDS: tuple[str, ...] = (
+    "closeloop_quote_number",
+    "closeloop_quote_status",
+    "closeloop_quote_url",
+    "closeloop_quote_revision",
+)
+
+
+class Quote(_Model):
+    """A CRM quote with what an accounting quote needs: its deal, parties, currency, expiry and lines.
+
+    A CRM without quotes lets its deal stand in (``ref`` then names the quote by the deal's id and
+    ``deal`` is that deal)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    ref: CrmRef
+    deal: CrmRef | None = None
+    title: str = ""
+    number: str = Field("", description="The CRM's own quote number, where it has one")
+    status: CrmQuoteStatus = "draft"
+    currency: str = ""
+    expiry: date | None = None
+    company: CrmRef | None = None
+    contact: CrmRef | None = None
+    line_items: tuple[LineItem, ...] = ()
+    url: str = Field("", description="Where a person opens the quote in the CRM")
+    updated_at: datetime | None = None
+    synced: dict[str, str] = Field(
+        default_factory=dict, description="Values of Closeloop's own write-back properties, as last read"
+    )
+
+
+class QuoteDraft(_Model):
+    """An accounting quote to create or revise: every value decided by the sync logic."""
+
+    model_config = ConfigDict(frozen=True)
+
+    customer_id: str
+    reference: str = Field(description="Carries the CRM quote id; unique per CRM quote")
+    title: str = ""
+    currency: str
+    lines: tuple[InvoiceLine, ...]
+    line_amount_types: LineAmountTypes = "Exclusive"
+    issue_date: date
+    expiry: date | None = None
+    #: What the CRM made it: ``SENT`` (approved or published, so the customer has it) is what the sync asks.
+    status: Literal["DRAFT", "SENT"] = "SENT"
+    url: str = Field("", description="Link back to the CRM quote, shown on the accounting record")
+
+
+class AccountingQuote(_Model):
+    """A quote (estimate) as the accounting system holds it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    number: str = ""
+    reference: str = ""
+    status: AccountingQuoteStatus = "DRAFT"
+    customer_id: str = ""
+    currency: str = ""
+    issue_date: date | None = None
+    expiry: date | None = None
+    sub_total: Decimal = Decimal(0)
+    total_tax: Decimal = Decimal(0)
+    total: Decimal = Decimal(0)
+    url: str = Field("", description="Where a person opens the quote in the accounting system")
+    updated_at: datetime | None = None
 
 
 # -- accounting-side changes (two-way sync) --------------------------------------------------------------

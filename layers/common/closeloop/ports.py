@@ -15,6 +15,7 @@ from closeloop.errors import FatalError
 from closeloop.models import (
     AccountingCustomer,
     AccountingEvent,
+    AccountingQuote,
     CrmRef,
     Customer,
     Deal,
@@ -26,6 +27,8 @@ from closeloop.models import (
     Product,
     PurchaseOrder,
     PurchaseOrderDraft,
+    Quote,
+    QuoteDraft,
     Supplier,
     SyncEvent,
 )
@@ -293,6 +296,76 @@ class PurchasingAccounting(Protocol):
 
     def create_purchase_order(self, draft: PurchaseOrderDraft, *, idempotency_key: str) -> PurchaseOrder:
         """Create a draft purchase order exactly as drafted. Raises ValidationFailed with the vendor's reasons."""
+
+
+class QuoteCrm(Protocol):
+    """A CRM whose quotes become accounting quotes (the spec's capabilities list ``quote``).
+
+    A CRM without quotes (Pipedrive) lets the deal stand in: ``get_quote(deal_id)`` reads the deal as a
+    quote (its products as lines, ``ready`` in the stages that mean "quoted"), ``quotes_of_deal`` returns that
+    one, and ``write_quote`` writes the deal's fields.
+    """
+
+    name: str
+
+    def get_quote(self, quote_id: str) -> Quote | None:
+        """One quote with its lines, parties, deal and canonical status; None when it no longer exists."""
+        ...
+
+    def quotes_of_deal(self, deal_id: str) -> list[Quote]:
+        """The quotes of a deal, with their lines (none: an empty list)."""
+        ...
+
+    def write_quote(self, quote_id: str, values: Mapping[str, str]) -> None:
+        """Write Closeloop's quote fields (QUOTE_SYNC_FIELDS names; "" clears) on the quote, or on the deal
+        that stands in for it. Raises ValidationFailed when the CRM refuses them (most likely they do not
+        exist yet: ``ensure_quote_properties`` then creates them), IntegrationError subclasses on failure."""
+
+    def ensure_quote_properties(self, definitions: Collection[PropertyDefinition]) -> list[str]:
+        """Create the quote fields that do not exist yet where ``write_quote`` writes them; the names created."""
+        ...
+
+
+class QuoteAccounting(Protocol):
+    """An accounting system's quotes (Xero Quotes, QuickBooks Estimates, Zoho Books Estimates): capability
+    ``quote``.
+
+    One accounting quote per CRM quote, found by its reference. A revision is the same record edited in
+    place (its number stays; what a system keeps of the previous version is its own: history notes, a sync
+    token); a system that can only revise by a new record must void the old one in the same call, so there
+    is never a second live quote.
+    """
+
+    name: str
+    #: Whether the system has an "invoiced" state ``mark_quote_invoiced`` can set or link (all three do).
+    marks_invoiced: bool
+
+    def find_quote(self, reference: str, customer_id: str) -> AccountingQuote | None:
+        """The live (not deleted/voided) quote of customer ``customer_id`` whose reference equals
+        ``reference``, if any (a system that cannot filter by reference reads that customer's quotes)."""
+        ...
+
+    def get_quote(self, quote_id: str) -> AccountingQuote | None:
+        """One quote by the system's id; None when it does not exist."""
+        ...
+
+    def create_quote(self, draft: QuoteDraft, *, idempotency_key: str) -> AccountingQuote:
+        """Create the quote as drafted, in the draft's status (a system that creates drafts only marks it
+        sent in a second call). Raises ValidationFailed with the vendor's reasons."""
+        ...
+
+    def revise_quote(self, quote: AccountingQuote, draft: QuoteDraft, *, idempotency_key: str) -> AccountingQuote:
+        """Replace the lines, currency, expiry and title of ``quote`` with the draft's; its status stays.
+        Raises ValidationFailed when the system refuses (e.g. the quote was accepted or invoiced meanwhile)."""
+        ...
+
+    def iter_quotes_changed_since(self, since: datetime | None) -> Iterator[AccountingQuote]:
+        """Quotes modified at or after ``since`` (all when None), page by page: the status back-flow."""
+        ...
+
+    def mark_quote_invoiced(self, quote: AccountingQuote, invoice_id: str, *, idempotency_key: str) -> AccountingQuote:
+        """Record that invoice ``invoice_id`` bills ``quote`` (a status where the system has one, a link from
+        the invoice where it links them); returns the quote as it is now."""
         ...
 
 

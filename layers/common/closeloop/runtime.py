@@ -314,18 +314,10 @@ ALERT_EVERY_SECONDS = 3600
 def catalogue_off_reason() -> str:
     """Why this stack syncs no catalogue, "" when it does: the CRM or the accounting system has no catalogue
     adapter (its spec's capabilities do not list ``product``), or PRODUCT_SYNC is off."""
-    settings = get_settings()
-    specs = (
-        registry.get(settings.crm_provider or registry.DEFAULTS["crm"], "crm"),
-        registry.get(settings.accounting_provider or registry.DEFAULTS["accounting"], "accounting"),
-    )
-    lacking = [spec.title for spec in specs if "product" not in spec.capabilities.objects]
+    lacking = not_carried("product", "products")
     if lacking:
-        return (
-            f"{' and '.join(lacking)} {'do' if len(lacking) > 1 else 'does'} not carry products yet "
-            "(`product` is not among its spec's capabilities.objects)"
-        )
-    if not settings.product_sync:
+        return lacking
+    if not get_settings().product_sync:
         return "catalogue sync is off in this stack (PRODUCT_SYNC=false)"
     return ""
 
@@ -388,27 +380,32 @@ def invoice_policy() -> Any:
 @cache
 def deal_worker() -> Any:
     from closeloop.sync.invoices import DealSync  # noqa: PLC0415
+    from closeloop.sync.quotes import WithQuotes  # noqa: PLC0415
 
-    return _worker(
-        DealSync(
-            crm(),
-            accounting(),
-            store(),
-            contact_sync(),
-            invoice_policy(),
-            owner=uuid.uuid4().hex,
-            telemetry=telemetry(),
-            products=product_sync(),
-            flows=won_deal_flows(),
-        )
+    deals = DealSync(
+        crm(),
+        accounting(),
+        store(),
+        contact_sync(),
+        invoice_policy(),
+        owner=uuid.uuid4().hex,
+        telemetry=telemetry(),
+        products=product_sync(),
+        flows=won_deal_flows(),
     )
+    return _worker(WithQuotes(deals, quote_sync(), deals.trail))
 
 
 @cache
 def won_deal_flows() -> tuple[Any, ...]:
     """The work a won deal brings besides its one-off invoice, in order (see sync.invoices.WonDealFlow):
     the flows this deployment's systems carry and its settings turn on."""
+    from closeloop.sync.quotes import QuoteFlow  # noqa: PLC0415
+
     flows: list[Any] = []
+    quotes = quote_sync()
+    if quotes is not None:
+        flows.append(QuoteFlow(quotes))  # first: the lines it promised are what the others see
     if not purchase_orders_off_reason():
         flows.append(purchase_order_flow())
     return tuple(flows)
@@ -416,20 +413,31 @@ def won_deal_flows() -> tuple[Any, ...]:
 
 def purchase_orders_off_reason() -> str:
     """Why this stack makes no purchase orders, "" when it does: PURCHASE_ORDERS is off, or the CRM or the
-    accounting system does not carry them (``purchase_order`` is not among its spec's capabilities.objects:
-    the CRM reads a product's supplier and cost, the accounting system takes suppliers and purchase orders)."""
-    settings = get_settings()
-    if not settings.purchase_orders:
+    accounting system does not carry them (the CRM reads a product's supplier and cost, the accounting system
+    takes suppliers and purchase orders)."""
+    if not get_settings().purchase_orders:
         return "purchase orders are off in this stack (PURCHASE_ORDERS=false)"
+    return not_carried("purchase_order", "purchase orders")
+
+
+def quotes_off_reason() -> str:
+    """Why this stack syncs no quotes, "" when it does: the CRM or the accounting system has no quote adapter."""
+    return not_carried("quote", "quotes")
+
+
+def not_carried(capability: str, what: str) -> str:
+    """Why the configured systems cannot carry ``what``: the ones whose spec's capabilities.objects lack
+    ``capability`` ("" when both carry it)."""
+    settings = get_settings()
     specs = (
         registry.get(settings.crm_provider or registry.DEFAULTS["crm"], "crm"),
         registry.get(settings.accounting_provider or registry.DEFAULTS["accounting"], "accounting"),
     )
-    lacking = [spec.title for spec in specs if "purchase_order" not in spec.capabilities.objects]
+    lacking = [spec.title for spec in specs if capability not in spec.capabilities.objects]
     if lacking:
         return (
-            f"{' and '.join(lacking)} {'do' if len(lacking) > 1 else 'does'} not carry purchase orders yet "
-            "(`purchase_order` is not among its spec's capabilities.objects)"
+            f"{' and '.join(lacking)} {'do' if len(lacking) > 1 else 'does'} not carry {what} yet "
+            f"(`{capability}` is not among its spec's capabilities.objects)"
         )
     return ""
 
@@ -443,6 +451,68 @@ def purchase_order_flow() -> Any:
     purchasing: Any = accounting()  # declares ``purchase_order``: PurchasingAccounting
     policy = PurchaseOrderPolicy(default_currency=settings.default_currency, sku_item_codes=settings.sku_item_codes)
     return PurchaseOrderFlow(crm(), catalogue, purchasing, store(), policy, owner=uuid.uuid4().hex)
+
+
+def _invoice_deal(deal: Any) -> None:
+    """Ask for a deal's invoice (its quote was accepted, INVOICE_ON_QUOTE_ACCEPTED): one deal event on the
+    deals queue, keyed by the deal alone so repeated asks coalesce into the same once-only work."""
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from closeloop.models import SyncEvent, WorkMessage  # noqa: PLC0415
+
+    event = SyncEvent(
+        ref=deal,
+        event_id=f"quote-accepted:{deal.object_id}",
+        kind="changed",
+        occurred_at=datetime.now(UTC),
+        source_type="closeloop.quote_accepted",
+        dedupe_key=f"quote-accepted:{deal}",
+    )
+    queues().send("deals", WorkMessage(pipeline="deals", events=[event]).model_dump_json())
+
+
+@cache
+def quote_sync() -> Any:
+    """The quote sync, or None (``quotes_off_reason`` says why)."""
+    from closeloop.sync.quotes import QuotePolicy, QuoteSync  # noqa: PLC0415
+
+    if quotes_off_reason():
+        return None
+    quote_crm: Any = crm()  # both declare quotes (capability ``quote``): QuoteCrm / QuoteAccounting
+    quote_books: Any = accounting()
+    return QuoteSync(
+        quote_crm,
+        quote_books,
+        store(),
+        contact_sync(),
+        invoice_policy(),
+        owner=uuid.uuid4().hex,
+        quotes=QuotePolicy(invoice_on_accept=get_settings().invoice_on_quote_accepted),
+        products=product_sync(),
+        invoice_deal=_invoice_deal,
+    )
+
+
+class _NoQuotes:
+    """The quote status poll of a stack without quotes: nothing to read."""
+
+    def run(self) -> Any:
+        from datetime import UTC, datetime  # noqa: PLC0415
+
+        from closeloop.sync.catchup import CatchUpResult  # noqa: PLC0415
+
+        return CatchUpResult(None, {}, datetime.now(UTC), complete=True)
+
+
+@cache
+def quote_status_poll() -> Any:
+    """The accounting quotes' status back-flow (the scheduled poller runs it after the catch-ups)."""
+    from closeloop.sync.quotes import QuoteStatusPoll  # noqa: PLC0415
+
+    quotes = quote_sync()
+    if quotes is None:
+        return _NoQuotes()
+    return QuoteStatusPoll(quotes.accounting, quotes, store())
 
 
 @cache

@@ -34,7 +34,18 @@ from decimal import Decimal
 from typing import Literal, Protocol
 
 from closeloop.errors import FatalError, IntegrationError, OutcomeUnknown, Unanswered, ValidationFailed
-from closeloop.models import CrmRef, Customer, Deal, Invoice, InvoiceDraft, InvoiceLine, Item, LineItem, SyncEvent
+from closeloop.models import (
+    CrmRef,
+    Customer,
+    Deal,
+    Invoice,
+    InvoiceDraft,
+    InvoiceLine,
+    Item,
+    LineAmountTypes,
+    LineItem,
+    SyncEvent,
+)
 from closeloop.ports import (
     AccountingPort,
     CrmPort,
@@ -103,23 +114,23 @@ def money(value: Decimal) -> str:
     return str(value.quantize(CENT))
 
 
-def build_draft(
-    deal: Deal,
-    customer: Customer,
-    customer_id: str,
-    items: Mapping[str, Item],
-    policy: InvoicePolicy,
-    today: date,
-) -> InvoiceDraft:
-    """The invoice for a won deal. Raises ValidationFailed naming what is missing (SKU, currency, lines)."""
-    if not deal.line_items:
-        raise ValidationFailed("the deal has no line items to invoice")
-    currency = (deal.currency or policy.default_currency).upper()
-    if not currency:
-        raise ValidationFailed("the deal has no currency and DEFAULT_CURRENCY is not set")
+def billing_currency(currency: str, policy: InvoicePolicy, what: str = "deal") -> str:
+    """The currency a deal (or quote) is billed in: its own, else DEFAULT_CURRENCY. Raises ValidationFailed."""
+    chosen = (currency or policy.default_currency).upper()
+    if not chosen:
+        raise ValidationFailed(f"the {what} has no currency and DEFAULT_CURRENCY is not set")
+    return chosen
+
+
+def billed_lines(
+    line_items: Sequence[LineItem], customer: Customer, items: Mapping[str, Item], policy: InvoicePolicy
+) -> tuple[tuple[InvoiceLine, ...], LineAmountTypes]:
+    """The accounting lines of CRM ``line_items`` (SKU -> item code, tax by the rule table, a sales-tax line
+    where the rule adds one) and how their amounts treat tax: what an invoice and an accounting quote bill.
+    Raises ValidationFailed naming a line without a SKU or a SKU without an item."""
     rule = rule_for(customer, policy.tax_rules)
     lines: list[InvoiceLine] = []
-    for line in deal.line_items:
+    for line in line_items:
         if not line.sku:
             raise ValidationFailed(f"line item {line.name or line.crm_id!r} has no SKU")
         code = policy.sku_item_codes.get(line.sku, line.sku)
@@ -149,18 +160,69 @@ def build_draft(
                 account_code=rule.sales_tax_account_code,
             )
         )
+    return tuple(lines), rule.amounts
+
+
+def build_draft(
+    deal: Deal,
+    customer: Customer,
+    customer_id: str,
+    items: Mapping[str, Item],
+    policy: InvoicePolicy,
+    today: date,
+) -> InvoiceDraft:
+    """The invoice for a won deal. Raises ValidationFailed naming what is missing (SKU, currency, lines)."""
+    if not deal.line_items:
+        raise ValidationFailed("the deal has no line items to invoice")
+    currency = billing_currency(deal.currency, policy)
+    lines, amounts = billed_lines(deal.line_items, customer, items, policy)
     issued = deal.close_date or today
     return InvoiceDraft(
         customer_id=customer_id,
         reference=invoice_reference(deal),
         currency=currency,
-        lines=tuple(lines),
-        line_amount_types=rule.amounts,
+        lines=lines,
+        line_amount_types=amounts,
         status=policy.status,
         issue_date=issued,
         due_date=issued + timedelta(days=policy.due_days),
         url=deal.url,
     )
+
+
+def items_just_in_time(
+    accounting: AccountingPort,
+    products: ProductSync,
+    store: SyncStore,
+    policy: InvoicePolicy,
+    crm_name: str,
+    line_items: Sequence[LineItem],
+    missing: set[str],
+    event: SyncEvent | None,
+) -> dict[str, Item]:
+    """Create the items ``line_items`` need from their CRM products first (catalogue sync on): the invoice's
+    and the accounting quote's way to an item for a SKU the accounting system lacks.
+
+    A line without a linked product is left to ``billed_lines`` (which names the unknown SKU); a product that
+    cannot become an item fails with the product's own reason (the product keeps its failed sync too).
+    """
+    made: set[str] = set()
+    for line in line_items:
+        code = policy.sku_item_codes.get(line.sku, line.sku)
+        if code not in missing or code in made:
+            continue
+        if not line.product_id:
+            continue  # no product to make the item from: billed_lines names the unknown SKU
+        product = CrmRef(crm=crm_name, object_type="product", object_id=line.product_id)
+        outcome = products.sync(product, [event] if event else [])
+        if outcome.action not in ("created", "matched", "updated", "unchanged"):
+            failure = store.get_failed_sync(product)
+            why = failure.reason if failure else outcome.detail
+            raise ValidationFailed(
+                f"line item {line.name or line.crm_id!r}: its product could not become an item: {why}"
+            )
+        made.add(code)
+    return accounting.get_items(made) if made else {}
 
 
 def _line_net(line: LineItem) -> Decimal:
@@ -210,7 +272,11 @@ class WonDealFlow(Protocol):
     name: str
 
     def promised(self, deal: Deal) -> Deal:
-        """The deal with the lines it promised the customer (e.g. its accepted quote's); ``deal`` if none."""
+        """The deal with the lines it promised the customer (e.g. its accepted quote's); ``deal`` if none.
+
+        Called on every deal, won or not, before the won check: a flow may return the deal as won (``is_won``)
+        when it makes the deal billable itself (a quote accepted, by configuration); a flow with nothing to do
+        for a deal that is not won returns it untouched without reading anything."""
         ...
 
     def off_invoice(self, deal: Deal) -> frozenset[str]:
@@ -290,12 +356,13 @@ class DealSync:
         deal = self.crm.get_deal(ref.object_id)
         if deal is None:
             return Outcome(ref, "skipped", detail="gone from CRM")
+        # Before the won check: a flow may make the deal billable (its quote accepted, by configuration).
+        deal = self._promised(deal)
         if not deal.is_won:
             return Outcome(ref, "skipped", detail="not in a won stage")
         party = deal.company or deal.contact
         if party is None:
             raise ValidationFailed("the won deal has no associated company or contact to invoice")
-        deal = self._promised(deal)
 
         existing = self.accounting.find_invoice(invoice_reference(deal))
         if existing is not None:
@@ -320,7 +387,11 @@ class DealSync:
         codes = {self.policy.sku_item_codes.get(li.sku, li.sku) for li in billed.line_items if li.sku}
         items = self.accounting.get_items(codes) if codes else {}
         if self.products is not None and codes - set(items):
-            items = {**items, **self._items_just_in_time(self.products, billed, codes - set(items), event)}
+            missing = codes - set(items)
+            made = items_just_in_time(
+                self.accounting, self.products, self.store, self.policy, ref.crm, billed.line_items, missing, event
+            )
+            items = {**items, **made}
         draft = build_draft(billed, customer, customer_outcome.accounting_id, items, self.policy, self.clock().date())
         if self.policy.send_email:
             self._mark_email(ref, "to_send")  # before the create: a crash after it still owes the email
@@ -372,35 +443,11 @@ class DealSync:
     def _follow_mapped(self, ref: CrmRef, customer_id: str, event: SyncEvent | None) -> None:
         """The flows of a deal invoiced before (a redelivery, a replay after a crash or a flow's failure)."""
         deal = self.crm.get_deal(ref.object_id)
-        if deal is None or not deal.is_won or not customer_id:
+        if deal is None or not customer_id:
             return
-        self._follow(self._promised(deal), customer_id, event)
-
-    def _items_just_in_time(
-        self, products: ProductSync, deal: Deal, missing: set[str], event: SyncEvent | None
-    ) -> dict[str, Item]:
-        """Create the items the deal's lines need from their CRM products first (catalogue sync on).
-
-        A line without a linked product, or whose product cannot become an item, fails the deal with the
-        product's own reason (the product keeps its failed sync too); nothing is invoiced half-way.
-        """
-        made: set[str] = set()
-        for line in deal.line_items:
-            code = self.policy.sku_item_codes.get(line.sku, line.sku)
-            if code not in missing or code in made:
-                continue
-            if not line.product_id:
-                continue  # no product to make the item from: build_draft names the unknown SKU
-            product = CrmRef(crm=deal.ref.crm, object_type="product", object_id=line.product_id)
-            outcome = products.sync(product, [event] if event else [])
-            if outcome.action not in ("created", "matched", "updated", "unchanged"):
-                failure = self.store.get_failed_sync(product)
-                why = failure.reason if failure else outcome.detail
-                raise ValidationFailed(
-                    f"line item {line.name or line.crm_id!r}: its product could not become an item: {why}"
-                )
-            made.add(code)
-        return self.accounting.get_items(made) if made else {}
+        promised = self._promised(deal)
+        if promised.is_won:
+            self._follow(promised, customer_id, event)
 
     def _mark_email(self, ref: CrmRef, state: InvoiceEmailState, invoice_id: str = "") -> None:
         self.store.put_invoice_email(InvoiceEmail(ref, self.accounting.name, state, invoice_id, self.clock()))

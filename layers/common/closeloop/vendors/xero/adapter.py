@@ -19,6 +19,11 @@ Vendor facts encoded here (Xero's OpenAPI spec v16 and developer docs):
   creates (Idempotency-Key, no ``unitdp``: unit costs at 2 dp); the list takes Status, DateFrom/DateTo,
   If-Modified-Since and paging but no ``where``, so a reference is found among the orders of its date; a
   supplier is any contact (``IsSupplier`` is read-only, set by Xero once the contact has bills).
+- quotes (XS getQuotes, createQuotes, getQuote, updateQuote): ``PUT /Quotes`` creates, ``POST /Quotes/{QuoteID}``
+  updates the same quote (a revision keeps its QuoteNumber: Xero keeps no versions, its history notes say
+  what changed); statuses DRAFT, SENT, DECLINED, ACCEPTED, INVOICED, DELETED (no EXPIRED); getQuotes filters
+  by ContactID, Status and QuoteNumber, not by Reference, so a reference lookup reads that contact's quotes;
+  Xero's webhooks carry no quote events (XW eventCategory: CONTACT, INVOICE, SUBSCRIPTION): statuses are polled.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from closeloop.models import (
     PRODUCT_FIELDS,
     AccountingCustomer,
     AccountingEvent,
+    AccountingQuote,
     Customer,
     Invoice,
     InvoiceDraft,
@@ -44,6 +50,7 @@ from closeloop.models import (
     ItemLimits,
     PurchaseOrder,
     PurchaseOrderDraft,
+    QuoteDraft,
     Supplier,
     customer_fields,
 )
@@ -69,11 +76,13 @@ from closeloop.vendors.xero.mapping import (
     to_invoice,
     to_item,
     to_purchase_order,
+    to_quote,
     to_supplier,
     to_xero,
     to_xero_invoice,
     to_xero_item,
     to_xero_purchase_order,
+    to_xero_quote,
     xero_datetime,
 )
 from closeloop.vendors.xero.webhooks import parse_xero_webhook, verify_xero_signature
@@ -92,6 +101,12 @@ class XeroAccounting:
     INVOICE_WEB_PATH: ClassVar[str] = "/AccountsReceivable/View.aspx?InvoiceID={id}"
     #: Where a person opens a purchase order (see GUESSES["purchase_order_web_path"]).
     PURCHASE_ORDER_WEB_PATH: ClassVar[str] = "/Accounts/Payable/PurchaseOrders/View/{id}"
+    #: Where a person opens a quote (see GUESSES["quote_web_path"]).
+    QUOTE_WEB_PATH: ClassVar[str] = "/app/quotes/view/{id}"
+    #: A quote reference lookup skips DELETED quotes (XS QuoteStatusCodes; a deleted one may be re-made).
+    LIVE_QUOTE_STATUSES: ClassVar[tuple[str, ...]] = ("DRAFT", "SENT", "DECLINED", "ACCEPTED", "INVOICED")
+    #: Xero marks a quote INVOICED: ``mark_quote_invoiced`` sets it.
+    marks_invoiced: ClassVar[bool] = True
     SALES_INVOICE_TYPE: ClassVar[str] = "ACCREC"
     #: A reference lookup skips VOIDED and DELETED invoices: a voided invoice may be re-made for the deal.
     LIVE_INVOICE_STATUSES: ClassVar[tuple[str, ...]] = ("DRAFT", "SUBMITTED", "AUTHORISED", "PAID")
@@ -615,3 +630,88 @@ class XeroAccounting:
 
     def _to_purchase_order(self, row: Mapping[str, Any]) -> PurchaseOrder:
         return to_purchase_order(row, self.WEB_URL + self.PURCHASE_ORDER_WEB_PATH)
+
+    # -- quotes ------------------------------------------------------------------------------------
+
+    def find_quote(self, reference: str, customer_id: str) -> AccountingQuote | None:
+        """The first live (not DELETED) quote of contact ``customer_id`` whose Reference equals ``reference``.
+
+        ``GET /Quotes?ContactID=…&page=N`` (getQuotes filters by contact, not by reference): the calls grow
+        with that contact's quotes only. Raises IntegrationError subclasses.
+        """
+        if not customer_id.strip():
+            return None
+        for row in self._rows("/Quotes", "Quotes", "QuoteID", {"ContactID": customer_id}):
+            if str(row.get("Reference") or "") == reference and row.get("Status") in self.LIVE_QUOTE_STATUSES:
+                return self._to_quote(row)
+        return None
+
+    def get_quote(self, quote_id: str) -> AccountingQuote | None:
+        """One quote by id (``GET /Quotes/{QuoteID}``), whatever its status; None when Xero answers 404."""
+        if not quote_id.strip():
+            return None
+        response = self.http.request("GET", f"/Quotes/{quote(quote_id, safe='')}", ok=(200, 404))
+        if response.status_code == 404:
+            return None
+        rows = read_json(response).get("Quotes") or []
+        return self._to_quote(rows[0]) if rows else None
+
+    def create_quote(self, draft: QuoteDraft, *, idempotency_key: str) -> AccountingQuote:
+        """``PUT /Quotes?summarizeErrors=true&unitdp=4`` with ``Idempotency-Key``, in the draft's status (XS
+        createQuotes: a quote may be created SENT). Raises ValidationFailed with Xero's messages."""
+        return self._write_quote("PUT", "/Quotes", to_xero_quote(draft, draft.status), idempotency_key)
+
+    def revise_quote(self, quote_: AccountingQuote, draft: QuoteDraft, *, idempotency_key: str) -> AccountingQuote:
+        """``POST /Quotes/{QuoteID}``: the same quote with the draft's lines, dates, currency and title; its
+        status and number stay (see GUESSES["quote_update_whole_lines"]). Raises ValidationFailed when Xero
+        refuses (e.g. the quote was accepted meanwhile)."""
+        body = {**to_xero_quote(draft), "QuoteID": quote_.id}
+        return self._write_quote("POST", f"/Quotes/{quote(quote_.id, safe='')}", body, idempotency_key)
+
+    def mark_quote_invoiced(self, quote_: AccountingQuote, invoice_id: str, *, idempotency_key: str) -> AccountingQuote:
+        """Set the quote INVOICED (``POST /Quotes/{QuoteID}`` with Status, Contact and Date, which Xero's
+        quote updates require); a quote still SENT is marked ACCEPTED first (GUESSES["quote_invoiced_path"]).
+        Xero quotes hold no invoice link: ``invoice_id`` is the audit trail's."""
+        path = f"/Quotes/{quote(quote_.id, safe='')}"
+        current = quote_
+        steps = ("ACCEPTED", "INVOICED") if quote_.status in ("DRAFT", "SENT") else ("INVOICED",)
+        for status in steps:
+            body = {
+                "QuoteID": quote_.id,
+                "Contact": {"ContactID": current.customer_id},
+                "Date": (current.issue_date or date.today()).isoformat(),
+                "Status": status,
+            }
+            current = self._write_quote("POST", path, body, f"{idempotency_key}-{status.lower()}")
+        return current
+
+    def iter_quotes_changed_since(self, since: datetime | None) -> Iterator[AccountingQuote]:
+        """Quotes modified at or after ``since`` (all when None), page by page: ``GET /Quotes?page=N`` with
+        ``If-Modified-Since`` (XS getQuotes). Raises IntegrationError subclasses."""
+        headers: dict[str, str] | None = None
+        if since is not None:
+            since = since if since.tzinfo else since.replace(tzinfo=UTC)
+            headers = {"If-Modified-Since": since.astimezone(UTC).strftime(self.MODIFIED_SINCE_FORMAT)}
+        for row in self._rows("/Quotes", "Quotes", "QuoteID", {}, headers):
+            found = self._to_quote(row)
+            if since is None or found.updated_at is None or found.updated_at >= since:
+                yield found
+
+    def _write_quote(self, method: str, path: str, body: dict[str, Any], idempotency_key: str) -> AccountingQuote:
+        response = self.http.request(
+            method,
+            path,
+            params={"summarizeErrors": "true", "unitdp": self.UNIT_DECIMALS},
+            content=dumps_exact({"Quotes": [body]}),
+            headers={
+                "Content-Type": "application/json",
+                "Idempotency-Key": idempotency_key[: self.IDEMPOTENCY_KEY_MAX],
+            },
+        )
+        rows = read_json(response).get("Quotes") or []
+        if not rows:
+            raise FatalError(f"Xero accepted {method} {path} but returned no quote", vendor=self.name, status=200)
+        return self._to_quote(rows[0])
+
+    def _to_quote(self, row: Mapping[str, Any]) -> AccountingQuote:
+        return to_quote(row, self.WEB_URL + self.QUOTE_WEB_PATH)

@@ -128,4 +128,23 @@ GUESSES: dict[str, str] = {
         "ValidationException as ValidationFailed with Xero's messages, whatever they say. Confirm: PUT "
         "/PurchaseOrders without a Contact, without LineItems, and with Status BILLED on a Xero demo company."
     ),
+    "quote_web_path": (
+        "A person opens a quote at https://go.xero.com/app/quotes/view/{QuoteID}: XS gives quotes no Url or "
+        "web link, and Xero's help pages show the quotes app at that path. Safe if wrong: the link is only "
+        "written to the CRM quote for a person to click; nothing reads it back. Confirm: open a quote in Xero "
+        "and compare the address bar."
+    ),
+    "quote_update_whole_lines": (
+        "POST /Quotes/{QuoteID} with LineItems replaces the quote's lines (lines not sent are removed), as "
+        "POST /Invoices/{InvoiceID} does; XS updateQuote shows only a body of Contact, Date and Status. Safe "
+        "if wrong: the revision sends every line with Contact and Date, so whichever way Xero reads it the "
+        "quote holds the CRM quote's lines; a refusal is a failed sync of the CRM quote with Xero's message. "
+        "Confirm: update a two-line quote with one line and read it back."
+    ),
+    "quote_invoiced_path": (
+        "A SENT quote cannot be set INVOICED directly; it goes ACCEPTED then INVOICED (Xero's quote states "
+        "in its help: a quote is marked accepted, then invoiced). XS lists the statuses, not the moves. Safe "
+        "if wrong: ACCEPTED then INVOICED is a valid path either way (one extra call), each with its own "
+        "Idempotency-Key. Confirm: POST Status INVOICED on a SENT quote and see whether Xero refuses it."
+    ),
 }

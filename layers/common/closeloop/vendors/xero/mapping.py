@@ -20,6 +20,7 @@ from urllib.parse import quote
 from closeloop.dates import parse_timestamp
 from closeloop.models import (
     AccountingCustomer,
+    AccountingQuote,
     Customer,
     Invoice,
     InvoiceDraft,
@@ -28,6 +29,7 @@ from closeloop.models import (
     ItemDraft,
     PurchaseOrder,
     PurchaseOrderDraft,
+    QuoteDraft,
     Supplier,
     money_text,
 )
@@ -382,3 +384,57 @@ def to_supplier(contact: Mapping[str, Any]) -> Supplier:
         name=str(contact.get("Name") or ""),
         status=str(contact.get("ContactStatus") or "ACTIVE"),
     )
+
+
+#: The canonical line amount types as Xero's quotes spell them (XS QuoteLineAmountTypes: upper case, unlike
+#: invoices' LineAmountTypes).
+QUOTE_LINE_AMOUNT_TYPES = {"Exclusive": "EXCLUSIVE", "Inclusive": "INCLUSIVE", "NoTax": "NOTAX"}
+#: XS Quote.Title "maxLength: 100".
+QUOTE_TITLE_MAX = 100
+
+
+def to_xero_quote(draft: QuoteDraft, status: str | None = None) -> dict[str, Any]:
+    """A Xero Quote body for ``draft`` (XS Quote): contact, lines, dates, currency, reference and title.
+    ``status``: the status to send (the draft's on a create; left out of a revision, so it stays)."""
+    body: dict[str, Any] = {
+        "Contact": {"ContactID": draft.customer_id},
+        "LineItems": [to_xero_line(line) for line in draft.lines],
+        "LineAmountTypes": QUOTE_LINE_AMOUNT_TYPES[draft.line_amount_types],
+        "Date": draft.issue_date.isoformat(),
+        "CurrencyCode": draft.currency,
+        "Reference": draft.reference,
+    }
+    if status:
+        body["Status"] = status
+    if draft.expiry is not None:
+        body["ExpiryDate"] = draft.expiry.isoformat()
+    if draft.title:
+        body["Title"] = draft.title[:QUOTE_TITLE_MAX]
+    return body
+
+
+def to_quote(row: Mapping[str, Any], view_url: str) -> AccountingQuote:
+    """A Xero Quote as the canonical AccountingQuote; ``view_url`` has ``{id}`` for its id. Xero's statuses
+    (XS QuoteStatusCodes) are the canonical ones; Xero has no EXPIRED (the sync derives it)."""
+    quote_id = str(row.get("QuoteID") or "")
+    contact: Mapping[str, Any] = row.get("Contact") or {}
+    updated = xero_datetime(row, "UpdatedDateUTC")
+    status = str(row.get("Status") or "DRAFT")
+    return AccountingQuote(
+        id=quote_id,
+        number=str(row.get("QuoteNumber") or ""),
+        reference=str(row.get("Reference") or ""),
+        status=status if status in QUOTE_STATUSES else "DRAFT",
+        customer_id=str(contact.get("ContactID") or ""),
+        currency=str(row.get("CurrencyCode") or ""),
+        issue_date=xero_date(row, "Date"),
+        expiry=xero_date(row, "ExpiryDate"),
+        sub_total=xero_decimal(row.get("SubTotal")),
+        total_tax=xero_decimal(row.get("TotalTax")),
+        total=xero_decimal(row.get("Total")),
+        url=view_url.format(id=quote(quote_id, safe="")) if quote_id else "",
+        updated_at=updated.astimezone(UTC) if updated else None,
+    )
+
+
+QUOTE_STATUSES = frozenset({"DRAFT", "SENT", "DECLINED", "ACCEPTED", "INVOICED", "DELETED"})

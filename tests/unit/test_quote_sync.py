@@ -1,0 +1,249 @@
+"""Quotes: an approved CRM quote becomes one accounting quote (revised in place, never a second), its status
+flows back, and the won deal's invoice bills the quote's lines and marks the quote invoiced."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from closeloop.models import Address, CrmRef, Customer, Item, LineItem, Quote
+from closeloop.sync.contacts import ContactSync
+from closeloop.sync.invoices import DealSync, InvoicePolicy
+from closeloop.sync.quotes import QuoteFlow, QuotePolicy, QuoteStatusPoll, QuoteSync, WithQuotes, quote_reference
+from closeloop.sync.tax import TaxRule
+from tests.deal_sync_support import COMPANY, DEAL, won_deal
+from tests.fakes import FakeQuoteBooks, FakeQuoteCrm, MemoryStore, events_for, ref
+
+QUOTE = ref("quote", "4000001")
+TODAY = date(2026, 11, 2)
+
+
+def clock() -> datetime:
+    return datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+
+
+def a_quote(**kw: object) -> Quote:
+    values: dict[str, object] = {
+        "ref": QUOTE,
+        "deal": DEAL,
+        "title": "Rockets for Acme",
+        "status": "ready",
+        "currency": "NZD",
+        "expiry": date(2026, 12, 31),
+        "company": COMPANY,
+        "url": "https://crm.example/quote/4000001",
+        "updated_at": datetime(2026, 11, 1, tzinfo=UTC),
+        "line_items": (
+            LineItem(crm_id="q1", name="Anvil", sku="ANV-1", quantity=Decimal(2), unit_price=Decimal("99.50")),
+            LineItem(crm_id="q2", name="Rocket", sku="RKT", quantity=Decimal(1), unit_price=Decimal("450.00")),
+        ),
+    }
+    values.update(kw)
+    return Quote(**values)  # type: ignore[arg-type]
+
+
+class World:
+    """A CRM with one deal and its quote, books with the items, and the quote and deal pipelines."""
+
+    def __init__(self, quote: Quote | None = None, *, invoice_on_accept: bool = False, won: bool = True) -> None:
+        self.crm = FakeQuoteCrm(
+            customers={COMPANY: Customer(ref=COMPANY, name="Acme Ltd", address=Address(country="NZ"))}
+        )
+        self.crm.deals[DEAL.object_id] = won_deal(is_won=won)
+        self.crm.quotes[QUOTE.object_id] = quote or a_quote()
+        self.books = FakeQuoteBooks()
+        for code in ("ANV-1", "ROCKET-XL", "SVC-SETUP"):
+            self.books.items[code] = Item(code=code, name=code, tax_type="OUTPUT2")
+        self.store = MemoryStore()
+        contacts = ContactSync(self.crm, self.books, self.store, owner="w")
+        policy = InvoicePolicy(
+            sku_item_codes={"RKT": "ROCKET-XL"}, tax_rules=(TaxRule(countries=("NZ",), tax_type="OUTPUT2"),)
+        )
+        self.asked: list[CrmRef] = []
+        self.quotes = QuoteSync(
+            self.crm,
+            self.books,
+            self.store,
+            contacts,
+            policy,
+            owner="w",
+            quotes=QuotePolicy(invoice_on_accept=invoice_on_accept),
+            clock=clock,
+            invoice_deal=self.asked.append,
+        )
+        self.deals = DealSync(
+            self.crm, self.books, self.store, contacts, policy, owner="w", flows=(QuoteFlow(self.quotes),)
+        )
+        self.pipeline = WithQuotes(self.deals, self.quotes, self.quotes.trail)
+
+    def edit(self, **kw: object) -> None:
+        self.crm.quotes[QUOTE.object_id] = self.crm.quotes[QUOTE.object_id].model_copy(update=kw)
+
+
+def test_an_approved_quote_becomes_one_sent_accounting_quote_written_back_to_the_crm_quote() -> None:
+    world = World()
+    outcome = world.pipeline.sync(QUOTE, events_for(QUOTE))
+    assert outcome.action == "created"
+    (made,) = world.books.quotes.values()
+    draft = world.books.quote_drafts[made.id]
+    assert made.status == "SENT" and made.reference == quote_reference(world.crm.quotes[QUOTE.object_id])
+    assert [(line.item_code, line.tax_type) for line in draft.lines] == [("ANV-1", "OUTPUT2"), ("ROCKET-XL", "OUTPUT2")]
+    assert draft.expiry == date(2026, 12, 31) and draft.currency == "NZD"
+    assert world.crm.quote_properties[QUOTE.object_id] == {
+        "closeloop_quote_number": made.number,
+        "closeloop_quote_status": "SENT",
+        "closeloop_quote_url": made.url,
+        "closeloop_quote_revision": "0",
+    }
+    assert [a.action for a in world.store.list_audit(QUOTE)] == ["quoted"]
+
+
+def test_a_quote_not_approved_yet_makes_nothing() -> None:
+    world = World(a_quote(status="pending_approval"))
+    outcome = world.quotes.sync(QUOTE, events_for(QUOTE))
+    assert outcome.action == "skipped" and not world.books.quotes and not world.books.records
+
+
+def test_duplicate_deliveries_make_one_accounting_quote() -> None:
+    world = World()
+    world.quotes.sync(QUOTE, events_for(QUOTE))
+    again = world.quotes.sync(QUOTE, events_for(QUOTE))
+    assert again.action == "unchanged"
+    assert len(world.books.quotes) == 1 and world.books.calls.count("create_quote") == 1
+
+
+def test_a_crash_after_the_create_is_healed_by_the_reference_not_a_second_quote() -> None:
+    world = World()
+    world.books.lose_quote_answer = True
+    with pytest.raises(RuntimeError):
+        world.quotes.sync(QUOTE, events_for(QUOTE))
+    assert world.store.get_mapping(QUOTE, "books") is None  # died before the mapping
+    again = world.quotes.sync(QUOTE, events_for(QUOTE))
+    assert again.action == "matched"
+    (made,) = world.books.quotes.values()
+    assert again.accounting_id == made.id
+    assert world.crm.quote_properties[QUOTE.object_id]["closeloop_quote_number"] == made.number
+
+
+def test_an_edit_after_it_was_sent_revises_the_same_accounting_quote() -> None:
+    world = World()
+    world.quotes.sync(QUOTE, events_for(QUOTE))
+    (first,) = world.books.quotes.values()
+    line = LineItem(crm_id="q3", name="Setup", sku="SVC-SETUP", quantity=Decimal(1), unit_price=Decimal("100"))
+    world.edit(line_items=(*world.crm.quotes[QUOTE.object_id].line_items, line))
+    outcome = world.quotes.sync(QUOTE, events_for(QUOTE))
+    assert outcome.action == "updated"
+    (revised,) = world.books.quotes.values()  # still one, the same record, with its number
+    assert revised.id == first.id and revised.number == first.number
+    assert len(world.books.quote_drafts[revised.id].lines) == 3
+    assert world.crm.quote_properties[QUOTE.object_id]["closeloop_quote_revision"] == "1"
+    assert [a.action for a in world.store.list_audit(QUOTE)] == ["quoted", "revised"]
+
+
+def test_an_edit_after_the_customer_accepted_is_a_failed_sync_not_a_revision() -> None:
+    world = World()
+    world.quotes.sync(QUOTE, events_for(QUOTE))
+    (made,) = world.books.quotes.values()
+    world.books.set_quote_status(made.id, "ACCEPTED")
+    world.edit(currency="AUD")
+    outcome = world.quotes.sync(QUOTE, events_for(QUOTE))
+    assert outcome.action == "failed" and "was accepted" in outcome.detail
+    assert "revise_quote" not in world.books.calls and world.books.quotes[made.id].currency == "NZD"
+    failure = world.store.get_failed_sync(QUOTE)
+    assert failure is not None and "make a new quote" in failure.reason
+
+
+def test_an_unknown_sku_with_catalogue_sync_off_fails_the_quote_with_nothing_created() -> None:
+    world = World(a_quote(line_items=(LineItem(crm_id="q9", name="Mystery", sku="NOPE", unit_price=Decimal(1)),)))
+    outcome = world.quotes.sync(QUOTE, events_for(QUOTE))
+    assert outcome.action == "failed" and "unknown SKU 'NOPE'" in outcome.detail
+    assert not world.books.quotes and not world.books.records  # not even the customer
+    assert world.store.get_failed_sync(QUOTE) is not None
+
+
+def test_status_flows_back_from_accounting_to_the_crm_quote_once() -> None:
+    world = World()
+    world.quotes.sync(QUOTE, events_for(QUOTE))
+    (made,) = world.books.quotes.values()
+    poll = QuoteStatusPoll(world.books, world.quotes, world.store, clock=clock)
+    assert poll.run().since is None  # the first run only sets the watermark
+    world.store.put_watermark("accounting-quotes", clock() - timedelta(days=400))
+    world.books.set_quote_status(made.id, "ACCEPTED")
+    assert poll.run().queued == {"quotes": 1}
+    assert world.crm.quote_properties[QUOTE.object_id]["closeloop_quote_status"] == "ACCEPTED"
+    world.store.put_watermark("accounting-quotes", clock() - timedelta(days=400))
+    assert poll.run().queued == {}  # the same status again writes nothing
+    assert world.asked == []  # invoicing on acceptance is off by default
+
+
+def test_a_sent_quote_past_its_expiry_flows_back_as_expired() -> None:
+    world = World(a_quote(expiry=TODAY - timedelta(days=1)))
+    world.quotes.sync(QUOTE, events_for(QUOTE))
+    (made,) = world.books.quotes.values()
+    assert made.status == "SENT"
+    assert world.crm.quote_properties[QUOTE.object_id]["closeloop_quote_status"] == "EXPIRED"
+
+
+def test_the_won_deal_bills_its_quotes_lines_and_marks_the_quote_invoiced_once() -> None:
+    world = World()
+    world.quotes.sync(QUOTE, events_for(QUOTE))
+    (made,) = world.books.quotes.values()
+    world.books.set_quote_status(made.id, "ACCEPTED")
+    world.quotes.status_changed(world.books.quotes[made.id])
+    outcome = world.pipeline.sync(DEAL, events_for(DEAL))
+    assert outcome.action == "created"
+    (invoice,) = world.books.invoices.values()
+    lines = world.books.drafts[invoice.id].lines
+    assert [(line.item_code, line.quantity, line.unit_amount) for line in lines] == [
+        ("ANV-1", Decimal(2), Decimal("99.50")),
+        ("ROCKET-XL", Decimal(1), Decimal("450.00")),
+    ]  # the quote's, not the deal's three lines
+    assert world.books.quotes[made.id].status == "INVOICED"
+    assert world.crm.quote_properties[QUOTE.object_id]["closeloop_quote_status"] == "INVOICED"
+    again = world.pipeline.sync(DEAL, events_for(DEAL))
+    assert again.action == "unchanged"
+    assert len(world.books.invoices) == 1 and world.books.calls.count("mark_quote_invoiced") == 1
+
+
+def test_a_crash_before_the_quote_was_marked_invoiced_is_healed_on_redelivery() -> None:
+    world = World()
+    world.quotes.sync(QUOTE, events_for(QUOTE))
+    (made,) = world.books.quotes.values()
+    world.books.marks_invoiced = False  # as if the worker died after the invoice, before the mark
+    world.deals.sync(DEAL, events_for(DEAL))
+    assert world.books.quotes[made.id].status == "SENT"
+    world.books.marks_invoiced = True
+    world.deals.sync(DEAL, events_for(DEAL))
+    assert world.books.quotes[made.id].status == "INVOICED" and len(world.books.invoices) == 1
+
+
+def test_a_won_deal_without_a_quote_is_invoiced_from_its_own_lines() -> None:
+    world = World()
+    world.crm.quotes.clear()
+    outcome = world.deals.sync(DEAL, events_for(DEAL))
+    assert outcome.action == "created"
+    (invoice,) = world.books.invoices.values()
+    assert [line.item_code for line in world.books.drafts[invoice.id].lines] == ["ANV-1", "ROCKET-XL", "SVC-SETUP"]
+
+
+def test_with_invoice_on_accept_an_accepted_quote_invoices_the_deal_before_it_is_won() -> None:
+    world = World(invoice_on_accept=True, won=False)
+    world.quotes.sync(QUOTE, events_for(QUOTE))
+    (made,) = world.books.quotes.values()
+    assert world.deals.sync(DEAL, events_for(DEAL)).action == "skipped"  # sent, not accepted: not billed yet
+    world.quotes.status_changed(world.books.set_quote_status(made.id, "ACCEPTED"))
+    assert world.asked == [DEAL]  # the deal's invoice is asked for
+    outcome = world.deals.sync(DEAL, events_for(DEAL))
+    assert outcome.action == "created" and len(world.books.invoices) == 1
+    assert world.books.quotes[made.id].status == "INVOICED"
+
+
+def test_without_invoice_on_accept_an_accepted_quote_of_an_open_deal_is_not_billed() -> None:
+    world = World(won=False)
+    world.quotes.sync(QUOTE, events_for(QUOTE))
+    (made,) = world.books.quotes.values()
+    world.quotes.status_changed(world.books.set_quote_status(made.id, "ACCEPTED"))
+    assert world.asked == []
+    assert world.deals.sync(DEAL, events_for(DEAL)).action == "skipped" and not world.books.invoices
