@@ -727,6 +727,7 @@ class FakeCatalogueDealCrm(FakeDealCrm):
         yield from self.products.values()
 
 
+@dataclass
 class FakeQuoteCrm(FakeDealCrm):
     """FakeDealCrm with quotes (QuoteCrm): quote fields are refused until ``ensure_quote_properties``."""
 

@@ -5,27 +5,16 @@ and web logic hooks."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
 import httpx
-import pytest
 
-from closeloop_local.sandboxes.sugarcrm import SugarSandbox, serve
-from tests.sandboxes.test_sugarcrm_sandbox import Sugar
+from closeloop_local.sandboxes.sugarcrm import SugarSandbox
+from tests.sugar_sandbox_client import Sugar
 
 QUOTE_STAGES = ("Draft", "Negotiation", "Delivered", "On Hold", "Confirmed", "Closed Accepted", "Closed Lost",
                 "Closed Dead")  # fmt: skip
-
-
-@pytest.fixture
-def sugar() -> Iterator[Sugar]:
-    sandbox, server = serve()
-    client = Sugar(sandbox, server)
-    yield client
-    client.http.close()
-    server.stop()
 
 
 def _quote(sandbox: SugarSandbox, **header: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
