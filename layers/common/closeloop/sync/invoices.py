@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from closeloop.errors import FatalError, IntegrationError, OutcomeUnknown, Unanswered, ValidationFailed
 from closeloop.models import CrmRef, Customer, Deal, Invoice, InvoiceDraft, InvoiceLine, Item, LineItem, SyncEvent
@@ -221,6 +221,16 @@ class WonDealFlow(Protocol):
         """Make (or find) this flow's accounting records for the won, promised deal; write them back."""
 
 
+@runtime_checkable
+class WithdrawnDealFlow(Protocol):
+    """A WonDealFlow whose records outlive the won moment (repeating schedules): told when the deal is no
+    longer won, or is gone, so it can end them. Called under the deal's lease on every delivery of such a
+    deal, so it must be cheap when it made nothing for it (one store read)."""
+
+    def withdrawn(self, ref: CrmRef, deal: Deal | None, event: SyncEvent | None) -> None:
+        """The deal left the won stages (``deal``) or was deleted (None): end what this flow runs for it."""
+
+
 def write_to_deal(
     crm: CrmPort, deal_id: str, values: Mapping[str, str], definitions: Iterable[PropertyDefinition]
 ) -> None:
@@ -289,8 +299,10 @@ class DealSync:
 
         deal = self.crm.get_deal(ref.object_id)
         if deal is None:
+            self._withdraw(ref, None, event)
             return Outcome(ref, "skipped", detail="gone from CRM")
         if not deal.is_won:
+            self._withdraw(ref, deal, event)
             return Outcome(ref, "skipped", detail="not in a won stage")
         party = deal.company or deal.contact
         if party is None:
@@ -367,9 +379,17 @@ class DealSync:
     def _follow_mapped(self, ref: CrmRef, customer_id: str, event: SyncEvent | None) -> None:
         """The flows of a deal invoiced before (a redelivery, a replay after a crash or a flow's failure)."""
         deal = self.crm.get_deal(ref.object_id)
-        if deal is None or not deal.is_won or not customer_id:
+        if deal is None or not deal.is_won:
+            self._withdraw(ref, deal, event)  # e.g. the contract was cancelled: its schedules end
+            return
+        if not customer_id:
             return
         self._follow(self._promised(deal), customer_id, event)
+
+    def _withdraw(self, ref: CrmRef, deal: Deal | None, event: SyncEvent | None) -> None:
+        for flow in self.flows:
+            if isinstance(flow, WithdrawnDealFlow):
+                flow.withdrawn(ref, deal, event)
 
     def _items_just_in_time(
         self, products: ProductSync, deal: Deal, missing: set[str], event: SyncEvent | None
