@@ -68,6 +68,11 @@ class Settings(EnvSettings):
         description="keep the CRM's products and the accounting items the same; a won deal's unknown SKU is made "
         "an item from its CRM product first",
     )
+    recurring_schedule_status: Literal["DRAFT", "AUTHORISED"] = Field(
+        "DRAFT",
+        alias="RECURRING_SCHEDULE_STATUS",
+        description="status of the repeating invoice schedules made from a won deal's recurring lines",
+    )
     tax_rules: str = Field("", alias="TAX_RULES")
     field_rules: str = Field("", alias="FIELD_RULES", description="YAML overriding field_rules.yaml")
     event_bus_name: str = Field("default", alias="EVENT_BUS_NAME")

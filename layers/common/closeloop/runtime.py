@@ -407,7 +407,52 @@ def deal_worker() -> Any:
 def won_deal_flows() -> tuple[Any, ...]:
     """The work a won deal brings besides its one-off invoice, in order (see sync.invoices.WonDealFlow):
     the flows this deployment's systems carry and its settings turn on."""
-    return ()
+    flows: list[Any] = []
+    schedules = recurring_flow()
+    if schedules is not None:
+        flows.append(schedules)
+    return tuple(flows)
+
+
+#: The capability (``capabilities.objects``) of a vendor that carries repeating invoice schedules: recurring
+#: CRM lines (HubSpot) or the accounting system's schedules (Xero RepeatingInvoices).
+REPEATING_INVOICE = "repeating_invoice"
+
+
+def recurring_off_reason() -> str:
+    """Why recurring lines are invoiced once like any other line, "" when they become repeating schedules:
+    the CRM or the accounting system does not carry them (``repeating_invoice`` is not among its spec's
+    capabilities.objects)."""
+    settings = get_settings()
+    specs = (
+        registry.get(settings.crm_provider or registry.DEFAULTS["crm"], "crm"),
+        registry.get(settings.accounting_provider or registry.DEFAULTS["accounting"], "accounting"),
+    )
+    lacking = [spec.title for spec in specs if REPEATING_INVOICE not in spec.capabilities.objects]
+    if lacking:
+        return (
+            f"{' and '.join(lacking)} {'do' if len(lacking) > 1 else 'does'} not carry repeating invoices yet "
+            f"(`{REPEATING_INVOICE}` is not among its spec's capabilities.objects)"
+        )
+    return ""
+
+
+@cache
+def recurring_flow() -> Any:
+    """The won deal's recurring lines -> repeating schedules, or None (``recurring_off_reason`` says why)."""
+    from closeloop.sync.recurring import RecurringFlow, SchedulePolicy  # noqa: PLC0415
+
+    if recurring_off_reason():
+        return None
+    books: Any = accounting()  # declares ``repeating_invoice``: a RecurringAccounting too
+    return RecurringFlow(
+        crm(),
+        books,
+        books,
+        store(),
+        SchedulePolicy(status=get_settings().recurring_schedule_status, invoices=invoice_policy()),
+        owner=uuid.uuid4().hex,
+    )
 
 
 @cache
