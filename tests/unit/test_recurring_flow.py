@@ -207,3 +207,45 @@ def test_the_schedule_reference_names_the_deal_and_frequency() -> None:
     assert parse_schedule_reference("pipedrive", "hubspot-deal-3000001/monthly") is None
     assert add_periods(date(2026, 1, 31), "monthly", 1) == date(2026, 2, 28)
     assert add_periods(date(2026, 1, 1), "fortnightly", 2) == date(2026, 1, 29)
+
+
+def test_an_invoice_the_schedule_generates_shows_on_the_deal_through_the_poller_without_a_second_mapping() -> None:
+    from closeloop.sync.payments import PaymentPoller  # noqa: PLC0415
+    from tests.unit.test_payment_poller import Events  # noqa: PLC0415
+
+    sync, crm, books, store, _ = wired()
+    sync.sync(DEAL, events_for(DEAL))
+    (one_off,) = books.invoices.values()
+    poller = PaymentPoller(crm, books, store, Events())
+    poller.run()
+    one_off_written = dict(crm.deal_properties[DEAL.object_id])
+    # the schedule generates its first invoice: a plain invoice carrying the schedule's reference
+    (schedule,) = books.schedules.values()
+    generated = one_off.model_copy(
+        update={
+            "id": "generated-1",
+            "number": "INV-0100",
+            "reference": schedule.reference,
+            "issue_date": date(2026, 12, 1),
+            "total": Decimal("115.00"),
+            "amount_due": Decimal("115.00"),
+            "status": "AUTHORISED",
+            "updated_at": datetime.now(UTC),
+        }
+    )
+    books.invoices[generated.id] = generated
+    poller.run()
+    written = crm.deal_properties[DEAL.object_id]
+    assert written["closeloop_recurring_invoice_number"] == "INV-0100"
+    assert written["closeloop_recurring_amount_due"] == "115.00"
+    # the one-off invoice's properties and mapping are untouched; no mapping points at the generated invoice
+    assert {k: written[k] for k in one_off_written} == one_off_written
+    assert store.get_mapping(DEAL, "books").accounting_id == one_off.id  # type: ignore[union-attr]
+    assert store.find_ref("books", "generated-1") is None
+    # paid: the next run shows it; a run without changes writes nothing
+    books.pay("generated-1", Decimal("115.00"), date(2026, 12, 5))
+    poller.run()
+    assert crm.deal_properties[DEAL.object_id]["closeloop_recurring_payment_status"] == "paid"
+    writes = crm.write_calls
+    poller.run()
+    assert crm.write_calls == writes

@@ -402,6 +402,7 @@ class RecurringFlow:
                     "kind": "schedule",
                     "state": state,
                     "frequency": frequency,
+                    "customer_id": schedule.customer_id,
                     "currency": schedule.currency,
                     "sub_total": money(schedule.sub_total),
                     "start_date": schedule.start_date.isoformat() if schedule.start_date else "",
