@@ -249,3 +249,37 @@ def test_an_invoice_the_schedule_generates_shows_on_the_deal_through_the_poller_
     writes = crm.write_calls
     poller.run()
     assert crm.write_calls == writes
+
+
+def test_reconcile_counts_generated_invoices_as_the_schedules_and_flags_a_schedule_ended_early() -> None:
+    from closeloop.sync.reconcile import reconcile  # noqa: PLC0415
+
+    deal = recurring_deal(close_date=date(2026, 12, 3))
+    sync, crm, books, store, _ = wired(deal)
+    sync.sync(DEAL, events_for(DEAL))
+    (one_off,) = books.invoices.values()
+    books.invoices[one_off.id] = one_off.model_copy(update={"issue_date": date(2026, 12, 3)})
+    (schedule,) = books.schedules.values()
+    generated = one_off.model_copy(
+        update={"id": "g1", "number": "INV-0100", "reference": schedule.reference, "issue_date": date(2026, 12, 1)}
+    )
+    books.invoices["g1"] = generated
+
+    def run() -> list[str]:
+        found = reconcile(
+            "2026-12",
+            crm=crm,
+            accounting=books,
+            store=store,
+            failed_syncs=[],
+            dead_letters={},
+            today=date(2026, 12, 20),
+            deal_mappings=list(store.mappings.values()),
+            schedules=books,
+        )
+        return [f"{d.type}: {d.detail}" for d in found.discrepancies]
+
+    assert not [d for d in run() if d.startswith(("duplicate_invoice", "invoice_without_deal", "schedule"))]
+    books.schedules[schedule.id] = schedule.model_copy(update={"status": "ended"})
+    (ended,) = [d for d in run() if d.startswith("schedule_ended_early")]
+    assert "runs until 2027-11-01" in ended and "100.00 expected this month" in ended

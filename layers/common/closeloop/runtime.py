@@ -492,6 +492,7 @@ def monthly_report(month: str) -> dict[str, Any]:
         today=datetime.now(UTC).date(),
         deal_mappings=repository.iter_mappings(port.name, "deal"),
         conflicts=repository.list_conflicts(accounting().name, *_month_span(month)),
+        schedules=None if recurring_off_reason() else accounting(),
     )
     published = publish_report(
         month,
