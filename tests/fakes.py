@@ -28,6 +28,8 @@ from closeloop.models import (
     PurchaseOrderDraft,
     Quote,
     QuoteDraft,
+    RepeatingSchedule,
+    ScheduleDraft,
     Supplier,
     SyncEvent,
     customer_fields,
@@ -435,6 +437,8 @@ class FakeBooks(FakeAccounting):
     keys: dict[str, str] = field(default_factory=dict)
     sent: list[str] = field(default_factory=list)
     fail_after_create: bool = False
+    schedules: dict[str, RepeatingSchedule] = field(default_factory=dict)
+    schedule_drafts: dict[str, ScheduleDraft] = field(default_factory=dict)
 
     def get_items(self, codes: Collection[str]) -> dict[str, Item]:
         self.calls.append("items")
@@ -488,6 +492,63 @@ class FakeBooks(FakeAccounting):
 
     def send_invoice(self, invoice_id: str) -> None:
         self.sent.append(invoice_id)
+
+    # -- repeating schedules (RecurringAccounting) ---------------------------------------------------
+
+    def find_schedule(self, reference: str) -> RepeatingSchedule | None:
+        self.calls.append("find_schedule")
+        return next((s for s in self.schedules.values() if s.reference == reference and s.status == "active"), None)
+
+    def get_schedule(self, schedule_id: str) -> RepeatingSchedule | None:
+        return self.schedules.get(schedule_id)
+
+    def create_schedule(self, draft: ScheduleDraft, *, idempotency_key: str) -> RepeatingSchedule:
+        self.calls.append("create_schedule")
+        if idempotency_key in self.keys:
+            return self.schedules[self.keys[idempotency_key]]
+        for line in draft.lines:
+            if line.item_code not in self.items:
+                raise ValidationFailed(f"Item code {line.item_code} is not valid")
+        cent = Decimal("0.01")
+        nets = [
+            (li.quantity * li.unit_amount * (1 - (li.discount_rate or Decimal(0)) / 100)).quantize(cent)
+            for li in draft.lines
+        ]
+        sub = sum(nets, Decimal(0))
+        rates = [TAX_RATES.get(li.tax_type, Decimal(0)) for li in draft.lines]
+        tax = sum(((net * rate / 100).quantize(cent) for net, rate in zip(nets, rates, strict=True)), Decimal(0))
+        schedule = RepeatingSchedule(
+            id=uuid.uuid4().hex,
+            reference=draft.reference,
+            approved=draft.status == "AUTHORISED",
+            frequency=draft.frequency,
+            customer_id=draft.customer_id,
+            currency=draft.currency,
+            start_date=draft.start,
+            next_invoice_date=draft.start,
+            end_date=draft.end,
+            sub_total=sub,
+            total=sub + tax,
+        )
+        self.schedules[schedule.id] = schedule
+        self.schedule_drafts[schedule.id] = draft
+        self.keys[idempotency_key] = schedule.id
+        if self.fail_after_create:
+            self.fail_after_create = False
+            raise RuntimeError("the worker died right after the vendor created the schedule")
+        return schedule
+
+    def end_schedule(self, schedule_id: str, *, idempotency_key: str) -> RepeatingSchedule:
+        self.calls.append("end_schedule")
+        ended = self.schedules[schedule_id].model_copy(update={"status": "ended", "next_invoice_date": None})
+        self.schedules[schedule_id] = ended
+        return ended
+
+    def extend_schedule(self, schedule: RepeatingSchedule, end: date, *, idempotency_key: str) -> RepeatingSchedule:
+        self.calls.append("extend_schedule")
+        extended = self.schedules[schedule.id].model_copy(update={"end_date": end})
+        self.schedules[schedule.id] = extended
+        return extended
 
     def pay(self, invoice_id: str, amount: Decimal, on: date) -> Invoice:
         invoice = self.invoices[invoice_id]

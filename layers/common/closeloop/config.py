@@ -78,6 +78,11 @@ class Settings(EnvSettings):
         alias="INVOICE_ON_QUOTE_ACCEPTED",
         description="invoice a deal as soon as its quote is accepted in accounting, before the deal is won",
     )
+    recurring_schedule_status: Literal["DRAFT", "AUTHORISED"] = Field(
+        "DRAFT",
+        alias="RECURRING_SCHEDULE_STATUS",
+        description="status of the repeating invoice schedules made from a won deal's recurring lines",
+    )
     tax_rules: str = Field("", alias="TAX_RULES")
     field_rules: str = Field("", alias="FIELD_RULES", description="YAML overriding field_rules.yaml")
     event_bus_name: str = Field("default", alias="EVENT_BUS_NAME")

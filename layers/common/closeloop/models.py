@@ -182,6 +182,35 @@ InvoiceStatus = Literal["DRAFT", "SUBMITTED", "AUTHORISED", "PAID", "VOIDED", "D
 LineAmountTypes = Literal["Exclusive", "Inclusive", "NoTax"]
 
 
+#: How often a recurring line bills (the canonical frequencies; adapters translate their vendor's own).
+Frequency = Literal[
+    "weekly",
+    "fortnightly",
+    "monthly",
+    "quarterly",
+    "semi_annual",
+    "annual",
+    "biennial",
+    "triennial",
+    "every_4_years",
+    "every_5_years",
+]
+
+#: Each frequency's period as (unit, count): weeks or months, the units repeating invoices are set in.
+FREQUENCY_PERIODS: dict[str, tuple[Literal["week", "month"], int]] = {
+    "weekly": ("week", 1),
+    "fortnightly": ("week", 2),
+    "monthly": ("month", 1),
+    "quarterly": ("month", 3),
+    "semi_annual": ("month", 6),
+    "annual": ("month", 12),
+    "biennial": ("month", 24),
+    "triennial": ("month", 36),
+    "every_4_years": ("month", 48),
+    "every_5_years": ("month", 60),
+}
+
+
 #: The deal fields Closeloop writes back to the CRM; adapters read them into ``Deal.synced``.
 DEAL_SYNC_FIELDS: tuple[str, ...] = (
     "closeloop_invoice_number",
@@ -209,6 +238,12 @@ class LineItem(_Model):
     unit_price: Decimal = Decimal(0)
     discount_percent: Decimal | None = None
     amount: Decimal | None = Field(None, description="The CRM's own line total, for cross-checks")
+    #: Recurring terms (a contract line): how often it bills, from when, and for how long -- a number of
+    #: billing periods or an end date. None: a one-off line.
+    recurring_frequency: Frequency | None = None
+    recurring_start: date | None = None
+    recurring_periods: int | None = Field(None, ge=1)
+    recurring_end: date | None = None
 
 
 class Deal(_Model):
@@ -513,6 +548,45 @@ class AccountingQuote(_Model):
     total: Decimal = Decimal(0)
     url: str = Field("", description="Where a person opens the quote in the accounting system")
     updated_at: datetime | None = None
+
+
+class ScheduleDraft(_Model):
+    """A repeating invoice schedule to create: every value decided by the sync logic (one per deal and
+    frequency). ``start`` is the first invoice's date, ``end`` the last one's at the latest."""
+
+    model_config = ConfigDict(frozen=True)
+
+    customer_id: str
+    reference: str = Field(description="Carries the CRM deal id and the frequency; unique per deal and frequency")
+    currency: str
+    lines: tuple[InvoiceLine, ...]
+    line_amount_types: LineAmountTypes = "Exclusive"
+    frequency: Frequency
+    start: date
+    end: date
+    status: Literal["DRAFT", "AUTHORISED"] = "DRAFT"
+    due_days: int = 30
+    url: str = Field("", description="Link back to the CRM deal")
+
+
+class RepeatingSchedule(_Model):
+    """A repeating invoice schedule as the accounting system holds it. ``status`` is ``active`` while it
+    generates invoices (draft templates included), ``ended`` once deleted or past its end."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    reference: str = ""
+    status: Literal["active", "ended"] = "active"
+    approved: bool = False
+    frequency: Frequency | None = None
+    customer_id: str = ""
+    currency: str = ""
+    start_date: date | None = None
+    next_invoice_date: date | None = None
+    end_date: date | None = None
+    sub_total: Decimal = Field(Decimal(0), description="Each period's invoice before tax")
+    total: Decimal = Field(Decimal(0), description="Each period's invoice with tax")
 
 
 # -- accounting-side changes (two-way sync) --------------------------------------------------------------

@@ -29,6 +29,8 @@ from closeloop.models import (
     PurchaseOrderDraft,
     Quote,
     QuoteDraft,
+    RepeatingSchedule,
+    ScheduleDraft,
     Supplier,
     SyncEvent,
 )
@@ -366,6 +368,35 @@ class QuoteAccounting(Protocol):
     def mark_quote_invoiced(self, quote: AccountingQuote, invoice_id: str, *, idempotency_key: str) -> AccountingQuote:
         """Record that invoice ``invoice_id`` bills ``quote`` (a status where the system has one, a link from
         the invoice where it links them); returns the quote as it is now."""
+        ...
+
+
+class RecurringAccounting(Protocol):
+    """An accounting system that runs repeating invoice schedules (capability ``repeating_invoice``)."""
+
+    name: str
+
+    def find_schedule(self, reference: str) -> RepeatingSchedule | None:
+        """The live (not deleted) sales schedule whose reference equals ``reference``, if any: finds a
+        schedule made by an attempt that died before its mapping was written. Raises IntegrationError."""
+        ...
+
+    def get_schedule(self, schedule_id: str) -> RepeatingSchedule | None:
+        """One schedule by id, ended ones included (``status`` says so); None when it does not exist."""
+        ...
+
+    def create_schedule(self, draft: ScheduleDraft, *, idempotency_key: str) -> RepeatingSchedule:
+        """Create the schedule exactly as drafted. Raises ValidationFailed with the vendor's reasons."""
+        ...
+
+    def end_schedule(self, schedule_id: str, *, idempotency_key: str) -> RepeatingSchedule:
+        """Stop the schedule generating invoices (invoices it made stay). Ending an ended one is a no-op."""
+        ...
+
+    def extend_schedule(self, schedule: RepeatingSchedule, end: date, *, idempotency_key: str) -> RepeatingSchedule:
+        """Make ``schedule`` run until ``end`` (later than its end), keeping its lines, customer and next
+        invoice date; returns it as it now runs, whose ``id`` may be new where the system can only replace
+        a schedule (the replaced one is then ended, never left running beside it)."""
         ...
 
 

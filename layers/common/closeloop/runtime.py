@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Callable
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 from aws_lambda_powertools import Logger
 
@@ -406,6 +406,9 @@ def won_deal_flows() -> tuple[Any, ...]:
     quotes = quote_sync()
     if quotes is not None:
         flows.append(QuoteFlow(quotes))  # first: the lines it promised are what the others see
+    schedules = recurring_flow()
+    if schedules is not None:
+        flows.append(schedules)  # before the invoice is drafted: it takes the recurring lines off it
     if not purchase_orders_off_reason():
         flows.append(purchase_order_flow())
     return tuple(flows)
@@ -423,6 +426,17 @@ def purchase_orders_off_reason() -> str:
 def quotes_off_reason() -> str:
     """Why this stack syncs no quotes, "" when it does: the CRM or the accounting system has no quote adapter."""
     return not_carried("quote", "quotes")
+
+
+#: The capability (``capabilities.objects``) of a vendor that carries repeating invoice schedules: recurring
+#: CRM lines (HubSpot) or the accounting system's schedules (Xero RepeatingInvoices).
+REPEATING_INVOICE = "repeating_invoice"
+
+
+def recurring_off_reason() -> str:
+    """Why recurring lines are invoiced once like any other line, "" when they become repeating schedules:
+    the CRM or the accounting system does not carry them."""
+    return not_carried(REPEATING_INVOICE, "repeating invoices")
 
 
 def not_carried(capability: str, what: str) -> str:
@@ -516,6 +530,24 @@ def quote_status_poll() -> Any:
 
 
 @cache
+def recurring_flow() -> Any:
+    """The won deal's recurring lines -> repeating schedules, or None (``recurring_off_reason`` says why)."""
+    from closeloop.sync.recurring import RecurringFlow, SchedulePolicy  # noqa: PLC0415
+
+    if recurring_off_reason():
+        return None
+    books: Any = accounting()  # declares ``repeating_invoice``: a RecurringAccounting too
+    return RecurringFlow(
+        crm(),
+        books,
+        books,
+        store(),
+        SchedulePolicy(status=get_settings().recurring_schedule_status, invoices=invoice_policy()),
+        owner=uuid.uuid4().hex,
+    )
+
+
+@cache
 def events() -> Any:
     from closeloop.aws import EventBridgeEvents  # noqa: PLC0415
 
@@ -565,6 +597,7 @@ def monthly_report(month: str) -> dict[str, Any]:
         deal_mappings=repository.iter_mappings(port.name, "deal"),
         conflicts=repository.list_conflicts(accounting().name, *_month_span(month)),
         catalogue=catalogue,
+        schedules=None if recurring_off_reason() else cast(Any, accounting()),  # declares repeating_invoice
     )
     published = publish_report(
         month,

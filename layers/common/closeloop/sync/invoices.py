@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from closeloop.errors import FatalError, IntegrationError, OutcomeUnknown, Unanswered, ValidationFailed
 from closeloop.models import (
@@ -287,6 +287,16 @@ class WonDealFlow(Protocol):
         """Make (or find) this flow's accounting records for the won, promised deal; write them back."""
 
 
+@runtime_checkable
+class WithdrawnDealFlow(Protocol):
+    """A WonDealFlow whose records outlive the won moment (repeating schedules): told when the deal is no
+    longer won, or is gone, so it can end them. Called under the deal's lease on every delivery of such a
+    deal, so it must be cheap when it made nothing for it (one store read)."""
+
+    def withdrawn(self, ref: CrmRef, deal: Deal | None, event: SyncEvent | None) -> None:
+        """The deal left the won stages (``deal``) or was deleted (None): end what this flow runs for it."""
+
+
 def write_to_deal(
     crm: CrmPort, deal_id: str, values: Mapping[str, str], definitions: Iterable[PropertyDefinition]
 ) -> None:
@@ -355,10 +365,12 @@ class DealSync:
 
         deal = self.crm.get_deal(ref.object_id)
         if deal is None:
+            self._withdraw(ref, None, event)
             return Outcome(ref, "skipped", detail="gone from CRM")
         # Before the won check: a flow may make the deal billable (its quote accepted, by configuration).
         deal = self._promised(deal)
         if not deal.is_won:
+            self._withdraw(ref, deal, event)
             return Outcome(ref, "skipped", detail="not in a won stage")
         party = deal.company or deal.contact
         if party is None:
@@ -443,11 +455,20 @@ class DealSync:
     def _follow_mapped(self, ref: CrmRef, customer_id: str, event: SyncEvent | None) -> None:
         """The flows of a deal invoiced before (a redelivery, a replay after a crash or a flow's failure)."""
         deal = self.crm.get_deal(ref.object_id)
-        if deal is None or not customer_id:
+        if deal is None:
+            self._withdraw(ref, None, event)
             return
         promised = self._promised(deal)
-        if promised.is_won:
+        if not promised.is_won:
+            self._withdraw(ref, deal, event)  # e.g. the contract was cancelled: its schedules end
+            return
+        if customer_id:
             self._follow(promised, customer_id, event)
+
+    def _withdraw(self, ref: CrmRef, deal: Deal | None, event: SyncEvent | None) -> None:
+        for flow in self.flows:
+            if isinstance(flow, WithdrawnDealFlow):
+                flow.withdrawn(ref, deal, event)
 
     def _mark_email(self, ref: CrmRef, state: InvoiceEmailState, invoice_id: str = "") -> None:
         self.store.put_invoice_email(InvoiceEmail(ref, self.accounting.name, state, invoice_id, self.clock()))

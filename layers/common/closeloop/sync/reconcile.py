@@ -24,8 +24,14 @@ the month's deals. Every difference is listed once, with a type and a suggested 
 |                            | (or the item has none) while the field rules have the CRM own the price and the   |
 |                            | sync carry it: a missed sync, or an accounting edit the rules override            |
 |                            | (checked only when catalogue sync is on: ``catalogue``)                            |
+| ``schedule_ended_early``   | a repeating schedule Closeloop made for a deal is deleted or ended in accounting  |
+|                            | while the CRM contract (its stored end date) runs on; shows the month's expected  |
+|                            | billing (periods due x amount per period) against what the schedule generated     |
 | ``failed_sync``            | each failed sync passed in                                                        |
 | ``dead_lettered``          | each dead-letter queue holding messages                                           |
+
+Invoices a repeating schedule generates (their reference names the deal and frequency, see
+closeloop.sync.recurring) count in the month's totals but are never a deal's duplicate nor an orphan.
 
 The module is vendor-free: it sees the CRM, the accounting system and the store through the ports only.
 Nothing it puts into a discrepancy is an email, phone, tax id or address: deal and company names, invoice
@@ -50,12 +56,14 @@ from closeloop.ports import (
     CrmPort,
     FailedSync,
     IdMapping,
+    RecurringAccounting,
     SyncStore,
 )
 from closeloop.redaction import redact
 from closeloop.rules import FieldRules
 from closeloop.sync.contacts import normalise_tax_number
 from closeloop.sync.payment_status import payment_status
+from closeloop.sync.recurring import add_periods, parse_schedule_reference
 
 __all__ = [
     "DISCREPANCY_TYPES",
@@ -88,6 +96,7 @@ DiscrepancyType = Literal[
     "contact_drift",
     "field_conflict",
     "item_price_drift",
+    "schedule_ended_early",
     "failed_sync",
     "dead_lettered",
 ]
@@ -103,6 +112,7 @@ DISCREPANCY_TYPES: Final[tuple[DiscrepancyType, ...]] = (
     "contact_drift",
     "field_conflict",
     "item_price_drift",
+    "schedule_ended_early",
     "failed_sync",
     "dead_lettered",
 )
@@ -120,6 +130,7 @@ SUGGESTED_ACTIONS: Final[Mapping[DiscrepancyType, str]] = {
         "The CRM owns the price: replay the product's sync (closeloop replay), or correct the CRM price if the "
         "item's is right"
     ),
+    "schedule_ended_early": "Recreate the schedule in accounting, or end the contract in the CRM, so they agree",
     "failed_sync": "Fix the cause named, then replay the record (closeloop replay)",
     "dead_lettered": "Inspect the messages, fix the cause, then redrive the dead-letter queue",
 }
@@ -387,6 +398,13 @@ class _DealRow:
     primary: _InvoiceRow | None = None
 
 
+def _day(text: str) -> date | None:
+    try:
+        return date.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+
+
 def _safe_name(name: str) -> str:
     """A deal or company name for the report: emails inside it masked, length bounded."""
     return _EMAIL.sub("<email>", name.strip())[:_MAX_NAME]
@@ -431,6 +449,7 @@ class _Reconciler:
         self.month_invoice_ids: set[str] = set()
         self.live_invoices = 0
         self.orphans: list[tuple[_InvoiceRow, str | None]] = []
+        self.scheduled: dict[str, list[_InvoiceRow]] = {}
         self.found: list[Discrepancy] = []
         self.totals: dict[str, CurrencyTotals] = {}
         self.forecast: dict[str, ForecastActual] = {}
@@ -481,6 +500,9 @@ class _Reconciler:
             self.month_invoice_ids.add(invoice.id)
             row = _InvoiceRow.of(invoice, self.today)
             self._count_invoice(row)
+            if parse_schedule_reference(self.crm.name, invoice.reference) is not None:
+                self.scheduled.setdefault(invoice.reference.strip(), []).append(row)  # a schedule's, not a duplicate
+                continue
             deal = self.deal_of_invoice.get(row.id)
             referenced = self._deal_id_in(invoice.reference)
             if deal is None and referenced is not None:
@@ -709,6 +731,59 @@ class _Reconciler:
             detail=detail,
         )
 
+    # -- repeating schedules -----------------------------------------------------------------------
+
+    def check_schedules(self, mappings: Iterable[IdMapping], schedules: RecurringAccounting) -> None:
+        """Schedules Closeloop runs for a deal that accounting ended while the CRM contract runs on."""
+        prefix = f"{self.system}#schedule#"
+        for mapping in mappings:
+            if not mapping.system.startswith(prefix) or mapping.snapshot.get("state") != "active":
+                continue
+            contract_end = _day(mapping.snapshot.get("end_date", ""))
+            if contract_end is not None and contract_end < self.start:
+                continue  # the contract ran out before this month
+            schedule = schedules.get_schedule(mapping.accounting_id)
+            if schedule is not None and schedule.status == "active":
+                continue
+            frequency = mapping.system.removeprefix(prefix)
+            expected = self._expected(mapping, frequency)
+            reference = f"{mapping.ref.crm}-deal-{mapping.ref.object_id}/{frequency}"
+            billed = sum((row.sub_total for row in self.scheduled.get(reference, []) if row.live), ZERO)
+            deal = self.deals.get(mapping.ref.object_id)
+            self.found.append(
+                Discrepancy(
+                    "schedule_ended_early",
+                    crm_ref=str(mapping.ref),
+                    deal_name=deal.name if deal else "",
+                    invoice_id=mapping.accounting_id,
+                    crm_amount=expected,
+                    accounting_amount=billed,
+                    currency=mapping.snapshot.get("currency", ""),
+                    detail=(
+                        f"the {frequency} schedule is {'gone' if schedule is None else 'ended'} in accounting; the "
+                        f"contract runs until {contract_end.isoformat() if contract_end else 'no end date'}: "
+                        f"{expected.quantize(CENT)} expected this month before tax, {billed.quantize(CENT)} generated"
+                    ),
+                )
+            )
+
+    def _expected(self, mapping: IdMapping, frequency: str) -> Decimal:
+        """The month's expected billing of a schedule: its invoice dates in the month x amount per period."""
+        start = _day(mapping.snapshot.get("start_date", ""))
+        end = _day(mapping.snapshot.get("end_date", ""))
+        per_period = Decimal(mapping.snapshot.get("sub_total", "0") or "0")
+        if start is None:
+            return ZERO
+        due, n = 0, 0
+        while True:
+            day = add_periods(start, frequency, n)
+            if day >= self.end or (end is not None and day > end):
+                break
+            if day >= self.start:
+                due += 1
+            n += 1
+        return per_period * due
+
     # -- customers -------------------------------------------------------------------------------
 
     def check_customers(self, limit: int | None) -> None:
@@ -922,6 +997,7 @@ def reconcile(
     max_customer_checks: int | None = None,
     conflicts: Iterable[AuditRecord] = (),
     catalogue: Catalogue | None = None,
+    schedules: RecurringAccounting | None = None,
 ) -> Reconciliation:
     """Reconcile one UTC calendar month ``"YYYY-MM"`` between the CRM, the accounting system and the store.
 
@@ -929,7 +1005,9 @@ def reconcile(
     mappings), replaces one ``store.get_mapping`` per won deal. ``max_customer_checks`` bounds the vendor reads
     of the contact-drift check (two per customer); customers beyond it are counted in ``notes``. Vendor reads:
     one listing each of won deals and invoices, ``get_invoice`` per mapped invoice issued in another month,
-    ``get_deal`` per distinct deal named only by invoices of the month. Raises ValueError for a bad month and
+    ``get_deal`` per distinct deal named only by invoices of the month. ``schedules``, when the accounting
+    system runs repeating schedules and ``deal_mappings`` are given: ``get_schedule`` per schedule of a
+    running contract, to find the ones ended early. Raises ValueError for a bad month and
     whatever the ports raise (IntegrationError subclasses).
 
     ``catalogue`` (given when catalogue sync is on) adds the item price drift check: one listing each of the
@@ -938,13 +1016,16 @@ def reconcile(
     start, end = month_bounds(month)
     run = _Reconciler(crm, accounting, store, start, end, today)
     preloaded = None
-    if deal_mappings is not None:
-        preloaded = {m.ref: m for m in deal_mappings if m.system == accounting.name and m.ref.object_type == "deal"}
+    listed = list(deal_mappings) if deal_mappings is not None else None
+    if listed is not None:
+        preloaded = {m.ref: m for m in listed if m.system == accounting.name and m.ref.object_type == "deal"}
     run.load_deals(preloaded)
     run.load_invoices()
     run.fetch_invoices_of_other_months()
     run.resolve_orphans()
     run.compare_deals()
+    if schedules is not None and listed is not None:
+        run.check_schedules(listed, schedules)
     run.check_customers(max_customer_checks)
     if catalogue is not None:
         run.check_prices(catalogue)
