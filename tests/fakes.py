@@ -908,3 +908,13 @@ class FakeQuoteBooks(FakeBooks):
     def mark_quote_invoiced(self, quote: AccountingQuote, invoice_id: str, *, idempotency_key: str) -> AccountingQuote:
         self.calls.append("mark_quote_invoiced")
         return self.set_quote_status(quote.id, "INVOICED")
+
+
+class RecordedEvents:
+    """An event bus that keeps what was published (``closeloop.payment-status-changed`` and others)."""
+
+    def __init__(self) -> None:
+        self.published: list[tuple[str, list[Mapping[str, Any]]]] = []
+
+    def publish(self, detail_type: str, details: Iterable[Mapping[str, Any]]) -> None:
+        self.published.append((detail_type, list(details)))

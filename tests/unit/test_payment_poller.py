@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
 
 import pytest
 
@@ -13,14 +11,7 @@ from closeloop.models import Invoice
 from closeloop.sync.payment_status import payment_status
 from closeloop.sync.payments import PaymentPoller
 from tests.deal_sync_support import COMPANY, DEAL, invoiced
-
-
-class Events:
-    def __init__(self) -> None:
-        self.published: list[tuple[str, list[Mapping[str, Any]]]] = []
-
-    def publish(self, detail_type: str, details: Iterable[Mapping[str, Any]]) -> None:
-        self.published.append((detail_type, list(details)))
+from tests.fakes import RecordedEvents as Events
 
 
 def test_payment_recorded_in_accounting_shows_on_the_deal_and_the_company_after_one_run() -> None:

@@ -211,7 +211,7 @@ def test_the_schedule_reference_names_the_deal_and_frequency() -> None:
 
 def test_an_invoice_the_schedule_generates_shows_on_the_deal_through_the_poller_without_a_second_mapping() -> None:
     from closeloop.sync.payments import PaymentPoller  # noqa: PLC0415
-    from tests.unit.test_payment_poller import Events  # noqa: PLC0415
+    from tests.fakes import RecordedEvents as Events  # noqa: PLC0415
 
     sync, crm, books, store, _ = wired()
     sync.sync(DEAL, events_for(DEAL))

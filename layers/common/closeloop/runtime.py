@@ -428,8 +428,8 @@ def quotes_off_reason() -> str:
     return not_carried("quote", "quotes")
 
 
-#: The capability (``capabilities.objects``) of a vendor that carries repeating invoice schedules: recurring
-#: CRM lines (HubSpot) or the accounting system's schedules (Xero RepeatingInvoices).
+#: The capability (``capabilities.objects``) of a vendor that carries repeating invoice schedules: a CRM's
+#: recurring lines, an accounting system's repeating invoices.
 REPEATING_INVOICE = "repeating_invoice"
 
 
