@@ -58,7 +58,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
@@ -69,6 +69,7 @@ from closeloop.vendors.zohobooks.mapping import INVOICE_STATUSES
 from closeloop_local.sandboxes.base import AccountingSandbox, Router, SandboxServer, plain_json
 from closeloop_local.sandboxes.drivers import SeenCustomer, SeenInvoice, SeenItem
 from closeloop_local.sandboxes.limits import WindowAndDay
+from closeloop_local.sandboxes.schedules import Recurrence, Unit
 
 Row = dict[str, Any]
 
@@ -135,6 +136,43 @@ CONTACT_SORTS = (
     "last_modified_time",
 )
 INVOICE_SORTS = ("date", "due_date", "last_modified_time", "created_time", "invoice_number", "total", "balance")
+# Recurring invoices and purchase orders (the pages' allowed values; see the section at the end of the class)
+RECURRENCE_UNITS: dict[str, Unit] = {"days": "day", "weeks": "week", "months": "month", "years": "year"}
+RECURRENCE_NAME_MAX = 100
+RECURRING_FILTERS = {
+    "Status.All": "",
+    "Status.Active": "active",
+    "Status.Stopped": "stopped",
+    "Status.Expired": "expired",
+}
+RECURRING_SORTS: tuple[str, ...] = (
+    "customer_name",
+    "recurrence_name",
+    "total",
+    "start_date",
+    "end_date",
+    "last_sent_date",
+    "next_invoice_date",
+    "created_time",
+)
+PO_FILTERS = {"Status.All": "", "Status.Draft": "draft", "Status.Open": "open", "Status.Billed": "billed"}
+PO_FILTERS["Status.Cancelled"] = "cancelled"
+PO_SORTS = (
+    "vendor_name",
+    "purchaseorder_number",
+    "date",
+    "delivery_date",
+    "total",
+    "created_time",
+    "last_modified_time",
+)
+#: POST /purchaseorders/{id}/status/<move>: (the statuses it leads from, the status it leads to, the answer's message)
+PO_MOVES: dict[str, tuple[tuple[str, ...], str, str]] = {
+    "open": (("draft",), "open", "The purchase order has been marked as open."),
+    "billed": (("open",), "billed", "The purchase order has been marked as billed."),
+    "cancelled": (("draft", "open"), "cancelled", "The purchase order has been cancelled."),
+}
+CONTACT_TYPES = ("customer", "vendor")
 
 
 class ApiError(Exception):
@@ -229,11 +267,18 @@ class ZohoBooksSandbox(AccountingSandbox):
         custom_fields: dict[str, dict[str, bool]] | None = None,
         ignore_undocumented_filters: bool = False,
         item_summaries: bool = False,
+        recurring_invoices_as_drafts: bool = False,
+        contact_names_unique_across_types: bool = False,
     ) -> None:
         """``ignore_undocumented_filters``: answer lists as if Zoho ignored the ``cf_…`` and ``sku`` filters it
         does not document (every row, unfiltered), to show the adapter never trusts them blindly;
-        ``item_summaries``: item list rows without the purchase and account fields (read one in full)."""
+        ``item_summaries``: item list rows without the purchase and account fields (read one in full);
+        ``recurring_invoices_as_drafts``: the organisation's recurring-invoice preference "Create invoices as
+        drafts" (off: "Create and send", children are ``sent``); ``contact_names_unique_across_types``: a vendor
+        may not take a customer's name either (GUESSES["vendor_customer_same_name"])."""
         super().__init__(client_id, client_secret, refresh_token)
+        self.recurring_invoices_as_drafts = recurring_invoices_as_drafts
+        self.contact_names_unique_across_types = contact_names_unique_across_types
         self.ignore_undocumented_filters = ignore_undocumented_filters
         self.item_summaries = item_summaries
         self.organization_id = organization_id
@@ -258,6 +303,7 @@ class ZohoBooksSandbox(AccountingSandbox):
         self.emails: list[Row] = []
         self._seq = 0
         self._invoice_seq = 0
+        self._init_schedules()
         self._limits = Limits(self._minute_limit, self._day_limit)
         self._access: dict[str, AccessToken] = {}
         self._refresh: dict[str, RefreshToken] = {self.initial_refresh_token: RefreshToken(self.initial_refresh_token)}
@@ -438,6 +484,7 @@ class ZohoBooksSandbox(AccountingSandbox):
         routes.add("POST", "/invoices/<ref>/status/void", self._invoice_void)
         routes.add("POST", "/invoices/<ref>/email", self._email_invoice)
         routes.add("POST", "/customerpayments", self._create_payment)
+        self._add_schedule_routes(routes)
         return routes
 
     @staticmethod
@@ -569,14 +616,15 @@ class ZohoBooksSandbox(AccountingSandbox):
                 record[key] = "" if sent[key] is None else str(sent[key])
         if "currency_code" in sent and current is None:
             record["currency_code"] = str(sent["currency_code"])
+        kind = record.setdefault("contact_type", "customer")
+        if kind not in CONTACT_TYPES or (current is not None and kind != current.get("contact_type", "customer")):
+            raise _invalid("contact_type")  # a contact keeps its type: see GUESSES["contact_type_fixed"]
         name = str(record.get("contact_name") or "").strip()
         if not name:
             raise ApiError(400, 4, "Please enter the contact name.")
         if len(name) > 200:
             raise _invalid("contact_name")
-        for other_id, other in self.contacts_by_id.items():
-            if other_id != contact_id and str(other.get("contact_name", "")).casefold() == name.casefold():
-                raise ApiError(400, 3062, f'The customer "{name}" already exists. Please specify a different name.')
+        self._check_contact_name(name, kind, contact_id)
         for key in ("billing_address", "shipping_address"):
             if isinstance(sent.get(key), dict):
                 address = dict(record.get(key) or {})
@@ -593,6 +641,16 @@ class ZohoBooksSandbox(AccountingSandbox):
         record["last_modified_time"] = _stamp(self._now())
         self.contacts_by_id[record["contact_id"]] = record
         return record
+
+    def _check_contact_name(self, name: str, kind: str, contact_id: str | None) -> None:
+        """Display names are unique (case-insensitively) among the contacts of one type (code 3062): a customer
+        and a vendor may share one unless ``contact_names_unique_across_types``
+        (GUESSES["vendor_customer_same_name"])."""
+        for other_id, other in self.contacts_by_id.items():
+            if other_id == contact_id or str(other.get("contact_name", "")).casefold() != name.casefold():
+                continue
+            if self.contact_names_unique_across_types or other.get("contact_type", "customer") == kind:
+                raise ApiError(400, 3062, f'The {kind} "{name}" already exists. Please specify a different name.')
 
     def _persons(self, sent: Any, current: list[Row]) -> list[Row]:
         """The sent persons replace the list; a sent ``contact_person_id`` keeps that person's id."""
@@ -677,6 +735,10 @@ class ZohoBooksSandbox(AccountingSandbox):
         for name in self.custom_fields.get("contacts", {}):
             if args.get(name) and not self.ignore_undocumented_filters:
                 rows = [c for c in rows if (c.get("cf") or {}).get(name) == args[name]]
+        if args.get("contact_type") and not self.ignore_undocumented_filters:  # GUESSES["contact_type_filter"]
+            if args["contact_type"] not in CONTACT_TYPES:
+                raise _invalid("contact_type")
+            rows = [c for c in rows if c.get("contact_type", "customer") == args["contact_type"]]
         column = args.get("sort_column", "contact_name")
         if column not in CONTACT_SORTS:
             raise _invalid("sort_column")
@@ -882,7 +944,7 @@ class ZohoBooksSandbox(AccountingSandbox):
         if current is not None and current["status"] == "void":
             raise ApiError(400, 4, "Void invoices cannot be edited.")
         customer = self.contacts_by_id.get(str(sent.get("customer_id") or (current or {}).get("customer_id") or ""))
-        if customer is None or customer.get("status") != "active":
+        if customer is None or customer.get("status") != "active" or customer.get("contact_type") == "vendor":
             raise _invalid("customer_id")
         raw_lines = sent.get("line_items", None if current else [])
         if current is None and not raw_lines:
@@ -961,6 +1023,8 @@ class ZohoBooksSandbox(AccountingSandbox):
             "created_time": invoice["created_time"],
             "last_modified_time": invoice["last_modified_time"],
         }
+        if invoice.get("recurring_invoice_id"):  # a recurring invoice's child (run_recurring)
+            out["recurring_invoice_id"] = invoice["recurring_invoice_id"]
         self._render_cf(invoice, out)
         if not summary:
             out["line_items"] = [dict(line) for line in invoice["line_items"]]
@@ -974,6 +1038,8 @@ class ZohoBooksSandbox(AccountingSandbox):
             rows = [i for i in rows if i.get("reference_number") == args["reference_number"]]
         if args.get("customer_id"):
             rows = [i for i in rows if i["customer_id"] == args["customer_id"]]
+        if args.get("recurring_invoice_id"):
+            rows = [i for i in rows if i.get("recurring_invoice_id") == args["recurring_invoice_id"]]
         if args.get("status"):
             wanted = args["status"]
             unpaid = ("sent", "overdue", "partially_paid")
@@ -1102,6 +1168,510 @@ class ZohoBooksSandbox(AccountingSandbox):
         payment = self._save_payment(self._body(request))
         return 201, {"code": 0, "message": "The payment has been created.", "payment": payment}
 
+    # ---- recurring invoices, purchase orders (issue 12: schedules and purchases) -------------------------
+    # zoho.com/books/api/v3/recurring-invoices and /purchase-order; contacts with contact_type "vendor".
+
+    def _init_schedules(self) -> None:
+        self.recurring_by_id: dict[str, Row] = {}
+        self.purchaseorders_by_id: dict[str, Row] = {}
+        self._po_seq = 0
+
+    def _add_schedule_routes(self, routes: Router) -> None:
+        routes.add("GET", "/recurringinvoices", self._list_recurring)
+        routes.add("POST", "/recurringinvoices", self._create_recurring)
+        routes.add("GET", "/recurringinvoices/<ref>", self._get_recurring)
+        routes.add("PUT", "/recurringinvoices/<ref>", self._update_recurring)
+        routes.add("DELETE", "/recurringinvoices/<ref>", self._delete_recurring)
+        routes.add("POST", "/recurringinvoices/<ref>/status/stop", self._stop_recurring)
+        routes.add("POST", "/recurringinvoices/<ref>/status/resume", self._resume_recurring)
+        routes.add("GET", "/purchaseorders", self._list_purchaseorders)
+        routes.add("POST", "/purchaseorders", self._create_purchaseorder)
+        routes.add("GET", "/purchaseorders/<ref>", self._get_purchaseorder)
+        routes.add("PUT", "/purchaseorders/<ref>", self._update_purchaseorder)
+        routes.add("DELETE", "/purchaseorders/<ref>", self._delete_purchaseorder)
+        for move in PO_MOVES:
+            routes.add("POST", f"/purchaseorders/<ref>/status/{move}", self._po_mover(move))
+
+    # recurring invoices: Python API
+
+    def recurring_invoices(self) -> list[Row]:
+        with self.state.lock:
+            return [self._render_recurring(r) for r in self.recurring_by_id.values()]
+
+    def purchase_orders(self) -> list[Row]:
+        with self.state.lock:
+            return [self._render_purchaseorder(p) for p in self.purchaseorders_by_id.values()]
+
+    def run_recurring(self, on: date | None = None) -> list[Row]:
+        """Zoho's daily run (6 AM in the organisation's zone, its help pages say): every active recurring invoice
+        whose next invoice date is ``on`` (today by default) or earlier makes its child invoices, one per due
+        day up to ``on``: an ordinary invoice with ``recurring_invoice_id``, the template's lines, notes, terms
+        and reference number (GUESSES["recurring_child_reference"]), dated on its day, due after the template's
+        payment terms, numbered from the invoices' series, ``sent`` (``draft`` when the organisation's
+        preference ``recurring_invoices_as_drafts`` is on). Returns the invoices made, as the API renders them.
+        A customer made inactive since refuses the run: ValueError, that schedule's next date unmoved."""
+        with self.state.lock:
+            day = on or self._today()
+            made: list[Row] = []
+            for rec in sorted(self.recurring_by_id.values(), key=lambda r: str(r["created_time"])):
+                while rec["status"] == "active" and rec["next_date"] is not None and rec["next_date"] <= day:
+                    due: date = rec["next_date"]
+                    try:
+                        invoice = self._child_invoice(rec, due)
+                    except ApiError as err:
+                        raise ValueError(json.dumps(err.body)) from err
+                    made.append(self._render_invoice(invoice))
+                    rec["last_sent_date"] = due.isoformat()
+                    rec["next_date"] = self._recurrence(rec).first_on_or_after(due + timedelta(days=1))
+                    rec["last_modified_time"] = _stamp(self._now())
+            return made
+
+    def _child_invoice(self, rec: Row, day: date) -> Row:
+        customer = self.contacts_by_id.get(rec["customer_id"])
+        if customer is None or customer.get("status") != "active":
+            raise _invalid("customer_id")
+        record: Row = {
+            "status": "draft" if self.recurring_invoices_as_drafts else "sent",
+            "payment_made": Decimal("0.00"),
+            "customer_id": rec["customer_id"],
+            "currency_code": rec["currency_code"],
+            "is_inclusive_tax": rec["is_inclusive_tax"],
+            "date": day.isoformat(),
+            "due_date": (day + timedelta(days=int(rec["payment_terms"]))).isoformat(),
+            "reference_number": rec["reference_number"],  # see GUESSES["recurring_child_reference"]
+            "notes": rec["notes"],
+            "terms": rec["terms"],
+            "line_items": [{**line, "line_item_id": self._new_id()} for line in rec["line_items"]],
+            "recurring_invoice_id": rec["recurring_invoice_id"],
+        }
+        self._totals(record)
+        number = ""
+        while not number or any(i["invoice_number"] == number for i in self.invoices_by_id.values()):
+            self._invoice_seq += 1
+            number = f"INV-{self._invoice_seq:06d}"
+        record.update(invoice_number=number, invoice_id=self._new_id(), created_time=_stamp(self._now()))
+        record["last_modified_time"] = record["created_time"]
+        self.invoices_by_id[record["invoice_id"]] = record
+        return record
+
+    # recurring invoices: the API
+
+    def _recurring(self, recurring_invoice_id: str) -> Row:
+        rec = self.recurring_by_id.get(recurring_invoice_id)
+        if rec is None:
+            raise ApiError(404, 1002, "Recurring Invoice does not exist")  # the page's error table
+        return rec
+
+    @staticmethod
+    def _recurrence(rec: Row) -> Recurrence:
+        end = rec["end_date"]
+        return Recurrence(
+            unit=RECURRENCE_UNITS[rec["recurrence_frequency"]],
+            every=int(rec["repeat_every"]),
+            start=date.fromisoformat(rec["start_date"]),
+            end=date.fromisoformat(end) if end else None,
+        )
+
+    def _schedule_from(self, rec: Row) -> date:
+        """The first day the schedule may still make an invoice on: today, or the day after its last child."""
+        last = rec.get("last_sent_date")
+        after_last = date.fromisoformat(last) + timedelta(days=1) if last else date.min
+        return max(self._today(), after_last)
+
+    def _save_recurring(self, sent: Row, recurring_invoice_id: str | None) -> Row:
+        current = self.recurring_by_id.get(recurring_invoice_id) if recurring_invoice_id else None
+        record: Row = copy.deepcopy(current) if current else {"status": "active", "last_sent_date": ""}
+        if current is None:
+            record.update(reference_number="", notes="", terms="", payment_terms=0, end_date="", repeat_every=1)
+            record["start_date"] = self._today().isoformat()
+        self._recurrence_name(record, sent, recurring_invoice_id)
+        customer = self.contacts_by_id.get(str(sent.get("customer_id") or record.get("customer_id") or ""))
+        if customer is None or customer.get("status") != "active" or customer.get("contact_type") != "customer":
+            raise _invalid("customer_id")
+        record["customer_id"] = customer["contact_id"]
+        record["currency_code"] = customer.get("currency_code", self.base_currency)
+        if sent.get("currency_code") not in (None, "", record["currency_code"]):
+            raise _invalid("currency_code")  # a recurring invoice bills in its customer's currency
+        self._recurrence_schedule(record, sent, current)
+        for key in ("reference_number", "notes", "terms"):
+            if key in sent:
+                record[key] = str(sent[key] or "")
+        record["is_inclusive_tax"] = bool(sent.get("is_inclusive_tax", record.get("is_inclusive_tax", False)))
+        raw_lines = sent.get("line_items", None if current else [])
+        if current is None and not raw_lines:
+            raise ApiError(400, 4, "Line items cannot be empty.")
+        if raw_lines is not None:
+            if not isinstance(raw_lines, list) or not raw_lines:
+                raise _invalid("line_items")
+            record["line_items"] = [self._line(line, record["is_inclusive_tax"]) for line in raw_lines]
+        record["payment_made"] = Decimal("0.00")
+        self._totals(record)
+        now = _stamp(self._now())
+        record["recurring_invoice_id"] = recurring_invoice_id or self._new_id()
+        record.setdefault("created_time", now)
+        record["last_modified_time"] = now
+        record["next_date"] = self._recurrence(record).first_on_or_after(self._schedule_from(record))
+        self.recurring_by_id[record["recurring_invoice_id"]] = record
+        return record
+
+    def _recurrence_name(self, record: Row, sent: Row, recurring_invoice_id: str | None) -> None:
+        """``recurrence_name``: required on create, at most 100 characters, unique among recurring invoices."""
+        current = recurring_invoice_id is not None
+        if "recurrence_name" in sent or not current:
+            name = str(sent.get("recurrence_name") or "").strip()
+            if not name:
+                raise ApiError(400, 4031, "Please enter a name for this Recurring Invoice")  # the page's table
+            if len(name) > RECURRENCE_NAME_MAX:
+                raise _invalid("recurrence_name")
+            for other_id, other in self.recurring_by_id.items():
+                if other_id != recurring_invoice_id and other["recurrence_name"].casefold() == name.casefold():
+                    # see GUESSES["recurring_duplicate_name"]
+                    raise ApiError(400, 1001, f'The recurring invoice name "{name}" already exists.')
+            record["recurrence_name"] = name
+
+    def _recurrence_schedule(self, record: Row, sent: Row, current: Row | None) -> None:
+        """Frequency, interval, payment terms and the start and end dates, checked."""
+        frequency = str(sent.get("recurrence_frequency", record.get("recurrence_frequency", "")))
+        if frequency not in RECURRENCE_UNITS:
+            raise _invalid("recurrence_frequency")
+        record["recurrence_frequency"] = frequency
+        if "repeat_every" in sent:
+            every = _dec(sent["repeat_every"], "repeat_every")
+            if every != every.to_integral_value() or every < 1:
+                raise _invalid("repeat_every")
+            record["repeat_every"] = int(every)
+        if "payment_terms" in sent:
+            terms = _dec(sent["payment_terms"], "payment_terms")
+            if terms != terms.to_integral_value() or terms < 0:
+                raise _invalid("payment_terms")
+            record["payment_terms"] = int(terms)
+        if "start_date" in sent:
+            start = _day(sent["start_date"], "start_date").isoformat()
+            if start != (current or {}).get("start_date") and start < self._today().isoformat():
+                # see GUESSES["recurring_past_start"]
+                raise ApiError(400, 4, "Start date cannot be earlier than today.")
+            record["start_date"] = start
+        if "end_date" in sent:
+            record["end_date"] = _day(sent["end_date"], "end_date").isoformat() if sent["end_date"] else ""
+        if record["end_date"] and record["end_date"] < record["start_date"]:
+            raise ApiError(400, 4, "End date cannot be earlier than the start date.")
+
+    def _recurring_status(self, rec: Row) -> str:
+        if rec["status"] == "stopped":
+            return "stopped"
+        return "expired" if rec["next_date"] is None else "active"
+
+    def _render_recurring(self, rec: Row, *, summary: bool = False) -> Row:
+        customer = self.contacts_by_id.get(rec["customer_id"], {})
+        out: Row = {
+            "recurring_invoice_id": rec["recurring_invoice_id"],
+            "recurrence_name": rec["recurrence_name"],
+            "reference_number": rec["reference_number"],
+            "status": self._recurring_status(rec),
+            "customer_id": rec["customer_id"],
+            "customer_name": customer.get("contact_name", ""),
+            "currency_code": rec["currency_code"],
+            "recurrence_frequency": rec["recurrence_frequency"],
+            "repeat_every": rec["repeat_every"],
+            "start_date": rec["start_date"],
+            "end_date": rec["end_date"],
+            "next_invoice_date": rec["next_date"].isoformat() if rec["next_date"] else "",
+            "last_sent_date": rec["last_sent_date"],
+            "child_entity_type": "invoice",
+            "total": rec["total"],
+            "created_time": rec["created_time"],
+            "last_modified_time": rec["last_modified_time"],
+        }
+        if not summary:
+            out.update(
+                is_inclusive_tax=rec["is_inclusive_tax"],
+                payment_terms=rec["payment_terms"],
+                notes=rec["notes"],
+                terms=rec["terms"],
+                sub_total=rec["sub_total"],
+                tax_total=rec["tax_total"],
+                line_items=[dict(line) for line in rec["line_items"]],
+            )
+        return out
+
+    def _list_recurring(self, request: Request) -> tuple[int, Row]:
+        args = request.args
+        if args.get("filter_by", "Status.All") not in RECURRING_FILTERS:
+            raise _invalid("filter_by")
+        if args.get("status", "") not in ("", *RECURRING_FILTERS.values()):
+            raise _invalid("status")
+        status = args.get("status") or RECURRING_FILTERS[args.get("filter_by", "Status.All")]
+        rows = [r for r in self.recurring_by_id.values() if not status or self._recurring_status(r) == status]
+
+        def customer(rec: Row) -> str:
+            return str(self.contacts_by_id.get(rec["customer_id"], {}).get("contact_name", ""))
+
+        for param, test in (
+            ("recurrence_name", lambda r, v: r["recurrence_name"].casefold() == v),
+            ("recurrence_name_startswith", lambda r, v: r["recurrence_name"].casefold().startswith(v)),
+            ("recurrence_name_contains", lambda r, v: v in r["recurrence_name"].casefold()),
+            ("customer_name", lambda r, v: customer(r).casefold() == v),
+            ("customer_name_startswith", lambda r, v: customer(r).casefold().startswith(v)),
+            ("customer_name_contains", lambda r, v: v in customer(r).casefold()),
+            ("customer_id", lambda r, v: r["customer_id"] == v),
+            ("item_id", lambda r, v: any(line["item_id"] == v for line in r["line_items"])),
+            ("search_text", lambda r, v: v in r["recurrence_name"].casefold() or v in customer(r).casefold()),
+        ):
+            if args.get(param):
+                value = args[param].casefold() if param not in {"customer_id", "item_id"} else args[param]
+                rows = [r for r in rows if test(r, value)]
+        if args.get("last_modified_time") and not self.ignore_undocumented_filters:
+            # see GUESSES["recurring_modified_filter"]
+            since = _parse_stamp(args["last_modified_time"], "last_modified_time")
+            rows = [r for r in rows if _parse_stamp(r["last_modified_time"], "last_modified_time") >= since]
+        column = args.get("sort_column", "created_time")
+        if column not in RECURRING_SORTS:
+            raise _invalid("sort_column")
+        order = args.get("sort_order", "D")
+        rendered = [self._render_recurring(r, summary=True) for r in rows]
+        rendered.sort(key=lambda r: (str(r[column]) if column != "total" else r[column], r["recurring_invoice_id"]))
+        if order == "D":
+            rendered.reverse()
+        return self._page(request, rendered, "recurring_invoices", column, order)
+
+    def _get_recurring(self, request: Request, recurring_invoice_id: str) -> tuple[int, Row]:
+        rec = self._render_recurring(self._recurring(recurring_invoice_id))
+        return 200, {"code": 0, "message": "success", "recurring_invoice": rec}
+
+    def _create_recurring(self, request: Request) -> tuple[int, Row]:
+        rec = self._render_recurring(self._save_recurring(self._body(request), None))
+        return 201, {"code": 0, "message": "The recurring invoice has been created.", "recurring_invoice": rec}
+
+    def _update_recurring(self, request: Request, recurring_invoice_id: str) -> tuple[int, Row]:
+        self._recurring(recurring_invoice_id)
+        rec = self._render_recurring(self._save_recurring(self._body(request), recurring_invoice_id))
+        return 200, {"code": 0, "message": "Recurring invoice information has been updated.", "recurring_invoice": rec}
+
+    def _delete_recurring(self, request: Request, recurring_invoice_id: str) -> tuple[int, Row]:
+        # Its child invoices stay (Zoho's help: "if any child invoices have been generated ... they won't be deleted")
+        del self.recurring_by_id[self._recurring(recurring_invoice_id)["recurring_invoice_id"]]
+        return 200, {"code": 0, "message": "The recurring invoice has been deleted."}
+
+    def _stop_recurring(self, request: Request, recurring_invoice_id: str) -> tuple[int, Row]:
+        rec = self._recurring(recurring_invoice_id)
+        if self._recurring_status(rec) != "active":  # see GUESSES["recurring_status_moves"]
+            raise ApiError(400, 4, f"A {self._recurring_status(rec)} recurring invoice cannot be stopped.")
+        rec["status"] = "stopped"
+        rec["last_modified_time"] = _stamp(self._now())
+        return 200, {"code": 0, "message": "The recurring invoice has been stopped."}
+
+    def _resume_recurring(self, request: Request, recurring_invoice_id: str) -> tuple[int, Row]:
+        rec = self._recurring(recurring_invoice_id)
+        if rec["status"] != "stopped":  # see GUESSES["recurring_status_moves"]
+            raise ApiError(400, 4, f"A {self._recurring_status(rec)} recurring invoice cannot be resumed.")
+        rec["status"] = "active"
+        # the days missed while stopped are skipped, not billed late: the schedule goes on from today
+        rec["next_date"] = self._recurrence(rec).first_on_or_after(self._schedule_from(rec))
+        rec["last_modified_time"] = _stamp(self._now())
+        return 200, {"code": 0, "message": "The recurring invoice has been activated."}
+
+    # purchase orders
+
+    def _purchaseorder(self, purchaseorder_id: str) -> Row:
+        order = self.purchaseorders_by_id.get(purchaseorder_id)
+        if order is None:
+            raise ApiError(404, 1002, "Purchase order does not exist.")
+        return order
+
+    def _po_line(self, sent: Any, inclusive: bool) -> Row:
+        """A purchase line: an item (its purchase rate, description and account by default) or a free line with
+        a name; an account among the organisation's."""
+        if not isinstance(sent, dict):
+            raise _invalid("line_items")
+        item: Row | None = None
+        if sent.get("item_id"):
+            item = self.items_by_id.get(str(sent["item_id"]))
+            if item is None or item["status"] != "active":
+                raise _invalid("item_id")
+        name = str(sent.get("name") or (item or {}).get("name") or "").strip()
+        if not name:
+            raise ApiError(400, 4, "Please select an item or enter the item name.")
+        account_id = str(sent.get("account_id") or (item or {}).get("purchase_account_id") or PURCHASE_ACCOUNT)
+        if account_id not in ACCOUNTS:
+            raise _invalid("account_id")
+        quantity = _dec(sent.get("quantity", 1), "quantity")
+        rate = _dec(sent.get("rate", (item or {}).get("purchase_rate", 0)), "rate")
+        if quantity <= 0 or rate < 0:
+            raise _invalid("quantity" if quantity <= 0 else "rate")
+        total = (quantity * rate).quantize(CENT, ROUND_HALF_UP)
+        tax_id = str(sent.get("tax_id") or "")
+        if tax_id and tax_id not in TAXES:
+            raise _invalid("tax_id")
+        percent = TAXES[tax_id][1] if tax_id else Decimal(0)
+        if inclusive:
+            tax = (total - total / (1 + percent / 100)).quantize(CENT, ROUND_HALF_UP)
+        else:
+            tax = (total * percent / 100).quantize(CENT, ROUND_HALF_UP)
+        return {
+            "line_item_id": self._new_id(),
+            "item_id": (item or {}).get("item_id", ""),
+            "sku": (item or {}).get("sku", ""),
+            "name": name,
+            "description": str(sent.get("description") or (item or {}).get("purchase_description") or ""),
+            "account_id": account_id,
+            "account_name": ACCOUNTS[account_id],
+            "quantity": quantity,
+            "rate": rate,
+            "tax_id": tax_id,
+            "tax_name": TAXES[tax_id][0] if tax_id else "",
+            "tax_percentage": percent,
+            "tax_amount": tax,
+            "item_total": total,
+        }
+
+    def _save_purchaseorder(self, sent: Row, purchaseorder_id: str | None, request: Request) -> Row:
+        current = self.purchaseorders_by_id.get(purchaseorder_id) if purchaseorder_id else None
+        if current is not None and current["status"] in ("billed", "cancelled"):  # see GUESSES["po_status_moves"]
+            raise ApiError(400, 4, f"A {current['status']} purchase order cannot be edited.")
+        vendor = self.contacts_by_id.get(str(sent.get("vendor_id") or (current or {}).get("vendor_id") or ""))
+        if vendor is None or vendor.get("status") != "active" or vendor.get("contact_type") != "vendor":
+            raise _invalid("vendor_id")
+        raw_lines = sent.get("line_items", None if current else [])
+        if current is None and not raw_lines:
+            raise ApiError(400, 4, "Line items cannot be empty.")
+        record: Row = copy.deepcopy(current) if current else {"status": "draft", "payment_made": Decimal("0.00")}
+        record["vendor_id"] = vendor["contact_id"]
+        record["currency_code"] = vendor.get("currency_code", self.base_currency)
+        record["is_inclusive_tax"] = bool(sent.get("is_inclusive_tax", record.get("is_inclusive_tax", False)))
+        today = self._today().isoformat()
+        record["date"] = _day(sent.get("date", record.get("date", today)), "date").isoformat()
+        delivery = sent.get("delivery_date", record.get("delivery_date", ""))
+        record["delivery_date"] = _day(delivery, "delivery_date").isoformat() if delivery else ""
+        for key in ("reference_number", "notes", "terms"):
+            if key in sent or current is None:
+                record[key] = str(sent.get(key) or "")
+        if raw_lines is not None:
+            if not isinstance(raw_lines, list) or not raw_lines:
+                raise _invalid("line_items")
+            record["line_items"] = [self._po_line(line, record["is_inclusive_tax"]) for line in raw_lines]
+        self._totals(record)
+        if current is None:
+            number = str(sent.get("purchaseorder_number") or "")
+            if request.args.get("ignore_auto_number_generation") != "true":
+                self._po_seq += 1
+                number = f"PO-{self._po_seq:05d}"
+            elif not number:
+                raise ApiError(400, 4, "Please enter the purchase order number.")
+            if any(p["purchaseorder_number"] == number for p in self.purchaseorders_by_id.values()):
+                # see GUESSES["po_duplicate_number"]
+                raise ApiError(400, 1001, f'Purchase order "{number}" already exists.')
+            record.update(purchaseorder_number=number, purchaseorder_id=self._new_id())
+            record["created_time"] = _stamp(self._now())
+        record["last_modified_time"] = _stamp(self._now())
+        self.purchaseorders_by_id[record["purchaseorder_id"]] = record
+        return record
+
+    def _render_purchaseorder(self, order: Row, *, summary: bool = False) -> Row:
+        vendor = self.contacts_by_id.get(order["vendor_id"], {})
+        out: Row = {
+            "purchaseorder_id": order["purchaseorder_id"],
+            "purchaseorder_number": order["purchaseorder_number"],
+            "reference_number": order["reference_number"],
+            "status": order["status"],
+            "vendor_id": order["vendor_id"],
+            "vendor_name": vendor.get("contact_name", ""),
+            "currency_code": order["currency_code"],
+            "date": order["date"],
+            "delivery_date": order["delivery_date"],
+            "total": order["total"],
+            "created_time": order["created_time"],
+            "last_modified_time": order["last_modified_time"],
+        }
+        if not summary:
+            out.update(
+                is_inclusive_tax=order["is_inclusive_tax"],
+                sub_total=order["sub_total"],
+                tax_total=order["tax_total"],
+                notes=order["notes"],
+                terms=order["terms"],
+                line_items=[dict(line) for line in order["line_items"]],
+            )
+        return out
+
+    def _list_purchaseorders(self, request: Request) -> tuple[int, Row]:
+        args = request.args
+        if args.get("filter_by", "Status.All") not in PO_FILTERS:
+            raise _invalid("filter_by")
+        if args.get("status", "") not in ("", *PO_FILTERS.values()):
+            raise _invalid("status")
+        status = args.get("status") or PO_FILTERS[args.get("filter_by", "Status.All")]
+        rows = [p for p in self.purchaseorders_by_id.values() if not status or p["status"] == status]
+
+        def vendor(order: Row) -> str:
+            return str(self.contacts_by_id.get(order["vendor_id"], {}).get("contact_name", ""))
+
+        for param, test in (
+            ("purchaseorder_number", lambda p, v: p["purchaseorder_number"].casefold() == v),
+            ("purchaseorder_number_startswith", lambda p, v: p["purchaseorder_number"].casefold().startswith(v)),
+            ("purchaseorder_number_contains", lambda p, v: v in p["purchaseorder_number"].casefold()),
+            ("reference_number", lambda p, v: p["reference_number"].casefold() == v),
+            ("reference_number_startswith", lambda p, v: p["reference_number"].casefold().startswith(v)),
+            ("reference_number_contains", lambda p, v: v in p["reference_number"].casefold()),
+            ("vendor_name", lambda p, v: vendor(p).casefold() == v),
+            ("vendor_id", lambda p, v: p["vendor_id"] == args["vendor_id"]),
+            ("item_id", lambda p, v: any(line["item_id"] == args["item_id"] for line in p["line_items"])),
+            ("search_text", lambda p, v: v in p["purchaseorder_number"].casefold() or v in vendor(p).casefold()),
+        ):
+            if args.get(param):
+                rows = [p for p in rows if test(p, args[param].casefold())]
+        if args.get("date_start"):
+            rows = [p for p in rows if p["date"] >= _day(args["date_start"], "date_start").isoformat()]
+        if args.get("date_end"):
+            rows = [p for p in rows if p["date"] <= _day(args["date_end"], "date_end").isoformat()]
+        if args.get("last_modified_time"):
+            since = _parse_stamp(args["last_modified_time"], "last_modified_time")
+            rows = [p for p in rows if _parse_stamp(p["last_modified_time"], "last_modified_time") >= since]
+        column = args.get("sort_column", "created_time")
+        if column not in PO_SORTS:
+            raise _invalid("sort_column")
+        order = args.get("sort_order", "D")
+        rendered = [self._render_purchaseorder(p, summary=True) for p in rows]
+        rendered.sort(key=lambda p: (str(p[column]) if column != "total" else p[column], p["purchaseorder_id"]))
+        if order == "D":
+            rendered.reverse()
+        return self._page(request, rendered, "purchaseorders", column, order)
+
+    def _get_purchaseorder(self, request: Request, purchaseorder_id: str) -> tuple[int, Row]:
+        order = self._render_purchaseorder(self._purchaseorder(purchaseorder_id))
+        return 200, {"code": 0, "message": "success", "purchaseorder": order}
+
+    def _create_purchaseorder(self, request: Request) -> tuple[int, Row]:
+        order = self._render_purchaseorder(self._save_purchaseorder(self._body(request), None, request))
+        return 201, {"code": 0, "message": "The purchase order has been created.", "purchaseorder": order}
+
+    def _update_purchaseorder(self, request: Request, purchaseorder_id: str) -> tuple[int, Row]:
+        self._purchaseorder(purchaseorder_id)
+        order = self._render_purchaseorder(self._save_purchaseorder(self._body(request), purchaseorder_id, request))
+        return 200, {"code": 0, "message": "Purchase order has been updated.", "purchaseorder": order}
+
+    def _delete_purchaseorder(self, request: Request, purchaseorder_id: str) -> tuple[int, Row]:
+        order = self._purchaseorder(purchaseorder_id)
+        if order["status"] == "billed":  # see GUESSES["po_status_moves"]
+            raise ApiError(400, 4, "A billed purchase order cannot be deleted.")
+        del self.purchaseorders_by_id[purchaseorder_id]
+        return 200, {"code": 0, "message": "The purchase order has been deleted."}
+
+    def _po_mover(self, move: str) -> Callable[[Request, str], tuple[int, Row]]:
+        """``POST /purchaseorders/{id}/status/{open|billed|cancelled}``: Zoho's "Mark a purchase order as
+        open", "Mark as billed" and "Cancel a purchase order"; a move from a status the page does not lead
+        from is 400 code 4 (GUESSES["po_status_moves"])."""
+        allowed_from, target, message = PO_MOVES[move]
+
+        def handler(request: Request, purchaseorder_id: str) -> tuple[int, Row]:
+            order = self._purchaseorder(purchaseorder_id)
+            if order["status"] not in allowed_from:
+                raise ApiError(400, 4, f"A {order['status']} purchase order cannot be marked as {target}.")
+            order["status"] = target
+            order["last_modified_time"] = _stamp(self._now())
+            return 200, {"code": 0, "message": message}
+
+        return handler
+
     # ---- control API (/_sandbox/...) ---------------------------------------------------------------------
 
     def control_routes(self) -> Router:
@@ -1109,7 +1679,14 @@ class ZohoBooksSandbox(AccountingSandbox):
         routes.add("POST", "/_sandbox/expire-tokens", lambda body: self.expire_access_tokens())
         routes.add("GET", "/_sandbox/contacts", lambda body: {"contacts": self.contacts()})
         routes.add("GET", "/_sandbox/invoices", lambda body: {"invoices": self.invoices()})
+        routes.add("GET", "/_sandbox/recurringinvoices", lambda body: {"recurring_invoices": self.recurring_invoices()})
+        routes.add("POST", "/_sandbox/recurring/run", self._control_run_recurring)
+        routes.add("GET", "/_sandbox/purchaseorders", lambda body: {"purchaseorders": self.purchase_orders()})
         return routes
+
+    def _control_run_recurring(self, body: Any) -> Row:
+        on = body.get("on") if isinstance(body, dict) else None
+        return {"invoices": self.run_recurring(date.fromisoformat(str(on)) if on else None)}
 
 
 class ZohoBooksDriver:
@@ -1148,6 +1725,7 @@ class ZohoBooksDriver:
                 active=c["status"] == "active",
             )
             for c in self.sandbox.contacts()
+            if c["contact_type"] == "customer"
         ]
 
     def invoices(self) -> list[SeenInvoice]:
@@ -1220,6 +1798,25 @@ class ZohoBooksDriver:
         """Mark the invoice sent if it is a draft, then record a customer payment of ``amount`` against it."""
         self.sandbox.mark_sent(invoice_id)
         self.sandbox.record_payment(invoice_id, amount, on)
+
+    def run_recurring(self, on: date | None = None) -> list[str]:
+        """Zoho's daily run of the recurring invoices up to ``on``: the ids of the invoices it made."""
+        return [str(row["invoice_id"]) for row in self.sandbox.run_recurring(on)]
+
+    def vendors(self) -> list[SeenCustomer]:
+        """The vendor contacts (suppliers), as ``customers`` shows the customers."""
+        return [
+            SeenCustomer(
+                id=c["contact_id"],
+                name=c["contact_name"],
+                number=str(c.get("cf_closeloop_ref") or ""),
+                email=c["email"],
+                tax_number=str(c.get(self.tax_number_field) or ""),
+                active=c["status"] == "active",
+            )
+            for c in self.sandbox.contacts()
+            if c["contact_type"] == "vendor"
+        ]
 
 
 def serve(sandbox: ZohoBooksSandbox | None = None, port: int = 0) -> tuple[ZohoBooksSandbox, SandboxServer]:

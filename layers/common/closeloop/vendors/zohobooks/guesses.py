@@ -75,4 +75,63 @@ GUESSES: dict[str, str] = {
         "still never sent a second create for a lost answer (POST /items is not re-sent). Confirm: a real "
         "create with a SKU and with a name another item holds."
     ),
+    # Recurring invoices, purchase orders and vendors (issue 12); the sandbox cites these, adapters will too.
+    "recurring_child_reference": (
+        "A child invoice a recurring invoice makes carries the profile's reference_number (and recurring_invoice_id, "
+        "which Zoho's invoice object documents); the pages say reference_number is 'the Order number of the "
+        "Recurring Invoice' but not whether children copy it. Safe if wrong: an adapter recognises children by "
+        "recurring_invoice_id (GET /invoices?recurring_invoice_id=…) first and by the reference only as a fallback. "
+        "Confirm: a real child invoice of a profile with a reference number, read back."
+    ),
+    "recurring_duplicate_name": (
+        "recurrence_name is documented as 'Unique name for the recurring profile'; a create or rename to a taken "
+        "name (compared case-insensitively) is answered 400 code 1001, as other duplicate values are. Safe if "
+        "wrong: an adapter treats any refusal of a create as 'look the name up', and finds by recurrence_name "
+        "before every create, so a second profile is never made. Confirm: a real create with a taken name."
+    ),
+    "recurring_past_start": (
+        "A start_date before today is refused (400 code 4) on create and when changed on update; Zoho's UI does "
+        "not offer past start dates and the page is silent. Safe if wrong: an adapter that starts a schedule no "
+        "earlier than today works whether or not Zoho accepts past dates. Confirm: a real create with yesterday."
+    ),
+    "recurring_status_moves": (
+        "status/stop on a profile that is not active, and status/resume on one that is not stopped, are 400 "
+        "code 4; a resumed profile skips the days it missed (its next date is the first on or after today). "
+        "Safe if wrong: an adapter reads the status before moving it and treats 'already there' as done. "
+        "Confirm: a real stop of a stopped profile, and a resume after a missed date."
+    ),
+    "recurring_modified_filter": (
+        "GET /recurringinvoices?last_modified_time=… returns the profiles modified at or after it, as the "
+        "invoices list does; the recurring page's filters (recurrence_name, customer_id, status, filter_by…) do "
+        "not list it. Safe if wrong: rows are checked again by their last_modified_time, and the sandbox with "
+        "ignore_undocumented_filters ignores it. Confirm: a real list with the parameter."
+    ),
+    "po_status_moves": (
+        "Mark as open leads from draft, Mark as billed from open, Cancel from draft or open; other moves, edits "
+        "of a billed or cancelled order and deleting a billed one are 400 code 4 (the page lists the endpoints, "
+        "not the rules). Safe if wrong: an adapter only creates drafts and reads the status before moving one. "
+        "Confirm: each move from each status in a real organisation."
+    ),
+    "po_duplicate_number": (
+        "A purchaseorder_number already used (with ignore_auto_number_generation=true) is 400 code 1001, as an "
+        "invoice number is. Safe if wrong: an adapter lets Zoho number orders and finds its own by "
+        "reference_number before a create. Confirm: a real create with a taken number."
+    ),
+    "vendor_customer_same_name": (
+        "With the preference 'Allow duplicates for customer and vendor display name' off (the sandbox's "
+        "default, as for customers today), names are unique within one contact type, so a vendor may share a "
+        "customer's name; Zoho's help page names the preference but not its scope. Safe if wrong: a 3062 answer "
+        "to a vendor create is a refusal an adapter resolves by looking the name up among vendors, and the "
+        "sandbox's contact_names_unique_across_types=True answers the stricter way. Confirm: a real vendor "
+        "create with a customer's name, with the preference off."
+    ),
+    "contact_type_filter": (
+        "GET /contacts?contact_type=vendor (or customer) returns only that type; the contacts page's filters do "
+        "not list contact_type, though integrations use it. Safe if wrong: each row's contact_type is checked "
+        "again, and the sandbox with ignore_undocumented_filters ignores it. Confirm: a real list with it."
+    ),
+    "contact_type_fixed": (
+        "A contact keeps the contact_type it was created with: an update sending another type is 400 code 4. "
+        "Safe if wrong: adapters send contact_type on create only. Confirm: a real update of a customer to vendor."
+    ),
 }
