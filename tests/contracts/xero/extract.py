@@ -28,6 +28,8 @@ ACCOUNTING_PATHS = (
     "/Items",
     "/Items/{ItemID}",
     "/Payments",
+    "/Quotes",
+    "/Quotes/{QuoteID}",
 )
 
 
