@@ -28,6 +28,12 @@ def invoices_for(loop: Loop, deal_id: str) -> list[dict[str, Any]]:
     return [i for i in loop.xero.invoices() if str(i.get("Reference", "")).startswith(f"hubspot-deal-{deal_id} ")]
 
 
+def quote_fields(loop: Loop, quote_id: str) -> dict[str, Any]:
+    found = loop.hubspot.get_object("quotes", quote_id)
+    assert found is not None
+    return dict(found["properties"])
+
+
 def poll(loop: Loop) -> None:
     """The scheduled poller once (catch-up scan, quote status poll), then the queues it fed."""
     loop.stack.run_schedule("PaymentPollerFunction")
@@ -72,7 +78,7 @@ def test_an_approved_hubspot_quote_is_quoted_accepted_invoiced_and_marked_once(l
     assert made["Status"] == "SENT" and made["QuoteNumber"].startswith("QU-")
     assert Decimal(str(made["SubTotal"])) == Decimal("37.50")
     # Then its number and status are on the HubSpot quote
-    props = loop.hubspot.get_object("quotes", quote["id"])["properties"]
+    props = quote_fields(loop, quote["id"])
     assert props["closeloop_quote_number"] == made["QuoteNumber"]
     assert props["closeloop_quote_status"] == "SENT"
 
@@ -80,7 +86,7 @@ def test_an_approved_hubspot_quote_is_quoted_accepted_invoiced_and_marked_once(l
     XeroDriver(loop.xero, loop.xero_server.url).set_quote_status(made["QuoteID"], "ACCEPTED")
     poll(loop)
     # Then the HubSpot quote says accepted
-    assert loop.hubspot.get_object("quotes", quote["id"])["properties"]["closeloop_quote_status"] == "ACCEPTED"
+    assert quote_fields(loop, quote["id"])["closeloop_quote_status"] == "ACCEPTED"
 
     # When the deal is won
     loop.hubspot.update_object("deals", deal["id"], {"dealstage": "closedwon"})
@@ -91,7 +97,7 @@ def test_an_approved_hubspot_quote_is_quoted_accepted_invoiced_and_marked_once(l
     assert Decimal(str(invoice["SubTotal"])) == Decimal("37.50")
     (invoiced,) = quotes_for(loop, quote["id"])
     assert invoiced["Status"] == "INVOICED"
-    assert loop.hubspot.get_object("quotes", quote["id"])["properties"]["closeloop_quote_status"] == "INVOICED"
+    assert quote_fields(loop, quote["id"])["closeloop_quote_status"] == "INVOICED"
 
     # When everything is delivered again (the deal's webhook, the poller's scans)
     audit_before = [r.action for r in loop.store.list_audit(quote_ref)]
