@@ -1,6 +1,7 @@
 """``closeloop setup hubspot|pipedrive|sugarcrm``: create the deal and company properties Closeloop writes back,
 and, for a CRM whose catalogue Closeloop reads (its spec lists ``product``), the product property it reads the
-supplier from (``closeloop_supplier``).
+supplier from (``closeloop_supplier``); for a CRM whose quotes it syncs (``quote``), the quote fields it writes
+back (``closeloop_quote_number``, ``_status``, ``_url``, ``_revision``).
 
 For the CRMs whose webhooks prove themselves by a secret in the URL (Pipedrive, SugarCRM), setup also makes that
 secret: 43 random URL-safe characters (``secrets.token_urlsafe(32)``), stored in the webhook keys secret
@@ -63,6 +64,20 @@ def ensure_crm_properties(crm: Any, system: str) -> None:
         created = crm.ensure_properties(object_type, definitions)
         existing = len(definitions) - len(created)
         print(f"{object_type}: created {len(created)} ({', '.join(created) or '-'}), {existing} already there")
+    ensure_quote_properties(crm, system)
+
+
+def ensure_quote_properties(crm: Any, system: str) -> None:
+    """For a CRM whose quotes Closeloop syncs (its spec lists ``quote``): create the quote fields Closeloop
+    writes back (``closeloop_quote_*``) where its adapter writes them (``QuoteCrm.ensure_quote_properties``:
+    on the quote, or on the deal where the CRM refuses custom quote properties)."""
+    if "quote" not in registry.get(system, "crm").capabilities.objects:
+        return
+    from closeloop.sync.quotes import QUOTE_PROPERTIES  # noqa: PLC0415 - only CRMs with quotes need it
+
+    created = crm.ensure_quote_properties(QUOTE_PROPERTIES)
+    holder = getattr(crm, "quote_fields_holder", "quote")
+    print(f"quote fields on the {holder}: created or reachable {len(created)} ({', '.join(created) or '-'})")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

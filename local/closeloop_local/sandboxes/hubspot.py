@@ -492,6 +492,51 @@ _SEED_OPTIONS: dict[str, Sequence[str] | Sequence[tuple[str, str]]] = {
 }
 
 
+# ---------------------------------------------------------------------------------------------------
+# Quotes (object type 0-14): HubSpot's quotes guide (developers.hubspot.com/docs/guides/api/crm/objects/quotes)
+# and PublicApiSpecs/CRM/Quotes/Rollouts/424/v3/quotes.json (the generic object components). A quote has
+# no webhooks (the Webhooks v3 eventType enum names no quote.* event): a change is seen by search only.
+# ---------------------------------------------------------------------------------------------------
+
+#: hs_status: the quotes guide's approval states; APPROVAL_NOT_NEEDED and APPROVED are published.
+_QUOTE_STATUSES = ("DRAFT", "APPROVAL_NOT_NEEDED", "PENDING_APPROVAL", "APPROVED", "REJECTED")
+_QUOTE_PUBLISHED = frozenset({"APPROVAL_NOT_NEEDED", "APPROVED"})
+_QUOTE_TYPE = _ObjectType(
+    "quotes", "0-14", "quote", "QUOTE", "quotes", 40_000_000_001, "hs_lastmodifieddate", "quoteinformation",
+    ("createdate", "hs_expiration_date", "hs_lastmodifieddate", "hs_object_id", "hs_status", "hs_title"),
+    ("hs_title", "hs_quote_number"),
+)  # fmt: skip
+#: HUBSPOT_DEFINED quote association typeIds (HubSpot's associations v4 guide, "association type IDs").
+_QUOTE_ASSOC_TYPES: tuple[_AssocType, ...] = (
+    _AssocType(64, "quotes", "deals", "quote_to_deal", None, False),
+    _AssocType(63, "deals", "quotes", "deal_to_quote", None, False),
+    _AssocType(67, "quotes", "line_items", "quote_to_line_item", None, False),
+    _AssocType(68, "line_items", "quotes", "line_item_to_quote", None, False),
+    _AssocType(69, "quotes", "contacts", "quote_to_contact", None, False),
+    _AssocType(70, "contacts", "quotes", "contact_to_quote", None, False),
+    _AssocType(71, "quotes", "companies", "quote_to_company", None, False),
+    _AssocType(72, "companies", "quotes", "company_to_quote", None, False),
+)
+# The quote properties the quotes guide names (hs_quote_link is set by HubSpot when the quote is published).
+_QUOTE_PROPERTY_TABLE = """
+    hs_title | Quote name | string
+    hs_status | Quote approval status | enumeration
+    hs_expiration_date | Expiration date | date
+    hs_quote_number | Quote number | string
+    hs_currency | Currency | enumeration
+    hs_quote_link | Quote link | string | r
+    hs_language | Language | string
+    hs_locale | Locale | string
+"""
+_TYPES[_QUOTE_TYPE.name] = _QUOTE_TYPE
+_TYPE_ALIASES.update({alias.lower(): _QUOTE_TYPE.name for alias in ("quotes", "quote", "0-14")})
+_ASSOC_TYPES = (*_ASSOC_TYPES, *_QUOTE_ASSOC_TYPES)
+_ASSOC_BY_ID.update({a.type_id: a for a in _QUOTE_ASSOC_TYPES})
+_PAIRS.update({(a.from_type, a.to_type): _Pair(a, None) for a in _QUOTE_ASSOC_TYPES})
+_PROPERTY_TABLE[_QUOTE_TYPE.name] = _QUOTE_PROPERTY_TABLE
+_SEED_OPTIONS.update({"hs_status": _QUOTE_STATUSES, "hs_currency": _CURRENCIES})
+
+
 def _seed_properties() -> dict[str, dict[str, JSON]]:
     seeded: dict[str, dict[str, JSON]] = {}
     for name, otype in _TYPES.items():
@@ -948,6 +993,21 @@ class HubSpotSandbox(SandboxApp):
     def daily_limit(self) -> int:
         return self._limiter.daily_limit
 
+    # -- quotes ---------------------------------------------------------------------------------------
+    #: Whether the account lets an app create custom quote properties (POST /crm/v3/properties/quotes): the
+    #: adapter's GUESSES["custom_quote_properties"]; False answers HubSpot's 400 for an object type without them.
+    custom_quote_properties: bool = True
+
+    def _quote_property_refused(self, otype: str) -> Response | None:
+        if self._type(otype).name != _QUOTE_TYPE.name or self.custom_quote_properties:
+            return None
+        return _error(400, "Custom properties are not supported for object type quotes", "VALIDATION_ERROR")
+
+    def _derive_quote(self, record: _Record) -> None:
+        """A published quote gets its public link (``hs_quote_link``), as HubSpot sets it on publishing."""
+        if record.props.get("hs_status") in _QUOTE_PUBLISHED and not record.props.get("hs_quote_link"):
+            record.props["hs_quote_link"] = f"https://{self.ui_domain}/quotes/{self.portal_id}-{record.id}"
+
     # -- test helpers (behave like a user working in the HubSpot UI) -----------------------------
     def create_object(
         self,
@@ -1387,6 +1447,8 @@ class HubSpotSandbox(SandboxApp):
                 props["hs_is_closed_won"] = "true" if won else "false"
         elif record.otype == "line_items":
             _derive_line_item(props)
+        elif record.otype == _QUOTE_TYPE.name:
+            self._derive_quote(record)
 
     def _stage(self, pipeline_id: str | None, stage_id: str | None) -> JSON | None:
         for pipeline in self._pipelines:
@@ -1885,6 +1947,9 @@ class HubSpotSandbox(SandboxApp):
 
     def _api_create_property(self, request: Request, otype: str) -> Response:
         t = self._type(otype)
+        refused = self._quote_property_refused(otype)
+        if refused is not None:
+            return refused
         body = self._json_object(request)
         problem = _property_problem(body)
         if problem is not None:

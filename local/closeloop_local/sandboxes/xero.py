@@ -42,7 +42,7 @@ from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlencode, urlparse
 
 import httpx
@@ -1128,6 +1128,7 @@ class XeroSandbox(AccountingSandbox):
         self.items_by_id: dict[str, Record] = {}
         self.payments_by_id: dict[str, Record] = {}
         self.purchase_orders_by_id: dict[str, Record] = {}
+        self.quotes_by_id: dict[str, Record] = {}
         self._seq = 0
         self._access: dict[str, AccessToken] = {}
         self._refresh: dict[str, RefreshToken] = {}
@@ -1319,6 +1320,7 @@ class XeroSandbox(AccountingSandbox):
         add("GET", f"{API_PREFIX}/TaxRates", self._get_tax_rates, "settings")
         add("GET", f"{API_PREFIX}/Accounts", self._get_accounts, "settings")
         add("GET", f"{API_PREFIX}/Organisation", self._get_organisation, "settings")
+        self._add_quote_routes(add)
         return routes
 
     # ---- responses --------------------------------------------------------------------------------------
@@ -2792,6 +2794,313 @@ class XeroSandbox(AccountingSandbox):
 
         return self._write_batch(request, "Payments", delete, "HasValidationErrors")
 
+    # ---- quotes (XS getQuotes, createQuotes, updateOrCreateQuotes, getQuote, updateQuote) -------------------
+
+    #: XS QuoteStatusCodes.
+    QUOTE_STATUSES: ClassVar[tuple[str, ...]] = ("DRAFT", "SENT", "DECLINED", "ACCEPTED", "INVOICED", "DELETED")
+    #: XS QuoteLineAmountTypes (upper case, unlike invoices') -> the line maths' names.
+    QUOTE_LINE_TYPES: ClassVar[dict[str, str]] = {"EXCLUSIVE": "Exclusive", "INCLUSIVE": "Inclusive", "NOTAX": "NoTax"}
+    #: A quote is made DRAFT or SENT. The moves between statuses follow Xero's quote life cycle (draft, sent,
+    #: then accepted or declined, an accepted one invoiced; deleted from draft, sent or declined); XS lists the
+    #: statuses, not the moves: see tests/contracts/xero/GUESSES.md ("quote status moves").
+    QUOTE_CREATE_STATUSES: ClassVar[tuple[str, ...]] = ("DRAFT", "SENT")
+    QUOTE_MOVES: ClassVar[dict[str, frozenset[str]]] = {
+        "DRAFT": frozenset({"DRAFT", "SENT", "DELETED"}),
+        "SENT": frozenset({"SENT", "DRAFT", "ACCEPTED", "DECLINED", "DELETED"}),
+        "DECLINED": frozenset({"DECLINED", "SENT", "DELETED"}),
+        "ACCEPTED": frozenset({"ACCEPTED", "SENT", "INVOICED"}),
+        "INVOICED": frozenset({"INVOICED"}),
+        "DELETED": frozenset(),
+    }
+    #: The statuses in which a quote's content (lines, dates, contact, texts) may still change.
+    QUOTE_EDITABLE: ClassVar[frozenset[str]] = frozenset({"DRAFT", "SENT"})
+    #: XS Quote's free texts, with their maxLength.
+    QUOTE_TEXTS: ClassVar[dict[str, int]] = {"Reference": 4000, "Terms": 4000, "Title": 100, "Summary": 3000}
+    #: Xero's quotes docs: "Up to 100 quotes will be returned in a single API call" (getQuotes has no pageSize).
+    QUOTE_PAGE_SIZE: ClassVar[int] = 100
+    QUOTE_FIELDS: ClassVar[frozenset[str]] = frozenset(
+        {"QuoteID", "QuoteNumber", "Reference", "Terms", "Contact", "LineItems", "Date", "DateString"}
+        | {"ExpiryDate", "ExpiryDateString", "Status", "CurrencyCode", "CurrencyRate", "SubTotal", "TotalTax"}
+        | {"Total", "TotalDiscount", "Title", "Summary", "BrandingThemeID", "UpdatedDateUTC", "LineAmountTypes"}
+    )
+    #: Xero's wording where known (the invoice messages), else worded after them (GUESSES.md "quote messages").
+    QUOTE_MSG: ClassVar[dict[str, str]] = {
+        "contact": "A Contact must be specified for this type of transaction",
+        "contact_missing": "The contact specified for this quote could not be found.",
+        "status": "Quote Status '{status}' is not valid for this operation.",
+        "move": "A quote with status {old} cannot be changed to {new}.",
+        "not_modifiable": "Quote not of valid status for modification",
+        "line_amount_types": "LineAmountTypes must be EXCLUSIVE, INCLUSIVE or NOTAX.",
+        "number_taken": "Quote # must be unique.",
+        "expiry": "Expiry date must be on or after the quote date.",
+        "missing": "Quote could not be found.",
+    }
+
+    def quotes(self) -> list[Row]:
+        """Every stored quote (deleted ones too) as getQuote renders it, oldest first; money stays Decimal."""
+        with self.state.lock:
+            return [self._render_quote(rec) for rec in self._sorted(self._quote_table())]
+
+    def _quote_table(self) -> dict[str, Record]:
+        return self.quotes_by_id
+
+    def _add_quote_routes(self, add: Callable[[str, str, Callable[..., Any], str], None]) -> None:
+        # Quotes sit under accounting.transactions, and under accounting.invoices in Xero's granular scopes:
+        # the scopes of the "invoices" resource.
+        add("GET", f"{API_PREFIX}/Quotes", self._get_quotes, "invoices")
+        add("PUT", f"{API_PREFIX}/Quotes", self._put_quotes, "invoices")
+        add("POST", f"{API_PREFIX}/Quotes", self._post_quotes, "invoices")
+        add("GET", f"{API_PREFIX}/Quotes/<ref>", self._get_quote, "invoices")
+        add("POST", f"{API_PREFIX}/Quotes/<ref>", self._post_quote, "invoices")
+
+    def _quote_by_number(self, number: str, exclude: str | None = None) -> Record | None:
+        wanted = number.strip().casefold()
+        return next(
+            (
+                rec
+                for rec in self._quote_table().values()
+                if rec.data["QuoteID"] != exclude
+                and rec.data["Status"] != "DELETED"
+                and str(rec.data.get("QuoteNumber") or "").strip().casefold() == wanted
+            ),
+            None,
+        )
+
+    def _match_quote(self, sent: Row, mode: str, quote_id: str | None) -> Record | None:
+        table = self._quote_table()
+        if mode == "update":
+            rec = table.get((quote_id or "").lower())
+            if rec is None:
+                raise _not_found()
+            return rec
+        if mode == "upsert" and sent.get("QuoteID"):
+            rec = table.get(str(sent["QuoteID"]).lower())
+            if rec is None:
+                raise ElementError([self.QUOTE_MSG["missing"]], {"QuoteID": sent["QuoteID"]})
+            return rec
+        if mode == "upsert" and sent.get("QuoteNumber"):
+            return self._quote_by_number(str(sent["QuoteNumber"]))
+        return None
+
+    def _quote_contact(self, sent: Row, current: str | None, errors: list[str]) -> str | None:
+        """The quote's ContactID: by ContactID, ContactNumber or Name of an existing contact (a quote does
+        not make contacts); the current one when no Contact is sent."""
+        contact = sent.get("Contact")
+        if not isinstance(contact, dict) or not any(contact.get(k) for k in ("ContactID", "ContactNumber", "Name")):
+            if current is None:
+                errors.append(self.QUOTE_MSG["contact"])
+            return current
+        rec: Record | None
+        if contact.get("ContactID"):
+            rec = self.contacts_by_id.get(str(contact["ContactID"]).lower())
+        elif contact.get("ContactNumber"):
+            rec = self._contact_by_number(str(contact["ContactNumber"]))
+        else:
+            rec = self._active_contact_by_name(str(contact["Name"]))
+        if rec is None:
+            errors.append(self.QUOTE_MSG["contact_missing"])
+            return current
+        return str(rec.data["ContactID"])
+
+    def _quote_status_error(self, merged: Row, existing: Record | None, sent: Row) -> str | None:
+        status = merged.get("Status")
+        if status not in self.QUOTE_STATUSES:
+            return self.QUOTE_MSG["status"].format(status=status)
+        if existing is None:
+            return None if status in self.QUOTE_CREATE_STATUSES else self.QUOTE_MSG["status"].format(status=status)
+        old = existing.data["Status"]
+        if status not in self.QUOTE_MOVES[old]:
+            return self.QUOTE_MSG["move"].format(old=old, new=status)
+        if old not in self.QUOTE_EDITABLE and self._quote_content_changes(existing.data, merged, sent):
+            return self.QUOTE_MSG["not_modifiable"]
+        return None
+
+    def _quote_content_changes(self, before: Row, merged: Row, sent: Row) -> bool:
+        """Whether an update changes more than the status: lines sent, or another value differing."""
+        if "LineItems" in sent:
+            return True
+        keys = ("ContactID", "Date", "ExpiryDate", "CurrencyCode", "LineAmountTypes", "QuoteNumber", *self.QUOTE_TEXTS)
+        return any(before.get(key) != merged.get(key) for key in keys)
+
+    def _quote_fields(self, merged: Row, sent: Row, errors: list[str]) -> None:
+        if merged.get("LineAmountTypes") not in self.QUOTE_LINE_TYPES:
+            errors.append(self.QUOTE_MSG["line_amount_types"])
+        if merged.get("CurrencyCode") != BASE_CURRENCY:
+            errors.append(MSG["currency"].format(code=merged.get("CurrencyCode")))
+        for key in ("Date", "ExpiryDate"):
+            if sent.get(key) is not None:
+                try:
+                    merged[key] = _parse_date(sent[key]).isoformat()
+                except ValueError:
+                    errors.append(MSG["date"].format(value=sent[key]))
+        if merged.get("ExpiryDate") and merged.get("Date") and merged["ExpiryDate"] < merged["Date"]:
+            errors.append(self.QUOTE_MSG["expiry"])
+        for key, limit in {**self.QUOTE_TEXTS, "QuoteNumber": 255}.items():
+            if len(str(merged.get(key) or "")) > limit:
+                errors.append(MSG["too_long"].format(field=key, limit=limit))
+
+    def _next_quote_number(self) -> str:
+        highest = 0
+        for rec in self._quote_table().values():
+            match = re.fullmatch(r"QU-(\d+)", str(rec.data.get("QuoteNumber") or ""))
+            if match:
+                highest = max(highest, int(match.group(1)))
+        return f"QU-{highest + 1:04d}"
+
+    def _compute_quote_lines(self, merged: Row, sent: Row, unitdp: int, errors: list[str]) -> None:
+        line_types = self.QUOTE_LINE_TYPES[merged["LineAmountTypes"]]
+        if "LineItems" in sent:  # the lines sent replace the quote's lines, as on invoices
+            raw_lines = sent["LineItems"] if isinstance(sent["LineItems"], list) else []
+        else:
+            raw_lines, unitdp = merged.get("LineInputs", []), 4
+        computed = [self._line(raw, line_types, unitdp, errors) for raw in raw_lines if isinstance(raw, dict)]
+        merged["LineInputs"] = [inputs for inputs, _ in computed]
+        merged["LineItems"] = [line for _, line in computed]
+        merged.update(self._totals(merged["LineItems"], line_types))
+
+    def _save_quote(self, sent: Row, mode: str, quote_id: str | None, unitdp: int) -> Record:
+        existing = self._match_quote(sent, mode, quote_id)
+        if existing is not None:
+            merged = copy.deepcopy(existing.data)
+        else:
+            merged = {"Status": "DRAFT", "LineAmountTypes": "EXCLUSIVE", "CurrencyCode": BASE_CURRENCY}
+            merged["Date"] = self._today().isoformat()  # XS Quote.Date: defaults to the current date
+        for key in ("Status", "LineAmountTypes", "CurrencyCode", "QuoteNumber", "BrandingThemeID", *self.QUOTE_TEXTS):
+            if key in sent:
+                merged[key] = copy.deepcopy(sent[key])
+        errors: list[str] = []
+        merged["ContactID"] = self._quote_contact(sent, merged.get("ContactID"), errors)
+        self._quote_fields(merged, sent, errors)
+        status_error = self._quote_status_error(merged, existing, sent)
+        if status_error:
+            errors.append(status_error)
+        own_id = existing.data["QuoteID"] if existing else None
+        number = merged.get("QuoteNumber")
+        if number and self._quote_by_number(str(number), own_id) is not None:
+            errors.append(self.QUOTE_MSG["number_taken"])
+        if merged.get("LineAmountTypes") in self.QUOTE_LINE_TYPES:
+            self._compute_quote_lines(merged, sent, unitdp, errors)
+        if errors:
+            raise ElementError(errors, self._quote_view(merged, own_id or ZERO_GUID, None, unitdp))
+        if not merged.get("QuoteNumber"):
+            merged["QuoteNumber"] = self._next_quote_number()
+        if existing is not None:
+            existing.data, existing.updated_ms = merged, self._now_ms()
+            return existing
+        merged["QuoteID"] = _new_id()
+        rec = Record(merged, self._now_ms(), self._next_seq())
+        self._quote_table()[merged["QuoteID"]] = rec
+        return rec
+
+    def _quote_view(self, data: Row, quote_id: str, rec: Record | None, unitdp: int) -> Row:
+        """A quote as XS Quote renders it (the spec's getQuotes example: .NET dates with their strings)."""
+        contact = self.contacts_by_id.get(data.get("ContactID") or "")
+        out: Row = {"QuoteID": quote_id}
+        for key in ("QuoteNumber", "Reference", "Terms"):
+            if data.get(key) is not None:
+                out[key] = data[key]
+        out["Contact"] = (
+            {"ContactID": contact.data["ContactID"], "Name": contact.data.get("Name") or ""}
+            if contact is not None
+            else {"ContactID": data.get("ContactID") or ZERO_GUID}
+        )
+        out["LineItems"] = [self._line_view(line, unitdp) for line in data.get("LineItems", [])]
+        for key in ("Date", "ExpiryDate"):
+            if data.get(key):
+                day = date.fromisoformat(data[key])
+                out[key] = net_date(_date_ms(day), offset=False)
+                out[f"{key}String"] = f"{day.isoformat()} 00:00:00"
+        out.update(Status=data.get("Status"), CurrencyRate=Decimal("1.000000"), CurrencyCode=data.get("CurrencyCode"))
+        for key in ("SubTotal", "TotalTax", "Total", "TotalDiscount"):
+            out[key] = data.get(key, Decimal("0.00"))
+        for key in ("Title", "Summary", "BrandingThemeID"):
+            if data.get(key) is not None:
+                out[key] = data[key]
+        if rec is not None:
+            out["UpdatedDateUTC"] = net_date(rec.updated_ms, offset=False)
+        out["LineAmountTypes"] = data.get("LineAmountTypes")
+        return out
+
+    def _render_quote(self, rec: Record, unitdp: int = 4) -> Row:
+        return self._quote_view(rec.data, rec.data["QuoteID"], rec, unitdp)
+
+    def _get_quotes(self, request: Request) -> Row:
+        """getQuotes: If-Modified-Since, ContactID, Status, DateFrom/To, ExpiryDateFrom/To, QuoteNumber, order
+        and page (100 a page); every quote with its lines, deleted ones too unless a Status is asked."""
+        rows = [self._render_quote(rec) for rec in self._sorted(self._quote_table())]
+        since = _parse_http_time(request.headers.get("If-Modified-Since"))
+        if since is not None:
+            since_ms = _epoch_ms(since)
+            rows = [row for row in rows if (_net_ms(row.get("UpdatedDateUTC")) or since_ms) >= since_ms]
+        wanted = {
+            "ContactID": lambda row: str(row["Contact"].get("ContactID")),
+            "Status": lambda row: str(row.get("Status")),
+            "QuoteNumber": lambda row: str(row.get("QuoteNumber")),
+        }
+        for name, value_of in wanted.items():
+            value = (_arg(request, name) or "").strip()
+            if value:
+                rows = [row for row in rows if value_of(row).casefold() == value.casefold()]
+        for name, key, after in (
+            ("DateFrom", "Date", True),
+            ("DateTo", "Date", False),
+            ("ExpiryDateFrom", "ExpiryDate", True),
+            ("ExpiryDateTo", "ExpiryDate", False),
+        ):
+            raw = (_arg(request, name) or "").strip()
+            if not raw:
+                continue
+            try:
+                bound = _parse_date(raw)
+            except ValueError as exc:
+                raise _query_error(MSG["date"].format(value=raw)) from exc
+            rows = [row for row in rows if self._quote_day_within(row, key, bound, after=after)]
+        order = _arg(request, "order")
+        if order and order.strip():
+            rows = order_rows(rows, order, self.QUOTE_FIELDS, "Quote")
+        raw_page = _arg(request, "page")
+        if raw_page is not None:
+            try:
+                page = max(1, int(raw_page))
+            except ValueError:
+                page = 1
+            rows = rows[(page - 1) * self.QUOTE_PAGE_SIZE : page * self.QUOTE_PAGE_SIZE]
+        return self._envelope("Quotes", rows)
+
+    @staticmethod
+    def _quote_day_within(row: Row, key: str, bound: date, *, after: bool) -> bool:
+        ms = _net_ms(row.get(key))
+        if ms is None:
+            return False
+        day = datetime.fromtimestamp(ms / 1000, UTC).date()
+        return day >= bound if after else day <= bound
+
+    def _get_quote(self, request: Request, ref: str) -> Row:
+        rec = self._quote_table().get(ref.lower())
+        if rec is None:
+            raise _not_found()
+        return self._envelope("Quotes", [self._render_quote(rec, _unitdp(request))])
+
+    def _quote_writer(self, request: Request, mode: str, ref: str | None = None) -> Row:
+        unitdp = _unitdp(request)
+
+        def save(element: Row) -> Row:
+            rec = self._save_quote(element, mode, ref, unitdp)
+            return {**self._render_quote(rec, unitdp), "StatusAttributeString": "OK"}
+
+        return self._write_batch(request, "Quotes", save, "HasErrors")
+
+    def _put_quotes(self, request: Request) -> Row:
+        return self._quote_writer(request, "create")
+
+    def _post_quotes(self, request: Request) -> Row:
+        return self._quote_writer(request, "upsert")
+
+    def _post_quote(self, request: Request, ref: str) -> Row:
+        if ref.lower() not in self._quote_table():
+            raise _not_found()
+        return self._quote_writer(request, "update", ref.lower())
+
     # ---- settings: tax rates, accounts, organisation ------------------------------------------------------
 
     def _get_tax_rates(self, request: Request) -> Row:
@@ -3055,3 +3364,20 @@ class XeroDriver:
     def approve_and_pay(self, invoice_id: str, amount: Decimal, on: date) -> None:
         """Finance authorises the invoice and records the payment, through an app connection of its own."""
         finance_approve_and_pay(self.sandbox, self.base_url, invoice_id, str(amount), on.isoformat())
+
+    def quotes(self) -> list[Row]:
+        """Every quote in the organisation (deleted ones too), with its lines."""
+        return self.sandbox.quotes()
+
+    def set_quote_status(self, quote_id: str, status: str) -> None:
+        """Finance marks a quote (e.g. ACCEPTED, as the customer answered), through an app connection of its
+        own: ``POST /Quotes/{QuoteID}`` with the Contact and Date Xero's quote updates carry, and the status."""
+        current = next(q for q in self.sandbox.quotes() if q["QuoteID"] == quote_id)
+        body = {"Contact": {"ContactID": current["Contact"]["ContactID"]}, "Date": current["DateString"][:10]}
+        client = finance_client(self.sandbox, self.base_url)
+        try:
+            client.post(
+                f"{API_PREFIX}/Quotes/{quote_id}", json={"Quotes": [{**body, "Status": status}]}
+            ).raise_for_status()
+        finally:
+            client.close()

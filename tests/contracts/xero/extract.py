@@ -30,6 +30,8 @@ ACCOUNTING_PATHS = (
     "/Payments",
     "/PurchaseOrders",
     "/PurchaseOrders/{PurchaseOrderID}",
+    "/Quotes",
+    "/Quotes/{QuoteID}",
 )
 
 

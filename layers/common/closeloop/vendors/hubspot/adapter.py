@@ -11,6 +11,8 @@ parsing).
   ``name``, ``description``, ``price`` and the unit cost ``hs_cost_of_goods_sold``; the supplier is the custom
   product property ``closeloop_supplier`` (``closeloop setup`` creates it). A product deleted in HubSpot is
   archived (read with ``archived=true``); line items name their product by ``hs_product_id``.
+- Quotes (``HubSpotQuotes``, quotes.py): read with their own line items, deal and buyers; no webhooks, found
+  by the change scan.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from closeloop.vendors.hubspot.mapping import (
     stage_is_won,
     stage_lookup,
 )
+from closeloop.vendors.hubspot.quotes import HubSpotQuotes
 from closeloop.vendors.hubspot.webhooks import SIGNATURE_VERSIONS, HubSpotWebhooks
 
 if TYPE_CHECKING:
@@ -49,7 +52,7 @@ if TYPE_CHECKING:
     from closeloop.http import AccessTokens
 
 
-class HubSpotCrm(HubSpotWebhooks, HubSpotChanges):
+class HubSpotCrm(HubSpotWebhooks, HubSpotChanges, HubSpotQuotes):
     """CrmPort for HubSpot (private-app access token or an OAuth access token)."""
 
     name = "hubspot"
@@ -129,6 +132,8 @@ class HubSpotCrm(HubSpotWebhooks, HubSpotChanges):
         "contact": "contactinformation",
         # HubSpot's CRM properties overview shows product properties in the group "productinformation".
         "product": "productinformation",
+        # Quote properties' default group (see GUESSES["quote_property_group"]).
+        "quote": "quoteinformation",
     }
     #: PropertyDefinition.type -> HubSpot (type, fieldType); datetime values display as a date picker.
     FIELD_TYPES: ClassVar[dict[str, tuple[str, str]]] = {

@@ -1,7 +1,7 @@
-"""HubSpot's catch-up poll (``iter_changes_since``): companies, contacts, deals and products modified since a time,
-read by CRM search sorted on the modification time. A search query pages (``after``) to at most 10,000 results; past
-that the next query starts at the last modification time seen (a keyset), so any number of changes is reachable.
-The paging position (``Keyset``) says both."""
+"""HubSpot's catch-up poll (``iter_changes_since``): companies, contacts, deals, products and quotes modified since a
+time, read by CRM search sorted on the modification time. A search query pages (``after``) to at most 10,000
+results; past that the next query starts at the last modification time seen (a keyset), so any number of changes
+is reachable. The paging position (``Keyset``) says both."""
 
 from __future__ import annotations
 
@@ -46,17 +46,22 @@ class HubSpotChanges(HubSpotClient):
         "contact": "lastmodifieddate",
         "deal": "hs_lastmodifieddate",
         "product": "hs_lastmodifieddate",
+        # HubSpot sends no quote webhooks (the Webhooks v3 eventType enum has no quote.*): this scan is how
+        # an approved or edited quote is found.
+        "quote": "hs_lastmodifieddate",
     }
     #: Types whose scope an app may lack (``crm.objects.products.read``, which only the catalogue sync needs):
     #: HubSpot's 403 there ends that type's scan, never the poll of customers and deals.
-    OPTIONAL_SCANS: ClassVar[frozenset[str]] = frozenset({"product"})
+    #: Likewise quotes (``crm.objects.quotes.read``, which only the quote sync needs).
+    OPTIONAL_SCANS: ClassVar[frozenset[str]] = frozenset({"product", "quote"})
 
     def iter_changes_since(self, since: datetime) -> Iterator[SyncEvent]:
-        """Companies, contacts, deals and products modified at or after ``since``, oldest first, per type.
+        """Companies, contacts, deals, products and quotes modified at or after ``since``, oldest first, per type.
 
         Keyset paging on the modification time: past the search's 10,000-result cap the next query starts
-        at the last time seen, so any number of changes is reachable. Products are skipped when HubSpot
-        refuses the app their scope (403); archived products are not searched (a deletion changes no item).
+        at the last time seen, so any number of changes is reachable. Products and quotes are skipped when
+        HubSpot refuses the app their scope (403); archived products are not searched (a deletion changes no
+        item).
         """
         for object_type in self.MODIFIED_PROPERTY:
             events = paginate(

@@ -154,6 +154,7 @@ class HubSpotClient:
         "deal": "deals",
         "line_item": "line_items",
         "product": "products",
+        "quote": "quotes",
     }
     #: v4 association pages hold at most 500 results.
     ASSOCIATION_PAGE_SIZE: ClassVar[int] = 500

@@ -55,4 +55,25 @@ GUESSES: dict[str, str] = {
         "item's cost is left as accounting has it (an ItemDraft's None is 'not set by us'). Confirm: GET "
         "/crm/v3/properties/products/hs_cost_of_goods_sold on a real account (label, type number)."
     ),
+    "custom_quote_properties": (
+        "An app can create custom quote properties (POST /crm/v3/properties/quotes): the Properties API takes any "
+        "objectType, and HubSpot's property settings list quote properties, but no published page says custom "
+        "ones may be made for quotes on every account tier. Safe if wrong: a 400 or 403 to that call makes the "
+        "adapter create the closeloop_quote_* properties on deals instead and write each quote's number, "
+        "status and link on its deal (ensure_quote_properties / write_quote), so the write-back still lands "
+        "where a person sees it. Confirm: POST /crm/v3/properties/quotes on a real account (Starter and Pro)."
+    ),
+    "quote_property_group": (
+        "Custom quote properties go in the group 'quoteinformation' (the default groups of the other objects are "
+        "'<object>information'; no page names the quotes one). Safe if wrong: HubSpot refuses an unknown group "
+        "with a 400, which ensure_quote_properties treats as custom quote properties refused (they go on the "
+        "deal, GUESSES['custom_quote_properties']). Confirm: GET /crm/v3/properties/quotes/groups."
+    ),
+    "quote_webhooks": (
+        "HubSpot sends no quote events: the Webhooks v3 spec's eventType enum (PublicApiSpecs/Webhooks, "
+        "checked at commit 99893791383254f52aa07662baeb98aad65cc710) lists no quote.*; generic object.* "
+        "subscriptions might cover quotes (object type 0-14) but nothing says so. Safe if wrong: quotes are "
+        "found by the catch-up scan (search on hs_lastmodifieddate), a quote webhook would only be faster. "
+        "Confirm: try to subscribe an app to object.propertyChange for objectTypeId 0-14."
+    ),
 }
