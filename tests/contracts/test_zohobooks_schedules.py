@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from closeloop_local.sandboxes.base import Exchange, recording
 from closeloop_local.sandboxes.zohobooks import ZohoBooksSandbox, serve
 from tests.contracts.contract import load
-from tests.sandboxes.test_zohobooks_sandbox import VAT20, Books
+from tests.zohobooks_sandbox_client import VAT20, Books
 
 
 def _exchanges() -> list[Exchange]:

@@ -15,7 +15,7 @@ import pytest
 from closeloop_local.sandboxes.base import WireEncoder
 from closeloop_local.sandboxes.quickbooks import COMPANY_ZONE, QuickBooksDriver, serve
 from closeloop_local.sandboxes.schedules import Recurrence, add_months
-from tests.sandboxes.test_quickbooks_sandbox import Qbo, code_of, exact
+from tests.quickbooks_sandbox_client import Qbo, code_of, exact
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 from closeloop_local.sandboxes.base import SandboxServer
 from closeloop_local.sandboxes.schedules import add_months
 from closeloop_local.sandboxes.zohobooks import ZohoBooksDriver, ZohoBooksSandbox, serve
-from tests.sandboxes.test_zohobooks_sandbox import VAT20, Books, decimal_json
+from tests.zohobooks_sandbox_client import VAT20, Books, decimal_json
 
 DAY = 86_400
 
