@@ -71,4 +71,15 @@ GUESSES: dict[str, str] = {
         "the company's own and named in the audit's item; finance can re-point it in QuickBooks and the "
         "catalogue never overwrites accounts (accounting owns them). Confirm: finance's choice per company."
     ),
+    "estimate_closed_by_invoice": (
+        "An Invoice created with LinkedTxn [{TxnId, TxnType: 'Estimate'}] sets that Estimate's TxnStatus to "
+        "Closed and adds a LinkedTxn {TxnId: the invoice, TxnType: 'Invoice'} to it, as QuickBooks' own "
+        "'Create invoice' from an estimate does; Intuit's pages say an Estimate's LinkedTxn holds 'Zero or more "
+        "Invoice objects related to this transaction' and that linking is how an invoice is made from an "
+        "estimate, but not that the API closes it. The sandbox also refuses a link to an estimate it does not "
+        "hold (610) or of another customer (6000), as it does for a Payment's links. Safe if wrong: an adapter "
+        "that reads the estimate back after invoicing and sets TxnStatus Closed itself (a sparse update at "
+        "the current SyncToken) when it is not, works either way. Confirm: create an invoice linked to a "
+        "Pending estimate in a QBO sandbox company and read the estimate."
+    ),
 }
