@@ -103,4 +103,11 @@ GUESSES: dict[str, str] = {
         "adapter also sorts by last_modified_time descending (a documented sort column for invoices) and stops "
         "at the first older row, so an ignored filter only costs pages. Confirm: the filter on a real list."
     ),
+    "estimate_web_path": (
+        "A person opens an estimate at https://books.zoho.<dc>/app/<organization_id>#/quotes/<estimate_id>: "
+        "the Books web app names estimates 'quotes' in its paths, as it opens invoices at #/invoices/<id>; the "
+        "API gives estimates no web link. Safe if wrong: the link is only written to the CRM quote for a "
+        "person to click; nothing reads it back. Confirm: open an estimate in Zoho Books and compare the "
+        "address bar."
+    ),
 }
