@@ -5,10 +5,10 @@ One WSGI app serves both hosts on one port (their paths do not collide):
 * ``INTUIT_OAUTH_URL``   ``POST /oauth2/v1/tokens/bearer`` (refresh_token grant, Basic client auth)
 * ``QUICKBOOKS_API_URL`` ``/v3/company/{realmId}/...``: ``query`` (GET, or POST with the statement as the
   body), ``customer``, ``vendor``, ``employee``, ``item``, ``account`` (read and query: a fixed chart of
-  accounts), ``invoice`` (``?operation=void|delete``, ``/invoice/{id}/send``), ``payment``, ``batch``,
-  ``cdc`` and ``preferences``; ``recurringtransaction`` (POST create / update / ``?operation=delete``, GET by id,
-  ``select * from RecurringTransaction``): Invoice templates with RecurringInfo, which ``run_recurring`` turns
-  into invoices on their days.
+  accounts), ``invoice`` (``?operation=void|delete``, ``/invoice/{id}/send``), ``estimate``, ``payment``,
+  ``batch``, ``cdc`` and ``preferences``; ``recurringtransaction`` (POST create / update / ``?operation=delete``,
+  GET by id, ``select * from RecurringTransaction``): Invoice templates with RecurringInfo, which
+  ``run_recurring`` turns into invoices on their days.
 
 Behaviour follows Intuit's reference and the quirks the adapter must survive:
 - refresh tokens change about once a day (``rotate_after``): a refresh inside the window answers the same
@@ -33,6 +33,13 @@ Behaviour follows Intuit's reference and the quirks the adapter must survive:
   IncomeAccountRef and, with a PurchaseCost, an ExpenseAccountRef (2020) naming an active account (2500); a void zeroes
   the amounts and prepends "Voided" to the PrivateNote; a Payment's ``Line[].LinkedTxn`` lowers the
   invoice's Balance and links back from the invoice;
+- estimates compute their lines, tax and TotalAmt as invoices do (no Balance); ``TxnStatus`` is one of
+  Intuit's QboEstimateStatusEnum (Pending by default, 2500 otherwise), ``ExpirationDate`` and
+  ``AcceptedDate`` are dates (2040), the DocNumber rules are the invoice's within estimates; an Invoice
+  created with ``LinkedTxn [{TxnId, TxnType: "Estimate"}]`` (an estimate of the same customer, 610
+  otherwise) closes the estimate: TxnStatus Closed and a ``LinkedTxn`` back to the invoice
+  (closeloop.vendors.quickbooks GUESSES["estimate_closed_by_invoice"]). Nothing expires an estimate:
+  QBO has no expired status, so ExpirationDate is only carried;
 - ``?requestid=`` (≤50 chars, ≤36 on /batch) replays the first response of a write; ``/batch`` takes ≤30
   items; ``/cdc`` looks back ≤30 days and answers ≤``cdc_limit`` objects per entity;
 - 500 requests a minute per realm, 10 at once, 40 batch calls a minute: 429 ThrottleExceeded, with no
@@ -128,6 +135,9 @@ FILTERABLE: dict[str, frozenset[str]] = {
     # Finance.xsd, Account: Name, AccountType, Classification and Active are "Filterable: QBW" (desktop) only.
     "Account": frozenset({"Id", *META}),
     "Invoice": frozenset({"Id", "DocNumber", "TxnDate", "DueDate", "CustomerRef", "Balance", "TotalAmt", *META}),
+    # Intuit's Estimate reference marks Id, CustomerRef, TxnDate, DueDate and DocNumber filterable (the XSD's
+    # TxnStatus is "Filterable: QBW", desktop only); PrivateNote is filterable on no transaction.
+    "Estimate": frozenset({"Id", "DocNumber", "TxnDate", "DueDate", "CustomerRef", *META}),
     "Payment": frozenset({"Id", "TxnDate", "CustomerRef", "TotalAmt", *META}),
 }
 ENTITY_PATHS = {name.lower(): name for name in FILTERABLE}
@@ -145,6 +155,10 @@ TAX_CODES: dict[str, tuple[str, Decimal]] = {
     "4": ("Exempt", Decimal("0")),
 }
 GLOBAL_TAX = ("TaxExcluded", "TaxInclusive", "NotApplicable")
+#: Finance.xsd QboEstimateStatusEnum: the values of an Estimate's TxnStatus in QuickBooks Online.
+ESTIMATE_STATUSES = ("Accepted", "Closed", "Pending", "Rejected")
+#: The sales forms whose DocNumber QBO numbers and checks (each form on its own).
+SALES_FORMS = ("Invoice", "Estimate")
 
 #: The chart of accounts a new sandbox company starts with (Id, Name, AccountType, Classification), as in
 #: Intuit's US sample company: items post to these.
@@ -799,7 +813,7 @@ class QuickBooksSandbox(AccountingSandbox):
         self._replays = IdempotencyCache()  # requestid -> the first answer (kept as long as the sandbox)
         self._emails: list[Row] = []
         self._limits = Limits(*self._limit_args)
-        self._next_doc = 1001
+        self._next_doc = dict.fromkeys(SALES_FORMS, 1001)
         self._init_recurring()
         for n, (account_id, name, kind, classification) in enumerate(ACCOUNTS):
             data = {
@@ -1128,6 +1142,8 @@ class QuickBooksSandbox(AccountingSandbox):
         self.webhooks.record(entity, data["Id"], "Create", now)
         if entity == "Payment":
             self._apply_payment(rec)
+        if entity == "Invoice":
+            self._close_estimates(rec)
         return rec
 
     def _update(self, entity: str, sent: Row, allow_dup: bool) -> Record:
@@ -1142,6 +1158,8 @@ class QuickBooksSandbox(AccountingSandbox):
             merged.update(changes)
             if entity == "Invoice":
                 merged.update(LinkedTxn=rec.data.get("LinkedTxn", []), Balance=rec.data.get("Balance"))
+        if entity == "Estimate":  # the links to its invoices are QBO's to keep, whatever the update says
+            merged["LinkedTxn"] = rec.data.get("LinkedTxn", [])
         rec.data = self._validate(entity, merged, rec, allow_dup)
         self._touch(rec)
         self.webhooks.record(entity, rec.data["Id"], "Update", rec.updated)
@@ -1160,6 +1178,8 @@ class QuickBooksSandbox(AccountingSandbox):
             raise business("Account writes are not supported by this sandbox")
         if entity == "Invoice":
             return self._validate_invoice(data, current, allow_dup)
+        if entity == "Estimate":
+            return self._validate_estimate(data, current, allow_dup)
         return self._validate_payment(data)
 
     def _name_taken(self, name: str, own: Record | None) -> bool:
@@ -1246,7 +1266,9 @@ class QuickBooksSandbox(AccountingSandbox):
             raise not_found("CustomerRef")
         return rec
 
-    def _validate_invoice(self, data: Row, current: Record | None, allow_dup: bool) -> Row:
+    def _validate_sales_form(self, entity: str, data: Row, current: Record | None, allow_dup: bool) -> Record:
+        """What an Invoice and an Estimate share: customer and currency, tax mode, DocNumber, dates, lines and
+        totals, BillEmail; returns the customer."""
         customer = self._customer(data.get("CustomerRef"))
         currency = _ref_value(data.get("CurrencyRef")) or self.home_currency
         if currency != _ref_value(customer.data.get("CurrencyRef")):
@@ -1256,8 +1278,8 @@ class QuickBooksSandbox(AccountingSandbox):
         if calc not in GLOBAL_TAX:
             raise validation("2500", "Invalid Enumeration", f"GlobalTaxCalculation: {calc}")
         data["GlobalTaxCalculation"] = calc
-        self._doc_number(data, current, allow_dup)
-        for key in ("TxnDate", "DueDate"):
+        self._doc_number(entity, data, current, allow_dup)
+        for key in ("TxnDate", "DueDate", "ExpirationDate", "AcceptedDate"):
             if data.get(key):
                 try:
                     date.fromisoformat(str(data[key]))
@@ -1265,14 +1287,55 @@ class QuickBooksSandbox(AccountingSandbox):
                     raise validation("2040", "Invalid Date", f"{key}: {data[key]}") from exc
         data.setdefault("TxnDate", datetime.fromtimestamp(self._now(), COMPANY_ZONE).date().isoformat())
         self._compute(data)
-        paid = sum((p for p in self._payments_of(current)), Decimal(0)) if current else Decimal(0)
-        data["Balance"] = data["TotalAmt"] - paid
-        data.setdefault("LinkedTxn", [])
         email = _field_value(customer.data, "PrimaryEmailAddr")
         if email and not data.get("BillEmail"):
             data["BillEmail"] = {"Address": email}
         data.setdefault("EmailStatus", "NotSet")
+        return customer
+
+    def _validate_invoice(self, data: Row, current: Record | None, allow_dup: bool) -> Row:
+        customer = self._validate_sales_form("Invoice", data, current, allow_dup)
+        paid = sum((p for p in self._payments_of(current)), Decimal(0)) if current else Decimal(0)
+        data["Balance"] = data["TotalAmt"] - paid
+        data.setdefault("LinkedTxn", [])
+        if current is None:
+            for txn in data["LinkedTxn"]:
+                if isinstance(txn, dict) and txn.get("TxnType") == "Estimate":
+                    estimate = self.tables["Estimate"].get(str(txn.get("TxnId")))
+                    if estimate is None:
+                        raise not_found("LinkedTxn")
+                    if _ref_value(estimate.data["CustomerRef"]) != customer.data["Id"]:
+                        raise business("The estimate's customer is not the invoice's customer.")
+                    txn["TxnId"] = estimate.data["Id"]
         return data
+
+    def _validate_estimate(self, data: Row, current: Record | None, allow_dup: bool) -> Row:
+        """Intuit's Estimate: a sales form (CustomerRef and a line required), TxnStatus one of
+        QboEstimateStatusEnum (Pending when not given), no Balance, LinkedTxn kept by QBO."""
+        status = str(data.get("TxnStatus") or "Pending")
+        if status not in ESTIMATE_STATUSES:
+            raise validation("2500", "Invalid Enumeration", f"TxnStatus: {status}")
+        data["TxnStatus"] = status
+        self._validate_sales_form("Estimate", data, current, allow_dup)
+        data.pop("Balance", None)
+        if current is None:
+            data["LinkedTxn"] = []
+        return data
+
+    def _close_estimates(self, invoice: Record) -> None:
+        """An invoice made from estimates closes them and is linked from them, as QBO's "Create invoice" from
+        an estimate does (GUESSES["estimate_closed_by_invoice"] of closeloop.vendors.quickbooks)."""
+        for txn in invoice.data.get("LinkedTxn") or []:
+            if txn.get("TxnType") != "Estimate":
+                continue
+            estimate = self.tables["Estimate"][str(txn["TxnId"])]
+            estimate.data["TxnStatus"] = "Closed"
+            estimate.data["LinkedTxn"] = [
+                *estimate.data.get("LinkedTxn", []),
+                {"TxnId": invoice.data["Id"], "TxnType": "Invoice"},
+            ]
+            self._touch(estimate)
+            self.webhooks.record("Estimate", estimate.data["Id"], "Update", estimate.updated)
 
     def _payments_of(self, invoice: Record) -> list[Decimal]:
         amounts: list[Decimal] = []
@@ -1284,12 +1347,12 @@ class QuickBooksSandbox(AccountingSandbox):
                         amounts.append(_dec(line.get("Amount"), "Amount"))
         return amounts
 
-    def _doc_number(self, data: Row, current: Record | None, allow_dup: bool) -> None:
+    def _doc_number(self, entity: str, data: Row, current: Record | None, allow_dup: bool) -> None:
         doc = data.get("DocNumber")
         if doc in (None, ""):
             if current is None and not self.custom_txn_numbers:
-                data["DocNumber"] = str(self._next_doc)
-                self._next_doc += 1
+                data["DocNumber"] = str(self._next_doc[entity])
+                self._next_doc[entity] += 1
             return
         doc = str(doc)
         if len(doc) > DOC_NUMBER_MAX:
@@ -1299,8 +1362,7 @@ class QuickBooksSandbox(AccountingSandbox):
                 f"DocNumber: Min:0 Max:{DOC_NUMBER_MAX} supported, found:{len(doc)}",
             )
         taken = any(
-            rec is not current and str(rec.data.get("DocNumber") or "") == doc
-            for rec in self.tables["Invoice"].values()
+            rec is not current and str(rec.data.get("DocNumber") or "") == doc for rec in self.tables[entity].values()
         )
         if taken and self.custom_txn_numbers and not allow_dup:
             raise validation(
@@ -1829,10 +1891,10 @@ class QuickBooksSandbox(AccountingSandbox):
         else:
             fields["DueDate"] = day.isoformat()
         taken = {str(r.data.get("DocNumber") or "") for r in self.tables["Invoice"].values()}
-        while str(self._next_doc) in taken:
-            self._next_doc += 1
-        fields["DocNumber"] = str(self._next_doc)
-        self._next_doc += 1
+        while str(self._next_doc["Invoice"]) in taken:
+            self._next_doc["Invoice"] += 1
+        fields["DocNumber"] = str(self._next_doc["Invoice"])
+        self._next_doc["Invoice"] += 1
         fields["RecurDataRef"] = {"value": template["Id"], "name": template["RecurringInfo"]["Name"]}
         return fields
 
@@ -1869,6 +1931,7 @@ class QuickBooksSandbox(AccountingSandbox):
         for name, entity in (
             ("customers", "Customer"),
             ("invoices", "Invoice"),
+            ("estimates", "Estimate"),
             ("payments", "Payment"),
             ("items", "Item"),
         ):

@@ -6,8 +6,9 @@ One WSGI app serves both hosts on one port (their paths do not collide):
   string or a form body, as Zoho accepts both)
 * ``ZOHO_BOOKS_API_URL`` ``/books/v3/...``: contacts (list, get, create, update, ``PUT /contacts`` upsert
   by a unique custom field, active/inactive), items (list, get, create, update), invoices (list, get,
-  create, ``PUT /invoices`` upsert, ``status/sent``, ``status/void``, ``email``) and customer payments
-  applied to invoices.
+  create, ``PUT /invoices`` upsert, ``status/sent``, ``status/void``, ``email``), estimates (list, get,
+  create, update, ``status/sent``, ``status/accepted``, ``status/declined``) and customer payments applied
+  to invoices.
 
 Behaviour follows zoho.com/books/api/v3 and Zoho's OAuth pages, with the quirks integrations meet:
 - ``Authorization: Zoho-oauthtoken <token>``; a missing, unknown or expired token is a 401
@@ -44,6 +45,15 @@ Behaviour follows zoho.com/books/api/v3 and Zoho's OAuth pages, with the quirks 
   (``purchase_rate``, ``purchase_account_id``, ``purchase_description``) is dropped on a ``sales`` item
   (the adapter's GUESSES["item_type_for_cost"]). ``item_summaries=True`` answers list rows without the
   purchase and account fields (the adapter's GUESSES["item_list_rows_full"]).
+- estimates (zoho.com/books/api/v3/estimates): ``customer_id`` and ``line_items`` required on create, lines
+  and tax as invoices, ``expiry_date``, numbers ``EST-000001`` unless ``ignore_auto_number_generation=true``
+  (a taken number: 400 code 1001 "Estimate Number already exist", an unknown id: 404 code 1002 "Estimate
+  does not exist.", as Zoho's estimates pages list them); status draft -> sent -> accepted | declined, a sent
+  one past its expiry_date reads ``expired`` (like ``overdue``, without its last_modified_time moving), and
+  an invoice created with ``invoiced_estimate_id`` marks the estimate ``invoiced``; a move from any other
+  status is 400 code 4 (wording ours). The moves, the expiry reading, the link and the list's
+  ``last_modified_time`` filter are the adapter's GUESSES["estimate_status_moves"],
+  GUESSES["estimate_invoiced_by_link"] and GUESSES["estimate_last_modified_filter"].
 
 The ``/_sandbox/`` control API (no auth, never logged) resets state, reads the request log, injects faults
 and moves the clock; ``ZohoBooksDriver`` drives the sandbox as finance would for the end-to-end suite.
@@ -173,6 +183,13 @@ PO_MOVES: dict[str, tuple[tuple[str, ...], str, str]] = {
     "cancelled": (("draft", "open"), "cancelled", "The purchase order has been cancelled."),
 }
 CONTACT_TYPES = ("customer", "vendor")
+ESTIMATE_SORTS = ("date", "estimate_number", "total", "created_time", "last_modified_time")
+#: An estimate's status move -> (the stored statuses it may leave, the status it sets, Zoho's answer message).
+ESTIMATE_MOVES: dict[str, tuple[tuple[str, ...], str, str]] = {
+    "sent": (("draft", "sent"), "sent", "Estimate status has been changed to Sent."),
+    "accepted": (("sent", "accepted"), "accepted", "Estimate status has been changed to Accepted."),
+    "declined": (("sent", "declined"), "declined", "Estimate status has been changed to Declined."),
+}
 
 
 class ApiError(Exception):
@@ -287,6 +304,7 @@ class ZohoBooksSandbox(AccountingSandbox):
         self.custom_fields = custom_fields or {
             "contacts": {"cf_closeloop_ref": True},
             "invoices": {"cf_closeloop_deal": True},
+            "estimates": {"cf_closeloop_quote": True},
         }
         self._minute_limit = minute_limit
         self._day_limit = day_limit
@@ -299,6 +317,8 @@ class ZohoBooksSandbox(AccountingSandbox):
         self.contacts_by_id: dict[str, Row] = {}
         self.items_by_id: dict[str, Row] = {}
         self.invoices_by_id: dict[str, Row] = {}
+        self.estimates_by_id: dict[str, Row] = {}
+        self._estimate_seq = 0
         self.payments_by_id: dict[str, Row] = {}
         self.emails: list[Row] = []
         self._seq = 0
@@ -365,6 +385,15 @@ class ZohoBooksSandbox(AccountingSandbox):
     def invoices(self) -> list[Row]:
         with self.state.lock:
             return [self._render_invoice(i) for i in self.invoices_by_id.values()]
+
+    def estimates(self) -> list[Row]:
+        with self.state.lock:
+            return [self._render_estimate(e) for e in self.estimates_by_id.values()]
+
+    def move_estimate(self, estimate_id: str, status: str) -> Row:
+        """Mark an estimate sent, accepted or declined as finance (or the customer portal) would; returns it."""
+        with self.state.lock:
+            return self._render_estimate(self._move_estimate(estimate_id, status))
 
     def payments(self) -> list[Row]:
         with self.state.lock:
@@ -483,6 +512,16 @@ class ZohoBooksSandbox(AccountingSandbox):
         routes.add("POST", "/invoices/<ref>/status/sent", self._invoice_sent)
         routes.add("POST", "/invoices/<ref>/status/void", self._invoice_void)
         routes.add("POST", "/invoices/<ref>/email", self._email_invoice)
+        routes.add("GET", "/estimates", self._list_estimates)
+        routes.add("POST", "/estimates", self._create_estimate)
+        routes.add("GET", "/estimates/<ref>", self._get_estimate)
+        routes.add("PUT", "/estimates/<ref>", self._update_estimate)
+        for move in ESTIMATE_MOVES:
+            routes.add(
+                "POST",
+                f"/estimates/<ref>/status/{move}",
+                lambda request, ref, move=move: self._estimate_status(ref, move),
+            )
         routes.add("POST", "/customerpayments", self._create_payment)
         self._add_schedule_routes(routes)
         return routes
@@ -966,10 +1005,15 @@ class ZohoBooksSandbox(AccountingSandbox):
         self._apply_custom_fields("invoices", record, sent.get("custom_fields"))
         self._check_unique("invoices", record, self.invoices_by_id, invoice_id)
         self._totals(record)
+        estimate = self._estimate_to_invoice(sent, record) if current is None else None
         if current is None:
             self._number(record, sent, request)
         record["last_modified_time"] = _stamp(self._now())
         self.invoices_by_id[record["invoice_id"]] = record
+        if estimate is not None:  # see GUESSES["estimate_invoiced_by_link"]
+            record["invoiced_estimate_id"] = estimate["estimate_id"]
+            estimate["status"] = "invoiced"
+            estimate["last_modified_time"] = record["last_modified_time"]
         if request.args.get("send") == "true":
             self._email(record)
         return record
@@ -1025,6 +1069,8 @@ class ZohoBooksSandbox(AccountingSandbox):
         }
         if invoice.get("recurring_invoice_id"):  # a recurring invoice's child (run_recurring)
             out["recurring_invoice_id"] = invoice["recurring_invoice_id"]
+        if invoice.get("invoiced_estimate_id"):
+            out["invoiced_estimate_id"] = invoice["invoiced_estimate_id"]
         self._render_cf(invoice, out)
         if not summary:
             out["line_items"] = [dict(line) for line in invoice["line_items"]]
@@ -1118,6 +1164,170 @@ class ZohoBooksSandbox(AccountingSandbox):
     def _email_invoice(self, request: Request, invoice_id: str) -> tuple[int, Row]:
         self._email(self._invoice(invoice_id))
         return 200, {"code": 0, "message": "Your invoice has been sent."}
+
+    # ---- estimates --------------------------------------------------------------------------------------
+
+    def _estimate(self, estimate_id: str) -> Row:
+        estimate = self.estimates_by_id.get(estimate_id)
+        if estimate is None:
+            raise ApiError(404, 1002, "Estimate does not exist.")
+        return estimate
+
+    def _estimate_status(self, estimate_id: str, move: str) -> tuple[int, Row]:
+        self._move_estimate(estimate_id, move)
+        return 200, {"code": 0, "message": ESTIMATE_MOVES[move][2]}
+
+    def _move_estimate(self, estimate_id: str, move: str) -> Row:
+        """A status move (GUESSES["estimate_status_moves"]): sent from draft, accepted or declined from sent
+        (expired or not); the status it already has is a no-op; anything else is refused."""
+        estimate = self._estimate(estimate_id)
+        sources, target, _ = ESTIMATE_MOVES[move]
+        if estimate["status"] not in sources:
+            raise ApiError(
+                400, 4, f"An estimate in the {self._estimate_status_of(estimate)} status cannot be marked {target}."
+            )
+        if estimate["status"] != target:
+            estimate["status"] = target
+            estimate["last_modified_time"] = _stamp(self._now())
+        return estimate
+
+    def _estimate_status_of(self, estimate: Row) -> str:
+        """The status Zoho shows: a sent estimate past its expiry date reads expired
+        (GUESSES["estimate_status_moves"])."""
+        status = str(estimate["status"])
+        expiry = estimate.get("expiry_date") or ""
+        if status == "sent" and expiry and expiry < self._today().isoformat():
+            return "expired"
+        return status
+
+    def _estimate_to_invoice(self, sent: Row, invoice: Row) -> Row | None:
+        """The estimate an invoice is made from (``invoiced_estimate_id``): one of the invoice's customer."""
+        estimate_id = str(sent.get("invoiced_estimate_id") or "")
+        if not estimate_id:
+            return None
+        estimate = self.estimates_by_id.get(estimate_id)
+        if estimate is None or estimate["customer_id"] != invoice["customer_id"]:
+            raise _invalid("invoiced_estimate_id")
+        return estimate
+
+    def _save_estimate(self, sent: Row, estimate_id: str | None, request: Request) -> Row:
+        current = self._estimate(estimate_id) if estimate_id else None
+        customer = self.contacts_by_id.get(str(sent.get("customer_id") or (current or {}).get("customer_id") or ""))
+        if customer is None or customer.get("status") != "active":
+            raise _invalid("customer_id")
+        raw_lines = sent.get("line_items", None if current else [])
+        if current is None and not raw_lines:
+            raise ApiError(400, 4, "Line items cannot be empty.")
+        record: Row = dict(current) if current else {"status": "draft"}
+        record["customer_id"] = customer["contact_id"]
+        record["currency_code"] = customer.get("currency_code", self.base_currency)
+        record["is_inclusive_tax"] = bool(sent.get("is_inclusive_tax", record.get("is_inclusive_tax", False)))
+        record["date"] = _day(sent.get("date", record.get("date", self._today().isoformat())), "date").isoformat()
+        expiry = sent.get("expiry_date", record.get("expiry_date", ""))
+        record["expiry_date"] = _day(expiry, "expiry_date").isoformat() if expiry else ""
+        if record["expiry_date"] and record["expiry_date"] < record["date"]:
+            raise ApiError(400, 4, "Expiry date cannot be earlier than the estimate date.")
+        for key in ("reference_number", "notes", "terms"):
+            if key in sent:
+                record[key] = str(sent[key] or "")
+        if raw_lines is not None:
+            if not isinstance(raw_lines, list):
+                raise _invalid("line_items")
+            record["line_items"] = [self._line(line, record["is_inclusive_tax"]) for line in raw_lines]
+        self._apply_custom_fields("estimates", record, sent.get("custom_fields"))
+        self._check_unique("estimates", record, self.estimates_by_id, estimate_id)
+        lines: list[Row] = record["line_items"]
+        tax_total = sum((line["tax_amount"] for line in lines), Decimal("0.00"))
+        line_total = sum((line["item_total"] for line in lines), Decimal("0.00"))
+        record["sub_total"] = line_total - tax_total if record["is_inclusive_tax"] else line_total
+        record["tax_total"] = tax_total
+        record["total"] = record["sub_total"] + tax_total
+        if current is None:
+            self._estimate_number(record, sent, request)
+        elif sent.get("estimate_number") and sent["estimate_number"] != record["estimate_number"]:
+            self._estimate_number_free(str(sent["estimate_number"]), record["estimate_id"])
+            record["estimate_number"] = str(sent["estimate_number"])
+        record["last_modified_time"] = _stamp(self._now())
+        self.estimates_by_id[record["estimate_id"]] = record
+        return record
+
+    def _estimate_number_free(self, number: str, own_id: str | None) -> None:
+        if any(e["estimate_number"] == number and e["estimate_id"] != own_id for e in self.estimates_by_id.values()):
+            raise ApiError(400, 1001, "Estimate Number already exist")
+
+    def _estimate_number(self, record: Row, sent: Row, request: Request) -> None:
+        number = sent.get("estimate_number")
+        if request.args.get("ignore_auto_number_generation") == "true":
+            if not number:
+                raise ApiError(400, 4, "Please enter the estimate number.")
+        else:
+            self._estimate_seq += 1
+            number = f"EST-{self._estimate_seq:06d}"
+        self._estimate_number_free(str(number), None)
+        record["estimate_number"] = str(number)
+        record["estimate_id"] = self._new_id()
+        record["created_time"] = _stamp(self._now())
+
+    def _render_estimate(self, estimate: Row, *, summary: bool = False) -> Row:
+        customer = self.contacts_by_id.get(estimate["customer_id"], {})
+        out: Row = {
+            "estimate_id": estimate["estimate_id"],
+            "estimate_number": estimate["estimate_number"],
+            "reference_number": estimate.get("reference_number", ""),
+            "status": self._estimate_status_of(estimate),
+            "customer_id": estimate["customer_id"],
+            "customer_name": customer.get("contact_name", ""),
+            "currency_code": estimate["currency_code"],
+            "date": estimate["date"],
+            "expiry_date": estimate["expiry_date"],
+            "is_inclusive_tax": estimate["is_inclusive_tax"],
+            "sub_total": estimate["sub_total"],
+            "tax_total": estimate["tax_total"],
+            "total": estimate["total"],
+            "created_time": estimate["created_time"],
+            "last_modified_time": estimate["last_modified_time"],
+        }
+        self._render_cf(estimate, out)
+        if not summary:
+            out["line_items"] = [dict(line) for line in estimate["line_items"]]
+            out["notes"] = estimate.get("notes", "")
+            out["terms"] = estimate.get("terms", "")
+            out["discount_type"] = "item_level"
+        return out
+
+    def _list_estimates(self, request: Request) -> tuple[int, Row]:
+        args = request.args
+        rows = list(self.estimates_by_id.values())
+        for key in ("reference_number", "estimate_number", "customer_id"):
+            if args.get(key):
+                rows = [e for e in rows if e.get(key) == args[key]]
+        if args.get("status"):
+            rows = [e for e in rows if self._estimate_status_of(e) == args["status"]]
+        if args.get("last_modified_time"):  # see GUESSES["estimate_last_modified_filter"]
+            since = _parse_stamp(args["last_modified_time"], "last_modified_time")
+            rows = [e for e in rows if _parse_stamp(e["last_modified_time"], "last_modified_time") >= since]
+        column = args.get("sort_column", "created_time")
+        if column not in ESTIMATE_SORTS:
+            raise _invalid("sort_column")
+        order = args.get("sort_order", "D")
+        rows.sort(key=lambda e: (e[column], e["created_time"], e["estimate_id"]), reverse=order == "D")
+        rendered = [self._render_estimate(e, summary=True) for e in rows]
+        return self._page(request, rendered, "estimates", column, order)
+
+    def _get_estimate(self, request: Request, estimate_id: str) -> tuple[int, Row]:
+        return 200, {"code": 0, "message": "success", "estimate": self._render_estimate(self._estimate(estimate_id))}
+
+    def _create_estimate(self, request: Request) -> tuple[int, Row]:
+        estimate = self._save_estimate(self._body(request), None, request)
+        return 201, {"code": 0, "message": "Estimate has been created.", "estimate": self._render_estimate(estimate)}
+
+    def _update_estimate(self, request: Request, estimate_id: str) -> tuple[int, Row]:
+        estimate = self._save_estimate(self._body(request), estimate_id, request)
+        return 200, {
+            "code": 0,
+            "message": "Estimate information has been updated.",
+            "estimate": self._render_estimate(estimate),
+        }
 
     # ---- customer payments ------------------------------------------------------------------------------
 
@@ -1682,6 +1892,7 @@ class ZohoBooksSandbox(AccountingSandbox):
         routes.add("GET", "/_sandbox/recurringinvoices", lambda body: {"recurring_invoices": self.recurring_invoices()})
         routes.add("POST", "/_sandbox/recurring/run", self._control_run_recurring)
         routes.add("GET", "/_sandbox/purchaseorders", lambda body: {"purchaseorders": self.purchase_orders()})
+        routes.add("GET", "/_sandbox/estimates", lambda body: {"estimates": self.estimates()})
         return routes
 
     def _control_run_recurring(self, body: Any) -> Row:

@@ -25,12 +25,15 @@ from closeloop.http import Fault, Pacer, RateLimit, typed_error
 from closeloop.models import (
     AccountingCustomer,
     AccountingEvent,
+    AccountingQuote,
     Customer,
     Invoice,
     InvoiceDraft,
+    InvoiceLine,
     Item,
     ItemDraft,
     ItemLimits,
+    QuoteDraft,
     customer_fields,
 )
 from closeloop.oauth import RefreshingTokens
@@ -46,10 +49,12 @@ from closeloop.vendors.quickbooks.client import (
     request_id,
 )
 from closeloop.vendors.quickbooks.mapping import (
+    INVOICED_ESTIMATE_STATUS,
     ITEM_DESCRIPTION_MAX,
     ITEM_KEYS,
     ITEM_NAME_MAX,
     ITEM_SKU_MAX,
+    NEW_ESTIMATE_STATUS,
     doc_number,
     is_voided,
     linked_ids,
@@ -58,8 +63,10 @@ from closeloop.vendors.quickbooks.mapping import (
     to_invoice,
     to_item,
     to_qbo_customer,
+    to_qbo_estimate,
     to_qbo_invoice,
     to_qbo_item,
+    to_quote,
 )
 
 #: Item types a sales line names and ``iter_items`` lists (bundles, categories and the like are not sold alone).
@@ -97,6 +104,11 @@ class QuickBooksAccounting:
       whole reference and the deal link are the ``PrivateNote`` (not filterable, and overwritten by a void).
       So ``find_invoice`` finds an invoice created just before a crash, and a duplicate DocNumber (6140)
       refuses a second invoice for the deal;
+    - a quote's reference: as an invoice's, its first word (``hubspot-quote-4000001``) is the Estimate's
+      ``DocNumber`` (Intuit's Estimate page marks Id, CustomerRef, TxnDate, DueDate and DocNumber
+      filterable; PrivateNote and TxnStatus are not), the whole reference and the CRM link its
+      ``PrivateNote``. So ``find_quote`` finds an estimate created just before a crash, and a duplicate
+      DocNumber (6140) refuses a second estimate for the CRM quote;
     - items: our item code is the Item's ``Sku`` (Intuit's XSD: "identifies an item uniquely", ≤100 chars,
       filterable), else its ``Name`` for items made before SKUs were written (the older convention: the
       Name is the code, the display name in Description); the product's name is the Name (unique among
@@ -104,6 +116,10 @@ class QuickBooksAccounting:
     """
 
     name = VENDOR
+    #: QBO closes an estimate an invoice bills (TxnStatus Closed): ``mark_quote_invoiced`` sets it.
+    marks_invoiced: bool = True
+    #: The TxnStatus in which an estimate may still be revised (the customer has not answered it).
+    REVISABLE_ESTIMATE_STATUSES: ClassVar[frozenset[str]] = frozenset({"Pending"})
     MAX_RESULTS: ClassVar[int] = 1000
     BATCH_SIZE: ClassVar[int] = 30
     #: Values per ``IN (…)`` list, so a GET query URL stays well under proxies' limits.
@@ -546,12 +562,7 @@ class QuickBooksAccounting:
         is; when only voided ones hold the number it is created again with ``include=allowduplicatedocnum``.
         Raises ValidationFailed with QBO's reasons.
         """
-        codes = [line.item_code for line in draft.lines]
-        rows = self._item_rows_by_code(codes)
-        missing = sorted({c for c in codes if c not in rows})
-        if missing:
-            raise ValidationFailed(f"QuickBooks has no item named {', '.join(missing)}", vendor=VENDOR)
-        body = to_qbo_invoice(draft, {code: str(row.get("Id")) for code, row in rows.items()})
+        body = to_qbo_invoice(draft, self._line_item_ids(draft.lines))
         params = {"requestid": request_id(idempotency_key)}
         try:
             _, payload = self.client.call("POST", "invoice", params=params, body=body)
@@ -655,3 +666,139 @@ class QuickBooksAccounting:
                 if day:
                     paid_on[str(payment.get("Id"))] = day
         return [to_invoice(row, paid_on) for row in rows]
+
+    # -- quotes (Estimates) --------------------------------------------------------------------------
+
+    def find_quote(self, reference: str, customer_id: str) -> AccountingQuote | None:
+        """The estimate whose DocNumber carries ``reference``'s first word (the CRM quote id), if any.
+
+        ``select * from Estimate where DocNumber = '…'``, as ``find_invoice`` finds invoices: the DocNumber
+        names the CRM quote, so the estimate found is that quote's whichever customer it now bills (one of
+        ``customer_id`` first, should several hold the number). QBO deletes estimates outright (there is no
+        void), so every row is live. Raises IntegrationError subclasses.
+        """
+        doc = doc_number(reference)
+        if not doc:
+            return None
+        rows = sorted(self.client.query_all("Estimate", f"DocNumber = {qbo_literal(doc)}"), key=_id_order)
+        if not rows:
+            return None
+        own = [r for r in rows if str((r.get("CustomerRef") or {}).get("value") or "") == customer_id]
+        return to_quote((own or rows)[0])
+
+    def get_quote(self, quote_id: str) -> AccountingQuote | None:
+        """``GET /estimate/{id}``; None when QBO does not know it (deleted)."""
+        row = self._read("estimate", quote_id)
+        return to_quote(row) if row else None
+
+    def create_quote(self, draft: QuoteDraft, *, idempotency_key: str) -> AccountingQuote:
+        """``POST /estimate?requestid=…``: TxnStatus Pending (QBO's sent-and-awaiting-answer; it has no
+        draft, so a DRAFT quote is Pending too), ExpirationDate, DocNumber from the reference, lines as an
+        invoice's (items resolved by Sku, then Name: an unknown code is a ValidationFailed naming it).
+
+        A repeat of the same key answers the first estimate (``requestid``). A duplicate DocNumber (6140)
+        means the CRM quote has an estimate already: it is returned as is. Raises ValidationFailed with
+        QBO's reasons.
+        """
+        body = {**to_qbo_estimate(draft, self._line_item_ids(draft.lines)), "TxnStatus": NEW_ESTIMATE_STATUS}
+        try:
+            _, payload = self.client.call(
+                "POST", "estimate", params={"requestid": request_id(idempotency_key)}, body=body
+            )
+        except DuplicateDocNumber:
+            existing = self.find_quote(draft.reference, draft.customer_id)
+            if existing is None:
+                raise
+            return existing
+        return self._saved_quote(payload)
+
+    def revise_quote(self, quote_: AccountingQuote, draft: QuoteDraft, *, idempotency_key: str) -> AccountingQuote:
+        """A sparse update (``"sparse": true`` at the current SyncToken) replacing the estimate's customer,
+        lines, tax mode, currency, dates and note with the draft's; its TxnStatus and DocNumber stay (QBO
+        keeps no versions; the SyncToken counts the edits). A stale SyncToken (5010) re-reads and retries
+        once. Raises NotFound when the estimate is gone, ValidationFailed when it is no longer Pending
+        (accepted, rejected or closed meanwhile) or QBO refuses the change.
+        """
+        changes = to_qbo_estimate(draft, self._line_item_ids(draft.lines))
+        changes.pop("DocNumber")
+        return self._update_estimate(quote_.id, changes, idempotency_key, self.REVISABLE_ESTIMATE_STATUSES)
+
+    def mark_quote_invoiced(self, quote_: AccountingQuote, invoice_id: str, *, idempotency_key: str) -> AccountingQuote:
+        """Close the estimate (TxnStatus Closed, a sparse update at the current SyncToken; 5010 re-reads and
+        retries once): QBO's state of an estimate an invoice was made from (see
+        GUESSES["estimate_closed_by_update"]). An estimate already Closed
+        (e.g. the invoice was linked to it in QuickBooks, GUESSES["estimate_closed_by_invoice"]) is
+        returned as read. The link itself is made only when an invoice is created with LinkedTxn to the
+        estimate, which the invoice pipeline's draft does not carry: ``invoice_id`` is the audit trail's.
+        Raises NotFound when the estimate is gone.
+        """
+        return self._update_estimate(quote_.id, {"TxnStatus": INVOICED_ESTIMATE_STATUS}, idempotency_key, None)
+
+    def iter_quotes_changed_since(self, since: datetime | None) -> Iterator[AccountingQuote]:
+        """Estimates changed at or after ``since`` (all when None), as invoices are polled.
+
+        Within CDC's look-back: ``GET /cdc?entities=Estimate&changedSince=…`` (one call; deleted ones come
+        back DELETED). Older watermarks, or a CDC answer at its 1,000-object cap, page through
+        ``MetaData.LastUpdatedTime >= …`` by STARTPOSITION. Raises IntegrationError subclasses.
+        """
+        if since is None:
+            for rows in self.client.query_pages("Estimate"):
+                yield from (to_quote(row) for row in rows)
+            return
+        since = (since if since.tzinfo else since.replace(tzinfo=UTC)).astimezone(UTC)
+        floor = since.replace(microsecond=0)
+        stamp = floor.isoformat()
+        found: Iterable[dict[str, Any]] | None = None
+        if since >= self._clock() - self.CDC_LOOKBACK:
+            blocks = self._cdc_rows(("Estimate",), stamp)
+            found = blocks["Estimate"] if blocks is not None else None
+        if found is None:
+            found = self.client.query_all("Estimate", f"MetaData.LastUpdatedTime >= {qbo_literal(stamp)}")
+        for row in found:
+            current = to_quote(row)
+            if current.updated_at is None or current.updated_at >= floor:
+                yield current
+
+    def _update_estimate(
+        self, estimate_id: str, changes: Mapping[str, Any], idempotency_key: str, revisable: frozenset[str] | None
+    ) -> AccountingQuote:
+        """A sparse update of ``changes`` at the estimate's current SyncToken; with ``revisable``, refused
+        unless its TxnStatus is one of them. Already holding ``changes``' TxnStatus: returned as read."""
+        for attempt in (1, 2):
+            current = self._read("estimate", estimate_id)
+            if current is None:
+                raise NotFound(f"QuickBooks has no estimate {estimate_id}", vendor=VENDOR, status=400)
+            status = str(current.get("TxnStatus") or NEW_ESTIMATE_STATUS)
+            if revisable is not None and status not in revisable:
+                raise ValidationFailed(
+                    f"QuickBooks estimate {current.get('DocNumber') or estimate_id} is {status}: it is not revised",
+                    vendor=VENDOR,
+                )
+            if changes.get("TxnStatus") == status and len(changes) == 1:
+                return to_quote(current)
+            sent = {**changes, "Id": estimate_id, "SyncToken": str(current.get("SyncToken", "0")), "sparse": True}
+            key = idempotency_key if attempt == 1 else f"{idempotency_key}#stale"
+            try:
+                _, payload = self.client.call("POST", "estimate", params={"requestid": request_id(key)}, body=sent)
+            except StaleSyncToken:
+                if attempt == 1:
+                    continue
+                raise
+            return self._saved_quote(payload)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _line_item_ids(self, lines: Sequence[InvoiceLine]) -> dict[str, str]:
+        """The QBO Item Id of each line's item code (by Sku, then Name); ValidationFailed naming the unknown."""
+        codes = [line.item_code for line in lines]
+        rows = self._item_rows_by_code(codes)
+        missing = sorted({c for c in codes if c not in rows})
+        if missing:
+            raise ValidationFailed(f"QuickBooks has no item named {', '.join(missing)}", vendor=VENDOR)
+        return {code: str(row.get("Id")) for code, row in rows.items()}
+
+    @staticmethod
+    def _saved_quote(payload: Mapping[str, Any]) -> AccountingQuote:
+        row = payload.get("Estimate")
+        if not isinstance(row, dict):
+            raise FatalError("QuickBooks accepted the estimate but returned none", vendor=VENDOR, status=200)
+        return to_quote(row)

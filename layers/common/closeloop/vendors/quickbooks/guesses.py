@@ -115,4 +115,32 @@ GUESSES: dict[str, str] = {
         "PrivateNote and CustomerMemo, never by DocNumber. Confirm: let a daily Automated template run in a "
         "sandbox company and read the invoice it made."
     ),
+    "estimate_closed_by_invoice": (
+        "An Invoice created with LinkedTxn [{TxnId, TxnType: 'Estimate'}] sets that Estimate's TxnStatus to "
+        "Closed and adds a LinkedTxn {TxnId: the invoice, TxnType: 'Invoice'} to it, as QuickBooks' own "
+        "'Create invoice' from an estimate does; Intuit's pages say an Estimate's LinkedTxn holds 'Zero or more "
+        "Invoice objects related to this transaction' and that linking is how an invoice is made from an "
+        "estimate, but not that the API closes it. The sandbox also refuses a link to an estimate it does not "
+        "hold (610) or of another customer (6000), as it does for a Payment's links. Safe if wrong: an adapter "
+        "that reads the estimate back after invoicing and sets TxnStatus Closed itself (a sparse update at "
+        "the current SyncToken) when it is not, works either way. Confirm: create an invoice linked to a "
+        "Pending estimate in a QBO sandbox company and read the estimate."
+    ),
+    "estimate_closed_by_update": (
+        "A sparse Estimate update setting TxnStatus to Closed is accepted without an invoice linked to it, and "
+        "Closed is what QuickBooks shows for an estimate an invoice was made from (Intuit's Estimate page lists "
+        "TxnStatus as a writable field with the values of Finance.xsd QboEstimateStatusEnum: Accepted, Closed, "
+        "Pending, Rejected; it does not say Closed needs a link). So mark_quote_invoiced closes the estimate "
+        "itself: the invoice pipeline's InvoiceDraft carries no LinkedTxn to make QuickBooks close it. And a "
+        "Closed estimate reads INVOICED, though a person may also close one by hand. Safe if wrong: a refusal "
+        "is a failed sync of the CRM quote's invoiced mark with QuickBooks' message (the invoice is made "
+        "either way, and the mark is retried on the deal's next delivery). Confirm: close a Pending estimate "
+        "with no linked invoice through the API of a QBO sandbox company."
+    ),
+    "estimate_web_path": (
+        "A person opens an estimate at https://app.qbo.intuit.com/app/estimate?txnId={Id}, as invoices open at "
+        "/app/invoice?txnId={Id}: the API gives estimates no web link. Safe if wrong: the link is only written "
+        "to the CRM quote for a person to click; nothing reads it back. Confirm: open an estimate in QBO and "
+        "compare the address bar."
+    ),
 }

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -19,12 +19,15 @@ from urllib.parse import quote
 from closeloop.dates import parse_day, parse_utc
 from closeloop.models import (
     AccountingCustomer,
+    AccountingQuote,
+    AccountingQuoteStatus,
     Customer,
     Invoice,
     InvoiceDraft,
     InvoiceLine,
     Item,
     ItemDraft,
+    QuoteDraft,
     money_text,
 )
 from closeloop.vendors.quickbooks.client import VENDOR
@@ -269,17 +272,18 @@ def _line_amount(line: InvoiceLine) -> Decimal:
     return (line.quantity * line.unit_amount).quantize(CENT, rounding=ROUND_HALF_UP)
 
 
-def to_qbo_invoice(draft: InvoiceDraft, item_ids: Mapping[str, str]) -> dict[str, Any]:
-    """A QBO Invoice body for ``draft`` (Decimals kept for ``dumps_exact``).
+def sales_lines(lines: Sequence[InvoiceLine], item_ids: Mapping[str, str]) -> list[dict[str, Any]]:
+    """The ``Line`` array of a QBO sales form (Invoice, Estimate) for ``lines`` (Decimals kept for
+    ``dumps_exact``); ``item_ids``: the QBO Item Id of each line's item code.
 
     A discount rate shared by every discounted line becomes one percent-based DiscountLineDetail; differing
     rates are folded into each line's UnitPrice (QBO has no per-line discount), with the line's Amount
     rounded to the cent as QBO requires ``Amount == UnitPrice × Qty``.
     """
-    rates = {line.discount_rate for line in draft.lines if line.discount_rate}
-    shared = rates.pop() if len(rates) == 1 and all(line.discount_rate for line in draft.lines) else None
-    lines: list[dict[str, Any]] = []
-    for line in draft.lines:
+    rates = {line.discount_rate for line in lines if line.discount_rate}
+    shared = rates.pop() if len(rates) == 1 and all(line.discount_rate for line in lines) else None
+    out: list[dict[str, Any]] = []
+    for line in lines:
         unit = line.unit_amount
         description = line.description
         if line.discount_rate and shared is None:
@@ -292,7 +296,7 @@ def to_qbo_invoice(draft: InvoiceDraft, item_ids: Mapping[str, str]) -> dict[str
         }
         if line.tax_type:
             detail["TaxCodeRef"] = {"value": line.tax_type}
-        lines.append(
+        out.append(
             {
                 "DetailType": "SalesItemLineDetail",
                 "Amount": (line.quantity * unit).quantize(CENT, rounding=ROUND_HALF_UP),
@@ -301,17 +305,22 @@ def to_qbo_invoice(draft: InvoiceDraft, item_ids: Mapping[str, str]) -> dict[str
             }
         )
     if shared is not None:
-        lines.append(
+        out.append(
             {
                 "DetailType": "DiscountLineDetail",
-                "Amount": (sum((_line_amount(x) for x in draft.lines), Decimal(0)) * shared / 100).quantize(CENT),
+                "Amount": (sum((_line_amount(x) for x in lines), Decimal(0)) * shared / 100).quantize(CENT),
                 "DiscountLineDetail": {"PercentBased": True, "DiscountPercent": shared},
             }
         )
+    return out
+
+
+def to_qbo_invoice(draft: InvoiceDraft, item_ids: Mapping[str, str]) -> dict[str, Any]:
+    """A QBO Invoice body for ``draft`` (Decimals kept for ``dumps_exact``; lines as ``sales_lines``)."""
     note = draft.reference + (f"\n{draft.url}" if draft.url else "")
     return {
         "CustomerRef": {"value": draft.customer_id},
-        "Line": lines,
+        "Line": sales_lines(draft.lines, item_ids),
         "GlobalTaxCalculation": GLOBAL_TAX_CALCULATION[draft.line_amount_types],
         "CurrencyRef": {"value": draft.currency},
         "TxnDate": draft.issue_date.isoformat(),
@@ -319,6 +328,69 @@ def to_qbo_invoice(draft: InvoiceDraft, item_ids: Mapping[str, str]) -> dict[str
         "DocNumber": doc_number(draft.reference),
         "PrivateNote": note[:4000],
     }
+
+
+# -- estimates (the quote port) ---------------------------------------------------------------------------
+
+#: Where a person opens an estimate (see GUESSES["estimate_web_path"]).
+ESTIMATE_WEB_PATH = "/app/estimate?txnId={id}"
+#: Finance.xsd QboEstimateStatusEnum -> the canonical quote status. QBO has no draft, no expired (the sync
+#: derives EXPIRED from ExpirationDate) and no invoiced state: an estimate an invoice was made from is Closed
+#: (see GUESSES["estimate_closed_by_update"]).
+ESTIMATE_STATUSES: dict[str, AccountingQuoteStatus] = {
+    "Pending": "SENT",
+    "Accepted": "ACCEPTED",
+    "Closed": "INVOICED",
+    "Rejected": "DECLINED",
+}
+#: The TxnStatus a new estimate is given: QBO has no draft, so a DRAFT quote is Pending too.
+NEW_ESTIMATE_STATUS = "Pending"
+#: The TxnStatus that means "an invoice bills it" (``mark_quote_invoiced``).
+INVOICED_ESTIMATE_STATUS = "Closed"
+
+
+def to_qbo_estimate(draft: QuoteDraft, item_ids: Mapping[str, str]) -> dict[str, Any]:
+    """A QBO Estimate body for ``draft`` without its TxnStatus (a revision keeps the estimate's): customer,
+    lines (as invoices'), tax mode, currency, dates, DocNumber (the reference's first word, as invoices) and
+    the whole reference (which holds the title) and the CRM link in the PrivateNote (not printed)."""
+    note = draft.reference + (f"\n{draft.url}" if draft.url else "")
+    body: dict[str, Any] = {
+        "CustomerRef": {"value": draft.customer_id},
+        "Line": sales_lines(draft.lines, item_ids),
+        "GlobalTaxCalculation": GLOBAL_TAX_CALCULATION[draft.line_amount_types],
+        "CurrencyRef": {"value": draft.currency},
+        "TxnDate": draft.issue_date.isoformat(),
+        "DocNumber": doc_number(draft.reference),
+        "PrivateNote": note[:4000],
+    }
+    if draft.expiry is not None:
+        body["ExpirationDate"] = draft.expiry.isoformat()
+    return body
+
+
+def to_quote(row: Mapping[str, Any]) -> AccountingQuote:
+    """A QBO Estimate (or a CDC "Deleted" stub) as the canonical AccountingQuote."""
+    estimate_id = str(row.get("Id") or "")
+    updated = parse_utc((row.get("MetaData") or {}).get("LastUpdatedTime"))
+    if str(row.get("status") or "").lower() == "deleted":
+        return AccountingQuote(id=estimate_id, status="DELETED", updated_at=updated)
+    total = _decimal(row.get("TotalAmt"))
+    tax = _decimal((row.get("TxnTaxDetail") or {}).get("TotalTax"))
+    return AccountingQuote(
+        id=estimate_id,
+        number=str(row.get("DocNumber") or ""),
+        reference=reference_of(row),
+        status=ESTIMATE_STATUSES.get(str(row.get("TxnStatus") or NEW_ESTIMATE_STATUS), "SENT"),
+        customer_id=str((row.get("CustomerRef") or {}).get("value") or ""),
+        currency=str((row.get("CurrencyRef") or {}).get("value") or ""),
+        issue_date=parse_day(row.get("TxnDate")),
+        expiry=parse_day(row.get("ExpirationDate")),
+        sub_total=total - tax,
+        total_tax=tax,
+        total=total,
+        url=WEB_URL + ESTIMATE_WEB_PATH.format(id=quote(estimate_id, safe="")) if estimate_id else "",
+        updated_at=updated,
+    )
 
 
 def _decimal(value: Any) -> Decimal:

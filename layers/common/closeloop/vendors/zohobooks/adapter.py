@@ -15,6 +15,11 @@ Lookups: invoices filter on ``reference_number``, ``date_start``/``date_end``, `
 ``last_modified_time``. The ``cf_<api name>`` custom-field and ``sku`` list filters are not documented: every row
 such a list returns is checked again here (GUESSES["custom_field_filter"], GUESSES["sku_filter"]).
 
+Quotes are estimates: the CRM quote key (the reference's first word, ``hubspot-quote-<id>``) is stamped in the
+unique custom field ``cf_closeloop_quote`` (so a second create for one CRM quote is refused, 1001) and the
+whole reference is the ``reference_number``. Estimates have no upsert in Zoho's estimates page, so a create
+is never re-sent: a lost answer is looked up among the customer's estimates by that key.
+
 Books has no signed webhooks (its workflow webhooks carry no signature Closeloop could verify), so
 accounting-side changes are polled: contacts sort by ``last_modified_time`` (there is no filter on it).
 """
@@ -29,18 +34,20 @@ from urllib.parse import quote
 import httpx
 
 from closeloop.dates import parse_utc
-from closeloop.errors import Conflict, FatalError, NotFound, ValidationFailed, WebhookRejected
+from closeloop.errors import Conflict, FatalError, NotFound, Unanswered, ValidationFailed, WebhookRejected
 from closeloop.http import Pacer, RateLimit
 from closeloop.models import (
     CUSTOMER_FIELDS,
     AccountingCustomer,
     AccountingEvent,
+    AccountingQuote,
     Customer,
     Invoice,
     InvoiceDraft,
     Item,
     ItemDraft,
     ItemLimits,
+    QuoteDraft,
 )
 from closeloop.oauth import RefreshingTokens
 from closeloop.ports import WebhookRequest
@@ -49,6 +56,7 @@ from closeloop.vendors.zohobooks.mapping import (
     contact_body,
     custom_field,
     deal_key,
+    estimate_body,
     invoice_body,
     item_update_body,
     name_key,
@@ -58,6 +66,7 @@ from closeloop.vendors.zohobooks.mapping import (
     to_customer,
     to_invoice,
     to_item,
+    to_quote,
     upsert_headers,
 )
 
@@ -69,6 +78,14 @@ class ZohoBooksAccounting:
     PAGE_SIZE: ClassVar[int] = 200
     #: Where a person opens an invoice: the Books web app of the data centre, not the API host.
     INVOICE_WEB_PATH: ClassVar[str] = "/app/{organization}#/invoices/{id}"
+    #: Where a person opens an estimate (see GUESSES["estimate_web_path"]).
+    ESTIMATE_WEB_PATH: ClassVar[str] = "/app/{organization}#/quotes/{id}"
+    #: The estimate statuses in which it may still be revised (the customer has not answered it).
+    REVISABLE_ESTIMATE_STATUSES: ClassVar[frozenset[str]] = frozenset({"draft", "sent"})
+    #: Zoho marks an estimate invoiced only when an invoice is created from it (``invoiced_estimate_id``),
+    #: which the invoice pipeline's draft does not carry: nothing can set it afterwards (see
+    #: ``mark_quote_invoiced``), so the quote flow does not ask.
+    marks_invoiced: bool = False
     #: Contact persons Closeloop writes besides the primary one (the CRM's other people).
     MAX_OTHER_PERSONS: ClassVar[int] = 9
     #: Zoho's last_modified_time filter and its answers: ``2024-05-01T10:00:00+0000``.
@@ -91,6 +108,7 @@ class ZohoBooksAccounting:
         tax_number_field: str = "vat_reg_no",
         contact_ref_field: str = "cf_closeloop_ref",
         invoice_ref_field: str = "cf_closeloop_deal",
+        quote_ref_field: str = "cf_closeloop_quote",
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] | None = None,
         pacer: Pacer | None = None,
@@ -111,6 +129,7 @@ class ZohoBooksAccounting:
         self.tax_number_field = tax_number_field
         self.contact_ref_field = contact_ref_field
         self.invoice_ref_field = invoice_ref_field
+        self.quote_ref_field = quote_ref_field
         self._item_ids: dict[str, str] = {}
 
     # -- change notifications ------------------------------------------------------------------------
@@ -536,3 +555,145 @@ class ZohoBooksAccounting:
         invoice_id = str(row.get("invoice_id") or "")
         path = self.INVOICE_WEB_PATH.format(organization=self._organization_id(), id=invoice_id)
         return to_invoice(row, url=self.web_url + path if invoice_id else "")
+
+    # -- quotes (estimates) --------------------------------------------------------------------------
+
+    def find_quote(self, reference: str, customer_id: str) -> AccountingQuote | None:
+        """The estimate of customer ``customer_id`` made for the CRM quote that ``reference`` names.
+
+        ``GET /estimates?customer_id=…`` (a documented filter), paged; a row is taken when its own
+        ``cf_closeloop_quote`` is the quote key (the reference's first word), or, when the row does not show
+        the field, its reference_number's first word is. The key rather than the whole reference is matched,
+        so a quote renamed since is still found. Zoho deletes estimates outright: every row is live. Raises
+        IntegrationError subclasses.
+        """
+        key = deal_key(reference)
+        if not key or not customer_id.strip():
+            return None
+        row = self._estimate_row_by_key(key, customer_id)
+        return self._to_quote(row) if row is not None else None
+
+    def _estimate_row_by_key(self, key: str, customer_id: str) -> dict[str, Any] | None:
+        for row in self.client.pages("/estimates", "estimates", {"customer_id": customer_id}):
+            shown = custom_field(row, self.quote_ref_field)
+            if shown == key or (not shown and deal_key(str(row.get("reference_number") or "")) == key):
+                return row
+        return None
+
+    def get_quote(self, quote_id: str) -> AccountingQuote | None:
+        """``GET /estimates/{id}``; None when Zoho says it does not exist (1002)."""
+        row = self._estimate(quote_id)
+        return self._to_quote(row) if row is not None else None
+
+    def _estimate(self, estimate_id: str) -> dict[str, Any] | None:
+        if not estimate_id.strip():
+            return None
+        try:
+            payload = self.client.call("GET", f"/estimates/{quote(estimate_id, safe='')}")
+        except NotFound:
+            return None
+        row = payload.get("estimate")
+        return row if isinstance(row, dict) else None
+
+    def create_quote(self, draft: QuoteDraft, *, idempotency_key: str) -> AccountingQuote:
+        """``POST /estimates`` stamped with the quote key, then ``POST /estimates/{id}/status/sent`` when the
+        draft is SENT (Zoho creates drafts). Lines name ``item_id`` (from the SKU) as invoices do.
+
+        Zoho has no idempotency key (``idempotency_key`` is not sent) and estimates no upsert, so the create
+        is never re-sent: a lost answer (Unanswered) or a refusal of a taken key (1001, Conflict: the estimate
+        was made before) looks the estimate up by its key among the customer's estimates and carries on with
+        it; Unanswered is raised again when it is not there. Raises ValidationFailed with Zoho's message.
+        """
+        key = deal_key(draft.reference)
+        if not key:
+            raise ValidationFailed("the quote reference names no CRM quote", vendor=VENDOR)
+        body = estimate_body(draft, key, self._line_item_ids(draft), quote_ref_field=self.quote_ref_field)
+        try:
+            payload = self.client.call("POST", "/estimates", body=body, retry_sent=False)
+            row = payload.get("estimate")
+        except (Unanswered, Conflict):
+            row = self._estimate_row_by_key(key, draft.customer_id)
+            if row is None:
+                raise
+        if not isinstance(row, dict):
+            raise FatalError("Zoho accepted the estimate but returned none", vendor=VENDOR)
+        made = self._to_quote(row)
+        if draft.status == "SENT" and made.status == "DRAFT":
+            self.client.call("POST", f"/estimates/{quote(made.id, safe='')}/status/sent")
+            made = made.model_copy(update={"status": "SENT"})
+        return made
+
+    def revise_quote(self, quote_: AccountingQuote, draft: QuoteDraft, *, idempotency_key: str) -> AccountingQuote:
+        """``PUT /estimates/{id}`` with the draft's customer, lines, dates and reference; its number and status
+        stay (Zoho keeps no versions). The estimate is read first: one no longer draft or sent (accepted,
+        declined, invoiced, or expired) is not revised. Raises NotFound when it is gone, ValidationFailed when
+        it is not revisable or Zoho refuses."""
+        current = self._estimate(quote_.id)
+        if current is None:
+            raise NotFound(f"Zoho estimate {quote_.id} does not exist", vendor=VENDOR, status=404)
+        status = str(current.get("status") or "")
+        if status not in self.REVISABLE_ESTIMATE_STATUSES:
+            number = current.get("estimate_number") or quote_.id
+            raise ValidationFailed(f"Zoho estimate {number} is {status}: it is not revised", vendor=VENDOR)
+        key = deal_key(draft.reference)
+        body = estimate_body(draft, key, self._line_item_ids(draft), quote_ref_field=self.quote_ref_field)
+        payload = self.client.call("PUT", f"/estimates/{quote(quote_.id, safe='')}", body=body)
+        row = payload.get("estimate")
+        if not isinstance(row, dict):
+            raise FatalError("Zoho accepted the estimate update but returned none", vendor=VENDOR)
+        return self._to_quote(row)
+
+    def mark_quote_invoiced(self, quote_: AccountingQuote, invoice_id: str, *, idempotency_key: str) -> AccountingQuote:
+        """The estimate as read when Zoho already shows it invoiced; otherwise ValidationFailed saying why.
+
+        Zoho marks an estimate invoiced only when an invoice is created from it (``invoiced_estimate_id`` on
+        the create, GUESSES["estimate_invoiced_by_link"]); the estimates page has no status move to invoiced
+        and the invoice is made by the invoice pipeline without that link, so there is nothing honest to set
+        afterwards (``marks_invoiced`` is False: the quote flow does not call this). Raises NotFound when
+        the estimate is gone."""
+        current = self._estimate(quote_.id)
+        if current is None:
+            raise NotFound(f"Zoho estimate {quote_.id} does not exist", vendor=VENDOR, status=404)
+        found = self._to_quote(current)
+        if found.status != "INVOICED":
+            raise ValidationFailed(
+                f"Zoho marks estimate {found.number or found.id} invoiced only when invoice {invoice_id} is created "
+                "from it; it stays as it is",
+                vendor=VENDOR,
+            )
+        return found
+
+    def iter_quotes_changed_since(self, since: datetime | None) -> Iterator[AccountingQuote]:
+        """Estimates modified at or after ``since`` (every one when None), newest first, page by page.
+
+        ``GET /estimates?last_modified_time=<since>&sort_column=last_modified_time&sort_order=D``: the filter
+        is not on Zoho's estimates page (GUESSES["estimate_last_modified_filter"]), so the walk also stops at
+        the first row older than ``since``: an ignored filter only costs pages. A sent estimate turning
+        expired does not move its last_modified_time; the sync logic compares expiry dates itself.
+        """
+        params = {"sort_column": "last_modified_time", "sort_order": "D"}
+        floor = None
+        if since is not None:
+            since = since if since.tzinfo else since.replace(tzinfo=UTC)
+            floor = since.astimezone(UTC).replace(microsecond=0)
+            params["last_modified_time"] = floor.strftime(self.TIME_FORMAT)
+        for row in self.client.pages("/estimates", "estimates", params):
+            current = self._to_quote(row)
+            if floor is not None and current.updated_at is not None and current.updated_at < floor:
+                return
+            yield current
+
+    def _line_item_ids(self, draft: QuoteDraft) -> dict[str, str]:
+        """Zoho's item id by casefolded SKU for every line; ValidationFailed naming the SKUs it does not have."""
+        missing = [line.item_code for line in draft.lines if line.item_code.casefold() not in self._item_ids]
+        if missing:
+            self.get_items(missing)
+        unknown = sorted({code for code in missing if code.casefold() not in self._item_ids})
+        if unknown:
+            raise ValidationFailed(f"Zoho Books has no active item with SKU {', '.join(unknown)}", vendor=VENDOR)
+        return self._item_ids
+
+    def _to_quote(self, row: Mapping[str, Any]) -> AccountingQuote:
+        estimate_id = str(row.get("estimate_id") or "")
+        path = self.ESTIMATE_WEB_PATH.format(organization=self._organization_id(), id=estimate_id)
+        return to_quote(row, url=self.web_url + path if estimate_id else "")

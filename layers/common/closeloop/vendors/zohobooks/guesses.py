@@ -134,4 +134,39 @@ GUESSES: dict[str, str] = {
         "A contact keeps the contact_type it was created with: an update sending another type is 400 code 4. "
         "Safe if wrong: adapters send contact_type on create only. Confirm: a real update of a customer to vendor."
     ),
+    "estimate_status_moves": (
+        "Estimates move draft -> sent (POST /estimates/{id}/status/sent) -> accepted or declined "
+        "(/status/accepted, /status/declined; the page: 'Mark a sent estimate as accepted/declined'); marking "
+        "the status an estimate already has is a no-op, any other move is refused with 400 code 4 (Zoho lists "
+        "only 4041 'Estimate status cannot be changed to Draft' for estimates); a sent estimate past its "
+        "expiry_date reads 'expired' (one of the documented statuses) without its last_modified_time moving, "
+        "as an invoice reads 'overdue', and can still be accepted or declined. Safe if wrong: an adapter reads "
+        "the estimate's status before moving it and treats any refusal of a move as a failed sync with Zoho's "
+        "message, and compares expiry_date itself rather than waiting for 'expired'. Confirm: each move from "
+        "each status, and a sent estimate read the day after its expiry_date, in a real organisation."
+    ),
+    "estimate_invoiced_by_link": (
+        "An invoice created (POST /invoices, or PUT /invoices creating under X-Upsert) with "
+        "invoiced_estimate_id set to an estimate of the same customer is linked to it and marks the estimate "
+        "'invoiced' (Zoho's OpenAPI for invoices lists invoiced_estimate_id as 'links the source estimate'; "
+        "how the UI's 'Convert to Invoice' is done through the API is not described); another customer's or an "
+        "unknown estimate is 400 code 4. The invoice reads invoiced_estimate_id back. Safe if wrong: an adapter "
+        "that reads the estimate after invoicing and finds it not 'invoiced' can say so in the audit and leave "
+        "the estimate as it is; the invoice itself is made either way. Confirm: create an invoice with "
+        "invoiced_estimate_id in a real organisation and read the estimate's status."
+    ),
+    "estimate_last_modified_filter": (
+        "GET /estimates?last_modified_time=<YYYY-MM-DDTHH:MM:SS+hhmm> returns the estimates changed at or after "
+        "that time, as the invoice and purchase order lists do; the estimates page documents reference_number, "
+        "customer_id, status, date and estimate_number filters but this one was not seen. Safe if wrong: an "
+        "adapter also sorts by last_modified_time descending (a documented sort column for invoices) and stops "
+        "at the first older row, so an ignored filter only costs pages. Confirm: the filter on a real list."
+    ),
+    "estimate_web_path": (
+        "A person opens an estimate at https://books.zoho.<dc>/app/<organization_id>#/quotes/<estimate_id>: "
+        "the Books web app names estimates 'quotes' in its paths, as it opens invoices at #/invoices/<id>; the "
+        "API gives estimates no web link. Safe if wrong: the link is only written to the CRM quote for a "
+        "person to click; nothing reads it back. Confirm: open an estimate in Zoho Books and compare the "
+        "address bar."
+    ),
 }

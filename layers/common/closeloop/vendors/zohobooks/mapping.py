@@ -16,6 +16,8 @@ from typing import Any
 from closeloop.dates import parse_day, parse_utc
 from closeloop.models import (
     AccountingCustomer,
+    AccountingQuote,
+    AccountingQuoteStatus,
     Customer,
     Invoice,
     InvoiceDraft,
@@ -23,6 +25,7 @@ from closeloop.models import (
     Item,
     ItemDraft,
     LineAmountTypes,
+    QuoteDraft,
     money_text,
 )
 from closeloop.vendors.zohobooks.client import VENDOR
@@ -356,3 +359,58 @@ def invoice_line(line: InvoiceLine, amounts: LineAmountTypes, item_id: str) -> d
 def upsert_headers(field: str, value: str) -> dict[str, str]:
     """Zoho's upsert: a create that finds ``field`` (a unique custom field) already ``value`` updates that record."""
     return {"X-Unique-Identifier-Key": field, "X-Unique-Identifier-Value": value, "X-Upsert": "true"}
+
+
+# -- estimates (the quote port) ---------------------------------------------------------------------------
+
+#: Zoho's estimate statuses (the estimates page: draft, sent, invoiced, accepted, declined, expired) as the
+#: canonical ones: one to one.
+ESTIMATE_STATUSES: dict[str, AccountingQuoteStatus] = {
+    "draft": "DRAFT",
+    "sent": "SENT",
+    "accepted": "ACCEPTED",
+    "declined": "DECLINED",
+    "expired": "EXPIRED",
+    "invoiced": "INVOICED",
+}
+
+
+def estimate_body(draft: QuoteDraft, key: str, item_ids: Mapping[str, str], *, quote_ref_field: str) -> dict[str, Any]:
+    """The ``POST /estimates`` (and ``PUT /estimates/{id}``) body for ``draft``, stamped with the CRM quote
+    ``key`` in the unique custom field ``quote_ref_field``; lines and tax as an invoice's. The currency is the
+    customer's (a Zoho rule, as invoices), so it is not sent."""
+    body: dict[str, Any] = {
+        "customer_id": draft.customer_id,
+        "reference_number": draft.reference,
+        "date": draft.issue_date.isoformat(),
+        "is_inclusive_tax": draft.line_amount_types == "Inclusive",
+        "discount_type": "item_level",
+        "line_items": [
+            invoice_line(line, draft.line_amount_types, item_ids[line.item_code.casefold()]) for line in draft.lines
+        ],
+        "custom_fields": [{"api_name": quote_ref_field, "value": key}],
+    }
+    body["expiry_date"] = draft.expiry.isoformat() if draft.expiry is not None else ""
+    return body
+
+
+def to_quote(row: Mapping[str, Any], *, url: str) -> AccountingQuote:
+    """A Zoho estimate (in full, or a list row) as the canonical AccountingQuote; ``url``: where a person
+    opens it."""
+    total = as_decimal(row.get("total"))
+    tax = as_decimal(row.get("tax_total"))
+    return AccountingQuote(
+        id=str(row.get("estimate_id") or ""),
+        number=str(row.get("estimate_number") or ""),
+        reference=str(row.get("reference_number") or ""),
+        status=ESTIMATE_STATUSES.get(str(row.get("status") or "draft"), "SENT"),
+        customer_id=str(row.get("customer_id") or ""),
+        currency=str(row.get("currency_code") or ""),
+        issue_date=parse_day(row.get("date")),
+        expiry=parse_day(row.get("expiry_date")),
+        sub_total=as_decimal(row["sub_total"]) if row.get("sub_total") is not None else total - tax,
+        total_tax=tax,
+        total=total,
+        url=url,
+        updated_at=parse_utc(row.get("last_modified_time")),
+    )
