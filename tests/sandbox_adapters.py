@@ -10,6 +10,8 @@ import hmac
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import httpx
+
 from closeloop.oauth import RefreshingTokens
 from closeloop.vendors.quickbooks.adapter import QuickBooksAccounting
 from closeloop.vendors.quickbooks.client import refresh_with_intuit
@@ -95,6 +97,8 @@ def zohobooks_adapter(
     store: MemoryStore | None = None,
     organization: str | None = None,
     cls: type[ZohoBooksAccounting] = ZohoBooksAccounting,
+    *,
+    transport: httpx.BaseTransport | None = None,
 ) -> ZohoBooksAccounting:
     tokens = RefreshingTokens(
         "zohobooks",
@@ -107,5 +111,30 @@ def zohobooks_adapter(
         base_url=url,
         tokens=tokens,
         organization_id=lambda: organization or zoho.organization_id,
+        transport=transport,
         sleep=lambda s: None,
     )
+
+
+class ZohoPagesOfTwo(ZohoBooksAccounting):
+    """The Zoho Books adapter reading lists two rows a page (paging in tests without hundreds of rows)."""
+
+    PAGE_SIZE = 2
+
+
+class LoseAnswers(httpx.BaseTransport):
+    """Sends every request to the sandbox, then loses the answer of the next ``times`` ``method path`` calls
+    (the vendor acted, the caller never hears): a read timeout after the request went out."""
+
+    def __init__(self, method: str, path: str, times: int = 1) -> None:
+        self.inner = httpx.HTTPTransport()
+        self.method, self.path, self.times = method, path, times
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self.inner.handle_request(request)
+        if self.times and request.method == self.method and request.url.path == self.path:
+            self.times -= 1
+            response.read()
+            response.close()
+            raise httpx.ReadTimeout("answer lost", request=request)
+        return response

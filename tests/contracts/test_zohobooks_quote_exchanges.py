@@ -15,7 +15,8 @@ from closeloop.models import InvoiceLine, QuoteDraft
 from closeloop_local.sandboxes.base import recording
 from closeloop_local.sandboxes.zohobooks import ZohoBooksDriver, ZohoBooksSandbox, serve
 from tests.contracts.contract import load
-from tests.integration.test_zohobooks_items import PagesOfTwo, books_on
+from tests.sandbox_adapters import ZohoPagesOfTwo as PagesOfTwo
+from tests.sandbox_adapters import zohobooks_adapter as books_on
 
 
 def test_every_quote_exchange_follows_zoho_s_published_operations() -> None:

@@ -17,59 +17,16 @@ from closeloop.models import PRODUCT_FIELDS, CrmRef, ItemDraft, ItemLimits, Sync
 from closeloop.oauth import RefreshingTokens, TokenGrant
 from closeloop.sync.products import ProductSync
 from closeloop.vendors.zohobooks.adapter import ZohoBooksAccounting
-from closeloop.vendors.zohobooks.client import refresh_with_zoho
 from closeloop_local.sandboxes.base import SandboxServer
 from closeloop_local.sandboxes.zohobooks import PURCHASE_ACCOUNT, TAXES, ZohoBooksSandbox, serve
 from tests.fakes import FakeCatalogueCrm, MemoryStore
+from tests.sandbox_adapters import LoseAnswers
+from tests.sandbox_adapters import ZohoPagesOfTwo as PagesOfTwo
+from tests.sandbox_adapters import zohobooks_adapter as books_on
 
 API = "/books/v3"
 VAT20 = next(tax_id for tax_id, (_, rate) in TAXES.items() if rate == Decimal("20"))
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
-
-
-class LoseAnswers(httpx.BaseTransport):
-    """Sends every request to the sandbox, then loses the answer of the next ``times`` ``method path`` calls
-    (Zoho acted, the caller never hears): a read timeout after the request went out."""
-
-    def __init__(self, method: str, path: str, times: int = 1) -> None:
-        self.inner = httpx.HTTPTransport()
-        self.method, self.path, self.times = method, path, times
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        response = self.inner.handle_request(request)
-        if self.times and request.method == self.method and request.url.path == self.path:
-            self.times -= 1
-            response.read()
-            response.close()
-            raise httpx.ReadTimeout("answer lost", request=request)
-        return response
-
-
-class PagesOfTwo(ZohoBooksAccounting):
-    PAGE_SIZE = 2
-
-
-def books_on(
-    zoho: ZohoBooksSandbox,
-    url: str,
-    *,
-    transport: httpx.BaseTransport | None = None,
-    cls: type[ZohoBooksAccounting] = ZohoBooksAccounting,
-) -> ZohoBooksAccounting:
-    tokens = RefreshingTokens(
-        "zohobooks",
-        MemoryStore(),
-        seed=lambda fresh: zoho.initial_refresh_token,
-        refresh=refresh_with_zoho(url, lambda: zoho.client_id, lambda: zoho.client_secret),
-        write_back=lambda token: None,
-    )
-    return cls(
-        base_url=url,
-        tokens=tokens,
-        organization_id=lambda: zoho.organization_id,
-        transport=transport,
-        sleep=lambda s: None,
-    )
 
 
 @pytest.fixture

@@ -21,7 +21,9 @@ from closeloop.vendors.zohobooks.adapter import ZohoBooksAccounting
 from closeloop_local.sandboxes.base import SandboxServer
 from closeloop_local.sandboxes.zohobooks import TAXES, ZohoBooksDriver, ZohoBooksSandbox, serve
 from tests.fakes import FakeQuoteCrm, MemoryStore, ref
-from tests.integration.test_zohobooks_items import LoseAnswers, PagesOfTwo, books_on
+from tests.sandbox_adapters import LoseAnswers
+from tests.sandbox_adapters import ZohoPagesOfTwo as PagesOfTwo
+from tests.sandbox_adapters import zohobooks_adapter as books_on
 
 API = "/books/v3"
 VAT20 = next(tax_id for tax_id, (_, rate) in TAXES.items() if rate == Decimal("20"))

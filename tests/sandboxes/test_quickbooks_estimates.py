@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from closeloop_local.sandboxes.quickbooks import QuickBooksDriver, QuickBooksSandbox, serve
-from tests.sandboxes.test_quickbooks_sandbox import Qbo, code_of, exact
+from tests.quickbooks_sandbox_client import Qbo, code_of, exact
 
 
 @pytest.fixture

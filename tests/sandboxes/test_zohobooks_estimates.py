@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from closeloop_local.sandboxes.zohobooks import TAXES, ZohoBooksSandbox, serve
-from tests.sandboxes.test_zohobooks_sandbox import Books, decimal_json
+from tests.zohobooks_sandbox_client import Books, decimal_json
 
 VAT20 = next(tax_id for tax_id, (_, rate) in TAXES.items() if rate == Decimal("20"))
 

@@ -16,7 +16,8 @@ from closeloop.vendors.xero.adapter import XeroAccounting
     [
         ("hubspot", "xero", ""),
         ("pipedrive", "xero", "Pipedrive does not carry quotes yet"),
-        ("hubspot", "quickbooks", "QuickBooks does not carry quotes yet"),
+        ("hubspot", "quickbooks", ""),
+        ("sugarcrm", "zohobooks", "SugarCRM does not carry quotes yet"),
     ],
 )
 def test_quotes_are_on_only_where_both_specs_carry_them(
