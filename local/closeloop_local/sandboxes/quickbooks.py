@@ -6,7 +6,9 @@ One WSGI app serves both hosts on one port (their paths do not collide):
 * ``QUICKBOOKS_API_URL`` ``/v3/company/{realmId}/...``: ``query`` (GET, or POST with the statement as the
   body), ``customer``, ``vendor``, ``employee``, ``item``, ``account`` (read and query: a fixed chart of
   accounts), ``invoice`` (``?operation=void|delete``, ``/invoice/{id}/send``), ``payment``, ``batch``,
-  ``cdc`` and ``preferences``.
+  ``cdc`` and ``preferences``; ``recurringtransaction`` (POST create / update / ``?operation=delete``, GET by id,
+  ``select * from RecurringTransaction``): Invoice templates with RecurringInfo, which ``run_recurring`` turns
+  into invoices on their days.
 
 Behaviour follows Intuit's reference and the quirks the adapter must survive:
 - refresh tokens change about once a day (``rotate_after``): a refresh inside the window answers the same
@@ -37,6 +39,11 @@ Behaviour follows Intuit's reference and the quirks the adapter must survive:
   Retry-After (as Intuit documents none);
 - webhooks are signed in ``intuit-signature`` and sent as CloudEvents (Intuit's current shape) unless the
   app is switched to the legacy ``eventNotifications`` shape (``QuickBooksWebhooks.payload_format``).
+- recurring templates (Finance.xsd RecurringInfo / RecurringScheduleInfo): a unique Name, RecurType Automated,
+  Reminded, UnScheduled or Manual, ScheduleInfo (IntervalType Daily/Weekly/Monthly/Yearly, NumInterval,
+  DayOfMonth, DayOfWeek, WeekOfMonth, MonthOfYear, StartDate, EndDate, MaxOccurrences) for the scheduled
+  types; NextDate and PreviousDate are read only; ``Active: false`` stops one; its read is answered in a
+  QueryResponse as Intuit's page shows (GUESSES["recurring_read_envelope"]);
 Money is Decimal inside and an exact JSON number on the wire (``WireEncoder``).
 
 The ``/_sandbox/`` control API (no auth, never logged) resets state, reads the request log, customers,
@@ -46,6 +53,7 @@ before any other handling; ``QuickBooksDriver`` drives it as finance would for t
 
 from __future__ import annotations
 
+import calendar
 import json
 import re
 import secrets
@@ -73,6 +81,7 @@ from closeloop_local.sandboxes.base import (
 from closeloop_local.sandboxes.drivers import SeenCustomer, SeenInvoice, SeenItem, SentWebhook
 from closeloop_local.sandboxes.limits import InFlight, RollingWindow
 from closeloop_local.sandboxes.replays import IdempotencyCache
+from closeloop_local.sandboxes.schedules import Recurrence, Unit
 
 Row = dict[str, Any]
 
@@ -122,6 +131,10 @@ FILTERABLE: dict[str, frozenset[str]] = {
     "Payment": frozenset({"Id", "TxnDate", "CustomerRef", "TotalAmt", *META}),
 }
 ENTITY_PATHS = {name.lower(): name for name in FILTERABLE}
+#: What ``query`` reads: the entities above, and the recurring templates (kept apart from them, filtered on
+#: their Id and MetaData times: see GUESSES["recurring_query_filters"]).
+QUERYABLE: dict[str, frozenset[str]] = {**FILTERABLE, "RecurringTransaction": frozenset({"Id", *META})}
+QUERYABLE_PATHS = {name.lower(): name for name in QUERYABLE}
 
 #: TaxCode id -> (name, rate %): the US pair plus a few of a global company's codes.
 TAX_CODES: dict[str, tuple[str, Decimal]] = {
@@ -376,7 +389,7 @@ class QueryParser:
             raise parser_error(f'Encountered "{token[1]}": only select * and count(*) are supported here.')
         self._expect("FROM")
         kind, entity = self._next()
-        name = ENTITY_PATHS.get(str(entity).lower()) if kind == "word" else None
+        name = QUERYABLE_PATHS.get(str(entity).lower()) if kind == "word" else None
         if name is None:
             raise validation("4001", "Invalid query", f"QueryValidationError: Entity {entity} is not supported")
         query = Query(name, count, [])
@@ -406,7 +419,7 @@ class QueryParser:
         if kind != "word":
             raise parser_error(f'Encountered "{value}", expected a property.')
         name = str(value)
-        known = {f.lower(): f for f in FILTERABLE[entity]}
+        known = {f.lower(): f for f in QUERYABLE[entity]}
         if name.lower() not in known:
             raise validation("4001", "Invalid query", f"QueryValidationError: property '{name}' is not queryable")
         return known[name.lower()]
@@ -715,6 +728,28 @@ class QuickBooksWebhooks:
         return {"attempts": attempts, "succeeded": ok, "failed": attempts - ok}
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Recurring transactions: the names of Intuit's XSDs (Finance.xsd RecurringInfo, RecurringScheduleInfo)
+# ---------------------------------------------------------------------------------------------------------
+
+#: Finance.xsd RecurringInfo.RecurType: "Automated, Reminded, UnScheduled or Manual".
+RECUR_TYPES = ("Automated", "Reminded", "UnScheduled", "Manual")
+#: Finance.xsd RecurringScheduleInfo.IntervalType: "Yearly, Monthly, Daily or Weekly".
+INTERVAL_UNITS: dict[str, Unit] = {"Daily": "day", "Weekly": "week", "Monthly": "month", "Yearly": "year"}
+#: Finance.xsd WeekEnum, in ``date.weekday()`` order; MonthEnum (without its "Used" value) from January.
+WEEK_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+MONTHS = tuple(calendar.month_name[1:])
+#: The transaction types a recurring template may hold here (Intuit's page shows Invoice; QBO also has Bill,
+#: Estimate, JournalEntry... which this sandbox does not keep).
+RECURRING_TYPES = ("Invoice",)
+#: What an invoice a schedule makes copies from its template besides the lines: see
+#: GUESSES["recurring_generated_invoice"].
+TEMPLATE_COPIED = (
+    "CustomerRef", "CurrencyRef", "GlobalTaxCalculation", "PrivateNote", "CustomerMemo", "BillEmail", "BillAddr",
+    "ShipAddr", "SalesTermRef", "ClassRef", "DepartmentRef", "ApplyTaxAfterDiscount",
+)  # fmt: skip
+
+
 class QuickBooksSandbox(AccountingSandbox):
     """A stateful QuickBooks Online company (one realm) plus Intuit's token endpoint, as a WSGI app."""
 
@@ -765,6 +800,7 @@ class QuickBooksSandbox(AccountingSandbox):
         self._emails: list[Row] = []
         self._limits = Limits(*self._limit_args)
         self._next_doc = 1001
+        self._init_recurring()
         for n, (account_id, name, kind, classification) in enumerate(ACCOUNTS):
             data = {
                 "Id": account_id,
@@ -1011,6 +1047,8 @@ class QuickBooksSandbox(AccountingSandbox):
         routes.add("POST", "/<entity:entity>", self._write_api)
         routes.add("GET", "/<entity:entity>/<record_id>", self._read)
         routes.add("POST", '/<entity("invoice"):entity>/<invoice_id>/send', self._send_api)
+        routes.add("POST", "/recurringtransaction", self._recurring_api)
+        routes.add("GET", "/recurringtransaction/<record_id>", self._recurring_read)
         return routes
 
     @cached_property
@@ -1455,6 +1493,8 @@ class QuickBooksSandbox(AccountingSandbox):
 
     def _query(self, statement: str) -> Row:
         query = QueryParser(statement).parse()
+        if query.entity == "RecurringTransaction":
+            return self._query_recurring(query)
         rows = [self._render(query.entity, rec) for rec in self.tables[query.entity].values()]
         conditions = list(query.conditions)
         if query.entity in ACTIVE_BY_DEFAULT and not any(c.field == "Active" for c in conditions):
@@ -1557,6 +1597,271 @@ class QuickBooksSandbox(AccountingSandbox):
             }
         }
 
+    # ---- recurring transactions (an Invoice template with RecurringInfo) ---------------------------------
+
+    def _init_recurring(self) -> None:
+        #: template Id -> its Invoice fields (``_made``: invoices made so far, never rendered)
+        self.recurring: dict[str, Record] = {}
+
+    def recurring_templates(self) -> list[Row]:
+        """Every recurring template as the API renders it (``{"Invoice": {...}}``), oldest first."""
+        with self.state.lock:
+            return [self._render_recurring(rec) for rec in sorted(self.recurring.values(), key=lambda r: r.seq)]
+
+    def run_recurring(self, on: date | None = None) -> list[Row]:
+        """What QuickBooks does each day: every active Automated template whose NextDate is ``on`` (the company's
+        today by default) or earlier makes its invoices, one per due day up to ``on``, as QBO makes them
+        (GUESSES["recurring_generated_invoice"]); Reminded and UnScheduled ones make none. Returns the invoices
+        made, as the API renders them; an invoice QBO would refuse (an inactive customer or item) raises
+        ValueError and leaves that template's NextDate where it was."""
+        with self.state.lock:
+            day = on or datetime.fromtimestamp(self._now(), COMPANY_ZONE).date()
+            made: list[Row] = []
+            for rec in sorted(self.recurring.values(), key=lambda r: r.seq):
+                info = rec.data["RecurringInfo"]
+                while info.get("Active") and info["RecurType"] == "Automated":
+                    due = info["ScheduleInfo"].get("NextDate")
+                    if not due or date.fromisoformat(due) > day:
+                        break
+                    try:
+                        invoice = self._create("Invoice", self._from_template(rec, date.fromisoformat(due)))
+                    except ApiError as err:
+                        raise ValueError(json.dumps(err.body)) from err
+                    made.append(self._render("Invoice", invoice))
+                    rec.data["_made"] = int(rec.data.get("_made", 0)) + 1
+                    info["ScheduleInfo"]["PreviousDate"] = due
+                    self._schedule_next(rec.data, date.fromisoformat(due) + timedelta(days=1))
+                    self._touch(rec)
+            return made
+
+    def _recurring_api(self, request: Request) -> Row:
+        operation = request.args.get("operation", "")
+        kind, sent = self._recurring_body(self._body(request))
+        if operation == "delete":
+            rec = self._current_recurring(sent)
+            del self.recurring[rec.data["Id"]]
+            return {"RecurringTransaction": {kind: {"Id": rec.data["Id"], "status": "Deleted", "domain": "QBO"}}}
+        if operation not in ("", "create", "update"):
+            raise business(f"unknown operation {operation}")
+        if sent.get("Id"):
+            rec = self._current_recurring(sent)
+            changes = {k: v for k, v in sent.items() if k not in ("Id", "SyncToken", "MetaData", "sparse", "domain")}
+            if sent.get("sparse") is True:
+                merged = {**rec.data, **changes}
+            else:  # a full update: omitted writable fields are cleared
+                merged = {k: v for k, v in rec.data.items() if k.startswith("_") or k in ("Id", "SyncToken")}
+                merged.update(changes)
+            rec.data = self._validate_template(merged, rec)
+            self._touch(rec)
+            return {"RecurringTransaction": self._render_recurring(rec)}
+        data = {k: v for k, v in sent.items() if k not in ("Id", "SyncToken", "MetaData", "sparse", "domain")}
+        data = self._validate_template(data, None)
+        data.update(Id=self._next_id(), SyncToken="0", _type=kind, _made=0)
+        now = self._now()
+        rec = Record(data, self._seq, now, now)
+        self.recurring[data["Id"]] = rec
+        return {"RecurringTransaction": self._render_recurring(rec)}
+
+    def _recurring_read(self, request: Request, record_id: str) -> Row:
+        """Intuit's page shows a read answered in a QueryResponse: see GUESSES["recurring_read_envelope"]."""
+        rec = self.recurring.get(record_id)
+        if rec is None:
+            raise not_found()
+        return {"QueryResponse": {"RecurringTransaction": [self._render_recurring(rec)], "startPosition": 1,
+                                  "maxResults": 1}}  # fmt: skip
+
+    @staticmethod
+    def _recurring_body(body: Row) -> tuple[str, Row]:
+        """The one transaction a RecurringTransaction body holds, under its type's name (IntuitRestServiceDef.xsd:
+        an IntuitEntity holding one IntuitObject)."""
+        kinds = [k for k in body if isinstance(body[k], dict)]
+        if len(kinds) != 1 or kinds[0] not in RECURRING_TYPES:
+            raise validation(
+                "2500", "Invalid Request", f"A recurring transaction holds one of {', '.join(RECURRING_TYPES)} here"
+            )
+        return kinds[0], dict(body[kinds[0]])
+
+    def _current_recurring(self, sent: Row) -> Record:
+        rec = self.recurring.get(str(sent.get("Id", "")))
+        if rec is None:
+            raise not_found()
+        if str(sent.get("SyncToken", "")) != str(rec.data["SyncToken"]):
+            raise stale_object()
+        return rec
+
+    def _validate_template(self, data: Row, current: Record | None) -> Row:
+        """An Invoice template: the invoice's rules (customer, currency, lines, tax, totals; no DocNumber
+        uniqueness, as a template is no invoice) and its RecurringInfo (required, GUESSES
+        ["recurring_required_fields"])."""
+        customer = self._customer(data.get("CustomerRef"))
+        currency = _ref_value(data.get("CurrencyRef")) or self.home_currency
+        if currency != _ref_value(customer.data.get("CurrencyRef")):
+            raise business(f"The currency {currency} does not match the customer's currency.")
+        data["CurrencyRef"] = {"value": currency}
+        calc = str(data.get("GlobalTaxCalculation") or "TaxExcluded")
+        if calc not in GLOBAL_TAX:
+            raise validation("2500", "Invalid Enumeration", f"GlobalTaxCalculation: {calc}")
+        data["GlobalTaxCalculation"] = calc
+        if len(str(data.get("DocNumber") or "")) > DOC_NUMBER_MAX:
+            raise too_long("DocNumber", DOC_NUMBER_MAX, len(str(data["DocNumber"])))
+        for key in ("TxnDate", "DueDate"):
+            if data.get(key):
+                self._iso_day(data[key], key)
+        self._compute(data)
+        info = data.get("RecurringInfo")
+        if not isinstance(info, dict):
+            raise missing_param("RecurringInfo")
+        data["RecurringInfo"] = self._recurring_info(dict(info), current)
+        self._schedule_next(data, self._today())
+        return data
+
+    def _recurring_info(self, info: Row, current: Record | None) -> Row:
+        name = str(info.get("Name") or "").strip()
+        if not name:
+            raise missing_param("RecurringInfo.Name")
+        if any(r is not current and r.data["RecurringInfo"]["Name"].casefold() == name.casefold()
+               for r in self.recurring.values()):  # fmt: skip
+            raise duplicate_name()
+        kind = str(info.get("RecurType") or "")
+        if kind not in RECUR_TYPES:
+            raise validation("2500", "Invalid Enumeration", f"RecurringInfo.RecurType: {kind}")
+        active = info.get("Active", True)
+        if not isinstance(active, bool):
+            raise validation("2500", "Invalid Request", "RecurringInfo.Active is a boolean")
+        out: Row = {"Name": name, "RecurType": kind, "Active": active}
+        sent = info.get("ScheduleInfo")
+        if kind in ("Automated", "Reminded") and not isinstance(sent, dict):
+            raise missing_param("RecurringInfo.ScheduleInfo")
+        if isinstance(sent, dict):
+            out["ScheduleInfo"] = self._schedule_info(sent, current)
+        return out
+
+    def _schedule_info(self, sent: Row, current: Record | None) -> Row:
+        interval = str(sent.get("IntervalType") or "")
+        if interval not in INTERVAL_UNITS:
+            raise validation("2500", "Invalid Enumeration", f"ScheduleInfo.IntervalType: {interval}")
+        if not sent.get("StartDate"):
+            raise missing_param("RecurringInfo.ScheduleInfo.StartDate")
+        out: Row = {"IntervalType": interval, "StartDate": self._iso_day(sent["StartDate"], "StartDate").isoformat()}
+        for key, low, high in (
+            ("NumInterval", 1, 999), ("DayOfMonth", 1, 31), ("WeekOfMonth", 1, 5), ("MaxOccurrences", 1, 9999),
+            ("RemindDays", 0, 90), ("DaysBefore", 0, 90),
+        ):  # fmt: skip
+            value = sent.get(key)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | Decimal) or not low <= int(value) <= high:
+                raise validation("2500", "Invalid Number", f"ScheduleInfo.{key}: {value} is not in {low}..{high}")
+            out[key] = int(value)
+        out.setdefault("NumInterval", 1)
+        for key, names in (("DayOfWeek", WEEK_DAYS), ("MonthOfYear", MONTHS)):
+            if sent.get(key) is not None:
+                if sent[key] not in names:
+                    raise validation("2500", "Invalid Enumeration", f"ScheduleInfo.{key}: {sent[key]}")
+                out[key] = sent[key]
+        if sent.get("EndDate"):
+            end = self._iso_day(sent["EndDate"], "EndDate")
+            if end < date.fromisoformat(out["StartDate"]):
+                raise business("The end date of a recurring schedule cannot be before its start date.")
+            out["EndDate"] = end.isoformat()
+        previous = ((current.data["RecurringInfo"].get("ScheduleInfo") or {}).get("PreviousDate")) if current else None
+        if previous:  # read only (the XSD), kept from the runs so far
+            out["PreviousDate"] = previous
+        return out
+
+    @staticmethod
+    def _iso_day(value: Any, name: str) -> date:
+        try:
+            return date.fromisoformat(str(value))
+        except ValueError as exc:
+            raise validation("2040", "Invalid Date", f"{name}: {value}") from exc
+
+    def _today(self) -> date:
+        return datetime.fromtimestamp(self._now(), COMPANY_ZONE).date()
+
+    def _schedule_next(self, data: Row, earliest: date) -> None:
+        """NextDate (read only in the XSD): the schedule's first day on or after ``earliest`` and after the last
+        run, within EndDate and MaxOccurrences; none for an inactive or unscheduled template, or a finished one.
+        A StartDate in the past counts from today: see GUESSES["recurring_past_start"]."""
+        info = data["RecurringInfo"]
+        schedule = info.get("ScheduleInfo")
+        if not isinstance(schedule, dict):
+            return
+        schedule.pop("NextDate", None)
+        if not info["Active"] or info["RecurType"] not in ("Automated", "Reminded"):
+            return
+        if schedule.get("MaxOccurrences") and int(data.get("_made", 0)) >= schedule["MaxOccurrences"]:
+            return
+        previous = schedule.get("PreviousDate")
+        if previous:
+            earliest = max(earliest, date.fromisoformat(previous) + timedelta(days=1))
+        weekday = WEEK_DAYS.index(schedule["DayOfWeek"]) if schedule.get("DayOfWeek") else None
+        recurrence = Recurrence(
+            unit=INTERVAL_UNITS[schedule["IntervalType"]],
+            every=schedule["NumInterval"],
+            start=date.fromisoformat(schedule["StartDate"]),
+            end=date.fromisoformat(schedule["EndDate"]) if schedule.get("EndDate") else None,
+            day_of_month=schedule.get("DayOfMonth"),
+            weekday=weekday,
+            week_of_month=schedule.get("WeekOfMonth"),
+            month=MONTHS.index(schedule["MonthOfYear"]) + 1 if schedule.get("MonthOfYear") else None,
+        )
+        following = recurrence.first_on_or_after(earliest)
+        if following is not None:
+            schedule["NextDate"] = following.isoformat()
+
+    def _from_template(self, rec: Record, day: date) -> Row:
+        """The invoice a template makes on ``day``: its customer, lines, tax and notes, dated ``day``, with the
+        due date as far after it as the template's, the company's next number and RecurDataRef naming the
+        template (Finance.xsd Transaction.RecurDataRef): see GUESSES["recurring_generated_invoice"]."""
+        template = rec.data
+        fields: Row = {k: json.loads(json.dumps(template[k], cls=WireEncoder), parse_float=Decimal)
+                       for k in TEMPLATE_COPIED if k in template}  # fmt: skip
+        fields["Line"] = [
+            {k: v for k, v in line.items() if k not in ("Id", "LineNum")}
+            for line in json.loads(json.dumps(template["Line"], cls=WireEncoder), parse_float=Decimal)
+            if line.get("DetailType") != "SubTotalLineDetail"
+        ]
+        fields["TxnDate"] = day.isoformat()
+        if template.get("TxnDate") and template.get("DueDate"):
+            terms = date.fromisoformat(template["DueDate"]) - date.fromisoformat(template["TxnDate"])
+            fields["DueDate"] = (day + terms).isoformat()
+        else:
+            fields["DueDate"] = day.isoformat()
+        taken = {str(r.data.get("DocNumber") or "") for r in self.tables["Invoice"].values()}
+        while str(self._next_doc) in taken:
+            self._next_doc += 1
+        fields["DocNumber"] = str(self._next_doc)
+        self._next_doc += 1
+        fields["RecurDataRef"] = {"value": template["Id"], "name": template["RecurringInfo"]["Name"]}
+        return fields
+
+    def _render_recurring(self, rec: Record) -> Row:
+        out = {k: v for k, v in rec.data.items() if not k.startswith("_")}
+        out.update(domain="QBO", sparse=False)
+        out["MetaData"] = {"CreateTime": _stamp(rec.created), "LastUpdatedTime": _stamp(rec.updated)}
+        rendered = json.loads(json.dumps(out, cls=WireEncoder), parse_float=Decimal)
+        return {str(rec.data["_type"]): rendered}
+
+    def _query_recurring(self, query: Query) -> Row:
+        """``select * from RecurringTransaction``: the templates, filtered and ordered on their own fields."""
+        rows = [self._render_recurring(rec) for rec in self.recurring.values()]
+
+        def inner(row: Row) -> Row:
+            return next(iter(row.values()))
+
+        rows = [r for r in rows if all(_matches(inner(r), c) for c in query.conditions)]
+        if query.count:
+            return {"totalCount": len(rows)}
+        rows.sort(
+            key=lambda r: _sort_key(_comparable(query.order, _field_value(inner(r), query.order))),
+            reverse=query.descending,
+        )
+        page = rows[query.start - 1 : query.start - 1 + query.max_results]
+        if not page:
+            return {}
+        return {"RecurringTransaction": page, "startPosition": query.start, "maxResults": len(page)}
+
     # ---- control API (/_sandbox/...) ---------------------------------------------------------------------
 
     def control_routes(self) -> Router:
@@ -1569,6 +1874,8 @@ class QuickBooksSandbox(AccountingSandbox):
         ):
             routes.add("GET", f"/_sandbox/{name}", lambda body, entity=entity: {entity: self.rows(entity)})
         routes.add("GET", "/_sandbox/emails", lambda body: {"emails": self.emails()})
+        routes.add("GET", "/_sandbox/recurring", lambda body: {"RecurringTransaction": self.recurring_templates()})
+        routes.add("POST", "/_sandbox/recurring/run", self._control_run_recurring)
         routes.add("POST", "/_sandbox/expire-tokens", lambda body: self.expire_access_tokens())
         routes.add("POST", "/_sandbox/revoke-refresh-tokens", lambda body: self.revoke_refresh_tokens())
         routes.add("GET", "/_sandbox/refresh-token", self._control_refresh_token)
@@ -1576,6 +1883,10 @@ class QuickBooksSandbox(AccountingSandbox):
         routes.add("POST", "/_sandbox/webhooks/flush", lambda body: self.webhooks.flush())
         routes.add("GET", "/_sandbox/webhooks/deliveries", self._control_deliveries)
         return routes
+
+    def _control_run_recurring(self, body: Any) -> Row:
+        on = (body or {}).get("on") if isinstance(body, dict) else None
+        return {"Invoice": self.run_recurring(date.fromisoformat(on) if on else None)}
 
     def _control_refresh_token(self, body: Any) -> Response:
         token = self.current_refresh_token
@@ -1751,6 +2062,10 @@ class QuickBooksDriver:
             TxnDate=on.isoformat(),
             Line=[{"Amount": amount, "LinkedTxn": [{"TxnId": invoice_id, "TxnType": "Invoice"}]}],
         )
+
+    def run_recurring(self, on: date | None = None) -> list[str]:
+        """QuickBooks' daily run of the recurring templates up to ``on``: the ids of the invoices it made."""
+        return [str(row["Id"]) for row in self.sandbox.run_recurring(on)]
 
 
 def serve(sandbox: QuickBooksSandbox | None = None, port: int = 0) -> tuple[QuickBooksSandbox, SandboxServer]:

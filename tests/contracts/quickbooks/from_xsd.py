@@ -24,7 +24,7 @@ FILES = ("IntuitBaseTypes.xsd", "IntuitNamesTypes.xsd", "Finance.xsd", "IntuitRe
 WANTED = (
     "Customer", "Invoice", "Item", "Payment", "Line", "SalesItemLineDetail", "SubTotalLineDetail", "ReferenceType",
     "EmailAddress", "TelephoneNumber", "PhysicalAddress", "WebSiteAddress", "ModificationMetaData", "TxnTaxDetail",
-    "LinkedTxn", "Fault", "Error", "Account",
+    "LinkedTxn", "Fault", "Error", "Account", "RecurringInfo", "RecurringScheduleInfo",
 )  # fmt: skip
 SCALARS: dict[str, dict[str, Any]] = {
     "xs:string": {"type": "string"}, "id": {"type": "string"}, "xs:date": {"type": "string"},

@@ -71,4 +71,48 @@ GUESSES: dict[str, str] = {
         "the company's own and named in the audit's item; finance can re-point it in QuickBooks and the "
         "catalogue never overwrites accounts (accounting owns them). Confirm: finance's choice per company."
     ),
+    # ---- recurring transactions (the sandbox's RecurringTransaction; no adapter yet) ---------------------
+    "recurring_read_envelope": (
+        "GET /recurringtransaction/{id} answers a QueryResponse holding a one-element RecurringTransaction list, as "
+        "the sample of 'Read a recurring transaction' on Intuit's RecurringTransaction page shows (read through "
+        'its mirrors), unlike other entities\' reads ({"Invoice": {...}}); create, update and delete answer '
+        '{"RecurringTransaction": {"Invoice": {...}}}, the template under its type as the read\'s rows '
+        "hold it (a deleted one {Id, status: Deleted}). Safe if wrong: an adapter reads the template from either "
+        "envelope (QueryResponse.RecurringTransaction[0] or RecurringTransaction) and, after a write it cannot "
+        "read, finds the template by query on its Id. Confirm: create, read and delete one template in a "
+        "sandbox company and compare the bodies."
+    ),
+    "recurring_query_filters": (
+        "select * from RecurringTransaction filters on Id, MetaData.CreateTime and MetaData.LastUpdatedTime "
+        "only (what CData's QuickBooks Online driver passes to QBO as server-side filters for its recurring "
+        "tables; Intuit's page shows the bare select); the sandbox answers any other property with 4001. Safe "
+        "if wrong: an adapter that needs a template by name or customer lists the templates and filters them "
+        "itself. Confirm: query RecurringTransaction where RecurringInfo.Name = '...' against a real company."
+    ),
+    "recurring_required_fields": (
+        "A template needs RecurringInfo with a Name unique among the company's templates (6240 otherwise, the "
+        "duplicate-name fault), a RecurType of Automated, Reminded, UnScheduled or Manual (the XSD's words) and, "
+        "for Automated and Reminded, ScheduleInfo with an IntervalType and a StartDate (2020 when missing); the "
+        "XSD marks every element optional and the page lists RecurringInfo and an item line as required. Safe "
+        "if wrong: an adapter always sends all of them, and names a template after its deal and frequency, "
+        "which is unique anyway. Confirm: create templates without a Name, a StartDate, and with a Name "
+        "already used."
+    ),
+    "recurring_past_start": (
+        "A template's NextDate is its schedule's first day on or after both its StartDate and the day it is "
+        "created or changed (and after its last run): QBO does not make invoices for days before the template "
+        "existed. Safe if wrong: an adapter writes back NextDate as QBO answers it and never computes it. "
+        "Confirm: create an Automated template with last month's StartDate and read its NextDate."
+    ),
+    "recurring_generated_invoice": (
+        "An invoice an Automated template makes on its day copies the template's CustomerRef, CurrencyRef, "
+        "lines (recomputed), tax, PrivateNote, CustomerMemo, BillEmail, addresses and terms refs; is dated that "
+        "day, due as many days later as the template's DueDate is after its TxnDate (else that day); takes the "
+        "company's next invoice number, never the template's DocNumber; and carries RecurDataRef "
+        "{value: template Id} (Finance.xsd: 'Reference to the RecurTemplate which was used to create the "
+        "Transaction'). A template made inactive, Reminded or UnScheduled makes none. Safe if wrong: a poller "
+        "recognises a generated invoice by RecurDataRef first and by the deal reference the template puts in "
+        "PrivateNote and CustomerMemo, never by DocNumber. Confirm: let a daily Automated template run in a "
+        "sandbox company and read the invoice it made."
+    ),
 }
