@@ -63,12 +63,14 @@ class PairObject:
 
 
 #: The objects a pair carries, in the table's order: customers (companies and contacts as accounting
-#: customers), invoices (won deals), payments (written back onto the deal) and the product catalogue (items).
+#: customers), invoices (won deals), payments (written back onto the deal), the product catalogue (items) and
+#: repeating invoices (a won deal's recurring lines as schedules).
 PAIR_OBJECTS = (
     PairObject("customers", crm=("company", "contact"), accounting=("customer",)),
     PairObject("invoices", crm=("deal",), accounting=("invoice",)),
     PairObject("payments", crm=("deal",), accounting=("payment",)),
     PairObject("products", crm=("product",), accounting=("product",)),
+    PairObject("repeating invoices", crm=("repeating_invoice",), accounting=("repeating_invoice",)),
 )
 PAIR_HEADER = "accounting / CRM"
 

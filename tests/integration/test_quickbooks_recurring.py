@@ -428,3 +428,13 @@ def test_a_generated_invoice_shows_on_the_deal_through_the_poller(
     assert written["closeloop_recurring_amount_due"] in {"99.00", "440.00"}
     (one_off,) = [r for r in qbo.rows("Invoice") if r["Id"] not in made]
     assert written["closeloop_invoice_number"] == one_off["DocNumber"]
+
+
+def test_the_spec_lists_repeating_invoice_and_the_adapter_implements_the_whole_port() -> None:
+    from closeloop.ports import RecurringAccounting  # noqa: PLC0415
+    from closeloop.vendors.quickbooks import SPEC  # noqa: PLC0415
+
+    assert "repeating_invoice" in SPEC.capabilities.objects
+    methods = [n for n, v in vars(RecurringAccounting).items() if callable(v) and not n.startswith("_")]
+    assert sorted(methods) == ["create_schedule", "end_schedule", "extend_schedule", "find_schedule", "get_schedule"]
+    assert all(callable(getattr(QuickBooksAccounting, n, None)) for n in methods)
