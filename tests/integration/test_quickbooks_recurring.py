@@ -438,3 +438,28 @@ def test_the_spec_lists_repeating_invoice_and_the_adapter_implements_the_whole_p
     methods = [n for n, v in vars(RecurringAccounting).items() if callable(v) and not n.startswith("_")]
     assert sorted(methods) == ["create_schedule", "end_schedule", "extend_schedule", "find_schedule", "get_schedule"]
     assert all(callable(getattr(QuickBooksAccounting, n, None)) for n in methods)
+
+
+def test_a_renewal_extends_the_template_and_a_cancelled_contract_makes_both_inactive(
+    sandbox: tuple[QuickBooksSandbox, SandboxServer],
+) -> None:
+    qbo, server = sandbox
+    sync, crm, _, _ = wired(qbo, server)
+    sync.sync(DEAL, events_for(DEAL))
+    monthly_id = next(t["Id"] for t in templates(qbo) if t["RecurringInfo"]["Name"].endswith("/monthly"))
+    before = next(t for t in templates(qbo) if t["Id"] == monthly_id)["RecurringInfo"]["ScheduleInfo"]["EndDate"]
+    # When the monthly lines are renewed for 24 periods, Then the same template runs a year longer
+    deal = crm.deals[DEAL.object_id]
+    renewed = tuple(
+        li.model_copy(update={"recurring_periods": 24}) if li.recurring_frequency == "monthly" else li
+        for li in deal.line_items
+    )
+    crm.deals[DEAL.object_id] = deal.model_copy(update={"line_items": renewed})
+    sync.sync(DEAL, events_for(DEAL))
+    after = next(t for t in templates(qbo) if t["Id"] == monthly_id)["RecurringInfo"]["ScheduleInfo"]["EndDate"]
+    assert date.fromisoformat(after) > date.fromisoformat(before) and len(templates(qbo)) == 2
+    # When the deal leaves the won stages (the contract was cancelled), Then both templates stop
+    crm.deals[DEAL.object_id] = crm.deals[DEAL.object_id].model_copy(update={"is_won": False, "stage": "closedlost"})
+    sync.sync(DEAL, events_for(DEAL))
+    assert [t["RecurringInfo"]["Active"] for t in templates(qbo)] == [False, False]
+    assert crm.deal_properties[DEAL.object_id]["closeloop_schedule_ids"] == ""
