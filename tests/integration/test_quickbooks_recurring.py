@@ -463,3 +463,36 @@ def test_a_renewal_extends_the_template_and_a_cancelled_contract_makes_both_inac
     sync.sync(DEAL, events_for(DEAL))
     assert [t["RecurringInfo"]["Active"] for t in templates(qbo)] == [False, False]
     assert crm.deal_properties[DEAL.object_id]["closeloop_schedule_ids"] == ""
+
+
+def test_the_reconciliation_counts_generated_invoices_as_the_schedule_s_and_lists_one_ended_in_quickbooks(
+    sandbox: tuple[QuickBooksSandbox, SandboxServer],
+) -> None:
+    from closeloop.sync.reconcile import reconcile  # noqa: PLC0415
+
+    qbo, server = sandbox
+    sync, crm, books, store = wired(qbo, server)
+    sync.sync(DEAL, events_for(DEAL))
+    day = today(qbo)
+    QuickBooksDriver(qbo).run_recurring(day)
+
+    def run() -> list[str]:
+        found = reconcile(
+            day.strftime("%Y-%m"),
+            crm=crm,
+            accounting=books,
+            store=store,
+            failed_syncs=[],
+            dead_letters={},
+            today=day,
+            deal_mappings=list(store.mappings.values()),
+            schedules=books,
+        )
+        return [f"{d.type}: {d.detail}" for d in found.discrepancies]
+
+    # Then the generated invoices are no duplicate or orphan of the deal
+    assert not [d for d in run() if d.startswith(("duplicate_invoice", "invoice_without_deal", "schedule"))]
+    # When finance makes the monthly template inactive in QuickBooks, Then it is listed as ended early
+    monthly = next(t for t in templates(qbo) if t["RecurringInfo"]["Name"].endswith("/monthly"))
+    books.end_schedule(monthly["Id"], idempotency_key="finance")
+    assert [d for d in run() if d.startswith("schedule_ended_early")]
