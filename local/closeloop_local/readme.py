@@ -63,7 +63,8 @@ class PairObject:
 
 
 #: The objects a pair carries, in the table's order: customers (companies and contacts as accounting
-#: customers), invoices (won deals), payments (written back onto the deal) and the product catalogue (items).
+#: customers), invoices (won deals), payments (written back onto the deal), the product catalogue (items) and
+#: repeating invoices (a won deal's recurring lines as schedules).
 PAIR_OBJECTS = (
     PairObject("customers", crm=("company", "contact"), accounting=("customer",)),
     PairObject("invoices", crm=("deal",), accounting=("invoice",)),
@@ -71,6 +72,7 @@ PAIR_OBJECTS = (
     PairObject("products", crm=("product",), accounting=("product",)),
     PairObject("purchase orders", crm=("purchase_order",), accounting=("purchase_order",)),
     PairObject("quotes", crm=("quote",), accounting=("quote",)),
+    PairObject("repeating invoices", crm=("repeating_invoice",), accounting=("repeating_invoice",)),
 )
 PAIR_HEADER = "accounting / CRM"
 

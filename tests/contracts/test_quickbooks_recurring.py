@@ -1,19 +1,31 @@
 """The sandbox's RecurringTransaction answers held against Intuit's contract (tests/contracts/quickbooks:
 RecurringInfo and RecurringScheduleInfo generated from Finance.xsd, the RecurringTransaction envelope of
-IntuitRestServiceDef.xsd, the reference page's required elements). No adapter sends these yet: the requests
-are the ones an adapter would send, so both sides of every exchange are checked."""
+IntuitRestServiceDef.xsd, the reference page's required elements): the raw requests of a schedule's life, and
+the adapter's own (QuickBooksAccounting's RecurringAccounting methods), so both sides of every exchange are
+checked."""
 
 from __future__ import annotations
 
 import json
 from datetime import date
 from decimal import Decimal
+from urllib.parse import unquote_plus
 
 import httpx
+import pytest
 
+from closeloop.errors import ValidationFailed
+from closeloop.models import InvoiceLine, ScheduleDraft
 from closeloop_local.sandboxes.base import Exchange, WireEncoder, recording
-from closeloop_local.sandboxes.quickbooks import DEFAULT_REALM_ID, DEFAULT_REFRESH_TOKEN, QuickBooksSandbox, serve
+from closeloop_local.sandboxes.quickbooks import (
+    DEFAULT_REALM_ID,
+    DEFAULT_REFRESH_TOKEN,
+    QuickBooksDriver,
+    QuickBooksSandbox,
+    serve,
+)
 from tests.contracts.contract import load
+from tests.quickbooks_adapters import adapter
 
 BASE = f"/v3/company/{DEFAULT_REALM_ID}"
 
@@ -129,3 +141,61 @@ def test_a_template_without_recurring_info_or_of_two_types_is_a_violation() -> N
     assert check({"Invoice": good, "Bill": {}})
     assert check({"Invoice": {**good, "RecurringInfo": {"Name": "n", "Every": "month"}}})
     assert check({"Invoice": {**good, "RecurringInfo": {"Name": "n", "ScheduleInfo": {"DayOfWeek": "Funday"}}}})
+
+
+def test_every_exchange_of_the_adapter_s_schedules_follows_intuit_s_contract() -> None:
+    # Given the adapter's RecurringAccounting calls recorded against the sandbox: creates of every interval (a
+    # discounted draft one too), a taken Name, a refusal, find over two pages, get, extend, end, and the
+    # change feed reading a generated invoice
+    with recording() as recorder:
+        qbo, server = serve(QuickBooksSandbox())
+        try:
+            QuickBooksDriver(qbo).seed_item("SUP-1", "Support", Decimal("100"))
+            customer = str(qbo.seed("Customer", DisplayName="Acme")["Id"])
+            books = adapter(qbo, server.url)
+            books.client.max_results = 2  # the templates' list in two pages
+            start = date(2027, 1, 31)
+            line = InvoiceLine(
+                item_code="SUP-1", description="Support", quantity=Decimal(1), unit_amount=Decimal("50"), tax_type="TAX"
+            )
+            made = []
+            for n, frequency in enumerate(("monthly", "weekly", "annual")):
+                draft = ScheduleDraft(
+                    customer_id=customer,
+                    reference=f"crm-deal-{n}/{frequency}",
+                    currency="USD",
+                    lines=(line, line.model_copy(update={"discount_rate": Decimal(10)})),
+                    frequency=frequency,
+                    start=start,
+                    end=date(2028, 1, 31),
+                    status="AUTHORISED" if n else "DRAFT",
+                    url="https://crm.example/deal/1",
+                )
+                made.append(books.create_schedule(draft, idempotency_key=f"s-{n}"))
+            books.create_schedule(draft, idempotency_key="s-again")  # the Name is taken: found instead
+            with pytest.raises(ValidationFailed):
+                books.create_schedule(
+                    draft.model_copy(update={"reference": "x", "currency": "EUR"}), idempotency_key="e"
+                )
+            assert books.find_schedule("crm-deal-2/annual") is not None
+            books.get_schedule(made[0].id)
+            books.extend_schedule(made[1], date(2029, 1, 31), idempotency_key="x")
+            books.end_schedule(made[0].id, idempotency_key="end")
+            QuickBooksDriver(qbo).run_recurring(date(2027, 2, 1))
+            list(books.iter_invoices_changed_since(None))
+        finally:
+            server.stop()
+    exchanges = [e for e in recorder.exchanges if "/v3/company/" in e.path]
+    contract = load("quickbooks")
+    operations = {op.name for e in exchanges if (op := contract.operation(e.method, e.path)) is not None}
+    assert {
+        "POST /v3/company/{realmId}/recurringtransaction",
+        "GET /v3/company/{realmId}/recurringtransaction/{recurringtransactionId}",
+        "GET /v3/company/{realmId}/query",
+    } <= operations
+    # When each is held against the contract, Then none departs from it
+    violations = [str(v) for exchange in exchanges for v in contract.check(exchange)]
+    assert not violations, "\n".join(sorted(set(violations)))
+    assert {e.status for e in exchanges if e.path.endswith("/recurringtransaction")} == {200, 400}
+    template_pages = [e for e in exchanges if "RecurringTransaction" in unquote_plus(e.query)]
+    assert len(template_pages) >= 2

@@ -1,6 +1,6 @@
-"""QuickBooks Online as an AccountingPort: customers, items and invoices, its change feed (CDC, else queries)
-and webhooks, thin over ``client`` (HTTP, query paging, faults), ``mapping`` (canonical <-> QBO JSON) and
-``webhooks`` (signature, delivery models).
+"""QuickBooks Online as an AccountingPort: customers, items, invoices and repeating schedules (recurring
+Invoice templates), its change feed (CDC, else queries) and webhooks, thin over ``client`` (HTTP, query
+paging, faults), ``mapping`` (canonical <-> QBO JSON) and ``webhooks`` (signature, delivery models).
 
 Vendor facts encoded here (developer.intuit.com Accounting API reference, Intuit's blog posts on voiding
 invoices and on ``requestid``; see /work/shared/vendors/accounting.md): writes are ``POST /{entity}``; an
@@ -20,7 +20,7 @@ from urllib.parse import quote
 import httpx
 
 from closeloop.dates import parse_day, parse_utc
-from closeloop.errors import FatalError, NotFound, ValidationFailed
+from closeloop.errors import Conflict, FatalError, NotFound, ValidationFailed
 from closeloop.http import Fault, Pacer, RateLimit, typed_error
 from closeloop.models import (
     AccountingCustomer,
@@ -34,6 +34,8 @@ from closeloop.models import (
     ItemDraft,
     ItemLimits,
     QuoteDraft,
+    RepeatingSchedule,
+    ScheduleDraft,
     customer_fields,
 )
 from closeloop.oauth import RefreshingTokens
@@ -59,6 +61,7 @@ from closeloop.vendors.quickbooks.mapping import (
     is_voided,
     linked_ids,
     search_word,
+    template_of,
     to_customer,
     to_invoice,
     to_item,
@@ -66,7 +69,10 @@ from closeloop.vendors.quickbooks.mapping import (
     to_qbo_estimate,
     to_qbo_invoice,
     to_qbo_item,
+    to_qbo_template,
     to_quote,
+    to_schedule,
+    writable_recurring_info,
 )
 
 #: Item types a sales line names and ``iter_items`` lists (bundles, categories and the like are not sold alone).
@@ -802,3 +808,136 @@ class QuickBooksAccounting:
         if not isinstance(row, dict):
             raise FatalError("QuickBooks accepted the estimate but returned none", vendor=VENDOR, status=200)
         return to_quote(row)
+
+    # -- repeating schedules (RecurringTransaction Invoice templates) -------------------------------------
+
+    def find_schedule(self, reference: str) -> RepeatingSchedule | None:
+        """The Invoice template whose RecurringInfo.Name is ``reference`` (compared as QBO compares names,
+        case-insensitively), whatever its state (``status`` says whether it still runs), else None.
+
+        The Name carries our reference because QBO keeps template Names unique per company (6240), so the
+        Name both finds a template made before a crash and refuses a second one for the deal and frequency.
+        The query language filters templates on Id and MetaData times only (GUESSES["recurring_query_filters"]),
+        so the templates are read a page (MAX_RESULTS) at a time and matched here; a company has few of them,
+        and this runs only for a deal and frequency without a stored mapping. An inactive template is returned
+        too: its Name is taken, so making another is impossible and a person must decide (the flow flags it).
+        Raises IntegrationError subclasses.
+        """
+        wanted = reference.strip().casefold()
+        if not wanted:
+            return None
+        today = self._clock().date()
+        for rows in self.client.query_pages("RecurringTransaction"):
+            for row in rows:
+                template = template_of({"RecurringTransaction": row})
+                name = str(((template or {}).get("RecurringInfo") or {}).get("Name") or "")
+                if template is not None and name.strip().casefold() == wanted:
+                    return to_schedule(template, today)
+        return None
+
+    def get_schedule(self, schedule_id: str) -> RepeatingSchedule | None:
+        """``GET /recurringtransaction/{id}``, ended (inactive) ones included; None when QBO does not know it
+        (610/404: deleted in QuickBooks)."""
+        template = self._read_template(schedule_id)
+        return None if template is None else to_schedule(template, self._clock().date())
+
+    def _read_template(self, schedule_id: str) -> dict[str, Any] | None:
+        if not schedule_id.strip():
+            return None
+        try:
+            _, payload = self.client.call("GET", f"recurringtransaction/{quote(schedule_id, safe='')}")
+        except NotFound:
+            return None
+        return template_of(payload)
+
+    def create_schedule(self, draft: ScheduleDraft, *, idempotency_key: str) -> RepeatingSchedule:
+        """``POST /recurringtransaction?requestid=…`` with an Invoice template (``mapping.to_qbo_template``):
+        RecurType Automated for an AUTHORISED draft, Reminded for a DRAFT one (GUESSES["recurring_draft_reminded"]);
+        ScheduleInfo from the frequency (``mapping.interval_of``), StartDate and EndDate; lines, tax and currency
+        as invoices send them, items resolved by code first (an unknown one is a ValidationFailed naming it).
+
+        A repeat of the key answers the first template (``requestid``); a Name already taken (6240) means the
+        deal and frequency have a template: it is returned as found. Raises ValidationFailed with QBO's reasons.
+        """
+        codes = [line.item_code for line in draft.lines]
+        rows = self._item_rows_by_code(codes)
+        missing = sorted({c for c in codes if c not in rows})
+        if missing:
+            raise ValidationFailed(f"QuickBooks has no item named {', '.join(missing)}", vendor=VENDOR)
+        body = to_qbo_template(draft, {code: str(row.get("Id")) for code, row in rows.items()})
+        try:
+            _, payload = self.client.call(
+                "POST", "recurringtransaction", params={"requestid": request_id(idempotency_key)}, body=body
+            )
+        except Conflict:
+            found = self.find_schedule(draft.reference)
+            if found is None:
+                raise
+            return found
+        return self._saved_schedule(payload)
+
+    def end_schedule(self, schedule_id: str, *, idempotency_key: str) -> RepeatingSchedule:
+        """Make the template inactive (``RecurringInfo.Active: false`` in a sparse update at its SyncToken):
+        it makes no more invoices, the ones it made stay, and it stays readable (``get_schedule`` says ended)
+        with its Name reserved, where a delete would lose both (GUESSES["recurring_ended_inactive"]). An
+        inactive one is returned as is. Raises NotFound when the template is gone."""
+        return self._update_template(
+            schedule_id,
+            lambda info: {**info, "Active": False} if info.get("Active") is not False else None,
+            idempotency_key,
+        )
+
+    def extend_schedule(self, schedule: RepeatingSchedule, end: date, *, idempotency_key: str) -> RepeatingSchedule:
+        """Set the template's ScheduleInfo.EndDate to ``end`` in a sparse update at its SyncToken (same id,
+        lines, customer and NextDate); one already running until ``end`` or later is returned as is. Raises
+        NotFound when the template is gone."""
+
+        def later(info: dict[str, Any]) -> dict[str, Any] | None:
+            current = dict(info.get("ScheduleInfo") or {})
+            until = parse_day(current.get("EndDate"))
+            if until is not None and until >= end:
+                return None
+            return {**info, "ScheduleInfo": {**current, "EndDate": end.isoformat()}}
+
+        return self._update_template(schedule.id, later, idempotency_key)
+
+    def _update_template(
+        self,
+        schedule_id: str,
+        change: Callable[[dict[str, Any]], dict[str, Any] | None],
+        idempotency_key: str,
+    ) -> RepeatingSchedule:
+        """A sparse update of the template's RecurringInfo (sent whole: ``writable_recurring_info``) to what
+        ``change`` makes of it (None: nothing to change); a stale SyncToken (5010) re-reads and retries once."""
+        for attempt in (1, 2):
+            current = self._read_template(schedule_id)
+            if current is None:
+                raise NotFound(f"QuickBooks has no recurring transaction {schedule_id}", vendor=VENDOR, status=400)
+            info = change(writable_recurring_info(current))
+            if info is None:
+                return to_schedule(current, self._clock().date())
+            sent = {
+                "Id": schedule_id,
+                "SyncToken": str(current.get("SyncToken", "0")),
+                "sparse": True,
+                "RecurringInfo": info,
+            }
+            key = idempotency_key if attempt == 1 else f"{idempotency_key}#stale"
+            try:
+                _, payload = self.client.call(
+                    "POST", "recurringtransaction", params={"requestid": request_id(key)}, body={"Invoice": sent}
+                )
+            except StaleSyncToken:
+                if attempt == 1:
+                    continue
+                raise
+            return self._saved_schedule(payload)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _saved_schedule(self, payload: Mapping[str, Any]) -> RepeatingSchedule:
+        template = template_of(payload)
+        if template is None:
+            raise FatalError(
+                "QuickBooks accepted the recurring transaction but returned none", vendor=VENDOR, status=200
+            )
+        return to_schedule(template, self._clock().date())

@@ -240,7 +240,7 @@ class QuickBooksClient:
         def fetch(position: _QueryPosition) -> Page[list[dict[str, Any]], _QueryPosition]:
             page = self.query_page(f"{base} STARTPOSITION {position.start} MAXRESULTS {self.max_results}")
             rows: list[dict[str, Any]] = page.get(entity) or []
-            ids = tuple(str(r.get("Id", "")) for r in rows)
+            ids = tuple(row_id(r) for r in rows)
             if ids and ids == position.previous_ids:
                 raise PagingLoop(
                     f"QuickBooks returned the same {entity} rows at position {position.start}", vendor=VENDOR
@@ -260,6 +260,14 @@ class QuickBooksClient:
         params = {"requestid": request_id(idempotency_key)} if idempotency_key else None
         _, payload = self.call("POST", "batch", params=params, body={"BatchItemRequest": list(items)})
         return {str(r.get("bId")): r for r in payload.get("BatchItemResponse") or [] if isinstance(r, dict)}
+
+
+def row_id(row: Mapping[str, Any]) -> str:
+    """A query row's Id; a RecurringTransaction row holds its template under its type (``{"Invoice": {"Id"…}}``)."""
+    if "Id" in row:
+        return str(row["Id"])
+    inner = [v for v in row.values() if isinstance(v, Mapping)]
+    return str(inner[0].get("Id", "")) if len(inner) == 1 else ""
 
 
 def _read_json(response: httpx.Response) -> dict[str, Any]:

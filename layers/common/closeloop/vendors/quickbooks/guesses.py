@@ -143,4 +143,57 @@ GUESSES: dict[str, str] = {
         "to the CRM quote for a person to click; nothing reads it back. Confirm: open an estimate in QBO and "
         "compare the address bar."
     ),
+    # ---- recurring transactions: the adapter (RecurringAccounting) --------------------------------------
+    "recurring_reference_in_name": (
+        "Our schedule reference ({crm}-deal-{id}/{frequency}, about 30-40 characters) is a valid, unique "
+        "RecurringInfo.Name, so QBO refuses a second template for one deal and frequency with 6240 (as "
+        'GUESSES["recurring_required_fields"] reads the duplicate-name rule) and find_schedule matches the '
+        "Name client-side over the paged template list (Name is not filterable: "
+        'GUESSES["recurring_query_filters"]). Why Name: it is the only template text QBO keeps unique, and '
+        "the PrivateNote cannot be queried either. Safe if wrong: if Names were not unique, a repeat create "
+        "is still stopped by the requestid and the flow's mapping, lease and find-before-create; a Name too "
+        "long or refused is a ValidationFailed of the deal, nothing made. Confirm: create two templates with "
+        "one Name, and one with a 40-character Name containing '/' and '-', in a real company."
+    ),
+    "recurring_draft_reminded": (
+        "RECURRING_SCHEDULE_STATUS=DRAFT maps to RecurType Reminded (QBO reminds a person on each due day to "
+        "make the invoice, which is then made from the template) and AUTHORISED to Automated (QBO makes each "
+        "invoice by itself): QBO has no draft invoices, and Active false would stop the schedule altogether "
+        "(we read it as ended). Safe if wrong: a Reminded template makes no invoice by itself, so a draft "
+        "schedule never bills unasked; its invoices, if made by hand without RecurDataRef, still carry the "
+        "template's PrivateNote. Confirm: create a Reminded template in a real company, act on its reminder "
+        "and read the invoice made (RecurDataRef, PrivateNote)."
+    ),
+    "recurring_day_pinning": (
+        "ScheduleInfo names the start's own day: DayOfWeek for Weekly, DayOfMonth for Monthly, DayOfMonth and "
+        "MonthOfYear for Yearly, and a DayOfMonth past a month's end (31) falls on its last day, as the core's "
+        "add_periods counts a term. Safe if wrong: NextDate and EndDate are read back as QBO answers them, and "
+        "a first invoice off its day only moves a date; a refused combination is a ValidationFailed of the "
+        "deal. Confirm: create Monthly DayOfMonth 31 and Yearly templates and read their NextDate sequence."
+    ),
+    "recurring_template_dates": (
+        "A template's TxnDate and DueDate (its StartDate and due_days later) set the generated invoices' terms: "
+        'each is due as many days after its date (the sandbox models this, GUESSES["recurring_generated_invoice"]). '
+        "Safe if wrong: QBO then dates the invoice's due day by the customer's terms, and the poller writes "
+        "back the DueDate the invoice carries, never a computed one. Confirm: a template with TxnDate and a "
+        "DueDate 14 days later, and the DueDate of the invoice it makes."
+    ),
+    "recurring_ended_inactive": (
+        "Ending a schedule sets RecurringInfo.Active false in a sparse update that sends RecurringInfo whole "
+        "(a sparse update replaces a nested aggregate), with ScheduleInfo's read-only NextDate/PreviousDate "
+        "left out; QBO then makes no invoice from it and keeps it readable. Chosen over ?operation=delete so "
+        "get_schedule still reads it (the reconciliation says ended, not gone), the invoices keep a "
+        "RecurDataRef that resolves, and its Name stays taken. Safe if wrong: get_schedule reads a template "
+        "QBO deleted as None, which the flow and reconciliation treat as ended too; a refused update is a "
+        "ValidationFailed with QBO's reason. Confirm: deactivate an Automated template in a real company, "
+        "read it back and run past its next date."
+    ),
+    "recurring_generated_reference": (
+        "An invoice a template made carries RecurDataRef with the template's Name as its name (QBO fills "
+        "ReferenceType names as on CustomerRef), so the invoice's reference is our schedule reference; else "
+        "its PrivateNote's first line, copied from the template. Safe if wrong: with neither, the invoice's "
+        "reference is its DocNumber, the poller and reconciliation treat it as an invoice of no deal (it still "
+        "counts in the customer's summary), nothing is written to a wrong deal. Confirm: read an invoice made "
+        "by an Automated template in a real company."
+    ),
 }

@@ -1,5 +1,6 @@
-"""Pure conversions between canonical records and QuickBooks Online's JSON (Customer, Item, Invoice), and the
-values they are built from (DocNumber, reference, voided state, search words). No I/O.
+"""Pure conversions between canonical records and QuickBooks Online's JSON (Customer, Item, Invoice, recurring
+Invoice templates), and the values they are built from (DocNumber, reference, voided state, search words,
+schedule intervals). No I/O.
 
 QBO facts encoded here: invoices have no draft state (posted when created); a voided invoice keeps its record
 with every amount zeroed and "Voided" put in front of its PrivateNote; money is a JSON number (read with
@@ -11,23 +12,27 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import date
+from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 from closeloop.dates import parse_day, parse_utc
 from closeloop.models import (
+    FREQUENCY_PERIODS,
     AccountingCustomer,
     AccountingQuote,
     AccountingQuoteStatus,
     Customer,
+    Frequency,
     Invoice,
     InvoiceDraft,
     InvoiceLine,
     Item,
     ItemDraft,
     QuoteDraft,
+    RepeatingSchedule,
+    ScheduleDraft,
     money_text,
 )
 from closeloop.vendors.quickbooks.client import VENDOR
@@ -97,12 +102,20 @@ def is_voided(row: Mapping[str, Any]) -> bool:
 
 
 def reference_of(row: Mapping[str, Any]) -> str:
-    """Our reference: the PrivateNote's first line, else (a void overwrote it) the DocNumber."""
+    """Our reference: the PrivateNote's first line, else (a void overwrote it) the DocNumber.
+
+    An invoice a recurring template made (``RecurDataRef``) carries the company's next number, not ours: its
+    reference is the template's (RecurDataRef's name, which is the template's Name and so our schedule
+    reference), else the PrivateNote's first line it copied from the template (see
+    GUESSES["recurring_generated_reference"])."""
     note = str(row.get("PrivateNote") or "")
     if note.startswith("Voided"):
         note = note[len("Voided") :].lstrip(" -:\n")
     first = note.splitlines()[0].strip() if note.strip() else ""
     doc = str(row.get("DocNumber") or "")
+    template = row.get("RecurDataRef")
+    if isinstance(template, Mapping) and template.get("value"):
+        return str(template.get("name") or "").strip() or first or doc
     return first if first and doc and doc_number(first) == doc else doc or first
 
 
@@ -390,6 +403,134 @@ def to_quote(row: Mapping[str, Any]) -> AccountingQuote:
         total=total,
         url=WEB_URL + ESTIMATE_WEB_PATH.format(id=quote(estimate_id, safe="")) if estimate_id else "",
         updated_at=updated,
+    )
+
+
+# -- recurring transactions (Invoice templates) -------------------------------------------------------------
+
+#: ScheduleDraft.status -> RecurringInfo.RecurType: an approved schedule makes its invoices by itself
+#: (Automated); a draft one reminds a person to make each (Reminded), QBO having no draft invoices
+#: (see GUESSES["recurring_draft_reminded"]).
+RECUR_TYPES: dict[str, str] = {"AUTHORISED": "Automated", "DRAFT": "Reminded"}
+#: The RecurTypes that run on a schedule (Finance.xsd RecurringInfo.RecurType; UnScheduled/Manual do not).
+SCHEDULED_RECUR_TYPES = frozenset(RECUR_TYPES.values())
+#: Finance.xsd WeekEnum and MonthEnum words, in ``date.weekday()`` and calendar order.
+WEEK_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+MONTHS = (
+    "January", "February", "March", "April", "May", "June",
+    "July", "August", "September", "October", "November", "December",
+)  # fmt: skip
+#: ScheduleInfo values QBO computes (Finance.xsd: "Read Only"): never sent back.
+SCHEDULE_READ_ONLY = ("NextDate", "PreviousDate")
+
+
+def interval_of(frequency: str) -> tuple[str, int]:
+    """A canonical frequency as ScheduleInfo (IntervalType, NumInterval): weeks as Weekly, whole years as
+    Yearly (annual -> Yearly 1, biennial -> Yearly 2), other months as Monthly (quarterly -> Monthly 3)."""
+    unit, count = FREQUENCY_PERIODS[frequency]
+    if unit == "week":
+        return "Weekly", count
+    return ("Yearly", count // 12) if count % 12 == 0 else ("Monthly", count)
+
+
+def frequency_of(interval_type: str, num_interval: int) -> Frequency | None:
+    """The canonical frequency of a ScheduleInfo interval, None when it has none (Daily, every 5 weeks...)."""
+    unit, count = {"Weekly": ("week", 1), "Monthly": ("month", 1), "Yearly": ("month", 12)}.get(interval_type, ("", 0))
+    wanted = (unit, count * num_interval)
+    return next((cast(Frequency, f) for f, period in FREQUENCY_PERIODS.items() if period == wanted), None)
+
+
+def schedule_info(frequency: str, start: date, end: date) -> dict[str, Any]:
+    """ScheduleInfo for a schedule of ``frequency`` from ``start`` to ``end``, pinned to ``start``'s day of the
+    week, month or year (see GUESSES["recurring_day_pinning"])."""
+    interval, every = interval_of(frequency)
+    info: dict[str, Any] = {"IntervalType": interval, "NumInterval": every}
+    if interval == "Weekly":
+        info["DayOfWeek"] = WEEK_DAYS[start.weekday()]
+    else:
+        info["DayOfMonth"] = start.day
+        if interval == "Yearly":
+            info["MonthOfYear"] = MONTHS[start.month - 1]
+    info.update(StartDate=start.isoformat(), EndDate=end.isoformat())
+    return info
+
+
+def to_qbo_template(draft: ScheduleDraft, item_ids: Mapping[str, str]) -> dict[str, Any]:
+    """A RecurringTransaction body (``{"Invoice": {...}}``) for ``draft``: the invoice's customer, lines, tax
+    and currency as ``to_qbo_invoice`` sends them, no DocNumber (each generated invoice takes the company's
+    next number), the reference as RecurringInfo.Name (unique per company: see
+    GUESSES["recurring_reference_in_name"]) and as the PrivateNote's first line (copied to every generated
+    invoice), and TxnDate/DueDate ``due_days`` apart for the invoices' terms (GUESSES["recurring_template_dates"])."""
+    note = draft.reference + (f"\n{draft.url}" if draft.url else "")
+    return {
+        "Invoice": {
+            "CustomerRef": {"value": draft.customer_id},
+            "Line": sales_lines(draft.lines, item_ids),
+            "GlobalTaxCalculation": GLOBAL_TAX_CALCULATION[draft.line_amount_types],
+            "CurrencyRef": {"value": draft.currency},
+            "TxnDate": draft.start.isoformat(),
+            "DueDate": (draft.start + timedelta(days=draft.due_days)).isoformat(),
+            "PrivateNote": note[:4000],
+            "RecurringInfo": {
+                "Name": draft.reference,
+                "RecurType": RECUR_TYPES[draft.status],
+                "Active": True,
+                "ScheduleInfo": schedule_info(draft.frequency, draft.start, draft.end),
+            },
+        }
+    }
+
+
+def template_of(payload: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The Invoice template of a RecurringTransaction answer, from either envelope QBO may use
+    (``{"RecurringTransaction": {"Invoice": …}}`` or ``{"QueryResponse": {"RecurringTransaction": [{"Invoice":
+    …}]}}``: see GUESSES["recurring_read_envelope"]); None when the answer holds no Invoice template."""
+    held: Any = payload.get("RecurringTransaction")
+    if held is None:
+        listed = (payload.get("QueryResponse") or {}).get("RecurringTransaction")
+        held = listed[0] if isinstance(listed, list) and listed else None
+    if isinstance(held, list):
+        held = held[0] if held else None
+    row = held.get("Invoice") if isinstance(held, Mapping) else None
+    return row if isinstance(row, dict) else None
+
+
+def writable_recurring_info(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A template's RecurringInfo as it can be sent back: whole (a sparse update replaces the object; see
+    GUESSES["recurring_ended_inactive"]), without the read-only NextDate and PreviousDate."""
+    info = dict(row.get("RecurringInfo") or {})
+    schedule = info.get("ScheduleInfo")
+    if isinstance(schedule, Mapping):
+        info["ScheduleInfo"] = {k: v for k, v in schedule.items() if k not in SCHEDULE_READ_ONLY}
+    return info
+
+
+def to_schedule(row: Mapping[str, Any], today: date) -> RepeatingSchedule:
+    """A QBO Invoice template as a canonical schedule. ``ended``: inactive (``Active: false``, how we end
+    one), of a type that does not run, or finished (no NextDate and its EndDate before ``today``)."""
+    info: Mapping[str, Any] = row.get("RecurringInfo") or {}
+    schedule: Mapping[str, Any] = info.get("ScheduleInfo") or {}
+    kind = str(info.get("RecurType") or "")
+    end = parse_day(schedule.get("EndDate"))
+    following = parse_day(schedule.get("NextDate"))
+    finished = following is None and end is not None and end < today
+    ended = info.get("Active") is False or kind not in SCHEDULED_RECUR_TYPES or finished
+    total = _decimal(row.get("TotalAmt"))
+    tax = _decimal((row.get("TxnTaxDetail") or {}).get("TotalTax"))
+    every = schedule.get("NumInterval")
+    return RepeatingSchedule(
+        id=str(row.get("Id") or ""),
+        reference=str(info.get("Name") or ""),
+        status="ended" if ended else "active",
+        approved=kind == "Automated",
+        frequency=frequency_of(str(schedule.get("IntervalType") or ""), int(every) if every is not None else 1),
+        customer_id=_ref(row, "CustomerRef"),
+        currency=_ref(row, "CurrencyRef"),
+        start_date=parse_day(schedule.get("StartDate")),
+        next_invoice_date=None if ended else following,
+        end_date=end,
+        sub_total=total - tax,
+        total=total,
     )
 
 
