@@ -24,8 +24,8 @@ from closeloop.vendors.quickbooks.adapter import QuickBooksAccounting
 from closeloop_local.sandboxes.base import Fault, SandboxServer
 from closeloop_local.sandboxes.quickbooks import COMPANY_ZONE, QuickBooksDriver, QuickBooksSandbox, serve
 from tests.fakes import FakeDealCrm, MemoryStore, events_for, ref
+from tests.fakes import RecordedEvents as Events
 from tests.quickbooks_adapters import adapter
-from tests.unit.test_payment_poller import Events
 
 COMPANY = ref("company", "1")
 DEAL = ref("deal", "3000001")
