@@ -28,6 +28,9 @@ ACCOUNTING_PATHS = (
     "/Items",
     "/Items/{ItemID}",
     "/Payments",
+    # Repeating invoice templates (issue 12 part 4)
+    "/RepeatingInvoices",
+    "/RepeatingInvoices/{RepeatingInvoiceID}",
 )
 
 
