@@ -69,6 +69,8 @@ PAIR_OBJECTS = (
     PairObject("invoices", crm=("deal",), accounting=("invoice",)),
     PairObject("payments", crm=("deal",), accounting=("payment",)),
     PairObject("products", crm=("product",), accounting=("product",)),
+    # Recurring CRM lines (contracts) -> the accounting system's repeating invoice schedules.
+    PairObject("repeating schedules", crm=("repeating_invoice",), accounting=("repeating_invoice",)),
 )
 PAIR_HEADER = "accounting / CRM"
 
