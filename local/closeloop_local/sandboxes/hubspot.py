@@ -464,6 +464,9 @@ _PROPERTY_TABLE: dict[str, str] = {
         hs_line_item_currency_code | Currency | enumeration
         hs_recurring_billing_period | Term | string
         recurringbillingfrequency | Billing frequency | enumeration
+        hs_recurring_billing_start_date | Billing start date | date
+        hs_billing_start_delay_days | Delay billing start by days | number
+        hs_billing_start_delay_months | Delay billing start by months | number
         hs_position_on_quote | Position on quote | number
     """,
     "products": """
@@ -1487,7 +1490,14 @@ class HubSpotSandbox(SandboxApp):
         product = self._live("products", props.get("hs_product_id", ""))
         if product is None:
             return
-        for name in ("name", "price", "hs_sku", "description", "hs_recurring_billing_period"):
+        for name in (
+            "name",
+            "price",
+            "hs_sku",
+            "description",
+            "hs_recurring_billing_period",
+            "recurringbillingfrequency",
+        ):
             if name in product.props and name not in props:
                 props[name] = product.props[name]
 

@@ -145,6 +145,11 @@ SCOPES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
         frozenset({"accounting.transactions.read", "accounting.payments.read"}),
     ),
     "settings": (frozenset({"accounting.settings"}), frozenset({"accounting.settings.read"})),
+    # XS RepeatingInvoices: accounting.transactions(.read); accounting.invoices(.read) as for invoices.
+    "repeating": (
+        frozenset({"accounting.transactions", "accounting.invoices"}),
+        frozenset({"accounting.transactions.read", "accounting.invoices.read"}),
+    ),
 }
 
 # Validation messages. The first three are verbatim from Xero (spec example, docs, SDK issues); the rest
@@ -336,6 +341,61 @@ TAX_RATE_FIELDS = frozenset(
     {"Name", "TaxType", "TaxComponents", "Status", "ReportTaxType", "DisplayTaxRate", "EffectiveRate"}
 )
 ACCOUNT_FIELDS = frozenset({"AccountID", "Code", "Name", "Type", "TaxType", "Status", "Class"})
+
+# Repeating invoices (XS RepeatingInvoice and Schedule). The messages are guesses worded after Xero's others:
+# XS documents the fields and enums, not the refusals.
+REPEATING_UNITS = ("WEEKLY", "MONTHLY")
+REPEATING_DUE_DATE_TYPES = (
+    "DAYSAFTERBILLDATE",
+    "DAYSAFTERBILLMONTH",
+    "DAYSAFTERINVOICEDATE",
+    "DAYSAFTERINVOICEMONTH",
+    "OFCURRENTMONTH",
+    "OFFOLLOWINGMONTH",
+)
+REPEATING_CREATE_STATUSES = ("DRAFT", "AUTHORISED")
+REPEATING_FIELDS = frozenset(
+    {"Type", "Contact", "Schedule", "LineItems", "LineAmountTypes", "Reference", "BrandingThemeID"}
+    | {"CurrencyCode", "Status", "SubTotal", "TotalTax", "Total", "RepeatingInvoiceID", "ID", "HasAttachments"}
+    | {"Attachments", "ApprovedForSending", "SendCopy", "MarkAsSent", "IncludePDF"}
+)
+REPEATING_MSG = {
+    "schedule": "A Schedule must be specified for a repeating invoice.",
+    "period": "Schedule Period must be a whole number of at least 1.",
+    "unit": "Schedule Unit must be WEEKLY or MONTHLY.",
+    "duedate": "Schedule DueDate must be a whole number of at least 0.",
+    "duedatetype": "Schedule DueDateType is not valid.",
+    "start_date": "Schedule StartDate must be specified.",
+    "end_before_start": "Schedule EndDate must not be before its StartDate.",
+    "status": "Repeating invoice Status '{status}' is not valid for this operation. It must be DRAFT or AUTHORISED.",
+    "reference_accpay": "Reference can only be set on a sales (ACCREC) repeating invoice.",
+    "lines": "A repeating invoice must have at least one line item.",
+    "only_delete": "A repeating invoice template can only be deleted (Status DELETED).",
+    "missing": "Repeating invoice could not be found.",
+}
+
+
+def _repeating_after(day: date, unit: str, period: int) -> date:
+    """The next scheduled date: ``period`` weeks or months on (a month end clamps, 31 Jan -> 28/29 Feb)."""
+    if unit == "WEEKLY":
+        return date.fromordinal(day.toordinal() + 7 * period)
+    months = day.month - 1 + period
+    year, month = day.year + months // 12, months % 12 + 1
+    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+
+
+def _repeating_due(day: date, due: int, kind: str) -> date:
+    """A generated invoice's DueDate from its date and the template's DueDate/DueDateType."""
+    if kind in ("DAYSAFTERBILLDATE", "DAYSAFTERINVOICEDATE"):
+        return date.fromordinal(day.toordinal() + due)
+    month_end = date(day.year, day.month, calendar.monthrange(day.year, day.month)[1])
+    if kind in ("DAYSAFTERBILLMONTH", "DAYSAFTERINVOICEMONTH"):
+        return date.fromordinal(month_end.toordinal() + due)
+    if kind == "OFCURRENTMONTH":
+        return date(day.year, day.month, min(max(due, 1), month_end.day))
+    following = _repeating_after(date(day.year, day.month, 1), "MONTHLY", 1)  # OFFOLLOWINGMONTH
+    last_day = calendar.monthrange(following.year, following.month)[1]
+    return date(following.year, following.month, min(max(due, 1), last_day))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -1129,6 +1189,7 @@ class XeroSandbox(AccountingSandbox):
         self.payments_by_id: dict[str, Record] = {}
         self.purchase_orders_by_id: dict[str, Record] = {}
         self.quotes_by_id: dict[str, Record] = {}
+        self.repeating_by_id: dict[str, Record] = {}
         self._seq = 0
         self._access: dict[str, AccessToken] = {}
         self._refresh: dict[str, RefreshToken] = {}
@@ -1317,6 +1378,7 @@ class XeroSandbox(AccountingSandbox):
         add("PUT", f"{API_PREFIX}/Payments", self._put_payments, "payments")
         add("GET", f"{API_PREFIX}/Payments/<ref>", self._get_payment, "payments")
         add("POST", f"{API_PREFIX}/Payments/<ref>", self._post_payment, "payments")
+        self._add_repeating_routes(add)
         add("GET", f"{API_PREFIX}/TaxRates", self._get_tax_rates, "settings")
         add("GET", f"{API_PREFIX}/Accounts", self._get_accounts, "settings")
         add("GET", f"{API_PREFIX}/Organisation", self._get_organisation, "settings")
@@ -2355,7 +2417,7 @@ class XeroSandbox(AccountingSandbox):
         if rec is not None:
             out.update(UpdatedDateUTC=net_date(rec.updated_ms), UpdatedDateUTCString=_iso_seconds(rec.updated_ms))
         out["CurrencyCode"] = data.get("CurrencyCode")
-        for key in ("Url", "BrandingThemeID"):
+        for key in ("Url", "BrandingThemeID", "RepeatingInvoiceID"):
             if data.get(key):
                 out[key] = data[key]
         if data.get("FullyPaidOnDate") and data.get("Status") == "PAID":
@@ -3101,6 +3163,216 @@ class XeroSandbox(AccountingSandbox):
             raise _not_found()
         return self._quote_writer(request, "update", ref.lower())
 
+    # ---- repeating invoices (XS getRepeatingInvoices, createRepeatingInvoices, updateOrCreateRepeatingInvoices,
+    # getRepeatingInvoice, updateRepeatingInvoice): templates that generate invoices on a schedule ------------
+
+    def _add_repeating_routes(self, add: Callable[..., None]) -> None:
+        add("GET", f"{API_PREFIX}/RepeatingInvoices", self._get_repeating_invoices, "repeating")
+        add("PUT", f"{API_PREFIX}/RepeatingInvoices", self._put_repeating_invoices, "repeating")
+        add("POST", f"{API_PREFIX}/RepeatingInvoices", self._post_repeating_invoices, "repeating")
+        add("GET", f"{API_PREFIX}/RepeatingInvoices/<ref>", self._get_repeating_invoice, "repeating")
+        add("POST", f"{API_PREFIX}/RepeatingInvoices/<ref>", self._post_repeating_invoice, "repeating")
+
+    def repeating_invoices(self) -> list[Row]:
+        """Every stored template (deleted ones too) as the API renders it, oldest first; money stays Decimal."""
+        with self.state.lock:
+            return [self._render_repeating(rec) for rec in self._sorted(self.repeating_by_id)]
+
+    def generate_repeating_invoices(self, through: date | None = None) -> list[str]:
+        """Run Xero's overnight job up to ``through`` (the sandbox's today by default): every live template
+        makes its invoices due by then (one per scheduled date up to its EndDate), as ordinary invoices
+        carrying its Reference and RepeatingInvoiceID, DRAFT from a DRAFT template and AUTHORISED from an
+        AUTHORISED one (the adapter's GUESSES["repeating_generated_invoices"]). The new InvoiceIDs, in order."""
+        with self.state.lock:
+            until = through or self._today()
+            made: list[str] = []
+            for rec in self._sorted(self.repeating_by_id):
+                made.extend(self._generate_from(rec, until))
+            return made
+
+    def _generate_from(self, rec: Record, until: date) -> list[str]:
+        data = rec.data
+        made: list[str] = []
+        while data["Status"] != "DELETED" and data.get("NextScheduledDate"):
+            day = date.fromisoformat(data["NextScheduledDate"])
+            if day > until:
+                break
+            schedule = data["Schedule"]
+            sent = {
+                "Type": data["Type"],
+                "Contact": {"ContactID": data["ContactID"]},
+                "Date": day.isoformat(),
+                "DueDate": _repeating_due(day, schedule["DueDate"], schedule["DueDateType"]).isoformat(),
+                "LineAmountTypes": data["LineAmountTypes"],
+                "CurrencyCode": data["CurrencyCode"],
+                "LineItems": copy.deepcopy(data["LineInputs"]),
+                "Status": "AUTHORISED" if data["Status"] == "AUTHORISED" else "DRAFT",
+                **({"Reference": data["Reference"]} if data.get("Reference") else {}),
+            }
+            for line in sent["LineItems"]:
+                line.pop("LineItemID", None)
+            invoice = self._save_invoice(sent, "create", None, 4)
+            invoice.data["RepeatingInvoiceID"] = data["RepeatingInvoiceID"]
+            made.append(invoice.data["InvoiceID"])
+            # counted from the StartDate, so a month end stays one (31 Jan, 28 Feb, 31 Mar)
+            data["Generated"] = data.get("Generated", 0) + 1
+            start = date.fromisoformat(schedule["StartDate"])
+            following = _repeating_after(start, schedule["Unit"], schedule["Period"] * data["Generated"])
+            end = data["Schedule"].get("EndDate")
+            data["NextScheduledDate"] = None if end and following > date.fromisoformat(end) else following.isoformat()
+            rec.updated_ms = self._now_ms()
+        return made
+
+    def _repeating_schedule(self, sent: Any, errors: list[str]) -> Row:
+        """A template's Schedule as stored (dates ISO), with the reasons Xero would refuse it."""
+        if not isinstance(sent, dict):
+            errors.append(REPEATING_MSG["schedule"])
+            return {}
+        out: Row = {}
+        for key, least, default in (("Period", 1, None), ("DueDate", 0, 0)):
+            value = sent.get(key, default)
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                errors.append(REPEATING_MSG[key.lower()])
+            else:
+                out[key] = value
+        for key, allowed in (("Unit", REPEATING_UNITS), ("DueDateType", REPEATING_DUE_DATE_TYPES)):
+            if sent.get(key) not in allowed:
+                errors.append(REPEATING_MSG[key.lower()])
+            else:
+                out[key] = sent[key]
+        for key in ("StartDate", "EndDate"):
+            if sent.get(key) in (None, ""):
+                continue
+            try:
+                out[key] = _parse_date(sent[key]).isoformat()
+            except ValueError:
+                errors.append(MSG["date"].format(value=sent[key]))
+        if "StartDate" not in out and not any("date" in e.lower() for e in errors):
+            errors.append(REPEATING_MSG["start_date"])
+        if out.get("EndDate") and out.get("StartDate") and out["EndDate"] < out["StartDate"]:
+            errors.append(REPEATING_MSG["end_before_start"])
+        return out
+
+    def _save_repeating(self, sent: Row) -> Record:
+        """Create a template (PUT, or POST without a RepeatingInvoiceID): validated like an invoice (contact,
+        lines, tax, currency), plus its schedule. Its first NextScheduledDate is its StartDate."""
+        merged: Row = {"Type": sent.get("Type", "ACCREC"), "Status": sent.get("Status", "DRAFT")}
+        merged["LineAmountTypes"] = sent.get("LineAmountTypes", "Exclusive")
+        merged["CurrencyCode"] = sent.get("CurrencyCode", BASE_CURRENCY)
+        errors: list[str] = []
+        if merged["Type"] not in INVOICE_TYPES:
+            errors.append(MSG["invoice_type"])
+        if merged["Status"] not in REPEATING_CREATE_STATUSES:
+            errors.append(REPEATING_MSG["status"].format(status=merged["Status"]))
+        if merged["LineAmountTypes"] not in LINE_AMOUNT_TYPES:
+            errors.append(MSG["line_amount_types"])
+        if merged["CurrencyCode"] != BASE_CURRENCY:
+            errors.append(MSG["currency"].format(code=merged["CurrencyCode"]))
+        if sent.get("Reference") is not None:
+            if merged["Type"] != "ACCREC":
+                errors.append(REPEATING_MSG["reference_accpay"])
+            elif len(str(sent["Reference"])) > 255:
+                errors.append(MSG["too_long"].format(field="Reference", limit=255))
+            merged["Reference"] = str(sent["Reference"])
+        contact_id, new_contact = self._invoice_contact(sent, None, errors)
+        if new_contact is not None:
+            errors.append(MSG["invoice_contact_missing"])
+        merged["Schedule"] = self._repeating_schedule(sent.get("Schedule"), errors)
+        raw_lines = sent.get("LineItems") if isinstance(sent.get("LineItems"), list) else []
+        if not raw_lines:
+            errors.append(REPEATING_MSG["lines"])
+        if merged["LineAmountTypes"] in LINE_AMOUNT_TYPES:
+            self._compute_lines(merged, {"LineItems": raw_lines}, 4, errors)
+        merged["ContactID"] = contact_id
+        if errors:
+            raise ElementError(errors, self._repeating_view(merged, ZERO_GUID))
+        merged["RepeatingInvoiceID"] = _new_id()
+        merged["NextScheduledDate"] = merged["Schedule"]["StartDate"]
+        rec = Record(merged, self._now_ms(), self._next_seq())
+        self.repeating_by_id[merged["RepeatingInvoiceID"]] = rec
+        return rec
+
+    def _delete_repeating(self, rec: Record, sent: Row) -> Record:
+        """POST with Status DELETED deletes a template (XS: the only change its POSTs describe)."""
+        if sent.get("Status") != "DELETED":
+            raise ElementError([REPEATING_MSG["only_delete"]], self._render_repeating(rec))
+        if rec.data["Status"] != "DELETED":
+            rec.data["Status"] = "DELETED"
+            rec.data["NextScheduledDate"] = None
+            rec.updated_ms = self._now_ms()
+        return rec
+
+    def _repeating_view(self, data: Row, repeating_id: str) -> Row:
+        schedule: Row = {}
+        stored = data.get("Schedule") or {}
+        for key in ("Period", "Unit", "DueDate", "DueDateType"):
+            if key in stored:
+                schedule[key] = stored[key]
+        for key in ("StartDate", "EndDate"):
+            if stored.get(key):
+                schedule[key] = net_date(_date_ms(date.fromisoformat(stored[key])))
+        if data.get("NextScheduledDate") and data.get("Status") != "DELETED":
+            schedule["NextScheduledDate"] = net_date(_date_ms(date.fromisoformat(data["NextScheduledDate"])))
+        out: Row = {"Schedule": schedule, "RepeatingInvoiceID": repeating_id, "Type": data.get("Type")}
+        if data.get("Reference") is not None:
+            out["Reference"] = data["Reference"]
+        out.update(HasAttachments=False, ApprovedForSending=False, SendCopy=False, MarkAsSent=False, IncludePDF=False)
+        out["ID"] = repeating_id
+        out["Contact"] = self._contact_summary(data.get("ContactID"), False)
+        out.update(Status=data.get("Status"), LineAmountTypes=data.get("LineAmountTypes"))
+        out["LineItems"] = [self._line_view(line, 2) for line in data.get("LineItems", [])]
+        for key in ("SubTotal", "TotalTax", "Total"):
+            out[key] = data.get(key, Decimal("0.00"))
+        out["CurrencyCode"] = data.get("CurrencyCode")
+        return out
+
+    def _render_repeating(self, rec: Record) -> Row:
+        return self._repeating_view(rec.data, rec.data["RepeatingInvoiceID"])
+
+    def _get_repeating_invoices(self, request: Request) -> Row:
+        """Live templates (a deleted one is only read by id: the adapter's GUESSES["repeating_deleted_reads"]);
+        ``where`` and ``order``, no paging (XS getRepeatingInvoices takes neither page nor pageSize)."""
+        rows = [
+            self._render_repeating(rec) for rec in self._sorted(self.repeating_by_id) if rec.data["Status"] != "DELETED"
+        ]
+        rows, _ = self._select(request, rows, (REPEATING_FIELDS, "RepeatingInvoice", "RepeatingInvoiceID"), paged=False)
+        return self._envelope("RepeatingInvoices", rows)
+
+    def _get_repeating_invoice(self, request: Request, ref: str) -> Row:
+        rec = self.repeating_by_id.get(ref.lower())
+        if rec is None:
+            raise _not_found()
+        return self._envelope("RepeatingInvoices", [self._render_repeating(rec)])
+
+    def _put_repeating_invoices(self, request: Request) -> Row:
+        return self._write_batch(
+            request, "RepeatingInvoices", lambda el: self._render_repeating(self._save_repeating(el)), "HasErrors"
+        )
+
+    def _post_repeating_invoices(self, request: Request) -> Row:
+        """XS updateOrCreateRepeatingInvoices: "creates or deletes" (an element naming its id is a delete)."""
+
+        def save(element: Row) -> Row:
+            named = str(element.get("RepeatingInvoiceID") or "").lower()
+            if not named:
+                return self._render_repeating(self._save_repeating(element))
+            rec = self.repeating_by_id.get(named)
+            if rec is None:
+                raise ElementError([REPEATING_MSG["missing"]], {"RepeatingInvoiceID": element["RepeatingInvoiceID"]})
+            return self._render_repeating(self._delete_repeating(rec, element))
+
+        return self._write_batch(request, "RepeatingInvoices", save, "HasErrors")
+
+    def _post_repeating_invoice(self, request: Request, ref: str) -> Row:
+        rec = self.repeating_by_id.get(ref.lower())
+        if rec is None:
+            raise _not_found()
+
+        def delete(element: Row) -> Row:
+            return self._render_repeating(self._delete_repeating(rec, element))
+
+        return self._write_batch(request, "RepeatingInvoices", delete, "HasErrors")
+
     # ---- settings: tax rates, accounts, organisation ------------------------------------------------------
 
     def _get_tax_rates(self, request: Request) -> Row:
@@ -3166,6 +3438,8 @@ class XeroSandbox(AccountingSandbox):
         routes.add("POST", "/_sandbox/contacts", lambda body: self.json(self.seed_contact(**body), 201))
         routes.add("GET", "/_sandbox/invoices", lambda body: {"Invoices": self.invoices()})
         routes.add("GET", "/_sandbox/emails", lambda body: {"emails": self.emails()})
+        routes.add("GET", "/_sandbox/repeating-invoices", lambda body: {"RepeatingInvoices": self.repeating_invoices()})
+        routes.add("POST", "/_sandbox/repeating-invoices/generate", self._control_generate)
         routes.add("POST", "/_sandbox/expire-tokens", lambda body: self.expire_access_tokens())
         routes.add("POST", "/_sandbox/revoke-refresh-tokens", lambda body: self.revoke_refresh_tokens())
         routes.add("GET", "/_sandbox/refresh-token", self._control_refresh_token)
@@ -3174,6 +3448,11 @@ class XeroSandbox(AccountingSandbox):
         routes.add("POST", "/_sandbox/webhooks/flush", lambda body: self.webhooks.flush())
         routes.add("GET", "/_sandbox/webhooks/deliveries", self._control_deliveries)
         return routes
+
+    def _control_generate(self, body: Row) -> Row:
+        """Xero's overnight run of the repeating templates, up to ``{"through": "YYYY-MM-DD"}`` (today)."""
+        through = date.fromisoformat(str(body["through"])) if body.get("through") else None
+        return {"InvoiceIDs": self.generate_repeating_invoices(through)}
 
     def _control_webhooks(self, body: Row) -> Row:
         status = self.webhooks.subscribe(str(body.get("url") or ""), body.get("categories") or WEBHOOK_CATEGORIES)
@@ -3381,3 +3660,7 @@ class XeroDriver:
             ).raise_for_status()
         finally:
             client.close()
+
+    def generate_scheduled_invoices(self, through: date | None = None) -> list[str]:
+        """Xero's overnight run: every live repeating template makes the invoices due by ``through`` (today)."""
+        return self.sandbox.generate_repeating_invoices(through)

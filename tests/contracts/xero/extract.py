@@ -32,6 +32,9 @@ ACCOUNTING_PATHS = (
     "/PurchaseOrders/{PurchaseOrderID}",
     "/Quotes",
     "/Quotes/{QuoteID}",
+    # Repeating invoice templates (issue 12 part 4)
+    "/RepeatingInvoices",
+    "/RepeatingInvoices/{RepeatingInvoiceID}",
 )
 
 

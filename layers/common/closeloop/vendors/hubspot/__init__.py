@@ -59,7 +59,7 @@ SPEC = VendorSpec(
     capabilities=Capabilities(
         webhooks=True,
         oauth=True,
-        objects=("company", "contact", "deal", "product", "purchase_order", "quote"),
+        objects=("company", "contact", "deal", "product", "purchase_order", "quote", "repeating_invoice"),
         table={
             "webhook authenticity": "v3 signature (v2/v1 too), 5-minute window",
             "customers read": "batch reads + v4 batch associations",

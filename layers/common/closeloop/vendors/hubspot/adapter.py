@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from closeloop.errors import Conflict, FatalError, IntegrationError, NotFound, ValidationFailed
@@ -29,6 +29,7 @@ from closeloop.ports import PropertyDefinition
 from closeloop.vendors.hubspot.changes import HubSpotChanges
 from closeloop.vendors.hubspot.client import hubspot_fault, next_after
 from closeloop.vendors.hubspot.mapping import (
+    RECURRING_PROPERTIES,
     clean,
     close_date,
     company_customer,
@@ -103,6 +104,7 @@ class HubSpotCrm(HubSpotWebhooks, HubSpotChanges, HubSpotQuotes):
         "hs_product_id",
         "hs_discount_percentage",
         "discount",
+        *RECURRING_PROPERTIES,
     )
     #: The custom product property holding the supplier's name (created by ``closeloop setup``).
     SUPPLIER_PROPERTY: ClassVar[str] = "closeloop_supplier"
@@ -265,7 +267,9 @@ class HubSpotCrm(HubSpotWebhooks, HubSpotChanges, HubSpotQuotes):
             deal,
             company=self._ref("company", companies[0]) if companies else None,
             contact=self._ref("contact", contacts[0]) if contacts else None,
-            line_items=self._line_items(str(deal["id"])),
+            line_items=self._line_items(
+                str(deal["id"]), close_date((deal.get("properties") or {}).get("closedate"), str(deal["id"]))
+            ),
         )
 
     def iter_won_deals(self, closed_from: datetime, closed_before: datetime) -> Iterator[Deal]:
@@ -370,7 +374,7 @@ class HubSpotCrm(HubSpotWebhooks, HubSpotChanges, HubSpotQuotes):
     def _ref(self, object_type: str, object_id: str) -> CrmRef:
         return CrmRef.model_validate({"crm": self.name, "object_type": object_type, "object_id": object_id})
 
-    def _line_items(self, deal_id: str) -> tuple[LineItem, ...]:
+    def _line_items(self, deal_id: str, close: date | None = None) -> tuple[LineItem, ...]:
         path = f"/crm/v4/objects/{self.PATHS['deal']}/{deal_id}/associations/line_items"
 
         def fetch(after: str | None) -> Page[str, str | None]:
@@ -386,7 +390,7 @@ class HubSpotCrm(HubSpotWebhooks, HubSpotChanges, HubSpotQuotes):
             return ()
         # A line item deleted between the two reads is simply absent from the batch answer (207).
         read = self._batch_read("line_item", unique, self.LINE_ITEM_PROPERTIES)
-        return tuple(line_item(r) for r in sorted(read, key=lambda r: id_order(str(r["id"]))))
+        return tuple(line_item(r, close) for r in sorted(read, key=lambda r: id_order(str(r["id"]))))
 
     # -- the product library (CatalogueCrm) --------------------------------------------------------------
 

@@ -76,4 +76,14 @@ GUESSES: dict[str, str] = {
         "found by the catch-up scan (search on hs_lastmodifieddate), a quote webhook would only be faster. "
         "Confirm: try to subscribe an app to object.propertyChange for objectTypeId 0-14."
     ),
+    # -- recurring line items (closeloop.vendors.hubspot.mapping.recurring_terms) ---------------------------
+    "billing_start_delay": (
+        "A recurring line item without hs_recurring_billing_start_date but with hs_billing_start_delay_days or "
+        "hs_billing_start_delay_months starts billing that long after the deal's close date. The line items "
+        "guide names the start date and the term (hs_recurring_billing_period, ISO-8601) but not the delay "
+        "properties nor what they count from (HubSpot's UI offers 'delay by N days/months' on a deal's line "
+        "items). Safe if wrong: the schedule's start date is written back to the deal and audited; a start "
+        "date set on the line always wins; a line with neither starts at the close date. Confirm: a line "
+        "item with a 1-month delay on a won deal, read back with both properties and the deal's closedate."
+    ),
 }

@@ -4,13 +4,15 @@ Money and quantities are exact Decimals, never floats. No I/O here."""
 
 from __future__ import annotations
 
+import calendar
+import re
 from collections.abc import Mapping, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from closeloop.errors import ValidationFailed
-from closeloop.models import Address, CrmRef, Customer, LineItem, Person, Product
+from closeloop.models import FREQUENCY_PERIODS, Address, CrmRef, Customer, LineItem, Person, Product
 
 CRM = "hubspot"
 
@@ -75,8 +77,9 @@ def address(props: Mapping[str, Any], line2_key: str | None) -> Address:
     )
 
 
-def line_item(obj: Any) -> LineItem:
-    """A line item with exact money (its unit discount folded into the unit price)."""
+def line_item(obj: Any, close: date | None = None) -> LineItem:
+    """A line item with exact money (its unit discount folded into the unit price) and its recurring terms
+    (``recurring_terms``; ``close``: the deal's close date, from which a billing start delay counts)."""
     props = obj.get("properties") or {}
     item_id = str(obj["id"])
     what = f"line item {item_id}"
@@ -95,6 +98,7 @@ def line_item(obj: Any) -> LineItem:
         unit_price=price - unit_discount if unit_discount else price,
         discount_percent=decimal(props.get("hs_discount_percentage"), f"{what} discount percentage"),
         amount=decimal(props.get("amount"), f"{what} amount"),
+        **recurring_terms(props, what, close),
     )
 
 
@@ -184,3 +188,88 @@ def stage_lookup(table: Mapping[str, Mapping[str, bool]], pipeline: str, stage: 
     if pipeline:
         return table.get(pipeline, {}).get(stage)
     return next((stages[stage] for stages in table.values() if stage in stages), None)
+
+
+# -- recurring line items (issue 12 part 4) ---------------------------------------------------------------
+
+#: HubSpot's ``recurringbillingfrequency`` options -> the canonical frequency (the line items guide's
+#: "Billing frequency"; the options as the properties API lists them).
+BILLING_FREQUENCIES: dict[str, str] = {
+    "weekly": "weekly",
+    "biweekly": "fortnightly",
+    "monthly": "monthly",
+    "quarterly": "quarterly",
+    "per_six_months": "semi_annual",
+    "annually": "annual",
+    "per_two_years": "biennial",
+    "per_three_years": "triennial",
+    "per_four_years": "every_4_years",
+    "per_five_years": "every_5_years",
+}
+#: The recurring line item properties read (the line items guide: "Term" is ISO-8601 ``PnYnMnD`` or ``PnW``).
+RECURRING_PROPERTIES: tuple[str, ...] = (
+    "recurringbillingfrequency",
+    "hs_recurring_billing_period",
+    "hs_recurring_billing_start_date",
+    "hs_billing_start_delay_days",  # see GUESSES["billing_start_delay"]
+    "hs_billing_start_delay_months",
+)
+_TERM = re.compile(r"^P(?:(?P<y>\d+)Y)?(?:(?P<m>\d+)M)?(?:(?P<w>\d+)W)?(?:(?P<d>\d+)D)?$")
+
+
+def recurring_terms(props: Mapping[str, Any], what: str, close: date | None = None) -> dict[str, Any]:
+    """The LineItem recurring fields of a line item's properties: its frequency, start (the billing start
+    date, else the deal's close date moved on by a billing start delay, else None: the sync decides) and
+    term as a number of billing periods. {} for a one-off line. Raises ValidationFailed naming the line for
+    a frequency, term or start date HubSpot's options and formats do not allow, or a term that is not a
+    whole number of billing periods."""
+    raw = clean(props.get("recurringbillingfrequency"))
+    if not raw:
+        return {}
+    frequency = BILLING_FREQUENCIES.get(raw)
+    if frequency is None:
+        raise ValidationFailed(f"HubSpot {what} has an unknown billing frequency {raw[:40]!r}", vendor=CRM)
+    terms: dict[str, Any] = {"recurring_frequency": frequency, "recurring_start": _start(props, what, close)}
+    term = clean(props.get("hs_recurring_billing_period"))
+    if term:
+        terms["recurring_periods"] = term_periods(term, frequency, what)
+    return terms
+
+
+def term_periods(term: str, frequency: str, what: str) -> int:
+    """How many billing periods an ISO-8601 term (``P12M``, ``P1Y``, ``P52W``) holds at ``frequency``."""
+    match = _TERM.match(term.upper())
+    if match is None or term.upper() == "P":
+        raise ValidationFailed(f"HubSpot {what} term {term[:40]!r} is not an ISO-8601 period", vendor=CRM)
+    years, months, weeks, days = (int(match[k] or 0) for k in ("y", "m", "w", "d"))
+    unit, count = FREQUENCY_PERIODS[frequency]
+    if unit == "month" and not (weeks or days):
+        length = years * 12 + months
+    elif unit == "week" and not (years or months) and days % 7 == 0:
+        length = weeks + days // 7
+    else:
+        length = -1
+    if length <= 0 or length % count:
+        raise ValidationFailed(
+            f"HubSpot {what} term {term!r} is not a whole number of {frequency} billing periods", vendor=CRM
+        )
+    return length // count
+
+
+def _start(props: Mapping[str, Any], what: str, close: date | None) -> date | None:
+    text = clean(props.get("hs_recurring_billing_start_date"))
+    if text:
+        try:
+            return date.fromisoformat(text[:10])
+        except ValueError as exc:
+            raise ValidationFailed(
+                f"HubSpot {what} billing start date {text[:40]!r} is not a date", vendor=CRM
+            ) from exc
+    delay_days = decimal(props.get("hs_billing_start_delay_days"), f"{what} billing start delay (days)")
+    delay_months = decimal(props.get("hs_billing_start_delay_months"), f"{what} billing start delay (months)")
+    if close is None or not (delay_days or delay_months):
+        return None
+    months = close.month - 1 + int(delay_months or 0)
+    year, month = close.year + months // 12, months % 12 + 1
+    moved = date(year, month, min(close.day, calendar.monthrange(year, month)[1]))
+    return moved + timedelta(days=int(delay_days or 0))

@@ -62,7 +62,7 @@ SPEC = VendorSpec(
         oauth=True,
         rotating_refresh_tokens=True,
         connect=True,
-        objects=("customer", "invoice", "payment", "product", "purchase_order", "quote"),
+        objects=("customer", "invoice", "payment", "product", "purchase_order", "quote", "repeating_invoice"),
         table={
             "auth": "OAuth2, rotating single-use refresh tokens",
             "customer stamp (finds a record made before a crash)": "`ContactNumber`",

@@ -85,12 +85,13 @@ from closeloop.vendors.xero.mapping import (
     to_xero_quote,
     xero_datetime,
 )
+from closeloop.vendors.xero.repeating import XeroRepeatingInvoices
 from closeloop.vendors.xero.webhooks import parse_xero_webhook, verify_xero_signature
 from closeloop.wire import dumps_exact
 
 
-class XeroAccounting:
-    """AccountingPort for Xero."""
+class XeroAccounting(XeroRepeatingInvoices):
+    """AccountingPort for Xero; its repeating invoices (RecurringAccounting) come from ``repeating``."""
 
     name = "xero"
     #: XS Item: Code "max length = 30", Name "max length = 50", Description "max length = 4000".

@@ -147,4 +147,43 @@ GUESSES: dict[str, str] = {
         "if wrong: ACCEPTED then INVOICED is a valid path either way (one extra call), each with its own "
         "Idempotency-Key. Confirm: POST Status INVOICED on a SENT quote and see whether Xero refuses it."
     ),
+    # -- repeating invoices (closeloop.vendors.xero.repeating) ------------------------------------------
+    "repeating_end_date_on_create": (
+        "PUT /RepeatingInvoices accepts Schedule.EndDate and the template stops after it: XS lists EndDate in "
+        "the Schedule schema ('Invoice end date - only returned if the template has an end date set') but its "
+        "request examples never send one. Safe if wrong: create_schedule and extend_schedule read the answer; "
+        "a template saved without an EndDate would bill for ever, so it is deleted at once and the deal's sync "
+        "fails naming this guess (nothing is left running); one saved with another end is flagged by the "
+        "flow. Confirm: PUT a template with an EndDate and read it back with GET /RepeatingInvoices/{id}."
+    ),
+    "repeating_due_date_type": (
+        "Schedule.DueDateType DAYSAFTERBILLDATE with DueDate N makes each generated sales invoice due N days "
+        "after its date (XS lists the enum without meanings; DAYSAFTERINVOICEDATE is also listed, and the "
+        "contact payment-terms page names DAYSAFTERBILLDATE 'day(s) after bill date'). Safe if wrong: only "
+        "the due dates of generated invoices differ (the payment poller reads each invoice's own DueDate); "
+        "nothing is billed twice or missed. Confirm: a template with DAYSAFTERBILLDATE 30 and the DueDate of "
+        "the invoice it generates."
+    ),
+    "repeating_reference_where": (
+        'GET /RepeatingInvoices honours where=Type=="ACCREC"&&Reference=="..." (XS: "Filter by an any '
+        'element", example Status=="DRAFT"). Safe if wrong: the answer is filtered again here by Reference '
+        "and status, so a where Xero ignored costs a larger answer, never a wrong match. Confirm: two "
+        "templates with different References and the where above."
+    ),
+    "repeating_deleted_reads": (
+        "A deleted template answers GET /RepeatingInvoices/{id} with Status DELETED (the example answer of XS "
+        "updateRepeatingInvoice shows DELETED) and drops out of GET /RepeatingInvoices, or answers 404. Safe "
+        "either way: DELETED and a 404 both read as ended (get_schedule None, end_schedule a no-op) and "
+        "find_schedule filters DELETED rows itself. Confirm: GET a template by id and in the list after "
+        "POST /RepeatingInvoices/{id} with Status DELETED."
+    ),
+    "repeating_generated_invoices": (
+        "The invoices a template generates carry its Reference (no [Week]-style placeholder in ours, so "
+        "verbatim) and its RepeatingInvoiceID (XS Invoice.RepeatingInvoiceID), and a DRAFT template makes "
+        "DRAFT invoices, an AUTHORISED one AUTHORISED invoices (the sandbox generates them so). Safe if wrong: "
+        "the payment poller recognises a scheduled invoice by its Reference only; without it the invoice "
+        "still counts in the customer's summary and the reconciliation's totals, but not on the deal's latest "
+        "scheduled invoice. Confirm: an AUTHORISED template whose StartDate is today, and the invoice Xero "
+        "generates from it the next morning."
+    ),
 }
