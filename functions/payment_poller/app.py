@@ -23,6 +23,7 @@ logger = Logger()
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # Independent halves: an accounting outage must not stop the CRM catch-up, nor the reverse.
     summary: dict[str, Any] = {}
+    runtime.register_lambda_context(context)  # paced calls stop in time; no deadline left by another function
     runtime.telemetry()  # vendor 429s and retries are counted (embedded metrics: no flush to wait for)
     try:
         result = runtime.payment_poller().run()

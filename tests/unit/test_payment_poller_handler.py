@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
@@ -21,6 +22,22 @@ def load_app() -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@dataclass
+class Polled:
+    watermark: str = "w"
+    status_changes: list[str] = field(default_factory=list)
+
+
+def a_context(remaining_ms: int = 300_000) -> SimpleNamespace:
+    return SimpleNamespace(
+        function_name="f",
+        memory_limit_in_mb=128,
+        invoked_function_arn="arn",
+        aws_request_id="r",
+        get_remaining_time_in_millis=lambda: remaining_ms,
+    )
 
 
 class Ran:
@@ -46,9 +63,31 @@ def test_a_failing_crm_catch_up_does_not_skip_the_accounting_catch_up(monkeypatc
         lambda: SimpleNamespace(run=lambda: (_ for _ in ()).throw(RuntimeError("accounting down"))),
     )
     app = load_app()
-    context = SimpleNamespace(function_name="f", memory_limit_in_mb=128, invoked_function_arn="arn", aws_request_id="r")
+    context = a_context()
     # When the poller runs, Then it still fails (so the schedule's retries and DLQ see it)
     with pytest.raises(RuntimeError):
         app.handler({}, context)
     # And the accounting catch-up ran all the same
     assert (crm.runs, books.runs) == (1, 1)
+
+
+def test_the_poller_paces_by_its_own_invocation_not_a_deadline_another_function_left(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a worker invocation in this thread that ended with no time left (its deadline is now)
+    runtime.register_lambda_context(a_context(remaining_ms=1_000))
+    seen: list[float | None] = []
+
+    def run() -> Any:
+        seen.append(runtime._deadline())
+        return Polled()
+
+    for name in ("crm_catch_up", "accounting_catch_up", "quote_status_poll"):
+        monkeypatch.setattr(runtime, name, Ran)
+    monkeypatch.setattr(runtime, "payment_poller", lambda: SimpleNamespace(run=run))
+    # When the poller runs with five minutes ahead of it
+    load_app().handler({}, a_context(remaining_ms=300_000))
+    # Then its paced calls may go on for its own time, less the reserve (not the worker's spent deadline)
+    (deadline,) = seen
+    assert deadline is not None
+    assert deadline - runtime.clock().now() > (300 - runtime.DEADLINE_RESERVE_SECONDS - 5) * runtime.clock().scale
