@@ -111,6 +111,32 @@ def test_an_approved_quote_reads_with_its_lines_deal_buyer_and_status(sandbox: S
     assert quote.url.startswith("https://") and ids["quote"] in quote.url
 
 
+def test_a_quote_s_recurring_line_reads_with_its_terms(sandbox: Sandbox) -> None:
+    # Given an approved quote whose second line bills monthly for a year from 1 January
+    hubspot, server = sandbox
+    ids = quoted_deal(hubspot)
+    hubspot.update_object(
+        "line_items",
+        ids["lines"][1],
+        {
+            "recurringbillingfrequency": "monthly",
+            "hs_recurring_billing_period": "P12M",
+            "hs_recurring_billing_start_date": "2027-01-01",
+        },
+    )
+    # When the adapter reads the quote
+    quote = crm(hubspot, server.url).get_quote(ids["quote"])
+    # Then the line keeps its terms, so the deal invoiced from the quote schedules it instead of billing it once
+    assert quote is not None
+    one_off, monthly = quote.line_items
+    assert one_off.recurring_frequency is None
+    assert (monthly.recurring_frequency, monthly.recurring_periods, monthly.recurring_start) == (
+        "monthly",
+        12,
+        date(2027, 1, 1),
+    )
+
+
 @pytest.mark.parametrize(
     ("hs_status", "status"),
     [

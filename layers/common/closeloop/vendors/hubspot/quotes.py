@@ -69,6 +69,7 @@ class HubSpotQuotes(HubSpotClient):
 
         DEAL_PRIMARY_COMPANY_TYPE: ClassVar[str]
         DEAL_PRIMARY_CONTACT_TYPE: ClassVar[str | None]
+        LINE_ITEM_PROPERTIES: ClassVar[tuple[str, ...]]
 
     @property
     def quote_fields_holder(self) -> str:
@@ -164,19 +165,11 @@ class HubSpotQuotes(HubSpotClient):
         unique = sorted(set(self._associated_ids("quote", quote_id, "line_items")), key=id_order)
         if not unique:
             return ()
-        read = self._batch_read("line_item", unique, self.QUOTE_LINE_PROPERTIES)
+        # The deal's line properties, recurring terms included: a quote's recurring line is scheduled, not
+        # billed once, when the deal is invoiced from the quote.
+        read = self._batch_read("line_item", unique, self.LINE_ITEM_PROPERTIES)
         return tuple(line_item(r) for r in sorted(read, key=lambda r: id_order(str(r["id"]))))
 
-    QUOTE_LINE_PROPERTIES: ClassVar[tuple[str, ...]] = (
-        "name",
-        "quantity",
-        "price",
-        "amount",
-        "hs_sku",
-        "hs_product_id",
-        "hs_discount_percentage",
-        "discount",
-    )
 
     @staticmethod
     def _first_error(errors: Sequence[IntegrationError]) -> None:
