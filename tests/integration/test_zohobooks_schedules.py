@@ -460,3 +460,36 @@ def test_the_spec_lists_repeating_invoice_and_the_adapter_implements_the_whole_p
     methods = [n for n, v in vars(RecurringAccounting).items() if callable(v) and not n.startswith("_")]
     assert sorted(methods) == ["create_schedule", "end_schedule", "extend_schedule", "find_schedule", "get_schedule"]
     assert all(callable(getattr(ZohoBooksAccounting, n, None)) for n in methods)
+
+
+def test_the_reconciliation_counts_children_as_the_schedule_s_and_lists_one_stopped_in_zoho(
+    sandbox: tuple[ZohoBooksSandbox, SandboxServer],
+) -> None:
+    from closeloop.sync.reconcile import reconcile  # noqa: PLC0415
+
+    zoho, server = sandbox
+    sync, crm, books, store = wired(zoho, server)
+    sync.sync(DEAL, events_for(DEAL))
+    day = today(zoho)
+    ZohoBooksDriver(zoho).run_recurring(day)
+
+    def run() -> list[str]:
+        found = reconcile(
+            day.strftime("%Y-%m"),
+            crm=crm,
+            accounting=books,
+            store=store,
+            failed_syncs=[],
+            dead_letters={},
+            today=day,
+            deal_mappings=list(store.mappings.values()),
+            schedules=books,
+        )
+        return [f"{d.type}: {d.detail}" for d in found.discrepancies]
+
+    # Then the child invoices are no duplicate or orphan of the deal
+    assert not [d for d in run() if d.startswith(("duplicate_invoice", "invoice_without_deal", "schedule"))]
+    # When finance stops the monthly profile in Zoho, Then it is listed as ended early
+    monthly = next(p for p in profiles(zoho) if p["recurrence_name"].endswith("/monthly"))
+    books.client.call("POST", f"/recurringinvoices/{monthly['recurring_invoice_id']}/status/stop")
+    assert [d for d in run() if d.startswith("schedule_ended_early")]
