@@ -65,7 +65,7 @@ SPEC = VendorSpec(
     capabilities=Capabilities(
         webhooks=False,
         oauth=True,
-        objects=("customer", "invoice", "payment", "product", "quote"),
+        objects=("customer", "invoice", "payment", "product", "quote", "repeating_invoice", "purchase_order"),
         table={
             "auth": "Zoho OAuth2 per data centre (refresh tokens do not rotate)",
             "customer stamp (finds a record made before a crash)": "unique custom field `cf_closeloop_ref`",

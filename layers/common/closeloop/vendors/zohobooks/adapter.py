@@ -44,15 +44,23 @@ from closeloop.models import (
     Customer,
     Invoice,
     InvoiceDraft,
+    InvoiceLine,
     Item,
     ItemDraft,
     ItemLimits,
+    PurchaseOrder,
+    PurchaseOrderDraft,
     QuoteDraft,
+    RepeatingSchedule,
+    ScheduleDraft,
+    Supplier,
 )
 from closeloop.oauth import RefreshingTokens
 from closeloop.ports import WebhookRequest
 from closeloop.vendors.zohobooks.client import VENDOR, ZohoBooksClient
 from closeloop.vendors.zohobooks.mapping import (
+    ENDED_RECURRING_STATUSES,
+    RECURRENCE_NAME_MAX,
     contact_body,
     custom_field,
     deal_key,
@@ -62,11 +70,16 @@ from closeloop.vendors.zohobooks.mapping import (
     name_key,
     new_item_body,
     norm_tax,
+    purchase_order_body,
+    recurring_invoice_body,
     search_word,
     to_customer,
     to_invoice,
     to_item,
+    to_purchase_order,
     to_quote,
+    to_schedule,
+    to_supplier,
     upsert_headers,
 )
 
@@ -86,6 +99,8 @@ class ZohoBooksAccounting:
     #: which the invoice pipeline's draft does not carry: nothing can set it afterwards (see
     #: ``mark_quote_invoiced``), so the quote flow does not ask.
     marks_invoiced: bool = False
+    #: Where a person opens a purchase order (see GUESSES["purchase_order_web_path"]).
+    PURCHASE_ORDER_WEB_PATH: ClassVar[str] = "/app/{organization}#/purchaseorders/{id}"
     #: Contact persons Closeloop writes besides the primary one (the CRM's other people).
     MAX_OTHER_PERSONS: ClassVar[int] = 9
     #: Zoho's last_modified_time filter and its answers: ``2024-05-01T10:00:00+0000``.
@@ -131,6 +146,7 @@ class ZohoBooksAccounting:
         self.invoice_ref_field = invoice_ref_field
         self.quote_ref_field = quote_ref_field
         self._item_ids: dict[str, str] = {}
+        self._profile_references: dict[str, str] = {}
 
     # -- change notifications ------------------------------------------------------------------------
 
@@ -552,9 +568,25 @@ class ZohoBooksAccounting:
             yield self._to_invoice(row)
 
     def _to_invoice(self, row: Mapping[str, Any]) -> Invoice:
+        """The canonical invoice of a row. A recurring invoice's child names its profile
+        (``recurring_invoice_id``); when it did not copy the profile's reference_number
+        (GUESSES["recurring_child_reference"]), its reference is read from the profile (once per profile),
+        so the payment poller and the reconciliation still tell it is a schedule's."""
         invoice_id = str(row.get("invoice_id") or "")
         path = self.INVOICE_WEB_PATH.format(organization=self._organization_id(), id=invoice_id)
-        return to_invoice(row, url=self.web_url + path if invoice_id else "")
+        reference = None
+        profile_id = str(row.get("recurring_invoice_id") or "")
+        if profile_id and not str(row.get("reference_number") or "").strip():
+            reference = self._profile_reference(profile_id)
+        return to_invoice(row, url=self.web_url + path if invoice_id else "", reference=reference)
+
+    def _profile_reference(self, profile_id: str) -> str:
+        """The reference of a recurring invoice profile (its reference_number, else its recurrence_name: ours
+        carry the schedule reference in both); "" when it is gone. Remembered per profile."""
+        if profile_id not in self._profile_references:
+            row = self._profile(profile_id) or {}
+            self._profile_references[profile_id] = str(row.get("reference_number") or row.get("recurrence_name") or "")
+        return self._profile_references[profile_id]
 
     # -- quotes (estimates) --------------------------------------------------------------------------
 
@@ -607,7 +639,7 @@ class ZohoBooksAccounting:
         key = deal_key(draft.reference)
         if not key:
             raise ValidationFailed("the quote reference names no CRM quote", vendor=VENDOR)
-        body = estimate_body(draft, key, self._line_item_ids(draft), quote_ref_field=self.quote_ref_field)
+        body = estimate_body(draft, key, self._line_item_ids(draft.lines), quote_ref_field=self.quote_ref_field)
         try:
             payload = self.client.call("POST", "/estimates", body=body, retry_sent=False)
             row = payload.get("estimate")
@@ -636,7 +668,7 @@ class ZohoBooksAccounting:
             number = current.get("estimate_number") or quote_.id
             raise ValidationFailed(f"Zoho estimate {number} is {status}: it is not revised", vendor=VENDOR)
         key = deal_key(draft.reference)
-        body = estimate_body(draft, key, self._line_item_ids(draft), quote_ref_field=self.quote_ref_field)
+        body = estimate_body(draft, key, self._line_item_ids(draft.lines), quote_ref_field=self.quote_ref_field)
         payload = self.client.call("PUT", f"/estimates/{quote(quote_.id, safe='')}", body=body)
         row = payload.get("estimate")
         if not isinstance(row, dict):
@@ -683,9 +715,9 @@ class ZohoBooksAccounting:
                 return
             yield current
 
-    def _line_item_ids(self, draft: QuoteDraft) -> dict[str, str]:
+    def _line_item_ids(self, lines: Sequence[InvoiceLine]) -> dict[str, str]:
         """Zoho's item id by casefolded SKU for every line; ValidationFailed naming the SKUs it does not have."""
-        missing = [line.item_code for line in draft.lines if line.item_code.casefold() not in self._item_ids]
+        missing = [line.item_code for line in lines if line.item_code.casefold() not in self._item_ids]
         if missing:
             self.get_items(missing)
         unknown = sorted({code for code in missing if code.casefold() not in self._item_ids})
@@ -697,3 +729,246 @@ class ZohoBooksAccounting:
         estimate_id = str(row.get("estimate_id") or "")
         path = self.ESTIMATE_WEB_PATH.format(organization=self._organization_id(), id=estimate_id)
         return to_quote(row, url=self.web_url + path if estimate_id else "")
+
+    # -- repeating schedules (recurring invoices) ----------------------------------------------------
+
+    def find_schedule(self, reference: str) -> RepeatingSchedule | None:
+        """The recurring invoice whose ``recurrence_name`` is ``reference`` (compared case-insensitively),
+        whatever its status (``status`` says whether it still runs), read in full; else None.
+
+        The name rather than the reference_number is the key: Zoho documents it as the profile's "Unique
+        name" (a second create with it is refused, GUESSES["recurring_duplicate_name"]) and lists
+        ``recurrence_name`` as a filter, so one call finds a profile made by an attempt that died before its
+        mapping, and a stopped one too (its name is still taken: a person decides). Raises IntegrationError
+        subclasses."""
+        row = self._profile_row_by_name(reference)
+        if row is None:
+            return None
+        return to_schedule(self._profile(str(row.get("recurring_invoice_id") or "")) or row)
+
+    def get_schedule(self, schedule_id: str) -> RepeatingSchedule | None:
+        """``GET /recurringinvoices/{id}``, stopped and expired ones as ``ended``; None when Zoho says it does
+        not exist (1002: deleted in Zoho)."""
+        row = self._profile(schedule_id)
+        return to_schedule(row) if row is not None else None
+
+    def create_schedule(self, draft: ScheduleDraft, *, idempotency_key: str) -> RepeatingSchedule:
+        """``POST /recurringinvoices`` (``mapping.recurring_invoice_body``): our reference as the unique
+        ``recurrence_name`` and as the ``reference_number`` its children carry; items resolved by SKU first
+        (an unknown one is a ValidationFailed naming it, nothing sent).
+
+        Zoho's recurring invoice has no status to send: whether its child invoices are drafts or sent is the
+        organisation's preference (Settings > Preferences > Recurring Invoices: "Create invoices as drafts"
+        or "Create and send invoices"), which the API neither takes per profile nor shows, so
+        ``draft.status`` (RECURRING_SCHEDULE_STATUS) is the README's instruction to set that preference.
+
+        Zoho has no idempotency key (``idempotency_key`` is not sent), so the create is never re-sent: a lost
+        answer (Unanswered) or a refusal (a taken name, GUESSES["recurring_duplicate_name"]) looks the name up
+        and answers the profile found; the error is raised again when there is none. Raises ValidationFailed
+        with Zoho's message (a start date in the past, GUESSES["recurring_past_start"]; a currency other than
+        the customer's)."""
+        if len(draft.reference) > RECURRENCE_NAME_MAX:
+            raise ValidationFailed(
+                f"the schedule reference is longer than Zoho's {RECURRENCE_NAME_MAX} characters", vendor=VENDOR
+            )
+        body = recurring_invoice_body(draft, self._line_item_ids(draft.lines))
+        try:
+            payload = self.client.call("POST", "/recurringinvoices", body=body, retry_sent=False)
+            row = payload.get("recurring_invoice")
+        except (Unanswered, ValidationFailed, Conflict):
+            found = self._profile_row_by_name(draft.reference)
+            if found is None:
+                raise
+            row = self._profile(str(found.get("recurring_invoice_id") or "")) or found
+        if not isinstance(row, dict):
+            raise FatalError("Zoho accepted the recurring invoice but returned none", vendor=VENDOR)
+        return to_schedule(row)
+
+    def end_schedule(self, schedule_id: str, *, idempotency_key: str) -> RepeatingSchedule:
+        """Stop the profile (``POST /recurringinvoices/{id}/status/stop``): it makes no more invoices, the ones
+        it made stay, and it stays readable with its name taken (``find_schedule`` still finds it, so no
+        second one is made; a person can resume it in Zoho), where a delete would lose both. One already
+        stopped or expired is returned as it is; one gone (1002) is answered as ended. A refused stop (it
+        stopped or expired meanwhile, GUESSES["recurring_status_moves"]) is settled by reading it again."""
+        row = self._profile(schedule_id)
+        if row is None:
+            return RepeatingSchedule(id=schedule_id, status="ended")
+        if str(row.get("status") or "") in ENDED_RECURRING_STATUSES:
+            return to_schedule(row)
+        path = f"/recurringinvoices/{quote(schedule_id, safe='')}/status/stop"
+        try:
+            self.client.call("POST", path)
+        except ValidationFailed:
+            again = self._profile(schedule_id)
+            if again is None or str(again.get("status") or "") in ENDED_RECURRING_STATUSES:
+                return to_schedule(again) if again is not None else RepeatingSchedule(id=schedule_id, status="ended")
+            raise
+        stopped = self._profile(schedule_id)
+        if stopped is None:
+            return RepeatingSchedule(id=schedule_id, status="ended")
+        return to_schedule(stopped)
+
+    def extend_schedule(self, schedule: RepeatingSchedule, end: date, *, idempotency_key: str) -> RepeatingSchedule:
+        """Move the profile's ``end_date`` to ``end`` (``PUT /recurringinvoices/{id}``): the same id, lines,
+        customer and next invoice date. One already running until ``end`` or later (or without an end) is
+        returned as it is. The update sends the profile's name, customer and frequency with the new end
+        (GUESSES["recurring_update_partial"]); the answer must keep the profile's lines and total, else
+        FatalError says a person must check it. Raises FatalError when the profile is gone."""
+        row = self._profile(schedule.id)
+        if row is None:
+            raise FatalError(f"Zoho recurring invoice {schedule.id} is gone: it cannot be extended", vendor=VENDOR)
+        current = to_schedule(row)
+        if current.end_date is None or current.end_date >= end:
+            return current
+        body = {
+            "recurrence_name": str(row.get("recurrence_name") or ""),
+            "customer_id": str(row.get("customer_id") or ""),
+            "recurrence_frequency": str(row.get("recurrence_frequency") or ""),
+            "repeat_every": int(row.get("repeat_every") or 1),
+            "end_date": end.isoformat(),
+        }
+        payload = self.client.call("PUT", f"/recurringinvoices/{quote(schedule.id, safe='')}", body=body)
+        saved = payload.get("recurring_invoice")
+        if not isinstance(saved, dict):
+            raise FatalError("Zoho accepted the recurring invoice update but returned none", vendor=VENDOR)
+        extended = to_schedule(saved)
+        lines_kept = len(saved.get("line_items") or []) == len(row.get("line_items") or [])
+        if not lines_kept or extended.total != current.total or extended.end_date != end:
+            raise FatalError(
+                f"Zoho changed recurring invoice {schedule.id} beyond its end date when it was extended: check its "
+                'lines in Zoho (see GUESSES["recurring_update_partial"])',
+                vendor=VENDOR,
+            )
+        return extended
+
+    def _profile(self, profile_id: str) -> dict[str, Any] | None:
+        """``GET /recurringinvoices/{id}``; None when Zoho says it does not exist."""
+        if not profile_id.strip():
+            return None
+        try:
+            payload = self.client.call("GET", f"/recurringinvoices/{quote(profile_id, safe='')}")
+        except NotFound:
+            return None
+        row = payload.get("recurring_invoice")
+        return row if isinstance(row, dict) else None
+
+    def _profile_row_by_name(self, name: str) -> dict[str, Any] | None:
+        """The list row of the profile named ``name``: ``GET /recurringinvoices?recurrence_name=…`` (a
+        documented filter), every row checked again."""
+        wanted = name.strip().casefold()
+        if not wanted:
+            return None
+        params = {"recurrence_name": name.strip(), "filter_by": "Status.All"}
+        for row in self.client.pages("/recurringinvoices", "recurring_invoices", params):
+            if str(row.get("recurrence_name") or "").strip().casefold() == wanted:
+                return row
+        return None
+
+    # -- purchasing (vendors and purchase orders) ------------------------------------------------------
+
+    def find_suppliers(self, name: str) -> list[Supplier]:
+        """Active vendors whose name contains ``name``'s longest significant word (candidates; the sync logic
+        compares normalised names): ``GET /contacts?contact_type=vendor&contact_name_contains=…``. The
+        contact_type filter is not on Zoho's contacts page (GUESSES["contact_type_filter"]): each row's own
+        type is checked, so a customer is never taken for a supplier. Raises IntegrationError subclasses."""
+        word = search_word(name).strip()
+        if not word:
+            return []
+        rows = self._active_contacts({"contact_type": "vendor", "contact_name_contains": word})
+        return [to_supplier(row) for row in rows if str(row.get("contact_type") or "") == "vendor"]
+
+    def create_supplier(self, name: str, *, idempotency_key: str) -> Supplier:
+        """``POST /contacts`` with ``contact_type`` vendor and the name.
+
+        Zoho has no idempotency key (``idempotency_key`` is not sent) and may allow duplicate names (a
+        preference), so the create is never re-sent: a lost answer looks the vendor up by name and answers the
+        one found (Unanswered again when none or several are). Raises Conflict when Zoho refuses the name
+        (3062: a vendor has it, or a customer where names are unique across types,
+        GUESSES["vendor_customer_same_name"]), ValidationFailed on other refusals."""
+        body = {"contact_name": name, "contact_type": "vendor"}
+        try:
+            payload = self.client.call("POST", "/contacts", body=body, retry_sent=False)
+        except Unanswered:
+            same = [s for s in self.find_suppliers(name) if s.name.strip().casefold() == name.strip().casefold()]
+            if len(same) != 1:
+                raise
+            return same[0]
+        except Conflict as taken:
+            raise Conflict(
+                f"Zoho Books refused the supplier name: a contact has it already ({taken.message})",
+                vendor=VENDOR,
+                status=taken.status,
+            ) from taken
+        contact = payload.get("contact")
+        if not isinstance(contact, dict):
+            raise FatalError("Zoho accepted the vendor but returned no contact", vendor=VENDOR)
+        return to_supplier(contact)
+
+    def find_purchase_order(self, reference: str, dated: date) -> PurchaseOrder | None:
+        """The purchase order whose reference_number is ``reference`` (any status: Zoho deletes outright, and
+        a cancelled one is a person's decision, not ours to make again): ``GET
+        /purchaseorders?reference_number=…&filter_by=Status.All``, every row checked again (see
+        GUESSES["po_reference_filter"]). ``dated`` is not
+        needed: Zoho filters by reference. Raises IntegrationError subclasses."""
+        if not reference.strip():
+            return None
+        params = {"reference_number": reference, "filter_by": "Status.All"}
+        for row in self.client.pages("/purchaseorders", "purchaseorders", params):
+            if str(row.get("reference_number") or "") == reference:
+                return self._to_purchase_order(row)
+        return None
+
+    def get_purchase_order(self, purchase_order_id: str) -> PurchaseOrder | None:
+        """``GET /purchaseorders/{id}`` whatever its status; None when Zoho says it does not exist."""
+        if not purchase_order_id.strip():
+            return None
+        try:
+            payload = self.client.call("GET", f"/purchaseorders/{quote(purchase_order_id, safe='')}")
+        except NotFound:
+            return None
+        row = payload.get("purchaseorder")
+        return self._to_purchase_order(row) if isinstance(row, dict) else None
+
+    def create_purchase_order(self, draft: PurchaseOrderDraft, *, idempotency_key: str) -> PurchaseOrder:
+        """``POST /purchaseorders`` (a draft; Zoho numbers it) with lines at unit cost
+        (``mapping.purchase_order_body``), after checking what Zoho would refuse: every item code a known
+        item, and the vendor an active vendor whose currency is the draft's (a purchase order is in its
+        vendor's currency). Raises ValidationFailed naming what is wrong, nothing sent.
+
+        Exactly once without an idempotency key (``idempotency_key`` is not sent): the reference is looked up
+        first (an order made by an attempt that died is answered), and the create is never re-sent; a lost
+        answer looks the reference up again (Unanswered again when Zoho did not make it)."""
+        found = self.find_purchase_order(draft.reference, draft.issue_date)
+        if found is not None:
+            return found
+        codes = sorted({line.item_code for line in draft.lines if line.item_code})
+        known = self.get_items(codes)
+        unknown = [code for code in codes if code not in known]
+        if unknown:
+            raise ValidationFailed(f"Zoho Books has no active item with SKU {', '.join(unknown)}", vendor=VENDOR)
+        vendor = self._contact(draft.supplier_id)
+        if vendor is None or vendor.get("contact_type") != "vendor" or vendor.get("status", "active") != "active":
+            raise ValidationFailed(f"Zoho contact {draft.supplier_id} is not an active vendor", vendor=VENDOR)
+        currency = str(vendor.get("currency_code") or "")
+        if currency and draft.currency and currency.upper() != draft.currency.upper():
+            raise ValidationFailed(
+                f"Zoho buys from vendor {draft.supplier_id} in {currency}, the purchase order is in {draft.currency}",
+                vendor=VENDOR,
+            )
+        body = purchase_order_body(draft, {code.casefold(): item for code, item in known.items()})
+        try:
+            payload = self.client.call("POST", "/purchaseorders", body=body, retry_sent=False)
+        except Unanswered:
+            made = self.find_purchase_order(draft.reference, draft.issue_date)
+            if made is None:
+                raise
+            return made
+        row = payload.get("purchaseorder")
+        if not isinstance(row, dict):
+            raise FatalError("Zoho accepted the purchase order but returned none", vendor=VENDOR)
+        return self._to_purchase_order(row)
+
+    def _to_purchase_order(self, row: Mapping[str, Any]) -> PurchaseOrder:
+        order_id = str(row.get("purchaseorder_id") or "")
+        path = self.PURCHASE_ORDER_WEB_PATH.format(organization=self._organization_id(), id=order_id)
+        return to_purchase_order(row, url=self.web_url + path if order_id else "")

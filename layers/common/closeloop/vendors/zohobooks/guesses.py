@@ -79,9 +79,32 @@ GUESSES: dict[str, str] = {
     "recurring_child_reference": (
         "A child invoice a recurring invoice makes carries the profile's reference_number (and recurring_invoice_id, "
         "which Zoho's invoice object documents); the pages say reference_number is 'the Order number of the "
-        "Recurring Invoice' but not whether children copy it. Safe if wrong: an adapter recognises children by "
-        "recurring_invoice_id (GET /invoices?recurring_invoice_id=…) first and by the reference only as a fallback. "
-        "Confirm: a real child invoice of a profile with a reference number, read back."
+        "Recurring Invoice' but not whether children copy it. The adapter reads a child's reference from its own "
+        "reference_number, and when that is empty from its profile (recurring_invoice_id: read once per profile, "
+        "its reference_number or recurrence_name, both our schedule reference), so a child that copied nothing is "
+        "still recognised by the payment poller; this needs list rows to carry recurring_invoice_id (the sandbox's "
+        "do). Safe if wrong: with neither, a child reads as an invoice of no deal (counted in the customer's "
+        "balances, not shown on the deal): nothing is written wrongly. Confirm: a real child invoice of a profile "
+        "with a reference number, read back in full and in a list row."
+    ),
+    "recurring_update_partial": (
+        "PUT /recurringinvoices/{id} with recurrence_name, customer_id, recurrence_frequency, repeat_every and a "
+        "new end_date keeps the profile's lines, dates and terms (the update page marks no argument as replaced "
+        "when left out; the sandbox keeps them). extend_schedule sends only those. Safe if wrong: the answer is "
+        "checked (same number of lines, same total, the new end date) and a difference is a FatalError telling "
+        "a person to check the profile, never a silent change. Confirm: a real PUT with only those fields, read "
+        "back."
+    ),
+    "po_reference_filter": (
+        "GET /purchaseorders?reference_number=… returns only the orders with that reference (CData's Zoho Books "
+        "driver lists it as a server-side filter; Zoho's purchase order page was not seen to). Safe if wrong: "
+        "every row is checked again for the exact reference, so an ignored filter only costs pages. Confirm: a "
+        "real list with the parameter."
+    ),
+    "purchase_order_web_path": (
+        "A person opens a purchase order at https://books.zoho.<dc>/app/<organization_id>#/purchaseorders/<id>, "
+        "as invoices open at #/invoices/<id>; the API gives no web link. Safe if wrong: the link is only shown "
+        "for a person to click; nothing reads it back. Confirm: open a purchase order in Zoho Books."
     ),
     "recurring_duplicate_name": (
         "recurrence_name is documented as 'Unique name for the recurring profile'; a create or rename to a taken "

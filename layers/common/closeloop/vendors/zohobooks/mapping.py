@@ -11,21 +11,28 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from closeloop.dates import parse_day, parse_utc
 from closeloop.models import (
+    FREQUENCY_PERIODS,
     AccountingCustomer,
     AccountingQuote,
     AccountingQuoteStatus,
     Customer,
+    Frequency,
     Invoice,
     InvoiceDraft,
     InvoiceLine,
     Item,
     ItemDraft,
     LineAmountTypes,
+    PurchaseOrder,
+    PurchaseOrderDraft,
     QuoteDraft,
+    RepeatingSchedule,
+    ScheduleDraft,
+    Supplier,
     money_text,
 )
 from closeloop.vendors.zohobooks.client import VENDOR
@@ -295,8 +302,10 @@ def contact_persons(
     return ([primary] if has_primary or old_primary else []) + others
 
 
-def to_invoice(row: Mapping[str, Any], *, url: str) -> Invoice:
-    """A Zoho invoice (in full, or a list row) as the canonical Invoice; ``url``: where a person opens it."""
+def to_invoice(row: Mapping[str, Any], *, url: str, reference: str | None = None) -> Invoice:
+    """A Zoho invoice (in full, or a list row) as the canonical Invoice; ``url``: where a person opens it;
+    ``reference``: its reference when the row's own ``reference_number`` is not it (a recurring invoice's
+    child that did not copy its profile's)."""
     invoice_id = str(row.get("invoice_id") or "")
     total = as_decimal(row.get("total"))
     balance = as_decimal(row.get("balance"))
@@ -305,7 +314,7 @@ def to_invoice(row: Mapping[str, Any], *, url: str) -> Invoice:
     return Invoice(
         id=invoice_id,
         number=str(row.get("invoice_number") or ""),
-        reference=str(row.get("reference_number") or ""),
+        reference=str(row.get("reference_number") or "") if reference is None else reference,
         status=INVOICE_STATUSES.get(str(row.get("status") or "draft"), "AUTHORISED"),
         customer_id=str(row.get("customer_id") or ""),
         currency=str(row.get("currency_code") or ""),
@@ -413,4 +422,166 @@ def to_quote(row: Mapping[str, Any], *, url: str) -> AccountingQuote:
         total=total,
         url=url,
         updated_at=parse_utc(row.get("last_modified_time")),
+    )
+
+
+# -- recurring invoices (the RecurringAccounting port) ---------------------------------------------------
+
+#: The canonical period unit -> Zoho's ``recurrence_frequency`` (the recurring invoices page: days, weeks,
+#: months or years, with ``repeat_every``). Whole years are sent as years, as Zoho's own "Yearly" reads.
+RECURRENCE_UNITS: dict[str, str] = {"week": "weeks", "month": "months"}
+#: The ``recurrence_name`` limit (the page: "Max-length [100]").
+RECURRENCE_NAME_MAX = 100
+#: Zoho's recurring invoice statuses (the page: active, stopped, expired): a stopped profile (how Closeloop
+#: ends one) and an expired one (past its end date) make no more invoices.
+ENDED_RECURRING_STATUSES = frozenset({"stopped", "expired"})
+
+
+def recurrence_of(frequency: str) -> tuple[str, int]:
+    """The canonical frequency as Zoho's ``(recurrence_frequency, repeat_every)``: quarterly is (months, 3),
+    annual (years, 1), biennial (years, 2), fortnightly (weeks, 2)."""
+    unit, count = FREQUENCY_PERIODS[frequency]
+    if unit == "month" and count % 12 == 0:
+        return "years", count // 12
+    return RECURRENCE_UNITS[unit], count
+
+
+def frequency_of(recurrence: str, every: int) -> Frequency | None:
+    """Zoho's ``(recurrence_frequency, repeat_every)`` as the canonical frequency, None when it has none
+    (daily, every 5 weeks...)."""
+    period: tuple[str, int] | None = {
+        "days": ("week", every // 7) if every % 7 == 0 else None,
+        "weeks": ("week", every),
+        "months": ("month", every),
+        "years": ("month", every * 12),
+    }.get(recurrence)
+    for frequency, known in FREQUENCY_PERIODS.items():
+        if period == known:
+            return cast(Frequency, frequency)
+    return None
+
+
+def recurring_invoice_body(draft: ScheduleDraft, item_ids: Mapping[str, str]) -> dict[str, Any]:
+    """The ``POST /recurringinvoices`` body for ``draft``: our reference is both the ``recurrence_name``
+    (unique per organisation: it finds the profile again and refuses a second one) and the
+    ``reference_number`` (its child invoices carry it, GUESSES["recurring_child_reference"], so the payment
+    poller tells them apart); the frequency, start and end dates, the due days as ``payment_terms``, the
+    currency (Zoho refuses one other than the customer's), and lines and tax as an invoice's. Zoho's
+    profile has no status of its own: see ``ZohoBooksAccounting.create_schedule``."""
+    recurrence, every = recurrence_of(draft.frequency)
+    return {
+        "recurrence_name": draft.reference,
+        "reference_number": draft.reference,
+        "customer_id": draft.customer_id,
+        "currency_code": draft.currency,
+        "recurrence_frequency": recurrence,
+        "repeat_every": every,
+        "start_date": draft.start.isoformat(),
+        "end_date": draft.end.isoformat(),
+        "payment_terms": draft.due_days,
+        "is_inclusive_tax": draft.line_amount_types == "Inclusive",
+        "line_items": [
+            invoice_line(line, draft.line_amount_types, item_ids[line.item_code.casefold()]) for line in draft.lines
+        ],
+    }
+
+
+def _whole(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+def to_schedule(row: Mapping[str, Any]) -> RepeatingSchedule:
+    """A Zoho recurring invoice (read in full: list rows carry no ``sub_total``) as the canonical schedule.
+    ``approved`` is true while it is active: Zoho makes each child invoice by itself (drafts or sent as the
+    organisation's preference says, which the API does not show)."""
+    status = str(row.get("status") or "active")
+    ended = status in ENDED_RECURRING_STATUSES
+    total = as_decimal(row.get("total"))
+    tax = row.get("tax_total")
+    sub_total = row.get("sub_total")
+    return RepeatingSchedule(
+        id=str(row.get("recurring_invoice_id") or ""),
+        reference=str(row.get("recurrence_name") or ""),
+        status="ended" if ended else "active",
+        approved=not ended,
+        frequency=frequency_of(str(row.get("recurrence_frequency") or ""), _whole(row.get("repeat_every")) or 1),
+        customer_id=str(row.get("customer_id") or ""),
+        currency=str(row.get("currency_code") or ""),
+        start_date=parse_day(row.get("start_date")),
+        next_invoice_date=None if ended else parse_day(row.get("next_invoice_date")),
+        end_date=parse_day(row.get("end_date")),
+        sub_total=as_decimal(sub_total)
+        if sub_total is not None
+        else total - (as_decimal(tax) if tax is not None else Decimal(0)),
+        total=total,
+    )
+
+
+# -- purchase orders and vendors (the PurchasingAccounting port) -------------------------------------------
+
+#: Zoho's purchase order statuses (the purchase order page) in the upper-case words the other systems use.
+PURCHASE_ORDER_STATUSES: dict[str, str] = {
+    "draft": "DRAFT",
+    "pending_approval": "SUBMITTED",
+    "approved": "AUTHORISED",
+    "open": "AUTHORISED",
+    "partially_billed": "AUTHORISED",
+    "billed": "BILLED",
+    "closed": "BILLED",
+    "cancelled": "CANCELLED",
+}
+
+
+def to_supplier(contact: Mapping[str, Any]) -> Supplier:
+    """A Zoho vendor contact as a Supplier."""
+    return Supplier(
+        id=str(contact.get("contact_id") or ""),
+        name=str(contact.get("contact_name") or ""),
+        status="ACTIVE" if str(contact.get("status", "active")) == "active" else "ARCHIVED",
+    )
+
+
+def purchase_order_body(draft: PurchaseOrderDraft, items: Mapping[str, Item]) -> dict[str, Any]:
+    """The ``POST /purchaseorders`` body for ``draft`` (Zoho creates it a draft): the vendor, our reference in
+    ``reference_number``, the date (and delivery date), and each line at its unit cost (``rate``): a line with
+    an item code names the Zoho item (``item_id``) and its purchase account where the item has one (else Zoho
+    applies its default); a line without one is a free line named by its description. The currency is the
+    vendor's (a Zoho rule): not sent. ``items``: the Zoho items by casefolded SKU."""
+    lines: list[dict[str, Any]] = []
+    for line in draft.lines:
+        out: dict[str, Any] = {"description": line.description, "quantity": line.quantity, "rate": line.unit_cost}
+        if line.item_code:
+            item = items[line.item_code.casefold()]
+            out["item_id"] = item.id
+            if item.fields.get("purchase_account"):
+                out["account_id"] = item.fields["purchase_account"]
+        else:
+            out["name"] = line.description
+        lines.append(out)
+    body: dict[str, Any] = {
+        "vendor_id": draft.supplier_id,
+        "reference_number": draft.reference,
+        "date": draft.issue_date.isoformat(),
+        "line_items": lines,
+    }
+    if draft.delivery_date is not None:
+        body["delivery_date"] = draft.delivery_date.isoformat()
+    return body
+
+
+def to_purchase_order(row: Mapping[str, Any], *, url: str) -> PurchaseOrder:
+    """A Zoho purchase order (in full, or a list row) as the canonical PurchaseOrder; ``url``: where a person
+    opens it."""
+    return PurchaseOrder(
+        id=str(row.get("purchaseorder_id") or ""),
+        number=str(row.get("purchaseorder_number") or ""),
+        reference=str(row.get("reference_number") or ""),
+        status=PURCHASE_ORDER_STATUSES.get(str(row.get("status") or "draft"), str(row.get("status") or "").upper()),
+        supplier_id=str(row.get("vendor_id") or ""),
+        currency=str(row.get("currency_code") or ""),
+        total=as_decimal(row.get("total")),
+        url=url,
     )
