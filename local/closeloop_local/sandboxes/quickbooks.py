@@ -43,7 +43,8 @@ Behaviour follows Intuit's reference and the quirks the adapter must survive:
 - purchase orders (``purchaseorder``: create, update, read, query on Id, DocNumber, TxnDate and the MetaData
   times): a VendorRef naming an active Vendor (610), an APAccountRef naming an Accounts Payable account
   (implied when the company has exactly one; 2020 otherwise, 2500 for another account), item lines
-  (ItemBasedExpenseLineDetail: ItemRef, Qty, UnitPrice; Amount = Qty × UnitPrice, 6070), the vendor's
+  (ItemBasedExpenseLineDetail: ItemRef, Qty, UnitPrice; Amount = Qty × UnitPrice, 6070) or category lines
+  (AccountBasedExpenseLineDetail: AccountRef, Amount), the vendor's
   currency, POStatus Open (the default: QBO has no draft purchase order) or Closed, the DocNumber rules of
   the sales forms within purchase orders (≤21 chars, 2050; unique, 6140), TotalAmt the sum of the lines;
 - ``?requestid=`` (≤50 chars, ≤36 on /batch) replays the first response of a write; ``/batch`` takes ≤30
@@ -1967,6 +1968,7 @@ class QuickBooksSandbox(AccountingSandbox):
         if currency != (_ref_value(vendor.data.get("CurrencyRef")) or self.home_currency):
             raise business(f"The currency {currency} does not match the vendor's currency.")
         data["CurrencyRef"] = {"value": currency}
+        # DocNumber as on the sales forms (closeloop.vendors.quickbooks GUESSES["purchase_order_doc_number_unique"])
         self._doc_number("PurchaseOrder", data, current, allow_dup)
         for key in ("TxnDate", "DueDate", "ExpectedDate"):
             if data.get(key):
@@ -2012,6 +2014,8 @@ class QuickBooksSandbox(AccountingSandbox):
         """An item line (ItemBasedExpenseLineDetail: ItemRef, Qty, UnitPrice): an active item, an Amount equal
         to Qty × UnitPrice (6070); the item's PurchaseCost when no UnitPrice is given."""
         kind = raw.get("DetailType")
+        if kind == "AccountBasedExpenseLineDetail":
+            return self._account_line(raw)
         if kind != "ItemBasedExpenseLineDetail":
             raise validation("2500", "Invalid Enumeration", f"Line.DetailType: {kind}")
         detail = dict(raw.get("ItemBasedExpenseLineDetail") or {})
@@ -2042,6 +2046,24 @@ class QuickBooksSandbox(AccountingSandbox):
         description = raw.get("Description", item.data.get("PurchaseDesc", item.data.get("Description")))
         if description:
             line["Description"] = description
+        return line
+
+    def _account_line(self, raw: Row) -> Row:
+        """A category line (AccountBasedExpenseLineDetail): an AccountRef naming an active account, an Amount."""
+        detail = dict(raw.get("AccountBasedExpenseLineDetail") or {})
+        if not _ref_value(detail.get("AccountRef")):
+            raise missing_param("AccountRef")
+        detail["AccountRef"] = self._account_ref(_ref_value(detail["AccountRef"]))
+        if raw.get("Amount") is None:
+            raise missing_param("Line.Amount")
+        detail.setdefault("BillableStatus", "NotBillable")
+        line: Row = {
+            "DetailType": "AccountBasedExpenseLineDetail",
+            "Amount": _dec(raw["Amount"], "Amount"),
+            "AccountBasedExpenseLineDetail": detail,
+        }
+        if raw.get("Description"):
+            line["Description"] = raw["Description"]
         return line
 
     # ---- control API (/_sandbox/...) ---------------------------------------------------------------------
