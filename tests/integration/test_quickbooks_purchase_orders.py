@@ -11,18 +11,27 @@ test_quickbooks_purchase_orders.py holds the exchanges to them.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
 from closeloop.errors import Conflict, ValidationFailed
-from closeloop.models import PurchaseOrderDraft, PurchaseOrderLine
+from closeloop.models import Address, Customer, Deal, LineItem, PurchaseOrderDraft, PurchaseOrderLine
+from closeloop.sync.contacts import normalise_name
+from closeloop.sync.purchase_orders import (
+    PURCHASE_ORDERS_PROPERTY,
+    PurchaseOrderFlow,
+    PurchaseOrderPolicy,
+    purchase_order_reference,
+)
 from closeloop.vendors.quickbooks.adapter import QuickBooksAccounting
 from closeloop.vendors.quickbooks.mapping import purchase_order_doc_number
 from closeloop_local.sandboxes.base import SandboxServer
 from closeloop_local.sandboxes.quickbooks import QuickBooksDriver, QuickBooksSandbox, serve
+from tests.deal_sync_support import COMPANY, DEAL
+from tests.fakes import FakeCatalogueDealCrm, MemoryStore
 from tests.quickbooks_adapters import adapter
 from tests.sandbox_adapters import LoseAnswers
 
@@ -201,3 +210,89 @@ def test_a_company_without_an_ap_account_in_the_currency_is_refused_before_sendi
     with pytest.raises(ValidationFailed, match="Accounts Payable account in EUR"):
         books.create_purchase_order(draft(supplier.id, currency="EUR"), idempotency_key="k-eur")
     assert qbo.rows("PurchaseOrder") == []
+
+
+# -- PurchaseOrderFlow over the adapter and the sandbox (the CRM side faked) ---------------------------------
+
+
+def _flow(books: QuickBooksAccounting, store: MemoryStore) -> tuple[PurchaseOrderFlow, FakeCatalogueDealCrm, Deal]:
+    """A won deal: 3 Anvils bought from "Acme Supplies Ltd" at 40, 2 Crates from "Bolt Works" at 12.25, and a
+    service line whose product names no supplier."""
+    crm = FakeCatalogueDealCrm(
+        customers={COMPANY: Customer(ref=COMPANY, name="Acme Ltd", address=Address(country="US"))}
+    )
+    crm.add_product("p1", name="Anvil", sku="ANV-1", unit_cost=Decimal(40), supplier="Acme Supplies Ltd")
+    crm.add_product("p2", name="Crate", sku="CRT", unit_cost=Decimal("12.25"), supplier="Bolt Works")
+    crm.add_product("p3", name="Setup", sku="SVC", unit_cost=Decimal(60))
+    lines = (
+        LineItem(crm_id="1", name="Anvil", sku="ANV-1", product_id="p1", quantity=Decimal(3), unit_price=Decimal(99)),
+        LineItem(crm_id="2", name="Crate", sku="CRT", product_id="p2", quantity=Decimal(2), unit_price=Decimal(20)),
+        LineItem(crm_id="3", name="Setup", sku="SVC", product_id="p3", quantity=Decimal(1), unit_price=Decimal(150)),
+    )
+    deal = Deal(
+        ref=DEAL,
+        name="Big deal",
+        amount=Decimal(487),
+        currency="USD",
+        is_won=True,
+        close_date=DAY,
+        company=COMPANY,
+        line_items=lines,
+    )
+    crm.deals[DEAL.object_id] = deal
+    clock = lambda: datetime(2026, 11, 21, tzinfo=UTC)  # noqa: E731
+    return PurchaseOrderFlow(crm, crm, books, store, PurchaseOrderPolicy(), owner="w", clock=clock), crm, deal
+
+
+def test_a_won_deal_makes_one_open_purchase_order_per_vendor_once_matching_an_existing_vendor(
+    sandbox: tuple[QuickBooksSandbox, SandboxServer], books: QuickBooksAccounting
+) -> None:
+    qbo, _ = sandbox
+    # Given QBO has the items and already a vendor "ACME SUPPLIES LTD"; Bolt Works is new
+    QuickBooksDriver(qbo).seed_item("CRT", "Crate", Decimal(20))
+    acme = qbo.seed("Vendor", DisplayName="ACME SUPPLIES LTD")
+    store = MemoryStore()
+    flow, crm, deal = _flow(books, store)
+    # When the won deal is followed twice (a redelivery)
+    flow.follow(deal, "1", None)
+    flow.follow(deal, "1", None)
+    # Then Acme is matched, Bolt Works created once, and each has one Open purchase order at unit cost
+    vendors = {v["DisplayName"]: v["Id"] for v in qbo.rows("Vendor")}
+    assert set(vendors) == {"ACME SUPPLIES LTD", "Bolt Works"} and vendors["ACME SUPPLIES LTD"] == acme["Id"]
+    orders = {o["VendorRef"]["value"]: o for o in qbo.rows("PurchaseOrder")}
+    assert set(orders) == {acme["Id"], vendors["Bolt Works"]}
+    assert orders[acme["Id"]]["TotalAmt"] == Decimal("120.00") and orders[acme["Id"]]["POStatus"] == "Open"
+    assert orders[vendors["Bolt Works"]]["TotalAmt"] == Decimal("24.50")
+    assert orders[acme["Id"]]["PrivateNote"] == purchase_order_reference(DEAL, normalise_name("Acme Supplies Ltd"))
+    # and both DocNumbers (the PO numbers) are written back to the deal
+    written = crm.deal_properties[DEAL.object_id][PURCHASE_ORDERS_PROPERTY]
+    assert sorted(written.split(", ")) == sorted(o["DocNumber"] for o in orders.values())
+
+
+def test_a_crash_after_the_create_is_healed_by_the_reference_not_a_second_purchase_order(
+    sandbox: tuple[QuickBooksSandbox, SandboxServer], books: QuickBooksAccounting
+) -> None:
+    qbo, _ = sandbox
+    QuickBooksDriver(qbo).seed_item("CRT", "Crate", Decimal(20))
+    store = MemoryStore()
+    flow, _, deal = _flow(books, store)
+    flow.follow(deal, "1", None)
+    made = {o["Id"] for o in qbo.rows("PurchaseOrder")}
+    # When the mappings are lost (the worker died between QBO's create and our write) and the deal comes again
+    store.mappings.clear()
+    flow.follow(deal, "1", None)
+    # Then the purchase orders are found by their reference (DocNumber digest + exact PrivateNote), none added
+    assert {o["Id"] for o in qbo.rows("PurchaseOrder")} == made
+    assert len(qbo.rows("Vendor")) == 2
+
+
+def test_an_unknown_item_code_fails_the_deal_before_any_vendor_or_purchase_order(
+    sandbox: tuple[QuickBooksSandbox, SandboxServer], books: QuickBooksAccounting
+) -> None:
+    qbo, _ = sandbox
+    # Given QBO has no item CRT
+    flow, _, deal = _flow(books, MemoryStore())
+    # When the deal is followed, Then it fails naming the product, and nothing was created
+    with pytest.raises(ValidationFailed, match="Crate"):
+        flow.follow(deal, "1", None)
+    assert qbo.rows("Vendor") == [] and qbo.rows("PurchaseOrder") == []
