@@ -202,3 +202,31 @@ def test_a_purchase_order_is_closed_by_a_sparse_update_at_its_sync_token(books: 
     assert closed.json()["PurchaseOrder"]["POStatus"] == "Closed"
     assert closed.json()["PurchaseOrder"]["DocNumber"] == "PO-1"
     assert (stale.status_code, code_of(stale)) == (400, "5010")
+
+
+def test_a_category_line_needs_an_active_account(books: Qbo) -> None:
+    # Given a vendor
+    vendor_id = _vendor(books)
+
+    def category(account: dict[str, str] | None) -> dict[str, Any]:
+        detail = {"AccountRef": account} if account else {}
+        return {
+            "DetailType": "AccountBasedExpenseLineDetail",
+            "Amount": "12.50",
+            "AccountBasedExpenseLineDetail": detail,
+        }
+
+    # When category lines name no account, an unknown one, and Cost of Goods Sold
+    answers = [
+        books.call("POST", "purchaseorder", {"VendorRef": {"value": vendor_id}, "Line": [category(account)]})
+        for account in (None, {"value": "999"}, {"value": "80"})
+    ]
+    # Then the first two are refused (2020, 2500) and the third kept with the account's name and its amount
+    assert [a.status_code for a in answers] == [400, 400, 200]
+    assert [code_of(a) for a in answers[:2]] == ["2020", "2500"]
+    made = exact(answers[2])["PurchaseOrder"]
+    assert made["Line"][0]["AccountBasedExpenseLineDetail"]["AccountRef"] == {
+        "value": "80",
+        "name": "Cost of Goods Sold",
+    }
+    assert made["TotalAmt"] == Decimal("12.50")
