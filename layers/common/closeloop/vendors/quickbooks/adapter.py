@@ -1,6 +1,7 @@
-"""QuickBooks Online as an AccountingPort: customers, items, invoices and repeating schedules (recurring
-Invoice templates), its change feed (CDC, else queries) and webhooks, thin over ``client`` (HTTP, query
-paging, faults), ``mapping`` (canonical <-> QBO JSON) and ``webhooks`` (signature, delivery models).
+"""QuickBooks Online as an AccountingPort: customers, items, invoices, repeating schedules (recurring
+Invoice templates), vendors and purchase orders (PurchasingAccounting), its change feed (CDC, else queries)
+and webhooks, thin over ``client`` (HTTP, query paging, faults), ``mapping`` (canonical <-> QBO JSON) and
+``webhooks`` (signature, delivery models).
 
 Vendor facts encoded here (developer.intuit.com Accounting API reference, Intuit's blog posts on voiding
 invoices and on ``requestid``; see /work/shared/vendors/accounting.md): writes are ``POST /{entity}``; an
