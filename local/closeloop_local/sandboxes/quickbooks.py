@@ -40,6 +40,13 @@ Behaviour follows Intuit's reference and the quirks the adapter must survive:
   otherwise) closes the estimate: TxnStatus Closed and a ``LinkedTxn`` back to the invoice
   (closeloop.vendors.quickbooks GUESSES["estimate_closed_by_invoice"]). Nothing expires an estimate:
   QBO has no expired status, so ExpirationDate is only carried;
+- purchase orders (``purchaseorder``: create, update, read, query on Id, DocNumber, TxnDate and the MetaData
+  times): a VendorRef naming an active Vendor (610), an APAccountRef naming an Accounts Payable account
+  (implied when the company has exactly one; 2020 otherwise, 2500 for another account), item lines
+  (ItemBasedExpenseLineDetail: ItemRef, Qty, UnitPrice; Amount = Qty × UnitPrice, 6070) or category lines
+  (AccountBasedExpenseLineDetail: AccountRef, Amount), the vendor's
+  currency, POStatus Open (the default: QBO has no draft purchase order) or Closed, the DocNumber rules of
+  the sales forms within purchase orders (≤21 chars, 2050; unique, 6140), TotalAmt the sum of the lines;
 - ``?requestid=`` (≤50 chars, ≤36 on /batch) replays the first response of a write; ``/batch`` takes ≤30
   items; ``/cdc`` looks back ≤30 days and answers ≤``cdc_limit`` objects per entity;
 - 500 requests a minute per realm, 10 at once, 40 batch calls a minute: 429 ThrottleExceeded, with no
@@ -139,6 +146,10 @@ FILTERABLE: dict[str, frozenset[str]] = {
     # TxnStatus is "Filterable: QBW", desktop only); PrivateNote is filterable on no transaction.
     "Estimate": frozenset({"Id", "DocNumber", "TxnDate", "DueDate", "CustomerRef", *META}),
     "Payment": frozenset({"Id", "TxnDate", "CustomerRef", "TotalAmt", *META}),
+    # Purchase orders (see the block "Purchase orders" below): Id, DocNumber, TxnDate and the MetaData times,
+    # as QuickBooks drivers list PurchaseOrder's filterable columns (Finance.xsd marks VendorRef and TotalAmt
+    # "Filterable: QBW", desktop only); PrivateNote and POStatus are not filterable.
+    "PurchaseOrder": frozenset({"Id", "DocNumber", "TxnDate", *META}),
 }
 ENTITY_PATHS = {name.lower(): name for name in FILTERABLE}
 #: What ``query`` reads: the entities above, and the recurring templates (kept apart from them, filtered on
@@ -168,6 +179,7 @@ ACCOUNTS: tuple[tuple[str, str, str, str], ...] = (
     ("80", "Cost of Goods Sold", "Cost of Goods Sold", "Expense"),
     ("81", "Inventory Asset", "Other Current Asset", "Asset"),
     ("7", "Advertising", "Expense", "Expense"),
+    ("33", "Accounts Payable (A/P)", "Accounts Payable", "Liability"),  # a purchase order's APAccountRef
 )
 #: Item lengths of Intuit's XSD (Finance.xsd, Item): "Max. length" of Name and Sku 100, Description 4000.
 ITEM_LENGTHS = {"Name": 100, "Sku": 100, "Description": 4000}
@@ -764,6 +776,13 @@ TEMPLATE_COPIED = (
 )  # fmt: skip
 
 
+#: Purchase orders: Finance.xsd PurchaseOrderStatusEnum; the AccountType an APAccountRef must name (Intuit:
+#: "a Liability account with subtype Payables"); PrivateNote's length (Intuit's transaction pages: 4000).
+PURCHASE_ORDER_STATUSES = ("Open", "Closed")
+PAYABLES_TYPE = "Accounts Payable"
+PURCHASE_NOTE_MAX = 4000
+
+
 class QuickBooksSandbox(AccountingSandbox):
     """A stateful QuickBooks Online company (one realm) plus Intuit's token endpoint, as a WSGI app."""
 
@@ -815,6 +834,7 @@ class QuickBooksSandbox(AccountingSandbox):
         self._limits = Limits(*self._limit_args)
         self._next_doc = dict.fromkeys(SALES_FORMS, 1001)
         self._init_recurring()
+        self._next_doc["PurchaseOrder"] = 1001
         for n, (account_id, name, kind, classification) in enumerate(ACCOUNTS):
             data = {
                 "Id": account_id,
@@ -1180,6 +1200,8 @@ class QuickBooksSandbox(AccountingSandbox):
             return self._validate_invoice(data, current, allow_dup)
         if entity == "Estimate":
             return self._validate_estimate(data, current, allow_dup)
+        if entity == "PurchaseOrder":
+            return self._validate_purchase_order(data, current, allow_dup)
         return self._validate_payment(data)
 
     def _name_taken(self, name: str, own: Record | None) -> bool:
@@ -1923,6 +1945,126 @@ class QuickBooksSandbox(AccountingSandbox):
         if not page:
             return {}
         return {"RecurringTransaction": page, "startPosition": query.start, "maxResults": len(page)}
+
+    # ---- purchase orders (Finance.xsd PurchaseOrder <- PurchaseByVendor; lines ItemBasedExpenseLineDetail) --
+
+    def _validate_purchase_order(self, data: Row, current: Record | None, allow_dup: bool) -> Row:
+        """Intuit's PurchaseOrder: a VendorRef (an active vendor), an APAccountRef (an Accounts Payable
+        account; implied when the company has exactly one), at least one item line, the vendor's currency,
+        POStatus Open or Closed (PurchaseOrderStatusEnum; Open when not given: QBO has no draft), the
+        DocNumber rules of the sales forms within purchase orders, and TotalAmt the sum of the lines."""
+        vendor = self.tables["Vendor"].get(_ref_value(data.get("VendorRef")))
+        if not _ref_value(data.get("VendorRef")):
+            raise missing_param("VendorRef")
+        if vendor is None or vendor.data.get("Active") is False:
+            raise not_found("VendorRef")
+        data["VendorRef"] = {"value": vendor.data["Id"], "name": vendor.data["DisplayName"]}
+        data["APAccountRef"] = self._payables_ref(data.get("APAccountRef"))
+        status = str(data.get("POStatus") or "Open")
+        if status not in PURCHASE_ORDER_STATUSES:
+            raise validation("2500", "Invalid Enumeration", f"POStatus: {status}")
+        data["POStatus"] = status
+        currency = _ref_value(data.get("CurrencyRef")) or self.home_currency
+        if currency != (_ref_value(vendor.data.get("CurrencyRef")) or self.home_currency):
+            raise business(f"The currency {currency} does not match the vendor's currency.")
+        data["CurrencyRef"] = {"value": currency}
+        # DocNumber as on the sales forms (closeloop.vendors.quickbooks GUESSES["purchase_order_doc_number_unique"])
+        self._doc_number("PurchaseOrder", data, current, allow_dup)
+        for key in ("TxnDate", "DueDate", "ExpectedDate"):
+            if data.get(key):
+                try:
+                    date.fromisoformat(str(data[key]))
+                except ValueError as exc:
+                    raise validation("2040", "Invalid Date", f"{key}: {data[key]}") from exc
+        if len(str(data.get("PrivateNote") or "")) > PURCHASE_NOTE_MAX:
+            raise too_long("PrivateNote", PURCHASE_NOTE_MAX, len(str(data["PrivateNote"])))
+        data.setdefault("TxnDate", datetime.fromtimestamp(self._now(), COMPANY_ZONE).date().isoformat())
+        lines = [self._purchase_line(raw) for raw in data.get("Line") or []]
+        if not lines:
+            raise validation(
+                "6000",
+                "A business validation error has occurred while processing your request",
+                "Business Validation Error: You must fill out at least one split line.",
+            )
+        for number, line in enumerate(lines, start=1):
+            line.update(Id=str(number), LineNum=number)
+        data["Line"] = lines
+        data["TotalAmt"] = _money(sum((line["Amount"] for line in lines), Decimal(0)))
+        data.setdefault("EmailStatus", "NotSet")
+        data.pop("Balance", None)
+        return data
+
+    def _payables_ref(self, sent: Any) -> Row:
+        """The APAccountRef: the account sent (an active Accounts Payable account, 2500 otherwise), else the
+        company's only active Accounts Payable account (several or none: the ref is required, 2020)."""
+        payables = [
+            rec for rec in self.tables["Account"].values()
+            if rec.data.get("AccountType") == PAYABLES_TYPE and rec.data.get("Active") is not False
+        ]  # fmt: skip
+        wanted = _ref_value(sent)
+        if not wanted:
+            if len(payables) != 1:
+                raise missing_param("APAccountRef")
+            wanted = payables[0].data["Id"]
+        if wanted not in {rec.data["Id"] for rec in payables}:
+            raise validation("2500", "Invalid Reference Id", f"Invalid Reference Id : Accounts element id {wanted}")
+        return {"value": wanted, "name": self.tables["Account"][wanted].data["Name"]}
+
+    def _purchase_line(self, raw: Row) -> Row:
+        """An item line (ItemBasedExpenseLineDetail: ItemRef, Qty, UnitPrice): an active item, an Amount equal
+        to Qty × UnitPrice (6070); the item's PurchaseCost when no UnitPrice is given."""
+        kind = raw.get("DetailType")
+        if kind == "AccountBasedExpenseLineDetail":
+            return self._account_line(raw)
+        if kind != "ItemBasedExpenseLineDetail":
+            raise validation("2500", "Invalid Enumeration", f"Line.DetailType: {kind}")
+        detail = dict(raw.get("ItemBasedExpenseLineDetail") or {})
+        item = self.tables["Item"].get(_ref_value(detail.get("ItemRef")))
+        if item is None or item.data.get("Active") is False:
+            raise not_found("ItemRef")
+        if raw.get("Amount") is None:
+            raise missing_param("Line.Amount")
+        amount = _dec(raw["Amount"], "Amount")
+        qty = _dec(detail.get("Qty", 1), "Qty")
+        price = detail.get("UnitPrice", item.data.get("PurchaseCost"))
+        if price is not None and _money(qty * _dec(price, "UnitPrice")) != amount:
+            raise validation(
+                "6070",
+                "Amount is not equal to UnitPrice * Qty",
+                f"Amount is not equal to UnitPrice * Qty. Supplied value:{amount}",
+            )
+        detail["ItemRef"] = {"value": item.data["Id"], "name": item.data["Name"]}
+        detail["Qty"] = qty
+        if price is not None:
+            detail["UnitPrice"] = _dec(price, "UnitPrice")
+        detail.setdefault("BillableStatus", "NotBillable")
+        line: Row = {
+            "DetailType": "ItemBasedExpenseLineDetail",
+            "Amount": amount,
+            "ItemBasedExpenseLineDetail": detail,
+        }
+        description = raw.get("Description", item.data.get("PurchaseDesc", item.data.get("Description")))
+        if description:
+            line["Description"] = description
+        return line
+
+    def _account_line(self, raw: Row) -> Row:
+        """A category line (AccountBasedExpenseLineDetail): an AccountRef naming an active account, an Amount."""
+        detail = dict(raw.get("AccountBasedExpenseLineDetail") or {})
+        if not _ref_value(detail.get("AccountRef")):
+            raise missing_param("AccountRef")
+        detail["AccountRef"] = self._account_ref(_ref_value(detail["AccountRef"]))
+        if raw.get("Amount") is None:
+            raise missing_param("Line.Amount")
+        detail.setdefault("BillableStatus", "NotBillable")
+        line: Row = {
+            "DetailType": "AccountBasedExpenseLineDetail",
+            "Amount": _dec(raw["Amount"], "Amount"),
+            "AccountBasedExpenseLineDetail": detail,
+        }
+        if raw.get("Description"):
+            line["Description"] = raw["Description"]
+        return line
 
     # ---- control API (/_sandbox/...) ---------------------------------------------------------------------
 

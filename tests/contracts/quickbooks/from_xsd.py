@@ -25,6 +25,7 @@ WANTED = (
     "Customer", "Invoice", "Item", "Payment", "Line", "SalesItemLineDetail", "SubTotalLineDetail", "ReferenceType",
     "EmailAddress", "TelephoneNumber", "PhysicalAddress", "WebSiteAddress", "ModificationMetaData", "TxnTaxDetail",
     "LinkedTxn", "Fault", "Error", "Account", "RecurringInfo", "RecurringScheduleInfo", "Estimate",
+    "Vendor", "PurchaseOrder", "ItemBasedExpenseLineDetail", "AccountBasedExpenseLineDetail",
 )  # fmt: skip
 SCALARS: dict[str, dict[str, Any]] = {
     "xs:string": {"type": "string"}, "id": {"type": "string"}, "xs:date": {"type": "string"},

@@ -76,7 +76,7 @@ SPEC = VendorSpec(
         webhooks=True,
         oauth=True,
         rotating_refresh_tokens=True,
-        objects=("customer", "invoice", "payment", "product", "quote", "repeating_invoice"),
+        objects=("customer", "invoice", "payment", "product", "purchase_order", "quote", "repeating_invoice"),
         table={
             "auth": "Intuit OAuth2, rotating refresh tokens",
             "customer stamp (finds a record made before a crash)": (

@@ -1,6 +1,7 @@
-"""QuickBooks Online as an AccountingPort: customers, items, invoices and repeating schedules (recurring
-Invoice templates), its change feed (CDC, else queries) and webhooks, thin over ``client`` (HTTP, query
-paging, faults), ``mapping`` (canonical <-> QBO JSON) and ``webhooks`` (signature, delivery models).
+"""QuickBooks Online as an AccountingPort: customers, items, invoices, repeating schedules (recurring
+Invoice templates), vendors and purchase orders (PurchasingAccounting), its change feed (CDC, else queries)
+and webhooks, thin over ``client`` (HTTP, query paging, faults), ``mapping`` (canonical <-> QBO JSON) and
+``webhooks`` (signature, delivery models).
 
 Vendor facts encoded here (developer.intuit.com Accounting API reference, Intuit's blog posts on voiding
 invoices and on ``requestid``; see /work/shared/vendors/accounting.md): writes are ``POST /{entity}``; an
@@ -33,9 +34,12 @@ from closeloop.models import (
     Item,
     ItemDraft,
     ItemLimits,
+    PurchaseOrder,
+    PurchaseOrderDraft,
     QuoteDraft,
     RepeatingSchedule,
     ScheduleDraft,
+    Supplier,
     customer_fields,
 )
 from closeloop.oauth import RefreshingTokens
@@ -60,18 +64,22 @@ from closeloop.vendors.quickbooks.mapping import (
     doc_number,
     is_voided,
     linked_ids,
+    purchase_order_doc_number,
     search_word,
     template_of,
     to_customer,
     to_invoice,
     to_item,
+    to_purchase_order,
     to_qbo_customer,
     to_qbo_estimate,
     to_qbo_invoice,
     to_qbo_item,
+    to_qbo_purchase_order,
     to_qbo_template,
     to_quote,
     to_schedule,
+    to_supplier,
     writable_recurring_info,
 )
 
@@ -84,6 +92,9 @@ DEFAULT_ACCOUNT_SETTINGS = {"income": "QUICKBOOKS_ITEM_INCOME_ACCOUNT", "expense
 #: Without a setting: the first active account of these AccountTypes, in this order (QBO's own defaults for
 #: a new product or service: an income account, and Cost of Goods Sold for its purchase cost).
 DEFAULT_ACCOUNT_TYPES = {"income": ("Income",), "expense": ("Cost of Goods Sold", "Expense")}
+#: The AccountType of the account a purchase order is credited to (Intuit: "a Liability account with subtype
+#: Payables").
+PAYABLES_ACCOUNT_TYPE = "Accounts Payable"
 
 
 def _id_order(row: Mapping[str, Any]) -> tuple[int, int, str]:
@@ -795,7 +806,9 @@ class QuickBooksAccounting:
 
     def _line_item_ids(self, lines: Sequence[InvoiceLine]) -> dict[str, str]:
         """The QBO Item Id of each line's item code (by Sku, then Name); ValidationFailed naming the unknown."""
-        codes = [line.item_code for line in lines]
+        return self._item_ids([line.item_code for line in lines])
+
+    def _item_ids(self, codes: Sequence[str]) -> dict[str, str]:
         rows = self._item_rows_by_code(codes)
         missing = sorted({c for c in codes if c not in rows})
         if missing:
@@ -941,3 +954,120 @@ class QuickBooksAccounting:
                 "QuickBooks accepted the recurring transaction but returned none", vendor=VENDOR, status=200
             )
         return to_schedule(template, self._clock().date())
+
+    # -- suppliers and purchase orders (PurchasingAccounting) -------------------------------------------------
+
+    def find_suppliers(self, name: str) -> list[Supplier]:
+        """Active vendors that may be the supplier ``name``: ``select * from Vendor where DisplayName LIKE
+        '%word%'`` with the name's longest significant word (``search_word``, as customers are searched; name
+        lists answer active records only). The sync logic compares normalised names. Raises IntegrationError."""
+        word = search_word(name)
+        if not word.strip():
+            return []
+        rows = self.client.query_all("Vendor", f"DisplayName LIKE {qbo_literal('%' + word + '%')}")
+        return [to_supplier(row) for row in rows if row.get("Active") is not False]
+
+    def create_supplier(self, name: str, *, idempotency_key: str) -> Supplier:
+        """``POST /vendor?requestid=…`` with the DisplayName only. Raises Conflict when QBO refuses the name
+        (6240): QBO keeps DisplayName unique across customers, vendors and employees, so a supplier named as
+        an existing customer cannot be created; the Conflict says so."""
+        try:
+            _, payload = self.client.call(
+                "POST", "vendor", params={"requestid": request_id(idempotency_key)}, body={"DisplayName": name}
+            )
+        except Conflict as exc:
+            raise Conflict(
+                f"QuickBooks refused the vendor name {name!r}: a customer, vendor or employee already uses it "
+                "(QuickBooks names are unique across them); rename one, or make the vendor under this name",
+                vendor=VENDOR,
+                status=400,
+            ) from exc
+        row = payload.get("Vendor")
+        if not isinstance(row, dict):
+            raise FatalError("QuickBooks accepted the vendor but returned none", vendor=VENDOR, status=200)
+        return to_supplier(row)
+
+    def find_purchase_order(self, reference: str, dated: date) -> PurchaseOrder | None:
+        """The purchase order whose PrivateNote's first line is exactly ``reference``: looked up by the
+        DocNumber standing for it (``mapping.purchase_order_doc_number``: the reference, or a digest of it
+        when longer than QBO's 21 characters), ``select * from PurchaseOrder where DocNumber = '…'``. QBO
+        deletes purchase orders outright, so every row is live; ``dated`` is not needed (DocNumber is
+        filterable). Raises IntegrationError subclasses."""
+        if not reference.strip():
+            return None
+        doc = purchase_order_doc_number(reference)
+        rows = sorted(self.client.query_all("PurchaseOrder", f"DocNumber = {qbo_literal(doc)}"), key=_id_order)
+        for row in rows:
+            order = to_purchase_order(row)
+            if order.reference == reference:
+                return order
+        return None
+
+    def get_purchase_order(self, purchase_order_id: str) -> PurchaseOrder | None:
+        """``GET /purchaseorder/{id}``; None when QBO does not know it (deleted)."""
+        if not purchase_order_id.strip():
+            return None
+        try:
+            _, payload = self.client.call("GET", f"purchaseorder/{quote(purchase_order_id, safe='')}")
+        except NotFound:  # a 404, or QBO's 610
+            return None
+        row = payload.get("PurchaseOrder")
+        return to_purchase_order(row) if isinstance(row, dict) else None
+
+    def create_purchase_order(self, draft: PurchaseOrderDraft, *, idempotency_key: str) -> PurchaseOrder:
+        """``POST /purchaseorder?requestid=…``: POStatus Open, because QuickBooks has no draft purchase order
+        (an Open one posts nothing to the books until it is billed); the vendor, the AP account
+        (``_payables_account``), item lines at unit cost (items by Sku, then Name: an unknown code is a
+        ValidationFailed naming it, before anything is sent; a line naming no item is a category line on the
+        new items' expense account, ``_default_account("expense")``), the DocNumber standing for the
+        reference and the whole reference in the PrivateNote.
+
+        A repeat of the same key answers the first purchase order (``requestid``). A duplicate DocNumber
+        (6140) is this reference's purchase order when one carries it (returned as is); else another holds
+        that number and the refusal stands. Raises ValidationFailed with QBO's reasons (its 610, a vendor,
+        item or account that is gone or inactive, included).
+        """
+        codes = [line.item_code for line in draft.lines if line.item_code]
+        item_ids = self._item_ids(codes)
+        expense = self._default_account("expense") if len(codes) < len(draft.lines) else ""
+        body = to_qbo_purchase_order(draft, item_ids, self._payables_account(draft.currency), expense)
+        try:
+            _, payload = self.client.call(
+                "POST", "purchaseorder", params={"requestid": request_id(idempotency_key)}, body=body
+            )
+        except DuplicateDocNumber:
+            existing = self.find_purchase_order(draft.reference, draft.issue_date)
+            if existing is None:
+                raise
+            return existing
+        except NotFound as exc:  # QBO's 610: the vendor, an item or an account it names is gone or inactive
+            raise ValidationFailed(f"QuickBooks refused the purchase order: {exc}", vendor=VENDOR, status=400) from exc
+        row = payload.get("PurchaseOrder")
+        if not isinstance(row, dict):
+            raise FatalError("QuickBooks accepted the purchase order but returned none", vendor=VENDOR, status=200)
+        return to_purchase_order(row)
+
+    def _payables_account(self, currency: str) -> str:
+        """The Id of the account a purchase order in ``currency`` is credited to: the active Accounts Payable
+        account with the lowest Id among those in that currency, else among those naming no currency (QBO
+        makes one A/P account with the company, and one per foreign currency once it is used). Intuit says the
+        account is implied when there is only one and recommends naming it always; the choice among several
+        is GUESSES["purchase_order_ap_account"]. Read with the item accounts (``select * from Account``, once
+        per adapter). Raises ValidationFailed when none fits."""
+        key = f"payables#{currency}"
+        if key in self._accounts_chosen:
+            return self._accounts_chosen[key]
+        if self._accounts is None:
+            self._accounts = list(self.client.query_all("Account"))
+        payables = [a for a in sorted(self._accounts, key=_id_order) if a.get("AccountType") == PAYABLES_ACCOUNT_TYPE]
+
+        def currency_of(account: Mapping[str, Any]) -> str:
+            return str((account.get("CurrencyRef") or {}).get("value") or "")
+
+        fitting = [a for a in payables if currency_of(a) == currency] or [a for a in payables if not currency_of(a)]
+        if not fitting:
+            raise ValidationFailed(
+                f"QuickBooks has no active Accounts Payable account in {currency} for purchase orders", vendor=VENDOR
+            )
+        self._accounts_chosen[key] = str(fitting[0].get("Id"))
+        return self._accounts_chosen[key]

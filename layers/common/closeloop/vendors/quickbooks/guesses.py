@@ -196,4 +196,38 @@ GUESSES: dict[str, str] = {
         "counts in the customer's summary), nothing is written to a wrong deal. Confirm: read an invoice made "
         "by an Automated template in a real company."
     ),
+    # ---- purchase orders and vendors (PurchasingAccounting) -------------------------------------------------
+    "purchase_order_web_path": (
+        "A person opens a purchase order at https://app.qbo.intuit.com/app/purchaseorder?txnId={Id}, as invoices "
+        "open at /app/invoice?txnId={Id}: the API gives purchase orders no web link. Safe if wrong: the link is "
+        "only written to the deal for a person to click; nothing reads it back. Confirm: open a purchase order "
+        "in QBO and compare the address bar."
+    ),
+    "purchase_order_ap_account": (
+        "With several active Accounts Payable accounts, a purchase order is credited to the one in its currency "
+        "(Account.CurrencyRef), else to one naming no currency, the lowest Id first (the A/P account QBO made "
+        "with the company). Intuit's PurchaseOrder page only says the account is implied when the company has "
+        "one and should always be named. Safe if wrong: an Open purchase order posts nothing to the ledger "
+        "(it is non-posting until billed), a refused account is a ValidationFailed of the deal with QBO's "
+        "reason, and a person can change the account on the purchase order. Confirm: a multicurrency company "
+        "with an EUR vendor: create a purchase order naming the home A/P account and read QBO's answer."
+    ),
+    "purchase_order_doc_number_unique": (
+        "QBO refuses a purchase order whose DocNumber another purchase order holds (6140), as it refuses a "
+        "duplicate invoice number with custom transaction numbers on; the sandbox models it, and numbers a "
+        "purchase order sent without one (1001, 1002...) when custom transaction numbers are off, as "
+        "ApprovalMax describes QBO's PO numbers. Safe if wrong: the adapter never relies on the refusal: "
+        "find_purchase_order looks the DocNumber up (and compares the whole reference in the PrivateNote) before "
+        "every create, and each create carries a requestid derived from the deal and supplier, so a replay "
+        "answers the first purchase order. Confirm: create two purchase orders with one DocNumber in a real "
+        "company, with custom transaction numbers on and off."
+    ),
+    "purchase_order_open_not_draft": (
+        "A purchase order made Open (QBO has no draft: PurchaseOrderStatusEnum is Open or Closed) is the nearest "
+        "state to Xero's draft: it is non-posting (Finance.xsd: 'a non-posting transaction'), so nothing reaches "
+        "the books until a person turns it into a bill, and it can be edited or deleted until then. Safe if "
+        "wrong: the README says QuickBooks purchase orders are made Open, and the canonical status reads "
+        "AUTHORISED, so nobody is told it is a draft. Confirm: Intuit's PurchaseOrder page lists no other "
+        "writable status."
+    ),
 }

@@ -30,9 +30,12 @@ from closeloop.models import (
     InvoiceLine,
     Item,
     ItemDraft,
+    PurchaseOrder,
+    PurchaseOrderDraft,
     QuoteDraft,
     RepeatingSchedule,
     ScheduleDraft,
+    Supplier,
     money_text,
 )
 from closeloop.vendors.quickbooks.client import VENDOR
@@ -536,3 +539,117 @@ def to_schedule(row: Mapping[str, Any], today: date) -> RepeatingSchedule:
 
 def _decimal(value: Any) -> Decimal:
     return to_decimal(value, who="QuickBooks", vendor=VENDOR)
+
+
+# -- purchase orders and vendors (the purchasing port) -------------------------------------------------------
+
+#: Where a person opens a purchase order (see GUESSES["purchase_order_web_path"]).
+PURCHASE_ORDER_WEB_PATH = "/app/purchaseorder?txnId={id}"
+#: Finance.xsd PurchaseOrderStatusEnum -> the canonical purchase order status. QBO has no draft: a purchase
+#: order is Open when made (the one writable status besides Closed, meaning received, billed or closed by
+#: hand), which reads as Xero's approved-and-not-billed AUTHORISED.
+PURCHASE_ORDER_STATUSES = {"Open": "AUTHORISED", "Closed": "CLOSED"}
+#: The POStatus a new purchase order is created with (QBO has no draft purchase order: see
+#: GUESSES["purchase_order_open_not_draft"]).
+NEW_PURCHASE_ORDER_STATUS = "Open"
+#: The DocNumber's limit (Intuit: "Max 21 characters", as on sales forms) and the prefix of a digest DocNumber.
+PURCHASE_ORDER_DOC_MAX = 21
+PURCHASE_ORDER_DOC_PREFIX = "PO-"
+
+
+def purchase_order_doc_number(reference: str) -> str:
+    """The DocNumber that stands for a purchase order's reference: the reference itself when it fits QBO's 21
+    characters, else ``PO-`` and the first 18 hex digits of its SHA-256 (72 bits: one company never holds two
+    that collide). Our references (``hubspot-deal-3000001-po-acme-supplies``) are longer than 21, so in
+    practice the DocNumber is the digest, derived from the whole reference (not its head: references of one
+    deal share a long head), and the whole reference is the PrivateNote, which ``find_purchase_order``
+    compares exactly."""
+    if len(reference) <= PURCHASE_ORDER_DOC_MAX:
+        return reference
+    digest = hashlib.sha256(reference.encode()).hexdigest()
+    return PURCHASE_ORDER_DOC_PREFIX + digest[: PURCHASE_ORDER_DOC_MAX - len(PURCHASE_ORDER_DOC_PREFIX)]
+
+
+def purchase_lines(
+    draft: PurchaseOrderDraft, item_ids: Mapping[str, str], expense_account: str
+) -> list[dict[str, Any]]:
+    """The ``Line`` array of a QBO PurchaseOrder, one line per draft line at its unit cost, the Amount
+    ``Qty × UnitPrice`` to the cent as QBO requires: an item line (ItemBasedExpenseLineDetail: ItemRef, Qty,
+    UnitPrice) for a line naming an item, else a category line (AccountBasedExpenseLineDetail) on
+    ``expense_account`` whose description carries the quantity and unit cost (a category line has neither)."""
+    out: list[dict[str, Any]] = []
+    for line in draft.lines:
+        amount = (line.quantity * line.unit_cost).quantize(CENT, rounding=ROUND_HALF_UP)
+        if line.item_code:
+            out.append(
+                {
+                    "DetailType": "ItemBasedExpenseLineDetail",
+                    "Amount": amount,
+                    "Description": line.description,
+                    "ItemBasedExpenseLineDetail": {
+                        "ItemRef": {"value": item_ids[line.item_code]},
+                        "Qty": line.quantity,
+                        "UnitPrice": line.unit_cost,
+                    },
+                }
+            )
+        else:
+            quantity = f"{line.quantity.normalize():f} x {line.unit_cost:f}"
+            out.append(
+                {
+                    "DetailType": "AccountBasedExpenseLineDetail",
+                    "Amount": amount,
+                    "Description": f"{line.description} ({quantity})".strip(),
+                    "AccountBasedExpenseLineDetail": {"AccountRef": {"value": expense_account}},
+                }
+            )
+    return out
+
+
+def to_qbo_purchase_order(
+    draft: PurchaseOrderDraft, item_ids: Mapping[str, str], ap_account: str, expense_account: str = ""
+) -> dict[str, Any]:
+    """A QBO PurchaseOrder body for ``draft``: the vendor, the AP account, lines at unit cost (``purchase_lines``;
+    ``expense_account`` for lines naming no item), currency,
+    date, POStatus Open (no draft exists), the DocNumber standing for the reference and the whole reference
+    in the PrivateNote (internal: not printed on the purchase order). The draft's delivery date, when set,
+    is the ExpectedDate (Finance.xsd: "the date when the delivery of the product is expected")."""
+    body: dict[str, Any] = {
+        "VendorRef": {"value": draft.supplier_id},
+        "APAccountRef": {"value": ap_account},
+        "Line": purchase_lines(draft, item_ids, expense_account),
+        "CurrencyRef": {"value": draft.currency},
+        "TxnDate": draft.issue_date.isoformat(),
+        "DocNumber": purchase_order_doc_number(draft.reference),
+        "PrivateNote": draft.reference[:4000],
+        "POStatus": NEW_PURCHASE_ORDER_STATUS,
+    }
+    if draft.delivery_date is not None:
+        body["ExpectedDate"] = draft.delivery_date.isoformat()
+    return body
+
+
+def to_purchase_order(row: Mapping[str, Any]) -> PurchaseOrder:
+    """A QBO PurchaseOrder (JSON read with Decimal numbers) as the canonical PurchaseOrder: its number is the
+    DocNumber, its reference the PrivateNote's first line."""
+    order_id = str(row.get("Id") or "")
+    note = str(row.get("PrivateNote") or "")
+    return PurchaseOrder(
+        id=order_id,
+        number=str(row.get("DocNumber") or ""),
+        reference=note.splitlines()[0].strip() if note.strip() else "",
+        status=PURCHASE_ORDER_STATUSES.get(str(row.get("POStatus") or NEW_PURCHASE_ORDER_STATUS), "AUTHORISED"),
+        supplier_id=str((row.get("VendorRef") or {}).get("value") or ""),
+        currency=str((row.get("CurrencyRef") or {}).get("value") or ""),
+        total=_decimal(row.get("TotalAmt")),
+        url=WEB_URL + PURCHASE_ORDER_WEB_PATH.format(id=quote(order_id, safe="")) if order_id else "",
+    )
+
+
+def to_supplier(row: Mapping[str, Any]) -> Supplier:
+    """A QBO Vendor as a supplier: its DisplayName is the name; an inactive one (QBO's delete) is ARCHIVED."""
+    return Supplier(
+        id=str(row.get("Id") or ""),
+        name=str(row.get("DisplayName") or ""),
+        status="ARCHIVED" if row.get("Active") is False else "ACTIVE",
+    )
