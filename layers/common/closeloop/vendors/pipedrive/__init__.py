@@ -54,7 +54,7 @@ SPEC = VendorSpec(
     capabilities=Capabilities(
         webhooks=True,
         oauth=False,
-        objects=("company", "contact", "deal", "product"),
+        objects=("company", "contact", "deal", "product", "purchase_order", "quote", "repeating_invoice"),
         path_secret_key="PIPEDRIVE_WEBHOOK_PATH_SECRET",
         table={
             "webhook authenticity": "HTTP Basic + secret path segment (v2 webhooks)",

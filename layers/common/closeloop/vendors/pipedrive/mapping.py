@@ -106,7 +106,8 @@ def billing_terms(row: Mapping[str, Any], what: str) -> dict[str, Any]:
     """The LineItem recurring fields of a deal product's billing: its frequency, start (``billing_start_date``;
     None lets the sync start it on the close date) and term (``billing_frequency_cycles`` billing periods; null
     is Pipedrive's "renew until cancelled", which leaves the term unset so the sync fails the deal asking for
-    one). {} for a one-time row or one without billing. Raises ValidationFailed naming the row for a frequency,
+    one). {} for a one-time row or one without billing. The row's ``sum`` stays its amount: one period's
+    (see GUESSES["deal value with recurring products"]). Raises ValidationFailed naming the row for a frequency,
     number of cycles or start date outside what Pipedrive documents."""
     raw = clean(row.get("billing_frequency"))
     if raw in ("", "one-time"):

@@ -14,7 +14,8 @@
 - Closeloop's write-back fields (``closeloop_quote_*``) are deal custom fields, made through ``dealFields``
   like the other ``closeloop_*`` deal fields and written by hash key with one PATCH.
 - Events: a deal webhook (or catch-up entry) of a deal open in a quote stage also gives a ``quote`` event
-  (``webhooks.delivery_events``, ``PipedriveCrm._recent_events``).
+  (``webhooks.delivery_events``, ``PipedriveCrm._recent_events``; see GUESSES["recents deal stage"]). An
+  edit of the deal's products reaches it as a deal change (see GUESSES["deal product changes reach the deal"]).
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ class PipedriveQuotes:
 
     #: The stage ids in which an open deal is quoted (``PIPEDRIVE_QUOTE_STAGES``); empty: none is.
     _quote_stages: frozenset[str] = frozenset()
+    #: Where Closeloop's quote fields are written (``closeloop setup`` says so): always on the deal.
+    quote_fields_holder = "deal"
 
     if TYPE_CHECKING:  # PipedriveCrm's own, used here
 
