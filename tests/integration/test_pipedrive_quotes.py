@@ -102,8 +102,14 @@ def test_a_deal_is_not_quoted_outside_the_configured_stages_or_once_closed(
     _, deal = quoted_deal(pipedrive, stage)
     if status != "open":
         pipedrive.update("deal", deal["id"], {"status": status})
-    quote = crm(pipedrive, server.url, quote_stages=stages).get_quote(str(deal["id"]))
+    adapter = crm(pipedrive, server.url, quote_stages=stages)
+    quote = adapter.get_quote(str(deal["id"]))
     assert quote is not None and quote.status == "draft"
+    # And without quote stages a won deal's flow asks for its quotes without a read
+    if not stages:
+        before = len(pipedrive.state.requests)
+        assert adapter.quotes_of_deal(str(deal["id"])) == []
+        assert len(pipedrive.state.requests) == before
 
 
 def test_a_deal_that_is_gone_has_no_quote(sandbox: tuple[PipedriveSandbox, SandboxServer]) -> None:

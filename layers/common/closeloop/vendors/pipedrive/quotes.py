@@ -93,7 +93,11 @@ class PipedriveQuotes:
         )
 
     def quotes_of_deal(self, deal_id: str) -> list[Quote]:
-        """The deal as its one quote (a deal that is gone has none)."""
+        """The deal as its one quote (a deal that is gone has none). Without quote stages no deal is a quote,
+        and nothing is read: every won deal asks (``QuoteFlow``), and a deployment that quotes nothing should
+        not pay three reads a deal for it."""
+        if not self._quote_stages:
+            return []
         found = self.get_quote(deal_id)
         return [found] if found is not None else []
 
