@@ -1103,7 +1103,10 @@ class PipedriveSandbox(SandboxApp):
         }
         if record.entity == "deal":
             out.update(
-                {k: record.values.get(k) for k in ("title", "value", "currency", "status", "org_id", "person_id")}
+                {
+                    k: record.values.get(k)
+                    for k in ("title", "value", "currency", "status", "org_id", "person_id", "stage_id", "pipeline_id")
+                }
             )
             won = record.values.get("won_time")
             out["won_time"] = _v1_time(_parse_moment(won)) if won else None

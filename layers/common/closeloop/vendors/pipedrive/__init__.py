@@ -12,6 +12,16 @@ from closeloop.vendors.spec import Capabilities, CredentialSource, Services, Ven
 
 class PipedriveSettings(VendorSettings):
     api_url: str = Field("https://api.pipedrive.com", alias="PIPEDRIVE_API_URL")
+    quote_stages: str = Field(
+        "",
+        alias="PIPEDRIVE_QUOTE_STAGES",
+        pattern=r"^\s*(\d+\s*(,\s*\d+\s*)*)?$",
+        description="the stage ids (comma-separated) in which an open deal is quoted; empty: no deal is",
+    )
+
+    @property
+    def quote_stage_ids(self) -> tuple[str, ...]:
+        return tuple(stage.strip() for stage in self.quote_stages.split(",") if stage.strip())
 
 
 def build(settings: PipedriveSettings, creds: CredentialSource, services: Services) -> Any:
@@ -23,6 +33,7 @@ def build(settings: PipedriveSettings, creds: CredentialSource, services: Servic
         webhook_password=lambda: creds.get("PIPEDRIVE_WEBHOOK_PASSWORD"),
         webhook_path_secret=lambda: creds.get("PIPEDRIVE_WEBHOOK_PATH_SECRET"),
         base_url=settings.api_url,
+        quote_stages=settings.quote_stage_ids,
         sleep=services.clock().sleep,
     )
 
@@ -43,7 +54,7 @@ SPEC = VendorSpec(
     capabilities=Capabilities(
         webhooks=True,
         oauth=False,
-        objects=("company", "contact", "deal", "product"),
+        objects=("company", "contact", "deal", "product", "purchase_order", "quote", "repeating_invoice"),
         path_secret_key="PIPEDRIVE_WEBHOOK_PATH_SECRET",
         table={
             "webhook authenticity": "HTTP Basic + secret path segment (v2 webhooks)",

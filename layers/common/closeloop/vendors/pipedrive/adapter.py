@@ -1,4 +1,5 @@
-"""Pipedrive's CrmPort and CatalogueCrm: customers, deals, products, changes since, write-back and custom fields,
+"""Pipedrive's CrmPort, CatalogueCrm and QuoteCrm (``quotes``: the deal stands in): customers, deals (their
+products' billing terms too), products, changes since, write-back and custom fields,
 over its API v2 (v1 for ``/v1/recents`` and ``/v1/users/me``, where v2 has no endpoint). See
 /work/shared/vendors/crm.md, section 2.
 
@@ -50,15 +51,16 @@ from closeloop.vendors.pipedrive.mapping import (
     read_product,
     rfc3339,
 )
+from closeloop.vendors.pipedrive.quotes import PipedriveQuotes, quoted
 from closeloop.vendors.pipedrive.webhooks import check_sender, delivery_events
 
 if TYPE_CHECKING:
     import httpx
 
 
-class PipedriveCrm:
-    """CrmPort and CatalogueCrm for Pipedrive (company API token; webhooks authenticated by Basic credentials +
-    a path secret)."""
+class PipedriveCrm(PipedriveQuotes):
+    """CrmPort, CatalogueCrm and QuoteCrm for Pipedrive (company API token; webhooks authenticated by Basic
+    credentials + a path secret)."""
 
     name = "pipedrive"
     PAGE_SIZE: ClassVar[int] = 500
@@ -107,11 +109,13 @@ class PipedriveCrm:
         base_url: str = "https://api.pipedrive.com",
         company_domain: str | None = None,
         tax_number_field: str | None = None,
+        quote_stages: Collection[str] = (),
         clock: Callable[[], float] = time.time,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] | None = None,
     ) -> None:
-        """``company_domain`` (``acme`` of acme.pipedrive.com) builds deal links; None reads it once from the API."""
+        """``company_domain`` (``acme`` of acme.pipedrive.com) builds deal links; None reads it once from the API.
+        ``quote_stages``: the stage ids in which an open deal is quoted (see ``quotes``); none: no deal is."""
         self._api_token = api_token
         self._webhook_user = webhook_user
         self._webhook_password = webhook_password
@@ -120,6 +124,7 @@ class PipedriveCrm:
         self._domain = company_domain or ""
         self._domain_known = company_domain is not None
         self._tax_number_field = tax_number_field
+        self._quote_stages = frozenset(str(stage).strip() for stage in quote_stages if str(stage).strip())
         self._clock = clock
         self._transport = transport
         self._sleep = sleep
@@ -142,11 +147,12 @@ class PipedriveCrm:
         )
 
     def parse_webhook(self, body: bytes) -> list[SyncEvent]:
-        """One v2 webhook event (``meta``/``data``/``previous``) as SyncEvents; other entities give ``[]``.
+        """One v2 webhook event (``meta``/``data``/``previous``) as SyncEvents; other entities give ``[]``. A deal
+        open in a quote stage gives a ``quote`` event too (the deal stands in for its quote).
 
         Raises WebhookRejected(400) naming what is malformed.
         """
-        return delivery_events(body, self._ref, self.name)
+        return delivery_events(body, self._ref, self.name, self._quote_stages)
 
     # -- HTTP ----------------------------------------------------------------------------------------
 
@@ -316,14 +322,15 @@ class PipedriveCrm:
             synced=self._synced(obj.get("custom_fields") or {}),
         )
 
-    def _synced(self, custom: Mapping[str, Any]) -> dict[str, str]:
+    def _synced(self, custom: Mapping[str, Any], names: Collection[str] = DEAL_SYNC_FIELDS) -> dict[str, str]:
+        """The values of Closeloop's deal fields among ``names`` in a deal's ``custom_fields``, by name."""
         if not custom:
             return {}
         table = self._field_table("deal", unknown_keys=set(custom))
         synced: dict[str, str] = {}
         for key, value in custom.items():
             definition = table.by_key.get(key)
-            if definition is not None and definition.name in DEAL_SYNC_FIELDS and value is not None:
+            if definition is not None and definition.name in names and value is not None:
                 synced[definition.name] = field_text(definition, value)
         return synced
 
@@ -398,32 +405,37 @@ class PipedriveCrm:
         """Organizations, persons, deals and products changed at or after ``since``, from ``/v1/recents`` (paged).
 
         One event per (object, update time): the dedupe key is stable for one modification. Deleted
-        objects come as ``deleted`` events.
+        objects come as ``deleted`` events. A deal open in a quote stage gives a ``quote`` event too.
         """
         moment = as_utc(since)
         for entry in self.api.recents(moment.strftime("%Y-%m-%d %H:%M:%S"), ",".join(self.RECENT_ITEMS)):
-            event = self._recent_event(entry, moment)
-            if event is not None:
-                yield event
+            yield from self._recent_events(entry, moment)
 
-    def _recent_event(self, entry: Mapping[str, Any], since: datetime) -> SyncEvent | None:
+    def _recent_events(self, entry: Mapping[str, Any], since: datetime) -> list[SyncEvent]:
         object_type = self.RECENT_ITEMS.get(str(entry.get("item")))
         data = entry.get("data")
         object_id = entry.get("id") or (data.get("id") if isinstance(data, dict) else None)
         if object_type is None or object_id is None:
-            return None
+            return []
         record = data if isinstance(data, dict) else {}
         changed = parse_timestamp(record.get("update_time")) or parse_timestamp(record.get("add_time")) or since
         gone = not record or record.get("deleted") is True or record.get("active_flag") is False
         stamp = changed.strftime("%Y-%m-%dT%H:%M:%SZ")
-        return SyncEvent(
-            ref=self._ref(object_type, str(object_id)),
-            event_id=f"recents:{entry.get('item')}:{object_id}:{stamp}",
-            kind="deleted" if gone else "changed",
-            occurred_at=changed,
-            source_type=f"{entry.get('item')}.recents",
-            dedupe_key=f"{self.name}:recents:{entry.get('item')}:{object_id}:{stamp}",
-        )
+        types = [object_type]
+        if object_type == "deal" and not gone and quoted(record, self._quote_stages):
+            types.append("quote")
+        return [
+            SyncEvent(
+                ref=self._ref(kind, str(object_id)),
+                event_id=f"recents:{entry.get('item')}:{object_id}:{stamp}",
+                kind="deleted" if gone else "changed",
+                occurred_at=changed,
+                source_type=f"{entry.get('item')}.recents",
+                dedupe_key=f"{self.name}:recents:{entry.get('item')}:{object_id}:{stamp}"
+                + ("" if kind == object_type else f":{kind}"),
+            )
+            for kind in types
+        ]
 
     # -- writes --------------------------------------------------------------------------------------
 

@@ -58,6 +58,24 @@ GUESSES: dict[str, str] = {
     "PATCH billing_frequency one-time on a monthly row with cycles, a start date sent with a time, and a "
     "recurring row on an Essential plan. Safe: an adapter that writes billing sends frequency, cycles and "
     "start together, and reads a 400's message into a failed sync rather than guessing.",
+    "deal product changes reach the deal": "Adding, editing or removing a deal product fires a deal change "
+    "webhook and moves the deal's update_time (Pipedrive recomputes the deal value from its products; the "
+    "sandbox does so when the value changes), so a product edited on a quoted deal revises its accounting "
+    "quote and a won deal's changed billing reaches the recurring flow. Confirm: PATCH a deal product's "
+    "billing_frequency_cycles only (value unchanged) on a real company with a deal webhook, and read "
+    "/v1/recents after it. Safe if wrong: the change is picked up by the next change of the deal itself "
+    "(webhook or catch-up); nothing is made twice, only later.",
+    "recents deal stage": "A /v1/recents deal row's data is the v1 deal (recents-data-inner-any-of*.ts types "
+    "it only as an object) and carries stage_id and status, so the catch-up can tell a deal open in a quote "
+    "stage and give its quote event. Confirm: GET /v1/recents?items=deal on a real company. Safe if wrong: "
+    "the catch-up gives the deal event only; the quote events still come from the deal webhooks, and the "
+    "deal's invoice still bills its quote's lines (QuoteFlow reads the deal itself).",
+    "deal value with recurring products": "A deal's value sums one billing period of each recurring product "
+    "(as it sums one-time ones; the sandbox does so), so the invoice's amount check, which leaves the "
+    "recurring lines out, compares like with like. Pipedrive documents MRR/ARR/ACV/TCV beside the value but "
+    "not how the value counts cycles. Confirm: a real deal with a monthly product of 12 cycles and its value. "
+    "Safe if wrong: the check only flags a difference on the deal (closeloop_sync_issue) and in the audit "
+    "trail; the invoice and the schedule are made as they should be.",
     "deal product errors": "A PATCH or DELETE of a deal product the deal does not have answers 404 'Deal "
     "product not found' and a refused billing value 400 with the rule in error (the v2 error body; the "
     "wording is ours). Confirm: PATCH /api/v2/deals/<id>/products/999 and cycles 500 on a real company. "

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -87,7 +87,55 @@ def read_line_item(row: Mapping[str, Any], product: Mapping[str, Any] | None) ->
         unit_price=price,
         discount_percent=percent,
         amount=net,
+        **billing_terms(row, what),
     )
+
+
+#: A deal product's ``billing_frequency`` (client-nodejs v2 get-deals-products-response-data-inner-all-of1.ts)
+#: -> the canonical frequency; ``one-time`` (the default) is a one-off line.
+BILLING_FREQUENCIES: dict[str, str] = {
+    "weekly": "weekly",
+    "monthly": "monthly",
+    "quarterly": "quarterly",
+    "semi-annually": "semi_annual",
+    "annually": "annual",
+}
+
+
+def billing_terms(row: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """The LineItem recurring fields of a deal product's billing: its frequency, start (``billing_start_date``;
+    None lets the sync start it on the close date) and term (``billing_frequency_cycles`` billing periods; null
+    is Pipedrive's "renew until cancelled", which leaves the term unset so the sync fails the deal asking for
+    one). {} for a one-time row or one without billing. The row's ``sum`` stays its amount: one period's
+    (see GUESSES["deal value with recurring products"]). Raises ValidationFailed naming the row for a frequency,
+    number of cycles or start date outside what Pipedrive documents."""
+    raw = clean(row.get("billing_frequency"))
+    if raw in ("", "one-time"):
+        return {}
+    frequency = BILLING_FREQUENCIES.get(raw)
+    if frequency is None:
+        raise ValidationFailed(f"Pipedrive {what} has an unknown billing_frequency {raw[:40]!r}", vendor="pipedrive")
+    terms: dict[str, Any] = {"recurring_frequency": frequency}
+    cycles = row.get("billing_frequency_cycles")
+    if cycles is not None:
+        if isinstance(cycles, bool) or not isinstance(cycles, int | Decimal | str) or not clean(cycles).isdigit():
+            raise ValidationFailed(
+                f"Pipedrive {what} billing_frequency_cycles is not a whole number: {str(cycles)[:40]!r}",
+                vendor="pipedrive",
+            )
+        count = int(clean(cycles))
+        if count < 1:
+            raise ValidationFailed(f"Pipedrive {what} billing_frequency_cycles must be at least 1", vendor="pipedrive")
+        terms["recurring_periods"] = count
+    start = clean(row.get("billing_start_date"))
+    if start:
+        try:
+            terms["recurring_start"] = date.fromisoformat(start[:10])
+        except ValueError as exc:
+            raise ValidationFailed(
+                f"Pipedrive {what} billing_start_date is not a date: {start[:40]!r}", vendor="pipedrive"
+            ) from exc
+    return terms
 
 
 def product_price(prices: Any, currency: str) -> Mapping[str, Any] | None:

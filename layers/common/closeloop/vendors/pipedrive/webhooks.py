@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from decimal import Decimal
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -28,6 +28,7 @@ from closeloop.errors import WebhookRejected
 from closeloop.models import CrmRef, SyncEvent
 from closeloop.ports import WebhookRequest
 from closeloop.vendors.pipedrive.client import Secret, secret_value
+from closeloop.vendors.pipedrive.quotes import quoted
 from closeloop.wire import path_secret, webhook_json
 
 #: Pipedrive webhook entity -> canonical object type (other entities are not Closeloop's business).
@@ -120,9 +121,13 @@ def read_delivery(body: bytes) -> PipedriveWebhookPayload:
         raise WebhookRejected(400, f"{where}: {first['msg']}") from exc
 
 
-def delivery_events(body: bytes, ref: Callable[[str, str], CrmRef], vendor: str) -> list[SyncEvent]:
+def delivery_events(
+    body: bytes, ref: Callable[[str, str], CrmRef], vendor: str, quote_stages: Collection[str] = ()
+) -> list[SyncEvent]:
     """One v2 webhook delivery as SyncEvents (``ref(object_type, object_id)`` builds refs); other entities
-    give ``[]``. Raises WebhookRejected(400) naming what is malformed."""
+    give ``[]``. A deal open in one of ``quote_stages`` (stage ids) after the event also gives a ``quote``
+    event for the same id (the deal stands in for its quote: ``quotes``), with its own dedupe key.
+    Raises WebhookRejected(400) naming what is malformed."""
     delivery = read_delivery(body)
     meta = delivery.meta
     object_type = OBJECTS.get(meta.entity)
@@ -134,9 +139,12 @@ def delivery_events(body: bytes, ref: Callable[[str, str], CrmRef], vendor: str)
     # A status transition (won, lost, reopened) is the deal change invoicing cares about: name it.
     transition = delivery.previous is not None and "status" in delivery.previous
     user = meta.user_id
+    types = [object_type]
+    if object_type == "deal" and quoted(delivery.data, quote_stages):
+        types.append("quote")
     return [
         SyncEvent(
-            ref=ref(object_type, str(meta.entity_id)),
+            ref=ref(kind, str(meta.entity_id)),
             event_id=meta.id,
             kind=KINDS.get(meta.action, "other"),
             occurred_at=occurred_at,
@@ -145,6 +153,7 @@ def delivery_events(body: bytes, ref: Callable[[str, str], CrmRef], vendor: str)
             change_source=(meta.change_source or "").strip() or None,
             actor=f"userId:{user}" if user not in (None, "") else None,
             # meta.id is the event's uuid: the same on every redelivery (meta.attempt counts them).
-            dedupe_key=f"{vendor}:{meta.id}",
+            dedupe_key=f"{vendor}:{meta.id}" + ("" if kind == object_type else f":{kind}"),
         )
+        for kind in types
     ]
