@@ -1,5 +1,5 @@
-"""Quotes run for a pair only when both systems carry them: HubSpot with Xero today (both adapters implement the
-whole quote port), not a CRM or accounting system whose spec lacks ``quote``."""
+"""Quotes run for a pair only when both systems carry them: HubSpot or SugarCRM with Xero, QuickBooks or Zoho
+Books (their adapters implement the whole quote port), not a CRM or accounting system whose spec lacks ``quote``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 from closeloop import runtime
 from closeloop.ports import QuoteAccounting, QuoteCrm
 from closeloop.vendors.hubspot.adapter import HubSpotCrm
+from closeloop.vendors.sugarcrm.adapter import SugarCrm
 from closeloop.vendors.xero.adapter import XeroAccounting
 
 
@@ -17,7 +18,9 @@ from closeloop.vendors.xero.adapter import XeroAccounting
         ("hubspot", "xero", ""),
         ("pipedrive", "xero", "Pipedrive does not carry quotes yet"),
         ("hubspot", "quickbooks", ""),
-        ("sugarcrm", "zohobooks", "SugarCRM does not carry quotes yet"),
+        # SugarCRM's adapter implements the quote port (Quotes and their grouped lines) since issue 12.
+        ("sugarcrm", "zohobooks", ""),
+        ("sugarcrm", "xero", ""),
     ],
 )
 def test_quotes_are_on_only_where_both_specs_carry_them(
@@ -33,8 +36,8 @@ def test_quotes_are_on_only_where_both_specs_carry_them(
         runtime.reset()
 
 
-def test_the_hubspot_and_xero_adapters_implement_the_quote_ports() -> None:
+def test_the_hubspot_sugarcrm_and_xero_adapters_implement_the_quote_ports() -> None:
     # The protocols' methods, each present on the adapter that declares ``quote`` (no stub left out)
-    for protocol, adapter in ((QuoteCrm, HubSpotCrm), (QuoteAccounting, XeroAccounting)):
+    for protocol, adapter in ((QuoteCrm, HubSpotCrm), (QuoteCrm, SugarCrm), (QuoteAccounting, XeroAccounting)):
         wanted = {name for name in vars(protocol) if not name.startswith("_") and callable(vars(protocol)[name])}
         assert wanted and all(callable(getattr(adapter, name, None)) for name in wanted), (protocol, adapter)

@@ -96,7 +96,7 @@ SPEC = VendorSpec(
     capabilities=Capabilities(
         webhooks=True,
         oauth=True,
-        objects=("company", "contact", "deal", "product"),
+        objects=("company", "contact", "deal", "product", "purchase_order", "quote"),
         path_secret_key="SUGARCRM_WEBHOOK_TOKEN",
         table={
             "webhook authenticity": "secret path segment (web logic hooks have no signature)",
