@@ -13,15 +13,16 @@ from typing import Any
 import pytest
 from werkzeug.wrappers import Request, Response
 
-from closeloop.errors import ConfigurationError, NotFound, ValidationFailed
+from closeloop.errors import ConfigurationError, FatalError, NotFound, ValidationFailed
 from closeloop.models import QUOTE_SYNC_FIELDS, CrmRef
 from closeloop.ports import QuoteCrm, WebhookRequest
 from closeloop.sync.quotes import QUOTE_PROPERTIES
-from closeloop.vendors.sugarcrm.quotes import quote_status, stage_list
-from closeloop_local.sandboxes.base import SandboxServer
+from closeloop.vendors.sugarcrm.quotes import stage_list
+from closeloop_local.sandboxes.base import Fault, SandboxServer
 from closeloop_local.sandboxes.sugarcrm import SugarCrmDriver, SugarSandbox, serve
 from tests.sandbox_adapters import sugarcrm_adapter
 
+API = "/rest/v11_24"
 HOOK_TOKEN = "hook-token-8d1e-Qm3xV9pL2rT7wY5zK8nB4cF6"  # noqa: S105 - a test value
 
 
@@ -116,25 +117,6 @@ def test_lines_follow_position_not_creation_and_a_bare_line_takes_its_templates_
         (second["id"], "GAD-1"),
         (first["id"], "WID-1"),
     ]
-
-
-@pytest.mark.parametrize(
-    ("stage", "status"),
-    [
-        ("Draft", "draft"),
-        ("Negotiation", "pending_approval"),
-        ("On Hold", "pending_approval"),
-        ("Delivered", "ready"),
-        ("Confirmed", "ready"),
-        ("Closed Accepted", "ready"),
-        ("Closed Lost", "rejected"),
-        ("Closed Dead", "rejected"),
-        ("", "draft"),
-        ("Something Custom", "draft"),
-    ],
-)
-def test_every_stock_quote_stage_has_a_canonical_status(stage: str, status: str) -> None:
-    assert quote_status(stage) == status
 
 
 def test_the_ready_and_rejected_stages_are_settings(sandbox: tuple[SugarSandbox, SandboxServer]) -> None:
@@ -288,3 +270,22 @@ def test_a_line_hook_without_its_quote_is_ignored() -> None:
     data = {"id": "l1", "date_modified": "2027-01-01T10:00:00+00:00"}
     body = json.dumps({"bean": "Product", "event": "after_save", "isUpdate": True, "data": data}).encode()
     assert parse_delivery(body) == []
+
+
+@pytest.mark.parametrize("status", [403, 404])
+def test_an_instance_that_refuses_quotes_still_catches_up_its_other_modules(
+    sandbox: tuple[SugarSandbox, SandboxServer], status: int
+) -> None:
+    sugar, server = sandbox
+    account = sugar.create_record("Accounts", {"name": "Acme"})
+    # Given a role without Quotes (or an instance without the module): its filter call is refused
+    refusal = {"error": "not_authorized" if status == 403 else "not_found", "error_message": "No access"}
+    sugar.state.faults.append(Fault(f"{API}/Quotes/filter", status, method="POST", body=refusal))
+    crm = sugarcrm_adapter(sugar, server.url)
+    # When the catch-up poll runs, the accounts are still found
+    events = list(crm.iter_changes_since(datetime.now(UTC) - timedelta(minutes=5)))
+    assert ref("company", str(account["id"])) in {e.ref for e in events}
+    # But an account scan refused the same way is not skipped
+    sugar.state.faults.append(Fault(f"{API}/Accounts/filter", status, method="POST", body=refusal))
+    with pytest.raises(FatalError):
+        list(crm.iter_changes_since(datetime.now(UTC) - timedelta(minutes=5)))

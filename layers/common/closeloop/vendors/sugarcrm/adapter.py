@@ -170,6 +170,8 @@ class SugarCrm(SugarQuotes):
     #: Products are listed oldest first: a template created while the backfill pages lands after it.
     PRODUCT_ORDER: ClassVar[str] = "date_entered:ASC,id:ASC"
     CHANGE_FIELDS: ClassVar[tuple[str, ...]] = ("date_entered", "date_modified", "modified_user_id")
+    #: Modules the catch-up poll skips when the instance refuses them (only the quote sync reads them).
+    OPTIONAL_MODULES: ClassVar[frozenset[str]] = frozenset({"Quotes", "Products"})
     #: PropertyDefinition.type -> what to pick in Studio (and the vardef type a package declares).
     STUDIO_TYPES: ClassVar[dict[str, tuple[str, str]]] = {
         "string": ("TextField", "varchar"),
@@ -410,17 +412,25 @@ class SugarCrm(SugarQuotes):
     def iter_changes_since(self, since: datetime) -> Iterator[SyncEvent]:
         """Accounts, Contacts, Opportunities, ProductTemplates and Quotes with ``date_modified >= since``, oldest
         first, per module (products too: a catalogue change whose hook was lost, or that has no hook, is caught
-        up); then quoted lines (Products), each reported as a change of its quote (``LINE_MODULES``).
+        up); then quoted lines (Products), each reported as a change of its quote (``LINE_MODULES``). Quotes
+        and Products are skipped when Sugar refuses them (403 or 404): the other modules still catch up.
 
         Pages by the modification time itself (keyset), not by a growing offset, so records modified while
         we page are not skipped; an offset is used only within one second holding more than a page. Sugar's
         filter API does not return deleted records: a deletion whose hook was lost is not caught up here.
         """
         floor = utc(since).replace(microsecond=0)
-        for object_type, module in self.MODULES.items():
-            yield from self._changes(object_type, module, floor)
-        for module, (object_type, parent_field) in LINE_MODULES.items():
-            yield from self._changes(object_type, module, floor, parent_field)
+        scans = [(object_type, module, "") for object_type, module in self.MODULES.items()]
+        scans += [(object_type, module, parent) for module, (object_type, parent) in LINE_MODULES.items()]
+        for object_type, module, parent_field in scans:
+            try:
+                yield from self._changes(object_type, module, floor, parent_field)
+            except FatalError as exc:
+                # Only the quote sync needs Quotes and their lines: an instance or role without them (403
+                # not_authorized, 404 for a module the instance lacks) still has its other changes caught up;
+                # see GUESSES["a refused module answers 403 or 404"].
+                if module not in self.OPTIONAL_MODULES or exc.status not in (403, 404):
+                    raise
 
     def _changes(self, object_type: str, module: str, since: datetime, parent_field: str = "") -> Iterator[SyncEvent]:
         """``module``'s records modified at or after ``since``; with ``parent_field``, each as a change of the

@@ -147,7 +147,8 @@ def parse_delivery(body: bytes) -> list[SyncEvent]:
     changed = list(changes) if isinstance(changes, dict) else []
     suffix = "" if event == "after_save" else f":{event}"
     if line_module is not None:
-        # A line saved, added or deleted is a change of the object it belongs to (a quote line: its quote).
+        # A line saved, added or deleted is a change of the object it belongs to (a quote line: its quote);
+        # see GUESSES["a quoted line's hook carries quote_id"].
         object_type, parent_field = LINE_MODULES[line_module]
         parent_id = clean((data.model_extra or {}).get(parent_field))
         if not parent_id:
