@@ -9,17 +9,21 @@ import hashlib
 import hmac
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 
 from closeloop.oauth import RefreshingTokens
 from closeloop.vendors.quickbooks.adapter import QuickBooksAccounting
 from closeloop.vendors.quickbooks.client import refresh_with_intuit
+from closeloop.vendors.sugarcrm.adapter import SugarCrm
+from closeloop.vendors.sugarcrm.client import password_grant
 from closeloop.vendors.xero.adapter import XeroAccounting
 from closeloop.vendors.xero.client import refresh_with_identity
 from closeloop.vendors.zohobooks.adapter import ZohoBooksAccounting
 from closeloop.vendors.zohobooks.client import refresh_with_zoho
 from closeloop_local.sandboxes.quickbooks import QuickBooksSandbox
+from closeloop_local.sandboxes.sugarcrm import SugarSandbox
 from closeloop_local.sandboxes.xero import XeroSandbox
 from closeloop_local.sandboxes.zohobooks import ZohoBooksSandbox
 from tests.fakes import MemoryStore
@@ -33,6 +37,23 @@ def signed(secret: str, body: bytes) -> str:
 def sandbox_now(state_now: float) -> datetime:
     """A sandbox clock reading as an aware UTC datetime."""
     return datetime.fromtimestamp(state_now, UTC)
+
+
+def sugarcrm_adapter(
+    sugar: SugarSandbox, url: str, *, webhook_token: str = "hook-token-8d1e-Qm3xV9pL2rT7wY5zK8nB4cF6", **settings: Any
+) -> SugarCrm:
+    """The SugarCRM CRM adapter logged in to the sandbox on the ``closeloop`` platform (``settings``: the
+    adapter's keyword settings, e.g. quote stages)."""
+    tokens = RefreshingTokens(
+        "sugarcrm",
+        MemoryStore(),
+        seed=lambda fresh: "",
+        refresh=password_grant(
+            url, username=lambda: sugar.username, password=lambda: sugar.password, platform="closeloop"
+        ),
+        write_back=lambda token: None,
+    )
+    return SugarCrm(instance_url=url, tokens=tokens, webhook_token=webhook_token, sleep=lambda s: None, **settings)
 
 
 def xero_adapter(

@@ -78,7 +78,7 @@ from typing import Any, NoReturn
 
 from werkzeug.wrappers import Request, Response
 
-from closeloop.models import DEAL_SYNC_FIELDS, CrmRef
+from closeloop.models import DEAL_SYNC_FIELDS, QUOTE_SYNC_FIELDS, CrmRef
 from closeloop_local.sandboxes import outbound
 from closeloop_local.sandboxes.base import Handler, Router, SandboxApp, SandboxServer, SandboxState, json_response
 from closeloop_local.sandboxes.drivers import DealLine, SentWebhook
@@ -103,7 +103,10 @@ CLOSELOOP_FIELDS: dict[str, dict[str, str]] = {
         "closeloop_amount_due_c": "decimal",
         "closeloop_amount_paid_c": "decimal",
         "closeloop_last_payment_date_c": "date",
+        "closeloop_purchase_orders_c": "varchar",
     },
+    # Closeloop's quote write-back (closeloop_quote_*), Studio fields on Quotes.
+    "Quotes": {f"{name}_c": "varchar" for name in QUOTE_SYNC_FIELDS},
     "Accounts": {
         "vat_number_c": "varchar",
         "closeloop_outstanding_balance_c": "decimal",
@@ -1164,8 +1167,9 @@ class SugarCrmDriver:
 
     def subscribe(self, webhook_base_url: str) -> None:
         base = webhook_base_url.rstrip("/")
+        # Quotes and their lines (Products) ride with deals (a quote's event is a deal-queue event).
         modules = (("Accounts", "contacts"), ("Contacts", "contacts"), ("ProductTemplates", "contacts"),
-                   ("Opportunities", "deals"))  # fmt: skip
+                   ("Opportunities", "deals"), ("Quotes", "deals"), ("Products", "deals"))  # fmt: skip
         for module, route in modules:
             for event in ("after_save", "after_delete"):
                 self.sandbox.add_hook(module, f"{base}/webhooks/sugarcrm/{route}/{self.webhook_token}", event)

@@ -170,7 +170,6 @@ class HubSpotQuotes(HubSpotClient):
         read = self._batch_read("line_item", unique, self.LINE_ITEM_PROPERTIES)
         return tuple(line_item(r) for r in sorted(read, key=lambda r: id_order(str(r["id"]))))
 
-
     @staticmethod
     def _first_error(errors: Sequence[IntegrationError]) -> None:
         if errors:

@@ -2,7 +2,7 @@
 
 The package: ``client`` (REST calls, version discovery, tokens, error bodies, paging), ``mapping`` (Sugar records
 <-> canonical models), ``webhooks`` (web logic hook deliveries), ``adapter`` (the CrmPort and CatalogueCrm over
-them)."""
+them), ``quotes`` (the quote port over Quotes and their grouped lines)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,17 @@ class SugarCrmSettings(VendorSettings):
         pattern=r"^(discover|v?1[01](_\d+)?)$",
         description="the REST version (e.g. v11_20), or discover: the highest the instance answers",
     )
+    quote_ready_stages: str = Field(
+        "Delivered,Confirmed,Closed Accepted",
+        alias="SUGARCRM_QUOTE_READY_STAGES",
+        description="the quote stages (quote_stage) of a quote sent to or agreed by the customer: it becomes an "
+        "accounting quote",
+    )
+    quote_rejected_stages: str = Field(
+        "Closed Lost,Closed Dead",
+        alias="SUGARCRM_QUOTE_REJECTED_STAGES",
+        description="the quote stages of a quote turned down or abandoned",
+    )
 
 
 def build(settings: SugarCrmSettings, creds: CredentialSource, services: Services) -> Any:
@@ -33,6 +44,7 @@ def build(settings: SugarCrmSettings, creds: CredentialSource, services: Service
         TOKEN_POSTS_PER_REFRESH,
         password_grant,
     )
+    from closeloop.vendors.sugarcrm.quotes import stage_list  # noqa: PLC0415
 
     settings.require("url")
     # Sugar keeps one session per user and platform: the shared token state and its lease keep
@@ -62,6 +74,8 @@ def build(settings: SugarCrmSettings, creds: CredentialSource, services: Service
         webhook_token=lambda: creds.get("SUGARCRM_WEBHOOK_TOKEN"),
         api_version=settings.api_version,
         sleep=services.clock().sleep,
+        quote_ready_stages=stage_list(settings.quote_ready_stages),
+        quote_rejected_stages=stage_list(settings.quote_rejected_stages),
     )
 
 
@@ -82,7 +96,7 @@ SPEC = VendorSpec(
     capabilities=Capabilities(
         webhooks=True,
         oauth=True,
-        objects=("company", "contact", "deal", "product"),
+        objects=("company", "contact", "deal", "product", "purchase_order", "quote"),
         path_secret_key="SUGARCRM_WEBHOOK_TOKEN",
         table={
             "webhook authenticity": "secret path segment (web logic hooks have no signature)",

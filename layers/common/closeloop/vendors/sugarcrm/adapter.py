@@ -49,6 +49,7 @@ from closeloop.paging import Page, paginate
 from closeloop.ports import PropertyDefinition, WebhookRequest
 from closeloop.vendors.sugarcrm.client import DISCOVER, AccessTokens, ApiVersion, SugarClient, path_segment
 from closeloop.vendors.sugarcrm.mapping import (
+    LINE_MODULES,
     MODULES,
     SUPPLIER_FIELD,
     RecordWrites,
@@ -73,6 +74,7 @@ from closeloop.vendors.sugarcrm.mapping import (
     sync_event,
     utc,
 )
+from closeloop.vendors.sugarcrm.quotes import READY_STAGES, REJECTED_STAGES, SugarQuotes
 from closeloop.vendors.sugarcrm.webhooks import parse_delivery, verify_path_token
 
 if TYPE_CHECKING:
@@ -95,8 +97,8 @@ class ChangesPosition(NamedTuple):
         )
 
 
-class SugarCrm:
-    """CrmPort for SugarCRM (Sell/Serve/Enterprise, REST API v11)."""
+class SugarCrm(SugarQuotes):
+    """CrmPort for SugarCRM (Sell/Serve/Enterprise, REST API v11), with its quotes (``SugarQuotes``)."""
 
     name = "sugarcrm"
     MODULES: ClassVar[Mapping[str, str]] = MODULES
@@ -168,6 +170,8 @@ class SugarCrm:
     #: Products are listed oldest first: a template created while the backfill pages lands after it.
     PRODUCT_ORDER: ClassVar[str] = "date_entered:ASC,id:ASC"
     CHANGE_FIELDS: ClassVar[tuple[str, ...]] = ("date_entered", "date_modified", "modified_user_id")
+    #: Modules the catch-up poll skips when the instance refuses them (only the quote sync reads them).
+    OPTIONAL_MODULES: ClassVar[frozenset[str]] = frozenset({"Quotes", "Products"})
     #: PropertyDefinition.type -> what to pick in Studio (and the vardef type a package declares).
     STUDIO_TYPES: ClassVar[dict[str, tuple[str, str]]] = {
         "string": ("TextField", "varchar"),
@@ -187,10 +191,14 @@ class SugarCrm:
         sleep: Callable[[float], None] | None = None,
         tax_number_field: str = "vat_number_c",
         api_version: str = DISCOVER,
+        quote_ready_stages: Sequence[str] = READY_STAGES,
+        quote_rejected_stages: Sequence[str] = REJECTED_STAGES,
     ) -> None:
         """``tax_number_field``: Sugar has no stock tax-id field; this Accounts field holds it (Studio).
 
         ``api_version``: SUGARCRM_API_VERSION, "discover" (default) or a fixed ``v11_<n>`` (see ApiVersion).
+        ``quote_ready_stages`` / ``quote_rejected_stages``: the ``quote_stage`` values read as a quote that is
+        published or agreed / turned down (SUGARCRM_QUOTE_READY_STAGES / _REJECTED_STAGES; see ``quotes``).
         """
         if not instance_url:
             raise ConfigurationError(
@@ -205,6 +213,8 @@ class SugarCrm:
         self.tax_number_field = tax_number_field
         self._currencies: dict[str, str] = {}
         self._version = ApiVersion(self.instance_url, api_version)
+        self.quote_ready_stages = tuple(quote_ready_stages)
+        self.quote_rejected_stages = tuple(quote_rejected_stages)
 
     # -- webhooks (web logic hooks) ----------------------------------------------------------------
 
@@ -400,20 +410,33 @@ class SugarCrm:
     # -- catch-up --------------------------------------------------------------------------------------
 
     def iter_changes_since(self, since: datetime) -> Iterator[SyncEvent]:
-        """Accounts, Contacts, Opportunities and ProductTemplates with ``date_modified >= since``, oldest first,
-        per module (products too: a catalogue change whose hook was lost, or that has no hook, is caught up).
+        """Accounts, Contacts, Opportunities, ProductTemplates and Quotes with ``date_modified >= since``, oldest
+        first, per module (products too: a catalogue change whose hook was lost, or that has no hook, is caught
+        up); then quoted lines (Products), each reported as a change of its quote (``LINE_MODULES``). Quotes
+        and Products are skipped when Sugar refuses them (403 or 404): the other modules still catch up.
 
         Pages by the modification time itself (keyset), not by a growing offset, so records modified while
         we page are not skipped; an offset is used only within one second holding more than a page. Sugar's
         filter API does not return deleted records: a deletion whose hook was lost is not caught up here.
         """
         floor = utc(since).replace(microsecond=0)
-        for object_type, module in self.MODULES.items():
-            yield from self._changes(object_type, module, floor)
+        scans = [(object_type, module, "") for object_type, module in self.MODULES.items()]
+        scans += [(object_type, module, parent) for module, (object_type, parent) in LINE_MODULES.items()]
+        for object_type, module, parent_field in scans:
+            try:
+                yield from self._changes(object_type, module, floor, parent_field)
+            except FatalError as exc:
+                # Only the quote sync needs Quotes and their lines: an instance or role without them (403
+                # not_authorized, 404 for a module the instance lacks) still has its other changes caught up;
+                # see GUESSES["a refused module answers 403 or 404"].
+                if module not in self.OPTIONAL_MODULES or exc.status not in (403, 404):
+                    raise
 
-    def _changes(self, object_type: str, module: str, since: datetime) -> Iterator[SyncEvent]:
+    def _changes(self, object_type: str, module: str, since: datetime, parent_field: str = "") -> Iterator[SyncEvent]:
+        """``module``'s records modified at or after ``since``; with ``parent_field``, each as a change of the
+        ``object_type`` record it names there (a line of it; lines naming none are skipped)."""
         body = {
-            "fields": ",".join(self.CHANGE_FIELDS),
+            "fields": ",".join((*self.CHANGE_FIELDS, parent_field) if parent_field else self.CHANGE_FIELDS),
             "max_num": self.client.page_size,
             "order_by": "date_modified:ASC,id:ASC",
         }
@@ -434,14 +457,20 @@ class SugarCrm:
                 continue
             seen.add(key)
             created = parse_time(record.get("date_entered")) == modified
+            target, suffix = key[0], ""
+            if parent_field:
+                target, suffix = clean(record.get(parent_field)), f":{module}:{key[0]}"
+                if not target:
+                    continue
             yield sync_event(
                 object_type,
-                key[0],
+                target,
                 modified,
-                kind="created" if created else "changed",
+                kind="created" if created and not parent_field else "changed",
                 source_type=f"{module}.date_modified",
                 change_source="CATCH_UP_POLL",
                 actor=clean(record.get("modified_user_id")),
+                suffix=suffix,
             )
 
     # -- writes ---------------------------------------------------------------------------------------

@@ -67,4 +67,14 @@ GUESSES: dict[str, str] = {
     "contracts_opportunities, link_type one); opportunity_id is a non-db id the API fills on read and saves "
     "through the link on write. Confirm: GET /Contracts/<id>?fields=opportunity_id and GET /Contracts/<id>/link/"
     "opportunities. Safe: an adapter reads the link when opportunity_id is empty.",
+    "a quoted line's hook carries quote_id": "A web logic hook on Quoted Line Items (Products, bean Product) "
+    "sends the line's fields in data, quote_id among them (a db field of Products; CreatePayload.php sends the "
+    "bean's fields the user may read). Confirm: a captured Product after_save delivery. Safe: a delivery without "
+    "quote_id is ignored, and the catch-up poll (Products filtered on date_modified, quote_id read) finds the "
+    "change.",
+    "a refused module answers 403 or 404": "A filter on a module the user's role denies answers 403 "
+    "not_authorized, and on a module the instance lacks 404 (SugarApiExceptionNotAuthorized / NotFound). Confirm: "
+    "POST /Quotes/filter as a user whose role disables Quotes. Safe: only the Quotes and Products scans are "
+    "skipped on those answers; any other error fails the poll as before, and a skipped scan only delays a quote "
+    "to its next hook.",
 }

@@ -23,7 +23,12 @@ MODULES: Mapping[str, str] = {
     "contact": "Contacts",
     "deal": "Opportunities",
     "product": "ProductTemplates",
+    "quote": "Quotes",
 }
+#: Modules whose records are lines of another object: a change to one is a change to that object (module ->
+#: (its object type, the line's field holding its id)). A quote line edit need not save its quote
+#: (GUESSES["a line edit saves its quote"]), so quoted lines are watched themselves.
+LINE_MODULES: Mapping[str, tuple[str, str]] = {"Products": ("quote", "quote_id")}
 #: The Studio field on ProductTemplates holding the supplier's name (``closeloop_supplier``; see
 #: GUESSES["closeloop_supplier_c on ProductTemplates"]).
 SUPPLIER_FIELD = "closeloop_supplier_c"
@@ -138,9 +143,18 @@ def product_of(template: Mapping[str, Any], currency: str) -> Product:
     )
 
 
-def line_item(line: Mapping[str, Any], products: Mapping[str, Mapping[str, Any]]) -> LineItem:
+def line_item(
+    line: Mapping[str, Any],
+    products: Mapping[str, Mapping[str, Any]],
+    *,
+    kind: str = "revenue line item",
+    total_field: str = "likely_case",
+) -> LineItem:
+    """A revenue line item (a deal's line) or a quoted line item (``Products``, ``kind`` "quoted line item",
+    its total in ``total_amount``) as a LineItem. The SKU is the line's own ``mft_part_num`` (quoted lines
+    carry one), else its product template's; ``products`` holds the templates by id."""
     item_id = str(line["id"])
-    what = f"revenue line item {item_id}"
+    what = f"{kind} {item_id}"
     template_id = clean(line.get("product_template_id"))
     product = products.get(template_id) or {}
     quantity = sugar_number(line.get("quantity"), f"{what} quantity")
@@ -163,12 +177,12 @@ def line_item(line: Mapping[str, Any], products: Mapping[str, Mapping[str, Any]]
     return LineItem(
         crm_id=item_id,
         name=clean(line.get("name")) or clean(product.get("name")),
-        sku=product_sku(product),
+        sku=product_sku(line) or product_sku(product),
         product_id=template_id,
         quantity=quantity,
         unit_price=price,
         discount_percent=percent,
-        amount=sugar_number(line.get("likely_case"), f"{what} likely case"),
+        amount=sugar_number(line.get(total_field), f"{what} {total_field.replace('_', ' ')}"),
     )
 
 

@@ -22,7 +22,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from closeloop.errors import WebhookRejected
 from closeloop.models import SyncEvent
 from closeloop.ports import WebhookRequest
-from closeloop.vendors.sugarcrm.mapping import clean, parse_time, sync_event, truthy
+from closeloop.vendors.sugarcrm.mapping import LINE_MODULES, clean, parse_time, sync_event, truthy
 from closeloop.wire import path_secret, webhook_json
 
 #: web logic hook ``bean`` (bean class; module names accepted too) -> canonical object type.
@@ -36,7 +36,12 @@ HOOK_BEANS: Mapping[str, str] = {
     # Product Catalog templates (GUESSES["web logic hooks on ProductTemplates"]).
     "ProductTemplate": "product",
     "ProductTemplates": "product",
+    "Quote": "quote",
+    "Quotes": "quote",
 }
+#: Beans that are lines of another object (quoted line items, ``Product``): a delivery is a change of the
+#: object the line names (``LINE_MODULES``: its quote's ``quote_id``), keyed as the catch-up poll keys it.
+LINE_BEANS: Mapping[str, str] = {"Product": "Products", "Products": "Products"}
 #: hook event -> SyncEvent kind (``after_save`` is "created" or "changed" by ``isUpdate``).
 HOOK_KINDS: Mapping[str, str] = {
     "after_delete": "deleted",
@@ -72,7 +77,7 @@ class SugarCrmWebhookRecord(BaseModel):
 
 def _synced_beans_hold_a_record(schema: dict[str, Any]) -> None:
     """The schema says what the parser checks: ``data`` is a ``SugarCrmWebhookRecord`` for the beans it syncs."""
-    schema["if"] = {"properties": {"bean": {"enum": sorted(HOOK_BEANS)}}, "required": ["bean"]}
+    schema["if"] = {"properties": {"bean": {"enum": sorted({*HOOK_BEANS, *LINE_BEANS})}}, "required": ["bean"]}
     schema["then"] = {"properties": {"data": SugarCrmWebhookRecord.model_json_schema()}}
 
 
@@ -125,7 +130,8 @@ def parse_delivery(body: bytes) -> list[SyncEvent]:
     except ValidationError as exc:
         raise WebhookRejected(400, _problems(exc)) from None
     object_type = HOOK_BEANS.get(delivery.bean)
-    if object_type is None:
+    line_module = LINE_BEANS.get(delivery.bean)
+    if object_type is None and line_module is None:
         return []
     try:
         data = SugarCrmWebhookRecord.model_validate(delivery.data)
@@ -140,7 +146,17 @@ def parse_delivery(body: bytes) -> list[SyncEvent]:
         kind = "deleted"
     changed = list(changes) if isinstance(changes, dict) else []
     suffix = "" if event == "after_save" else f":{event}"
-    if kind == "changed" and changed:
+    if line_module is not None:
+        # A line saved, added or deleted is a change of the object it belongs to (a quote line: its quote);
+        # see GUESSES["a quoted line's hook carries quote_id"].
+        object_type, parent_field = LINE_MODULES[line_module]
+        parent_id = clean((data.model_extra or {}).get(parent_field))
+        if not parent_id:
+            return []
+        suffix = f":{line_module}:{record_id}{suffix}"
+        record_id, kind = parent_id, "changed"
+    assert object_type is not None
+    if kind == "changed" and changed and (line_module is None or delivery.isUpdate):
         # Two saves within one second share date_modified: the changes' fingerprint tells them apart, so
         # the replay check and the worker's idempotency never take the second save for the first.
         suffix += ":" + hashlib.sha256(json.dumps(changes, sort_keys=True, default=str).encode()).hexdigest()[:16]
