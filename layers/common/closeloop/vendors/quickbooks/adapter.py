@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
 import httpx
@@ -39,7 +39,7 @@ from closeloop.models import (
     customer_fields,
 )
 from closeloop.oauth import RefreshingTokens
-from closeloop.ports import WebhookRequest
+from closeloop.ports import QuoteAccounting, WebhookRequest
 from closeloop.vendors.quickbooks import webhooks
 from closeloop.vendors.quickbooks.client import (
     VENDOR,
@@ -941,3 +941,7 @@ class QuickBooksAccounting:
                 "QuickBooks accepted the recurring transaction but returned none", vendor=VENDOR, status=200
             )
         return to_schedule(template, self._clock().date())
+
+
+if TYPE_CHECKING:  # mypy holds the adapter to the quote port its spec declares (``quote``)
+    _QUOTES: type[QuoteAccounting] = QuickBooksAccounting

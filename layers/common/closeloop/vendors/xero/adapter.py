@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime
-from typing import Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 from urllib.parse import quote
 
 import httpx
@@ -56,7 +56,7 @@ from closeloop.models import (
 )
 from closeloop.oauth import RefreshingTokens
 from closeloop.paging import Page, next_page, paginate
-from closeloop.ports import WebhookRequest
+from closeloop.ports import QuoteAccounting, WebhookRequest
 from closeloop.vendors.xero.client import (
     API_PREFIX,
     PageAfter,
@@ -106,8 +106,9 @@ class XeroAccounting(XeroRepeatingInvoices):
     QUOTE_WEB_PATH: ClassVar[str] = "/app/quotes/view/{id}"
     #: A quote reference lookup skips DELETED quotes (XS QuoteStatusCodes; a deleted one may be re-made).
     LIVE_QUOTE_STATUSES: ClassVar[tuple[str, ...]] = ("DRAFT", "SENT", "DECLINED", "ACCEPTED", "INVOICED")
-    #: Xero marks a quote INVOICED: ``mark_quote_invoiced`` sets it.
-    marks_invoiced: ClassVar[bool] = True
+    #: Xero marks a quote INVOICED: ``mark_quote_invoiced`` sets it (a plain attribute, as QuoteAccounting
+    #: declares it: a ClassVar is not the protocol's instance attribute to mypy).
+    marks_invoiced: bool = True
     SALES_INVOICE_TYPE: ClassVar[str] = "ACCREC"
     #: A reference lookup skips VOIDED and DELETED invoices: a voided invoice may be re-made for the deal.
     LIVE_INVOICE_STATUSES: ClassVar[tuple[str, ...]] = ("DRAFT", "SUBMITTED", "AUTHORISED", "PAID")
@@ -716,3 +717,7 @@ class XeroAccounting(XeroRepeatingInvoices):
 
     def _to_quote(self, row: Mapping[str, Any]) -> AccountingQuote:
         return to_quote(row, self.WEB_URL + self.QUOTE_WEB_PATH)
+
+
+if TYPE_CHECKING:  # mypy holds the adapter to the quote port its spec declares (``quote``)
+    _QUOTES: type[QuoteAccounting] = XeroAccounting

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
 import httpx
@@ -50,7 +50,7 @@ from closeloop.models import (
     QuoteDraft,
 )
 from closeloop.oauth import RefreshingTokens
-from closeloop.ports import WebhookRequest
+from closeloop.ports import QuoteAccounting, WebhookRequest
 from closeloop.vendors.zohobooks.client import VENDOR, ZohoBooksClient
 from closeloop.vendors.zohobooks.mapping import (
     contact_body,
@@ -697,3 +697,7 @@ class ZohoBooksAccounting:
         estimate_id = str(row.get("estimate_id") or "")
         path = self.ESTIMATE_WEB_PATH.format(organization=self._organization_id(), id=estimate_id)
         return to_quote(row, url=self.web_url + path if estimate_id else "")
+
+
+if TYPE_CHECKING:  # mypy holds the adapter to the quote port its spec declares (``quote``)
+    _QUOTES: type[QuoteAccounting] = ZohoBooksAccounting
