@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from closeloop.errors import NotFound, Unanswered, ValidationFailed
-from closeloop.models import Address, Customer, InvoiceLine, LineItem, Quote, QuoteDraft
+from closeloop.models import Address, Customer, Deal, InvoiceDraft, InvoiceLine, LineItem, Quote, QuoteDraft
 from closeloop.sync.contacts import ContactSync
-from closeloop.sync.invoices import InvoicePolicy
-from closeloop.sync.quotes import QuoteSync
+from closeloop.sync.invoices import DealSync, InvoicePolicy
+from closeloop.sync.quotes import QuoteFlow, QuoteSync
 from closeloop.sync.tax import TaxRule
 from closeloop.vendors.zohobooks.adapter import ZohoBooksAccounting
 from closeloop_local.sandboxes.base import SandboxServer
@@ -213,20 +213,68 @@ def test_an_ignored_modified_filter_still_reads_only_the_changed_estimates(
 def test_the_invoiced_mark_is_read_not_set_and_an_invoice_made_from_the_estimate_shows_it(
     sandbox: tuple[ZohoBooksSandbox, SandboxServer],
 ) -> None:
+    # (Changed with the quote -> invoice link: Zoho now declares marks_invoiced, read from the invoice's link,
+    # and an estimate an invoice was made from without the link is returned as it is, not a ValidationFailed.)
     zoho, server = sandbox
     books = books_on(zoho, server.url)
     buyer = customer(zoho)
     made = books.create_quote(draft(buyer), idempotency_key="quote-1")
-    # Then Zoho's adapter does not claim an invoiced state it cannot set
-    assert books.marks_invoiced is False
-    with pytest.raises(ValidationFailed, match="only when"):
-        books.mark_quote_invoiced(made, "1", idempotency_key="m-1")
-    # And once an invoice is created from the estimate in Zoho, the estimate reads INVOICED
-    zoho_invoice = {"customer_id": buyer, "line_items": [{"item_id": zoho.items()[0]["item_id"], "rate": 1}]}
-    books.client.call("POST", "/invoices", body={**zoho_invoice, "invoiced_estimate_id": made.id})
-    assert books.mark_quote_invoiced(made, "1", idempotency_key="m-1").status == "INVOICED"
+    # Then Zoho's adapter marks invoiced through the invoice's link only: without one, the estimate stays as is
+    assert books.marks_invoiced is True
+    writes = len(zoho.state.calls("POST")) + len(zoho.state.calls("PUT"))
+    assert books.mark_quote_invoiced(made, "1", idempotency_key="m-1").status == "SENT"
+    assert len(zoho.state.calls("POST")) + len(zoho.state.calls("PUT")) == writes  # nothing set
+    # And once the invoice is created from the estimate (the draft names it), the estimate reads INVOICED
+    invoice = books.create_invoice(
+        InvoiceDraft(
+            customer_id=buyer,
+            reference="hubspot-deal-3000001 Rockets",
+            currency="GBP",
+            lines=draft(buyer).lines,
+            issue_date=date(2026, 11, 3),
+            due_date=date(2026, 12, 3),
+            accounting_quote_id=made.id,
+        ),
+        idempotency_key="invoice-1",
+    )
+    (row,) = [i for i in zoho.invoices() if i["invoice_id"] == invoice.id]
+    assert row["invoiced_estimate_id"] == made.id
+    assert books.mark_quote_invoiced(made, invoice.id, idempotency_key="m-1").status == "INVOICED"
     read = books.get_quote(made.id)
     assert read is not None and read.status == "INVOICED"
+
+
+def test_the_won_deal_of_a_synced_quote_is_invoiced_from_the_estimate_which_ends_invoiced_by_the_invoice(
+    sandbox: tuple[ZohoBooksSandbox, SandboxServer],
+) -> None:
+    zoho, server = sandbox
+    books = books_on(zoho, server.url)
+    company, deal = ref("company", "1001", "hubspot"), ref("deal", "3000001", "hubspot")
+    quote_ref = ref("quote", "4000001", "hubspot")
+    crm = FakeQuoteCrm(customers={company: Customer(ref=company, name="Acme Ltd", address=Address(country="GB"))})
+    lines = (LineItem(crm_id="q1", name="Anvil", sku="ANV-1", quantity=Decimal(2), unit_price=Decimal("99.50")),)
+    crm.quotes[quote_ref.object_id] = Quote(
+        ref=quote_ref, deal=deal, title="Rockets", status="ready", currency="GBP", company=company, line_items=lines
+    )
+    crm.deals[deal.object_id] = Deal(
+        ref=deal, name="Rockets", amount=Decimal("199.00"), currency="GBP", is_won=True, company=company
+    )
+    policy = InvoicePolicy(tax_rules=(TaxRule(countries=("GB",), tax_type=VAT20),), default_currency="GBP")
+    store = MemoryStore()
+    contacts = ContactSync(crm, books, store, owner="w")
+    quotes = QuoteSync(crm, books, store, contacts, policy, owner="w")
+    deals = DealSync(crm, books, store, contacts, policy, owner="w", flows=(QuoteFlow(quotes),))
+    # Given the quote synced to a sent estimate
+    assert quotes.sync(quote_ref).action == "created"
+    # When the deal is won and delivered (twice)
+    assert deals.sync(deal, []).action == "created"
+    assert deals.sync(deal, []).action == "unchanged"
+    # Then one invoice, made from the estimate, which Zoho marked invoiced; the CRM quote says so
+    (invoice,) = zoho.invoices()
+    (estimate,) = estimates(zoho)
+    assert invoice["invoiced_estimate_id"] == estimate["estimate_id"] and estimate["status"] == "invoiced"
+    assert crm.quote_properties[quote_ref.object_id]["closeloop_quote_status"] == "INVOICED"
+    assert store.get_failed_sync(deal) is None
 
 
 def test_quote_sync_makes_one_estimate_finds_it_after_a_lost_answer_revises_and_reads_acceptance(

@@ -339,7 +339,9 @@ class QuoteAccounting(Protocol):
     """
 
     name: str
-    #: Whether the system has an "invoiced" state ``mark_quote_invoiced`` can set or link (all three do).
+    #: Whether the system has an "invoiced" state ``mark_quote_invoiced`` can set or link (all three do). An
+    #: invoice drafted with ``accounting_quote_id`` names its quote where the system links them (the quote then
+    #: reads invoiced by the invoice itself).
     marks_invoiced: bool
 
     def find_quote(self, reference: str, customer_id: str) -> AccountingQuote | None:
@@ -367,7 +369,8 @@ class QuoteAccounting(Protocol):
 
     def mark_quote_invoiced(self, quote: AccountingQuote, invoice_id: str, *, idempotency_key: str) -> AccountingQuote:
         """Record that invoice ``invoice_id`` bills ``quote`` (a status where the system has one, a link from
-        the invoice where it links them); returns the quote as it is now."""
+        the invoice where it links them); returns the quote as it is now. A system that marks a quote only
+        through the invoice's link returns it unchanged (not INVOICED) when the invoice was made without it."""
         ...
 
 

@@ -730,13 +730,14 @@ class QuickBooksAccounting:
         return self._update_estimate(quote_.id, changes, idempotency_key, self.REVISABLE_ESTIMATE_STATUSES)
 
     def mark_quote_invoiced(self, quote_: AccountingQuote, invoice_id: str, *, idempotency_key: str) -> AccountingQuote:
-        """Close the estimate (TxnStatus Closed, a sparse update at the current SyncToken; 5010 re-reads and
-        retries once): QBO's state of an estimate an invoice was made from (see
-        GUESSES["estimate_closed_by_update"]). An estimate already Closed
-        (e.g. the invoice was linked to it in QuickBooks, GUESSES["estimate_closed_by_invoice"]) is
-        returned as read. The link itself is made only when an invoice is created with LinkedTxn to the
-        estimate, which the invoice pipeline's draft does not carry: ``invoice_id`` is the audit trail's.
-        Raises NotFound when the estimate is gone.
+        """The estimate Closed: QBO's state of an estimate an invoice was made from.
+
+        An invoice drafted with the estimate (``accounting_quote_id``) is created with ``LinkedTxn`` to it,
+        which links the two and closes it (GUESSES["estimate_closed_by_invoice"]): read Closed, it is returned
+        as read, with no write. The fallback, for an invoice made without the link (before invoices named
+        their quote, or QBO left the linked estimate open), is a sparse update of TxnStatus Closed at the
+        current SyncToken (5010 re-reads and retries once; GUESSES["estimate_closed_by_update"]): no link, so
+        ``invoice_id`` is then the audit trail's only. Raises NotFound when the estimate is gone.
         """
         return self._update_estimate(quote_.id, {"TxnStatus": INVOICED_ESTIMATE_STATUS}, idempotency_key, None)
 

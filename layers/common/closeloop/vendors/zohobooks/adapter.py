@@ -82,10 +82,9 @@ class ZohoBooksAccounting:
     ESTIMATE_WEB_PATH: ClassVar[str] = "/app/{organization}#/quotes/{id}"
     #: The estimate statuses in which it may still be revised (the customer has not answered it).
     REVISABLE_ESTIMATE_STATUSES: ClassVar[frozenset[str]] = frozenset({"draft", "sent"})
-    #: Zoho marks an estimate invoiced only when an invoice is created from it (``invoiced_estimate_id``),
-    #: which the invoice pipeline's draft does not carry: nothing can set it afterwards (see
-    #: ``mark_quote_invoiced``), so the quote flow does not ask.
-    marks_invoiced: bool = False
+    #: Zoho marks an estimate invoiced when an invoice is created from it (``invoiced_estimate_id``, sent from
+    #: the draft's ``accounting_quote_id``); ``mark_quote_invoiced`` reads that state (nothing can set it later).
+    marks_invoiced: bool = True
     #: Contact persons Closeloop writes besides the primary one (the CRM's other people).
     MAX_OTHER_PERSONS: ClassVar[int] = 9
     #: Zoho's last_modified_time filter and its answers: ``2024-05-01T10:00:00+0000``.
@@ -644,24 +643,18 @@ class ZohoBooksAccounting:
         return self._to_quote(row)
 
     def mark_quote_invoiced(self, quote_: AccountingQuote, invoice_id: str, *, idempotency_key: str) -> AccountingQuote:
-        """The estimate as read when Zoho already shows it invoiced; otherwise ValidationFailed saying why.
+        """The estimate as Zoho shows it now: invoiced when invoice ``invoice_id`` was created from it.
 
         Zoho marks an estimate invoiced only when an invoice is created from it (``invoiced_estimate_id`` on
-        the create, GUESSES["estimate_invoiced_by_link"]); the estimates page has no status move to invoiced
-        and the invoice is made by the invoice pipeline without that link, so there is nothing honest to set
-        afterwards (``marks_invoiced`` is False: the quote flow does not call this). Raises NotFound when
-        the estimate is gone."""
+        the create, which ``create_invoice`` sends from the draft's ``accounting_quote_id``:
+        GUESSES["estimate_invoiced_by_link"]); the estimates page has no status move to invoiced, so nothing
+        is written here and an estimate an invoice was made from without the link (e.g. before invoices named
+        their quote) is returned as it is, not invoiced (the quote flow says so in its trail). Raises
+        NotFound when the estimate is gone."""
         current = self._estimate(quote_.id)
         if current is None:
             raise NotFound(f"Zoho estimate {quote_.id} does not exist", vendor=VENDOR, status=404)
-        found = self._to_quote(current)
-        if found.status != "INVOICED":
-            raise ValidationFailed(
-                f"Zoho marks estimate {found.number or found.id} invoiced only when invoice {invoice_id} is created "
-                "from it; it stays as it is",
-                vendor=VENDOR,
-            )
-        return found
+        return self._to_quote(current)
 
     def iter_quotes_changed_since(self, since: datetime | None) -> Iterator[AccountingQuote]:
         """Estimates modified at or after ``since`` (every one when None), newest first, page by page.
