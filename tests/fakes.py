@@ -917,6 +917,12 @@ class FakeQuoteBooks(FakeBooks):
     def iter_quotes_changed_since(self, since: datetime | None) -> Iterator[AccountingQuote]:
         return iter([q for q in self.quotes.values() if since is None or (q.updated_at and q.updated_at >= since)])
 
+    def mark_quote_sent(self, quote: AccountingQuote, *, idempotency_key: str) -> AccountingQuote:
+        self.calls.append("mark_quote_sent")
+        if self.quotes[quote.id].status != "DRAFT":
+            return self.quotes[quote.id]
+        return self.set_quote_status(quote.id, "SENT")
+
     def mark_quote_invoiced(self, quote: AccountingQuote, invoice_id: str, *, idempotency_key: str) -> AccountingQuote:
         self.calls.append("mark_quote_invoiced")
         if self.marks_by_link_only:

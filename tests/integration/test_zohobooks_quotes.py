@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+import httpx
 import pytest
 
 from closeloop.errors import NotFound, Unanswered, ValidationFailed
@@ -20,7 +21,7 @@ from closeloop.sync.tax import TaxRule
 from closeloop.vendors.zohobooks.adapter import ZohoBooksAccounting
 from closeloop_local.sandboxes.base import SandboxServer
 from closeloop_local.sandboxes.zohobooks import TAXES, ZohoBooksDriver, ZohoBooksSandbox, serve
-from tests.fakes import FakeQuoteCrm, MemoryStore, ref
+from tests.fakes import FakeQuoteCrm, MemoryStore, ProcessKilled, ref
 from tests.sandbox_adapters import LoseAnswers
 from tests.sandbox_adapters import ZohoPagesOfTwo as PagesOfTwo
 from tests.sandbox_adapters import zohobooks_adapter as books_on
@@ -315,3 +316,45 @@ def test_quote_sync_makes_one_estimate_finds_it_after_a_lost_answer_revises_and_
     outcome = sync.status_changed(current)
     assert outcome is not None and outcome.action == "updated"
     assert crm.quote_properties[quote_ref.object_id]["closeloop_quote_status"] == "ACCEPTED"
+
+
+class KillOnSent(httpx.BaseTransport):
+    """Sends every request to the sandbox, except the first ``status/sent`` of an estimate: the worker dies
+    (a Lambda timeout) before that request goes out."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.HTTPTransport()
+        self.killed = False
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if not self.killed and request.url.path.endswith("/status/sent") and "/estimates/" in request.url.path:
+            self.killed = True
+            raise ProcessKilled("the worker stopped between POST /estimates and status/sent")
+        return self.inner.handle_request(request)
+
+
+def test_a_crash_between_the_create_and_status_sent_is_healed_by_marking_the_found_draft_sent(
+    sandbox: tuple[ZohoBooksSandbox, SandboxServer],
+) -> None:
+    zoho, server = sandbox
+    books = books_on(zoho, server.url, transport=KillOnSent())
+    company, deal = ref("company", "1001", "hubspot"), ref("deal", "3000001", "hubspot")
+    quote_ref = ref("quote", "4000001", "hubspot")
+    crm = FakeQuoteCrm(customers={company: Customer(ref=company, name="Acme Ltd", address=Address(country="GB"))})
+    lines = (LineItem(crm_id="q1", name="Anvil", sku="ANV-1", quantity=Decimal(2), unit_price=Decimal("99.50")),)
+    crm.quotes[quote_ref.object_id] = Quote(
+        ref=quote_ref, deal=deal, title="Rockets", status="ready", currency="GBP", company=company, line_items=lines
+    )
+    policy = InvoicePolicy(tax_rules=(TaxRule(countries=("GB",), tax_type=VAT20),), default_currency="GBP")
+    store = MemoryStore()
+    sync = QuoteSync(crm, books, store, ContactSync(crm, books, store, owner="w"), policy, owner="w")
+    # Given a sync that made the estimate (a Zoho draft) and died before marking it sent
+    with pytest.raises(ProcessKilled):
+        sync.sync(quote_ref)
+    assert [e["status"] for e in estimates(zoho)] == ["draft"]
+    # When the quote syncs again
+    outcome = sync.sync(quote_ref)
+    # Then the one estimate is found by its key and marked sent, and the CRM quote shows SENT (not DRAFT)
+    assert outcome.action == "matched" and len(zoho.state.calls("POST", f"{API}/estimates")) == 1
+    assert [e["status"] for e in estimates(zoho)] == ["sent"]
+    assert crm.quote_properties[quote_ref.object_id]["closeloop_quote_status"] == "SENT"

@@ -322,3 +322,25 @@ def test_an_invoice_made_without_the_link_leaves_a_link_only_quote_as_it_is_flag
     assert world.books.calls.count("mark_quote_invoiced") == 1
     flagged = [a for a in world.store.list_audit(QUOTE) if a.action == "flagged"]
     assert len(flagged) == 1 and "does not link the quote" in flagged[0].detail
+
+
+def test_a_draft_left_by_a_create_that_stopped_before_marking_it_sent_is_marked_sent_not_written_back_draft() -> None:
+    # Given a create that made the accounting quote as a draft and died before marking it sent (no mapping)
+    world = World()
+    world.books.lose_quote_answer = True
+    with pytest.raises(RuntimeError):
+        world.quotes.sync(QUOTE, events_for(QUOTE))
+    (made,) = world.books.quotes.values()
+    world.books.set_quote_status(made.id, "DRAFT")
+
+    # When the quote syncs again, twice
+    again = world.quotes.sync(QUOTE, events_for(QUOTE))
+    world.quotes.sync(QUOTE, events_for(QUOTE))
+
+    # Then the draft is found by reference and marked sent (once), and the CRM quote says SENT
+    assert again.action == "matched" and len(world.books.quotes) == 1
+    assert world.books.quotes[made.id].status == "SENT"
+    assert world.books.calls.count("mark_quote_sent") == 1
+    assert world.crm.quote_properties[QUOTE.object_id]["closeloop_quote_status"] == "SENT"
+    assert world.store.get_mapping(QUOTE, "books").snapshot["status"] == "SENT"  # type: ignore[union-attr]
+    assert [a.action for a in world.store.list_audit(QUOTE)] == ["status", "linked"]

@@ -363,6 +363,12 @@ class QuoteAccounting(Protocol):
         Raises ValidationFailed when the system refuses (e.g. the quote was accepted or invoiced meanwhile)."""
         ...
 
+    def mark_quote_sent(self, quote: AccountingQuote, *, idempotency_key: str) -> AccountingQuote:
+        """Mark a DRAFT quote sent (the customer has it), as ``create_quote`` does for a SENT draft: the heal of a
+        create that stopped between making the draft and marking it sent. A system without drafts returns the
+        quote as read. Raises NotFound when it is gone, ValidationFailed when the system refuses."""
+        ...
+
     def iter_quotes_changed_since(self, since: datetime | None) -> Iterator[AccountingQuote]:
         """Quotes modified at or after ``since`` (all when None), page by page: the status back-flow."""
         ...

@@ -11,6 +11,9 @@ carries the CRM quote id, so a crash between the vendor's create and our mapping
 then is one created, with an idempotency key derived from the quote alone. Its number, status, link and
 revision are written back to the CRM quote (or the deal standing in for it).
 
+A quote found in draft while the CRM quote is ready (a create that made the draft and stopped before marking
+it sent, in a system that creates drafts only) is marked sent (``mark_quote_sent``) before it is linked.
+
 Revisions: what the quote asks for (customer, currency, lines, expiry, title) is fingerprinted in the
 mapping. An edit after the quote was made revises the same accounting quote in place (its number stays;
 the revision count goes up, on the CRM quote and in the audit trail): never a second live quote. A quote the
@@ -261,6 +264,8 @@ class QuoteSync:
         ref = quote.ref
         wanted = fingerprint(draft)
         revision = int(mapping.snapshot.get("revision", "0")) if mapping else 0
+        if existing.status == "DRAFT" and draft.status == "SENT":
+            existing = self._sent(quote, existing, event)
         if mapping is None or mapping.accounting_id != existing.id:
             # Found by reference: made by an attempt that died before its mapping (from this content).
             self._remember(quote, existing, wanted, revision=revision, written_back=False)
@@ -287,6 +292,15 @@ class QuoteSync:
         }
         self.trail.audit(ref, "revised", revised.id, event, changes, f"revision {revision}")
         return self._written_back(quote, revised, wanted, revision, "updated")
+
+    def _sent(self, quote: Quote, draft_quote: AccountingQuote, event: SyncEvent | None) -> AccountingQuote:
+        """Mark sent an accounting quote left in draft while the CRM quote asks it sent: a create that made
+        the draft and stopped before marking it sent (a system that creates drafts only), healed here."""
+        key = deal_idempotency_key(quote.ref, "quote-sent")
+        sent = self.accounting.mark_quote_sent(draft_quote, idempotency_key=key)
+        changes: dict[str, dict[str, str]] = {"quote_status": {"before": draft_quote.status, "after": sent.status}}
+        self.trail.audit(quote.ref, "status", sent.id, event, changes, "draft left by an earlier attempt marked sent")
+        return sent
 
     def _items(self, quote: Quote, event: SyncEvent | None) -> dict[str, Item]:
         """The items of the quote's SKUs; ValidationFailed for a line without a SKU or a SKU without an item

@@ -729,6 +729,14 @@ class QuickBooksAccounting:
         changes.pop("DocNumber")
         return self._update_estimate(quote_.id, changes, idempotency_key, self.REVISABLE_ESTIMATE_STATUSES)
 
+    def mark_quote_sent(self, quote_: AccountingQuote, *, idempotency_key: str) -> AccountingQuote:
+        """QBO has no draft estimate (a new one is Pending, read SENT): the estimate as read, nothing written.
+        Raises NotFound when it is gone."""
+        current = self.get_quote(quote_.id)
+        if current is None:
+            raise NotFound(f"QuickBooks has no estimate {quote_.id}", vendor=VENDOR, status=400)
+        return current
+
     def mark_quote_invoiced(self, quote_: AccountingQuote, invoice_id: str, *, idempotency_key: str) -> AccountingQuote:
         """The estimate Closed: QBO's state of an estimate an invoice was made from.
 

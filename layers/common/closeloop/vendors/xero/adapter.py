@@ -670,6 +670,19 @@ class XeroAccounting(XeroRepeatingInvoices):
         body = {**to_xero_quote(draft), "QuoteID": quote_.id}
         return self._write_quote("POST", f"/Quotes/{quote(quote_.id, safe='')}", body, idempotency_key)
 
+    def mark_quote_sent(self, quote_: AccountingQuote, *, idempotency_key: str) -> AccountingQuote:
+        """Set a DRAFT quote SENT (``POST /Quotes/{QuoteID}`` with Status, Contact and Date, which Xero's quote
+        updates require, and ``Idempotency-Key``); a quote in another status is returned as given."""
+        if quote_.status != "DRAFT":
+            return quote_
+        body = {
+            "QuoteID": quote_.id,
+            "Contact": {"ContactID": quote_.customer_id},
+            "Date": (quote_.issue_date or date.today()).isoformat(),
+            "Status": "SENT",
+        }
+        return self._write_quote("POST", f"/Quotes/{quote(quote_.id, safe='')}", body, idempotency_key)
+
     def mark_quote_invoiced(self, quote_: AccountingQuote, invoice_id: str, *, idempotency_key: str) -> AccountingQuote:
         """Set the quote INVOICED (``POST /Quotes/{QuoteID}`` with Status, Contact and Date, which Xero's
         quote updates require); a quote still SENT is marked ACCEPTED first (GUESSES["quote_invoiced_path"]).

@@ -642,6 +642,20 @@ class ZohoBooksAccounting:
             raise FatalError("Zoho accepted the estimate update but returned none", vendor=VENDOR)
         return self._to_quote(row)
 
+    def mark_quote_sent(self, quote_: AccountingQuote, *, idempotency_key: str) -> AccountingQuote:
+        """``POST /estimates/{id}/status/sent`` for an estimate Zoho shows as draft (read first: e.g. a create
+        whose status/sent never ran); another status is returned as read (GUESSES["estimate_status_moves"]:
+        the move is refused from any other). Zoho takes no idempotency key: the read makes a repeat a no-op.
+        Raises NotFound when the estimate is gone, ValidationFailed when Zoho refuses the move."""
+        current = self._estimate(quote_.id)
+        if current is None:
+            raise NotFound(f"Zoho estimate {quote_.id} does not exist", vendor=VENDOR, status=404)
+        found = self._to_quote(current)
+        if found.status != "DRAFT":
+            return found
+        self.client.call("POST", f"/estimates/{quote(found.id, safe='')}/status/sent")
+        return found.model_copy(update={"status": "SENT"})
+
     def mark_quote_invoiced(self, quote_: AccountingQuote, invoice_id: str, *, idempotency_key: str) -> AccountingQuote:
         """The estimate as Zoho shows it now: invoiced when invoice ``invoice_id`` was created from it.
 
