@@ -828,6 +828,18 @@ class FakeQuoteBooks(FakeBooks):
     marks_invoiced: bool = True
     #: Raise after the vendor made the quote, before the answer reaches the caller (a lost answer).
     lose_quote_answer: bool = False
+    #: As QuickBooks and Zoho Books: an invoice created naming a quote (``accounting_quote_id``) links it, and
+    #: the quote reads INVOICED (as Xero, by default, the invoice has no such link).
+    links_quotes: bool = False
+    #: As Zoho Books: ``mark_quote_invoiced`` sets nothing and returns the quote as it is (only the link marks it).
+    marks_by_link_only: bool = False
+
+    def create_invoice(self, draft: InvoiceDraft, *, idempotency_key: str) -> Invoice:
+        made = idempotency_key not in self.keys
+        invoice = super().create_invoice(draft, idempotency_key=idempotency_key)
+        if made and self.links_quotes and draft.accounting_quote_id in self.quotes:  # linked: the quote is invoiced
+            self.set_quote_status(draft.accounting_quote_id, "INVOICED")
+        return invoice
 
     def find_quote(self, reference: str, customer_id: str) -> AccountingQuote | None:
         self.calls.append("find_quote")
@@ -905,8 +917,16 @@ class FakeQuoteBooks(FakeBooks):
     def iter_quotes_changed_since(self, since: datetime | None) -> Iterator[AccountingQuote]:
         return iter([q for q in self.quotes.values() if since is None or (q.updated_at and q.updated_at >= since)])
 
+    def mark_quote_sent(self, quote: AccountingQuote, *, idempotency_key: str) -> AccountingQuote:
+        self.calls.append("mark_quote_sent")
+        if self.quotes[quote.id].status != "DRAFT":
+            return self.quotes[quote.id]
+        return self.set_quote_status(quote.id, "SENT")
+
     def mark_quote_invoiced(self, quote: AccountingQuote, invoice_id: str, *, idempotency_key: str) -> AccountingQuote:
         self.calls.append("mark_quote_invoiced")
+        if self.marks_by_link_only:
+            return self.quotes[quote.id]
         return self.set_quote_status(quote.id, "INVOICED")
 
 

@@ -12,10 +12,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
-from closeloop.models import AccountingCustomer, Address, CrmRef, Customer, Deal, Invoice, customer_fields
+from closeloop.models import (
+    AccountingCustomer,
+    AccountingQuote,
+    Address,
+    CrmRef,
+    Customer,
+    Deal,
+    Invoice,
+    customer_fields,
+)
 from closeloop.ports import AuditRecord, FailedSync, IdMapping
 from closeloop.rules import FieldRules
-from closeloop.sync.reconcile import Catalogue
+from closeloop.sync.reconcile import Catalogue, QuoteBook
 from tests.fakes import FakeCatalogueBooks, FakeCatalogueCrm
 
 CRM = "hubspot"
@@ -190,6 +199,61 @@ class Scenario:
     dead_letters: dict[str, int]
     conflicts: list[AuditRecord] = field(default_factory=list)
     catalogue: Catalogue | None = None
+    quotes: QuoteBook | None = None
+
+
+@dataclass
+class ReportQuotes:
+    """The accounting quotes reconcile lists (once per report: ``listings`` counts it)."""
+
+    name: str = BOOKS
+    quotes: list[AccountingQuote] = field(default_factory=list)
+    listings: int = 0
+
+    def iter_quotes_changed_since(self, since: datetime | None) -> Iterator[AccountingQuote]:
+        self.listings += 1
+        return iter([q for q in self.quotes if since is None or (q.updated_at and q.updated_at >= since)])
+
+
+def quote_ref(quote_id: str) -> CrmRef:
+    return CrmRef(crm=CRM, object_type="quote", object_id=quote_id)
+
+
+def planted_quotes() -> QuoteBook:
+    """Accounting quotes of the planted month, each linked to its CRM quote and deal: two accepted and not
+    invoiced (the deal won without an invoice; the deal lost), one invoice that differs from its quote; the rest
+    clean or not Closeloop's."""
+    books = ReportQuotes()
+    links: list[IdMapping] = []
+
+    def quoted(quote_id: str, deal_id: str, status: str, sub_total: str, changed: datetime | None = None) -> None:
+        net = Decimal(sub_total)
+        books.quotes.append(
+            AccountingQuote(
+                id=f"aq-{quote_id}",
+                number=f"QU-{quote_id}",
+                status=status,  # type: ignore[arg-type]
+                currency="GBP",
+                issue_date=date(2026, 10, 1),
+                sub_total=net,
+                total=net * Decimal("1.2"),
+                updated_at=changed or datetime(2026, 10, 10, 9, 0, tzinfo=UTC),
+            )
+        )
+        snapshot = {"kind": "quote", "deal_id": deal_id, "status": status}
+        links.append(
+            IdMapping(ref=quote_ref(quote_id), system=BOOKS, accounting_id=f"aq-{quote_id}", snapshot=snapshot)
+        )
+
+    quoted("q100", "100", "INVOICED", "1000.00")  # clean: invoiced as quoted (the invoice's sub_total)
+    quoted("q102", "102", "ACCEPTED", "80.00")  # clean: accepted, invoiced (in September) as quoted
+    quoted("q101", "101", "INVOICED", "240.50")  # invoice_differs_from_quote: the invoice bills 250.50
+    quoted("q200", "200", "ACCEPTED", "500.00")  # quote_accepted_not_invoiced: deal 200 won, no invoice
+    quoted("q301", "301", "ACCEPTED", "10.00")  # quote_accepted_not_invoiced: deal 301 was lost
+    quoted("q200b", "200", "DECLINED", "450.00")  # clean: an older, declined quote of deal 200
+    quoted("q990", "990", "ACCEPTED", "1.00", datetime(2026, 11, 2, tzinfo=UTC))  # clean: accepted after the month
+    books.quotes.append(AccountingQuote(id="aq-mine", status="ACCEPTED"))  # clean: not one Closeloop made
+    return QuoteBook(books, links)
 
 
 def planted_catalogue() -> Catalogue:
@@ -326,7 +390,7 @@ def planted_scenario() -> Scenario:
         for at in (datetime(2026, 10, 12, 8, 0, tzinfo=UTC), datetime(2026, 11, 2, 8, 0, tzinfo=UTC))  # 2nd: next month
     ]
     dead = {"closeloop-deals-dlq": 2, "closeloop-contacts-dlq": 0}
-    return Scenario(crm, books, store, failed, dead, conflicts, planted_catalogue())
+    return Scenario(crm, books, store, failed, dead, conflicts, planted_catalogue(), planted_quotes())
 
 
 # -- large synthetic months (benchmark) ----------------------------------------------------------------

@@ -13,10 +13,10 @@ import httpx
 import pytest
 
 from closeloop.errors import NotFound, ValidationFailed
-from closeloop.models import Address, Customer, InvoiceLine, LineItem, Quote, QuoteDraft
+from closeloop.models import Address, Customer, Deal, InvoiceDraft, InvoiceLine, LineItem, Quote, QuoteDraft
 from closeloop.sync.contacts import ContactSync
-from closeloop.sync.invoices import InvoicePolicy
-from closeloop.sync.quotes import QuoteSync, quote_reference
+from closeloop.sync.invoices import DealSync, InvoicePolicy
+from closeloop.sync.quotes import QuoteFlow, QuoteSync, quote_reference
 from closeloop.sync.tax import TaxRule
 from closeloop.vendors.quickbooks.adapter import QuickBooksAccounting
 from closeloop_local.sandboxes.base import SandboxServer
@@ -262,3 +262,70 @@ def test_quote_sync_makes_one_estimate_finds_it_after_a_lost_answer_revises_and_
     assert outcome is not None and outcome.action == "updated"
     assert crm.quote_properties[quote_ref.object_id]["closeloop_quote_status"] == "ACCEPTED"
     assert qbo.rows("Estimate")[0]["PrivateNote"].startswith(quote_reference(crm.quotes[quote_ref.object_id]))
+
+
+def test_an_invoice_made_from_the_estimate_links_and_closes_it_so_marking_it_writes_nothing(
+    sandbox: tuple[QuickBooksSandbox, SandboxServer],
+) -> None:
+    qbo, server = sandbox
+    books = adapter(qbo, server.url)
+    buyer = customer(qbo)
+    made = books.create_quote(draft(buyer), idempotency_key="quote-1")
+    # When the invoice is created from the estimate (the draft names it)
+    quote_draft = draft(buyer)
+    invoice = books.create_invoice(
+        InvoiceDraft(
+            customer_id=buyer,
+            reference="hubspot-deal-3000001 Rockets",
+            currency="USD",
+            lines=quote_draft.lines,
+            issue_date=date(2026, 11, 3),
+            due_date=date(2026, 12, 3),
+            accounting_quote_id=made.id,
+        ),
+        idempotency_key="invoice-1",
+    )
+    # Then the invoice carries LinkedTxn to the estimate, and QBO closed the estimate and links it back
+    (row,) = qbo.rows("Invoice")
+    assert {"TxnId": made.id, "TxnType": "Estimate"} in row["LinkedTxn"]
+    estimate = qbo.rows("Estimate")[0]
+    assert estimate["TxnStatus"] == "Closed"
+    assert {"TxnId": invoice.id, "TxnType": "Invoice"} in estimate["LinkedTxn"]
+    # And marking it invoiced reads it Closed (INVOICED) with no sparse update (the fallback is not needed)
+    marked = books.mark_quote_invoiced(made, invoice.id, idempotency_key="quote-invoiced")
+    assert marked.status == "INVOICED"
+    assert not [w for w in qbo.state.calls("POST", f"{API}/estimate") if b'"sparse"' in w.body]
+
+
+def test_the_won_deal_of_a_synced_quote_is_invoiced_from_the_estimate_which_ends_closed_by_the_invoice(
+    sandbox: tuple[QuickBooksSandbox, SandboxServer],
+) -> None:
+    qbo, server = sandbox
+    books = adapter(qbo, server.url)
+    company, deal = ref("company", "1001", "hubspot"), ref("deal", "3000001", "hubspot")
+    quote_ref = ref("quote", "4000001", "hubspot")
+    crm = FakeQuoteCrm(customers={company: Customer(ref=company, name="Acme Ltd", address=Address(country="US"))})
+    lines = (LineItem(crm_id="q1", name="Anvil", sku="ANV-1", quantity=Decimal(2), unit_price=Decimal("99.50")),)
+    crm.quotes[quote_ref.object_id] = Quote(
+        ref=quote_ref, deal=deal, title="Rockets", status="ready", currency="USD", company=company, line_items=lines
+    )
+    crm.deals[deal.object_id] = Deal(
+        ref=deal, name="Rockets", amount=Decimal("199.00"), currency="USD", is_won=True, company=company
+    )
+    policy = InvoicePolicy(tax_rules=(TaxRule(countries=("US",), tax_type="TAX"),), default_currency="USD")
+    store = MemoryStore()
+    contacts = ContactSync(crm, books, store, owner="w")
+    quotes = QuoteSync(crm, books, store, contacts, policy, owner="w")
+    deals = DealSync(crm, books, store, contacts, policy, owner="w", flows=(QuoteFlow(quotes),))
+    # Given the quote synced to an estimate
+    assert quotes.sync(quote_ref).action == "created"
+    # When the deal is won and delivered (twice)
+    assert deals.sync(deal, []).action == "created"
+    assert deals.sync(deal, []).action == "unchanged"
+    # Then one invoice, linked to the estimate, which QBO closed itself: no sparse update was needed
+    (invoice,) = qbo.rows("Invoice")
+    estimate = qbo.rows("Estimate")[0]
+    assert invoice["LinkedTxn"] == [{"TxnId": estimate["Id"], "TxnType": "Estimate"}]
+    assert estimate["TxnStatus"] == "Closed"
+    assert not [w for w in qbo.state.calls("POST", f"{API}/estimate") if b'"sparse"' in w.body]
+    assert crm.quote_properties[quote_ref.object_id]["closeloop_quote_status"] == "INVOICED"

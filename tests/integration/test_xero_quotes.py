@@ -271,3 +271,19 @@ def test_an_accepted_quote_reads_back_accepted(
     current = books.get_quote(made.id)
     assert isinstance(current, AccountingQuote) and current.status == "ACCEPTED"
     assert current.issue_date == TODAY and isinstance(current.issue_date, date)
+
+
+def test_mark_sent_moves_a_draft_quote_to_sent_and_leaves_others(
+    books: XeroAccounting, xero: XeroSandbox, customer: str
+) -> None:
+    # Given a draft quote
+    made = books.create_quote(draft(customer, status="DRAFT"), idempotency_key="q-1")
+    assert made.status == "DRAFT"
+    # When it is marked sent, and the sent one marked again
+    sent = books.mark_quote_sent(made, idempotency_key="q-sent")
+    again = books.mark_quote_sent(sent, idempotency_key="q-sent")
+    # Then it is SENT in Xero, the second call wrote nothing
+    assert sent.status == again.status == "SENT"
+    (stored,) = xero.quotes()
+    assert stored["Status"] == "SENT"
+    assert len(xero.state.calls("POST", f"*/Quotes/{made.id}")) == 1

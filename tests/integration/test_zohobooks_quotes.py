@@ -9,18 +9,19 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+import httpx
 import pytest
 
 from closeloop.errors import NotFound, Unanswered, ValidationFailed
-from closeloop.models import Address, Customer, InvoiceLine, LineItem, Quote, QuoteDraft
+from closeloop.models import Address, Customer, Deal, InvoiceDraft, InvoiceLine, LineItem, Quote, QuoteDraft
 from closeloop.sync.contacts import ContactSync
-from closeloop.sync.invoices import InvoicePolicy
-from closeloop.sync.quotes import QuoteSync
+from closeloop.sync.invoices import DealSync, InvoicePolicy
+from closeloop.sync.quotes import QuoteFlow, QuoteSync
 from closeloop.sync.tax import TaxRule
 from closeloop.vendors.zohobooks.adapter import ZohoBooksAccounting
 from closeloop_local.sandboxes.base import SandboxServer
 from closeloop_local.sandboxes.zohobooks import TAXES, ZohoBooksDriver, ZohoBooksSandbox, serve
-from tests.fakes import FakeQuoteCrm, MemoryStore, ref
+from tests.fakes import FakeQuoteCrm, MemoryStore, ProcessKilled, ref
 from tests.sandbox_adapters import LoseAnswers
 from tests.sandbox_adapters import ZohoPagesOfTwo as PagesOfTwo
 from tests.sandbox_adapters import zohobooks_adapter as books_on
@@ -213,20 +214,68 @@ def test_an_ignored_modified_filter_still_reads_only_the_changed_estimates(
 def test_the_invoiced_mark_is_read_not_set_and_an_invoice_made_from_the_estimate_shows_it(
     sandbox: tuple[ZohoBooksSandbox, SandboxServer],
 ) -> None:
+    # (Changed with the quote -> invoice link: Zoho now declares marks_invoiced, read from the invoice's link,
+    # and an estimate an invoice was made from without the link is returned as it is, not a ValidationFailed.)
     zoho, server = sandbox
     books = books_on(zoho, server.url)
     buyer = customer(zoho)
     made = books.create_quote(draft(buyer), idempotency_key="quote-1")
-    # Then Zoho's adapter does not claim an invoiced state it cannot set
-    assert books.marks_invoiced is False
-    with pytest.raises(ValidationFailed, match="only when"):
-        books.mark_quote_invoiced(made, "1", idempotency_key="m-1")
-    # And once an invoice is created from the estimate in Zoho, the estimate reads INVOICED
-    zoho_invoice = {"customer_id": buyer, "line_items": [{"item_id": zoho.items()[0]["item_id"], "rate": 1}]}
-    books.client.call("POST", "/invoices", body={**zoho_invoice, "invoiced_estimate_id": made.id})
-    assert books.mark_quote_invoiced(made, "1", idempotency_key="m-1").status == "INVOICED"
+    # Then Zoho's adapter marks invoiced through the invoice's link only: without one, the estimate stays as is
+    assert books.marks_invoiced is True
+    writes = len(zoho.state.calls("POST")) + len(zoho.state.calls("PUT"))
+    assert books.mark_quote_invoiced(made, "1", idempotency_key="m-1").status == "SENT"
+    assert len(zoho.state.calls("POST")) + len(zoho.state.calls("PUT")) == writes  # nothing set
+    # And once the invoice is created from the estimate (the draft names it), the estimate reads INVOICED
+    invoice = books.create_invoice(
+        InvoiceDraft(
+            customer_id=buyer,
+            reference="hubspot-deal-3000001 Rockets",
+            currency="GBP",
+            lines=draft(buyer).lines,
+            issue_date=date(2026, 11, 3),
+            due_date=date(2026, 12, 3),
+            accounting_quote_id=made.id,
+        ),
+        idempotency_key="invoice-1",
+    )
+    (row,) = [i for i in zoho.invoices() if i["invoice_id"] == invoice.id]
+    assert row["invoiced_estimate_id"] == made.id
+    assert books.mark_quote_invoiced(made, invoice.id, idempotency_key="m-1").status == "INVOICED"
     read = books.get_quote(made.id)
     assert read is not None and read.status == "INVOICED"
+
+
+def test_the_won_deal_of_a_synced_quote_is_invoiced_from_the_estimate_which_ends_invoiced_by_the_invoice(
+    sandbox: tuple[ZohoBooksSandbox, SandboxServer],
+) -> None:
+    zoho, server = sandbox
+    books = books_on(zoho, server.url)
+    company, deal = ref("company", "1001", "hubspot"), ref("deal", "3000001", "hubspot")
+    quote_ref = ref("quote", "4000001", "hubspot")
+    crm = FakeQuoteCrm(customers={company: Customer(ref=company, name="Acme Ltd", address=Address(country="GB"))})
+    lines = (LineItem(crm_id="q1", name="Anvil", sku="ANV-1", quantity=Decimal(2), unit_price=Decimal("99.50")),)
+    crm.quotes[quote_ref.object_id] = Quote(
+        ref=quote_ref, deal=deal, title="Rockets", status="ready", currency="GBP", company=company, line_items=lines
+    )
+    crm.deals[deal.object_id] = Deal(
+        ref=deal, name="Rockets", amount=Decimal("199.00"), currency="GBP", is_won=True, company=company
+    )
+    policy = InvoicePolicy(tax_rules=(TaxRule(countries=("GB",), tax_type=VAT20),), default_currency="GBP")
+    store = MemoryStore()
+    contacts = ContactSync(crm, books, store, owner="w")
+    quotes = QuoteSync(crm, books, store, contacts, policy, owner="w")
+    deals = DealSync(crm, books, store, contacts, policy, owner="w", flows=(QuoteFlow(quotes),))
+    # Given the quote synced to a sent estimate
+    assert quotes.sync(quote_ref).action == "created"
+    # When the deal is won and delivered (twice)
+    assert deals.sync(deal, []).action == "created"
+    assert deals.sync(deal, []).action == "unchanged"
+    # Then one invoice, made from the estimate, which Zoho marked invoiced; the CRM quote says so
+    (invoice,) = zoho.invoices()
+    (estimate,) = estimates(zoho)
+    assert invoice["invoiced_estimate_id"] == estimate["estimate_id"] and estimate["status"] == "invoiced"
+    assert crm.quote_properties[quote_ref.object_id]["closeloop_quote_status"] == "INVOICED"
+    assert store.get_failed_sync(deal) is None
 
 
 def test_quote_sync_makes_one_estimate_finds_it_after_a_lost_answer_revises_and_reads_acceptance(
@@ -267,3 +316,45 @@ def test_quote_sync_makes_one_estimate_finds_it_after_a_lost_answer_revises_and_
     outcome = sync.status_changed(current)
     assert outcome is not None and outcome.action == "updated"
     assert crm.quote_properties[quote_ref.object_id]["closeloop_quote_status"] == "ACCEPTED"
+
+
+class KillOnSent(httpx.BaseTransport):
+    """Sends every request to the sandbox, except the first ``status/sent`` of an estimate: the worker dies
+    (a Lambda timeout) before that request goes out."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.HTTPTransport()
+        self.killed = False
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if not self.killed and request.url.path.endswith("/status/sent") and "/estimates/" in request.url.path:
+            self.killed = True
+            raise ProcessKilled("the worker stopped between POST /estimates and status/sent")
+        return self.inner.handle_request(request)
+
+
+def test_a_crash_between_the_create_and_status_sent_is_healed_by_marking_the_found_draft_sent(
+    sandbox: tuple[ZohoBooksSandbox, SandboxServer],
+) -> None:
+    zoho, server = sandbox
+    books = books_on(zoho, server.url, transport=KillOnSent())
+    company, deal = ref("company", "1001", "hubspot"), ref("deal", "3000001", "hubspot")
+    quote_ref = ref("quote", "4000001", "hubspot")
+    crm = FakeQuoteCrm(customers={company: Customer(ref=company, name="Acme Ltd", address=Address(country="GB"))})
+    lines = (LineItem(crm_id="q1", name="Anvil", sku="ANV-1", quantity=Decimal(2), unit_price=Decimal("99.50")),)
+    crm.quotes[quote_ref.object_id] = Quote(
+        ref=quote_ref, deal=deal, title="Rockets", status="ready", currency="GBP", company=company, line_items=lines
+    )
+    policy = InvoicePolicy(tax_rules=(TaxRule(countries=("GB",), tax_type=VAT20),), default_currency="GBP")
+    store = MemoryStore()
+    sync = QuoteSync(crm, books, store, ContactSync(crm, books, store, owner="w"), policy, owner="w")
+    # Given a sync that made the estimate (a Zoho draft) and died before marking it sent
+    with pytest.raises(ProcessKilled):
+        sync.sync(quote_ref)
+    assert [e["status"] for e in estimates(zoho)] == ["draft"]
+    # When the quote syncs again
+    outcome = sync.sync(quote_ref)
+    # Then the one estimate is found by its key and marked sent, and the CRM quote shows SENT (not DRAFT)
+    assert outcome.action == "matched" and len(zoho.state.calls("POST", f"{API}/estimates")) == 1
+    assert [e["status"] for e in estimates(zoho)] == ["sent"]
+    assert crm.quote_properties[quote_ref.object_id]["closeloop_quote_status"] == "SENT"

@@ -247,3 +247,100 @@ def test_without_invoice_on_accept_an_accepted_quote_of_an_open_deal_is_not_bill
     world.quotes.status_changed(world.books.set_quote_status(made.id, "ACCEPTED"))
     assert world.asked == []
     assert world.deals.sync(DEAL, events_for(DEAL)).action == "skipped" and not world.books.invoices
+
+
+# -- the invoice names the accounting quote it is made from ------------------------------------------------
+
+
+def test_the_invoice_draft_names_the_synced_accounting_quote_it_bills() -> None:
+    # Given a deal whose quote was synced and accepted
+    world = World()
+    world.quotes.sync(QUOTE, events_for(QUOTE))
+    (made,) = world.books.quotes.values()
+    world.quotes.status_changed(world.books.set_quote_status(made.id, "ACCEPTED"))
+
+    # When the won deal is invoiced
+    world.deals.sync(DEAL, events_for(DEAL))
+
+    # Then DealSync passed the accounting quote's id on the invoice draft
+    (invoice,) = world.books.invoices.values()
+    assert world.books.drafts[invoice.id].accounting_quote_id == made.id
+
+
+def test_no_quote_is_named_when_it_is_not_synced_or_bills_another_party() -> None:
+    # Given a quote approved in the CRM but not synced yet: its lines are billed, no accounting quote is named
+    world = World()
+    world.deals.sync(DEAL, events_for(DEAL))
+    (invoice,) = world.books.invoices.values()
+    assert world.books.drafts[invoice.id].accounting_quote_id == ""
+    assert [line.item_code for line in world.books.drafts[invoice.id].lines] == ["ANV-1", "ROCKET-XL"]
+
+    # Given a synced quote of another company than the deal's (a system would refuse the link)
+    other = World()
+    other.quotes.sync(QUOTE, events_for(QUOTE))
+    other.crm.deals[DEAL.object_id] = won_deal(company=ref("company", "2"), contact=None)
+    promised = QuoteFlow(other.quotes).promised(other.crm.deals[DEAL.object_id])
+    assert promised.line_items == other.crm.quotes[QUOTE.object_id].line_items and promised.accounting_quote_id == ""
+
+
+def test_a_system_that_links_invoice_and_quote_marks_it_invoiced_by_the_invoice_itself() -> None:
+    # Given books that link an invoice to its quote (QuickBooks, Zoho Books) and mark it only so (Zoho)
+    world = World()
+    world.books.links_quotes = world.books.marks_by_link_only = True
+    world.quotes.sync(QUOTE, events_for(QUOTE))
+    (made,) = world.books.quotes.values()
+
+    # When the won deal is invoiced, and delivered again
+    world.pipeline.sync(DEAL, events_for(DEAL))
+    world.pipeline.sync(DEAL, events_for(DEAL))
+
+    # Then the quote reads invoiced by the link, no mark was asked, and the CRM quote says INVOICED
+    assert world.books.quotes[made.id].status == "INVOICED"
+    assert "mark_quote_invoiced" not in world.books.calls
+    assert world.crm.quote_properties[QUOTE.object_id]["closeloop_quote_status"] == "INVOICED"
+    assert [a.action for a in world.store.list_audit(QUOTE)] == ["quoted", "invoiced"]
+
+
+def test_an_invoice_made_without_the_link_leaves_a_link_only_quote_as_it_is_flagged_once_not_failed() -> None:
+    # Given a deal invoiced before invoices named their quote, in books that mark a quote only by the link
+    world = World()
+    world.books.marks_by_link_only = True
+    world.quotes.sync(QUOTE, events_for(QUOTE))
+    (made,) = world.books.quotes.values()
+    world.quotes.status_changed(world.books.set_quote_status(made.id, "ACCEPTED"))
+    world.books.marks_invoiced = False  # the old invoice: made with no link and no mark
+    world.deals.sync(DEAL, events_for(DEAL))
+    world.books.marks_invoiced = True
+
+    # When the won deal is delivered again, twice
+    first = world.deals.sync(DEAL, events_for(DEAL))
+    second = world.deals.sync(DEAL, events_for(DEAL))
+
+    # Then the deal is not failed, the quote stays ACCEPTED, and the trail says so once (asked once)
+    assert first.action == second.action == "unchanged" and world.store.get_failed_sync(DEAL) is None
+    assert world.books.quotes[made.id].status == "ACCEPTED"
+    assert world.books.calls.count("mark_quote_invoiced") == 1
+    flagged = [a for a in world.store.list_audit(QUOTE) if a.action == "flagged"]
+    assert len(flagged) == 1 and "does not link the quote" in flagged[0].detail
+
+
+def test_a_draft_left_by_a_create_that_stopped_before_marking_it_sent_is_marked_sent_not_written_back_draft() -> None:
+    # Given a create that made the accounting quote as a draft and died before marking it sent (no mapping)
+    world = World()
+    world.books.lose_quote_answer = True
+    with pytest.raises(RuntimeError):
+        world.quotes.sync(QUOTE, events_for(QUOTE))
+    (made,) = world.books.quotes.values()
+    world.books.set_quote_status(made.id, "DRAFT")
+
+    # When the quote syncs again, twice
+    again = world.quotes.sync(QUOTE, events_for(QUOTE))
+    world.quotes.sync(QUOTE, events_for(QUOTE))
+
+    # Then the draft is found by reference and marked sent (once), and the CRM quote says SENT
+    assert again.action == "matched" and len(world.books.quotes) == 1
+    assert world.books.quotes[made.id].status == "SENT"
+    assert world.books.calls.count("mark_quote_sent") == 1
+    assert world.crm.quote_properties[QUOTE.object_id]["closeloop_quote_status"] == "SENT"
+    assert world.store.get_mapping(QUOTE, "books").snapshot["status"] == "SENT"  # type: ignore[union-attr]
+    assert [a.action for a in world.store.list_audit(QUOTE)] == ["status", "linked"]

@@ -6,14 +6,23 @@ import io
 import zipfile
 from collections import Counter
 from dataclasses import replace
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
 
+from closeloop.models import AccountingQuote
+from closeloop.ports import IdMapping
 from closeloop.reports.monthly import render_all
 from closeloop.rules import FieldRules
-from closeloop.sync.reconcile import DISCREPANCY_TYPES, SUGGESTED_ACTIONS, Reconciliation, month_bounds, reconcile
+from closeloop.sync.reconcile import (
+    DISCREPANCY_TYPES,
+    SUGGESTED_ACTIONS,
+    QuoteBook,
+    Reconciliation,
+    month_bounds,
+    reconcile,
+)
 from tests.report_fakes import (
     GENERATED_AT,
     MONTH,
@@ -21,6 +30,7 @@ from tests.report_fakes import (
     TODAY,
     ReportBooks,
     ReportCrm,
+    ReportQuotes,
     ReportStore,
     Scenario,
     SyntheticBooks,
@@ -29,8 +39,10 @@ from tests.report_fakes import (
     deal,
     invoice,
     planted_scenario,
+    quote_ref,
     ref_text,
 )
+from tests.report_fakes import deal_ref as deal_ref_of
 
 
 def run(s: Scenario, month: str = MONTH, **kwargs: object) -> Reconciliation:
@@ -45,6 +57,7 @@ def run(s: Scenario, month: str = MONTH, **kwargs: object) -> Reconciliation:
         generated_at=GENERATED_AT,
         conflicts=s.conflicts,
         catalogue=s.catalogue,
+        quotes=s.quotes,
         **kwargs,  # type: ignore[arg-type]
     )
 
@@ -79,6 +92,9 @@ EXPECTED = {
     ("field_conflict", "hubspot/company/502", ""),
     ("item_price_drift", "hubspot/product/801", "item-2"),
     ("item_price_drift", "hubspot/product/802", "item-3"),
+    ("quote_accepted_not_invoiced", "hubspot/quote/q200", "aq-q200"),
+    ("quote_accepted_not_invoiced", "hubspot/quote/q301", "aq-q301"),
+    ("invoice_differs_from_quote", "hubspot/deal/101", "i101"),
     ("failed_sync", "hubspot/deal/900", ""),
     ("dead_lettered", "", ""),
 }
@@ -412,3 +428,114 @@ def test_no_price_drift_when_accounting_owns_the_price_or_the_catalogue_is_not_s
     assert any("field rules do not have the CRM price flow" in note for note in by_rules.notes)
     assert off.price_drift == () and off.products_checked is None
     assert off.counts_by_type()["item_price_drift"] == 0
+
+
+# -- quotes ------------------------------------------------------------------------------------------------
+
+
+def test_quote_findings_name_the_quote_the_deal_and_both_amounts_before_tax_reading_the_quotes_once() -> None:
+    # Given the planted month with its accounting quotes (quotes on)
+    scenario = planted_scenario()
+
+    # When it is reconciled
+    result = run(scenario)
+
+    # Then the quotes were listed once, and each finding says what differs
+    assert scenario.quotes is not None and scenario.quotes.accounting.listings == 1  # type: ignore[attr-defined]
+    assert result.quotes_checked == 7  # Closeloop's quotes only
+    by = {(d.type, d.crm_ref): d for d in result.discrepancies}
+    differs = by["invoice_differs_from_quote", "hubspot/deal/101"]
+    assert (differs.crm_amount, differs.accounting_amount) == (Decimal("240.50"), Decimal("250.50"))
+    assert (
+        differs.detail
+        == "invoice INV-i101 of quote QU-q101 (invoiced): 250.50 before tax, the quote 240.50: a difference of 10.00"
+    )
+    won = by["quote_accepted_not_invoiced", "hubspot/quote/q200"]
+    assert (
+        won.detail == "quote QU-q200 accepted; deal 200 is won but has no live invoice" and won.deal_name == "Deal 200"
+    )
+    lost = by["quote_accepted_not_invoiced", "hubspot/quote/q301"]
+    assert lost.detail == "quote QU-q301 accepted; deal 301 is not won in the CRM"
+    assert "Win the deal" in lost.suggested_action
+    assert [(f.type, f.quote_number, f.deal_ref) for f in result.quote_findings] == [
+        ("quote_accepted_not_invoiced", "QU-q200", "hubspot/deal/200"),
+        ("quote_accepted_not_invoiced", "QU-q301", "hubspot/deal/301"),
+        ("invoice_differs_from_quote", "QU-q101", "hubspot/deal/101"),
+    ]
+    assert result.counts_by_type()["quote_accepted_not_invoiced"] == 2
+    assert result.counts_by_type()["invoice_differs_from_quote"] == 1
+
+
+def test_quotes_off_checks_no_quote_and_the_reports_have_no_quotes_part() -> None:
+    # Given the planted month in a stack without quotes
+    scenario = replace(planted_scenario(), quotes=None)
+
+    # When it is reconciled and rendered
+    result = run(scenario)
+    files = render_all(result)
+
+    # Then no quote was checked, and neither the workbook nor the HTML has a Quotes part
+    assert result.quotes_checked is None and result.quote_findings == ()
+    assert result.counts_by_type()["quote_accepted_not_invoiced"] == 0
+    with zipfile.ZipFile(io.BytesIO(files["reconciliation.xlsx"])) as archive:
+        assert "Quotes" not in archive.read("xl/workbook.xml").decode()
+    assert "<h2>Quotes</h2>" not in files["summary.html"].decode()
+    on = render_all(run(planted_scenario()))
+    with zipfile.ZipFile(io.BytesIO(on["reconciliation.xlsx"])) as archive:
+        assert 'name="Quotes"' in archive.read("xl/workbook.xml").decode()
+    assert "<h2>Quotes</h2>" in on["summary.html"].decode()
+
+
+def test_an_accepted_quote_of_a_deal_won_in_another_month_is_checked_against_its_invoice() -> None:
+    # Given accepted quotes of deals won in September: one invoiced (mapped invoice, issued in September),
+    # one without an invoice, one whose deal was invoiced only after the month; and a scheduled deal of the
+    # month whose invoice leaves the recurring lines to the schedule
+    scenario = empty()
+    for deal_id in ("50", "51", "52"):
+        scenario.crm.add(deal(deal_id, "100.00", closed=date(2026, 9, 3)))
+    scenario.books.add(invoice("i50", "120.00", sub_total="100.00", issued=date(2026, 9, 3), reference=ref_text("50")))
+    scenario.books.add(invoice("i52", "120.00", sub_total="100.00", issued=date(2026, 11, 3), reference=ref_text("52")))
+    scenario.store.link(deal_ref_of("50"), "i50")
+    scenario.store.link(deal_ref_of("52"), "i52")
+    scenario.crm.add(deal("60", "100.00"))
+    scenario.books.add(invoice("i60", "60.00", sub_total="50.00", reference=ref_text("60")))
+    quotes = ReportQuotes()
+    links = []
+    for deal_id in ("50", "51", "52", "60"):
+        quotes.quotes.append(
+            AccountingQuote(
+                id=f"aq{deal_id}",
+                number=f"QU-{deal_id}",
+                status="ACCEPTED",
+                currency="GBP",
+                sub_total=Decimal("100.00"),
+                updated_at=datetime(2026, 9, 20, tzinfo=UTC),
+            )
+        )
+        links.append(
+            IdMapping(
+                ref=quote_ref(deal_id),
+                system="xero",
+                accounting_id=f"aq{deal_id}",
+                snapshot={"kind": "quote", "deal_id": deal_id},
+            )
+        )
+    mappings = [
+        IdMapping(ref=deal_ref_of("50"), system="xero", accounting_id="i50", snapshot={"kind": "invoice"}),
+        IdMapping(ref=deal_ref_of("52"), system="xero", accounting_id="i52", snapshot={"kind": "invoice"}),
+        IdMapping(ref=deal_ref_of("60"), system="xero", accounting_id="i60", snapshot={"kind": "invoice"}),
+        IdMapping(ref=deal_ref_of("60"), system="xero#schedule#monthly", accounting_id="s60", snapshot={}),
+    ]
+
+    # When October is reconciled with the deal mappings listed
+    result = run(replace(scenario, quotes=QuoteBook(quotes, links)), deal_mappings=mappings)
+
+    # Then the invoiced one is clean; the others are accepted and not invoiced by the month's end
+    found = sorted((d.type, d.crm_ref) for d in result.discrepancies if d.type.startswith(("quote", "invoice_differs")))
+    assert found == [
+        ("quote_accepted_not_invoiced", "hubspot/quote/51"),
+        ("quote_accepted_not_invoiced", "hubspot/quote/52"),
+    ]
+    # and the scheduled deal's invoice (50.00 of the quoted 100.00) is not compared, which the notes say
+    assert any("repeating schedules were not compared" in note for note in result.notes)
+    assert sorted(scenario.books.get_invoice_calls) == ["i50", "i52"] and quotes.listings == 1

@@ -268,6 +268,13 @@ class Deal(_Model):
     synced: dict[str, str] = Field(
         default_factory=dict, description="Values of Closeloop's own write-back properties, as last read"
     )
+    accounting_quote_id: str = Field(
+        "",
+        description=(
+            "The accounting quote whose lines the deal bills: set by the quote flow (never read from the CRM), "
+            "so the invoice names it where the accounting system links an invoice to its quote"
+        ),
+    )
 
 
 class Item(_Model):
@@ -388,6 +395,13 @@ class InvoiceDraft(_Model):
     issue_date: date
     due_date: date
     url: str = Field("", description="Link back to the CRM deal, shown on the accounting record")
+    accounting_quote_id: str = Field(
+        "",
+        description=(
+            'The accounting quote the invoice is made from ("": none): sent where the system links them, so '
+            "the quote reads invoiced by this invoice; a system without that link ignores it"
+        ),
+    )
 
 
 class Invoice(_Model):

@@ -339,7 +339,9 @@ class QuoteAccounting(Protocol):
     """
 
     name: str
-    #: Whether the system has an "invoiced" state ``mark_quote_invoiced`` can set or link (all three do).
+    #: Whether the system has an "invoiced" state ``mark_quote_invoiced`` can set or link (all three do). An
+    #: invoice drafted with ``accounting_quote_id`` names its quote where the system links them (the quote then
+    #: reads invoiced by the invoice itself).
     marks_invoiced: bool
 
     def find_quote(self, reference: str, customer_id: str) -> AccountingQuote | None:
@@ -361,13 +363,20 @@ class QuoteAccounting(Protocol):
         Raises ValidationFailed when the system refuses (e.g. the quote was accepted or invoiced meanwhile)."""
         ...
 
+    def mark_quote_sent(self, quote: AccountingQuote, *, idempotency_key: str) -> AccountingQuote:
+        """Mark a DRAFT quote sent (the customer has it), as ``create_quote`` does for a SENT draft: the heal of a
+        create that stopped between making the draft and marking it sent. A system without drafts returns the
+        quote as read. Raises NotFound when it is gone, ValidationFailed when the system refuses."""
+        ...
+
     def iter_quotes_changed_since(self, since: datetime | None) -> Iterator[AccountingQuote]:
         """Quotes modified at or after ``since`` (all when None), page by page: the status back-flow."""
         ...
 
     def mark_quote_invoiced(self, quote: AccountingQuote, invoice_id: str, *, idempotency_key: str) -> AccountingQuote:
         """Record that invoice ``invoice_id`` bills ``quote`` (a status where the system has one, a link from
-        the invoice where it links them); returns the quote as it is now."""
+        the invoice where it links them); returns the quote as it is now. A system that marks a quote only
+        through the invoice's link returns it unchanged (not INVOICED) when the invoice was made without it."""
         ...
 
 

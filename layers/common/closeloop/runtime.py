@@ -568,7 +568,7 @@ def monthly_report(month: str) -> dict[str, Any]:
     from closeloop.aws import dead_letter_counts  # noqa: PLC0415
     from closeloop.reports.monthly import render_all  # noqa: PLC0415
     from closeloop.reports.publish import publish_report  # noqa: PLC0415
-    from closeloop.sync.reconcile import Catalogue, reconcile  # noqa: PLC0415
+    from closeloop.sync.reconcile import Catalogue, QuoteBook, reconcile  # noqa: PLC0415
 
     settings = get_settings()
     settings.require("report_bucket", "sync_table")
@@ -598,6 +598,10 @@ def monthly_report(month: str) -> dict[str, Any]:
         conflicts=repository.list_conflicts(accounting().name, *_month_span(month)),
         catalogue=catalogue,
         schedules=None if recurring_off_reason() else cast(Any, accounting()),  # declares repeating_invoice
+        # Quotes on (both systems carry them): the accounting quotes against the quote sync's links.
+        quotes=None
+        if quotes_off_reason()
+        else QuoteBook(cast(Any, accounting()), repository.iter_mappings(port.name, "quote")),
     )
     published = publish_report(
         month,

@@ -23,6 +23,7 @@ from closeloop.reports.xlsx import MAX_CELL_TEXT, BarChart, CellValue, Sheet, Wo
 from closeloop.sync.reconcile import (
     FORECAST_DEFINITION,
     PRICE_DRIFT_DEFINITION,
+    QUOTES_DEFINITION,
     TOTALS_DEFINITION,
     Discrepancy,
     Reconciliation,
@@ -33,6 +34,7 @@ __all__ = [
     "CSV_NAME",
     "HTML_NAME",
     "PRICE_DRIFT_HEADER",
+    "QUOTES_HEADER",
     "XLSX_NAME",
     "cut_text",
     "guard_csv_text",
@@ -199,6 +201,8 @@ def _summary_sheet(book: Workbook, rec: Reconciliation) -> None:
     sheet.append(("Customers checked for drift", rec.customers_checked))
     if rec.products_checked is not None:
         sheet.append(("Linked products checked for price drift", rec.products_checked))
+    if rec.quotes_checked is not None:
+        sheet.append(("Accounting quotes checked", rec.quotes_checked))
     sheet.append(("Discrepancies", len(rec.discrepancies)))
     sheet.append(())
     sheet.append(("Discrepancy type", "Count"), bold=True)
@@ -308,9 +312,58 @@ def _price_drift_sheet(book: Workbook, rec: Reconciliation) -> None:
     sheet.append((PRICE_DRIFT_DEFINITION,))
 
 
+QUOTES_HEADER: Final = (
+    "Finding",
+    "Quote",
+    "Quote status",
+    "Deal",
+    "Quote before tax",
+    "Invoice",
+    "Invoice before tax",
+    "Currency",
+    "Detail",
+)
+
+_QUOTE_FINDINGS: Final = {
+    "quote_accepted_not_invoiced": "Accepted, not invoiced",
+    "invoice_differs_from_quote": "Invoice differs from quote",
+}
+
+
+def _quote_rows(rec: Reconciliation) -> list[tuple[CellValue, ...]]:
+    return [
+        (
+            _QUOTE_FINDINGS.get(f.type, f.type),
+            f.quote_number or f.quote_ref,
+            f.quote_status,
+            f.deal_name or f.deal_ref,
+            f.quote_amount,
+            f.invoice_number,
+            f.invoice_amount,
+            _currency(f.currency),
+            f.detail,
+        )
+        for f in rec.quote_findings
+    ]
+
+
+def _quotes_sheet(book: Workbook, rec: Reconciliation) -> None:
+    sheet = book.add_sheet("Quotes")
+    _table(
+        sheet,
+        (*QUOTES_HEADER, "CRM quote", "CRM deal"),
+        [(*r, f.quote_ref, f.deal_ref) for r, f in zip(_quote_rows(rec), rec.quote_findings, strict=True)],
+        (26, 18, 12, 26, 16, 16, 18, 10, 60, 24, 24),
+    )
+    sheet.append(())
+    sheet.append((f"{rec.quotes_checked} accounting quote(s) checked.",))
+    sheet.append((QUOTES_DEFINITION,))
+
+
 def render_xlsx(reconciliation: Reconciliation) -> bytes:
     """The workbook: sheets Summary (totals, counts, one chart per currency), Discrepancies, Collection by rep
-    and Forecast vs actual; and Item price drift when the catalogue was checked (catalogue sync on). Money
+    and Forecast vs actual; Item price drift when the catalogue was checked (catalogue sync on) and Quotes when
+    the quotes were (quotes on). Money
     cells are exact Decimals. The same reconciliation gives the same bytes."""
     book = Workbook(created=reconciliation.generated_at)
     _summary_sheet(book, reconciliation)
@@ -319,6 +372,8 @@ def render_xlsx(reconciliation: Reconciliation) -> bytes:
     _forecast_sheet(book, reconciliation)
     if reconciliation.products_checked is not None:
         _price_drift_sheet(book, reconciliation)
+    if reconciliation.quotes_checked is not None:
+        _quotes_sheet(book, reconciliation)
     return book.to_bytes()
 
 
@@ -393,6 +448,7 @@ def render_html(reconciliation: Reconciliation) -> bytes:
         forecast or '<tr><td colspan="6">No won deals this month.</td></tr>',
         "</table>",
         *_price_drift_html(rec),
+        *_quotes_html(rec),
         f'<p class="muted">{esc(FORECAST_DEFINITION)}</p>',
         f'<p class="muted">{esc(TOTALS_DEFINITION)}</p>',
         *(f'<p class="muted">{esc(note)}</p>' for note in rec.notes),
@@ -434,6 +490,25 @@ def _price_drift_html(rec: Reconciliation) -> list[str]:
             if more > 0
             else []
         ),
+    ]
+
+
+def _quotes_html(rec: Reconciliation) -> list[str]:
+    """The Quotes section: absent when the quotes were not checked (quotes off)."""
+    if rec.quotes_checked is None:
+        return []
+    rows = [tuple("" if cell is None else cell for cell in row) for row in _quote_rows(rec)]
+    shown = "".join(_cells(row) for row in rows[:HTML_PRICE_DRIFT_ROWS])
+    more = len(rows) - HTML_PRICE_DRIFT_ROWS
+    return [
+        "<h2>Quotes</h2>",
+        f'<p class="muted">{rec.quotes_checked} accounting quote(s) checked. {html.escape(QUOTES_DEFINITION)}</p>',
+        "<table>",
+        _cells(QUOTES_HEADER, "th"),
+        shown
+        or f'<tr><td colspan="{len(QUOTES_HEADER)}">No finding: every accepted quote is invoiced as quoted.</td></tr>',
+        "</table>",
+        *([f'<p class="muted">{more} more in the workbook (sheet Quotes) and the CSV.</p>'] if more > 0 else []),
     ]
 
 

@@ -187,6 +187,7 @@ def build_draft(
         issue_date=issued,
         due_date=issued + timedelta(days=policy.due_days),
         url=deal.url,
+        accounting_quote_id=deal.accounting_quote_id,
     )
 
 
@@ -272,7 +273,8 @@ class WonDealFlow(Protocol):
     name: str
 
     def promised(self, deal: Deal) -> Deal:
-        """The deal with the lines it promised the customer (e.g. its accepted quote's); ``deal`` if none.
+        """The deal with the lines it promised the customer (e.g. its accepted quote's, with that accounting
+        quote's id for the invoice to name: ``accounting_quote_id``); ``deal`` if none.
 
         Called on every deal, won or not, before the won check: a flow may return the deal as won (``is_won``)
         when it makes the deal billable itself (a quote accepted, by configuration); a flow with nothing to do

@@ -11,6 +11,9 @@ carries the CRM quote id, so a crash between the vendor's create and our mapping
 then is one created, with an idempotency key derived from the quote alone. Its number, status, link and
 revision are written back to the CRM quote (or the deal standing in for it).
 
+A quote found in draft while the CRM quote is ready (a create that made the draft and stopped before marking
+it sent, in a system that creates drafts only) is marked sent (``mark_quote_sent``) before it is linked.
+
 Revisions: what the quote asks for (customer, currency, lines, expiry, title) is fingerprinted in the
 mapping. An edit after the quote was made revises the same accounting quote in place (its number stays;
 the revision count goes up, on the CRM quote and in the audit trail): never a second live quote. A quote the
@@ -25,8 +28,12 @@ deal billable before it is won.
 
 Invoice (``QuoteFlow``, a ``WonDealFlow``): the won deal is billed with its quote's lines (the quote
 accepted in accounting first, then the one synced, then one approved in the CRM); a deal without a quote is
-billed as before. After the invoice, the accounting quote is marked invoiced where the system can
-(``marks_invoiced``), once: the mapping says so, and the create's key is derived from the quote.
+billed as before. The promised deal names the synced accounting quote (``Deal.accounting_quote_id``, when
+quote and deal bill the same CRM party), so the invoice is made from it where the system links the two (the
+quote then reads invoiced by the invoice itself). After the invoice, the accounting quote is marked invoiced
+where the system can (``marks_invoiced``), once: the mapping says so, and the create's key is derived from
+the quote. A system that marks a quote only through that link, for an invoice made without it, leaves the
+quote as it is: flagged once in the trail.
 """
 
 from __future__ import annotations
@@ -257,6 +264,8 @@ class QuoteSync:
         ref = quote.ref
         wanted = fingerprint(draft)
         revision = int(mapping.snapshot.get("revision", "0")) if mapping else 0
+        if existing.status == "DRAFT" and draft.status == "SENT":
+            existing = self._sent(quote, existing, event)
         if mapping is None or mapping.accounting_id != existing.id:
             # Found by reference: made by an attempt that died before its mapping (from this content).
             self._remember(quote, existing, wanted, revision=revision, written_back=False)
@@ -283,6 +292,15 @@ class QuoteSync:
         }
         self.trail.audit(ref, "revised", revised.id, event, changes, f"revision {revision}")
         return self._written_back(quote, revised, wanted, revision, "updated")
+
+    def _sent(self, quote: Quote, draft_quote: AccountingQuote, event: SyncEvent | None) -> AccountingQuote:
+        """Mark sent an accounting quote left in draft while the CRM quote asks it sent: a create that made
+        the draft and stopped before marking it sent (a system that creates drafts only), healed here."""
+        key = deal_idempotency_key(quote.ref, "quote-sent")
+        sent = self.accounting.mark_quote_sent(draft_quote, idempotency_key=key)
+        changes: dict[str, dict[str, str]] = {"quote_status": {"before": draft_quote.status, "after": sent.status}}
+        self.trail.audit(quote.ref, "status", sent.id, event, changes, "draft left by an earlier attempt marked sent")
+        return sent
 
     def _items(self, quote: Quote, event: SyncEvent | None) -> dict[str, Item]:
         """The items of the quote's SKUs; ValidationFailed for a line without a SKU or a SKU without an item
@@ -470,12 +488,20 @@ class QuoteFlow:
         chosen = self._chosen(deal)
         if chosen is None:
             return deal
-        quote, status = chosen
+        quote, status, quote_id = chosen
         won = deal.is_won or (self.quotes.quotes.invoice_on_accept and status in AGREED)
         if not won:
             return deal
+        # The invoice names the accounting quote it bills (where the system links them) only when both bill
+        # the same CRM party: the systems refuse a link to another customer's quote, which would fail the deal.
+        same_party = (quote.company or quote.contact) == (deal.company or deal.contact)
         return deal.model_copy(
-            update={"line_items": quote.line_items, "currency": quote.currency or deal.currency, "is_won": True}
+            update={
+                "line_items": quote.line_items,
+                "currency": quote.currency or deal.currency,
+                "is_won": True,
+                "accounting_quote_id": quote_id if same_party else "",
+            }
         )
 
     def off_invoice(self, deal: Deal) -> frozenset[str]:
@@ -490,11 +516,13 @@ class QuoteFlow:
         invoice = sync.store.get_mapping(deal.ref, sync.accounting.name)
         if chosen is None or invoice is None or invoice.snapshot.get("kind") != "invoice":
             return
-        quote, _ = chosen
+        quote = chosen[0]
         with held(sync.store, f"quote#{quote.ref}", sync.owner, f"{quote.ref} is being quoted by another worker"):
             mapping = sync.store.get_mapping(quote.ref, sync.accounting.name)
             if mapping is None or mapping.snapshot.get("status") == "INVOICED":
                 return
+            if mapping.snapshot.get("unmarked_by") == invoice.accounting_id:
+                return  # the system could not mark it for this invoice, and the trail says so already
             current = sync.accounting.get_quote(mapping.accounting_id)
             if current is None or current.status == "DELETED":
                 return
@@ -502,6 +530,9 @@ class QuoteFlow:
                 current = sync.accounting.mark_quote_invoiced(
                     current, invoice.accounting_id, idempotency_key=deal_idempotency_key(quote.ref, "quote-invoiced")
                 )
+            if current.status != "INVOICED":
+                self._unmarked(deal, quote, mapping, current, invoice.accounting_id, event)
+                return
             revision = int(mapping.snapshot.get("revision", "0"))
             write_to_quote(sync.crm, quote.ref.object_id, sync._values(current, revision))
             before = mapping.snapshot.get("status", "")
@@ -517,12 +548,44 @@ class QuoteFlow:
             changes = {"quote_status": {"before": before, "after": current.status}}
             sync.trail.audit(quote.ref, "invoiced", current.id, event, changes, f"billed by invoice of {deal.ref}")
 
-    def _chosen(self, deal: Deal) -> tuple[Quote, str] | None:
-        """The quote the deal promised, with its accounting status ("" when not synced): the one accepted
-        (or invoiced) in accounting first, then one synced and still standing, then one approved in the
-        CRM; the latest of each. None when the deal has no such quote."""
+    def _unmarked(
+        self,
+        deal: Deal,
+        quote: Quote,
+        mapping: IdMapping,
+        current: AccountingQuote,
+        invoice_id: str,
+        event: SyncEvent | None,
+    ) -> None:
+        """The system marks a quote invoiced only through the invoice's link to it, and this invoice was made
+        without one (e.g. before invoices named their quote): said once in the trail, and not asked again
+        for this invoice. The quote stays as it is; the reconciliation's quote checks see the deal invoiced."""
         sync = self.quotes
-        ranked: list[tuple[int, float, Quote, str]] = []
+        status = effective_status(current, sync.clock().date())
+        sync.store.put_mapping(
+            IdMapping(
+                ref=quote.ref,
+                system=mapping.system,
+                accounting_id=current.id,
+                snapshot={**mapping.snapshot, "status": status, "unmarked_by": invoice_id},
+                updated_at=sync.clock(),
+            )
+        )
+        sync.trail.audit(
+            quote.ref,
+            "flagged",
+            current.id,
+            event,
+            {},
+            f"billed by invoice {invoice_id} of {deal.ref}, which does not link the quote: it stays {status.lower()}",
+        )
+
+    def _chosen(self, deal: Deal) -> tuple[Quote, str, str] | None:
+        """The quote the deal promised, with its accounting status and id ("" when not synced): the one
+        accepted (or invoiced) in accounting first, then one synced and still standing, then one approved in
+        the CRM; the latest of each. None when the deal has no such quote."""
+        sync = self.quotes
+        ranked: list[tuple[int, float, Quote, str, str]] = []
         for quote in sync.crm.quotes_of_deal(deal.ref.object_id):
             mapping = sync.store.get_mapping(quote.ref, sync.accounting.name)
             status = mapping.snapshot.get("status", "") if mapping else ""
@@ -535,11 +598,11 @@ class QuoteFlow:
             else:
                 continue
             newest_first = -quote.updated_at.timestamp() if quote.updated_at else 0.0
-            ranked.append((rank, newest_first, quote, status))
+            ranked.append((rank, newest_first, quote, status, mapping.accounting_id if mapping else ""))
         if not ranked:
             return None
-        _, _, quote, status = min(ranked, key=lambda entry: (entry[0], entry[1]))
-        return quote, status
+        _, _, quote, status, quote_id = min(ranked, key=lambda entry: (entry[0], entry[1]))
+        return quote, status, quote_id
 
 
 class DealPipeline(Protocol):

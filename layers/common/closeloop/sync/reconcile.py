@@ -27,6 +27,13 @@ the month's deals. Every difference is listed once, with a type and a suggested 
 | ``schedule_ended_early``   | a repeating schedule Closeloop made for a deal is deleted or ended in accounting  |
 |                            | while the CRM contract (its stored end date) runs on; shows the month's expected  |
 |                            | billing (periods due x amount per period) against what the schedule generated     |
+| ``quote_accepted_not_invoiced`` | an accounting quote Closeloop made, ACCEPTED by the month's end (its last    |
+|                            | change, else its date), whose deal is not won (or is gone), or is won with no     |
+|                            | live invoice issued by the month's end (checked only when quotes are on: ``quotes``) |
+| ``invoice_differs_from_quote`` | a deal of the month invoiced from its accounting quote (the one accepted or  |
+|                            | invoiced, else the one standing) whose invoice's amount before tax (sub_total)    |
+|                            | differs, to the cent, from the quote's, or is in another currency; deals with     |
+|                            | repeating schedules are left out (their recurring lines are the schedule's)       |
 | ``failed_sync``            | each failed sync passed in                                                        |
 | ``dead_lettered``          | each dead-letter queue holding messages                                           |
 
@@ -47,7 +54,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Final, Literal
 
-from closeloop.models import CrmRef, Invoice, Item, PaymentStatus, Product, customer_fields
+from closeloop.models import AccountingQuote, CrmRef, Invoice, Item, PaymentStatus, Product, customer_fields
 from closeloop.ports import (
     AccountingPort,
     AuditRecord,
@@ -56,6 +63,7 @@ from closeloop.ports import (
     CrmPort,
     FailedSync,
     IdMapping,
+    QuoteAccounting,
     RecurringAccounting,
     SyncStore,
 )
@@ -69,6 +77,7 @@ __all__ = [
     "DISCREPANCY_TYPES",
     "FORECAST_DEFINITION",
     "PRICE_DRIFT_DEFINITION",
+    "QUOTES_DEFINITION",
     "SUGGESTED_ACTIONS",
     "TOTALS_DEFINITION",
     "Catalogue",
@@ -77,6 +86,8 @@ __all__ = [
     "DiscrepancyType",
     "ForecastActual",
     "PriceDrift",
+    "QuoteBook",
+    "QuoteFinding",
     "Reconciliation",
     "RepCollection",
     "month_bounds",
@@ -97,6 +108,8 @@ DiscrepancyType = Literal[
     "field_conflict",
     "item_price_drift",
     "schedule_ended_early",
+    "quote_accepted_not_invoiced",
+    "invoice_differs_from_quote",
     "failed_sync",
     "dead_lettered",
 ]
@@ -113,6 +126,8 @@ DISCREPANCY_TYPES: Final[tuple[DiscrepancyType, ...]] = (
     "field_conflict",
     "item_price_drift",
     "schedule_ended_early",
+    "quote_accepted_not_invoiced",
+    "invoice_differs_from_quote",
     "failed_sync",
     "dead_lettered",
 )
@@ -131,6 +146,14 @@ SUGGESTED_ACTIONS: Final[Mapping[DiscrepancyType, str]] = {
         "item's is right"
     ),
     "schedule_ended_early": "Recreate the schedule in accounting, or end the contract in the CRM, so they agree",
+    "quote_accepted_not_invoiced": (
+        "Win the deal in the CRM (its invoice follows) or replay its sync (closeloop replay); if the deal was lost, "
+        "decline or delete the quote in accounting"
+    ),
+    "invoice_differs_from_quote": (
+        "Decide which is right: credit and re-issue the invoice from the quote, or agree the change with the "
+        "customer and revise the quote in the CRM"
+    ),
     "failed_sync": "Fix the cause named, then replay the record (closeloop replay)",
     "dead_lettered": "Inspect the messages, fix the cause, then redrive the dead-letter queue",
 }
@@ -168,6 +191,15 @@ PRICE_DRIFT_DEFINITION: Final = (
     "item's sales price (or the item has none), while the field rules have the CRM own the price and the sync "
     "carry it. Difference = CRM price - accounting price. Archived and unpriced products, and products priced "
     "in another currency than the items, are not compared."
+)
+
+QUOTES_DEFINITION: Final = (
+    "Quotes = the accounting quotes Closeloop made from CRM quotes, listed once. Accepted but not invoiced = "
+    "ACCEPTED by the month's end (its last change, else its date) while its deal is not won, or is won with no "
+    "live invoice issued by the month's end. Invoice differs from quote = a deal of the month whose invoice's "
+    "amount before tax differs, to the cent, from the amount before tax of the quote it was made from (the one "
+    "accepted or invoiced, else the one standing), or whose currency differs; lines are not compared one by "
+    "one. Deals with repeating schedules are not compared: their recurring lines are billed by the schedule."
 )
 
 _MONTH: Final = re.compile(r"(\d{4})-(\d{2})")
@@ -243,6 +275,32 @@ class Catalogue:
     mappings: Iterable[IdMapping]
     rules: FieldRules
     base_currency: str = ""
+
+
+@dataclass(frozen=True)
+class QuoteBook:
+    """What the quote checks read: the accounting system's quotes (listed once) and the CRM quote ->
+    accounting quote links the quote sync keeps (their snapshot names the deal: ``deal_id``)."""
+
+    accounting: QuoteAccounting
+    mappings: Iterable[IdMapping]
+
+
+@dataclass(frozen=True)
+class QuoteFinding:
+    """One quote discrepancy as the Quotes sheet lists it (money before tax, to the cent)."""
+
+    type: DiscrepancyType
+    quote_ref: str
+    quote_number: str
+    quote_status: str
+    deal_ref: str
+    deal_name: str
+    quote_amount: Decimal
+    invoice_number: str = ""
+    invoice_amount: Decimal | None = None
+    currency: str = ""
+    detail: str = ""
 
 
 @dataclass(slots=True)
@@ -322,6 +380,9 @@ class Reconciliation:
     #: Linked products whose prices were compared; None: the catalogue was not checked (catalogue sync off).
     products_checked: int | None = None
     price_drift: tuple[PriceDrift, ...] = ()
+    #: Accounting quotes Closeloop made that were checked; None: the quotes were not checked (quotes off).
+    quotes_checked: int | None = None
+    quote_findings: tuple[QuoteFinding, ...] = ()
     discrepancies: tuple[Discrepancy, ...] = ()
     totals: tuple[CurrencyTotals, ...] = ()
     forecast: tuple[ForecastActual, ...] = ()
@@ -460,6 +521,10 @@ class _Reconciler:
         self.products_checked: int | None = None
         self.price_drift: list[PriceDrift] = []
         self.catalogue_notes: list[str] = []
+        self.quotes_checked: int | None = None
+        self.quote_findings: list[QuoteFinding] = []
+        #: Invoices of the month naming a deal won in another month (linked by reference): deal id -> rows.
+        self.invoices_elsewhere: dict[str, list[_InvoiceRow]] = {}
         self.reference = re.compile(rf"\s*{re.escape(crm.name)}-deal-(\S+)", re.IGNORECASE)
 
     # -- loading ---------------------------------------------------------------------------------
@@ -560,6 +625,7 @@ class _Reconciler:
                     continue
                 won = self._won_in_any_month(ref)
                 if won:
+                    self.invoices_elsewhere.setdefault(ref.object_id, []).append(row)
                     continue
                 detail = (
                     f"deal {ref.object_id} is not a won deal in the CRM"
@@ -784,6 +850,156 @@ class _Reconciler:
             n += 1
         return per_period * due
 
+    # -- quotes ----------------------------------------------------------------------------------
+
+    def check_quotes(
+        self, book: QuoteBook, deal_links: Mapping[CrmRef, IdMapping] | None, scheduled_deals: set[str]
+    ) -> None:
+        """Quotes accepted but not invoiced, and invoices that differ from their quote: the quotes listed
+        once; vendor reads only for the deals of accepted quotes won in another month (deal, invoice)."""
+        self.quotes_checked = 0
+        links = {m.accounting_id: m for m in book.mappings if m.system == self.system and m.ref.object_type == "quote"}
+        if not links:
+            return
+        by_deal: dict[str, list[AccountingQuote]] = {}
+        accepted: list[tuple[AccountingQuote, IdMapping]] = []
+        for quote in book.accounting.iter_quotes_changed_since(None):
+            mapping = links.get(quote.id)
+            if mapping is None:
+                continue  # not one Closeloop made: its deal is unknown
+            self.quotes_checked += 1
+            deal_id = mapping.snapshot.get("deal_id", "")
+            if deal_id:
+                by_deal.setdefault(deal_id, []).append(quote)
+            if quote.status == "ACCEPTED" and self._answered_by_month_end(quote):
+                accepted.append((quote, mapping))
+        for quote, mapping in accepted:
+            self._accepted(quote, mapping, deal_links)
+        skipped = 0
+        for deal in self.deals.values():
+            quotes = by_deal.get(deal.ref.object_id)
+            if deal.primary is None or not quotes:
+                continue
+            if deal.ref.object_id in scheduled_deals:
+                skipped += 1
+                continue
+            billed = min(quotes, key=_billed_first, default=None)
+            if billed is not None and billed.status not in ("DRAFT", "DECLINED", "EXPIRED", "DELETED"):
+                self._against_quote(deal, deal.primary, billed, links[billed.id])
+        if skipped:
+            self.catalogue_notes.append(
+                f"{skipped} quoted deal(s) with repeating schedules were not compared with their quote: their "
+                "recurring lines are billed by the schedule, not the invoice."
+            )
+
+    def _answered_by_month_end(self, quote: AccountingQuote) -> bool:
+        if quote.updated_at is not None:
+            stamp = quote.updated_at if quote.updated_at.tzinfo else quote.updated_at.replace(tzinfo=UTC)
+            return stamp.astimezone(UTC).date() < self.end
+        return quote.issue_date is None or quote.issue_date < self.end
+
+    def _accepted(
+        self, quote: AccountingQuote, mapping: IdMapping, deal_links: Mapping[CrmRef, IdMapping] | None
+    ) -> None:
+        """An accepted quote: flagged when its deal is not won (or gone), or is won with no invoice by month end."""
+        deal_id = mapping.snapshot.get("deal_id", "")
+        row = self.deals.get(deal_id) if deal_id else None
+        invoice: _InvoiceRow | None = None
+        if not deal_id:
+            detail = "accepted, and its CRM quote names no deal to invoice"
+        elif row is not None:  # won this month
+            invoice = row.primary
+            detail = f"accepted; deal {deal_id} is won but has no live invoice"
+        else:
+            ref = CrmRef(crm=mapping.ref.crm, object_type="deal", object_id=deal_id)
+            won = self._won_in_any_month(ref)
+            if won:
+                invoice = self._invoice_elsewhere(ref, deal_links)
+                detail = f"accepted; deal {deal_id} is won but has no live invoice issued by the month's end"
+            else:
+                detail = f"accepted; deal {deal_id} {'is not won' if won is False else 'no longer exists'} in the CRM"
+        if invoice is not None and invoice.live and (invoice.issue_date is None or invoice.issue_date < self.end):
+            return
+        self._quote_finding(
+            "quote_accepted_not_invoiced",
+            quote,
+            mapping,
+            deal_ref=f"{mapping.ref.crm}/deal/{deal_id}" if deal_id else "",
+            deal_name=row.name if row else "",
+            detail=f"quote {quote.number or quote.id} {detail}",
+        )
+
+    def _invoice_elsewhere(self, ref: CrmRef, deal_links: Mapping[CrmRef, IdMapping] | None) -> _InvoiceRow | None:
+        """The live invoice of a deal won in another month: one of this month naming it, else its mapped one."""
+        named = [row for row in self.invoices_elsewhere.get(ref.object_id, []) if row.live]
+        if named:
+            return min(named, key=_InvoiceRow.order)
+        mapping = deal_links.get(ref) if deal_links is not None else self.store.get_mapping(ref, self.system)
+        if mapping is None or mapping.snapshot.get("kind", "invoice") != "invoice":
+            return None
+        invoice = self.accounting.get_invoice(mapping.accounting_id)
+        return _InvoiceRow.of(invoice, self.today) if invoice is not None else None
+
+    def _against_quote(self, deal: _DealRow, invoice: _InvoiceRow, quote: AccountingQuote, mapping: IdMapping) -> None:
+        quoted, billed = quote.sub_total.quantize(CENT), invoice.sub_total.quantize(CENT)
+        currency = quote.currency.upper()
+        if currency and invoice.currency and currency != invoice.currency:
+            detail = f"the quote is in {currency}, the invoice in {invoice.currency}"
+        elif quoted != billed:
+            detail = f"{billed} before tax, the quote {quoted}: a difference of {billed - quoted}"
+        else:
+            return
+        self._quote_finding(
+            "invoice_differs_from_quote",
+            quote,
+            mapping,
+            deal_ref=str(deal.ref),
+            deal_name=deal.name,
+            invoice=invoice,
+            detail=f"invoice {invoice.label} of quote {quote.number or quote.id} ({quote.status.lower()}): {detail}",
+        )
+
+    def _quote_finding(
+        self,
+        kind: DiscrepancyType,
+        quote: AccountingQuote,
+        mapping: IdMapping,
+        *,
+        deal_ref: str,
+        deal_name: str,
+        detail: str,
+        invoice: _InvoiceRow | None = None,
+    ) -> None:
+        currency = quote.currency.upper() or (invoice.currency if invoice else "")
+        finding = QuoteFinding(
+            type=kind,
+            quote_ref=str(mapping.ref),
+            quote_number=quote.number,
+            quote_status=quote.status,
+            deal_ref=deal_ref,
+            deal_name=deal_name,
+            quote_amount=quote.sub_total.quantize(CENT),
+            invoice_number=invoice.label if invoice else "",
+            invoice_amount=invoice.sub_total.quantize(CENT) if invoice else None,
+            currency=currency,
+            detail=detail,
+        )
+        self.quote_findings.append(finding)
+        self.found.append(
+            Discrepancy(
+                kind,
+                # The invoice's discrepancy is the deal's (as amount_mismatch); the accepted one is the quote's.
+                crm_ref=deal_ref if invoice is not None else finding.quote_ref,
+                deal_name=deal_name,
+                invoice_number=invoice.number if invoice else "",
+                invoice_id=invoice.id if invoice else quote.id,
+                crm_amount=finding.quote_amount,
+                accounting_amount=finding.invoice_amount,
+                currency=currency,
+                detail=detail,
+            )
+        )
+
     # -- customers -------------------------------------------------------------------------------
 
     def check_customers(self, limit: int | None) -> None:
@@ -979,6 +1195,12 @@ class _Reconciler:
 _TYPE_ORDER: Final = {kind: index for index, kind in enumerate(DISCREPANCY_TYPES)}
 
 
+def _billed_first(quote: AccountingQuote) -> tuple[int, float]:
+    """The quote a deal was invoiced from ranks first: accepted or invoiced, then standing; the newest of each."""
+    rank = 0 if quote.status in ("ACCEPTED", "INVOICED") else 1
+    return (rank, -quote.updated_at.timestamp() if quote.updated_at else 0.0)
+
+
 def _sort_key(d: Discrepancy) -> tuple[int, str, str, str, str]:
     return (_TYPE_ORDER[d.type], d.crm_ref, d.invoice_number, d.invoice_id, d.detail)
 
@@ -998,6 +1220,7 @@ def reconcile(
     conflicts: Iterable[AuditRecord] = (),
     catalogue: Catalogue | None = None,
     schedules: RecurringAccounting | None = None,
+    quotes: QuoteBook | None = None,
 ) -> Reconciliation:
     """Reconcile one UTC calendar month ``"YYYY-MM"`` between the CRM, the accounting system and the store.
 
@@ -1012,6 +1235,10 @@ def reconcile(
 
     ``catalogue`` (given when catalogue sync is on) adds the item price drift check: one listing each of the
     CRM's products and the accounting items, whatever the number of links.
+
+    ``quotes`` (given when the stack syncs quotes) adds the quote checks (see QUOTES_DEFINITION): one listing
+    of the accounting quotes; for an accepted quote whose deal was not won this month, ``get_deal`` once per
+    deal and, when won, ``get_invoice`` of its mapped invoice.
     """
     start, end = month_bounds(month)
     run = _Reconciler(crm, accounting, store, start, end, today)
@@ -1029,6 +1256,9 @@ def reconcile(
     run.check_customers(max_customer_checks)
     if catalogue is not None:
         run.check_prices(catalogue)
+    if quotes is not None:
+        scheduled = {m.ref.object_id for m in listed or () if m.system.startswith(f"{accounting.name}#schedule#")}
+        run.check_quotes(quotes, preloaded, scheduled)
     run.add_failures(failed_syncs, dead_letters, conflicts)
     return Reconciliation(
         month=month,
@@ -1044,6 +1274,8 @@ def reconcile(
         customers_checked=run.customers_checked,
         products_checked=run.products_checked,
         price_drift=tuple(run.price_drift),
+        quotes_checked=run.quotes_checked,
+        quote_findings=tuple(sorted(run.quote_findings, key=lambda f: (_TYPE_ORDER[f.type], f.quote_ref))),
         discrepancies=tuple(sorted(run.found, key=_sort_key)),
         totals=tuple(run.totals[c] for c in sorted(run.totals)),
         forecast=tuple(run.forecast[c] for c in sorted(run.forecast)),

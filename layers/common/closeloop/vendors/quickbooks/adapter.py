@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
 import httpx
@@ -43,7 +43,7 @@ from closeloop.models import (
     customer_fields,
 )
 from closeloop.oauth import RefreshingTokens
-from closeloop.ports import WebhookRequest
+from closeloop.ports import QuoteAccounting, WebhookRequest
 from closeloop.vendors.quickbooks import webhooks
 from closeloop.vendors.quickbooks.client import (
     VENDOR,
@@ -740,14 +740,23 @@ class QuickBooksAccounting:
         changes.pop("DocNumber")
         return self._update_estimate(quote_.id, changes, idempotency_key, self.REVISABLE_ESTIMATE_STATUSES)
 
+    def mark_quote_sent(self, quote_: AccountingQuote, *, idempotency_key: str) -> AccountingQuote:
+        """QBO has no draft estimate (a new one is Pending, read SENT): the estimate as read, nothing written.
+        Raises NotFound when it is gone."""
+        current = self.get_quote(quote_.id)
+        if current is None:
+            raise NotFound(f"QuickBooks has no estimate {quote_.id}", vendor=VENDOR, status=400)
+        return current
+
     def mark_quote_invoiced(self, quote_: AccountingQuote, invoice_id: str, *, idempotency_key: str) -> AccountingQuote:
-        """Close the estimate (TxnStatus Closed, a sparse update at the current SyncToken; 5010 re-reads and
-        retries once): QBO's state of an estimate an invoice was made from (see
-        GUESSES["estimate_closed_by_update"]). An estimate already Closed
-        (e.g. the invoice was linked to it in QuickBooks, GUESSES["estimate_closed_by_invoice"]) is
-        returned as read. The link itself is made only when an invoice is created with LinkedTxn to the
-        estimate, which the invoice pipeline's draft does not carry: ``invoice_id`` is the audit trail's.
-        Raises NotFound when the estimate is gone.
+        """The estimate Closed: QBO's state of an estimate an invoice was made from.
+
+        An invoice drafted with the estimate (``accounting_quote_id``) is created with ``LinkedTxn`` to it,
+        which links the two and closes it (GUESSES["estimate_closed_by_invoice"]): read Closed, it is returned
+        as read, with no write. The fallback, for an invoice made without the link (before invoices named
+        their quote, or QBO left the linked estimate open), is a sparse update of TxnStatus Closed at the
+        current SyncToken (5010 re-reads and retries once; GUESSES["estimate_closed_by_update"]): no link, so
+        ``invoice_id`` is then the audit trail's only. Raises NotFound when the estimate is gone.
         """
         return self._update_estimate(quote_.id, {"TxnStatus": INVOICED_ESTIMATE_STATUS}, idempotency_key, None)
 
@@ -1071,3 +1080,7 @@ class QuickBooksAccounting:
             )
         self._accounts_chosen[key] = str(fitting[0].get("Id"))
         return self._accounts_chosen[key]
+
+
+if TYPE_CHECKING:  # mypy holds the adapter to the quote port its spec declares (``quote``)
+    _QUOTES: type[QuoteAccounting] = QuickBooksAccounting

@@ -343,6 +343,12 @@ def to_qbo_invoice(draft: InvoiceDraft, item_ids: Mapping[str, str]) -> dict[str
         "DueDate": draft.due_date.isoformat(),
         "DocNumber": doc_number(draft.reference),
         "PrivateNote": note[:4000],
+        # Made from its quote's estimate: QBO links them and closes it (GUESSES["estimate_closed_by_invoice"]).
+        **(
+            {"LinkedTxn": [{"TxnId": draft.accounting_quote_id, "TxnType": "Estimate"}]}
+            if draft.accounting_quote_id
+            else {}
+        ),
     }
 
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime
-from typing import Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 from urllib.parse import quote
 
 import httpx
@@ -56,7 +56,7 @@ from closeloop.models import (
 )
 from closeloop.oauth import RefreshingTokens
 from closeloop.paging import Page, next_page, paginate
-from closeloop.ports import WebhookRequest
+from closeloop.ports import QuoteAccounting, WebhookRequest
 from closeloop.vendors.xero.client import (
     API_PREFIX,
     PageAfter,
@@ -106,8 +106,9 @@ class XeroAccounting(XeroRepeatingInvoices):
     QUOTE_WEB_PATH: ClassVar[str] = "/app/quotes/view/{id}"
     #: A quote reference lookup skips DELETED quotes (XS QuoteStatusCodes; a deleted one may be re-made).
     LIVE_QUOTE_STATUSES: ClassVar[tuple[str, ...]] = ("DRAFT", "SENT", "DECLINED", "ACCEPTED", "INVOICED")
-    #: Xero marks a quote INVOICED: ``mark_quote_invoiced`` sets it.
-    marks_invoiced: ClassVar[bool] = True
+    #: Xero marks a quote INVOICED: ``mark_quote_invoiced`` sets it (a plain attribute, as QuoteAccounting
+    #: declares it: a ClassVar is not the protocol's instance attribute to mypy).
+    marks_invoiced: bool = True
     SALES_INVOICE_TYPE: ClassVar[str] = "ACCREC"
     #: A reference lookup skips VOIDED and DELETED invoices: a voided invoice may be re-made for the deal.
     LIVE_INVOICE_STATUSES: ClassVar[tuple[str, ...]] = ("DRAFT", "SUBMITTED", "AUTHORISED", "PAID")
@@ -669,6 +670,19 @@ class XeroAccounting(XeroRepeatingInvoices):
         body = {**to_xero_quote(draft), "QuoteID": quote_.id}
         return self._write_quote("POST", f"/Quotes/{quote(quote_.id, safe='')}", body, idempotency_key)
 
+    def mark_quote_sent(self, quote_: AccountingQuote, *, idempotency_key: str) -> AccountingQuote:
+        """Set a DRAFT quote SENT (``POST /Quotes/{QuoteID}`` with Status, Contact and Date, which Xero's quote
+        updates require, and ``Idempotency-Key``); a quote in another status is returned as given."""
+        if quote_.status != "DRAFT":
+            return quote_
+        body = {
+            "QuoteID": quote_.id,
+            "Contact": {"ContactID": quote_.customer_id},
+            "Date": (quote_.issue_date or date.today()).isoformat(),
+            "Status": "SENT",
+        }
+        return self._write_quote("POST", f"/Quotes/{quote(quote_.id, safe='')}", body, idempotency_key)
+
     def mark_quote_invoiced(self, quote_: AccountingQuote, invoice_id: str, *, idempotency_key: str) -> AccountingQuote:
         """Set the quote INVOICED (``POST /Quotes/{QuoteID}`` with Status, Contact and Date, which Xero's
         quote updates require); a quote still SENT is marked ACCEPTED first (GUESSES["quote_invoiced_path"]).
@@ -716,3 +730,7 @@ class XeroAccounting(XeroRepeatingInvoices):
 
     def _to_quote(self, row: Mapping[str, Any]) -> AccountingQuote:
         return to_quote(row, self.WEB_URL + self.QUOTE_WEB_PATH)
+
+
+if TYPE_CHECKING:  # mypy holds the adapter to the quote port its spec declares (``quote``)
+    _QUOTES: type[QuoteAccounting] = XeroAccounting

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
 import httpx
@@ -56,7 +56,7 @@ from closeloop.models import (
     Supplier,
 )
 from closeloop.oauth import RefreshingTokens
-from closeloop.ports import WebhookRequest
+from closeloop.ports import QuoteAccounting, WebhookRequest
 from closeloop.vendors.zohobooks.client import VENDOR, ZohoBooksClient
 from closeloop.vendors.zohobooks.mapping import (
     ENDED_RECURRING_STATUSES,
@@ -95,10 +95,9 @@ class ZohoBooksAccounting:
     ESTIMATE_WEB_PATH: ClassVar[str] = "/app/{organization}#/quotes/{id}"
     #: The estimate statuses in which it may still be revised (the customer has not answered it).
     REVISABLE_ESTIMATE_STATUSES: ClassVar[frozenset[str]] = frozenset({"draft", "sent"})
-    #: Zoho marks an estimate invoiced only when an invoice is created from it (``invoiced_estimate_id``),
-    #: which the invoice pipeline's draft does not carry: nothing can set it afterwards (see
-    #: ``mark_quote_invoiced``), so the quote flow does not ask.
-    marks_invoiced: bool = False
+    #: Zoho marks an estimate invoiced when an invoice is created from it (``invoiced_estimate_id``, sent from
+    #: the draft's ``accounting_quote_id``); ``mark_quote_invoiced`` reads that state (nothing can set it later).
+    marks_invoiced: bool = True
     #: Where a person opens a purchase order (see GUESSES["purchase_order_web_path"]).
     PURCHASE_ORDER_WEB_PATH: ClassVar[str] = "/app/{organization}#/purchaseorders/{id}"
     #: Contact persons Closeloop writes besides the primary one (the CRM's other people).
@@ -675,25 +674,33 @@ class ZohoBooksAccounting:
             raise FatalError("Zoho accepted the estimate update but returned none", vendor=VENDOR)
         return self._to_quote(row)
 
-    def mark_quote_invoiced(self, quote_: AccountingQuote, invoice_id: str, *, idempotency_key: str) -> AccountingQuote:
-        """The estimate as read when Zoho already shows it invoiced; otherwise ValidationFailed saying why.
-
-        Zoho marks an estimate invoiced only when an invoice is created from it (``invoiced_estimate_id`` on
-        the create, GUESSES["estimate_invoiced_by_link"]); the estimates page has no status move to invoiced
-        and the invoice is made by the invoice pipeline without that link, so there is nothing honest to set
-        afterwards (``marks_invoiced`` is False: the quote flow does not call this). Raises NotFound when
-        the estimate is gone."""
+    def mark_quote_sent(self, quote_: AccountingQuote, *, idempotency_key: str) -> AccountingQuote:
+        """``POST /estimates/{id}/status/sent`` for an estimate Zoho shows as draft (read first: e.g. a create
+        whose status/sent never ran); another status is returned as read (GUESSES["estimate_status_moves"]:
+        the move is refused from any other). Zoho takes no idempotency key: the read makes a repeat a no-op.
+        Raises NotFound when the estimate is gone, ValidationFailed when Zoho refuses the move."""
         current = self._estimate(quote_.id)
         if current is None:
             raise NotFound(f"Zoho estimate {quote_.id} does not exist", vendor=VENDOR, status=404)
         found = self._to_quote(current)
-        if found.status != "INVOICED":
-            raise ValidationFailed(
-                f"Zoho marks estimate {found.number or found.id} invoiced only when invoice {invoice_id} is created "
-                "from it; it stays as it is",
-                vendor=VENDOR,
-            )
-        return found
+        if found.status != "DRAFT":
+            return found
+        self.client.call("POST", f"/estimates/{quote(found.id, safe='')}/status/sent")
+        return found.model_copy(update={"status": "SENT"})
+
+    def mark_quote_invoiced(self, quote_: AccountingQuote, invoice_id: str, *, idempotency_key: str) -> AccountingQuote:
+        """The estimate as Zoho shows it now: invoiced when invoice ``invoice_id`` was created from it.
+
+        Zoho marks an estimate invoiced only when an invoice is created from it (``invoiced_estimate_id`` on
+        the create, which ``create_invoice`` sends from the draft's ``accounting_quote_id``:
+        GUESSES["estimate_invoiced_by_link"]); the estimates page has no status move to invoiced, so nothing
+        is written here and an estimate an invoice was made from without the link (e.g. before invoices named
+        their quote) is returned as it is, not invoiced (the quote flow says so in its trail). Raises
+        NotFound when the estimate is gone."""
+        current = self._estimate(quote_.id)
+        if current is None:
+            raise NotFound(f"Zoho estimate {quote_.id} does not exist", vendor=VENDOR, status=404)
+        return self._to_quote(current)
 
     def iter_quotes_changed_since(self, since: datetime | None) -> Iterator[AccountingQuote]:
         """Estimates modified at or after ``since`` (every one when None), newest first, page by page.
@@ -972,3 +979,7 @@ class ZohoBooksAccounting:
         order_id = str(row.get("purchaseorder_id") or "")
         path = self.PURCHASE_ORDER_WEB_PATH.format(organization=self._organization_id(), id=order_id)
         return to_purchase_order(row, url=self.web_url + path if order_id else "")
+
+
+if TYPE_CHECKING:  # mypy holds the adapter to the quote port its spec declares (``quote``)
+    _QUOTES: type[QuoteAccounting] = ZohoBooksAccounting

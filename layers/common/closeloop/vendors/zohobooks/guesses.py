@@ -173,10 +173,11 @@ GUESSES: dict[str, str] = {
         "invoiced_estimate_id set to an estimate of the same customer is linked to it and marks the estimate "
         "'invoiced' (Zoho's OpenAPI for invoices lists invoiced_estimate_id as 'links the source estimate'; "
         "how the UI's 'Convert to Invoice' is done through the API is not described); another customer's or an "
-        "unknown estimate is 400 code 4. The invoice reads invoiced_estimate_id back. Safe if wrong: an adapter "
-        "that reads the estimate after invoicing and finds it not 'invoiced' can say so in the audit and leave "
-        "the estimate as it is; the invoice itself is made either way. Confirm: create an invoice with "
-        "invoiced_estimate_id in a real organisation and read the estimate's status."
+        "unknown estimate is 400 code 4 (the quote flow names the estimate only when quote and deal bill the same "
+        "CRM party). The invoice reads invoiced_estimate_id back. Safe if wrong: mark_quote_invoiced reads the "
+        "estimate after invoicing and, finding it not 'invoiced', returns it as it is: the quote flow says so "
+        "once in the audit and leaves the estimate; the invoice itself is made either way. Confirm: create an "
+        "invoice with invoiced_estimate_id in a real organisation and read the estimate's status."
     ),
     "estimate_last_modified_filter": (
         "GET /estimates?last_modified_time=<YYYY-MM-DDTHH:MM:SS+hhmm> returns the estimates changed at or after "

@@ -347,6 +347,8 @@ def invoice_body(
             invoice_line(line, draft.line_amount_types, item_ids[line.item_code.casefold()]) for line in draft.lines
         ],
         "custom_fields": [{"api_name": invoice_ref_field, "value": key}],
+        # The invoice is made from its quote's estimate: Zoho marks it invoiced (GUESSES["estimate_invoiced_by_link"]).
+        **({"invoiced_estimate_id": draft.accounting_quote_id} if draft.accounting_quote_id else {}),
     }
 
 
