@@ -2683,7 +2683,9 @@ class HubSpotDriver:
         return self._closeloop_properties("quotes", quote.object_id)
 
     def _open_deal(self, company: CrmRef, lines: Sequence[DealLine], currency: str) -> str:
-        amount = sum((line.quantity * line.unit_price for line in lines), Decimal(0))
+        """The deal's amount is its one-off lines' (as tests/e2e/test_recurring_loop.py's deal): what its one-off
+        invoice bills, which the month's reconciliation compares it with."""
+        amount = sum((line.quantity * line.unit_price for line in lines if line.recurring is None), Decimal(0))
         deal = self.sandbox.create_object(
             "deals",
             {
