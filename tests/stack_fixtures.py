@@ -19,7 +19,7 @@ import pytest
 from closeloop.aws import KmsTokenCipher
 from closeloop.store import DynamoStore
 from closeloop_local.demo import sandbox_environment
-from closeloop_local.pairs import ACCOUNTING, CRMS, Pair, running_pair
+from closeloop_local.pairs import ACCOUNTING, CRMS, EVERY_FLOW, Pair, running_pair
 from closeloop_local.sandboxes import hubspot as hubspot_sandbox
 from closeloop_local.sandboxes import xero as xero_sandbox
 from closeloop_local.sandboxes.base import SandboxServer
@@ -131,5 +131,5 @@ def pair(request: pytest.FixtureRequest) -> Iterator[Pair]:
     Module-scoped and parametrised, so pytest runs a whole module for one pair before it starts the next.
     """
     crm_name, books_name = request.param
-    with running_pair(crm_name, books_name, ROOT, env=FUNCTIONS_CLOCK) as started:
+    with running_pair(crm_name, books_name, ROOT, env=FUNCTIONS_CLOCK | EVERY_FLOW) as started:
         yield started

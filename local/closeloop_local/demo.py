@@ -8,8 +8,12 @@ a company created in the CRM becomes one customer in the accounting system; a co
 is matched, not duplicated; an edit propagates only the changed field; the first webhook delivered five
 more times, concurrently, changes nothing; a forged webhook is refused; a won deal with two line items
 becomes one invoice written back on the deal (before it, where both systems carry a catalogue, a product created
-in the CRM becomes one item and its price change follows); a part payment shows on the deal after one poller run; the
-month's reconciliation downloads through its presigned link.
+in the CRM becomes one item and its price change follows; and quote to cash, where the pair carries it: a quote
+approved in the CRM becomes one accounting quote, accepted there and said so on the CRM quote after a poll; the deal
+won with a monthly line and a supplier's line becomes one invoice from the quote's lines without the monthly one,
+one repeating schedule and one draft purchase order at unit cost; a flow the pair does not carry is named with the
+reason); a part payment shows on the deal after one poller run; the month's reconciliation downloads through its
+presigned link.
 """
 
 from __future__ import annotations
@@ -22,18 +26,29 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
 
 import httpx
 
+from closeloop import runtime
 from closeloop.models import CrmRef
 from closeloop.vendors import registry
-from closeloop_local.pairs import ACCOUNTING, CRMS, TITLES, UNPACED, Pair, running_pair
+from closeloop_local.pairs import ACCOUNTING, CRMS, EVERY_FLOW, TITLES, UNPACED, Pair, running_pair
 from closeloop_local.sandboxes import xero as xero_sandbox
-from closeloop_local.sandboxes.drivers import DealLine, SeenCustomer, SeenInvoice, SeenItem
+from closeloop_local.sandboxes.drivers import (
+    DealLine,
+    Line,
+    Recurring,
+    SeenCustomer,
+    SeenInvoice,
+    SeenItem,
+    SeenPurchaseOrder,
+    SeenQuote,
+    SeenSchedule,
+)
 
 DEFAULT_CRM = registry.DEFAULTS["crm"]
 DEFAULT_ACCOUNTING = registry.DEFAULTS["accounting"]
@@ -192,7 +207,8 @@ class Demo:
             else f"   FAILED: the {self.books_title} sandbox does not hold what it should (see above)."
         )
         catalogue = self.catalogue()
-        return self.deals(acme) and ok and catalogue
+        quoted = self.quote_to_cash(acme)
+        return self.deals(acme) and ok and catalogue and quoted
 
     def catalogue(self) -> bool:
         """A CRM product becomes one accounting item (code = SKU, its price), and a price change follows."""
@@ -227,6 +243,170 @@ class Demo:
             else f"   FAILED: expected one {self.books_title} item {sku} at {price}, then {changed} (see above)."
         )
         return ok
+
+    def quote_to_cash(self, company: CrmRef) -> bool:
+        """A quote approved in the CRM -> one accounting quote -> accepted there -> said on the CRM quote; the deal
+        won with a monthly line and a supplier's line -> one invoice (the quote's lines without the monthly one),
+        one repeating schedule, one purchase order at unit cost. A flow the pair does not carry is named, skipped."""
+        off = {
+            "quotes": runtime.quotes_off_reason(),
+            "repeating schedules": runtime.recurring_off_reason(),
+            "purchase orders": runtime.purchase_orders_off_reason(),
+        }
+        for what, reason in off.items():
+            if reason:
+                self.say(f"\n== Quote to cash: no {what} for this pair ({reason})")
+        quotes, schedules, orders = (not reason for reason in off.values())
+        if not (quotes or schedules or orders):
+            return True
+        self.pair.poll()  # the catch-up watermarks stand before the quote exists (HubSpot's quotes are polled)
+        lines = self.quoted_lines(schedules=schedules, orders=orders)
+        summary = " + ".join(
+            f"{li.quantity} x {li.name} at {li.unit_price}" + (" monthly for 12 months" if li.recurring else "")
+            for li in lines
+        )
+        quote: CrmRef | None = None
+        if quotes:
+            deal, quote = self.quote_accepted(company, lines, summary)
+            if quote is None:
+                return False
+        else:
+            deal = self.step(
+                f"The rep wins a deal for Acme in {self.crm_title}: {summary}",
+                lambda: self.crm.create_won_deal(company, lines, currency=self.books.currency),
+            )
+        ok = self.show_won(deal, lines, schedules=schedules, orders=orders)
+        if quote is not None:
+            ok = len(self.show_quotes(quote)) == 1 and ok
+        made_here = [
+            what
+            for what, carried in (("one invoice", True), ("one schedule", schedules), ("one purchase order", orders))
+            if carried
+        ]
+        self.say(
+            f"   OK: {'quote -> accepted -> ' if quotes else ''}won deal -> {', '.join(made_here)}."
+            if ok
+            else "   FAILED: quote to cash did not make what it should (see above)."
+        )
+        return ok
+
+    #: The supplier line's product: bought from this supplier at this unit cost.
+    SUPPLIER, UNIT_COST = "Router Wholesale Ltd", Decimal("45.50")
+
+    def quoted_lines(self, *, schedules: bool, orders: bool) -> list[DealLine]:
+        """A one-off line, a supplier's line (its product made in the CRM catalogue where purchase orders run) and a
+        monthly line for 12 months (where schedules run); their items in the accounting system."""
+        lines = [DealLine("Q2C-INSTALL", "Installation", Decimal(1), Decimal("250.00"))]
+        supplied = DealLine("Q2C-ROUTER", "Router", Decimal(2), Decimal("80.00"))
+        if orders:
+            product = self.step(
+                f"Sales adds product Router (SKU {supplied.sku}) bought from {self.SUPPLIER} at {self.UNIT_COST} "
+                f"to the {self.crm_title} catalogue",
+                lambda: self.crm.create_supplier_product(
+                    supplied.sku, supplied.name, Decimal("85.00"), cost=self.UNIT_COST, supplier=self.SUPPLIER
+                ),
+            )
+            supplied = DealLine(supplied.sku, supplied.name, supplied.quantity, supplied.unit_price, product=product)
+            self.show_items(supplied.sku)
+        lines.append(supplied)
+        if schedules:
+            support = Recurring("monthly", 12, datetime.now(UTC).date())
+            lines.append(DealLine("Q2C-SUPPORT", "Support", Decimal(1), Decimal("30.00"), recurring=support))
+        for line in lines:
+            self.books.seed_item(line.sku, line.name, line.unit_price)
+        return lines
+
+    def quote_accepted(self, company: CrmRef, lines: list[DealLine], summary: str) -> tuple[CrmRef, CrmRef | None]:
+        """The quoted deal, its quote approved (-> one accounting quote) and accepted, then won: (deal, quote); the
+        quote is None when the accounting quote is not there or the CRM quote does not say accepted."""
+        today = datetime.now(UTC).date()
+        quoted = self.step(
+            f"The rep quotes Acme in {self.crm_title} ({summary}); a manager approves the quote; the poller runs",
+            lambda: self.crm.create_quoted_deal(
+                company, lines, currency=self.books.currency, expires=today + timedelta(days=30)
+            ),
+        )
+        self.pair.poll()
+        self.pair.settle()
+        made = self.show_quotes(quoted.quote)
+        self.show_quote_fields(quoted.quote)
+        if len(made) != 1:
+            self.say(f"   FAILED: expected one {self.books_title} quote for the {self.crm_title} quote")
+            return quoted.deal, None
+
+        def accept() -> None:
+            self.books.accept_quote(made[0].id)
+            self.pair.poll()
+
+        self.step(f"Acme accepts quote {made[0].number} in {self.books_title}; the poller runs", accept)
+        if self.show_quote_fields(quoted.quote).get("closeloop_quote_status") != "ACCEPTED":
+            self.say(f"   FAILED: the {self.crm_title} quote does not say ACCEPTED")
+            return quoted.deal, None
+        self.step(f"The rep wins the deal in {self.crm_title}", lambda: self.crm.win_deal(quoted.deal))
+        return quoted.deal, quoted.quote
+
+    def show_won(self, deal: CrmRef, lines: list[DealLine], *, schedules: bool, orders: bool) -> bool:
+        """Print what the won deal made; whether it is one invoice of the one-off lines, one monthly schedule and
+        one purchase order of the supplier's line at unit cost (those the pair carries), with no failed sync."""
+        invoices = self.invoices_of(deal)
+        for invoice in invoices:
+            self.show_invoice(invoice)
+        one_offs = sorted((li.sku, li.quantity, li.unit_price) for li in lines if li.recurring is None)
+        ok = len(invoices) == 1 and sorted(line for line in invoices[0].lines if line[0]) == one_offs
+        key = f"{deal.crm}-deal-{deal.object_id}"
+        if schedules:
+            made_schedules = [s for s in self.books.schedules() if s.reference == f"{key}/monthly" and s.active]
+            for schedule in made_schedules:
+                self.show_schedule(schedule)
+            ok = ok and len(made_schedules) == 1
+        if orders:
+            made_orders = [o for o in self.books.purchase_orders() if o.reference.startswith(f"{key}-po-")]
+            for order in made_orders:
+                self.show_order(order)
+            supplied = next(li for li in lines if li.product is not None)
+            ok = ok and [list(o.lines) for o in made_orders] == [[(supplied.sku, supplied.quantity, self.UNIT_COST)]]
+        written = self.crm.deal_fields(deal)
+        shown = ("closeloop_invoice_number", "closeloop_schedule_ids", "closeloop_next_invoice_date",
+                 "closeloop_annual_value", "closeloop_purchase_orders")  # fmt: skip
+        self.say(
+            f"   {self.crm_title} deal now: "
+            + ", ".join(f"{k.removeprefix('closeloop_')}={written[k]}" for k in shown if k in written)
+        )
+        return ok and self.store.get_failed_sync(deal) is None
+
+    def show_quotes(self, quote: CrmRef) -> list[SeenQuote]:
+        key = f"{quote.crm}-quote-{quote.object_id}"
+        made = [q for q in self.books.quotes() if q.reference.split(" ")[0] == key]
+        for seen in made:
+            self.say(
+                f"   {self.books_title} quote {seen.number} ({seen.status}): total {seen.total}, "
+                f"reference '{seen.reference}', lines: {self.lines(seen.lines)}"
+            )
+        return made
+
+    def show_quote_fields(self, quote: CrmRef) -> Mapping[str, str]:
+        fields = self.crm.quote_fields(quote)
+        self.say(
+            f"   {self.crm_title} quote now: "
+            + ", ".join(f"{k.removeprefix('closeloop_')}={v}" for k, v in sorted(fields.items()))
+        )
+        return fields
+
+    def show_schedule(self, schedule: SeenSchedule) -> None:
+        self.say(
+            f"   {self.books_title} repeating schedule {schedule.id}: every {schedule.every}, "
+            f"reference '{schedule.reference}', lines: {self.lines(schedule.lines)}"
+        )
+
+    def show_order(self, order: SeenPurchaseOrder) -> None:
+        self.say(
+            f"   {self.books_title} purchase order {order.number} to {order.supplier} ({order.status}): "
+            f"total {order.total}, reference '{order.reference}', lines: {self.lines(order.lines)}"
+        )
+
+    @staticmethod
+    def lines(lines: tuple[Line, ...]) -> str:
+        return ", ".join(f"{code or '-'} {quantity:g} x {price}" for code, quantity, price in lines)
 
     def show_items(self, code: str) -> list[SeenItem]:
         items = [i for i in self.books.items() if i.code == code]
@@ -346,7 +526,8 @@ def main(args: argparse.Namespace) -> int:
     root = project_root()
     started = time.monotonic()
     port = getattr(args, "port", 0) or 0
-    with running_pair(crm, accounting, root, port=port, crm_oauth=bool(getattr(args, "crm_oauth", False))) as pair:
+    oauth = bool(getattr(args, "crm_oauth", False))
+    with running_pair(crm, accounting, root, port=port, crm_oauth=oauth, env=EVERY_FLOW) as pair:
         print(
             f"{TITLES[accounting]} sandbox {pair.books_url}, {TITLES[crm]} sandbox {pair.crm_url}", file=out, flush=True
         )

@@ -29,12 +29,19 @@ from closeloop_local.stack import LocalStack
 UNPACED = {"ACCOUNTING_RATE_LIMIT_PER_MINUTE": "100000"}
 #: ... and the pairs' accounting sandboxes take that much a minute (their other limits stay the vendors').
 FUNCTIONAL_MINUTE_LIMIT = 100_000
+#: ... and HubSpot that much in its ten-second window: a quote-to-cash step (quote, schedule and purchase order
+#: write-backs, the poller's catch-up of them) spends more than HubSpot's 100, and the tests' 10x function clock
+#: shortens the adapter's backoff below the window's real 10 s.
+FUNCTIONAL_TEN_SECOND_LIMIT = 10_000
+#: The demo's and the pair suite's stacks turn on every quote-to-cash flow a pair can carry (purchase orders
+#: are off by default in a deployment).
+EVERY_FLOW = {"PURCHASE_ORDERS": "true"}
 #: How the vendors spell themselves, for people reading the demo's output (their specs' titles).
 TITLES = {spec.name: spec.title for spec in registry.all_specs()}
 
 
 def _hubspot(oauth: bool) -> tuple[CrmDriver, SandboxServer, Callable[[], None]]:
-    sandbox, server = hubspot.serve()
+    sandbox, server = hubspot.serve(hubspot.HubSpotSandbox(ten_second_limit=FUNCTIONAL_TEN_SECOND_LIMIT))
     return hubspot.HubSpotDriver(sandbox, server.url, oauth=oauth), server, sandbox.close
 
 

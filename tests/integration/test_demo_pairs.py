@@ -31,24 +31,29 @@ def run_demo(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+#: The quote-to-cash flows (as the demo names them) each pair carries; the others it names with their reason.
+FLOWS = ("quotes", "repeating schedules", "purchase orders")
+
+
 @pytest.mark.parametrize(
-    ("crm", "accounting", "crm_title", "books_title"),
+    ("crm", "accounting", "crm_title", "books_title", "carried"),
     [
-        ("pipedrive", "quickbooks", "Pipedrive", "QuickBooks"),
-        ("sugarcrm", "zohobooks", "SugarCRM", "Zoho Books"),
+        ("pipedrive", "quickbooks", "Pipedrive", "QuickBooks", ()),
+        ("sugarcrm", "zohobooks", "SugarCRM", "Zoho Books", ()),
+        ("hubspot", "quickbooks", "HubSpot", "QuickBooks", ("quotes", "repeating schedules")),
     ],
 )
 def test_the_demo_plays_the_whole_loop_for_a_non_default_pair(
-    crm: str, accounting: str, crm_title: str, books_title: str
+    crm: str, accounting: str, crm_title: str, books_title: str, carried: tuple[str, ...]
 ) -> None:
     result = run_demo("--crm", crm, "--accounting", accounting)
     out = result.stdout
     assert result.returncode == 0, out + result.stderr[-4000:]
-    # The pair that was asked for, and nothing of the default pair
+    # The pair that was asked for, and nothing of the default pair it is not made of
     assert f"{books_title} sandbox http://127.0.0.1:" in out
     assert f"{crm_title} sandbox http://127.0.0.1:" in out
-    assert "HubSpot" not in out
-    assert "Xero" not in out
+    for default_title in ("HubSpot", "Xero"):
+        assert default_title in (crm_title, books_title) or default_title not in out
     # Company -> one customer, the existing one matched, redelivery and forgery change nothing
     assert re.search(rf"audit {crm}/company/\S+: matched \(matched by normalised name\)", out)
     assert re.search(rf"audit {crm}/company/\S+: updated fields: phone", out)
@@ -60,10 +65,32 @@ def test_the_demo_plays_the_whole_loop_for_a_non_default_pair(
     assert re.search(rf"{books_title} item DEMO-CAT-1: Demo widget, price 25.00", out)
     assert re.search(rf"{books_title} item DEMO-CAT-1: Demo widget, price 27.50", out)
     assert f"OK: one {books_title} item for the product; its price followed." in out
-    # Won deal -> one invoice -> part payment on the deal -> the month's report
-    assert len(re.findall(rf"{books_title} invoice \S+ \(\w+\): .*reference '{crm}-deal-", out)) == 2  # before, after
+    # Quote to cash: what the pair carries is made once and printed; what it does not is named with the reason
+    for flow in FLOWS:
+        off = re.search(rf"Quote to cash: no {flow} for this pair \((.+?) do(?:es)? not carry ", out)
+        assert (off is None) == (flow in carried), flow
+        if off is not None:
+            assert books_title in off.group(1) or crm_title in off.group(1)
+    if "quotes" in carried:
+        assert re.search(rf"{books_title} quote \S+ \(SENT\): total \S+, reference '{crm}-quote-\S+ ", out)
+        assert re.search(rf"{crm_title} quote now: .*quote_status=ACCEPTED", out)
+        assert re.search(rf"{books_title} quote \S+ \(INVOICED\)", out)
+    if "repeating schedules" in carried:
+        assert re.search(rf"{books_title} repeating schedule \S+: every 1 \w+, reference '{crm}-deal-\S+/monthly', "
+                         r"lines: Q2C-SUPPORT 1 x 30", out)  # fmt: skip
+        assert re.search(rf"{crm_title} deal now: invoice_number=\S+, schedule_ids=\S+", out)
+    if "purchase orders" in carried:
+        assert re.search(
+            rf"{books_title} purchase order \S+ to Router Wholesale Ltd \(\w+\): .* lines: Q2C-ROUTER 2", out
+        )
+    if carried:
+        assert "OK: quote -> accepted -> won deal -> one invoice" in out
+    # Won deal -> one invoice -> part payment on the deal -> the month's report (quote to cash's invoice first)
+    invoices = 3 if carried else 2  # (the quoted deal's,) before, after
+    assert len(re.findall(rf"{books_title} invoice \S+ \(\w+\): .*reference '{crm}-deal-", out)) == invoices
     assert re.search(rf"{crm_title} deal now: .*payment_status=partially_paid, amount_due=\S+, amount_paid=500", out)
-    assert "payment poller: 1 changed invoice(s), 1 deal(s) updated" in out
+    changed = 2 if carried else 1  # the quoted deal's invoice is changed in the poller's window too
+    assert f"payment poller: {changed} changed invoice(s), 1 deal(s) updated" in out
     assert "discrepancies: none" in out
     assert "the presigned link answered HTTP 200" in out
     saved = re.search(r"a copy is saved in (\S+\.xlsx)", out)

@@ -7,12 +7,13 @@ Each acts only through the drivers (a person in the CRM, finance in the accounti
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from closeloop import runtime
 from closeloop.models import CrmRef
 from closeloop_local.pairs import Pair
-from closeloop_local.sandboxes.drivers import DealLine, SeenItem
+from closeloop_local.sandboxes.drivers import DealLine, Recurring, SeenItem
 
 TODAY = datetime.now(UTC).date()
 LINES = (
@@ -133,4 +134,109 @@ def a_crm_product_becomes_one_item_and_a_won_deal_makes_a_missing_one_just_in_ti
     (invoice_id,) = invoices_of(pair, deal)
     (invoice,) = [i for i in pair.books.invoices() if i.id == invoice_id]
     assert [(code, q, p) for code, q, p in invoice.lines if code] == [("CAT-JIT", Decimal(2), Decimal("38.00"))]
+    assert pair.store.get_failed_sync(deal) is None
+
+
+def quote_to_cash_off(pair: Pair) -> dict[str, str]:
+    """Why each quote-to-cash flow is off for this pair ("" when it runs): quotes, schedules, purchase orders."""
+    return {
+        "quotes": runtime.quotes_off_reason(),
+        "schedules": runtime.recurring_off_reason(),
+        "purchase orders": runtime.purchase_orders_off_reason(),
+    }
+
+
+def a_quote_accepted_then_won_makes_one_invoice_one_schedule_and_one_purchase_order(pair: Pair) -> None:
+    """Quote -> accounting quote -> accepted -> status on the CRM quote; the deal won with a recurring line and
+    a supplier line -> one invoice (the quote's lines less the recurring one), one schedule, one purchase order
+    at unit cost; everything delivered again -> nothing new. Each flow the pair does not carry is left out
+    (the test skips when none is carried)."""
+    off = quote_to_cash_off(pair)
+    quotes, schedules, orders = (not off[k] for k in ("quotes", "schedules", "purchase orders"))
+    crm, books = pair.crm, pair.books
+    pair.poll()  # the catch-up watermarks stand before anything here exists (HubSpot finds quotes by polling)
+    one_off = DealLine("Q2C-ONE", "Installation", Decimal(1), Decimal("250.00"))
+    lines = [one_off]
+    supplied = DealLine("Q2C-SUP", "Supplied router", Decimal(2), Decimal("80.00"))
+    cost, supplier = Decimal("45.50"), "Router Wholesale Ltd"
+    if orders:
+        product = crm.create_supplier_product(
+            supplied.sku, supplied.name, Decimal("85.00"), cost=cost, supplier=supplier
+        )
+        supplied = DealLine(supplied.sku, supplied.name, supplied.quantity, supplied.unit_price, product=product)
+    lines.append(supplied)
+    if schedules:
+        lines.append(
+            DealLine(
+                "Q2C-REC", "Support, monthly", Decimal(1), Decimal("30.00"), recurring=Recurring("monthly", 12, TODAY)
+            )
+        )
+    for line in lines:
+        books.seed_item(line.sku, line.name, line.unit_price)
+    company = crm.create_company("Quote To Cash Ltd", email="ap@q2c.test", country="GB")
+    pair.settle()
+
+    # Given a deal quoted (an approved quote, found by the poll) and accepted in the accounting system
+    if quotes:
+        quoted = crm.create_quoted_deal(company, lines, currency=books.currency, expires=TODAY + timedelta(days=30))
+        deal = quoted.deal
+        pair.settle()
+        pair.poll()
+        pair.settle()
+        key = f"{quoted.quote.crm}-quote-{quoted.quote.object_id}"
+        (made,) = [q for q in books.quotes() if q.reference.split(" ")[0] == key]
+        assert sorted(made.lines) == sorted((li.sku, li.quantity, li.unit_price) for li in lines)
+        assert crm.quote_fields(quoted.quote).get("closeloop_quote_number") == made.number
+        assert pair.store.get_failed_sync(quoted.quote) is None
+        books.accept_quote(made.id)
+        pair.poll()
+        pair.settle()
+        # Then the CRM quote says accepted
+        assert crm.quote_fields(quoted.quote).get("closeloop_quote_status") == "ACCEPTED"
+        # When the deal is won
+        crm.win_deal(deal)
+    else:
+        deal = crm.create_won_deal(company, lines, currency=books.currency)
+    pair.settle()
+
+    # Then one invoice bills the quote's lines less the recurring one
+    def made_for_deal() -> tuple[list[str], list[str], list[str]]:
+        deal_key = f"{deal.crm}-deal-{deal.object_id}"
+        return (
+            invoices_of(pair, deal),
+            [s.id for s in books.schedules() if s.reference == f"{deal_key}/monthly" and s.active] if schedules else [],
+            [o.id for o in books.purchase_orders() if o.reference.startswith(f"{deal_key}-po-")] if orders else [],
+        )
+
+    invoice_ids, schedule_ids, order_ids = made_for_deal()
+    assert pair.store.get_failed_sync(deal) is None
+    (invoice,) = [i for i in books.invoices() if i.id in invoice_ids]
+    one_offs = [li for li in lines if li.recurring is None]
+    assert sorted((c, q, p) for c, q, p in invoice.lines if c) == sorted(
+        (li.sku, li.quantity, li.unit_price) for li in one_offs
+    )
+    written = crm.deal_fields(deal)
+    if schedules:
+        # And one monthly schedule bills the recurring line, named on the deal
+        (schedule_id,) = schedule_ids
+        (schedule,) = [s for s in books.schedules() if s.id == schedule_id]
+        assert [(c, q, p) for c, q, p in schedule.lines if c] == [("Q2C-REC", Decimal(1), Decimal("30.00"))]
+        assert written.get("closeloop_schedule_ids") == schedule_id
+    if orders:
+        # And one draft purchase order buys the supplier's line at unit cost, its number on the deal
+        (order_id,) = order_ids
+        (order,) = [o for o in books.purchase_orders() if o.id == order_id]
+        assert order.supplier == supplier
+        assert [(c, q, p) for c, q, p in order.lines if c] == [(supplied.sku, supplied.quantity, cost)]
+        assert written.get("closeloop_purchase_orders") == order.number
+    if quotes:
+        assert [q.id for q in books.quotes() if q.reference.split(" ")[0] == key] == [made.id]
+
+    # When the won deal is delivered again (the catch-up poll finds the deal, its quote and company changed)
+    pair.poll()
+    pair.settle()
+    # Then nothing new exists
+    assert made_for_deal() == (invoice_ids, schedule_ids, order_ids)
+    if quotes:
+        assert [q.id for q in books.quotes() if q.reference.split(" ")[0] == key] == [made.id]
     assert pair.store.get_failed_sync(deal) is None

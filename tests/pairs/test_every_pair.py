@@ -34,6 +34,13 @@ def test_a_crm_product_becomes_one_item_and_a_won_deal_makes_a_missing_one_just_
     scenarios.a_crm_product_becomes_one_item_and_a_won_deal_makes_a_missing_one_just_in_time(pair)
 
 
+def test_a_quote_accepted_then_won_makes_one_invoice_one_schedule_and_one_purchase_order(pair: Pair) -> None:
+    off = scenarios.quote_to_cash_off(pair)
+    if all(off.values()):
+        pytest.skip("; ".join(f"{flow}: {reason}" for flow, reason in off.items()))
+    scenarios.a_quote_accepted_then_won_makes_one_invoice_one_schedule_and_one_purchase_order(pair)
+
+
 def test_a_forged_webhook_is_refused_and_reaches_no_vendor(pair: Pair) -> None:
     before = (len(pair.crm.state.requests), len(pair.books.state.requests))
     for route in ("contacts", "deals"):

@@ -19,11 +19,22 @@ from closeloop_local.sandboxes.base import SandboxState
 
 
 @dataclass(frozen=True)
+class Recurring:
+    """A line's recurring billing terms: every ``frequency`` (canonical: ``monthly``, ``quarterly``,
+    ``annual``...) for ``periods`` periods, the first bill on ``start``."""
+
+    frequency: str
+    periods: int
+    start: date
+
+
+@dataclass(frozen=True)
 class DealLine:
     """A line item on a CRM deal: the SKU is the accounting item code (or mapped to one).
 
-    ``product``: the CRM product the line is made from (``create_product``'s ref); None lets the driver use
-    or make a product of its own where the CRM needs one for a line.
+    ``product``: the CRM product the line is made from (``create_product``'s or ``create_supplier_product``'s
+    ref); None lets the driver use or make a product of its own where the CRM needs one for a line.
+    ``recurring``: the line bills on a schedule (None: a one-off line).
     """
 
     sku: str
@@ -31,6 +42,7 @@ class DealLine:
     quantity: Decimal
     unit_price: Decimal
     product: CrmRef | None = None
+    recurring: Recurring | None = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +80,67 @@ class SeenItem:
     name: str
     unit_price: Decimal | None
     unit_cost: Decimal | None = None
+
+
+# -- quote to cash (issue 12): what the drivers show of quotes, schedules and purchase orders --------------
+#: (item code, quantity, unit price), as SeenInvoice.lines
+Line = tuple[str, Decimal, Decimal]
+
+
+@dataclass(frozen=True)
+class QuotedDeal:
+    """An open CRM deal and the approved quote made from its lines (the deal itself where the CRM has no
+    quotes and the deal stands in for one)."""
+
+    deal: CrmRef
+    quote: CrmRef
+
+
+@dataclass(frozen=True)
+class SeenQuote:
+    """An accounting quote (estimate) as the sandbox holds it; ``status`` canonical (DRAFT, SENT, ACCEPTED,
+    DECLINED, EXPIRED, INVOICED, DELETED); ``reference`` is Closeloop's (``<crm>-quote-<id> <title>``)."""
+
+    id: str
+    number: str
+    reference: str
+    status: str
+    total: Decimal
+    lines: tuple[Line, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class SeenSchedule:
+    """A repeating invoice schedule (template) as the sandbox holds it; ``every`` in the vendor's words
+    (``1 MONTHLY``); ``reference`` is Closeloop's (``<crm>-deal-<id>/<frequency>``)."""
+
+    id: str
+    reference: str
+    every: str
+    active: bool
+    lines: tuple[Line, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class SeenPurchaseOrder:
+    """A purchase order as the sandbox holds it (``supplier``: its supplier contact's name; ``reference``
+    Closeloop's ``<crm>-deal-<id>-po-<supplier>``)."""
+
+    id: str
+    number: str
+    reference: str
+    supplier: str
+    status: str
+    total: Decimal
+    lines: tuple[Line, ...] = field(default=())
+
+
+def not_carried(vendor: str, what: str) -> NotImplementedError:
+    """The error a driver raises for a quote-to-cash action its sandbox (or this driver) does not carry yet."""
+    return NotImplementedError(f"the {vendor} sandbox driver does not implement {what} yet")
+
+
+# -- end of quote to cash --------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -134,6 +207,27 @@ class CrmDriver(Protocol):
         """Closeloop's financial summary on the company (``closeloop_outstanding``...)."""
         ...
 
+    # -- quote to cash (issue 12): a driver whose CRM lacks one raises ``not_carried`` naming its vendor --
+
+    def create_supplier_product(self, sku: str, name: str, price: Decimal, *, cost: Decimal, supplier: str) -> CrmRef:
+        """A catalogue product bought from ``supplier`` (its name, in the product's supplier field that
+        ``closeloop setup`` makes) at unit ``cost``."""
+        ...
+
+    def create_quoted_deal(
+        self, company: CrmRef, lines: Sequence[DealLine], *, currency: str, expires: date
+    ) -> QuotedDeal:
+        """An open deal with ``lines`` and a quote made from them (same lines, recurring terms and products;
+        expiring on ``expires``), approved for sending as a sales manager does."""
+        ...
+
+    def win_deal(self, deal: CrmRef) -> None:
+        """Move an open deal to the won stage."""
+
+    def quote_fields(self, quote: CrmRef) -> Mapping[str, str]:
+        """Closeloop's write-back values on the quote (``closeloop_quote_number``, ``closeloop_quote_status``)."""
+        ...
+
 
 class AccountingDriver(Protocol):
     """An accounting sandbox, driven as finance would."""
@@ -169,3 +263,20 @@ class AccountingDriver(Protocol):
 
     def approve_and_pay(self, invoice_id: str, amount: Decimal, on: date) -> None:
         """Approve (authorise) the invoice if it is a draft, then record a payment of ``amount``."""
+
+    # -- quote to cash (issue 12): a driver whose system lacks one raises ``not_carried`` naming its vendor --
+
+    def quotes(self) -> list[SeenQuote]:
+        """Every quote (estimate), deleted ones too."""
+        ...
+
+    def accept_quote(self, quote_id: str) -> None:
+        """The customer accepts the quote; finance marks it so (the system's change time moves, as any edit)."""
+
+    def schedules(self) -> list[SeenSchedule]:
+        """Every repeating invoice schedule, ended ones too."""
+        ...
+
+    def purchase_orders(self) -> list[SeenPurchaseOrder]:
+        """Every purchase order."""
+        ...

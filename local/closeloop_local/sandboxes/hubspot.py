@@ -67,7 +67,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
@@ -80,7 +80,7 @@ from werkzeug.wrappers import Request, Response
 from closeloop.models import CrmRef
 from closeloop_local.sandboxes import outbound
 from closeloop_local.sandboxes.base import Handler, Router, SandboxApp, SandboxServer, SandboxState, json_response
-from closeloop_local.sandboxes.drivers import DealLine, SentWebhook
+from closeloop_local.sandboxes.drivers import DealLine, QuotedDeal, SentWebhook, not_carried
 from closeloop_local.sandboxes.limits import WindowAndDay
 
 __all__ = [
@@ -2483,6 +2483,7 @@ class HubSpotDriver:
         self.oauth = oauth
         self.state = sandbox.state
         self._has_tax_property = False
+        self._made_properties: set[str] = set()  # properties made by _ensure_property (quote to cash)
 
     def environment(self, base_url: str) -> dict[str, str]:
         common = {
@@ -2627,3 +2628,111 @@ class HubSpotDriver:
 
     def customer_fields(self, ref: CrmRef) -> dict[str, str]:
         return self._closeloop_properties("companies" if ref.object_type == "company" else "contacts", ref.object_id)
+
+    # -- quote to cash (issue 12): supplier products, quotes made from a deal, recurring lines -----------------
+
+    #: Canonical frequency -> HubSpot's ``recurringbillingfrequency`` option and its months (0: weekly terms).
+    BILLING_FREQUENCIES: ClassVar[dict[str, tuple[str, int]]] = {
+        "weekly": ("weekly", 0),
+        "monthly": ("monthly", 1),
+        "quarterly": ("quarterly", 3),
+        "semi_annual": ("per_six_months", 6),
+        "annual": ("annually", 12),
+    }
+
+    def create_supplier_product(self, sku: str, name: str, price: Decimal, *, cost: Decimal, supplier: str) -> CrmRef:
+        """The product with ``hs_cost_of_goods_sold`` and ``closeloop_supplier`` (the property ``closeloop
+        setup`` makes; the driver makes it once, as the stack runs no setup)."""
+        self._ensure_property("products", "closeloop_supplier", "Supplier", "productinformation")
+        properties = {"name": name, "hs_sku": sku, "price": str(price), "hs_cost_of_goods_sold": str(cost),
+                      "closeloop_supplier": supplier}  # fmt: skip
+        product = self.sandbox.create_object("products", properties)
+        return CrmRef(crm=self.name, object_type="product", object_id=str(product["id"]))
+
+    def create_quoted_deal(
+        self, company: CrmRef, lines: Sequence[DealLine], *, currency: str, expires: date
+    ) -> QuotedDeal:
+        """The deal (open) with its line items, then a quote with copies of them, as HubSpot makes a quote
+        from a deal (a quote has line items of its own), associated with the deal and the company; DRAFT,
+        then APPROVED. HubSpot sends no quote webhooks: the poller's catch-up scan finds it."""
+        deal = self._open_deal(company, lines, currency)
+        quote = self.sandbox.create_object(
+            "quotes",
+            {
+                "hs_title": f"Quote for deal {deal}",
+                "hs_status": "DRAFT",
+                "hs_expiration_date": expires.isoformat(),
+                "hs_currency": currency,
+            },  # fmt: skip
+            associations=[{"to_type": "deals", "to_id": deal}, {"to_type": "companies", "to_id": company.object_id}],
+        )
+        for line in lines:
+            self.sandbox.create_object(
+                "line_items", self._line_properties(line), associations=[{"to_type": "quotes", "to_id": quote["id"]}]
+            )
+        self.sandbox.update_object("quotes", quote["id"], {"hs_status": "APPROVED"})
+        return QuotedDeal(
+            deal=CrmRef(crm=self.name, object_type="deal", object_id=str(deal)),
+            quote=CrmRef(crm=self.name, object_type="quote", object_id=str(quote["id"])),
+        )
+
+    def win_deal(self, deal: CrmRef) -> None:
+        self.sandbox.update_object("deals", deal.object_id, {"dealstage": "closedwon"})
+
+    def quote_fields(self, quote: CrmRef) -> dict[str, str]:
+        return self._closeloop_properties("quotes", quote.object_id)
+
+    def _open_deal(self, company: CrmRef, lines: Sequence[DealLine], currency: str) -> str:
+        """The deal's amount is its one-off lines' (as tests/e2e/test_recurring_loop.py's deal): what its one-off
+        invoice bills, which the month's reconciliation compares it with."""
+        amount = sum((line.quantity * line.unit_price for line in lines if line.recurring is None), Decimal(0))
+        deal = self.sandbox.create_object(
+            "deals",
+            {
+                "dealname": f"Deal for company {company.object_id}",
+                "amount": str(amount),
+                "dealstage": "contractsent",
+                "pipeline": "default",
+                "deal_currency_code": currency,
+                "closedate": datetime.now(UTC).date().isoformat(),
+            },  # fmt: skip
+            associations=[{"to_type": "companies", "to_id": company.object_id, "primary": True}],
+        )
+        for line in lines:
+            self.sandbox.create_object(
+                "line_items", self._line_properties(line), associations=[{"to_type": "deals", "to_id": deal["id"]}]
+            )
+        return str(deal["id"])
+
+    def _line_properties(self, line: DealLine) -> dict[str, str]:
+        """A line item's properties: the product it is made from, and its recurring terms (the line items
+        guide: ``recurringbillingfrequency``, the term ``hs_recurring_billing_period`` as ISO-8601 ``PnM`` or
+        ``PnW``, ``hs_recurring_billing_start_date``)."""
+        properties = {"name": line.name, "hs_sku": line.sku, "quantity": str(line.quantity),
+                      "price": str(line.unit_price)}  # fmt: skip
+        if line.product is not None:
+            properties["hs_product_id"] = line.product.object_id
+        if line.recurring is not None:
+            terms = line.recurring
+            if terms.frequency not in self.BILLING_FREQUENCIES:
+                raise not_carried("HubSpot", f"a {terms.frequency} recurring line")
+            option, months = self.BILLING_FREQUENCIES[terms.frequency]
+            period = f"P{terms.periods}W" if months == 0 else f"P{terms.periods * months}M"
+            properties |= {"recurringbillingfrequency": option, "hs_recurring_billing_period": period,
+                           "hs_recurring_billing_start_date": terms.start.isoformat()}  # fmt: skip
+        return properties
+
+    def _ensure_property(self, object_type: str, name: str, label: str, group: str) -> None:
+        if name in self._made_properties:
+            return
+        response = httpx.post(
+            f"{self.base_url}/crm/v3/properties/{object_type}",
+            json={"name": name, "label": label, "type": "string", "fieldType": "text", "groupName": group},
+            headers={"Authorization": f"Bearer {self.sandbox.access_token}"},
+            timeout=10,
+        )
+        if response.status_code not in (201, 409):
+            response.raise_for_status()
+        self._made_properties.add(name)
+
+    # -- end of quote to cash --------------------------------------------------------------------------------

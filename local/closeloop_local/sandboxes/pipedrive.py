@@ -70,7 +70,7 @@ from werkzeug.wrappers import Request, Response
 from closeloop.models import CrmRef
 from closeloop_local.sandboxes import outbound
 from closeloop_local.sandboxes.base import Router, SandboxApp, SandboxServer, SandboxState
-from closeloop_local.sandboxes.drivers import DealLine, SentWebhook
+from closeloop_local.sandboxes.drivers import DealLine, QuotedDeal, SentWebhook, not_carried
 from closeloop_local.sandboxes.limits import WindowAndDay
 
 __all__ = ["PipedriveDriver", "PipedriveSandbox", "serve"]
@@ -1451,6 +1451,24 @@ class PipedriveDriver:
         entity = "organization" if ref.object_type == "company" else "person"
         values = self.sandbox.custom_values(entity, ref.object_id)
         return {k: v for k, v in values.items() if k.startswith("closeloop_")}
+
+    # -- quote to cash (issue 12): not in this driver yet; the helper adding Pipedrive's flows implements these --
+
+    def create_supplier_product(self, sku: str, name: str, price: Decimal, *, cost: Decimal, supplier: str) -> CrmRef:
+        raise not_carried("Pipedrive", "supplier products (create_supplier_product)")
+
+    def create_quoted_deal(
+        self, company: CrmRef, lines: Sequence[DealLine], *, currency: str, expires: date
+    ) -> QuotedDeal:
+        raise not_carried("Pipedrive", "quotes (create_quoted_deal)")
+
+    def win_deal(self, deal: CrmRef) -> None:
+        raise not_carried("Pipedrive", "winning an open deal (win_deal)")
+
+    def quote_fields(self, quote: CrmRef) -> Mapping[str, str]:
+        raise not_carried("Pipedrive", "quote write-back reads (quote_fields)")
+
+    # -- end of quote to cash --------------------------------------------------------------------------------
 
 
 def serve(sandbox: PipedriveSandbox | None = None, port: int = 0) -> tuple[PipedriveSandbox, SandboxServer]:

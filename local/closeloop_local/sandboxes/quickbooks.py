@@ -78,7 +78,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from werkzeug.routing import BaseConverter, Map
 from werkzeug.wrappers import Request, Response
@@ -92,7 +92,17 @@ from closeloop_local.sandboxes.base import (
     WireEncoder,
     plain_json,
 )
-from closeloop_local.sandboxes.drivers import SeenCustomer, SeenInvoice, SeenItem, SentWebhook
+from closeloop_local.sandboxes.drivers import (
+    Line,
+    SeenCustomer,
+    SeenInvoice,
+    SeenItem,
+    SeenPurchaseOrder,
+    SeenQuote,
+    SeenSchedule,
+    SentWebhook,
+    not_carried,
+)
 from closeloop_local.sandboxes.limits import InFlight, RollingWindow
 from closeloop_local.sandboxes.replays import IdempotencyCache
 from closeloop_local.sandboxes.schedules import Recurrence, Unit
@@ -2271,6 +2281,76 @@ class QuickBooksDriver:
     def run_recurring(self, on: date | None = None) -> list[str]:
         """QuickBooks' daily run of the recurring templates up to ``on``: the ids of the invoices it made."""
         return [str(row["Id"]) for row in self.sandbox.run_recurring(on)]
+
+    # -- quote to cash (issue 12): Estimates, RecurringTransactions (no PurchaseOrder in this sandbox yet) ----
+
+    #: Finance.xsd QboEstimateStatusEnum -> the canonical quote status (QBO has no draft and no expiry state).
+    ESTIMATE_STATUSES: ClassVar[dict[str, str]] = {
+        "Pending": "SENT",
+        "Accepted": "ACCEPTED",
+        "Rejected": "DECLINED",
+        "Closed": "INVOICED",
+        "Converted": "INVOICED",
+    }
+
+    def quotes(self) -> list[SeenQuote]:
+        """Every estimate; its reference is the PrivateNote's first line (where Closeloop writes it)."""
+        codes = self._item_codes()
+        return [
+            SeenQuote(
+                id=str(row["Id"]),
+                number=str(row.get("DocNumber") or ""),
+                reference=str(row.get("PrivateNote") or "").split("\n")[0],
+                status=self.ESTIMATE_STATUSES.get(str(row.get("TxnStatus") or "Pending"), str(row.get("TxnStatus"))),
+                total=Decimal(str(row.get("TotalAmt") or 0)),
+                lines=_sales_lines(row, codes),
+            )
+            for row in self.sandbox.rows("Estimate")
+        ]
+
+    def accept_quote(self, quote_id: str) -> None:
+        """The customer accepted: finance sets the estimate's status to Accepted in the UI."""
+        self.sandbox.edit("Estimate", quote_id, TxnStatus="Accepted")
+
+    def schedules(self) -> list[SeenSchedule]:
+        """Every recurring template (an Invoice with RecurringInfo); its reference is RecurringInfo.Name."""
+        codes = self._item_codes()
+        out: list[SeenSchedule] = []
+        for rendered in self.sandbox.recurring_templates():
+            row = next(iter(rendered.values()))
+            info = row.get("RecurringInfo") or {}
+            schedule = info.get("ScheduleInfo") or {}
+            out.append(
+                SeenSchedule(
+                    id=str(row["Id"]),
+                    reference=str(info.get("Name") or ""),
+                    every=f"{schedule.get('NumInterval', '')} {schedule.get('IntervalType', '')}",
+                    active=info.get("Active") is not False,
+                    lines=_sales_lines(row, codes),
+                )
+            )
+        return out
+
+    def purchase_orders(self) -> list[SeenPurchaseOrder]:
+        raise not_carried("QuickBooks", "purchase orders (the sandbox has no PurchaseOrder entity)")
+
+    def _item_codes(self) -> dict[str, str]:
+        return {str(item["Id"]): _item_code(item) for item in self.sandbox.rows("Item")}
+
+
+def _sales_lines(row: Mapping[str, Any], codes: Mapping[str, str]) -> tuple[Line, ...]:
+    """A sales form's item lines as (item code, quantity, unit price)."""
+    out: list[Line] = []
+    for line in row.get("Line") or []:
+        if line.get("DetailType") != "SalesItemLineDetail":
+            continue
+        detail = line["SalesItemLineDetail"]
+        code = codes.get(_ref_value(detail["ItemRef"]), str(detail["ItemRef"].get("name", "")))
+        out.append((code, Decimal(str(detail.get("Qty", 0))), Decimal(str(detail.get("UnitPrice", 0)))))
+    return tuple(out)
+
+
+# -- end of quote to cash --------------------------------------------------------------------------------
 
 
 def serve(sandbox: QuickBooksSandbox | None = None, port: int = 0) -> tuple[QuickBooksSandbox, SandboxServer]:

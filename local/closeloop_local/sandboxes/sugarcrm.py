@@ -81,7 +81,7 @@ from werkzeug.wrappers import Request, Response
 from closeloop.models import DEAL_SYNC_FIELDS, QUOTE_SYNC_FIELDS, CrmRef
 from closeloop_local.sandboxes import outbound
 from closeloop_local.sandboxes.base import Handler, Router, SandboxApp, SandboxServer, SandboxState, json_response
-from closeloop_local.sandboxes.drivers import DealLine, SentWebhook
+from closeloop_local.sandboxes.drivers import DealLine, QuotedDeal, SentWebhook, not_carried
 from closeloop_local.sandboxes.limits import RollingWindow
 
 __all__ = ["SugarCrmDriver", "SugarSandbox", "serve"]
@@ -1261,6 +1261,24 @@ class SugarCrmDriver:
             for name, value in record.items()
             if name.startswith("closeloop_") and name.endswith("_c") and value is not None
         }
+
+    # -- quote to cash (issue 12): not in this driver yet; the helper adding SugarCRM's flows implements these --
+
+    def create_supplier_product(self, sku: str, name: str, price: Decimal, *, cost: Decimal, supplier: str) -> CrmRef:
+        raise not_carried("SugarCRM", "supplier products (create_supplier_product)")
+
+    def create_quoted_deal(
+        self, company: CrmRef, lines: Sequence[DealLine], *, currency: str, expires: date
+    ) -> QuotedDeal:
+        raise not_carried("SugarCRM", "quotes (create_quoted_deal)")
+
+    def win_deal(self, deal: CrmRef) -> None:
+        raise not_carried("SugarCRM", "winning an open deal (win_deal)")
+
+    def quote_fields(self, quote: CrmRef) -> Mapping[str, str]:
+        raise not_carried("SugarCRM", "quote write-back reads (quote_fields)")
+
+    # -- end of quote to cash --------------------------------------------------------------------------------
 
 
 def serve(sandbox: SugarSandbox | None = None, port: int = 0) -> tuple[SugarSandbox, SandboxServer]:

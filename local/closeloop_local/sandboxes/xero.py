@@ -59,7 +59,16 @@ from closeloop_local.sandboxes.base import (
     json_response,
     plain_json,
 )
-from closeloop_local.sandboxes.drivers import SeenCustomer, SeenInvoice, SeenItem, SentWebhook
+from closeloop_local.sandboxes.drivers import (
+    Line,
+    SeenCustomer,
+    SeenInvoice,
+    SeenItem,
+    SeenPurchaseOrder,
+    SeenQuote,
+    SeenSchedule,
+    SentWebhook,
+)
 from closeloop_local.sandboxes.limits import InFlight, RollingWindow
 from closeloop_local.sandboxes.replays import IdempotencyCache
 
@@ -2662,6 +2671,11 @@ class XeroSandbox(AccountingSandbox):
     def _render_purchase_order(self, rec: Record) -> Row:
         return self._purchase_order_view(rec.data, rec.data["PurchaseOrderID"], rec)
 
+    def purchase_orders(self) -> list[Row]:
+        """Every stored purchase order as getPurchaseOrders renders it, oldest first; money stays Decimal."""
+        with self.state.lock:
+            return [self._render_purchase_order(rec) for rec in self._sorted(self.purchase_orders_by_id)]
+
     def _get_purchase_orders(self, request: Request) -> Row:
         """``GET /PurchaseOrders``: Status, DateFrom, DateTo (the order's Date), If-Modified-Since, order and
         page/pageSize (getPurchaseOrders publishes no ``where``); lines come back on every row."""
@@ -3644,10 +3658,6 @@ class XeroDriver:
         """Finance authorises the invoice and records the payment, through an app connection of its own."""
         finance_approve_and_pay(self.sandbox, self.base_url, invoice_id, str(amount), on.isoformat())
 
-    def quotes(self) -> list[Row]:
-        """Every quote in the organisation (deleted ones too), with its lines."""
-        return self.sandbox.quotes()
-
     def set_quote_status(self, quote_id: str, status: str) -> None:
         """Finance marks a quote (e.g. ACCEPTED, as the customer answered), through an app connection of its
         own: ``POST /Quotes/{QuoteID}`` with the Contact and Date Xero's quote updates carry, and the status."""
@@ -3664,3 +3674,59 @@ class XeroDriver:
     def generate_scheduled_invoices(self, through: date | None = None) -> list[str]:
         """Xero's overnight run: every live repeating template makes the invoices due by ``through`` (today)."""
         return self.sandbox.generate_repeating_invoices(through)
+
+    # -- quote to cash (issue 12): Quotes, RepeatingInvoices, PurchaseOrders --------------------------------
+
+    def quotes(self) -> list[SeenQuote]:
+        """Every quote in the organisation (deleted ones too), with its lines."""
+        return [
+            SeenQuote(
+                id=str(q["QuoteID"]),
+                number=str(q.get("QuoteNumber") or ""),
+                reference=str(q.get("Reference") or ""),
+                status=str(q.get("Status") or ""),
+                total=_dec(q.get("Total")),
+                lines=_seen_lines(q),
+            )
+            for q in self.sandbox.quotes()
+        ]
+
+    def accept_quote(self, quote_id: str) -> None:
+        self.set_quote_status(quote_id, "ACCEPTED")
+
+    def schedules(self) -> list[SeenSchedule]:
+        return [
+            SeenSchedule(
+                id=str(r["RepeatingInvoiceID"]),
+                reference=str(r.get("Reference") or ""),
+                every=f"{(r.get('Schedule') or {}).get('Period', '')} {(r.get('Schedule') or {}).get('Unit', '')}",
+                active=r.get("Status") != "DELETED",
+                lines=_seen_lines(r),
+            )
+            for r in self.sandbox.repeating_invoices()
+        ]
+
+    def purchase_orders(self) -> list[SeenPurchaseOrder]:
+        names = {str(c["ContactID"]): str(c.get("Name") or "") for c in self.sandbox.contacts()}
+        return [
+            SeenPurchaseOrder(
+                id=str(po["PurchaseOrderID"]),
+                number=str(po.get("PurchaseOrderNumber") or ""),
+                reference=str(po.get("Reference") or ""),
+                supplier=names.get(str((po.get("Contact") or {}).get("ContactID") or ""), ""),
+                status=str(po.get("Status") or ""),
+                total=_dec(po.get("Total")),
+                lines=_seen_lines(po),
+            )
+            for po in self.sandbox.purchase_orders()
+        ]
+
+
+def _seen_lines(row: Row) -> tuple[Line, ...]:
+    return tuple(
+        (str(li.get("ItemCode") or ""), _dec(li.get("Quantity")), _dec(li.get("UnitAmount")))
+        for li in row.get("LineItems") or []
+    )
+
+
+# -- end of quote to cash --------------------------------------------------------------------------------

@@ -77,7 +77,15 @@ from werkzeug.wrappers import Request, Response
 
 from closeloop.vendors.zohobooks.mapping import INVOICE_STATUSES
 from closeloop_local.sandboxes.base import AccountingSandbox, Router, SandboxServer, plain_json
-from closeloop_local.sandboxes.drivers import SeenCustomer, SeenInvoice, SeenItem
+from closeloop_local.sandboxes.drivers import (
+    Line,
+    SeenCustomer,
+    SeenInvoice,
+    SeenItem,
+    SeenPurchaseOrder,
+    SeenQuote,
+    SeenSchedule,
+)
 from closeloop_local.sandboxes.limits import WindowAndDay
 from closeloop_local.sandboxes.schedules import Recurrence, Unit
 
@@ -2028,6 +2036,64 @@ class ZohoBooksDriver:
             for c in self.sandbox.contacts()
             if c["contact_type"] == "vendor"
         ]
+
+    # -- quote to cash (issue 12): estimates, recurring invoices, purchase orders ----------------------------
+
+    def quotes(self) -> list[SeenQuote]:
+        """Every estimate; its status is Zoho's in capitals (draft, sent, accepted, declined, expired, invoiced
+        are the canonical ones)."""
+        return [
+            SeenQuote(
+                id=str(e["estimate_id"]),
+                number=str(e.get("estimate_number") or ""),
+                reference=str(e.get("reference_number") or ""),
+                status=str(e.get("status") or "").upper(),
+                total=Decimal(str(e.get("total") or 0)),
+                lines=_seen_lines(e),
+            )
+            for e in self.sandbox.estimates()
+        ]
+
+    def accept_quote(self, quote_id: str) -> None:
+        """The customer accepted: finance marks the estimate accepted."""
+        self.sandbox.move_estimate(quote_id, "accepted")
+
+    def schedules(self) -> list[SeenSchedule]:
+        """Every recurring invoice; stopped or expired ones are not active."""
+        return [
+            SeenSchedule(
+                id=str(r["recurring_invoice_id"]),
+                reference=str(r.get("reference_number") or ""),
+                every=f"{r.get('repeat_every', '')} {r.get('recurrence_frequency', '')}",
+                active=r.get("status") == "active",
+                lines=_seen_lines(r),
+            )
+            for r in self.sandbox.recurring_invoices()
+        ]
+
+    def purchase_orders(self) -> list[SeenPurchaseOrder]:
+        return [
+            SeenPurchaseOrder(
+                id=str(po["purchaseorder_id"]),
+                number=str(po.get("purchaseorder_number") or ""),
+                reference=str(po.get("reference_number") or ""),
+                supplier=str(po.get("vendor_name") or ""),
+                status=str(po.get("status") or "").upper(),
+                total=Decimal(str(po.get("total") or 0)),
+                lines=_seen_lines(po),
+            )
+            for po in self.sandbox.purchase_orders()
+        ]
+
+
+def _seen_lines(row: Row) -> tuple[Line, ...]:
+    return tuple(
+        (str(li.get("sku") or ""), Decimal(str(li.get("quantity") or 0)), Decimal(str(li.get("rate") or 0)))
+        for li in row.get("line_items") or []
+    )
+
+
+# -- end of quote to cash --------------------------------------------------------------------------------
 
 
 def serve(sandbox: ZohoBooksSandbox | None = None, port: int = 0) -> tuple[ZohoBooksSandbox, SandboxServer]:
