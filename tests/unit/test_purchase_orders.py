@@ -169,11 +169,12 @@ def test_a_supplier_product_without_a_cost_fails_the_deal_naming_it_and_creates_
     sync, crm, books, store = stand_up(deal(crate, ANVIL))
     crm.products["p1"] = crm.products["p1"].model_copy(update={"unit_cost": None})
     outcome = sync.sync(DEAL, events_for(DEAL))
-    # Then the deal fails naming the product, and neither supplier nor any purchase order was made
+    # Then the deal fails naming the product, and nothing was made: no supplier, no purchase order, and not
+    # the invoice either (the supplier lines are checked before it)
     assert outcome.action == "failed"
     failure = store.get_failed_sync(DEAL)
     assert failure is not None and "'Anvil'" in failure.reason and "no unit cost" in failure.reason
-    assert books.suppliers == {} and books.purchase_orders == {}
+    assert books.suppliers == {} and books.purchase_orders == {} and books.invoices == {}
     # When the cost is set and the deal is replayed, both purchase orders are made
     crm.products["p1"] = crm.products["p1"].model_copy(update={"unit_cost": Decimal(40)})
     sync.sync(DEAL, events_for(DEAL))

@@ -128,7 +128,11 @@ class PurchaseOrderFlow:
         return deal
 
     def off_invoice(self, deal: Deal) -> frozenset[str]:
-        """Supplier lines are sold to the customer too: every line stays on the invoice."""
+        """Supplier lines are sold to the customer too: every line stays on the invoice. Asked before the
+        invoice is made, so the supplier lines are validated here: a supplier product without a cost (or
+        any other reason no purchase order can be made) fails the deal before anything, the invoice
+        included, is created. Raises ValidationFailed naming every problem."""
+        self._groups(deal)
         return frozenset()
 
     def follow(self, deal: Deal, customer_id: str, event: SyncEvent | None) -> None:
