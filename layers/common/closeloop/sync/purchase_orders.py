@@ -3,9 +3,10 @@
 A ``WonDealFlow`` (see ``closeloop.sync.invoices``): after the deal's invoice (supplier lines stay on it: a
 purchase order is the purchase side), the deal's lines are grouped by their CRM product's supplier (the
 product's ``supplier``, compared by normalised name). Lines without a product, or whose product names no
-supplier, are not bought from anyone. Every group is validated before anything is created: a supplier
-product without a unit cost, mixed currencies, or an item code the accounting system does not know is a
-failed sync of the deal naming it, and nothing is created.
+supplier, are not bought from anyone. Every group is validated before anything is created, the deal's
+invoice included (``off_invoice`` is asked before the invoice is made): a supplier product without a unit
+cost, mixed currencies, or an item code the accounting system does not know is a failed sync of the deal
+naming it, and nothing is created.
 
 Per deal and supplier, under the deal's lease (DealSync holds it around every flow):
 1. the stored mapping (system ``<accounting>#po#<digest of the supplier>``) -> the purchase order is known;
