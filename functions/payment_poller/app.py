@@ -28,7 +28,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
         result = runtime.payment_poller().run()
         summary = asdict(result) | {"status_changes": len(result.status_changes), "watermark": str(result.watermark)}
-        logger.info("payments polled", extra=summary)
+        (logger.warning if result.deferred else logger.info)("payments polled", extra=summary)
     finally:
         # Each catch-up runs even when the other raised; the first failure is raised after both ran.
         failures: list[Exception] = []
@@ -44,7 +44,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
                 failures.append(exc)
                 continue
             summary[name] = {"queued": caught.queued, "watermark": str(caught.watermark), "complete": caught.complete}
-            logger.info("changes caught up", extra={"source": name, **summary[name]})
+            if caught.deferred:  # a 429: the next run reads the rest
+                summary[name]["deferred"] = caught.deferred
+            (logger.warning if caught.deferred else logger.info)(
+                "changes caught up", extra={"source": name, **summary[name]}
+            )
         if failures:
             raise failures[0]
     return summary

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from closeloop.errors import Unavailable, ValidationFailed
+from closeloop.errors import IntegrationError, RateLimited, Unavailable, ValidationFailed
 from closeloop.models import CrmRef, Customer, SyncEvent, WorkMessage
 from closeloop.rules import FieldRules
 from closeloop.sync.accounting_changes import AccountingChangeSync
@@ -89,16 +89,22 @@ def test_a_run_cut_short_moves_the_watermark_only_as_far_as_it_read() -> None:
 
 
 class FailingFeedCrm(ChangingCrm):
-    """A CRM whose change feed breaks (retriably) after ``good`` changes."""
+    """A CRM whose change feed breaks (retriably: ``error``) after ``good`` changes."""
 
-    def __init__(self, changes: list[SyncEvent], good: int) -> None:
+    def __init__(
+        self,
+        changes: list[SyncEvent],
+        good: int,
+        error: IntegrationError | None = None,
+    ) -> None:
         super().__init__(changes)
         self.good = good
+        self.error = error or Unavailable("feed down", vendor="crm", status=503)
 
     def iter_changes_since(self, since: datetime) -> Iterator[SyncEvent]:
         self.asked.append(since)
         yield from self.changes[: self.good]
-        raise Unavailable("feed down", vendor="crm", status=503)
+        raise self.error
 
 
 def test_a_retriable_failure_mid_feed_stops_the_run_without_moving_the_watermark() -> None:
@@ -116,6 +122,26 @@ def test_a_retriable_failure_mid_feed_stops_the_run_without_moving_the_watermark
     assert {e.ref.object_id for m in queues.sent for e in m.events} >= {str(n) for n in range(5)}
 
 
+def test_a_crm_429_mid_feed_defers_the_rest_to_the_next_run_without_moving_the_watermark() -> None:
+    # Given a watermark an hour ago, and a CRM that lists recent companies, then a contact changed earlier, and
+    # rate-limits the scan (HTTP 429, after the client's own waits) before it lists the contact
+    changes = [change("company", "1", 5), change("company", "2", 4), change("contact", "c1", 40)]
+    limited = RateLimited("POST /search failed: rate limited", vendor="crm", status=429, problem="ten_secondly")
+    crm, queues, store = FailingFeedCrm(changes, good=2, error=limited), Queues(), MemoryStore()
+    mark = NOW - timedelta(hours=1)
+    store.put_watermark(WATERMARK, mark)
+    # When the catch-up runs, the scheduled run does not fail: it queues what it read and says why it stopped
+    result = CatchUp(crm, queues, store, clock=lambda: NOW).run()  # type: ignore[arg-type]
+    assert (result.complete, result.queued) == (False, {"contacts": 2})
+    assert "rate limited by crm (ten_secondly)" in result.deferred
+    # And the watermark stays where it was (the companies' later times would skip the contact)
+    assert store.get_watermark(WATERMARK) == mark
+    # And the next run, the limit over, queues the contact too
+    assert CatchUp(ChangingCrm(changes), queues, store, clock=lambda: NOW).run().complete  # type: ignore[arg-type]
+    assert {e.ref.object_id for m in queues.sent for e in m.events} == {"1", "2", "c1"}
+    assert store.get_watermark(WATERMARK) == NOW
+
+
 # -- the accounting catch-up ---------------------------------------------------------------------------------
 
 
@@ -125,6 +151,7 @@ class RefusingCrm(FakeCrm):
 
     refuse: set[CrmRef] = field(default_factory=set)
     down: set[CrmRef] = field(default_factory=set)
+    limited: set[CrmRef] = field(default_factory=set)
     written: list[CrmRef] = field(default_factory=list)
 
     def update_customer_fields(self, ref: CrmRef, values: Mapping[str, str]) -> list[str]:
@@ -132,6 +159,8 @@ class RefusingCrm(FakeCrm):
             raise ValidationFailed("email: not a valid address", vendor="crm", status=400)
         if ref in self.down:
             raise Unavailable("crm down", vendor="crm", status=503)
+        if ref in self.limited:
+            raise RateLimited("rate limited", vendor="crm", status=429, problem="ten_secondly")
         self.written.append(ref)
         return super().update_customer_fields(ref, values)
 
@@ -198,5 +227,22 @@ def test_a_retriable_accounting_change_failure_stops_the_run_and_keeps_the_water
     assert store.get_failed_sync(ref("company", "2")) is None
     # And once the CRM is back, the next run syncs the rest
     crm.down.clear()
+    assert catch_up.run().complete
+    assert set(crm.written) == {ref("company", n) for n in "123"}
+
+
+def test_a_crm_429_on_an_accounting_change_defers_the_rest_to_the_next_run() -> None:
+    # Given three edited customers, the CRM rate-limiting the write of the second
+    catch_up, crm, _, store = three_linked_customers()
+    crm.limited.add(ref("company", "2"))
+    mark = store.get_watermark(ACCOUNTING_WATERMARK)
+    # When the accounting catch-up runs, the run does not fail: it stops, deferred, with the watermark kept
+    result = catch_up.run()
+    assert not result.complete
+    assert "rate limited by crm" in result.deferred
+    assert store.get_watermark(ACCOUNTING_WATERMARK) == mark
+    assert store.get_failed_sync(ref("company", "2")) is None
+    # And the next run, the limit over, syncs the rest
+    crm.limited.clear()
     assert catch_up.run().complete
     assert set(crm.written) == {ref("company", n) for n in "123"}

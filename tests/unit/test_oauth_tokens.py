@@ -69,6 +69,22 @@ def test_fifty_concurrent_workers_at_expiry_make_exactly_one_refresh() -> None:
     assert set(tokens) == {"at-1"}
 
 
+def test_threads_sharing_one_manager_make_exactly_one_refresh() -> None:
+    # Given one manager used by 8 threads at once (the local stack runs every function in one process with the
+    # runtime's one adapter), over a store that grants its lease again to the same owner (as DynamoStore does)
+    store, vendor = MemoryStore(), Vendor()
+    shared = manager(store, vendor)
+    # When all ask for a token at once, with none valid
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        tokens = list(pool.map(lambda _: shared.access_token(), range(8)))
+    # Then one refresh happened (two would each kill the other's token) and everyone got its token
+    assert vendor.calls == 1
+    assert set(tokens) == {"at-1"}
+    state = store.get_token("conn")
+    assert state is not None
+    assert state.access_token == "at-1"
+
+
 def test_new_token_is_persisted_before_use_and_written_back() -> None:
     store, vendor = MemoryStore(), Vendor()
     written: list[str] = []

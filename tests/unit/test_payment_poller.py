@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 
+from closeloop.errors import RateLimited
 from closeloop.models import Invoice
 from closeloop.sync.payment_status import payment_status
 from closeloop.sync.payments import PaymentPoller
@@ -62,6 +63,41 @@ def test_watermark_does_not_advance_when_the_crm_write_fails() -> None:
     with pytest.raises(RuntimeError):
         poller.run()
     assert store.get_watermark(poller.watermark_name) == before
+
+
+def test_a_crm_429_defers_the_run_to_the_next_one_and_loses_nothing() -> None:
+    # Given a payment in accounting, and a CRM that rate-limits the customer write after the deal write
+    crm, books, store = invoiced()
+    events = Events()
+    poller = PaymentPoller(crm, books, store, events)
+    poller.run()
+    before = store.get_watermark(poller.watermark_name)
+    published = len(events.published)
+    invoice = next(iter(books.invoices.values()))
+    books.pay(invoice.id, invoice.total, date(2026, 11, 26))
+    write_customers = crm.update_customers
+
+    def rate_limited(updates: object) -> None:
+        raise RateLimited("POST /companies/batch/update failed", vendor="crm", status=429, problem="ten_secondly")
+
+    crm.update_customers = rate_limited  # type: ignore[assignment, method-assign]
+    # When the poller runs, it ends deferred (no failed scheduled run) with nothing published or moved on
+    result = poller.run()
+    assert "rate limited by crm (ten_secondly)" in result.deferred
+    assert store.get_watermark(poller.watermark_name) == before
+    assert len(events.published) == published
+    # And the next run, the limit over, writes the payment and publishes its status change once
+    crm.update_customers = write_customers  # type: ignore[method-assign]
+    result = poller.run()
+    assert result.deferred == ""
+    assert crm.deal_properties[DEAL.object_id]["closeloop_payment_status"] == "paid"
+    assert crm.customer_properties[COMPANY]["closeloop_total_paid"] == money_of(invoice.total)
+    assert [change["status"] for _, changes in events.published[published:] for change in changes] == ["paid"]
+    assert store.get_watermark(poller.watermark_name) != before
+
+
+def money_of(amount: Decimal) -> str:
+    return f"{amount:.2f}"
 
 
 def test_an_unchanged_invoice_turns_overdue_from_the_due_date_index() -> None:

@@ -28,6 +28,7 @@ def load_app() -> ModuleType:
 class Polled:
     watermark: str = "w"
     status_changes: list[str] = field(default_factory=list)
+    deferred: str = ""
 
 
 def a_context(remaining_ms: int = 300_000) -> SimpleNamespace:
@@ -49,7 +50,7 @@ class Ran:
         self.runs += 1
         if self.fails:
             raise RuntimeError("CRM search is down")
-        return SimpleNamespace(queued={}, watermark="w", complete=True, status_changes=[])
+        return SimpleNamespace(queued={}, watermark="w", complete=True, status_changes=[], deferred="")
 
 
 def test_a_failing_crm_catch_up_does_not_skip_the_accounting_catch_up(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -91,3 +92,23 @@ def test_the_poller_paces_by_its_own_invocation_not_a_deadline_another_function_
     (deadline,) = seen
     assert deadline is not None
     assert deadline - runtime.clock().now() > (300 - runtime.DEADLINE_RESERVE_SECONDS - 5) * runtime.clock().scale
+
+
+def test_a_catch_up_deferred_by_a_429_does_not_fail_the_scheduled_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a CRM catch-up that a 429 stopped early (its rest left to the next run)
+    deferred = SimpleNamespace(
+        run=lambda: SimpleNamespace(queued={"deals": 2}, watermark="w", complete=False, deferred="rate limited")
+    )
+    monkeypatch.setattr(runtime, "crm_catch_up", lambda: deferred)
+    for name in ("accounting_catch_up", "quote_status_poll"):
+        monkeypatch.setattr(runtime, name, Ran)
+    monkeypatch.setattr(runtime, "payment_poller", lambda: SimpleNamespace(run=Polled))
+    # When the poller runs, Then the run succeeds and its summary says the catch-up was deferred
+    summary = load_app().handler({}, a_context())
+    assert summary["catch_up"] == {
+        "queued": {"deals": 2},
+        "watermark": "w",
+        "complete": False,
+        "deferred": "rate limited",
+    }
+    assert summary["accounting_catch_up"]["complete"]

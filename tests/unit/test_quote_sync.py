@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 
+from closeloop.errors import RateLimited
 from closeloop.models import Address, CrmRef, Customer, Item, LineItem, Quote
 from closeloop.sync.contacts import ContactSync
 from closeloop.sync.invoices import DealSync, InvoicePolicy
@@ -176,6 +177,31 @@ def test_status_flows_back_from_accounting_to_the_crm_quote_once() -> None:
     world.store.put_watermark("accounting-quotes", clock() - timedelta(days=400))
     assert poll.run().queued == {}  # the same status again writes nothing
     assert world.asked == []  # invoicing on acceptance is off by default
+
+
+def test_a_crm_429_on_a_quote_status_defers_it_to_the_next_run() -> None:
+    # Given an accepted accounting quote, and a CRM that rate-limits the status write once
+    world = World()
+    world.quotes.sync(QUOTE, events_for(QUOTE))
+    (made,) = world.books.quotes.values()
+    poll = QuoteStatusPoll(world.books, world.quotes, world.store, clock=clock)
+    mark = clock() - timedelta(days=400)
+    world.store.put_watermark("accounting-quotes", mark)
+    world.books.set_quote_status(made.id, "ACCEPTED")
+    status_changed = world.quotes.status_changed
+
+    def rate_limited(current: object) -> None:
+        raise RateLimited("PATCH /quotes failed", vendor="crm", status=429, problem="ten_secondly")
+
+    world.quotes.status_changed = rate_limited  # type: ignore[assignment, method-assign]
+    # When the poll runs, it ends deferred (no failed scheduled run) with the watermark where it was
+    result = poll.run()
+    assert (result.complete, "rate limited by crm" in result.deferred) == (False, True)
+    assert world.store.get_watermark("accounting-quotes") == mark
+    # And the next run writes the status
+    world.quotes.status_changed = status_changed  # type: ignore[method-assign]
+    assert poll.run().queued == {"quotes": 1}
+    assert world.crm.quote_properties[QUOTE.object_id]["closeloop_quote_status"] == "ACCEPTED"
 
 
 def test_a_sent_quote_past_its_expiry_flows_back_as_expired() -> None:

@@ -49,6 +49,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import math
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -162,6 +163,8 @@ class RefreshingTokens:
         self._sleep = sleep
         self._wait_seconds = wait_seconds
         self._owner = uuid.uuid4().hex
+        #: one thread of this process at a time holds the lease under ``_owner`` (see ``_refresh_if_free``)
+        self._refreshing = threading.Lock()
         self._cached: TokenState | None = None
         self._resend_within = resend_within
         self._reissuable = reissuable
@@ -193,15 +196,35 @@ class RefreshingTokens:
                 assert state is not None
                 self._cached = state
                 return state.access_token
-            lease = f"token#{self.connection}"
-            if self._store.acquire_lease(lease, self._owner, self._lease_seconds()):
-                try:
-                    return self._refresh_under_lease(stale)
-                finally:
-                    self._store.release_lease(lease, self._owner)
+            token = self._refresh_if_free(stale)
+            if token is not None:
+                return token
             if self._clock() > deadline:
                 raise Busy(f"token refresh for {self.connection} is held by another worker")
             self._sleep(0.25)
+
+    def _refresh_if_free(self, stale: str | None) -> str | None:
+        """A token from a refresh under the lease; None while another worker, or another thread using this
+        manager, holds it.
+
+        The lease's owner is this manager, and the store grants a lease again to its owner, so the lease alone
+        does not keep two threads sharing one manager (every function of the local stack runs in one process
+        with the runtime's one adapter) from refreshing at once: each would kill the other's new token where a
+        login replaces the previous session (Sugar's one session per user and platform) or a refresh token is
+        single-use, and the first to finish would release the lease under the other. The thread lock does.
+        """
+        if not self._refreshing.acquire(blocking=False):
+            return None
+        try:
+            lease = f"token#{self.connection}"
+            if not self._store.acquire_lease(lease, self._owner, self._lease_seconds()):
+                return None
+            try:
+                return self._refresh_under_lease(stale)
+            finally:
+                self._store.release_lease(lease, self._owner)
+        finally:
+            self._refreshing.release()
 
     def _lease_seconds(self) -> int:
         """The slowest refresh, or less when this invocation (which no refresh outlives) ends before that."""

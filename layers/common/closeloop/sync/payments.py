@@ -7,7 +7,9 @@ invoice" properties through the schedule's own mapping, never through a second i
 overdue without changing are found in the store's due-date index, at no vendor cost. For every mapped deal
 whose payment state changed, the deal gets payment status, amounts and last payment date; every customer
 touched gets outstanding, overdue, total invoiced and total paid. CRM writes go in batches; only after
-they succeed are status changes published and the watermark advanced, so a failed run is simply redone.
+they succeed are status changes published and the watermark advanced, so a failed run is simply redone. A
+vendor's 429 (``RateLimited``, after the HTTP client's own waits) does not fail a scheduled run: it ends as
+``deferred`` with the watermark where it was, and the next run redoes it.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
-from closeloop.errors import ValidationFailed
+from closeloop.errors import RateLimited, ValidationFailed
 from closeloop.models import CrmRef, Invoice
 from closeloop.ports import AccountingPort, CrmPort, IdMapping, PropertyDefinition, SyncStore
 from closeloop.rules import FieldRules
+from closeloop.sync.catchup import deferral
 from closeloop.sync.invoices import CUSTOMER_PROPERTIES, DEAL_PROPERTIES, money, write_back_values
 from closeloop.sync.payment_status import payment_status
 from closeloop.sync.recurring import SCHEDULE_PROPERTIES, parse_schedule_reference, schedule_system
@@ -61,6 +64,9 @@ class PollResult:
     customers_updated: int = 0
     status_changes: list[dict[str, str]] = field(default_factory=list)
     watermark: datetime | None = None
+    #: why the run stopped and left its work to the next run ("" when it did not): nothing was published
+    #: and the watermark stayed
+    deferred: str = ""
 
 
 def summary(invoices: Iterable[Invoice], today: date) -> dict[str, str]:
@@ -107,9 +113,18 @@ class PaymentPoller:
         return f"payments#{self.accounting.name}"
 
     def run(self) -> PollResult:
-        """Poll once. Raises IntegrationError subclasses; the watermark then stays where it was."""
-        today = self.clock().date()
+        """Poll once. Raises IntegrationError subclasses but RateLimited (a result ``deferred`` instead); the
+        watermark then stays where it was."""
         since = self.store.get_watermark(self.watermark_name)
+        try:
+            return self._run(since)
+        except RateLimited as exc:
+            # Deal writes made before the 429 are made again by the next run (they set the same values); the
+            # mappings, the status events and the watermark wait for it.
+            return PollResult(watermark=since, deferred=deferral(exc))
+
+    def _run(self, since: datetime | None) -> PollResult:
+        today = self.clock().date()
         result = PollResult(watermark=since)
         changed = self._changed_invoices(since, today, result)
         deal_updates, touched = self._deal_updates(changed, today, result)

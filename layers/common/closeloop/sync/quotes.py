@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Protocol
 
-from closeloop.errors import FatalError, ValidationFailed
+from closeloop.errors import FatalError, RateLimited, ValidationFailed
 from closeloop.models import (
     AccountingQuote,
     AccountingQuoteStatus,
@@ -64,7 +64,7 @@ from closeloop.ports import (
     QuoteCrm,
     SyncStore,
 )
-from closeloop.sync.catchup import CatchUpResult
+from closeloop.sync.catchup import CatchUpResult, deferral
 from closeloop.sync.contacts import Action, ContactSync, Outcome
 from closeloop.sync.invoices import (
     InvoicePolicy,
@@ -435,7 +435,8 @@ class QuoteSync:
 class QuoteStatusPoll:
     """The status back-flow's change feed: the accounting quotes changed since the watermark, each handled
     as read (the first run only sets the watermark). A RetriableError stops the run with the watermark where
-    it was, so the next run reads those quotes again."""
+    it was, so the next run reads those quotes again: a ``RateLimited`` one ends the run as ``deferred``, any
+    other is raised."""
 
     def __init__(
         self,
@@ -458,9 +459,13 @@ class QuoteStatusPoll:
             self.store.put_watermark(QUOTE_WATERMARK, started)
             return CatchUpResult(None, {}, started, complete=True)
         written = 0
-        for current in self.accounting.iter_quotes_changed_since(mark - OVERLAP):
-            outcome = self.quotes.status_changed(current)
-            written += outcome is not None and outcome.action == "updated"
+        try:
+            for current in self.accounting.iter_quotes_changed_since(mark - OVERLAP):
+                outcome = self.quotes.status_changed(current)
+                written += outcome is not None and outcome.action == "updated"
+        except RateLimited as exc:  # the rest (and what was written) is read again by the next run
+            queued = {"quotes": written} if written else {}
+            return CatchUpResult(mark - OVERLAP, queued, mark, complete=False, deferred=deferral(exc))
         self.store.put_watermark(QUOTE_WATERMARK, started)
         return CatchUpResult(mark - OVERLAP, {"quotes": written} if written else {}, started, complete=True)
 
