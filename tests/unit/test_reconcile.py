@@ -595,3 +595,25 @@ def test_a_deal_with_repeating_schedules_is_compared_less_its_recurring_lines_to
     # and no vendor or store read was added: the shares come from the listed mappings
     assert scenario.store.get_mapping_calls == 0
     assert scenario.crm.get_deal_calls == [] and scenario.books.get_invoice_calls == []
+
+
+def test_a_deal_whose_schedules_bill_its_whole_amount_needs_no_one_off_invoice() -> None:
+    # Given deals with no invoice: 20 all recurring (its schedule bills its 1000.00), 21 with 400.00 left
+    # one-off, 22 whose schedule mapping predates the kept share, 23 without schedules
+    scenario = empty()
+    scenario.crm.add(*(deal(n) for n in ("20", "21", "22", "23")))
+
+    def schedule(deal_id: str, share: str | None) -> IdMapping:
+        snapshot = {"kind": "schedule", "state": "active"} | ({"deal_amount_share": share} if share else {})
+        return IdMapping(deal_ref_of(deal_id), "xero#schedule#monthly", f"s{deal_id}", snapshot)
+
+    mappings = [schedule("20", "1000.00"), schedule("21", "600.00"), schedule("22", None)]
+
+    # When October is reconciled with the deal mappings listed
+    result = run(scenario, deal_mappings=mappings)
+
+    # Then only the all-recurring deal is not missing an invoice (DealSync makes none for it)
+    missing = sorted(d.crm_ref for d in result.discrepancies if d.type == "won_deal_without_invoice")
+    assert missing == ["hubspot/deal/21", "hubspot/deal/22", "hubspot/deal/23"]
+    # and it still counts among the month's won deals and forecast
+    assert result.won_deals == 4 and result.forecast[0].forecast == Decimal("4000.00")

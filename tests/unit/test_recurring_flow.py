@@ -342,3 +342,27 @@ def test_each_schedule_keeps_its_lines_share_of_the_deal_amount_for_the_reconcil
     change_lines(crm, ONE_OFF, amount=Decimal("298.50"))
     sync.sync(DEAL, events_for(DEAL))
     assert share() == "0.00" and report() == ([], [])
+
+
+def test_an_all_recurring_deal_has_no_one_off_invoice_and_the_reconciliation_misses_none() -> None:
+    from closeloop.sync.reconcile import reconcile  # noqa: PLC0415
+
+    # Given a won deal of 100.00 whose one line is monthly: no one-off invoice, one schedule
+    sync, crm, books, store, _ = wired(recurring_deal(SUPPORT, close_date=date(2026, 12, 3)))
+    change_lines(crm, SUPPORT, amount=Decimal("100.00"))
+    assert sync.sync(DEAL, events_for(DEAL)).detail == "no one-off line to invoice"
+
+    # When December is reconciled
+    found = reconcile(
+        "2026-12",
+        crm=crm,
+        accounting=books,
+        store=store,
+        failed_syncs=[],
+        dead_letters={},
+        today=date(2026, 12, 20),
+        deal_mappings=list(store.mappings.values()),
+    )
+
+    # Then the deal is not listed as won without an invoice: its schedule bills all of it
+    assert found.won_deals == 1 and found.discrepancies == ()

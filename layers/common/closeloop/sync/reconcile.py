@@ -9,7 +9,8 @@ the month's deals. Every difference is listed once, with a type and a suggested 
 | type                       | rule                                                                              |
 |----------------------------|-----------------------------------------------------------------------------------|
 | ``won_deal_without_invoice`` | no live (non-voided) invoice: none mapped, none of the month's references names it, |
-|                            | or the mapped one is voided/deleted/gone                                          |
+|                            | or the mapped one is voided/deleted/gone (not a deal with no invoice at all whose   |
+|                            | whole amount its repeating schedules bill: it has no one-off line to invoice)     |
 | ``invoice_without_deal``   | a live invoice of the month whose reference names no deal and that no mapping     |
 |                            | links, or whose deal is not a won deal of any month (or no longer exists)         |
 | ``duplicate_invoice``      | a second live invoice for one deal (the mapped one is the deal's invoice)         |
@@ -686,7 +687,8 @@ class _Reconciler:
             currency = deal.currency or (deal.primary.currency if deal.primary else "")
             self._add_to_cohort(deal, currency, live)
             if deal.primary is None:
-                self._without_invoice(deal, currency)
+                if not self._all_scheduled(deal):
+                    self._without_invoice(deal, currency)
                 continue
             self._compare_pair(deal, deal.primary)
             for row in sorted(live, key=_InvoiceRow.order):
@@ -725,6 +727,19 @@ class _Reconciler:
             billed.paid += row.amount_paid
             if row.payment != "draft":
                 billed.outstanding += row.amount_due
+
+    @staticmethod
+    def _all_scheduled(deal: _DealRow) -> bool:
+        """A deal whose whole amount its repeating schedules bill, and which has no invoice at all: DealSync
+        makes no one-off invoice when every line is recurring, so there is none to miss."""
+        return (
+            not deal.invoices
+            and deal.mapped_invoice_id is None
+            and not deal.share_unknown
+            and deal.scheduled_share is not None
+            and deal.amount is not None
+            and (deal.amount - deal.scheduled_share).quantize(CENT) == ZERO
+        )
 
     def _without_invoice(self, deal: _DealRow, currency: str) -> None:
         voided = next((row for row in deal.invoices if row.id == deal.mapped_invoice_id), None)
