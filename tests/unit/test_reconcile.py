@@ -539,3 +539,81 @@ def test_an_accepted_quote_of_a_deal_won_in_another_month_is_checked_against_its
     # and the scheduled deal's invoice (50.00 of the quoted 100.00) is not compared, which the notes say
     assert any("repeating schedules were not compared" in note for note in result.notes)
     assert sorted(scenario.books.get_invoice_calls) == ["i50", "i52"] and quotes.listings == 1
+
+
+def test_a_deal_with_repeating_schedules_is_compared_less_its_recurring_lines_to_the_cent() -> None:
+    # Given deals of 1000.00 each (400.00 one-off, 600.00 in recurring lines billed by repeating schedules):
+    # 10 invoiced 400.00, 11 invoiced 390.00, 12 invoiced in full (the recurring lines billed twice), 13 with
+    # two frequencies (350.00 + 250.00) invoiced 400.00 before tax, and 14 whose schedule mapping predates the
+    # kept share; deal 15 has no schedule and is invoiced in full
+    scenario = empty()
+    scenario.crm.add(*(deal(n) for n in ("10", "11", "12", "13", "14", "15")))
+    totals = {"10": "400.00", "11": "390.00", "12": "1000.00", "13": "480.00", "14": "400.00", "15": "1000.00"}
+    scenario.books.add(
+        *(
+            invoice(f"i{n}", total, reference=ref_text(n), sub_total="400.00" if n == "13" else None)
+            for n, total in totals.items()
+        )
+    )
+    mappings = [IdMapping(deal_ref_of(n), "xero", f"i{n}", {"kind": "invoice"}) for n in totals]
+
+    def schedule(deal_id: str, frequency: str, share: str | None) -> IdMapping:
+        snapshot = {"kind": "schedule", "state": "active", "frequency": frequency}
+        if share is not None:
+            snapshot["deal_amount_share"] = share
+        return IdMapping(deal_ref_of(deal_id), f"xero#schedule#{frequency}", f"s{deal_id}{frequency}", snapshot)
+
+    mappings += [
+        schedule("10", "monthly", "600.00"),
+        schedule("11", "monthly", "600.00"),
+        schedule("12", "monthly", "600.00"),
+        schedule("13", "monthly", "350.00"),
+        schedule("13", "yearly", "250.00"),
+        schedule("14", "monthly", None),
+    ]
+
+    # When October is reconciled with the deal mappings listed (as the monthly report does)
+    result = run(scenario, deal_mappings=mappings)
+
+    # Then 10, 13 and 15 match; 11 and 12 differ from 400.00 (the deal less its schedules) by the cent
+    mismatched = {d.crm_ref: d for d in result.discrepancies if d.type == "amount_mismatch"}
+    assert sorted(mismatched) == ["hubspot/deal/11", "hubspot/deal/12"]
+    short = mismatched["hubspot/deal/11"]
+    assert (short.crm_amount, short.accounting_amount) == (Decimal("400.00"), Decimal("390.00"))
+    assert short.detail == (
+        "deal 1000.00 less 600.00 billed by its repeating schedules = 400.00, invoice total 390.00 "
+        "(before tax 390.00): a difference of -10.00"
+    )
+    assert mismatched["hubspot/deal/12"].detail.endswith("a difference of 600.00")
+    # and 14, whose share is unknown and which differs in full, is named in the notes, not guessed at
+    assert [n for n in result.notes if "hubspot/deal/14" in n] == [
+        "The amounts of 1 deal(s) were not compared with their invoice (hubspot/deal/14): each differs in full, "
+        "and its repeating schedule was made before Closeloop kept the recurring lines' share of the deal amount, "
+        "so the one-off part is unknown. Replay the deal's sync (closeloop replay) to record it."
+    ]
+    assert result.counts_by_type()["amount_mismatch"] == 2 and len(result.discrepancies) == 2
+    # and no vendor or store read was added: the shares come from the listed mappings
+    assert scenario.store.get_mapping_calls == 0
+    assert scenario.crm.get_deal_calls == [] and scenario.books.get_invoice_calls == []
+
+
+def test_a_deal_whose_schedules_bill_its_whole_amount_needs_no_one_off_invoice() -> None:
+    # Given deals with no invoice: 20 all recurring (its schedule bills its 1000.00), 21 with 400.00 left
+    # one-off, 22 whose schedule mapping predates the kept share, 23 without schedules
+    scenario = empty()
+    scenario.crm.add(*(deal(n) for n in ("20", "21", "22", "23")))
+
+    def schedule(deal_id: str, share: str | None) -> IdMapping:
+        snapshot = {"kind": "schedule", "state": "active"} | ({"deal_amount_share": share} if share else {})
+        return IdMapping(deal_ref_of(deal_id), "xero#schedule#monthly", f"s{deal_id}", snapshot)
+
+    mappings = [schedule("20", "1000.00"), schedule("21", "600.00"), schedule("22", None)]
+
+    # When October is reconciled with the deal mappings listed
+    result = run(scenario, deal_mappings=mappings)
+
+    # Then only the all-recurring deal is not missing an invoice (DealSync makes none for it)
+    missing = sorted(d.crm_ref for d in result.discrepancies if d.type == "won_deal_without_invoice")
+    assert missing == ["hubspot/deal/21", "hubspot/deal/22", "hubspot/deal/23"]
+    # and it still counts among the month's won deals and forecast
+    assert result.won_deals == 4 and result.forecast[0].forecast == Decimal("4000.00")

@@ -10,6 +10,7 @@ from decimal import Decimal
 import pytest
 
 from closeloop.models import Deal, LineItem
+from closeloop.ports import IdMapping
 from closeloop.sync.invoices import DealSync
 from closeloop.sync.recurring import (
     RecurringFlow,
@@ -283,3 +284,85 @@ def test_reconcile_counts_generated_invoices_as_the_schedules_and_flags_a_schedu
     books.schedules[schedule.id] = schedule.model_copy(update={"status": "ended"})
     (ended,) = [d for d in run() if d.startswith("schedule_ended_early")]
     assert "runs until 2027-11-01" in ended and "100.00 expected this month" in ended
+
+
+def test_each_schedule_keeps_its_lines_share_of_the_deal_amount_for_the_reconciliation() -> None:
+    from closeloop.sync.reconcile import reconcile  # noqa: PLC0415
+
+    # Given a won deal of 398.50: 298.50 one-off and a monthly line of 100.00, invoiced and scheduled
+    sync, crm, books, store, _ = wired(recurring_deal(close_date=date(2026, 12, 3)))
+    sync.sync(DEAL, events_for(DEAL))
+    (one_off,) = books.invoices.values()
+    books.invoices[one_off.id] = one_off.model_copy(update={"issue_date": date(2026, 12, 3)})
+    system = schedule_system("books", "monthly")
+
+    def share() -> str:
+        mapping = store.get_mapping(DEAL, system)
+        assert mapping is not None
+        return mapping.snapshot.get("deal_amount_share", "")
+
+    def report() -> tuple[list[str], list[str]]:
+        found = reconcile(
+            "2026-12",
+            crm=crm,
+            accounting=books,
+            store=store,
+            failed_syncs=[],
+            dead_letters={},
+            today=date(2026, 12, 20),
+            deal_mappings=list(store.mappings.values()),
+        )
+        return [d.detail for d in found.discrepancies if d.type == "amount_mismatch"], list(found.notes)
+
+    # Then the schedule's mapping keeps the line's share, and the report compares 398.50 - 100.00 = 298.50
+    assert share() == "100.00"
+    assert report() == ([], [])
+    # When a second monthly line is sold (the deal amount grows with it): the share follows, still no mismatch
+    upsell = SUPPORT.model_copy(update={"crm_id": "10", "unit_price": Decimal("50.00")})
+    change_lines(crm, ONE_OFF, SUPPORT, upsell, amount=Decimal("448.50"))
+    sync.sync(DEAL, events_for(DEAL))
+    assert share() == "150.00" and report() == ([], [])
+    # When the one-off part really differs from the invoice, it is still flagged, by the cent
+    change_lines(crm, ONE_OFF, SUPPORT, upsell, amount=Decimal("448.60"))
+    assert report()[0] == [
+        "deal 448.60 less 150.00 billed by its repeating schedules = 298.60, invoice total 343.28 (before tax "
+        "298.50): a difference of 44.68"
+    ]
+    change_lines(crm, ONE_OFF, SUPPORT, upsell, amount=Decimal("448.50"))
+    # When the mapping predates the kept share: named in the notes, not flagged; a redelivery records it
+    mapping = store.get_mapping(DEAL, system)
+    assert mapping is not None
+    legacy = {k: v for k, v in mapping.snapshot.items() if k != "deal_amount_share"}
+    store.put_mapping(IdMapping(mapping.ref, mapping.system, mapping.accounting_id, legacy))
+    mismatches, notes = report()
+    assert mismatches == [] and len(notes) == 1 and f"({DEAL})" in notes[0]
+    sync.sync(DEAL, events_for(DEAL))
+    assert share() == "150.00" and report() == ([], [])
+    # When the recurring lines are removed (and the deal amount with them): the ended schedule's share is 0
+    change_lines(crm, ONE_OFF, amount=Decimal("298.50"))
+    sync.sync(DEAL, events_for(DEAL))
+    assert share() == "0.00" and report() == ([], [])
+
+
+def test_an_all_recurring_deal_has_no_one_off_invoice_and_the_reconciliation_misses_none() -> None:
+    from closeloop.sync.reconcile import reconcile  # noqa: PLC0415
+
+    # Given a won deal of 100.00 whose one line is monthly: no one-off invoice, one schedule
+    sync, crm, books, store, _ = wired(recurring_deal(SUPPORT, close_date=date(2026, 12, 3)))
+    change_lines(crm, SUPPORT, amount=Decimal("100.00"))
+    assert sync.sync(DEAL, events_for(DEAL)).detail == "no one-off line to invoice"
+
+    # When December is reconciled
+    found = reconcile(
+        "2026-12",
+        crm=crm,
+        accounting=books,
+        store=store,
+        failed_syncs=[],
+        dead_letters={},
+        today=date(2026, 12, 20),
+        deal_mappings=list(store.mappings.values()),
+    )
+
+    # Then the deal is not listed as won without an invoice: its schedule bills all of it
+    assert found.won_deals == 1 and found.discrepancies == ()

@@ -226,7 +226,7 @@ def items_just_in_time(
     return accounting.get_items(made) if made else {}
 
 
-def _line_net(line: LineItem) -> Decimal:
+def line_net(line: LineItem) -> Decimal:
     """A CRM line's amount before tax: the CRM's own total where it has one, else quantity x price less discount."""
     if line.amount is not None:
         return line.amount
@@ -446,7 +446,7 @@ class DealSync:
         if not off:
             return deal
         kept = tuple(line for line in deal.line_items if line.crm_id not in off)
-        taken = sum((_line_net(line) for line in deal.line_items if line.crm_id in off), Decimal(0))
+        taken = sum((line_net(line) for line in deal.line_items if line.crm_id in off), Decimal(0))
         amount = None if deal.amount is None else deal.amount - taken
         return deal.model_copy(update={"line_items": kept, "amount": amount})
 

@@ -13,7 +13,10 @@ term. Every delivery of the won deal runs ``follow``, which for each frequency:
 - extends a schedule whose contract runs longer now (a renewal), and ends the schedule of a frequency whose
   lines were removed; a schedule someone ended in accounting while the contract runs is flagged, never
   re-made (the reconciliation lists it too);
-- writes back to the deal the schedule ids, the next invoice date and the annual value (before tax).
+- writes back to the deal the schedule ids, the next invoice date and the annual value (before tax);
+- keeps in each schedule's mapping what its lines make of the deal amount (``deal_amount_share``: their net,
+  ``line_net``, the amount DealSync leaves out of the one the invoice is checked against), refreshed when the
+  lines change, so the monthly reconciliation compares the deal amount less it with the one-off invoice.
 
 When the deal leaves the won stages or is deleted (the contract was cancelled), ``withdrawn`` ends its
 schedules. The invoices a schedule generates carry its reference: the payment poller and the reconciliation
@@ -44,7 +47,7 @@ from closeloop.models import (
     SyncEvent,
 )
 from closeloop.ports import AccountingPort, CrmPort, IdMapping, PropertyDefinition, RecurringAccounting, SyncStore
-from closeloop.sync.invoices import CENT, InvoicePolicy, deal_idempotency_key, money, write_to_deal
+from closeloop.sync.invoices import CENT, InvoicePolicy, deal_idempotency_key, line_net, money, write_to_deal
 from closeloop.sync.leases import held
 from closeloop.sync.tax import rule_for
 from closeloop.sync.trail import Trail
@@ -96,6 +99,20 @@ def add_periods(start: date, frequency: str, periods: int) -> date:
     months = start.month - 1 + count * periods
     year, month = start.year + months // 12, months % 12 + 1
     return date(year, month, min(start.day, calendar.monthrange(year, month)[1]))
+
+
+def amount_shares(deal: Deal) -> dict[str, Decimal]:
+    """What each frequency's recurring lines make of the deal amount: their net before tax (``line_net``),
+    the same amount DealSync takes off the deal amount its one-off invoice is checked against."""
+    shares: dict[str, Decimal] = {}
+    for line in deal.line_items:
+        if line.recurring_frequency:
+            shares[line.recurring_frequency] = shares.get(line.recurring_frequency, Decimal(0)) + line_net(line)
+    return shares
+
+
+#: The schedule mapping's snapshot key holding ``amount_shares`` of its frequency (a money string).
+SHARE_KEY = "deal_amount_share"
 
 
 def periods_per_year(frequency: str) -> Decimal:
@@ -173,11 +190,13 @@ class RecurringFlow:
         if not drafts and not known:
             return
         self._remember_index(deal.ref, known | set(drafts))  # before any create: withdrawn() must find it
+        shares = amount_shares(deal)
         running: dict[str, RepeatingSchedule] = {}
         for frequency in sorted(known | set(drafts)):
             with held(self.store, f"schedule#{deal.ref}#{frequency}", self.owner, f"{deal.ref} schedules are busy"):
                 draft = drafts.get(frequency)
-                schedule = self._follow_one(deal.ref, frequency, draft, event)
+                share = shares.get(frequency, Decimal(0))
+                schedule = self._follow_one(deal.ref, frequency, draft, event, share)
                 if schedule is not None and schedule.status == "active":
                     running[frequency] = schedule
         self._write_back(deal.ref, running)
@@ -299,15 +318,17 @@ class RecurringFlow:
     # -- one frequency -----------------------------------------------------------------------------
 
     def _follow_one(
-        self, ref: CrmRef, frequency: str, draft: ScheduleDraft | None, event: SyncEvent | None
+        self, ref: CrmRef, frequency: str, draft: ScheduleDraft | None, event: SyncEvent | None, share: Decimal
     ) -> RepeatingSchedule | None:
+        """``share``: what the frequency's lines make of the deal amount now (kept in the mapping)."""
         if draft is None:
-            self._end(ref, frequency, event, f"the deal's {frequency} recurring lines were removed")
+            self._end(ref, frequency, event, f"the deal's {frequency} recurring lines were removed", share)
             return None
         system = schedule_system(self.schedules.name, frequency)
         mapping = self.store.get_mapping(ref, system)
         if mapping is None:
-            return self._create_or_link(ref, frequency, draft, event)
+            return self._create_or_link(ref, frequency, draft, event, share)
+        self._keep_share(mapping, share)
         if mapping.snapshot.get("state") == "ended":
             self._flag(ref, mapping.accounting_id, event, f"the {frequency} schedule was ended; not made again")
             return None
@@ -326,7 +347,7 @@ class RecurringFlow:
             before = schedule
             key = deal_idempotency_key(ref, f"schedule#{frequency}#extend#{draft.end.isoformat()}")
             schedule = self.schedules.extend_schedule(schedule, draft.end, idempotency_key=key)
-            self._remember(ref, frequency, schedule, "active")
+            self._remember(ref, frequency, schedule, "active", share)
             self.trail.audit(
                 ref,
                 "extended",
@@ -349,16 +370,16 @@ class RecurringFlow:
         return schedule
 
     def _create_or_link(
-        self, ref: CrmRef, frequency: str, draft: ScheduleDraft, event: SyncEvent | None
+        self, ref: CrmRef, frequency: str, draft: ScheduleDraft, event: SyncEvent | None, share: Decimal
     ) -> RepeatingSchedule:
         found = self.schedules.find_schedule(draft.reference)
         if found is not None:
-            self._remember(ref, frequency, found, "active")
+            self._remember(ref, frequency, found, "active", share)
             self.trail.audit(ref, "linked", found.id, event, {}, f"{frequency} schedule found by reference")
             return found
         key = deal_idempotency_key(ref, f"schedule#{frequency}")
         made = self.schedules.create_schedule(draft, idempotency_key=key)
-        self._remember(ref, frequency, made, "active")  # right after the create: never a second schedule
+        self._remember(ref, frequency, made, "active", share)  # right after the create: never a second schedule
         self.trail.audit(
             ref,
             "scheduled",
@@ -377,21 +398,31 @@ class RecurringFlow:
             self._flag(ref, made.id, event, f"the {frequency} schedule ends {made.end_date}, the contract {draft.end}")
         return made
 
-    def _end(self, ref: CrmRef, frequency: str, event: SyncEvent | None, why: str) -> None:
+    def _end(
+        self, ref: CrmRef, frequency: str, event: SyncEvent | None, why: str, share: Decimal | None = None
+    ) -> None:
+        """End the frequency's schedule; ``share`` (None: as stored) is what its lines make of the deal now."""
         system = schedule_system(self.schedules.name, frequency)
         mapping = self.store.get_mapping(ref, system)
-        if mapping is None or mapping.snapshot.get("state") == "ended":
+        if mapping is None:
+            return
+        if mapping.snapshot.get("state") == "ended":
+            if share is not None:
+                self._keep_share(mapping, share)
             return
         key = deal_idempotency_key(ref, f"schedule#{frequency}#end#{mapping.accounting_id}")
         ended = self.schedules.end_schedule(mapping.accounting_id, idempotency_key=key)
-        self._remember(ref, frequency, ended, "ended")
+        self._remember(ref, frequency, ended, "ended", share)
         self.trail.audit(ref, "ended", ended.id, event, {"schedule": {"before": "active", "after": "ended"}}, why)
 
     # -- state and write-back ----------------------------------------------------------------------
 
-    def _remember(self, ref: CrmRef, frequency: str, schedule: RepeatingSchedule, state: str) -> None:
+    def _remember(
+        self, ref: CrmRef, frequency: str, schedule: RepeatingSchedule, state: str, share: Decimal | None
+    ) -> None:
         system = schedule_system(self.schedules.name, frequency)
         previous = self.store.get_mapping(ref, system)
+        shared = {SHARE_KEY: money(share)} if share is not None else {}
         self.store.put_mapping(
             IdMapping(
                 ref=ref,
@@ -408,7 +439,23 @@ class RecurringFlow:
                     "start_date": schedule.start_date.isoformat() if schedule.start_date else "",
                     "end_date": schedule.end_date.isoformat() if schedule.end_date else "",
                     "next_invoice_date": schedule.next_invoice_date.isoformat() if schedule.next_invoice_date else "",
+                    **shared,
                 },
+                updated_at=self.clock(),
+            )
+        )
+
+    def _keep_share(self, mapping: IdMapping, share: Decimal) -> None:
+        """Store what the frequency's lines make of the deal amount when it changed (or a mapping made before
+        it was kept has none): the reconciliation reads it. A delivery without a change writes nothing."""
+        if mapping.snapshot.get(SHARE_KEY) == money(share):
+            return
+        self.store.put_mapping(
+            IdMapping(
+                mapping.ref,
+                mapping.system,
+                mapping.accounting_id,
+                {**mapping.snapshot, SHARE_KEY: money(share)},
                 updated_at=self.clock(),
             )
         )
