@@ -13,7 +13,7 @@ ARCH ?= arm64
 PY312 := $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12.*/bin/python3) $(shell command -v python3.12 2>/dev/null))
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help venv tools lint typecheck unit tests-all test demo bench build deploy validate scan readme clean
+.PHONY: help venv tools lint typecheck unit tests-all test test-all demo bench build deploy validate scan readme clean
 
 help: ## this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -61,13 +61,20 @@ unit: venv ## the fast tier: tests/unit, no sockets (no stack, no sandbox, no mo
 #: cores, 3 workers ran the suite in 8 min 18 s where 2 took 10 min 23 s).
 TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 
+#: The pairs the quote-to-cash pair scenario runs on (tests/pairs/test_quote_to_cash_pairs.py, CLOSELOOP_PAIRS):
+#: covering (every CRM and every accounting system in a pair at least: about 15 s a pair) or all (the 9 pairs).
+PAIRS ?= covering
+
 tests-all: venv ## every test tier, cores + 1 workers (a module stays on one worker: its local stack is per process)
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
+	CLOSELOOP_PAIRS=$(PAIRS) $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 test: ## everything CI runs: ruff, mypy, every test tier, sam validate, checkov
 	@# The venv and the tools' venvs install side by side (mostly downloads); then lint, the tests, validate and
 	@# scan run side by side too: the stack tiers spend much of their time waiting on queues and sandboxes.
 	$(MAKE) -j4 lint tests-all validate scan
+
+test-all: ## make test with quote to cash on every CRM x accounting pair (make test runs it on a covering set)
+	$(MAKE) test PAIRS=all
 
 demo: venv ## run the whole loop offline on the local stack and show the result (CRM=hubspot ACCOUNTING=xero)
 	$(BIN)/closeloop demo --crm $(or $(CRM),hubspot) --accounting $(or $(ACCOUNTING),xero)

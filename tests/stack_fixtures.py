@@ -1,12 +1,14 @@
 """Shared fixtures: the vendor sandboxes and the local stack (template.yaml in moto, real handlers).
 
-``loop`` is HubSpot and Xero around one stack; ``pair`` is every CRM x accounting pair in turn. A tier's
+``loop`` is HubSpot and Xero around one stack; ``pair`` is every CRM x accounting pair in turn, ``covering_pair``
+the pairs CLOSELOOP_PAIRS chooses (all, or a covering set). A tier's
 conftest.py imports the ones its tests use.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -124,12 +126,40 @@ def loop() -> Iterator[Loop]:
         yield started
 
 
-@pytest.fixture(scope="module", params=[(c, a) for c in CRMS for a in ACCOUNTING], ids=lambda p: f"{p[0]}-{p[1]}")
+EVERY_PAIR = [(c, a) for c in CRMS for a in ACCOUNTING]
+#: Every CRM and every accounting system in one pair at least: what `make test` runs a slow scenario on
+#: (``CLOSELOOP_PAIRS=covering``); `make test-all` (and a plain pytest run) runs it on every pair.
+COVERING_PAIRS = [("hubspot", "xero"), ("pipedrive", "quickbooks"), ("sugarcrm", "zohobooks")]
+
+
+def chosen_pairs() -> list[tuple[str, str]]:
+    """The pairs ``covering_pair`` runs: the covering set when CLOSELOOP_PAIRS is ``covering``, else all."""
+    choice = os.environ.get("CLOSELOOP_PAIRS", "all").strip().lower() or "all"
+    if choice not in ("all", "covering"):
+        raise ValueError(f"CLOSELOOP_PAIRS is {choice!r}: all or covering")
+    return COVERING_PAIRS if choice == "covering" else EVERY_PAIR
+
+
+@contextmanager
+def _started(request: pytest.FixtureRequest) -> Iterator[Pair]:
+    crm_name, books_name = request.param
+    with running_pair(crm_name, books_name, ROOT, env=FUNCTIONS_CLOCK | EVERY_FLOW) as started:
+        yield started
+
+
+@pytest.fixture(scope="module", params=EVERY_PAIR, ids=lambda p: f"{p[0]}-{p[1]}")
 def pair(request: pytest.FixtureRequest) -> Iterator[Pair]:
     """One pair started (one local stack, two sandbox servers), for every CRM x accounting pair in turn.
 
     Module-scoped and parametrised, so pytest runs a whole module for one pair before it starts the next.
     """
-    crm_name, books_name = request.param
-    with running_pair(crm_name, books_name, ROOT, env=FUNCTIONS_CLOCK | EVERY_FLOW) as started:
+    with _started(request) as started:
+        yield started
+
+
+@pytest.fixture(scope="module", params=chosen_pairs(), ids=lambda p: f"{p[0]}-{p[1]}")
+def covering_pair(request: pytest.FixtureRequest) -> Iterator[Pair]:
+    """As ``pair``, for the pairs ``chosen_pairs`` names (CLOSELOOP_PAIRS): a scenario that takes long per pair
+    runs on the covering set in `make test` and on every pair in `make test-all`."""
+    with _started(request) as started:
         yield started

@@ -303,7 +303,12 @@ class Demo:
                 f"Sales adds product Router (SKU {supplied.sku}) bought from {self.SUPPLIER} at {self.UNIT_COST} "
                 f"to the {self.crm_title} catalogue",
                 lambda: self.crm.create_supplier_product(
-                    supplied.sku, supplied.name, Decimal("85.00"), cost=self.UNIT_COST, supplier=self.SUPPLIER
+                    supplied.sku,
+                    supplied.name,
+                    Decimal("85.00"),
+                    cost=self.UNIT_COST,
+                    supplier=self.SUPPLIER,
+                    currency=self.books.currency,
                 ),
             )
             supplied = DealLine(supplied.sku, supplied.name, supplied.quantity, supplied.unit_price, product=product)

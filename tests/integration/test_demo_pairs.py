@@ -38,9 +38,9 @@ FLOWS = ("quotes", "repeating schedules", "purchase orders")
 @pytest.mark.parametrize(
     ("crm", "accounting", "crm_title", "books_title", "carried"),
     [
-        ("pipedrive", "quickbooks", "Pipedrive", "QuickBooks", ()),
-        ("sugarcrm", "zohobooks", "SugarCRM", "Zoho Books", ()),
-        ("hubspot", "quickbooks", "HubSpot", "QuickBooks", ("quotes", "repeating schedules")),
+        ("pipedrive", "quickbooks", "Pipedrive", "QuickBooks", FLOWS),
+        ("sugarcrm", "zohobooks", "SugarCRM", "Zoho Books", ("quotes", "purchase orders")),  # Sugar: no schedules
+        ("hubspot", "quickbooks", "HubSpot", "QuickBooks", FLOWS),
     ],
 )
 def test_the_demo_plays_the_whole_loop_for_a_non_default_pair(

@@ -8,4 +8,4 @@ starts pairs the same way); each pair's adapters are chosen the way a deployment
 errors, rate limits, crashes, bad input) are in tests/faults with the rest of the fault matrix.
 """
 
-from tests.stack_fixtures import pair  # noqa: F401 - a fixture, used by name
+from tests.stack_fixtures import covering_pair, pair  # noqa: F401 - fixtures, used by name

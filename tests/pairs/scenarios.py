@@ -161,7 +161,7 @@ def a_quote_accepted_then_won_makes_one_invoice_one_schedule_and_one_purchase_or
     cost, supplier = Decimal("45.50"), "Router Wholesale Ltd"
     if orders:
         product = crm.create_supplier_product(
-            supplied.sku, supplied.name, Decimal("85.00"), cost=cost, supplier=supplier
+            supplied.sku, supplied.name, Decimal("85.00"), cost=cost, supplier=supplier, currency=books.currency
         )
         supplied = DealLine(supplied.sku, supplied.name, supplied.quantity, supplied.unit_price, product=product)
     lines.append(supplied)

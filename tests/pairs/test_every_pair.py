@@ -3,7 +3,7 @@
 Each test acts only through the drivers (a person in the CRM, finance in the accounting system) and the
 stack's HTTP API and schedules; the adapters under test talk HTTP to the sandboxes like to the vendors.
 The first four are the shared scenarios (tests/pairs/scenarios.py); the contract suite also records the first
-three.
+three. Quote to cash has its own module (test_quote_to_cash_pairs.py).
 """
 
 from __future__ import annotations
@@ -32,13 +32,6 @@ def test_a_won_deal_becomes_one_invoice_written_back_and_paid_through(pair: Pair
 
 def test_a_crm_product_becomes_one_item_and_a_won_deal_makes_a_missing_one_just_in_time(pair: Pair) -> None:
     scenarios.a_crm_product_becomes_one_item_and_a_won_deal_makes_a_missing_one_just_in_time(pair)
-
-
-def test_a_quote_accepted_then_won_makes_one_invoice_one_schedule_and_one_purchase_order(pair: Pair) -> None:
-    off = scenarios.quote_to_cash_off(pair)
-    if all(off.values()):
-        pytest.skip("; ".join(f"{flow}: {reason}" for flow, reason in off.items()))
-    scenarios.a_quote_accepted_then_won_makes_one_invoice_one_schedule_and_one_purchase_order(pair)
 
 
 def test_a_forged_webhook_is_refused_and_reaches_no_vendor(pair: Pair) -> None:

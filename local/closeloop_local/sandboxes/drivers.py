@@ -209,9 +209,12 @@ class CrmDriver(Protocol):
 
     # -- quote to cash (issue 12): a driver whose CRM lacks one raises ``not_carried`` naming its vendor --
 
-    def create_supplier_product(self, sku: str, name: str, price: Decimal, *, cost: Decimal, supplier: str) -> CrmRef:
+    def create_supplier_product(
+        self, sku: str, name: str, price: Decimal, *, cost: Decimal, supplier: str, currency: str
+    ) -> CrmRef:
         """A catalogue product bought from ``supplier`` (its name, in the product's supplier field that
-        ``closeloop setup`` makes) at unit ``cost``."""
+        ``closeloop setup`` makes) at unit ``cost``, priced in ``currency`` where the CRM prices products in a
+        currency (the one the company sells and buys in: a purchase order is raised in its product's currency)."""
         ...
 
     def create_quoted_deal(

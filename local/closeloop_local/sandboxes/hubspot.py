@@ -2640,9 +2640,12 @@ class HubSpotDriver:
         "annual": ("annually", 12),
     }
 
-    def create_supplier_product(self, sku: str, name: str, price: Decimal, *, cost: Decimal, supplier: str) -> CrmRef:
+    def create_supplier_product(
+        self, sku: str, name: str, price: Decimal, *, cost: Decimal, supplier: str, currency: str
+    ) -> CrmRef:
         """The product with ``hs_cost_of_goods_sold`` and ``closeloop_supplier`` (the property ``closeloop
-        setup`` makes; the driver makes it once, as the stack runs no setup)."""
+        setup`` makes; the driver makes it once, as the stack runs no setup). ``currency`` is not kept: a
+        single-currency portal's product prices are in the portal's currency, the deal's."""
         self._ensure_property("products", "closeloop_supplier", "Supplier", "productinformation")
         properties = {"name": name, "hs_sku": sku, "price": str(price), "hs_cost_of_goods_sold": str(cost),
                       "closeloop_supplier": supplier}  # fmt: skip

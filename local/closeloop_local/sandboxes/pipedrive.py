@@ -70,7 +70,7 @@ from werkzeug.wrappers import Request, Response
 from closeloop.models import CrmRef
 from closeloop_local.sandboxes import outbound
 from closeloop_local.sandboxes.base import Router, SandboxApp, SandboxServer, SandboxState
-from closeloop_local.sandboxes.drivers import DealLine, QuotedDeal, SentWebhook, not_carried
+from closeloop_local.sandboxes.drivers import DealLine, QuotedDeal, SentWebhook
 from closeloop_local.sandboxes.limits import WindowAndDay
 
 __all__ = ["PipedriveDriver", "PipedriveSandbox", "serve"]
@@ -105,6 +105,12 @@ DEFAULT_CURRENCY = "USD"
 BILLING_FREQUENCIES = ("one-time", "annually", "semi-annually", "quarterly", "monthly", "weekly")
 BILLING_KEYS = ("billing_frequency", "billing_frequency_cycles", "billing_start_date")
 MAX_BILLING_CYCLES = 208
+#: The driver's canonical recurring frequency -> a deal product's billing_frequency.
+DRIVER_BILLING_FREQUENCIES = {"weekly": "weekly", "monthly": "monthly", "quarterly": "quarterly",
+                              "semi_annual": "semi-annually", "annual": "annually"}  # fmt: skip
+#: The stage id of "Proposal made" in a new company's default pipeline (Qualified 1, Contact made 2, Demo
+#: scheduled 3, Proposal made 4, Negotiations started 5): the drivers' quote stage.
+PROPOSAL_STAGE = 4
 MAX_RECURRING_PRODUCTS = 20
 BILLING_START_SPAN_YEARS = 10
 TAX_METHODS = ("exclusive", "inclusive", "none")
@@ -1326,6 +1332,8 @@ class PipedriveDriver:
             "PIPEDRIVE_WEBHOOK_USER": self.webhook_user,
             "PIPEDRIVE_WEBHOOK_PASSWORD": self.webhook_password,
             "PIPEDRIVE_WEBHOOK_PATH_SECRET": self.path_secret,
+            # A deal open in "Proposal made" is quoted (`closeloop setup` asks the admin which stages quote).
+            "PIPEDRIVE_QUOTE_STAGES": str(PROPOSAL_STAGE),
         }
 
     def subscribe(self, webhook_base_url: str) -> None:
@@ -1452,21 +1460,53 @@ class PipedriveDriver:
         values = self.sandbox.custom_values(entity, ref.object_id)
         return {k: v for k, v in values.items() if k.startswith("closeloop_")}
 
-    # -- quote to cash (issue 12): not in this driver yet; the helper adding Pipedrive's flows implements these --
+    # -- quote to cash (issue 12): the deal stands in for its quote (Pipedrive has no quote object) ----------
 
-    def create_supplier_product(self, sku: str, name: str, price: Decimal, *, cost: Decimal, supplier: str) -> CrmRef:
-        raise not_carried("Pipedrive", "supplier products (create_supplier_product)")
+    def create_supplier_product(
+        self, sku: str, name: str, price: Decimal, *, cost: Decimal, supplier: str, currency: str
+    ) -> CrmRef:
+        """A product with one price (and its unit cost) in ``currency``, its supplier's name in the
+        ``closeloop_supplier`` product field (made as ``closeloop setup`` makes it when absent)."""
+        prices = [{"price": price, "currency": currency, "cost": cost}]
+        custom = {self._ensure_field("product", "closeloop_supplier"): supplier}
+        product = self.sandbox.create("product", {"name": name, "code": sku, "prices": prices, "custom_fields": custom})
+        return CrmRef(crm=self.name, object_type="product", object_id=str(product["id"]))
 
     def create_quoted_deal(
         self, company: CrmRef, lines: Sequence[DealLine], *, currency: str, expires: date
     ) -> QuotedDeal:
-        raise not_carried("Pipedrive", "quotes (create_quoted_deal)")
+        """An open deal moved to the quote stage (``PROPOSAL_STAGE``, named in PIPEDRIVE_QUOTE_STAGES) with its
+        products, a recurring line's billing terms on its deal product. The quote is the deal itself; a deal
+        has no expiry (``expected_close_date`` is the salesperson's hope, not the offer's end), so ``expires``
+        is not kept."""
+        org_id = int(company.object_id) if company.object_type == "company" else None
+        person_id = int(company.object_id) if company.object_type == "contact" else None
+        deal = self.sandbox.create(
+            "deal",
+            {"title": f"Quote {len(lines)} lines", "org_id": org_id, "person_id": person_id, "currency": currency},
+        )
+        for line in lines:
+            product = int(line.product.object_id) if line.product is not None else self._product(line, currency)
+            values: JSON = {"product_id": product, "item_price": line.unit_price, "quantity": line.quantity}
+            if line.recurring is not None:
+                values |= {
+                    "billing_frequency": DRIVER_BILLING_FREQUENCIES[line.recurring.frequency],
+                    "billing_frequency_cycles": line.recurring.periods,
+                    "billing_start_date": line.recurring.start.isoformat(),
+                }
+            self.sandbox.add_deal_product(deal["id"], {**values, "name": line.name})
+        # The salesperson moves the deal to "Proposal made" once its products are in: that is the quote sent.
+        self.sandbox.update("deal", deal["id"], {"stage_id": PROPOSAL_STAGE})
+        ref = CrmRef(crm=self.name, object_type="deal", object_id=str(deal["id"]))
+        return QuotedDeal(deal=ref, quote=CrmRef(crm=self.name, object_type="quote", object_id=str(deal["id"])))
 
     def win_deal(self, deal: CrmRef) -> None:
-        raise not_carried("Pipedrive", "winning an open deal (win_deal)")
+        self.sandbox.update("deal", deal.object_id, {"status": "won"})
 
     def quote_fields(self, quote: CrmRef) -> Mapping[str, str]:
-        raise not_carried("Pipedrive", "quote write-back reads (quote_fields)")
+        """Closeloop's quote fields, on the deal standing in for the quote."""
+        values = self.sandbox.custom_values("deal", quote.object_id)
+        return {k: v for k, v in values.items() if k.startswith("closeloop_quote_")}
 
     # -- end of quote to cash --------------------------------------------------------------------------------
 

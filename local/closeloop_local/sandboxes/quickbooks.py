@@ -101,7 +101,6 @@ from closeloop_local.sandboxes.drivers import (
     SeenQuote,
     SeenSchedule,
     SentWebhook,
-    not_carried,
 )
 from closeloop_local.sandboxes.limits import InFlight, RollingWindow
 from closeloop_local.sandboxes.replays import IdempotencyCache
@@ -2282,7 +2281,7 @@ class QuickBooksDriver:
         """QuickBooks' daily run of the recurring templates up to ``on``: the ids of the invoices it made."""
         return [str(row["Id"]) for row in self.sandbox.run_recurring(on)]
 
-    # -- quote to cash (issue 12): Estimates, RecurringTransactions (no PurchaseOrder in this sandbox yet) ----
+    # -- quote to cash (issue 12): Estimates, RecurringTransactions, PurchaseOrders ---------------------------
 
     #: Finance.xsd QboEstimateStatusEnum -> the canonical quote status (QBO has no draft and no expiry state).
     ESTIMATE_STATUSES: ClassVar[dict[str, str]] = {
@@ -2332,7 +2331,22 @@ class QuickBooksDriver:
         return out
 
     def purchase_orders(self) -> list[SeenPurchaseOrder]:
-        raise not_carried("QuickBooks", "purchase orders (the sandbox has no PurchaseOrder entity)")
+        """Every purchase order; its reference is the PrivateNote's first line (where Closeloop writes it), its
+        supplier the vendor's DisplayName, its status the POStatus (QBO has no draft: Open)."""
+        codes = self._item_codes()
+        vendors = {str(row["Id"]): str(row.get("DisplayName") or "") for row in self.sandbox.rows("Vendor")}
+        return [
+            SeenPurchaseOrder(
+                id=str(row["Id"]),
+                number=str(row.get("DocNumber") or ""),
+                reference=str(row.get("PrivateNote") or "").split("\n")[0],
+                supplier=vendors.get(_ref_value(row.get("VendorRef")), ""),
+                status=str(row.get("POStatus") or "").upper(),
+                total=Decimal(str(row.get("TotalAmt") or 0)),
+                lines=_purchase_lines(row, codes),
+            )
+            for row in self.sandbox.rows("PurchaseOrder")
+        ]
 
     def _item_codes(self) -> dict[str, str]:
         return {str(item["Id"]): _item_code(item) for item in self.sandbox.rows("Item")}
@@ -2345,6 +2359,18 @@ def _sales_lines(row: Mapping[str, Any], codes: Mapping[str, str]) -> tuple[Line
         if line.get("DetailType") != "SalesItemLineDetail":
             continue
         detail = line["SalesItemLineDetail"]
+        code = codes.get(_ref_value(detail["ItemRef"]), str(detail["ItemRef"].get("name", "")))
+        out.append((code, Decimal(str(detail.get("Qty", 0))), Decimal(str(detail.get("UnitPrice", 0)))))
+    return tuple(out)
+
+
+def _purchase_lines(row: Mapping[str, Any], codes: Mapping[str, str]) -> tuple[Line, ...]:
+    """A purchase form's item lines (ItemBasedExpenseLineDetail) as (item code, quantity, unit cost)."""
+    out: list[Line] = []
+    for line in row.get("Line") or []:
+        if line.get("DetailType") != "ItemBasedExpenseLineDetail":
+            continue
+        detail = line["ItemBasedExpenseLineDetail"]
         code = codes.get(_ref_value(detail["ItemRef"]), str(detail["ItemRef"].get("name", "")))
         out.append((code, Decimal(str(detail.get("Qty", 0))), Decimal(str(detail.get("UnitPrice", 0)))))
     return tuple(out)

@@ -81,7 +81,7 @@ from werkzeug.wrappers import Request, Response
 from closeloop.models import DEAL_SYNC_FIELDS, QUOTE_SYNC_FIELDS, CrmRef
 from closeloop_local.sandboxes import outbound
 from closeloop_local.sandboxes.base import Handler, Router, SandboxApp, SandboxServer, SandboxState, json_response
-from closeloop_local.sandboxes.drivers import DealLine, QuotedDeal, SentWebhook, not_carried
+from closeloop_local.sandboxes.drivers import DealLine, QuotedDeal, SentWebhook
 from closeloop_local.sandboxes.limits import RollingWindow
 
 __all__ = ["SugarCrmDriver", "SugarSandbox", "serve"]
@@ -1250,8 +1250,14 @@ class SugarCrmDriver:
         self.sandbox.update_record("ProductTemplates", ref.object_id, {"discount_price": str(price)})
 
     def deal_fields(self, deal: CrmRef) -> Mapping[str, str]:
+        """Closeloop's fields on the opportunity (every ``closeloop_*_c``: the invoice's, the payment summary's,
+        the purchase orders'), by canonical name."""
         record = self.sandbox.get_record("Opportunities", deal.object_id) or {}
-        return {name: str(record[f"{name}_c"]) for name in DEAL_SYNC_FIELDS if record.get(f"{name}_c") is not None}
+        return {
+            name[: -len("_c")]: str(value)
+            for name, value in record.items()
+            if name.startswith("closeloop_") and name.endswith("_c") and value is not None
+        }
 
     def customer_fields(self, ref: CrmRef) -> Mapping[str, str]:
         module = "Accounts" if ref.object_type == "company" else "Contacts"
@@ -1262,21 +1268,67 @@ class SugarCrmDriver:
             if name.startswith("closeloop_") and name.endswith("_c") and value is not None
         }
 
-    # -- quote to cash (issue 12): not in this driver yet; the helper adding SugarCRM's flows implements these --
+    # -- quote to cash (issue 12): Quotes with their grouped lines; no recurring lines (Sugar carries none) ---
 
-    def create_supplier_product(self, sku: str, name: str, price: Decimal, *, cost: Decimal, supplier: str) -> CrmRef:
-        raise not_carried("SugarCRM", "supplier products (create_supplier_product)")
+    def create_supplier_product(
+        self, sku: str, name: str, price: Decimal, *, cost: Decimal, supplier: str, currency: str
+    ) -> CrmRef:
+        """A Product Catalog entry in ``currency`` with its cost price and its supplier's name in the Studio field
+        ``closeloop_supplier_c``."""
+        values = {"name": name, "mft_part_num": sku, "discount_price": str(price), "list_price": str(price),
+                  "cost_price": str(cost), "closeloop_supplier_c": supplier,
+                  "currency_id": self.sandbox.seed_currency(currency)}  # fmt: skip
+        record = self.sandbox.create_record("ProductTemplates", values)
+        return CrmRef(crm=self.name, object_type="product", object_id=str(record["id"]))
 
     def create_quoted_deal(
         self, company: CrmRef, lines: Sequence[DealLine], *, currency: str, expires: date
     ) -> QuotedDeal:
-        raise not_carried("SugarCRM", "quotes (create_quoted_deal)")
+        """An open opportunity with a revenue line item per line, and a quote of the same lines (one group) made
+        from it in the quote editor: Draft, then Delivered (sent to the customer: a ready stage), valid until
+        ``expires``. ValueError for a recurring line: Sugar's lines carry no billing terms (its Contracts are
+        not synced as schedules)."""
+        if any(line.recurring is not None for line in lines):
+            raise ValueError("SugarCRM quote and revenue lines carry no recurring billing terms")
+        currency_id = self.sandbox.seed_currency(currency)
+        today = datetime.fromtimestamp(self.state.clock.now(), UTC).date().isoformat()
+        opportunity = self.sandbox.create_record(
+            "Opportunities",
+            {"name": f"Deal {len(self.sandbox.records('Opportunities')) + 1}", "account_id": company.object_id,
+             "currency_id": currency_id, "sales_stage": "Proposal/Price Quote", "date_closed": today},
+        )  # fmt: skip
+        products: list[dict[str, Any]] = []
+        for line in lines:
+            template = line.product.object_id if line.product is not None else self._product(line, currency_id)
+            self.sandbox.create_record(
+                "RevenueLineItems",
+                {"name": line.name, "opportunity_id": opportunity["id"], "account_id": company.object_id,
+                 "product_template_id": template, "quantity": str(line.quantity),
+                 "discount_price": str(line.unit_price), "currency_id": currency_id,
+                 "sales_stage": "Proposal/Price Quote", "date_closed": today},
+            )  # fmt: skip
+            products.append({"product_template_id": template, "name": line.name, "mft_part_num": line.sku,
+                             "quantity": str(line.quantity), "discount_price": str(line.unit_price)})  # fmt: skip
+        buyer = "billing_account_id" if company.object_type == "company" else "billing_contact_id"
+        quote = self.sandbox.create_quote(
+            {"name": f"Quote for {opportunity['name']}", "quote_stage": "Draft", "currency_id": currency_id,
+             "date_quote_expected_closed": expires.isoformat(), buyer: company.object_id,
+             "opportunity_id": opportunity["id"]},
+            [{"name": "Quoted", "products": products}],
+        )  # fmt: skip
+        self.sandbox.update_record("Quotes", str(quote["id"]), {"quote_stage": "Delivered"})
+        return QuotedDeal(
+            deal=CrmRef(crm=self.name, object_type="deal", object_id=str(opportunity["id"])),
+            quote=CrmRef(crm=self.name, object_type="quote", object_id=str(quote["id"])),
+        )
 
     def win_deal(self, deal: CrmRef) -> None:
-        raise not_carried("SugarCRM", "winning an open deal (win_deal)")
+        self.sandbox.update_record("Opportunities", deal.object_id, {"sales_stage": "Closed Won"})
 
     def quote_fields(self, quote: CrmRef) -> Mapping[str, str]:
-        raise not_carried("SugarCRM", "quote write-back reads (quote_fields)")
+        """Closeloop's quote fields (the ``closeloop_quote_*_c`` Studio fields on the quote), by canonical name."""
+        record = self.sandbox.get_record("Quotes", quote.object_id) or {}
+        return {name: str(record[f"{name}_c"]) for name in QUOTE_SYNC_FIELDS if record.get(f"{name}_c") is not None}
 
     # -- end of quote to cash --------------------------------------------------------------------------------
 
