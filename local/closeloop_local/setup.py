@@ -33,6 +33,7 @@ from closeloop.credentials import Credentials
 from closeloop.ports import PropertyDefinition
 from closeloop.sync.invoices import CUSTOMER_PROPERTIES, DEAL_PROPERTIES
 from closeloop.sync.purchase_orders import PURCHASE_ORDER_PROPERTIES
+from closeloop.sync.recurring import SCHEDULE_PROPERTIES
 from closeloop.vendors import registry
 from closeloop.wire import MIN_PATH_SECRET_LENGTH
 
@@ -54,6 +55,8 @@ def property_sets(system: str) -> list[tuple[str, Sequence[PropertyDefinition]]]
     deal: tuple[PropertyDefinition, ...] = DEAL_PROPERTIES
     if "purchase_order" in objects:  # the deal's purchase order numbers (made whatever PURCHASE_ORDERS says)
         deal = (*deal, *PURCHASE_ORDER_PROPERTIES)
+    if "repeating_invoice" in objects:  # the schedules' write-back (a CRM that cannot create fields names them)
+        deal = (*deal, *SCHEDULE_PROPERTIES)
     sets: list[tuple[str, Sequence[PropertyDefinition]]] = [("deal", deal), ("company", CUSTOMER_PROPERTIES)]
     if "product" in objects:
         sets.append(("product", PRODUCT_PROPERTIES))

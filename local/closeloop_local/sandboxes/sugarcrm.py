@@ -79,7 +79,8 @@ from typing import Any, NoReturn
 
 from werkzeug.wrappers import Request, Response
 
-from closeloop.models import DEAL_SYNC_FIELDS, QUOTE_SYNC_FIELDS, CrmRef
+from closeloop.models import DEAL_SYNC_FIELDS, FREQUENCY_PERIODS, QUOTE_SYNC_FIELDS, CrmRef
+from closeloop.sync.recurring import SCHEDULE_PROPERTIES
 from closeloop_local.sandboxes import outbound
 from closeloop_local.sandboxes.base import Handler, Router, SandboxApp, SandboxServer, SandboxState, json_response
 from closeloop_local.sandboxes.drivers import DealLine, QuotedDeal, SentWebhook, not_carried
@@ -105,6 +106,8 @@ CLOSELOOP_FIELDS: dict[str, dict[str, str]] = {
         "closeloop_amount_paid_c": "decimal",
         "closeloop_last_payment_date_c": "date",
         "closeloop_purchase_orders_c": "varchar",
+        # The recurring flow's write-back (closeloop.sync.recurring.SCHEDULE_PROPERTIES).
+        **{f"{d.name}_c": {"number": "decimal", "date": "date"}.get(d.type, "varchar") for d in SCHEDULE_PROPERTIES},
     },
     # Closeloop's quote write-back (closeloop_quote_*), Studio fields on Quotes.
     "Quotes": {f"{name}_c": "varchar" for name in QUOTE_SYNC_FIELDS},
@@ -1231,10 +1234,28 @@ class SugarCrmDriver:
                 {"name": line.name, "opportunity_id": opportunity["id"], "account_id": company.object_id,
                  "product_template_id": template, "quantity": str(line.quantity),
                  "discount_price": str(line.unit_price), "currency_id": currency_id,
-                 "sales_stage": "Proposal/Price Quote", "date_closed": today},
+                 "sales_stage": "Proposal/Price Quote", "date_closed": today, **self.service_fields(line)},
             )  # fmt: skip
         self.sandbox.update_record("Opportunities", str(opportunity["id"]), {"sales_stage": "Closed Won"})
         return CrmRef(crm=self.name, object_type="deal", object_id=str(opportunity["id"]))
+
+    # -- recurring lines (sugar-recurring): a DealLine.recurring is a service revenue line item ---------------
+
+    @staticmethod
+    def service_fields(line: DealLine) -> dict[str, Any]:
+        """The revenue line item fields of a recurring line, as a person enters them: Service ticked, its start
+        and duration (the periods' months, or days for weekly frequencies), and Closeloop's billing frequency
+        dropdown; the line's price is per billing period. {} for a one-off line."""
+        if line.recurring is None:
+            return {}
+        unit, count = FREQUENCY_PERIODS[line.recurring.frequency]
+        length = count * line.recurring.periods
+        return {"service": True, "service_start_date": line.recurring.start.isoformat(),
+                "service_duration_value": length if unit == "month" else 7 * length,
+                "service_duration_unit": "month" if unit == "month" else "day",
+                "closeloop_billing_frequency_c": line.recurring.frequency}  # fmt: skip
+
+    # -- end of recurring lines --------------------------------------------------------------------------------
 
     def _product(self, line: DealLine, currency_id: str) -> str:
         for template in self.sandbox.records("ProductTemplates"):
