@@ -3,7 +3,7 @@ and, for a CRM whose catalogue Closeloop reads (its spec lists ``product``), the
 supplier from (``closeloop_supplier``); for a CRM whose quotes it syncs (``quote``), the quote fields it writes
 back (``closeloop_quote_number``, ``_status``, ``_url``, ``_revision``); for a CRM whose recurring lines need a
 field Closeloop reads (its adapter has ``ensure_recurring_line_properties``: SugarCRM's billing frequency
-dropdown on revenue line items), that field.
+dropdown on revenue line items), that field and the deal fields the schedules write back.
 
 For the CRMs whose webhooks prove themselves by a secret in the URL (Pipedrive, SugarCRM), setup also makes that
 secret: 43 random URL-safe characters (``secrets.token_urlsafe(32)``), stored in the webhook keys secret
@@ -55,8 +55,6 @@ def property_sets(system: str) -> list[tuple[str, Sequence[PropertyDefinition]]]
     deal: tuple[PropertyDefinition, ...] = DEAL_PROPERTIES
     if "purchase_order" in objects:  # the deal's purchase order numbers (made whatever PURCHASE_ORDERS says)
         deal = (*deal, *PURCHASE_ORDER_PROPERTIES)
-    if "repeating_invoice" in objects:  # the schedules' write-back (a CRM that cannot create fields names them)
-        deal = (*deal, *SCHEDULE_PROPERTIES)
     sets: list[tuple[str, Sequence[PropertyDefinition]]] = [("deal", deal), ("company", CUSTOMER_PROPERTIES)]
     if "product" in objects:
         sets.append(("product", PRODUCT_PROPERTIES))
@@ -80,8 +78,11 @@ def ensure_recurring_line_properties(crm: Any, system: str) -> None:
     ensure = getattr(crm, "ensure_recurring_line_properties", None)
     if ensure is None or "repeating_invoice" not in registry.get(system, "crm").capabilities.objects:
         return
+    # Such a CRM cannot create the schedules' deal write-back fields when the flow first writes them either
+    # (SugarCRM's Studio fields): they are named here, before a schedule is made.
+    deal = crm.ensure_properties("deal", SCHEDULE_PROPERTIES)
     created = ensure()
-    print(f"recurring line fields: created {len(created)} ({', '.join(created) or '-'})")
+    print(f"recurring fields: created {len(deal) + len(created)} ({', '.join([*deal, *created]) or '-'})")
 
 
 def ensure_quote_properties(crm: Any, system: str) -> None:

@@ -20,6 +20,7 @@ from closeloop.sync.invoices import InvoicePolicy
 from closeloop.sync.recurring import RecurringFlow, SchedulePolicy
 from closeloop.vendors.sugarcrm.adapter import SugarCrm
 from closeloop.vendors.sugarcrm.webhooks import parse_delivery
+from closeloop_local import setup
 from closeloop_local.sandboxes.base import SandboxServer
 from closeloop_local.sandboxes.sugarcrm import SugarSandbox, serve
 from tests.fakes import FakeBooks, MemoryStore
@@ -251,3 +252,24 @@ def test_without_the_frequency_field_setup_names_the_studio_dropdown(
         crm.ensure_recurring_line_properties()
     sugar.add_field("RevenueLineItems", "closeloop_billing_frequency_c", "enum")
     assert crm.ensure_recurring_line_properties() == []
+
+
+def test_closeloop_setup_sugarcrm_names_the_dropdown_and_the_schedule_fields(
+    sandbox: tuple[SugarSandbox, SandboxServer], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given an instance without the billing frequency dropdown nor the schedules' deal fields
+    sugar, server = sandbox
+    sugar.remove_field("RevenueLineItems", "closeloop_billing_frequency_c")
+    sugar.remove_field("Opportunities", "closeloop_schedule_ids_c")
+    crm = sugarcrm_adapter(sugar, server.url)
+    # When `closeloop setup sugarcrm` checks the fields; then it names the missing deal field for an admin
+    with pytest.raises(ConfigurationError, match=r"Opportunities lacks .*closeloop_schedule_ids_c"):
+        setup.ensure_crm_properties(crm, "sugarcrm")
+    # And, once that is added, the dropdown on revenue line items
+    sugar.add_field("Opportunities", "closeloop_schedule_ids_c")
+    with pytest.raises(ConfigurationError, match=r"RevenueLineItems lacks .*closeloop_billing_frequency_c"):
+        setup.ensure_crm_properties(crm, "sugarcrm")
+    # And with both added, setup passes
+    sugar.add_field("RevenueLineItems", "closeloop_billing_frequency_c", "enum")
+    setup.ensure_crm_properties(crm, "sugarcrm")
+    assert "recurring fields: created 0 (-)" in capsys.readouterr().out
