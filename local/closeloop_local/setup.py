@@ -1,7 +1,9 @@
 """``closeloop setup hubspot|pipedrive|sugarcrm``: create the deal and company properties Closeloop writes back,
 and, for a CRM whose catalogue Closeloop reads (its spec lists ``product``), the product property it reads the
 supplier from (``closeloop_supplier``); for a CRM whose quotes it syncs (``quote``), the quote fields it writes
-back (``closeloop_quote_number``, ``_status``, ``_url``, ``_revision``).
+back (``closeloop_quote_number``, ``_status``, ``_url``, ``_revision``); for a CRM whose recurring lines need a
+field Closeloop reads (its adapter has ``ensure_recurring_line_properties``: SugarCRM's billing frequency
+dropdown on revenue line items), that field and the deal fields the schedules write back.
 
 For the CRMs whose webhooks prove themselves by a secret in the URL (Pipedrive, SugarCRM), setup also makes that
 secret: 43 random URL-safe characters (``secrets.token_urlsafe(32)``), stored in the webhook keys secret
@@ -31,6 +33,7 @@ from closeloop.credentials import Credentials
 from closeloop.ports import PropertyDefinition
 from closeloop.sync.invoices import CUSTOMER_PROPERTIES, DEAL_PROPERTIES
 from closeloop.sync.purchase_orders import PURCHASE_ORDER_PROPERTIES
+from closeloop.sync.recurring import SCHEDULE_PROPERTIES
 from closeloop.vendors import registry
 from closeloop.wire import MIN_PATH_SECRET_LENGTH
 
@@ -65,6 +68,21 @@ def ensure_crm_properties(crm: Any, system: str) -> None:
         existing = len(definitions) - len(created)
         print(f"{object_type}: created {len(created)} ({', '.join(created) or '-'}), {existing} already there")
     ensure_quote_properties(crm, system)
+    ensure_recurring_line_properties(crm, system)
+
+
+def ensure_recurring_line_properties(crm: Any, system: str) -> None:
+    """For a CRM whose recurring lines Closeloop schedules (its spec lists ``repeating_invoice``) and whose
+    lines lack a stock billing frequency: the field its adapter reads it from (SugarCRM: a Studio dropdown on
+    revenue line items, which the API cannot create, so a missing one is named for an admin)."""
+    ensure = getattr(crm, "ensure_recurring_line_properties", None)
+    if ensure is None or "repeating_invoice" not in registry.get(system, "crm").capabilities.objects:
+        return
+    # Such a CRM cannot create the schedules' deal write-back fields when the flow first writes them either
+    # (SugarCRM's Studio fields): they are named here, before a schedule is made.
+    deal = crm.ensure_properties("deal", SCHEDULE_PROPERTIES)
+    created = ensure()
+    print(f"recurring fields: created {len(deal) + len(created)} ({', '.join([*deal, *created]) or '-'})")
 
 
 def ensure_quote_properties(crm: Any, system: str) -> None:

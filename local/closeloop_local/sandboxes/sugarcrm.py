@@ -63,6 +63,7 @@ Control API (no auth, never logged in ``state.requests``)::
 
 from __future__ import annotations
 
+import calendar
 import hmac
 import json
 import re
@@ -71,14 +72,15 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from functools import cached_property
 from typing import Any, NoReturn
 
 from werkzeug.wrappers import Request, Response
 
-from closeloop.models import DEAL_SYNC_FIELDS, QUOTE_SYNC_FIELDS, CrmRef
+from closeloop.models import DEAL_SYNC_FIELDS, FREQUENCY_PERIODS, QUOTE_SYNC_FIELDS, CrmRef
+from closeloop.sync.recurring import SCHEDULE_PROPERTIES
 from closeloop_local.sandboxes import outbound
 from closeloop_local.sandboxes.base import Handler, Router, SandboxApp, SandboxServer, SandboxState, json_response
 from closeloop_local.sandboxes.drivers import DealLine, QuotedDeal, SentWebhook
@@ -104,6 +106,8 @@ CLOSELOOP_FIELDS: dict[str, dict[str, str]] = {
         "closeloop_amount_paid_c": "decimal",
         "closeloop_last_payment_date_c": "date",
         "closeloop_purchase_orders_c": "varchar",
+        # The recurring flow's write-back (closeloop.sync.recurring.SCHEDULE_PROPERTIES).
+        **{f"{d.name}_c": {"number": "decimal", "date": "date"}.get(d.type, "varchar") for d in SCHEDULE_PROPERTIES},
     },
     # Closeloop's quote write-back (closeloop_quote_*), Studio fields on Quotes.
     "Quotes": {f"{name}_c": "varchar" for name in QUOTE_SYNC_FIELDS},
@@ -118,6 +122,9 @@ CLOSELOOP_FIELDS: dict[str, dict[str, str]] = {
     "Contacts": {"closeloop_sync_issue_c": "varchar"},
     # The supplier of a catalogue product (GUESSES["closeloop_supplier_c on ProductTemplates"]).
     "ProductTemplates": {"closeloop_supplier_c": "varchar"},
+    # How often a service line bills: a dropdown of the canonical frequencies; Sugar's API does not check enum
+    # values (SugarFieldBase::apiValidate); see GUESSES["closeloop_billing_frequency_c on RevenueLineItems"].
+    "RevenueLineItems": {"closeloop_billing_frequency_c": "enum"},
 }
 
 _ADDRESS = ("street", "city", "state", "postalcode", "country")
@@ -141,7 +148,11 @@ _STOCK: dict[str, dict[str, str]] = {
                          "product_template_name": "relate", "quantity": "decimal", "discount_price": "currency",
                          "list_price": "currency", "discount_amount": "currency", "discount_select": "bool",
                          "likely_case": "currency", "currency_id": "currency_id", "sales_stage": "enum",
-                         "date_closed": "date"},
+                         "date_closed": "date",
+                         # RevenueLineItems vardefs (10.2+): a service line's term; service_end_date calculated.
+                         "service": "bool", "renewable": "bool", "service_start_date": "date",
+                         "service_end_date": "date", "service_duration_value": "int",
+                         "service_duration_unit": "enum"},
     # ProductTemplates vardefs (12.0): active_status (Active, Inactive, Retired) says whether it is still sold;
     # status is "not used in product Catalog" (GUESSES["product archived is active_status"]).
     "ProductTemplates": {**_COMMON, "mft_part_num": "varchar", "vendor_part_num": "varchar",
@@ -220,6 +231,7 @@ _CALCULATED: dict[str, frozenset[str]] = {
     "ProductBundles": frozenset({"subtotal", "deal_tot", "new_sub", "taxable_subtotal", "total"}),
     "Products": frozenset({"subtotal", "deal_calc", "total_amount"}),
     "Contracts": frozenset({"total_contract_value_usdollar"}),
+    "RevenueLineItems": frozenset({"service_end_date"}),
 }  # fmt: skip
 #: Vardef defaults Sugar fills on create (currency_id -99 everywhere, Products' discount_select and tax_class).
 _DEFAULTS: dict[str, dict[str, Any]] = {
@@ -980,6 +992,7 @@ class SugarSandbox(SandboxApp):
         total = gross - (gross * discount / 100 if line.get("discount_select") else discount)
         line["likely_case"] = _money(total)
         line.setdefault("quantity", "1")
+        line["service_end_date"] = _service_end(line)
 
     def _after_change(self, module: str, record: JSON, before: JSON, *, is_update: bool) -> None:
         if module == "RevenueLineItems" and record.get("opportunity_id"):
@@ -1221,10 +1234,28 @@ class SugarCrmDriver:
                 {"name": line.name, "opportunity_id": opportunity["id"], "account_id": company.object_id,
                  "product_template_id": template, "quantity": str(line.quantity),
                  "discount_price": str(line.unit_price), "currency_id": currency_id,
-                 "sales_stage": "Proposal/Price Quote", "date_closed": today},
+                 "sales_stage": "Proposal/Price Quote", "date_closed": today, **self.service_fields(line)},
             )  # fmt: skip
         self.sandbox.update_record("Opportunities", str(opportunity["id"]), {"sales_stage": "Closed Won"})
         return CrmRef(crm=self.name, object_type="deal", object_id=str(opportunity["id"]))
+
+    # -- recurring lines (sugar-recurring): a DealLine.recurring is a service revenue line item ---------------
+
+    @staticmethod
+    def service_fields(line: DealLine) -> dict[str, Any]:
+        """The revenue line item fields of a recurring line, as a person enters them: Service ticked, its start
+        and duration (the periods' months, or days for weekly frequencies), and Closeloop's billing frequency
+        dropdown; the line's price is per billing period. {} for a one-off line."""
+        if line.recurring is None:
+            return {}
+        unit, count = FREQUENCY_PERIODS[line.recurring.frequency]
+        length = count * line.recurring.periods
+        return {"service": True, "service_start_date": line.recurring.start.isoformat(),
+                "service_duration_value": length if unit == "month" else 7 * length,
+                "service_duration_unit": "month" if unit == "month" else "day",
+                "closeloop_billing_frequency_c": line.recurring.frequency}  # fmt: skip
+
+    # -- end of recurring lines --------------------------------------------------------------------------------
 
     def _product(self, line: DealLine, currency_id: str) -> str:
         for template in self.sandbox.records("ProductTemplates"):
@@ -1331,6 +1362,24 @@ class SugarCrmDriver:
         return {name: str(record[f"{name}_c"]) for name in QUOTE_SYNC_FIELDS if record.get(f"{name}_c") is not None}
 
     # -- end of quote to cash --------------------------------------------------------------------------------
+
+
+def _service_end(line: Mapping[str, Any]) -> str | None:
+    """A service line's ``service_end_date``: the day before its start moved on by its duration (a year from
+    2027-01-01 ends 2027-12-31); None for a line that is not a service or lacks a start
+    or duration (the adapter never reads it). The formula is a sandbox choice,
+    see GUESSES["service_end_date is the day before start + duration"]."""
+    start, value = str(line.get("service_start_date") or ""), line.get("service_duration_value")
+    unit = str(line.get("service_duration_unit") or "").lower().removesuffix("s")
+    if not line.get("service") or not start or value in (None, "") or unit not in ("year", "month", "day"):
+        return None
+    first, count = date.fromisoformat(start[:10]), int(value)
+    if unit == "day":
+        return (first + timedelta(days=count - 1)).isoformat()
+    months = first.month - 1 + count * (12 if unit == "year" else 1)
+    year, month = first.year + months // 12, months % 12 + 1
+    moved = date(year, month, min(first.day, calendar.monthrange(year, month)[1]))
+    return (moved - timedelta(days=1)).isoformat()
 
 
 def serve(sandbox: SugarSandbox | None = None, port: int = 0) -> tuple[SugarSandbox, SandboxServer]:

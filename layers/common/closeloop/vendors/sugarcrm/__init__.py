@@ -96,7 +96,7 @@ SPEC = VendorSpec(
     capabilities=Capabilities(
         webhooks=True,
         oauth=True,
-        objects=("company", "contact", "deal", "product", "purchase_order", "quote"),
+        objects=("company", "contact", "deal", "product", "purchase_order", "quote", "repeating_invoice"),
         path_secret_key="SUGARCRM_WEBHOOK_TOKEN",
         table={
             "webhook authenticity": "secret path segment (web logic hooks have no signature)",

@@ -40,26 +40,40 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, get_args
 from urllib.parse import quote
 
 from closeloop.errors import ConfigurationError, FatalError, NotFound, ValidationFailed
-from closeloop.models import CUSTOMER_FIELDS, DEAL_SYNC_FIELDS, CrmRef, Customer, Deal, LineItem, Product, SyncEvent
+from closeloop.models import (
+    CUSTOMER_FIELDS,
+    DEAL_SYNC_FIELDS,
+    CrmRef,
+    Customer,
+    Deal,
+    Frequency,
+    LineItem,
+    Product,
+    SyncEvent,
+)
 from closeloop.paging import Page, paginate
 from closeloop.ports import PropertyDefinition, WebhookRequest
 from closeloop.vendors.sugarcrm.client import DISCOVER, AccessTokens, ApiVersion, SugarClient, path_segment
 from closeloop.vendors.sugarcrm.mapping import (
+    FREQUENCY_FIELD,
     LINE_MODULES,
     MODULES,
+    SERVICE_FIELDS,
     SUPPLIER_FIELD,
     RecordWrites,
     clean,
     close_date,
     company_customer,
     contact_customer,
+    contract_end,
     crm_ref,
     custom_field,
     email_list,
+    ended_by_contract,
     first_day_at_or_after,
     line_item,
     parse_time,
@@ -79,6 +93,20 @@ from closeloop.vendors.sugarcrm.webhooks import parse_delivery, verify_path_toke
 
 if TYPE_CHECKING:
     import httpx
+
+
+#: The Studio field a service revenue line item's billing frequency is read from (``mapping.service_terms``):
+#: a dropdown whose values are the canonical frequencies;
+#: see GUESSES["closeloop_billing_frequency_c on RevenueLineItems"].
+RECURRING_LINE_PROPERTIES: tuple[PropertyDefinition, ...] = (
+    PropertyDefinition(
+        FREQUENCY_FIELD.removesuffix("_c"),
+        "Billing frequency",
+        "enumeration",
+        options=get_args(Frequency),
+        description="How often Closeloop bills this service line (empty: billed once); its price is per period",
+    ),
+)
 
 
 class ChangesPosition(NamedTuple):
@@ -155,7 +183,11 @@ class SugarCrm(SugarQuotes):
         "discount_amount",
         "discount_select",
         "likely_case",
+        *SERVICE_FIELDS,
+        FREQUENCY_FIELD,  # see GUESSES["closeloop_billing_frequency_c on RevenueLineItems"]
     )
+    #: The contract fields that bound a deal's recurring lines (``mapping.ended_by_contract``).
+    CONTRACT_FIELDS: ClassVar[tuple[str, ...]] = ("status", "start_date", "end_date")
     PRODUCT_FIELDS: ClassVar[tuple[str, ...]] = (
         "name",
         "mft_part_num",
@@ -171,7 +203,8 @@ class SugarCrm(SugarQuotes):
     PRODUCT_ORDER: ClassVar[str] = "date_entered:ASC,id:ASC"
     CHANGE_FIELDS: ClassVar[tuple[str, ...]] = ("date_entered", "date_modified", "modified_user_id")
     #: Modules the catch-up poll skips when the instance refuses them (only the quote sync reads them).
-    OPTIONAL_MODULES: ClassVar[frozenset[str]] = frozenset({"Quotes", "Products"})
+    #: Contracts too: an instance or role without them still catches up its other changes.
+    OPTIONAL_MODULES: ClassVar[frozenset[str]] = frozenset({"Quotes", "Products", "Contracts"})
     #: PropertyDefinition.type -> what to pick in Studio (and the vardef type a package declares).
     STUDIO_TYPES: ClassVar[dict[str, tuple[str, str]]] = {
         "string": ("TextField", "varchar"),
@@ -321,7 +354,27 @@ class SugarCrm(SugarQuotes):
         if not clean(record.get("account_id")):
             first = next(self.client.link("Opportunities", deal_id, "contacts", ("id",), self.PEOPLE_ORDER), None)
             contact = crm_ref("contact", str(first["id"])) if first else None
-        return self._deal(record, contact=contact, line_items=self._line_items(deal_id))
+        deal = self._deal(record, contact=contact, line_items=self._line_items(deal_id))
+        return self._within_contract(deal)
+
+    def _within_contract(self, deal: Deal) -> Deal:
+        """The deal with its recurring lines billed no later than its contracts run (``ended_by_contract``):
+        read only when a line recurs, from the ``contracts`` link (an instance or role without Contracts,
+        403 or 404, leaves the lines' own terms)."""
+        if not any(line.recurring_frequency for line in deal.line_items):
+            return deal
+        deal_id = deal.ref.object_id
+        try:
+            contracts = list(self.client.link("Opportunities", deal_id, "contracts", self.CONTRACT_FIELDS, "id:ASC"))
+        except FatalError as exc:
+            if exc.status not in (403, 404):
+                raise
+            return deal
+        ends = contract_end(contracts, deal_id)
+        if ends is None:
+            return deal
+        lines = tuple(ended_by_contract(line, ends, deal.close_date) for line in deal.line_items)
+        return deal.model_copy(update={"line_items": lines})
 
     def iter_won_deals(self, closed_from: datetime, closed_before: datetime) -> Iterator[Deal]:
         """Closed Won opportunities whose ``date_closed`` (a date: its UTC midnight) is in the range, paged.
@@ -623,6 +676,15 @@ class SugarCrm(SugarQuotes):
         module = self.MODULES.get(object_type)
         if module is None:
             raise ValueError(f"no custom properties for a {object_type}")
+        return self._ensure_fields(module, definitions)
+
+    def ensure_recurring_line_properties(self) -> list[str]:
+        """Check the revenue line items' billing frequency dropdown (``RECURRING_LINE_PROPERTIES``), which
+        ``closeloop setup sugarcrm`` names for an admin to add in Studio: Sugar has no billing frequency of
+        its own. [] when it exists; else ConfigurationError naming it, its options and where to add it."""
+        return self._ensure_fields("RevenueLineItems", RECURRING_LINE_PROPERTIES)
+
+    def _ensure_fields(self, module: str, definitions: Collection[PropertyDefinition]) -> list[str]:
         response = self.client.request("GET", "/metadata", params={"type_filter": "modules", "module_filter": module})
         fields = ((response.json().get("modules") or {}).get(module) or {}).get("fields") or {}
         missing = [d for d in definitions if custom_field(d.name) not in fields]

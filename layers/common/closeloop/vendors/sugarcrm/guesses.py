@@ -77,4 +77,35 @@ GUESSES: dict[str, str] = {
     "POST /Quotes/filter as a user whose role disables Quotes. Safe: only the Quotes and Products scans are "
     "skipped on those answers; any other error fails the poll as before, and a skipped scan only delays a quote "
     "to its next hook.",
+    "closeloop_billing_frequency_c on RevenueLineItems": "Sugar has no billing frequency on any stock record "
+    "(a service revenue line item, Sugar 10.2+, has service_start_date, service_duration_value/_unit and a "
+    "calculated service_end_date; a Contract has dates and a status but no lines). Closeloop reads the frequency "
+    "from a Studio dropdown closeloop_billing_frequency_c on RevenueLineItems whose values are the canonical "
+    "frequencies (weekly ... every_5_years), named for an admin by `closeloop setup sugarcrm`; Sugar is assumed "
+    "to leave a field named in fields= out of its answer when the module lacks it, as for GET and filter. "
+    "PRICE: no published Sugar page found says what a service line's price covers; Sugar prorating add-ons "
+    "co-termed to a purchase over the remaining duration suggests that a stock service line's "
+    "discount_price/likely_case is for the WHOLE term. Closeloop instead reads the line's unit price as the "
+    "price PER BILLING PERIOD whenever the frequency is set (README, Recurring lines, SugarCRM): the admin enters "
+    "it that way, and a line without the frequency is billed once at its price, as before. Safe if wrong: "
+    "nothing recurs until a person sets the frequency; schedules are DRAFT by default "
+    "(RECURRING_SCHEDULE_STATUS), so the first per-period amount is seen before it is billed. Confirm: GET "
+    "/RevenueLineItems/<id>?fields=closeloop_billing_frequency_c on an instance without the field, and Sugar "
+    "support on what a service line's price covers.",
+    "contract end bounds the service term": "An opportunity's contracts (the link contracts, "
+    "contracts_opportunities) bound its recurring lines: the latest contract end_date caps each term at the "
+    "last billing period starting on or before it; contract_status_dom (notstarted, inprogress, signed) has no "
+    "cancelled state, so ending early is moving end_date earlier. Safe: a contract never lengthens a term, and "
+    "the recurring flow flags a shortened schedule for a person instead of cutting it. Confirm: Admin > "
+    "Dropdown Editor contract_status_dom on an instance, and GET /Opportunities/<id>/link/contracts.",
+    "a contract's hook carries opportunity_id": "A web logic hook on Contracts sends opportunity_id in data, "
+    "and a Contracts filter answers it when named in fields (it is the non-db id of the one-sided link "
+    "opportunities, which Sugar fills when it formats the bean). Confirm: a captured Contract after_save "
+    "delivery and POST /Contracts/filter with fields=opportunity_id. Safe: a delivery or poll row without it "
+    "is ignored; the opportunity's next own change (or a revenue line item's) reads its contracts again.",
+    "service_end_date is the day before start + duration": "The sandbox calculates a service line's "
+    "service_end_date as its service_start_date moved on by service_duration_value units, less a day (the "
+    "vardefs make it a calculated field; the exact formula is not published). Confirm: a service line of 1 year "
+    "from 2027-01-01 on an instance. Safe: the adapter never reads service_end_date; it counts the term from "
+    "the start and the duration.",
 }

@@ -8,13 +8,14 @@ lacks (Sugar ignores unknown fields) can be named.
 
 from __future__ import annotations
 
+import calendar
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from closeloop.errors import ValidationFailed
-from closeloop.models import Address, CrmRef, Customer, LineItem, Person, Product, SyncEvent
+from closeloop.models import FREQUENCY_PERIODS, Address, CrmRef, Customer, LineItem, Person, Product, SyncEvent
 
 #: canonical object type -> Sugar module. Products are the Product Catalog's templates (``ProductTemplates``),
 #: which revenue line items name by ``product_template_id``.
@@ -28,7 +29,13 @@ MODULES: Mapping[str, str] = {
 #: Modules whose records are lines of another object: a change to one is a change to that object (module ->
 #: (its object type, the line's field holding its id)). A quote line edit need not save its quote
 #: (GUESSES["a line edit saves its quote"]), so quoted lines are watched themselves.
-LINE_MODULES: Mapping[str, tuple[str, str]] = {"Products": ("quote", "quote_id")}
+LINE_MODULES: Mapping[str, tuple[str, str]] = {
+    "Products": ("quote", "quote_id"),
+    # A revenue line item's service term or billing frequency changes without saving its opportunity (only
+    # its amount rolls up), and a contract ending early is a change of its opportunity's recurring lines.
+    "RevenueLineItems": ("deal", "opportunity_id"),
+    "Contracts": ("deal", "opportunity_id"),  # see GUESSES["contract opportunity_id"]
+}
 #: The Studio field on ProductTemplates holding the supplier's name (``closeloop_supplier``; see
 #: GUESSES["closeloop_supplier_c on ProductTemplates"]).
 SUPPLIER_FIELD = "closeloop_supplier_c"
@@ -175,6 +182,7 @@ def line_item(
             )
         price -= per_unit
     return LineItem(
+        **(service_terms(line, what) if kind == "revenue line item" else {}),
         crm_id=item_id,
         name=clean(line.get("name")) or clean(product.get("name")),
         sku=product_sku(line) or product_sku(product),
@@ -184,6 +192,121 @@ def line_item(
         discount_percent=percent,
         amount=sugar_number(line.get(total_field), f"{what} {total_field.replace('_', ' ')}"),
     )
+
+
+# -- recurring lines: service revenue line items billed on a schedule (issue 12 part 4) ------------------------
+
+#: The Studio dropdown on RevenueLineItems saying how often a service line bills; its values are the canonical
+#: frequencies (``closeloop.models.Frequency``). Sugar has no billing frequency of its own: see
+#: GUESSES["closeloop_billing_frequency_c on RevenueLineItems"].
+FREQUENCY_FIELD = "closeloop_billing_frequency_c"
+#: The revenue line item fields a service's term is read from (Sugar 10.2+: ``service`` ticked, a start date,
+#: and a duration as a value and a unit of ``service_duration_unit_dom``: year, month, day).
+SERVICE_FIELDS: tuple[str, ...] = ("service", "service_start_date", "service_duration_value", "service_duration_unit")
+#: service_duration_unit -> (months, days) per unit: a term in years or months counts months, in days days.
+_DURATION_UNITS: Mapping[str, tuple[int, int]] = {"year": (12, 0), "month": (1, 0), "day": (0, 1)}
+
+
+def service_terms(line: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """The LineItem recurring fields of a revenue line item: {} without a billing frequency (a one-off line);
+    else the frequency, the service's start and its term as a number of billing periods. A line with a
+    frequency but no service term (``service`` not ticked, or no duration) gets no term, which the recurring
+    flow refuses naming the line. Raises ValidationFailed naming the line for an unknown frequency, an
+    unreadable start or duration, or a term that is not a whole number of billing periods."""
+    raw = clean(line.get(FREQUENCY_FIELD))
+    if not raw:
+        return {}
+    frequency = raw.lower()
+    if frequency not in FREQUENCY_PERIODS:
+        raise ValidationFailed(
+            f"SugarCRM {what} has an unknown billing frequency {raw[:40]!r} ({FREQUENCY_FIELD}: one of "
+            f"{', '.join(FREQUENCY_PERIODS)})",
+            vendor="sugarcrm",
+        )
+    terms: dict[str, Any] = {"recurring_frequency": frequency}
+    if not truthy(line.get("service")):
+        return terms
+    start = clean(line.get("service_start_date"))
+    if start:
+        try:
+            terms["recurring_start"] = date.fromisoformat(start[:10])
+        except ValueError as exc:
+            raise ValidationFailed(
+                f"SugarCRM {what} service_start_date is not a date: {start[:40]!r}", vendor="sugarcrm"
+            ) from exc
+    value, unit = line.get("service_duration_value"), clean(line.get("service_duration_unit")).lower()
+    if value in (None, "") and not unit:
+        return terms
+    count = sugar_number(value, f"{what} service duration")
+    per_unit = _DURATION_UNITS.get(unit.removesuffix("s"))
+    if count is None or count < 1 or count != count.to_integral_value() or per_unit is None:
+        raise ValidationFailed(
+            f"SugarCRM {what} service duration {str(value)[:20]!r} {unit[:20]!r} is not a whole number of years, "
+            "months or days",
+            vendor="sugarcrm",
+        )
+    months, days = int(count) * per_unit[0], int(count) * per_unit[1]
+    period_unit, period_count = FREQUENCY_PERIODS[frequency]
+    length = months if period_unit == "month" else days
+    step = period_count if period_unit == "month" else 7 * period_count
+    if length == 0 or length % step:
+        raise ValidationFailed(
+            f"SugarCRM {what} service duration {int(count)} {unit} is not a whole number of {frequency} billing "
+            "periods",
+            vendor="sugarcrm",
+        )
+    terms["recurring_periods"] = length // step
+    return terms
+
+
+def period_start(start: date, frequency: str, periods: int) -> date:
+    """``start`` moved on by ``periods`` billing periods (month ends clamp, as repeating invoices do)."""
+    unit, count = FREQUENCY_PERIODS[frequency]
+    if unit == "week":
+        return start + timedelta(weeks=count * periods)
+    months = start.month - 1 + count * periods
+    year, month = start.year + months // 12, months % 12 + 1
+    return date(year, month, min(start.day, calendar.monthrange(year, month)[1]))
+
+
+def contract_end(contracts: Sequence[Mapping[str, Any]], deal_id: str) -> date | None:
+    """The latest ``end_date`` of an opportunity's contracts (None when none has one): the date its service
+    lines are billed until. Contract statuses (notstarted, inprogress, signed) are all live: Sugar's
+    ``contract_status_dom`` has no cancelled state, so a contract ends early by its end date moving earlier."""
+    ends = []
+    for contract in contracts:
+        text = clean(contract.get("end_date"))
+        if not text:
+            continue
+        try:
+            ends.append(date.fromisoformat(text[:10]))
+        except ValueError as exc:
+            raise ValidationFailed(
+                f"SugarCRM contract {contract.get('id')} of opportunity {deal_id} end_date is not a date: "
+                f"{text[:40]!r}",
+                vendor="sugarcrm",
+            ) from exc
+    return max(ends, default=None)
+
+
+def ended_by_contract(line: LineItem, ends: date, close: date | None) -> LineItem:
+    """``line`` billed no later than its opportunity's contract runs: a recurring line whose term's last
+    billing date is after the last period start on or before ``ends`` gets that date as its ``recurring_end``
+    (before its start when the contract ends before the service starts, which the recurring flow refuses
+    naming the line). Lines within the contract, one-off lines and lines without a term are returned as they
+    are: a contract never lengthens a term (a renewal is a longer service duration)."""
+    frequency, periods = line.recurring_frequency, line.recurring_periods
+    start = line.recurring_start or close
+    if frequency is None or periods is None or start is None:
+        return line
+    if ends < start:
+        return line.model_copy(update={"recurring_end": ends})
+    covered = 0
+    while covered < periods and period_start(start, frequency, covered) <= ends:
+        covered += 1
+    if covered >= periods:
+        return line
+    return line.model_copy(update={"recurring_end": period_start(start, frequency, covered - 1)})
 
 
 #: Canonical address field -> the suffix of the Sugar address field group (street lines handled apart).

@@ -41,7 +41,15 @@ HOOK_BEANS: Mapping[str, str] = {
 }
 #: Beans that are lines of another object (quoted line items, ``Product``): a delivery is a change of the
 #: object the line names (``LINE_MODULES``: its quote's ``quote_id``), keyed as the catch-up poll keys it.
-LINE_BEANS: Mapping[str, str] = {"Product": "Products", "Products": "Products"}
+LINE_BEANS: Mapping[str, str] = {
+    "Product": "Products",
+    "Products": "Products",
+    # A revenue line item's service term or frequency, and a contract's end: changes of the opportunity.
+    "RevenueLineItem": "RevenueLineItems",
+    "RevenueLineItems": "RevenueLineItems",
+    "Contract": "Contracts",  # see GUESSES["a contract's hook carries opportunity_id"]
+    "Contracts": "Contracts",
+}
 #: hook event -> SyncEvent kind (``after_save`` is "created" or "changed" by ``isUpdate``).
 HOOK_KINDS: Mapping[str, str] = {
     "after_delete": "deleted",
