@@ -39,7 +39,7 @@ FLOWS = ("quotes", "repeating schedules", "purchase orders")
     ("crm", "accounting", "crm_title", "books_title", "carried"),
     [
         ("pipedrive", "quickbooks", "Pipedrive", "QuickBooks", FLOWS),
-        ("sugarcrm", "zohobooks", "SugarCRM", "Zoho Books", ("quotes", "purchase orders")),  # Sugar: no schedules
+        ("sugarcrm", "zohobooks", "SugarCRM", "Zoho Books", FLOWS),  # Sugar: schedules from service line items
         ("hubspot", "quickbooks", "HubSpot", "QuickBooks", FLOWS),
     ],
 )

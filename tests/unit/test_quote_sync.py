@@ -12,7 +12,15 @@ from closeloop.errors import RateLimited
 from closeloop.models import Address, CrmRef, Customer, Item, LineItem, Quote
 from closeloop.sync.contacts import ContactSync
 from closeloop.sync.invoices import DealSync, InvoicePolicy
-from closeloop.sync.quotes import QuoteFlow, QuotePolicy, QuoteStatusPoll, QuoteSync, WithQuotes, quote_reference
+from closeloop.sync.quotes import (
+    QuoteFlow,
+    QuotePolicy,
+    QuoteStatusPoll,
+    QuoteSync,
+    WithQuotes,
+    quote_reference,
+    with_recurring_terms,
+)
 from closeloop.sync.tax import TaxRule
 from tests.deal_sync_support import COMPANY, DEAL, won_deal
 from tests.fakes import FakeQuoteBooks, FakeQuoteCrm, MemoryStore, events_for, ref
@@ -370,3 +378,26 @@ def test_a_draft_left_by_a_create_that_stopped_before_marking_it_sent_is_marked_
     assert world.crm.quote_properties[QUOTE.object_id]["closeloop_quote_status"] == "SENT"
     assert world.store.get_mapping(QUOTE, "books").snapshot["status"] == "SENT"  # type: ignore[union-attr]
     assert [a.action for a in world.store.list_audit(QUOTE)] == ["status", "linked"]
+
+
+def test_a_quote_line_without_terms_keeps_the_deal_s_recurring_terms_for_its_sku() -> None:
+    # Given a deal selling hosting monthly for a year, quoted by a CRM whose quote lines carry no billing
+    # frequency (the quote's hosting line has none), and a one-off line on both
+    start = date(2027, 1, 1)
+    sold = (
+        LineItem(crm_id="d1", sku="HOST", recurring_frequency="monthly", recurring_periods=12, recurring_start=start),
+        LineItem(crm_id="d2", sku="SETUP"),
+    )
+    quoted = (LineItem(crm_id="q1", sku="SETUP", unit_price=Decimal(90)), LineItem(crm_id="q2", sku="HOST"))
+    # When the deal is billed from its quote's lines
+    lines = with_recurring_terms(quoted, sold)
+    # Then the quoted hosting line is scheduled as the deal sold it, the one-off line stays one-off, and the
+    # quote's own values (ids, prices) are kept
+    assert [(li.crm_id, li.recurring_frequency, li.recurring_periods, li.recurring_start) for li in lines] == [
+        ("q1", None, None, None),
+        ("q2", "monthly", 12, start),
+    ]
+    assert lines[0].unit_price == Decimal(90)
+    # And a quote line with terms of its own keeps them
+    own = LineItem(crm_id="q3", sku="HOST", recurring_frequency="annual", recurring_periods=1)
+    assert with_recurring_terms((own,), sold)[0].recurring_frequency == "annual"

@@ -2686,9 +2686,10 @@ class HubSpotDriver:
         return self._closeloop_properties("quotes", quote.object_id)
 
     def _open_deal(self, company: CrmRef, lines: Sequence[DealLine], currency: str) -> str:
-        """The deal's amount is its one-off lines' (as tests/e2e/test_recurring_loop.py's deal): what its one-off
-        invoice bills, which the month's reconciliation compares it with."""
-        amount = sum((line.quantity * line.unit_price for line in lines if line.recurring is None), Decimal(0))
+        """The deal's amount is its lines' total, a recurring line counted for one billing period (the portal's
+        deal amount set to the line items' sum): what Closeloop's amount checks expect (the one-off invoice
+        bills the deal amount less its recurring lines, which the schedule bills)."""
+        amount = sum((line.quantity * line.unit_price for line in lines), Decimal(0))
         deal = self.sandbox.create_object(
             "deals",
             {

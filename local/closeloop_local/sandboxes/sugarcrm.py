@@ -1299,7 +1299,7 @@ class SugarCrmDriver:
             if name.startswith("closeloop_") and name.endswith("_c") and value is not None
         }
 
-    # -- quote to cash (issue 12): Quotes with their grouped lines; no recurring lines (Sugar carries none) ---
+    # -- quote to cash (issue 12): Quotes with their grouped lines; recurring terms on the revenue line items --
 
     def create_supplier_product(
         self, sku: str, name: str, price: Decimal, *, cost: Decimal, supplier: str, currency: str
@@ -1317,10 +1317,8 @@ class SugarCrmDriver:
     ) -> QuotedDeal:
         """An open opportunity with a revenue line item per line, and a quote of the same lines (one group) made
         from it in the quote editor: Draft, then Delivered (sent to the customer: a ready stage), valid until
-        ``expires``. ValueError for a recurring line: Sugar's lines carry no billing terms (its Contracts are
-        not synced as schedules)."""
-        if any(line.recurring is not None for line in lines):
-            raise ValueError("SugarCRM quote and revenue lines carry no recurring billing terms")
+        ``expires``. A recurring line's terms are its revenue line item's (``service_fields``): Sugar's quoted
+        line items carry no billing frequency, so the won deal's quoted line takes the opportunity's terms."""
         currency_id = self.sandbox.seed_currency(currency)
         today = datetime.fromtimestamp(self.state.clock.now(), UTC).date().isoformat()
         opportunity = self.sandbox.create_record(
@@ -1336,7 +1334,7 @@ class SugarCrmDriver:
                 {"name": line.name, "opportunity_id": opportunity["id"], "account_id": company.object_id,
                  "product_template_id": template, "quantity": str(line.quantity),
                  "discount_price": str(line.unit_price), "currency_id": currency_id,
-                 "sales_stage": "Proposal/Price Quote", "date_closed": today},
+                 "sales_stage": "Proposal/Price Quote", "date_closed": today, **self.service_fields(line)},
             )  # fmt: skip
             products.append({"product_template_id": template, "name": line.name, "mft_part_num": line.sku,
                              "quantity": str(line.quantity), "discount_price": str(line.unit_price)})  # fmt: skip

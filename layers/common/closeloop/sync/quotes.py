@@ -51,6 +51,7 @@ from closeloop.models import (
     CrmRef,
     Deal,
     Item,
+    LineItem,
     Quote,
     QuoteDraft,
     SyncEvent,
@@ -479,6 +480,25 @@ class Watermarks(Protocol):
 # -- the won deal's invoice from its quote ----------------------------------------------------------------
 
 
+RECURRING_TERMS = ("recurring_frequency", "recurring_start", "recurring_periods", "recurring_end")
+
+
+def with_recurring_terms(quoted: tuple[LineItem, ...], sold: tuple[LineItem, ...]) -> tuple[LineItem, ...]:
+    """The quote's lines, each quote line without recurring terms taking those of the deal's recurring line
+    with the same SKU (each deal line lends its terms once): a CRM whose quote lines cannot carry a billing
+    frequency (SugarCRM's quoted line items) still schedules what the deal sells as recurring."""
+    lenders = [line for line in sold if line.recurring_frequency and line.sku]
+    lines: list[LineItem] = []
+    for line in quoted:
+        lender = None if line.recurring_frequency else next((d for d in lenders if d.sku == line.sku), None)
+        if lender is None:
+            lines.append(line)
+            continue
+        lenders.remove(lender)
+        lines.append(line.model_copy(update={term: getattr(lender, term) for term in RECURRING_TERMS}))
+    return tuple(lines)
+
+
 class QuoteFlow:
     """The ``WonDealFlow`` of quotes: the deal promised its quote's lines; the quote is marked invoiced."""
 
@@ -502,7 +522,7 @@ class QuoteFlow:
         same_party = (quote.company or quote.contact) == (deal.company or deal.contact)
         return deal.model_copy(
             update={
-                "line_items": quote.line_items,
+                "line_items": with_recurring_terms(quote.line_items, deal.line_items),
                 "currency": quote.currency or deal.currency,
                 "is_won": True,
                 "accounting_quote_id": quote_id if same_party else "",
