@@ -192,6 +192,23 @@ def test_a_renewal_extends_the_schedule_once() -> None:
     assert books.calls.count("extend_schedule") == 1 and len(books.schedules) == 1
 
 
+def test_a_contract_cut_short_to_an_end_that_has_passed_ends_the_schedule() -> None:
+    # Given a 12-month schedule from 1 December 2026 (the flow's clock reads 20 November 2026)
+    sync, crm, books, store, flow = wired()
+    sync.sync(DEAL, events_for(DEAL))
+    (schedule_id,) = books.schedules
+    # When the contract is cut to one month while that month is still ahead: a person is told, nothing ends
+    change_lines(crm, ONE_OFF, SUPPORT.model_copy(update={"recurring_periods": 1}))
+    sync.sync(DEAL, events_for(DEAL))
+    assert books.schedules[schedule_id].status == "active" and "end_schedule" not in books.calls
+    # When the clock passes that end and the deal is synced again, the schedule is ended, once
+    flow.clock = lambda: datetime(2027, 1, 5, tzinfo=UTC)
+    sync.sync(DEAL, events_for(DEAL))
+    sync.sync(DEAL, events_for(DEAL))
+    assert books.schedules[schedule_id].status == "ended" and books.calls.count("end_schedule") == 1
+    assert any(r.action == "ended" and "contract ended 2026-12-01" in r.detail for r in store.list_audit(DEAL))
+
+
 def test_a_schedule_ended_in_accounting_is_flagged_not_made_again() -> None:
     sync, crm, books, store, _ = wired()
     sync.sync(DEAL, events_for(DEAL))

@@ -10,7 +10,9 @@ term. Every delivery of the won deal runs ``follow``, which for each frequency:
 - finds what it made before by its mapping (system ``{accounting}#schedule#{frequency}``), then by the
   schedule's reference (``{crm}-deal-{id}/{frequency}``, so a crash between the create and the mapping is
   healed), and only then creates it, with an idempotency key derived from the deal and the frequency;
-- extends a schedule whose contract runs longer now (a renewal), and ends the schedule of a frequency whose
+- extends a schedule whose contract runs longer now (a renewal), ends one whose contract was cut short to an end
+  that has passed (a shorter end still ahead is flagged for a person: not every system can shorten a schedule),
+  and ends the schedule of a frequency whose
   lines were removed; a schedule someone ended in accounting while the contract runs is flagged, never
   re-made (the reconciliation lists it too);
 - writes back to the deal the schedule ids, the next invoice date and the annual value (before tax);
@@ -359,6 +361,10 @@ class RecurringFlow:
                 },
                 f"{frequency} schedule extended (renewal)",
             )
+        elif schedule.end_date is not None and draft.end < schedule.end_date and draft.end < self.clock().date():
+            # The contract was cut short and its new end has passed: nothing more is owed, the schedule ends.
+            self._end(ref, frequency, event, f"the {frequency} contract ended {draft.end.isoformat()}", share)
+            return None
         elif schedule.end_date is not None and draft.end < schedule.end_date:
             self._flag(
                 ref,
