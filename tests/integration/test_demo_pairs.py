@@ -40,7 +40,6 @@ FLOWS = ("quotes", "repeating schedules", "purchase orders")
     [
         ("pipedrive", "quickbooks", "Pipedrive", "QuickBooks", FLOWS),
         ("sugarcrm", "zohobooks", "SugarCRM", "Zoho Books", FLOWS),  # Sugar: schedules from service line items
-        ("hubspot", "quickbooks", "HubSpot", "QuickBooks", FLOWS),
     ],
 )
 def test_the_demo_plays_the_whole_loop_for_a_non_default_pair(
