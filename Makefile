@@ -59,13 +59,13 @@ unit: venv ## the fast tier: tests/unit, no sockets (no stack, no sandbox, no mo
 
 #: pytest workers: one more than the cores (the stack tiers wait on queues and sandboxes much of the time: on 2
 #: cores, 3 workers ran the suite in 8 min 18 s where 2 took 10 min 23 s).
-TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 2 )))
+TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 
 #: The pairs the quote-to-cash pair scenario runs on (tests/pairs/test_quote_to_cash_pairs.py, CLOSELOOP_PAIRS):
 #: covering (every CRM and every accounting system in a pair at least: about 15 s a pair) or all (the 9 pairs).
 PAIRS ?= covering
 
-tests-all: venv ## every test tier, cores + 2 workers (a module stays on one worker: its local stack is per process)
+tests-all: venv ## every test tier, cores + 1 workers (a module stays on one worker: its local stack is per process)
 	CLOSELOOP_PAIRS=$(PAIRS) $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 test: ## everything CI runs: ruff, mypy, every test tier, sam validate, checkov
