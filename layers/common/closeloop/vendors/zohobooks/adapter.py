@@ -482,16 +482,21 @@ class ZohoBooksAccounting:
         row = payload.get("invoice")
         return custom_field(row, self.invoice_ref_field) if isinstance(row, dict) else ""
 
-    def get_invoice(self, invoice_id: str) -> Invoice | None:
-        """``GET /invoices/{id}`` whatever its status; None when Zoho says it does not exist."""
-        if not invoice_id.strip():
+    def _record(self, collection: str, key: str, record_id: str) -> dict[str, Any] | None:
+        """``GET /{collection}/{id}``'s ``key`` object; None for a blank id or when Zoho says it does not exist."""
+        if not record_id.strip():
             return None
         try:
-            payload = self.client.call("GET", f"/invoices/{quote(invoice_id, safe='')}")
+            payload = self.client.call("GET", f"/{collection}/{quote(record_id, safe='')}")
         except NotFound:
             return None
-        row = payload.get("invoice")
-        return self._to_invoice(row) if isinstance(row, dict) else None
+        row = payload.get(key)
+        return row if isinstance(row, dict) else None
+
+    def get_invoice(self, invoice_id: str) -> Invoice | None:
+        """``GET /invoices/{id}`` whatever its status; None when Zoho says it does not exist."""
+        row = self._record("invoices", "invoice", invoice_id)
+        return self._to_invoice(row) if row is not None else None
 
     def create_invoice(self, draft: InvoiceDraft, *, idempotency_key: str) -> Invoice:
         """Upsert the invoice by its deal key, then mark it sent when the draft says AUTHORISED.
@@ -617,14 +622,7 @@ class ZohoBooksAccounting:
         return self._to_quote(row) if row is not None else None
 
     def _estimate(self, estimate_id: str) -> dict[str, Any] | None:
-        if not estimate_id.strip():
-            return None
-        try:
-            payload = self.client.call("GET", f"/estimates/{quote(estimate_id, safe='')}")
-        except NotFound:
-            return None
-        row = payload.get("estimate")
-        return row if isinstance(row, dict) else None
+        return self._record("estimates", "estimate", estimate_id)
 
     def create_quote(self, draft: QuoteDraft, *, idempotency_key: str) -> AccountingQuote:
         """``POST /estimates`` stamped with the quote key, then ``POST /estimates/{id}/status/sent`` when the
@@ -850,14 +848,7 @@ class ZohoBooksAccounting:
 
     def _profile(self, profile_id: str) -> dict[str, Any] | None:
         """``GET /recurringinvoices/{id}``; None when Zoho says it does not exist."""
-        if not profile_id.strip():
-            return None
-        try:
-            payload = self.client.call("GET", f"/recurringinvoices/{quote(profile_id, safe='')}")
-        except NotFound:
-            return None
-        row = payload.get("recurring_invoice")
-        return row if isinstance(row, dict) else None
+        return self._record("recurringinvoices", "recurring_invoice", profile_id)
 
     def _profile_row_by_name(self, name: str) -> dict[str, Any] | None:
         """The list row of the profile named ``name``: ``GET /recurringinvoices?recurrence_name=…`` (a
@@ -927,14 +918,8 @@ class ZohoBooksAccounting:
 
     def get_purchase_order(self, purchase_order_id: str) -> PurchaseOrder | None:
         """``GET /purchaseorders/{id}`` whatever its status; None when Zoho says it does not exist."""
-        if not purchase_order_id.strip():
-            return None
-        try:
-            payload = self.client.call("GET", f"/purchaseorders/{quote(purchase_order_id, safe='')}")
-        except NotFound:
-            return None
-        row = payload.get("purchaseorder")
-        return self._to_purchase_order(row) if isinstance(row, dict) else None
+        row = self._record("purchaseorders", "purchaseorder", purchase_order_id)
+        return self._to_purchase_order(row) if row is not None else None
 
     def create_purchase_order(self, draft: PurchaseOrderDraft, *, idempotency_key: str) -> PurchaseOrder:
         """``POST /purchaseorders`` (a draft; Zoho numbers it) with lines at unit cost
